@@ -1,0 +1,1 @@
+"""Run the whole platform on one machine: five services and the gateway as processes."""

@@ -1,0 +1,58 @@
+"""`make run`: start the platform with the demo village and stop it on Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from devstack.stack import SERVICES, Stack, StackConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=Path("var"))
+    parser.add_argument("--port", type=int, default=8080, help="gateway HTTP port")
+    parser.add_argument("--ready-timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+
+    config = StackConfig(data_dir=args.data_dir.resolve(), gateway_port=args.port)
+    stack = Stack(config)
+    stopping = {"flag": False}
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    started = time.monotonic()
+    try:
+        stack.start_all()
+        stack.wait_ready(args.ready_timeout)
+        print(f"\nGrassroots is ready in {time.monotonic() - started:.1f}s", flush=True)
+        print(f"  gateway   {config.gateway_url}  (API docs {config.gateway_url}/docs)")
+        print(f"  readiness {config.gateway_url}/readyz")
+        for name in SERVICES:
+            print(
+                f"  {name:<8}  grpc {config.address(name)}  "
+                f"metrics http://{config.host}:{config.metrics_ports[name]}/metrics"
+            )
+        print("Press Ctrl-C to stop.\n", flush=True)
+        while not stopping["flag"]:
+            stack.check_alive()
+            time.sleep(0.5)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("stopping...", flush=True)
+        stack.stop_all()
+    print("stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""Start, watch and stop the platform's processes.
+
+Used by `make run` and by the integration tests, so the tests exercise the same
+wiring a developer runs: real processes, real ports, embedded backends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICES = ("map", "events", "command", "twin", "empower")
+DEFAULT_GRPC_PORTS = {
+    "map": 50051,
+    "events": 50052,
+    "command": 50053,
+    "twin": 50054,
+    "empower": 50055,
+}
+DEFAULT_METRICS_PORTS = {
+    "map": 9101,
+    "events": 9102,
+    "command": 9103,
+    "twin": 9104,
+    "empower": 9105,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    grpc_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_GRPC_PORTS))
+    metrics_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_METRICS_PORTS))
+    log_dir: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def on_free_ports(cls, data_dir: Path, log_dir: Path | None = None) -> StackConfig:
+        return cls(
+            data_dir=data_dir,
+            gateway_port=free_port(),
+            grpc_ports={name: free_port() for name in SERVICES},
+            metrics_ports={name: free_port() for name in SERVICES},
+            log_dir=log_dir,
+        )
+
+    def address(self, service: str) -> str:
+        return f"{self.host}:{self.grpc_ports[service]}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.host}:{self.gateway_port}"
+
+    @property
+    def map_file(self) -> Path:
+        return self.data_dir / "demo-village.gpkg"
+
+    def env_for(self, process: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GRASSROOTS_")}
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONUNBUFFERED"] = "1"
+        if process == "gateway":
+            prefix = "GRASSROOTS_GATEWAY_"
+            env[prefix + "HOST"] = self.host
+            env[prefix + "PORT"] = str(self.gateway_port)
+            for name in SERVICES:
+                env[f"{prefix}{name.upper()}_ADDRESS"] = self.address(name)
+        else:
+            prefix = f"GRASSROOTS_{process.upper()}_"
+            env[prefix + "HOST"] = self.host
+            env[prefix + "GRPC_PORT"] = str(self.grpc_ports[process])
+            env[prefix + "METRICS_PORT"] = str(self.metrics_ports[process])
+            env[prefix + "DATA_DIR"] = str(self.data_dir)
+            if process == "map":
+                env[prefix + "DATA_FILE"] = str(self.map_file)
+            if process == "events":
+                env[prefix + "DATABASE"] = str(self.data_dir / "events.sqlite3")
+                env[prefix + "MAP_ADDRESS"] = self.address("map")
+        env.update(self.extra_env)
+        return env
+
+
+class Stack:
+    """The platform's processes. Not thread-safe; one owner drives it."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, object] = {}
+
+    def ensure_demo_data(self) -> None:
+        if not self.config.map_file.exists():
+            from services.map import demo_village
+
+            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+            demo_village.generate(self.config.map_file)
+
+    def start(self, name: str) -> None:
+        module = "gateway" if name == "gateway" else f"services.{name}"
+        stdout: object = None
+        if self.config.log_dir is not None:
+            self.config.log_dir.mkdir(parents=True, exist_ok=True)
+            stdout = open(self.config.log_dir / f"{name}.log", "ab")  # noqa: SIM115
+            self._logs[name] = stdout
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", module],
+            cwd=REPO,
+            env=self.config.env_for(name),
+            stdout=stdout,  # type: ignore[arg-type]
+            stderr=subprocess.STDOUT if stdout is not None else None,
+        )
+
+    def start_all(self) -> None:
+        self.ensure_demo_data()
+        for name in (*SERVICES, "gateway"):
+            self.start(name)
+
+    def service_serving(self, name: str, timeout: float = 0.5) -> bool:
+        with grpc.insecure_channel(self.config.address(name)) as channel:
+            try:
+                response = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=timeout
+                )
+            except grpc.RpcError:
+                return False
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def gateway_ready(self, timeout: float = 2.0) -> bool:
+        try:
+            response = httpx.get(f"{self.config.gateway_url}/readyz", timeout=timeout)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def wait_ready(self, timeout: float = 60.0, services: tuple[str, ...] = SERVICES) -> None:
+        """Block until every service is SERVING and the gateway is ready."""
+        deadline = time.monotonic() + timeout
+        pending = list(services)
+        while time.monotonic() < deadline:
+            self.check_alive()
+            pending = [name for name in pending if not self.service_serving(name)]
+            if not pending and ("gateway" not in self.processes or self.gateway_ready()):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"not ready after {timeout:.0f}s: {pending or ['gateway']}")
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            code = process.poll()
+            if code is not None:
+                raise RuntimeError(f"{name} exited with code {code}")
+
+    def signal(self, name: str, sig: int) -> None:
+        self.processes[name].send_signal(sig)
+
+    def stop(self, name: str, timeout: float = 15.0) -> int | None:
+        process = self.processes.pop(name, None)
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log = self._logs.pop(name, None)
+        if log is not None:
+            log.close()  # type: ignore[attr-defined]
+        return process.returncode
+
+    def stop_all(self) -> None:
+        for name in ("gateway", *reversed(SERVICES)):
+            self.stop(name)

@@ -1,0 +1,1 @@
+"""The HTTP front door: REST/JSON over the five gRPC components."""

@@ -1,0 +1,27 @@
+"""Start the gateway: `python -m gateway`."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from services.kit.config import load_settings
+from services.kit.logging import configure_logging
+
+
+def main() -> None:
+    settings = load_settings(GatewaySettings)
+    configure_logging("gateway", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

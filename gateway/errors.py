@@ -1,0 +1,168 @@
+"""One error shape for every failure, and gRPC status mapped to HTTP by the canonical table.
+
+Body: {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "...",
+"reason": "...", "field_violations": [{"field": "location.latitude", "description": "..."}],
+"request_id": "..."}}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.kit.context import current_request_id
+from services.kit.errors import FieldViolation
+from services.kit.status import failure_of
+
+log = logging.getLogger("grassroots.gateway")
+
+T = TypeVar("T")
+
+# google.rpc.Code -> HTTP, as in Google's API design guide (code.proto).
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+_STATUS_NAME = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "ABORTED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "UNPROCESSABLE",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+# Reasons whose HTTP answer is more specific than the canonical table's.
+REASON_STATUS = {"IDEMPOTENCY_KEY_REUSED": 422}
+
+
+class ApiError(Exception):
+    """An error the gateway answers with, already in HTTP terms."""
+
+    def __init__(
+        self,
+        http_status: int,
+        message: str,
+        *,
+        status: str | None = None,
+        reason: str = "",
+        violations: list[FieldViolation] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.message = message
+        self.status = status or _STATUS_NAME.get(http_status, "UNKNOWN")
+        self.reason = reason
+        self.violations = violations or []
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {
+            "code": self.http_status,
+            "status": self.status,
+            "message": self.message,
+        }
+        if self.reason:
+            body["reason"] = self.reason
+        if self.violations:
+            body["field_violations"] = [
+                {"field": v.field, "description": v.description} for v in self.violations
+            ]
+        request_id = current_request_id()
+        if request_id:
+            body["request_id"] = request_id
+        return JSONResponse({"error": body}, status_code=self.http_status, headers=self.headers)
+
+
+def from_rpc_error(exc: grpc.aio.AioRpcError, *, strip_prefix: str = "") -> ApiError:
+    """Translate a component's failure; field paths lose the gRPC request's wrapper."""
+    failure = failure_of(exc)
+    violations = [
+        FieldViolation(v.field.removeprefix(strip_prefix), v.description)
+        for v in failure.violations
+    ]
+    http_status = REASON_STATUS.get(failure.reason, HTTP_STATUS.get(failure.code, 500))
+    message = failure.message
+    if failure.code == grpc.StatusCode.UNAVAILABLE and not failure.reason:
+        message = "a component needed for this request is unavailable; retry shortly"
+    elif failure.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        message = "a component did not answer in time"
+    return ApiError(
+        http_status,
+        message,
+        status=failure.code.name,
+        reason=failure.reason,
+        violations=violations,
+        headers={"Retry-After": "1"} if http_status == 503 else None,
+    )
+
+
+async def call(awaitable: Awaitable[T], *, strip_prefix: str = "") -> T:
+    """Await a gRPC call; its failure becomes an ApiError the handlers render."""
+    try:
+        return await awaitable
+    except grpc.aio.AioRpcError as exc:
+        raise from_rpc_error(exc, strip_prefix=strip_prefix) from None
+
+
+def _loc_to_field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        violations = []
+        for error in exc.errors():
+            if error.get("type") == "json_invalid":
+                violations.append(FieldViolation("body", "is not valid JSON"))
+                continue
+            violations.append(FieldViolation(_loc_to_field(tuple(error["loc"])), error["msg"]))
+        message = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        return ApiError(400, message, violations=violations).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return ApiError(exc.status_code, str(exc.detail), headers=exc.headers).response()
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return ApiError(500, "internal error").response()

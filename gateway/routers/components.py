@@ -1,0 +1,76 @@
+"""REST for the command, twin and empower components.
+
+Their services publish the v1 contract and answer UNIMPLEMENTED until each
+component lands; these routes already exist so clients see 501 with a message
+saying what is coming, not 404.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from google.protobuf.json_format import MessageToDict
+
+from gateway.auth import call_metadata, principal
+from gateway.errors import call
+from grassroots.command.v1 import command_service_pb2 as command_pb
+from grassroots.empower.v1 import empower_service_pb2 as empower_pb
+from grassroots.twin.v1 import twin_service_pb2 as twin_pb
+from services.kit import tenancy
+from services.kit.principal import Principal
+
+router = APIRouter(prefix="/v1")
+
+PageSize = Annotated[int, Query(ge=1, le=1000)]
+PageToken = Annotated[str, Query(max_length=512)]
+
+
+def _dict(message: Any) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+@router.get("/command/tasks", tags=["command"], summary="List dispatch tasks")
+async def list_tasks(
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+    page_size: PageSize = 50,
+    page_token: PageToken = "",
+) -> dict[str, Any]:
+    rpc = request.app.state.upstreams.command.ListTasks(
+        command_pb.ListTasksRequest(
+            parent=tenancy.tenant_name(who.tenant), page_size=page_size, page_token=page_token
+        ),
+        metadata=call_metadata(who),
+    )
+    return _dict(await call(rpc))
+
+
+@router.get("/twin/entities", tags=["twin"], summary="List digital twin entities")
+async def list_entities(
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+    page_size: PageSize = 50,
+    page_token: PageToken = "",
+) -> dict[str, Any]:
+    rpc = request.app.state.upstreams.twin.ListEntities(
+        twin_pb.ListEntitiesRequest(
+            parent=tenancy.tenant_name(who.tenant), page_size=page_size, page_token=page_token
+        ),
+        metadata=call_metadata(who),
+    )
+    return _dict(await call(rpc))
+
+
+@router.get("/empower/catalog", tags=["empower"], summary="List the supermarket's catalog")
+async def list_catalog(
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+    page_size: PageSize = 50,
+    page_token: PageToken = "",
+) -> dict[str, Any]:
+    rpc = request.app.state.upstreams.empower.ListCatalogItems(
+        empower_pb.ListCatalogItemsRequest(page_size=page_size, page_token=page_token),
+        metadata=call_metadata(who),
+    )
+    return _dict(await call(rpc))

@@ -1,0 +1,140 @@
+"""REST for the events component: report, read and list events."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from gateway.auth import call_metadata, principal
+from gateway.errors import call
+from gateway.schemas.events import EventCreate, EventList, EventOut, StateName
+from grassroots.events.v1 import events_service_pb2 as pb
+from grassroots.type.v1 import geo_pb2
+from services.kit import tenancy
+from services.kit.principal import Principal
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+_SOURCE = {
+    "resident": pb.Event.SOURCE_RESIDENT,
+    "grid_patrol": pb.Event.SOURCE_GRID_PATROL,
+    "twin_rule": pb.Event.SOURCE_TWIN_RULE,
+    "enterprise": pb.Event.SOURCE_ENTERPRISE,
+    "open311": pb.Event.SOURCE_OPEN311,
+}
+_SOURCE_NAME = {v: k for k, v in _SOURCE.items()}
+_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+def event_out(event: pb.Event) -> EventOut:
+    return EventOut(
+        id=event.name.rsplit("/", 1)[-1],
+        name=event.name,
+        category=event.category,
+        description=event.description,
+        location={  # type: ignore[arg-type]
+            "longitude": event.location.longitude,
+            "latitude": event.location.latitude,
+            "crs": event.location.crs or "EPSG:4326",
+        },
+        source=_SOURCE_NAME.get(event.source, "resident"),  # type: ignore[arg-type]
+        state=pb.Event.State.Name(event.state).removeprefix("STATE_").lower(),  # type: ignore[arg-type]
+        village=event.village,
+        grid_cell=event.grid_cell,
+        grid_worker=event.grid_worker,
+        create_time=event.create_time.ToDatetime(tzinfo=UTC),
+        update_time=event.update_time.ToDatetime(tzinfo=UTC),
+        etag=event.etag,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=EventOut,
+    summary="Report an event",
+    responses={400: {"description": "a field is wrong"}, 503: {"description": "retry"}},
+)
+async def create_event(
+    body: EventCreate,
+    request: Request,
+    response: Response,
+    who: Annotated[Principal, Depends(principal)],
+) -> EventOut:
+    """Record a report; it is located in its village and grid cell before it is stored.
+
+    Retrying with the same `request_id` returns the first event (header
+    `Idempotent-Replayed: true`), never a second one.
+    """
+    upstreams = request.app.state.upstreams
+    message = pb.CreateEventRequest(
+        parent=tenancy.tenant_name(who.tenant),
+        request_id=body.request_id,
+        event=pb.Event(
+            category=body.category,
+            description=body.description,
+            location=geo_pb2.GeoPoint(
+                longitude=body.location.longitude,
+                latitude=body.location.latitude,
+                crs=body.location.crs,
+            ),
+            source=_SOURCE[body.source],
+        ),
+    )
+    rpc = upstreams.events.CreateEvent(message, metadata=call_metadata(who))
+    event = await call(rpc, strip_prefix="event.")
+    trailing = await rpc.trailing_metadata()
+    replayed = any(k == "x-idempotent-replayed" and v == "true" for k, v in trailing or ())
+    response.headers["Idempotent-Replayed"] = "true" if replayed else "false"
+    response.headers["Location"] = f"/v1/events/{event.name.rsplit('/', 1)[-1]}"
+    return event_out(event)
+
+
+@router.get("/{event_id}", response_model=EventOut, summary="Get an event")
+async def get_event(
+    event_id: Annotated[str, Path(pattern=_ID_PATTERN)],
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+) -> EventOut:
+    """An event of the caller's tenant subtree; any other id answers 404."""
+    rpc = request.app.state.upstreams.events.GetEvent(
+        pb.GetEventRequest(name=f"tenants/-/events/{event_id}"), metadata=call_metadata(who)
+    )
+    return event_out(await call(rpc))
+
+
+@router.get("", response_model=EventList, summary="List events, newest first")
+async def list_events(
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+    grid_cell: Annotated[str | None, Query(max_length=64)] = None,
+    village: Annotated[str | None, Query(max_length=200)] = None,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    state: StateName | None = None,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+    page_token: Annotated[str, Query(max_length=512)] = "",
+) -> EventList:
+    """Events of the caller's tenant subtree, filtered and paged by `next_page_token`."""
+    terms = {"grid_cell": grid_cell, "village": village, "category": category, "state": state}
+    filter_text = " AND ".join(
+        f'{name} = "{_quote(value)}"' for name, value in terms.items() if value is not None
+    )
+    rpc = request.app.state.upstreams.events.ListEvents(
+        pb.ListEventsRequest(
+            parent=tenancy.tenant_name(who.tenant),
+            filter=filter_text,
+            page_size=page_size,
+            page_token=page_token,
+        ),
+        metadata=call_metadata(who),
+    )
+    response = await call(rpc)
+    return EventList(
+        events=[event_out(e) for e in response.events], next_page_token=response.next_page_token
+    )
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')

@@ -1,0 +1,1 @@
+"""JSON shapes of the REST API, one module per component."""

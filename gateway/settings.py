@@ -1,0 +1,30 @@
+"""Settings of the gateway, validated at start-up (GRASSROOTS_GATEWAY_*)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+COMPONENTS = ("map", "events", "command", "twin", "empower")
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRASSROOTS_GATEWAY_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    map_address: str = Field(..., min_length=1)
+    events_address: str = Field(..., min_length=1)
+    command_address: str = Field(..., min_length=1)
+    twin_address: str = Field(..., min_length=1)
+    empower_address: str = Field(..., min_length=1)
+    call_timeout_seconds: float = Field(5.0, gt=0, description="deadline on every gRPC call")
+    readiness_timeout_seconds: float = Field(1.0, gt=0)
+    max_body_bytes: int = Field(1_048_576, gt=0, description="larger request bodies get 413")
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:8080", "http://127.0.0.1:8080"]
+    )
+
+    def addresses(self) -> dict[str, str]:
+        return {name: getattr(self, f"{name}_address") for name in COMPONENTS}

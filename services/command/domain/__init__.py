@@ -1,0 +1,1 @@
+"""Command domain logic; arrives with its component issue."""

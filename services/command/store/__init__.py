@@ -1,0 +1,1 @@
+"""Command persistence adapters."""

@@ -1,0 +1,1 @@
+"""Empower domain logic; arrives with its component issue."""

@@ -1,0 +1,1 @@
+"""Empower persistence adapters."""

@@ -1,0 +1,139 @@
+"""gRPC adapter of the events service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from grassroots.events.v1 import events_service_pb2 as pb
+from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc
+from grassroots.type.v1 import geo_pb2
+from services.events.domain import validation
+from services.events.domain.model import Event, NewReport, Point, Source
+from services.events.domain.service import EventHub
+from services.kit import geo as crs
+from services.kit import tenancy
+from services.kit.component import ServiceComponent
+from services.kit.context import current_principal
+from services.kit.errors import InvalidArgument, Unauthenticated
+from services.kit.principal import Principal
+from services.kit.unimplemented import fill_unimplemented
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EventsService"].full_name
+REPLAYED_METADATA_KEY = "x-idempotent-replayed"
+
+_SOURCES = {
+    pb.Event.SOURCE_UNSPECIFIED: Source.RESIDENT,
+    pb.Event.SOURCE_RESIDENT: Source.RESIDENT,
+    pb.Event.SOURCE_GRID_PATROL: Source.GRID_PATROL,
+    pb.Event.SOURCE_TWIN_RULE: Source.TWIN_RULE,
+    pb.Event.SOURCE_ENTERPRISE: Source.ENTERPRISE,
+    pb.Event.SOURCE_OPEN311: Source.OPEN311,
+}
+_SOURCE_TO_PB = {v: k for k, v in _SOURCES.items() if k != pb.Event.SOURCE_UNSPECIFIED}
+_STATE_TO_PB = {
+    name.removeprefix("STATE_").lower(): number
+    for name, number in pb.Event.State.items()
+    if number != pb.Event.STATE_UNSPECIFIED
+}
+
+
+def _principal() -> Principal:
+    principal = current_principal()
+    if principal is None:
+        raise Unauthenticated("no principal")
+    return principal
+
+
+def _timestamp(moment) -> Timestamp:  # type: ignore[no-untyped-def]
+    ts = Timestamp()
+    ts.FromDatetime(moment)
+    return ts
+
+
+def event_to_proto(event: Event) -> pb.Event:
+    return pb.Event(
+        name=f"{tenancy.tenant_name(event.tenant)}/events/{event.id}",
+        category=event.category,
+        description=event.description,
+        location=geo_pb2.GeoPoint(
+            longitude=event.location.longitude,
+            latitude=event.location.latitude,
+            crs="EPSG:4326",
+        ),
+        source=_SOURCE_TO_PB[event.source],
+        state=_STATE_TO_PB[event.state.value],  # type: ignore[arg-type]
+        village=event.place.village,
+        grid_cell=event.place.grid_cell,
+        grid_worker=event.place.grid_worker,
+        create_time=_timestamp(event.create_time),
+        update_time=_timestamp(event.update_time),
+        etag=event.etag,
+    )
+
+
+class EventsServicer(pb_grpc.EventsServiceServicer):
+    def __init__(self, hub: EventHub) -> None:
+        self.hub = hub
+
+    async def CreateEvent(
+        self, request: pb.CreateEventRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Event:
+        principal = _principal()
+        parent = tenancy.parse_parent(request.parent)
+        event = request.event
+        has_location = event.HasField("location")
+        validation.check_report(
+            category=event.category,
+            description=event.description,
+            longitude=event.location.longitude,
+            latitude=event.location.latitude,
+            has_location=has_location,
+            request_id=request.request_id,
+        )
+        reported_crs = crs.normalise_crs(event.location.crs, "event.location.crs")
+        if event.source not in _SOURCES:
+            raise InvalidArgument.field("event.source", f"unknown source {event.source}")
+        report = NewReport(
+            parent=parent,
+            category=event.category,
+            description=event.description,
+            location=Point(event.location.longitude, event.location.latitude, reported_crs),
+            source=_SOURCES[event.source],
+            request_id=request.request_id,
+            reporter=principal.subject,
+        )
+        stored, created = await self.hub.report(principal, report)
+        context.set_trailing_metadata(((REPLAYED_METADATA_KEY, "false" if created else "true"),))
+        return event_to_proto(stored)
+
+    async def GetEvent(
+        self, request: pb.GetEventRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Event:
+        tenant, event_id = tenancy.parse_child_name(request.name, "events")
+        return event_to_proto(await self.hub.get(_principal(), tenant, event_id))
+
+    async def ListEvents(
+        self, request: pb.ListEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListEventsResponse:
+        parent = tenancy.parse_parent(request.parent)
+        page = await self.hub.list(
+            _principal(), parent, request.filter, request.page_size, request.page_token
+        )
+        return pb.ListEventsResponse(
+            events=[event_to_proto(e) for e in page.events],
+            next_page_token=page.next_page_token,
+        )
+
+
+fill_unimplemented(EventsServicer, SERVICE_NAME, "the events component (lifecycle, bus, streaming)")
+
+
+def build_component(hub: EventHub, closers: list[Callable[[], object]]) -> ServiceComponent:
+    return ServiceComponent(
+        [(EventsServicer(hub), pb_grpc.add_EventsServiceServicer_to_server)],
+        [SERVICE_NAME],
+        closers,
+    )

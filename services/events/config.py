@@ -1,0 +1,20 @@
+"""Settings of the events service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.kit.config import ServiceSettings
+
+
+class EventsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GRASSROOTS_EVENTS_", extra="ignore", frozen=True)
+
+    grpc_port: int = Field(50052, ge=0, le=65535)
+    metrics_port: int = Field(9102, ge=0, le=65535)
+    map_address: str = Field(..., min_length=1, description="host:port of the map service")
+    database: Path = Field(Path("var/events.sqlite3"), description="SQLite file")
+    sqlite_synchronous: str = Field("FULL", pattern="^(FULL|NORMAL)$")

@@ -1,0 +1,98 @@
+"""The event and the values it is made of."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class State(StrEnum):
+    REPORTED = "reported"
+    ACCEPTED = "accepted"
+    DISPATCHED = "dispatched"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+
+
+class Source(StrEnum):
+    RESIDENT = "resident"
+    GRID_PATROL = "grid_patrol"
+    TWIN_RULE = "twin_rule"
+    ENTERPRISE = "enterprise"
+    OPEN311 = "open311"
+
+
+@dataclass(frozen=True)
+class Point:
+    """A location in the storage CRS (WGS84), plus the CRS it was reported in."""
+
+    longitude: float
+    latitude: float
+    reported_crs: str = "EPSG:4326"
+
+
+@dataclass(frozen=True)
+class GridPlace:
+    """Where the map service put a point."""
+
+    village: str
+    grid_cell: str
+    grid_worker: str
+
+
+@dataclass(frozen=True)
+class NewReport:
+    """A validated report, not yet located or stored."""
+
+    parent: str
+    category: str
+    description: str
+    location: Point
+    source: Source
+    request_id: str
+    reporter: str
+
+    def fingerprint(self) -> str:
+        """What makes two creates with the same request id the same request."""
+        body = "|".join(
+            [
+                self.category,
+                self.description,
+                repr(self.location.longitude),
+                repr(self.location.latitude),
+                self.location.reported_crs,
+                self.source.value,
+            ]
+        )
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    tenant: str
+    category: str
+    description: str
+    location: Point
+    source: Source
+    state: State
+    place: GridPlace
+    reporter: str
+    create_time: datetime
+    update_time: datetime
+
+    @property
+    def etag(self) -> str:
+        raw = f"{self.id}|{self.state}|{self.update_time.isoformat()}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[Event]
+    next_page_token: str

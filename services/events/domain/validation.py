@@ -1,0 +1,65 @@
+"""Checks on a report before anything is located or stored."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from services.events.domain.categories import DEFAULT_CATEGORIES
+from services.kit.errors import FieldViolation, InvalidArgument
+
+MAX_DESCRIPTION_CHARS = 4000
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def check_report(
+    *,
+    category: str,
+    description: str,
+    longitude: float,
+    latitude: float,
+    has_location: bool,
+    request_id: str,
+    prefix: str = "event.",
+) -> None:
+    """Collect every violation at once, so a client fixes its request in one go."""
+    violations: list[FieldViolation] = []
+    if not category:
+        violations.append(FieldViolation(f"{prefix}category", "is required"))
+    elif category not in DEFAULT_CATEGORIES:
+        violations.append(
+            FieldViolation(
+                f"{prefix}category",
+                f"unknown category {category[:64]!r}; "
+                f"known: {', '.join(sorted(DEFAULT_CATEGORIES))}",
+            )
+        )
+    if not description.strip():
+        violations.append(FieldViolation(f"{prefix}description", "is required"))
+    elif len(description) > MAX_DESCRIPTION_CHARS:
+        violations.append(
+            FieldViolation(
+                f"{prefix}description",
+                f"has {len(description)} characters; at most {MAX_DESCRIPTION_CHARS}",
+            )
+        )
+    if not has_location:
+        violations.append(FieldViolation(f"{prefix}location", "is required"))
+    else:
+        if not (math.isfinite(latitude) and -90 <= latitude <= 90):
+            violations.append(
+                FieldViolation(f"{prefix}location.latitude", f"{latitude} is not in [-90, 90]")
+            )
+        if not (math.isfinite(longitude) and -180 <= longitude <= 180):
+            violations.append(
+                FieldViolation(f"{prefix}location.longitude", f"{longitude} is not in [-180, 180]")
+            )
+    if not REQUEST_ID_PATTERN.match(request_id):
+        violations.append(
+            FieldViolation(
+                "request_id",
+                "is required: 1-128 letters, digits or '.', '_', ':', '-'",
+            )
+        )
+    if violations:
+        raise InvalidArgument(violations)

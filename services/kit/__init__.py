@@ -1,0 +1,1 @@
+"""What every Grassroots service shares: bootstrap, config, errors, principal, clients."""

@@ -1,0 +1,180 @@
+"""The one server interceptor every service runs.
+
+Per call it: adopts the request id (or mints one), reads and checks the principal
+(UNAUTHENTICATED without one, except for health and reflection), turns domain
+errors into rich status codes, hides unexpected exceptions behind INTERNAL, records
+metrics and writes one access log line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from services.kit import context as ctx
+from services.kit import errors, metrics, status
+from services.kit.principal import Principal
+
+log = logging.getLogger("grassroots.rpc")
+
+PUBLIC_METHOD_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+
+class _CallScope:
+    """Everything done before and after one call, shared by unary and streaming paths."""
+
+    def __init__(self, service: str, method: str, context: grpc.aio.ServicerContext) -> None:
+        self.service = service
+        self.method = method
+        self.context = context
+        self.started = time.perf_counter()
+        self.code = "OK"
+        metadata = tuple(context.invocation_metadata() or ())
+        self.request_id = ctx.accept_request_id(
+            next((str(v) for k, v in metadata if k == ctx.REQUEST_ID_HEADER), None)
+        )
+        self.tokens = [ctx.request_id_var.set(self.request_id)]
+        self.principal: Principal | None = None
+        if not method.startswith(PUBLIC_METHOD_PREFIXES):
+            self.principal = Principal.from_metadata(metadata)
+            self.tokens.append(ctx.principal_var.set(self.principal))
+
+    async def fail(self, exc: BaseException) -> None:
+        """Abort the call with the status that `exc` stands for."""
+        if isinstance(exc, errors.DomainError):
+            rich = status.to_rich_status(exc, self.service)
+            code = status.grpc_code(exc.code)
+            if exc.code is errors.Code.INTERNAL:
+                log.error("domain error %s", exc.message, extra={"method": self.method})
+        else:
+            log.exception("unhandled error in %s", self.method)
+            rich = status.internal_status(f"internal error (request id {self.request_id})")
+            code = grpc.StatusCode.INTERNAL
+        self.code = code.name
+        await self.context.abort(
+            code,
+            rich.message,
+            trailing_metadata=((status.STATUS_DETAILS_KEY, rich.SerializeToString()),),
+        )
+
+    def finish(self) -> None:
+        seconds = time.perf_counter() - self.started
+        code = self.code
+        context_code = self.context.code() if hasattr(self.context, "code") else None
+        if code == "OK" and isinstance(context_code, grpc.StatusCode):
+            code = context_code.name
+        metrics.record_server_call(self.method, code, seconds)
+        if not self.method.startswith(PUBLIC_METHOD_PREFIXES):
+            log.info(
+                "rpc %s %s",
+                self.method,
+                code,
+                extra={
+                    "method": self.method,
+                    "code": code,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "subject": self.principal.subject if self.principal else None,
+                },
+            )
+        for token in reversed(self.tokens):
+            token.var.reset(token)
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # context.abort() raises grpc's own exception after setting the status.
+    return type(exc).__name__ == "AbortError"
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """Request id, principal, errors, metrics and access logs for every method."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # client- and bidi-streaming methods are not used by the platform
+
+    def _wrap_unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        service = self.service
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                scope = _CallScope(service, method, context)
+            except errors.DomainError as exc:
+                metrics.record_server_call(method, exc.code.name, 0.0)
+                rich = status.to_rich_status(exc, service)
+                await context.abort(
+                    status.grpc_code(exc.code),
+                    rich.message,
+                    trailing_metadata=((status.STATUS_DETAILS_KEY, rich.SerializeToString()),),
+                )
+                return None
+            try:
+                return await behavior(request, context)
+            except Exception as exc:
+                if _is_abort(exc):
+                    raise
+                await scope.fail(exc)
+            finally:
+                scope.finish()
+
+        return unary
+
+    def _wrap_stream(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        service = self.service
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            try:
+                scope = _CallScope(service, method, context)
+            except errors.DomainError as exc:
+                rich = status.to_rich_status(exc, service)
+                await context.abort(
+                    status.grpc_code(exc.code),
+                    rich.message,
+                    trailing_metadata=((status.STATUS_DETAILS_KEY, rich.SerializeToString()),),
+                )
+                return
+            try:
+                result = behavior(request, context)
+                if inspect.isasyncgen(result):
+                    async for item in result:
+                        yield item
+                elif inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                if _is_abort(exc):
+                    raise
+                await scope.fail(exc)
+            finally:
+                scope.finish()
+
+        return stream

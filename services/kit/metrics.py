@@ -1,0 +1,48 @@
+"""Prometheus metrics for gRPC servers and clients (calls, latency, status by method)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+SERVER_HANDLED = Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, by method and status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+SERVER_LATENCY = Histogram(
+    "grpc_server_handling_seconds",
+    "Time to handle an RPC on the server.",
+    ["grpc_service", "grpc_method"],
+    buckets=_BUCKETS,
+)
+CLIENT_HANDLED = Counter(
+    "grpc_client_handled_total",
+    "RPCs completed by this process as a client, by peer method and status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+
+
+def split_method(full_method: str) -> tuple[str, str]:
+    """'/grassroots.map.v1.MapService/LocatePoints' -> ('grassroots.map.v1.MapService', ...)."""
+    _, _, rest = full_method.partition("/")
+    service, _, method = rest.partition("/")
+    return service or "unknown", method or "unknown"
+
+
+def record_server_call(full_method: str, code: str, seconds: float) -> None:
+    service, method = split_method(full_method)
+    SERVER_HANDLED.labels(service, method, code).inc()
+    SERVER_LATENCY.labels(service, method).observe(seconds)
+
+
+def record_client_call(full_method: str, code: str) -> None:
+    service, method = split_method(full_method)
+    CLIENT_HANDLED.labels(service, method, code).inc()
+
+
+def serve_metrics(port: int, host: str) -> None:
+    """Expose /metrics on its own port, so scraping never competes with RPC traffic."""
+    if port:
+        start_http_server(port, addr=host)

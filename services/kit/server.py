@@ -1,0 +1,118 @@
+"""Server bootstrap shared by every service.
+
+`run_service` starts a grpc.aio server with the platform interceptor, the standard
+health service (SERVING once ready, NOT_SERVING while draining), server reflection,
+Prometheus metrics on their own port, and a graceful shutdown on SIGTERM or SIGINT
+in which in-flight calls get `grace_seconds` to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from services.kit import metrics
+from services.kit.config import ServiceSettings
+from services.kit.interceptors import ServerInterceptor
+from services.kit.logging import configure_logging
+
+log = logging.getLogger("grassroots.server")
+
+SERVER_OPTIONS = (
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.so_reuseport", 0),
+)
+
+
+class Component(Protocol):
+    """What a service hands to the bootstrap: its gRPC services and how to close them."""
+
+    @property
+    def service_names(self) -> Sequence[str]:
+        """Fully qualified gRPC service names, for health and reflection."""
+        ...
+
+    def register(self, server: grpc.aio.Server) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RunningServer:
+    """A started server; `stop()` drains it the same way SIGTERM does."""
+
+    def __init__(
+        self, server: grpc.aio.Server, health: HealthServicer, port: int, grace: float
+    ) -> None:
+        self.server = server
+        self.health = health
+        self.port = port
+        self.grace = grace
+
+    async def stop(self) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.grace)
+
+
+async def start_server(name: str, settings: ServiceSettings, component: Component) -> RunningServer:
+    server = grpc.aio.server(interceptors=[ServerInterceptor(name)], options=SERVER_OPTIONS)
+    component.register(server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        [
+            *component.service_names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    if port == 0:
+        raise SystemExit(f"{name}: cannot bind {settings.host}:{settings.grpc_port}")
+    await server.start()
+    for service_name in ("", *component.service_names):
+        await health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "%s serving on %s:%d",
+        name,
+        settings.host,
+        port,
+        extra={"grpc_port": port, "metrics_port": settings.metrics_port},
+    )
+    return RunningServer(server, health, port, settings.grace_seconds)
+
+
+async def serve_until_signalled(
+    name: str, settings: ServiceSettings, build: Callable[[], Awaitable[Component]]
+) -> None:
+    component = await build()
+    running = await start_server(name, settings, component)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("%s draining (grace %.1fs)", name, settings.grace_seconds)
+    await running.stop()
+    await component.close()
+    log.info("%s stopped", name)
+
+
+def run_service(
+    name: str, settings: ServiceSettings, build: Callable[[], Awaitable[Component]]
+) -> None:
+    """Process entry point: logs, metrics, serve until SIGTERM, exit cleanly."""
+    configure_logging(name, settings.log_level)
+    metrics.serve_metrics(settings.metrics_port, settings.host)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_until_signalled(name, settings, build))

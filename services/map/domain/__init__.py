@@ -1,0 +1,1 @@
+"""Map domain logic: pure geometry and tenancy rules, no gRPC, no files."""

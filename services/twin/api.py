@@ -1,0 +1,28 @@
+"""gRPC adapter of the twin service.
+
+The v1 contract is published so that gateways, SDKs and scenario templates can be
+written against it; until the component lands every method answers UNIMPLEMENTED
+with a message saying so.
+"""
+
+from __future__ import annotations
+
+from grassroots.twin.v1 import twin_service_pb2 as pb
+from grassroots.twin.v1 import twin_service_pb2_grpc as pb_grpc
+from services.kit.component import ServiceComponent
+from services.kit.unimplemented import fill_unimplemented
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TwinService"].full_name
+
+
+class TwinServicer(pb_grpc.TwinServiceServicer):
+    """Nothing yet: every method comes from fill_unimplemented below."""
+
+
+fill_unimplemented(TwinServicer, SERVICE_NAME, "the twin component (entities, telemetry, rules)")
+
+
+def build_component() -> ServiceComponent:
+    return ServiceComponent(
+        [(TwinServicer(), pb_grpc.add_TwinServiceServicer_to_server)], [SERVICE_NAME]
+    )

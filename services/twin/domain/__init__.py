@@ -1,0 +1,1 @@
+"""Twin domain logic; arrives with its component issue."""
