@@ -17,9 +17,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("var"))
     parser.add_argument("--port", type=int, default=8080, help="gateway HTTP port")
     parser.add_argument("--ready-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--free-ports", action="store_true", help="pick free ports instead of the defaults"
+    )
+    parser.add_argument("--log-dir", type=Path, default=None, help="write service logs here")
     args = parser.parse_args(argv)
 
-    config = StackConfig(data_dir=args.data_dir.resolve(), gateway_port=args.port)
+    data_dir = args.data_dir.resolve()
+    if args.free_ports:
+        config = StackConfig.on_free_ports(data_dir, log_dir=args.log_dir)
+    else:
+        config = StackConfig(data_dir=data_dir, gateway_port=args.port, log_dir=args.log_dir)
     stack = Stack(config)
     stopping = {"flag": False}
 

@@ -8,6 +8,7 @@ metrics and writes one access log line.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 import time
@@ -42,7 +43,7 @@ class _CallScope:
         self.request_id = ctx.accept_request_id(
             next((str(v) for k, v in metadata if k == ctx.REQUEST_ID_HEADER), None)
         )
-        self.tokens = [ctx.request_id_var.set(self.request_id)]
+        self.tokens: list[contextvars.Token[Any]] = [ctx.request_id_var.set(self.request_id)]
         self.principal: Principal | None = None
         if not method.startswith(PUBLIC_METHOD_PREFIXES):
             self.principal = Principal.from_metadata(metadata)
@@ -102,9 +103,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Any:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler

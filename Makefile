@@ -1,0 +1,67 @@
+# Grassroots: one entry point for developers and CI.
+# `make run` starts the platform with the demo village; `make test` runs the whole suite.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+BUF    := node_modules/.bin/buf
+
+.PHONY: help install proto buf lint format test test-unit test-integration run demo bench clean
+
+help:
+	@echo "make run     start the five services and the gateway with the demo village"
+	@echo "make test    run the whole test suite"
+	@echo "make lint    ruff, mypy (kit and domain code), buf lint"
+	@echo "make proto   regenerate Python and typing stubs from proto/"
+	@echo "make bench   run the benchmarks in bench/ and print their figures"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(BUF): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(BUF)
+
+buf: $(BUF)
+
+proto: $(STAMP)
+	$(PY) tools/protogen.py
+
+lint: $(STAMP) $(BUF)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy services/kit services/*/domain
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+
+format: $(STAMP) $(BUF)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+	$(BUF) format -w
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit tests/contract
+
+test-integration: $(STAMP)
+	$(PY) -m pytest tests/integration
+
+demo: $(STAMP)
+	$(PY) -m services.map.demo_village --out var/demo-village.gpkg
+
+run: $(STAMP)
+	$(PY) -m devstack
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,80 @@
+"""`make run`'s launcher: ready within 60 s, and Ctrl-C stops every process."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_launcher_reaches_ready_and_stops_cleanly_on_ctrl_c(demo_gpkg, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(demo_gpkg, data / "demo-village.gpkg")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRASSROOTS_")}
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devstack",
+            "--free-ports",
+            "--data-dir",
+            str(data),
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = None
+        assert process.stdout is not None
+        for line in process.stdout:
+            match = re.search(r"gateway\s+(http://\S+)", line)
+            if match:
+                url = match.group(1)
+                break
+        assert url, "launcher printed no gateway URL"
+        assert time.monotonic() - started < 60
+        assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+        children = _children_of(process.pid)
+        assert len(children) == 6
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+        for pid in children:
+            assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True

@@ -1,0 +1,262 @@
+"""The slice end to end: HTTP -> gateway -> events -> map -> SQLite, as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import time
+import uuid
+
+import grpc
+import httpx
+import pytest
+import shapely
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from tests.conftest import XINGMING
+
+SERVICE_NAMES = {
+    "map": "grassroots.map.v1.MapService",
+    "events": "grassroots.events.v1.EventsService",
+    "command": "grassroots.command.v1.CommandService",
+    "twin": "grassroots.twin.v1.TwinService",
+    "empower": "grassroots.empower.v1.EmpowerService",
+}
+
+
+@pytest.fixture
+def api(stack):
+    with httpx.Client(base_url=stack.config.gateway_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def xingming_point(grid_index):
+    index = next(i for i, c in enumerate(grid_index.cells) if c.village == XINGMING)
+    point = shapely.point_on_surface(grid_index.polygons[index])
+    return grid_index.cells[index], point.x, point.y
+
+
+def report_body(lon, lat, request_id=None, **overrides):
+    body = {
+        "category": "environment.garbage",
+        "description": "Overflowing bins by the east bridge",
+        "location": {"longitude": lon, "latitude": lat},
+        "request_id": request_id or uuid.uuid4().hex,
+    }
+    body.update(overrides)
+    return body
+
+
+def stored_rows(stack) -> int:
+    with sqlite3.connect(stack.config.data_dir / "events.sqlite3") as conn:
+        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_NAMES))
+def test_reflection_lists_the_service_and_health(stack, service):
+    with grpc.insecure_channel(stack.config.address(service)) as channel:
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()
+    assert SERVICE_NAMES[service] in services
+    assert "grpc.health.v1.Health" in services
+
+
+def test_a_report_is_located_stored_and_found(stack, api, xingming_point):
+    cell, lon, lat = xingming_point
+    body = report_body(lon, lat)
+    created = api.post("/v1/events", json=body, headers={"X-Request-ID": "slice-test-1"})
+    assert created.status_code == 201, created.text
+    event = created.json()
+    assert event["grid_cell"] == cell.grid_cell_id
+    assert event["grid_worker"] == cell.grid_worker_id
+    assert event["village"] == XINGMING
+    assert event["state"] == "reported"
+    assert created.headers["x-request-id"] == "slice-test-1"
+    assert created.headers["idempotent-replayed"] == "false"
+    assert created.headers["location"] == f"/v1/events/{event['id']}"
+
+    fetched = api.get(f"/v1/events/{event['id']}")
+    assert fetched.status_code == 200
+    assert fetched.json() == event
+
+    listed = api.get("/v1/events", params={"grid_cell": cell.grid_cell_id, "page_size": 100})
+    assert event["id"] in [e["id"] for e in listed.json()["events"]]
+
+    retried = api.post("/v1/events", json=body)
+    assert retried.status_code == 201
+    assert retried.json()["id"] == event["id"]
+    assert retried.headers["idempotent-replayed"] == "true"
+
+    # The request id the gateway was given reached both hops' logs.
+    for service in ("events", "map"):
+        log = (stack.config.log_dir / f"{service}.log").read_text()
+        assert '"request_id": "slice-test-1"' in log
+
+
+def test_listing_pages_through_every_event(stack, api, xingming_point):
+    _, lon, lat = xingming_point
+    ids = {api.post("/v1/events", json=report_body(lon, lat)).json()["id"] for _ in range(7)}
+    seen, token = [], ""
+    while True:
+        page = api.get("/v1/events", params={"page_size": 3, "page_token": token}).json()
+        seen.extend(e["id"] for e in page["events"])
+        token = page["next_page_token"]
+        if not token:
+            break
+    assert ids <= set(seen)
+    assert len(seen) == len(set(seen))
+
+
+def _without(body, key):
+    return {k: v for k, v in body.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    ("make_request", "status", "field"),
+    [
+        (lambda b: {"json": _without(b, "category")}, 400, "category"),
+        (lambda b: {"json": _without(b, "request_id")}, 400, "request_id"),
+        (
+            lambda b: {"json": {**b, "location": {"longitude": 121.16, "latitude": 91}}},
+            400,
+            "location.latitude",
+        ),
+        (
+            lambda b: {"json": {**b, "location": {"longitude": "east", "latitude": 31.2}}},
+            400,
+            "location.longitude",
+        ),
+        (
+            lambda b: {
+                "content": b'{"category": "x",',
+                "headers": {"content-type": "application/json"},
+            },
+            400,
+            "body",
+        ),
+        (lambda b: {"json": {**b, "category": "made.up"}}, 400, "category"),
+        (lambda b: {"json": {**b, "owner": "someone"}}, 400, "owner"),
+        (
+            lambda b: {"json": {**b, "location": {"longitude": 100.0, "latitude": 30.0}}},
+            400,
+            "location",
+        ),
+        (lambda b: {"json": {**b, "description": "x" * (2 * 1024 * 1024)}}, 413, "body"),
+    ],
+)
+def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(
+    stack, api, xingming_point, make_request, status, field
+):
+    _, lon, lat = xingming_point
+    before = stored_rows(stack)
+    response = api.post("/v1/events", **make_request(report_body(lon, lat)))
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert field in [v["field"] for v in error["field_violations"]]
+    assert "Traceback" not in response.text
+    assert stored_rows(stack) == before
+
+
+def test_unknown_event_is_404_in_the_error_shape(api):
+    response = api.get("/v1/events/ev_doesnotexist")
+    assert response.status_code == 404
+    assert response.json()["error"]["status"] == "NOT_FOUND"
+
+
+def test_components_not_built_yet_answer_501(api):
+    response = api.get("/v1/twin/entities")
+    assert response.status_code == 501
+    assert "arrives with" in response.json()["error"]["message"]
+
+
+def test_map_locate_over_rest(api, xingming_point):
+    cell, lon, lat = xingming_point
+    response = api.post("/v1/map/locate", json={"longitudes": [lon, 0.0], "latitudes": [lat, 0.0]})
+    assert response.status_code == 200
+    first, second = response.json()["locations"]
+    assert first["grid_cell"] == cell.grid_cell_id
+    assert second == {"found": False, "village": None, "grid_cell": None, "grid_worker": None}
+
+
+def test_service_metrics_count_calls(stack, api, xingming_point):
+    _, lon, lat = xingming_point
+    api.post("/v1/events", json=report_body(lon, lat))
+    port = stack.config.metrics_ports["events"]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="CreateEvent"' in text
+    gateway_metrics = httpx.get(f"{stack.config.gateway_url}/metrics").text
+    assert 'route="/v1/events"' in gateway_metrics
+
+
+def _wait_for(predicate, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def test_readiness_and_fail_fast_follow_a_stopped_service(stack, api, xingming_point):
+    _, lon, lat = xingming_point
+    assert api.get("/readyz").status_code == 200
+    stack.stop("map")
+    try:
+        elapsed = _wait_for(lambda: api.get("/readyz").status_code == 503, 5.0)
+        assert elapsed < 5.0
+        assert api.get("/readyz").json()["components"]["map"] != "SERVING"
+        started = time.monotonic()
+        response = api.post("/v1/events", json=report_body(lon, lat))
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert time.monotonic() - started < 2.0
+    finally:
+        stack.start("map")
+    stack.wait_ready(30)
+    _wait_for(lambda: api.post("/v1/events", json=report_body(lon, lat)).status_code == 201, 10)
+
+
+def test_sigterm_during_a_burst_loses_no_acknowledged_report(stack, xingming_point):
+    _, lon, lat = xingming_point
+
+    async def burst() -> list[str]:
+        acknowledged: list[str] = []
+        limits = httpx.Limits(max_connections=20)
+        async with httpx.AsyncClient(
+            base_url=stack.config.gateway_url, timeout=10, limits=limits
+        ) as client:
+
+            async def one(i: int) -> None:
+                if i == 60:
+                    stack.signal("events", signal.SIGTERM)
+                response = await client.post("/v1/events", json=report_body(lon, lat))
+                if 200 <= response.status_code < 300:
+                    acknowledged.append(response.json()["id"])
+                else:
+                    assert response.status_code in (503, 504), response.text
+
+            semaphore = asyncio.Semaphore(20)
+
+            async def bounded(i: int) -> None:
+                async with semaphore:
+                    await one(i)
+
+            await asyncio.gather(*(bounded(i) for i in range(200)))
+        return acknowledged
+
+    acknowledged = asyncio.run(burst())
+    assert stack.processes["events"].wait(20) == 0
+    stack.stop("events")
+    stack.start("events")
+    stack.wait_ready(30)
+    assert len(acknowledged) >= 40
+    with httpx.Client(base_url=stack.config.gateway_url, timeout=10) as client:
+        missing = [
+            event_id
+            for event_id in acknowledged
+            if client.get(f"/v1/events/{event_id}").status_code != 200
+        ]
+    assert missing == []

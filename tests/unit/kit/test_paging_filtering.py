@@ -1,0 +1,47 @@
+import pytest
+
+from services.kit import paging
+from services.kit.errors import InvalidArgument
+from services.kit.filtering import parse_equalities
+
+
+def test_page_size_defaults_caps_and_rejects_negative():
+    assert paging.page_size(0, default=50, maximum=1000) == 50
+    assert paging.page_size(5000, default=50, maximum=1000) == 1000
+    assert paging.page_size(7) == 7
+    with pytest.raises(InvalidArgument) as info:
+        paging.page_size(-1)
+    assert info.value.violations[0].field == "page_size"
+
+
+def test_token_round_trip_is_bound_to_its_query():
+    query = {"parent": "sh", "filters": {"grid_cell": "g1"}}
+    token = paging.encode_token({"t": 5, "id": "ev_x"}, query)
+    assert paging.decode_token(token, query) == {"t": 5, "id": "ev_x"}
+    assert paging.decode_token("", query) is None
+    with pytest.raises(InvalidArgument) as info:
+        paging.decode_token(token, {"parent": "sh", "filters": {}})
+    assert info.value.violations[0].field == "page_token"
+    with pytest.raises(InvalidArgument):
+        paging.decode_token("not-a-token!", query)
+
+
+def test_filter_parses_conjunctions_and_quotes():
+    parsed = parse_equalities('grid_cell = "g1" AND state = "a \\"b\\""', {"grid_cell", "state"})
+    assert parsed == {"grid_cell": "g1", "state": 'a "b"'}
+    assert parse_equalities("  ", {"x"}) == {}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'owner = "x"',
+        "grid_cell = g1",
+        'grid_cell = "a" OR state = "b"',
+        'grid_cell = "a" AND grid_cell = "b"',
+    ],
+)
+def test_filter_errors_name_the_filter_field(text):
+    with pytest.raises(InvalidArgument) as info:
+        parse_equalities(text, {"grid_cell", "state"})
+    assert info.value.violations[0].field == "filter"
