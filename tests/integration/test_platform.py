@@ -96,6 +96,15 @@ def test_a_report_is_located_stored_and_found(stack, api, xingming_point):
         assert '"request_id": "slice-test-1"' in log
 
 
+def test_same_key_with_a_different_body_is_422(api, xingming_point):
+    _, lon, lat = xingming_point
+    body = report_body(lon, lat)
+    assert api.post("/v1/events", json=body).status_code == 201
+    response = api.post("/v1/events", json={**body, "description": "something else"})
+    assert response.status_code == 422
+    assert response.json()["error"]["reason"] == "IDEMPOTENCY_KEY_REUSED"
+
+
 def test_listing_pages_through_every_event(stack, api, xingming_point):
     _, lon, lat = xingming_point
     ids = {api.post("/v1/events", json=report_body(lon, lat)).json()["id"] for _ in range(7)}
