@@ -10,7 +10,11 @@ from typing import Any
 
 from services.kit.context import current_request_id
 
-_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of msg with terminal colour codes
+}
 
 
 class JsonFormatter(logging.Formatter):
