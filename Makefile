@@ -57,7 +57,7 @@ test-integration: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m services.map.demo_village --out var/demo-village.gpkg
 
-run: $(STAMP)
+run: $(STAMP) proto
 	$(PY) -m devstack
 
 bench: $(STAMP)
