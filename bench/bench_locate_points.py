@@ -23,7 +23,7 @@ from services.kit.principal import Principal
 from services.kit.server import start_server
 from services.map import demo_village
 from services.map.api import build_component
-from services.map.store.geopackage import load_grid_index
+from services.map.seed import load_grid_index
 
 TOWN = "sh/jiading/anting"
 

@@ -14,7 +14,7 @@ from services.kit.config import ServiceSettings
 from services.kit.principal import Principal
 from services.kit.server import RunningServer, start_server
 from services.map.api import build_component as build_map
-from services.map.store.geopackage import load_grid_index
+from services.map.seed import load_grid_index
 
 XINGMING = "sh/jiading/anting/xingming"
 XIANGYANG = "sh/jiading/anting/xiangyang"

@@ -1,40 +1,261 @@
-"""gRPC adapter of the map service: messages in, domain calls, messages out."""
+"""gRPC adapter of the map service: messages in, catalog calls, messages out.
+
+Store work (imports, exports) runs on a worker thread; reads come from memory.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
 
-import grpc
 import numpy as np
+import shapely
+from google.protobuf import empty_pb2
 
 from grassroots.map.v1 import map_service_pb2 as pb
 from grassroots.map.v1 import map_service_pb2_grpc as pb_grpc
-from services.kit import geo as crs
-from services.kit import tenancy
+from grassroots.type.v1 import geo_pb2
+from services.kit import paging, tenancy
 from services.kit.component import ServiceComponent
 from services.kit.context import current_principal
 from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
-from services.kit.unimplemented import fill_unimplemented
-from services.map.domain.grid import GridIndex
+from services.kit.principal import Principal
+from services.map import convert, formats
+from services.map.domain import crs
+from services.map.domain.model import LayerKey
+from services.map.domain.service import (
+    ImportOptions,
+    Intersects,
+    MapCatalog,
+    Nearest,
+    SpatialQuery,
+    WithinDistance,
+)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MapService"].full_name
+MAX_IMPORT_BYTES = 48 * 1024 * 1024
+MAX_DISTANCE_M = 100_000.0
+
+
+def _principal() -> Principal:
+    principal = current_principal()
+    if principal is None:
+        raise Unauthenticated("no principal")
+    return principal
+
+
+def _offset(token: str, query: object) -> int:
+    cursor = paging.decode_token(token, query)
+    return int(cursor["o"]) if cursor else 0
+
+
+def _token(next_offset: int | None, query: object) -> str:
+    return paging.encode_token({"o": next_offset}, query) if next_offset is not None else ""
+
+
+def _bbox(values: list[float]) -> tuple[float, float, float, float] | None:
+    if not values:
+        return None
+    if len(values) != 4:
+        raise InvalidArgument.field("bbox", "needs exactly 4 numbers: min x, min y, max x, max y")
+    minx, miny, maxx, maxy = values
+    if not np.all(np.isfinite(values)) or minx > maxx or miny > maxy:
+        raise InvalidArgument.field("bbox", "must be finite with min <= max")
+    return minx, miny, maxx, maxy
 
 
 class MapServicer(pb_grpc.MapServiceServicer):
-    def __init__(self, index: GridIndex, max_batch: int) -> None:
-        self.index = index
+    def __init__(self, catalog: MapCatalog, max_batch: int) -> None:
+        self.catalog = catalog
         self.max_batch = max_batch
 
-    async def LocatePoints(
-        self, request: pb.LocatePointsRequest, context: grpc.aio.ServicerContext
-    ) -> pb.LocatePointsResponse:
-        principal = current_principal()
-        if principal is None:
-            raise Unauthenticated("no principal")
+    async def CreateLayer(self, request, context):  # type: ignore[no-untyped-def]
+        parent = tenancy.parse_parent(request.parent)
+        layer = convert.layer_from_proto(LayerKey(parent, request.layer_id), request.layer)
+        created = await asyncio.to_thread(self.catalog.create_layer, _principal(), layer)
+        return convert.layer_to_proto(created)
+
+    async def GetLayer(self, request, context):  # type: ignore[no-untyped-def]
+        key = convert.parse_layer_name(request.name)
+        return convert.layer_to_proto(self.catalog.get_layer(_principal(), key))
+
+    async def ListLayers(self, request, context):  # type: ignore[no-untyped-def]
+        parent = tenancy.parse_parent(request.parent)
+        size = paging.page_size(request.page_size, default=100, maximum=1000)
+        query = {"parent": parent}
+        offset = _offset(request.page_token, query)
+        layers = self.catalog.list_layers(_principal(), parent)
+        page = layers[offset : offset + size]
+        more = offset + size if offset + size < len(layers) else None
+        return pb.ListLayersResponse(
+            layers=[convert.layer_to_proto(layer) for layer in page],
+            next_page_token=_token(more, query),
+        )
+
+    async def DeleteLayer(self, request, context):  # type: ignore[no-untyped-def]
+        key = convert.parse_layer_name(request.name)
+        await asyncio.to_thread(self.catalog.delete_layer, _principal(), key)
+        return empty_pb2.Empty()
+
+    async def ImportFeatures(self, request, context):  # type: ignore[no-untyped-def]
+        key = convert.parse_layer_name(request.parent, "parent")
+        if not request.data:
+            raise InvalidArgument.field("data", "is empty")
+        if len(request.data) > MAX_IMPORT_BYTES:
+            raise InvalidArgument.field("data", f"exceeds {MAX_IMPORT_BYTES} bytes")
+        if request.source_crs:
+            crs.normalise_crs(request.source_crs, "source_crs")
+        principal = _principal()
+        self.catalog.get_layer(principal, key)
+
+        def run():  # type: ignore[no-untyped-def]
+            decoded = formats.decode(
+                request.data,
+                request.format,
+                layer=request.source_layer or None,
+                lon_field=request.lon_field or "lon",
+                lat_field=request.lat_field or "lat",
+            )
+            options = ImportOptions(
+                source_crs=request.source_crs,
+                repair=request.repair_invalid,
+                replace=request.replace,
+                id_field=request.id_field,
+                ignore_unknown_fields=request.ignore_unknown_fields,
+            )
+            return self.catalog.import_features(principal, key, decoded, options)
+
+        result = await asyncio.to_thread(run)
+        return pb.ImportFeaturesResponse(
+            layer=convert.layer_to_proto(result.layer),
+            imported_count=result.imported,
+            repaired_count=result.repaired,
+        )
+
+    async def ExportFeatures(self, request, context):  # type: ignore[no-untyped-def]
+        key = convert.parse_layer_name(request.name)
+        target = crs.normalise_crs(request.crs, "crs") if request.crs else crs.STORAGE_CRS
+        if request.format == "geojson" and target != crs.STORAGE_CRS:
+            raise InvalidArgument.field("crs", "GeoJSON (RFC 7946) is always EPSG:4326")
+        if target in (crs.GCJ02, crs.BD09) and request.format != "csv":
+            raise InvalidArgument.field("crs", f"{target} can only be exported as CSV")
+        principal = _principal()
+
+        def run() -> tuple[bytes, str]:
+            _layer, batch = self.catalog.export(principal, key, target)
+            columns = {"id": batch.ids, **batch.columns}
+            return formats.encode(
+                batch.geometries,
+                columns,
+                request.format,
+                crs=target if target.startswith("EPSG:") else crs.STORAGE_CRS,
+                layer_name=key.layer_id.replace("-", "_"),
+            )
+
+        data, media_type = await asyncio.to_thread(run)
+        return pb.ExportFeaturesResponse(data=data, media_type=media_type)
+
+    async def GetFeature(self, request, context):  # type: ignore[no-untyped-def]
+        key, feature_id = convert.parse_feature_name(request.name)
+        target = self._target_crs(request.response_crs)
+        _layer, batch = self.catalog.get_feature(_principal(), key, feature_id, target)
+        return convert.features_to_proto(key, batch, target, request.geometry_encoding)[0]
+
+    async def ListFeatures(self, request, context):  # type: ignore[no-untyped-def]
+        key = convert.parse_layer_name(request.parent, "parent")
+        size = paging.page_size(request.page_size, default=100, maximum=10_000)
+        bbox = _bbox(list(request.bbox))
+        if request.bbox_crs:
+            crs.normalise_crs(request.bbox_crs, "bbox_crs")
+        if request.skip < 0:
+            raise InvalidArgument.field("skip", "must not be negative")
+        target = self._target_crs(request.response_crs)
+        query = {
+            "parent": request.parent,
+            "filter": request.filter,
+            "bbox": bbox,
+            "bbox_crs": request.bbox_crs,
+        }
+        offset = _offset(request.page_token, query) + request.skip
+        page = self.catalog.list_features(
+            _principal(),
+            key,
+            filter_text=request.filter,
+            bbox=bbox,
+            bbox_crs=request.bbox_crs,
+            offset=offset,
+            limit=size,
+            target_crs=target,
+        )
+        return pb.ListFeaturesResponse(
+            features=convert.features_to_proto(key, page.batch, target, request.geometry_encoding),
+            next_page_token=_token(page.next_offset, query),
+        )
+
+    async def SearchFeatures(self, request, context):  # type: ignore[no-untyped-def]
+        key = convert.parse_layer_name(request.parent, "parent")
+        size = paging.page_size(request.page_size, default=100, maximum=10_000)
+        spatial = self._spatial_query(request)
+        target = self._target_crs(request.response_crs)
+        query = {
+            "parent": request.parent,
+            "filter": request.filter,
+            "q": request.WhichOneof("query"),
+            "body": getattr(request, request.WhichOneof("query"))
+            .SerializeToString(deterministic=True)
+            .hex(),
+        }
+        offset = _offset(request.page_token, query)
+        page = self.catalog.search(
+            _principal(),
+            key,
+            spatial,
+            filter_text=request.filter,
+            offset=offset,
+            limit=size,
+            target_crs=target,
+        )
+        return pb.SearchFeaturesResponse(
+            features=convert.features_to_proto(
+                key, page.batch, target, request.geometry_encoding, page.distances_m
+            ),
+            next_page_token=_token(page.next_offset, query),
+        )
+
+    async def LocatePoints(self, request, context):  # type: ignore[no-untyped-def]
+        principal = _principal()
         scope = tenancy.parse_parent(request.parent)
         if not principal.can_see(scope):
             raise NotFound(f"tenant {request.parent!r} not found")
-        points = request.points
+        lon, lat, source = self._points(request.points)
+        lon, lat = crs.to_storage(lon, lat, source)
+        found = self.catalog.grid.locate(lon, lat, scope)
+        return pb.LocatePointsResponse(locations=_locations(found.cell_index, found.cells))
+
+    async def CountFeaturesByGridCell(self, request, context):  # type: ignore[no-untyped-def]
+        key = convert.parse_layer_name(request.layer, "layer")
+        scope = tenancy.parse_parent(request.parent)
+        counts = await asyncio.to_thread(self.catalog.count_by_grid_cell, _principal(), key, scope)
+        return pb.CountFeaturesByGridCellResponse(
+            counts=[
+                pb.GridCellCount(grid_cell=cell.grid_cell_id, village=cell.village, count=n)
+                for cell, n in counts
+            ]
+        )
+
+    async def TransformCoordinates(self, request, context):  # type: ignore[no-untyped-def]
+        if not request.target_crs:
+            raise InvalidArgument.field("target_crs", "is required")
+        target = crs.normalise_crs(request.target_crs, "target_crs")
+        lon, lat, source = self._points(request.points)
+        lon, lat = crs.to_storage(lon, lat, source)
+        x, y = crs.from_storage(lon, lat, target)
+        return pb.TransformCoordinatesResponse(
+            points=geo_pb2.CoordinateArrays(longitudes=x, latitudes=y, crs=target)
+        )
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _points(self, points: geo_pb2.CoordinateArrays) -> tuple[np.ndarray, np.ndarray, str]:
         n = len(points.longitudes)
         if n != len(points.latitudes):
             raise InvalidArgument.field(
@@ -45,15 +266,62 @@ class MapServicer(pb_grpc.MapServiceServicer):
             raise InvalidArgument.field(
                 "points", f"{n} points exceed the limit of {self.max_batch} per call"
             )
+        source = crs.normalise_crs(points.crs, "points.crs")
         lon = np.asarray(points.longitudes, dtype=np.float64)
         lat = np.asarray(points.latitudes, dtype=np.float64)
-        crs.check_ranges(lon, lat, "points.longitudes", "points.latitudes")
-        lon, lat = crs.to_storage(lon, lat, points.crs, "points.crs")
-        found = self.index.locate(lon, lat, scope)
-        return pb.LocatePointsResponse(locations=_to_messages(found.cell_index, found.cells))
+        crs.check_ranges(lon, lat, "points.longitudes", "points.latitudes", source)
+        return lon, lat, source
+
+    @staticmethod
+    def _target_crs(value: str) -> str:
+        return crs.normalise_crs(value, "response_crs") if value else ""
+
+    @staticmethod
+    def _spatial_query(request: pb.SearchFeaturesRequest) -> SpatialQuery:
+        which = request.WhichOneof("query")
+        if which == "intersects":
+            geometry = convert.geometry_from_proto(request.intersects, "intersects")
+            return Intersects(geometry, _crs(request.intersects.crs, "intersects.crs"))
+        if which == "within_distance":
+            query = request.within_distance
+            if not (0 <= query.distance_meters <= MAX_DISTANCE_M):
+                raise InvalidArgument.field(
+                    "within_distance.distance_meters", f"must be in [0, {MAX_DISTANCE_M:.0f}]"
+                )
+            geometry = convert.geometry_from_proto(query.geometry, "within_distance.geometry")
+            return WithinDistance(
+                geometry,
+                query.distance_meters,
+                _crs(query.geometry.crs, "within_distance.geometry.crs"),
+            )
+        if which == "nearest":
+            query = request.nearest
+            if not 1 <= query.k <= 1000:
+                raise InvalidArgument.field("nearest.k", "must be in [1, 1000]")
+            if query.max_distance_meters < 0:
+                raise InvalidArgument.field("nearest.max_distance_meters", "must be >= 0")
+            source = _crs(query.point.crs, "nearest.point.crs")
+            crs.check_ranges(
+                np.array([query.point.longitude]),
+                np.array([query.point.latitude]),
+                "nearest.point.longitude",
+                "nearest.point.latitude",
+                source or "EPSG:4326",
+            )
+            return Nearest(
+                shapely.Point(query.point.longitude, query.point.latitude),
+                query.k,
+                query.max_distance_meters or None,
+                source,
+            )
+        raise InvalidArgument.field("query", "set one of intersects, within_distance, nearest")
 
 
-def _to_messages(cell_index: np.ndarray, cells: Sequence) -> list[pb.PointLocation]:
+def _crs(value: str, field: str) -> str:
+    return crs.normalise_crs(value, field) if value else ""
+
+
+def _locations(cell_index: np.ndarray, cells) -> list[pb.PointLocation]:  # type: ignore[no-untyped-def]
     # One message per distinct cell, reused: building it is the costly part.
     cache: dict[int, pb.PointLocation] = {}
     not_found = pb.PointLocation(found=False)
@@ -70,17 +338,16 @@ def _to_messages(cell_index: np.ndarray, cells: Sequence) -> list[pb.PointLocati
                 village=cell.village,
                 grid_cell=cell.grid_cell_id,
                 grid_worker=cell.grid_worker_id,
+                grid_worker_name=cell.grid_worker_name,
             )
             cache[index] = message
         out.append(message)
     return out
 
 
-fill_unimplemented(MapServicer, SERVICE_NAME, "the map component (layers, features, OGC API)")
-
-
-def build_component(index: GridIndex, max_batch: int) -> ServiceComponent:
+def build_component(catalog: MapCatalog, max_batch: int) -> ServiceComponent:
     return ServiceComponent(
-        [(MapServicer(index, max_batch), pb_grpc.add_MapServiceServicer_to_server)],
+        [(MapServicer(catalog, max_batch), pb_grpc.add_MapServiceServicer_to_server)],
         [SERVICE_NAME],
+        [catalog.store.close],
     )

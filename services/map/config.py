@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -15,7 +16,10 @@ class MapSettings(ServiceSettings):
 
     grpc_port: int = Field(50051, ge=0, le=65535)
     metrics_port: int = Field(9101, ge=0, le=65535)
-    data_file: Path = Field(
-        Path("var/demo-village.gpkg"), description="GeoPackage with the grid_cells layer"
+    backend: Literal["geopackage", "postgis"] = "geopackage"
+    store_file: Path = Field(Path("var/map.gpkg"), description="GeoPackage of the embedded store")
+    postgres_dsn: str = Field("", description="PostGIS connection string when backend=postgis")
+    seed_file: Path | None = Field(
+        None, description="demo GeoPackage whose layers are installed at start if missing"
     )
     max_locate_batch: int = Field(100_000, gt=0)

@@ -22,11 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from grassroots.type.v1 import geo_pb2 as grassroots_dot_type_dot_v1_dot_geo__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#grassroots/map/v1/map_service.proto\x12\x11grassroots.map.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1cgrassroots/type/v1/geo.proto\"Y\n\x05Layer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x15\n\rgeometry_type\x18\x03 \x01(\t\x12\x15\n\rfeature_count\x18\x04 \x01(\x03\"t\n\x07\x46\x65\x61ture\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x08geometry\x18\x02 \x01(\x0b\x32\x1c.grassroots.type.v1.Geometry\x12+\n\nproperties\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x1f\n\x0fGetLayerRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x11ListLayersRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x12ListLayersResponse\x12(\n\x06layers\x18\x01 \x03(\x0b\x32\x18.grassroots.map.v1.Layer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11GetFeatureRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x13ListFeaturesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"]\n\x14ListFeaturesResponse\x12,\n\x08\x66\x65\x61tures\x18\x01 \x03(\x0b\x32\x1a.grassroots.map.v1.Feature\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x13LocatePointsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x34\n\x06points\x18\x02 \x01(\x0b\x32$.grassroots.type.v1.CoordinateArrays\"W\n\rPointLocation\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0f\n\x07village\x18\x02 \x01(\t\x12\x11\n\tgrid_cell\x18\x03 \x01(\t\x12\x13\n\x0bgrid_worker\x18\x04 \x01(\t\"K\n\x14LocatePointsResponse\x12\x33\n\tlocations\x18\x01 \x03(\x0b\x32 .grassroots.map.v1.PointLocation2\xc3\x03\n\nMapService\x12H\n\x08GetLayer\x12\".grassroots.map.v1.GetLayerRequest\x1a\x18.grassroots.map.v1.Layer\x12Y\n\nListLayers\x12$.grassroots.map.v1.ListLayersRequest\x1a%.grassroots.map.v1.ListLayersResponse\x12N\n\nGetFeature\x12$.grassroots.map.v1.GetFeatureRequest\x1a\x1a.grassroots.map.v1.Feature\x12_\n\x0cListFeatures\x12&.grassroots.map.v1.ListFeaturesRequest\x1a\'.grassroots.map.v1.ListFeaturesResponse\x12_\n\x0cLocatePoints\x12&.grassroots.map.v1.LocatePointsRequest\x1a\'.grassroots.map.v1.LocatePointsResponseB\x19\n\x15org.grassroots.map.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#grassroots/map/v1/map_service.proto\x12\x11grassroots.map.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cgrassroots/type/v1/geo.proto\"l\n\tFieldSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04type\x18\x02 \x01(\x0e\x32\x1c.grassroots.map.v1.FieldType\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\xea\x02\n\x05Layer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12*\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.grassroots.map.v1.LayerKind\x12\x15\n\rgeometry_type\x18\x04 \x01(\t\x12,\n\x06\x66ields\x18\x05 \x03(\x0b\x32\x1c.grassroots.map.v1.FieldSpec\x12\x33\n\x0bsensitivity\x18\x06 \x01(\x0e\x32\x1e.grassroots.map.v1.Sensitivity\x12\x0e\n\x06shared\x18\x07 \x01(\x08\x12\x15\n\rfeature_count\x18\x08 \x01(\x03\x12\x0e\n\x06\x65xtent\x18\t \x03(\x01\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa6\x01\n\x07\x46\x65\x61ture\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x08geometry\x18\x02 \x01(\x0b\x32\x1c.grassroots.type.v1.Geometry\x12+\n\nproperties\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1c\n\x0f\x64istance_meters\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x12\n\x10_distance_meters\"_\n\x12\x43reateLayerRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x10\n\x08layer_id\x18\x02 \x01(\t\x12\'\n\x05layer\x18\x03 \x01(\x0b\x32\x18.grassroots.map.v1.Layer\"\x1f\n\x0fGetLayerRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x11ListLayersRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x12ListLayersResponse\x12(\n\x06layers\x18\x01 \x03(\x0b\x32\x18.grassroots.map.v1.Layer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12\x44\x65leteLayerRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xef\x01\n\x15ImportFeaturesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x12\n\nsource_crs\x18\x04 \x01(\t\x12\x16\n\x0erepair_invalid\x18\x05 \x01(\x08\x12\x0f\n\x07replace\x18\x06 \x01(\x08\x12\x10\n\x08id_field\x18\x07 \x01(\t\x12\x14\n\x0csource_layer\x18\x08 \x01(\t\x12\x11\n\tlon_field\x18\t \x01(\t\x12\x11\n\tlat_field\x18\n \x01(\t\x12\x1d\n\x15ignore_unknown_fields\x18\x0b \x01(\x08\"q\n\x16ImportFeaturesResponse\x12\'\n\x05layer\x18\x01 \x01(\x0b\x32\x18.grassroots.map.v1.Layer\x12\x16\n\x0eimported_count\x18\x02 \x01(\x03\x12\x16\n\x0erepaired_count\x18\x03 \x01(\x03\"B\n\x15\x45xportFeaturesRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0b\n\x03\x63rs\x18\x03 \x01(\t\":\n\x16\x45xportFeaturesResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\"w\n\x11GetFeatureRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cresponse_crs\x18\x02 \x01(\t\x12>\n\x11geometry_encoding\x18\x03 \x01(\x0e\x32#.grassroots.map.v1.GeometryEncoding\"\xe0\x01\n\x13ListFeaturesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x0c\n\x04\x62\x62ox\x18\x05 \x03(\x01\x12\x10\n\x08\x62\x62ox_crs\x18\x06 \x01(\t\x12\x14\n\x0cresponse_crs\x18\x07 \x01(\t\x12>\n\x11geometry_encoding\x18\x08 \x01(\x0e\x32#.grassroots.map.v1.GeometryEncoding\x12\x0c\n\x04skip\x18\t \x01(\x05\"]\n\x14ListFeaturesResponse\x12,\n\x08\x66\x65\x61tures\x18\x01 \x03(\x0b\x32\x1a.grassroots.map.v1.Feature\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\rDistanceQuery\x12.\n\x08geometry\x18\x01 \x01(\x0b\x32\x1c.grassroots.type.v1.Geometry\x12\x17\n\x0f\x64istance_meters\x18\x02 \x01(\x01\"c\n\x0cNearestQuery\x12+\n\x05point\x18\x01 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x1b\n\x13max_distance_meters\x18\x03 \x01(\x01\"\xe2\x02\n\x15SearchFeaturesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x32\n\nintersects\x18\x02 \x01(\x0b\x32\x1c.grassroots.type.v1.GeometryH\x00\x12;\n\x0fwithin_distance\x18\x03 \x01(\x0b\x32 .grassroots.map.v1.DistanceQueryH\x00\x12\x32\n\x07nearest\x18\x04 \x01(\x0b\x32\x1f.grassroots.map.v1.NearestQueryH\x00\x12\x0e\n\x06\x66ilter\x18\x05 \x01(\t\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x14\n\x0cresponse_crs\x18\x08 \x01(\t\x12>\n\x11geometry_encoding\x18\t \x01(\x0e\x32#.grassroots.map.v1.GeometryEncodingB\x07\n\x05query\"_\n\x16SearchFeaturesResponse\x12,\n\x08\x66\x65\x61tures\x18\x01 \x03(\x0b\x32\x1a.grassroots.map.v1.Feature\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x13LocatePointsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x34\n\x06points\x18\x02 \x01(\x0b\x32$.grassroots.type.v1.CoordinateArrays\"q\n\rPointLocation\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0f\n\x07village\x18\x02 \x01(\t\x12\x11\n\tgrid_cell\x18\x03 \x01(\t\x12\x13\n\x0bgrid_worker\x18\x04 \x01(\t\x12\x18\n\x10grid_worker_name\x18\x05 \x01(\t\"K\n\x14LocatePointsResponse\x12\x33\n\tlocations\x18\x01 \x03(\x0b\x32 .grassroots.map.v1.PointLocation\"?\n\x1e\x43ountFeaturesByGridCellRequest\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x0e\n\x06parent\x18\x02 \x01(\t\"B\n\rGridCellCount\x12\x11\n\tgrid_cell\x18\x01 \x01(\t\x12\x0f\n\x07village\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"S\n\x1f\x43ountFeaturesByGridCellResponse\x12\x30\n\x06\x63ounts\x18\x01 \x03(\x0b\x32 .grassroots.map.v1.GridCellCount\"g\n\x1bTransformCoordinatesRequest\x12\x34\n\x06points\x18\x01 \x01(\x0b\x32$.grassroots.type.v1.CoordinateArrays\x12\x12\n\ntarget_crs\x18\x02 \x01(\t\"T\n\x1cTransformCoordinatesResponse\x12\x34\n\x06points\x18\x01 \x01(\x0b\x32$.grassroots.type.v1.CoordinateArrays*\xe9\x01\n\tLayerKind\x12\x1a\n\x16LAYER_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19LAYER_KIND_ADMIN_BOUNDARY\x10\x01\x12\x18\n\x14LAYER_KIND_GRID_CELL\x10\x02\x12\x17\n\x13LAYER_KIND_BUILDING\x10\x03\x12\x15\n\x11LAYER_KIND_PARCEL\x10\x04\x12\x12\n\x0eLAYER_KIND_POI\x10\x05\x12\x14\n\x10LAYER_KIND_ROUTE\x10\x06\x12\x17\n\x13LAYER_KIND_GEOFENCE\x10\x07\x12\x14\n\x10LAYER_KIND_OTHER\x10\x08*w\n\x0bSensitivity\x12\x1b\n\x17SENSITIVITY_UNSPECIFIED\x10\x00\x12\x16\n\x12SENSITIVITY_PUBLIC\x10\x01\x12\x18\n\x14SENSITIVITY_INTERNAL\x10\x02\x12\x19\n\x15SENSITIVITY_SENSITIVE\x10\x03*\x9a\x01\n\tFieldType\x12\x1a\n\x16\x46IELD_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46IELD_TYPE_STRING\x10\x01\x12\x16\n\x12\x46IELD_TYPE_INTEGER\x10\x02\x12\x15\n\x11\x46IELD_TYPE_NUMBER\x10\x03\x12\x16\n\x12\x46IELD_TYPE_BOOLEAN\x10\x04\x12\x13\n\x0f\x46IELD_TYPE_DATE\x10\x05*o\n\x10GeometryEncoding\x12!\n\x1dGEOMETRY_ENCODING_UNSPECIFIED\x10\x00\x12\x1d\n\x19GEOMETRY_ENCODING_GEOJSON\x10\x01\x12\x19\n\x15GEOMETRY_ENCODING_WKB\x10\x02\x32\x92\t\n\nMapService\x12N\n\x0b\x43reateLayer\x12%.grassroots.map.v1.CreateLayerRequest\x1a\x18.grassroots.map.v1.Layer\x12H\n\x08GetLayer\x12\".grassroots.map.v1.GetLayerRequest\x1a\x18.grassroots.map.v1.Layer\x12Y\n\nListLayers\x12$.grassroots.map.v1.ListLayersRequest\x1a%.grassroots.map.v1.ListLayersResponse\x12L\n\x0b\x44\x65leteLayer\x12%.grassroots.map.v1.DeleteLayerRequest\x1a\x16.google.protobuf.Empty\x12\x65\n\x0eImportFeatures\x12(.grassroots.map.v1.ImportFeaturesRequest\x1a).grassroots.map.v1.ImportFeaturesResponse\x12\x65\n\x0e\x45xportFeatures\x12(.grassroots.map.v1.ExportFeaturesRequest\x1a).grassroots.map.v1.ExportFeaturesResponse\x12N\n\nGetFeature\x12$.grassroots.map.v1.GetFeatureRequest\x1a\x1a.grassroots.map.v1.Feature\x12_\n\x0cListFeatures\x12&.grassroots.map.v1.ListFeaturesRequest\x1a\'.grassroots.map.v1.ListFeaturesResponse\x12\x65\n\x0eSearchFeatures\x12(.grassroots.map.v1.SearchFeaturesRequest\x1a).grassroots.map.v1.SearchFeaturesResponse\x12_\n\x0cLocatePoints\x12&.grassroots.map.v1.LocatePointsRequest\x1a\'.grassroots.map.v1.LocatePointsResponse\x12\x80\x01\n\x17\x43ountFeaturesByGridCell\x12\x31.grassroots.map.v1.CountFeaturesByGridCellRequest\x1a\x32.grassroots.map.v1.CountFeaturesByGridCellResponse\x12w\n\x14TransformCoordinates\x12..grassroots.map.v1.TransformCoordinatesRequest\x1a/.grassroots.map.v1.TransformCoordinatesResponseB\x19\n\x15org.grassroots.map.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,28 +36,68 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'grassroots.map.v1.map_servi
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\025org.grassroots.map.v1P\001'
-  _globals['_LAYER']._serialized_start=118
-  _globals['_LAYER']._serialized_end=207
-  _globals['_FEATURE']._serialized_start=209
-  _globals['_FEATURE']._serialized_end=325
-  _globals['_GETLAYERREQUEST']._serialized_start=327
-  _globals['_GETLAYERREQUEST']._serialized_end=358
-  _globals['_LISTLAYERSREQUEST']._serialized_start=360
-  _globals['_LISTLAYERSREQUEST']._serialized_end=434
-  _globals['_LISTLAYERSRESPONSE']._serialized_start=436
-  _globals['_LISTLAYERSRESPONSE']._serialized_end=523
-  _globals['_GETFEATUREREQUEST']._serialized_start=525
-  _globals['_GETFEATUREREQUEST']._serialized_end=558
-  _globals['_LISTFEATURESREQUEST']._serialized_start=560
-  _globals['_LISTFEATURESREQUEST']._serialized_end=652
-  _globals['_LISTFEATURESRESPONSE']._serialized_start=654
-  _globals['_LISTFEATURESRESPONSE']._serialized_end=747
-  _globals['_LOCATEPOINTSREQUEST']._serialized_start=749
-  _globals['_LOCATEPOINTSREQUEST']._serialized_end=840
-  _globals['_POINTLOCATION']._serialized_start=842
-  _globals['_POINTLOCATION']._serialized_end=929
-  _globals['_LOCATEPOINTSRESPONSE']._serialized_start=931
-  _globals['_LOCATEPOINTSRESPONSE']._serialized_end=1006
-  _globals['_MAPSERVICE']._serialized_start=1009
-  _globals['_MAPSERVICE']._serialized_end=1460
+  _globals['_LAYERKIND']._serialized_start=3423
+  _globals['_LAYERKIND']._serialized_end=3656
+  _globals['_SENSITIVITY']._serialized_start=3658
+  _globals['_SENSITIVITY']._serialized_end=3777
+  _globals['_FIELDTYPE']._serialized_start=3780
+  _globals['_FIELDTYPE']._serialized_end=3934
+  _globals['_GEOMETRYENCODING']._serialized_start=3936
+  _globals['_GEOMETRYENCODING']._serialized_end=4047
+  _globals['_FIELDSPEC']._serialized_start=180
+  _globals['_FIELDSPEC']._serialized_end=288
+  _globals['_LAYER']._serialized_start=291
+  _globals['_LAYER']._serialized_end=653
+  _globals['_FEATURE']._serialized_start=656
+  _globals['_FEATURE']._serialized_end=822
+  _globals['_CREATELAYERREQUEST']._serialized_start=824
+  _globals['_CREATELAYERREQUEST']._serialized_end=919
+  _globals['_GETLAYERREQUEST']._serialized_start=921
+  _globals['_GETLAYERREQUEST']._serialized_end=952
+  _globals['_LISTLAYERSREQUEST']._serialized_start=954
+  _globals['_LISTLAYERSREQUEST']._serialized_end=1028
+  _globals['_LISTLAYERSRESPONSE']._serialized_start=1030
+  _globals['_LISTLAYERSRESPONSE']._serialized_end=1117
+  _globals['_DELETELAYERREQUEST']._serialized_start=1119
+  _globals['_DELETELAYERREQUEST']._serialized_end=1153
+  _globals['_IMPORTFEATURESREQUEST']._serialized_start=1156
+  _globals['_IMPORTFEATURESREQUEST']._serialized_end=1395
+  _globals['_IMPORTFEATURESRESPONSE']._serialized_start=1397
+  _globals['_IMPORTFEATURESRESPONSE']._serialized_end=1510
+  _globals['_EXPORTFEATURESREQUEST']._serialized_start=1512
+  _globals['_EXPORTFEATURESREQUEST']._serialized_end=1578
+  _globals['_EXPORTFEATURESRESPONSE']._serialized_start=1580
+  _globals['_EXPORTFEATURESRESPONSE']._serialized_end=1638
+  _globals['_GETFEATUREREQUEST']._serialized_start=1640
+  _globals['_GETFEATUREREQUEST']._serialized_end=1759
+  _globals['_LISTFEATURESREQUEST']._serialized_start=1762
+  _globals['_LISTFEATURESREQUEST']._serialized_end=1986
+  _globals['_LISTFEATURESRESPONSE']._serialized_start=1988
+  _globals['_LISTFEATURESRESPONSE']._serialized_end=2081
+  _globals['_DISTANCEQUERY']._serialized_start=2083
+  _globals['_DISTANCEQUERY']._serialized_end=2171
+  _globals['_NEARESTQUERY']._serialized_start=2173
+  _globals['_NEARESTQUERY']._serialized_end=2272
+  _globals['_SEARCHFEATURESREQUEST']._serialized_start=2275
+  _globals['_SEARCHFEATURESREQUEST']._serialized_end=2629
+  _globals['_SEARCHFEATURESRESPONSE']._serialized_start=2631
+  _globals['_SEARCHFEATURESRESPONSE']._serialized_end=2726
+  _globals['_LOCATEPOINTSREQUEST']._serialized_start=2728
+  _globals['_LOCATEPOINTSREQUEST']._serialized_end=2819
+  _globals['_POINTLOCATION']._serialized_start=2821
+  _globals['_POINTLOCATION']._serialized_end=2934
+  _globals['_LOCATEPOINTSRESPONSE']._serialized_start=2936
+  _globals['_LOCATEPOINTSRESPONSE']._serialized_end=3011
+  _globals['_COUNTFEATURESBYGRIDCELLREQUEST']._serialized_start=3013
+  _globals['_COUNTFEATURESBYGRIDCELLREQUEST']._serialized_end=3076
+  _globals['_GRIDCELLCOUNT']._serialized_start=3078
+  _globals['_GRIDCELLCOUNT']._serialized_end=3144
+  _globals['_COUNTFEATURESBYGRIDCELLRESPONSE']._serialized_start=3146
+  _globals['_COUNTFEATURESBYGRIDCELLRESPONSE']._serialized_end=3229
+  _globals['_TRANSFORMCOORDINATESREQUEST']._serialized_start=3231
+  _globals['_TRANSFORMCOORDINATESREQUEST']._serialized_end=3334
+  _globals['_TRANSFORMCOORDINATESRESPONSE']._serialized_start=3336
+  _globals['_TRANSFORMCOORDINATESRESPONSE']._serialized_end=3420
+  _globals['_MAPSERVICE']._serialized_start=4050
+  _globals['_MAPSERVICE']._serialized_end=5220
 # @@protoc_insertion_point(module_scope)

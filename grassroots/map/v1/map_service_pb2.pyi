@@ -7,7 +7,9 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from grassroots.type.v1 import geo_pb2 as _geo_pb2
 import builtins as _builtins
 import sys
@@ -20,6 +22,176 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _LayerKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LayerKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LayerKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LAYER_KIND_UNSPECIFIED: _LayerKind.ValueType  # 0
+    """Not set."""
+    LAYER_KIND_ADMIN_BOUNDARY: _LayerKind.ValueType  # 1
+    """City, district, town and village boundaries."""
+    LAYER_KIND_GRID_CELL: _LayerKind.ValueType  # 2
+    """Grid cells; needs the string fields grid_worker_id and grid_worker_name."""
+    LAYER_KIND_BUILDING: _LayerKind.ValueType  # 3
+    """Building footprints."""
+    LAYER_KIND_PARCEL: _LayerKind.ValueType  # 4
+    """Land parcels with their permitted use."""
+    LAYER_KIND_POI: _LayerKind.ValueType  # 5
+    """Points of interest: hydrants, shelters, waste stations, clinics."""
+    LAYER_KIND_ROUTE: _LayerKind.ValueType  # 6
+    """Licensed routes."""
+    LAYER_KIND_GEOFENCE: _LayerKind.ValueType  # 7
+    """Geofences."""
+    LAYER_KIND_OTHER: _LayerKind.ValueType  # 8
+    """Anything else."""
+
+class LayerKind(_LayerKind, metaclass=_LayerKindEnumTypeWrapper):
+    """What a layer holds."""
+
+LAYER_KIND_UNSPECIFIED: LayerKind.ValueType  # 0
+"""Not set."""
+LAYER_KIND_ADMIN_BOUNDARY: LayerKind.ValueType  # 1
+"""City, district, town and village boundaries."""
+LAYER_KIND_GRID_CELL: LayerKind.ValueType  # 2
+"""Grid cells; needs the string fields grid_worker_id and grid_worker_name."""
+LAYER_KIND_BUILDING: LayerKind.ValueType  # 3
+"""Building footprints."""
+LAYER_KIND_PARCEL: LayerKind.ValueType  # 4
+"""Land parcels with their permitted use."""
+LAYER_KIND_POI: LayerKind.ValueType  # 5
+"""Points of interest: hydrants, shelters, waste stations, clinics."""
+LAYER_KIND_ROUTE: LayerKind.ValueType  # 6
+"""Licensed routes."""
+LAYER_KIND_GEOFENCE: LayerKind.ValueType  # 7
+"""Geofences."""
+LAYER_KIND_OTHER: LayerKind.ValueType  # 8
+"""Anything else."""
+Global___LayerKind: _TypeAlias = LayerKind  # noqa: Y015
+
+class _Sensitivity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SensitivityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Sensitivity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SENSITIVITY_UNSPECIFIED: _Sensitivity.ValueType  # 0
+    """Not set; treated as internal."""
+    SENSITIVITY_PUBLIC: _Sensitivity.ValueType  # 1
+    """Anyone in the tenancy rules may read it, including public map clients."""
+    SENSITIVITY_INTERNAL: _Sensitivity.ValueType  # 2
+    """Staff of the tenant subtree."""
+    SENSITIVITY_SENSITIVE: _Sensitivity.ValueType  # 3
+    """Needs the map:read_sensitive scope as well."""
+
+class Sensitivity(_Sensitivity, metaclass=_SensitivityEnumTypeWrapper):
+    """Who may read a layer."""
+
+SENSITIVITY_UNSPECIFIED: Sensitivity.ValueType  # 0
+"""Not set; treated as internal."""
+SENSITIVITY_PUBLIC: Sensitivity.ValueType  # 1
+"""Anyone in the tenancy rules may read it, including public map clients."""
+SENSITIVITY_INTERNAL: Sensitivity.ValueType  # 2
+"""Staff of the tenant subtree."""
+SENSITIVITY_SENSITIVE: Sensitivity.ValueType  # 3
+"""Needs the map:read_sensitive scope as well."""
+Global___Sensitivity: _TypeAlias = Sensitivity  # noqa: Y015
+
+class _FieldType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FieldTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FieldType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FIELD_TYPE_UNSPECIFIED: _FieldType.ValueType  # 0
+    """Not set."""
+    FIELD_TYPE_STRING: _FieldType.ValueType  # 1
+    """Text."""
+    FIELD_TYPE_INTEGER: _FieldType.ValueType  # 2
+    """Whole number."""
+    FIELD_TYPE_NUMBER: _FieldType.ValueType  # 3
+    """Floating point number."""
+    FIELD_TYPE_BOOLEAN: _FieldType.ValueType  # 4
+    """True or false."""
+    FIELD_TYPE_DATE: _FieldType.ValueType  # 5
+    """ISO 8601 date."""
+
+class FieldType(_FieldType, metaclass=_FieldTypeEnumTypeWrapper):
+    """The type of a property."""
+
+FIELD_TYPE_UNSPECIFIED: FieldType.ValueType  # 0
+"""Not set."""
+FIELD_TYPE_STRING: FieldType.ValueType  # 1
+"""Text."""
+FIELD_TYPE_INTEGER: FieldType.ValueType  # 2
+"""Whole number."""
+FIELD_TYPE_NUMBER: FieldType.ValueType  # 3
+"""Floating point number."""
+FIELD_TYPE_BOOLEAN: FieldType.ValueType  # 4
+"""True or false."""
+FIELD_TYPE_DATE: FieldType.ValueType  # 5
+"""ISO 8601 date."""
+Global___FieldType: _TypeAlias = FieldType  # noqa: Y015
+
+class _GeometryEncoding:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GeometryEncodingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GeometryEncoding.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GEOMETRY_ENCODING_UNSPECIFIED: _GeometryEncoding.ValueType  # 0
+    """Not set; GeoJSON."""
+    GEOMETRY_ENCODING_GEOJSON: _GeometryEncoding.ValueType  # 1
+    """GeoJSON text."""
+    GEOMETRY_ENCODING_WKB: _GeometryEncoding.ValueType  # 2
+    """Well-known binary."""
+
+class GeometryEncoding(_GeometryEncoding, metaclass=_GeometryEncodingEnumTypeWrapper):
+    """How geometries are returned."""
+
+GEOMETRY_ENCODING_UNSPECIFIED: GeometryEncoding.ValueType  # 0
+"""Not set; GeoJSON."""
+GEOMETRY_ENCODING_GEOJSON: GeometryEncoding.ValueType  # 1
+"""GeoJSON text."""
+GEOMETRY_ENCODING_WKB: GeometryEncoding.ValueType  # 2
+"""Well-known binary."""
+Global___GeometryEncoding: _TypeAlias = GeometryEncoding  # noqa: Y015
+
+@_typing.final
+class FieldSpec(_message.Message):
+    """One declared property of a layer's features."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name: lower_snake_case."""
+    type: Global___FieldType.ValueType
+    """Type."""
+    required: _builtins.bool
+    """Whether every feature must have a value."""
+    description: _builtins.str
+    """What it means."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        type: Global___FieldType.ValueType = ...,
+        required: _builtins.bool = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "required", b"required", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldSpec: _TypeAlias = FieldSpec  # noqa: Y015
+
 @_typing.final
 class Layer(_message.Message):
     """A layer of features of one kind, owned by one tenant node."""
@@ -28,27 +200,69 @@ class Layer(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     GEOMETRY_TYPE_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    SENSITIVITY_FIELD_NUMBER: _builtins.int
+    SHARED_FIELD_NUMBER: _builtins.int
     FEATURE_COUNT_FIELD_NUMBER: _builtins.int
+    EXTENT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/layers/{layer}`."""
     display_name: _builtins.str
     """Human readable name."""
+    kind: Global___LayerKind.ValueType
+    """What the layer holds."""
     geometry_type: _builtins.str
-    """Geometry type of every feature: "Point", "Polygon", ..."""
+    """Geometry type of every feature: "Point", "Polygon", "MultiPolygon", ... or
+    "Geometry" for any.
+    """
+    sensitivity: Global___Sensitivity.ValueType
+    """Who may read it."""
+    shared: _builtins.bool
+    """Whether the tenant's whole subtree sees the layer (a town sharing its
+    boundaries with its villages).
+    """
     feature_count: _builtins.int
-    """Number of features."""
+    """Number of features. Output only."""
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldSpec]:
+        """Declared properties."""
+
+    @_builtins.property
+    def extent(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Bounding box in WGS84: min longitude, min latitude, max longitude, max
+        latitude; empty for an empty layer. Output only.
+        """
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the layer was created. Output only."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the layer's features last changed. Output only."""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         display_name: _builtins.str = ...,
+        kind: Global___LayerKind.ValueType = ...,
         geometry_type: _builtins.str = ...,
+        fields: _abc.Iterable[Global___FieldSpec] | None = ...,
+        sensitivity: Global___Sensitivity.ValueType = ...,
+        shared: _builtins.bool = ...,
         feature_count: _builtins.int = ...,
+        extent: _abc.Iterable[_builtins.float] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "feature_count", b"feature_count", "geometry_type", b"geometry_type", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "extent", b"extent", "feature_count", b"feature_count", "fields", b"fields", "geometry_type", b"geometry_type", "kind", b"kind", "name", b"name", "sensitivity", b"sensitivity", "shared", b"shared", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -63,8 +277,13 @@ class Feature(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     GEOMETRY_FIELD_NUMBER: _builtins.int
     PROPERTIES_FIELD_NUMBER: _builtins.int
+    DISTANCE_METERS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/layers/{layer}/features/{feature}`."""
+    distance_meters: _builtins.float
+    """Distance in metres from the query geometry (SearchFeatures with a distance or
+    nearest query only).
+    """
     @_builtins.property
     def geometry(self) -> _geo_pb2.Geometry:
         """The geometry."""
@@ -79,14 +298,49 @@ class Feature(_message.Message):
         name: _builtins.str = ...,
         geometry: _geo_pb2.Geometry | None = ...,
         properties: _struct_pb2.Struct | None = ...,
+        distance_meters: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["geometry", b"geometry", "properties", b"properties"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_distance_meters", b"_distance_meters", "distance_meters", b"distance_meters", "geometry", b"geometry", "properties", b"properties"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["geometry", b"geometry", "name", b"name", "properties", b"properties"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_distance_meters", b"_distance_meters", "distance_meters", b"distance_meters", "geometry", b"geometry", "name", b"name", "properties", b"properties"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__distance_meters: _TypeAlias = _typing.Literal["distance_meters"]  # noqa: Y015
+    _WhichOneofArgType__distance_meters: _TypeAlias = _typing.Literal["_distance_meters", b"_distance_meters"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__distance_meters) -> _WhichOneofReturnType__distance_meters | None: ...
+
+Global___Feature: _TypeAlias = Feature  # noqa: Y015
+
+@_typing.final
+class CreateLayerRequest(_message.Message):
+    """Request message for MapService.CreateLayer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    LAYER_ID_FIELD_NUMBER: _builtins.int
+    LAYER_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The owning tenant: `tenants/{tenant}`."""
+    layer_id: _builtins.str
+    """The layer's id: lower-case letters, digits and single hyphens."""
+    @_builtins.property
+    def layer(self) -> Global___Layer:
+        """The layer."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        layer_id: _builtins.str = ...,
+        layer: Global___Layer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["layer", b"layer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["layer", b"layer", "layer_id", b"layer_id", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Feature: _TypeAlias = Feature  # noqa: Y015
+Global___CreateLayerRequest: _TypeAlias = CreateLayerRequest  # noqa: Y015
 
 @_typing.final
 class GetLayerRequest(_message.Message):
@@ -122,7 +376,7 @@ class ListLayersRequest(_message.Message):
     parent: _builtins.str
     """The tenant: `tenants/{tenant}`."""
     page_size: _builtins.int
-    """Maximum number of layers to return; the server caps it at 1000."""
+    """Maximum number of layers to return (default 100, at most 1000)."""
     page_token: _builtins.str
     """Token from a previous response."""
     def __init__(
@@ -169,14 +423,14 @@ class ListLayersResponse(_message.Message):
 Global___ListLayersResponse: _TypeAlias = ListLayersResponse  # noqa: Y015
 
 @_typing.final
-class GetFeatureRequest(_message.Message):
-    """Request message for MapService.GetFeature."""
+class DeleteLayerRequest(_message.Message):
+    """Request message for MapService.DeleteLayer."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Resource name of the feature."""
+    """Resource name of the layer."""
     def __init__(
         self,
         *,
@@ -185,6 +439,186 @@ class GetFeatureRequest(_message.Message):
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLayerRequest: _TypeAlias = DeleteLayerRequest  # noqa: Y015
+
+@_typing.final
+class ImportFeaturesRequest(_message.Message):
+    """Request message for MapService.ImportFeatures."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    SOURCE_CRS_FIELD_NUMBER: _builtins.int
+    REPAIR_INVALID_FIELD_NUMBER: _builtins.int
+    REPLACE_FIELD_NUMBER: _builtins.int
+    ID_FIELD_FIELD_NUMBER: _builtins.int
+    SOURCE_LAYER_FIELD_NUMBER: _builtins.int
+    LON_FIELD_FIELD_NUMBER: _builtins.int
+    LAT_FIELD_FIELD_NUMBER: _builtins.int
+    IGNORE_UNKNOWN_FIELDS_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The layer: `tenants/{tenant}/layers/{layer}`."""
+    data: _builtins.bytes
+    """The file's bytes; at most 48 MiB."""
+    format: _builtins.str
+    """"geojson", "gpkg", "shapefile" (a zip) or "csv"."""
+    source_crs: _builtins.str
+    """The file's CRS when it does not declare one (CSV) or declares it wrongly."""
+    repair_invalid: _builtins.bool
+    """Repair invalid geometries instead of rejecting the file."""
+    replace: _builtins.bool
+    """Replace the layer's features instead of adding to them."""
+    id_field: _builtins.str
+    """The column holding feature ids; empty uses the file's ids or numbers them."""
+    source_layer: _builtins.str
+    """GeoPackage table to read; empty reads the first."""
+    lon_field: _builtins.str
+    """CSV longitude column; default "lon"."""
+    lat_field: _builtins.str
+    """CSV latitude column; default "lat"."""
+    ignore_unknown_fields: _builtins.bool
+    """Drop columns the layer does not declare instead of rejecting the file."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+        format: _builtins.str = ...,
+        source_crs: _builtins.str = ...,
+        repair_invalid: _builtins.bool = ...,
+        replace: _builtins.bool = ...,
+        id_field: _builtins.str = ...,
+        source_layer: _builtins.str = ...,
+        lon_field: _builtins.str = ...,
+        lat_field: _builtins.str = ...,
+        ignore_unknown_fields: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "format", b"format", "id_field", b"id_field", "ignore_unknown_fields", b"ignore_unknown_fields", "lat_field", b"lat_field", "lon_field", b"lon_field", "parent", b"parent", "repair_invalid", b"repair_invalid", "replace", b"replace", "source_crs", b"source_crs", "source_layer", b"source_layer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportFeaturesRequest: _TypeAlias = ImportFeaturesRequest  # noqa: Y015
+
+@_typing.final
+class ImportFeaturesResponse(_message.Message):
+    """Response message for MapService.ImportFeatures."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAYER_FIELD_NUMBER: _builtins.int
+    IMPORTED_COUNT_FIELD_NUMBER: _builtins.int
+    REPAIRED_COUNT_FIELD_NUMBER: _builtins.int
+    imported_count: _builtins.int
+    """Features imported."""
+    repaired_count: _builtins.int
+    """Features whose geometry was repaired."""
+    @_builtins.property
+    def layer(self) -> Global___Layer:
+        """The layer after the import."""
+
+    def __init__(
+        self,
+        *,
+        layer: Global___Layer | None = ...,
+        imported_count: _builtins.int = ...,
+        repaired_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["layer", b"layer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["imported_count", b"imported_count", "layer", b"layer", "repaired_count", b"repaired_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportFeaturesResponse: _TypeAlias = ImportFeaturesResponse  # noqa: Y015
+
+@_typing.final
+class ExportFeaturesRequest(_message.Message):
+    """Request message for MapService.ExportFeatures."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    CRS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the layer."""
+    format: _builtins.str
+    """"geojson", "gpkg", "shapefile" or "csv"."""
+    crs: _builtins.str
+    """CRS of the output; "EPSG:4326" when empty (GeoJSON is always EPSG:4326)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        format: _builtins.str = ...,
+        crs: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crs", b"crs", "format", b"format", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportFeaturesRequest: _TypeAlias = ExportFeaturesRequest  # noqa: Y015
+
+@_typing.final
+class ExportFeaturesResponse(_message.Message):
+    """Response message for MapService.ExportFeatures."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """The file."""
+    media_type: _builtins.str
+    """Its media type."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        media_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "media_type", b"media_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportFeaturesResponse: _TypeAlias = ExportFeaturesResponse  # noqa: Y015
+
+@_typing.final
+class GetFeatureRequest(_message.Message):
+    """Request message for MapService.GetFeature."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RESPONSE_CRS_FIELD_NUMBER: _builtins.int
+    GEOMETRY_ENCODING_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the feature."""
+    response_crs: _builtins.str
+    """CRS of the returned geometry; WGS84 when empty."""
+    geometry_encoding: Global___GeometryEncoding.ValueType
+    """Encoding of the returned geometry."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        response_crs: _builtins.str = ...,
+        geometry_encoding: Global___GeometryEncoding.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["geometry_encoding", b"geometry_encoding", "name", b"name", "response_crs", b"response_crs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -200,14 +634,31 @@ class ListFeaturesRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
+    BBOX_FIELD_NUMBER: _builtins.int
+    BBOX_CRS_FIELD_NUMBER: _builtins.int
+    RESPONSE_CRS_FIELD_NUMBER: _builtins.int
+    GEOMETRY_ENCODING_FIELD_NUMBER: _builtins.int
+    SKIP_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The layer: `tenants/{tenant}/layers/{layer}`."""
     page_size: _builtins.int
-    """Maximum number of features to return; the server caps it at 10000."""
+    """Maximum number of features to return (default 100, at most 10000)."""
     page_token: _builtins.str
     """Token from a previous response."""
     filter: _builtins.str
-    """AIP-160 filter over the properties, for example `use = "residential"`."""
+    """AIP-160 filter over the properties: `use = "residential" AND floors = "3"`."""
+    bbox_crs: _builtins.str
+    """CRS of `bbox`; WGS84 when empty."""
+    response_crs: _builtins.str
+    """CRS of the returned geometries; WGS84 when empty."""
+    geometry_encoding: Global___GeometryEncoding.ValueType
+    """Encoding of the returned geometries."""
+    skip: _builtins.int
+    """Features to skip before the page starts (AIP-158 skip)."""
+    @_builtins.property
+    def bbox(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Bounding box: min x, min y, max x, max y in `bbox_crs`."""
+
     def __init__(
         self,
         *,
@@ -215,10 +666,15 @@ class ListFeaturesRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         filter: _builtins.str = ...,
+        bbox: _abc.Iterable[_builtins.float] | None = ...,
+        bbox_crs: _builtins.str = ...,
+        response_crs: _builtins.str = ...,
+        geometry_encoding: Global___GeometryEncoding.ValueType = ...,
+        skip: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bbox", b"bbox", "bbox_crs", b"bbox_crs", "filter", b"filter", "geometry_encoding", b"geometry_encoding", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "response_crs", b"response_crs", "skip", b"skip"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -251,6 +707,156 @@ class ListFeaturesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListFeaturesResponse: _TypeAlias = ListFeaturesResponse  # noqa: Y015
+
+@_typing.final
+class DistanceQuery(_message.Message):
+    """Features within a distance of a geometry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GEOMETRY_FIELD_NUMBER: _builtins.int
+    DISTANCE_METERS_FIELD_NUMBER: _builtins.int
+    distance_meters: _builtins.float
+    """Distance on the ground in metres (0 to 100000)."""
+    @_builtins.property
+    def geometry(self) -> _geo_pb2.Geometry:
+        """The geometry to measure from."""
+
+    def __init__(
+        self,
+        *,
+        geometry: _geo_pb2.Geometry | None = ...,
+        distance_meters: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["geometry", b"geometry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance_meters", b"distance_meters", "geometry", b"geometry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DistanceQuery: _TypeAlias = DistanceQuery  # noqa: Y015
+
+@_typing.final
+class NearestQuery(_message.Message):
+    """The k features nearest to a point."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINT_FIELD_NUMBER: _builtins.int
+    K_FIELD_NUMBER: _builtins.int
+    MAX_DISTANCE_METERS_FIELD_NUMBER: _builtins.int
+    k: _builtins.int
+    """How many (1 to 1000)."""
+    max_distance_meters: _builtins.float
+    """Ignore features farther than this; no limit when 0."""
+    @_builtins.property
+    def point(self) -> _geo_pb2.GeoPoint:
+        """The point."""
+
+    def __init__(
+        self,
+        *,
+        point: _geo_pb2.GeoPoint | None = ...,
+        k: _builtins.int = ...,
+        max_distance_meters: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["point", b"point"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["k", b"k", "max_distance_meters", b"max_distance_meters", "point", b"point"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NearestQuery: _TypeAlias = NearestQuery  # noqa: Y015
+
+@_typing.final
+class SearchFeaturesRequest(_message.Message):
+    """Request message for MapService.SearchFeatures."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    INTERSECTS_FIELD_NUMBER: _builtins.int
+    WITHIN_DISTANCE_FIELD_NUMBER: _builtins.int
+    NEAREST_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    RESPONSE_CRS_FIELD_NUMBER: _builtins.int
+    GEOMETRY_ENCODING_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The layer: `tenants/{tenant}/layers/{layer}`."""
+    filter: _builtins.str
+    """AIP-160 filter over the properties, applied after the spatial question."""
+    page_size: _builtins.int
+    """Maximum number of features to return (default 100, at most 10000)."""
+    page_token: _builtins.str
+    """Token from a previous response."""
+    response_crs: _builtins.str
+    """CRS of the returned geometries; WGS84 when empty."""
+    geometry_encoding: Global___GeometryEncoding.ValueType
+    """Encoding of the returned geometries."""
+    @_builtins.property
+    def intersects(self) -> _geo_pb2.Geometry:
+        """Features intersecting this geometry."""
+
+    @_builtins.property
+    def within_distance(self) -> Global___DistanceQuery:
+        """Features within a distance of a geometry, nearest first."""
+
+    @_builtins.property
+    def nearest(self) -> Global___NearestQuery:
+        """The k nearest features, nearest first."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        intersects: _geo_pb2.Geometry | None = ...,
+        within_distance: Global___DistanceQuery | None = ...,
+        nearest: Global___NearestQuery | None = ...,
+        filter: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        response_crs: _builtins.str = ...,
+        geometry_encoding: Global___GeometryEncoding.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["intersects", b"intersects", "nearest", b"nearest", "query", b"query", "within_distance", b"within_distance"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "geometry_encoding", b"geometry_encoding", "intersects", b"intersects", "nearest", b"nearest", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "query", b"query", "response_crs", b"response_crs", "within_distance", b"within_distance"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_query: _TypeAlias = _typing.Literal["intersects", "within_distance", "nearest"]  # noqa: Y015
+    _WhichOneofArgType_query: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_query) -> _WhichOneofReturnType_query | None: ...
+
+Global___SearchFeaturesRequest: _TypeAlias = SearchFeaturesRequest  # noqa: Y015
+
+@_typing.final
+class SearchFeaturesResponse(_message.Message):
+    """Response message for MapService.SearchFeatures."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEATURES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def features(self) -> _containers.RepeatedCompositeFieldContainer[Global___Feature]:
+        """The features, with `distance_meters` set for distance and nearest queries."""
+
+    def __init__(
+        self,
+        *,
+        features: _abc.Iterable[Global___Feature] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchFeaturesResponse: _TypeAlias = SearchFeaturesResponse  # noqa: Y015
 
 @_typing.final
 class LocatePointsRequest(_message.Message):
@@ -292,6 +898,7 @@ class PointLocation(_message.Message):
     VILLAGE_FIELD_NUMBER: _builtins.int
     GRID_CELL_FIELD_NUMBER: _builtins.int
     GRID_WORKER_FIELD_NUMBER: _builtins.int
+    GRID_WORKER_NAME_FIELD_NUMBER: _builtins.int
     found: _builtins.bool
     """Whether the point lies inside a grid cell the caller can see. When false the
     other fields are empty.
@@ -302,6 +909,8 @@ class PointLocation(_message.Message):
     """Identifier of the grid cell, for example "xingming-g03"."""
     grid_worker: _builtins.str
     """Identifier of the grid cell's grid worker."""
+    grid_worker_name: _builtins.str
+    """Name of the grid cell's grid worker."""
     def __init__(
         self,
         *,
@@ -309,10 +918,11 @@ class PointLocation(_message.Message):
         village: _builtins.str = ...,
         grid_cell: _builtins.str = ...,
         grid_worker: _builtins.str = ...,
+        grid_worker_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["found", b"found", "grid_cell", b"grid_cell", "grid_worker", b"grid_worker", "village", b"village"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["found", b"found", "grid_cell", b"grid_cell", "grid_worker", b"grid_worker", "grid_worker_name", b"grid_worker_name", "village", b"village"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -341,3 +951,135 @@ class LocatePointsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LocatePointsResponse: _TypeAlias = LocatePointsResponse  # noqa: Y015
+
+@_typing.final
+class CountFeaturesByGridCellRequest(_message.Message):
+    """Request message for MapService.CountFeaturesByGridCell."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAYER_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
+    layer: _builtins.str
+    """The layer whose features are counted."""
+    parent: _builtins.str
+    """The tenant whose grid cells are counted: `tenants/{tenant}`."""
+    def __init__(
+        self,
+        *,
+        layer: _builtins.str = ...,
+        parent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["layer", b"layer", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountFeaturesByGridCellRequest: _TypeAlias = CountFeaturesByGridCellRequest  # noqa: Y015
+
+@_typing.final
+class GridCellCount(_message.Message):
+    """How many features lie in one grid cell."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRID_CELL_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    grid_cell: _builtins.str
+    """Identifier of the grid cell."""
+    village: _builtins.str
+    """Tenant path of its village."""
+    count: _builtins.int
+    """Number of features."""
+    def __init__(
+        self,
+        *,
+        grid_cell: _builtins.str = ...,
+        village: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "grid_cell", b"grid_cell", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GridCellCount: _TypeAlias = GridCellCount  # noqa: Y015
+
+@_typing.final
+class CountFeaturesByGridCellResponse(_message.Message):
+    """Response message for MapService.CountFeaturesByGridCell."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___GridCellCount]:
+        """One entry per grid cell of the tenant's subtree, including zero counts."""
+
+    def __init__(
+        self,
+        *,
+        counts: _abc.Iterable[Global___GridCellCount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountFeaturesByGridCellResponse: _TypeAlias = CountFeaturesByGridCellResponse  # noqa: Y015
+
+@_typing.final
+class TransformCoordinatesRequest(_message.Message):
+    """Request message for MapService.TransformCoordinates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    TARGET_CRS_FIELD_NUMBER: _builtins.int
+    target_crs: _builtins.str
+    """The CRS to convert to."""
+    @_builtins.property
+    def points(self) -> _geo_pb2.CoordinateArrays:
+        """The coordinates and their CRS; at most 100000."""
+
+    def __init__(
+        self,
+        *,
+        points: _geo_pb2.CoordinateArrays | None = ...,
+        target_crs: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["points", b"points"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["points", b"points", "target_crs", b"target_crs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransformCoordinatesRequest: _TypeAlias = TransformCoordinatesRequest  # noqa: Y015
+
+@_typing.final
+class TransformCoordinatesResponse(_message.Message):
+    """Response message for MapService.TransformCoordinates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def points(self) -> _geo_pb2.CoordinateArrays:
+        """The converted coordinates, in input order."""
+
+    def __init__(
+        self,
+        *,
+        points: _geo_pb2.CoordinateArrays | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["points", b"points"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransformCoordinatesResponse: _TypeAlias = TransformCoordinatesResponse  # noqa: Y015

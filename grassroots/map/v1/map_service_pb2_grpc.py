@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from grassroots.map.v1 import map_service_pb2 as grassroots_dot_map_dot_v1_dot_map__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -36,6 +37,11 @@ class MapServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateLayer = channel.unary_unary(
+                '/grassroots.map.v1.MapService/CreateLayer',
+                request_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.CreateLayerRequest.SerializeToString,
+                response_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.Layer.FromString,
+                _registered_method=True)
         self.GetLayer = channel.unary_unary(
                 '/grassroots.map.v1.MapService/GetLayer',
                 request_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.GetLayerRequest.SerializeToString,
@@ -45,6 +51,21 @@ class MapServiceStub:
                 '/grassroots.map.v1.MapService/ListLayers',
                 request_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ListLayersRequest.SerializeToString,
                 response_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ListLayersResponse.FromString,
+                _registered_method=True)
+        self.DeleteLayer = channel.unary_unary(
+                '/grassroots.map.v1.MapService/DeleteLayer',
+                request_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.DeleteLayerRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ImportFeatures = channel.unary_unary(
+                '/grassroots.map.v1.MapService/ImportFeatures',
+                request_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ImportFeaturesRequest.SerializeToString,
+                response_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ImportFeaturesResponse.FromString,
+                _registered_method=True)
+        self.ExportFeatures = channel.unary_unary(
+                '/grassroots.map.v1.MapService/ExportFeatures',
+                request_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ExportFeaturesRequest.SerializeToString,
+                response_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ExportFeaturesResponse.FromString,
                 _registered_method=True)
         self.GetFeature = channel.unary_unary(
                 '/grassroots.map.v1.MapService/GetFeature',
@@ -56,10 +77,25 @@ class MapServiceStub:
                 request_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ListFeaturesRequest.SerializeToString,
                 response_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ListFeaturesResponse.FromString,
                 _registered_method=True)
+        self.SearchFeatures = channel.unary_unary(
+                '/grassroots.map.v1.MapService/SearchFeatures',
+                request_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.SearchFeaturesRequest.SerializeToString,
+                response_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.SearchFeaturesResponse.FromString,
+                _registered_method=True)
         self.LocatePoints = channel.unary_unary(
                 '/grassroots.map.v1.MapService/LocatePoints',
                 request_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.LocatePointsRequest.SerializeToString,
                 response_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.LocatePointsResponse.FromString,
+                _registered_method=True)
+        self.CountFeaturesByGridCell = channel.unary_unary(
+                '/grassroots.map.v1.MapService/CountFeaturesByGridCell',
+                request_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.CountFeaturesByGridCellRequest.SerializeToString,
+                response_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.CountFeaturesByGridCellResponse.FromString,
+                _registered_method=True)
+        self.TransformCoordinates = channel.unary_unary(
+                '/grassroots.map.v1.MapService/TransformCoordinates',
+                request_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.TransformCoordinatesRequest.SerializeToString,
+                response_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.TransformCoordinatesResponse.FromString,
                 _registered_method=True)
 
 
@@ -67,6 +103,13 @@ class MapServiceServicer:
     """The map component: layers of features and the spatial questions every scenario
     asks ("which grid cell is this point in, and who is its grid worker").
     """
+
+    def CreateLayer(self, request, context):
+        """Creates a layer with a declared schema.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def GetLayer(self, request, context):
         """Gets a layer.
@@ -76,7 +119,29 @@ class MapServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListLayers(self, request, context):
-        """Lists the layers a tenant can see: its own and the shared layers above it.
+        """Lists the layers a tenant can see: its subtree's and the shared layers above it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLayer(self, request, context):
+        """Deletes a layer and its features.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportFeatures(self, request, context):
+        """Imports a file (GeoJSON, GeoPackage, zipped Shapefile, CSV) into a layer, all or
+        nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportFeatures(self, request, context):
+        """Exports a layer as a file.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -90,7 +155,14 @@ class MapServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListFeatures(self, request, context):
-        """Lists the features of a layer, paged.
+        """Lists the features of a layer, filtered by attributes and a bounding box, paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchFeatures(self, request, context):
+        """Finds features by geometry: intersecting, within a distance in metres, or nearest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,9 +175,28 @@ class MapServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountFeaturesByGridCell(self, request, context):
+        """Counts a layer's features per grid cell.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransformCoordinates(self, request, context):
+        """Converts coordinates between reference systems (EPSG codes, GCJ-02, BD-09).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MapServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateLayer': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateLayer,
+                    request_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.CreateLayerRequest.FromString,
+                    response_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.Layer.SerializeToString,
+            ),
             'GetLayer': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLayer,
                     request_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.GetLayerRequest.FromString,
@@ -115,6 +206,21 @@ def add_MapServiceServicer_to_server(servicer, server):
                     servicer.ListLayers,
                     request_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ListLayersRequest.FromString,
                     response_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ListLayersResponse.SerializeToString,
+            ),
+            'DeleteLayer': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLayer,
+                    request_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.DeleteLayerRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ImportFeatures': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportFeatures,
+                    request_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ImportFeaturesRequest.FromString,
+                    response_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ImportFeaturesResponse.SerializeToString,
+            ),
+            'ExportFeatures': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportFeatures,
+                    request_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ExportFeaturesRequest.FromString,
+                    response_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ExportFeaturesResponse.SerializeToString,
             ),
             'GetFeature': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFeature,
@@ -126,10 +232,25 @@ def add_MapServiceServicer_to_server(servicer, server):
                     request_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ListFeaturesRequest.FromString,
                     response_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.ListFeaturesResponse.SerializeToString,
             ),
+            'SearchFeatures': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchFeatures,
+                    request_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.SearchFeaturesRequest.FromString,
+                    response_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.SearchFeaturesResponse.SerializeToString,
+            ),
             'LocatePoints': grpc.unary_unary_rpc_method_handler(
                     servicer.LocatePoints,
                     request_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.LocatePointsRequest.FromString,
                     response_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.LocatePointsResponse.SerializeToString,
+            ),
+            'CountFeaturesByGridCell': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountFeaturesByGridCell,
+                    request_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.CountFeaturesByGridCellRequest.FromString,
+                    response_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.CountFeaturesByGridCellResponse.SerializeToString,
+            ),
+            'TransformCoordinates': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransformCoordinates,
+                    request_deserializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.TransformCoordinatesRequest.FromString,
+                    response_serializer=grassroots_dot_map_dot_v1_dot_map__service__pb2.TransformCoordinatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -143,6 +264,33 @@ class MapService:
     """The map component: layers of features and the spatial questions every scenario
     asks ("which grid cell is this point in, and who is its grid worker").
     """
+
+    @staticmethod
+    def CreateLayer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.map.v1.MapService/CreateLayer',
+            grassroots_dot_map_dot_v1_dot_map__service__pb2.CreateLayerRequest.SerializeToString,
+            grassroots_dot_map_dot_v1_dot_map__service__pb2.Layer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetLayer(request,
@@ -188,6 +336,87 @@ class MapService:
             '/grassroots.map.v1.MapService/ListLayers',
             grassroots_dot_map_dot_v1_dot_map__service__pb2.ListLayersRequest.SerializeToString,
             grassroots_dot_map_dot_v1_dot_map__service__pb2.ListLayersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLayer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.map.v1.MapService/DeleteLayer',
+            grassroots_dot_map_dot_v1_dot_map__service__pb2.DeleteLayerRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportFeatures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.map.v1.MapService/ImportFeatures',
+            grassroots_dot_map_dot_v1_dot_map__service__pb2.ImportFeaturesRequest.SerializeToString,
+            grassroots_dot_map_dot_v1_dot_map__service__pb2.ImportFeaturesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportFeatures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.map.v1.MapService/ExportFeatures',
+            grassroots_dot_map_dot_v1_dot_map__service__pb2.ExportFeaturesRequest.SerializeToString,
+            grassroots_dot_map_dot_v1_dot_map__service__pb2.ExportFeaturesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -253,6 +482,33 @@ class MapService:
             _registered_method=True)
 
     @staticmethod
+    def SearchFeatures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.map.v1.MapService/SearchFeatures',
+            grassroots_dot_map_dot_v1_dot_map__service__pb2.SearchFeaturesRequest.SerializeToString,
+            grassroots_dot_map_dot_v1_dot_map__service__pb2.SearchFeaturesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def LocatePoints(request,
             target,
             options=(),
@@ -269,6 +525,60 @@ class MapService:
             '/grassroots.map.v1.MapService/LocatePoints',
             grassroots_dot_map_dot_v1_dot_map__service__pb2.LocatePointsRequest.SerializeToString,
             grassroots_dot_map_dot_v1_dot_map__service__pb2.LocatePointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountFeaturesByGridCell(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.map.v1.MapService/CountFeaturesByGridCell',
+            grassroots_dot_map_dot_v1_dot_map__service__pb2.CountFeaturesByGridCellRequest.SerializeToString,
+            grassroots_dot_map_dot_v1_dot_map__service__pb2.CountFeaturesByGridCellResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransformCoordinates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.map.v1.MapService/TransformCoordinates',
+            grassroots_dot_map_dot_v1_dot_map__service__pb2.TransformCoordinatesRequest.SerializeToString,
+            grassroots_dot_map_dot_v1_dot_map__service__pb2.TransformCoordinatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grassroots.map.v1 import map_service_pb2 as _map_service_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -35,16 +36,32 @@ class MapServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> MapServiceAsyncStub: ...
+    CreateLayer: _grpc.UnaryUnaryMultiCallable[_map_service_pb2.CreateLayerRequest, _map_service_pb2.Layer]
+    """Creates a layer with a declared schema."""
     GetLayer: _grpc.UnaryUnaryMultiCallable[_map_service_pb2.GetLayerRequest, _map_service_pb2.Layer]
     """Gets a layer."""
     ListLayers: _grpc.UnaryUnaryMultiCallable[_map_service_pb2.ListLayersRequest, _map_service_pb2.ListLayersResponse]
-    """Lists the layers a tenant can see: its own and the shared layers above it."""
+    """Lists the layers a tenant can see: its subtree's and the shared layers above it."""
+    DeleteLayer: _grpc.UnaryUnaryMultiCallable[_map_service_pb2.DeleteLayerRequest, _empty_pb2.Empty]
+    """Deletes a layer and its features."""
+    ImportFeatures: _grpc.UnaryUnaryMultiCallable[_map_service_pb2.ImportFeaturesRequest, _map_service_pb2.ImportFeaturesResponse]
+    """Imports a file (GeoJSON, GeoPackage, zipped Shapefile, CSV) into a layer, all or
+    nothing.
+    """
+    ExportFeatures: _grpc.UnaryUnaryMultiCallable[_map_service_pb2.ExportFeaturesRequest, _map_service_pb2.ExportFeaturesResponse]
+    """Exports a layer as a file."""
     GetFeature: _grpc.UnaryUnaryMultiCallable[_map_service_pb2.GetFeatureRequest, _map_service_pb2.Feature]
     """Gets one feature of a layer."""
     ListFeatures: _grpc.UnaryUnaryMultiCallable[_map_service_pb2.ListFeaturesRequest, _map_service_pb2.ListFeaturesResponse]
-    """Lists the features of a layer, paged."""
+    """Lists the features of a layer, filtered by attributes and a bounding box, paged."""
+    SearchFeatures: _grpc.UnaryUnaryMultiCallable[_map_service_pb2.SearchFeaturesRequest, _map_service_pb2.SearchFeaturesResponse]
+    """Finds features by geometry: intersecting, within a distance in metres, or nearest."""
     LocatePoints: _grpc.UnaryUnaryMultiCallable[_map_service_pb2.LocatePointsRequest, _map_service_pb2.LocatePointsResponse]
     """Locates many points at once: the village, grid cell and grid worker of each."""
+    CountFeaturesByGridCell: _grpc.UnaryUnaryMultiCallable[_map_service_pb2.CountFeaturesByGridCellRequest, _map_service_pb2.CountFeaturesByGridCellResponse]
+    """Counts a layer's features per grid cell."""
+    TransformCoordinates: _grpc.UnaryUnaryMultiCallable[_map_service_pb2.TransformCoordinatesRequest, _map_service_pb2.TransformCoordinatesResponse]
+    """Converts coordinates between reference systems (EPSG codes, GCJ-02, BD-09)."""
 
 @_typing.type_check_only
 class MapServiceAsyncStub(MapServiceStub):
@@ -53,21 +70,45 @@ class MapServiceAsyncStub(MapServiceStub):
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateLayer: _aio.UnaryUnaryMultiCallable[_map_service_pb2.CreateLayerRequest, _map_service_pb2.Layer]  # type: ignore[assignment]
+    """Creates a layer with a declared schema."""
     GetLayer: _aio.UnaryUnaryMultiCallable[_map_service_pb2.GetLayerRequest, _map_service_pb2.Layer]  # type: ignore[assignment]
     """Gets a layer."""
     ListLayers: _aio.UnaryUnaryMultiCallable[_map_service_pb2.ListLayersRequest, _map_service_pb2.ListLayersResponse]  # type: ignore[assignment]
-    """Lists the layers a tenant can see: its own and the shared layers above it."""
+    """Lists the layers a tenant can see: its subtree's and the shared layers above it."""
+    DeleteLayer: _aio.UnaryUnaryMultiCallable[_map_service_pb2.DeleteLayerRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes a layer and its features."""
+    ImportFeatures: _aio.UnaryUnaryMultiCallable[_map_service_pb2.ImportFeaturesRequest, _map_service_pb2.ImportFeaturesResponse]  # type: ignore[assignment]
+    """Imports a file (GeoJSON, GeoPackage, zipped Shapefile, CSV) into a layer, all or
+    nothing.
+    """
+    ExportFeatures: _aio.UnaryUnaryMultiCallable[_map_service_pb2.ExportFeaturesRequest, _map_service_pb2.ExportFeaturesResponse]  # type: ignore[assignment]
+    """Exports a layer as a file."""
     GetFeature: _aio.UnaryUnaryMultiCallable[_map_service_pb2.GetFeatureRequest, _map_service_pb2.Feature]  # type: ignore[assignment]
     """Gets one feature of a layer."""
     ListFeatures: _aio.UnaryUnaryMultiCallable[_map_service_pb2.ListFeaturesRequest, _map_service_pb2.ListFeaturesResponse]  # type: ignore[assignment]
-    """Lists the features of a layer, paged."""
+    """Lists the features of a layer, filtered by attributes and a bounding box, paged."""
+    SearchFeatures: _aio.UnaryUnaryMultiCallable[_map_service_pb2.SearchFeaturesRequest, _map_service_pb2.SearchFeaturesResponse]  # type: ignore[assignment]
+    """Finds features by geometry: intersecting, within a distance in metres, or nearest."""
     LocatePoints: _aio.UnaryUnaryMultiCallable[_map_service_pb2.LocatePointsRequest, _map_service_pb2.LocatePointsResponse]  # type: ignore[assignment]
     """Locates many points at once: the village, grid cell and grid worker of each."""
+    CountFeaturesByGridCell: _aio.UnaryUnaryMultiCallable[_map_service_pb2.CountFeaturesByGridCellRequest, _map_service_pb2.CountFeaturesByGridCellResponse]  # type: ignore[assignment]
+    """Counts a layer's features per grid cell."""
+    TransformCoordinates: _aio.UnaryUnaryMultiCallable[_map_service_pb2.TransformCoordinatesRequest, _map_service_pb2.TransformCoordinatesResponse]  # type: ignore[assignment]
+    """Converts coordinates between reference systems (EPSG codes, GCJ-02, BD-09)."""
 
 class MapServiceServicer(metaclass=_abc_1.ABCMeta):
     """The map component: layers of features and the spatial questions every scenario
     asks ("which grid cell is this point in, and who is its grid worker").
     """
+
+    @_abc_1.abstractmethod
+    def CreateLayer(
+        self,
+        request: _map_service_pb2.CreateLayerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_map_service_pb2.Layer, _abc.Awaitable[_map_service_pb2.Layer]]:
+        """Creates a layer with a declared schema."""
 
     @_abc_1.abstractmethod
     def GetLayer(
@@ -83,7 +124,33 @@ class MapServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _map_service_pb2.ListLayersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_map_service_pb2.ListLayersResponse, _abc.Awaitable[_map_service_pb2.ListLayersResponse]]:
-        """Lists the layers a tenant can see: its own and the shared layers above it."""
+        """Lists the layers a tenant can see: its subtree's and the shared layers above it."""
+
+    @_abc_1.abstractmethod
+    def DeleteLayer(
+        self,
+        request: _map_service_pb2.DeleteLayerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes a layer and its features."""
+
+    @_abc_1.abstractmethod
+    def ImportFeatures(
+        self,
+        request: _map_service_pb2.ImportFeaturesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_map_service_pb2.ImportFeaturesResponse, _abc.Awaitable[_map_service_pb2.ImportFeaturesResponse]]:
+        """Imports a file (GeoJSON, GeoPackage, zipped Shapefile, CSV) into a layer, all or
+        nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportFeatures(
+        self,
+        request: _map_service_pb2.ExportFeaturesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_map_service_pb2.ExportFeaturesResponse, _abc.Awaitable[_map_service_pb2.ExportFeaturesResponse]]:
+        """Exports a layer as a file."""
 
     @_abc_1.abstractmethod
     def GetFeature(
@@ -99,7 +166,15 @@ class MapServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _map_service_pb2.ListFeaturesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_map_service_pb2.ListFeaturesResponse, _abc.Awaitable[_map_service_pb2.ListFeaturesResponse]]:
-        """Lists the features of a layer, paged."""
+        """Lists the features of a layer, filtered by attributes and a bounding box, paged."""
+
+    @_abc_1.abstractmethod
+    def SearchFeatures(
+        self,
+        request: _map_service_pb2.SearchFeaturesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_map_service_pb2.SearchFeaturesResponse, _abc.Awaitable[_map_service_pb2.SearchFeaturesResponse]]:
+        """Finds features by geometry: intersecting, within a distance in metres, or nearest."""
 
     @_abc_1.abstractmethod
     def LocatePoints(
@@ -108,5 +183,21 @@ class MapServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_map_service_pb2.LocatePointsResponse, _abc.Awaitable[_map_service_pb2.LocatePointsResponse]]:
         """Locates many points at once: the village, grid cell and grid worker of each."""
+
+    @_abc_1.abstractmethod
+    def CountFeaturesByGridCell(
+        self,
+        request: _map_service_pb2.CountFeaturesByGridCellRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_map_service_pb2.CountFeaturesByGridCellResponse, _abc.Awaitable[_map_service_pb2.CountFeaturesByGridCellResponse]]:
+        """Counts a layer's features per grid cell."""
+
+    @_abc_1.abstractmethod
+    def TransformCoordinates(
+        self,
+        request: _map_service_pb2.TransformCoordinatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_map_service_pb2.TransformCoordinatesResponse, _abc.Awaitable[_map_service_pb2.TransformCoordinatesResponse]]:
+        """Converts coordinates between reference systems (EPSG codes, GCJ-02, BD-09)."""
 
 def add_MapServiceServicer_to_server(servicer: MapServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,104 @@
+"""A layer's features in memory with an STRtree: every read query is answered here.
+
+Both storage backends load a layer into a `LayerIndex`; a write builds a new index
+and swaps the reference, so readers never see a half-built one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from services.map.domain.metric import degree_margin, metres_per_degree, to_local_metres
+from services.map.domain.model import FeatureBatch
+
+
+@dataclass(frozen=True)
+class Hit:
+    row: int
+    distance_m: float | None = None
+
+
+class LayerIndex:
+    def __init__(self, batch: FeatureBatch) -> None:
+        self.batch = batch
+        self.tree = shapely.STRtree(batch.geometries)
+        self._row_of = {str(fid): row for row, fid in enumerate(batch.ids)}
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def row(self, feature_id: str) -> int | None:
+        return self._row_of.get(feature_id)
+
+    def extent(self) -> tuple[float, float, float, float] | None:
+        if not len(self.batch):
+            return None
+        minx, miny, maxx, maxy = shapely.total_bounds(self.batch.geometries)
+        return float(minx), float(miny), float(maxx), float(maxy)
+
+    def matching(self, equals: Mapping[str, str]) -> np.ndarray:
+        """Rows whose properties equal the given values (compared as text)."""
+        mask = np.ones(len(self.batch), dtype=bool)
+        for name, wanted in equals.items():
+            values = self.batch.columns[name]
+            mask &= np.array([v is not None and _text(v) == wanted for v in values], dtype=bool)
+        return mask
+
+    def in_bbox(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
+        rows = self.tree.query(shapely.box(*bbox), predicate="intersects")
+        mask = np.zeros(len(self.batch), dtype=bool)
+        mask[rows] = True
+        return mask
+
+    def intersecting(self, geometry: shapely.Geometry) -> np.ndarray:
+        return np.sort(self.tree.query(geometry, predicate="intersects"))
+
+    def within_distance(self, geometry: shapely.Geometry, metres: float) -> list[Hit]:
+        """Features within `metres` on the ground of `geometry`, nearest first."""
+        centre = shapely.centroid(geometry)
+        lon0, lat0 = centre.x, centre.y
+        dlon, dlat = degree_margin(lat0, metres)
+        minx, miny, maxx, maxy = shapely.bounds(geometry)
+        window = shapely.box(minx - dlon, miny - dlat, maxx + dlon, maxy + dlat)
+        rows = self.tree.query(window, predicate="intersects")
+        if not rows.size:
+            return []
+        reach = metres + _half_diagonal_m(minx, miny, maxx, maxy, lat0)
+        local = to_local_metres(self.batch.geometries[rows], lon0, lat0, reach)
+        origin = to_local_metres(np.array([geometry]), lon0, lat0, reach)[0]
+        distances = shapely.distance(local, origin)
+        keep = distances <= metres
+        rows, distances = rows[keep], distances[keep]
+        order = np.lexsort((rows, distances))
+        return [Hit(int(rows[i]), float(distances[i])) for i in order]
+
+    def nearest(
+        self, point: shapely.Point, k: int, max_distance_m: float | None = None
+    ) -> list[Hit]:
+        """The k features nearest on the ground; searches outwards in growing circles."""
+        if not len(self.batch):
+            return []
+        limit = max_distance_m if max_distance_m is not None else 20_037_508.0
+        radius = min(100.0, limit)
+        while True:
+            hits = self.within_distance(point, radius)
+            if len(hits) >= k or radius >= limit:
+                return hits[:k]
+            radius = min(radius * 4, limit)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _half_diagonal_m(minx: float, miny: float, maxx: float, maxy: float, lat: float) -> float:
+    per_lon, per_lat = metres_per_degree(lat)
+    return float(np.hypot((maxx - minx) * per_lon, (maxy - miny) * per_lat)) / 2
