@@ -91,7 +91,8 @@ class StackConfig:
             env[prefix + "METRICS_PORT"] = str(self.metrics_ports[process])
             env[prefix + "DATA_DIR"] = str(self.data_dir)
             if process == "map":
-                env[prefix + "DATA_FILE"] = str(self.map_file)
+                env[prefix + "STORE_FILE"] = str(self.data_dir / "map.gpkg")
+                env[prefix + "SEED_FILE"] = str(self.map_file)
             if process == "events":
                 env[prefix + "DATABASE"] = str(self.data_dir / "events.sqlite3")
                 env[prefix + "MAP_ADDRESS"] = self.address("map")

@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.errors import install_handlers
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from gateway.routers import components, events, health
+from gateway.routers import components, events, health, ogc
 from gateway.routers import map as map_router
 from gateway.settings import COMPONENTS, GatewaySettings
 from gateway.upstreams import Upstreams
@@ -46,7 +46,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.settings = settings
     app.state.dev_principal = DevPrincipalSettings().principal()
     install_handlers(app)
-    for router in (health.router, events.router, map_router.router, components.router):
+    for router in (health.router, events.router, map_router.router, ogc.router, components.router):
         app.include_router(router)
     app.add_middleware(
         CORSMiddleware,
@@ -55,6 +55,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         allow_headers=["Content-Type", "Authorization", "X-Request-ID", "Idempotency-Key"],
         expose_headers=["X-Request-ID", "Idempotent-Replayed", "Location"],
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -68,24 +68,33 @@ class RequestContextMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Refuse bodies over the limit with 413, by header or while reading the stream."""
+    """Refuse bodies over the limit with 413, by header or while reading the stream.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    File imports (paths ending in `:import`) get the larger upload limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_bytes = max_bytes
+        self.upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        upload = scope.get("path", "").endswith(":import")
+        limit = self.upload_bytes if upload else self.default_bytes
+        await self._limited(scope, receive, send, limit)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         for key, value in scope.get("headers", []):
             if key == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared > self.max_bytes or declared < 0:
-                    await self._refuse(scope, receive, send)
+                if declared > limit or declared < 0:
+                    await self._refuse(scope, receive, send, limit)
                     return
         received = 0
         started = {"sent": False}
@@ -95,7 +104,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise _BodyTooLarge
             return message
 
@@ -108,10 +117,11 @@ class BodySizeLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started["sent"]:
-                await self._refuse(scope, receive, send)
+                await self._refuse(scope, receive, send, limit)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"exceeds the limit of {self.max_bytes} bytes"
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        message = f"exceeds the limit of {limit} bytes"
         response = ApiError(
             413, f"body: {message}", violations=[FieldViolation("body", message)]
         ).response()

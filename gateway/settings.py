@@ -22,6 +22,7 @@ class GatewaySettings(BaseSettings):
     call_timeout_seconds: float = Field(5.0, gt=0, description="deadline on every gRPC call")
     readiness_timeout_seconds: float = Field(1.0, gt=0)
     max_body_bytes: int = Field(1_048_576, gt=0, description="larger request bodies get 413")
+    max_upload_bytes: int = Field(50 * 1_048_576, gt=0, description="limit for file imports")
     cors_origins: list[str] = Field(
         default_factory=lambda: ["http://localhost:8080", "http://127.0.0.1:8080"]
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -14,7 +15,9 @@ from services.kit.config import ServiceSettings
 from services.kit.principal import Principal
 from services.kit.server import RunningServer, start_server
 from services.map.api import build_component as build_map
-from services.map.seed import load_grid_index
+from services.map.domain.service import MapCatalog
+from services.map.seed import load_grid_index, seed_demo
+from services.map.store.geopackage import GeoPackageStore
 
 XINGMING = "sh/jiading/anting/xingming"
 XIANGYANG = "sh/jiading/anting/xiangyang"
@@ -62,9 +65,28 @@ async def serve_in_process(
     return InProcessServer(running, channel)
 
 
+@pytest.fixture(scope="session")
+def seeded_map_store(demo_gpkg: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A map store file with the demo town installed, made once and copied per test."""
+    path = tmp_path_factory.mktemp("map-store") / "map.gpkg"
+    store = GeoPackageStore(path)
+    seed_demo(MapCatalog(store), demo_gpkg)
+    store.close()
+    return path
+
+
 @pytest.fixture
-async def map_server(grid_index) -> AsyncIterator[InProcessServer]:  # type: ignore[no-untyped-def]
-    server = await serve_in_process("map", build_map(grid_index, max_batch=100_000))
+def map_catalog(seeded_map_store: Path, tmp_path: Path) -> Iterator[MapCatalog]:
+    path = tmp_path / "map.gpkg"
+    shutil.copy(seeded_map_store, path)
+    catalog = MapCatalog(GeoPackageStore(path))
+    yield catalog
+    catalog.store.close()
+
+
+@pytest.fixture
+async def map_server(map_catalog: MapCatalog) -> AsyncIterator[InProcessServer]:
+    server = await serve_in_process("map", build_map(map_catalog, max_batch=100_000))
     yield server
     await server.channel.close()
     await server.running.stop()

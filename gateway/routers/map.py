@@ -1,26 +1,358 @@
-"""REST for the map component."""
+"""REST for the map component: layers, imports and exports, queries, locate, transform.
+
+Paths mirror the resource names: `/v1/map/tenants/{tenant}/layers/{layer}/features/{id}`,
+where `{tenant}` is a tenant id such as `sh-jiading-anting-xingming`.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi.responses import Response
+from google.protobuf.json_format import MessageToDict
 
 from gateway.auth import call_metadata, principal
-from gateway.errors import call
-from gateway.schemas.map import LocateRequest, LocateResponse, PointLocationOut
+from gateway.errors import ApiError, call
+from gateway.geojson import collection_json, feature_json
+from gateway.schemas.map import (
+    GridCellCountOut,
+    GridCellCounts,
+    ImportOut,
+    LayerCreate,
+    LayerList,
+    LayerOut,
+    LocateRequest,
+    LocateResponse,
+    PointLocationOut,
+    SearchRequest,
+    TransformRequest,
+    TransformResponse,
+)
 from grassroots.map.v1 import map_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.kit import tenancy
+from services.kit.errors import FieldViolation
 from services.kit.principal import Principal
 
 router = APIRouter(prefix="/v1/map", tags=["map"])
 
+TenantId = Annotated[str, Path(pattern=r"^[a-z0-9]{1,40}(-[a-z0-9]{1,40}){0,5}$")]
+LayerId = Annotated[str, Path(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=63)]
+FeatureId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+Who = Annotated[Principal, Depends(principal)]
+GEOJSON = "application/geo+json"
+
+
+def _layer_name(tenant: str, layer: str) -> str:
+    return f"tenants/{tenant}/layers/{layer}"
+
+
+def layer_out(layer: pb.Layer) -> LayerOut:
+    data = MessageToDict(layer, preserving_proto_field_name=True)
+    parts = layer.name.split("/")
+    return LayerOut(
+        name=layer.name,
+        tenant=tenancy.id_to_path(parts[1]),
+        layer_id=parts[3],
+        display_name=layer.display_name,
+        kind=pb.LayerKind.Name(layer.kind).removeprefix("LAYER_KIND_").lower(),  # type: ignore[arg-type]
+        geometry_type=layer.geometry_type,
+        fields=[
+            {  # type: ignore[misc]
+                "name": f.name,
+                "type": pb.FieldType.Name(f.type).removeprefix("FIELD_TYPE_").lower(),
+                "required": f.required,
+                "description": f.description,
+            }
+            for f in layer.fields
+        ],
+        sensitivity=pb.Sensitivity.Name(layer.sensitivity).removeprefix("SENSITIVITY_").lower(),  # type: ignore[arg-type]
+        shared=layer.shared,
+        feature_count=layer.feature_count,
+        extent=list(layer.extent) or None,
+        create_time=data.get("create_time"),
+        update_time=data.get("update_time"),
+    )
+
+
+def _geometry(value: dict[str, Any], crs: str, field: str) -> geo_pb2.Geometry:
+    if not isinstance(value, dict) or "type" not in value:
+        raise ApiError(
+            400,
+            f"{field}: not a GeoJSON geometry",
+            violations=[FieldViolation(field, "is not a GeoJSON geometry")],
+        )
+    return geo_pb2.Geometry(geojson=json.dumps(value), crs=crs)
+
+
+@router.get("/layers", response_model=LayerList, summary="List the layers you can see")
+async def list_layers(
+    request: Request,
+    who: Who,
+    tenant: Annotated[str | None, Query(max_length=200, description="tenant id")] = None,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page_token: Annotated[str, Query(max_length=512)] = "",
+) -> LayerList:
+    parent = f"tenants/{tenant}" if tenant else tenancy.tenant_name(who.tenant)
+    response = await call(
+        request.app.state.upstreams.map.ListLayers(
+            pb.ListLayersRequest(parent=parent, page_size=page_size, page_token=page_token),
+            metadata=call_metadata(who),
+        )
+    )
+    return LayerList(
+        layers=[layer_out(layer) for layer in response.layers],
+        next_page_token=response.next_page_token,
+    )
+
+
+@router.post(
+    "/tenants/{tenant}/layers", status_code=201, response_model=LayerOut, summary="Create a layer"
+)
+async def create_layer(tenant: TenantId, body: LayerCreate, request: Request, who: Who) -> LayerOut:
+    message = pb.CreateLayerRequest(
+        parent=f"tenants/{tenant}",
+        layer_id=body.layer_id,
+        layer=pb.Layer(
+            display_name=body.display_name,
+            kind=getattr(pb, f"LAYER_KIND_{body.kind.upper()}"),
+            geometry_type=body.geometry_type,
+            fields=[
+                pb.FieldSpec(
+                    name=f.name,
+                    type=getattr(pb, f"FIELD_TYPE_{f.type.upper()}"),
+                    required=f.required,
+                    description=f.description,
+                )
+                for f in body.fields
+            ],
+            sensitivity=getattr(pb, f"SENSITIVITY_{body.sensitivity.upper()}"),
+            shared=body.shared,
+        ),
+    )
+    layer = await call(
+        request.app.state.upstreams.map.CreateLayer(message, metadata=call_metadata(who)),
+        strip_prefix="layer.",
+    )
+    return layer_out(layer)
+
+
+@router.get("/tenants/{tenant}/layers/{layer}", response_model=LayerOut, summary="Get a layer")
+async def get_layer(tenant: TenantId, layer: LayerId, request: Request, who: Who) -> LayerOut:
+    response = await call(
+        request.app.state.upstreams.map.GetLayer(
+            pb.GetLayerRequest(name=_layer_name(tenant, layer)), metadata=call_metadata(who)
+        )
+    )
+    return layer_out(response)
+
+
+@router.delete("/tenants/{tenant}/layers/{layer}", status_code=204, summary="Delete a layer")
+async def delete_layer(tenant: TenantId, layer: LayerId, request: Request, who: Who) -> Response:
+    await call(
+        request.app.state.upstreams.map.DeleteLayer(
+            pb.DeleteLayerRequest(name=_layer_name(tenant, layer)), metadata=call_metadata(who)
+        )
+    )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/tenants/{tenant}/layers/{layer}/features:import",
+    response_model=ImportOut,
+    summary="Import a GeoJSON, GeoPackage, zipped Shapefile or CSV file, all or nothing",
+)
+async def import_features(
+    tenant: TenantId,
+    layer: LayerId,
+    request: Request,
+    who: Who,
+    file: Annotated[UploadFile, File(description="the file")],
+    format: Annotated[str, Form(pattern="^(geojson|gpkg|shapefile|csv)$")],
+    source_crs: Annotated[str, Form(max_length=100)] = "",
+    repair_invalid: Annotated[bool, Form()] = False,
+    replace: Annotated[bool, Form()] = False,
+    id_field: Annotated[str, Form(max_length=63)] = "",
+    source_layer: Annotated[str, Form(max_length=200)] = "",
+    lon_field: Annotated[str, Form(max_length=63)] = "lon",
+    lat_field: Annotated[str, Form(max_length=63)] = "lat",
+    ignore_unknown_fields: Annotated[bool, Form()] = False,
+) -> ImportOut:
+    data = await file.read()
+    response = await call(
+        request.app.state.upstreams.map.ImportFeatures(
+            pb.ImportFeaturesRequest(
+                parent=_layer_name(tenant, layer),
+                data=data,
+                format=format,
+                source_crs=source_crs,
+                repair_invalid=repair_invalid,
+                replace=replace,
+                id_field=id_field,
+                source_layer=source_layer,
+                lon_field=lon_field,
+                lat_field=lat_field,
+                ignore_unknown_fields=ignore_unknown_fields,
+            ),
+            metadata=call_metadata(who),
+            timeout=120,
+        )
+    )
+    return ImportOut(
+        layer=layer_out(response.layer),
+        imported_count=response.imported_count,
+        repaired_count=response.repaired_count,
+    )
+
+
+@router.get("/tenants/{tenant}/layers/{layer}/features:export", summary="Export a layer as a file")
+async def export_features(
+    tenant: TenantId,
+    layer: LayerId,
+    request: Request,
+    who: Who,
+    format: Annotated[str, Query(pattern="^(geojson|gpkg|shapefile|csv)$")] = "geojson",
+    crs: Annotated[str, Query(max_length=100)] = "",
+) -> Response:
+    response = await call(
+        request.app.state.upstreams.map.ExportFeatures(
+            pb.ExportFeaturesRequest(name=_layer_name(tenant, layer), format=format, crs=crs),
+            metadata=call_metadata(who),
+            timeout=120,
+        )
+    )
+    suffix = {"geojson": "geojson", "gpkg": "gpkg", "shapefile": "zip", "csv": "csv"}[format]
+    return Response(
+        content=response.data,
+        media_type=response.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{layer}.{suffix}"'},
+    )
+
+
+@router.get("/tenants/{tenant}/layers/{layer}/features", summary="List features as GeoJSON")
+async def list_features(
+    tenant: TenantId,
+    layer: LayerId,
+    request: Request,
+    who: Who,
+    filter: Annotated[str, Query(max_length=2000)] = "",
+    bbox: Annotated[str | None, Query(pattern=r"^[-0-9.eE+]+(,[-0-9.eE+]+){3}$")] = None,
+    bbox_crs: Annotated[str, Query(max_length=100)] = "",
+    crs: Annotated[str, Query(max_length=100)] = "",
+    page_size: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    page_token: Annotated[str, Query(max_length=512)] = "",
+) -> Response:
+    box = [float(v) for v in bbox.split(",")] if bbox else []
+    response = await call(
+        request.app.state.upstreams.map.ListFeatures(
+            pb.ListFeaturesRequest(
+                parent=_layer_name(tenant, layer),
+                filter=filter,
+                bbox=box,
+                bbox_crs=bbox_crs,
+                response_crs=crs,
+                page_size=page_size,
+                page_token=page_token,
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    body = collection_json(response.features, {"next_page_token": response.next_page_token})
+    return Response(body, media_type=GEOJSON)
+
+
+@router.get("/tenants/{tenant}/layers/{layer}/features/{feature}", summary="Get one feature")
+async def get_feature(
+    tenant: TenantId,
+    layer: LayerId,
+    feature: FeatureId,
+    request: Request,
+    who: Who,
+    crs: Annotated[str, Query(max_length=100)] = "",
+) -> Response:
+    response = await call(
+        request.app.state.upstreams.map.GetFeature(
+            pb.GetFeatureRequest(
+                name=f"{_layer_name(tenant, layer)}/features/{feature}", response_crs=crs
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    return Response(feature_json(response), media_type=GEOJSON)
+
+
+@router.post(
+    "/tenants/{tenant}/layers/{layer}/features:search",
+    summary="Features intersecting a geometry, within a distance in metres, or nearest",
+)
+async def search_features(
+    tenant: TenantId, layer: LayerId, body: SearchRequest, request: Request, who: Who
+) -> Response:
+    chosen = [n for n in ("intersects", "within_distance", "nearest") if getattr(body, n)]
+    if len(chosen) != 1:
+        raise ApiError(
+            400,
+            "set exactly one of intersects, within_distance, nearest",
+            violations=[FieldViolation("intersects", "set exactly one spatial query")],
+        )
+    message = pb.SearchFeaturesRequest(
+        parent=_layer_name(tenant, layer),
+        filter=body.filter,
+        page_size=body.page_size,
+        page_token=body.page_token,
+        response_crs=body.response_crs,
+    )
+    if body.intersects is not None:
+        message.intersects.CopyFrom(_geometry(body.intersects, body.crs, "intersects"))
+    elif body.within_distance is not None:
+        message.within_distance.geometry.CopyFrom(
+            _geometry(body.within_distance.geometry, body.crs, "within_distance.geometry")
+        )
+        message.within_distance.distance_meters = body.within_distance.distance_meters
+    elif body.nearest is not None:
+        message.nearest.point.longitude = body.nearest.point.longitude
+        message.nearest.point.latitude = body.nearest.point.latitude
+        message.nearest.point.crs = body.crs
+        message.nearest.k = body.nearest.k
+        message.nearest.max_distance_meters = body.nearest.max_distance_meters
+    response = await call(
+        request.app.state.upstreams.map.SearchFeatures(message, metadata=call_metadata(who))
+    )
+    body_text = collection_json(response.features, {"next_page_token": response.next_page_token})
+    return Response(body_text, media_type=GEOJSON)
+
+
+@router.get(
+    "/tenants/{tenant}/layers/{layer}/features:countByGridCell",
+    response_model=GridCellCounts,
+    summary="How many features lie in each grid cell",
+)
+async def count_by_grid_cell(
+    tenant: TenantId,
+    layer: LayerId,
+    request: Request,
+    who: Who,
+    grid_tenant: Annotated[str | None, Query(max_length=200, description="tenant id")] = None,
+) -> GridCellCounts:
+    parent = f"tenants/{grid_tenant}" if grid_tenant else tenancy.tenant_name(who.tenant)
+    response = await call(
+        request.app.state.upstreams.map.CountFeaturesByGridCell(
+            pb.CountFeaturesByGridCellRequest(layer=_layer_name(tenant, layer), parent=parent),
+            metadata=call_metadata(who),
+        )
+    )
+    return GridCellCounts(
+        counts=[
+            GridCellCountOut(grid_cell=c.grid_cell, village=c.village, count=c.count)
+            for c in response.counts
+        ]
+    )
+
 
 @router.post("/locate", response_model=LocateResponse, summary="Locate points in grid cells")
-async def locate_points(
-    body: LocateRequest, request: Request, who: Annotated[Principal, Depends(principal)]
-) -> LocateResponse:
+async def locate_points(body: LocateRequest, request: Request, who: Who) -> LocateResponse:
     """For each point: its village, grid cell and grid worker, in input order."""
     rpc = request.app.state.upstreams.map.LocatePoints(
         pb.LocatePointsRequest(
@@ -39,9 +371,34 @@ async def locate_points(
                 village=loc.village,
                 grid_cell=loc.grid_cell,
                 grid_worker=loc.grid_worker,
+                grid_worker_name=loc.grid_worker_name,
             )
             if loc.found
             else PointLocationOut(found=False)
             for loc in response.locations
         ]
+    )
+
+
+@router.post(
+    "/transform",
+    response_model=TransformResponse,
+    summary="Convert coordinates between EPSG codes, GCJ-02 and BD-09",
+)
+async def transform(body: TransformRequest, request: Request, who: Who) -> TransformResponse:
+    response = await call(
+        request.app.state.upstreams.map.TransformCoordinates(
+            pb.TransformCoordinatesRequest(
+                points=geo_pb2.CoordinateArrays(
+                    longitudes=body.longitudes, latitudes=body.latitudes, crs=body.crs
+                ),
+                target_crs=body.target_crs,
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    return TransformResponse(
+        longitudes=list(response.points.longitudes),
+        latitudes=list(response.points.latitudes),
+        crs=response.points.crs,
     )

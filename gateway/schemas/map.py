@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_REST_LOCATE = 10_000
 
+LayerKindName = Literal[
+    "admin_boundary", "grid_cell", "building", "parcel", "poi", "route", "geofence", "other"
+]
+FieldTypeName = Literal["string", "integer", "number", "boolean", "date"]
+SensitivityName = Literal["public", "internal", "sensitive"]
+GeometryTypeName = Literal[
+    "Point", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon", "Geometry"
+]
 
-class LocateRequest(BaseModel):
-    """Points as parallel arrays, like the gRPC call, so large batches stay cheap."""
 
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class LocateRequest(_Strict):
+    """Points as parallel arrays, like the gRPC call, so large batches stay cheap."""
 
     longitudes: list[float] = Field(..., min_length=1, max_length=MAX_REST_LOCATE)
     latitudes: list[float] = Field(..., min_length=1, max_length=MAX_REST_LOCATE)
-    crs: str = Field("EPSG:4326", max_length=32)
+    crs: str = Field("EPSG:4326", max_length=100, description="EPSG:<code>, GCJ-02 or BD-09")
 
 
 class PointLocationOut(BaseModel):
@@ -22,7 +35,104 @@ class PointLocationOut(BaseModel):
     village: str | None = None
     grid_cell: str | None = None
     grid_worker: str | None = None
+    grid_worker_name: str | None = None
 
 
 class LocateResponse(BaseModel):
     locations: list[PointLocationOut]
+
+
+class TransformRequest(_Strict):
+    longitudes: list[float] = Field(..., min_length=1, max_length=MAX_REST_LOCATE)
+    latitudes: list[float] = Field(..., min_length=1, max_length=MAX_REST_LOCATE)
+    crs: str = Field("EPSG:4326", max_length=100)
+    target_crs: str = Field(..., max_length=100)
+
+
+class TransformResponse(BaseModel):
+    longitudes: list[float]
+    latitudes: list[float]
+    crs: str
+
+
+class FieldSpecIn(_Strict):
+    name: str = Field(..., min_length=1, max_length=63)
+    type: FieldTypeName
+    required: bool = False
+    description: str = Field("", max_length=500)
+
+
+class LayerCreate(_Strict):
+    layer_id: str = Field(..., min_length=1, max_length=63, examples=["hydrants"])
+    display_name: str = Field(..., min_length=1, max_length=200)
+    kind: LayerKindName
+    geometry_type: GeometryTypeName
+    fields: list[FieldSpecIn] = Field(default_factory=list, max_length=100)
+    sensitivity: SensitivityName = "internal"
+    shared: bool = False
+
+
+class LayerOut(BaseModel):
+    name: str
+    tenant: str
+    layer_id: str
+    display_name: str
+    kind: LayerKindName
+    geometry_type: str
+    fields: list[FieldSpecIn]
+    sensitivity: SensitivityName
+    shared: bool
+    feature_count: int
+    extent: list[float] | None
+    create_time: str | None
+    update_time: str | None
+
+
+class LayerList(BaseModel):
+    layers: list[LayerOut]
+    next_page_token: str = ""
+
+
+class ImportOut(BaseModel):
+    layer: LayerOut
+    imported_count: int
+    repaired_count: int
+
+
+class DistanceQueryIn(_Strict):
+    geometry: dict[str, Any]
+    distance_meters: float = Field(..., ge=0, le=100_000)
+
+
+class PointIn(_Strict):
+    longitude: float
+    latitude: float
+
+
+class NearestQueryIn(_Strict):
+    point: PointIn
+    k: int = Field(..., ge=1, le=1000)
+    max_distance_meters: float = Field(0, ge=0)
+
+
+class SearchRequest(_Strict):
+    """Exactly one of intersects, within_distance, nearest."""
+
+    intersects: dict[str, Any] | None = None
+    within_distance: DistanceQueryIn | None = None
+    nearest: NearestQueryIn | None = None
+    crs: str = Field("", max_length=100, description="CRS of the query geometry")
+    response_crs: str = Field("", max_length=100)
+    filter: str = Field("", max_length=2000)
+    page_size: int = Field(100, ge=1, le=10_000)
+    page_token: str = Field("", max_length=512)
+
+
+class GridCellCountOut(BaseModel):
+    grid_cell: str
+    village: str
+    count: int
+
+
+class GridCellCounts(BaseModel):
+    counts: list[GridCellCountOut]

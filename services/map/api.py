@@ -189,6 +189,7 @@ class MapServicer(pb_grpc.MapServiceServicer):
         return pb.ListFeaturesResponse(
             features=convert.features_to_proto(key, page.batch, target, request.geometry_encoding),
             next_page_token=_token(page.next_offset, query),
+            total_size=page.total,
         )
 
     async def SearchFeatures(self, request, context):  # type: ignore[no-untyped-def]

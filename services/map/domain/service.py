@@ -99,6 +99,7 @@ class FeaturePage:
     batch: FeatureBatch
     distances_m: list[float | None]
     next_offset: int | None
+    total: int
 
 
 class MapCatalog:
@@ -248,6 +249,7 @@ class MapCatalog:
             self._output(index.batch.take(page), target_crs),
             [None] * page.size,
             next_offset,
+            int(rows.size),
         )
 
     def search(
@@ -286,6 +288,7 @@ class MapCatalog:
             self._output(index.batch.take(rows), target_crs),
             [h.distance_m for h in page],
             next_offset,
+            len(hits),
         )
 
     def count_by_grid_cell(

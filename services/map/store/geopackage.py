@@ -143,12 +143,15 @@ class GeoPackageStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
+        # The GeoPackage marks go into the file header before WAL mode, so readers such
+        # as GDAL see them even while this store holds the file open.
         self.conn.execute(f"PRAGMA application_id={_APPLICATION_ID}")
         self.conn.execute(f"PRAGMA user_version={_USER_VERSION}")
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(_CORE)
         self._ensure_srs(4326)
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _ensure_srs(self, srs_id: int) -> None:
         crs = CRS.from_epsg(srs_id)
