@@ -1,7 +1,9 @@
 """LocatePoints on the demo village: in-process and over gRPC on loopback.
 
-Prints points per second. The map component's issue scales this to a generated
-district (10,000 grid cells) and adds the PostGIS comparison.
+The demo town is seeded into a map catalog over a temporary GeoPackage store, as
+`make run` does, and the catalog's grid is served. Prints points per second;
+bench_map_queries.py scales this to a generated district (10,000 grid cells) and adds
+the PostGIS comparison.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from services.kit.principal import Principal
 from services.kit.server import start_server
 from services.map import demo_village
 from services.map.api import build_component
-from services.map.seed import load_grid_index
+from services.map.domain.service import MapCatalog
+from services.map.seed import seed_demo
+from services.map.store.geopackage import GeoPackageStore
 
 TOWN = "sh/jiading/anting"
 
@@ -46,9 +50,10 @@ def bench_in_process(index, n: int = 1_000_000) -> None:
     )
 
 
-async def bench_grpc(index, batch: int = 10_000, batches: int = 30) -> None:
+async def bench_grpc(catalog: MapCatalog, batch: int = 10_000, batches: int = 30) -> None:
+    index = catalog.grid
     settings = ServiceSettings(grpc_port=0, host="127.0.0.1")  # type: ignore[call-arg]
-    running = await start_server("map", settings, build_component(index, 100_000))
+    running = await start_server("map", settings, build_component(catalog, 100_000))
     channel = open_channel(f"127.0.0.1:{running.port}", default_timeout=30)
     stub = pb_grpc.MapServiceStub(channel)
     metadata = (Principal("users/bench", TOWN).to_metadata(),)
@@ -75,9 +80,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "demo.gpkg"
         demo_village.generate(path)
-        index = load_grid_index(path)
-    bench_in_process(index)
-    asyncio.run(bench_grpc(index))
+        catalog = MapCatalog(GeoPackageStore(Path(tmp) / "map.gpkg"))
+        try:
+            seed_demo(catalog, path)
+            bench_in_process(catalog.grid)
+            asyncio.run(bench_grpc(catalog))
+        finally:
+            catalog.store.close()
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Pure functions on bytes, so the gRPC and HTTP layers only move payloads around and every
 quirk of GDAL's drivers is handled, and tested, in one place. Decoding turns anything a
 user can upload into `InvalidArgument` naming the field at fault (`file`, `format`,
-`layer`, `lon_field`, `lat_field`); no GDAL message, temporary path or traceback reaches
-the caller. Geometry validity is the caller's business: this module only decodes.
+`layer`, `lon_field`, `lat_field`); no GDAL exception, temporary path or traceback reaches
+the caller, only the gist of GDAL's complaint. Geometry validity is the caller's business:
+this module only decodes.
 
 Format notes the callers should know:
 
@@ -14,7 +15,8 @@ Format notes the callers should know:
 * Shapefile field names are cut to 10 UTF-8 bytes (a Chinese name keeps 3 characters) and
   made unique; strings are cut to 254 bytes; numbers are fixed-width text, so floats keep
   about 15 decimals; rings are re-oriented and parts may come back single or multi.
-* CSV carries no CRS: it is written in EPSG:4326 and decoded with `crs=None`.
+* CSV carries no CRS: it is written in EPSG:4326 and decoded with `crs=None`. The columns
+  "wkt", "lon" and "lat" hold the geometry, so properties may not use those names.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import shapely
 from pyogrio.errors import DataLayerError, DataSourceError, GeometryError
 from pyproj.exceptions import CRSError
 
-from services.kit.errors import FieldViolation, InvalidArgument
+from services.kit.errors import InvalidArgument
 
 FORMATS = ("geojson", "gpkg", "shapefile", "csv")
 
@@ -153,7 +155,8 @@ def encode(
     Columns may hold strings (object arrays), ints, floats and bools; None (and NaN in
     floats) becomes a null. GeoJSON and CSV are written in EPSG:4326 whatever `crs` says
     (RFC 7946; CSV has nowhere to declare one); GeoPackage and shapefile keep `crs`.
-    A shapefile holds one geometry family (points, lines or polygons) per file.
+    A shapefile holds one geometry family (points, lines or polygons) per file; CSV has a
+    "wkt" column, plus "lon"/"lat" when every geometry is a point.
     """
     _check_format(fmt)
     geoms = np.asarray(geometries, dtype=object)
@@ -322,10 +325,12 @@ def _dbf_encoding(dbf: bytes) -> str | None:
     if len(dbf) < 32 or dbf[29] != 0:
         return None  # the language driver byte names a code page GDAL knows
     header_size = int.from_bytes(dbf[8:10], "little")
+    sample = dbf[header_size : header_size + 4 * 1024**2]
     try:
-        dbf[header_size:].decode("utf-8")
-    except UnicodeDecodeError:
-        return "GB18030"
+        sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(sample) - 3:  # not just a character cut by the sample's end
+            return "GB18030"
     return "UTF-8"
 
 
@@ -780,14 +785,14 @@ def _encode_csv(geoms: np.ndarray, fields: list[_Field], crs: str) -> bytes:
     )
     header = [_WKT_COLUMN, *([_CSV_LON, _CSV_LAT] if points else []), *(f.name for f in fields)]
     wkt = shapely.to_wkt(geoms, rounding_precision=-1)
-    xs, ys = shapely.get_x(geoms) if points else None, shapely.get_y(geoms) if points else None
+    xs, ys = shapely.get_x(geoms), shapely.get_y(geoms)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)
     cells = [_csv_cells(f) for f in fields]
     for i in range(len(geoms)):
         row = ["" if wkt[i] is None else str(wkt[i])]
-        if xs is not None and ys is not None:
+        if points:
             row += [_float_cell(xs[i]), _float_cell(ys[i])]
         row += [column[i] for column in cells]
         writer.writerow(row)
@@ -834,7 +839,7 @@ def _check_format(fmt: str) -> None:
 
 
 def _bad_file(description: str) -> InvalidArgument:
-    return InvalidArgument(FieldViolation("file", description))
+    return InvalidArgument.field("file", description)
 
 
 def _too_many(count: int, limit: int) -> InvalidArgument:

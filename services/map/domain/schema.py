@@ -63,8 +63,8 @@ def check_layer(layer: Layer, prefix: str = "layer.") -> None:
         seen.add(spec.name)
     declared = {f.name: f for f in layer.fields}
     for required in REQUIRED_FIELDS.get(layer.kind, ()):
-        spec = declared.get(required.name)
-        if spec is None or spec.type is not required.type:
+        found = declared.get(required.name)
+        if found is None or found.type is not required.type:
             violations.append(
                 FieldViolation(
                     f"{prefix}fields",

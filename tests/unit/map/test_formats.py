@@ -374,7 +374,11 @@ def test_gpkg_columns_named_like_gdal_defaults():
 
 
 def test_csv_from_excel_in_gb18030_with_codes_and_case():
-    text = "ID,LON,Lat,村名,code,phone\r\n1,121.5,31.2,星明村,007,13800138000\r\n2,121.6,31.3,向阳村,012,\r\n"
+    text = (
+        "ID,LON,Lat,村名,code,phone\r\n"
+        "1,121.5,31.2,星明村,007,13800138000\r\n"
+        "2,121.6,31.3,向阳村,012,\r\n"
+    )
     decoded = decode(text.encode("gb18030"), "csv")
     assert shapely.equals_exact(
         decoded.geometries, shapely.points([121.5, 121.6], [31.2, 31.3]), tolerance=0
