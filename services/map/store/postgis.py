@@ -1,11 +1,12 @@
 """Layers and features in PostgreSQL/PostGIS, for deployments that outgrow one file.
 
-Behaves exactly like the embedded GeoPackage store: the catalog keeps every layer in
-memory and only comes here to load at start and to write. Layer definitions are the
-same JSON documents as in the GeoPackage; features of every layer share one table
-(schema-less properties in jsonb, typed back per the layer's fields on load), so
-creating a layer needs no DDL and deleting one is a single cascading DELETE.
-Each write is one transaction: a bad import leaves nothing half-written.
+A drop-in for the embedded GeoPackage store (tests/unit/map/test_stores.py runs one
+suite on both): the catalog keeps every layer in memory and only comes here to load at
+start and to write. Layer definitions are the same JSON documents as in the GeoPackage;
+features of every layer share one table (properties in jsonb, typed back per the
+layer's fields on load as SQLite's column affinity would), so creating a layer needs
+no DDL and deleting one is a single cascading DELETE. Each write is one transaction:
+a bad import leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class PostgisStore:
             min_size=1,
             max_size=max_connections,
             kwargs={"autocommit": True},
+            # One round trip per call buys recovery after a database restart.
+            check=ConnectionPool.check_connection,
             open=True,
             name="grassroots-map",
         )
@@ -217,6 +220,7 @@ def _typed_column(values: list[Any], field_type: FieldType) -> np.ndarray:
 
     The common case (the value already has the field's type) costs one `type() is` test.
     """
+    typed: list[Any]
     if field_type is FieldType.BOOLEAN:
         typed = [None if v is None else bool(v) for v in values]
     elif field_type is FieldType.INTEGER:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -311,6 +312,21 @@ def test_a_reopened_store_sees_the_same_data(map_store: Store) -> None:
         assert len(again.load_features(other)) == 0
     finally:
         again.close()
+
+
+def test_concurrent_loads_at_start(map_store: Store) -> None:
+    """The catalog may load layers from several worker threads at once."""
+    layers = [make_layer(f"layer{i}") for i in range(4)]
+    kept = {}
+    for i, layer in enumerate(layers):
+        map_store.create_layer(layer)
+        kept[layer.key] = written(map_store, layer, 100 + i * 10, prefix=f"l{i}-")
+    with ThreadPoolExecutor(4) as pool:
+        listed = list(pool.map(lambda _: map_store.list_layers(), range(8)))
+        loaded = list(pool.map(map_store.load_features, layers * 2))
+    assert all(layer_list == listed[0] for layer_list in listed)
+    for layer, batch in zip(layers * 2, loaded, strict=True):
+        assert_same_features(batch, kept[layer.key]["batch"], kept[layer.key]["expected"])
 
 
 def test_the_geopackage_opens_with_gdal(geopackage_store: GeoPackageStore) -> None:

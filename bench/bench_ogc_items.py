@@ -1,0 +1,525 @@
+"""OGC API - Features items, 100 features a page: our gateway against pygeoapi.
+
+Both servers serve the same features: Xingming's buildings from the demo village
+(collection `sh-jiading-anting-xingming.buildings` in our API). Ours is the whole
+platform as real processes (`devstack.stack.Stack`); pygeoapi (from PyPI) runs under
+uvicorn from its own virtual environment, `.bench/pygeoapi-venv`, which this script
+creates on first use so that pygeoapi never lands in the project's environment.
+
+pygeoapi reads a GeoPackage holding the same features through its `SQLiteGPKG`
+provider when its Python can load SQLite extensions and SpatiaLite is installed
+(`apt-get install -y libsqlite3-mod-spatialite`); otherwise through `OGR` when GDAL's
+Python bindings are there, and failing both through its GeoJSON provider (said so in
+the output, since that one rereads the file on every request).
+
+The same client (httpx, N concurrent workers, a fixed duration after a warm-up) drives
+both servers with `/collections/{id}/items?limit=100&offset=K&f=json`, K cycling over the
+pages. Both servers share this machine's cores with each other's idle processes and the
+client, so the CPU time each server's processes spent per request is printed too.
+
+    .venv/bin/python bench/bench_ogc_items.py [--duration 10] [--warmup 2] [--workers 1 8]
+
+Issue target: ours at least 5x pygeoapi's requests per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyogrio.raw
+import shapely
+
+from devstack.stack import Stack, StackConfig, free_port
+from services.map import demo_village
+
+REPO = Path(__file__).resolve().parent.parent
+
+VENV = REPO / ".bench" / "pygeoapi-venv"
+VENV_PYTHON = VENV / "bin" / "python"
+# uvicorn[standard] gives pygeoapi the same uvloop + httptools server our gateway runs on;
+# starlette is pygeoapi's ASGI flavour and not among its own requirements.
+VENV_PACKAGES = ("pygeoapi", "uvicorn[standard]", "starlette")
+TENANT = "sh/jiading/anting/xingming"
+COLLECTION = "sh-jiading-anting-xingming.buildings"
+ID_FIELD = "building_id"
+PROPERTIES = ("grid_cell_id", "floors", "use", "households")  # as our buildings layer has
+PAGE = 100
+TARGET_RATIO = 5.0
+CHECK_OFFSET = 200
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Runs in a candidate interpreter: its version, and whether its sqlite3 loads extensions.
+PROBE_PYTHON = """
+import sqlite3, sys
+try:
+    sqlite3.connect(":memory:").enable_load_extension(True)
+    ok = True
+except AttributeError:
+    ok = False
+print(sys.version_info[0], sys.version_info[1], int(ok))
+"""
+# Runs in the pygeoapi venv: what its providers can use here.
+PROBE_PROVIDERS = """
+import json, os, sqlite3
+import pygeoapi
+found = {"version": pygeoapi.__version__, "load_extension": False, "spatialite": False,
+         "gdal": False}
+conn = sqlite3.connect(":memory:")
+try:
+    conn.enable_load_extension(True)
+    found["load_extension"] = True
+    conn.load_extension(os.environ.get("SPATIALITE_LIBRARY_PATH", "mod_spatialite"))
+    found["spatialite"] = True
+except Exception:
+    pass
+try:
+    from osgeo import ogr  # noqa: F401
+    found["gdal"] = True
+except Exception:
+    pass
+print(json.dumps(found))
+"""
+
+
+# -- pygeoapi's environment -----------------------------------------------------------
+
+
+def _probe(python: str) -> tuple[tuple[int, int], bool] | None:
+    try:
+        out = subprocess.run(
+            [python, "-c", PROBE_PYTHON], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (int(out[0]), int(out[1])), out[2] == "1"
+
+
+def choose_python() -> str:
+    """An interpreter for the venv: one whose sqlite3 loads extensions, newest first.
+
+    pygeoapi 0.22 and later need Python 3.12; pyenv-built Pythons often lack loadable
+    SQLite extensions while the distribution's python3 has them.
+    """
+    names = ["python3.14", "python3.13", "python3.12", "python3", "/usr/bin/python3"]
+    base = getattr(sys, "_base_executable", sys.executable)
+    seen: dict[str, tuple[tuple[int, int], bool]] = {}
+    for name in [*names, base]:
+        path = shutil.which(name)
+        if path is None or os.path.realpath(path) in seen:
+            continue
+        found = _probe(path)
+        if found is not None:
+            seen[os.path.realpath(path)] = found
+    if not seen:
+        raise RuntimeError("no Python 3 interpreter found to create the pygeoapi venv")
+    best = max(seen.items(), key=lambda item: (item[1][1], item[1][0]))
+    return best[0]
+
+
+def ensure_venv() -> None:
+    if not VENV_PYTHON.exists():
+        python = choose_python()
+        print(f"creating {VENV.relative_to(REPO)} with {python} (first run only)", flush=True)
+        VENV.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([python, "-m", "venv", str(VENV)], check=True)
+    probe = subprocess.run(
+        [str(VENV_PYTHON), "-c", "import pygeoapi, starlette, uvicorn, uvloop, httptools"],
+        capture_output=True,
+    )
+    if probe.returncode != 0:
+        print(f"installing {' '.join(VENV_PACKAGES)} into the venv", flush=True)
+        subprocess.run(
+            [str(VENV_PYTHON), "-m", "pip", "install", "-q", *VENV_PACKAGES],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+
+@dataclass(frozen=True)
+class Backend:
+    version: str
+    provider: str  # pygeoapi provider name
+    note: str
+
+
+def choose_backend() -> Backend:
+    out = subprocess.run(
+        [str(VENV_PYTHON), "-c", PROBE_PROVIDERS],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = json.loads(out)
+    version = found["version"]
+    if found["spatialite"]:
+        return Backend(version, "SQLiteGPKG", "GeoPackage through SpatiaLite")
+    if not found["load_extension"]:
+        why = (
+            f"the venv's Python ({os.path.realpath(VENV_PYTHON)}) cannot load SQLite "
+            f"extensions; delete {VENV.relative_to(REPO)} and rerun on a machine whose "
+            "python3 can (Debian's /usr/bin/python3 can)"
+        )
+    else:
+        why = (
+            "SpatiaLite is not installed: run `apt-get install -y libsqlite3-mod-spatialite` "
+            "(Debian/Ubuntu) and rerun"
+        )
+    print(f"NOTE: pygeoapi's SQLiteGPKG provider cannot run here: {why}.", flush=True)
+    if found["gdal"]:
+        return Backend(version, "OGR", "GeoPackage through GDAL (OGR provider)")
+    print(
+        "NOTE: GDAL's Python bindings (osgeo) are missing too: falling back to pygeoapi's "
+        "GeoJSON provider, which rereads the whole file on every request. Its figures are "
+        "NOT a fair GeoPackage comparison.",
+        flush=True,
+    )
+    return Backend(version, "GeoJSON", "GeoJSON file (FALLBACK: no SpatiaLite, no GDAL)")
+
+
+# -- data -------------------------------------------------------------------------------
+
+
+def export_village(demo: Path, out_dir: Path, backend: Backend) -> Path:
+    """Xingming's buildings with our layer's fields, in the format the provider reads."""
+    meta, _fids, geometry, fields = pyogrio.raw.read(
+        demo,
+        layer="buildings",
+        columns=[ID_FIELD, *PROPERTIES],
+        where=f"tenant = '{TENANT}'",
+    )
+    geojson = backend.provider == "GeoJSON"
+    path = out_dir / ("xingming-buildings.geojson" if geojson else "xingming-buildings.gpkg")
+    pyogrio.raw.write(
+        str(path),
+        geometry=geometry,
+        field_data=list(fields),
+        fields=list(meta["fields"]),
+        layer="buildings",
+        driver="GeoJSON" if geojson else "GPKG",
+        geometry_type=meta["geometry_type"],
+        crs=meta["crs"],
+    )
+    return path
+
+
+def write_config(directory: Path, port: int, data: Path, backend: Backend) -> Path:
+    """pygeoapi's configuration; JSON is YAML, so no YAML writer is needed."""
+    url = f"http://127.0.0.1:{port}"
+    provider: dict[str, object] = {
+        "type": "feature",
+        "name": backend.provider,
+        "data": str(data),
+        "id_field": ID_FIELD,
+    }
+    if backend.provider == "SQLiteGPKG":
+        provider["table"] = "buildings"
+    elif backend.provider == "OGR":
+        provider["data"] = {"source_type": "GPKG", "source": str(data)}
+        provider["layer"] = "buildings"
+    bounds = [121.10, 31.25, 121.22, 31.33]
+    config = {
+        "server": {
+            "bind": {"host": "127.0.0.1", "port": port},
+            "url": url,
+            "mimetype": "application/json; charset=UTF-8",
+            "encoding": "utf-8",
+            "language": "en-US",
+            "cors": False,
+            "pretty_print": False,
+            "limits": {"default_items": 10, "max_items": 10_000},
+            "map": {"url": f"{url}/tiles/{{z}}/{{x}}/{{y}}.png", "attribution": "none"},
+        },
+        "logging": {"level": "ERROR"},
+        "metadata": {
+            "identification": {
+                "title": "Grassroots benchmark",
+                "description": "Synthetic demo village buildings",
+                "keywords": ["benchmark"],
+                "keywords_type": "theme",
+                "terms_of_service": url,
+                "url": url,
+            },
+            "license": {"name": "synthetic data", "url": url},
+            "provider": {"name": "Grassroots", "url": url},
+            "contact": {"name": "Bench, Grassroots", "url": url},
+        },
+        "resources": {
+            COLLECTION: {
+                "type": "collection",
+                "title": "Buildings (sh/jiading/anting/xingming)",
+                "description": "SYNTHETIC demo buildings",
+                "keywords": ["buildings"],
+                "extents": {
+                    "spatial": {
+                        "bbox": bounds,
+                        "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+                    }
+                },
+                "providers": [provider],
+            }
+        },
+    }
+    path = directory / "pygeoapi-config.yml"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} did not answer {url} within {timeout:.0f}s")
+
+
+@contextmanager
+def pygeoapi_server(work: Path, data: Path, backend: Backend) -> Iterator[tuple[str, int]]:
+    """pygeoapi under uvicorn on a free loopback port; yields its base URL and pid."""
+    port = free_port()
+    config = write_config(work, port, data, backend)
+    openapi = work / "pygeoapi-openapi.yml"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(PYGEOAPI_CONFIG=str(config), PYGEOAPI_OPENAPI=str(openapi))
+    subprocess.run(
+        [str(VENV / "bin" / "pygeoapi"), "openapi", "generate", str(config), "-of", str(openapi)],
+        env=env,
+        check=True,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+    )
+    log = (work / "pygeoapi.log").open("wb")
+    process = subprocess.Popen(
+        [
+            *(str(VENV_PYTHON), "-m", "uvicorn", "pygeoapi.starlette_app:APP"),
+            *("--host", "127.0.0.1", "--port", str(port)),
+            *("--no-access-log", "--log-level", "warning"),
+        ],
+        env=env,
+        cwd=work,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/collections?f=json", process, "pygeoapi", 60)
+        yield url, process.pid
+    except BaseException:
+        log.flush()
+        tail = (work / "pygeoapi.log").read_text(errors="replace")[-4000:]
+        print(f"-- end of pygeoapi's log:\n{tail}", file=sys.stderr)
+        raise
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+@contextmanager
+def our_platform(work: Path, demo: Path) -> Iterator[Stack]:
+    config = StackConfig.on_free_ports(work / "data", log_dir=work / "logs")
+    config.data_dir.mkdir(parents=True)
+    shutil.copy(demo, config.map_file)
+    stack = Stack(config)
+    try:
+        stack.start_all()
+        stack.wait_ready(90)
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+# -- measuring --------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+@dataclass(frozen=True)
+class Run:
+    requests: int
+    seconds: float
+    latencies: np.ndarray  # seconds
+    cpu: dict[str, float]  # server process name -> CPU seconds over the run
+    client_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * sum(self.cpu.values()) / self.requests
+
+
+async def drive(client: httpx.AsyncClient, urls: list[str], workers: int, seconds: float):
+    """`workers` concurrent loops over `urls` for `seconds`: (requests, latencies)."""
+    latencies: list[float] = []
+    counter = iter(range(1 << 62))
+    end = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while True:
+            started = time.perf_counter()
+            if started >= end:
+                return
+            response = await client.get(urls[next(counter) % len(urls)])
+            if response.status_code != 200:
+                raise RuntimeError(f"{response.url}: HTTP {response.status_code}")
+            latencies.append(time.perf_counter() - started)
+
+    begun = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return len(latencies), time.perf_counter() - begun, latencies
+
+
+async def measure(
+    urls: list[str], pids: dict[str, int], workers: int, warmup: float, duration: float
+) -> Run:
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        await drive(client, urls, workers, warmup)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        client_before = time.process_time()
+        requests, seconds, latencies = await drive(client, urls, workers, duration)
+        client_cpu = time.process_time() - client_before
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    return Run(requests, seconds, np.array(latencies), cpu, client_cpu)
+
+
+def check_same_page(ours: str, theirs: str) -> int:
+    """Assert one page holds the same 100 features from both; returns numberMatched."""
+    query = f"limit={PAGE}&offset={CHECK_OFFSET}&f=json"
+    a = httpx.get(f"{ours}/collections/{COLLECTION}/items?{query}", timeout=30).json()
+    b = httpx.get(f"{theirs}/collections/{COLLECTION}/items?{query}", timeout=30).json()
+    assert len(a["features"]) == PAGE, f"ours returned {len(a['features'])} features"
+    assert len(b["features"]) == PAGE, f"pygeoapi returned {len(b['features'])} features"
+    ids_a = [str(f["id"]) for f in a["features"]]
+    ids_b = [str(f["id"]) for f in b["features"]]
+    assert ids_a == ids_b, f"different features: {ids_a[:3]}... vs {ids_b[:3]}..."
+    for fa, fb in zip(a["features"], b["features"], strict=True):
+        ga = shapely.geometry.shape(fa["geometry"])
+        gb = shapely.geometry.shape(fb["geometry"])
+        assert shapely.equals_exact(ga, gb, tolerance=1e-9), f"{fa['id']}: geometries differ"
+        for name in PROPERTIES:
+            assert fa["properties"][name] == fb["properties"][name], f"{fa['id']}.{name}"
+    return int(a["numberMatched"])
+
+
+def describe(name: str, run: Run) -> str:
+    p50, p99 = np.percentile(run.latencies * 1000, [50, 99])
+    per_process = ", ".join(f"{k} {1000 * v / run.requests:.2f}" for k, v in run.cpu.items())
+    return (
+        f"  {name:<9} {run.rate:8.1f} req/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   "
+        f"server CPU {run.cpu_ms_per_request():6.2f} ms/req ({per_process}); "
+        f"client CPU {1000 * run.client_cpu / run.requests:.2f} ms/req"
+    )
+
+
+def report(workers: int, ours: Run, theirs: Run) -> tuple[float, float]:
+    ratio = ours.rate / theirs.rate
+    cpu_ratio = theirs.cpu_ms_per_request() / ours.cpu_ms_per_request()
+    verdict = "met" if ratio >= TARGET_RATIO else "missed"
+    print(f"{workers} concurrent worker(s):")
+    print(describe("ours", ours))
+    print(describe("pygeoapi", theirs))
+    print(
+        f"  ratio ours/pygeoapi: {ratio:.2f}x req/s (target >= {TARGET_RATIO:.0f}x: {verdict}); "
+        f"{cpu_ratio:.2f}x less server CPU per request",
+        flush=True,
+    )
+    return ratio, cpu_ratio
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 8])
+    args = parser.parse_args(argv)
+
+    ensure_venv()
+    backend = choose_backend()
+    print(
+        f"pygeoapi {backend.version}, provider {backend.provider} ({backend.note}); "
+        f"{os.cpu_count()} CPUs shared by servers and client",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-ogc-") as tmp:
+        work = Path(tmp)
+        demo = work / "demo-village.gpkg"
+        summary = demo_village.generate(demo)
+        data = export_village(demo, work, backend)
+        print(f"demo village: {summary.buildings} buildings; {TENANT}'s exported to {data.name}")
+        with (
+            our_platform(work / "stack", demo) as stack,
+            pygeoapi_server(work, data, backend) as (theirs, pygeoapi_pid),
+        ):
+            ours = f"{stack.config.gateway_url}/ogc"
+            total = check_same_page(ours, theirs)
+            offsets = list(range(0, total - PAGE + 1, PAGE))
+            print(
+                f"same {PAGE} features on page offset={CHECK_OFFSET} from both: ok; "
+                f"{total} features, cycling over {len(offsets)} full pages",
+                flush=True,
+            )
+            path = f"/collections/{COLLECTION}/items?limit={PAGE}&offset={{}}&f=json"
+            our_urls = [ours + path.format(k) for k in offsets]
+            their_urls = [theirs + path.format(k) for k in offsets]
+            our_pids = {
+                "gateway": stack.processes["gateway"].pid,
+                "map": stack.processes["map"].pid,
+            }
+            print(
+                f"OGC API items, {PAGE} features a page, {args.warmup:g}s warm-up + "
+                f"{args.duration:g}s per run (CPU ms/req by process):"
+            )
+            for workers in args.workers:
+                our_run = asyncio.run(
+                    measure(our_urls, our_pids, workers, args.warmup, args.duration)
+                )
+                their_run = asyncio.run(
+                    measure(
+                        their_urls,
+                        {"pygeoapi": pygeoapi_pid},
+                        workers,
+                        args.warmup,
+                        args.duration,
+                    )
+                )
+                report(workers, our_run, their_run)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
