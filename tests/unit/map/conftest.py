@@ -27,11 +27,12 @@ def _admin_connect(dsn: str) -> psycopg.Connection:
     try:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {dsn!r} ({exc}). Start PostgreSQL 15+ with "
-            f"PostGIS 3 or point {DSN_VARIABLE} at a server where CREATE DATABASE is allowed.",
-            pytrace=False,
-        )
+        problem = str(exc)
+    pytest.fail(
+        f"PostgreSQL is not reachable at {dsn!r} ({problem}). Start PostgreSQL 15+ with "
+        f"PostGIS 3 or point {DSN_VARIABLE} at a server where CREATE DATABASE is allowed.",
+        pytrace=False,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -43,15 +44,18 @@ def postgis_dsn() -> Iterator[str]:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     dsn = make_conninfo(base, dbname=name)
     try:
+        problem = ""
         with psycopg.connect(dsn, autocommit=True) as conn:
             try:
                 conn.execute("CREATE EXTENSION postgis")
             except psycopg.Error as exc:
-                pytest.fail(
-                    f"PostGIS is not available on {base!r} ({exc}). Install it, for example "
-                    "the Debian package postgresql-15-postgis-3.",
-                    pytrace=False,
-                )
+                problem = str(exc).strip()
+        if problem:
+            pytest.fail(
+                f"PostGIS is not available on {base!r} ({problem}). Install it, for example "
+                "the Debian package postgresql-15-postgis-3.",
+                pytrace=False,
+            )
         yield dsn
     finally:
         with _admin_connect(base) as admin:
