@@ -405,7 +405,7 @@ def cpu_seconds(pid: int) -> float:
 class Run:
     label: str
     requests: int  # answered with HTTP 200
-    errors: int  # any other status
+    errors: int  # any other status, or the connection dropped
     seconds: float
     latencies: np.ndarray  # seconds, of the 200s
     cpu: dict[str, float]  # server process -> CPU seconds over the run
@@ -438,7 +438,11 @@ async def drive(
             started = time.perf_counter()
             if started >= end:
                 return
-            response = await client.get(urls[next(counter) % len(urls)])
+            try:
+                response = await client.get(urls[next(counter) % len(urls)])
+            except httpx.TransportError:  # the server dropped the connection
+                tally.errors += 1
+                continue
             if response.status_code == 200:
                 tally.latencies.append(time.perf_counter() - started)
             else:

@@ -106,9 +106,7 @@ def _coerce(value: object, spec: FieldSpec) -> object:
         if text in ("false", "0", "no"):
             return False
         raise ValueError(f"{value!r} is not a boolean")
-    text = str(value)
-    date.fromisoformat(text[:10])
-    return text[:10]
+    return date.fromisoformat(str(value)[:10]).isoformat()
 
 
 def coerce_columns(

@@ -165,7 +165,10 @@ class MapCatalog:
         if count == 0:
             raise InvalidArgument.field("file", "holds no features")
         source_crs = options.source_crs or source.crs or "EPSG:4326"
-        geometries = reproject.to_storage(np.asarray(source.geometries, dtype=object), source_crs)
+        # Layers are two-dimensional; heights from survey files are dropped, not stored.
+        geometries = shapely.force_2d(
+            reproject.to_storage(np.asarray(source.geometries, dtype=object), source_crs)
+        )
         geometries, repaired = check_geometries(
             geometries, layer.geometry_type, repair=options.repair
         )

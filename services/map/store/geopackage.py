@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import struct
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -209,28 +210,41 @@ class GeoPackageStore:
 
     def save_layer(self, layer: Layer) -> None:
         extent = layer.extent or (None, None, None, None)
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.execute(
-            "UPDATE grassroots_layers SET definition = ? WHERE tenant = ? AND layer_id = ?",
-            (_definition(layer), layer.key.tenant, layer.key.layer_id),
-        )
-        self.conn.execute(
-            "UPDATE gpkg_contents SET min_x = ?, min_y = ?, max_x = ?, max_y = ?, "
-            "last_change = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE table_name = ?",
-            (*extent, table_name(layer.key)),
-        )
-        self.conn.execute("COMMIT")
+
+        def run() -> None:
+            self.conn.execute(
+                "UPDATE grassroots_layers SET definition = ? WHERE tenant = ? AND layer_id = ?",
+                (_definition(layer), layer.key.tenant, layer.key.layer_id),
+            )
+            self.conn.execute(
+                "UPDATE gpkg_contents SET min_x = ?, min_y = ?, max_x = ?, max_y = ?, "
+                "last_change = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE table_name = ?",
+                (*extent, table_name(layer.key)),
+            )
+
+        self._transaction(run)
 
     def delete_layer(self, key: LayerKey) -> None:
         name = table_name(key)
+
+        def run() -> None:
+            self.conn.execute("DELETE FROM gpkg_geometry_columns WHERE table_name = ?", (name,))
+            self.conn.execute("DELETE FROM gpkg_contents WHERE table_name = ?", (name,))
+            self.conn.execute(
+                "DELETE FROM grassroots_layers WHERE tenant = ? AND layer_id = ?",
+                (key.tenant, key.layer_id),
+            )
+            self.conn.execute(f"DROP TABLE IF EXISTS {_quote(name)}")
+
+        self._transaction(run)
+
+    def _transaction(self, run: Callable[[], None]) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.execute("DELETE FROM gpkg_geometry_columns WHERE table_name = ?", (name,))
-        self.conn.execute("DELETE FROM gpkg_contents WHERE table_name = ?", (name,))
-        self.conn.execute(
-            "DELETE FROM grassroots_layers WHERE tenant = ? AND layer_id = ?",
-            (key.tenant, key.layer_id),
-        )
-        self.conn.execute(f"DROP TABLE IF EXISTS {_quote(name)}")
+        try:
+            run()
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
         self.conn.execute("COMMIT")
 
     def write_features(self, layer: Layer, batch: FeatureBatch, *, replace: bool) -> None:
