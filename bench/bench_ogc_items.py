@@ -394,6 +394,10 @@ def our_platform(work: Path, demo: Path) -> Iterator[Stack]:
 # -- measuring --------------------------------------------------------------------------
 
 
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
     stat = Path(f"/proc/{pid}/stat").read_text()
@@ -453,26 +457,45 @@ async def drive(
     return tally, time.perf_counter() - begun
 
 
+@dataclass(frozen=True)
+class Target:
+    label: str
+    urls: list[str]
+    pids: dict[str, int]  # the processes whose CPU time counts for this server
+
+
 async def measure(
-    label: str, urls: list[str], pids: dict[str, int], workers: int, warmup: float, duration: float
-) -> Run:
+    targets: list[Target], workers: int, warmup: float, duration: float, rounds: int
+) -> list[Run]:
+    """Warm every server up, then measure them in turns, `rounds` slices of the duration
+    each, so that load from elsewhere on the machine falls on all of them alike."""
     limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        await drive(client, urls, workers, warmup)
-        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        client_before = time.process_time()
-        tally, seconds = await drive(client, urls, workers, duration)
-        client_cpu = time.process_time() - client_before
-        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-    return Run(
-        label,
-        len(tally.latencies),
-        tally.errors,
-        seconds,
-        np.array(tally.latencies),
-        cpu,
-        client_cpu,
-    )
+    clients = [httpx.AsyncClient(limits=limits, timeout=60) for _ in targets]
+    tallies = [Tally([]) for _ in targets]
+    seconds = [0.0] * len(targets)
+    cpu = [dict.fromkeys(t.pids, 0.0) for t in targets]
+    client_cpu = [0.0] * len(targets)
+    try:
+        for client, target in zip(clients, targets, strict=True):
+            await drive(client, target.urls, workers, warmup)
+        for _ in range(rounds):
+            for i, (client, target) in enumerate(zip(clients, targets, strict=True)):
+                cpu_before = {name: cpu_seconds(pid) for name, pid in target.pids.items()}
+                client_before = time.process_time()
+                tally, spent = await drive(client, target.urls, workers, duration / rounds)
+                client_cpu[i] += time.process_time() - client_before
+                for name, pid in target.pids.items():
+                    cpu[i][name] += cpu_seconds(pid) - cpu_before[name]
+                tallies[i].latencies += tally.latencies
+                tallies[i].errors += tally.errors
+                seconds[i] += spent
+    finally:
+        for client in clients:
+            await client.aclose()
+    return [
+        Run(t.label, len(y.latencies), y.errors, s, np.array(y.latencies), c, cc)
+        for t, y, s, c, cc in zip(targets, tallies, seconds, cpu, client_cpu, strict=True)
+    ]
 
 
 def check_same_page(ours: str, label: str, theirs: str) -> int:
@@ -524,9 +547,16 @@ def report(workers: int, ours: Run, theirs: list[Run]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds measured per server and worker count"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="warm-up seconds per server and worker count"
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 8])
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="turns the servers take within each duration"
+    )
     args = parser.parse_args(argv)
 
     ensure_venv()
@@ -559,27 +589,25 @@ def main(argv: list[str] | None = None) -> int:
                 "map": stack.processes["map"].pid,
             }
             print(
-                f"\nOGC API items, {PAGE} features a page, {args.warmup:g}s warm-up + "
-                f"{args.duration:g}s per run; server CPU from /proc, per request and process:"
+                f"\nOGC API items, {PAGE} features a page: per server {args.warmup:g}s warm-up, "
+                f"then {args.duration:g}s in {args.rounds} turns; load average now "
+                f"{load_average()} on {os.cpu_count()} CPUs (other processes on this machine "
+                "skew req/s; server CPU per request, from /proc, is the steadier figure)"
             )
+            urls = [path.format(k) for k in offsets]
+            targets = [
+                Target("ours", [ours + u for u in urls], our_pids),
+                *(
+                    Target(lb, [url + u for u in urls], {lb: pid})
+                    for lb, (url, pid) in servers.items()
+                ),
+            ]
             for workers in args.workers:
-                runs = [
-                    asyncio.run(
-                        measure(
-                            label,
-                            [base + path.format(k) for k in offsets],
-                            pids,
-                            workers,
-                            args.warmup,
-                            args.duration,
-                        )
-                    )
-                    for label, base, pids in [
-                        ("ours", ours, our_pids),
-                        *((lb, url, {lb: pid}) for lb, (url, pid) in servers.items()),
-                    ]
-                ]
+                runs = asyncio.run(
+                    measure(targets, workers, args.warmup, args.duration, args.rounds)
+                )
                 report(workers, runs[0], runs[1:])
+            print(f"load average at the end: {load_average()}")
     return 0
 
 

@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.errors import install_handlers
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from gateway.routers import components, events, health, ogc
+from gateway.routers import components, events, health, ogc, open311
 from gateway.routers import map as map_router
 from gateway.settings import COMPONENTS, GatewaySettings
 from gateway.upstreams import Upstreams
@@ -46,7 +46,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.settings = settings
     app.state.dev_principal = DevPrincipalSettings().principal()
     install_handlers(app)
-    for router in (health.router, events.router, map_router.router, ogc.router, components.router):
+    for router in (
+        health.router,
+        events.router,
+        map_router.router,
+        ogc.router,
+        open311.router,
+        components.router,
+    ):
         app.include_router(router)
     app.add_middleware(
         CORSMiddleware,

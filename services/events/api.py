@@ -11,7 +11,7 @@ from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
 from services.events.domain import validation
-from services.events.domain.model import Event, NewReport, Point, Source
+from services.events.domain.model import Event, NewReport, Point, Source, State
 from services.events.domain.service import EventHub
 from services.kit import geo as crs
 from services.kit import tenancy
@@ -53,9 +53,17 @@ def _timestamp(moment) -> Timestamp:  # type: ignore[no-untyped-def]
     return ts
 
 
+def _state(state: State | None) -> int:
+    return pb.Event.STATE_UNSPECIFIED if state is None else _STATE_TO_PB[state.value]
+
+
+def _event_name(tenant: str, event_id: str) -> str:
+    return f"{tenancy.tenant_name(tenant)}/events/{event_id}"
+
+
 def event_to_proto(event: Event) -> pb.Event:
-    return pb.Event(
-        name=f"{tenancy.tenant_name(event.tenant)}/events/{event.id}",
+    message = pb.Event(
+        name=_event_name(event.tenant, event.id),
         category=event.category,
         description=event.description,
         location=geo_pb2.GeoPoint(
@@ -64,14 +72,38 @@ def event_to_proto(event: Event) -> pb.Event:
             crs="EPSG:4326",
         ),
         source=_SOURCE_TO_PB[event.source],
-        state=_STATE_TO_PB[event.state.value],  # type: ignore[arg-type]
+        state=_state(event.state),  # type: ignore[arg-type]
         village=event.place.village,
         grid_cell=event.place.grid_cell,
         grid_worker=event.place.grid_worker,
         create_time=_timestamp(event.create_time),
         update_time=_timestamp(event.update_time),
         etag=event.etag,
+        duplicate_of=_event_name(event.tenant, event.duplicate_of) if event.duplicate_of else "",
+        timeline=[
+            pb.TimelineEntry(
+                actor=entry.actor,
+                time=_timestamp(entry.time),
+                from_state=_state(entry.from_state),  # type: ignore[arg-type]
+                to_state=_state(entry.to_state),  # type: ignore[arg-type]
+                note=entry.note,
+            )
+            for entry in event.timeline
+        ],
+        comments=[
+            pb.Comment(author=c.author, text=c.text, create_time=_timestamp(c.create_time))
+            for c in event.comments
+        ],
     )
+    if event.evaluation is not None:
+        message.evaluation.CopyFrom(
+            pb.Evaluation(
+                score=event.evaluation.score,
+                text=event.evaluation.text,
+                time=_timestamp(event.evaluation.time),
+            )
+        )
+    return message
 
 
 class EventsServicer(pb_grpc.EventsServiceServicer):
@@ -126,6 +158,35 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
             events=[event_to_proto(e) for e in page.events],
             next_page_token=page.next_page_token,
         )
+
+    async def TransitionEvent(
+        self, request: pb.TransitionEventRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Event:
+        tenant, event_id = tenancy.parse_child_name(request.name, "events")
+        if request.state == pb.Event.STATE_UNSPECIFIED:
+            raise InvalidArgument.field("state", "is required")
+        if len(request.note) > 2000:
+            raise InvalidArgument.field("note", "at most 2000 characters")
+        target = State(pb.Event.State.Name(request.state).removeprefix("STATE_").lower())
+        event = await self.hub.transition(
+            _principal(), tenant, event_id, target, request.note, request.etag
+        )
+        return event_to_proto(event)
+
+    async def EvaluateEvent(
+        self, request: pb.EvaluateEventRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Event:
+        tenant, event_id = tenancy.parse_child_name(request.name, "events")
+        event = await self.hub.evaluate(
+            _principal(), tenant, event_id, request.score, request.text, request.etag
+        )
+        return event_to_proto(event)
+
+    async def AddComment(
+        self, request: pb.AddCommentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Event:
+        tenant, event_id = tenancy.parse_child_name(request.name, "events")
+        return event_to_proto(await self.hub.comment(_principal(), tenant, event_id, request.text))
 
 
 fill_unimplemented(EventsServicer, SERVICE_NAME, "the events component (lifecycle, bus, streaming)")

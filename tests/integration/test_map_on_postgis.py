@@ -13,11 +13,13 @@ from grassroots.map.v1 import map_service_pb2 as pb
 from grassroots.map.v1 import map_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
 from services.kit.principal import Principal
-from tests.unit.map.conftest import postgis_dsn, postgis_test_dsn  # noqa: F401  (fixtures)
 
 
 def test_map_service_on_postgis_seeds_once_and_survives_a_restart(
-    postgis_test_dsn, demo_gpkg, grid_index, tmp_path  # noqa: F811
+    postgis_test_dsn,
+    demo_gpkg,
+    grid_index,
+    tmp_path,
 ):
     config = StackConfig.on_free_ports(tmp_path / "data", log_dir=tmp_path / "logs")
     config.data_dir.mkdir(parents=True)

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from grassroots.type.v1 import geo_pb2 as grassroots_dot_type_dot_v1_dot_geo__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)grassroots/events/v1/events_service.proto\x12\x14grassroots.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cgrassroots/type/v1/geo.proto\"\xd1\x05\n\x05\x45vent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\x08location\x18\x04 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12\x32\n\x06source\x18\x05 \x01(\x0e\x32\".grassroots.events.v1.Event.Source\x12\x30\n\x05state\x18\x06 \x01(\x0e\x32!.grassroots.events.v1.Event.State\x12\x0f\n\x07village\x18\x07 \x01(\t\x12\x11\n\tgrid_cell\x18\x08 \x01(\t\x12\x13\n\x0bgrid_worker\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0c \x01(\t\"\xc2\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATE_REPORTED\x10\x01\x12\x12\n\x0eSTATE_ACCEPTED\x10\x02\x12\x14\n\x10STATE_DISPATCHED\x10\x03\x12\x15\n\x11STATE_IN_PROGRESS\x10\x04\x12\x12\n\x0eSTATE_RESOLVED\x10\x05\x12\x10\n\x0cSTATE_CLOSED\x10\x06\x12\x12\n\x0eSTATE_REJECTED\x10\x07\x12\x13\n\x0fSTATE_DUPLICATE\x10\x08\"\x8e\x01\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSOURCE_RESIDENT\x10\x01\x12\x16\n\x12SOURCE_GRID_PATROL\x10\x02\x12\x14\n\x10SOURCE_TWIN_RULE\x10\x03\x12\x15\n\x11SOURCE_ENTERPRISE\x10\x04\x12\x12\n\x0eSOURCE_OPEN311\x10\x05\"d\n\x12\x43reateEventRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12*\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1b.grassroots.events.v1.Event\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x1f\n\x0fGetEventRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Z\n\x11ListEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"Z\n\x12ListEventsResponse\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1b.grassroots.events.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"t\n\x16TransitionEventRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.grassroots.events.v1.Event.State\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\":\n\x12WatchEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x66ter_offset\x18\x02 \x01(\x03\"Q\n\x13WatchEventsResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12*\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1b.grassroots.events.v1.Event2\xda\x03\n\rEventsService\x12T\n\x0b\x43reateEvent\x12(.grassroots.events.v1.CreateEventRequest\x1a\x1b.grassroots.events.v1.Event\x12N\n\x08GetEvent\x12%.grassroots.events.v1.GetEventRequest\x1a\x1b.grassroots.events.v1.Event\x12_\n\nListEvents\x12\'.grassroots.events.v1.ListEventsRequest\x1a(.grassroots.events.v1.ListEventsResponse\x12\\\n\x0fTransitionEvent\x12,.grassroots.events.v1.TransitionEventRequest\x1a\x1b.grassroots.events.v1.Event\x12\x64\n\x0bWatchEvents\x12(.grassroots.events.v1.WatchEventsRequest\x1a).grassroots.events.v1.WatchEventsResponse0\x01\x42\x1c\n\x18org.grassroots.events.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)grassroots/events/v1/events_service.proto\x12\x14grassroots.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cgrassroots/type/v1/geo.proto\"\x99\x07\n\x05\x45vent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\x08location\x18\x04 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12\x32\n\x06source\x18\x05 \x01(\x0e\x32\".grassroots.events.v1.Event.Source\x12\x30\n\x05state\x18\x06 \x01(\x0e\x32!.grassroots.events.v1.Event.State\x12\x0f\n\x07village\x18\x07 \x01(\t\x12\x11\n\tgrid_cell\x18\x08 \x01(\t\x12\x13\n\x0bgrid_worker\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0c \x01(\t\x12\x14\n\x0c\x64uplicate_of\x18\r \x01(\t\x12\x35\n\x08timeline\x18\x0e \x03(\x0b\x32#.grassroots.events.v1.TimelineEntry\x12\x34\n\nevaluation\x18\x0f \x01(\x0b\x32 .grassroots.events.v1.Evaluation\x12/\n\x08\x63omments\x18\x10 \x03(\x0b\x32\x1d.grassroots.events.v1.Comment\"\xd6\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATE_REPORTED\x10\x01\x12\x12\n\x0eSTATE_ACCEPTED\x10\x02\x12\x14\n\x10STATE_DISPATCHED\x10\x03\x12\x15\n\x11STATE_IN_PROGRESS\x10\x04\x12\x12\n\x0eSTATE_RESOLVED\x10\x05\x12\x10\n\x0cSTATE_CLOSED\x10\x06\x12\x12\n\x0eSTATE_REJECTED\x10\x07\x12\x13\n\x0fSTATE_DUPLICATE\x10\x08\x12\x12\n\x0eSTATE_REOPENED\x10\t\"\x8e\x01\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSOURCE_RESIDENT\x10\x01\x12\x16\n\x12SOURCE_GRID_PATROL\x10\x02\x12\x14\n\x10SOURCE_TWIN_RULE\x10\x03\x12\x15\n\x11SOURCE_ENTERPRISE\x10\x04\x12\x12\n\x0eSOURCE_OPEN311\x10\x05\"\xc2\x01\n\rTimelineEntry\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\nfrom_state\x18\x03 \x01(\x0e\x32!.grassroots.events.v1.Event.State\x12\x33\n\x08to_state\x18\x04 \x01(\x0e\x32!.grassroots.events.v1.Event.State\x12\x0c\n\x04note\x18\x05 \x01(\t\"S\n\nEvaluation\x12\r\n\x05score\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x07\x43omment\x12\x0e\n\x06\x61uthor\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x12\x43reateEventRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12*\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1b.grassroots.events.v1.Event\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x1f\n\x0fGetEventRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Z\n\x11ListEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"Z\n\x12ListEventsResponse\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1b.grassroots.events.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"t\n\x16TransitionEventRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.grassroots.events.v1.Event.State\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\"O\n\x14\x45valuateEventRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\"/\n\x11\x41\x64\x64\x43ommentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\":\n\x12WatchEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x66ter_offset\x18\x02 \x01(\x03\"Q\n\x13WatchEventsResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12*\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1b.grassroots.events.v1.Event2\x88\x05\n\rEventsService\x12T\n\x0b\x43reateEvent\x12(.grassroots.events.v1.CreateEventRequest\x1a\x1b.grassroots.events.v1.Event\x12N\n\x08GetEvent\x12%.grassroots.events.v1.GetEventRequest\x1a\x1b.grassroots.events.v1.Event\x12_\n\nListEvents\x12\'.grassroots.events.v1.ListEventsRequest\x1a(.grassroots.events.v1.ListEventsResponse\x12\\\n\x0fTransitionEvent\x12,.grassroots.events.v1.TransitionEventRequest\x1a\x1b.grassroots.events.v1.Event\x12X\n\rEvaluateEvent\x12*.grassroots.events.v1.EvaluateEventRequest\x1a\x1b.grassroots.events.v1.Event\x12R\n\nAddComment\x12\'.grassroots.events.v1.AddCommentRequest\x1a\x1b.grassroots.events.v1.Event\x12\x64\n\x0bWatchEvents\x12(.grassroots.events.v1.WatchEventsRequest\x1a).grassroots.events.v1.WatchEventsResponse0\x01\x42\x1c\n\x18org.grassroots.events.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,25 +35,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\030org.grassroots.events.v1P\001'
   _globals['_EVENT']._serialized_start=131
-  _globals['_EVENT']._serialized_end=852
-  _globals['_EVENT_STATE']._serialized_start=513
-  _globals['_EVENT_STATE']._serialized_end=707
-  _globals['_EVENT_SOURCE']._serialized_start=710
-  _globals['_EVENT_SOURCE']._serialized_end=852
-  _globals['_CREATEEVENTREQUEST']._serialized_start=854
-  _globals['_CREATEEVENTREQUEST']._serialized_end=954
-  _globals['_GETEVENTREQUEST']._serialized_start=956
-  _globals['_GETEVENTREQUEST']._serialized_end=987
-  _globals['_LISTEVENTSREQUEST']._serialized_start=989
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1079
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=1081
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=1171
-  _globals['_TRANSITIONEVENTREQUEST']._serialized_start=1173
-  _globals['_TRANSITIONEVENTREQUEST']._serialized_end=1289
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=1291
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=1349
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1351
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1432
-  _globals['_EVENTSSERVICE']._serialized_start=1435
-  _globals['_EVENTSSERVICE']._serialized_end=1909
+  _globals['_EVENT']._serialized_end=1052
+  _globals['_EVENT_STATE']._serialized_start=693
+  _globals['_EVENT_STATE']._serialized_end=907
+  _globals['_EVENT_SOURCE']._serialized_start=910
+  _globals['_EVENT_SOURCE']._serialized_end=1052
+  _globals['_TIMELINEENTRY']._serialized_start=1055
+  _globals['_TIMELINEENTRY']._serialized_end=1249
+  _globals['_EVALUATION']._serialized_start=1251
+  _globals['_EVALUATION']._serialized_end=1334
+  _globals['_COMMENT']._serialized_start=1336
+  _globals['_COMMENT']._serialized_end=1424
+  _globals['_CREATEEVENTREQUEST']._serialized_start=1426
+  _globals['_CREATEEVENTREQUEST']._serialized_end=1526
+  _globals['_GETEVENTREQUEST']._serialized_start=1528
+  _globals['_GETEVENTREQUEST']._serialized_end=1559
+  _globals['_LISTEVENTSREQUEST']._serialized_start=1561
+  _globals['_LISTEVENTSREQUEST']._serialized_end=1651
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=1653
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1743
+  _globals['_TRANSITIONEVENTREQUEST']._serialized_start=1745
+  _globals['_TRANSITIONEVENTREQUEST']._serialized_end=1861
+  _globals['_EVALUATEEVENTREQUEST']._serialized_start=1863
+  _globals['_EVALUATEEVENTREQUEST']._serialized_end=1942
+  _globals['_ADDCOMMENTREQUEST']._serialized_start=1944
+  _globals['_ADDCOMMENTREQUEST']._serialized_end=1991
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1993
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=2051
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2053
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2134
+  _globals['_EVENTSSERVICE']._serialized_start=2137
+  _globals['_EVENTSSERVICE']._serialized_end=2785
 # @@protoc_insertion_point(module_scope)

@@ -51,6 +51,8 @@ class Event(_message.Message):
         """Not a matter for the village."""
         STATE_DUPLICATE: Event._State.ValueType  # 8
         """Linked to an earlier open event about the same thing."""
+        STATE_REOPENED: Event._State.ValueType  # 9
+        """Resolved or closed, then found not to be done; back in the handler's hands."""
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
         """The lifecycle state."""
@@ -73,6 +75,8 @@ class Event(_message.Message):
     """Not a matter for the village."""
     STATE_DUPLICATE: Event.State.ValueType  # 8
     """Linked to an earlier open event about the same thing."""
+    STATE_REOPENED: Event.State.ValueType  # 9
+    """Resolved or closed, then found not to be done; back in the handler's hands."""
 
     class _Source:
         ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -121,6 +125,10 @@ class Event(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    DUPLICATE_OF_FIELD_NUMBER: _builtins.int
+    TIMELINE_FIELD_NUMBER: _builtins.int
+    EVALUATION_FIELD_NUMBER: _builtins.int
+    COMMENTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/events/{event}`. Output only."""
     category: _builtins.str
@@ -139,6 +147,8 @@ class Event(_message.Message):
     """Grid worker responsible for that grid cell. Output only."""
     etag: _builtins.str
     """Changes whenever the event changes; send it back to update safely. Output only."""
+    duplicate_of: _builtins.str
+    """For a duplicate: the resource name of the open event it repeats. Output only."""
     @_builtins.property
     def location(self) -> _geo_pb2.GeoPoint:
         """Where it happened. Required."""
@@ -150,6 +160,18 @@ class Event(_message.Message):
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the event last changed. Output only."""
+
+    @_builtins.property
+    def timeline(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimelineEntry]:
+        """Every change of state, oldest first. Output only."""
+
+    @_builtins.property
+    def evaluation(self) -> Global___Evaluation:
+        """The reporter's evaluation, once given. Output only."""
+
+    @_builtins.property
+    def comments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Comment]:
+        """Comments, oldest first. Output only."""
 
     def __init__(
         self,
@@ -166,14 +188,122 @@ class Event(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        duplicate_of: _builtins.str = ...,
+        timeline: _abc.Iterable[Global___TimelineEntry] | None = ...,
+        evaluation: Global___Evaluation | None = ...,
+        comments: _abc.Iterable[Global___Comment] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "location", b"location", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "evaluation", b"evaluation", "location", b"location", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "create_time", b"create_time", "description", b"description", "etag", b"etag", "grid_cell", b"grid_cell", "grid_worker", b"grid_worker", "location", b"location", "name", b"name", "source", b"source", "state", b"state", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "comments", b"comments", "create_time", b"create_time", "description", b"description", "duplicate_of", b"duplicate_of", "etag", b"etag", "evaluation", b"evaluation", "grid_cell", b"grid_cell", "grid_worker", b"grid_worker", "location", b"location", "name", b"name", "source", b"source", "state", b"state", "timeline", b"timeline", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class TimelineEntry(_message.Message):
+    """One change of an event's state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTOR_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    FROM_STATE_FIELD_NUMBER: _builtins.int
+    TO_STATE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    actor: _builtins.str
+    """Who made the change."""
+    from_state: Global___Event.State.ValueType
+    """The state before; unspecified for the creation."""
+    to_state: Global___Event.State.ValueType
+    """The state after."""
+    note: _builtins.str
+    """Why."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When."""
+
+    def __init__(
+        self,
+        *,
+        actor: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        from_state: Global___Event.State.ValueType = ...,
+        to_state: Global___Event.State.ValueType = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "from_state", b"from_state", "note", b"note", "time", b"time", "to_state", b"to_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimelineEntry: _TypeAlias = TimelineEntry  # noqa: Y015
+
+@_typing.final
+class Evaluation(_message.Message):
+    """The reporter's verdict on how the event was handled."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCORE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    score: _builtins.int
+    """1 (poor) to 5 (excellent)."""
+    text: _builtins.str
+    """In the reporter's words."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When it was given."""
+
+    def __init__(
+        self,
+        *,
+        score: _builtins.int = ...,
+        text: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["score", b"score", "text", b"text", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Evaluation: _TypeAlias = Evaluation  # noqa: Y015
+
+@_typing.final
+class Comment(_message.Message):
+    """A comment on an event."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTHOR_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    author: _builtins.str
+    """Who wrote it."""
+    text: _builtins.str
+    """The text."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When."""
+
+    def __init__(
+        self,
+        *,
+        author: _builtins.str = ...,
+        text: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "create_time", b"create_time", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Comment: _TypeAlias = Comment  # noqa: Y015
 
 @_typing.final
 class CreateEventRequest(_message.Message):
@@ -332,6 +462,66 @@ class TransitionEventRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TransitionEventRequest: _TypeAlias = TransitionEventRequest  # noqa: Y015
+
+@_typing.final
+class EvaluateEventRequest(_message.Message):
+    """Request message for EventsService.EvaluateEvent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the event."""
+    score: _builtins.int
+    """1 (poor) to 5 (excellent)."""
+    text: _builtins.str
+    """In the reporter's words; at most 2000 characters."""
+    etag: _builtins.str
+    """The etag the caller last saw; the call fails if the event changed since."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        score: _builtins.int = ...,
+        text: _builtins.str = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "score", b"score", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateEventRequest: _TypeAlias = EvaluateEventRequest  # noqa: Y015
+
+@_typing.final
+class AddCommentRequest(_message.Message):
+    """Request message for EventsService.AddComment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the event."""
+    text: _builtins.str
+    """The text; 1 to 2000 characters."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddCommentRequest: _TypeAlias = AddCommentRequest  # noqa: Y015
 
 @_typing.final
 class WatchEventsRequest(_message.Message):

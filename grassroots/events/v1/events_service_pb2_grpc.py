@@ -56,6 +56,16 @@ class EventsServiceStub:
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.TransitionEventRequest.SerializeToString,
                 response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
                 _registered_method=True)
+        self.EvaluateEvent = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/EvaluateEvent',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.EvaluateEventRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
+                _registered_method=True)
+        self.AddComment = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/AddComment',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AddCommentRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
+                _registered_method=True)
         self.WatchEvents = channel.unary_stream(
                 '/grassroots.events.v1.EventsService/WatchEvents',
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.WatchEventsRequest.SerializeToString,
@@ -97,6 +107,20 @@ class EventsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvaluateEvent(self, request, context):
+        """The reporter evaluates a resolved event (1-5 and text), which closes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddComment(self, request, context):
+        """Adds a comment to an event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchEvents(self, request, context):
         """Streams events as they happen, resuming after a given offset.
         """
@@ -125,6 +149,16 @@ def add_EventsServiceServicer_to_server(servicer, server):
             'TransitionEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.TransitionEvent,
                     request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.TransitionEventRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.SerializeToString,
+            ),
+            'EvaluateEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateEvent,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.EvaluateEventRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.SerializeToString,
+            ),
+            'AddComment': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddComment,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AddCommentRequest.FromString,
                     response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.SerializeToString,
             ),
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
@@ -242,6 +276,60 @@ class EventsService:
             target,
             '/grassroots.events.v1.EventsService/TransitionEvent',
             grassroots_dot_events_dot_v1_dot_events__service__pb2.TransitionEventRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/EvaluateEvent',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.EvaluateEventRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddComment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/AddComment',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.AddCommentRequest.SerializeToString,
             grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
             options,
             channel_credentials,

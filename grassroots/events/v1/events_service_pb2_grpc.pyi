@@ -45,6 +45,10 @@ class EventsServiceStub:
     """Lists events, newest first, filtered and paged."""
     TransitionEvent: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.TransitionEventRequest, _events_service_pb2.Event]
     """Moves an event along its lifecycle."""
+    EvaluateEvent: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.EvaluateEventRequest, _events_service_pb2.Event]
+    """The reporter evaluates a resolved event (1-5 and text), which closes it."""
+    AddComment: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.AddCommentRequest, _events_service_pb2.Event]
+    """Adds a comment to an event."""
     WatchEvents: _grpc.UnaryStreamMultiCallable[_events_service_pb2.WatchEventsRequest, _events_service_pb2.WatchEventsResponse]
     """Streams events as they happen, resuming after a given offset."""
 
@@ -65,6 +69,10 @@ class EventsServiceAsyncStub(EventsServiceStub):
     """Lists events, newest first, filtered and paged."""
     TransitionEvent: _aio.UnaryUnaryMultiCallable[_events_service_pb2.TransitionEventRequest, _events_service_pb2.Event]  # type: ignore[assignment]
     """Moves an event along its lifecycle."""
+    EvaluateEvent: _aio.UnaryUnaryMultiCallable[_events_service_pb2.EvaluateEventRequest, _events_service_pb2.Event]  # type: ignore[assignment]
+    """The reporter evaluates a resolved event (1-5 and text), which closes it."""
+    AddComment: _aio.UnaryUnaryMultiCallable[_events_service_pb2.AddCommentRequest, _events_service_pb2.Event]  # type: ignore[assignment]
+    """Adds a comment to an event."""
     WatchEvents: _aio.UnaryStreamMultiCallable[_events_service_pb2.WatchEventsRequest, _events_service_pb2.WatchEventsResponse]  # type: ignore[assignment]
     """Streams events as they happen, resuming after a given offset."""
 
@@ -106,6 +114,22 @@ class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_events_service_pb2.Event, _abc.Awaitable[_events_service_pb2.Event]]:
         """Moves an event along its lifecycle."""
+
+    @_abc_1.abstractmethod
+    def EvaluateEvent(
+        self,
+        request: _events_service_pb2.EvaluateEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.Event, _abc.Awaitable[_events_service_pb2.Event]]:
+        """The reporter evaluates a resolved event (1-5 and text), which closes it."""
+
+    @_abc_1.abstractmethod
+    def AddComment(
+        self,
+        request: _events_service_pb2.AddCommentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.Event, _abc.Awaitable[_events_service_pb2.Event]]:
+        """Adds a comment to an event."""
 
     @_abc_1.abstractmethod
     def WatchEvents(

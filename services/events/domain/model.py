@@ -17,6 +17,7 @@ class State(StrEnum):
     CLOSED = "closed"
     REJECTED = "rejected"
     DUPLICATE = "duplicate"
+    REOPENED = "reopened"
 
 
 class Source(StrEnum):
@@ -73,6 +74,29 @@ class NewReport:
 
 
 @dataclass(frozen=True)
+class TimelineEntry:
+    actor: str
+    time: datetime
+    from_state: State | None
+    to_state: State
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    score: int
+    text: str
+    time: datetime
+
+
+@dataclass(frozen=True)
+class Comment:
+    author: str
+    text: str
+    create_time: datetime
+
+
+@dataclass(frozen=True)
 class Event:
     id: str
     tenant: str
@@ -85,10 +109,16 @@ class Event:
     reporter: str
     create_time: datetime
     update_time: datetime
+    version: int = 1
+    duplicate_of: str = ""
+    evaluation: Evaluation | None = None
+    timeline: tuple[TimelineEntry, ...] = ()
+    comments: tuple[Comment, ...] = ()
 
     @property
     def etag(self) -> str:
-        raw = f"{self.id}|{self.state}|{self.update_time.isoformat()}"
+        """Opaque, and different after every change (the version counts changes)."""
+        raw = f"{self.id}|{self.version}"
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 

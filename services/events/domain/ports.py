@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Protocol
 
-from services.events.domain.model import Event, GridPlace, NewReport, Point
+from services.events.domain.model import (
+    Comment,
+    Event,
+    GridPlace,
+    NewReport,
+    Point,
+    State,
+    TimelineEntry,
+)
+
+# Open events of a category inside a lon/lat box created since a moment.
+NearbyQuery = Callable[
+    [str, tuple[float, float, float, float], datetime, frozenset[State]], list[Event]
+]
+# Given a way to ask for nearby events, decide what the new event becomes.
+OriginalFinder = Callable[[NearbyQuery, Event], Event]
+# A change to an event: the new event, a timeline entry and a comment to add.
+Change = Callable[[Event], tuple[Event, TimelineEntry | None, Comment | None]]
 
 
 class Locator(Protocol):
@@ -21,15 +39,23 @@ class EventStore(Protocol):
         """The event an earlier create with this key made, and that create's fingerprint."""
         ...
 
-    async def create(self, report: NewReport, event: Event) -> tuple[Event, bool]:
-        """Store the event and its idempotency key atomically.
+    async def create(
+        self, report: NewReport, event: Event, find_original: OriginalFinder
+    ) -> tuple[Event, bool]:
+        """Store the event (as `find_original` decides) and its key atomically.
 
         Returns the stored event and True, or, if the key was taken meanwhile, the
-        event stored under it and False.
+        given event and False.
         """
         ...
 
-    async def get(self, event_id: str) -> Event | None: ...
+    async def get(self, event_id: str) -> Event | None:
+        """The event with its timeline and comments."""
+        ...
+
+    async def update(self, event_id: str, etag: str, change: Change) -> Event:
+        """Apply a change atomically; ABORTED when `etag` is given and stale."""
+        ...
 
     async def list(
         self,

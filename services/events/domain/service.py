@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
-from services.events.domain.model import Event, EventPage, NewReport, State
-from services.events.domain.ports import EventStore, Locator
+from services.events.domain import lifecycle
+from services.events.domain.categories import DEFAULT_CATEGORIES
+from services.events.domain.duplicates import original_of, search_window
+from services.events.domain.model import (
+    Comment,
+    Evaluation,
+    Event,
+    EventPage,
+    NewReport,
+    State,
+    TimelineEntry,
+)
+from services.events.domain.ports import EventStore, Locator, NearbyQuery
 from services.kit import paging, tenancy
-from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.kit.filtering import parse_equalities
 from services.kit.ids import new_id
 from services.kit.principal import Principal
 
 LIST_FILTER_FIELDS = ("grid_cell", "village", "category", "state")
+MAX_TEXT = 2000
+
+
+def mark_if_duplicate(nearby: NearbyQuery, event: Event) -> Event:
+    """A report near an open event of its category in its village becomes a duplicate."""
+    category = DEFAULT_CATEGORIES[event.category]
+    box, since = search_window(event.location, category, event.create_time)
+    candidates = [
+        e
+        for e in nearby(event.category, box, since, lifecycle.OPEN_STATES)
+        if e.tenant == event.tenant and e.id != event.id
+    ]
+    original = original_of(event.location, category, candidates)
+    if original is None:
+        return event
+    entry = TimelineEntry(
+        event.reporter, event.create_time, None, State.DUPLICATE, f"repeats {original.id}"
+    )
+    return replace(event, state=State.DUPLICATE, duplicate_of=original.id, timeline=(entry,))
 
 
 class EventHub:
@@ -39,6 +70,7 @@ class EventHub:
                 f"village of {tenancy.tenant_name(report.parent)}",
             )
         now = datetime.now(UTC)
+        first = TimelineEntry(report.reporter, now, None, State.REPORTED, "reported")
         event = Event(
             id=new_id("ev"),
             tenant=place.village,
@@ -51,8 +83,9 @@ class EventHub:
             reporter=report.reporter,
             create_time=now,
             update_time=now,
+            timeline=(first,),
         )
-        stored, created = await self.store.create(report, event)
+        stored, created = await self.store.create(report, event, mark_if_duplicate)
         if not created:
             found = await self.store.find_by_request(
                 report.parent, report.reporter, report.request_id
@@ -71,6 +104,77 @@ class EventHub:
                 metadata={"event": event.id},
             )
         return event, False
+
+    async def transition(
+        self,
+        principal: Principal,
+        tenant: str | None,
+        event_id: str,
+        target: State,
+        note: str,
+        etag: str,
+    ) -> Event:
+        """Move an event along its lifecycle; illegal moves name the current state."""
+        await self.get(principal, tenant, event_id)
+        if target is State.DUPLICATE:
+            raise InvalidArgument.field("state", "duplicates are detected, not set by hand")
+
+        def change(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
+            lifecycle.check_transition(event.state, target)
+            now = datetime.now(UTC)
+            entry = TimelineEntry(principal.subject, now, event.state, target, note)
+            return replace(event, state=target, update_time=now), entry, None
+
+        return await self.store.update(event_id, etag, change)
+
+    async def evaluate(
+        self,
+        principal: Principal,
+        tenant: str | None,
+        event_id: str,
+        score: int,
+        text: str,
+        etag: str,
+    ) -> Event:
+        """The reporter rates a resolved event, which closes it."""
+        current = await self.get(principal, tenant, event_id)
+        if not 1 <= score <= 5:
+            raise InvalidArgument.field("score", "must be 1 to 5")
+        if len(text) > MAX_TEXT:
+            raise InvalidArgument.field("text", f"at most {MAX_TEXT} characters")
+        if current.reporter != principal.subject:
+            raise PermissionDenied("only the reporter evaluates an event")
+
+        def change(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
+            if event.state is not State.RESOLVED:
+                raise FailedPrecondition(
+                    f"only a resolved event can be evaluated; this one is {event.state.value}",
+                    reason="ILLEGAL_TRANSITION",
+                    metadata={"current_state": event.state.value},
+                )
+            now = datetime.now(UTC)
+            entry = TimelineEntry(
+                principal.subject, now, event.state, State.CLOSED, f"evaluated {score}/5"
+            )
+            closed = replace(
+                event, state=State.CLOSED, update_time=now, evaluation=Evaluation(score, text, now)
+            )
+            return closed, entry, None
+
+        return await self.store.update(event_id, etag, change)
+
+    async def comment(
+        self, principal: Principal, tenant: str | None, event_id: str, text: str
+    ) -> Event:
+        await self.get(principal, tenant, event_id)
+        if not text.strip() or len(text) > MAX_TEXT:
+            raise InvalidArgument.field("text", f"1 to {MAX_TEXT} characters")
+
+        def change(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
+            now = datetime.now(UTC)
+            return replace(event, update_time=now), None, Comment(principal.subject, text, now)
+
+        return await self.store.update(event_id, "", change)
 
     async def get(self, principal: Principal, tenant: str | None, event_id: str) -> Event:
         event = await self.store.get(event_id)

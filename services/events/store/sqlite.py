@@ -1,19 +1,35 @@
 """The embedded event store: one SQLite file in WAL mode.
 
-An event and its idempotency key are written in one transaction, so a create that
-returned success is on disk (synchronous=FULL) and a retry can never make a second.
+An event, its first timeline entry and its idempotency key are written in one
+transaction, so a create that returned success is on disk (synchronous=FULL) and a
+retry can never make a second. Updates read, check and write inside one transaction
+on the database's single thread, so concurrent changes cannot interleave.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.events.domain.model import Event, GridPlace, NewReport, Point, Source, State
+from services.events.domain.model import (
+    Comment,
+    Evaluation,
+    Event,
+    GridPlace,
+    NewReport,
+    Point,
+    Source,
+    State,
+    TimelineEntry,
+)
+from services.events.domain.ports import Change, OriginalFinder
+from services.kit.errors import Aborted, NotFound
 from services.kit.sqlite import SqliteDatabase, transaction
 
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id            TEXT PRIMARY KEY,
@@ -29,11 +45,17 @@ CREATE TABLE IF NOT EXISTS events (
     grid_worker   TEXT NOT NULL,
     reporter      TEXT NOT NULL,
     create_us     INTEGER NOT NULL,
-    update_us     INTEGER NOT NULL
+    update_us     INTEGER NOT NULL,
+    version       INTEGER NOT NULL DEFAULT 1,
+    duplicate_of  TEXT NOT NULL DEFAULT '',
+    eval_score    INTEGER,
+    eval_text     TEXT,
+    eval_us       INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, create_us DESC, id DESC);
 CREATE INDEX IF NOT EXISTS events_grid_time ON events (grid_cell, create_us DESC, id DESC);
 CREATE INDEX IF NOT EXISTS events_time ON events (create_us DESC, id DESC);
+CREATE INDEX IF NOT EXISTS events_nearby ON events (category, latitude, longitude);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     parent       TEXT NOT NULL,
     reporter     TEXT NOT NULL,
@@ -43,11 +65,38 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     create_us    INTEGER NOT NULL,
     PRIMARY KEY (parent, reporter, request_id)
 );
+CREATE TABLE IF NOT EXISTS timeline (
+    event_id     TEXT NOT NULL REFERENCES events (id),
+    seq          INTEGER NOT NULL,
+    actor        TEXT NOT NULL,
+    at_us        INTEGER NOT NULL,
+    from_state   TEXT,
+    to_state     TEXT NOT NULL,
+    note         TEXT NOT NULL,
+    PRIMARY KEY (event_id, seq)
+);
+CREATE TABLE IF NOT EXISTS comments (
+    event_id     TEXT NOT NULL REFERENCES events (id),
+    seq          INTEGER NOT NULL,
+    author       TEXT NOT NULL,
+    text         TEXT NOT NULL,
+    create_us    INTEGER NOT NULL,
+    PRIMARY KEY (event_id, seq)
+);
 """
+# Columns added after the first schema, for files made by an older build.
+_ADDED_COLUMNS = (
+    "version INTEGER NOT NULL DEFAULT 1",
+    "duplicate_of TEXT NOT NULL DEFAULT ''",
+    "eval_score INTEGER",
+    "eval_text TEXT",
+    "eval_us INTEGER",
+)
 
 _COLUMNS = (
     "id, tenant, category, description, longitude, latitude, reported_crs, source, state, "
-    "grid_cell, grid_worker, reporter, create_us, update_us"
+    "grid_cell, grid_worker, reporter, create_us, update_us, version, duplicate_of, "
+    "eval_score, eval_text, eval_us"
 )
 _E_COLUMNS = ", ".join("e." + c.strip() for c in _COLUMNS.split(","))
 _FILTER_COLUMNS = {
@@ -67,6 +116,9 @@ def _from_us(value: int) -> datetime:
 
 
 def _row_to_event(row: sqlite3.Row) -> Event:
+    evaluation = None
+    if row["eval_score"] is not None:
+        evaluation = Evaluation(row["eval_score"], row["eval_text"], _from_us(row["eval_us"]))
     return Event(
         id=row["id"],
         tenant=row["tenant"],
@@ -79,6 +131,9 @@ def _row_to_event(row: sqlite3.Row) -> Event:
         reporter=row["reporter"],
         create_time=_from_us(row["create_us"]),
         update_time=_from_us(row["update_us"]),
+        version=row["version"],
+        duplicate_of=row["duplicate_of"],
+        evaluation=evaluation,
     )
 
 
@@ -93,10 +148,61 @@ def subtree_clause(column: str, scope: str) -> tuple[str, list[str]]:
     )
 
 
+def _event_values(event: Event) -> tuple[object, ...]:
+    evaluation = event.evaluation
+    return (
+        event.id,
+        event.tenant,
+        event.category,
+        event.description,
+        event.location.longitude,
+        event.location.latitude,
+        event.location.reported_crs,
+        event.source.value,
+        event.state.value,
+        event.place.grid_cell,
+        event.place.grid_worker,
+        event.reporter,
+        _us(event.create_time),
+        _us(event.update_time),
+        event.version,
+        event.duplicate_of,
+        evaluation.score if evaluation else None,
+        evaluation.text if evaluation else None,
+        _us(evaluation.time) if evaluation else None,
+    )
+
+
+def _add_timeline(conn: sqlite3.Connection, event_id: str, entry: TimelineEntry) -> None:
+    conn.execute(
+        "INSERT INTO timeline VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM timeline "
+        "WHERE event_id = ?), ?, ?, ?, ?, ?)",
+        (
+            event_id,
+            event_id,
+            entry.actor,
+            _us(entry.time),
+            entry.from_state.value if entry.from_state else None,
+            entry.to_state.value,
+            entry.note,
+        ),
+    )
+
+
 class SqliteEventStore:
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.db = SqliteDatabase(path, synchronous=synchronous)
-        self.db.run_sync(lambda conn: conn.executescript(SCHEMA))
+        self.db.run_sync(self._migrate)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        existing = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+        if existing:
+            for column in _ADDED_COLUMNS:
+                if column.split()[0] not in existing:
+                    conn.execute(f"ALTER TABLE events ADD COLUMN {column}")
+        conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     async def find_by_request(
         self, parent: str, reporter: str, request_id: str
@@ -112,34 +218,24 @@ class SqliteEventStore:
 
         return await self.db.run(query)
 
-    async def create(self, report: NewReport, event: Event) -> tuple[Event, bool]:
-        def write(conn: sqlite3.Connection) -> bool:
+    async def create(
+        self, report: NewReport, event: Event, find_original: OriginalFinder
+    ) -> tuple[Event, bool]:
+        def write(conn: sqlite3.Connection) -> tuple[Event, bool]:
             taken = conn.execute(
                 "SELECT 1 FROM idempotency_keys "
                 "WHERE parent = ? AND reporter = ? AND request_id = ?",
                 (report.parent, report.reporter, report.request_id),
             ).fetchone()
             if taken:
-                return False
+                return event, False
+            stored = find_original(lambda *args: self._open_near(conn, *args), event)
             conn.execute(
-                f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    event.id,
-                    event.tenant,
-                    event.category,
-                    event.description,
-                    event.location.longitude,
-                    event.location.latitude,
-                    event.location.reported_crs,
-                    event.source.value,
-                    event.state.value,
-                    event.place.grid_cell,
-                    event.place.grid_worker,
-                    event.reporter,
-                    _us(event.create_time),
-                    _us(event.update_time),
-                ),
+                f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+                _event_values(stored),
             )
+            for entry in stored.timeline:
+                _add_timeline(conn, stored.id, entry)
             conn.execute(
                 "INSERT INTO idempotency_keys VALUES (?,?,?,?,?,?)",
                 (
@@ -147,23 +243,112 @@ class SqliteEventStore:
                     report.reporter,
                     report.request_id,
                     report.fingerprint(),
-                    event.id,
-                    _us(event.create_time),
+                    stored.id,
+                    _us(stored.create_time),
                 ),
             )
-            return True
+            return stored, True
 
-        created = await self.db.run(lambda conn: transaction(conn, write))
-        return event, created
+        return await self.db.run(lambda conn: transaction(conn, write))
+
+    @staticmethod
+    def _open_near(
+        conn: sqlite3.Connection,
+        category: str,
+        box: tuple[float, float, float, float],
+        since: datetime,
+        states: frozenset[State],
+    ) -> list[Event]:
+        marks = ", ".join("?" * len(states))
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE category = ? AND latitude BETWEEN ? AND ? "
+            f"AND longitude BETWEEN ? AND ? AND create_us >= ? AND state IN ({marks})",
+            (
+                category,
+                box[1],
+                box[3],
+                box[0],
+                box[2],
+                _us(since),
+                *sorted(s.value for s in states),
+            ),
+        ).fetchall()
+        return [_row_to_event(r) for r in rows]
 
     async def get(self, event_id: str) -> Event | None:
         def query(conn: sqlite3.Connection) -> Event | None:
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,)
             ).fetchone()
-            return _row_to_event(row) if row else None
+            return self._with_history(conn, _row_to_event(row)) if row else None
 
         return await self.db.run(query)
+
+    @staticmethod
+    def _with_history(conn: sqlite3.Connection, event: Event) -> Event:
+        timeline = tuple(
+            TimelineEntry(
+                actor=r["actor"],
+                time=_from_us(r["at_us"]),
+                from_state=State(r["from_state"]) if r["from_state"] else None,
+                to_state=State(r["to_state"]),
+                note=r["note"],
+            )
+            for r in conn.execute(
+                "SELECT * FROM timeline WHERE event_id = ? ORDER BY seq", (event.id,)
+            )
+        )
+        comments = tuple(
+            Comment(r["author"], r["text"], _from_us(r["create_us"]))
+            for r in conn.execute(
+                "SELECT * FROM comments WHERE event_id = ? ORDER BY seq", (event.id,)
+            )
+        )
+        return replace(event, timeline=timeline, comments=comments)
+
+    async def update(self, event_id: str, etag: str, change: Change) -> Event:
+        """Apply `change` to the current event atomically; ABORTED if `etag` is stale."""
+
+        def write(conn: sqlite3.Connection) -> Event:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"event {event_id!r} not found")
+            current = self._with_history(conn, _row_to_event(row))
+            if etag and etag != current.etag:
+                raise Aborted(
+                    "the event changed since you read it; read it again and retry",
+                    reason="ETAG_MISMATCH",
+                    metadata={"current_etag": current.etag},
+                )
+            changed, entry, comment = change(current)
+            changed = replace(changed, version=current.version + 1)
+            conn.execute(
+                "UPDATE events SET state = ?, update_us = ?, version = ?, eval_score = ?, "
+                "eval_text = ?, eval_us = ? WHERE id = ? AND version = ?",
+                (
+                    changed.state.value,
+                    _us(changed.update_time),
+                    changed.version,
+                    changed.evaluation.score if changed.evaluation else None,
+                    changed.evaluation.text if changed.evaluation else None,
+                    _us(changed.evaluation.time) if changed.evaluation else None,
+                    event_id,
+                    current.version,
+                ),
+            )
+            if entry is not None:
+                _add_timeline(conn, event_id, entry)
+            if comment is not None:
+                conn.execute(
+                    "INSERT INTO comments VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM "
+                    "comments WHERE event_id = ?), ?, ?, ?)",
+                    (event_id, event_id, comment.author, comment.text, _us(comment.create_time)),
+                )
+            return self._with_history(conn, changed)
+
+        return await self.db.run(lambda conn: transaction(conn, write))
 
     async def list(
         self,

@@ -10,33 +10,11 @@ import pytest
 import shapely
 
 from grassroots.events.v1 import events_service_pb2 as pb
-from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
 from services.events.api import REPLAYED_METADATA_KEY
-from services.events.api import build_component as build_events
-from services.events.domain.service import EventHub
-from services.events.locator import MapLocator
-from services.events.store.sqlite import SqliteEventStore
 from services.kit import tenancy
 from services.kit.status import failure_of
-from tests.conftest import TOWN, XIANGYANG, XINGMING, principal_of, serve_in_process
-
-
-@pytest.fixture
-async def events(map_server, tmp_path):
-    database = tmp_path / "events.sqlite3"
-    store = SqliteEventStore(database)
-    locator = MapLocator(map_server.address, timeout=2.0)
-    server = await serve_in_process(
-        "events", build_events(EventHub(store, locator), [locator.close, store.close])
-    )
-    server.database = database
-    server.stub = pb_grpc.EventsServiceStub(server.channel)
-    yield server
-    await server.channel.close()
-    await server.running.stop()
-    await locator.close()
-    store.close()
+from tests.conftest import TOWN, XIANGYANG, XINGMING, principal_of
 
 
 def cell_point(grid_index, village: str, k: int = 0) -> tuple[str, float, float]:

@@ -1,0 +1,540 @@
+"""Open311 GeoReport v2 over the events component, in JSON and XML.
+
+Civic apps built for Open311 (https://wiki.open311.org/GeoReport_v2) report into our
+event hub and follow their reports without learning our API: a service is an event
+category, a service request is an event. Every path ends in `.json` or `.xml`, as the
+spec has it, and failures on these routes use Open311's `errors` shape in that format
+instead of the gateway's own error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+from gateway.auth import call_metadata, principal
+from gateway.errors import ApiError, call
+from grassroots.events.v1 import events_service_pb2 as pb
+from grassroots.type.v1 import geo_pb2
+from services.events.domain.categories import DEFAULT_CATEGORIES, Category
+from services.kit import tenancy
+from services.kit.principal import Principal
+
+FORMATS = ("json", "xml")
+JSON_TYPE = "application/json; charset=utf-8"
+XML_TYPE = "text/xml; charset=utf-8"
+XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+# Open311's default window and volume for GET requests.
+DEFAULT_SPAN = timedelta(days=90)
+MAX_RESULTS = 1000
+# A status- or date-filtered query stops after this many events scanned, so one call
+# over a busy tenant stays bounded.
+MAX_SCANNED = 20_000
+MAX_DESCRIPTION_CHARS = 4000
+MAX_IDS = 100
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Characters XML 1.0 cannot carry, even escaped.
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_OPEN_STATES = {"reported", "accepted", "dispatched", "in_progress", "resolved"}
+_CLOSED_STATES = {"closed", "rejected", "duplicate"}
+# Our field paths (after "event.") as Open311 clients know them.
+_FIELD_NAMES = {
+    "category": "service_code",
+    "location": "lat/long",
+    "location.latitude": "lat",
+    "location.longitude": "long",
+}
+
+Fmt = Annotated[Literal["json", "xml"], Path(description="response format")]
+Who = Annotated[Principal, Depends(principal)]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One entry of an Open311 `errors` list."""
+
+    code: int
+    description: str
+
+
+class Open311Error(Exception):
+    """A failure answered in Open311's error shape with `http_status`."""
+
+    def __init__(
+        self,
+        http_status: int,
+        problems: list[Problem],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__("; ".join(p.description for p in problems))
+        self.http_status = http_status
+        self.problems = problems
+        self.headers = headers or {}
+
+    @classmethod
+    def of(cls, http_status: int, field: str, description: str) -> Open311Error:
+        return cls(http_status, [Problem(http_status, f"{field}: {description}")])
+
+    @classmethod
+    def from_api_error(cls, exc: ApiError) -> Open311Error:
+        """A component's failure, its field paths renamed to Open311's parameters."""
+        problems = [
+            Problem(exc.http_status, f"{_FIELD_NAMES.get(v.field, v.field)}: {v.description}")
+            for v in exc.violations
+        ] or [Problem(exc.http_status, exc.message)]
+        return cls(exc.http_status, problems, exc.headers)
+
+    def response(self, fmt: str) -> Response:
+        body = [{"code": p.code, "description": p.description} for p in self.problems]
+        return _respond(fmt, body, "errors", "error", self.http_status, self.headers)
+
+
+class Open311Route(APIRoute):
+    """Checks the format suffix and renders every failure of these routes the Open311 way.
+
+    The global handlers keep the gateway's own error body for every other route.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def open311_handler(request: Request) -> Response:
+            fmt = request.path_params.get("fmt", "")
+            if fmt not in FORMATS:
+                # XML is the format every Open311 server must speak.
+                return Open311Error.of(
+                    404, "format", f"{fmt!r} is not served; use .xml or .json"
+                ).response("xml")
+            try:
+                return await handler(request)
+            except Open311Error as exc:
+                return exc.response(fmt)
+            except ApiError as exc:
+                return Open311Error.from_api_error(exc).response(fmt)
+            except RequestValidationError as exc:
+                problems = [
+                    Problem(400, f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['msg']}")
+                    for e in exc.errors()
+                ]
+                return Open311Error(400, problems).response(fmt)
+
+        return open311_handler
+
+
+router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=Open311Route)
+
+
+class ServiceRequestForm(BaseModel):
+    """POST requests.{format} parameters, form-encoded as the spec sends them.
+
+    All are optional here so that a missing one is reported in Open311's error shape.
+    `jurisdiction_id` is ignored: the caller's tenant is the jurisdiction.
+    `attribute[...]` is ignored too: no service has attributes.
+    """
+
+    api_key: str | None = None
+    jurisdiction_id: str | None = None
+    service_code: str | None = None
+    lat: str | None = None
+    long: str | None = None
+    address_string: str | None = None
+    address_id: str | None = None
+    description: str | None = None
+    device_id: str | None = None
+    account_id: str | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    media_url: str | None = None
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def _xml_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _NOT_XML.sub("", str(value))
+
+
+def _fill(element: ET.Element, fields: dict[str, Any]) -> None:
+    for key, value in fields.items():
+        child = ET.SubElement(element, key)
+        if isinstance(value, list):
+            # Only `attributes` is a list in our answers; its items are `attribute`.
+            for item in value:
+                _fill(ET.SubElement(child, key.removesuffix("s")), item)
+        else:
+            child.text = _xml_text(value)
+
+
+def _respond(
+    fmt: str,
+    body: list[dict[str, Any]] | dict[str, Any],
+    root: str,
+    item: str = "",
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """JSON as the spec's examples show it, or the XML it maps from (root > item > fields)."""
+    if fmt == "json":
+        content = json.dumps(body, ensure_ascii=False).encode()
+        return Response(content, status_code, headers, media_type=JSON_TYPE)
+    element = ET.Element(root)
+    if isinstance(body, list):
+        for entry in body:
+            _fill(ET.SubElement(element, item), entry)
+    else:
+        _fill(element, body)
+    content = XML_DECLARATION + ET.tostring(element, encoding="unicode").encode()
+    return Response(content, status_code, headers, media_type=XML_TYPE)
+
+
+def _w3(moment: datetime) -> str:
+    """The w3 date-time profile of ISO 8601 that Open311 requires, in UTC."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _duration(minutes: int) -> str:
+    for unit, size in (("day", 1440), ("hour", 60)):
+        if minutes >= size and minutes % size == 0:
+            count = minutes // size
+            return f"{count} {unit}{'s' if count > 1 else ''}"
+    return f"{minutes} minutes"
+
+
+def _service(category: Category) -> dict[str, Any]:
+    group, _, topic = category.code.partition(".")
+    return {
+        "service_code": category.code,
+        "service_name": category.name,
+        "description": f"{category.name}. Looked at within {_duration(category.sla_minutes)}.",
+        "metadata": False,
+        "type": "realtime",
+        "keywords": f"{group}, {topic.replace('_', ' ')}",
+        "group": group,
+    }
+
+
+def _state(event: pb.Event) -> str:
+    return pb.Event.State.Name(event.state).removeprefix("STATE_").lower()
+
+
+def _status(event: pb.Event) -> str:
+    return "closed" if _state(event) in _CLOSED_STATES else "open"
+
+
+def _event_id(event: pb.Event) -> str:
+    return event.name.rsplit("/", 1)[-1]
+
+
+def _service_request(event: pb.Event) -> dict[str, Any]:
+    category = DEFAULT_CATEGORIES.get(event.category)
+    requested = event.create_time.ToDatetime(tzinfo=UTC)
+    expected = requested + timedelta(minutes=category.sla_minutes) if category else None
+    return {
+        "service_request_id": _event_id(event),
+        "status": _status(event),
+        "status_notes": _state(event),
+        "service_name": category.name if category else event.category,
+        "service_code": event.category,
+        "description": event.description,
+        # The village is who answers for the report.
+        "agency_responsible": event.village,
+        "service_notice": None,
+        "requested_datetime": _w3(requested),
+        "updated_datetime": _w3(event.update_time.ToDatetime(tzinfo=UTC)),
+        "expected_datetime": _w3(expected) if expected else None,
+        # We keep coordinates, not addresses.
+        "address": "",
+        "address_id": None,
+        "zipcode": None,
+        "lat": event.location.latitude,
+        "long": event.location.longitude,
+        "media_url": None,
+    }
+
+
+# --- services ----------------------------------------------------------------------------
+
+
+@router.get("/services.{fmt}", summary="Open311: service list (one per event category)")
+async def service_list(fmt: Fmt) -> Response:
+    """Every event category, so an Open311 app can offer them to its users."""
+    services = [_service(c) for c in DEFAULT_CATEGORIES.values()]
+    return _respond(fmt, services, "services", "service")
+
+
+@router.get("/services/{service_code}.{fmt}", summary="Open311: service definition")
+async def service_definition(service_code: str, fmt: Fmt) -> Response:
+    """No category asks for extra attributes yet, so every definition lists none."""
+    if service_code not in DEFAULT_CATEGORIES:
+        raise Open311Error.of(404, "service_code", f"{service_code[:64]!r} not found")
+    return _respond(fmt, {"service_code": service_code, "attributes": []}, "service_definition")
+
+
+# --- creating requests -------------------------------------------------------------------
+
+
+def _coordinate(text: str | None, field: str, limit: float, problems: list[Problem]) -> float:
+    if text is None or not text.strip():
+        problems.append(
+            Problem(400, f"{field}: is required (addresses cannot be located yet; send lat/long)")
+        )
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        problems.append(Problem(400, f"{field}: {text[:32]!r} is not a number"))
+        return math.nan
+    if not (math.isfinite(value) and -limit <= value <= limit):
+        problems.append(Problem(400, f"{field}: {value} is not in [-{limit:g}, {limit:g}]"))
+    return value
+
+
+def _request_key(reporter: str, code: str, lat: float, lon: float, description: str) -> str:
+    """The events API's idempotency key for a report, so a client's retry finds the first.
+
+    Open311 has no idempotency key of its own, so the key is what makes a report the
+    same report: who sent it (device or account), what, where and the words used.
+    """
+    material = json.dumps([reporter, code, repr(lat), repr(lon), description])
+    return "open311:" + hashlib.sha256(material.encode()).hexdigest()
+
+
+def _notice(event: pb.Event) -> str:
+    category = DEFAULT_CATEGORIES.get(event.category)
+    within = f" within {_duration(category.sla_minutes)}" if category else ""
+    return f"Received by {event.village}; it will be looked at{within}."
+
+
+@router.post("/requests.{fmt}", summary="Open311: create a service request")
+async def create_request(
+    fmt: Fmt,
+    form: Annotated[ServiceRequestForm, Form()],
+    request: Request,
+    who: Who,
+) -> Response:
+    """Record the report as an event from source open311; a retry returns the same id.
+
+    Creation is synchronous, so the answer carries the `service_request_id` (no token).
+    """
+    # api_key is required for POST by the spec. Any key is accepted until the identity
+    # component verifies them; the principal still comes from gateway.auth.
+    if not (form.api_key or "").strip():
+        raise Open311Error.of(403, "api_key", "is required to create a service request")
+    # email, first_name, last_name and phone are accepted and NOT stored: the identity
+    # component will store them encrypted. device_id and account_id only feed the
+    # idempotency key (hashed). media_url has nowhere to go yet and is dropped too.
+    problems: list[Problem] = []
+    code = (form.service_code or "").strip()
+    if not code:
+        problems.append(Problem(400, "service_code: is required"))
+    elif code not in DEFAULT_CATEGORIES:
+        problems.append(Problem(404, f"service_code: {code[:64]!r} not found; see services.{fmt}"))
+    lat = _coordinate(form.lat, "lat", 90, problems)
+    lon = _coordinate(form.long, "long", 180, problems)
+    description = form.description or ""
+    if not description.strip():
+        problems.append(Problem(400, "description: is required"))
+    elif len(description) > MAX_DESCRIPTION_CHARS:
+        problems.append(
+            Problem(400, f"description: is longer than {MAX_DESCRIPTION_CHARS} characters")
+        )
+    if problems:
+        # The spec answers an unknown service_code with 404, anything else with 400.
+        status = 400 if any(p.code == 400 for p in problems) else 404
+        raise Open311Error(status, problems)
+
+    reporter = (form.device_id or form.account_id or "").strip()
+    message = pb.CreateEventRequest(
+        parent=tenancy.tenant_name(who.tenant),
+        request_id=_request_key(reporter, code, lat, lon, description),
+        event=pb.Event(
+            category=code,
+            description=description,
+            location=geo_pb2.GeoPoint(longitude=lon, latitude=lat, crs="EPSG:4326"),
+            source=pb.Event.SOURCE_OPEN311,
+        ),
+    )
+    rpc = request.app.state.upstreams.events.CreateEvent(message, metadata=call_metadata(who))
+    event = await call(rpc, strip_prefix="event.")
+    body = [{"service_request_id": _event_id(event), "service_notice": _notice(event)}]
+    return _respond(fmt, body, "service_requests", "request")
+
+
+# --- reading requests --------------------------------------------------------------------
+
+
+async def _get_event(request: Request, who: Principal, event_id: str, field: str) -> pb.Event:
+    """The event of the caller's subtree with that id; anything else is Open311's 404."""
+    not_found = Open311Error.of(404, field, f"{event_id[:64]!r} not found")
+    if not _ID_PATTERN.match(event_id):
+        raise not_found
+    rpc = request.app.state.upstreams.events.GetEvent(
+        pb.GetEventRequest(name=f"tenants/-/events/{event_id}"), metadata=call_metadata(who)
+    )
+    try:
+        event: pb.Event = await call(rpc)
+    except ApiError as exc:
+        if exc.http_status == 404:
+            raise not_found from None
+        raise
+    return event
+
+
+def _values(params: Iterable[str] | None) -> list[str]:
+    """A parameter that may be repeated and comma delimited, as the spec allows."""
+    return [v.strip() for p in params or () for v in p.split(",") if v.strip()]
+
+
+def _moment(text: str | None, field: str) -> datetime | None:
+    if text is None or not text.strip():
+        return None
+    # A "+" left unencoded in a query string arrives as a space; no w3 date has one.
+    value = text.strip().replace(" ", "+")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise Open311Error.of(
+            400, field, f"{value[:40]!r} is not a w3 date-time such as 2010-01-01T00:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise Open311Error.of(400, field, "needs a timezone: Z or an offset such as +08:00")
+    return moment
+
+
+def _window(start_date: str | None, end_date: str | None) -> tuple[datetime, datetime | None]:
+    """The requested_datetime range: at most 90 days, the latest 90 when not given."""
+    start, end = _moment(start_date, "start_date"), _moment(end_date, "end_date")
+    if start is not None and end is not None:
+        if end < start:
+            raise Open311Error.of(400, "end_date", "is before start_date")
+        if end - start > DEFAULT_SPAN:
+            raise Open311Error.of(400, "end_date", "the range may not span more than 90 days")
+        return start, end
+    if start is not None:
+        return start, start + DEFAULT_SPAN
+    if end is not None:
+        return end - DEFAULT_SPAN, end
+    return datetime.now(UTC) - DEFAULT_SPAN, None
+
+
+async def _scan(
+    request: Request,
+    who: Principal,
+    code: str | None,
+    start: datetime,
+    end: datetime | None,
+    statuses: set[str],
+) -> list[pb.Event]:
+    """Page through ListEvents (newest first, by category) and filter the rest here."""
+    found: list[pb.Event] = []
+    filter_text = f'category = "{code}"' if code else ""
+    token, scanned = "", 0
+    while True:
+        page = await call(
+            request.app.state.upstreams.events.ListEvents(
+                pb.ListEventsRequest(
+                    parent=tenancy.tenant_name(who.tenant),
+                    filter=filter_text,
+                    page_size=MAX_RESULTS,
+                    page_token=token,
+                ),
+                metadata=call_metadata(who),
+            )
+        )
+        for event in page.events:
+            requested = event.create_time.ToDatetime(tzinfo=UTC)
+            if requested < start:
+                return found  # newest first: everything after this is older still
+            if (end is None or requested <= end) and (not statuses or _status(event) in statuses):
+                found.append(event)
+                if len(found) >= MAX_RESULTS:
+                    return found
+        scanned += len(page.events)
+        token = page.next_page_token
+        if not token or scanned >= MAX_SCANNED:
+            return found
+
+
+@router.get("/requests.{fmt}", summary="Open311: service requests")
+async def service_requests(
+    fmt: Fmt,
+    request: Request,
+    who: Who,
+    service_request_id: Annotated[
+        list[str] | None, Query(description="comma delimited; overrides every other filter")
+    ] = None,
+    service_code: Annotated[list[str] | None, Query(description="comma delimited")] = None,
+    start_date: Annotated[str | None, Query(description="w3 date-time")] = None,
+    end_date: Annotated[str | None, Query(description="w3 date-time")] = None,
+    status: Annotated[list[str] | None, Query(description="open, closed; comma delimited")] = None,
+) -> Response:
+    """Requests of the caller's subtree, newest first: at most 1000 and 90 days."""
+    ids = list(dict.fromkeys(_values(service_request_id)))
+    if ids:
+        if len(ids) > MAX_IDS:
+            raise Open311Error.of(400, "service_request_id", f"at most {MAX_IDS} ids at once")
+        results = await asyncio.gather(
+            *(_get_event(request, who, i, "service_request_id") for i in ids),
+            return_exceptions=True,
+        )
+        found = [r for r in results if isinstance(r, pb.Event)]
+        for result in results:
+            # Ids that do not exist (or not for this caller) are left out, as lists do.
+            if isinstance(result, BaseException) and not (
+                isinstance(result, Open311Error) and result.http_status == 404
+            ):
+                raise result
+        return _respond(fmt, [_service_request(e) for e in found], "service_requests", "request")
+
+    codes = list(dict.fromkeys(_values(service_code)))
+    unknown = [c for c in codes if c not in DEFAULT_CATEGORIES]
+    if unknown:
+        raise Open311Error.of(400, "service_code", f"unknown {', '.join(unknown)[:200]}")
+    statuses = set(_values(status))
+    if statuses - {"open", "closed"}:
+        raise Open311Error.of(400, "status", "use open, closed or both")
+    start, end = _window(start_date, end_date)
+    events: list[pb.Event] = []
+    scans: list[str | None] = list(codes) or [None]
+    for code in scans:
+        events.extend(await _scan(request, who, code, start, end, statuses))
+    events.sort(key=lambda e: (e.create_time.ToNanoseconds(), e.name), reverse=True)
+    body = [_service_request(e) for e in events[:MAX_RESULTS]]
+    return _respond(fmt, body, "service_requests", "request")
+
+
+@router.get("/requests/{service_request_id}.{fmt}", summary="Open311: one service request")
+async def service_request(
+    service_request_id: str, fmt: Fmt, request: Request, who: Who
+) -> Response:
+    """One event as a service request; ids outside the caller's subtree are 404."""
+    event = await _get_event(request, who, service_request_id, "service_request_id")
+    return _respond(fmt, [_service_request(event)], "service_requests", "request")
+
+
+@router.get("/tokens/{token}.{fmt}", summary="Open311: service_request_id from a token")
+async def token(token: str, fmt: Fmt, request: Request, who: Who) -> Response:
+    """Creates are synchronous and hand out no tokens; a token that is an event id answers."""
+    event = await _get_event(request, who, token, "token")
+    body = [{"service_request_id": _event_id(event), "token": token}]
+    return _respond(fmt, body, "service_requests", "request")
