@@ -9,7 +9,18 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from gateway.auth import call_metadata, principal
 from gateway.errors import call
-from gateway.schemas.events import EventCreate, EventList, EventOut, StateName
+from gateway.schemas.events import (
+    CommentIn,
+    CommentOut,
+    EvaluationIn,
+    EvaluationOut,
+    EventCreate,
+    EventList,
+    EventOut,
+    StateName,
+    TimelineEntryOut,
+    TransitionIn,
+)
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.kit import tenancy
@@ -40,14 +51,42 @@ def event_out(event: pb.Event) -> EventOut:
             "crs": event.location.crs or "EPSG:4326",
         },
         source=_SOURCE_NAME.get(event.source, "resident"),  # type: ignore[arg-type]
-        state=pb.Event.State.Name(event.state).removeprefix("STATE_").lower(),  # type: ignore[arg-type]
+        state=_state_name(event.state),
         village=event.village,
         grid_cell=event.grid_cell,
         grid_worker=event.grid_worker,
         create_time=event.create_time.ToDatetime(tzinfo=UTC),
         update_time=event.update_time.ToDatetime(tzinfo=UTC),
         etag=event.etag,
+        duplicate_of=event.duplicate_of.rsplit("/", 1)[-1] if event.duplicate_of else None,
+        timeline=[
+            TimelineEntryOut(
+                actor=t.actor,
+                time=t.time.ToDatetime(tzinfo=UTC),
+                from_state=_state_name(t.from_state) if t.from_state else None,
+                to_state=_state_name(t.to_state),
+                note=t.note,
+            )
+            for t in event.timeline
+        ],
+        evaluation=EvaluationOut(
+            score=event.evaluation.score,
+            text=event.evaluation.text,
+            time=event.evaluation.time.ToDatetime(tzinfo=UTC),
+        )
+        if event.HasField("evaluation")
+        else None,
+        comments=[
+            CommentOut(
+                author=c.author, text=c.text, create_time=c.create_time.ToDatetime(tzinfo=UTC)
+            )
+            for c in event.comments
+        ],
     )
+
+
+def _state_name(state: int) -> StateName:
+    return pb.Event.State.Name(state).removeprefix("STATE_").lower()  # type: ignore[return-value]
 
 
 @router.post(
@@ -134,6 +173,62 @@ async def list_events(
     return EventList(
         events=[event_out(e) for e in response.events], next_page_token=response.next_page_token
     )
+
+
+def _name(event_id: str) -> str:
+    return f"tenants/-/events/{event_id}"
+
+
+@router.post("/{event_id}:transition", response_model=EventOut, summary="Move an event on")
+async def transition_event(
+    event_id: Annotated[str, Path(pattern=_ID_PATTERN)],
+    body: TransitionIn,
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+) -> EventOut:
+    """An illegal move is 400 naming the current state; a stale etag is 409."""
+    rpc = request.app.state.upstreams.events.TransitionEvent(
+        pb.TransitionEventRequest(
+            name=_name(event_id),
+            state=getattr(pb.Event, f"STATE_{body.state.upper()}"),
+            note=body.note,
+            etag=body.etag,
+        ),
+        metadata=call_metadata(who),
+    )
+    return event_out(await call(rpc))
+
+
+@router.post("/{event_id}:evaluate", response_model=EventOut, summary="Rate a resolved event")
+async def evaluate_event(
+    event_id: Annotated[str, Path(pattern=_ID_PATTERN)],
+    body: EvaluationIn,
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+) -> EventOut:
+    """The reporter's 1-5 score and words; it closes the event."""
+    rpc = request.app.state.upstreams.events.EvaluateEvent(
+        pb.EvaluateEventRequest(
+            name=_name(event_id), score=body.score, text=body.text, etag=body.etag
+        ),
+        metadata=call_metadata(who),
+    )
+    return event_out(await call(rpc))
+
+
+@router.post(
+    "/{event_id}/comments", response_model=EventOut, status_code=201, summary="Comment on an event"
+)
+async def add_comment(
+    event_id: Annotated[str, Path(pattern=_ID_PATTERN)],
+    body: CommentIn,
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+) -> EventOut:
+    rpc = request.app.state.upstreams.events.AddComment(
+        pb.AddCommentRequest(name=_name(event_id), text=body.text), metadata=call_metadata(who)
+    )
+    return event_out(await call(rpc))
 
 
 def _quote(value: str) -> str:

@@ -19,6 +19,7 @@ StateName = Literal[
     "closed",
     "rejected",
     "duplicate",
+    "reopened",
 ]
 
 
@@ -40,6 +41,50 @@ class EventCreate(BaseModel):
     source: SourceName = "resident"
 
 
+class TimelineEntryOut(BaseModel):
+    actor: str
+    time: datetime
+    from_state: StateName | None
+    to_state: StateName
+    note: str
+
+
+class EvaluationOut(BaseModel):
+    score: int
+    text: str
+    time: datetime
+
+
+class CommentOut(BaseModel):
+    author: str
+    text: str
+    create_time: datetime
+
+
+class TransitionIn(BaseModel):
+    """Move an event along its lifecycle; send the etag you read to avoid lost updates."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    state: StateName
+    note: str = Field("", max_length=2000)
+    etag: str = Field("", max_length=64)
+
+
+class EvaluationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    score: int = Field(..., ge=1, le=5)
+    text: str = Field("", max_length=2000)
+    etag: str = Field("", max_length=64)
+
+
+class CommentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str = Field(..., min_length=1, max_length=2000)
+
+
 class EventOut(BaseModel):
     id: str
     name: str
@@ -54,6 +99,10 @@ class EventOut(BaseModel):
     create_time: datetime
     update_time: datetime
     etag: str
+    duplicate_of: str | None = None
+    timeline: list[TimelineEntryOut] = []
+    evaluation: EvaluationOut | None = None
+    comments: list[CommentOut] = []
 
 
 class EventList(BaseModel):

@@ -96,6 +96,39 @@ def test_a_report_is_located_stored_and_found(stack, api, xingming_point):
         assert '"request_id": "slice-test-1"' in log
 
 
+def test_lifecycle_over_rest(api, xingming_point):
+    _, lon, lat = xingming_point
+    event = api.post(
+        "/v1/events",
+        json=report_body(lon, lat, category="public.facility", description="Broken bench"),
+    ).json()
+    url = f"/v1/events/{event['id']}"
+    illegal = api.post(f"{url}:transition", json={"state": "closed"})
+    assert illegal.status_code == 400
+    assert illegal.json()["error"]["reason"] == "ILLEGAL_TRANSITION"
+    etag = event["etag"]
+    for state in ("accepted", "dispatched", "in_progress", "resolved"):
+        response = api.post(f"{url}:transition", json={"state": state, "etag": etag})
+        assert response.status_code == 200, response.text
+        etag = response.json()["etag"]
+    stale = api.post(f"{url}:transition", json={"state": "reopened", "etag": event["etag"]})
+    assert stale.status_code == 409
+    commented = api.post(f"{url}/comments", json={"text": "Fixed with new slats"})
+    assert commented.status_code == 201
+    closed = api.post(f"{url}:evaluate", json={"score": 5, "text": "Thanks"}).json()
+    assert closed["state"] == "closed"
+    assert closed["evaluation"]["score"] == 5
+    assert [t["to_state"] for t in closed["timeline"]] == [
+        "reported",
+        "accepted",
+        "dispatched",
+        "in_progress",
+        "resolved",
+        "closed",
+    ]
+    assert closed["comments"][0]["text"] == "Fixed with new slats"
+
+
 def test_same_key_with_a_different_body_is_422(api, xingming_point):
     _, lon, lat = xingming_point
     body = report_body(lon, lat)
