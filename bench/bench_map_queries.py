@@ -406,8 +406,14 @@ def bench_search(catalog: MapCatalog) -> None:
 # -- main ------------------------------------------------------------------------------
 
 
+def load_line(when: str) -> str:
+    one, five, _ = os.getloadavg()
+    return f"{when}: {os.cpu_count()} CPUs, load average {one:.1f} (1 min), {five:.1f} (5 min)"
+
+
 def main() -> None:
     started = time.perf_counter()
+    say(load_line("machine at start"))
     with tempfile.TemporaryDirectory() as tmp:
         catalog = MapCatalog(GeoPackageStore(Path(tmp) / "map.gpkg"))
         try:
@@ -432,6 +438,7 @@ def main() -> None:
             bench_search(catalog)
         finally:
             catalog.store.close()
+    say(load_line("machine at end"))
     say(f"total {time.perf_counter() - started:.0f}s")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -13,6 +13,7 @@ from grassroots.type.v1 import geo_pb2
 from services.events.domain import validation
 from services.events.domain.model import Event, NewReport, Point, Source, State
 from services.events.domain.service import EventHub
+from services.events.feed import ChangeFeed
 from services.kit import geo as crs
 from services.kit import tenancy
 from services.kit.component import ServiceComponent
@@ -107,8 +108,9 @@ def event_to_proto(event: Event) -> pb.Event:
 
 
 class EventsServicer(pb_grpc.EventsServiceServicer):
-    def __init__(self, hub: EventHub) -> None:
+    def __init__(self, hub: EventHub, feed: ChangeFeed) -> None:
         self.hub = hub
+        self.feed = feed
 
     async def CreateEvent(
         self, request: pb.CreateEventRequest, context: grpc.aio.ServicerContext
@@ -188,13 +190,32 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         tenant, event_id = tenancy.parse_child_name(request.name, "events")
         return event_to_proto(await self.hub.comment(_principal(), tenant, event_id, request.text))
 
+    async def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchEventsResponse]:
+        """Everything after `after_offset`, then each change as it is committed."""
+        principal = _principal()
+        parent = tenancy.parse_parent(request.parent)
+        after = request.after_offset
+        while True:
+            entries = await self.hub.changes(principal, parent, after)
+            for entry in entries:
+                yield pb.WatchEventsResponse(
+                    offset=entry.seq, type=entry.type, event=pb.Event.FromString(entry.payload)
+                )
+                after = entry.seq
+            if not entries:
+                await self.feed.wait(1.0)
+
 
 fill_unimplemented(EventsServicer, SERVICE_NAME, "the events component (lifecycle, bus, streaming)")
 
 
-def build_component(hub: EventHub, closers: list[Callable[[], object]]) -> ServiceComponent:
+def build_component(
+    hub: EventHub, feed: ChangeFeed, closers: list[Callable[[], object]]
+) -> ServiceComponent:
     return ServiceComponent(
-        [(EventsServicer(hub), pb_grpc.add_EventsServiceServicer_to_server)],
+        [(EventsServicer(hub, feed), pb_grpc.add_EventsServiceServicer_to_server)],
         [SERVICE_NAME],
         closers,
     )

@@ -18,3 +18,9 @@ class EventsSettings(ServiceSettings):
     map_address: str = Field(..., min_length=1, description="host:port of the map service")
     database: Path = Field(Path("var/events.sqlite3"), description="SQLite file")
     sqlite_synchronous: str = Field("FULL", pattern="^(FULL|NORMAL)$")
+    bus_url: str = Field(
+        "",
+        description="redis://host:port/db for Redis Streams, or a file path for the local "
+        "log; empty means a local log next to the database",
+    )
+    outbox_batch: int = Field(500, gt=0)

@@ -557,8 +557,13 @@ class WatchEventsResponse(_message.Message):
 
     OFFSET_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
     offset: _builtins.int
-    """Per-tenant increasing offset of this change."""
+    """Increasing offset of this change (increasing within every tenant too); resume
+    after it.
+    """
+    type: _builtins.str
+    """What happened: "event.reported", "event.state_changed" or "event.commented"."""
     @_builtins.property
     def event(self) -> Global___Event:
         """The event after the change."""
@@ -568,10 +573,11 @@ class WatchEventsResponse(_message.Message):
         *,
         offset: _builtins.int = ...,
         event: Global___Event | None = ...,
+        type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "offset", b"offset"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "offset", b"offset", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

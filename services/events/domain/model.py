@@ -126,3 +126,14 @@ class Event:
 class EventPage:
     events: list[Event]
     next_page_token: str
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A domain event recorded with the change that caused it, to be published."""
+
+    seq: int
+    tenant: str
+    type: str
+    event_id: str
+    payload: bytes

@@ -11,6 +11,7 @@ from services.events.domain.model import (
     Event,
     GridPlace,
     NewReport,
+    OutboxEntry,
     Point,
     State,
     TimelineEntry,
@@ -65,4 +66,14 @@ class EventStore(Protocol):
         cursor: Mapping[str, object] | None,
     ) -> tuple[list[Event], dict[str, object] | None]:
         """Events in the subtree of `scope`, newest first; returns the next cursor."""
+        ...
+
+    async def unpublished(self, limit: int) -> list[OutboxEntry]:
+        """Outbox entries not yet published, oldest first."""
+        ...
+
+    async def mark_published(self, seqs: list[int]) -> None: ...
+
+    async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
+        """Outbox entries of a tenant subtree after an offset."""
         ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -14,10 +15,11 @@ from services.events.domain.model import (
     Event,
     EventPage,
     NewReport,
+    OutboxEntry,
     State,
     TimelineEntry,
 )
-from services.events.domain.ports import EventStore, Locator, NearbyQuery
+from services.events.domain.ports import Change, EventStore, Locator, NearbyQuery
 from services.kit import paging, tenancy
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.kit.filtering import parse_equalities
@@ -49,9 +51,12 @@ def mark_if_duplicate(nearby: NearbyQuery, event: Event) -> Event:
 class EventHub:
     """Records events exactly once per request id and answers questions about them."""
 
-    def __init__(self, store: EventStore, locator: Locator) -> None:
+    def __init__(
+        self, store: EventStore, locator: Locator, on_change: Callable[[], None] | None = None
+    ) -> None:
         self.store = store
         self.locator = locator
+        self._on_change = on_change or (lambda: None)
 
     async def report(self, principal: Principal, report: NewReport) -> tuple[Event, bool]:
         """Record a report; returns (event, created). A retry returns the first event."""
@@ -86,6 +91,7 @@ class EventHub:
             timeline=(first,),
         )
         stored, created = await self.store.create(report, event, mark_if_duplicate)
+        self._on_change()
         if not created:
             found = await self.store.find_by_request(
                 report.parent, report.reporter, report.request_id
@@ -125,7 +131,7 @@ class EventHub:
             entry = TimelineEntry(principal.subject, now, event.state, target, note)
             return replace(event, state=target, update_time=now), entry, None
 
-        return await self.store.update(event_id, etag, change)
+        return await self._update(event_id, etag, change)
 
     async def evaluate(
         self,
@@ -161,7 +167,7 @@ class EventHub:
             )
             return closed, entry, None
 
-        return await self.store.update(event_id, etag, change)
+        return await self._update(event_id, etag, change)
 
     async def comment(
         self, principal: Principal, tenant: str | None, event_id: str, text: str
@@ -174,7 +180,22 @@ class EventHub:
             now = datetime.now(UTC)
             return replace(event, update_time=now), None, Comment(principal.subject, text, now)
 
-        return await self.store.update(event_id, "", change)
+        return await self._update(event_id, "", change)
+
+    async def _update(self, event_id: str, etag: str, change: Change) -> Event:
+        event = await self.store.update(event_id, etag, change)
+        self._on_change()
+        return event
+
+    async def changes(
+        self, principal: Principal, parent: str, after: int, limit: int = 500
+    ) -> list[OutboxEntry]:
+        """What happened in a tenant subtree after an offset, oldest first."""
+        if not principal.can_see(parent):
+            raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
+        if after < 0:
+            raise InvalidArgument.field("after_offset", "must not be negative")
+        return await self.store.changes(parent, after, limit)
 
     async def get(self, principal: Principal, tenant: str | None, event_id: str) -> Event:
         event = await self.store.get(event_id)

@@ -9,7 +9,7 @@ on the database's single thread, so concurrent changes cannot interleave.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from services.events.domain.model import (
     Event,
     GridPlace,
     NewReport,
+    OutboxEntry,
     Point,
     Source,
     State,
@@ -75,6 +76,17 @@ CREATE TABLE IF NOT EXISTS timeline (
     note         TEXT NOT NULL,
     PRIMARY KEY (event_id, seq)
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant        TEXT NOT NULL,
+    type          TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    payload       BLOB NOT NULL,
+    create_us     INTEGER NOT NULL,
+    published_us  INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_us IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_tenant ON outbox (tenant, seq);
 CREATE TABLE IF NOT EXISTS comments (
     event_id     TEXT NOT NULL REFERENCES events (id),
     seq          INTEGER NOT NULL,
@@ -189,10 +201,35 @@ def _add_timeline(conn: sqlite3.Connection, event_id: str, entry: TimelineEntry)
     )
 
 
+REPORTED = "event.reported"
+STATE_CHANGED = "event.state_changed"
+COMMENTED = "event.commented"
+
+
 class SqliteEventStore:
-    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+    """Events, their history and the outbox of domain events, in one SQLite file.
+
+    `serialize` turns an event into the bytes published on the bus; the store keeps
+    them in the outbox in the same transaction as the change (a transactional outbox).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        serialize: Callable[[Event], bytes],
+        synchronous: str = "FULL",
+    ) -> None:
+        self.serialize = serialize
         self.db = SqliteDatabase(path, synchronous=synchronous)
         self.db.run_sync(self._migrate)
+
+    def _append_outbox(self, conn: sqlite3.Connection, kind: str, event: Event) -> None:
+        conn.execute(
+            "INSERT INTO outbox (tenant, type, event_id, payload, create_us) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (event.tenant, kind, event.id, self.serialize(event), _us(event.update_time)),
+        )
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -247,6 +284,7 @@ class SqliteEventStore:
                     _us(stored.create_time),
                 ),
             )
+            self._append_outbox(conn, REPORTED, stored)
             return stored, True
 
         return await self.db.run(lambda conn: transaction(conn, write))
@@ -346,9 +384,48 @@ class SqliteEventStore:
                     "comments WHERE event_id = ?), ?, ?, ?)",
                     (event_id, event_id, comment.author, comment.text, _us(comment.create_time)),
                 )
-            return self._with_history(conn, changed)
+            result = self._with_history(conn, changed)
+            self._append_outbox(conn, STATE_CHANGED if entry else COMMENTED, result)
+            return result
 
         return await self.db.run(lambda conn: transaction(conn, write))
+
+    async def unpublished(self, limit: int) -> list[OutboxEntry]:
+        """Outbox entries not yet on the bus, oldest first."""
+
+        def query(conn: sqlite3.Connection) -> list[OutboxEntry]:
+            rows = conn.execute(
+                "SELECT seq, tenant, type, event_id, payload FROM outbox "
+                "WHERE published_us IS NULL ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [OutboxEntry(*row) for row in rows]
+
+        return await self.db.run(query)
+
+    async def mark_published(self, seqs: list[int]) -> None:
+        now = _us(datetime.now(UTC))
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE outbox SET published_us = ? WHERE seq = ?", [(now, s) for s in seqs]
+            )
+
+        await self.db.run(lambda conn: transaction(conn, write))
+
+    async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
+        """Domain events of a tenant subtree after an offset, for watchers."""
+        clause, params = subtree_clause("tenant", scope)
+
+        def query(conn: sqlite3.Connection) -> list[OutboxEntry]:
+            rows = conn.execute(
+                f"SELECT seq, tenant, type, event_id, payload FROM outbox "
+                f"WHERE seq > ? AND {clause} ORDER BY seq LIMIT ?",
+                (after, *params, limit),
+            ).fetchall()
+            return [OutboxEntry(*row) for row in rows]
+
+        return await self.db.run(query)
 
     async def list(
         self,

@@ -17,7 +17,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from services.kit.bus.base import BusMessage, Delivery, NoSuchGroup, entry_id_key
@@ -101,6 +101,20 @@ def _last_pos(conn: sqlite3.Connection, stream: str) -> int:
     return int(row["last_pos"]) if row else 0
 
 
+def _if_any(
+    conn: sqlite3.Connection,
+    probe: Callable[[sqlite3.Connection], bool],
+    write: Callable[[sqlite3.Connection], list[Delivery]],
+) -> list[Delivery]:
+    """Run `write` in a write transaction only if a plain read finds work.
+
+    Idle consumers poll often; probing first keeps them off the file's single write lock.
+    """
+    if not probe(conn):
+        return []
+    return transaction(conn, write)
+
+
 class LocalLogBus:
     """`Bus` on a SQLite file; `path` is created if missing and reopened as it was."""
 
@@ -108,7 +122,7 @@ class LocalLogBus:
         self.path = Path(path)
         self._db = SqliteDatabase(self.path, synchronous="FULL")
         self._db.run_sync(lambda conn: conn.executescript(SCHEMA))
-        # Publishes in this process wake readers at once; others are seen by polling.
+        # Publishes through this object wake its readers at once; others are seen by polling.
         self._published = asyncio.Condition()
         self._version = 0
 
@@ -166,6 +180,16 @@ class LocalLogBus:
         if count < 1:
             raise ValueError("count must be at least 1")
 
+        def has_new(conn: sqlite3.Connection) -> bool:
+            last = _require_group(conn, stream, group)
+            return (
+                conn.execute(
+                    "SELECT 1 FROM bus_entries WHERE stream = ? AND pos > ? LIMIT 1",
+                    (stream, last),
+                ).fetchone()
+                is not None
+            )
+
         def take(conn: sqlite3.Connection) -> list[Delivery]:
             last = _require_group(conn, stream, group)
             rows = conn.execute(
@@ -191,7 +215,7 @@ class LocalLogBus:
         deadline = time.monotonic() + max(block_ms, 0) / 1000
         while True:
             seen = self._version
-            deliveries = await self._db.run(lambda conn: transaction(conn, take))
+            deliveries = await self._db.run(lambda conn: _if_any(conn, has_new, take))
             remaining = deadline - time.monotonic()
             if deliveries or remaining <= 0:
                 return deliveries
@@ -257,7 +281,18 @@ class LocalLogBus:
                 )
             return claimed
 
-        return await self._db.run(lambda conn: transaction(conn, write))
+        def has_stale(conn: sqlite3.Connection) -> bool:
+            _require_group(conn, stream, group)
+            return (
+                conn.execute(
+                    "SELECT 1 FROM bus_pending WHERE stream = ? AND grp = ? AND delivered_ms <= ? "
+                    "LIMIT 1",
+                    (stream, group, _now_ms() - min_idle_ms),
+                ).fetchone()
+                is not None
+            )
+
+        return await self._db.run(lambda conn: _if_any(conn, has_stale, write))
 
     async def trim(self, stream: str, max_len: int) -> int:
         if max_len < 0:

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.typing import EncodableT, FieldT
 
 from services.kit.bus.base import (
     BusMessage,
@@ -32,8 +33,8 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _encode(message: BusMessage) -> dict[bytes, bytes]:
-    fields: dict[bytes, bytes] = {
+def _encode(message: BusMessage) -> dict[FieldT, EncodableT]:
+    fields: dict[FieldT, EncodableT] = {
         b"type": message.type.encode(),
         b"key": message.key.encode(),
         b"tenant": message.tenant.encode(),
@@ -102,7 +103,7 @@ class RedisStreamsBus:
 
     async def publish(self, stream: str, message: BusMessage) -> str:
         async with _translated(stream):
-            entry_id = await self._redis.xadd(stream, _encode(message))  # type: ignore[arg-type]
+            entry_id = await self._redis.xadd(stream, _encode(message))
         return _text(entry_id)
 
     async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:

@@ -34,16 +34,19 @@ def stream(prefix: str) -> str:
 
 async def _redis_or_fail() -> aioredis.Redis:
     client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+    problem = ""
     try:
         await client.ping()
     except Exception as exc:
-        await client.aclose()
-        pytest.fail(
-            f"Redis is not reachable at {REDIS_URL} ({exc!r}); the Redis bus tests need a "
-            "running server (start redis-server or set GRASSROOTS_TEST_REDIS_URL)",
-            pytrace=False,
-        )
-    return client
+        problem = f"{type(exc).__name__}: {exc}"
+    if not problem:
+        return client
+    await client.aclose()
+    pytest.fail(
+        f"Redis is not reachable at {REDIS_URL} ({problem}); the Redis bus tests need a "
+        "running server (start redis-server or set GRASSROOTS_TEST_REDIS_URL)",
+        pytrace=False,
+    )
 
 
 @pytest.fixture(params=["local", "redis"])
