@@ -58,16 +58,6 @@ class EventStore(Protocol):
         """Apply a change atomically; ABORTED when `etag` is given and stale."""
         ...
 
-    async def list(
-        self,
-        scope: str,
-        filters: Mapping[str, str],
-        limit: int,
-        cursor: Mapping[str, object] | None,
-    ) -> tuple[list[Event], dict[str, object] | None]:
-        """Events in the subtree of `scope`, newest first; returns the next cursor."""
-        ...
-
     async def unpublished(self, limit: int) -> list[OutboxEntry]:
         """Outbox entries not yet published, oldest first."""
         ...
@@ -76,4 +66,14 @@ class EventStore(Protocol):
 
     async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
         """Outbox entries of a tenant subtree after an offset."""
+        ...
+
+    async def list(
+        self,
+        scope: str,
+        filters: Mapping[str, str],
+        limit: int,
+        cursor: Mapping[str, object] | None,
+    ) -> tuple[list[Event], dict[str, object] | None]:
+        """Events in the subtree of `scope`, newest first; returns the next cursor."""
         ...

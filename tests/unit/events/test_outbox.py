@@ -63,8 +63,7 @@ async def test_watch_replays_resumes_and_follows_live(events, grid_index):
     names = []
     for i in range(3):
         _, lon, lat = cell_point(grid_index, XINGMING, i + 5)
-        names.append((await events.stub.CreateEvent(report(lon, lat, f"w{i}"),
-                                                    metadata=md())).name)
+        names.append((await events.stub.CreateEvent(report(lon, lat, f"w{i}"), metadata=md())).name)
     replay = await watch(events, TOWN, 0, 3, md())
     assert [r.event.name for r in replay] == names
     offsets = [r.offset for r in replay]
