@@ -1,21 +1,26 @@
 """OGC API - Features items, 100 features a page: our gateway against pygeoapi.
 
-Both servers serve the same features: Xingming's buildings from the demo village
-(collection `sh-jiading-anting-xingming.buildings` in our API). Ours is the whole
-platform as real processes (`devstack.stack.Stack`); pygeoapi (from PyPI) runs under
-uvicorn from its own virtual environment, `.bench/pygeoapi-venv`, which this script
-creates on first use so that pygeoapi never lands in the project's environment.
+Both serve the same features: Xingming's buildings from the demo village (collection
+`sh-jiading-anting-xingming.buildings` in our API). Ours is the whole platform as real
+processes (`devstack.stack.Stack`, gateway -> map service over gRPC); pygeoapi (from
+PyPI) runs under uvicorn from its own virtual environment, `.bench/pygeoapi-venv`, which
+this script creates on first use so that pygeoapi never lands in the project's
+environment. pygeoapi 0.22 and later need Python 3.12; the venv is made with the newest
+Python here whose sqlite3 can load extensions, so on Debian 12 that is python3 3.11 and
+pygeoapi 0.21.
 
-pygeoapi reads a GeoPackage holding the same features through its `SQLiteGPKG`
-provider when its Python can load SQLite extensions and SpatiaLite is installed
-(`apt-get install -y libsqlite3-mod-spatialite`); otherwise through `OGR` when GDAL's
-Python bindings are there, and failing both through its GeoJSON provider (said so in
-the output, since that one rereads the file on every request).
+pygeoapi reads the same features through its `SQLiteGPKG` provider when SpatiaLite is
+installed (`apt-get install -y libsqlite3-mod-spatialite`), twice: from a GeoPackage
+(`pygeoapi`), and from a SpatiaLite copy (`pygeoapi-sl`, the provider's faster and
+concurrency-safe case). Without SpatiaLite it uses `OGR` when GDAL's Python bindings are
+there, and failing both its GeoJSON provider on a GeoJSON export, which the output flags.
 
-The same client (httpx, N concurrent workers, a fixed duration after a warm-up) drives
-both servers with `/collections/{id}/items?limit=100&offset=K&f=json`, K cycling over the
-pages. Both servers share this machine's cores with each other's idle processes and the
-client, so the CPU time each server's processes spent per request is printed too.
+One client (httpx, N concurrent workers) drives every server with
+`/collections/{id}/items?limit=100&offset=K&f=json`, K cycling over the pages: a warm-up,
+then the servers take turns in short slices of the measured duration, so load from other
+processes on the machine falls on all of them alike. Servers and client share the same
+cores, so the CPU time each server's processes spent per request (from /proc) is
+printed too: it is the steadier figure.
 
     .venv/bin/python bench/bench_ogc_items.py [--duration 10] [--warmup 2] [--workers 1 8]
 
@@ -30,6 +35,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -52,7 +58,7 @@ VENV = REPO / ".bench" / "pygeoapi-venv"
 VENV_PYTHON = VENV / "bin" / "python"
 # uvicorn[standard] gives pygeoapi the same uvloop + httptools server our gateway runs on;
 # starlette is pygeoapi's ASGI flavour and not among its own requirements.
-VENV_PACKAGES = ("pygeoapi", "uvicorn[standard]", "starlette")
+VENV_PACKAGES = ("pygeoapi>=0.21,<0.25", "uvicorn[standard]", "starlette")
 TENANT = "sh/jiading/anting/xingming"
 COLLECTION = "sh-jiading-anting-xingming.buildings"
 ID_FIELD = "building_id"
@@ -74,10 +80,10 @@ print(sys.version_info[0], sys.version_info[1], int(ok))
 """
 # Runs in the pygeoapi venv: what its providers can use here.
 PROBE_PROVIDERS = """
-import json, os, sqlite3
+import json, os, platform, sqlite3
 import pygeoapi
-found = {"version": pygeoapi.__version__, "load_extension": False, "spatialite": False,
-         "gdal": False}
+found = {"version": pygeoapi.__version__, "python": platform.python_version(),
+         "load_extension": False, "spatialite": False, "gdal": False}
 conn = sqlite3.connect(":memory:")
 try:
     conn.enable_load_extension(True)
@@ -135,23 +141,34 @@ def ensure_venv() -> None:
         python = choose_python()
         print(f"creating {VENV.relative_to(REPO)} with {python} (first run only)", flush=True)
         VENV.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([python, "-m", "venv", str(VENV)], check=True)
+        try:
+            subprocess.run([python, "-m", "venv", str(VENV)], check=True)
+        except subprocess.CalledProcessError:
+            shutil.rmtree(VENV, ignore_errors=True)
+            sys.exit(
+                f"could not create the venv with {python}: on Debian/Ubuntu, install "
+                "python3-venv (apt-get install -y python3-venv) and rerun"
+            )
     probe = subprocess.run(
         [str(VENV_PYTHON), "-c", "import pygeoapi, starlette, uvicorn, uvloop, httptools"],
         capture_output=True,
     )
     if probe.returncode != 0:
         print(f"installing {' '.join(VENV_PACKAGES)} into the venv", flush=True)
-        subprocess.run(
+        pip = subprocess.run(
             [str(VENV_PYTHON), "-m", "pip", "install", "-q", *VENV_PACKAGES],
-            check=True,
-            stdout=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
         )
+        if pip.returncode != 0:
+            print(pip.stdout[-3000:], pip.stderr[-3000:], file=sys.stderr)
+            sys.exit(f"pip could not install {' '.join(VENV_PACKAGES)} into {VENV}")
 
 
 @dataclass(frozen=True)
 class Backend:
-    version: str
+    version: str  # pygeoapi's
+    python: str  # the venv's
     provider: str  # pygeoapi provider name
 
 
@@ -163,6 +180,8 @@ class Variant:
     provider: str
     data: Path
     note: str
+    caveat: str = ""  # printed with every ratio against it
+    on_errors: str = ""  # printed when it answered with errors
 
 
 def choose_backend() -> Backend:
@@ -173,9 +192,9 @@ def choose_backend() -> Backend:
         check=True,
     ).stdout
     found = json.loads(out)
-    version = found["version"]
+    version, python = found["version"], found["python"]
     if found["spatialite"]:
-        return Backend(version, "SQLiteGPKG")
+        return Backend(version, python, "SQLiteGPKG")
     if not found["load_extension"]:
         why = (
             f"the venv's Python ({os.path.realpath(VENV_PYTHON)}) cannot load SQLite "
@@ -189,14 +208,14 @@ def choose_backend() -> Backend:
         )
     print(f"NOTE: pygeoapi's SQLiteGPKG provider cannot run here: {why}.", flush=True)
     if found["gdal"]:
-        return Backend(version, "OGR")
+        return Backend(version, python, "OGR")
     print(
         "NOTE: GDAL's Python bindings (osgeo) are missing too: FALLING BACK to pygeoapi's "
         "GeoJSON provider on the same features exported to GeoJSON. It rereads the whole "
         "file on every request, so its figures are no fair GeoPackage comparison.",
         flush=True,
     )
-    return Backend(version, "GeoJSON")
+    return Backend(version, python, "GeoJSON")
 
 
 # -- data -------------------------------------------------------------------------------
@@ -235,13 +254,22 @@ def export_village(demo: Path, out_dir: Path, backend: Backend) -> list[Variant]
 
     if backend.provider == "GeoJSON":
         path = write("xingming-buildings.geojson", "GeoJSON")
-        return [Variant("pygeoapi", "GeoJSON", path, "GeoJSON provider, FALLBACK")]
+        caveat = "FALLBACK: GeoJSON provider, no GeoPackage comparison"
+        return [Variant("pygeoapi", "GeoJSON", path, "GeoJSON provider, FALLBACK", caveat)]
     gpkg = write("xingming-buildings.gpkg", "GPKG")
     if backend.provider == "OGR":
         return [Variant("pygeoapi", "OGR", gpkg, "OGR provider on the GeoPackage")]
     spatialite = write("xingming-buildings.sqlite", "SQLite", SPATIALITE="YES")
     return [
-        Variant("pygeoapi", "SQLiteGPKG", gpkg, "SQLiteGPKG provider on the GeoPackage"),
+        Variant(
+            "pygeoapi",
+            "SQLiteGPKG",
+            gpkg,
+            "SQLiteGPKG provider on the GeoPackage",
+            on_errors="its SQLiteGPKG provider drops and re-creates a VirtualGPKG table in "
+            "the GeoPackage on every request, and concurrent requests race on it (HTTP 500: "
+            "'no such table: vgpkg_buildings', InvalidPluginError)",
+        ),
         Variant(
             "pygeoapi-sl", "SQLiteGPKG", spatialite, "SQLiteGPKG provider on a SpatiaLite copy"
         ),
@@ -361,7 +389,7 @@ def pygeoapi_server(work: Path, variant: Variant) -> Iterator[tuple[str, int]]:
     try:
         wait_http(f"{url}/collections?f=json", process, variant.label, 60)
         yield url, process.pid
-    except BaseException:
+    except Exception:
         log.flush()
         tail = log_path.read_text(errors="replace")[-4000:]
         print(f"-- end of {variant.label}'s log:\n{tail}", file=sys.stderr)
@@ -529,20 +557,31 @@ def describe(run: Run) -> str:
     )
 
 
-def report(workers: int, ours: Run, theirs: list[Run]) -> None:
+def report(workers: int, ours: Run, theirs: list[Run], variants: dict[str, Variant]) -> None:
     print(f"{workers} concurrent worker(s):")
     for run in (ours, *theirs):
         print(describe(run))
     for run in theirs:
+        variant = variants[run.label]
         ratio = ours.rate / run.rate if run.rate else float("inf")
         cpu_ratio = run.cpu_ms_per_request() / ours.cpu_ms_per_request()
         verdict = "met" if ratio >= TARGET_RATIO else "missed"
-        errors = " (pygeoapi answered some requests with errors)" if run.errors else ""
+        notes = [variant.caveat] if variant.caveat else []
+        if run.errors:
+            notes.append(f"{run.label} failed {run.errors} requests")
+        note = f" [{'; '.join(notes)}]" if notes else ""
         print(
             f"  ratio ours/{run.label}: {ratio:.2f}x req/s (target >= {TARGET_RATIO:.0f}x: "
-            f"{verdict}){errors}; {cpu_ratio:.2f}x less server CPU per request"
+            f"{verdict}), {cpu_ratio:.2f}x less server CPU per request{note}"
         )
+    for run in theirs:
+        if run.errors and variants[run.label].on_errors:
+            print(f"  {run.label}'s errors: {variants[run.label].on_errors}")
     print(flush=True)
+
+
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -558,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=5, help="turns the servers take within each duration"
     )
     args = parser.parse_args(argv)
+    # A TERM (a timeout, say) unwinds like an error, so every server is stopped.
+    signal.signal(signal.SIGTERM, _stop_on_signal)
 
     ensure_venv()
     backend = choose_backend()
@@ -569,7 +610,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo village: {summary.buildings} buildings; serving {TENANT}'s:")
         print(f"  ours: gateway /ogc -> map service (gRPC), {os.cpu_count()} CPUs shared by all")
         for variant in variants:
-            print(f"  {variant.label}: pygeoapi {backend.version}, {variant.note}")
+            print(
+                f"  {variant.label}: pygeoapi {backend.version} on Python {backend.python}, "
+                f"{variant.note}"
+            )
         with contextlib.ExitStack() as running:
             stack = running.enter_context(our_platform(work / "stack", demo))
             ours = f"{stack.config.gateway_url}/ogc"
@@ -606,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs = asyncio.run(
                     measure(targets, workers, args.warmup, args.duration, args.rounds)
                 )
-                report(workers, runs[0], runs[1:])
+                report(workers, runs[0], runs[1:], {v.label: v for v in variants})
             print(f"load average at the end: {load_average()}")
     return 0
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+import grpc
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from gateway.auth import call_metadata, principal
-from gateway.errors import call
+from gateway.errors import ApiError, call, from_rpc_error
 from gateway.schemas.events import (
     CommentIn,
     CommentOut,
@@ -24,6 +28,7 @@ from gateway.schemas.events import (
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.kit import tenancy
+from services.kit.errors import FieldViolation
 from services.kit.principal import Principal
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -37,6 +42,7 @@ _SOURCE = {
 }
 _SOURCE_NAME = {v: k for k, v in _SOURCE.items()}
 _ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+SSE_KEEPALIVE_SECONDS = 15.0
 
 
 def event_out(event: pb.Event) -> EventOut:
@@ -129,6 +135,74 @@ async def create_event(
     response.headers["Idempotent-Replayed"] = "true" if replayed else "false"
     response.headers["Location"] = f"/v1/events/{event.name.rsplit('/', 1)[-1]}"
     return event_out(event)
+
+
+@router.get(
+    ":stream",
+    summary="Every change in your tenant subtree as server-sent events, resumable",
+    response_class=StreamingResponse,
+)
+async def stream_events(
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+    after: Annotated[int | None, Query(ge=0, description="resume after this offset")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> StreamingResponse:
+    """`id:` is the change's offset; reconnecting with `Last-Event-ID` resumes after it.
+
+    Without `after` or `Last-Event-ID` the stream starts with the next change.
+    """
+    start = after
+    if start is None and last_event_id is not None:
+        if not last_event_id.isdigit():
+            raise ApiError(
+                400,
+                "Last-Event-ID must be an offset",
+                violations=[FieldViolation("Last-Event-ID", "is not an offset")],
+            )
+        start = int(last_event_id)
+    call_ = request.app.state.upstreams.events.WatchEvents(
+        pb.WatchEventsRequest(
+            parent=tenancy.tenant_name(who.tenant), after_offset=-1 if start is None else start
+        ),
+        metadata=call_metadata(who),
+    )
+    try:
+        await call_.wait_for_connection()
+    except grpc.aio.AioRpcError as exc:
+        raise from_rpc_error(exc) from None
+    queue: asyncio.Queue[pb.WatchEventsResponse | BaseException] = asyncio.Queue(maxsize=1000)
+
+    async def pump() -> None:
+        try:
+            async for item in call_:
+                await queue.put(item)
+        except BaseException as exc:  # the stream ended or failed: tell the writer
+            await queue.put(exc)
+
+    async def body() -> AsyncIterator[str]:
+        task = asyncio.create_task(pump())
+        try:
+            yield ": connected\n\n"
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if isinstance(item, BaseException):
+                    return
+                data = event_out(item.event).model_dump_json()
+                yield f"id: {item.offset}\nevent: {item.type}\ndata: {data}\n\n"
+        finally:
+            call_.cancel()
+            task.cancel()
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/{event_id}", response_model=EventOut, summary="Get an event")

@@ -6,10 +6,12 @@ import asyncio
 
 from services.events.api import build_component, event_to_proto
 from services.events.config import EventsSettings
+from services.events.domain.model import Event
 from services.events.domain.service import EventHub
 from services.events.feed import ChangeFeed
 from services.events.locator import MapLocator
 from services.events.relay import OutboxRelay
+from services.events.store.postgres import PostgresEventStore
 from services.events.store.sqlite import SqliteEventStore
 from services.kit.bus import open_bus
 from services.kit.component import ServiceComponent
@@ -18,16 +20,37 @@ from services.kit.discovery import StaticDiscovery
 from services.kit.server import run_service
 
 
+def _serialize(event: Event) -> bytes:
+    return event_to_proto(event).SerializeToString()
+
+
+def check_backend(settings: EventsSettings) -> None:
+    """Refuse to start, naming the variable, when PostgreSQL is chosen without a DSN."""
+    if settings.backend == "postgres" and not settings.postgres_dsn:
+        raise SystemExit(
+            "invalid configuration for EventsSettings: GRASSROOTS_EVENTS_POSTGRES_DSN must be "
+            "set when GRASSROOTS_EVENTS_BACKEND is postgres"
+        )
+
+
+async def open_store(settings: EventsSettings) -> SqliteEventStore | PostgresEventStore:
+    """The store the settings choose; PostgreSQL is reached (and its schema made) here."""
+    check_backend(settings)
+    if settings.backend == "postgres":
+        return await PostgresEventStore.open(settings.postgres_dsn, serialize=_serialize)
+    return SqliteEventStore(
+        settings.database, serialize=_serialize, synchronous=settings.sqlite_synchronous
+    )
+
+
 def main() -> None:
     settings = load_settings(EventsSettings)
+    # Before the metrics port opens: a missing DSN is a configuration error, not a crash.
+    check_backend(settings)
     discovery = StaticDiscovery({"map": settings.map_address})
 
     async def build() -> ServiceComponent:
-        store = SqliteEventStore(
-            settings.database,
-            serialize=lambda event: event_to_proto(event).SerializeToString(),
-            synchronous=settings.sqlite_synchronous,
-        )
+        store = await open_store(settings)
         bus = open_bus(settings.bus_url or str(settings.database.with_name("events-bus.sqlite3")))
         feed = ChangeFeed()
         locator = MapLocator(discovery.resolve("map"), settings.call_timeout_seconds)

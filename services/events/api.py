@@ -24,6 +24,7 @@ from services.kit.unimplemented import fill_unimplemented
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EventsService"].full_name
 REPLAYED_METADATA_KEY = "x-idempotent-replayed"
+WATCH_BATCH = 500
 
 _SOURCES = {
     pb.Event.SOURCE_UNSPECIFIED: Source.RESIDENT,
@@ -196,19 +197,22 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         """Everything after `after_offset`, then each change as it is committed."""
         principal = _principal()
         parent = tenancy.parse_parent(request.parent)
-        after = request.after_offset
+        after = await self.hub.resolve_offset(principal, parent, request.after_offset)
+        entries = await self.hub.changes(principal, parent, after, WATCH_BATCH)
+        # Headers go out now, so a client learns the watch is accepted before any change.
+        await context.send_initial_metadata(())
         while True:
-            entries = await self.hub.changes(principal, parent, after)
             for entry in entries:
                 yield pb.WatchEventsResponse(
                     offset=entry.seq, type=entry.type, event=pb.Event.FromString(entry.payload)
                 )
                 after = entry.seq
-            if not entries:
+            if len(entries) < WATCH_BATCH:
                 await self.feed.wait(1.0)
+            entries = await self.hub.changes(principal, parent, after, WATCH_BATCH)
 
 
-fill_unimplemented(EventsServicer, SERVICE_NAME, "the events component (lifecycle, bus, streaming)")
+fill_unimplemented(EventsServicer, SERVICE_NAME, "the events component")
 
 
 def build_component(

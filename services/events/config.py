@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -16,7 +17,14 @@ class EventsSettings(ServiceSettings):
     grpc_port: int = Field(50052, ge=0, le=65535)
     metrics_port: int = Field(9102, ge=0, le=65535)
     map_address: str = Field(..., min_length=1, description="host:port of the map service")
+    backend: Literal["sqlite", "postgres"] = Field(
+        "sqlite",
+        description="where events live: one SQLite file (one replica) or PostgreSQL (several)",
+    )
     database: Path = Field(Path("var/events.sqlite3"), description="SQLite file")
+    postgres_dsn: str = Field(
+        "", description="libpq DSN of the events database; required when backend is postgres"
+    )
     sqlite_synchronous: str = Field("FULL", pattern="^(FULL|NORMAL)$")
     bus_url: str = Field(
         "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 import time
@@ -127,6 +128,58 @@ def test_lifecycle_over_rest(api, xingming_point):
         "closed",
     ]
     assert closed["comments"][0]["text"] == "Fixed with new slats"
+
+
+def _sse_events(response, wanted: int, seconds: float = 10.0) -> list[dict]:
+    """Read server-sent events until `wanted` data events arrived."""
+    found: list[dict] = []
+    current: dict = {}
+    deadline = time.monotonic() + seconds
+    for line in response.iter_lines():
+        if time.monotonic() > deadline:
+            break
+        if line.startswith("id: "):
+            current["id"] = int(line[4:])
+        elif line.startswith("event: "):
+            current["event"] = line[7:]
+        elif line.startswith("data: "):
+            current["data"] = json.loads(line[6:])
+        elif line == "" and "data" in current:
+            found.append(current)
+            current = {}
+            if len(found) == wanted:
+                break
+    return found
+
+
+def test_server_sent_events_follow_and_resume(stack, api, xingming_point):
+    _, lon, lat = xingming_point
+    url = f"{stack.config.gateway_url}/v1/events:stream"
+    newest = 0
+    api.post("/v1/events", json=report_body(lon, lat))
+    with httpx.stream("GET", url, params={"after": 0}, timeout=10) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        backlog = _sse_events(response, 1)
+        assert backlog and backlog[0]["event"].startswith("event.")
+    with httpx.stream("GET", url, timeout=10) as response:
+        created = api.post(
+            "/v1/events",
+            json=report_body(
+                lon, lat, category="roads.damage", description="Pothole by the school"
+            ),
+        ).json()
+        live = _sse_events(response, 1)
+        assert live[0]["data"]["id"] == created["id"]
+        assert live[0]["event"] == "event.reported"
+        newest = live[0]["id"]
+    api.post(f"/v1/events/{created['id']}:transition", json={"state": "accepted"})
+    with httpx.stream("GET", url, headers={"Last-Event-ID": str(newest)}, timeout=10) as response:
+        resumed = _sse_events(response, 1)
+        assert resumed[0]["event"] == "event.state_changed"
+        assert resumed[0]["data"]["state"] == "accepted"
+        assert resumed[0]["id"] > newest
+    bad = api.get("/v1/events:stream", headers={"Last-Event-ID": "x1"})
+    assert bad.status_code == 400
 
 
 def test_same_key_with_a_different_body_is_422(api, xingming_point):

@@ -534,7 +534,9 @@ class WatchEventsRequest(_message.Message):
     parent: _builtins.str
     """The tenant whose subtree is watched: `tenants/{tenant}`."""
     after_offset: _builtins.int
-    """Resume after this offset; 0 starts from the oldest retained change."""
+    """Resume after this offset; 0 starts from the oldest retained change and -1 from
+    now (only changes committed after the call).
+    """
     def __init__(
         self,
         *,

@@ -64,6 +64,10 @@ class EventStore(Protocol):
 
     async def mark_published(self, seqs: list[int]) -> None: ...
 
+    async def latest_offset(self) -> int:
+        """The offset of the newest outbox entry (0 when there is none)."""
+        ...
+
     async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
         """Outbox entries of a tenant subtree after an offset."""
         ...

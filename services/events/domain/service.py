@@ -194,8 +194,16 @@ class EventHub:
         if not principal.can_see(parent):
             raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
         if after < 0:
-            raise InvalidArgument.field("after_offset", "must not be negative")
+            raise InvalidArgument.field("after_offset", "must not be negative (-1 means now)")
         return await self.store.changes(parent, after, limit)
+
+    async def resolve_offset(self, principal: Principal, parent: str, after: int) -> int:
+        """-1 means "from now": the newest offset at the time of the call."""
+        if after == -1:
+            if not principal.can_see(parent):
+                raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
+            return await self.store.latest_offset()
+        return after
 
     async def get(self, principal: Principal, tenant: str | None, event_id: str) -> Event:
         event = await self.store.get(event_id)

@@ -413,6 +413,12 @@ class SqliteEventStore:
 
         await self.db.run(lambda conn: transaction(conn, write))
 
+    async def latest_offset(self) -> int:
+        def query(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0])
+
+        return await self.db.run(query)
+
     async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
         """Domain events of a tenant subtree after an offset, for watchers."""
         clause, params = subtree_clause("tenant", scope)

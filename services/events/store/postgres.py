@@ -1,0 +1,568 @@
+"""The event store in PostgreSQL, for deployments that run more than one events replica.
+
+A drop-in for the embedded SQLite store (tests/unit/events runs every test on both):
+same tables, same columns, times as microseconds since the epoch in bigint so cursors,
+etags and outbox payloads are identical. SQLite serialises writers on one thread;
+here several replicas write at once, so what SQLite gets for free is made explicit:
+
+* a create claims its idempotency key first (`ON CONFLICT DO NOTHING`): concurrent
+  retries wait on the winner's uncommitted key and then see it taken;
+* creates of one category take a transaction-level advisory lock before the duplicate
+  search, so two nearby reports racing each other still see one another;
+* updates lock their row (`SELECT ... FOR UPDATE`), so a stale etag cannot win;
+* every outbox insert happens under one advisory lock held to commit, so `seq`
+  values become visible in increasing order and a watcher resuming after offset N
+  never misses an entry that committed late with a smaller seq.
+
+Locks are always taken in the order key -> category -> event row -> outbox, and the
+outbox lock is the last thing a transaction waits for, so these locks cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from services.events.domain.categories import DEFAULT_CATEGORIES
+from services.events.domain.duplicates import search_window
+from services.events.domain.model import (
+    Comment,
+    Evaluation,
+    Event,
+    GridPlace,
+    NewReport,
+    OutboxEntry,
+    Point,
+    Source,
+    State,
+    TimelineEntry,
+)
+from services.events.domain.ports import Change, OriginalFinder
+
+# The SQLite store's column list, filter map and conversions, reused so both stores
+# turn an event into exactly the same values (and back).
+from services.events.store.sqlite import (
+    _COLUMNS,
+    _FILTER_COLUMNS,
+    COMMENTED,
+    REPORTED,
+    STATE_CHANGED,
+    _event_values,
+    _from_us,
+    _us,
+)
+from services.kit.errors import Aborted, NotFound
+
+# Advisory lock keys. The one-key (bigint) and two-key (int, int) spaces never overlap.
+_SCHEMA_LOCK = 0x4556_5343  # "EVSC": concurrent schema set-up from several replicas
+_OUTBOX_LOCK = 0x4556_4F42  # "EVOB": outbox seqs commit in the order they are taken
+_NEARBY_LOCK_SPACE = 0x4556_4E42  # "EVNB", paired with hashtext(category)
+
+# Tenant paths and ids compare byte-wise (COLLATE "C") as in SQLite: the subtree range
+# [scope + '/', scope + '0') relies on '/' sorting just before '0', and keyset paging
+# on ids must order the same way on both stores.
+_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS events (
+        id            text COLLATE "C" PRIMARY KEY,
+        tenant        text COLLATE "C" NOT NULL,
+        category      text NOT NULL,
+        description   text NOT NULL,
+        longitude     double precision NOT NULL,
+        latitude      double precision NOT NULL,
+        reported_crs  text NOT NULL,
+        source        text NOT NULL,
+        state         text NOT NULL,
+        grid_cell     text COLLATE "C" NOT NULL,
+        grid_worker   text NOT NULL,
+        reporter      text NOT NULL,
+        create_us     bigint NOT NULL,
+        update_us     bigint NOT NULL,
+        version       integer NOT NULL DEFAULT 1,
+        duplicate_of  text NOT NULL DEFAULT '',
+        eval_score    integer,
+        eval_text     text,
+        eval_us       bigint)""",
+    "CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, create_us DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS events_grid_time ON events (grid_cell, create_us DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS events_time ON events (create_us DESC, id DESC)",
+    # Equality on category, range on latitude; longitude and time filter inside the index.
+    "CREATE INDEX IF NOT EXISTS events_nearby ON events (category, latitude, longitude, create_us)",
+    # The key is claimed before its event row exists, so the reference is checked at
+    # commit.
+    """CREATE TABLE IF NOT EXISTS idempotency_keys (
+        parent       text NOT NULL,
+        reporter     text NOT NULL,
+        request_id   text NOT NULL,
+        fingerprint  text NOT NULL,
+        event_id     text COLLATE "C" NOT NULL
+                     REFERENCES events (id) DEFERRABLE INITIALLY DEFERRED,
+        create_us    bigint NOT NULL,
+        PRIMARY KEY (parent, reporter, request_id))""",
+    """CREATE TABLE IF NOT EXISTS timeline (
+        event_id     text COLLATE "C" NOT NULL REFERENCES events (id),
+        seq          integer NOT NULL,
+        actor        text NOT NULL,
+        at_us        bigint NOT NULL,
+        from_state   text,
+        to_state     text NOT NULL,
+        note         text NOT NULL,
+        PRIMARY KEY (event_id, seq))""",
+    """CREATE TABLE IF NOT EXISTS comments (
+        event_id     text COLLATE "C" NOT NULL REFERENCES events (id),
+        seq          integer NOT NULL,
+        author       text NOT NULL,
+        text         text NOT NULL,
+        create_us    bigint NOT NULL,
+        PRIMARY KEY (event_id, seq))""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        seq           bigserial PRIMARY KEY,
+        tenant        text COLLATE "C" NOT NULL,
+        type          text NOT NULL,
+        event_id      text NOT NULL,
+        payload       bytea NOT NULL,
+        create_us     bigint NOT NULL,
+        published_us  bigint)""",
+    "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_us IS NULL",
+    "CREATE INDEX IF NOT EXISTS outbox_tenant ON outbox (tenant, seq)",
+)
+
+_MARKS = ", ".join(["%s"] * len(_COLUMNS.split(",")))
+_E_COLUMNS = ", ".join("e." + c.strip() for c in _COLUMNS.split(","))
+# "column is scope or below it", as a range an index can scan (see sqlite.subtree_clause).
+_SUBTREE = "(tenant = %s OR (tenant >= %s AND tenant < %s))"
+
+_FIND_BY_REQUEST = (
+    f"SELECT k.fingerprint AS fingerprint, {_E_COLUMNS} "
+    "FROM idempotency_keys k JOIN events e ON e.id = k.event_id "
+    "WHERE k.parent = %s AND k.reporter = %s AND k.request_id = %s"
+)
+_CLAIM_KEY = (
+    "INSERT INTO idempotency_keys "
+    "(parent, reporter, request_id, fingerprint, event_id, create_us) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING event_id"
+)
+_REPOINT_KEY = (
+    "UPDATE idempotency_keys SET event_id = %s, create_us = %s "
+    "WHERE parent = %s AND reporter = %s AND request_id = %s"
+)
+_LOCK_NEARBY = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
+_NEARBY = (
+    f"SELECT {_COLUMNS} FROM events WHERE category = %s "
+    "AND latitude BETWEEN %s AND %s AND longitude BETWEEN %s AND %s AND create_us >= %s"
+)
+_INSERT_EVENT = f"INSERT INTO events ({_COLUMNS}) VALUES ({_MARKS})"
+_ADD_TIMELINE = (
+    "INSERT INTO timeline (event_id, seq, actor, at_us, from_state, to_state, note) "
+    "VALUES (%s, (SELECT coalesce(max(seq), 0) + 1 FROM timeline WHERE event_id = %s), "
+    "%s, %s, %s, %s, %s)"
+)
+_ADD_COMMENT = (
+    "INSERT INTO comments (event_id, seq, author, text, create_us) "
+    "VALUES (%s, (SELECT coalesce(max(seq), 0) + 1 FROM comments WHERE event_id = %s), "
+    "%s, %s, %s)"
+)
+_GET = f"SELECT {_COLUMNS} FROM events WHERE id = %s"
+_GET_FOR_UPDATE = f"SELECT {_COLUMNS} FROM events WHERE id = %s FOR UPDATE"
+_TIMELINE = (
+    "SELECT actor, at_us, from_state, to_state, note FROM timeline WHERE event_id = %s ORDER BY seq"
+)
+_COMMENTS = "SELECT author, text, create_us FROM comments WHERE event_id = %s ORDER BY seq"
+_UPDATE = (
+    "UPDATE events SET state = %s, update_us = %s, version = %s, eval_score = %s, "
+    "eval_text = %s, eval_us = %s WHERE id = %s AND version = %s"
+)
+# Reads that span several statements see one snapshot, like SQLite's single reader.
+_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+_LOCK_OUTBOX = "SELECT pg_advisory_xact_lock(%s)"
+_APPEND_OUTBOX = (
+    "INSERT INTO outbox (tenant, type, event_id, payload, create_us) VALUES (%s, %s, %s, %s, %s)"
+)
+_UNPUBLISHED = (
+    "SELECT seq, tenant, type, event_id, payload FROM outbox "
+    "WHERE published_us IS NULL ORDER BY seq LIMIT %s"
+)
+_MARK_PUBLISHED = "UPDATE outbox SET published_us = %s WHERE seq = ANY(%s)"
+_CHANGES = (
+    "SELECT seq, tenant, type, event_id, payload FROM outbox "
+    f"WHERE seq > %s AND {_SUBTREE} ORDER BY seq LIMIT %s"
+)
+_LIST_HEAD = f"SELECT {_COLUMNS} FROM events WHERE "
+_LIST_TAIL = " ORDER BY create_us DESC, id DESC LIMIT %s"
+_LIST_AFTER = "(create_us < %s OR (create_us = %s AND id < %s))"
+_FILTER_SQL = {name: f"{column} = %s" for name, column in _FILTER_COLUMNS.items()}
+
+Row = dict[str, Any]
+Box = tuple[float, float, float, float]
+
+
+def _row_to_event(row: Mapping[str, Any]) -> Event:
+    evaluation = None
+    if row["eval_score"] is not None:
+        evaluation = Evaluation(row["eval_score"], row["eval_text"], _from_us(row["eval_us"]))
+    return Event(
+        id=row["id"],
+        tenant=row["tenant"],
+        category=row["category"],
+        description=row["description"],
+        location=Point(row["longitude"], row["latitude"], row["reported_crs"]),
+        source=Source(row["source"]),
+        state=State(row["state"]),
+        place=GridPlace(row["tenant"], row["grid_cell"], row["grid_worker"]),
+        reporter=row["reporter"],
+        create_time=_from_us(row["create_us"]),
+        update_time=_from_us(row["update_us"]),
+        version=row["version"],
+        duplicate_of=row["duplicate_of"],
+        evaluation=evaluation,
+    )
+
+
+def _subtree_params(scope: str) -> list[str]:
+    return [scope, scope + "/", scope + "0"]
+
+
+async def _fetch(
+    conn: psycopg.AsyncConnection[Any], query: str, params: Sequence[object]
+) -> list[Row]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
+async def _add_timeline(
+    conn: psycopg.AsyncConnection[Any], event_id: str, entry: TimelineEntry
+) -> None:
+    await conn.execute(
+        _ADD_TIMELINE,
+        (
+            event_id,
+            event_id,
+            entry.actor,
+            _us(entry.time),
+            entry.from_state.value if entry.from_state else None,
+            entry.to_state.value,
+            entry.note,
+        ),
+    )
+
+
+async def _with_history(conn: psycopg.AsyncConnection[Any], event: Event) -> Event:
+    timeline = tuple(
+        TimelineEntry(
+            actor=r["actor"],
+            time=_from_us(r["at_us"]),
+            from_state=State(r["from_state"]) if r["from_state"] else None,
+            to_state=State(r["to_state"]),
+            note=r["note"],
+        )
+        for r in await _fetch(conn, _TIMELINE, (event.id,))
+    )
+    comments = tuple(
+        Comment(r["author"], r["text"], _from_us(r["create_us"]))
+        for r in await _fetch(conn, _COMMENTS, (event.id,))
+    )
+    return replace(event, timeline=timeline, comments=comments)
+
+
+class _Prefetched:
+    """The duplicate search, answered from rows read earlier in the same transaction.
+
+    `find_original` is synchronous and asks its question while deciding, but a query
+    here needs `await`. The store reads the category's search window first (under the
+    category lock, so the answer stays true until commit) and this answers any question
+    inside that window exactly as the SQL would; a question outside it is a bug in the
+    finder, reported rather than answered wrongly.
+    """
+
+    def __init__(
+        self,
+        category: str,
+        window: tuple[Box, int] | None,
+        rows: list[tuple[Event, int]],
+    ) -> None:
+        self.category = category
+        self.window = window
+        self.rows = rows
+
+    def __call__(
+        self, category: str, box: Box, since: datetime, states: frozenset[State]
+    ) -> list[Event]:
+        since_us = _us(since)
+        if not self._covers(category, box, since_us):
+            raise RuntimeError(
+                f"nearby({category!r}, {box}, {since}) lies outside the search window the "
+                "PostgreSQL store read for this event"
+            )
+        return [
+            event
+            for event, create_us in self.rows
+            if event.state in states
+            and box[1] <= event.location.latitude <= box[3]
+            and box[0] <= event.location.longitude <= box[2]
+            and create_us >= since_us
+        ]
+
+    def _covers(self, category: str, box: Box, since_us: int) -> bool:
+        if self.window is None or category != self.category:
+            return False
+        read, read_since_us = self.window
+        return (
+            read[0] <= box[0]
+            and read[1] <= box[1]
+            and box[2] <= read[2]
+            and box[3] <= read[3]
+            and read_since_us <= since_us
+        )
+
+
+class PostgresEventStore:
+    """Events, their history and the outbox of domain events, in one PostgreSQL schema.
+
+    Tables live on the DSN's search_path. `serialize` turns an event into the bytes
+    published on the bus; they enter the outbox in the same transaction as the change.
+    Build it with `await PostgresEventStore.open(...)`, or construct it directly: the
+    pool and schema are then set up on first use.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        serialize: Callable[[Event], bytes],
+        min_connections: int = 1,
+        max_connections: int = 10,
+    ) -> None:
+        self.dsn = dsn
+        self.serialize = serialize
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            dsn,
+            min_size=min_connections,
+            max_size=max_connections,
+            kwargs={"autocommit": True},
+            # One round trip per checkout buys recovery after a database restart.
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+            name="grassroots-events",
+        )
+        self._opened = False
+        self._open_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        serialize: Callable[[Event], bytes],
+        min_connections: int = 1,
+        max_connections: int = 10,
+    ) -> PostgresEventStore:
+        """A store with its schema in place and its pool connected (fails fast on a bad DSN)."""
+        store = cls(
+            dsn,
+            serialize=serialize,
+            min_connections=min_connections,
+            max_connections=max_connections,
+        )
+        await store._ensure_open()
+        return store
+
+    async def _ensure_open(self) -> None:
+        if self._opened:
+            return
+        async with self._open_lock:
+            if self._opened:
+                return
+            # A plain connection first, so a wrong DSN fails with the server's own
+            # message instead of a pool timeout.
+            connect = psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+            async with await connect as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                for statement in _SCHEMA:
+                    await conn.execute(statement)
+            await self._pool.open(wait=True)
+            self._opened = True
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        await self._ensure_open()
+        async with self._pool.connection() as conn:
+            yield conn
+
+    async def _append_outbox(
+        self, conn: psycopg.AsyncConnection[Any], kind: str, event: Event
+    ) -> None:
+        """Last statement before commit: the lock is held to commit, so seqs commit in order."""
+        await conn.execute(_LOCK_OUTBOX, (_OUTBOX_LOCK,))
+        await conn.execute(
+            _APPEND_OUTBOX,
+            (event.tenant, kind, event.id, self.serialize(event), _us(event.update_time)),
+        )
+
+    async def find_by_request(
+        self, parent: str, reporter: str, request_id: str
+    ) -> tuple[Event, str] | None:
+        async with self._connection() as conn:
+            rows = await _fetch(conn, _FIND_BY_REQUEST, (parent, reporter, request_id))
+        return (_row_to_event(rows[0]), rows[0]["fingerprint"]) if rows else None
+
+    async def create(
+        self, report: NewReport, event: Event, find_original: OriginalFinder
+    ) -> tuple[Event, bool]:
+        """Claim the key, decide duplicates, write event, history and outbox: one transaction.
+
+        A key taken by a concurrent create (even one still in flight: the insert waits
+        for it) gives back the given event and False, as the SQLite store does.
+        """
+        key = (report.parent, report.reporter, report.request_id)
+        stored: Event | None = None
+        async with self._connection() as conn, conn.transaction():
+            claimed = await conn.execute(
+                _CLAIM_KEY, (*key, report.fingerprint(), event.id, _us(event.create_time))
+            )
+            if await claimed.fetchone() is None:
+                raise psycopg.Rollback()
+            nearby = await self._read_nearby(conn, event)
+            stored = find_original(nearby, event)
+            await conn.execute(_INSERT_EVENT, _event_values(stored))
+            for entry in stored.timeline:
+                await _add_timeline(conn, stored.id, entry)
+            if (stored.id, stored.create_time) != (event.id, event.create_time):
+                await conn.execute(_REPOINT_KEY, (stored.id, _us(stored.create_time), *key))
+            await self._append_outbox(conn, REPORTED, stored)
+        if stored is None:
+            return event, False
+        return stored, True
+
+    @staticmethod
+    async def _read_nearby(conn: psycopg.AsyncConnection[Any], event: Event) -> _Prefetched:
+        """Every event in the duplicate search window of `event`, any state.
+
+        The category lock makes creates of one category take turns from here to commit,
+        so a report racing a nearby one sees it, as on SQLite's single writer.
+        """
+        category = DEFAULT_CATEGORIES.get(event.category)
+        if category is None:
+            return _Prefetched(event.category, None, [])
+        box, since = search_window(event.location, category, event.create_time)
+        since_us = _us(since)
+        await conn.execute(_LOCK_NEARBY, (_NEARBY_LOCK_SPACE, event.category))
+        rows = await _fetch(
+            conn, _NEARBY, (event.category, box[1], box[3], box[0], box[2], since_us)
+        )
+        found = [(_row_to_event(r), r["create_us"]) for r in rows]
+        return _Prefetched(event.category, (box, since_us), found)
+
+    async def get(self, event_id: str) -> Event | None:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(_SNAPSHOT)
+            rows = await _fetch(conn, _GET, (event_id,))
+            return await _with_history(conn, _row_to_event(rows[0])) if rows else None
+
+    async def update(self, event_id: str, etag: str, change: Change) -> Event:
+        """Apply `change` to the current event atomically; ABORTED if `etag` is stale.
+
+        The row lock makes a second writer wait and then read the new version, so of
+        two updates with the same etag exactly one wins.
+        """
+        async with self._connection() as conn, conn.transaction():
+            rows = await _fetch(conn, _GET_FOR_UPDATE, (event_id,))
+            if not rows:
+                raise NotFound(f"event {event_id!r} not found")
+            current = await _with_history(conn, _row_to_event(rows[0]))
+            if etag and etag != current.etag:
+                raise Aborted(
+                    "the event changed since you read it; read it again and retry",
+                    reason="ETAG_MISMATCH",
+                    metadata={"current_etag": current.etag},
+                )
+            changed, entry, comment = change(current)
+            changed = replace(changed, version=current.version + 1)
+            evaluation = changed.evaluation
+            await conn.execute(
+                _UPDATE,
+                (
+                    changed.state.value,
+                    _us(changed.update_time),
+                    changed.version,
+                    evaluation.score if evaluation else None,
+                    evaluation.text if evaluation else None,
+                    _us(evaluation.time) if evaluation else None,
+                    event_id,
+                    current.version,
+                ),
+            )
+            if entry is not None:
+                await _add_timeline(conn, event_id, entry)
+            if comment is not None:
+                await conn.execute(
+                    _ADD_COMMENT,
+                    (event_id, event_id, comment.author, comment.text, _us(comment.create_time)),
+                )
+            result = await _with_history(conn, changed)
+            await self._append_outbox(conn, STATE_CHANGED if entry else COMMENTED, result)
+        return result
+
+    async def unpublished(self, limit: int) -> list[OutboxEntry]:
+        """Outbox entries not yet on the bus, oldest first."""
+        async with self._connection() as conn:
+            cur = await conn.execute(_UNPUBLISHED, (limit,))
+            return [OutboxEntry(*row) for row in await cur.fetchall()]
+
+    async def mark_published(self, seqs: list[int]) -> None:
+        if not seqs:
+            return
+        async with self._connection() as conn:
+            await conn.execute(_MARK_PUBLISHED, (_us(datetime.now(UTC)), seqs))
+
+    async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
+        """Domain events of a tenant subtree after an offset, for watchers."""
+        async with self._connection() as conn:
+            cur = await conn.execute(_CHANGES, (after, *_subtree_params(scope), limit))
+            return [OutboxEntry(*row) for row in await cur.fetchall()]
+
+    async def list(
+        self,
+        scope: str,
+        filters: Mapping[str, str],
+        limit: int,
+        cursor: Mapping[str, object] | None,
+    ) -> tuple[list[Event], dict[str, object] | None]:
+        where: list[str] = [_SUBTREE]
+        args: list[object] = list(_subtree_params(scope))
+        for name, value in filters.items():
+            where.append(_FILTER_SQL[name])
+            args.append(value)
+        if cursor:
+            where.append(_LIST_AFTER)
+            args.extend([cursor["t"], cursor["t"], cursor["id"]])
+        args.append(limit + 1)
+        async with self._connection() as conn:
+            rows = await _fetch(conn, _LIST_HEAD + " AND ".join(where) + _LIST_TAIL, args)
+        events = [_row_to_event(r) for r in rows[:limit]]
+        next_cursor: dict[str, object] | None = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = {"t": last["create_us"], "id": last["id"]}
+        return events, next_cursor
+
+    def close(self) -> asyncio.Task[None] | None:
+        """Close the pool; await the returned task, or just call it.
+
+        The SQLite store closes synchronously and callers may treat both alike: inside
+        an event loop the close runs as a task (awaitable, and it runs even if nobody
+        awaits it); outside one it completes before returning and gives None.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self._pool.close())
+            return None
+        return loop.create_task(self._pool.close())
