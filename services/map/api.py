@@ -21,6 +21,7 @@ from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
 from services.kit.principal import Principal
 from services.map import convert, formats
 from services.map.domain import crs
+from services.map.domain.grid import GridIndex
 from services.map.domain.model import LayerKey
 from services.map.domain.service import (
     ImportOptions,
@@ -67,6 +68,7 @@ class MapServicer(pb_grpc.MapServiceServicer):
     def __init__(self, catalog: MapCatalog, max_batch: int) -> None:
         self.catalog = catalog
         self.max_batch = max_batch
+        self._encoded = _EncodedLocations()
 
     async def CreateLayer(self, request, context):  # type: ignore[no-untyped-def]
         parent = tenancy.parse_parent(request.parent)
@@ -229,8 +231,10 @@ class MapServicer(pb_grpc.MapServiceServicer):
             raise NotFound(f"tenant {request.parent!r} not found")
         lon, lat, source = self._points(request.points)
         lon, lat = crs.to_storage(lon, lat, source)
-        found = self.catalog.grid.locate(lon, lat, scope)
-        return pb.LocatePointsResponse(locations=_locations(found.cell_index, found.cells))
+        grid = self.catalog.grid
+        found = grid.locate(lon, lat, scope)
+        encoded = self._encoded.for_grid(grid)
+        return pb.LocatePointsResponse.FromString(b"".join(encoded[found.cell_index].tolist()))
 
     async def CountFeaturesByGridCell(self, request, context):  # type: ignore[no-untyped-def]
         key = convert.parse_layer_name(request.layer, "layer")
@@ -322,28 +326,51 @@ def _crs(value: str, field: str) -> str:
     return crs.normalise_crs(value, field) if value else ""
 
 
-def _locations(cell_index: np.ndarray, cells) -> list[pb.PointLocation]:  # type: ignore[no-untyped-def]
-    # One message per distinct cell, reused: building it is the costly part.
-    cache: dict[int, pb.PointLocation] = {}
-    not_found = pb.PointLocation(found=False)
-    out = []
-    for index in cell_index.tolist():
-        if index < 0:
-            out.append(not_found)
-            continue
-        message = cache.get(index)
-        if message is None:
-            cell = cells[index]
-            message = pb.PointLocation(
-                found=True,
-                village=cell.village,
-                grid_cell=cell.grid_cell_id,
-                grid_worker=cell.grid_worker_id,
-                grid_worker_name=cell.grid_worker_name,
-            )
-            cache[index] = message
-        out.append(message)
-    return out
+class _EncodedLocations:
+    """Each grid cell's PointLocation, encoded once per grid.
+
+    A reply for 10,000 points is then a join of ready-made bytes, parsed once, rather
+    than 10,000 messages built one by one (the slow part of LocatePoints).
+    """
+
+    def __init__(self) -> None:
+        self._grid: GridIndex | None = None
+        self._encoded = np.array([], dtype=object)
+
+    def for_grid(self, grid: GridIndex) -> np.ndarray:
+        if self._grid is not grid:
+            entries = [
+                _as_repeated_field(
+                    pb.PointLocation(
+                        found=True,
+                        village=cell.village,
+                        grid_cell=cell.grid_cell_id,
+                        grid_worker=cell.grid_worker_id,
+                        grid_worker_name=cell.grid_worker_name,
+                    ).SerializeToString()
+                )
+                for cell in grid.cells
+            ]
+            # The last entry answers index -1: not found.
+            entries.append(_as_repeated_field(pb.PointLocation(found=False).SerializeToString()))
+            self._encoded = np.array(entries, dtype=object)
+            self._grid = grid
+        return self._encoded
+
+
+def _as_repeated_field(payload: bytes) -> bytes:
+    """Field 1 (`locations`), wire type 2: tag, varint length, bytes."""
+    length = len(payload)
+    varint = bytearray()
+    while True:
+        byte = length & 0x7F
+        length >>= 7
+        if length:
+            varint.append(byte | 0x80)
+        else:
+            varint.append(byte)
+            break
+    return b"\x0a" + bytes(varint) + payload
 
 
 def build_component(catalog: MapCatalog, max_batch: int) -> ServiceComponent:

@@ -190,6 +190,7 @@ _UNPUBLISHED = (
     "WHERE published_us IS NULL ORDER BY seq LIMIT %s"
 )
 _MARK_PUBLISHED = "UPDATE outbox SET published_us = %s WHERE seq = ANY(%s)"
+_LATEST_OFFSET = "SELECT coalesce(max(seq), 0) FROM outbox"
 _CHANGES = (
     "SELECT seq, tenant, type, event_id, payload FROM outbox "
     f"WHERE seq > %s AND {_SUBTREE} ORDER BY seq LIMIT %s"
@@ -521,6 +522,13 @@ class PostgresEventStore:
             return
         async with self._connection() as conn:
             await conn.execute(_MARK_PUBLISHED, (_us(datetime.now(UTC)), seqs))
+
+    async def latest_offset(self) -> int:
+        """The newest committed seq: safe as a "from now" offset because seqs commit in order."""
+        async with self._connection() as conn:
+            cur = await conn.execute(_LATEST_OFFSET)
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
         """Domain events of a tenant subtree after an offset, for watchers."""

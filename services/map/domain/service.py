@@ -111,7 +111,22 @@ class MapCatalog:
         for layer in store.list_layers():
             self.layers[layer.key] = layer
             self.indexes[layer.key] = LayerIndex(store.load_features(layer))
-        self.grid = self._build_grid()
+        self._grid: GridIndex | None = None
+
+    @property
+    def grid(self) -> GridIndex:
+        """All grid-cell layers in one index, rebuilt lazily after a grid layer changes.
+
+        Lazily, so importing a hundred village grids one after another costs one
+        rebuild at the next lookup, not a hundred.
+        """
+        grid = self._grid
+        if grid is None:
+            with self._write_lock:
+                if self._grid is None:
+                    self._grid = self._build_grid()
+                grid = self._grid
+        return grid
 
     # -- layers ---------------------------------------------------------------------
 
@@ -152,7 +167,7 @@ class MapCatalog:
             layer = self.layers.pop(key)
             self.indexes.pop(key, None)
             if layer.kind is LayerKind.GRID_CELL:
-                self.grid = self._build_grid()
+                self._grid = None
 
     # -- writes ---------------------------------------------------------------------
 
@@ -200,7 +215,7 @@ class MapCatalog:
             self.layers[key] = layer
             self.indexes[key] = index
             if layer.kind is LayerKind.GRID_CELL:
-                self.grid = self._build_grid()
+                self._grid = None
         return ImportResult(layer=layer, imported=count, repaired=repaired)
 
     # -- reads ----------------------------------------------------------------------
