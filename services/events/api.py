@@ -18,13 +18,14 @@ from services.kit import geo as crs
 from services.kit import tenancy
 from services.kit.component import ServiceComponent
 from services.kit.context import current_principal
-from services.kit.errors import InvalidArgument, Unauthenticated
+from services.kit.errors import FieldViolation, InvalidArgument, Unauthenticated
 from services.kit.principal import Principal
 from services.kit.unimplemented import fill_unimplemented
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EventsService"].full_name
 REPLAYED_METADATA_KEY = "x-idempotent-replayed"
 WATCH_BATCH = 500
+MAX_BATCH = 1000
 
 _SOURCES = {
     pb.Event.SOURCE_UNSPECIFIED: Source.RESIDENT,
@@ -108,6 +109,40 @@ def event_to_proto(event: Event) -> pb.Event:
     return message
 
 
+def _report(
+    request: pb.CreateEventRequest, parent: str, principal: Principal, outer: str = ""
+) -> NewReport:
+    """Check one create and turn it into a domain report; `outer` prefixes field paths."""
+    event = request.event
+    try:
+        validation.check_report(
+            category=event.category,
+            description=event.description,
+            longitude=event.location.longitude,
+            latitude=event.location.latitude,
+            has_location=event.HasField("location"),
+            request_id=request.request_id,
+        )
+        reported_crs = crs.normalise_crs(event.location.crs, "event.location.crs")
+        if event.source not in _SOURCES:
+            raise InvalidArgument.field("event.source", f"unknown source {event.source}")
+    except InvalidArgument as exc:
+        if not outer:
+            raise
+        raise InvalidArgument(
+            [FieldViolation(outer + v.field, v.description) for v in exc.violations]
+        ) from None
+    return NewReport(
+        parent=parent,
+        category=event.category,
+        description=event.description,
+        location=Point(event.location.longitude, event.location.latitude, reported_crs),
+        source=_SOURCES[event.source],
+        request_id=request.request_id,
+        reporter=principal.subject,
+    )
+
+
 class EventsServicer(pb_grpc.EventsServiceServicer):
     def __init__(self, hub: EventHub, feed: ChangeFeed) -> None:
         self.hub = hub
@@ -118,31 +153,26 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     ) -> pb.Event:
         principal = _principal()
         parent = tenancy.parse_parent(request.parent)
-        event = request.event
-        has_location = event.HasField("location")
-        validation.check_report(
-            category=event.category,
-            description=event.description,
-            longitude=event.location.longitude,
-            latitude=event.location.latitude,
-            has_location=has_location,
-            request_id=request.request_id,
-        )
-        reported_crs = crs.normalise_crs(event.location.crs, "event.location.crs")
-        if event.source not in _SOURCES:
-            raise InvalidArgument.field("event.source", f"unknown source {event.source}")
-        report = NewReport(
-            parent=parent,
-            category=event.category,
-            description=event.description,
-            location=Point(event.location.longitude, event.location.latitude, reported_crs),
-            source=_SOURCES[event.source],
-            request_id=request.request_id,
-            reporter=principal.subject,
-        )
-        stored, created = await self.hub.report(principal, report)
+        stored, created = await self.hub.report(principal, _report(request, parent, principal))
         context.set_trailing_metadata(((REPLAYED_METADATA_KEY, "false" if created else "true"),))
         return event_to_proto(stored)
+
+    async def BatchCreateEvents(
+        self, request: pb.BatchCreateEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BatchCreateEventsResponse:
+        principal = _principal()
+        parent = tenancy.parse_parent(request.parent)
+        if not request.requests:
+            raise InvalidArgument.field("requests", "is empty")
+        if len(request.requests) > MAX_BATCH:
+            raise InvalidArgument.field("requests", f"at most {MAX_BATCH} per call")
+        reports = []
+        for i, item in enumerate(request.requests):
+            if item.parent and item.parent != request.parent:
+                raise InvalidArgument.field(f"requests[{i}].parent", "must be empty or equal")
+            reports.append(_report(item, parent, principal, f"requests[{i}]."))
+        results = await self.hub.report_many(principal, reports)
+        return pb.BatchCreateEventsResponse(events=[event_to_proto(e) for e, _ in results])
 
     async def GetEvent(
         self, request: pb.GetEventRequest, context: grpc.aio.ServicerContext

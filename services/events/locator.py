@@ -36,5 +36,24 @@ class MapLocator:
             return None
         return GridPlace(location.village, location.grid_cell, location.grid_worker)
 
+    async def locate_many(self, parent: str, points: list[Point]) -> list[GridPlace | None]:
+        """One LocatePoints call for a whole batch: no call per report."""
+        request = map_pb.LocatePointsRequest(
+            parent=tenancy.tenant_name(parent),
+            points=geo_pb2.CoordinateArrays(
+                longitudes=[p.longitude for p in points],
+                latitudes=[p.latitude for p in points],
+                crs="EPSG:4326",
+            ),
+        )
+        try:
+            response = await self.stub.LocatePoints(request)
+        except grpc.aio.AioRpcError as exc:
+            raise domain_error_from(exc, "map") from None
+        return [
+            GridPlace(loc.village, loc.grid_cell, loc.grid_worker) if loc.found else None
+            for loc in response.locations
+        ]
+
     async def close(self) -> None:
         await self.channel.close()

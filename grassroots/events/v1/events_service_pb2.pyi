@@ -342,6 +342,58 @@ class CreateEventRequest(_message.Message):
 Global___CreateEventRequest: _TypeAlias = CreateEventRequest  # noqa: Y015
 
 @_typing.final
+class BatchCreateEventsRequest(_message.Message):
+    """Request message for EventsService.BatchCreateEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant every event is reported to: `tenants/{tenant}`."""
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateEventRequest]:
+        """The creates; each one's parent must be empty or equal to `parent`. At most 1000."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        requests: _abc.Iterable[Global___CreateEventRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateEventsRequest: _TypeAlias = BatchCreateEventsRequest  # noqa: Y015
+
+@_typing.final
+class BatchCreateEventsResponse(_message.Message):
+    """Response message for EventsService.BatchCreateEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]:
+        """The events, in request order (a retried request_id gives the first event)."""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___Event] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateEventsResponse: _TypeAlias = BatchCreateEventsResponse  # noqa: Y015
+
+@_typing.final
 class GetEventRequest(_message.Message):
     """Request message for EventsService.GetEvent."""
 

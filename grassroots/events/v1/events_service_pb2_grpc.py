@@ -41,6 +41,11 @@ class EventsServiceStub:
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.CreateEventRequest.SerializeToString,
                 response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
                 _registered_method=True)
+        self.BatchCreateEvents = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/BatchCreateEvents',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.BatchCreateEventsRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.BatchCreateEventsResponse.FromString,
+                _registered_method=True)
         self.GetEvent = channel.unary_unary(
                 '/grassroots.events.v1.EventsService/GetEvent',
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetEventRequest.SerializeToString,
@@ -81,6 +86,14 @@ class EventsServiceServicer:
     def CreateEvent(self, request, context):
         """Records an event, locating it with the map service. Retrying with the same
         `request_id` returns the first event instead of creating a second.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreateEvents(self, request, context):
+        """Records up to 1000 events at once (sensor gateways, imports), located in one call
+        to the map service and stored in one transaction. Retries are safe per request_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +148,11 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.CreateEvent,
                     request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.CreateEventRequest.FromString,
                     response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.SerializeToString,
+            ),
+            'BatchCreateEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateEvents,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.BatchCreateEventsRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.BatchCreateEventsResponse.SerializeToString,
             ),
             'GetEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.GetEvent,
@@ -196,6 +214,33 @@ class EventsService:
             '/grassroots.events.v1.EventsService/CreateEvent',
             grassroots_dot_events_dot_v1_dot_events__service__pb2.CreateEventRequest.SerializeToString,
             grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/BatchCreateEvents',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.BatchCreateEventsRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.BatchCreateEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

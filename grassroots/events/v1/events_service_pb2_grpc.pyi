@@ -39,6 +39,10 @@ class EventsServiceStub:
     """Records an event, locating it with the map service. Retrying with the same
     `request_id` returns the first event instead of creating a second.
     """
+    BatchCreateEvents: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.BatchCreateEventsRequest, _events_service_pb2.BatchCreateEventsResponse]
+    """Records up to 1000 events at once (sensor gateways, imports), located in one call
+    to the map service and stored in one transaction. Retries are safe per request_id.
+    """
     GetEvent: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.GetEventRequest, _events_service_pb2.Event]
     """Gets an event. The parent may be the wildcard `tenants/-`."""
     ListEvents: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.ListEventsRequest, _events_service_pb2.ListEventsResponse]
@@ -62,6 +66,10 @@ class EventsServiceAsyncStub(EventsServiceStub):
     CreateEvent: _aio.UnaryUnaryMultiCallable[_events_service_pb2.CreateEventRequest, _events_service_pb2.Event]  # type: ignore[assignment]
     """Records an event, locating it with the map service. Retrying with the same
     `request_id` returns the first event instead of creating a second.
+    """
+    BatchCreateEvents: _aio.UnaryUnaryMultiCallable[_events_service_pb2.BatchCreateEventsRequest, _events_service_pb2.BatchCreateEventsResponse]  # type: ignore[assignment]
+    """Records up to 1000 events at once (sensor gateways, imports), located in one call
+    to the map service and stored in one transaction. Retries are safe per request_id.
     """
     GetEvent: _aio.UnaryUnaryMultiCallable[_events_service_pb2.GetEventRequest, _events_service_pb2.Event]  # type: ignore[assignment]
     """Gets an event. The parent may be the wildcard `tenants/-`."""
@@ -89,6 +97,16 @@ class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_events_service_pb2.Event, _abc.Awaitable[_events_service_pb2.Event]]:
         """Records an event, locating it with the map service. Retrying with the same
         `request_id` returns the first event instead of creating a second.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchCreateEvents(
+        self,
+        request: _events_service_pb2.BatchCreateEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.BatchCreateEventsResponse, _abc.Awaitable[_events_service_pb2.BatchCreateEventsResponse]]:
+        """Records up to 1000 events at once (sensor gateways, imports), located in one call
+        to the map service and stored in one transaction. Retries are safe per request_id.
         """
 
     @_abc_1.abstractmethod

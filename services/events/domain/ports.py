@@ -32,6 +32,10 @@ class Locator(Protocol):
         """The grid place of `point` within tenant `parent`, or None if outside."""
         ...
 
+    async def locate_many(self, parent: str, points: list[Point]) -> list[GridPlace | None]:
+        """The grid places of many points in one round trip."""
+        ...
+
 
 class EventStore(Protocol):
     async def find_by_request(
@@ -48,6 +52,12 @@ class EventStore(Protocol):
         Returns the stored event and True, or, if the key was taken meanwhile, the
         given event and False.
         """
+        ...
+
+    async def create_many(
+        self, items: list[tuple[NewReport, Event]], find_original: OriginalFinder
+    ) -> list[tuple[Event, bool]]:
+        """Like `create` for many reports, in one transaction."""
         ...
 
     async def get(self, event_id: str) -> Event | None:

@@ -14,6 +14,7 @@ from services.events.domain.model import (
     Evaluation,
     Event,
     EventPage,
+    GridPlace,
     NewReport,
     OutboxEntry,
     State,
@@ -60,23 +61,61 @@ class EventHub:
 
     async def report(self, principal: Principal, report: NewReport) -> tuple[Event, bool]:
         """Record a report; returns (event, created). A retry returns the first event."""
-        if not principal.can_see(report.parent):
-            raise NotFound(f"tenant {tenancy.tenant_name(report.parent)!r} not found")
-        previous = await self.store.find_by_request(
-            report.parent, report.reporter, report.request_id
-        )
-        if previous is not None:
-            return self._replay(previous, report)
-        place = await self.locator.locate(report.parent, report.location)
-        if place is None:
-            raise InvalidArgument.field(
-                "event.location",
-                f"({report.location.longitude}, {report.location.latitude}) lies outside every "
-                f"village of {tenancy.tenant_name(report.parent)}",
+        return (await self.report_many(principal, [report], batch=False))[0]
+
+    async def report_many(
+        self, principal: Principal, reports: list[NewReport], *, batch: bool = True
+    ) -> list[tuple[Event, bool]]:
+        """Record reports located in one map call and stored in one transaction.
+
+        Field names in errors carry `requests[i].` in a batch, so the caller knows which.
+        """
+        for parent in {r.parent for r in reports}:
+            if not principal.can_see(parent):
+                raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
+        results: list[tuple[Event, bool] | None] = [None] * len(reports)
+        fresh: list[int] = []
+        for i, report in enumerate(reports):
+            previous = await self.store.find_by_request(
+                report.parent, report.reporter, report.request_id
             )
-        now = datetime.now(UTC)
+            if previous is None:
+                fresh.append(i)
+            else:
+                results[i] = self._replay(previous, report)
+        if fresh:
+            parent = reports[fresh[0]].parent
+            places = await self.locator.locate_many(parent, [reports[i].location for i in fresh])
+            now = datetime.now(UTC)
+            items = []
+            for i, place in zip(fresh, places, strict=True):
+                report = reports[i]
+                if place is None:
+                    prefix = f"requests[{i}]." if batch else ""
+                    raise InvalidArgument.field(
+                        f"{prefix}event.location",
+                        f"({report.location.longitude}, {report.location.latitude}) lies "
+                        f"outside every village of {tenancy.tenant_name(report.parent)}",
+                    )
+                items.append((report, self._new_event(report, place, now)))
+            stored = await self.store.create_many(items, mark_if_duplicate)
+            self._on_change()
+            for i, (event, created) in zip(fresh, stored, strict=True):
+                if created:
+                    results[i] = (event, True)
+                    continue
+                report = reports[i]
+                found = await self.store.find_by_request(
+                    report.parent, report.reporter, report.request_id
+                )
+                assert found is not None
+                results[i] = self._replay(found, report)
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _new_event(report: NewReport, place: GridPlace, now: datetime) -> Event:
         first = TimelineEntry(report.reporter, now, None, State.REPORTED, "reported")
-        event = Event(
+        return Event(
             id=new_id("ev"),
             tenant=place.village,
             category=report.category,
@@ -90,15 +129,6 @@ class EventHub:
             update_time=now,
             timeline=(first,),
         )
-        stored, created = await self.store.create(report, event, mark_if_duplicate)
-        self._on_change()
-        if not created:
-            found = await self.store.find_by_request(
-                report.parent, report.reporter, report.request_id
-            )
-            assert found is not None
-            return self._replay(found, report)
-        return stored, True
 
     @staticmethod
     def _replay(previous: tuple[Event, str], report: NewReport) -> tuple[Event, bool]:

@@ -566,11 +566,15 @@ class PostgresEventStore:
 
         The SQLite store closes synchronously and callers may treat both alike: inside
         an event loop the close runs as a task (awaitable, and it runs even if nobody
-        awaits it); outside one it completes before returning and gives None.
+        awaits it). Outside a loop only a store that never connected can be closed: an
+        async pool's connections and workers belong to the loop that opened them.
         """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            asyncio.run(self._pool.close())
+            if self._opened:
+                raise RuntimeError(
+                    "close the PostgreSQL event store inside the event loop that used it"
+                ) from None
             return None
         return loop.create_task(self._pool.close())

@@ -258,36 +258,50 @@ class SqliteEventStore:
     async def create(
         self, report: NewReport, event: Event, find_original: OriginalFinder
     ) -> tuple[Event, bool]:
-        def write(conn: sqlite3.Connection) -> tuple[Event, bool]:
-            taken = conn.execute(
-                "SELECT 1 FROM idempotency_keys "
-                "WHERE parent = ? AND reporter = ? AND request_id = ?",
-                (report.parent, report.reporter, report.request_id),
-            ).fetchone()
-            if taken:
-                return event, False
-            stored = find_original(lambda *args: self._open_near(conn, *args), event)
-            conn.execute(
-                f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 19)})",
-                _event_values(stored),
-            )
-            for entry in stored.timeline:
-                _add_timeline(conn, stored.id, entry)
-            conn.execute(
-                "INSERT INTO idempotency_keys VALUES (?,?,?,?,?,?)",
-                (
-                    report.parent,
-                    report.reporter,
-                    report.request_id,
-                    report.fingerprint(),
-                    stored.id,
-                    _us(stored.create_time),
-                ),
-            )
-            self._append_outbox(conn, REPORTED, stored)
-            return stored, True
+        results = await self.create_many([(report, event)], find_original)
+        return results[0]
+
+    async def create_many(
+        self, items: list[tuple[NewReport, Event]], find_original: OriginalFinder
+    ) -> list[tuple[Event, bool]]:
+        def write(conn: sqlite3.Connection) -> list[tuple[Event, bool]]:
+            return [self._insert(conn, report, event, find_original) for report, event in items]
 
         return await self.db.run(lambda conn: transaction(conn, write))
+
+    def _insert(
+        self,
+        conn: sqlite3.Connection,
+        report: NewReport,
+        event: Event,
+        find_original: OriginalFinder,
+    ) -> tuple[Event, bool]:
+        taken = conn.execute(
+            "SELECT 1 FROM idempotency_keys WHERE parent = ? AND reporter = ? AND request_id = ?",
+            (report.parent, report.reporter, report.request_id),
+        ).fetchone()
+        if taken:
+            return event, False
+        stored = find_original(lambda *args: self._open_near(conn, *args), event)
+        conn.execute(
+            f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+            _event_values(stored),
+        )
+        for entry in stored.timeline:
+            _add_timeline(conn, stored.id, entry)
+        conn.execute(
+            "INSERT INTO idempotency_keys VALUES (?,?,?,?,?,?)",
+            (
+                report.parent,
+                report.reporter,
+                report.request_id,
+                report.fingerprint(),
+                stored.id,
+                _us(stored.create_time),
+            ),
+        )
+        self._append_outbox(conn, REPORTED, stored)
+        return stored, True
 
     @staticmethod
     def _open_near(
