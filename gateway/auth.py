@@ -13,7 +13,7 @@ from services.kit import context as ctx
 from services.kit.principal import Principal
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
     """The caller's principal, from the app's configured development principal."""
     value: Principal = request.app.state.dev_principal
     return value

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 import grpc
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -21,6 +21,7 @@ from gateway.schemas.events import (
     EventCreate,
     EventList,
     EventOut,
+    EventStatisticsOut,
     StateName,
     TimelineEntryOut,
     TransitionIn,
@@ -218,7 +219,27 @@ async def get_event(
     return event_out(await call(rpc))
 
 
-@router.get("", response_model=EventList, summary="List events, newest first")
+def _filter_text(
+    terms: dict[str, str | None],
+    created_from: datetime | None,
+    created_before: datetime | None,
+    text: str | None,
+) -> str:
+    parts = [f'{name} = "{_quote(value)}"' for name, value in terms.items() if value is not None]
+    if created_from is not None:
+        parts.append(f'create_time >= "{_aware(created_from).isoformat()}"')
+    if created_before is not None:
+        parts.append(f'create_time < "{_aware(created_before).isoformat()}"')
+    if text:
+        parts.append(f'description : "{_quote(text)}"')
+    return " AND ".join(parts)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@router.get("", response_model=EventList, summary="List events")
 async def list_events(
     request: Request,
     who: Annotated[Principal, Depends(principal)],
@@ -226,18 +247,20 @@ async def list_events(
     village: Annotated[str | None, Query(max_length=200)] = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
     state: StateName | None = None,
+    created_from: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
+    created_before: Annotated[datetime | None, Query(description="RFC 3339, exclusive")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="words in the description")] = None,
+    order: Literal["newest", "oldest"] = "newest",
     page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
     page_token: Annotated[str, Query(max_length=512)] = "",
 ) -> EventList:
     """Events of the caller's tenant subtree, filtered and paged by `next_page_token`."""
     terms = {"grid_cell": grid_cell, "village": village, "category": category, "state": state}
-    filter_text = " AND ".join(
-        f'{name} = "{_quote(value)}"' for name, value in terms.items() if value is not None
-    )
     rpc = request.app.state.upstreams.events.ListEvents(
         pb.ListEventsRequest(
             parent=tenancy.tenant_name(who.tenant),
-            filter=filter_text,
+            filter=_filter_text(terms, created_from, created_before, q),
+            order_by="create_time asc" if order == "oldest" else "create_time desc",
             page_size=page_size,
             page_token=page_token,
         ),
@@ -246,6 +269,39 @@ async def list_events(
     response = await call(rpc)
     return EventList(
         events=[event_out(e) for e in response.events], next_page_token=response.next_page_token
+    )
+
+
+@router.get(":statistics", response_model=EventStatisticsOut, summary="Figures for dashboards")
+async def event_statistics(
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+    grid_cell: Annotated[str | None, Query(max_length=64)] = None,
+    village: Annotated[str | None, Query(max_length=200)] = None,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    created_from: Annotated[datetime | None, Query()] = None,
+    created_before: Annotated[datetime | None, Query()] = None,
+) -> EventStatisticsOut:
+    """Counts by state, category, grid cell and day; SLA breach rate; time to resolve."""
+    terms = {"grid_cell": grid_cell, "village": village, "category": category}
+    stats = await call(
+        request.app.state.upstreams.events.GetEventStatistics(
+            pb.GetEventStatisticsRequest(
+                parent=tenancy.tenant_name(who.tenant),
+                filter=_filter_text(terms, created_from, created_before, None),
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    return EventStatisticsOut(
+        total=stats.total,
+        by_state=dict(stats.by_state),
+        by_category=dict(stats.by_category),
+        by_grid_cell=dict(stats.by_grid_cell),
+        by_day=dict(sorted(stats.by_day.items())),
+        sla_breach_rate=stats.sla_breach_rate,
+        resolved_count=stats.resolved_count,
+        mean_hours_to_resolve=stats.mean_hours_to_resolve,
     )
 
 

@@ -108,3 +108,14 @@ class EventOut(BaseModel):
 class EventList(BaseModel):
     events: list[EventOut]
     next_page_token: str = ""
+
+
+class EventStatisticsOut(BaseModel):
+    total: int
+    by_state: dict[str, int]
+    by_category: dict[str, int]
+    by_grid_cell: dict[str, int]
+    by_day: dict[str, int]
+    sla_breach_rate: float
+    resolved_count: int
+    mean_hours_to_resolve: float

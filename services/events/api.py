@@ -185,11 +185,32 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     ) -> pb.ListEventsResponse:
         parent = tenancy.parse_parent(request.parent)
         page = await self.hub.list(
-            _principal(), parent, request.filter, request.page_size, request.page_token
+            _principal(),
+            parent,
+            request.filter,
+            request.page_size,
+            request.page_token,
+            request.order_by,
         )
         return pb.ListEventsResponse(
             events=[event_to_proto(e) for e in page.events],
             next_page_token=page.next_page_token,
+        )
+
+    async def GetEventStatistics(
+        self, request: pb.GetEventStatisticsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EventStatistics:
+        parent = tenancy.parse_parent(request.parent)
+        stats = await self.hub.statistics(_principal(), parent, request.filter)
+        return pb.EventStatistics(
+            total=stats.total,
+            by_state=stats.by_state,
+            by_category=stats.by_category,
+            by_grid_cell=stats.by_grid_cell,
+            by_day=stats.by_day,
+            sla_breach_rate=stats.sla_breach_rate,
+            resolved_count=stats.resolved_count,
+            mean_hours_to_resolve=stats.mean_hours_to_resolve,
         )
 
     async def TransitionEvent(

@@ -427,6 +427,7 @@ class ListEventsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The tenant: `tenants/{tenant}`; events of its whole subtree are listed."""
     page_size: _builtins.int
@@ -434,9 +435,12 @@ class ListEventsRequest(_message.Message):
     page_token: _builtins.str
     """Token from a previous response."""
     filter: _builtins.str
-    """AIP-160 filter: conjunctions of `field = "value"` over `grid_cell`, `village`,
-    `category` and `state`.
+    """AIP-160 filter joined by AND: `grid_cell`, `village`, `category`, `state` with
+    `=`; `create_time` with `>=`, `>`, `<=`, `<` and an RFC 3339 time;
+    `description : "word"` for text.
     """
+    order_by: _builtins.str
+    """"create_time desc" (the default) or "create_time asc"."""
     def __init__(
         self,
         *,
@@ -444,14 +448,179 @@ class ListEventsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         filter: _builtins.str = ...,
+        order_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListEventsRequest: _TypeAlias = ListEventsRequest  # noqa: Y015
+
+@_typing.final
+class GetEventStatisticsRequest(_message.Message):
+    """Request message for EventsService.GetEventStatistics."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant whose subtree is counted: `tenants/{tenant}`."""
+    filter: _builtins.str
+    """The same filter as ListEvents, for example a time range."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        filter: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEventStatisticsRequest: _TypeAlias = GetEventStatisticsRequest  # noqa: Y015
+
+@_typing.final
+class EventStatistics(_message.Message):
+    """Figures for dashboards over a tenant subtree."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ByStateEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ByCategoryEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ByGridCellEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ByDayEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    TOTAL_FIELD_NUMBER: _builtins.int
+    BY_STATE_FIELD_NUMBER: _builtins.int
+    BY_CATEGORY_FIELD_NUMBER: _builtins.int
+    BY_GRID_CELL_FIELD_NUMBER: _builtins.int
+    BY_DAY_FIELD_NUMBER: _builtins.int
+    SLA_BREACH_RATE_FIELD_NUMBER: _builtins.int
+    RESOLVED_COUNT_FIELD_NUMBER: _builtins.int
+    MEAN_HOURS_TO_RESOLVE_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    """Events matching."""
+    sla_breach_rate: _builtins.float
+    """Share of events with an SLA that were resolved late or are open past it."""
+    resolved_count: _builtins.int
+    """Events resolved at least once."""
+    mean_hours_to_resolve: _builtins.float
+    """Mean time from report to first resolution, in hours."""
+    @_builtins.property
+    def by_state(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Counts by state name ("reported", ...)."""
+
+    @_builtins.property
+    def by_category(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Counts by category code."""
+
+    @_builtins.property
+    def by_grid_cell(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Counts by grid cell."""
+
+    @_builtins.property
+    def by_day(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Counts by day of creation (YYYY-MM-DD, China Standard Time)."""
+
+    def __init__(
+        self,
+        *,
+        total: _builtins.int = ...,
+        by_state: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        by_category: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        by_grid_cell: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        by_day: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        sla_breach_rate: _builtins.float = ...,
+        resolved_count: _builtins.int = ...,
+        mean_hours_to_resolve: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_category", b"by_category", "by_day", b"by_day", "by_grid_cell", b"by_grid_cell", "by_state", b"by_state", "mean_hours_to_resolve", b"mean_hours_to_resolve", "resolved_count", b"resolved_count", "sla_breach_rate", b"sla_breach_rate", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventStatistics: _TypeAlias = EventStatistics  # noqa: Y015
 
 @_typing.final
 class ListEventsResponse(_message.Message):

@@ -56,6 +56,11 @@ class EventsServiceStub:
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.GetEventStatistics = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/GetEventStatistics',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetEventStatisticsRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.EventStatistics.FromString,
+                _registered_method=True)
         self.TransitionEvent = channel.unary_unary(
                 '/grassroots.events.v1.EventsService/TransitionEvent',
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.TransitionEventRequest.SerializeToString,
@@ -113,6 +118,13 @@ class EventsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEventStatistics(self, request, context):
+        """Counts and service figures for dashboards.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def TransitionEvent(self, request, context):
         """Moves an event along its lifecycle.
         """
@@ -163,6 +175,11 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ListEventsRequest.FromString,
                     response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'GetEventStatistics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEventStatistics,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetEventStatisticsRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.EventStatistics.SerializeToString,
             ),
             'TransitionEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.TransitionEvent,
@@ -295,6 +312,33 @@ class EventsService:
             '/grassroots.events.v1.EventsService/ListEvents',
             grassroots_dot_events_dot_v1_dot_events__service__pb2.ListEventsRequest.SerializeToString,
             grassroots_dot_events_dot_v1_dot_events__service__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEventStatistics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/GetEventStatistics',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.GetEventStatisticsRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.EventStatistics.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,8 @@ class EventsServiceStub:
     """Gets an event. The parent may be the wildcard `tenants/-`."""
     ListEvents: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.ListEventsRequest, _events_service_pb2.ListEventsResponse]
     """Lists events, newest first, filtered and paged."""
+    GetEventStatistics: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.GetEventStatisticsRequest, _events_service_pb2.EventStatistics]
+    """Counts and service figures for dashboards."""
     TransitionEvent: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.TransitionEventRequest, _events_service_pb2.Event]
     """Moves an event along its lifecycle."""
     EvaluateEvent: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.EvaluateEventRequest, _events_service_pb2.Event]
@@ -75,6 +77,8 @@ class EventsServiceAsyncStub(EventsServiceStub):
     """Gets an event. The parent may be the wildcard `tenants/-`."""
     ListEvents: _aio.UnaryUnaryMultiCallable[_events_service_pb2.ListEventsRequest, _events_service_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Lists events, newest first, filtered and paged."""
+    GetEventStatistics: _aio.UnaryUnaryMultiCallable[_events_service_pb2.GetEventStatisticsRequest, _events_service_pb2.EventStatistics]  # type: ignore[assignment]
+    """Counts and service figures for dashboards."""
     TransitionEvent: _aio.UnaryUnaryMultiCallable[_events_service_pb2.TransitionEventRequest, _events_service_pb2.Event]  # type: ignore[assignment]
     """Moves an event along its lifecycle."""
     EvaluateEvent: _aio.UnaryUnaryMultiCallable[_events_service_pb2.EvaluateEventRequest, _events_service_pb2.Event]  # type: ignore[assignment]
@@ -124,6 +128,14 @@ class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_events_service_pb2.ListEventsResponse, _abc.Awaitable[_events_service_pb2.ListEventsResponse]]:
         """Lists events, newest first, filtered and paged."""
+
+    @_abc_1.abstractmethod
+    def GetEventStatistics(
+        self,
+        request: _events_service_pb2.GetEventStatisticsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.EventStatistics, _abc.Awaitable[_events_service_pb2.EventStatistics]]:
+        """Counts and service figures for dashboards."""
 
     @_abc_1.abstractmethod
     def TransitionEvent(

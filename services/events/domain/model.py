@@ -137,3 +137,26 @@ class OutboxEntry:
     type: str
     event_id: str
     payload: bytes
+
+
+@dataclass(frozen=True)
+class StatisticsRow:
+    """What dashboards count about one event."""
+
+    category: str
+    state: State
+    grid_cell: str
+    create_time: datetime
+    resolved_time: datetime | None
+
+
+@dataclass(frozen=True)
+class Statistics:
+    total: int
+    by_state: dict[str, int]
+    by_category: dict[str, int]
+    by_grid_cell: dict[str, int]
+    by_day: dict[str, int]
+    sla_breach_rate: float
+    resolved_count: int
+    mean_hours_to_resolve: float

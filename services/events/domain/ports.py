@@ -14,6 +14,7 @@ from services.events.domain.model import (
     OutboxEntry,
     Point,
     State,
+    StatisticsRow,
     TimelineEntry,
 )
 
@@ -82,10 +83,16 @@ class EventStore(Protocol):
         """Outbox entries of a tenant subtree after an offset."""
         ...
 
+    async def statistics_rows(
+        self, scope: str, filters: Mapping[str, object]
+    ) -> list[StatisticsRow]:
+        """Per matching event: category, state, grid cell, created and first resolved."""
+        ...
+
     async def list(
         self,
         scope: str,
-        filters: Mapping[str, str],
+        filters: Mapping[str, object],
         limit: int,
         cursor: Mapping[str, object] | None,
     ) -> tuple[list[Event], dict[str, object] | None]:

@@ -18,16 +18,17 @@ from services.events.domain.model import (
     NewReport,
     OutboxEntry,
     State,
+    Statistics,
     TimelineEntry,
 )
 from services.events.domain.ports import Change, EventStore, Locator, NearbyQuery
+from services.events.domain.queries import to_filters
+from services.events.domain.statistics import summarise
 from services.kit import paging, tenancy
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from services.kit.filtering import parse_equalities
 from services.kit.ids import new_id
 from services.kit.principal import Principal
 
-LIST_FILTER_FIELDS = ("grid_cell", "village", "category", "state")
 MAX_TEXT = 2000
 
 
@@ -248,16 +249,28 @@ class EventHub:
         return event
 
     async def list(
-        self, principal: Principal, parent: str, filter_text: str, size: int, token: str
+        self,
+        principal: Principal,
+        parent: str,
+        filter_text: str,
+        size: int,
+        token: str,
+        order_by: str = "",
     ) -> EventPage:
         if not principal.can_see(parent):
             raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
-        filters = parse_equalities(filter_text, LIST_FILTER_FIELDS)
-        if "state" in filters and filters["state"] not in {s.value for s in State}:
-            raise InvalidArgument.field("filter", f"unknown state {filters['state']!r}")
+        filters = to_filters(filter_text, order_by)
         limit = paging.page_size(size)
-        query = {"parent": parent, "filters": filters}
+        query = {"parent": parent, "filter": filter_text, "order": filters.get("order", "desc")}
         cursor = paging.decode_token(token, query)
         events, next_cursor = await self.store.list(parent, filters, limit, cursor)
         next_token = paging.encode_token(next_cursor, query) if next_cursor else ""
         return EventPage(events=events, next_page_token=next_token)
+
+    async def statistics(self, principal: Principal, parent: str, filter_text: str) -> Statistics:
+        """Counts and service figures for a tenant subtree, for dashboards."""
+        if not principal.can_see(parent):
+            raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
+        filters = to_filters(filter_text)
+        rows = await self.store.statistics_rows(parent, filters)
+        return summarise(rows, datetime.now(UTC))

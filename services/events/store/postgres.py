@@ -398,14 +398,23 @@ class PostgresEventStore:
             yield conn
 
     async def _append_outbox(
-        self, conn: psycopg.AsyncConnection[Any], kind: str, event: Event
+        self, conn: psycopg.AsyncConnection[Any], changes: list[tuple[str, Event]]
     ) -> None:
-        """Last statement before commit: the lock is held to commit, so seqs commit in order."""
+        """Last statements before commit: the lock is held to commit, so seqs commit in order.
+
+        Nothing else is waited for once it is taken, so it cannot join a deadlock.
+        """
+        if not changes:
+            return
         await conn.execute(_LOCK_OUTBOX, (_OUTBOX_LOCK,))
-        await conn.execute(
-            _APPEND_OUTBOX,
-            (event.tenant, kind, event.id, self.serialize(event), _us(event.update_time)),
-        )
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                _APPEND_OUTBOX,
+                [
+                    (event.tenant, kind, event.id, self.serialize(event), _us(event.update_time))
+                    for kind, event in changes
+                ],
+            )
 
     async def find_by_request(
         self, parent: str, reporter: str, request_id: str
@@ -417,44 +426,75 @@ class PostgresEventStore:
     async def create(
         self, report: NewReport, event: Event, find_original: OriginalFinder
     ) -> tuple[Event, bool]:
-        """Claim the key, decide duplicates, write event, history and outbox: one transaction.
+        """Store one event, its key, history and outbox entry in one transaction."""
+        return (await self.create_many([(report, event)], find_original))[0]
 
-        A key taken by a concurrent create (even one still in flight: the insert waits
-        for it) gives back the given event and False, as the SQLite store does.
+    async def create_many(
+        self, items: list[tuple[NewReport, Event]], find_original: OriginalFinder
+    ) -> list[tuple[Event, bool]]:
+        """Like `create` for many reports, in one transaction, results in item order.
+
+        A key taken by another create (even one still in flight: the insert waits for
+        it) or earlier in the batch gives back the given event and False, as on SQLite;
+        a later item's duplicate search sees the items stored before it. Keys are
+        claimed and categories locked up front, each in sorted order, so two batches
+        touching the same keys or categories in different orders cannot deadlock.
         """
-        key = (report.parent, report.reporter, report.request_id)
-        stored: Event | None = None
+        results: list[tuple[Event, bool]] = [(event, False) for _, event in items]
         async with self._connection() as conn, conn.transaction():
-            claimed = await conn.execute(
-                _CLAIM_KEY, (*key, report.fingerprint(), event.id, _us(event.create_time))
+            claimed = await self._claim_keys(conn, items)
+            for category in sorted({items[i][1].category for i in claimed}):
+                await conn.execute(_LOCK_NEARBY, (_NEARBY_LOCK_SPACE, category))
+            for i in sorted(claimed):
+                report, event = items[i]
+                stored = find_original(await self._read_nearby(conn, event), event)
+                await conn.execute(_INSERT_EVENT, _event_values(stored))
+                for entry in stored.timeline:
+                    await _add_timeline(conn, stored.id, entry)
+                if (stored.id, stored.create_time) != (event.id, event.create_time):
+                    key = (report.parent, report.reporter, report.request_id)
+                    await conn.execute(_REPOINT_KEY, (stored.id, _us(stored.create_time), *key))
+                results[i] = (stored, True)
+            await self._append_outbox(conn, [(REPORTED, results[i][0]) for i in sorted(claimed)])
+        return results
+
+    @staticmethod
+    async def _claim_keys(
+        conn: psycopg.AsyncConnection[Any], items: list[tuple[NewReport, Event]]
+    ) -> set[int]:
+        """Indexes of the items whose idempotency key this transaction now owns.
+
+        The stable sort keeps item order among equal keys, so the first of two items
+        with one key wins, as on SQLite.
+        """
+        claimed: set[int] = set()
+
+        def key_of(i: int) -> tuple[str, str, str]:
+            report = items[i][0]
+            return report.parent, report.reporter, report.request_id
+
+        for i in sorted(range(len(items)), key=key_of):
+            report, event = items[i]
+            cur = await conn.execute(
+                _CLAIM_KEY, (*key_of(i), report.fingerprint(), event.id, _us(event.create_time))
             )
-            if await claimed.fetchone() is None:
-                raise psycopg.Rollback()
-            nearby = await self._read_nearby(conn, event)
-            stored = find_original(nearby, event)
-            await conn.execute(_INSERT_EVENT, _event_values(stored))
-            for entry in stored.timeline:
-                await _add_timeline(conn, stored.id, entry)
-            if (stored.id, stored.create_time) != (event.id, event.create_time):
-                await conn.execute(_REPOINT_KEY, (stored.id, _us(stored.create_time), *key))
-            await self._append_outbox(conn, REPORTED, stored)
-        if stored is None:
-            return event, False
-        return stored, True
+            if await cur.fetchone() is not None:
+                claimed.add(i)
+        return claimed
 
     @staticmethod
     async def _read_nearby(conn: psycopg.AsyncConnection[Any], event: Event) -> _Prefetched:
         """Every event in the duplicate search window of `event`, any state.
 
-        The category lock makes creates of one category take turns from here to commit,
-        so a report racing a nearby one sees it, as on SQLite's single writer.
+        The caller holds the category lock, so creates of one category take turns from
+        before this read to commit: a report racing a nearby one sees it, as on SQLite's
+        single writer.
         """
         category = DEFAULT_CATEGORIES.get(event.category)
         if category is None:
             return _Prefetched(event.category, None, [])
         box, since = search_window(event.location, category, event.create_time)
         since_us = _us(since)
-        await conn.execute(_LOCK_NEARBY, (_NEARBY_LOCK_SPACE, event.category))
         rows = await _fetch(
             conn, _NEARBY, (event.category, box[1], box[3], box[0], box[2], since_us)
         )
@@ -508,7 +548,7 @@ class PostgresEventStore:
                     (event_id, event_id, comment.author, comment.text, _us(comment.create_time)),
                 )
             result = await _with_history(conn, changed)
-            await self._append_outbox(conn, STATE_CHANGED if entry else COMMENTED, result)
+            await self._append_outbox(conn, [(STATE_CHANGED if entry else COMMENTED, result)])
         return result
 
     async def unpublished(self, limit: int) -> list[OutboxEntry]:

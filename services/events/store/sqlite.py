@@ -24,6 +24,7 @@ from services.events.domain.model import (
     Point,
     Source,
     State,
+    StatisticsRow,
     TimelineEntry,
 )
 from services.events.domain.ports import Change, OriginalFinder
@@ -111,6 +112,12 @@ _COLUMNS = (
     "eval_score, eval_text, eval_us"
 )
 _E_COLUMNS = ", ".join("e." + c.strip() for c in _COLUMNS.split(","))
+_TIME_OPERATORS = {
+    "created_from": ">=",
+    "created_after": ">",
+    "created_to": "<=",
+    "created_before": "<",
+}
 _FILTER_COLUMNS = {
     "grid_cell": "grid_cell",
     "village": "tenant",
@@ -204,6 +211,25 @@ def _add_timeline(conn: sqlite3.Connection, event_id: str, entry: TimelineEntry)
 REPORTED = "event.reported"
 STATE_CHANGED = "event.state_changed"
 COMMENTED = "event.commented"
+
+
+def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[object]]:
+    """WHERE terms for a tenant subtree and the domain's typed filters."""
+    clause, params = subtree_clause("tenant", scope)
+    where: list[str] = [clause]
+    args: list[object] = list(params)
+    for name, value in filters.items():
+        if name in _FILTER_COLUMNS:
+            where.append(f"{_FILTER_COLUMNS[name]} = ?")
+            args.append(value)
+        elif name in _TIME_OPERATORS:
+            where.append(f"create_us {_TIME_OPERATORS[name]} ?")
+            args.append(_us(value))  # type: ignore[arg-type]
+        elif name == "text":
+            escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("description LIKE ? ESCAPE '\\'")
+            args.append(f"%{escaped}%")
+    return where, args
 
 
 class SqliteEventStore:
@@ -450,22 +476,20 @@ class SqliteEventStore:
     async def list(
         self,
         scope: str,
-        filters: Mapping[str, str],
+        filters: Mapping[str, object],
         limit: int,
         cursor: Mapping[str, object] | None,
     ) -> tuple[list[Event], dict[str, object] | None]:
-        clause, params = subtree_clause("tenant", scope)
-        where: list[str] = [clause]
-        args: list[object] = list(params)
-        for name, value in filters.items():
-            where.append(f"{_FILTER_COLUMNS[name]} = ?")
-            args.append(value)
+        where, args = _where(scope, filters)
+        ascending = filters.get("order") == "asc"
         if cursor:
-            where.append("(create_us < ? OR (create_us = ? AND id < ?))")
+            op = ">" if ascending else "<"
+            where.append(f"(create_us {op} ? OR (create_us = ? AND id {op} ?))")
             args.extend([cursor["t"], cursor["t"], cursor["id"]])
+        direction = "ASC" if ascending else "DESC"
         sql = (
             f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} "
-            "ORDER BY create_us DESC, id DESC LIMIT ?"
+            f"ORDER BY create_us {direction}, id {direction} LIMIT ?"
         )
         args.append(limit + 1)
 
@@ -479,6 +503,31 @@ class SqliteEventStore:
             last = rows[limit - 1]
             next_cursor = {"t": last["create_us"], "id": last["id"]}
         return events, next_cursor
+
+    async def statistics_rows(
+        self, scope: str, filters: Mapping[str, object]
+    ) -> list[StatisticsRow]:
+        """Per event: what the dashboards count, with when it was first resolved."""
+        where, args = _where(scope, filters)
+        sql = (
+            "SELECT category, state, grid_cell, create_us, (SELECT min(at_us) FROM timeline t "
+            "WHERE t.event_id = e.id AND t.to_state = 'resolved') AS resolved_us "
+            f"FROM events e WHERE {' AND '.join(where)}"
+        )
+
+        def query(conn: sqlite3.Connection) -> list[StatisticsRow]:
+            return [
+                StatisticsRow(
+                    r["category"],
+                    State(r["state"]),
+                    r["grid_cell"],
+                    _from_us(r["create_us"]),
+                    _from_us(r["resolved_us"]) if r["resolved_us"] is not None else None,
+                )
+                for r in conn.execute(sql, args)
+            ]
+
+        return await self.db.run(query)
 
     def close(self) -> None:
         self.db.close()

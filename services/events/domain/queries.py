@@ -1,0 +1,52 @@
+"""From a list or statistics request's filter text to typed filters a store applies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from services.events.domain.model import State
+from services.kit.errors import InvalidArgument
+from services.kit.filtering import parse_terms
+
+FILTERABLE = {
+    "grid_cell": ("=",),
+    "village": ("=",),
+    "category": ("=",),
+    "state": ("=",),
+    "create_time": (">=", ">", "<=", "<"),
+    "description": (":",),
+}
+_TIME_KEYS = {">=": "created_from", ">": "created_after", "<=": "created_to", "<": "created_before"}
+ORDERS = {"": "desc", "create_time desc": "desc", "create_time asc": "asc"}
+
+
+def to_filters(filter_text: str, order_by: str = "") -> dict[str, object]:
+    """Typed filters: equality strings, datetimes for time bounds, `text`, `order`."""
+    filters: dict[str, object] = {}
+    for term in parse_terms(filter_text, FILTERABLE):
+        if term.field == "create_time":
+            try:
+                moment = datetime.fromisoformat(term.value.replace("Z", "+00:00"))
+            except ValueError:
+                raise InvalidArgument.field(
+                    "filter", f"create_time needs an RFC 3339 time, not {term.value!r}"
+                ) from None
+            if moment.tzinfo is None:
+                raise InvalidArgument.field("filter", "create_time needs a time zone")
+            filters[_TIME_KEYS[term.op]] = moment
+        elif term.field == "description":
+            if not term.value.strip():
+                raise InvalidArgument.field("filter", "description : needs a word")
+            filters["text"] = term.value
+        else:
+            if term.field == "state" and term.value not in {s.value for s in State}:
+                raise InvalidArgument.field("filter", f"unknown state {term.value!r}")
+            if term.field in filters:
+                raise InvalidArgument.field("filter", f"{term.field!r} appears twice")
+            filters[term.field] = term.value
+    order = ORDERS.get(" ".join(order_by.lower().split()))
+    if order is None:
+        raise InvalidArgument.field("order_by", 'use "create_time desc" or "create_time asc"')
+    if order == "asc":
+        filters["order"] = "asc"
+    return filters
