@@ -216,12 +216,13 @@ async def items(
                 geometry_encoding=(
                     pb.GEOMETRY_ENCODING_WKB if lat_first else pb.GEOMETRY_ENCODING_GEOJSON
                 ),
+                # Longitude-first output comes pre-rendered and cached by the map service.
+                view=pb.FEATURE_VIEW_FULL if lat_first else pb.FEATURE_VIEW_GEOJSON,
             ),
             metadata=call_metadata(who),
         )
     )
     features = list(response.features)
-    geometries = _geometries_json(features, lat_first)
     links = [{"href": str(request.url), "rel": "self", "type": GEOJSON}]
     if offset + len(features) < response.total_size:
         links.append(
@@ -241,9 +242,14 @@ async def items(
                 "type": GEOJSON,
             }
         )
+    if lat_first:
+        geometries = _geometries_json(features, lat_first)
+        texts = [_feature(f, g, None) for f, g in zip(features, geometries, strict=True)]
+    else:
+        texts = [f.geojson_feature for f in features]
     body = (
         '{"type":"FeatureCollection","features":['
-        + ",".join(_feature(f, g, None) for f, g in zip(features, geometries, strict=True))
+        + ",".join(texts)
         + "],"
         + f'"numberMatched":{response.total_size},"numberReturned":{len(features)},'
         + f'"timeStamp":"{datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}",'

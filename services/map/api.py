@@ -187,9 +187,18 @@ class MapServicer(pb_grpc.MapServiceServicer):
             offset=offset,
             limit=size,
             target_crs=target,
+            rendered=request.view == pb.FEATURE_VIEW_GEOJSON,
         )
+        if page.rendered is not None:
+            prefix = convert.layer_name(key) + "/features/"
+            features = [
+                pb.Feature(name=prefix + str(fid), geojson_feature=text)
+                for fid, text in zip(page.batch.ids, page.rendered, strict=True)
+            ]
+        else:
+            features = convert.features_to_proto(key, page.batch, target, request.geometry_encoding)
         return pb.ListFeaturesResponse(
-            features=convert.features_to_proto(key, page.batch, target, request.geometry_encoding),
+            features=features,
             next_page_token=_token(page.next_offset, query),
             total_size=page.total,
         )

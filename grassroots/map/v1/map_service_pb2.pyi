@@ -158,6 +158,34 @@ GEOMETRY_ENCODING_WKB: GeometryEncoding.ValueType  # 2
 """Well-known binary."""
 Global___GeometryEncoding: _TypeAlias = GeometryEncoding  # noqa: Y015
 
+class _FeatureView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FeatureViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeatureView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FEATURE_VIEW_UNSPECIFIED: _FeatureView.ValueType  # 0
+    """Not set; the full view."""
+    FEATURE_VIEW_FULL: _FeatureView.ValueType  # 1
+    """Name, geometry and properties as separate fields."""
+    FEATURE_VIEW_GEOJSON: _FeatureView.ValueType  # 2
+    """Name and `geojson_feature` only: the whole feature rendered once and cached by
+    the service, for clients that pass GeoJSON straight on (OGC API, map pages).
+    """
+
+class FeatureView(_FeatureView, metaclass=_FeatureViewEnumTypeWrapper):
+    """How much of each feature a list returns."""
+
+FEATURE_VIEW_UNSPECIFIED: FeatureView.ValueType  # 0
+"""Not set; the full view."""
+FEATURE_VIEW_FULL: FeatureView.ValueType  # 1
+"""Name, geometry and properties as separate fields."""
+FEATURE_VIEW_GEOJSON: FeatureView.ValueType  # 2
+"""Name and `geojson_feature` only: the whole feature rendered once and cached by
+the service, for clients that pass GeoJSON straight on (OGC API, map pages).
+"""
+Global___FeatureView: _TypeAlias = FeatureView  # noqa: Y015
+
 @_typing.final
 class FieldSpec(_message.Message):
     """One declared property of a layer's features."""
@@ -278,11 +306,16 @@ class Feature(_message.Message):
     GEOMETRY_FIELD_NUMBER: _builtins.int
     PROPERTIES_FIELD_NUMBER: _builtins.int
     DISTANCE_METERS_FIELD_NUMBER: _builtins.int
+    GEOJSON_FEATURE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/layers/{layer}/features/{feature}`."""
     distance_meters: _builtins.float
     """Distance in metres from the query geometry (SearchFeatures with a distance or
     nearest query only).
+    """
+    geojson_feature: _builtins.str
+    """The whole feature as a GeoJSON Feature object (FEATURE_VIEW_GEOJSON only; then
+    geometry and properties are empty).
     """
     @_builtins.property
     def geometry(self) -> _geo_pb2.Geometry:
@@ -299,10 +332,11 @@ class Feature(_message.Message):
         geometry: _geo_pb2.Geometry | None = ...,
         properties: _struct_pb2.Struct | None = ...,
         distance_meters: _builtins.float | None = ...,
+        geojson_feature: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_distance_meters", b"_distance_meters", "distance_meters", b"distance_meters", "geometry", b"geometry", "properties", b"properties"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_distance_meters", b"_distance_meters", "distance_meters", b"distance_meters", "geometry", b"geometry", "name", b"name", "properties", b"properties"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_distance_meters", b"_distance_meters", "distance_meters", b"distance_meters", "geojson_feature", b"geojson_feature", "geometry", b"geometry", "name", b"name", "properties", b"properties"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__distance_meters: _TypeAlias = _typing.Literal["distance_meters"]  # noqa: Y015
     _WhichOneofArgType__distance_meters: _TypeAlias = _typing.Literal["_distance_meters", b"_distance_meters"]  # noqa: Y015
@@ -639,6 +673,7 @@ class ListFeaturesRequest(_message.Message):
     RESPONSE_CRS_FIELD_NUMBER: _builtins.int
     GEOMETRY_ENCODING_FIELD_NUMBER: _builtins.int
     SKIP_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The layer: `tenants/{tenant}/layers/{layer}`."""
     page_size: _builtins.int
@@ -655,6 +690,8 @@ class ListFeaturesRequest(_message.Message):
     """Encoding of the returned geometries."""
     skip: _builtins.int
     """Features to skip before the page starts (AIP-158 skip)."""
+    view: Global___FeatureView.ValueType
+    """How much of each feature to return."""
     @_builtins.property
     def bbox(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """Bounding box: min x, min y, max x, max y in `bbox_crs`."""
@@ -671,10 +708,11 @@ class ListFeaturesRequest(_message.Message):
         response_crs: _builtins.str = ...,
         geometry_encoding: Global___GeometryEncoding.ValueType = ...,
         skip: _builtins.int = ...,
+        view: Global___FeatureView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bbox", b"bbox", "bbox_crs", b"bbox_crs", "filter", b"filter", "geometry_encoding", b"geometry_encoding", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "response_crs", b"response_crs", "skip", b"skip"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bbox", b"bbox", "bbox_crs", b"bbox_crs", "filter", b"filter", "geometry_encoding", b"geometry_encoding", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "response_crs", b"response_crs", "skip", b"skip", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

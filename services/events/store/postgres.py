@@ -43,22 +43,13 @@ from services.events.domain.model import (
     Point,
     Source,
     State,
+    StatisticsRow,
     TimelineEntry,
 )
 from services.events.domain.ports import Change, OriginalFinder
 
-# The SQLite store's column list, filter map and conversions, reused so both stores
-# turn an event into exactly the same values (and back).
-from services.events.store.sqlite import (
-    _COLUMNS,
-    _FILTER_COLUMNS,
-    COMMENTED,
-    REPORTED,
-    STATE_CHANGED,
-    _event_values,
-    _from_us,
-    _us,
-)
+# The outbox message types are the bus contract, shared with the SQLite store.
+from services.events.store.sqlite import COMMENTED, REPORTED, STATE_CHANGED
 from services.kit.errors import Aborted, NotFound
 
 # Advisory lock keys. The one-key (bigint) and two-key (int, int) spaces never overlap.
@@ -134,6 +125,24 @@ _SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS outbox_tenant ON outbox (tenant, seq)",
 )
 
+# The same columns in the same order as the SQLite store, so rows map alike.
+_COLUMNS = (
+    "id, tenant, category, description, longitude, latitude, reported_crs, source, state, "
+    "grid_cell, grid_worker, reporter, create_us, update_us, version, duplicate_of, "
+    "eval_score, eval_text, eval_us"
+)
+_FILTER_COLUMNS = {
+    "grid_cell": "grid_cell",
+    "village": "tenant",
+    "category": "category",
+    "state": "state",
+}
+_TIME_OPERATORS = {
+    "created_from": ">=",
+    "created_after": ">",
+    "created_to": "<=",
+    "created_before": "<",
+}
 _MARKS = ", ".join(["%s"] * len(_COLUMNS.split(",")))
 _E_COLUMNS = ", ".join("e." + c.strip() for c in _COLUMNS.split(","))
 # "column is scope or below it", as a range an index can scan (see sqlite.subtree_clause).
@@ -196,12 +205,59 @@ _CHANGES = (
     f"WHERE seq > %s AND {_SUBTREE} ORDER BY seq LIMIT %s"
 )
 _LIST_HEAD = f"SELECT {_COLUMNS} FROM events WHERE "
-_LIST_TAIL = " ORDER BY create_us DESC, id DESC LIMIT %s"
-_LIST_AFTER = "(create_us < %s OR (create_us = %s AND id < %s))"
+_LIST_TAIL = {
+    False: " ORDER BY create_us DESC, id DESC LIMIT %s",
+    True: " ORDER BY create_us ASC, id ASC LIMIT %s",
+}
+_LIST_AFTER = {
+    False: "(create_us < %s OR (create_us = %s AND id < %s))",
+    True: "(create_us > %s OR (create_us = %s AND id > %s))",
+}
+_STATISTICS_HEAD = (
+    "SELECT category, state, grid_cell, create_us, (SELECT min(at_us) FROM timeline t "
+    "WHERE t.event_id = e.id AND t.to_state = 'resolved') AS resolved_us FROM events e WHERE "
+)
 _FILTER_SQL = {name: f"{column} = %s" for name, column in _FILTER_COLUMNS.items()}
+_TIME_SQL = {name: f"create_us {op} %s" for name, op in _TIME_OPERATORS.items()}
+# SQLite's LIKE ignores ASCII case; ILIKE is the closest PostgreSQL match.
+_TEXT_SQL = "description ILIKE %s ESCAPE '\\'"
 
 Row = dict[str, Any]
 Box = tuple[float, float, float, float]
+
+
+def _us(moment: datetime) -> int:
+    """Microseconds since the epoch, computed exactly as the SQLite store does."""
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _from_us(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1_000_000, UTC)
+
+
+def _event_values(event: Event) -> tuple[object, ...]:
+    evaluation = event.evaluation
+    return (
+        event.id,
+        event.tenant,
+        event.category,
+        event.description,
+        event.location.longitude,
+        event.location.latitude,
+        event.location.reported_crs,
+        event.source.value,
+        event.state.value,
+        event.place.grid_cell,
+        event.place.grid_worker,
+        event.reporter,
+        _us(event.create_time),
+        _us(event.update_time),
+        event.version,
+        event.duplicate_of,
+        evaluation.score if evaluation else None,
+        evaluation.text if evaluation else None,
+        _us(evaluation.time) if evaluation else None,
+    )
 
 
 def _row_to_event(row: Mapping[str, Any]) -> Event:
@@ -228,6 +284,29 @@ def _row_to_event(row: Mapping[str, Any]) -> Event:
 
 def _subtree_params(scope: str) -> list[str]:
     return [scope, scope + "/", scope + "0"]
+
+
+def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[object]]:
+    """WHERE terms for a tenant subtree and the domain's typed filters (as on SQLite).
+
+    Names the store does not know (such as `order`) are not filters and are skipped.
+    """
+    where: list[str] = [_SUBTREE]
+    args: list[object] = list(_subtree_params(scope))
+    for name, value in filters.items():
+        if name in _FILTER_SQL:
+            where.append(_FILTER_SQL[name])
+            args.append(value)
+        elif name in _TIME_SQL:
+            if not isinstance(value, datetime):
+                raise TypeError(f"filter {name!r} needs a datetime, not {value!r}")
+            where.append(_TIME_SQL[name])
+            args.append(_us(value))
+        elif name == "text":
+            escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append(_TEXT_SQL)
+            args.append(f"%{escaped}%")
+    return where, args
 
 
 async def _fetch(
@@ -576,24 +655,41 @@ class PostgresEventStore:
             cur = await conn.execute(_CHANGES, (after, *_subtree_params(scope), limit))
             return [OutboxEntry(*row) for row in await cur.fetchall()]
 
+    async def statistics_rows(
+        self, scope: str, filters: Mapping[str, object]
+    ) -> list[StatisticsRow]:
+        """Per event: what the dashboards count, with when it was first resolved."""
+        where, args = _where(scope, filters)
+        async with self._connection() as conn:
+            rows = await _fetch(conn, _STATISTICS_HEAD + " AND ".join(where), args)
+        return [
+            StatisticsRow(
+                r["category"],
+                State(r["state"]),
+                r["grid_cell"],
+                _from_us(r["create_us"]),
+                _from_us(r["resolved_us"]) if r["resolved_us"] is not None else None,
+            )
+            for r in rows
+        ]
+
     async def list(
         self,
         scope: str,
-        filters: Mapping[str, str],
+        filters: Mapping[str, object],
         limit: int,
         cursor: Mapping[str, object] | None,
     ) -> tuple[list[Event], dict[str, object] | None]:
-        where: list[str] = [_SUBTREE]
-        args: list[object] = list(_subtree_params(scope))
-        for name, value in filters.items():
-            where.append(_FILTER_SQL[name])
-            args.append(value)
+        """Events in the subtree, newest first (or oldest with `order: asc`), keyset-paged."""
+        where, args = _where(scope, filters)
+        ascending = filters.get("order") == "asc"
         if cursor:
-            where.append(_LIST_AFTER)
+            where.append(_LIST_AFTER[ascending])
             args.extend([cursor["t"], cursor["t"], cursor["id"]])
         args.append(limit + 1)
+        query = _LIST_HEAD + " AND ".join(where) + _LIST_TAIL[ascending]
         async with self._connection() as conn:
-            rows = await _fetch(conn, _LIST_HEAD + " AND ".join(where) + _LIST_TAIL, args)
+            rows = await _fetch(conn, query, args)
         events = [_row_to_event(r) for r in rows[:limit]]
         next_cursor: dict[str, object] | None = None
         if len(rows) > limit:

@@ -6,7 +6,8 @@ and swaps the reference, so readers never see a half-built one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,32 @@ class LayerIndex:
         self.batch = batch
         self.tree = shapely.STRtree(batch.geometries)
         self._row_of = {str(fid): row for row, fid in enumerate(batch.ids)}
+        self._rendered: dict[str, np.ndarray] = {}
+
+    def rendered(
+        self, rows: np.ndarray, crs: str, to_crs: Callable[[np.ndarray], np.ndarray]
+    ) -> list[str]:
+        """Each row as GeoJSON Feature text in `crs`, rendered once and kept.
+
+        An index never changes (a write builds a new one), so the cache needs no
+        invalidation; pages served to GIS clients then cost a join of strings.
+        """
+        cache = self._rendered.get(crs)
+        if cache is None:
+            cache = self._rendered[crs] = np.full(len(self.batch), None, dtype=object)
+        missing = (
+            rows[np.array([cache[r] is None for r in rows], dtype=bool)] if len(rows) else rows
+        )
+        if len(missing):
+            geometries = shapely.to_geojson(to_crs(self.batch.geometries[missing]))
+            for row, geometry in zip(missing.tolist(), geometries, strict=True):
+                feature_id = json.dumps(str(self.batch.ids[row]), ensure_ascii=False)
+                properties = json.dumps(self.batch.properties(row), ensure_ascii=False)
+                cache[row] = (
+                    f'{{"type":"Feature","id":{feature_id},"geometry":{geometry},'
+                    f'"properties":{properties}}}'
+                )
+        return [cache[r] for r in rows.tolist()]
 
     def __len__(self) -> int:
         return len(self.batch)

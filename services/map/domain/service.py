@@ -100,6 +100,7 @@ class FeaturePage:
     distances_m: list[float | None]
     next_offset: int | None
     total: int
+    rendered: list[str] | None = None
 
 
 class MapCatalog:
@@ -252,6 +253,7 @@ class MapCatalog:
         offset: int = 0,
         limit: int = 100,
         target_crs: str = "",
+        rendered: bool = False,
     ) -> FeaturePage:
         layer = self.get_layer(principal, key)
         index = self.indexes[key]
@@ -262,6 +264,20 @@ class MapCatalog:
         rows = np.flatnonzero(mask)
         page = rows[offset : offset + limit]
         next_offset = offset + limit if offset + limit < rows.size else None
+        if rendered:
+            texts = index.rendered(
+                page,
+                target_crs or "EPSG:4326",
+                lambda geoms: reproject.from_storage(geoms, target_crs or "EPSG:4326"),
+            )
+            return FeaturePage(
+                layer,
+                FeatureBatch(ids=index.batch.ids[page], geometries=np.array([])),
+                [None] * page.size,
+                next_offset,
+                int(rows.size),
+                texts,
+            )
         return FeaturePage(
             layer,
             self._output(index.batch.take(page), target_crs),

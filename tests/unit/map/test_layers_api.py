@@ -626,3 +626,29 @@ async def test_delete_layer_removes_it_and_its_grid(stub):
         metadata=who(TOWN),
     )
     assert not response.locations[0].found
+
+
+async def test_geojson_view_matches_the_full_view(stub):
+    await install_grid(stub)
+    name = layer_name(VILLAGE_A, "grid-cells")
+    full = await stub.ListFeatures(pb.ListFeaturesRequest(parent=name), metadata=READER_A)
+    for crs_name in ("", "EPSG:3857"):
+        rendered = await stub.ListFeatures(
+            pb.ListFeaturesRequest(
+                parent=name, view=pb.FEATURE_VIEW_GEOJSON, response_crs=crs_name
+            ),
+            metadata=READER_A,
+        )
+        assert [f.name for f in rendered.features] == [f.name for f in full.features]
+        for plain, text in zip(full.features, rendered.features, strict=True):
+            feature = json.loads(text.geojson_feature)
+            assert feature["id"] == plain.name.rsplit("/", 1)[1]
+            assert feature["properties"] == dict(plain.properties)
+            if not crs_name:
+                assert shapely.equals_exact(
+                    shapely.geometry.shape(feature["geometry"]),
+                    shapely.from_geojson(plain.geometry.geojson),
+                    tolerance=0,
+                )
+            else:
+                assert abs(feature["geometry"]["coordinates"][0][0][0]) > 1e6
