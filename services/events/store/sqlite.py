@@ -473,6 +473,31 @@ class SqliteEventStore:
 
         return await self.db.run(query)
 
+    async def statistics_rows(
+        self, scope: str, filters: Mapping[str, object]
+    ) -> list[StatisticsRow]:
+        """Per event: what the dashboards count, with when it was first resolved."""
+        where, args = _where(scope, filters)
+        sql = (
+            "SELECT category, state, grid_cell, create_us, (SELECT min(at_us) FROM timeline t "
+            "WHERE t.event_id = e.id AND t.to_state = 'resolved') AS resolved_us "
+            f"FROM events e WHERE {' AND '.join(where)}"
+        )
+
+        def query(conn: sqlite3.Connection) -> list[StatisticsRow]:
+            return [
+                StatisticsRow(
+                    r["category"],
+                    State(r["state"]),
+                    r["grid_cell"],
+                    _from_us(r["create_us"]),
+                    _from_us(r["resolved_us"]) if r["resolved_us"] is not None else None,
+                )
+                for r in conn.execute(sql, args)
+            ]
+
+        return await self.db.run(query)
+
     async def list(
         self,
         scope: str,
@@ -503,31 +528,6 @@ class SqliteEventStore:
             last = rows[limit - 1]
             next_cursor = {"t": last["create_us"], "id": last["id"]}
         return events, next_cursor
-
-    async def statistics_rows(
-        self, scope: str, filters: Mapping[str, object]
-    ) -> list[StatisticsRow]:
-        """Per event: what the dashboards count, with when it was first resolved."""
-        where, args = _where(scope, filters)
-        sql = (
-            "SELECT category, state, grid_cell, create_us, (SELECT min(at_us) FROM timeline t "
-            "WHERE t.event_id = e.id AND t.to_state = 'resolved') AS resolved_us "
-            f"FROM events e WHERE {' AND '.join(where)}"
-        )
-
-        def query(conn: sqlite3.Connection) -> list[StatisticsRow]:
-            return [
-                StatisticsRow(
-                    r["category"],
-                    State(r["state"]),
-                    r["grid_cell"],
-                    _from_us(r["create_us"]),
-                    _from_us(r["resolved_us"]) if r["resolved_us"] is not None else None,
-                )
-                for r in conn.execute(sql, args)
-            ]
-
-        return await self.db.run(query)
 
     def close(self) -> None:
         self.db.close()

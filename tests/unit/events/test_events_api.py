@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import grpc
 import pytest
@@ -41,11 +40,6 @@ def md(tenant=TOWN, subject="users/test"):
     return (principal_of(tenant, subject).to_metadata(),)
 
 
-def row_count(database) -> int:
-    with sqlite3.connect(database) as conn:
-        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
-
-
 async def test_create_locates_the_event_and_get_returns_it(events, grid_index):
     cell_id, lon, lat = cell_point(grid_index, XINGMING, 3)
     event = await events.stub.CreateEvent(report(lon, lat, "r-1"), metadata=md())
@@ -71,7 +65,7 @@ async def test_retry_with_same_request_id_returns_the_same_event(events, grid_in
     second = await call
     assert dict(await call.trailing_metadata())[REPLAYED_METADATA_KEY] == "true"
     assert second.name == first.name
-    assert row_count(events.database) == 1
+    assert await events.count_rows() == 1
 
 
 async def test_concurrent_retries_make_exactly_one_event(events, grid_index):
@@ -80,7 +74,7 @@ async def test_concurrent_retries_make_exactly_one_event(events, grid_index):
         *(events.stub.CreateEvent(report(lon, lat, "burst"), metadata=md()) for _ in range(20))
     )
     assert len({e.name for e in results}) == 1
-    assert row_count(events.database) == 1
+    assert await events.count_rows() == 1
 
 
 async def test_same_key_with_a_different_body_is_refused(events, grid_index):
@@ -90,7 +84,7 @@ async def test_same_key_with_a_different_body_is_refused(events, grid_index):
         await events.stub.CreateEvent(report(lon, lat, "k", text="other"), metadata=md())
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert failure_of(info.value).reason == "IDEMPOTENCY_KEY_REUSED"
-    assert row_count(events.database) == 1
+    assert await events.count_rows() == 1
 
 
 async def test_keys_are_scoped_by_caller(events, grid_index):
@@ -124,7 +118,7 @@ async def test_bad_input_names_the_field_and_stores_nothing(events, grid_index, 
         await events.stub.CreateEvent(request, metadata=md())
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in [v.field for v in failure_of(info.value).violations]
-    assert row_count(events.database) == 0
+    assert await events.count_rows() == 0
 
 
 async def test_bad_parent_is_invalid(events, grid_index):
@@ -217,7 +211,7 @@ async def test_a_village_cannot_report_into_its_neighbour(events, grid_index):
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await events.stub.CreateEvent(request, metadata=md(XIANGYANG))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert row_count(events.database) == 0
+    assert await events.count_rows() == 0
 
 
 async def test_map_down_is_unavailable_and_stores_nothing(events, map_server, grid_index):
@@ -226,4 +220,4 @@ async def test_map_down_is_unavailable_and_stores_nothing(events, map_server, gr
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await events.stub.CreateEvent(report(lon, lat, "down"), metadata=md())
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert row_count(events.database) == 0
+    assert await events.count_rows() == 0
