@@ -65,6 +65,9 @@ def event_out(event: pb.Event) -> EventOut:
         create_time=event.create_time.ToDatetime(tzinfo=UTC),
         update_time=event.update_time.ToDatetime(tzinfo=UTC),
         etag=event.etag,
+        severity=event.severity,
+        media_uris=list(event.media_uris),
+        reporter_contact=event.reporter_contact,
         duplicate_of=event.duplicate_of.rsplit("/", 1)[-1] if event.duplicate_of else None,
         timeline=[
             TimelineEntryOut(
@@ -127,6 +130,9 @@ async def create_event(
                 crs=body.location.crs,
             ),
             source=_SOURCE[body.source],
+            severity=body.severity,
+            media_uris=body.media_uris,
+            reporter_contact=body.reporter_contact,
         ),
     )
     rpc = upstreams.events.CreateEvent(message, metadata=call_metadata(who))

@@ -39,6 +39,9 @@ class EventCreate(BaseModel):
         description="client-chosen key; a retry with the same key returns the same event",
     )
     source: SourceName = "resident"
+    severity: int = Field(0, ge=0, le=5, description="1-5; 0 takes the category's default")
+    media_uris: list[str] = Field(default_factory=list, max_length=10)
+    reporter_contact: str = Field("", max_length=100, description="phone or e-mail")
 
 
 class TimelineEntryOut(BaseModel):
@@ -103,6 +106,9 @@ class EventOut(BaseModel):
     timeline: list[TimelineEntryOut] = []
     evaluation: EvaluationOut | None = None
     comments: list[CommentOut] = []
+    severity: int = 0
+    media_uris: list[str] = []
+    reporter_contact: str = ""
 
 
 class EventList(BaseModel):

@@ -15,7 +15,7 @@ from services.events.domain.model import Event, NewReport, Point, Source, State
 from services.events.domain.service import EventHub
 from services.events.feed import ChangeFeed
 from services.kit import geo as crs
-from services.kit import tenancy
+from services.kit import masking, tenancy
 from services.kit.component import ServiceComponent
 from services.kit.context import current_principal
 from services.kit.errors import FieldViolation, InvalidArgument, Unauthenticated
@@ -65,6 +65,7 @@ def _event_name(tenant: str, event_id: str) -> str:
 
 
 def event_to_proto(event: Event) -> pb.Event:
+    """The full event, contact included: for the outbox, which only services read."""
     message = pb.Event(
         name=_event_name(event.tenant, event.id),
         category=event.category,
@@ -97,6 +98,9 @@ def event_to_proto(event: Event) -> pb.Event:
             pb.Comment(author=c.author, text=c.text, create_time=_timestamp(c.create_time))
             for c in event.comments
         ],
+        severity=event.severity,
+        media_uris=list(event.media),
+        reporter_contact=event.reporter_contact,
     )
     if event.evaluation is not None:
         message.evaluation.CopyFrom(
@@ -126,6 +130,11 @@ def _report(
         reported_crs = crs.normalise_crs(event.location.crs, "event.location.crs")
         if event.source not in _SOURCES:
             raise InvalidArgument.field("event.source", f"unknown source {event.source}")
+        validation.check_details(
+            severity=event.severity,
+            media=list(event.media_uris),
+            contact=event.reporter_contact,
+        )
     except InvalidArgument as exc:
         if not outer:
             raise
@@ -140,7 +149,28 @@ def _report(
         source=_SOURCES[event.source],
         request_id=request.request_id,
         reporter=principal.subject,
+        severity=event.severity,
+        media=tuple(event.media_uris),
+        reporter_contact=event.reporter_contact.strip(),
     )
+
+
+def for_caller(message: pb.Event, reporter: str, principal: Principal) -> pb.Event:
+    """Mask the reporter's contact unless the caller may see it (the reporter, or scope)."""
+    if message.reporter_contact and not (
+        principal.subject == reporter or principal.has_scope(masking.SENSITIVE_SCOPE)
+    ):
+        message.reporter_contact = masking.mask_contact(message.reporter_contact)
+    return message
+
+
+def _reporter_of(message: pb.Event) -> str:
+    """The reporter is the actor of the first timeline entry."""
+    return message.timeline[0].actor if message.timeline else ""
+
+
+def _out(event: Event) -> pb.Event:
+    return for_caller(event_to_proto(event), event.reporter, _principal())
 
 
 class EventsServicer(pb_grpc.EventsServiceServicer):
@@ -155,7 +185,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         parent = tenancy.parse_parent(request.parent)
         stored, created = await self.hub.report(principal, _report(request, parent, principal))
         context.set_trailing_metadata(((REPLAYED_METADATA_KEY, "false" if created else "true"),))
-        return event_to_proto(stored)
+        return _out(stored)
 
     async def BatchCreateEvents(
         self, request: pb.BatchCreateEventsRequest, context: grpc.aio.ServicerContext
@@ -172,13 +202,13 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
                 raise InvalidArgument.field(f"requests[{i}].parent", "must be empty or equal")
             reports.append(_report(item, parent, principal, f"requests[{i}]."))
         results = await self.hub.report_many(principal, reports)
-        return pb.BatchCreateEventsResponse(events=[event_to_proto(e) for e, _ in results])
+        return pb.BatchCreateEventsResponse(events=[_out(e) for e, _ in results])
 
     async def GetEvent(
         self, request: pb.GetEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.Event:
         tenant, event_id = tenancy.parse_child_name(request.name, "events")
-        return event_to_proto(await self.hub.get(_principal(), tenant, event_id))
+        return _out(await self.hub.get(_principal(), tenant, event_id))
 
     async def ListEvents(
         self, request: pb.ListEventsRequest, context: grpc.aio.ServicerContext
@@ -193,7 +223,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
             request.order_by,
         )
         return pb.ListEventsResponse(
-            events=[event_to_proto(e) for e in page.events],
+            events=[_out(e) for e in page.events],
             next_page_token=page.next_page_token,
         )
 
@@ -225,7 +255,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         event = await self.hub.transition(
             _principal(), tenant, event_id, target, request.note, request.etag
         )
-        return event_to_proto(event)
+        return _out(event)
 
     async def EvaluateEvent(
         self, request: pb.EvaluateEventRequest, context: grpc.aio.ServicerContext
@@ -234,13 +264,13 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         event = await self.hub.evaluate(
             _principal(), tenant, event_id, request.score, request.text, request.etag
         )
-        return event_to_proto(event)
+        return _out(event)
 
     async def AddComment(
         self, request: pb.AddCommentRequest, context: grpc.aio.ServicerContext
     ) -> pb.Event:
         tenant, event_id = tenancy.parse_child_name(request.name, "events")
-        return event_to_proto(await self.hub.comment(_principal(), tenant, event_id, request.text))
+        return _out(await self.hub.comment(_principal(), tenant, event_id, request.text))
 
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
@@ -254,8 +284,11 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         await context.send_initial_metadata(())
         while True:
             for entry in entries:
+                message = pb.Event.FromString(entry.payload)
                 yield pb.WatchEventsResponse(
-                    offset=entry.seq, type=entry.type, event=pb.Event.FromString(entry.payload)
+                    offset=entry.seq,
+                    type=entry.type,
+                    event=for_caller(message, _reporter_of(message), principal),
                 )
                 after = entry.seq
             if len(entries) < WATCH_BATCH:

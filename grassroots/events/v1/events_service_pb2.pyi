@@ -129,6 +129,9 @@ class Event(_message.Message):
     TIMELINE_FIELD_NUMBER: _builtins.int
     EVALUATION_FIELD_NUMBER: _builtins.int
     COMMENTS_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    MEDIA_URIS_FIELD_NUMBER: _builtins.int
+    REPORTER_CONTACT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/events/{event}`. Output only."""
     category: _builtins.str
@@ -149,6 +152,12 @@ class Event(_message.Message):
     """Changes whenever the event changes; send it back to update safely. Output only."""
     duplicate_of: _builtins.str
     """For a duplicate: the resource name of the open event it repeats. Output only."""
+    severity: _builtins.int
+    """1 (minor) to 5 (emergency); 0 on create takes the category's default."""
+    reporter_contact: _builtins.str
+    """How to reach the reporter (phone or e-mail). Masked (138****5678) unless the
+    caller is the reporter or holds the people:read_sensitive scope.
+    """
     @_builtins.property
     def location(self) -> _geo_pb2.GeoPoint:
         """Where it happened. Required."""
@@ -173,6 +182,10 @@ class Event(_message.Message):
     def comments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Comment]:
         """Comments, oldest first. Output only."""
 
+    @_builtins.property
+    def media_uris(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Photos or videos of the scene, as http(s) URIs; at most 10."""
+
     def __init__(
         self,
         *,
@@ -192,10 +205,13 @@ class Event(_message.Message):
         timeline: _abc.Iterable[Global___TimelineEntry] | None = ...,
         evaluation: Global___Evaluation | None = ...,
         comments: _abc.Iterable[Global___Comment] | None = ...,
+        severity: _builtins.int = ...,
+        media_uris: _abc.Iterable[_builtins.str] | None = ...,
+        reporter_contact: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "evaluation", b"evaluation", "location", b"location", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "comments", b"comments", "create_time", b"create_time", "description", b"description", "duplicate_of", b"duplicate_of", "etag", b"etag", "evaluation", b"evaluation", "grid_cell", b"grid_cell", "grid_worker", b"grid_worker", "location", b"location", "name", b"name", "source", b"source", "state", b"state", "timeline", b"timeline", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "comments", b"comments", "create_time", b"create_time", "description", b"description", "duplicate_of", b"duplicate_of", "etag", b"etag", "evaluation", b"evaluation", "grid_cell", b"grid_cell", "grid_worker", b"grid_worker", "location", b"location", "media_uris", b"media_uris", "name", b"name", "reporter_contact", b"reporter_contact", "severity", b"severity", "source", b"source", "state", b"state", "timeline", b"timeline", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

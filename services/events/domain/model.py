@@ -57,6 +57,9 @@ class NewReport:
     source: Source
     request_id: str
     reporter: str
+    severity: int = 0
+    media: tuple[str, ...] = ()
+    reporter_contact: str = ""
 
     def fingerprint(self) -> str:
         """What makes two creates with the same request id the same request."""
@@ -68,6 +71,9 @@ class NewReport:
                 repr(self.location.latitude),
                 self.location.reported_crs,
                 self.source.value,
+                str(self.severity),
+                "\n".join(self.media),
+                self.reporter_contact,
             ]
         )
         return hashlib.sha256(body.encode()).hexdigest()
@@ -114,6 +120,9 @@ class Event:
     evaluation: Evaluation | None = None
     timeline: tuple[TimelineEntry, ...] = ()
     comments: tuple[Comment, ...] = ()
+    severity: int = 2
+    media: tuple[str, ...] = ()
+    reporter_contact: str = ""
 
     @property
     def etag(self) -> str:

@@ -129,6 +129,9 @@ class EventHub:
             create_time=now,
             update_time=now,
             timeline=(first,),
+            severity=report.severity or DEFAULT_CATEGORIES[report.category].default_severity,
+            media=report.media,
+            reporter_contact=report.reporter_contact,
         )
 
     @staticmethod

@@ -12,6 +12,29 @@ MAX_DESCRIPTION_CHARS = 4000
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+MAX_MEDIA = 10
+MAX_URI = 2048
+MAX_CONTACT = 100
+
+
+def check_details(*, severity: int, media: list[str], contact: str, prefix: str = "event.") -> None:
+    """Severity, media references and contact: optional, but well formed when given."""
+    violations: list[FieldViolation] = []
+    if not 0 <= severity <= 5:
+        violations.append(FieldViolation(f"{prefix}severity", "must be 1 to 5 (0: default)"))
+    if len(media) > MAX_MEDIA:
+        violations.append(FieldViolation(f"{prefix}media_uris", f"at most {MAX_MEDIA}"))
+    for i, uri in enumerate(media[:MAX_MEDIA]):
+        if not uri.startswith(("https://", "http://")) or len(uri) > MAX_URI or " " in uri:
+            violations.append(FieldViolation(f"{prefix}media_uris[{i}]", "must be an http(s) URI"))
+    if len(contact) > MAX_CONTACT:
+        violations.append(
+            FieldViolation(f"{prefix}reporter_contact", f"at most {MAX_CONTACT} characters")
+        )
+    if violations:
+        raise InvalidArgument(violations)
+
+
 def check_report(
     *,
     category: str,

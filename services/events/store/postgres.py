@@ -35,18 +35,15 @@ from services.events.domain.categories import DEFAULT_CATEGORIES
 from services.events.domain.duplicates import search_window
 from services.events.domain.model import (
     Comment,
-    Evaluation,
     Event,
-    GridPlace,
     NewReport,
     OutboxEntry,
-    Point,
-    Source,
     State,
     StatisticsRow,
     TimelineEntry,
 )
 from services.events.domain.ports import Change, OriginalFinder
+from services.events.store import rows
 
 # The outbox message types are the bus contract, shared with the SQLite store.
 from services.events.store.sqlite import COMMENTED, REPORTED, STATE_CHANGED
@@ -123,14 +120,13 @@ _SCHEMA: tuple[str, ...] = (
         published_us  bigint)""",
     "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_us IS NULL",
     "CREATE INDEX IF NOT EXISTS outbox_tenant ON outbox (tenant, seq)",
+    *(
+        f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {name} {definition}"
+        for name, definition in rows.ADDED_COLUMNS
+    ),
 )
 
-# The same columns in the same order as the SQLite store, so rows map alike.
-_COLUMNS = (
-    "id, tenant, category, description, longitude, latitude, reported_crs, source, state, "
-    "grid_cell, grid_worker, reporter, create_us, update_us, version, duplicate_of, "
-    "eval_score, eval_text, eval_us"
-)
+_COLUMNS = rows.COLUMNS
 _FILTER_COLUMNS = {
     "grid_cell": "grid_cell",
     "village": "tenant",
@@ -226,60 +222,10 @@ Row = dict[str, Any]
 Box = tuple[float, float, float, float]
 
 
-def _us(moment: datetime) -> int:
-    """Microseconds since the epoch, computed exactly as the SQLite store does."""
-    return int(moment.timestamp() * 1_000_000)
-
-
-def _from_us(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1_000_000, UTC)
-
-
-def _event_values(event: Event) -> tuple[object, ...]:
-    evaluation = event.evaluation
-    return (
-        event.id,
-        event.tenant,
-        event.category,
-        event.description,
-        event.location.longitude,
-        event.location.latitude,
-        event.location.reported_crs,
-        event.source.value,
-        event.state.value,
-        event.place.grid_cell,
-        event.place.grid_worker,
-        event.reporter,
-        _us(event.create_time),
-        _us(event.update_time),
-        event.version,
-        event.duplicate_of,
-        evaluation.score if evaluation else None,
-        evaluation.text if evaluation else None,
-        _us(evaluation.time) if evaluation else None,
-    )
-
-
-def _row_to_event(row: Mapping[str, Any]) -> Event:
-    evaluation = None
-    if row["eval_score"] is not None:
-        evaluation = Evaluation(row["eval_score"], row["eval_text"], _from_us(row["eval_us"]))
-    return Event(
-        id=row["id"],
-        tenant=row["tenant"],
-        category=row["category"],
-        description=row["description"],
-        location=Point(row["longitude"], row["latitude"], row["reported_crs"]),
-        source=Source(row["source"]),
-        state=State(row["state"]),
-        place=GridPlace(row["tenant"], row["grid_cell"], row["grid_worker"]),
-        reporter=row["reporter"],
-        create_time=_from_us(row["create_us"]),
-        update_time=_from_us(row["update_us"]),
-        version=row["version"],
-        duplicate_of=row["duplicate_of"],
-        evaluation=evaluation,
-    )
+_us = rows.us
+_from_us = rows.from_us
+_event_values = rows.event_values
+_row_to_event = rows.row_to_event
 
 
 def _subtree_params(scope: str) -> list[str]:

@@ -16,18 +16,15 @@ from pathlib import Path
 
 from services.events.domain.model import (
     Comment,
-    Evaluation,
     Event,
-    GridPlace,
     NewReport,
     OutboxEntry,
-    Point,
-    Source,
     State,
     StatisticsRow,
     TimelineEntry,
 )
 from services.events.domain.ports import Change, OriginalFinder
+from services.events.store import rows
 from services.kit.errors import Aborted, NotFound
 from services.kit.sqlite import SqliteDatabase, transaction
 
@@ -52,7 +49,10 @@ CREATE TABLE IF NOT EXISTS events (
     duplicate_of  TEXT NOT NULL DEFAULT '',
     eval_score    INTEGER,
     eval_text     TEXT,
-    eval_us       INTEGER
+    eval_us       INTEGER,
+    severity      INTEGER NOT NULL DEFAULT 2,
+    media         TEXT NOT NULL DEFAULT '[]',
+    reporter_contact TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, create_us DESC, id DESC);
 CREATE INDEX IF NOT EXISTS events_grid_time ON events (grid_cell, create_us DESC, id DESC);
@@ -104,13 +104,9 @@ _ADDED_COLUMNS = (
     "eval_score INTEGER",
     "eval_text TEXT",
     "eval_us INTEGER",
+    *(f"{name} {definition}" for name, definition in rows.ADDED_COLUMNS),
 )
-
-_COLUMNS = (
-    "id, tenant, category, description, longitude, latitude, reported_crs, source, state, "
-    "grid_cell, grid_worker, reporter, create_us, update_us, version, duplicate_of, "
-    "eval_score, eval_text, eval_us"
-)
+_COLUMNS = rows.COLUMNS
 _E_COLUMNS = ", ".join("e." + c.strip() for c in _COLUMNS.split(","))
 _TIME_OPERATORS = {
     "created_from": ">=",
@@ -126,34 +122,9 @@ _FILTER_COLUMNS = {
 }
 
 
-def _us(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
-
-
-def _from_us(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1_000_000, UTC)
-
-
-def _row_to_event(row: sqlite3.Row) -> Event:
-    evaluation = None
-    if row["eval_score"] is not None:
-        evaluation = Evaluation(row["eval_score"], row["eval_text"], _from_us(row["eval_us"]))
-    return Event(
-        id=row["id"],
-        tenant=row["tenant"],
-        category=row["category"],
-        description=row["description"],
-        location=Point(row["longitude"], row["latitude"], row["reported_crs"]),
-        source=Source(row["source"]),
-        state=State(row["state"]),
-        place=GridPlace(row["tenant"], row["grid_cell"], row["grid_worker"]),
-        reporter=row["reporter"],
-        create_time=_from_us(row["create_us"]),
-        update_time=_from_us(row["update_us"]),
-        version=row["version"],
-        duplicate_of=row["duplicate_of"],
-        evaluation=evaluation,
-    )
+_us = rows.us
+_from_us = rows.from_us
+_row_to_event = rows.row_to_event
 
 
 def subtree_clause(column: str, scope: str) -> tuple[str, list[str]]:
@@ -167,29 +138,7 @@ def subtree_clause(column: str, scope: str) -> tuple[str, list[str]]:
     )
 
 
-def _event_values(event: Event) -> tuple[object, ...]:
-    evaluation = event.evaluation
-    return (
-        event.id,
-        event.tenant,
-        event.category,
-        event.description,
-        event.location.longitude,
-        event.location.latitude,
-        event.location.reported_crs,
-        event.source.value,
-        event.state.value,
-        event.place.grid_cell,
-        event.place.grid_worker,
-        event.reporter,
-        _us(event.create_time),
-        _us(event.update_time),
-        event.version,
-        event.duplicate_of,
-        evaluation.score if evaluation else None,
-        evaluation.text if evaluation else None,
-        _us(evaluation.time) if evaluation else None,
-    )
+_event_values = rows.event_values
 
 
 def _add_timeline(conn: sqlite3.Connection, event_id: str, entry: TimelineEntry) -> None:
@@ -310,7 +259,7 @@ class SqliteEventStore:
             return event, False
         stored = find_original(lambda *args: self._open_near(conn, *args), event)
         conn.execute(
-            f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+            f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * rows.COLUMN_COUNT)})",
             _event_values(stored),
         )
         for entry in stored.timeline:

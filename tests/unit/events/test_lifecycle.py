@@ -165,3 +165,50 @@ async def test_comments_are_kept_in_order(events, spot):
             pb.AddCommentRequest(name=created.name, text=" "), metadata=md()
         )
     assert [v.field for v in failure_of(info.value).violations] == ["text"]
+
+
+async def test_contact_is_masked_for_others_and_severity_defaults(events, spot):
+    request = report(*spot, "contact")
+    request.event.reporter_contact = "13812345678"
+    request.event.media_uris.append("https://photos.example.cn/a.jpg")
+    created = await events.stub.CreateEvent(request, metadata=md())
+    assert created.reporter_contact == "13812345678"
+    assert created.severity == 2
+    assert list(created.media_uris) == ["https://photos.example.cn/a.jpg"]
+    other = await events.stub.GetEvent(
+        pb.GetEventRequest(name=created.name), metadata=md(subject="users/someone")
+    )
+    assert other.reporter_contact == "138****5678"
+    page = await events.stub.ListEvents(
+        pb.ListEventsRequest(parent=created.name.split("/events/")[0]),
+        metadata=md(XINGMING, subject="users/someone"),
+    )
+    assert {e.reporter_contact for e in page.events} == {"138****5678"}
+    from services.kit.principal import Principal
+
+    carer = (
+        Principal(
+            "users/carer", XINGMING, scopes=frozenset({"people:read_sensitive"})
+        ).to_metadata(),
+    )
+    full = await events.stub.GetEvent(pb.GetEventRequest(name=created.name), metadata=carer)
+    assert full.reporter_contact == "13812345678"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "violation"),
+    [
+        ("severity", 9, "event.severity"),
+        ("media_uris", ["ftp://x"], "event.media_uris[0]"),
+        ("reporter_contact", "1" * 101, "event.reporter_contact"),
+    ],
+)
+async def test_bad_details_name_the_field(events, spot, field, value, violation):
+    request = report(*spot, "details")
+    if field == "media_uris":
+        request.event.media_uris.extend(value)
+    else:
+        setattr(request.event, field, value)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await events.stub.CreateEvent(request, metadata=md())
+    assert violation in [v.field for v in failure_of(info.value).violations]

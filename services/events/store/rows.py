@@ -1,0 +1,84 @@
+"""How an event maps to a row: one definition both stores use, so they cannot drift."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from services.events.domain.model import Evaluation, Event, GridPlace, Point, Source, State
+
+COLUMNS = (
+    "id, tenant, category, description, longitude, latitude, reported_crs, source, state, "
+    "grid_cell, grid_worker, reporter, create_us, update_us, version, duplicate_of, "
+    "eval_score, eval_text, eval_us, severity, media, reporter_contact"
+)
+COLUMN_COUNT = len(COLUMNS.split(","))
+# Columns added after the first schema, with their definitions, for older databases.
+ADDED_COLUMNS = (
+    ("severity", "INTEGER NOT NULL DEFAULT 2"),
+    ("media", "TEXT NOT NULL DEFAULT '[]'"),
+    ("reporter_contact", "TEXT NOT NULL DEFAULT ''"),
+)
+
+
+def us(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def from_us(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1_000_000, UTC)
+
+
+def event_values(event: Event) -> tuple[object, ...]:
+    evaluation = event.evaluation
+    return (
+        event.id,
+        event.tenant,
+        event.category,
+        event.description,
+        event.location.longitude,
+        event.location.latitude,
+        event.location.reported_crs,
+        event.source.value,
+        event.state.value,
+        event.place.grid_cell,
+        event.place.grid_worker,
+        event.reporter,
+        us(event.create_time),
+        us(event.update_time),
+        event.version,
+        event.duplicate_of,
+        evaluation.score if evaluation else None,
+        evaluation.text if evaluation else None,
+        us(evaluation.time) if evaluation else None,
+        event.severity,
+        json.dumps(list(event.media)),
+        event.reporter_contact,
+    )
+
+
+def row_to_event(row: Mapping[str, Any]) -> Event:
+    evaluation = None
+    if row["eval_score"] is not None:
+        evaluation = Evaluation(row["eval_score"], row["eval_text"], from_us(row["eval_us"]))
+    return Event(
+        id=row["id"],
+        tenant=row["tenant"],
+        category=row["category"],
+        description=row["description"],
+        location=Point(row["longitude"], row["latitude"], row["reported_crs"]),
+        source=Source(row["source"]),
+        state=State(row["state"]),
+        place=GridPlace(row["tenant"], row["grid_cell"], row["grid_worker"]),
+        reporter=row["reporter"],
+        create_time=from_us(row["create_us"]),
+        update_time=from_us(row["update_us"]),
+        version=row["version"],
+        duplicate_of=row["duplicate_of"],
+        evaluation=evaluation,
+        severity=row["severity"],
+        media=tuple(json.loads(row["media"])),
+        reporter_contact=row["reporter_contact"],
+    )
