@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from services.events.api import build_component, event_to_proto
 from services.events.config import EventsSettings
@@ -13,6 +14,7 @@ from services.events.locator import MapLocator
 from services.events.relay import OutboxRelay
 from services.events.store.postgres import PostgresEventStore
 from services.events.store.sqlite import SqliteEventStore
+from services.events.sweeper import run_auto_close
 from services.kit.bus import open_bus
 from services.kit.component import ServiceComponent
 from services.kit.config import load_settings
@@ -57,12 +59,19 @@ def main() -> None:
         hub = EventHub(store, locator, on_change=feed.notify)
         relay = OutboxRelay(store, bus, feed, batch=settings.outbox_batch)
         stop = asyncio.Event()
-        relay_task = asyncio.create_task(relay.run(stop))
+        tasks = [asyncio.create_task(relay.run(stop))]
+        if settings.auto_close_after_hours > 0:
+            after = timedelta(hours=settings.auto_close_after_hours)
+            tasks.append(
+                asyncio.create_task(
+                    run_auto_close(hub, after, settings.auto_close_check_seconds, stop)
+                )
+            )
 
         async def stop_relay() -> None:
             stop.set()
             feed.notify()
-            await relay_task
+            await asyncio.gather(*tasks)
 
         return build_component(hub, feed, [stop_relay, locator.close, bus.close, store.close])
 

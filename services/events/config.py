@@ -32,3 +32,7 @@ class EventsSettings(ServiceSettings):
         "log; empty means a local log next to the database",
     )
     outbox_batch: int = Field(500, gt=0)
+    auto_close_after_hours: float = Field(
+        72.0, ge=0, description="close resolved events not evaluated within this; 0: never"
+    )
+    auto_close_check_seconds: float = Field(60.0, gt=0)

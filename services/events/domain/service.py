@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services.events.domain import lifecycle
 from services.events.domain.categories import DEFAULT_CATEGORIES
@@ -25,11 +25,18 @@ from services.events.domain.ports import Change, EventStore, Locator, NearbyQuer
 from services.events.domain.queries import to_filters
 from services.events.domain.statistics import summarise
 from services.kit import paging, tenancy
-from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.kit.errors import (
+    Aborted,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from services.kit.ids import new_id
 from services.kit.principal import Principal
 
 MAX_TEXT = 2000
+AUTO_CLOSER = "services/events"
 
 
 def mark_if_duplicate(nearby: NearbyQuery, event: Event) -> Event:
@@ -215,6 +222,30 @@ class EventHub:
             return replace(event, update_time=now), None, Comment(principal.subject, text, now)
 
         return await self._update(event_id, "", change)
+
+    async def auto_close(self, now: datetime, after: timedelta, batch: int = 200) -> int:
+        """Close events resolved longer ago than `after` that nobody evaluated.
+
+        A sweep of the whole store by the service itself (scope "" is every tenant);
+        returns how many it closed.
+        """
+        filters: dict[str, object] = {"state": State.RESOLVED.value, "updated_before": now - after}
+        events, _ = await self.store.list("", filters, batch, None)
+        closed = 0
+        note = f"closed automatically {after.total_seconds() / 3600:g} h after resolution"
+
+        def change(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
+            lifecycle.check_transition(event.state, State.CLOSED)
+            entry = TimelineEntry(AUTO_CLOSER, now, event.state, State.CLOSED, note)
+            return replace(event, state=State.CLOSED, update_time=now), entry, None
+
+        for event in events:
+            try:
+                await self._update(event.id, event.etag, change)
+            except (FailedPrecondition, Aborted):
+                continue  # changed meanwhile (evaluated, reopened): leave it
+            closed += 1
+        return closed
 
     async def _update(self, event_id: str, etag: str, change: Change) -> Event:
         event = await self.store.update(event_id, etag, change)

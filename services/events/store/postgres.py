@@ -237,10 +237,13 @@ def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[o
 
     Names the store does not know (such as `order`) are not filters and are skipped.
     """
-    where: list[str] = [_SUBTREE]
-    args: list[object] = list(_subtree_params(scope))
+    where: list[str] = [_SUBTREE if scope else "TRUE"]
+    args: list[object] = list(_subtree_params(scope)) if scope else []
     for name, value in filters.items():
-        if name in _FILTER_SQL:
+        if name == "updated_before" and isinstance(value, datetime):
+            where.append("update_us < %s")
+            args.append(_us(value))
+        elif name in _FILTER_SQL:
             where.append(_FILTER_SQL[name])
             args.append(value)
         elif name in _TIME_SQL:

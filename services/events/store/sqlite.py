@@ -162,13 +162,24 @@ STATE_CHANGED = "event.state_changed"
 COMMENTED = "event.commented"
 
 
+ALL_TENANTS = ""  # a scope for the service's own sweeps, never reached from a request
+
+
 def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[object]]:
     """WHERE terms for a tenant subtree and the domain's typed filters."""
-    clause, params = subtree_clause("tenant", scope)
-    where: list[str] = [clause]
-    args: list[object] = list(params)
+    where: list[str] = []
+    args: list[object] = []
+    if scope != ALL_TENANTS:
+        clause, params = subtree_clause("tenant", scope)
+        where.append(clause)
+        args.extend(params)
+    else:
+        where.append("1 = 1")
     for name, value in filters.items():
-        if name in _FILTER_COLUMNS:
+        if name == "updated_before":
+            where.append("update_us < ?")
+            args.append(_us(value))  # type: ignore[arg-type]
+        elif name in _FILTER_COLUMNS:
             where.append(f"{_FILTER_COLUMNS[name]} = ?")
             args.append(value)
         elif name in _TIME_OPERATORS:

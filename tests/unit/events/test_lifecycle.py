@@ -212,3 +212,25 @@ async def test_bad_details_name_the_field(events, spot, field, value, violation)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await events.stub.CreateEvent(request, metadata=md())
     assert violation in [v.field for v in failure_of(info.value).violations]
+
+
+async def test_resolved_events_close_themselves_after_the_configured_time(events, spot):
+    from datetime import UTC, datetime, timedelta
+
+    from services.events.domain.service import AUTO_CLOSER, EventHub
+
+    created = await events.stub.CreateEvent(report(*spot, "auto"), metadata=md())
+    other = await events.stub.CreateEvent(
+        report(*spot, "auto2", category="public.facility"), metadata=md()
+    )
+    for state in (S.STATE_ACCEPTED, S.STATE_DISPATCHED, S.STATE_IN_PROGRESS, S.STATE_RESOLVED):
+        await move(events, created.name, state)
+    hub = EventHub(events.store, locator=None)  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    assert await hub.auto_close(now, timedelta(hours=72)) == 0
+    assert await hub.auto_close(now + timedelta(hours=73), timedelta(hours=72)) == 1
+    closed = await events.stub.GetEvent(pb.GetEventRequest(name=created.name), metadata=md())
+    assert closed.state == S.STATE_CLOSED
+    assert closed.timeline[-1].actor == AUTO_CLOSER
+    untouched = await events.stub.GetEvent(pb.GetEventRequest(name=other.name), metadata=md())
+    assert untouched.state == S.STATE_REPORTED
