@@ -1,0 +1,729 @@
+"""Creating events end to end: HTTP through the gateway, gRPC batches, and the Redis bus.
+
+The platform runs as real processes (devstack.Stack: five services and the gateway on free
+loopback ports, with the demo village) plus a private redis-server on a free loopback port
+that the events service publishes its outbox to (Redis Streams, stream "events"). The load
+generator is this process; everything shares the machine's CPUs, so each HTTP run also
+reports the CPU seconds every process spent per 1,000 creates (from /proc/<pid>/stat).
+
+Reports are placed on per-category lattices inside the village's grid cells, spaced wider
+than the category's duplicate radius and visited in a shuffled order, so a report repeats
+an open one (and is stored as a duplicate) only once every (point, category) pair is used.
+Every run starts the events service on a fresh SQLite file, so runs compare like with like.
+
+Figures, one line each with its target:
+  1a. POST /v1/events, closed loop of N clients (16, 32, 64), each on its own keep-alive
+      HTTP/1.1 connection, 15 s each: creates/s, p50 / p99; once more at the best N with
+      GRASSROOTS_EVENTS_SQLITE_SYNCHRONOUS=NORMAL;
+  1b. POST /v1/events, open loop at a fixed 300 requests/s for 15 s, latency counted from
+      each request's scheduled send time (queueing included): p50 / p99;
+  2.  gRPC BatchCreateEvents straight to the events service, batches of 500 (two calls in
+      flight), for about 20 s: creates/s;
+  3.  created -> delivered to a Redis consumer group at a steady 500 events/s: p50 / p99 of
+      (receive time - the event's create_time from the payload).
+Every HTTP answer is checked: 201, and the grid cell the map service found is the one the
+point lies in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import redis
+import shapely
+
+# `python bench/bench_events.py` puts bench/ on sys.path, bench/run.py the repo root.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from devstack.stack import Stack, StackConfig, free_port  # noqa: E402
+from grassroots.events.v1 import events_service_pb2 as pb  # noqa: E402
+from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc  # noqa: E402
+from grassroots.type.v1 import geo_pb2  # noqa: E402
+from services.events.domain.categories import DEFAULT_CATEGORIES  # noqa: E402
+from services.kit import tenancy  # noqa: E402
+from services.kit.bus import open_bus  # noqa: E402
+from services.kit.client import open_channel  # noqa: E402
+from services.kit.principal import Principal  # noqa: E402
+from services.map.seed import load_grid_index  # noqa: E402
+
+SEED = 20240611
+TOWN = "sh/jiading/anting"
+PARENT = tenancy.tenant_name(TOWN)
+PRINCIPAL = Principal("users/bench", TOWN)
+STREAM = "events"
+
+CONCURRENCY = (16, 32, 64)
+RUN_SECONDS = 15.0
+WARMUP_SECONDS = 2.0
+OPEN_RATE = 300
+OPEN_SECONDS = 15.0
+OPEN_POOL = 64
+OPEN_GRACE = 5.0
+BATCH = 500
+BATCH_SECONDS = 20.0
+BATCH_IN_FLIGHT = 2
+BUS_RATE = 500
+BUS_TICK = 0.02
+BUS_SECONDS = 15.0
+BUS_BLOCK_MS = 5
+
+TARGET_HTTP_RATE = 1_000
+TARGET_OPEN_P99_MS = 50.0
+TARGET_BATCH_RATE = 3_000
+TARGET_BUS_P99_MS = 20.0
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+REDIS_OPTIONS = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def percentiles(seconds: list[float]) -> tuple[float, float, float]:
+    """p50, p99 and max in milliseconds."""
+    if not seconds:
+        return float("nan"), float("nan"), float("nan")
+    values = np.asarray(seconds) * 1000
+    p50, p99 = np.percentile(values, [50, 99])
+    return float(p50), float(p99), float(values.max())
+
+
+# -- where reports go ------------------------------------------------------------------
+
+
+@dataclass
+class Slots:
+    """(point, category) pairs that cannot repeat one another, in a shuffled order."""
+
+    lon: np.ndarray
+    lat: np.ndarray
+    category: list[str]
+    cell: list[str]
+
+    def __len__(self) -> int:
+        return len(self.category)
+
+    def at(self, k: int) -> tuple[float, float, str, str]:
+        i = k % len(self.category)
+        return float(self.lon[i]), float(self.lat[i]), self.category[i], self.cell[i]
+
+
+def make_slots(map_file: Path) -> Slots:
+    grid = load_grid_index(map_file)
+    minx, miny, maxx, maxy = shapely.total_bounds(grid.polygons)
+    mid = (miny + maxy) / 2
+    lons, lats, cats, cells = [], [], [], []
+    for code, category in sorted(DEFAULT_CATEGORIES.items()):
+        # Farther apart than the radius (and its search box), so no two can be duplicates.
+        spacing = category.duplicate_radius_m * 1.2 + 1.0
+        dlat = spacing / 110_000
+        dlon = spacing / (111_320 * np.cos(np.radians(mid)))
+        x, y = np.meshgrid(np.arange(minx, maxx, dlon), np.arange(miny, maxy, dlat))
+        x, y = x.ravel(), y.ravel()
+        inside = np.stack([shapely.contains_xy(p, x, y) for p in grid.polygons])
+        one = inside.sum(axis=0) == 1  # skip points on a shared edge
+        owner = inside.argmax(axis=0)
+        for i in np.flatnonzero(one).tolist():
+            lons.append(x[i])
+            lats.append(y[i])
+            cats.append(code)
+            cells.append(grid.cells[owner[i]].grid_cell_id)
+    order = np.random.default_rng(SEED).permutation(len(cats))
+    return Slots(
+        np.asarray(lons)[order],
+        np.asarray(lats)[order],
+        [cats[i] for i in order.tolist()],
+        [cells[i] for i in order.tolist()],
+    )
+
+
+# -- CPU accounting --------------------------------------------------------------------
+
+
+def process_cpu(pid: int, tid: int | None = None) -> float:
+    """User + system CPU seconds of a process (all its threads), or of one of its threads."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds per process between `start` and `per_thousand`.
+
+    For the events service the event loop's thread is also shown on its own: the rest is
+    mostly the SQLite thread (and a little of gRPC's C threads).
+    """
+
+    pids: dict[str, int]
+    before: dict[str, float] = field(default_factory=dict)
+    machine: tuple[float, float] = (0.0, 0.0)
+
+    def _now(self) -> dict[str, float]:
+        found = {name: process_cpu(pid) for name, pid in self.pids.items()}
+        found["events loop"] = process_cpu(self.pids["events"], self.pids["events"])
+        return found
+
+    def start(self) -> None:
+        self.before = self._now()
+        self.machine = machine_cpu()
+
+    def per_thousand(self, creates: int) -> str:
+        now = self._now()
+        busy, total = machine_cpu()
+        share = (busy - self.machine[0]) / max(total - self.machine[1], 1e-9)
+
+        def per(name: str) -> str:
+            return f"{1000 * (now[name] - self.before[name]) / max(creates, 1):.2f}"
+
+        parts = [f"{name} {per(name)}" for name in self.pids]
+        parts[1] += f" (event loop thread {per('events loop')})"
+        return (
+            f"CPU s per 1,000 creates: {', '.join(parts)}; "
+            f"machine busy {share:.0%} of {os.cpu_count()} CPUs"
+        )
+
+
+# -- the platform ----------------------------------------------------------------------
+
+
+class Platform:
+    """The stack, a private redis-server, and a way to restart events on a fresh file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.redis_port = free_port()
+        self.bus_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.redis: subprocess.Popen[bytes] | None = None
+        self.config = StackConfig.on_free_ports(root / "data", log_dir=root / "logs")
+        self.stack = Stack(self.config)
+        self.database = ""
+
+    def start(self, tag: str) -> None:
+        self.config.log_dir.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+        log = open(self.root / "logs" / "redis.log", "ab")  # noqa: SIM115
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(self.redis_port), *REDIS_OPTIONS],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        client = redis.Redis(port=self.redis_port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.redis.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        client.close()
+        self.config.extra_env["GRASSROOTS_EVENTS_BUS_URL"] = self.bus_url
+        self._choose_database(tag, "FULL")
+        self.stack.start_all()
+        self.stack.wait_ready(90)
+
+    def _choose_database(self, tag: str, synchronous: str) -> None:
+        self.database = str(self.config.data_dir / f"events-{tag}.sqlite3")
+        self.config.extra_env["GRASSROOTS_EVENTS_DATABASE"] = self.database
+        self.config.extra_env["GRASSROOTS_EVENTS_SQLITE_SYNCHRONOUS"] = synchronous
+
+    def fresh_events(self, tag: str, synchronous: str = "FULL") -> None:
+        """Restart the events service on a new, empty SQLite file."""
+        self.stack.stop("events")
+        self._choose_database(tag, synchronous)
+        self.stack.start("events")
+        self.stack.wait_ready(60, services=("events",))
+
+    def pids(self) -> dict[str, int]:
+        found = {name: self.stack.processes[name].pid for name in ("gateway", "events", "map")}
+        assert self.redis is not None
+        found["redis"] = self.redis.pid
+        found["load generator"] = os.getpid()
+        return found
+
+    def outbox_backlog(self) -> int:
+        """Outbox entries of the current events file not yet published to Redis."""
+        with sqlite3.connect(self.database, timeout=10) as conn:
+            row = conn.execute("SELECT count(*) FROM outbox WHERE published_us IS NULL")
+            return int(row.fetchone()[0])
+
+    def stop(self) -> None:
+        try:
+            self.stack.stop_all()
+        finally:
+            if self.redis is not None and self.redis.poll() is None:
+                self.redis.terminate()
+                try:
+                    self.redis.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.redis.kill()
+                    self.redis.wait()
+
+
+# -- 1. HTTP creates -------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    duplicates: int = 0
+    errors: int = 0
+    first_error: str = ""
+
+    @property
+    def created(self) -> int:
+        return len(self.latencies)
+
+    def fail(self, text: str) -> None:
+        self.errors += 1
+        if not self.first_error:
+            self.first_error = text[:300]
+
+
+class Reports:
+    """Bodies of POST /v1/events with distinct request ids, walking the slots."""
+
+    def __init__(self, slots: Slots, tag: str) -> None:
+        self.slots = slots
+        self.tag = tag
+        self.counter = itertools.count()
+
+    def next(self) -> tuple[bytes, str]:
+        k = next(self.counter)
+        lon, lat, category, cell = self.slots.at(k)
+        body = {
+            "category": category,
+            "description": f"bench report {k}",
+            "location": {"longitude": lon, "latitude": lat},
+            "request_id": f"{self.tag}-{k}",
+        }
+        return json.dumps(body).encode(), cell
+
+
+JSON = {"content-type": "application/json"}
+
+
+async def post_report(client: httpx.AsyncClient, reports: Reports, tally: Tally) -> bool:
+    body, cell = reports.next()
+    try:
+        response = await client.post("/v1/events", content=body, headers=JSON)
+    except httpx.HTTPError as exc:
+        tally.fail(f"{type(exc).__name__}: {exc}")
+        return False
+    if response.status_code != 201:
+        tally.fail(f"{response.status_code} {response.text}")
+        return False
+    event = response.json()
+    if event["grid_cell"] != cell:
+        tally.fail(f"located in {event['grid_cell']!r}, expected {cell!r}")
+        return False
+    if event["state"] == "duplicate":
+        tally.duplicates += 1
+    return True
+
+
+class Connections:
+    """`size` keep-alive HTTP/1.1 connections, each its own single-connection httpx client.
+
+    One shared AsyncClient with a pool of N connections costs the load generator far more
+    CPU per request as N grows (about 1.3 ms at 1, 3 ms at 16 and 10 ms at 64 on this
+    machine; encode/httpx#3215), which would measure httpcore's pool, not the platform.
+    """
+
+    def __init__(self, base_url: str, size: int) -> None:
+        self.clients = [
+            httpx.AsyncClient(
+                base_url=base_url,
+                http1=True,
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                timeout=httpx.Timeout(30.0, pool=None),
+            )
+            for _ in range(size)
+        ]
+        self.idle: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+        for client in self.clients:
+            self.idle.put_nowait(client)
+
+    async def __aenter__(self) -> Connections:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.gather(*(c.aclose() for c in self.clients))
+
+
+async def closed_loop(
+    connections: Connections, reports: Reports, clients: int, seconds: float
+) -> tuple[Tally, float]:
+    """Each client sends its next report on its own connection when the last is answered."""
+    tally = Tally()
+    started = time.perf_counter()
+    stop_at = started + seconds
+
+    async def one_client(client: httpx.AsyncClient) -> None:
+        while (sent := time.perf_counter()) < stop_at:
+            if await post_report(client, reports, tally):
+                tally.latencies.append(time.perf_counter() - sent)
+
+    await asyncio.gather(*(one_client(c) for c in connections.clients[:clients]))
+    return tally, time.perf_counter() - started
+
+
+async def settle(connections: Connections, reports: Reports) -> None:
+    """Wait until a create goes through (the gateway reconnects to a restarted service)."""
+    deadline = time.monotonic() + 20
+    while True:
+        tally = Tally()
+        if await post_report(connections.clients[0], reports, tally):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"creates keep failing: {tally.first_error}")
+        await asyncio.sleep(0.2)
+
+
+async def bench_closed(
+    platform: Platform, slots: Slots, clients: int, label: str
+) -> tuple[float, str]:
+    reports = Reports(slots, f"{label}-c{clients}")
+    async with Connections(platform.config.gateway_url, clients) as connections:
+        await settle(connections, reports)
+        await closed_loop(connections, reports, clients, WARMUP_SECONDS)
+        meter = CpuMeter(platform.pids())
+        meter.start()
+        tally, elapsed = await closed_loop(connections, reports, clients, RUN_SECONDS)
+        cpu = meter.per_thousand(tally.created)
+    rate = tally.created / elapsed
+    p50, p99, _ = percentiles(tally.latencies)
+    say(
+        f"1a. POST /v1/events, closed loop, {clients} clients{label_suffix(label)}, "
+        f"{RUN_SECONDS:.0f} s: {rate:,.0f} creates/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+        f"(target >= {TARGET_HTTP_RATE:,}/s sustained): {verdict(rate >= TARGET_HTTP_RATE)}"
+    )
+    say(f"    {cpu}")
+    say(f"    {detail(tally, platform)}")
+    return rate, cpu
+
+
+def label_suffix(label: str) -> str:
+    return ", synchronous=NORMAL" if label == "normal" else ", synchronous=FULL"
+
+
+def detail(tally: Tally, platform: Platform) -> str:
+    share = tally.duplicates / max(tally.created, 1)
+    text = (
+        f"{tally.created:,} created, {share:.1%} stored as duplicates, {tally.errors} errors; "
+        f"outbox not yet on Redis at the end: {platform.outbox_backlog():,}"
+    )
+    if tally.first_error:
+        text += f"; first error: {tally.first_error}"
+    return text
+
+
+def open_percentiles(latencies: list[float], unanswered: int) -> tuple[str, str, float]:
+    """p50 and p99 over every scheduled request, the unanswered ones counting as infinite."""
+    values = np.concatenate([np.asarray(latencies) * 1000, np.full(unanswered, np.inf)])
+    p50, p99 = np.percentile(values, [50, 99], method="inverted_cdf")
+    cutoff = f"> {(OPEN_SECONDS + OPEN_GRACE) * 1000:,.0f} ms (unanswered)"
+    text = [f"{p:.1f} ms" if np.isfinite(p) else cutoff for p in (p50, p99)]
+    return text[0], text[1], float(p99)
+
+
+async def bench_open(platform: Platform, slots: Slots) -> None:
+    reports = Reports(slots, "open")
+    tally = Tally()
+    async with Connections(platform.config.gateway_url, OPEN_POOL) as connections:
+        await settle(connections, reports)
+        await closed_loop(connections, reports, 4, WARMUP_SECONDS)
+        meter = CpuMeter(platform.pids())
+        meter.start()
+        n = int(OPEN_RATE * OPEN_SECONDS)
+        start = time.perf_counter() + 0.05
+        tasks: list[asyncio.Task[None]] = []
+        late = 0
+
+        async def one(scheduled: float) -> None:
+            # Waiting for a free connection is queueing too: it counts in the latency.
+            client = await connections.idle.get()
+            try:
+                if await post_report(client, reports, tally):
+                    tally.latencies.append(time.perf_counter() - scheduled)
+            finally:
+                connections.idle.put_nowait(client)
+
+        for i in range(n):
+            scheduled = start + i / OPEN_RATE
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -0.005:
+                late += 1
+            tasks.append(asyncio.create_task(one(scheduled)))
+        grace = start + OPEN_SECONDS + OPEN_GRACE - time.perf_counter()
+        _done, pending = await asyncio.wait(tasks, timeout=max(grace, 0.1))
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        cpu = meter.per_thousand(tally.created)
+    unanswered = n - tally.created
+    p50, p99, p99_ms = open_percentiles(tally.latencies, unanswered)
+    say(
+        f"1b. POST /v1/events, open loop at {OPEN_RATE}/s for {OPEN_SECONDS:.0f} s, from "
+        f"scheduled send time: p50 {p50}, p99 {p99} "
+        f"(target p99 < {TARGET_OPEN_P99_MS:g} ms): {verdict(p99_ms < TARGET_OPEN_P99_MS)}"
+    )
+    say(f"    {cpu}")
+    say(
+        f"    {detail(tally, platform)}; not answered within {OPEN_GRACE:.0f} s of the last "
+        f"send: {len(pending):,}; sends more than 5 ms behind schedule: {late}"
+    )
+
+
+# -- 2. gRPC BatchCreateEvents ---------------------------------------------------------
+
+
+class Batches:
+    """BatchCreateEventsRequests of distinct reports, walking the slots."""
+
+    def __init__(self, slots: Slots, tag: str) -> None:
+        self.slots = slots
+        self.tag = tag
+        self.counter = itertools.count()
+
+    def next(self, size: int) -> pb.BatchCreateEventsRequest:
+        items = []
+        for _ in range(size):
+            k = next(self.counter)
+            lon, lat, category, _cell = self.slots.at(k)
+            items.append(
+                pb.CreateEventRequest(
+                    request_id=f"{self.tag}-{k}",
+                    event=pb.Event(
+                        category=category,
+                        description=f"bench report {k}",
+                        location=geo_pb2.GeoPoint(longitude=lon, latitude=lat, crs="EPSG:4326"),
+                    ),
+                )
+            )
+        return pb.BatchCreateEventsRequest(parent=PARENT, requests=items)
+
+
+async def bench_batches(platform: Platform, slots: Slots) -> None:
+    channel = open_channel(platform.config.address("events"), default_timeout=60)
+    try:
+        stub = pb_grpc.EventsServiceStub(channel)
+        metadata = (PRINCIPAL.to_metadata(),)
+        batches = Batches(slots, "batch")
+        await stub.BatchCreateEvents(batches.next(BATCH), metadata=metadata)
+        meter = CpuMeter(platform.pids())
+        meter.start()
+        created = duplicates = 0
+        latencies: list[float] = []
+        started = time.perf_counter()
+        stop_at = started + BATCH_SECONDS
+
+        async def caller() -> None:
+            nonlocal created, duplicates
+            while (sent := time.perf_counter()) < stop_at:
+                response = await stub.BatchCreateEvents(batches.next(BATCH), metadata=metadata)
+                latencies.append(time.perf_counter() - sent)
+                created += len(response.events)
+                duplicates += sum(e.state == pb.Event.STATE_DUPLICATE for e in response.events)
+
+        await asyncio.gather(*(caller() for _ in range(BATCH_IN_FLIGHT)))
+        elapsed = time.perf_counter() - started
+        cpu = meter.per_thousand(created)
+    finally:
+        await channel.close()
+    rate = created / elapsed
+    p50, p99, _ = percentiles(latencies)
+    say(
+        f"2.  gRPC BatchCreateEvents, batches of {BATCH}, {BATCH_IN_FLIGHT} calls in flight, "
+        f"{elapsed:.0f} s: {rate:,.0f} creates/s, per call p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+        f"(target >= {TARGET_BATCH_RATE:,}/s): {verdict(rate >= TARGET_BATCH_RATE)}"
+    )
+    say(f"    {cpu}")
+    say(
+        f"    {created:,} created, {duplicates / max(created, 1):.1%} stored as duplicates "
+        f"({len(slots):,} distinct point/category slots); "
+        f"outbox not yet on Redis at the end: {platform.outbox_backlog():,}"
+    )
+
+
+# -- 3. the bus ------------------------------------------------------------------------
+
+
+async def bench_bus(platform: Platform, slots: Slots) -> None:
+    bus = open_bus(platform.bus_url)
+    channel = open_channel(platform.config.address("events"), default_timeout=10)
+    per_tick = round(BUS_RATE * BUS_TICK)
+    try:
+        stub = pb_grpc.EventsServiceStub(channel)
+        metadata = (PRINCIPAL.to_metadata(),)
+        batches = Batches(slots, "bus")
+        await stub.BatchCreateEvents(batches.next(per_tick), metadata=metadata)
+        await bus.ensure_group(STREAM, "bench", "$")
+        # event id -> (seconds from create to receipt, from create to XADD)
+        seen: dict[str, tuple[float, float]] = {}
+        created: set[str] = set()
+        stop = asyncio.Event()
+        produced = asyncio.Event()
+        all_seen = asyncio.Event()
+
+        async def consume() -> None:
+            while not stop.is_set():
+                deliveries = await bus.read(STREAM, "bench", "bench-1", 1000, BUS_BLOCK_MS)
+                now = time.time()
+                for d in deliveries:
+                    event = pb.Event.FromString(d.message.payload)
+                    made = event.create_time.seconds + event.create_time.nanos / 1e9
+                    added = int(d.id.split("-")[0]) / 1000
+                    seen[d.message.headers["event_id"]] = (now - made, added - made)
+                if deliveries:
+                    await bus.ack(STREAM, "bench", [d.id for d in deliveries])
+                if produced.is_set() and created <= seen.keys():
+                    all_seen.set()
+
+        async def produce(request: pb.BatchCreateEventsRequest) -> None:
+            response = await stub.BatchCreateEvents(request, metadata=metadata)
+            created.update(e.name.rsplit("/", 1)[-1] for e in response.events)
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0.2)
+        meter = CpuMeter(platform.pids())
+        meter.start()
+        ticks = int(BUS_SECONDS / BUS_TICK)
+        start = time.perf_counter() + 0.02
+        producers = []
+        for i in range(ticks):
+            delay = start + i * BUS_TICK - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            producers.append(asyncio.create_task(produce(batches.next(per_tick))))
+        await asyncio.gather(*producers)
+        produced.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_seen.wait(), 5)
+        cpu = meter.per_thousand(len(created))
+        stop.set()
+        await consumer
+    finally:
+        await channel.close()
+        await bus.close()
+    mine = [seen[i] for i in created if i in seen]
+    p50, p99, worst = percentiles([m[0] for m in mine])
+    x50, x99, _ = percentiles([m[1] for m in mine])
+    say(
+        f"3.  created -> delivered to a Redis consumer group, {BUS_RATE} events/s "
+        f"({per_tick} per BatchCreateEvents every {BUS_TICK * 1000:.0f} ms) for "
+        f"{BUS_SECONDS:.0f} s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {worst:.0f} ms "
+        f"(target p99 < {TARGET_BUS_P99_MS:g} ms): {verdict(p99 < TARGET_BUS_P99_MS)}"
+    )
+    say(
+        f"    of which create_time -> XADD (Redis entry id, 1 ms resolution): p50 {x50:.1f} ms, "
+        f"p99 {x99:.1f} ms; {len(mine):,} of {len(created):,} created events delivered"
+    )
+    say(f"    {cpu}")
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def load_line(when: str) -> str:
+    one, five, _ = os.getloadavg()
+    return f"{when}: {os.cpu_count()} CPUs, load average {one:.1f} (1 min), {five:.1f} (5 min)"
+
+
+def filesystem_of(path: Path) -> str:
+    best = ("", "?")
+    with open("/proc/mounts") as f:
+        for line in f:
+            _dev, mount, kind, *_ = line.split()
+            if str(path).startswith(mount) and len(mount) > len(best[0]):
+                best = (mount, kind)
+    return best[1]
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so `finally` stops every process this run started."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main() -> None:
+    stop_on_sigterm()
+    started = time.perf_counter()
+    say(load_line("machine at start"))
+    with tempfile.TemporaryDirectory(prefix="bench-events-") as tmp:
+        platform = Platform(Path(tmp))
+        try:
+            say(
+                f"setup: starting the platform and redis-server on port {platform.redis_port} "
+                f"(data on {filesystem_of(Path(tmp))})"
+            )
+            platform.start("c16")
+            slots = make_slots(platform.config.map_file)
+            say(
+                f"setup: ready after {time.perf_counter() - started:.0f} s; {len(slots):,} "
+                f"point/category slots in {len(set(slots.cell))} grid cells"
+            )
+            rates: dict[int, float] = {}
+            for i, clients in enumerate(CONCURRENCY):
+                if i:
+                    platform.fresh_events(f"c{clients}")
+                rates[clients], _ = asyncio.run(bench_closed(platform, slots, clients, "full"))
+            platform.fresh_events("open")
+            asyncio.run(bench_open(platform, slots))
+            platform.fresh_events("batch")
+            asyncio.run(bench_batches(platform, slots))
+            platform.fresh_events("bus")
+            asyncio.run(bench_bus(platform, slots))
+            best = max(rates, key=lambda c: rates[c])
+            platform.fresh_events("normal", synchronous="NORMAL")
+            normal, _ = asyncio.run(bench_closed(platform, slots, best, "normal"))
+            say(
+                f"1a. synchronous=NORMAL / FULL at {best} clients: {normal / rates[best]:.2f}x "
+                f"(NORMAL skips the fsync at each commit: a committed create survives a "
+                f"process crash but may be lost on power loss or an OS crash)"
+            )
+        finally:
+            platform.stop()
+    say(load_line("machine at end"))
+    say(f"total {time.perf_counter() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
