@@ -39,27 +39,26 @@ class OutboxRelay:
         self.max_backoff = max_backoff
 
     async def publish_pending(self) -> int:
-        """Publish what is pending now; returns how many entries went out."""
+        """Publish what is pending now, in one round trip; returns how many went out."""
         entries = await self.store.unpublished(self.batch)
-        done: list[int] = []
-        try:
-            for entry in entries:
-                await self.bus.publish(
-                    self.stream,
-                    BusMessage(
-                        type=entry.type,
-                        key=f"{entry.event_id}:{entry.seq}",
-                        tenant=entry.tenant,
-                        offset=entry.seq,
-                        payload=entry.payload,
-                        headers={"event_id": entry.event_id},
-                    ),
+        if not entries:
+            return 0
+        await self.bus.publish_many(
+            self.stream,
+            [
+                BusMessage(
+                    type=entry.type,
+                    key=f"{entry.event_id}:{entry.seq}",
+                    tenant=entry.tenant,
+                    offset=entry.seq,
+                    payload=entry.payload,
+                    headers={"event_id": entry.event_id},
                 )
-                done.append(entry.seq)
-        finally:
-            if done:
-                await self.store.mark_published(done)
-        return len(done)
+                for entry in entries
+            ],
+        )
+        await self.store.mark_published([entry.seq for entry in entries])
+        return len(entries)
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.1

@@ -81,6 +81,10 @@ class Bus(Protocol):
         """Append `message` to `stream` (created on first use); return its entry id."""
         ...
 
+    async def publish_many(self, stream: str, messages: Sequence[BusMessage]) -> list[str]:
+        """Append many messages in order, in one round trip; returns their entry ids."""
+        ...
+
     async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
         """Create `group` if missing; new groups start after `start` ("0" all, "$" new).
 

@@ -127,36 +127,46 @@ class LocalLogBus:
         self._version = 0
 
     async def publish(self, stream: str, message: BusMessage) -> str:
-        headers = json.dumps(dict(message.headers), ensure_ascii=False, sort_keys=True)
+        return (await self.publish_many(stream, [message]))[0]
 
-        def write(conn: sqlite3.Connection) -> int:
-            pos = max(_now_ms() * _SEQ, _last_pos(conn, stream) + 1)
+    async def publish_many(self, stream: str, messages: Sequence[BusMessage]) -> list[str]:
+        """All messages in one transaction: one fsync for the batch, order kept."""
+        if not messages:
+            return []
+
+        def write(conn: sqlite3.Connection) -> list[int]:
+            positions = []
+            pos = _last_pos(conn, stream)
+            for message in messages:
+                pos = max(_now_ms() * _SEQ, pos + 1)
+                headers = json.dumps(dict(message.headers), ensure_ascii=False, sort_keys=True)
+                conn.execute(
+                    'INSERT INTO bus_entries (stream, pos, type, key, tenant, "offset", payload, '
+                    "headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        stream,
+                        pos,
+                        message.type,
+                        message.key,
+                        message.tenant,
+                        message.offset,
+                        message.payload,
+                        headers,
+                    ),
+                )
+                positions.append(pos)
             conn.execute(
                 "INSERT INTO bus_streams (name, last_pos) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET last_pos = excluded.last_pos",
                 (stream, pos),
             )
-            conn.execute(
-                'INSERT INTO bus_entries (stream, pos, type, key, tenant, "offset", payload, '
-                "headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    stream,
-                    pos,
-                    message.type,
-                    message.key,
-                    message.tenant,
-                    message.offset,
-                    message.payload,
-                    headers,
-                ),
-            )
-            return pos
+            return positions
 
-        pos = await self._db.run(lambda conn: transaction(conn, write))
+        positions = await self._db.run(lambda conn: transaction(conn, write))
         async with self._published:
             self._version += 1
             self._published.notify_all()
-        return _to_id(pos)
+        return [_to_id(pos) for pos in positions]
 
     async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
         def write(conn: sqlite3.Connection) -> None:

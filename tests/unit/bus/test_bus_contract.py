@@ -188,3 +188,17 @@ async def test_trim_without_groups_is_plain_retention(bus: Bus, stream: str) -> 
     assert await bus.trim(stream, 2) == 3
     assert await bus.length(stream) == 2
     assert await bus.trim(f"{stream}.missing", 0) == 0
+
+
+async def test_publish_many_keeps_order_in_one_call(bus: Bus, stream: str) -> None:
+    await bus.ensure_group(stream, "g")
+    before = await bus.publish(stream, message(0))
+    ids = await bus.publish_many(stream, [message(i) for i in range(1, 6)])
+    assert len(ids) == 5
+    assert [entry_id_key(i) for i in [before, *ids]] == sorted(
+        entry_id_key(i) for i in [before, *ids]
+    )
+    assert len({before, *ids}) == 6
+    got = await bus.read(stream, "g", "c1", count=10, block_ms=0)
+    assert [d.message.offset for d in got] == list(range(6))
+    assert await bus.publish_many(stream, []) == []
