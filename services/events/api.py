@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
+from services.events.coalescer import CreateCoalescer
 from services.events.domain import validation
 from services.events.domain.model import Event, NewReport, Point, Source, State
 from services.events.domain.service import EventHub
@@ -177,13 +178,14 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     def __init__(self, hub: EventHub, feed: ChangeFeed) -> None:
         self.hub = hub
         self.feed = feed
+        self.creates = CreateCoalescer(hub)
 
     async def CreateEvent(
         self, request: pb.CreateEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.Event:
         principal = _principal()
         parent = tenancy.parse_parent(request.parent)
-        stored, created = await self.hub.report(principal, _report(request, parent, principal))
+        stored, created = await self.creates.report(principal, _report(request, parent, principal))
         context.set_trailing_metadata(((REPLAYED_METADATA_KEY, "false" if created else "true"),))
         return _out(stored)
 
