@@ -68,6 +68,7 @@ def event_out(event: pb.Event) -> EventOut:
         severity=event.severity,
         media_uris=list(event.media_uris),
         reporter_contact=event.reporter_contact,
+        address=event.address,
         duplicate_of=event.duplicate_of.rsplit("/", 1)[-1] if event.duplicate_of else None,
         timeline=[
             TimelineEntryOut(
@@ -133,6 +134,7 @@ async def create_event(
             severity=body.severity,
             media_uris=body.media_uris,
             reporter_contact=body.reporter_contact,
+            address=body.address,
         ),
     )
     rpc = upstreams.events.CreateEvent(message, metadata=call_metadata(who))

@@ -42,6 +42,7 @@ class EventCreate(BaseModel):
     severity: int = Field(0, ge=0, le=5, description="1-5; 0 takes the category's default")
     media_uris: list[str] = Field(default_factory=list, max_length=10)
     reporter_contact: str = Field("", max_length=100, description="phone or e-mail")
+    address: str = Field("", max_length=500, description="where it is, in words")
 
 
 class TimelineEntryOut(BaseModel):
@@ -109,6 +110,7 @@ class EventOut(BaseModel):
     severity: int = 0
     media_uris: list[str] = []
     reporter_contact: str = ""
+    address: str = ""
 
 
 class EventList(BaseModel):

@@ -102,6 +102,7 @@ def event_to_proto(event: Event) -> pb.Event:
         severity=event.severity,
         media_uris=list(event.media),
         reporter_contact=event.reporter_contact,
+        address=event.address,
     )
     if event.evaluation is not None:
         message.evaluation.CopyFrom(
@@ -135,6 +136,7 @@ def _report(
             severity=event.severity,
             media=list(event.media_uris),
             contact=event.reporter_contact,
+            address=event.address,
         )
     except InvalidArgument as exc:
         if not outer:
@@ -153,6 +155,7 @@ def _report(
         severity=event.severity,
         media=tuple(event.media_uris),
         reporter_contact=event.reporter_contact.strip(),
+        address=event.address.strip(),
     )
 
 

@@ -132,6 +132,7 @@ class Event(_message.Message):
     SEVERITY_FIELD_NUMBER: _builtins.int
     MEDIA_URIS_FIELD_NUMBER: _builtins.int
     REPORTER_CONTACT_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/events/{event}`. Output only."""
     category: _builtins.str
@@ -158,6 +159,8 @@ class Event(_message.Message):
     """How to reach the reporter (phone or e-mail). Masked (138****5678) unless the
     caller is the reporter or holds the people:read_sensitive scope.
     """
+    address: _builtins.str
+    """Where it is, in words ("next to the east bridge"); at most 500 characters."""
     @_builtins.property
     def location(self) -> _geo_pb2.GeoPoint:
         """Where it happened. Required."""
@@ -208,10 +211,11 @@ class Event(_message.Message):
         severity: _builtins.int = ...,
         media_uris: _abc.Iterable[_builtins.str] | None = ...,
         reporter_contact: _builtins.str = ...,
+        address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "evaluation", b"evaluation", "location", b"location", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "comments", b"comments", "create_time", b"create_time", "description", b"description", "duplicate_of", b"duplicate_of", "etag", b"etag", "evaluation", b"evaluation", "grid_cell", b"grid_cell", "grid_worker", b"grid_worker", "location", b"location", "media_uris", b"media_uris", "name", b"name", "reporter_contact", b"reporter_contact", "severity", b"severity", "source", b"source", "state", b"state", "timeline", b"timeline", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "category", b"category", "comments", b"comments", "create_time", b"create_time", "description", b"description", "duplicate_of", b"duplicate_of", "etag", b"etag", "evaluation", b"evaluation", "grid_cell", b"grid_cell", "grid_worker", b"grid_worker", "location", b"location", "media_uris", b"media_uris", "name", b"name", "reporter_contact", b"reporter_contact", "severity", b"severity", "source", b"source", "state", b"state", "timeline", b"timeline", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -60,6 +60,7 @@ class NewReport:
     severity: int = 0
     media: tuple[str, ...] = ()
     reporter_contact: str = ""
+    address: str = ""
 
     def fingerprint(self) -> str:
         """What makes two creates with the same request id the same request."""
@@ -74,6 +75,7 @@ class NewReport:
                 str(self.severity),
                 "\n".join(self.media),
                 self.reporter_contact,
+                self.address,
             ]
         )
         return hashlib.sha256(body.encode()).hexdigest()
@@ -123,6 +125,7 @@ class Event:
     severity: int = 2
     media: tuple[str, ...] = ()
     reporter_contact: str = ""
+    address: str = ""
 
     @property
     def etag(self) -> str:

@@ -139,6 +139,7 @@ class EventHub:
             severity=report.severity or DEFAULT_CATEGORIES[report.category].default_severity,
             media=report.media,
             reporter_contact=report.reporter_contact,
+            address=report.address,
         )
 
     @staticmethod

@@ -15,9 +15,12 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_MEDIA = 10
 MAX_URI = 2048
 MAX_CONTACT = 100
+MAX_ADDRESS = 500
 
 
-def check_details(*, severity: int, media: list[str], contact: str, prefix: str = "event.") -> None:
+def check_details(
+    *, severity: int, media: list[str], contact: str, address: str = "", prefix: str = "event."
+) -> None:
     """Severity, media references and contact: optional, but well formed when given."""
     violations: list[FieldViolation] = []
     if not 0 <= severity <= 5:
@@ -27,6 +30,8 @@ def check_details(*, severity: int, media: list[str], contact: str, prefix: str 
     for i, uri in enumerate(media[:MAX_MEDIA]):
         if not uri.startswith(("https://", "http://")) or len(uri) > MAX_URI or " " in uri:
             violations.append(FieldViolation(f"{prefix}media_uris[{i}]", "must be an http(s) URI"))
+    if len(address) > MAX_ADDRESS:
+        violations.append(FieldViolation(f"{prefix}address", f"at most {MAX_ADDRESS} characters"))
     if len(contact) > MAX_CONTACT:
         violations.append(
             FieldViolation(f"{prefix}reporter_contact", f"at most {MAX_CONTACT} characters")

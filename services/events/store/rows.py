@@ -12,7 +12,7 @@ from services.events.domain.model import Evaluation, Event, GridPlace, Point, So
 COLUMNS = (
     "id, tenant, category, description, longitude, latitude, reported_crs, source, state, "
     "grid_cell, grid_worker, reporter, create_us, update_us, version, duplicate_of, "
-    "eval_score, eval_text, eval_us, severity, media, reporter_contact"
+    "eval_score, eval_text, eval_us, severity, media, reporter_contact, address"
 )
 COLUMN_COUNT = len(COLUMNS.split(","))
 # Columns added after the first schema, with their definitions, for older databases.
@@ -20,6 +20,7 @@ ADDED_COLUMNS = (
     ("severity", "INTEGER NOT NULL DEFAULT 2"),
     ("media", "TEXT NOT NULL DEFAULT '[]'"),
     ("reporter_contact", "TEXT NOT NULL DEFAULT ''"),
+    ("address", "TEXT NOT NULL DEFAULT ''"),
 )
 
 
@@ -56,6 +57,7 @@ def event_values(event: Event) -> tuple[object, ...]:
         event.severity,
         json.dumps(list(event.media)),
         event.reporter_contact,
+        event.address,
     )
 
 
@@ -81,4 +83,5 @@ def row_to_event(row: Mapping[str, Any]) -> Event:
         severity=row["severity"],
         media=tuple(json.loads(row["media"])),
         reporter_contact=row["reporter_contact"],
+        address=row["address"],
     )

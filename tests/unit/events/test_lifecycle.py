@@ -170,8 +170,10 @@ async def test_comments_are_kept_in_order(events, spot):
 async def test_contact_is_masked_for_others_and_severity_defaults(events, spot):
     request = report(*spot, "contact")
     request.event.reporter_contact = "13812345678"
+    request.event.address = "By the east bridge, Xingming"
     request.event.media_uris.append("https://photos.example.cn/a.jpg")
     created = await events.stub.CreateEvent(request, metadata=md())
+    assert created.address == "By the east bridge, Xingming"
     assert created.reporter_contact == "13812345678"
     assert created.severity == 2
     assert list(created.media_uris) == ["https://photos.example.cn/a.jpg"]
@@ -201,6 +203,7 @@ async def test_contact_is_masked_for_others_and_severity_defaults(events, spot):
         ("severity", 9, "event.severity"),
         ("media_uris", ["ftp://x"], "event.media_uris[0]"),
         ("reporter_contact", "1" * 101, "event.reporter_contact"),
+        ("address", "x" * 501, "event.address"),
     ],
 )
 async def test_bad_details_name_the_field(events, spot, field, value, violation):
