@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import grpc
+import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from grassroots.events.v1 import events_service_pb2 as pb
@@ -15,8 +16,7 @@ from services.events.domain import validation
 from services.events.domain.model import Event, NewReport, Point, Source, State
 from services.events.domain.service import EventHub
 from services.events.feed import ChangeFeed
-from services.kit import geo as crs
-from services.kit import masking, tenancy
+from services.kit import crs, masking, tenancy
 from services.kit.component import ServiceComponent
 from services.kit.context import current_principal
 from services.kit.errors import FieldViolation, InvalidArgument, Unauthenticated
@@ -144,11 +144,15 @@ def _report(
         raise InvalidArgument(
             [FieldViolation(outer + v.field, v.description) for v in exc.violations]
         ) from None
+    # Phones in China report GCJ-02; events are stored and located in WGS84.
+    lon, lat = crs.to_storage(
+        np.array([event.location.longitude]), np.array([event.location.latitude]), reported_crs
+    )
     return NewReport(
         parent=parent,
         category=event.category,
         description=event.description,
-        location=Point(event.location.longitude, event.location.latitude, reported_crs),
+        location=Point(float(lon[0]), float(lat[0]), reported_crs),
         source=_SOURCES[event.source],
         request_id=request.request_id,
         reporter=principal.subject,

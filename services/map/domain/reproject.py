@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from services.map.domain import crs as crs_module
+from services.kit import crs as crs_module
 
 
 def to_storage(geometries: np.ndarray, source_crs: str) -> np.ndarray:

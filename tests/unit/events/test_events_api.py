@@ -104,7 +104,7 @@ async def test_keys_are_scoped_by_caller(events, grid_index):
         (lambda r: r.event.ClearField("location"), "event.location"),
         (lambda r: setattr(r.event.location, "latitude", 91.0), "event.location.latitude"),
         (lambda r: setattr(r.event.location, "longitude", 200.0), "event.location.longitude"),
-        (lambda r: setattr(r.event.location, "crs", "EPSG:3857"), "event.location.crs"),
+        (lambda r: setattr(r.event.location, "crs", "GCJ-03"), "event.location.crs"),
         (lambda r: setattr(r, "request_id", ""), "request_id"),
         (lambda r: setattr(r, "request_id", "bad key with spaces"), "request_id"),
         (lambda r: setattr(r.event.location, "longitude", 100.0), "event.location"),

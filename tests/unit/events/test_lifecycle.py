@@ -237,3 +237,22 @@ async def test_resolved_events_close_themselves_after_the_configured_time(events
     assert closed.timeline[-1].actor == AUTO_CLOSER
     untouched = await events.stub.GetEvent(pb.GetEventRequest(name=other.name), metadata=md())
     assert untouched.state == S.STATE_REPORTED
+
+
+async def test_a_phone_report_in_gcj02_is_stored_in_wgs84(events, spot):
+    import numpy as np
+
+    from services.kit import crs
+
+    lon, lat = spot
+    gcj_lon, gcj_lat = crs.wgs84_to_gcj02(np.array([lon]), np.array([lat]))
+    request = report(float(gcj_lon[0]), float(gcj_lat[0]), "gcj")
+    request.event.location.crs = "GCJ-02"
+    created = await events.stub.CreateEvent(request, metadata=md())
+    plain = await events.stub.CreateEvent(
+        report(lon, lat, "wgs", category="public.facility"), metadata=md()
+    )
+    assert created.grid_cell == plain.grid_cell
+    _, _, metres = GEOD.inv(lon, lat, created.location.longitude, created.location.latitude)
+    assert metres < 0.5
+    assert created.location.crs == "EPSG:4326"

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from services.kit import crs
 from services.kit.errors import InvalidArgument
-from services.map.domain import crs
 
 # Published pairs from googollee/eviltransform python/test.py: (wgs lon, wgs lat, gcj lon, gcj lat).
 EVILTRANSFORM_PAIRS = [

@@ -13,11 +13,11 @@ import shapely
 from grassroots.map.v1 import map_service_pb2 as pb
 from grassroots.map.v1 import map_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
+from services.kit import crs
 from services.kit.principal import Principal
 from services.kit.status import failure_of
 from services.map import formats
 from services.map.api import build_component
-from services.map.domain import crs
 from services.map.domain.service import MapCatalog
 from tests.conftest import serve_in_process
 
