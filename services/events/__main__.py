@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from services.events.api import build_component, event_to_proto
 from services.events.config import EventsSettings
+from services.events.domain.categories import CategoryCatalog
 from services.events.domain.model import Event
 from services.events.domain.service import EventHub
 from services.events.feed import ChangeFeed
@@ -56,7 +57,8 @@ def main() -> None:
         bus = open_bus(settings.bus_url or str(settings.database.with_name("events-bus.sqlite3")))
         feed = ChangeFeed()
         locator = MapLocator(discovery.resolve("map"), settings.call_timeout_seconds)
-        hub = EventHub(store, locator, on_change=feed.notify)
+        categories = CategoryCatalog(await store.list_categories())
+        hub = EventHub(store, locator, on_change=feed.notify, categories=categories)
         relay = OutboxRelay(store, bus, feed, batch=settings.outbox_batch)
         stop = asyncio.Event()
         tasks = [asyncio.create_task(relay.run(stop))]

@@ -13,10 +13,11 @@ from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
 from services.events.coalescer import CreateCoalescer
 from services.events.domain import validation
+from services.events.domain.categories import Category
 from services.events.domain.model import Event, NewReport, Point, Source, State
 from services.events.domain.service import EventHub
 from services.events.feed import ChangeFeed
-from services.kit import crs, masking, tenancy
+from services.kit import crs, masking, paging, tenancy
 from services.kit.component import ServiceComponent
 from services.kit.context import current_principal
 from services.kit.errors import FieldViolation, InvalidArgument, Unauthenticated
@@ -181,6 +182,19 @@ def _out(event: Event) -> pb.Event:
     return for_caller(event_to_proto(event), event.reporter, _principal())
 
 
+def _category_to_proto(level: str, category: Category) -> pb.Category:
+    base = f"{tenancy.tenant_name(level)}/categories" if level else "categories"
+    return pb.Category(
+        name=f"{base}/{category.code}",
+        code=category.code,
+        display_name=category.name,
+        default_severity=category.default_severity,
+        sla_minutes=category.sla_minutes,
+        duplicate_radius_meters=category.duplicate_radius_m,
+        duplicate_window_minutes=category.duplicate_window_minutes,
+    )
+
+
 class EventsServicer(pb_grpc.EventsServiceServicer):
     def __init__(self, hub: EventHub, feed: ChangeFeed) -> None:
         self.hub = hub
@@ -234,6 +248,38 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         return pb.ListEventsResponse(
             events=[_out(e) for e in page.events],
             next_page_token=page.next_page_token,
+        )
+
+    async def CreateCategory(
+        self, request: pb.CreateCategoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Category:
+        parent = tenancy.parse_parent(request.parent)
+        given = request.category
+        category = Category(
+            code=given.code,
+            name=given.display_name,
+            default_severity=given.default_severity,
+            sla_minutes=given.sla_minutes,
+            duplicate_radius_m=given.duplicate_radius_meters,
+            duplicate_window_minutes=given.duplicate_window_minutes,
+        )
+        stored = await self.hub.define_category(_principal(), parent, category)
+        return _category_to_proto(parent, stored)
+
+    async def ListCategories(
+        self, request: pb.ListCategoriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCategoriesResponse:
+        parent = tenancy.parse_parent(request.parent)
+        size = paging.page_size(request.page_size, default=100, maximum=1000)
+        query = {"parent": parent}
+        cursor = paging.decode_token(request.page_token, query)
+        offset = int(cursor["o"]) if cursor else 0
+        everything = self.hub.list_categories(_principal(), parent)
+        page = everything[offset : offset + size]
+        more = offset + size < len(everything)
+        return pb.ListCategoriesResponse(
+            categories=[_category_to_proto(level, c) for level, c in page],
+            next_page_token=paging.encode_token({"o": offset + size}, query) if more else "",
         )
 
     async def GetEventStatistics(

@@ -479,6 +479,140 @@ class ListEventsRequest(_message.Message):
 Global___ListEventsRequest: _TypeAlias = ListEventsRequest  # noqa: Y015
 
 @_typing.final
+class Category(_message.Message):
+    """A kind of event, with the defaults that drive its handling."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    DEFAULT_SEVERITY_FIELD_NUMBER: _builtins.int
+    SLA_MINUTES_FIELD_NUMBER: _builtins.int
+    DUPLICATE_RADIUS_METERS_FIELD_NUMBER: _builtins.int
+    DUPLICATE_WINDOW_MINUTES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name: `tenants/{tenant}/categories/{code}` where it is defined, or
+    `categories/{code}` for a built-in. Output only.
+    """
+    code: _builtins.str
+    """Dotted code, for example "safety.smoke_alarm"; routing rules match prefixes."""
+    display_name: _builtins.str
+    """Human readable name."""
+    default_severity: _builtins.int
+    """Severity of a new event, 1 to 5."""
+    sla_minutes: _builtins.int
+    """Time allowed to resolve, in minutes; 0 means no SLA."""
+    duplicate_radius_meters: _builtins.float
+    """Reports within this distance of an open event of the category are duplicates."""
+    duplicate_window_minutes: _builtins.int
+    """... and within this many minutes of it."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        code: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        default_severity: _builtins.int = ...,
+        sla_minutes: _builtins.int = ...,
+        duplicate_radius_meters: _builtins.float = ...,
+        duplicate_window_minutes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "default_severity", b"default_severity", "display_name", b"display_name", "duplicate_radius_meters", b"duplicate_radius_meters", "duplicate_window_minutes", b"duplicate_window_minutes", "name", b"name", "sla_minutes", b"sla_minutes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Category: _TypeAlias = Category  # noqa: Y015
+
+@_typing.final
+class CreateCategoryRequest(_message.Message):
+    """Request message for EventsService.CreateCategory."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant whose subtree gets the category: `tenants/{tenant}`."""
+    @_builtins.property
+    def category(self) -> Global___Category:
+        """The category."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        category: Global___Category | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["category", b"category"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCategoryRequest: _TypeAlias = CreateCategoryRequest  # noqa: Y015
+
+@_typing.final
+class ListCategoriesRequest(_message.Message):
+    """Request message for EventsService.ListCategories."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant: `tenants/{tenant}`."""
+    page_size: _builtins.int
+    """Maximum number of categories to return (default 100, at most 1000)."""
+    page_token: _builtins.str
+    """Token from a previous response."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCategoriesRequest: _TypeAlias = ListCategoriesRequest  # noqa: Y015
+
+@_typing.final
+class ListCategoriesResponse(_message.Message):
+    """Response message for EventsService.ListCategories."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___Category]:
+        """The categories, by code."""
+
+    def __init__(
+        self,
+        *,
+        categories: _abc.Iterable[Global___Category] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCategoriesResponse: _TypeAlias = ListCategoriesResponse  # noqa: Y015
+
+@_typing.final
 class GetEventStatisticsRequest(_message.Message):
     """Request message for EventsService.GetEventStatistics."""
 

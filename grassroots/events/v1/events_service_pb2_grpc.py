@@ -56,6 +56,16 @@ class EventsServiceStub:
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.CreateCategory = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/CreateCategory',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.CreateCategoryRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Category.FromString,
+                _registered_method=True)
+        self.ListCategories = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/ListCategories',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ListCategoriesRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ListCategoriesResponse.FromString,
+                _registered_method=True)
         self.GetEventStatistics = channel.unary_unary(
                 '/grassroots.events.v1.EventsService/GetEventStatistics',
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetEventStatisticsRequest.SerializeToString,
@@ -118,6 +128,21 @@ class EventsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateCategory(self, request, context):
+        """Defines a category for a tenant's subtree, or replaces the definition it
+        inherits (a village tightening a town's SLA). Needs the events:configure scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCategories(self, request, context):
+        """Lists the categories a tenant can report: built-in, inherited and its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetEventStatistics(self, request, context):
         """Counts and service figures for dashboards.
         """
@@ -175,6 +200,16 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ListEventsRequest.FromString,
                     response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'CreateCategory': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCategory,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.CreateCategoryRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Category.SerializeToString,
+            ),
+            'ListCategories': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCategories,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ListCategoriesRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ListCategoriesResponse.SerializeToString,
             ),
             'GetEventStatistics': grpc.unary_unary_rpc_method_handler(
                     servicer.GetEventStatistics,
@@ -312,6 +347,60 @@ class EventsService:
             '/grassroots.events.v1.EventsService/ListEvents',
             grassroots_dot_events_dot_v1_dot_events__service__pb2.ListEventsRequest.SerializeToString,
             grassroots_dot_events_dot_v1_dot_events__service__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCategory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/CreateCategory',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.CreateCategoryRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.Category.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCategories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/ListCategories',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.ListCategoriesRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.ListCategoriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

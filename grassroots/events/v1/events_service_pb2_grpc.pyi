@@ -47,6 +47,12 @@ class EventsServiceStub:
     """Gets an event. The parent may be the wildcard `tenants/-`."""
     ListEvents: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.ListEventsRequest, _events_service_pb2.ListEventsResponse]
     """Lists events, newest first, filtered and paged."""
+    CreateCategory: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.CreateCategoryRequest, _events_service_pb2.Category]
+    """Defines a category for a tenant's subtree, or replaces the definition it
+    inherits (a village tightening a town's SLA). Needs the events:configure scope.
+    """
+    ListCategories: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.ListCategoriesRequest, _events_service_pb2.ListCategoriesResponse]
+    """Lists the categories a tenant can report: built-in, inherited and its own."""
     GetEventStatistics: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.GetEventStatisticsRequest, _events_service_pb2.EventStatistics]
     """Counts and service figures for dashboards."""
     TransitionEvent: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.TransitionEventRequest, _events_service_pb2.Event]
@@ -77,6 +83,12 @@ class EventsServiceAsyncStub(EventsServiceStub):
     """Gets an event. The parent may be the wildcard `tenants/-`."""
     ListEvents: _aio.UnaryUnaryMultiCallable[_events_service_pb2.ListEventsRequest, _events_service_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Lists events, newest first, filtered and paged."""
+    CreateCategory: _aio.UnaryUnaryMultiCallable[_events_service_pb2.CreateCategoryRequest, _events_service_pb2.Category]  # type: ignore[assignment]
+    """Defines a category for a tenant's subtree, or replaces the definition it
+    inherits (a village tightening a town's SLA). Needs the events:configure scope.
+    """
+    ListCategories: _aio.UnaryUnaryMultiCallable[_events_service_pb2.ListCategoriesRequest, _events_service_pb2.ListCategoriesResponse]  # type: ignore[assignment]
+    """Lists the categories a tenant can report: built-in, inherited and its own."""
     GetEventStatistics: _aio.UnaryUnaryMultiCallable[_events_service_pb2.GetEventStatisticsRequest, _events_service_pb2.EventStatistics]  # type: ignore[assignment]
     """Counts and service figures for dashboards."""
     TransitionEvent: _aio.UnaryUnaryMultiCallable[_events_service_pb2.TransitionEventRequest, _events_service_pb2.Event]  # type: ignore[assignment]
@@ -128,6 +140,24 @@ class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_events_service_pb2.ListEventsResponse, _abc.Awaitable[_events_service_pb2.ListEventsResponse]]:
         """Lists events, newest first, filtered and paged."""
+
+    @_abc_1.abstractmethod
+    def CreateCategory(
+        self,
+        request: _events_service_pb2.CreateCategoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.Category, _abc.Awaitable[_events_service_pb2.Category]]:
+        """Defines a category for a tenant's subtree, or replaces the definition it
+        inherits (a village tightening a town's SLA). Needs the events:configure scope.
+        """
+
+    @_abc_1.abstractmethod
+    def ListCategories(
+        self,
+        request: _events_service_pb2.ListCategoriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.ListCategoriesResponse, _abc.Awaitable[_events_service_pb2.ListCategoriesResponse]]:
+        """Lists the categories a tenant can report: built-in, inherited and its own."""
 
     @_abc_1.abstractmethod
     def GetEventStatistics(

@@ -1,11 +1,16 @@
-"""Event categories known to every tenant until per-tenant category trees arrive.
+"""Event categories: built-ins every tenant sees, and each level's own definitions.
 
-A category code is dotted (`area.topic`) so routing rules can match a prefix.
+A category code is dotted (`area.topic`) so routing rules can match a prefix. Levels of
+the tenant tree add categories or override inherited ones for their subtree.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from services.kit.errors import FieldViolation, InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -35,3 +40,71 @@ DEFAULT_CATEGORIES: dict[str, Category] = {
         Category("care.elderly_welfare", "Welfare check for an elderly resident", 4, 60),
     )
 }
+
+
+CODE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}(\.[a-z][a-z0-9_]{0,30}){0,3}$")
+MAX_DUPLICATE_RADIUS_M = 1_000.0
+MAX_DUPLICATE_WINDOW_MINUTES = 10_080
+PLATFORM = ""  # the built-in categories belong to no tenant and reach every one
+
+
+def check_category(category: Category, prefix: str = "category.") -> None:
+    """A definition a village can rely on: a dotted code, sane SLA and duplicate window."""
+    violations: list[FieldViolation] = []
+    if not CODE_PATTERN.match(category.code):
+        violations.append(
+            FieldViolation(f"{prefix}code", "dotted lower-case words, e.g. 'safety.smoke_alarm'")
+        )
+    if not category.name.strip() or len(category.name) > 100:
+        violations.append(FieldViolation(f"{prefix}display_name", "1 to 100 characters"))
+    if not 1 <= category.default_severity <= 5:
+        violations.append(FieldViolation(f"{prefix}default_severity", "must be 1 to 5"))
+    if not 0 <= category.sla_minutes <= 525_600:
+        violations.append(FieldViolation(f"{prefix}sla_minutes", "0 (none) to a year"))
+    if not 0 <= category.duplicate_radius_m <= MAX_DUPLICATE_RADIUS_M:
+        violations.append(FieldViolation(f"{prefix}duplicate_radius_meters", "0 to 1000 metres"))
+    if not 0 <= category.duplicate_window_minutes <= MAX_DUPLICATE_WINDOW_MINUTES:
+        violations.append(
+            FieldViolation(f"{prefix}duplicate_window_minutes", "0 to 10080 (a week)")
+        )
+    if violations:
+        raise InvalidArgument(violations)
+
+
+class CategoryCatalog:
+    """The category tree: built-ins, then each level's own, the nearest level winning.
+
+    A town defines `safety.smoke_alarm` with a 3-minute SLA for its villages; a village
+    may add its own categories or tighten an inherited one, and sees only its own path.
+    """
+
+    def __init__(self, definitions: Iterable[tuple[str, Category]] = ()) -> None:
+        self._by_tenant: dict[str, dict[str, Category]] = {PLATFORM: dict(DEFAULT_CATEGORIES)}
+        for tenant, category in definitions:
+            self.put(tenant, category)
+
+    def put(self, tenant: str, category: Category) -> None:
+        self._by_tenant.setdefault(tenant, {})[category.code] = category
+
+    def defined_at(self, tenant: str, code: str) -> str | None:
+        """Where the definition that `tenant` sees comes from (None: nowhere)."""
+        for level in reversed(_levels(tenant)):
+            if code in self._by_tenant.get(level, {}):
+                return level
+        return None
+
+    def effective(self, tenant: str) -> dict[str, Category]:
+        result: dict[str, Category] = {}
+        for level in _levels(tenant):
+            result.update(self._by_tenant.get(level, {}))
+        return result
+
+    def get(self, tenant: str, code: str) -> Category | None:
+        level = self.defined_at(tenant, code)
+        return None if level is None else self._by_tenant[level][code]
+
+
+def _levels(tenant: str) -> list[str]:
+    """'sh/jd/at' -> ['', 'sh', 'sh/jd', 'sh/jd/at']."""
+    parts = tenant.split("/") if tenant else []
+    return [PLATFORM] + ["/".join(parts[: i + 1]) for i in range(len(parts))]

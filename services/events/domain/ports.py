@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Protocol
 
+from services.events.domain.categories import Category
 from services.events.domain.model import (
     Comment,
     Event,
@@ -74,6 +75,14 @@ class EventStore(Protocol):
         ...
 
     async def mark_published(self, seqs: list[int]) -> None: ...
+
+    async def save_category(self, tenant: str, category: Category) -> None:
+        """Store a tenant's category definition, replacing its earlier one."""
+        ...
+
+    async def list_categories(self) -> list[tuple[str, Category]]:
+        """Every tenant's category definitions, to build the catalog at start."""
+        ...
 
     async def latest_offset(self) -> int:
         """The offset of the newest outbox entry (0 when there is none)."""

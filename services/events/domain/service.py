@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from services.events.domain import lifecycle
-from services.events.domain.categories import DEFAULT_CATEGORIES
+from services.events.domain.categories import Category, CategoryCatalog, check_category
 from services.events.domain.duplicates import original_of, search_window
 from services.events.domain.model import (
     Comment,
@@ -36,17 +37,17 @@ from services.kit.ids import new_id
 from services.kit.principal import Principal
 
 MAX_TEXT = 2000
+CONFIGURE_SCOPE = "events:configure"
 AUTO_CLOSER = "services/events"
 
 
-def mark_if_duplicate(nearby: NearbyQuery, event: Event) -> Event:
+def mark_if_duplicate(nearby: NearbyQuery, event: Event, category: Category) -> Event:
     """A report near an open event of its category in its village becomes a duplicate."""
-    category = DEFAULT_CATEGORIES[event.category]
     box, since = search_window(event.location, category, event.create_time)
     candidates = [
         e
         for e in nearby(event.category, box, since, lifecycle.OPEN_STATES)
-        if e.tenant == event.tenant and e.id != event.id
+        if e.tenant == event.tenant and e.id != event.id and e.create_time >= since
     ]
     original = original_of(event.location, category, candidates)
     if original is None:
@@ -61,11 +62,16 @@ class EventHub:
     """Records events exactly once per request id and answers questions about them."""
 
     def __init__(
-        self, store: EventStore, locator: Locator, on_change: Callable[[], None] | None = None
+        self,
+        store: EventStore,
+        locator: Locator,
+        on_change: Callable[[], None] | None = None,
+        categories: CategoryCatalog | None = None,
     ) -> None:
         self.store = store
         self.locator = locator
         self._on_change = on_change or (lambda: None)
+        self.categories = categories or CategoryCatalog()
 
     async def report(self, principal: Principal, report: NewReport) -> tuple[Event, bool]:
         """Record a report; returns (event, created). A retry returns the first event."""
@@ -96,17 +102,32 @@ class EventHub:
             places = await self.locator.locate_many(parent, [reports[i].location for i in fresh])
             now = datetime.now(UTC)
             items = []
+            chosen: dict[str, Category] = {}
             for i, place in zip(fresh, places, strict=True):
                 report = reports[i]
+                prefix = f"requests[{i}]." if batch else ""
                 if place is None:
-                    prefix = f"requests[{i}]." if batch else ""
                     raise InvalidArgument.field(
                         f"{prefix}event.location",
                         f"({report.location.longitude}, {report.location.latitude}) lies "
                         f"outside every village of {tenancy.tenant_name(report.parent)}",
                     )
-                items.append((report, self._new_event(report, place, now)))
-            stored = await self.store.create_many(items, mark_if_duplicate)
+                category = self.categories.get(place.village, report.category)
+                if category is None:
+                    known = sorted(self.categories.effective(place.village))
+                    raise InvalidArgument.field(
+                        f"{prefix}event.category",
+                        f"unknown category {report.category[:64]!r} in {place.village}; "
+                        f"known: {', '.join(known)}",
+                    )
+                event = self._new_event(report, place, now, category)
+                chosen[event.id] = category
+                items.append((report, event))
+
+            def find_original(nearby: NearbyQuery, event: Event) -> Event:
+                return mark_if_duplicate(nearby, event, chosen[event.id])
+
+            stored = await self.store.create_many(items, find_original)
             self._on_change()
             for i, (event, created) in zip(fresh, stored, strict=True):
                 if created:
@@ -121,7 +142,7 @@ class EventHub:
         return [r for r in results if r is not None]
 
     @staticmethod
-    def _new_event(report: NewReport, place: GridPlace, now: datetime) -> Event:
+    def _new_event(report: NewReport, place: GridPlace, now: datetime, category: Category) -> Event:
         first = TimelineEntry(report.reporter, now, None, State.REPORTED, "reported")
         return Event(
             id=new_id("ev"),
@@ -136,7 +157,7 @@ class EventHub:
             create_time=now,
             update_time=now,
             timeline=(first,),
-            severity=report.severity or DEFAULT_CATEGORIES[report.category].default_severity,
+            severity=report.severity or category.default_severity,
             media=report.media,
             reporter_contact=report.reporter_contact,
             address=report.address,
@@ -308,4 +329,29 @@ class EventHub:
             raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
         filters = to_filters(filter_text)
         rows = await self.store.statistics_rows(parent, filters)
-        return summarise(rows, datetime.now(UTC))
+        return summarise(rows, datetime.now(UTC), self.categories.effective(parent))
+
+    async def define_category(
+        self, principal: Principal, tenant: str, category: Category
+    ) -> Category:
+        """Add or override a category for a tenant's subtree."""
+        if not principal.can_see(tenant):
+            raise NotFound(f"tenant {tenancy.tenant_name(tenant)!r} not found")
+        if not principal.has_scope(CONFIGURE_SCOPE):
+            raise PermissionDenied(f"defining categories needs the {CONFIGURE_SCOPE!r} scope")
+        check_category(category)
+        await self.store.save_category(tenant, category)
+        self.categories.put(tenant, category)
+        return category
+
+    def list_categories(
+        self, principal: Principal, tenant: str
+    ) -> builtins.list[tuple[str, Category]]:
+        """What `tenant` can report, and at which level each definition lives."""
+        if not (principal.can_see(tenant) or tenancy.contains(tenant, principal.tenant)):
+            raise NotFound(f"tenant {tenancy.tenant_name(tenant)!r} not found")
+        effective = self.categories.effective(tenant)
+        return [
+            (self.categories.defined_at(tenant, code) or "", effective[code])
+            for code in sorted(effective)
+        ]

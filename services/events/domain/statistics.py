@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
-from services.events.domain.categories import DEFAULT_CATEGORIES
+from services.events.domain.categories import Category
 from services.events.domain.lifecycle import OPEN_STATES
 from services.events.domain.model import Statistics, StatisticsRow
 
 CHINA_STANDARD_TIME = timezone(timedelta(hours=8))
 
 
-def summarise(rows: Iterable[StatisticsRow], now: datetime) -> Statistics:
+def summarise(
+    rows: Iterable[StatisticsRow], now: datetime, categories: Mapping[str, Category]
+) -> Statistics:
     """Days are counted in China Standard Time, as village staff read them.
 
     An event breaches its SLA when it was resolved later than its category allows, or
@@ -35,7 +37,7 @@ def summarise(rows: Iterable[StatisticsRow], now: datetime) -> Statistics:
         if row.resolved_time is not None:
             resolved += 1
             hours += (row.resolved_time - row.create_time).total_seconds() / 3600
-        category = DEFAULT_CATEGORIES.get(row.category)
+        category = categories.get(row.category)
         if category is None or category.sla_minutes <= 0:
             continue
         due = row.create_time + timedelta(minutes=category.sla_minutes)

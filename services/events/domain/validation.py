@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 
-from services.events.domain.categories import DEFAULT_CATEGORIES
 from services.kit.errors import FieldViolation, InvalidArgument
 
 MAX_DESCRIPTION_CHARS = 4000
@@ -54,14 +53,6 @@ def check_report(
     violations: list[FieldViolation] = []
     if not category:
         violations.append(FieldViolation(f"{prefix}category", "is required"))
-    elif category not in DEFAULT_CATEGORIES:
-        violations.append(
-            FieldViolation(
-                f"{prefix}category",
-                f"unknown category {category[:64]!r}; "
-                f"known: {', '.join(sorted(DEFAULT_CATEGORIES))}",
-            )
-        )
     if not description.strip():
         violations.append(FieldViolation(f"{prefix}description", "is required"))
     elif len(description) > MAX_DESCRIPTION_CHARS:

@@ -21,6 +21,7 @@ outbox lock is the last thing a transaction waits for, so these locks cannot dea
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -29,9 +30,14 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from services.events.domain.categories import DEFAULT_CATEGORIES
+from services.events.domain.categories import (
+    MAX_DUPLICATE_RADIUS_M,
+    MAX_DUPLICATE_WINDOW_MINUTES,
+    Category,
+)
 from services.events.domain.duplicates import search_window
 from services.events.domain.model import (
     Comment,
@@ -120,6 +126,11 @@ _SCHEMA: tuple[str, ...] = (
         published_us  bigint)""",
     "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_us IS NULL",
     "CREATE INDEX IF NOT EXISTS outbox_tenant ON outbox (tenant, seq)",
+    """CREATE TABLE IF NOT EXISTS categories (
+        tenant       text COLLATE "C" NOT NULL,
+        code         text NOT NULL,
+        definition   jsonb NOT NULL,
+        PRIMARY KEY (tenant, code))""",
     *(
         f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {name} {definition}"
         for name, definition in rows.ADDED_COLUMNS
@@ -522,10 +533,12 @@ class PostgresEventStore:
         before this read to commit: a report racing a nearby one sees it, as on SQLite's
         single writer.
         """
-        category = DEFAULT_CATEGORIES.get(event.category)
-        if category is None:
-            return _Prefetched(event.category, None, [])
-        box, since = search_window(event.location, category, event.create_time)
+        # The widest window any category may have: the finder's own (per tenant, per
+        # category) question always lies inside it and is answered exactly.
+        widest = Category(
+            event.category, "", 1, 0, MAX_DUPLICATE_RADIUS_M, MAX_DUPLICATE_WINDOW_MINUTES
+        )
+        box, since = search_window(event.location, widest, event.create_time)
         since_us = _us(since)
         rows = await _fetch(
             conn, _NEARBY, (event.category, box[1], box[3], box[0], box[2], since_us)
@@ -594,6 +607,19 @@ class PostgresEventStore:
             return
         async with self._outbox_order, self._connection() as conn:
             await conn.execute(_MARK_PUBLISHED, (_us(datetime.now(UTC)), seqs))
+
+    async def save_category(self, tenant: str, category: Category) -> None:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO categories (tenant, code, definition) VALUES (%s, %s, %s) "
+                "ON CONFLICT (tenant, code) DO UPDATE SET definition = excluded.definition",
+                (tenant, category.code, Jsonb(dataclasses.asdict(category))),
+            )
+
+    async def list_categories(self) -> list[tuple[str, Category]]:
+        async with self._connection() as conn:
+            rows = await _fetch(conn, "SELECT tenant, definition FROM categories", ())
+        return [(r["tenant"], Category(**r["definition"])) for r in rows]
 
     async def latest_offset(self) -> int:
         """The newest committed seq: safe as a "from now" offset because seqs commit in order."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -61,7 +62,7 @@ def event_values(event: Event) -> tuple[object, ...]:
     )
 
 
-def row_to_event(row: Mapping[str, Any]) -> Event:
+def row_to_event(row: Mapping[str, Any] | sqlite3.Row) -> Event:
     evaluation = None
     if row["eval_score"] is not None:
         evaluation = Evaluation(row["eval_score"], row["eval_text"], from_us(row["eval_us"]))

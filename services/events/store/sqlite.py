@@ -8,12 +8,15 @@ on the database's single thread, so concurrent changes cannot interleave.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services.events.domain.categories import Category
 from services.events.domain.model import (
     Comment,
     Event,
@@ -89,6 +92,12 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_us IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_tenant ON outbox (tenant, seq);
+CREATE TABLE IF NOT EXISTS categories (
+    tenant       TEXT NOT NULL,
+    code         TEXT NOT NULL,
+    definition   TEXT NOT NULL,
+    PRIMARY KEY (tenant, code)
+);
 CREATE TABLE IF NOT EXISTS comments (
     event_id     TEXT NOT NULL REFERENCES events (id),
     seq          INTEGER NOT NULL,
@@ -413,6 +422,27 @@ class SqliteEventStore:
             )
 
         await self.db.run(lambda conn: transaction(conn, write))
+
+    async def save_category(self, tenant: str, category: Category) -> None:
+        definition = json.dumps(dataclasses.asdict(category))
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO categories VALUES (?, ?, ?) ON CONFLICT (tenant, code) "
+                "DO UPDATE SET definition = excluded.definition",
+                (tenant, category.code, definition),
+            )
+
+        await self.db.run(lambda conn: transaction(conn, write))
+
+    async def list_categories(self) -> list[tuple[str, Category]]:
+        def query(conn: sqlite3.Connection) -> list[tuple[str, Category]]:
+            return [
+                (row["tenant"], Category(**json.loads(row["definition"])))
+                for row in conn.execute("SELECT tenant, definition FROM categories")
+            ]
+
+        return await self.db.run(query)
 
     async def latest_offset(self) -> int:
         def query(conn: sqlite3.Connection) -> int:

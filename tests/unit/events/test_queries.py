@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from grassroots.events.v1 import events_service_pb2 as pb
+from services.events.domain.categories import DEFAULT_CATEGORIES
 from services.events.domain.model import State, StatisticsRow
 from services.events.domain.queries import to_filters
 from services.events.domain.statistics import summarise
@@ -55,7 +56,7 @@ def test_statistics_count_breaches_and_time_to_resolve():
         # Rejected and unresolved: no SLA to breach.
         StatisticsRow("roads.damage", State.REJECTED, "g2", T0 + timedelta(hours=20), None),
     ]
-    stats = summarise(rows, now=T0 + timedelta(hours=40))
+    stats = summarise(rows, now=T0 + timedelta(hours=40), categories=DEFAULT_CATEGORIES)
     assert stats.total == 4
     assert stats.by_state == {"closed": 1, "resolved": 1, "dispatched": 1, "rejected": 1}
     assert stats.by_grid_cell == {"g1": 2, "g2": 2}
