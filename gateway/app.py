@@ -49,6 +49,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     for router in (
         health.router,
         events.router,
+        events.categories_router,
         map_router.router,
         ogc.router,
         open311.router,

@@ -14,6 +14,9 @@ from fastapi.responses import StreamingResponse
 from gateway.auth import call_metadata, principal
 from gateway.errors import ApiError, call, from_rpc_error
 from gateway.schemas.events import (
+    CategoryIn,
+    CategoryList,
+    CategoryOut,
     CommentIn,
     CommentOut,
     EvaluationIn,
@@ -33,6 +36,7 @@ from services.kit.errors import FieldViolation
 from services.kit.principal import Principal
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
+categories_router = APIRouter(prefix="/v1/event-categories", tags=["events"])
 
 _SOURCE = {
     "resident": pb.Event.SOURCE_RESIDENT,
@@ -371,3 +375,56 @@ async def add_comment(
 
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _category_out(category: pb.Category) -> CategoryOut:
+    return CategoryOut(
+        name=category.name,
+        code=category.code,
+        display_name=category.display_name,
+        default_severity=category.default_severity,
+        sla_minutes=category.sla_minutes,
+        duplicate_radius_meters=category.duplicate_radius_meters,
+        duplicate_window_minutes=category.duplicate_window_minutes,
+    )
+
+
+@categories_router.get("", response_model=CategoryList, summary="Categories you can report")
+async def list_categories(
+    request: Request, who: Annotated[Principal, Depends(principal)]
+) -> CategoryList:
+    """Built-in, inherited from the levels above, and your tenant's own."""
+    response = await call(
+        request.app.state.upstreams.events.ListCategories(
+            pb.ListCategoriesRequest(parent=tenancy.tenant_name(who.tenant), page_size=1000),
+            metadata=call_metadata(who),
+        )
+    )
+    return CategoryList(categories=[_category_out(c) for c in response.categories])
+
+
+@categories_router.post(
+    "", response_model=CategoryOut, status_code=201, summary="Define a category"
+)
+async def define_category(
+    body: CategoryIn, request: Request, who: Annotated[Principal, Depends(principal)]
+) -> CategoryOut:
+    """For your tenant's subtree; needs the events:configure scope."""
+    created = await call(
+        request.app.state.upstreams.events.CreateCategory(
+            pb.CreateCategoryRequest(
+                parent=tenancy.tenant_name(who.tenant),
+                category=pb.Category(
+                    code=body.code,
+                    display_name=body.display_name,
+                    default_severity=body.default_severity,
+                    sla_minutes=body.sla_minutes,
+                    duplicate_radius_meters=body.duplicate_radius_meters,
+                    duplicate_window_minutes=body.duplicate_window_minutes,
+                ),
+            ),
+            metadata=call_metadata(who),
+        ),
+        strip_prefix="category.",
+    )
+    return _category_out(created)

@@ -30,7 +30,7 @@ from gateway.auth import call_metadata, principal
 from gateway.errors import ApiError, call
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
-from services.events.domain.categories import DEFAULT_CATEGORIES, Category
+from services.events.domain.categories import Category
 from services.kit import tenancy
 from services.kit.principal import Principal
 
@@ -220,6 +220,33 @@ def _duration(minutes: int) -> str:
     return f"{minutes} minutes"
 
 
+async def _categories(request: Request, who: Principal) -> dict[str, Category]:
+    """The categories the caller's tenant can report: Open311's services."""
+    found: dict[str, Category] = {}
+    token = ""
+    while True:
+        response = await call(
+            request.app.state.upstreams.events.ListCategories(
+                pb.ListCategoriesRequest(
+                    parent=tenancy.tenant_name(who.tenant), page_size=1000, page_token=token
+                ),
+                metadata=call_metadata(who),
+            )
+        )
+        for c in response.categories:
+            found[c.code] = Category(
+                c.code,
+                c.display_name,
+                c.default_severity,
+                c.sla_minutes,
+                c.duplicate_radius_meters,
+                c.duplicate_window_minutes,
+            )
+        token = response.next_page_token
+        if not token:
+            return found
+
+
 def _service(category: Category) -> dict[str, Any]:
     group, _, topic = category.code.partition(".")
     return {
@@ -245,8 +272,8 @@ def _event_id(event: pb.Event) -> str:
     return event.name.rsplit("/", 1)[-1]
 
 
-def _service_request(event: pb.Event) -> dict[str, Any]:
-    category = DEFAULT_CATEGORIES.get(event.category)
+def _service_request(event: pb.Event, cats: dict[str, Category]) -> dict[str, Any]:
+    category = cats.get(event.category)
     requested = event.create_time.ToDatetime(tzinfo=UTC)
     expected = requested + timedelta(minutes=category.sla_minutes) if category else None
     return {
@@ -276,16 +303,16 @@ def _service_request(event: pb.Event) -> dict[str, Any]:
 
 
 @router.get("/services.{fmt}", summary="Open311: service list (one per event category)")
-async def service_list(fmt: Fmt) -> Response:
+async def service_list(fmt: Fmt, request: Request, who: Who) -> Response:
     """Every event category, so an Open311 app can offer them to its users."""
-    services = [_service(c) for c in DEFAULT_CATEGORIES.values()]
+    services = [_service(c) for c in (await _categories(request, who)).values()]
     return _respond(fmt, services, "services", "service")
 
 
 @router.get("/services/{service_code}.{fmt}", summary="Open311: service definition")
-async def service_definition(service_code: str, fmt: Fmt) -> Response:
+async def service_definition(service_code: str, fmt: Fmt, request: Request, who: Who) -> Response:
     """No category asks for extra attributes yet, so every definition lists none."""
-    if service_code not in DEFAULT_CATEGORIES:
+    if service_code not in await _categories(request, who):
         raise Open311Error.of(404, "service_code", f"{service_code[:64]!r} not found")
     return _respond(fmt, {"service_code": service_code, "attributes": []}, "service_definition")
 
@@ -319,8 +346,8 @@ def _request_key(reporter: str, code: str, lat: float, lon: float, description: 
     return "open311:" + hashlib.sha256(material.encode()).hexdigest()
 
 
-def _notice(event: pb.Event) -> str:
-    category = DEFAULT_CATEGORIES.get(event.category)
+def _notice(event: pb.Event, cats: dict[str, Category]) -> str:
+    category = cats.get(event.category)
     within = f" within {_duration(category.sla_minutes)}" if category else ""
     return f"Received by {event.village}; it will be looked at{within}."
 
@@ -344,10 +371,11 @@ async def create_request(
     # component will store them encrypted. device_id and account_id only feed the
     # idempotency key (hashed). media_url has nowhere to go yet and is dropped too.
     problems: list[Problem] = []
+    cats = await _categories(request, who)
     code = (form.service_code or "").strip()
     if not code:
         problems.append(Problem(400, "service_code: is required"))
-    elif code not in DEFAULT_CATEGORIES:
+    elif code not in cats:
         problems.append(Problem(404, f"service_code: {code[:64]!r} not found; see services.{fmt}"))
     lat = _coordinate(form.lat, "lat", 90, problems)
     lon = _coordinate(form.long, "long", 180, problems)
@@ -376,7 +404,7 @@ async def create_request(
     )
     rpc = request.app.state.upstreams.events.CreateEvent(message, metadata=call_metadata(who))
     event = await call(rpc, strip_prefix="event.")
-    body = [{"service_request_id": _event_id(event), "service_notice": _notice(event)}]
+    body = [{"service_request_id": _event_id(event), "service_notice": _notice(event, cats)}]
     return _respond(fmt, body, "service_requests", "request")
 
 
@@ -489,6 +517,7 @@ async def service_requests(
     status: Annotated[list[str] | None, Query(description="open, closed; comma delimited")] = None,
 ) -> Response:
     """Requests of the caller's subtree, newest first: at most 1000 and 90 days."""
+    cats = await _categories(request, who)
     ids = list(dict.fromkeys(_values(service_request_id)))
     if ids:
         if len(ids) > MAX_IDS:
@@ -504,10 +533,12 @@ async def service_requests(
                 isinstance(result, Open311Error) and result.http_status == 404
             ):
                 raise result
-        return _respond(fmt, [_service_request(e) for e in found], "service_requests", "request")
+        return _respond(
+            fmt, [_service_request(e, cats) for e in found], "service_requests", "request"
+        )
 
     codes = list(dict.fromkeys(_values(service_code)))
-    unknown = [c for c in codes if c not in DEFAULT_CATEGORIES]
+    unknown = [c for c in codes if c not in cats]
     if unknown:
         raise Open311Error.of(400, "service_code", f"unknown {', '.join(unknown)[:200]}")
     statuses = set(_values(status))
@@ -519,7 +550,7 @@ async def service_requests(
     for code in scans:
         events.extend(await _scan(request, who, code, start, end, statuses))
     events.sort(key=lambda e: (e.create_time.ToNanoseconds(), e.name), reverse=True)
-    body = [_service_request(e) for e in events[:MAX_RESULTS]]
+    body = [_service_request(e, cats) for e in events[:MAX_RESULTS]]
     return _respond(fmt, body, "service_requests", "request")
 
 
@@ -529,7 +560,12 @@ async def service_request(
 ) -> Response:
     """One event as a service request; ids outside the caller's subtree are 404."""
     event = await _get_event(request, who, service_request_id, "service_request_id")
-    return _respond(fmt, [_service_request(event)], "service_requests", "request")
+    return _respond(
+        fmt,
+        [_service_request(event, await _categories(request, who))],
+        "service_requests",
+        "request",
+    )
 
 
 @router.get("/tokens/{token}.{fmt}", summary="Open311: service_request_id from a token")

@@ -127,3 +127,30 @@ class EventStatisticsOut(BaseModel):
     sla_breach_rate: float
     resolved_count: int
     mean_hours_to_resolve: float
+
+
+class CategoryIn(BaseModel):
+    """A category for your tenant's subtree, or an override of an inherited one."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    code: str = Field(..., min_length=1, max_length=130, examples=["animals.stray_dog"])
+    display_name: str = Field(..., min_length=1, max_length=100)
+    default_severity: int = Field(2, ge=1, le=5)
+    sla_minutes: int = Field(1440, ge=0)
+    duplicate_radius_meters: float = Field(50.0, ge=0, le=1000)
+    duplicate_window_minutes: int = Field(120, ge=0, le=10080)
+
+
+class CategoryOut(BaseModel):
+    name: str
+    code: str
+    display_name: str
+    default_severity: int
+    sla_minutes: int
+    duplicate_radius_meters: float
+    duplicate_window_minutes: int
+
+
+class CategoryList(BaseModel):
+    categories: list[CategoryOut]

@@ -39,7 +39,10 @@ class DevPrincipalSettings(BaseSettings):
     subject: str = "users/dev"
     tenant: str = "sh/jiading/anting"
     roles: str = "town_officer"
-    scopes: str = "map:read map:write events:read events:write command:read twin:read empower:read"
+    scopes: str = (
+        "map:read map:write events:read events:write events:configure command:read "
+        "twin:read empower:read"
+    )
 
     def principal(self) -> Principal:
         return Principal(

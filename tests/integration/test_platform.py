@@ -182,6 +182,23 @@ def test_server_sent_events_follow_and_resume(stack, api, xingming_point):
     assert bad.status_code == 400
 
 
+def test_a_town_defines_a_category_and_reports_use_it(api, xingming_point):
+    _, lon, lat = xingming_point
+    created = api.post("/v1/event-categories", json={
+        "code": "animals.stray_dog", "display_name": "Stray dog", "default_severity": 3,
+        "sla_minutes": 240,
+    })
+    assert created.status_code == 201, created.text
+    assert created.json()["name"] == "tenants/sh-jiading-anting/categories/animals.stray_dog"
+    codes = {c["code"] for c in api.get("/v1/event-categories").json()["categories"]}
+    assert {"animals.stray_dog", "environment.garbage"} <= codes
+    event = api.post("/v1/events", json=report_body(lon, lat, category="animals.stray_dog"))
+    assert event.status_code == 201 and event.json()["severity"] == 3
+    bad = api.post("/v1/event-categories", json={"code": "Bad Code", "display_name": "x"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["field_violations"][0]["field"] == "code"
+
+
 def test_same_key_with_a_different_body_is_422(api, xingming_point):
     _, lon, lat = xingming_point
     body = report_body(lon, lat)
