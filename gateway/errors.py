@@ -25,10 +25,12 @@ log = logging.getLogger("grassroots.gateway")
 
 T = TypeVar("T")
 
-# google.rpc.Code -> HTTP, as in Google's API design guide (code.proto).
+# google.rpc.Code -> HTTP, as in Google's API design guide (code.proto), except CANCELLED.
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
+    # The gateway never cancels its own calls, so an upstream CANCELLED means the
+    # component dropped the call (it was shutting down): retryable, like UNAVAILABLE.
+    grpc.StatusCode.CANCELLED: 503,
     grpc.StatusCode.UNKNOWN: 500,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,

@@ -184,10 +184,15 @@ def test_server_sent_events_follow_and_resume(stack, api, xingming_point):
 
 def test_a_town_defines_a_category_and_reports_use_it(api, xingming_point):
     _, lon, lat = xingming_point
-    created = api.post("/v1/event-categories", json={
-        "code": "animals.stray_dog", "display_name": "Stray dog", "default_severity": 3,
-        "sla_minutes": 240,
-    })
+    created = api.post(
+        "/v1/event-categories",
+        json={
+            "code": "animals.stray_dog",
+            "display_name": "Stray dog",
+            "default_severity": 3,
+            "sla_minutes": 240,
+        },
+    )
     assert created.status_code == 201, created.text
     assert created.json()["name"] == "tenants/sh-jiading-anting/categories/animals.stray_dog"
     codes = {c["code"] for c in api.get("/v1/event-categories").json()["categories"]}
