@@ -46,6 +46,12 @@ class EventStore(Protocol):
         """The event an earlier create with this key made, and that create's fingerprint."""
         ...
 
+    async def find_by_requests(
+        self, keys: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], tuple[Event, str]]:
+        """`find_by_request` for many (parent, reporter, request id) keys at once."""
+        ...
+
     async def create(
         self, report: NewReport, event: Event, find_original: OriginalFinder
     ) -> tuple[Event, bool]:

@@ -89,10 +89,11 @@ class EventHub:
                 raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
         results: list[tuple[Event, bool] | None] = [None] * len(reports)
         fresh: list[int] = []
+        earlier = await self.store.find_by_requests(
+            [(r.parent, r.reporter, r.request_id) for r in reports]
+        )
         for i, report in enumerate(reports):
-            previous = await self.store.find_by_request(
-                report.parent, report.reporter, report.request_id
-            )
+            previous = earlier.get((report.parent, report.reporter, report.request_id))
             if previous is None:
                 fresh.append(i)
             else:

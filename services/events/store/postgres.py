@@ -155,6 +155,13 @@ _E_COLUMNS = ", ".join("e." + c.strip() for c in _COLUMNS.split(","))
 # "column is scope or below it", as a range an index can scan (see sqlite.subtree_clause).
 _SUBTREE = "(tenant = %s OR (tenant >= %s AND tenant < %s))"
 
+_FIND_BY_REQUESTS = (
+    f"SELECT k.parent AS k_parent, k.reporter AS k_reporter, k.request_id AS k_request_id, "
+    f"k.fingerprint AS fingerprint, {_E_COLUMNS} "
+    "FROM idempotency_keys k JOIN events e ON e.id = k.event_id "
+    "WHERE (k.parent, k.reporter, k.request_id) IN "
+    "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))"
+)
 _FIND_BY_REQUEST = (
     f"SELECT k.fingerprint AS fingerprint, {_E_COLUMNS} "
     "FROM idempotency_keys k JOIN events e ON e.id = k.event_id "
@@ -465,6 +472,27 @@ class PostgresEventStore:
         async with self._connection() as conn:
             rows = await _fetch(conn, _FIND_BY_REQUEST, (parent, reporter, request_id))
         return (_row_to_event(rows[0]), rows[0]["fingerprint"]) if rows else None
+
+    async def find_by_requests(
+        self, keys: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], tuple[Event, str]]:
+        """`find_by_request` for many keys in one query."""
+        if not keys:
+            return {}
+        parents, reporters, request_ids = (list(column) for column in zip(*keys, strict=True))
+        async with self._connection() as conn:
+            rows = await _fetch(
+                conn,
+                _FIND_BY_REQUESTS,
+                (parents, reporters, request_ids),
+            )
+        return {
+            (r["k_parent"], r["k_reporter"], r["k_request_id"]): (
+                _row_to_event(r),
+                r["fingerprint"],
+            )
+            for r in rows
+        }
 
     async def create(
         self, report: NewReport, event: Event, find_original: OriginalFinder

@@ -251,6 +251,30 @@ class SqliteEventStore:
 
         return await self.db.run(query)
 
+    async def find_by_requests(
+        self, keys: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], tuple[Event, str]]:
+        """`find_by_request` for many keys, in one trip to the database thread."""
+
+        def query(conn: sqlite3.Connection) -> dict[tuple[str, str, str], tuple[Event, str]]:
+            found: dict[tuple[str, str, str], tuple[Event, str]] = {}
+            for start in range(0, len(keys), 300):
+                chunk = keys[start : start + 300]
+                values = ", ".join(["(?, ?, ?)"] * len(chunk))
+                rows = conn.execute(
+                    f"SELECT k.parent AS k_parent, k.reporter AS k_reporter, "
+                    f"k.request_id AS k_request_id, k.fingerprint AS fingerprint, {_E_COLUMNS} "
+                    "FROM idempotency_keys k JOIN events e ON e.id = k.event_id "
+                    f"WHERE (k.parent, k.reporter, k.request_id) IN (VALUES {values})",
+                    [part for key in chunk for part in key],
+                ).fetchall()
+                for row in rows:
+                    key = (row["k_parent"], row["k_reporter"], row["k_request_id"])
+                    found[key] = (_row_to_event(row), row["fingerprint"])
+            return found
+
+        return await self.db.run(query)
+
     async def create(
         self, report: NewReport, event: Event, find_original: OriginalFinder
     ) -> tuple[Event, bool]:
