@@ -261,11 +261,15 @@ class SqliteEventStore:
             for start in range(0, len(keys), 300):
                 chunk = keys[start : start + 300]
                 values = ", ".join(["(?, ?, ?)"] * len(chunk))
+                # A join from the wanted keys, so every lookup uses the primary key
+                # (a row-value IN would scan the whole table).
                 rows = conn.execute(
+                    f"WITH wanted (p, r, q) AS (VALUES {values}) "
                     f"SELECT k.parent AS k_parent, k.reporter AS k_reporter, "
                     f"k.request_id AS k_request_id, k.fingerprint AS fingerprint, {_E_COLUMNS} "
-                    "FROM idempotency_keys k JOIN events e ON e.id = k.event_id "
-                    f"WHERE (k.parent, k.reporter, k.request_id) IN (VALUES {values})",
+                    "FROM wanted w JOIN idempotency_keys k ON k.parent = w.p "
+                    "AND k.reporter = w.r AND k.request_id = w.q "
+                    "JOIN events e ON e.id = k.event_id",
                     [part for key in chunk for part in key],
                 ).fetchall()
                 for row in rows:
