@@ -401,10 +401,6 @@ class PostgresEventStore:
         )
         self._opened = False
         self._open_lock = asyncio.Lock()
-        # SQLite answers a process's calls in call order (one thread). The relay's
-        # bookkeeping keeps that here: an `unpublished` issued after a `mark_published`
-        # sees the mark, though each would otherwise run on its own pooled connection.
-        self._outbox_order = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -626,14 +622,14 @@ class PostgresEventStore:
 
     async def unpublished(self, limit: int) -> list[OutboxEntry]:
         """Outbox entries not yet on the bus, oldest first."""
-        async with self._outbox_order, self._connection() as conn:
+        async with self._connection() as conn:
             cur = await conn.execute(_UNPUBLISHED, (limit,))
             return [OutboxEntry(*row) for row in await cur.fetchall()]
 
     async def mark_published(self, seqs: list[int]) -> None:
         if not seqs:
             return
-        async with self._outbox_order, self._connection() as conn:
+        async with self._connection() as conn:
             await conn.execute(_MARK_PUBLISHED, (_us(datetime.now(UTC)), seqs))
 
     async def save_category(self, tenant: str, category: Category) -> None:
