@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +42,7 @@ from services.map.domain.grid import GridCell
 from services.map.domain.metric import degree_margin, metres_per_degree
 from services.map.domain.model import FieldSpec, FieldType, Layer, LayerKey, LayerKind
 from services.map.domain.service import ImportOptions, MapCatalog, WithinDistance
+from services.map.formats import DecodedFeatures
 from services.map.seed import SEED_PRINCIPAL
 from services.map.store.geopackage import GeoPackageStore
 
@@ -86,16 +86,6 @@ LEFT JOIN LATERAL (
 ) c ON true
 ORDER BY p.ord
 """
-
-
-@dataclass(frozen=True)
-class Source:
-    """Features built in code, as `MapCatalog.import_features` takes them."""
-
-    geometries: np.ndarray
-    columns: dict[str, np.ndarray]
-    crs: str | None
-    feature_ids: np.ndarray | None
 
 
 def say(text: str) -> None:
@@ -149,7 +139,7 @@ def seed_district(catalog: MapCatalog) -> None:
         layer = Layer(key, "Grid cells", LayerKind.GRID_CELL, "Polygon", GRID_FIELDS)
         catalog.create_layer(SEED_PRINCIPAL, layer)
         picked = [cells[i] for i in rows.tolist()]
-        source = Source(
+        source = DecodedFeatures(
             polygons[rows],
             {
                 "name": np.array([c.name for c in picked], dtype=object),
@@ -173,7 +163,7 @@ def seed_district(catalog: MapCatalog) -> None:
     )
     catalog.create_layer(SEED_PRINCIPAL, layer)
     ids = np.array([f"b{i:06d}" for i in range(N_BUILDINGS)], dtype=object)
-    source = Source(geometries, {"grid_cell_id": cell_ids}, "EPSG:4326", ids)
+    source = DecodedFeatures(geometries, {"grid_cell_id": cell_ids}, "EPSG:4326", ids)
     catalog.import_features(SEED_PRINCIPAL, BUILDINGS, source, ImportOptions())
     say(f"setup: {N_BUILDINGS:,} buildings imported in {time.perf_counter() - started:.1f}s")
 

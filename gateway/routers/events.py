@@ -33,6 +33,7 @@ from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.kit import tenancy
 from services.kit.errors import FieldViolation
+from services.kit.filtering import quote
 from services.kit.principal import Principal
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -243,13 +244,13 @@ def _filter_text(
     created_before: datetime | None,
     text: str | None,
 ) -> str:
-    parts = [f'{name} = "{_quote(value)}"' for name, value in terms.items() if value is not None]
+    parts = [f'{name} = "{quote(value)}"' for name, value in terms.items() if value is not None]
     if created_from is not None:
         parts.append(f'create_time >= "{_aware(created_from).isoformat()}"')
     if created_before is not None:
         parts.append(f'create_time < "{_aware(created_before).isoformat()}"')
     if text:
-        parts.append(f'description : "{_quote(text)}"')
+        parts.append(f'description : "{quote(text)}"')
     return " AND ".join(parts)
 
 
@@ -377,10 +378,6 @@ async def add_comment(
         pb.AddCommentRequest(name=_name(event_id), text=body.text), metadata=call_metadata(who)
     )
     return event_out(await call(rpc))
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _category_out(category: pb.Category) -> CategoryOut:

@@ -22,6 +22,7 @@ from gateway.geojson import feature_id, plain_struct
 from grassroots.map.v1 import map_service_pb2 as pb
 from services.kit import tenancy
 from services.kit.errors import FieldViolation
+from services.kit.filtering import quote
 from services.kit.principal import Principal
 
 router = APIRouter(prefix="/ogc", tags=["ogc-api-features"])
@@ -199,7 +200,7 @@ async def items(
         if box_lat_first:
             box = [box[1], box[0], box[3], box[2]]
     filters = [
-        f'{name} = "{_quote(value)}"'
+        f'{name} = "{quote(value)}"'
         for name, value in request.query_params.items()
         if name not in RESERVED_PARAMS
     ]
@@ -287,7 +288,3 @@ async def item(
     ]
     body = _feature(feature, _geometries_json([feature], lat_first)[0], links)
     return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs_uri}>"})
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')

@@ -272,14 +272,13 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         parent = tenancy.parse_parent(request.parent)
         size = paging.page_size(request.page_size, default=100, maximum=1000)
         query = {"parent": parent}
-        cursor = paging.decode_token(request.page_token, query)
-        offset = int(cursor["o"]) if cursor else 0
+        offset = paging.decode_offset(request.page_token, query)
         everything = self.hub.list_categories(_principal(), parent)
         page = everything[offset : offset + size]
-        more = offset + size < len(everything)
+        more = offset + size if offset + size < len(everything) else None
         return pb.ListCategoriesResponse(
             categories=[_category_to_proto(level, c) for level, c in page],
-            next_page_token=paging.encode_token({"o": offset + size}, query) if more else "",
+            next_page_token=paging.encode_offset(more, query),
         )
 
     async def GetEventStatistics(

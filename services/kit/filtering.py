@@ -24,6 +24,11 @@ class Term:
     value: str
 
 
+def quote(value: str) -> str:
+    """A value as the inside of a quoted filter term (the inverse of parsing)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def parse_terms(expression: str, allowed: Mapping[str, Collection[str]]) -> list[Term]:
     """Parse a conjunction; `allowed` maps each field to the operators it accepts."""
     terms: list[Term] = []

@@ -46,3 +46,19 @@ def decode_token(token: str, query: Any) -> dict[str, Any] | None:
             "page_token", "belongs to a different query (filter or parent changed)"
         )
     return cursor
+
+
+def decode_offset(token: str, query: Any) -> int:
+    """For lists paged by position: where this page starts (0 without a token)."""
+    cursor = decode_token(token, query)
+    if cursor is None:
+        return 0
+    offset = cursor.get("o")
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidArgument.field("page_token", "is not a token this service issued")
+    return offset
+
+
+def encode_offset(next_offset: int | None, query: Any) -> str:
+    """The token for the page starting at `next_offset`; empty when there is none."""
+    return encode_token({"o": next_offset}, query) if next_offset is not None else ""

@@ -43,15 +43,6 @@ def _principal() -> Principal:
     return principal
 
 
-def _offset(token: str, query: object) -> int:
-    cursor = paging.decode_token(token, query)
-    return int(cursor["o"]) if cursor else 0
-
-
-def _token(next_offset: int | None, query: object) -> str:
-    return paging.encode_token({"o": next_offset}, query) if next_offset is not None else ""
-
-
 def _bbox(values: list[float]) -> tuple[float, float, float, float] | None:
     if not values:
         return None
@@ -83,13 +74,13 @@ class MapServicer(pb_grpc.MapServiceServicer):
         parent = tenancy.parse_parent(request.parent)
         size = paging.page_size(request.page_size, default=100, maximum=1000)
         query = {"parent": parent}
-        offset = _offset(request.page_token, query)
+        offset = paging.decode_offset(request.page_token, query)
         layers = self.catalog.list_layers(_principal(), parent)
         page = layers[offset : offset + size]
         more = offset + size if offset + size < len(layers) else None
         return pb.ListLayersResponse(
             layers=[convert.layer_to_proto(layer) for layer in page],
-            next_page_token=_token(more, query),
+            next_page_token=paging.encode_offset(more, query),
         )
 
     async def DeleteLayer(self, request, context):  # type: ignore[no-untyped-def]
@@ -176,7 +167,7 @@ class MapServicer(pb_grpc.MapServiceServicer):
             "bbox": bbox,
             "bbox_crs": request.bbox_crs,
         }
-        offset = _offset(request.page_token, query) + request.skip
+        offset = paging.decode_offset(request.page_token, query) + request.skip
         page = self.catalog.list_features(
             _principal(),
             key,
@@ -198,7 +189,7 @@ class MapServicer(pb_grpc.MapServiceServicer):
             features = convert.features_to_proto(key, page.batch, target, request.geometry_encoding)
         return pb.ListFeaturesResponse(
             features=features,
-            next_page_token=_token(page.next_offset, query),
+            next_page_token=paging.encode_offset(page.next_offset, query),
             total_size=page.total,
         )
 
@@ -215,7 +206,7 @@ class MapServicer(pb_grpc.MapServiceServicer):
             .SerializeToString(deterministic=True)
             .hex(),
         }
-        offset = _offset(request.page_token, query)
+        offset = paging.decode_offset(request.page_token, query)
         page = self.catalog.search(
             _principal(),
             key,
@@ -229,7 +220,7 @@ class MapServicer(pb_grpc.MapServiceServicer):
             features=convert.features_to_proto(
                 key, page.batch, target, request.geometry_encoding, page.distances_m
             ),
-            next_page_token=_token(page.next_offset, query),
+            next_page_token=paging.encode_offset(page.next_offset, query),
         )
 
     async def LocatePoints(self, request, context):  # type: ignore[no-untyped-def]

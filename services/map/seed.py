@@ -17,20 +17,13 @@ from services.kit.principal import Principal
 from services.map.domain.grid import GridCell, GridIndex
 from services.map.domain.model import FieldSpec, FieldType, Layer, LayerKey, LayerKind, Sensitivity
 from services.map.domain.service import ImportOptions, MapCatalog
+from services.map.formats import DecodedFeatures
 
 GRID_LAYER = "grid_cells"
 GRID_FIELDS = ("grid_cell_id", "name", "tenant", "grid_worker_id", "grid_worker_name")
 SEED_PRINCIPAL = Principal(
     subject="services/map-seed", tenant="sh", kind="service", scopes=frozenset({"map:write"})
 )
-
-
-@dataclass(frozen=True)
-class _Source:
-    geometries: np.ndarray
-    columns: dict[str, np.ndarray]
-    crs: str | None
-    feature_ids: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -118,7 +111,7 @@ def seed_demo(catalog: MapCatalog, path: Path | str) -> int:
                 sensitivity=Sensitivity.PUBLIC,
                 shared=True,
             ),
-            _Source(
+            DecodedFeatures(
                 geometries,
                 {k: columns[k] for k in ("tenant", "name", "level", "admin_code")},
                 "EPSG:4326",
@@ -141,7 +134,7 @@ def seed_demo(catalog: MapCatalog, path: Path | str) -> int:
                     sensitivity=plan.sensitivity,
                     shared=plan.shared,
                 ),
-                _Source(
+                DecodedFeatures(
                     geometries[rows],
                     {name: columns[name][rows] for name in wanted if name != plan.id_field},
                     "EPSG:4326",
@@ -151,7 +144,7 @@ def seed_demo(catalog: MapCatalog, path: Path | str) -> int:
     return imported
 
 
-def _install(catalog: MapCatalog, layer: Layer, source: _Source) -> int:
+def _install(catalog: MapCatalog, layer: Layer, source: DecodedFeatures) -> int:
     if layer.key in catalog.layers:
         return 0
     catalog.create_layer(SEED_PRINCIPAL, layer)
