@@ -39,11 +39,16 @@ def feature_id(feature: map_pb.Feature) -> str:
     return feature.name.rsplit("/", 1)[-1]
 
 
-def feature_json(feature: map_pb.Feature, links: list[dict[str, Any]] | None = None) -> str:
+def feature_json(
+    feature: map_pb.Feature,
+    links: list[dict[str, Any]] | None = None,
+    geometry: str | None = None,
+) -> str:
+    """A Feature object; `geometry` replaces the message's own GeoJSON (axis-swapped)."""
     members = [
         '"type":"Feature"',
         f'"id":{json.dumps(feature_id(feature), ensure_ascii=False)}',
-        f'"geometry":{feature.geometry.geojson or "null"}',
+        f'"geometry":{geometry or feature.geometry.geojson or "null"}',
         f'"properties":{json.dumps(plain_struct(feature.properties), ensure_ascii=False)}',
     ]
     if feature.HasField("distance_meters"):

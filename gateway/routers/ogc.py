@@ -18,7 +18,7 @@ from fastapi.responses import Response
 
 from gateway.auth import call_metadata, principal
 from gateway.errors import ApiError, call
-from gateway.geojson import feature_id, plain_struct
+from gateway.geojson import feature_json
 from grassroots.map.v1 import map_service_pb2 as pb
 from services.kit import tenancy
 from services.kit.errors import FieldViolation
@@ -168,18 +168,6 @@ def _geometries_json(features: list[pb.Feature], lat_first: bool) -> list[str]:
     return [str(text) for text in shapely.to_geojson(swapped)]
 
 
-def _feature(feature: pb.Feature, geometry: str, links: list[dict[str, Any]] | None) -> str:
-    members = [
-        '"type":"Feature"',
-        f'"id":{json.dumps(feature_id(feature), ensure_ascii=False)}',
-        f'"geometry":{geometry}',
-        f'"properties":{json.dumps(plain_struct(feature.properties), ensure_ascii=False)}',
-    ]
-    if links:
-        members.append(f'"links":{json.dumps(links)}')
-    return "{" + ",".join(members) + "}"
-
-
 @router.get("/collections/{collection_id}/items", summary="Features of a collection")
 async def items(
     collection_id: CollectionId,
@@ -245,7 +233,7 @@ async def items(
         )
     if lat_first:
         geometries = _geometries_json(features, lat_first)
-        texts = [_feature(f, g, None) for f, g in zip(features, geometries, strict=True)]
+        texts = [feature_json(f, geometry=g) for f, g in zip(features, geometries, strict=True)]
     else:
         texts = [f.geojson_feature for f in features]
     body = (
@@ -286,5 +274,5 @@ async def item(
         {"href": str(request.url), "rel": "self", "type": GEOJSON},
         {"href": base, "rel": "collection", "type": "application/json"},
     ]
-    body = _feature(feature, _geometries_json([feature], lat_first)[0], links)
+    body = feature_json(feature, links, _geometries_json([feature], lat_first)[0])
     return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs_uri}>"})

@@ -299,23 +299,23 @@ class MapServicer(pb_grpc.MapServiceServicer):
                 _crs(query.geometry.crs, "within_distance.geometry.crs"),
             )
         if which == "nearest":
-            query = request.nearest
-            if not 1 <= query.k <= 1000:
+            nearest = request.nearest
+            if not 1 <= nearest.k <= 1000:
                 raise InvalidArgument.field("nearest.k", "must be in [1, 1000]")
-            if query.max_distance_meters < 0:
+            if nearest.max_distance_meters < 0:
                 raise InvalidArgument.field("nearest.max_distance_meters", "must be >= 0")
-            source = _crs(query.point.crs, "nearest.point.crs")
+            source = _crs(nearest.point.crs, "nearest.point.crs")
             crs.check_ranges(
-                np.array([query.point.longitude]),
-                np.array([query.point.latitude]),
+                np.array([nearest.point.longitude]),
+                np.array([nearest.point.latitude]),
                 "nearest.point.longitude",
                 "nearest.point.latitude",
                 source or "EPSG:4326",
             )
             return Nearest(
-                shapely.Point(query.point.longitude, query.point.latitude),
-                query.k,
-                query.max_distance_meters or None,
+                shapely.Point(nearest.point.longitude, nearest.point.latitude),
+                nearest.k,
+                nearest.max_distance_meters or None,
                 source,
             )
         raise InvalidArgument.field("query", "set one of intersects, within_distance, nearest")

@@ -138,7 +138,7 @@ def features_to_proto(
     features = []
     for row in range(len(batch)):
         properties = Struct()
-        properties.update(batch.properties(row))
+        properties.update(batch.properties(row))  # type: ignore[arg-type]  # JSON values
         feature = pb.Feature(
             name=prefix + str(batch.ids[row]), geometry=geometries[row], properties=properties
         )

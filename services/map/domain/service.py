@@ -29,10 +29,17 @@ from services.map.domain.model import FeatureBatch, Layer, LayerKey, LayerKind
 class FeatureSource(Protocol):
     """Features decoded from a file (or built in code) before any checks."""
 
-    geometries: np.ndarray
-    columns: dict[str, np.ndarray]
-    crs: str | None
-    feature_ids: np.ndarray | None
+    @property
+    def geometries(self) -> np.ndarray: ...
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]: ...
+
+    @property
+    def crs(self) -> str | None: ...
+
+    @property
+    def feature_ids(self) -> np.ndarray | None: ...
 
 
 class MapStore(Protocol):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import struct
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import shapely
 from pyproj import CRS
 
 from services.kit.errors import AlreadyExists
+from services.kit.sqlite import transaction
 from services.map.domain.model import (
     FeatureBatch,
     FieldSpec,
@@ -181,71 +181,60 @@ class GeoPackageStore:
             f"CREATE TABLE {_quote(name)} (fid INTEGER PRIMARY KEY AUTOINCREMENT, "
             f"feature_id TEXT NOT NULL UNIQUE, geom BLOB{', ' + columns if columns else ''})"
         )
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            exists = self.conn.execute(
+
+        def write(conn: sqlite3.Connection) -> None:
+            exists = conn.execute(
                 "SELECT 1 FROM grassroots_layers WHERE tenant = ? AND layer_id = ?",
                 (layer.key.tenant, layer.key.layer_id),
             ).fetchone()
             if exists:
                 raise AlreadyExists(f"layer {layer.key.layer_id!r} already exists")
-            self.conn.execute(ddl)
-            self.conn.execute(
+            conn.execute(ddl)
+            conn.execute(
                 "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, "
                 "srs_id) VALUES (?, 'features', ?, ?, 4326)",
                 (name, name, layer.display_name),
             )
-            self.conn.execute(
+            conn.execute(
                 "INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', ?, 4326, 0, 0)",
                 (name, layer.geometry_type.upper()),
             )
-            self.conn.execute(
+            conn.execute(
                 "INSERT INTO grassroots_layers VALUES (?, ?, ?, ?)",
                 (layer.key.tenant, layer.key.layer_id, name, _definition(layer)),
             )
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+
+        transaction(self.conn, write)
 
     def save_layer(self, layer: Layer) -> None:
         extent = layer.extent or (None, None, None, None)
 
-        def run() -> None:
-            self.conn.execute(
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE grassroots_layers SET definition = ? WHERE tenant = ? AND layer_id = ?",
                 (_definition(layer), layer.key.tenant, layer.key.layer_id),
             )
-            self.conn.execute(
+            conn.execute(
                 "UPDATE gpkg_contents SET min_x = ?, min_y = ?, max_x = ?, max_y = ?, "
                 "last_change = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE table_name = ?",
                 (*extent, table_name(layer.key)),
             )
 
-        self._transaction(run)
+        transaction(self.conn, write)
 
     def delete_layer(self, key: LayerKey) -> None:
         name = table_name(key)
 
-        def run() -> None:
-            self.conn.execute("DELETE FROM gpkg_geometry_columns WHERE table_name = ?", (name,))
-            self.conn.execute("DELETE FROM gpkg_contents WHERE table_name = ?", (name,))
-            self.conn.execute(
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM gpkg_geometry_columns WHERE table_name = ?", (name,))
+            conn.execute("DELETE FROM gpkg_contents WHERE table_name = ?", (name,))
+            conn.execute(
                 "DELETE FROM grassroots_layers WHERE tenant = ? AND layer_id = ?",
                 (key.tenant, key.layer_id),
             )
-            self.conn.execute(f"DROP TABLE IF EXISTS {_quote(name)}")
+            conn.execute(f"DROP TABLE IF EXISTS {_quote(name)}")
 
-        self._transaction(run)
-
-    def _transaction(self, run: Callable[[], None]) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            run()
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        transaction(self.conn, write)
 
     def write_features(self, layer: Layer, batch: FeatureBatch, *, replace: bool) -> None:
         name = _quote(table_name(layer.key))
@@ -258,18 +247,16 @@ class GeoPackageStore:
             (str(batch.ids[i]), blobs[i], *(_sqlite_value(v[i]) for v in values))
             for i in range(len(batch))
         )
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+
+        def write(conn: sqlite3.Connection) -> None:
             if replace:
-                self.conn.execute(f"DELETE FROM {name}")
-            self.conn.executemany(f"INSERT INTO {name} ({columns}) VALUES ({marks})", rows)
+                conn.execute(f"DELETE FROM {name}")
+            conn.executemany(f"INSERT INTO {name} ({columns}) VALUES ({marks})", rows)
+
+        try:
+            transaction(self.conn, write)
         except sqlite3.IntegrityError as exc:
-            self.conn.execute("ROLLBACK")
             raise AlreadyExists(f"feature id already in the layer ({exc})") from None
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
 
     def load_features(self, layer: Layer) -> FeatureBatch:
         fields = layer.field_names()
