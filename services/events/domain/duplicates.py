@@ -11,19 +11,11 @@ import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+import numpy as np
+
 from services.events.domain.categories import Category
 from services.events.domain.model import Event, Point
-
-EARTH_RADIUS_M = 6_371_008.8
-
-
-def ground_distance_m(a: Point, b: Point) -> float:
-    """Haversine on the mean Earth radius: within 0.5% on any scale, plenty here."""
-    lat1, lat2 = math.radians(a.latitude), math.radians(b.latitude)
-    dlat = lat2 - lat1
-    dlon = math.radians(b.longitude - a.longitude)
-    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+from services.kit import crs
 
 
 def search_window(
@@ -43,12 +35,18 @@ def search_window(
 
 def original_of(point: Point, category: Category, candidates: Iterable[Event]) -> Event | None:
     """The nearest open candidate within the category's radius (oldest on a tie)."""
-    best: tuple[float, datetime, Event] | None = None
-    for event in candidates:
-        distance = ground_distance_m(point, event.location)
-        if distance > category.duplicate_radius_m:
-            continue
-        key = (distance, event.create_time, event)
-        if best is None or key[:2] < best[:2]:
-            best = key
-    return best[2] if best else None
+    events = list(candidates)
+    if not events:
+        return None
+    distances = crs.ground_distance_m(
+        np.full(len(events), point.longitude),
+        np.full(len(events), point.latitude),
+        np.array([e.location.longitude for e in events]),
+        np.array([e.location.latitude for e in events]),
+    )
+    inside = [
+        (float(d), e.create_time, i)
+        for i, (d, e) in enumerate(zip(distances, events, strict=True))
+        if d <= category.duplicate_radius_m
+    ]
+    return events[min(inside)[2]] if inside else None
