@@ -49,7 +49,14 @@ from services.events.domain.model import (
     TimelineEntry,
 )
 from services.events.domain.ports import Change, OriginalFinder
-from services.events.store import rows
+from services.events.store.rows import (
+    ADDED_COLUMNS,
+    COLUMNS,
+    event_values,
+    from_us,
+    row_to_event,
+    us,
+)
 
 # The outbox message types are the bus contract, shared with the SQLite store.
 from services.events.store.sqlite import COMMENTED, REPORTED, STATE_CHANGED
@@ -133,11 +140,10 @@ _SCHEMA: tuple[str, ...] = (
         PRIMARY KEY (tenant, code))""",
     *(
         f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {name} {definition}"
-        for name, definition in rows.ADDED_COLUMNS
+        for name, definition in ADDED_COLUMNS
     ),
 )
 
-_COLUMNS = rows.COLUMNS
 _FILTER_COLUMNS = {
     "grid_cell": "grid_cell",
     "village": "tenant",
@@ -150,8 +156,8 @@ _TIME_OPERATORS = {
     "created_to": "<=",
     "created_before": "<",
 }
-_MARKS = ", ".join(["%s"] * len(_COLUMNS.split(",")))
-_E_COLUMNS = ", ".join("e." + c.strip() for c in _COLUMNS.split(","))
+_MARKS = ", ".join(["%s"] * len(COLUMNS.split(",")))
+_E_COLUMNS = ", ".join("e." + c.strip() for c in COLUMNS.split(","))
 # "column is scope or below it", as a range an index can scan (see sqlite.subtree_clause).
 _SUBTREE = "(tenant = %s OR (tenant >= %s AND tenant < %s))"
 
@@ -178,10 +184,10 @@ _REPOINT_KEY = (
 )
 _LOCK_NEARBY = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
 _NEARBY = (
-    f"SELECT {_COLUMNS} FROM events WHERE category = %s "
+    f"SELECT {COLUMNS} FROM events WHERE category = %s "
     "AND latitude BETWEEN %s AND %s AND longitude BETWEEN %s AND %s AND create_us >= %s"
 )
-_INSERT_EVENT = f"INSERT INTO events ({_COLUMNS}) VALUES ({_MARKS})"
+_INSERT_EVENT = f"INSERT INTO events ({COLUMNS}) VALUES ({_MARKS})"
 _ADD_TIMELINE = (
     "INSERT INTO timeline (event_id, seq, actor, at_us, from_state, to_state, note) "
     "VALUES (%s, (SELECT coalesce(max(seq), 0) + 1 FROM timeline WHERE event_id = %s), "
@@ -192,8 +198,8 @@ _ADD_COMMENT = (
     "VALUES (%s, (SELECT coalesce(max(seq), 0) + 1 FROM comments WHERE event_id = %s), "
     "%s, %s, %s)"
 )
-_GET = f"SELECT {_COLUMNS} FROM events WHERE id = %s"
-_GET_FOR_UPDATE = f"SELECT {_COLUMNS} FROM events WHERE id = %s FOR UPDATE"
+_GET = f"SELECT {COLUMNS} FROM events WHERE id = %s"
+_GET_FOR_UPDATE = f"SELECT {COLUMNS} FROM events WHERE id = %s FOR UPDATE"
 _TIMELINE = (
     "SELECT actor, at_us, from_state, to_state, note FROM timeline WHERE event_id = %s ORDER BY seq"
 )
@@ -218,7 +224,7 @@ _CHANGES = (
     "SELECT seq, tenant, type, event_id, payload FROM outbox "
     f"WHERE seq > %s AND {_SUBTREE} ORDER BY seq LIMIT %s"
 )
-_LIST_HEAD = f"SELECT {_COLUMNS} FROM events WHERE "
+_LIST_HEAD = f"SELECT {COLUMNS} FROM events WHERE "
 _LIST_TAIL = {
     False: " ORDER BY create_us DESC, id DESC LIMIT %s",
     True: " ORDER BY create_us ASC, id ASC LIMIT %s",
@@ -240,12 +246,6 @@ Row = dict[str, Any]
 Box = tuple[float, float, float, float]
 
 
-_us = rows.us
-_from_us = rows.from_us
-_event_values = rows.event_values
-_row_to_event = rows.row_to_event
-
-
 def _subtree_params(scope: str) -> list[str]:
     return [scope, scope + "/", scope + "0"]
 
@@ -260,7 +260,7 @@ def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[o
     for name, value in filters.items():
         if name == "updated_before" and isinstance(value, datetime):
             where.append("update_us < %s")
-            args.append(_us(value))
+            args.append(us(value))
         elif name in _FILTER_SQL:
             where.append(_FILTER_SQL[name])
             args.append(value)
@@ -268,7 +268,7 @@ def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[o
             if not isinstance(value, datetime):
                 raise TypeError(f"filter {name!r} needs a datetime, not {value!r}")
             where.append(_TIME_SQL[name])
-            args.append(_us(value))
+            args.append(us(value))
         elif name == "text":
             escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append(_TEXT_SQL)
@@ -293,7 +293,7 @@ async def _add_timeline(
             event_id,
             event_id,
             entry.actor,
-            _us(entry.time),
+            us(entry.time),
             entry.from_state.value if entry.from_state else None,
             entry.to_state.value,
             entry.note,
@@ -305,7 +305,7 @@ async def _with_history(conn: psycopg.AsyncConnection[Any], event: Event) -> Eve
     timeline = tuple(
         TimelineEntry(
             actor=r["actor"],
-            time=_from_us(r["at_us"]),
+            time=from_us(r["at_us"]),
             from_state=State(r["from_state"]) if r["from_state"] else None,
             to_state=State(r["to_state"]),
             note=r["note"],
@@ -313,7 +313,7 @@ async def _with_history(conn: psycopg.AsyncConnection[Any], event: Event) -> Eve
         for r in await _fetch(conn, _TIMELINE, (event.id,))
     )
     comments = tuple(
-        Comment(r["author"], r["text"], _from_us(r["create_us"]))
+        Comment(r["author"], r["text"], from_us(r["create_us"]))
         for r in await _fetch(conn, _COMMENTS, (event.id,))
     )
     return replace(event, timeline=timeline, comments=comments)
@@ -342,7 +342,7 @@ class _Prefetched:
     def __call__(
         self, category: str, box: Box, since: datetime, states: frozenset[State]
     ) -> list[Event]:
-        since_us = _us(since)
+        since_us = us(since)
         if not self._covers(category, box, since_us):
             raise RuntimeError(
                 f"nearby({category!r}, {box}, {since}) lies outside the search window the "
@@ -457,7 +457,7 @@ class PostgresEventStore:
             await cur.executemany(
                 _APPEND_OUTBOX,
                 [
-                    (event.tenant, kind, event.id, self.serialize(event), _us(event.update_time))
+                    (event.tenant, kind, event.id, self.serialize(event), us(event.update_time))
                     for kind, event in changes
                 ],
             )
@@ -467,7 +467,7 @@ class PostgresEventStore:
     ) -> tuple[Event, str] | None:
         async with self._connection() as conn:
             rows = await _fetch(conn, _FIND_BY_REQUEST, (parent, reporter, request_id))
-        return (_row_to_event(rows[0]), rows[0]["fingerprint"]) if rows else None
+        return (row_to_event(rows[0]), rows[0]["fingerprint"]) if rows else None
 
     async def find_by_requests(
         self, keys: list[tuple[str, str, str]]
@@ -484,7 +484,7 @@ class PostgresEventStore:
             )
         return {
             (r["k_parent"], r["k_reporter"], r["k_request_id"]): (
-                _row_to_event(r),
+                row_to_event(r),
                 r["fingerprint"],
             )
             for r in rows
@@ -515,12 +515,12 @@ class PostgresEventStore:
             for i in sorted(claimed):
                 report, event = items[i]
                 stored = find_original(await self._read_nearby(conn, event), event)
-                await conn.execute(_INSERT_EVENT, _event_values(stored))
+                await conn.execute(_INSERT_EVENT, event_values(stored))
                 for entry in stored.timeline:
                     await _add_timeline(conn, stored.id, entry)
                 if (stored.id, stored.create_time) != (event.id, event.create_time):
                     key = (report.parent, report.reporter, report.request_id)
-                    await conn.execute(_REPOINT_KEY, (stored.id, _us(stored.create_time), *key))
+                    await conn.execute(_REPOINT_KEY, (stored.id, us(stored.create_time), *key))
                 results[i] = (stored, True)
             await self._append_outbox(conn, [(REPORTED, results[i][0]) for i in sorted(claimed)])
         return results
@@ -543,7 +543,7 @@ class PostgresEventStore:
         for i in sorted(range(len(items)), key=key_of):
             report, event = items[i]
             cur = await conn.execute(
-                _CLAIM_KEY, (*key_of(i), report.fingerprint(), event.id, _us(event.create_time))
+                _CLAIM_KEY, (*key_of(i), report.fingerprint(), event.id, us(event.create_time))
             )
             if await cur.fetchone() is not None:
                 claimed.add(i)
@@ -563,18 +563,18 @@ class PostgresEventStore:
             event.category, "", 1, 0, MAX_DUPLICATE_RADIUS_M, MAX_DUPLICATE_WINDOW_MINUTES
         )
         box, since = search_window(event.location, widest, event.create_time)
-        since_us = _us(since)
+        since_us = us(since)
         rows = await _fetch(
             conn, _NEARBY, (event.category, box[1], box[3], box[0], box[2], since_us)
         )
-        found = [(_row_to_event(r), r["create_us"]) for r in rows]
+        found = [(row_to_event(r), r["create_us"]) for r in rows]
         return _Prefetched(event.category, (box, since_us), found)
 
     async def get(self, event_id: str) -> Event | None:
         async with self._connection() as conn, conn.transaction():
             await conn.execute(_SNAPSHOT)
             rows = await _fetch(conn, _GET, (event_id,))
-            return await _with_history(conn, _row_to_event(rows[0])) if rows else None
+            return await _with_history(conn, row_to_event(rows[0])) if rows else None
 
     async def update(self, event_id: str, etag: str, change: Change) -> Event:
         """Apply `change` to the current event atomically; ABORTED if `etag` is stale.
@@ -586,7 +586,7 @@ class PostgresEventStore:
             rows = await _fetch(conn, _GET_FOR_UPDATE, (event_id,))
             if not rows:
                 raise NotFound(f"event {event_id!r} not found")
-            current = await _with_history(conn, _row_to_event(rows[0]))
+            current = await _with_history(conn, row_to_event(rows[0]))
             if etag and etag != current.etag:
                 raise Aborted(
                     "the event changed since you read it; read it again and retry",
@@ -600,11 +600,11 @@ class PostgresEventStore:
                 _UPDATE,
                 (
                     changed.state.value,
-                    _us(changed.update_time),
+                    us(changed.update_time),
                     changed.version,
                     evaluation.score if evaluation else None,
                     evaluation.text if evaluation else None,
-                    _us(evaluation.time) if evaluation else None,
+                    us(evaluation.time) if evaluation else None,
                     event_id,
                     current.version,
                 ),
@@ -614,7 +614,7 @@ class PostgresEventStore:
             if comment is not None:
                 await conn.execute(
                     _ADD_COMMENT,
-                    (event_id, event_id, comment.author, comment.text, _us(comment.create_time)),
+                    (event_id, event_id, comment.author, comment.text, us(comment.create_time)),
                 )
             result = await _with_history(conn, changed)
             await self._append_outbox(conn, [(STATE_CHANGED if entry else COMMENTED, result)])
@@ -630,7 +630,7 @@ class PostgresEventStore:
         if not seqs:
             return
         async with self._connection() as conn:
-            await conn.execute(_MARK_PUBLISHED, (_us(datetime.now(UTC)), seqs))
+            await conn.execute(_MARK_PUBLISHED, (us(datetime.now(UTC)), seqs))
 
     async def save_category(self, tenant: str, category: Category) -> None:
         async with self._connection() as conn, conn.transaction():
@@ -670,8 +670,8 @@ class PostgresEventStore:
                 r["category"],
                 State(r["state"]),
                 r["grid_cell"],
-                _from_us(r["create_us"]),
-                _from_us(r["resolved_us"]) if r["resolved_us"] is not None else None,
+                from_us(r["create_us"]),
+                from_us(r["resolved_us"]) if r["resolved_us"] is not None else None,
             )
             for r in rows
         ]
@@ -693,7 +693,7 @@ class PostgresEventStore:
         query = _LIST_HEAD + " AND ".join(where) + _LIST_TAIL[ascending]
         async with self._connection() as conn:
             rows = await _fetch(conn, query, args)
-        events = [_row_to_event(r) for r in rows[:limit]]
+        events = [row_to_event(r) for r in rows[:limit]]
         next_cursor: dict[str, object] | None = None
         if len(rows) > limit:
             last = rows[limit - 1]

@@ -27,7 +27,15 @@ from services.events.domain.model import (
     TimelineEntry,
 )
 from services.events.domain.ports import Change, OriginalFinder
-from services.events.store import rows
+from services.events.store.rows import (
+    ADDED_COLUMNS,
+    COLUMN_COUNT,
+    COLUMNS,
+    event_values,
+    from_us,
+    row_to_event,
+    us,
+)
 from services.kit.errors import Aborted, NotFound
 from services.kit.sqlite import SqliteDatabase, transaction
 
@@ -114,10 +122,9 @@ _ADDED_COLUMNS = (
     "eval_score INTEGER",
     "eval_text TEXT",
     "eval_us INTEGER",
-    *(f"{name} {definition}" for name, definition in rows.ADDED_COLUMNS),
+    *(f"{name} {definition}" for name, definition in ADDED_COLUMNS),
 )
-_COLUMNS = rows.COLUMNS
-_E_COLUMNS = ", ".join("e." + c.strip() for c in _COLUMNS.split(","))
+_E_COLUMNS = ", ".join("e." + c.strip() for c in COLUMNS.split(","))
 _TIME_OPERATORS = {
     "created_from": ">=",
     "created_after": ">",
@@ -132,11 +139,6 @@ _FILTER_COLUMNS = {
 }
 
 
-_us = rows.us
-_from_us = rows.from_us
-_row_to_event = rows.row_to_event
-
-
 def subtree_clause(column: str, scope: str) -> tuple[str, list[str]]:
     """SQL for "column is scope or below it", usable by an index range scan.
 
@@ -148,9 +150,6 @@ def subtree_clause(column: str, scope: str) -> tuple[str, list[str]]:
     )
 
 
-_event_values = rows.event_values
-
-
 def _add_timeline(conn: sqlite3.Connection, event_id: str, entry: TimelineEntry) -> None:
     conn.execute(
         "INSERT INTO timeline VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM timeline "
@@ -159,7 +158,7 @@ def _add_timeline(conn: sqlite3.Connection, event_id: str, entry: TimelineEntry)
             event_id,
             event_id,
             entry.actor,
-            _us(entry.time),
+            us(entry.time),
             entry.from_state.value if entry.from_state else None,
             entry.to_state.value,
             entry.note,
@@ -188,13 +187,13 @@ def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[o
     for name, value in filters.items():
         if name == "updated_before":
             where.append("update_us < ?")
-            args.append(_us(value))  # type: ignore[arg-type]
+            args.append(us(value))  # type: ignore[arg-type]
         elif name in _FILTER_COLUMNS:
             where.append(f"{_FILTER_COLUMNS[name]} = ?")
             args.append(value)
         elif name in _TIME_OPERATORS:
             where.append(f"create_us {_TIME_OPERATORS[name]} ?")
-            args.append(_us(value))  # type: ignore[arg-type]
+            args.append(us(value))  # type: ignore[arg-type]
         elif name == "text":
             escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append("description LIKE ? ESCAPE '\\'")
@@ -224,7 +223,7 @@ class SqliteEventStore:
         conn.execute(
             "INSERT INTO outbox (tenant, type, event_id, payload, create_us) "
             "VALUES (?, ?, ?, ?, ?)",
-            (event.tenant, kind, event.id, self.serialize(event), _us(event.update_time)),
+            (event.tenant, kind, event.id, self.serialize(event), us(event.update_time)),
         )
 
     @staticmethod
@@ -247,7 +246,7 @@ class SqliteEventStore:
                 "WHERE k.parent = ? AND k.reporter = ? AND k.request_id = ?",
                 (parent, reporter, request_id),
             ).fetchone()
-            return (_row_to_event(row), row["fingerprint"]) if row else None
+            return (row_to_event(row), row["fingerprint"]) if row else None
 
         return await self.db.run(query)
 
@@ -274,7 +273,7 @@ class SqliteEventStore:
                 ).fetchall()
                 for row in rows:
                     key = (row["k_parent"], row["k_reporter"], row["k_request_id"])
-                    found[key] = (_row_to_event(row), row["fingerprint"])
+                    found[key] = (row_to_event(row), row["fingerprint"])
             return found
 
         return await self.db.run(query)
@@ -308,8 +307,8 @@ class SqliteEventStore:
             return event, False
         stored = find_original(lambda *args: self._open_near(conn, *args), event)
         conn.execute(
-            f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * rows.COLUMN_COUNT)})",
-            _event_values(stored),
+            f"INSERT INTO events ({COLUMNS}) VALUES ({', '.join('?' * COLUMN_COUNT)})",
+            event_values(stored),
         )
         for entry in stored.timeline:
             _add_timeline(conn, stored.id, entry)
@@ -321,7 +320,7 @@ class SqliteEventStore:
                 report.request_id,
                 report.fingerprint(),
                 stored.id,
-                _us(stored.create_time),
+                us(stored.create_time),
             ),
         )
         self._append_outbox(conn, REPORTED, stored)
@@ -337,7 +336,7 @@ class SqliteEventStore:
     ) -> list[Event]:
         marks = ", ".join("?" * len(states))
         rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE category = ? AND latitude BETWEEN ? AND ? "
+            f"SELECT {COLUMNS} FROM events WHERE category = ? AND latitude BETWEEN ? AND ? "
             f"AND longitude BETWEEN ? AND ? AND create_us >= ? AND state IN ({marks})",
             (
                 category,
@@ -345,18 +344,16 @@ class SqliteEventStore:
                 box[3],
                 box[0],
                 box[2],
-                _us(since),
+                us(since),
                 *sorted(s.value for s in states),
             ),
         ).fetchall()
-        return [_row_to_event(r) for r in rows]
+        return [row_to_event(r) for r in rows]
 
     async def get(self, event_id: str) -> Event | None:
         def query(conn: sqlite3.Connection) -> Event | None:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,)
-            ).fetchone()
-            return self._with_history(conn, _row_to_event(row)) if row else None
+            row = conn.execute(f"SELECT {COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
+            return self._with_history(conn, row_to_event(row)) if row else None
 
         return await self.db.run(query)
 
@@ -365,7 +362,7 @@ class SqliteEventStore:
         timeline = tuple(
             TimelineEntry(
                 actor=r["actor"],
-                time=_from_us(r["at_us"]),
+                time=from_us(r["at_us"]),
                 from_state=State(r["from_state"]) if r["from_state"] else None,
                 to_state=State(r["to_state"]),
                 note=r["note"],
@@ -375,7 +372,7 @@ class SqliteEventStore:
             )
         )
         comments = tuple(
-            Comment(r["author"], r["text"], _from_us(r["create_us"]))
+            Comment(r["author"], r["text"], from_us(r["create_us"]))
             for r in conn.execute(
                 "SELECT * FROM comments WHERE event_id = ? ORDER BY seq", (event.id,)
             )
@@ -386,12 +383,10 @@ class SqliteEventStore:
         """Apply `change` to the current event atomically; ABORTED if `etag` is stale."""
 
         def write(conn: sqlite3.Connection) -> Event:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,)
-            ).fetchone()
+            row = conn.execute(f"SELECT {COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
             if row is None:
                 raise NotFound(f"event {event_id!r} not found")
-            current = self._with_history(conn, _row_to_event(row))
+            current = self._with_history(conn, row_to_event(row))
             if etag and etag != current.etag:
                 raise Aborted(
                     "the event changed since you read it; read it again and retry",
@@ -405,11 +400,11 @@ class SqliteEventStore:
                 "eval_text = ?, eval_us = ? WHERE id = ? AND version = ?",
                 (
                     changed.state.value,
-                    _us(changed.update_time),
+                    us(changed.update_time),
                     changed.version,
                     changed.evaluation.score if changed.evaluation else None,
                     changed.evaluation.text if changed.evaluation else None,
-                    _us(changed.evaluation.time) if changed.evaluation else None,
+                    us(changed.evaluation.time) if changed.evaluation else None,
                     event_id,
                     current.version,
                 ),
@@ -420,7 +415,7 @@ class SqliteEventStore:
                 conn.execute(
                     "INSERT INTO comments VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM "
                     "comments WHERE event_id = ?), ?, ?, ?)",
-                    (event_id, event_id, comment.author, comment.text, _us(comment.create_time)),
+                    (event_id, event_id, comment.author, comment.text, us(comment.create_time)),
                 )
             result = self._with_history(conn, changed)
             self._append_outbox(conn, STATE_CHANGED if entry else COMMENTED, result)
@@ -442,7 +437,7 @@ class SqliteEventStore:
         return await self.db.run(query)
 
     async def mark_published(self, seqs: list[int]) -> None:
-        now = _us(datetime.now(UTC))
+        now = us(datetime.now(UTC))
 
         def write(conn: sqlite3.Connection) -> None:
             conn.executemany(
@@ -509,8 +504,8 @@ class SqliteEventStore:
                     r["category"],
                     State(r["state"]),
                     r["grid_cell"],
-                    _from_us(r["create_us"]),
-                    _from_us(r["resolved_us"]) if r["resolved_us"] is not None else None,
+                    from_us(r["create_us"]),
+                    from_us(r["resolved_us"]) if r["resolved_us"] is not None else None,
                 )
                 for r in conn.execute(sql, args)
             ]
@@ -532,7 +527,7 @@ class SqliteEventStore:
             args.extend([cursor["t"], cursor["t"], cursor["id"]])
         direction = "ASC" if ascending else "DESC"
         sql = (
-            f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} "
+            f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} "
             f"ORDER BY create_us {direction}, id {direction} LIMIT ?"
         )
         args.append(limit + 1)
@@ -541,7 +536,7 @@ class SqliteEventStore:
             return conn.execute(sql, args).fetchall()
 
         rows = await self.db.run(query)
-        events = [_row_to_event(r) for r in rows[:limit]]
+        events = [row_to_event(r) for r in rows[:limit]]
         next_cursor: dict[str, object] | None = None
         if len(rows) > limit:
             last = rows[limit - 1]
