@@ -25,6 +25,7 @@ from gateway.schemas.events import (
     EventList,
     EventOut,
     EventStatisticsOut,
+    SourceName,
     StateName,
     TimelineEntryOut,
     TransitionIn,
@@ -39,14 +40,6 @@ from services.kit.principal import Principal
 router = APIRouter(prefix="/v1/events", tags=["events"])
 categories_router = APIRouter(prefix="/v1/event-categories", tags=["events"])
 
-_SOURCE = {
-    "resident": pb.Event.SOURCE_RESIDENT,
-    "grid_patrol": pb.Event.SOURCE_GRID_PATROL,
-    "twin_rule": pb.Event.SOURCE_TWIN_RULE,
-    "enterprise": pb.Event.SOURCE_ENTERPRISE,
-    "open311": pb.Event.SOURCE_OPEN311,
-}
-_SOURCE_NAME = {v: k for k, v in _SOURCE.items()}
 _ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 SSE_KEEPALIVE_SECONDS = 15.0
 
@@ -62,7 +55,7 @@ def event_out(event: pb.Event) -> EventOut:
             "latitude": event.location.latitude,
             "crs": event.location.crs or "EPSG:4326",
         },
-        source=_SOURCE_NAME.get(event.source, "resident"),  # type: ignore[arg-type]
+        source=_source_name(event.source),
         state=_state_name(event.state),
         village=event.village,
         grid_cell=event.grid_cell,
@@ -101,6 +94,12 @@ def event_out(event: pb.Event) -> EventOut:
     )
 
 
+def _source_name(source: int) -> SourceName:
+    """An unset source is a resident's report, as the events service reads it."""
+    name = pb.Event.Source.Name(source or pb.Event.SOURCE_RESIDENT)  # type: ignore[arg-type]
+    return name.removeprefix("SOURCE_").lower()  # type: ignore[return-value]
+
+
 def _state_name(state: int) -> StateName:
     return pb.Event.State.Name(state).removeprefix("STATE_").lower()  # type: ignore[return-value]
 
@@ -134,7 +133,7 @@ async def create_event(
                 latitude=body.location.latitude,
                 crs=body.location.crs,
             ),
-            source=_SOURCE[body.source],
+            source=pb.Event.Source.Value(f"SOURCE_{body.source.upper()}"),
             severity=body.severity,
             media_uris=body.media_uris,
             reporter_contact=body.reporter_contact,

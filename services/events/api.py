@@ -29,15 +29,13 @@ REPLAYED_METADATA_KEY = "x-idempotent-replayed"
 WATCH_BATCH = 500
 MAX_BATCH = 1000
 
+# Proto enum values <-> domain sources by name; an unset source is a resident's report.
 _SOURCES = {
-    pb.Event.SOURCE_UNSPECIFIED: Source.RESIDENT,
-    pb.Event.SOURCE_RESIDENT: Source.RESIDENT,
-    pb.Event.SOURCE_GRID_PATROL: Source.GRID_PATROL,
-    pb.Event.SOURCE_TWIN_RULE: Source.TWIN_RULE,
-    pb.Event.SOURCE_ENTERPRISE: Source.ENTERPRISE,
-    pb.Event.SOURCE_OPEN311: Source.OPEN311,
-}
-_SOURCE_TO_PB = {v: k for k, v in _SOURCES.items() if k != pb.Event.SOURCE_UNSPECIFIED}
+    number: Source(name.removeprefix("SOURCE_").lower())
+    for name, number in pb.Event.Source.items()
+    if number != pb.Event.SOURCE_UNSPECIFIED
+} | {pb.Event.SOURCE_UNSPECIFIED: Source.RESIDENT}
+_SOURCE_TO_PB = {source: number for number, source in _SOURCES.items() if number}
 _STATE_TO_PB = {
     name.removeprefix("STATE_").lower(): number
     for name, number in pb.Event.State.items()

@@ -20,22 +20,6 @@ class MapLocator:
         self.channel = open_channel(target, default_timeout=timeout)
         self.stub = map_grpc.MapServiceStub(self.channel)
 
-    async def locate(self, parent: str, point: Point) -> GridPlace | None:
-        request = map_pb.LocatePointsRequest(
-            parent=tenancy.tenant_name(parent),
-            points=geo_pb2.CoordinateArrays(
-                longitudes=[point.longitude], latitudes=[point.latitude], crs="EPSG:4326"
-            ),
-        )
-        try:
-            response = await self.stub.LocatePoints(request)
-        except grpc.aio.AioRpcError as exc:
-            raise domain_error_from(exc, "map") from None
-        location = response.locations[0]
-        if not location.found:
-            return None
-        return GridPlace(location.village, location.grid_cell, location.grid_worker)
-
     async def locate_many(self, parent: str, points: list[Point]) -> list[GridPlace | None]:
         """One LocatePoints call for a whole batch: no call per report."""
         request = map_pb.LocatePointsRequest(

@@ -30,10 +30,6 @@ Change = Callable[[Event], tuple[Event, TimelineEntry | None, Comment | None]]
 
 
 class Locator(Protocol):
-    async def locate(self, parent: str, point: Point) -> GridPlace | None:
-        """The grid place of `point` within tenant `parent`, or None if outside."""
-        ...
-
     async def locate_many(self, parent: str, points: list[Point]) -> list[GridPlace | None]:
         """The grid places of many points in one round trip."""
         ...
@@ -52,20 +48,14 @@ class EventStore(Protocol):
         """`find_by_request` for many (parent, reporter, request id) keys at once."""
         ...
 
-    async def create(
-        self, report: NewReport, event: Event, find_original: OriginalFinder
-    ) -> tuple[Event, bool]:
-        """Store the event (as `find_original` decides) and its key atomically.
-
-        Returns the stored event and True, or, if the key was taken meanwhile, the
-        given event and False.
-        """
-        ...
-
     async def create_many(
         self, items: list[tuple[NewReport, Event]], find_original: OriginalFinder
     ) -> list[tuple[Event, bool]]:
-        """Like `create` for many reports, in one transaction."""
+        """Store events (as `find_original` decides) with their keys, in one transaction.
+
+        Each result is the stored event and True, or, where the key was taken meanwhile,
+        the given event and False.
+        """
         ...
 
     async def get(self, event_id: str) -> Event | None:

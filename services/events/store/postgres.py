@@ -490,16 +490,10 @@ class PostgresEventStore:
             for r in rows
         }
 
-    async def create(
-        self, report: NewReport, event: Event, find_original: OriginalFinder
-    ) -> tuple[Event, bool]:
-        """Store one event, its key, history and outbox entry in one transaction."""
-        return (await self.create_many([(report, event)], find_original))[0]
-
     async def create_many(
         self, items: list[tuple[NewReport, Event]], find_original: OriginalFinder
     ) -> list[tuple[Event, bool]]:
-        """Like `create` for many reports, in one transaction, results in item order.
+        """Store many reports with their keys, history and outbox entries in one transaction.
 
         A key taken by another create (even one still in flight: the insert waits for
         it) or earlier in the batch gives back the given event and False, as on SQLite;

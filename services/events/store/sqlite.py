@@ -278,12 +278,6 @@ class SqliteEventStore:
 
         return await self.db.run(query)
 
-    async def create(
-        self, report: NewReport, event: Event, find_original: OriginalFinder
-    ) -> tuple[Event, bool]:
-        results = await self.create_many([(report, event)], find_original)
-        return results[0]
-
     async def create_many(
         self, items: list[tuple[NewReport, Event]], find_original: OriginalFinder
     ) -> list[tuple[Event, bool]]:
