@@ -113,6 +113,17 @@ class FeatureBatch:
             columns={name: values[rows] for name, values in self.columns.items()},
         )
 
+    def concat(self, other: FeatureBatch) -> FeatureBatch:
+        """This batch followed by `other` (the same fields), as a store would list them."""
+        return FeatureBatch(
+            ids=np.concatenate([self.ids, other.ids]),
+            geometries=np.concatenate([self.geometries, other.geometries]),
+            columns={
+                name: np.concatenate([values, other.columns[name]])
+                for name, values in self.columns.items()
+            },
+        )
+
     @classmethod
     def empty(cls, field_names: tuple[str, ...] = ()) -> FeatureBatch:
         return cls(

@@ -217,7 +217,8 @@ class MapCatalog:
                         f"feature ids already in the layer: {', '.join(map(str, clash[:5]))}"
                     )
             self.store.write_features(layer, batch, replace=options.replace)
-            index = LayerIndex(self.store.load_features(layer))
+            # The store now holds exactly this; no need to read the layer back.
+            index = LayerIndex(batch if options.replace else current.batch.concat(batch))
             layer = layer.with_stats(len(index), index.extent(), datetime.now(UTC))
             self.store.save_layer(layer)
             self.layers[key] = layer
