@@ -36,16 +36,11 @@ class Locator(Protocol):
 
 
 class EventStore(Protocol):
-    async def find_by_request(
-        self, parent: str, reporter: str, request_id: str
-    ) -> tuple[Event, str] | None:
-        """The event an earlier create with this key made, and that create's fingerprint."""
-        ...
-
     async def find_by_requests(
         self, keys: list[tuple[str, str, str]]
     ) -> dict[tuple[str, str, str], tuple[Event, str]]:
-        """`find_by_request` for many (parent, reporter, request id) keys at once."""
+        """Events earlier creates made under these (parent, reporter, request id) keys,
+        with each create's fingerprint; keys never used are absent."""
         ...
 
     async def create_many(

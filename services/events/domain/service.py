@@ -130,16 +130,21 @@ class EventHub:
 
             stored = await self.store.create_many(items, find_original)
             self._on_change()
+            raced: list[int] = []
             for i, (event, created) in zip(fresh, stored, strict=True):
                 if created:
                     results[i] = (event, True)
-                    continue
-                report = reports[i]
-                found = await self.store.find_by_request(
-                    report.parent, report.reporter, report.request_id
+                else:
+                    raced.append(i)
+            if raced:
+                # Another create took these keys meanwhile: answer with its events.
+                winners = await self.store.find_by_requests(
+                    [(reports[i].parent, reports[i].reporter, reports[i].request_id) for i in raced]
                 )
-                assert found is not None
-                results[i] = self._replay(found, report)
+                for i in raced:
+                    report = reports[i]
+                    found = winners[(report.parent, report.reporter, report.request_id)]
+                    results[i] = self._replay(found, report)
         return [r for r in results if r is not None]
 
     @staticmethod

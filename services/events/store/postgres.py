@@ -168,11 +168,6 @@ _FIND_BY_REQUESTS = (
     "WHERE (k.parent, k.reporter, k.request_id) IN "
     "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))"
 )
-_FIND_BY_REQUEST = (
-    f"SELECT k.fingerprint AS fingerprint, {_E_COLUMNS} "
-    "FROM idempotency_keys k JOIN events e ON e.id = k.event_id "
-    "WHERE k.parent = %s AND k.reporter = %s AND k.request_id = %s"
-)
 _CLAIM_KEY = (
     "INSERT INTO idempotency_keys "
     "(parent, reporter, request_id, fingerprint, event_id, create_us) "
@@ -462,17 +457,10 @@ class PostgresEventStore:
                 ],
             )
 
-    async def find_by_request(
-        self, parent: str, reporter: str, request_id: str
-    ) -> tuple[Event, str] | None:
-        async with self._connection() as conn:
-            rows = await _fetch(conn, _FIND_BY_REQUEST, (parent, reporter, request_id))
-        return (row_to_event(rows[0]), rows[0]["fingerprint"]) if rows else None
-
     async def find_by_requests(
         self, keys: list[tuple[str, str, str]]
     ) -> dict[tuple[str, str, str], tuple[Event, str]]:
-        """`find_by_request` for many keys in one query."""
+        """Earlier creates under these keys, with their fingerprints, in one query."""
         if not keys:
             return {}
         parents, reporters, request_ids = (list(column) for column in zip(*keys, strict=True))

@@ -236,24 +236,10 @@ class SqliteEventStore:
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    async def find_by_request(
-        self, parent: str, reporter: str, request_id: str
-    ) -> tuple[Event, str] | None:
-        def query(conn: sqlite3.Connection) -> tuple[Event, str] | None:
-            row = conn.execute(
-                f"SELECT k.fingerprint AS fingerprint, {_E_COLUMNS} "
-                "FROM idempotency_keys k JOIN events e ON e.id = k.event_id "
-                "WHERE k.parent = ? AND k.reporter = ? AND k.request_id = ?",
-                (parent, reporter, request_id),
-            ).fetchone()
-            return (row_to_event(row), row["fingerprint"]) if row else None
-
-        return await self.db.run(query)
-
     async def find_by_requests(
         self, keys: list[tuple[str, str, str]]
     ) -> dict[tuple[str, str, str], tuple[Event, str]]:
-        """`find_by_request` for many keys, in one trip to the database thread."""
+        """Earlier creates under these keys, with their fingerprints, in one query."""
 
         def query(conn: sqlite3.Connection) -> dict[tuple[str, str, str], tuple[Event, str]]:
             found: dict[tuple[str, str, str], tuple[Event, str]] = {}
