@@ -20,7 +20,7 @@ from services.events.feed import ChangeFeed
 from services.kit import crs, masking, paging, tenancy
 from services.kit.component import ServiceComponent
 from services.kit.context import current_principal
-from services.kit.errors import FieldViolation, InvalidArgument, Unauthenticated
+from services.kit.errors import InvalidArgument, Unauthenticated
 from services.kit.principal import Principal
 from services.kit.unimplemented import fill_unimplemented
 
@@ -140,9 +140,7 @@ def _report(
     except InvalidArgument as exc:
         if not outer:
             raise
-        raise InvalidArgument(
-            [FieldViolation(outer + v.field, v.description) for v in exc.violations]
-        ) from None
+        raise exc.under(outer) from None
     # Phones in China report GCJ-02; events are stored and located in WGS84.
     lon, lat = crs.to_storage(
         np.array([event.location.longitude]), np.array([event.location.latitude]), reported_crs

@@ -81,6 +81,13 @@ class InvalidArgument(DomainError):
     def field(cls, field: str, description: str) -> InvalidArgument:
         return cls(FieldViolation(field, description))
 
+    def under(self, prefix: str) -> InvalidArgument:
+        """The same violations with field paths below `prefix`, e.g. `requests[3].`."""
+        return InvalidArgument(
+            [FieldViolation(prefix + v.field, v.description) for v in self.violations],
+            reason=self.reason,
+        )
+
 
 class NotFound(DomainError):
     """The resource does not exist, or the caller may not know that it exists."""

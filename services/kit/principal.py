@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from google.protobuf.message import DecodeError
 
@@ -55,8 +56,13 @@ class Principal:
             app=self.app,
         )
 
+    @cached_property
+    def _encoded(self) -> bytes:
+        return self.to_proto().SerializeToString(deterministic=True)
+
     def to_metadata(self) -> tuple[str, bytes]:
-        return PRINCIPAL_METADATA_KEY, self.to_proto().SerializeToString(deterministic=True)
+        """Serialised once per principal: every outbound call of a request sends it."""
+        return PRINCIPAL_METADATA_KEY, self._encoded
 
     @classmethod
     def from_proto(cls, message: principal_pb2.Principal) -> Principal:
