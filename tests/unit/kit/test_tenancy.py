@@ -36,10 +36,3 @@ def test_parse_child_name_with_wildcard_and_errors():
     assert info.value.violations[0].field == "name"
     with pytest.raises(InvalidArgument):
         tenancy.parse_parent("tenants/SH")
-
-
-def test_invalid_argument_moves_under_a_prefix():
-    error = InvalidArgument.field("event.category", "is required").under("requests[3].")
-    assert [(v.field, v.description) for v in error.violations] == [
-        ("requests[3].event.category", "is required")
-    ]
