@@ -36,6 +36,8 @@ import pyogrio.raw
 import shapely
 from shapely.geometry import Polygon
 
+from services.map.domain.metric import metres_per_degree
+
 TOWN_TENANT = "sh/jiading/anting"
 VILLAGE_TENANTS = ("sh/jiading/anting/xingming", "sh/jiading/anting/xiangyang")
 DEFAULT_SEED = 20261127
@@ -66,9 +68,7 @@ _REFERENCE_YEAR = 2026  # "now" for ages, so the output does not depend on the c
 # Local metric frame around Xingming: metres east/north of the origin. Degree lengths
 # come from the WGS84 series; within a few km the error is far below a building's size.
 ORIGIN_LON, ORIGIN_LAT = 121.16, 31.29
-_PHI = math.radians(ORIGIN_LAT)
-M_PER_DEG_LAT = 111_132.92 - 559.82 * math.cos(2 * _PHI) + 1.175 * math.cos(4 * _PHI)
-M_PER_DEG_LON = 111_412.84 * math.cos(_PHI) - 93.5 * math.cos(3 * _PHI)
+M_PER_DEG_LON, M_PER_DEG_LAT = metres_per_degree(ORIGIN_LAT)
 
 _GRID_LATTICE = 4  # 4 x 4 lattice over each village's bounding box
 _SLIVER_SHARE = 0.05  # pieces under 5% of a full lattice cell join a neighbour
