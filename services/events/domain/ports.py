@@ -57,8 +57,8 @@ class EventStore(Protocol):
         """The event with its timeline and comments."""
         ...
 
-    async def update(self, event_id: str, etag: str, change: Change) -> Event:
-        """Apply a change atomically; ABORTED when `etag` is given and stale."""
+    async def update(self, event_id: str, change: Change) -> Event:
+        """Apply `change` to the current event atomically (NOT_FOUND if there is none)."""
         ...
 
     async def unpublished(self, limit: int) -> list[OutboxEntry]:

@@ -41,6 +41,13 @@ CONFIGURE_SCOPE = "events:configure"
 AUTO_CLOSER = "services/events"
 
 
+def _visible(principal: Principal, tenant: str | None, event: Event) -> bool:
+    """The caller's subtree holds the event, and so does the tenant it was asked under."""
+    return principal.can_see(event.tenant) and (
+        tenant is None or tenancy.contains(tenant, event.tenant)
+    )
+
+
 def mark_if_duplicate(nearby: NearbyQuery, event: Event, category: Category) -> Event:
     """A report near an open event of its category in its village becomes a duplicate."""
     box, since = search_window(event.location, category, event.create_time)
@@ -190,7 +197,6 @@ class EventHub:
         etag: str,
     ) -> Event:
         """Move an event along its lifecycle; illegal moves name the current state."""
-        await self.get(principal, tenant, event_id)
         if target is State.DUPLICATE:
             raise InvalidArgument.field("state", "duplicates are detected, not set by hand")
 
@@ -200,7 +206,7 @@ class EventHub:
             entry = TimelineEntry(principal.subject, now, event.state, target, note)
             return replace(event, state=target, update_time=now), entry, None
 
-        return await self._update(event_id, etag, change)
+        return await self._update(event_id, change, principal, tenant, etag)
 
     async def evaluate(
         self,
@@ -212,15 +218,14 @@ class EventHub:
         etag: str,
     ) -> Event:
         """The reporter rates a resolved event, which closes it."""
-        current = await self.get(principal, tenant, event_id)
         if not 1 <= score <= 5:
             raise InvalidArgument.field("score", "must be 1 to 5")
         if len(text) > MAX_TEXT:
             raise InvalidArgument.field("text", f"at most {MAX_TEXT} characters")
-        if current.reporter != principal.subject:
-            raise PermissionDenied("only the reporter evaluates an event")
 
         def change(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
+            if event.reporter != principal.subject:
+                raise PermissionDenied("only the reporter evaluates an event")
             if event.state is not State.RESOLVED:
                 raise FailedPrecondition(
                     f"only a resolved event can be evaluated; this one is {event.state.value}",
@@ -236,12 +241,11 @@ class EventHub:
             )
             return closed, entry, None
 
-        return await self._update(event_id, etag, change)
+        return await self._update(event_id, change, principal, tenant, etag)
 
     async def comment(
         self, principal: Principal, tenant: str | None, event_id: str, text: str
     ) -> Event:
-        await self.get(principal, tenant, event_id)
         if not text.strip() or len(text) > MAX_TEXT:
             raise InvalidArgument.field("text", f"1 to {MAX_TEXT} characters")
 
@@ -249,7 +253,7 @@ class EventHub:
             now = datetime.now(UTC)
             return replace(event, update_time=now), None, Comment(principal.subject, text, now)
 
-        return await self._update(event_id, "", change)
+        return await self._update(event_id, change, principal, tenant)
 
     async def auto_close(self, now: datetime, after: timedelta, batch: int = 200) -> int:
         """Close events resolved longer ago than `after` that nobody evaluated.
@@ -269,14 +273,39 @@ class EventHub:
 
         for event in events:
             try:
-                await self._update(event.id, event.etag, change)
+                await self._update(event.id, change, None, None, event.etag)
             except (FailedPrecondition, Aborted):
                 continue  # changed meanwhile (evaluated, reopened): leave it
             closed += 1
         return closed
 
-    async def _update(self, event_id: str, etag: str, change: Change) -> Event:
-        event = await self.store.update(event_id, etag, change)
+    async def _update(
+        self,
+        event_id: str,
+        change: Change,
+        principal: Principal | None,
+        tenant: str | None,
+        etag: str = "",
+    ) -> Event:
+        """Apply a change in the store's transaction, after the checks every change needs.
+
+        Visibility comes first, so another tenant's event is NOT_FOUND whatever etag is
+        sent; then the etag, so a stale one is ABORTED before anything changes. A
+        `principal` of None is the service itself (sweeps).
+        """
+
+        def guarded(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
+            if principal is not None and not _visible(principal, tenant, event):
+                raise NotFound(f"event {event_id!r} not found")
+            if etag and etag != event.etag:
+                raise Aborted(
+                    "the event changed since you read it; read it again and retry",
+                    reason="ETAG_MISMATCH",
+                    metadata={"current_etag": event.etag},
+                )
+            return change(event)
+
+        event = await self.store.update(event_id, guarded)
         self._on_change()
         return event
 
@@ -300,14 +329,8 @@ class EventHub:
 
     async def get(self, principal: Principal, tenant: str | None, event_id: str) -> Event:
         event = await self.store.get(event_id)
-        visible = (
-            event is not None
-            and principal.can_see(event.tenant)
-            and (tenant is None or tenancy.contains(tenant, event.tenant))
-        )
-        if not visible:
+        if event is None or not _visible(principal, tenant, event):
             raise NotFound(f"event {event_id!r} not found")
-        assert event is not None
         return event
 
     async def list(

@@ -60,7 +60,7 @@ from services.events.store.rows import (
 
 # The outbox message types are the bus contract, shared with the SQLite store.
 from services.events.store.sqlite import COMMENTED, REPORTED, STATE_CHANGED
-from services.kit.errors import Aborted, NotFound
+from services.kit.errors import NotFound
 
 # Advisory lock keys. The one-key (bigint) and two-key (int, int) spaces never overlap.
 _SCHEMA_LOCK = 0x4556_5343  # "EVSC": concurrent schema set-up from several replicas
@@ -558,23 +558,17 @@ class PostgresEventStore:
             rows = await _fetch(conn, _GET, (event_id,))
             return await _with_history(conn, row_to_event(rows[0])) if rows else None
 
-    async def update(self, event_id: str, etag: str, change: Change) -> Event:
-        """Apply `change` to the current event atomically; ABORTED if `etag` is stale.
+    async def update(self, event_id: str, change: Change) -> Event:
+        """Apply `change` to the current event atomically; the change does the checks.
 
         The row lock makes a second writer wait and then read the new version, so of
-        two updates with the same etag exactly one wins.
+        two updates sent with the same etag exactly one wins.
         """
         async with self._connection() as conn, conn.transaction():
             rows = await _fetch(conn, _GET_FOR_UPDATE, (event_id,))
             if not rows:
                 raise NotFound(f"event {event_id!r} not found")
             current = await _with_history(conn, row_to_event(rows[0]))
-            if etag and etag != current.etag:
-                raise Aborted(
-                    "the event changed since you read it; read it again and retry",
-                    reason="ETAG_MISMATCH",
-                    metadata={"current_etag": current.etag},
-                )
             changed, entry, comment = change(current)
             changed = replace(changed, version=current.version + 1)
             evaluation = changed.evaluation

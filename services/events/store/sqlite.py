@@ -36,7 +36,7 @@ from services.events.store.rows import (
     row_to_event,
     us,
 )
-from services.kit.errors import Aborted, NotFound
+from services.kit.errors import NotFound
 from services.kit.sqlite import SqliteDatabase, transaction
 
 SCHEMA_VERSION = 2
@@ -359,20 +359,14 @@ class SqliteEventStore:
         )
         return replace(event, timeline=timeline, comments=comments)
 
-    async def update(self, event_id: str, etag: str, change: Change) -> Event:
-        """Apply `change` to the current event atomically; ABORTED if `etag` is stale."""
+    async def update(self, event_id: str, change: Change) -> Event:
+        """Apply `change` to the current event atomically; the change does the checks."""
 
         def write(conn: sqlite3.Connection) -> Event:
             row = conn.execute(f"SELECT {COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
             if row is None:
                 raise NotFound(f"event {event_id!r} not found")
             current = self._with_history(conn, row_to_event(row))
-            if etag and etag != current.etag:
-                raise Aborted(
-                    "the event changed since you read it; read it again and retry",
-                    reason="ETAG_MISMATCH",
-                    metadata={"current_etag": current.etag},
-                )
             changed, entry, comment = change(current)
             changed = replace(changed, version=current.version + 1)
             conn.execute(

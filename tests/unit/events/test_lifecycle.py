@@ -256,3 +256,29 @@ async def test_a_phone_report_in_gcj02_is_stored_in_wgs84(events, spot):
     _, _, metres = GEOD.inv(lon, lat, created.location.longitude, created.location.latitude)
     assert metres < 0.5
     assert created.location.crs == "EPSG:4326"
+
+
+async def test_another_village_gets_not_found_whatever_etag_it_sends(events, spot):
+    created = await events.stub.CreateEvent(report(*spot, "hidden"), metadata=md())
+    neighbour = md("sh/jiading/anting/xiangyang", subject="users/n")
+    for etag in ("", "stale", created.etag):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await move(
+                events,
+                created.name.replace("xingming", "xiangyang"),
+                S.STATE_ACCEPTED,
+                etag,
+                who=neighbour,
+            )
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await move(
+                events,
+                "tenants/-/events/" + created.name.rsplit("/", 1)[1],
+                S.STATE_ACCEPTED,
+                etag,
+                who=neighbour,
+            )
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    unchanged = await events.stub.GetEvent(pb.GetEventRequest(name=created.name), metadata=md())
+    assert unchanged.etag == created.etag
