@@ -542,7 +542,7 @@ async def bench_batches(platform: Platform, slots: Slots) -> None:
     channel = open_channel(platform.config.address("events"), default_timeout=60)
     try:
         stub = pb_grpc.EventsServiceStub(channel)
-        metadata = (PRINCIPAL.to_metadata(),)
+        metadata = PRINCIPAL.to_metadata()
         batches = Batches(slots, "batch")
         await stub.BatchCreateEvents(batches.next(BATCH), metadata=metadata)
         meter = CpuMeter(platform.pids())
@@ -589,7 +589,7 @@ async def bench_bus(platform: Platform, slots: Slots) -> None:
     per_tick = round(BUS_RATE * BUS_TICK)
     try:
         stub = pb_grpc.EventsServiceStub(channel)
-        metadata = (PRINCIPAL.to_metadata(),)
+        metadata = PRINCIPAL.to_metadata()
         batches = Batches(slots, "bus")
         await stub.BatchCreateEvents(batches.next(per_tick), metadata=metadata)
         await bus.ensure_group(STREAM, "bench", "$")

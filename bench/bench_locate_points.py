@@ -56,7 +56,7 @@ async def bench_grpc(catalog: MapCatalog, batch: int = 10_000, batches: int = 30
     running = await start_server("map", settings, build_component(catalog, 100_000))
     channel = open_channel(f"127.0.0.1:{running.port}", default_timeout=30)
     stub = pb_grpc.MapServiceStub(channel)
-    metadata = (Principal("users/bench", TOWN).to_metadata(),)
+    metadata = Principal("users/bench", TOWN).to_metadata()
     lon, lat = random_points(index, batch)
     request = pb.LocatePointsRequest(
         parent="tenants/sh-jiading-anting",

@@ -196,7 +196,7 @@ async def bench_grpc(catalog: MapCatalog, batches: list[tuple[np.ndarray, np.nda
     channel = open_channel(f"127.0.0.1:{running.port}", default_timeout=60)
     try:
         stub = pb_grpc.MapServiceStub(channel)
-        metadata = (PRINCIPAL.to_metadata(),)
+        metadata = PRINCIPAL.to_metadata()
         requests = [
             pb.LocatePointsRequest(
                 parent="tenants/" + DISTRICT.replace("/", "-"),

@@ -6,7 +6,10 @@ wiring a developer runs: real processes, real ports, embedded backends.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -18,6 +21,8 @@ from pathlib import Path
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.kit import signing
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = ("map", "events", "command", "twin", "empower")
@@ -74,10 +79,35 @@ class StackConfig:
     def map_file(self) -> Path:
         return self.data_dir / "demo-village.gpkg"
 
+    def dev_secrets(self) -> dict[str, str]:
+        """Keys the processes share, made once per data directory and kept beside the data.
+
+        Encrypted personal data outlives a restart only with the same keys, so they are
+        written (owner-only) next to the stores; production reads them from a Secret.
+        A key ring already in the environment (a test run) is used as it is.
+        """
+        path = self.data_dir / "dev-secrets.json"
+        if path.exists():
+            stored: dict[str, str] = json.loads(path.read_text())
+        else:
+            stored = {
+                signing.KEYS_VARIABLE: signing.generate_keys_value("dev1"),
+                "GRASSROOTS_EMPOWER_SEAL_KEYS": signing.generate_keys_value("dev1"),
+                "GRASSROOTS_EMPOWER_INDEX_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+            }
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(json.dumps(stored, indent=2))
+        if os.environ.get(signing.KEYS_VARIABLE):
+            stored[signing.KEYS_VARIABLE] = os.environ[signing.KEYS_VARIABLE]
+        return stored
+
     def env_for(self, process: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GRASSROOTS_")}
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
+        shared = self.dev_secrets()
+        env[signing.KEYS_VARIABLE] = shared[signing.KEYS_VARIABLE]
         if process == "gateway":
             prefix = "GRASSROOTS_GATEWAY_"
             env[prefix + "HOST"] = self.host
@@ -93,6 +123,10 @@ class StackConfig:
             if process == "map":
                 env[prefix + "STORE_FILE"] = str(self.data_dir / "map.gpkg")
                 env[prefix + "SEED_FILE"] = str(self.map_file)
+            if process == "empower":
+                env[prefix + "DATABASE"] = str(self.data_dir / "empower.sqlite3")
+                for name in ("GRASSROOTS_EMPOWER_SEAL_KEYS", "GRASSROOTS_EMPOWER_INDEX_KEY"):
+                    env[name] = shared[name]
             if process == "events":
                 env[prefix + "DATABASE"] = str(self.data_dir / "events.sqlite3")
                 env[prefix + "MAP_ADDRESS"] = self.address("map")

@@ -18,6 +18,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from services.kit import signing
 from services.kit.client import open_channel
 from services.kit.component import ServiceComponent
 from services.kit.config import ServiceSettings
@@ -27,6 +28,9 @@ from services.map.api import build_component as build_map
 from services.map.domain.service import MapCatalog
 from services.map.seed import load_grid_index, seed_demo
 from services.map.store.geopackage import GeoPackageStore
+
+# Every process of a test run (and the stacks it starts) shares one signing key ring.
+os.environ.setdefault(signing.KEYS_VARIABLE, signing.generate_keys_value("test"))
 
 XINGMING = "sh/jiading/anting/xingming"
 XIANGYANG = "sh/jiading/anting/xiangyang"
@@ -47,8 +51,18 @@ def grid_index(demo_gpkg: Path):  # type: ignore[no-untyped-def]
     return load_grid_index(demo_gpkg)
 
 
-def principal_of(tenant: str, subject: str = "users/test") -> Principal:
-    return Principal(subject=subject, tenant=tenant, kind="user", roles=("tester",))
+COMPONENT_SCOPES = frozenset(
+    f"{component}:{verb}"
+    for component in ("map", "events", "command", "twin", "empower")
+    for verb in ("read", "write")
+)
+
+
+def principal_of(
+    tenant: str, subject: str = "users/test", scopes: frozenset[str] = COMPONENT_SCOPES
+) -> Principal:
+    """A signed-in tester who may read and write every component, nothing sensitive."""
+    return Principal(subject=subject, tenant=tenant, kind="user", roles=("tester",), scopes=scopes)
 
 
 def settings(**overrides: object) -> ServiceSettings:

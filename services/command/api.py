@@ -10,6 +10,7 @@ from __future__ import annotations
 from grassroots.command.v1 import command_service_pb2 as pb
 from grassroots.command.v1 import command_service_pb2_grpc as pb_grpc
 from services.kit.component import ServiceComponent
+from services.kit.scopes import method_scopes
 from services.kit.unimplemented import fill_unimplemented
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CommandService"].full_name
@@ -26,5 +27,6 @@ fill_unimplemented(
 
 def build_component() -> ServiceComponent:
     return ServiceComponent(
-        [(CommandServicer(), pb_grpc.add_CommandServiceServicer_to_server)], [SERVICE_NAME]
+        [(CommandServicer(), pb_grpc.add_CommandServiceServicer_to_server)], [SERVICE_NAME],
+        method_scopes=method_scopes(SERVICE_NAME, "command"),
     )

@@ -19,6 +19,7 @@ from services.events.domain.service import EventHub
 from services.events.feed import ChangeFeed
 from services.kit import crs, masking, paging, tenancy
 from services.kit.component import ServiceComponent
+from services.kit.scopes import method_scopes
 from services.kit.context import current_principal
 from services.kit.errors import InvalidArgument, Unauthenticated
 from services.kit.principal import Principal
@@ -356,4 +357,5 @@ def build_component(
         [(EventsServicer(hub, feed), pb_grpc.add_EventsServiceServicer_to_server)],
         [SERVICE_NAME],
         closers,
+        method_scopes=method_scopes(SERVICE_NAME, "events", {"CreateCategory": "events:configure"}),
     )

@@ -40,8 +40,8 @@ def _with_context(
         metadata.add(ctx.REQUEST_ID_HEADER, request_id)
     principal = ctx.current_principal()
     if principal is not None and PRINCIPAL_METADATA_KEY not in keys:
-        key, value = principal.to_metadata()
-        metadata.add(key, value)
+        for key, value in principal.to_metadata():
+            metadata.add(key, value)
     timeout = details.timeout if details.timeout is not None else default_timeout
     return grpc.aio.ClientCallDetails(
         method=details.method,

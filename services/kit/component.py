@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -17,8 +17,11 @@ class ServiceComponent:
         servicers: Sequence[tuple[Any, Callable[[Any, grpc.aio.Server], None]]],
         service_names: Sequence[str],
         closers: Sequence[Callable[[], Any]] = (),
+        method_scopes: Mapping[str, str] | None = None,
     ) -> None:
+        """`method_scopes` maps `/pkg.Service/Method` to the scope it needs (kit.scopes)."""
         self._servicers = list(servicers)
+        self.method_scopes: Mapping[str, str] = dict(method_scopes or {})
         self.service_names = tuple(service_names)
         self._closers = list(closers)
 

@@ -12,7 +12,7 @@ import contextvars
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -33,7 +33,13 @@ PUBLIC_METHOD_PREFIXES = (
 class _CallScope:
     """Everything done before and after one call, shared by unary and streaming paths."""
 
-    def __init__(self, service: str, method: str, context: grpc.aio.ServicerContext) -> None:
+    def __init__(
+        self,
+        service: str,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        method_scopes: Mapping[str, str],
+    ) -> None:
         self.service = service
         self.method = method
         self.context = context
@@ -46,8 +52,10 @@ class _CallScope:
         self.tokens: list[contextvars.Token[Any]] = [ctx.request_id_var.set(self.request_id)]
         self.principal: Principal | None = None
         if not method.startswith(PUBLIC_METHOD_PREFIXES):
-            self.principal = Principal.from_metadata(metadata)
-            self.tokens.append(ctx.principal_var.set(self.principal))
+            principal = Principal.from_metadata(metadata)
+            _check_scope(method, principal, method_scopes)
+            self.principal = principal
+            self.tokens.append(ctx.principal_var.set(principal))
 
     async def fail(self, exc: BaseException) -> None:
         """Abort the call with the status that `exc` stands for."""
@@ -95,11 +103,21 @@ def _is_abort(exc: BaseException) -> bool:
     return type(exc).__name__ == "AbortError"
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):
-    """Request id, principal, errors, metrics and access logs for every method."""
+def _check_scope(method: str, principal: Principal, method_scopes: Mapping[str, str]) -> None:
+    """Refuse a call whose principal lacks the method's scope, or a method without one."""
+    required = method_scopes.get(method)
+    if required is None:
+        raise errors.PermissionDenied(f"{method} declares no scope and is refused")
+    if required and not principal.has_scope(required):
+        raise errors.PermissionDenied(f"{method} needs the {required!r} scope")
 
-    def __init__(self, service: str) -> None:
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """Request id, principal, scopes, errors, metrics and access logs for every method."""
+
+    def __init__(self, service: str, method_scopes: Mapping[str, str] | None = None) -> None:
         self.service = service
+        self.method_scopes: Mapping[str, str] = dict(method_scopes or {})
 
     async def intercept_service(
         self,
@@ -126,10 +144,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
         service = self.service
+        method_scopes = self.method_scopes
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                scope = _CallScope(service, method, context)
+                scope = _CallScope(service, method, context, method_scopes)
             except errors.DomainError as exc:
                 metrics.record_server_call(method, exc.code.name, 0.0)
                 rich = status.to_rich_status(exc, service)
@@ -152,10 +171,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_stream(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
         service = self.service
+        method_scopes = self.method_scopes
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
-                scope = _CallScope(service, method, context)
+                scope = _CallScope(service, method, context, method_scopes)
             except errors.DomainError as exc:
                 rich = status.to_rich_status(exc, service)
                 await context.abort(

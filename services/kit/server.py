@@ -64,7 +64,8 @@ class RunningServer:
 
 
 async def start_server(name: str, settings: ServiceSettings, component: Component) -> RunningServer:
-    server = grpc.aio.server(interceptors=[ServerInterceptor(name)], options=SERVER_OPTIONS)
+    interceptor = ServerInterceptor(name, getattr(component, "method_scopes", {}))
+    server = grpc.aio.server(interceptors=[interceptor], options=SERVER_OPTIONS)
     component.register(server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

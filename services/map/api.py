@@ -16,6 +16,7 @@ from grassroots.map.v1 import map_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
 from services.kit import crs, paging, tenancy
 from services.kit.component import ServiceComponent
+from services.kit.scopes import method_scopes
 from services.kit.context import current_principal
 from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
 from services.kit.principal import Principal
@@ -377,4 +378,5 @@ def build_component(catalog: MapCatalog, max_batch: int) -> ServiceComponent:
         [(MapServicer(catalog, max_batch), pb_grpc.add_MapServiceServicer_to_server)],
         [SERVICE_NAME],
         [catalog.store.close],
+        method_scopes=method_scopes(SERVICE_NAME, "map"),
     )

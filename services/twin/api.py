@@ -10,6 +10,7 @@ from __future__ import annotations
 from grassroots.twin.v1 import twin_service_pb2 as pb
 from grassroots.twin.v1 import twin_service_pb2_grpc as pb_grpc
 from services.kit.component import ServiceComponent
+from services.kit.scopes import method_scopes
 from services.kit.unimplemented import fill_unimplemented
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TwinService"].full_name
@@ -24,5 +25,6 @@ fill_unimplemented(TwinServicer, SERVICE_NAME, "the twin component (entities, te
 
 def build_component() -> ServiceComponent:
     return ServiceComponent(
-        [(TwinServicer(), pb_grpc.add_TwinServiceServicer_to_server)], [SERVICE_NAME]
+        [(TwinServicer(), pb_grpc.add_TwinServiceServicer_to_server)], [SERVICE_NAME],
+        method_scopes=method_scopes(SERVICE_NAME, "twin"),
     )

@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"grassroots/type/v1/principal.proto\x12\x12grassroots.type.v1\"\xd7\x01\n\tPrincipal\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".grassroots.type.v1.Principal.Kind\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x0b\n\x03\x61pp\x18\x06 \x01(\t\"K\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\r\n\tKIND_USER\x10\x01\x12\x0c\n\x08KIND_APP\x10\x02\x12\x10\n\x0cKIND_SERVICE\x10\x03\x42\x1a\n\x16org.grassroots.type.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"grassroots/type/v1/principal.proto\x12\x12grassroots.type.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x02\n\tPrincipal\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".grassroots.type.v1.Principal.Kind\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x0b\n\x03\x61pp\x18\x06 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\r\n\tKIND_USER\x10\x01\x12\x0c\n\x08KIND_APP\x10\x02\x12\x10\n\x0cKIND_SERVICE\x10\x03\x42\x1a\n\x16org.grassroots.type.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,8 +33,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'grassroots.type.v1.principa
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\026org.grassroots.type.v1P\001'
-  _globals['_PRINCIPAL']._serialized_start=59
-  _globals['_PRINCIPAL']._serialized_end=274
-  _globals['_PRINCIPAL_KIND']._serialized_start=199
-  _globals['_PRINCIPAL_KIND']._serialized_end=274
+  _globals['_PRINCIPAL']._serialized_start=92
+  _globals['_PRINCIPAL']._serialized_end=356
+  _globals['_PRINCIPAL_KIND']._serialized_start=281
+  _globals['_PRINCIPAL_KIND']._serialized_end=356
 # @@protoc_insertion_point(module_scope)

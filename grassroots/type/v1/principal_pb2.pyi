@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -24,7 +25,9 @@ class Principal(_message.Message):
     """Who is calling, on whose behalf, and with which rights.
 
     The gateway sends it on every call in the binary metadata entry
-    `x-grassroots-principal-bin`; every service checks it again.
+    `x-grassroots-principal-bin`, with an HMAC-SHA256 over exactly those bytes in
+    `x-grassroots-principal-sig-bin` (`<key id>.<mac>`); every service verifies
+    the signature and the expiry and checks tenancy and scopes again.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -62,6 +65,7 @@ class Principal(_message.Message):
     ROLES_FIELD_NUMBER: _builtins.int
     SCOPES_FIELD_NUMBER: _builtins.int
     APP_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     """Stable identifier of the caller, for example "users/u_42" or "apps/a_7"."""
     kind: Global___Principal.Kind.ValueType
@@ -80,6 +84,12 @@ class Principal(_message.Message):
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Scopes granted, for example "events:write" or "people:read_sensitive"."""
 
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When this principal stops being accepted; services refuse it afterwards,
+        so a captured principal cannot be replayed for long.
+        """
+
     def __init__(
         self,
         *,
@@ -89,10 +99,11 @@ class Principal(_message.Message):
         roles: _abc.Iterable[_builtins.str] | None = ...,
         scopes: _abc.Iterable[_builtins.str] | None = ...,
         app: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "kind", b"kind", "roles", b"roles", "scopes", b"scopes", "subject", b"subject", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "expire_time", b"expire_time", "kind", b"kind", "roles", b"roles", "scopes", b"scopes", "subject", b"subject", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

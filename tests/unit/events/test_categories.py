@@ -15,7 +15,7 @@ from tests.unit.events.test_events_api import cell_point, md, report
 
 
 def configurer(tenant: str) -> tuple:
-    return (Principal("users/admin", tenant, scopes=frozenset({"events:configure"})).to_metadata(),)
+    return Principal("users/admin", tenant, scopes=frozenset({"events:configure"})).to_metadata()
 
 
 def category(code: str, **overrides) -> pb.Category:

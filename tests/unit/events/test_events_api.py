@@ -37,7 +37,7 @@ def report(lon, lat, request_id, category="environment.garbage", text="bins over
 
 
 def md(tenant=TOWN, subject="users/test"):
-    return (principal_of(tenant, subject).to_metadata(),)
+    return principal_of(tenant, subject).to_metadata()
 
 
 async def test_create_locates_the_event_and_get_returns_it(events, grid_index):

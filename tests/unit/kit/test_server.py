@@ -18,6 +18,9 @@ from services.kit import context as ctx
 from services.kit.client import open_channel
 from services.kit.component import ServiceComponent
 from services.kit.errors import FieldViolation, InvalidArgument, NotFound
+from services.kit.principal import PRINCIPAL_METADATA_KEY, SIGNATURE_METADATA_KEY, Principal
+from services.kit.scopes import method_scopes
+from services.kit.signing import KeyRing, generate_keys_value
 from services.kit.status import failure_of
 from services.kit.unimplemented import fill_unimplemented
 from tests.conftest import principal_of, serve_in_process
@@ -53,8 +56,12 @@ fill_unimplemented(ProbeServicer, SERVICE, "a later release")
 
 @pytest.fixture
 async def probe():
+    scopes = method_scopes(SERVICE, "map")
+    del scopes[f"/{SERVICE}/DeleteLayer"]  # a method that forgot to declare its scope
     component = ServiceComponent(
-        [(ProbeServicer(), pb_grpc.add_MapServiceServicer_to_server)], [SERVICE]
+        [(ProbeServicer(), pb_grpc.add_MapServiceServicer_to_server)],
+        [SERVICE],
+        method_scopes=scopes,
     )
     server = await serve_in_process("probe", component)
     yield server
@@ -63,7 +70,7 @@ async def probe():
 
 
 def metadata(tenant="sh/jiading/anting", request_id="req-123"):
-    return (principal_of(tenant).to_metadata(), (ctx.REQUEST_ID_HEADER, request_id))
+    return (*principal_of(tenant).to_metadata(), (ctx.REQUEST_ID_HEADER, request_id))
 
 
 async def test_health_reports_serving_for_server_and_service(probe):
@@ -99,6 +106,86 @@ async def test_garbled_principal_is_unauthenticated(probe):
             metadata=(("x-grassroots-principal-bin", b"\xff\xff\xff"),),
         )
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def _code_of(call) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    return info.value.code()
+
+
+async def test_unsigned_principal_is_unauthenticated(probe):
+    stub = pb_grpc.MapServiceStub(probe.channel)
+    payload = dict(principal_of("sh").to_metadata())[PRINCIPAL_METADATA_KEY]
+    call = stub.GetLayer(
+        pb.GetLayerRequest(name="who"), metadata=((PRINCIPAL_METADATA_KEY, payload),)
+    )
+    assert await _code_of(call) == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_principal_claiming_another_tenant_with_the_old_signature_is_refused(probe):
+    """A caller who edits the tenant in a captured principal breaks the signature."""
+    stub = pb_grpc.MapServiceStub(probe.channel)
+    sealed = dict(principal_of("sh/jiading/anting/xingming").to_metadata())
+    forged = sealed[PRINCIPAL_METADATA_KEY].replace(b"xingming", b"xiangyang")
+    call = stub.GetLayer(
+        pb.GetLayerRequest(name="who"),
+        metadata=(
+            (PRINCIPAL_METADATA_KEY, forged),
+            (SIGNATURE_METADATA_KEY, sealed[SIGNATURE_METADATA_KEY]),
+        ),
+    )
+    assert await _code_of(call) == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_principal_signed_with_a_foreign_key_is_refused(probe):
+    stub = pb_grpc.MapServiceStub(probe.channel)
+    sealed = dict(principal_of("sh").to_metadata())
+    payload = sealed[PRINCIPAL_METADATA_KEY]
+    foreign = KeyRing.parse(generate_keys_value("test")).sign(payload)
+    call = stub.GetLayer(
+        pb.GetLayerRequest(name="who"),
+        metadata=((PRINCIPAL_METADATA_KEY, payload), (SIGNATURE_METADATA_KEY, foreign)),
+    )
+    assert await _code_of(call) == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_expired_principal_is_refused(probe):
+    import time
+
+    stub = pb_grpc.MapServiceStub(probe.channel)
+    stale = Principal("users/t", "sh", scopes=frozenset({"map:read"}), expires_at=time.time() - 60)
+    call = stub.GetLayer(pb.GetLayerRequest(name="who"), metadata=stale.to_metadata())
+    assert await _code_of(call) == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_principal_that_claims_a_long_life_is_refused(probe):
+    import time
+
+    stub = pb_grpc.MapServiceStub(probe.channel)
+    forever = Principal(
+        "users/t", "sh", scopes=frozenset({"map:read"}), expires_at=time.time() + 86400
+    )
+    call = stub.GetLayer(pb.GetLayerRequest(name="who"), metadata=forever.to_metadata())
+    assert await _code_of(call) == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_method_scope_is_checked_before_the_handler(probe):
+    stub = pb_grpc.MapServiceStub(probe.channel)
+    reader = Principal("users/r", "sh", scopes=frozenset({"map:read"})).to_metadata()
+    layer = await stub.GetLayer(pb.GetLayerRequest(name="who"), metadata=reader)
+    assert layer.name == "users/r"
+    call = stub.CreateLayer(pb.CreateLayerRequest(parent="tenants/sh"), metadata=reader)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "map:write" in info.value.details()
+
+
+async def test_method_without_a_declared_scope_is_refused(probe):
+    stub = pb_grpc.MapServiceStub(probe.channel)
+    call = stub.DeleteLayer(pb.DeleteLayerRequest(name="x"), metadata=metadata())
+    assert await _code_of(call) == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def test_principal_and_request_id_reach_the_handler(probe):

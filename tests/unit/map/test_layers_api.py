@@ -29,7 +29,8 @@ GEOD = pyproj.Geod(ellps="WGS84")
 
 
 def who(tenant: str, *scopes: str) -> tuple:
-    return (Principal("users/t", tenant, scopes=frozenset(scopes)).to_metadata(),)
+    """Every caller may read; the test names what more it may do."""
+    return Principal("users/t", tenant, scopes=frozenset({"map:read", *scopes})).to_metadata()
 
 
 WRITER_TOWN = who(TOWN, "map:write")

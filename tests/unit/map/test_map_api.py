@@ -22,7 +22,7 @@ def request(lons, lats, crs="", parent=TOWN):
 
 
 def md(tenant=TOWN):
-    return (principal_of(tenant).to_metadata(),)
+    return principal_of(tenant).to_metadata()
 
 
 async def test_locates_a_batch_in_order(map_server, grid_index):
