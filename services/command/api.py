@@ -27,6 +27,7 @@ fill_unimplemented(
 
 def build_component() -> ServiceComponent:
     return ServiceComponent(
-        [(CommandServicer(), pb_grpc.add_CommandServiceServicer_to_server)], [SERVICE_NAME],
+        [(CommandServicer(), pb_grpc.add_CommandServiceServicer_to_server)],
+        [SERVICE_NAME],
         method_scopes=method_scopes(SERVICE_NAME, "command"),
     )

@@ -19,10 +19,10 @@ from services.events.domain.service import EventHub
 from services.events.feed import ChangeFeed
 from services.kit import crs, masking, paging, tenancy
 from services.kit.component import ServiceComponent
-from services.kit.scopes import method_scopes
 from services.kit.context import current_principal
 from services.kit.errors import InvalidArgument, Unauthenticated
 from services.kit.principal import Principal
+from services.kit.scopes import method_scopes
 from services.kit.unimplemented import fill_unimplemented
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EventsService"].full_name

@@ -16,10 +16,10 @@ from grassroots.map.v1 import map_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
 from services.kit import crs, paging, tenancy
 from services.kit.component import ServiceComponent
-from services.kit.scopes import method_scopes
 from services.kit.context import current_principal
 from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
 from services.kit.principal import Principal
+from services.kit.scopes import method_scopes
 from services.map import convert, formats
 from services.map.domain.grid import GridIndex
 from services.map.domain.model import LayerKey

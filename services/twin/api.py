@@ -25,6 +25,7 @@ fill_unimplemented(TwinServicer, SERVICE_NAME, "the twin component (entities, te
 
 def build_component() -> ServiceComponent:
     return ServiceComponent(
-        [(TwinServicer(), pb_grpc.add_TwinServiceServicer_to_server)], [SERVICE_NAME],
+        [(TwinServicer(), pb_grpc.add_TwinServiceServicer_to_server)],
+        [SERVICE_NAME],
         method_scopes=method_scopes(SERVICE_NAME, "twin"),
     )

@@ -42,6 +42,8 @@ class Tenant(_message.Message):
         """A town or street."""
         LEVEL_VILLAGE: Tenant._Level.ValueType  # 4
         """A village or neighbourhood committee."""
+        LEVEL_GRID: Tenant._Level.ValueType  # 5
+        """A grid cell of a village."""
 
     class Level(_Level, metaclass=_LevelEnumTypeWrapper):
         """The level of a node."""
@@ -56,6 +58,8 @@ class Tenant(_message.Message):
     """A town or street."""
     LEVEL_VILLAGE: Tenant.Level.ValueType  # 4
     """A village or neighbourhood committee."""
+    LEVEL_GRID: Tenant.Level.ValueType  # 5
+    """A grid cell of a village."""
 
     NAME_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
@@ -151,6 +155,38 @@ class CatalogItem(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CatalogItem: _TypeAlias = CatalogItem  # noqa: Y015
+
+@_typing.final
+class CreateTenantRequest(_message.Message):
+    """Request message for EmpowerService.CreateTenant."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The parent node: `tenants/{tenant}`."""
+    tenant_id: _builtins.str
+    """The last segment of the new node's path, for example "xingming"."""
+    @_builtins.property
+    def tenant(self) -> Global___Tenant:
+        """The node; name, path and create_time are derived."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        tenant: Global___Tenant | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tenant", b"tenant"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "tenant", b"tenant", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTenantRequest: _TypeAlias = CreateTenantRequest  # noqa: Y015
 
 @_typing.final
 class GetTenantRequest(_message.Message):

@@ -36,6 +36,11 @@ class EmpowerServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateTenant = channel.unary_unary(
+                '/grassroots.empower.v1.EmpowerService/CreateTenant',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.CreateTenantRequest.SerializeToString,
+                response_deserializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.Tenant.FromString,
+                _registered_method=True)
         self.GetTenant = channel.unary_unary(
                 '/grassroots.empower.v1.EmpowerService/GetTenant',
                 request_serializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.GetTenantRequest.SerializeToString,
@@ -58,8 +63,15 @@ class EmpowerServiceServicer:
     templates, and installations of scenarios in villages.
     """
 
+    def CreateTenant(self, request, context):
+        """Creates a child node under a tenant node. Needs tenants:write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetTenant(self, request, context):
-        """Gets a tenant node.
+        """Gets a tenant node: one of the caller's subtree or above it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +94,11 @@ class EmpowerServiceServicer:
 
 def add_EmpowerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTenant,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.CreateTenantRequest.FromString,
+                    response_serializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.Tenant.SerializeToString,
+            ),
             'GetTenant': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTenant,
                     request_deserializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.GetTenantRequest.FromString,
@@ -109,6 +126,33 @@ class EmpowerService:
     """The supermarket itself: tenants, the catalog of components and scenario
     templates, and installations of scenarios in villages.
     """
+
+    @staticmethod
+    def CreateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.EmpowerService/CreateTenant',
+            grassroots_dot_empower_dot_v1_dot_empower__service__pb2.CreateTenantRequest.SerializeToString,
+            grassroots_dot_empower_dot_v1_dot_empower__service__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetTenant(request,

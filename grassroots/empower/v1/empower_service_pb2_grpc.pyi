@@ -35,8 +35,10 @@ class EmpowerServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> EmpowerServiceAsyncStub: ...
+    CreateTenant: _grpc.UnaryUnaryMultiCallable[_empower_service_pb2.CreateTenantRequest, _empower_service_pb2.Tenant]
+    """Creates a child node under a tenant node. Needs tenants:write."""
     GetTenant: _grpc.UnaryUnaryMultiCallable[_empower_service_pb2.GetTenantRequest, _empower_service_pb2.Tenant]
-    """Gets a tenant node."""
+    """Gets a tenant node: one of the caller's subtree or above it."""
     ListTenants: _grpc.UnaryUnaryMultiCallable[_empower_service_pb2.ListTenantsRequest, _empower_service_pb2.ListTenantsResponse]
     """Lists the children of a tenant node."""
     ListCatalogItems: _grpc.UnaryUnaryMultiCallable[_empower_service_pb2.ListCatalogItemsRequest, _empower_service_pb2.ListCatalogItemsResponse]
@@ -49,8 +51,10 @@ class EmpowerServiceAsyncStub(EmpowerServiceStub):
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateTenant: _aio.UnaryUnaryMultiCallable[_empower_service_pb2.CreateTenantRequest, _empower_service_pb2.Tenant]  # type: ignore[assignment]
+    """Creates a child node under a tenant node. Needs tenants:write."""
     GetTenant: _aio.UnaryUnaryMultiCallable[_empower_service_pb2.GetTenantRequest, _empower_service_pb2.Tenant]  # type: ignore[assignment]
-    """Gets a tenant node."""
+    """Gets a tenant node: one of the caller's subtree or above it."""
     ListTenants: _aio.UnaryUnaryMultiCallable[_empower_service_pb2.ListTenantsRequest, _empower_service_pb2.ListTenantsResponse]  # type: ignore[assignment]
     """Lists the children of a tenant node."""
     ListCatalogItems: _aio.UnaryUnaryMultiCallable[_empower_service_pb2.ListCatalogItemsRequest, _empower_service_pb2.ListCatalogItemsResponse]  # type: ignore[assignment]
@@ -62,12 +66,20 @@ class EmpowerServiceServicer(metaclass=_abc_1.ABCMeta):
     """
 
     @_abc_1.abstractmethod
+    def CreateTenant(
+        self,
+        request: _empower_service_pb2.CreateTenantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empower_service_pb2.Tenant, _abc.Awaitable[_empower_service_pb2.Tenant]]:
+        """Creates a child node under a tenant node. Needs tenants:write."""
+
+    @_abc_1.abstractmethod
     def GetTenant(
         self,
         request: _empower_service_pb2.GetTenantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empower_service_pb2.Tenant, _abc.Awaitable[_empower_service_pb2.Tenant]]:
-        """Gets a tenant node."""
+        """Gets a tenant node: one of the caller's subtree or above it."""
 
     @_abc_1.abstractmethod
     def ListTenants(
