@@ -7,14 +7,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
 
+from gateway.auth import Guard
 from gateway.errors import install_handlers
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.routers import components, events, health, ogc, open311
 from gateway.routers import map as map_router
+from gateway.security.authenticator import Authenticator, Caller
+from gateway.security.headers import SecurityHeadersMiddleware
+from gateway.security.ratelimit import RateLimiter
+from gateway.security.sources import IdentitySources
 from gateway.settings import COMPONENTS, GatewaySettings
 from gateway.upstreams import Upstreams
-from services.kit.config import DevPrincipalSettings
 from services.kit.discovery import StaticDiscovery
 
 DESCRIPTION = """
@@ -23,19 +28,47 @@ command, twin and empower - in front of village and town app developers as one
 REST/JSON API. Every call acts for a tenant node (city > district > town > village)
 and sees only that node's subtree.
 
+Authenticate with an access token (`POST /v1/auth/token`, then
+`Authorization: Bearer <token>`) or an app's API key (`X-API-Key: grk_...`).
+Health, readiness, these docs, the OGC landing page and the Open311 service list
+are public; everything else answers 401 without credentials, 403 without the
+scope a route needs and 429 with `Retry-After` over the rate limit.
+
 Errors share one shape: `{"error": {"code", "status", "message", "field_violations"}}`.
 """
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
+def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None) -> FastAPI:
+    """The gateway. `fixed_caller` skips authentication and limits: benchmarks only."""
+    redis = (
+        Redis.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25)
+        if settings.redis_url
+        else None
+    )
+    guard = Guard(
+        authenticator=None,
+        limiter=RateLimiter(redis),
+        user_requests_per_minute=settings.user_requests_per_minute,
+        tenant_requests_per_minute=settings.tenant_requests_per_minute,
+        anonymous_requests_per_minute=settings.anonymous_requests_per_minute,
+        public_tenant=settings.public_tenant,
+        fixed_caller=fixed_caller,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         discovery = StaticDiscovery(settings.addresses())
-        app.state.upstreams = Upstreams(discovery, COMPONENTS, settings.call_timeout_seconds)
+        upstreams = Upstreams(discovery, COMPONENTS, settings.call_timeout_seconds)
+        app.state.upstreams = upstreams
+        sources = IdentitySources(upstreams, settings.service_tenant)
+        guard.authenticator = Authenticator(
+            sources.jwks, sources.key, key_cache_seconds=settings.api_key_cache_seconds
+        )
         try:
             yield
         finally:
-            await app.state.upstreams.close()
+            await guard.limiter.close()
+            await upstreams.close()
 
     app = FastAPI(
         title="Grassroots API",
@@ -44,7 +77,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.dev_principal = DevPrincipalSettings().principal()
+    app.state.guard = guard
     install_handlers(app)
     for router in (
         health.router,
@@ -60,7 +93,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "PATCH", "DELETE"],
-        allow_headers=["Content-Type", "Authorization", "X-Request-ID", "Idempotency-Key"],
+        allow_headers=[
+            "Content-Type",
+            "Authorization",
+            "X-API-Key",
+            "X-Request-ID",
+            "Idempotency-Key",
+            "X-Purpose",
+        ],
         expose_headers=["X-Request-ID", "Idempotent-Replayed", "Location"],
     )
     app.add_middleware(
@@ -68,5 +108,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -1,27 +1,181 @@
-"""Who is calling.
+"""Who is calling, whether they may, and how often: the dependencies every route uses.
 
-Until the identity component lands, every request acts as the development
-principal from configuration (GRASSROOTS_DEV_PRINCIPAL_*). Routers depend on
-`principal` only, so real authentication replaces this one function.
+A route states what it needs in its signature:
+
+    Who = Annotated[Principal, Security(access("events"))]      # events:read / events:write
+    Configurer = Annotated[Principal, Security(access("events:configure"))]
+    Anyone = Annotated[Principal, Depends(public("events"))]    # meant to be public
+
+`access` authenticates (an access token or an API key), charges the rate limits
+(app or person, and tenant) and checks the scope - in that order, so a caller
+without credentials learns nothing about limits or scopes. Read methods need
+`<component>:read` and the others `<component>:write`, unless a scope is named.
+A route with neither dependency has no principal and cannot call a component;
+tests/security walks the OpenAPI and fails on any route that is not one or the other.
 """
 
 from __future__ import annotations
 
-from fastapi import Request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from gateway.errors import ApiError
+from gateway.security.authenticator import API_KEY_PREFIX, Authenticator, Caller
+from gateway.security.ratelimit import Limit, RateLimiter
 from services.kit import context as ctx
+from services.kit.errors import Unauthenticated
 from services.kit.principal import Principal
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-async def principal(request: Request) -> Principal:
-    """The caller's principal, from the app's configured development principal."""
-    value: Principal = request.app.state.dev_principal
-    return value
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description="An access token from POST /v1/auth/token, or an app's API key (grk_...).",
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An app's API key (grk_...)."
+)
+
+
+@dataclass
+class Guard:
+    """What `access` needs at request time; lives on `app.state.guard`."""
+
+    authenticator: Authenticator | None
+    limiter: RateLimiter
+    user_requests_per_minute: int
+    tenant_requests_per_minute: int
+    anonymous_requests_per_minute: int
+    public_tenant: str
+    fixed_caller: Caller | None = None  # benchmarks only: auth "turned off"
+
+    async def caller(self, bearer: str | None, api_key: str | None) -> Caller:
+        if self.fixed_caller is not None:
+            return self.fixed_caller
+        if self.authenticator is None:
+            raise ApiError(503, "authentication is not ready yet", headers={"Retry-After": "1"})
+        try:
+            if api_key:
+                return await self.authenticator.from_api_key(api_key)
+            if bearer:
+                if bearer.startswith(API_KEY_PREFIX):
+                    return await self.authenticator.from_api_key(bearer)
+                return await self.authenticator.from_access_token(bearer)
+        except Unauthenticated as exc:
+            raise _unauthenticated(exc.message) from None
+        raise _unauthenticated("send an access token (Authorization: Bearer) or an API key")
+
+    async def charge(self, caller: Caller) -> None:
+        if self.fixed_caller is not None:
+            return
+        who = caller.principal
+        per_minute = caller.quota_per_minute or self.user_requests_per_minute
+        decision = await self.limiter.check(
+            Limit.per_minute_with_burst(f"sub:{who.subject}", per_minute),
+            Limit.per_minute_with_burst(f"tenant:{who.tenant}", self.tenant_requests_per_minute),
+        )
+        if not decision.allowed:
+            raise ApiError(
+                429,
+                f"rate limit reached for {who.subject} or its tenant; retry later",
+                reason="RATE_LIMITED",
+                headers={"Retry-After": str(decision.retry_after_seconds)},
+            )
+
+
+def _unauthenticated(message: str) -> ApiError:
+    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="grassroots"'})
+
+
+def required_scope(component_or_scope: str, method: str) -> str:
+    if ":" in component_or_scope:
+        return component_or_scope
+    verb = "read" if method in READ_METHODS else "write"
+    return f"{component_or_scope}:{verb}"
+
+
+def access(component_or_scope: str) -> Callable[..., Awaitable[Principal]]:
+    """Dependency: an authenticated, rate-limited principal holding the route's scope."""
+
+    async def authorize(
+        request: Request,
+        bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),  # noqa: B008
+        api_key: str | None = Security(api_key_scheme),
+    ) -> Principal:
+        guard: Guard = request.app.state.guard
+        token = bearer.credentials if bearer is not None else None
+        if api_key is None and token is None:
+            api_key = await _open311_api_key(request)
+        caller = await guard.caller(token, api_key)
+        await guard.charge(caller)
+        scope = required_scope(component_or_scope, request.method)
+        if not caller.principal.has_scope(scope):
+            raise ApiError(403, f"this call needs the {scope!r} scope", reason="MISSING_SCOPE")
+        return _adopt(request, caller.principal)
+
+    authorize.__name__ = f"access_{component_or_scope.replace(':', '_')}"
+    return authorize
+
+
+def public(component: str) -> Callable[..., Awaitable[Principal]]:
+    """Dependency for the parts meant to be public: an anonymous reader of shared data.
+
+    The anonymous principal acts for the configured public tenant (the city) with
+    only `<component>:read`, so it sees what is published for everyone and nothing
+    of a village's own; it is rate limited per client address.
+    """
+
+    async def anonymous(request: Request) -> Principal:
+        guard: Guard = request.app.state.guard
+        if guard.fixed_caller is None:
+            client = request.client.host if request.client else "unknown"
+            decision = await guard.limiter.check(
+                Limit.per_minute_with_burst(f"anon:{client}", guard.anonymous_requests_per_minute)
+            )
+            if not decision.allowed:
+                raise ApiError(
+                    429,
+                    "rate limit reached for anonymous calls from your address",
+                    reason="RATE_LIMITED",
+                    headers={"Retry-After": str(decision.retry_after_seconds)},
+                )
+        who = Principal(
+            subject="anonymous",
+            tenant=guard.public_tenant,
+            kind="app",
+            scopes=frozenset({f"{component}:read"}),
+            app="anonymous",
+        )
+        return _adopt(request, who)
+
+    anonymous.__name__ = f"public_{component}"
+    return anonymous
+
+
+async def _open311_api_key(request: Request) -> str | None:
+    """Open311 clients send `api_key` as a parameter (form field on POST), not a header."""
+    if not request.url.path.startswith("/open311/"):
+        return None
+    key = request.query_params.get("api_key")
+    if key is None and request.method == "POST":
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            value = (await request.form()).get("api_key")
+            key = value if isinstance(value, str) else None
+    return key or None
+
+
+def _adopt(request: Request, who: Principal) -> Principal:
+    request.state.principal = who
+    return who
 
 
 def call_metadata(who: Principal) -> tuple[tuple[str, str | bytes], ...]:
-    """Metadata every gRPC call from the gateway carries: principal and request id."""
-    metadata: list[tuple[str, str | bytes]] = [who.to_metadata()]
+    """Metadata every gRPC call from the gateway carries: signed principal and request id."""
+    metadata: list[tuple[str, str | bytes]] = list(who.to_metadata())
     request_id = ctx.current_request_id()
     if request_id:
         metadata.append((ctx.REQUEST_ID_HEADER, request_id))

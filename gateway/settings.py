@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 COMPONENTS = ("map", "events", "command", "twin", "empower")
@@ -24,8 +24,29 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, gt=0, description="larger request bodies get 413")
     max_upload_bytes: int = Field(50 * 1_048_576, gt=0, description="limit for file imports")
     cors_origins: list[str] = Field(
-        default_factory=lambda: ["http://localhost:8080", "http://127.0.0.1:8080"]
+        default_factory=lambda: ["http://localhost:8080", "http://127.0.0.1:8080"],
+        description="origins allowed to call from a browser; '*' is refused",
     )
+    redis_url: str = Field(
+        "",
+        description="shared rate-limit buckets (redis://host:6379/0); empty keeps them "
+        "in this process, which suits one replica",
+    )
+    user_requests_per_minute: int = Field(600, ge=1, description="per signed-in person")
+    tenant_requests_per_minute: int = Field(6000, ge=1, description="per tenant node")
+    anonymous_requests_per_minute: int = Field(60, ge=1, description="per client address")
+    api_key_cache_seconds: float = Field(
+        2.0, gt=0, le=5, description="a revoked key is refused by every replica within this"
+    )
+    public_tenant: str = Field("sh", description="whose shared data anonymous callers see")
+    service_tenant: str = Field("sh", description="the gateway's own principal's tenant")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, origins: list[str]) -> list[str]:
+        if any(origin.strip() == "*" for origin in origins):
+            raise ValueError("'*' would let any web page call with a user's credentials")
+        return origins
 
     def addresses(self) -> dict[str, str]:
         return {name: getattr(self, f"{name}_address") for name in COMPONENTS}

@@ -9,7 +9,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from grassroots.command.v1 import command_service_pb2_grpc
-from grassroots.empower.v1 import empower_service_pb2_grpc
+from grassroots.empower.v1 import (
+    empower_service_pb2_grpc,
+    identity_service_pb2_grpc,
+    people_service_pb2_grpc,
+)
 from grassroots.events.v1 import events_service_pb2_grpc
 from grassroots.map.v1 import map_service_pb2_grpc
 from grassroots.twin.v1 import twin_service_pb2_grpc
@@ -29,6 +33,8 @@ class Upstreams:
         self.command = command_service_pb2_grpc.CommandServiceStub(self.channels["command"])
         self.twin = twin_service_pb2_grpc.TwinServiceStub(self.channels["twin"])
         self.empower = empower_service_pb2_grpc.EmpowerServiceStub(self.channels["empower"])
+        self.identity = identity_service_pb2_grpc.IdentityServiceStub(self.channels["empower"])
+        self.people = people_service_pb2_grpc.PeopleServiceStub(self.channels["empower"])
         self._health = {
             name: health_pb2_grpc.HealthStub(channel) for name, channel in self.channels.items()
         }

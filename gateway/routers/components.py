@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request, Security
 from google.protobuf.json_format import MessageToDict
 
-from gateway.auth import call_metadata, principal
+from gateway.auth import access, call_metadata
 from gateway.errors import call
 from grassroots.command.v1 import command_service_pb2 as command_pb
 from grassroots.empower.v1 import empower_service_pb2 as empower_pb
@@ -33,7 +33,7 @@ def _dict(message: Any) -> dict[str, Any]:
 @router.get("/command/tasks", tags=["command"], summary="List dispatch tasks")
 async def list_tasks(
     request: Request,
-    who: Annotated[Principal, Depends(principal)],
+    who: Annotated[Principal, Security(access("command"))],
     page_size: PageSize = 50,
     page_token: PageToken = "",
 ) -> dict[str, Any]:
@@ -49,7 +49,7 @@ async def list_tasks(
 @router.get("/twin/entities", tags=["twin"], summary="List digital twin entities")
 async def list_entities(
     request: Request,
-    who: Annotated[Principal, Depends(principal)],
+    who: Annotated[Principal, Security(access("twin"))],
     page_size: PageSize = 50,
     page_token: PageToken = "",
 ) -> dict[str, Any]:
@@ -65,7 +65,7 @@ async def list_entities(
 @router.get("/empower/catalog", tags=["empower"], summary="List the supermarket's catalog")
 async def list_catalog(
     request: Request,
-    who: Annotated[Principal, Depends(principal)],
+    who: Annotated[Principal, Security(access("empower"))],
     page_size: PageSize = 50,
     page_token: PageToken = "",
 ) -> dict[str, Any]:

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import grpc
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response, Security
 from fastapi.responses import StreamingResponse
 
-from gateway.auth import call_metadata, principal
+from gateway.auth import access, call_metadata
 from gateway.errors import ApiError, call, from_rpc_error
 from gateway.schemas.events import (
     CategoryIn,
@@ -39,6 +39,8 @@ from services.kit.principal import Principal
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 categories_router = APIRouter(prefix="/v1/event-categories", tags=["events"])
+Who = Annotated[Principal, Security(access("events"))]
+Configurer = Annotated[Principal, Security(access("events:configure"))]
 
 _ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 SSE_KEEPALIVE_SECONDS = 15.0
@@ -114,7 +116,7 @@ def _state_name(state: int) -> StateName:
 async def create_event(
     body: EventCreate,
     request: Request,
-    who: Annotated[Principal, Depends(principal)],
+    who: Who,
 ) -> Response:
     """Record a report; it is located in its village and grid cell before it is stored.
 
@@ -163,7 +165,7 @@ async def create_event(
 )
 async def stream_events(
     request: Request,
-    who: Annotated[Principal, Depends(principal)],
+    who: Who,
     after: Annotated[int | None, Query(ge=0, description="resume after this offset")] = None,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> StreamingResponse:
@@ -228,7 +230,7 @@ async def stream_events(
 async def get_event(
     event_id: Annotated[str, Path(pattern=_ID_PATTERN)],
     request: Request,
-    who: Annotated[Principal, Depends(principal)],
+    who: Who,
 ) -> EventOut:
     """An event of the caller's tenant subtree; any other id answers 404."""
     rpc = request.app.state.upstreams.events.GetEvent(
@@ -260,7 +262,7 @@ def _aware(moment: datetime) -> datetime:
 @router.get("", response_model=EventList, summary="List events")
 async def list_events(
     request: Request,
-    who: Annotated[Principal, Depends(principal)],
+    who: Who,
     grid_cell: Annotated[str | None, Query(max_length=64)] = None,
     village: Annotated[str | None, Query(max_length=200)] = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
@@ -293,7 +295,7 @@ async def list_events(
 @router.get(":statistics", response_model=EventStatisticsOut, summary="Figures for dashboards")
 async def event_statistics(
     request: Request,
-    who: Annotated[Principal, Depends(principal)],
+    who: Who,
     grid_cell: Annotated[str | None, Query(max_length=64)] = None,
     village: Annotated[str | None, Query(max_length=200)] = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
@@ -332,7 +334,7 @@ async def transition_event(
     event_id: Annotated[str, Path(pattern=_ID_PATTERN)],
     body: TransitionIn,
     request: Request,
-    who: Annotated[Principal, Depends(principal)],
+    who: Who,
 ) -> EventOut:
     """An illegal move is 400 naming the current state; a stale etag is 409."""
     rpc = request.app.state.upstreams.events.TransitionEvent(
@@ -352,7 +354,7 @@ async def evaluate_event(
     event_id: Annotated[str, Path(pattern=_ID_PATTERN)],
     body: EvaluationIn,
     request: Request,
-    who: Annotated[Principal, Depends(principal)],
+    who: Who,
 ) -> EventOut:
     """The reporter's 1-5 score and words; it closes the event."""
     rpc = request.app.state.upstreams.events.EvaluateEvent(
@@ -371,7 +373,7 @@ async def add_comment(
     event_id: Annotated[str, Path(pattern=_ID_PATTERN)],
     body: CommentIn,
     request: Request,
-    who: Annotated[Principal, Depends(principal)],
+    who: Who,
 ) -> EventOut:
     rpc = request.app.state.upstreams.events.AddComment(
         pb.AddCommentRequest(name=_name(event_id), text=body.text), metadata=call_metadata(who)
@@ -392,9 +394,7 @@ def _category_out(category: pb.Category) -> CategoryOut:
 
 
 @categories_router.get("", response_model=CategoryList, summary="Categories you can report")
-async def list_categories(
-    request: Request, who: Annotated[Principal, Depends(principal)]
-) -> CategoryList:
+async def list_categories(request: Request, who: Who) -> CategoryList:
     """Built-in, inherited from the levels above, and your tenant's own."""
     response = await call(
         request.app.state.upstreams.events.ListCategories(
@@ -408,9 +408,7 @@ async def list_categories(
 @categories_router.post(
     "", response_model=CategoryOut, status_code=201, summary="Define a category"
 )
-async def define_category(
-    body: CategoryIn, request: Request, who: Annotated[Principal, Depends(principal)]
-) -> CategoryOut:
+async def define_category(body: CategoryIn, request: Request, who: Configurer) -> CategoryOut:
     """For your tenant's subtree; needs the events:configure scope."""
     created = await call(
         request.app.state.upstreams.events.CreateCategory(

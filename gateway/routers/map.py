@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, Security, UploadFile
 from fastapi.responses import Response
 from google.protobuf.json_format import MessageToDict
 
-from gateway.auth import call_metadata, principal
+from gateway.auth import access, call_metadata
 from gateway.errors import ApiError, call
 from gateway.geojson import collection_json, feature_json
 from gateway.schemas.map import (
@@ -41,7 +41,9 @@ router = APIRouter(prefix="/v1/map", tags=["map"])
 TenantId = Annotated[str, Path(pattern=r"^[a-z0-9]{1,40}(-[a-z0-9]{1,40}){0,5}$")]
 LayerId = Annotated[str, Path(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=63)]
 FeatureId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
-Who = Annotated[Principal, Depends(principal)]
+Who = Annotated[Principal, Security(access("map"))]
+# POST methods that only read.
+Reader = Annotated[Principal, Security(access("map:read"))]
 GEOJSON = "application/geo+json"
 
 
@@ -288,7 +290,7 @@ async def get_feature(
     summary="Features intersecting a geometry, within a distance in metres, or nearest",
 )
 async def search_features(
-    tenant: TenantId, layer: LayerId, body: SearchRequest, request: Request, who: Who
+    tenant: TenantId, layer: LayerId, body: SearchRequest, request: Request, who: Reader
 ) -> Response:
     chosen = [n for n in ("intersects", "within_distance", "nearest") if getattr(body, n)]
     if len(chosen) != 1:
@@ -352,7 +354,7 @@ async def count_by_grid_cell(
 
 
 @router.post("/locate", response_model=LocateResponse, summary="Locate points in grid cells")
-async def locate_points(body: LocateRequest, request: Request, who: Who) -> LocateResponse:
+async def locate_points(body: LocateRequest, request: Request, who: Reader) -> LocateResponse:
     """For each point: its village, grid cell and grid worker, in input order."""
     rpc = request.app.state.upstreams.map.LocatePoints(
         pb.LocatePointsRequest(
@@ -385,7 +387,7 @@ async def locate_points(body: LocateRequest, request: Request, who: Who) -> Loca
     response_model=TransformResponse,
     summary="Convert coordinates between EPSG codes, GCJ-02 and BD-09",
 )
-async def transform(body: TransformRequest, request: Request, who: Who) -> TransformResponse:
+async def transform(body: TransformRequest, request: Request, who: Reader) -> TransformResponse:
     response = await call(
         request.app.state.upstreams.map.TransformCoordinates(
             pb.TransformCoordinatesRequest(

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import numpy as np
 import shapely
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Security
 from fastapi.responses import Response
 
-from gateway.auth import call_metadata, principal
+from gateway.auth import access, call_metadata
 from gateway.errors import ApiError, call
 from gateway.geojson import feature_json
 from grassroots.map.v1 import map_service_pb2 as pb
@@ -46,7 +46,7 @@ CONFORMANCE = [
 RESERVED_PARAMS = {"limit", "offset", "bbox", "bbox-crs", "crs", "f", "datetime"}
 MAX_LIMIT = 10_000
 CollectionId = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,250}\.[a-z][a-z0-9-]{0,62}$")]
-Who = Annotated[Principal, Depends(principal)]
+Who = Annotated[Principal, Security(access("map"))]
 GEOJSON = "application/geo+json"
 
 

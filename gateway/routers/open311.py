@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from gateway.auth import call_metadata, principal
+from gateway.auth import access, call_metadata, public
 from gateway.errors import ApiError, call
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
@@ -60,7 +60,9 @@ _FIELD_NAMES = {
 }
 
 Fmt = Annotated[Literal["json", "xml"], Path(description="response format")]
-Who = Annotated[Principal, Depends(principal)]
+Who = Annotated[Principal, Security(access("events"))]
+# The service list and definitions are public, as GeoReport v2 intends.
+Anyone = Annotated[Principal, Depends(public("events"))]
 
 
 @dataclass(frozen=True)
@@ -303,14 +305,16 @@ def _service_request(event: pb.Event, cats: dict[str, Category]) -> dict[str, An
 
 
 @router.get("/services.{fmt}", summary="Open311: service list (one per event category)")
-async def service_list(fmt: Fmt, request: Request, who: Who) -> Response:
+async def service_list(fmt: Fmt, request: Request, who: Anyone) -> Response:
     """Every event category, so an Open311 app can offer them to its users."""
     services = [_service(c) for c in (await _categories(request, who)).values()]
     return _respond(fmt, services, "services", "service")
 
 
 @router.get("/services/{service_code}.{fmt}", summary="Open311: service definition")
-async def service_definition(service_code: str, fmt: Fmt, request: Request, who: Who) -> Response:
+async def service_definition(
+    service_code: str, fmt: Fmt, request: Request, who: Anyone
+) -> Response:
     """No category asks for extra attributes yet, so every definition lists none."""
     if service_code not in await _categories(request, who):
         raise Open311Error.of(404, "service_code", f"{service_code[:64]!r} not found")
@@ -363,10 +367,8 @@ async def create_request(
 
     Creation is synchronous, so the answer carries the `service_request_id` (no token).
     """
-    # api_key is required for POST by the spec. Any key is accepted until the identity
-    # component verifies them; the principal still comes from gateway.auth.
-    if not (form.api_key or "").strip():
-        raise Open311Error.of(403, "api_key", "is required to create a service request")
+    # The spec's api_key (form field or query parameter) or an Authorization header was
+    # verified by gateway.auth before this runs; the principal is the key's app.
     # email, first_name, last_name and phone are accepted and NOT stored: the identity
     # component will store them encrypted. device_id and account_id only feed the
     # idempotency key (hashed). media_url has nowhere to go yet and is dropped too.
