@@ -1,0 +1,682 @@
+"""The people registry: residents and the people care scenarios serve.
+
+A village keeps its residents, the elderly living alone, care recipients and
+volunteers here, so scenario apps share one list instead of each keeping its own
+spreadsheet of ID numbers. Three rules shape the code:
+
+* Names, ID numbers and phone numbers are sealed (encrypted) before they reach a
+  store; exact lookups by ID number or phone go through blind indexes.
+* Callers see them masked (`张*`, `310***********1234`, `138****5678`) unless they
+  hold `people:read_sensitive`.
+* Every unmasked read states a purpose and leaves one entry in the hash-chained
+  audit log; if that entry cannot be written, nothing unmasked is returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from services.empower.domain.audit import AuditLog, check_purpose
+from services.empower.domain.sealing import Sealer, SealingError
+from services.kit import paging, tenancy
+from services.kit.errors import (
+    Aborted,
+    DomainError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from services.kit.filtering import parse_equalities
+from services.kit.ids import new_id
+from services.kit.masking import SENSITIVE_SCOPE, mask_id_number, mask_phone
+from services.kit.principal import Principal
+
+if TYPE_CHECKING:
+    from services.empower.domain.people_ports import PeopleStore
+
+# The scope of the platform's own work (seeding, chain checks): every tenant.
+# The same value as services.kit.rls.SYSTEM_SCOPE, which the domain does not import.
+SYSTEM_SCOPE = "*"
+READ_SCOPE = "people:read"
+WRITE_SCOPE = "people:write"
+COLLECTION = "people"
+ID_PREFIX = "pe"
+SENSITIVE_FIELDS = ("name", "id_number", "phone")
+ELDERLY_AGE = 60
+MAX_NAME = 64
+MAX_ADDRESS = 200
+MAX_TAGS = 16
+
+_GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_GB11643_CHECK = "10X98765432"
+_ID_NUMBER = re.compile(r"^\d{17}[\dX]$")
+_MOBILE = re.compile(r"^1\d{10}$")
+_REFERENCE = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
+_TAG = re.compile(r"^[a-z0-9_-]{1,32}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Kind(StrEnum):
+    RESIDENT = "resident"
+    ELDERLY_ALONE = "elderly_alone"
+    CARE_RECIPIENT = "care_recipient"
+    VOLUNTEER = "volunteer"
+
+
+class Gender(StrEnum):
+    UNSPECIFIED = "unspecified"
+    MALE = "male"
+    FEMALE = "female"
+
+
+@dataclass(frozen=True)
+class NewPerson:
+    """What a caller sends to register someone; the tenant comes from the request's parent.
+
+    Gender and birth date are read from the ID number when not given, and must agree
+    with it when given.
+    """
+
+    name: str
+    id_number: str
+    phone: str = ""
+    kind: str = Kind.RESIDENT
+    gender: str = Gender.UNSPECIFIED
+    birth_date: date | None = None
+    address: str = ""
+    building: str = ""
+    grid_cell: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PersonChanges:
+    """A partial update: None leaves a field as it is."""
+
+    name: str | None = None
+    id_number: str | None = None
+    phone: str | None = None
+    kind: str | None = None
+    address: str | None = None
+    building: str | None = None
+    grid_cell: str | None = None
+    tags: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Person:
+    """A person as a caller sees it: `masked` says whether name, ID and phone are masked."""
+
+    id: str
+    tenant: str
+    kind: Kind
+    name: str
+    id_number: str
+    phone: str
+    gender: Gender
+    birth_date: date
+    address: str
+    building: str
+    grid_cell: str
+    tags: tuple[str, ...]
+    create_time: datetime
+    update_time: datetime
+    version: int
+    masked: bool
+
+    @property
+    def resource_name(self) -> str:
+        return person_name(self.tenant, self.id)
+
+    @property
+    def etag(self) -> str:
+        return _etag(self.id, self.version)
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    """A person as stored: sealed name, ID number and phone, plus their blind indexes."""
+
+    id: str
+    tenant: str
+    kind: str
+    name_sealed: str
+    id_number_sealed: str
+    id_number_index: str
+    phone_sealed: str
+    phone_index: str
+    gender: str
+    birth_date: date
+    address: str
+    building: str
+    grid_cell: str
+    tags: tuple[str, ...]
+    create_time: datetime
+    update_time: datetime
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class PersonFilter:
+    """Exact matches a store applies; empty strings match anything."""
+
+    id_number_index: str = ""
+    phone_index: str = ""
+    kind: str = ""
+    building: str = ""
+    grid_cell: str = ""
+
+
+@dataclass(frozen=True)
+class PersonPage:
+    people: list[Person]
+    next_page_token: str
+
+
+def _etag(person_id: str, version: int) -> str:
+    return hashlib.sha256(f"{person_id}|{version}".encode()).hexdigest()[:16]
+
+
+def person_name(tenant: str, person_id: str) -> str:
+    """`tenants/{tenant_id}/people/{id}`."""
+    return f"{tenancy.tenant_name(tenant)}/{COLLECTION}/{person_id}"
+
+
+def parse_person_name(name: str, field: str = "name") -> tuple[str | None, str]:
+    """(tenant path, or None for `tenants/-/people/{id}`, person id)."""
+    return tenancy.parse_child_name(name, COLLECTION, field)
+
+
+# --- validation -----------------------------------------------------------------
+
+
+def gb11643_check_digit(first17: str) -> str:
+    """The 18th character of a resident ID number (GB 11643-1999, ISO 7064 MOD 11-2)."""
+    total = sum(int(d) * w for d, w in zip(first17, _GB11643_WEIGHTS, strict=True))
+    return _GB11643_CHECK[total % 11]
+
+
+def normalise_id_number(value: str, field: str = "id_number") -> str:
+    """An 18-character ID number with upper-case X, or INVALID_ARGUMENT naming `field`."""
+    text = value.strip().upper()
+    if not _ID_NUMBER.match(text):
+        raise InvalidArgument.field(
+            field, "must be 18 characters: 17 digits and a check character (0-9 or X)"
+        )
+    if gb11643_check_digit(text[:17]) != text[17]:
+        raise InvalidArgument.field(field, "the check character does not match (GB 11643)")
+    try:
+        born = id_number_birth_date(text)
+    except ValueError:
+        raise InvalidArgument.field(field, "does not contain a valid birth date") from None
+    if born > datetime.now(UTC).date() or born.year < 1900:
+        raise InvalidArgument.field(field, "contains an impossible birth date")
+    return text
+
+
+def id_number_birth_date(id_number: str) -> date:
+    return date(int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14]))
+
+
+def id_number_gender(id_number: str) -> Gender:
+    """The 17th digit is odd for men and even for women."""
+    return Gender.MALE if int(id_number[16]) % 2 else Gender.FEMALE
+
+
+def normalise_phone(value: str, field: str = "phone") -> str:
+    """A mainland mobile number as 11 digits (spaces, dashes and +86 are dropped)."""
+    digits = re.sub(r"[\s-]", "", value)
+    if digits.startswith("+86"):
+        digits = digits[3:]
+    elif digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    if not _MOBILE.match(digits):
+        raise InvalidArgument.field(field, "must be a mainland mobile number (1 and 10 digits)")
+    return digits
+
+
+def _check_name(value: str) -> str:
+    text = " ".join(value.split())
+    if not text or len(text) > MAX_NAME or _CONTROL.search(text):
+        raise InvalidArgument.field("name", f"1 to {MAX_NAME} printable characters")
+    return text
+
+
+def _check_kind(value: str, field: str = "kind") -> Kind:
+    try:
+        return Kind(value)
+    except ValueError:
+        known = ", ".join(k.value for k in Kind)
+        raise InvalidArgument.field(field, f"unknown kind {value[:32]!r}; known: {known}") from None
+
+
+def _check_reference(value: str, field: str) -> str:
+    if not _REFERENCE.match(value):
+        raise InvalidArgument.field(field, "up to 64 letters, digits, '_', '.' or '-'")
+    return value
+
+
+def _check_address(value: str) -> str:
+    text = value.strip()
+    if len(text) > MAX_ADDRESS or _CONTROL.search(text):
+        raise InvalidArgument.field("address", f"at most {MAX_ADDRESS} printable characters")
+    return text
+
+
+def _check_tags(values: Sequence[str]) -> tuple[str, ...]:
+    tags = tuple(dict.fromkeys(values))
+    if len(tags) > MAX_TAGS:
+        raise InvalidArgument.field("tags", f"at most {MAX_TAGS} tags")
+    for i, tag in enumerate(tags):
+        if not _TAG.match(tag):
+            raise InvalidArgument.field(f"tags[{i}]", "1 to 32 of a-z, 0-9, '_' or '-'")
+    return tags
+
+
+@dataclass(frozen=True)
+class _Valid:
+    """A NewPerson after validation and normalisation."""
+
+    name: str
+    id_number: str
+    phone: str
+    kind: Kind
+    gender: Gender
+    birth_date: date
+    address: str
+    building: str
+    grid_cell: str
+    tags: tuple[str, ...]
+
+
+def validate(new: NewPerson) -> _Valid:
+    """Check and normalise every field; errors name the field at fault."""
+    name = _check_name(new.name)
+    id_number = normalise_id_number(new.id_number)
+    phone = normalise_phone(new.phone) if new.phone.strip() else ""
+    born = id_number_birth_date(id_number)
+    if new.birth_date is not None and new.birth_date != born:
+        raise InvalidArgument.field("birth_date", "does not match the ID number")
+    gender = id_number_gender(id_number)
+    try:
+        given = Gender(new.gender or Gender.UNSPECIFIED)
+    except ValueError:
+        raise InvalidArgument.field("gender", "male, female or unspecified") from None
+    if given is not Gender.UNSPECIFIED and given is not gender:
+        raise InvalidArgument.field("gender", "does not match the ID number")
+    return _Valid(
+        name=name,
+        id_number=id_number,
+        phone=phone,
+        kind=_check_kind(new.kind),
+        gender=gender,
+        birth_date=born,
+        address=_check_address(new.address),
+        building=_check_reference(new.building, "building"),
+        grid_cell=_check_reference(new.grid_cell, "grid_cell"),
+        tags=_check_tags(new.tags),
+    )
+
+
+# --- masking --------------------------------------------------------------------
+
+
+def mask_name(name: str) -> str:
+    """Keep the first character: `张*`, `欧阳**`-style for Chinese, `J*** W***` for Latin.
+
+    Latin names keep each word's initial with a fixed three stars, so the length of a
+    name does not show; a one-character name still gets a star.
+    """
+    text = name.strip()
+    if not text:
+        return ""
+    words = text.split()
+    if len(words) > 1 or text.isascii():
+        return " ".join(word[0] + "***" for word in words)
+    return text[0] + "*" * max(len(text) - 1, 1)
+
+
+# --- sealing --------------------------------------------------------------------
+
+
+def seal_record(
+    sealer: Sealer,
+    person_id: str,
+    tenant: str,
+    valid: _Valid,
+    now: datetime,
+    *,
+    create_time: datetime | None = None,
+    version: int = 1,
+) -> PersonRecord:
+    """The stored form: sensitive values sealed for this person and field."""
+    return PersonRecord(
+        id=person_id,
+        tenant=tenant,
+        kind=valid.kind.value,
+        name_sealed=sealer.seal(valid.name, record=person_id, field="name"),
+        id_number_sealed=sealer.seal(valid.id_number, record=person_id, field="id_number"),
+        id_number_index=sealer.blind_index(valid.id_number, field="id_number"),
+        phone_sealed=sealer.seal(valid.phone, record=person_id, field="phone")
+        if valid.phone
+        else "",
+        phone_index=sealer.blind_index(valid.phone, field="phone") if valid.phone else "",
+        gender=valid.gender.value,
+        birth_date=valid.birth_date,
+        address=valid.address,
+        building=valid.building,
+        grid_cell=valid.grid_cell,
+        tags=valid.tags,
+        create_time=create_time or now,
+        update_time=now,
+        version=version,
+    )
+
+
+def open_record(sealer: Sealer, record: PersonRecord) -> Person:
+    """The person in plain text (masked False); an unopenable value is an internal error."""
+    try:
+        name = sealer.open(record.name_sealed, record=record.id, field="name")
+        id_number = sealer.open(record.id_number_sealed, record=record.id, field="id_number")
+        phone = (
+            sealer.open(record.phone_sealed, record=record.id, field="phone")
+            if record.phone_sealed
+            else ""
+        )
+    except SealingError as exc:
+        # The message names the record and field, never a value.
+        raise DomainError(str(exc), reason="SEALED_VALUE_UNREADABLE") from None
+    return Person(
+        id=record.id,
+        tenant=record.tenant,
+        kind=Kind(record.kind),
+        name=name,
+        id_number=id_number,
+        phone=phone,
+        gender=Gender(record.gender),
+        birth_date=record.birth_date,
+        address=record.address,
+        building=record.building,
+        grid_cell=record.grid_cell,
+        tags=record.tags,
+        create_time=record.create_time,
+        update_time=record.update_time,
+        version=record.version,
+        masked=False,
+    )
+
+
+def masked(person: Person) -> Person:
+    return replace(
+        person,
+        name=mask_name(person.name),
+        id_number=mask_id_number(person.id_number),
+        phone=mask_phone(person.phone) if person.phone else "",
+        masked=True,
+    )
+
+
+# --- the registry ---------------------------------------------------------------
+
+
+_FILTERABLE = ("id_number", "phone", "kind", "building", "grid_cell")
+
+
+class PeopleRegistry:
+    """Registers people and answers reads, masked or audited."""
+
+    def __init__(
+        self,
+        store: PeopleStore,
+        audit: AuditLog,
+        sealer: Sealer,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.sealer = sealer
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    @staticmethod
+    def _require(caller: Principal, scope: str, what: str) -> None:
+        if not caller.has_scope(scope):
+            raise PermissionDenied(f"{what} needs the {scope!r} scope")
+
+    @staticmethod
+    def _scope(caller: Principal, tenant: str | None, field: str = "parent") -> str:
+        """The subtree a call works in: the asked tenant (visible to the caller) or its own."""
+        if tenant is None:
+            return caller.tenant
+        tenancy.validate_path(tenant, field)
+        if not caller.can_see(tenant):
+            raise NotFound(f"tenant {tenancy.tenant_name(tenant)!r} not found")
+        return tenant
+
+    async def create_person(self, caller: Principal, tenant: str, new: NewPerson) -> Person:
+        """Register a person in `tenant`; the answer is masked (a write reveals nothing).
+
+        Another person with the same ID number in the tenant is ALREADY_EXISTS.
+        """
+        self._require(caller, WRITE_SCOPE, "registering people")
+        scope = self._scope(caller, tenant)
+        valid = validate(new)
+        record = seal_record(self.sealer, new_id(ID_PREFIX), scope, valid, self._clock())
+        await self.store.insert_people(scope, [record])
+        return masked(open_record(self.sealer, record))
+
+    async def get_person(
+        self, caller: Principal, tenant: str | None, person_id: str, purpose: str = ""
+    ) -> Person:
+        """One person; `tenant` None is the wildcard (`tenants/-/people/{id}`).
+
+        Unmasked (for `people:read_sensitive`) only with a purpose, after the audit
+        entry is written.
+        """
+        self._require(caller, READ_SCOPE, "reading people")
+        reveal = caller.has_scope(SENSITIVE_SCOPE)
+        reason = check_purpose(purpose) if reveal else ""
+        scope = self._scope(caller, tenant, "name")
+        record = await self.store.get_person(scope, person_id)
+        if record is None or not caller.can_see(record.tenant):
+            raise NotFound(f"person {person_id!r} not found")
+        if reveal:
+            await self.audit.record_read(
+                caller, [person_name(record.tenant, record.id)], SENSITIVE_FIELDS, reason
+            )
+        person = open_record(self.sealer, record)
+        return person if reveal else masked(person)
+
+    def _filters(self, filter_text: str) -> PersonFilter:
+        terms = parse_equalities(filter_text, _FILTERABLE)
+        id_index = phone_index = ""
+        if "id_number" in terms:
+            value = normalise_id_number(terms["id_number"], "filter")
+            id_index = self.sealer.blind_index(value, field="id_number")
+        if "phone" in terms:
+            value = normalise_phone(terms["phone"], "filter")
+            phone_index = self.sealer.blind_index(value, field="phone")
+        kind = _check_kind(terms["kind"], "filter").value if "kind" in terms else ""
+        return PersonFilter(
+            id_number_index=id_index,
+            phone_index=phone_index,
+            kind=kind,
+            building=terms.get("building", ""),
+            grid_cell=terms.get("grid_cell", ""),
+        )
+
+    async def list_people(
+        self,
+        caller: Principal,
+        parent: str,
+        filter_text: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        purpose: str = "",
+    ) -> PersonPage:
+        """People in `parent`'s subtree by id; filters: id_number, phone, kind, building,
+        grid_cell (exact). An unmasked page writes one audit entry naming its people."""
+        self._require(caller, READ_SCOPE, "reading people")
+        reveal = caller.has_scope(SENSITIVE_SCOPE)
+        reason = check_purpose(purpose) if reveal else ""
+        scope = self._scope(caller, parent)
+        filters = self._filters(filter_text)
+        limit = paging.page_size(page_size)
+        # The token is bound to the blind indexes, never to a plain ID number or phone.
+        query = {"parent": scope, "filter": asdict(filters)}
+        cursor = paging.decode_token(page_token, query)
+        after = None
+        if cursor is not None:
+            after = cursor.get("id")
+            if not isinstance(after, str):
+                raise InvalidArgument.field("page_token", "is not a token this service issued")
+        records = await self.store.list_people(scope, filters, limit + 1, after)
+        token = ""
+        if len(records) > limit:
+            records = records[:limit]
+            token = paging.encode_token({"id": records[-1].id}, query)
+        if reveal and records:
+            names = [person_name(r.tenant, r.id) for r in records]
+            await self.audit.record_read(caller, names, SENSITIVE_FIELDS, reason)
+        people = [open_record(self.sealer, r) for r in records]
+        return PersonPage(people if reveal else [masked(p) for p in people], token)
+
+    async def update_person(
+        self,
+        caller: Principal,
+        tenant: str | None,
+        person_id: str,
+        changes: PersonChanges,
+        etag: str = "",
+    ) -> Person:
+        """Change some fields (a stale `etag` is ABORTED); the answer is masked."""
+        self._require(caller, WRITE_SCOPE, "changing people")
+        scope = self._scope(caller, tenant, "name")
+        sealer = self.sealer
+        now = self._clock()
+
+        def change(record: PersonRecord) -> PersonRecord:
+            if etag and etag != _etag(record.id, record.version):
+                raise Aborted(
+                    "the person changed since you read it; read it again and retry",
+                    reason="ETAG_MISMATCH",
+                    metadata={"current_etag": _etag(record.id, record.version)},
+                )
+            current = open_record(sealer, record)
+            new = NewPerson(
+                name=current.name if changes.name is None else changes.name,
+                id_number=current.id_number if changes.id_number is None else changes.id_number,
+                phone=current.phone if changes.phone is None else changes.phone,
+                kind=current.kind if changes.kind is None else changes.kind,
+                address=current.address if changes.address is None else changes.address,
+                building=current.building if changes.building is None else changes.building,
+                grid_cell=current.grid_cell if changes.grid_cell is None else changes.grid_cell,
+                tags=current.tags if changes.tags is None else changes.tags,
+            )
+            return seal_record(
+                sealer,
+                record.id,
+                record.tenant,
+                validate(new),
+                now,
+                create_time=record.create_time,
+                version=record.version + 1,
+            )
+
+        record = await self.store.update_person(scope, person_id, change)
+        return masked(open_record(sealer, record))
+
+    async def delete_person(self, caller: Principal, tenant: str | None, person_id: str) -> None:
+        self._require(caller, WRITE_SCOPE, "removing people")
+        scope = self._scope(caller, tenant, "name")
+        if not await self.store.delete_person(scope, person_id):
+            raise NotFound(f"person {person_id!r} not found")
+
+
+# --- seeding the demo village ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resident:
+    """One row of the demo village's `residents` layer (services.map.demo_village)."""
+
+    resident_id: str
+    tenant: str
+    building_id: str
+    name: str
+    id_number: str
+    phone: str
+    birth_year: int
+    lives_alone: bool
+
+
+def residents_from_columns(columns: Mapping[str, Sequence[object]]) -> list[Resident]:
+    """Rows from the layer's columns, as `pyogrio.raw.read(path, layer="residents")` gives."""
+    count = len(columns["resident_id"])
+    return [
+        Resident(
+            resident_id=str(columns["resident_id"][i]),
+            tenant=str(columns["tenant"][i]),
+            building_id=str(columns["building_id"][i]),
+            name=str(columns["name"][i]),
+            id_number=str(columns["id_number"][i]),
+            phone=str(columns["phone"][i]),
+            birth_year=int(str(columns["birth_year"][i])),
+            lives_alone=bool(columns["lives_alone"][i]),
+        )
+        for i in range(count)
+    ]
+
+
+def resident_to_new_person(resident: Resident, today: date) -> NewPerson:
+    """Older people living alone become `elderly_alone`, the others `resident`."""
+    born = id_number_birth_date(resident.id_number.upper())
+    age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    alone = resident.lives_alone
+    return NewPerson(
+        name=resident.name,
+        id_number=resident.id_number,
+        phone=resident.phone,
+        kind=Kind.ELDERLY_ALONE if alone and age >= ELDERLY_AGE else Kind.RESIDENT,
+        building=resident.building_id,
+        tags=("synthetic", "lives_alone") if alone else ("synthetic",),
+    )
+
+
+async def seed_residents(
+    target: PeopleRegistry | PeopleStore,
+    residents: Iterable[Resident | NewPerson],
+    *,
+    tenant: str = "",
+    sealer: Sealer | None = None,
+) -> int:
+    """Bulk-load residents in one transaction; returns how many were new.
+
+    Platform work, not a caller's request: no principal, no audit entry. People whose
+    ID number their tenant already has are skipped, so seeding twice adds nothing.
+    A `Resident` carries its tenant; a `NewPerson` goes to `tenant`. Give a store
+    with the `sealer` its registry uses, or the registry itself.
+    """
+    if isinstance(target, PeopleRegistry):
+        store: PeopleStore = target.store
+        sealer = target.sealer
+    else:
+        store = target
+        if sealer is None:
+            raise ValueError("seeding a store directly needs the registry's sealer")
+    now = datetime.now(UTC)
+    records = []
+    for item in residents:
+        if isinstance(item, Resident):
+            home = tenancy.validate_path(item.tenant, "tenant")
+            new = resident_to_new_person(item, now.date())
+        else:
+            home = tenancy.validate_path(tenant, "tenant")
+            new = item
+        records.append(seal_record(sealer, new_id(ID_PREFIX), home, validate(new), now))
+    return await store.insert_people(SYSTEM_SCOPE, records, skip_existing=True)
