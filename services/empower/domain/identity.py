@@ -1,0 +1,703 @@
+"""Use cases of identity: the tenant tree, users and login, tokens, apps and API keys.
+
+Rules every method follows (ADR 0002):
+* an object of a tenant outside the caller's subtree answers NOT_FOUND, never
+  PERMISSION_DENIED, which would confirm that it exists;
+* a missing scope answers PERMISSION_DENIED;
+* bad input answers INVALID_ARGUMENT naming the field;
+* nobody grants what they do not hold: the scopes of roles given to a user, of an
+  app, or of an app a new key is made for, must all be scopes of the caller.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+
+from services.empower.domain.identity_ports import SYSTEM_SCOPE, IdentityStore
+from services.empower.domain.model import (
+    ApiKey,
+    App,
+    IssuedKey,
+    Level,
+    RefreshToken,
+    SigningKey,
+    Tenant,
+    TokenPair,
+    User,
+    UserKind,
+)
+from services.empower.domain.passwords import Passwords, check_policy
+from services.empower.domain.roles import check_scopes, granted_scopes, scopes_for_roles
+from services.empower.domain.tokens import (
+    API_KEY_PREFIX,
+    AUDIENCE,
+    EXPIRED,
+    INVALID_TOKEN,
+    ISSUER,
+    REFRESH_PREFIX,
+    check_api_key,
+    hash_secret,
+    new_opaque,
+    new_signing_key,
+    parse_api_key,
+    parse_refresh_token,
+    principal_for_app,
+    secret_matches,
+    sign_access_token,
+)
+from services.kit import paging, tenancy
+from services.kit.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from services.kit.ids import new_id
+from services.kit.principal import Principal
+
+TENANTS_WRITE = "tenants:write"
+USERS_WRITE = "users:write"
+APPS_WRITE = "apps:write"
+EMPOWER_READ = "empower:read"
+
+# ErrorInfo reasons of login and refresh failures.
+INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+ACCOUNT_LOCKED = "ACCOUNT_LOCKED"
+ACCOUNT_DISABLED = "ACCOUNT_DISABLED"
+TOKEN_REVOKED = "TOKEN_REVOKED"  # noqa: S105 (an error reason)
+TOKEN_REUSED = "TOKEN_REUSED"  # noqa: S105 (an error reason)
+
+# One message for unknown users and wrong passwords, so it reveals neither.
+_BAD_LOGIN = "wrong username or password"
+_BAD_API_KEY = "the API key is not valid"
+_SEGMENT = re.compile(r"^[a-z0-9]{1,40}$")
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+_ADMIN_CODE = re.compile(r"^[0-9]{6,12}$")
+_MAX_DISPLAY_NAME = 200
+_MAX_GRID_CODE = 40
+MAX_QUOTA_PER_MINUTE = 100_000
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _require(caller: Principal, *scopes: str) -> None:
+    """PERMISSION_DENIED unless the caller holds one of `scopes`."""
+    if not any(caller.has_scope(s) for s in scopes):
+        raise PermissionDenied(f"this needs the scope {' or '.join(scopes)}")
+
+
+def _no_escalation(caller: Principal, granted: Iterable[str], what: str) -> None:
+    """PERMISSION_DENIED when `granted` holds a scope the caller does not."""
+    beyond = sorted(set(granted) - caller.scopes)
+    if beyond:
+        raise PermissionDenied(f"{what} would grant scopes you do not hold: {', '.join(beyond)}")
+
+
+def _display_name(value: str, field: str = "display_name") -> str:
+    text = value.strip()
+    if not text:
+        raise InvalidArgument.field(field, "must not be empty")
+    if len(text) > _MAX_DISPLAY_NAME:
+        raise InvalidArgument.field(field, f"must have at most {_MAX_DISPLAY_NAME} characters")
+    return text
+
+
+def _username(value: str) -> str:
+    name = value.strip().lower()
+    if not _USERNAME.match(name):
+        raise InvalidArgument.field(
+            "username",
+            "must be 3-64 lower-case letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit",
+        )
+    return name
+
+
+def _level(value: Level | str) -> Level:
+    try:
+        return Level(value)
+    except ValueError:
+        raise InvalidArgument.field(
+            "level", f"{str(value)[:32]!r} is not one of {', '.join(Level)}"
+        ) from None
+
+
+def _user_kind(value: UserKind | str) -> UserKind:
+    try:
+        return UserKind(value)
+    except ValueError:
+        raise InvalidArgument.field(
+            "kind", f"{str(value)[:32]!r} is not one of {', '.join(UserKind)}"
+        ) from None
+
+
+def _admin_code(value: str, level: Level) -> str:
+    code = value.strip()
+    if level is Level.GRID:
+        if not code or len(code) > _MAX_GRID_CODE:
+            raise InvalidArgument.field(
+                "admin_code", f"a grid needs a code of 1-{_MAX_GRID_CODE} characters"
+            )
+    elif not _ADMIN_CODE.match(code):
+        raise InvalidArgument.field("admin_code", "must be 6-12 digits (a division code)")
+    return code
+
+
+def _ancestors(path: str) -> list[str]:
+    """The proper ancestors of a path, from the root: a/b/c -> [a, a/b]."""
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _parse_name(name: str, collection: str) -> tuple[str | None, str]:
+    """(tenant or None, id) of `tenants/{tenant}/{collection}/{id}` (tenant may be `-`)
+    or of the short `{collection}/{id}` that principals carry as subject."""
+    head, _, rest = name.partition("/")
+    if head == collection and rest and "/" not in rest:
+        return None, rest
+    return tenancy.parse_child_name(name, collection)
+
+
+def parse_api_key_name(name: str) -> tuple[str, str]:
+    """(app name, key id) of `tenants/{tenant}/apps/{app}/apiKeys/{key}`."""
+    app_name, _, key_id = name.rpartition("/apiKeys/")
+    if not app_name or not key_id or "/" in key_id:
+        raise InvalidArgument.field(
+            "name", f"{name[:200]!r} is not of the form 'tenants/{{t}}/apps/{{a}}/apiKeys/{{k}}'"
+        )
+    return app_name, key_id
+
+
+def _without_hash(key: ApiKey) -> ApiKey:
+    return replace(key, secret_hash="")
+
+
+def _page(
+    items: Sequence[Any], limit: int, query: object, key: Callable[[Any], str]
+) -> tuple[list[Any], str]:
+    """The first `limit` items and the token of the next page (the store read one more)."""
+    if len(items) <= limit:
+        return list(items), ""
+    return list(items[:limit]), paging.encode_token({"a": key(items[limit - 1])}, query)
+
+
+def _after(token: str, query: object) -> str | None:
+    cursor = paging.decode_token(token, query)
+    if cursor is None:
+        return None
+    after = cursor.get("a")
+    if not isinstance(after, str):
+        raise InvalidArgument.field("page_token", "is not a token this service issued")
+    return after
+
+
+class IdentityDirectory:
+    """Tenants, users, sign-in and apps: who may call the platform, and as whom.
+
+    `clock` is injectable so lock-outs, expiries and key rotation can be tested;
+    `hasher` so tests can use cheap (but real) argon2 parameters.
+    """
+
+    def __init__(
+        self,
+        store: IdentityStore,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        hasher: PasswordHasher | None = None,
+        access_token_lifetime: timedelta = timedelta(minutes=15),
+        refresh_token_lifetime: timedelta = timedelta(days=30),
+        key_rotation_period: timedelta = timedelta(hours=24),
+        max_failed_logins: int = 5,
+        lockout: timedelta = timedelta(minutes=15),
+        max_keys_per_app: int = 10,
+        issuer: str = ISSUER,
+        audience: str = AUDIENCE,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.passwords = Passwords(hasher)
+        self.access_token_lifetime = access_token_lifetime
+        self.refresh_token_lifetime = refresh_token_lifetime
+        self.key_rotation_period = key_rotation_period
+        self.max_failed_logins = max_failed_logins
+        self.lockout = lockout
+        self.max_keys_per_app = max_keys_per_app
+        self.issuer = issuer
+        self.audience = audience
+
+    # The tenant tree.
+
+    async def create_tenant(
+        self,
+        caller: Principal,
+        parent_path: str,
+        segment: str,
+        display_name: str,
+        level: Level | str,
+        admin_code: str,
+    ) -> Tenant:
+        """Add a node one level below `parent_path` ("" for a root city: services only)."""
+        _require(caller, TENANTS_WRITE)
+        wanted = _level(level)
+        if parent_path == "":
+            if caller.kind != "service":
+                raise PermissionDenied("only the platform itself creates a root city")
+            if wanted is not Level.CITY:
+                raise InvalidArgument.field("level", "a root node must be a city")
+        else:
+            parent = await self._visible_tenant(caller, parent_path, "parent")
+            if not caller.can_see(parent.path):
+                raise PermissionDenied("nodes may be added only inside your own subtree")
+            if wanted is not parent.level.child:
+                below = parent.level.child
+                raise InvalidArgument.field(
+                    "level",
+                    f"a child of a {parent.level} must be a {below}"
+                    if below
+                    else "a grid has no children",
+                )
+        if not _SEGMENT.match(segment):
+            raise InvalidArgument.field("segment", "must be 1-40 lower-case letters or digits")
+        tenant = Tenant(
+            path=f"{parent_path}/{segment}" if parent_path else segment,
+            display_name=_display_name(display_name),
+            level=wanted,
+            admin_code=_admin_code(admin_code, wanted),
+            create_time=self.clock(),
+        )
+        await self.store.create_tenant(tenant)
+        return tenant
+
+    async def _visible_tenant(self, caller: Principal, path: str, field: str) -> Tenant:
+        tenancy.validate_path(path, field)
+        if not (caller.can_see(path) or tenancy.contains(path, caller.tenant)):
+            raise NotFound(f"tenant {tenancy.tenant_name(path)!r} not found")
+        tenant = await self.store.get_tenant(path)
+        if tenant is None:
+            raise NotFound(f"tenant {tenancy.tenant_name(path)!r} not found")
+        return tenant
+
+    async def _own_tenant(self, caller: Principal, path: str) -> Tenant:
+        """A node of the caller's subtree (NOT_FOUND for any other)."""
+        tenancy.validate_path(path, "tenant")
+        if not caller.can_see(path):
+            raise NotFound(f"tenant {tenancy.tenant_name(path)!r} not found")
+        return await self._visible_tenant(caller, path, "tenant")
+
+    async def get_tenant(self, caller: Principal, path: str) -> Tenant:
+        """A node of the caller's subtree or above it (a village sees its town)."""
+        return await self._visible_tenant(caller, path, "path")
+
+    async def list_tenants(
+        self, caller: Principal, parent: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[Tenant], str]:
+        """Children of `parent` ("" for the roots) the caller may see, by path."""
+        if parent:
+            await self._visible_tenant(caller, parent, "parent")
+        limit = paging.page_size(page_size)
+        query = ("tenants", parent)
+        rows = await self.store.list_child_tenants(
+            parent, caller.tenant, _ancestors(caller.tenant), limit + 1, _after(page_token, query)
+        )
+        return _page(rows, limit, query, lambda t: t.path)
+
+    # Users.
+
+    async def create_user(
+        self,
+        caller: Principal,
+        tenant: str,
+        username: str,
+        display_name: str,
+        kind: UserKind | str,
+        roles: Sequence[str],
+        password: str | None = None,
+    ) -> User:
+        """A user of a node of the caller's subtree, with roles the caller could hold.
+
+        Without a password the user exists but cannot sign in with one.
+        """
+        _require(caller, USERS_WRITE)
+        await self._own_tenant(caller, tenant)
+        name = _username(username)
+        display = _display_name(display_name)
+        user_kind = _user_kind(kind)
+        wanted = tuple(dict.fromkeys(roles))
+        if not wanted:
+            raise InvalidArgument.field("roles", "a user needs at least one role")
+        _no_escalation(caller, scopes_for_roles(wanted), "these roles")
+        password_hash = None
+        if password is not None:
+            password_hash = await self.passwords.hash(check_policy(password, name))
+        now = self.clock()
+        user = User(
+            id=new_id("user"),
+            tenant=tenant,
+            username=name,
+            display_name=display,
+            kind=user_kind,
+            roles=wanted,
+            create_time=now,
+            update_time=now,
+        )
+        await self.store.create_user(caller.tenant, user, password_hash)
+        return user
+
+    async def get_user(self, caller: Principal, name: str) -> User:
+        """A user by `tenants/{t}/users/{id}` (t may be `-`) or `users/{id}`.
+
+        Anyone may read their own record; others need empower:read or users:write.
+        """
+        hint, user_id = _parse_name(name, "users")
+        if caller.subject != f"users/{user_id}":
+            _require(caller, EMPOWER_READ, USERS_WRITE)
+        return await self._visible_user(caller, hint, user_id)
+
+    async def _visible_user(self, caller: Principal, hint: str | None, user_id: str) -> User:
+        user = await self.store.get_user(caller.tenant, user_id)
+        if (
+            user is None
+            or not caller.can_see(user.tenant)
+            or (hint is not None and hint != user.tenant)
+        ):
+            raise NotFound(f"user {user_id[:64]!r} not found")
+        return user
+
+    async def list_users(
+        self, caller: Principal, parent: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[User], str]:
+        """Users of a node and its subtree, oldest first."""
+        _require(caller, EMPOWER_READ, USERS_WRITE)
+        tenancy.validate_path(parent, "parent")
+        if not caller.can_see(parent):
+            raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
+        limit = paging.page_size(page_size)
+        query = ("users", parent)
+        rows = await self.store.list_users(
+            caller.tenant, parent, limit + 1, _after(page_token, query)
+        )
+        return _page(rows, limit, query, lambda u: u.id)
+
+    async def disable_user(self, caller: Principal, name: str) -> User:
+        """Stop a user signing in; their refresh tokens are revoked at once and their
+        access tokens lapse within the access-token lifetime."""
+        return await self._set_disabled(caller, name, True)
+
+    async def enable_user(self, caller: Principal, name: str) -> User:
+        return await self._set_disabled(caller, name, False)
+
+    async def _set_disabled(self, caller: Principal, name: str, disabled: bool) -> User:
+        _require(caller, USERS_WRITE)
+        hint, user_id = _parse_name(name, "users")
+        user = await self._visible_user(caller, hint, user_id)
+        if user.subject == caller.subject:
+            raise FailedPrecondition("you cannot disable or enable your own account")
+        _no_escalation(caller, granted_scopes(user.roles), "changing this user")
+        now = self.clock()
+        changed = await self.store.set_user_disabled(caller.tenant, user.id, disabled, now)
+        if changed is None:
+            raise NotFound(f"user {user_id[:64]!r} not found")
+        if disabled:
+            await self.store.revoke_user_refresh_tokens(user.id, now)
+        return changed
+
+    # Sign-in and tokens.
+
+    async def login(self, username: str, password: str) -> TokenPair:
+        """Tokens for a username and password.
+
+        Unknown users and wrong passwords get the same answer after the same work.
+        Five failures in a row lock the account for fifteen minutes; a success
+        clears the count.
+        """
+        now = self.clock()
+        name = username.strip().lower()
+        found = await self.store.credentials(SYSTEM_SCOPE, name) if _USERNAME.match(name) else None
+        if found is None:
+            await self.passwords.verify(None, password)
+            raise Unauthenticated(_BAD_LOGIN, reason=INVALID_CREDENTIALS)
+        if found.locked_until is not None and now < found.locked_until:
+            raise self._locked(found.locked_until)
+        if not await self.passwords.verify(found.password_hash, password):
+            locked = await self.store.record_failed_login(
+                SYSTEM_SCOPE, found.user.id, self.max_failed_logins, now + self.lockout
+            )
+            if locked is not None:
+                raise self._locked(locked)
+            raise Unauthenticated(_BAD_LOGIN, reason=INVALID_CREDENTIALS)
+        if found.user.disabled:
+            raise Unauthenticated("this account is disabled", reason=ACCOUNT_DISABLED)
+        new_hash = None
+        if found.password_hash and self.passwords.needs_rehash(found.password_hash):
+            new_hash = await self.passwords.hash(password)
+        await self.store.record_login(SYSTEM_SCOPE, found.user.id, new_hash)
+        return await self._issue(found.user, now)
+
+    @staticmethod
+    def _locked(until: datetime) -> Unauthenticated:
+        return Unauthenticated(
+            "this account is locked after too many failed logins; try again after "
+            f"{until.isoformat(timespec='seconds')}",
+            reason=ACCOUNT_LOCKED,
+            metadata={"locked_until": until.isoformat()},
+        )
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """New tokens for a refresh token, which is used up.
+
+        A token presented a second time means two parties hold it (one of them a
+        thief): the whole family of that login is revoked.
+        """
+        now = self.clock()
+        record = await self._refresh_record(refresh_token)
+        if record.revoked:
+            raise Unauthenticated("the refresh token has been revoked", reason=TOKEN_REVOKED)
+        if record.used:
+            await self.store.revoke_refresh_family(record.family_id, now)
+            raise self._reused()
+        if now >= record.expire_time:
+            raise Unauthenticated("the refresh token has expired", reason=EXPIRED)
+        user = await self.store.get_user(SYSTEM_SCOPE, record.user_id)
+        if user is None or user.disabled:
+            await self.store.revoke_refresh_family(record.family_id, now)
+            raise Unauthenticated("this account is disabled", reason=ACCOUNT_DISABLED)
+        return await self._issue(user, now, family_id=record.family_id, replaces=record.id)
+
+    @staticmethod
+    def _reused() -> Unauthenticated:
+        return Unauthenticated(
+            "the refresh token was already used; every session of that login is now signed out",
+            reason=TOKEN_REUSED,
+        )
+
+    async def logout(self, refresh_token: str) -> None:
+        """Revoke every refresh token of the login the token belongs to."""
+        record = await self._refresh_record(refresh_token)
+        await self.store.revoke_refresh_family(record.family_id, self.clock())
+
+    async def _refresh_record(self, text: str) -> RefreshToken:
+        token_id, secret = parse_refresh_token(text)
+        record = await self.store.get_refresh_token(token_id)
+        if record is None or not secret_matches(secret, record.token_hash):
+            raise Unauthenticated("the refresh token is not valid", reason=INVALID_TOKEN)
+        return record
+
+    async def _issue(
+        self,
+        user: User,
+        now: datetime,
+        *,
+        family_id: str | None = None,
+        replaces: str | None = None,
+    ) -> TokenPair:
+        key = await self._signing_key(now)
+        access = sign_access_token(
+            key,
+            user,
+            granted_scopes(user.roles),
+            now,
+            self.access_token_lifetime,
+            issuer=self.issuer,
+            audience=self.audience,
+        )
+        token_id, secret, text = new_opaque(REFRESH_PREFIX)
+        record = RefreshToken(
+            id=token_id,
+            family_id=family_id or token_id,
+            user_id=user.id,
+            tenant=user.tenant,
+            token_hash=hash_secret(secret),
+            create_time=now,
+            expire_time=now + self.refresh_token_lifetime,
+        )
+        if replaces is None:
+            await self.store.create_refresh_token(record)
+        elif not await self.store.rotate_refresh_token(replaces, now, record):
+            # Another refresh with the same token won the race: it is a reuse too.
+            await self.store.revoke_refresh_family(record.family_id, now)
+            raise self._reused()
+        return TokenPair(access, text, int(self.access_token_lifetime.total_seconds()))
+
+    async def _signing_key(self, now: datetime) -> SigningKey:
+        """The active key, replaced first when it is older than the rotation period."""
+        key = await self.store.active_signing_key()
+        if key is not None and now - key.create_time < self.key_rotation_period:
+            return key
+        return await self.store.rotate_signing_key(
+            new_signing_key(now),
+            now,
+            stale_before=now - self.key_rotation_period,
+            forget_before=now - self.access_token_lifetime,
+        )
+
+    async def rotate_signing_key(self) -> SigningKey:
+        """Start signing with a new key now; the old one stays published until every
+        token it signed has expired."""
+        now = self.clock()
+        return await self.store.rotate_signing_key(
+            new_signing_key(now),
+            now,
+            stale_before=None,
+            forget_before=now - self.access_token_lifetime,
+        )
+
+    async def jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The public keys that may have signed a token still unexpired (RFC 7517).
+
+        Makes the first key if there is none, so a verifier can start before the
+        first login.
+        """
+        now = self.clock()
+        await self._signing_key(now)
+        keys = await self.store.signing_keys(retired_after=now - self.access_token_lifetime)
+        return {"keys": [key.public_jwk for key in keys]}
+
+    # Apps and API keys.
+
+    async def create_app(
+        self,
+        caller: Principal,
+        tenant: str,
+        display_name: str,
+        scopes: Iterable[str],
+        quota_per_minute: int,
+    ) -> tuple[App, IssuedKey]:
+        """An app of a node of the caller's subtree, with its first API key (shown once)."""
+        _require(caller, APPS_WRITE)
+        await self._own_tenant(caller, tenant)
+        display = _display_name(display_name)
+        wanted = check_scopes(scopes)
+        if not wanted:
+            raise InvalidArgument.field("scopes", "an app needs at least one scope")
+        _no_escalation(caller, wanted, "this app")
+        if not 1 <= quota_per_minute <= MAX_QUOTA_PER_MINUTE:
+            raise InvalidArgument.field(
+                "quota_per_minute", f"must be between 1 and {MAX_QUOTA_PER_MINUTE}"
+            )
+        now = self.clock()
+        app = App(
+            id=new_id("app"),
+            tenant=tenant,
+            display_name=display,
+            scopes=wanted,
+            quota_per_minute=quota_per_minute,
+            create_time=now,
+            update_time=now,
+        )
+        key, issued = self._new_key(app, now)
+        await self.store.create_app(caller.tenant, app, key)
+        return app, issued
+
+    @staticmethod
+    def _new_key(app: App, now: datetime) -> tuple[ApiKey, IssuedKey]:
+        key_id, secret, text = new_opaque(API_KEY_PREFIX)
+        key = ApiKey(
+            id=key_id,
+            app_id=app.id,
+            tenant=app.tenant,
+            secret_hash=hash_secret(secret),
+            create_time=now,
+        )
+        return key, IssuedKey(key_id=key_id, app_id=app.id, api_key=text, create_time=now)
+
+    async def _visible_app(self, caller: Principal, name: str) -> App:
+        hint, app_id = _parse_name(name, "apps")
+        app = await self.store.get_app(caller.tenant, app_id)
+        if (
+            app is None
+            or not caller.can_see(app.tenant)
+            or (hint is not None and hint != app.tenant)
+        ):
+            raise NotFound(f"app {app_id[:64]!r} not found")
+        return app
+
+    async def get_app(self, caller: Principal, name: str) -> App:
+        """An app by `tenants/{t}/apps/{id}` (t may be `-`) or `apps/{id}`."""
+        _require(caller, EMPOWER_READ, APPS_WRITE)
+        return await self._visible_app(caller, name)
+
+    async def list_apps(
+        self, caller: Principal, parent: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[App], str]:
+        """Apps of a node and its subtree, oldest first."""
+        _require(caller, EMPOWER_READ, APPS_WRITE)
+        tenancy.validate_path(parent, "parent")
+        if not caller.can_see(parent):
+            raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
+        limit = paging.page_size(page_size)
+        query = ("apps", parent)
+        rows = await self.store.list_apps(
+            caller.tenant, parent, limit + 1, _after(page_token, query)
+        )
+        return _page(rows, limit, query, lambda a: a.id)
+
+    async def update_app_scopes(self, caller: Principal, name: str, scopes: Iterable[str]) -> App:
+        """Replace an app's scopes (with scopes the caller holds); its keys keep working."""
+        _require(caller, APPS_WRITE)
+        app = await self._visible_app(caller, name)
+        wanted = check_scopes(scopes)
+        if not wanted:
+            raise InvalidArgument.field("scopes", "an app needs at least one scope")
+        _no_escalation(caller, wanted, "these scopes")
+        changed = await self.store.update_app_scopes(caller.tenant, app.id, wanted, self.clock())
+        if changed is None:
+            raise NotFound(f"app {app.id!r} not found")
+        return changed
+
+    async def create_api_key(self, caller: Principal, app_name: str) -> IssuedKey:
+        """Another key for an app (to rotate: make one, switch, revoke the old one).
+
+        Making a key hands out the app's scopes, so the caller must hold them all.
+        """
+        _require(caller, APPS_WRITE)
+        app = await self._visible_app(caller, app_name)
+        _no_escalation(caller, app.scopes, "a key of this app")
+        key, issued = self._new_key(app, self.clock())
+        if not await self.store.add_api_key(caller.tenant, key, self.max_keys_per_app):
+            raise FailedPrecondition(
+                f"the app already has {self.max_keys_per_app} active keys; revoke one first"
+            )
+        return issued
+
+    async def list_api_keys(self, caller: Principal, app_name: str) -> list[ApiKey]:
+        """An app's keys, revoked ones included (without their hashes)."""
+        _require(caller, EMPOWER_READ, APPS_WRITE)
+        app = await self._visible_app(caller, app_name)
+        return [_without_hash(k) for k in await self.store.list_api_keys(caller.tenant, app.id)]
+
+    async def revoke_api_key(self, caller: Principal, app_name: str, key_id: str) -> ApiKey:
+        """Revoke a key at once (revoking a revoked key changes nothing)."""
+        _require(caller, APPS_WRITE)
+        app = await self._visible_app(caller, app_name)
+        key = await self.store.revoke_api_key(caller.tenant, app.id, key_id, self.clock())
+        if key is None:
+            raise NotFound(f"API key {key_id[:64]!r} not found")
+        return _without_hash(key)
+
+    async def lookup_api_key(self, key_id: str) -> tuple[ApiKey, App]:
+        """For the gateway: a key (with its hash, revoked or not) and its app.
+
+        The gateway checks the presented text with `check_api_key`, which also refuses
+        revoked keys, and may cache the answer briefly.
+        """
+        found = await self.store.api_key(SYSTEM_SCOPE, key_id)
+        if found is None:
+            raise Unauthenticated(_BAD_API_KEY, reason=INVALID_TOKEN)
+        return found
+
+    async def authenticate_api_key(self, presented: str) -> tuple[Principal, App]:
+        """The principal an API key stands for; UNAUTHENTICATED for any bad key."""
+        key_id, _ = parse_api_key(presented)
+        key, app = await self.lookup_api_key(key_id)
+        if not check_api_key(presented, key):
+            raise Unauthenticated(_BAD_API_KEY, reason=INVALID_TOKEN)
+        return principal_for_app(app), app

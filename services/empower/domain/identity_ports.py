@@ -1,0 +1,158 @@
+"""What the identity domain needs from its store, as an interface.
+
+Methods that read or write rows of a tenant take a `scope`: the caller's tenant path,
+or `SYSTEM_SCOPE` for work done for the platform itself (login by username, refresh,
+API key lookups by the gateway). Stores filter by the scope's subtree in their
+queries; the PostgreSQL store also runs the transaction under that scope, so
+row-level security hides every row outside it even if a filter were forgotten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from services.empower.domain.model import (
+    ApiKey,
+    App,
+    Credentials,
+    RefreshToken,
+    SigningKey,
+    Tenant,
+    User,
+)
+
+# The same value as the kit's rls.SYSTEM_SCOPE; the domain does not import psycopg.
+SYSTEM_SCOPE = "*"
+
+
+class IdentityStore(Protocol):
+    # The tenant tree. Nodes are visible to callers above and below them (a village
+    # sees its town), which no subtree policy expresses, so the domain decides.
+
+    async def create_tenant(self, tenant: Tenant) -> None:
+        """Store a node; ALREADY_EXISTS when its path is taken."""
+        ...
+
+    async def get_tenant(self, path: str) -> Tenant | None: ...
+
+    async def list_child_tenants(
+        self,
+        parent: str,
+        scope: str,
+        ancestors: Sequence[str],
+        limit: int,
+        after: str | None,
+    ) -> list[Tenant]:
+        """Children of `parent` in the subtree of `scope` or among `ancestors`, by path."""
+        ...
+
+    # Users.
+
+    async def create_user(self, scope: str, user: User, password_hash: str | None) -> None:
+        """Store a user; ALREADY_EXISTS when the username is taken in any tenant."""
+        ...
+
+    async def get_user(self, scope: str, user_id: str) -> User | None: ...
+
+    async def list_users(
+        self, scope: str, subtree: str, limit: int, after: str | None
+    ) -> list[User]:
+        """Users in the subtree of `subtree`, by id, after the id `after`."""
+        ...
+
+    async def set_user_disabled(
+        self, scope: str, user_id: str, disabled: bool, now: datetime
+    ) -> User | None:
+        """Disable or enable a user; None when there is no such user in the scope."""
+        ...
+
+    async def credentials(self, scope: str, username: str) -> Credentials | None:
+        """The user with this username, its password hash and lock-out state."""
+        ...
+
+    async def record_failed_login(
+        self, scope: str, user_id: str, limit: int, lock_until: datetime
+    ) -> datetime | None:
+        """Count a failed login atomically; the `limit`-th in a row locks the account
+        until `lock_until` and starts the count again. Returns the lock's end when
+        this failure locked the account, else None."""
+        ...
+
+    async def record_login(self, scope: str, user_id: str, new_hash: str | None) -> None:
+        """A successful login: clear failures and lock; store `new_hash` if given."""
+        ...
+
+    # Refresh tokens (always looked up for the platform: the caller is their holder).
+
+    async def create_refresh_token(self, token: RefreshToken) -> None: ...
+
+    async def get_refresh_token(self, token_id: str) -> RefreshToken | None: ...
+
+    async def rotate_refresh_token(
+        self, used_id: str, now: datetime, successor: RefreshToken
+    ) -> bool:
+        """Mark `used_id` used and store its successor, atomically; False (and nothing
+        stored) when it was already used or revoked meanwhile."""
+        ...
+
+    async def revoke_refresh_family(self, family_id: str, now: datetime) -> None: ...
+
+    async def revoke_user_refresh_tokens(self, user_id: str, now: datetime) -> None: ...
+
+    # Signing keys of access tokens (platform-wide).
+
+    async def active_signing_key(self) -> SigningKey | None: ...
+
+    async def rotate_signing_key(
+        self,
+        candidate: SigningKey,
+        now: datetime,
+        *,
+        stale_before: datetime | None,
+        forget_before: datetime,
+    ) -> SigningKey:
+        """Make `candidate` the active key, retiring the current one, unless the
+        current one was created after `stale_before` (None: rotate anyway).
+        Deletes keys retired before `forget_before`. Returns the active key; replicas
+        racing to rotate agree on one."""
+        ...
+
+    async def signing_keys(self, retired_after: datetime) -> list[SigningKey]:
+        """The active key and the keys retired after `retired_after`, newest first."""
+        ...
+
+    # Apps and their API keys.
+
+    async def create_app(self, scope: str, app: App, key: ApiKey) -> None:
+        """Store an app with its first key, in one transaction."""
+        ...
+
+    async def get_app(self, scope: str, app_id: str) -> App | None: ...
+
+    async def list_apps(self, scope: str, subtree: str, limit: int, after: str | None) -> list[App]:
+        """Apps in the subtree of `subtree`, by id, after the id `after`."""
+        ...
+
+    async def update_app_scopes(
+        self, scope: str, app_id: str, scopes: frozenset[str], now: datetime
+    ) -> App | None: ...
+
+    async def add_api_key(self, scope: str, key: ApiKey, max_active: int) -> bool:
+        """Store a key unless its app already has `max_active` unrevoked keys (False)."""
+        ...
+
+    async def list_api_keys(self, scope: str, app_id: str) -> list[ApiKey]:
+        """The app's keys, revoked ones included, oldest first."""
+        ...
+
+    async def revoke_api_key(
+        self, scope: str, app_id: str, key_id: str, now: datetime
+    ) -> ApiKey | None:
+        """Revoke a key of the app (a revoked key keeps its first revoke time)."""
+        ...
+
+    async def api_key(self, scope: str, key_id: str) -> tuple[ApiKey, App] | None:
+        """A key, revoked or not, with its app."""
+        ...

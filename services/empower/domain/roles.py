@@ -1,0 +1,102 @@
+"""The catalogue of roles and the scopes each one grants.
+
+Tokens carry scopes, not roles, so services check one thing (`has_scope`); roles are
+the names administrators hand out. A role may be granted only by a caller who holds
+every scope of it (see `IdentityDirectory.create_user`), so the catalogue also
+decides who can create whom: a district administrator, who cannot read sensitive
+personal data, cannot create a carer, who can.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from services.kit.errors import InvalidArgument
+
+# Scopes of the platform's components (map, events, command, twin, empower) and of
+# the people and care data kept for villages.
+ALL_SCOPES: frozenset[str] = frozenset(
+    {
+        "map:read",
+        "map:write",
+        "map:read_sensitive",
+        "events:read",
+        "events:write",
+        "events:configure",
+        "command:read",
+        "command:write",
+        "twin:read",
+        "twin:write",
+        "empower:read",
+        "people:read",
+        "people:write",
+        "people:read_sensitive",
+        "care:read",
+        "care:write",
+        "audit:read",
+        "tenants:write",
+        "users:write",
+        "apps:write",
+    }
+)
+
+_READ = frozenset({"map:read", "events:read", "command:read", "twin:read", "empower:read"})
+_OPERATE = _READ | {"map:write", "events:write", "command:write", "twin:write"}
+_ADMINISTER = frozenset({"users:write", "apps:write"})
+
+ROLES: dict[str, frozenset[str]] = {
+    # Runs the district's platform: the tree, accounts, apps and every component,
+    # without sensitive personal data.
+    "district_admin": _OPERATE
+    | _ADMINISTER
+    | {"tenants:write", "events:configure", "people:read", "people:write"}
+    | {"care:read", "care:write"},
+    # Reads everything a district sees and the audit trail; changes nothing.
+    "district_auditor": _READ | {"audit:read", "people:read"},
+    # A town (street) office: dispatches and configures for its villages.
+    "town_officer": _OPERATE | _ADMINISTER | {"events:configure", "people:read"},
+    # Runs a village: its residents' records (sensitive ones included), its staff
+    # accounts and its apps.
+    "village_secretary": _OPERATE
+    | _ADMINISTER
+    | {"events:configure", "people:read", "people:write", "people:read_sensitive"}
+    | {"care:read", "care:write", "map:read_sensitive"},
+    # Patrols a grid cell: reports and handles events, sees the map and residents.
+    "grid_worker": frozenset({"events:read", "events:write", "map:read", "people:read"}),
+    # Looks after elderly people living alone: needs their contacts and health notes.
+    "carer": frozenset({"people:read", "people:read_sensitive", "care:read", "care:write"}),
+    "volunteer": frozenset({"events:read", "events:write", "map:read"}),
+    # A resident reports and follows events; which events they see (their own) is
+    # decided by the events service from the subject.
+    "resident": frozenset({"events:read", "events:write"}),
+}
+
+
+def scopes_for_roles(roles: Iterable[str]) -> frozenset[str]:
+    """The union of the roles' scopes; an unknown role is INVALID_ARGUMENT on `roles`."""
+    scopes: set[str] = set()
+    for role in roles:
+        granted = ROLES.get(role)
+        if granted is None:
+            raise InvalidArgument.field(
+                "roles", f"unknown role {role[:64]!r}; known: {', '.join(sorted(ROLES))}"
+            )
+        scopes |= granted
+    return frozenset(scopes)
+
+
+def check_scopes(scopes: Iterable[str], field: str = "scopes") -> frozenset[str]:
+    """Scopes as a set, every one of them known (INVALID_ARGUMENT on `field` otherwise)."""
+    wanted = frozenset(scopes)
+    unknown = sorted(wanted - ALL_SCOPES)
+    if unknown:
+        raise InvalidArgument.field(
+            field, f"unknown scopes {', '.join(s[:64] for s in unknown[:5])}"
+        )
+    return wanted
+
+
+def granted_scopes(roles: Iterable[str]) -> frozenset[str]:
+    """The scopes stored roles grant today; a role since dropped from the catalogue
+    grants nothing (tokens are issued from it, so this must not fail a login)."""
+    return frozenset().union(*(ROLES.get(role, frozenset()) for role in roles))

@@ -1,0 +1,699 @@
+"""The embedded identity store: one SQLite file in WAL mode.
+
+Every statement runs on the database's single thread, so a read-check-write inside
+one `transaction` (a failed-login count, a refresh-token rotation, a key rotation)
+cannot interleave with another. Times are microseconds since the epoch, as in the
+PostgreSQL store, which shares this module's row mapping.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from services.empower.domain.identity_ports import SYSTEM_SCOPE
+from services.empower.domain.model import (
+    ApiKey,
+    App,
+    Credentials,
+    Level,
+    RefreshToken,
+    SigningKey,
+    Tenant,
+    User,
+    UserKind,
+)
+from services.kit.errors import AlreadyExists
+from services.kit.sqlite import SqliteDatabase, transaction
+
+T = TypeVar("T")
+Row = Mapping[str, Any]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenants (
+    path          TEXT PRIMARY KEY,
+    parent        TEXT NOT NULL,
+    display_name  TEXT NOT NULL,
+    level         TEXT NOT NULL,
+    admin_code    TEXT NOT NULL,
+    create_us     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tenants_parent ON tenants (parent, path);
+CREATE TABLE IF NOT EXISTS users (
+    id              TEXT PRIMARY KEY,
+    tenant          TEXT NOT NULL,
+    username        TEXT NOT NULL UNIQUE,
+    display_name    TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    roles           TEXT NOT NULL,
+    password_hash   TEXT,
+    disabled        INTEGER NOT NULL DEFAULT 0,
+    failed_logins   INTEGER NOT NULL DEFAULT 0,
+    locked_until_us INTEGER,
+    create_us       INTEGER NOT NULL,
+    update_us       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS users_tenant ON users (tenant, id);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    id            TEXT PRIMARY KEY,
+    family_id     TEXT NOT NULL,
+    user_id       TEXT NOT NULL REFERENCES users (id),
+    tenant        TEXT NOT NULL,
+    token_hash    TEXT NOT NULL,
+    create_us     INTEGER NOT NULL,
+    expire_us     INTEGER NOT NULL,
+    use_us        INTEGER,
+    revoke_us     INTEGER
+);
+CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family_id);
+CREATE INDEX IF NOT EXISTS refresh_tokens_user ON refresh_tokens (user_id);
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid           TEXT PRIMARY KEY,
+    private_pem   TEXT NOT NULL,
+    public_x      TEXT NOT NULL,
+    create_us     INTEGER NOT NULL,
+    retire_us     INTEGER
+);
+CREATE TABLE IF NOT EXISTS apps (
+    id                TEXT PRIMARY KEY,
+    tenant            TEXT NOT NULL,
+    display_name      TEXT NOT NULL,
+    scopes            TEXT NOT NULL,
+    quota_per_minute  INTEGER NOT NULL,
+    create_us         INTEGER NOT NULL,
+    update_us         INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS apps_tenant ON apps (tenant, id);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id            TEXT PRIMARY KEY,
+    app_id        TEXT NOT NULL REFERENCES apps (id),
+    tenant        TEXT NOT NULL,
+    secret_hash   TEXT NOT NULL,
+    create_us     INTEGER NOT NULL,
+    revoke_us     INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_app ON api_keys (app_id, create_us);
+"""
+
+TENANT_COLUMNS = "path, parent, display_name, level, admin_code, create_us"
+USER_COLUMNS = "id, tenant, username, display_name, kind, roles, disabled, create_us, update_us"
+CREDENTIAL_COLUMNS = USER_COLUMNS + ", password_hash, failed_logins, locked_until_us"
+REFRESH_COLUMNS = (
+    "id, family_id, user_id, tenant, token_hash, create_us, expire_us, use_us, revoke_us"
+)
+SIGNING_KEY_COLUMNS = "kid, private_pem, public_x, create_us, retire_us"
+APP_COLUMNS = "id, tenant, display_name, scopes, quota_per_minute, create_us, update_us"
+KEY_COLUMNS = "id, app_id, tenant, secret_hash, create_us, revoke_us"
+# A key joined with its app: the key's columns carry a k_ prefix.
+KEY_WITH_APP_COLUMNS = (
+    ", ".join(f"k.{c} AS k_{c}" for c in KEY_COLUMNS.split(", "))
+    + ", "
+    + ", ".join(f"a.{c}" for c in APP_COLUMNS.split(", "))
+)
+
+
+def failed_login_sql(mark: str) -> str:
+    """One UPDATE counts a failed login and, at the limit, locks and restarts the count.
+
+    Every right-hand side sees the row as it was, so the two CASEs agree. Parameters:
+    limit, limit, lock end, user id; `mark` is the driver's placeholder.
+    """
+    return (
+        "UPDATE users SET "
+        f"failed_logins = CASE WHEN failed_logins + 1 >= {mark} THEN 0 "
+        "ELSE failed_logins + 1 END, "
+        f"locked_until_us = CASE WHEN failed_logins + 1 >= {mark} THEN {mark} "
+        f"ELSE locked_until_us END WHERE id = {mark}"
+    )
+
+
+ACTIVE_KEY = (
+    f"SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys WHERE retire_us IS NULL "
+    "ORDER BY create_us DESC, kid DESC LIMIT 1"
+)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def us(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float rounding)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def maybe_us(moment: datetime | None) -> int | None:
+    return None if moment is None else us(moment)
+
+
+def maybe_from_us(value: int | None) -> datetime | None:
+    return None if value is None else from_us(value)
+
+
+def row_to_tenant(row: Row) -> Tenant:
+    return Tenant(
+        path=row["path"],
+        display_name=row["display_name"],
+        level=Level(row["level"]),
+        admin_code=row["admin_code"],
+        create_time=from_us(row["create_us"]),
+    )
+
+
+def tenant_values(tenant: Tenant) -> tuple[object, ...]:
+    return (
+        tenant.path,
+        tenant.parent,
+        tenant.display_name,
+        tenant.level.value,
+        tenant.admin_code,
+        us(tenant.create_time),
+    )
+
+
+def row_to_user(row: Row) -> User:
+    return User(
+        id=row["id"],
+        tenant=row["tenant"],
+        username=row["username"],
+        display_name=row["display_name"],
+        kind=UserKind(row["kind"]),
+        roles=tuple(json.loads(row["roles"])),
+        create_time=from_us(row["create_us"]),
+        update_time=from_us(row["update_us"]),
+        disabled=bool(row["disabled"]),
+    )
+
+
+def user_values(user: User, password_hash: str | None) -> tuple[object, ...]:
+    """Values for `USER_COLUMNS` followed by the password hash."""
+    return (
+        user.id,
+        user.tenant,
+        user.username,
+        user.display_name,
+        user.kind.value,
+        json.dumps(list(user.roles)),
+        user.disabled,
+        us(user.create_time),
+        us(user.update_time),
+        password_hash,
+    )
+
+
+def row_to_credentials(row: Row) -> Credentials:
+    return Credentials(
+        user=row_to_user(row),
+        password_hash=row["password_hash"],
+        failed_logins=row["failed_logins"],
+        locked_until=maybe_from_us(row["locked_until_us"]),
+    )
+
+
+def row_to_refresh(row: Row) -> RefreshToken:
+    return RefreshToken(
+        id=row["id"],
+        family_id=row["family_id"],
+        user_id=row["user_id"],
+        tenant=row["tenant"],
+        token_hash=row["token_hash"],
+        create_time=from_us(row["create_us"]),
+        expire_time=from_us(row["expire_us"]),
+        use_time=maybe_from_us(row["use_us"]),
+        revoke_time=maybe_from_us(row["revoke_us"]),
+    )
+
+
+def refresh_values(token: RefreshToken) -> tuple[object, ...]:
+    return (
+        token.id,
+        token.family_id,
+        token.user_id,
+        token.tenant,
+        token.token_hash,
+        us(token.create_time),
+        us(token.expire_time),
+        maybe_us(token.use_time),
+        maybe_us(token.revoke_time),
+    )
+
+
+def row_to_signing_key(row: Row) -> SigningKey:
+    return SigningKey(
+        kid=row["kid"],
+        private_pem=row["private_pem"],
+        public_x=row["public_x"],
+        create_time=from_us(row["create_us"]),
+        retire_time=maybe_from_us(row["retire_us"]),
+    )
+
+
+def signing_key_values(key: SigningKey) -> tuple[object, ...]:
+    return (
+        key.kid,
+        key.private_pem,
+        key.public_x,
+        us(key.create_time),
+        maybe_us(key.retire_time),
+    )
+
+
+def row_to_app(row: Row) -> App:
+    return App(
+        id=row["id"],
+        tenant=row["tenant"],
+        display_name=row["display_name"],
+        scopes=frozenset(row["scopes"].split()),
+        quota_per_minute=row["quota_per_minute"],
+        create_time=from_us(row["create_us"]),
+        update_time=from_us(row["update_us"]),
+    )
+
+
+def app_values(app: App) -> tuple[object, ...]:
+    return (
+        app.id,
+        app.tenant,
+        app.display_name,
+        " ".join(sorted(app.scopes)),
+        app.quota_per_minute,
+        us(app.create_time),
+        us(app.update_time),
+    )
+
+
+def row_to_key(row: Row, prefix: str = "") -> ApiKey:
+    return ApiKey(
+        id=row[prefix + "id"],
+        app_id=row[prefix + "app_id"],
+        tenant=row[prefix + "tenant"],
+        secret_hash=row[prefix + "secret_hash"],
+        create_time=from_us(row[prefix + "create_us"]),
+        revoke_time=maybe_from_us(row[prefix + "revoke_us"]),
+    )
+
+
+def key_values(key: ApiKey) -> tuple[object, ...]:
+    return (
+        key.id,
+        key.app_id,
+        key.tenant,
+        key.secret_hash,
+        us(key.create_time),
+        maybe_us(key.revoke_time),
+    )
+
+
+def _marks(columns: str) -> str:
+    return ", ".join("?" * len(columns.split(",")))
+
+
+def subtree_clause(column: str, scope: str) -> tuple[str, list[str]]:
+    """SQL for "column is scope or below it" as an index range; no limit for the system.
+
+    '/' sorts just before '0', so every descendant path lies in [scope + '/', scope + '0').
+    """
+    if scope == SYSTEM_SCOPE:
+        return "1 = 1", []
+    return f"({column} = ? OR ({column} >= ? AND {column} < ?))", [scope, scope + "/", scope + "0"]
+
+
+class SqliteIdentityStore:
+    """Tenants, users, tokens' state, signing keys and apps, in one SQLite file."""
+
+    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+        self.db = SqliteDatabase(path, synchronous=synchronous)
+        self.db.run_sync(lambda conn: conn.executescript(SCHEMA))
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self.db.run(fn)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self.db.run(lambda conn: transaction(conn, fn))
+
+    # Tenants.
+
+    async def create_tenant(self, tenant: Tenant) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            taken = conn.execute("SELECT 1 FROM tenants WHERE path = ?", (tenant.path,))
+            if taken.fetchone():
+                raise AlreadyExists(f"tenant {tenant.name!r} already exists")
+            conn.execute(
+                f"INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ({_marks(TENANT_COLUMNS)})",
+                tenant_values(tenant),
+            )
+
+        await self._write(write)
+
+    async def get_tenant(self, path: str) -> Tenant | None:
+        def read(conn: sqlite3.Connection) -> Tenant | None:
+            row = conn.execute(
+                f"SELECT {TENANT_COLUMNS} FROM tenants WHERE path = ?", (path,)
+            ).fetchone()
+            return row_to_tenant(row) if row else None
+
+        return await self._read(read)
+
+    async def list_child_tenants(
+        self,
+        parent: str,
+        scope: str,
+        ancestors: Sequence[str],
+        limit: int,
+        after: str | None,
+    ) -> list[Tenant]:
+        clause, args = subtree_clause("path", scope)
+        marks = ", ".join("?" * len(ancestors)) or "NULL"
+        sql = (
+            f"SELECT {TENANT_COLUMNS} FROM tenants WHERE parent = ? "
+            f"AND ({clause} OR path IN ({marks}))"
+        )
+        params: list[object] = [parent, *args, *ancestors]
+        if after is not None:
+            sql += " AND path > ?"
+            params.append(after)
+        sql += " ORDER BY path LIMIT ?"
+        params.append(limit)
+        return await self._read(lambda conn: [row_to_tenant(r) for r in conn.execute(sql, params)])
+
+    # Users.
+
+    async def create_user(self, scope: str, user: User, password_hash: str | None) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            taken = conn.execute("SELECT 1 FROM users WHERE username = ?", (user.username,))
+            if taken.fetchone():
+                raise AlreadyExists(f"the username {user.username!r} is taken")
+            columns = USER_COLUMNS + ", password_hash"
+            conn.execute(
+                f"INSERT INTO users ({columns}) VALUES ({_marks(columns)})",
+                user_values(user, password_hash),
+            )
+
+        await self._write(write)
+
+    async def get_user(self, scope: str, user_id: str) -> User | None:
+        clause, args = subtree_clause("tenant", scope)
+
+        def read(conn: sqlite3.Connection) -> User | None:
+            row = conn.execute(
+                f"SELECT {USER_COLUMNS} FROM users WHERE id = ? AND {clause}", (user_id, *args)
+            ).fetchone()
+            return row_to_user(row) if row else None
+
+        return await self._read(read)
+
+    async def list_users(
+        self, scope: str, subtree: str, limit: int, after: str | None
+    ) -> list[User]:
+        sql, params = self._list_sql(USER_COLUMNS, "users", scope, subtree, limit, after)
+        return await self._read(lambda conn: [row_to_user(r) for r in conn.execute(sql, params)])
+
+    @staticmethod
+    def _list_sql(
+        columns: str, table: str, scope: str, subtree: str, limit: int, after: str | None
+    ) -> tuple[str, list[object]]:
+        scoped, scope_args = subtree_clause("tenant", scope)
+        below, below_args = subtree_clause("tenant", subtree)
+        sql = f"SELECT {columns} FROM {table} WHERE {scoped} AND {below}"
+        params: list[object] = [*scope_args, *below_args]
+        if after is not None:
+            sql += " AND id > ?"
+            params.append(after)
+        return sql + " ORDER BY id LIMIT ?", [*params, limit]
+
+    async def set_user_disabled(
+        self, scope: str, user_id: str, disabled: bool, now: datetime
+    ) -> User | None:
+        clause, args = subtree_clause("tenant", scope)
+
+        def write(conn: sqlite3.Connection) -> User | None:
+            row = conn.execute(
+                f"UPDATE users SET disabled = ?, update_us = ? WHERE id = ? AND {clause} "
+                f"RETURNING {USER_COLUMNS}",
+                (disabled, us(now), user_id, *args),
+            ).fetchone()
+            return row_to_user(row) if row else None
+
+        return await self._write(write)
+
+    async def credentials(self, scope: str, username: str) -> Credentials | None:
+        clause, args = subtree_clause("tenant", scope)
+
+        def read(conn: sqlite3.Connection) -> Credentials | None:
+            row = conn.execute(
+                f"SELECT {CREDENTIAL_COLUMNS} FROM users WHERE username = ? AND {clause}",
+                (username, *args),
+            ).fetchone()
+            return row_to_credentials(row) if row else None
+
+        return await self._read(read)
+
+    async def record_failed_login(
+        self, scope: str, user_id: str, limit: int, lock_until: datetime
+    ) -> datetime | None:
+        clause, args = subtree_clause("tenant", scope)
+
+        def write(conn: sqlite3.Connection) -> datetime | None:
+            row = conn.execute(
+                f"{failed_login_sql('?')} AND {clause} RETURNING failed_logins, locked_until_us",
+                (limit, limit, us(lock_until), user_id, *args),
+            ).fetchone()
+            return locked_by(row)
+
+        return await self._write(write)
+
+    async def record_login(self, scope: str, user_id: str, new_hash: str | None) -> None:
+        clause, args = subtree_clause("tenant", scope)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE users SET failed_logins = 0, locked_until_us = NULL, "
+                f"password_hash = coalesce(?, password_hash) WHERE id = ? AND {clause}",
+                (new_hash, user_id, *args),
+            )
+
+        await self._write(write)
+
+    # Refresh tokens.
+
+    async def create_refresh_token(self, token: RefreshToken) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                f"INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) "
+                f"VALUES ({_marks(REFRESH_COLUMNS)})",
+                refresh_values(token),
+            )
+        )
+
+    async def get_refresh_token(self, token_id: str) -> RefreshToken | None:
+        def read(conn: sqlite3.Connection) -> RefreshToken | None:
+            row = conn.execute(
+                f"SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE id = ?", (token_id,)
+            ).fetchone()
+            return row_to_refresh(row) if row else None
+
+        return await self._read(read)
+
+    async def rotate_refresh_token(
+        self, used_id: str, now: datetime, successor: RefreshToken
+    ) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE refresh_tokens SET use_us = ? "
+                "WHERE id = ? AND use_us IS NULL AND revoke_us IS NULL",
+                (us(now), used_id),
+            )
+            if cur.rowcount != 1:
+                return False
+            conn.execute(
+                f"INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) "
+                f"VALUES ({_marks(REFRESH_COLUMNS)})",
+                refresh_values(successor),
+            )
+            return True
+
+        return await self._write(write)
+
+    async def revoke_refresh_family(self, family_id: str, now: datetime) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE refresh_tokens SET revoke_us = ? WHERE family_id = ? AND revoke_us IS NULL",
+                (us(now), family_id),
+            )
+        )
+
+    async def revoke_user_refresh_tokens(self, user_id: str, now: datetime) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE refresh_tokens SET revoke_us = ? WHERE user_id = ? AND revoke_us IS NULL",
+                (us(now), user_id),
+            )
+        )
+
+    # Signing keys.
+
+    async def active_signing_key(self) -> SigningKey | None:
+        def read(conn: sqlite3.Connection) -> SigningKey | None:
+            row = conn.execute(ACTIVE_KEY).fetchone()
+            return row_to_signing_key(row) if row else None
+
+        return await self._read(read)
+
+    async def rotate_signing_key(
+        self,
+        candidate: SigningKey,
+        now: datetime,
+        *,
+        stale_before: datetime | None,
+        forget_before: datetime,
+    ) -> SigningKey:
+        def write(conn: sqlite3.Connection) -> SigningKey:
+            row = conn.execute(ACTIVE_KEY).fetchone()
+            if row is not None and stale_before is not None and row["create_us"] > us(stale_before):
+                return row_to_signing_key(row)
+            conn.execute(
+                "UPDATE signing_keys SET retire_us = ? WHERE retire_us IS NULL", (us(now),)
+            )
+            conn.execute(
+                f"INSERT INTO signing_keys ({SIGNING_KEY_COLUMNS}) "
+                f"VALUES ({_marks(SIGNING_KEY_COLUMNS)})",
+                signing_key_values(candidate),
+            )
+            conn.execute("DELETE FROM signing_keys WHERE retire_us < ?", (us(forget_before),))
+            return candidate
+
+        return await self._write(write)
+
+    async def signing_keys(self, retired_after: datetime) -> list[SigningKey]:
+        def read(conn: sqlite3.Connection) -> list[SigningKey]:
+            rows = conn.execute(
+                f"SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys "
+                "WHERE retire_us IS NULL OR retire_us > ? ORDER BY create_us DESC, kid DESC",
+                (us(retired_after),),
+            )
+            return [row_to_signing_key(r) for r in rows]
+
+        return await self._read(read)
+
+    # Apps and API keys.
+
+    async def create_app(self, scope: str, app: App, key: ApiKey) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO apps ({APP_COLUMNS}) VALUES ({_marks(APP_COLUMNS)})",
+                app_values(app),
+            )
+            conn.execute(
+                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({_marks(KEY_COLUMNS)})",
+                key_values(key),
+            )
+
+        await self._write(write)
+
+    async def get_app(self, scope: str, app_id: str) -> App | None:
+        clause, args = subtree_clause("tenant", scope)
+
+        def read(conn: sqlite3.Connection) -> App | None:
+            row = conn.execute(
+                f"SELECT {APP_COLUMNS} FROM apps WHERE id = ? AND {clause}", (app_id, *args)
+            ).fetchone()
+            return row_to_app(row) if row else None
+
+        return await self._read(read)
+
+    async def list_apps(self, scope: str, subtree: str, limit: int, after: str | None) -> list[App]:
+        sql, params = self._list_sql(APP_COLUMNS, "apps", scope, subtree, limit, after)
+        return await self._read(lambda conn: [row_to_app(r) for r in conn.execute(sql, params)])
+
+    async def update_app_scopes(
+        self, scope: str, app_id: str, scopes: frozenset[str], now: datetime
+    ) -> App | None:
+        clause, args = subtree_clause("tenant", scope)
+
+        def write(conn: sqlite3.Connection) -> App | None:
+            row = conn.execute(
+                f"UPDATE apps SET scopes = ?, update_us = ? WHERE id = ? AND {clause} "
+                f"RETURNING {APP_COLUMNS}",
+                (" ".join(sorted(scopes)), us(now), app_id, *args),
+            ).fetchone()
+            return row_to_app(row) if row else None
+
+        return await self._write(write)
+
+    async def add_api_key(self, scope: str, key: ApiKey, max_active: int) -> bool:
+        clause, args = subtree_clause("tenant", scope)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            active = conn.execute(
+                f"SELECT count(*) FROM api_keys WHERE app_id = ? AND revoke_us IS NULL "
+                f"AND {clause}",
+                (key.app_id, *args),
+            ).fetchone()[0]
+            if active >= max_active:
+                return False
+            conn.execute(
+                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({_marks(KEY_COLUMNS)})",
+                key_values(key),
+            )
+            return True
+
+        return await self._write(write)
+
+    async def list_api_keys(self, scope: str, app_id: str) -> list[ApiKey]:
+        clause, args = subtree_clause("tenant", scope)
+
+        def read(conn: sqlite3.Connection) -> list[ApiKey]:
+            rows = conn.execute(
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE app_id = ? AND {clause} "
+                "ORDER BY create_us, id",
+                (app_id, *args),
+            )
+            return [row_to_key(r) for r in rows]
+
+        return await self._read(read)
+
+    async def revoke_api_key(
+        self, scope: str, app_id: str, key_id: str, now: datetime
+    ) -> ApiKey | None:
+        clause, args = subtree_clause("tenant", scope)
+
+        def write(conn: sqlite3.Connection) -> ApiKey | None:
+            row = conn.execute(
+                "UPDATE api_keys SET revoke_us = coalesce(revoke_us, ?) "
+                f"WHERE id = ? AND app_id = ? AND {clause} RETURNING {KEY_COLUMNS}",
+                (us(now), key_id, app_id, *args),
+            ).fetchone()
+            return row_to_key(row) if row else None
+
+        return await self._write(write)
+
+    async def api_key(self, scope: str, key_id: str) -> tuple[ApiKey, App] | None:
+        clause, args = subtree_clause("k.tenant", scope)
+
+        def read(conn: sqlite3.Connection) -> tuple[ApiKey, App] | None:
+            row = conn.execute(
+                f"SELECT {KEY_WITH_APP_COLUMNS} FROM api_keys k JOIN apps a ON a.id = k.app_id "
+                f"WHERE k.id = ? AND {clause}",
+                (key_id, *args),
+            ).fetchone()
+            return (row_to_key(row, "k_"), row_to_app(row)) if row else None
+
+        return await self._read(read)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def locked_by(row: Row | None) -> datetime | None:
+    """The lock's end when the failed-login update just locked the account."""
+    if row is None or row["failed_logins"] != 0 or row["locked_until_us"] is None:
+        return None
+    return from_us(row["locked_until_us"])

@@ -1,0 +1,60 @@
+"""The roles catalogue: who holds what, and who therefore can create whom."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.empower.domain.roles import (
+    ALL_SCOPES,
+    ROLES,
+    check_scopes,
+    granted_scopes,
+    scopes_for_roles,
+)
+from services.kit.errors import InvalidArgument
+
+
+def test_every_role_grants_known_scopes_only():
+    for role, scopes in ROLES.items():
+        assert scopes, role
+        assert scopes <= ALL_SCOPES, (role, scopes - ALL_SCOPES)
+
+
+def test_sensitive_personal_data_is_for_village_staff_and_carers():
+    holders = {role for role, scopes in ROLES.items() if "people:read_sensitive" in scopes}
+    assert holders == {"village_secretary", "carer"}
+    assert "audit:read" in ROLES["district_auditor"]
+    assert not {s for s in ROLES["district_auditor"] if s.endswith(":write")}
+
+
+def test_administrators_hold_what_they_administer():
+    assert {"tenants:write", "users:write", "apps:write"} <= ROLES["district_admin"]
+    assert {"people:read", "people:write"} <= ROLES["district_admin"]
+    assert {"users:write", "apps:write", "people:read_sensitive"} <= ROLES["village_secretary"]
+    assert ROLES["grid_worker"] == {"events:read", "events:write", "map:read", "people:read"}
+    assert ROLES["resident"] == {"events:read", "events:write"}
+    # A village secretary can make every role of village life, a carer included.
+    for role in ("grid_worker", "carer", "volunteer", "resident"):
+        assert ROLES[role] <= ROLES["village_secretary"], role
+    # A district admin cannot make a carer: it would grant sensitive data it lacks.
+    assert not ROLES["carer"] <= ROLES["district_admin"]
+
+
+def test_scopes_for_roles_is_the_union_and_refuses_unknown_roles():
+    assert scopes_for_roles(["volunteer", "carer"]) == ROLES["volunteer"] | ROLES["carer"]
+    assert scopes_for_roles([]) == frozenset()
+    with pytest.raises(InvalidArgument) as info:
+        scopes_for_roles(["resident", "mayor"])
+    assert info.value.violations[0].field == "roles"
+    assert "mayor" in info.value.message
+
+
+def test_granted_scopes_ignores_roles_dropped_from_the_catalogue():
+    assert granted_scopes(["resident", "retired_role"]) == ROLES["resident"]
+
+
+def test_check_scopes_names_the_field():
+    assert check_scopes(["map:read"]) == {"map:read"}
+    with pytest.raises(InvalidArgument) as info:
+        check_scopes(["map:read", "root"], field="app.scopes")
+    assert info.value.violations[0].field == "app.scopes"
