@@ -1,0 +1,248 @@
+"""REST for administering identities: a tenant node's users, apps and API keys.
+
+Creating or disabling users needs `users:write`; registering apps and issuing,
+listing or revoking their keys needs `apps:write`; reading users and apps needs
+`empower:read`. The identity service refuses grants beyond the caller's own scopes.
+A user's password is write-only, and a key's text is returned once, when it is
+issued (with `Cache-Control: no-store`); every other answer carries key records only.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response, Security
+
+from gateway.auth import access, call_metadata
+from gateway.errors import call
+from gateway.schemas.identity import (
+    RESOURCE_ID_PATTERN,
+    TENANT_ID_PATTERN,
+    ApiKeyList,
+    ApiKeyOut,
+    AppCreate,
+    AppCreated,
+    AppList,
+    AppOut,
+    IssuedApiKey,
+    UserCreate,
+    UserList,
+    UserOut,
+)
+from grassroots.empower.v1 import identity_service_pb2 as pb
+from services.kit.principal import Principal
+
+router = APIRouter(prefix="/v1/tenants", tags=["identity"])
+Reader = Annotated[Principal, Security(access("empower:read"))]
+UserAdmin = Annotated[Principal, Security(access("users:write"))]
+AppAdmin = Annotated[Principal, Security(access("apps:write"))]
+TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="tenant id")]
+UserId = Annotated[str, Path(pattern=RESOURCE_ID_PATTERN)]
+AppId = Annotated[str, Path(pattern=RESOURCE_ID_PATTERN)]
+KeyId = Annotated[str, Path(pattern=RESOURCE_ID_PATTERN, description="the key id")]
+PageSize = Annotated[int, Query(ge=1, le=1000)]
+PageToken = Annotated[str, Query(max_length=512)]
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _id(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def user_out(user: pb.User) -> UserOut:
+    kind = pb.User.Kind.Name(user.kind).removeprefix("KIND_").lower()
+    return UserOut(
+        id=_id(user.name),
+        name=user.name,
+        username=user.username,
+        display_name=user.display_name,
+        kind=None if kind == "unspecified" else kind,  # type: ignore[arg-type]
+        roles=list(user.roles),
+        scopes=list(user.scopes),
+        disabled=user.disabled,
+        create_time=user.create_time.ToDatetime(tzinfo=UTC),
+    )
+
+
+def app_out(app: pb.App) -> AppOut:
+    return AppOut(
+        id=_id(app.name),
+        name=app.name,
+        display_name=app.display_name,
+        scopes=list(app.scopes),
+        quota_per_minute=app.quota_per_minute,
+        create_time=app.create_time.ToDatetime(tzinfo=UTC),
+    )
+
+
+def api_key_out(key: pb.ApiKey) -> ApiKeyOut:
+    return ApiKeyOut(
+        id=_id(key.name),
+        name=key.name,
+        key_id=key.key_id,
+        revoked=key.revoked,
+        create_time=key.create_time.ToDatetime(tzinfo=UTC),
+        revoke_time=key.revoke_time.ToDatetime(tzinfo=UTC) if key.HasField("revoke_time") else None,
+    )
+
+
+@router.post("/{tenant}/users", status_code=201, response_model=UserOut, summary="Create a user")
+async def create_user(
+    tenant: TenantId, body: UserCreate, request: Request, response: Response, who: UserAdmin
+) -> UserOut:
+    """Roles may grant only scopes the caller holds itself."""
+    message = pb.CreateUserRequest(
+        parent=f"tenants/{tenant}",
+        user=pb.User(
+            username=body.username,
+            display_name=body.display_name,
+            kind=pb.User.Kind.Value(f"KIND_{body.kind.upper()}"),
+            roles=body.roles,
+        ),
+        password=body.password.get_secret_value() if body.password is not None else "",
+    )
+    rpc = request.app.state.upstreams.identity.CreateUser(message, metadata=call_metadata(who))
+    created = user_out(await call(rpc, strip_prefix="user."))
+    response.headers["Location"] = f"/v1/tenants/{tenant}/users/{created.id}"
+    return created
+
+
+@router.get("/{tenant}/users", response_model=UserList, summary="List users")
+async def list_users(
+    tenant: TenantId,
+    request: Request,
+    who: Reader,
+    page_size: PageSize = 100,
+    page_token: PageToken = "",
+) -> UserList:
+    """Users of the node and of its subtree."""
+    response = await call(
+        request.app.state.upstreams.identity.ListUsers(
+            pb.ListUsersRequest(
+                parent=f"tenants/{tenant}", page_size=page_size, page_token=page_token
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    return UserList(
+        users=[user_out(u) for u in response.users], next_page_token=response.next_page_token
+    )
+
+
+@router.get("/{tenant}/users/{user}", response_model=UserOut, summary="Get a user")
+async def get_user(tenant: TenantId, user: UserId, request: Request, who: Reader) -> UserOut:
+    rpc = request.app.state.upstreams.identity.GetUser(
+        pb.GetUserRequest(name=f"tenants/{tenant}/users/{user}"), metadata=call_metadata(who)
+    )
+    return user_out(await call(rpc))
+
+
+@router.post("/{tenant}/users/{user}:disable", response_model=UserOut, summary="Disable a user")
+async def disable_user(tenant: TenantId, user: UserId, request: Request, who: UserAdmin) -> UserOut:
+    """No more sign-ins or token refreshes for this user."""
+    rpc = request.app.state.upstreams.identity.DisableUser(
+        pb.DisableUserRequest(name=f"tenants/{tenant}/users/{user}"), metadata=call_metadata(who)
+    )
+    return user_out(await call(rpc))
+
+
+@router.post(
+    "/{tenant}/apps", status_code=201, response_model=AppCreated, summary="Register an app"
+)
+async def create_app(
+    tenant: TenantId, body: AppCreate, request: Request, response: Response, who: AppAdmin
+) -> AppCreated:
+    """Registers the app and issues its first API key, whose text is shown only here."""
+    rpc = request.app.state.upstreams.identity.CreateApp(
+        pb.CreateAppRequest(
+            parent=f"tenants/{tenant}",
+            app=pb.App(
+                display_name=body.display_name,
+                scopes=body.scopes,
+                quota_per_minute=body.quota_per_minute,
+            ),
+        ),
+        metadata=call_metadata(who),
+    )
+    created = await call(rpc, strip_prefix="app.")
+    app = app_out(created.app)
+    response.headers.update(NO_STORE)
+    response.headers["Location"] = f"/v1/tenants/{tenant}/apps/{app.id}"
+    return AppCreated(app=app, api_key=api_key_out(created.api_key), key=created.key)
+
+
+@router.get("/{tenant}/apps", response_model=AppList, summary="List apps")
+async def list_apps(
+    tenant: TenantId,
+    request: Request,
+    who: Reader,
+    page_size: PageSize = 100,
+    page_token: PageToken = "",
+) -> AppList:
+    """Apps of the node and of its subtree."""
+    response = await call(
+        request.app.state.upstreams.identity.ListApps(
+            pb.ListAppsRequest(
+                parent=f"tenants/{tenant}", page_size=page_size, page_token=page_token
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    return AppList(
+        apps=[app_out(a) for a in response.apps], next_page_token=response.next_page_token
+    )
+
+
+@router.get("/{tenant}/apps/{app}", response_model=AppOut, summary="Get an app")
+async def get_app(tenant: TenantId, app: AppId, request: Request, who: Reader) -> AppOut:
+    rpc = request.app.state.upstreams.identity.GetApp(
+        pb.GetAppRequest(name=f"tenants/{tenant}/apps/{app}"), metadata=call_metadata(who)
+    )
+    return app_out(await call(rpc))
+
+
+@router.post(
+    "/{tenant}/apps/{app}/keys",
+    status_code=201,
+    response_model=IssuedApiKey,
+    summary="Issue another API key (rotation)",
+)
+async def create_api_key(
+    tenant: TenantId, app: AppId, request: Request, response: Response, who: AppAdmin
+) -> IssuedApiKey:
+    """Earlier keys keep working until they are revoked."""
+    rpc = request.app.state.upstreams.identity.CreateApiKey(
+        pb.CreateApiKeyRequest(parent=f"tenants/{tenant}/apps/{app}"), metadata=call_metadata(who)
+    )
+    issued = await call(rpc)
+    response.headers.update(NO_STORE)
+    return IssuedApiKey(api_key=api_key_out(issued.api_key), key=issued.key)
+
+
+@router.get("/{tenant}/apps/{app}/keys", response_model=ApiKeyList, summary="List an app's keys")
+async def list_api_keys(
+    tenant: TenantId, app: AppId, request: Request, who: AppAdmin
+) -> ApiKeyList:
+    """Key records, newest first, without secrets."""
+    response = await call(
+        request.app.state.upstreams.identity.ListApiKeys(
+            pb.ListApiKeysRequest(parent=f"tenants/{tenant}/apps/{app}"),
+            metadata=call_metadata(who),
+        )
+    )
+    return ApiKeyList(api_keys=[api_key_out(k) for k in response.api_keys])
+
+
+@router.delete(
+    "/{tenant}/apps/{app}/keys/{key}", response_model=ApiKeyOut, summary="Revoke an API key"
+)
+async def revoke_api_key(
+    tenant: TenantId, app: AppId, key: KeyId, request: Request, who: AppAdmin
+) -> ApiKeyOut:
+    """Answers the revoked key's record; gateways refuse the key within seconds."""
+    rpc = request.app.state.upstreams.identity.RevokeApiKey(
+        pb.RevokeApiKeyRequest(name=f"tenants/{tenant}/apps/{app}/apiKeys/{key}"),
+        metadata=call_metadata(who),
+    )
+    return api_key_out(await call(rpc))

@@ -1,0 +1,223 @@
+"""REST for the people a village serves, and for the audit log of unmasked reads.
+
+Registering a person needs `people:write` and reading `people:read`. Personal fields
+come back masked unless the caller also holds `people:read_sensitive` and states a
+purpose, as the `purpose` query parameter or the `X-Purpose` header (the parameter
+wins); the people service records each unmasked read in a hash-chained audit log.
+That log can be listed and verified with `audit:read` and nothing here changes it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Annotated
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response, Security
+
+from gateway.auth import access, call_metadata
+from gateway.errors import call
+from gateway.schemas.identity import RESOURCE_ID_PATTERN, TENANT_ID_PATTERN
+from gateway.schemas.people import (
+    AuditEntryList,
+    AuditEntryOut,
+    AuditVerification,
+    PersonCreate,
+    PersonList,
+    PersonOut,
+)
+from grassroots.empower.v1 import people_service_pb2 as pb
+from services.kit.principal import Principal
+
+router = APIRouter(prefix="/v1/tenants")
+Reader = Annotated[Principal, Security(access("people:read"))]
+Writer = Annotated[Principal, Security(access("people:write"))]
+Auditor = Annotated[Principal, Security(access("audit:read"))]
+TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="tenant id")]
+PersonId = Annotated[str, Path(pattern=RESOURCE_ID_PATTERN)]
+PageSize = Annotated[int, Query(ge=1, le=1000)]
+PageToken = Annotated[str, Query(max_length=512)]
+Filter = Annotated[str, Query(max_length=2000, description="AIP-160 filter")]
+PurposeQuery = Annotated[
+    str | None, Query(max_length=500, description="why you read; needed to see unmasked data")
+]
+PurposeHeader = Annotated[
+    str | None,
+    Header(max_length=1500, description="the purpose, percent-encoded UTF-8 when not ASCII"),
+]
+
+
+def _purpose(query: str | None, header: str | None) -> str:
+    """The stated purpose: the query parameter, else the header (HTTP headers are ASCII)."""
+    if query is not None:
+        return query
+    return unquote(header) if header is not None else ""
+
+
+def person_out(person: pb.Person) -> PersonOut:
+    kind = pb.Person.Kind.Name(person.kind or pb.Person.KIND_RESIDENT)  # type: ignore[arg-type]
+    return PersonOut(
+        id=person.name.rsplit("/", 1)[-1],
+        name=person.name,
+        display_name=person.display_name,
+        id_number=person.id_number,
+        phone=person.phone,
+        kind=kind.removeprefix("KIND_").lower(),  # type: ignore[arg-type]
+        gender=person.gender or None,
+        birth_date=person.birth_date or None,
+        address=person.address,
+        building=person.building,
+        grid_cell=person.grid_cell,
+        tags=list(person.tags),
+        masked=person.masked,
+        create_time=person.create_time.ToDatetime(tzinfo=UTC),
+    )
+
+
+def audit_entry_out(entry: pb.AuditEntry) -> AuditEntryOut:
+    return AuditEntryOut(
+        name=entry.name,
+        sequence=entry.sequence,
+        subject=entry.subject,
+        app=entry.app,
+        tenant=entry.tenant,
+        records=list(entry.records),
+        fields=list(entry.fields),
+        purpose=entry.purpose,
+        create_time=entry.create_time.ToDatetime(tzinfo=UTC),
+        previous_hash=entry.previous_hash,
+        entry_hash=entry.entry_hash,
+    )
+
+
+@router.post(
+    "/{tenant}/people",
+    status_code=201,
+    response_model=PersonOut,
+    tags=["people"],
+    summary="Register a person",
+)
+async def create_person(
+    tenant: TenantId, body: PersonCreate, request: Request, response: Response, who: Writer
+) -> PersonOut:
+    """Answers the person as the caller may see them (masked without read_sensitive)."""
+    person = pb.Person(
+        display_name=body.display_name,
+        id_number=body.id_number,
+        phone=body.phone,
+        kind=pb.Person.Kind.Value(f"KIND_{body.kind.upper()}"),
+        gender=body.gender or "",
+        birth_date=body.birth_date.isoformat() if body.birth_date else "",
+        address=body.address,
+        building=body.building,
+        grid_cell=body.grid_cell,
+        tags=body.tags,
+    )
+    rpc = request.app.state.upstreams.people.CreatePerson(
+        pb.CreatePersonRequest(parent=f"tenants/{tenant}", person=person),
+        metadata=call_metadata(who),
+    )
+    created = person_out(await call(rpc, strip_prefix="person."))
+    response.headers["Location"] = f"/v1/tenants/{tenant}/people/{created.id}"
+    return created
+
+
+@router.get("/{tenant}/people", response_model=PersonList, tags=["people"], summary="List people")
+async def list_people(
+    tenant: TenantId,
+    request: Request,
+    who: Reader,
+    filter: Filter = "",
+    page_size: PageSize = 50,
+    page_token: PageToken = "",
+    purpose: PurposeQuery = None,
+    x_purpose: PurposeHeader = None,
+) -> PersonList:
+    """People of the node and its subtree; `id_number = "..."` or `phone = "..."` find one."""
+    response = await call(
+        request.app.state.upstreams.people.ListPeople(
+            pb.ListPeopleRequest(
+                parent=f"tenants/{tenant}",
+                filter=filter,
+                page_size=page_size,
+                page_token=page_token,
+                purpose=_purpose(purpose, x_purpose),
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    return PersonList(
+        people=[person_out(p) for p in response.people], next_page_token=response.next_page_token
+    )
+
+
+@router.get(
+    "/{tenant}/people/{person}", response_model=PersonOut, tags=["people"], summary="Get a person"
+)
+async def get_person(
+    tenant: TenantId,
+    person: PersonId,
+    request: Request,
+    who: Reader,
+    purpose: PurposeQuery = None,
+    x_purpose: PurposeHeader = None,
+) -> PersonOut:
+    rpc = request.app.state.upstreams.people.GetPerson(
+        pb.GetPersonRequest(
+            name=f"tenants/{tenant}/people/{person}", purpose=_purpose(purpose, x_purpose)
+        ),
+        metadata=call_metadata(who),
+    )
+    return person_out(await call(rpc))
+
+
+@router.get(
+    "/{tenant}/auditEntries",
+    response_model=AuditEntryList,
+    tags=["audit"],
+    summary="List audit entries of unmasked reads",
+)
+async def list_audit_entries(
+    tenant: TenantId,
+    request: Request,
+    who: Auditor,
+    filter: Annotated[
+        str, Query(max_length=2000, description="AIP-160 over subject, record, create_time")
+    ] = "",
+    page_size: PageSize = 100,
+    page_token: PageToken = "",
+) -> AuditEntryList:
+    """Entries of reads in the node's subtree, oldest first."""
+    response = await call(
+        request.app.state.upstreams.people.ListAuditEntries(
+            pb.ListAuditEntriesRequest(
+                parent=f"tenants/{tenant}",
+                filter=filter,
+                page_size=page_size,
+                page_token=page_token,
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    return AuditEntryList(
+        audit_entries=[audit_entry_out(e) for e in response.audit_entries],
+        next_page_token=response.next_page_token,
+    )
+
+
+@router.get(
+    "/{tenant}/auditEntries:verify",
+    response_model=AuditVerification,
+    tags=["audit"],
+    summary="Check the audit log's hash chain",
+)
+async def verify_audit_log(tenant: TenantId, request: Request, who: Auditor) -> AuditVerification:
+    """Recomputes every entry's hash; `first_bad_sequence` names the first that breaks."""
+    result = await call(
+        request.app.state.upstreams.people.VerifyAuditLog(
+            pb.VerifyAuditLogRequest(parent=f"tenants/{tenant}"), metadata=call_metadata(who)
+        )
+    )
+    return AuditVerification(
+        ok=result.ok, checked=result.checked, first_bad_sequence=result.first_bad_sequence or None
+    )

@@ -1,0 +1,107 @@
+"""REST for the tenant tree: read a node, list its children, add a child.
+
+A node is addressed by its tenant id, the path with "-" between segments
+(`/v1/tenants/sh-jiading-anting`). Reading needs `empower:read` and adding a node
+`tenants:write`; the empower service decides which nodes the caller may see, so a
+node outside the caller's reach answers as the service says (404 or 403).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response, Security
+
+from gateway.auth import access, call_metadata
+from gateway.errors import call
+from gateway.schemas.identity import (
+    TENANT_ID_PATTERN,
+    LevelName,
+    TenantCreate,
+    TenantList,
+    TenantOut,
+)
+from grassroots.empower.v1 import empower_service_pb2 as pb
+from services.kit import tenancy
+from services.kit.principal import Principal
+
+router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
+Reader = Annotated[Principal, Security(access("empower:read"))]
+Creator = Annotated[Principal, Security(access("tenants:write"))]
+TenantId = Annotated[
+    str, Path(pattern=TENANT_ID_PATTERN, description="tenant id, e.g. sh-jiading-anting")
+]
+
+
+def tenant_out(tenant: pb.Tenant) -> TenantOut:
+    level = pb.Tenant.Level.Name(tenant.level).removeprefix("LEVEL_").lower()
+    return TenantOut(
+        id=tenancy.path_to_id(tenant.path),
+        name=tenant.name,
+        path=tenant.path,
+        display_name=tenant.display_name,
+        level=None if level == "unspecified" else level,  # type: ignore[arg-type]
+        admin_code=tenant.admin_code,
+        create_time=tenant.create_time.ToDatetime(tzinfo=UTC),
+    )
+
+
+def _level(name: LevelName) -> pb.Tenant.Level.ValueType:
+    return pb.Tenant.Level.Value(f"LEVEL_{name.upper()}")
+
+
+@router.get("/{tenant}", response_model=TenantOut, summary="Get a tenant node")
+async def get_tenant(tenant: TenantId, request: Request, who: Reader) -> TenantOut:
+    rpc = request.app.state.upstreams.empower.GetTenant(
+        pb.GetTenantRequest(name=f"tenants/{tenant}"), metadata=call_metadata(who)
+    )
+    return tenant_out(await call(rpc))
+
+
+@router.get("/{tenant}/children", response_model=TenantList, summary="List a node's children")
+async def list_child_tenants(
+    tenant: TenantId,
+    request: Request,
+    who: Reader,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page_token: Annotated[str, Query(max_length=512)] = "",
+) -> TenantList:
+    response = await call(
+        request.app.state.upstreams.empower.ListTenants(
+            pb.ListTenantsRequest(
+                parent=f"tenants/{tenant}", page_size=page_size, page_token=page_token
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    return TenantList(
+        tenants=[tenant_out(t) for t in response.tenants],
+        next_page_token=response.next_page_token,
+    )
+
+
+@router.post(
+    "/{tenant}/children",
+    status_code=201,
+    response_model=TenantOut,
+    summary="Add a child node (a town, village or grid)",
+)
+async def create_child_tenant(
+    tenant: TenantId, body: TenantCreate, request: Request, response: Response, who: Creator
+) -> TenantOut:
+    rpc = request.app.state.upstreams.empower.CreateTenant(
+        pb.CreateTenantRequest(
+            parent=f"tenants/{tenant}",
+            tenant_id=body.id,
+            tenant=pb.Tenant(
+                display_name=body.display_name,
+                level=_level(body.level),
+                admin_code=body.admin_code,
+            ),
+        ),
+        metadata=call_metadata(who),
+    )
+    created = tenant_out(await call(rpc, strip_prefix="tenant."))
+    response.headers["Location"] = f"/v1/tenants/{created.id}"
+    return created

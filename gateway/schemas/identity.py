@@ -1,0 +1,146 @@
+"""JSON shapes of the tenant tree and identity APIs: tenants, users, apps and API keys.
+
+Request bodies refuse unknown fields, so a body cannot set what the server derives
+(a tenant, a resource name, an owner) or what belongs to another kind of account (a
+user's scopes come from its roles; an app has scopes and no roles). Responses carry
+no password and no key secret; the only secret ever returned is the `key` text of a
+newly issued API key, once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+# A tenant path in URL form: its segments joined by "-" (sh-jiading-anting-xingming).
+TENANT_ID_PATTERN = r"^[a-z0-9]{1,40}(-[a-z0-9]{1,40}){0,5}$"
+# The last segment of a resource name: a user, app, API key or person id.
+RESOURCE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+KEY_NOTE = "The key is shown once, in this response: store it now. Only its hash is kept."
+
+LevelName = Literal["city", "district", "town", "village", "grid"]
+UserKindName = Literal["staff", "grid_worker", "volunteer", "resident"]
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TenantCreate(_Body):
+    """A child node of the tenant in the URL."""
+
+    id: str = Field(
+        ...,
+        pattern=r"^[a-z0-9]{1,32}$",
+        description="the new node's last path segment",
+        examples=["xingming"],
+    )
+    display_name: str = Field(..., min_length=1, max_length=200)
+    level: LevelName
+    admin_code: str = Field(
+        ...,
+        min_length=1,
+        max_length=40,
+        description="division code (6-12 digits); a grid's own code",
+        examples=["310114102201"],
+    )
+
+
+class TenantOut(BaseModel):
+    id: str = Field(description="the tenant id used in URLs")
+    name: str
+    path: str
+    display_name: str
+    level: LevelName | None
+    admin_code: str
+    create_time: datetime
+
+
+class TenantList(BaseModel):
+    tenants: list[TenantOut]
+    next_page_token: str
+
+
+class UserCreate(_Body):
+    """A person who signs in; what they may do follows from their roles."""
+
+    username: str = Field(..., min_length=3, max_length=64, examples=["li.wei"])
+    display_name: str = Field(..., min_length=1, max_length=200)
+    kind: UserKindName
+    roles: list[Name] = Field(default_factory=list, max_length=20, examples=[["grid_worker"]])
+    password: SecretStr | None = Field(
+        None,
+        max_length=256,
+        description="initial password, at least 10 characters; never returned. "
+        "Leave it out for people who never sign in with one.",
+    )
+
+
+class UserOut(BaseModel):
+    id: str
+    name: str
+    username: str
+    display_name: str
+    kind: UserKindName | None
+    roles: list[str]
+    scopes: list[str] = Field(description="what the roles grant")
+    disabled: bool
+    create_time: datetime
+
+
+class UserList(BaseModel):
+    users: list[UserOut]
+    next_page_token: str
+
+
+class AppCreate(_Body):
+    """A developer's application; its keys carry exactly these scopes."""
+
+    display_name: str = Field(..., min_length=1, max_length=200)
+    scopes: list[Name] = Field(..., max_length=32, examples=[["events:read", "events:write"]])
+    quota_per_minute: int = Field(600, ge=1, le=100_000)
+
+
+class AppOut(BaseModel):
+    id: str
+    name: str
+    display_name: str
+    scopes: list[str]
+    quota_per_minute: int
+    create_time: datetime
+
+
+class AppList(BaseModel):
+    apps: list[AppOut]
+    next_page_token: str
+
+
+class ApiKeyOut(BaseModel):
+    """An API key's record; the secret is never part of it."""
+
+    id: str
+    name: str
+    key_id: str
+    revoked: bool
+    create_time: datetime
+    revoke_time: datetime | None
+
+
+class ApiKeyList(BaseModel):
+    api_keys: list[ApiKeyOut] = Field(description="newest first")
+
+
+class IssuedApiKey(BaseModel):
+    api_key: ApiKeyOut
+    key: str = Field(description="`grk_<key id>_<secret>`: send it as X-API-Key")
+    note: str = KEY_NOTE
+
+
+class AppCreated(BaseModel):
+    app: AppOut
+    api_key: ApiKeyOut
+    key: str = Field(description="`grk_<key id>_<secret>`: send it as X-API-Key")
+    note: str = KEY_NOTE
