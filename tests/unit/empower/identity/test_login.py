@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -75,6 +76,15 @@ async def test_five_failures_in_a_row_lock_the_account_for_fifteen_minutes(tree,
     assert (await failed(tree, "li.na", PASSWORD)).reason == "ACCOUNT_LOCKED"
     clock.advance(seconds=1)
     await tree.login("li.na", PASSWORD)
+
+
+async def test_concurrent_guesses_are_all_counted(tree):
+    await add_user(tree, XINGMING, "li.na")
+    guesses = [tree.login("li.na", f"wrong password {i}") for i in range(5)]
+    answers = await asyncio.gather(*guesses, return_exceptions=True)
+    assert all(isinstance(a, Unauthenticated) for a in answers)
+    assert [a.reason for a in answers].count("ACCOUNT_LOCKED") >= 1
+    assert (await failed(tree, "li.na", PASSWORD)).reason == "ACCOUNT_LOCKED"
 
 
 async def test_a_success_clears_the_count(tree, store):
