@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import grpc
+
 from devstack.stack import SERVICES, Stack, StackConfig
 
 
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start_all()
         stack.wait_ready(args.ready_timeout)
+        credentials = stack.install_demo_identities()
         print(f"\nGrassroots is ready in {time.monotonic() - started:.1f}s", flush=True)
         print(f"  gateway   {config.gateway_url}  (API docs {config.gateway_url}/docs)")
         print(f"  readiness {config.gateway_url}/readyz")
@@ -48,11 +51,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {name:<8}  grpc {config.address(name)}  "
                 f"metrics http://{config.host}:{config.metrics_ports[name]}/metrics"
             )
+        print()
+        print(credentials.summary(config.gateway_url))
+        print(f"\n(credentials saved in {stack.credentials_file})")
         print("Press Ctrl-C to stop.\n", flush=True)
         while not stopping["flag"]:
             stack.check_alive()
             time.sleep(0.5)
-    except (RuntimeError, TimeoutError) as exc:
+    except (RuntimeError, TimeoutError, grpc.aio.AioRpcError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -6,6 +6,7 @@ wiring a developer runs: real processes, real ports, embedded backends.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -17,12 +18,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kit import signing
+
+if TYPE_CHECKING:
+    from devstack.demo_identity import DemoCredentials
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = ("map", "events", "command", "twin", "empower")
@@ -163,6 +168,29 @@ class Stack:
             stdout=stdout,  # type: ignore[arg-type]
             stderr=subprocess.STDOUT if stdout is not None else None,
         )
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.config.data_dir / "demo-credentials.json"
+
+    def install_demo_identities(self) -> DemoCredentials:
+        """Tenants, staff, grid workers, residents and app keys of the demo town (once)."""
+        from devstack import demo_identity
+
+        saved = (
+            demo_identity.DemoCredentials.load(self.credentials_file)
+            if self.credentials_file.exists()
+            else None
+        )
+
+        async def run() -> tuple[demo_identity.DemoCredentials, bool]:
+            async with grpc.aio.insecure_channel(self.config.address("empower")) as channel:
+                return await demo_identity.install(channel, self.config.map_file, saved)
+
+        credentials, installed = asyncio.run(run())
+        if installed:
+            credentials.save(self.credentials_file)
+        return credentials
 
     def start_all(self) -> None:
         self.ensure_demo_data()

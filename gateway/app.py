@@ -12,7 +12,17 @@ from redis.asyncio import Redis
 from gateway.auth import Guard
 from gateway.errors import install_handlers
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from gateway.routers import components, events, health, ogc, open311
+from gateway.routers import (
+    auth,
+    components,
+    events,
+    health,
+    identity_admin,
+    ogc,
+    open311,
+    people,
+    tenants,
+)
 from gateway.routers import map as map_router
 from gateway.security.authenticator import Authenticator, Caller
 from gateway.security.headers import SecurityHeadersMiddleware
@@ -81,6 +91,10 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
     install_handlers(app)
     for router in (
         health.router,
+        auth.router,
+        tenants.router,
+        identity_admin.router,
+        people.router,
         events.router,
         events.categories_router,
         map_router.router,

@@ -91,7 +91,8 @@ def _unauthenticated(message: str) -> ApiError:
 
 
 def required_scope(component_or_scope: str, method: str) -> str:
-    if ":" in component_or_scope:
+    """The scope a call needs; "" (any signed-in caller) when the route names none."""
+    if not component_or_scope or ":" in component_or_scope:
         return component_or_scope
     verb = "read" if method in READ_METHODS else "write"
     return f"{component_or_scope}:{verb}"
@@ -112,11 +113,11 @@ def access(component_or_scope: str) -> Callable[..., Awaitable[Principal]]:
         caller = await guard.caller(token, api_key)
         await guard.charge(caller)
         scope = required_scope(component_or_scope, request.method)
-        if not caller.principal.has_scope(scope):
+        if scope and not caller.principal.has_scope(scope):
             raise ApiError(403, f"this call needs the {scope!r} scope", reason="MISSING_SCOPE")
         return _adopt(request, caller.principal)
 
-    authorize.__name__ = f"access_{component_or_scope.replace(':', '_')}"
+    authorize.__name__ = f"access_{component_or_scope.replace(':', '_') or 'any'}"
     return authorize
 
 
@@ -130,18 +131,7 @@ def public(component: str) -> Callable[..., Awaitable[Principal]]:
 
     async def anonymous(request: Request) -> Principal:
         guard: Guard = request.app.state.guard
-        if guard.fixed_caller is None:
-            client = request.client.host if request.client else "unknown"
-            decision = await guard.limiter.check(
-                Limit.per_minute_with_burst(f"anon:{client}", guard.anonymous_requests_per_minute)
-            )
-            if not decision.allowed:
-                raise ApiError(
-                    429,
-                    "rate limit reached for anonymous calls from your address",
-                    reason="RATE_LIMITED",
-                    headers={"Retry-After": str(decision.retry_after_seconds)},
-                )
+        await limit_anonymous(request)
         who = Principal(
             subject="anonymous",
             tenant=guard.public_tenant,
@@ -153,6 +143,24 @@ def public(component: str) -> Callable[..., Awaitable[Principal]]:
 
     anonymous.__name__ = f"public_{component}"
     return anonymous
+
+
+async def limit_anonymous(request: Request) -> None:
+    """Charge the client address's anonymous bucket (sign-in, public pages)."""
+    guard: Guard = request.app.state.guard
+    if guard.fixed_caller is not None:
+        return
+    client = request.client.host if request.client else "unknown"
+    decision = await guard.limiter.check(
+        Limit.per_minute_with_burst(f"anon:{client}", guard.anonymous_requests_per_minute)
+    )
+    if not decision.allowed:
+        raise ApiError(
+            429,
+            "rate limit reached for anonymous calls from your address",
+            reason="RATE_LIMITED",
+            headers={"Retry-After": str(decision.retry_after_seconds)},
+        )
 
 
 async def _open311_api_key(request: Request) -> str | None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.kit.config import ServiceSettings
@@ -13,3 +16,20 @@ class EmpowerSettings(ServiceSettings):
 
     grpc_port: int = Field(50055, ge=0, le=65535)
     metrics_port: int = Field(9105, ge=0, le=65535)
+    backend: Literal["sqlite", "postgres"] = Field(
+        "sqlite", description="one SQLite file (one replica) or PostgreSQL (several)"
+    )
+    database: Path = Field(Path("var/empower.sqlite3"), description="SQLite file")
+    postgres_dsn: str = Field(
+        "", description="libpq DSN of the empower database; required when backend is postgres"
+    )
+    seal_keys: SecretStr = Field(
+        ...,
+        description="AES-256 keys for personal fields at rest: 'kid:base64[,kid:base64...]', "
+        "the first one encrypts",
+    )
+    index_key: SecretStr = Field(
+        ..., description="base64 HMAC key of the blind index for exact lookups"
+    )
+    access_token_minutes: int = Field(15, ge=1, le=60)
+    signing_key_rotation_hours: float = Field(24.0, gt=0)

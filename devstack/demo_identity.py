@@ -1,0 +1,285 @@
+"""The demo town's people and keys: tenants, staff, grid workers, residents, one app per village.
+
+Installed through the empower service's public gRPC contract, acting as the platform's
+bootstrap principal (signed with the stack's key ring, as district IT's tooling would),
+the first time a stack starts on a data directory. Passwords and API keys are random;
+they are written owner-only to `demo-credentials.json` beside the data, because the
+platform itself keeps only their hashes, and printed at every start.
+
+ALL PEOPLE HERE ARE INVENTED (see services.map.demo_village).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import grpc
+import pyogrio
+
+from grassroots.empower.v1 import empower_service_pb2 as tenant_pb
+from grassroots.empower.v1 import empower_service_pb2_grpc as tenant_grpc
+from grassroots.empower.v1 import identity_service_pb2 as identity_pb
+from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
+from grassroots.empower.v1 import people_service_pb2 as people_pb
+from grassroots.empower.v1 import people_service_pb2_grpc as people_grpc
+from services.empower.domain.roles import ALL_SCOPES
+from services.kit import tenancy
+from services.kit.principal import Principal
+
+CITY, DISTRICT, TOWN = "sh", "sh/jiading", "sh/jiading/anting"
+VILLAGES = {
+    "sh/jiading/anting/xingming": ("Xingming Village", "310114103201"),
+    "sh/jiading/anting/xiangyang": ("Xiangyang Village", "310114103202"),
+}
+TREE = (
+    ("", "sh", "Shanghai", tenant_pb.Tenant.LEVEL_CITY, "310000000000"),
+    ("sh", "jiading", "Jiading District", tenant_pb.Tenant.LEVEL_DISTRICT, "310114000000"),
+    ("sh/jiading", "anting", "Anting Town", tenant_pb.Tenant.LEVEL_TOWN, "310114103000"),
+)
+DEMO_APP_SCOPES = ("map:read", "events:read", "events:write", "people:read")
+BOOTSTRAP = Principal(subject="services/bootstrap", tenant=CITY, kind="service", scopes=ALL_SCOPES)
+
+
+@dataclass
+class DemoAccount:
+    username: str
+    password: str
+    tenant: str
+    roles: list[str]
+
+
+@dataclass
+class DemoCredentials:
+    accounts: list[DemoAccount] = field(default_factory=list)
+    app_keys: dict[str, str] = field(default_factory=dict)  # village path -> API key
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: Path) -> DemoCredentials:
+        data = json.loads(path.read_text())
+        return cls([DemoAccount(**a) for a in data["accounts"]], dict(data["app_keys"]))
+
+    def account(self, username: str) -> DemoAccount:
+        return next(a for a in self.accounts if a.username == username)
+
+    def summary(self, gateway_url: str) -> str:
+        lines = ["Demo town Anting (synthetic data): sign in with", ""]
+        shown = [a for a in self.accounts if not a.username.startswith("gw-")]
+        shown += [a for a in self.accounts if a.username.endswith("-01")]
+        for account in shown:
+            lines.append(
+                f"  {account.username:<22} {account.password:<18} "
+                f"{', '.join(account.roles)} @ {account.tenant}"
+            )
+        lines.append("  (all grid workers' passwords are in demo-credentials.json)")
+        lines.append("")
+        lines.append("Demo app keys (X-API-Key header):")
+        for village, key in self.app_keys.items():
+            lines.append(f"  {village.rsplit('/', 1)[-1]:<10} {key}")
+        example = next(iter(self.app_keys.items()), None)
+        if example is not None:
+            village_id = tenancy.path_to_id(example[0])
+            lines.append("")
+            lines.append(
+                f"  curl -H 'X-API-Key: {example[1]}' {gateway_url}/v1/tenants/{village_id}/events"
+            )
+        return "\n".join(lines)
+
+
+def _password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def _metadata() -> tuple[tuple[str, bytes], ...]:
+    return BOOTSTRAP.to_metadata()
+
+
+async def _installed(tenants: tenant_grpc.EmpowerServiceStub) -> bool:
+    try:
+        await tenants.GetTenant(tenant_pb.GetTenantRequest(name="tenants/sh"), metadata=_metadata())
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def _tenant(
+    stub: tenant_grpc.EmpowerServiceStub,
+    parent: str,
+    segment: str,
+    display: str,
+    level: int,
+    code: str,
+) -> None:
+    await stub.CreateTenant(
+        tenant_pb.CreateTenantRequest(
+            parent=tenancy.tenant_name(parent) if parent else "",
+            tenant_id=segment,
+            tenant=tenant_pb.Tenant(display_name=display, level=level, admin_code=code),  # type: ignore[arg-type]
+        ),
+        metadata=_metadata(),
+    )
+
+
+async def _user(
+    stub: identity_grpc.IdentityServiceStub,
+    credentials: DemoCredentials,
+    tenant: str,
+    username: str,
+    display: str,
+    kind: int,
+    roles: list[str],
+) -> None:
+    password = _password()
+    await stub.CreateUser(
+        identity_pb.CreateUserRequest(
+            parent=tenancy.tenant_name(tenant),
+            user=identity_pb.User(username=username, display_name=display, kind=kind, roles=roles),  # type: ignore[arg-type]
+            password=password,
+        ),
+        metadata=_metadata(),
+    )
+    credentials.accounts.append(DemoAccount(username, password, tenant, roles))
+
+
+def _rows(demo_gpkg: Path, layer: str) -> list[dict[str, object]]:
+    meta, _fids, _geometry, columns = pyogrio.raw.read(
+        str(demo_gpkg), layer=layer, read_geometry=False
+    )
+    names = list(meta["fields"])
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _residents(demo_gpkg: Path) -> dict[str, list[people_pb.CreatePersonRequest]]:
+    by_village: dict[str, list[people_pb.CreatePersonRequest]] = {v: [] for v in VILLAGES}
+    for row in _rows(demo_gpkg, "residents"):
+        alone_and_old = int(str(row["lives_alone"])) and int(str(row["birth_year"])) <= 1956
+        kind = (
+            people_pb.Person.KIND_ELDERLY_ALONE if alone_and_old else people_pb.Person.KIND_RESIDENT
+        )
+        village = str(row["tenant"])
+        by_village[village].append(
+            people_pb.CreatePersonRequest(
+                parent=tenancy.tenant_name(village),
+                person=people_pb.Person(
+                    display_name=str(row["name"]),
+                    id_number=str(row["id_number"]),
+                    phone=str(row["phone"]),
+                    kind=kind,
+                    building=str(row["building_id"]),
+                    tags=["synthetic"],
+                ),
+            )
+        )
+    return by_village
+
+
+def _grid_workers(demo_gpkg: Path) -> list[tuple[str, str, str, str]]:
+    """(village path, grid cell id, grid worker id, name) per grid cell."""
+    return [
+        (
+            str(r["tenant"]),
+            str(r["grid_cell_id"]),
+            str(r["grid_worker_id"]),
+            str(r["grid_worker_name"]),
+        )
+        for r in _rows(demo_gpkg, "grid_cells")
+    ]
+
+
+async def install(
+    channel: grpc.aio.Channel, demo_gpkg: Path, saved: DemoCredentials | None
+) -> tuple[DemoCredentials, bool]:
+    """Install the demo identities once; the second value says whether it did now.
+
+    `saved` is what an earlier install wrote; it is returned when the tenants exist.
+    """
+    tenants = tenant_grpc.EmpowerServiceStub(channel)
+    if await _installed(tenants) and saved is not None:
+        return saved, False
+    identity = identity_grpc.IdentityServiceStub(channel)
+    people = people_grpc.PeopleServiceStub(channel)
+    credentials = DemoCredentials()
+    for parent, segment, display, level, code in TREE:
+        await _tenant(tenants, parent, segment, display, level, code)
+    for village, (display, code) in VILLAGES.items():
+        parent, segment = village.rsplit("/", 1)
+        await _tenant(tenants, parent, segment, display, tenant_pb.Tenant.LEVEL_VILLAGE, code)
+    workers = _grid_workers(demo_gpkg)
+    for village, cell, _worker, _name in workers:
+        await _tenant(
+            tenants, village, cell.rsplit("-", 1)[-1], cell, tenant_pb.Tenant.LEVEL_GRID, cell
+        )
+    staff = identity_pb.User.KIND_STAFF
+    await _user(
+        identity, credentials, DISTRICT, "district.it", "District IT", staff, ["district_admin"]
+    )
+    await _user(
+        identity,
+        credentials,
+        DISTRICT,
+        "district.auditor",
+        "District auditor",
+        staff,
+        ["district_auditor"],
+    )
+    await _user(
+        identity,
+        credentials,
+        TOWN,
+        "anting.officer",
+        "Anting town officer",
+        staff,
+        ["town_officer"],
+    )
+    for village in VILLAGES:
+        slug = village.rsplit("/", 1)[-1]
+        await _user(
+            identity,
+            credentials,
+            village,
+            f"{slug}.secretary",
+            f"{slug.title()} secretary",
+            staff,
+            ["village_secretary"],
+        )
+    for village, _cell, worker, name in workers:
+        await _user(
+            identity,
+            credentials,
+            village,
+            worker,
+            name,
+            identity_pb.User.KIND_GRID_WORKER,
+            ["grid_worker"],
+        )
+    for village, batch in _residents(demo_gpkg).items():
+        for start in range(0, len(batch), 1000):
+            await people.BatchCreatePeople(
+                people_pb.BatchCreatePeopleRequest(
+                    parent=tenancy.tenant_name(village), requests=batch[start : start + 1000]
+                ),
+                metadata=_metadata(),
+            )
+    for village, (display, _code) in VILLAGES.items():
+        created = await identity.CreateApp(
+            identity_pb.CreateAppRequest(
+                parent=tenancy.tenant_name(village),
+                app=identity_pb.App(
+                    display_name=f"{display} demo app",
+                    scopes=list(DEMO_APP_SCOPES),
+                    quota_per_minute=600,
+                ),
+            ),
+            metadata=_metadata(),
+        )
+        credentials.app_keys[village] = created.key
+    return credentials, True
