@@ -65,7 +65,9 @@ async def install(
     await conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(APP_ROLE)))
     await conn.execute(_VISIBLE_FUNCTION)
     role = sql.Identifier(APP_ROLE)
-    await conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
+    row = await (await conn.execute("SELECT current_schema()")).fetchone()
+    schema = sql.Identifier(row[0] if row and row[0] else "public")
+    await conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role))
     append_only = set(append_only)
     for table in tenant_tables:
         name = sql.Identifier(table)
@@ -84,7 +86,7 @@ async def install(
             sql.SQL("GRANT " + rights + " ON {} TO {}").format(sql.Identifier(table), role)
         )
     await conn.execute(
-        sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(role)
+        sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(schema, role)
     )
 
 
