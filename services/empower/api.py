@@ -1,30 +1,94 @@
-"""gRPC adapter of the empower service.
+"""The empower service's gRPC surface: tenants, identity, people and audit in one server.
 
-The v1 contract is published so that gateways, SDKs and scenario templates can be
-written against it; until the component lands every method answers UNIMPLEMENTED
-with a message saying so.
+The adapters live in `identity_api` and `people_api`; this module assembles them
+with the scope every method needs. Reads of tenants, users and apps are open to
+any signed principal because the domain filters them by subtree; the methods the
+gateway uses to authenticate callers need `identity:verify`, which only the
+gateway's own service principal holds.
 """
 
 from __future__ import annotations
 
-from grassroots.empower.v1 import empower_service_pb2 as pb
-from grassroots.empower.v1 import empower_service_pb2_grpc as pb_grpc
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from grassroots.empower.v1 import empower_service_pb2 as tenant_pb
+from grassroots.empower.v1 import empower_service_pb2_grpc as tenant_grpc
+from grassroots.empower.v1 import identity_service_pb2 as identity_pb
+from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
+from grassroots.empower.v1 import people_service_pb2 as people_pb
+from grassroots.empower.v1 import people_service_pb2_grpc as people_grpc
+from services.empower.domain.audit import AuditLog
+from services.empower.domain.identity import IdentityDirectory
+from services.empower.domain.people import PeopleRegistry
+from services.empower.identity_api import IdentityServicer, TenantServicer
+from services.empower.people_api import PeopleServicer
 from services.kit.component import ServiceComponent
+from services.kit.scopes import ANY_PRINCIPAL, method_scopes
 from services.kit.unimplemented import fill_unimplemented
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EmpowerService"].full_name
+TENANT_SERVICE = tenant_pb.DESCRIPTOR.services_by_name["EmpowerService"].full_name
+IDENTITY_SERVICE = identity_pb.DESCRIPTOR.services_by_name["IdentityService"].full_name
+PEOPLE_SERVICE = people_pb.DESCRIPTOR.services_by_name["PeopleService"].full_name
+SERVICE_NAMES = (TENANT_SERVICE, IDENTITY_SERVICE, PEOPLE_SERVICE)
+VERIFY = "identity:verify"
+
+fill_unimplemented(TenantServicer, TENANT_SERVICE, "the catalog of components and scenarios")
+
+SCOPES: dict[str, str] = {
+    **method_scopes(
+        TENANT_SERVICE,
+        "empower",
+        {
+            "CreateTenant": "tenants:write",
+            "GetTenant": ANY_PRINCIPAL,
+            "ListTenants": ANY_PRINCIPAL,
+            "ListCatalogItems": ANY_PRINCIPAL,
+        },
+    ),
+    **method_scopes(
+        IDENTITY_SERVICE,
+        "empower",
+        {
+            "CreateUser": "users:write",
+            "GetUser": ANY_PRINCIPAL,
+            "ListUsers": ANY_PRINCIPAL,
+            "DisableUser": "users:write",
+            "CreateApp": "apps:write",
+            "GetApp": ANY_PRINCIPAL,
+            "ListApps": ANY_PRINCIPAL,
+            "CreateApiKey": "apps:write",
+            "ListApiKeys": "apps:write",
+            "RevokeApiKey": "apps:write",
+            "LookupApiKey": VERIFY,
+            "Login": VERIFY,
+            "RefreshToken": VERIFY,
+            "RevokeRefreshToken": VERIFY,
+            "GetJwks": VERIFY,
+            "RotateSigningKey": "tenants:write",
+        },
+    ),
+    **method_scopes(
+        PEOPLE_SERVICE,
+        "people",
+        {"ListAuditEntries": "audit:read", "VerifyAuditLog": "audit:read"},
+    ),
+}
 
 
-class EmpowerServicer(pb_grpc.EmpowerServiceServicer):
-    """Nothing yet: every method comes from fill_unimplemented below."""
-
-
-fill_unimplemented(
-    EmpowerServicer, SERVICE_NAME, "the empower component (tenants, identity, catalog)"
-)
-
-
-def build_component() -> ServiceComponent:
+def build_component(
+    directory: IdentityDirectory,
+    registry: PeopleRegistry,
+    audit: AuditLog,
+    closers: Sequence[Callable[[], Any]] = (),
+) -> ServiceComponent:
     return ServiceComponent(
-        [(EmpowerServicer(), pb_grpc.add_EmpowerServiceServicer_to_server)], [SERVICE_NAME]
+        [
+            (TenantServicer(directory), tenant_grpc.add_EmpowerServiceServicer_to_server),
+            (IdentityServicer(directory), identity_grpc.add_IdentityServiceServicer_to_server),
+            (PeopleServicer(registry, audit), people_grpc.add_PeopleServiceServicer_to_server),
+        ],
+        SERVICE_NAMES,
+        closers,
+        method_scopes=SCOPES,
     )

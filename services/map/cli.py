@@ -48,7 +48,7 @@ def _metadata() -> tuple[tuple[str, bytes], ...]:
         kind="user",
         scopes=frozenset({"map:read", "map:write"}),
     )
-    return (principal.to_metadata(),)
+    return principal.to_metadata()
 
 
 def main(argv: list[str] | None = None) -> int:

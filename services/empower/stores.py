@@ -1,0 +1,52 @@
+"""Open the empower service's stores and domain services from its settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from services.empower.config import EmpowerSettings
+from services.empower.domain.audit import AuditLog
+from services.empower.domain.identity import IdentityDirectory
+from services.empower.domain.people import PeopleRegistry
+from services.empower.domain.sealing import Sealer
+from services.empower.store.identity_postgres import PostgresIdentityStore
+from services.empower.store.identity_sqlite import SqliteIdentityStore
+from services.empower.store.people_postgres import PostgresPeopleStore
+from services.empower.store.people_sqlite import SqlitePeopleStore
+
+
+@dataclass
+class Empower:
+    directory: IdentityDirectory
+    registry: PeopleRegistry
+    audit: AuditLog
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+
+async def open_empower(settings: EmpowerSettings) -> Empower:
+    """Identity in one store, people and the audit log in another (one SQLite file each)."""
+    sealer = Sealer.from_env_value(
+        settings.seal_keys.get_secret_value(), settings.index_key.get_secret_value()
+    )
+    identity: SqliteIdentityStore | PostgresIdentityStore
+    people: SqlitePeopleStore | PostgresPeopleStore
+    if settings.backend == "postgres":
+        identity = await PostgresIdentityStore.open(settings.postgres_dsn)
+        people = await PostgresPeopleStore.open(settings.postgres_dsn)
+    else:
+        settings.database.parent.mkdir(parents=True, exist_ok=True)
+        identity = SqliteIdentityStore(settings.database)
+        people = SqlitePeopleStore(
+            settings.database.with_name(settings.database.stem + "-people.sqlite3")
+        )
+    directory = IdentityDirectory(
+        identity,
+        access_token_lifetime=timedelta(minutes=settings.access_token_minutes),
+        key_rotation_period=timedelta(hours=settings.signing_key_rotation_hours),
+    )
+    audit = AuditLog(people)
+    registry = PeopleRegistry(people, audit, sealer)
+    return Empower(directory, registry, audit, [identity.close, people.close])
