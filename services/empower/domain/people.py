@@ -470,6 +470,26 @@ class PeopleRegistry:
         await self.store.insert_people(scope, [record])
         return masked(open_record(self.sealer, record))
 
+    async def create_people(
+        self, caller: Principal, tenant: str, news: Sequence[NewPerson]
+    ) -> list[Person]:
+        """Register many people in one transaction (imports); all or none.
+
+        A bad entry is INVALID_ARGUMENT naming it (`requests[3].person.id_number`).
+        """
+        self._require(caller, WRITE_SCOPE, "registering people")
+        scope = self._scope(caller, tenant)
+        now = self._clock()
+        records = []
+        for i, new in enumerate(news):
+            try:
+                valid = validate(new)
+            except InvalidArgument as exc:
+                raise exc.under(f"requests[{i}].person.") from None
+            records.append(seal_record(self.sealer, new_id(ID_PREFIX), scope, valid, now))
+        await self.store.insert_people(scope, records)
+        return [masked(open_record(self.sealer, record)) for record in records]
+
     async def get_person(
         self, caller: Principal, tenant: str | None, person_id: str, purpose: str = ""
     ) -> Person:

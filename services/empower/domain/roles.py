@@ -34,6 +34,7 @@ ALL_SCOPES: frozenset[str] = frozenset(
         "care:read",
         "care:write",
         "audit:read",
+        "audit:verify",
         "tenants:write",
         "users:write",
         "apps:write",
@@ -52,7 +53,7 @@ ROLES: dict[str, frozenset[str]] = {
     | {"tenants:write", "events:configure", "people:read", "people:write"}
     | {"care:read", "care:write"},
     # Reads everything a district sees and the audit trail; changes nothing.
-    "district_auditor": _READ | {"audit:read", "people:read"},
+    "district_auditor": _READ | {"audit:read", "audit:verify", "people:read"},
     # A town (street) office: dispatches and configures for its villages.
     "town_officer": _OPERATE | _ADMINISTER | {"events:configure", "people:read"},
     # Runs a village: its residents' records (sensitive ones included), its staff
