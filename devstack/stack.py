@@ -177,6 +177,8 @@ class Stack:
         """Tenants, staff, grid workers, residents and app keys of the demo town (once)."""
         from devstack import demo_identity
 
+        # This process signs the bootstrap principal with the stack's own key ring.
+        signing.configure(signing.KeyRing.parse(self.config.dev_secrets()[signing.KEYS_VARIABLE]))
         saved = (
             demo_identity.DemoCredentials.load(self.credentials_file)
             if self.credentials_file.exists()
