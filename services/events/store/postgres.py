@@ -16,19 +16,34 @@ here several replicas write at once, so what SQLite gets for free is made explic
 
 Locks are always taken in the order key -> category -> event row -> outbox, and the
 outbox lock is the last thing a transaction waits for, so these locks cannot deadlock.
+
+Row-level security (services/kit/rls.py) is a second wall under the tenant filters in
+the SQL: every table carries a `tenant` column with a forced subtree policy, pooled
+connections act as the policed app role, and every unit of work is one transaction
+scoped to the subtree it is done for. Unlike SQLite, timeline and comments store their
+event's tenant, and idempotency_keys derive theirs from the key's parent, so the
+policy covers them too. Which scope each method uses:
+
+* a list, statistics or change feed of a subtree: that subtree;
+* creates and key look-ups: the request's parent, which holds every event it makes;
+* an update: the whole store to read the row (the store is given no tenant), then the
+  event's own tenant for everything it writes;
+* `get`, the outbox relay, category loading, the latest offset and the service's own
+  sweeps (scope ""): the system scope, since they are not done for one subtree.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -60,6 +75,7 @@ from services.events.store.rows import (
 
 # The outbox message types are the bus contract, shared with the SQLite store.
 from services.events.store.sqlite import COMMENTED, REPORTED, STATE_CHANGED
+from services.kit import rls
 from services.kit.errors import NotFound
 
 # Advisory lock keys. The one-key (bigint) and two-key (int, int) spaces never overlap.
@@ -107,9 +123,13 @@ _SCHEMA: tuple[str, ...] = (
                      REFERENCES events (id) DEFERRABLE INITIALLY DEFERRED,
         create_us    bigint NOT NULL,
         PRIMARY KEY (parent, reporter, request_id))""",
+    # The key's tenant for the row policy: the parent it was used under.
+    """ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS
+        tenant text COLLATE "C" GENERATED ALWAYS AS (parent) STORED""",
     """CREATE TABLE IF NOT EXISTS timeline (
         event_id     text COLLATE "C" NOT NULL REFERENCES events (id),
         seq          integer NOT NULL,
+        tenant       text COLLATE "C" NOT NULL,
         actor        text NOT NULL,
         at_us        bigint NOT NULL,
         from_state   text,
@@ -119,6 +139,7 @@ _SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS comments (
         event_id     text COLLATE "C" NOT NULL REFERENCES events (id),
         seq          integer NOT NULL,
+        tenant       text COLLATE "C" NOT NULL,
         author       text NOT NULL,
         text         text NOT NULL,
         create_us    bigint NOT NULL,
@@ -142,7 +163,30 @@ _SCHEMA: tuple[str, ...] = (
         f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {name} {definition}"
         for name, definition in ADDED_COLUMNS
     ),
+    # History written before the column existed takes its event's tenant, once.
+    *(
+        f"""DO $$ BEGIN
+          IF NOT EXISTS (SELECT FROM information_schema.columns
+                         WHERE table_schema = current_schema() AND table_name = '{table}'
+                           AND column_name = 'tenant') THEN
+            ALTER TABLE {table} ADD COLUMN tenant text COLLATE "C";
+            UPDATE {table} h SET tenant = e.tenant FROM events e WHERE e.id = h.event_id;
+            ALTER TABLE {table} ALTER COLUMN tenant SET NOT NULL;
+          END IF;
+        END $$"""
+        for table in ("timeline", "comments")
+    ),
 )
+# Every table holds one tenant's rows. History is only ever appended to.
+_TENANT_TABLES = ("events", "idempotency_keys", "timeline", "comments", "outbox", "categories")
+_APPEND_ONLY = ("timeline", "comments")
+# rls.install grants the public schema; the tables may live in another (search_path).
+_GRANT_SCHEMA = f"""DO $$ BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA %I TO {rls.APP_ROLE}', current_schema());
+  EXECUTE format('GRANT USAGE ON SEQUENCE %s TO {rls.APP_ROLE}',
+                 pg_get_serial_sequence('outbox', 'seq'));
+END $$"""
+_SET_SCOPE = "SELECT set_config(%s, %s, true)"
 
 _FILTER_COLUMNS = {
     "grid_cell": "grid_cell",
@@ -184,14 +228,14 @@ _NEARBY = (
 )
 _INSERT_EVENT = f"INSERT INTO events ({COLUMNS}) VALUES ({_MARKS})"
 _ADD_TIMELINE = (
-    "INSERT INTO timeline (event_id, seq, actor, at_us, from_state, to_state, note) "
+    "INSERT INTO timeline (event_id, seq, tenant, actor, at_us, from_state, to_state, note) "
     "VALUES (%s, (SELECT coalesce(max(seq), 0) + 1 FROM timeline WHERE event_id = %s), "
-    "%s, %s, %s, %s, %s)"
+    "%s, %s, %s, %s, %s, %s)"
 )
 _ADD_COMMENT = (
-    "INSERT INTO comments (event_id, seq, author, text, create_us) "
+    "INSERT INTO comments (event_id, seq, tenant, author, text, create_us) "
     "VALUES (%s, (SELECT coalesce(max(seq), 0) + 1 FROM comments WHERE event_id = %s), "
-    "%s, %s, %s)"
+    "%s, %s, %s, %s)"
 )
 _GET = f"SELECT {COLUMNS} FROM events WHERE id = %s"
 _GET_FOR_UPDATE = f"SELECT {COLUMNS} FROM events WHERE id = %s FOR UPDATE"
@@ -245,6 +289,26 @@ def _subtree_params(scope: str) -> list[str]:
     return [scope, scope + "/", scope + "0"]
 
 
+def _rls_scope(scope: str) -> str:
+    """The row-level security scope of a subtree the store is asked about ("" is all)."""
+    return scope or rls.SYSTEM_SCOPE
+
+
+def _common_scope(paths: Iterable[str]) -> str:
+    """The smallest subtree holding every path (the system scope if they share no root)."""
+    segments: list[str] | None = None
+    for path in paths:
+        parts = path.split("/")
+        if segments is None:
+            segments = parts
+            continue
+        shared = 0
+        while shared < min(len(segments), len(parts)) and segments[shared] == parts[shared]:
+            shared += 1
+        segments = segments[:shared]
+    return "/".join(segments or ()) or rls.SYSTEM_SCOPE
+
+
 def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[object]]:
     """WHERE terms for a tenant subtree and the domain's typed filters (as on SQLite).
 
@@ -280,13 +344,14 @@ async def _fetch(
 
 
 async def _add_timeline(
-    conn: psycopg.AsyncConnection[Any], event_id: str, entry: TimelineEntry
+    conn: psycopg.AsyncConnection[Any], tenant: str, event_id: str, entry: TimelineEntry
 ) -> None:
     await conn.execute(
         _ADD_TIMELINE,
         (
             event_id,
             event_id,
+            tenant,
             entry.actor,
             us(entry.time),
             entry.from_state.value if entry.from_state else None,
@@ -389,6 +454,8 @@ class PostgresEventStore:
             min_size=min_connections,
             max_size=max_connections,
             kwargs={"autocommit": True},
+            # Superusers and table owners skip row policies: act as the policed role.
+            configure=rls.use_app_role,
             # One round trip per checkout buys recovery after a database restart.
             check=AsyncConnectionPool.check_connection,
             open=False,
@@ -427,15 +494,42 @@ class PostgresEventStore:
             connect = psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
             async with await connect as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                # FORCE polices the owner too: its migrations see every tenant.
+                await conn.execute(_SET_SCOPE, (rls.SCOPE_SETTING, rls.SYSTEM_SCOPE))
                 for statement in _SCHEMA:
                     await conn.execute(statement)
+                await rls.install(conn, _TENANT_TABLES, append_only=_APPEND_ONLY)
+                await conn.execute(_GRANT_SCHEMA)
             await self._pool.open(wait=True)
             self._opened = True
 
+    @property
+    def pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        """The store's connections, all in the policed app role (for raw SQL in checks)."""
+        return self._pool
+
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def _transaction(
+        self, scope: str, *, snapshot: bool = False
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """One unit of work that sees and writes only the rows of `scope` (see rls).
+
+        A `snapshot` transaction is read-only and sees one snapshot throughout; its
+        isolation level must be set before the scope, so it is set in the same round
+        trip.
+        """
         await self._ensure_open()
-        async with self._pool.connection() as conn:
+        if not snapshot:
+            async with rls.scoped_transaction(self._pool, scope) as conn:
+                yield conn
+            return
+        if not scope:
+            raise ValueError("a scoped transaction needs a tenant path or the system scope")
+        start = sql.SQL(_SNAPSHOT + "; SELECT set_config({}, {}, true)").format(
+            sql.Literal(rls.SCOPE_SETTING), sql.Literal(scope)
+        )
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(start)
             yield conn
 
     async def _append_outbox(
@@ -464,7 +558,7 @@ class PostgresEventStore:
         if not keys:
             return {}
         parents, reporters, request_ids = (list(column) for column in zip(*keys, strict=True))
-        async with self._connection() as conn:
+        async with self._transaction(_common_scope(parents)) as conn:
             rows = await _fetch(
                 conn,
                 _FIND_BY_REQUESTS,
@@ -490,7 +584,11 @@ class PostgresEventStore:
         touching the same keys or categories in different orders cannot deadlock.
         """
         results: list[tuple[Event, bool]] = [(event, False) for _, event in items]
-        async with self._connection() as conn, conn.transaction():
+        if not items:
+            return results
+        # The parent the caller was allowed to report in: its events must lie inside.
+        scope = _common_scope(report.parent for report, _ in items)
+        async with self._transaction(scope) as conn:
             claimed = await self._claim_keys(conn, items)
             for category in sorted({items[i][1].category for i in claimed}):
                 await conn.execute(_LOCK_NEARBY, (_NEARBY_LOCK_SPACE, category))
@@ -499,7 +597,7 @@ class PostgresEventStore:
                 stored = find_original(await self._read_nearby(conn, event), event)
                 await conn.execute(_INSERT_EVENT, event_values(stored))
                 for entry in stored.timeline:
-                    await _add_timeline(conn, stored.id, entry)
+                    await _add_timeline(conn, stored.tenant, stored.id, entry)
                 if (stored.id, stored.create_time) != (event.id, event.create_time):
                     key = (report.parent, report.reporter, report.request_id)
                     await conn.execute(_REPOINT_KEY, (stored.id, us(stored.create_time), *key))
@@ -553,8 +651,8 @@ class PostgresEventStore:
         return _Prefetched(event.category, (box, since_us), found)
 
     async def get(self, event_id: str) -> Event | None:
-        async with self._connection() as conn, conn.transaction():
-            await conn.execute(_SNAPSHOT)
+        """The event, read for any tenant: the caller is given no tenant to check it by."""
+        async with self._transaction(rls.SYSTEM_SCOPE, snapshot=True) as conn:
             rows = await _fetch(conn, _GET, (event_id,))
             return await _with_history(conn, row_to_event(rows[0])) if rows else None
 
@@ -564,10 +662,12 @@ class PostgresEventStore:
         The row lock makes a second writer wait and then read the new version, so of
         two updates sent with the same etag exactly one wins.
         """
-        async with self._connection() as conn, conn.transaction():
+        async with self._transaction(rls.SYSTEM_SCOPE) as conn:
             rows = await _fetch(conn, _GET_FOR_UPDATE, (event_id,))
             if not rows:
                 raise NotFound(f"event {event_id!r} not found")
+            # From here on the transaction sees and writes only the event's own tenant.
+            await conn.execute(_SET_SCOPE, (rls.SCOPE_SETTING, rows[0]["tenant"]))
             current = await _with_history(conn, row_to_event(rows[0]))
             changed, entry, comment = change(current)
             changed = replace(changed, version=current.version + 1)
@@ -586,11 +686,18 @@ class PostgresEventStore:
                 ),
             )
             if entry is not None:
-                await _add_timeline(conn, event_id, entry)
+                await _add_timeline(conn, current.tenant, event_id, entry)
             if comment is not None:
                 await conn.execute(
                     _ADD_COMMENT,
-                    (event_id, event_id, comment.author, comment.text, us(comment.create_time)),
+                    (
+                        event_id,
+                        event_id,
+                        current.tenant,
+                        comment.author,
+                        comment.text,
+                        us(comment.create_time),
+                    ),
                 )
             result = await _with_history(conn, changed)
             await self._append_outbox(conn, [(STATE_CHANGED if entry else COMMENTED, result)])
@@ -598,18 +705,18 @@ class PostgresEventStore:
 
     async def unpublished(self, limit: int) -> list[OutboxEntry]:
         """Outbox entries not yet on the bus, oldest first."""
-        async with self._connection() as conn:
+        async with self._transaction(rls.SYSTEM_SCOPE) as conn:
             cur = await conn.execute(_UNPUBLISHED, (limit,))
             return [OutboxEntry(*row) for row in await cur.fetchall()]
 
     async def mark_published(self, seqs: list[int]) -> None:
         if not seqs:
             return
-        async with self._connection() as conn:
+        async with self._transaction(rls.SYSTEM_SCOPE) as conn:
             await conn.execute(_MARK_PUBLISHED, (us(datetime.now(UTC)), seqs))
 
     async def save_category(self, tenant: str, category: Category) -> None:
-        async with self._connection() as conn, conn.transaction():
+        async with self._transaction(tenant) as conn:
             await conn.execute(
                 "INSERT INTO categories (tenant, code, definition) VALUES (%s, %s, %s) "
                 "ON CONFLICT (tenant, code) DO UPDATE SET definition = excluded.definition",
@@ -617,20 +724,24 @@ class PostgresEventStore:
             )
 
     async def list_categories(self) -> list[tuple[str, Category]]:
-        async with self._connection() as conn:
+        """Every tenant's definitions (the catalog is built at start, for all of them)."""
+        async with self._transaction(rls.SYSTEM_SCOPE) as conn:
             rows = await _fetch(conn, "SELECT tenant, definition FROM categories", ())
         return [(r["tenant"], Category(**r["definition"])) for r in rows]
 
     async def latest_offset(self) -> int:
-        """The newest committed seq: safe as a "from now" offset because seqs commit in order."""
-        async with self._connection() as conn:
+        """The newest committed seq: safe as a "from now" offset because seqs commit in order.
+
+        Across every tenant, since offsets are one sequence for all of them.
+        """
+        async with self._transaction(rls.SYSTEM_SCOPE) as conn:
             cur = await conn.execute(_LATEST_OFFSET)
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
     async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
         """Domain events of a tenant subtree after an offset, for watchers."""
-        async with self._connection() as conn:
+        async with self._transaction(_rls_scope(scope)) as conn:
             cur = await conn.execute(_CHANGES, (after, *_subtree_params(scope), limit))
             return [OutboxEntry(*row) for row in await cur.fetchall()]
 
@@ -639,7 +750,7 @@ class PostgresEventStore:
     ) -> list[StatisticsRow]:
         """Per event: what the dashboards count, with when it was first resolved."""
         where, args = _where(scope, filters)
-        async with self._connection() as conn:
+        async with self._transaction(_rls_scope(scope)) as conn:
             rows = await _fetch(conn, _STATISTICS_HEAD + " AND ".join(where), args)
         return [
             StatisticsRow(
@@ -667,7 +778,7 @@ class PostgresEventStore:
             args.extend([cursor["t"], cursor["t"], cursor["id"]])
         args.append(limit + 1)
         query = _LIST_HEAD + " AND ".join(where) + _LIST_TAIL[ascending]
-        async with self._connection() as conn:
+        async with self._transaction(_rls_scope(scope)) as conn:
             rows = await _fetch(conn, query, args)
         events = [row_to_event(r) for r in rows[:limit]]
         next_cursor: dict[str, object] | None = None
