@@ -328,7 +328,7 @@ def validate(new: NewPerson) -> _Valid:
 
 
 def mask_name(name: str) -> str:
-    """Keep the first character: `张*`, `欧阳**`-style for Chinese, `J*** W***` for Latin.
+    """Keep the first character: `张*` or `欧***` for Chinese names, `J*** W***` for Latin ones.
 
     Latin names keep each word's initial with a fixed three stars, so the length of a
     name does not show; a one-character name still gets a star.
