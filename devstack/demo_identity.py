@@ -40,6 +40,18 @@ TREE = (
     ("sh/jiading", "anting", "Anting Town", tenant_pb.Tenant.LEVEL_TOWN, "310114103000"),
 )
 DEMO_APP_SCOPES = ("map:read", "events:read", "events:write", "people:read")
+# The town's operations dashboard: what a town officer may do, as an app.
+TOWN_APP_SCOPES = (
+    "map:read",
+    "map:write",
+    "events:read",
+    "events:write",
+    "events:configure",
+    "command:read",
+    "twin:read",
+    "empower:read",
+    "people:read",
+)
 BOOTSTRAP = Principal(subject="services/bootstrap", tenant=CITY, kind="service", scopes=ALL_SCOPES)
 
 
@@ -282,4 +294,16 @@ async def install(
             metadata=_metadata(),
         )
         credentials.app_keys[village] = created.key
+    town_app = await identity.CreateApp(
+        identity_pb.CreateAppRequest(
+            parent=tenancy.tenant_name(TOWN),
+            app=identity_pb.App(
+                display_name="Anting town operations",
+                scopes=list(TOWN_APP_SCOPES),
+                quota_per_minute=100_000,
+            ),
+        ),
+        metadata=_metadata(),
+    )
+    credentials.app_keys[TOWN] = town_app.key
     return credentials, True

@@ -194,6 +194,13 @@ class Stack:
             credentials.save(self.credentials_file)
         return credentials
 
+    def api_headers(self) -> dict[str, str]:
+        """Headers that call the gateway as the demo town's operations app."""
+        from devstack import demo_identity
+
+        credentials = demo_identity.DemoCredentials.load(self.credentials_file)
+        return {"X-API-Key": credentials.app_keys[demo_identity.TOWN]}
+
     def start_all(self) -> None:
         self.ensure_demo_data()
         for name in (*SERVICES, "gateway"):

@@ -44,7 +44,8 @@ def person_to_proto(person: Person) -> pb.Person:
         phone=person.phone,
         kind=_KINDS[person.kind],
         gender=_GENDERS[person.gender],
-        birth_date=person.birth_date.isoformat(),
+        # The full date is 8 of the ID number's digits: masked copies keep the year only.
+        birth_date=str(person.birth_date.year) if person.masked else person.birth_date.isoformat(),
         address=person.address,
         building=person.building,
         grid_cell=person.grid_cell,

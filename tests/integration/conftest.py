@@ -10,17 +10,22 @@ import pytest
 
 from devstack.stack import Stack, StackConfig
 
+# Load tests here measure the platform, not the gateway's per-tenant request budget.
+GENEROUS_LIMITS = {"GRASSROOTS_GATEWAY_TENANT_REQUESTS_PER_MINUTE": "10000000"}
+
 
 @pytest.fixture(scope="module")
 def stack(demo_gpkg: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
     config = StackConfig.on_free_ports(root / "data", log_dir=root / "logs")
+    config.extra_env.update(GENEROUS_LIMITS)
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo_gpkg, config.map_file)
     platform = Stack(config)
     platform.start_all()
     try:
         platform.wait_ready(60)
+        platform.install_demo_identities()
         yield platform
     finally:
         platform.stop_all()

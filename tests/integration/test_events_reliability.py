@@ -32,6 +32,7 @@ import shapely
 from devstack.stack import Stack, StackConfig, free_port
 from grassroots.events.v1 import events_service_pb2 as pb
 from services.kit.bus import open_bus
+from tests.integration.conftest import GENEROUS_LIMITS
 
 STREAM = "events"
 REPORTED = "event.reported"
@@ -122,12 +123,14 @@ def platform_on(root: Path, demo_gpkg: Path, bus_url: str) -> Iterator[Stack]:
     """The whole platform on free ports, its relay publishing to `bus_url`."""
     config = StackConfig.on_free_ports(root / "data", log_dir=root / "logs")
     config.extra_env["GRASSROOTS_EVENTS_BUS_URL"] = bus_url
+    config.extra_env.update(GENEROUS_LIMITS)
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo_gpkg, config.map_file)
     stack = Stack(config)
     try:
         stack.start_all()
         stack.wait_ready(60)
+        stack.install_demo_identities()
         yield stack
     finally:
         stack.stop_all()
@@ -249,7 +252,7 @@ async def _post_all(
     semaphore = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(
-        base_url=stack.config.gateway_url, timeout=30, limits=limits
+        base_url=stack.config.gateway_url, headers=stack.api_headers(), timeout=30, limits=limits
     ) as client:
 
         async def one(n: int) -> None:
@@ -275,7 +278,9 @@ async def _post_all(
 async def _get_all(stack: Stack, event_ids: list[str], concurrency: int = 50) -> dict[str, int]:
     semaphore = asyncio.Semaphore(concurrency)
     found: dict[str, int] = {}
-    async with httpx.AsyncClient(base_url=stack.config.gateway_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=stack.config.gateway_url, headers=stack.api_headers(), timeout=30
+    ) as client:
 
         async def one(event_id: str) -> None:
             async with semaphore:
@@ -368,7 +373,9 @@ def test_redis_outage_creates_keep_succeeding_and_delivery_catches_up(
     with (
         private_redis(tmp_path / "redis") as bus,
         platform_on(tmp_path / "stack", demo_gpkg, bus.url) as stack,
-        httpx.Client(base_url=stack.config.gateway_url, timeout=10) as api,
+        httpx.Client(
+            base_url=stack.config.gateway_url, headers=stack.api_headers(), timeout=10
+        ) as api,
     ):
         logs = stack.config.log_dir
         group = "outage-watcher"

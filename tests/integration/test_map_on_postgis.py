@@ -35,7 +35,7 @@ def test_map_service_on_postgis_seeds_once_and_survives_a_restart(
         parent="tenants/sh",
         points=geo_pb2.CoordinateArrays(longitudes=[point.x], latitudes=[point.y]),
     )
-    metadata = Principal("users/t", "sh").to_metadata()
+    metadata = Principal("users/t", "sh", scopes=frozenset({"map:read"})).to_metadata()
     try:
         for _ in range(2):
             stack.start("map")

@@ -21,7 +21,9 @@ LAYERS = f"/v1/map/tenants/{VILLAGE}/layers"
 
 @pytest.fixture
 def api(stack):
-    with httpx.Client(base_url=stack.config.gateway_url, timeout=30) as client:
+    with httpx.Client(
+        base_url=stack.config.gateway_url, headers=stack.api_headers(), timeout=30
+    ) as client:
         yield client
 
 

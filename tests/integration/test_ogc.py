@@ -18,6 +18,12 @@ def ogc(stack):
     return f"{stack.config.gateway_url}/ogc"
 
 
+@pytest.fixture
+def key(stack):
+    """GIS tools send the app's key as a header (GDAL: GDAL_HTTP_HEADERS; OWSLib: headers)."""
+    return stack.api_headers()
+
+
 def source_cells(demo_gpkg):
     meta, _, geometry, fields = pyogrio.raw.read(demo_gpkg, layer="grid_cells")
     columns = dict(zip(meta["fields"], fields, strict=True))
@@ -31,13 +37,14 @@ def source_cells(demo_gpkg):
     }
 
 
-def test_landing_conformance_and_collections(ogc):
+def test_landing_conformance_and_collections(ogc, key):
     landing = httpx.get(ogc).json()
     assert {"conformance", "data", "service-desc"} <= {link["rel"] for link in landing["links"]}
     conforms = httpx.get(f"{ogc}/conformance").json()["conformsTo"]
     assert "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core" in conforms
     assert "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs" in conforms
-    ids = {c["id"] for c in httpx.get(f"{ogc}/collections").json()["collections"]}
+    assert httpx.get(f"{ogc}/collections").status_code == 401
+    ids = {c["id"] for c in httpx.get(f"{ogc}/collections", headers=key).json()["collections"]}
     assert {
         COLLECTION,
         "sh-jiading-anting.boundaries",
@@ -45,9 +52,15 @@ def test_landing_conformance_and_collections(ogc):
     } <= ids
 
 
-def test_gdal_oapif_reads_the_layer_like_the_source(ogc, demo_gpkg):
+def test_gdal_oapif_reads_the_layer_like_the_source(ogc, key, demo_gpkg, tmp_path):
     expected = source_cells(demo_gpkg)
-    meta, _, geometry, fields = pyogrio.raw.read(f"OAPIF:{ogc}", layer=COLLECTION)
+    headers = tmp_path / "headers.txt"
+    headers.write_text("".join(f"{name}: {value}\n" for name, value in key.items()))
+    pyogrio.set_gdal_config_options({"GDAL_HTTP_HEADER_FILE": str(headers)})
+    try:
+        meta, _, geometry, fields = pyogrio.raw.read(f"OAPIF:{ogc}", layer=COLLECTION)
+    finally:
+        pyogrio.set_gdal_config_options({"GDAL_HTTP_HEADER_FILE": None})
     columns = dict(zip(meta["fields"], fields, strict=True))
     ids = [str(v) for v in columns["id"]] if "id" in columns else None
     got = shapely.from_wkb(geometry)
@@ -64,9 +77,9 @@ def test_gdal_oapif_reads_the_layer_like_the_source(ogc, demo_gpkg):
         assert match[1] == str(workers[i])
 
 
-def test_owslib_pages_through_items(ogc, demo_gpkg):
+def test_owslib_pages_through_items(ogc, key, demo_gpkg):
     expected = source_cells(demo_gpkg)
-    api = Features(ogc)
+    api = Features(ogc, headers=key)
     assert COLLECTION in [c["id"] for c in api.collections()["collections"]]
     seen = {}
     offset = 0
@@ -87,44 +100,50 @@ def test_owslib_pages_through_items(ogc, demo_gpkg):
     assert one["id"] == next(iter(expected))
 
 
-def test_crs_part_2_swaps_axes_for_epsg_4326_and_projects_utm(ogc, demo_gpkg):
+def test_crs_part_2_swaps_axes_for_epsg_4326_and_projects_utm(ogc, key, demo_gpkg):
     expected = source_cells(demo_gpkg)
     fid = next(iter(expected))
     url = f"{ogc}/collections/{COLLECTION}/items/{fid}"
-    plain = httpx.get(url)
+    plain = httpx.get(url, headers=key)
     assert plain.headers["content-crs"] == f"<{CRS84}>"
-    epsg = httpx.get(url, params={"crs": "http://www.opengis.net/def/crs/EPSG/0/4326"})
+    epsg = httpx.get(url, params={"crs": "http://www.opengis.net/def/crs/EPSG/0/4326"}, headers=key)
     assert epsg.headers["content-crs"] == "<http://www.opengis.net/def/crs/EPSG/0/4326>"
     lonlat = shapely.geometry.shape(plain.json()["geometry"])
     latlon = shapely.geometry.shape(epsg.json()["geometry"])
     swapped = shapely.transform(latlon, lambda xy: xy[:, ::-1])
     assert shapely.equals_exact(lonlat, swapped, tolerance=1e-12)
     utm = shapely.geometry.shape(
-        httpx.get(url, params={"crs": "http://www.opengis.net/def/crs/EPSG/0/32651"}).json()[
-            "geometry"
-        ]
+        httpx.get(
+            url, params={"crs": "http://www.opengis.net/def/crs/EPSG/0/32651"}, headers=key
+        ).json()["geometry"]
     )
     assert 250_000 < utm.centroid.x < 400_000 and 3_400_000 < utm.centroid.y < 3_500_000
-    bad = httpx.get(url, params={"crs": "http://www.opengis.net/def/crs/EPSG/0/999999"})
+    bad = httpx.get(
+        url, params={"crs": "http://www.opengis.net/def/crs/EPSG/0/999999"}, headers=key
+    )
     assert bad.status_code == 400
 
 
-def test_bbox_and_property_filters(ogc, demo_gpkg):
+def test_bbox_and_property_filters(ogc, key, demo_gpkg):
     expected = source_cells(demo_gpkg)
     fid, (geom, worker) = next(iter(expected.items()))
     point = shapely.point_on_surface(geom)
     bbox = f"{point.x - 1e-6},{point.y - 1e-6},{point.x + 1e-6},{point.y + 1e-6}"
-    page = httpx.get(f"{ogc}/collections/{COLLECTION}/items", params={"bbox": bbox}).json()
+    page = httpx.get(
+        f"{ogc}/collections/{COLLECTION}/items", params={"bbox": bbox}, headers=key
+    ).json()
     assert fid in {f["id"] for f in page["features"]}
     page = httpx.get(
-        f"{ogc}/collections/{COLLECTION}/items", params={"grid_worker_id": worker}
+        f"{ogc}/collections/{COLLECTION}/items", params={"grid_worker_id": worker}, headers=key
     ).json()
     assert [f["id"] for f in page["features"]] == [fid]
     assert page["numberMatched"] == 1
-    unknown = httpx.get(f"{ogc}/collections/{COLLECTION}/items", params={"colour": "red"})
+    unknown = httpx.get(
+        f"{ogc}/collections/{COLLECTION}/items", params={"colour": "red"}, headers=key
+    )
     assert unknown.status_code == 400
 
 
-def test_unknown_collection_is_404(ogc):
-    response = httpx.get(f"{ogc}/collections/sh-jiading-anting-xingming.nothing/items")
+def test_unknown_collection_is_404(ogc, key):
+    response = httpx.get(f"{ogc}/collections/sh-jiading-anting-xingming.nothing/items", headers=key)
     assert response.status_code == 404

@@ -30,7 +30,9 @@ SERVICE_NAMES = {
 
 @pytest.fixture
 def api(stack):
-    with httpx.Client(base_url=stack.config.gateway_url, timeout=10) as client:
+    with httpx.Client(
+        base_url=stack.config.gateway_url, headers=stack.api_headers(), timeout=10
+    ) as client:
         yield client
 
 
@@ -157,11 +159,13 @@ def test_server_sent_events_follow_and_resume(stack, api, xingming_point):
     url = f"{stack.config.gateway_url}/v1/events:stream"
     newest = 0
     api.post("/v1/events", json=report_body(lon, lat))
-    with httpx.stream("GET", url, params={"after": 0}, timeout=10) as response:
+    with httpx.stream(
+        "GET", url, params={"after": 0}, headers=stack.api_headers(), timeout=10
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         backlog = _sse_events(response, 1)
         assert backlog and backlog[0]["event"].startswith("event.")
-    with httpx.stream("GET", url, timeout=10) as response:
+    with httpx.stream("GET", url, headers=stack.api_headers(), timeout=10) as response:
         created = api.post(
             "/v1/events",
             json=report_body(
@@ -173,7 +177,12 @@ def test_server_sent_events_follow_and_resume(stack, api, xingming_point):
         assert live[0]["event"] == "event.reported"
         newest = live[0]["id"]
     api.post(f"/v1/events/{created['id']}:transition", json={"state": "accepted"})
-    with httpx.stream("GET", url, headers={"Last-Event-ID": str(newest)}, timeout=10) as response:
+    with httpx.stream(
+        "GET",
+        url,
+        headers={"Last-Event-ID": str(newest), **stack.api_headers()},
+        timeout=10,
+    ) as response:
         resumed = _sse_events(response, 1)
         assert resumed[0]["event"] == "event.state_changed"
         assert resumed[0]["data"]["state"] == "accepted"
@@ -353,7 +362,10 @@ def test_sigterm_during_a_burst_loses_no_acknowledged_report(stack, xingming_poi
         acknowledged: list[str] = []
         limits = httpx.Limits(max_connections=20)
         async with httpx.AsyncClient(
-            base_url=stack.config.gateway_url, timeout=10, limits=limits
+            base_url=stack.config.gateway_url,
+            headers=stack.api_headers(),
+            timeout=10,
+            limits=limits,
         ) as client:
 
             async def one(i: int) -> None:
@@ -382,7 +394,9 @@ def test_sigterm_during_a_burst_loses_no_acknowledged_report(stack, xingming_poi
     stack.wait_ready(30)
     assert len(acknowledged) >= 40
     assert refused, "the burst never met the draining service"
-    with httpx.Client(base_url=stack.config.gateway_url, timeout=10) as client:
+    with httpx.Client(
+        base_url=stack.config.gateway_url, headers=stack.api_headers(), timeout=10
+    ) as client:
         missing = [
             event_id
             for event_id in acknowledged

@@ -83,7 +83,9 @@ class Person(_message.Message):
     gender: _builtins.str
     """"M" or "F", from the ID number when not given."""
     birth_date: _builtins.str
-    """Birth date as YYYY-MM-DD, from the ID number when not given."""
+    """Birth date as YYYY-MM-DD, from the ID number when not given; only the
+    year (YYYY) in a masked copy.
+    """
     address: _builtins.str
     """Address within the village."""
     building: _builtins.str
