@@ -41,6 +41,7 @@ from gateway.security.authenticator import Caller  # noqa: E402
 from gateway.settings import GatewaySettings  # noqa: E402
 from services.empower.api import build_component  # noqa: E402
 from services.empower.config import EmpowerSettings  # noqa: E402
+from services.empower.domain.identity import IdentityDirectory  # noqa: E402
 from services.empower.domain.roles import ALL_SCOPES  # noqa: E402
 from services.empower.stores import open_empower  # noqa: E402
 from services.kit.config import ServiceSettings  # noqa: E402
@@ -71,28 +72,27 @@ async def _serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[N
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
         await asyncio.sleep(0.01)
     return server, task
 
 
-async def _identities(directory: object) -> tuple[str, str, str]:
-    d = directory  # IdentityDirectory
+async def _identities(d: IdentityDirectory) -> tuple[str, str, str]:
     for parent, segment, level, code in (
         ("", "sh", "city", "310000000000"),
         ("sh", "jiading", "district", "310114000000"),
         ("sh/jiading", "anting", "town", "310114103000"),
         ("sh/jiading/anting", "xingming", "village", "310114103201"),
     ):
-        await d.create_tenant(BOOT, parent, segment, segment.title(), level, code)  # type: ignore[attr-defined]
-    password = "bench-password-1234"  # noqa: S105
-    await d.create_user(  # type: ignore[attr-defined]
+        await d.create_tenant(BOOT, parent, segment, segment.title(), level, code)
+    password = "bench-password-1234"
+    await d.create_user(
         BOOT, VILLAGE, "bench.secretary", "Bench", "staff", ("village_secretary",), password
     )
-    _, issued = await d.create_app(  # type: ignore[attr-defined]
+    _, issued = await d.create_app(
         BOOT, VILLAGE, "bench app", ("people:read", "events:read"), 100_000
     )
-    tokens = await d.login("bench.secretary", password)  # type: ignore[attr-defined]
+    tokens = await d.login("bench.secretary", password)
     return issued.api_key, tokens.access_token, password
 
 

@@ -14,8 +14,6 @@ from typing import TypeVar
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.kit.principal import Principal, parse_scopes
-
 
 class ServiceSettings(BaseSettings):
     """What every gRPC service is configured with."""
@@ -29,29 +27,6 @@ class ServiceSettings(BaseSettings):
     grace_seconds: float = Field(10.0, gt=0, description="time in-flight calls get on SIGTERM")
     call_timeout_seconds: float = Field(5.0, gt=0, description="deadline on outbound calls")
     data_dir: Path = Field(Path("var"), description="where embedded stores keep their files")
-
-
-class DevPrincipalSettings(BaseSettings):
-    """The development principal that stands in for sign-in until identity lands."""
-
-    model_config = SettingsConfigDict(env_prefix="GRASSROOTS_DEV_PRINCIPAL_", extra="ignore")
-
-    subject: str = "users/dev"
-    tenant: str = "sh/jiading/anting"
-    roles: str = "town_officer"
-    scopes: str = (
-        "map:read map:write events:read events:write events:configure command:read "
-        "twin:read empower:read"
-    )
-
-    def principal(self) -> Principal:
-        return Principal(
-            subject=self.subject,
-            tenant=self.tenant,
-            kind="user",
-            roles=tuple(self.roles.split()),
-            scopes=parse_scopes(self.scopes),
-        )
 
 
 S = TypeVar("S", bound=BaseSettings)
