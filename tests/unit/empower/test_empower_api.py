@@ -1,0 +1,199 @@
+"""The empower service over real gRPC: the service enforces identity itself.
+
+These calls go straight to the service port, as a caller who bypasses the gateway
+would: principals must be signed, scopes are checked per method, another village's
+objects are NOT_FOUND, and personal numbers never reach the disk in plain text.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import grpc
+import pytest
+
+from grassroots.empower.v1 import empower_service_pb2 as tenant_pb
+from grassroots.empower.v1 import empower_service_pb2_grpc as tenant_grpc
+from grassroots.empower.v1 import identity_service_pb2 as identity_pb
+from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
+from grassroots.empower.v1 import people_service_pb2 as people_pb
+from grassroots.empower.v1 import people_service_pb2_grpc as people_grpc
+from services.empower.api import build_component
+from services.empower.config import EmpowerSettings
+from services.empower.domain.roles import ALL_SCOPES, ROLES
+from services.empower.stores import open_empower
+from services.kit.principal import PRINCIPAL_METADATA_KEY, Principal
+from tests.conftest import serve_in_process
+
+A, B = "sh/jd/at/va", "sh/jd/at/vb"
+BOOT = Principal("services/boot", "sh", kind="service", scopes=ALL_SCOPES)
+
+
+def _id_number(first17: str) -> str:
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    total = sum(int(d) * w for d, w in zip(first17, weights, strict=True))
+    return first17 + "10X98765432"[total % 11]
+
+
+ID_A, ID_B = _id_number("31011419410830134"), _id_number("31011419500101777")
+
+
+def secretary(tenant: str) -> Principal:
+    return Principal(
+        "users/sec", tenant, scopes=ROLES["village_secretary"] | {"empower:read"}, app="apps/x"
+    )
+
+
+@pytest.fixture
+async def empower(tmp_path: Path):
+    settings = EmpowerSettings(
+        grpc_port=0,
+        host="127.0.0.1",
+        database=tmp_path / "empower.sqlite3",
+        seal_keys="k1:" + base64.b64encode(os.urandom(32)).decode(),  # type: ignore[arg-type]
+        index_key=base64.b64encode(os.urandom(32)).decode(),  # type: ignore[arg-type]
+    )
+    opened = await open_empower(settings)
+    server = await serve_in_process(
+        "empower", build_component(opened.directory, opened.registry, opened.audit, opened.closers)
+    )
+    tenants = tenant_grpc.EmpowerServiceStub(server.channel)
+    for parent, segment, level, code in (
+        ("", "sh", 1, "310000000000"),
+        ("tenants/sh", "jd", 2, "310114000000"),
+        ("tenants/sh-jd", "at", 3, "310114103000"),
+        ("tenants/sh-jd-at", "va", 4, "310114103201"),
+        ("tenants/sh-jd-at", "vb", 4, "310114103202"),
+    ):
+        await tenants.CreateTenant(
+            tenant_pb.CreateTenantRequest(
+                parent=parent,
+                tenant_id=segment,
+                tenant=tenant_pb.Tenant(display_name=segment, level=level, admin_code=code),
+            ),
+            metadata=BOOT.to_metadata(),
+        )
+    yield server, tmp_path
+    await server.channel.close()
+    await server.running.stop()
+
+
+def _person(id_number: str, phone: str) -> people_pb.Person:
+    return people_pb.Person(display_name="Fan Siyu", id_number=id_number, phone=phone)
+
+
+async def _code(call) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    return info.value.code()
+
+
+async def test_unsigned_principal_claiming_a_village_is_refused(empower):
+    server, _ = empower
+    people = people_grpc.PeopleServiceStub(server.channel)
+    payload = dict(secretary(A).to_metadata())[PRINCIPAL_METADATA_KEY]
+    call = people.ListPeople(
+        people_pb.ListPeopleRequest(parent="tenants/sh-jd-at-va"),
+        metadata=((PRINCIPAL_METADATA_KEY, payload),),
+    )
+    assert await _code(call) == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_another_villages_person_is_not_found_and_lists_stay_home(empower):
+    server, _ = empower
+    people = people_grpc.PeopleServiceStub(server.channel)
+    created = await people.CreatePerson(
+        people_pb.CreatePersonRequest(
+            parent="tenants/sh-jd-at-vb", person=_person(ID_B, "13912345678")
+        ),
+        metadata=secretary(B).to_metadata(),
+    )
+    assert created.masked and created.id_number.startswith("310") and "*" in created.id_number
+    for name in (created.name, created.name.replace("sh-jd-at-vb", "-")):
+        call = people.GetPerson(
+            people_pb.GetPersonRequest(name=name, purpose="check"),
+            metadata=secretary(A).to_metadata(),
+        )
+        assert await _code(call) == grpc.StatusCode.NOT_FOUND
+    listed = await people.ListPeople(
+        people_pb.ListPeopleRequest(parent="tenants/sh-jd-at-va", purpose="check"),
+        metadata=secretary(A).to_metadata(),
+    )
+    assert list(listed.people) == []
+    call = people.ListPeople(
+        people_pb.ListPeopleRequest(parent="tenants/sh-jd-at-vb", purpose="check"),
+        metadata=secretary(A).to_metadata(),
+    )
+    assert await _code(call) == grpc.StatusCode.NOT_FOUND
+
+
+async def test_gateway_only_methods_need_identity_verify(empower):
+    server, _ = empower
+    identity = identity_grpc.IdentityServiceStub(server.channel)
+    district_admin = Principal("users/it", "sh/jd", scopes=ROLES["district_admin"])
+    call = identity.LookupApiKey(
+        identity_pb.LookupApiKeyRequest(key_id="x"), metadata=district_admin.to_metadata()
+    )
+    assert await _code(call) == grpc.StatusCode.PERMISSION_DENIED
+    call = identity.GetJwks(identity_pb.GetJwksRequest(), metadata=district_admin.to_metadata())
+    assert await _code(call) == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_batch_registration_is_sealed_at_rest_and_audited_when_unmasked(empower):
+    server, data = empower
+    people = people_grpc.PeopleServiceStub(server.channel)
+    numbers = [(_id_number(f"31011419600101{n:03d}"), f"1391234{n:04d}") for n in range(50)]
+    await people.BatchCreatePeople(
+        people_pb.BatchCreatePeopleRequest(
+            parent="tenants/sh-jd-at-va",
+            requests=[people_pb.CreatePersonRequest(person=_person(i, p)) for i, p in numbers],
+        ),
+        metadata=secretary(A).to_metadata(),
+    )
+    raw = b"".join(path.read_bytes() for path in data.glob("empower*"))
+    for id_number, phone in numbers:
+        assert id_number.encode() not in raw and phone.encode() not in raw
+
+    found = await people.ListPeople(
+        people_pb.ListPeopleRequest(
+            parent="tenants/sh-jd-at-va", filter=f'id_number = "{numbers[7][0]}"', purpose="visit"
+        ),
+        metadata=secretary(A).to_metadata(),
+    )
+    assert [p.id_number for p in found.people] == [numbers[7][0]]
+    assert not found.people[0].masked
+
+    auditor = Principal("users/aud", "sh/jd", scopes=ROLES["district_auditor"])
+    entries = await people.ListAuditEntries(
+        people_pb.ListAuditEntriesRequest(parent="tenants/sh-jd"), metadata=auditor.to_metadata()
+    )
+    assert [(e.subject, e.app, e.purpose) for e in entries.audit_entries] == [
+        ("users/sec", "apps/x", "visit")
+    ]
+    assert list(entries.audit_entries[0].records) == [found.people[0].name]
+    verified = await people.VerifyAuditLog(
+        people_pb.VerifyAuditLogRequest(parent="tenants/sh-jd"), metadata=auditor.to_metadata()
+    )
+    assert verified.ok and verified.checked == 1
+
+
+async def test_a_bad_batch_names_the_entry_and_stores_nothing(empower):
+    server, _ = empower
+    people = people_grpc.PeopleServiceStub(server.channel)
+    good = people_pb.CreatePersonRequest(person=_person(ID_A, "13812345678"))
+    wrong_check = ID_A[:17] + ("0" if ID_A[17] != "0" else "1")
+    bad = people_pb.CreatePersonRequest(person=_person(wrong_check, "13812345679"))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await people.BatchCreatePeople(
+            people_pb.BatchCreatePeopleRequest(parent="tenants/sh-jd-at-va", requests=[good, bad]),
+            metadata=secretary(A).to_metadata(),
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "requests[1].person.id_number" in info.value.details()
+    listed = await people.ListPeople(
+        people_pb.ListPeopleRequest(parent="tenants/sh-jd-at-va", purpose="check"),
+        metadata=secretary(A).to_metadata(),
+    )
+    assert list(listed.people) == []
