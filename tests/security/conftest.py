@@ -1,0 +1,77 @@
+"""One real platform for the whole security suite, with the demo town and the objects
+and credentials of `security_world`.
+
+The gateway's rate limits run on the real Redis at 127.0.0.1:6379 (as a deployment
+with several replicas would), so the suite fails at once when it is not reachable.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from devstack.stack import Stack, StackConfig
+from security_world import World, build
+from services.kit import signing
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+# Runs after every other test of the suite, so it sees all their logins and key uses.
+LAST_MODULE = "test_secrets_not_logged.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    last = [item for item in items if item.path.name == LAST_MODULE]
+    if last:
+        items[:] = [item for item in items if item.path.name != LAST_MODULE] + last
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(
+            f"Redis is not reachable at {REDIS_URL} ({exc}); the security suite checks "
+            "that rate limits live there. Start redis-server on 127.0.0.1:6379.",
+            pytrace=False,
+        )
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def world(
+    demo_gpkg: Path, tmp_path_factory: pytest.TempPathFactory, redis_client: redis.Redis
+) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("security-stack")
+    config = StackConfig.on_free_ports(root / "data", log_dir=root / "logs")
+    config.extra_env = {"GRASSROOTS_GATEWAY_REDIS_URL": REDIS_URL}
+    config.data_dir.mkdir(parents=True)
+    shutil.copy(demo_gpkg, config.map_file)
+    # The suite signs principals (the bootstrap's) with the stack's key ring; the one
+    # tests/conftest.py put in the environment is the one the stack is given.
+    signing.configure(signing.KeyRing.parse(config.dev_secrets()[signing.KEYS_VARIABLE]))
+    stack = Stack(config)
+    stack.start_all()
+    try:
+        stack.wait_ready(60)
+        demo = stack.install_demo_identities()
+        with httpx.Client(base_url=config.gateway_url, timeout=15) as client:
+            yield build(stack, demo, client)
+    finally:
+        stack.stop_all()
+
+
+@pytest.fixture(scope="session")
+def openapi(world: World) -> dict[str, Any]:
+    response = world.client.get("/openapi.json")
+    assert response.status_code == 200
+    spec: dict[str, Any] = response.json()
+    return spec

@@ -1,0 +1,213 @@
+"""How the suite calls any operation of the OpenAPI: path values and a valid body.
+
+Bodies matter even where authentication must answer first: FastAPI parses a JSON body
+before it runs the route's dependencies (malformed JSON is 400 whatever the
+credentials), so the suite sends bodies that parse and validate, and the status it
+sees comes from authentication, scope or tenancy alone. `test_routes.py` checks that
+every operation with a request body has an entry in `BODIES` and that each JSON or
+form body validates against the live schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from security_world import A, B_FEATURE, B_LAYER, World, new_id_number, new_phone
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+PARAMETER = re.compile(r"\{([^}]+)\}")
+
+# What fills each path parameter when the suite only needs the route to be reached:
+# village A as the tenant and village B's objects as ids (a caller who gets past
+# authentication with these would be reaching into B).
+PATH_VALUES: dict[str, Callable[[World], str]] = {
+    "tenant": lambda w: A,
+    "fmt": lambda w: "json",
+    "event_id": lambda w: w.b.event_id,
+    "service_request_id": lambda w: w.b.event_id,
+    "token": lambda w: w.b.event_id,
+    "user": lambda w: w.b.user_id,
+    "app": lambda w: w.b.app.app_id if w.b.app else "",
+    "key": lambda w: w.b.app.key_id if w.b.app else "",
+    "person": lambda w: w.b.person_id,
+    "layer": lambda w: B_LAYER,
+    "feature": lambda w: B_FEATURE,
+    "item_id": lambda w: B_FEATURE,
+    "collection_id": lambda w: f"{A}.{B_LAYER}",
+    "service_code": lambda w: "environment.garbage",
+}
+
+
+def operations(spec: Mapping[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(METHOD, path template, operation object) of every operation in the schema."""
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield method.upper(), path, operation
+
+
+def path_parameters(path: str) -> list[str]:
+    return PARAMETER.findall(path)
+
+
+def fill(path: str, values: Mapping[str, str]) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise KeyError(f"no value for path parameter {{{name}}} of {path}")
+        return values[name]
+
+    return PARAMETER.sub(value, path)
+
+
+def default_values(world: World, path: str) -> dict[str, str]:
+    missing = [p for p in path_parameters(path) if p not in PATH_VALUES]
+    assert not missing, f"{path}: add {missing} to PATH_VALUES in route_requests.py"
+    return {p: PATH_VALUES[p](world) for p in path_parameters(path)}
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(4)}"
+
+
+def _event(world: World) -> dict[str, Any]:
+    return {
+        "json": {
+            "category": "environment.garbage",
+            "description": "Security suite: bins overflowing",
+            "location": {"longitude": world.a.point[0], "latitude": world.a.point[1]},
+            "request_id": _unique("security-"),
+        }
+    }
+
+
+def _person(world: World) -> dict[str, Any]:
+    rng = secrets.SystemRandom()
+    return {
+        "json": {
+            "display_name": "Security Suite Person",
+            "id_number": new_id_number(rng),
+            "phone": new_phone(rng),
+            "kind": "resident",
+        }
+    }
+
+
+def _import(world: World) -> dict[str, Any]:
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "id": _unique("planted-"),
+                "properties": {"note": "planted by another village"},
+                "geometry": {"type": "Point", "coordinates": list(world.a.point)},
+            }
+        ],
+    }
+    return {
+        "files": {"file": ("x.geojson", json.dumps(collection), "application/geo+json")},
+        "data": {"format": "geojson"},
+    }
+
+
+# (METHOD, path) -> httpx keyword arguments of a body that validates.
+BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
+    ("POST", "/v1/auth/token"): lambda w: {
+        "data": {"grant_type": "password", "username": "nobody.here", "password": "wrong-pass1"}
+    },
+    ("POST", "/v1/auth/revoke"): lambda w: {"data": {"token": "grr_not_a_token"}},
+    ("POST", "/v1/tenants/{tenant}/children"): lambda w: {
+        "json": {
+            "id": _unique("g"),
+            "display_name": "Security suite grid",
+            "level": "grid",
+            "admin_code": _unique("grid"),
+        }
+    },
+    ("POST", "/v1/tenants/{tenant}/users"): lambda w: {
+        "json": {
+            "username": _unique("planted."),
+            "display_name": "Planted user",
+            "kind": "staff",
+            "roles": ["grid_worker"],
+            "password": secrets.token_urlsafe(18),
+        }
+    },
+    ("POST", "/v1/tenants/{tenant}/apps"): lambda w: {
+        "json": {"display_name": "Planted app", "scopes": ["events:read"], "quota_per_minute": 60}
+    },
+    ("POST", "/v1/tenants/{tenant}/people"): _person,
+    ("POST", "/v1/events"): _event,
+    ("POST", "/v1/events/{event_id}:transition"): lambda w: {
+        "json": {"state": "rejected", "note": "closed by another village"}
+    },
+    ("POST", "/v1/events/{event_id}:evaluate"): lambda w: {"json": {"score": 1, "text": "x"}},
+    ("POST", "/v1/events/{event_id}/comments"): lambda w: {
+        "json": {"text": "a comment from another village"}
+    },
+    ("POST", "/v1/event-categories"): lambda w: {
+        "json": {"code": f"security.{_unique('c')}", "display_name": "Security suite category"}
+    },
+    ("POST", "/v1/map/tenants/{tenant}/layers"): lambda w: {
+        "json": {
+            "layer_id": _unique("planted-"),
+            "display_name": "Planted layer",
+            "kind": "poi",
+            "geometry_type": "Point",
+        }
+    },
+    ("POST", "/v1/map/tenants/{tenant}/layers/{layer}/features:import"): _import,
+    ("POST", "/v1/map/tenants/{tenant}/layers/{layer}/features:search"): lambda w: {
+        "json": {
+            "nearest": {"point": {"longitude": w.b.point[0], "latitude": w.b.point[1]}, "k": 5}
+        }
+    },
+    ("POST", "/v1/map/locate"): lambda w: {
+        "json": {"longitudes": [w.a.point[0]], "latitudes": [w.a.point[1]]}
+    },
+    ("POST", "/v1/map/transform"): lambda w: {
+        "json": {"longitudes": [121.16], "latitudes": [31.29], "target_crs": "EPSG:3857"}
+    },
+    ("POST", "/open311/v2/requests.{fmt}"): lambda w: {
+        "data": {
+            "service_code": "environment.garbage",
+            "lat": str(w.a.point[1]),
+            "long": str(w.a.point[0]),
+            "description": "Security suite: bins overflowing",
+        }
+    },
+}
+
+
+def body_for(world: World, method: str, path: str) -> dict[str, Any]:
+    maker = BODIES.get((method, path))
+    return maker(world) if maker is not None else {}
+
+
+def send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> httpx.Response:
+    """One request; an event stream that opens is closed at once instead of read."""
+    with client.stream(method, url, headers=dict(headers or {}), timeout=15, **kwargs) as response:
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            response.read()
+    return response
+
+
+def describe(method: str, url: str, response: httpx.Response) -> str:
+    try:
+        text = response.text[:200]
+    except httpx.ResponseNotRead:
+        text = "<event stream>"
+    return f"{method} {url} -> {response.status_code} {text}"

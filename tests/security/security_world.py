@@ -1,0 +1,529 @@
+"""The world the security suite attacks: one real stack, the demo town, and the objects
+and credentials every test needs.
+
+Village A (xingming) is the attacker's side and village B (xiangyang) the victim's.
+Both get a "super" user holding every role, so every scope a route may ask for: when
+A's super user is refused B's objects, it is tenancy that refuses, never a missing
+scope. B gets one object of every kind an id-taking route can address; A gets the
+keys the authentication matrix needs (a key without any route's scope, a revoked
+key) and an app for the fuzzer. The bad access tokens are minted here too: one
+signed with the identity service's real (but expired) key, one forged with another
+key under the real key id, and unsigned or wrongly-signed ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import jwt
+import shapely
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from devstack.demo_identity import BOOTSTRAP, DEMO_APP_SCOPES, DemoCredentials
+from devstack.stack import Stack
+from grassroots.empower.v1 import identity_service_pb2 as identity_pb
+from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
+from services.empower.domain.people import gb11643_check_digit
+from services.empower.domain.roles import ROLES, granted_scopes
+from services.kit import tenancy
+
+VILLAGE_A = "sh/jiading/anting/xingming"
+VILLAGE_B = "sh/jiading/anting/xiangyang"
+A = tenancy.path_to_id(VILLAGE_A)
+B = tenancy.path_to_id(VILLAGE_B)
+DISTRICT = "sh-jiading"
+# Every role but "resident", whose scopes the others hold already: together they grant
+# every scope any role grants (checked in `build`).
+SUPER_ROLES = ("district_admin", "village_secretary", "district_auditor", "carer")
+# A scope no route asks for: a key holding only this one may call nothing but /v1/me.
+UNUSED_SCOPE = "care:read"
+B_CATEGORY = "xiangyang.private_matter"
+B_LAYER = "xiangyang-private"
+B_FEATURE = "b-feature-1"
+MAX_QUOTA = 100_000
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def api_key(key: str) -> dict[str, str]:
+    return {"X-API-Key": key}
+
+
+def new_id_number(rng: secrets.SystemRandom) -> str:
+    """A valid GB 11643 number born in the 1960s-80s in Jiading (invented)."""
+    first17 = (
+        f"310114{rng.randint(1960, 1989):04d}{rng.randint(1, 12):02d}"
+        f"{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
+    )
+    return first17 + gb11643_check_digit(first17)
+
+
+def new_phone(rng: secrets.SystemRandom) -> str:
+    return f"139{rng.randint(0, 99_999_999):08d}"
+
+
+@dataclass
+class Account:
+    """A person who signed in through POST /v1/auth/token."""
+
+    username: str
+    password: str
+    access_token: str = ""
+    refresh_token: str = ""
+    subject: str = ""
+    tenant: str = ""
+    roles: list[str] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=list)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.access_token)
+
+
+@dataclass
+class AppKey:
+    app_id: str
+    key_id: str
+    key: str
+    subject: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return api_key(self.key)
+
+
+@dataclass
+class VillageB:
+    """One object of every kind in village B, for the cross-tenant table."""
+
+    event_id: str = ""
+    person_id: str = ""
+    person_id_number: str = ""
+    person_phone: str = ""
+    user_id: str = ""
+    username: str = ""
+    app: AppKey | None = None
+    layer_id: str = B_LAYER
+    feature_id: str = B_FEATURE
+    category: str = B_CATEGORY
+    point: tuple[float, float] = (0.0, 0.0)
+
+
+@dataclass
+class VillageA:
+    event_id: str = ""
+    person_id: str = ""
+    point: tuple[float, float] = (0.0, 0.0)
+    building_id: str = ""
+
+
+@dataclass
+class BadTokens:
+    expired: str
+    forged: str
+    alg_none: str
+    alg_confusion: str
+    control: str  # minted exactly like `expired` but unexpired: proves the minting is right
+
+
+@dataclass
+class World:
+    stack: Stack
+    client: httpx.Client
+    demo: DemoCredentials
+    a_super: Account
+    b_super: Account
+    a_secretary: Account
+    auditor: Account
+    a: VillageA
+    b: VillageB
+    scopeless: AppKey
+    revoked: AppKey
+    fuzzer: AppKey
+    bad: BadTokens
+    # Every password, key and token the suite used: none may reach a log file.
+    secrets: set[str] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return self.stack.config.gateway_url
+
+    @property
+    def log_dir(self) -> Path:
+        assert self.stack.config.log_dir is not None
+        return self.stack.config.log_dir
+
+    @property
+    def demo_key_a(self) -> str:
+        return self.demo.app_keys[VILLAGE_A]
+
+    def remember(self, *values: str) -> None:
+        self.secrets.update(v for v in values if v)
+
+    def login(self, username: str, password: str) -> Account:
+        account = login(self.client, username, password)
+        self.remember(account.password, account.access_token, account.refresh_token)
+        return account
+
+
+# --- HTTP helpers --------------------------------------------------------------------
+
+
+def anonymous_post(client: httpx.Client, path: str, data: Mapping[str, str]) -> httpx.Response:
+    """A form POST to a sign-in route, waiting out the per-address anonymous limit."""
+    deadline = time.monotonic() + 60
+    while True:
+        response = client.post(path, data=dict(data))
+        if response.status_code != 429 or time.monotonic() > deadline:
+            return response
+        time.sleep(min(float(response.headers.get("Retry-After", "1")), 5.0))
+
+
+def login(client: httpx.Client, username: str, password: str) -> Account:
+    response = anonymous_post(
+        client,
+        "/v1/auth/token",
+        {"grant_type": "password", "username": username, "password": password},
+    )
+    assert response.status_code == 200, f"login {username}: {response.text}"
+    issued = response.json()
+    account = Account(
+        username, password, issued["access_token"], issued["refresh_token"]
+    )
+    me = client.get("/v1/me", headers=account.headers)
+    assert me.status_code == 200, me.text
+    who = me.json()
+    account.subject, account.tenant = who["subject"], who["tenant"]
+    account.roles, account.scopes = who["roles"], who["scopes"]
+    return account
+
+
+def expect(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, (
+        f"{response.request.method} {response.request.url}: {response.status_code} "
+        f"{response.text[:500]}"
+    )
+    return response.json() if response.content else {}
+
+
+def create_app(
+    client: httpx.Client,
+    who: Account,
+    tenant: str,
+    scopes: Iterable[str],
+    quota: int = MAX_QUOTA,
+    name: str = "Security suite app",
+) -> AppKey:
+    body = {"display_name": name, "scopes": list(scopes), "quota_per_minute": quota}
+    created = expect(client.post(f"/v1/tenants/{tenant}/apps", json=body, headers=who.headers), 201)
+    return AppKey(
+        app_id=created["app"]["id"],
+        key_id=created["api_key"]["id"],
+        key=created["key"],
+        subject=f"apps/{created['app']['id']}",
+    )
+
+
+def revoke(client: httpx.Client, who: Account, tenant: str, app: AppKey) -> httpx.Response:
+    return client.delete(
+        f"/v1/tenants/{tenant}/apps/{app.app_id}/keys/{app.key_id}", headers=who.headers
+    )
+
+
+def point_in(client: httpx.Client, who: Account, tenant: str) -> tuple[float, float]:
+    """A point inside one of the village's grid cells (checked with /v1/map/locate)."""
+    page = expect(
+        client.get(
+            f"/v1/map/tenants/{tenant}/layers/grid-cells/features",
+            params={"page_size": 1},
+            headers=who.headers,
+        ),
+        200,
+    )
+    inside = shapely.geometry.shape(page["features"][0]["geometry"]).representative_point()
+    located = expect(
+        client.post(
+            "/v1/map/locate",
+            json={"longitudes": [inside.x], "latitudes": [inside.y]},
+            headers=who.headers,
+        ),
+        200,
+    )
+    assert located["locations"][0]["village"] == tenancy.id_to_path(tenant), located
+    return (inside.x, inside.y)
+
+
+def report_event(
+    client: httpx.Client, who: Account, point: tuple[float, float], category: str, note: str
+) -> str:
+    body = {
+        "category": category,
+        "description": f"Security suite report: {note}",
+        "location": {"longitude": point[0], "latitude": point[1]},
+        "request_id": f"security-{secrets.token_hex(8)}",
+    }
+    return str(expect(client.post("/v1/events", json=body, headers=who.headers), 201)["id"])
+
+
+# --- the super users, over gRPC as the bootstrap principal ---------------------------
+
+
+def create_super_user(stack: Stack, village: str, username: str, password: str) -> None:
+    with grpc.insecure_channel(stack.config.address("empower")) as channel:
+        identity_grpc.IdentityServiceStub(channel).CreateUser(
+            identity_pb.CreateUserRequest(
+                parent=tenancy.tenant_name(village),
+                user=identity_pb.User(
+                    username=username,
+                    display_name=f"Security suite super user of {village}",
+                    kind=identity_pb.User.KIND_STAFF,
+                    roles=list(SUPER_ROLES),
+                ),
+                password=password,
+            ),
+            metadata=BOOTSTRAP.to_metadata(),
+            timeout=10,
+        )
+
+
+# --- tokens --------------------------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def active_signing_key(data_dir: Path) -> tuple[str, str]:
+    """(kid, private PEM) of the identity service's active key, read from its store.
+
+    Test-only: an attacker holding this key could sign anything; it is read here to
+    mint a token that is correctly signed and merely expired.
+    """
+    database = data_dir / "empower.sqlite3"
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+        row = conn.execute(
+            "SELECT kid, private_pem FROM signing_keys WHERE retire_us IS NULL "
+            "ORDER BY create_us DESC, kid DESC LIMIT 1"
+        ).fetchone()
+    assert row is not None, "the identity service has no active signing key"
+    return str(row[0]), str(row[1])
+
+
+def claims_of(account: Account, issued: int, expires: int) -> dict[str, Any]:
+    """Claims as services/empower/domain/tokens.py issues them."""
+    return {
+        "iss": "grassroots",
+        "aud": "grassroots",
+        "sub": account.subject,
+        "tenant": account.tenant,
+        "kind": "user",
+        "roles": list(account.roles),
+        "scope": " ".join(sorted(account.scopes)),
+        "iat": issued,
+        "exp": expires,
+        "jti": secrets.token_hex(13),
+    }
+
+
+def mint_bad_tokens(data_dir: Path, account: Account, jwks: Mapping[str, Any]) -> BadTokens:
+    kid, pem = active_signing_key(data_dir)
+    real = serialization.load_pem_private_key(pem.encode(), password=None)
+    now = int(time.time())
+    expired = jwt.encode(
+        claims_of(account, now - 7200, now - 3600), real, algorithm="EdDSA", headers={"kid": kid}
+    )
+    control = jwt.encode(
+        claims_of(account, now - 10, now + 600), real, algorithm="EdDSA", headers={"kid": kid}
+    )
+    forged = jwt.encode(
+        claims_of(account, now - 10, now + 600),
+        Ed25519PrivateKey.generate(),
+        algorithm="EdDSA",
+        headers={"kid": kid},
+    )
+    payload = _b64url(json.dumps(claims_of(account, now - 10, now + 600)).encode())
+    header = _b64url(json.dumps({"alg": "none", "typ": "JWT", "kid": kid}).encode())
+    alg_none = f"{header}.{payload}."
+    # HS256 keyed with the published public key: the classic algorithm confusion.
+    public_x = next(k["x"] for k in jwks["keys"] if k["kid"] == kid)
+    confusion_header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
+    signing_input = f"{confusion_header}.{payload}".encode()
+    mac = hmac.new(public_x.encode(), signing_input, hashlib.sha256).digest()
+    alg_confusion = f"{confusion_header}.{payload}.{_b64url(mac)}"
+    return BadTokens(expired, forged, alg_none, alg_confusion, control)
+
+
+# --- the whole world -----------------------------------------------------------------
+
+
+def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
+    rng = secrets.SystemRandom()
+    secrets_used: set[str] = set()
+
+    supers: dict[str, Account] = {}
+    for village, username in ((VILLAGE_A, "xingming.super"), (VILLAGE_B, "xiangyang.super")):
+        password = secrets.token_urlsafe(18)
+        create_super_user(stack, village, username, password)
+        supers[village] = login(client, username, password)
+    a_super, b_super = supers[VILLAGE_A], supers[VILLAGE_B]
+    every_scope = sorted(granted_scopes(ROLES))
+    assert sorted(a_super.scopes) == every_scope, a_super.scopes
+    assert sorted(b_super.scopes) == every_scope, b_super.scopes
+
+    secretary = demo.account("xingming.secretary")
+    a_secretary = login(client, secretary.username, secretary.password)
+    district_auditor = demo.account("district.auditor")
+    auditor = login(client, district_auditor.username, district_auditor.password)
+
+    # Village B's objects, made by B's own super user through the REST API.
+    b = VillageB()
+    b.point = point_in(client, b_super, B)
+    expect(
+        client.post(
+            "/v1/event-categories",
+            json={"code": B_CATEGORY, "display_name": "Xiangyang's own matter"},
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    b.event_id = report_event(client, b_super, b.point, B_CATEGORY, "village B's event")
+    b.person_id_number, b.person_phone = new_id_number(rng), new_phone(rng)
+    person = expect(
+        client.post(
+            f"/v1/tenants/{B}/people",
+            json={
+                "display_name": "Zhou Xiaoyun",
+                "id_number": b.person_id_number,
+                "phone": b.person_phone,
+                "kind": "resident",
+                "tags": ["security-suite"],
+            },
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    b.person_id = person["id"]
+    b.username = "xiangyang.clerk"
+    clerk_password = secrets.token_urlsafe(18)
+    user = expect(
+        client.post(
+            f"/v1/tenants/{B}/users",
+            json={
+                "username": b.username,
+                "display_name": "Xiangyang clerk",
+                "kind": "staff",
+                "roles": ["grid_worker"],
+                "password": clerk_password,
+            },
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    b.user_id = user["id"]
+    b.app = create_app(client, b_super, B, ["events:read"], name="Xiangyang's own app")
+    expect(
+        client.post(
+            f"/v1/map/tenants/{B}/layers",
+            json={
+                "layer_id": B_LAYER,
+                "display_name": "Xiangyang private points",
+                "kind": "poi",
+                "geometry_type": "Point",
+                "fields": [{"name": "note", "type": "string"}],
+            },
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "id": B_FEATURE,
+                "properties": {"note": "only for xiangyang"},
+                "geometry": {"type": "Point", "coordinates": list(b.point)},
+            }
+        ],
+    }
+    expect(
+        client.post(
+            f"/v1/map/tenants/{B}/layers/{B_LAYER}/features:import",
+            files={"file": ("b.geojson", json.dumps(collection), "application/geo+json")},
+            data={"format": "geojson"},
+            headers=b_super.headers,
+        ),
+        200,
+    )
+
+    # Village A's side: its own event, a known resident and building, and the keys.
+    a = VillageA()
+    a.point = point_in(client, a_super, A)
+    a.event_id = report_event(client, a_super, a.point, "environment.garbage", "village A")
+    people = expect(
+        client.get(
+            f"/v1/tenants/{A}/people",
+            params={"page_size": 1},
+            headers=api_key(demo.app_keys[VILLAGE_A]),
+        ),
+        200,
+    )
+    a.person_id = people["people"][0]["id"]
+    buildings = expect(
+        client.get(
+            f"/v1/map/tenants/{A}/layers/buildings/features",
+            params={"page_size": 1},
+            headers=a_super.headers,
+        ),
+        200,
+    )
+    a.building_id = str(buildings["features"][0]["id"])
+    scopeless = create_app(client, a_super, A, [UNUSED_SCOPE], name="Key without route scopes")
+    revoked = create_app(client, a_super, A, ["events:read"], name="Revoked at once")
+    expect(revoke(client, a_super, A, revoked), 200)
+    fuzzer = create_app(client, a_super, A, DEMO_APP_SCOPES, name="Fuzzer (demo app scopes)")
+
+    jwks = expect(client.get("/.well-known/jwks.json"), 200)
+    bad = mint_bad_tokens(stack.config.data_dir, a_super, jwks)
+
+    world = World(
+        stack=stack,
+        client=client,
+        demo=demo,
+        a_super=a_super,
+        b_super=b_super,
+        a_secretary=a_secretary,
+        auditor=auditor,
+        a=a,
+        b=b,
+        scopeless=scopeless,
+        revoked=revoked,
+        fuzzer=fuzzer,
+        bad=bad,
+        secrets=secrets_used,
+    )
+    for account in (a_super, b_super, a_secretary, auditor):
+        world.remember(account.password, account.access_token, account.refresh_token)
+    for account in demo.accounts:
+        world.remember(account.password)
+    world.remember(*demo.app_keys.values(), clerk_password)
+    for key in (b.app, scopeless, revoked, fuzzer):
+        assert key is not None
+        world.remember(key.key)
+    world.remember(bad.expired, bad.forged, bad.control, bad.alg_none, bad.alg_confusion)
+    return world

@@ -1,0 +1,256 @@
+"""Village A cannot reach village B's objects, and learns nothing about them.
+
+A's super user holds every scope, so a refusal here is tenancy's. The answer for
+another village's object is 404, exactly as for an object that does not exist:
+never 403, which would confirm that it exists. Every operation of the live OpenAPI
+that takes an id must have an entry in `CROSS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from route_requests import body_for, describe, fill, operations, path_parameters, send
+from security_world import A, B, B_FEATURE, B_LAYER, VILLAGE_B, World
+
+PURPOSE = "security suite: cross-tenant probe"
+
+
+@dataclass(frozen=True)
+class Cross:
+    """How to point an operation at B's object; `tenant` is the tenant id in the URL."""
+
+    ids: Callable[[World, str], dict[str, str]]
+    query: dict[str, str] = field(default_factory=dict)
+
+
+def _user(w: World, t: str) -> dict[str, str]:
+    return {"user": w.b.user_id}
+
+
+def _app(w: World, t: str) -> dict[str, str]:
+    assert w.b.app is not None
+    return {"app": w.b.app.app_id, "key": w.b.app.key_id}
+
+
+def _event(w: World, t: str) -> dict[str, str]:
+    return {"event_id": w.b.event_id, "service_request_id": w.b.event_id, "token": w.b.event_id}
+
+
+def _layer(w: World, t: str) -> dict[str, str]:
+    return {"layer": B_LAYER, "feature": B_FEATURE}
+
+
+def _collection(w: World, t: str) -> dict[str, str]:
+    return {"collection_id": f"{t}.{B_LAYER}", "item_id": B_FEATURE}
+
+
+def _category(w: World, t: str) -> dict[str, str]:
+    return {"service_code": w.b.category}
+
+
+LAYER = "/v1/map/tenants/{tenant}/layers/{layer}"
+# (METHOD, path) -> B's object. Reads first: the writes, if tenancy failed, would
+# change B's objects, and the test checks afterwards that none changed.
+CROSS: dict[tuple[str, str], Cross] = {
+    ("GET", "/v1/tenants/{tenant}/users/{user}"): Cross(_user),
+    ("GET", "/v1/tenants/{tenant}/apps/{app}"): Cross(_app),
+    ("GET", "/v1/tenants/{tenant}/apps/{app}/keys"): Cross(_app),
+    ("GET", "/v1/tenants/{tenant}/people/{person}"): Cross(
+        lambda w, t: {"person": w.b.person_id}, {"purpose": PURPOSE}
+    ),
+    ("GET", "/v1/events/{event_id}"): Cross(_event),
+    ("GET", LAYER): Cross(_layer),
+    ("GET", LAYER + "/features"): Cross(_layer),
+    ("GET", LAYER + "/features/{feature}"): Cross(_layer),
+    ("GET", LAYER + "/features:export"): Cross(_layer),
+    ("GET", LAYER + "/features:countByGridCell"): Cross(_layer),
+    ("POST", LAYER + "/features:search"): Cross(_layer),
+    ("GET", "/ogc/collections/{collection_id}"): Cross(_collection),
+    ("GET", "/ogc/collections/{collection_id}/items"): Cross(_collection),
+    ("GET", "/ogc/collections/{collection_id}/items/{item_id}"): Cross(_collection),
+    ("GET", "/open311/v2/services/{service_code}.{fmt}"): Cross(_category),
+    ("GET", "/open311/v2/requests/{service_request_id}.{fmt}"): Cross(_event),
+    ("GET", "/open311/v2/tokens/{token}.{fmt}"): Cross(_event),
+    ("POST", "/v1/events/{event_id}/comments"): Cross(_event),
+    ("POST", "/v1/events/{event_id}:transition"): Cross(_event),
+    ("POST", "/v1/events/{event_id}:evaluate"): Cross(_event),
+    ("POST", "/v1/tenants/{tenant}/apps/{app}/keys"): Cross(_app),
+    ("DELETE", "/v1/tenants/{tenant}/apps/{app}/keys/{key}"): Cross(_app),
+    ("POST", "/v1/tenants/{tenant}/users/{user}:disable"): Cross(_user),
+    ("POST", LAYER + "/features:import"): Cross(_layer),
+    ("DELETE", LAYER): Cross(_layer),
+}
+# Parameters that name where, not what: a route with only these is not in CROSS.
+NOT_IDS = {"tenant", "fmt"}
+
+
+def _takes_ids(path: str) -> bool:
+    return bool(set(path_parameters(path)) - NOT_IDS)
+
+
+def _tenants(path: str) -> list[str]:
+    """Both villages in the tenant segment, where the path has one."""
+    return [A, B] if "{tenant}" in path or "{collection_id}" in path else [""]
+
+
+def test_every_id_taking_operation_has_a_cross_tenant_case(openapi):
+    missing = [
+        f"{method} {path}"
+        for method, path, _ in operations(openapi)
+        if _takes_ids(path) and (method, path) not in CROSS
+    ]
+    assert not missing, "add these to CROSS in tests/security/test_cross_tenant.py:\n" + "\n".join(
+        missing
+    )
+    listed = {(m, p) for m, p, _ in operations(openapi)}
+    assert set(CROSS) <= listed, f"stale CROSS entries: {sorted(set(CROSS) - listed)}"
+
+
+def test_another_villages_objects_answer_404_never_403(world, openapi):
+    listed = {(m, p) for m, p, _ in operations(openapi)}
+    problems, checked = [], 0
+    for (method, path), case in CROSS.items():
+        if (method, path) not in listed:
+            continue
+        for tenant in _tenants(path):
+            values = {"fmt": "json", **case.ids(world, tenant)}
+            if tenant:
+                values["tenant"] = tenant
+            url = fill(path, {p: values[p] for p in path_parameters(path)})
+            body = body_for(world, method, path)
+            response = send(
+                world.client, method, url, world.a_super.headers, params=case.query, **body
+            )
+            checked += 1
+            if response.status_code != 404:
+                problems.append(describe(method, url, response))
+    assert not problems, "\n".join(problems)
+    assert checked >= 30
+    _b_is_unchanged(world)
+
+
+def test_every_tenant_route_answers_404_for_another_village(world, openapi):
+    """Lists, reads and creations addressed to B's tenant id, with valid bodies."""
+    problems = []
+    for method, path, _ in operations(openapi):
+        if "{tenant}" not in path or _takes_ids(path):
+            continue
+        url = fill(path, {"tenant": B})
+        query = {"purpose": PURPOSE} if path.endswith("/people") and method == "GET" else {}
+        response = send(
+            world.client,
+            method,
+            url,
+            world.a_super.headers,
+            params=query,
+            **body_for(world, method, path),
+        )
+        if response.status_code != 404:
+            problems.append(describe(method, url, response))
+    assert not problems, "\n".join(problems)
+    _b_is_unchanged(world)
+
+
+def test_a_village_sees_its_town_but_not_its_neighbour(world):
+    client, headers = world.client, world.a_super.headers
+    assert client.get(f"/v1/tenants/{B}", headers=headers).status_code == 404
+    assert client.get(f"/v1/tenants/{A}", headers=headers).status_code == 200
+    assert client.get("/v1/tenants/sh-jiading-anting", headers=headers).status_code == 200
+    children = client.get("/v1/tenants/sh-jiading-anting/children", headers=headers)
+    if children.status_code == 200:
+        shown = {t["path"] for t in children.json()["tenants"]}
+        assert VILLAGE_B not in shown
+
+
+def _ids(items: list[dict[str, object]], key: str = "id") -> set[str]:
+    return {str(item[key]) for item in items}
+
+
+def test_listing_a_villages_collections_never_shows_the_neighbours_objects(world):
+    client, who = world.client, world.a_super.headers
+    assert world.b.app is not None
+
+    events = client.get("/v1/events", params={"page_size": 1000}, headers=who).json()["events"]
+    assert world.a.event_id in _ids(events)
+    assert world.b.event_id not in _ids(events)
+    assert not client.get(
+        "/v1/events", params={"category": world.b.category}, headers=who
+    ).json()["events"]
+    stats = client.get("/v1/events:statistics", headers=who).json()
+    assert world.b.category not in stats["by_category"]
+    categories = client.get("/v1/event-categories", headers=who).json()["categories"]
+    assert world.b.category not in {c["code"] for c in categories}
+
+    people_url = f"/v1/tenants/{A}/people"
+    found = client.get(
+        people_url,
+        params={"filter": f'id_number = "{world.b.person_id_number}"', "purpose": PURPOSE},
+        headers=who,
+    )
+    assert found.status_code == 200, found.text
+    assert found.json()["people"] == []
+    seen: set[str] = set()
+    token = ""
+    while True:
+        page = client.get(
+            people_url,
+            params={"page_size": 1000, "page_token": token, "purpose": PURPOSE},
+            headers=who,
+        ).json()
+        seen |= _ids(page["people"])
+        token = page["next_page_token"]
+        if not token:
+            break
+    assert world.a.person_id in seen and world.b.person_id not in seen
+
+    users = client.get(f"/v1/tenants/{A}/users", params={"page_size": 1000}, headers=who)
+    assert world.b.user_id not in _ids(users.json()["users"])
+    assert world.b.username not in {u["username"] for u in users.json()["users"]}
+    apps = client.get(f"/v1/tenants/{A}/apps", params={"page_size": 1000}, headers=who)
+    assert world.scopeless.app_id in _ids(apps.json()["apps"])
+    assert world.b.app.app_id not in _ids(apps.json()["apps"])
+
+    layers = client.get("/v1/map/layers", params={"page_size": 1000}, headers=who).json()
+    names = {layer["name"] for layer in layers["layers"]}
+    assert f"tenants/{B}/layers/{B_LAYER}" not in names
+    assert not any(name.startswith(f"tenants/{B}/") for name in names)
+    other = client.get("/v1/map/layers", params={"tenant": B}, headers=who)
+    assert other.status_code == 404, describe("GET", "/v1/map/layers?tenant=B", other)
+    collections = client.get("/ogc/collections", headers=who).json()["collections"]
+    assert not any(c["id"].startswith(f"{B}.") for c in collections)
+
+    requests = client.get("/open311/v2/requests.json", headers=who).json()
+    assert world.a.event_id in {r["service_request_id"] for r in requests}
+    assert world.b.event_id not in {r["service_request_id"] for r in requests}
+    unknown = client.get(
+        "/open311/v2/requests.json", params={"service_code": world.b.category}, headers=who
+    )
+    assert unknown.status_code == 400
+
+
+def _b_is_unchanged(world: World) -> None:
+    """B's objects as B sees them: nothing A sent reached them."""
+    client, who = world.client, world.b_super.headers
+    assert world.b.app is not None
+    event = client.get(f"/v1/events/{world.b.event_id}", headers=who).json()
+    assert event["state"] == "reported" and event["comments"] == [], event
+    user = client.get(f"/v1/tenants/{B}/users/{world.b.user_id}", headers=who).json()
+    assert user["disabled"] is False
+    keys = client.get(f"/v1/tenants/{B}/apps/{world.b.app.app_id}/keys", headers=who).json()
+    assert [(k["id"], k["revoked"]) for k in keys["api_keys"]] == [(world.b.app.key_id, False)]
+    layer = client.get(f"/v1/map/tenants/{B}/layers/{B_LAYER}", headers=who)
+    assert layer.status_code == 200 and layer.json()["feature_count"] == 1, layer.text
+    person = client.get(
+        f"/v1/tenants/{B}/people/{world.b.person_id}", params={"purpose": PURPOSE}, headers=who
+    )
+    assert person.status_code == 200
+    users = client.get(f"/v1/tenants/{B}/users", headers=who).json()["users"]
+    assert not [u for u in users if u["username"].startswith("planted.")]
+    apps = client.get(f"/v1/tenants/{B}/apps", headers=who).json()["apps"]
+    assert not [a for a in apps if a["display_name"] == "Planted app"]
+    layers = client.get("/v1/map/layers", params={"tenant": B}, headers=who).json()["layers"]
+    assert not [x for x in layers if x["layer_id"].startswith("planted-")]
+    children = client.get(f"/v1/tenants/{B}/children", headers=who).json()["tenants"]
+    assert not children or all("Security suite" not in t["display_name"] for t in children)
