@@ -17,8 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
-
-from security_world import A, B_FEATURE, B_LAYER, World, new_id_number, new_phone
+from security_world import B_FEATURE, B_LAYER, A, World, new_id_number, new_phone
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 PARAMETER = re.compile(r"\{([^}]+)\}")
@@ -99,6 +98,20 @@ def _person(world: World) -> dict[str, Any]:
     }
 
 
+def _user(world: World) -> dict[str, Any]:
+    password = secrets.token_urlsafe(18)
+    world.remember(password)
+    return {
+        "json": {
+            "username": _unique("planted."),
+            "display_name": "Planted user",
+            "kind": "staff",
+            "roles": ["grid_worker"],
+            "password": password,
+        }
+    }
+
+
 def _import(world: World) -> dict[str, Any]:
     collection = {
         "type": "FeatureCollection",
@@ -131,15 +144,7 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
             "admin_code": _unique("grid"),
         }
     },
-    ("POST", "/v1/tenants/{tenant}/users"): lambda w: {
-        "json": {
-            "username": _unique("planted."),
-            "display_name": "Planted user",
-            "kind": "staff",
-            "roles": ["grid_worker"],
-            "password": secrets.token_urlsafe(18),
-        }
-    },
+    ("POST", "/v1/tenants/{tenant}/users"): _user,
     ("POST", "/v1/tenants/{tenant}/apps"): lambda w: {
         "json": {"display_name": "Planted app", "scopes": ["events:read"], "quota_per_minute": 60}
     },

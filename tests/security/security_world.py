@@ -138,6 +138,7 @@ class BadTokens:
     forged: str
     alg_none: str
     alg_confusion: str
+    wrong_audience: str
     control: str  # minted exactly like `expired` but unexpired: proves the minting is right
 
 
@@ -202,9 +203,7 @@ def login(client: httpx.Client, username: str, password: str) -> Account:
     )
     assert response.status_code == 200, f"login {username}: {response.text}"
     issued = response.json()
-    account = Account(
-        username, password, issued["access_token"], issued["refresh_token"]
-    )
+    account = Account(username, password, issued["access_token"], issued["refresh_token"])
     me = client.get("/v1/me", headers=account.headers)
     assert me.status_code == 200, me.text
     who = me.json()
@@ -365,7 +364,13 @@ def mint_bad_tokens(data_dir: Path, account: Account, jwks: Mapping[str, Any]) -
     signing_input = f"{confusion_header}.{payload}".encode()
     mac = hmac.new(public_x.encode(), signing_input, hashlib.sha256).digest()
     alg_confusion = f"{confusion_header}.{payload}.{_b64url(mac)}"
-    return BadTokens(expired, forged, alg_none, alg_confusion, control)
+    wrong_audience = jwt.encode(
+        {**claims_of(account, now - 10, now + 600), "aud": "another-platform"},
+        real,
+        algorithm="EdDSA",
+        headers={"kid": kid},
+    )
+    return BadTokens(expired, forged, alg_none, alg_confusion, wrong_audience, control)
 
 
 # --- the whole world -----------------------------------------------------------------
@@ -526,4 +531,5 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
         assert key is not None
         world.remember(key.key)
     world.remember(bad.expired, bad.forged, bad.control, bad.alg_none, bad.alg_confusion)
+    world.remember(bad.wrong_audience)
     return world

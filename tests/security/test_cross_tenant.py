@@ -8,11 +8,13 @@ that takes an id must have an entry in `CROSS`.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from route_requests import body_for, describe, fill, operations, path_parameters, send
-from security_world import A, B, B_FEATURE, B_LAYER, VILLAGE_B, World
+from security_world import B_FEATURE, B_LAYER, VILLAGE_B, A, B, World, report_event
 
 PURPOSE = "security suite: cross-tenant probe"
 
@@ -175,9 +177,9 @@ def test_listing_a_villages_collections_never_shows_the_neighbours_objects(world
     events = client.get("/v1/events", params={"page_size": 1000}, headers=who).json()["events"]
     assert world.a.event_id in _ids(events)
     assert world.b.event_id not in _ids(events)
-    assert not client.get(
-        "/v1/events", params={"category": world.b.category}, headers=who
-    ).json()["events"]
+    assert not client.get("/v1/events", params={"category": world.b.category}, headers=who).json()[
+        "events"
+    ]
     stats = client.get("/v1/events:statistics", headers=who).json()
     assert world.b.category not in stats["by_category"]
     categories = client.get("/v1/event-categories", headers=who).json()["categories"]
@@ -254,3 +256,27 @@ def _b_is_unchanged(world: World) -> None:
     assert not [x for x in layers if x["layer_id"].startswith("planted-")]
     children = client.get(f"/v1/tenants/{B}/children", headers=who).json()["tenants"]
     assert not children or all("Security suite" not in t["display_name"] for t in children)
+
+
+def test_the_event_stream_carries_only_the_callers_subtree(world):
+    """B reports, then A reports: A's stream shows A's event and never B's."""
+    headers = {**world.a_super.headers, "Accept": "text/event-stream"}
+    seen: list[str] = []
+    with world.client.stream("GET", "/v1/events:stream", headers=headers, timeout=20) as stream:
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        assert next(lines).startswith(": connected")
+        b_event = report_event(world.client, world.b_super, world.b.point, world.b.category, "b")
+        a_event = report_event(
+            world.client, world.a_super, world.a.point, "environment.garbage", "a streamed"
+        )
+        deadline = time.monotonic() + 15
+        for line in lines:  # keep-alive comments arrive at least every 15 s
+            if time.monotonic() > deadline:
+                break
+            if line.startswith("data: "):
+                seen.append(json.loads(line.removeprefix("data: "))["id"])
+                if a_event in seen:
+                    break
+    assert a_event in seen
+    assert b_event not in seen

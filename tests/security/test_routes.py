@@ -16,9 +16,6 @@ import fastapi.routing
 import httpx
 import jsonschema_rs
 import pytest
-
-from gateway.app import create_app
-from gateway.settings import COMPONENTS, GatewaySettings
 from route_requests import (
     BODIES,
     body_for,
@@ -29,6 +26,9 @@ from route_requests import (
     send,
 )
 from security_world import World, anonymous_post, api_key, bearer
+
+from gateway.app import create_app
+from gateway.settings import COMPONENTS, GatewaySettings
 
 
 def _login_then(world: World, then: Callable[[str], httpx.Response] | None) -> httpx.Response:
@@ -103,6 +103,7 @@ def _bad_credentials(world: World) -> dict[str, dict[str, str]]:
         "forged token (real kid, other key)": bearer(world.bad.forged),
         "alg none token": bearer(world.bad.alg_none),
         "HS256 token keyed with the public key": bearer(world.bad.alg_confusion),
+        "real key, another audience": bearer(world.bad.wrong_audience),
         "garbage bearer": bearer("not-a-token"),
         "garbage API key": api_key("grk_garbage_garbage"),
         "unknown API key": api_key(well_formed_unknown),
@@ -194,9 +195,15 @@ def test_authentication_answers_before_body_and_parameter_validation(world):
     which reveals nothing about the route."""
     invalid = {"json": {"category": 7, "unexpected": True}}
     assert world.client.post("/v1/events", **invalid).status_code == 401
-    assert world.client.post("/v1/events", headers=world.scopeless.headers, **invalid).status_code == 403
+    assert (
+        world.client.post("/v1/events", headers=world.scopeless.headers, **invalid).status_code
+        == 403
+    )
     assert world.client.get("/v1/tenants/NOT~A~TENANT").status_code == 401
-    assert world.client.get("/v1/tenants/NOT~A~TENANT", headers=world.scopeless.headers).status_code == 403
+    assert (
+        world.client.get("/v1/tenants/NOT~A~TENANT", headers=world.scopeless.headers).status_code
+        == 403
+    )
     not_json = world.client.post(
         "/v1/events", content=b"{not json", headers={"content-type": "application/json"}
     )
