@@ -113,3 +113,17 @@ def test_no_route_changes_the_audit_log(world, openapi):
         for method in ("POST", "PUT", "PATCH", "DELETE"):
             response = world.client.request(method, path, headers=world.auditor.headers, json={})
             assert response.status_code == 405, f"{method} {path}: {response.status_code}"
+
+
+def test_the_audit_log_of_a_tenant_outside_ones_subtree_is_not_found(world):
+    """Verifying answers for a tenant exactly as listing its entries does: 404 for a
+    node the caller cannot see (a city above, another district, a name that does not
+    exist), rather than a count of the whole platform's unmasked reads."""
+    for tenant in ("sh", "sh-pudong", "nowhere"):
+        url = f"/v1/tenants/{tenant}/auditEntries"
+        listed = world.client.get(url, headers=world.auditor.headers)
+        assert listed.status_code == 404, listed.text
+        verified = world.client.get(f"{url}:verify", headers=world.auditor.headers)
+        assert verified.status_code == 404, (
+            f"{url}:verify -> {verified.status_code} {verified.text}"
+        )
