@@ -7,12 +7,32 @@ into the response (instead of json.loads then json.dumps) keeps large pages chea
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf.struct_pb2 import Struct, Value
 
+from gateway.errors import ApiError
 from grassroots.map.v1 import map_service_pb2 as map_pb
+from services.kit.errors import FieldViolation
+
+BBOX_PATTERN = r"^[-0-9.eE+]+(,[-0-9.eE+]+){3}$"
+
+
+def parse_bbox(text: str) -> list[float]:
+    """Four finite numbers from `minx,miny,maxx,maxy`; 400 naming `bbox` otherwise.
+
+    The query pattern only admits number-like characters; "4e" or "1.2.3" pass it.
+    """
+    try:
+        box = [float(v) for v in text.split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4 or not all(math.isfinite(v) for v in box):
+        problem = "must be four numbers minx,miny,maxx,maxy"
+        raise ApiError(400, f"bbox: {problem}", violations=[FieldViolation("bbox", problem)])
+    return box
 
 
 def plain_value(value: Value) -> Any:

@@ -15,7 +15,7 @@ from google.protobuf.json_format import MessageToDict
 
 from gateway.auth import access, call_metadata
 from gateway.errors import ApiError, call
-from gateway.geojson import collection_json, feature_json
+from gateway.geojson import BBOX_PATTERN, collection_json, feature_json, parse_bbox
 from gateway.schemas.map import (
     GridCellCountOut,
     GridCellCounts,
@@ -240,13 +240,13 @@ async def list_features(
     request: Request,
     who: Who,
     filter: Annotated[str, Query(max_length=2000)] = "",
-    bbox: Annotated[str | None, Query(pattern=r"^[-0-9.eE+]+(,[-0-9.eE+]+){3}$")] = None,
+    bbox: Annotated[str | None, Query(pattern=BBOX_PATTERN)] = None,
     bbox_crs: Annotated[str, Query(max_length=100)] = "",
     crs: Annotated[str, Query(max_length=100)] = "",
     page_size: Annotated[int, Query(ge=1, le=10_000)] = 100,
     page_token: Annotated[str, Query(max_length=512)] = "",
 ) -> Response:
-    box = [float(v) for v in bbox.split(",")] if bbox else []
+    box = parse_bbox(bbox) if bbox else []
     response = await call(
         request.app.state.upstreams.map.ListFeatures(
             pb.ListFeaturesRequest(

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 
 from gateway.auth import access, call_metadata
 from gateway.errors import ApiError, call
-from gateway.geojson import feature_json
+from gateway.geojson import BBOX_PATTERN, feature_json, parse_bbox
 from grassroots.map.v1 import map_service_pb2 as pb
 from services.kit import tenancy
 from services.kit.errors import FieldViolation
@@ -174,8 +174,8 @@ async def items(
     request: Request,
     who: Who,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    bbox: Annotated[str | None, Query(pattern=r"^[-0-9.eE+]+(,[-0-9.eE+]+){3}$")] = None,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    bbox: Annotated[str | None, Query(pattern=BBOX_PATTERN)] = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs")] = None,
     crs: Annotated[str | None, Query()] = None,
 ) -> Response:
@@ -183,7 +183,7 @@ async def items(
     box: list[float] = []
     box_crs = ""
     if bbox:
-        box = [float(v) for v in bbox.split(",")]
+        box = parse_bbox(bbox)
         box_crs, box_lat_first, _ = _crs(bbox_crs, "bbox-crs")
         if box_lat_first:
             box = [box[1], box[0], box[3], box[2]]

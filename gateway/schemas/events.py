@@ -137,7 +137,7 @@ class CategoryIn(BaseModel):
     code: str = Field(..., min_length=1, max_length=130, examples=["animals.stray_dog"])
     display_name: str = Field(..., min_length=1, max_length=100)
     default_severity: int = Field(2, ge=1, le=5)
-    sla_minutes: int = Field(1440, ge=0)
+    sla_minutes: int = Field(1440, ge=0, le=525_600)  # at most a year
     duplicate_radius_meters: float = Field(50.0, ge=0, le=1000)
     duplicate_window_minutes: int = Field(120, ge=0, le=10080)
 

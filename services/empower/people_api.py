@@ -21,7 +21,7 @@ from services.empower.domain.people import (
 )
 from services.empower.identity_api import caller, parent_path, timestamp
 from services.kit import tenancy
-from services.kit.errors import InvalidArgument
+from services.kit.errors import InvalidArgument, NotFound
 
 MAX_BATCH = 1000
 _KINDS = {
@@ -164,7 +164,11 @@ class PeopleServicer(pb_grpc.PeopleServiceServicer):
     async def VerifyAuditLog(
         self, request: pb.VerifyAuditLogRequest, context: object
     ) -> pb.VerifyAuditLogResponse:
-        result = await self.audit.verify(caller())
+        who = caller()
+        parent = parent_path(request.parent)
+        if not who.can_see(parent):
+            raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
+        result = await self.audit.verify(who)
         return pb.VerifyAuditLogResponse(
             ok=result.ok, checked=result.checked, first_bad_sequence=result.first_bad_sequence or 0
         )
