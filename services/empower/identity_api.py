@@ -7,10 +7,8 @@ is in `services.empower.domain.identity`.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 from google.protobuf.empty_pb2 import Empty
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from grassroots.empower.v1 import empower_service_pb2 as tenant_pb
 from grassroots.empower.v1 import empower_service_pb2_grpc as tenant_grpc
@@ -28,9 +26,9 @@ from services.empower.domain.model import (
     UserKind,
 )
 from services.kit import tenancy
-from services.kit.context import current_principal
+from services.kit.context import require_principal
 from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
-from services.kit.principal import Principal
+from services.kit.timestamps import to_timestamp
 
 _LEVELS = {
     Level.CITY: tenant_pb.Tenant.LEVEL_CITY,
@@ -49,21 +47,6 @@ _KINDS = {
 _KINDS_BACK = {v: k for k, v in _KINDS.items()}
 
 
-def caller() -> Principal:
-    principal = current_principal()
-    if principal is None:
-        raise Unauthenticated("no principal")
-    return principal
-
-
-def timestamp(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
 def parent_path(parent: str, field: str = "parent") -> str:
     return tenancy.parse_parent(parent, field)
 
@@ -75,7 +58,7 @@ def tenant_to_proto(tenant: Tenant) -> tenant_pb.Tenant:
         display_name=tenant.display_name,
         level=_LEVELS[tenant.level],
         admin_code=tenant.admin_code,
-        create_time=timestamp(tenant.create_time),
+        create_time=to_timestamp(tenant.create_time),
     )
 
 
@@ -88,7 +71,7 @@ def user_to_proto(user: User) -> pb.User:
         roles=list(user.roles),
         scopes=sorted(user.scopes),
         disabled=user.disabled,
-        create_time=timestamp(user.create_time),
+        create_time=to_timestamp(user.create_time),
     )
 
 
@@ -98,7 +81,7 @@ def app_to_proto(app: App) -> pb.App:
         display_name=app.display_name,
         scopes=sorted(app.scopes),
         quota_per_minute=app.quota_per_minute,
-        create_time=timestamp(app.create_time),
+        create_time=to_timestamp(app.create_time),
     )
 
 
@@ -107,8 +90,8 @@ def key_to_proto(key: ApiKey) -> pb.ApiKey:
         name=key.name,
         key_id=key.id,
         revoked=key.revoked,
-        create_time=timestamp(key.create_time),
-        revoke_time=timestamp(key.revoke_time),
+        create_time=to_timestamp(key.create_time),
+        revoke_time=to_timestamp(key.revoke_time),
     )
 
 
@@ -116,7 +99,7 @@ def issued_to_proto(app: App, issued: IssuedKey) -> pb.ApiKey:
     return pb.ApiKey(
         name=f"{app.name}/apiKeys/{issued.key_id}",
         key_id=issued.key_id,
-        create_time=timestamp(issued.create_time),
+        create_time=to_timestamp(issued.create_time),
     )
 
 
@@ -143,7 +126,7 @@ class TenantServicer(tenant_grpc.EmpowerServiceServicer):
         if level is None:
             raise InvalidArgument.field("tenant.level", "is required")
         created = await self.directory.create_tenant(
-            caller(),
+            require_principal(),
             parent,
             request.tenant_id,
             request.tenant.display_name,
@@ -156,14 +139,14 @@ class TenantServicer(tenant_grpc.EmpowerServiceServicer):
         self, request: tenant_pb.GetTenantRequest, context: object
     ) -> tenant_pb.Tenant:
         path = tenancy.parse_parent(request.name, "name")
-        return tenant_to_proto(await self.directory.get_tenant(caller(), path))
+        return tenant_to_proto(await self.directory.get_tenant(require_principal(), path))
 
     async def ListTenants(
         self, request: tenant_pb.ListTenantsRequest, context: object
     ) -> tenant_pb.ListTenantsResponse:
         parent = parent_path(request.parent) if request.parent else ""
         found, token = await self.directory.list_tenants(
-            caller(), parent, request.page_size, request.page_token
+            require_principal(), parent, request.page_size, request.page_token
         )
         return tenant_pb.ListTenantsResponse(
             tenants=[tenant_to_proto(t) for t in found], next_page_token=token
@@ -179,7 +162,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         if kind is None:
             raise InvalidArgument.field("user.kind", "is required")
         user = await self.directory.create_user(
-            caller(),
+            require_principal(),
             parent_path(request.parent),
             request.user.username,
             request.user.display_name,
@@ -190,24 +173,24 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         return user_to_proto(user)
 
     async def GetUser(self, request: pb.GetUserRequest, context: object) -> pb.User:
-        return user_to_proto(await self.directory.get_user(caller(), request.name))
+        return user_to_proto(await self.directory.get_user(require_principal(), request.name))
 
     async def ListUsers(
         self, request: pb.ListUsersRequest, context: object
     ) -> pb.ListUsersResponse:
         users, token = await self.directory.list_users(
-            caller(), parent_path(request.parent), request.page_size, request.page_token
+            require_principal(), parent_path(request.parent), request.page_size, request.page_token
         )
         return pb.ListUsersResponse(users=[user_to_proto(u) for u in users], next_page_token=token)
 
     async def DisableUser(self, request: pb.DisableUserRequest, context: object) -> pb.User:
-        return user_to_proto(await self.directory.disable_user(caller(), request.name))
+        return user_to_proto(await self.directory.disable_user(require_principal(), request.name))
 
     async def CreateApp(
         self, request: pb.CreateAppRequest, context: object
     ) -> pb.CreateAppResponse:
         app, issued = await self.directory.create_app(
-            caller(),
+            require_principal(),
             parent_path(request.parent),
             request.app.display_name,
             tuple(request.app.scopes),
@@ -218,18 +201,18 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         )
 
     async def GetApp(self, request: pb.GetAppRequest, context: object) -> pb.App:
-        return app_to_proto(await self.directory.get_app(caller(), request.name))
+        return app_to_proto(await self.directory.get_app(require_principal(), request.name))
 
     async def ListApps(self, request: pb.ListAppsRequest, context: object) -> pb.ListAppsResponse:
         apps, token = await self.directory.list_apps(
-            caller(), parent_path(request.parent), request.page_size, request.page_token
+            require_principal(), parent_path(request.parent), request.page_size, request.page_token
         )
         return pb.ListAppsResponse(apps=[app_to_proto(a) for a in apps], next_page_token=token)
 
     async def CreateApiKey(
         self, request: pb.CreateApiKeyRequest, context: object
     ) -> pb.CreateApiKeyResponse:
-        who = caller()
+        who = require_principal()
         app = await self.directory.get_app(who, request.parent)
         issued = await self.directory.create_api_key(who, request.parent)
         return pb.CreateApiKeyResponse(api_key=issued_to_proto(app, issued), key=issued.api_key)
@@ -237,12 +220,14 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def ListApiKeys(
         self, request: pb.ListApiKeysRequest, context: object
     ) -> pb.ListApiKeysResponse:
-        keys = await self.directory.list_api_keys(caller(), request.parent)
+        keys = await self.directory.list_api_keys(require_principal(), request.parent)
         return pb.ListApiKeysResponse(api_keys=[key_to_proto(k) for k in keys])
 
     async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: object) -> pb.ApiKey:
         app_name, key_id = parse_api_key_name(request.name)
-        return key_to_proto(await self.directory.revoke_api_key(caller(), app_name, key_id))
+        return key_to_proto(
+            await self.directory.revoke_api_key(require_principal(), app_name, key_id)
+        )
 
     async def LookupApiKey(
         self, request: pb.LookupApiKeyRequest, context: object

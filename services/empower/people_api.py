@@ -19,9 +19,11 @@ from services.empower.domain.people import (
     Person,
     parse_person_name,
 )
-from services.empower.identity_api import caller, parent_path, timestamp
+from services.empower.identity_api import parent_path
 from services.kit import tenancy
+from services.kit.context import require_principal
 from services.kit.errors import InvalidArgument, NotFound
+from services.kit.timestamps import to_timestamp
 
 MAX_BATCH = 1000
 _KINDS = {
@@ -51,7 +53,7 @@ def person_to_proto(person: Person) -> pb.Person:
         grid_cell=person.grid_cell,
         tags=list(person.tags),
         masked=person.masked,
-        create_time=timestamp(person.create_time),
+        create_time=to_timestamp(person.create_time),
     )
 
 
@@ -95,7 +97,7 @@ def audit_to_proto(entry: AuditEntry) -> pb.AuditEntry:
         records=list(entry.records),
         fields=list(entry.fields),
         purpose=entry.purpose,
-        create_time=timestamp(entry.time),
+        create_time=to_timestamp(entry.time),
         previous_hash=entry.prev_hash,
         entry_hash=entry.entry_hash,
     )
@@ -108,7 +110,7 @@ class PeopleServicer(pb_grpc.PeopleServiceServicer):
 
     async def CreatePerson(self, request: pb.CreatePersonRequest, context: object) -> pb.Person:
         created = await self.registry.create_person(
-            caller(), parent_path(request.parent), new_person(request.person)
+            require_principal(), parent_path(request.parent), new_person(request.person)
         )
         return person_to_proto(created)
 
@@ -123,19 +125,21 @@ class PeopleServicer(pb_grpc.PeopleServiceServicer):
             if item.parent and item.parent != request.parent:
                 raise InvalidArgument.field(f"requests[{i}].parent", "must match the batch's")
             people.append(new_person(item.person, f"requests[{i}].person."))
-        created = await self.registry.create_people(caller(), parent, people)
+        created = await self.registry.create_people(require_principal(), parent, people)
         return pb.BatchCreatePeopleResponse(people=[person_to_proto(p) for p in created])
 
     async def GetPerson(self, request: pb.GetPersonRequest, context: object) -> pb.Person:
         tenant, person_id = parse_person_name(request.name)
-        found = await self.registry.get_person(caller(), tenant, person_id, request.purpose)
+        found = await self.registry.get_person(
+            require_principal(), tenant, person_id, request.purpose
+        )
         return person_to_proto(found)
 
     async def ListPeople(
         self, request: pb.ListPeopleRequest, context: object
     ) -> pb.ListPeopleResponse:
         page = await self.registry.list_people(
-            caller(),
+            require_principal(),
             parent_path(request.parent),
             request.filter,
             request.page_size,
@@ -150,7 +154,7 @@ class PeopleServicer(pb_grpc.PeopleServiceServicer):
         self, request: pb.ListAuditEntriesRequest, context: object
     ) -> pb.ListAuditEntriesResponse:
         page = await self.audit.list_entries(
-            caller(),
+            require_principal(),
             parent_path(request.parent),
             request.filter,
             request.page_size,
@@ -164,7 +168,7 @@ class PeopleServicer(pb_grpc.PeopleServiceServicer):
     async def VerifyAuditLog(
         self, request: pb.VerifyAuditLogRequest, context: object
     ) -> pb.VerifyAuditLogResponse:
-        who = caller()
+        who = require_principal()
         parent = parent_path(request.parent)
         if not who.can_see(parent):
             raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 import numpy as np
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc
@@ -19,10 +18,11 @@ from services.events.domain.service import EventHub
 from services.events.feed import ChangeFeed
 from services.kit import crs, masking, paging, tenancy
 from services.kit.component import ServiceComponent
-from services.kit.context import current_principal
-from services.kit.errors import InvalidArgument, Unauthenticated
+from services.kit.context import require_principal
+from services.kit.errors import InvalidArgument
 from services.kit.principal import Principal
 from services.kit.scopes import method_scopes
+from services.kit.timestamps import to_timestamp
 from services.kit.unimplemented import fill_unimplemented
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EventsService"].full_name
@@ -42,19 +42,6 @@ _STATE_TO_PB = {
     for name, number in pb.Event.State.items()
     if number != pb.Event.STATE_UNSPECIFIED
 }
-
-
-def _principal() -> Principal:
-    principal = current_principal()
-    if principal is None:
-        raise Unauthenticated("no principal")
-    return principal
-
-
-def _timestamp(moment) -> Timestamp:  # type: ignore[no-untyped-def]
-    ts = Timestamp()
-    ts.FromDatetime(moment)
-    return ts
 
 
 def _state(state: State | None) -> int:
@@ -81,14 +68,14 @@ def event_to_proto(event: Event) -> pb.Event:
         village=event.place.village,
         grid_cell=event.place.grid_cell,
         grid_worker=event.place.grid_worker,
-        create_time=_timestamp(event.create_time),
-        update_time=_timestamp(event.update_time),
+        create_time=to_timestamp(event.create_time),
+        update_time=to_timestamp(event.update_time),
         etag=event.etag,
         duplicate_of=_event_name(event.tenant, event.duplicate_of) if event.duplicate_of else "",
         timeline=[
             pb.TimelineEntry(
                 actor=entry.actor,
-                time=_timestamp(entry.time),
+                time=to_timestamp(entry.time),
                 from_state=_state(entry.from_state),  # type: ignore[arg-type]
                 to_state=_state(entry.to_state),  # type: ignore[arg-type]
                 note=entry.note,
@@ -96,7 +83,7 @@ def event_to_proto(event: Event) -> pb.Event:
             for entry in event.timeline
         ],
         comments=[
-            pb.Comment(author=c.author, text=c.text, create_time=_timestamp(c.create_time))
+            pb.Comment(author=c.author, text=c.text, create_time=to_timestamp(c.create_time))
             for c in event.comments
         ],
         severity=event.severity,
@@ -109,7 +96,7 @@ def event_to_proto(event: Event) -> pb.Event:
             pb.Evaluation(
                 score=event.evaluation.score,
                 text=event.evaluation.text,
-                time=_timestamp(event.evaluation.time),
+                time=to_timestamp(event.evaluation.time),
             )
         )
     return message
@@ -176,7 +163,7 @@ def _reporter_of(message: pb.Event) -> str:
 
 
 def _out(event: Event) -> pb.Event:
-    return for_caller(event_to_proto(event), event.reporter, _principal())
+    return for_caller(event_to_proto(event), event.reporter, require_principal())
 
 
 def _category_to_proto(level: str, category: Category) -> pb.Category:
@@ -201,7 +188,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     async def CreateEvent(
         self, request: pb.CreateEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.Event:
-        principal = _principal()
+        principal = require_principal()
         parent = tenancy.parse_parent(request.parent)
         stored, created = await self.creates.report(principal, _report(request, parent, principal))
         context.set_trailing_metadata(((REPLAYED_METADATA_KEY, "false" if created else "true"),))
@@ -210,7 +197,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     async def BatchCreateEvents(
         self, request: pb.BatchCreateEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.BatchCreateEventsResponse:
-        principal = _principal()
+        principal = require_principal()
         parent = tenancy.parse_parent(request.parent)
         if not request.requests:
             raise InvalidArgument.field("requests", "is empty")
@@ -228,14 +215,14 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         self, request: pb.GetEventRequest, context: grpc.aio.ServicerContext
     ) -> pb.Event:
         tenant, event_id = tenancy.parse_child_name(request.name, "events")
-        return _out(await self.hub.get(_principal(), tenant, event_id))
+        return _out(await self.hub.get(require_principal(), tenant, event_id))
 
     async def ListEvents(
         self, request: pb.ListEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListEventsResponse:
         parent = tenancy.parse_parent(request.parent)
         page = await self.hub.list(
-            _principal(),
+            require_principal(),
             parent,
             request.filter,
             request.page_size,
@@ -260,7 +247,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
             duplicate_radius_m=given.duplicate_radius_meters,
             duplicate_window_minutes=given.duplicate_window_minutes,
         )
-        stored = await self.hub.define_category(_principal(), parent, category)
+        stored = await self.hub.define_category(require_principal(), parent, category)
         return _category_to_proto(parent, stored)
 
     async def ListCategories(
@@ -270,7 +257,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         size = paging.page_size(request.page_size, default=100, maximum=1000)
         query = {"parent": parent}
         offset = paging.decode_offset(request.page_token, query)
-        everything = self.hub.list_categories(_principal(), parent)
+        everything = self.hub.list_categories(require_principal(), parent)
         page = everything[offset : offset + size]
         more = offset + size if offset + size < len(everything) else None
         return pb.ListCategoriesResponse(
@@ -282,7 +269,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         self, request: pb.GetEventStatisticsRequest, context: grpc.aio.ServicerContext
     ) -> pb.EventStatistics:
         parent = tenancy.parse_parent(request.parent)
-        stats = await self.hub.statistics(_principal(), parent, request.filter)
+        stats = await self.hub.statistics(require_principal(), parent, request.filter)
         return pb.EventStatistics(
             total=stats.total,
             by_state=stats.by_state,
@@ -304,7 +291,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
             raise InvalidArgument.field("note", "at most 2000 characters")
         target = State(pb.Event.State.Name(request.state).removeprefix("STATE_").lower())
         event = await self.hub.transition(
-            _principal(), tenant, event_id, target, request.note, request.etag
+            require_principal(), tenant, event_id, target, request.note, request.etag
         )
         return _out(event)
 
@@ -313,7 +300,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     ) -> pb.Event:
         tenant, event_id = tenancy.parse_child_name(request.name, "events")
         event = await self.hub.evaluate(
-            _principal(), tenant, event_id, request.score, request.text, request.etag
+            require_principal(), tenant, event_id, request.score, request.text, request.etag
         )
         return _out(event)
 
@@ -321,13 +308,13 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         self, request: pb.AddCommentRequest, context: grpc.aio.ServicerContext
     ) -> pb.Event:
         tenant, event_id = tenancy.parse_child_name(request.name, "events")
-        return _out(await self.hub.comment(_principal(), tenant, event_id, request.text))
+        return _out(await self.hub.comment(require_principal(), tenant, event_id, request.text))
 
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchEventsResponse]:
         """Everything after `after_offset`, then each change as it is committed."""
-        principal = _principal()
+        principal = require_principal()
         parent = tenancy.parse_parent(request.parent)
         after = await self.hub.resolve_offset(principal, parent, request.after_offset)
         entries = await self.hub.changes(principal, parent, after, WATCH_BATCH)

@@ -7,6 +7,8 @@ import re
 import uuid
 from typing import TYPE_CHECKING
 
+from services.kit.errors import Unauthenticated
+
 if TYPE_CHECKING:
     from services.kit.principal import Principal
 
@@ -41,3 +43,11 @@ def current_request_id() -> str | None:
 
 def current_principal() -> Principal | None:
     return principal_var.get()
+
+
+def require_principal() -> Principal:
+    """The call's principal; the interceptor sets one for every non-public method."""
+    principal = principal_var.get()
+    if principal is None:
+        raise Unauthenticated("the call carries no principal")
+    return principal

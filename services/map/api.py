@@ -16,9 +16,8 @@ from grassroots.map.v1 import map_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
 from services.kit import crs, paging, tenancy
 from services.kit.component import ServiceComponent
-from services.kit.context import current_principal
-from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
-from services.kit.principal import Principal
+from services.kit.context import require_principal
+from services.kit.errors import InvalidArgument, NotFound
 from services.kit.scopes import method_scopes
 from services.map import convert, formats
 from services.map.domain.grid import GridIndex
@@ -35,13 +34,6 @@ from services.map.domain.service import (
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MapService"].full_name
 MAX_IMPORT_BYTES = 48 * 1024 * 1024
 MAX_DISTANCE_M = 100_000.0
-
-
-def _principal() -> Principal:
-    principal = current_principal()
-    if principal is None:
-        raise Unauthenticated("no principal")
-    return principal
 
 
 def _bbox(values: list[float]) -> tuple[float, float, float, float] | None:
@@ -64,19 +56,19 @@ class MapServicer(pb_grpc.MapServiceServicer):
     async def CreateLayer(self, request, context):  # type: ignore[no-untyped-def]
         parent = tenancy.parse_parent(request.parent)
         layer = convert.layer_from_proto(LayerKey(parent, request.layer_id), request.layer)
-        created = await asyncio.to_thread(self.catalog.create_layer, _principal(), layer)
+        created = await asyncio.to_thread(self.catalog.create_layer, require_principal(), layer)
         return convert.layer_to_proto(created)
 
     async def GetLayer(self, request, context):  # type: ignore[no-untyped-def]
         key = convert.parse_layer_name(request.name)
-        return convert.layer_to_proto(self.catalog.get_layer(_principal(), key))
+        return convert.layer_to_proto(self.catalog.get_layer(require_principal(), key))
 
     async def ListLayers(self, request, context):  # type: ignore[no-untyped-def]
         parent = tenancy.parse_parent(request.parent)
         size = paging.page_size(request.page_size, default=100, maximum=1000)
         query = {"parent": parent}
         offset = paging.decode_offset(request.page_token, query)
-        layers = self.catalog.list_layers(_principal(), parent)
+        layers = self.catalog.list_layers(require_principal(), parent)
         page = layers[offset : offset + size]
         more = offset + size if offset + size < len(layers) else None
         return pb.ListLayersResponse(
@@ -86,7 +78,7 @@ class MapServicer(pb_grpc.MapServiceServicer):
 
     async def DeleteLayer(self, request, context):  # type: ignore[no-untyped-def]
         key = convert.parse_layer_name(request.name)
-        await asyncio.to_thread(self.catalog.delete_layer, _principal(), key)
+        await asyncio.to_thread(self.catalog.delete_layer, require_principal(), key)
         return empty_pb2.Empty()
 
     async def ImportFeatures(self, request, context):  # type: ignore[no-untyped-def]
@@ -97,7 +89,7 @@ class MapServicer(pb_grpc.MapServiceServicer):
             raise InvalidArgument.field("data", f"exceeds {MAX_IMPORT_BYTES} bytes")
         if request.source_crs:
             crs.normalise_crs(request.source_crs, "source_crs")
-        principal = _principal()
+        principal = require_principal()
         self.catalog.get_layer(principal, key)
 
         def run():  # type: ignore[no-untyped-def]
@@ -131,7 +123,7 @@ class MapServicer(pb_grpc.MapServiceServicer):
             raise InvalidArgument.field("crs", "GeoJSON (RFC 7946) is always EPSG:4326")
         if target in (crs.GCJ02, crs.BD09) and request.format != "csv":
             raise InvalidArgument.field("crs", f"{target} can only be exported as CSV")
-        principal = _principal()
+        principal = require_principal()
 
         def run() -> tuple[bytes, str]:
             _layer, batch = self.catalog.export(principal, key, target)
@@ -150,7 +142,7 @@ class MapServicer(pb_grpc.MapServiceServicer):
     async def GetFeature(self, request, context):  # type: ignore[no-untyped-def]
         key, feature_id = convert.parse_feature_name(request.name)
         target = self._target_crs(request.response_crs)
-        _layer, batch = self.catalog.get_feature(_principal(), key, feature_id, target)
+        _layer, batch = self.catalog.get_feature(require_principal(), key, feature_id, target)
         return convert.features_to_proto(key, batch, target, request.geometry_encoding)[0]
 
     async def ListFeatures(self, request, context):  # type: ignore[no-untyped-def]
@@ -170,7 +162,7 @@ class MapServicer(pb_grpc.MapServiceServicer):
         }
         offset = paging.decode_offset(request.page_token, query) + request.skip
         page = self.catalog.list_features(
-            _principal(),
+            require_principal(),
             key,
             filter_text=request.filter,
             bbox=bbox,
@@ -209,7 +201,7 @@ class MapServicer(pb_grpc.MapServiceServicer):
         }
         offset = paging.decode_offset(request.page_token, query)
         page = self.catalog.search(
-            _principal(),
+            require_principal(),
             key,
             spatial,
             filter_text=request.filter,
@@ -225,7 +217,7 @@ class MapServicer(pb_grpc.MapServiceServicer):
         )
 
     async def LocatePoints(self, request, context):  # type: ignore[no-untyped-def]
-        principal = _principal()
+        principal = require_principal()
         scope = tenancy.parse_parent(request.parent)
         if not principal.can_see(scope):
             raise NotFound(f"tenant {request.parent!r} not found")
@@ -239,7 +231,9 @@ class MapServicer(pb_grpc.MapServiceServicer):
     async def CountFeaturesByGridCell(self, request, context):  # type: ignore[no-untyped-def]
         key = convert.parse_layer_name(request.layer, "layer")
         scope = tenancy.parse_parent(request.parent)
-        counts = await asyncio.to_thread(self.catalog.count_by_grid_cell, _principal(), key, scope)
+        counts = await asyncio.to_thread(
+            self.catalog.count_by_grid_cell, require_principal(), key, scope
+        )
         return pb.CountFeaturesByGridCellResponse(
             counts=[
                 pb.GridCellCount(grid_cell=cell.grid_cell_id, village=cell.village, count=n)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import numpy as np
 import shapely
 from google.protobuf.struct_pb2 import Struct
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from grassroots.map.v1 import map_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.kit import tenancy
 from services.kit.errors import InvalidArgument
+from services.kit.timestamps import to_timestamp
 from services.map.domain.model import (
     FeatureBatch,
     FieldSpec,
@@ -51,14 +49,6 @@ def parse_feature_name(name: str, field: str = "name") -> tuple[LayerKey, str]:
     return parse_layer_name(head, field), feature_id
 
 
-def _timestamp(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(moment)
-    return ts
-
-
 def layer_to_proto(layer: Layer) -> pb.Layer:
     return pb.Layer(
         name=layer_name(layer.key),
@@ -78,8 +68,8 @@ def layer_to_proto(layer: Layer) -> pb.Layer:
         shared=layer.shared,
         feature_count=layer.feature_count,
         extent=list(layer.extent) if layer.extent else [],
-        create_time=_timestamp(layer.create_time),
-        update_time=_timestamp(layer.update_time),
+        create_time=to_timestamp(layer.create_time),
+        update_time=to_timestamp(layer.update_time),
     )
 
 

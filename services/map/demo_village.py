@@ -36,6 +36,7 @@ import pyogrio.raw
 import shapely
 from shapely.geometry import Polygon
 
+from services.kit import gb11643
 from services.map.domain.metric import metres_per_degree
 
 TOWN_TENANT = "sh/jiading/anting"
@@ -110,8 +111,6 @@ _POI_LABELS = {
     "waste_station": "Waste Station",
     "parking": "Parking",
 }
-_GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_GB11643_CHECK = "10X98765432"
 
 
 @dataclass(frozen=True)
@@ -147,14 +146,6 @@ class _Layer:
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
-
-
-def gb11643_check_digit(first17: str) -> str:
-    """The 18th character of a resident ID number (GB 11643-1999, ISO 7064 MOD 11-2)."""
-    if len(first17) != 17 or not first17.isdigit():
-        raise ValueError(f"{first17!r} is not 17 digits")
-    total = sum(int(d) * w for d, w in zip(first17, _GB11643_WEIGHTS, strict=True))
-    return _GB11643_CHECK[total % 11]
 
 
 def _lonlat(x_m: np.ndarray, y_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -482,7 +473,7 @@ def _id_number(rng: np.random.Generator, birth_year: int, male: bool) -> str:
     birthday = date(birth_year, 1, 1) + timedelta(days=int(rng.integers(0, 365)))
     sequence = int(rng.integers(0, 500)) * 2 + (1 if male else 0)  # odd: male, even: female
     first17 = f"{_ID_REGION}{birthday:%Y%m%d}{sequence:03d}"
-    return first17 + gb11643_check_digit(first17)
+    return gb11643.with_check_character(first17)
 
 
 def _phone(rng: np.random.Generator) -> str:

@@ -36,9 +36,8 @@ from devstack.demo_identity import BOOTSTRAP, DEMO_APP_SCOPES, DemoCredentials
 from devstack.stack import Stack
 from grassroots.empower.v1 import identity_service_pb2 as identity_pb
 from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
-from services.empower.domain.people import gb11643_check_digit
 from services.empower.domain.roles import ROLES, granted_scopes
-from services.kit import tenancy
+from services.kit import gb11643, tenancy
 
 VILLAGE_A = "sh/jiading/anting/xingming"
 VILLAGE_B = "sh/jiading/anting/xiangyang"
@@ -70,7 +69,7 @@ def new_id_number(rng: secrets.SystemRandom) -> str:
         f"310114{rng.randint(1960, 1989):04d}{rng.randint(1, 12):02d}"
         f"{rng.randint(1, 28):02d}{rng.randint(0, 999):03d}"
     )
-    return first17 + gb11643_check_digit(first17)
+    return gb11643.with_check_character(first17)
 
 
 def new_phone(rng: secrets.SystemRandom) -> str:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from services.empower.domain.audit import AuditLog, check_purpose
 from services.empower.domain.sealing import Sealer, SealingError
-from services.kit import paging, tenancy
+from services.kit import gb11643, paging, tenancy
 from services.kit.errors import (
     Aborted,
     DomainError,
@@ -53,8 +53,6 @@ MAX_NAME = 64
 MAX_ADDRESS = 200
 MAX_TAGS = 16
 
-_GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_GB11643_CHECK = "10X98765432"
 _ID_NUMBER = re.compile(r"^\d{17}[\dX]$")
 _MOBILE = re.compile(r"^1\d{10}$")
 _REFERENCE = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
@@ -196,12 +194,6 @@ def parse_person_name(name: str, field: str = "name") -> tuple[str | None, str]:
 # --- validation -----------------------------------------------------------------
 
 
-def gb11643_check_digit(first17: str) -> str:
-    """The 18th character of a resident ID number (GB 11643-1999, ISO 7064 MOD 11-2)."""
-    total = sum(int(d) * w for d, w in zip(first17, _GB11643_WEIGHTS, strict=True))
-    return _GB11643_CHECK[total % 11]
-
-
 def normalise_id_number(value: str, field: str = "id_number") -> str:
     """An 18-character ID number with upper-case X, or INVALID_ARGUMENT naming `field`."""
     text = value.strip().upper()
@@ -209,7 +201,7 @@ def normalise_id_number(value: str, field: str = "id_number") -> str:
         raise InvalidArgument.field(
             field, "must be 18 characters: 17 digits and a check character (0-9 or X)"
         )
-    if gb11643_check_digit(text[:17]) != text[17]:
+    if gb11643.check_character(text[:17]) != text[17]:
         raise InvalidArgument.field(field, "the check character does not match (GB 11643)")
     try:
         born = id_number_birth_date(text)

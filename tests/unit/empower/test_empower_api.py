@@ -24,6 +24,7 @@ from services.empower.api import build_component
 from services.empower.config import EmpowerSettings
 from services.empower.domain.roles import ALL_SCOPES, ROLES
 from services.empower.stores import open_empower
+from services.kit import gb11643
 from services.kit.principal import PRINCIPAL_METADATA_KEY, Principal
 from tests.conftest import serve_in_process
 
@@ -31,13 +32,10 @@ A, B = "sh/jd/at/va", "sh/jd/at/vb"
 BOOT = Principal("services/boot", "sh", kind="service", scopes=ALL_SCOPES)
 
 
-def _id_number(first17: str) -> str:
-    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    total = sum(int(d) * w for d, w in zip(first17, weights, strict=True))
-    return first17 + "10X98765432"[total % 11]
-
-
-ID_A, ID_B = _id_number("31011419410830134"), _id_number("31011419500101777")
+ID_A, ID_B = (
+    gb11643.with_check_character("31011419410830134"),
+    gb11643.with_check_character("31011419500101777"),
+)
 
 
 def secretary(tenant: str) -> Principal:
@@ -144,7 +142,10 @@ async def test_gateway_only_methods_need_identity_verify(empower):
 async def test_batch_registration_is_sealed_at_rest_and_audited_when_unmasked(empower):
     server, data = empower
     people = people_grpc.PeopleServiceStub(server.channel)
-    numbers = [(_id_number(f"31011419600101{n:03d}"), f"1391234{n:04d}") for n in range(50)]
+    numbers = [
+        (gb11643.with_check_character(f"31011419600101{n:03d}"), f"1391234{n:04d}")
+        for n in range(50)
+    ]
     await people.BatchCreatePeople(
         people_pb.BatchCreatePeopleRequest(
             parent="tenants/sh-jd-at-va",

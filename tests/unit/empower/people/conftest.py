@@ -24,10 +24,11 @@ import pytest
 from psycopg import sql
 
 from services.empower.domain.audit import AuditLog
-from services.empower.domain.people import NewPerson, PeopleRegistry, gb11643_check_digit
+from services.empower.domain.people import NewPerson, PeopleRegistry
 from services.empower.domain.sealing import Sealer
 from services.empower.store.people_postgres import PostgresPeopleStore
 from services.empower.store.people_sqlite import SqlitePeopleStore
+from services.kit import gb11643
 from services.kit.principal import Principal
 from tests.conftest import TOWN, XIANGYANG, XINGMING
 
@@ -44,7 +45,7 @@ def caller(tenant: str, *scopes: str, subject: str = "users/officer", app: str =
 def id_number(birth: str = "19520314", sequence: int = 123, region: str = "310114") -> str:
     """A valid GB 11643 number; an odd sequence is a man, an even one a woman."""
     first17 = f"{region}{birth}{sequence:03d}"
-    return first17 + gb11643_check_digit(first17)
+    return gb11643.with_check_character(first17)
 
 
 def phone(n: int) -> str:
