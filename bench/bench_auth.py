@@ -16,6 +16,7 @@ Target (issue: identity and gateway security): the added p50 is under 1 ms.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import socket
@@ -127,7 +128,7 @@ async def main() -> None:
             host="127.0.0.1",
             database=Path(tmp) / "empower.sqlite3",
             seal_keys=signing.generate_keys_value("b1"),  # type: ignore[arg-type]
-            index_key=signing.generate_keys_value("x").split(":", 1)[1],  # type: ignore[arg-type]
+            index_key=base64.b64encode(os.urandom(32)).decode(),  # type: ignore[arg-type]
         )
         opened = await open_empower(settings)
         component = build_component(opened.directory, opened.registry, opened.audit, opened.closers)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 
 import grpc
@@ -25,7 +26,9 @@ from grassroots.empower.v1 import identity_service_pb2 as identity_pb
 from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
 from grassroots.empower.v1 import people_service_pb2 as people_pb
 from grassroots.empower.v1 import people_service_pb2_grpc as people_grpc
+from services.empower.domain.people import resident_to_new_person, residents_from_columns
 from services.empower.domain.roles import ALL_SCOPES
+from services.empower.people_api import person_message
 from services.kit import tenancy
 from services.kit.principal import Principal
 
@@ -171,24 +174,18 @@ def _rows(demo_gpkg: Path, layer: str) -> list[dict[str, object]]:
 
 
 def _residents(demo_gpkg: Path) -> dict[str, list[people_pb.CreatePersonRequest]]:
+    """The demo residents as registration requests, by village (the registry's own rules
+    decide who is elderly and living alone)."""
+    meta, _fids, _geometry, columns = pyogrio.raw.read(
+        str(demo_gpkg), layer="residents", read_geometry=False
+    )
+    today = date.today()
     by_village: dict[str, list[people_pb.CreatePersonRequest]] = {v: [] for v in VILLAGES}
-    for row in _rows(demo_gpkg, "residents"):
-        alone_and_old = int(str(row["lives_alone"])) and int(str(row["birth_year"])) <= 1956
-        kind = (
-            people_pb.Person.KIND_ELDERLY_ALONE if alone_and_old else people_pb.Person.KIND_RESIDENT
-        )
-        village = str(row["tenant"])
-        by_village[village].append(
+    for resident in residents_from_columns(dict(zip(meta["fields"], columns, strict=True))):
+        by_village[resident.tenant].append(
             people_pb.CreatePersonRequest(
-                parent=tenancy.tenant_name(village),
-                person=people_pb.Person(
-                    display_name=str(row["name"]),
-                    id_number=str(row["id_number"]),
-                    phone=str(row["phone"]),
-                    kind=kind,
-                    building=str(row["building_id"]),
-                    tags=["synthetic"],
-                ),
+                parent=tenancy.tenant_name(resident.tenant),
+                person=person_message(resident_to_new_person(resident, today)),
             )
         )
     return by_village

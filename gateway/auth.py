@@ -24,7 +24,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from gateway.errors import ApiError
 from gateway.security.authenticator import API_KEY_PREFIX, Authenticator, Caller
-from gateway.security.ratelimit import Limit, RateLimiter
+from gateway.security.ratelimit import Decision, Limit, RateLimiter
 from services.kit import context as ctx
 from services.kit.errors import Unauthenticated
 from services.kit.principal import Principal
@@ -78,12 +78,16 @@ class Guard:
             Limit.per_minute_with_burst(f"tenant:{who.tenant}", self.tenant_requests_per_minute),
         )
         if not decision.allowed:
-            raise ApiError(
-                429,
-                f"rate limit reached for {who.subject} or its tenant; retry later",
-                reason="RATE_LIMITED",
-                headers={"Retry-After": str(decision.retry_after_seconds)},
-            )
+            raise _rate_limited(f"{who.subject} or its tenant", decision)
+
+
+def _rate_limited(whose: str, decision: Decision) -> ApiError:
+    return ApiError(
+        429,
+        f"rate limit reached for {whose}; retry later",
+        reason="RATE_LIMITED",
+        headers={"Retry-After": str(decision.retry_after_seconds)},
+    )
 
 
 def _unauthenticated(message: str) -> ApiError:
@@ -129,16 +133,21 @@ def public(component: str) -> Callable[..., Awaitable[Principal]]:
     of a village's own; it is rate limited per client address.
     """
 
+    # One principal per public tenant, so it is serialised and signed once, not per call.
+    known: dict[str, Principal] = {}
+
     async def anonymous(request: Request) -> Principal:
         guard: Guard = request.app.state.guard
         await limit_anonymous(request)
-        who = Principal(
-            subject="anonymous",
-            tenant=guard.public_tenant,
-            kind="app",
-            scopes=frozenset({f"{component}:read"}),
-            app="anonymous",
-        )
+        who = known.get(guard.public_tenant)
+        if who is None:
+            who = known[guard.public_tenant] = Principal(
+                subject="anonymous",
+                tenant=guard.public_tenant,
+                kind="app",
+                scopes=frozenset({f"{component}:read"}),
+                app="anonymous",
+            )
         return _adopt(request, who)
 
     anonymous.__name__ = f"public_{component}"
@@ -155,12 +164,7 @@ async def limit_anonymous(request: Request) -> None:
         Limit.per_minute_with_burst(f"anon:{client}", guard.anonymous_requests_per_minute)
     )
     if not decision.allowed:
-        raise ApiError(
-            429,
-            "rate limit reached for anonymous calls from your address",
-            reason="RATE_LIMITED",
-            headers={"Retry-After": str(decision.retry_after_seconds)},
-        )
+        raise _rate_limited("anonymous calls from your address", decision)
 
 
 async def _open311_api_key(request: Request) -> str | None:

@@ -46,7 +46,9 @@ class IdentitySources:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 return None
             raise Unavailable(f"API keys cannot be checked ({exc.code().name})") from exc
-        tenant = tenancy.parse_parent(found.app.name.split("/apps/")[0])
+        tenant, _ = tenancy.parse_child_name(found.app.name, "apps")
+        if tenant is None:
+            return None
         return KeyRecord(
             secret_sha256=found.secret_sha256,
             revoked=found.api_key.revoked,

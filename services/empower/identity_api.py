@@ -95,9 +95,9 @@ def key_to_proto(key: ApiKey) -> pb.ApiKey:
     )
 
 
-def issued_to_proto(app: App, issued: IssuedKey) -> pb.ApiKey:
+def issued_to_proto(issued: IssuedKey) -> pb.ApiKey:
     return pb.ApiKey(
-        name=f"{app.name}/apiKeys/{issued.key_id}",
+        name=issued.name,
         key_id=issued.key_id,
         create_time=to_timestamp(issued.create_time),
     )
@@ -197,7 +197,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             request.app.quota_per_minute,
         )
         return pb.CreateAppResponse(
-            app=app_to_proto(app), api_key=issued_to_proto(app, issued), key=issued.api_key
+            app=app_to_proto(app), api_key=issued_to_proto(issued), key=issued.api_key
         )
 
     async def GetApp(self, request: pb.GetAppRequest, context: object) -> pb.App:
@@ -212,10 +212,8 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def CreateApiKey(
         self, request: pb.CreateApiKeyRequest, context: object
     ) -> pb.CreateApiKeyResponse:
-        who = require_principal()
-        app = await self.directory.get_app(who, request.parent)
-        issued = await self.directory.create_api_key(who, request.parent)
-        return pb.CreateApiKeyResponse(api_key=issued_to_proto(app, issued), key=issued.api_key)
+        issued = await self.directory.create_api_key(require_principal(), request.parent)
+        return pb.CreateApiKeyResponse(api_key=issued_to_proto(issued), key=issued.api_key)
 
     async def ListApiKeys(
         self, request: pb.ListApiKeysRequest, context: object

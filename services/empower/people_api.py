@@ -70,21 +70,35 @@ def new_person(message: pb.Person, prefix: str = "person.") -> NewPerson:
     kind = _KINDS_BACK.get(message.kind)
     if kind is None:
         raise InvalidArgument.field(prefix + "kind", "is not a known kind")
-    try:
-        return NewPerson(
-            name=message.display_name,
-            id_number=message.id_number,
-            phone=message.phone,
-            kind=kind,
-            gender=gender,
-            birth_date=birth,
-            address=message.address,
-            building=message.building,
-            grid_cell=message.grid_cell,
-            tags=tuple(message.tags),
-        )
-    except InvalidArgument as exc:
-        raise exc.under(prefix) from None
+    # Validated by the registry, which names fields below the batch entry.
+    return NewPerson(
+        name=message.display_name,
+        id_number=message.id_number,
+        phone=message.phone,
+        kind=kind,
+        gender=gender,
+        birth_date=birth,
+        address=message.address,
+        building=message.building,
+        grid_cell=message.grid_cell,
+        tags=tuple(message.tags),
+    )
+
+
+def person_message(new: NewPerson) -> pb.Person:
+    """The request form of a person to register (the inverse of `new_person`)."""
+    return pb.Person(
+        display_name=new.name,
+        id_number=new.id_number,
+        phone=new.phone,
+        kind=_KINDS[Kind(new.kind)],
+        gender=_GENDERS[Gender(new.gender)],
+        birth_date=new.birth_date.isoformat() if new.birth_date else "",
+        address=new.address,
+        building=new.building,
+        grid_cell=new.grid_cell,
+        tags=list(new.tags),
+    )
 
 
 def audit_to_proto(entry: AuditEntry) -> pb.AuditEntry:

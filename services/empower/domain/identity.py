@@ -607,7 +607,9 @@ class IdentityDirectory:
             secret_hash=hash_secret(secret),
             create_time=now,
         )
-        return key, IssuedKey(key_id=key_id, app_id=app.id, api_key=text, create_time=now)
+        return key, IssuedKey(
+            key_id=key_id, app_id=app.id, api_key=text, create_time=now, tenant=app.tenant
+        )
 
     async def _visible_app(self, caller: Principal, name: str) -> App:
         hint, app_id = _parse_name(name, "apps")

@@ -157,6 +157,11 @@ class IssuedKey:
     app_id: str
     api_key: str = field(repr=False)
     create_time: datetime
+    tenant: str
+
+    @property
+    def name(self) -> str:
+        return f"{tenancy.tenant_name(self.tenant)}/apps/{self.app_id}/apiKeys/{self.key_id}"
 
 
 @dataclass(frozen=True)
