@@ -41,8 +41,16 @@ def _redacted(match: re.Match[str]) -> str:
     return "[jwt redacted]"
 
 
+# Every log line passes here: these cheap tests skip the full pattern (about 25 us a
+# line) for the usual line, which holds no secret word and no run of 11 digits.
+_HINT_WORDS = ("grk_", "grr_", "eyJ", "password", "secret", "api_key", "refresh_token")
+_LONG_NUMBER = re.compile(r"[0-9]{11}")
+
+
 def redact(text: str) -> str:
     """The text with secrets removed and personal numbers masked."""
+    if not any(word in text for word in _HINT_WORDS) and not _LONG_NUMBER.search(text):
+        return text
     return _SECRETS.sub(_redacted, text)
 
 
