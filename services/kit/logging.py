@@ -20,12 +20,14 @@ _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 
 # Secrets and personal numbers never reach a log line, whoever logged them and how:
 # API keys, refresh tokens, JWTs, password fields, ID numbers and mobile numbers.
+# A number counts as personal only standing alone: digits inside a longer word
+# (`13812345678deadbeef`, a request id or a hash) are part of an identifier, left as is.
 _SECRETS = re.compile(
     r"(?P<key>gr[kr]_)[A-Za-z0-9_\-]{8,}"
     r"|eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*"
     r"|(?P<field>\\?\"?(?:password|secret|api_key|refresh_token)\\?\"?\s*[:=]\s*\\?\"?)[^\s\"&,}\\]+"
-    r"|(?<!\d)(?P<id>\d{6})\d{8}(?P<idtail>\d{3}[\dXx])(?!\d)"
-    r"|(?<!\d)(?P<phone>1\d{2})\d{4}(?P<phonetail>\d{4})(?!\d)"
+    r"|(?<![0-9A-Za-z])(?P<id>\d{6})\d{8}(?P<idtail>\d{3}[\dXx])(?![0-9A-Za-z])"
+    r"|(?<![0-9A-Za-z])(?P<phone>1\d{2})\d{4}(?P<phonetail>\d{4})(?![0-9A-Za-z])"
 )
 
 

@@ -44,3 +44,24 @@ def test_the_json_formatter_redacts_messages_and_extra_fields():
     line = JsonFormatter("test").format(record)
     assert PHONE not in line and API_KEY not in line
     assert json.loads(line)["msg"] == "login 138****5678"
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        "13812345678deadbeef",  # a request id that starts with eleven digits
+        "req13812345678",
+        "01KB13812345678ZQ",
+        "11010519491231002Xab",
+        "x11010519491231002X",
+    ],
+)
+def test_identifiers_that_contain_digit_runs_stay_whole(identifier):
+    line = json.dumps({"msg": "done", "request_id": identifier})
+    assert redact(line) == line
+
+
+def test_a_phone_next_to_punctuation_is_still_masked():
+    assert redact(f"request_id=13812345678deadbeef phone={PHONE};") == (
+        "request_id=13812345678deadbeef phone=138****5678;"
+    )
