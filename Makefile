@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BUF    := node_modules/.bin/buf
 
-.PHONY: help install proto buf lint format test test-unit test-integration run demo bench clean
+.PHONY: help install proto buf lint format services test test-unit test-integration run demo bench clean
 
 help:
 	@echo "make run     start the five services and the gateway with the demo village"
@@ -45,13 +45,17 @@ format: $(STAMP) $(BUF)
 	$(VENV)/bin/ruff check --fix .
 	$(BUF) format -w
 
-test: $(STAMP)
+# PostgreSQL+PostGIS, Redis and Mosquitto on loopback: started, or installed as root.
+services:
+	$(PYTHON) tools/ensure_services.py
+
+test: $(STAMP) services
 	$(PY) -m pytest
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit tests/contract
 
-test-integration: $(STAMP)
+test-integration: $(STAMP) services
 	$(PY) -m pytest tests/integration
 
 demo: $(STAMP)

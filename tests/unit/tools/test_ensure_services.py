@@ -1,0 +1,84 @@
+"""What `make test`'s set-up decides to do on machines in various states."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tools.ensure_services import Action, Found, plan
+
+READY = Found(
+    root=False,
+    apt=True,
+    postgres_version="15",
+    postgis_installed=True,
+    postgres_up=True,
+    redis_installed=True,
+    redis_up=True,
+    mosquitto_installed=True,
+    mosquitto_up=True,
+)
+FRESH_ROOT = Found(
+    root=True,
+    apt=True,
+    postgres_version=None,
+    postgis_installed=False,
+    postgres_up=False,
+    redis_installed=False,
+    redis_up=False,
+    mosquitto_installed=False,
+    mosquitto_up=False,
+)
+
+
+def test_everything_running_needs_nothing() -> None:
+    assert plan(READY) == []
+
+
+def test_fresh_machine_as_root_installs_then_starts_everything() -> None:
+    actions = plan(FRESH_ROOT)
+    assert actions[0].kind == "install"
+    assert actions[0].target.split() == [
+        "postgresql",
+        "postgresql-postgis",
+        "redis-server",
+        "mosquitto",
+    ]
+    assert [(a.kind, a.target) for a in actions[1:]] == [
+        ("start", "postgresql"),
+        ("start", "redis"),
+        ("start", "mosquitto"),
+    ]
+
+
+def test_fresh_machine_without_root_fails_with_one_line_naming_the_packages() -> None:
+    actions = plan(replace(FRESH_ROOT, root=False))
+    assert len(actions) == 1 and actions[0].kind == "fail"
+    assert "\n" not in actions[0].message
+    assert "apt-get install postgresql postgresql-postgis redis-server mosquitto" in (
+        actions[0].message
+    )
+
+
+def test_postgres_without_postgis_installs_the_versioned_package() -> None:
+    found = replace(READY, root=True, postgis_installed=False)
+    assert plan(found) == [Action("install", "postgresql-15-postgis-3")]
+
+
+def test_installed_but_stopped_servers_are_started_without_root() -> None:
+    found = replace(READY, postgres_up=False, redis_up=False, mosquitto_up=False)
+    assert [(a.kind, a.target) for a in plan(found)] == [
+        ("start", "postgresql"),
+        ("start", "redis"),
+        ("start", "mosquitto"),
+    ]
+
+
+def test_a_server_answering_from_elsewhere_needs_no_local_package() -> None:
+    found = replace(READY, postgres_version=None, postgis_installed=False, redis_installed=False)
+    assert plan(found) == []
+
+
+def test_no_apt_means_no_install_even_as_root() -> None:
+    found = replace(READY, root=True, apt=False, mosquitto_installed=False, mosquitto_up=False)
+    (action,) = plan(found)
+    assert action.kind == "fail" and "Mosquitto" in action.message

@@ -1,0 +1,216 @@
+"""Make sure the servers the test suite talks to are there before `make test` runs it.
+
+PostgreSQL with PostGIS (map store suite), Redis (bus and rate-limit suites) and
+Mosquitto (the twin's MQTT ingestion) must answer on 127.0.0.1. On a fresh Debian
+machine, as root, this installs the missing packages and starts the servers; as anyone
+else it starts what is installed and otherwise stops with one line naming what to
+install. Only the standard library is used, so it runs before the virtualenv exists.
+
+The decision (`plan`) is a pure function of what was found, so it is unit tested
+without touching the machine; `main` probes, plans and carries the plan out.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+HOST = "127.0.0.1"
+POSTGRES_PORT = 5432
+REDIS_PORT = 6379
+MOSQUITTO_PORT = 1883
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the probes saw on this machine."""
+
+    root: bool
+    apt: bool
+    postgres_version: str | None  # newest installed cluster version, None when absent
+    postgis_installed: bool
+    postgres_up: bool
+    redis_installed: bool
+    redis_up: bool
+    mosquitto_installed: bool
+    mosquitto_up: bool
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step: `install` Debian packages, `start` a server, or `fail` with a message."""
+
+    kind: str  # "install" | "start" | "fail"
+    target: str  # packages (space separated) for install, server name for start
+    message: str = ""
+
+
+def plan(found: Found) -> list[Action]:
+    """The steps that bring the machine to a state where the suite can run."""
+    can_install = found.root and found.apt
+    packages: list[str] = []
+    missing: list[str] = []
+    if found.postgres_version is None and not found.postgres_up:
+        packages.append("postgresql postgresql-postgis")
+        missing.append("PostgreSQL with PostGIS")
+    elif found.postgres_version is not None and not found.postgis_installed:
+        packages.append(f"postgresql-{found.postgres_version}-postgis-3")
+        missing.append("PostGIS")
+    if not found.redis_installed and not found.redis_up:
+        packages.append("redis-server")
+        missing.append("Redis")
+    if not found.mosquitto_installed and not found.mosquitto_up:
+        packages.append("mosquitto")
+        missing.append("Mosquitto")
+    if packages and not can_install:
+        return [
+            Action(
+                "fail",
+                " ".join(packages),
+                f"tests need {', '.join(missing)} on {HOST}: install them "
+                f"(Debian: apt-get install {' '.join(packages)}) or run `make test` as root",
+            )
+        ]
+    actions = [Action("install", " ".join(packages))] if packages else []
+    if not found.postgres_up:
+        actions.append(Action("start", "postgresql"))
+    if not found.redis_up:
+        actions.append(Action("start", "redis"))
+    if not found.mosquitto_up:
+        actions.append(Action("start", "mosquitto"))
+    return actions
+
+
+# -- probing and doing -------------------------------------------------------------------
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def postgres_version() -> str | None:
+    versions = sorted(
+        (os.path.basename(p) for p in glob.glob("/usr/lib/postgresql/*")),
+        key=lambda v: [int(part) for part in v.split(".") if part.isdigit()],
+    )
+    return versions[-1] if versions else None
+
+
+def probe() -> Found:
+    version = postgres_version()
+    return Found(
+        root=os.geteuid() == 0,
+        apt=shutil.which("apt-get") is not None,
+        postgres_version=version,
+        postgis_installed=bool(
+            version and os.path.exists(f"/usr/share/postgresql/{version}/extension/postgis.control")
+        ),
+        postgres_up=listening(POSTGRES_PORT),
+        redis_installed=shutil.which("redis-server") is not None,
+        redis_up=listening(REDIS_PORT),
+        mosquitto_installed=_mosquitto() is not None,
+        mosquitto_up=listening(MOSQUITTO_PORT),
+    )
+
+
+def _mosquitto() -> str | None:
+    return shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
+    )
+
+
+def _run(*argv: str) -> None:
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+
+
+def _wait(port: int, what: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if listening(port):
+            return
+        time.sleep(0.3)
+    raise SystemExit(f"{what} did not start listening on {HOST}:{port}")
+
+
+def install(packages: str) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    names = packages.split()
+    version = postgres_version()
+    if "postgresql-postgis" in names:
+        # The PostGIS package carries the server's major version in its name, known
+        # only once the server package is in.
+        names.remove("postgresql-postgis")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *names], check=True, env=env)
+        version = postgres_version()
+        names = [f"postgresql-{version}-postgis-3"]
+    else:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *names], check=True, env=env)
+
+
+def start(server: str) -> None:
+    if server == "postgresql":
+        version = postgres_version()
+        _run("pg_ctlcluster", "--skip-systemctl-redirect", str(version), "main", "start")
+        _wait(POSTGRES_PORT, "PostgreSQL")
+        _trust_loopback(str(version))
+    elif server == "redis":
+        _run(
+            "redis-server",
+            *("--daemonize", "yes", "--bind", HOST, "--port", str(REDIS_PORT)),
+            *("--save", "", "--appendonly", "no"),
+        )
+        _wait(REDIS_PORT, "Redis")
+    elif server == "mosquitto":
+        _run(str(_mosquitto()), "-d", "-p", str(MOSQUITTO_PORT))
+        _wait(MOSQUITTO_PORT, "Mosquitto")
+
+
+def _trust_loopback(version: str) -> None:
+    """A fresh Debian cluster asks for a password on TCP; the suite logs in as postgres
+    from loopback without one, as development machines do."""
+    probe_login = subprocess.run(
+        ["psql", "-h", HOST, "-U", "postgres", "-d", "postgres", "-tAc", "select 1"],
+        capture_output=True,
+        env=dict(os.environ, PGCONNECT_TIMEOUT="3"),
+        stdin=subprocess.DEVNULL,
+    )
+    if probe_login.returncode == 0 or os.geteuid() != 0:
+        return
+    hba = f"/etc/postgresql/{version}/main/pg_hba.conf"
+    with open(hba) as handle:
+        text = handle.read()
+    with open(hba, "w") as handle:
+        handle.write(f"host all postgres {HOST}/32 trust\n" + text)
+    _run("pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "reload")
+    time.sleep(1)
+
+
+def main() -> int:
+    for action in plan(probe()):
+        if action.kind == "fail":
+            print(f"make test: {action.message}", file=sys.stderr)
+            return 1
+        if action.kind == "install":
+            print(f"make test: installing {action.target}", flush=True)
+            install(action.target)
+        else:
+            print(f"make test: starting {action.target}", flush=True)
+            start(action.target)
+    version = postgres_version()
+    if version is not None and os.geteuid() == 0:
+        _trust_loopback(version)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
