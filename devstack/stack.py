@@ -25,26 +25,15 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kit import signing
+from services.kit.components import COMPONENTS, NAMES
 
 if TYPE_CHECKING:
     from devstack.demo_identity import DemoCredentials
 
 REPO = Path(__file__).resolve().parent.parent
-SERVICES = ("map", "events", "command", "twin", "empower")
-DEFAULT_GRPC_PORTS = {
-    "map": 50051,
-    "events": 50052,
-    "command": 50053,
-    "twin": 50054,
-    "empower": 50055,
-}
-DEFAULT_METRICS_PORTS = {
-    "map": 9101,
-    "events": 9102,
-    "command": 9103,
-    "twin": 9104,
-    "empower": 9105,
-}
+SERVICES = NAMES
+DEFAULT_GRPC_PORTS = {row.name: row.grpc_port for row in COMPONENTS.values()}
+DEFAULT_METRICS_PORTS = {row.name: row.metrics_port for row in COMPONENTS.values()}
 
 
 def free_port() -> int:
@@ -134,7 +123,8 @@ class StackConfig:
                     env[name] = shared[name]
             if process == "events":
                 env[prefix + "DATABASE"] = str(self.data_dir / "events.sqlite3")
-                env[prefix + "MAP_ADDRESS"] = self.address("map")
+            for peer in COMPONENTS[process].peers:
+                env[f"{prefix}{peer.upper()}_ADDRESS"] = self.address(peer)
         env.update(self.extra_env)
         return env
 
@@ -155,7 +145,7 @@ class Stack:
             demo_village.generate(self.config.map_file)
 
     def start(self, name: str) -> None:
-        module = "gateway" if name == "gateway" else f"services.{name}"
+        module = "gateway" if name == "gateway" else COMPONENTS[name].module
         stdout: object = None
         if self.config.log_dir is not None:
             self.config.log_dir.mkdir(parents=True, exist_ok=True)

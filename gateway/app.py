@@ -28,8 +28,9 @@ from gateway.security.authenticator import Authenticator, Caller
 from gateway.security.headers import SecurityHeadersMiddleware
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.sources import IdentitySources
-from gateway.settings import COMPONENTS, GatewaySettings
+from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams
+from services.kit.components import NAMES
 from services.kit.discovery import StaticDiscovery
 
 DESCRIPTION = """
@@ -68,7 +69,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         discovery = StaticDiscovery(settings.addresses())
-        upstreams = Upstreams(discovery, COMPONENTS, settings.call_timeout_seconds)
+        upstreams = Upstreams(discovery, NAMES, settings.call_timeout_seconds)
         app.state.upstreams = upstreams
         sources = IdentitySources(upstreams, settings.service_tenant)
         guard.authenticator = Authenticator(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-COMPONENTS = ("map", "events", "command", "twin", "empower")
+from services.kit.components import NAMES
 
 
 class GatewaySettings(BaseSettings):
@@ -14,6 +14,7 @@ class GatewaySettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    # One address per row of services.kit.components (a test keeps them in step).
     map_address: str = Field(..., min_length=1)
     events_address: str = Field(..., min_length=1)
     command_address: str = Field(..., min_length=1)
@@ -49,4 +50,4 @@ class GatewaySettings(BaseSettings):
         return origins
 
     def addresses(self) -> dict[str, str]:
-        return {name: getattr(self, f"{name}_address") for name in COMPONENTS}
+        return {name: getattr(self, f"{name}_address") for name in NAMES}

@@ -21,13 +21,15 @@ from psycopg.conninfo import make_conninfo
 from services.kit import signing
 from services.kit.client import open_channel
 from services.kit.component import ServiceComponent
+from services.kit.components import NAMES
 from services.kit.config import ServiceSettings
 from services.kit.principal import Principal
 from services.kit.server import RunningServer, start_server
-from services.map.api import build_component as build_map
+from services.map.config import MapSettings
 from services.map.domain.service import MapCatalog
 from services.map.seed import load_grid_index, seed_demo
 from services.map.store.geopackage import GeoPackageStore
+from services.map.wiring import build as build_map
 
 # Every process of a test run (and the stacks it starts) shares one signing key ring.
 os.environ.setdefault(signing.KEYS_VARIABLE, signing.generate_keys_value("test"))
@@ -52,9 +54,7 @@ def grid_index(demo_gpkg: Path):  # type: ignore[no-untyped-def]
 
 
 COMPONENT_SCOPES = frozenset(
-    f"{component}:{verb}"
-    for component in ("map", "events", "command", "twin", "empower")
-    for verb in ("read", "write")
+    f"{component}:{verb}" for component in NAMES for verb in ("read", "write")
 )
 
 
@@ -108,11 +108,16 @@ def map_catalog(seeded_map_store: Path, tmp_path: Path) -> Iterator[MapCatalog]:
 
 
 @pytest.fixture
-async def map_server(map_catalog: MapCatalog) -> AsyncIterator[InProcessServer]:
-    server = await serve_in_process("map", build_map(map_catalog, max_batch=100_000))
+async def map_server(seeded_map_store: Path, tmp_path: Path) -> AsyncIterator[InProcessServer]:
+    """The map service started as `python -m services.map` starts it, on a copy of the town."""
+    path = tmp_path / "map-server.gpkg"
+    shutil.copy(seeded_map_store, path)
+    component = await build_map(MapSettings(grpc_port=0, store_file=path, seed_file=None))
+    server = await serve_in_process("map", component)
     yield server
     await server.channel.close()
     await server.running.stop()
+    await component.close()
 
 
 DSN_VARIABLE = "GRASSROOTS_TEST_POSTGRES_DSN"

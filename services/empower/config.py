@@ -8,14 +8,17 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from services.kit.components import component
 from services.kit.config import ServiceSettings
+
+_ROW = component("empower")
 
 
 class EmpowerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GRASSROOTS_EMPOWER_", extra="ignore", frozen=True)
 
-    grpc_port: int = Field(50055, ge=0, le=65535)
-    metrics_port: int = Field(9105, ge=0, le=65535)
+    grpc_port: int = Field(_ROW.grpc_port, ge=0, le=65535)
+    metrics_port: int = Field(_ROW.metrics_port, ge=0, le=65535)
     backend: Literal["sqlite", "postgres"] = Field(
         "sqlite", description="one SQLite file (one replica) or PostgreSQL (several)"
     )

@@ -2,82 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from datetime import timedelta
-
-from services.events.api import build_component, event_to_proto
 from services.events.config import EventsSettings
-from services.events.domain.categories import CategoryCatalog
-from services.events.domain.model import Event
-from services.events.domain.service import EventHub
-from services.events.feed import ChangeFeed
-from services.events.locator import MapLocator
-from services.events.relay import OutboxRelay
-from services.events.store.postgres import PostgresEventStore
-from services.events.store.sqlite import SqliteEventStore
-from services.events.sweeper import run_auto_close
-from services.kit.bus import open_bus
-from services.kit.component import ServiceComponent
+from services.events.wiring import build, check_backend
 from services.kit.config import load_settings
-from services.kit.discovery import StaticDiscovery
 from services.kit.server import run_service
-
-
-def _serialize(event: Event) -> bytes:
-    return event_to_proto(event).SerializeToString()
-
-
-def check_backend(settings: EventsSettings) -> None:
-    """Refuse to start, naming the variable, when PostgreSQL is chosen without a DSN."""
-    if settings.backend == "postgres" and not settings.postgres_dsn:
-        raise SystemExit(
-            "invalid configuration for EventsSettings: GRASSROOTS_EVENTS_POSTGRES_DSN must be "
-            "set when GRASSROOTS_EVENTS_BACKEND is postgres"
-        )
-
-
-async def open_store(settings: EventsSettings) -> SqliteEventStore | PostgresEventStore:
-    """The store the settings choose; PostgreSQL is reached (and its schema made) here."""
-    check_backend(settings)
-    if settings.backend == "postgres":
-        return await PostgresEventStore.open(settings.postgres_dsn, serialize=_serialize)
-    return SqliteEventStore(
-        settings.database, serialize=_serialize, synchronous=settings.sqlite_synchronous
-    )
 
 
 def main() -> None:
     settings = load_settings(EventsSettings)
     # Before the metrics port opens: a missing DSN is a configuration error, not a crash.
     check_backend(settings)
-    discovery = StaticDiscovery({"map": settings.map_address})
-
-    async def build() -> ServiceComponent:
-        store = await open_store(settings)
-        bus = open_bus(settings.bus_url or str(settings.database.with_name("events-bus.sqlite3")))
-        feed = ChangeFeed()
-        locator = MapLocator(discovery.resolve("map"), settings.call_timeout_seconds)
-        categories = CategoryCatalog(await store.list_categories())
-        hub = EventHub(store, locator, on_change=feed.notify, categories=categories)
-        relay = OutboxRelay(store, bus, feed, batch=settings.outbox_batch)
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(relay.run(stop))]
-        if settings.auto_close_after_hours > 0:
-            after = timedelta(hours=settings.auto_close_after_hours)
-            tasks.append(
-                asyncio.create_task(
-                    run_auto_close(hub, after, settings.auto_close_check_seconds, stop)
-                )
-            )
-
-        async def stop_relay() -> None:
-            stop.set()
-            feed.notify()
-            await asyncio.gather(*tasks)
-
-        return build_component(hub, feed, [stop_relay, locator.close, bus.close, store.close])
-
-    run_service("events", settings, build)
+    run_service("events", settings, lambda: build(settings))
 
 
 if __name__ == "__main__":

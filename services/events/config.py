@@ -8,14 +8,17 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.kit.components import component
 from services.kit.config import ServiceSettings
+
+_ROW = component("events")
 
 
 class EventsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GRASSROOTS_EVENTS_", extra="ignore", frozen=True)
 
-    grpc_port: int = Field(50052, ge=0, le=65535)
-    metrics_port: int = Field(9102, ge=0, le=65535)
+    grpc_port: int = Field(_ROW.grpc_port, ge=0, le=65535)
+    metrics_port: int = Field(_ROW.metrics_port, ge=0, le=65535)
     map_address: str = Field(..., min_length=1, description="host:port of the map service")
     backend: Literal["sqlite", "postgres"] = Field(
         "sqlite",

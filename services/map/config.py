@@ -8,14 +8,17 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.kit.components import component
 from services.kit.config import ServiceSettings
+
+_ROW = component("map")
 
 
 class MapSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GRASSROOTS_MAP_", extra="ignore", frozen=True)
 
-    grpc_port: int = Field(50051, ge=0, le=65535)
-    metrics_port: int = Field(9101, ge=0, le=65535)
+    grpc_port: int = Field(_ROW.grpc_port, ge=0, le=65535)
+    metrics_port: int = Field(_ROW.metrics_port, ge=0, le=65535)
     backend: Literal["geopackage", "postgis"] = "geopackage"
     store_file: Path = Field(Path("var/map.gpkg"), description="GeoPackage of the embedded store")
     postgres_dsn: str = Field("", description="PostGIS connection string when backend=postgis")

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from services.kit.component import ServiceComponent
 from services.kit.config import load_settings
 from services.kit.server import run_service
-from services.twin.api import build_component
 from services.twin.config import TwinSettings
+from services.twin.wiring import build
 
 
 def main() -> None:
     settings = load_settings(TwinSettings)
-
-    async def build() -> ServiceComponent:
-        return build_component()
-
-    run_service("twin", settings, build)
+    run_service("twin", settings, lambda: build(settings))
 
 
 if __name__ == "__main__":

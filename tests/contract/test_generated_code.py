@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import filecmp
 import importlib
+import pkgutil
 from pathlib import Path
 
+from google.protobuf import descriptor_pool
+
+from services.kit.components import COMPONENTS
 from tools import protogen
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,17 +38,32 @@ def test_generated_code_is_up_to_date(tmp_path):
 
 
 def test_every_service_contract_imports_and_names_its_package():
-    for component, service in [
-        ("map", "MapService"),
-        ("events", "EventsService"),
-        ("command", "CommandService"),
-        ("twin", "TwinService"),
-        ("empower", "EmpowerService"),
-    ]:
-        module = importlib.import_module(f"grassroots.{component}.v1.{component}_service_pb2")
+    for row in COMPONENTS.values():
+        module = importlib.import_module(f"grassroots.{row.name}.v1.{row.name}_service_pb2")
         descriptor = module.DESCRIPTOR
-        assert descriptor.package == f"grassroots.{component}.v1"
-        assert service in descriptor.services_by_name
+        assert descriptor.package == f"grassroots.{row.name}.v1"
+        assert row.service_names[0] == f"grassroots.{row.name}.v1.{row.name.title()}Service"
+        package = importlib.import_module(f"grassroots.{row.name}.v1")
+        for info in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+            if info.name.endswith("_pb2"):
+                importlib.import_module(info.name)
+        for full_name in row.service_names:
+            # Raises KeyError when the registry names a service no contract declares.
+            assert descriptor_pool.Default().FindServiceByName(full_name).full_name == full_name
+
+
+def test_every_peer_is_a_component_started_before_its_caller():
+    order = list(COMPONENTS)
+    for row in COMPONENTS.values():
+        for peer in row.peers:
+            assert order.index(peer) < order.index(row.name), (row.name, peer)
+
+
+def test_the_gateway_has_an_address_setting_per_component():
+    from gateway.settings import GatewaySettings
+
+    fields = set(GatewaySettings.model_fields)
+    assert {f"{name}_address" for name in COMPONENTS} <= fields
 
 
 def test_enum_zero_values_are_unspecified():

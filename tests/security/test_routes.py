@@ -28,7 +28,8 @@ from route_requests import (
 from security_world import World, anonymous_post, api_key, bearer
 
 from gateway.app import create_app
-from gateway.settings import COMPONENTS, GatewaySettings
+from gateway.settings import GatewaySettings
+from services.kit.components import NAMES
 
 
 def _login_then(world: World, then: Callable[[str], httpx.Response] | None) -> httpx.Response:
@@ -244,7 +245,7 @@ def test_every_request_body_in_the_table_validates_against_the_schema(world, ope
 
 def _in_process_app():
     # Nothing listens there: the routes are only walked, never called.
-    addresses = {f"{name}_address": "127.0.0.1:9" for name in COMPONENTS}
+    addresses = {f"{name}_address": "127.0.0.1:9" for name in NAMES}
     return create_app(GatewaySettings(**addresses))  # type: ignore[arg-type]
 
 

@@ -20,10 +20,9 @@ from grassroots.empower.v1 import identity_service_pb2 as identity_pb
 from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
 from grassroots.empower.v1 import people_service_pb2 as people_pb
 from grassroots.empower.v1 import people_service_pb2_grpc as people_grpc
-from services.empower.api import build_component
 from services.empower.config import EmpowerSettings
 from services.empower.domain.roles import ALL_SCOPES, ROLES
-from services.empower.stores import open_empower
+from services.empower.wiring import build
 from services.kit import gb11643
 from services.kit.principal import PRINCIPAL_METADATA_KEY, Principal
 from tests.conftest import serve_in_process
@@ -53,10 +52,8 @@ async def empower(tmp_path: Path):
         seal_keys="k1:" + base64.b64encode(os.urandom(32)).decode(),  # type: ignore[arg-type]
         index_key=base64.b64encode(os.urandom(32)).decode(),  # type: ignore[arg-type]
     )
-    opened = await open_empower(settings)
-    server = await serve_in_process(
-        "empower", build_component(opened.directory, opened.registry, opened.audit, opened.closers)
-    )
+    component = await build(settings)
+    server = await serve_in_process("empower", component)
     tenants = tenant_grpc.EmpowerServiceStub(server.channel)
     for parent, segment, level, code in (
         ("", "sh", 1, "310000000000"),
@@ -76,6 +73,7 @@ async def empower(tmp_path: Path):
     yield server, tmp_path
     await server.channel.close()
     await server.running.stop()
+    await component.close()
 
 
 def _person(id_number: str, phone: str) -> people_pb.Person:

@@ -6,80 +6,62 @@ schema of the test's own in the session's database, see tests/conftest.py).
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-
 import psycopg
 import pytest
 
 from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc
-from services.events.api import build_component as build_events
-from services.events.api import event_to_proto
-from services.events.domain.service import EventHub
-from services.events.feed import ChangeFeed
-from services.events.locator import MapLocator
-from services.events.relay import OutboxRelay
-from services.events.store.postgres import PostgresEventStore
-from services.events.store.sqlite import SqliteEventStore
-from services.kit.bus import LocalLogBus
+from services.events.config import EventsSettings
+from services.events.wiring import assemble, serialize
 from tests.conftest import serve_in_process
 
 COUNT_EVENTS = "SELECT count(*) FROM events"
 
 
-def serialize(event):
-    return event_to_proto(event).SerializeToString()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 async def events(request, map_server, tmp_path):
-    """An events server with its store, a local-log bus and the outbox relay running.
+    """An events server started as `python -m services.events` starts it (`wiring.assemble`).
 
     `events.count_rows()` counts stored events on either store; `events.database` is
     the SQLite file for sqlite and None for postgres.
     """
     backend = request.param
+    database = tmp_path / "events.sqlite3"
+    dsn = ""
     if backend == "postgres":
         # Only PostgreSQL runs need the server: look the DSN fixture up lazily.
         dsn = request.getfixturevalue("postgis_test_dsn")
-        database = None
-        store = await PostgresEventStore.open(dsn, serialize=serialize)
+    settings = EventsSettings(
+        grpc_port=0,
+        host="127.0.0.1",
+        map_address=map_server.address,
+        backend=backend,
+        database=database,
+        postgres_dsn=dsn,
+        bus_url=str(tmp_path / "bus.sqlite3"),
+        call_timeout_seconds=2.0,
+    )
+    parts = await assemble(settings)
 
-        async def count_rows() -> int:
+    async def count_rows() -> int:
+        if backend == "postgres":
             async with await psycopg.AsyncConnection.connect(dsn) as conn:
                 cur = await conn.execute(COUNT_EVENTS)
                 row = await cur.fetchone()
             return row[0]
+        return await parts.store.db.run(lambda conn: conn.execute(COUNT_EVENTS).fetchone()[0])
 
-    else:
-        database = tmp_path / "events.sqlite3"
-        store = SqliteEventStore(database, serialize=serialize)
-
-        async def count_rows() -> int:
-            return await store.db.run(lambda conn: conn.execute(COUNT_EVENTS).fetchone()[0])
-
-    bus = LocalLogBus(tmp_path / "bus.sqlite3")
-    feed = ChangeFeed()
-    locator = MapLocator(map_server.address, timeout=2.0)
-    relay = OutboxRelay(store, bus, feed)
-    stop = asyncio.Event()
-    relay_task = asyncio.create_task(relay.run(stop))
-    hub = EventHub(store, locator, on_change=feed.notify)
-    server = await serve_in_process("events", build_events(hub, feed, []))
+    server = await serve_in_process("events", parts.component)
     server.backend = backend
-    server.database = database
+    server.database = database if backend == "sqlite" else None
     server.count_rows = count_rows
-    server.bus = bus
-    server.store = store
+    server.bus = parts.bus
+    server.store = parts.store
+    server.feed = parts.feed
     server.stub = pb_grpc.EventsServiceStub(server.channel)
     yield server
     await server.channel.close()
     await server.running.stop()
-    stop.set()
-    feed.notify()
-    await relay_task
-    await locator.close()
-    await bus.close()
-    closed = store.close()
-    if inspect.isawaitable(closed):
-        await closed
+    await parts.component.close()  # relay and sweeper, locator, bus, store
+
+
+__all__ = ["serialize"]

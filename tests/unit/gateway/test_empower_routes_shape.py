@@ -23,7 +23,6 @@ from gateway.errors import install_handlers
 from gateway.routers import identity_admin, people, tenants
 from gateway.security.authenticator import Caller
 from gateway.security.ratelimit import RateLimiter
-from gateway.settings import COMPONENTS
 from gateway.upstreams import Upstreams
 from grassroots.empower.v1 import empower_service_pb2 as empower_pb
 from grassroots.empower.v1 import empower_service_pb2_grpc as empower_grpc
@@ -33,6 +32,7 @@ from grassroots.empower.v1 import people_service_pb2 as people_pb
 from grassroots.empower.v1 import people_service_pb2_grpc as people_grpc
 from services.kit import context as ctx
 from services.kit.component import ServiceComponent
+from services.kit.components import COMPONENTS, NAMES
 from services.kit.discovery import StaticDiscovery
 from services.kit.errors import NotFound
 from services.kit.principal import Principal
@@ -60,14 +60,7 @@ SCOPES = frozenset(
         "audit:read",
     }
 )
-SERVICES = tuple(
-    module.DESCRIPTOR.services_by_name[name].full_name
-    for module, name in (
-        (empower_pb, "EmpowerService"),
-        (identity_pb, "IdentityService"),
-        (people_pb, "PeopleService"),
-    )
-)
+SERVICES = COMPONENTS["empower"].service_names
 
 Seen = list[tuple[str, Any, Principal | None]]
 
@@ -280,8 +273,8 @@ async def open_api(empower) -> AsyncIterator[Callable[..., Any]]:
             public_tenant="sh",
             fixed_caller=Caller(who, None),
         )
-        discovery = StaticDiscovery({name: server.address for name in COMPONENTS})
-        upstreams = Upstreams(discovery, COMPONENTS, timeout=5.0)
+        discovery = StaticDiscovery({name: server.address for name in NAMES})
+        upstreams = Upstreams(discovery, NAMES, timeout=5.0)
         stack.push_async_callback(upstreams.close)
         app.state.upstreams = upstreams
         transport = httpx.ASGITransport(app=app)

@@ -1,4 +1,4 @@
-"""Open the empower service's stores and domain services from its settings."""
+"""Assemble the empower service from its settings: the one start-up `__main__` and tests share."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from services.empower.api import build_component
 from services.empower.config import EmpowerSettings
 from services.empower.domain.audit import AuditLog
 from services.empower.domain.identity import IdentityDirectory
@@ -16,6 +17,7 @@ from services.empower.store.identity_postgres import PostgresIdentityStore
 from services.empower.store.identity_sqlite import SqliteIdentityStore
 from services.empower.store.people_postgres import PostgresPeopleStore
 from services.empower.store.people_sqlite import SqlitePeopleStore
+from services.kit.component import ServiceComponent
 
 
 @dataclass
@@ -26,8 +28,18 @@ class Empower:
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
 
+def check_backend(settings: EmpowerSettings) -> None:
+    """Refuse to start, naming the variable, when PostgreSQL is chosen without a DSN."""
+    if settings.backend == "postgres" and not settings.postgres_dsn:
+        raise SystemExit(
+            "invalid configuration for EmpowerSettings: GRASSROOTS_EMPOWER_POSTGRES_DSN must "
+            "be set when GRASSROOTS_EMPOWER_BACKEND is postgres"
+        )
+
+
 async def open_empower(settings: EmpowerSettings) -> Empower:
     """Identity in one store, people and the audit log in another (one SQLite file each)."""
+    check_backend(settings)
     sealer = Sealer.from_env_value(
         settings.seal_keys.get_secret_value(), settings.index_key.get_secret_value()
     )
@@ -50,3 +62,9 @@ async def open_empower(settings: EmpowerSettings) -> Empower:
     audit = AuditLog(people)
     registry = PeopleRegistry(people, audit, sealer)
     return Empower(directory, registry, audit, [identity.close, people.close])
+
+
+async def build(settings: EmpowerSettings) -> ServiceComponent:
+    """The component `run_service` serves: tenants, identity, people and audit."""
+    opened = await open_empower(settings)
+    return build_component(opened.directory, opened.registry, opened.audit, opened.closers)

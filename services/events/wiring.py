@@ -1,0 +1,87 @@
+"""Assemble the events service from its settings: the one start-up `__main__` and tests share."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+from services.events.api import build_component, event_to_proto
+from services.events.config import EventsSettings
+from services.events.domain.categories import CategoryCatalog
+from services.events.domain.model import Event
+from services.events.domain.service import EventHub
+from services.events.feed import ChangeFeed
+from services.events.locator import MapLocator
+from services.events.relay import OutboxRelay
+from services.events.store.postgres import PostgresEventStore
+from services.events.store.sqlite import SqliteEventStore
+from services.events.sweeper import run_auto_close
+from services.kit.bus import Bus, open_bus
+from services.kit.component import ServiceComponent
+
+
+def serialize(event: Event) -> bytes:
+    """An event as the outbox carries it: the full message, contact included."""
+    return event_to_proto(event).SerializeToString()
+
+
+def check_backend(settings: EventsSettings) -> None:
+    """Refuse to start, naming the variable, when PostgreSQL is chosen without a DSN."""
+    if settings.backend == "postgres" and not settings.postgres_dsn:
+        raise SystemExit(
+            "invalid configuration for EventsSettings: GRASSROOTS_EVENTS_POSTGRES_DSN must be "
+            "set when GRASSROOTS_EVENTS_BACKEND is postgres"
+        )
+
+
+async def open_store(settings: EventsSettings) -> SqliteEventStore | PostgresEventStore:
+    """The store the settings choose; PostgreSQL is reached (and its schema made) here."""
+    check_backend(settings)
+    if settings.backend == "postgres":
+        return await PostgresEventStore.open(settings.postgres_dsn, serialize=serialize)
+    return SqliteEventStore(
+        settings.database, serialize=serialize, synchronous=settings.sqlite_synchronous
+    )
+
+
+@dataclass
+class Events:
+    """A started events service: its component and the parts behind it (tests look in)."""
+
+    component: ServiceComponent
+    store: SqliteEventStore | PostgresEventStore
+    bus: Bus
+    hub: EventHub
+    feed: ChangeFeed
+
+
+async def assemble(settings: EventsSettings) -> Events:
+    """Store, bus, categories, hub, outbox relay and auto-close, as production runs them."""
+    store = await open_store(settings)
+    bus = open_bus(settings.bus_url or str(settings.database.with_name("events-bus.sqlite3")))
+    feed = ChangeFeed()
+    locator = MapLocator(settings.map_address, settings.call_timeout_seconds)
+    categories = CategoryCatalog(await store.list_categories())
+    hub = EventHub(store, locator, on_change=feed.notify, categories=categories)
+    relay = OutboxRelay(store, bus, feed, batch=settings.outbox_batch)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(relay.run(stop))]
+    if settings.auto_close_after_hours > 0:
+        after = timedelta(hours=settings.auto_close_after_hours)
+        tasks.append(
+            asyncio.create_task(run_auto_close(hub, after, settings.auto_close_check_seconds, stop))
+        )
+
+    async def stop_tasks() -> None:
+        stop.set()
+        feed.notify()
+        await asyncio.gather(*tasks)
+
+    component = build_component(hub, feed, [stop_tasks, locator.close, bus.close, store.close])
+    return Events(component, store, bus, hub, feed)
+
+
+async def build(settings: EventsSettings) -> ServiceComponent:
+    """The component `run_service` serves."""
+    return (await assemble(settings)).component

@@ -1,0 +1,56 @@
+"""The platform's components, one row each: the only list of them.
+
+The gateway opens a channel per row, devstack starts a process per row and hands it
+its peers' addresses, the services take their default ports from it, and the tests
+check the contracts it names. Adding a component is adding a row here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Component:
+    """One deployable service: where it listens by default and what it serves."""
+
+    name: str
+    grpc_port: int
+    metrics_port: int
+    # Full names of the gRPC services its port serves (the first is its own).
+    service_names: tuple[str, ...]
+    # Components it calls; each is configured as GRASSROOTS_<NAME>_<PEER>_ADDRESS.
+    peers: tuple[str, ...] = ()
+
+    @property
+    def module(self) -> str:
+        """The module `python -m` starts."""
+        return f"services.{self.name}"
+
+
+COMPONENTS: dict[str, Component] = {
+    row.name: row
+    for row in (
+        Component("map", 50051, 9101, ("grassroots.map.v1.MapService",)),
+        Component("events", 50052, 9102, ("grassroots.events.v1.EventsService",), ("map",)),
+        Component("command", 50053, 9103, ("grassroots.command.v1.CommandService",)),
+        Component("twin", 50054, 9104, ("grassroots.twin.v1.TwinService",)),
+        Component(
+            "empower",
+            50055,
+            9105,
+            (
+                "grassroots.empower.v1.EmpowerService",
+                "grassroots.empower.v1.IdentityService",
+                "grassroots.empower.v1.PeopleService",
+            ),
+        ),
+    )
+}
+# Start order: every component after the peers it calls.
+NAMES: tuple[str, ...] = tuple(COMPONENTS)
+
+
+def component(name: str) -> Component:
+    """The row of one component; an unknown name is a programming error."""
+    return COMPONENTS[name]
