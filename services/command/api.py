@@ -29,5 +29,5 @@ def build_component() -> ServiceComponent:
     return ServiceComponent(
         [(CommandServicer(), pb_grpc.add_CommandServiceServicer_to_server)],
         [SERVICE_NAME],
-        method_scopes=method_scopes(SERVICE_NAME, "command"),
+        method_scopes=method_scopes(SERVICE_NAME),
     )

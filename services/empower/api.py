@@ -1,10 +1,10 @@
 """The empower service's gRPC surface: tenants, identity, people and audit in one server.
 
-The adapters live in `identity_api` and `people_api`; this module assembles them
-with the scope every method needs. Reads of tenants, users and apps are open to
-any signed principal because the domain filters them by subtree; the methods the
-gateway uses to authenticate callers need `identity:verify`, which only the
-gateway's own service principal holds.
+The adapters live in `identity_api` and `people_api`; this module assembles them.
+The scope of every method is declared in the protos: reads of tenants, users and
+apps are open to any signed principal because the domain filters them by subtree;
+the methods the gateway uses to authenticate callers need `identity:verify`, which
+only the gateway's own service principal holds.
 """
 
 from __future__ import annotations
@@ -24,56 +24,17 @@ from services.empower.domain.people import PeopleRegistry
 from services.empower.identity_api import IdentityServicer, TenantServicer
 from services.empower.people_api import PeopleServicer
 from services.kit.component import ServiceComponent
-from services.kit.scopes import ANY_PRINCIPAL, method_scopes
+from services.kit.scopes import method_scopes
 from services.kit.unimplemented import fill_unimplemented
 
 TENANT_SERVICE = tenant_pb.DESCRIPTOR.services_by_name["EmpowerService"].full_name
 IDENTITY_SERVICE = identity_pb.DESCRIPTOR.services_by_name["IdentityService"].full_name
 PEOPLE_SERVICE = people_pb.DESCRIPTOR.services_by_name["PeopleService"].full_name
 SERVICE_NAMES = (TENANT_SERVICE, IDENTITY_SERVICE, PEOPLE_SERVICE)
-VERIFY = "identity:verify"
 
 fill_unimplemented(TenantServicer, TENANT_SERVICE, "the catalog of components and scenarios")
 
-SCOPES: dict[str, str] = {
-    **method_scopes(
-        TENANT_SERVICE,
-        "empower",
-        {
-            "CreateTenant": "tenants:write",
-            "GetTenant": ANY_PRINCIPAL,
-            "ListTenants": ANY_PRINCIPAL,
-            "ListCatalogItems": ANY_PRINCIPAL,
-        },
-    ),
-    **method_scopes(
-        IDENTITY_SERVICE,
-        "empower",
-        {
-            "CreateUser": "users:write",
-            "GetUser": ANY_PRINCIPAL,
-            "ListUsers": ANY_PRINCIPAL,
-            "DisableUser": "users:write",
-            "CreateApp": "apps:write",
-            "GetApp": ANY_PRINCIPAL,
-            "ListApps": ANY_PRINCIPAL,
-            "CreateApiKey": "apps:write",
-            "ListApiKeys": "apps:write",
-            "RevokeApiKey": "apps:write",
-            "LookupApiKey": VERIFY,
-            "Login": VERIFY,
-            "RefreshToken": VERIFY,
-            "RevokeRefreshToken": VERIFY,
-            "GetJwks": VERIFY,
-            "RotateSigningKey": "tenants:write",
-        },
-    ),
-    **method_scopes(
-        PEOPLE_SERVICE,
-        "people",
-        {"ListAuditEntries": "audit:read", "VerifyAuditLog": "audit:read"},
-    ),
-}
+SCOPES = method_scopes(*SERVICE_NAMES)
 
 
 def build_component(

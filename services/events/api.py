@@ -344,5 +344,5 @@ def build_component(
         [(EventsServicer(hub, feed), pb_grpc.add_EventsServiceServicer_to_server)],
         [SERVICE_NAME],
         closers,
-        method_scopes=method_scopes(SERVICE_NAME, "events", {"CreateCategory": "events:configure"}),
+        method_scopes=method_scopes(SERVICE_NAME),
     )

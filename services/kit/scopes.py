@@ -1,47 +1,52 @@
-"""Which scope each RPC needs: checked by the server interceptor before any handler runs.
+"""Which scope each RPC needs, read from the contract: the `grassroots.type.v1.access`
+method option in the protos is the only place it is declared.
 
-Read methods need `<component>:read`, everything else `<component>:write`, unless a
-service names another scope for a method (e.g. `events:configure` for categories).
-A method absent from the table is refused: a new RPC cannot ship without a scope.
+The server interceptor checks it before any handler runs and the gateway reads the
+same table before it calls a component. A method without the option is absent from
+the table and refused: a new RPC cannot ship without a scope.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import MethodDescriptor
 
-READ_VERBS = (
-    "Get",
-    "List",
-    "Watch",
-    "Search",
-    "Locate",
-    "Count",
-    "Export",
-    "Transform",
-    "BatchGet",
-    "Verify",
-)
+from grassroots.type.v1 import annotations_pb2
+
 # Any signed principal may call the method; the domain decides what it may see.
 ANY_PRINCIPAL = ""
 
 
-def method_scopes(
-    service_full_name: str, component: str, overrides: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The scope per full method path (`/pkg.Service/Method`) of one service."""
-    service = descriptor_pool.Default().FindServiceByName(service_full_name)
-    overrides = dict(overrides or {})
-    unknown = set(overrides) - {m.name for m in service.methods}
-    if unknown:
-        raise ValueError(f"{service_full_name} has no methods {sorted(unknown)}")
+def declared_scope(method: MethodDescriptor) -> str | None:
+    """The scope a method's contract names, ANY_PRINCIPAL, or None when it names none."""
+    options = method.GetOptions()
+    if not options.HasExtension(annotations_pb2.access):
+        return None
+    access = options.Extensions[annotations_pb2.access]
+    if access.any_principal == bool(access.scope):
+        # Both or neither: the contract is ambiguous, so the method is refused.
+        return None
+    return ANY_PRINCIPAL if access.any_principal else access.scope
+
+
+def method_scopes(*service_full_names: str) -> dict[str, str]:
+    """The scope per full method path (`/pkg.Service/Method`) of the named services."""
     table: dict[str, str] = {}
-    for method in service.methods:
-        if method.name in overrides:
-            scope = overrides[method.name]
-        else:
-            verb = "read" if method.name.startswith(READ_VERBS) else "write"
-            scope = f"{component}:{verb}"
-        table[f"/{service_full_name}/{method.name}"] = scope
+    for service_name in service_full_names:
+        service = descriptor_pool.Default().FindServiceByName(service_name)
+        for method in service.methods:
+            scope = declared_scope(method)
+            if scope is not None:
+                table[f"/{service_name}/{method.name}"] = scope
     return table
+
+
+def scope_of(full_method: str) -> str | None:
+    """The scope of one `/pkg.Service/Method`; None when the contract declares none."""
+    service_name, _, method_name = full_method.lstrip("/").partition("/")
+    try:
+        service = descriptor_pool.Default().FindServiceByName(service_name)
+    except KeyError:
+        return None
+    method = service.methods_by_name.get(method_name)
+    return None if method is None else declared_scope(method)

@@ -372,5 +372,5 @@ def build_component(catalog: MapCatalog, max_batch: int) -> ServiceComponent:
         [(MapServicer(catalog, max_batch), pb_grpc.add_MapServiceServicer_to_server)],
         [SERVICE_NAME],
         [catalog.store.close],
-        method_scopes=method_scopes(SERVICE_NAME, "map"),
+        method_scopes=method_scopes(SERVICE_NAME),
     )

@@ -27,5 +27,5 @@ def build_component() -> ServiceComponent:
     return ServiceComponent(
         [(TwinServicer(), pb_grpc.add_TwinServiceServicer_to_server)],
         [SERVICE_NAME],
-        method_scopes=method_scopes(SERVICE_NAME, "twin"),
+        method_scopes=method_scopes(SERVICE_NAME),
     )

@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+grassroots/command/v1/command_service.proto\x12\x15grassroots.command.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"}\n\x0bRoutingRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x14\n\x0chandler_role\x18\x03 \x01(\t\x12&\n\x03sla\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x05 \x01(\x05\"\xb2\x02\n\x04Task\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12\x30\n\x05state\x18\x04 \x01(\x0e\x32!.grassroots.command.v1.Task.State\x12,\n\x08\x64ue_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATE_ASSIGNED\x10\x01\x12\x12\n\x0eSTATE_ACCEPTED\x10\x02\x12\x0e\n\nSTATE_DONE\x10\x03\x12\x13\n\x0fSTATE_ESCALATED\x10\x04\"x\n\x18\x43reateRoutingRuleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x38\n\x0crouting_rule\x18\x02 \x01(\x0b\x32\".grassroots.command.v1.RoutingRule\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"P\n\x17ListRoutingRulesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"n\n\x18ListRoutingRulesResponse\x12\x39\n\rrouting_rules\x18\x01 \x03(\x0b\x32\".grassroots.command.v1.RoutingRule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1e\n\x0eGetTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x10ListTasksRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"X\n\x11ListTasksResponse\x12*\n\x05tasks\x18\x01 \x03(\x0b\x32\x1b.grassroots.command.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x11\x41ssignTaskRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t2\xf3\x03\n\x0e\x43ommandService\x12h\n\x11\x43reateRoutingRule\x12/.grassroots.command.v1.CreateRoutingRuleRequest\x1a\".grassroots.command.v1.RoutingRule\x12s\n\x10ListRoutingRules\x12..grassroots.command.v1.ListRoutingRulesRequest\x1a/.grassroots.command.v1.ListRoutingRulesResponse\x12M\n\x07GetTask\x12%.grassroots.command.v1.GetTaskRequest\x1a\x1b.grassroots.command.v1.Task\x12^\n\tListTasks\x12\'.grassroots.command.v1.ListTasksRequest\x1a(.grassroots.command.v1.ListTasksResponse\x12S\n\nAssignTask\x12(.grassroots.command.v1.AssignTaskRequest\x1a\x1b.grassroots.command.v1.TaskB\x1d\n\x19org.grassroots.command.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+grassroots/command/v1/command_service.proto\x12\x15grassroots.command.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"}\n\x0bRoutingRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x14\n\x0chandler_role\x18\x03 \x01(\t\x12&\n\x03sla\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x05 \x01(\x05\"\xb2\x02\n\x04Task\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12\x30\n\x05state\x18\x04 \x01(\x0e\x32!.grassroots.command.v1.Task.State\x12,\n\x08\x64ue_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATE_ASSIGNED\x10\x01\x12\x12\n\x0eSTATE_ACCEPTED\x10\x02\x12\x0e\n\nSTATE_DONE\x10\x03\x12\x13\n\x0fSTATE_ESCALATED\x10\x04\"x\n\x18\x43reateRoutingRuleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x38\n\x0crouting_rule\x18\x02 \x01(\x0b\x32\".grassroots.command.v1.RoutingRule\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"P\n\x17ListRoutingRulesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"n\n\x18ListRoutingRulesResponse\x12\x39\n\rrouting_rules\x18\x01 \x03(\x0b\x32\".grassroots.command.v1.RoutingRule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1e\n\x0eGetTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x10ListTasksRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"X\n\x11ListTasksResponse\x12*\n\x05tasks\x18\x01 \x03(\x0b\x32\x1b.grassroots.command.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x11\x41ssignTaskRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t2\xda\x04\n\x0e\x43ommandService\x12}\n\x11\x43reateRoutingRule\x12/.grassroots.command.v1.CreateRoutingRuleRequest\x1a\".grassroots.command.v1.RoutingRule\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12\x87\x01\n\x10ListRoutingRules\x12..grassroots.command.v1.ListRoutingRulesRequest\x1a/.grassroots.command.v1.ListRoutingRulesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x61\n\x07GetTask\x12%.grassroots.command.v1.GetTaskRequest\x1a\x1b.grassroots.command.v1.Task\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12r\n\tListTasks\x12\'.grassroots.command.v1.ListTasksRequest\x1a(.grassroots.command.v1.ListTasksResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12h\n\nAssignTask\x12(.grassroots.command.v1.AssignTaskRequest\x1a\x1b.grassroots.command.v1.Task\"\x13\x8a\xb5\x18\x0f\n\rcommand:writeB\x1d\n\x19org.grassroots.command.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,26 +35,36 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'grassroots.command.v1.comma
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\031org.grassroots.command.v1P\001'
-  _globals['_ROUTINGRULE']._serialized_start=135
-  _globals['_ROUTINGRULE']._serialized_end=260
-  _globals['_TASK']._serialized_start=263
-  _globals['_TASK']._serialized_end=569
-  _globals['_TASK_STATE']._serialized_start=462
-  _globals['_TASK_STATE']._serialized_end=569
-  _globals['_CREATEROUTINGRULEREQUEST']._serialized_start=571
-  _globals['_CREATEROUTINGRULEREQUEST']._serialized_end=691
-  _globals['_LISTROUTINGRULESREQUEST']._serialized_start=693
-  _globals['_LISTROUTINGRULESREQUEST']._serialized_end=773
-  _globals['_LISTROUTINGRULESRESPONSE']._serialized_start=775
-  _globals['_LISTROUTINGRULESRESPONSE']._serialized_end=885
-  _globals['_GETTASKREQUEST']._serialized_start=887
-  _globals['_GETTASKREQUEST']._serialized_end=917
-  _globals['_LISTTASKSREQUEST']._serialized_start=919
-  _globals['_LISTTASKSREQUEST']._serialized_end=1008
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1010
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1098
-  _globals['_ASSIGNTASKREQUEST']._serialized_start=1100
-  _globals['_ASSIGNTASKREQUEST']._serialized_end=1187
-  _globals['_COMMANDSERVICE']._serialized_start=1190
-  _globals['_COMMANDSERVICE']._serialized_end=1689
+  _globals['_COMMANDSERVICE'].methods_by_name['CreateRoutingRule']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['CreateRoutingRule']._serialized_options = b'\212\265\030\017\n\rcommand:write'
+  _globals['_COMMANDSERVICE'].methods_by_name['ListRoutingRules']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['ListRoutingRules']._serialized_options = b'\212\265\030\016\n\014command:read'
+  _globals['_COMMANDSERVICE'].methods_by_name['GetTask']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['GetTask']._serialized_options = b'\212\265\030\016\n\014command:read'
+  _globals['_COMMANDSERVICE'].methods_by_name['ListTasks']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['ListTasks']._serialized_options = b'\212\265\030\016\n\014command:read'
+  _globals['_COMMANDSERVICE'].methods_by_name['AssignTask']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['AssignTask']._serialized_options = b'\212\265\030\017\n\rcommand:write'
+  _globals['_ROUTINGRULE']._serialized_start=173
+  _globals['_ROUTINGRULE']._serialized_end=298
+  _globals['_TASK']._serialized_start=301
+  _globals['_TASK']._serialized_end=607
+  _globals['_TASK_STATE']._serialized_start=500
+  _globals['_TASK_STATE']._serialized_end=607
+  _globals['_CREATEROUTINGRULEREQUEST']._serialized_start=609
+  _globals['_CREATEROUTINGRULEREQUEST']._serialized_end=729
+  _globals['_LISTROUTINGRULESREQUEST']._serialized_start=731
+  _globals['_LISTROUTINGRULESREQUEST']._serialized_end=811
+  _globals['_LISTROUTINGRULESRESPONSE']._serialized_start=813
+  _globals['_LISTROUTINGRULESRESPONSE']._serialized_end=923
+  _globals['_GETTASKREQUEST']._serialized_start=925
+  _globals['_GETTASKREQUEST']._serialized_end=955
+  _globals['_LISTTASKSREQUEST']._serialized_start=957
+  _globals['_LISTTASKSREQUEST']._serialized_end=1046
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1048
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1136
+  _globals['_ASSIGNTASKREQUEST']._serialized_start=1138
+  _globals['_ASSIGNTASKREQUEST']._serialized_end=1225
+  _globals['_COMMANDSERVICE']._serialized_start=1228
+  _globals['_COMMANDSERVICE']._serialized_end=1830
 # @@protoc_insertion_point(module_scope)

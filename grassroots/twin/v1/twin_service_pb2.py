@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
 from grassroots.type.v1 import geo_pb2 as grassroots_dot_type_dot_v1_dot_geo__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%grassroots/twin/v1/twin_service.proto\x12\x12grassroots.twin.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cgrassroots/type/v1/geo.proto\"\xb4\x01\n\x06\x45ntity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x65ntity_type\x18\x02 \x01(\t\x12.\n\x08location\x18\x03 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12&\n\x05state\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"v\n\x10TelemetryReading\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12\x11\n\tattribute\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x30\n\x0cobserve_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x13\x43reateEntityRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12*\n\x06\x65ntity\x18\x02 \x01(\x0b\x32\x1a.grassroots.twin.v1.Entity\x12\x11\n\tentity_id\x18\x03 \x01(\t\" \n\x10GetEntityRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x13ListEntitiesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"]\n\x14ListEntitiesResponse\x12,\n\x08\x65ntities\x18\x01 \x03(\x0b\x32\x1a.grassroots.twin.v1.Entity\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x1a\x42\x61tchWriteTelemetryRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x36\n\x08readings\x18\x02 \x03(\x0b\x32$.grassroots.twin.v1.TelemetryReading\"4\n\x1b\x42\x61tchWriteTelemetryResponse\x12\x15\n\rwritten_count\x18\x01 \x01(\x05\x32\x8c\x03\n\x0bTwinService\x12S\n\x0c\x43reateEntity\x12\'.grassroots.twin.v1.CreateEntityRequest\x1a\x1a.grassroots.twin.v1.Entity\x12M\n\tGetEntity\x12$.grassroots.twin.v1.GetEntityRequest\x1a\x1a.grassroots.twin.v1.Entity\x12\x61\n\x0cListEntities\x12\'.grassroots.twin.v1.ListEntitiesRequest\x1a(.grassroots.twin.v1.ListEntitiesResponse\x12v\n\x13\x42\x61tchWriteTelemetry\x12..grassroots.twin.v1.BatchWriteTelemetryRequest\x1a/.grassroots.twin.v1.BatchWriteTelemetryResponseB\x1a\n\x16org.grassroots.twin.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%grassroots/twin/v1/twin_service.proto\x12\x12grassroots.twin.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\x1a\x1cgrassroots/type/v1/geo.proto\"\xb4\x01\n\x06\x45ntity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x65ntity_type\x18\x02 \x01(\t\x12.\n\x08location\x18\x03 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12&\n\x05state\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"v\n\x10TelemetryReading\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12\x11\n\tattribute\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x30\n\x0cobserve_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x13\x43reateEntityRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12*\n\x06\x65ntity\x18\x02 \x01(\x0b\x32\x1a.grassroots.twin.v1.Entity\x12\x11\n\tentity_id\x18\x03 \x01(\t\" \n\x10GetEntityRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x13ListEntitiesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"]\n\x14ListEntitiesResponse\x12,\n\x08\x65ntities\x18\x01 \x03(\x0b\x32\x1a.grassroots.twin.v1.Entity\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x1a\x42\x61tchWriteTelemetryRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x36\n\x08readings\x18\x02 \x03(\x0b\x32$.grassroots.twin.v1.TelemetryReading\"4\n\x1b\x42\x61tchWriteTelemetryResponse\x12\x15\n\rwritten_count\x18\x01 \x01(\x05\x32\xd3\x03\n\x0bTwinService\x12\x65\n\x0c\x43reateEntity\x12\'.grassroots.twin.v1.CreateEntityRequest\x1a\x1a.grassroots.twin.v1.Entity\"\x10\x8a\xb5\x18\x0c\n\ntwin:write\x12^\n\tGetEntity\x12$.grassroots.twin.v1.GetEntityRequest\x1a\x1a.grassroots.twin.v1.Entity\"\x0f\x8a\xb5\x18\x0b\n\ttwin:read\x12r\n\x0cListEntities\x12\'.grassroots.twin.v1.ListEntitiesRequest\x1a(.grassroots.twin.v1.ListEntitiesResponse\"\x0f\x8a\xb5\x18\x0b\n\ttwin:read\x12\x88\x01\n\x13\x42\x61tchWriteTelemetry\x12..grassroots.twin.v1.BatchWriteTelemetryRequest\x1a/.grassroots.twin.v1.BatchWriteTelemetryResponse\"\x10\x8a\xb5\x18\x0c\n\ntwin:writeB\x1a\n\x16org.grassroots.twin.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,22 +36,30 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'grassroots.twin.v1.twin_ser
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\026org.grassroots.twin.v1P\001'
-  _globals['_ENTITY']._serialized_start=155
-  _globals['_ENTITY']._serialized_end=335
-  _globals['_TELEMETRYREADING']._serialized_start=337
-  _globals['_TELEMETRYREADING']._serialized_end=455
-  _globals['_CREATEENTITYREQUEST']._serialized_start=457
-  _globals['_CREATEENTITYREQUEST']._serialized_end=557
-  _globals['_GETENTITYREQUEST']._serialized_start=559
-  _globals['_GETENTITYREQUEST']._serialized_end=591
-  _globals['_LISTENTITIESREQUEST']._serialized_start=593
-  _globals['_LISTENTITIESREQUEST']._serialized_end=685
-  _globals['_LISTENTITIESRESPONSE']._serialized_start=687
-  _globals['_LISTENTITIESRESPONSE']._serialized_end=780
-  _globals['_BATCHWRITETELEMETRYREQUEST']._serialized_start=782
-  _globals['_BATCHWRITETELEMETRYREQUEST']._serialized_end=882
-  _globals['_BATCHWRITETELEMETRYRESPONSE']._serialized_start=884
-  _globals['_BATCHWRITETELEMETRYRESPONSE']._serialized_end=936
-  _globals['_TWINSERVICE']._serialized_start=939
-  _globals['_TWINSERVICE']._serialized_end=1335
+  _globals['_TWINSERVICE'].methods_by_name['CreateEntity']._loaded_options = None
+  _globals['_TWINSERVICE'].methods_by_name['CreateEntity']._serialized_options = b'\212\265\030\014\n\ntwin:write'
+  _globals['_TWINSERVICE'].methods_by_name['GetEntity']._loaded_options = None
+  _globals['_TWINSERVICE'].methods_by_name['GetEntity']._serialized_options = b'\212\265\030\013\n\ttwin:read'
+  _globals['_TWINSERVICE'].methods_by_name['ListEntities']._loaded_options = None
+  _globals['_TWINSERVICE'].methods_by_name['ListEntities']._serialized_options = b'\212\265\030\013\n\ttwin:read'
+  _globals['_TWINSERVICE'].methods_by_name['BatchWriteTelemetry']._loaded_options = None
+  _globals['_TWINSERVICE'].methods_by_name['BatchWriteTelemetry']._serialized_options = b'\212\265\030\014\n\ntwin:write'
+  _globals['_ENTITY']._serialized_start=193
+  _globals['_ENTITY']._serialized_end=373
+  _globals['_TELEMETRYREADING']._serialized_start=375
+  _globals['_TELEMETRYREADING']._serialized_end=493
+  _globals['_CREATEENTITYREQUEST']._serialized_start=495
+  _globals['_CREATEENTITYREQUEST']._serialized_end=595
+  _globals['_GETENTITYREQUEST']._serialized_start=597
+  _globals['_GETENTITYREQUEST']._serialized_end=629
+  _globals['_LISTENTITIESREQUEST']._serialized_start=631
+  _globals['_LISTENTITIESREQUEST']._serialized_end=723
+  _globals['_LISTENTITIESRESPONSE']._serialized_start=725
+  _globals['_LISTENTITIESRESPONSE']._serialized_end=818
+  _globals['_BATCHWRITETELEMETRYREQUEST']._serialized_start=820
+  _globals['_BATCHWRITETELEMETRYREQUEST']._serialized_end=920
+  _globals['_BATCHWRITETELEMETRYRESPONSE']._serialized_start=922
+  _globals['_BATCHWRITETELEMETRYRESPONSE']._serialized_end=974
+  _globals['_TWINSERVICE']._serialized_start=977
+  _globals['_TWINSERVICE']._serialized_end=1444
 # @@protoc_insertion_point(module_scope)

@@ -236,7 +236,7 @@ for servicer, service_name in zip((FakeEmpower, FakeIdentity, FakePeople), SERVI
 async def empower() -> AsyncIterator[tuple[InProcessServer, Seen]]:
     """The three empower services; any signed principal may call (the gateway checks scopes)."""
     seen: Seen = []
-    scopes = {path: ANY_PRINCIPAL for name in SERVICES for path in method_scopes(name, "empower")}
+    scopes = {path: ANY_PRINCIPAL for path in method_scopes(*SERVICES)}
     component = ServiceComponent(
         [
             (FakeEmpower(seen), empower_grpc.add_EmpowerServiceServicer_to_server),

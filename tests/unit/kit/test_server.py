@@ -56,7 +56,7 @@ fill_unimplemented(ProbeServicer, SERVICE, "a later release")
 
 @pytest.fixture
 async def probe():
-    scopes = method_scopes(SERVICE, "map")
+    scopes = method_scopes(SERVICE)
     del scopes[f"/{SERVICE}/DeleteLayer"]  # a method that forgot to declare its scope
     component = ServiceComponent(
         [(ProbeServicer(), pb_grpc.add_MapServiceServicer_to_server)],
