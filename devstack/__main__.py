@@ -17,7 +17,7 @@ from devstack.stack import SERVICES, Stack, StackConfig
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=Path("var"))
-    parser.add_argument("--port", type=int, default=8080, help="gateway HTTP port")
+    parser.add_argument("--port", type=int, default=None, help="gateway HTTP port (default 8080)")
     parser.add_argument("--ready-timeout", type=float, default=60.0)
     parser.add_argument(
         "--free-ports", action="store_true", help="pick free ports instead of the defaults"
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.free_ports:
         config = StackConfig.on_free_ports(data_dir, log_dir=args.log_dir)
     else:
-        config = StackConfig(data_dir=data_dir, gateway_port=args.port, log_dir=args.log_dir)
+        config = StackConfig.from_environment(data_dir, args.port, log_dir=args.log_dir)
     stack = Stack(config)
     stopping = {"flag": False}
 

@@ -6,6 +6,10 @@ the first time a stack starts on a data directory. Passwords and API keys are ra
 they are written owner-only to `demo-credentials.json` beside the data, because the
 platform itself keeps only their hashes, and printed at every start.
 
+Installation resumes: a password is saved before its user is created, each key as soon
+as it is made, and every step treats "already there" as done, so a start interrupted
+half-way (Ctrl-C) is finished by the next one instead of failing on ALREADY_EXISTS.
+
 ALL PEOPLE HERE ARE INVENTED (see services.map.demo_village).
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -70,6 +75,7 @@ class DemoAccount:
 class DemoCredentials:
     accounts: list[DemoAccount] = field(default_factory=list)
     app_keys: dict[str, str] = field(default_factory=dict)  # village path -> API key
+    complete: bool = False  # every step done; later starts only check the tenant tree
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +85,11 @@ class DemoCredentials:
     @classmethod
     def load(cls, path: Path) -> DemoCredentials:
         data = json.loads(path.read_text())
-        return cls([DemoAccount(**a) for a in data["accounts"]], dict(data["app_keys"]))
+        return cls(
+            [DemoAccount(**a) for a in data["accounts"]],
+            dict(data["app_keys"]),
+            bool(data.get("complete", True)),
+        )
 
     def account(self, username: str) -> DemoAccount:
         return next(a for a in self.accounts if a.username == username)
@@ -126,43 +136,107 @@ async def _installed(tenants: tenant_grpc.EmpowerServiceStub) -> bool:
     return True
 
 
-async def _tenant(
-    stub: tenant_grpc.EmpowerServiceStub,
-    parent: str,
-    segment: str,
-    display: str,
-    level: int,
-    code: str,
-) -> None:
-    await stub.CreateTenant(
-        tenant_pb.CreateTenantRequest(
-            parent=tenancy.tenant_name(parent) if parent else "",
-            tenant_id=segment,
-            tenant=tenant_pb.Tenant(display_name=display, level=level, admin_code=code),  # type: ignore[arg-type]
-        ),
-        metadata=_metadata(),
-    )
+async def _unless_exists(call: Awaitable[object]) -> None:
+    """Make `call`; a resource that an earlier, interrupted install made counts as done."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
 
 
-async def _user(
-    stub: identity_grpc.IdentityServiceStub,
-    credentials: DemoCredentials,
-    tenant: str,
-    username: str,
-    display: str,
-    kind: int,
-    roles: list[str],
-) -> None:
-    password = _password()
-    await stub.CreateUser(
-        identity_pb.CreateUserRequest(
-            parent=tenancy.tenant_name(tenant),
-            user=identity_pb.User(username=username, display_name=display, kind=kind, roles=roles),  # type: ignore[arg-type]
-            password=password,
-        ),
-        metadata=_metadata(),
-    )
-    credentials.accounts.append(DemoAccount(username, password, tenant, roles))
+class _Installer:
+    """The steps of one install, each safe to repeat; credentials saved as they appear."""
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        credentials: DemoCredentials,
+        save: Callable[[DemoCredentials], None],
+    ) -> None:
+        self.tenants = tenant_grpc.EmpowerServiceStub(channel)
+        self.identity = identity_grpc.IdentityServiceStub(channel)
+        self.people = people_grpc.PeopleServiceStub(channel)
+        self.credentials = credentials
+        self.save = save
+
+    async def tenant(self, parent: str, segment: str, display: str, level: int, code: str) -> None:
+        await _unless_exists(
+            self.tenants.CreateTenant(
+                tenant_pb.CreateTenantRequest(
+                    parent=tenancy.tenant_name(parent) if parent else "",
+                    tenant_id=segment,
+                    tenant=tenant_pb.Tenant(display_name=display, level=level, admin_code=code),  # type: ignore[arg-type]
+                ),
+                metadata=_metadata(),
+            )
+        )
+
+    async def user(
+        self, tenant: str, username: str, display: str, kind: int, roles: list[str]
+    ) -> None:
+        known = {a.username: a for a in self.credentials.accounts}
+        account = known.get(username)
+        if account is None:
+            # Saved before the user exists, so an interruption never loses a password.
+            account = DemoAccount(username, _password(), tenant, roles)
+            self.credentials.accounts.append(account)
+            self.save(self.credentials)
+        await _unless_exists(
+            self.identity.CreateUser(
+                identity_pb.CreateUserRequest(
+                    parent=tenancy.tenant_name(tenant),
+                    user=identity_pb.User(
+                        username=username,
+                        display_name=display,
+                        kind=kind,  # type: ignore[arg-type]
+                        roles=roles,
+                    ),
+                    password=account.password,
+                ),
+                metadata=_metadata(),
+            )
+        )
+
+    async def residents(self, village: str, batch: list[people_pb.CreatePersonRequest]) -> None:
+        # A batch is one transaction: either all of it is stored or none.
+        await _unless_exists(
+            self.people.BatchCreatePeople(
+                people_pb.BatchCreatePeopleRequest(
+                    parent=tenancy.tenant_name(village), requests=batch
+                ),
+                metadata=_metadata(),
+            )
+        )
+
+    async def app(self, tenant: str, display: str, scopes: tuple[str, ...], quota: int) -> None:
+        """The app named `display` in `tenant` and a key for it, made once."""
+        if tenant in self.credentials.app_keys:
+            return
+        listed = await self.identity.ListApps(
+            identity_pb.ListAppsRequest(parent=tenancy.tenant_name(tenant), page_size=100),
+            metadata=_metadata(),
+        )
+        existing = next((a for a in listed.apps if a.display_name == display), None)
+        if existing is not None:
+            # Made by an interrupted install whose key was never saved: a new key.
+            made = await self.identity.CreateApiKey(
+                identity_pb.CreateApiKeyRequest(parent=existing.name), metadata=_metadata()
+            )
+            key = made.key
+        else:
+            created = await self.identity.CreateApp(
+                identity_pb.CreateAppRequest(
+                    parent=tenancy.tenant_name(tenant),
+                    app=identity_pb.App(
+                        display_name=display, scopes=list(scopes), quota_per_minute=quota
+                    ),
+                ),
+                metadata=_metadata(),
+            )
+            key = created.key
+        self.credentials.app_keys[tenant] = key
+        self.save(self.credentials)
 
 
 def _rows(demo_gpkg: Path, layer: str) -> list[dict[str, object]]:
@@ -205,102 +279,47 @@ def _grid_workers(demo_gpkg: Path) -> list[tuple[str, str, str, str]]:
 
 
 async def install(
-    channel: grpc.aio.Channel, demo_gpkg: Path, saved: DemoCredentials | None
-) -> tuple[DemoCredentials, bool]:
-    """Install the demo identities once; the second value says whether it did now.
+    channel: grpc.aio.Channel,
+    demo_gpkg: Path,
+    saved: DemoCredentials | None,
+    save: Callable[[DemoCredentials], None],
+) -> DemoCredentials:
+    """Install the demo identities, or finish an install that was interrupted.
 
-    `saved` is what an earlier install wrote; it is returned when the tenants exist.
+    `saved` is what an earlier install wrote (possibly part-way); `save` is called with
+    the credentials whenever a password or key is added, and once more when complete.
     """
     tenants = tenant_grpc.EmpowerServiceStub(channel)
-    if await _installed(tenants) and saved is not None:
-        return saved, False
-    identity = identity_grpc.IdentityServiceStub(channel)
-    people = people_grpc.PeopleServiceStub(channel)
-    credentials = DemoCredentials()
+    if saved is not None and saved.complete and await _installed(tenants):
+        return saved
+    credentials = saved if saved is not None else DemoCredentials()
+    credentials.complete = False
+    step = _Installer(channel, credentials, save)
     for parent, segment, display, level, code in TREE:
-        await _tenant(tenants, parent, segment, display, level, code)
+        await step.tenant(parent, segment, display, level, code)
     for village, (display, code) in VILLAGES.items():
         parent, segment = village.rsplit("/", 1)
-        await _tenant(tenants, parent, segment, display, tenant_pb.Tenant.LEVEL_VILLAGE, code)
+        await step.tenant(parent, segment, display, tenant_pb.Tenant.LEVEL_VILLAGE, code)
     workers = _grid_workers(demo_gpkg)
     for village, cell, _worker, _name in workers:
-        await _tenant(
-            tenants, village, cell.rsplit("-", 1)[-1], cell, tenant_pb.Tenant.LEVEL_GRID, cell
-        )
+        await step.tenant(village, cell.rsplit("-", 1)[-1], cell, tenant_pb.Tenant.LEVEL_GRID, cell)
     staff = identity_pb.User.KIND_STAFF
-    await _user(
-        identity, credentials, DISTRICT, "district.it", "District IT", staff, ["district_admin"]
-    )
-    await _user(
-        identity,
-        credentials,
-        DISTRICT,
-        "district.auditor",
-        "District auditor",
-        staff,
-        ["district_auditor"],
-    )
-    await _user(
-        identity,
-        credentials,
-        TOWN,
-        "anting.officer",
-        "Anting town officer",
-        staff,
-        ["town_officer"],
-    )
+    await step.user(DISTRICT, "district.it", "District IT", staff, ["district_admin"])
+    await step.user(DISTRICT, "district.auditor", "District auditor", staff, ["district_auditor"])
+    await step.user(TOWN, "anting.officer", "Anting town officer", staff, ["town_officer"])
     for village in VILLAGES:
         slug = village.rsplit("/", 1)[-1]
-        await _user(
-            identity,
-            credentials,
-            village,
-            f"{slug}.secretary",
-            f"{slug.title()} secretary",
-            staff,
-            ["village_secretary"],
+        await step.user(
+            village, f"{slug}.secretary", f"{slug.title()} secretary", staff, ["village_secretary"]
         )
     for village, _cell, worker, name in workers:
-        await _user(
-            identity,
-            credentials,
-            village,
-            worker,
-            name,
-            identity_pb.User.KIND_GRID_WORKER,
-            ["grid_worker"],
-        )
+        await step.user(village, worker, name, identity_pb.User.KIND_GRID_WORKER, ["grid_worker"])
     for village, batch in _residents(demo_gpkg).items():
         for start in range(0, len(batch), 1000):
-            await people.BatchCreatePeople(
-                people_pb.BatchCreatePeopleRequest(
-                    parent=tenancy.tenant_name(village), requests=batch[start : start + 1000]
-                ),
-                metadata=_metadata(),
-            )
+            await step.residents(village, batch[start : start + 1000])
     for village, (display, _code) in VILLAGES.items():
-        created = await identity.CreateApp(
-            identity_pb.CreateAppRequest(
-                parent=tenancy.tenant_name(village),
-                app=identity_pb.App(
-                    display_name=f"{display} demo app",
-                    scopes=list(DEMO_APP_SCOPES),
-                    quota_per_minute=600,
-                ),
-            ),
-            metadata=_metadata(),
-        )
-        credentials.app_keys[village] = created.key
-    town_app = await identity.CreateApp(
-        identity_pb.CreateAppRequest(
-            parent=tenancy.tenant_name(TOWN),
-            app=identity_pb.App(
-                display_name="Anting town operations",
-                scopes=list(TOWN_APP_SCOPES),
-                quota_per_minute=100_000,
-            ),
-        ),
-        metadata=_metadata(),
-    )
-    credentials.app_keys[TOWN] = town_app.key
-    return credentials, True
+        await step.app(village, f"{display} demo app", DEMO_APP_SCOPES, 600)
+    await step.app(TOWN, "Anting town operations", TOWN_APP_SCOPES, 100_000)
+    credentials.complete = True
+    save(credentials)
+    return credentials

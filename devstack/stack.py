@@ -62,6 +62,26 @@ class StackConfig:
             log_dir=log_dir,
         )
 
+    @classmethod
+    def from_environment(
+        cls, data_dir: Path, gateway_port: int | None = None, log_dir: Path | None = None
+    ) -> StackConfig:
+        """`make run`'s ports: the defaults, unless `GRASSROOTS_*_PORT` variables say otherwise."""
+        environ = os.environ
+        return cls(
+            data_dir=data_dir,
+            gateway_port=gateway_port or int(environ.get("GRASSROOTS_GATEWAY_PORT", "8080")),
+            grpc_ports={
+                name: int(environ.get(f"GRASSROOTS_{name.upper()}_GRPC_PORT", port))
+                for name, port in DEFAULT_GRPC_PORTS.items()
+            },
+            metrics_ports={
+                name: int(environ.get(f"GRASSROOTS_{name.upper()}_METRICS_PORT", port))
+                for name, port in DEFAULT_METRICS_PORTS.items()
+            },
+            log_dir=log_dir,
+        )
+
     def address(self, service: str) -> str:
         return f"{self.host}:{self.grpc_ports[service]}"
 
@@ -97,34 +117,42 @@ class StackConfig:
         return stored
 
     def env_for(self, process: str) -> dict[str, str]:
+        """The environment of one process: devstack's defaults, then every `GRASSROOTS_*`
+        variable of this environment (they win, so a setting changes without code),
+        then the wiring (ports and peer addresses, which this config decides so that every
+        process agrees), then `extra_env`."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("GRASSROOTS_")}
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
         shared = self.dev_secrets()
-        env[signing.KEYS_VARIABLE] = shared[signing.KEYS_VARIABLE]
+        defaults: dict[str, str] = {signing.KEYS_VARIABLE: shared[signing.KEYS_VARIABLE]}
+        wiring: dict[str, str] = {}
         if process == "gateway":
             prefix = "GRASSROOTS_GATEWAY_"
-            env[prefix + "HOST"] = self.host
-            env[prefix + "PORT"] = str(self.gateway_port)
+            defaults[prefix + "HOST"] = self.host
+            wiring[prefix + "PORT"] = str(self.gateway_port)
             for name in SERVICES:
-                env[f"{prefix}{name.upper()}_ADDRESS"] = self.address(name)
+                wiring[f"{prefix}{name.upper()}_ADDRESS"] = self.address(name)
         else:
             prefix = f"GRASSROOTS_{process.upper()}_"
-            env[prefix + "HOST"] = self.host
-            env[prefix + "GRPC_PORT"] = str(self.grpc_ports[process])
-            env[prefix + "METRICS_PORT"] = str(self.metrics_ports[process])
-            env[prefix + "DATA_DIR"] = str(self.data_dir)
+            defaults[prefix + "HOST"] = self.host
+            wiring[prefix + "GRPC_PORT"] = str(self.grpc_ports[process])
+            wiring[prefix + "METRICS_PORT"] = str(self.metrics_ports[process])
+            defaults[prefix + "DATA_DIR"] = str(self.data_dir)
             if process == "map":
-                env[prefix + "STORE_FILE"] = str(self.data_dir / "map.gpkg")
-                env[prefix + "SEED_FILE"] = str(self.map_file)
+                defaults[prefix + "STORE_FILE"] = str(self.data_dir / "map.gpkg")
+                defaults[prefix + "SEED_FILE"] = str(self.map_file)
             if process == "empower":
-                env[prefix + "DATABASE"] = str(self.data_dir / "empower.sqlite3")
+                defaults[prefix + "DATABASE"] = str(self.data_dir / "empower.sqlite3")
                 for name in ("GRASSROOTS_EMPOWER_SEAL_KEYS", "GRASSROOTS_EMPOWER_INDEX_KEY"):
-                    env[name] = shared[name]
+                    defaults[name] = shared[name]
             if process == "events":
-                env[prefix + "DATABASE"] = str(self.data_dir / "events.sqlite3")
+                defaults[prefix + "DATABASE"] = str(self.data_dir / "events.sqlite3")
             for peer in COMPONENTS[process].peers:
-                env[f"{prefix}{peer.upper()}_ADDRESS"] = self.address(peer)
+                wiring[f"{prefix}{peer.upper()}_ADDRESS"] = self.address(peer)
+        env.update(defaults)
+        env.update({k: v for k, v in os.environ.items() if k.startswith("GRASSROOTS_")})
+        env.update(wiring)
         env.update(self.extra_env)
         return env
 
@@ -164,7 +192,8 @@ class Stack:
         return self.config.data_dir / "demo-credentials.json"
 
     def install_demo_identities(self) -> DemoCredentials:
-        """Tenants, staff, grid workers, residents and app keys of the demo town (once)."""
+        """Tenants, staff, grid workers, residents and app keys of the demo town (once;
+        an install that was interrupted is finished)."""
         from devstack import demo_identity
 
         # This process signs the bootstrap principal with the stack's own key ring.
@@ -175,14 +204,16 @@ class Stack:
             else None
         )
 
-        async def run() -> tuple[demo_identity.DemoCredentials, bool]:
+        async def run() -> demo_identity.DemoCredentials:
             async with grpc.aio.insecure_channel(self.config.address("empower")) as channel:
-                return await demo_identity.install(channel, self.config.map_file, saved)
+                return await demo_identity.install(
+                    channel,
+                    self.config.map_file,
+                    saved,
+                    lambda credentials: credentials.save(self.credentials_file),
+                )
 
-        credentials, installed = asyncio.run(run())
-        if installed:
-            credentials.save(self.credentials_file)
-        return credentials
+        return asyncio.run(run())
 
     def api_headers(self) -> dict[str, str]:
         """Headers that call the gateway as the demo town's operations app."""
