@@ -12,11 +12,11 @@ an open one (and is stored as a duplicate) only once every (point, category) pai
 Every run starts the events service on a fresh SQLite file, so runs compare like with like.
 
 Figures, one line each with its target:
-  1a. POST /v1/events, closed loop of N clients (16, 32, 64), each on its own keep-alive
-      HTTP/1.1 connection, 15 s each: creates/s, p50 / p99; once more at the best N with
-      GRASSROOTS_EVENTS_SQLITE_SYNCHRONOUS=NORMAL;
-  1b. POST /v1/events, open loop at a fixed 300 requests/s for 15 s, latency counted from
-      each request's scheduled send time (queueing included): p50 / p99;
+  1a. POST /v1/tenants/{town}/events, closed loop of N clients (16, 32, 64), each on
+      its own keep-alive HTTP/1.1 connection, 15 s each: creates/s, p50 / p99; once more
+      at the best N with GRASSROOTS_EVENTS_SQLITE_SYNCHRONOUS=NORMAL;
+  1b. POST /v1/tenants/{town}/events, open loop at a fixed 300 requests/s for 15 s,
+      latency counted from each request's scheduled send time (queueing included): p50 / p99;
   2.  gRPC BatchCreateEvents straight to the events service, batches of 500 (two calls in
       flight), for about 20 s: creates/s;
   3.  created -> delivered to a Redis consumer group at a steady 500 events/s: p50 / p99 of
@@ -64,6 +64,7 @@ from services.map.seed import load_grid_index  # noqa: E402
 SEED = 20240611
 TOWN = "sh/jiading/anting"
 PARENT = tenancy.tenant_name(TOWN)
+EVENTS = f"/v1/{PARENT}/events"
 PRINCIPAL = Principal("users/bench", TOWN)
 STREAM = "events"
 
@@ -313,7 +314,7 @@ class Tally:
 
 
 class Reports:
-    """Bodies of POST /v1/events with distinct request ids, walking the slots."""
+    """Bodies of POST /v1/tenants/{town}/events with distinct request ids, walking the slots."""
 
     def __init__(self, slots: Slots, tag: str) -> None:
         self.slots = slots
@@ -338,7 +339,7 @@ JSON = {"content-type": "application/json"}
 async def post_report(client: httpx.AsyncClient, reports: Reports, tally: Tally) -> bool:
     body, cell = reports.next()
     try:
-        response = await client.post("/v1/events", content=body, headers=JSON)
+        response = await client.post(EVENTS, content=body, headers=JSON)
     except httpx.HTTPError as exc:
         tally.fail(f"{type(exc).__name__}: {exc}")
         return False
@@ -426,7 +427,7 @@ async def bench_closed(
     rate = tally.created / elapsed
     p50, p99, _ = percentiles(tally.latencies)
     say(
-        f"1a. POST /v1/events, closed loop, {clients} clients{label_suffix(label)}, "
+        f"1a. POST {EVENTS}, closed loop, {clients} clients{label_suffix(label)}, "
         f"{RUN_SECONDS:.0f} s: {rate:,.0f} creates/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms "
         f"(target >= {TARGET_HTTP_RATE:,}/s sustained): {verdict(rate >= TARGET_HTTP_RATE)}"
     )
@@ -498,7 +499,7 @@ async def bench_open(platform: Platform, slots: Slots) -> None:
     unanswered = n - tally.created
     p50, p99, p99_ms = open_percentiles(tally.latencies, unanswered)
     say(
-        f"1b. POST /v1/events, open loop at {OPEN_RATE}/s for {OPEN_SECONDS:.0f} s, from "
+        f"1b. POST {EVENTS}, open loop at {OPEN_RATE}/s for {OPEN_SECONDS:.0f} s, from "
         f"scheduled send time: p50 {p50}, p99 {p99} "
         f"(target p99 < {TARGET_OPEN_P99_MS:g} ms): {verdict(p99_ms < TARGET_OPEN_P99_MS)}"
     )

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from gateway.auth import access, call_metadata
 from gateway.errors import ApiError, call, from_rpc_error
+from gateway.paths import TenantId, parent, rest_path
 from gateway.schemas.events import (
     CategoryIn,
     CategoryList,
@@ -32,13 +33,12 @@ from gateway.schemas.events import (
 )
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
-from services.kit import tenancy
 from services.kit.errors import FieldViolation
 from services.kit.filtering import quote
 from services.kit.principal import Principal
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
-categories_router = APIRouter(prefix="/v1/event-categories", tags=["events"])
+router = APIRouter(prefix="/v1/tenants/{tenant}/events", tags=["events"])
+categories_router = APIRouter(prefix="/v1/tenants/{tenant}/categories", tags=["events"])
 Who = Annotated[Principal, Security(access("events"))]
 Configurer = Annotated[Principal, Security(access("events:configure"))]
 
@@ -114,6 +114,7 @@ def _state_name(state: int) -> StateName:
     responses={400: {"description": "a field is wrong"}, 503: {"description": "retry"}},
 )
 async def create_event(
+    tenant: TenantId,
     body: EventCreate,
     request: Request,
     who: Who,
@@ -125,7 +126,7 @@ async def create_event(
     """
     upstreams = request.app.state.upstreams
     message = pb.CreateEventRequest(
-        parent=tenancy.tenant_name(who.tenant),
+        parent=parent(tenant),
         request_id=body.request_id,
         event=pb.Event(
             category=body.category,
@@ -153,7 +154,7 @@ async def create_event(
         media_type="application/json",
         headers={
             "Idempotent-Replayed": "true" if replayed else "false",
-            "Location": f"/v1/events/{event.name.rsplit('/', 1)[-1]}",
+            "Location": rest_path(event.name),
         },
     )
 
@@ -164,6 +165,7 @@ async def create_event(
     response_class=StreamingResponse,
 )
 async def stream_events(
+    tenant: TenantId,
     request: Request,
     who: Who,
     after: Annotated[int | None, Query(ge=0, description="resume after this offset")] = None,
@@ -183,9 +185,7 @@ async def stream_events(
             )
         start = int(last_event_id)
     call_ = request.app.state.upstreams.events.WatchEvents(
-        pb.WatchEventsRequest(
-            parent=tenancy.tenant_name(who.tenant), after_offset=-1 if start is None else start
-        ),
+        pb.WatchEventsRequest(parent=parent(tenant), after_offset=-1 if start is None else start),
         metadata=call_metadata(who),
     )
     try:
@@ -226,15 +226,16 @@ async def stream_events(
     )
 
 
-@router.get("/{event_id}", response_model=EventOut, summary="Get an event")
+@router.get("/{event}", response_model=EventOut, summary="Get an event")
 async def get_event(
-    event_id: Annotated[str, Path(pattern=_ID_PATTERN)],
+    tenant: TenantId,
+    event: Annotated[str, Path(pattern=_ID_PATTERN)],
     request: Request,
     who: Who,
 ) -> EventOut:
     """An event of the caller's tenant subtree; any other id answers 404."""
     rpc = request.app.state.upstreams.events.GetEvent(
-        pb.GetEventRequest(name=f"tenants/-/events/{event_id}"), metadata=call_metadata(who)
+        pb.GetEventRequest(name=_name(tenant, event)), metadata=call_metadata(who)
     )
     return event_out(await call(rpc))
 
@@ -261,6 +262,7 @@ def _aware(moment: datetime) -> datetime:
 
 @router.get("", response_model=EventList, summary="List events")
 async def list_events(
+    tenant: TenantId,
     request: Request,
     who: Who,
     grid_cell: Annotated[str | None, Query(max_length=64)] = None,
@@ -278,7 +280,7 @@ async def list_events(
     terms = {"grid_cell": grid_cell, "village": village, "category": category, "state": state}
     rpc = request.app.state.upstreams.events.ListEvents(
         pb.ListEventsRequest(
-            parent=tenancy.tenant_name(who.tenant),
+            parent=parent(tenant),
             filter=_filter_text(terms, created_from, created_before, q),
             order_by="create_time asc" if order == "oldest" else "create_time desc",
             page_size=page_size,
@@ -294,6 +296,7 @@ async def list_events(
 
 @router.get(":statistics", response_model=EventStatisticsOut, summary="Figures for dashboards")
 async def event_statistics(
+    tenant: TenantId,
     request: Request,
     who: Who,
     grid_cell: Annotated[str | None, Query(max_length=64)] = None,
@@ -307,7 +310,7 @@ async def event_statistics(
     stats = await call(
         request.app.state.upstreams.events.GetEventStatistics(
             pb.GetEventStatisticsRequest(
-                parent=tenancy.tenant_name(who.tenant),
+                parent=parent(tenant),
                 filter=_filter_text(terms, created_from, created_before, None),
             ),
             metadata=call_metadata(who),
@@ -325,13 +328,15 @@ async def event_statistics(
     )
 
 
-def _name(event_id: str) -> str:
-    return f"tenants/-/events/{event_id}"
+def _name(tenant: str, event: str) -> str:
+    """`tenants/{tenant}/events/{event}`: the event must lie in the tenant's subtree."""
+    return f"{parent(tenant)}/events/{event}"
 
 
-@router.post("/{event_id}:transition", response_model=EventOut, summary="Move an event on")
+@router.post("/{event}:transition", response_model=EventOut, summary="Move an event on")
 async def transition_event(
-    event_id: Annotated[str, Path(pattern=_ID_PATTERN)],
+    tenant: TenantId,
+    event: Annotated[str, Path(pattern=_ID_PATTERN)],
     body: TransitionIn,
     request: Request,
     who: Who,
@@ -339,7 +344,7 @@ async def transition_event(
     """An illegal move is 400 naming the current state; a stale etag is 409."""
     rpc = request.app.state.upstreams.events.TransitionEvent(
         pb.TransitionEventRequest(
-            name=_name(event_id),
+            name=_name(tenant, event),
             state=getattr(pb.Event, f"STATE_{body.state.upper()}"),
             note=body.note,
             etag=body.etag,
@@ -349,9 +354,10 @@ async def transition_event(
     return event_out(await call(rpc))
 
 
-@router.post("/{event_id}:evaluate", response_model=EventOut, summary="Rate a resolved event")
+@router.post("/{event}:evaluate", response_model=EventOut, summary="Rate a resolved event")
 async def evaluate_event(
-    event_id: Annotated[str, Path(pattern=_ID_PATTERN)],
+    tenant: TenantId,
+    event: Annotated[str, Path(pattern=_ID_PATTERN)],
     body: EvaluationIn,
     request: Request,
     who: Who,
@@ -359,7 +365,7 @@ async def evaluate_event(
     """The reporter's 1-5 score and words; it closes the event."""
     rpc = request.app.state.upstreams.events.EvaluateEvent(
         pb.EvaluateEventRequest(
-            name=_name(event_id), score=body.score, text=body.text, etag=body.etag
+            name=_name(tenant, event), score=body.score, text=body.text, etag=body.etag
         ),
         metadata=call_metadata(who),
     )
@@ -367,16 +373,17 @@ async def evaluate_event(
 
 
 @router.post(
-    "/{event_id}/comments", response_model=EventOut, status_code=201, summary="Comment on an event"
+    "/{event}/comments", response_model=EventOut, status_code=201, summary="Comment on an event"
 )
 async def add_comment(
-    event_id: Annotated[str, Path(pattern=_ID_PATTERN)],
+    tenant: TenantId,
+    event: Annotated[str, Path(pattern=_ID_PATTERN)],
     body: CommentIn,
     request: Request,
     who: Who,
 ) -> EventOut:
     rpc = request.app.state.upstreams.events.AddComment(
-        pb.AddCommentRequest(name=_name(event_id), text=body.text), metadata=call_metadata(who)
+        pb.AddCommentRequest(name=_name(tenant, event), text=body.text), metadata=call_metadata(who)
     )
     return event_out(await call(rpc))
 
@@ -394,11 +401,11 @@ def _category_out(category: pb.Category) -> CategoryOut:
 
 
 @categories_router.get("", response_model=CategoryList, summary="Categories you can report")
-async def list_categories(request: Request, who: Who) -> CategoryList:
+async def list_categories(tenant: TenantId, request: Request, who: Who) -> CategoryList:
     """Built-in, inherited from the levels above, and your tenant's own."""
     response = await call(
         request.app.state.upstreams.events.ListCategories(
-            pb.ListCategoriesRequest(parent=tenancy.tenant_name(who.tenant), page_size=1000),
+            pb.ListCategoriesRequest(parent=parent(tenant), page_size=1000),
             metadata=call_metadata(who),
         )
     )
@@ -408,12 +415,14 @@ async def list_categories(request: Request, who: Who) -> CategoryList:
 @categories_router.post(
     "", response_model=CategoryOut, status_code=201, summary="Define a category"
 )
-async def define_category(body: CategoryIn, request: Request, who: Configurer) -> CategoryOut:
+async def define_category(
+    tenant: TenantId, body: CategoryIn, request: Request, who: Configurer
+) -> CategoryOut:
     """For your tenant's subtree; needs the events:configure scope."""
     created = await call(
         request.app.state.upstreams.events.CreateCategory(
             pb.CreateCategoryRequest(
-                parent=tenancy.tenant_name(who.tenant),
+                parent=parent(tenant),
                 category=pb.Category(
                     code=body.code,
                     display_name=body.display_name,

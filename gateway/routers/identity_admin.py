@@ -203,7 +203,7 @@ async def get_app(tenant: TenantId, app: AppId, request: Request, who: Reader) -
 
 
 @router.post(
-    "/{tenant}/apps/{app}/keys",
+    "/{tenant}/apps/{app}/apiKeys",
     status_code=201,
     response_model=IssuedApiKey,
     summary="Issue another API key (rotation)",
@@ -220,7 +220,7 @@ async def create_api_key(
     return IssuedApiKey(api_key=api_key_out(issued.api_key), key=issued.key)
 
 
-@router.get("/{tenant}/apps/{app}/keys", response_model=ApiKeyList, summary="List an app's keys")
+@router.get("/{tenant}/apps/{app}/apiKeys", response_model=ApiKeyList, summary="List an app's keys")
 async def list_api_keys(
     tenant: TenantId, app: AppId, request: Request, who: AppAdmin
 ) -> ApiKeyList:
@@ -235,14 +235,14 @@ async def list_api_keys(
 
 
 @router.delete(
-    "/{tenant}/apps/{app}/keys/{key}", response_model=ApiKeyOut, summary="Revoke an API key"
+    "/{tenant}/apps/{app}/apiKeys/{api_key}", response_model=ApiKeyOut, summary="Revoke an API key"
 )
 async def revoke_api_key(
-    tenant: TenantId, app: AppId, key: KeyId, request: Request, who: AppAdmin
+    tenant: TenantId, app: AppId, api_key: KeyId, request: Request, who: AppAdmin
 ) -> ApiKeyOut:
     """Answers the revoked key's record; gateways refuse the key within seconds."""
     rpc = request.app.state.upstreams.identity.RevokeApiKey(
-        pb.RevokeApiKeyRequest(name=f"tenants/{tenant}/apps/{app}/apiKeys/{key}"),
+        pb.RevokeApiKeyRequest(name=f"tenants/{tenant}/apps/{app}/apiKeys/{api_key}"),
         metadata=call_metadata(who),
     )
     return api_key_out(await call(rpc))

@@ -1,7 +1,8 @@
 """REST for the map component: layers, imports and exports, queries, locate, transform.
 
-Paths mirror the resource names: `/v1/map/tenants/{tenant}/layers/{layer}/features/{id}`,
-where `{tenant}` is a tenant id such as `sh-jiading-anting-xingming`.
+Paths are the resource names under `/v1/` (ADR 9):
+`/v1/tenants/{tenant}/layers/{layer}/features/{feature}`, where `{tenant}` is a tenant id
+such as `sh-jiading-anting-xingming`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from google.protobuf.json_format import MessageToDict
 from gateway.auth import access, call_metadata
 from gateway.errors import ApiError, call
 from gateway.geojson import BBOX_PATTERN, collection_json, feature_json, parse_bbox
+from gateway.paths import TenantId, parent
 from gateway.schemas.map import (
     GridCellCountOut,
     GridCellCounts,
@@ -36,9 +38,8 @@ from services.kit import tenancy
 from services.kit.errors import FieldViolation
 from services.kit.principal import Principal
 
-router = APIRouter(prefix="/v1/map", tags=["map"])
+router = APIRouter(prefix="/v1", tags=["map"])
 
-TenantId = Annotated[str, Path(pattern=r"^[a-z0-9]{1,40}(-[a-z0-9]{1,40}){0,5}$")]
 LayerId = Annotated[str, Path(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=63)]
 FeatureId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Who = Annotated[Principal, Security(access("map"))]
@@ -89,18 +90,21 @@ def _geometry(value: dict[str, Any], crs: str, field: str) -> geo_pb2.Geometry:
     return geo_pb2.Geometry(geojson=json.dumps(value), crs=crs)
 
 
-@router.get("/layers", response_model=LayerList, summary="List the layers you can see")
+@router.get(
+    "/tenants/{tenant}/layers",
+    response_model=LayerList,
+    summary="List the layers a tenant sees: its subtree's and the shared layers above it",
+)
 async def list_layers(
+    tenant: TenantId,
     request: Request,
     who: Who,
-    tenant: Annotated[str | None, Query(max_length=200, description="tenant id")] = None,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
     page_token: Annotated[str, Query(max_length=512)] = "",
 ) -> LayerList:
-    parent = f"tenants/{tenant}" if tenant else tenancy.tenant_name(who.tenant)
     response = await call(
         request.app.state.upstreams.map.ListLayers(
-            pb.ListLayersRequest(parent=parent, page_size=page_size, page_token=page_token),
+            pb.ListLayersRequest(parent=parent(tenant), page_size=page_size, page_token=page_token),
             metadata=call_metadata(who),
         )
     )
@@ -115,7 +119,7 @@ async def list_layers(
 )
 async def create_layer(tenant: TenantId, body: LayerCreate, request: Request, who: Who) -> LayerOut:
     message = pb.CreateLayerRequest(
-        parent=f"tenants/{tenant}",
+        parent=parent(tenant),
         layer_id=body.layer_id,
         layer=pb.Layer(
             display_name=body.display_name,
@@ -353,12 +357,18 @@ async def count_by_grid_cell(
     )
 
 
-@router.post("/locate", response_model=LocateResponse, summary="Locate points in grid cells")
-async def locate_points(body: LocateRequest, request: Request, who: Reader) -> LocateResponse:
+@router.post(
+    "/tenants/{tenant}:locatePoints",
+    response_model=LocateResponse,
+    summary="Locate points in the grid cells of a tenant's subtree",
+)
+async def locate_points(
+    tenant: TenantId, body: LocateRequest, request: Request, who: Reader
+) -> LocateResponse:
     """For each point: its village, grid cell and grid worker, in input order."""
     rpc = request.app.state.upstreams.map.LocatePoints(
         pb.LocatePointsRequest(
-            parent=tenancy.tenant_name(who.tenant),
+            parent=parent(tenant),
             points=geo_pb2.CoordinateArrays(
                 longitudes=body.longitudes, latitudes=body.latitudes, crs=body.crs
             ),
@@ -383,7 +393,7 @@ async def locate_points(body: LocateRequest, request: Request, who: Reader) -> L
 
 
 @router.post(
-    "/transform",
+    "/coordinates:transform",
     response_model=TransformResponse,
     summary="Convert coordinates between EPSG codes, GCJ-02 and BD-09",
 )

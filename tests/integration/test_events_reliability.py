@@ -38,6 +38,9 @@ STREAM = "events"
 REPORTED = "event.reported"
 CATEGORIES = ("environment.garbage", "public.facility", "roads.damage")
 
+# The demo town app key reports into the town; its villages' events are its own.
+TOWN_EVENTS = "/v1/tenants/sh-jiading-anting/events"
+
 
 class PrivateRedis:
     """A redis-server of the test's own on a free loopback port, keeping no data."""
@@ -259,7 +262,7 @@ async def _post_all(
             nonlocal killed
             async with semaphore:
                 try:
-                    response = await client.post("/v1/events", json=bodies[n])
+                    response = await client.post(TOWN_EVENTS, json=bodies[n])
                 except httpx.TransportError as exc:
                     outcome = Outcome(None, None, repr(exc))
                 else:
@@ -284,7 +287,7 @@ async def _get_all(stack: Stack, event_ids: list[str], concurrency: int = 50) ->
 
         async def one(event_id: str) -> None:
             async with semaphore:
-                response = await client.get(f"/v1/events/{event_id}")
+                response = await client.get(f"{TOWN_EVENTS}/{event_id}")
             found[event_id] = response.status_code
             if response.status_code == 200:
                 assert response.json()["id"] == event_id
@@ -380,7 +383,7 @@ def test_redis_outage_creates_keep_succeeding_and_delivery_catches_up(
         logs = stack.config.log_dir
         group = "outage-watcher"
         # Before the outage: a consumer group exists and sees a report arrive.
-        first = api.post("/v1/events", json=report_body(*points[0], 0))
+        first = api.post(TOWN_EVENTS, json=report_body(*points[0], 0))
         assert first.status_code == 201, first.text
         before = consume_reports(bus.url, group, {first.json()["id"]}, timeout=15, settle=False)
         assert first.json()["id"] in before.event_ids
@@ -394,7 +397,7 @@ def test_redis_outage_creates_keep_succeeding_and_delivery_catches_up(
         while time.monotonic() - started < outage_seconds:
             slot = started + (n - 1) / per_second
             time.sleep(max(0.0, slot - time.monotonic()))
-            response = api.post("/v1/events", json=report_body(*points[n % len(points)], n))
+            response = api.post(TOWN_EVENTS, json=report_body(*points[n % len(points)], n))
             assert response.status_code == 201, (
                 f"create {n} during the outage answered {response.status_code}: "
                 f"{response.text[:300]} (logs in {logs})"

@@ -16,7 +16,8 @@ import shapely
 
 REPO = Path(__file__).resolve().parents[2]
 VILLAGE = "sh-jiading-anting-xingming"
-LAYERS = f"/v1/map/tenants/{VILLAGE}/layers"
+LAYERS = f"/v1/tenants/{VILLAGE}/layers"
+TOWN = "sh-jiading-anting"  # the demo town app key's tenant
 
 
 @pytest.fixture
@@ -28,7 +29,9 @@ def api(stack):
 
 
 def test_demo_layers_are_listed_with_their_schema(api):
-    layers = {layer["name"]: layer for layer in api.get("/v1/map/layers").json()["layers"]}
+    layers = {
+        layer["name"]: layer for layer in api.get(f"/v1/tenants/{TOWN}/layers").json()["layers"]
+    }
     buildings = layers[f"tenants/{VILLAGE}/layers/buildings"]
     assert buildings["kind"] == "building"
     assert buildings["feature_count"] >= 2000
@@ -168,18 +171,18 @@ def test_bad_import_is_400_naming_the_feature_and_imports_nothing(api):
     violation = response.json()["error"]["field_violations"][0]
     assert violation["field"] == "file" and "feature 1" in violation["description"]
     assert api.get(f"{LAYERS}/wells").json()["feature_count"] == 0
-    other = api.get("/v1/map/tenants/sh-jiading-anting-xiangyang/layers/nowhere")
+    other = api.get("/v1/tenants/sh-jiading-anting-xiangyang/layers/nowhere")
     assert other.status_code == 404
 
 
 def test_transform_and_locate_a_phone_report(api):
     wgs = {"longitudes": [121.16], "latitudes": [31.29]}
-    gcj = api.post("/v1/map/transform", json={**wgs, "target_crs": "GCJ-02"}).json()
+    gcj = api.post("/v1/coordinates:transform", json={**wgs, "target_crs": "GCJ-02"}).json()
     located = api.post(
-        "/v1/map/locate",
+        f"/v1/tenants/{TOWN}:locatePoints",
         json={"longitudes": gcj["longitudes"], "latitudes": gcj["latitudes"], "crs": "GCJ-02"},
     ).json()
-    direct = api.post("/v1/map/locate", json=wgs).json()
+    direct = api.post(f"/v1/tenants/{TOWN}:locatePoints", json=wgs).json()
     assert located["locations"][0] == direct["locations"][0]
     assert direct["locations"][0]["found"]
 

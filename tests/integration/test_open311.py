@@ -181,7 +181,8 @@ def test_create_read_list_and_retry_in_json(stack, api, xingming_point):
 
     # The event behind it came from Open311 and holds none of the personal fields.
     event = httpx.get(
-        f"{stack.config.gateway_url}/v1/events/{request_id}", headers=stack.api_headers()
+        f"{stack.config.gateway_url}/v1/tenants/sh-jiading-anting/events/{request_id}",
+        headers=stack.api_headers(),
     ).json()
     assert event["source"] == "open311"
     dump = stored_dump(stack)

@@ -20,6 +20,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from services.kit.components import COMPONENTS
 from tests.conftest import XINGMING
 
+TOWN = "sh-jiading-anting"  # the demo town app key's tenant
+EVENTS = f"/v1/tenants/{TOWN}/events"
+
 
 @pytest.fixture
 def api(stack):
@@ -63,7 +66,7 @@ def test_reflection_lists_the_service_and_health(stack, service):
 def test_a_report_is_located_stored_and_found(stack, api, xingming_point):
     cell, lon, lat = xingming_point
     body = report_body(lon, lat)
-    created = api.post("/v1/events", json=body, headers={"X-Request-ID": "slice-test-1"})
+    created = api.post(EVENTS, json=body, headers={"X-Request-ID": "slice-test-1"})
     assert created.status_code == 201, created.text
     event = created.json()
     assert event["grid_cell"] == cell.grid_cell_id
@@ -72,16 +75,16 @@ def test_a_report_is_located_stored_and_found(stack, api, xingming_point):
     assert event["state"] == "reported"
     assert created.headers["x-request-id"] == "slice-test-1"
     assert created.headers["idempotent-replayed"] == "false"
-    assert created.headers["location"] == f"/v1/events/{event['id']}"
+    assert created.headers["location"] == f"/v1/{event['name']}"
 
-    fetched = api.get(f"/v1/events/{event['id']}")
+    fetched = api.get(f"{EVENTS}/{event['id']}")
     assert fetched.status_code == 200
     assert fetched.json() == event
 
-    listed = api.get("/v1/events", params={"grid_cell": cell.grid_cell_id, "page_size": 100})
+    listed = api.get(EVENTS, params={"grid_cell": cell.grid_cell_id, "page_size": 100})
     assert event["id"] in [e["id"] for e in listed.json()["events"]]
 
-    retried = api.post("/v1/events", json=body)
+    retried = api.post(EVENTS, json=body)
     assert retried.status_code == 201
     assert retried.json()["id"] == event["id"]
     assert retried.headers["idempotent-replayed"] == "true"
@@ -95,10 +98,10 @@ def test_a_report_is_located_stored_and_found(stack, api, xingming_point):
 def test_lifecycle_over_rest(api, xingming_point):
     _, lon, lat = xingming_point
     event = api.post(
-        "/v1/events",
+        EVENTS,
         json=report_body(lon, lat, category="public.facility", description="Broken bench"),
     ).json()
-    url = f"/v1/events/{event['id']}"
+    url = f"{EVENTS}/{event['id']}"
     illegal = api.post(f"{url}:transition", json={"state": "closed"})
     assert illegal.status_code == 400
     assert illegal.json()["error"]["reason"] == "ILLEGAL_TRANSITION"
@@ -149,9 +152,9 @@ def _sse_events(response, wanted: int, seconds: float = 10.0) -> list[dict]:
 
 def test_server_sent_events_follow_and_resume(stack, api, xingming_point):
     _, lon, lat = xingming_point
-    url = f"{stack.config.gateway_url}/v1/events:stream"
+    url = f"{stack.config.gateway_url}{EVENTS}:stream"
     newest = 0
-    api.post("/v1/events", json=report_body(lon, lat))
+    api.post(EVENTS, json=report_body(lon, lat))
     with httpx.stream(
         "GET", url, params={"after": 0}, headers=stack.api_headers(), timeout=10
     ) as response:
@@ -160,7 +163,7 @@ def test_server_sent_events_follow_and_resume(stack, api, xingming_point):
         assert backlog and backlog[0]["event"].startswith("event.")
     with httpx.stream("GET", url, headers=stack.api_headers(), timeout=10) as response:
         created = api.post(
-            "/v1/events",
+            EVENTS,
             json=report_body(
                 lon, lat, category="roads.damage", description="Pothole by the school"
             ),
@@ -169,7 +172,7 @@ def test_server_sent_events_follow_and_resume(stack, api, xingming_point):
         assert live[0]["data"]["id"] == created["id"]
         assert live[0]["event"] == "event.reported"
         newest = live[0]["id"]
-    api.post(f"/v1/events/{created['id']}:transition", json={"state": "accepted"})
+    api.post(f"{EVENTS}/{created['id']}:transition", json={"state": "accepted"})
     with httpx.stream(
         "GET",
         url,
@@ -180,14 +183,14 @@ def test_server_sent_events_follow_and_resume(stack, api, xingming_point):
         assert resumed[0]["event"] == "event.state_changed"
         assert resumed[0]["data"]["state"] == "accepted"
         assert resumed[0]["id"] > newest
-    bad = api.get("/v1/events:stream", headers={"Last-Event-ID": "x1"})
+    bad = api.get(f"{EVENTS}:stream", headers={"Last-Event-ID": "x1"})
     assert bad.status_code == 400
 
 
 def test_a_town_defines_a_category_and_reports_use_it(api, xingming_point):
     _, lon, lat = xingming_point
     created = api.post(
-        "/v1/event-categories",
+        f"/v1/tenants/{TOWN}/categories",
         json={
             "code": "animals.stray_dog",
             "display_name": "Stray dog",
@@ -197,11 +200,11 @@ def test_a_town_defines_a_category_and_reports_use_it(api, xingming_point):
     )
     assert created.status_code == 201, created.text
     assert created.json()["name"] == "tenants/sh-jiading-anting/categories/animals.stray_dog"
-    codes = {c["code"] for c in api.get("/v1/event-categories").json()["categories"]}
+    codes = {c["code"] for c in api.get(f"/v1/tenants/{TOWN}/categories").json()["categories"]}
     assert {"animals.stray_dog", "environment.garbage"} <= codes
-    event = api.post("/v1/events", json=report_body(lon, lat, category="animals.stray_dog"))
+    event = api.post(EVENTS, json=report_body(lon, lat, category="animals.stray_dog"))
     assert event.status_code == 201 and event.json()["severity"] == 3
-    bad = api.post("/v1/event-categories", json={"code": "Bad Code", "display_name": "x"})
+    bad = api.post(f"/v1/tenants/{TOWN}/categories", json={"code": "Bad Code", "display_name": "x"})
     assert bad.status_code == 400
     assert bad.json()["error"]["field_violations"][0]["field"] == "code"
 
@@ -209,18 +212,18 @@ def test_a_town_defines_a_category_and_reports_use_it(api, xingming_point):
 def test_same_key_with_a_different_body_is_422(api, xingming_point):
     _, lon, lat = xingming_point
     body = report_body(lon, lat)
-    assert api.post("/v1/events", json=body).status_code == 201
-    response = api.post("/v1/events", json={**body, "description": "something else"})
+    assert api.post(EVENTS, json=body).status_code == 201
+    response = api.post(EVENTS, json={**body, "description": "something else"})
     assert response.status_code == 422
     assert response.json()["error"]["reason"] == "IDEMPOTENCY_KEY_REUSED"
 
 
 def test_listing_pages_through_every_event(stack, api, xingming_point):
     _, lon, lat = xingming_point
-    ids = {api.post("/v1/events", json=report_body(lon, lat)).json()["id"] for _ in range(7)}
+    ids = {api.post(EVENTS, json=report_body(lon, lat)).json()["id"] for _ in range(7)}
     seen, token = [], ""
     while True:
-        page = api.get("/v1/events", params={"page_size": 3, "page_token": token}).json()
+        page = api.get(EVENTS, params={"page_size": 3, "page_token": token}).json()
         seen.extend(e["id"] for e in page["events"])
         token = page["next_page_token"]
         if not token:
@@ -271,7 +274,7 @@ def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(
 ):
     _, lon, lat = xingming_point
     before = stored_rows(stack)
-    response = api.post("/v1/events", **make_request(report_body(lon, lat)))
+    response = api.post(EVENTS, **make_request(report_body(lon, lat)))
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert field in [v["field"] for v in error["field_violations"]]
@@ -282,24 +285,31 @@ def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(
 def test_openapi_documents_the_routes(api):
     assert api.get("/docs").status_code == 200
     paths = api.get("/openapi.json").json()["paths"]
-    assert {"/v1/events", "/v1/events/{event_id}", "/v1/map/locate", "/readyz"} <= set(paths)
+    assert {
+        "/v1/tenants/{tenant}/events",
+        "/v1/tenants/{tenant}/events/{event}",
+        "/v1/tenants/{tenant}:locatePoints",
+        "/readyz",
+    } <= set(paths)
 
 
 def test_unknown_event_is_404_in_the_error_shape(api):
-    response = api.get("/v1/events/ev_doesnotexist")
+    response = api.get(f"{EVENTS}/ev_doesnotexist")
     assert response.status_code == 404
     assert response.json()["error"]["status"] == "NOT_FOUND"
 
 
 def test_components_not_built_yet_answer_501(api):
-    response = api.get("/v1/twin/entities")
+    response = api.get(f"/v1/tenants/{TOWN}/entities")
     assert response.status_code == 501
     assert "arrives with" in response.json()["error"]["message"]
 
 
 def test_map_locate_over_rest(api, xingming_point):
     cell, lon, lat = xingming_point
-    response = api.post("/v1/map/locate", json={"longitudes": [lon, 0.0], "latitudes": [lat, 0.0]})
+    response = api.post(
+        f"/v1/tenants/{TOWN}:locatePoints", json={"longitudes": [lon, 0.0], "latitudes": [lat, 0.0]}
+    )
     assert response.status_code == 200
     first, second = response.json()["locations"]
     assert first["grid_cell"] == cell.grid_cell_id
@@ -310,12 +320,12 @@ def test_map_locate_over_rest(api, xingming_point):
 
 def test_service_metrics_count_calls(stack, api, xingming_point):
     _, lon, lat = xingming_point
-    api.post("/v1/events", json=report_body(lon, lat))
+    api.post(EVENTS, json=report_body(lon, lat))
     port = stack.config.metrics_ports["events"]
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="CreateEvent"' in text
     gateway_metrics = httpx.get(f"{stack.config.gateway_url}/metrics").text
-    assert 'route="/v1/events"' in gateway_metrics
+    assert 'route="/v1/tenants/{tenant}/events"' in gateway_metrics
 
 
 def _wait_for(predicate, timeout: float) -> float:
@@ -336,14 +346,14 @@ def test_readiness_and_fail_fast_follow_a_stopped_service(stack, api, xingming_p
         assert elapsed < 5.0
         assert api.get("/readyz").json()["components"]["map"] != "SERVING"
         started = time.monotonic()
-        response = api.post("/v1/events", json=report_body(lon, lat))
+        response = api.post(EVENTS, json=report_body(lon, lat))
         assert response.status_code == 503
         assert response.headers["retry-after"] == "1"
         assert time.monotonic() - started < 2.0
     finally:
         stack.start("map")
     stack.wait_ready(30)
-    _wait_for(lambda: api.post("/v1/events", json=report_body(lon, lat)).status_code == 201, 10)
+    _wait_for(lambda: api.post(EVENTS, json=report_body(lon, lat)).status_code == 201, 10)
 
 
 def test_sigterm_during_a_burst_loses_no_acknowledged_report(stack, xingming_point):
@@ -364,7 +374,7 @@ def test_sigterm_during_a_burst_loses_no_acknowledged_report(stack, xingming_poi
             async def one(i: int) -> None:
                 if i == 60:
                     stack.signal("events", signal.SIGTERM)
-                response = await client.post("/v1/events", json=report_body(lon, lat))
+                response = await client.post(EVENTS, json=report_body(lon, lat))
                 if 200 <= response.status_code < 300:
                     acknowledged.append(response.json()["id"])
                 else:
@@ -393,6 +403,6 @@ def test_sigterm_during_a_burst_loses_no_acknowledged_report(stack, xingming_poi
         missing = [
             event_id
             for event_id in acknowledged
-            if client.get(f"/v1/events/{event_id}").status_code != 200
+            if client.get(f"{EVENTS}/{event_id}").status_code != 200
         ]
     assert missing == []

@@ -28,12 +28,12 @@ PARAMETER = re.compile(r"\{([^}]+)\}")
 PATH_VALUES: dict[str, Callable[[World], str]] = {
     "tenant": lambda w: A,
     "fmt": lambda w: "json",
-    "event_id": lambda w: w.b.event_id,
+    "event": lambda w: w.b.event_id,
     "service_request_id": lambda w: w.b.event_id,
     "token": lambda w: w.b.event_id,
     "user": lambda w: w.b.user_id,
     "app": lambda w: w.b.app.app_id if w.b.app else "",
-    "key": lambda w: w.b.app.key_id if w.b.app else "",
+    "api_key": lambda w: w.b.app.key_id if w.b.app else "",
     "person": lambda w: w.b.person_id,
     "layer": lambda w: B_LAYER,
     "feature": lambda w: B_FEATURE,
@@ -149,18 +149,20 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
         "json": {"display_name": "Planted app", "scopes": ["events:read"], "quota_per_minute": 60}
     },
     ("POST", "/v1/tenants/{tenant}/people"): _person,
-    ("POST", "/v1/events"): _event,
-    ("POST", "/v1/events/{event_id}:transition"): lambda w: {
+    ("POST", "/v1/tenants/{tenant}/events"): _event,
+    ("POST", "/v1/tenants/{tenant}/events/{event}:transition"): lambda w: {
         "json": {"state": "rejected", "note": "closed by another village"}
     },
-    ("POST", "/v1/events/{event_id}:evaluate"): lambda w: {"json": {"score": 1, "text": "x"}},
-    ("POST", "/v1/events/{event_id}/comments"): lambda w: {
+    ("POST", "/v1/tenants/{tenant}/events/{event}:evaluate"): lambda w: {
+        "json": {"score": 1, "text": "x"}
+    },
+    ("POST", "/v1/tenants/{tenant}/events/{event}/comments"): lambda w: {
         "json": {"text": "a comment from another village"}
     },
-    ("POST", "/v1/event-categories"): lambda w: {
+    ("POST", "/v1/tenants/{tenant}/categories"): lambda w: {
         "json": {"code": f"security.{_unique('c')}", "display_name": "Security suite category"}
     },
-    ("POST", "/v1/map/tenants/{tenant}/layers"): lambda w: {
+    ("POST", "/v1/tenants/{tenant}/layers"): lambda w: {
         "json": {
             "layer_id": _unique("planted-"),
             "display_name": "Planted layer",
@@ -168,16 +170,16 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
             "geometry_type": "Point",
         }
     },
-    ("POST", "/v1/map/tenants/{tenant}/layers/{layer}/features:import"): _import,
-    ("POST", "/v1/map/tenants/{tenant}/layers/{layer}/features:search"): lambda w: {
+    ("POST", "/v1/tenants/{tenant}/layers/{layer}/features:import"): _import,
+    ("POST", "/v1/tenants/{tenant}/layers/{layer}/features:search"): lambda w: {
         "json": {
             "nearest": {"point": {"longitude": w.b.point[0], "latitude": w.b.point[1]}, "k": 5}
         }
     },
-    ("POST", "/v1/map/locate"): lambda w: {
+    ("POST", "/v1/tenants/{tenant}:locatePoints"): lambda w: {
         "json": {"longitudes": [w.a.point[0]], "latitudes": [w.a.point[1]]}
     },
-    ("POST", "/v1/map/transform"): lambda w: {
+    ("POST", "/v1/coordinates:transform"): lambda w: {
         "json": {"longitudes": [121.16], "latitudes": [31.29], "target_crs": "EPSG:3857"}
     },
     ("POST", "/open311/v2/requests.{fmt}"): lambda w: {

@@ -239,15 +239,15 @@ def create_app(
 
 def revoke(client: httpx.Client, who: Account, tenant: str, app: AppKey) -> httpx.Response:
     return client.delete(
-        f"/v1/tenants/{tenant}/apps/{app.app_id}/keys/{app.key_id}", headers=who.headers
+        f"/v1/tenants/{tenant}/apps/{app.app_id}/apiKeys/{app.key_id}", headers=who.headers
     )
 
 
 def point_in(client: httpx.Client, who: Account, tenant: str) -> tuple[float, float]:
-    """A point inside one of the village's grid cells (checked with /v1/map/locate)."""
+    """A point inside one of the village's grid cells (checked with :locatePoints)."""
     page = expect(
         client.get(
-            f"/v1/map/tenants/{tenant}/layers/grid-cells/features",
+            f"/v1/tenants/{tenant}/layers/grid-cells/features",
             params={"page_size": 1},
             headers=who.headers,
         ),
@@ -256,7 +256,7 @@ def point_in(client: httpx.Client, who: Account, tenant: str) -> tuple[float, fl
     inside = shapely.geometry.shape(page["features"][0]["geometry"]).representative_point()
     located = expect(
         client.post(
-            "/v1/map/locate",
+            f"/v1/tenants/{tenant}:locatePoints",
             json={"longitudes": [inside.x], "latitudes": [inside.y]},
             headers=who.headers,
         ),
@@ -275,7 +275,8 @@ def report_event(
         "location": {"longitude": point[0], "latitude": point[1]},
         "request_id": f"security-{secrets.token_hex(8)}",
     }
-    return str(expect(client.post("/v1/events", json=body, headers=who.headers), 201)["id"])
+    url = f"/v1/tenants/{tenancy.path_to_id(who.tenant)}/events"
+    return str(expect(client.post(url, json=body, headers=who.headers), 201)["id"])
 
 
 # --- the super users, over gRPC as the bootstrap principal ---------------------------
@@ -399,7 +400,7 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
     b.point = point_in(client, b_super, B)
     expect(
         client.post(
-            "/v1/event-categories",
+            f"/v1/tenants/{B}/categories",
             json={"code": B_CATEGORY, "display_name": "Xiangyang's own matter"},
             headers=b_super.headers,
         ),
@@ -442,7 +443,7 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
     b.app = create_app(client, b_super, B, ["events:read"], name="Xiangyang's own app")
     expect(
         client.post(
-            f"/v1/map/tenants/{B}/layers",
+            f"/v1/tenants/{B}/layers",
             json={
                 "layer_id": B_LAYER,
                 "display_name": "Xiangyang private points",
@@ -467,7 +468,7 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
     }
     expect(
         client.post(
-            f"/v1/map/tenants/{B}/layers/{B_LAYER}/features:import",
+            f"/v1/tenants/{B}/layers/{B_LAYER}/features:import",
             files={"file": ("b.geojson", json.dumps(collection), "application/geo+json")},
             data={"format": "geojson"},
             headers=b_super.headers,
@@ -490,7 +491,7 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
     a.person_id = people["people"][0]["id"]
     buildings = expect(
         client.get(
-            f"/v1/map/tenants/{A}/layers/buildings/features",
+            f"/v1/tenants/{A}/layers/buildings/features",
             params={"page_size": 1},
             headers=a_super.headers,
         ),

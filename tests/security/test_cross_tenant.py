@@ -33,11 +33,11 @@ def _user(w: World, t: str) -> dict[str, str]:
 
 def _app(w: World, t: str) -> dict[str, str]:
     assert w.b.app is not None
-    return {"app": w.b.app.app_id, "key": w.b.app.key_id}
+    return {"app": w.b.app.app_id, "api_key": w.b.app.key_id}
 
 
 def _event(w: World, t: str) -> dict[str, str]:
-    return {"event_id": w.b.event_id, "service_request_id": w.b.event_id, "token": w.b.event_id}
+    return {"event": w.b.event_id, "service_request_id": w.b.event_id, "token": w.b.event_id}
 
 
 def _layer(w: World, t: str) -> dict[str, str]:
@@ -52,17 +52,18 @@ def _category(w: World, t: str) -> dict[str, str]:
     return {"service_code": w.b.category}
 
 
-LAYER = "/v1/map/tenants/{tenant}/layers/{layer}"
+LAYER = "/v1/tenants/{tenant}/layers/{layer}"
+EVENT = "/v1/tenants/{tenant}/events/{event}"
 # (METHOD, path) -> B's object. Reads first: the writes, if tenancy failed, would
 # change B's objects, and the test checks afterwards that none changed.
 CROSS: dict[tuple[str, str], Cross] = {
     ("GET", "/v1/tenants/{tenant}/users/{user}"): Cross(_user),
     ("GET", "/v1/tenants/{tenant}/apps/{app}"): Cross(_app),
-    ("GET", "/v1/tenants/{tenant}/apps/{app}/keys"): Cross(_app),
+    ("GET", "/v1/tenants/{tenant}/apps/{app}/apiKeys"): Cross(_app),
     ("GET", "/v1/tenants/{tenant}/people/{person}"): Cross(
         lambda w, t: {"person": w.b.person_id}, {"purpose": PURPOSE}
     ),
-    ("GET", "/v1/events/{event_id}"): Cross(_event),
+    ("GET", EVENT): Cross(_event),
     ("GET", LAYER): Cross(_layer),
     ("GET", LAYER + "/features"): Cross(_layer),
     ("GET", LAYER + "/features/{feature}"): Cross(_layer),
@@ -75,11 +76,11 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("GET", "/open311/v2/services/{service_code}.{fmt}"): Cross(_category),
     ("GET", "/open311/v2/requests/{service_request_id}.{fmt}"): Cross(_event),
     ("GET", "/open311/v2/tokens/{token}.{fmt}"): Cross(_event),
-    ("POST", "/v1/events/{event_id}/comments"): Cross(_event),
-    ("POST", "/v1/events/{event_id}:transition"): Cross(_event),
-    ("POST", "/v1/events/{event_id}:evaluate"): Cross(_event),
-    ("POST", "/v1/tenants/{tenant}/apps/{app}/keys"): Cross(_app),
-    ("DELETE", "/v1/tenants/{tenant}/apps/{app}/keys/{key}"): Cross(_app),
+    ("POST", EVENT + "/comments"): Cross(_event),
+    ("POST", EVENT + ":transition"): Cross(_event),
+    ("POST", EVENT + ":evaluate"): Cross(_event),
+    ("POST", "/v1/tenants/{tenant}/apps/{app}/apiKeys"): Cross(_app),
+    ("DELETE", "/v1/tenants/{tenant}/apps/{app}/apiKeys/{api_key}"): Cross(_app),
     ("POST", "/v1/tenants/{tenant}/users/{user}:disable"): Cross(_user),
     ("POST", LAYER + "/features:import"): Cross(_layer),
     ("DELETE", LAYER): Cross(_layer),
@@ -174,15 +175,17 @@ def test_listing_a_villages_collections_never_shows_the_neighbours_objects(world
     client, who = world.client, world.a_super.headers
     assert world.b.app is not None
 
-    events = client.get("/v1/events", params={"page_size": 1000}, headers=who).json()["events"]
-    assert world.a.event_id in _ids(events)
-    assert world.b.event_id not in _ids(events)
-    assert not client.get("/v1/events", params={"category": world.b.category}, headers=who).json()[
+    events = client.get(f"/v1/tenants/{A}/events", params={"page_size": 1000}, headers=who).json()[
         "events"
     ]
-    stats = client.get("/v1/events:statistics", headers=who).json()
+    assert world.a.event_id in _ids(events)
+    assert world.b.event_id not in _ids(events)
+    assert not client.get(
+        f"/v1/tenants/{A}/events", params={"category": world.b.category}, headers=who
+    ).json()["events"]
+    stats = client.get(f"/v1/tenants/{A}/events:statistics", headers=who).json()
     assert world.b.category not in stats["by_category"]
-    categories = client.get("/v1/event-categories", headers=who).json()["categories"]
+    categories = client.get(f"/v1/tenants/{A}/categories", headers=who).json()["categories"]
     assert world.b.category not in {c["code"] for c in categories}
 
     people_url = f"/v1/tenants/{A}/people"
@@ -214,12 +217,12 @@ def test_listing_a_villages_collections_never_shows_the_neighbours_objects(world
     assert world.scopeless.app_id in _ids(apps.json()["apps"])
     assert world.b.app.app_id not in _ids(apps.json()["apps"])
 
-    layers = client.get("/v1/map/layers", params={"page_size": 1000}, headers=who).json()
+    layers = client.get(f"/v1/tenants/{A}/layers", params={"page_size": 1000}, headers=who).json()
     names = {layer["name"] for layer in layers["layers"]}
     assert f"tenants/{B}/layers/{B_LAYER}" not in names
     assert not any(name.startswith(f"tenants/{B}/") for name in names)
-    other = client.get("/v1/map/layers", params={"tenant": B}, headers=who)
-    assert other.status_code == 404, describe("GET", "/v1/map/layers?tenant=B", other)
+    other = client.get(f"/v1/tenants/{B}/layers", headers=who)
+    assert other.status_code == 404, describe("GET", f"/v1/tenants/{B}/layers", other)
     collections = client.get("/ogc/collections", headers=who).json()["collections"]
     assert not any(c["id"].startswith(f"{B}.") for c in collections)
 
@@ -236,13 +239,13 @@ def _b_is_unchanged(world: World) -> None:
     """B's objects as B sees them: nothing A sent reached them."""
     client, who = world.client, world.b_super.headers
     assert world.b.app is not None
-    event = client.get(f"/v1/events/{world.b.event_id}", headers=who).json()
+    event = client.get(f"/v1/tenants/{B}/events/{world.b.event_id}", headers=who).json()
     assert event["state"] == "reported" and event["comments"] == [], event
     user = client.get(f"/v1/tenants/{B}/users/{world.b.user_id}", headers=who).json()
     assert user["disabled"] is False
-    keys = client.get(f"/v1/tenants/{B}/apps/{world.b.app.app_id}/keys", headers=who).json()
+    keys = client.get(f"/v1/tenants/{B}/apps/{world.b.app.app_id}/apiKeys", headers=who).json()
     assert [(k["id"], k["revoked"]) for k in keys["api_keys"]] == [(world.b.app.key_id, False)]
-    layer = client.get(f"/v1/map/tenants/{B}/layers/{B_LAYER}", headers=who)
+    layer = client.get(f"/v1/tenants/{B}/layers/{B_LAYER}", headers=who)
     assert layer.status_code == 200 and layer.json()["feature_count"] == 1, layer.text
     person = client.get(
         f"/v1/tenants/{B}/people/{world.b.person_id}", params={"purpose": PURPOSE}, headers=who
@@ -252,7 +255,7 @@ def _b_is_unchanged(world: World) -> None:
     assert not [u for u in users if u["username"].startswith("planted.")]
     apps = client.get(f"/v1/tenants/{B}/apps", headers=who).json()["apps"]
     assert not [a for a in apps if a["display_name"] == "Planted app"]
-    layers = client.get("/v1/map/layers", params={"tenant": B}, headers=who).json()["layers"]
+    layers = client.get(f"/v1/tenants/{B}/layers", headers=who).json()["layers"]
     assert not [x for x in layers if x["layer_id"].startswith("planted-")]
     children = client.get(f"/v1/tenants/{B}/children", headers=who).json()["tenants"]
     assert not children or all("Security suite" not in t["display_name"] for t in children)
@@ -262,7 +265,9 @@ def test_the_event_stream_carries_only_the_callers_subtree(world):
     """B reports, then A reports: A's stream shows A's event and never B's."""
     headers = {**world.a_super.headers, "Accept": "text/event-stream"}
     seen: list[str] = []
-    with world.client.stream("GET", "/v1/events:stream", headers=headers, timeout=20) as stream:
+    with world.client.stream(
+        "GET", f"/v1/tenants/{A}/events:stream", headers=headers, timeout=20
+    ) as stream:
         assert stream.status_code == 200
         lines = stream.iter_lines()
         assert next(lines).startswith(": connected")

@@ -13,9 +13,9 @@ def _answers(world: World) -> dict[str, tuple[str, dict[str, str]]]:
     """(path, headers) of answers of every kind: public, 200, 401, 403, 404, docs."""
     return {
         "health": ("/healthz", {}),
-        "signed-in read": ("/v1/events?page_size=1", world.a_super.headers),
-        "unauthenticated": ("/v1/events", {}),
-        "missing scope": ("/v1/events", world.scopeless.headers),
+        "signed-in read": (f"/v1/tenants/{A}/events?page_size=1", world.a_super.headers),
+        "unauthenticated": (f"/v1/tenants/{A}/events", {}),
+        "missing scope": (f"/v1/tenants/{A}/events", world.scopeless.headers),
         "not found": (f"/v1/tenants/{A}/people/pe_missing?purpose=x", world.a_super.headers),
         "open311 xml": ("/open311/v2/services.xml", {}),
         "ogc": ("/ogc", {}),
@@ -53,7 +53,7 @@ def test_every_answer_carries_the_security_headers(world, kind):
 
 def _preflight(world: World, origin: str, method: str = "GET") -> dict[str, str]:
     response = world.client.options(
-        "/v1/events",
+        f"/v1/tenants/{A}/events",
         headers={
             "Origin": origin,
             "Access-Control-Request-Method": method,
@@ -66,7 +66,9 @@ def _preflight(world: World, origin: str, method: str = "GET") -> dict[str, str]
 @pytest.mark.parametrize("origin", UNLISTED_ORIGINS)
 def test_an_unlisted_origin_gets_no_cors_grant(world, origin):
     assert "access-control-allow-origin" not in _preflight(world, origin)
-    simple = world.client.get("/v1/events", headers={"Origin": origin, **world.a_super.headers})
+    simple = world.client.get(
+        f"/v1/tenants/{A}/events", headers={"Origin": origin, **world.a_super.headers}
+    )
     assert "access-control-allow-origin" not in {k.lower() for k in simple.headers}
 
 
@@ -76,7 +78,7 @@ def test_a_listed_origin_gets_exactly_its_own_grant(world):
     assert "authorization" in headers.get("access-control-allow-headers", "").lower()
     assert headers.get("access-control-allow-credentials") != "true"
     simple = world.client.get(
-        "/v1/events", headers={"Origin": LISTED_ORIGIN, **world.a_super.headers}
+        f"/v1/tenants/{A}/events", headers={"Origin": LISTED_ORIGIN, **world.a_super.headers}
     )
     assert simple.headers.get("access-control-allow-origin") == LISTED_ORIGIN
     # Methods outside the list are not granted.

@@ -18,7 +18,9 @@ def test_a_revoked_key_is_refused_within_five_seconds(world):
     # In use, so every cache on the way knows it as a good key.
     for _ in range(3):
         assert (
-            client.get("/v1/events", params={"page_size": 1}, headers=app.headers).status_code
+            client.get(
+                f"/v1/tenants/{A}/events", params={"page_size": 1}, headers=app.headers
+            ).status_code
             == 200
         )
 
@@ -26,7 +28,9 @@ def test_a_revoked_key_is_refused_within_five_seconds(world):
     record = expect(revoke(client, world.a_super, A, app), 200)
     assert record["revoked"] is True and record["revoke_time"]
     while True:
-        response = client.get("/v1/events", params={"page_size": 1}, headers=app.headers)
+        response = client.get(
+            f"/v1/tenants/{A}/events", params={"page_size": 1}, headers=app.headers
+        )
         elapsed = time.monotonic() - started
         if response.status_code == 401:
             break
@@ -37,10 +41,10 @@ def test_a_revoked_key_is_refused_within_five_seconds(world):
     assert elapsed < DEADLINE_SECONDS
     assert "www-authenticate" in response.headers
     # And it stays refused, on every route.
-    for path in ("/v1/me", "/v1/events", "/open311/v2/requests.json"):
+    for path in ("/v1/me", f"/v1/tenants/{A}/events", "/open311/v2/requests.json"):
         assert client.get(path, headers=app.headers).status_code == 401
     keys = expect(
-        client.get(f"/v1/tenants/{A}/apps/{app.app_id}/keys", headers=world.a_super.headers), 200
+        client.get(f"/v1/tenants/{A}/apps/{app.app_id}/apiKeys", headers=world.a_super.headers), 200
     )
     assert [k["revoked"] for k in keys["api_keys"]] == [True]
 
@@ -49,7 +53,7 @@ def test_a_rotated_key_replaces_the_old_one_without_a_gap(world):
     client, admin = world.client, world.a_super
     app = create_app(client, admin, A, ["events:read"], name="Rotated")
     issued = expect(
-        client.post(f"/v1/tenants/{A}/apps/{app.app_id}/keys", headers=admin.headers), 201
+        client.post(f"/v1/tenants/{A}/apps/{app.app_id}/apiKeys", headers=admin.headers), 201
     )
     new_key = issued["key"]
     world.remember(app.key, new_key)
@@ -63,7 +67,7 @@ def test_a_rotated_key_replaces_the_old_one_without_a_gap(world):
         time.sleep(POLL_SECONDS)
     assert client.get("/v1/me", headers={"X-API-Key": new_key}).status_code == 200
     listed = expect(
-        client.get(f"/v1/tenants/{A}/apps/{app.app_id}/keys", headers=admin.headers), 200
+        client.get(f"/v1/tenants/{A}/apps/{app.app_id}/apiKeys", headers=admin.headers), 200
     )
     # Records only: no secret, no hash.
     assert all(

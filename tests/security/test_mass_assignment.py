@@ -50,17 +50,17 @@ def _person_exists(w: World, body: dict[str, Any]) -> bool:
 
 
 def _event_exists(w: World, body: dict[str, Any]) -> bool:
-    events = _values(w, "/v1/events", "events", {"q": body["description"].split()[-1]})
+    events = _values(w, f"/v1/tenants/{A}/events", "events", {"q": body["description"].split()[-1]})
     return bool(events)
 
 
 def _layer_exists(w: World, body: dict[str, Any]) -> bool:
-    url = f"/v1/map/tenants/{A}/layers/{body['layer_id']}"
+    url = f"/v1/tenants/{A}/layers/{body['layer_id']}"
     return w.client.get(url, headers=w.a_super.headers).status_code != 404
 
 
 def _category_exists(w: World, body: dict[str, Any]) -> bool:
-    categories = _values(w, "/v1/event-categories", "categories")
+    categories = _values(w, f"/v1/tenants/{A}/categories", "categories")
     return body["code"] in {c["code"] for c in categories}
 
 
@@ -79,7 +79,7 @@ def _from_table(method: str, path: str) -> Callable[[World], dict[str, Any]]:
 
 
 def _event_body(world: World) -> dict[str, Any]:
-    body = _from_table("POST", "/v1/events")(world)
+    body = _from_table("POST", "/v1/tenants/{tenant}/events")(world)
     body["description"] = f"Mass assignment probe {secrets.token_hex(6)}"
     return body
 
@@ -107,20 +107,20 @@ CREATIONS = {
         _person_exists,
     ),
     "event": Creation(
-        "/v1/events",
+        f"/v1/tenants/{A}/events",
         _event_body,
         ("tenant", "owner", "name", "id", "village", "state", "grid_worker"),
         _event_exists,
     ),
     "layer": Creation(
-        f"/v1/map/tenants/{A}/layers",
-        _from_table("POST", "/v1/map/tenants/{tenant}/layers"),
+        f"/v1/tenants/{A}/layers",
+        _from_table("POST", "/v1/tenants/{tenant}/layers"),
         ("tenant", "owner", "name", "feature_count"),
         _layer_exists,
     ),
     "category": Creation(
-        "/v1/event-categories",
-        _from_table("POST", "/v1/event-categories"),
+        f"/v1/tenants/{A}/categories",
+        _from_table("POST", "/v1/tenants/{tenant}/categories"),
         ("tenant", "owner", "name"),
         _category_exists,
     ),

@@ -47,7 +47,9 @@ def second_replica(world: World) -> Iterator[str]:
 def test_a_burst_beyond_the_quota_gets_429_with_retry_after(world, limited_app, redis_client):
     burst = Limit.per_minute_with_burst("", QUOTA_PER_MINUTE).burst
     responses = [
-        world.client.get("/v1/events", params={"page_size": 1}, headers=limited_app.headers)
+        world.client.get(
+            f"/v1/tenants/{A}/events", params={"page_size": 1}, headers=limited_app.headers
+        )
         for _ in range(burst + 5)
     ]
     codes = [r.status_code for r in responses]
@@ -79,7 +81,9 @@ def test_another_replica_shares_the_bucket(world, limited_app, second_replica):
     else:
         pytest.fail("the first gateway never refused the app")
     with httpx.Client(base_url=second_replica, timeout=10) as other:
-        response = other.get("/v1/events", params={"page_size": 1}, headers=limited_app.headers)
+        response = other.get(
+            f"/v1/tenants/{A}/events", params={"page_size": 1}, headers=limited_app.headers
+        )
         assert response.status_code == 429, response.text
         assert int(response.headers["Retry-After"]) >= 1
         # A caller with its own bucket is served by that replica.

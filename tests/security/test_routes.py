@@ -25,7 +25,7 @@ from route_requests import (
     operations,
     send,
 )
-from security_world import World, anonymous_post, api_key, bearer
+from security_world import A, World, anonymous_post, api_key, bearer
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
@@ -195,9 +195,11 @@ def test_authentication_answers_before_body_and_parameter_validation(world):
     body that is not JSON at all is refused first (it is parsed before dependencies),
     which reveals nothing about the route."""
     invalid = {"json": {"category": 7, "unexpected": True}}
-    assert world.client.post("/v1/events", **invalid).status_code == 401
+    assert world.client.post(f"/v1/tenants/{A}/events", **invalid).status_code == 401
     assert (
-        world.client.post("/v1/events", headers=world.scopeless.headers, **invalid).status_code
+        world.client.post(
+            f"/v1/tenants/{A}/events", headers=world.scopeless.headers, **invalid
+        ).status_code
         == 403
     )
     assert world.client.get("/v1/tenants/NOT~A~TENANT").status_code == 401
@@ -206,7 +208,9 @@ def test_authentication_answers_before_body_and_parameter_validation(world):
         == 403
     )
     not_json = world.client.post(
-        "/v1/events", content=b"{not json", headers={"content-type": "application/json"}
+        f"/v1/tenants/{A}/events",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
     )
     assert not_json.status_code == 400
     assert not_json.json()["error"]["field_violations"] == [

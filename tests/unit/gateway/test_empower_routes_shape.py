@@ -444,12 +444,12 @@ async def test_a_new_apps_key_is_shown_once(api, seen):
     }
     assert only_call(seen, "CreateApp").app.quota_per_minute == 600
 
-    keys = await api.get(f"{BASE}/apps/app_01/keys")
+    keys = await api.get(f"{BASE}/apps/app_01/apiKeys")
     assert "s3cr3t" not in keys.text
     assert [k["revoked"] for k in keys.json()["api_keys"]] == [False, True]
     assert keys.json()["api_keys"][1]["revoke_time"] == REVOKED_TEXT
 
-    rotated = await api.post(f"{BASE}/apps/app_01/keys")
+    rotated = await api.post(f"{BASE}/apps/app_01/apiKeys")
     assert rotated.status_code == 201
     assert rotated.json()["key"] == KEY_TEXT + "2"
     assert only_call(seen, "CreateApiKey").parent == f"tenants/{VILLAGE}/apps/app_01"
@@ -460,7 +460,7 @@ async def test_a_new_apps_key_is_shown_once(api, seen):
 
 
 async def test_revoking_a_key_answers_its_record(api, seen):
-    response = await api.delete(f"{BASE}/apps/app_01/keys/01jkey")
+    response = await api.delete(f"{BASE}/apps/app_01/apiKeys/01jkey")
     assert response.status_code == 200, response.text
     assert response.json()["revoked"] is True
     assert response.json()["revoke_time"] == REVOKED_TEXT
@@ -546,7 +546,7 @@ async def test_routes_need_their_scope_before_any_call(open_api, seen):
     assert denied.status_code == 403
     assert denied.json()["error"]["reason"] == "MISSING_SCOPE"
     assert "apps:write" in denied.json()["error"]["message"]
-    assert (await reader.get(f"{BASE}/apps/app_01/keys")).status_code == 403
+    assert (await reader.get(f"{BASE}/apps/app_01/apiKeys")).status_code == 403
     assert seen == []
 
 

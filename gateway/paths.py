@@ -1,0 +1,31 @@
+"""The tenant segment every REST path starts with (ADR 9).
+
+Each path is its resource name under `/v1/`: `tenants/{tenant}/events/{event}` is
+`/v1/tenants/{tenant}/events/{event}`. `{tenant}` is a tenant id, the tenant path with
+"-" between its segments (`sh-jiading-anting-xingming`); a collection read under it
+covers that node's whole subtree, so a town reads its villages' events at its own id.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path
+
+from gateway.schemas.identity import TENANT_ID_PATTERN
+
+TENANT_DESCRIPTION = (
+    "tenant id: the tenant path with '-' between segments, e.g. sh-jiading-anting-xingming; "
+    "a collection read covers the node's whole subtree"
+)
+TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description=TENANT_DESCRIPTION)]
+
+
+def parent(tenant: str) -> str:
+    """The resource name of the tenant in the path: `tenants/{tenant}`."""
+    return f"tenants/{tenant}"
+
+
+def rest_path(resource_name: str) -> str:
+    """Where a resource answers over REST: its name under `/v1/`."""
+    return f"/v1/{resource_name}"
