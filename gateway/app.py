@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from gateway.auth import Guard
 from gateway.errors import install_handlers
+from gateway.idempotency import IdempotencyMiddleware, ReplayStore
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.routers import (
     auth,
@@ -118,6 +119,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         ],
         expose_headers=["X-Request-ID", "Idempotent-Replayed", "Location"],
     )
+    app.add_middleware(IdempotencyMiddleware, store=ReplayStore(redis))
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -13,8 +14,10 @@ from fastapi.responses import StreamingResponse
 
 from gateway.auth import access, call_metadata
 from gateway.errors import ApiError, call, from_rpc_error
+from gateway.idempotency import HEADER, KEY_DESCRIPTION, parse_key
 from gateway.paths import TenantId, parent, rest_path
 from gateway.schemas.events import (
+    REQUEST_ID_PATTERN,
     CategoryIn,
     CategoryList,
     CategoryOut,
@@ -118,16 +121,19 @@ async def create_event(
     body: EventCreate,
     request: Request,
     who: Who,
+    idempotency_key: Annotated[
+        str | None, Header(alias=HEADER, max_length=130, description=KEY_DESCRIPTION)
+    ] = None,
 ) -> Response:
     """Record a report; it is located in its village and grid cell before it is stored.
 
-    Retrying with the same `request_id` returns the first event (header
-    `Idempotent-Replayed: true`), never a second one.
+    Retrying with the same `request_id` (or `Idempotency-Key` header) returns the first
+    event (header `Idempotent-Replayed: true`), never a second one.
     """
     upstreams = request.app.state.upstreams
     message = pb.CreateEventRequest(
         parent=parent(tenant),
-        request_id=body.request_id,
+        request_id=_request_id(body.request_id, idempotency_key),
         event=pb.Event(
             category=body.category,
             description=body.description,
@@ -157,6 +163,31 @@ async def create_event(
             "Location": rest_path(event.name),
         },
     )
+
+
+def _request_id(in_body: str | None, header: str | None) -> str:
+    """The report's key, from the body or the IETF header; both must agree when both come."""
+    key = parse_key(header) if header is not None else None
+    if key is not None and not re.match(REQUEST_ID_PATTERN, key):
+        raise ApiError(
+            400,
+            f"{HEADER}: up to 128 letters, digits and ._:- for an event",
+            violations=[FieldViolation(HEADER, "must match " + REQUEST_ID_PATTERN)],
+        )
+    if in_body is not None and key is not None and in_body != key:
+        raise ApiError(
+            400,
+            f"{HEADER} and request_id differ; send one, or the same in both",
+            violations=[FieldViolation(HEADER, "differs from request_id in the body")],
+        )
+    chosen = in_body or key
+    if not chosen:
+        raise ApiError(
+            400,
+            "request_id: send it in the body or as the Idempotency-Key header",
+            violations=[FieldViolation("request_id", "is required (or an Idempotency-Key)")],
+        )
+    return chosen
 
 
 @router.get(

@@ -23,6 +23,9 @@ StateName = Literal[
 ]
 
 
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+
 class EventCreate(BaseModel):
     """A report: what, where, and a key that makes retrying safe."""
 
@@ -31,12 +34,13 @@ class EventCreate(BaseModel):
     category: str = Field(..., min_length=1, max_length=64, examples=["environment.garbage"])
     description: str = Field(..., min_length=1, max_length=4000)
     location: GeoPointIn
-    request_id: str = Field(
-        ...,
+    request_id: str | None = Field(
+        None,
         min_length=1,
         max_length=128,
-        pattern=r"^[A-Za-z0-9._:-]+$",
-        description="client-chosen key; a retry with the same key returns the same event",
+        pattern=REQUEST_ID_PATTERN,
+        description="client-chosen key; a retry with the same key returns the same event. "
+        "Or send it as the Idempotency-Key header; one of the two is required",
     )
     source: SourceName = "resident"
     severity: int = Field(0, ge=0, le=5, description="1-5; 0 takes the category's default")

@@ -218,6 +218,66 @@ def test_same_key_with_a_different_body_is_422(api, xingming_point):
     assert response.json()["error"]["reason"] == "IDEMPOTENCY_KEY_REUSED"
 
 
+def test_the_idempotency_key_header_makes_a_report_safe_to_retry(api, xingming_point):
+    _, lon, lat = xingming_point
+    body = report_body(lon, lat)
+    del body["request_id"]
+    key = {"Idempotency-Key": f'"{uuid.uuid4()}"'}  # a structured-field string, quoted
+    first = api.post(EVENTS, json=body, headers=key)
+    assert first.status_code == 201, first.text
+    assert first.headers["idempotent-replayed"] == "false"
+    again = api.post(EVENTS, json=body, headers=key)
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    # The header and the body name the same key: the body's retry finds the same event.
+    same = api.post(EVENTS, json={**body, "request_id": key["Idempotency-Key"].strip('"')})
+    assert same.json()["id"] == first.json()["id"]
+    other = api.post(EVENTS, json={**body, "description": "another matter"}, headers=key)
+    assert other.status_code == 422
+
+
+def test_a_header_and_a_body_key_that_differ_are_refused_naming_the_header(
+    stack, api, xingming_point
+):
+    _, lon, lat = xingming_point
+    before = stored_rows(stack)
+    response = api.post(
+        EVENTS, json=report_body(lon, lat, "body-key-1"), headers={"Idempotency-Key": "other-2"}
+    )
+    assert response.status_code == 400
+    assert [v["field"] for v in response.json()["error"]["field_violations"]] == ["Idempotency-Key"]
+    body = report_body(lon, lat)
+    del body["request_id"]
+    missing = api.post(EVENTS, json=body)
+    assert missing.status_code == 400
+    assert missing.json()["error"]["field_violations"][0]["field"] == "request_id"
+    assert stored_rows(stack) == before
+
+
+def test_every_other_create_replays_its_first_answer_for_the_same_key(api, xingming_point):
+    _, lon, lat = xingming_point
+    event = api.post(EVENTS, json=report_body(lon, lat)).json()
+    url = f"{EVENTS}/{event['id']}/comments"
+    body = {"text": "The bins were emptied this morning"}
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    first = api.post(url, json=body, headers=key)
+    assert first.status_code == 201, first.text
+    assert first.headers["idempotent-replayed"] == "false"
+    again = api.post(url, json=body, headers=key)
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["idempotent-replayed"] == "true"
+    assert len(api.get(f"{EVENTS}/{event['id']}").json()["comments"]) == 1
+    # Without the key the same create reaches the component again: a second comment.
+    assert len(api.post(url, json=body).json()["comments"]) == 2
+    reused = api.post(url, json={"text": "something else"}, headers=key)
+    assert reused.status_code == 422
+    assert reused.json()["error"]["field_violations"][0]["field"] == "Idempotency-Key"
+    bad = api.post(url, json=body, headers={"Idempotency-Key": "no spaces allowed"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["field_violations"][0]["field"] == "Idempotency-Key"
+
+
 def test_listing_pages_through_every_event(stack, api, xingming_point):
     _, lon, lat = xingming_point
     ids = {api.post(EVENTS, json=report_body(lon, lat)).json()["id"] for _ in range(7)}
