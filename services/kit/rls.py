@@ -8,7 +8,7 @@ as the non-superuser role `grassroots_app` (superusers bypass every policy), so 
 store must open each unit of work with `scoped_transaction(pool, scope)`:
 
 * a tenant path ("sh/jiading/anting") shows that node and its subtree;
-* `SYSTEM_SCOPE` ("*") is for the platform's own background work (outbox relay,
+* `ALL_TENANTS` ("*") is for the platform's own background work (outbox relay,
   sweeps, key lookups by the gateway) that is not done on behalf of one tenant;
 * no setting shows nothing: a query outside `scoped_transaction` finds no rows.
 """
@@ -22,9 +22,10 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from services.kit.tenancy import ALL_TENANTS
+
 APP_ROLE = "grassroots_app"
 SCOPE_SETTING = "grassroots.scope"
-SYSTEM_SCOPE = "*"
 
 # One function so every policy agrees; the range test uses the (tenant, ...) indexes.
 _VISIBLE_FUNCTION = f"""
@@ -32,7 +33,7 @@ CREATE OR REPLACE FUNCTION grassroots_visible(row_tenant text) RETURNS boolean
 LANGUAGE sql STABLE AS $$
   SELECT CASE coalesce(current_setting('{SCOPE_SETTING}', true), '')
     WHEN '' THEN false
-    WHEN '{SYSTEM_SCOPE}' THEN true
+    WHEN '{ALL_TENANTS}' THEN true
     ELSE row_tenant COLLATE "C" = current_setting('{SCOPE_SETTING}', true) COLLATE "C"
       OR (row_tenant COLLATE "C"
             >= (current_setting('{SCOPE_SETTING}', true) || '/') COLLATE "C"

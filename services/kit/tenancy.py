@@ -15,6 +15,10 @@ from services.kit.errors import InvalidArgument
 
 _SEGMENT = re.compile(r"^[a-z0-9]{1,40}$")
 WILDCARD = "-"
+# The subtree of every tenant: only for the platform's own work (outbox relay, sweeps,
+# sign-in by username), never taken from a request. Not a valid path, so no caller
+# can name it; PostgreSQL row-level security knows it too (services.kit.rls).
+ALL_TENANTS = "*"
 MAX_DEPTH = 6
 
 

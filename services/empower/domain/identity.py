@@ -19,7 +19,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
-from services.empower.domain.identity_ports import SYSTEM_SCOPE, IdentityStore
+from services.empower.domain.identity_ports import IdentityStore
 from services.empower.domain.model import (
     ApiKey,
     App,
@@ -61,6 +61,7 @@ from services.kit.errors import (
 )
 from services.kit.ids import new_id
 from services.kit.principal import Principal
+from services.kit.tenancy import ALL_TENANTS
 
 TENANTS_WRITE = "tenants:write"
 USERS_WRITE = "users:write"
@@ -421,7 +422,7 @@ class IdentityDirectory:
         """
         now = self.clock()
         name = username.strip().lower()
-        found = await self.store.credentials(SYSTEM_SCOPE, name) if _USERNAME.match(name) else None
+        found = await self.store.credentials(ALL_TENANTS, name) if _USERNAME.match(name) else None
         if found is None:
             await self.passwords.verify(None, password)
             raise Unauthenticated(_BAD_LOGIN, reason=INVALID_CREDENTIALS)
@@ -429,7 +430,7 @@ class IdentityDirectory:
             raise self._locked(found.locked_until)
         if not await self.passwords.verify(found.password_hash, password):
             locked = await self.store.record_failed_login(
-                SYSTEM_SCOPE, found.user.id, self.max_failed_logins, now + self.lockout
+                ALL_TENANTS, found.user.id, self.max_failed_logins, now + self.lockout
             )
             if locked is not None:
                 raise self._locked(locked)
@@ -439,7 +440,7 @@ class IdentityDirectory:
         new_hash = None
         if found.password_hash and self.passwords.needs_rehash(found.password_hash):
             new_hash = await self.passwords.hash(password)
-        await self.store.record_login(SYSTEM_SCOPE, found.user.id, new_hash)
+        await self.store.record_login(ALL_TENANTS, found.user.id, new_hash)
         return await self._issue(found.user, now)
 
     @staticmethod
@@ -466,7 +467,7 @@ class IdentityDirectory:
             raise self._reused()
         if now >= record.expire_time:
             raise Unauthenticated("the refresh token has expired", reason=EXPIRED)
-        user = await self.store.get_user(SYSTEM_SCOPE, record.user_id)
+        user = await self.store.get_user(ALL_TENANTS, record.user_id)
         if user is None or user.disabled:
             await self.store.revoke_refresh_family(record.family_id, now)
             raise Unauthenticated("this account is disabled", reason=ACCOUNT_DISABLED)
@@ -691,7 +692,7 @@ class IdentityDirectory:
         The gateway checks the presented text with `check_api_key`, which also refuses
         revoked keys, and may cache the answer briefly.
         """
-        found = await self.store.api_key(SYSTEM_SCOPE, key_id)
+        found = await self.store.api_key(ALL_TENANTS, key_id)
         if found is None:
             raise Unauthenticated(_BAD_API_KEY, reason=INVALID_TOKEN)
         return found

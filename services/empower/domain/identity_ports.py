@@ -1,7 +1,7 @@
 """What the identity domain needs from its store, as an interface.
 
 Methods that read or write rows of a tenant take a `scope`: the caller's tenant path,
-or `SYSTEM_SCOPE` for work done for the platform itself (login by username, refresh,
+or `ALL_TENANTS` for work done for the platform itself (login by username, refresh,
 API key lookups by the gateway). Stores filter by the scope's subtree in their
 queries; the PostgreSQL store also runs the transaction under that scope, so
 row-level security hides every row outside it even if a filter were forgotten.
@@ -22,9 +22,6 @@ from services.empower.domain.model import (
     Tenant,
     User,
 )
-
-# The same value as the kit's rls.SYSTEM_SCOPE; the domain does not import psycopg.
-SYSTEM_SCOPE = "*"
 
 
 class IdentityStore(Protocol):

@@ -36,13 +36,11 @@ from services.kit.filtering import parse_equalities
 from services.kit.ids import new_id
 from services.kit.masking import SENSITIVE_SCOPE, mask_id_number, mask_phone
 from services.kit.principal import Principal
+from services.kit.tenancy import ALL_TENANTS
 
 if TYPE_CHECKING:
     from services.empower.domain.people_ports import PeopleStore
 
-# The scope of the platform's own work (seeding, chain checks): every tenant.
-# The same value as services.kit.rls.SYSTEM_SCOPE, which the domain does not import.
-SYSTEM_SCOPE = "*"
 READ_SCOPE = "people:read"
 WRITE_SCOPE = "people:write"
 COLLECTION = "people"
@@ -691,4 +689,4 @@ async def seed_residents(
             home = tenancy.validate_path(tenant, "tenant")
             new = item
         records.append(seal_record(sealer, new_id(ID_PREFIX), home, validate(new), now))
-    return await store.insert_people(SYSTEM_SCOPE, records, skip_existing=True)
+    return await store.insert_people(ALL_TENANTS, records, skip_existing=True)

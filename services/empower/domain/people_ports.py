@@ -3,7 +3,7 @@
 Stores see only sealed values and blind indexes, never plain ID numbers or phone
 numbers: encryption happens in the domain, so no store can leak what it never had.
 Every method takes the tenant `scope` the unit of work is limited to (a tenant path,
-or SYSTEM_SCOPE for the platform's own work such as seeding and chain checks);
+or ALL_TENANTS for the platform's own work such as seeding and chain checks);
 stores filter by it in their queries, and PostgreSQL enforces it again with
 row-level security.
 """
@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from services.empower.domain.audit import AuditEntry, AuditFilter
-from services.empower.domain.people import SYSTEM_SCOPE, PersonFilter, PersonRecord
+from services.empower.domain.people import PersonFilter, PersonRecord
 
-__all__ = ["SYSTEM_SCOPE", "AuditStore", "MakeEntry", "PeopleStore", "PersonChange"]
+__all__ = ["AuditStore", "MakeEntry", "PeopleStore", "PersonChange"]
 
 # Given the next sequence number and the previous entry's hash, the entry to append.
 MakeEntry = Callable[[int, str], AuditEntry]

@@ -33,7 +33,6 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from services.empower.domain.identity_ports import SYSTEM_SCOPE
 from services.empower.domain.model import (
     ApiKey,
     App,
@@ -71,6 +70,7 @@ from services.empower.store.identity_sqlite import (
 )
 from services.kit import rls
 from services.kit.errors import AlreadyExists
+from services.kit.tenancy import ALL_TENANTS
 
 _SCHEMA_LOCK = 0x4944_5343  # "IDSC": concurrent schema set-up from several replicas
 _SIGNING_KEY_LOCK = 0x4944_534B  # "IDSK": one key rotation at a time
@@ -149,7 +149,7 @@ def _marks(columns: str) -> str:
 
 def _subtree(column: str, scope: str) -> tuple[str, list[str]]:
     """`column` is `scope` or below it, as an index range (no limit for the system)."""
-    if scope == SYSTEM_SCOPE:
+    if scope == ALL_TENANTS:
         return "TRUE", []
     return (
         f"({column} = %s OR ({column} >= %s AND {column} < %s))",
@@ -247,7 +247,7 @@ class PostgresIdentityStore:
     # Tenants.
 
     async def create_tenant(self, tenant: Tenant) -> None:
-        async with self._tx(SYSTEM_SCOPE) as conn:
+        async with self._tx(ALL_TENANTS) as conn:
             row = await _fetch_one(
                 conn,
                 f"INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ({_marks(TENANT_COLUMNS)}) "
@@ -258,7 +258,7 @@ class PostgresIdentityStore:
             raise AlreadyExists(f"tenant {tenant.name!r} already exists")
 
     async def get_tenant(self, path: str) -> Tenant | None:
-        async with self._tx(SYSTEM_SCOPE) as conn:
+        async with self._tx(ALL_TENANTS) as conn:
             row = await _fetch_one(
                 conn, f"SELECT {TENANT_COLUMNS} FROM tenants WHERE path = %s", (path,)
             )
@@ -381,7 +381,7 @@ class PostgresIdentityStore:
     # Refresh tokens.
 
     async def create_refresh_token(self, token: RefreshToken) -> None:
-        async with self._tx(SYSTEM_SCOPE) as conn:
+        async with self._tx(ALL_TENANTS) as conn:
             await conn.execute(
                 f"INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) "
                 f"VALUES ({_marks(REFRESH_COLUMNS)})",
@@ -389,7 +389,7 @@ class PostgresIdentityStore:
             )
 
     async def get_refresh_token(self, token_id: str) -> RefreshToken | None:
-        async with self._tx(SYSTEM_SCOPE) as conn:
+        async with self._tx(ALL_TENANTS) as conn:
             row = await _fetch_one(
                 conn, f"SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE id = %s", (token_id,)
             )
@@ -399,7 +399,7 @@ class PostgresIdentityStore:
         self, used_id: str, now: datetime, successor: RefreshToken
     ) -> bool:
         """The UPDATE's row lock makes a concurrent use wait, re-read and find it used."""
-        async with self._tx(SYSTEM_SCOPE) as conn:
+        async with self._tx(ALL_TENANTS) as conn:
             cur = await conn.execute(
                 "UPDATE refresh_tokens SET use_us = %s "
                 "WHERE id = %s AND use_us IS NULL AND revoke_us IS NULL",
@@ -415,7 +415,7 @@ class PostgresIdentityStore:
         return True
 
     async def revoke_refresh_family(self, family_id: str, now: datetime) -> None:
-        async with self._tx(SYSTEM_SCOPE) as conn:
+        async with self._tx(ALL_TENANTS) as conn:
             await conn.execute(
                 "UPDATE refresh_tokens SET revoke_us = %s "
                 "WHERE family_id = %s AND revoke_us IS NULL",
@@ -423,7 +423,7 @@ class PostgresIdentityStore:
             )
 
     async def revoke_user_refresh_tokens(self, user_id: str, now: datetime) -> None:
-        async with self._tx(SYSTEM_SCOPE) as conn:
+        async with self._tx(ALL_TENANTS) as conn:
             await conn.execute(
                 "UPDATE refresh_tokens SET revoke_us = %s WHERE user_id = %s AND revoke_us IS NULL",
                 (us(now), user_id),
@@ -432,7 +432,7 @@ class PostgresIdentityStore:
     # Signing keys.
 
     async def active_signing_key(self) -> SigningKey | None:
-        async with self._tx(SYSTEM_SCOPE) as conn:
+        async with self._tx(ALL_TENANTS) as conn:
             row = await _fetch_one(conn, _ACTIVE_KEY)
         return row_to_signing_key(row) if row else None
 
@@ -445,7 +445,7 @@ class PostgresIdentityStore:
         forget_before: datetime,
     ) -> SigningKey:
         """Under an advisory lock, so replicas rotating at once make one new key."""
-        async with self._tx(SYSTEM_SCOPE) as conn:
+        async with self._tx(ALL_TENANTS) as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SIGNING_KEY_LOCK,))
             row = await _fetch_one(conn, _ACTIVE_KEY)
             if row is not None and stale_before is not None and row["create_us"] > us(stale_before):
@@ -464,7 +464,7 @@ class PostgresIdentityStore:
         return candidate
 
     async def signing_keys(self, retired_after: datetime) -> list[SigningKey]:
-        async with self._tx(SYSTEM_SCOPE) as conn:
+        async with self._tx(ALL_TENANTS) as conn:
             rows = await _fetch(
                 conn,
                 f"SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys "

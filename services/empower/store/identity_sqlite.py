@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from services.empower.domain.identity_ports import SYSTEM_SCOPE
 from services.empower.domain.model import (
     ApiKey,
     App,
@@ -29,6 +28,7 @@ from services.empower.domain.model import (
 )
 from services.kit.errors import AlreadyExists
 from services.kit.sqlite import SqliteDatabase, transaction
+from services.kit.tenancy import ALL_TENANTS
 
 T = TypeVar("T")
 Row = Mapping[str, Any]
@@ -321,7 +321,7 @@ def subtree_clause(column: str, scope: str) -> tuple[str, list[str]]:
 
     '/' sorts just before '0', so every descendant path lies in [scope + '/', scope + '0').
     """
-    if scope == SYSTEM_SCOPE:
+    if scope == ALL_TENANTS:
         return "1 = 1", []
     return f"({column} = ? OR ({column} >= ? AND {column} < ?))", [scope, scope + "/", scope + "0"]
 

@@ -34,7 +34,7 @@ from services.empower.domain.audit import (
     from_us,
     to_us,
 )
-from services.empower.domain.people import SYSTEM_SCOPE, PersonFilter, PersonRecord
+from services.empower.domain.people import PersonFilter, PersonRecord
 from services.empower.domain.people_ports import MakeEntry, PersonChange
 from services.empower.store.people_sqlite import (
     AUDIT_COLUMNS,
@@ -45,8 +45,7 @@ from services.empower.store.people_sqlite import (
 )
 from services.kit import rls
 from services.kit.errors import NotFound
-
-assert SYSTEM_SCOPE == rls.SYSTEM_SCOPE, "the domain's system scope must be the RLS one"
+from services.kit.tenancy import ALL_TENANTS
 
 PEOPLE_TABLE = "people"
 AUDIT_TABLE = "people_audit"
@@ -137,7 +136,7 @@ Row = dict[str, Any]
 
 
 def _subtree(scope: str) -> tuple[list[str], list[object]]:
-    if scope == SYSTEM_SCOPE:
+    if scope == ALL_TENANTS:
         return ["TRUE"], []
     return [_SUBTREE], [scope, scope, scope]
 
@@ -395,12 +394,12 @@ class PostgresPeopleStore:
         return [_row_to_audit(r) for r in rows]
 
     async def audit_chain(self, after: int, up_to: int, limit: int) -> list[AuditEntry]:
-        async with rls.scoped_transaction(self.pool, SYSTEM_SCOPE) as conn:
+        async with rls.scoped_transaction(self.pool, ALL_TENANTS) as conn:
             rows = await _fetch(conn, _CHAIN, (after, up_to, limit))
         return [_row_to_audit(r) for r in rows]
 
     async def audit_head(self) -> tuple[int, str]:
-        async with rls.scoped_transaction(self.pool, SYSTEM_SCOPE) as conn:
+        async with rls.scoped_transaction(self.pool, ALL_TENANTS) as conn:
             cur = await conn.execute(_READ_HEAD)
             row = await cur.fetchone()
         if row is None:

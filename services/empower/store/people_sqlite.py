@@ -25,11 +25,12 @@ from services.empower.domain.audit import (
     to_us,
     unreadable_entry,
 )
-from services.empower.domain.people import SYSTEM_SCOPE, PersonFilter, PersonRecord
+from services.empower.domain.people import PersonFilter, PersonRecord
 from services.empower.domain.people_ports import MakeEntry, PersonChange
 from services.kit import tenancy
 from services.kit.errors import AlreadyExists, NotFound
 from services.kit.sqlite import SqliteDatabase, transaction
+from services.kit.tenancy import ALL_TENANTS
 
 SCHEMA_VERSION = 1
 SCHEMA = f"""
@@ -115,7 +116,7 @@ def subtree_clause(column: str, scope: str) -> tuple[str, list[str]]:
 
     '/' sorts just before '0', so every descendant path lies in [scope + '/', scope + '0').
     """
-    if scope == SYSTEM_SCOPE:
+    if scope == ALL_TENANTS:
         return "1 = 1", []
     return (
         f"({column} = ? OR ({column} >= ? AND {column} < ?))",

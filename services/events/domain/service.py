@@ -35,6 +35,7 @@ from services.kit.errors import (
 )
 from services.kit.ids import new_id
 from services.kit.principal import Principal
+from services.kit.tenancy import ALL_TENANTS
 
 MAX_TEXT = 2000
 CONFIGURE_SCOPE = "events:configure"
@@ -258,11 +259,11 @@ class EventHub:
     async def auto_close(self, now: datetime, after: timedelta, batch: int = 200) -> int:
         """Close events resolved longer ago than `after` that nobody evaluated.
 
-        A sweep of the whole store by the service itself (scope "" is every tenant);
+        A sweep of the whole store by the service itself (ALL_TENANTS);
         returns how many it closed.
         """
         filters: dict[str, object] = {"state": State.RESOLVED.value, "updated_before": now - after}
-        events, _ = await self.store.list("", filters, batch, None)
+        events, _ = await self.store.list(ALL_TENANTS, filters, batch, None)
         closed = 0
         note = f"closed automatically {after.total_seconds() / 3600:g} h after resolution"
 

@@ -77,6 +77,7 @@ from services.events.store.rows import (
 from services.events.store.sqlite import COMMENTED, REPORTED, STATE_CHANGED
 from services.kit import rls
 from services.kit.errors import NotFound
+from services.kit.tenancy import ALL_TENANTS
 
 # Advisory lock keys. The one-key (bigint) and two-key (int, int) spaces never overlap.
 _SCHEMA_LOCK = 0x4556_5343  # "EVSC": concurrent schema set-up from several replicas
@@ -289,11 +290,6 @@ def _subtree_params(scope: str) -> list[str]:
     return [scope, scope + "/", scope + "0"]
 
 
-def _rls_scope(scope: str) -> str:
-    """The row-level security scope of a subtree the store is asked about ("" is all)."""
-    return scope or rls.SYSTEM_SCOPE
-
-
 def _common_scope(paths: Iterable[str]) -> str:
     """The smallest subtree holding every path (the system scope if they share no root)."""
     segments: list[str] | None = None
@@ -306,7 +302,7 @@ def _common_scope(paths: Iterable[str]) -> str:
         while shared < min(len(segments), len(parts)) and segments[shared] == parts[shared]:
             shared += 1
         segments = segments[:shared]
-    return "/".join(segments or ()) or rls.SYSTEM_SCOPE
+    return "/".join(segments or ()) or ALL_TENANTS
 
 
 def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[object]]:
@@ -314,8 +310,9 @@ def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[o
 
     Names the store does not know (such as `order`) are not filters and are skipped.
     """
-    where: list[str] = [_SUBTREE if scope else "TRUE"]
-    args: list[object] = list(_subtree_params(scope)) if scope else []
+    every = scope == ALL_TENANTS
+    where: list[str] = ["TRUE" if every else _SUBTREE]
+    args: list[object] = [] if every else list(_subtree_params(scope))
     for name, value in filters.items():
         if name == "updated_before" and isinstance(value, datetime):
             where.append("update_us < %s")
@@ -495,7 +492,7 @@ class PostgresEventStore:
             async with await connect as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 # FORCE polices the owner too: its migrations see every tenant.
-                await conn.execute(_SET_SCOPE, (rls.SCOPE_SETTING, rls.SYSTEM_SCOPE))
+                await conn.execute(_SET_SCOPE, (rls.SCOPE_SETTING, ALL_TENANTS))
                 for statement in _SCHEMA:
                     await conn.execute(statement)
                 await rls.install(conn, _TENANT_TABLES, append_only=_APPEND_ONLY)
@@ -652,7 +649,7 @@ class PostgresEventStore:
 
     async def get(self, event_id: str) -> Event | None:
         """The event, read for any tenant: the caller is given no tenant to check it by."""
-        async with self._transaction(rls.SYSTEM_SCOPE, snapshot=True) as conn:
+        async with self._transaction(ALL_TENANTS, snapshot=True) as conn:
             rows = await _fetch(conn, _GET, (event_id,))
             return await _with_history(conn, row_to_event(rows[0])) if rows else None
 
@@ -662,7 +659,7 @@ class PostgresEventStore:
         The row lock makes a second writer wait and then read the new version, so of
         two updates sent with the same etag exactly one wins.
         """
-        async with self._transaction(rls.SYSTEM_SCOPE) as conn:
+        async with self._transaction(ALL_TENANTS) as conn:
             rows = await _fetch(conn, _GET_FOR_UPDATE, (event_id,))
             if not rows:
                 raise NotFound(f"event {event_id!r} not found")
@@ -705,14 +702,14 @@ class PostgresEventStore:
 
     async def unpublished(self, limit: int) -> list[OutboxEntry]:
         """Outbox entries not yet on the bus, oldest first."""
-        async with self._transaction(rls.SYSTEM_SCOPE) as conn:
+        async with self._transaction(ALL_TENANTS) as conn:
             cur = await conn.execute(_UNPUBLISHED, (limit,))
             return [OutboxEntry(*row) for row in await cur.fetchall()]
 
     async def mark_published(self, seqs: list[int]) -> None:
         if not seqs:
             return
-        async with self._transaction(rls.SYSTEM_SCOPE) as conn:
+        async with self._transaction(ALL_TENANTS) as conn:
             await conn.execute(_MARK_PUBLISHED, (us(datetime.now(UTC)), seqs))
 
     async def save_category(self, tenant: str, category: Category) -> None:
@@ -725,7 +722,7 @@ class PostgresEventStore:
 
     async def list_categories(self) -> list[tuple[str, Category]]:
         """Every tenant's definitions (the catalog is built at start, for all of them)."""
-        async with self._transaction(rls.SYSTEM_SCOPE) as conn:
+        async with self._transaction(ALL_TENANTS) as conn:
             rows = await _fetch(conn, "SELECT tenant, definition FROM categories", ())
         return [(r["tenant"], Category(**r["definition"])) for r in rows]
 
@@ -734,14 +731,14 @@ class PostgresEventStore:
 
         Across every tenant, since offsets are one sequence for all of them.
         """
-        async with self._transaction(rls.SYSTEM_SCOPE) as conn:
+        async with self._transaction(ALL_TENANTS) as conn:
             cur = await conn.execute(_LATEST_OFFSET)
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
     async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
         """Domain events of a tenant subtree after an offset, for watchers."""
-        async with self._transaction(_rls_scope(scope)) as conn:
+        async with self._transaction(scope) as conn:
             cur = await conn.execute(_CHANGES, (after, *_subtree_params(scope), limit))
             return [OutboxEntry(*row) for row in await cur.fetchall()]
 
@@ -750,7 +747,7 @@ class PostgresEventStore:
     ) -> list[StatisticsRow]:
         """Per event: what the dashboards count, with when it was first resolved."""
         where, args = _where(scope, filters)
-        async with self._transaction(_rls_scope(scope)) as conn:
+        async with self._transaction(scope) as conn:
             rows = await _fetch(conn, _STATISTICS_HEAD + " AND ".join(where), args)
         return [
             StatisticsRow(
@@ -778,7 +775,7 @@ class PostgresEventStore:
             args.extend([cursor["t"], cursor["t"], cursor["id"]])
         args.append(limit + 1)
         query = _LIST_HEAD + " AND ".join(where) + _LIST_TAIL[ascending]
-        async with self._transaction(_rls_scope(scope)) as conn:
+        async with self._transaction(scope) as conn:
             rows = await _fetch(conn, query, args)
         events = [row_to_event(r) for r in rows[:limit]]
         next_cursor: dict[str, object] | None = None

@@ -38,6 +38,7 @@ from services.events.store.rows import (
 )
 from services.kit.errors import NotFound
 from services.kit.sqlite import SqliteDatabase, transaction
+from services.kit.tenancy import ALL_TENANTS
 
 SCHEMA_VERSION = 2
 SCHEMA = """
@@ -169,9 +170,6 @@ def _add_timeline(conn: sqlite3.Connection, event_id: str, entry: TimelineEntry)
 REPORTED = "event.reported"
 STATE_CHANGED = "event.state_changed"
 COMMENTED = "event.commented"
-
-
-ALL_TENANTS = ""  # a scope for the service's own sweeps, never reached from a request
 
 
 def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[object]]:

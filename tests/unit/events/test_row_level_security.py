@@ -27,6 +27,7 @@ from services.events.domain.model import (
 )
 from services.events.store.postgres import PostgresEventStore
 from services.kit import rls
+from services.kit.tenancy import ALL_TENANTS
 from tests.conftest import TOWN, XIANGYANG, XINGMING
 from tests.unit.events.conftest import serialize
 
@@ -109,7 +110,7 @@ async def test_a_village_scope_sees_none_of_another_villages_rows(store, table):
     assert xingming and set(xingming) == {XINGMING}
     assert xiangyang and set(xiangyang) == {XIANGYANG}
     assert await tenants(store, TOWN, table) == sorted(xingming + xiangyang)
-    assert await tenants(store, rls.SYSTEM_SCOPE, table) == sorted(xingming + xiangyang)
+    assert await tenants(store, ALL_TENANTS, table) == sorted(xingming + xiangyang)
     # A prefix that is not a parent path sees nothing ("sh/jiading/anting/xing").
     assert await tenants(store, XINGMING[:-4], table) == []
 
@@ -126,7 +127,7 @@ async def test_without_a_scope_the_app_role_sees_nothing(store, table):
 
 
 async def test_history_takes_the_tenant_of_its_event(store):
-    async with rls.scoped_transaction(store.pool, rls.SYSTEM_SCOPE) as conn:
+    async with rls.scoped_transaction(store.pool, ALL_TENANTS) as conn:
         for table in ("timeline", "comments"):
             cur = await conn.execute(
                 f"SELECT count(*) FROM {table} h JOIN events e ON e.id = h.event_id "
@@ -176,14 +177,14 @@ async def test_rows_cannot_be_moved_into_another_village(store):
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
         async with rls.scoped_transaction(store.pool, XINGMING) as conn:
             await conn.execute("UPDATE events SET tenant = %s", (XIANGYANG,))
-    assert set(await tenants(store, rls.SYSTEM_SCOPE, "events")) == {XINGMING, XIANGYANG}
+    assert set(await tenants(store, ALL_TENANTS, "events")) == {XINGMING, XIANGYANG}
 
 
 @pytest.mark.parametrize("table", ["timeline", "comments"])
 async def test_history_is_append_only_even_for_the_app(store, table):
     for statement in (f"UPDATE {table} SET seq = seq + 100", f"DELETE FROM {table}"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
-            async with rls.scoped_transaction(store.pool, rls.SYSTEM_SCOPE) as conn:
+            async with rls.scoped_transaction(store.pool, ALL_TENANTS) as conn:
                 await conn.execute(statement)
 
 
@@ -211,7 +212,7 @@ async def test_the_store_reads_through_the_policy(store):
     """The store's own queries run scoped: what it lists is what the scope shows."""
     events, _ = await store.list(XINGMING, {}, 50, None)
     assert len(events) == PER_VILLAGE and {e.tenant for e in events} == {XINGMING}
-    everything, _ = await store.list("", {}, 50, None)
+    everything, _ = await store.list(ALL_TENANTS, {}, 50, None)
     assert len(everything) == 2 * PER_VILLAGE
     changes = await store.changes(XIANGYANG, 0, 50)
     assert changes and {c.tenant for c in changes} == {XIANGYANG}
@@ -231,7 +232,7 @@ async def test_history_written_before_the_tenant_column_takes_its_events_tenant(
     try:
         for table in ("timeline", "comments", "idempotency_keys"):
             assert set(await tenants(reopened, XINGMING, table)) == {XINGMING}
-        async with rls.scoped_transaction(reopened.pool, rls.SYSTEM_SCOPE) as conn:
+        async with rls.scoped_transaction(reopened.pool, ALL_TENANTS) as conn:
             cur = await conn.execute(
                 "SELECT count(*) FROM timeline h JOIN events e ON e.id = h.event_id "
                 "WHERE h.tenant <> e.tenant"

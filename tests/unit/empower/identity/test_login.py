@@ -9,9 +9,9 @@ import pytest
 from argon2 import PasswordHasher
 
 from services.empower.domain.identity import IdentityDirectory
-from services.empower.domain.identity_ports import SYSTEM_SCOPE
 from services.empower.domain.tokens import principal_from_claims, verify_access_token
 from services.kit.errors import Unauthenticated
+from services.kit.tenancy import ALL_TENANTS
 
 from .conftest import GRID, PASSWORD, T0, XINGMING, add_user, cheap_hasher, staff
 
@@ -92,7 +92,7 @@ async def test_a_success_clears_the_count(tree, store):
     for _ in range(4):
         await failed(tree, "li.na", "wrong password")
     await tree.login("li.na", PASSWORD)
-    assert (await store.credentials(SYSTEM_SCOPE, "li.na")).failed_logins == 0
+    assert (await store.credentials(ALL_TENANTS, "li.na")).failed_logins == 0
     for _ in range(4):
         await failed(tree, "li.na", "wrong password")
     await tree.login("li.na", PASSWORD)
@@ -118,11 +118,11 @@ async def test_a_disabled_user_cannot_log_in(tree):
 
 async def test_an_old_hash_is_replaced_at_login(tree, store, clock):
     await add_user(tree, XINGMING, "li.na")
-    before = (await store.credentials(SYSTEM_SCOPE, "li.na")).password_hash
+    before = (await store.credentials(ALL_TENANTS, "li.na")).password_hash
     assert before.startswith("$argon2id$") and ",t=1," in before
     stronger = IdentityDirectory(store, clock=clock, hasher=cheap_hasher(time_cost=2))
     await stronger.login("li.na", PASSWORD)
-    after = (await store.credentials(SYSTEM_SCOPE, "li.na")).password_hash
+    after = (await store.credentials(ALL_TENANTS, "li.na")).password_hash
     assert ",t=2," in after and after != before
     await stronger.login("li.na", PASSWORD)
-    assert (await store.credentials(SYSTEM_SCOPE, "li.na")).password_hash == after
+    assert (await store.credentials(ALL_TENANTS, "li.na")).password_hash == after

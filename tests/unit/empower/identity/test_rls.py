@@ -8,6 +8,7 @@ import pytest
 from services.empower.domain.identity import IdentityDirectory
 from services.empower.store.identity_postgres import PostgresIdentityStore
 from services.kit import rls
+from services.kit.tenancy import ALL_TENANTS
 
 from .conftest import (
     T0,
@@ -50,7 +51,7 @@ async def test_a_scoped_transaction_sees_only_its_subtree(pg):
     assert await usernames(pg, XINGMING) == ["xm.worker"]
     assert await usernames(pg, XIANGYANG) == ["xy.worker"]
     assert await usernames(pg, TOWN) == ["xm.worker", "xy.worker"]
-    assert await usernames(pg, rls.SYSTEM_SCOPE) == ["xm.worker", "xy.worker"]
+    assert await usernames(pg, ALL_TENANTS) == ["xm.worker", "xy.worker"]
     async with rls.scoped_transaction(pg.pool, XINGMING) as conn:
         for table in ("apps", "api_keys"):
             cur = await conn.execute(f"SELECT count(*) FROM {table}")

@@ -21,6 +21,7 @@ from services.empower.domain.audit import (
 )
 from services.kit import rls
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied
+from services.kit.tenancy import ALL_TENANTS
 from tests.unit.empower.people.conftest import (
     DISTRICT,
     TOWN,
@@ -168,7 +169,7 @@ async def test_the_application_cannot_change_or_delete_entries(backend, audit):
             "DELETE FROM people_audit WHERE sequence = 1",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                async with rls.scoped_transaction(backend.store.pool, rls.SYSTEM_SCOPE) as conn:
+                async with rls.scoped_transaction(backend.store.pool, ALL_TENANTS) as conn:
                     await conn.execute(statement)
         # ...and even the owner meets the trigger.
         async with await psycopg.AsyncConnection.connect(backend.dsn, autocommit=True) as conn:
