@@ -12,7 +12,10 @@ from typing import Annotated
 
 from fastapi import Path
 
+from gateway.errors import ApiError
 from gateway.schemas.identity import TENANT_ID_PATTERN
+from services.kit import tenancy
+from services.kit.errors import InvalidArgument
 
 TENANT_DESCRIPTION = (
     "tenant id: the tenant path with '-' between segments, e.g. sh-jiading-anting-xingming; "
@@ -29,3 +32,18 @@ def parent(tenant: str) -> str:
 def rest_path(resource_name: str) -> str:
     """Where a resource answers over REST: its name under `/v1/`."""
     return f"/v1/{resource_name}"
+
+
+TENANT_FILTER_DESCRIPTION = (
+    "a tenant, by id (sh-jiading-anting-xingming) or path (sh/jiading/anting/xingming)"
+)
+
+
+def tenant_filter(value: str | None, field: str) -> str | None:
+    """A tenant named in a query parameter, in either form, as its path; else 400."""
+    if value is None:
+        return None
+    try:
+        return tenancy.path_of(value, field)
+    except InvalidArgument as exc:
+        raise ApiError(400, exc.message, violations=exc.violations) from None

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from gateway.auth import access, call_metadata
 from gateway.errors import ApiError, call, from_rpc_error
 from gateway.idempotency import HEADER, KEY_DESCRIPTION, parse_key
-from gateway.paths import TenantId, parent, rest_path
+from gateway.paths import TENANT_FILTER_DESCRIPTION, TenantId, parent, rest_path, tenant_filter
 from gateway.schemas.events import (
     REQUEST_ID_PATTERN,
     CategoryIn,
@@ -47,6 +47,7 @@ Configurer = Annotated[Principal, Security(access("events:configure"))]
 
 _ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 SSE_KEEPALIVE_SECONDS = 15.0
+Village = Annotated[str | None, Query(max_length=250, description=TENANT_FILTER_DESCRIPTION)]
 
 
 def event_out(event: pb.Event) -> EventOut:
@@ -297,7 +298,7 @@ async def list_events(
     request: Request,
     who: Who,
     grid_cell: Annotated[str | None, Query(max_length=64)] = None,
-    village: Annotated[str | None, Query(max_length=200)] = None,
+    village: Village = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
     state: StateName | None = None,
     created_from: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
@@ -308,7 +309,12 @@ async def list_events(
     page_token: Annotated[str, Query(max_length=512)] = "",
 ) -> EventList:
     """Events of the caller's tenant subtree, filtered and paged by `next_page_token`."""
-    terms = {"grid_cell": grid_cell, "village": village, "category": category, "state": state}
+    terms = {
+        "grid_cell": grid_cell,
+        "village": tenant_filter(village, "village"),
+        "category": category,
+        "state": state,
+    }
     rpc = request.app.state.upstreams.events.ListEvents(
         pb.ListEventsRequest(
             parent=parent(tenant),
@@ -331,13 +337,17 @@ async def event_statistics(
     request: Request,
     who: Who,
     grid_cell: Annotated[str | None, Query(max_length=64)] = None,
-    village: Annotated[str | None, Query(max_length=200)] = None,
+    village: Village = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
     created_from: Annotated[datetime | None, Query()] = None,
     created_before: Annotated[datetime | None, Query()] = None,
 ) -> EventStatisticsOut:
     """Counts by state, category, grid cell and day; SLA breach rate; time to resolve."""
-    terms = {"grid_cell": grid_cell, "village": village, "category": category}
+    terms = {
+        "grid_cell": grid_cell,
+        "village": tenant_filter(village, "village"),
+        "category": category,
+    }
     stats = await call(
         request.app.state.upstreams.events.GetEventStatistics(
             pb.GetEventStatisticsRequest(
@@ -352,6 +362,7 @@ async def event_statistics(
         by_state=dict(stats.by_state),
         by_category=dict(stats.by_category),
         by_grid_cell=dict(stats.by_grid_cell),
+        by_village=dict(stats.by_village),
         by_day=dict(sorted(stats.by_day.items())),
         sla_breach_rate=stats.sla_breach_rate,
         resolved_count=stats.resolved_count,

@@ -17,7 +17,7 @@ from google.protobuf.json_format import MessageToDict
 from gateway.auth import access, call_metadata
 from gateway.errors import ApiError, call
 from gateway.geojson import BBOX_PATTERN, collection_json, feature_json, parse_bbox
-from gateway.paths import TenantId, parent
+from gateway.paths import TENANT_FILTER_DESCRIPTION, TenantId, parent, tenant_filter
 from gateway.schemas.map import (
     GridCellCountOut,
     GridCellCounts,
@@ -340,12 +340,19 @@ async def count_by_grid_cell(
     layer: LayerId,
     request: Request,
     who: Who,
-    grid_tenant: Annotated[str | None, Query(max_length=200, description="tenant id")] = None,
+    grid_tenant: Annotated[
+        str | None,
+        Query(
+            max_length=250,
+            description="whose grid cells are counted (default: yours); "
+            + TENANT_FILTER_DESCRIPTION,
+        ),
+    ] = None,
 ) -> GridCellCounts:
-    parent = f"tenants/{grid_tenant}" if grid_tenant else tenancy.tenant_name(who.tenant)
+    grid_parent = tenancy.tenant_name(tenant_filter(grid_tenant, "grid_tenant") or who.tenant)
     response = await call(
         request.app.state.upstreams.map.CountFeaturesByGridCell(
-            pb.CountFeaturesByGridCellRequest(layer=_layer_name(tenant, layer), parent=parent),
+            pb.CountFeaturesByGridCellRequest(layer=_layer_name(tenant, layer), parent=grid_parent),
             metadata=call_metadata(who),
         )
     )

@@ -127,7 +127,10 @@ class EventStatisticsOut(BaseModel):
     by_state: dict[str, int]
     by_category: dict[str, int]
     by_grid_cell: dict[str, int]
-    by_day: dict[str, int]
+    by_village: dict[str, int] = Field(
+        default_factory=dict, description="counts by village path: a town's breakdown"
+    )
+    by_day: dict[str, int] = Field(description="counts by day of creation, China Standard Time")
     sla_breach_rate: float
     resolved_count: int
     mean_hours_to_resolve: float

@@ -275,6 +275,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
             by_state=stats.by_state,
             by_category=stats.by_category,
             by_grid_cell=stats.by_grid_cell,
+            by_village=stats.by_village,
             by_day=stats.by_day,
             sla_breach_rate=stats.sla_breach_rate,
             resolved_count=stats.resolved_count,

@@ -45,6 +45,21 @@ def id_to_path(tenant_id: str) -> str:
     return tenant_id.replace("-", "/")
 
 
+def path_of(value: str, field: str = "tenant") -> str:
+    """A tenant named in either form, id (`sh-jiading-anting`) or path (`sh/jiading/anting`).
+
+    Filters take both, so a caller pasting the id from a URL never gets an empty answer.
+    """
+    path = value if "/" in value else id_to_path(value)
+    if not is_valid_path(path):
+        raise InvalidArgument.field(
+            field,
+            f"{value!r} is not a tenant: use its id (sh-jiading-anting-xingming) "
+            "or its path (sh/jiading/anting/xingming)",
+        )
+    return path
+
+
 def tenant_name(path: str) -> str:
     """The resource name of a tenant: `tenants/{tenant_id}`."""
     return f"tenants/{path_to_id(path)}"

@@ -195,6 +195,14 @@ def test_counts_of_buildings_per_grid_cell(api):
     assert len(counts) >= 12
     layer = api.get(f"{LAYERS}/buildings").json()
     assert sum(c["count"] for c in counts) == layer["feature_count"]
+    by_path = api.get(
+        f"{LAYERS}/buildings/features:countByGridCell",
+        params={"grid_tenant": VILLAGE.replace("-", "/")},
+    )
+    assert by_path.json()["counts"] == counts
+    bad = api.get(f"{LAYERS}/buildings/features:countByGridCell", params={"grid_tenant": "X Y"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["field_violations"][0]["field"] == "grid_tenant"
 
 
 def test_cli_imports_and_exports(stack, tmp_path, api):

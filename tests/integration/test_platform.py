@@ -278,6 +278,30 @@ def test_every_other_create_replays_its_first_answer_for_the_same_key(api, xingm
     assert bad.json()["error"]["field_violations"][0]["field"] == "Idempotency-Key"
 
 
+def test_tenant_filters_take_the_id_or_the_path_and_refuse_anything_else(api, xingming_point):
+    _, lon, lat = xingming_point
+    created = api.post(EVENTS, json=report_body(lon, lat)).json()
+    for form in (XINGMING, XINGMING.replace("/", "-")):
+        listed = api.get(EVENTS, params={"village": form, "page_size": 1000})
+        assert listed.status_code == 200, listed.text
+        events = listed.json()["events"]
+        assert created["id"] in {e["id"] for e in events}, form
+        assert {e["village"] for e in events} == {XINGMING}, form
+        stats = api.get(f"{EVENTS}:statistics", params={"village": form}).json()
+        assert stats["by_village"] == {XINGMING: stats["total"]}, form
+    bad = api.get(EVENTS, params={"village": "Xingming Village"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["field_violations"][0]["field"] == "village"
+
+
+def test_a_towns_statistics_break_down_by_village(api, xingming_point):
+    _, lon, lat = xingming_point
+    api.post(EVENTS, json=report_body(lon, lat))
+    stats = api.get(f"{EVENTS}:statistics").json()
+    assert stats["by_village"][XINGMING] >= 1
+    assert sum(stats["by_village"].values()) == stats["total"]
+
+
 def test_listing_pages_through_every_event(stack, api, xingming_point):
     _, lon, lat = xingming_point
     ids = {api.post(EVENTS, json=report_body(lon, lat)).json()["id"] for _ in range(7)}

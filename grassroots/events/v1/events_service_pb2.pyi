@@ -724,6 +724,26 @@ class EventStatistics(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class ByVillageEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TOTAL_FIELD_NUMBER: _builtins.int
     BY_STATE_FIELD_NUMBER: _builtins.int
     BY_CATEGORY_FIELD_NUMBER: _builtins.int
@@ -732,6 +752,7 @@ class EventStatistics(_message.Message):
     SLA_BREACH_RATE_FIELD_NUMBER: _builtins.int
     RESOLVED_COUNT_FIELD_NUMBER: _builtins.int
     MEAN_HOURS_TO_RESOLVE_FIELD_NUMBER: _builtins.int
+    BY_VILLAGE_FIELD_NUMBER: _builtins.int
     total: _builtins.int
     """Events matching."""
     sla_breach_rate: _builtins.float
@@ -756,6 +777,10 @@ class EventStatistics(_message.Message):
     def by_day(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Counts by day of creation (YYYY-MM-DD, China Standard Time)."""
 
+    @_builtins.property
+    def by_village(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Counts by village (tenant path, "sh/jiading/anting/xingming"): a town's breakdown."""
+
     def __init__(
         self,
         *,
@@ -767,10 +792,11 @@ class EventStatistics(_message.Message):
         sla_breach_rate: _builtins.float = ...,
         resolved_count: _builtins.int = ...,
         mean_hours_to_resolve: _builtins.float = ...,
+        by_village: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_category", b"by_category", "by_day", b"by_day", "by_grid_cell", b"by_grid_cell", "by_state", b"by_state", "mean_hours_to_resolve", b"mean_hours_to_resolve", "resolved_count", b"resolved_count", "sla_breach_rate", b"sla_breach_rate", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_category", b"by_category", "by_day", b"by_day", "by_grid_cell", b"by_grid_cell", "by_state", b"by_state", "by_village", b"by_village", "mean_hours_to_resolve", b"mean_hours_to_resolve", "resolved_count", b"resolved_count", "sla_breach_rate", b"sla_breach_rate", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

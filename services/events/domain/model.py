@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -160,6 +160,7 @@ class StatisticsRow:
     grid_cell: str
     create_time: datetime
     resolved_time: datetime | None
+    village: str = ""
 
 
 @dataclass(frozen=True)
@@ -172,3 +173,4 @@ class Statistics:
     sla_breach_rate: float
     resolved_count: int
     mean_hours_to_resolve: float
+    by_village: dict[str, int] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from services.events.domain.model import State
+from services.kit import tenancy
 from services.kit.errors import InvalidArgument
 from services.kit.filtering import parse_terms
 
@@ -43,7 +44,10 @@ def to_filters(filter_text: str, order_by: str = "") -> dict[str, object]:
                 raise InvalidArgument.field("filter", f"unknown state {term.value!r}")
             if term.field in filters:
                 raise InvalidArgument.field("filter", f"{term.field!r} appears twice")
-            filters[term.field] = term.value
+            value = term.value
+            if term.field == "village":  # stored as a path; the id form means the same
+                value = tenancy.path_of(value, "filter")
+            filters[term.field] = value
     order = ORDERS.get(" ".join(order_by.lower().split()))
     if order is None:
         raise InvalidArgument.field("order_by", 'use "create_time desc" or "create_time asc"')

@@ -24,6 +24,7 @@ def summarise(
     by_state: Counter[str] = Counter()
     by_category: Counter[str] = Counter()
     by_grid: Counter[str] = Counter()
+    by_village: Counter[str] = Counter()
     by_day: Counter[str] = Counter()
     with_sla = breached = resolved = 0
     hours = 0.0
@@ -33,6 +34,7 @@ def summarise(
         by_state[row.state.value] += 1
         by_category[row.category] += 1
         by_grid[row.grid_cell] += 1
+        by_village[row.village] += 1
         by_day[row.create_time.astimezone(CHINA_STANDARD_TIME).date().isoformat()] += 1
         if row.resolved_time is not None:
             resolved += 1
@@ -56,4 +58,5 @@ def summarise(
         sla_breach_rate=breached / with_sla if with_sla else 0.0,
         resolved_count=resolved,
         mean_hours_to_resolve=hours / resolved if resolved else 0.0,
+        by_village=dict(by_village),
     )

@@ -274,8 +274,9 @@ _LIST_AFTER = {
     True: "(create_us > %s OR (create_us = %s AND id > %s))",
 }
 _STATISTICS_HEAD = (
-    "SELECT category, state, grid_cell, create_us, (SELECT min(at_us) FROM timeline t "
-    "WHERE t.event_id = e.id AND t.to_state = 'resolved') AS resolved_us FROM events e WHERE "
+    "SELECT category, state, grid_cell, create_us, tenant, "
+    "(SELECT min(at_us) FROM timeline t WHERE t.event_id = e.id "
+    "AND t.to_state = 'resolved') AS resolved_us FROM events e WHERE "
 )
 _FILTER_SQL = {name: f"{column} = %s" for name, column in _FILTER_COLUMNS.items()}
 _TIME_SQL = {name: f"create_us {op} %s" for name, op in _TIME_OPERATORS.items()}
@@ -756,6 +757,7 @@ class PostgresEventStore:
                 r["grid_cell"],
                 from_us(r["create_us"]),
                 from_us(r["resolved_us"]) if r["resolved_us"] is not None else None,
+                r["tenant"],
             )
             for r in rows
         ]

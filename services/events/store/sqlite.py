@@ -465,8 +465,9 @@ class SqliteEventStore:
         """Per event: what the dashboards count, with when it was first resolved."""
         where, args = _where(scope, filters)
         sql = (
-            "SELECT category, state, grid_cell, create_us, (SELECT min(at_us) FROM timeline t "
-            "WHERE t.event_id = e.id AND t.to_state = 'resolved') AS resolved_us "
+            "SELECT category, state, grid_cell, create_us, tenant, "
+            "(SELECT min(at_us) FROM timeline t WHERE t.event_id = e.id "
+            "AND t.to_state = 'resolved') AS resolved_us "
             f"FROM events e WHERE {' AND '.join(where)}"
         )
 
@@ -478,6 +479,7 @@ class SqliteEventStore:
                     r["grid_cell"],
                     from_us(r["create_us"]),
                     from_us(r["resolved_us"]) if r["resolved_us"] is not None else None,
+                    r["tenant"],
                 )
                 for r in conn.execute(sql, args)
             ]

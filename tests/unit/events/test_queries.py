@@ -15,7 +15,7 @@ from services.events.domain.statistics import summarise
 from services.kit import tenancy
 from services.kit.errors import InvalidArgument
 from services.kit.status import failure_of
-from tests.conftest import TOWN, XINGMING
+from tests.conftest import TOWN, XIANGYANG, XINGMING
 from tests.unit.events.test_events_api import cell_point, md, report
 
 T0 = datetime(2026, 11, 1, 1, 0, tzinfo=UTC)
@@ -121,3 +121,33 @@ async def test_statistics_over_grpc(events, grid_index):
     assert stats.resolved_count == 1
     assert stats.sla_breach_rate == 0.0
     assert sum(stats.by_day.values()) == 4
+
+
+async def test_a_town_gets_a_per_village_breakdown_and_filters_take_either_tenant_form(
+    events, grid_index
+):
+    for i, village in enumerate((XINGMING, XINGMING, XIANGYANG)):
+        _, lon, lat = cell_point(grid_index, village, i)
+        await events.stub.CreateEvent(report(lon, lat, f"v{i}"), metadata=md())
+    town = tenancy.tenant_name(TOWN)
+    stats = await events.stub.GetEventStatistics(
+        pb.GetEventStatisticsRequest(parent=town), metadata=md()
+    )
+    assert dict(stats.by_village) == {XINGMING: 2, XIANGYANG: 1}
+    for form in (XINGMING, tenancy.path_to_id(XINGMING)):
+        only = await events.stub.GetEventStatistics(
+            pb.GetEventStatisticsRequest(parent=town, filter=f'village = "{form}"'),
+            metadata=md(),
+        )
+        assert dict(only.by_village) == {XINGMING: 2}, form
+        listed = await events.stub.ListEvents(
+            pb.ListEventsRequest(parent=town, filter=f'village = "{form}"'), metadata=md()
+        )
+        assert [e.village for e in listed.events] == [XINGMING, XINGMING], form
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await events.stub.ListEvents(
+            pb.ListEventsRequest(parent=town, filter='village = "Xingming Village"'),
+            metadata=md(),
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure_of(info.value).violations[0].field == "filter"

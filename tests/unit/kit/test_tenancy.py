@@ -36,3 +36,13 @@ def test_parse_child_name_with_wildcard_and_errors():
     assert info.value.violations[0].field == "name"
     with pytest.raises(InvalidArgument):
         tenancy.parse_parent("tenants/SH")
+
+
+def test_a_tenant_is_named_by_id_or_by_path_alike():
+    assert tenancy.path_of("sh-jiading-anting-xingming") == "sh/jiading/anting/xingming"
+    assert tenancy.path_of("sh/jiading/anting/xingming") == "sh/jiading/anting/xingming"
+    assert tenancy.path_of("sh") == "sh"
+    for bad in ("", "Xingming", "sh/jiading-anting", "sh//x", "sh-jiading/"):
+        with pytest.raises(InvalidArgument) as info:
+            tenancy.path_of(bad, "village")
+        assert info.value.violations[0].field == "village"
