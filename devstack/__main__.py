@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nGrassroots is ready in {time.monotonic() - started:.1f}s", flush=True)
         print(f"  gateway   {config.gateway_url}  (API docs {config.gateway_url}/docs)")
         print(f"  readiness {config.gateway_url}/readyz")
+        print(f"  edge      grpc {config.edge_address}  (gRPC for apps: x-api-key or a token)")
         for name in SERVICES:
             print(
                 f"  {name:<8}  grpc {config.address(name)}  "

@@ -34,6 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 SERVICES = NAMES
 DEFAULT_GRPC_PORTS = {row.name: row.grpc_port for row in COMPONENTS.values()}
 DEFAULT_METRICS_PORTS = {row.name: row.metrics_port for row in COMPONENTS.values()}
+# The gRPC edge for village developers; GRASSROOTS_EDGE_GRPC_PORT moves it.
+DEFAULT_EDGE_PORT = 50050
 
 
 def free_port() -> int:
@@ -47,6 +49,7 @@ class StackConfig:
     data_dir: Path
     host: str = "127.0.0.1"
     gateway_port: int = 8080
+    edge_port: int = DEFAULT_EDGE_PORT
     grpc_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_GRPC_PORTS))
     metrics_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_METRICS_PORTS))
     log_dir: Path | None = None
@@ -57,6 +60,7 @@ class StackConfig:
         return cls(
             data_dir=data_dir,
             gateway_port=free_port(),
+            edge_port=free_port(),
             grpc_ports={name: free_port() for name in SERVICES},
             metrics_ports={name: free_port() for name in SERVICES},
             log_dir=log_dir,
@@ -71,6 +75,7 @@ class StackConfig:
         return cls(
             data_dir=data_dir,
             gateway_port=gateway_port or int(environ.get("GRASSROOTS_GATEWAY_PORT", "8080")),
+            edge_port=int(environ.get("GRASSROOTS_EDGE_GRPC_PORT", DEFAULT_EDGE_PORT)),
             grpc_ports={
                 name: int(environ.get(f"GRASSROOTS_{name.upper()}_GRPC_PORT", port))
                 for name, port in DEFAULT_GRPC_PORTS.items()
@@ -84,6 +89,10 @@ class StackConfig:
 
     def address(self, service: str) -> str:
         return f"{self.host}:{self.grpc_ports[service]}"
+
+    @property
+    def edge_address(self) -> str:
+        return f"{self.host}:{self.edge_port}"
 
     @property
     def gateway_url(self) -> str:
@@ -127,12 +136,16 @@ class StackConfig:
         shared = self.dev_secrets()
         defaults: dict[str, str] = {signing.KEYS_VARIABLE: shared[signing.KEYS_VARIABLE]}
         wiring: dict[str, str] = {}
-        if process == "gateway":
+        if process in ("gateway", "edge"):
+            # The edge admits callers with the gateway's settings: same limits, same keys.
             prefix = "GRASSROOTS_GATEWAY_"
             defaults[prefix + "HOST"] = self.host
             wiring[prefix + "PORT"] = str(self.gateway_port)
             for name in SERVICES:
                 wiring[f"{prefix}{name.upper()}_ADDRESS"] = self.address(name)
+            if process == "edge":
+                defaults["GRASSROOTS_EDGE_HOST"] = self.host
+                wiring["GRASSROOTS_EDGE_GRPC_PORT"] = str(self.edge_port)
         else:
             prefix = f"GRASSROOTS_{process.upper()}_"
             defaults[prefix + "HOST"] = self.host
@@ -173,7 +186,7 @@ class Stack:
             demo_village.generate(self.config.map_file)
 
     def start(self, name: str) -> None:
-        module = "gateway" if name == "gateway" else COMPONENTS[name].module
+        module = {"gateway": "gateway", "edge": "gateway.edge"}.get(name) or COMPONENTS[name].module
         stdout: object = None
         if self.config.log_dir is not None:
             self.config.log_dir.mkdir(parents=True, exist_ok=True)
@@ -224,11 +237,12 @@ class Stack:
 
     def start_all(self) -> None:
         self.ensure_demo_data()
-        for name in (*SERVICES, "gateway"):
+        for name in (*SERVICES, "gateway", "edge"):
             self.start(name)
 
     def service_serving(self, name: str, timeout: float = 0.5) -> bool:
-        with grpc.insecure_channel(self.config.address(name)) as channel:
+        address = self.config.edge_address if name == "edge" else self.config.address(name)
+        with grpc.insecure_channel(address) as channel:
             try:
                 response = health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(), timeout=timeout
@@ -245,9 +259,9 @@ class Stack:
         return response.status_code == 200
 
     def wait_ready(self, timeout: float = 60.0, services: tuple[str, ...] = SERVICES) -> None:
-        """Block until every service is SERVING and the gateway is ready."""
+        """Block until every service and a started edge are SERVING and the gateway is ready."""
         deadline = time.monotonic() + timeout
-        pending = list(services)
+        pending = [*services, *(["edge"] if "edge" in self.processes else [])]
         while time.monotonic() < deadline:
             self.check_alive()
             pending = [name for name in pending if not self.service_serving(name)]
@@ -282,5 +296,5 @@ class Stack:
         return process.returncode
 
     def stop_all(self) -> None:
-        for name in ("gateway", *reversed(SERVICES)):
+        for name in ("edge", "gateway", *reversed(SERVICES)):
             self.stop(name)

@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio import Redis
 
 from gateway.auth import Guard
 from gateway.errors import install_handlers
@@ -25,10 +24,8 @@ from gateway.routers import (
     tenants,
 )
 from gateway.routers import map as map_router
-from gateway.security.authenticator import Authenticator, Caller
+from gateway.security.authenticator import Caller
 from gateway.security.headers import SecurityHeadersMiddleware
-from gateway.security.ratelimit import RateLimiter
-from gateway.security.sources import IdentitySources
 from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams
 from services.kit.components import NAMES
@@ -52,30 +49,14 @@ Errors share one shape: `{"error": {"code", "status", "message", "field_violatio
 
 def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None) -> FastAPI:
     """The gateway. `fixed_caller` skips authentication and limits: benchmarks only."""
-    redis = (
-        Redis.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25)
-        if settings.redis_url
-        else None
-    )
-    guard = Guard(
-        authenticator=None,
-        limiter=RateLimiter(redis),
-        user_requests_per_minute=settings.user_requests_per_minute,
-        tenant_requests_per_minute=settings.tenant_requests_per_minute,
-        anonymous_requests_per_minute=settings.anonymous_requests_per_minute,
-        public_tenant=settings.public_tenant,
-        fixed_caller=fixed_caller,
-    )
+    guard = Guard.from_settings(settings, fixed_caller)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         discovery = StaticDiscovery(settings.addresses())
         upstreams = Upstreams(discovery, NAMES, settings.call_timeout_seconds)
         app.state.upstreams = upstreams
-        sources = IdentitySources(upstreams, settings.service_tenant)
-        guard.authenticator = Authenticator(
-            sources.jwks, sources.key, key_cache_seconds=settings.api_key_cache_seconds
-        )
+        guard.connect(upstreams, settings)
         try:
             yield
         finally:
@@ -119,7 +100,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         ],
         expose_headers=["X-Request-ID", "Idempotent-Replayed", "Location"],
     )
-    app.add_middleware(IdempotencyMiddleware, store=ReplayStore(redis))
+    app.add_middleware(IdempotencyMiddleware, store=ReplayStore(guard.limiter.redis))
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,

@@ -21,10 +21,14 @@ from dataclasses import dataclass
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from redis.asyncio import Redis
 
 from gateway.errors import ApiError
 from gateway.security.authenticator import API_KEY_PREFIX, Authenticator, Caller
 from gateway.security.ratelimit import Decision, Limit, RateLimiter
+from gateway.security.sources import IdentitySources
+from gateway.settings import GatewaySettings
+from gateway.upstreams import Upstreams
 from services.kit import context as ctx
 from services.kit.errors import Unauthenticated
 from services.kit.principal import Principal
@@ -52,6 +56,31 @@ class Guard:
     public_tenant: str
     fixed_caller: Caller | None = None  # benchmarks only: auth "turned off"
 
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings, fixed_caller: Caller | None = None) -> Guard:
+        """The limits and rate-limit store a gateway (REST or gRPC edge) is configured with."""
+        redis = (
+            Redis.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25)
+            if settings.redis_url
+            else None
+        )
+        return cls(
+            authenticator=None,
+            limiter=RateLimiter(redis),
+            user_requests_per_minute=settings.user_requests_per_minute,
+            tenant_requests_per_minute=settings.tenant_requests_per_minute,
+            anonymous_requests_per_minute=settings.anonymous_requests_per_minute,
+            public_tenant=settings.public_tenant,
+            fixed_caller=fixed_caller,
+        )
+
+    def connect(self, upstreams: Upstreams, settings: GatewaySettings) -> None:
+        """Start authenticating: keys and signing keys come from the identity service."""
+        sources = IdentitySources(upstreams, settings.service_tenant)
+        self.authenticator = Authenticator(
+            sources.jwks, sources.key, key_cache_seconds=settings.api_key_cache_seconds
+        )
+
     async def caller(self, bearer: str | None, api_key: str | None) -> Caller:
         if self.fixed_caller is not None:
             return self.fixed_caller
@@ -67,6 +96,18 @@ class Guard:
         except Unauthenticated as exc:
             raise _unauthenticated(exc.message) from None
         raise _unauthenticated("send an access token (Authorization: Bearer) or an API key")
+
+    async def admit(self, bearer: str | None, api_key: str | None, scope: str) -> Principal:
+        """Authenticate, charge the limits, check `scope` ("" for any caller), in that order.
+
+        REST routes and the gRPC edge both admit callers here, so both answer the same
+        credentials, quotas and scopes the same way (as `ApiError`s in HTTP terms).
+        """
+        caller = await self.caller(bearer, api_key)
+        await self.charge(caller)
+        if scope and not caller.principal.has_scope(scope):
+            raise ApiError(403, f"this call needs the {scope!r} scope", reason="MISSING_SCOPE")
+        return caller.principal
 
     async def charge(self, caller: Caller) -> None:
         if self.fixed_caller is not None:
@@ -114,12 +155,8 @@ def access(component_or_scope: str) -> Callable[..., Awaitable[Principal]]:
         token = bearer.credentials if bearer is not None else None
         if api_key is None and token is None:
             api_key = await _open311_api_key(request)
-        caller = await guard.caller(token, api_key)
-        await guard.charge(caller)
         scope = required_scope(component_or_scope, request.method)
-        if scope and not caller.principal.has_scope(scope):
-            raise ApiError(403, f"this call needs the {scope!r} scope", reason="MISSING_SCOPE")
-        return _adopt(request, caller.principal)
+        return _adopt(request, await guard.admit(token, api_key, scope))
 
     authorize.__name__ = f"access_{component_or_scope.replace(':', '_') or 'any'}"
     return authorize

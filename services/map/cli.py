@@ -4,9 +4,9 @@
         hydrants.geojson [--format geojson] [--source-crs EPSG:4490] [--replace] [--repair]
     python -m services.map.cli export tenants/.../layers/hydrants out.gpkg [--crs EPSG:4490]
 
-It talks to the map service over gRPC (GRASSROOTS_MAP_ADDRESS, default 127.0.0.1:50051)
-as the principal given by GRASSROOTS_CLI_TENANT / GRASSROOTS_CLI_SUBJECT (until sign-in
-arrives), so every check the service makes applies to it too.
+It calls the map over gRPC through the platform's edge (GRASSROOTS_EDGE_ADDRESS,
+default 127.0.0.1:50050) with an app's API key (--api-key or GRASSROOTS_API_KEY), so
+the key's tenant, scopes and quota apply exactly as they do over REST.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import grpc
 
 from grassroots.map.v1 import map_service_pb2 as pb
 from grassroots.map.v1 import map_service_pb2_grpc as pb_grpc
-from services.kit.principal import Principal
 from services.kit.status import failure_of
 
 SUFFIX_FORMATS = {
@@ -41,14 +40,8 @@ def _format(path: Path, given: str | None) -> str:
     return fmt
 
 
-def _metadata() -> tuple[tuple[str, bytes], ...]:
-    principal = Principal(
-        subject=os.environ.get("GRASSROOTS_CLI_SUBJECT", "users/cli"),
-        tenant=os.environ.get("GRASSROOTS_CLI_TENANT", "sh"),
-        kind="user",
-        scopes=frozenset({"map:read", "map:write"}),
-    )
-    return principal.to_metadata()
+EDGE_ADDRESS_VARIABLE = "GRASSROOTS_EDGE_ADDRESS"
+API_KEY_VARIABLE = "GRASSROOTS_API_KEY"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--address", default=os.environ.get("GRASSROOTS_MAP_ADDRESS", "127.0.0.1:50051")
+        "--address",
+        default=os.environ.get(EDGE_ADDRESS_VARIABLE, "127.0.0.1:50050"),
+        help=f"the platform's gRPC edge (${EDGE_ADDRESS_VARIABLE})",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_VARIABLE, ""),
+        help=f"your app's key, grk_... (${API_KEY_VARIABLE})",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     imp = commands.add_parser("import", help="import a file into a layer, all or nothing")
@@ -79,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--format", choices=sorted(set(SUFFIX_FORMATS.values())))
     exp.add_argument("--crs", default="")
     args = parser.parse_args(argv)
+    if not args.api_key.strip():
+        print(
+            f"error: no API key: pass --api-key or set {API_KEY_VARIABLE} "
+            "(your village secretary issues one; make run prints the demo keys)",
+            file=sys.stderr,
+        )
+        return 2
+    metadata = (("x-api-key", args.api_key.strip()),)
 
     with grpc.insecure_channel(args.address) as channel:
         stub = pb_grpc.MapServiceStub(channel)
@@ -98,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                         lat_field=args.lat_field,
                         ignore_unknown_fields=args.ignore_unknown_fields,
                     ),
-                    metadata=_metadata(),
+                    metadata=metadata,
                     timeout=300,
                 )
                 print(
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                     pb.ExportFeaturesRequest(
                         name=args.layer, format=_format(args.file, args.format), crs=args.crs
                     ),
-                    metadata=_metadata(),
+                    metadata=metadata,
                     timeout=300,
                 )
                 args.file.write_bytes(exported.data)

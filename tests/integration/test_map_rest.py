@@ -220,8 +220,8 @@ def test_cli_imports_and_exports(stack, tmp_path, api):
     source.write_text("id,name,lon,lat\ns1,East school,121.161,31.291\ns2,Hall,121.162,31.292\n")
     env = {
         **os.environ,
-        "GRASSROOTS_MAP_ADDRESS": stack.config.address("map"),
-        "GRASSROOTS_CLI_TENANT": "sh/jiading/anting/xingming",
+        "GRASSROOTS_EDGE_ADDRESS": stack.config.edge_address,
+        "GRASSROOTS_API_KEY": stack.api_headers()["X-API-Key"],
     }
     layer = f"tenants/{VILLAGE}/layers/shelters"
     result = subprocess.run(
