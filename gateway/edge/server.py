@@ -17,6 +17,7 @@ from gateway.edge.settings import EdgeSettings
 from gateway.security.authenticator import Caller
 from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams
+from services.kit.client import CHANNEL_OPTIONS
 from services.kit.components import NAMES
 from services.kit.discovery import StaticDiscovery
 from services.kit.server import SERVER_OPTIONS, RunningServer
@@ -33,6 +34,7 @@ class RunningEdge:
     server: RunningServer
     upstreams: Upstreams
     guard: Guard
+    forwarding: tuple[grpc.aio.Channel, ...]
 
     @property
     def port(self) -> int:
@@ -42,6 +44,8 @@ class RunningEdge:
         await self.server.stop()
         await self.guard.limiter.close()
         await self.upstreams.close()
+        for channel in self.forwarding:
+            await channel.close()
 
 
 async def start_edge(
@@ -52,9 +56,16 @@ async def start_edge(
     guard = Guard.from_settings(gateway, fixed_caller)
     guard.connect(upstreams, gateway)
     routes = public_routes()
+    # Forwarding has channels of its own, without the kit's client interceptors: the
+    # proxy sets deadline, principal and request id itself, and Python interceptors
+    # would cost more than the rest of the hop.
+    forwarding = {
+        name: grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        for name, address in gateway.addresses().items()
+    }
     server = grpc.aio.server(options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers(
-        (EdgeProxy(routes, guard, upstreams.channels, gateway.call_timeout_seconds),)
+        (EdgeProxy(routes, guard, forwarding, gateway.call_timeout_seconds),)
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -70,4 +81,4 @@ async def start_edge(
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("edge serving on %s:%d", settings.host, port, extra={"grpc_port": port})
     running = RunningServer(server, health, port, settings.grace_seconds)
-    return RunningEdge(running, upstreams, guard)
+    return RunningEdge(running, upstreams, guard, tuple(forwarding.values()))
