@@ -47,7 +47,7 @@ from grassroots.empower.v1 import empower_service_pb2_grpc as pb_grpc  # noqa: E
 from services.empower.api import build_component  # noqa: E402
 from services.empower.config import EmpowerSettings  # noqa: E402
 from services.empower.domain.roles import ALL_SCOPES  # noqa: E402
-from services.empower.stores import open_empower  # noqa: E402
+from services.empower.wiring import open_empower  # noqa: E402
 from services.kit.config import ServiceSettings  # noqa: E402
 from services.kit.principal import Principal  # noqa: E402
 from services.kit.server import start_server  # noqa: E402
