@@ -64,8 +64,15 @@ def _collection_id(layer: pb.Layer) -> str:
     return f"{parts[1]}.{parts[3]}"
 
 
+# Short forms people type (and the README shows) for the same CRSs: `EPSG:4490`, `CRS84`.
+SHORT_FORMS = {"CRS84": CRS84, "OGC:CRS84": CRS84} | {
+    f"EPSG:{uri.removeprefix(EPSG)}": uri for uri in SUPPORTED_CRS if uri.startswith(EPSG)
+}
+
+
 def _crs(uri: str | None, field: str) -> tuple[str, bool, str]:
     uri = uri or CRS84
+    uri = SHORT_FORMS.get(uri.upper(), uri)
     if uri not in SUPPORTED_CRS:
         raise ApiError(
             400,

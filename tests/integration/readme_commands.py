@@ -143,7 +143,7 @@ class Reader:
             return self.context[name]
 
         text = re.sub(
-            r"\b([A-Z][A-Z_]*)=[\w-]*\.\.\.", lambda m: f"{m[1]}={known(m[1])}", text
+            r"\b([A-Z][A-Z0-9_]*)=[\w-]*\.\.\.", lambda m: f"{m[1]}={known(m[1])}", text
         )
         if "ev_01kb..." in text:
             text = text.replace("ev_01kb...", known("EVENT"))
@@ -168,7 +168,7 @@ class Reader:
             env={k: v for k, v in os.environ.items() if not k.startswith("GRASSROOTS_")},
         )
         assert done.returncode == 0, f"{command}\nexit {done.returncode}: {done.stderr[-2000:]}"
-        if re.fullmatch(r"[A-Z][A-Z_]*=\S.*", _first_code_line(text)):
+        if re.fullmatch(r"[A-Z][A-Z0-9_]*=\S.*", _first_code_line(text)):
             self.assignments.append(text + "\n")
         self.learn(done.stdout)
         return [int(s) for s in STATUS.findall(done.stderr)], done.stdout

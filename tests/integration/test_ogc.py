@@ -124,6 +124,21 @@ def test_crs_part_2_swaps_axes_for_epsg_4326_and_projects_utm(ogc, key, demo_gpk
     assert bad.status_code == 400
 
 
+def test_crs_short_forms_mean_the_same_crs(ogc, key, demo_gpkg):
+    fid = next(iter(source_cells(demo_gpkg)))
+    url = f"{ogc}/collections/{COLLECTION}/items/{fid}"
+    full = httpx.get(url, params={"crs": "http://www.opengis.net/def/crs/EPSG/0/4490"}, headers=key)
+    short = httpx.get(url, params={"crs": "EPSG:4490"}, headers=key)
+    assert short.status_code == 200
+    assert short.headers["content-crs"] == "<http://www.opengis.net/def/crs/EPSG/0/4490>"
+    assert short.json()["geometry"] == full.json()["geometry"]
+    assert httpx.get(url, params={"crs": "CRS84"}, headers=key).headers["content-crs"] == (
+        f"<{CRS84}>"
+    )
+    bad = httpx.get(url, params={"crs": "EPSG:999999"}, headers=key)
+    assert bad.status_code == 400 and "crs" in bad.text
+
+
 def test_bbox_and_property_filters(ogc, key, demo_gpkg):
     expected = source_cells(demo_gpkg)
     fid, (geom, worker) = next(iter(expected.items()))
