@@ -142,9 +142,7 @@ class Reader:
             assert name in self.context, f"nothing earlier tells the reader {name}"
             return self.context[name]
 
-        text = re.sub(
-            r"\b([A-Z][A-Z0-9_]*)=[\w-]*\.\.\.", lambda m: f"{m[1]}={known(m[1])}", text
-        )
+        text = re.sub(r"\b([A-Z][A-Z0-9_]*)=[\w-]*\.\.\.", lambda m: f"{m[1]}={known(m[1])}", text)
         if "ev_01kb..." in text:
             text = text.replace("ev_01kb...", known("EVENT"))
         if '"0c77..."' in text:
