@@ -3,6 +3,10 @@
 `field = "value"`, `field >= "value"` (also >, <=, <, !=) and `field : "word"` (has),
 joined by AND. Enough for list methods to filter on indexed columns; anything richer
 is refused with INVALID_ARGUMENT naming `filter`, rather than silently ignored.
+
+The expression is scanned term by term from left to right, so a quoted value is taken
+literally whatever it holds (`q : "salt AND pepper"` is one term), and only an AND
+between terms joins them.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from dataclasses import dataclass
 
 from services.kit.errors import InvalidArgument
 
-_TERM = re.compile(r'^\s*([a-z_][a-z0-9_.]*)\s*(>=|<=|!=|=|>|<|:)\s*"((?:[^"\\]|\\.)*)"\s*$')
+_TERM = re.compile(r'\s*([a-z_][a-z0-9_.]*)\s*(>=|<=|!=|=|>|<|:)\s*"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_AND = re.compile(r"\s+AND\s+")
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 OPERATORS = frozenset({"=", "!=", ">", ">=", "<", "<=", ":"})
 
 
@@ -29,19 +35,42 @@ def quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def _unquote(inside: str) -> str:
+    """Undo `quote`: \\" and \\\\ stand for " and \\; any other backslash stays as sent."""
+    return _ESCAPE.sub(lambda m: m.group(1) if m.group(1) in '"\\' else m.group(0), inside)
+
+
+def _scan(expression: str) -> list[tuple[str, str, str]]:
+    """(field, operator, value) of each term; a gap that is not AND is refused."""
+    found: list[tuple[str, str, str]] = []
+    position = 0
+    while True:
+        match = _TERM.match(expression, position)
+        if match is None:
+            rest = expression[position:].strip()
+            raise InvalidArgument.field(
+                "filter",
+                f'cannot parse {rest[:80]!r}; expected field = "value" joined by AND',
+            )
+        found.append((match.group(1), match.group(2), _unquote(match.group(3))))
+        position = match.end()
+        if not expression[position:].strip():
+            return found
+        joined = _AND.match(expression, position)
+        if joined is None:
+            rest = expression[position:].strip()
+            raise InvalidArgument.field(
+                "filter", f"cannot parse {rest[:80]!r}; terms are joined by AND only"
+            )
+        position = joined.end()
+
+
 def parse_terms(expression: str, allowed: Mapping[str, Collection[str]]) -> list[Term]:
     """Parse a conjunction; `allowed` maps each field to the operators it accepts."""
-    terms: list[Term] = []
     if not expression.strip():
-        return terms
-    for text in re.split(r"\s+AND\s+", expression.strip()):
-        match = _TERM.match(text)
-        if not match:
-            raise InvalidArgument.field(
-                "filter", f'cannot parse {text!r}; expected field = "value" joined by AND'
-            )
-        name, op = match.group(1), match.group(2)
-        value = match.group(3).replace('\\"', '"').replace("\\\\", "\\")
+        return []
+    terms: list[Term] = []
+    for name, op, value in _scan(expression):
         if name not in allowed:
             raise InvalidArgument.field(
                 "filter", f"cannot filter on {name!r}; allowed: {', '.join(sorted(allowed))}"

@@ -2,7 +2,7 @@ import pytest
 
 from services.kit import paging
 from services.kit.errors import InvalidArgument
-from services.kit.filtering import parse_equalities
+from services.kit.filtering import Term, parse_equalities, parse_terms, quote
 
 
 def test_page_size_defaults_caps_and_rejects_negative():
@@ -32,10 +32,38 @@ def test_filter_parses_conjunctions_and_quotes():
     assert parse_equalities("  ", {"x"}) == {}
 
 
+def test_a_quoted_value_is_taken_literally_even_holding_and():
+    # Issue 11, finding 13: any search value containing " AND " answered 400.
+    allowed = {"q": (":",), "state": ("=",)}
+    assert parse_terms('q : "salt AND pepper"', allowed) == [Term("q", ":", "salt AND pepper")]
+    assert parse_terms('q : "a AND b = \\"c\\"" AND state = "x AND y"', allowed) == [
+        Term("q", ":", 'a AND b = "c"'),
+        Term("state", "=", "x AND y"),
+    ]
+    assert parse_equalities('name = " AND "', {"name"}) == {"name": " AND "}
+
+
+@pytest.mark.parametrize(
+    "value", ["plain", 'say "hi"', "back\\slash", "C:\\dir AND more", "a\\", ' AND x = "y']
+)
+def test_quote_and_parse_are_inverse(value):
+    assert parse_equalities(f'name = "{quote(value)}"', {"name"}) == {"name": value}
+
+
+def test_unknown_escapes_are_kept_as_sent():
+    assert parse_equalities('path = "C:\\temp"', {"path"}) == {"path": "C:\\temp"}
+    assert parse_equalities('path = "C:\\\\temp"', {"path"}) == {"path": "C:\\temp"}
+
+
 @pytest.mark.parametrize(
     "text",
     [
         'owner = "x"',
+        'grid_cell = "a" state = "b"',
+        'grid_cell = "a"AND state = "b"',
+        'grid_cell = "a" AND',
+        'grid_cell = "a" and state = "b"',
+        'grid_cell = "unterminated AND state = "b',
         "grid_cell = g1",
         'grid_cell = "a" OR state = "b"',
         'grid_cell = "a" AND grid_cell = "b"',
