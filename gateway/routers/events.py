@@ -110,6 +110,11 @@ def _state_name(state: int) -> StateName:
     return pb.Event.State.Name(state).removeprefix("STATE_").lower()  # type: ignore[return-value]
 
 
+# Offsets are the bus's int64 positions; a larger one is a bad request, not an overflow.
+MAX_OFFSET = 2**63 - 1
+_OFFSET = re.compile(r"[0-9]{1,19}")
+
+
 @router.post(
     "",
     status_code=201,
@@ -200,7 +205,9 @@ async def stream_events(
     tenant: TenantId,
     request: Request,
     who: Who,
-    after: Annotated[int | None, Query(ge=0, description="resume after this offset")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_OFFSET, description="resume after this offset")
+    ] = None,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> StreamingResponse:
     """`id:` is the change's offset; reconnecting with `Last-Event-ID` resumes after it.
@@ -209,7 +216,8 @@ async def stream_events(
     """
     start = after
     if start is None and last_event_id is not None:
-        if not last_event_id.isdigit():
+        # ASCII digits only: str.isdigit() also says yes to "²" and "١٢٣".
+        if not _OFFSET.fullmatch(last_event_id) or int(last_event_id) > MAX_OFFSET:
             raise ApiError(
                 400,
                 "Last-Event-ID must be an offset",

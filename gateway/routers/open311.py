@@ -32,7 +32,9 @@ from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.events.domain.categories import Category
 from services.kit import tenancy
+from services.kit.errors import InvalidArgument
 from services.kit.principal import Principal
+from services.kit.timestamps import parse_time
 
 FORMATS = ("json", "xml")
 JSON_TYPE = "application/json; charset=utf-8"
@@ -441,14 +443,9 @@ def _moment(text: str | None, field: str) -> datetime | None:
     # A "+" left unencoded in a query string arrives as a space; no w3 date has one.
     value = text.strip().replace(" ", "+")
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise Open311Error.of(
-            400, field, f"{value[:40]!r} is not a w3 date-time such as 2010-01-01T00:00:00Z"
-        ) from None
-    if moment.tzinfo is None:
-        raise Open311Error.of(400, field, "needs a timezone: Z or an offset such as +08:00")
-    return moment
+        return parse_time(value, field, what="a w3 date-time")
+    except InvalidArgument as exc:
+        raise Open311Error.of(400, field, exc.violations[0].description) from None
 
 
 def _window(start_date: str | None, end_date: str | None) -> tuple[datetime, datetime | None]:

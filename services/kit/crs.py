@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 import pyproj
-from pyproj.exceptions import CRSError
+from pyproj.exceptions import CRSError, ProjError
 
 from services.kit.errors import InvalidArgument
 
@@ -294,6 +294,13 @@ def _epsg_crs(code: int) -> pyproj.CRS | None:
     except CRSError:
         return None
     if crs.is_vertical or crs.is_compound or not (crs.is_geographic or crs.is_projected):
+        return None
+    # Some codes PROJ knows cannot be converted to WGS84 (EPSG:2301 has no usable
+    # operation): refuse them here, by name, rather than fail later in a transform.
+    try:
+        pyproj.Transformer.from_crs(crs, STORAGE_CRS, always_xy=True)
+        pyproj.Transformer.from_crs(STORAGE_CRS, crs, always_xy=True)
+    except ProjError:
         return None
     return crs
 

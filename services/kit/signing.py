@@ -53,6 +53,14 @@ class KeyRing:
         expected = hmac.new(key, payload, hashlib.sha256).digest()
         return hmac.compare_digest(expected, mac)
 
+    def derive(self, purpose: bytes) -> KeyRing:
+        """The same ring's keys for another use (page tokens, ...): a MAC made for one
+        purpose is worthless for another, and one secret still rolls them all."""
+        keys = {
+            kid: hmac.new(key, purpose, hashlib.sha256).digest() for kid, key in self.keys.items()
+        }
+        return KeyRing(active=self.active, keys=keys)
+
     @classmethod
     def parse(cls, text: str) -> KeyRing:
         """Read `kid:base64key[,kid:base64key...]`; the first key signs."""

@@ -27,6 +27,7 @@ from services.kit import paging, tenancy
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied
 from services.kit.filtering import parse_terms
 from services.kit.principal import Principal
+from services.kit.timestamps import parse_time
 
 if TYPE_CHECKING:
     from services.empower.domain.people_ports import AuditStore
@@ -155,14 +156,7 @@ def to_filter(filter_text: str) -> AuditFilter:
             else:
                 record = term.value
             continue
-        try:
-            moment = datetime.fromisoformat(term.value.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidArgument.field(
-                "filter", f"time needs an RFC 3339 time, not {term.value!r}"
-            ) from None
-        if moment.tzinfo is None:
-            raise InvalidArgument.field("filter", "time needs a time zone")
+        moment = parse_time(term.value, "filter")
         # Every bound becomes [from, before) on whole microseconds, as stored.
         if term.op in (">=", ">"):
             bound = moment + _ONE_US if term.op == ">" else moment

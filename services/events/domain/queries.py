@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from services.events.domain.model import State
 from services.kit import tenancy
 from services.kit.errors import InvalidArgument
 from services.kit.filtering import parse_terms
+from services.kit.timestamps import parse_time
 
 FILTERABLE = {
     "grid_cell": ("=",),
@@ -26,15 +25,7 @@ def to_filters(filter_text: str, order_by: str = "") -> dict[str, object]:
     filters: dict[str, object] = {}
     for term in parse_terms(filter_text, FILTERABLE):
         if term.field == "create_time":
-            try:
-                moment = datetime.fromisoformat(term.value.replace("Z", "+00:00"))
-            except ValueError:
-                raise InvalidArgument.field(
-                    "filter", f"create_time needs an RFC 3339 time, not {term.value!r}"
-                ) from None
-            if moment.tzinfo is None:
-                raise InvalidArgument.field("filter", "create_time needs a time zone")
-            filters[_TIME_KEYS[term.op]] = moment
+            filters[_TIME_KEYS[term.op]] = parse_time(term.value, "filter", what="create_time")
         elif term.field == "description":
             if not term.value.strip():
                 raise InvalidArgument.field("filter", "description : needs a word")

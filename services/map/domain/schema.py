@@ -76,6 +76,10 @@ def check_layer(layer: Layer, prefix: str = "layer.") -> None:
         raise InvalidArgument(violations)
 
 
+# Integer fields are stored as 64-bit integers (GeoPackage and PostGIS alike).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _coerce(value: object, spec: FieldSpec) -> object:
     """One value to the field's type; ValueError says why it cannot be."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -89,7 +93,10 @@ def _coerce(value: object, spec: FieldSpec) -> object:
             raise ValueError("is a boolean, not an integer")
         if isinstance(value, float) and not value.is_integer():
             raise ValueError(f"{value} is not a whole number")
-        return int(value)  # type: ignore[call-overload]
+        number = int(value)  # type: ignore[call-overload]
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise ValueError(f"{value} does not fit a 64-bit integer")
+        return number
     if spec.type is FieldType.NUMBER:
         if isinstance(value, bool):
             raise ValueError("is a boolean, not a number")

@@ -1,6 +1,9 @@
+import base64
+import json
+
 import pytest
 
-from services.kit import paging
+from services.kit import paging, signing
 from services.kit.errors import InvalidArgument
 from services.kit.filtering import Term, parse_equalities, parse_terms, quote
 
@@ -73,3 +76,51 @@ def test_filter_errors_name_the_filter_field(text):
     with pytest.raises(InvalidArgument) as info:
         parse_equalities(text, {"grid_cell", "state"})
     assert info.value.violations[0].field == "filter"
+
+
+def _forge(cursor, query):
+    """A token as the unsigned format had it: base64 of the cursor and the fingerprint."""
+    body = json.dumps({"c": cursor, "q": paging._fingerprint(query)}).encode()
+    return base64.urlsafe_b64encode(body).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor", [{"t": 10**30, "id": "ev"}, {"t": [1], "id": {}}, {"o": 5}, {"s": "x"}]
+)
+def test_a_forged_token_is_refused_before_its_cursor_is_read(cursor):
+    # Issue 11, finding 8: forged cursors (wrong types, numbers past int64) reached stores.
+    query = {"parent": "sh"}
+    real = paging.encode_token(cursor, query)
+    body, mac = real.split(".")
+    for forged in (_forge(cursor, query), f"{_forge(cursor, query)}.{mac}", f"{body}.", body):
+        with pytest.raises(InvalidArgument) as info:
+            paging.decode_token(forged, query)
+        assert info.value.violations[0].field == "page_token"
+        assert "not a token this service issued" in info.value.violations[0].description
+    assert paging.decode_token(real, query) == cursor
+
+
+def test_tokens_are_signed_under_the_ring_and_survive_a_key_roll():
+    query = {"parent": "sh"}
+    old = signing.KeyRing.parse(signing.generate_keys_value("old"))
+    new = signing.KeyRing.parse(f"{signing.generate_keys_value('new')},old:" + _key_text(old))
+    try:
+        signing.configure(old)
+        token = paging.encode_token({"o": 7}, query)
+        signing.configure(new)  # the old key still verifies while the new one signs
+        assert paging.decode_offset(token, query) == 7
+        signing.configure(signing.KeyRing.parse(signing.generate_keys_value("other")))
+        with pytest.raises(InvalidArgument):
+            paging.decode_offset(token, query)
+    finally:
+        signing.configure(None)
+
+
+def _key_text(ring):
+    return base64.b64encode(ring.keys[ring.active]).decode()
+
+
+def test_a_page_token_mac_is_not_a_principal_signature():
+    ring = signing.keyring()
+    body = b'{"c":{"o":1},"q":"x"}'
+    assert not ring.verify(body, ring.derive(b"grassroots page token v1").sign(body))

@@ -364,6 +364,31 @@ async def test_bad_features_are_refused_with_the_reason(stub, features, expected
     assert expected in failure_of(info.value).violations[0].description
 
 
+@pytest.mark.parametrize("count", [1e30, -1e30, 2**64])
+async def test_an_integer_past_64_bits_is_refused_naming_the_feature(stub, count):
+    # Issue 11, finding 8: an integer field of 1e30 passed the check and failed to store.
+    fields = [field("count", pb.FIELD_TYPE_INTEGER)]
+    await create(stub, VILLAGE_A, "pois", pb.LAYER_KIND_POI, "Point", fields, WRITER_A)
+    point = {"type": "Point", "coordinates": [121.0, 31.0]}
+    data = geojson_bytes([("a", point, {"count": 5}), ("b", point, {"count": count})])
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.ImportFeatures(
+            pb.ImportFeaturesRequest(
+                parent=layer_name(VILLAGE_A, "pois"), data=data, format="geojson"
+            ),
+            metadata=WRITER_A,
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    (violation,) = failure_of(info.value).violations
+    assert violation.field == "file"
+    assert "feature 1, field 'count'" in violation.description
+    assert "64-bit" in violation.description
+    listed = await stub.ListFeatures(
+        pb.ListFeaturesRequest(parent=layer_name(VILLAGE_A, "pois")), metadata=WRITER_A
+    )
+    assert len(listed.features) == 0  # nothing half-written
+
+
 async def test_unknown_crs_and_unknown_layer(stub):
     await create(stub, VILLAGE_A, "pois", pb.LAYER_KIND_POI, "Point", [], WRITER_A)
     data = geojson_bytes([("a", {"type": "Point", "coordinates": [121.0, 31.0]}, {})])

@@ -1,0 +1,211 @@
+"""Bad input answers 400 naming the field, never 500 (issue 11, finding 8).
+
+Each case is one the adversarial probe found answering 500: forged page tokens with
+wrong types or numbers past int64 (events, audit), times at the edges of the calendar
+(audit filter, Open311 dates), stream offsets of 20 digits or non-ASCII digits, a CRS
+that PROJ knows but cannot convert to WGS84. Each request goes on a connection of its
+own: after an unhandled error the gateway drops the connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import httpx
+import pytest
+from security_world import A, World, report_event
+
+EPSG_WITHOUT_WGS84 = "EPSG:2301"
+
+
+def fresh(world: World, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    with httpx.Client(base_url=world.url, timeout=15) as client:
+        return client.request(method, path, **kwargs)
+
+
+def assert_bad_request(response: httpx.Response, field: str) -> None:
+    assert response.status_code == 400, (
+        f"expected 400 on {field}: {response.status_code} {response.text[:300]}"
+    )
+    text = response.text
+    assert field in text, f"the answer does not name {field!r}: {text[:300]}"
+
+
+def forged(real_token: str, cursor: object) -> str:
+    """A real token's query fingerprint with another cursor, in the unsigned format."""
+    encoded = real_token.split(".")[0]
+    body = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    raw = json.dumps({"c": cursor, "q": body["q"]}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+BAD_CURSORS = [
+    {"t": 10**30, "id": "ev_x"},
+    {"t": [1], "id": {}},
+    {"s": 10**30},
+    {"s": "1"},
+]
+
+
+@pytest.fixture(scope="module")
+def event_token(world: World) -> str:
+    for note in ("page one", "page two"):
+        report_event(world.client, world.a_super, world.a.point, "environment.garbage", note)
+    page = world.client.get("/v1/events", params={"page_size": 1}, headers=world.a_super.headers)
+    assert page.status_code == 200, page.text
+    token = page.json()["next_page_token"]
+    assert token
+    return str(token)
+
+
+@pytest.fixture(scope="module")
+def audit_token(world: World) -> str:
+    person = f"/v1/tenants/{A}/people/{world.a.person_id}"
+    for _ in range(2):
+        read = world.client.get(
+            person, params={"purpose": "checking paging"}, headers=world.a_super.headers
+        )
+        assert read.status_code == 200, read.text
+    page = world.client.get(
+        f"/v1/tenants/{A}/auditEntries", params={"page_size": 1}, headers=world.a_super.headers
+    )
+    assert page.status_code == 200, page.text
+    token = page.json()["next_page_token"]
+    assert token
+    return str(token)
+
+
+@pytest.mark.parametrize("cursor", BAD_CURSORS, ids=["huge t", "t a list", "huge s", "s text"])
+def test_forged_event_page_tokens_are_refused(world, event_token, cursor):
+    response = fresh(
+        world,
+        "GET",
+        "/v1/events",
+        params={"page_size": 1, "page_token": forged(event_token, cursor)},
+        headers=world.a_super.headers,
+    )
+    assert_bad_request(response, "page_token")
+
+
+@pytest.mark.parametrize("cursor", BAD_CURSORS, ids=["huge t", "t a list", "huge s", "s text"])
+def test_forged_audit_page_tokens_are_refused(world, audit_token, cursor):
+    response = fresh(
+        world,
+        "GET",
+        f"/v1/tenants/{A}/auditEntries",
+        params={"page_size": 1, "page_token": forged(audit_token, cursor)},
+        headers=world.a_super.headers,
+    )
+    assert_bad_request(response, "page_token")
+
+
+def test_issued_tokens_still_page(world, event_token):
+    response = world.client.get(
+        "/v1/events",
+        params={"page_size": 1, "page_token": event_token},
+        headers=world.a_super.headers,
+    )
+    assert response.status_code == 200, response.text
+    assert len(response.json()["events"]) == 1
+
+
+@pytest.mark.parametrize(
+    "filter_text",
+    [
+        'time > "9999-12-31T23:59:59.999999Z"',
+        'time <= "9999-12-31T23:59:59.999999Z"',
+        'time >= "9999-12-31T23:00:00-05:00"',
+    ],
+)
+def test_audit_times_at_the_end_of_the_calendar(world, filter_text):
+    response = fresh(
+        world,
+        "GET",
+        f"/v1/tenants/{A}/auditEntries",
+        params={"filter": filter_text},
+        headers=world.a_super.headers,
+    )
+    assert_bad_request(response, "filter")
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"start_date": "9999-12-31T00:00:00Z"}, "start_date"),
+        ({"end_date": "0001-01-01T00:00:00Z"}, "end_date"),
+        ({"start_date": "0001-01-01T00:00:00+08:00"}, "start_date"),
+    ],
+)
+def test_open311_dates_at_the_ends_of_the_calendar(world, params, field):
+    response = fresh(
+        world, "GET", "/open311/v2/requests.json", params=params, headers=world.a_super.headers
+    )
+    assert_bad_request(response, field)
+
+
+@pytest.mark.parametrize(
+    "after, last_event_id",
+    [
+        ("99999999999999999999", None),
+        (None, b"99999999999999999999"),
+        (None, "\u00b2".encode("latin-1")),  # "²": str.isdigit() says yes, int() says no
+        (None, "\u0661\u0662".encode()),  # Arabic-Indic digits
+    ],
+    ids=["after 20 digits", "Last-Event-ID 20 digits", "Last-Event-ID ²", "Last-Event-ID ١٢"],
+)
+def test_stream_offsets_that_are_not_int64(world, after, last_event_id):
+    headers: list[tuple[str, str | bytes]] = list(world.a_super.headers.items())
+    params = {}
+    if after is not None:
+        params["after"] = after
+    if last_event_id is not None:
+        headers.append(("Last-Event-ID", last_event_id))
+    with (
+        httpx.Client(base_url=world.url, timeout=15) as client,
+        client.stream("GET", "/v1/events:stream", params=params, headers=headers) as response,
+    ):
+        response.read()
+        assert_bad_request(response, "after" if after else "Last-Event-ID")
+
+
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        (
+            "/v1/map/transform",
+            {"longitudes": [121.16], "latitudes": [31.29], "target_crs": EPSG_WITHOUT_WGS84},
+            "target_crs",
+        ),
+        (
+            "/v1/map/transform",
+            {
+                "longitudes": [121.16],
+                "latitudes": [31.29],
+                "crs": EPSG_WITHOUT_WGS84,
+                "target_crs": "EPSG:4326",
+            },
+            "crs",
+        ),
+        (
+            "/v1/map/locate",
+            {"longitudes": [121.16], "latitudes": [31.29], "crs": EPSG_WITHOUT_WGS84},
+            "crs",
+        ),
+        (
+            "/v1/events",
+            {
+                "category": "environment.garbage",
+                "description": "In a CRS without a way to WGS84",
+                "request_id": "security-epsg-2301",
+                "location": {"longitude": 121.16, "latitude": 31.29, "crs": EPSG_WITHOUT_WGS84},
+            },
+            "crs",
+        ),
+    ],
+    ids=["transform target", "transform source", "locate", "event location"],
+)
+def test_a_crs_proj_cannot_convert_is_refused_by_name(world, path, body, field):
+    response = fresh(world, "POST", path, json=body, headers=world.a_super.headers)
+    assert_bad_request(response, field)
