@@ -788,7 +788,7 @@ def _encode_csv(geoms: np.ndarray, fields: list[_Field], crs: str) -> bytes:
     xs, ys = shapely.get_x(geoms), shapely.get_y(geoms)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
+    writer.writerow([_inert(name) for name in header])
     cells = [_csv_cells(f) for f in fields]
     for i in range(len(geoms)):
         row = ["" if wkt[i] is None else str(wkt[i])]
@@ -823,7 +823,18 @@ def _csv_cells(f: _Field) -> list[str]:
         ]
     if f.kind == "int":
         return ["" if gone else str(v) for v, gone in zip(values, mask, strict=True)]
-    return ["" if v is None else str(v) for v in values]
+    return ["" if v is None else _inert(str(v)) for v in values]
+
+
+# A spreadsheet runs a cell starting with one of these as a formula (=HYPERLINK(...),
+# +cmd|..., @SUM(...)); tab and CR start one too after a quoted line break.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(text: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading quote before a formula start,
+    as OWASP's CSV injection advice says. Numbers are written by us and never escaped."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def _float_cell(value: float) -> str:

