@@ -53,7 +53,9 @@ BAD_CURSORS = [
 def event_token(world: World) -> str:
     for note in ("page one", "page two"):
         report_event(world.client, world.a_super, world.a.point, "environment.garbage", note)
-    page = world.client.get("/v1/events", params={"page_size": 1}, headers=world.a_super.headers)
+    page = world.client.get(
+        f"/v1/tenants/{A}/events", params={"page_size": 1}, headers=world.a_super.headers
+    )
     assert page.status_code == 200, page.text
     token = page.json()["next_page_token"]
     assert token
@@ -82,7 +84,7 @@ def test_forged_event_page_tokens_are_refused(world, event_token, cursor):
     response = fresh(
         world,
         "GET",
-        "/v1/events",
+        f"/v1/tenants/{A}/events",
         params={"page_size": 1, "page_token": forged(event_token, cursor)},
         headers=world.a_super.headers,
     )
@@ -103,7 +105,7 @@ def test_forged_audit_page_tokens_are_refused(world, audit_token, cursor):
 
 def test_issued_tokens_still_page(world, event_token):
     response = world.client.get(
-        "/v1/events",
+        f"/v1/tenants/{A}/events",
         params={"page_size": 1, "page_token": event_token},
         headers=world.a_super.headers,
     )
@@ -164,7 +166,9 @@ def test_stream_offsets_that_are_not_int64(world, after, last_event_id):
         headers.append(("Last-Event-ID", last_event_id))
     with (
         httpx.Client(base_url=world.url, timeout=15) as client,
-        client.stream("GET", "/v1/events:stream", params=params, headers=headers) as response,
+        client.stream(
+            "GET", f"/v1/tenants/{A}/events:stream", params=params, headers=headers
+        ) as response,
     ):
         response.read()
         assert_bad_request(response, "after" if after else "Last-Event-ID")
@@ -174,12 +178,12 @@ def test_stream_offsets_that_are_not_int64(world, after, last_event_id):
     "path, body, field",
     [
         (
-            "/v1/map/transform",
+            "/v1/coordinates:transform",
             {"longitudes": [121.16], "latitudes": [31.29], "target_crs": EPSG_WITHOUT_WGS84},
             "target_crs",
         ),
         (
-            "/v1/map/transform",
+            "/v1/coordinates:transform",
             {
                 "longitudes": [121.16],
                 "latitudes": [31.29],
@@ -189,12 +193,12 @@ def test_stream_offsets_that_are_not_int64(world, after, last_event_id):
             "crs",
         ),
         (
-            "/v1/map/locate",
+            f"/v1/tenants/{A}:locatePoints",
             {"longitudes": [121.16], "latitudes": [31.29], "crs": EPSG_WITHOUT_WGS84},
             "crs",
         ),
         (
-            "/v1/events",
+            f"/v1/tenants/{A}/events",
             {
                 "category": "environment.garbage",
                 "description": "In a CRS without a way to WGS84",
