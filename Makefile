@@ -59,7 +59,7 @@ test-integration: $(STAMP) services
 	$(PY) -m pytest tests/integration
 
 demo: $(STAMP)
-	$(PY) -m services.map.demo_village --out var/demo-village.gpkg
+	$(PY) -m devstack.demo_village --out var/demo-village.gpkg
 
 run: $(STAMP) proto
 	$(PY) -m devstack

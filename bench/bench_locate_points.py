@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from devstack import demo_village
 from grassroots.map.v1 import map_service_pb2 as pb
 from grassroots.map.v1 import map_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
@@ -23,7 +24,6 @@ from services.kit.client import open_channel
 from services.kit.config import ServiceSettings
 from services.kit.principal import Principal
 from services.kit.server import start_server
-from services.map import demo_village
 from services.map.api import build_component
 from services.map.domain.service import MapCatalog
 from services.map.seed import seed_demo

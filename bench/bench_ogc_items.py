@@ -49,8 +49,8 @@ import numpy as np
 import pyogrio.raw
 import shapely
 
+from devstack import demo_village
 from devstack.stack import Stack, StackConfig, free_port
-from services.map import demo_village
 
 REPO = Path(__file__).resolve().parent.parent
 

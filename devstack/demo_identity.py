@@ -10,7 +10,7 @@ Installation resumes: a password is saved before its user is created, each key a
 as it is made, and every step treats "already there" as done, so a start interrupted
 half-way (Ctrl-C) is finished by the next one instead of failing on ALREADY_EXISTS.
 
-ALL PEOPLE HERE ARE INVENTED (see services.map.demo_village).
+ALL PEOPLE HERE ARE INVENTED (see devstack.demo_village).
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from pathlib import Path
 import grpc
 import pyogrio
 
+from devstack.demo_people import resident_to_new_person, residents_from_columns
 from grassroots.empower.v1 import empower_service_pb2 as tenant_pb
 from grassroots.empower.v1 import empower_service_pb2_grpc as tenant_grpc
 from grassroots.empower.v1 import identity_service_pb2 as identity_pb
 from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
 from grassroots.empower.v1 import people_service_pb2 as people_pb
 from grassroots.empower.v1 import people_service_pb2_grpc as people_grpc
-from services.empower.domain.people import resident_to_new_person, residents_from_columns
 from services.empower.domain.roles import ALL_SCOPES
 from services.empower.people_api import person_message
 from services.kit import tenancy

@@ -180,7 +180,7 @@ class Stack:
 
     def ensure_demo_data(self) -> None:
         if not self.config.map_file.exists():
-            from services.map import demo_village
+            from devstack import demo_village
 
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
             demo_village.generate(self.config.map_file)

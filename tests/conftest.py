@@ -41,7 +41,7 @@ TOWN = "sh/jiading/anting"
 
 @pytest.fixture(scope="session")
 def demo_gpkg(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from services.map import demo_village
+    from devstack import demo_village
 
     path = tmp_path_factory.mktemp("demo") / "demo-village.gpkg"
     demo_village.generate(path)

@@ -51,7 +51,6 @@ MAX_IDS = 100
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Characters XML 1.0 cannot carry, even escaped.
 _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_OPEN_STATES = {"reported", "accepted", "dispatched", "in_progress", "resolved"}
 _CLOSED_STATES = {"closed", "rejected", "duplicate"}
 # Our field paths (after "event.") as Open311 clients know them.
 _FIELD_NAMES = {

@@ -10,12 +10,13 @@ from datetime import date
 
 from grassroots.empower.v1 import people_service_pb2 as pb
 from grassroots.empower.v1 import people_service_pb2_grpc as pb_grpc
-from services.empower.domain.audit import AuditEntry, AuditLog
-from services.empower.domain.people import (
+from services.empower.domain.audit import AuditLog
+from services.empower.domain.people import PeopleRegistry
+from services.empower.domain.people_model import (
+    AuditEntry,
     Gender,
     Kind,
     NewPerson,
-    PeopleRegistry,
     Person,
     parse_person_name,
 )

@@ -16,125 +16,29 @@ concurrent appends can never link to the same predecessor (the chain never forks
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
 
+from services.empower.domain.people_model import (
+    GENESIS_HASH,
+    ONE_US,
+    AuditEntry,
+    AuditFilter,
+    AuditPage,
+    VerifyResult,
+    link,
+)
+from services.empower.domain.people_ports import AuditStore
 from services.kit import paging, tenancy
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied
 from services.kit.filtering import parse_terms
 from services.kit.principal import Principal
 from services.kit.timestamps import parse_time
 
-if TYPE_CHECKING:
-    from services.empower.domain.people_ports import AuditStore
-
 AUDIT_READ_SCOPE = "audit:read"
 AUDIT_VERIFY_SCOPE = "audit:verify"
-GENESIS_HASH = "0" * 64
 READ_ACTION = "people.read"
 MAX_PURPOSE = 500
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
-_UNREADABLE = "unreadable"
-
-
-def to_us(moment: datetime) -> int:
-    """Microseconds since the epoch, exactly (no float rounding), as the stores keep time."""
-    return (moment - _EPOCH) // _ONE_US
-
-
-def from_us(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One read of personal data, linked to the entry before it."""
-
-    sequence: int
-    time: datetime
-    subject: str
-    app: str
-    tenant: str
-    action: str
-    purpose: str
-    records: tuple[str, ...]
-    fields: tuple[str, ...]
-    prev_hash: str = GENESIS_HASH
-    entry_hash: str = ""
-
-    def canonical(self) -> bytes:
-        """Every field but the hashes, as sorted compact JSON: the bytes the hash covers."""
-        body = {
-            "action": self.action,
-            "app": self.app,
-            "fields": list(self.fields),
-            "purpose": self.purpose,
-            "records": list(self.records),
-            "sequence": self.sequence,
-            "subject": self.subject,
-            "tenant": self.tenant,
-            "time_us": to_us(self.time),
-        }
-        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-    def computed_hash(self) -> str:
-        """sha256(prev_hash || canonical JSON), hex."""
-        return hashlib.sha256(self.prev_hash.encode() + self.canonical()).hexdigest()
-
-
-def link(entry: AuditEntry, sequence: int, prev_hash: str) -> AuditEntry:
-    """The entry placed after `prev_hash` at `sequence`, with its own hash."""
-    placed = replace(entry, sequence=sequence, prev_hash=prev_hash, entry_hash="")
-    return replace(placed, entry_hash=placed.computed_hash())
-
-
-def unreadable_entry(sequence: int) -> AuditEntry:
-    """What a store returns for a row it cannot decode: it never verifies."""
-    return AuditEntry(
-        sequence=sequence,
-        time=_EPOCH,
-        subject="",
-        app="",
-        tenant="",
-        action="",
-        purpose="",
-        records=(),
-        fields=(),
-        prev_hash=_UNREADABLE,
-        entry_hash=_UNREADABLE,
-    )
-
-
-@dataclass(frozen=True)
-class AuditFilter:
-    """Which entries a listing wants; None or empty means any."""
-
-    subject: str = ""
-    record: str = ""
-    time_from: datetime | None = None  # inclusive
-    time_before: datetime | None = None  # exclusive
-
-
-@dataclass(frozen=True)
-class AuditPage:
-    entries: list[AuditEntry]
-    next_page_token: str
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """`first_bad_sequence` is None when the chain is intact."""
-
-    ok: bool
-    checked: int
-    first_bad_sequence: int | None = None
-
-
 FILTERABLE = {
     "subject": ("=",),
     "record": ("=",),
@@ -159,10 +63,10 @@ def to_filter(filter_text: str) -> AuditFilter:
         moment = parse_time(term.value, "filter")
         # Every bound becomes [from, before) on whole microseconds, as stored.
         if term.op in (">=", ">"):
-            bound = moment + _ONE_US if term.op == ">" else moment
+            bound = moment + ONE_US if term.op == ">" else moment
             time_from = bound if time_from is None else max(time_from, bound)
         else:
-            bound = moment + _ONE_US if term.op == "<=" else moment
+            bound = moment + ONE_US if term.op == "<=" else moment
             time_before = bound if time_before is None else min(time_before, bound)
     return AuditFilter(subject, record, time_from, time_before)
 

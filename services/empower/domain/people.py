@@ -14,15 +14,25 @@ spreadsheet of ID numbers. Three rules shape the code:
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
-from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from services.empower.domain.audit import AuditLog, check_purpose
+from services.empower.domain.people_model import (
+    Gender,
+    Kind,
+    NewPerson,
+    Person,
+    PersonChanges,
+    PersonFilter,
+    PersonPage,
+    PersonRecord,
+    person_etag,
+    person_name,
+)
+from services.empower.domain.people_ports import PeopleStore
 from services.empower.domain.sealing import Sealer, SealingError
 from services.kit import gb11643, paging, tenancy
 from services.kit.errors import (
@@ -36,14 +46,9 @@ from services.kit.filtering import parse_equalities
 from services.kit.ids import new_id
 from services.kit.masking import SENSITIVE_SCOPE, mask_id_number, mask_phone
 from services.kit.principal import Principal
-from services.kit.tenancy import ALL_TENANTS
-
-if TYPE_CHECKING:
-    from services.empower.domain.people_ports import PeopleStore
 
 READ_SCOPE = "people:read"
 WRITE_SCOPE = "people:write"
-COLLECTION = "people"
 ID_PREFIX = "pe"
 SENSITIVE_FIELDS = ("name", "id_number", "phone")
 ELDERLY_AGE = 60
@@ -56,137 +61,6 @@ _MOBILE = re.compile(r"^1\d{10}$")
 _REFERENCE = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
 _TAG = re.compile(r"^[a-z0-9_-]{1,32}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class Kind(StrEnum):
-    RESIDENT = "resident"
-    ELDERLY_ALONE = "elderly_alone"
-    CARE_RECIPIENT = "care_recipient"
-    VOLUNTEER = "volunteer"
-
-
-class Gender(StrEnum):
-    UNSPECIFIED = "unspecified"
-    MALE = "male"
-    FEMALE = "female"
-
-
-@dataclass(frozen=True)
-class NewPerson:
-    """What a caller sends to register someone; the tenant comes from the request's parent.
-
-    Gender and birth date are read from the ID number when not given, and must agree
-    with it when given.
-    """
-
-    name: str
-    id_number: str
-    phone: str = ""
-    kind: str = Kind.RESIDENT
-    gender: str = Gender.UNSPECIFIED
-    birth_date: date | None = None
-    address: str = ""
-    building: str = ""
-    grid_cell: str = ""
-    tags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class PersonChanges:
-    """A partial update: None leaves a field as it is."""
-
-    name: str | None = None
-    id_number: str | None = None
-    phone: str | None = None
-    kind: str | None = None
-    address: str | None = None
-    building: str | None = None
-    grid_cell: str | None = None
-    tags: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Person:
-    """A person as a caller sees it: `masked` says whether name, ID and phone are masked."""
-
-    id: str
-    tenant: str
-    kind: Kind
-    name: str
-    id_number: str
-    phone: str
-    gender: Gender
-    birth_date: date
-    address: str
-    building: str
-    grid_cell: str
-    tags: tuple[str, ...]
-    create_time: datetime
-    update_time: datetime
-    version: int
-    masked: bool
-
-    @property
-    def resource_name(self) -> str:
-        return person_name(self.tenant, self.id)
-
-    @property
-    def etag(self) -> str:
-        return _etag(self.id, self.version)
-
-
-@dataclass(frozen=True)
-class PersonRecord:
-    """A person as stored: sealed name, ID number and phone, plus their blind indexes."""
-
-    id: str
-    tenant: str
-    kind: str
-    name_sealed: str
-    id_number_sealed: str
-    id_number_index: str
-    phone_sealed: str
-    phone_index: str
-    gender: str
-    birth_date: date
-    address: str
-    building: str
-    grid_cell: str
-    tags: tuple[str, ...]
-    create_time: datetime
-    update_time: datetime
-    version: int = 1
-
-
-@dataclass(frozen=True)
-class PersonFilter:
-    """Exact matches a store applies; empty strings match anything."""
-
-    id_number_index: str = ""
-    phone_index: str = ""
-    kind: str = ""
-    building: str = ""
-    grid_cell: str = ""
-
-
-@dataclass(frozen=True)
-class PersonPage:
-    people: list[Person]
-    next_page_token: str
-
-
-def _etag(person_id: str, version: int) -> str:
-    return hashlib.sha256(f"{person_id}|{version}".encode()).hexdigest()[:16]
-
-
-def person_name(tenant: str, person_id: str) -> str:
-    """`tenants/{tenant_id}/people/{id}`."""
-    return f"{tenancy.tenant_name(tenant)}/{COLLECTION}/{person_id}"
-
-
-def parse_person_name(name: str, field: str = "name") -> tuple[str | None, str]:
-    """(tenant path, or None for `tenants/-/people/{id}`, person id)."""
-    return tenancy.parse_child_name(name, COLLECTION, field)
 
 
 # --- validation -----------------------------------------------------------------
@@ -571,11 +445,11 @@ class PeopleRegistry:
         now = self._clock()
 
         def change(record: PersonRecord) -> PersonRecord:
-            if etag and etag != _etag(record.id, record.version):
+            if etag and etag != person_etag(record.id, record.version):
                 raise Aborted(
                     "the person changed since you read it; read it again and retry",
                     reason="ETAG_MISMATCH",
-                    metadata={"current_etag": _etag(record.id, record.version)},
+                    metadata={"current_etag": person_etag(record.id, record.version)},
                 )
             current = open_record(sealer, record)
             new = NewPerson(
@@ -606,87 +480,3 @@ class PeopleRegistry:
         scope = self._scope(caller, tenant, "name")
         if not await self.store.delete_person(scope, person_id):
             raise NotFound(f"person {person_id!r} not found")
-
-
-# --- seeding the demo village ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Resident:
-    """One row of the demo village's `residents` layer (services.map.demo_village)."""
-
-    resident_id: str
-    tenant: str
-    building_id: str
-    name: str
-    id_number: str
-    phone: str
-    birth_year: int
-    lives_alone: bool
-
-
-def residents_from_columns(columns: Mapping[str, Sequence[object]]) -> list[Resident]:
-    """Rows from the layer's columns, as `pyogrio.raw.read(path, layer="residents")` gives."""
-    count = len(columns["resident_id"])
-    return [
-        Resident(
-            resident_id=str(columns["resident_id"][i]),
-            tenant=str(columns["tenant"][i]),
-            building_id=str(columns["building_id"][i]),
-            name=str(columns["name"][i]),
-            id_number=str(columns["id_number"][i]),
-            phone=str(columns["phone"][i]),
-            birth_year=int(str(columns["birth_year"][i])),
-            lives_alone=bool(columns["lives_alone"][i]),
-        )
-        for i in range(count)
-    ]
-
-
-def resident_to_new_person(resident: Resident, today: date) -> NewPerson:
-    """Older people living alone become `elderly_alone`, the others `resident`."""
-    born = id_number_birth_date(resident.id_number.upper())
-    age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-    alone = resident.lives_alone
-    return NewPerson(
-        name=resident.name,
-        id_number=resident.id_number,
-        phone=resident.phone,
-        kind=Kind.ELDERLY_ALONE if alone and age >= ELDERLY_AGE else Kind.RESIDENT,
-        building=resident.building_id,
-        tags=("synthetic", "lives_alone") if alone else ("synthetic",),
-    )
-
-
-async def seed_residents(
-    target: PeopleRegistry | PeopleStore,
-    residents: Iterable[Resident | NewPerson],
-    *,
-    tenant: str = "",
-    sealer: Sealer | None = None,
-) -> int:
-    """Bulk-load residents in one transaction; returns how many were new.
-
-    Platform work, not a caller's request: no principal, no audit entry. People whose
-    ID number their tenant already has are skipped, so seeding twice adds nothing.
-    A `Resident` carries its tenant; a `NewPerson` goes to `tenant`. Give a store
-    with the `sealer` its registry uses, or the registry itself.
-    """
-    if isinstance(target, PeopleRegistry):
-        store: PeopleStore = target.store
-        sealer = target.sealer
-    else:
-        store = target
-        if sealer is None:
-            raise ValueError("seeding a store directly needs the registry's sealer")
-    now = datetime.now(UTC)
-    records = []
-    for item in residents:
-        if isinstance(item, Resident):
-            home = tenancy.validate_path(item.tenant, "tenant")
-            new = resident_to_new_person(item, now.date())
-        else:
-            home = tenancy.validate_path(tenant, "tenant")
-            new = item
-        records.append(seal_record(sealer, new_id(ID_PREFIX), home, validate(new), now))
-    return await store.insert_people(ALL_TENANTS, records, skip_existing=True)

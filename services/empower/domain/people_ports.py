@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from services.empower.domain.audit import AuditEntry, AuditFilter
-from services.empower.domain.people import PersonFilter, PersonRecord
+from services.empower.domain.people_model import AuditEntry, AuditFilter, PersonFilter, PersonRecord
 
 __all__ = ["AuditStore", "MakeEntry", "PeopleStore", "PersonChange"]
 

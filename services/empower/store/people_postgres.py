@@ -27,14 +27,15 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from services.empower.domain.audit import (
+from services.empower.domain.people_model import (
     GENESIS_HASH,
     AuditEntry,
     AuditFilter,
+    PersonFilter,
+    PersonRecord,
     from_us,
     to_us,
 )
-from services.empower.domain.people import PersonFilter, PersonRecord
 from services.empower.domain.people_ports import MakeEntry, PersonChange
 from services.empower.store.people_sqlite import (
     AUDIT_COLUMNS,

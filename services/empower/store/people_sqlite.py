@@ -17,15 +17,16 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from services.empower.domain.audit import (
+from services.empower.domain.people_model import (
     GENESIS_HASH,
     AuditEntry,
     AuditFilter,
+    PersonFilter,
+    PersonRecord,
     from_us,
     to_us,
     unreadable_entry,
 )
-from services.empower.domain.people import PersonFilter, PersonRecord
 from services.empower.domain.people_ports import MakeEntry, PersonChange
 from services.kit import tenancy
 from services.kit.errors import AlreadyExists, NotFound

@@ -218,10 +218,6 @@ _CLAIM_KEY = (
     "(parent, reporter, request_id, fingerprint, event_id, create_us) "
     "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING event_id"
 )
-_REPOINT_KEY = (
-    "UPDATE idempotency_keys SET event_id = %s, create_us = %s "
-    "WHERE parent = %s AND reporter = %s AND request_id = %s"
-)
 _LOCK_NEARBY = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
 _NEARBY = (
     f"SELECT {COLUMNS} FROM events WHERE category = %s "
@@ -591,14 +587,11 @@ class PostgresEventStore:
             for category in sorted({items[i][1].category for i in claimed}):
                 await conn.execute(_LOCK_NEARBY, (_NEARBY_LOCK_SPACE, category))
             for i in sorted(claimed):
-                report, event = items[i]
+                event = items[i][1]
                 stored = find_original(await self._read_nearby(conn, event), event)
                 await conn.execute(_INSERT_EVENT, event_values(stored))
                 for entry in stored.timeline:
                     await _add_timeline(conn, stored.tenant, stored.id, entry)
-                if (stored.id, stored.create_time) != (event.id, event.create_time):
-                    key = (report.parent, report.reporter, report.request_id)
-                    await conn.execute(_REPOINT_KEY, (stored.id, us(stored.create_time), *key))
                 results[i] = (stored, True)
             await self._append_outbox(conn, [(REPORTED, results[i][0]) for i in sorted(claimed)])
         return results

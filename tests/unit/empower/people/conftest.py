@@ -24,7 +24,8 @@ import pytest
 from psycopg import sql
 
 from services.empower.domain.audit import AuditLog
-from services.empower.domain.people import NewPerson, PeopleRegistry
+from services.empower.domain.people import PeopleRegistry
+from services.empower.domain.people_model import NewPerson
 from services.empower.domain.sealing import Sealer
 from services.empower.store.people_postgres import PostgresPeopleStore
 from services.empower.store.people_sqlite import SqlitePeopleStore

@@ -12,13 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from services.empower.domain.audit import (
-    GENESIS_HASH,
-    AuditLog,
-    VerifyResult,
-    to_filter,
-    to_us,
-)
+from services.empower.domain.audit import AuditLog, to_filter
+from services.empower.domain.people_model import GENESIS_HASH, VerifyResult, to_us
 from services.kit import rls
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied
 from services.kit.tenancy import ALL_TENANTS

@@ -6,14 +6,9 @@ import re
 
 import pytest
 
-from services.empower.domain.audit import AuditEntry, AuditLog
-from services.empower.domain.people import (
-    Kind,
-    PeopleRegistry,
-    PersonChanges,
-    open_record,
-    person_name,
-)
+from services.empower.domain.audit import AuditLog
+from services.empower.domain.people import PeopleRegistry, open_record
+from services.empower.domain.people_model import AuditEntry, Kind, PersonChanges, person_name
 from services.kit.errors import (
     Aborted,
     AlreadyExists,

@@ -9,18 +9,11 @@ from datetime import UTC, datetime
 import pyogrio.raw
 import pytest
 
-from services.empower.domain.people import (
-    Kind,
-    NewPerson,
-    Resident,
-    id_number_birth_date,
-    residents_from_columns,
-    seal_record,
-    seed_residents,
-    validate,
-)
+from devstack.demo_people import Resident, residents_from_columns, seed_residents
+from devstack.demo_village import VILLAGE_TENANTS
+from services.empower.domain.people import id_number_birth_date, seal_record, validate
+from services.empower.domain.people_model import Kind, NewPerson
 from services.kit.errors import InvalidArgument
-from services.map.demo_village import VILLAGE_TENANTS
 from tests.unit.empower.people.conftest import SEALER, TOWN, XINGMING, caller, new_person
 
 

@@ -8,17 +8,19 @@ from datetime import UTC, date, datetime
 import pytest
 
 from services.empower.domain.people import (
-    Gender,
-    Kind,
-    NewPerson,
-    Person,
     mask_name,
     masked,
     normalise_id_number,
     normalise_phone,
+    validate,
+)
+from services.empower.domain.people_model import (
+    Gender,
+    Kind,
+    NewPerson,
+    Person,
     parse_person_name,
     person_name,
-    validate,
 )
 from services.kit import gb11643
 from services.kit.errors import InvalidArgument

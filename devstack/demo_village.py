@@ -17,7 +17,7 @@ deterministic: the same seed gives byte-identical geometries and the same ids.
 Layers (EPSG:4326, lon/lat): `admin_boundaries`, `grid_cells`, `buildings`, `pois`, and
 `residents`, an attribute table without geometry.
 
-    python -m services.map.demo_village --out var/demo-village.gpkg [--seed N]
+    python -m devstack.demo_village --out var/demo-village.gpkg [--seed N]
 """
 
 from __future__ import annotations
@@ -687,7 +687,7 @@ def generate(
         "DESCRIPTION": "SYNTHETIC demo data (Anting Town, Jiading, Shanghai): invented, "
         "no record describes a real place, building or person.",
         "synthetic": "true",
-        "generator": "services.map.demo_village",
+        "generator": "devstack.demo_village",
         "seed": str(seed),
     }
     try:
@@ -725,7 +725,7 @@ def generate(
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point: generate the demo file and print one line about it."""
     parser = argparse.ArgumentParser(
-        prog="python -m services.map.demo_village",
+        prog="python -m devstack.demo_village",
         description="Write a synthetic (invented) demo town, Anting with two villages, "
         "as a GeoPackage.",
     )

@@ -14,9 +14,9 @@ import pyogrio.raw
 import pytest
 import shapely
 
+from devstack import demo_village
+from devstack.demo_village import TOWN_TENANT, VILLAGE_TENANTS
 from services.kit import gb11643
-from services.map import demo_village
-from services.map.demo_village import TOWN_TENANT, VILLAGE_TENANTS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LAYERS = ("admin_boundaries", "grid_cells", "buildings", "pois", "residents")
@@ -250,7 +250,7 @@ def test_cli_writes_the_file_and_exits_zero(tmp_path):
         [
             sys.executable,
             "-m",
-            "services.map.demo_village",
+            "devstack.demo_village",
             "--out",
             str(out),
             "--seed",
