@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from gateway.app import create_app
+from gateway.security.slow_clients import ReadDeadlines, protocol_with
 from gateway.settings import GatewaySettings
 from services.kit.config import load_settings
 from services.kit.logging import configure_logging
@@ -20,6 +21,15 @@ def main() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # Slow clients: read deadlines on headers and body, and a bound on connections.
+        http=protocol_with(
+            ReadDeadlines(
+                header_seconds=settings.header_timeout_seconds,
+                body_idle_seconds=settings.body_idle_timeout_seconds,
+                body_total_seconds=settings.body_timeout_seconds,
+            )
+        ),
+        limit_concurrency=settings.max_concurrency,
     )
 
 

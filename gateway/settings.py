@@ -24,6 +24,18 @@ class GatewaySettings(BaseSettings):
     readiness_timeout_seconds: float = Field(1.0, gt=0)
     max_body_bytes: int = Field(1_048_576, gt=0, description="larger request bodies get 413")
     max_upload_bytes: int = Field(50 * 1_048_576, gt=0, description="limit for file imports")
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="a request's headers must arrive within this, else 408"
+    )
+    body_idle_timeout_seconds: float = Field(
+        15.0, gt=0, description="a request body may pause this long between bytes, else 408"
+    )
+    body_timeout_seconds: float = Field(
+        600.0, gt=0, description="a whole request body (uploads too) must arrive within this"
+    )
+    max_concurrency: int = Field(
+        1000, ge=1, description="open connections and requests; beyond it 503"
+    )
     cors_origins: list[str] = Field(
         default_factory=lambda: ["http://localhost:8080", "http://127.0.0.1:8080"],
         description="origins allowed to call from a browser; '*' is refused",
