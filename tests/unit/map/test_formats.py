@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import math
+import secrets
+import tracemalloc
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 import shapely
 
 from services.kit.errors import InvalidArgument
+from services.map import formats
 from services.map.formats import FORMATS, MEDIA_TYPES, DecodedFeatures, decode, encode
 
 VILLAGE = "星明村"
@@ -352,6 +355,52 @@ def _zip(files: dict[str, bytes]) -> bytes:
 def _unzip(payload: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(payload)) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _deflated(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def _shapefile_parts() -> dict[str, bytes]:
+    geoms, columns = _layer({"point": 3})
+    return _unzip(encode(geoms, columns, "shapefile", layer_name="pts")[0])
+
+
+def test_a_zip_bomb_is_refused_by_its_ratio_without_unpacking_it_into_memory():
+    # Issue 11, finding 9: a 102 KB upload unpacked to 100 MB, each member read whole.
+    parts = _shapefile_parts()
+    parts["pts.dbf"] = parts["pts.dbf"] + bytes(40 * 1024**2)  # 40 MiB of zeros
+    bomb = _deflated(parts)
+    assert len(bomb) < 100 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidArgument) as caught:
+            decode(bomb, "shapefile")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    (violation,) = caught.value.violations
+    assert violation.field == "file"
+    assert "times its size" in violation.description
+    assert peak < 8 * 1024**2, f"{peak} bytes held while refusing a 40 MiB member"
+
+
+def test_the_unzipped_total_is_counted_as_it_streams(monkeypatch):
+    parts = _shapefile_parts()
+    parts["pts.dbf"] = parts["pts.dbf"] + secrets.token_bytes(3 * 1024**2)  # incompressible
+    monkeypatch.setattr(formats, "MAX_UNZIPPED_BYTES", 2 * 1024**2)
+    with pytest.raises(InvalidArgument) as caught:
+        decode(_deflated(parts), "shapefile")
+    assert "unpacks to more than" in caught.value.violations[0].description
+
+
+def test_an_ordinary_deflated_shapefile_still_imports():
+    decoded = decode(_deflated(_shapefile_parts()), "shapefile")
+    assert len(decoded.geometries) == 3
 
 
 def test_shapefile_in_a_folder_with_macos_junk():
