@@ -6,13 +6,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BUF    := node_modules/.bin/buf
+# The last released contract: `buf breaking` refuses changes that would break its clients.
+CONTRACT_BASELINE := proto/v1-baseline.binpb
 
-.PHONY: help install proto buf lint format services test test-unit test-integration run demo bench clean
+.PHONY: help install proto buf lint contract-baseline format services test test-unit test-integration run demo bench clean
 
 help:
 	@echo "make run     start the five services and the gateway with the demo village"
 	@echo "make test    run the whole test suite"
-	@echo "make lint    ruff, mypy (kit and domain code), buf lint"
+	@echo "make lint    ruff, mypy (services and gateway), buf lint, buf breaking"
 	@echo "make proto   regenerate Python and typing stubs from proto/"
 	@echo "make bench   run the benchmarks in bench/ and print their figures"
 
@@ -36,9 +38,14 @@ proto: $(STAMP)
 lint: $(STAMP) $(BUF)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy services/kit services/*/domain
+	$(VENV)/bin/mypy services gateway
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
+	$(BUF) breaking --against $(CONTRACT_BASELINE)
+
+# Run when a contract is released: later changes are checked against this image.
+contract-baseline: $(BUF)
+	$(BUF) build --exclude-source-info -o $(CONTRACT_BASELINE)
 
 format: $(STAMP) $(BUF)
 	$(VENV)/bin/ruff format .

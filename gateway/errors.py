@@ -162,7 +162,9 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return ApiError(exc.status_code, str(exc.detail), headers=exc.headers).response()
+        return ApiError(
+            exc.status_code, str(exc.detail), headers=dict(exc.headers) if exc.headers else None
+        ).response()
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

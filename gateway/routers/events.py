@@ -107,7 +107,8 @@ def _source_name(source: int) -> SourceName:
 
 
 def _state_name(state: int) -> StateName:
-    return pb.Event.State.Name(state).removeprefix("STATE_").lower()  # type: ignore[return-value]
+    name = pb.Event.State.Name(state)  # type: ignore[arg-type]
+    return name.removeprefix("STATE_").lower()  # type: ignore[return-value]
 
 
 # Offsets are the bus's int64 positions; a larger one is a bad request, not an overflow.

@@ -30,7 +30,6 @@ from gateway.auth import access, call_metadata, public
 from gateway.errors import ApiError, call
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
-from services.events.domain.categories import Category
 from services.kit import tenancy
 from services.kit.errors import InvalidArgument
 from services.kit.principal import Principal
@@ -223,9 +222,9 @@ def _duration(minutes: int) -> str:
     return f"{minutes} minutes"
 
 
-async def _categories(request: Request, who: Principal) -> dict[str, Category]:
+async def _categories(request: Request, who: Principal) -> dict[str, pb.Category]:
     """The categories the caller's tenant can report: Open311's services."""
-    found: dict[str, Category] = {}
+    found: dict[str, pb.Category] = {}
     token = ""
     while True:
         response = await call(
@@ -237,25 +236,19 @@ async def _categories(request: Request, who: Principal) -> dict[str, Category]:
             )
         )
         for c in response.categories:
-            found[c.code] = Category(
-                c.code,
-                c.display_name,
-                c.default_severity,
-                c.sla_minutes,
-                c.duplicate_radius_meters,
-                c.duplicate_window_minutes,
-            )
+            found[c.code] = c
         token = response.next_page_token
         if not token:
             return found
 
 
-def _service(category: Category) -> dict[str, Any]:
+def _service(category: pb.Category) -> dict[str, Any]:
     group, _, topic = category.code.partition(".")
     return {
         "service_code": category.code,
-        "service_name": category.name,
-        "description": f"{category.name}. Looked at within {_duration(category.sla_minutes)}.",
+        "service_name": category.display_name,
+        "description": f"{category.display_name}. "
+        f"Looked at within {_duration(category.sla_minutes)}.",
         "metadata": False,
         "type": "realtime",
         "keywords": f"{group}, {topic.replace('_', ' ')}",
@@ -275,7 +268,7 @@ def _event_id(event: pb.Event) -> str:
     return event.name.rsplit("/", 1)[-1]
 
 
-def _service_request(event: pb.Event, cats: dict[str, Category]) -> dict[str, Any]:
+def _service_request(event: pb.Event, cats: dict[str, pb.Category]) -> dict[str, Any]:
     category = cats.get(event.category)
     requested = event.create_time.ToDatetime(tzinfo=UTC)
     expected = requested + timedelta(minutes=category.sla_minutes) if category else None
@@ -283,7 +276,7 @@ def _service_request(event: pb.Event, cats: dict[str, Category]) -> dict[str, An
         "service_request_id": _event_id(event),
         "status": _status(event),
         "status_notes": _state(event),
-        "service_name": category.name if category else event.category,
+        "service_name": category.display_name if category else event.category,
         "service_code": event.category,
         "description": event.description,
         # The village is who answers for the report.
@@ -351,7 +344,7 @@ def _request_key(reporter: str, code: str, lat: float, lon: float, description: 
     return "open311:" + hashlib.sha256(material.encode()).hexdigest()
 
 
-def _notice(event: pb.Event, cats: dict[str, Category]) -> str:
+def _notice(event: pb.Event, cats: dict[str, pb.Category]) -> str:
     category = cats.get(event.category)
     within = f" within {_duration(category.sla_minutes)}" if category else ""
     return f"Received by {event.village}; it will be looked at{within}."

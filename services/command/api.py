@@ -27,7 +27,8 @@ fill_unimplemented(
 
 def build_component() -> ServiceComponent:
     return ServiceComponent(
-        [(CommandServicer(), pb_grpc.add_CommandServiceServicer_to_server)],
+        # The methods come from fill_unimplemented, which mypy cannot see.
+        [(CommandServicer(), pb_grpc.add_CommandServiceServicer_to_server)],  # type: ignore[abstract]
         [SERVICE_NAME],
         method_scopes=method_scopes(SERVICE_NAME),
     )
