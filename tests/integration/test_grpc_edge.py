@@ -310,3 +310,22 @@ def test_the_cli_explains_a_missing_or_refused_key_in_one_line(stack, tmp_path, 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
     assert not (tmp_path / "x.geojson").exists()
+
+
+def test_the_readmes_python_example_runs_against_the_edge(stack, village_key):
+    readme = (REPO / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    example = next(b for b in blocks if "x-api-key" in b)
+    env = {**os.environ, "GRASSROOTS_API_KEY": village_key}
+    env["GRASSROOTS_EDGE_ADDRESS"] = stack.config.edge_address
+    done = subprocess.run(
+        [sys.executable, "-c", example],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    name, count = done.stdout.strip().rsplit(" ", 1)
+    assert name and int(count) >= 2000
