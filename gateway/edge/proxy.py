@@ -91,14 +91,16 @@ class EdgeProxy(grpc.GenericRpcHandler):
             for method, route in routes.items()
             if route.server_streaming
         }
+        # Built once: grpc asks for a method's handler on every call.
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {
+            method: grpc.unary_stream_rpc_method_handler(self._stream(route))
+            if route.server_streaming
+            else grpc.unary_unary_rpc_method_handler(self._unary_call(route))
+            for method, route in routes.items()
+        }
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        route = self.routes.get(details.method)
-        if route is None:
-            return None
-        if route.server_streaming:
-            return grpc.unary_stream_rpc_method_handler(self._stream(route))
-        return grpc.unary_unary_rpc_method_handler(self._unary_call(route))
+        return self._handlers.get(details.method)
 
     async def _admit(
         self, route: Route, context: grpc.aio.ServicerContext
@@ -114,6 +116,7 @@ class EdgeProxy(grpc.GenericRpcHandler):
             principal = await self.guard.admit(bearer, api_key, route.scope)
         except ApiError as exc:
             code, message, trailing = _refusal(exc)
+            _log(route, code, time.perf_counter(), None)
             await context.abort(
                 code, message, trailing_metadata=(*trailing, (ctx.REQUEST_ID_HEADER, request_id))
             )
@@ -192,7 +195,7 @@ def _pairs(metadata: Any) -> tuple[tuple[str, str | bytes], ...]:
     return tuple((key, value) for key, value in (metadata or ()))
 
 
-def _log(route: Route, code: grpc.StatusCode, started: float, principal: Principal) -> None:
+def _log(route: Route, code: grpc.StatusCode, started: float, principal: Principal | None) -> None:
     seconds = time.perf_counter() - started
     metrics.record_server_call(route.method, code.name, seconds)
     log.info(
@@ -203,6 +206,6 @@ def _log(route: Route, code: grpc.StatusCode, started: float, principal: Princip
             "method": route.method,
             "code": code.name,
             "duration_ms": round(seconds * 1000, 3),
-            "subject": principal.subject,
+            "subject": principal.subject if principal else None,
         },
     )
