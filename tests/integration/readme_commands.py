@@ -21,9 +21,10 @@ from pathlib import Path
 import httpx
 
 from devstack.demo_identity import DemoCredentials
-from devstack.stack import DEFAULT_GRPC_PORTS, Stack
+from devstack.stack import DEFAULT_EDGE_PORT, DEFAULT_GRPC_PORTS, Stack
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+GRPCURL = Path(__file__).resolve().parent / "grpcurl_stand_in.py"
 XINGMING = "sh/jiading/anting/xingming"
 TALKS_TO_PLATFORM = re.compile(r"\b(curl|ogrinfo|grpcurl)\b")
 STATUS = re.compile(r"^HTTP (\d{3})$", re.M)
@@ -88,11 +89,13 @@ def commands(text: str) -> list[Command]:
 
 
 # What a reader types for the tools a fresh machine may lack: GDAL's ogrinfo through
-# the GDAL that pyogrio carries (same driver, same GDAL_HTTP_* settings), and uuidgen.
+# the GDAL that pyogrio carries (same driver, same GDAL_HTTP_* settings), uuidgen, and
+# grpcurl through a stand-in that also works from reflection alone.
 PRELUDE = f"""
 set -e
 curl() {{ command curl -w '%{{stderr}}HTTP %{{http_code}}\\n' "$@"; }}
 command -v uuidgen >/dev/null || uuidgen() {{ cat /proc/sys/kernel/random/uuid; }}
+command -v grpcurl >/dev/null || grpcurl() {{ {sys.executable} {GRPCURL} "$@"; }}
 command -v ogrinfo >/dev/null || ogrinfo() {{
     {sys.executable} -c 'import sys, pyogrio; layers = pyogrio.list_layers(sys.argv[-1]); \\
 print("\\n".join(f"{{i + 1}}: {{name}}" for i, name in enumerate(layers[:, 0])))' "$@"
@@ -148,6 +151,7 @@ class Reader:
         if '"0c77..."' in text:
             text = text.replace('"0c77..."', json.dumps(known("ETAG")))
         text = text.replace("localhost:8080", f"127.0.0.1:{self.port}")
+        text = text.replace(f"127.0.0.1:{DEFAULT_EDGE_PORT}", self.stack.config.edge_address)
         for name, port in self.stack.config.grpc_ports.items():
             text = text.replace(f"127.0.0.1:{DEFAULT_GRPC_PORTS[name]}", f"127.0.0.1:{port}")
         return text

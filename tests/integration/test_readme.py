@@ -16,7 +16,15 @@ from devstack.stack import Stack
 
 def test_readme_has_commands_for_every_part_a_newcomer_tries() -> None:
     text = "\n".join(c.text for c in commands(README.read_text()))
-    for needle in ("/v1/me", "/auth/token", "/events", "/open311/v2", "/layers", "ogrinfo"):
+    for needle in (
+        "/v1/me",
+        "/auth/token",
+        "/events",
+        "/open311/v2",
+        "/layers",
+        "ogrinfo",
+        "grpcurl",
+    ):
         assert needle in text, f"README.md shows no command for {needle}"
 
 
