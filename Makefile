@@ -9,7 +9,7 @@ BUF    := node_modules/.bin/buf
 # The last released contract: `buf breaking` refuses changes that would break its clients.
 CONTRACT_BASELINE := proto/v1-baseline.binpb
 
-.PHONY: help install proto buf lint contract-baseline format services test test-unit test-integration run demo bench clean
+.PHONY: help install proto buf swagger-ui lint contract-baseline format services test test-unit test-integration run demo bench clean
 
 help:
 	@echo "make run     start the five services and the gateway with the demo village"
@@ -31,6 +31,13 @@ $(BUF): package.json package-lock.json
 	touch $(BUF)
 
 buf: $(BUF)
+
+# Swagger UI for /docs, copied from the npm package pinned in package.json and committed,
+# so the gateway serves its docs with no CDN (government intranets are offline).
+SWAGGER_UI := node_modules/swagger-ui-dist
+swagger-ui: $(BUF)
+	cp $(addprefix $(SWAGGER_UI)/,swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE NOTICE) \
+	   gateway/static/swagger-ui/
 
 proto: $(STAMP)
 	$(PY) tools/protogen.py

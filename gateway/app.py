@@ -9,9 +9,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.auth import Guard
+from gateway.docs import install_docs
 from gateway.errors import install_handlers
 from gateway.idempotency import IdempotencyMiddleware, ReplayStore
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from gateway.openapi import install_openapi, operation_id
 from gateway.routers import (
     auth,
     components,
@@ -68,10 +70,15 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.guard = guard
     install_handlers(app)
+    install_docs(app)
+    install_openapi(app)
     for router in (
         health.router,
         auth.router,

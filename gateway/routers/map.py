@@ -18,6 +18,7 @@ from gateway.auth import access, call_metadata
 from gateway.errors import ApiError, call
 from gateway.geojson import BBOX_PATTERN, collection_json, feature_json, parse_bbox
 from gateway.paths import TENANT_FILTER_DESCRIPTION, TenantId, parent, tenant_filter
+from gateway.schemas.common import CRS_DESCRIPTION
 from gateway.schemas.map import (
     GridCellCountOut,
     GridCellCounts,
@@ -177,7 +178,9 @@ async def import_features(
     who: Who,
     file: Annotated[UploadFile, File(description="the file")],
     format: Annotated[str, Form(pattern="^(geojson|gpkg|shapefile|csv)$")],
-    source_crs: Annotated[str, Form(max_length=100)] = "",
+    source_crs: Annotated[
+        str, Form(max_length=100, description="the file's CRS if it names none: " + CRS_DESCRIPTION)
+    ] = "",
     repair_invalid: Annotated[bool, Form()] = False,
     replace: Annotated[bool, Form()] = False,
     id_field: Annotated[str, Form(max_length=63)] = "",

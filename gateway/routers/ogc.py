@@ -37,6 +37,7 @@ SUPPORTED_CRS = {
     EPSG + "3857": ("EPSG:3857", False),
     EPSG + "32651": ("EPSG:32651", False),
 }
+CRS_CHOICES = "one of " + ", ".join(SUPPORTED_CRS) + "; CRS84 when absent"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
@@ -183,8 +184,8 @@ async def items(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     bbox: Annotated[str | None, Query(pattern=BBOX_PATTERN)] = None,
-    bbox_crs: Annotated[str | None, Query(alias="bbox-crs")] = None,
-    crs: Annotated[str | None, Query()] = None,
+    bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description=CRS_CHOICES)] = None,
+    crs: Annotated[str | None, Query(description=CRS_CHOICES)] = None,
 ) -> Response:
     target, lat_first, crs_uri = _crs(crs, "crs")
     box: list[float] = []
@@ -261,7 +262,7 @@ async def item(
     item_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")],
     request: Request,
     who: Who,
-    crs: Annotated[str | None, Query()] = None,
+    crs: Annotated[str | None, Query(description=CRS_CHOICES)] = None,
 ) -> Response:
     target, lat_first, crs_uri = _crs(crs, "crs")
     feature = await call(

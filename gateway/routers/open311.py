@@ -560,7 +560,7 @@ async def service_request(
 
 
 @router.get("/tokens/{token}.{fmt}", summary="Open311: service_request_id from a token")
-async def token(token: str, fmt: Fmt, request: Request, who: Who) -> Response:
+async def request_id_from_token(token: str, fmt: Fmt, request: Request, who: Who) -> Response:
     """Creates are synchronous and hand out no tokens; a token that is an event id answers."""
     event = await _get_event(request, who, token, "token")
     body = [{"service_request_id": _event_id(event), "token": token}]

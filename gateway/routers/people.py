@@ -37,7 +37,14 @@ TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="tenant id
 PersonId = Annotated[str, Path(pattern=RESOURCE_ID_PATTERN)]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
 PageToken = Annotated[str, Query(max_length=512)]
-Filter = Annotated[str, Query(max_length=2000, description="AIP-160 filter")]
+Filter = Annotated[
+    str,
+    Query(
+        max_length=2000,
+        description="equality terms joined by AND on id_number, phone, kind, building, "
+        'grid_cell: kind = "resident" AND building = "b12"',
+    ),
+]
 PurposeQuery = Annotated[
     str | None, Query(max_length=500, description="why you read; needed to see unmasked data")
 ]
@@ -182,7 +189,12 @@ async def list_audit_entries(
     request: Request,
     who: Auditor,
     filter: Annotated[
-        str, Query(max_length=2000, description="AIP-160 over subject, record, create_time")
+        str,
+        Query(
+            max_length=2000,
+            description='terms joined by AND: subject = "...", record = "tenants/.../people/...", '
+            "time >= / > / <= / < an RFC 3339 time",
+        ),
     ] = "",
     page_size: PageSize = 100,
     page_token: PageToken = "",

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+CRS_DESCRIPTION = (
+    "EPSG:4326 (WGS84, the default), EPSG:4490 (CGCS2000), any other EPSG code such as "
+    "EPSG:4549 (CGCS2000 Gauss-Kruger), GCJ-02 (AMap, Tencent maps) or BD-09 (Baidu maps)"
+)
+FILTER_FIELDS_DESCRIPTION = (
+    'equality terms on the layer\'s declared fields joined by AND: field = "value"'
+)
+
 
 class GeoPointIn(BaseModel):
     """A point as a phone or a GIS sends it."""
@@ -12,7 +20,7 @@ class GeoPointIn(BaseModel):
 
     longitude: float = Field(..., ge=-180, le=180, examples=[121.1605])
     latitude: float = Field(..., ge=-90, le=90, examples=[31.2903])
-    crs: str = Field("EPSG:4326", max_length=32, description="EPSG:4326 or EPSG:4490")
+    crs: str = Field("EPSG:4326", max_length=32, description=CRS_DESCRIPTION, examples=["GCJ-02"])
 
 
 class GeoPointOut(BaseModel):

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.schemas.common import CRS_DESCRIPTION, FILTER_FIELDS_DESCRIPTION
+
 MAX_REST_LOCATE = 10_000
 
 LayerKindName = Literal[
@@ -27,7 +29,7 @@ class LocateRequest(_Strict):
 
     longitudes: list[float] = Field(..., min_length=1, max_length=MAX_REST_LOCATE)
     latitudes: list[float] = Field(..., min_length=1, max_length=MAX_REST_LOCATE)
-    crs: str = Field("EPSG:4326", max_length=100, description="EPSG:<code>, GCJ-02 or BD-09")
+    crs: str = Field("EPSG:4326", max_length=100, description=CRS_DESCRIPTION)
 
 
 class PointLocationOut(BaseModel):
@@ -45,8 +47,8 @@ class LocateResponse(BaseModel):
 class TransformRequest(_Strict):
     longitudes: list[float] = Field(..., min_length=1, max_length=MAX_REST_LOCATE)
     latitudes: list[float] = Field(..., min_length=1, max_length=MAX_REST_LOCATE)
-    crs: str = Field("EPSG:4326", max_length=100)
-    target_crs: str = Field(..., max_length=100)
+    crs: str = Field("EPSG:4326", max_length=100, description=CRS_DESCRIPTION)
+    target_crs: str = Field(..., max_length=100, description=CRS_DESCRIPTION)
 
 
 class TransformResponse(BaseModel):
@@ -121,9 +123,9 @@ class SearchRequest(_Strict):
     intersects: dict[str, Any] | None = None
     within_distance: DistanceQueryIn | None = None
     nearest: NearestQueryIn | None = None
-    crs: str = Field("", max_length=100, description="CRS of the query geometry")
-    response_crs: str = Field("", max_length=100)
-    filter: str = Field("", max_length=2000)
+    crs: str = Field("", max_length=100, description="of the query geometry: " + CRS_DESCRIPTION)
+    response_crs: str = Field("", max_length=100, description="of the answer: " + CRS_DESCRIPTION)
+    filter: str = Field("", max_length=2000, description=FILTER_FIELDS_DESCRIPTION)
     page_size: int = Field(100, ge=1, le=10_000)
     page_token: str = Field("", max_length=512)
 
