@@ -302,6 +302,24 @@ def test_a_towns_statistics_break_down_by_village(api, xingming_point):
     assert sum(stats["by_village"].values()) == stats["total"]
 
 
+def test_the_make_run_banners_example_call_answers(stack):
+    """The banner's curl line names a route that exists, with a key that may call it."""
+    from devstack import demo_identity
+
+    credentials = demo_identity.DemoCredentials.load(stack.credentials_file)
+    line = next(
+        text
+        for text in credentials.summary(stack.config.gateway_url).splitlines()
+        if "curl" in text
+    )
+    key = line.split("X-API-Key: ", 1)[1].split("'", 1)[0]
+    url = line.rsplit(" ", 1)[1]
+    assert url.startswith(f"{stack.config.gateway_url}/v1/tenants/sh-jiading-anting-")
+    response = httpx.get(url, headers={"X-API-Key": key}, timeout=10)
+    assert response.status_code == 200, response.text
+    assert "events" in response.json()
+
+
 def test_listing_pages_through_every_event(stack, api, xingming_point):
     _, lon, lat = xingming_point
     ids = {api.post(EVENTS, json=report_body(lon, lat)).json()["id"] for _ in range(7)}
