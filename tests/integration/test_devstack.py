@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,18 +42,28 @@ def test_launcher_reaches_ready_and_stops_cleanly_on_ctrl_c(demo_gpkg, tmp_path)
         text=True,
     )
     try:
-        url = None
+        url = edge = None
         assert process.stdout is not None
         for line in process.stdout:
             match = re.search(r"gateway\s+(http://\S+)", line)
             if match:
                 url = match.group(1)
+            match = re.search(r"edge\s+grpc\s+(\S+)", line)
+            if match:
+                edge = match.group(1)
+            if url and edge:
                 break
         assert url, "launcher printed no gateway URL"
+        assert edge, "launcher printed no gRPC edge address"
         assert time.monotonic() - started < 60
         assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+        with grpc.insecure_channel(edge) as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
         children = _children_of(process.pid)
-        assert len(children) == 6
+        assert len(children) == 7  # five components, the gateway and the gRPC edge
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
         for pid in children:
