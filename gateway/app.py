@@ -45,7 +45,17 @@ Health, readiness, these docs, the OGC landing page and the Open311 service list
 are public; everything else answers 401 without credentials, 403 without the
 scope a route needs and 429 with `Retry-After` over the rate limit.
 
-Errors share one shape: `{"error": {"code", "status", "message", "field_violations"}}`.
+Every path is a resource name under `/v1/`: `tenants/{tenant}/events/{event}` answers at
+`/v1/tenants/{tenant}/events/{event}`, `{tenant}` being a tenant id such as
+`sh-jiading-anting-xingming`; a collection read under a tenant covers its whole subtree
+(`GET /v1/me` tells you your tenant). OGC API - Features (`/ogc`) and Open311
+(`/open311/v2`) keep their standard paths.
+
+Every create accepts an `Idempotency-Key` header: a retry with the same key and body
+returns the first answer (`Idempotent-Replayed: true`).
+
+Errors share one shape: `{"error": {"code", "status", "message", "field_violations"}}`;
+bad input is 400 naming each wrong field.
 """
 
 

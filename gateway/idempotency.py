@@ -37,6 +37,7 @@ KEY_DESCRIPTION = (
 )
 KEEP_SECONDS = 24 * 3600
 PENDING_SECONDS = 120
+MAX_LOCAL = 20_000  # answers kept in memory without Redis, oldest dropped first
 _KEPT_HEADERS = {b"content-type", b"content-length", b"location", b"cache-control", b"pragma"}
 # Creates whose component keeps the key itself (as `request_id`).
 _KEPT_BY_COMPONENT = re.compile(r"^/v1/tenants/[^/]+/events$")
@@ -83,6 +84,7 @@ class ReplayStore:
     def __init__(self, redis: Redis | None) -> None:
         self.redis = redis
         self.local: dict[str, tuple[float, str]] = {}
+        self._pruned = 0.0
 
     async def claim(self, slot: str, fingerprint: str) -> Kept | None:
         """Take the slot for a first request; else what is already there."""
@@ -96,11 +98,20 @@ class ReplayStore:
             except RedisError:
                 log.warning("idempotency keys fall back to process memory: Redis is down")
         now = time.monotonic()
-        self.local = {k: v for k, v in self.local.items() if v[0] > now}
-        if slot in self.local:
-            return Kept.load(self.local[slot][1])
+        self._prune(now)
+        held = self.local.get(slot)
+        if held is not None and held[0] > now:
+            return Kept.load(held[1])
         self.local[slot] = (now + PENDING_SECONDS, pending)
         return None
+
+    def _prune(self, now: float) -> None:
+        """Drop expired answers at most once a second, and the oldest beyond MAX_LOCAL."""
+        if now - self._pruned >= 1.0:
+            self._pruned = now
+            self.local = {k: v for k, v in self.local.items() if v[0] > now}
+        while len(self.local) >= MAX_LOCAL:
+            del self.local[next(iter(self.local))]
 
     async def keep(self, slot: str, kept: Kept) -> None:
         await self._write(slot, kept.dump(), KEEP_SECONDS)

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
+from gateway import idempotency
 from gateway.errors import ApiError
 from gateway.idempotency import Kept, ReplayStore, applies, parse_key
 
@@ -71,3 +72,12 @@ def test_keys_are_visible_ascii_and_lose_their_quotes():
         with pytest.raises(ApiError) as caught:
             parse_key(bad)
         assert caught.value.violations[0].field == "Idempotency-Key"
+
+
+async def test_memory_keeps_at_most_max_local_answers_dropping_the_oldest(monkeypatch):
+    monkeypatch.setattr(idempotency, "MAX_LOCAL", 3)
+    store = ReplayStore(None)
+    for slot in ("idem:1", "idem:2", "idem:3", "idem:4"):
+        assert await store.claim(slot, "fp") is None
+    assert list(store.local) == ["idem:2", "idem:3", "idem:4"]
+    assert await store.claim("idem:1", "fp") is None  # forgotten: a first request again
