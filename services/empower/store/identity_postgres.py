@@ -42,7 +42,7 @@ from services.empower.domain.model import (
     Tenant,
     User,
 )
-from services.empower.store.identity_sqlite import (
+from services.empower.store.identity_rows import (
     APP_COLUMNS,
     CREDENTIAL_COLUMNS,
     KEY_COLUMNS,

@@ -8,30 +8,52 @@ PostgreSQL store, which shares this module's row mapping.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from services.empower.domain.model import (
     ApiKey,
     App,
     Credentials,
-    Level,
     RefreshToken,
     SigningKey,
     Tenant,
     User,
-    UserKind,
+)
+from services.empower.store.identity_rows import (
+    APP_COLUMNS,
+    CREDENTIAL_COLUMNS,
+    KEY_COLUMNS,
+    KEY_WITH_APP_COLUMNS,
+    REFRESH_COLUMNS,
+    SIGNING_KEY_COLUMNS,
+    TENANT_COLUMNS,
+    USER_COLUMNS,
+    app_values,
+    failed_login_sql,
+    key_values,
+    locked_by,
+    refresh_values,
+    row_to_app,
+    row_to_credentials,
+    row_to_key,
+    row_to_refresh,
+    row_to_signing_key,
+    row_to_tenant,
+    row_to_user,
+    signing_key_values,
+    tenant_values,
+    us,
+    user_values,
 )
 from services.kit.errors import AlreadyExists
 from services.kit.sqlite import SqliteDatabase, transaction
 from services.kit.tenancy import ALL_TENANTS
 
 T = TypeVar("T")
-Row = Mapping[str, Any]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
@@ -99,217 +121,11 @@ CREATE TABLE IF NOT EXISTS api_keys (
 CREATE INDEX IF NOT EXISTS api_keys_app ON api_keys (app_id, create_us);
 """
 
-TENANT_COLUMNS = "path, parent, display_name, level, admin_code, create_us"
-USER_COLUMNS = "id, tenant, username, display_name, kind, roles, disabled, create_us, update_us"
-CREDENTIAL_COLUMNS = USER_COLUMNS + ", password_hash, failed_logins, locked_until_us"
-REFRESH_COLUMNS = (
-    "id, family_id, user_id, tenant, token_hash, create_us, expire_us, use_us, revoke_us"
-)
-SIGNING_KEY_COLUMNS = "kid, private_pem, public_x, create_us, retire_us"
-APP_COLUMNS = "id, tenant, display_name, scopes, quota_per_minute, create_us, update_us"
-KEY_COLUMNS = "id, app_id, tenant, secret_hash, create_us, revoke_us"
-# A key joined with its app: the key's columns carry a k_ prefix.
-KEY_WITH_APP_COLUMNS = (
-    ", ".join(f"k.{c} AS k_{c}" for c in KEY_COLUMNS.split(", "))
-    + ", "
-    + ", ".join(f"a.{c}" for c in APP_COLUMNS.split(", "))
-)
-
-
-def failed_login_sql(mark: str) -> str:
-    """One UPDATE counts a failed login and, at the limit, locks and restarts the count.
-
-    Every right-hand side sees the row as it was, so the two CASEs agree. Parameters:
-    limit, limit, lock end, user id; `mark` is the driver's placeholder.
-    """
-    return (
-        "UPDATE users SET "
-        f"failed_logins = CASE WHEN failed_logins + 1 >= {mark} THEN 0 "
-        "ELSE failed_logins + 1 END, "
-        f"locked_until_us = CASE WHEN failed_logins + 1 >= {mark} THEN {mark} "
-        f"ELSE locked_until_us END WHERE id = {mark}"
-    )
-
 
 ACTIVE_KEY = (
     f"SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys WHERE retire_us IS NULL "
     "ORDER BY create_us DESC, kid DESC LIMIT 1"
 )
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def us(moment: datetime) -> int:
-    """Microseconds since the epoch, exactly (no float rounding)."""
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_us(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
-
-
-def maybe_us(moment: datetime | None) -> int | None:
-    return None if moment is None else us(moment)
-
-
-def maybe_from_us(value: int | None) -> datetime | None:
-    return None if value is None else from_us(value)
-
-
-def row_to_tenant(row: Row) -> Tenant:
-    return Tenant(
-        path=row["path"],
-        display_name=row["display_name"],
-        level=Level(row["level"]),
-        admin_code=row["admin_code"],
-        create_time=from_us(row["create_us"]),
-    )
-
-
-def tenant_values(tenant: Tenant) -> tuple[object, ...]:
-    return (
-        tenant.path,
-        tenant.parent,
-        tenant.display_name,
-        tenant.level.value,
-        tenant.admin_code,
-        us(tenant.create_time),
-    )
-
-
-def row_to_user(row: Row) -> User:
-    return User(
-        id=row["id"],
-        tenant=row["tenant"],
-        username=row["username"],
-        display_name=row["display_name"],
-        kind=UserKind(row["kind"]),
-        roles=tuple(json.loads(row["roles"])),
-        create_time=from_us(row["create_us"]),
-        update_time=from_us(row["update_us"]),
-        disabled=bool(row["disabled"]),
-    )
-
-
-def user_values(user: User, password_hash: str | None) -> tuple[object, ...]:
-    """Values for `USER_COLUMNS` followed by the password hash."""
-    return (
-        user.id,
-        user.tenant,
-        user.username,
-        user.display_name,
-        user.kind.value,
-        json.dumps(list(user.roles)),
-        user.disabled,
-        us(user.create_time),
-        us(user.update_time),
-        password_hash,
-    )
-
-
-def row_to_credentials(row: Row) -> Credentials:
-    return Credentials(
-        user=row_to_user(row),
-        password_hash=row["password_hash"],
-        failed_logins=row["failed_logins"],
-        locked_until=maybe_from_us(row["locked_until_us"]),
-    )
-
-
-def row_to_refresh(row: Row) -> RefreshToken:
-    return RefreshToken(
-        id=row["id"],
-        family_id=row["family_id"],
-        user_id=row["user_id"],
-        tenant=row["tenant"],
-        token_hash=row["token_hash"],
-        create_time=from_us(row["create_us"]),
-        expire_time=from_us(row["expire_us"]),
-        use_time=maybe_from_us(row["use_us"]),
-        revoke_time=maybe_from_us(row["revoke_us"]),
-    )
-
-
-def refresh_values(token: RefreshToken) -> tuple[object, ...]:
-    return (
-        token.id,
-        token.family_id,
-        token.user_id,
-        token.tenant,
-        token.token_hash,
-        us(token.create_time),
-        us(token.expire_time),
-        maybe_us(token.use_time),
-        maybe_us(token.revoke_time),
-    )
-
-
-def row_to_signing_key(row: Row) -> SigningKey:
-    return SigningKey(
-        kid=row["kid"],
-        private_pem=row["private_pem"],
-        public_x=row["public_x"],
-        create_time=from_us(row["create_us"]),
-        retire_time=maybe_from_us(row["retire_us"]),
-    )
-
-
-def signing_key_values(key: SigningKey) -> tuple[object, ...]:
-    return (
-        key.kid,
-        key.private_pem,
-        key.public_x,
-        us(key.create_time),
-        maybe_us(key.retire_time),
-    )
-
-
-def row_to_app(row: Row) -> App:
-    return App(
-        id=row["id"],
-        tenant=row["tenant"],
-        display_name=row["display_name"],
-        scopes=frozenset(row["scopes"].split()),
-        quota_per_minute=row["quota_per_minute"],
-        create_time=from_us(row["create_us"]),
-        update_time=from_us(row["update_us"]),
-    )
-
-
-def app_values(app: App) -> tuple[object, ...]:
-    return (
-        app.id,
-        app.tenant,
-        app.display_name,
-        " ".join(sorted(app.scopes)),
-        app.quota_per_minute,
-        us(app.create_time),
-        us(app.update_time),
-    )
-
-
-def row_to_key(row: Row, prefix: str = "") -> ApiKey:
-    return ApiKey(
-        id=row[prefix + "id"],
-        app_id=row[prefix + "app_id"],
-        tenant=row[prefix + "tenant"],
-        secret_hash=row[prefix + "secret_hash"],
-        create_time=from_us(row[prefix + "create_us"]),
-        revoke_time=maybe_from_us(row[prefix + "revoke_us"]),
-    )
-
-
-def key_values(key: ApiKey) -> tuple[object, ...]:
-    return (
-        key.id,
-        key.app_id,
-        key.tenant,
-        key.secret_hash,
-        us(key.create_time),
-        maybe_us(key.revoke_time),
-    )
 
 
 def _marks(columns: str) -> str:
@@ -690,10 +506,3 @@ class SqliteIdentityStore:
 
     def close(self) -> None:
         self.db.close()
-
-
-def locked_by(row: Row | None) -> datetime | None:
-    """The lock's end when the failed-login update just locked the account."""
-    if row is None or row["failed_logins"] != 0 or row["locked_until_us"] is None:
-        return None
-    return from_us(row["locked_until_us"])

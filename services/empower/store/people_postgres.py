@@ -37,7 +37,7 @@ from services.empower.domain.people_model import (
     to_us,
 )
 from services.empower.domain.people_ports import MakeEntry, PersonChange
-from services.empower.store.people_sqlite import (
+from services.empower.store.people_rows import (
     AUDIT_COLUMNS,
     PERSON_COLUMN_NAMES,
     PERSON_COLUMNS,

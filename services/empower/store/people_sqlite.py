@@ -28,8 +28,14 @@ from services.empower.domain.people_model import (
     unreadable_entry,
 )
 from services.empower.domain.people_ports import MakeEntry, PersonChange
-from services.kit import tenancy
-from services.kit.errors import AlreadyExists, NotFound
+from services.empower.store.people_rows import (
+    AUDIT_COLUMNS,
+    PERSON_COLUMN_NAMES,
+    PERSON_COLUMNS,
+    UPDATED_COLUMNS,
+    duplicate_error,
+)
+from services.kit.errors import NotFound
 from services.kit.sqlite import SqliteDatabase, transaction
 from services.kit.tenancy import ALL_TENANTS
 
@@ -85,18 +91,6 @@ CREATE TRIGGER IF NOT EXISTS people_audit_no_delete BEFORE DELETE ON people_audi
 BEGIN SELECT RAISE(ABORT, 'people_audit is append-only'); END;
 """
 
-PERSON_COLUMNS = (
-    "id, tenant, kind, name_sealed, id_number_sealed, id_number_index, phone_sealed, "
-    "phone_index, gender, birth_date, address, building, grid_cell, tags, create_us, "
-    "update_us, version"
-)
-AUDIT_COLUMNS = (
-    "sequence, time_us, subject, app, tenant, action, purpose, records, fields, "
-    "prev_hash, entry_hash"
-)
-PERSON_COLUMN_NAMES = tuple(c.strip() for c in PERSON_COLUMNS.split(","))
-# What an update may change: everything but the id, the tenant and the creation time.
-UPDATED_COLUMNS = tuple(c for c in PERSON_COLUMN_NAMES if c not in ("id", "tenant", "create_us"))
 _UPDATE = (
     f"UPDATE people SET {', '.join(c + ' = ?' for c in UPDATED_COLUMNS)} "
     "WHERE id = ? AND version = ?"
@@ -220,14 +214,6 @@ def row_to_audit(row: sqlite3.Row) -> AuditEntry:
         )
     except (ValueError, TypeError, OverflowError):
         return unreadable_entry(int(row["sequence"]))
-
-
-def duplicate_error(records: Sequence[PersonRecord]) -> AlreadyExists:
-    """The error for a taken id or ID number; it never names the ID number (logs)."""
-    where = f" in {tenancy.tenant_name(records[0].tenant)}" if len(records) == 1 else ""
-    return AlreadyExists(
-        f"a person with this ID number is already registered{where}", reason="PERSON_EXISTS"
-    )
 
 
 class SqlitePeopleStore:

@@ -57,8 +57,9 @@ class EventStore(Protocol):
         """The event with its timeline and comments."""
         ...
 
-    async def update(self, event_id: str, change: Change) -> Event:
-        """Apply `change` to the current event atomically (NOT_FOUND if there is none)."""
+    async def update(self, event_id: str, change: Change, fact: str) -> Event:
+        """Apply `change` to the current event atomically (NOT_FOUND if there is none),
+        writing the whole row and one outbox entry of type `fact` (domain.facts)."""
         ...
 
     async def unpublished(self, limit: int) -> list[OutboxEntry]:

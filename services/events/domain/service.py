@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from services.events.domain import lifecycle
 from services.events.domain.categories import Category, CategoryCatalog, check_category
 from services.events.domain.duplicates import original_of, search_window
+from services.events.domain.facts import COMMENTED, STATE_CHANGED
 from services.events.domain.model import (
     Comment,
     Evaluation,
@@ -207,7 +208,7 @@ class EventHub:
             entry = TimelineEntry(principal.subject, now, event.state, target, note)
             return replace(event, state=target, update_time=now), entry, None
 
-        return await self._update(event_id, change, principal, tenant, etag)
+        return await self._update(event_id, change, principal, tenant, etag, fact=STATE_CHANGED)
 
     async def evaluate(
         self,
@@ -242,7 +243,7 @@ class EventHub:
             )
             return closed, entry, None
 
-        return await self._update(event_id, change, principal, tenant, etag)
+        return await self._update(event_id, change, principal, tenant, etag, fact=STATE_CHANGED)
 
     async def comment(
         self, principal: Principal, tenant: str | None, event_id: str, text: str
@@ -254,7 +255,7 @@ class EventHub:
             now = datetime.now(UTC)
             return replace(event, update_time=now), None, Comment(principal.subject, text, now)
 
-        return await self._update(event_id, change, principal, tenant)
+        return await self._update(event_id, change, principal, tenant, fact=COMMENTED)
 
     async def auto_close(self, now: datetime, after: timedelta, batch: int = 200) -> int:
         """Close events resolved longer ago than `after` that nobody evaluated.
@@ -274,7 +275,7 @@ class EventHub:
 
         for event in events:
             try:
-                await self._update(event.id, change, None, None, event.etag)
+                await self._update(event.id, change, None, None, event.etag, fact=STATE_CHANGED)
             except (FailedPrecondition, Aborted):
                 continue  # changed meanwhile (evaluated, reopened): leave it
             closed += 1
@@ -287,6 +288,8 @@ class EventHub:
         principal: Principal | None,
         tenant: str | None,
         etag: str = "",
+        *,
+        fact: str,
     ) -> Event:
         """Apply a change in the store's transaction, after the checks every change needs.
 
@@ -306,7 +309,7 @@ class EventHub:
                 )
             return change(event)
 
-        event = await self.store.update(event_id, guarded)
+        event = await self.store.update(event_id, guarded, fact)
         self._on_change()
         return event
 

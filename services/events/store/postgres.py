@@ -54,6 +54,7 @@ from services.events.domain.categories import (
     Category,
 )
 from services.events.domain.duplicates import search_window
+from services.events.domain.facts import REPORTED
 from services.events.domain.model import (
     Comment,
     Event,
@@ -67,16 +68,20 @@ from services.events.domain.ports import Change, OriginalFinder
 from services.events.store.rows import (
     ADDED_COLUMNS,
     COLUMNS,
+    INSERT_EVENT,
+    TEXT_MATCH,
+    UPDATE_EVENT,
     event_values,
     from_us,
     row_to_event,
+    update_values,
     us,
 )
 
 # The outbox message types are the bus contract, shared with the SQLite store.
-from services.events.store.sqlite import COMMENTED, REPORTED, STATE_CHANGED
 from services.kit import rls
 from services.kit.errors import NotFound
+from services.kit.sqldialect import POSTGRES
 from services.kit.tenancy import ALL_TENANTS
 
 # Advisory lock keys. The one-key (bigint) and two-key (int, int) spaces never overlap.
@@ -201,7 +206,7 @@ _TIME_OPERATORS = {
     "created_to": "<=",
     "created_before": "<",
 }
-_MARKS = ", ".join(["%s"] * len(COLUMNS.split(",")))
+
 _E_COLUMNS = ", ".join("e." + c.strip() for c in COLUMNS.split(","))
 # "column is scope or below it", as a range an index can scan (see sqlite.subtree_clause).
 _SUBTREE = "(tenant = %s OR (tenant >= %s AND tenant < %s))"
@@ -223,7 +228,7 @@ _NEARBY = (
     f"SELECT {COLUMNS} FROM events WHERE category = %s "
     "AND latitude BETWEEN %s AND %s AND longitude BETWEEN %s AND %s AND create_us >= %s"
 )
-_INSERT_EVENT = f"INSERT INTO events ({COLUMNS}) VALUES ({_MARKS})"
+_INSERT_EVENT = POSTGRES.render(INSERT_EVENT)
 _ADD_TIMELINE = (
     "INSERT INTO timeline (event_id, seq, tenant, actor, at_us, from_state, to_state, note) "
     "VALUES (%s, (SELECT coalesce(max(seq), 0) + 1 FROM timeline WHERE event_id = %s), "
@@ -240,10 +245,7 @@ _TIMELINE = (
     "SELECT actor, at_us, from_state, to_state, note FROM timeline WHERE event_id = %s ORDER BY seq"
 )
 _COMMENTS = "SELECT author, text, create_us FROM comments WHERE event_id = %s ORDER BY seq"
-_UPDATE = (
-    "UPDATE events SET state = %s, update_us = %s, version = %s, eval_score = %s, "
-    "eval_text = %s, eval_us = %s WHERE id = %s AND version = %s"
-)
+_UPDATE = POSTGRES.render(UPDATE_EVENT)
 # Reads that span several statements see one snapshot, like SQLite's single reader.
 _SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _LOCK_OUTBOX = "SELECT pg_advisory_xact_lock(%s)"
@@ -276,8 +278,7 @@ _STATISTICS_HEAD = (
 )
 _FILTER_SQL = {name: f"{column} = %s" for name, column in _FILTER_COLUMNS.items()}
 _TIME_SQL = {name: f"create_us {op} %s" for name, op in _TIME_OPERATORS.items()}
-# SQLite's LIKE ignores ASCII case; ILIKE is the closest PostgreSQL match.
-_TEXT_SQL = "description ILIKE %s ESCAPE '\\'"
+_TEXT_SQL = POSTGRES.render(TEXT_MATCH)
 
 Row = dict[str, Any]
 Box = tuple[float, float, float, float]
@@ -647,7 +648,7 @@ class PostgresEventStore:
             rows = await _fetch(conn, _GET, (event_id,))
             return await _with_history(conn, row_to_event(rows[0])) if rows else None
 
-    async def update(self, event_id: str, change: Change) -> Event:
+    async def update(self, event_id: str, change: Change, fact: str) -> Event:
         """Apply `change` to the current event atomically; the change does the checks.
 
         The row lock makes a second writer wait and then read the new version, so of
@@ -662,20 +663,7 @@ class PostgresEventStore:
             current = await _with_history(conn, row_to_event(rows[0]))
             changed, entry, comment = change(current)
             changed = replace(changed, version=current.version + 1)
-            evaluation = changed.evaluation
-            await conn.execute(
-                _UPDATE,
-                (
-                    changed.state.value,
-                    us(changed.update_time),
-                    changed.version,
-                    evaluation.score if evaluation else None,
-                    evaluation.text if evaluation else None,
-                    us(evaluation.time) if evaluation else None,
-                    event_id,
-                    current.version,
-                ),
-            )
+            await conn.execute(_UPDATE, (*update_values(changed), event_id, current.version))
             if entry is not None:
                 await _add_timeline(conn, current.tenant, event_id, entry)
             if comment is not None:
@@ -691,7 +679,7 @@ class PostgresEventStore:
                     ),
                 )
             result = await _with_history(conn, changed)
-            await self._append_outbox(conn, [(STATE_CHANGED if entry else COMMENTED, result)])
+            await self._append_outbox(conn, [(fact, result)])
         return result
 
     async def unpublished(self, limit: int) -> list[OutboxEntry]:

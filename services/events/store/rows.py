@@ -16,6 +16,18 @@ COLUMNS = (
     "eval_score, eval_text, eval_us, severity, media, reporter_contact, address"
 )
 COLUMN_COUNT = len(COLUMNS.split(","))
+_COLUMN_NAMES = [c.strip() for c in COLUMNS.split(",")]
+# What an update writes: every column but those fixed at creation.
+_FIXED = ("id", "tenant", "create_us")
+_UPDATED = [c for c in _COLUMN_NAMES if c not in _FIXED]
+
+# Statements both stores run, in the kit's dialect notation (services.kit.sqldialect).
+INSERT_EVENT = f"INSERT INTO events ({COLUMNS}) VALUES ({', '.join('?' * COLUMN_COUNT)})"
+# An update writes every changeable column, so no field a change makes is left behind.
+UPDATE_EVENT = (
+    f"UPDATE events SET {', '.join(f'{c} = ?' for c in _UPDATED)} WHERE id = ? AND version = ?"
+)
+TEXT_MATCH = "description {like} ? ESCAPE '\\'"
 # Columns added after the first schema, with their definitions, for older databases.
 ADDED_COLUMNS = (
     ("severity", "INTEGER NOT NULL DEFAULT 2"),
@@ -85,4 +97,11 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row) -> Event:
         media=tuple(json.loads(row["media"])),
         reporter_contact=row["reporter_contact"],
         address=row["address"],
+    )
+
+
+def update_values(event: Event) -> tuple[object, ...]:
+    """UPDATE_EVENT's SET values for the event, in column order."""
+    return tuple(
+        v for c, v in zip(_COLUMN_NAMES, event_values(event), strict=True) if c not in _FIXED
     )

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services.events.domain.categories import Category
+from services.events.domain.facts import REPORTED
 from services.events.domain.model import (
     Comment,
     Event,
@@ -29,14 +30,18 @@ from services.events.domain.model import (
 from services.events.domain.ports import Change, OriginalFinder
 from services.events.store.rows import (
     ADDED_COLUMNS,
-    COLUMN_COUNT,
     COLUMNS,
+    INSERT_EVENT,
+    TEXT_MATCH,
+    UPDATE_EVENT,
     event_values,
     from_us,
     row_to_event,
+    update_values,
     us,
 )
 from services.kit.errors import NotFound
+from services.kit.sqldialect import SQLITE
 from services.kit.sqlite import SqliteDatabase, transaction
 from services.kit.tenancy import ALL_TENANTS
 
@@ -167,11 +172,6 @@ def _add_timeline(conn: sqlite3.Connection, event_id: str, entry: TimelineEntry)
     )
 
 
-REPORTED = "event.reported"
-STATE_CHANGED = "event.state_changed"
-COMMENTED = "event.commented"
-
-
 def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[object]]:
     """WHERE terms for a tenant subtree and the domain's typed filters."""
     where: list[str] = []
@@ -194,7 +194,7 @@ def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[o
             args.append(us(value))  # type: ignore[arg-type]
         elif name == "text":
             escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            where.append("description LIKE ? ESCAPE '\\'")
+            where.append(SQLITE.render(TEXT_MATCH))
             args.append(f"%{escaped}%")
     return where, args
 
@@ -285,7 +285,7 @@ class SqliteEventStore:
             return event, False
         stored = find_original(lambda *args: self._open_near(conn, *args), event)
         conn.execute(
-            f"INSERT INTO events ({COLUMNS}) VALUES ({', '.join('?' * COLUMN_COUNT)})",
+            SQLITE.render(INSERT_EVENT),
             event_values(stored),
         )
         for entry in stored.timeline:
@@ -357,7 +357,7 @@ class SqliteEventStore:
         )
         return replace(event, timeline=timeline, comments=comments)
 
-    async def update(self, event_id: str, change: Change) -> Event:
+    async def update(self, event_id: str, change: Change, fact: str) -> Event:
         """Apply `change` to the current event atomically; the change does the checks."""
 
         def write(conn: sqlite3.Connection) -> Event:
@@ -368,18 +368,8 @@ class SqliteEventStore:
             changed, entry, comment = change(current)
             changed = replace(changed, version=current.version + 1)
             conn.execute(
-                "UPDATE events SET state = ?, update_us = ?, version = ?, eval_score = ?, "
-                "eval_text = ?, eval_us = ? WHERE id = ? AND version = ?",
-                (
-                    changed.state.value,
-                    us(changed.update_time),
-                    changed.version,
-                    changed.evaluation.score if changed.evaluation else None,
-                    changed.evaluation.text if changed.evaluation else None,
-                    us(changed.evaluation.time) if changed.evaluation else None,
-                    event_id,
-                    current.version,
-                ),
+                SQLITE.render(UPDATE_EVENT),
+                (*update_values(changed), event_id, current.version),
             )
             if entry is not None:
                 _add_timeline(conn, event_id, entry)
@@ -390,7 +380,7 @@ class SqliteEventStore:
                     (event_id, event_id, comment.author, comment.text, us(comment.create_time)),
                 )
             result = self._with_history(conn, changed)
-            self._append_outbox(conn, STATE_CHANGED if entry else COMMENTED, result)
+            self._append_outbox(conn, fact, result)
             return result
 
         return await self.db.run(lambda conn: transaction(conn, write))

@@ -99,3 +99,25 @@ async def test_a_village_watches_only_its_own_subtree(events, grid_index):
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await watch(events, TOWN, 0, 1, md(XIANGYANG))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_an_update_writes_every_changed_field_and_publishes_the_fact_it_names(
+    events, grid_index
+):
+    """A change that moves the grid worker is stored whole and published as what it is."""
+    from dataclasses import replace
+
+    _, lon, lat = cell_point(grid_index, XINGMING, 3)
+    created = await events.stub.CreateEvent(report(lon, lat, "o-reassign"), metadata=md())
+    event_id = created.name.rsplit("/", 1)[-1]
+
+    def reassign(event):
+        place = replace(event.place, grid_worker="gw-someone-else")
+        return replace(event, place=place, severity=4), None, None
+
+    await events.store.update(event_id, reassign, "event.reassigned")
+    stored = await events.store.get(event_id)
+    assert stored.place.grid_worker == "gw-someone-else" and stored.severity == 4
+    assert stored.version == 2 and stored.tenant == XINGMING
+    deliveries = await read_all(events.bus, expected=2)
+    assert [d.message.type for d in deliveries] == ["event.reported", "event.reassigned"]

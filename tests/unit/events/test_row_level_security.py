@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from services.events.domain.categories import Category
+from services.events.domain.facts import COMMENTED
 from services.events.domain.model import (
     Comment,
     Event,
@@ -82,7 +83,7 @@ async def store(postgis_test_dsn: str) -> AsyncIterator[PostgresEventStore]:
         items = [new_item(village, n) for n in range(PER_VILLAGE)]
         stored = await store.create_many(items, keep)
         assert all(created for _, created in stored)
-        await store.update(items[0][1].id, commented)
+        await store.update(items[0][1].id, commented, COMMENTED)
         await store.save_category(village, Category("local.well", "Village well", 2, 60))
     yield store
     await store.close()  # type: ignore[misc]
@@ -204,7 +205,7 @@ async def test_an_update_writes_only_into_its_events_village(store):
 
     outbox = await count_as_owner(store, "outbox")
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
-        await store.update(f"ev_rls_xingming_{PER_VILLAGE - 1}", moved)
+        await store.update(f"ev_rls_xingming_{PER_VILLAGE - 1}", moved, COMMENTED)
     assert await count_as_owner(store, "outbox") == outbox
 
 
