@@ -119,13 +119,18 @@ def from_rpc_error(exc: grpc.aio.AioRpcError, *, strip_prefix: str = "") -> ApiE
         message = "a component needed for this request is unavailable; retry shortly"
     elif failure.code == grpc.StatusCode.DEADLINE_EXCEEDED:
         message = "a component did not answer in time"
+    headers = {"Retry-After": "1"} if http_status == 503 else {}
+    wait = failure.metadata.get("retry_after_seconds", "")
+    if http_status == 429 and wait.isdigit():
+        # A component's own limit (e.g. people lookups) says how long to wait.
+        headers["Retry-After"] = wait
     return ApiError(
         http_status,
         message,
         status=failure.code.name,
         reason=failure.reason,
         violations=violations,
-        headers={"Retry-After": "1"} if http_status == 503 else None,
+        headers=headers,
     )
 
 

@@ -140,7 +140,9 @@ async def list_people(
     purpose: PurposeQuery = None,
     x_purpose: PurposeHeader = None,
 ) -> PersonList:
-    """People of the node and its subtree; `id_number = "..."` or `phone = "..."` find one."""
+    """People of the node and its subtree; `id_number = "..."` or `phone = "..."` find one
+    (these need `people:read_sensitive` and a purpose, are audited and limited to 30 a
+    minute per caller, since they would confirm guesses of a masked value)."""
     response = await call(
         request.app.state.upstreams.people.ListPeople(
             pb.ListPeopleRequest(

@@ -127,3 +127,42 @@ def test_the_audit_log_of_a_tenant_outside_ones_subtree_is_not_found(world):
         assert verified.status_code == 404, (
             f"{url}:verify -> {verified.status_code} {verified.text}"
         )
+
+
+def test_a_masked_id_number_cannot_be_confirmed_through_the_filter(world):
+    """Issue 11.1: the demo key sees masks; an exact lookup would confirm guesses."""
+    client, key = world.client, api_key(world.demo_key_a)
+    url = f"/v1/tenants/{A}/people"
+    masked = client.get(url, params={"page_size": 1}, headers=key).json()["people"][0]
+    assert ID_MASK.match(masked["id_number"])
+    guess = world.b.person_id_number  # any well-formed number: the answer must not depend on it
+    for field, value in (("id_number", guess), ("phone", "13800000000")):
+        refused = client.get(
+            url, params={"filter": f'{field} = "{value}"', "purpose": "guessing"}, headers=key
+        )
+        assert refused.status_code == 403, refused.text
+        assert "people:read_sensitive" in refused.json()["error"]["message"]
+    # Filters on what the key sees anyway still answer.
+    kinds = client.get(url, params={"filter": 'kind = "resident"'}, headers=key)
+    assert kinds.status_code == 200, kinds.text
+
+    secretary = world.a_secretary
+    no_purpose = client.get(
+        url, params={"filter": f'id_number = "{guess}"'}, headers=secretary.headers
+    )
+    assert no_purpose.status_code == 400 and "purpose" in no_purpose.text
+    purpose = f"checking a paper form {secrets.token_hex(4)}"
+    looked = client.get(
+        url,
+        params={"filter": f'id_number = "{guess}"', "purpose": purpose},
+        headers=secretary.headers,
+    )
+    assert looked.status_code == 200 and looked.json()["people"] == [], looked.text
+    entries = client.get(
+        f"/v1/tenants/{DISTRICT}/auditEntries",
+        params={"filter": f'subject = "{secretary.subject}"', "page_size": 1000},
+        headers=world.auditor.headers,
+    ).json()["audit_entries"]
+    [entry] = [e for e in entries if e["purpose"] == purpose]
+    assert entry["records"] == [] and entry["fields"] == ["id_number"]
+    assert guess not in str(entry)

@@ -38,6 +38,8 @@ from services.kit.timestamps import parse_time
 AUDIT_READ_SCOPE = "audit:read"
 AUDIT_VERIFY_SCOPE = "audit:verify"
 READ_ACTION = "people.read"
+# An exact lookup by ID number or phone, audited whether or not anything matched.
+LOOKUP_ACTION = "people.lookup"
 MAX_PURPOSE = 500
 FILTERABLE = {
     "subject": ("=",),
@@ -132,6 +134,8 @@ class AuditLog:
         records: Sequence[str],
         fields: Sequence[str],
         purpose: str,
+        *,
+        action: str = READ_ACTION,
     ) -> AuditEntry:
         """Append one entry for one call that revealed `fields` of `records`.
 
@@ -143,7 +147,7 @@ class AuditLog:
             subject=caller.subject,
             app=caller.app,
             tenant=caller.tenant,
-            action=READ_ACTION,
+            action=action,
             purpose=check_purpose(purpose),
             records=tuple(records),
             fields=tuple(fields),

@@ -10,16 +10,20 @@ spreadsheet of ID numbers. Three rules shape the code:
   hold `people:read_sensitive`.
 * Every unmasked read states a purpose and leaves one entry in the hash-chained
   audit log; if that entry cannot be written, nothing unmasked is returned.
+* An exact lookup by a sealed value (`id_number`, `phone`) answers "is this the
+  number?", which recovers a masked value by guessing: it needs the sensitive scope
+  and a purpose, is audited even when nothing matches, and is rate limited.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 
-from services.empower.domain.audit import AuditLog, check_purpose
+from services.empower.domain.audit import LOOKUP_ACTION, READ_ACTION, AuditLog, check_purpose
+from services.empower.domain.lookup_limit import LookupLimit
 from services.empower.domain.people_model import (
     Gender,
     Kind,
@@ -290,6 +294,8 @@ def masked(person: Person) -> Person:
 
 
 _FILTERABLE = ("id_number", "phone", "kind", "building", "grid_cell")
+# Filters on sealed values: exact lookups that reveal whether a guess is right.
+SEALED_FILTERS = ("id_number", "phone")
 
 
 class PeopleRegistry:
@@ -301,11 +307,13 @@ class PeopleRegistry:
         audit: AuditLog,
         sealer: Sealer,
         clock: Callable[[], datetime] | None = None,
+        lookup_limit: LookupLimit | None = None,
     ) -> None:
         self.store = store
         self.audit = audit
         self.sealer = sealer
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.lookup_limit = lookup_limit or LookupLimit(self._clock)
 
     @staticmethod
     def _require(caller: Principal, scope: str, what: str) -> None:
@@ -376,8 +384,7 @@ class PeopleRegistry:
         person = open_record(self.sealer, record)
         return person if reveal else masked(person)
 
-    def _filters(self, filter_text: str) -> PersonFilter:
-        terms = parse_equalities(filter_text, _FILTERABLE)
+    def _filters(self, terms: Mapping[str, str]) -> PersonFilter:
         id_index = phone_index = ""
         if "id_number" in terms:
             value = normalise_id_number(terms["id_number"], "filter")
@@ -404,12 +411,22 @@ class PeopleRegistry:
         purpose: str = "",
     ) -> PersonPage:
         """People in `parent`'s subtree by id; filters: id_number, phone, kind, building,
-        grid_cell (exact). An unmasked page writes one audit entry naming its people."""
+        grid_cell (exact). An unmasked page writes one audit entry naming its people;
+        a lookup by ID number or phone writes one even when nothing matches."""
         self._require(caller, READ_SCOPE, "reading people")
         reveal = caller.has_scope(SENSITIVE_SCOPE)
+        terms = parse_equalities(filter_text, _FILTERABLE)
+        sealed = [f for f in SEALED_FILTERS if f in terms]
+        if sealed and not reveal:
+            raise PermissionDenied(
+                f"filtering by {' or '.join(sealed)} needs the {SENSITIVE_SCOPE!r} scope: "
+                "an exact match would reveal the masked value"
+            )
         reason = check_purpose(purpose) if reveal else ""
         scope = self._scope(caller, parent)
-        filters = self._filters(filter_text)
+        filters = self._filters(terms)
+        if sealed:
+            self.lookup_limit.take(caller.subject)
         limit = paging.page_size(page_size)
         # The token is bound to the blind indexes, never to a plain ID number or phone.
         query = {"parent": scope, "filter": asdict(filters)}
@@ -424,9 +441,15 @@ class PeopleRegistry:
         if len(records) > limit:
             records = records[:limit]
             token = paging.encode_token({"id": records[-1].id}, query)
-        if reveal and records:
+        if reveal and (records or sealed):
             names = [person_name(r.tenant, r.id) for r in records]
-            await self.audit.record_read(caller, names, SENSITIVE_FIELDS, reason)
+            await self.audit.record_read(
+                caller,
+                names,
+                SENSITIVE_FIELDS if records else tuple(sealed),
+                reason,
+                action=LOOKUP_ACTION if sealed else READ_ACTION,
+            )
         people = [open_record(self.sealer, r) for r in records]
         return PersonPage(people if reveal else [masked(p) for p in people], token)
 
