@@ -1,7 +1,9 @@
 """Sign-in for people: the OAuth 2.0 token endpoint, revocation, the JWKS and "who am I".
 
 `POST /v1/auth/token` follows RFC 6749 (form fields): `grant_type=password` with
-username and password, or `grant_type=refresh_token`. Access tokens are JWTs signed
+username and password, or `grant_type=refresh_token`; its errors are RFC 6749's
+`{"error": "invalid_grant", "error_description": ...}`, not the platform's shape, so
+OAuth client libraries understand them. Revocation follows RFC 7009. Access tokens are JWTs signed
 by the identity service (EdDSA); anyone can verify them with `/.well-known/jwks.json`.
 These routes are public by nature and limited per client address; the identity
 service locks an account after repeated wrong passwords.
@@ -9,20 +11,20 @@ service locks an account after repeated wrong passwords.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request, Security
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from gateway.auth import access, limit_anonymous
 from gateway.errors import ApiError, call
 from gateway.security.sources import gateway_principal
 from grassroots.empower.v1 import identity_service_pb2 as pb
-from services.kit.errors import FieldViolation
 from services.kit.principal import Principal
 
 router = APIRouter(tags=["auth"])
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class TokenOut(BaseModel):
@@ -45,39 +47,135 @@ def _as_gateway(request: Request) -> tuple[tuple[str, bytes], ...]:
     return gateway_principal(request.app.state.settings.service_tenant).to_metadata()
 
 
-def _missing(field: str) -> ApiError:
-    return ApiError(400, f"{field} is required", violations=[FieldViolation(field, "is required")])
+FORM = "application/x-www-form-urlencoded"
+_FORM_BODY = {
+    "required": True,
+    "content": {
+        FORM: {
+            "schema": {
+                "type": "object",
+                "required": ["grant_type"],
+                "properties": {
+                    "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
+                    "username": {"type": "string", "maxLength": 128},
+                    "password": {"type": "string", "maxLength": 256, "format": "password"},
+                    "refresh_token": {"type": "string", "maxLength": 512},
+                },
+            }
+        }
+    },
+}
+_OAUTH_ERROR = {
+    "description": "An RFC 6749 error: `invalid_request` (not a form body, a field "
+    "missing or too long), `unsupported_grant_type`, or `invalid_grant` (wrong username "
+    "or password, locked or disabled account, expired, used or revoked refresh token)",
+    "content": {
+        "application/json": {
+            "example": {
+                "error": "invalid_grant",
+                "error_description": "wrong username or password",
+            }
+        }
+    },
+}
+_REVOKE_BODY = {
+    "required": True,
+    "content": {
+        FORM: {
+            "schema": {
+                "type": "object",
+                "required": ["token"],
+                "properties": {
+                    "token": {"type": "string", "maxLength": 512},
+                    "token_type_hint": {"type": "string", "maxLength": 32},
+                },
+            }
+        }
+    },
+}
+_FIELD_LIMITS = {
+    "username": 128,
+    "password": 256,
+    "refresh_token": 512,
+    "token": 512,
+    "token_type_hint": 32,
+}
 
 
-@router.post(
-    "/v1/auth/token",
-    response_model=TokenOut,
-    summary="Sign in (password grant) or refresh tokens (refresh_token grant)",
-    dependencies=[Depends(limit_anonymous)],
-)
-async def token(
-    request: Request,
-    grant_type: Annotated[Literal["password", "refresh_token"], Form()],
-    username: Annotated[str | None, Form(max_length=128)] = None,
-    password: Annotated[str | None, Form(max_length=256)] = None,
-    refresh_token: Annotated[str | None, Form(max_length=512)] = None,
-) -> TokenOut:
+class OAuthError(Exception):
+    """A token endpoint error in RFC 6749's shape (section 5.2), always 400 here."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            {"error": self.error, "error_description": self.description},
+            status_code=400,
+            headers=NO_STORE,
+        )
+
+
+async def _form(request: Request, example: str) -> dict[str, str]:
+    """The form fields, or invalid_request when the body is not a form (JSON, say)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != FORM:
+        raise OAuthError(
+            "invalid_request",
+            f"this endpoint takes a form body ({FORM}, RFC 6749), not "
+            f"{content_type or 'a body without a content type'}; send {example}",
+        )
+    fields: dict[str, str] = {}
+    for name, value in (await request.form()).multi_items():
+        if not isinstance(value, str):
+            raise OAuthError("invalid_request", f"{name} must be a text field")
+        if name in fields:
+            raise OAuthError("invalid_request", f"{name} is repeated")
+        limit = _FIELD_LIMITS.get(name)
+        if limit is not None and len(value) > limit:
+            raise OAuthError("invalid_request", f"{name} must have at most {limit} characters")
+        fields[name] = value
+    return fields
+
+
+def _needed(fields: dict[str, str], name: str) -> str:
+    value = fields.get(name, "")
+    if not value:
+        raise OAuthError("invalid_request", f"{name} is required")
+    return value
+
+
+async def _issue(request: Request) -> TokenOut:
+    fields = await _form(request, "grant_type=password&username=...&password=...")
+    grant_type = _needed(fields, "grant_type")
     identity = request.app.state.upstreams.identity
     if grant_type == "password":
-        if not username:
-            raise _missing("username")
-        if not password:
-            raise _missing("password")
         rpc = identity.Login(
-            pb.LoginRequest(username=username, password=password), metadata=_as_gateway(request)
+            pb.LoginRequest(
+                username=_needed(fields, "username"), password=_needed(fields, "password")
+            ),
+            metadata=_as_gateway(request),
+        )
+    elif grant_type == "refresh_token":
+        rpc = identity.RefreshToken(
+            pb.RefreshTokenRequest(refresh_token=_needed(fields, "refresh_token")),
+            metadata=_as_gateway(request),
         )
     else:
-        if not refresh_token:
-            raise _missing("refresh_token")
-        rpc = identity.RefreshToken(
-            pb.RefreshTokenRequest(refresh_token=refresh_token), metadata=_as_gateway(request)
+        raise OAuthError(
+            "unsupported_grant_type",
+            f"grant_type {grant_type[:40]!r} is not supported; use password or refresh_token",
         )
-    issued = await call(rpc)
+    try:
+        issued = await call(rpc)
+    except ApiError as exc:
+        # Bad credentials, locked or disabled accounts and bad refresh tokens are all
+        # invalid_grant (400); overload and outages keep the platform's shape.
+        if exc.http_status in (400, 401):
+            raise OAuthError("invalid_grant", exc.message) from None
+        raise
     return TokenOut(
         access_token=issued.access_token,
         token_type=issued.token_type or "Bearer",
@@ -87,18 +185,47 @@ async def token(
 
 
 @router.post(
+    "/v1/auth/token",
+    response_model=TokenOut,
+    summary="Sign in (password grant) or refresh tokens (refresh_token grant)",
+    dependencies=[Depends(limit_anonymous)],
+    openapi_extra={"requestBody": _FORM_BODY},
+    responses={400: _OAUTH_ERROR},
+)
+async def token(request: Request) -> Response:
+    """RFC 6749 token endpoint: a form body in, tokens or `{"error": ...}` out, never cached."""
+    try:
+        issued = await _issue(request)
+    except OAuthError as exc:
+        return exc.response()
+    return JSONResponse(issued.model_dump(), headers=NO_STORE)
+
+
+@router.post(
     "/v1/auth/revoke",
     status_code=200,
     summary="Sign out: revoke a refresh token and the rest of its sign-in (RFC 7009)",
     dependencies=[Depends(limit_anonymous)],
+    openapi_extra={"requestBody": _REVOKE_BODY},
+    responses={400: _OAUTH_ERROR},
 )
-async def revoke(request: Request, token: Annotated[str, Form(max_length=512)]) -> Response:
-    await call(
-        request.app.state.upstreams.identity.RevokeRefreshToken(
-            pb.RevokeRefreshTokenRequest(refresh_token=token), metadata=_as_gateway(request)
+async def revoke(request: Request) -> Response:
+    """An unknown, malformed or already revoked token answers 200 too (RFC 7009, 2.2):
+    the caller's goal, that the token no longer works, holds either way."""
+    try:
+        token = _needed(await _form(request, "token=..."), "token")
+    except OAuthError as exc:
+        return exc.response()
+    try:
+        await call(
+            request.app.state.upstreams.identity.RevokeRefreshToken(
+                pb.RevokeRefreshTokenRequest(refresh_token=token), metadata=_as_gateway(request)
+            )
         )
-    )
-    return Response(status_code=200)
+    except ApiError as exc:
+        if exc.http_status not in (400, 401, 404):
+            raise
+    return Response(status_code=200, headers=NO_STORE)
 
 
 @router.get(

@@ -102,10 +102,12 @@ def test_a_disabled_user_can_neither_sign_in_nor_refresh(world):
         "/v1/auth/token",
         {"grant_type": "refresh_token", "refresh_token": signed_in.refresh_token},
     )
-    assert refreshed.status_code == 401, refreshed.text
+    # RFC 6749: refused grants are invalid_grant (400), not the platform's 401.
+    assert refreshed.status_code == 400, refreshed.text
+    assert refreshed.json()["error"] == "invalid_grant", refreshed.text
     again = anonymous_post(
         client,
         "/v1/auth/token",
         {"grant_type": "password", "username": username, "password": password},
     )
-    assert again.status_code == 401, again.text
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant", again.text

@@ -56,7 +56,9 @@ def _revoke(world: World) -> httpx.Response:
             "/v1/auth/token",
             {"grant_type": "refresh_token", "refresh_token": refresh_token},
         )
-        assert again.status_code == 401, again.text
+        # RFC 6749: a revoked refresh token is invalid_grant, a 400.
+        assert again.status_code == 400, again.text
+        assert again.json()["error"] == "invalid_grant", again.text
         return revoked
 
     return _login_then(world, revoke)
