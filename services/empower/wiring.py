@@ -54,12 +54,14 @@ async def open_empower(settings: EmpowerSettings) -> Empower:
         people = SqlitePeopleStore(
             settings.database.with_name(settings.database.stem + "-people.sqlite3")
         )
+    # One audit chain for reads of personal data and for administrative actions.
+    audit = AuditLog(people)
     directory = IdentityDirectory(
         identity,
         access_token_lifetime=timedelta(minutes=settings.access_token_minutes),
         key_rotation_period=timedelta(hours=settings.signing_key_rotation_hours),
+        audit=audit,
     )
-    audit = AuditLog(people)
     registry = PeopleRegistry(people, audit, sealer)
     return Empower(directory, registry, audit, [identity.close, people.close])
 

@@ -1,11 +1,13 @@
-"""The audit log of reads of personal data: append-only and hash-chained.
+"""The audit log of reads of personal data and of administrative actions:
+append-only and hash-chained.
 
 Whoever sees a resident's full name, ID number or phone number leaves one entry:
 who, through which app, from which tenant, which records, which fields, when and
-why. Entries form one chain for the whole platform: each entry's hash covers the
-previous entry's hash and every field of the entry itself, so changing, removing or
-reordering any entry after the fact breaks the chain at that point, and `verify`
-says where.
+why. Administrative actions (tenants, users, roles, apps, keys, password resets)
+leave one too, in the same chain (ADR 9). Entries form one chain for the whole
+platform: each entry's hash covers the previous entry's hash and every field of
+the entry itself, so changing, removing or reordering any entry after the fact
+breaks the chain at that point, and `verify` says where.
 
     entry_hash = sha256(prev_hash || canonical JSON of the entry)
 
@@ -149,6 +151,31 @@ class AuditLog:
             tenant=caller.tenant,
             action=action,
             purpose=check_purpose(purpose),
+            records=tuple(records),
+            fields=tuple(fields),
+        )
+        return await self.store.append_audit(
+            caller.tenant, lambda sequence, prev: link(draft, sequence, prev)
+        )
+
+    async def record_action(
+        self,
+        caller: Principal,
+        action: str,
+        records: Sequence[str],
+        fields: Sequence[str],
+        purpose: str = "",
+    ) -> AuditEntry:
+        """Append one entry for an administrative action (ADR 9): `records` are the
+        resources acted on, `fields` what changed (never a secret); purpose optional."""
+        draft = AuditEntry(
+            sequence=0,
+            time=self._clock(),
+            subject=caller.subject,
+            app=caller.app,
+            tenant=caller.tenant,
+            action=action,
+            purpose=purpose.strip()[:MAX_PURPOSE],
             records=tuple(records),
             fields=tuple(fields),
         )

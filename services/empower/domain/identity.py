@@ -5,8 +5,13 @@ Rules every method follows (ADR 0002):
   PERMISSION_DENIED, which would confirm that it exists;
 * a missing scope answers PERMISSION_DENIED;
 * bad input answers INVALID_ARGUMENT naming the field;
-* nobody grants what they do not hold: the scopes of roles given to a user, of an
-  app, or of an app a new key is made for, must all be scopes of the caller.
+* nobody grants what they do not hold: the scopes of an app, or of an app a new key
+  is made for, must all be scopes of the caller;
+* roles are granted by the caller's roles' assignable lists (`roles.may_assign`),
+  not by holding their scopes, and managing a user (change, disable, delete, reset
+  a password) needs the right to assign every role the user has;
+* every administrative action leaves an entry in the hash-chained audit log (ADR 9):
+  who, which resource, which fields (never a password or a key's secret).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
-from services.empower.domain.identity_ports import IdentityStore
+from services.empower.domain.identity_ports import ActionAudit, IdentityStore
 from services.empower.domain.model import (
     ApiKey,
     App,
@@ -33,7 +38,13 @@ from services.empower.domain.model import (
     UserKind,
 )
 from services.empower.domain.passwords import Passwords, check_policy
-from services.empower.domain.roles import check_scopes, granted_scopes, scopes_for_roles
+from services.empower.domain.roles import (
+    ROLES,
+    check_scopes,
+    granted_scopes,
+    may_assign,
+    scopes_for_roles,
+)
 from services.empower.domain.tokens import (
     API_KEY_PREFIX,
     AUDIENCE,
@@ -103,6 +114,24 @@ def _no_escalation(caller: Principal, granted: Iterable[str], what: str) -> None
         raise PermissionDenied(f"{what} would grant scopes you do not hold: {', '.join(beyond)}")
 
 
+def _check_assignable(caller: Principal, roles: Iterable[str], what: str) -> None:
+    """PERMISSION_DENIED unless the caller may assign every one of `roles`."""
+    refused = sorted(r for r in roles if not may_assign(r, caller.roles, caller.scopes))
+    if not refused:
+        return
+    if caller.roles:
+        raise PermissionDenied(
+            f"{what}: your roles ({', '.join(caller.roles)}) may not assign {', '.join(refused)}"
+        )
+    _no_escalation(caller, scopes_for_roles(refused), what)
+    raise PermissionDenied(f"{what}: you may not assign {', '.join(refused)}")
+
+
+def _manageable_roles(user: User) -> tuple[str, ...]:
+    """The user's roles still in the catalogue (a dropped role grants nothing)."""
+    return tuple(r for r in user.roles if r in ROLES)
+
+
 def _display_name(value: str, field: str = "display_name") -> str:
     text = value.strip()
     if not text:
@@ -139,6 +168,13 @@ def _user_kind(value: UserKind | str) -> UserKind:
         raise InvalidArgument.field(
             "kind", f"{str(value)[:32]!r} is not one of {', '.join(UserKind)}"
         ) from None
+
+
+def _admin_code_field(value: str, level: Level) -> str:
+    try:
+        return _admin_code(value, level)
+    except InvalidArgument as exc:
+        raise exc.under("tenant.") from None
 
 
 def _admin_code(value: str, level: Level) -> str:
@@ -217,6 +253,7 @@ class IdentityDirectory:
         access_token_lifetime: timedelta = timedelta(minutes=15),
         refresh_token_lifetime: timedelta = timedelta(days=30),
         key_rotation_period: timedelta = timedelta(hours=24),
+        audit: ActionAudit | None = None,
         max_failed_logins: int = 5,
         lockout: timedelta = timedelta(minutes=15),
         max_keys_per_app: int = 10,
@@ -234,6 +271,17 @@ class IdentityDirectory:
         self.max_keys_per_app = max_keys_per_app
         self.issuer = issuer
         self.audience = audience
+        self.audit = audit
+
+    async def _audit(
+        self, caller: Principal, action: str, record: str, fields: Sequence[str] = ()
+    ) -> None:
+        """One entry per administrative action, after it took effect (ADR 9).
+
+        Without an audit log (tests of sign-in only) nothing is recorded.
+        """
+        if self.audit is not None:
+            await self.audit.record_action(caller, f"identity.{action}", [record], list(fields))
 
     # The tenant tree.
 
@@ -276,7 +324,53 @@ class IdentityDirectory:
             create_time=self.clock(),
         )
         await self.store.create_tenant(tenant)
+        await self._audit(
+            caller,
+            "tenants.create",
+            tenant.name,
+            [f"level={tenant.level}", f"admin_code={tenant.admin_code}"],
+        )
         return tenant
+
+    async def update_tenant(
+        self,
+        caller: Principal,
+        path: str,
+        display_name: str | None = None,
+        admin_code: str | None = None,
+    ) -> Tenant:
+        """Rename a node of the caller's subtree or correct its division code."""
+        _require(caller, TENANTS_WRITE)
+        current = await self._own_tenant(caller, path)
+        changed = replace(
+            current,
+            display_name=current.display_name
+            if display_name is None
+            else _display_name(display_name, "tenant.display_name"),
+            admin_code=current.admin_code
+            if admin_code is None
+            else _admin_code_field(admin_code, current.level),
+        )
+        fields = [
+            f for f, given in (("display_name", display_name), ("admin_code", admin_code)) if given
+        ]
+        if not fields:
+            raise InvalidArgument.field("update_mask", "name at least one field to change")
+        stored = await self.store.update_tenant(changed)
+        if stored is None:
+            raise NotFound(f"tenant {tenancy.tenant_name(path)!r} not found")
+        await self._audit(caller, "tenants.update", stored.name, fields)
+        return stored
+
+    async def delete_tenant(self, caller: Principal, path: str) -> None:
+        """Remove an empty node below the caller's own (no children, users or apps)."""
+        _require(caller, TENANTS_WRITE)
+        tenant = await self._own_tenant(caller, path)
+        if tenant.path == caller.tenant:
+            raise FailedPrecondition("you cannot delete your own node")
+        if not await self.store.delete_tenant(tenant.path):
+            raise NotFound(f"tenant {tenant.name!r} not found")
+        await self._audit(caller, "tenants.delete", tenant.name)
 
     async def _visible_tenant(self, caller: Principal, path: str, field: str) -> Tenant:
         tenancy.validate_path(path, field)
@@ -335,7 +429,8 @@ class IdentityDirectory:
         wanted = tuple(dict.fromkeys(roles))
         if not wanted:
             raise InvalidArgument.field("roles", "a user needs at least one role")
-        _no_escalation(caller, scopes_for_roles(wanted), "these roles")
+        scopes_for_roles(wanted)  # unknown roles are INVALID_ARGUMENT before anything else
+        _check_assignable(caller, wanted, "these roles")
         password_hash = None
         if password is not None:
             password_hash = await self.passwords.hash(check_policy(password, name))
@@ -351,6 +446,13 @@ class IdentityDirectory:
             update_time=now,
         )
         await self.store.create_user(caller.tenant, user, password_hash)
+        await self._audit(
+            caller,
+            "users.create",
+            user.name,
+            [f"username={name}", f"kind={user_kind}", f"roles={','.join(wanted)}"]
+            + (["password"] if password_hash else []),
+        )
         return user
 
     async def get_user(self, caller: Principal, name: str) -> User:
@@ -388,6 +490,78 @@ class IdentityDirectory:
         )
         return _page(rows, limit, query, lambda u: u.id)
 
+    async def _managed_user(self, caller: Principal, name: str, what: str) -> User:
+        """A user of the caller's subtree whose every role the caller may assign."""
+        _require(caller, USERS_WRITE)
+        hint, user_id = _parse_name(name, "users")
+        user = await self._visible_user(caller, hint, user_id)
+        if user.subject == caller.subject:
+            raise FailedPrecondition(f"you cannot {what} your own account")
+        _check_assignable(caller, _manageable_roles(user), f"to {what} this user")
+        return user
+
+    async def update_user(
+        self,
+        caller: Principal,
+        name: str,
+        display_name: str | None = None,
+        kind: UserKind | str | None = None,
+        roles: Sequence[str] | None = None,
+    ) -> User:
+        """Change a user's display name, kind or roles (new roles apply at the next refresh)."""
+        user = await self._managed_user(caller, name, "change")
+        fields: list[str] = []
+        changed = user
+        if display_name is not None:
+            display = _display_name(display_name, "user.display_name")
+            changed = replace(changed, display_name=display)
+            fields.append("display_name")
+        if kind is not None:
+            try:
+                changed = replace(changed, kind=_user_kind(kind))
+            except InvalidArgument as exc:
+                raise exc.under("user.") from None
+            fields.append(f"kind={changed.kind}")
+        if roles is not None:
+            wanted = tuple(dict.fromkeys(roles))
+            if not wanted:
+                raise InvalidArgument.field("user.roles", "a user needs at least one role")
+            try:
+                scopes_for_roles(wanted)
+            except InvalidArgument as exc:
+                raise exc.under("user.") from None
+            _check_assignable(caller, wanted, "these roles")
+            changed = replace(changed, roles=wanted)
+            fields.append(f"roles={','.join(wanted)}")
+        if not fields:
+            raise InvalidArgument.field("update_mask", "name at least one field to change")
+        stored = await self.store.update_user(
+            caller.tenant, replace(changed, update_time=self.clock())
+        )
+        if stored is None:
+            raise NotFound(f"user {user.id!r} not found")
+        await self._audit(caller, "users.update", stored.name, fields)
+        return stored
+
+    async def delete_user(self, caller: Principal, name: str) -> None:
+        """Remove a user and every refresh token of theirs; access tokens lapse soon after."""
+        user = await self._managed_user(caller, name, "delete")
+        if not await self.store.delete_user(caller.tenant, user.id):
+            raise NotFound(f"user {user.id!r} not found")
+        await self._audit(caller, "users.delete", user.name, [f"username={user.username}"])
+
+    async def reset_password(self, caller: Principal, name: str, password: str) -> User:
+        """Set a new password for someone else; clears a lock and signs every session out."""
+        user = await self._managed_user(caller, name, "reset the password of")
+        password_hash = await self.passwords.hash(check_policy(password, user.username))
+        now = self.clock()
+        stored = await self.store.set_password(caller.tenant, user.id, password_hash, now)
+        if stored is None:
+            raise NotFound(f"user {user.id!r} not found")
+        await self.store.revoke_user_refresh_tokens(user.id, now)
+        await self._audit(caller, "users.reset_password", user.name, ["password"])
+        return stored
+
     async def disable_user(self, caller: Principal, name: str) -> User:
         """Stop a user signing in; their refresh tokens are revoked at once and their
         access tokens lapse within the access-token lifetime."""
@@ -397,18 +571,14 @@ class IdentityDirectory:
         return await self._set_disabled(caller, name, False)
 
     async def _set_disabled(self, caller: Principal, name: str, disabled: bool) -> User:
-        _require(caller, USERS_WRITE)
-        hint, user_id = _parse_name(name, "users")
-        user = await self._visible_user(caller, hint, user_id)
-        if user.subject == caller.subject:
-            raise FailedPrecondition("you cannot disable or enable your own account")
-        _no_escalation(caller, granted_scopes(user.roles), "changing this user")
+        user = await self._managed_user(caller, name, "disable" if disabled else "enable")
         now = self.clock()
         changed = await self.store.set_user_disabled(caller.tenant, user.id, disabled, now)
         if changed is None:
-            raise NotFound(f"user {user_id[:64]!r} not found")
+            raise NotFound(f"user {user.id!r} not found")
         if disabled:
             await self.store.revoke_user_refresh_tokens(user.id, now)
+        await self._audit(caller, "users.disable" if disabled else "users.enable", user.name)
         return changed
 
     # Sign-in and tokens.
@@ -540,16 +710,19 @@ class IdentityDirectory:
             forget_before=now - self.access_token_lifetime,
         )
 
-    async def rotate_signing_key(self) -> SigningKey:
+    async def rotate_signing_key(self, caller: Principal | None = None) -> SigningKey:
         """Start signing with a new key now; the old one stays published until every
-        token it signed has expired."""
+        token it signed has expired. A rotation someone asked for is audited."""
         now = self.clock()
-        return await self.store.rotate_signing_key(
+        key = await self.store.rotate_signing_key(
             new_signing_key(now),
             now,
             stale_before=None,
             forget_before=now - self.access_token_lifetime,
         )
+        if caller is not None:
+            await self._audit(caller, "signing_keys.rotate", f"signingKeys/{key.kid}")
+        return key
 
     async def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public keys that may have signed a token still unexpired (RFC 7517).
@@ -596,6 +769,13 @@ class IdentityDirectory:
         )
         key, issued = self._new_key(app, now)
         await self.store.create_app(caller.tenant, app, key)
+        await self._audit(
+            caller,
+            "apps.create",
+            app.name,
+            [f"scopes={' '.join(sorted(wanted))}", f"quota_per_minute={quota_per_minute}"],
+        )
+        await self._audit(caller, "api_keys.create", issued.name)
         return app, issued
 
     @staticmethod
@@ -645,16 +825,65 @@ class IdentityDirectory:
 
     async def update_app_scopes(self, caller: Principal, name: str, scopes: Iterable[str]) -> App:
         """Replace an app's scopes (with scopes the caller holds); its keys keep working."""
+        return await self.update_app(caller, name, scopes=scopes, field_prefix="")
+
+    async def update_app(
+        self,
+        caller: Principal,
+        name: str,
+        display_name: str | None = None,
+        scopes: Iterable[str] | None = None,
+        quota_per_minute: int | None = None,
+        *,
+        field_prefix: str = "app.",
+    ) -> App:
+        """Change an app's name, scopes (only scopes the caller holds) or quota; its keys
+        keep working and carry the new scopes within the gateway's key cache time."""
         _require(caller, APPS_WRITE)
         app = await self._visible_app(caller, name)
-        wanted = check_scopes(scopes)
-        if not wanted:
-            raise InvalidArgument.field("scopes", "an app needs at least one scope")
-        _no_escalation(caller, wanted, "these scopes")
-        changed = await self.store.update_app_scopes(caller.tenant, app.id, wanted, self.clock())
-        if changed is None:
+        fields: list[str] = []
+        changed = app
+        if display_name is not None:
+            changed = replace(
+                changed, display_name=_display_name(display_name, field_prefix + "display_name")
+            )
+            fields.append("display_name")
+        if scopes is not None:
+            wanted = check_scopes(scopes, field_prefix + "scopes")
+            if not wanted:
+                raise InvalidArgument.field(
+                    field_prefix + "scopes", "an app needs at least one scope"
+                )
+            _no_escalation(caller, wanted, "these scopes")
+            changed = replace(changed, scopes=wanted)
+            fields.append(f"scopes={' '.join(sorted(wanted))}")
+        if quota_per_minute is not None:
+            if not 1 <= quota_per_minute <= MAX_QUOTA_PER_MINUTE:
+                raise InvalidArgument.field(
+                    field_prefix + "quota_per_minute",
+                    f"must be between 1 and {MAX_QUOTA_PER_MINUTE}",
+                )
+            changed = replace(changed, quota_per_minute=quota_per_minute)
+            fields.append(f"quota_per_minute={quota_per_minute}")
+        if not fields:
+            raise InvalidArgument.field("update_mask", "name at least one field to change")
+        # Whoever changes an app hands out its scopes through its keys: hold them all.
+        _no_escalation(caller, changed.scopes, "changing this app")
+        stored = await self.store.update_app(
+            caller.tenant, replace(changed, update_time=self.clock())
+        )
+        if stored is None:
             raise NotFound(f"app {app.id!r} not found")
-        return changed
+        await self._audit(caller, "apps.update", stored.name, fields)
+        return stored
+
+    async def delete_app(self, caller: Principal, name: str) -> None:
+        """Remove an app and its keys; gateways refuse the keys within their cache time."""
+        _require(caller, APPS_WRITE)
+        app = await self._visible_app(caller, name)
+        if not await self.store.delete_app(caller.tenant, app.id):
+            raise NotFound(f"app {app.id!r} not found")
+        await self._audit(caller, "apps.delete", app.name)
 
     async def create_api_key(self, caller: Principal, app_name: str) -> IssuedKey:
         """Another key for an app (to rotate: make one, switch, revoke the old one).
@@ -669,6 +898,7 @@ class IdentityDirectory:
             raise FailedPrecondition(
                 f"the app already has {self.max_keys_per_app} active keys; revoke one first"
             )
+        await self._audit(caller, "api_keys.create", issued.name)
         return issued
 
     async def list_api_keys(self, caller: Principal, app_name: str) -> list[ApiKey]:
@@ -684,6 +914,7 @@ class IdentityDirectory:
         key = await self.store.revoke_api_key(caller.tenant, app.id, key_id, self.clock())
         if key is None:
             raise NotFound(f"API key {key_id[:64]!r} not found")
+        await self._audit(caller, "api_keys.revoke", key.name)
         return _without_hash(key)
 
     async def lookup_api_key(self, key_id: str) -> tuple[ApiKey, App]:

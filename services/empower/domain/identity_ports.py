@@ -22,6 +22,16 @@ from services.empower.domain.model import (
     Tenant,
     User,
 )
+from services.kit.principal import Principal
+
+
+class ActionAudit(Protocol):
+    """Where administrative actions are recorded: the people service's hash-chained
+    audit log (`AuditLog.record_action`), one chain for reads and actions."""
+
+    async def record_action(
+        self, caller: Principal, action: str, records: Sequence[str], fields: Sequence[str]
+    ) -> object: ...
 
 
 class IdentityStore(Protocol):
@@ -33,6 +43,15 @@ class IdentityStore(Protocol):
         ...
 
     async def get_tenant(self, path: str) -> Tenant | None: ...
+
+    async def update_tenant(self, tenant: Tenant) -> Tenant | None:
+        """Store a node's display name and admin code; None when it is gone."""
+        ...
+
+    async def delete_tenant(self, path: str) -> bool:
+        """Remove a node, atomically checking it is empty (FAILED_PRECONDITION when it
+        has children, users or apps); False when there is no such node."""
+        ...
 
     async def list_child_tenants(
         self,
@@ -63,6 +82,21 @@ class IdentityStore(Protocol):
         self, scope: str, user_id: str, disabled: bool, now: datetime
     ) -> User | None:
         """Disable or enable a user; None when there is no such user in the scope."""
+        ...
+
+    async def update_user(self, scope: str, user: User) -> User | None:
+        """Store a user's display name, kind, roles and update time; None when the
+        user is not in the scope."""
+        ...
+
+    async def delete_user(self, scope: str, user_id: str) -> bool:
+        """Remove a user with their refresh tokens; False when not in the scope."""
+        ...
+
+    async def set_password(
+        self, scope: str, user_id: str, password_hash: str, now: datetime
+    ) -> User | None:
+        """Replace the password hash and clear failed logins and any lock."""
         ...
 
     async def credentials(self, scope: str, username: str) -> Credentials | None:
@@ -132,9 +166,13 @@ class IdentityStore(Protocol):
         """Apps in the subtree of `subtree`, by id, after the id `after`."""
         ...
 
-    async def update_app_scopes(
-        self, scope: str, app_id: str, scopes: frozenset[str], now: datetime
-    ) -> App | None: ...
+    async def update_app(self, scope: str, app: App) -> App | None:
+        """Store an app's display name, scopes, quota and update time."""
+        ...
+
+    async def delete_app(self, scope: str, app_id: str) -> bool:
+        """Remove an app with all its keys; False when not in the scope."""
+        ...
 
     async def add_api_key(self, scope: str, key: ApiKey, max_active: int) -> bool:
         """Store a key unless its app already has `max_active` unrevoked keys (False)."""

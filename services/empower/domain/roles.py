@@ -1,10 +1,11 @@
 """The catalogue of roles and the scopes each one grants.
 
 Tokens carry scopes, not roles, so services check one thing (`has_scope`); roles are
-the names administrators hand out. A role may be granted only by a caller who holds
-every scope of it (see `IdentityDirectory.create_user`), so the catalogue also
-decides who can create whom: a district administrator, who cannot read sensitive
-personal data, cannot create a carer, who can.
+the names administrators hand out. Who may hand out which role is a separate list,
+`ASSIGNABLE_ROLES`: the right to give a village its secretary is not the right to
+read that village's sensitive records, so district IT, which cannot read them,
+still appoints the secretary who can (ADR 9). Callers without roles (the platform's
+services, apps) may grant a role only when they hold every scope of it.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ _ADMINISTER = frozenset({"users:write", "apps:write"})
 ROLES: dict[str, frozenset[str]] = {
     # Runs the district's platform: the tree, accounts, apps and every component,
     # without sensitive personal data.
+    # Reads the audit log of its subtree: the administrative actions it answers for.
     "district_admin": _OPERATE
     | _ADMINISTER
-    | {"tenants:write", "events:configure", "people:read", "people:write"}
+    | {"tenants:write", "events:configure", "people:read", "people:write", "audit:read"}
     | {"care:read", "care:write"},
     # Reads everything a district sees and the audit trail; changes nothing.
     "district_auditor": _READ | {"audit:read", "audit:verify", "people:read"},
@@ -71,6 +73,32 @@ ROLES: dict[str, frozenset[str]] = {
     # decided by the events service from the subject.
     "resident": frozenset({"events:read", "events:write"}),
 }
+
+
+_FIELD_ROLES = frozenset({"grid_worker", "carer", "volunteer", "resident"})
+
+# Which roles a holder of a role may give to (or take from, or manage the accounts
+# of) users in its subtree, whatever scopes those roles carry. Nobody appoints a peer
+# of their own rank: another district administrator comes from the platform.
+ASSIGNABLE_ROLES: dict[str, frozenset[str]] = {
+    "district_admin": _FIELD_ROLES | {"district_auditor", "town_officer", "village_secretary"},
+    "district_auditor": frozenset(),
+    "town_officer": frozenset({"grid_worker", "volunteer", "resident"}),
+    "village_secretary": _FIELD_ROLES,
+    "grid_worker": frozenset(),
+    "carer": frozenset(),
+    "volunteer": frozenset(),
+    "resident": frozenset(),
+}
+
+
+def may_assign(role: str, caller_roles: Iterable[str], caller_scopes: frozenset[str]) -> bool:
+    """Whether a caller may grant `role`: by one of its roles' lists, or, for a caller
+    without roles (a service, an app), by holding every scope the role grants."""
+    held = tuple(caller_roles)
+    if held:
+        return any(role in ASSIGNABLE_ROLES.get(r, frozenset()) for r in held)
+    return ROLES.get(role, frozenset()) <= caller_scopes
 
 
 def scopes_for_roles(roles: Iterable[str]) -> frozenset[str]:

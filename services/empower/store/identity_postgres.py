@@ -48,8 +48,12 @@ from services.empower.store.identity_rows import (
     KEY_COLUMNS,
     KEY_WITH_APP_COLUMNS,
     REFRESH_COLUMNS,
+    REPLACE_HASH,
     SIGNING_KEY_COLUMNS,
     TENANT_COLUMNS,
+    TENANT_IN_USE,
+    UPDATE_APP,
+    UPDATE_USER,
     USER_COLUMNS,
     app_values,
     failed_login_sql,
@@ -64,12 +68,15 @@ from services.empower.store.identity_rows import (
     row_to_tenant,
     row_to_user,
     signing_key_values,
+    tenant_in_use,
     tenant_values,
+    update_app_values,
+    update_user_values,
     us,
     user_values,
 )
 from services.kit import rls
-from services.kit.errors import AlreadyExists
+from services.kit.errors import AlreadyExists, FailedPrecondition
 from services.kit.tenancy import ALL_TENANTS
 
 _SCHEMA_LOCK = 0x4944_5343  # "IDSC": concurrent schema set-up from several replicas
@@ -264,6 +271,27 @@ class PostgresIdentityStore:
             )
         return row_to_tenant(row) if row else None
 
+    async def update_tenant(self, tenant: Tenant) -> Tenant | None:
+        async with self._tx(ALL_TENANTS) as conn:
+            row = await _fetch_one(
+                conn,
+                "UPDATE tenants SET display_name = %s, admin_code = %s WHERE path = %s "
+                f"RETURNING {TENANT_COLUMNS}",
+                (tenant.display_name, tenant.admin_code, tenant.path),
+            )
+        return row_to_tenant(row) if row else None
+
+    async def delete_tenant(self, path: str) -> bool:
+        """The node's row lock keeps a child, user or app from arriving meanwhile
+        (their inserts check nothing, so the check and delete share one lock)."""
+        async with self._tx(ALL_TENANTS) as conn:
+            await conn.execute("LOCK TABLE tenants, users, apps IN SHARE ROW EXCLUSIVE MODE")
+            for what, query in TENANT_IN_USE:
+                if await _fetch_one(conn, query.format(mark="%s"), (path,)):
+                    raise FailedPrecondition(tenant_in_use(path, what))
+            cur = await conn.execute("DELETE FROM tenants WHERE path = %s", (path,))
+            return cur.rowcount == 1
+
     async def list_child_tenants(
         self,
         parent: str,
@@ -344,6 +372,40 @@ class PostgresIdentityStore:
                 f"UPDATE users SET disabled = %s, update_us = %s WHERE id = %s AND {clause} "
                 f"RETURNING {USER_COLUMNS}",
                 (disabled, us(now), user_id, *args),
+            )
+        return row_to_user(row) if row else None
+
+    async def update_user(self, scope: str, user: User) -> User | None:
+        clause, args = _subtree("tenant", scope)
+        async with self._tx(scope) as conn:
+            row = await _fetch_one(
+                conn,
+                f"{UPDATE_USER.format(mark='%s')} AND {clause} RETURNING {USER_COLUMNS}",
+                (*update_user_values(user), *args),
+            )
+        return row_to_user(row) if row else None
+
+    async def delete_user(self, scope: str, user_id: str) -> bool:
+        clause, args = _subtree("tenant", scope)
+        async with self._tx(scope) as conn:
+            found = await _fetch_one(
+                conn, f"SELECT 1 FROM users WHERE id = %s AND {clause} FOR UPDATE", (user_id, *args)
+            )
+            if found is None:
+                return False
+            await conn.execute("DELETE FROM refresh_tokens WHERE user_id = %s", (user_id,))
+            cur = await conn.execute("DELETE FROM users WHERE id = %s", (user_id,))
+            return cur.rowcount == 1
+
+    async def set_password(
+        self, scope: str, user_id: str, password_hash: str, now: datetime
+    ) -> User | None:
+        clause, args = _subtree("tenant", scope)
+        async with self._tx(scope) as conn:
+            row = await _fetch_one(
+                conn,
+                f"{REPLACE_HASH.format(mark='%s')} AND {clause} RETURNING {USER_COLUMNS}",
+                (password_hash, us(now), user_id, *args),
             )
         return row_to_user(row) if row else None
 
@@ -502,18 +564,28 @@ class PostgresIdentityStore:
             rows = await _fetch(conn, query, params)
         return [row_to_app(r) for r in rows]
 
-    async def update_app_scopes(
-        self, scope: str, app_id: str, scopes: frozenset[str], now: datetime
-    ) -> App | None:
+    async def update_app(self, scope: str, app: App) -> App | None:
         clause, args = _subtree("tenant", scope)
         async with self._tx(scope) as conn:
             row = await _fetch_one(
                 conn,
-                f"UPDATE apps SET scopes = %s, update_us = %s WHERE id = %s AND {clause} "
-                f"RETURNING {APP_COLUMNS}",
-                (" ".join(sorted(scopes)), us(now), app_id, *args),
+                f"{UPDATE_APP.format(mark='%s')} AND {clause} RETURNING {APP_COLUMNS}",
+                (*update_app_values(app), *args),
             )
         return row_to_app(row) if row else None
+
+    async def delete_app(self, scope: str, app_id: str) -> bool:
+        """The app's row lock keeps a key from being added while its keys go."""
+        clause, args = _subtree("tenant", scope)
+        async with self._tx(scope) as conn:
+            found = await _fetch_one(
+                conn, f"SELECT 1 FROM apps WHERE id = %s AND {clause} FOR UPDATE", (app_id, *args)
+            )
+            if found is None:
+                return False
+            await conn.execute("DELETE FROM api_keys WHERE app_id = %s", (app_id,))
+            cur = await conn.execute("DELETE FROM apps WHERE id = %s", (app_id,))
+            return cur.rowcount == 1
 
     async def add_api_key(self, scope: str, key: ApiKey, max_active: int) -> bool:
         """The app's row lock makes two adds count one after the other."""

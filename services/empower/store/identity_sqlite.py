@@ -49,7 +49,8 @@ from services.empower.store.identity_rows import (
     us,
     user_values,
 )
-from services.kit.errors import AlreadyExists
+from services.kit import tenancy
+from services.kit.errors import AlreadyExists, FailedPrecondition
 from services.kit.sqlite import SqliteDatabase, transaction
 from services.kit.tenancy import ALL_TENANTS
 
@@ -122,6 +123,54 @@ CREATE INDEX IF NOT EXISTS api_keys_app ON api_keys (app_id, create_us);
 """
 
 
+# Updates shared by both stores; `mark` is the driver's placeholder. The caller
+# appends the scope's subtree clause.
+UPDATE_USER = (
+    "UPDATE users SET display_name = {mark}, kind = {mark}, roles = {mark}, "
+    "update_us = {mark} WHERE id = {mark}"
+)
+REPLACE_HASH = (
+    "UPDATE users SET password_hash = {mark}, failed_logins = 0, locked_until_us = NULL, "
+    "update_us = {mark} WHERE id = {mark}"
+)
+UPDATE_APP = (
+    "UPDATE apps SET display_name = {mark}, scopes = {mark}, quota_per_minute = {mark}, "
+    "update_us = {mark} WHERE id = {mark}"
+)
+# What keeps a node from being deleted, each a query taking the node's path.
+TENANT_IN_USE = (
+    ("child nodes", "SELECT 1 FROM tenants WHERE parent = {mark} LIMIT 1"),
+    ("users", "SELECT 1 FROM users WHERE tenant = {mark} LIMIT 1"),
+    ("apps", "SELECT 1 FROM apps WHERE tenant = {mark} LIMIT 1"),
+)
+
+
+def tenant_in_use(path: str, what: str) -> str:
+    return f"tenant {tenancy.tenant_name(path)!r} still has {what}; remove them first"
+
+
+def update_user_values(user: User) -> tuple[object, ...]:
+    """Values for UPDATE_USER."""
+    return (
+        user.display_name,
+        user.kind.value,
+        json.dumps(list(user.roles)),
+        us(user.update_time),
+        user.id,
+    )
+
+
+def update_app_values(app: App) -> tuple[object, ...]:
+    """Values for UPDATE_APP."""
+    return (
+        app.display_name,
+        " ".join(sorted(app.scopes)),
+        app.quota_per_minute,
+        us(app.update_time),
+        app.id,
+    )
+
+
 ACTIVE_KEY = (
     f"SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys WHERE retire_us IS NULL "
     "ORDER BY create_us DESC, kid DESC LIMIT 1"
@@ -177,6 +226,26 @@ class SqliteIdentityStore:
             return row_to_tenant(row) if row else None
 
         return await self._read(read)
+
+    async def update_tenant(self, tenant: Tenant) -> Tenant | None:
+        def write(conn: sqlite3.Connection) -> Tenant | None:
+            row = conn.execute(
+                "UPDATE tenants SET display_name = ?, admin_code = ? WHERE path = ? "
+                f"RETURNING {TENANT_COLUMNS}",
+                (tenant.display_name, tenant.admin_code, tenant.path),
+            ).fetchone()
+            return row_to_tenant(row) if row else None
+
+        return await self._write(write)
+
+    async def delete_tenant(self, path: str) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            for what, query in TENANT_IN_USE:
+                if conn.execute(query.format(mark="?"), (path,)).fetchone():
+                    raise FailedPrecondition(tenant_in_use(path, what))
+            return conn.execute("DELETE FROM tenants WHERE path = ?", (path,)).rowcount == 1
+
+        return await self._write(write)
 
     async def list_child_tenants(
         self,
@@ -255,6 +324,46 @@ class SqliteIdentityStore:
                 f"UPDATE users SET disabled = ?, update_us = ? WHERE id = ? AND {clause} "
                 f"RETURNING {USER_COLUMNS}",
                 (disabled, us(now), user_id, *args),
+            ).fetchone()
+            return row_to_user(row) if row else None
+
+        return await self._write(write)
+
+    async def update_user(self, scope: str, user: User) -> User | None:
+        clause, args = subtree_clause("tenant", scope)
+
+        def write(conn: sqlite3.Connection) -> User | None:
+            row = conn.execute(
+                f"{UPDATE_USER.format(mark='?')} AND {clause} RETURNING {USER_COLUMNS}",
+                (*update_user_values(user), *args),
+            ).fetchone()
+            return row_to_user(row) if row else None
+
+        return await self._write(write)
+
+    async def delete_user(self, scope: str, user_id: str) -> bool:
+        clause, args = subtree_clause("tenant", scope)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            found = conn.execute(
+                f"SELECT 1 FROM users WHERE id = ? AND {clause}", (user_id, *args)
+            ).fetchone()
+            if not found:
+                return False
+            conn.execute("DELETE FROM refresh_tokens WHERE user_id = ?", (user_id,))
+            return conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount == 1
+
+        return await self._write(write)
+
+    async def set_password(
+        self, scope: str, user_id: str, password_hash: str, now: datetime
+    ) -> User | None:
+        clause, args = subtree_clause("tenant", scope)
+
+        def write(conn: sqlite3.Connection) -> User | None:
+            row = conn.execute(
+                f"{REPLACE_HASH.format(mark='?')} AND {clause} RETURNING {USER_COLUMNS}",
+                (password_hash, us(now), user_id, *args),
             ).fetchone()
             return row_to_user(row) if row else None
 
@@ -429,18 +538,29 @@ class SqliteIdentityStore:
         sql, params = self._list_sql(APP_COLUMNS, "apps", scope, subtree, limit, after)
         return await self._read(lambda conn: [row_to_app(r) for r in conn.execute(sql, params)])
 
-    async def update_app_scopes(
-        self, scope: str, app_id: str, scopes: frozenset[str], now: datetime
-    ) -> App | None:
+    async def update_app(self, scope: str, app: App) -> App | None:
         clause, args = subtree_clause("tenant", scope)
 
         def write(conn: sqlite3.Connection) -> App | None:
             row = conn.execute(
-                f"UPDATE apps SET scopes = ?, update_us = ? WHERE id = ? AND {clause} "
-                f"RETURNING {APP_COLUMNS}",
-                (" ".join(sorted(scopes)), us(now), app_id, *args),
+                f"{UPDATE_APP.format(mark='?')} AND {clause} RETURNING {APP_COLUMNS}",
+                (*update_app_values(app), *args),
             ).fetchone()
             return row_to_app(row) if row else None
+
+        return await self._write(write)
+
+    async def delete_app(self, scope: str, app_id: str) -> bool:
+        clause, args = subtree_clause("tenant", scope)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            found = conn.execute(
+                f"SELECT 1 FROM apps WHERE id = ? AND {clause}", (app_id, *args)
+            ).fetchone()
+            if not found:
+                return False
+            conn.execute("DELETE FROM api_keys WHERE app_id = ?", (app_id,))
+            return conn.execute("DELETE FROM apps WHERE id = ?", (app_id,)).rowcount == 1
 
         return await self._write(write)
 

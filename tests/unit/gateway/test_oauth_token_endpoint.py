@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from fastapi import FastAPI
+from services.empower.stores import open_empower
 
 from gateway.auth import Guard
 from gateway.errors import install_handlers
@@ -31,7 +32,6 @@ from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
 from services.empower.api import build_component
 from services.empower.config import EmpowerSettings
 from services.empower.domain.roles import ALL_SCOPES
-from services.empower.stores import open_empower
 from services.kit.discovery import StaticDiscovery
 from services.kit.principal import Principal
 from tests.conftest import serve_in_process

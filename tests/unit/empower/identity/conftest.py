@@ -15,11 +15,14 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 
+from services.empower.domain.audit import AuditLog
 from services.empower.domain.identity import IdentityDirectory
 from services.empower.domain.model import Level, User
 from services.empower.domain.roles import scopes_for_roles
 from services.empower.store.identity_postgres import PostgresIdentityStore
 from services.empower.store.identity_sqlite import SqliteIdentityStore
+from services.empower.store.people_postgres import PostgresPeopleStore
+from services.empower.store.people_sqlite import SqlitePeopleStore
 from services.kit.principal import Principal
 
 CITY = "sh"
@@ -81,10 +84,31 @@ async def close_store(store) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[object]:
-    opened = await open_store(request.param, request, tmp_path)
+async def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+async def store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[object]:
+    opened = await open_store(backend, request, tmp_path)
     yield opened
     await close_store(opened)
+
+
+@pytest.fixture
+async def audit_log(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+) -> AsyncIterator[AuditLog]:
+    """The audit chain administrative actions go to, on the same backend."""
+    people: SqlitePeopleStore | PostgresPeopleStore
+    if backend == "postgres":
+        people = await PostgresPeopleStore.open(request.getfixturevalue("postgis_test_dsn"))
+    else:
+        people = SqlitePeopleStore(tmp_path / "people.sqlite3")
+    yield AuditLog(people, clock=clock)
+    await close_store(people)
 
 
 @pytest.fixture
@@ -93,8 +117,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def directory(store, clock: Clock) -> IdentityDirectory:
-    return IdentityDirectory(store, clock=clock, hasher=cheap_hasher())
+def directory(store, clock: Clock, audit_log: AuditLog) -> IdentityDirectory:
+    return IdentityDirectory(store, clock=clock, hasher=cheap_hasher(), audit=audit_log)
 
 
 async def build_tree(directory: IdentityDirectory) -> None:

@@ -6,9 +6,11 @@ import pytest
 
 from services.empower.domain.roles import (
     ALL_SCOPES,
+    ASSIGNABLE_ROLES,
     ROLES,
     check_scopes,
     granted_scopes,
+    may_assign,
     scopes_for_roles,
 )
 from services.kit.errors import InvalidArgument
@@ -36,8 +38,31 @@ def test_administrators_hold_what_they_administer():
     # A village secretary can make every role of village life, a carer included.
     for role in ("grid_worker", "carer", "volunteer", "resident"):
         assert ROLES[role] <= ROLES["village_secretary"], role
-    # A district admin cannot make a carer: it would grant sensitive data it lacks.
+    # A district admin does not hold a carer's sensitive scopes (yet may appoint one).
     assert not ROLES["carer"] <= ROLES["district_admin"]
+
+
+def test_the_right_to_assign_is_separate_from_the_scopes_assigned():
+    assert set(ASSIGNABLE_ROLES) == set(ROLES)
+    for role, assignable in ASSIGNABLE_ROLES.items():
+        assert assignable <= set(ROLES), role
+        assert role not in assignable, f"{role} would appoint its peers"
+    admin = ("district_admin",), ROLES["district_admin"]
+    # District IT appoints a village secretary and carers without reading their data.
+    assert may_assign("village_secretary", *admin)
+    assert may_assign("carer", *admin)
+    assert not may_assign("district_admin", *admin)
+    secretary = ("village_secretary",), ROLES["village_secretary"]
+    assert may_assign("carer", *secretary) and may_assign("grid_worker", *secretary)
+    # Holding a role's scopes is not enough for a person: a secretary holds a town
+    # officer's scopes but appoints no town officer.
+    assert ROLES["town_officer"] <= ROLES["village_secretary"]
+    assert not may_assign("town_officer", *secretary)
+    assert not may_assign("village_secretary", ("town_officer",), ROLES["town_officer"])
+    assert not may_assign("resident", ("grid_worker",), ROLES["grid_worker"])
+    # Callers without roles (services, apps) grant only what they hold.
+    assert may_assign("resident", (), frozenset({"events:read", "events:write"}))
+    assert not may_assign("carer", (), ROLES["district_admin"])
 
 
 def test_scopes_for_roles_is_the_union_and_refuses_unknown_roles():
