@@ -16,22 +16,21 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from fastapi import FastAPI
-from services.empower.stores import open_empower
 
 from gateway.auth import Guard
 from gateway.errors import install_handlers
 from gateway.routers import auth
 from gateway.security.authenticator import Caller
 from gateway.security.ratelimit import RateLimiter
-from gateway.settings import COMPONENTS
 from gateway.upstreams import Upstreams
 from grassroots.empower.v1 import empower_service_pb2 as tenant_pb
 from grassroots.empower.v1 import empower_service_pb2_grpc as tenant_grpc
 from grassroots.empower.v1 import identity_service_pb2 as identity_pb
 from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
-from services.empower.api import build_component
 from services.empower.config import EmpowerSettings
 from services.empower.domain.roles import ALL_SCOPES
+from services.empower.wiring import build
+from services.kit.components import NAMES
 from services.kit.discovery import StaticDiscovery
 from services.kit.principal import Principal
 from tests.conftest import serve_in_process
@@ -51,10 +50,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         seal_keys="k1:" + base64.b64encode(os.urandom(32)).decode(),  # type: ignore[arg-type]
         index_key=base64.b64encode(os.urandom(32)).decode(),  # type: ignore[arg-type]
     )
-    opened = await open_empower(settings)
-    server = await serve_in_process(
-        "empower", build_component(opened.directory, opened.registry, opened.audit, opened.closers)
-    )
+    server = await serve_in_process("empower", await build(settings))
     await tenant_grpc.EmpowerServiceStub(server.channel).CreateTenant(
         tenant_pb.CreateTenantRequest(
             tenant_id="sh",
@@ -86,7 +82,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         fixed_caller=Caller(BOOT, None),
     )
     upstreams = Upstreams(
-        StaticDiscovery({name: server.address for name in COMPONENTS}), COMPONENTS, timeout=5.0
+        StaticDiscovery({name: server.address for name in NAMES}), NAMES, timeout=5.0
     )
     app.state.upstreams = upstreams
     transport = httpx.ASGITransport(app=app)
