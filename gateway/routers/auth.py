@@ -11,7 +11,7 @@ service locks an account after repeated wrong passwords.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse, Response
@@ -65,7 +65,15 @@ _FORM_BODY = {
         }
     },
 }
-_OAUTH_ERROR = {
+class OAuthErrorOut(BaseModel):
+    """RFC 6749 section 5.2: what OAuth client libraries expect from a token endpoint."""
+
+    error: Literal["invalid_request", "invalid_grant", "unsupported_grant_type"]
+    error_description: str
+
+
+_OAUTH_ERROR: dict[str, Any] = {
+    "model": OAuthErrorOut,
     "description": "An RFC 6749 error: `invalid_request` (not a form body, a field "
     "missing or too long), `unsupported_grant_type`, or `invalid_grant` (wrong username "
     "or password, locked or disabled account, expired, used or revoked refresh token)",
