@@ -78,7 +78,7 @@ demo: $(STAMP)
 run: $(STAMP) proto
 	$(PY) -m devstack
 
-bench: $(STAMP)
+bench: $(STAMP) services
 	$(PY) bench/run.py
 
 clean:

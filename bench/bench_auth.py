@@ -33,10 +33,7 @@ import uvicorn
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from services.kit import signing  # noqa: E402
-
-os.environ.setdefault(signing.KEYS_VARIABLE, signing.generate_keys_value("bench"))
-
+from bench.common import scaled  # noqa: E402  (sets the principal key ring first)
 from gateway.app import create_app  # noqa: E402
 from gateway.security.authenticator import Caller  # noqa: E402
 from gateway.settings import GatewaySettings  # noqa: E402
@@ -45,12 +42,13 @@ from services.empower.config import EmpowerSettings  # noqa: E402
 from services.empower.domain.identity import IdentityDirectory  # noqa: E402
 from services.empower.domain.roles import ALL_SCOPES  # noqa: E402
 from services.empower.wiring import open_empower  # noqa: E402
+from services.kit import signing  # noqa: E402
 from services.kit.config import ServiceSettings  # noqa: E402
 from services.kit.principal import Principal  # noqa: E402
 from services.kit.server import start_server  # noqa: E402
 
-REQUESTS = int(os.environ.get("BENCH_AUTH_REQUESTS", "3000"))
-WARMUP = 300
+REQUESTS = int(os.environ.get("BENCH_AUTH_REQUESTS", scaled("3000", "300")))
+WARMUP = scaled(300, 50)
 VILLAGE = "sh/jiading/anting/xingming"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 BOOT = Principal("services/bench", "sh", kind="service", scopes=ALL_SCOPES)

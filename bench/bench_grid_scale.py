@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import shapely
+from common import scaled
 
 from services.map.domain.grid import GridCell, GridIndex
 
@@ -70,7 +71,7 @@ def best_rate(index: GridIndex, lon: np.ndarray, lat: np.ndarray, scope: str) ->
     return lon.size / best
 
 
-def main(n_cells: int = 10_000, n_points: int = 1_000_000) -> None:
+def main(n_cells: int = scaled(10_000, 1_000), n_points: int = scaled(1_000_000, 100_000)) -> None:
     cells, polygons = make_district_grid(n_cells, seed=20240601)
     started = time.perf_counter()
     index = GridIndex(cells=cells, polygons=polygons)

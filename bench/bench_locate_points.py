@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import shapely
+from common import scaled
 
 from devstack import demo_village
 from grassroots.map.v1 import map_service_pb2 as pb
@@ -38,7 +39,7 @@ def random_points(index, n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]
     return rng.uniform(minx, maxx, n), rng.uniform(miny, maxy, n)
 
 
-def bench_in_process(index, n: int = 1_000_000) -> None:
+def bench_in_process(index, n: int = scaled(1_000_000, 100_000)) -> None:
     lon, lat = random_points(index, n)
     index.locate(lon[:1000], lat[:1000], TOWN)
     started = time.perf_counter()
@@ -50,13 +51,15 @@ def bench_in_process(index, n: int = 1_000_000) -> None:
     )
 
 
-async def bench_grpc(catalog: MapCatalog, batch: int = 10_000, batches: int = 30) -> None:
+async def bench_grpc(
+    catalog: MapCatalog, batch: int = 10_000, batches: int = scaled(30, 5)
+) -> None:
     index = catalog.grid
     settings = ServiceSettings(grpc_port=0, host="127.0.0.1")  # type: ignore[call-arg]
     running = await start_server("map", settings, build_component(catalog, 100_000))
     channel = open_channel(f"127.0.0.1:{running.port}", default_timeout=30)
     stub = pb_grpc.MapServiceStub(channel)
-    metadata = Principal("users/bench", TOWN).to_metadata()
+    metadata = Principal("users/bench", TOWN, scopes=frozenset({"map:read"})).to_metadata()
     lon, lat = random_points(index, batch)
     request = pb.LocatePointsRequest(
         parent="tenants/sh-jiading-anting",

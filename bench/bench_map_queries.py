@@ -51,23 +51,31 @@ ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 from bench.bench_grid_scale import DISTRICT, make_district_grid  # noqa: E402
+from bench.common import scaled  # noqa: E402
 
 SEED = 20240601
-N_CELLS = 10_000
-N_BUILDINGS = 100_000
+N_CELLS = scaled(10_000, 1_000)
+N_BUILDINGS = scaled(100_000, 5_000)
 BATCH = 10_000
-BATCHES = 30
-RUNS = 3
+BATCHES = scaled(30, 3)
+RUNS = scaled(3, 1)
 RADIUS_M = 200.0
-N_SEARCHES = 2_000
+N_SEARCHES = scaled(2_000, 200)
 N_CHECKED = 20
+IN_PROCESS_POINTS = scaled(1_000_000, 100_000)
 
 TARGET_GRPC = 300_000
 TARGET_RATIO = 5.0
 TARGET_P50_MS = 2.0
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres"
-PRINCIPAL = Principal("users/bench", DISTRICT, kind="user", roles=("district_officer",))
+PRINCIPAL = Principal(
+    "users/bench",
+    DISTRICT,
+    kind="user",
+    roles=("district_officer",),
+    scopes=frozenset({"map:read"}),
+)
 BUILDINGS = LayerKey(DISTRICT, "buildings")
 GRID_FIELDS = (
     FieldSpec("name", FieldType.STRING),
@@ -287,7 +295,7 @@ def _postgis_figures(
         return best_of(RUNS, once)
 
 
-def bench_in_process(catalog: MapCatalog, n: int = 1_000_000) -> float:
+def bench_in_process(catalog: MapCatalog, n: int = IN_PROCESS_POINTS) -> float:
     rng = np.random.default_rng(11)
     minx, miny, maxx, maxy = shapely.total_bounds(catalog.grid.polygons)
     lon, lat = rng.uniform(minx, maxx, n), rng.uniform(miny, maxy, n)
@@ -422,7 +430,7 @@ def main() -> None:
                 f"{verdict(ratio >= TARGET_RATIO)}"
             )
             say(
-                f"b. context: in-process GridIndex.locate, 1,000,000 points: "
+                f"b. context: in-process GridIndex.locate, {IN_PROCESS_POINTS:,} points: "
                 f"{bench_in_process(catalog):,.0f} points/s"
             )
             bench_search(catalog)

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.start_all()
         stack.wait_ready(args.ready_timeout)
         credentials = stack.install_demo_identities()
+        history = stack.install_demo_events()
         print(f"\nGrassroots is ready in {time.monotonic() - started:.1f}s", flush=True)
         print(f"  gateway   {config.gateway_url}  (API docs {config.gateway_url}/docs)")
         print(f"  readiness {config.gateway_url}/readyz")
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         print()
         print(credentials.summary(config.gateway_url))
+        states = ", ".join(f"{n} {state}" for state, n in sorted(history.items()))
+        print(f"\nDemo history: {sum(history.values())} reports over four weeks ({states})")
         print(f"\n(credentials saved in {stack.credentials_file})")
         print("Press Ctrl-C to stop.\n", flush=True)
         while not stopping["flag"]:

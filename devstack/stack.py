@@ -228,6 +228,18 @@ class Stack:
 
         return asyncio.run(run())
 
+    def install_demo_events(self) -> dict[str, int]:
+        """The demo town's past four weeks of reports (replayed, not repeated, later)."""
+        from devstack import demo_events
+
+        signing.configure(signing.KeyRing.parse(self.config.dev_secrets()[signing.KEYS_VARIABLE]))
+
+        async def run() -> dict[str, int]:
+            async with grpc.aio.insecure_channel(self.config.address("events")) as channel:
+                return await demo_events.install(channel, self.config.map_file)
+
+        return asyncio.run(run())
+
     def api_headers(self) -> dict[str, str]:
         """Headers that call the gateway as the demo town's operations app."""
         from devstack import demo_identity

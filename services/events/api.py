@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC
 
 import grpc
 import numpy as np
@@ -145,6 +146,11 @@ def _report(
         media=tuple(event.media_uris),
         reporter_contact=event.reporter_contact.strip(),
         address=event.address.strip(),
+        reported_time=(
+            event.create_time.ToDatetime(tzinfo=UTC)
+            if principal.kind == "service" and event.HasField("create_time")
+            else None
+        ),
     )
 
 

@@ -61,6 +61,9 @@ class NewReport:
     media: tuple[str, ...] = ()
     reporter_contact: str = ""
     address: str = ""
+    # When it happened, for imports of earlier records by a platform service (the
+    # service adapter passes it only for service principals); None means now.
+    reported_time: datetime | None = None
 
     def fingerprint(self) -> str:
         """What makes two creates with the same request id the same request."""

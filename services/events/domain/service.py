@@ -130,7 +130,7 @@ class EventHub:
                         f"unknown category {report.category[:64]!r} in {place.village}; "
                         f"known: {', '.join(known)}",
                     )
-                event = self._new_event(report, place, now, category)
+                event = self._new_event(report, place, _when(report, now, prefix), category)
                 chosen[event.id] = category
                 items.append((report, event))
 
@@ -388,3 +388,15 @@ class EventHub:
             (self.categories.defined_at(tenant, code) or "", effective[code])
             for code in sorted(effective)
         ]
+
+
+def _when(report: NewReport, now: datetime, prefix: str) -> datetime:
+    """A report's time: now, or for an import of earlier records the time it happened
+    (never in the future, where it would dodge SLA clocks and duplicate windows)."""
+    if report.reported_time is None:
+        return now
+    if report.reported_time > now:
+        raise InvalidArgument.field(
+            f"{prefix}event.create_time", "an imported report cannot happen in the future"
+        )
+    return report.reported_time

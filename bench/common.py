@@ -1,0 +1,31 @@
+"""What the benchmarks share: quick mode, the import path and the principal key ring.
+
+`BENCH_QUICK=1` (what `make test` runs) shrinks every benchmark to a few seconds: the
+same code paths and checks on smaller inputs, still printing figures, so a benchmark
+that breaks fails the test suite. Figures from quick runs are not comparable with the
+targets; full runs (`make bench`) are.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from services.kit import signing  # noqa: E402
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+T = TypeVar("T")
+
+# In-process servers verify the principals the benchmark signs: one ring for both.
+os.environ.setdefault(signing.KEYS_VARIABLE, signing.generate_keys_value("bench"))
+
+
+def scaled(full: T, quick: T) -> T:
+    """`full` normally, `quick` in quick mode."""
+    return quick if QUICK else full
