@@ -65,6 +65,8 @@ _FORM_BODY = {
         }
     },
 }
+
+
 class OAuthErrorOut(BaseModel):
     """RFC 6749 section 5.2: what OAuth client libraries expect from a token endpoint."""
 

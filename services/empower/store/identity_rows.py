@@ -18,6 +18,7 @@ from services.empower.domain.model import (
     User,
     UserKind,
 )
+from services.kit import tenancy
 
 TENANT_COLUMNS = "path, parent, display_name, level, admin_code, create_us"
 
@@ -241,3 +242,51 @@ def maybe_us(moment: datetime | None) -> int | None:
 
 def maybe_from_us(value: int | None) -> datetime | None:
     return None if value is None else from_us(value)
+
+
+# Updates shared by both stores; `mark` is the driver's placeholder. The caller
+# appends the scope's subtree clause.
+UPDATE_USER = (
+    "UPDATE users SET display_name = {mark}, kind = {mark}, roles = {mark}, "
+    "update_us = {mark} WHERE id = {mark}"
+)
+REPLACE_HASH = (
+    "UPDATE users SET password_hash = {mark}, failed_logins = 0, locked_until_us = NULL, "
+    "update_us = {mark} WHERE id = {mark}"
+)
+UPDATE_APP = (
+    "UPDATE apps SET display_name = {mark}, scopes = {mark}, quota_per_minute = {mark}, "
+    "update_us = {mark} WHERE id = {mark}"
+)
+# What keeps a node from being deleted, each a query taking the node's path.
+TENANT_IN_USE = (
+    ("child nodes", "SELECT 1 FROM tenants WHERE parent = {mark} LIMIT 1"),
+    ("users", "SELECT 1 FROM users WHERE tenant = {mark} LIMIT 1"),
+    ("apps", "SELECT 1 FROM apps WHERE tenant = {mark} LIMIT 1"),
+)
+
+
+def tenant_in_use(path: str, what: str) -> str:
+    return f"tenant {tenancy.tenant_name(path)!r} still has {what}; remove them first"
+
+
+def update_user_values(user: User) -> tuple[object, ...]:
+    """Values for UPDATE_USER."""
+    return (
+        user.display_name,
+        user.kind.value,
+        json.dumps(list(user.roles)),
+        us(user.update_time),
+        user.id,
+    )
+
+
+def update_app_values(app: App) -> tuple[object, ...]:
+    """Values for UPDATE_APP."""
+    return (
+        app.display_name,
+        " ".join(sorted(app.scopes)),
+        app.quota_per_minute,
+        us(app.update_time),
+        app.id,
+    )

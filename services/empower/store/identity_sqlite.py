@@ -29,8 +29,12 @@ from services.empower.store.identity_rows import (
     KEY_COLUMNS,
     KEY_WITH_APP_COLUMNS,
     REFRESH_COLUMNS,
+    REPLACE_HASH,
     SIGNING_KEY_COLUMNS,
     TENANT_COLUMNS,
+    TENANT_IN_USE,
+    UPDATE_APP,
+    UPDATE_USER,
     USER_COLUMNS,
     app_values,
     failed_login_sql,
@@ -45,11 +49,13 @@ from services.empower.store.identity_rows import (
     row_to_tenant,
     row_to_user,
     signing_key_values,
+    tenant_in_use,
     tenant_values,
+    update_app_values,
+    update_user_values,
     us,
     user_values,
 )
-from services.kit import tenancy
 from services.kit.errors import AlreadyExists, FailedPrecondition
 from services.kit.sqlite import SqliteDatabase, transaction
 from services.kit.tenancy import ALL_TENANTS
@@ -121,54 +127,6 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE INDEX IF NOT EXISTS api_keys_app ON api_keys (app_id, create_us);
 """
-
-
-# Updates shared by both stores; `mark` is the driver's placeholder. The caller
-# appends the scope's subtree clause.
-UPDATE_USER = (
-    "UPDATE users SET display_name = {mark}, kind = {mark}, roles = {mark}, "
-    "update_us = {mark} WHERE id = {mark}"
-)
-REPLACE_HASH = (
-    "UPDATE users SET password_hash = {mark}, failed_logins = 0, locked_until_us = NULL, "
-    "update_us = {mark} WHERE id = {mark}"
-)
-UPDATE_APP = (
-    "UPDATE apps SET display_name = {mark}, scopes = {mark}, quota_per_minute = {mark}, "
-    "update_us = {mark} WHERE id = {mark}"
-)
-# What keeps a node from being deleted, each a query taking the node's path.
-TENANT_IN_USE = (
-    ("child nodes", "SELECT 1 FROM tenants WHERE parent = {mark} LIMIT 1"),
-    ("users", "SELECT 1 FROM users WHERE tenant = {mark} LIMIT 1"),
-    ("apps", "SELECT 1 FROM apps WHERE tenant = {mark} LIMIT 1"),
-)
-
-
-def tenant_in_use(path: str, what: str) -> str:
-    return f"tenant {tenancy.tenant_name(path)!r} still has {what}; remove them first"
-
-
-def update_user_values(user: User) -> tuple[object, ...]:
-    """Values for UPDATE_USER."""
-    return (
-        user.display_name,
-        user.kind.value,
-        json.dumps(list(user.roles)),
-        us(user.update_time),
-        user.id,
-    )
-
-
-def update_app_values(app: App) -> tuple[object, ...]:
-    """Values for UPDATE_APP."""
-    return (
-        app.display_name,
-        " ".join(sorted(app.scopes)),
-        app.quota_per_minute,
-        us(app.update_time),
-        app.id,
-    )
 
 
 ACTIVE_KEY = (
