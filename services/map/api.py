@@ -18,6 +18,7 @@ from services.kit import crs, paging, tenancy
 from services.kit.component import ServiceComponent
 from services.kit.context import require_principal
 from services.kit.errors import InvalidArgument, NotFound
+from services.kit.masking import PEOPLE_SCOPE, mask_name
 from services.kit.scopes import method_scopes
 from services.map import convert, formats
 from services.map.domain.grid import GridIndex
@@ -225,7 +226,8 @@ class MapServicer(pb_grpc.MapServiceServicer):
         lon, lat = crs.to_storage(lon, lat, source)
         grid = self.catalog.grid
         found = grid.locate(lon, lat, scope)
-        encoded = self._encoded.for_grid(grid)
+        # Grid workers' names are people's names: masked without the people scope.
+        encoded = self._encoded.for_grid(grid, masked=not principal.has_scope(PEOPLE_SCOPE))
         return pb.LocatePointsResponse.FromString(b"".join(encoded[found.cell_index].tolist()))
 
     async def CountFeaturesByGridCell(self, request, context):  # type: ignore[no-untyped-def]
@@ -329,10 +331,13 @@ class _EncodedLocations:
 
     def __init__(self) -> None:
         self._grid: GridIndex | None = None
-        self._encoded = np.array([], dtype=object)
+        self._encoded: dict[bool, np.ndarray] = {}
 
-    def for_grid(self, grid: GridIndex) -> np.ndarray:
+    def for_grid(self, grid: GridIndex, masked: bool) -> np.ndarray:
         if self._grid is not grid:
+            self._encoded = {}
+            self._grid = grid
+        if masked not in self._encoded:
             entries = [
                 _as_repeated_field(
                     pb.PointLocation(
@@ -340,16 +345,17 @@ class _EncodedLocations:
                         village=cell.village,
                         grid_cell=cell.grid_cell_id,
                         grid_worker=cell.grid_worker_id,
-                        grid_worker_name=cell.grid_worker_name,
+                        grid_worker_name=(
+                            mask_name(cell.grid_worker_name) if masked else cell.grid_worker_name
+                        ),
                     ).SerializeToString()
                 )
                 for cell in grid.cells
             ]
             # The last entry answers index -1: not found.
             entries.append(_as_repeated_field(pb.PointLocation(found=False).SerializeToString()))
-            self._encoded = np.array(entries, dtype=object)
-            self._grid = grid
-        return self._encoded
+            self._encoded[masked] = np.array(entries, dtype=object)
+        return self._encoded[masked]
 
 
 def _as_repeated_field(payload: bytes) -> bytes:

@@ -48,7 +48,7 @@ from services.kit.errors import (
 )
 from services.kit.filtering import parse_equalities
 from services.kit.ids import new_id
-from services.kit.masking import SENSITIVE_SCOPE, mask_id_number, mask_phone
+from services.kit.masking import SENSITIVE_SCOPE, mask_id_number, mask_name, mask_phone
 from services.kit.principal import Principal
 
 READ_SCOPE = "people:read"
@@ -190,24 +190,6 @@ def validate(new: NewPerson) -> _Valid:
         grid_cell=_check_reference(new.grid_cell, "grid_cell"),
         tags=_check_tags(new.tags),
     )
-
-
-# --- masking --------------------------------------------------------------------
-
-
-def mask_name(name: str) -> str:
-    """Keep the first character: `张*` or `欧***` for Chinese names, `J*** W***` for Latin ones.
-
-    Latin names keep each word's initial with a fixed three stars, so the length of a
-    name does not show; a one-character name still gets a star.
-    """
-    text = name.strip()
-    if not text:
-        return ""
-    words = text.split()
-    if len(words) > 1 or text.isascii():
-        return " ".join(word[0] + "***" for word in words)
-    return text[0] + "*" * max(len(text) - 1, 1)
 
 
 # --- sealing --------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
+from services.kit.masking import mask_name
 from services.map.domain.metric import degree_margin, metres_per_degree, to_local_metres
 from services.map.domain.model import FeatureBatch
 
@@ -28,19 +29,27 @@ class LayerIndex:
         self.batch = batch
         self.tree = shapely.STRtree(batch.geometries)
         self._row_of = {str(fid): row for row, fid in enumerate(batch.ids)}
-        self._rendered: dict[str, np.ndarray] = {}
+        self._rendered: dict[tuple[str, bool], np.ndarray] = {}
+        self._masked: FeatureBatch | None = None
 
     def rendered(
-        self, rows: np.ndarray, crs: str, to_crs: Callable[[np.ndarray], np.ndarray]
+        self,
+        rows: np.ndarray,
+        crs: str,
+        to_crs: Callable[[np.ndarray], np.ndarray],
+        masked: FeatureBatch | None = None,
     ) -> list[str]:
         """Each row as GeoJSON Feature text in `crs`, rendered once and kept.
 
         An index never changes (a write builds a new one), so the cache needs no
         invalidation; pages served to GIS clients then cost a join of strings.
+        `masked` is the batch with personal fields masked, cached apart.
         """
-        cache = self._rendered.get(crs)
+        source = self.batch if masked is None else masked
+        key = (crs, masked is not None)
+        cache = self._rendered.get(key)
         if cache is None:
-            cache = self._rendered[crs] = np.full(len(self.batch), None, dtype=object)
+            cache = self._rendered[key] = np.full(len(self.batch), None, dtype=object)
         missing = (
             rows[np.array([cache[r] is None for r in rows], dtype=bool)] if len(rows) else rows
         )
@@ -48,12 +57,25 @@ class LayerIndex:
             geometries = shapely.to_geojson(to_crs(self.batch.geometries[missing]))
             for row, geometry in zip(missing.tolist(), geometries, strict=True):
                 feature_id = json.dumps(str(self.batch.ids[row]), ensure_ascii=False)
-                properties = json.dumps(self.batch.properties(row), ensure_ascii=False)
+                properties = json.dumps(source.properties(row), ensure_ascii=False)
                 cache[row] = (
                     f'{{"type":"Feature","id":{feature_id},"geometry":{geometry},'
                     f'"properties":{properties}}}'
                 )
         return [cache[r] for r in rows.tolist()]
+
+    def masked(self, fields: tuple[str, ...]) -> FeatureBatch:
+        """The batch with the named person fields masked (made once, like the index)."""
+        if self._masked is None:
+            columns = dict(self.batch.columns)
+            for name in fields:
+                if name in columns:
+                    values = columns[name]
+                    columns[name] = np.array(
+                        [None if v is None else mask_name(str(v)) for v in values], dtype=object
+                    )
+            self._masked = FeatureBatch(self.batch.ids, self.batch.geometries, columns)
+        return self._masked
 
     def __len__(self) -> int:
         return len(self.batch)

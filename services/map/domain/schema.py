@@ -27,6 +27,10 @@ REQUIRED_FIELDS: dict[LayerKind, tuple[FieldSpec, ...]] = {
 }
 
 
+# Fields that name a person: masked for callers without the people scope.
+PERSONAL_FIELDS: dict[LayerKind, tuple[str, ...]] = {LayerKind.GRID_CELL: ("grid_worker_name",)}
+
+
 def check_layer(layer: Layer, prefix: str = "layer.") -> None:
     violations: list[FieldViolation] = []
     if not LAYER_ID.match(layer.key.layer_id) or len(layer.key.layer_id) > 63:

@@ -8,6 +8,7 @@ and swapped in.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -18,6 +19,7 @@ import shapely
 from services.kit import tenancy
 from services.kit.errors import AlreadyExists, InvalidArgument, NotFound
 from services.kit.filtering import parse_equalities
+from services.kit.masking import PEOPLE_SCOPE
 from services.kit.principal import Principal
 from services.map.domain import reproject, schema, visibility
 from services.map.domain.geometry import check_geometries
@@ -233,7 +235,7 @@ class MapCatalog:
         self, principal: Principal, key: LayerKey, target_crs: str
     ) -> tuple[Layer, FeatureBatch]:
         layer = self.get_layer(principal, key)
-        batch = self.indexes[key].batch
+        batch = self._visible_batch(principal, layer, self.indexes[key])
         return layer, FeatureBatch(
             ids=batch.ids,
             geometries=reproject.from_storage(batch.geometries, target_crs),
@@ -248,7 +250,8 @@ class MapCatalog:
         row = index.row(feature_id)
         if row is None:
             raise NotFound(f"feature {feature_id!r} not found")
-        return layer, self._output(index.batch.take(np.array([row])), target_crs)
+        batch = self._visible_batch(principal, layer, index)
+        return layer, self._output(batch.take(np.array([row])), target_crs)
 
     def list_features(
         self,
@@ -266,17 +269,20 @@ class MapCatalog:
         layer = self.get_layer(principal, key)
         index = self.indexes[key]
         equals = parse_equalities(filter_text, layer.field_names())
+        self._check_filter(principal, layer, equals)
         mask = index.matching(equals)
         if bbox is not None:
             mask &= index.in_bbox(self._bbox_to_storage(bbox, bbox_crs))
         rows = np.flatnonzero(mask)
         page = rows[offset : offset + limit]
         next_offset = offset + limit if offset + limit < rows.size else None
+        visible = self._visible_batch(principal, layer, index)
         if rendered:
             texts = index.rendered(
                 page,
                 target_crs or "EPSG:4326",
                 lambda geoms: reproject.from_storage(geoms, target_crs or "EPSG:4326"),
+                None if visible is index.batch else visible,
             )
             return FeaturePage(
                 layer,
@@ -288,7 +294,7 @@ class MapCatalog:
             )
         return FeaturePage(
             layer,
-            self._output(index.batch.take(page), target_crs),
+            self._output(visible.take(page), target_crs),
             [None] * page.size,
             next_offset,
             int(rows.size),
@@ -319,6 +325,7 @@ class MapCatalog:
         else:
             hits = [Hit(int(r)) for r in index.intersecting(geometry)]
         equals = parse_equalities(filter_text, layer.field_names())
+        self._check_filter(principal, layer, equals)
         if equals:
             mask = index.matching(equals)
             hits = [h for h in hits if mask[h.row]]
@@ -327,7 +334,7 @@ class MapCatalog:
         rows = np.array([h.row for h in page], dtype=np.int64)
         return FeaturePage(
             layer,
-            self._output(index.batch.take(rows), target_crs),
+            self._output(self._visible_batch(principal, layer, index).take(rows), target_crs),
             [h.distance_m for h in page],
             next_offset,
             len(hits),
@@ -349,6 +356,24 @@ class MapCatalog:
         return [(cell, int(counts[i])) for i, cell in enumerate(self.grid.cells) if visible[i]]
 
     # -- helpers --------------------------------------------------------------------
+
+    @staticmethod
+    def _visible_batch(principal: Principal, layer: Layer, index: LayerIndex) -> FeatureBatch:
+        """The layer's features as this caller may see them: names of people (a grid
+        cell's worker) masked without the people scope, as people records are."""
+        fields = schema.PERSONAL_FIELDS.get(layer.kind, ())
+        if not fields or principal.has_scope(PEOPLE_SCOPE):
+            return index.batch
+        return index.masked(fields)
+
+    @staticmethod
+    def _check_filter(principal: Principal, layer: Layer, equals: Mapping[str, object]) -> None:
+        """A masked name must not be found out by filtering on it."""
+        hidden = set(schema.PERSONAL_FIELDS.get(layer.kind, ())) & set(equals)
+        if hidden and not principal.has_scope(PEOPLE_SCOPE):
+            raise InvalidArgument.field(
+                "filter", f"filtering on {sorted(hidden)[0]} needs the {PEOPLE_SCOPE!r} scope"
+            )
 
     def _output(self, batch: FeatureBatch, target_crs: str) -> FeatureBatch:
         if not target_crs:
