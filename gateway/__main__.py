@@ -30,6 +30,9 @@ def main() -> None:
             )
         ),
         limit_concurrency=settings.max_concurrency,
+        # The gateway decides itself whose X-Forwarded-For to believe
+        # (GRASSROOTS_GATEWAY_TRUSTED_PROXIES); uvicorn's default trusts 127.0.0.1.
+        proxy_headers=False,
     )
 
 

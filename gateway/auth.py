@@ -8,7 +8,10 @@ A route states what it needs in its signature:
 
 `access` authenticates (an access token or an API key), charges the rate limits
 (app or person, and tenant) and checks the scope - in that order, so a caller
-without credentials learns nothing about limits or scopes. Read methods need
+without credentials learns nothing about limits or scopes. Before it authenticates,
+it refuses (429) a source address that has used up its failed authentications
+(`gateway.security.preauth`); the source is the peer, or `X-Forwarded-For` when the
+peer is a configured proxy (`gateway.security.client_address`). Read methods need
 `<component>:read` and the others `<component>:write`, unless a scope is named.
 A route with neither dependency has no principal and cannot call a component;
 tests/security walks the OpenAPI and fails on any route that is not one or the other.
@@ -17,7 +20,7 @@ tests/security walks the OpenAPI and fails on any route that is not one or the o
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -25,6 +28,8 @@ from redis.asyncio import Redis
 
 from gateway.errors import ApiError
 from gateway.security.authenticator import API_KEY_PREFIX, Authenticator, Caller
+from gateway.security.client_address import ClientAddresses, parse_networks
+from gateway.security.preauth import AuthenticationFailures
 from gateway.security.ratelimit import Decision, Limit, RateLimiter
 from gateway.security.sources import IdentitySources
 from gateway.settings import GatewaySettings
@@ -54,6 +59,9 @@ class Guard:
     tenant_requests_per_minute: int
     anonymous_requests_per_minute: int
     public_tenant: str
+    clients: ClientAddresses = field(default_factory=ClientAddresses)
+    # Failed authentications per source; by default as many as anonymous calls.
+    failures: AuthenticationFailures | None = None
     fixed_caller: Caller | None = None  # benchmarks only: auth "turned off"
 
     @classmethod
@@ -64,13 +72,16 @@ class Guard:
             if settings.redis_url
             else None
         )
+        limiter = RateLimiter(redis)
         return cls(
             authenticator=None,
-            limiter=RateLimiter(redis),
+            limiter=limiter,
             user_requests_per_minute=settings.user_requests_per_minute,
             tenant_requests_per_minute=settings.tenant_requests_per_minute,
             anonymous_requests_per_minute=settings.anonymous_requests_per_minute,
             public_tenant=settings.public_tenant,
+            clients=ClientAddresses(parse_networks(settings.trusted_proxies)),
+            failures=AuthenticationFailures(limiter, settings.unauthenticated_requests_per_minute),
             fixed_caller=fixed_caller,
         )
 
@@ -78,8 +89,40 @@ class Guard:
         """Start authenticating: keys and signing keys come from the identity service."""
         sources = IdentitySources(upstreams, settings.service_tenant)
         self.authenticator = Authenticator(
-            sources.jwks, sources.key, key_cache_seconds=settings.api_key_cache_seconds
+            sources.jwks,
+            sources.key,
+            key_cache_seconds=settings.api_key_cache_seconds,
+            key_cache_size=settings.api_key_cache_size,
         )
+
+    def __post_init__(self) -> None:
+        if self.failures is None:
+            self.failures = AuthenticationFailures(self.limiter, self.anonymous_requests_per_minute)
+
+    def source(self, request: Request) -> str:
+        """The client's address, as far as the configured proxies vouch for it."""
+        peer = request.client.host if request.client else None
+        return self.clients.resolve(peer, request.headers.get("x-forwarded-for"))
+
+    async def authenticate(self, bearer: str | None, api_key: str | None, source: str) -> Caller:
+        """`caller`, behind the source's budget of failed authentications."""
+        if self.fixed_caller is not None:
+            return self.fixed_caller
+        assert self.failures is not None  # set in __post_init__
+        refused = self.failures.refused(source)
+        if refused is not None:
+            raise _rate_limited("requests without valid credentials from your address", refused)
+        try:
+            return await self.caller(bearer, api_key)
+        except ApiError as exc:
+            if exc.http_status != 401:
+                raise
+            decision = await self.failures.failed(source)
+            if not decision.allowed:
+                raise _rate_limited(
+                    "requests without valid credentials from your address", decision
+                ) from None
+            raise
 
     async def caller(self, bearer: str | None, api_key: str | None) -> Caller:
         if self.fixed_caller is not None:
@@ -97,13 +140,16 @@ class Guard:
             raise _unauthenticated(exc.message) from None
         raise _unauthenticated("send an access token (Authorization: Bearer) or an API key")
 
-    async def admit(self, bearer: str | None, api_key: str | None, scope: str) -> Principal:
-        """Authenticate, charge the limits, check `scope` ("" for any caller), in that order.
+    async def admit(
+        self, bearer: str | None, api_key: str | None, scope: str, source: str
+    ) -> Principal:
+        """Authenticate (unless `source` has spent its failures), charge the limits,
+        check `scope` ("" for any caller), in that order.
 
         REST routes and the gRPC edge both admit callers here, so both answer the same
         credentials, quotas and scopes the same way (as `ApiError`s in HTTP terms).
         """
-        caller = await self.caller(bearer, api_key)
+        caller = await self.authenticate(bearer, api_key, source)
         await self.charge(caller)
         if scope and not caller.principal.has_scope(scope):
             raise ApiError(403, f"this call needs the {scope!r} scope", reason="MISSING_SCOPE")
@@ -156,7 +202,7 @@ def access(component_or_scope: str) -> Callable[..., Awaitable[Principal]]:
         if api_key is None and token is None:
             api_key = await _open311_api_key(request)
         scope = required_scope(component_or_scope, request.method)
-        return _adopt(request, await guard.admit(token, api_key, scope))
+        return _adopt(request, await guard.admit(token, api_key, scope, guard.source(request)))
 
     authorize.__name__ = f"access_{component_or_scope.replace(':', '_') or 'any'}"
     return authorize
@@ -196,9 +242,10 @@ async def limit_anonymous(request: Request) -> None:
     guard: Guard = request.app.state.guard
     if guard.fixed_caller is not None:
         return
-    client = request.client.host if request.client else "unknown"
     decision = await guard.limiter.check(
-        Limit.per_minute_with_burst(f"anon:{client}", guard.anonymous_requests_per_minute)
+        Limit.per_minute_with_burst(
+            f"anon:{guard.source(request)}", guard.anonymous_requests_per_minute
+        )
     )
     if not decision.allowed:
         raise _rate_limited("anonymous calls from your address", decision)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.security.client_address import parse_networks
 from services.kit.components import NAMES
 
 
@@ -48,8 +49,22 @@ class GatewaySettings(BaseSettings):
     user_requests_per_minute: int = Field(600, ge=1, description="per signed-in person")
     tenant_requests_per_minute: int = Field(6000, ge=1, description="per tenant node")
     anonymous_requests_per_minute: int = Field(60, ge=1, description="per client address")
+    unauthenticated_requests_per_minute: int = Field(
+        60,
+        ge=1,
+        description="per client address: requests without valid credentials (none, bad or "
+        "unknown keys and tokens); beyond it the address gets 429 before authentication",
+    )
     api_key_cache_seconds: float = Field(
         2.0, gt=0, le=5, description="a revoked key is refused by every replica within this"
+    )
+    api_key_cache_size: int = Field(
+        10_000, ge=1, description="key ids remembered at most (answers for unknown ids too)"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of the proxies in front of the gateway (an Ingress, a load "
+        "balancer) whose X-Forwarded-For is believed; empty ignores the header",
     )
     public_tenant: str = Field("sh", description="whose shared data anonymous callers see")
     service_tenant: str = Field("sh", description="the gateway's own principal's tenant")
@@ -60,6 +75,12 @@ class GatewaySettings(BaseSettings):
         if any(origin.strip() == "*" for origin in origins):
             raise ValueError("'*' would let any web page call with a user's credentials")
         return origins
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, cidrs: list[str]) -> list[str]:
+        parse_networks(cidrs)
+        return cidrs
 
     def addresses(self) -> dict[str, str]:
         return {name: getattr(self, f"{name}_address") for name in NAMES}

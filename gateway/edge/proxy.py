@@ -18,6 +18,7 @@ import grpc
 from gateway.auth import Guard
 from gateway.edge.routes import Route
 from gateway.errors import ApiError
+from gateway.security.client_address import grpc_peer_host
 from services.kit import context as ctx
 from services.kit import errors, metrics, status
 from services.kit.principal import Principal
@@ -113,7 +114,8 @@ class EdgeProxy(grpc.GenericRpcHandler):
         ctx.request_id_var.set(request_id)
         bearer, api_key = credentials(metadata)
         try:
-            principal = await self.guard.admit(bearer, api_key, route.scope)
+            source = grpc_peer_host(context.peer())
+            principal = await self.guard.admit(bearer, api_key, route.scope, source)
         except ApiError as exc:
             code, message, trailing = _refusal(exc)
             _log(route, code, time.perf_counter(), None)

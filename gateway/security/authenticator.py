@@ -8,7 +8,9 @@ Both paths are built to cost microseconds on the hot path:
 * API keys are looked up by key id in the identity service and the answer is kept
   for `key_cache_seconds` (2 s by default): a revoked key is refused by every
   replica within that time, without a shared cache or a broadcast. The secret is
-  compared against the stored SHA-256 in constant time on every request.
+  compared against the stored SHA-256 in constant time on every request. The cache
+  holds at most `key_cache_size` key ids (answers for unknown ids included), the
+  least recently used going first, so invented key ids cannot grow it without bound.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -76,19 +79,21 @@ class Authenticator:
         key_source: KeySource,
         *,
         key_cache_seconds: float = 2.0,
+        key_cache_size: int = 10_000,
         jwks_refresh_seconds: float = 300.0,
         principal_ttl_seconds: float = 300.0,
     ) -> None:
         self._jwks_source = jwks_source
         self._key_source = key_source
         self.key_cache_seconds = key_cache_seconds
+        self.key_cache_size = key_cache_size
         self.jwks_refresh_seconds = jwks_refresh_seconds
         self.principal_ttl_seconds = principal_ttl_seconds
         self._jwks: dict[str, Any] = {}
         self._jwks_fetched = 0.0
         self._jwks_lock = asyncio.Lock()
         self._tokens: dict[str, Caller] = {}
-        self._keys: dict[str, tuple[float, KeyRecord | None, Caller | None]] = {}
+        self._keys: OrderedDict[str, tuple[float, KeyRecord | None, Caller | None]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[KeyRecord | None]] = {}
 
     # -- access tokens -------------------------------------------------------------
@@ -166,7 +171,9 @@ class Authenticator:
             record = await self._lookup(key_id)
             caller = self._caller_for(record) if record is not None else None
             cached = (time.monotonic(), record, caller)
-            self._keys[key_id] = cached
+            self._remember_key(key_id, cached)
+        else:
+            self._keys.move_to_end(key_id)
         _, record, caller = cached
         if record is None or caller is None:
             raise Unauthenticated("the API key is not known")
@@ -179,6 +186,19 @@ class Authenticator:
             caller = self._caller_for(record)
             self._keys[key_id] = (cached[0], record, caller)
         return caller
+
+    def _remember_key(
+        self, key_id: str, entry: tuple[float, KeyRecord | None, Caller | None]
+    ) -> None:
+        self._keys[key_id] = entry
+        self._keys.move_to_end(key_id)
+        while len(self._keys) > self.key_cache_size:
+            self._keys.popitem(last=False)
+
+    @property
+    def cached_key_ids(self) -> int:
+        """How many key ids the cache holds now."""
+        return len(self._keys)
 
     def _caller_for(self, record: KeyRecord) -> Caller:
         principal = Principal(
