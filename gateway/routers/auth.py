@@ -6,7 +6,8 @@ username and password, or `grant_type=refresh_token`; its errors are RFC 6749's
 OAuth client libraries understand them. Revocation follows RFC 7009. Access tokens are JWTs signed
 by the identity service (EdDSA); anyone can verify them with `/.well-known/jwks.json`.
 These routes are public by nature and limited per client address; the identity
-service locks an account after repeated wrong passwords.
+service delays further attempts, growing, after repeated failures for a name or
+from an address (it is told the client's address).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ _OAUTH_ERROR: dict[str, Any] = {
     "model": OAuthErrorOut,
     "description": "An RFC 6749 error: `invalid_request` (not a form body, a field "
     "missing or too long), `unsupported_grant_type`, or `invalid_grant` (wrong username "
-    "or password, locked or disabled account, expired, used or revoked refresh token)",
+    "or password, too many attempts, disabled account, expired, used or revoked refresh token)",
     "content": {
         "application/json": {
             "example": {
@@ -164,7 +165,9 @@ async def _issue(request: Request) -> TokenOut:
     if grant_type == "password":
         rpc = identity.Login(
             pb.LoginRequest(
-                username=_needed(fields, "username"), password=_needed(fields, "password")
+                username=_needed(fields, "username"),
+                password=_needed(fields, "password"),
+                client_address=request.app.state.guard.source(request),
             ),
             metadata=_as_gateway(request),
         )
@@ -181,7 +184,7 @@ async def _issue(request: Request) -> TokenOut:
     try:
         issued = await call(rpc)
     except ApiError as exc:
-        # Bad credentials, locked or disabled accounts and bad refresh tokens are all
+        # Bad credentials, held-back attempts, disabled accounts and bad refresh tokens are all
         # invalid_grant (400); overload and outages keep the platform's shape.
         if exc.http_status in (400, 401):
             raise OAuthError("invalid_grant", exc.message) from None

@@ -240,7 +240,11 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         )
 
     async def Login(self, request: pb.LoginRequest, context: object) -> pb.Token:
-        return token_to_proto(await self.directory.login(request.username, request.password))
+        return token_to_proto(
+            await self.directory.login(
+                request.username, request.password, request.client_address[:64]
+            )
+        )
 
     async def RefreshToken(self, request: pb.RefreshTokenRequest, context: object) -> pb.Token:
         return token_to_proto(await self.directory.refresh(request.refresh_token))

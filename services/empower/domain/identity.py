@@ -45,6 +45,7 @@ from services.empower.domain.roles import (
     may_assign,
     scopes_for_roles,
 )
+from services.empower.domain.signin_throttle import SignInThrottle
 from services.empower.domain.tokens import (
     API_KEY_PREFIX,
     AUDIENCE,
@@ -81,13 +82,13 @@ EMPOWER_READ = "empower:read"
 
 # ErrorInfo reasons of login and refresh failures.
 INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
-ACCOUNT_LOCKED = "ACCOUNT_LOCKED"
 ACCOUNT_DISABLED = "ACCOUNT_DISABLED"
 TOKEN_REVOKED = "TOKEN_REVOKED"  # noqa: S105 (an error reason)
 TOKEN_REUSED = "TOKEN_REUSED"  # noqa: S105 (an error reason)
 
-# One message for unknown users and wrong passwords, so it reveals neither.
-_BAD_LOGIN = "wrong username or password"
+# One message for unknown users, wrong passwords and attempts made too soon, so it
+# reveals none of them.
+_BAD_LOGIN = "wrong username or password, or too many attempts: wait a little and try again"
 _BAD_API_KEY = "the API key is not valid"
 _SEGMENT = re.compile(r"^[a-z0-9]{1,40}$")
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
@@ -240,7 +241,7 @@ def _after(token: str, query: object) -> str | None:
 class IdentityDirectory:
     """Tenants, users, sign-in and apps: who may call the platform, and as whom.
 
-    `clock` is injectable so lock-outs, expiries and key rotation can be tested;
+    `clock` is injectable so sign-in delays, expiries and key rotation can be tested;
     `hasher` so tests can use cheap (but real) argon2 parameters.
     """
 
@@ -254,8 +255,7 @@ class IdentityDirectory:
         refresh_token_lifetime: timedelta = timedelta(days=30),
         key_rotation_period: timedelta = timedelta(hours=24),
         audit: ActionAudit | None = None,
-        max_failed_logins: int = 5,
-        lockout: timedelta = timedelta(minutes=15),
+        throttle: SignInThrottle | None = None,
         max_keys_per_app: int = 10,
         issuer: str = ISSUER,
         audience: str = AUDIENCE,
@@ -266,8 +266,7 @@ class IdentityDirectory:
         self.access_token_lifetime = access_token_lifetime
         self.refresh_token_lifetime = refresh_token_lifetime
         self.key_rotation_period = key_rotation_period
-        self.max_failed_logins = max_failed_logins
-        self.lockout = lockout
+        self.throttle = throttle or SignInThrottle()
         self.max_keys_per_app = max_keys_per_app
         self.issuer = issuer
         self.audience = audience
@@ -583,28 +582,25 @@ class IdentityDirectory:
 
     # Sign-in and tokens.
 
-    async def login(self, username: str, password: str) -> TokenPair:
-        """Tokens for a username and password.
+    async def login(self, username: str, password: str, source: str = "") -> TokenPair:
+        """Tokens for a username and password; `source` is the client's address.
 
-        Unknown users and wrong passwords get the same answer after the same work.
-        Five failures in a row lock the account for fifteen minutes; a success
-        clears the count.
+        Every failure gets one answer after the same work, whatever its cause: an
+        unknown name, a wrong password, or an attempt made before the growing delay
+        of the name or of the source has passed (`SignInThrottle`). So nobody can
+        lock an account, and no answer tells whether an account exists.
         """
         now = self.clock()
         name = username.strip().lower()
-        found = await self.store.credentials(ALL_TENANTS, name) if _USERNAME.match(name) else None
-        if found is None:
+        if not self.throttle.may_try(name, source, now):
             await self.passwords.verify(None, password)
             raise Unauthenticated(_BAD_LOGIN, reason=INVALID_CREDENTIALS)
-        if found.locked_until is not None and now < found.locked_until:
-            raise self._locked(found.locked_until)
-        if not await self.passwords.verify(found.password_hash, password):
-            locked = await self.store.record_failed_login(
-                ALL_TENANTS, found.user.id, self.max_failed_logins, now + self.lockout
-            )
-            if locked is not None:
-                raise self._locked(locked)
+        found = await self.store.credentials(ALL_TENANTS, name) if _USERNAME.match(name) else None
+        password_hash = found.password_hash if found is not None else None
+        if not await self.passwords.verify(password_hash, password) or found is None:
+            self.throttle.failed(name, source, now)
             raise Unauthenticated(_BAD_LOGIN, reason=INVALID_CREDENTIALS)
+        self.throttle.succeeded(name)
         if found.user.disabled:
             raise Unauthenticated("this account is disabled", reason=ACCOUNT_DISABLED)
         new_hash = None
@@ -612,15 +608,6 @@ class IdentityDirectory:
             new_hash = await self.passwords.hash(password)
         await self.store.record_login(ALL_TENANTS, found.user.id, new_hash)
         return await self._issue(found.user, now)
-
-    @staticmethod
-    def _locked(until: datetime) -> Unauthenticated:
-        return Unauthenticated(
-            "this account is locked after too many failed logins; try again after "
-            f"{until.isoformat(timespec='seconds')}",
-            reason=ACCOUNT_LOCKED,
-            metadata={"locked_until": until.isoformat()},
-        )
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """New tokens for a refresh token, which is used up.

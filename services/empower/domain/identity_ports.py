@@ -100,19 +100,11 @@ class IdentityStore(Protocol):
         ...
 
     async def credentials(self, scope: str, username: str) -> Credentials | None:
-        """The user with this username, its password hash and lock-out state."""
-        ...
-
-    async def record_failed_login(
-        self, scope: str, user_id: str, limit: int, lock_until: datetime
-    ) -> datetime | None:
-        """Count a failed login atomically; the `limit`-th in a row locks the account
-        until `lock_until` and starts the count again. Returns the lock's end when
-        this failure locked the account, else None."""
+        """The user with this username and its password hash."""
         ...
 
     async def record_login(self, scope: str, user_id: str, new_hash: str | None) -> None:
-        """A successful login: clear failures and lock; store `new_hash` if given."""
+        """A successful login: store `new_hash` (a stronger hash) if given."""
         ...
 
     # Refresh tokens (always looked up for the platform: the caller is their holder).

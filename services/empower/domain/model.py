@@ -103,8 +103,6 @@ class Credentials:
 
     user: User
     password_hash: str | None = field(repr=False)
-    failed_logins: int = 0
-    locked_until: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,7 @@ from services.empower.store.identity_rows import (
     UPDATE_USER,
     USER_COLUMNS,
     app_values,
-    failed_login_sql,
     key_values,
-    locked_by,
     refresh_values,
     row_to_app,
     row_to_credentials,
@@ -419,23 +417,11 @@ class PostgresIdentityStore:
             )
         return row_to_credentials(row) if row else None
 
-    async def record_failed_login(
-        self, scope: str, user_id: str, limit: int, lock_until: datetime
-    ) -> datetime | None:
-        clause, args = _subtree("tenant", scope)
-        async with self._tx(scope) as conn:
-            row = await _fetch_one(
-                conn,
-                f"{failed_login_sql('%s')} AND {clause} RETURNING failed_logins, locked_until_us",
-                (limit, limit, us(lock_until), user_id, *args),
-            )
-        return locked_by(row)
-
     async def record_login(self, scope: str, user_id: str, new_hash: str | None) -> None:
         clause, args = _subtree("tenant", scope)
         async with self._tx(scope) as conn:
             await conn.execute(
-                "UPDATE users SET failed_logins = 0, locked_until_us = NULL, "
+                "UPDATE users SET "
                 f"password_hash = coalesce(%s, password_hash) WHERE id = %s AND {clause}",
                 (new_hash, user_id, *args),
             )

@@ -24,7 +24,7 @@ TENANT_COLUMNS = "path, parent, display_name, level, admin_code, create_us"
 
 USER_COLUMNS = "id, tenant, username, display_name, kind, roles, disabled, create_us, update_us"
 
-CREDENTIAL_COLUMNS = USER_COLUMNS + ", password_hash, failed_logins, locked_until_us"
+CREDENTIAL_COLUMNS = USER_COLUMNS + ", password_hash"
 
 REFRESH_COLUMNS = (
     "id, family_id, user_id, tenant, token_hash, create_us, expire_us, use_us, revoke_us"
@@ -42,21 +42,6 @@ KEY_WITH_APP_COLUMNS = (
     + ", "
     + ", ".join(f"a.{c}" for c in APP_COLUMNS.split(", "))
 )
-
-
-def failed_login_sql(mark: str) -> str:
-    """One UPDATE counts a failed login and, at the limit, locks and restarts the count.
-
-    Every right-hand side sees the row as it was, so the two CASEs agree. Parameters:
-    limit, limit, lock end, user id; `mark` is the driver's placeholder.
-    """
-    return (
-        "UPDATE users SET "
-        f"failed_logins = CASE WHEN failed_logins + 1 >= {mark} THEN 0 "
-        "ELSE failed_logins + 1 END, "
-        f"locked_until_us = CASE WHEN failed_logins + 1 >= {mark} THEN {mark} "
-        f"ELSE locked_until_us END WHERE id = {mark}"
-    )
 
 
 def us(moment: datetime) -> int:
@@ -119,8 +104,6 @@ def row_to_credentials(row: Row) -> Credentials:
     return Credentials(
         user=row_to_user(row),
         password_hash=row["password_hash"],
-        failed_logins=row["failed_logins"],
-        locked_until=maybe_from_us(row["locked_until_us"]),
     )
 
 
@@ -216,13 +199,6 @@ def key_values(key: ApiKey) -> tuple[object, ...]:
         us(key.create_time),
         maybe_us(key.revoke_time),
     )
-
-
-def locked_by(row: Row | None) -> datetime | None:
-    """The lock's end when the failed-login update just locked the account."""
-    if row is None or row["failed_logins"] != 0 or row["locked_until_us"] is None:
-        return None
-    return from_us(row["locked_until_us"])
 
 
 Row = Mapping[str, Any]

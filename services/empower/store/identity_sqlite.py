@@ -37,9 +37,7 @@ from services.empower.store.identity_rows import (
     UPDATE_USER,
     USER_COLUMNS,
     app_values,
-    failed_login_sql,
     key_values,
-    locked_by,
     refresh_values,
     row_to_app,
     row_to_credentials,
@@ -81,8 +79,8 @@ CREATE TABLE IF NOT EXISTS users (
     roles           TEXT NOT NULL,
     password_hash   TEXT,
     disabled        INTEGER NOT NULL DEFAULT 0,
-    failed_logins   INTEGER NOT NULL DEFAULT 0,
-    locked_until_us INTEGER,
+    failed_logins   INTEGER NOT NULL DEFAULT 0,  -- unused: sign-in is throttled, not locked
+    locked_until_us INTEGER,                     -- unused, as above
     create_us       INTEGER NOT NULL,
     update_us       INTEGER NOT NULL
 );
@@ -339,26 +337,12 @@ class SqliteIdentityStore:
 
         return await self._read(read)
 
-    async def record_failed_login(
-        self, scope: str, user_id: str, limit: int, lock_until: datetime
-    ) -> datetime | None:
-        clause, args = subtree_clause("tenant", scope)
-
-        def write(conn: sqlite3.Connection) -> datetime | None:
-            row = conn.execute(
-                f"{failed_login_sql('?')} AND {clause} RETURNING failed_logins, locked_until_us",
-                (limit, limit, us(lock_until), user_id, *args),
-            ).fetchone()
-            return locked_by(row)
-
-        return await self._write(write)
-
     async def record_login(self, scope: str, user_id: str, new_hash: str | None) -> None:
         clause, args = subtree_clause("tenant", scope)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "UPDATE users SET failed_logins = 0, locked_until_us = NULL, "
+                "UPDATE users SET "
                 f"password_hash = coalesce(?, password_hash) WHERE id = ? AND {clause}",
                 (new_hash, user_id, *args),
             )
