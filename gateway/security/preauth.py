@@ -45,6 +45,10 @@ class AuthenticationFailures:
         )
         if not decision.allowed:
             self._remember(source, decision.retry_after_seconds)
+        elif decision.remaining <= 0:
+            # That was the last token: the next request waits for one to come back
+            # instead of costing a lookup to find out.
+            self._remember(source, math.ceil(60 / self.per_minute))
         return decision
 
     def _remember(self, source: str, seconds: int) -> None:
