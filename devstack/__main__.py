@@ -12,6 +12,7 @@ from types import FrameType
 import grpc
 
 from devstack.stack import SERVICES, Stack, StackConfig
+from services.kit.private_files import restrict_umask
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-dir", type=Path, default=None, help="write service logs here")
     args = parser.parse_args(argv)
+    restrict_umask()  # the demo town and the secrets files are born owner-only
 
     data_dir = args.data_dir.resolve()
     if args.free_ports:

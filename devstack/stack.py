@@ -24,7 +24,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.kit import signing
+from services.kit import private_files, signing
 from services.kit.components import COMPONENTS, NAMES
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class StackConfig:
                 "GRASSROOTS_EMPOWER_SEAL_KEYS": signing.generate_keys_value("dev1"),
                 "GRASSROOTS_EMPOWER_INDEX_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
             }
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=private_files.FOLDER_MODE, parents=True, exist_ok=True)
             path.touch(mode=0o600)
             path.write_text(json.dumps(stored, indent=2))
         if os.environ.get(signing.KEYS_VARIABLE):
@@ -182,7 +182,7 @@ class Stack:
         if not self.config.map_file.exists():
             from devstack import demo_village
 
-            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+            self.config.data_dir.mkdir(mode=private_files.FOLDER_MODE, parents=True, exist_ok=True)
             demo_village.generate(self.config.map_file)
 
     def start(self, name: str) -> None:
@@ -198,6 +198,7 @@ class Stack:
             env=self.config.env_for(name),
             stdout=stdout,  # type: ignore[arg-type]
             stderr=subprocess.STDOUT if stdout is not None else None,
+            umask=private_files.UMASK,  # the services set it too; this covers the gateway's start
         )
 
     @property

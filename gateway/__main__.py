@@ -9,9 +9,11 @@ from gateway.security.slow_clients import ReadDeadlines, protocol_with
 from gateway.settings import GatewaySettings
 from services.kit.config import load_settings
 from services.kit.logging import configure_logging
+from services.kit.private_files import restrict_umask
 
 
 def main() -> None:
+    restrict_umask()
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level)
     uvicorn.run(

@@ -1,6 +1,6 @@
 """gRPC adapter of identity: tenants, users, apps and keys, sign-in, JWKS.
 
-Only translation lives here; every rule (scopes, subtree, escalation, lock-out)
+Only translation lives here; every rule (scopes, subtree, escalation, sign-in delays)
 is in `services.empower.domain.identity`.
 """
 

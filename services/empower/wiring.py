@@ -61,6 +61,7 @@ async def open_empower(settings: EmpowerSettings) -> Empower:
         access_token_lifetime=timedelta(minutes=settings.access_token_minutes),
         key_rotation_period=timedelta(hours=settings.signing_key_rotation_hours),
         audit=audit,
+        sealer=sealer,
     )
     registry = PeopleRegistry(people, audit, sealer)
     return Empower(directory, registry, audit, [identity.close, people.close])

@@ -24,6 +24,7 @@ from services.kit import metrics
 from services.kit.config import ServiceSettings
 from services.kit.interceptors import ServerInterceptor
 from services.kit.logging import configure_logging
+from services.kit.private_files import data_folders, make_all_private, restrict_umask
 
 log = logging.getLogger("grassroots.server")
 
@@ -112,8 +113,10 @@ async def serve_until_signalled(
 def run_service(
     name: str, settings: ServiceSettings, build: Callable[[], Awaitable[Component]]
 ) -> None:
-    """Process entry point: logs, metrics, serve until SIGTERM, exit cleanly."""
+    """Process entry point: owner-only files, logs, metrics, serve until SIGTERM."""
+    restrict_umask()
     configure_logging(name, settings.log_level)
+    make_all_private(data_folders(settings))
     metrics.serve_metrics(settings.metrics_port, settings.host)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_until_signalled(name, settings, build))

@@ -37,6 +37,7 @@ from devstack.stack import Stack
 from grassroots.empower.v1 import identity_service_pb2 as identity_pb
 from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
 from services.empower.domain.roles import ROLES, granted_scopes
+from services.empower.domain.sealing import Sealer
 from services.kit import gb11643, tenancy
 
 VILLAGE_A = "sh/jiading/anting/xingming"
@@ -308,7 +309,8 @@ def _b64url(data: bytes) -> str:
 
 
 def active_signing_key(data_dir: Path) -> tuple[str, str]:
-    """(kid, private PEM) of the identity service's active key, read from its store.
+    """(kid, private PEM) of the identity service's active key, read from its store
+    and opened with the stack's seal keys.
 
     Test-only: an attacker holding this key could sign anything; it is read here to
     mint a token that is correctly signed and merely expired.
@@ -320,7 +322,17 @@ def active_signing_key(data_dir: Path) -> tuple[str, str]:
             "ORDER BY create_us DESC, kid DESC LIMIT 1"
         ).fetchone()
     assert row is not None, "the identity service has no active signing key"
-    return str(row[0]), str(row[1])
+    kid = str(row[0])
+    return kid, open_signing_key(data_dir, kid, str(row[1]))
+
+
+def open_signing_key(data_dir: Path, kid: str, stored: str) -> str:
+    """The PEM of a stored (sealed) signing key, opened with the stack's seal keys."""
+    keys = json.loads((data_dir / "dev-secrets.json").read_text())
+    sealer = Sealer.from_env_value(
+        keys["GRASSROOTS_EMPOWER_SEAL_KEYS"], keys["GRASSROOTS_EMPOWER_INDEX_KEY"]
+    )
+    return sealer.open(stored, record=kid, field="private_key")
 
 
 def claims_of(account: Account, issued: int, expires: int) -> dict[str, Any]:

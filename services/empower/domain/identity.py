@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -45,6 +46,7 @@ from services.empower.domain.roles import (
     may_assign,
     scopes_for_roles,
 )
+from services.empower.domain.sealing import Sealer
 from services.empower.domain.signin_throttle import SignInThrottle
 from services.empower.domain.tokens import (
     API_KEY_PREFIX,
@@ -96,6 +98,21 @@ _ADMIN_CODE = re.compile(r"^[0-9]{6,12}$")
 _MAX_DISPLAY_NAME = 200
 _MAX_GRID_CODE = 40
 MAX_QUOTA_PER_MINUTE = 100_000
+
+
+_PRIVATE_KEY_FIELD = "private_key"
+
+
+def is_sealed(key: SigningKey) -> bool:
+    """Whether a stored signing key's private half is sealed (not a clear PEM)."""
+    return not key.private_pem.startswith("-----BEGIN")
+
+
+@lru_cache(maxsize=1)
+def _process_sealer() -> Sealer:
+    """Random keys for this process: for directories built without the service's seal
+    keys (tests); the service always passes its own."""
+    return Sealer.generate("process")
 
 
 def _utc_now() -> datetime:
@@ -256,6 +273,7 @@ class IdentityDirectory:
         key_rotation_period: timedelta = timedelta(hours=24),
         audit: ActionAudit | None = None,
         throttle: SignInThrottle | None = None,
+        sealer: Sealer | None = None,
         max_keys_per_app: int = 10,
         issuer: str = ISSUER,
         audience: str = AUDIENCE,
@@ -267,6 +285,7 @@ class IdentityDirectory:
         self.refresh_token_lifetime = refresh_token_lifetime
         self.key_rotation_period = key_rotation_period
         self.throttle = throttle or SignInThrottle()
+        self.sealer = sealer or _process_sealer()
         self.max_keys_per_app = max_keys_per_app
         self.issuer = issuer
         self.audience = audience
@@ -686,15 +705,19 @@ class IdentityDirectory:
         return TokenPair(access, text, int(self.access_token_lifetime.total_seconds()))
 
     async def _signing_key(self, now: datetime) -> SigningKey:
-        """The active key, replaced first when it is older than the rotation period."""
+        """The active key (opened), replaced first when it is older than the rotation
+        period or was stored in clear by an older version."""
         key = await self.store.active_signing_key()
-        if key is not None and now - key.create_time < self.key_rotation_period:
-            return key
-        return await self.store.rotate_signing_key(
-            new_signing_key(now),
-            now,
-            stale_before=now - self.key_rotation_period,
-            forget_before=now - self.access_token_lifetime,
+        if key is not None and is_sealed(key) and now - key.create_time < self.key_rotation_period:
+            return self._opened(key)
+        stale = key is None or is_sealed(key)
+        return self._opened(
+            await self.store.rotate_signing_key(
+                self._sealed(new_signing_key(now)),
+                now,
+                stale_before=now - self.key_rotation_period if stale else None,
+                forget_before=now - self.access_token_lifetime,
+            )
         )
 
     async def rotate_signing_key(self, caller: Principal | None = None) -> SigningKey:
@@ -702,14 +725,26 @@ class IdentityDirectory:
         token it signed has expired. A rotation someone asked for is audited."""
         now = self.clock()
         key = await self.store.rotate_signing_key(
-            new_signing_key(now),
+            self._sealed(new_signing_key(now)),
             now,
             stale_before=None,
             forget_before=now - self.access_token_lifetime,
         )
         if caller is not None:
             await self._audit(caller, "signing_keys.rotate", f"signingKeys/{key.kid}")
-        return key
+        return self._opened(key)
+
+    def _sealed(self, key: SigningKey) -> SigningKey:
+        """The key as stored: its private half sealed like personal data (ADR 8), so a
+        copy of the database or its WAL cannot sign tokens."""
+        sealed = self.sealer.seal(key.private_pem, record=key.kid, field=_PRIVATE_KEY_FIELD)
+        return replace(key, private_pem=sealed)
+
+    def _opened(self, key: SigningKey) -> SigningKey:
+        if not is_sealed(key):
+            return key  # stored by an older version; replaced at the next sign-in
+        pem = self.sealer.open(key.private_pem, record=key.kid, field=_PRIVATE_KEY_FIELD)
+        return replace(key, private_pem=pem)
 
     async def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public keys that may have signed a token still unexpired (RFC 7517).

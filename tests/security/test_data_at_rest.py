@@ -1,0 +1,92 @@
+"""What a local account that can read the data folder finds there: nothing it may read.
+
+The probe found every store file 0644 in a 0755 folder and the token-signing private
+key in clear in `empower.sqlite3-wal`, and forged an admin token with it. Now the
+folder is 0700, every file in it 0600, and the private key is sealed under the seal
+keys (which live in a Secret, or for `make run` in the owner-only dev-secrets file).
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+import stat
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from security_world import World, open_signing_key
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def test_data_folders_are_0700_and_every_file_in_them_0600(world: World):
+    data_dir = world.stack.config.data_dir
+    world.client.get("/v1/me", headers=world.a_super.headers)  # the stores are in use
+    folders = [data_dir, *(p for p in data_dir.rglob("*") if p.is_dir())]
+    wrong = [
+        f"{p.relative_to(data_dir.parent)} {stat.S_IMODE(p.stat().st_mode):o}"
+        for p in folders
+        if stat.S_IMODE(p.stat().st_mode) != 0o700
+    ]
+    files = _files(data_dir)
+    names = {p.name for p in files}
+    # The stores the probe read are among those checked, write-ahead logs included.
+    assert {"empower.sqlite3", "empower.sqlite3-wal", "events.sqlite3", "map.gpkg"} <= names
+    assert {"dev-secrets.json", "demo-credentials.json"} <= names
+    wrong += [
+        f"{p.relative_to(data_dir)} {stat.S_IMODE(p.stat().st_mode):o}"
+        for p in files
+        if stat.S_IMODE(p.stat().st_mode) != 0o600
+    ]
+    assert not wrong, wrong
+
+
+def _signing_keys(world: World) -> list[tuple[str, str, str]]:
+    database = world.stack.config.data_dir / "empower.sqlite3"
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT kid, private_pem, public_x FROM signing_keys").fetchall()
+
+
+def test_the_token_signing_private_key_is_in_no_file_under_the_data_folder(world: World):
+    # Signing in makes (or uses) the active key.
+    world.login(world.a_super.username, world.a_super.password)
+    data_dir = world.stack.config.data_dir
+    published = {k["kid"] for k in world.client.get("/.well-known/jwks.json").json()["keys"]}
+    keys = _signing_keys(world)
+    assert keys and {kid for kid, _, _ in keys} & published
+    needles: dict[str, bytes] = {}
+    for kid, stored, public_x in keys:
+        assert not stored.startswith("-----BEGIN"), f"key {kid} is stored in clear"
+        pem = open_signing_key(data_dir, kid, stored)
+        private = serialization.load_pem_private_key(pem.encode(), password=None)
+        assert isinstance(private, Ed25519PrivateKey)
+        raw_public = private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        # It is the real key: its public half is the one published for `kid`.
+        assert base64.urlsafe_b64encode(raw_public).rstrip(b"=").decode() == public_x
+        raw = private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        der = private.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        needles[f"{kid} raw"] = raw
+        needles[f"{kid} DER"] = der
+        needles[f"{kid} PEM"] = pem.encode()
+        needles[f"{kid} PEM body"] = base64.b64encode(der)
+        needles[f"{kid} base64url"] = base64.urlsafe_b64encode(raw).rstrip(b"=")
+    found = [
+        f"{what} in {path.name}"
+        for path in _files(data_dir)
+        for what, needle in needles.items()
+        if needle in path.read_bytes()
+    ]
+    assert not found, found
