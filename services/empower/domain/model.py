@@ -1,8 +1,9 @@
 """The records of the identity part of empower: tenants, users, apps and their secrets.
 
-Secrets are stored only as hashes. `Credentials` (a user with the password hash and
-lock-out state) and the hash fields of `ApiKey` and `RefreshToken` exist for the
-domain and the stores; the service never hands a password hash to a caller.
+Secrets are stored only as hashes, and the private halves of signing keys sealed.
+`Credentials` (a user with the password hash) and the hash fields of `ApiKey` and
+`RefreshToken` exist for the domain and the stores; the service never hands a
+password hash to a caller.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ class ThrottlePolicy:
 
 
 ACCOUNT_POLICY = ThrottlePolicy(free=3)
-SOURCE_POLICY = ThrottlePolicy(free=20)
+SOURCE_POLICY = ThrottlePolicy(free=50)
 
 
 class SignInThrottle:
