@@ -139,11 +139,15 @@ def test_nobody_can_lock_an_account_and_the_delay_looks_like_any_failure(replica
         def attempt(name: str, password: str, source: str) -> httpx.Response:
             return sign_in(proxy, name, password, **{"X-Forwarded-For": source})
 
-        for i in range(8):
-            assert attempt(victim, "wrong password", f"198.51.100.{i}").status_code == 401
-        # Right after a run of failures the name waits (two seconds or more by now),
-        # and the right password gets the answer an unknown name gets.
-        held = attempt(victim, PASSWORD, "203.0.113.20")
+        # Right after a run of failures the name waits (a second or more), and the right
+        # password gets the answer an unknown name gets. (On a loaded machine the wait
+        # may run out before the last attempt arrives; it signs in, and we go again.)
+        for _ in range(3):
+            for i in range(8):
+                assert attempt(victim, "wrong password", f"198.51.100.{i}").status_code == 401
+            held = attempt(victim, PASSWORD, "203.0.113.20")
+            if held.status_code != 200:
+                break
         unknown = attempt("no.such.person", "wrong password", "203.0.113.21")
         assert _without_request_id(held) == _without_request_id(unknown)
         assert held.status_code == 401 and "lock" not in held.text.lower()
