@@ -28,6 +28,8 @@ PROXY = "127.0.0.2"
 PER_MINUTE = 60
 BURST = Limit.per_minute_with_burst("", PER_MINUTE).burst
 PASSWORD = "a-long-first-password"
+# What a failed sign-in answers: RFC 6749's invalid_grant.
+FAILED_SIGN_IN = 400
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +86,9 @@ def test_forwarded_for_from_a_peer_that_is_no_proxy_does_not_escape_the_sign_in_
             for i in range(70)
         ]
     refilled = (time.monotonic() - started) * PER_MINUTE / 60
-    assert set(codes[:BURST]) == {401}, codes
-    assert set(codes) == {401, 429}, codes
-    assert codes.count(401) <= BURST + refilled + 1, (codes, refilled)
+    assert set(codes[:BURST]) == {FAILED_SIGN_IN}, codes
+    assert set(codes) == {FAILED_SIGN_IN, 429}, codes
+    assert codes.count(FAILED_SIGN_IN) <= BURST + refilled + 1, (codes, refilled)
 
 
 def test_a_configured_proxy_speaks_for_its_clients(replica):
@@ -144,13 +146,17 @@ def test_nobody_can_lock_an_account_and_the_delay_looks_like_any_failure(replica
         # may run out before the last attempt arrives; it signs in, and we go again.)
         for _ in range(3):
             for i in range(8):
-                assert attempt(victim, "wrong password", f"198.51.100.{i}").status_code == 401
+                assert (
+                    attempt(victim, "wrong password", f"198.51.100.{i}").status_code
+                    == FAILED_SIGN_IN
+                )
             held = attempt(victim, PASSWORD, "203.0.113.20")
             if held.status_code != 200:
                 break
         unknown = attempt("no.such.person", "wrong password", "203.0.113.21")
         assert _without_request_id(held) == _without_request_id(unknown)
-        assert held.status_code == 401 and "lock" not in held.text.lower()
+        assert held.status_code == FAILED_SIGN_IN and "lock" not in held.text.lower()
+        assert held.json()["error"] == "invalid_grant"
         # No lock: the owner is in within seconds (the old lock lasted 15 minutes).
         started = time.monotonic()
         while (owner := attempt(victim, PASSWORD, "203.0.113.20")).status_code != 200:
