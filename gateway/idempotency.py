@@ -217,6 +217,7 @@ class IdempotencyMiddleware:
             error = ApiError(
                 422,
                 f"{HEADER} was already used for a different request body",
+                status="FAILED_PRECONDITION",  # as the events service answers a reused key
                 reason="IDEMPOTENCY_KEY_REUSED",
                 violations=[FieldViolation(HEADER, "was already used with another body")],
             )

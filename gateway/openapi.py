@@ -1,11 +1,12 @@
 """The OpenAPI document as the gateway really answers.
 
 FastAPI documents a 422 `HTTPValidationError` for every route; the gateway answers bad
-input with 400 in its own error shape (ADR 3), and 401, 403, 404, 409, 429 and 503 as
-the README describes them. This module rewrites the generated document so a generated
-client reads the truth: those responses with examples, a description for every
-parameter (shared names described once, here), and operationIds taken from the handler
-names (`listEvents`, not `list_events_v1_tenants__tenant__events_get`).
+input with 400 in its own error shape (ADR 3), 422 only for a reused idempotency key,
+and 401, 403, 404, 409, 429 and 503 as the README describes them. This module rewrites
+the generated document so a generated client reads the truth: those responses with
+examples, a description for every parameter (shared names described once, here), and
+operationIds taken from the handler names (`listEvents`, not
+`list_events_v1_tenants__tenant__events_get`).
 """
 
 from __future__ import annotations
@@ -128,6 +129,16 @@ ERRORS: dict[int, tuple[str, dict[str, Any], dict[str, Any]]] = {
         ),
         _RETRY_AFTER,
     ),
+    422: (
+        "The Idempotency-Key (or an event's request_id) was already used with another body",
+        _example(
+            422,
+            "FAILED_PRECONDITION",
+            "Idempotency-Key was already used for a different request body",
+            reason="IDEMPOTENCY_KEY_REUSED",
+        ),
+        {},
+    ),
     503: (
         "A component needed for this request is unavailable; retry",
         _example(
@@ -208,7 +219,7 @@ def truthful(document: dict[str, Any]) -> dict[str, Any]:
     for path, item in document["paths"].items():
         for method, operation in item.items():
             responses = operation.setdefault("responses", {})
-            responses.pop("422", None)
+            responses.pop("422", None)  # FastAPI's validation answer; the gateway's is 400
             _describe(operation)
             takes_input = bool(operation.get("parameters") or operation.get("requestBody"))
             if path.startswith("/open311/"):
@@ -226,6 +237,8 @@ def truthful(document: dict[str, Any]) -> dict[str, Any]:
                 _add(responses, 404, ref)
             if method in ("post", "patch", "delete") and path.startswith("/v1/tenants/"):
                 _add(responses, 409, ref)
+            if method == "post" and ":" not in path.rsplit("/", 1)[-1] and path.startswith("/v1/t"):
+                _add(responses, 422, ref)  # a create: its idempotency key was reused
             if path.startswith(("/v1/", "/ogc")) and operation.get("security"):
                 _add(responses, 503, ref)
     return document

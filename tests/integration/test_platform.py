@@ -272,6 +272,7 @@ def test_every_other_create_replays_its_first_answer_for_the_same_key(api, xingm
     assert len(api.post(url, json=body).json()["comments"]) == 2
     reused = api.post(url, json={"text": "something else"}, headers=key)
     assert reused.status_code == 422
+    assert reused.json()["error"]["status"] == "FAILED_PRECONDITION"  # as events answer it
     assert reused.json()["error"]["field_violations"][0]["field"] == "Idempotency-Key"
     bad = api.post(url, json=body, headers={"Idempotency-Key": "no spaces allowed"})
     assert bad.status_code == 400

@@ -47,8 +47,19 @@ def _operations(document: dict[str, Any]):
 
 
 def test_no_operation_documents_fastapis_422(document):
-    assert not [(p, m) for p, m, op in _operations(document) if "422" in op["responses"]]
+    """422 is only a create's reused idempotency key, never a validation error."""
     assert "HTTPValidationError" not in document["components"]["schemas"]
+    unprocessable = {
+        (m, p): op["responses"]["422"]
+        for p, m, op in _operations(document)
+        if "422" in op["responses"]
+    }
+    assert ("post", "/v1/tenants/{tenant}/events") in unprocessable
+    assert ("post", "/v1/tenants/{tenant}/people") in unprocessable
+    for (method, path), answer in unprocessable.items():
+        assert method == "post" and ":" not in path.rsplit("/", 1)[-1], path
+        example = answer["content"]["application/json"]["example"]["error"]
+        assert example["reason"] == "IDEMPOTENCY_KEY_REUSED", path
 
 
 def test_errors_are_documented_in_the_platform_shape_with_examples(document):
