@@ -2,7 +2,7 @@
 
 A route states what it needs in its signature:
 
-    Who = Annotated[Principal, Security(access("events"))]      # events:read / events:write
+    Who = Annotated[Principal, Security(access("events"))]      # + @calls(service, rpc)
     Configurer = Annotated[Principal, Security(access("events:configure"))]
     Anyone = Annotated[Principal, Depends(public("events"))]    # meant to be public
 
@@ -11,8 +11,9 @@ A route states what it needs in its signature:
 without credentials learns nothing about limits or scopes. Before it authenticates,
 it refuses (429) a source address that has used up its failed authentications
 (`gateway.security.preauth`); the source is the peer, or `X-Forwarded-For` when the
-peer is a configured proxy (`gateway.security.client_address`). Read methods need
-`<component>:read` and the others `<component>:write`, unless a scope is named.
+peer is a configured proxy (`gateway.security.client_address`). A route that names
+its component declares the RPC it calls with `@calls`, and needs the scope that RPC's
+contract declares (the `access` option in the protos), unless a scope is named.
 A route with neither dependency has no principal and cannot call a component;
 tests/security walks the OpenAPI and fails on any route that is not one or the other.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -37,8 +39,11 @@ from gateway.upstreams import Upstreams
 from services.kit import context as ctx
 from services.kit.errors import Unauthenticated
 from services.kit.principal import Principal
+from services.kit.scopes import scope_of
 
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The scope each route's endpoint needs, from the contract of the RPC it calls.
+_ENDPOINT_SCOPES: dict[Callable[..., Any], str] = {}
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -181,12 +186,29 @@ def _unauthenticated(message: str) -> ApiError:
     return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="grassroots"'})
 
 
-def required_scope(component_or_scope: str, method: str) -> str:
-    """The scope a call needs; "" (any signed-in caller) when the route names none."""
+def calls(service: str, method: str) -> Callable[[Endpoint], Endpoint]:
+    """Declare the RPC a route calls; the route then needs the scope its contract names.
+
+    Put it under the router's decorator. A name the contracts do not know fails at
+    import, so a route cannot ship with a mistyped or scopeless RPC.
+    """
+    scope = scope_of(f"/{service}/{method}")
+    if scope is None:
+        raise ValueError(f"/{service}/{method} is not an RPC with a declared scope")
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        _ENDPOINT_SCOPES[endpoint] = scope
+        return endpoint
+
+    return mark
+
+
+def required_scope(component_or_scope: str, request: Request) -> str | None:
+    """The scope a call needs: the route's own, or that of the RPC its endpoint calls
+    (`calls`); None when a route names only its component and declares no RPC."""
     if not component_or_scope or ":" in component_or_scope:
         return component_or_scope
-    verb = "read" if method in READ_METHODS else "write"
-    return f"{component_or_scope}:{verb}"
+    return _ENDPOINT_SCOPES.get(request.scope.get("endpoint"))  # type: ignore[arg-type]
 
 
 def access(component_or_scope: str) -> Callable[..., Awaitable[Principal]]:
@@ -201,8 +223,11 @@ def access(component_or_scope: str) -> Callable[..., Awaitable[Principal]]:
         token = bearer.credentials if bearer is not None else None
         if api_key is None and token is None:
             api_key = await _open311_api_key(request)
-        scope = required_scope(component_or_scope, request.method)
-        return _adopt(request, await guard.admit(token, api_key, scope, guard.source(request)))
+        scope = required_scope(component_or_scope, request)
+        principal = await guard.admit(token, api_key, scope or "", guard.source(request))
+        if scope is None:  # fail closed, after authentication answered as usual
+            raise ApiError(403, "this route declares no RPC and is refused", reason="MISSING_SCOPE")
+        return _adopt(request, principal)
 
     authorize.__name__ = f"access_{component_or_scope.replace(':', '_') or 'any'}"
     return authorize

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Security
 from google.protobuf.json_format import MessageToDict
 
-from gateway.auth import access, call_metadata
+from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call
 from gateway.paths import TenantId, parent
 from grassroots.command.v1 import command_service_pb2 as command_pb
@@ -38,6 +38,7 @@ def _visible(tenant: str, who: Principal) -> None:
 
 
 @router.get("/tenants/{tenant}/tasks", tags=["command"], summary="List dispatch tasks")
+@calls("grassroots.command.v1.CommandService", "ListTasks")
 async def list_tasks(
     tenant: TenantId,
     request: Request,
@@ -56,6 +57,7 @@ async def list_tasks(
 
 
 @router.get("/tenants/{tenant}/entities", tags=["twin"], summary="List digital twin entities")
+@calls("grassroots.twin.v1.TwinService", "ListEntities")
 async def list_entities(
     tenant: TenantId,
     request: Request,
@@ -76,7 +78,7 @@ async def list_entities(
 @router.get("/catalogItems", tags=["empower"], summary="List the supermarket's catalog")
 async def list_catalog(
     request: Request,
-    who: Annotated[Principal, Security(access("empower"))],
+    who: Annotated[Principal, Security(access("empower:read"))],
     page_size: PageSize = 50,
     page_token: PageToken = "",
 ) -> dict[str, Any]:

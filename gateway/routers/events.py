@@ -12,7 +12,7 @@ import grpc
 from fastapi import APIRouter, Header, Path, Query, Request, Response, Security
 from fastapi.responses import StreamingResponse
 
-from gateway.auth import access, call_metadata
+from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call, from_rpc_error
 from gateway.idempotency import HEADER, KEY_DESCRIPTION, parse_key
 from gateway.paths import TENANT_FILTER_DESCRIPTION, TenantId, parent, rest_path, tenant_filter
@@ -123,6 +123,7 @@ _OFFSET = re.compile(r"[0-9]{1,19}")
     summary="Report an event",
     responses={400: {"description": "a field is wrong"}, 503: {"description": "retry"}},
 )
+@calls("grassroots.events.v1.EventsService", "CreateEvent")
 async def create_event(
     tenant: TenantId,
     body: EventCreate,
@@ -202,6 +203,7 @@ def _request_id(in_body: str | None, header: str | None) -> str:
     summary="Every change in your tenant subtree as server-sent events, resumable",
     response_class=StreamingResponse,
 )
+@calls("grassroots.events.v1.EventsService", "WatchEvents")
 async def stream_events(
     tenant: TenantId,
     request: Request,
@@ -268,6 +270,7 @@ async def stream_events(
 
 
 @router.get("/{event}", response_model=EventOut, summary="Get an event")
+@calls("grassroots.events.v1.EventsService", "GetEvent")
 async def get_event(
     tenant: TenantId,
     event: Annotated[str, Path(pattern=_ID_PATTERN)],
@@ -302,6 +305,7 @@ def _aware(moment: datetime) -> datetime:
 
 
 @router.get("", response_model=EventList, summary="List events")
+@calls("grassroots.events.v1.EventsService", "ListEvents")
 async def list_events(
     tenant: TenantId,
     request: Request,
@@ -341,6 +345,7 @@ async def list_events(
 
 
 @router.get(":statistics", response_model=EventStatisticsOut, summary="Figures for dashboards")
+@calls("grassroots.events.v1.EventsService", "GetEventStatistics")
 async def event_statistics(
     tenant: TenantId,
     request: Request,
@@ -385,6 +390,7 @@ def _name(tenant: str, event: str) -> str:
 
 
 @router.post("/{event}:transition", response_model=EventOut, summary="Move an event on")
+@calls("grassroots.events.v1.EventsService", "TransitionEvent")
 async def transition_event(
     tenant: TenantId,
     event: Annotated[str, Path(pattern=_ID_PATTERN)],
@@ -406,6 +412,7 @@ async def transition_event(
 
 
 @router.post("/{event}:evaluate", response_model=EventOut, summary="Rate a resolved event")
+@calls("grassroots.events.v1.EventsService", "EvaluateEvent")
 async def evaluate_event(
     tenant: TenantId,
     event: Annotated[str, Path(pattern=_ID_PATTERN)],
@@ -426,6 +433,7 @@ async def evaluate_event(
 @router.post(
     "/{event}/comments", response_model=EventOut, status_code=201, summary="Comment on an event"
 )
+@calls("grassroots.events.v1.EventsService", "AddComment")
 async def add_comment(
     tenant: TenantId,
     event: Annotated[str, Path(pattern=_ID_PATTERN)],
@@ -452,6 +460,7 @@ def _category_out(category: pb.Category) -> CategoryOut:
 
 
 @categories_router.get("", response_model=CategoryList, summary="Categories you can report")
+@calls("grassroots.events.v1.EventsService", "ListCategories")
 async def list_categories(tenant: TenantId, request: Request, who: Who) -> CategoryList:
     """Built-in, inherited from the levels above, and your tenant's own."""
     response = await call(

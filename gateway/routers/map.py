@@ -14,7 +14,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, Security, Uploa
 from fastapi.responses import Response
 from google.protobuf.json_format import MessageToDict
 
-from gateway.auth import access, call_metadata
+from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call
 from gateway.geojson import BBOX_PATTERN, collection_json, feature_json, parse_bbox
 from gateway.paths import TENANT_FILTER_DESCRIPTION, TenantId, parent, tenant_filter
@@ -96,6 +96,7 @@ def _geometry(value: dict[str, Any], crs: str, field: str) -> geo_pb2.Geometry:
     response_model=LayerList,
     summary="List the layers a tenant sees: its subtree's and the shared layers above it",
 )
+@calls("grassroots.map.v1.MapService", "ListLayers")
 async def list_layers(
     tenant: TenantId,
     request: Request,
@@ -118,6 +119,7 @@ async def list_layers(
 @router.post(
     "/tenants/{tenant}/layers", status_code=201, response_model=LayerOut, summary="Create a layer"
 )
+@calls("grassroots.map.v1.MapService", "CreateLayer")
 async def create_layer(tenant: TenantId, body: LayerCreate, request: Request, who: Who) -> LayerOut:
     message = pb.CreateLayerRequest(
         parent=parent(tenant),
@@ -147,6 +149,7 @@ async def create_layer(tenant: TenantId, body: LayerCreate, request: Request, wh
 
 
 @router.get("/tenants/{tenant}/layers/{layer}", response_model=LayerOut, summary="Get a layer")
+@calls("grassroots.map.v1.MapService", "GetLayer")
 async def get_layer(tenant: TenantId, layer: LayerId, request: Request, who: Who) -> LayerOut:
     response = await call(
         request.app.state.upstreams.map.GetLayer(
@@ -157,6 +160,7 @@ async def get_layer(tenant: TenantId, layer: LayerId, request: Request, who: Who
 
 
 @router.delete("/tenants/{tenant}/layers/{layer}", status_code=204, summary="Delete a layer")
+@calls("grassroots.map.v1.MapService", "DeleteLayer")
 async def delete_layer(tenant: TenantId, layer: LayerId, request: Request, who: Who) -> Response:
     await call(
         request.app.state.upstreams.map.DeleteLayer(
@@ -171,6 +175,7 @@ async def delete_layer(tenant: TenantId, layer: LayerId, request: Request, who: 
     response_model=ImportOut,
     summary="Import a GeoJSON, GeoPackage, zipped Shapefile or CSV file, all or nothing",
 )
+@calls("grassroots.map.v1.MapService", "ImportFeatures")
 async def import_features(
     tenant: TenantId,
     layer: LayerId,
@@ -217,6 +222,7 @@ async def import_features(
 
 
 @router.get("/tenants/{tenant}/layers/{layer}/features:export", summary="Export a layer as a file")
+@calls("grassroots.map.v1.MapService", "ExportFeatures")
 async def export_features(
     tenant: TenantId,
     layer: LayerId,
@@ -241,6 +247,7 @@ async def export_features(
 
 
 @router.get("/tenants/{tenant}/layers/{layer}/features", summary="List features as GeoJSON")
+@calls("grassroots.map.v1.MapService", "ListFeatures")
 async def list_features(
     tenant: TenantId,
     layer: LayerId,
@@ -273,6 +280,7 @@ async def list_features(
 
 
 @router.get("/tenants/{tenant}/layers/{layer}/features/{feature}", summary="Get one feature")
+@calls("grassroots.map.v1.MapService", "GetFeature")
 async def get_feature(
     tenant: TenantId,
     layer: LayerId,
@@ -338,6 +346,7 @@ async def search_features(
     response_model=GridCellCounts,
     summary="How many features lie in each grid cell",
 )
+@calls("grassroots.map.v1.MapService", "CountFeaturesByGridCell")
 async def count_by_grid_cell(
     tenant: TenantId,
     layer: LayerId,

@@ -16,7 +16,7 @@ import shapely
 from fastapi import APIRouter, Path, Query, Request, Security
 from fastapi.responses import Response
 
-from gateway.auth import access, call_metadata
+from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call
 from gateway.geojson import BBOX_PATTERN, feature_json, parse_bbox
 from grassroots.map.v1 import map_service_pb2 as pb
@@ -148,6 +148,7 @@ async def _all_layers(request: Request, who: Principal) -> list[pb.Layer]:
 
 
 @router.get("/collections", summary="The layers you can see, as collections")
+@calls("grassroots.map.v1.MapService", "ListLayers")
 async def collections(request: Request, who: Who) -> dict[str, Any]:
     base = _base(request)
     return {
@@ -157,6 +158,7 @@ async def collections(request: Request, who: Who) -> dict[str, Any]:
 
 
 @router.get("/collections/{collection_id}", summary="One collection")
+@calls("grassroots.map.v1.MapService", "GetLayer")
 async def collection(collection_id: CollectionId, request: Request, who: Who) -> dict[str, Any]:
     layer = await call(
         request.app.state.upstreams.map.GetLayer(
@@ -177,6 +179,7 @@ def _geometries_json(features: list[pb.Feature], lat_first: bool) -> list[str]:
 
 
 @router.get("/collections/{collection_id}/items", summary="Features of a collection")
+@calls("grassroots.map.v1.MapService", "ListFeatures")
 async def items(
     collection_id: CollectionId,
     request: Request,
@@ -257,6 +260,7 @@ async def items(
 
 
 @router.get("/collections/{collection_id}/items/{item_id}", summary="One feature")
+@calls("grassroots.map.v1.MapService", "GetFeature")
 async def item(
     collection_id: CollectionId,
     item_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")],

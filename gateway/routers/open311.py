@@ -26,7 +26,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from gateway.auth import access, call_metadata, public
+from gateway.auth import access, call_metadata, calls, public
 from gateway.errors import ApiError, call
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
@@ -351,6 +351,7 @@ def _notice(event: pb.Event, cats: dict[str, pb.Category]) -> str:
 
 
 @router.post("/requests.{fmt}", summary="Open311: create a service request")
+@calls("grassroots.events.v1.EventsService", "CreateEvent")
 async def create_request(
     fmt: Fmt,
     form: Annotated[ServiceRequestForm, Form()],
@@ -495,6 +496,7 @@ async def _scan(
 
 
 @router.get("/requests.{fmt}", summary="Open311: service requests")
+@calls("grassroots.events.v1.EventsService", "ListEvents")
 async def service_requests(
     fmt: Fmt,
     request: Request,
@@ -546,6 +548,7 @@ async def service_requests(
 
 
 @router.get("/requests/{service_request_id}.{fmt}", summary="Open311: one service request")
+@calls("grassroots.events.v1.EventsService", "GetEvent")
 async def service_request(
     service_request_id: str, fmt: Fmt, request: Request, who: Who
 ) -> Response:
@@ -560,6 +563,7 @@ async def service_request(
 
 
 @router.get("/tokens/{token}.{fmt}", summary="Open311: service_request_id from a token")
+@calls("grassroots.events.v1.EventsService", "GetEvent")
 async def request_id_from_token(token: str, fmt: Fmt, request: Request, who: Who) -> Response:
     """Creates are synchronous and hand out no tokens; a token that is an event id answers."""
     event = await _get_event(request, who, token, "token")
