@@ -97,7 +97,8 @@ class PeopleServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListPeople(self, request, context):
-        """Lists people; `id_number = "..."` and `phone = "..."` find exact matches.
+        """Lists people; `id_number = "..."` and `phone = "..."` find exact matches,
+        which need people:read_sensitive and a purpose, are audited and rate limited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

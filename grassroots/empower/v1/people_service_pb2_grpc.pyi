@@ -43,7 +43,9 @@ class PeopleServiceStub:
     GetPerson: _grpc.UnaryUnaryMultiCallable[_people_service_pb2.GetPersonRequest, _people_service_pb2.Person]
     """Gets a person. Unmasked reads need a stated purpose."""
     ListPeople: _grpc.UnaryUnaryMultiCallable[_people_service_pb2.ListPeopleRequest, _people_service_pb2.ListPeopleResponse]
-    """Lists people; `id_number = "..."` and `phone = "..."` find exact matches."""
+    """Lists people; `id_number = "..."` and `phone = "..."` find exact matches,
+    which need people:read_sensitive and a purpose, are audited and rate limited.
+    """
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_people_service_pb2.ListAuditEntriesRequest, _people_service_pb2.ListAuditEntriesResponse]
     """Lists audit entries of unmasked reads in a subtree. Needs audit:read."""
     VerifyAuditLog: _grpc.UnaryUnaryMultiCallable[_people_service_pb2.VerifyAuditLogRequest, _people_service_pb2.VerifyAuditLogResponse]
@@ -64,7 +66,9 @@ class PeopleServiceAsyncStub(PeopleServiceStub):
     GetPerson: _aio.UnaryUnaryMultiCallable[_people_service_pb2.GetPersonRequest, _people_service_pb2.Person]  # type: ignore[assignment]
     """Gets a person. Unmasked reads need a stated purpose."""
     ListPeople: _aio.UnaryUnaryMultiCallable[_people_service_pb2.ListPeopleRequest, _people_service_pb2.ListPeopleResponse]  # type: ignore[assignment]
-    """Lists people; `id_number = "..."` and `phone = "..."` find exact matches."""
+    """Lists people; `id_number = "..."` and `phone = "..."` find exact matches,
+    which need people:read_sensitive and a purpose, are audited and rate limited.
+    """
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_people_service_pb2.ListAuditEntriesRequest, _people_service_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """Lists audit entries of unmasked reads in a subtree. Needs audit:read."""
     VerifyAuditLog: _aio.UnaryUnaryMultiCallable[_people_service_pb2.VerifyAuditLogRequest, _people_service_pb2.VerifyAuditLogResponse]  # type: ignore[assignment]
@@ -106,7 +110,9 @@ class PeopleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _people_service_pb2.ListPeopleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_people_service_pb2.ListPeopleResponse, _abc.Awaitable[_people_service_pb2.ListPeopleResponse]]:
-        """Lists people; `id_number = "..."` and `phone = "..."` find exact matches."""
+        """Lists people; `id_number = "..."` and `phone = "..."` find exact matches,
+        which need people:read_sensitive and a purpose, are audited and rate limited.
+        """
 
     @_abc_1.abstractmethod
     def ListAuditEntries(
