@@ -56,6 +56,20 @@ class DomainError(Exception):
             self.reason = reason
         self.metadata = dict(metadata or {})
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Picklable whatever a subclass's constructor takes: a map import decodes files
+        in a worker process and its refusals come back across the process boundary."""
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+def _restore(
+    cls: type[DomainError], args: tuple[object, ...], state: dict[str, object]
+) -> DomainError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class InvalidArgument(DomainError):
     """The request is malformed; `violations` name the fields at fault."""

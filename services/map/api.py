@@ -6,6 +6,9 @@ Store work (imports, exports) runs on a worker thread; reads come from memory.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
+import multiprocessing
 
 import numpy as np
 import shapely
@@ -53,6 +56,8 @@ class MapServicer(pb_grpc.MapServiceServicer):
         self.catalog = catalog
         self.max_batch = max_batch
         self._encoded = _EncodedLocations()
+        # A new grid is encoded on the thread that built it, before it is swapped in.
+        catalog.on_new_grid(self._encoded.prepare)
 
     async def CreateLayer(self, request, context):  # type: ignore[no-untyped-def]
         parent = tenancy.parse_parent(request.parent)
@@ -93,14 +98,21 @@ class MapServicer(pb_grpc.MapServiceServicer):
         principal = require_principal()
         self.catalog.get_layer(principal, key)
 
-        def run():  # type: ignore[no-untyped-def]
-            decoded = formats.decode(
+        # Decoding (GDAL, json) holds the GIL for seconds on a big file: in a process of
+        # its own it cannot stall this service's event loop and other villages' lookups.
+        decoded = await asyncio.get_running_loop().run_in_executor(
+            _decoder(),
+            functools.partial(
+                formats.decode,
                 request.data,
                 request.format,
                 layer=request.source_layer or None,
                 lon_field=request.lon_field or "lon",
                 lat_field=request.lat_field or "lat",
-            )
+            ),
+        )
+
+        def run():  # type: ignore[no-untyped-def]
             options = ImportOptions(
                 source_crs=request.source_crs,
                 repair=request.repair_invalid,
@@ -322,22 +334,40 @@ def _crs(value: str, field: str) -> str:
     return crs.normalise_crs(value, field) if value else ""
 
 
+_decoders: list[concurrent.futures.ProcessPoolExecutor] = []
+
+
+def _decoder() -> concurrent.futures.ProcessPoolExecutor:
+    """One worker process for decoding uploads, started on the first import."""
+    if not _decoders:
+        context = multiprocessing.get_context("spawn")  # no copy of this process's threads
+        _decoders.append(concurrent.futures.ProcessPoolExecutor(1, mp_context=context))
+    return _decoders[0]
+
+
 class _EncodedLocations:
     """Each grid cell's PointLocation, encoded once per grid.
 
     A reply for 10,000 points is then a join of ready-made bytes, parsed once, rather
-    than 10,000 messages built one by one (the slow part of LocatePoints).
+    than 10,000 messages built one by one (the slow part of LocatePoints). The two
+    latest grids are kept: the next one is encoded before the swap, while lookups
+    still answer from the current one.
     """
 
     def __init__(self) -> None:
-        self._grid: GridIndex | None = None
-        self._encoded: dict[bool, np.ndarray] = {}
+        self._latest: list[tuple[GridIndex, dict[bool, np.ndarray]]] = []
+
+    def prepare(self, grid: GridIndex) -> None:
+        """Encode both tables of a new grid (on the thread that built it)."""
+        for masked in (False, True):
+            self.for_grid(grid, masked)
 
     def for_grid(self, grid: GridIndex, masked: bool) -> np.ndarray:
-        if self._grid is not grid:
-            self._encoded = {}
-            self._grid = grid
-        if masked not in self._encoded:
+        tables = next((t for known, t in self._latest if known is grid), None)
+        if tables is None:
+            tables = {}
+            self._latest = [*self._latest[-1:], (grid, tables)]  # replaced whole
+        if masked not in tables:
             entries = [
                 _as_repeated_field(
                     pb.PointLocation(
@@ -354,8 +384,8 @@ class _EncodedLocations:
             ]
             # The last entry answers index -1: not found.
             entries.append(_as_repeated_field(pb.PointLocation(found=False).SerializeToString()))
-            self._encoded[masked] = np.array(entries, dtype=object)
-        return self._encoded[masked]
+            tables[masked] = np.array(entries, dtype=object)
+        return tables[masked]
 
 
 def _as_repeated_field(payload: bytes) -> bytes:

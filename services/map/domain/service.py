@@ -2,13 +2,15 @@
 
 Reads are answered from in-memory indexes; writes go to the store in one
 transaction, then the layer's index (and the grid, for grid-cell layers) is rebuilt
-and swapped in.
+and swapped in. The grid is rebuilt on the writer's thread, never the reader's: a
+lookup in another village during a big grid import answers at once from the grid
+before it (ADR 5).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -121,22 +123,47 @@ class MapCatalog:
         for layer in store.list_layers():
             self.layers[layer.key] = layer
             self.indexes[layer.key] = LayerIndex(store.load_features(layer))
-        self._grid: GridIndex | None = None
+        # Grid changes bump the version under the write lock; a build takes the grid
+        # lock, so concurrent writers share one build and readers never wait for it.
+        self._grid_lock = threading.Lock()
+        self._grid_version = 0
+        self._grid_built = 0
+        self._grid = _build_grid(self._grid_layers())
+        self._grid_listeners: list[Callable[[GridIndex], None]] = []
 
     @property
     def grid(self) -> GridIndex:
-        """All grid-cell layers in one index, rebuilt lazily after a grid layer changes.
+        """All grid-cell layers in one index: the latest built, without waiting."""
+        return self._grid
 
-        Lazily, so importing a hundred village grids one after another costs one
-        rebuild at the next lookup, not a hundred.
+    def on_new_grid(self, prepare: Callable[[GridIndex], None]) -> None:
+        """Call `prepare` with every new grid before it is swapped in (adapters' caches)."""
+        self._grid_listeners.append(prepare)
+
+    def refresh_grid(self) -> GridIndex:
+        """Rebuild the grid if a grid layer changed, on this thread, and swap it in.
+
+        Every writer of a grid layer calls this after its write, so it sees its own
+        change when it returns; lookups meanwhile answer from the previous grid.
         """
-        grid = self._grid
-        if grid is None:
+        with self._grid_lock:
+            if self._grid_built == self._grid_version:
+                return self._grid
             with self._write_lock:
-                if self._grid is None:
-                    self._grid = self._build_grid()
-                grid = self._grid
-        return grid
+                version, layers = self._grid_version, self._grid_layers()
+            grid = _build_grid(layers)
+            for prepare in self._grid_listeners:
+                prepare(grid)
+            self._grid, self._grid_built = grid, version
+            return grid
+
+    def _grid_layers(self) -> list[tuple[str, FeatureBatch]]:
+        """(village, features) of every grid-cell layer, in a stable order."""
+        return [
+            (key.tenant, self.indexes[key].batch)
+            for key, layer in sorted(self.layers.items(), key=lambda item: str(item[0]))
+            if layer.kind is LayerKind.GRID_CELL
+        ]
 
     # -- layers ---------------------------------------------------------------------
 
@@ -177,7 +204,9 @@ class MapCatalog:
             layer = self.layers.pop(key)
             self.indexes.pop(key, None)
             if layer.kind is LayerKind.GRID_CELL:
-                self._grid = None
+                self._grid_version += 1
+        if layer.kind is LayerKind.GRID_CELL:
+            self.refresh_grid()
 
     # -- writes ---------------------------------------------------------------------
 
@@ -226,7 +255,9 @@ class MapCatalog:
             self.layers[key] = layer
             self.indexes[key] = index
             if layer.kind is LayerKind.GRID_CELL:
-                self._grid = None
+                self._grid_version += 1
+        if layer.kind is LayerKind.GRID_CELL:
+            self.refresh_grid()
         return ImportResult(layer=layer, imported=count, repaired=repaired)
 
     # -- reads ----------------------------------------------------------------------
@@ -394,26 +425,24 @@ class MapCatalog:
         minx, miny, maxx, maxy = shapely.bounds(box)
         return float(minx), float(miny), float(maxx), float(maxy)
 
-    def _build_grid(self) -> GridIndex:
-        cells: list[GridCell] = []
-        polygons: list[np.ndarray] = []
-        for key, layer in sorted(self.layers.items(), key=lambda item: str(item[0])):
-            if layer.kind is not LayerKind.GRID_CELL:
-                continue
-            batch = self.indexes[key].batch
-            workers = batch.columns["grid_worker_id"]
-            names = batch.columns["grid_worker_name"]
-            display = batch.columns.get("name", batch.ids)
-            for row in range(len(batch)):
-                cells.append(
-                    GridCell(
-                        grid_cell_id=str(batch.ids[row]),
-                        name=str(display[row]),
-                        village=key.tenant,
-                        grid_worker_id=str(workers[row]),
-                        grid_worker_name=str(names[row]),
-                    )
+
+def _build_grid(layers: list[tuple[str, FeatureBatch]]) -> GridIndex:
+    cells: list[GridCell] = []
+    polygons: list[np.ndarray] = []
+    for village, batch in layers:
+        workers = batch.columns["grid_worker_id"]
+        names = batch.columns["grid_worker_name"]
+        display = batch.columns.get("name", batch.ids)
+        for row in range(len(batch)):
+            cells.append(
+                GridCell(
+                    grid_cell_id=str(batch.ids[row]),
+                    name=str(display[row]),
+                    village=village,
+                    grid_worker_id=str(workers[row]),
+                    grid_worker_name=str(names[row]),
                 )
-            polygons.append(batch.geometries)
-        geometry = np.concatenate(polygons) if polygons else np.array([], dtype=object)
-        return GridIndex(cells=cells, polygons=geometry)
+            )
+        polygons.append(batch.geometries)
+    geometry = np.concatenate(polygons) if polygons else np.array([], dtype=object)
+    return GridIndex(cells=cells, polygons=geometry)

@@ -389,6 +389,34 @@ async def test_an_integer_past_64_bits_is_refused_naming_the_feature(stub, count
     assert len(listed.features) == 0  # nothing half-written
 
 
+async def test_unreadable_files_are_refused_again_and_again(stub):
+    # Files are decoded in a worker process: its refusals must come back as such, and
+    # one refusal must not break the worker for the next import.
+    await create(stub, VILLAGE_A, "pois", pb.LAYER_KIND_POI, "Point", [], WRITER_A)
+    for _ in range(3):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.ImportFeatures(
+                pb.ImportFeaturesRequest(
+                    parent=layer_name(VILLAGE_A, "pois"),
+                    data=b"not a shapefile",
+                    format="shapefile",
+                ),
+                metadata=WRITER_A,
+            )
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert failure_of(info.value).violations[0].field == "file"
+    point = {"type": "Point", "coordinates": [121.0, 31.0]}
+    result = await stub.ImportFeatures(
+        pb.ImportFeaturesRequest(
+            parent=layer_name(VILLAGE_A, "pois"),
+            data=geojson_bytes([("a", point, {})]),
+            format="geojson",
+        ),
+        metadata=WRITER_A,
+    )
+    assert result.imported_count == 1
+
+
 async def test_unknown_crs_and_unknown_layer(stub):
     await create(stub, VILLAGE_A, "pois", pb.LAYER_KIND_POI, "Point", [], WRITER_A)
     data = geojson_bytes([("a", {"type": "Point", "coordinates": [121.0, 31.0]}, {})])
