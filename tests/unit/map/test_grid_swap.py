@@ -33,9 +33,9 @@ WRITER = Principal("users/t", TOWN, scopes=frozenset({"map:read", "map:write"}))
 READER_A = Principal("users/t", VILLAGE_A, scopes=frozenset({"map:read"})).to_metadata()
 BIG = 60_000  # cells in B's grid
 SIDE = 0.001  # degrees
-# Far below the stall it replaces; above what GIL-bound validation on a busy 2-core
-# machine still costs a lookup now and then (0.3 s measured at worst).
-SLOWEST_LOOKUP_S = 0.6
+# Far below the stall it replaces (4.98 s); well above what GIL-bound validation on a
+# busy shared 2-core machine still costs a lookup now and then (0.14-0.41 s measured).
+SLOWEST_LOOKUP_S = 1.0
 
 
 def grid_geojson(village: str, x0: float, y0: float, count: int) -> bytes:
