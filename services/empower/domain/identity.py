@@ -569,7 +569,8 @@ class IdentityDirectory:
         await self._audit(caller, "users.delete", user.name, [f"username={user.username}"])
 
     async def reset_password(self, caller: Principal, name: str, password: str) -> User:
-        """Set a new password for someone else; clears a lock and signs every session out."""
+        """Set a new password for someone else; clears the name's sign-in delay and signs
+        every session out."""
         user = await self._managed_user(caller, name, "reset the password of")
         password_hash = await self.passwords.hash(check_policy(password, user.username))
         now = self.clock()
@@ -577,6 +578,7 @@ class IdentityDirectory:
         if stored is None:
             raise NotFound(f"user {user.id!r} not found")
         await self.store.revoke_user_refresh_tokens(user.id, now)
+        self.throttle.succeeded(user.username)
         await self._audit(caller, "users.reset_password", user.name, ["password"])
         return stored
 
