@@ -1,0 +1,31 @@
+"""State and source names exist in three places (the contract's enums, the events
+domain's enums and the REST schema's literals); the contract is the one they follow."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from gateway.schemas.events import SourceName, StateName
+from grassroots.events.v1 import events_service_pb2 as pb
+from services.events.domain.model import Source, State
+
+
+def _contract_names(enum: object, prefix: str) -> set[str]:
+    values = enum.DESCRIPTOR.values  # type: ignore[attr-defined]
+    return {
+        value.name.removeprefix(prefix).lower()
+        for value in values
+        if not value.name.endswith("_UNSPECIFIED")
+    }
+
+
+def test_event_states_are_the_contracts():
+    names = _contract_names(pb.Event.State, "STATE_")
+    assert {s.value for s in State} == names
+    assert set(get_args(StateName)) == names
+
+
+def test_event_sources_are_the_contracts():
+    names = _contract_names(pb.Event.Source, "SOURCE_")
+    assert {s.value for s in Source} == names
+    assert set(get_args(SourceName)) == names
