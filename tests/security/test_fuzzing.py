@@ -16,11 +16,13 @@ get past "not found" into the handlers.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -254,4 +256,136 @@ def test_fuzzing_finds_no_server_error_and_no_unmasked_personal_number(world, ap
     assert operations >= 50
     # The key works: most answers are not authentication failures.
     assert statuses.get(401, 0) < sum(statuses.values()) / 10, statuses
+    assert not failures, f"{len(failures)} failures:\n\n" + "\n\n".join(failures)
+
+
+# --- page tokens, dates and headers (issue 11, finding 8) ---------------------------------
+# The schema says only "a string" for these, so the generic fuzzing above rarely builds
+# what breaks a handler: a well-formed token around a forged cursor, a time at the edge
+# of the calendar, a header the gateway parses itself. These strategies do.
+
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_CURSOR_VALUES = st.one_of(
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=24),
+    st.lists(st.integers(), max_size=3),
+    st.none(),
+    st.booleans(),
+)
+
+
+def _token(cursor: dict[str, Any], fingerprint: str) -> str:
+    body = json.dumps({"c": cursor, "q": fingerprint}, allow_nan=True).encode()
+    return base64.urlsafe_b64encode(body).decode().rstrip("=")
+
+
+FORGED_TOKENS = st.one_of(
+    st.builds(
+        _token,
+        st.dictionaries(st.sampled_from(["t", "id", "o", "s", "a"]), _CURSOR_VALUES, max_size=3),
+        st.text(alphabet="0123456789abcdef", min_size=16, max_size=16),
+    ),
+    st.builds(
+        "{}.{}".format,
+        st.text(alphabet=_B64, max_size=80),
+        st.text(alphabet=_B64 + ".", max_size=80),
+    ),
+    st.text(max_size=120),
+)
+EDGE_MOMENTS = [
+    "9999-12-31T23:59:59.999999Z",
+    "9999-12-31T23:00:00-05:00",
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+14:00",
+    "2026-02-30T00:00:00Z",
+    "2026-11-01T08:00:00",
+    "99999-01-01T00:00:00Z",
+]
+
+
+def _moment(when: datetime, offset_minutes: int, zulu: bool) -> str:
+    if zulu:
+        return when.isoformat() + "Z"
+    return when.replace(tzinfo=timezone(timedelta(minutes=offset_minutes))).isoformat()
+
+
+MOMENTS = st.one_of(
+    st.sampled_from(EDGE_MOMENTS),
+    st.builds(
+        _moment,
+        st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+        st.integers(min_value=-14 * 60 + 1, max_value=14 * 60 - 1),
+        st.booleans(),
+    ),
+    st.text(max_size=30),
+)
+TIME_FILTERS = st.builds(
+    '{} {} "{}"'.format,
+    st.sampled_from(["create_time", "time"]),
+    st.sampled_from([">", ">=", "<", "<="]),
+    MOMENTS,
+)
+DATE_PARAMETERS = {"start_date", "end_date", "created_from", "created_to", "updated_after"}
+# What a client may put in a header (latin-1, no control characters).
+_HEADER_TEXT = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
+    max_size=60,
+).map(str.lstrip)  # HTTP clients refuse a value starting with white space
+FUZZED_HEADERS = st.dictionaries(
+    st.sampled_from(
+        ["Last-Event-ID", "X-Request-ID", "Idempotency-Key", "X-Purpose", "If-Match", "Accept"]
+    ),
+    st.one_of(_HEADER_TEXT, st.sampled_from(["99999999999999999999", "\u00b2", "-1", ""])),
+    min_size=1,
+    max_size=3,
+)
+
+
+def _with_query(case: Any, values: dict[str, str]) -> Any:
+    return case.derive(query={**(case.query or {}), **values})
+
+
+def _with_headers(case: Any, values: dict[str, str]) -> Any:
+    return case.derive(headers={**(case.headers or {}), **values})
+
+
+def targeted_strategies(operation: Any, base: Any) -> list[Any]:
+    """Cases of `operation` whose page token, dates, time filters or headers are fuzzed."""
+    names = {p.name for p in operation.query}
+    strategies = [st.builds(_with_headers, base, FUZZED_HEADERS)]
+    if "page_token" in names:
+        tokens = st.fixed_dictionaries({"page_token": FORGED_TOKENS})
+        strategies.append(st.builds(_with_query, base, tokens))
+    if "filter" in names:
+        filters = st.fixed_dictionaries({"filter": TIME_FILTERS})
+        strategies.append(st.builds(_with_query, base, filters))
+    dates = sorted(names & DATE_PARAMETERS)
+    if dates:
+        chosen = st.dictionaries(st.sampled_from(dates), MOMENTS, min_size=1)
+        strategies.append(st.builds(_with_query, base, chosen))
+    return strategies
+
+
+def test_fuzzing_page_tokens_dates_and_headers_finds_no_server_error(world, api_schema):
+    fuzzer = Fuzzer(world)
+    real = real_path_values(world)
+    targeted = {"page_token": 0, "filter": 0, "dates": 0}
+    for result in api_schema.get_all_operations():
+        operation = result.ok()
+        if (operation.method.upper(), operation.path) in EXCLUDED:
+            continue
+        names = [p.name for p in operation.path_parameters]
+        fixed = {name: real[name] for name in names if name in real}
+        base = operation.as_strategy(GenerationMode.POSITIVE, path_parameters=fixed or None)
+        query = {p.name for p in operation.query}
+        targeted["page_token"] += "page_token" in query
+        targeted["filter"] += "filter" in query
+        targeted["dates"] += bool(query & DATE_PARAMETERS)
+        fuzzer.fuzz(operation, targeted_strategies(operation, base))
+
+    statuses, failures = fuzzer.statuses, fuzzer.failures
+    print(f"\ntargeted {targeted}; statuses {dict(sorted(statuses.items()))}")
+    assert targeted["page_token"] >= 5 and targeted["filter"] >= 3 and targeted["dates"] >= 1
+    assert statuses.get(400, 0) > 0  # the forged values do reach the checks
     assert not failures, f"{len(failures)} failures:\n\n" + "\n\n".join(failures)
