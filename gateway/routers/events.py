@@ -36,9 +36,10 @@ from gateway.schemas.events import (
 )
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
-from services.kit.errors import FieldViolation
+from services.kit.errors import FieldViolation, InvalidArgument
 from services.kit.filtering import quote
 from services.kit.principal import Principal
+from services.kit.timestamps import parse_time
 
 router = APIRouter(prefix="/v1/tenants/{tenant}/events", tags=["events"])
 categories_router = APIRouter(prefix="/v1/tenants/{tenant}/categories", tags=["events"])
@@ -292,16 +293,22 @@ def _filter_text(
 ) -> str:
     parts = [f'{name} = "{quote(value)}"' for name, value in terms.items() if value is not None]
     if created_from is not None:
-        parts.append(f'create_time >= "{_aware(created_from).isoformat()}"')
+        parts.append(f'create_time >= "{_bounded(created_from, "created_from")}"')
     if created_before is not None:
-        parts.append(f'create_time < "{_aware(created_before).isoformat()}"')
+        parts.append(f'create_time < "{_bounded(created_before, "created_before")}"')
     if text:
         parts.append(f'description : "{quote(text)}"')
     return " AND ".join(parts)
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _bounded(moment: datetime, field: str) -> str:
+    """The moment as RFC 3339 text, within the years a filter takes (400 naming `field`)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return parse_time(aware.isoformat(), field, what=field).isoformat()
+    except InvalidArgument as exc:
+        violation = exc.violations[0]
+        raise ApiError(400, str(exc), violations=[violation]) from None
 
 
 @router.get("", response_model=EventList, summary="List events")

@@ -135,6 +135,20 @@ def test_audit_times_at_the_end_of_the_calendar(world, filter_text):
 @pytest.mark.parametrize(
     "params, field",
     [
+        ({"created_from": "9999-12-31T23:59:59-05:00"}, "created_from"),
+        ({"created_before": "0001-01-01T00:00:00+08:00"}, "created_before"),
+    ],
+)
+def test_event_list_times_at_the_ends_of_the_calendar(world, params, field):
+    response = fresh(
+        world, "GET", f"/v1/tenants/{A}/events", params=params, headers=world.a_super.headers
+    )
+    assert_bad_request(response, field)
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
         ({"start_date": "9999-12-31T00:00:00Z"}, "start_date"),
         ({"end_date": "0001-01-01T00:00:00Z"}, "end_date"),
         ({"start_date": "0001-01-01T00:00:00+08:00"}, "start_date"),
