@@ -33,10 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from services.kit import signing  # noqa: E402
-
-os.environ.setdefault(signing.KEYS_VARIABLE, signing.generate_keys_value("bench"))
-
+from bench.common import QUICK  # noqa: E402  (sets the principal key ring first)
 from devstack.stack import free_port  # noqa: E402
 from gateway.edge.server import start_edge  # noqa: E402
 from gateway.edge.settings import EdgeSettings  # noqa: E402
@@ -48,11 +45,11 @@ from services.empower.api import build_component  # noqa: E402
 from services.empower.config import EmpowerSettings  # noqa: E402
 from services.empower.domain.roles import ALL_SCOPES  # noqa: E402
 from services.empower.wiring import open_empower  # noqa: E402
+from services.kit import signing  # noqa: E402
 from services.kit.config import ServiceSettings  # noqa: E402
 from services.kit.principal import Principal  # noqa: E402
 from services.kit.server import start_server  # noqa: E402
 
-QUICK = os.environ.get("BENCH_QUICK") == "1"
 CALLS = int(os.environ.get("BENCH_EDGE_CALLS", "300" if QUICK else "3000"))
 WARMUP = 50 if QUICK else 300
 VILLAGE = "sh/jiading/anting/xingming"
