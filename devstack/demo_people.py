@@ -21,9 +21,9 @@ from services.empower.domain.people import (
 )
 from services.empower.domain.people_model import Kind, NewPerson
 from services.empower.domain.people_ports import PeopleStore
-from services.empower.domain.sealing import Sealer
 from services.kit import tenancy
 from services.kit.ids import new_id
+from services.kit.sealing import Sealer
 from services.kit.tenancy import ALL_TENANTS
 
 

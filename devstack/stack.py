@@ -110,14 +110,18 @@ class StackConfig:
         A key ring already in the environment (a test run) is used as it is.
         """
         path = self.data_dir / "dev-secrets.json"
-        if path.exists():
-            stored: dict[str, str] = json.loads(path.read_text())
-        else:
-            stored = {
-                signing.KEYS_VARIABLE: signing.generate_keys_value("dev1"),
-                "GRASSROOTS_EMPOWER_SEAL_KEYS": signing.generate_keys_value("dev1"),
-                "GRASSROOTS_EMPOWER_INDEX_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-            }
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        wanted = {
+            signing.KEYS_VARIABLE: lambda: signing.generate_keys_value("dev1"),
+            "GRASSROOTS_EMPOWER_SEAL_KEYS": lambda: signing.generate_keys_value("dev1"),
+            "GRASSROOTS_EMPOWER_INDEX_KEY": lambda: base64.b64encode(
+                secrets.token_bytes(32)
+            ).decode(),
+            "GRASSROOTS_EVENTS_SEAL_KEYS": lambda: signing.generate_keys_value("dev1"),
+        }
+        missing = [name for name in wanted if name not in stored]
+        if missing:  # a new data directory, or one made before a key was needed
+            stored.update({name: wanted[name]() for name in missing})
             self.data_dir.mkdir(mode=private_files.FOLDER_MODE, parents=True, exist_ok=True)
             path.touch(mode=0o600)
             path.write_text(json.dumps(stored, indent=2))
@@ -161,6 +165,7 @@ class StackConfig:
                     defaults[name] = shared[name]
             if process == "events":
                 defaults[prefix + "DATABASE"] = str(self.data_dir / "events.sqlite3")
+                defaults["GRASSROOTS_EVENTS_SEAL_KEYS"] = shared["GRASSROOTS_EVENTS_SEAL_KEYS"]
             for peer in COMPONENTS[process].peers:
                 wiring[f"{prefix}{peer.upper()}_ADDRESS"] = self.address(peer)
         env.update(defaults)

@@ -12,12 +12,12 @@ from services.empower.config import EmpowerSettings
 from services.empower.domain.audit import AuditLog
 from services.empower.domain.identity import IdentityDirectory
 from services.empower.domain.people import PeopleRegistry
-from services.empower.domain.sealing import Sealer
 from services.empower.store.identity_postgres import PostgresIdentityStore
 from services.empower.store.identity_sqlite import SqliteIdentityStore
 from services.empower.store.people_postgres import PostgresPeopleStore
 from services.empower.store.people_sqlite import SqlitePeopleStore
 from services.kit.component import ServiceComponent
+from services.kit.sealing import Sealer
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.kit.components import component
@@ -39,3 +39,8 @@ class EventsSettings(ServiceSettings):
         72.0, ge=0, description="close resolved events not evaluated within this; 0: never"
     )
     auto_close_check_seconds: float = Field(60.0, gt=0)
+    seal_keys: SecretStr = Field(
+        ...,
+        description="AES-256 keys for reporter contacts at rest: 'kid:base64[,kid:base64...]', "
+        "the first one encrypts",
+    )

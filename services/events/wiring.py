@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from services.events.api import build_component, event_to_proto
@@ -14,16 +14,22 @@ from services.events.domain.service import EventHub
 from services.events.feed import ChangeFeed
 from services.events.locator import MapLocator
 from services.events.relay import OutboxRelay
+from services.events.store.contacts import ReporterContacts
 from services.events.store.postgres import PostgresEventStore
 from services.events.store.sqlite import SqliteEventStore
 from services.events.sweeper import run_auto_close
+from services.kit import masking
 from services.kit.bus import Bus, open_bus
 from services.kit.component import ServiceComponent
+from services.kit.sealing import Sealer
 
 
 def serialize(event: Event) -> bytes:
-    """An event as the outbox carries it: the full message, contact included."""
-    return event_to_proto(event).SerializeToString()
+    """An event as the outbox and the bus carry it: the full message, with the reporter's
+    contact masked (the outbox table and a local bus log are files on disk, and
+    consumers have no use for the number; the sealed one stays in the events table)."""
+    masked = replace(event, reporter_contact=masking.mask_contact(event.reporter_contact))
+    return event_to_proto(masked).SerializeToString()
 
 
 def check_backend(settings: EventsSettings) -> None:
@@ -38,10 +44,16 @@ def check_backend(settings: EventsSettings) -> None:
 async def open_store(settings: EventsSettings) -> SqliteEventStore | PostgresEventStore:
     """The store the settings choose; PostgreSQL is reached (and its schema made) here."""
     check_backend(settings)
+    contacts = ReporterContacts(Sealer.from_env_value(settings.seal_keys.get_secret_value()))
     if settings.backend == "postgres":
-        return await PostgresEventStore.open(settings.postgres_dsn, serialize=serialize)
+        return await PostgresEventStore.open(
+            settings.postgres_dsn, serialize=serialize, contacts=contacts
+        )
     return SqliteEventStore(
-        settings.database, serialize=serialize, synchronous=settings.sqlite_synchronous
+        settings.database,
+        serialize=serialize,
+        synchronous=settings.sqlite_synchronous,
+        contacts=contacts,
     )
 
 

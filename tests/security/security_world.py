@@ -37,8 +37,8 @@ from devstack.stack import Stack
 from grassroots.empower.v1 import identity_service_pb2 as identity_pb
 from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
 from services.empower.domain.roles import ROLES, granted_scopes
-from services.empower.domain.sealing import Sealer
 from services.kit import gb11643, tenancy
+from services.kit.sealing import Sealer
 
 VILLAGE_A = "sh/jiading/anting/xingming"
 VILLAGE_B = "sh/jiading/anting/xiangyang"

@@ -9,13 +9,17 @@ keys (which live in a Secret, or for `make run` in the owner-only dev-secrets fi
 from __future__ import annotations
 
 import base64
+import secrets
 import sqlite3
 import stat
+import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from security_world import World, open_signing_key
+from security_world import World, expect, new_phone, open_signing_key
+
+from services.kit import tenancy
 
 
 def _files(folder: Path) -> list[Path]:
@@ -90,3 +94,35 @@ def test_the_token_signing_private_key_is_in_no_file_under_the_data_folder(world
         if needle in path.read_bytes()
     ]
     assert not found, found
+
+
+def test_a_reporters_phone_is_in_no_file_under_the_data_folder(world: World):
+    """The probe read reporters' phones in clear from the events table; the outbox and
+    the local bus log held them too. Now the table holds them sealed and the outbox and
+    bus the masked copy, while the reporter still reads the number back."""
+    phone = new_phone(secrets.SystemRandom())
+    who = world.a_super
+    body = {
+        "category": "environment.garbage",
+        "description": "Security suite report with a phone number",
+        "location": {"longitude": world.a.point[0], "latitude": world.a.point[1]},
+        "reporter_contact": phone,
+        "request_id": f"security-{secrets.token_hex(8)}",
+    }
+    url = f"/v1/tenants/{tenancy.path_to_id(who.tenant)}/events"
+    created = expect(world.client.post(url, json=body, headers=who.headers), 201)
+    read = expect(world.client.get(f"{url}/{created['id']}", headers=who.headers), 200)
+    assert read["reporter_contact"] == phone  # the reporter sees their own number
+    world.remember(phone)
+    deadline = time.monotonic() + 10
+    while True:  # the outbox relay publishes to the bus log within moments
+        found = [
+            p.name for p in _files(world.stack.config.data_dir) if phone.encode() in p.read_bytes()
+        ]
+        masked = f"{phone[:3]}****{phone[-4:]}".encode()
+        published = any(masked in p.read_bytes() for p in _files(world.stack.config.data_dir))
+        if found or published or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert not found, found
+    assert published, "the masked copy never reached the outbox or the bus log"

@@ -46,7 +46,6 @@ from services.empower.domain.roles import (
     may_assign,
     scopes_for_roles,
 )
-from services.empower.domain.sealing import Sealer
 from services.empower.domain.signin_throttle import SignInThrottle
 from services.empower.domain.tokens import (
     API_KEY_PREFIX,
@@ -75,6 +74,7 @@ from services.kit.errors import (
 )
 from services.kit.ids import new_id
 from services.kit.principal import Principal
+from services.kit.sealing import Sealer
 from services.kit.tenancy import ALL_TENANTS
 
 TENANTS_WRITE = "tenants:write"

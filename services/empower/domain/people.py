@@ -37,7 +37,6 @@ from services.empower.domain.people_model import (
     person_name,
 )
 from services.empower.domain.people_ports import PeopleStore
-from services.empower.domain.sealing import Sealer, SealingError
 from services.kit import gb11643, paging, tenancy
 from services.kit.errors import (
     Aborted,
@@ -50,6 +49,7 @@ from services.kit.filtering import parse_equalities
 from services.kit.ids import new_id
 from services.kit.masking import SENSITIVE_SCOPE, mask_id_number, mask_name, mask_phone
 from services.kit.principal import Principal
+from services.kit.sealing import Sealer, SealingError
 
 READ_SCOPE = "people:read"
 WRITE_SCOPE = "people:write"

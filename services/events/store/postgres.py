@@ -65,6 +65,7 @@ from services.events.domain.model import (
     TimelineEntry,
 )
 from services.events.domain.ports import Change, OriginalFinder
+from services.events.store.contacts import ReporterContacts
 from services.events.store.rows import (
     ADDED_COLUMNS,
     COLUMNS,
@@ -441,9 +442,11 @@ class PostgresEventStore:
         serialize: Callable[[Event], bytes],
         min_connections: int = 1,
         max_connections: int = 10,
+        contacts: ReporterContacts | None = None,
     ) -> None:
         self.dsn = dsn
         self.serialize = serialize
+        self.contacts = contacts or ReporterContacts()
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             dsn,
             min_size=min_connections,
@@ -467,6 +470,7 @@ class PostgresEventStore:
         serialize: Callable[[Event], bytes],
         min_connections: int = 1,
         max_connections: int = 10,
+        contacts: ReporterContacts | None = None,
     ) -> PostgresEventStore:
         """A store with its schema in place and its pool connected (fails fast on a bad DSN)."""
         store = cls(
@@ -474,6 +478,7 @@ class PostgresEventStore:
             serialize=serialize,
             min_connections=min_connections,
             max_connections=max_connections,
+            contacts=contacts,
         )
         await store._ensure_open()
         return store
@@ -561,7 +566,7 @@ class PostgresEventStore:
             )
         return {
             (r["k_parent"], r["k_reporter"], r["k_request_id"]): (
-                row_to_event(r),
+                row_to_event(r, self.contacts),
                 r["fingerprint"],
             )
             for r in rows
@@ -590,7 +595,7 @@ class PostgresEventStore:
             for i in sorted(claimed):
                 event = items[i][1]
                 stored = find_original(await self._read_nearby(conn, event), event)
-                await conn.execute(_INSERT_EVENT, event_values(stored))
+                await conn.execute(_INSERT_EVENT, event_values(stored, self.contacts))
                 for entry in stored.timeline:
                     await _add_timeline(conn, stored.tenant, stored.id, entry)
                 results[i] = (stored, True)
@@ -621,8 +626,7 @@ class PostgresEventStore:
                 claimed.add(i)
         return claimed
 
-    @staticmethod
-    async def _read_nearby(conn: psycopg.AsyncConnection[Any], event: Event) -> _Prefetched:
+    async def _read_nearby(self, conn: psycopg.AsyncConnection[Any], event: Event) -> _Prefetched:
         """Every event in the duplicate search window of `event`, any state.
 
         The caller holds the category lock, so creates of one category take turns from
@@ -639,14 +643,14 @@ class PostgresEventStore:
         rows = await _fetch(
             conn, _NEARBY, (event.category, box[1], box[3], box[0], box[2], since_us)
         )
-        found = [(row_to_event(r), r["create_us"]) for r in rows]
+        found = [(row_to_event(r, self.contacts), r["create_us"]) for r in rows]
         return _Prefetched(event.category, (box, since_us), found)
 
     async def get(self, event_id: str) -> Event | None:
         """The event, read for any tenant: the caller is given no tenant to check it by."""
         async with self._transaction(ALL_TENANTS, snapshot=True) as conn:
             rows = await _fetch(conn, _GET, (event_id,))
-            return await _with_history(conn, row_to_event(rows[0])) if rows else None
+            return await _with_history(conn, row_to_event(rows[0], self.contacts)) if rows else None
 
     async def update(self, event_id: str, change: Change, fact: str) -> Event:
         """Apply `change` to the current event atomically; the change does the checks.
@@ -660,10 +664,12 @@ class PostgresEventStore:
                 raise NotFound(f"event {event_id!r} not found")
             # From here on the transaction sees and writes only the event's own tenant.
             await conn.execute(_SET_SCOPE, (rls.SCOPE_SETTING, rows[0]["tenant"]))
-            current = await _with_history(conn, row_to_event(rows[0]))
+            current = await _with_history(conn, row_to_event(rows[0], self.contacts))
             changed, entry, comment = change(current)
             changed = replace(changed, version=current.version + 1)
-            await conn.execute(_UPDATE, (*update_values(changed), event_id, current.version))
+            await conn.execute(
+                _UPDATE, (*update_values(changed, self.contacts), event_id, current.version)
+            )
             if entry is not None:
                 await _add_timeline(conn, current.tenant, event_id, entry)
             if comment is not None:
@@ -760,7 +766,7 @@ class PostgresEventStore:
         query = _LIST_HEAD + " AND ".join(where) + _LIST_TAIL[ascending]
         async with self._transaction(scope) as conn:
             rows = await _fetch(conn, query, args)
-        events = [row_to_event(r) for r in rows[:limit]]
+        events = [row_to_event(r, self.contacts) for r in rows[:limit]]
         next_cursor: dict[str, object] | None = None
         if len(rows) > limit:
             last = rows[limit - 1]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.events.domain.model import Evaluation, Event, GridPlace, Point, Source, State
+from services.events.store.contacts import ReporterContacts
 
 COLUMNS = (
     "id, tenant, category, description, longitude, latitude, reported_crs, source, state, "
@@ -45,7 +46,7 @@ def from_us(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1_000_000, UTC)
 
 
-def event_values(event: Event) -> tuple[object, ...]:
+def event_values(event: Event, contacts: ReporterContacts) -> tuple[object, ...]:
     evaluation = event.evaluation
     return (
         event.id,
@@ -69,12 +70,12 @@ def event_values(event: Event) -> tuple[object, ...]:
         us(evaluation.time) if evaluation else None,
         event.severity,
         json.dumps(list(event.media)),
-        event.reporter_contact,
+        contacts.seal(event.id, event.reporter_contact),
         event.address,
     )
 
 
-def row_to_event(row: Mapping[str, Any] | sqlite3.Row) -> Event:
+def row_to_event(row: Mapping[str, Any] | sqlite3.Row, contacts: ReporterContacts) -> Event:
     evaluation = None
     if row["eval_score"] is not None:
         evaluation = Evaluation(row["eval_score"], row["eval_text"], from_us(row["eval_us"]))
@@ -95,13 +96,12 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row) -> Event:
         evaluation=evaluation,
         severity=row["severity"],
         media=tuple(json.loads(row["media"])),
-        reporter_contact=row["reporter_contact"],
+        reporter_contact=contacts.open(row["id"], row["reporter_contact"]),
         address=row["address"],
     )
 
 
-def update_values(event: Event) -> tuple[object, ...]:
+def update_values(event: Event, contacts: ReporterContacts) -> tuple[object, ...]:
     """UPDATE_EVENT's SET values for the event, in column order."""
-    return tuple(
-        v for c, v in zip(_COLUMN_NAMES, event_values(event), strict=True) if c not in _FIXED
-    )
+    values = event_values(event, contacts)
+    return tuple(v for c, v in zip(_COLUMN_NAMES, values, strict=True) if c not in _FIXED)

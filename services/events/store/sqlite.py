@@ -28,6 +28,7 @@ from services.events.domain.model import (
     TimelineEntry,
 )
 from services.events.domain.ports import Change, OriginalFinder
+from services.events.store.contacts import ReporterContacts
 from services.events.store.rows import (
     ADDED_COLUMNS,
     COLUMNS,
@@ -212,8 +213,10 @@ class SqliteEventStore:
         *,
         serialize: Callable[[Event], bytes],
         synchronous: str = "FULL",
+        contacts: ReporterContacts | None = None,
     ) -> None:
         self.serialize = serialize
+        self.contacts = contacts or ReporterContacts()
         self.db = SqliteDatabase(path, synchronous=synchronous)
         self.db.run_sync(self._migrate)
 
@@ -257,7 +260,7 @@ class SqliteEventStore:
                 ).fetchall()
                 for row in rows:
                     key = (row["k_parent"], row["k_reporter"], row["k_request_id"])
-                    found[key] = (row_to_event(row), row["fingerprint"])
+                    found[key] = (row_to_event(row, self.contacts), row["fingerprint"])
             return found
 
         return await self.db.run(query)
@@ -286,7 +289,7 @@ class SqliteEventStore:
         stored = find_original(lambda *args: self._open_near(conn, *args), event)
         conn.execute(
             SQLITE.render(INSERT_EVENT),
-            event_values(stored),
+            event_values(stored, self.contacts),
         )
         for entry in stored.timeline:
             _add_timeline(conn, stored.id, entry)
@@ -304,8 +307,8 @@ class SqliteEventStore:
         self._append_outbox(conn, REPORTED, stored)
         return stored, True
 
-    @staticmethod
     def _open_near(
+        self,
         conn: sqlite3.Connection,
         category: str,
         box: tuple[float, float, float, float],
@@ -326,12 +329,12 @@ class SqliteEventStore:
                 *sorted(s.value for s in states),
             ),
         ).fetchall()
-        return [row_to_event(r) for r in rows]
+        return [row_to_event(r, self.contacts) for r in rows]
 
     async def get(self, event_id: str) -> Event | None:
         def query(conn: sqlite3.Connection) -> Event | None:
             row = conn.execute(f"SELECT {COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
-            return self._with_history(conn, row_to_event(row)) if row else None
+            return self._with_history(conn, row_to_event(row, self.contacts)) if row else None
 
         return await self.db.run(query)
 
@@ -364,12 +367,12 @@ class SqliteEventStore:
             row = conn.execute(f"SELECT {COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
             if row is None:
                 raise NotFound(f"event {event_id!r} not found")
-            current = self._with_history(conn, row_to_event(row))
+            current = self._with_history(conn, row_to_event(row, self.contacts))
             changed, entry, comment = change(current)
             changed = replace(changed, version=current.version + 1)
             conn.execute(
                 SQLITE.render(UPDATE_EVENT),
-                (*update_values(changed), event_id, current.version),
+                (*update_values(changed, self.contacts), event_id, current.version),
             )
             if entry is not None:
                 _add_timeline(conn, event_id, entry)
@@ -500,7 +503,7 @@ class SqliteEventStore:
             return conn.execute(sql, args).fetchall()
 
         rows = await self.db.run(query)
-        events = [row_to_event(r) for r in rows[:limit]]
+        events = [row_to_event(r, self.contacts) for r in rows[:limit]]
         next_cursor: dict[str, object] | None = None
         if len(rows) > limit:
             last = rows[limit - 1]

@@ -12,9 +12,13 @@ import pytest
 from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc
 from services.events.config import EventsSettings
 from services.events.wiring import assemble, serialize
+from services.kit import signing
 from tests.conftest import serve_in_process
 
 COUNT_EVENTS = "SELECT count(*) FROM events"
+
+
+SEAL_KEYS = signing.generate_keys_value("test")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -39,6 +43,7 @@ async def events(request, map_server, tmp_path):
         postgres_dsn=dsn,
         bus_url=str(tmp_path / "bus.sqlite3"),
         call_timeout_seconds=2.0,
+        seal_keys=SEAL_KEYS,
     )
     parts = await assemble(settings)
 

@@ -26,11 +26,11 @@ from psycopg import sql
 from services.empower.domain.audit import AuditLog
 from services.empower.domain.people import PeopleRegistry
 from services.empower.domain.people_model import NewPerson
-from services.empower.domain.sealing import Sealer
 from services.empower.store.people_postgres import PostgresPeopleStore
 from services.empower.store.people_sqlite import SqlitePeopleStore
 from services.kit import gb11643
 from services.kit.principal import Principal
+from services.kit.sealing import Sealer
 from tests.conftest import TOWN, XIANGYANG, XINGMING
 
 DISTRICT = "sh/jiading"

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from services.empower.domain.sealing import NONCE_BYTES, Sealer, SealingError
+from services.kit.sealing import NONCE_BYTES, Sealer, SealingError
 
 
 def b64(raw: bytes) -> str:

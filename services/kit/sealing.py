@@ -54,7 +54,9 @@ class Sealer:
     are sealed with, and an index key that must differ from every encryption key.
     """
 
-    def __init__(self, keys: Mapping[str, bytes], active: str, index_key: bytes) -> None:
+    def __init__(
+        self, keys: Mapping[str, bytes], active: str, index_key: bytes | None = None
+    ) -> None:
         if not keys:
             raise ValueError("the key ring is empty")
         for kid, key in keys.items():
@@ -64,17 +66,19 @@ class Sealer:
                 raise ValueError(f"key {kid!r} must be {KEY_BYTES} bytes, not {len(key)}")
         if active not in keys:
             raise ValueError(f"the active key {active!r} is not in the key ring")
-        if len(index_key) < KEY_BYTES:
-            raise ValueError(f"the index key must be at least {KEY_BYTES} bytes")
-        if any(hmac.compare_digest(index_key, key) for key in keys.values()):
-            raise ValueError("the index key must differ from every encryption key")
+        if index_key is not None:
+            if len(index_key) < KEY_BYTES:
+                raise ValueError(f"the index key must be at least {KEY_BYTES} bytes")
+            if any(hmac.compare_digest(index_key, key) for key in keys.values()):
+                raise ValueError("the index key must differ from every encryption key")
         self._ciphers = {kid: AESGCM(key) for kid, key in keys.items()}
         self.active = active
-        self._index_key = bytes(index_key)
+        self._index_key = None if index_key is None else bytes(index_key)
 
     @classmethod
-    def from_env_value(cls, keys_text: str, index_key_text: str) -> Sealer:
-        """Parse `kid1:<base64>,kid0:<base64>` (first = active) and a base64 index key.
+    def from_env_value(cls, keys_text: str, index_key_text: str | None = None) -> Sealer:
+        """Parse `kid1:<base64>,kid0:<base64>` (first = active) and a base64 index key
+        (none for a sealer that makes no blind indexes).
 
         Error messages name the key id at fault, never key material.
         """
@@ -94,7 +98,8 @@ class Sealer:
             order.append(kid)
         if not order:
             raise ValueError("no encryption key given (<kid>:<base64 key>,...)")
-        return cls(keys, order[0], _decode_key(index_key_text, "the index key"))
+        index_key = None if index_key_text is None else _decode_key(index_key_text, "the index key")
+        return cls(keys, order[0], index_key)
 
     @classmethod
     def generate(cls, kid: str = "dev") -> Sealer:
@@ -152,5 +157,7 @@ class Sealer:
 
     def blind_index(self, normalised: str, *, field: str) -> str:
         """HMAC-SHA256 (hex) of a normalised value; the field name keeps columns apart."""
+        if self._index_key is None:
+            raise ValueError("this sealer has no index key")
         message = f"{field}\x1f{normalised}".encode()
         return hmac.new(self._index_key, message, hashlib.sha256).hexdigest()
