@@ -13,9 +13,10 @@ from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, Security
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from gateway.auth import access, call_metadata
-from gateway.errors import call
+from gateway.errors import ApiError, call
 from gateway.schemas.identity import (
     RESOURCE_ID_PATTERN,
     TENANT_ID_PATTERN,
@@ -25,10 +26,13 @@ from gateway.schemas.identity import (
     AppCreated,
     AppList,
     AppOut,
+    AppUpdate,
     IssuedApiKey,
+    PasswordReset,
     UserCreate,
     UserList,
     UserOut,
+    UserUpdate,
 )
 from grassroots.empower.v1 import identity_service_pb2 as pb
 from services.kit.principal import Principal
@@ -246,3 +250,103 @@ async def revoke_api_key(
         metadata=call_metadata(who),
     )
     return api_key_out(await call(rpc))
+
+
+def _paths(body: UserUpdate | AppUpdate) -> list[str]:
+    paths = sorted(body.model_fields_set)
+    if not paths:
+        raise ApiError(400, f"send at least one of {', '.join(type(body).model_fields)}")
+    return paths
+
+
+@router.patch("/{tenant}/users/{user}", response_model=UserOut, summary="Change a user")
+async def update_user(
+    tenant: TenantId, user: UserId, body: UserUpdate, request: Request, who: UserAdmin
+) -> UserOut:
+    """Only the fields sent change. Your roles must be allowed to assign the user's
+    current and new roles; new roles apply at the user's next token refresh."""
+    paths = _paths(body)
+    kind = pb.User.Kind.Value(f"KIND_{body.kind.upper()}") if body.kind else 0
+    rpc = request.app.state.upstreams.identity.UpdateUser(
+        pb.UpdateUserRequest(
+            user=pb.User(
+                name=f"tenants/{tenant}/users/{user}",
+                display_name=body.display_name or "",
+                kind=kind,  # type: ignore[arg-type]
+                roles=body.roles or [],
+            ),
+            update_mask=FieldMask(paths=paths),
+        ),
+        metadata=call_metadata(who),
+    )
+    return user_out(await call(rpc, strip_prefix="user."))
+
+
+@router.delete("/{tenant}/users/{user}", status_code=204, summary="Delete a user")
+async def delete_user(tenant: TenantId, user: UserId, request: Request, who: UserAdmin) -> Response:
+    """Every session of the user is signed out; access tokens lapse within minutes."""
+    await call(
+        request.app.state.upstreams.identity.DeleteUser(
+            pb.DeleteUserRequest(name=f"tenants/{tenant}/users/{user}"),
+            metadata=call_metadata(who),
+        )
+    )
+    return Response(status_code=204)
+
+
+@router.post("/{tenant}/users/{user}:enable", response_model=UserOut, summary="Re-enable a user")
+async def enable_user(tenant: TenantId, user: UserId, request: Request, who: UserAdmin) -> UserOut:
+    rpc = request.app.state.upstreams.identity.EnableUser(
+        pb.EnableUserRequest(name=f"tenants/{tenant}/users/{user}"), metadata=call_metadata(who)
+    )
+    return user_out(await call(rpc))
+
+
+@router.post(
+    "/{tenant}/users/{user}:resetPassword",
+    response_model=UserOut,
+    summary="Set a new password for another user",
+)
+async def reset_user_password(
+    tenant: TenantId, user: UserId, body: PasswordReset, request: Request, who: UserAdmin
+) -> UserOut:
+    """Clears a lock-out and signs the user out everywhere; the password is never echoed."""
+    rpc = request.app.state.upstreams.identity.ResetUserPassword(
+        pb.ResetUserPasswordRequest(
+            name=f"tenants/{tenant}/users/{user}", password=body.password.get_secret_value()
+        ),
+        metadata=call_metadata(who),
+    )
+    return user_out(await call(rpc))
+
+
+@router.patch("/{tenant}/apps/{app}", response_model=AppOut, summary="Change an app")
+async def update_app(
+    tenant: TenantId, app: AppId, body: AppUpdate, request: Request, who: AppAdmin
+) -> AppOut:
+    """Only the fields sent change; scopes only ones you hold. Keys keep working and
+    carry the new scopes once gateways' key caches expire (seconds)."""
+    paths = _paths(body)
+    rpc = request.app.state.upstreams.identity.UpdateApp(
+        pb.UpdateAppRequest(
+            app=pb.App(
+                name=f"tenants/{tenant}/apps/{app}",
+                display_name=body.display_name or "",
+                scopes=body.scopes or [],
+                quota_per_minute=body.quota_per_minute or 0,
+            ),
+            update_mask=FieldMask(paths=paths),
+        ),
+        metadata=call_metadata(who),
+    )
+    return app_out(await call(rpc, strip_prefix="app."))
+
+
+@router.delete("/{tenant}/apps/{app}", status_code=204, summary="Delete an app and its keys")
+async def delete_app(tenant: TenantId, app: AppId, request: Request, who: AppAdmin) -> Response:
+    await call(
+        request.app.state.upstreams.identity.DeleteApp(
+            pb.DeleteAppRequest(name=f"tenants/{tenant}/apps/{app}"), metadata=call_metadata(who)
+        )
+    )
+    return Response(status_code=204)

@@ -85,6 +85,7 @@ def audit_entry_out(entry: pb.AuditEntry) -> AuditEntryOut:
     return AuditEntryOut(
         name=entry.name,
         sequence=entry.sequence,
+        action=entry.action,
         subject=entry.subject,
         app=entry.app,
         tenant=entry.tenant,

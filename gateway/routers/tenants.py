@@ -12,15 +12,17 @@ from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, Security
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from gateway.auth import access, call_metadata
-from gateway.errors import call
+from gateway.errors import ApiError, call
 from gateway.schemas.identity import (
     TENANT_ID_PATTERN,
     LevelName,
     TenantCreate,
     TenantList,
     TenantOut,
+    TenantUpdate,
 )
 from grassroots.empower.v1 import empower_service_pb2 as pb
 from services.kit import tenancy
@@ -105,3 +107,38 @@ async def create_child_tenant(
     created = tenant_out(await call(rpc, strip_prefix="tenant."))
     response.headers["Location"] = f"/v1/tenants/{created.id}"
     return created
+
+
+@router.patch("/{tenant}", response_model=TenantOut, summary="Rename a node or correct its code")
+async def update_tenant(
+    tenant: TenantId, body: TenantUpdate, request: Request, who: Creator
+) -> TenantOut:
+    """Only the fields sent change (AIP-134); the change is written to the audit log."""
+    paths = sorted(body.model_fields_set)
+    if not paths:
+        raise ApiError(400, "send at least one of display_name, admin_code")
+    rpc = request.app.state.upstreams.empower.UpdateTenant(
+        pb.UpdateTenantRequest(
+            tenant=pb.Tenant(
+                name=f"tenants/{tenant}",
+                display_name=body.display_name or "",
+                admin_code=body.admin_code or "",
+            ),
+            update_mask=FieldMask(paths=paths),
+        ),
+        metadata=call_metadata(who),
+    )
+    return tenant_out(await call(rpc, strip_prefix="tenant."))
+
+
+@router.delete(
+    "/{tenant}", status_code=204, summary="Delete an empty node (no child nodes, users or apps)"
+)
+async def delete_tenant(tenant: TenantId, request: Request, who: Creator) -> Response:
+    """A node that still has child nodes, users or apps answers 400 (FAILED_PRECONDITION)."""
+    await call(
+        request.app.state.upstreams.empower.DeleteTenant(
+            pb.DeleteTenantRequest(name=f"tenants/{tenant}"), metadata=call_metadata(who)
+        )
+    )
+    return Response(status_code=204)

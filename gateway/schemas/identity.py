@@ -49,6 +49,13 @@ class TenantCreate(_Body):
     )
 
 
+class TenantUpdate(_Body):
+    """The fields to change; those left out stay as they are."""
+
+    display_name: str | None = Field(None, min_length=1, max_length=200)
+    admin_code: str | None = Field(None, min_length=1, max_length=40, examples=["310114102201"])
+
+
 class TenantOut(BaseModel):
     id: str = Field(description="the tenant id used in URLs")
     name: str
@@ -79,6 +86,22 @@ class UserCreate(_Body):
     )
 
 
+class UserUpdate(_Body):
+    """The fields to change; new roles must be ones your roles may assign."""
+
+    display_name: str | None = Field(None, min_length=1, max_length=200)
+    kind: UserKindName | None = None
+    roles: list[Name] | None = Field(None, max_length=20, examples=[["village_secretary"]])
+
+
+class PasswordReset(_Body):
+    """A new password for another user; it clears a lock-out and signs them out."""
+
+    password: SecretStr = Field(
+        ..., max_length=256, description="at least 10 characters; never returned"
+    )
+
+
 class UserOut(BaseModel):
     id: str
     name: str
@@ -102,6 +125,14 @@ class AppCreate(_Body):
     display_name: str = Field(..., min_length=1, max_length=200)
     scopes: list[Name] = Field(..., max_length=32, examples=[["events:read", "events:write"]])
     quota_per_minute: int = Field(600, ge=1, le=100_000)
+
+
+class AppUpdate(_Body):
+    """The fields to change; scopes only ones you hold."""
+
+    display_name: str | None = Field(None, min_length=1, max_length=200)
+    scopes: list[Name] | None = Field(None, max_length=32, examples=[["events:read"]])
+    quota_per_minute: int | None = Field(None, ge=1, le=100_000)
 
 
 class AppOut(BaseModel):

@@ -62,10 +62,14 @@ class PersonList(BaseModel):
 
 
 class AuditEntryOut(BaseModel):
-    """One unmasked read, chained to the one before it by hash."""
+    """One unmasked read or administrative action, chained to the one before it by hash."""
 
     name: str
     sequence: int
+    action: str = Field(
+        description="people.read, people.lookup, or an administrative action such as "
+        "identity.users.create"
+    )
     subject: str
     app: str
     tenant: str

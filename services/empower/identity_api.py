@@ -28,6 +28,7 @@ from services.empower.domain.model import (
 from services.kit import tenancy
 from services.kit.context import require_principal
 from services.kit.errors import InvalidArgument, NotFound, Unauthenticated
+from services.kit.field_masks import fields_to_update
 from services.kit.timestamps import to_timestamp
 
 _LEVELS = {
@@ -141,6 +142,26 @@ class TenantServicer(tenant_grpc.EmpowerServiceServicer):
         path = tenancy.parse_parent(request.name, "name")
         return tenant_to_proto(await self.directory.get_tenant(require_principal(), path))
 
+    async def UpdateTenant(
+        self, request: tenant_pb.UpdateTenantRequest, context: object
+    ) -> tenant_pb.Tenant:
+        path = tenancy.parse_parent(request.tenant.name, "tenant.name")
+        paths = fields_to_update(
+            request.update_mask, request.tenant, ("display_name", "admin_code"), "tenant."
+        )
+        changed = await self.directory.update_tenant(
+            require_principal(),
+            path,
+            display_name=request.tenant.display_name if "display_name" in paths else None,
+            admin_code=request.tenant.admin_code if "admin_code" in paths else None,
+        )
+        return tenant_to_proto(changed)
+
+    async def DeleteTenant(self, request: tenant_pb.DeleteTenantRequest, context: object) -> Empty:
+        path = tenancy.parse_parent(request.name, "name")
+        await self.directory.delete_tenant(require_principal(), path)
+        return Empty()
+
     async def ListTenants(
         self, request: tenant_pb.ListTenantsRequest, context: object
     ) -> tenant_pb.ListTenantsResponse:
@@ -185,6 +206,59 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     async def DisableUser(self, request: pb.DisableUserRequest, context: object) -> pb.User:
         return user_to_proto(await self.directory.disable_user(require_principal(), request.name))
+
+    async def UpdateUser(self, request: pb.UpdateUserRequest, context: object) -> pb.User:
+        paths = fields_to_update(
+            request.update_mask, request.user, ("display_name", "kind", "roles"), "user."
+        )
+        kind = None
+        if "kind" in paths:
+            kind = _KINDS_BACK.get(request.user.kind)
+            if kind is None:
+                raise InvalidArgument.field("user.kind", "is required when it is to change")
+        user = await self.directory.update_user(
+            require_principal(),
+            request.user.name,
+            display_name=request.user.display_name if "display_name" in paths else None,
+            kind=kind,
+            roles=tuple(request.user.roles) if "roles" in paths else None,
+        )
+        return user_to_proto(user)
+
+    async def DeleteUser(self, request: pb.DeleteUserRequest, context: object) -> Empty:
+        await self.directory.delete_user(require_principal(), request.name)
+        return Empty()
+
+    async def EnableUser(self, request: pb.EnableUserRequest, context: object) -> pb.User:
+        return user_to_proto(await self.directory.enable_user(require_principal(), request.name))
+
+    async def ResetUserPassword(
+        self, request: pb.ResetUserPasswordRequest, context: object
+    ) -> pb.User:
+        user = await self.directory.reset_password(
+            require_principal(), request.name, request.password
+        )
+        return user_to_proto(user)
+
+    async def UpdateApp(self, request: pb.UpdateAppRequest, context: object) -> pb.App:
+        paths = fields_to_update(
+            request.update_mask,
+            request.app,
+            ("display_name", "scopes", "quota_per_minute"),
+            "app.",
+        )
+        app = await self.directory.update_app(
+            require_principal(),
+            request.app.name,
+            display_name=request.app.display_name if "display_name" in paths else None,
+            scopes=tuple(request.app.scopes) if "scopes" in paths else None,
+            quota_per_minute=request.app.quota_per_minute if "quota_per_minute" in paths else None,
+        )
+        return app_to_proto(app)
+
+    async def DeleteApp(self, request: pb.DeleteAppRequest, context: object) -> Empty:
+        await self.directory.delete_app(require_principal(), request.name)
+        return Empty()
 
     async def CreateApp(
         self, request: pb.CreateAppRequest, context: object
@@ -261,5 +335,5 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def RotateSigningKey(
         self, request: pb.RotateSigningKeyRequest, context: object
     ) -> pb.Jwks:
-        await self.directory.rotate_signing_key()
+        await self.directory.rotate_signing_key(require_principal())
         return pb.Jwks(json=json.dumps(await self.directory.jwks(), separators=(",", ":")))

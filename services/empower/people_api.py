@@ -115,6 +115,7 @@ def audit_to_proto(entry: AuditEntry) -> pb.AuditEntry:
         create_time=to_timestamp(entry.time),
         previous_hash=entry.prev_hash,
         entry_hash=entry.entry_hash,
+        action=entry.action,
     )
 
 

@@ -21,6 +21,8 @@ from security_world import B_FEATURE, B_LAYER, A, World, new_id_number, new_phon
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 PARAMETER = re.compile(r"\{([^}]+)\}")
+# What update bodies rename things to; B's objects must never carry it.
+RENAMED = "Renamed by another village"
 
 # What fills each path parameter when the suite only needs the route to be reached:
 # village A as the tenant and village B's objects as ids (a caller who gets past
@@ -112,6 +114,12 @@ def _user(world: World) -> dict[str, Any]:
     }
 
 
+def _new_password(world: World) -> dict[str, Any]:
+    password = secrets.token_urlsafe(18)
+    world.remember(password)
+    return {"json": {"password": password}}
+
+
 def _import(world: World) -> dict[str, Any]:
     collection = {
         "type": "FeatureCollection",
@@ -145,6 +153,10 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
         }
     },
     ("POST", "/v1/tenants/{tenant}/users"): _user,
+    ("PATCH", "/v1/tenants/{tenant}"): lambda w: {"json": {"display_name": RENAMED}},
+    ("PATCH", "/v1/tenants/{tenant}/users/{user}"): lambda w: {"json": {"display_name": RENAMED}},
+    ("POST", "/v1/tenants/{tenant}/users/{user}:resetPassword"): _new_password,
+    ("PATCH", "/v1/tenants/{tenant}/apps/{app}"): lambda w: {"json": {"display_name": RENAMED}},
     ("POST", "/v1/tenants/{tenant}/apps"): lambda w: {
         "json": {"display_name": "Planted app", "scopes": ["events:read"], "quota_per_minute": 60}
     },

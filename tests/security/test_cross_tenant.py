@@ -13,7 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from route_requests import body_for, describe, fill, operations, path_parameters, send
+from route_requests import (
+    RENAMED,
+    body_for,
+    describe,
+    fill,
+    operations,
+    path_parameters,
+    send,
+)
 from security_world import B_FEATURE, B_LAYER, VILLAGE_B, A, B, World, report_event
 
 PURPOSE = "security suite: cross-tenant probe"
@@ -82,8 +90,14 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("POST", "/v1/tenants/{tenant}/apps/{app}/apiKeys"): Cross(_app),
     ("DELETE", "/v1/tenants/{tenant}/apps/{app}/apiKeys/{api_key}"): Cross(_app),
     ("POST", "/v1/tenants/{tenant}/users/{user}:disable"): Cross(_user),
+    ("POST", "/v1/tenants/{tenant}/users/{user}:enable"): Cross(_user),
+    ("PATCH", "/v1/tenants/{tenant}/users/{user}"): Cross(_user),
+    ("POST", "/v1/tenants/{tenant}/users/{user}:resetPassword"): Cross(_user),
+    ("PATCH", "/v1/tenants/{tenant}/apps/{app}"): Cross(_app),
     ("POST", LAYER + "/features:import"): Cross(_layer),
     ("DELETE", LAYER): Cross(_layer),
+    ("DELETE", "/v1/tenants/{tenant}/users/{user}"): Cross(_user),
+    ("DELETE", "/v1/tenants/{tenant}/apps/{app}"): Cross(_app),
 }
 # Parameters that name where, not what: a route with only these is not in CROSS.
 NOT_IDS = {"tenant", "fmt"}
@@ -242,7 +256,11 @@ def _b_is_unchanged(world: World) -> None:
     event = client.get(f"/v1/tenants/{B}/events/{world.b.event_id}", headers=who).json()
     assert event["state"] == "reported" and event["comments"] == [], event
     user = client.get(f"/v1/tenants/{B}/users/{world.b.user_id}", headers=who).json()
-    assert user["disabled"] is False
+    assert user["disabled"] is False and user["display_name"] != RENAMED, user
+    app = client.get(f"/v1/tenants/{B}/apps/{world.b.app.app_id}", headers=who).json()
+    assert app["display_name"] != RENAMED, app
+    node = client.get(f"/v1/tenants/{B}", headers=who).json()
+    assert node["display_name"] != RENAMED, node
     keys = client.get(f"/v1/tenants/{B}/apps/{world.b.app.app_id}/apiKeys", headers=who).json()
     assert [(k["id"], k["revoked"]) for k in keys["api_keys"]] == [(world.b.app.key_id, False)]
     layer = client.get(f"/v1/tenants/{B}/layers/{B_LAYER}", headers=who)

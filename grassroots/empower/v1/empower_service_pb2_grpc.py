@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from grassroots.empower.v1 import empower_service_pb2 as grassroots_dot_empower_dot_v1_dot_empower__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -51,6 +52,16 @@ class EmpowerServiceStub:
                 request_serializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.ListTenantsRequest.SerializeToString,
                 response_deserializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.ListTenantsResponse.FromString,
                 _registered_method=True)
+        self.UpdateTenant = channel.unary_unary(
+                '/grassroots.empower.v1.EmpowerService/UpdateTenant',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.UpdateTenantRequest.SerializeToString,
+                response_deserializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.Tenant.FromString,
+                _registered_method=True)
+        self.DeleteTenant = channel.unary_unary(
+                '/grassroots.empower.v1.EmpowerService/DeleteTenant',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.DeleteTenantRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.ListCatalogItems = channel.unary_unary(
                 '/grassroots.empower.v1.EmpowerService/ListCatalogItems',
                 request_serializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.ListCatalogItemsRequest.SerializeToString,
@@ -84,6 +95,22 @@ class EmpowerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateTenant(self, request, context):
+        """Renames a node of the caller's subtree or corrects its division code
+        (update_mask: display_name, admin_code). Needs tenants:write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTenant(self, request, context):
+        """Deletes an empty node below the caller's own (no child nodes, users or apps;
+        FAILED_PRECONDITION otherwise). Needs tenants:write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListCatalogItems(self, request, context):
         """Lists the catalog: components and scenario templates on the shelf.
         """
@@ -108,6 +135,16 @@ def add_EmpowerServiceServicer_to_server(servicer, server):
                     servicer.ListTenants,
                     request_deserializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.ListTenantsRequest.FromString,
                     response_serializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'UpdateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTenant,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.UpdateTenantRequest.FromString,
+                    response_serializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.Tenant.SerializeToString,
+            ),
+            'DeleteTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTenant,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_empower__service__pb2.DeleteTenantRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'ListCatalogItems': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCatalogItems,
@@ -198,6 +235,60 @@ class EmpowerService:
             '/grassroots.empower.v1.EmpowerService/ListTenants',
             grassroots_dot_empower_dot_v1_dot_empower__service__pb2.ListTenantsRequest.SerializeToString,
             grassroots_dot_empower_dot_v1_dot_empower__service__pb2.ListTenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.EmpowerService/UpdateTenant',
+            grassroots_dot_empower_dot_v1_dot_empower__service__pb2.UpdateTenantRequest.SerializeToString,
+            grassroots_dot_empower_dot_v1_dot_empower__service__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.EmpowerService/DeleteTenant',
+            grassroots_dot_empower_dot_v1_dot_empower__service__pb2.DeleteTenantRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grassroots.empower.v1 import empower_service_pb2 as _empower_service_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -41,6 +42,14 @@ class EmpowerServiceStub:
     """Gets a tenant node: one of the caller's subtree or above it."""
     ListTenants: _grpc.UnaryUnaryMultiCallable[_empower_service_pb2.ListTenantsRequest, _empower_service_pb2.ListTenantsResponse]
     """Lists the children of a tenant node."""
+    UpdateTenant: _grpc.UnaryUnaryMultiCallable[_empower_service_pb2.UpdateTenantRequest, _empower_service_pb2.Tenant]
+    """Renames a node of the caller's subtree or corrects its division code
+    (update_mask: display_name, admin_code). Needs tenants:write.
+    """
+    DeleteTenant: _grpc.UnaryUnaryMultiCallable[_empower_service_pb2.DeleteTenantRequest, _empty_pb2.Empty]
+    """Deletes an empty node below the caller's own (no child nodes, users or apps;
+    FAILED_PRECONDITION otherwise). Needs tenants:write.
+    """
     ListCatalogItems: _grpc.UnaryUnaryMultiCallable[_empower_service_pb2.ListCatalogItemsRequest, _empower_service_pb2.ListCatalogItemsResponse]
     """Lists the catalog: components and scenario templates on the shelf."""
 
@@ -57,6 +66,14 @@ class EmpowerServiceAsyncStub(EmpowerServiceStub):
     """Gets a tenant node: one of the caller's subtree or above it."""
     ListTenants: _aio.UnaryUnaryMultiCallable[_empower_service_pb2.ListTenantsRequest, _empower_service_pb2.ListTenantsResponse]  # type: ignore[assignment]
     """Lists the children of a tenant node."""
+    UpdateTenant: _aio.UnaryUnaryMultiCallable[_empower_service_pb2.UpdateTenantRequest, _empower_service_pb2.Tenant]  # type: ignore[assignment]
+    """Renames a node of the caller's subtree or corrects its division code
+    (update_mask: display_name, admin_code). Needs tenants:write.
+    """
+    DeleteTenant: _aio.UnaryUnaryMultiCallable[_empower_service_pb2.DeleteTenantRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes an empty node below the caller's own (no child nodes, users or apps;
+    FAILED_PRECONDITION otherwise). Needs tenants:write.
+    """
     ListCatalogItems: _aio.UnaryUnaryMultiCallable[_empower_service_pb2.ListCatalogItemsRequest, _empower_service_pb2.ListCatalogItemsResponse]  # type: ignore[assignment]
     """Lists the catalog: components and scenario templates on the shelf."""
 
@@ -88,6 +105,26 @@ class EmpowerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empower_service_pb2.ListTenantsResponse, _abc.Awaitable[_empower_service_pb2.ListTenantsResponse]]:
         """Lists the children of a tenant node."""
+
+    @_abc_1.abstractmethod
+    def UpdateTenant(
+        self,
+        request: _empower_service_pb2.UpdateTenantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empower_service_pb2.Tenant, _abc.Awaitable[_empower_service_pb2.Tenant]]:
+        """Renames a node of the caller's subtree or corrects its division code
+        (update_mask: display_name, admin_code). Needs tenants:write.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteTenant(
+        self,
+        request: _empower_service_pb2.DeleteTenantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes an empty node below the caller's own (no child nodes, users or apps;
+        FAILED_PRECONDITION otherwise). Needs tenants:write.
+        """
 
     @_abc_1.abstractmethod
     def ListCatalogItems(

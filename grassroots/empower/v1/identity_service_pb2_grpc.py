@@ -58,6 +58,26 @@ class IdentityServiceStub:
                 request_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.DisableUserRequest.SerializeToString,
                 response_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.User.FromString,
                 _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/grassroots.empower.v1.IdentityService/UpdateUser',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.User.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/grassroots.empower.v1.IdentityService/DeleteUser',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.EnableUser = channel.unary_unary(
+                '/grassroots.empower.v1.IdentityService/EnableUser',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.EnableUserRequest.SerializeToString,
+                response_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.User.FromString,
+                _registered_method=True)
+        self.ResetUserPassword = channel.unary_unary(
+                '/grassroots.empower.v1.IdentityService/ResetUserPassword',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.ResetUserPasswordRequest.SerializeToString,
+                response_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.User.FromString,
+                _registered_method=True)
         self.CreateApp = channel.unary_unary(
                 '/grassroots.empower.v1.IdentityService/CreateApp',
                 request_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.CreateAppRequest.SerializeToString,
@@ -72,6 +92,16 @@ class IdentityServiceStub:
                 '/grassroots.empower.v1.IdentityService/ListApps',
                 request_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.ListAppsRequest.SerializeToString,
                 response_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.ListAppsResponse.FromString,
+                _registered_method=True)
+        self.UpdateApp = channel.unary_unary(
+                '/grassroots.empower.v1.IdentityService/UpdateApp',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.UpdateAppRequest.SerializeToString,
+                response_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.App.FromString,
+                _registered_method=True)
+        self.DeleteApp = channel.unary_unary(
+                '/grassroots.empower.v1.IdentityService/DeleteApp',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.DeleteAppRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.CreateApiKey = channel.unary_unary(
                 '/grassroots.empower.v1.IdentityService/CreateApiKey',
@@ -127,8 +157,9 @@ class IdentityServiceServicer:
     """
 
     def CreateUser(self, request, context):
-        """Creates a user at a tenant node. The roles granted may not carry scopes the
-        caller lacks. Needs users:write.
+        """Creates a user at a tenant node. The caller's roles must be allowed to assign
+        every role granted (a caller without roles must hold their scopes). Needs
+        users:write.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,6 +186,36 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateUser(self, request, context):
+        """Changes a user's display name, kind or roles (update_mask: display_name,
+        kind, roles). The caller must be allowed to assign the user's old and new roles.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Deletes a user and signs every session of theirs out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableUser(self, request, context):
+        """Re-enables a disabled user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetUserPassword(self, request, context):
+        """Sets a new password for another user, clears a lock-out and signs every
+        session of theirs out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateApp(self, request, context):
         """Registers an app for a tenant node and issues its first API key, which is
         shown in this response only. Needs apps:write.
@@ -172,6 +233,21 @@ class IdentityServiceServicer:
 
     def ListApps(self, request, context):
         """Lists the apps of a tenant node and its subtree.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateApp(self, request, context):
+        """Changes an app's display name, scopes or quota (update_mask: display_name,
+        scopes, quota_per_minute); its keys keep working with the new scopes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteApp(self, request, context):
+        """Deletes an app with all its keys.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -265,6 +341,26 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     request_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.DisableUserRequest.FromString,
                     response_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.User.SerializeToString,
             ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.UpdateUserRequest.FromString,
+                    response_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.User.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.DeleteUserRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'EnableUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableUser,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.EnableUserRequest.FromString,
+                    response_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.User.SerializeToString,
+            ),
+            'ResetUserPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetUserPassword,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.ResetUserPasswordRequest.FromString,
+                    response_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.User.SerializeToString,
+            ),
             'CreateApp': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateApp,
                     request_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.CreateAppRequest.FromString,
@@ -279,6 +375,16 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.ListApps,
                     request_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.ListAppsRequest.FromString,
                     response_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.ListAppsResponse.SerializeToString,
+            ),
+            'UpdateApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateApp,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.UpdateAppRequest.FromString,
+                    response_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.App.SerializeToString,
+            ),
+            'DeleteApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteApp,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.DeleteAppRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'CreateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateApiKey,
@@ -448,6 +554,114 @@ class IdentityService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.IdentityService/UpdateUser',
+            grassroots_dot_empower_dot_v1_dot_identity__service__pb2.UpdateUserRequest.SerializeToString,
+            grassroots_dot_empower_dot_v1_dot_identity__service__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.IdentityService/DeleteUser',
+            grassroots_dot_empower_dot_v1_dot_identity__service__pb2.DeleteUserRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.IdentityService/EnableUser',
+            grassroots_dot_empower_dot_v1_dot_identity__service__pb2.EnableUserRequest.SerializeToString,
+            grassroots_dot_empower_dot_v1_dot_identity__service__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetUserPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.IdentityService/ResetUserPassword',
+            grassroots_dot_empower_dot_v1_dot_identity__service__pb2.ResetUserPasswordRequest.SerializeToString,
+            grassroots_dot_empower_dot_v1_dot_identity__service__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateApp(request,
             target,
             options=(),
@@ -518,6 +732,60 @@ class IdentityService:
             '/grassroots.empower.v1.IdentityService/ListApps',
             grassroots_dot_empower_dot_v1_dot_identity__service__pb2.ListAppsRequest.SerializeToString,
             grassroots_dot_empower_dot_v1_dot_identity__service__pb2.ListAppsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.IdentityService/UpdateApp',
+            grassroots_dot_empower_dot_v1_dot_identity__service__pb2.UpdateAppRequest.SerializeToString,
+            grassroots_dot_empower_dot_v1_dot_identity__service__pb2.App.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.IdentityService/DeleteApp',
+            grassroots_dot_empower_dot_v1_dot_identity__service__pb2.DeleteAppRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

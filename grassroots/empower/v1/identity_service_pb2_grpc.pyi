@@ -38,8 +38,9 @@ class IdentityServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> IdentityServiceAsyncStub: ...
     CreateUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CreateUserRequest, _identity_service_pb2.User]
-    """Creates a user at a tenant node. The roles granted may not carry scopes the
-    caller lacks. Needs users:write.
+    """Creates a user at a tenant node. The caller's roles must be allowed to assign
+    every role granted (a caller without roles must hold their scopes). Needs
+    users:write.
     """
     GetUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.GetUserRequest, _identity_service_pb2.User]
     """Gets a user of the caller's subtree."""
@@ -47,6 +48,18 @@ class IdentityServiceStub:
     """Lists the users of a tenant node and its subtree."""
     DisableUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.DisableUserRequest, _identity_service_pb2.User]
     """Disables a user: no more sign-ins or token refreshes."""
+    UpdateUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.UpdateUserRequest, _identity_service_pb2.User]
+    """Changes a user's display name, kind or roles (update_mask: display_name,
+    kind, roles). The caller must be allowed to assign the user's old and new roles.
+    """
+    DeleteUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.DeleteUserRequest, _empty_pb2.Empty]
+    """Deletes a user and signs every session of theirs out."""
+    EnableUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.EnableUserRequest, _identity_service_pb2.User]
+    """Re-enables a disabled user."""
+    ResetUserPassword: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ResetUserPasswordRequest, _identity_service_pb2.User]
+    """Sets a new password for another user, clears a lock-out and signs every
+    session of theirs out.
+    """
     CreateApp: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CreateAppRequest, _identity_service_pb2.CreateAppResponse]
     """Registers an app for a tenant node and issues its first API key, which is
     shown in this response only. Needs apps:write.
@@ -55,6 +68,12 @@ class IdentityServiceStub:
     """Gets an app."""
     ListApps: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ListAppsRequest, _identity_service_pb2.ListAppsResponse]
     """Lists the apps of a tenant node and its subtree."""
+    UpdateApp: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.UpdateAppRequest, _identity_service_pb2.App]
+    """Changes an app's display name, scopes or quota (update_mask: display_name,
+    scopes, quota_per_minute); its keys keep working with the new scopes.
+    """
+    DeleteApp: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.DeleteAppRequest, _empty_pb2.Empty]
+    """Deletes an app with all its keys."""
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CreateApiKeyRequest, _identity_service_pb2.CreateApiKeyResponse]
     """Issues another key for an app (rotation); earlier keys work until revoked."""
     ListApiKeys: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ListApiKeysRequest, _identity_service_pb2.ListApiKeysResponse]
@@ -87,8 +106,9 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CreateUserRequest, _identity_service_pb2.User]  # type: ignore[assignment]
-    """Creates a user at a tenant node. The roles granted may not carry scopes the
-    caller lacks. Needs users:write.
+    """Creates a user at a tenant node. The caller's roles must be allowed to assign
+    every role granted (a caller without roles must hold their scopes). Needs
+    users:write.
     """
     GetUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.GetUserRequest, _identity_service_pb2.User]  # type: ignore[assignment]
     """Gets a user of the caller's subtree."""
@@ -96,6 +116,18 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Lists the users of a tenant node and its subtree."""
     DisableUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.DisableUserRequest, _identity_service_pb2.User]  # type: ignore[assignment]
     """Disables a user: no more sign-ins or token refreshes."""
+    UpdateUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.UpdateUserRequest, _identity_service_pb2.User]  # type: ignore[assignment]
+    """Changes a user's display name, kind or roles (update_mask: display_name,
+    kind, roles). The caller must be allowed to assign the user's old and new roles.
+    """
+    DeleteUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.DeleteUserRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes a user and signs every session of theirs out."""
+    EnableUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.EnableUserRequest, _identity_service_pb2.User]  # type: ignore[assignment]
+    """Re-enables a disabled user."""
+    ResetUserPassword: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ResetUserPasswordRequest, _identity_service_pb2.User]  # type: ignore[assignment]
+    """Sets a new password for another user, clears a lock-out and signs every
+    session of theirs out.
+    """
     CreateApp: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CreateAppRequest, _identity_service_pb2.CreateAppResponse]  # type: ignore[assignment]
     """Registers an app for a tenant node and issues its first API key, which is
     shown in this response only. Needs apps:write.
@@ -104,6 +136,12 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Gets an app."""
     ListApps: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ListAppsRequest, _identity_service_pb2.ListAppsResponse]  # type: ignore[assignment]
     """Lists the apps of a tenant node and its subtree."""
+    UpdateApp: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.UpdateAppRequest, _identity_service_pb2.App]  # type: ignore[assignment]
+    """Changes an app's display name, scopes or quota (update_mask: display_name,
+    scopes, quota_per_minute); its keys keep working with the new scopes.
+    """
+    DeleteApp: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.DeleteAppRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes an app with all its keys."""
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CreateApiKeyRequest, _identity_service_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
     """Issues another key for an app (rotation); earlier keys work until revoked."""
     ListApiKeys: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ListApiKeysRequest, _identity_service_pb2.ListApiKeysResponse]  # type: ignore[assignment]
@@ -139,8 +177,9 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.CreateUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.User, _abc.Awaitable[_identity_service_pb2.User]]:
-        """Creates a user at a tenant node. The roles granted may not carry scopes the
-        caller lacks. Needs users:write.
+        """Creates a user at a tenant node. The caller's roles must be allowed to assign
+        every role granted (a caller without roles must hold their scopes). Needs
+        users:write.
         """
 
     @_abc_1.abstractmethod
@@ -168,6 +207,42 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         """Disables a user: no more sign-ins or token refreshes."""
 
     @_abc_1.abstractmethod
+    def UpdateUser(
+        self,
+        request: _identity_service_pb2.UpdateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.User, _abc.Awaitable[_identity_service_pb2.User]]:
+        """Changes a user's display name, kind or roles (update_mask: display_name,
+        kind, roles). The caller must be allowed to assign the user's old and new roles.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteUser(
+        self,
+        request: _identity_service_pb2.DeleteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes a user and signs every session of theirs out."""
+
+    @_abc_1.abstractmethod
+    def EnableUser(
+        self,
+        request: _identity_service_pb2.EnableUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.User, _abc.Awaitable[_identity_service_pb2.User]]:
+        """Re-enables a disabled user."""
+
+    @_abc_1.abstractmethod
+    def ResetUserPassword(
+        self,
+        request: _identity_service_pb2.ResetUserPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.User, _abc.Awaitable[_identity_service_pb2.User]]:
+        """Sets a new password for another user, clears a lock-out and signs every
+        session of theirs out.
+        """
+
+    @_abc_1.abstractmethod
     def CreateApp(
         self,
         request: _identity_service_pb2.CreateAppRequest,
@@ -192,6 +267,24 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.ListAppsResponse, _abc.Awaitable[_identity_service_pb2.ListAppsResponse]]:
         """Lists the apps of a tenant node and its subtree."""
+
+    @_abc_1.abstractmethod
+    def UpdateApp(
+        self,
+        request: _identity_service_pb2.UpdateAppRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.App, _abc.Awaitable[_identity_service_pb2.App]]:
+        """Changes an app's display name, scopes or quota (update_mask: display_name,
+        scopes, quota_per_minute); its keys keep working with the new scopes.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteApp(
+        self,
+        request: _identity_service_pb2.DeleteAppRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes an app with all its keys."""
 
     @_abc_1.abstractmethod
     def CreateApiKey(

@@ -129,7 +129,9 @@ Global___Person: _TypeAlias = Person  # noqa: Y015
 
 @_typing.final
 class AuditEntry(_message.Message):
-    """One unmasked read of personal data."""
+    """One unmasked read of personal data, or one administrative action (then
+    `records` are the resources acted on and `fields` what changed).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -144,6 +146,7 @@ class AuditEntry(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     PREVIOUS_HASH_FIELD_NUMBER: _builtins.int
     ENTRY_HASH_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/auditEntries/{sequence}`."""
     sequence: _builtins.int
@@ -160,6 +163,10 @@ class AuditEntry(_message.Message):
     """SHA-256 of the previous entry, hex."""
     entry_hash: _builtins.str
     """SHA-256 over the previous hash and this entry, hex."""
+    action: _builtins.str
+    """What happened: "people.read", "people.lookup", or an administrative action
+    such as "identity.users.create" or "identity.api_keys.revoke".
+    """
     @_builtins.property
     def records(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Resource names of the records read."""
@@ -186,10 +193,11 @@ class AuditEntry(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         previous_hash: _builtins.str = ...,
         entry_hash: _builtins.str = ...,
+        action: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "create_time", b"create_time", "entry_hash", b"entry_hash", "fields", b"fields", "name", b"name", "previous_hash", b"previous_hash", "purpose", b"purpose", "records", b"records", "sequence", b"sequence", "subject", b"subject", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "app", b"app", "create_time", b"create_time", "entry_hash", b"entry_hash", "fields", b"fields", "name", b"name", "previous_hash", b"previous_hash", "purpose", b"purpose", "records", b"records", "sequence", b"sequence", "subject", b"subject", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

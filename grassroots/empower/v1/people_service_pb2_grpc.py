@@ -105,7 +105,8 @@ class PeopleServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListAuditEntries(self, request, context):
-        """Lists audit entries of unmasked reads in a subtree. Needs audit:read.
+        """Lists audit entries (unmasked reads and administrative actions) made by
+        callers in a subtree. Needs audit:read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -47,7 +47,9 @@ class PeopleServiceStub:
     which need people:read_sensitive and a purpose, are audited and rate limited.
     """
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_people_service_pb2.ListAuditEntriesRequest, _people_service_pb2.ListAuditEntriesResponse]
-    """Lists audit entries of unmasked reads in a subtree. Needs audit:read."""
+    """Lists audit entries (unmasked reads and administrative actions) made by
+    callers in a subtree. Needs audit:read.
+    """
     VerifyAuditLog: _grpc.UnaryUnaryMultiCallable[_people_service_pb2.VerifyAuditLogRequest, _people_service_pb2.VerifyAuditLogResponse]
     """Recomputes the audit log's hash chain and reports the first broken entry."""
 
@@ -70,7 +72,9 @@ class PeopleServiceAsyncStub(PeopleServiceStub):
     which need people:read_sensitive and a purpose, are audited and rate limited.
     """
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_people_service_pb2.ListAuditEntriesRequest, _people_service_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
-    """Lists audit entries of unmasked reads in a subtree. Needs audit:read."""
+    """Lists audit entries (unmasked reads and administrative actions) made by
+    callers in a subtree. Needs audit:read.
+    """
     VerifyAuditLog: _aio.UnaryUnaryMultiCallable[_people_service_pb2.VerifyAuditLogRequest, _people_service_pb2.VerifyAuditLogResponse]  # type: ignore[assignment]
     """Recomputes the audit log's hash chain and reports the first broken entry."""
 
@@ -120,7 +124,9 @@ class PeopleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _people_service_pb2.ListAuditEntriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_people_service_pb2.ListAuditEntriesResponse, _abc.Awaitable[_people_service_pb2.ListAuditEntriesResponse]]:
-        """Lists audit entries of unmasked reads in a subtree. Needs audit:read."""
+        """Lists audit entries (unmasked reads and administrative actions) made by
+        callers in a subtree. Needs audit:read.
+        """
 
     @_abc_1.abstractmethod
     def VerifyAuditLog(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from grassroots.empower.v1 import empower_service_pb2 as tenant_pb
 from grassroots.empower.v1 import empower_service_pb2_grpc as tenant_grpc
@@ -197,3 +198,109 @@ async def test_a_bad_batch_names_the_entry_and_stores_nothing(empower):
         metadata=secretary(A).to_metadata(),
     )
     assert list(listed.people) == []
+
+
+async def test_district_admin_administers_over_grpc_and_every_action_is_audited(empower):
+    """Issue 9.7/9.8 over real gRPC: Update/Delete/Enable/ResetUserPassword, UpdateApp,
+    DeleteApp, UpdateTenant and DeleteTenant, with AIP update masks, in the audit chain."""
+    server, _ = empower
+    identity = identity_grpc.IdentityServiceStub(server.channel)
+    tenants = tenant_grpc.EmpowerServiceStub(server.channel)
+    people = people_grpc.PeopleServiceStub(server.channel)
+    admin = Principal(
+        "users/it", "sh/jd", roles=("district_admin",), scopes=ROLES["district_admin"]
+    )
+    meta = admin.to_metadata()
+    user = await identity.CreateUser(
+        identity_pb.CreateUserRequest(
+            parent="tenants/sh-jd-at-va",
+            user=identity_pb.User(
+                username="va.secretary", display_name="Va", kind=1, roles=["village_secretary"]
+            ),
+            password="a-long-first-password",
+        ),
+        metadata=meta,
+    )
+    assert "people:read_sensitive" in user.scopes
+    changed = await identity.UpdateUser(
+        identity_pb.UpdateUserRequest(
+            user=identity_pb.User(name=user.name, display_name="Va Li", roles=["carer"]),
+            update_mask=FieldMask(paths=["display_name"]),
+        ),
+        metadata=meta,
+    )
+    assert (changed.display_name, list(changed.roles)) == ("Va Li", ["village_secretary"])
+    bad_mask = identity.UpdateUser(
+        identity_pb.UpdateUserRequest(
+            user=identity_pb.User(name=user.name, username="other"),
+            update_mask=FieldMask(paths=["username"]),
+        ),
+        metadata=meta,
+    )
+    assert await _code(bad_mask) == grpc.StatusCode.INVALID_ARGUMENT
+    await identity.ResetUserPassword(
+        identity_pb.ResetUserPasswordRequest(name=user.name, password="another-long-password"),
+        metadata=meta,
+    )
+    await identity.DisableUser(identity_pb.DisableUserRequest(name=user.name), metadata=meta)
+    enabled = await identity.EnableUser(
+        identity_pb.EnableUserRequest(name=user.name), metadata=meta
+    )
+    assert not enabled.disabled
+    created = await identity.CreateApp(
+        identity_pb.CreateAppRequest(
+            parent="tenants/sh-jd-at-va",
+            app=identity_pb.App(display_name="Board", scopes=["events:read"], quota_per_minute=9),
+        ),
+        metadata=meta,
+    )
+    app = await identity.UpdateApp(
+        identity_pb.UpdateAppRequest(
+            app=identity_pb.App(name=created.app.name, quota_per_minute=60),
+            update_mask=FieldMask(paths=["quota_per_minute"]),
+        ),
+        metadata=meta,
+    )
+    assert app.quota_per_minute == 60 and list(app.scopes) == ["events:read"]
+    # Another village's secretary reaches none of it.
+    other = secretary(B).to_metadata()
+    assert (
+        await _code(identity.DeleteApp(identity_pb.DeleteAppRequest(name=app.name), metadata=other))
+        == grpc.StatusCode.NOT_FOUND
+    )
+    await identity.DeleteApp(identity_pb.DeleteAppRequest(name=app.name), metadata=meta)
+    await identity.DeleteUser(identity_pb.DeleteUserRequest(name=user.name), metadata=meta)
+    node = await tenants.UpdateTenant(
+        tenant_pb.UpdateTenantRequest(
+            tenant=tenant_pb.Tenant(name="tenants/sh-jd-at-vb", display_name="Vb Village")
+        ),
+        metadata=meta,
+    )
+    assert node.display_name == "Vb Village" and node.admin_code == "310114103202"
+    await tenants.DeleteTenant(
+        tenant_pb.DeleteTenantRequest(name="tenants/sh-jd-at-vb"), metadata=meta
+    )
+    entries = await people.ListAuditEntries(
+        people_pb.ListAuditEntriesRequest(parent="tenants/sh-jd", page_size=100), metadata=meta
+    )
+    actions = [e.action for e in reversed(entries.audit_entries)]
+    assert actions == [
+        "identity.users.create",
+        "identity.users.update",
+        "identity.users.reset_password",
+        "identity.users.disable",
+        "identity.users.enable",
+        "identity.apps.create",
+        "identity.api_keys.create",
+        "identity.apps.update",
+        "identity.apps.delete",
+        "identity.users.delete",
+        "identity.tenants.update",
+        "identity.tenants.delete",
+    ]
+    assert all(e.subject == "users/it" for e in entries.audit_entries)
+    # Reading the subtree's log is district IT's; verifying the whole chain is the auditor's.
+    verify = people.VerifyAuditLog(
+        people_pb.VerifyAuditLogRequest(parent="tenants/sh-jd"), metadata=meta
+    )
+    assert await _code(verify) == grpc.StatusCode.PERMISSION_DENIED
