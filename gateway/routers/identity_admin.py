@@ -310,7 +310,7 @@ async def enable_user(tenant: TenantId, user: UserId, request: Request, who: Use
 async def reset_user_password(
     tenant: TenantId, user: UserId, body: PasswordReset, request: Request, who: UserAdmin
 ) -> UserOut:
-    """Clears a lock-out and signs the user out everywhere; the password is never echoed."""
+    """Clears the sign-in delay and signs the user out everywhere; the password is never echoed."""
     rpc = request.app.state.upstreams.identity.ResetUserPassword(
         pb.ResetUserPasswordRequest(
             name=f"tenants/{tenant}/users/{user}", password=body.password.get_secret_value()

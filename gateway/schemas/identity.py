@@ -95,7 +95,7 @@ class UserUpdate(_Body):
 
 
 class PasswordReset(_Body):
-    """A new password for another user; it clears a lock-out and signs them out."""
+    """A new password for another user; it clears the sign-in delay and signs them out."""
 
     password: SecretStr = Field(
         ..., max_length=256, description="at least 10 characters; never returned"

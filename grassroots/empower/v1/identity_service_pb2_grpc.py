@@ -209,7 +209,7 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResetUserPassword(self, request, context):
-        """Sets a new password for another user, clears a lock-out and signs every
+        """Sets a new password for another user, clears the sign-in delay and signs every
         session of theirs out.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -57,7 +57,7 @@ class IdentityServiceStub:
     EnableUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.EnableUserRequest, _identity_service_pb2.User]
     """Re-enables a disabled user."""
     ResetUserPassword: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ResetUserPasswordRequest, _identity_service_pb2.User]
-    """Sets a new password for another user, clears a lock-out and signs every
+    """Sets a new password for another user, clears the sign-in delay and signs every
     session of theirs out.
     """
     CreateApp: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CreateAppRequest, _identity_service_pb2.CreateAppResponse]
@@ -125,7 +125,7 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     EnableUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.EnableUserRequest, _identity_service_pb2.User]  # type: ignore[assignment]
     """Re-enables a disabled user."""
     ResetUserPassword: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ResetUserPasswordRequest, _identity_service_pb2.User]  # type: ignore[assignment]
-    """Sets a new password for another user, clears a lock-out and signs every
+    """Sets a new password for another user, clears the sign-in delay and signs every
     session of theirs out.
     """
     CreateApp: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CreateAppRequest, _identity_service_pb2.CreateAppResponse]  # type: ignore[assignment]
@@ -238,7 +238,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.ResetUserPasswordRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.User, _abc.Awaitable[_identity_service_pb2.User]]:
-        """Sets a new password for another user, clears a lock-out and signs every
+        """Sets a new password for another user, clears the sign-in delay and signs every
         session of theirs out.
         """
 
