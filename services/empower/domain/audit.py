@@ -4,7 +4,7 @@ append-only and hash-chained.
 Whoever sees a resident's full name, ID number or phone number leaves one entry:
 who, through which app, from which tenant, which records, which fields, when and
 why. Administrative actions (tenants, users, roles, apps, keys, password resets)
-leave one too, in the same chain (ADR 12). Entries form one chain for the whole
+leave one too, in the same chain (ADR 14). Entries form one chain for the whole
 platform: each entry's hash covers the previous entry's hash and every field of
 the entry itself, so changing, removing or reordering any entry after the fact
 breaks the chain at that point, and `verify` says where.
@@ -166,7 +166,7 @@ class AuditLog:
         fields: Sequence[str],
         purpose: str = "",
     ) -> AuditEntry:
-        """Append one entry for an administrative action (ADR 12): `records` are the
+        """Append one entry for an administrative action (ADR 14): `records` are the
         resources acted on, `fields` what changed (never a secret); purpose optional."""
         draft = AuditEntry(
             sequence=0,

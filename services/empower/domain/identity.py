@@ -10,7 +10,7 @@ Rules every method follows (ADR 0002):
 * roles are granted by the caller's roles' assignable lists (`roles.may_assign`),
   not by holding their scopes, and managing a user (change, disable, delete, reset
   a password) needs the right to assign every role the user has;
-* every administrative action leaves an entry in the hash-chained audit log (ADR 12):
+* every administrative action leaves an entry in the hash-chained audit log (ADR 14):
   who, which resource, which fields (never a password or a key's secret).
 """
 
@@ -294,7 +294,7 @@ class IdentityDirectory:
     async def _audit(
         self, caller: Principal, action: str, record: str, fields: Sequence[str] = ()
     ) -> None:
-        """One entry per administrative action, after it took effect (ADR 12).
+        """One entry per administrative action, after it took effect (ADR 14).
 
         Without an audit log (tests of sign-in only) nothing is recorded.
         """

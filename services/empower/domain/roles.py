@@ -4,7 +4,7 @@ Tokens carry scopes, not roles, so services check one thing (`has_scope`); roles
 the names administrators hand out. Who may hand out which role is a separate list,
 `ASSIGNABLE_ROLES`: the right to give a village its secretary is not the right to
 read that village's sensitive records, so district IT, which cannot read them,
-still appoints the secretary who can (ADR 12). Callers without roles (the platform's
+still appoints the secretary who can (ADR 14). Callers without roles (the platform's
 services, apps) may grant a role only when they hold every scope of it.
 """
 
