@@ -25,6 +25,7 @@ from pathlib import Path
 import grpc
 import pyogrio
 
+from devstack import demo_village
 from devstack.demo_people import resident_to_new_person, residents_from_columns
 from grassroots.empower.v1 import empower_service_pb2 as tenant_pb
 from grassroots.empower.v1 import empower_service_pb2_grpc as tenant_grpc
@@ -250,12 +251,9 @@ def _rows(demo_gpkg: Path, layer: str) -> list[dict[str, object]]:
 def _residents(demo_gpkg: Path) -> dict[str, list[people_pb.CreatePersonRequest]]:
     """The demo residents as registration requests, by village (the registry's own rules
     decide who is elderly and living alone)."""
-    meta, _fids, _geometry, columns = pyogrio.raw.read(
-        str(demo_gpkg), layer="residents", read_geometry=False
-    )
     today = date.today()
     by_village: dict[str, list[people_pb.CreatePersonRequest]] = {v: [] for v in VILLAGES}
-    for resident in residents_from_columns(dict(zip(meta["fields"], columns, strict=True))):
+    for resident in residents_from_columns(demo_village.residents_for(demo_gpkg)):
         by_village[resident.tenant].append(
             people_pb.CreatePersonRequest(
                 parent=tenancy.tenant_name(resident.tenant),

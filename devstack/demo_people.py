@@ -42,7 +42,7 @@ class Resident:
 
 
 def residents_from_columns(columns: Mapping[str, Sequence[object]]) -> list[Resident]:
-    """Rows from the layer's columns, as `pyogrio.raw.read(path, layer="residents")` gives."""
+    """Rows from the residents' columns (`devstack.demo_village.residents_for`)."""
     count = len(columns["resident_id"])
     return [
         Resident(

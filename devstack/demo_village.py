@@ -15,7 +15,10 @@ people linked to houses) without ever touching personal data. The output is
 deterministic: the same seed gives byte-identical geometries and the same ids.
 
 Layers (EPSG:4326, lon/lat): `admin_boundaries`, `grid_cells`, `buildings`, `pois`, and
-`residents`, an attribute table without geometry.
+`residents`, an attribute table without geometry. The residents' names, ID numbers and
+phones are not written to the file (invented as they are, they look real, and a map
+file is copied around): `residents_for(path)` regenerates them from the seed the file
+records, for seeding the empower service, which keeps them sealed.
 
     python -m devstack.demo_village --out var/demo-village.gpkg [--seed N]
 """
@@ -668,6 +671,40 @@ def _build(seed: int, buildings_per_village: int) -> list[_Layer]:
     ]
 
 
+# Columns of `residents` that stay out of the file (see the module docstring).
+PERSONAL_COLUMNS = ("name", "id_number", "phone")
+
+
+def residents(
+    seed: int = DEFAULT_SEED, buildings_per_village: int = DEFAULT_BUILDINGS_PER_VILLAGE
+) -> dict[str, np.ndarray]:
+    """Every column of the residents of the demo made with these parameters, personal
+    ones included: regenerated in memory, never read from a file."""
+    return dict(_build(seed, buildings_per_village)[4].columns)
+
+
+def holds_personal_columns(path: str | pathlib.Path) -> bool:
+    """Whether a demo file (of an older version) has the residents' personal columns."""
+    fields = pyogrio.read_info(str(path), layer="residents")["fields"]
+    return bool(set(PERSONAL_COLUMNS) & set(fields))
+
+
+def residents_for(path: str | pathlib.Path) -> dict[str, np.ndarray]:
+    """`residents` of the demo GeoPackage at `path`, from the parameters it records."""
+    meta = pyogrio.read_info(str(path), layer="residents")["layer_metadata"] or {}
+    columns = residents(
+        int(meta.get("seed", DEFAULT_SEED)),
+        int(meta.get("buildings_per_village", DEFAULT_BUILDINGS_PER_VILLAGE)),
+    )
+    _meta, _fids, _geometry, stored = pyogrio.raw.read(
+        str(path), layer="residents", read_geometry=False
+    )
+    ids = stored[list(_meta["fields"]).index("resident_id")]
+    if list(map(str, ids)) != list(map(str, columns["resident_id"])):
+        raise ValueError(f"{path} was not made by this generator: regenerate it (make demo)")
+    return columns
+
+
 def generate(
     path: str | pathlib.Path,
     seed: int = DEFAULT_SEED,
@@ -689,10 +726,16 @@ def generate(
         "synthetic": "true",
         "generator": "devstack.demo_village",
         "seed": str(seed),
+        "buildings_per_village": str(buildings_per_village),
     }
     try:
         for n, layer in enumerate(layers):
-            columns = {**layer.columns, "synthetic": np.ones(len(layer), dtype=np.int32)}
+            kept = {
+                name: values
+                for name, values in layer.columns.items()
+                if layer.name != "residents" or name not in PERSONAL_COLUMNS
+            }
+            columns = {**kept, "synthetic": np.ones(len(layer), dtype=np.int32)}
             pyogrio.raw.write(
                 str(partial),
                 geometry=None if layer.geometry is None else shapely.to_wkb(layer.geometry),

@@ -184,11 +184,16 @@ class Stack:
         self._logs: dict[str, object] = {}
 
     def ensure_demo_data(self) -> None:
-        if not self.config.map_file.exists():
-            from devstack import demo_village
+        """Write the demo GeoPackage, or write it again when an older version left the
+        residents' personal columns in it (the same seed gives the same town)."""
+        from devstack import demo_village
 
-            self.config.data_dir.mkdir(mode=private_files.FOLDER_MODE, parents=True, exist_ok=True)
-            demo_village.generate(self.config.map_file)
+        if self.config.map_file.exists() and not demo_village.holds_personal_columns(
+            self.config.map_file
+        ):
+            return
+        self.config.data_dir.mkdir(mode=private_files.FOLDER_MODE, parents=True, exist_ok=True)
+        demo_village.generate(self.config.map_file)
 
     def start(self, name: str) -> None:
         module = {"gateway": "gateway", "edge": "gateway.edge"}.get(name) or COMPONENTS[name].module

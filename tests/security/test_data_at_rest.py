@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from security_world import World, expect, new_phone, open_signing_key
 
+from devstack import demo_village
 from services.kit import tenancy
 
 
@@ -126,3 +127,12 @@ def test_a_reporters_phone_is_in_no_file_under_the_data_folder(world: World):
         time.sleep(0.5)
     assert not found, found
     assert published, "the masked copy never reached the outbox or the bus log"
+
+
+def test_no_residents_id_number_or_phone_is_in_a_file_under_the_data_folder(world: World):
+    """The demo GeoPackage used to list the residents in clear; empower seals them."""
+    people = demo_village.residents_for(world.stack.config.map_file)
+    needles = {str(v).encode() for column in ("id_number", "phone") for v in people[column]}
+    contents = {p.name: p.read_bytes() for p in _files(world.stack.config.data_dir)}
+    found = [name for name, data in contents.items() if any(n in data for n in needles)]
+    assert not found, found

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pyogrio
 from security_world import World
 
+from devstack import demo_village
 from services.kit import gb11643
 
 # 18 characters standing alone: not inside a longer number, word, ULID or decimal.
@@ -34,12 +34,9 @@ def _secret_parts(secret: str) -> set[str]:
 
 
 def _demo_residents(world: World) -> tuple[set[str], set[str]]:
-    _meta, _fids, _geometry, columns = pyogrio.raw.read(
-        str(world.stack.config.map_file), layer="residents", read_geometry=False
-    )
-    names = list(_meta["fields"])
-    ids = {str(v) for v in columns[names.index("id_number")]}
-    phones = {str(v) for v in columns[names.index("phone")]}
+    columns = demo_village.residents_for(world.stack.config.map_file)
+    ids = {str(v) for v in columns["id_number"]}
+    phones = {str(v) for v in columns["phone"]}
     return ids, phones
 
 

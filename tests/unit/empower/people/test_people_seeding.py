@@ -6,9 +6,9 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-import pyogrio.raw
 import pytest
 
+from devstack import demo_village
 from devstack.demo_people import Resident, residents_from_columns, seed_residents
 from devstack.demo_village import VILLAGE_TENANTS
 from services.empower.domain.people import id_number_birth_date, seal_record, validate
@@ -19,8 +19,7 @@ from tests.unit.empower.people.conftest import SEALER, TOWN, XINGMING, caller, n
 
 @pytest.fixture(scope="module")
 def residents(demo_gpkg) -> list[Resident]:
-    meta, _fids, _geometry, data = pyogrio.raw.read(demo_gpkg, layer="residents")
-    return residents_from_columns(dict(zip(meta["fields"], data, strict=True)))
+    return residents_from_columns(demo_village.residents_for(demo_gpkg))
 
 
 async def test_the_demo_residents_load_in_one_transaction_and_only_once(registry, residents):
