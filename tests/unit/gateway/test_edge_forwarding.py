@@ -28,14 +28,19 @@ from tests.conftest import XINGMING
 
 GET_LAYER = "/grassroots.map.v1.MapService/GetLayer"
 WATCH = "/grassroots.events.v1.EventsService/WatchEvents"
-CALLER = Principal(
-    "tenants/sh-jiading-anting-xingming/apps/a1",
-    XINGMING,
-    kind="app",
-    scopes=frozenset({"map:read", "events:read"}),
-    app="tenants/sh-jiading-anting-xingming/apps/a1",
-    expires_at=time.time() + 600,
-)
+APP = "tenants/sh-jiading-anting-xingming/apps/a1"
+
+
+def caller() -> Principal:
+    """The admitted app, with an expiry counted from now (a suite can run for long)."""
+    return Principal(
+        APP,
+        XINGMING,
+        kind="app",
+        scopes=frozenset({"map:read", "events:read"}),
+        app=APP,
+        expires_at=time.time() + 600,
+    )
 
 
 class Recorder(grpc.GenericRpcHandler):
@@ -96,7 +101,7 @@ async def setup() -> AsyncIterator[tuple[Recorder, grpc.aio.Channel]]:
         call_timeout_seconds=4.0,
     )
     edge: RunningEdge = await start_edge(
-        EdgeSettings(grpc_port=0), gateway, fixed_caller=Caller(CALLER, None)
+        EdgeSettings(grpc_port=0), gateway, fixed_caller=Caller(caller(), None)
     )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{edge.port}")
     yield recorder, channel
@@ -121,7 +126,7 @@ async def test_unary_keeps_the_deadline_and_request_id_and_signs_for_the_caller(
     assert ("x-request-id", "req-42") in metadata
     principals = [v for k, v in metadata if k == PRINCIPAL_METADATA_KEY]
     assert len(principals) == 1  # the caller's own principal entries are not passed on
-    assert Principal.from_metadata(metadata).subject == CALLER.subject
+    assert Principal.from_metadata(metadata).subject == APP
     trailing = tuple(await call.trailing_metadata())
     assert ("x-upstream", "ok") in trailing and ("x-request-id", "req-42") in trailing
 
