@@ -56,6 +56,8 @@ TOWN_APP_SCOPES = (
     "events:read",
     "events:write",
     "events:configure",
+    "events:handle",
+    "events:manage",
     "command:read",
     "twin:read",
     "empower:read",

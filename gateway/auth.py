@@ -38,7 +38,7 @@ from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams
 from services.kit import context as ctx
 from services.kit.errors import Unauthenticated
-from services.kit.principal import Principal
+from services.kit.principal import ANONYMOUS_ROLE, Principal
 from services.kit.scopes import scope_of
 
 # The scope each route's endpoint needs, from the contract of the RPC it calls.
@@ -253,6 +253,7 @@ def public(component: str) -> Callable[..., Awaitable[Principal]]:
                 subject="anonymous",
                 tenant=guard.public_tenant,
                 kind="app",
+                roles=(ANONYMOUS_ROLE,),
                 scopes=frozenset({f"{component}:read"}),
                 app="anonymous",
             )

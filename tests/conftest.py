@@ -55,13 +55,14 @@ def grid_index(demo_gpkg: Path):  # type: ignore[no-untyped-def]
 
 COMPONENT_SCOPES = frozenset(
     f"{component}:{verb}" for component in NAMES for verb in ("read", "write")
-)
+) | {"events:handle", "events:manage"}
 
 
 def principal_of(
     tenant: str, subject: str = "users/test", scopes: frozenset[str] = COMPONENT_SCOPES
 ) -> Principal:
-    """A signed-in tester who may read and write every component, nothing sensitive."""
+    """A signed-in tester who may read and write every component and handle and manage
+    events, nothing sensitive."""
     return Principal(subject=subject, tenant=tenant, kind="user", roles=("tester",), scopes=scopes)
 
 

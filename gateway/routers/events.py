@@ -412,6 +412,7 @@ async def transition_event(
             state=getattr(pb.Event, f"STATE_{body.state.upper()}"),
             note=body.note,
             etag=body.etag,
+            duplicate_of=_name(body.duplicate_of) if body.duplicate_of else "",
         ),
         metadata=call_metadata(who),
     )
@@ -463,6 +464,7 @@ def _category_out(category: pb.Category) -> CategoryOut:
         sla_minutes=category.sla_minutes,
         duplicate_radius_meters=category.duplicate_radius_meters,
         duplicate_window_minutes=category.duplicate_window_minutes,
+        public=category.public,
     )
 
 
@@ -497,6 +499,7 @@ async def define_category(
                     sla_minutes=body.sla_minutes,
                     duplicate_radius_meters=body.duplicate_radius_meters,
                     duplicate_window_minutes=body.duplicate_window_minutes,
+                    public=body.public,
                 ),
             ),
             metadata=call_metadata(who),

@@ -20,6 +20,7 @@ StateName = Literal[
     "rejected",
     "duplicate",
     "reopened",
+    "withdrawn",
 ]
 
 
@@ -77,6 +78,9 @@ class TransitionIn(BaseModel):
     state: StateName
     note: str = Field("", max_length=2000)
     etag: str = Field("", max_length=64)
+    duplicate_of: str = Field(
+        "", max_length=64, description="with state duplicate: the id of the event it repeats"
+    )
 
 
 class EvaluationIn(BaseModel):
@@ -147,6 +151,7 @@ class CategoryIn(BaseModel):
     sla_minutes: int = Field(1440, ge=0, le=525_600)  # at most a year
     duplicate_radius_meters: float = Field(50.0, ge=0, le=1000)
     duplicate_window_minutes: int = Field(120, ge=0, le=10080)
+    public: bool = Field(False, description="anyone may read its events, without personal fields")
 
 
 class CategoryOut(BaseModel):
@@ -157,6 +162,7 @@ class CategoryOut(BaseModel):
     sla_minutes: int
     duplicate_radius_meters: float
     duplicate_window_minutes: int
+    public: bool
 
 
 class CategoryList(BaseModel):

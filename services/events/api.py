@@ -6,18 +6,17 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC
 
 import grpc
-import numpy as np
 
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
 from services.events.coalescer import CreateCoalescer
-from services.events.domain import validation
+from services.events.domain import access, validation
 from services.events.domain.categories import Category
-from services.events.domain.model import Event, NewReport, Point, Source, State
+from services.events.domain.model import Event, NewReport, Source, State
 from services.events.domain.service import EventHub
 from services.events.feed import ChangeFeed
-from services.kit import crs, masking, paging, tenancy
+from services.kit import paging, tenancy
 from services.kit.component import ServiceComponent
 from services.kit.context import require_principal
 from services.kit.errors import InvalidArgument
@@ -117,7 +116,9 @@ def _report(
             has_location=event.HasField("location"),
             request_id=request.request_id,
         )
-        reported_crs = crs.normalise_crs(event.location.crs, "event.location.crs")
+        point = validation.storage_point(
+            event.location.longitude, event.location.latitude, event.location.crs
+        )
         if event.source not in _SOURCES:
             raise InvalidArgument.field("event.source", f"unknown source {event.source}")
         validation.check_details(
@@ -130,15 +131,11 @@ def _report(
         if not outer:
             raise
         raise exc.under(outer) from None
-    # Phones in China report GCJ-02; events are stored and located in WGS84.
-    lon, lat = crs.to_storage(
-        np.array([event.location.longitude]), np.array([event.location.latitude]), reported_crs
-    )
     return NewReport(
         parent=parent,
         category=event.category,
         description=event.description,
-        location=Point(float(lon[0]), float(lat[0]), reported_crs),
+        location=point,
         source=_SOURCES[event.source],
         request_id=request.request_id,
         reporter=principal.subject,
@@ -154,22 +151,13 @@ def _report(
     )
 
 
-def for_caller(message: pb.Event, reporter: str, principal: Principal) -> pb.Event:
-    """Mask the reporter's contact unless the caller may see it (the reporter, or scope)."""
-    if message.reporter_contact and not (
-        principal.subject == reporter or principal.has_scope(masking.SENSITIVE_SCOPE)
-    ):
-        message.reporter_contact = masking.mask_contact(message.reporter_contact)
-    return message
-
-
 def _reporter_of(message: pb.Event) -> str:
     """The reporter is the actor of the first timeline entry."""
     return message.timeline[0].actor if message.timeline else ""
 
 
 def _out(event: Event) -> pb.Event:
-    return for_caller(event_to_proto(event), event.reporter, require_principal())
+    return event_to_proto(access.seen_by(require_principal(), event))
 
 
 def _category_to_proto(level: str, category: Category) -> pb.Category:
@@ -182,6 +170,7 @@ def _category_to_proto(level: str, category: Category) -> pb.Category:
         sla_minutes=category.sla_minutes,
         duplicate_radius_meters=category.duplicate_radius_m,
         duplicate_window_minutes=category.duplicate_window_minutes,
+        public=category.public,
     )
 
 
@@ -252,6 +241,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
             sla_minutes=given.sla_minutes,
             duplicate_radius_m=given.duplicate_radius_meters,
             duplicate_window_minutes=given.duplicate_window_minutes,
+            public=given.public,
         )
         stored = await self.hub.define_category(require_principal(), parent, category)
         return _category_to_proto(parent, stored)
@@ -297,8 +287,11 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         if len(request.note) > 2000:
             raise InvalidArgument.field("note", "at most 2000 characters")
         target = State(pb.Event.State.Name(request.state).removeprefix("STATE_").lower())
+        original = ""
+        if request.duplicate_of:
+            _, original = tenancy.parse_child_name(request.duplicate_of, "events", "duplicate_of")
         event = await self.hub.transition(
-            require_principal(), tenant, event_id, target, request.note, request.etag
+            require_principal(), tenant, event_id, target, request.note, request.etag, original
         )
         return _out(event)
 
@@ -329,13 +322,15 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         await context.send_initial_metadata(())
         while True:
             for entry in entries:
-                message = pb.Event.FromString(entry.payload)
-                yield pb.WatchEventsResponse(
-                    offset=entry.seq,
-                    type=entry.type,
-                    event=for_caller(message, _reporter_of(message), principal),
-                )
                 after = entry.seq
+                message = pb.Event.FromString(entry.payload)
+                reporter = _reporter_of(message)
+                if not access.reads(principal, reporter):
+                    continue
+                message.reporter_contact = access.contact_for(
+                    principal, reporter, message.reporter_contact
+                )
+                yield pb.WatchEventsResponse(offset=entry.seq, type=entry.type, event=message)
             if len(entries) < WATCH_BATCH:
                 await self.feed.wait(1.0)
             entries = await self.hub.changes(principal, parent, after, WATCH_BATCH)

@@ -35,6 +35,9 @@ _KINDS = {
     "service": principal_pb2.Principal.KIND_SERVICE,
 }
 _KIND_NAMES = {v: k for k, v in _KINDS.items()}
+# The role of the gateway's anonymous reader of public data. No account can hold it
+# (it is not in the roles catalogue) and principals are signed, so none can claim it.
+ANONYMOUS_ROLE = "anonymous"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,11 @@ class Principal:
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+    @property
+    def is_anonymous(self) -> bool:
+        """The public reader: sees only what is published for everyone."""
+        return ANONYMOUS_ROLE in self.roles
 
     def to_proto(self, expires_at: float | None = None) -> principal_pb2.Principal:
         message = principal_pb2.Principal(

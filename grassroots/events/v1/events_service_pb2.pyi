@@ -53,6 +53,8 @@ class Event(_message.Message):
         """Linked to an earlier open event about the same thing."""
         STATE_REOPENED: Event._State.ValueType  # 9
         """Resolved or closed, then found not to be done; back in the handler's hands."""
+        STATE_WITHDRAWN: Event._State.ValueType  # 10
+        """Taken back by its reporter before the work started."""
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
         """The lifecycle state."""
@@ -77,6 +79,8 @@ class Event(_message.Message):
     """Linked to an earlier open event about the same thing."""
     STATE_REOPENED: Event.State.ValueType  # 9
     """Resolved or closed, then found not to be done; back in the handler's hands."""
+    STATE_WITHDRAWN: Event.State.ValueType  # 10
+    """Taken back by its reporter before the work started."""
 
     class _Source:
         ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -456,8 +460,9 @@ class ListEventsRequest(_message.Message):
     """Token from a previous response."""
     filter: _builtins.str
     """AIP-160 filter joined by AND: `grid_cell`, `village`, `category`, `state` with
-    `=`; `create_time` with `>=`, `>`, `<=`, `<` and an RFC 3339 time;
-    `description : "word"` for text.
+    `=`; `status = "open"` (not yet finished) or `status = "closed"` (closed,
+    rejected, duplicate, withdrawn); `create_time` with `>=`, `>`, `<=`, `<` and an
+    RFC 3339 time; `description : "word"` for text.
     """
     order_by: _builtins.str
     """"create_time desc" (the default) or "create_time asc"."""
@@ -491,6 +496,7 @@ class Category(_message.Message):
     SLA_MINUTES_FIELD_NUMBER: _builtins.int
     DUPLICATE_RADIUS_METERS_FIELD_NUMBER: _builtins.int
     DUPLICATE_WINDOW_MINUTES_FIELD_NUMBER: _builtins.int
+    PUBLIC_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/categories/{code}` where it is defined, or
     `categories/{code}` for a built-in. Output only.
@@ -507,6 +513,10 @@ class Category(_message.Message):
     """Reports within this distance of an open event of the category are duplicates."""
     duplicate_window_minutes: _builtins.int
     """... and within this many minutes of it."""
+    public: _builtins.bool
+    """Whether anyone may read the category's events (without personal fields), as
+    Open311 readers do; false keeps them to the tenant's own callers.
+    """
     def __init__(
         self,
         *,
@@ -517,10 +527,11 @@ class Category(_message.Message):
         sla_minutes: _builtins.int = ...,
         duplicate_radius_meters: _builtins.float = ...,
         duplicate_window_minutes: _builtins.int = ...,
+        public: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "default_severity", b"default_severity", "display_name", b"display_name", "duplicate_radius_meters", b"duplicate_radius_meters", "duplicate_window_minutes", b"duplicate_window_minutes", "name", b"name", "sla_minutes", b"sla_minutes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "default_severity", b"default_severity", "display_name", b"display_name", "duplicate_radius_meters", b"duplicate_radius_meters", "duplicate_window_minutes", b"duplicate_window_minutes", "name", b"name", "public", b"public", "sla_minutes", b"sla_minutes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -840,6 +851,7 @@ class TransitionEventRequest(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    DUPLICATE_OF_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name of the event."""
     state: Global___Event.State.ValueType
@@ -848,6 +860,10 @@ class TransitionEventRequest(_message.Message):
     """Why, for the timeline."""
     etag: _builtins.str
     """The etag the caller last saw; the call fails if the event changed since."""
+    duplicate_of: _builtins.str
+    """With state DUPLICATE: the event this one repeats, `tenants/{tenant}/events/{event}`
+    in the same village. Required then, empty otherwise.
+    """
     def __init__(
         self,
         *,
@@ -855,10 +871,11 @@ class TransitionEventRequest(_message.Message):
         state: Global___Event.State.ValueType = ...,
         note: _builtins.str = ...,
         etag: _builtins.str = ...,
+        duplicate_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "note", b"note", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate_of", b"duplicate_of", "etag", b"etag", "name", b"name", "note", b"note", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

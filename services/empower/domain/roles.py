@@ -24,6 +24,8 @@ ALL_SCOPES: frozenset[str] = frozenset(
         "events:read",
         "events:write",
         "events:configure",
+        "events:handle",
+        "events:manage",
         "command:read",
         "command:write",
         "twin:read",
@@ -43,7 +45,10 @@ ALL_SCOPES: frozenset[str] = frozenset(
 )
 
 _READ = frozenset({"map:read", "events:read", "command:read", "twin:read", "empower:read"})
+# Staff handle events and manage their lifecycle (reject, mark duplicate, reassign);
+# who may take which move is services/events/domain/access.py.
 _OPERATE = _READ | {"map:write", "events:write", "command:write", "twin:write"}
+_OPERATE = _OPERATE | {"events:handle", "events:manage"}
 _ADMINISTER = frozenset({"users:write", "apps:write"})
 
 ROLES: dict[str, frozenset[str]] = {
@@ -65,12 +70,14 @@ ROLES: dict[str, frozenset[str]] = {
     | {"events:configure", "people:read", "people:write", "people:read_sensitive"}
     | {"care:read", "care:write", "map:read_sensitive"},
     # Patrols a grid cell: reports and handles events, sees the map and residents.
-    "grid_worker": frozenset({"events:read", "events:write", "map:read", "people:read"}),
+    "grid_worker": frozenset(
+        {"events:read", "events:write", "events:handle", "map:read", "people:read"}
+    ),
     # Looks after elderly people living alone: needs their contacts and health notes.
     "carer": frozenset({"people:read", "people:read_sensitive", "care:read", "care:write"}),
     "volunteer": frozenset({"events:read", "events:write", "map:read"}),
-    # A resident reports and follows events; which events they see (their own) is
-    # decided by the events service from the subject.
+    # A resident reports and follows events; which events they see (their own, and
+    # the originals their reports repeat) is decided by the events service.
     "resident": frozenset({"events:read", "events:write"}),
 }
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from services.kit import tenancy
 from services.kit.errors import FieldViolation, InvalidArgument
 
 
@@ -21,21 +22,24 @@ class Category:
     sla_minutes: int
     duplicate_radius_m: float = 50.0
     duplicate_window_minutes: int = 120
+    # Anyone may read its events (without personal fields): things in public space.
+    public: bool = False
 
 
+# Reports about public space are public; reports about homes, people and disputes are not.
 DEFAULT_CATEGORIES: dict[str, Category] = {
     c.code: c
     for c in (
         Category("safety.fire_hazard", "Fire hazard", 3, 30),
         Category("safety.smoke_alarm", "Smoke alarm", 4, 5, 20.0, 30),
-        Category("safety.flooding", "Waterlogging or flooding", 4, 30),
+        Category("safety.flooding", "Waterlogging or flooding", 4, 30, public=True),
         Category("safety.ebike_charging", "E-bike charging indoors", 3, 120),
-        Category("environment.garbage", "Garbage or littering", 2, 1440, 50.0, 1440),
-        Category("environment.sewage", "Sewage or blocked drain", 2, 1440),
-        Category("environment.living", "Rural living environment", 2, 2880),
+        Category("environment.garbage", "Garbage or littering", 2, 1440, 50.0, 1440, public=True),
+        Category("environment.sewage", "Sewage or blocked drain", 2, 1440, public=True),
+        Category("environment.living", "Rural living environment", 2, 2880, public=True),
         Category("construction.illegal", "Illegal construction", 3, 2880),
-        Category("roads.damage", "Damaged road or path", 2, 2880, 30.0, 10080),
-        Category("public.facility", "Broken public facility", 2, 2880),
+        Category("roads.damage", "Damaged road or path", 2, 2880, 30.0, 10080, public=True),
+        Category("public.facility", "Broken public facility", 2, 2880, public=True),
         Category("neighbourhood.dispute", "Neighbour dispute", 2, 4320),
         Category("care.elderly_welfare", "Welfare check for an elderly resident", 4, 60),
     )
@@ -98,6 +102,15 @@ class CategoryCatalog:
         for level in _levels(tenant):
             result.update(self._by_tenant.get(level, {}))
         return result
+
+    def public_codes(self, tenant: str) -> frozenset[str]:
+        """Codes public somewhere in `tenant`'s subtree (each event is checked again
+        against its own village's definition)."""
+        levels = [t for t in self._by_tenant if t and tenancy.contains(tenant, t)]
+        codes = {c for c, cat in self.effective(tenant).items() if cat.public}
+        for level in levels:
+            codes |= {c for c, cat in self._by_tenant[level].items() if cat.public}
+        return frozenset(codes)
 
     def get(self, tenant: str, code: str) -> Category | None:
         level = self.defined_at(tenant, code)

@@ -18,6 +18,7 @@ class State(StrEnum):
     REJECTED = "rejected"
     DUPLICATE = "duplicate"
     REOPENED = "reopened"
+    WITHDRAWN = "withdrawn"
 
 
 class Source(StrEnum):

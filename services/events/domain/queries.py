@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.events.domain.lifecycle import FINISHED_STATES
 from services.events.domain.model import State
 from services.kit import tenancy
 from services.kit.errors import InvalidArgument
@@ -13,19 +14,32 @@ FILTERABLE = {
     "village": ("=",),
     "category": ("=",),
     "state": ("=",),
+    "status": ("=",),
     "create_time": (">=", ">", "<=", "<"),
     "description": (":",),
 }
 _TIME_KEYS = {">=": "created_from", ">": "created_after", "<=": "created_to", "<": "created_before"}
+# Unfinished events, and those nothing more will happen to (unless reopened).
+STATUSES = {
+    "open": frozenset(State) - FINISHED_STATES,
+    "closed": FINISHED_STATES,
+}
 ORDERS = {"": "desc", "create_time desc": "desc", "create_time asc": "asc"}
 
 
 def to_filters(filter_text: str, order_by: str = "") -> dict[str, object]:
-    """Typed filters: equality strings, datetimes for time bounds, `text`, `order`."""
+    """Typed filters: equality strings, datetimes for time bounds, a set of `states`
+    for a status, `text`, `order`."""
     filters: dict[str, object] = {}
     for term in parse_terms(filter_text, FILTERABLE):
         if term.field == "create_time":
             filters[_TIME_KEYS[term.op]] = parse_time(term.value, "filter", what="create_time")
+        elif term.field == "status":
+            if term.value not in STATUSES:
+                raise InvalidArgument.field("filter", 'status is "open" or "closed"')
+            if "states" in filters:
+                raise InvalidArgument.field("filter", "'status' appears twice")
+            filters["states"] = STATUSES[term.value]
         elif term.field == "description":
             if not term.value.strip():
                 raise InvalidArgument.field("filter", "description : needs a word")

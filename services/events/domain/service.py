@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from services.events.domain import lifecycle
+from services.events.domain import access, lifecycle
 from services.events.domain.categories import Category, CategoryCatalog, check_category
 from services.events.domain.duplicates import original_of, search_window
 from services.events.domain.facts import COMMENTED, STATE_CHANGED
@@ -44,9 +44,12 @@ AUTO_CLOSER = "services/events"
 
 
 def _visible(principal: Principal, tenant: str | None, event: Event) -> bool:
-    """The caller's subtree holds the event, and so does the tenant it was asked under."""
-    return principal.can_see(event.tenant) and (
-        tenant is None or tenancy.contains(tenant, event.tenant)
+    """The caller's subtree holds the event, and so does the tenant it was asked under,
+    and the caller reads events like it (see `access.reads`)."""
+    return (
+        principal.can_see(event.tenant)
+        and (tenant is None or tenancy.contains(tenant, event.tenant))
+        and access.reads(principal, event.reporter)
     )
 
 
@@ -197,16 +200,46 @@ class EventHub:
         target: State,
         note: str,
         etag: str,
+        duplicate_of: str = "",
     ) -> Event:
-        """Move an event along its lifecycle; illegal moves name the current state."""
+        """Move an event along its lifecycle if the caller may take that move.
+
+        Illegal moves name the current state; a move the caller may not take is
+        PERMISSION_DENIED naming who may (see `access.MAY`). Marking a duplicate names
+        the original, an event of the same village.
+        """
+        original: Event | None = None
         if target is State.DUPLICATE:
-            raise InvalidArgument.field("state", "duplicates are detected, not set by hand")
+            if not duplicate_of:
+                raise InvalidArgument.field("duplicate_of", "names the original of a duplicate")
+            if duplicate_of == event_id:
+                raise InvalidArgument.field("duplicate_of", "an event cannot repeat itself")
+            await self.get(principal, tenant, event_id)  # NOT_FOUND comes first
+            try:
+                original = await self.get(principal, tenant, duplicate_of)
+            except NotFound:
+                raise InvalidArgument.field(
+                    "duplicate_of", f"event {duplicate_of[:64]!r} not found"
+                ) from None
+        elif duplicate_of:
+            raise InvalidArgument.field("duplicate_of", "only with state duplicate")
 
         def change(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
-            lifecycle.check_transition(event.state, target)
+            action = lifecycle.check_transition(event.state, target)
+            access.check(principal, event, action)
             now = datetime.now(UTC)
-            entry = TimelineEntry(principal.subject, now, event.state, target, note)
-            return replace(event, state=target, update_time=now), entry, None
+            moved = replace(event, state=target, update_time=now)
+            if original is not None:
+                if original.tenant != event.tenant or original.state in lifecycle.FINISHED_STATES:
+                    raise InvalidArgument.field(
+                        "duplicate_of", "must be an unfinished event of the same village"
+                    )
+                moved = replace(moved, duplicate_of=original.id)
+                note_text = note or f"repeats {original.id}"
+            else:
+                note_text = note
+            entry = TimelineEntry(principal.subject, now, event.state, target, note_text)
+            return moved, entry, None
 
         return await self._update(event_id, change, principal, tenant, etag, fact=STATE_CHANGED)
 
@@ -226,8 +259,7 @@ class EventHub:
             raise InvalidArgument.field("text", f"at most {MAX_TEXT} characters")
 
         def change(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
-            if event.reporter != principal.subject:
-                raise PermissionDenied("only the reporter evaluates an event")
+            access.check(principal, event, lifecycle.Action.EVALUATE)
             if event.state is not State.RESOLVED:
                 raise FailedPrecondition(
                     f"only a resolved event can be evaluated; this one is {event.state.value}",
@@ -252,6 +284,7 @@ class EventHub:
             raise InvalidArgument.field("text", f"1 to {MAX_TEXT} characters")
 
         def change(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
+            access.check(principal, event, lifecycle.Action.COMMENT)
             now = datetime.now(UTC)
             return replace(event, update_time=now), None, Comment(principal.subject, text, now)
 
@@ -316,7 +349,13 @@ class EventHub:
     async def changes(
         self, principal: Principal, parent: str, after: int, limit: int = 500
     ) -> list[OutboxEntry]:
-        """What happened in a tenant subtree after an offset, oldest first."""
+        """What happened in a tenant subtree after an offset, oldest first.
+
+        The caller filters the entries it may read with `access.reads`: only the
+        payload names the reporter.
+        """
+        if principal.is_anonymous:
+            raise PermissionDenied("following changes needs an API key or an access token")
         if not principal.can_see(parent):
             raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
         if after < 0:
@@ -332,10 +371,39 @@ class EventHub:
         return after
 
     async def get(self, principal: Principal, tenant: str | None, event_id: str) -> Event:
+        """The event as stored. A resident also reads the original their report was
+        found to repeat, to follow its progress; the anonymous reader reads events of
+        public categories (callers show them through `access.seen_by`)."""
         event = await self.store.get(event_id)
-        if event is None or not _visible(principal, tenant, event):
-            raise NotFound(f"event {event_id!r} not found")
-        return event
+        if (
+            event is not None
+            and principal.can_see(event.tenant)
+            and (tenant is None or tenancy.contains(tenant, event.tenant))
+            and await self._reads(principal, event)
+        ):
+            return event
+        raise NotFound(f"event {event_id!r} not found")
+
+    async def _reads(self, principal: Principal, event: Event) -> bool:
+        if principal.is_anonymous:
+            return self._is_public(event)
+        if access.reads(principal, event.reporter):
+            return True
+        mine = {"reporter": principal.subject, "duplicate_of": event.id}
+        repeats, _ = await self.store.list(event.tenant, mine, 1, None)
+        return bool(repeats)
+
+    def _is_public(self, event: Event) -> bool:
+        category = self.categories.get(event.tenant, event.category)
+        return category is not None and category.public
+
+    def _narrowed(self, principal: Principal, parent: str, filters: dict[str, object]) -> None:
+        """Residents' queries cover their own reports; the anonymous reader's the
+        categories public somewhere in the subtree."""
+        if principal.is_anonymous:
+            filters["categories"] = self.categories.public_codes(parent)
+        elif not access.reads_subtree(principal):
+            filters["reporter"] = principal.subject
 
     async def list(
         self,
@@ -349,10 +417,13 @@ class EventHub:
         if not principal.can_see(parent):
             raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
         filters = to_filters(filter_text, order_by)
+        self._narrowed(principal, parent, filters)
         limit = paging.page_size(size)
         query = {"parent": parent, "filter": filter_text, "order": filters.get("order", "desc")}
         cursor = paging.decode_token(token, query)
         events, next_cursor = await self.store.list(parent, filters, limit, cursor)
+        if principal.is_anonymous:
+            events = [e for e in events if self._is_public(e)]
         next_token = paging.encode_token(next_cursor, query) if next_cursor else ""
         return EventPage(events=events, next_page_token=next_token)
 
@@ -361,6 +432,7 @@ class EventHub:
         if not principal.can_see(parent):
             raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
         filters = to_filters(filter_text)
+        self._narrowed(principal, parent, filters)
         rows = await self.store.statistics_rows(parent, filters)
         return summarise(rows, datetime.now(UTC), self.categories.effective(parent))
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
+from services.events.domain.model import Point
+from services.kit import crs
 from services.kit.errors import FieldViolation, InvalidArgument
 
 MAX_DESCRIPTION_CHARS = 4000
@@ -82,3 +86,14 @@ def check_report(
         )
     if violations:
         raise InvalidArgument(violations)
+
+
+def storage_point(longitude: float, latitude: float, reported_crs: str) -> Point:
+    """The point in the storage CRS (WGS84), remembering the CRS it was reported in.
+
+    Phones in China report GCJ-02; events are stored and located in WGS84. A CRS
+    that is not accepted is INVALID_ARGUMENT on `event.location.crs`.
+    """
+    name = crs.normalise_crs(reported_crs, "event.location.crs")
+    lon, lat = crs.to_storage(np.array([longitude]), np.array([latitude]), name)
+    return Point(float(lon[0]), float(lat[0]), name)

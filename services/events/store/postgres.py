@@ -117,6 +117,7 @@ _SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, create_us DESC, id DESC)",
     "CREATE INDEX IF NOT EXISTS events_grid_time ON events (grid_cell, create_us DESC, id DESC)",
     "CREATE INDEX IF NOT EXISTS events_time ON events (create_us DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS events_reporter_time ON events (reporter, create_us DESC, id DESC)",
     # Equality on category, range on latitude; longitude and time filter inside the index.
     "CREATE INDEX IF NOT EXISTS events_nearby ON events (category, latitude, longitude, create_us)",
     # The key is claimed before its event row exists, so the reference is checked at
@@ -200,7 +201,11 @@ _FILTER_COLUMNS = {
     "village": "tenant",
     "category": "category",
     "state": "state",
+    "reporter": "reporter",
+    "duplicate_of": "duplicate_of",
 }
+# Filters that take a collection of values: any of them matches.
+_IN_COLUMNS = {"states": "state", "categories": "category"}
 _TIME_OPERATORS = {
     "created_from": ">=",
     "created_after": ">",
@@ -319,6 +324,9 @@ def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[o
         elif name in _FILTER_SQL:
             where.append(_FILTER_SQL[name])
             args.append(value)
+        elif name in _IN_COLUMNS:
+            where.append(f"{_IN_COLUMNS[name]} = ANY(%s)")
+            args.append(sorted(str(v) for v in value))  # type: ignore[attr-defined]
         elif name in _TIME_SQL:
             if not isinstance(value, datetime):
                 raise TypeError(f"filter {name!r} needs a datetime, not {value!r}")

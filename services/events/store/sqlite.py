@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, create_us DESC, id DESC);
 CREATE INDEX IF NOT EXISTS events_grid_time ON events (grid_cell, create_us DESC, id DESC);
 CREATE INDEX IF NOT EXISTS events_time ON events (create_us DESC, id DESC);
+CREATE INDEX IF NOT EXISTS events_reporter_time ON events (reporter, create_us DESC, id DESC);
 CREATE INDEX IF NOT EXISTS events_nearby ON events (category, latitude, longitude);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     parent       TEXT NOT NULL,
@@ -143,7 +144,11 @@ _FILTER_COLUMNS = {
     "village": "tenant",
     "category": "category",
     "state": "state",
+    "reporter": "reporter",
+    "duplicate_of": "duplicate_of",
 }
+# Filters that take a collection of values: any of them matches.
+_IN_COLUMNS = {"states": "state", "categories": "category"}
 
 
 def subtree_clause(column: str, scope: str) -> tuple[str, list[str]]:
@@ -190,6 +195,11 @@ def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[o
         elif name in _FILTER_COLUMNS:
             where.append(f"{_FILTER_COLUMNS[name]} = ?")
             args.append(value)
+        elif name in _IN_COLUMNS:
+            values = sorted(str(v) for v in value)  # type: ignore[attr-defined]
+            marks = ", ".join("?" * len(values)) or "NULL"
+            where.append(f"{_IN_COLUMNS[name]} IN ({marks})")
+            args.extend(values)
         elif name in _TIME_OPERATORS:
             where.append(f"create_us {_TIME_OPERATORS[name]} ?")
             args.append(us(value))  # type: ignore[arg-type]

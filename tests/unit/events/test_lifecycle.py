@@ -188,10 +188,12 @@ async def test_contact_is_masked_for_others_and_severity_defaults(events, spot):
     assert {e.reporter_contact for e in page.events} == {"138****5678"}
     from services.kit.principal import Principal
 
-    carer = Principal(
-        "users/carer", XINGMING, scopes=frozenset({"events:read", "people:read_sensitive"})
+    secretary = Principal(
+        "users/secretary",
+        XINGMING,
+        scopes=frozenset({"events:read", "events:manage", "people:read_sensitive"}),
     ).to_metadata()
-    full = await events.stub.GetEvent(pb.GetEventRequest(name=created.name), metadata=carer)
+    full = await events.stub.GetEvent(pb.GetEventRequest(name=created.name), metadata=secretary)
     assert full.reporter_contact == "13812345678"
 
 
