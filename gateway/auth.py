@@ -5,6 +5,7 @@ A route states what it needs in its signature:
     Who = Annotated[Principal, Security(access("events"))]      # + @calls(service, rpc)
     Configurer = Annotated[Principal, Security(access("events:configure"))]
     Anyone = Annotated[Principal, Depends(public("events"))]    # meant to be public
+    Reader = Annotated[Principal, Security(public_or_access("events"))]  # public, or keyed
 
 `access` authenticates (an access token or an API key), charges the rate limits
 (app or person, and tenant) and checks the scope - in that order, so a caller
@@ -261,6 +262,28 @@ def public(component: str) -> Callable[..., Awaitable[Principal]]:
 
     anonymous.__name__ = f"public_{component}"
     return anonymous
+
+
+def public_or_access(component: str) -> Callable[..., Awaitable[Principal]]:
+    """Dependency for reads that are public but richer with credentials (Open311).
+
+    Without credentials the caller is the anonymous reader of `public`; with any, they
+    must be valid (401 otherwise) and hold `<component>:read` (403), as with `access`.
+    """
+    keyed = access(component)
+    anonymous = public(component)
+
+    async def reader(
+        request: Request,
+        bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),  # noqa: B008
+        api_key: str | None = Security(api_key_scheme),
+    ) -> Principal:
+        if bearer is None and api_key is None and await _open311_api_key(request) is None:
+            return await anonymous(request)
+        return await keyed(request, bearer, api_key)
+
+    reader.__name__ = f"public_or_access_{component}"
+    return reader
 
 
 async def limit_anonymous(request: Request) -> None:

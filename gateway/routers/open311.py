@@ -14,24 +14,26 @@ import hashlib
 import json
 import math
 import re
+import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request, Security
+from fastapi import APIRouter, Form, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from gateway.auth import access, call_metadata, calls, public
+from gateway.auth import access, call_metadata, calls, public_or_access
 from gateway.errors import ApiError, call
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.kit import tenancy
 from services.kit.errors import InvalidArgument
+from services.kit.filtering import quote
 from services.kit.principal import Principal
 from services.kit.timestamps import parse_time
 
@@ -42,27 +44,43 @@ XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 # Open311's default window and volume for GET requests.
 DEFAULT_SPAN = timedelta(days=90)
 MAX_RESULTS = 1000
-# A status- or date-filtered query stops after this many events scanned, so one call
-# over a busy tenant stays bounded.
-MAX_SCANNED = 20_000
+# A report resubmitted by the same reporter with the same words at the same place
+# within this window is the same report (a client's retry); later, or once the first
+# is finished, it is a new one.
+RESUBMIT_WINDOW = timedelta(minutes=10)
+# How many earlier reports of the same words a resubmission looks past.
+MAX_RESUBMISSIONS = 50
+REPLAYED_METADATA_KEY = "x-idempotent-replayed"
 MAX_DESCRIPTION_CHARS = 4000
 MAX_IDS = 100
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Characters XML 1.0 cannot carry, even escaped.
 _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_CLOSED_STATES = {"closed", "rejected", "duplicate"}
+# Open311's "closed": nothing more will happen (the events filter `status` agrees).
+_CLOSED_STATES = {"closed", "rejected", "duplicate", "withdrawn"}
 # Our field paths (after "event.") as Open311 clients know them.
 _FIELD_NAMES = {
     "category": "service_code",
     "location": "lat/long",
     "location.latitude": "lat",
     "location.longitude": "long",
+    "address": "address_string",
+    "media_uris": "media_url",
+    "media_uris[0]": "media_url",
 }
 
 Fmt = Annotated[Literal["json", "xml"], Path(description="response format")]
 Who = Annotated[Principal, Security(access("events"))]
-# The service list and definitions are public, as GeoReport v2 intends.
-Anyone = Annotated[Principal, Depends(public("events"))]
+# Reads are public, as GeoReport v2 intends: without credentials a caller reads the
+# categories a village marks public, without personal fields; a key reads as its app.
+Reader = Annotated[Principal, Security(public_or_access("events"))]
+Jurisdiction = Annotated[
+    str | None,
+    Query(
+        description="a tenant id such as sh-jiading-anting-xingming to read; "
+        "other values mean this whole deployment"
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -222,15 +240,31 @@ def _duration(minutes: int) -> str:
     return f"{minutes} minutes"
 
 
-async def _categories(request: Request, who: Principal) -> dict[str, pb.Category]:
-    """The categories the caller's tenant can report: Open311's services."""
+def _jurisdiction(who: Principal, jurisdiction_id: str | None) -> str:
+    """The tenant a call reads: `jurisdiction_id` when it is a tenant id inside the
+    caller's subtree, the caller's own tenant when it is absent or not a tenant id
+    (clients send their deployment's name); a tenant outside the subtree is 404."""
+    if not jurisdiction_id:
+        return who.tenant
+    try:
+        path = tenancy.parse_parent(f"tenants/{jurisdiction_id.strip()}")
+    except InvalidArgument:
+        return who.tenant
+    if not who.can_see(path):
+        raise Open311Error.of(404, "jurisdiction_id", f"{jurisdiction_id[:64]!r} not found")
+    return path
+
+
+async def _categories(request: Request, who: Principal, tenant: str) -> dict[str, pb.Category]:
+    """The categories `tenant` can report (its own, its levels' and the built-ins):
+    Open311's services."""
     found: dict[str, pb.Category] = {}
     token = ""
     while True:
         response = await call(
             request.app.state.upstreams.events.ListCategories(
                 pb.ListCategoriesRequest(
-                    parent=tenancy.tenant_name(who.tenant), page_size=1000, page_token=token
+                    parent=tenancy.tenant_name(tenant), page_size=1000, page_token=token
                 ),
                 metadata=call_metadata(who),
             )
@@ -244,11 +278,11 @@ async def _categories(request: Request, who: Principal) -> dict[str, pb.Category
 
 def _service(category: pb.Category) -> dict[str, Any]:
     group, _, topic = category.code.partition(".")
+    name = category.display_name
     return {
         "service_code": category.code,
-        "service_name": category.display_name,
-        "description": f"{category.display_name}. "
-        f"Looked at within {_duration(category.sla_minutes)}.",
+        "service_name": name,
+        "description": f"{name}. Looked at within {_duration(category.sla_minutes)}.",
         "metadata": False,
         "type": "realtime",
         "keywords": f"{group}, {topic.replace('_', ' ')}",
@@ -285,13 +319,12 @@ def _service_request(event: pb.Event, cats: dict[str, pb.Category]) -> dict[str,
         "requested_datetime": _w3(requested),
         "updated_datetime": _w3(event.update_time.ToDatetime(tzinfo=UTC)),
         "expected_datetime": _w3(expected) if expected else None,
-        # We keep coordinates, not addresses.
-        "address": "",
+        "address": event.address,
         "address_id": None,
         "zipcode": None,
         "lat": event.location.latitude,
         "long": event.location.longitude,
-        "media_url": None,
+        "media_url": event.media_uris[0] if event.media_uris else None,
     }
 
 
@@ -299,18 +332,25 @@ def _service_request(event: pb.Event, cats: dict[str, pb.Category]) -> dict[str,
 
 
 @router.get("/services.{fmt}", summary="Open311: service list (one per event category)")
-async def service_list(fmt: Fmt, request: Request, who: Anyone) -> Response:
-    """Every event category, so an Open311 app can offer them to its users."""
-    services = [_service(c) for c in (await _categories(request, who)).values()]
+@calls("grassroots.events.v1.EventsService", "ListCategories")
+async def service_list(
+    fmt: Fmt, request: Request, who: Reader, jurisdiction_id: Jurisdiction = None
+) -> Response:
+    """Every event category of the jurisdiction (the caller's tenant unless named),
+    including those its town or village added, so an Open311 app can offer them."""
+    tenant = _jurisdiction(who, jurisdiction_id)
+    services = [_service(c) for c in (await _categories(request, who, tenant)).values()]
     return _respond(fmt, services, "services", "service")
 
 
 @router.get("/services/{service_code}.{fmt}", summary="Open311: service definition")
+@calls("grassroots.events.v1.EventsService", "ListCategories")
 async def service_definition(
-    service_code: str, fmt: Fmt, request: Request, who: Anyone
+    service_code: str, fmt: Fmt, request: Request, who: Reader, jurisdiction_id: Jurisdiction = None
 ) -> Response:
     """No category asks for extra attributes yet, so every definition lists none."""
-    if service_code not in await _categories(request, who):
+    tenant = _jurisdiction(who, jurisdiction_id)
+    if service_code not in await _categories(request, who, tenant):
         raise Open311Error.of(404, "service_code", f"{service_code[:64]!r} not found")
     return _respond(fmt, {"service_code": service_code, "attributes": []}, "service_definition")
 
@@ -338,10 +378,36 @@ def _request_key(reporter: str, code: str, lat: float, lon: float, description: 
     """The events API's idempotency key for a report, so a client's retry finds the first.
 
     Open311 has no idempotency key of its own, so the key is what makes a report the
-    same report: who sent it (device or account), what, where and the words used.
+    same report: who sent it (device, account, e-mail or phone), what, where and the
+    words used. Without a reporter nothing says two reports come from one person, so
+    each gets a key of its own: two residents' reports are never merged.
     """
+    if not reporter:
+        return "open311:" + secrets.token_hex(16)
     material = json.dumps([reporter, code, repr(lat), repr(lon), description])
     return "open311:" + hashlib.sha256(material.encode()).hexdigest()
+
+
+async def _create(request: Request, who: Principal, message: pb.CreateEventRequest) -> pb.Event:
+    """Create, or answer a retry with the report it repeats.
+
+    A replayed report counts only while it is unfinished and younger than the
+    resubmission window; otherwise the same words are a new report, keyed after the
+    one they follow, so a retry of the new one finds it again.
+    """
+    events = request.app.state.upstreams.events
+    base = message.request_id
+    for _ in range(MAX_RESUBMISSIONS):
+        rpc = events.CreateEvent(message, metadata=call_metadata(who))
+        event: pb.Event = await call(rpc, strip_prefix="event.")
+        trailing = await rpc.trailing_metadata()
+        replayed = any(k == REPLAYED_METADATA_KEY and v == "true" for k, v in trailing or ())
+        age = datetime.now(UTC) - event.create_time.ToDatetime(tzinfo=UTC)
+        if not replayed or (_status(event) == "open" and age <= RESUBMIT_WINDOW):
+            return event
+        following = json.dumps([base, event.name]).encode()
+        message.request_id = "open311:" + hashlib.sha256(following).hexdigest()
+    raise Open311Error.of(409, "description", "sent too often; change it or wait")
 
 
 def _notice(event: pb.Event, cats: dict[str, pb.Category]) -> str:
@@ -365,10 +431,10 @@ async def create_request(
     # The spec's api_key (form field or query parameter) or an Authorization header was
     # verified by gateway.auth before this runs; the principal is the key's app.
     # email, first_name, last_name and phone are accepted and NOT stored: the identity
-    # component will store them encrypted. device_id and account_id only feed the
-    # idempotency key (hashed). media_url has nowhere to go yet and is dropped too.
+    # component will store them encrypted. device_id, account_id, email and phone only
+    # feed the idempotency key (hashed). address_string and media_url are kept.
     problems: list[Problem] = []
-    cats = await _categories(request, who)
+    cats = await _categories(request, who, who.tenant)
     code = (form.service_code or "").strip()
     if not code:
         problems.append(Problem(400, "service_code: is required"))
@@ -388,7 +454,9 @@ async def create_request(
         status = 400 if any(p.code == 400 for p in problems) else 404
         raise Open311Error(status, problems)
 
-    reporter = (form.device_id or form.account_id or "").strip()
+    reporter = next(
+        (v.strip() for v in (form.device_id, form.account_id, form.email, form.phone) if v), ""
+    )
     message = pb.CreateEventRequest(
         parent=tenancy.tenant_name(who.tenant),
         request_id=_request_key(reporter, code, lat, lon, description),
@@ -397,10 +465,13 @@ async def create_request(
             description=description,
             location=geo_pb2.GeoPoint(longitude=lon, latitude=lat, crs="EPSG:4326"),
             source=pb.Event.SOURCE_OPEN311,
+            address=(form.address_string or "").strip(),
+            media_uris=[form.media_url.strip()]
+            if form.media_url and form.media_url.strip()
+            else [],
         ),
     )
-    rpc = request.app.state.upstreams.events.CreateEvent(message, metadata=call_metadata(who))
-    event = await call(rpc, strip_prefix="event.")
+    event = await _create(request, who, message)
     body = [{"service_request_id": _event_id(event), "service_notice": _notice(event, cats)}]
     return _respond(fmt, body, "service_requests", "request")
 
@@ -450,49 +521,43 @@ def _window(start_date: str | None, end_date: str | None) -> tuple[datetime, dat
         if end - start > DEFAULT_SPAN:
             raise Open311Error.of(400, "end_date", "the range may not span more than 90 days")
         return start, end
-    if start is not None:
-        return start, start + DEFAULT_SPAN
-    if end is not None:
-        return end - DEFAULT_SPAN, end
+    try:
+        if start is not None:
+            return start, start + DEFAULT_SPAN
+        if end is not None:
+            return end - DEFAULT_SPAN, end
+    except OverflowError:
+        field = "start_date" if start is not None else "end_date"
+        raise Open311Error.of(400, field, "is too far from today") from None
     return datetime.now(UTC) - DEFAULT_SPAN, None
 
 
-async def _scan(
-    request: Request,
-    who: Principal,
-    code: str | None,
-    start: datetime,
-    end: datetime | None,
-    statuses: set[str],
+def _filter(code: str | None, start: datetime, end: datetime | None, statuses: set[str]) -> str:
+    """The events service's filter for one Open311 query: category, window and status
+    are all applied by the service, so one page answers it."""
+    terms = [f'create_time >= "{_w3(start)}"']
+    if end is not None:
+        terms.append(f'create_time <= "{_w3(end)}"')
+    if code:
+        terms.append(f'category = "{quote(code)}"')
+    if len(statuses) == 1:
+        terms.append(f'status = "{next(iter(statuses))}"')
+    return " AND ".join(terms)
+
+
+async def _newest(
+    request: Request, who: Principal, tenant: str, filter_text: str
 ) -> list[pb.Event]:
-    """Page through ListEvents (newest first, by category) and filter the rest here."""
-    found: list[pb.Event] = []
-    filter_text = f'category = "{code}"' if code else ""
-    token, scanned = "", 0
-    while True:
-        page = await call(
-            request.app.state.upstreams.events.ListEvents(
-                pb.ListEventsRequest(
-                    parent=tenancy.tenant_name(who.tenant),
-                    filter=filter_text,
-                    page_size=MAX_RESULTS,
-                    page_token=token,
-                ),
-                metadata=call_metadata(who),
-            )
+    """The newest events matching the filter, at most one Open311 answer's worth."""
+    page = await call(
+        request.app.state.upstreams.events.ListEvents(
+            pb.ListEventsRequest(
+                parent=tenancy.tenant_name(tenant), filter=filter_text, page_size=MAX_RESULTS
+            ),
+            metadata=call_metadata(who),
         )
-        for event in page.events:
-            requested = event.create_time.ToDatetime(tzinfo=UTC)
-            if requested < start:
-                return found  # newest first: everything after this is older still
-            if (end is None or requested <= end) and (not statuses or _status(event) in statuses):
-                found.append(event)
-                if len(found) >= MAX_RESULTS:
-                    return found
-        scanned += len(page.events)
-        token = page.next_page_token
-        if not token or scanned >= MAX_SCANNED:
-            return found
+    )
+    return list(page.events)
 
 
 @router.get("/requests.{fmt}", summary="Open311: service requests")
@@ -500,7 +565,8 @@ async def _scan(
 async def service_requests(
     fmt: Fmt,
     request: Request,
-    who: Who,
+    who: Reader,
+    jurisdiction_id: Jurisdiction = None,
     service_request_id: Annotated[
         list[str] | None, Query(description="comma delimited; overrides every other filter")
     ] = None,
@@ -509,8 +575,12 @@ async def service_requests(
     end_date: Annotated[str | None, Query(description="w3 date-time")] = None,
     status: Annotated[list[str] | None, Query(description="open, closed; comma delimited")] = None,
 ) -> Response:
-    """Requests of the caller's subtree, newest first: at most 1000 and 90 days."""
-    cats = await _categories(request, who)
+    """Requests of the jurisdiction, newest first: at most 1000 and 90 days.
+
+    Without credentials only requests of public categories, without personal fields.
+    """
+    tenant = _jurisdiction(who, jurisdiction_id)
+    cats = await _categories(request, who, tenant)
     ids = list(dict.fromkeys(_values(service_request_id)))
     if ids:
         if len(ids) > MAX_IDS:
@@ -538,10 +608,11 @@ async def service_requests(
     if statuses - {"open", "closed"}:
         raise Open311Error.of(400, "status", "use open, closed or both")
     start, end = _window(start_date, end_date)
-    events: list[pb.Event] = []
     scans: list[str | None] = list(codes) or [None]
-    for code in scans:
-        events.extend(await _scan(request, who, code, start, end, statuses))
+    pages = await asyncio.gather(
+        *(_newest(request, who, tenant, _filter(code, start, end, statuses)) for code in scans)
+    )
+    events = [e for page in pages for e in page]
     events.sort(key=lambda e: (e.create_time.ToNanoseconds(), e.name), reverse=True)
     body = [_service_request(e, cats) for e in events[:MAX_RESULTS]]
     return _respond(fmt, body, "service_requests", "request")
@@ -550,13 +621,15 @@ async def service_requests(
 @router.get("/requests/{service_request_id}.{fmt}", summary="Open311: one service request")
 @calls("grassroots.events.v1.EventsService", "GetEvent")
 async def service_request(
-    service_request_id: str, fmt: Fmt, request: Request, who: Who
+    service_request_id: str, fmt: Fmt, request: Request, who: Reader
 ) -> Response:
-    """One event as a service request; ids outside the caller's subtree are 404."""
+    """One event as a service request; ids outside the caller's subtree (or, without
+    credentials, of a category that is not public) are 404."""
     event = await _get_event(request, who, service_request_id, "service_request_id")
+    tenant = event.village or who.tenant
     return _respond(
         fmt,
-        [_service_request(event, await _categories(request, who))],
+        [_service_request(event, await _categories(request, who, tenant))],
         "service_requests",
         "request",
     )
@@ -564,7 +637,7 @@ async def service_request(
 
 @router.get("/tokens/{token}.{fmt}", summary="Open311: service_request_id from a token")
 @calls("grassroots.events.v1.EventsService", "GetEvent")
-async def request_id_from_token(token: str, fmt: Fmt, request: Request, who: Who) -> Response:
+async def request_id_from_token(token: str, fmt: Fmt, request: Request, who: Reader) -> Response:
     """Creates are synchronous and hand out no tokens; a token that is an event id answers."""
     event = await _get_event(request, who, token, "token")
     body = [{"service_request_id": _event_id(event), "token": token}]

@@ -18,6 +18,7 @@ import requests
 import shapely
 from georeport import GeoReport
 
+from devstack.demo_identity import DemoCredentials
 from tests.conftest import XINGMING
 
 BASE = "/open311/v2"
@@ -172,7 +173,8 @@ def test_create_read_list_and_retry_in_json(stack, api, xingming_point):
     assert got["description"] == form["description"]
     assert got["lat"] == pytest.approx(lat)
     assert got["long"] == pytest.approx(lon)
-    assert got["address"] == ""
+    assert got["address"] == form["address_string"]
+    assert got["media_url"] == form["media_url"]
     assert got["agency_responsible"] == XINGMING
     requested = datetime.fromisoformat(got["requested_datetime"])
     assert requested.tzinfo is not None
@@ -424,3 +426,124 @@ def test_the_georeport_client_reads_what_it_reports(stack, xingming_point, fmt, 
     with pytest.raises(requests.HTTPError) as failure:
         client.get_service_request("ev_doesnotexist")
     assert failure.value.response.status_code == 404
+
+
+# --- public reads, resubmissions, the town's categories ----------------------------------
+
+OPEN311_FIELDS = {
+    "service_request_id",
+    "status",
+    "status_notes",
+    "service_name",
+    "service_code",
+    "description",
+    "agency_responsible",
+    "service_notice",
+    "requested_datetime",
+    "updated_datetime",
+    "expected_datetime",
+    "address",
+    "address_id",
+    "zipcode",
+    "lat",
+    "long",
+    "media_url",
+}
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_georeport_reads_public_categories_without_a_key(stack, api, unused_points, fmt):
+    _, lon, lat = next(unused_points)
+    public = api.post("/requests.json", data=report_form(lon, lat)).json()[0]
+    private = api.post(
+        "/requests.json", data=report_form(lon, lat, service_code="neighbourhood.dispute")
+    ).json()[0]
+    public_id, private_id = public["service_request_id"], private["service_request_id"]
+    root = f"{stack.config.gateway_url}{BASE}"
+    # As a civic app reads: no key, the client's own jurisdiction name.
+    client = GeoReport(root, jurisdiction="grassroots.example", output_format=fmt)
+    codes = {s["service_code"] for s in as_list(client.get_service_list())}
+    assert {"environment.garbage", "neighbourhood.dispute"} <= codes
+    got = client.get_service_request(public_id)
+    assert got["service_request_id"] == public_id
+    assert got["address"] == "East bridge, Xingming"
+    assert got["media_url"] == "https://example.org/bins.jpg"
+    listed = as_list(client.get_service_requests(service_code="environment.garbage"))
+    assert public_id in [r["service_request_id"] for r in listed]
+    everything = as_list(client.get_service_requests())
+    assert private_id not in [r["service_request_id"] for r in everything]
+    assert {"environment.garbage"} <= {r["service_code"] for r in everything}
+    assert "neighbourhood.dispute" not in {r["service_code"] for r in everything}
+    with pytest.raises(requests.HTTPError) as failure:
+        client.get_service_request(private_id)
+    assert failure.value.response.status_code == 404
+    # Nothing personal in a public answer; the key's app still reads its private report.
+    raw = httpx.get(f"{root}/requests.json", timeout=10)
+    assert raw.status_code == 200
+    assert all(set(r) == OPEN311_FIELDS for r in raw.json())
+    for value in PERSONAL.values():
+        assert value not in raw.text
+    [own] = api.get(f"/requests/{private_id}.json").json()
+    assert own["service_code"] == "neighbourhood.dispute"
+
+
+def test_resubmissions_key_on_the_reporter_and_never_reuse_a_finished_report(
+    stack, api, unused_points
+):
+    _, lon, lat = next(unused_points)
+    anonymous_form = report_form(
+        lon, lat, device_id=None, email=None, phone=None, service_code="public.facility"
+    )
+    first = api.post("/requests.json", data=anonymous_form).json()[0]["service_request_id"]
+    second = api.post("/requests.json", data=anonymous_form).json()[0]["service_request_id"]
+    assert first != second  # nothing says it is one resident: never merged
+
+    form = report_form(lon, lat, service_code="roads.damage")
+    report = api.post("/requests.json", data=form).json()[0]["service_request_id"]
+    assert api.post("/requests.json", data=form).json()[0]["service_request_id"] == report
+    events = httpx.Client(base_url=stack.config.gateway_url, headers=stack.api_headers())
+    for state in ("accepted", "dispatched", "in_progress", "resolved", "closed"):
+        moved = events.post(f"/v1/events/{report}:transition", json={"state": state})
+        assert moved.status_code == 200, moved.text
+    [again] = api.post("/requests.json", data=form).json()
+    assert again["service_request_id"] != report  # a new report, not the closed one
+    [retry] = api.post("/requests.json", data=form).json()
+    assert retry["service_request_id"] == again["service_request_id"]
+    [got] = api.get(f"/requests/{again['service_request_id']}.json").json()
+    assert got["status"] == "open"
+
+
+def test_categories_a_town_adds_appear_in_services(stack, api):
+    code = f"town.open311_{uuid.uuid4().hex[:8]}"
+    created = httpx.post(
+        f"{stack.config.gateway_url}/v1/event-categories",
+        json={"code": code, "display_name": "Town's own matter", "public": True},
+        headers=stack.api_headers(),  # the town's operations app
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["name"] == f"tenants/sh-jiading-anting/categories/{code}"
+    village_key = DemoCredentials.load(stack.credentials_file).app_keys[XINGMING]
+    root = f"{stack.config.gateway_url}{BASE}"
+    for headers, params in (
+        ({"X-API-Key": village_key}, {}),
+        ({}, {"jurisdiction_id": "sh-jiading-anting-xingming"}),
+        ({}, {"jurisdiction_id": "sh-jiading-anting"}),
+    ):
+        listed = httpx.get(f"{root}/services.json", headers=headers, params=params, timeout=10)
+        assert code in {s["service_code"] for s in listed.json()}, (headers, params)
+        one = httpx.get(f"{root}/services/{code}.json", headers=headers, params=params, timeout=10)
+        assert one.status_code == 200
+    city = httpx.get(f"{root}/services.json", timeout=10).json()
+    assert code not in {s["service_code"] for s in city}
+    elsewhere = httpx.get(
+        f"{root}/services.json", params={"jurisdiction_id": "sh-jiading-anting-xiangyang"}
+    )
+    assert code in {s["service_code"] for s in elsewhere.json()}  # the town's, for all
+    outside = httpx.get(
+        f"{root}/services.json",
+        headers={"X-API-Key": village_key},
+        params={"jurisdiction_id": "sh-jiading-anting-xiangyang"},
+    )
+    assert outside.status_code == 404
+    assert outside.json()[0]["description"].startswith("jurisdiction_id: ")
