@@ -412,7 +412,7 @@ async def transition_event(
             state=getattr(pb.Event, f"STATE_{body.state.upper()}"),
             note=body.note,
             etag=body.etag,
-            duplicate_of=_name(body.duplicate_of) if body.duplicate_of else "",
+            duplicate_of=_name(tenant, body.duplicate_of) if body.duplicate_of else "",
         ),
         metadata=call_metadata(who),
     )

@@ -503,7 +503,9 @@ def test_resubmissions_key_on_the_reporter_and_never_reuse_a_finished_report(
     assert api.post("/requests.json", data=form).json()[0]["service_request_id"] == report
     events = httpx.Client(base_url=stack.config.gateway_url, headers=stack.api_headers())
     for state in ("accepted", "dispatched", "in_progress", "resolved", "closed"):
-        moved = events.post(f"/v1/events/{report}:transition", json={"state": state})
+        moved = events.post(
+            f"/v1/tenants/sh-jiading-anting/events/{report}:transition", json={"state": state}
+        )
         assert moved.status_code == 200, moved.text
     [again] = api.post("/requests.json", data=form).json()
     assert again["service_request_id"] != report  # a new report, not the closed one
@@ -516,7 +518,7 @@ def test_resubmissions_key_on_the_reporter_and_never_reuse_a_finished_report(
 def test_categories_a_town_adds_appear_in_services(stack, api):
     code = f"town.open311_{uuid.uuid4().hex[:8]}"
     created = httpx.post(
-        f"{stack.config.gateway_url}/v1/event-categories",
+        f"{stack.config.gateway_url}/v1/tenants/sh-jiading-anting/categories",
         json={"code": code, "display_name": "Town's own matter", "public": True},
         headers=stack.api_headers(),  # the town's operations app
         timeout=10,

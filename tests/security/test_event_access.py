@@ -50,7 +50,7 @@ def people(world: World) -> dict[str, Account]:
 
 def _move(world: World, headers: dict[str, str], event_id: str, state: str) -> httpx.Response:
     return world.client.post(
-        f"/v1/events/{event_id}:transition", json={"state": state}, headers=headers
+        f"/v1/tenants/{A}/events/{event_id}:transition", json={"state": state}, headers=headers
     )
 
 
@@ -59,18 +59,23 @@ def test_a_resident_sees_and_moves_only_their_own_reports(world, people):
     mine = report_event(world.client, resident, world.a.point, "public.facility", "my bench")
     theirs = report_event(world.client, neighbour, world.a.point, "roads.damage", "their road")
     listed = expect(
-        world.client.get("/v1/events", params={"page_size": 1000}, headers=resident.headers), 200
+        world.client.get(
+            f"/v1/tenants/{A}/events", params={"page_size": 1000}, headers=resident.headers
+        ),
+        200,
     )
     assert {e["id"] for e in listed["events"]} == {mine}
     for event_id in (theirs, world.a.event_id):
-        assert (
-            world.client.get(f"/v1/events/{event_id}", headers=resident.headers).status_code == 404
-        )
+        got = world.client.get(f"/v1/tenants/{A}/events/{event_id}", headers=resident.headers)
+        assert got.status_code == 404
+        assert got.json()["error"]["status"] == "NOT_FOUND"
         for state in ("rejected", "accepted"):
             assert _move(world, resident.headers, event_id, state).status_code == 404
     # Their own report: no handler's or staff's moves, but they may withdraw it.
     assert _move(world, resident.headers, mine, "accepted").status_code == 403
     assert _move(world, resident.headers, mine, "rejected").status_code == 403
+    own = world.client.get(f"/v1/tenants/{A}/events/{mine}", headers=resident.headers)
+    assert own.status_code == 200
     withdrawn = expect(_move(world, resident.headers, mine, "withdrawn"), 200)
     assert withdrawn["state"] == "withdrawn"
 
@@ -102,7 +107,7 @@ def test_open311_reads_are_public_for_public_categories_only(world):
     [public] = expect(world.client.get(f"{BASE}/requests/{world.a.event_id}.json"), 200)
     assert public["service_request_id"] == world.a.event_id
     # The platform's own API stays closed without credentials.
-    assert world.client.get(f"/v1/events/{world.a.event_id}").status_code == 401
+    assert world.client.get(f"/v1/tenants/{A}/events/{world.a.event_id}").status_code == 401
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
