@@ -101,10 +101,11 @@ def reads(principal: Principal, reporter: str) -> bool:
 
 def contact_for(principal: Principal, reporter: str, contact: str) -> str:
     """The reporter's contact as this caller may see it: whole for the reporter and
-    callers holding the sensitive scope, masked for everyone else."""
+    callers holding the sensitive scope, masked for everyone else (a copy masked
+    already, as the outbox carries it, stays as it is)."""
     if not contact or principal.subject == reporter or principal.has_scope(masking.SENSITIVE_SCOPE):
         return contact
-    return masking.mask_contact(contact)
+    return contact if "*" in contact else masking.mask_contact(contact)
 
 
 def public_view(event: Event) -> Event:
