@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -64,6 +64,23 @@ def principal_of(
     """A signed-in tester who may read and write every component and handle and manage
     events, nothing sensitive."""
     return Principal(subject=subject, tenant=tenant, kind="user", roles=("tester",), scopes=scopes)
+
+
+class SignedAtCall(Sequence[tuple[str, bytes]]):
+    """A principal's metadata, signed when a call reads it.
+
+    A module-level caller signed at import would outlive its five-minute signature in a
+    long test run; this one re-signs as the principal does for every outbound call.
+    """
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def,override]
+        return self.principal.to_metadata()[index]
+
+    def __len__(self) -> int:
+        return len(self.principal.to_metadata())
 
 
 def settings(**overrides: object) -> ServiceSettings:

@@ -25,12 +25,12 @@ from grassroots.type.v1 import geo_pb2
 from services.kit.principal import Principal
 from services.map.api import build_component
 from services.map.domain.service import MapCatalog
-from tests.conftest import serve_in_process
+from tests.conftest import SignedAtCall, serve_in_process
 
 TOWN = "sh/jd/at"
 VILLAGE_A, VILLAGE_B = "sh/jd/at/va", "sh/jd/at/vb"
-WRITER = Principal("users/t", TOWN, scopes=frozenset({"map:read", "map:write"})).to_metadata()
-READER_A = Principal("users/t", VILLAGE_A, scopes=frozenset({"map:read"})).to_metadata()
+WRITER = SignedAtCall(Principal("users/t", TOWN, scopes=frozenset({"map:read", "map:write"})))
+READER_A = SignedAtCall(Principal("users/t", VILLAGE_A, scopes=frozenset({"map:read"})))
 BIG = 60_000  # cells in B's grid
 SIDE = 0.001  # degrees
 # Far below the stall it replaces (4.98 s); well above what GIL-bound validation on a

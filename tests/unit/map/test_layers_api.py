@@ -19,7 +19,7 @@ from services.kit.status import failure_of
 from services.map import formats
 from services.map.api import build_component
 from services.map.domain.service import MapCatalog
-from tests.conftest import serve_in_process
+from tests.conftest import SignedAtCall, serve_in_process
 
 TOWN = "sh/jd/at"
 VILLAGE_A = "sh/jd/at/va"
@@ -28,9 +28,9 @@ LON0, LAT0 = 121.16, 31.29
 GEOD = pyproj.Geod(ellps="WGS84")
 
 
-def who(tenant: str, *scopes: str) -> tuple:
+def who(tenant: str, *scopes: str) -> SignedAtCall:
     """Every caller may read; the test names what more it may do."""
-    return Principal("users/t", tenant, scopes=frozenset({"map:read", *scopes})).to_metadata()
+    return SignedAtCall(Principal("users/t", tenant, scopes=frozenset({"map:read", *scopes})))
 
 
 WRITER_TOWN = who(TOWN, "map:write")

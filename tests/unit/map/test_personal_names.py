@@ -13,10 +13,10 @@ from grassroots.type.v1 import geo_pb2
 from services.kit import tenancy
 from services.kit.masking import mask_name
 from services.kit.status import failure_of
-from tests.conftest import COMPONENT_SCOPES, TOWN, XINGMING, principal_of
+from tests.conftest import COMPONENT_SCOPES, TOWN, XINGMING, SignedAtCall, principal_of
 
-WITHOUT = principal_of(TOWN).to_metadata()
-WITH = principal_of(TOWN, scopes=COMPONENT_SCOPES | {"people:read"}).to_metadata()
+WITHOUT = SignedAtCall(principal_of(TOWN))
+WITH = SignedAtCall(principal_of(TOWN, scopes=COMPONENT_SCOPES | {"people:read"}))
 GRID_CELLS = f"{tenancy.tenant_name(XINGMING)}/layers/grid-cells"
 
 
