@@ -163,6 +163,8 @@ class StackConfig:
                 defaults[prefix + "DATABASE"] = str(self.data_dir / "empower.sqlite3")
                 for name in ("GRASSROOTS_EMPOWER_SEAL_KEYS", "GRASSROOTS_EMPOWER_INDEX_KEY"):
                     defaults[name] = shared[name]
+            if process == "command":
+                defaults[prefix + "DATABASE"] = str(self.data_dir / "command.sqlite3")
             if process == "events":
                 defaults[prefix + "DATABASE"] = str(self.data_dir / "events.sqlite3")
                 defaults["GRASSROOTS_EVENTS_SEAL_KEYS"] = shared["GRASSROOTS_EVENTS_SEAL_KEYS"]

@@ -7,6 +7,9 @@ with a message saying so.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 from grassroots.command.v1 import command_service_pb2 as pb
 from grassroots.command.v1 import command_service_pb2_grpc as pb_grpc
 from services.kit.component import ServiceComponent
@@ -25,10 +28,11 @@ fill_unimplemented(
 )
 
 
-def build_component() -> ServiceComponent:
+def build_component(closers: Sequence[Callable[[], Any]] = ()) -> ServiceComponent:
     return ServiceComponent(
         # The methods come from fill_unimplemented, which mypy cannot see.
         [(CommandServicer(), pb_grpc.add_CommandServiceServicer_to_server)],  # type: ignore[abstract]
         [SERVICE_NAME],
+        closers,
         method_scopes=method_scopes(SERVICE_NAME),
     )

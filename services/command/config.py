@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -16,3 +19,26 @@ class CommandSettings(ServiceSettings):
 
     grpc_port: int = Field(_ROW.grpc_port, ge=0, le=65535)
     metrics_port: int = Field(_ROW.metrics_port, ge=0, le=65535)
+    events_address: str = Field(
+        ..., min_length=1, description="host:port of the events service (moves events along)"
+    )
+    backend: Literal["sqlite", "postgres"] = Field(
+        "sqlite", description="one SQLite file (one replica) or PostgreSQL (several)"
+    )
+    database: Path = Field(Path("var/command.sqlite3"), description="SQLite file")
+    postgres_dsn: str = Field(
+        "", description="libpq DSN of the command database; required when backend is postgres"
+    )
+    sqlite_synchronous: str = Field("FULL", pattern="^(FULL|NORMAL)$")
+    bus_url: str = Field(
+        "",
+        description="redis://host:port/db for Redis Streams, or a file path for the local log; "
+        "empty means the events service's local log next to the command database",
+    )
+    events_stream: str = Field("events", description="stream the events service publishes on")
+    consumer_group: str = Field("command-dispatch", min_length=1)
+    consumer_name: str = Field("", description="member name in the group; empty: host and pid")
+    timer_batch: int = Field(1000, gt=0, description="timers claimed per round")
+    timer_poll_seconds: float = Field(0.5, gt=0)
+    timer_lease_seconds: float = Field(30.0, gt=0)
+    outbox_batch: int = Field(500, gt=0)

@@ -2,11 +2,84 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
 from services.command.api import build_component
 from services.command.config import CommandSettings
+from services.command.domain.timers import Scheduler
+from services.command.relay import OutboxRelay
+from services.command.store.postgres import PostgresCommandStore
+from services.command.store.sqlite import SqliteCommandStore
+from services.kit.bus import Bus, open_bus
 from services.kit.component import ServiceComponent
 
 
+def check_backend(settings: CommandSettings) -> None:
+    """Refuse to start, naming the variable, when PostgreSQL is chosen without a DSN."""
+    if settings.backend == "postgres" and not settings.postgres_dsn:
+        raise SystemExit(
+            "invalid configuration for CommandSettings: GRASSROOTS_COMMAND_POSTGRES_DSN must be "
+            "set when GRASSROOTS_COMMAND_BACKEND is postgres"
+        )
+
+
+async def open_store(settings: CommandSettings) -> SqliteCommandStore | PostgresCommandStore:
+    """The store the settings choose; PostgreSQL is reached (and its schema made) here."""
+    check_backend(settings)
+    if settings.backend == "postgres":
+        return await PostgresCommandStore.open(settings.postgres_dsn)
+    return SqliteCommandStore(settings.database, synchronous=settings.sqlite_synchronous)
+
+
+def member_name(settings: CommandSettings) -> str:
+    """This process's name in the consumer group and as the owner of timer leases."""
+    return settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class Command:
+    """A started command service: its component and the parts behind it (tests look in)."""
+
+    component: ServiceComponent
+    store: SqliteCommandStore | PostgresCommandStore
+    bus: Bus
+    scheduler: Scheduler
+    relay: OutboxRelay
+
+
+async def assemble(settings: CommandSettings) -> Command:
+    """Store, bus, durable timers and the outbox relay, as production runs them."""
+    store = await open_store(settings)
+    bus = open_bus(settings.bus_url or str(settings.database.with_name("events-bus.sqlite3")))
+    name = member_name(settings)
+    scheduler = Scheduler(
+        store,
+        owner=name,
+        batch=settings.timer_batch,
+        lease=timedelta(seconds=settings.timer_lease_seconds),
+        poll_seconds=settings.timer_poll_seconds,
+    )
+    relay = OutboxRelay(store, bus, batch=settings.outbox_batch)
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(scheduler.run(stop)),
+        asyncio.create_task(relay.run(stop)),
+    ]
+
+    async def stop_tasks() -> None:
+        stop.set()
+        scheduler.wake()
+        relay.notify()
+        await asyncio.gather(*tasks)
+
+    component = build_component([stop_tasks, bus.close, store.close])
+    return Command(component, store, bus, scheduler, relay)
+
+
 async def build(settings: CommandSettings) -> ServiceComponent:
-    """The component `run_service` serves (no store yet: every method is UNIMPLEMENTED)."""
-    return build_component()
+    """The component `run_service` serves."""
+    return (await assemble(settings)).component

@@ -1,0 +1,113 @@
+"""What the command domain needs from the outside: its store and the events service."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from services.command.domain.model import HandlerProfile, RoutingRule, Task
+from services.command.domain.timers import Timer, TimerStore
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A `task.*` fact for the bus, written in the same transaction as the change."""
+
+    type: str
+    key: str
+    tenant: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    seq: int
+    tenant: str
+    type: str
+    key: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A handler as dispatch sees one: where, how loaded, when last given work."""
+
+    profile: HandlerProfile
+    open_tasks: int
+
+
+@dataclass(frozen=True)
+class BoardCounts:
+    by_state: Mapping[str, int]
+    by_grid_cell: Mapping[str, int]
+    by_handler: Mapping[str, int]
+    by_team: Mapping[str, int]
+    at_risk: int
+    overdue: int
+    escalated: int
+    mean_accept_seconds: float | None
+    mean_resolve_seconds: float | None
+
+
+class CommandStore(TimerStore, Protocol):
+    """Handler profiles, routing rules, tasks, their facts and timers, in one store.
+
+    A task change, the facts it publishes and the timers it starts or stops are written
+    in one transaction; `create_task` is idempotent on the event (one task per event).
+    """
+
+    # handler profiles
+    async def create_handler(self, profile: HandlerProfile) -> HandlerProfile: ...
+    async def get_handler(self, scope: str, tenant: str, handler_id: str) -> HandlerProfile: ...
+    async def find_handler(self, scope: str, user: str) -> HandlerProfile | None: ...
+    async def update_handler(self, profile: HandlerProfile) -> HandlerProfile: ...
+    async def list_handlers(
+        self, scope: str, filters: Mapping[str, str], limit: int, offset: int
+    ) -> list[HandlerProfile]: ...
+    async def candidates(self, scope: str, role: str, team: str) -> list[HandlerProfile]: ...
+    async def supervisors(self, tenant: str) -> list[HandlerProfile]: ...
+
+    # routing rules
+    async def create_rule(self, rule: RoutingRule) -> RoutingRule: ...
+    async def get_rule(self, scope: str, tenant: str, rule_id: str) -> RoutingRule: ...
+    async def delete_rule(self, scope: str, tenant: str, rule_id: str) -> None: ...
+    async def rules_of(self, tenants: Sequence[str]) -> list[RoutingRule]: ...
+
+    # tasks
+    async def create_task(
+        self, task: Task, facts: Sequence[Fact], timers: Sequence[Timer]
+    ) -> tuple[Task, bool]: ...
+    async def update_task(
+        self,
+        task: Task,
+        expected_version: int,
+        facts: Sequence[Fact],
+        schedule: Sequence[Timer] = (),
+        cancel: Sequence[str] = (),
+    ) -> Task: ...
+    async def get_task(self, scope: str, tenant: str, task_id: str) -> Task: ...
+    async def task_of_event(self, event: str) -> Task | None: ...
+    async def list_tasks(
+        self, scope: str, filters: Mapping[str, object], limit: int, offset: int
+    ) -> list[Task]: ...
+    async def waiting_tasks(self, scope: str, limit: int) -> list[Task]: ...
+    async def board(self, scope: str, now: datetime) -> BoardCounts: ...
+
+    # outbox
+    async def unpublished(self, limit: int) -> list[OutboxEntry]: ...
+    async def mark_published(self, seqs: Sequence[int]) -> None: ...
+
+
+class EventsPort(Protocol):
+    """The events service, moved through its API as the command service itself."""
+
+    async def move(self, event: str, target: str, note: str) -> None:
+        """Move the event to `target` (an events state name) with its current etag,
+        retrying on a concurrent change; a move the event already made is a no-op."""
+        ...
+
+    async def category_codes(self, tenant: str) -> list[str]:
+        """Every category code the tenant sees (its own and inherited)."""
+        ...
