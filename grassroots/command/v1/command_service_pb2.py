@@ -23,11 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
+from grassroots.type.v1 import geo_pb2 as grassroots_dot_type_dot_v1_dot_geo__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+grassroots/command/v1/command_service.proto\x12\x15grassroots.command.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"}\n\x0bRoutingRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x14\n\x0chandler_role\x18\x03 \x01(\t\x12&\n\x03sla\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x05 \x01(\x05\"\xb2\x02\n\x04Task\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12\x30\n\x05state\x18\x04 \x01(\x0e\x32!.grassroots.command.v1.Task.State\x12,\n\x08\x64ue_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATE_ASSIGNED\x10\x01\x12\x12\n\x0eSTATE_ACCEPTED\x10\x02\x12\x0e\n\nSTATE_DONE\x10\x03\x12\x13\n\x0fSTATE_ESCALATED\x10\x04\"x\n\x18\x43reateRoutingRuleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x38\n\x0crouting_rule\x18\x02 \x01(\x0b\x32\".grassroots.command.v1.RoutingRule\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"P\n\x17ListRoutingRulesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"n\n\x18ListRoutingRulesResponse\x12\x39\n\rrouting_rules\x18\x01 \x03(\x0b\x32\".grassroots.command.v1.RoutingRule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1e\n\x0eGetTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x10ListTasksRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"X\n\x11ListTasksResponse\x12*\n\x05tasks\x18\x01 \x03(\x0b\x32\x1b.grassroots.command.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x11\x41ssignTaskRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t2\xda\x04\n\x0e\x43ommandService\x12}\n\x11\x43reateRoutingRule\x12/.grassroots.command.v1.CreateRoutingRuleRequest\x1a\".grassroots.command.v1.RoutingRule\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12\x87\x01\n\x10ListRoutingRules\x12..grassroots.command.v1.ListRoutingRulesRequest\x1a/.grassroots.command.v1.ListRoutingRulesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x61\n\x07GetTask\x12%.grassroots.command.v1.GetTaskRequest\x1a\x1b.grassroots.command.v1.Task\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12r\n\tListTasks\x12\'.grassroots.command.v1.ListTasksRequest\x1a(.grassroots.command.v1.ListTasksResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12h\n\nAssignTask\x12(.grassroots.command.v1.AssignTaskRequest\x1a\x1b.grassroots.command.v1.Task\"\x13\x8a\xb5\x18\x0f\n\rcommand:writeB\x1d\n\x19org.grassroots.command.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+grassroots/command/v1/command_service.proto\x12\x15grassroots.command.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\x1a\x1cgrassroots/type/v1/geo.proto\"\x90\x04\n\x0bRoutingRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x14\n\x0chandler_role\x18\x03 \x01(\t\x12&\n\x03sla\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12\x14\n\x0cmin_severity\x18\x06 \x01(\x05\x12\x12\n\ngrid_cells\x18\x07 \x03(\t\x12\x0f\n\x07village\x18\x08 \x01(\t\x12\x13\n\x0b\x61\x63tive_from\x18\t \x01(\t\x12\x14\n\x0c\x61\x63tive_until\x18\n \x01(\t\x12\x0c\n\x04team\x18\x0b \x01(\t\x12\x12\n\ndepartment\x18\x0c \x01(\t\x12/\n\x0cresponse_sla\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x42\n\x11\x65scalation_action\x18\x0e \x01(\x0e\x32\'.grassroots.command.v1.EscalationAction\x12\x30\n\roffer_timeout\x18\x0f \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0c\x64isplay_name\x18\x10 \x01(\t\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13unrouted_categories\x18\x12 \x03(\t\"\xfb\x03\n\x0eHandlerProfile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x0e\n\x06skills\x18\x05 \x03(\t\x12\r\n\x05teams\x18\x06 \x03(\t\x12\x10\n\x08\x63\x61pacity\x18\x07 \x01(\x05\x12\x0f\n\x07on_duty\x18\x08 \x01(\x08\x12;\n\x06shifts\x18\t \x03(\x0b\x32+.grassroots.command.v1.HandlerProfile.Shift\x12.\n\x08position\x18\n \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12\x31\n\rposition_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nopen_tasks\x18\x0c \x01(\x05\x12\x36\n\x12last_assigned_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsupervisor\x18\x0e \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x35\n\x05Shift\x12\x10\n\x08weekdays\x18\x01 \x03(\x05\x12\r\n\x05start\x18\x02 \x01(\t\x12\x0b\n\x03\x65nd\x18\x03 \x01(\t\"`\n\x0fRoutingDecision\x12\x14\n\x0crouting_rule\x18\x01 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x02 \x01(\t\x12\x14\n\x0chandler_role\x18\x03 \x01(\t\x12\x0c\n\x04team\x18\x04 \x01(\t\"\x8e\t\n\x04Task\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12\x30\n\x05state\x18\x04 \x01(\x0e\x32!.grassroots.command.v1.Task.State\x12,\n\x08\x64ue_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63\x61tegory\x18\x07 \x01(\t\x12\x10\n\x08severity\x18\x08 \x01(\x05\x12\x11\n\tgrid_cell\x18\t \x01(\t\x12\x0f\n\x07village\x18\n \x01(\t\x12.\n\x08location\x18\x0b \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12\x37\n\x07routing\x18\x0c \x01(\x0b\x32&.grassroots.command.v1.RoutingDecision\x12\x0c\n\x04team\x18\r \x01(\t\x12\x35\n\x11offer_expire_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11response_due_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61\x63\x63\x65pt_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cresolve_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fresolution_note\x18\x13 \x01(\t\x12\x12\n\nmedia_uris\x18\x14 \x03(\t\x12\x18\n\x10\x65scalation_level\x18\x15 \x01(\x05\x12\x14\n\x0c\x65scalated_to\x18\x16 \x01(\t\x12\x12\n\nsupervisor\x18\x17 \x01(\t\x12\x11\n\tpassed_by\x18\x18 \x03(\t\x12\x32\n\ttransfers\x18\x19 \x03(\x0b\x32\x1f.grassroots.command.v1.Transfer\x12\x34\n\nsla_status\x18\x1a \x01(\x0e\x32 .grassroots.command.v1.SlaStatus\x12\x17\n\x0f\x64istance_meters\x18\x1b \x01(\x01\x12/\n\x0bupdate_time\x18\x1c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x1d \x01(\t\x12\x14\n\x0chandler_role\x18\x1e \x01(\t\"\xaa\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATE_ASSIGNED\x10\x01\x12\x12\n\x0eSTATE_ACCEPTED\x10\x02\x12\x0e\n\nSTATE_DONE\x10\x03\x12\x13\n\x0fSTATE_ESCALATED\x10\x04\x12\x15\n\x11STATE_IN_PROGRESS\x10\x05\x12\x11\n\rSTATE_WAITING\x10\x06\x12\x13\n\x0fSTATE_CANCELLED\x10\x07\"}\n\x08Transfer\x12\x14\n\x0c\x66rom_handler\x18\x01 \x01(\t\x12\x12\n\nto_handler\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\"x\n\x18\x43reateRoutingRuleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x38\n\x0crouting_rule\x18\x02 \x01(\x0b\x32\".grassroots.command.v1.RoutingRule\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"P\n\x17ListRoutingRulesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"n\n\x18ListRoutingRulesResponse\x12\x39\n\rrouting_rules\x18\x01 \x03(\x0b\x32\".grassroots.command.v1.RoutingRule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1e\n\x0eGetTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x10ListTasksRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"X\n\x11ListTasksResponse\x12*\n\x05tasks\x18\x01 \x03(\x0b\x32\x1b.grassroots.command.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x11\x41ssignTaskRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"%\n\x15GetRoutingRuleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"(\n\x18\x44\x65leteRoutingRuleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x19\x44\x65leteRoutingRuleResponse\x12\x1b\n\x13unrouted_categories\x18\x01 \x03(\t\"\x99\x01\n\x15\x45xplainRoutingRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x10\n\x08severity\x18\x03 \x01(\x05\x12\x11\n\tgrid_cell\x18\x04 \x01(\t\x12\x0f\n\x07village\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x81\x01\n\x1b\x43reateHandlerProfileRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12>\n\x0fhandler_profile\x18\x02 \x01(\x0b\x32%.grassroots.command.v1.HandlerProfile\x12\x12\n\nhandler_id\x18\x03 \x01(\t\"(\n\x18GetHandlerProfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"c\n\x1aListHandlerProfilesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"w\n\x1bListHandlerProfilesResponse\x12?\n\x10handler_profiles\x18\x01 \x03(\x0b\x32%.grassroots.command.v1.HandlerProfile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8e\x01\n\x1bUpdateHandlerProfileRequest\x12>\n\x0fhandler_profile\x18\x01 \x01(\x0b\x32%.grassroots.command.v1.HandlerProfile\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\\\n\x1cReportHandlerPositionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x08position\x18\x02 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\"!\n\x11\x41\x63\x63\x65ptTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x12\x44\x65\x63lineTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\" \n\x10StartTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x12ResolveTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\x12\n\nmedia_uris\x18\x03 \x03(\t\"D\n\x13TransferTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07handler\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"(\n\x16GetCommandBoardRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"\xe6\x04\n\x0c\x43ommandBoard\x12;\n\x08\x62y_state\x18\x01 \x03(\x0b\x32).grassroots.command.v1.CommandBoard.Count\x12?\n\x0c\x62y_grid_cell\x18\x02 \x03(\x0b\x32).grassroots.command.v1.CommandBoard.Count\x12=\n\nby_handler\x18\x03 \x03(\x0b\x32).grassroots.command.v1.CommandBoard.Count\x12:\n\x07\x62y_team\x18\x04 \x03(\x0b\x32).grassroots.command.v1.CommandBoard.Count\x12\x0f\n\x07\x61t_risk\x18\x05 \x01(\x05\x12\x0f\n\x07overdue\x18\x06 \x01(\x05\x12>\n\x08workload\x18\x07 \x03(\x0b\x32,.grassroots.command.v1.CommandBoard.Workload\x12\x36\n\x13mean_time_to_accept\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x37\n\x14mean_time_to_resolve\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tescalated\x18\n \x01(\x05\x1a#\n\x05\x43ount\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x1aR\n\x08Workload\x12\x0f\n\x07handler\x18\x01 \x01(\t\x12\x12\n\nopen_tasks\x18\x02 \x01(\x05\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x0f\n\x07on_duty\x18\x04 \x01(\x08*{\n\x10\x45scalationAction\x12!\n\x1d\x45SCALATION_ACTION_UNSPECIFIED\x10\x00\x12$\n ESCALATION_ACTION_ADD_SUPERVISOR\x10\x01\x12\x1e\n\x1a\x45SCALATION_ACTION_REASSIGN\x10\x02*\x88\x01\n\tSlaStatus\x12\x1a\n\x16SLA_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13SLA_STATUS_ON_TRACK\x10\x01\x12\x16\n\x12SLA_STATUS_AT_RISK\x10\x02\x12\x16\n\x12SLA_STATUS_OVERDUE\x10\x03\x12\x16\n\x12SLA_STATUS_STOPPED\x10\x04\x32\xb2\x12\n\x0e\x43ommandService\x12}\n\x11\x43reateRoutingRule\x12/.grassroots.command.v1.CreateRoutingRuleRequest\x1a\".grassroots.command.v1.RoutingRule\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12\x87\x01\n\x10ListRoutingRules\x12..grassroots.command.v1.ListRoutingRulesRequest\x1a/.grassroots.command.v1.ListRoutingRulesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x61\n\x07GetTask\x12%.grassroots.command.v1.GetTaskRequest\x1a\x1b.grassroots.command.v1.Task\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12r\n\tListTasks\x12\'.grassroots.command.v1.ListTasksRequest\x1a(.grassroots.command.v1.ListTasksResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12h\n\nAssignTask\x12(.grassroots.command.v1.AssignTaskRequest\x1a\x1b.grassroots.command.v1.Task\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12v\n\x0eGetRoutingRule\x12,.grassroots.command.v1.GetRoutingRuleRequest\x1a\".grassroots.command.v1.RoutingRule\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x8b\x01\n\x11\x44\x65leteRoutingRule\x12/.grassroots.command.v1.DeleteRoutingRuleRequest\x1a\x30.grassroots.command.v1.DeleteRoutingRuleResponse\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12z\n\x0e\x45xplainRouting\x12,.grassroots.command.v1.ExplainRoutingRequest\x1a&.grassroots.command.v1.RoutingDecision\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x86\x01\n\x14\x43reateHandlerProfile\x12\x32.grassroots.command.v1.CreateHandlerProfileRequest\x1a%.grassroots.command.v1.HandlerProfile\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12\x7f\n\x11GetHandlerProfile\x12/.grassroots.command.v1.GetHandlerProfileRequest\x1a%.grassroots.command.v1.HandlerProfile\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x90\x01\n\x13ListHandlerProfiles\x12\x31.grassroots.command.v1.ListHandlerProfilesRequest\x1a\x32.grassroots.command.v1.ListHandlerProfilesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x86\x01\n\x14UpdateHandlerProfile\x12\x32.grassroots.command.v1.UpdateHandlerProfileRequest\x1a%.grassroots.command.v1.HandlerProfile\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12\x8b\x01\n\x15ReportHandlerPosition\x12\x33.grassroots.command.v1.ReportHandlerPositionRequest\x1a%.grassroots.command.v1.HandlerProfile\"\x16\x8a\xb5\x18\x12\n\x10\x63ommand:dispatch\x12k\n\nAcceptTask\x12(.grassroots.command.v1.AcceptTaskRequest\x1a\x1b.grassroots.command.v1.Task\"\x16\x8a\xb5\x18\x12\n\x10\x63ommand:dispatch\x12m\n\x0b\x44\x65\x63lineTask\x12).grassroots.command.v1.DeclineTaskRequest\x1a\x1b.grassroots.command.v1.Task\"\x16\x8a\xb5\x18\x12\n\x10\x63ommand:dispatch\x12i\n\tStartTask\x12\'.grassroots.command.v1.StartTaskRequest\x1a\x1b.grassroots.command.v1.Task\"\x16\x8a\xb5\x18\x12\n\x10\x63ommand:dispatch\x12m\n\x0bResolveTask\x12).grassroots.command.v1.ResolveTaskRequest\x1a\x1b.grassroots.command.v1.Task\"\x16\x8a\xb5\x18\x12\n\x10\x63ommand:dispatch\x12o\n\x0cTransferTask\x12*.grassroots.command.v1.TransferTaskRequest\x1a\x1b.grassroots.command.v1.Task\"\x16\x8a\xb5\x18\x12\n\x10\x63ommand:dispatch\x12y\n\x0fGetCommandBoard\x12-.grassroots.command.v1.GetCommandBoardRequest\x1a#.grassroots.command.v1.CommandBoard\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:readB\x1d\n\x19org.grassroots.command.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,26 +47,104 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMMANDSERVICE'].methods_by_name['ListTasks']._serialized_options = b'\212\265\030\016\n\014command:read'
   _globals['_COMMANDSERVICE'].methods_by_name['AssignTask']._loaded_options = None
   _globals['_COMMANDSERVICE'].methods_by_name['AssignTask']._serialized_options = b'\212\265\030\017\n\rcommand:write'
-  _globals['_ROUTINGRULE']._serialized_start=173
-  _globals['_ROUTINGRULE']._serialized_end=298
-  _globals['_TASK']._serialized_start=301
-  _globals['_TASK']._serialized_end=607
-  _globals['_TASK_STATE']._serialized_start=500
-  _globals['_TASK_STATE']._serialized_end=607
-  _globals['_CREATEROUTINGRULEREQUEST']._serialized_start=609
-  _globals['_CREATEROUTINGRULEREQUEST']._serialized_end=729
-  _globals['_LISTROUTINGRULESREQUEST']._serialized_start=731
-  _globals['_LISTROUTINGRULESREQUEST']._serialized_end=811
-  _globals['_LISTROUTINGRULESRESPONSE']._serialized_start=813
-  _globals['_LISTROUTINGRULESRESPONSE']._serialized_end=923
-  _globals['_GETTASKREQUEST']._serialized_start=925
-  _globals['_GETTASKREQUEST']._serialized_end=955
-  _globals['_LISTTASKSREQUEST']._serialized_start=957
-  _globals['_LISTTASKSREQUEST']._serialized_end=1046
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1048
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1136
-  _globals['_ASSIGNTASKREQUEST']._serialized_start=1138
-  _globals['_ASSIGNTASKREQUEST']._serialized_end=1225
-  _globals['_COMMANDSERVICE']._serialized_start=1228
-  _globals['_COMMANDSERVICE']._serialized_end=1830
+  _globals['_COMMANDSERVICE'].methods_by_name['GetRoutingRule']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['GetRoutingRule']._serialized_options = b'\212\265\030\016\n\014command:read'
+  _globals['_COMMANDSERVICE'].methods_by_name['DeleteRoutingRule']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['DeleteRoutingRule']._serialized_options = b'\212\265\030\017\n\rcommand:write'
+  _globals['_COMMANDSERVICE'].methods_by_name['ExplainRouting']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['ExplainRouting']._serialized_options = b'\212\265\030\016\n\014command:read'
+  _globals['_COMMANDSERVICE'].methods_by_name['CreateHandlerProfile']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['CreateHandlerProfile']._serialized_options = b'\212\265\030\017\n\rcommand:write'
+  _globals['_COMMANDSERVICE'].methods_by_name['GetHandlerProfile']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['GetHandlerProfile']._serialized_options = b'\212\265\030\016\n\014command:read'
+  _globals['_COMMANDSERVICE'].methods_by_name['ListHandlerProfiles']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['ListHandlerProfiles']._serialized_options = b'\212\265\030\016\n\014command:read'
+  _globals['_COMMANDSERVICE'].methods_by_name['UpdateHandlerProfile']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['UpdateHandlerProfile']._serialized_options = b'\212\265\030\017\n\rcommand:write'
+  _globals['_COMMANDSERVICE'].methods_by_name['ReportHandlerPosition']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['ReportHandlerPosition']._serialized_options = b'\212\265\030\022\n\020command:dispatch'
+  _globals['_COMMANDSERVICE'].methods_by_name['AcceptTask']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['AcceptTask']._serialized_options = b'\212\265\030\022\n\020command:dispatch'
+  _globals['_COMMANDSERVICE'].methods_by_name['DeclineTask']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['DeclineTask']._serialized_options = b'\212\265\030\022\n\020command:dispatch'
+  _globals['_COMMANDSERVICE'].methods_by_name['StartTask']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['StartTask']._serialized_options = b'\212\265\030\022\n\020command:dispatch'
+  _globals['_COMMANDSERVICE'].methods_by_name['ResolveTask']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['ResolveTask']._serialized_options = b'\212\265\030\022\n\020command:dispatch'
+  _globals['_COMMANDSERVICE'].methods_by_name['TransferTask']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['TransferTask']._serialized_options = b'\212\265\030\022\n\020command:dispatch'
+  _globals['_COMMANDSERVICE'].methods_by_name['GetCommandBoard']._loaded_options = None
+  _globals['_COMMANDSERVICE'].methods_by_name['GetCommandBoard']._serialized_options = b'\212\265\030\016\n\014command:read'
+  _globals['_ESCALATIONACTION']._serialized_start=5140
+  _globals['_ESCALATIONACTION']._serialized_end=5263
+  _globals['_SLASTATUS']._serialized_start=5266
+  _globals['_SLASTATUS']._serialized_end=5402
+  _globals['_ROUTINGRULE']._serialized_start=238
+  _globals['_ROUTINGRULE']._serialized_end=766
+  _globals['_HANDLERPROFILE']._serialized_start=769
+  _globals['_HANDLERPROFILE']._serialized_end=1276
+  _globals['_HANDLERPROFILE_SHIFT']._serialized_start=1223
+  _globals['_HANDLERPROFILE_SHIFT']._serialized_end=1276
+  _globals['_ROUTINGDECISION']._serialized_start=1278
+  _globals['_ROUTINGDECISION']._serialized_end=1374
+  _globals['_TASK']._serialized_start=1377
+  _globals['_TASK']._serialized_end=2543
+  _globals['_TASK_STATE']._serialized_start=2373
+  _globals['_TASK_STATE']._serialized_end=2543
+  _globals['_TRANSFER']._serialized_start=2545
+  _globals['_TRANSFER']._serialized_end=2670
+  _globals['_CREATEROUTINGRULEREQUEST']._serialized_start=2672
+  _globals['_CREATEROUTINGRULEREQUEST']._serialized_end=2792
+  _globals['_LISTROUTINGRULESREQUEST']._serialized_start=2794
+  _globals['_LISTROUTINGRULESREQUEST']._serialized_end=2874
+  _globals['_LISTROUTINGRULESRESPONSE']._serialized_start=2876
+  _globals['_LISTROUTINGRULESRESPONSE']._serialized_end=2986
+  _globals['_GETTASKREQUEST']._serialized_start=2988
+  _globals['_GETTASKREQUEST']._serialized_end=3018
+  _globals['_LISTTASKSREQUEST']._serialized_start=3020
+  _globals['_LISTTASKSREQUEST']._serialized_end=3109
+  _globals['_LISTTASKSRESPONSE']._serialized_start=3111
+  _globals['_LISTTASKSRESPONSE']._serialized_end=3199
+  _globals['_ASSIGNTASKREQUEST']._serialized_start=3201
+  _globals['_ASSIGNTASKREQUEST']._serialized_end=3288
+  _globals['_GETROUTINGRULEREQUEST']._serialized_start=3290
+  _globals['_GETROUTINGRULEREQUEST']._serialized_end=3327
+  _globals['_DELETEROUTINGRULEREQUEST']._serialized_start=3329
+  _globals['_DELETEROUTINGRULEREQUEST']._serialized_end=3369
+  _globals['_DELETEROUTINGRULERESPONSE']._serialized_start=3371
+  _globals['_DELETEROUTINGRULERESPONSE']._serialized_end=3427
+  _globals['_EXPLAINROUTINGREQUEST']._serialized_start=3430
+  _globals['_EXPLAINROUTINGREQUEST']._serialized_end=3583
+  _globals['_CREATEHANDLERPROFILEREQUEST']._serialized_start=3586
+  _globals['_CREATEHANDLERPROFILEREQUEST']._serialized_end=3715
+  _globals['_GETHANDLERPROFILEREQUEST']._serialized_start=3717
+  _globals['_GETHANDLERPROFILEREQUEST']._serialized_end=3757
+  _globals['_LISTHANDLERPROFILESREQUEST']._serialized_start=3759
+  _globals['_LISTHANDLERPROFILESREQUEST']._serialized_end=3858
+  _globals['_LISTHANDLERPROFILESRESPONSE']._serialized_start=3860
+  _globals['_LISTHANDLERPROFILESRESPONSE']._serialized_end=3979
+  _globals['_UPDATEHANDLERPROFILEREQUEST']._serialized_start=3982
+  _globals['_UPDATEHANDLERPROFILEREQUEST']._serialized_end=4124
+  _globals['_REPORTHANDLERPOSITIONREQUEST']._serialized_start=4126
+  _globals['_REPORTHANDLERPOSITIONREQUEST']._serialized_end=4218
+  _globals['_ACCEPTTASKREQUEST']._serialized_start=4220
+  _globals['_ACCEPTTASKREQUEST']._serialized_end=4253
+  _globals['_DECLINETASKREQUEST']._serialized_start=4255
+  _globals['_DECLINETASKREQUEST']._serialized_end=4305
+  _globals['_STARTTASKREQUEST']._serialized_start=4307
+  _globals['_STARTTASKREQUEST']._serialized_end=4339
+  _globals['_RESOLVETASKREQUEST']._serialized_start=4341
+  _globals['_RESOLVETASKREQUEST']._serialized_end=4409
+  _globals['_TRANSFERTASKREQUEST']._serialized_start=4411
+  _globals['_TRANSFERTASKREQUEST']._serialized_end=4479
+  _globals['_GETCOMMANDBOARDREQUEST']._serialized_start=4481
+  _globals['_GETCOMMANDBOARDREQUEST']._serialized_end=4521
+  _globals['_COMMANDBOARD']._serialized_start=4524
+  _globals['_COMMANDBOARD']._serialized_end=5138
+  _globals['_COMMANDBOARD_COUNT']._serialized_start=5019
+  _globals['_COMMANDBOARD_COUNT']._serialized_end=5054
+  _globals['_COMMANDBOARD_WORKLOAD']._serialized_start=5056
+  _globals['_COMMANDBOARD_WORKLOAD']._serialized_end=5138
+  _globals['_COMMANDSERVICE']._serialized_start=5405
+  _globals['_COMMANDSERVICE']._serialized_end=7759
 # @@protoc_insertion_point(module_scope)

@@ -6,10 +6,12 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from grassroots.type.v1 import geo_pb2 as _geo_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +22,62 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _EscalationAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EscalationActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EscalationAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ESCALATION_ACTION_UNSPECIFIED: _EscalationAction.ValueType  # 0
+    """Not set: add the parent tenant's supervisor and keep the handler."""
+    ESCALATION_ACTION_ADD_SUPERVISOR: _EscalationAction.ValueType  # 1
+    """Keep the handler and add a supervisor of the parent tenant to the task."""
+    ESCALATION_ACTION_REASSIGN: _EscalationAction.ValueType  # 2
+    """Offer the task to a handler of the parent tenant instead."""
+
+class EscalationAction(_EscalationAction, metaclass=_EscalationActionEnumTypeWrapper):
+    """What an SLA breach does besides escalating to the parent tenant."""
+
+ESCALATION_ACTION_UNSPECIFIED: EscalationAction.ValueType  # 0
+"""Not set: add the parent tenant's supervisor and keep the handler."""
+ESCALATION_ACTION_ADD_SUPERVISOR: EscalationAction.ValueType  # 1
+"""Keep the handler and add a supervisor of the parent tenant to the task."""
+ESCALATION_ACTION_REASSIGN: EscalationAction.ValueType  # 2
+"""Offer the task to a handler of the parent tenant instead."""
+Global___EscalationAction: _TypeAlias = EscalationAction  # noqa: Y015
+
+class _SlaStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SlaStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SlaStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SLA_STATUS_UNSPECIFIED: _SlaStatus.ValueType  # 0
+    """Not set."""
+    SLA_STATUS_ON_TRACK: _SlaStatus.ValueType  # 1
+    """Within the time allowed."""
+    SLA_STATUS_AT_RISK: _SlaStatus.ValueType  # 2
+    """Most of the time allowed is used (80% or more)."""
+    SLA_STATUS_OVERDUE: _SlaStatus.ValueType  # 3
+    """The deadline passed."""
+    SLA_STATUS_STOPPED: _SlaStatus.ValueType  # 4
+    """Finished; no clock runs."""
+
+class SlaStatus(_SlaStatus, metaclass=_SlaStatusEnumTypeWrapper):
+    """How a task stands against its SLA."""
+
+SLA_STATUS_UNSPECIFIED: SlaStatus.ValueType  # 0
+"""Not set."""
+SLA_STATUS_ON_TRACK: SlaStatus.ValueType  # 1
+"""Within the time allowed."""
+SLA_STATUS_AT_RISK: SlaStatus.ValueType  # 2
+"""Most of the time allowed is used (80% or more)."""
+SLA_STATUS_OVERDUE: SlaStatus.ValueType  # 3
+"""The deadline passed."""
+SLA_STATUS_STOPPED: SlaStatus.ValueType  # 4
+"""Finished; no clock runs."""
+Global___SlaStatus: _TypeAlias = SlaStatus  # noqa: Y015
 
 @_typing.final
 class RoutingRule(_message.Message):
@@ -32,6 +90,19 @@ class RoutingRule(_message.Message):
     HANDLER_ROLE_FIELD_NUMBER: _builtins.int
     SLA_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    MIN_SEVERITY_FIELD_NUMBER: _builtins.int
+    GRID_CELLS_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    ACTIVE_FROM_FIELD_NUMBER: _builtins.int
+    ACTIVE_UNTIL_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    RESPONSE_SLA_FIELD_NUMBER: _builtins.int
+    ESCALATION_ACTION_FIELD_NUMBER: _builtins.int
+    OFFER_TIMEOUT_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UNROUTED_CATEGORIES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/routingRules/{routing_rule}`."""
     category: _builtins.str
@@ -40,9 +111,49 @@ class RoutingRule(_message.Message):
     """Role of the handlers who receive matching events, for example "grid_worker"."""
     priority: _builtins.int
     """Higher priority rules are tried first."""
+    min_severity: _builtins.int
+    """Lowest event severity (1 to 5) the rule matches; 0 matches every severity."""
+    village: _builtins.str
+    """Tenant path of a village the event must lie in (or below); empty matches all."""
+    active_from: _builtins.str
+    """Start of the time of day the rule applies, "HH:MM" local (Asia/Shanghai); empty: all day."""
+    active_until: _builtins.str
+    """End of that time of day, "HH:MM", exclusive; may be before `active_from` (overnight)."""
+    team: _builtins.str
+    """Team whose members receive matching events; with `handler_role`, members holding it."""
+    department: _builtins.str
+    """Department desk that receives matching events (a team name for a desk's handlers)."""
+    escalation_action: Global___EscalationAction.ValueType
+    """What a breach does besides escalating up the tenant tree."""
+    display_name: _builtins.str
+    """Display name, for explanations."""
     @_builtins.property
     def sla(self) -> _duration_pb2.Duration:
         """Time allowed from dispatch to resolution before escalation."""
+
+    @_builtins.property
+    def grid_cells(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Grid cells the rule matches; empty matches every cell."""
+
+    @_builtins.property
+    def response_sla(self) -> _duration_pb2.Duration:
+        """Time allowed from the offer to acceptance before escalation."""
+
+    @_builtins.property
+    def offer_timeout(self) -> _duration_pb2.Duration:
+        """Time a handler has to answer an offer before it goes to the next candidate;
+        unset means 10 minutes.
+        """
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the rule was created. Output only."""
+
+    @_builtins.property
+    def unrouted_categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Categories of the tenant that no rule (its own or inherited) routes, found when
+        the rule was saved. Output only.
+        """
 
     def __init__(
         self,
@@ -52,14 +163,185 @@ class RoutingRule(_message.Message):
         handler_role: _builtins.str = ...,
         sla: _duration_pb2.Duration | None = ...,
         priority: _builtins.int = ...,
+        min_severity: _builtins.int = ...,
+        grid_cells: _abc.Iterable[_builtins.str] | None = ...,
+        village: _builtins.str = ...,
+        active_from: _builtins.str = ...,
+        active_until: _builtins.str = ...,
+        team: _builtins.str = ...,
+        department: _builtins.str = ...,
+        response_sla: _duration_pb2.Duration | None = ...,
+        escalation_action: Global___EscalationAction.ValueType = ...,
+        offer_timeout: _duration_pb2.Duration | None = ...,
+        display_name: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        unrouted_categories: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["sla", b"sla"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "offer_timeout", b"offer_timeout", "response_sla", b"response_sla", "sla", b"sla"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "handler_role", b"handler_role", "name", b"name", "priority", b"priority", "sla", b"sla"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_from", b"active_from", "active_until", b"active_until", "category", b"category", "create_time", b"create_time", "department", b"department", "display_name", b"display_name", "escalation_action", b"escalation_action", "grid_cells", b"grid_cells", "handler_role", b"handler_role", "min_severity", b"min_severity", "name", b"name", "offer_timeout", b"offer_timeout", "priority", b"priority", "response_sla", b"response_sla", "sla", b"sla", "team", b"team", "unrouted_categories", b"unrouted_categories", "village", b"village"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RoutingRule: _TypeAlias = RoutingRule  # noqa: Y015
+
+@_typing.final
+class HandlerProfile(_message.Message):
+    """The command profile of a person who handles tasks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Shift(_message.Message):
+        """A time of the week the handler is on duty."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        WEEKDAYS_FIELD_NUMBER: _builtins.int
+        START_FIELD_NUMBER: _builtins.int
+        END_FIELD_NUMBER: _builtins.int
+        start: _builtins.str
+        """Start, "HH:MM" local (Asia/Shanghai)."""
+        end: _builtins.str
+        """End, "HH:MM", exclusive; before `start` for a shift past midnight."""
+        @_builtins.property
+        def weekdays(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+            """ISO weekdays 1 (Monday) to 7 (Sunday); empty means every day."""
+
+        def __init__(
+            self,
+            *,
+            weekdays: _abc.Iterable[_builtins.int] | None = ...,
+            start: _builtins.str = ...,
+            end: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start", "weekdays", b"weekdays"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    SKILLS_FIELD_NUMBER: _builtins.int
+    TEAMS_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    ON_DUTY_FIELD_NUMBER: _builtins.int
+    SHIFTS_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    POSITION_TIME_FIELD_NUMBER: _builtins.int
+    OPEN_TASKS_FIELD_NUMBER: _builtins.int
+    LAST_ASSIGNED_TIME_FIELD_NUMBER: _builtins.int
+    SUPERVISOR_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name: `tenants/{tenant}/handlers/{handler}`; `handler` is the user's id."""
+    user: _builtins.str
+    """Subject of the identity user, for example "users/u_01...". Required."""
+    display_name: _builtins.str
+    """Display name."""
+    capacity: _builtins.int
+    """Most open tasks at once; 0 means 5."""
+    on_duty: _builtins.bool
+    """Whether the handler is on duty now (combined with `shifts` when any are given)."""
+    open_tasks: _builtins.int
+    """Open tasks now (offered, accepted or in progress). Output only."""
+    supervisor: _builtins.bool
+    """Whether the handler supervises escalations at their tenant."""
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Roles held, for example "grid_worker", "volunteer", "carer". At least one."""
+
+    @_builtins.property
+    def skills(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Skills, for example "first_aid"."""
+
+    @_builtins.property
+    def teams(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Teams and department desks the handler belongs to."""
+
+    @_builtins.property
+    def shifts(self) -> _containers.RepeatedCompositeFieldContainer[Global___HandlerProfile.Shift]:
+        """Weekly shifts; empty means `on_duty` alone decides."""
+
+    @_builtins.property
+    def position(self) -> _geo_pb2.GeoPoint:
+        """The last reported position, stored as WGS84; send any supported CRS."""
+
+    @_builtins.property
+    def position_time(self) -> _timestamp_pb2.Timestamp:
+        """When the position was reported. Output only."""
+
+    @_builtins.property
+    def last_assigned_time(self) -> _timestamp_pb2.Timestamp:
+        """When a task was last offered to the handler. Output only."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the profile was created. Output only."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        user: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        roles: _abc.Iterable[_builtins.str] | None = ...,
+        skills: _abc.Iterable[_builtins.str] | None = ...,
+        teams: _abc.Iterable[_builtins.str] | None = ...,
+        capacity: _builtins.int = ...,
+        on_duty: _builtins.bool = ...,
+        shifts: _abc.Iterable[Global___HandlerProfile.Shift] | None = ...,
+        position: _geo_pb2.GeoPoint | None = ...,
+        position_time: _timestamp_pb2.Timestamp | None = ...,
+        open_tasks: _builtins.int = ...,
+        last_assigned_time: _timestamp_pb2.Timestamp | None = ...,
+        supervisor: _builtins.bool = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_assigned_time", b"last_assigned_time", "position", b"position", "position_time", b"position_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "create_time", b"create_time", "display_name", b"display_name", "last_assigned_time", b"last_assigned_time", "name", b"name", "on_duty", b"on_duty", "open_tasks", b"open_tasks", "position", b"position", "position_time", b"position_time", "roles", b"roles", "shifts", b"shifts", "skills", b"skills", "supervisor", b"supervisor", "teams", b"teams", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandlerProfile: _TypeAlias = HandlerProfile  # noqa: Y015
+
+@_typing.final
+class RoutingDecision(_message.Message):
+    """Why a rule routed an event where it did."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUTING_RULE_FIELD_NUMBER: _builtins.int
+    EXPLANATION_FIELD_NUMBER: _builtins.int
+    HANDLER_ROLE_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    routing_rule: _builtins.str
+    """The rule that matched: `tenants/{tenant}/routingRules/{routing_rule}`."""
+    explanation: _builtins.str
+    """In words, for example "rule R matched: category environment.* and severity >= 2"."""
+    handler_role: _builtins.str
+    """Role the task goes to."""
+    team: _builtins.str
+    """Team or department the task goes to."""
+    def __init__(
+        self,
+        *,
+        routing_rule: _builtins.str = ...,
+        explanation: _builtins.str = ...,
+        handler_role: _builtins.str = ...,
+        team: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["explanation", b"explanation", "handler_role", b"handler_role", "routing_rule", b"routing_rule", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutingDecision: _TypeAlias = RoutingDecision  # noqa: Y015
 
 @_typing.final
 class Task(_message.Message):
@@ -82,7 +364,15 @@ class Task(_message.Message):
         STATE_DONE: Task._State.ValueType  # 3
         """Done."""
         STATE_ESCALATED: Task._State.ValueType  # 4
-        """The SLA was breached and the task went up a level."""
+        """The SLA was breached and the task went up a level. Not set by this version:
+        an escalation keeps the state and raises `escalation_level`.
+        """
+        STATE_IN_PROGRESS: Task._State.ValueType  # 5
+        """The handler is working on it."""
+        STATE_WAITING: Task._State.ValueType  # 6
+        """No available handler holds the role yet; offered as soon as one is."""
+        STATE_CANCELLED: Task._State.ValueType  # 7
+        """The event was withdrawn, rejected or marked a duplicate; nothing to do."""
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
         """The lifecycle state of a task."""
@@ -96,7 +386,15 @@ class Task(_message.Message):
     STATE_DONE: Task.State.ValueType  # 3
     """Done."""
     STATE_ESCALATED: Task.State.ValueType  # 4
-    """The SLA was breached and the task went up a level."""
+    """The SLA was breached and the task went up a level. Not set by this version:
+    an escalation keeps the state and raises `escalation_level`.
+    """
+    STATE_IN_PROGRESS: Task.State.ValueType  # 5
+    """The handler is working on it."""
+    STATE_WAITING: Task.State.ValueType  # 6
+    """No available handler holds the role yet; offered as soon as one is."""
+    STATE_CANCELLED: Task.State.ValueType  # 7
+    """The event was withdrawn, rejected or marked a duplicate; nothing to do."""
 
     NAME_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
@@ -104,6 +402,30 @@ class Task(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     DUE_TIME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    GRID_CELL_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    ROUTING_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    OFFER_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    RESPONSE_DUE_TIME_FIELD_NUMBER: _builtins.int
+    ACCEPT_TIME_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    RESOLVE_TIME_FIELD_NUMBER: _builtins.int
+    RESOLUTION_NOTE_FIELD_NUMBER: _builtins.int
+    MEDIA_URIS_FIELD_NUMBER: _builtins.int
+    ESCALATION_LEVEL_FIELD_NUMBER: _builtins.int
+    ESCALATED_TO_FIELD_NUMBER: _builtins.int
+    SUPERVISOR_FIELD_NUMBER: _builtins.int
+    PASSED_BY_FIELD_NUMBER: _builtins.int
+    TRANSFERS_FIELD_NUMBER: _builtins.int
+    SLA_STATUS_FIELD_NUMBER: _builtins.int
+    DISTANCE_METERS_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    HANDLER_ROLE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/tasks/{task}`."""
     event: _builtins.str
@@ -112,6 +434,32 @@ class Task(_message.Message):
     """Subject of the handler."""
     state: Global___Task.State.ValueType
     """Lifecycle state."""
+    category: _builtins.str
+    """Category of the event when it was routed."""
+    severity: _builtins.int
+    """Severity of the event, 1 to 5."""
+    grid_cell: _builtins.str
+    """Grid cell of the event."""
+    village: _builtins.str
+    """Village of the event (tenant path)."""
+    team: _builtins.str
+    """Team the task went to."""
+    resolution_note: _builtins.str
+    """The handler's note on resolving."""
+    escalation_level: _builtins.int
+    """How many levels the task went up the tenant tree (0: none). Output only."""
+    escalated_to: _builtins.str
+    """Tenant path the task is escalated to. Output only."""
+    supervisor: _builtins.str
+    """Subject of the supervisor added by an escalation. Output only."""
+    sla_status: Global___SlaStatus.ValueType
+    """How the task stands against its SLA now. Output only."""
+    distance_meters: _builtins.float
+    """Straight-line metres from the handler's position when offered. Output only."""
+    etag: _builtins.str
+    """Changes whenever the task changes. Output only."""
+    handler_role: _builtins.str
+    """Role the task is routed to."""
     @_builtins.property
     def due_time(self) -> _timestamp_pb2.Timestamp:
         """When the SLA runs out."""
@@ -119,6 +467,50 @@ class Task(_message.Message):
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the task was created."""
+
+    @_builtins.property
+    def location(self) -> _geo_pb2.GeoPoint:
+        """Where the event is, WGS84."""
+
+    @_builtins.property
+    def routing(self) -> Global___RoutingDecision:
+        """The rule that routed it and why. Output only."""
+
+    @_builtins.property
+    def offer_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the offer runs out and goes to the next candidate. Output only."""
+
+    @_builtins.property
+    def response_due_time(self) -> _timestamp_pb2.Timestamp:
+        """When the handler must accept. Output only."""
+
+    @_builtins.property
+    def accept_time(self) -> _timestamp_pb2.Timestamp:
+        """When the handler accepted. Output only."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """When work started. Output only."""
+
+    @_builtins.property
+    def resolve_time(self) -> _timestamp_pb2.Timestamp:
+        """When the handler resolved it. Output only."""
+
+    @_builtins.property
+    def media_uris(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Photos or documents of the result."""
+
+    @_builtins.property
+    def passed_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Handlers who declined or let the offer run out. Output only."""
+
+    @_builtins.property
+    def transfers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Transfer]:
+        """Hand-overs, oldest first. Output only."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the task last changed. Output only."""
 
     def __init__(
         self,
@@ -129,14 +521,78 @@ class Task(_message.Message):
         state: Global___Task.State.ValueType = ...,
         due_time: _timestamp_pb2.Timestamp | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        category: _builtins.str = ...,
+        severity: _builtins.int = ...,
+        grid_cell: _builtins.str = ...,
+        village: _builtins.str = ...,
+        location: _geo_pb2.GeoPoint | None = ...,
+        routing: Global___RoutingDecision | None = ...,
+        team: _builtins.str = ...,
+        offer_expire_time: _timestamp_pb2.Timestamp | None = ...,
+        response_due_time: _timestamp_pb2.Timestamp | None = ...,
+        accept_time: _timestamp_pb2.Timestamp | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        resolve_time: _timestamp_pb2.Timestamp | None = ...,
+        resolution_note: _builtins.str = ...,
+        media_uris: _abc.Iterable[_builtins.str] | None = ...,
+        escalation_level: _builtins.int = ...,
+        escalated_to: _builtins.str = ...,
+        supervisor: _builtins.str = ...,
+        passed_by: _abc.Iterable[_builtins.str] | None = ...,
+        transfers: _abc.Iterable[Global___Transfer] | None = ...,
+        sla_status: Global___SlaStatus.ValueType = ...,
+        distance_meters: _builtins.float = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        etag: _builtins.str = ...,
+        handler_role: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "due_time", b"due_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "create_time", b"create_time", "due_time", b"due_time", "location", b"location", "offer_expire_time", b"offer_expire_time", "resolve_time", b"resolve_time", "response_due_time", b"response_due_time", "routing", b"routing", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "due_time", b"due_time", "event", b"event", "handler", b"handler", "name", b"name", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "category", b"category", "create_time", b"create_time", "distance_meters", b"distance_meters", "due_time", b"due_time", "escalated_to", b"escalated_to", "escalation_level", b"escalation_level", "etag", b"etag", "event", b"event", "grid_cell", b"grid_cell", "handler", b"handler", "handler_role", b"handler_role", "location", b"location", "media_uris", b"media_uris", "name", b"name", "offer_expire_time", b"offer_expire_time", "passed_by", b"passed_by", "resolution_note", b"resolution_note", "resolve_time", b"resolve_time", "response_due_time", b"response_due_time", "routing", b"routing", "severity", b"severity", "sla_status", b"sla_status", "start_time", b"start_time", "state", b"state", "supervisor", b"supervisor", "team", b"team", "transfers", b"transfers", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Task: _TypeAlias = Task  # noqa: Y015
+
+@_typing.final
+class Transfer(_message.Message):
+    """A task handed from one handler to another."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_HANDLER_FIELD_NUMBER: _builtins.int
+    TO_HANDLER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    from_handler: _builtins.str
+    """Who handed it on."""
+    to_handler: _builtins.str
+    """Who received it; empty when it went back to routing."""
+    reason: _builtins.str
+    """Why, in words the reporter may read."""
+    actor: _builtins.str
+    """Who made the transfer."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When."""
+
+    def __init__(
+        self,
+        *,
+        from_handler: _builtins.str = ...,
+        to_handler: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        actor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "from_handler", b"from_handler", "reason", b"reason", "time", b"time", "to_handler", b"to_handler"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Transfer: _TypeAlias = Transfer  # noqa: Y015
 
 @_typing.final
 class CreateRoutingRuleRequest(_message.Message):
@@ -267,7 +723,10 @@ class ListTasksRequest(_message.Message):
     page_token: _builtins.str
     """Token from a previous response."""
     filter: _builtins.str
-    """AIP-160 filter over `handler`, `state` and `event`."""
+    """AIP-160 filter over `handler`, `state`, `event`, `grid_cell`, `team`, `village` and
+    `sla_status` (`on_track`, `at_risk`, `overdue`), for example
+    `state = "accepted" AND sla_status = "overdue"`.
+    """
     def __init__(
         self,
         *,
@@ -345,3 +804,573 @@ class AssignTaskRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AssignTaskRequest: _TypeAlias = AssignTaskRequest  # noqa: Y015
+
+@_typing.final
+class GetRoutingRuleRequest(_message.Message):
+    """Request message for CommandService.GetRoutingRule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the rule."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRoutingRuleRequest: _TypeAlias = GetRoutingRuleRequest  # noqa: Y015
+
+@_typing.final
+class DeleteRoutingRuleRequest(_message.Message):
+    """Request message for CommandService.DeleteRoutingRule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the rule."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRoutingRuleRequest: _TypeAlias = DeleteRoutingRuleRequest  # noqa: Y015
+
+@_typing.final
+class DeleteRoutingRuleResponse(_message.Message):
+    """Response message for CommandService.DeleteRoutingRule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNROUTED_CATEGORIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def unrouted_categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Categories of the tenant that no rule routes once this one is gone."""
+
+    def __init__(
+        self,
+        *,
+        unrouted_categories: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unrouted_categories", b"unrouted_categories"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRoutingRuleResponse: _TypeAlias = DeleteRoutingRuleResponse  # noqa: Y015
+
+@_typing.final
+class ExplainRoutingRequest(_message.Message):
+    """Request message for CommandService.ExplainRouting."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    GRID_CELL_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant whose rules (and its ancestors') apply: `tenants/{tenant}`."""
+    category: _builtins.str
+    """Event category."""
+    severity: _builtins.int
+    """Event severity, 1 to 5."""
+    grid_cell: _builtins.str
+    """Grid cell of the event."""
+    village: _builtins.str
+    """Village of the event (tenant path); empty means the parent."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When the event happened; unset means now."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        category: _builtins.str = ...,
+        severity: _builtins.int = ...,
+        grid_cell: _builtins.str = ...,
+        village: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "grid_cell", b"grid_cell", "parent", b"parent", "severity", b"severity", "time", b"time", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainRoutingRequest: _TypeAlias = ExplainRoutingRequest  # noqa: Y015
+
+@_typing.final
+class CreateHandlerProfileRequest(_message.Message):
+    """Request message for CommandService.CreateHandlerProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    HANDLER_PROFILE_FIELD_NUMBER: _builtins.int
+    HANDLER_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant the handler belongs to: `tenants/{tenant}`."""
+    handler_id: _builtins.str
+    """The handler's id, the last segment of the name; defaults to the user's id."""
+    @_builtins.property
+    def handler_profile(self) -> Global___HandlerProfile:
+        """The profile."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        handler_profile: Global___HandlerProfile | None = ...,
+        handler_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handler_profile", b"handler_profile"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handler_id", b"handler_id", "handler_profile", b"handler_profile", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateHandlerProfileRequest: _TypeAlias = CreateHandlerProfileRequest  # noqa: Y015
+
+@_typing.final
+class GetHandlerProfileRequest(_message.Message):
+    """Request message for CommandService.GetHandlerProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the profile."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHandlerProfileRequest: _TypeAlias = GetHandlerProfileRequest  # noqa: Y015
+
+@_typing.final
+class ListHandlerProfilesRequest(_message.Message):
+    """Request message for CommandService.ListHandlerProfiles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant: `tenants/{tenant}`; its whole subtree is listed."""
+    page_size: _builtins.int
+    """Maximum number of profiles to return."""
+    page_token: _builtins.str
+    """Token from a previous response."""
+    filter: _builtins.str
+    """AIP-160 filter over `role`, `team` and `on_duty` (`true` or `false`)."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHandlerProfilesRequest: _TypeAlias = ListHandlerProfilesRequest  # noqa: Y015
+
+@_typing.final
+class ListHandlerProfilesResponse(_message.Message):
+    """Response message for CommandService.ListHandlerProfiles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDLER_PROFILES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def handler_profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___HandlerProfile]:
+        """The profiles."""
+
+    def __init__(
+        self,
+        *,
+        handler_profiles: _abc.Iterable[Global___HandlerProfile] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handler_profiles", b"handler_profiles", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHandlerProfilesResponse: _TypeAlias = ListHandlerProfilesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateHandlerProfileRequest(_message.Message):
+    """Request message for CommandService.UpdateHandlerProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDLER_PROFILE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def handler_profile(self) -> Global___HandlerProfile:
+        """The profile, with its name."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: display_name, roles, skills, teams, capacity, on_duty, shifts,
+        supervisor. Empty changes every one of them.
+        """
+
+    def __init__(
+        self,
+        *,
+        handler_profile: Global___HandlerProfile | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handler_profile", b"handler_profile", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handler_profile", b"handler_profile", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateHandlerProfileRequest: _TypeAlias = UpdateHandlerProfileRequest  # noqa: Y015
+
+@_typing.final
+class ReportHandlerPositionRequest(_message.Message):
+    """Request message for CommandService.ReportHandlerPosition."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the profile."""
+    @_builtins.property
+    def position(self) -> _geo_pb2.GeoPoint:
+        """Where the handler is; GCJ-02 from a phone is converted."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        position: _geo_pb2.GeoPoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["position", b"position"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportHandlerPositionRequest: _TypeAlias = ReportHandlerPositionRequest  # noqa: Y015
+
+@_typing.final
+class AcceptTaskRequest(_message.Message):
+    """Request message for CommandService.AcceptTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the task."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcceptTaskRequest: _TypeAlias = AcceptTaskRequest  # noqa: Y015
+
+@_typing.final
+class DeclineTaskRequest(_message.Message):
+    """Request message for CommandService.DeclineTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the task."""
+    reason: _builtins.str
+    """Why, in the handler's words."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeclineTaskRequest: _TypeAlias = DeclineTaskRequest  # noqa: Y015
+
+@_typing.final
+class StartTaskRequest(_message.Message):
+    """Request message for CommandService.StartTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the task."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartTaskRequest: _TypeAlias = StartTaskRequest  # noqa: Y015
+
+@_typing.final
+class ResolveTaskRequest(_message.Message):
+    """Request message for CommandService.ResolveTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    MEDIA_URIS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the task."""
+    note: _builtins.str
+    """What was done; 1 to 2000 characters."""
+    @_builtins.property
+    def media_uris(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Photos or documents of the result (https URIs), at most 10."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        note: _builtins.str = ...,
+        media_uris: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["media_uris", b"media_uris", "name", b"name", "note", b"note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveTaskRequest: _TypeAlias = ResolveTaskRequest  # noqa: Y015
+
+@_typing.final
+class TransferTaskRequest(_message.Message):
+    """Request message for CommandService.TransferTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    HANDLER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the task."""
+    handler: _builtins.str
+    """Subject of the handler to hand it to; empty sends it back to routing."""
+    reason: _builtins.str
+    """Why, in words the reporter may read; required."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        handler: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handler", b"handler", "name", b"name", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferTaskRequest: _TypeAlias = TransferTaskRequest  # noqa: Y015
+
+@_typing.final
+class GetCommandBoardRequest(_message.Message):
+    """Request message for CommandService.GetCommandBoard."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant: `tenants/{tenant}`; its whole subtree is counted."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCommandBoardRequest: _TypeAlias = GetCommandBoardRequest  # noqa: Y015
+
+@_typing.final
+class CommandBoard(_message.Message):
+    """What a command centre shows: open work and how it stands."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Count(_message.Message):
+        """A count under a key (a state, grid cell, handler or team)."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        COUNT_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        """The key."""
+        count: _builtins.int
+        """How many open tasks."""
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            count: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "key", b"key"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class Workload(_message.Message):
+        """A handler's load."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        HANDLER_FIELD_NUMBER: _builtins.int
+        OPEN_TASKS_FIELD_NUMBER: _builtins.int
+        CAPACITY_FIELD_NUMBER: _builtins.int
+        ON_DUTY_FIELD_NUMBER: _builtins.int
+        handler: _builtins.str
+        """Subject of the handler."""
+        open_tasks: _builtins.int
+        """Open tasks."""
+        capacity: _builtins.int
+        """Most open tasks at once."""
+        on_duty: _builtins.bool
+        """On duty now."""
+        def __init__(
+            self,
+            *,
+            handler: _builtins.str = ...,
+            open_tasks: _builtins.int = ...,
+            capacity: _builtins.int = ...,
+            on_duty: _builtins.bool = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "handler", b"handler", "on_duty", b"on_duty", "open_tasks", b"open_tasks"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    BY_STATE_FIELD_NUMBER: _builtins.int
+    BY_GRID_CELL_FIELD_NUMBER: _builtins.int
+    BY_HANDLER_FIELD_NUMBER: _builtins.int
+    BY_TEAM_FIELD_NUMBER: _builtins.int
+    AT_RISK_FIELD_NUMBER: _builtins.int
+    OVERDUE_FIELD_NUMBER: _builtins.int
+    WORKLOAD_FIELD_NUMBER: _builtins.int
+    MEAN_TIME_TO_ACCEPT_FIELD_NUMBER: _builtins.int
+    MEAN_TIME_TO_RESOLVE_FIELD_NUMBER: _builtins.int
+    ESCALATED_FIELD_NUMBER: _builtins.int
+    at_risk: _builtins.int
+    """Open tasks that used 80% or more of their time."""
+    overdue: _builtins.int
+    """Open tasks past a deadline."""
+    escalated: _builtins.int
+    """Open tasks escalated at least once."""
+    @_builtins.property
+    def by_state(self) -> _containers.RepeatedCompositeFieldContainer[Global___CommandBoard.Count]:
+        """Open tasks by state."""
+
+    @_builtins.property
+    def by_grid_cell(self) -> _containers.RepeatedCompositeFieldContainer[Global___CommandBoard.Count]:
+        """Open tasks by grid cell."""
+
+    @_builtins.property
+    def by_handler(self) -> _containers.RepeatedCompositeFieldContainer[Global___CommandBoard.Count]:
+        """Open tasks by handler."""
+
+    @_builtins.property
+    def by_team(self) -> _containers.RepeatedCompositeFieldContainer[Global___CommandBoard.Count]:
+        """Open tasks by team."""
+
+    @_builtins.property
+    def workload(self) -> _containers.RepeatedCompositeFieldContainer[Global___CommandBoard.Workload]:
+        """Each handler's load."""
+
+    @_builtins.property
+    def mean_time_to_accept(self) -> _duration_pb2.Duration:
+        """Mean time from offer to acceptance, over tasks accepted."""
+
+    @_builtins.property
+    def mean_time_to_resolve(self) -> _duration_pb2.Duration:
+        """Mean time from creation to resolution, over tasks resolved."""
+
+    def __init__(
+        self,
+        *,
+        by_state: _abc.Iterable[Global___CommandBoard.Count] | None = ...,
+        by_grid_cell: _abc.Iterable[Global___CommandBoard.Count] | None = ...,
+        by_handler: _abc.Iterable[Global___CommandBoard.Count] | None = ...,
+        by_team: _abc.Iterable[Global___CommandBoard.Count] | None = ...,
+        at_risk: _builtins.int = ...,
+        overdue: _builtins.int = ...,
+        workload: _abc.Iterable[Global___CommandBoard.Workload] | None = ...,
+        mean_time_to_accept: _duration_pb2.Duration | None = ...,
+        mean_time_to_resolve: _duration_pb2.Duration | None = ...,
+        escalated: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mean_time_to_accept", b"mean_time_to_accept", "mean_time_to_resolve", b"mean_time_to_resolve"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_risk", b"at_risk", "by_grid_cell", b"by_grid_cell", "by_handler", b"by_handler", "by_state", b"by_state", "by_team", b"by_team", "escalated", b"escalated", "mean_time_to_accept", b"mean_time_to_accept", "mean_time_to_resolve", b"mean_time_to_resolve", "overdue", b"overdue", "workload", b"workload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommandBoard: _TypeAlias = CommandBoard  # noqa: Y015

@@ -61,6 +61,76 @@ class CommandServiceStub:
                 request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.AssignTaskRequest.SerializeToString,
                 response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.FromString,
                 _registered_method=True)
+        self.GetRoutingRule = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/GetRoutingRule',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.GetRoutingRuleRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.RoutingRule.FromString,
+                _registered_method=True)
+        self.DeleteRoutingRule = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/DeleteRoutingRule',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.DeleteRoutingRuleRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.DeleteRoutingRuleResponse.FromString,
+                _registered_method=True)
+        self.ExplainRouting = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/ExplainRouting',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.ExplainRoutingRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.RoutingDecision.FromString,
+                _registered_method=True)
+        self.CreateHandlerProfile = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/CreateHandlerProfile',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.CreateHandlerProfileRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.FromString,
+                _registered_method=True)
+        self.GetHandlerProfile = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/GetHandlerProfile',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.GetHandlerProfileRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.FromString,
+                _registered_method=True)
+        self.ListHandlerProfiles = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/ListHandlerProfiles',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.ListHandlerProfilesRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.ListHandlerProfilesResponse.FromString,
+                _registered_method=True)
+        self.UpdateHandlerProfile = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/UpdateHandlerProfile',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.UpdateHandlerProfileRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.FromString,
+                _registered_method=True)
+        self.ReportHandlerPosition = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/ReportHandlerPosition',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.ReportHandlerPositionRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.FromString,
+                _registered_method=True)
+        self.AcceptTask = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/AcceptTask',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.AcceptTaskRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.FromString,
+                _registered_method=True)
+        self.DeclineTask = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/DeclineTask',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.DeclineTaskRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.FromString,
+                _registered_method=True)
+        self.StartTask = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/StartTask',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.StartTaskRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.FromString,
+                _registered_method=True)
+        self.ResolveTask = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/ResolveTask',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.ResolveTaskRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.FromString,
+                _registered_method=True)
+        self.TransferTask = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/TransferTask',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.TransferTaskRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.FromString,
+                _registered_method=True)
+        self.GetCommandBoard = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/GetCommandBoard',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.GetCommandBoardRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.CommandBoard.FromString,
+                _registered_method=True)
 
 
 class CommandServiceServicer:
@@ -103,6 +173,104 @@ class CommandServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRoutingRule(self, request, context):
+        """Gets a routing rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRoutingRule(self, request, context):
+        """Deletes a routing rule; tasks it routed keep their explanation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainRouting(self, request, context):
+        """Says which rule would route an event with these facts, and why, without a task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateHandlerProfile(self, request, context):
+        """Creates the command profile of a handler (a user of the tenant).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHandlerProfile(self, request, context):
+        """Gets a handler profile.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHandlerProfiles(self, request, context):
+        """Lists handler profiles of a tenant's subtree, with their workload.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateHandlerProfile(self, request, context):
+        """Updates a handler profile (roles, teams, capacity, duty, shifts).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportHandlerPosition(self, request, context):
+        """Records where a handler is now, as their app reports it (GCJ-02 accepted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptTask(self, request, context):
+        """The offered handler takes the task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeclineTask(self, request, context):
+        """The offered handler turns the task down; it is offered to the next candidate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartTask(self, request, context):
+        """The handler starts work on the task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveTask(self, request, context):
+        """The handler says the work is done, with a note and media.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransferTask(self, request, context):
+        """Hands a task on to another handler, or back to routing, with a reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCommandBoard(self, request, context):
+        """Open tasks by state, grid cell, handler and team; SLA risk; workload; mean times.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CommandServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +298,76 @@ def add_CommandServiceServicer_to_server(servicer, server):
                     servicer.AssignTask,
                     request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.AssignTaskRequest.FromString,
                     response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.SerializeToString,
+            ),
+            'GetRoutingRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoutingRule,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.GetRoutingRuleRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.RoutingRule.SerializeToString,
+            ),
+            'DeleteRoutingRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRoutingRule,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.DeleteRoutingRuleRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.DeleteRoutingRuleResponse.SerializeToString,
+            ),
+            'ExplainRouting': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainRouting,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.ExplainRoutingRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.RoutingDecision.SerializeToString,
+            ),
+            'CreateHandlerProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateHandlerProfile,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.CreateHandlerProfileRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.SerializeToString,
+            ),
+            'GetHandlerProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHandlerProfile,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.GetHandlerProfileRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.SerializeToString,
+            ),
+            'ListHandlerProfiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHandlerProfiles,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.ListHandlerProfilesRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.ListHandlerProfilesResponse.SerializeToString,
+            ),
+            'UpdateHandlerProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateHandlerProfile,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.UpdateHandlerProfileRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.SerializeToString,
+            ),
+            'ReportHandlerPosition': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportHandlerPosition,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.ReportHandlerPositionRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.SerializeToString,
+            ),
+            'AcceptTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptTask,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.AcceptTaskRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.SerializeToString,
+            ),
+            'DeclineTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeclineTask,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.DeclineTaskRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.SerializeToString,
+            ),
+            'StartTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartTask,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.StartTaskRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.SerializeToString,
+            ),
+            'ResolveTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveTask,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.ResolveTaskRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.SerializeToString,
+            ),
+            'TransferTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferTask,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.TransferTaskRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.SerializeToString,
+            ),
+            'GetCommandBoard': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCommandBoard,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.GetCommandBoardRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.CommandBoard.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +507,384 @@ class CommandService:
             '/grassroots.command.v1.CommandService/AssignTask',
             grassroots_dot_command_dot_v1_dot_command__service__pb2.AssignTaskRequest.SerializeToString,
             grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoutingRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/GetRoutingRule',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.GetRoutingRuleRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.RoutingRule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRoutingRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/DeleteRoutingRule',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.DeleteRoutingRuleRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.DeleteRoutingRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainRouting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/ExplainRouting',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.ExplainRoutingRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.RoutingDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateHandlerProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/CreateHandlerProfile',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.CreateHandlerProfileRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHandlerProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/GetHandlerProfile',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.GetHandlerProfileRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHandlerProfiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/ListHandlerProfiles',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.ListHandlerProfilesRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.ListHandlerProfilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateHandlerProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/UpdateHandlerProfile',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.UpdateHandlerProfileRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportHandlerPosition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/ReportHandlerPosition',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.ReportHandlerPositionRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/AcceptTask',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.AcceptTaskRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeclineTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/DeclineTask',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.DeclineTaskRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/StartTask',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.StartTaskRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/ResolveTask',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.ResolveTaskRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/TransferTask',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.TransferTaskRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCommandBoard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/GetCommandBoard',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.GetCommandBoardRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.CommandBoard.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,34 @@ class CommandServiceStub:
     """Lists tasks, paged."""
     AssignTask: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.AssignTaskRequest, _command_service_pb2.Task]
     """Assigns an event to a handler, creating a task with an SLA clock."""
+    GetRoutingRule: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.GetRoutingRuleRequest, _command_service_pb2.RoutingRule]
+    """Gets a routing rule."""
+    DeleteRoutingRule: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.DeleteRoutingRuleRequest, _command_service_pb2.DeleteRoutingRuleResponse]
+    """Deletes a routing rule; tasks it routed keep their explanation."""
+    ExplainRouting: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ExplainRoutingRequest, _command_service_pb2.RoutingDecision]
+    """Says which rule would route an event with these facts, and why, without a task."""
+    CreateHandlerProfile: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.CreateHandlerProfileRequest, _command_service_pb2.HandlerProfile]
+    """Creates the command profile of a handler (a user of the tenant)."""
+    GetHandlerProfile: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.GetHandlerProfileRequest, _command_service_pb2.HandlerProfile]
+    """Gets a handler profile."""
+    ListHandlerProfiles: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ListHandlerProfilesRequest, _command_service_pb2.ListHandlerProfilesResponse]
+    """Lists handler profiles of a tenant's subtree, with their workload."""
+    UpdateHandlerProfile: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.UpdateHandlerProfileRequest, _command_service_pb2.HandlerProfile]
+    """Updates a handler profile (roles, teams, capacity, duty, shifts)."""
+    ReportHandlerPosition: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ReportHandlerPositionRequest, _command_service_pb2.HandlerProfile]
+    """Records where a handler is now, as their app reports it (GCJ-02 accepted)."""
+    AcceptTask: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.AcceptTaskRequest, _command_service_pb2.Task]
+    """The offered handler takes the task."""
+    DeclineTask: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.DeclineTaskRequest, _command_service_pb2.Task]
+    """The offered handler turns the task down; it is offered to the next candidate."""
+    StartTask: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.StartTaskRequest, _command_service_pb2.Task]
+    """The handler starts work on the task."""
+    ResolveTask: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ResolveTaskRequest, _command_service_pb2.Task]
+    """The handler says the work is done, with a note and media."""
+    TransferTask: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.TransferTaskRequest, _command_service_pb2.Task]
+    """Hands a task on to another handler, or back to routing, with a reason."""
+    GetCommandBoard: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.GetCommandBoardRequest, _command_service_pb2.CommandBoard]
+    """Open tasks by state, grid cell, handler and team; SLA risk; workload; mean times."""
 
 @_typing.type_check_only
 class CommandServiceAsyncStub(CommandServiceStub):
@@ -63,6 +91,34 @@ class CommandServiceAsyncStub(CommandServiceStub):
     """Lists tasks, paged."""
     AssignTask: _aio.UnaryUnaryMultiCallable[_command_service_pb2.AssignTaskRequest, _command_service_pb2.Task]  # type: ignore[assignment]
     """Assigns an event to a handler, creating a task with an SLA clock."""
+    GetRoutingRule: _aio.UnaryUnaryMultiCallable[_command_service_pb2.GetRoutingRuleRequest, _command_service_pb2.RoutingRule]  # type: ignore[assignment]
+    """Gets a routing rule."""
+    DeleteRoutingRule: _aio.UnaryUnaryMultiCallable[_command_service_pb2.DeleteRoutingRuleRequest, _command_service_pb2.DeleteRoutingRuleResponse]  # type: ignore[assignment]
+    """Deletes a routing rule; tasks it routed keep their explanation."""
+    ExplainRouting: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ExplainRoutingRequest, _command_service_pb2.RoutingDecision]  # type: ignore[assignment]
+    """Says which rule would route an event with these facts, and why, without a task."""
+    CreateHandlerProfile: _aio.UnaryUnaryMultiCallable[_command_service_pb2.CreateHandlerProfileRequest, _command_service_pb2.HandlerProfile]  # type: ignore[assignment]
+    """Creates the command profile of a handler (a user of the tenant)."""
+    GetHandlerProfile: _aio.UnaryUnaryMultiCallable[_command_service_pb2.GetHandlerProfileRequest, _command_service_pb2.HandlerProfile]  # type: ignore[assignment]
+    """Gets a handler profile."""
+    ListHandlerProfiles: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ListHandlerProfilesRequest, _command_service_pb2.ListHandlerProfilesResponse]  # type: ignore[assignment]
+    """Lists handler profiles of a tenant's subtree, with their workload."""
+    UpdateHandlerProfile: _aio.UnaryUnaryMultiCallable[_command_service_pb2.UpdateHandlerProfileRequest, _command_service_pb2.HandlerProfile]  # type: ignore[assignment]
+    """Updates a handler profile (roles, teams, capacity, duty, shifts)."""
+    ReportHandlerPosition: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ReportHandlerPositionRequest, _command_service_pb2.HandlerProfile]  # type: ignore[assignment]
+    """Records where a handler is now, as their app reports it (GCJ-02 accepted)."""
+    AcceptTask: _aio.UnaryUnaryMultiCallable[_command_service_pb2.AcceptTaskRequest, _command_service_pb2.Task]  # type: ignore[assignment]
+    """The offered handler takes the task."""
+    DeclineTask: _aio.UnaryUnaryMultiCallable[_command_service_pb2.DeclineTaskRequest, _command_service_pb2.Task]  # type: ignore[assignment]
+    """The offered handler turns the task down; it is offered to the next candidate."""
+    StartTask: _aio.UnaryUnaryMultiCallable[_command_service_pb2.StartTaskRequest, _command_service_pb2.Task]  # type: ignore[assignment]
+    """The handler starts work on the task."""
+    ResolveTask: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ResolveTaskRequest, _command_service_pb2.Task]  # type: ignore[assignment]
+    """The handler says the work is done, with a note and media."""
+    TransferTask: _aio.UnaryUnaryMultiCallable[_command_service_pb2.TransferTaskRequest, _command_service_pb2.Task]  # type: ignore[assignment]
+    """Hands a task on to another handler, or back to routing, with a reason."""
+    GetCommandBoard: _aio.UnaryUnaryMultiCallable[_command_service_pb2.GetCommandBoardRequest, _command_service_pb2.CommandBoard]  # type: ignore[assignment]
+    """Open tasks by state, grid cell, handler and team; SLA risk; workload; mean times."""
 
 class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     """Dispatch and command: routing rules, assignment to handlers, SLA timers and
@@ -108,5 +164,117 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.Task, _abc.Awaitable[_command_service_pb2.Task]]:
         """Assigns an event to a handler, creating a task with an SLA clock."""
+
+    @_abc_1.abstractmethod
+    def GetRoutingRule(
+        self,
+        request: _command_service_pb2.GetRoutingRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.RoutingRule, _abc.Awaitable[_command_service_pb2.RoutingRule]]:
+        """Gets a routing rule."""
+
+    @_abc_1.abstractmethod
+    def DeleteRoutingRule(
+        self,
+        request: _command_service_pb2.DeleteRoutingRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.DeleteRoutingRuleResponse, _abc.Awaitable[_command_service_pb2.DeleteRoutingRuleResponse]]:
+        """Deletes a routing rule; tasks it routed keep their explanation."""
+
+    @_abc_1.abstractmethod
+    def ExplainRouting(
+        self,
+        request: _command_service_pb2.ExplainRoutingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.RoutingDecision, _abc.Awaitable[_command_service_pb2.RoutingDecision]]:
+        """Says which rule would route an event with these facts, and why, without a task."""
+
+    @_abc_1.abstractmethod
+    def CreateHandlerProfile(
+        self,
+        request: _command_service_pb2.CreateHandlerProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.HandlerProfile, _abc.Awaitable[_command_service_pb2.HandlerProfile]]:
+        """Creates the command profile of a handler (a user of the tenant)."""
+
+    @_abc_1.abstractmethod
+    def GetHandlerProfile(
+        self,
+        request: _command_service_pb2.GetHandlerProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.HandlerProfile, _abc.Awaitable[_command_service_pb2.HandlerProfile]]:
+        """Gets a handler profile."""
+
+    @_abc_1.abstractmethod
+    def ListHandlerProfiles(
+        self,
+        request: _command_service_pb2.ListHandlerProfilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.ListHandlerProfilesResponse, _abc.Awaitable[_command_service_pb2.ListHandlerProfilesResponse]]:
+        """Lists handler profiles of a tenant's subtree, with their workload."""
+
+    @_abc_1.abstractmethod
+    def UpdateHandlerProfile(
+        self,
+        request: _command_service_pb2.UpdateHandlerProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.HandlerProfile, _abc.Awaitable[_command_service_pb2.HandlerProfile]]:
+        """Updates a handler profile (roles, teams, capacity, duty, shifts)."""
+
+    @_abc_1.abstractmethod
+    def ReportHandlerPosition(
+        self,
+        request: _command_service_pb2.ReportHandlerPositionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.HandlerProfile, _abc.Awaitable[_command_service_pb2.HandlerProfile]]:
+        """Records where a handler is now, as their app reports it (GCJ-02 accepted)."""
+
+    @_abc_1.abstractmethod
+    def AcceptTask(
+        self,
+        request: _command_service_pb2.AcceptTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.Task, _abc.Awaitable[_command_service_pb2.Task]]:
+        """The offered handler takes the task."""
+
+    @_abc_1.abstractmethod
+    def DeclineTask(
+        self,
+        request: _command_service_pb2.DeclineTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.Task, _abc.Awaitable[_command_service_pb2.Task]]:
+        """The offered handler turns the task down; it is offered to the next candidate."""
+
+    @_abc_1.abstractmethod
+    def StartTask(
+        self,
+        request: _command_service_pb2.StartTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.Task, _abc.Awaitable[_command_service_pb2.Task]]:
+        """The handler starts work on the task."""
+
+    @_abc_1.abstractmethod
+    def ResolveTask(
+        self,
+        request: _command_service_pb2.ResolveTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.Task, _abc.Awaitable[_command_service_pb2.Task]]:
+        """The handler says the work is done, with a note and media."""
+
+    @_abc_1.abstractmethod
+    def TransferTask(
+        self,
+        request: _command_service_pb2.TransferTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.Task, _abc.Awaitable[_command_service_pb2.Task]]:
+        """Hands a task on to another handler, or back to routing, with a reason."""
+
+    @_abc_1.abstractmethod
+    def GetCommandBoard(
+        self,
+        request: _command_service_pb2.GetCommandBoardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_command_service_pb2.CommandBoard, _abc.Awaitable[_command_service_pb2.CommandBoard]]:
+        """Open tasks by state, grid cell, handler and team; SLA risk; workload; mean times."""
 
 def add_CommandServiceServicer_to_server(servicer: CommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
