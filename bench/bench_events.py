@@ -50,7 +50,7 @@ import shapely
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import QUICK, scaled  # noqa: E402  (sets the key ring first)
+from bench.common import QUICK, UNTHROTTLED_GATEWAY_ENV, scaled  # noqa: E402  (sets the key ring first)
 from devstack.stack import Stack, StackConfig, free_port  # noqa: E402
 from grassroots.events.v1 import events_service_pb2 as pb  # noqa: E402
 from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc  # noqa: E402
@@ -230,9 +230,7 @@ class Platform:
         self.bus_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.redis: subprocess.Popen[bytes] | None = None
         self.config = StackConfig.on_free_ports(root / "data", log_dir=root / "logs")
-        # The load is the town's operations app's (its key, from the demo install); the
-        # per-tenant budget would otherwise cap the gateway at 100 requests/s.
-        self.config.extra_env["GRASSROOTS_GATEWAY_TENANT_REQUESTS_PER_MINUTE"] = "100000000"
+        self.config.extra_env.update(UNTHROTTLED_GATEWAY_ENV)
         self.stack = Stack(self.config)
         self.database = ""
         self.headers: dict[str, str] = {}

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ import httpx
 import numpy as np
 import pyogrio.raw
 import shapely
-from common import QUICK
+from common import QUICK, UNTHROTTLED_GATEWAY_ENV
 
 from devstack import demo_village
 from devstack.stack import Stack, StackConfig, free_port
@@ -410,6 +411,7 @@ def pygeoapi_server(work: Path, variant: Variant) -> Iterator[tuple[str, int]]:
 @contextlib.contextmanager
 def our_platform(work: Path, demo: Path) -> Iterator[Stack]:
     config = StackConfig.on_free_ports(work / "data", log_dir=work / "logs")
+    config.extra_env.update(UNTHROTTLED_GATEWAY_ENV)
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo, config.map_file)
     stack = Stack(config)
@@ -445,6 +447,7 @@ class Run:
     latencies: np.ndarray  # seconds, of the 200s
     cpu: dict[str, float]  # server process -> CPU seconds over the run
     client_cpu: float
+    causes: Counter[str]  # error cause -> count
 
     @property
     def rate(self) -> float:
@@ -458,6 +461,12 @@ class Run:
 class Tally:
     latencies: list[float]
     errors: int = 0
+    # What the errors were: an HTTP status, or "dropped" for a lost connection.
+    causes: Counter[str] = field(default_factory=Counter)
+
+    def failed(self, cause: str) -> None:
+        self.errors += 1
+        self.causes[cause] += 1
 
 
 async def drive(
@@ -476,12 +485,12 @@ async def drive(
             try:
                 response = await client.get(urls[next(counter) % len(urls)])
             except httpx.TransportError:  # the server dropped the connection
-                tally.errors += 1
+                tally.failed("dropped")
                 continue
             if response.status_code == 200:
                 tally.latencies.append(time.perf_counter() - started)
             else:
-                tally.errors += 1
+                tally.failed(str(response.status_code))
 
     begun = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(workers)))
@@ -520,12 +529,13 @@ async def measure(
                     cpu[i][name] += cpu_seconds(pid) - cpu_before[name]
                 tallies[i].latencies += tally.latencies
                 tallies[i].errors += tally.errors
+                tallies[i].causes += tally.causes
                 seconds[i] += spent
     finally:
         for client in clients:
             await client.aclose()
     return [
-        Run(t.label, len(y.latencies), y.errors, s, np.array(y.latencies), c, cc)
+        Run(t.label, len(y.latencies), y.errors, s, np.array(y.latencies), c, cc, y.causes)
         for t, y, s, c, cc in zip(targets, tallies, seconds, cpu, client_cpu, strict=True)
     ]
 
@@ -564,7 +574,10 @@ def describe(run: Run) -> str:
     p50, p99 = np.percentile(run.latencies * 1000, [50, 99]) if run.requests else (0, 0)
     total = max(run.requests + run.errors, 1)
     per_process = ", ".join(f"{k} {1000 * v / total:.2f}" for k, v in run.cpu.items())
-    errors = f"   {run.errors} HTTP errors ({run.errors / total:.0%})" if run.errors else ""
+    causes = ", ".join(f"{cause} x{n}" for cause, n in run.causes.most_common())
+    errors = (
+        f"   {run.errors} HTTP errors ({run.errors / total:.0%}: {causes})" if run.errors else ""
+    )
     return (
         f"  {run.label:<12}{run.rate:8.1f} req/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   "
         f"server CPU {run.cpu_ms_per_request():6.2f} ms/req ({per_process}); "

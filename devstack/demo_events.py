@@ -56,6 +56,7 @@ PATHS: dict[int, tuple[int, ...]] = {
         *(S.STATE_RESOLVED, S.STATE_REOPENED),
     ),
     S.STATE_REJECTED: (S.STATE_REJECTED,),
+    S.STATE_WITHDRAWN: (S.STATE_WITHDRAWN,),  # its reporter took it back
     S.STATE_DUPLICATE: (),  # detected when stored: it repeats an open report (see plan)
 }
 # What residents and grid workers report, with a typical description each.
@@ -102,7 +103,7 @@ def _target(rng: np.random.Generator, days_old: float) -> int:
     elif days_old < 7:
         weights = {S.STATE_ACCEPTED: 1, S.STATE_DISPATCHED: 2, S.STATE_IN_PROGRESS: 3}
         weights |= {S.STATE_RESOLVED: 4, S.STATE_CLOSED: 3, S.STATE_REJECTED: 1}
-        weights |= {S.STATE_DUPLICATE: 1, S.STATE_REOPENED: 1}
+        weights |= {S.STATE_DUPLICATE: 1, S.STATE_REOPENED: 1, S.STATE_WITHDRAWN: 1}
     else:
         weights = {S.STATE_RESOLVED: 2, S.STATE_CLOSED: 12, S.STATE_REJECTED: 2}
         weights |= {S.STATE_DUPLICATE: 1, S.STATE_REOPENED: 1, S.STATE_IN_PROGRESS: 1}

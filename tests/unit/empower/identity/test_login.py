@@ -43,7 +43,13 @@ async def test_login_issues_tokens_for_the_users_roles(tree, clock):
     principal = principal_from_claims(claims)
     assert (principal.subject, principal.tenant, principal.kind) == (user.subject, GRID, "user")
     assert principal.roles == ("grid_worker",)
-    assert principal.scopes == {"events:read", "events:write", "map:read", "people:read"}
+    assert principal.scopes == {
+        "events:read",
+        "events:write",
+        "events:handle",
+        "map:read",
+        "people:read",
+    }
     assert principal.scopes == user.scopes
 
 

@@ -33,7 +33,13 @@ def test_administrators_hold_what_they_administer():
     assert {"tenants:write", "users:write", "apps:write"} <= ROLES["district_admin"]
     assert {"people:read", "people:write"} <= ROLES["district_admin"]
     assert {"users:write", "apps:write", "people:read_sensitive"} <= ROLES["village_secretary"]
-    assert ROLES["grid_worker"] == {"events:read", "events:write", "map:read", "people:read"}
+    assert ROLES["grid_worker"] == {
+        "events:read",
+        "events:write",
+        "events:handle",
+        "map:read",
+        "people:read",
+    }
     assert ROLES["resident"] == {"events:read", "events:write"}
     # A village secretary can make every role of village life, a carer included.
     for role in ("grid_worker", "carer", "volunteer", "resident"):
