@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# Named after pyproject.toml's content, not its time: a checkout or a rebase touches the
+# file without changing it, and must not reinstall (git gives no stable mtimes).
+PYPROJECT_HASH := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml', 'rb').read()).hexdigest()[:16])")
+STAMP  := $(VENV)/.installed-$(PYPROJECT_HASH)
 BUF    := node_modules/.bin/buf
 # The last released contract: `buf breaking` refuses changes that would break its clients.
 CONTRACT_BASELINE := proto/v1-baseline.binpb
@@ -18,10 +21,11 @@ help:
 	@echo "make proto   regenerate Python and typing stubs from proto/"
 	@echo "make bench   run the benchmarks in bench/ and print their figures"
 
-$(STAMP): pyproject.toml
+$(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	touch $(STAMP)
 
 install: $(STAMP)

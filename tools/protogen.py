@@ -17,12 +17,12 @@ PROTO_ROOT = REPO / "proto"
 GENERATED_PACKAGE = "grassroots"
 
 
-def proto_files() -> list[Path]:
+def proto_files(proto_root: Path = PROTO_ROOT) -> list[Path]:
     """Every contract, in a stable order so the output is reproducible."""
-    return sorted(PROTO_ROOT.rglob("*.proto"))
+    return sorted(proto_root.rglob("*.proto"))
 
 
-def generate(out_dir: Path) -> None:
+def generate(out_dir: Path, proto_root: Path = PROTO_ROOT) -> None:
     """Run protoc (from grpcio-tools) with the mypy plugins into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
@@ -31,14 +31,14 @@ def generate(out_dir: Path) -> None:
         sys.executable,
         "-m",
         "grpc_tools.protoc",
-        f"-I{PROTO_ROOT}",
+        f"-I{proto_root}",
         f"--python_out={out_dir}",
         f"--grpc_python_out={out_dir}",
         f"--mypy_out={out_dir}",
         f"--mypy_grpc_out={out_dir}",
-        *[str(p.relative_to(PROTO_ROOT)) for p in proto_files()],
+        *[str(p.relative_to(proto_root)) for p in proto_files(proto_root)],
     ]
-    subprocess.run(cmd, check=True, env=env, cwd=PROTO_ROOT)
+    subprocess.run(cmd, check=True, env=env, cwd=proto_root)
     package_root = out_dir / GENERATED_PACKAGE
     for directory in [package_root, *sorted(p for p in package_root.rglob("*") if p.is_dir())]:
         init = directory / "__init__.py"

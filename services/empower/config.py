@@ -36,3 +36,10 @@ class EmpowerSettings(ServiceSettings):
     )
     access_token_minutes: int = Field(15, ge=1, le=60)
     signing_key_rotation_hours: float = Field(24.0, gt=0)
+    sign_in_first_delay_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="the wait after a name's free failed sign-ins; it doubles with each "
+        "further failure",
+    )

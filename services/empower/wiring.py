@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -12,6 +13,7 @@ from services.empower.config import EmpowerSettings
 from services.empower.domain.audit import AuditLog
 from services.empower.domain.identity import IdentityDirectory
 from services.empower.domain.people import PeopleRegistry
+from services.empower.domain.signin_throttle import ACCOUNT_POLICY, SignInThrottle
 from services.empower.store.identity_postgres import PostgresIdentityStore
 from services.empower.store.identity_sqlite import SqliteIdentityStore
 from services.empower.store.people_postgres import PostgresPeopleStore
@@ -62,6 +64,11 @@ async def open_empower(settings: EmpowerSettings) -> Empower:
         key_rotation_period=timedelta(hours=settings.signing_key_rotation_hours),
         audit=audit,
         sealer=sealer,
+        throttle=SignInThrottle(
+            account=dataclasses.replace(
+                ACCOUNT_POLICY, first_delay=timedelta(seconds=settings.sign_in_first_delay_seconds)
+            )
+        ),
     )
     registry = PeopleRegistry(people, audit, sealer)
     return Empower(directory, registry, audit, [identity.close, people.close])

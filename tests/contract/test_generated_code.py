@@ -1,10 +1,17 @@
-"""The committed stubs are what `make proto` makes from today's contracts."""
+"""The committed stubs are what `make proto` makes from today's contracts.
+
+The contracts and the stubs are copied together before generating, and generated
+from the copy: a checkout that changes both while the suite runs (a merge landing
+in the tree under test) is then seen before or after, never half way, and the
+`tools` package imported is irrelevant to which contracts are read.
+"""
 
 from __future__ import annotations
 
 import filecmp
 import importlib
 import pkgutil
+import shutil
 from pathlib import Path
 
 from google.protobuf import descriptor_pool
@@ -23,16 +30,26 @@ def _tree(root: Path) -> set[str]:
     }
 
 
+def _snapshot(into: Path) -> Path:
+    """The contracts and the committed stubs of this checkout, copied at one moment."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.binpb")
+    shutil.copytree(REPO / "proto", into / "proto", ignore=ignore)
+    shutil.copytree(REPO / "grassroots", into / "grassroots", ignore=ignore)
+    return into
+
+
 def test_generated_code_is_up_to_date(tmp_path):
-    protogen.generate(tmp_path)
-    fresh, committed = _tree(tmp_path), _tree(REPO)
+    committed_root = _snapshot(tmp_path / "committed")
+    fresh_root = tmp_path / "fresh"
+    protogen.generate(fresh_root, proto_root=committed_root / "proto")
+    fresh, committed = _tree(fresh_root), _tree(committed_root)
     assert fresh == committed, (
         f"run `make proto`: missing {sorted(fresh - committed)}, stale {sorted(committed - fresh)}"
     )
     stale = [
         name
         for name in sorted(fresh)
-        if not filecmp.cmp(tmp_path / name, REPO / name, shallow=False)
+        if not filecmp.cmp(fresh_root / name, committed_root / name, shallow=False)
     ]
     assert not stale, f"generated code is stale, run `make proto`: {stale}"
 

@@ -48,3 +48,28 @@ def test_scopes_read_from_the_contract():
     assert scope_of("/grassroots.empower.v1.IdentityService/GetUser") == ANY_PRINCIPAL
     assert scope_of("/grassroots.events.v1.EventsService/NoSuchMethod") is None
     assert scope_of("/grassroots.nothing.v1.Nothing/Get") is None
+
+
+def test_scope_names_an_access_scope_and_nothing_else():
+    """A tenant subtree travels as a `parent` or a resource name (ADR 9), never as a field
+    called `scope`, which the access option uses for the OAuth scope."""
+    _import_contracts()
+    from grassroots.type.v1 import annotations_pb2
+
+    pool = descriptor_pool.Default()
+    seen = [annotations_pb2.DESCRIPTOR]
+    named = []
+    for row in COMPONENTS.values():
+        for name in row.service_names:
+            seen.append(pool.FindServiceByName(name).file)
+    for file in seen:
+        stack = list(file.message_types_by_name.values())
+        while stack:
+            message = stack.pop()
+            stack.extend(message.nested_types)
+            named += [
+                f"{message.full_name}.{field.name}"
+                for field in message.fields
+                if field.name in ("scope", "subtree_scope", "tenant_scope")
+            ]
+    assert named == ["grassroots.type.v1.MethodAccess.scope"], named

@@ -29,7 +29,7 @@ policy covers them too. Which scope each method uses:
 * an update: the whole store to read the row (the store is given no tenant), then the
   event's own tenant for everything it writes;
 * `get`, the outbox relay, category loading, the latest offset and the service's own
-  sweeps (scope ""): the system scope, since they are not done for one subtree.
+  sweeps (`ALL_TENANTS`): the system scope, since they are not done for one subtree.
 """
 
 from __future__ import annotations

@@ -136,3 +136,15 @@ def test_the_rule_refuses_the_old_shapes(path, problem):
 )
 def test_the_rule_accepts_resource_names_and_standard_paths(path):
     assert problems_of(path) == []
+
+
+def test_no_parameter_names_a_subtree_scope(openapi):
+    """A subtree is the tenant in the path (ADR 9); `scope` means an OAuth scope only."""
+    named_scope = [
+        f"{method.upper()} {path}"
+        for path, operations in openapi["paths"].items()
+        for method, operation in operations.items()
+        for parameter in operation.get("parameters", [])
+        if parameter["name"] == "scope" and parameter["in"] != "header"
+    ]
+    assert not named_scope, named_scope
