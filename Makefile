@@ -12,7 +12,7 @@ BUF    := node_modules/.bin/buf
 # The last released contract: `buf breaking` refuses changes that would break its clients.
 CONTRACT_BASELINE := proto/v1-baseline.binpb
 
-.PHONY: help install proto buf swagger-ui lint contract-baseline format services test test-unit test-integration run demo bench clean
+.PHONY: help install proto buf swagger-ui lint contract-baseline format services test test-unit test-integration run demo bench k8s clean
 
 help:
 	@echo "make run     start the five services and the gateway with the demo village"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint    ruff, mypy (services and gateway), buf lint, buf breaking"
 	@echo "make proto   regenerate Python and typing stubs from proto/"
 	@echo "make bench   run the benchmarks in bench/ and print their figures"
+	@echo "make k8s     render k8s/ (base, overlays) from the component table and settings"
 
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -84,6 +85,9 @@ run: $(STAMP) proto
 
 bench: $(STAMP) services
 	$(PY) bench/run.py
+
+k8s: $(STAMP)
+	$(PY) -m tools.k8s render
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

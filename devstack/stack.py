@@ -7,10 +7,8 @@ wiring a developer runs: real processes, real ports, embedded backends.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -24,6 +22,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack import keys
 from services.kit import private_files, signing
 from services.kit.components import COMPONENTS, NAMES
 
@@ -111,14 +110,7 @@ class StackConfig:
         """
         path = self.data_dir / "dev-secrets.json"
         stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-        wanted = {
-            signing.KEYS_VARIABLE: lambda: signing.generate_keys_value("dev1"),
-            "GRASSROOTS_EMPOWER_SEAL_KEYS": lambda: signing.generate_keys_value("dev1"),
-            "GRASSROOTS_EMPOWER_INDEX_KEY": lambda: base64.b64encode(
-                secrets.token_bytes(32)
-            ).decode(),
-            "GRASSROOTS_EVENTS_SEAL_KEYS": lambda: signing.generate_keys_value("dev1"),
-        }
+        wanted = keys.GENERATORS
         missing = [name for name in wanted if name not in stored]
         if missing:  # a new data directory, or one made before a key was needed
             stored.update({name: wanted[name]() for name in missing})

@@ -32,6 +32,7 @@ from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams
 from services.kit.components import NAMES
 from services.kit.discovery import StaticDiscovery
+from services.kit.metrics import serve_metrics
 
 DESCRIPTION = """
 Grassroots puts the shared digital components of a city and district - map, events,
@@ -69,6 +70,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         upstreams = Upstreams(discovery, NAMES, settings.call_timeout_seconds)
         app.state.upstreams = upstreams
         guard.connect(upstreams, settings)
+        serve_metrics(settings.metrics_port, settings.host)
         try:
             yield
         finally:

@@ -14,6 +14,13 @@ class GatewaySettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="serve /metrics on this port only (behind an Ingress the public port "
+        "must not show it); 0 serves it on the main port",
+    )
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     # One address per row of services.kit.components (a test keeps them in step).
     map_address: str = Field(..., min_length=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 router = APIRouter(tags=["operations"])
 
@@ -26,5 +27,7 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    if request.app.state.settings.metrics_port:  # scraped on its own port instead
+        raise StarletteHTTPException(404)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

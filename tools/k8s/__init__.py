@@ -1,0 +1,1 @@
+"""Kubernetes manifests derived from the component table: `python -m tools.k8s --help`."""
