@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -16,3 +19,17 @@ class TwinSettings(ServiceSettings):
 
     grpc_port: int = Field(_ROW.grpc_port, ge=0, le=65535)
     metrics_port: int = Field(_ROW.metrics_port, ge=0, le=65535)
+    backend: Literal["sqlite", "postgres"] = Field(
+        "sqlite", description="where entities, rules and history live"
+    )
+    database: Path = Field(Path("var/twin.sqlite3"), description="SQLite file")
+    postgres_dsn: str = Field("", description="libpq DSN; required when backend is postgres")
+    sqlite_synchronous: str = Field("NORMAL", pattern="^(FULL|NORMAL)$")
+    redis_url: str = Field(
+        "", description="redis://host:port/db for the latest state; empty keeps it in memory"
+    )
+    events_address: str = Field("", description="host:port of the events service")
+    bus_url: str = Field(
+        "", description="redis://... or a file path; empty means a local log next to the database"
+    )
+    silence_check_seconds: float = Field(60.0, gt=0, description="how often inactivity is checked")

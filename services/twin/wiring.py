@@ -2,11 +2,99 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from services.kit.bus import Bus, open_bus
 from services.kit.component import ServiceComponent
+from services.twin.alarms import AlarmRelay
 from services.twin.api import build_component
 from services.twin.config import TwinSettings
+from services.twin.domain.ports import EventSink, LatestState, TwinStore
+from services.twin.domain.service import TwinHub
+from services.twin.events_client import BusFacts, EventsClient
+from services.twin.store.latest_memory import MemoryLatest
+from services.twin.store.sqlite import SqliteTwinStore
+
+
+def check_backend(settings: TwinSettings) -> None:
+    """Refuse to start, naming the variable, when a chosen backend lacks its address."""
+    if settings.backend == "postgres" and not settings.postgres_dsn:
+        raise SystemExit(
+            "invalid configuration for TwinSettings: GRASSROOTS_TWIN_POSTGRES_DSN must be set "
+            "when GRASSROOTS_TWIN_BACKEND is postgres"
+        )
+    if not settings.events_address:
+        raise SystemExit(
+            "invalid configuration for TwinSettings: GRASSROOTS_TWIN_EVENTS_ADDRESS must be set"
+        )
+
+
+async def open_store(settings: TwinSettings) -> TwinStore:
+    if settings.backend == "postgres":
+        from services.twin.store.postgres import PostgresTwinStore
+
+        return await PostgresTwinStore.open(settings.postgres_dsn)
+    return SqliteTwinStore(settings.database, synchronous=settings.sqlite_synchronous)
+
+
+async def open_latest(settings: TwinSettings, store: TwinStore) -> LatestState:
+    """Redis when configured (falling back to the store while it is down), else memory
+    filled from the store's history."""
+    if settings.redis_url:
+        from services.twin.store.latest_redis import RedisLatest
+
+        return RedisLatest(settings.redis_url, store)
+    return MemoryLatest(await store.latest_of(None))
+
+
+@dataclass
+class Twin:
+    """A started twin service: its component and the parts behind it (tests and the
+    MQTT bridge look in)."""
+
+    component: ServiceComponent
+    hub: TwinHub
+    store: TwinStore
+    latest: LatestState
+    relay: AlarmRelay
+    bus: Bus
+
+
+async def assemble(settings: TwinSettings, events: EventSink | None = None) -> Twin:
+    """Store, latest state, hub, alarm relay and inactivity checks, as production runs them."""
+    check_backend(settings)
+    store = await open_store(settings)
+    latest = await open_latest(settings, store)
+    bus = open_bus(settings.bus_url or str(settings.database.with_name("twin-bus.sqlite3")))
+    client = EventsClient(settings.events_address, settings.call_timeout_seconds)
+    relay_box: list[AlarmRelay] = []
+    hub = await TwinHub.open(store, latest, on_alarm=lambda: relay_box[0].wake())
+    relay = AlarmRelay(hub, store, events or client, BusFacts(bus))
+    relay_box.append(relay)
+    stop = asyncio.Event()
+
+    async def check_silence() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                await hub.check_silence()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.silence_check_seconds)
+
+    tasks = [asyncio.create_task(relay.run(stop)), asyncio.create_task(check_silence())]
+
+    async def stop_tasks() -> None:
+        stop.set()
+        relay.wake()
+        await asyncio.gather(*tasks)
+
+    component = build_component(
+        hub, [stop_tasks, client.close, bus.close, latest.close, store.close]
+    )
+    return Twin(component, hub, store, latest, relay, bus)
 
 
 async def build(settings: TwinSettings) -> ServiceComponent:
-    """The component `run_service` serves (no store yet: every method is UNIMPLEMENTED)."""
-    return build_component()
+    """The component `run_service` serves."""
+    return (await assemble(settings)).component

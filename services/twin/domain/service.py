@@ -1,0 +1,524 @@
+"""The twin hub: entities, ingest, rules and history, free of gRPC and SQL.
+
+Ingest of one batch, in order: find the entities (a cache in front of the store), check
+every reading against its model (domain.ingest), drop the readings older than the
+stored latest value from the latest state (they still go to history), walk the rules
+over the fresh readings, then write readings, rule states and alarms in one store
+transaction, and only then move the latest state and tell subscribers. One batch at a
+time per process, so rule states never race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from services.kit import tenancy
+from services.kit.errors import InvalidArgument, NotFound
+from services.kit.principal import Principal
+from services.twin.domain import ingest as checks
+from services.twin.domain.entities import (
+    Entity,
+    Latest,
+    Point,
+    entity_name,
+    parse_entity_name,
+    validate_entity,
+)
+from services.twin.domain.ingest import Columns, Rejection
+from services.twin.domain.models import Model, ModelCatalog, validate_model
+from services.twin.domain.ports import (
+    Alarm,
+    EntityKey,
+    HistoryRow,
+    LatestState,
+    ReadingRows,
+    RuleKey,
+    SeriesKey,
+    SeriesRef,
+    TwinStore,
+)
+from services.twin.domain.rules import (
+    IDLE,
+    Cleared,
+    Fired,
+    Inactivity,
+    LevelChanged,
+    Outcome,
+    Rule,
+    RuleState,
+    evaluate,
+    silence_step,
+    validate_rule,
+)
+
+_ENTITY_CACHE_LIMIT = 200_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class EntityChange:
+    """One change of one entity, for subscribers: `seq` grows by one per change."""
+
+    tenant: str
+    entity_id: str
+    entity_type: str
+    seq: int
+    kind: str  # "created" | "updated" | "deleted"
+    properties: dict[str, Latest] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return entity_name(self.tenant, self.entity_id)
+
+
+@dataclass
+class IngestOutcome:
+    accepted_count: int
+    rejected_count: int
+    stale_count: int
+    rejections: list[Rejection]
+    reasons: np.ndarray  # per reading: 0 accepted, else domain.ingest.Reason
+
+
+ChangeListener = Callable[[list[EntityChange]], None]
+
+
+class TwinHub:
+    def __init__(
+        self,
+        store: TwinStore,
+        latest: LatestState,
+        models: ModelCatalog,
+        rules: list[Rule],
+        states: dict[tuple[RuleKey, EntityKey], RuleState],
+        seqs: dict[EntityKey, int],
+        on_alarm: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.latest = latest
+        self.models = models
+        self._rules: dict[RuleKey, Rule] = {r.key: r for r in rules}
+        self._rules_for: dict[tuple[str, str, str], list[Rule]] = {}
+        self._states = states
+        self._seqs = seqs
+        self._entities: dict[EntityKey, Entity] = {}
+        self._series: dict[SeriesKey, int] = {}
+        self._lock = asyncio.Lock()
+        self._listeners: list[ChangeListener] = []
+        self._on_alarm = on_alarm
+        self.rejected_total: dict[str, int] = {}
+
+    @classmethod
+    async def open(
+        cls, store: TwinStore, latest: LatestState, on_alarm: Callable[[], None] = lambda: None
+    ) -> TwinHub:
+        """A hub with the models, rules, rule states and sequence numbers the store holds."""
+        return cls(
+            store,
+            latest,
+            ModelCatalog(await store.list_models()),
+            await store.list_rules(),
+            await store.rule_states(),
+            await store.entity_seqs(),
+            on_alarm,
+        )
+
+    # ---- subscribers -------------------------------------------------------------
+
+    def subscribe_changes(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call `listener` after every committed change; returns the unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _publish(self, changes: list[EntityChange]) -> None:
+        if changes:
+            for listener in list(self._listeners):
+                listener(changes)
+
+    def _next_seq(self, key: EntityKey) -> int:
+        seq = self._seqs.get(key, 0) + 1
+        self._seqs[key] = seq
+        return seq
+
+    # ---- models ------------------------------------------------------------------
+
+    async def create_model(self, principal: Principal, tenant: str, model: Model) -> Model:
+        _visible(principal, tenant)
+        model = validate_model(replace(model, tenant=tenant))
+        await self.store.save_model(model)
+        self.models.add(model)
+        return model
+
+    def list_models(self, principal: Principal, tenant: str) -> list[Model]:
+        _visible(principal, tenant)
+        return self.models.visible(tenant)
+
+    # ---- entities ----------------------------------------------------------------
+
+    async def create_entity(self, principal: Principal, entity: Entity) -> Entity:
+        _visible(principal, entity.tenant)
+        validate_entity(entity)
+        self.models.require(entity.tenant, entity.entity_type)
+        for i, rel in enumerate(entity.relationships):
+            if not principal.can_see(rel.target[0]) or not await self._find(rel.target):
+                raise InvalidArgument.field(
+                    f"entity.relationships[{i}].target",
+                    f"no entity {entity_name(*rel.target)!r}",
+                )
+        entity = replace(entity, create_ms=now_ms(), latest={})
+        async with self._lock:
+            await self.store.create_entity(entity)
+            self._entities[entity.key] = entity
+            seq = self._next_seq(entity.key)
+            await self.store.record(ReadingRows(*_empty_rows()), {}, [], {entity.key: seq})
+        self._publish(
+            [EntityChange(entity.tenant, entity.entity_id, entity.entity_type, seq, "created")]
+        )
+        return entity
+
+    async def _find(self, key: EntityKey) -> Entity | None:
+        found = self._entities.get(key)
+        if found is None:
+            got = await self.store.get_entities([key])
+            if got:
+                found = self._remember(got[0])
+        return found
+
+    def _remember(self, entity: Entity) -> Entity:
+        if len(self._entities) >= _ENTITY_CACHE_LIMIT:
+            self._entities.clear()
+        self._entities[entity.key] = entity
+        return entity
+
+    async def get_entity(self, principal: Principal, name: str) -> Entity:
+        key = parse_entity_name(name)
+        entity = await self._find(key) if principal.can_see(key[0]) else None
+        if entity is None:
+            raise NotFound(f"entity {name!r} not found")
+        return await self._with_latest(entity)
+
+    async def _with_latest(self, entity: Entity) -> Entity:
+        model = self.models.resolve(entity.tenant, entity.entity_type)
+        props = [p.name for p in model.properties] if model else []
+        if not props:
+            return entity
+        ids = await self._series_ids([(entity.tenant, entity.entity_id, p) for p in props])
+        values = await self.latest.get_many(ids)
+        latest = {p: v for p, v in zip(props, values, strict=True) if v is not None}
+        return replace(entity, latest=latest)
+
+    async def list_entities(
+        self,
+        principal: Principal,
+        scope: str,
+        entity_type: str,
+        limit: int,
+        after: EntityKey | None,
+    ) -> list[Entity]:
+        _visible(principal, scope)
+        found = await self.store.list_entities(scope, entity_type, limit, after)
+        return [await self._with_latest(e) for e in found]
+
+    async def delete_entity(self, principal: Principal, name: str) -> None:
+        key = parse_entity_name(name)
+        entity = await self._find(key) if principal.can_see(key[0]) else None
+        if entity is None:
+            raise NotFound(f"entity {name!r} not found")
+        async with self._lock:
+            await self.store.delete_entity(key)
+            self._entities.pop(key, None)
+            seq = self._next_seq(key)
+            await self.store.record(ReadingRows(*_empty_rows()), {}, [], {key: seq})
+        self._publish([EntityChange(key[0], key[1], entity.entity_type, seq, "deleted")])
+
+    async def related(
+        self, principal: Principal, name: str, incoming: bool, relationship_type: str
+    ) -> list[tuple[str, Entity]]:
+        """Entities linked to one entity, either way; those the caller may not see are left out."""
+        entity = await self.get_entity(principal, name)
+        out: list[tuple[str, Entity]] = []
+        for rel_type, other in await self.store.related(entity.key, incoming, relationship_type):
+            if principal.can_see(other[0]):
+                found = await self._find(other)
+                if found is not None:
+                    out.append((rel_type, await self._with_latest(found)))
+        return out
+
+    # ---- ingest ------------------------------------------------------------------
+
+    async def _series_ids(self, keys: list[SeriesKey]) -> list[int]:
+        missing = [k for k in keys if k not in self._series]
+        if missing:
+            for key, sid in zip(missing, await self.store.series_ids(missing), strict=True):
+                self._series[key] = sid
+        return [self._series[k] for k in keys]
+
+    async def _lookup_table(
+        self, principal: Principal, parent: str, raw: list[str]
+    ) -> dict[str, tuple[Entity, Model] | None]:
+        """Each distinct entity string of a batch -> its entity and model, when the caller
+        may write to it; an entity outside the parent's subtree counts as unknown."""
+        keys: dict[str, EntityKey | None] = {}
+        for text in raw:
+            if "/" in text:
+                try:
+                    key: EntityKey | None = parse_entity_name(text)
+                except InvalidArgument:
+                    key = None
+            else:
+                key = (parent, text)
+            if key is not None and not (
+                tenancy.contains(parent, key[0]) and principal.can_see(key[0])
+            ):
+                key = None
+            keys[text] = key
+        missing = [k for k in keys.values() if k is not None and k not in self._entities]
+        if missing:
+            for entity in await self.store.get_entities(missing):
+                self._remember(entity)
+        table: dict[str, tuple[Entity, Model] | None] = {}
+        for text, key in keys.items():
+            found = self._entities.get(key) if key is not None else None
+            model = self.models.resolve(found.tenant, found.entity_type) if found else None
+            table[text] = (found, model) if found is not None and model is not None else None
+        return table
+
+    def _rules_of(self, tenant: str, entity_type: str, prop: str) -> list[Rule]:
+        key = (tenant, entity_type, prop)
+        found = self._rules_for.get(key)
+        if found is None:
+            found = self._rules_for[key] = [
+                r
+                for r in self._rules.values()
+                if r.entity_type == entity_type
+                and r.watched == prop
+                and tenancy.contains(r.tenant, tenant)
+            ]
+        return found
+
+    async def ingest(self, principal: Principal, parent: str, columns: Columns) -> IngestOutcome:
+        """Check, store and evaluate one batch; each reading is accepted or refused alone."""
+        _visible(principal, parent)
+        distinct = list(dict.fromkeys(columns.entities))
+        async with self._lock:
+            table = await self._lookup_table(principal, parent, distinct)
+            checked = checks.check(columns, table.__getitem__, now_ms())
+            rejected = checked.rejected_count()
+            if rejected:
+                names, counts = np.unique(checked.reasons[checked.reasons > 0], return_counts=True)
+                for code, count in zip(names.tolist(), counts.tolist(), strict=True):
+                    reason = checks.Reason(code).name
+                    self.rejected_total[reason] = self.rejected_total.get(reason, 0) + count
+            accepted = np.flatnonzero(checked.accepted)
+            stale_count = 0
+            changes: list[EntityChange] = []
+            if len(accepted):
+                stale_count, changes = await self._apply(checked, accepted)
+        self._publish(changes)
+        return IngestOutcome(
+            accepted_count=len(accepted),
+            rejected_count=rejected,
+            stale_count=stale_count,
+            rejections=checks.describe(checked) if rejected else [],
+            reasons=checked.reasons,
+        )
+
+    async def _apply(
+        self, checked: checks.Checked, accepted: np.ndarray
+    ) -> tuple[int, list[EntityChange]]:
+        series_of = checked.series_index[accepted]
+        used = np.unique(series_of)
+        used_series = [checked.series[int(s)] for s in used]
+        ids = np.asarray(await self._series_ids([s.key for s in used_series]), dtype=np.int64)
+        before = await self.latest.get_many(ids.tolist())
+        # Position of each accepted reading's series among `used`.
+        local = np.searchsorted(used, series_of)
+        prev_t = np.array([b.observed_ms if b else -1 for b in before], dtype=np.int64)
+        times = checked.observed_ms[accepted]
+        values = checked.values[accepted]
+        fresh = times >= prev_t[local]
+        stale_count = int(len(accepted) - np.count_nonzero(fresh))
+        # Fresh readings grouped by series, oldest first.
+        order = np.lexsort((times, local))
+        order = order[fresh[order]]
+        group = local[order]
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(order) else order
+        ends = np.r_[starts[1:], len(order)] if len(order) else order
+        lon = checked.longitudes[accepted] if checked.longitudes is not None else None
+        lat = checked.latitudes[accepted] if checked.latitudes is not None else None
+        new_latest: dict[int, Latest] = {}
+        changed_states: dict[tuple[RuleKey, EntityKey], RuleState] = {}
+        alarms: list[Alarm] = []
+        touched: dict[EntityKey, dict[str, Latest]] = {}
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            rows = order[start:end]
+            slot = int(group[start])
+            series = used_series[slot]
+            last = int(rows[-1])
+            point = (
+                Point(float(lon[last]), float(lat[last]))
+                if lon is not None and lat is not None and series.spec.kind == 4
+                else None
+            )
+            newest = Latest(float(values[last]), int(times[last]), point)
+            new_latest[int(ids[slot])] = newest
+            touched.setdefault(series.entity.key, {})[series.spec.name] = newest
+            rules = self._rules_of(
+                series.entity.tenant, series.entity.entity_type, series.spec.name
+            )
+            for rule in rules:
+                state_key = (rule.key, series.entity.key)
+                state = self._states.get(state_key, IDLE)
+                new_state, outcomes = evaluate(
+                    rule, series.entity.key, state, values[rows], times[rows]
+                )
+                if new_state != state:
+                    changed_states[state_key] = new_state
+                alarms.extend(_alarms(rule, series.entity.key, outcomes))
+        seqs = {key: self._seqs.get(key, 0) + 1 for key in touched}
+        rows_out = ReadingRows(
+            series_ids=ids[local],
+            observed_ms=times,
+            values=values,
+            longitudes=lon,
+            latitudes=lat,
+        )
+        await self.store.record(rows_out, changed_states, alarms, seqs)
+        self._states.update(changed_states)
+        self._seqs.update(seqs)
+        await self.latest.put_newer(new_latest)
+        if alarms:
+            self._on_alarm()
+        changes = [
+            EntityChange(
+                key[0], key[1], self._entities[key].entity_type, seqs[key], "updated", props
+            )
+            for key, props in touched.items()
+            if key in self._entities
+        ]
+        return stale_count, changes
+
+    # ---- rules -------------------------------------------------------------------
+
+    async def create_rule(self, principal: Principal, rule: Rule) -> Rule:
+        _visible(principal, rule.tenant)
+        validate_rule(rule)
+        model = self.models.resolve(rule.tenant, rule.entity_type)
+        if model is None:
+            raise InvalidArgument.field("rule.entity_type", f"no model {rule.entity_type!r}")
+        if model.spec(rule.watched) is None:
+            raise InvalidArgument.field(
+                "rule.property", f"{rule.entity_type} has no property {rule.watched!r}"
+            )
+        async with self._lock:
+            await self.store.save_rule(rule)
+            self._rules[rule.key] = rule
+            self._rules_for.clear()
+        return rule
+
+    def list_rules(self, principal: Principal, scope: str) -> list[Rule]:
+        _visible(principal, scope)
+        return sorted(
+            (r for r in self._rules.values() if tenancy.contains(scope, r.tenant)),
+            key=lambda r: r.key,
+        )
+
+    def rule(self, key: RuleKey) -> Rule | None:
+        return self._rules.get(key)
+
+    async def entity(self, key: EntityKey) -> Entity | None:
+        """An entity by key, for the service's own work (no caller to check)."""
+        return await self._find(key)
+
+    async def check_silence(self, at_ms: int | None = None) -> int:
+        """Walk the inactivity rules; returns how many episodes opened."""
+        at = now_ms() if at_ms is None else at_ms
+        opened = 0
+        async with self._lock:
+            for rule in [r for r in self._rules.values() if isinstance(r.condition, Inactivity)]:
+                entities = await self.store.list_entities(
+                    rule.tenant, rule.entity_type, 100_000, None
+                )
+                keys = [(e.tenant, e.entity_id, rule.watched) for e in entities]
+                ids = await self._series_ids(keys)
+                latest = await self.latest.get_many(ids)
+                changed: dict[tuple[RuleKey, EntityKey], RuleState] = {}
+                alarms: list[Alarm] = []
+                for entity, last in zip(entities, latest, strict=True):
+                    state_key = (rule.key, entity.key)
+                    state = self._states.get(state_key, IDLE)
+                    last_ms = last.observed_ms if last else entity.create_ms
+                    new_state, outcomes = silence_step(rule, entity.key, state, last_ms, at)
+                    if new_state != state:
+                        changed[state_key] = new_state
+                        alarms.extend(_alarms(rule, entity.key, outcomes))
+                if changed:
+                    await self.store.record(ReadingRows(*_empty_rows()), changed, alarms, {})
+                    self._states.update(changed)
+                    opened += len(alarms)
+        if opened:
+            self._on_alarm()
+        return opened
+
+    # ---- history -----------------------------------------------------------------
+
+    async def history(
+        self,
+        principal: Principal,
+        scope: str,
+        prop: str,
+        entities: list[str],
+        entity_type: str,
+        box: tuple[float, float, float, float] | None,
+        start_ms: int,
+        end_ms: int,
+        bucket_ms: int,
+        limit: int,
+        after: tuple[int, int] | None,
+    ) -> tuple[list[tuple[str, HistoryRow]], tuple[int, int] | None]:
+        """Points of one property over entities, a model or an area; returns the next cursor."""
+        _visible(principal, scope)
+        keys = [parse_entity_name(n, f"entities[{i}]") for i, n in enumerate(entities)]
+        for i, key in enumerate(keys):
+            if not tenancy.contains(scope, key[0]) or not principal.can_see(key[0]):
+                raise NotFound(f"entity {entities[i]!r} not found")
+        refs: list[SeriesRef] = await self.store.find_series(scope, prop, keys, entity_type, box)
+        names = {r.series_id: entity_name(r.tenant, r.entity_id) for r in refs}
+        rows = await self.store.history(
+            sorted(names), start_ms, end_ms, bucket_ms, limit + 1, after
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = (rows[-1].series_id, rows[-1].time_ms) if more and rows else None
+        return [(names[r.series_id], r) for r in rows], cursor
+
+
+def _visible(principal: Principal, tenant: str) -> None:
+    if not principal.can_see(tenant):
+        raise NotFound(f"tenant {tenancy.tenant_name(tenant)!r} not found")
+
+
+def _empty_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+def _alarms(rule: Rule, entity: EntityKey, outcomes: Sequence[Outcome]) -> list[Alarm]:
+    out: list[Alarm] = []
+    for o in outcomes:
+        if isinstance(o, Fired):
+            out.append(Alarm("fire", o.episode, rule.key, entity, o.at_ms, o.value))
+        elif isinstance(o, Cleared):
+            out.append(Alarm("clear", o.episode, rule.key, entity, o.at_ms, o.value))
+        elif isinstance(o, LevelChanged):
+            out.append(
+                Alarm("level", "", rule.key, entity, o.at_ms, o.value, level=o.new, old_level=o.old)
+            )
+    return out

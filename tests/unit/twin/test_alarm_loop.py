@@ -1,0 +1,155 @@
+"""The loop that matters most: a reading crosses a threshold -> one event in events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import shapely
+from google.protobuf.duration_pb2 import Duration
+
+from grassroots.events.v1 import events_service_pb2 as ev_pb
+from grassroots.twin.v1 import twin_service_pb2 as pb
+from grassroots.type.v1 import geo_pb2
+from services.kit import tenancy
+from tests.conftest import XINGMING, SignedAtCall, principal_of
+
+PARENT = tenancy.tenant_name(XINGMING)
+WRITER = principal_of(
+    XINGMING,
+    scopes=frozenset({"twin:read", "twin:write", "twin:ingest", "events:read", "events:manage"}),
+)
+MD = SignedAtCall(WRITER)
+
+
+def village_point(grid_index) -> tuple[float, float]:
+    index = next(i for i, c in enumerate(grid_index.cells) if c.village == XINGMING)
+    point = shapely.point_on_surface(grid_index.polygons[index])
+    return point.x, point.y
+
+
+async def make_gauge(twin, grid_index, entity_id="gauge-1"):
+    lon, lat = village_point(grid_index)
+    return await twin.stub.CreateEntity(
+        pb.CreateEntityRequest(
+            parent=PARENT,
+            entity_id=entity_id,
+            entity=pb.Entity(
+                entity_type="WaterLevelGauge",
+                display_name="Gauge at the east underpass",
+                location=geo_pb2.GeoPoint(longitude=lon, latitude=lat),
+            ),
+        ),
+        metadata=MD,
+    )
+
+
+async def make_flood_rule(twin, min_duration_s=0, rule_id="flood"):
+    return await twin.stub.CreateRule(
+        pb.CreateRuleRequest(
+            parent=PARENT,
+            rule_id=rule_id,
+            rule=pb.Rule(
+                display_name="Underpass flooding",
+                entity_type="WaterLevelGauge",
+                property="level_cm",
+                threshold=pb.Threshold(
+                    trigger=30, clear=25, min_duration=Duration(seconds=min_duration_s)
+                ),
+                event_category="safety.flooding",
+                severity=4,
+            ),
+        ),
+        metadata=MD,
+    )
+
+
+async def ingest(twin, values, times_ms, entity="gauge-1"):
+    return await twin.stub.IngestTelemetry(
+        pb.IngestTelemetryRequest(
+            parent=PARENT,
+            columns=pb.TelemetryColumns(
+                entities=[entity] * len(values),
+                properties=["level_cm"] * len(values),
+                values=values,
+                observe_times_ms=times_ms,
+            ),
+        ),
+        metadata=MD,
+    )
+
+
+async def twin_events(twin) -> list[ev_pb.Event]:
+    listed = await twin.events.stub.ListEvents(
+        ev_pb.ListEventsRequest(parent=PARENT, page_size=100), metadata=MD
+    )
+    return [e for e in listed.events if e.source == ev_pb.Event.SOURCE_TWIN_RULE]
+
+
+async def wait_for(predicate, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = await predicate()
+        if result:
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def test_crossing_raises_one_event_per_episode_and_clearing_comments(twin, grid_index):
+    await make_gauge(twin, grid_index)
+    await make_flood_rule(twin)
+    now = int(time.time() * 1000) - 60_000
+    # Rises past 30, flaps above the clear level (25) and crosses 30 again: one episode.
+    await ingest(twin, [10, 31, 28, 33, 26, 35], [now + i * 1000 for i in range(6)])
+    events = await wait_for(lambda: twin_events(twin))
+    await asyncio.sleep(0.3)
+    events = await twin_events(twin)
+    assert len(events) == 1
+    event = events[0]
+    assert event.category == "safety.flooding"
+    assert event.severity == 4
+    assert "level_cm 31" in event.description
+    # Falls below 25: the episode clears and the same event says so.
+    await ingest(twin, [20], [now + 10_000])
+
+    async def commented():
+        got = await twin.events.stub.GetEvent(ev_pb.GetEventRequest(name=event.name), metadata=MD)
+        return [c for c in got.comments if c.text.startswith("Cleared")]
+
+    assert len(await wait_for(commented)) == 1
+    # A second rise is a second episode, a second event.
+    await ingest(twin, [40], [now + 20_000])
+    await wait_for(lambda: _count_is(twin, 2))
+
+
+async def _count_is(twin, n):
+    return len(await twin_events(twin)) == n
+
+
+async def test_minimum_duration_waits_before_firing(twin, grid_index):
+    await make_gauge(twin, grid_index)
+    await make_flood_rule(twin, min_duration_s=300)
+    now = int(time.time() * 1000) - 3_600_000
+    # Above for 4 minutes, then back under the trigger: nothing.
+    await ingest(twin, [35, 36, 29], [now, now + 240_000, now + 250_000])
+    # Above again for 5 minutes: fires.
+    await ingest(twin, [31, 32, 33], [now + 400_000, now + 600_000, now + 700_000])
+    events = await wait_for(lambda: twin_events(twin))
+    assert len(events) == 1
+    assert "level_cm 33" in events[0].description
+
+
+async def test_episode_survives_a_restart(twin, grid_index):
+    await make_gauge(twin, grid_index)
+    await make_flood_rule(twin)
+    now = int(time.time() * 1000) - 60_000
+    await ingest(twin, [40], [now])
+    await wait_for(lambda: twin_events(twin))
+    await twin.stop()
+    await twin.start()
+    # Still above after the restart: the same episode, no second event.
+    await ingest(twin, [45, 50], [now + 1000, now + 2000])
+    await asyncio.sleep(0.5)
+    assert await twin.parts.relay.deliver_pending() == 0
+    assert len(await twin_events(twin)) == 1
