@@ -22,13 +22,15 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
 from grassroots.type.v1 import geo_pb2 as grassroots_dot_type_dot_v1_dot_geo__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%grassroots/twin/v1/twin_service.proto\x12\x12grassroots.twin.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\x1a\x1cgrassroots/type/v1/geo.proto\"\xb4\x01\n\x06\x45ntity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x65ntity_type\x18\x02 \x01(\t\x12.\n\x08location\x18\x03 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12&\n\x05state\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"v\n\x10TelemetryReading\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12\x11\n\tattribute\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x30\n\x0cobserve_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x13\x43reateEntityRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12*\n\x06\x65ntity\x18\x02 \x01(\x0b\x32\x1a.grassroots.twin.v1.Entity\x12\x11\n\tentity_id\x18\x03 \x01(\t\" \n\x10GetEntityRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x13ListEntitiesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"]\n\x14ListEntitiesResponse\x12,\n\x08\x65ntities\x18\x01 \x03(\x0b\x32\x1a.grassroots.twin.v1.Entity\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x1a\x42\x61tchWriteTelemetryRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x36\n\x08readings\x18\x02 \x03(\x0b\x32$.grassroots.twin.v1.TelemetryReading\"4\n\x1b\x42\x61tchWriteTelemetryResponse\x12\x15\n\rwritten_count\x18\x01 \x01(\x05\x32\xd3\x03\n\x0bTwinService\x12\x65\n\x0c\x43reateEntity\x12\'.grassroots.twin.v1.CreateEntityRequest\x1a\x1a.grassroots.twin.v1.Entity\"\x10\x8a\xb5\x18\x0c\n\ntwin:write\x12^\n\tGetEntity\x12$.grassroots.twin.v1.GetEntityRequest\x1a\x1a.grassroots.twin.v1.Entity\"\x0f\x8a\xb5\x18\x0b\n\ttwin:read\x12r\n\x0cListEntities\x12\'.grassroots.twin.v1.ListEntitiesRequest\x1a(.grassroots.twin.v1.ListEntitiesResponse\"\x0f\x8a\xb5\x18\x0b\n\ttwin:read\x12\x88\x01\n\x13\x42\x61tchWriteTelemetry\x12..grassroots.twin.v1.BatchWriteTelemetryRequest\x1a/.grassroots.twin.v1.BatchWriteTelemetryResponse\"\x10\x8a\xb5\x18\x0c\n\ntwin:writeB\x1a\n\x16org.grassroots.twin.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%grassroots/twin/v1/twin_service.proto\x12\x12grassroots.twin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\x1a\x1cgrassroots/type/v1/geo.proto\"\xfd\x02\n\x06\x45ntity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x65ntity_type\x18\x02 \x01(\t\x12.\n\x08location\x18\x03 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12&\n\x05state\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x62uilding\x18\x06 \x01(\t\x12\x37\n\rrelationships\x18\x07 \x03(\x0b\x32 .grassroots.twin.v1.Relationship\x12\x35\n\nproperties\x18\x08 \x03(\x0b\x32!.grassroots.twin.v1.PropertyValue\x12\x14\n\x0c\x64isplay_name\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\x0cRelationship\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"\x9d\x01\n\rPropertyValue\x12\x10\n\x08property\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x30\n\x0cobserve_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x05point\x18\x05 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\"\x8c\x01\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x18\n\x10smart_data_model\x18\x03 \x01(\t\x12\x34\n\nproperties\x18\x04 \x03(\x0b\x32 .grassroots.twin.v1.PropertySpec\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"\x86\x02\n\x0cPropertySpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32%.grassroots.twin.v1.PropertySpec.Kind\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x14\n\x07minimum\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07maximum\x18\x05 \x01(\x01H\x01\x88\x01\x01\"a\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bKIND_NUMBER\x10\x01\x12\x10\n\x0cKIND_BOOLEAN\x10\x02\x12\x10\n\x0cKIND_INTEGER\x10\x03\x12\x0e\n\nKIND_POINT\x10\x04\x42\n\n\x08_minimumB\n\n\x08_maximum\"\x98\x01\n\x10TelemetryColumns\x12\x10\n\x08\x65ntities\x18\x01 \x03(\t\x12\x12\n\nproperties\x18\x02 \x03(\t\x12\x0e\n\x06values\x18\x03 \x03(\x01\x12\x18\n\x10observe_times_ms\x18\x04 \x03(\x03\x12\r\n\x05units\x18\x05 \x03(\t\x12\x12\n\nlongitudes\x18\x06 \x03(\x01\x12\x11\n\tlatitudes\x18\x07 \x03(\x01\"_\n\x16IngestTelemetryRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x35\n\x07\x63olumns\x18\x02 \x01(\x0b\x32$.grassroots.twin.v1.TelemetryColumns\"T\n\x0fRejectedReading\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\x97\x01\n\x17IngestTelemetryResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\x12\x16\n\x0erejected_count\x18\x02 \x01(\x05\x12\x37\n\nrejections\x18\x03 \x03(\x0b\x32#.grassroots.twin.v1.RejectedReading\x12\x13\n\x0bstale_count\x18\x04 \x01(\x05\"#\n\x13\x44\x65leteEntityRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"N\n\x12\x43reateModelRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12(\n\x05model\x18\x02 \x01(\x0b\x32\x19.grassroots.twin.v1.Model\"J\n\x11ListModelsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.grassroots.twin.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xea\x01\n\x1aListRelatedEntitiesRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12K\n\tdirection\x18\x02 \x01(\x0e\x32\x38.grassroots.twin.v1.ListRelatedEntitiesRequest.Direction\x12\x19\n\x11relationship_type\x18\x03 \x01(\t\"V\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IRECTION_OUTGOING\x10\x01\x12\x16\n\x12\x44IRECTION_INCOMING\x10\x02\"Q\n\x1bListRelatedEntitiesResponse\x12\x32\n\x07related\x18\x01 \x03(\x0b\x32!.grassroots.twin.v1.RelatedEntity\"V\n\rRelatedEntity\x12\x19\n\x11relationship_type\x18\x01 \x01(\t\x12*\n\x06\x65ntity\x18\x02 \x01(\x0b\x32\x1a.grassroots.twin.v1.Entity\"\xbb\x02\n\x13QueryHistoryRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x10\n\x08\x65ntities\x18\x02 \x03(\t\x12\x13\n\x0b\x65ntity_type\x18\x03 \x01(\t\x12+\n\x04\x61rea\x18\x04 \x01(\x0b\x32\x1d.grassroots.twin.v1.LonLatBox\x12\x10\n\x08property\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06\x62ucket\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tpage_size\x18\t \x01(\x05\x12\x12\n\npage_token\x18\n \x01(\t\"e\n\tLonLatBox\x12\x15\n\rmin_longitude\x18\x01 \x01(\x01\x12\x14\n\x0cmin_latitude\x18\x02 \x01(\x01\x12\x15\n\rmax_longitude\x18\x03 \x01(\x01\x12\x14\n\x0cmax_latitude\x18\x04 \x01(\x01\"\x7f\n\x0cHistoryPoint\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x0b\n\x03min\x18\x04 \x01(\x01\x12\x0b\n\x03max\x18\x05 \x01(\x01\x12\x0c\n\x04mean\x18\x06 \x01(\x01\"a\n\x14QueryHistoryResponse\x12\x30\n\x06points\x18\x01 \x03(\x0b\x32 .grassroots.twin.v1.HistoryPoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd2\x02\n\x04Rule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x65ntity_type\x18\x03 \x01(\t\x12\x10\n\x08property\x18\x04 \x01(\t\x12\x32\n\tthreshold\x18\x05 \x01(\x0b\x32\x1d.grassroots.twin.v1.ThresholdH\x00\x12,\n\x06levels\x18\x06 \x01(\x0b\x32\x1a.grassroots.twin.v1.LevelsH\x00\x12\x34\n\ninactivity\x18\x07 \x01(\x0b\x32\x1e.grassroots.twin.v1.InactivityH\x00\x12\x30\n\x08geofence\x18\x08 \x01(\x0b\x32\x1c.grassroots.twin.v1.GeofenceH\x00\x12\x16\n\x0e\x65vent_category\x18\t \x01(\t\x12\x10\n\x08severity\x18\n \x01(\x05\x42\x0b\n\tcondition\"\xea\x01\n\tThreshold\x12:\n\tdirection\x18\x01 \x01(\x0e\x32\'.grassroots.twin.v1.Threshold.Direction\x12\x0f\n\x07trigger\x18\x02 \x01(\x01\x12\r\n\x05\x63lear\x18\x03 \x01(\x01\x12/\n\x0cmin_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"P\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44IRECTION_ABOVE\x10\x01\x12\x13\n\x0f\x44IRECTION_BELOW\x10\x02\"F\n\x06Levels\x12\x0e\n\x06\x62ounds\x18\x01 \x03(\x01\x12\x12\n\nhysteresis\x18\x02 \x01(\x01\x12\x18\n\x10\x65vent_from_level\x18\x03 \x01(\x05\"8\n\nInactivity\x12*\n\x07silence\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x8b\x01\n\x08Geofence\x12\r\n\x05layer\x18\x01 \x01(\t\x12/\n\x04mode\x18\x02 \x01(\x0e\x32!.grassroots.twin.v1.Geofence.Mode\"?\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bMODE_INSIDE\x10\x01\x12\x10\n\x0cMODE_OUTSIDE\x10\x02\"\\\n\x11\x43reateRuleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12&\n\x04rule\x18\x02 \x01(\x0b\x32\x18.grassroots.twin.v1.Rule\x12\x0f\n\x07rule_id\x18\x03 \x01(\t\"I\n\x10ListRulesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x11ListRulesResponse\x12\'\n\x05rules\x18\x01 \x03(\x0b\x32\x18.grassroots.twin.v1.Rule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x10TelemetryReading\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12\x11\n\tattribute\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x30\n\x0cobserve_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x13\x43reateEntityRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12*\n\x06\x65ntity\x18\x02 \x01(\x0b\x32\x1a.grassroots.twin.v1.Entity\x12\x11\n\tentity_id\x18\x03 \x01(\t\" \n\x10GetEntityRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x13ListEntitiesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"]\n\x14ListEntitiesResponse\x12,\n\x08\x65ntities\x18\x01 \x03(\x0b\x32\x1a.grassroots.twin.v1.Entity\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x1a\x42\x61tchWriteTelemetryRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x36\n\x08readings\x18\x02 \x03(\x0b\x32$.grassroots.twin.v1.TelemetryReading\"4\n\x1b\x42\x61tchWriteTelemetryResponse\x12\x15\n\rwritten_count\x18\x01 \x01(\x05\x32\xd1\n\n\x0bTwinService\x12\x65\n\x0c\x43reateEntity\x12\'.grassroots.twin.v1.CreateEntityRequest\x1a\x1a.grassroots.twin.v1.Entity\"\x10\x8a\xb5\x18\x0c\n\ntwin:write\x12^\n\tGetEntity\x12$.grassroots.twin.v1.GetEntityRequest\x1a\x1a.grassroots.twin.v1.Entity\"\x0f\x8a\xb5\x18\x0b\n\ttwin:read\x12r\n\x0cListEntities\x12\'.grassroots.twin.v1.ListEntitiesRequest\x1a(.grassroots.twin.v1.ListEntitiesResponse\"\x0f\x8a\xb5\x18\x0b\n\ttwin:read\x12\x88\x01\n\x13\x42\x61tchWriteTelemetry\x12..grassroots.twin.v1.BatchWriteTelemetryRequest\x1a/.grassroots.twin.v1.BatchWriteTelemetryResponse\"\x10\x8a\xb5\x18\x0c\n\ntwin:write\x12}\n\x0fIngestTelemetry\x12*.grassroots.twin.v1.IngestTelemetryRequest\x1a+.grassroots.twin.v1.IngestTelemetryResponse\"\x11\x8a\xb5\x18\r\n\x0btwin:ingest\x12\x61\n\x0c\x44\x65leteEntity\x12\'.grassroots.twin.v1.DeleteEntityRequest\x1a\x16.google.protobuf.Empty\"\x10\x8a\xb5\x18\x0c\n\ntwin:write\x12\x62\n\x0b\x43reateModel\x12&.grassroots.twin.v1.CreateModelRequest\x1a\x19.grassroots.twin.v1.Model\"\x10\x8a\xb5\x18\x0c\n\ntwin:write\x12l\n\nListModels\x12%.grassroots.twin.v1.ListModelsRequest\x1a&.grassroots.twin.v1.ListModelsResponse\"\x0f\x8a\xb5\x18\x0b\n\ttwin:read\x12\x87\x01\n\x13ListRelatedEntities\x12..grassroots.twin.v1.ListRelatedEntitiesRequest\x1a/.grassroots.twin.v1.ListRelatedEntitiesResponse\"\x0f\x8a\xb5\x18\x0b\n\ttwin:read\x12r\n\x0cQueryHistory\x12\'.grassroots.twin.v1.QueryHistoryRequest\x1a(.grassroots.twin.v1.QueryHistoryResponse\"\x0f\x8a\xb5\x18\x0b\n\ttwin:read\x12_\n\nCreateRule\x12%.grassroots.twin.v1.CreateRuleRequest\x1a\x18.grassroots.twin.v1.Rule\"\x10\x8a\xb5\x18\x0c\n\ntwin:write\x12i\n\tListRules\x12$.grassroots.twin.v1.ListRulesRequest\x1a%.grassroots.twin.v1.ListRulesResponse\"\x0f\x8a\xb5\x18\x0b\n\ttwin:readB\x1a\n\x16org.grassroots.twin.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,22 +46,100 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TWINSERVICE'].methods_by_name['ListEntities']._serialized_options = b'\212\265\030\013\n\ttwin:read'
   _globals['_TWINSERVICE'].methods_by_name['BatchWriteTelemetry']._loaded_options = None
   _globals['_TWINSERVICE'].methods_by_name['BatchWriteTelemetry']._serialized_options = b'\212\265\030\014\n\ntwin:write'
-  _globals['_ENTITY']._serialized_start=193
-  _globals['_ENTITY']._serialized_end=373
-  _globals['_TELEMETRYREADING']._serialized_start=375
-  _globals['_TELEMETRYREADING']._serialized_end=493
-  _globals['_CREATEENTITYREQUEST']._serialized_start=495
-  _globals['_CREATEENTITYREQUEST']._serialized_end=595
-  _globals['_GETENTITYREQUEST']._serialized_start=597
-  _globals['_GETENTITYREQUEST']._serialized_end=629
-  _globals['_LISTENTITIESREQUEST']._serialized_start=631
-  _globals['_LISTENTITIESREQUEST']._serialized_end=723
-  _globals['_LISTENTITIESRESPONSE']._serialized_start=725
-  _globals['_LISTENTITIESRESPONSE']._serialized_end=818
-  _globals['_BATCHWRITETELEMETRYREQUEST']._serialized_start=820
-  _globals['_BATCHWRITETELEMETRYREQUEST']._serialized_end=920
-  _globals['_BATCHWRITETELEMETRYRESPONSE']._serialized_start=922
-  _globals['_BATCHWRITETELEMETRYRESPONSE']._serialized_end=974
-  _globals['_TWINSERVICE']._serialized_start=977
-  _globals['_TWINSERVICE']._serialized_end=1444
+  _globals['_TWINSERVICE'].methods_by_name['IngestTelemetry']._loaded_options = None
+  _globals['_TWINSERVICE'].methods_by_name['IngestTelemetry']._serialized_options = b'\212\265\030\r\n\013twin:ingest'
+  _globals['_TWINSERVICE'].methods_by_name['DeleteEntity']._loaded_options = None
+  _globals['_TWINSERVICE'].methods_by_name['DeleteEntity']._serialized_options = b'\212\265\030\014\n\ntwin:write'
+  _globals['_TWINSERVICE'].methods_by_name['CreateModel']._loaded_options = None
+  _globals['_TWINSERVICE'].methods_by_name['CreateModel']._serialized_options = b'\212\265\030\014\n\ntwin:write'
+  _globals['_TWINSERVICE'].methods_by_name['ListModels']._loaded_options = None
+  _globals['_TWINSERVICE'].methods_by_name['ListModels']._serialized_options = b'\212\265\030\013\n\ttwin:read'
+  _globals['_TWINSERVICE'].methods_by_name['ListRelatedEntities']._loaded_options = None
+  _globals['_TWINSERVICE'].methods_by_name['ListRelatedEntities']._serialized_options = b'\212\265\030\013\n\ttwin:read'
+  _globals['_TWINSERVICE'].methods_by_name['QueryHistory']._loaded_options = None
+  _globals['_TWINSERVICE'].methods_by_name['QueryHistory']._serialized_options = b'\212\265\030\013\n\ttwin:read'
+  _globals['_TWINSERVICE'].methods_by_name['CreateRule']._loaded_options = None
+  _globals['_TWINSERVICE'].methods_by_name['CreateRule']._serialized_options = b'\212\265\030\014\n\ntwin:write'
+  _globals['_TWINSERVICE'].methods_by_name['ListRules']._loaded_options = None
+  _globals['_TWINSERVICE'].methods_by_name['ListRules']._serialized_options = b'\212\265\030\013\n\ttwin:read'
+  _globals['_ENTITY']._serialized_start=254
+  _globals['_ENTITY']._serialized_end=635
+  _globals['_RELATIONSHIP']._serialized_start=637
+  _globals['_RELATIONSHIP']._serialized_end=681
+  _globals['_PROPERTYVALUE']._serialized_start=684
+  _globals['_PROPERTYVALUE']._serialized_end=841
+  _globals['_MODEL']._serialized_start=844
+  _globals['_MODEL']._serialized_end=984
+  _globals['_PROPERTYSPEC']._serialized_start=987
+  _globals['_PROPERTYSPEC']._serialized_end=1249
+  _globals['_PROPERTYSPEC_KIND']._serialized_start=1128
+  _globals['_PROPERTYSPEC_KIND']._serialized_end=1225
+  _globals['_TELEMETRYCOLUMNS']._serialized_start=1252
+  _globals['_TELEMETRYCOLUMNS']._serialized_end=1404
+  _globals['_INGESTTELEMETRYREQUEST']._serialized_start=1406
+  _globals['_INGESTTELEMETRYREQUEST']._serialized_end=1501
+  _globals['_REJECTEDREADING']._serialized_start=1503
+  _globals['_REJECTEDREADING']._serialized_end=1587
+  _globals['_INGESTTELEMETRYRESPONSE']._serialized_start=1590
+  _globals['_INGESTTELEMETRYRESPONSE']._serialized_end=1741
+  _globals['_DELETEENTITYREQUEST']._serialized_start=1743
+  _globals['_DELETEENTITYREQUEST']._serialized_end=1778
+  _globals['_CREATEMODELREQUEST']._serialized_start=1780
+  _globals['_CREATEMODELREQUEST']._serialized_end=1858
+  _globals['_LISTMODELSREQUEST']._serialized_start=1860
+  _globals['_LISTMODELSREQUEST']._serialized_end=1934
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1936
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2024
+  _globals['_LISTRELATEDENTITIESREQUEST']._serialized_start=2027
+  _globals['_LISTRELATEDENTITIESREQUEST']._serialized_end=2261
+  _globals['_LISTRELATEDENTITIESREQUEST_DIRECTION']._serialized_start=2175
+  _globals['_LISTRELATEDENTITIESREQUEST_DIRECTION']._serialized_end=2261
+  _globals['_LISTRELATEDENTITIESRESPONSE']._serialized_start=2263
+  _globals['_LISTRELATEDENTITIESRESPONSE']._serialized_end=2344
+  _globals['_RELATEDENTITY']._serialized_start=2346
+  _globals['_RELATEDENTITY']._serialized_end=2432
+  _globals['_QUERYHISTORYREQUEST']._serialized_start=2435
+  _globals['_QUERYHISTORYREQUEST']._serialized_end=2750
+  _globals['_LONLATBOX']._serialized_start=2752
+  _globals['_LONLATBOX']._serialized_end=2853
+  _globals['_HISTORYPOINT']._serialized_start=2855
+  _globals['_HISTORYPOINT']._serialized_end=2982
+  _globals['_QUERYHISTORYRESPONSE']._serialized_start=2984
+  _globals['_QUERYHISTORYRESPONSE']._serialized_end=3081
+  _globals['_RULE']._serialized_start=3084
+  _globals['_RULE']._serialized_end=3422
+  _globals['_THRESHOLD']._serialized_start=3425
+  _globals['_THRESHOLD']._serialized_end=3659
+  _globals['_THRESHOLD_DIRECTION']._serialized_start=3579
+  _globals['_THRESHOLD_DIRECTION']._serialized_end=3659
+  _globals['_LEVELS']._serialized_start=3661
+  _globals['_LEVELS']._serialized_end=3731
+  _globals['_INACTIVITY']._serialized_start=3733
+  _globals['_INACTIVITY']._serialized_end=3789
+  _globals['_GEOFENCE']._serialized_start=3792
+  _globals['_GEOFENCE']._serialized_end=3931
+  _globals['_GEOFENCE_MODE']._serialized_start=3868
+  _globals['_GEOFENCE_MODE']._serialized_end=3931
+  _globals['_CREATERULEREQUEST']._serialized_start=3933
+  _globals['_CREATERULEREQUEST']._serialized_end=4025
+  _globals['_LISTRULESREQUEST']._serialized_start=4027
+  _globals['_LISTRULESREQUEST']._serialized_end=4100
+  _globals['_LISTRULESRESPONSE']._serialized_start=4102
+  _globals['_LISTRULESRESPONSE']._serialized_end=4187
+  _globals['_TELEMETRYREADING']._serialized_start=4189
+  _globals['_TELEMETRYREADING']._serialized_end=4307
+  _globals['_CREATEENTITYREQUEST']._serialized_start=4309
+  _globals['_CREATEENTITYREQUEST']._serialized_end=4409
+  _globals['_GETENTITYREQUEST']._serialized_start=4411
+  _globals['_GETENTITYREQUEST']._serialized_end=4443
+  _globals['_LISTENTITIESREQUEST']._serialized_start=4445
+  _globals['_LISTENTITIESREQUEST']._serialized_end=4537
+  _globals['_LISTENTITIESRESPONSE']._serialized_start=4539
+  _globals['_LISTENTITIESRESPONSE']._serialized_end=4632
+  _globals['_BATCHWRITETELEMETRYREQUEST']._serialized_start=4634
+  _globals['_BATCHWRITETELEMETRYREQUEST']._serialized_end=4734
+  _globals['_BATCHWRITETELEMETRYRESPONSE']._serialized_start=4736
+  _globals['_BATCHWRITETELEMETRYRESPONSE']._serialized_end=4788
+  _globals['_TWINSERVICE']._serialized_start=4791
+  _globals['_TWINSERVICE']._serialized_end=6152
 # @@protoc_insertion_point(module_scope)

@@ -5,10 +5,12 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from grassroots.type.v1 import geo_pb2 as _geo_pb2
 import builtins as _builtins
 import sys
@@ -32,10 +34,19 @@ class Entity(_message.Message):
     LOCATION_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    BUILDING_FIELD_NUMBER: _builtins.int
+    RELATIONSHIPS_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/entities/{entity}`."""
     entity_type: _builtins.str
     """Entity type, for example "SmokeDetector" or "WaterLevelSensor"."""
+    building: _builtins.str
+    """Instead of a point: the map building the entity is in, `tenants/{tenant}/buildings/{id}`."""
+    display_name: _builtins.str
+    """A human-readable name."""
     @_builtins.property
     def location(self) -> _geo_pb2.GeoPoint:
         """Where the entity is."""
@@ -48,6 +59,18 @@ class Entity(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the state last changed."""
 
+    @_builtins.property
+    def relationships(self) -> _containers.RepeatedCompositeFieldContainer[Global___Relationship]:
+        """Links to other entities (sensor in building, person in household)."""
+
+    @_builtins.property
+    def properties(self) -> _containers.RepeatedCompositeFieldContainer[Global___PropertyValue]:
+        """Latest value of each property with its observed time. Output only."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the entity was created. Output only."""
+
     def __init__(
         self,
         *,
@@ -56,14 +79,1085 @@ class Entity(_message.Message):
         location: _geo_pb2.GeoPoint | None = ...,
         state: _struct_pb2.Struct | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        building: _builtins.str = ...,
+        relationships: _abc.Iterable[Global___Relationship] | None = ...,
+        properties: _abc.Iterable[Global___PropertyValue] | None = ...,
+        display_name: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["location", b"location", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "location", b"location", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entity_type", b"entity_type", "location", b"location", "name", b"name", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["building", b"building", "create_time", b"create_time", "display_name", b"display_name", "entity_type", b"entity_type", "location", b"location", "name", b"name", "properties", b"properties", "relationships", b"relationships", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Entity: _TypeAlias = Entity  # noqa: Y015
+
+@_typing.final
+class Relationship(_message.Message):
+    """A directed link from one entity to another."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """What the link means, for example "locatedIn", "memberOf", "ownedBy"."""
+    target: _builtins.str
+    """Resource name of the other entity."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        target: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["target", b"target", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Relationship: _TypeAlias = Relationship  # noqa: Y015
+
+@_typing.final
+class PropertyValue(_message.Message):
+    """The latest value of one property."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPERTY_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    OBSERVE_TIME_FIELD_NUMBER: _builtins.int
+    POINT_FIELD_NUMBER: _builtins.int
+    property: _builtins.str
+    """Property name, as the model declares it."""
+    value: _builtins.float
+    """The value (booleans as 0 or 1)."""
+    unit: _builtins.str
+    """The model's unit of the value."""
+    @_builtins.property
+    def observe_time(self) -> _timestamp_pb2.Timestamp:
+        """When the value was observed."""
+
+    @_builtins.property
+    def point(self) -> _geo_pb2.GeoPoint:
+        """For a point property (a vehicle's position): where."""
+
+    def __init__(
+        self,
+        *,
+        property: _builtins.str = ...,
+        value: _builtins.float = ...,
+        unit: _builtins.str = ...,
+        observe_time: _timestamp_pb2.Timestamp | None = ...,
+        point: _geo_pb2.GeoPoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["observe_time", b"observe_time", "point", b"point"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["observe_time", b"observe_time", "point", b"point", "property", b"property", "unit", b"unit", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PropertyValue: _TypeAlias = PropertyValue  # noqa: Y015
+
+@_typing.final
+class Model(_message.Message):
+    """A type of entity: its properties with types, units and valid ranges."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    SMART_DATA_MODEL_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name: `tenants/{tenant}/models/{model}`; built-in models live under
+    `tenants/-`.
+    """
+    model_id: _builtins.str
+    """The model's id, for example "WaterLevelGauge"; what entities name as entity_type."""
+    smart_data_model: _builtins.str
+    """FIWARE Smart Data Model this follows, for example "WaterObserved"; empty if none."""
+    description: _builtins.str
+    """A human-readable description."""
+    @_builtins.property
+    def properties(self) -> _containers.RepeatedCompositeFieldContainer[Global___PropertySpec]:
+        """The properties."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        model_id: _builtins.str = ...,
+        smart_data_model: _builtins.str = ...,
+        properties: _abc.Iterable[Global___PropertySpec] | None = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "model_id", b"model_id", "name", b"name", "properties", b"properties", "smart_data_model", b"smart_data_model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Model: _TypeAlias = Model  # noqa: Y015
+
+@_typing.final
+class PropertySpec(_message.Message):
+    """One property of a model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[PropertySpec._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: PropertySpec._Kind.ValueType  # 0
+        """Not set; treated as NUMBER."""
+        KIND_NUMBER: PropertySpec._Kind.ValueType  # 1
+        """A real number."""
+        KIND_BOOLEAN: PropertySpec._Kind.ValueType  # 2
+        """0 or 1."""
+        KIND_INTEGER: PropertySpec._Kind.ValueType  # 3
+        """A whole number."""
+        KIND_POINT: PropertySpec._Kind.ValueType  # 4
+        """A position (longitude, latitude)."""
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
+        """The kind of value."""
+
+    KIND_UNSPECIFIED: PropertySpec.Kind.ValueType  # 0
+    """Not set; treated as NUMBER."""
+    KIND_NUMBER: PropertySpec.Kind.ValueType  # 1
+    """A real number."""
+    KIND_BOOLEAN: PropertySpec.Kind.ValueType  # 2
+    """0 or 1."""
+    KIND_INTEGER: PropertySpec.Kind.ValueType  # 3
+    """A whole number."""
+    KIND_POINT: PropertySpec.Kind.ValueType  # 4
+    """A position (longitude, latitude)."""
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    MINIMUM_FIELD_NUMBER: _builtins.int
+    MAXIMUM_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Property name, for example "level_cm"."""
+    kind: Global___PropertySpec.Kind.ValueType
+    """The kind of value."""
+    unit: _builtins.str
+    """Unit (UN/CEFACT common code or a plain symbol: "cm", "km/h", "%"); empty for none."""
+    minimum: _builtins.float
+    """Smallest valid value."""
+    maximum: _builtins.float
+    """Largest valid value."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: Global___PropertySpec.Kind.ValueType = ...,
+        unit: _builtins.str = ...,
+        minimum: _builtins.float | None = ...,
+        maximum: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "maximum", b"maximum", "minimum", b"minimum"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "kind", b"kind", "maximum", b"maximum", "minimum", b"minimum", "name", b"name", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__maximum: _TypeAlias = _typing.Literal["maximum"]  # noqa: Y015
+    _WhichOneofArgType__maximum: _TypeAlias = _typing.Literal["_maximum", b"_maximum"]  # noqa: Y015
+    _WhichOneofReturnType__minimum: _TypeAlias = _typing.Literal["minimum"]  # noqa: Y015
+    _WhichOneofArgType__minimum: _TypeAlias = _typing.Literal["_minimum", b"_minimum"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__maximum) -> _WhichOneofReturnType__maximum | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__minimum) -> _WhichOneofReturnType__minimum | None: ...
+
+Global___PropertySpec: _TypeAlias = PropertySpec  # noqa: Y015
+
+@_typing.final
+class TelemetryColumns(_message.Message):
+    """Telemetry as parallel columns: reading i is entities[i], properties[i], values[i]...
+
+    Packed columns cost a fraction of repeated messages to encode and decode.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTITIES_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    OBSERVE_TIMES_MS_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    LONGITUDES_FIELD_NUMBER: _builtins.int
+    LATITUDES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Entity of each reading: its id under the request's parent, or its resource name."""
+
+    @_builtins.property
+    def properties(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Property of each reading."""
+
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Value of each reading (ignored for point properties)."""
+
+    @_builtins.property
+    def observe_times_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Observed time of each reading, milliseconds since the Unix epoch; empty means now."""
+
+    @_builtins.property
+    def units(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Unit of each reading; empty means the model's unit for every reading."""
+
+    @_builtins.property
+    def longitudes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """For point properties: longitude of each reading (EPSG:4326); empty if none."""
+
+    @_builtins.property
+    def latitudes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """For point properties: latitude of each reading (EPSG:4326); empty if none."""
+
+    def __init__(
+        self,
+        *,
+        entities: _abc.Iterable[_builtins.str] | None = ...,
+        properties: _abc.Iterable[_builtins.str] | None = ...,
+        values: _abc.Iterable[_builtins.float] | None = ...,
+        observe_times_ms: _abc.Iterable[_builtins.int] | None = ...,
+        units: _abc.Iterable[_builtins.str] | None = ...,
+        longitudes: _abc.Iterable[_builtins.float] | None = ...,
+        latitudes: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entities", b"entities", "latitudes", b"latitudes", "longitudes", b"longitudes", "observe_times_ms", b"observe_times_ms", "properties", b"properties", "units", b"units", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TelemetryColumns: _TypeAlias = TelemetryColumns  # noqa: Y015
+
+@_typing.final
+class IngestTelemetryRequest(_message.Message):
+    """Request message for TwinService.IngestTelemetry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant: `tenants/{tenant}`."""
+    @_builtins.property
+    def columns(self) -> Global___TelemetryColumns:
+        """The readings; at most 100000 per call."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        columns: Global___TelemetryColumns | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestTelemetryRequest: _TypeAlias = IngestTelemetryRequest  # noqa: Y015
+
+@_typing.final
+class RejectedReading(_message.Message):
+    """Why one reading was not accepted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Index of the reading in the request's columns."""
+    field: _builtins.str
+    """The column at fault, for example "values" or "entities"."""
+    reason: _builtins.str
+    """Machine-readable reason: UNKNOWN_ENTITY, UNKNOWN_PROPERTY, WRONG_UNIT,
+    OUT_OF_RANGE, NOT_FINITE, NOT_INTEGER, NOT_BOOLEAN, BAD_TIME.
+    """
+    description: _builtins.str
+    """A sentence for people."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        field: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "field", b"field", "index", b"index", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectedReading: _TypeAlias = RejectedReading  # noqa: Y015
+
+@_typing.final
+class IngestTelemetryResponse(_message.Message):
+    """Response message for TwinService.IngestTelemetry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_COUNT_FIELD_NUMBER: _builtins.int
+    REJECTED_COUNT_FIELD_NUMBER: _builtins.int
+    REJECTIONS_FIELD_NUMBER: _builtins.int
+    STALE_COUNT_FIELD_NUMBER: _builtins.int
+    accepted_count: _builtins.int
+    """Readings accepted (stored in history)."""
+    rejected_count: _builtins.int
+    """Readings rejected; never stored."""
+    stale_count: _builtins.int
+    """Accepted readings older than the stored latest value: kept in history, the
+    latest value stays.
+    """
+    @_builtins.property
+    def rejections(self) -> _containers.RepeatedCompositeFieldContainer[Global___RejectedReading]:
+        """The rejected readings, at most 1000 (the counts are exact)."""
+
+    def __init__(
+        self,
+        *,
+        accepted_count: _builtins.int = ...,
+        rejected_count: _builtins.int = ...,
+        rejections: _abc.Iterable[Global___RejectedReading] | None = ...,
+        stale_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_count", b"accepted_count", "rejected_count", b"rejected_count", "rejections", b"rejections", "stale_count", b"stale_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestTelemetryResponse: _TypeAlias = IngestTelemetryResponse  # noqa: Y015
+
+@_typing.final
+class DeleteEntityRequest(_message.Message):
+    """Request message for TwinService.DeleteEntity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the entity."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteEntityRequest: _TypeAlias = DeleteEntityRequest  # noqa: Y015
+
+@_typing.final
+class CreateModelRequest(_message.Message):
+    """Request message for TwinService.CreateModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant node declaring it: `tenants/{tenant}`."""
+    @_builtins.property
+    def model(self) -> Global___Model:
+        """The model."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        model: Global___Model | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateModelRequest: _TypeAlias = CreateModelRequest  # noqa: Y015
+
+@_typing.final
+class ListModelsRequest(_message.Message):
+    """Request message for TwinService.ListModels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant: `tenants/{tenant}`."""
+    page_size: _builtins.int
+    """Maximum number of models to return."""
+    page_token: _builtins.str
+    """Token from a previous response."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsRequest: _TypeAlias = ListModelsRequest  # noqa: Y015
+
+@_typing.final
+class ListModelsResponse(_message.Message):
+    """Response message for TwinService.ListModels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODELS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___Model]:
+        """The models."""
+
+    def __init__(
+        self,
+        *,
+        models: _abc.Iterable[Global___Model] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
+
+@_typing.final
+class ListRelatedEntitiesRequest(_message.Message):
+    """Request message for TwinService.ListRelatedEntities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Direction:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _DirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ListRelatedEntitiesRequest._Direction.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        DIRECTION_UNSPECIFIED: ListRelatedEntitiesRequest._Direction.ValueType  # 0
+        """Not set; treated as OUTGOING."""
+        DIRECTION_OUTGOING: ListRelatedEntitiesRequest._Direction.ValueType  # 1
+        """The entities this entity points to (a sensor's building)."""
+        DIRECTION_INCOMING: ListRelatedEntitiesRequest._Direction.ValueType  # 2
+        """The entities pointing to this entity (a building's sensors)."""
+
+    class Direction(_Direction, metaclass=_DirectionEnumTypeWrapper):
+        """Which way to follow relationships."""
+
+    DIRECTION_UNSPECIFIED: ListRelatedEntitiesRequest.Direction.ValueType  # 0
+    """Not set; treated as OUTGOING."""
+    DIRECTION_OUTGOING: ListRelatedEntitiesRequest.Direction.ValueType  # 1
+    """The entities this entity points to (a sensor's building)."""
+    DIRECTION_INCOMING: ListRelatedEntitiesRequest.Direction.ValueType  # 2
+    """The entities pointing to this entity (a building's sensors)."""
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    RELATIONSHIP_TYPE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the entity."""
+    direction: Global___ListRelatedEntitiesRequest.Direction.ValueType
+    """Which way."""
+    relationship_type: _builtins.str
+    """Only relationships of this type; empty for all."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        direction: Global___ListRelatedEntitiesRequest.Direction.ValueType = ...,
+        relationship_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "name", b"name", "relationship_type", b"relationship_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRelatedEntitiesRequest: _TypeAlias = ListRelatedEntitiesRequest  # noqa: Y015
+
+@_typing.final
+class ListRelatedEntitiesResponse(_message.Message):
+    """Response message for TwinService.ListRelatedEntities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELATED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def related(self) -> _containers.RepeatedCompositeFieldContainer[Global___RelatedEntity]:
+        """One row per relationship followed."""
+
+    def __init__(
+        self,
+        *,
+        related: _abc.Iterable[Global___RelatedEntity] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["related", b"related"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRelatedEntitiesResponse: _TypeAlias = ListRelatedEntitiesResponse  # noqa: Y015
+
+@_typing.final
+class RelatedEntity(_message.Message):
+    """An entity found by following a relationship."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELATIONSHIP_TYPE_FIELD_NUMBER: _builtins.int
+    ENTITY_FIELD_NUMBER: _builtins.int
+    relationship_type: _builtins.str
+    """The relationship's type."""
+    @_builtins.property
+    def entity(self) -> Global___Entity:
+        """The entity at the other end."""
+
+    def __init__(
+        self,
+        *,
+        relationship_type: _builtins.str = ...,
+        entity: Global___Entity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entity", b"entity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entity", b"entity", "relationship_type", b"relationship_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelatedEntity: _TypeAlias = RelatedEntity  # noqa: Y015
+
+@_typing.final
+class QueryHistoryRequest(_message.Message):
+    """Request message for TwinService.QueryHistory."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    ENTITIES_FIELD_NUMBER: _builtins.int
+    ENTITY_TYPE_FIELD_NUMBER: _builtins.int
+    AREA_FIELD_NUMBER: _builtins.int
+    PROPERTY_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    BUCKET_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant: `tenants/{tenant}`; entities of its subtree are searched."""
+    entity_type: _builtins.str
+    """Only entities of this model."""
+    property: _builtins.str
+    """The property. Required."""
+    page_size: _builtins.int
+    """Maximum number of points to return (default 1000, at most 10000)."""
+    page_token: _builtins.str
+    """Token from a previous response."""
+    @_builtins.property
+    def entities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Resource names of the entities; empty means every entity matching the others."""
+
+    @_builtins.property
+    def area(self) -> Global___LonLatBox:
+        """Only entities whose location lies inside this box."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the time range (inclusive). Required."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the time range (exclusive). Required."""
+
+    @_builtins.property
+    def bucket(self) -> _duration_pb2.Duration:
+        """Bucket width for min, max, mean and count; unset means raw readings."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        entities: _abc.Iterable[_builtins.str] | None = ...,
+        entity_type: _builtins.str = ...,
+        area: Global___LonLatBox | None = ...,
+        property: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        bucket: _duration_pb2.Duration | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["area", b"area", "bucket", b"bucket", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["area", b"area", "bucket", b"bucket", "end_time", b"end_time", "entities", b"entities", "entity_type", b"entity_type", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "property", b"property", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryHistoryRequest: _TypeAlias = QueryHistoryRequest  # noqa: Y015
+
+@_typing.final
+class LonLatBox(_message.Message):
+    """A box in longitude and latitude (EPSG:4326)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_LONGITUDE_FIELD_NUMBER: _builtins.int
+    MIN_LATITUDE_FIELD_NUMBER: _builtins.int
+    MAX_LONGITUDE_FIELD_NUMBER: _builtins.int
+    MAX_LATITUDE_FIELD_NUMBER: _builtins.int
+    min_longitude: _builtins.float
+    """Western edge."""
+    min_latitude: _builtins.float
+    """Southern edge."""
+    max_longitude: _builtins.float
+    """Eastern edge."""
+    max_latitude: _builtins.float
+    """Northern edge."""
+    def __init__(
+        self,
+        *,
+        min_longitude: _builtins.float = ...,
+        min_latitude: _builtins.float = ...,
+        max_longitude: _builtins.float = ...,
+        max_latitude: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_latitude", b"max_latitude", "max_longitude", b"max_longitude", "min_latitude", b"min_latitude", "min_longitude", b"min_longitude"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LonLatBox: _TypeAlias = LonLatBox  # noqa: Y015
+
+@_typing.final
+class HistoryPoint(_message.Message):
+    """One reading, or one bucket of readings, of one entity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    MIN_FIELD_NUMBER: _builtins.int
+    MAX_FIELD_NUMBER: _builtins.int
+    MEAN_FIELD_NUMBER: _builtins.int
+    entity: _builtins.str
+    """Resource name of the entity."""
+    count: _builtins.int
+    """Number of readings (1 for a raw reading)."""
+    min: _builtins.float
+    """Smallest value."""
+    max: _builtins.float
+    """Largest value."""
+    mean: _builtins.float
+    """Mean value (the value of a raw reading)."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """The reading's observed time, or the bucket's start."""
+
+    def __init__(
+        self,
+        *,
+        entity: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        count: _builtins.int = ...,
+        min: _builtins.float = ...,
+        max: _builtins.float = ...,
+        mean: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "entity", b"entity", "max", b"max", "mean", b"mean", "min", b"min", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistoryPoint: _TypeAlias = HistoryPoint  # noqa: Y015
+
+@_typing.final
+class QueryHistoryResponse(_message.Message):
+    """Response message for TwinService.QueryHistory."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistoryPoint]:
+        """Points ordered by entity, then time."""
+
+    def __init__(
+        self,
+        *,
+        points: _abc.Iterable[Global___HistoryPoint] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryHistoryResponse: _TypeAlias = QueryHistoryResponse  # noqa: Y015
+
+@_typing.final
+class Rule(_message.Message):
+    """A rule that watches one property of matching entities and raises events."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    ENTITY_TYPE_FIELD_NUMBER: _builtins.int
+    PROPERTY_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    LEVELS_FIELD_NUMBER: _builtins.int
+    INACTIVITY_FIELD_NUMBER: _builtins.int
+    GEOFENCE_FIELD_NUMBER: _builtins.int
+    EVENT_CATEGORY_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name: `tenants/{tenant}/rules/{rule}`. Output only."""
+    display_name: _builtins.str
+    """A human-readable name, used in the events it raises."""
+    entity_type: _builtins.str
+    """Entities of this model in the rule's tenant subtree are watched. Required."""
+    property: _builtins.str
+    """The property watched. Required (for geofences, the point property)."""
+    event_category: _builtins.str
+    """Category code of the events it raises, for example "safety.fire". Required."""
+    severity: _builtins.int
+    """Severity of those events, 1 to 5; 0 takes the category's default."""
+    @_builtins.property
+    def threshold(self) -> Global___Threshold:
+        """Fires while a value stays beyond a threshold."""
+
+    @_builtins.property
+    def levels(self) -> Global___Levels:
+        """Steps through numbered levels; publishes twin.level_changed."""
+
+    @_builtins.property
+    def inactivity(self) -> Global___Inactivity:
+        """Fires when no reading arrives for a while."""
+
+    @_builtins.property
+    def geofence(self) -> Global___Geofence:
+        """Fires when a position is inside (or outside) a map layer's features."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        entity_type: _builtins.str = ...,
+        property: _builtins.str = ...,
+        threshold: Global___Threshold | None = ...,
+        levels: Global___Levels | None = ...,
+        inactivity: Global___Inactivity | None = ...,
+        geofence: Global___Geofence | None = ...,
+        event_category: _builtins.str = ...,
+        severity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "geofence", b"geofence", "inactivity", b"inactivity", "levels", b"levels", "threshold", b"threshold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "display_name", b"display_name", "entity_type", b"entity_type", "event_category", b"event_category", "geofence", b"geofence", "inactivity", b"inactivity", "levels", b"levels", "name", b"name", "property", b"property", "severity", b"severity", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["threshold", "levels", "inactivity", "geofence"]  # noqa: Y015
+    _WhichOneofArgType_condition: _TypeAlias = _typing.Literal["condition", b"condition"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_condition) -> _WhichOneofReturnType_condition | None: ...
+
+Global___Rule: _TypeAlias = Rule  # noqa: Y015
+
+@_typing.final
+class Threshold(_message.Message):
+    """Fires when the value passes `trigger` and stays past it for `min_duration`;
+    clears when it comes back past `clear` (hysteresis).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Direction:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _DirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Threshold._Direction.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        DIRECTION_UNSPECIFIED: Threshold._Direction.ValueType  # 0
+        """Not set; treated as ABOVE."""
+        DIRECTION_ABOVE: Threshold._Direction.ValueType  # 1
+        """Fires above `trigger`, clears below `clear`."""
+        DIRECTION_BELOW: Threshold._Direction.ValueType  # 2
+        """Fires below `trigger`, clears above `clear`."""
+
+    class Direction(_Direction, metaclass=_DirectionEnumTypeWrapper):
+        """Which side of the threshold fires."""
+
+    DIRECTION_UNSPECIFIED: Threshold.Direction.ValueType  # 0
+    """Not set; treated as ABOVE."""
+    DIRECTION_ABOVE: Threshold.Direction.ValueType  # 1
+    """Fires above `trigger`, clears below `clear`."""
+    DIRECTION_BELOW: Threshold.Direction.ValueType  # 2
+    """Fires below `trigger`, clears above `clear`."""
+
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    CLEAR_FIELD_NUMBER: _builtins.int
+    MIN_DURATION_FIELD_NUMBER: _builtins.int
+    direction: Global___Threshold.Direction.ValueType
+    """Which side fires."""
+    trigger: _builtins.float
+    """The value that fires."""
+    clear: _builtins.float
+    """The value that clears; equal to `trigger` for no hysteresis."""
+    @_builtins.property
+    def min_duration(self) -> _duration_pb2.Duration:
+        """How long the value must stay past `trigger` before the rule fires."""
+
+    def __init__(
+        self,
+        *,
+        direction: Global___Threshold.Direction.ValueType = ...,
+        trigger: _builtins.float = ...,
+        clear: _builtins.float = ...,
+        min_duration: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["min_duration", b"min_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clear", b"clear", "direction", b"direction", "min_duration", b"min_duration", "trigger", b"trigger"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Threshold: _TypeAlias = Threshold  # noqa: Y015
+
+@_typing.final
+class Levels(_message.Message):
+    """Levels 1..n at ascending bounds; level 0 is below the first bound. A level drops
+    only when the value falls `hysteresis` below its bound.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOUNDS_FIELD_NUMBER: _builtins.int
+    HYSTERESIS_FIELD_NUMBER: _builtins.int
+    EVENT_FROM_LEVEL_FIELD_NUMBER: _builtins.int
+    hysteresis: _builtins.float
+    """How far below a bound the value must fall to step down."""
+    event_from_level: _builtins.int
+    """Levels at or above this one raise an event (0: never)."""
+    @_builtins.property
+    def bounds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Ascending lower bounds of levels 1, 2, 3..."""
+
+    def __init__(
+        self,
+        *,
+        bounds: _abc.Iterable[_builtins.float] | None = ...,
+        hysteresis: _builtins.float = ...,
+        event_from_level: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounds", b"bounds", "event_from_level", b"event_from_level", "hysteresis", b"hysteresis"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Levels: _TypeAlias = Levels  # noqa: Y015
+
+@_typing.final
+class Inactivity(_message.Message):
+    """Fires when an entity sends no reading of the property for `silence`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILENCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def silence(self) -> _duration_pb2.Duration:
+        """How long a silence fires."""
+
+    def __init__(
+        self,
+        *,
+        silence: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Inactivity: _TypeAlias = Inactivity  # noqa: Y015
+
+@_typing.final
+class Geofence(_message.Message):
+    """Fires when a position is inside features of a map layer (a forbidden zone), or
+    outside all of them (a licensed corridor).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Mode:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Geofence._Mode.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        MODE_UNSPECIFIED: Geofence._Mode.ValueType  # 0
+        """Not set; treated as INSIDE."""
+        MODE_INSIDE: Geofence._Mode.ValueType  # 1
+        """Fires inside the layer's features."""
+        MODE_OUTSIDE: Geofence._Mode.ValueType  # 2
+        """Fires outside every feature of the layer."""
+
+    class Mode(_Mode, metaclass=_ModeEnumTypeWrapper):
+        """Which side fires."""
+
+    MODE_UNSPECIFIED: Geofence.Mode.ValueType  # 0
+    """Not set; treated as INSIDE."""
+    MODE_INSIDE: Geofence.Mode.ValueType  # 1
+    """Fires inside the layer's features."""
+    MODE_OUTSIDE: Geofence.Mode.ValueType  # 2
+    """Fires outside every feature of the layer."""
+
+    LAYER_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    layer: _builtins.str
+    """The map layer: `tenants/{tenant}/layers/{layer}`."""
+    mode: Global___Geofence.Mode.ValueType
+    """Which side fires."""
+    def __init__(
+        self,
+        *,
+        layer: _builtins.str = ...,
+        mode: Global___Geofence.Mode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["layer", b"layer", "mode", b"mode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Geofence: _TypeAlias = Geofence  # noqa: Y015
+
+@_typing.final
+class CreateRuleRequest(_message.Message):
+    """Request message for TwinService.CreateRule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant: `tenants/{tenant}`."""
+    rule_id: _builtins.str
+    """The rule's id; server-assigned when empty."""
+    @_builtins.property
+    def rule(self) -> Global___Rule:
+        """The rule."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        rule: Global___Rule | None = ...,
+        rule_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rule", b"rule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "rule", b"rule", "rule_id", b"rule_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateRuleRequest: _TypeAlias = CreateRuleRequest  # noqa: Y015
+
+@_typing.final
+class ListRulesRequest(_message.Message):
+    """Request message for TwinService.ListRules."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant: `tenants/{tenant}`."""
+    page_size: _builtins.int
+    """Maximum number of rules to return."""
+    page_token: _builtins.str
+    """Token from a previous response."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRulesRequest: _TypeAlias = ListRulesRequest  # noqa: Y015
+
+@_typing.final
+class ListRulesResponse(_message.Message):
+    """Response message for TwinService.ListRules."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Rule]:
+        """The rules."""
+
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[Global___Rule] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRulesResponse: _TypeAlias = ListRulesResponse  # noqa: Y015
 
 @_typing.final
 class TelemetryReading(_message.Message):

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from grassroots.twin.v1 import twin_service_pb2 as grassroots_dot_twin_dot_v1_dot_twin__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -56,6 +57,46 @@ class TwinServiceStub:
                 request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.BatchWriteTelemetryRequest.SerializeToString,
                 response_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.BatchWriteTelemetryResponse.FromString,
                 _registered_method=True)
+        self.IngestTelemetry = channel.unary_unary(
+                '/grassroots.twin.v1.TwinService/IngestTelemetry',
+                request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.IngestTelemetryRequest.SerializeToString,
+                response_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.IngestTelemetryResponse.FromString,
+                _registered_method=True)
+        self.DeleteEntity = channel.unary_unary(
+                '/grassroots.twin.v1.TwinService/DeleteEntity',
+                request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.DeleteEntityRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CreateModel = channel.unary_unary(
+                '/grassroots.twin.v1.TwinService/CreateModel',
+                request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.CreateModelRequest.SerializeToString,
+                response_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.Model.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/grassroots.twin.v1.TwinService/ListModels',
+                request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.ListRelatedEntities = channel.unary_unary(
+                '/grassroots.twin.v1.TwinService/ListRelatedEntities',
+                request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRelatedEntitiesRequest.SerializeToString,
+                response_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRelatedEntitiesResponse.FromString,
+                _registered_method=True)
+        self.QueryHistory = channel.unary_unary(
+                '/grassroots.twin.v1.TwinService/QueryHistory',
+                request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.QueryHistoryRequest.SerializeToString,
+                response_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.QueryHistoryResponse.FromString,
+                _registered_method=True)
+        self.CreateRule = channel.unary_unary(
+                '/grassroots.twin.v1.TwinService/CreateRule',
+                request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.CreateRuleRequest.SerializeToString,
+                response_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.Rule.FromString,
+                _registered_method=True)
+        self.ListRules = channel.unary_unary(
+                '/grassroots.twin.v1.TwinService/ListRules',
+                request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesRequest.SerializeToString,
+                response_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesResponse.FromString,
+                _registered_method=True)
 
 
 class TwinServiceServicer:
@@ -91,6 +132,64 @@ class TwinServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IngestTelemetry(self, request, context):
+        """Ingests telemetry as parallel columns: each reading is accepted or rejected on
+        its own, and every rejection is reported with its index and reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEntity(self, request, context):
+        """Deletes an entity, its latest state and its relationships (history stays).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateModel(self, request, context):
+        """Declares a model for a tenant node; the nodes below inherit it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Lists the models a tenant node sees: built-in, its own and its ancestors'.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRelatedEntities(self, request, context):
+        """Lists the entities related to one entity, following relationships either way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryHistory(self, request, context):
+        """Reads the history of one property over entities, a model or an area, raw or
+        downsampled into buckets, paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRule(self, request, context):
+        """Creates a rule that watches readings and raises events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRules(self, request, context):
+        """Lists the rules of a tenant subtree.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TwinServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +212,46 @@ def add_TwinServiceServicer_to_server(servicer, server):
                     servicer.BatchWriteTelemetry,
                     request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.BatchWriteTelemetryRequest.FromString,
                     response_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.BatchWriteTelemetryResponse.SerializeToString,
+            ),
+            'IngestTelemetry': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestTelemetry,
+                    request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.IngestTelemetryRequest.FromString,
+                    response_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.IngestTelemetryResponse.SerializeToString,
+            ),
+            'DeleteEntity': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEntity,
+                    request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.DeleteEntityRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateModel,
+                    request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.CreateModelRequest.FromString,
+                    response_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.Model.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListModelsRequest.FromString,
+                    response_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ListRelatedEntities': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRelatedEntities,
+                    request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRelatedEntitiesRequest.FromString,
+                    response_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRelatedEntitiesResponse.SerializeToString,
+            ),
+            'QueryHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryHistory,
+                    request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.QueryHistoryRequest.FromString,
+                    response_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.QueryHistoryResponse.SerializeToString,
+            ),
+            'CreateRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRule,
+                    request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.CreateRuleRequest.FromString,
+                    response_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.Rule.SerializeToString,
+            ),
+            'ListRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRules,
+                    request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesRequest.FromString,
+                    response_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +364,222 @@ class TwinService:
             '/grassroots.twin.v1.TwinService/BatchWriteTelemetry',
             grassroots_dot_twin_dot_v1_dot_twin__service__pb2.BatchWriteTelemetryRequest.SerializeToString,
             grassroots_dot_twin_dot_v1_dot_twin__service__pb2.BatchWriteTelemetryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestTelemetry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.twin.v1.TwinService/IngestTelemetry',
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.IngestTelemetryRequest.SerializeToString,
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.IngestTelemetryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEntity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.twin.v1.TwinService/DeleteEntity',
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.DeleteEntityRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.twin.v1.TwinService/CreateModel',
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.CreateModelRequest.SerializeToString,
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.twin.v1.TwinService/ListModels',
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListModelsRequest.SerializeToString,
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRelatedEntities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.twin.v1.TwinService/ListRelatedEntities',
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRelatedEntitiesRequest.SerializeToString,
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRelatedEntitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.twin.v1.TwinService/QueryHistory',
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.QueryHistoryRequest.SerializeToString,
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.QueryHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.twin.v1.TwinService/CreateRule',
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.CreateRuleRequest.SerializeToString,
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.Rule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.twin.v1.TwinService/ListRules',
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesRequest.SerializeToString,
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grassroots.twin.v1 import twin_service_pb2 as _twin_service_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -43,6 +44,26 @@ class TwinServiceStub:
     """Lists entities, paged."""
     BatchWriteTelemetry: _grpc.UnaryUnaryMultiCallable[_twin_service_pb2.BatchWriteTelemetryRequest, _twin_service_pb2.BatchWriteTelemetryResponse]
     """Writes many telemetry readings in one call."""
+    IngestTelemetry: _grpc.UnaryUnaryMultiCallable[_twin_service_pb2.IngestTelemetryRequest, _twin_service_pb2.IngestTelemetryResponse]
+    """Ingests telemetry as parallel columns: each reading is accepted or rejected on
+    its own, and every rejection is reported with its index and reason.
+    """
+    DeleteEntity: _grpc.UnaryUnaryMultiCallable[_twin_service_pb2.DeleteEntityRequest, _empty_pb2.Empty]
+    """Deletes an entity, its latest state and its relationships (history stays)."""
+    CreateModel: _grpc.UnaryUnaryMultiCallable[_twin_service_pb2.CreateModelRequest, _twin_service_pb2.Model]
+    """Declares a model for a tenant node; the nodes below inherit it."""
+    ListModels: _grpc.UnaryUnaryMultiCallable[_twin_service_pb2.ListModelsRequest, _twin_service_pb2.ListModelsResponse]
+    """Lists the models a tenant node sees: built-in, its own and its ancestors'."""
+    ListRelatedEntities: _grpc.UnaryUnaryMultiCallable[_twin_service_pb2.ListRelatedEntitiesRequest, _twin_service_pb2.ListRelatedEntitiesResponse]
+    """Lists the entities related to one entity, following relationships either way."""
+    QueryHistory: _grpc.UnaryUnaryMultiCallable[_twin_service_pb2.QueryHistoryRequest, _twin_service_pb2.QueryHistoryResponse]
+    """Reads the history of one property over entities, a model or an area, raw or
+    downsampled into buckets, paged.
+    """
+    CreateRule: _grpc.UnaryUnaryMultiCallable[_twin_service_pb2.CreateRuleRequest, _twin_service_pb2.Rule]
+    """Creates a rule that watches readings and raises events."""
+    ListRules: _grpc.UnaryUnaryMultiCallable[_twin_service_pb2.ListRulesRequest, _twin_service_pb2.ListRulesResponse]
+    """Lists the rules of a tenant subtree."""
 
 @_typing.type_check_only
 class TwinServiceAsyncStub(TwinServiceStub):
@@ -59,6 +80,26 @@ class TwinServiceAsyncStub(TwinServiceStub):
     """Lists entities, paged."""
     BatchWriteTelemetry: _aio.UnaryUnaryMultiCallable[_twin_service_pb2.BatchWriteTelemetryRequest, _twin_service_pb2.BatchWriteTelemetryResponse]  # type: ignore[assignment]
     """Writes many telemetry readings in one call."""
+    IngestTelemetry: _aio.UnaryUnaryMultiCallable[_twin_service_pb2.IngestTelemetryRequest, _twin_service_pb2.IngestTelemetryResponse]  # type: ignore[assignment]
+    """Ingests telemetry as parallel columns: each reading is accepted or rejected on
+    its own, and every rejection is reported with its index and reason.
+    """
+    DeleteEntity: _aio.UnaryUnaryMultiCallable[_twin_service_pb2.DeleteEntityRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes an entity, its latest state and its relationships (history stays)."""
+    CreateModel: _aio.UnaryUnaryMultiCallable[_twin_service_pb2.CreateModelRequest, _twin_service_pb2.Model]  # type: ignore[assignment]
+    """Declares a model for a tenant node; the nodes below inherit it."""
+    ListModels: _aio.UnaryUnaryMultiCallable[_twin_service_pb2.ListModelsRequest, _twin_service_pb2.ListModelsResponse]  # type: ignore[assignment]
+    """Lists the models a tenant node sees: built-in, its own and its ancestors'."""
+    ListRelatedEntities: _aio.UnaryUnaryMultiCallable[_twin_service_pb2.ListRelatedEntitiesRequest, _twin_service_pb2.ListRelatedEntitiesResponse]  # type: ignore[assignment]
+    """Lists the entities related to one entity, following relationships either way."""
+    QueryHistory: _aio.UnaryUnaryMultiCallable[_twin_service_pb2.QueryHistoryRequest, _twin_service_pb2.QueryHistoryResponse]  # type: ignore[assignment]
+    """Reads the history of one property over entities, a model or an area, raw or
+    downsampled into buckets, paged.
+    """
+    CreateRule: _aio.UnaryUnaryMultiCallable[_twin_service_pb2.CreateRuleRequest, _twin_service_pb2.Rule]  # type: ignore[assignment]
+    """Creates a rule that watches readings and raises events."""
+    ListRules: _aio.UnaryUnaryMultiCallable[_twin_service_pb2.ListRulesRequest, _twin_service_pb2.ListRulesResponse]  # type: ignore[assignment]
+    """Lists the rules of a tenant subtree."""
 
 class TwinServiceServicer(metaclass=_abc_1.ABCMeta):
     """The digital twin: entities with live state, telemetry history and threshold
@@ -96,5 +137,73 @@ class TwinServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_twin_service_pb2.BatchWriteTelemetryResponse, _abc.Awaitable[_twin_service_pb2.BatchWriteTelemetryResponse]]:
         """Writes many telemetry readings in one call."""
+
+    @_abc_1.abstractmethod
+    def IngestTelemetry(
+        self,
+        request: _twin_service_pb2.IngestTelemetryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_twin_service_pb2.IngestTelemetryResponse, _abc.Awaitable[_twin_service_pb2.IngestTelemetryResponse]]:
+        """Ingests telemetry as parallel columns: each reading is accepted or rejected on
+        its own, and every rejection is reported with its index and reason.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteEntity(
+        self,
+        request: _twin_service_pb2.DeleteEntityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes an entity, its latest state and its relationships (history stays)."""
+
+    @_abc_1.abstractmethod
+    def CreateModel(
+        self,
+        request: _twin_service_pb2.CreateModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_twin_service_pb2.Model, _abc.Awaitable[_twin_service_pb2.Model]]:
+        """Declares a model for a tenant node; the nodes below inherit it."""
+
+    @_abc_1.abstractmethod
+    def ListModels(
+        self,
+        request: _twin_service_pb2.ListModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_twin_service_pb2.ListModelsResponse, _abc.Awaitable[_twin_service_pb2.ListModelsResponse]]:
+        """Lists the models a tenant node sees: built-in, its own and its ancestors'."""
+
+    @_abc_1.abstractmethod
+    def ListRelatedEntities(
+        self,
+        request: _twin_service_pb2.ListRelatedEntitiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_twin_service_pb2.ListRelatedEntitiesResponse, _abc.Awaitable[_twin_service_pb2.ListRelatedEntitiesResponse]]:
+        """Lists the entities related to one entity, following relationships either way."""
+
+    @_abc_1.abstractmethod
+    def QueryHistory(
+        self,
+        request: _twin_service_pb2.QueryHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_twin_service_pb2.QueryHistoryResponse, _abc.Awaitable[_twin_service_pb2.QueryHistoryResponse]]:
+        """Reads the history of one property over entities, a model or an area, raw or
+        downsampled into buckets, paged.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateRule(
+        self,
+        request: _twin_service_pb2.CreateRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_twin_service_pb2.Rule, _abc.Awaitable[_twin_service_pb2.Rule]]:
+        """Creates a rule that watches readings and raises events."""
+
+    @_abc_1.abstractmethod
+    def ListRules(
+        self,
+        request: _twin_service_pb2.ListRulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_twin_service_pb2.ListRulesResponse, _abc.Awaitable[_twin_service_pb2.ListRulesResponse]]:
+        """Lists the rules of a tenant subtree."""
 
 def add_TwinServiceServicer_to_server(servicer: TwinServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
