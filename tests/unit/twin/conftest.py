@@ -21,7 +21,7 @@ from tests.conftest import serve_in_process
 
 SEAL_KEYS = signing.generate_keys_value("test")
 REDIS_URL = "redis://127.0.0.1:6379/15"
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
 
 
 @pytest.fixture

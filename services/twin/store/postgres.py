@@ -1,0 +1,490 @@
+"""The twin store in PostgreSQL, for deployments with more than one twin replica.
+
+A drop-in for the SQLite store (tests/unit/twin runs on both). History is one narrow
+append-only table of (series, time, value) with a BRIN index on time: readings arrive
+roughly in time order, so a BRIN index of a few pages narrows a time range as well as
+a B-tree would, at a fraction of the cost on every insert. Batches go in with binary
+COPY built by numpy (no Python loop per reading).
+
+Row-level security (services/kit/rls.py) polices every table with a tenant column
+(entities, relationships, models, rules, series, rule states, alarms, episodes). The
+readings table has no tenant column (it would double its width): it is reached only
+through series ids, which come from the policed series table. Scopes used:
+
+* lists, relationship walks and series searches for a caller: the caller's subtree;
+* the service's own work (ingest writes, alarm relay, start-up loading): the system
+  scope, since a batch may touch entities anywhere below its parent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from services.kit import rls
+from services.kit.errors import AlreadyExists
+from services.kit.sqldialect import POSTGRES
+from services.kit.tenancy import ALL_TENANTS
+from services.twin.domain.entities import Entity, Latest, Point
+from services.twin.domain.models import Model
+from services.twin.domain.ports import (
+    Alarm,
+    EntityKey,
+    HistoryRow,
+    ReadingRows,
+    RuleKey,
+    SeriesKey,
+    SeriesRef,
+)
+from services.twin.domain.rules import Rule, RuleState
+from services.twin.store import rows as r
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS twin_models (
+      tenant text COLLATE "C" NOT NULL, model_id text NOT NULL, body text NOT NULL,
+      PRIMARY KEY (tenant, model_id))""",
+    """CREATE TABLE IF NOT EXISTS twin_entities (
+      tenant text COLLATE "C" NOT NULL, entity_id text NOT NULL, entity_type text NOT NULL,
+      longitude double precision, latitude double precision, building text NOT NULL,
+      display_name text NOT NULL, create_ms bigint NOT NULL, seq bigint NOT NULL,
+      PRIMARY KEY (tenant, entity_id))""",
+    """CREATE TABLE IF NOT EXISTS twin_relationships (
+      tenant text COLLATE "C" NOT NULL, entity_id text NOT NULL, type text NOT NULL,
+      target_tenant text COLLATE "C" NOT NULL, target_id text NOT NULL,
+      PRIMARY KEY (tenant, entity_id, type, target_tenant, target_id))""",
+    """CREATE INDEX IF NOT EXISTS twin_relationships_target
+      ON twin_relationships (target_tenant, target_id, type)""",
+    """CREATE TABLE IF NOT EXISTS twin_rules (
+      tenant text COLLATE "C" NOT NULL, rule_id text NOT NULL, body text NOT NULL,
+      PRIMARY KEY (tenant, rule_id))""",
+    """CREATE TABLE IF NOT EXISTS twin_series (
+      id bigserial PRIMARY KEY, tenant text COLLATE "C" NOT NULL, entity_id text NOT NULL,
+      property text NOT NULL, UNIQUE (tenant, entity_id, property))""",
+    """CREATE TABLE IF NOT EXISTS twin_readings (
+      series_id bigint NOT NULL, t bigint NOT NULL, v double precision NOT NULL,
+      lon double precision, lat double precision)""",
+    """CREATE INDEX IF NOT EXISTS twin_readings_time_brin ON twin_readings USING brin (t)
+      WITH (pages_per_range = 32)""",
+    # The newest reading of a series (start-up and Redis fallback) needs a per-series path.
+    """CREATE INDEX IF NOT EXISTS twin_readings_series_time ON twin_readings (series_id, t)""",
+    """CREATE TABLE IF NOT EXISTS twin_rule_states (
+      rule_tenant text COLLATE "C" NOT NULL, rule_id text NOT NULL,
+      tenant text COLLATE "C" NOT NULL, entity_id text NOT NULL, phase int NOT NULL,
+      since_ms bigint NOT NULL, level int NOT NULL, episode text NOT NULL,
+      PRIMARY KEY (rule_tenant, rule_id, tenant, entity_id))""",
+    """CREATE TABLE IF NOT EXISTS twin_alarms (
+      seq bigserial PRIMARY KEY, kind text NOT NULL, episode text NOT NULL,
+      rule_tenant text COLLATE "C" NOT NULL, rule_id text NOT NULL,
+      tenant text COLLATE "C" NOT NULL, entity_id text NOT NULL, at_ms bigint NOT NULL,
+      value double precision, level int NOT NULL, old_level int NOT NULL,
+      delivered int NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS twin_alarms_pending ON twin_alarms (seq) WHERE delivered = 0""",
+    """CREATE TABLE IF NOT EXISTS twin_episodes (
+      episode text PRIMARY KEY, tenant text COLLATE "C" NOT NULL, event text NOT NULL)""",
+)
+_TENANT_TABLES = (
+    "twin_models",
+    "twin_entities",
+    "twin_relationships",
+    "twin_rules",
+    "twin_series",
+    "twin_rule_states",
+    "twin_alarms",
+    "twin_episodes",
+)
+_OTHER_TABLES = ("twin_readings",)
+_SCHEMA_LOCK = 7_400_013
+_SET_SCOPE = "SELECT set_config(%s, %s, true)"
+_GRANT_SEQUENCES = f"""DO $$ BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA %I TO {rls.APP_ROLE}', current_schema());
+  EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO {rls.APP_ROLE}',
+                 pg_get_serial_sequence('twin_series', 'id'));
+  EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO {rls.APP_ROLE}',
+                 pg_get_serial_sequence('twin_alarms', 'seq'));
+END $$"""
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+
+
+def _q(statement: str) -> str:
+    return POSTGRES.render(statement)
+
+
+def copy_payload(rows: ReadingRows) -> tuple[str, bytes]:
+    """The COPY statement and its binary payload, laid out by a numpy record array."""
+    points = rows.longitudes is not None and rows.latitudes is not None
+    fields = [("n", ">i2"), ("l1", ">i4"), ("s", ">i8"), ("l2", ">i4"), ("t", ">i8")]
+    fields += [("l3", ">i4"), ("v", ">f8")]
+    if points:
+        fields += [("l4", ">i4"), ("lon", ">f8"), ("l5", ">i4"), ("lat", ">f8")]
+    out = np.empty(len(rows), dtype=np.dtype(fields))
+    out["n"] = 5 if points else 3
+    for name in ("l1", "l2", "l3", *(("l4", "l5") if points else ())):
+        out[name] = 8
+    out["s"] = rows.series_ids
+    out["t"] = rows.observed_ms
+    out["v"] = np.nan_to_num(rows.values, nan=0.0) if points else rows.values
+    columns = "series_id, t, v"
+    if points:
+        assert rows.longitudes is not None and rows.latitudes is not None
+        out["lon"] = rows.longitudes
+        out["lat"] = rows.latitudes
+        columns += ", lon, lat"
+    statement = f"COPY twin_readings ({columns}) FROM STDIN (FORMAT BINARY)"
+    return statement, _COPY_HEADER + out.tobytes() + _COPY_TRAILER
+
+
+class PostgresTwinStore:
+    def __init__(self, dsn: str, *, max_connections: int = 10) -> None:
+        self.dsn = dsn
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max_connections,
+            kwargs={"autocommit": True},
+            configure=rls.use_app_role,
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+            name="grassroots-twin",
+        )
+
+    @classmethod
+    async def open(cls, dsn: str) -> PostgresTwinStore:
+        """A store with its schema in place and its pool connected (fails fast on a bad DSN)."""
+        store = cls(dsn)
+        connect = psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        async with await connect as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            await conn.execute(_SET_SCOPE, (rls.SCOPE_SETTING, ALL_TENANTS))
+            for statement in _SCHEMA:
+                await conn.execute(statement)
+            await rls.install(conn, _TENANT_TABLES, other_tables=_OTHER_TABLES)
+            await conn.execute(_GRANT_SEQUENCES)
+        await store._pool.open(wait=True)
+        return store
+
+    @asynccontextmanager
+    async def _tx(self, scope: str = ALL_TENANTS) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with rls.scoped_transaction(self._pool, scope) as conn:
+            yield conn
+
+    async def _all(
+        self, statement: str, args: tuple[Any, ...] = (), scope: str = ALL_TENANTS
+    ) -> list[Any]:
+        async with self._tx(scope) as conn:
+            cur = await conn.execute(_q(statement), args)
+            return await cur.fetchall()
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    # ---- entities ----------------------------------------------------------------
+
+    async def create_entity(self, entity: Entity) -> None:
+        try:
+            async with self._tx(entity.tenant) as conn:
+                await conn.execute(_q(r.INSERT_ENTITY), r.entity_values(entity))
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        _q(r.INSERT_RELATIONSHIP),
+                        [
+                            (entity.tenant, entity.entity_id, x.type, *x.target)
+                            for x in entity.relationships
+                        ],
+                    )
+        except psycopg.errors.UniqueViolation:
+            raise AlreadyExists(f"entity {entity.name!r} already exists") from None
+
+    async def delete_entity(self, key: EntityKey) -> bool:
+        async with self._tx(key[0]) as conn:
+            cur = await conn.execute(
+                "DELETE FROM twin_entities WHERE tenant = %s AND entity_id = %s", key
+            )
+            await conn.execute(
+                "DELETE FROM twin_relationships WHERE tenant = %s AND entity_id = %s", key
+            )
+            await conn.execute(
+                "DELETE FROM twin_rule_states WHERE tenant = %s AND entity_id = %s", key
+            )
+            return cur.rowcount > 0
+
+    async def get_entities(self, keys: list[EntityKey]) -> list[Entity]:
+        out: list[Entity] = []
+        async with self._tx() as conn:
+            for key in keys:
+                row = await (await conn.execute(_q(r.GET_ENTITY), key)).fetchone()
+                if row is not None:
+                    rels = await (await conn.execute(_q(r.SELECT_RELATIONSHIPS), key)).fetchall()
+                    out.append(r.row_to_entity(row, rels))
+        return out
+
+    async def list_entities(
+        self, scope: str, entity_type: str, limit: int, after: EntityKey | None
+    ) -> list[Entity]:
+        a_tenant, a_id = after or ("", "")
+        out: list[Entity] = []
+        async with self._tx(scope) as conn:
+            found = await (
+                await conn.execute(
+                    _q(r.LIST_ENTITIES),
+                    (
+                        *r.subtree_args(scope),
+                        entity_type,
+                        entity_type,
+                        a_tenant,
+                        a_tenant,
+                        a_id,
+                        limit,
+                    ),
+                )
+            ).fetchall()
+            for row in found:
+                rels = await (
+                    await conn.execute(_q(r.SELECT_RELATIONSHIPS), (row[0], row[1]))
+                ).fetchall()
+                out.append(r.row_to_entity(row, rels))
+        return out
+
+    async def related(
+        self, key: EntityKey, incoming: bool, relationship_type: str
+    ) -> list[tuple[str, EntityKey]]:
+        found = await self._all(
+            r.INCOMING if incoming else r.OUTGOING, (*key, relationship_type, relationship_type)
+        )
+        return [(row[0], (row[1], row[2])) for row in found]
+
+    # ---- models and rules --------------------------------------------------------
+
+    async def save_model(self, model: Model) -> None:
+        async with self._tx(model.tenant) as conn:
+            await conn.execute(
+                _q(r.UPSERT_MODEL), (model.tenant, model.model_id, r.model_to_json(model))
+            )
+
+    async def list_models(self) -> list[Model]:
+        return [
+            r.model_from_json(*row)
+            for row in await self._all("SELECT tenant, model_id, body FROM twin_models")
+        ]
+
+    async def save_rule(self, rule: Rule) -> None:
+        try:
+            async with self._tx(rule.tenant) as conn:
+                await conn.execute(
+                    _q(r.INSERT_RULE), (rule.tenant, rule.rule_id, r.rule_to_json(rule))
+                )
+        except psycopg.errors.UniqueViolation:
+            raise AlreadyExists(f"rule {rule.rule_id!r} already exists") from None
+
+    async def list_rules(self) -> list[Rule]:
+        return [
+            r.rule_from_json(*row)
+            for row in await self._all("SELECT tenant, rule_id, body FROM twin_rules")
+        ]
+
+    # ---- readings ----------------------------------------------------------------
+
+    async def series_ids(self, keys: list[SeriesKey]) -> list[int]:
+        out: list[int] = []
+        async with self._tx() as conn:
+            async with conn.cursor() as cur:
+                await cur.executemany(_q(r.INSERT_SERIES), keys)
+            for key in keys:
+                row = await (await conn.execute(_q(r.SERIES_ID), key)).fetchone()
+                assert row is not None
+                out.append(int(row[0]))
+        return out
+
+    async def find_series(
+        self,
+        scope: str,
+        prop: str,
+        entities: list[EntityKey],
+        entity_type: str,
+        box: tuple[float, float, float, float] | None,
+    ) -> list[SeriesRef]:
+        b = box or (0.0, 0.0, 0.0, 0.0)
+        args = (
+            prop,
+            *r.subtree_args(scope),
+            entity_type,
+            entity_type,
+            1 if box else 0,
+            b[0],
+            b[2],
+            b[1],
+            b[3],
+        )
+        found = await self._all(r.FIND_SERIES, args, scope)
+        wanted = set(entities)
+        return [
+            SeriesRef(int(row[0]), row[1], row[2])
+            for row in found
+            if not wanted or (row[1], row[2]) in wanted
+        ]
+
+    async def record(
+        self,
+        rows: ReadingRows,
+        states: dict[tuple[RuleKey, EntityKey], RuleState],
+        alarms: list[Alarm],
+        seqs: dict[EntityKey, int],
+    ) -> None:
+        async with self._tx() as conn:
+            if len(rows):
+                statement, payload = copy_payload(rows)
+                async with conn.cursor() as cur, cur.copy(statement) as copy:
+                    await copy.write(payload)
+            async with conn.cursor() as cur:
+                if states:
+                    await cur.executemany(
+                        _q(r.UPSERT_STATE),
+                        [
+                            (*rk, *ek, int(s.phase), s.since_ms, s.level, s.episode)
+                            for (rk, ek), s in states.items()
+                        ],
+                    )
+                if alarms:
+                    await cur.executemany(
+                        _q(r.INSERT_ALARM),
+                        [
+                            (
+                                a.kind,
+                                a.episode,
+                                *a.rule,
+                                *a.entity,
+                                a.at_ms,
+                                None if math.isnan(a.value) else a.value,
+                                a.level,
+                                a.old_level,
+                            )
+                            for a in alarms
+                        ],
+                    )
+                if seqs:
+                    await cur.executemany(
+                        _q(r.UPDATE_SEQ), [(seq, *key) for key, seq in seqs.items()]
+                    )
+
+    async def latest_of(self, series_ids: list[int] | None) -> dict[int, Latest]:
+        if series_ids is None:
+            statement = (
+                "SELECT DISTINCT ON (series_id) series_id, t, v, lon, lat FROM twin_readings "
+                "ORDER BY series_id, t DESC"
+            )
+            found = await self._all(statement)
+        else:
+            if not series_ids:
+                return {}
+            statement = (
+                "SELECT s.id, x.t, x.v, x.lon, x.lat FROM unnest(%s::bigint[]) AS s(id) "
+                "CROSS JOIN LATERAL (SELECT t, v, lon, lat FROM twin_readings "
+                "WHERE series_id = s.id ORDER BY t DESC LIMIT 1) x"
+            )
+            async with self._tx() as conn:
+                found = await (await conn.execute(statement, (series_ids,))).fetchall()
+        out: dict[int, Latest] = {}
+        for sid, t, v, lon, lat in found:
+            point = Point(lon, lat) if lon is not None and not math.isnan(lon) else None
+            out[int(sid)] = Latest(float(v), int(t), point)
+        return out
+
+    async def history(
+        self,
+        series: list[int],
+        start_ms: int,
+        end_ms: int,
+        bucket_ms: int,
+        limit: int,
+        after: tuple[int, int] | None,
+    ) -> list[HistoryRow]:
+        if not series:
+            return []
+        a_sid, a_t = after or (-1, -(2**62))
+        if bucket_ms <= 0:
+            statement = (
+                "SELECT series_id, t, 1, v, v, v FROM twin_readings WHERE series_id = ANY(%s) "
+                "AND t >= %s AND t < %s AND (series_id, t) > (%s, %s) "
+                "ORDER BY series_id, t LIMIT %s"
+            )
+            args: tuple[Any, ...] = (series, start_ms, end_ms, a_sid, a_t, limit)
+        else:
+            statement = (
+                "SELECT * FROM (SELECT series_id, %s + ((t - %s) / %s) * %s AS b, count(*), "
+                "min(v), max(v), avg(v) FROM twin_readings WHERE series_id = ANY(%s) "
+                "AND t >= %s AND t < %s AND series_id >= %s GROUP BY series_id, b) q "
+                "WHERE (series_id, b) > (%s, %s) ORDER BY series_id, b LIMIT %s"
+            )
+            args = (
+                start_ms,
+                start_ms,
+                bucket_ms,
+                bucket_ms,
+                series,
+                start_ms,
+                end_ms,
+                a_sid,
+                a_sid,
+                a_t,
+                limit,
+            )
+        async with self._tx() as conn:
+            found = await (await conn.execute(statement, args)).fetchall()
+        return [
+            HistoryRow(int(x[0]), int(x[1]), int(x[2]), float(x[3]), float(x[4]), float(x[5]))
+            for x in found
+        ]
+
+    # ---- rule states and alarms ----------------------------------------------------
+
+    async def rule_states(self) -> dict[tuple[RuleKey, EntityKey], RuleState]:
+        found = await self._all(
+            "SELECT rule_tenant, rule_id, tenant, entity_id, phase, since_ms, level, episode "
+            "FROM twin_rule_states"
+        )
+        return {((x[0], x[1]), (x[2], x[3])): r.state_from_row(x) for x in found}
+
+    async def entity_seqs(self) -> dict[EntityKey, int]:
+        found = await self._all("SELECT tenant, entity_id, seq FROM twin_entities")
+        return {(x[0], x[1]): int(x[2]) for x in found}
+
+    async def pending_alarms(self, limit: int) -> list[Alarm]:
+        found = await self._all(r.PENDING_ALARMS, (limit,))
+        return [
+            Alarm(
+                kind=x[1],
+                episode=x[2],
+                rule=(x[3], x[4]),
+                entity=(x[5], x[6]),
+                at_ms=int(x[7]),
+                value=math.nan if x[8] is None else float(x[8]),
+                level=int(x[9]),
+                old_level=int(x[10]),
+                seq=int(x[0]),
+            )
+            for x in found
+        ]
+
+    async def alarm_delivered(self, seq: int, episode: str, event: str) -> None:
+        async with self._tx() as conn:
+            row = await (
+                await conn.execute(
+                    "UPDATE twin_alarms SET delivered = 1 WHERE seq = %s RETURNING tenant", (seq,)
+                )
+            ).fetchone()
+            if event and row is not None:
+                await conn.execute(
+                    "INSERT INTO twin_episodes (episode, tenant, event) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (episode) DO NOTHING",
+                    (episode, row[0], event),
+                )
+
+    async def event_of(self, episode: str) -> str:
+        found = await self._all("SELECT event FROM twin_episodes WHERE episode = ?", (episode,))
+        return str(found[0][0]) if found else ""
