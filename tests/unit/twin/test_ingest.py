@@ -49,7 +49,7 @@ async def test_each_bad_reading_is_refused_with_its_reason_and_the_rest_stored(t
     await make_gauge(twin, grid_index)
     request = columns(
         entities=["gauge-1", "gauge-1", "nobody", "gauge-1", "gauge-1", "gauge-1", "gauge-1"],
-        properties=["level_cm", "level_cm", "level_cm", "depth", "level_cm", "level_cm", "level_cm"],
+        properties=["level_cm"] * 3 + ["depth"] + ["level_cm"] * 3,
         values=[12.0, 9999.0, 1.0, 1.0, math.nan, 13.0, 14.0],
         times=[NOW - 6000, NOW - 5000, NOW - 4000, NOW - 3000, NOW - 2000, NOW - 1000, NOW],
         units=["cm", "", "", "", "", "m", ""],
@@ -85,11 +85,9 @@ async def test_each_bad_reading_is_refused_with_its_reason_and_the_rest_stored(t
 
 async def test_an_older_reading_does_not_overwrite_a_newer_one(twin, grid_index):
     await make_gauge(twin, grid_index)
-    await twin.stub.IngestTelemetry(
-        columns(["gauge-1"], ["level_cm"], [20.0], [NOW]), metadata=MD
-    )
+    await twin.stub.IngestTelemetry(columns(["gauge-1"], ["level_cm"], [20.0], [NOW]), metadata=MD)
     got = await twin.stub.IngestTelemetry(
-        columns(["gauge-1", "gauge-1"], ["level_cm", "level_cm"], [5.0, 6.0], [NOW - 60_000, NOW - 30_000]),
+        columns(["gauge-1"] * 2, ["level_cm"] * 2, [5.0, 6.0], [NOW - 60_000, NOW - 30_000]),
         metadata=MD,
     )
     assert (got.accepted_count, got.stale_count) == (2, 2)
