@@ -46,10 +46,11 @@ def _encode(latest: Latest) -> str:
     return f"{latest.observed_ms},{latest.value!r},{where}"
 
 
-def _decode(raw: bytes | None) -> Latest | None:
+def _decode(raw: bytes | str | None) -> Latest | None:
     if raw is None:
         return None
-    t, v, lon, lat = raw.decode().split(",")
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    t, v, lon, lat = text.split(",")
     point = Point(float(lon), float(lat)) if lon else None
     return Latest(float(v), int(t), point)
 
@@ -90,7 +91,7 @@ class RedisLatest:
         return True
 
     async def _put(self, items: dict[int, Latest]) -> None:
-        args: list[object] = []
+        args: list[int | str] = []
         for sid, latest in items.items():
             args += [sid, latest.observed_ms, _encode(latest)]
         for start in range(0, len(args), 3 * 5000):
