@@ -21,7 +21,11 @@ from services.events.sweeper import run_auto_close
 from services.kit import masking
 from services.kit.bus import Bus, open_bus
 from services.kit.component import ServiceComponent
+from services.kit.lease import LocalLeases, PostgresLeases, run_as_singleton
 from services.kit.sealing import Sealer
+
+RELAY_LEASE = "events.outbox-relay"
+SWEEP_LEASE = "events.auto-close"
 
 
 def serialize(event: Event) -> bytes:
@@ -78,17 +82,34 @@ async def assemble(settings: EventsSettings) -> Events:
     hub = EventHub(store, locator, on_change=feed.notify, categories=categories)
     relay = OutboxRelay(store, bus, feed, batch=settings.outbox_batch)
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(relay.run(stop))]
+    # The relay and the sweep run in one replica at a time (ADR 23).
+    shared = PostgresLeases(settings.postgres_dsn) if settings.backend == "postgres" else None
+    leases = shared or LocalLeases()
+    lease_seconds = settings.lease_seconds
+    tasks = [
+        asyncio.create_task(
+            run_as_singleton(leases, RELAY_LEASE, relay.run, stop, seconds=lease_seconds)
+        )
+    ]
     if settings.auto_close_after_hours > 0:
         after = timedelta(hours=settings.auto_close_after_hours)
+        every = settings.auto_close_check_seconds
+
+        async def sweep(until: asyncio.Event) -> None:
+            await run_auto_close(hub, after, every, until)
+
         tasks.append(
-            asyncio.create_task(run_auto_close(hub, after, settings.auto_close_check_seconds, stop))
+            asyncio.create_task(
+                run_as_singleton(leases, SWEEP_LEASE, sweep, stop, seconds=lease_seconds)
+            )
         )
 
     async def stop_tasks() -> None:
         stop.set()
         feed.notify()
         await asyncio.gather(*tasks)
+        if shared is not None:
+            await shared.close()
 
     component = build_component(hub, feed, [stop_tasks, locator.close, bus.close, store.close])
     return Events(component, store, bus, hub, feed)

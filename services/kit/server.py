@@ -32,6 +32,10 @@ SERVER_OPTIONS = (
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.so_reuseport", 0),
+    # Clients reconnect (and resolve again) every few minutes, so new replicas get
+    # traffic without a restart of their callers; in-flight calls get a grace period.
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 30_000),
 )
 
 

@@ -123,6 +123,9 @@ def service(workload: Workload) -> dict[str, Any]:
         "kind": "Service",
         "metadata": {"name": workload.name, "labels": labels(workload.name)},
         "spec": {
+            # gRPC keeps connections open: callers resolve every pod and balance calls
+            # themselves (round robin), which a virtual IP would pin to one pod.
+            **({"clusterIP": "None"} if "grpc" in workload.ports else {}),
             "selector": _selector(workload.name),
             "ports": [
                 {"name": name, "port": port, "targetPort": name, "protocol": "TCP"}

@@ -151,7 +151,8 @@ def config_of(workload: Workload) -> dict[str, str]:
             key = prefix(cls) + name.upper()
             if name.endswith("_address") and name.removesuffix("_address") in COMPONENTS:
                 peer = WORKLOADS[name.removesuffix("_address")]
-                env[key] = f"{peer.name}:{peer.serving_port[1]}"
+                # Headless Service: DNS answers every replica, the channel balances.
+                env[key] = f"dns:///{peer.name}:{peer.serving_port[1]}"
             elif cls is own and name == "data_dir":
                 env[key] = str(DATA_DIR)
             elif (

@@ -117,6 +117,8 @@ def test_service_ports_are_named_for_what_they_carry(rendered, overlay):
         names = {p["name"] for p in service["spec"]["ports"]}
         assert names <= {"grpc", "http", "metrics"} and "metrics" in names, (name, names)
         assert len(names & {"grpc", "http"}) == 1, name
+        if "grpc" in names:  # callers balance over the pods (kit.client's round robin)
+            assert service["spec"].get("clusterIP") == "None", f"{name} should be headless"
 
 
 def test_the_namespace_enforces_the_restricted_pod_security_standard(rendered):
@@ -227,6 +229,16 @@ def test_the_call_graph_is_what_the_services_are_wired_with():
     assert set(WORKLOADS["gateway"].peers) == set(WORKLOADS) - {"gateway", "edge"}
     assert set(WORKLOADS["edge"].peers) == set(WORKLOADS["gateway"].peers)
     assert callers_of("gateway") == () and callers_of("edge") == ()
+
+
+def test_peers_are_reached_by_dns_so_every_replica_gets_calls(rendered):
+    data = {
+        k: v
+        for m in _of_kind(rendered["district"], "ConfigMap").values()
+        for k, v in m["data"].items()
+    }
+    assert data["GRASSROOTS_EVENTS_MAP_ADDRESS"] == "dns:///map:50051"
+    assert data["GRASSROOTS_GATEWAY_EVENTS_ADDRESS"] == "dns:///events:50052"
 
 
 def test_secrets_are_written_owner_only_and_never_replaced_silently(tmp_path):
