@@ -6,6 +6,10 @@ day: the first successful answer is kept under the caller's credential, the path
 the key, and a retry with the same body gets it again with `Idempotent-Replayed: true`.
 The same key with another body is 422, a retry while the first is still running 409.
 Kept in Redis when the gateway has one (shared by replicas), else in process memory.
+
+A secret shown once (a new API key's text) is never kept: a route names such fields in
+the `X-Replay-Withhold` header of its answer; the header does not reach the client, and
+the kept copy has those fields emptied, with `WITHHELD_NOTE` in its `note`.
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ KEEP_SECONDS = 24 * 3600
 PENDING_SECONDS = 120
 MAX_LOCAL = 20_000  # answers kept in memory without Redis, oldest dropped first
 _KEPT_HEADERS = {b"content-type", b"content-length", b"location", b"cache-control", b"pragma"}
+# A route's answer names the top-level JSON fields a replay must not repeat.
+WITHHOLD_HEADER = "X-Replay-Withhold"
+WITHHELD_NOTE = (
+    "A repeated request: its secret was shown once, in the first answer, and is not kept. "
+    "Issue a new one if it was lost."
+)
 # Creates whose component keeps the key itself (as `request_id`).
 _KEPT_BY_COMPONENT = re.compile(r"^/v1/tenants/[^/]+/events$")
 
@@ -133,6 +143,33 @@ class ReplayStore:
         self.local[slot] = (time.monotonic() + seconds, text)
 
 
+_WITHHOLD = WITHHOLD_HEADER.lower().encode()
+
+
+def _without(body: bytes, fields: list[str]) -> bytes:
+    """The answer as kept for replays: the named secrets emptied, the note saying so."""
+    if not fields:
+        return body
+    answer = json.loads(body)
+    for field in fields:
+        if field in answer:
+            answer[field] = ""
+    answer["note"] = WITHHELD_NOTE
+    return json.dumps(answer).encode()
+
+
+def _dropping_withhold(send: Send) -> Send:
+    """`send`, minus the withhold header (it is for this middleware, not for clients)."""
+
+    async def forward(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", [])
+            message = {**message, "headers": [(k, v) for k, v in headers if k.lower() != _WITHHOLD]}
+        await send(message)
+
+    return forward
+
+
 class IdempotencyMiddleware:
     """Replays creates that carry an Idempotency-Key; see the module docstring."""
 
@@ -145,7 +182,7 @@ class IdempotencyMiddleware:
         raw = headers.get(HEADER.lower().encode())
         credential = headers.get(b"authorization", b"") + b"\0" + headers.get(b"x-api-key", b"")
         if raw is None or credential == b"\0" or not applies(scope["method"], scope["path"]):
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, _dropping_withhold(send))
             return
         try:
             key = parse_key(raw.decode("latin-1"))
@@ -182,18 +219,30 @@ class IdempotencyMiddleware:
 
         kept = Kept(fp)
         chunks: list[bytes] = []
+        withheld: list[str] = []
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 kept.status = message["status"]
+                headers = message.get("headers", [])
+                withheld.extend(
+                    field.strip()
+                    for name, value in headers
+                    if name.lower() == _WITHHOLD
+                    for field in value.decode("latin-1").split(",")
+                    if field.strip()
+                )
                 kept.headers = [
                     (k.decode("latin-1"), v.decode("latin-1"))
-                    for k, v in message.get("headers", [])
+                    for k, v in headers
                     if k.lower() in _KEPT_HEADERS
                 ]
                 message = {
                     **message,
-                    "headers": [*message.get("headers", []), (b"idempotent-replayed", b"false")],
+                    "headers": [
+                        *((k, v) for k, v in headers if k.lower() != _WITHHOLD),
+                        (b"idempotent-replayed", b"false"),
+                    ],
                 }
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
@@ -203,7 +252,9 @@ class IdempotencyMiddleware:
             await self.app(scope, replay_body, capture)
         finally:
             if 200 <= kept.status < 300:
-                kept.body = base64.b64encode(b"".join(chunks)).decode()
+                kept.body = base64.b64encode(_without(b"".join(chunks), withheld)).decode()
+                if withheld:  # the body changed length
+                    kept.headers = [h for h in kept.headers or [] if h[0] != "content-length"]
                 await self.store.keep(slot, kept)
             else:
                 await self.store.release(slot)

@@ -17,6 +17,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 
 from gateway.auth import access, call_metadata
 from gateway.errors import ApiError, call
+from gateway.idempotency import WITHHOLD_HEADER
 from gateway.schemas.identity import (
     RESOURCE_ID_PATTERN,
     TENANT_ID_PATTERN,
@@ -47,7 +48,8 @@ AppId = Annotated[str, Path(pattern=RESOURCE_ID_PATTERN)]
 KeyId = Annotated[str, Path(pattern=RESOURCE_ID_PATTERN, description="the key id")]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
 PageToken = Annotated[str, Query(max_length=512)]
-NO_STORE = {"Cache-Control": "no-store"}
+# Answers that carry a new key's text: never cached, never repeated by a replay.
+SHOWN_ONCE = {"Cache-Control": "no-store", WITHHOLD_HEADER: "key"}
 
 
 def _id(name: str) -> str:
@@ -171,7 +173,7 @@ async def create_app(
     )
     created = await call(rpc, strip_prefix="app.")
     app = app_out(created.app)
-    response.headers.update(NO_STORE)
+    response.headers.update(SHOWN_ONCE)
     response.headers["Location"] = f"/v1/tenants/{tenant}/apps/{app.id}"
     return AppCreated(app=app, api_key=api_key_out(created.api_key), key=created.key)
 
@@ -220,7 +222,7 @@ async def create_api_key(
         pb.CreateApiKeyRequest(parent=f"tenants/{tenant}/apps/{app}"), metadata=call_metadata(who)
     )
     issued = await call(rpc)
-    response.headers.update(NO_STORE)
+    response.headers.update(SHOWN_ONCE)
     return IssuedApiKey(api_key=api_key_out(issued.api_key), key=issued.key)
 
 

@@ -50,18 +50,29 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
+    defaults = {
+        "address": os.environ.get(EDGE_ADDRESS_VARIABLE, "127.0.0.1:50050"),
+        "api_key": os.environ.get(API_KEY_VARIABLE, ""),
+    }
+    # Where to connect and with which key, accepted before or after the command.
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument(
         "--address",
-        default=os.environ.get(EDGE_ADDRESS_VARIABLE, "127.0.0.1:50050"),
-        help=f"the platform's gRPC edge (${EDGE_ADDRESS_VARIABLE})",
+        default=argparse.SUPPRESS,
+        help=f"the platform's gRPC edge (${EDGE_ADDRESS_VARIABLE}; {defaults['address']})",
     )
-    parser.add_argument(
+    connection.add_argument(
         "--api-key",
-        default=os.environ.get(API_KEY_VARIABLE, ""),
+        default=argparse.SUPPRESS,
         help=f"your app's key, grk_... (${API_KEY_VARIABLE})",
     )
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--api-key", help=argparse.SUPPRESS)
+    parser.set_defaults(**defaults)
     commands = parser.add_subparsers(dest="command", required=True)
-    imp = commands.add_parser("import", help="import a file into a layer, all or nothing")
+    imp = commands.add_parser(
+        "import", parents=[connection], help="import a file into a layer, all or nothing"
+    )
     imp.add_argument("layer", help="tenants/{tenant}/layers/{layer}")
     imp.add_argument("file", type=Path)
     imp.add_argument("--format", choices=sorted(set(SUFFIX_FORMATS.values())))
@@ -73,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--replace", action="store_true")
     imp.add_argument("--repair", action="store_true")
     imp.add_argument("--ignore-unknown-fields", action="store_true")
-    exp = commands.add_parser("export", help="export a layer as a file")
+    exp = commands.add_parser("export", parents=[connection], help="export a layer as a file")
     exp.add_argument("layer")
     exp.add_argument("file", type=Path)
     exp.add_argument("--format", choices=sorted(set(SUFFIX_FORMATS.values())))

@@ -89,12 +89,11 @@ def commands(text: str) -> list[Command]:
 
 
 # What a reader types for the tools a fresh machine may lack: GDAL's ogrinfo through
-# the GDAL that pyogrio carries (same driver, same GDAL_HTTP_* settings), uuidgen, and
+# the GDAL that pyogrio carries (same driver, same GDAL_HTTP_* settings), and
 # grpcurl through a stand-in that also works from reflection alone.
 PRELUDE = f"""
 set -e
 curl() {{ command curl -w '%{{stderr}}HTTP %{{http_code}}\\n' "$@"; }}
-command -v uuidgen >/dev/null || uuidgen() {{ cat /proc/sys/kernel/random/uuid; }}
 command -v grpcurl >/dev/null || grpcurl() {{ {sys.executable} {GRPCURL} "$@"; }}
 command -v ogrinfo >/dev/null || ogrinfo() {{
     {sys.executable} -c 'import sys, pyogrio; layers = pyogrio.list_layers(sys.argv[-1]); \\

@@ -292,6 +292,18 @@ def test_the_cli_exports_through_the_edge_with_a_key(stack, tmp_path, village_ke
     assert out.read_text().startswith("{") and '"Feature"' in out.read_text()
 
 
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_the_cli_takes_its_key_before_or_after_the_command(stack, tmp_path, village_key, where):
+    """As README shows it (`export LAYER FILE --api-key K`), and the other way round."""
+    out = tmp_path / "pois.geojson"
+    command = ["export", f"tenants/{XINGMING_ID}/layers/pois", str(out)]
+    key = ["--api-key", village_key, "--address", stack.config.edge_address]
+    args = [*command, *key] if where == "after" else [*key, *command]
+    done = _cli(stack, *args, api_key=None)
+    assert done.returncode == 0, done.stderr
+    assert '"Feature"' in out.read_text()
+
+
 @pytest.mark.parametrize(
     ("api_key", "expected"),
     [(None, "no API key"), ("grk_nosuchkey_secret", "UNAUTHENTICATED")],

@@ -153,3 +153,29 @@ def test_district_it_appoints_a_secretary_and_reads_its_own_actions(world):
     assert client.get(
         f"{T}/{DISTRICT}/auditEntries", headers=world.a_secretary.headers
     ).status_code in (403, 404)
+
+
+def test_a_replayed_app_create_never_shows_the_key_again(world):
+    """The key text is shown once: a retry with the same Idempotency-Key gets the same
+    app and key record, with the secret withheld, and nothing is kept that holds it."""
+    client = world.client
+    it = world.demo.account("district.it")
+    admin = world.login(it.username, it.password)
+    headers = {**admin.headers, "Idempotency-Key": f"replay-{secrets.token_hex(4)}"}
+    body = {"display_name": "Replay check", "scopes": ["events:read"]}
+    url = f"{T}/sh-jiading-anting/apps"
+    first = client.post(url, json=body, headers=headers)
+    assert first.status_code == 201 and first.headers["Idempotent-Replayed"] == "false"
+    assert "x-replay-withhold" not in first.headers
+    created = first.json()
+    world.remember(created["key"])
+    assert created["key"].startswith("grk_")
+    again = client.post(url, json=body, headers=headers)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    replayed = again.json()
+    assert replayed["app"] == created["app"] and replayed["api_key"] == created["api_key"]
+    assert replayed["key"] == "" and "shown once" in replayed["note"]
+    assert created["key"] not in again.text
+    plain = client.post(url, json={**body, "display_name": "Replay check 2"}, headers=admin.headers)
+    assert plain.status_code == 201 and "x-replay-withhold" not in plain.headers
+    world.remember(plain.json()["key"])
