@@ -1,7 +1,8 @@
 """Make sure the servers the test suite talks to are there before `make test` runs it.
 
 PostgreSQL with PostGIS (map store suite), Redis (bus and rate-limit suites) and
-Mosquitto (the twin's MQTT ingestion) must answer on 127.0.0.1. On a fresh Debian
+Mosquitto (the twin's MQTT ingestion) must answer on 127.0.0.1, and Chromium (the
+browser suite) must be installed. On a fresh Debian
 machine, as root, this installs the missing packages and starts the servers; as anyone
 else it starts what is installed and otherwise stops with one line naming what to
 install. Only the standard library is used, so it runs before the virtualenv exists.
@@ -40,6 +41,8 @@ class Found:
     redis_up: bool
     mosquitto_installed: bool
     mosquitto_up: bool
+    # Debian's Chromium, which the browser suite drives (never a downloaded browser).
+    chromium_installed: bool = True
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ def plan(found: Found) -> list[Action]:
     if not found.mosquitto_installed and not found.mosquitto_up:
         packages.append("mosquitto")
         missing.append("Mosquitto")
+    if not found.chromium_installed:
+        packages.append("chromium")
+        missing.append("Chromium")
     if packages and not can_install:
         return [
             Action(
@@ -118,6 +124,7 @@ def probe() -> Found:
         redis_up=listening(REDIS_PORT),
         mosquitto_installed=_mosquitto() is not None,
         mosquitto_up=listening(MOSQUITTO_PORT),
+        chromium_installed=shutil.which("chromium") is not None,
     )
 
 

@@ -82,3 +82,11 @@ def test_no_apt_means_no_install_even_as_root() -> None:
     found = replace(READY, root=True, apt=False, mosquitto_installed=False, mosquitto_up=False)
     (action,) = plan(found)
     assert action.kind == "fail" and "Mosquitto" in action.message
+
+
+def test_a_machine_without_chromium_installs_it_as_root_or_says_so() -> None:
+    assert plan(replace(READY, root=True, chromium_installed=False)) == [
+        Action("install", "chromium")
+    ]
+    (failed,) = plan(replace(READY, chromium_installed=False))
+    assert failed.kind == "fail" and "Chromium" in failed.message and "chromium" in failed.target
