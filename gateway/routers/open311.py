@@ -31,7 +31,7 @@ from gateway.auth import access, call_metadata, calls, public_or_access
 from gateway.errors import ApiError, call
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
-from services.kit import tenancy
+from services.kit import limits, tenancy
 from services.kit.errors import InvalidArgument
 from services.kit.filtering import quote
 from services.kit.principal import Principal
@@ -51,7 +51,7 @@ RESUBMIT_WINDOW = timedelta(minutes=10)
 # How many earlier reports of the same words a resubmission looks past.
 MAX_RESUBMISSIONS = 50
 REPLAYED_METADATA_KEY = "x-idempotent-replayed"
-MAX_DESCRIPTION_CHARS = 4000
+MAX_DESCRIPTION_CHARS = limits.of(pb.Event, "description").max_length
 MAX_IDS = 100
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Characters XML 1.0 cannot carry, even escaped.

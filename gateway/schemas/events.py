@@ -8,6 +8,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.schemas.common import GeoPointIn, GeoPointOut
+from gateway.schemas.contract import item, limited
+from grassroots.events.v1 import events_service_pb2 as pb
+from services.kit import limits
 
 SourceName = Literal["resident", "grid_patrol", "twin_rule", "enterprise", "open311"]
 StateName = Literal[
@@ -22,9 +25,8 @@ StateName = Literal[
     "reopened",
     "withdrawn",
 ]
-
-
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# The Idempotency-Key header carries a request id too.
+REQUEST_ID_PATTERN = f"^(?:{limits.of(pb.CreateEventRequest, 'request_id').pattern})$"
 
 
 class EventCreate(BaseModel):
@@ -32,22 +34,25 @@ class EventCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    category: str = Field(..., min_length=1, max_length=64, examples=["environment.garbage"])
-    description: str = Field(..., min_length=1, max_length=4000)
+    category: str = limited(pb.Event, "category", examples=["environment.garbage"])
+    description: str = limited(pb.Event, "description")
     location: GeoPointIn
-    request_id: str | None = Field(
+    request_id: str | None = limited(
+        pb.CreateEventRequest,
+        "request_id",
         None,
-        min_length=1,
-        max_length=128,
-        pattern=REQUEST_ID_PATTERN,
         description="client-chosen key; a retry with the same key returns the same event. "
         "Or send it as the Idempotency-Key header; one of the two is required",
     )
     source: SourceName = "resident"
-    severity: int = Field(0, ge=0, le=5, description="1-5; 0 takes the category's default")
-    media_uris: list[str] = Field(default_factory=list, max_length=10)
-    reporter_contact: str = Field("", max_length=100, description="phone or e-mail")
-    address: str = Field("", max_length=500, description="where it is, in words")
+    severity: int = limited(
+        pb.Event, "severity", 0, description="1-5; 0 takes the category's default"
+    )
+    media_uris: list[item(pb.Event, "media_uris")] = limited(  # type: ignore[valid-type]
+        pb.Event, "media_uris", [], description="http(s) URIs of photos or videos"
+    )
+    reporter_contact: str = limited(pb.Event, "reporter_contact", "", description="phone or e-mail")
+    address: str = limited(pb.Event, "address", "", description="where it is, in words")
 
 
 class TimelineEntryOut(BaseModel):
@@ -76,8 +81,9 @@ class TransitionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     state: StateName
-    note: str = Field("", max_length=2000)
-    etag: str = Field("", max_length=64)
+    note: str = limited(pb.TransitionEventRequest, "note", "")
+    etag: str = limited(pb.TransitionEventRequest, "etag", "")
+    # An event id here; the contract's field is the resource name the gateway builds.
     duplicate_of: str = Field(
         "", max_length=64, description="with state duplicate: the id of the event it repeats"
     )
@@ -86,15 +92,15 @@ class TransitionIn(BaseModel):
 class EvaluationIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    score: int = Field(..., ge=1, le=5)
-    text: str = Field("", max_length=2000)
-    etag: str = Field("", max_length=64)
+    score: int = limited(pb.EvaluateEventRequest, "score")
+    text: str = limited(pb.EvaluateEventRequest, "text", "")
+    etag: str = limited(pb.EvaluateEventRequest, "etag", "")
 
 
 class CommentIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    text: str = Field(..., min_length=1, max_length=2000)
+    text: str = limited(pb.AddCommentRequest, "text")
 
 
 class EventOut(BaseModel):
@@ -145,12 +151,12 @@ class CategoryIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    code: str = Field(..., min_length=1, max_length=130, examples=["animals.stray_dog"])
-    display_name: str = Field(..., min_length=1, max_length=100)
-    default_severity: int = Field(2, ge=1, le=5)
-    sla_minutes: int = Field(1440, ge=0, le=525_600)  # at most a year
-    duplicate_radius_meters: float = Field(50.0, ge=0, le=1000)
-    duplicate_window_minutes: int = Field(120, ge=0, le=10080)
+    code: str = limited(pb.Category, "code", examples=["animals.stray_dog"])
+    display_name: str = limited(pb.Category, "display_name")
+    default_severity: int = limited(pb.Category, "default_severity", 2)
+    sla_minutes: int = limited(pb.Category, "sla_minutes", 1440)
+    duplicate_radius_meters: float = limited(pb.Category, "duplicate_radius_meters", 50.0)
+    duplicate_window_minutes: int = limited(pb.Category, "duplicate_window_minutes", 120)
     public: bool = Field(False, description="anyone may read its events, without personal fields")
 
 

@@ -121,12 +121,7 @@ def _report(
         )
         if event.source not in _SOURCES:
             raise InvalidArgument.field("event.source", f"unknown source {event.source}")
-        validation.check_details(
-            severity=event.severity,
-            media=list(event.media_uris),
-            contact=event.reporter_contact,
-            address=event.address,
-        )
+        validation.check_details(media=list(event.media_uris))
     except InvalidArgument as exc:
         if not outer:
             raise
@@ -284,8 +279,6 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         tenant, event_id = tenancy.parse_child_name(request.name, "events")
         if request.state == pb.Event.STATE_UNSPECIFIED:
             raise InvalidArgument.field("state", "is required")
-        if len(request.note) > 2000:
-            raise InvalidArgument.field("note", "at most 2000 characters")
         target = State(pb.Event.State.Name(request.state).removeprefix("STATE_").lower())
         original = ""
         if request.duplicate_of:

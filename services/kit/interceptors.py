@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from services.kit import context as ctx
-from services.kit import errors, metrics, status
+from services.kit import errors, limits, metrics, status
 from services.kit.principal import Principal
 
 log = logging.getLogger("grassroots.rpc")
@@ -113,7 +113,8 @@ def _check_scope(method: str, principal: Principal, method_scopes: Mapping[str, 
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    """Request id, principal, scopes, errors, metrics and access logs for every method."""
+    """Request id, principal, scopes, the contract's field limits, errors, metrics and
+    access logs for every method."""
 
     def __init__(self, service: str, method_scopes: Mapping[str, str] | None = None) -> None:
         self.service = service
@@ -159,6 +160,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 )
                 return None
             try:
+                limits.check(request)
                 return await behavior(request, context)
             except Exception as exc:
                 if _is_abort(exc):
@@ -185,6 +187,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 )
                 return
             try:
+                limits.check(request)
                 result = behavior(request, context)
                 if inspect.isasyncgen(result):
                     async for item in result:

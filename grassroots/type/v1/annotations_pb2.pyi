@@ -49,6 +49,64 @@ class MethodAccess(_message.Message):
 
 Global___MethodAccess: _TypeAlias = MethodAccess  # noqa: Y015
 
+@_typing.final
+class FieldLimits(_message.Message):
+    """The bounds of one field's value, declared once here. A service refuses a request
+    outside them (INVALID_ARGUMENT naming the field) before any handler runs, and the
+    gateway's JSON schemas carry the same bounds. A field holding its default (empty,
+    zero) is left to the service: whether a value is required is the domain's rule.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_LENGTH_FIELD_NUMBER: _builtins.int
+    MAX_LENGTH_FIELD_NUMBER: _builtins.int
+    MINIMUM_FIELD_NUMBER: _builtins.int
+    MAXIMUM_FIELD_NUMBER: _builtins.int
+    MAX_ITEMS_FIELD_NUMBER: _builtins.int
+    PATTERN_FIELD_NUMBER: _builtins.int
+    min_length: _builtins.int
+    """Strings: the fewest characters (Unicode code points) of a value that is given."""
+    max_length: _builtins.int
+    """Strings: the most characters (Unicode code points); 0 for no bound."""
+    minimum: _builtins.float
+    """Numbers: the smallest value allowed."""
+    maximum: _builtins.float
+    """Numbers: the largest value allowed."""
+    max_items: _builtins.int
+    """Repeated fields: the most items; the length bounds then apply to each item."""
+    pattern: _builtins.str
+    """Strings: a regular expression a given value matches in full (the common subset
+    of RE2, Python and ECMAScript: classes, groups, counts, no look-arounds).
+    """
+    def __init__(
+        self,
+        *,
+        min_length: _builtins.int = ...,
+        max_length: _builtins.int = ...,
+        minimum: _builtins.float | None = ...,
+        maximum: _builtins.float | None = ...,
+        max_items: _builtins.int = ...,
+        pattern: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "maximum", b"maximum", "minimum", b"minimum"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "max_items", b"max_items", "max_length", b"max_length", "maximum", b"maximum", "min_length", b"min_length", "minimum", b"minimum", "pattern", b"pattern"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__maximum: _TypeAlias = _typing.Literal["maximum"]  # noqa: Y015
+    _WhichOneofArgType__maximum: _TypeAlias = _typing.Literal["_maximum", b"_maximum"]  # noqa: Y015
+    _WhichOneofReturnType__minimum: _TypeAlias = _typing.Literal["minimum"]  # noqa: Y015
+    _WhichOneofArgType__minimum: _TypeAlias = _typing.Literal["_minimum", b"_minimum"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__maximum) -> _WhichOneofReturnType__maximum | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__minimum) -> _WhichOneofReturnType__minimum | None: ...
+
+Global___FieldLimits: _TypeAlias = FieldLimits  # noqa: Y015
+
 ACCESS_FIELD_NUMBER: _builtins.int
+LIMITS_FIELD_NUMBER: _builtins.int
 access: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___MethodAccess]
 """The access rule of one method."""
+limits: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, Global___FieldLimits]
+"""The bounds of one field."""

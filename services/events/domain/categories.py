@@ -6,7 +6,6 @@ the tenant tree add categories or override inherited ones for their subtree.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -46,31 +45,25 @@ DEFAULT_CATEGORIES: dict[str, Category] = {
 }
 
 
-CODE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,30}(\.[a-z][a-z0-9_]{0,30}){0,3}$")
-MAX_DUPLICATE_RADIUS_M = 1_000.0
-MAX_DUPLICATE_WINDOW_MINUTES = 10_080
 PLATFORM = ""  # the built-in categories belong to no tenant and reach every one
 
 
 def check_category(category: Category, prefix: str = "category.") -> None:
-    """A definition a village can rely on: a dotted code, sane SLA and duplicate window."""
+    """A definition a village can rely on: a code, a name and a severity.
+
+    The code's shape (dotted lower-case words), lengths and ranges (SLA, duplicate
+    radius and window) are the contract's (`(grassroots.type.v1.limits)` on
+    Category, ADR 22).
+    """
     violations: list[FieldViolation] = []
-    if not CODE_PATTERN.match(category.code):
+    if not category.code:
         violations.append(
             FieldViolation(f"{prefix}code", "dotted lower-case words, e.g. 'safety.smoke_alarm'")
         )
-    if not category.name.strip() or len(category.name) > 100:
-        violations.append(FieldViolation(f"{prefix}display_name", "1 to 100 characters"))
-    if not 1 <= category.default_severity <= 5:
-        violations.append(FieldViolation(f"{prefix}default_severity", "must be 1 to 5"))
-    if not 0 <= category.sla_minutes <= 525_600:
-        violations.append(FieldViolation(f"{prefix}sla_minutes", "0 (none) to a year"))
-    if not 0 <= category.duplicate_radius_m <= MAX_DUPLICATE_RADIUS_M:
-        violations.append(FieldViolation(f"{prefix}duplicate_radius_meters", "0 to 1000 metres"))
-    if not 0 <= category.duplicate_window_minutes <= MAX_DUPLICATE_WINDOW_MINUTES:
-        violations.append(
-            FieldViolation(f"{prefix}duplicate_window_minutes", "0 to 10080 (a week)")
-        )
+    if not category.name.strip():
+        violations.append(FieldViolation(f"{prefix}display_name", "is required"))
+    if not category.default_severity:
+        violations.append(FieldViolation(f"{prefix}default_severity", "is required: 1 to 5"))
     if violations:
         raise InvalidArgument(violations)
 

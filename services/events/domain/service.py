@@ -38,7 +38,6 @@ from services.kit.ids import new_id
 from services.kit.principal import Principal
 from services.kit.tenancy import ALL_TENANTS
 
-MAX_TEXT = 2000
 CONFIGURE_SCOPE = "events:configure"
 AUTO_CLOSER = "services/events"
 
@@ -253,10 +252,8 @@ class EventHub:
         etag: str,
     ) -> Event:
         """The reporter rates a resolved event, which closes it."""
-        if not 1 <= score <= 5:
-            raise InvalidArgument.field("score", "must be 1 to 5")
-        if len(text) > MAX_TEXT:
-            raise InvalidArgument.field("text", f"at most {MAX_TEXT} characters")
+        if not score:
+            raise InvalidArgument.field("score", "is required: 1 to 5")
 
         def change(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
             access.check(principal, event, lifecycle.Action.EVALUATE)
@@ -280,8 +277,8 @@ class EventHub:
     async def comment(
         self, principal: Principal, tenant: str | None, event_id: str, text: str
     ) -> Event:
-        if not text.strip() or len(text) > MAX_TEXT:
-            raise InvalidArgument.field("text", f"1 to {MAX_TEXT} characters")
+        if not text.strip():
+            raise InvalidArgument.field("text", "is required")
 
         def change(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
             access.check(principal, event, lifecycle.Action.COMMENT)

@@ -48,11 +48,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from services.events.domain.categories import (
-    MAX_DUPLICATE_RADIUS_M,
-    MAX_DUPLICATE_WINDOW_MINUTES,
-    Category,
-)
+from grassroots.events.v1 import events_service_pb2 as events_pb
+from services.events.domain.categories import Category
 from services.events.domain.duplicates import search_window
 from services.events.domain.facts import REPORTED
 from services.events.domain.model import (
@@ -78,9 +75,7 @@ from services.events.store.rows import (
     update_values,
     us,
 )
-
-# The outbox message types are the bus contract, shared with the SQLite store.
-from services.kit import rls
+from services.kit import limits, rls
 from services.kit.errors import NotFound
 from services.kit.sqldialect import POSTGRES
 from services.kit.tenancy import ALL_TENANTS
@@ -288,6 +283,10 @@ _TEXT_SQL = POSTGRES.render(TEXT_MATCH)
 
 Row = dict[str, Any]
 Box = tuple[float, float, float, float]
+
+# The contract's bounds of a category's duplicate window (ADR 22).
+_WIDEST_RADIUS_M = limits.of(events_pb.Category, "duplicate_radius_meters").maximum or 0.0
+_WIDEST_WINDOW_MINUTES = int(limits.of(events_pb.Category, "duplicate_window_minutes").maximum or 0)
 
 
 def _subtree_params(scope: str) -> list[str]:
@@ -643,9 +642,7 @@ class PostgresEventStore:
         """
         # The widest window any category may have: the finder's own (per tenant, per
         # category) question always lies inside it and is answered exactly.
-        widest = Category(
-            event.category, "", 1, 0, MAX_DUPLICATE_RADIUS_M, MAX_DUPLICATE_WINDOW_MINUTES
-        )
+        widest = Category(event.category, "", 1, 0, _WIDEST_RADIUS_M, _WIDEST_WINDOW_MINUTES)
         box, since = search_window(event.location, widest, event.create_time)
         since_us = us(since)
         rows = await _fetch(

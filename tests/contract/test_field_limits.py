@@ -1,0 +1,183 @@
+"""Field limits are declared once, in the contract, and the gateway says the same (ADR 22).
+
+Every bound of a request body in the OpenAPI document either comes from the
+`(grassroots.type.v1.limits)` option of the proto field it names in `x-contract`,
+with exactly the contract's numbers, or is listed below as the gateway's own with
+the reason. The services enforce the same option before any handler runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from google.protobuf import descriptor_pool
+
+from gateway.app import create_app
+from gateway.schemas.contract import CONTRACT_KEY
+from gateway.settings import GatewaySettings
+from services.kit import limits
+from services.kit.components import NAMES
+
+BOUND_KEYWORDS = {
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "maxItems",
+    "minItems",
+}
+# Bounds of JSON that stands for no proto field of its own, each with its reason.
+GATEWAY_ONLY = {
+    # The REST form of a point: GeoPoint's coordinates are doubles in any CRS, the
+    # JSON body takes degrees.
+    "GeoPointIn.longitude": "degrees in the REST body",
+    "GeoPointIn.latitude": "degrees in the REST body",
+    "GeoPointIn.crs": "a CRS name in the REST body",
+    # The REST body names an event by id; the contract's field is the resource name
+    # the gateway builds from it.
+    "TransitionIn.duplicate_of": "an event id, not the contract's resource name",
+}
+
+# Request fields whose limits still live in the gateway schema and the service: each
+# moves to the contract, and off this list, when its component adopts ADR 22.
+NOT_YET_IN_THE_CONTRACT = {
+    "AppCreate.display_name",
+    "AppCreate.scopes",
+    "AppCreate.scopes[]",
+    "AppCreate.quota_per_minute",
+    "AppUpdate.display_name",
+    "AppUpdate.scopes",
+    "AppUpdate.scopes[]",
+    "AppUpdate.quota_per_minute",
+    "Body_importFeatures.format",
+    "Body_importFeatures.source_crs",
+    "Body_importFeatures.id_field",
+    "Body_importFeatures.source_layer",
+    "Body_importFeatures.lon_field",
+    "Body_importFeatures.lat_field",
+    "DistanceQueryIn.distance_meters",
+    "FieldSpecIn.name",
+    "FieldSpecIn.description",
+    "LayerCreate.layer_id",
+    "LayerCreate.display_name",
+    "LayerCreate.fields",
+    "LocateRequest.longitudes",
+    "LocateRequest.latitudes",
+    "LocateRequest.crs",
+    "NearestQueryIn.k",
+    "NearestQueryIn.max_distance_meters",
+    "PasswordReset.password",
+    "PersonCreate.display_name",
+    "PersonCreate.id_number",
+    "PersonCreate.phone",
+    "PersonCreate.address",
+    "PersonCreate.building",
+    "PersonCreate.grid_cell",
+    "PersonCreate.tags",
+    "PersonCreate.tags[]",
+    "SearchRequest.crs",
+    "SearchRequest.response_crs",
+    "SearchRequest.filter",
+    "SearchRequest.page_size",
+    "SearchRequest.page_token",
+    "TenantCreate.id",
+    "TenantCreate.display_name",
+    "TenantCreate.admin_code",
+    "TenantUpdate.display_name",
+    "TenantUpdate.admin_code",
+    "TransformRequest.longitudes",
+    "TransformRequest.latitudes",
+    "TransformRequest.crs",
+    "TransformRequest.target_crs",
+    "UserCreate.username",
+    "UserCreate.display_name",
+    "UserCreate.roles",
+    "UserCreate.roles[]",
+    "UserCreate.password",
+    "UserUpdate.display_name",
+    "UserUpdate.roles",
+    "UserUpdate.roles[]",
+}
+
+
+@pytest.fixture(scope="module")
+def openapi() -> dict[str, Any]:
+    addresses = {f"{name}_address": "127.0.0.1:9" for name in NAMES}
+    return create_app(GatewaySettings(**addresses)).openapi()
+
+
+def _contract_bounds(name: str) -> dict[str, Any]:
+    """The JSON Schema bounds the contract's limits of `pkg.Message.field` stand for."""
+    is_item = name.endswith("[]")
+    message_name, _, field = name.removesuffix("[]").rpartition(".")
+    message = descriptor_pool.Default().FindMessageTypeByName(message_name)
+    found = limits.of(message, field)
+    if found.max_items and not is_item:
+        return {"maxItems": found.max_items}
+    bounds: dict[str, Any] = {}
+    if found.min_length:
+        bounds["minLength"] = found.min_length
+    if found.max_length:
+        bounds["maxLength"] = found.max_length
+    if found.pattern:
+        bounds["pattern"] = f"^(?:{found.pattern})$"
+    if found.minimum is not None:
+        bounds["minimum"] = found.minimum
+    if found.maximum is not None:
+        bounds["maximum"] = found.maximum
+    return bounds
+
+
+def _declared_bounds(schema: dict[str, Any]) -> dict[str, Any]:
+    """The bounds a property schema states, looking through `anyOf: [T, null]`."""
+    bounds = {k: v for k, v in schema.items() if k in BOUND_KEYWORDS}
+    for option in schema.get("anyOf", []):
+        bounds |= {k: v for k, v in option.items() if k in BOUND_KEYWORDS}
+    return bounds
+
+
+def _properties(openapi: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every property of every schema, items of arrays included, as `Schema.field`."""
+    found = []
+    for schema_name, schema in openapi["components"]["schemas"].items():
+        for field, prop in schema.get("properties", {}).items():
+            label = f"{schema_name}.{field}"
+            found.append((label, prop))
+            for option in [prop, *prop.get("anyOf", [])]:
+                if isinstance(option.get("items"), dict) and "$ref" not in option["items"]:
+                    found.append((label + "[]", option["items"]))
+    return found
+
+
+def test_every_bound_of_the_document_is_the_contracts(openapi):
+    differ, undeclared = [], []
+    for label, prop in _properties(openapi):
+        bounds = _declared_bounds(prop)
+        if CONTRACT_KEY in prop:
+            expected = _contract_bounds(prop[CONTRACT_KEY])
+            if bounds != expected:
+                differ.append(f"{label}: gateway {bounds}, contract {expected}")
+        elif bounds and label not in GATEWAY_ONLY and label not in NOT_YET_IN_THE_CONTRACT:
+            undeclared.append(f"{label}: {bounds}")
+    assert not differ, "gateway and contract limits differ:\n" + "\n".join(differ)
+    assert not undeclared, (
+        "declare these limits in the proto with (grassroots.type.v1.limits) and use "
+        "gateway.schemas.contract.limited:\n" + "\n".join(undeclared)
+    )
+
+
+def test_the_document_names_contract_fields_that_exist(openapi):
+    named = [prop[CONTRACT_KEY] for _, prop in _properties(openapi) if CONTRACT_KEY in prop]
+    assert len(named) >= 20
+    for name in named:
+        assert _contract_bounds(name), name
+
+
+def test_a_differing_bound_is_seen(openapi):
+    prop = dict(openapi["components"]["schemas"]["EventCreate"]["properties"]["description"])
+    prop["maxLength"] = prop["maxLength"] + 1
+    assert _declared_bounds(prop) != _contract_bounds(prop[CONTRACT_KEY])
