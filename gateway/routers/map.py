@@ -19,6 +19,7 @@ from gateway.errors import ApiError, call
 from gateway.geojson import BBOX_PATTERN, collection_json, feature_json, parse_bbox
 from gateway.paths import TENANT_FILTER_DESCRIPTION, TenantId, parent, tenant_filter
 from gateway.schemas.common import CRS_DESCRIPTION
+from gateway.schemas.contract import bounds
 from gateway.schemas.map import (
     GridCellCountOut,
     GridCellCounts,
@@ -182,16 +183,20 @@ async def import_features(
     request: Request,
     who: Who,
     file: Annotated[UploadFile, File(description="the file")],
-    format: Annotated[str, Form(pattern="^(geojson|gpkg|shapefile|csv)$")],
+    format: Annotated[str, Form(**bounds(pb.ImportFeaturesRequest, "format"))],
     source_crs: Annotated[
-        str, Form(max_length=100, description="the file's CRS if it names none: " + CRS_DESCRIPTION)
+        str,
+        Form(
+            **bounds(pb.ImportFeaturesRequest, "source_crs"),
+            description="the file's CRS if it names none: " + CRS_DESCRIPTION,
+        ),
     ] = "",
     repair_invalid: Annotated[bool, Form()] = False,
     replace: Annotated[bool, Form()] = False,
-    id_field: Annotated[str, Form(max_length=63)] = "",
-    source_layer: Annotated[str, Form(max_length=200)] = "",
-    lon_field: Annotated[str, Form(max_length=63)] = "lon",
-    lat_field: Annotated[str, Form(max_length=63)] = "lat",
+    id_field: Annotated[str, Form(**bounds(pb.ImportFeaturesRequest, "id_field"))] = "",
+    source_layer: Annotated[str, Form(**bounds(pb.ImportFeaturesRequest, "source_layer"))] = "",
+    lon_field: Annotated[str, Form(**bounds(pb.ImportFeaturesRequest, "lon_field"))] = "lon",
+    lat_field: Annotated[str, Form(**bounds(pb.ImportFeaturesRequest, "lat_field"))] = "lat",
     ignore_unknown_fields: Annotated[bool, Form()] = False,
 ) -> ImportOut:
     data = await file.read()

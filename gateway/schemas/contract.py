@@ -9,7 +9,7 @@ document to the contract (tests/contract/test_field_limits.py).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from google.protobuf.message import Message
 from pydantic import Field
@@ -47,18 +47,24 @@ def _name(message: type[Message], field: str) -> str:
     return f"{message.DESCRIPTOR.full_name}.{field}"
 
 
+def bounds(message: type[Message], field: str) -> dict[str, Any]:
+    """The keyword arguments that bound `message.field` in a pydantic or FastAPI field
+    (`Field`, `Form`, `Query`); for a repeated field, its item count."""
+    found = limits.of(message, field)
+    extra: JsonDict = {CONTRACT_KEY: _name(message, field)}
+    return {**_bounds(found, items=False), "json_schema_extra": extra}
+
+
 def limited(message: type[Message], field: str, default: Any = ..., **kwargs: Any) -> Any:
     """A pydantic `Field` with the bounds `message.field` declares (plus `kwargs`).
 
-    For a repeated field the bound is its item count; type its items with `item`.
+    For a repeated field the bound is its item count; bound its items with `item`.
     """
-    found = limits.of(message, field)
-    extra: JsonDict = {CONTRACT_KEY: _name(message, field)}
-    return Field(default, **_bounds(found, items=False), json_schema_extra=extra, **kwargs)
+    return Field(default, **bounds(message, field), **kwargs)
 
 
-def item(message: type[Message], field: str, python_type: type = str) -> Any:
-    """The type of one item of a repeated field, bounded as the contract says."""
+def item(message: type[Message], field: str) -> Any:
+    """The bounds of one item of a repeated field: `list[Annotated[str, item(M, "f")]]`."""
     found = limits.of(message, field)
     extra: JsonDict = {CONTRACT_KEY: _name(message, field) + "[]"}
-    return Annotated[python_type, Field(**_bounds(found, items=True), json_schema_extra=extra)]
+    return Field(**_bounds(found, items=True), json_schema_extra=extra)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,7 +48,7 @@ class EventCreate(BaseModel):
     severity: int = limited(
         pb.Event, "severity", 0, description="1-5; 0 takes the category's default"
     )
-    media_uris: list[item(pb.Event, "media_uris")] = limited(  # type: ignore[valid-type]
+    media_uris: list[Annotated[str, item(pb.Event, "media_uris")]] = limited(
         pb.Event, "media_uris", [], description="http(s) URIs of photos or videos"
     )
     reporter_contact: str = limited(pb.Event, "reporter_contact", "", description="phone or e-mail")

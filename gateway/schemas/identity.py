@@ -14,6 +14,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from gateway.schemas.contract import item, limited
+from grassroots.empower.v1 import empower_service_pb2 as tenants_pb
+from grassroots.empower.v1 import identity_service_pb2 as pb
+
 # A tenant path in URL form: its segments joined by "-" (sh-jiading-anting-xingming).
 TENANT_ID_PATTERN = r"^[a-z0-9]{1,40}(-[a-z0-9]{1,40}){0,5}$"
 # The last segment of a resource name: a user, app, API key or person id.
@@ -22,7 +26,8 @@ KEY_NOTE = "The key is shown once, in this response: store it now. Only its hash
 
 LevelName = Literal["city", "district", "town", "village", "grid"]
 UserKindName = Literal["staff", "grid_worker", "volunteer", "resident"]
-Name = Annotated[str, Field(min_length=1, max_length=64)]
+Role = Annotated[str, item(pb.User, "roles")]
+Scope = Annotated[str, item(pb.App, "scopes")]
 
 
 class _Body(BaseModel):
@@ -32,18 +37,17 @@ class _Body(BaseModel):
 class TenantCreate(_Body):
     """A child node of the tenant in the URL."""
 
-    id: str = Field(
-        ...,
-        pattern=r"^[a-z0-9]{1,32}$",
+    id: str = limited(
+        tenants_pb.CreateTenantRequest,
+        "tenant_id",
         description="the new node's last path segment",
         examples=["xingming"],
     )
-    display_name: str = Field(..., min_length=1, max_length=200)
+    display_name: str = limited(tenants_pb.Tenant, "display_name")
     level: LevelName
-    admin_code: str = Field(
-        ...,
-        min_length=1,
-        max_length=40,
+    admin_code: str = limited(
+        tenants_pb.Tenant,
+        "admin_code",
         description="division code (6-12 digits); a grid's own code",
         examples=["310114102201"],
     )
@@ -52,8 +56,10 @@ class TenantCreate(_Body):
 class TenantUpdate(_Body):
     """The fields to change; those left out stay as they are."""
 
-    display_name: str | None = Field(None, min_length=1, max_length=200)
-    admin_code: str | None = Field(None, min_length=1, max_length=40, examples=["310114102201"])
+    display_name: str | None = limited(tenants_pb.Tenant, "display_name", None)
+    admin_code: str | None = limited(
+        tenants_pb.Tenant, "admin_code", None, examples=["310114102201"]
+    )
 
 
 class TenantOut(BaseModel):
@@ -74,10 +80,10 @@ class TenantList(BaseModel):
 class UserCreate(_Body):
     """A person who signs in; what they may do follows from their roles."""
 
-    username: str = Field(..., min_length=3, max_length=64, examples=["li.wei"])
-    display_name: str = Field(..., min_length=1, max_length=200)
+    username: str = limited(pb.User, "username", examples=["li.wei"])
+    display_name: str = limited(pb.User, "display_name")
     kind: UserKindName
-    roles: list[Name] = Field(default_factory=list, max_length=20, examples=[["grid_worker"]])
+    roles: list[Role] = limited(pb.User, "roles", [], examples=[["grid_worker"]])
     password: SecretStr | None = Field(
         None,
         max_length=256,
@@ -89,9 +95,9 @@ class UserCreate(_Body):
 class UserUpdate(_Body):
     """The fields to change; new roles must be ones your roles may assign."""
 
-    display_name: str | None = Field(None, min_length=1, max_length=200)
+    display_name: str | None = limited(pb.User, "display_name", None)
     kind: UserKindName | None = None
-    roles: list[Name] | None = Field(None, max_length=20, examples=[["village_secretary"]])
+    roles: list[Role] | None = limited(pb.User, "roles", None, examples=[["village_secretary"]])
 
 
 class PasswordReset(_Body):
@@ -122,17 +128,17 @@ class UserList(BaseModel):
 class AppCreate(_Body):
     """A developer's application; its keys carry exactly these scopes."""
 
-    display_name: str = Field(..., min_length=1, max_length=200)
-    scopes: list[Name] = Field(..., max_length=32, examples=[["events:read", "events:write"]])
-    quota_per_minute: int = Field(600, ge=1, le=100_000)
+    display_name: str = limited(pb.App, "display_name")
+    scopes: list[Scope] = limited(pb.App, "scopes", examples=[["events:read", "events:write"]])
+    quota_per_minute: int = limited(pb.App, "quota_per_minute", 600)
 
 
 class AppUpdate(_Body):
     """The fields to change; scopes only ones you hold."""
 
-    display_name: str | None = Field(None, min_length=1, max_length=200)
-    scopes: list[Name] | None = Field(None, max_length=32, examples=[["events:read"]])
-    quota_per_minute: int | None = Field(None, ge=1, le=100_000)
+    display_name: str | None = limited(pb.App, "display_name", None)
+    scopes: list[Scope] | None = limited(pb.App, "scopes", None, examples=[["events:read"]])
+    quota_per_minute: int | None = limited(pb.App, "quota_per_minute", None)
 
 
 class AppOut(BaseModel):

@@ -7,6 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.schemas.common import CRS_DESCRIPTION, FILTER_FIELDS_DESCRIPTION
+from gateway.schemas.contract import limited
+from grassroots.map.v1 import map_service_pb2 as pb
+from grassroots.type.v1 import geo_pb2
 
 MAX_REST_LOCATE = 10_000
 
@@ -29,7 +32,7 @@ class LocateRequest(_Strict):
 
     longitudes: list[float] = Field(..., min_length=1, max_length=MAX_REST_LOCATE)
     latitudes: list[float] = Field(..., min_length=1, max_length=MAX_REST_LOCATE)
-    crs: str = Field("EPSG:4326", max_length=100, description=CRS_DESCRIPTION)
+    crs: str = limited(geo_pb2.CoordinateArrays, "crs", "EPSG:4326", description=CRS_DESCRIPTION)
 
 
 class PointLocationOut(BaseModel):
@@ -47,8 +50,10 @@ class LocateResponse(BaseModel):
 class TransformRequest(_Strict):
     longitudes: list[float] = Field(..., min_length=1, max_length=MAX_REST_LOCATE)
     latitudes: list[float] = Field(..., min_length=1, max_length=MAX_REST_LOCATE)
-    crs: str = Field("EPSG:4326", max_length=100, description=CRS_DESCRIPTION)
-    target_crs: str = Field(..., max_length=100, description=CRS_DESCRIPTION)
+    crs: str = limited(geo_pb2.CoordinateArrays, "crs", "EPSG:4326", description=CRS_DESCRIPTION)
+    target_crs: str = limited(
+        pb.TransformCoordinatesRequest, "target_crs", description=CRS_DESCRIPTION
+    )
 
 
 class TransformResponse(BaseModel):
@@ -58,18 +63,18 @@ class TransformResponse(BaseModel):
 
 
 class FieldSpecIn(_Strict):
-    name: str = Field(..., min_length=1, max_length=63)
+    name: str = limited(pb.FieldSpec, "name")
     type: FieldTypeName
     required: bool = False
-    description: str = Field("", max_length=500)
+    description: str = limited(pb.FieldSpec, "description", "")
 
 
 class LayerCreate(_Strict):
-    layer_id: str = Field(..., min_length=1, max_length=63, examples=["hydrants"])
-    display_name: str = Field(..., min_length=1, max_length=200)
+    layer_id: str = limited(pb.CreateLayerRequest, "layer_id", examples=["hydrants"])
+    display_name: str = limited(pb.Layer, "display_name")
     kind: LayerKindName
     geometry_type: GeometryTypeName
-    fields: list[FieldSpecIn] = Field(default_factory=list, max_length=100)
+    fields: list[FieldSpecIn] = limited(pb.Layer, "fields", [])
     sensitivity: SensitivityName = "internal"
     shared: bool = False
 
@@ -103,7 +108,7 @@ class ImportOut(BaseModel):
 
 class DistanceQueryIn(_Strict):
     geometry: dict[str, Any]
-    distance_meters: float = Field(..., ge=0, le=100_000)
+    distance_meters: float = limited(pb.DistanceQuery, "distance_meters")
 
 
 class PointIn(_Strict):
@@ -113,8 +118,8 @@ class PointIn(_Strict):
 
 class NearestQueryIn(_Strict):
     point: PointIn
-    k: int = Field(..., ge=1, le=1000)
-    max_distance_meters: float = Field(0, ge=0)
+    k: int = limited(pb.NearestQuery, "k")
+    max_distance_meters: float = limited(pb.NearestQuery, "max_distance_meters", 0)
 
 
 class SearchRequest(_Strict):
@@ -123,9 +128,18 @@ class SearchRequest(_Strict):
     intersects: dict[str, Any] | None = None
     within_distance: DistanceQueryIn | None = None
     nearest: NearestQueryIn | None = None
-    crs: str = Field("", max_length=100, description="of the query geometry: " + CRS_DESCRIPTION)
-    response_crs: str = Field("", max_length=100, description="of the answer: " + CRS_DESCRIPTION)
-    filter: str = Field("", max_length=2000, description=FILTER_FIELDS_DESCRIPTION)
+    crs: str = limited(
+        geo_pb2.Geometry, "crs", "", description="of the query geometry: " + CRS_DESCRIPTION
+    )
+    response_crs: str = limited(
+        pb.SearchFeaturesRequest,
+        "response_crs",
+        "",
+        description="of the answer: " + CRS_DESCRIPTION,
+    )
+    filter: str = limited(
+        pb.SearchFeaturesRequest, "filter", "", description=FILTER_FIELDS_DESCRIPTION
+    )
     page_size: int = Field(100, ge=1, le=10_000)
     page_token: str = Field("", max_length=512)
 

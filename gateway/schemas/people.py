@@ -13,8 +13,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.schemas.contract import item, limited
+from grassroots.empower.v1 import people_service_pb2 as pb
+
 PersonKindName = Literal["resident", "elderly_alone", "care_recipient", "volunteer"]
-Reference = Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")]
 
 
 class PersonCreate(BaseModel):
@@ -22,20 +24,20 @@ class PersonCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    display_name: str = Field(..., min_length=1, max_length=64)
-    id_number: str = Field(..., min_length=1, max_length=32, description="GB 11643, 18 characters")
-    phone: str = Field(..., min_length=1, max_length=32, description="mobile, 11 digits")
+    display_name: str = limited(pb.Person, "display_name")
+    id_number: str = limited(pb.Person, "id_number", description="GB 11643, 18 characters")
+    phone: str = limited(pb.Person, "phone", description="mobile, 11 digits")
     kind: PersonKindName
     gender: Literal["M", "F"] | None = Field(None, description="from the ID number when absent")
     # Not strict: FastAPI validates parsed JSON, where a date is still a string.
     birth_date: date | None = Field(
         None, strict=False, description="YYYY-MM-DD; from the ID number when absent"
     )
-    address: str = Field("", max_length=200)
-    building: Reference = Field("", description="building id on the map")
-    grid_cell: Reference = Field("", description="grid cell id")
-    tags: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
-        default_factory=list, max_length=16, examples=[["lives-alone"]]
+    address: str = limited(pb.Person, "address", "")
+    building: str = limited(pb.Person, "building", "", description="building id on the map")
+    grid_cell: str = limited(pb.Person, "grid_cell", "", description="grid cell id")
+    tags: list[Annotated[str, item(pb.Person, "tags")]] = limited(
+        pb.Person, "tags", [], examples=[["lives-alone"]]
     )
 
 

@@ -37,7 +37,6 @@ from services.map.domain.service import (
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MapService"].full_name
 MAX_IMPORT_BYTES = 48 * 1024 * 1024
-MAX_DISTANCE_M = 100_000.0
 
 
 def _bbox(values: list[float]) -> tuple[float, float, float, float] | None:
@@ -297,10 +296,6 @@ class MapServicer(pb_grpc.MapServiceServicer):
             return Intersects(geometry, _crs(request.intersects.crs, "intersects.crs"))
         if which == "within_distance":
             query = request.within_distance
-            if not (0 <= query.distance_meters <= MAX_DISTANCE_M):
-                raise InvalidArgument.field(
-                    "within_distance.distance_meters", f"must be in [0, {MAX_DISTANCE_M:.0f}]"
-                )
             geometry = convert.geometry_from_proto(query.geometry, "within_distance.geometry")
             return WithinDistance(
                 geometry,
@@ -309,10 +304,8 @@ class MapServicer(pb_grpc.MapServiceServicer):
             )
         if which == "nearest":
             nearest = request.nearest
-            if not 1 <= nearest.k <= 1000:
-                raise InvalidArgument.field("nearest.k", "must be in [1, 1000]")
-            if nearest.max_distance_meters < 0:
-                raise InvalidArgument.field("nearest.max_distance_meters", "must be >= 0")
+            if not nearest.k:
+                raise InvalidArgument.field("nearest.k", "is required: 1 to 1000")
             source = _crs(nearest.point.crs, "nearest.point.crs")
             crs.check_ranges(
                 np.array([nearest.point.longitude]),

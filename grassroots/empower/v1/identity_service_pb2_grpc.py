@@ -282,7 +282,8 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Login(self, request, context):
-        """Signs a staff member in with a password; repeated failures lock the account.
+        """Signs a staff member in with a password; repeated failures delay further attempts
+        for that name and that address (never a lock), with one answer for every failure.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgrassroots/type/v1/geo.proto\x12\x12grassroots.type.v1\"<\n\x08GeoPoint\x12\x11\n\tlongitude\x18\x01 \x01(\x01\x12\x10\n\x08latitude\x18\x02 \x01(\x01\x12\x0b\n\x03\x63rs\x18\x03 \x01(\t\"E\n\x08Geometry\x12\x11\n\x07geojson\x18\x01 \x01(\tH\x00\x12\r\n\x03wkb\x18\x02 \x01(\x0cH\x00\x12\x0b\n\x03\x63rs\x18\x03 \x01(\tB\n\n\x08\x65ncoding\"F\n\x10\x43oordinateArrays\x12\x12\n\nlongitudes\x18\x01 \x03(\x01\x12\x11\n\tlatitudes\x18\x02 \x03(\x01\x12\x0b\n\x03\x63rs\x18\x03 \x01(\tB\x1a\n\x16org.grassroots.type.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgrassroots/type/v1/geo.proto\x12\x12grassroots.type.v1\x1a$grassroots/type/v1/annotations.proto\"D\n\x08GeoPoint\x12\x11\n\tlongitude\x18\x01 \x01(\x01\x12\x10\n\x08latitude\x18\x02 \x01(\x01\x12\x13\n\x03\x63rs\x18\x03 \x01(\tB\x06\x92\xb5\x18\x02\x10\x64\"M\n\x08Geometry\x12\x11\n\x07geojson\x18\x01 \x01(\tH\x00\x12\r\n\x03wkb\x18\x02 \x01(\x0cH\x00\x12\x13\n\x03\x63rs\x18\x03 \x01(\tB\x06\x92\xb5\x18\x02\x10\x64\x42\n\n\x08\x65ncoding\"N\n\x10\x43oordinateArrays\x12\x12\n\nlongitudes\x18\x01 \x03(\x01\x12\x11\n\tlatitudes\x18\x02 \x03(\x01\x12\x13\n\x03\x63rs\x18\x03 \x01(\tB\x06\x92\xb5\x18\x02\x10\x64\x42\x1a\n\x16org.grassroots.type.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,10 +33,16 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'grassroots.type.v1.geo_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\026org.grassroots.type.v1P\001'
-  _globals['_GEOPOINT']._serialized_start=52
-  _globals['_GEOPOINT']._serialized_end=112
-  _globals['_GEOMETRY']._serialized_start=114
-  _globals['_GEOMETRY']._serialized_end=183
-  _globals['_COORDINATEARRAYS']._serialized_start=185
-  _globals['_COORDINATEARRAYS']._serialized_end=255
+  _globals['_GEOPOINT'].fields_by_name['crs']._loaded_options = None
+  _globals['_GEOPOINT'].fields_by_name['crs']._serialized_options = b'\222\265\030\002\020d'
+  _globals['_GEOMETRY'].fields_by_name['crs']._loaded_options = None
+  _globals['_GEOMETRY'].fields_by_name['crs']._serialized_options = b'\222\265\030\002\020d'
+  _globals['_COORDINATEARRAYS'].fields_by_name['crs']._loaded_options = None
+  _globals['_COORDINATEARRAYS'].fields_by_name['crs']._serialized_options = b'\222\265\030\002\020d'
+  _globals['_GEOPOINT']._serialized_start=90
+  _globals['_GEOPOINT']._serialized_end=158
+  _globals['_GEOMETRY']._serialized_start=160
+  _globals['_GEOMETRY']._serialized_end=237
+  _globals['_COORDINATEARRAYS']._serialized_start=239
+  _globals['_COORDINATEARRAYS']._serialized_end=317
 # @@protoc_insertion_point(module_scope)

@@ -56,14 +56,11 @@ WRITE_SCOPE = "people:write"
 ID_PREFIX = "pe"
 SENSITIVE_FIELDS = ("name", "id_number", "phone")
 ELDERLY_AGE = 60
-MAX_NAME = 64
-MAX_ADDRESS = 200
-MAX_TAGS = 16
 
 _ID_NUMBER = re.compile(r"^\d{17}[\dX]$")
 _MOBILE = re.compile(r"^1\d{10}$")
-_REFERENCE = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
-_TAG = re.compile(r"^[a-z0-9_-]{1,32}$")
+_REFERENCE = re.compile(r"^[A-Za-z0-9_.-]*$")
+_TAG = re.compile(r"^[a-z0-9_-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -111,8 +108,8 @@ def normalise_phone(value: str, field: str = "phone") -> str:
 
 def _check_name(value: str) -> str:
     text = " ".join(value.split())
-    if not text or len(text) > MAX_NAME or _CONTROL.search(text):
-        raise InvalidArgument.field("name", f"1 to {MAX_NAME} printable characters")
+    if not text or _CONTROL.search(text):
+        raise InvalidArgument.field("name", "printable characters, at least one")
     return text
 
 
@@ -126,24 +123,22 @@ def _check_kind(value: str, field: str = "kind") -> Kind:
 
 def _check_reference(value: str, field: str) -> str:
     if not _REFERENCE.match(value):
-        raise InvalidArgument.field(field, "up to 64 letters, digits, '_', '.' or '-'")
+        raise InvalidArgument.field(field, "letters, digits, '_', '.' or '-'")
     return value
 
 
 def _check_address(value: str) -> str:
     text = value.strip()
-    if len(text) > MAX_ADDRESS or _CONTROL.search(text):
-        raise InvalidArgument.field("address", f"at most {MAX_ADDRESS} printable characters")
+    if _CONTROL.search(text):
+        raise InvalidArgument.field("address", "printable characters only")
     return text
 
 
 def _check_tags(values: Sequence[str]) -> tuple[str, ...]:
     tags = tuple(dict.fromkeys(values))
-    if len(tags) > MAX_TAGS:
-        raise InvalidArgument.field("tags", f"at most {MAX_TAGS} tags")
     for i, tag in enumerate(tags):
         if not _TAG.match(tag):
-            raise InvalidArgument.field(f"tags[{i}]", "1 to 32 of a-z, 0-9, '_' or '-'")
+            raise InvalidArgument.field(f"tags[{i}]", "a-z, 0-9, '_' or '-'")
     return tags
 
 

@@ -15,7 +15,6 @@ LAYER_ID = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 FEATURE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 RESERVED_FIELDS = frozenset({"fid", "feature_id", "geom", "id", "geometry"})
-MAX_FIELDS = 100
 MAX_VIOLATIONS = 10
 
 # Kinds whose features other components read by field name.
@@ -33,16 +32,15 @@ PERSONAL_FIELDS: dict[LayerKind, tuple[str, ...]] = {LayerKind.GRID_CELL: ("grid
 
 def check_layer(layer: Layer, prefix: str = "layer.") -> None:
     violations: list[FieldViolation] = []
-    if not LAYER_ID.match(layer.key.layer_id) or len(layer.key.layer_id) > 63:
+    if not LAYER_ID.match(layer.key.layer_id):
         violations.append(
             FieldViolation(
                 "layer_id",
-                "must be 1-63 lower-case letters, digits and single hyphens, "
-                "starting with a letter",
+                "must be lower-case letters, digits and single hyphens, starting with a letter",
             )
         )
-    if not layer.display_name.strip() or len(layer.display_name) > 200:
-        violations.append(FieldViolation(f"{prefix}display_name", "is required (1-200 chars)"))
+    if not layer.display_name.strip():
+        violations.append(FieldViolation(f"{prefix}display_name", "is required"))
     if layer.geometry_type not in GEOMETRY_TYPES:
         violations.append(
             FieldViolation(
@@ -50,8 +48,6 @@ def check_layer(layer: Layer, prefix: str = "layer.") -> None:
                 f"{layer.geometry_type!r} is not one of {', '.join(GEOMETRY_TYPES)}",
             )
         )
-    if len(layer.fields) > MAX_FIELDS:
-        violations.append(FieldViolation(f"{prefix}fields", f"at most {MAX_FIELDS} fields"))
     seen: set[str] = set()
     for i, spec in enumerate(layer.fields):
         if not FIELD_NAME.match(spec.name) or spec.name in RESERVED_FIELDS:

@@ -6,8 +6,10 @@ import hashlib
 
 import pytest
 
+from grassroots.empower.v1 import identity_service_pb2 as pb
 from services.empower.domain.identity import parse_api_key_name
 from services.empower.domain.tokens import check_api_key, parse_api_key, principal_for_app
+from services.kit import limits
 from services.kit.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -133,7 +135,6 @@ async def test_apps_grant_no_more_than_their_creator_holds(tree):
         (["map:read", "root"], 60, "App", "scopes"),
         ([], 60, "App", "scopes"),
         (["map:read"], 0, "App", "quota_per_minute"),
-        (["map:read"], 100_001, "App", "quota_per_minute"),
         (["map:read"], 60, " ", "display_name"),
     ],
 )
@@ -141,6 +142,11 @@ async def test_bad_input_names_the_field(tree, scopes, quota, name, field):
     with pytest.raises(InvalidArgument) as info:
         await tree.create_app(SECRETARY, XINGMING, name, scopes, quota)
     assert info.value.violations[0].field == field
+
+
+def test_a_quota_past_the_contracts_maximum_is_refused_before_the_domain():
+    request = pb.CreateAppRequest(app=pb.App(display_name="App", quota_per_minute=100_001))
+    assert [v.field for v in limits.violations(request)] == ["app.quota_per_minute"]
 
 
 async def test_other_tenants_apps_are_not_found(tree, app_and_key):

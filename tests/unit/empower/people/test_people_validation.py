@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from grassroots.empower.v1 import people_service_pb2 as pb
 from services.empower.domain.people import (
     mask_name,
     masked,
@@ -22,7 +23,7 @@ from services.empower.domain.people_model import (
     parse_person_name,
     person_name,
 )
-from services.kit import gb11643
+from services.kit import gb11643, limits
 from services.kit.errors import InvalidArgument
 from tests.unit.empower.people.conftest import XINGMING, id_number
 
@@ -106,18 +107,30 @@ def test_bad_phones_name_the_field(bad):
     ("new", "field"),
     [
         (NewPerson(name=" ", id_number=id_number()), "name"),
-        (NewPerson(name="x" * 65, id_number=id_number()), "name"),
         (NewPerson(name="Gu", id_number=id_number(), kind="pet"), "kind"),
         (NewPerson(name="Gu", id_number=id_number(), building="b 1"), "building"),
         (NewPerson(name="Gu", id_number=id_number(), grid_cell="g/1"), "grid_cell"),
         (NewPerson(name="Gu", id_number=id_number(), tags=("ok", "Not Ok")), "tags[1]"),
-        (NewPerson(name="Gu", id_number=id_number(), address="a" * 201), "address"),
+        (NewPerson(name="Gu", id_number=id_number(), address="a\x07"), "address"),
     ],
 )
 def test_other_fields_are_checked(new, field):
     with pytest.raises(InvalidArgument) as info:
         validate(new)
     assert field_of(info) == field
+
+
+def test_sizes_are_the_contracts():
+    """Lengths and counts are declared on the proto (ADR 22) and refused by the server
+    before the registry sees the request."""
+    person = pb.Person(display_name="x" * 65, address="a" * 201, building="b" * 65, tags=["t"] * 17)
+    found = {v.field for v in limits.violations(pb.CreatePersonRequest(person=person))}
+    assert found == {
+        "person.display_name",
+        "person.address",
+        "person.building",
+        "person.tags",
+    }
 
 
 @pytest.mark.parametrize(
