@@ -38,14 +38,24 @@ from services.empower.domain.people_model import (
 )
 from services.empower.domain.people_ports import MakeEntry, PersonChange
 from services.empower.store.people_rows import (
-    AUDIT_COLUMNS,
+    AUDIT_CHAIN,
+    DELETE_PERSON,
+    GET_PERSON,
+    INSERT_AUDIT,
+    INSERT_PERSON,
+    MOVE_HEAD,
     PERSON_COLUMN_NAMES,
-    PERSON_COLUMNS,
+    READ_HEAD,
+    UPDATE_PERSON,
     UPDATED_COLUMNS,
+    audit_query,
     duplicate_error,
+    people_query,
+    subtree,
 )
 from services.kit import rls
 from services.kit.errors import NotFound
+from services.kit.sqldialect import POSTGRES
 from services.kit.tenancy import ALL_TENANTS
 
 PEOPLE_TABLE = "people"
@@ -112,34 +122,17 @@ _SCHEMA: tuple[str, ...] = (
     "ON people_audit FOR EACH STATEMENT EXECUTE FUNCTION people_audit_append_only()",
 )
 
-_SUBTREE = "(tenant = %s::text OR (tenant >= %s::text || '/' AND tenant < %s::text || '0'))"
-_MARKS = ", ".join(["%s"] * len(PERSON_COLUMN_NAMES))
-_INSERT = f"INSERT INTO people ({PERSON_COLUMNS}) VALUES ({_MARKS})"
+_INSERT = POSTGRES.render(INSERT_PERSON)
 _INSERT_SKIP = _INSERT + " ON CONFLICT DO NOTHING"
-_UPDATE = (
-    f"UPDATE people SET {', '.join(c + ' = %s' for c in UPDATED_COLUMNS)} "
-    "WHERE id = %s AND version = %s"
-)
-_PERSON_FILTERS = ("id_number_index", "phone_index", "kind", "building", "grid_cell")
-_INSERT_AUDIT = (
-    f"INSERT INTO people_audit ({AUDIT_COLUMNS}) "
-    f"VALUES ({', '.join(['%s'] * len(AUDIT_COLUMNS.split(',')))})"
-)
-_LOCK_HEAD = "SELECT sequence, entry_hash FROM people_audit_head WHERE id = 1 FOR UPDATE"
-_READ_HEAD = "SELECT sequence, entry_hash FROM people_audit_head WHERE id = 1"
-_MOVE_HEAD = "UPDATE people_audit_head SET sequence = %s, entry_hash = %s WHERE id = 1"
-_CHAIN = (
-    f"SELECT {AUDIT_COLUMNS} FROM people_audit WHERE sequence > %s AND sequence <= %s "
-    "ORDER BY sequence LIMIT %s"
-)
+_UPDATE = POSTGRES.render(UPDATE_PERSON)
+_INSERT_AUDIT = POSTGRES.render(INSERT_AUDIT)
+_LOCK_HEAD = READ_HEAD + " FOR UPDATE"
+_MOVE_HEAD = POSTGRES.render(MOVE_HEAD)
+_CHAIN = POSTGRES.render(AUDIT_CHAIN)
+# The one test the stores write differently: `records` is a text array here.
+_NAMES_RECORD = "records @> ARRAY[?::text]"
 
 Row = dict[str, Any]
-
-
-def _subtree(scope: str) -> tuple[list[str], list[object]]:
-    if scope == ALL_TENANTS:
-        return ["TRUE"], []
-    return [_SUBTREE], [scope, scope, scope]
 
 
 def _person_values(record: PersonRecord) -> tuple[object, ...]:
@@ -299,8 +292,8 @@ class PostgresPeopleStore:
             raise duplicate_error(records) from None
 
     async def get_person(self, scope: str, person_id: str) -> PersonRecord | None:
-        where, args = _subtree(scope)
-        query = f"SELECT {PERSON_COLUMNS} FROM people WHERE id = %s AND {where[0]}"
+        condition, args = subtree(scope)
+        query = POSTGRES.render(GET_PERSON.format(subtree=condition))
         async with rls.scoped_transaction(self.pool, scope) as conn:
             rows = await _fetch(conn, query, [person_id, *args])
         return _row_to_person(rows[0]) if rows else None
@@ -308,27 +301,15 @@ class PostgresPeopleStore:
     async def list_people(
         self, scope: str, filters: PersonFilter, limit: int, after_id: str | None
     ) -> list[PersonRecord]:
-        where, args = _subtree(scope)
-        for name in _PERSON_FILTERS:
-            value = getattr(filters, name)
-            if value:
-                where.append(f"{name} = %s")
-                args.append(value)
-        if after_id is not None:
-            where.append("id > %s")
-            args.append(after_id)
-        args.append(limit)
-        query = (
-            f"SELECT {PERSON_COLUMNS} FROM people WHERE {' AND '.join(where)} ORDER BY id LIMIT %s"
-        )
+        query, args = people_query(scope, filters, limit, after_id)
         async with rls.scoped_transaction(self.pool, scope) as conn:
-            rows = await _fetch(conn, query, args)
+            rows = await _fetch(conn, POSTGRES.render(query), args)
         return [_row_to_person(r) for r in rows]
 
     async def update_person(self, scope: str, person_id: str, change: PersonChange) -> PersonRecord:
         """The row lock makes a second writer wait and then see the new version."""
-        where, args = _subtree(scope)
-        select = f"SELECT {PERSON_COLUMNS} FROM people WHERE id = %s AND {where[0]} FOR UPDATE"
+        condition, args = subtree(scope)
+        select = POSTGRES.render(GET_PERSON.format(subtree=condition)) + " FOR UPDATE"
         async with rls.scoped_transaction(self.pool, scope) as conn:
             rows = await _fetch(conn, select, [person_id, *args])
             if not rows:
@@ -346,8 +327,8 @@ class PostgresPeopleStore:
         return changed
 
     async def delete_person(self, scope: str, person_id: str) -> bool:
-        where, args = _subtree(scope)
-        query = f"DELETE FROM people WHERE id = %s AND {where[0]}"
+        condition, args = subtree(scope)
+        query = POSTGRES.render(DELETE_PERSON.format(subtree=condition))
         async with rls.scoped_transaction(self.pool, scope) as conn:
             cur = await conn.execute(query, [person_id, *args])
             return cur.rowcount > 0
@@ -369,29 +350,9 @@ class PostgresPeopleStore:
     async def list_audit(
         self, scope: str, filters: AuditFilter, limit: int, before_sequence: int | None
     ) -> list[AuditEntry]:
-        where, args = _subtree(scope)
-        if filters.subject:
-            where.append("subject = %s")
-            args.append(filters.subject)
-        if filters.record:
-            where.append("records @> ARRAY[%s::text]")
-            args.append(filters.record)
-        if filters.time_from is not None:
-            where.append("time_us >= %s")
-            args.append(to_us(filters.time_from))
-        if filters.time_before is not None:
-            where.append("time_us < %s")
-            args.append(to_us(filters.time_before))
-        if before_sequence is not None:
-            where.append("sequence < %s")
-            args.append(before_sequence)
-        args.append(limit)
-        query = (
-            f"SELECT {AUDIT_COLUMNS} FROM people_audit WHERE {' AND '.join(where)} "
-            "ORDER BY sequence DESC LIMIT %s"
-        )
+        query, args = audit_query(scope, filters, limit, before_sequence, _NAMES_RECORD)
         async with rls.scoped_transaction(self.pool, scope) as conn:
-            rows = await _fetch(conn, query, args)
+            rows = await _fetch(conn, POSTGRES.render(query), args)
         return [_row_to_audit(r) for r in rows]
 
     async def audit_chain(self, after: int, up_to: int, limit: int) -> list[AuditEntry]:
@@ -401,7 +362,7 @@ class PostgresPeopleStore:
 
     async def audit_head(self) -> tuple[int, str]:
         async with rls.scoped_transaction(self.pool, ALL_TENANTS) as conn:
-            cur = await conn.execute(_READ_HEAD)
+            cur = await conn.execute(READ_HEAD)
             row = await cur.fetchone()
         if row is None:
             raise RuntimeError("the audit chain head row is missing")

@@ -29,15 +29,23 @@ from services.empower.domain.people_model import (
 )
 from services.empower.domain.people_ports import MakeEntry, PersonChange
 from services.empower.store.people_rows import (
-    AUDIT_COLUMNS,
+    AUDIT_CHAIN,
+    DELETE_PERSON,
+    GET_PERSON,
+    INSERT_AUDIT,
+    INSERT_PERSON,
+    MOVE_HEAD,
     PERSON_COLUMN_NAMES,
-    PERSON_COLUMNS,
+    READ_HEAD,
+    UPDATE_PERSON,
     UPDATED_COLUMNS,
+    audit_query,
     duplicate_error,
+    people_query,
+    subtree,
 )
 from services.kit.errors import NotFound
 from services.kit.sqlite import SqliteDatabase, transaction
-from services.kit.tenancy import ALL_TENANTS
 
 SCHEMA_VERSION = 1
 SCHEMA = f"""
@@ -91,32 +99,8 @@ CREATE TRIGGER IF NOT EXISTS people_audit_no_delete BEFORE DELETE ON people_audi
 BEGIN SELECT RAISE(ABORT, 'people_audit is append-only'); END;
 """
 
-_UPDATE = (
-    f"UPDATE people SET {', '.join(c + ' = ?' for c in UPDATED_COLUMNS)} "
-    "WHERE id = ? AND version = ?"
-)
-_PERSON_MARKS = ", ".join("?" * len(PERSON_COLUMNS.split(",")))
-_AUDIT_MARKS = ", ".join("?" * len(AUDIT_COLUMNS.split(",")))
-_PERSON_FILTERS = {
-    "id_number_index": "id_number_index",
-    "phone_index": "phone_index",
-    "kind": "kind",
-    "building": "building",
-    "grid_cell": "grid_cell",
-}
 
-
-def subtree_clause(column: str, scope: str) -> tuple[str, list[str]]:
-    """ "column is scope or below it", as a range an index can scan; every tenant for "*".
-
-    '/' sorts just before '0', so every descendant path lies in [scope + '/', scope + '0').
-    """
-    if scope == ALL_TENANTS:
-        return "1 = 1", []
-    return (
-        f"({column} = ? OR ({column} >= ? AND {column} < ?))",
-        [scope, scope + "/", scope + "0"],
-    )
+_INSERT_OR_SKIP = INSERT_PERSON.replace("INSERT", "INSERT OR IGNORE", 1)
 
 
 def person_values(record: PersonRecord) -> tuple[object, ...]:
@@ -233,8 +217,7 @@ class SqlitePeopleStore:
         self, scope: str, records: Sequence[PersonRecord], *, skip_existing: bool = False
     ) -> int:
         """One transaction for the whole batch (one fsync, however many people)."""
-        verb = "INSERT OR IGNORE" if skip_existing else "INSERT"
-        sql = f"{verb} INTO people ({PERSON_COLUMNS}) VALUES ({_PERSON_MARKS})"
+        sql = _INSERT_OR_SKIP if skip_existing else INSERT_PERSON
         rows = [person_values(r) for r in records]
 
         def write(conn: sqlite3.Connection) -> int:
@@ -248,11 +231,11 @@ class SqlitePeopleStore:
         return await self.db.run(lambda conn: transaction(conn, write))
 
     async def get_person(self, scope: str, person_id: str) -> PersonRecord | None:
-        clause, params = subtree_clause("tenant", scope)
-        sql = f"SELECT {PERSON_COLUMNS} FROM people WHERE id = ? AND {clause}"
+        condition, args = subtree(scope)
+        sql = GET_PERSON.format(subtree=condition)
 
         def query(conn: sqlite3.Connection) -> PersonRecord | None:
-            row = conn.execute(sql, (person_id, *params)).fetchone()
+            row = conn.execute(sql, (person_id, *args)).fetchone()
             return row_to_person(row) if row else None
 
         return await self.db.run(query)
@@ -260,19 +243,7 @@ class SqlitePeopleStore:
     async def list_people(
         self, scope: str, filters: PersonFilter, limit: int, after_id: str | None
     ) -> list[PersonRecord]:
-        clause, params = subtree_clause("tenant", scope)
-        where = [clause]
-        args: list[object] = list(params)
-        for name, column in _PERSON_FILTERS.items():
-            value = getattr(filters, name)
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if after_id is not None:
-            where.append("id > ?")
-            args.append(after_id)
-        args.append(limit)
-        sql = f"SELECT {PERSON_COLUMNS} FROM people WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
+        sql, args = people_query(scope, filters, limit, after_id)
 
         def query(conn: sqlite3.Connection) -> list[PersonRecord]:
             return [row_to_person(r) for r in conn.execute(sql, args)]
@@ -280,11 +251,11 @@ class SqlitePeopleStore:
         return await self.db.run(query)
 
     async def update_person(self, scope: str, person_id: str, change: PersonChange) -> PersonRecord:
-        clause, params = subtree_clause("tenant", scope)
-        select = f"SELECT {PERSON_COLUMNS} FROM people WHERE id = ? AND {clause}"
+        condition, args = subtree(scope)
+        select = GET_PERSON.format(subtree=condition)
 
         def write(conn: sqlite3.Connection) -> PersonRecord:
-            row = conn.execute(select, (person_id, *params)).fetchone()
+            row = conn.execute(select, (person_id, *args)).fetchone()
             if row is None:
                 raise NotFound(f"person {person_id!r} not found")
             current = row_to_person(row)
@@ -292,7 +263,8 @@ class SqlitePeopleStore:
             values = dict(zip(PERSON_COLUMN_NAMES, person_values(changed), strict=True))
             try:
                 conn.execute(
-                    _UPDATE, (*(values[c] for c in UPDATED_COLUMNS), person_id, current.version)
+                    UPDATE_PERSON,
+                    (*(values[c] for c in UPDATED_COLUMNS), person_id, current.version),
                 )
             except sqlite3.IntegrityError:
                 raise duplicate_error([changed]) from None
@@ -301,11 +273,11 @@ class SqlitePeopleStore:
         return await self.db.run(lambda conn: transaction(conn, write))
 
     async def delete_person(self, scope: str, person_id: str) -> bool:
-        clause, params = subtree_clause("tenant", scope)
-        sql = f"DELETE FROM people WHERE id = ? AND {clause}"
+        condition, args = subtree(scope)
+        sql = DELETE_PERSON.format(subtree=condition)
 
         def write(conn: sqlite3.Connection) -> bool:
-            return conn.execute(sql, (person_id, *params)).rowcount > 0
+            return conn.execute(sql, (person_id, *args)).rowcount > 0
 
         return await self.db.run(lambda conn: transaction(conn, write))
 
@@ -315,18 +287,10 @@ class SqlitePeopleStore:
         """Head read, insert and head move in one write transaction: appends take turns."""
 
         def write(conn: sqlite3.Connection) -> AuditEntry:
-            head = conn.execute(
-                "SELECT sequence, entry_hash FROM people_audit_head WHERE id = 1"
-            ).fetchone()
+            head = conn.execute(READ_HEAD).fetchone()
             entry = make(int(head["sequence"]) + 1, str(head["entry_hash"]))
-            conn.execute(
-                f"INSERT INTO people_audit ({AUDIT_COLUMNS}) VALUES ({_AUDIT_MARKS})",
-                audit_values(entry),
-            )
-            conn.execute(
-                "UPDATE people_audit_head SET sequence = ?, entry_hash = ? WHERE id = 1",
-                (entry.sequence, entry.entry_hash),
-            )
+            conn.execute(INSERT_AUDIT, audit_values(entry))
+            conn.execute(MOVE_HEAD, (entry.sequence, entry.entry_hash))
             return entry
 
         return await self.db.run(lambda conn: transaction(conn, write))
@@ -334,28 +298,12 @@ class SqlitePeopleStore:
     async def list_audit(
         self, scope: str, filters: AuditFilter, limit: int, before_sequence: int | None
     ) -> list[AuditEntry]:
-        clause, params = subtree_clause("tenant", scope)
-        where = [clause]
-        args: list[object] = list(params)
-        if filters.subject:
-            where.append("subject = ?")
-            args.append(filters.subject)
-        if filters.record:
-            where.append("EXISTS (SELECT 1 FROM json_each(records) WHERE value = ?)")
-            args.append(filters.record)
-        if filters.time_from is not None:
-            where.append("time_us >= ?")
-            args.append(to_us(filters.time_from))
-        if filters.time_before is not None:
-            where.append("time_us < ?")
-            args.append(to_us(filters.time_before))
-        if before_sequence is not None:
-            where.append("sequence < ?")
-            args.append(before_sequence)
-        args.append(limit)
-        sql = (
-            f"SELECT {AUDIT_COLUMNS} FROM people_audit WHERE {' AND '.join(where)} "
-            "ORDER BY sequence DESC LIMIT ?"
+        sql, args = audit_query(
+            scope,
+            filters,
+            limit,
+            before_sequence,
+            "EXISTS (SELECT 1 FROM json_each(records) WHERE value = ?)",
         )
 
         def query(conn: sqlite3.Connection) -> list[AuditEntry]:
@@ -364,21 +312,14 @@ class SqlitePeopleStore:
         return await self.db.run(query)
 
     async def audit_chain(self, after: int, up_to: int, limit: int) -> list[AuditEntry]:
-        sql = (
-            f"SELECT {AUDIT_COLUMNS} FROM people_audit WHERE sequence > ? AND sequence <= ? "
-            "ORDER BY sequence LIMIT ?"
-        )
-
         def query(conn: sqlite3.Connection) -> list[AuditEntry]:
-            return [row_to_audit(r) for r in conn.execute(sql, (after, up_to, limit))]
+            return [row_to_audit(r) for r in conn.execute(AUDIT_CHAIN, (after, up_to, limit))]
 
         return await self.db.run(query)
 
     async def audit_head(self) -> tuple[int, str]:
         def query(conn: sqlite3.Connection) -> tuple[int, str]:
-            row = conn.execute(
-                "SELECT sequence, entry_hash FROM people_audit_head WHERE id = 1"
-            ).fetchone()
+            row = conn.execute(READ_HEAD).fetchone()
             return int(row["sequence"]), str(row["entry_hash"])
 
         return await self.db.run(query)

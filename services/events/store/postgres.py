@@ -53,7 +53,6 @@ from services.events.domain.categories import Category
 from services.events.domain.duplicates import search_window
 from services.events.domain.facts import REPORTED
 from services.events.domain.model import (
-    Comment,
     Event,
     NewReport,
     OutboxEntry,
@@ -65,15 +64,30 @@ from services.events.domain.ports import Change, OriginalFinder
 from services.events.store.contacts import ReporterContacts
 from services.events.store.rows import (
     ADDED_COLUMNS,
-    COLUMNS,
+    APPEND_OUTBOX,
+    CHANGES,
+    COMMENTS,
+    E_COLUMNS,
+    GET_EVENT,
     INSERT_EVENT,
-    TEXT_MATCH,
+    LATEST_OFFSET,
+    NEARBY,
+    STATISTICS,
+    TIMELINE,
+    UNPUBLISHED,
     UPDATE_EVENT,
+    comment,
     event_values,
-    from_us,
+    list_query,
+    next_cursor,
+    outbox_entry,
     row_to_event,
+    statistics_row,
+    subtree_params,
+    timeline_entry,
     update_values,
     us,
+    where,
 )
 from services.kit import limits, rls
 from services.kit.errors import NotFound
@@ -191,30 +205,9 @@ _GRANT_SCHEMA = f"""DO $$ BEGIN
 END $$"""
 _SET_SCOPE = "SELECT set_config(%s, %s, true)"
 
-_FILTER_COLUMNS = {
-    "grid_cell": "grid_cell",
-    "village": "tenant",
-    "category": "category",
-    "state": "state",
-    "reporter": "reporter",
-    "duplicate_of": "duplicate_of",
-}
-# Filters that take a collection of values: any of them matches.
-_IN_COLUMNS = {"states": "state", "categories": "category"}
-_TIME_OPERATORS = {
-    "created_from": ">=",
-    "created_after": ">",
-    "created_to": "<=",
-    "created_before": "<",
-}
-
-_E_COLUMNS = ", ".join("e." + c.strip() for c in COLUMNS.split(","))
-# "column is scope or below it", as a range an index can scan (see sqlite.subtree_clause).
-_SUBTREE = "(tenant = %s OR (tenant >= %s AND tenant < %s))"
-
 _FIND_BY_REQUESTS = (
     f"SELECT k.parent AS k_parent, k.reporter AS k_reporter, k.request_id AS k_request_id, "
-    f"k.fingerprint AS fingerprint, {_E_COLUMNS} "
+    f"k.fingerprint AS fingerprint, {E_COLUMNS} "
     "FROM idempotency_keys k JOIN events e ON e.id = k.event_id "
     "WHERE (k.parent, k.reporter, k.request_id) IN "
     "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))"
@@ -225,10 +218,7 @@ _CLAIM_KEY = (
     "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING event_id"
 )
 _LOCK_NEARBY = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
-_NEARBY = (
-    f"SELECT {COLUMNS} FROM events WHERE category = %s "
-    "AND latitude BETWEEN %s AND %s AND longitude BETWEEN %s AND %s AND create_us >= %s"
-)
+_NEARBY = POSTGRES.render(NEARBY)
 _INSERT_EVENT = POSTGRES.render(INSERT_EVENT)
 _ADD_TIMELINE = (
     "INSERT INTO timeline (event_id, seq, tenant, actor, at_us, from_state, to_state, note) "
@@ -240,46 +230,18 @@ _ADD_COMMENT = (
     "VALUES (%s, (SELECT coalesce(max(seq), 0) + 1 FROM comments WHERE event_id = %s), "
     "%s, %s, %s, %s)"
 )
-_GET = f"SELECT {COLUMNS} FROM events WHERE id = %s"
-_GET_FOR_UPDATE = f"SELECT {COLUMNS} FROM events WHERE id = %s FOR UPDATE"
-_TIMELINE = (
-    "SELECT actor, at_us, from_state, to_state, note FROM timeline WHERE event_id = %s ORDER BY seq"
-)
-_COMMENTS = "SELECT author, text, create_us FROM comments WHERE event_id = %s ORDER BY seq"
+_GET = POSTGRES.render(GET_EVENT)
+_GET_FOR_UPDATE = _GET + " FOR UPDATE"
+_TIMELINE = POSTGRES.render(TIMELINE)
+_COMMENTS = POSTGRES.render(COMMENTS)
 _UPDATE = POSTGRES.render(UPDATE_EVENT)
 # Reads that span several statements see one snapshot, like SQLite's single reader.
 _SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _LOCK_OUTBOX = "SELECT pg_advisory_xact_lock(%s)"
-_APPEND_OUTBOX = (
-    "INSERT INTO outbox (tenant, type, event_id, payload, create_us) VALUES (%s, %s, %s, %s, %s)"
-)
-_UNPUBLISHED = (
-    "SELECT seq, tenant, type, event_id, payload FROM outbox "
-    "WHERE published_us IS NULL ORDER BY seq LIMIT %s"
-)
+_APPEND_OUTBOX = POSTGRES.render(APPEND_OUTBOX)
+_UNPUBLISHED = POSTGRES.render(UNPUBLISHED)
 _MARK_PUBLISHED = "UPDATE outbox SET published_us = %s WHERE seq = ANY(%s)"
-_LATEST_OFFSET = "SELECT coalesce(max(seq), 0) FROM outbox"
-_CHANGES = (
-    "SELECT seq, tenant, type, event_id, payload FROM outbox "
-    f"WHERE seq > %s AND {_SUBTREE} ORDER BY seq LIMIT %s"
-)
-_LIST_HEAD = f"SELECT {COLUMNS} FROM events WHERE "
-_LIST_TAIL = {
-    False: " ORDER BY create_us DESC, id DESC LIMIT %s",
-    True: " ORDER BY create_us ASC, id ASC LIMIT %s",
-}
-_LIST_AFTER = {
-    False: "(create_us < %s OR (create_us = %s AND id < %s))",
-    True: "(create_us > %s OR (create_us = %s AND id > %s))",
-}
-_STATISTICS_HEAD = (
-    "SELECT category, state, grid_cell, create_us, tenant, "
-    "(SELECT min(at_us) FROM timeline t WHERE t.event_id = e.id "
-    "AND t.to_state = 'resolved') AS resolved_us FROM events e WHERE "
-)
-_FILTER_SQL = {name: f"{column} = %s" for name, column in _FILTER_COLUMNS.items()}
-_TIME_SQL = {name: f"create_us {op} %s" for name, op in _TIME_OPERATORS.items()}
-_TEXT_SQL = POSTGRES.render(TEXT_MATCH)
+_CHANGES = POSTGRES.render(CHANGES)
 
 Row = dict[str, Any]
 Box = tuple[float, float, float, float]
@@ -287,10 +249,6 @@ Box = tuple[float, float, float, float]
 # The contract's bounds of a category's duplicate window (ADR 22).
 _WIDEST_RADIUS_M = limits.of(events_pb.Category, "duplicate_radius_meters").maximum or 0.0
 _WIDEST_WINDOW_MINUTES = int(limits.of(events_pb.Category, "duplicate_window_minutes").maximum or 0)
-
-
-def _subtree_params(scope: str) -> list[str]:
-    return [scope, scope + "/", scope + "0"]
 
 
 def _common_scope(paths: Iterable[str]) -> str:
@@ -306,36 +264,6 @@ def _common_scope(paths: Iterable[str]) -> str:
             shared += 1
         segments = segments[:shared]
     return "/".join(segments or ()) or ALL_TENANTS
-
-
-def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[object]]:
-    """WHERE terms for a tenant subtree and the domain's typed filters (as on SQLite).
-
-    Names the store does not know (such as `order`) are not filters and are skipped.
-    """
-    every = scope == ALL_TENANTS
-    where: list[str] = ["TRUE" if every else _SUBTREE]
-    args: list[object] = [] if every else list(_subtree_params(scope))
-    for name, value in filters.items():
-        if name == "updated_before" and isinstance(value, datetime):
-            where.append("update_us < %s")
-            args.append(us(value))
-        elif name in _FILTER_SQL:
-            where.append(_FILTER_SQL[name])
-            args.append(value)
-        elif name in _IN_COLUMNS:
-            where.append(f"{_IN_COLUMNS[name]} = ANY(%s)")
-            args.append(sorted(str(v) for v in value))  # type: ignore[attr-defined]
-        elif name in _TIME_SQL:
-            if not isinstance(value, datetime):
-                raise TypeError(f"filter {name!r} needs a datetime, not {value!r}")
-            where.append(_TIME_SQL[name])
-            args.append(us(value))
-        elif name == "text":
-            escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            where.append(_TEXT_SQL)
-            args.append(f"%{escaped}%")
-    return where, args
 
 
 async def _fetch(
@@ -365,20 +293,8 @@ async def _add_timeline(
 
 
 async def _with_history(conn: psycopg.AsyncConnection[Any], event: Event) -> Event:
-    timeline = tuple(
-        TimelineEntry(
-            actor=r["actor"],
-            time=from_us(r["at_us"]),
-            from_state=State(r["from_state"]) if r["from_state"] else None,
-            to_state=State(r["to_state"]),
-            note=r["note"],
-        )
-        for r in await _fetch(conn, _TIMELINE, (event.id,))
-    )
-    comments = tuple(
-        Comment(r["author"], r["text"], from_us(r["create_us"]))
-        for r in await _fetch(conn, _COMMENTS, (event.id,))
-    )
+    timeline = tuple(timeline_entry(r) for r in await _fetch(conn, _TIMELINE, (event.id,)))
+    comments = tuple(comment(r) for r in await _fetch(conn, _COMMENTS, (event.id,)))
     return replace(event, timeline=timeline, comments=comments)
 
 
@@ -697,7 +613,7 @@ class PostgresEventStore:
         """Outbox entries not yet on the bus, oldest first."""
         async with self._transaction(ALL_TENANTS) as conn:
             cur = await conn.execute(_UNPUBLISHED, (limit,))
-            return [OutboxEntry(*row) for row in await cur.fetchall()]
+            return [outbox_entry(row) for row in await cur.fetchall()]
 
     async def mark_published(self, seqs: list[int]) -> None:
         if not seqs:
@@ -725,34 +641,24 @@ class PostgresEventStore:
         Across every tenant, since offsets are one sequence for all of them.
         """
         async with self._transaction(ALL_TENANTS) as conn:
-            cur = await conn.execute(_LATEST_OFFSET)
+            cur = await conn.execute(LATEST_OFFSET)
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
     async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
         """Domain events of a tenant subtree after an offset, for watchers."""
         async with self._transaction(scope) as conn:
-            cur = await conn.execute(_CHANGES, (after, *_subtree_params(scope), limit))
-            return [OutboxEntry(*row) for row in await cur.fetchall()]
+            cur = await conn.execute(_CHANGES, (after, *subtree_params(scope), limit))
+            return [outbox_entry(row) for row in await cur.fetchall()]
 
     async def statistics_rows(
         self, scope: str, filters: Mapping[str, object]
     ) -> list[StatisticsRow]:
         """Per event: what the dashboards count, with when it was first resolved."""
-        where, args = _where(scope, filters)
+        condition, args = where(scope, filters)
         async with self._transaction(scope) as conn:
-            rows = await _fetch(conn, _STATISTICS_HEAD + " AND ".join(where), args)
-        return [
-            StatisticsRow(
-                r["category"],
-                State(r["state"]),
-                r["grid_cell"],
-                from_us(r["create_us"]),
-                from_us(r["resolved_us"]) if r["resolved_us"] is not None else None,
-                r["tenant"],
-            )
-            for r in rows
-        ]
+            rows = await _fetch(conn, POSTGRES.render(STATISTICS.format(where=condition)), args)
+        return [statistics_row(r) for r in rows]
 
     async def list(
         self,
@@ -762,21 +668,10 @@ class PostgresEventStore:
         cursor: Mapping[str, object] | None,
     ) -> tuple[list[Event], dict[str, object] | None]:
         """Events in the subtree, newest first (or oldest with `order: asc`), keyset-paged."""
-        where, args = _where(scope, filters)
-        ascending = filters.get("order") == "asc"
-        if cursor:
-            where.append(_LIST_AFTER[ascending])
-            args.extend([cursor["t"], cursor["t"], cursor["id"]])
-        args.append(limit + 1)
-        query = _LIST_HEAD + " AND ".join(where) + _LIST_TAIL[ascending]
+        query, args = list_query(scope, filters, limit, cursor)
         async with self._transaction(scope) as conn:
-            rows = await _fetch(conn, query, args)
-        events = [row_to_event(r, self.contacts) for r in rows[:limit]]
-        next_cursor: dict[str, object] | None = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = {"t": last["create_us"], "id": last["id"]}
-        return events, next_cursor
+            rows = await _fetch(conn, POSTGRES.render(query), args)
+        return [row_to_event(r, self.contacts) for r in rows[:limit]], next_cursor(rows, limit)
 
     def close(self) -> asyncio.Task[None] | None:
         """Close the pool; await the returned task, or just call it.

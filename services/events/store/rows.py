@@ -1,15 +1,33 @@
-"""How an event maps to a row: one definition both stores use, so they cannot drift."""
+"""How an event maps to a row, and the statements both stores run: one definition
+each, so the SQLite and PostgreSQL stores cannot drift (ADR 12).
+
+Statements are written with `?` and `{like}` and rendered by each store's dialect
+(`services.kit.sqldialect`); rows are read by column name, which `sqlite3.Row` and
+psycopg's `dict_row` both offer.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from services.events.domain.model import Evaluation, Event, GridPlace, Point, Source, State
+from services.events.domain.model import (
+    Comment,
+    Evaluation,
+    Event,
+    GridPlace,
+    OutboxEntry,
+    Point,
+    Source,
+    State,
+    StatisticsRow,
+    TimelineEntry,
+)
 from services.events.store.contacts import ReporterContacts
+from services.kit.tenancy import ALL_TENANTS
 
 COLUMNS = (
     "id, tenant, category, description, longitude, latitude, reported_crs, source, state, "
@@ -29,6 +47,63 @@ UPDATE_EVENT = (
     f"UPDATE events SET {', '.join(f'{c} = ?' for c in _UPDATED)} WHERE id = ? AND version = ?"
 )
 TEXT_MATCH = "description {like} ? ESCAPE '\\'"
+E_COLUMNS = ", ".join("e." + c for c in _COLUMN_NAMES)
+# "tenant is the subtree's root or below it", as a range an index can scan: '/' sorts
+# just before '0', so every descendant path lies in [root + '/', root + '0').
+SUBTREE = "(tenant = ? OR (tenant >= ? AND tenant < ?))"
+GET_EVENT = f"SELECT {COLUMNS} FROM events WHERE id = ?"
+TIMELINE = (
+    "SELECT actor, at_us, from_state, to_state, note FROM timeline WHERE event_id = ? ORDER BY seq"
+)
+COMMENTS = "SELECT author, text, create_us FROM comments WHERE event_id = ? ORDER BY seq"
+# Events of a category inside a box since a time: the duplicate search's candidates.
+NEARBY = (
+    f"SELECT {COLUMNS} FROM events WHERE category = ? "
+    "AND latitude BETWEEN ? AND ? AND longitude BETWEEN ? AND ? AND create_us >= ?"
+)
+APPEND_OUTBOX = (
+    "INSERT INTO outbox (tenant, type, event_id, payload, create_us) VALUES (?, ?, ?, ?, ?)"
+)
+UNPUBLISHED = (
+    "SELECT seq, tenant, type, event_id, payload FROM outbox "
+    "WHERE published_us IS NULL ORDER BY seq LIMIT ?"
+)
+LATEST_OFFSET = "SELECT coalesce(max(seq), 0) FROM outbox"
+CHANGES = (
+    "SELECT seq, tenant, type, event_id, payload FROM outbox "
+    f"WHERE seq > ? AND {SUBTREE} ORDER BY seq LIMIT ?"
+)
+STATISTICS = (
+    "SELECT category, state, grid_cell, create_us, tenant, "
+    "(SELECT min(at_us) FROM timeline t WHERE t.event_id = e.id "
+    "AND t.to_state = 'resolved') AS resolved_us FROM events e WHERE {where}"
+)
+LIST = (
+    f"SELECT {COLUMNS} FROM events WHERE {{where}} "
+    "ORDER BY create_us {direction}, id {direction} LIMIT ?"
+)
+# Keyset paging: rows after the cursor's (create_us, id) in the list's order.
+_AFTER = {
+    False: "(create_us < ? OR (create_us = ? AND id < ?))",
+    True: "(create_us > ? OR (create_us = ? AND id > ?))",
+}
+_FILTER_COLUMNS = {
+    "grid_cell": "grid_cell",
+    "village": "tenant",
+    "category": "category",
+    "state": "state",
+    "reporter": "reporter",
+    "duplicate_of": "duplicate_of",
+}
+# Filters that take a collection of values: any of them matches.
+_IN_COLUMNS = {"states": "state", "categories": "category"}
+_TIME_FILTERS = {
+    "created_from": "create_us >= ?",
+    "created_after": "create_us > ?",
+    "created_to": "create_us <= ?",
+    "created_before": "create_us < ?",
+    "updated_before": "update_us < ?",
+}
 # Columns added after the first schema, with their definitions, for older databases.
 ADDED_COLUMNS = (
     ("severity", "INTEGER NOT NULL DEFAULT 2"),
@@ -36,6 +111,93 @@ ADDED_COLUMNS = (
     ("reporter_contact", "TEXT NOT NULL DEFAULT ''"),
     ("address", "TEXT NOT NULL DEFAULT ''"),
 )
+
+
+def subtree_params(subtree: str) -> list[str]:
+    """SUBTREE's three values for the subtree rooted at `subtree`."""
+    return [subtree, subtree + "/", subtree + "0"]
+
+
+def where(subtree: str, filters: Mapping[str, object]) -> tuple[str, list[object]]:
+    """The WHERE condition (dialect notation) for a tenant subtree and the domain's
+    typed filters, with its values. Names that are no filter (`order`) are skipped."""
+    every = subtree == ALL_TENANTS
+    terms: list[str] = ["1 = 1" if every else SUBTREE]
+    args: list[object] = [] if every else [*subtree_params(subtree)]
+    for name, value in filters.items():
+        if name in _TIME_FILTERS:
+            if not isinstance(value, datetime):
+                raise TypeError(f"filter {name!r} needs a datetime, not {value!r}")
+            terms.append(_TIME_FILTERS[name])
+            args.append(us(value))
+        elif name in _FILTER_COLUMNS:
+            terms.append(f"{_FILTER_COLUMNS[name]} = ?")
+            args.append(value)
+        elif name in _IN_COLUMNS:
+            values = sorted(str(v) for v in value)  # type: ignore[attr-defined]
+            terms.append(f"{_IN_COLUMNS[name]} IN ({', '.join('?' * len(values)) or 'NULL'})")
+            args.extend(values)
+        elif name == "text":
+            escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            terms.append(TEXT_MATCH)
+            args.append(f"%{escaped}%")
+    return " AND ".join(terms), args
+
+
+def list_query(
+    subtree: str, filters: Mapping[str, object], limit: int, cursor: Mapping[str, object] | None
+) -> tuple[str, list[object]]:
+    """LIST for one page (dialect notation): newest first, or oldest with `order: asc`;
+    one row more than `limit` tells whether another page follows."""
+    condition, args = where(subtree, filters)
+    ascending = filters.get("order") == "asc"
+    if cursor:
+        condition += " AND " + _AFTER[ascending]
+        args.extend([cursor["t"], cursor["t"], cursor["id"]])
+    args.append(limit + 1)
+    direction = "ASC" if ascending else "DESC"
+    return LIST.format(where=condition, direction=direction), args
+
+
+def next_cursor(
+    rows: Sequence[Mapping[str, Any] | sqlite3.Row], limit: int
+) -> dict[str, object] | None:
+    """Where the next page starts, when `rows` (LIST's, limit + 1 at most) has one."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return {"t": last["create_us"], "id": last["id"]}
+
+
+def timeline_entry(row: Mapping[str, Any] | sqlite3.Row) -> TimelineEntry:
+    return TimelineEntry(
+        actor=row["actor"],
+        time=from_us(row["at_us"]),
+        from_state=State(row["from_state"]) if row["from_state"] else None,
+        to_state=State(row["to_state"]),
+        note=row["note"],
+    )
+
+
+def comment(row: Mapping[str, Any] | sqlite3.Row) -> Comment:
+    return Comment(row["author"], row["text"], from_us(row["create_us"]))
+
+
+def statistics_row(row: Mapping[str, Any] | sqlite3.Row) -> StatisticsRow:
+    resolved = row["resolved_us"]
+    return StatisticsRow(
+        row["category"],
+        State(row["state"]),
+        row["grid_cell"],
+        from_us(row["create_us"]),
+        from_us(resolved) if resolved is not None else None,
+        row["tenant"],
+    )
+
+
+def outbox_entry(row: Sequence[Any]) -> OutboxEntry:
+    """An outbox row of UNPUBLISHED or CHANGES (read by position)."""
+    return OutboxEntry(*row)
 
 
 def us(moment: datetime) -> int:

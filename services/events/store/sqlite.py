@@ -19,7 +19,6 @@ from pathlib import Path
 from services.events.domain.categories import Category
 from services.events.domain.facts import REPORTED
 from services.events.domain.model import (
-    Comment,
     Event,
     NewReport,
     OutboxEntry,
@@ -31,20 +30,34 @@ from services.events.domain.ports import Change, OriginalFinder
 from services.events.store.contacts import ReporterContacts
 from services.events.store.rows import (
     ADDED_COLUMNS,
-    COLUMNS,
+    APPEND_OUTBOX,
+    CHANGES,
+    COMMENTS,
+    E_COLUMNS,
+    GET_EVENT,
     INSERT_EVENT,
-    TEXT_MATCH,
+    LATEST_OFFSET,
+    NEARBY,
+    STATISTICS,
+    TIMELINE,
+    UNPUBLISHED,
     UPDATE_EVENT,
+    comment,
     event_values,
-    from_us,
+    list_query,
+    next_cursor,
+    outbox_entry,
     row_to_event,
+    statistics_row,
+    subtree_params,
+    timeline_entry,
     update_values,
     us,
+    where,
 )
 from services.kit.errors import NotFound
 from services.kit.sqldialect import SQLITE
 from services.kit.sqlite import SqliteDatabase, transaction
-from services.kit.tenancy import ALL_TENANTS
 
 SCHEMA_VERSION = 2
 SCHEMA = """
@@ -132,34 +145,6 @@ _ADDED_COLUMNS = (
     "eval_us INTEGER",
     *(f"{name} {definition}" for name, definition in ADDED_COLUMNS),
 )
-_E_COLUMNS = ", ".join("e." + c.strip() for c in COLUMNS.split(","))
-_TIME_OPERATORS = {
-    "created_from": ">=",
-    "created_after": ">",
-    "created_to": "<=",
-    "created_before": "<",
-}
-_FILTER_COLUMNS = {
-    "grid_cell": "grid_cell",
-    "village": "tenant",
-    "category": "category",
-    "state": "state",
-    "reporter": "reporter",
-    "duplicate_of": "duplicate_of",
-}
-# Filters that take a collection of values: any of them matches.
-_IN_COLUMNS = {"states": "state", "categories": "category"}
-
-
-def subtree_clause(column: str, scope: str) -> tuple[str, list[str]]:
-    """SQL for "column is scope or below it", usable by an index range scan.
-
-    '/' sorts just before '0', so every descendant path lies in [scope + '/', scope + '0').
-    """
-    return (
-        f"({column} = ? OR ({column} >= ? AND {column} < ?))",
-        [scope, scope + "/", scope + "0"],
-    )
 
 
 def _add_timeline(conn: sqlite3.Connection, event_id: str, entry: TimelineEntry) -> None:
@@ -176,38 +161,6 @@ def _add_timeline(conn: sqlite3.Connection, event_id: str, entry: TimelineEntry)
             entry.note,
         ),
     )
-
-
-def _where(scope: str, filters: Mapping[str, object]) -> tuple[list[str], list[object]]:
-    """WHERE terms for a tenant subtree and the domain's typed filters."""
-    where: list[str] = []
-    args: list[object] = []
-    if scope != ALL_TENANTS:
-        clause, params = subtree_clause("tenant", scope)
-        where.append(clause)
-        args.extend(params)
-    else:
-        where.append("1 = 1")
-    for name, value in filters.items():
-        if name == "updated_before":
-            where.append("update_us < ?")
-            args.append(us(value))  # type: ignore[arg-type]
-        elif name in _FILTER_COLUMNS:
-            where.append(f"{_FILTER_COLUMNS[name]} = ?")
-            args.append(value)
-        elif name in _IN_COLUMNS:
-            values = sorted(str(v) for v in value)  # type: ignore[attr-defined]
-            marks = ", ".join("?" * len(values)) or "NULL"
-            where.append(f"{_IN_COLUMNS[name]} IN ({marks})")
-            args.extend(values)
-        elif name in _TIME_OPERATORS:
-            where.append(f"create_us {_TIME_OPERATORS[name]} ?")
-            args.append(us(value))  # type: ignore[arg-type]
-        elif name == "text":
-            escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            where.append(SQLITE.render(TEXT_MATCH))
-            args.append(f"%{escaped}%")
-    return where, args
 
 
 class SqliteEventStore:
@@ -232,8 +185,7 @@ class SqliteEventStore:
 
     def _append_outbox(self, conn: sqlite3.Connection, kind: str, event: Event) -> None:
         conn.execute(
-            "INSERT INTO outbox (tenant, type, event_id, payload, create_us) "
-            "VALUES (?, ?, ?, ?, ?)",
+            APPEND_OUTBOX,
             (event.tenant, kind, event.id, self.serialize(event), us(event.update_time)),
         )
 
@@ -262,7 +214,7 @@ class SqliteEventStore:
                 rows = conn.execute(
                     f"WITH wanted (p, r, q) AS (VALUES {values}) "
                     f"SELECT k.parent AS k_parent, k.reporter AS k_reporter, "
-                    f"k.request_id AS k_request_id, k.fingerprint AS fingerprint, {_E_COLUMNS} "
+                    f"k.request_id AS k_request_id, k.fingerprint AS fingerprint, {E_COLUMNS} "
                     "FROM wanted w JOIN idempotency_keys k ON k.parent = w.p "
                     "AND k.reporter = w.r AND k.request_id = w.q "
                     "JOIN events e ON e.id = k.event_id",
@@ -327,8 +279,7 @@ class SqliteEventStore:
     ) -> list[Event]:
         marks = ", ".join("?" * len(states))
         rows = conn.execute(
-            f"SELECT {COLUMNS} FROM events WHERE category = ? AND latitude BETWEEN ? AND ? "
-            f"AND longitude BETWEEN ? AND ? AND create_us >= ? AND state IN ({marks})",
+            f"{NEARBY} AND state IN ({marks})",
             (
                 category,
                 box[1],
@@ -343,38 +294,22 @@ class SqliteEventStore:
 
     async def get(self, event_id: str) -> Event | None:
         def query(conn: sqlite3.Connection) -> Event | None:
-            row = conn.execute(f"SELECT {COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
+            row = conn.execute(GET_EVENT, (event_id,)).fetchone()
             return self._with_history(conn, row_to_event(row, self.contacts)) if row else None
 
         return await self.db.run(query)
 
     @staticmethod
     def _with_history(conn: sqlite3.Connection, event: Event) -> Event:
-        timeline = tuple(
-            TimelineEntry(
-                actor=r["actor"],
-                time=from_us(r["at_us"]),
-                from_state=State(r["from_state"]) if r["from_state"] else None,
-                to_state=State(r["to_state"]),
-                note=r["note"],
-            )
-            for r in conn.execute(
-                "SELECT * FROM timeline WHERE event_id = ? ORDER BY seq", (event.id,)
-            )
-        )
-        comments = tuple(
-            Comment(r["author"], r["text"], from_us(r["create_us"]))
-            for r in conn.execute(
-                "SELECT * FROM comments WHERE event_id = ? ORDER BY seq", (event.id,)
-            )
-        )
+        timeline = tuple(timeline_entry(r) for r in conn.execute(TIMELINE, (event.id,)))
+        comments = tuple(comment(r) for r in conn.execute(COMMENTS, (event.id,)))
         return replace(event, timeline=timeline, comments=comments)
 
     async def update(self, event_id: str, change: Change, fact: str) -> Event:
         """Apply `change` to the current event atomically; the change does the checks."""
 
         def write(conn: sqlite3.Connection) -> Event:
-            row = conn.execute(f"SELECT {COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
+            row = conn.execute(GET_EVENT, (event_id,)).fetchone()
             if row is None:
                 raise NotFound(f"event {event_id!r} not found")
             current = self._with_history(conn, row_to_event(row, self.contacts))
@@ -402,12 +337,8 @@ class SqliteEventStore:
         """Outbox entries not yet on the bus, oldest first."""
 
         def query(conn: sqlite3.Connection) -> list[OutboxEntry]:
-            rows = conn.execute(
-                "SELECT seq, tenant, type, event_id, payload FROM outbox "
-                "WHERE published_us IS NULL ORDER BY seq LIMIT ?",
-                (limit,),
-            ).fetchall()
-            return [OutboxEntry(*row) for row in rows]
+            rows = conn.execute(UNPUBLISHED, (limit,)).fetchall()
+            return [outbox_entry(row) for row in rows]
 
         return await self.db.run(query)
 
@@ -444,21 +375,16 @@ class SqliteEventStore:
 
     async def latest_offset(self) -> int:
         def query(conn: sqlite3.Connection) -> int:
-            return int(conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0])
+            return int(conn.execute(LATEST_OFFSET).fetchone()[0])
 
         return await self.db.run(query)
 
     async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
         """Domain events of a tenant subtree after an offset, for watchers."""
-        clause, params = subtree_clause("tenant", scope)
 
         def query(conn: sqlite3.Connection) -> list[OutboxEntry]:
-            rows = conn.execute(
-                f"SELECT seq, tenant, type, event_id, payload FROM outbox "
-                f"WHERE seq > ? AND {clause} ORDER BY seq LIMIT ?",
-                (after, *params, limit),
-            ).fetchall()
-            return [OutboxEntry(*row) for row in rows]
+            rows = conn.execute(CHANGES, (after, *subtree_params(scope), limit)).fetchall()
+            return [outbox_entry(row) for row in rows]
 
         return await self.db.run(query)
 
@@ -466,26 +392,11 @@ class SqliteEventStore:
         self, scope: str, filters: Mapping[str, object]
     ) -> list[StatisticsRow]:
         """Per event: what the dashboards count, with when it was first resolved."""
-        where, args = _where(scope, filters)
-        sql = (
-            "SELECT category, state, grid_cell, create_us, tenant, "
-            "(SELECT min(at_us) FROM timeline t WHERE t.event_id = e.id "
-            "AND t.to_state = 'resolved') AS resolved_us "
-            f"FROM events e WHERE {' AND '.join(where)}"
-        )
+        condition, args = where(scope, filters)
+        sql = SQLITE.render(STATISTICS.format(where=condition))
 
         def query(conn: sqlite3.Connection) -> list[StatisticsRow]:
-            return [
-                StatisticsRow(
-                    r["category"],
-                    State(r["state"]),
-                    r["grid_cell"],
-                    from_us(r["create_us"]),
-                    from_us(r["resolved_us"]) if r["resolved_us"] is not None else None,
-                    r["tenant"],
-                )
-                for r in conn.execute(sql, args)
-            ]
+            return [statistics_row(r) for r in conn.execute(sql, args)]
 
         return await self.db.run(query)
 
@@ -496,29 +407,13 @@ class SqliteEventStore:
         limit: int,
         cursor: Mapping[str, object] | None,
     ) -> tuple[list[Event], dict[str, object] | None]:
-        where, args = _where(scope, filters)
-        ascending = filters.get("order") == "asc"
-        if cursor:
-            op = ">" if ascending else "<"
-            where.append(f"(create_us {op} ? OR (create_us = ? AND id {op} ?))")
-            args.extend([cursor["t"], cursor["t"], cursor["id"]])
-        direction = "ASC" if ascending else "DESC"
-        sql = (
-            f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} "
-            f"ORDER BY create_us {direction}, id {direction} LIMIT ?"
-        )
-        args.append(limit + 1)
+        sql, args = list_query(scope, filters, limit, cursor)
 
         def query(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            return conn.execute(sql, args).fetchall()
+            return conn.execute(SQLITE.render(sql), args).fetchall()
 
         rows = await self.db.run(query)
-        events = [row_to_event(r, self.contacts) for r in rows[:limit]]
-        next_cursor: dict[str, object] | None = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = {"t": last["create_us"], "id": last["id"]}
-        return events, next_cursor
+        return [row_to_event(r, self.contacts) for r in rows[:limit]], next_cursor(rows, limit)
 
     def close(self) -> None:
         self.db.close()
