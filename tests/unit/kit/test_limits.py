@@ -85,7 +85,10 @@ def test_patterns_match_in_full():
         assert _fields(request) == ["category.code"], code
 
 
-def test_messages_without_limits_cost_nothing():
+def test_only_fields_with_limits_are_walked():
     from grassroots.type.v1 import geo_pb2
 
-    assert limits._plan(geo_pb2.CoordinateArrays.DESCRIPTOR) == ()
+    assert limits._plan(pb.GetEventRequest.DESCRIPTOR) == ()
+    # A batch of points is never walked point by point: only its CRS name has a bound.
+    steps = limits._plan(geo_pb2.CoordinateArrays.DESCRIPTOR)
+    assert [step.field.name for step in steps] == ["crs"]
