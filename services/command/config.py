@@ -38,6 +38,9 @@ class CommandSettings(ServiceSettings):
     events_stream: str = Field("events", description="stream the events service publishes on")
     consumer_group: str = Field("command-dispatch", min_length=1)
     consumer_name: str = Field("", description="member name in the group; empty: host and pid")
+    redelivery_idle_ms: int = Field(
+        5_000, gt=0, description="a delivery pending this long is taken over and retried"
+    )
     timer_batch: int = Field(1000, gt=0, description="timers claimed per round")
     timer_poll_seconds: float = Field(0.5, gt=0)
     timer_lease_seconds: float = Field(30.0, gt=0)

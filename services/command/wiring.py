@@ -8,13 +8,16 @@ import socket
 from dataclasses import dataclass
 from datetime import timedelta
 
-from services.command.api import build_component
+from services.command.api import build_component, serialize_task
 from services.command.config import CommandSettings
+from services.command.domain.service import CommandDesk
 from services.command.domain.timers import Scheduler
-from services.command.relay import OutboxRelay
+from services.command.events_client import EventsClient
+from services.command.intake import EventSync, Intake
+from services.command.relay import STREAM, OutboxRelay
 from services.command.store.postgres import PostgresCommandStore
 from services.command.store.sqlite import SqliteCommandStore
-from services.kit.bus import Bus, open_bus
+from services.kit.bus import Bus, Consumer, open_bus
 from services.kit.component import ServiceComponent
 
 
@@ -49,6 +52,8 @@ class Command:
     bus: Bus
     scheduler: Scheduler
     relay: OutboxRelay
+    desk: CommandDesk
+    events: EventsClient
 
 
 async def assemble(settings: CommandSettings) -> Command:
@@ -64,10 +69,32 @@ async def assemble(settings: CommandSettings) -> Command:
         poll_seconds=settings.timer_poll_seconds,
     )
     relay = OutboxRelay(store, bus, batch=settings.outbox_batch)
+    events = EventsClient(settings.events_address, settings.call_timeout_seconds)
+    desk = CommandDesk(store, events, scheduler, serialize=serialize_task, on_change=relay.notify)
+    intake = Consumer(
+        bus,
+        settings.events_stream,
+        settings.consumer_group,
+        name,
+        Intake(desk),
+        min_idle_ms=settings.redelivery_idle_ms,
+        block_ms=200,
+    )
+    sync = Consumer(
+        bus,
+        STREAM,
+        settings.consumer_group + "-event-sync",
+        name,
+        EventSync(events),
+        min_idle_ms=settings.redelivery_idle_ms,
+        block_ms=200,
+    )
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(scheduler.run(stop)),
         asyncio.create_task(relay.run(stop)),
+        asyncio.create_task(intake.run(stop)),
+        asyncio.create_task(sync.run(stop)),
     ]
 
     async def stop_tasks() -> None:
@@ -76,8 +103,8 @@ async def assemble(settings: CommandSettings) -> Command:
         relay.notify()
         await asyncio.gather(*tasks)
 
-    component = build_component([stop_tasks, bus.close, store.close])
-    return Command(component, store, bus, scheduler, relay)
+    component = build_component(desk, [stop_tasks, events.close, bus.close, store.close])
+    return Command(component, store, bus, scheduler, relay, desk, events)
 
 
 async def build(settings: CommandSettings) -> ServiceComponent:

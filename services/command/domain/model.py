@@ -171,6 +171,12 @@ class Task:
     version: int = 1
     escalation_action: EscalationAction = EscalationAction.ADD_SUPERVISOR
     offer_timeout: timedelta = DEFAULT_OFFER_TIMEOUT
+    response_sla: timedelta | None = None
+    resolution_sla: timedelta | None = None
+    # Ids of the deadline and at-risk timers that acted on the task (each acts once).
+    escalations: tuple[str, ...] = ()
+    # Tenants whose handlers may take it: the event's village up to the rule's node.
+    candidate_tenants: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

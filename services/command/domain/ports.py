@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from services.command.domain.model import HandlerProfile, RoutingRule, Task
+from services.command.domain.model import EventFacts, HandlerProfile, RoutingRule, Task
 from services.command.domain.timers import Timer, TimerStore
 
 
@@ -66,7 +66,9 @@ class CommandStore(TimerStore, Protocol):
     async def list_handlers(
         self, scope: str, filters: Mapping[str, str], limit: int, offset: int
     ) -> list[HandlerProfile]: ...
-    async def candidates(self, scope: str, role: str, team: str) -> list[HandlerProfile]: ...
+    async def candidates(
+        self, tenants: Sequence[str], role: str, team: str
+    ) -> list[HandlerProfile]: ...
     async def supervisors(self, tenant: str) -> list[HandlerProfile]: ...
 
     # routing rules
@@ -106,6 +108,11 @@ class EventsPort(Protocol):
     async def move(self, event: str, target: str, note: str) -> None:
         """Move the event to `target` (an events state name) with its current etag,
         retrying on a concurrent change; a move the event already made is a no-op."""
+        ...
+
+    async def facts(self, event: str) -> EventFacts:
+        """What routing needs of an event, read as the command service (NOT_FOUND when
+        there is no such event)."""
         ...
 
     async def category_codes(self, tenant: str) -> list[str]:

@@ -315,9 +315,13 @@ class PostgresCommandStore:
         )
         return [row_to_handler(r, r["open_tasks"]) for r in found]
 
-    async def candidates(self, scope: str, role: str, team: str) -> list[HandlerProfile]:
+    async def candidates(
+        self, tenants: Sequence[str], role: str, team: str
+    ) -> list[HandlerProfile]:
         filters = {k: v for k, v in (("role", role), ("team", team)) if v}
-        return await self.list_handlers(scope, filters, 100_000, 0)
+        where, args = handler_where(ALL_TENANTS, filters, tenants)
+        found = await self._fetch(ALL_TENANTS, _R(f"{_HANDLER_SELECT} WHERE {where}"), args)
+        return [row_to_handler(r, r["open_tasks"]) for r in found]
 
     async def supervisors(self, tenant: str) -> list[HandlerProfile]:
         found = await self._fetch(

@@ -8,7 +8,7 @@ migration. Times are microseconds since the epoch, as in the events store.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -256,6 +256,10 @@ def task_values(task: Task) -> tuple[object, ...]:
         "distance_m": task.distance_m,
         "escalation_action": task.escalation_action.value,
         "offer_timeout": task.offer_timeout.total_seconds(),
+        "response_sla": _seconds(task.response_sla),
+        "resolution_sla": _seconds(task.resolution_sla),
+        "escalations": list(task.escalations),
+        "candidate_tenants": list(task.candidate_tenants),
     }
     return (
         task.tenant,
@@ -320,6 +324,10 @@ def row_to_task(row: Mapping[str, Any]) -> Task:
         version=row["version"],
         escalation_action=EscalationAction(body["escalation_action"]),
         offer_timeout=timedelta(seconds=body["offer_timeout"]),
+        response_sla=_span(body["response_sla"]),
+        resolution_sla=_span(body["resolution_sla"]),
+        escalations=tuple(body["escalations"]),
+        candidate_tenants=tuple(body["candidate_tenants"]),
     )
 
 
@@ -398,9 +406,15 @@ def task_where(
     return " AND ".join(where), args
 
 
-def handler_where(scope: str, filters: Mapping[str, str]) -> tuple[str, list[object]]:
-    """WHERE (with `?`) over handlers of a subtree, by role, team and duty."""
+def handler_where(
+    scope: str, filters: Mapping[str, str], tenants: Sequence[str] = ()
+) -> tuple[str, list[object]]:
+    """WHERE (with `?`) over handlers of a subtree (or of exactly `tenants`), by role,
+    team and duty."""
     where, args = scope_where(scope)
+    if tenants:
+        where.append(f"tenant IN ({', '.join('?' * len(tenants))})")
+        args.extend(tenants)
     for name, value in filters.items():
         if name == "role":
             where.append("roles LIKE ?")

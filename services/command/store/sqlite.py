@@ -53,6 +53,7 @@ from services.command.store.rows import (
 )
 from services.kit.errors import Aborted, AlreadyExists, NotFound
 from services.kit.sqlite import SqliteDatabase, transaction
+from services.kit.tenancy import ALL_TENANTS
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS timers (
@@ -271,9 +272,15 @@ class SqliteCommandStore:
         )
         return [row_to_handler(r, r["open_tasks"]) for r in found]
 
-    async def candidates(self, scope: str, role: str, team: str) -> list[HandlerProfile]:
+    async def candidates(
+        self, tenants: Sequence[str], role: str, team: str
+    ) -> list[HandlerProfile]:
         filters = {k: v for k, v in (("role", role), ("team", team)) if v}
-        return await self.list_handlers(scope, filters, 100_000, 0)
+        where, args = handler_where(ALL_TENANTS, filters, tenants)
+        found = await self.db.run(
+            lambda c: c.execute(f"{_HANDLER_SELECT} WHERE {where}", args).fetchall()
+        )
+        return [row_to_handler(r, r["open_tasks"]) for r in found]
 
     async def supervisors(self, tenant: str) -> list[HandlerProfile]:
         found = await self.db.run(

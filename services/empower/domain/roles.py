@@ -28,6 +28,7 @@ ALL_SCOPES: frozenset[str] = frozenset(
         "events:manage",
         "command:read",
         "command:write",
+        "command:dispatch",
         "twin:read",
         "twin:write",
         "empower:read",
@@ -48,6 +49,9 @@ _READ = frozenset({"map:read", "events:read", "command:read", "twin:read", "empo
 # Staff handle events and manage their lifecycle (reject, mark duplicate, reassign);
 # who may take which move is services/events/domain/access.py.
 _OPERATE = _READ | {"map:write", "events:write", "command:write", "twin:write"}
+# Staff dispatch too: they transfer tasks; handlers take their own tasks' moves.
+_DISPATCH = frozenset({"command:read", "command:dispatch"})
+_OPERATE = _OPERATE | _DISPATCH
 _OPERATE = _OPERATE | {"events:handle", "events:manage"}
 _ADMINISTER = frozenset({"users:write", "apps:write"})
 
@@ -72,10 +76,12 @@ ROLES: dict[str, frozenset[str]] = {
     # Patrols a grid cell: reports and handles events, sees the map and residents.
     "grid_worker": frozenset(
         {"events:read", "events:write", "events:handle", "map:read", "people:read"}
-    ),
+    )
+    | _DISPATCH,
     # Looks after elderly people living alone: needs their contacts and health notes.
-    "carer": frozenset({"people:read", "people:read_sensitive", "care:read", "care:write"}),
-    "volunteer": frozenset({"events:read", "events:write", "map:read"}),
+    "carer": frozenset({"people:read", "people:read_sensitive", "care:read", "care:write"})
+    | _DISPATCH,
+    "volunteer": frozenset({"events:read", "events:write", "map:read"}) | _DISPATCH,
     # A resident reports and follows events; which events they see (their own, and
     # the originals their reports repeat) is decided by the events service.
     "resident": frozenset({"events:read", "events:write"}),

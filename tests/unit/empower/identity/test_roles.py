@@ -39,6 +39,8 @@ def test_administrators_hold_what_they_administer():
         "events:handle",
         "map:read",
         "people:read",
+        "command:read",
+        "command:dispatch",
     }
     assert ROLES["resident"] == {"events:read", "events:write"}
     # A village secretary can make every role of village life, a carer included.

@@ -1,0 +1,623 @@
+"""The command desk: routes events into tasks, offers them, follows them to the end.
+
+Everything a caller or a timer does to a task goes through here: routing picks the
+rule (services/command/domain/routing.py), dispatch picks the handler
+(dispatch.py), the lifecycle table says which move is legal and whose it is
+(tasks.py), and the SLA module turns deadlines into durable timers (sla.py). Each
+change is one store transaction with its `task.*` facts and timers; the event is moved
+along by the event sync, which follows those facts (services/command/event_sync.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from services.command.domain import routing, sla
+from services.command.domain.dispatch import Roster, choose
+from services.command.domain.model import (
+    EscalationAction,
+    EventFacts,
+    HandlerProfile,
+    Position,
+    RoutingDecision,
+    RoutingRule,
+    Task,
+    TaskState,
+    Transfer,
+)
+from services.command.domain.ports import BoardCounts, CommandStore, EventsPort, Fact
+from services.command.domain.tasks import Move, check
+from services.command.domain.timers import Scheduler, Timer
+from services.kit import tenancy
+from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.kit.ids import new_id
+from services.kit.principal import Principal
+
+log = logging.getLogger("grassroots.command.desk")
+
+WRITE_SCOPE = "command:write"
+MAX_NOTE = 2000
+MAX_MEDIA = 10
+_UNROUTED = "no routing rule matches"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _fact(task: Task, kind: str, serialize: Callable[[Task], bytes]) -> Fact:
+    return Fact(f"task.{kind}", f"{task.id}:{kind}:{task.version}", task.tenant, serialize(task))
+
+
+class CommandDesk:
+    def __init__(
+        self,
+        store: CommandStore,
+        events: EventsPort,
+        scheduler: Scheduler,
+        *,
+        serialize: Callable[[Task], bytes],
+        on_change: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.scheduler = scheduler
+        self.serialize = serialize
+        self.on_change = on_change
+        self.clock = clock
+        scheduler.on(sla.OFFER_EXPIRED, self._offers_expired)
+        scheduler.on(sla.RESPONSE_DUE, self._responses_due)
+        scheduler.on(sla.RESOLUTION_DUE, self._resolutions_due)
+        scheduler.on(sla.AT_RISK, self._at_risk)
+
+    # ---- handler profiles ---------------------------------------------------------------
+
+    async def create_handler(self, principal: Principal, profile: HandlerProfile) -> HandlerProfile:
+        if not principal.can_see(profile.tenant):
+            raise NotFound(f"tenant {profile.tenant!r} not found")
+        made = replace(profile, create_time=self.clock(), open_tasks=0, last_assigned=None)
+        return await self.store.create_handler(made)
+
+    async def get_handler(
+        self, principal: Principal, tenant: str, handler_id: str
+    ) -> HandlerProfile:
+        return await self.store.get_handler(principal.tenant, tenant, handler_id)
+
+    async def list_handlers(
+        self, principal: Principal, tenant: str, filters: Mapping[str, str], limit: int, offset: int
+    ) -> list[HandlerProfile]:
+        if not principal.can_see(tenant):
+            raise NotFound(f"tenant {tenant!r} not found")
+        return await self.store.list_handlers(tenant, filters, limit, offset)
+
+    async def update_handler(
+        self, principal: Principal, tenant: str, handler_id: str, changes: Mapping[str, object]
+    ) -> HandlerProfile:
+        current = await self.get_handler(principal, tenant, handler_id)
+        updated = replace(current, **changes)  # type: ignore[arg-type]
+        await self.store.update_handler(updated)
+        await self.offer_waiting(tenant)
+        return await self.get_handler(principal, tenant, handler_id)
+
+    async def report_position(
+        self, principal: Principal, tenant: str, handler_id: str, position: Position
+    ) -> HandlerProfile:
+        """The handler's own app (or a desk) says where the handler is."""
+        current = await self.get_handler(principal, tenant, handler_id)
+        if principal.subject != current.user and not principal.has_scope(WRITE_SCOPE):
+            raise PermissionDenied(
+                "only the handler or a desk with command:write may report this position",
+                reason="NOT_THE_HANDLER",
+            )
+        updated = replace(current, position=position, position_time=self.clock())
+        await self.store.update_handler(updated)
+        return updated
+
+    # ---- routing rules ------------------------------------------------------------------
+
+    async def create_rule(
+        self, principal: Principal, rule: RoutingRule
+    ) -> tuple[RoutingRule, list[str]]:
+        """Store a rule and report the tenant's categories that no rule routes."""
+        if not principal.can_see(rule.tenant):
+            raise NotFound(f"tenant {rule.tenant!r} not found")
+        routing.validate(rule)
+        made = replace(rule, id=rule.id or new_id("rr"), create_time=self.clock())
+        await self.store.create_rule(made)
+        return made, await self.unrouted(made.tenant)
+
+    async def unrouted(self, tenant: str) -> list[str]:
+        """Categories of the tenant left unrouted by its rules and inherited ones."""
+        try:
+            codes = await self.events.category_codes(tenant)
+        except Exception:  # the events service is down: the rule is saved all the same
+            log.warning("categories of %s unavailable; coverage not checked", tenant)
+            return []
+        rules = await self.store.rules_of(routing.ancestors(tenant))
+        return routing.unrouted(rules, tenant, codes)
+
+    async def rules_at(self, principal: Principal, tenant: str) -> list[RoutingRule]:
+        """The rules that apply at a tenant (its own and inherited), in the order tried."""
+        if not principal.can_see(tenant):
+            raise NotFound(f"tenant {tenant!r} not found")
+        return routing.ordered(await self.store.rules_of(routing.ancestors(tenant)), tenant)
+
+    async def get_rule(self, principal: Principal, tenant: str, rule_id: str) -> RoutingRule:
+        for rule in await self.rules_at(principal, tenant):
+            if rule.tenant == tenant and rule.id == rule_id:
+                return rule
+        raise NotFound(f"routing rule {rule_id!r} not found")
+
+    async def delete_rule(self, principal: Principal, tenant: str, rule_id: str) -> list[str]:
+        await self.store.delete_rule(principal.tenant, tenant, rule_id)
+        return await self.unrouted(tenant)
+
+    async def explain(self, principal: Principal, facts: EventFacts) -> RoutingDecision:
+        if not principal.can_see(facts.tenant):
+            raise NotFound(f"tenant {facts.tenant!r} not found")
+        rules = await self.store.rules_of(routing.ancestors(facts.tenant))
+        return routing.route(rules, facts)[1]
+
+    # ---- dispatch -----------------------------------------------------------------------
+
+    async def dispatch(self, facts: EventFacts) -> Task:
+        """One task per event (idempotent on the event): routed, and offered when a
+        handler is available. An event no rule routes waits for a desk, explained."""
+        existing = await self.store.task_of_event(facts.event)
+        if existing is not None:
+            return existing
+        now = self.clock()
+        rules = await self.store.rules_of(routing.ancestors(facts.tenant))
+        try:
+            rule, decision = routing.route(rules, facts)
+        except FailedPrecondition as refusal:
+            rule, decision = None, RoutingDecision("", f"{_UNROUTED}: {refusal.message}", "", "")
+        task = self._new_task(facts, rule, decision, now)
+        timers: list[Timer] = []
+        if rule is not None:
+            task, timers = await self._first_offer(task, now)
+        facts_out = [_fact(task, "created", self.serialize)]
+        if task.state is TaskState.OFFERED:
+            facts_out.append(_fact(task, "offered", self.serialize))
+        stored, created = await self.store.create_task(task, facts_out, timers)
+        if created:
+            await self._after_offer(stored, timers)
+        return stored
+
+    def _new_task(
+        self, facts: EventFacts, rule: RoutingRule | None, decision: RoutingDecision, now: datetime
+    ) -> Task:
+        tenants: tuple[str, ...] = ()
+        if rule is not None:
+            tenants = tuple(
+                node
+                for node in routing.ancestors(facts.tenant)
+                if tenancy.contains(rule.tenant, node)
+            )
+        return Task(
+            tenant=facts.tenant,
+            id=new_id("task"),
+            event=facts.event,
+            state=TaskState.WAITING,
+            category=facts.category,
+            severity=facts.severity,
+            grid_cell=facts.grid_cell,
+            village=facts.tenant,
+            location=facts.location,
+            routing=decision,
+            create_time=now,
+            update_time=now,
+            response_due=now + rule.response_sla if rule and rule.response_sla else None,
+            resolution_due=now + rule.resolution_sla if rule and rule.resolution_sla else None,
+            escalation_action=rule.escalation_action if rule else EscalationAction.ADD_SUPERVISOR,
+            offer_timeout=rule.offer_timeout if rule else RoutingRule("", "", "").offer_timeout,
+            response_sla=rule.response_sla if rule else None,
+            resolution_sla=rule.resolution_sla if rule else None,
+            candidate_tenants=tenants,
+        )
+
+    async def _first_offer(self, task: Task, now: datetime) -> tuple[Task, list[Timer]]:
+        timers: list[Timer] = []
+        if task.response_sla is not None:
+            timers += sla.deadline_timers(task, sla.RESPONSE_DUE, now, task.response_sla, 0)
+        if task.resolution_sla is not None:
+            timers += sla.deadline_timers(task, sla.RESOLUTION_DUE, now, task.resolution_sla, 0)
+        offered = await self._offer(task, now)
+        if offered is not None:
+            task = offered
+            timers.append(sla.offer_timer(task))
+        return task, timers
+
+    async def _offer(
+        self, task: Task, now: datetime, tenants: Sequence[str] | None = None
+    ) -> Task | None:
+        """The task offered to the best available candidate, or None when nobody is."""
+        profiles = await self.store.candidates(
+            tenants or task.candidate_tenants or (task.village,),
+            task.routing.handler_role,
+            task.routing.team,
+        )
+        choice = choose(Roster.of(profiles, now), task.location, exclude=task.passed_by)
+        if choice is None:
+            return None
+        profile = choice.profile
+        return replace(
+            task,
+            state=TaskState.OFFERED,
+            handler=profile.user,
+            handler_profile=f"tenants/{tenancy.path_to_id(profile.tenant)}/handlers/{profile.id}",
+            offer_time=now,
+            offer_expire=now + task.offer_timeout,
+            accept_time=None,
+            start_time=None,
+            distance_m=choice.distance_m,
+            update_time=now,
+        )
+
+    async def _after_offer(self, task: Task, timers: Sequence[Timer]) -> None:
+        """Fairness bookkeeping and wake-ups once an offer is committed."""
+        if task.state is TaskState.OFFERED and task.handler:
+            profile = await self.store.find_handler(tenancy.ALL_TENANTS, task.handler)
+            if profile is not None:
+                await self.store.update_handler(replace(profile, last_assigned=task.offer_time))
+        horizon = self.clock() + timedelta(seconds=self.scheduler.poll_seconds)
+        if any(t.due <= horizon for t in timers):
+            self.scheduler.wake()
+        self.on_change()
+
+    async def _save(
+        self,
+        before: Task,
+        after: Task,
+        facts: Sequence[str],
+        schedule: Sequence[Timer] = (),
+        cancel: Sequence[str] = (),
+    ) -> Task:
+        after = replace(after, version=before.version + 1, update_time=self.clock())
+        saved = await self.store.update_task(
+            after,
+            before.version,
+            [_fact(after, kind, self.serialize) for kind in facts],
+            schedule,
+            cancel,
+        )
+        if "offered" in facts:
+            await self._after_offer(saved, schedule)
+        else:
+            self.on_change()
+        return saved
+
+    async def assign(self, principal: Principal, tenant: str, event: str, handler: str) -> Task:
+        """AssignTask: route an event now (or give it to a named handler of the tenant)."""
+        if not principal.can_see(tenant):
+            raise NotFound(f"tenant {tenant!r} not found")
+        facts = await self.events.facts(event)
+        if not principal.can_see(facts.tenant) or not tenancy.contains(tenant, facts.tenant):
+            raise NotFound(f"event {event!r} not found")
+        if handler:
+            profile = await self.store.find_handler(tenancy.ALL_TENANTS, handler)
+            if profile is None or profile.tenant not in routing.ancestors(facts.tenant):
+                raise InvalidArgument.field(
+                    "handler", f"{handler[:80]!r} is not a handler of {facts.tenant} or above"
+                )
+        task = await self.dispatch(facts)
+        if handler and task.handler != handler:
+            task = await self.transfer(
+                principal, task.tenant, task.id, handler, "assigned by a desk"
+            )
+        return task
+
+    # ---- moves by people ----------------------------------------------------------------
+
+    async def get_task(self, principal: Principal, tenant: str, task_id: str) -> Task:
+        return await self.store.get_task(principal.tenant, tenant, task_id)
+
+    async def accept(self, principal: Principal, tenant: str, task_id: str) -> Task:
+        task = await self.get_task(principal, tenant, task_id)
+        check(principal, task, Move.ACCEPT)
+        now = self.clock()
+        accepted = replace(task, state=TaskState.ACCEPTED, accept_time=now, offer_expire=None)
+        return await self._save(task, accepted, ["accepted"], cancel=self._offer_timer_ids(task))
+
+    async def decline(self, principal: Principal, tenant: str, task_id: str, reason: str) -> Task:
+        task = await self.get_task(principal, tenant, task_id)
+        check(principal, task, Move.DECLINE)
+        _check_text("reason", reason, required=False)
+        return await self._pass_on(task, "declined")
+
+    async def start(self, principal: Principal, tenant: str, task_id: str) -> Task:
+        task = await self.get_task(principal, tenant, task_id)
+        check(principal, task, Move.START)
+        started = replace(task, state=TaskState.IN_PROGRESS, start_time=self.clock())
+        return await self._save(task, started, ["started"])
+
+    async def resolve(
+        self, principal: Principal, tenant: str, task_id: str, note: str, media: Sequence[str]
+    ) -> Task:
+        _check_text("note", note, required=True)
+        if len(media) > MAX_MEDIA:
+            raise InvalidArgument.field("media_uris", f"at most {MAX_MEDIA} URIs")
+        for i, uri in enumerate(media):
+            if not uri.startswith("https://") or len(uri) > 2000:
+                raise InvalidArgument.field(f"media_uris[{i}]", "must be an https URI")
+        task = await self.get_task(principal, tenant, task_id)
+        check(principal, task, Move.RESOLVE)
+        now = self.clock()
+        done = replace(
+            task,
+            state=TaskState.DONE,
+            resolve_time=now,
+            start_time=task.start_time or now,
+            resolution_note=note,
+            media=tuple(media),
+        )
+        saved = await self._save(task, done, ["resolved"], cancel=await self._open_timer_ids(task))
+        await self.offer_waiting(task.village)
+        return saved
+
+    async def transfer(
+        self, principal: Principal, tenant: str, task_id: str, handler: str, reason: str
+    ) -> Task:
+        """Hand a task to a named handler, or (no handler) back to routing's next choice."""
+        _check_text("reason", reason, required=True)
+        task = await self.get_task(principal, tenant, task_id)
+        check(principal, task, Move.TRANSFER)
+        now = self.clock()
+        record = Transfer(task.handler, handler, reason, now, principal.subject)
+        moved = replace(task, transfers=(*task.transfers, record))
+        if handler:
+            profile = await self.store.find_handler(tenancy.ALL_TENANTS, handler)
+            if profile is None or profile.tenant not in routing.ancestors(task.village):
+                raise InvalidArgument.field(
+                    "handler", f"{handler[:80]!r} is not a handler of {task.village} or above"
+                )
+            offered = replace(
+                moved,
+                state=TaskState.OFFERED,
+                handler=profile.user,
+                handler_profile=f"tenants/{tenancy.path_to_id(profile.tenant)}/handlers/{profile.id}",
+                offer_time=now,
+                offer_expire=now + task.offer_timeout,
+                accept_time=None,
+                start_time=None,
+                distance_m=0.0,
+            )
+        else:
+            excluded = replace(
+                moved, passed_by=(*task.passed_by, task.handler) if task.handler else task.passed_by
+            )
+            offered = await self._offer(excluded, now) or replace(
+                excluded, state=TaskState.WAITING, handler="", handler_profile="", offer_time=None
+            )
+        timers = [sla.offer_timer(offered)] if offered.state is TaskState.OFFERED else []
+        facts = ["transferred"] + (["offered"] if offered.state is TaskState.OFFERED else [])
+        return await self._save(task, offered, facts, timers, self._offer_timer_ids(task))
+
+    async def _pass_on(self, task: Task, why: str) -> Task:
+        """Declined or not answered: the next candidate, or waiting for one."""
+        now = self.clock()
+        passed = replace(task, passed_by=(*task.passed_by, task.handler))
+        offered = await self._offer(passed, now)
+        if offered is None:
+            offered = replace(
+                passed,
+                state=TaskState.WAITING,
+                handler="",
+                handler_profile="",
+                offer_time=None,
+                offer_expire=None,
+            )
+        timers = [sla.offer_timer(offered)] if offered.state is TaskState.OFFERED else []
+        facts = [why] + (["offered"] if offered.state is TaskState.OFFERED else [])
+        return await self._save(task, offered, facts, timers, self._offer_timer_ids(task))
+
+    def _offer_timer_ids(self, task: Task) -> list[str]:
+        return (
+            [sla.offer_timer(task).id]
+            if task.state is TaskState.OFFERED and task.offer_time
+            else []
+        )
+
+    async def _open_timer_ids(self, task: Task) -> list[str]:
+        """Every deadline timer the task may still have (cancelling unknown ids is a no-op)."""
+        ids = self._offer_timer_ids(task)
+        for level in range(task.escalation_level + 1):
+            for kind in (sla.RESPONSE_DUE, sla.RESOLUTION_DUE):
+                ids.append(sla.timer_id(task, kind, level))
+                ids.append(sla.timer_id(task, f"{sla.AT_RISK}.{kind}", level))
+        return ids
+
+    async def offer_waiting(self, tenant: str, limit: int = 50) -> int:
+        """Offer tasks that wait for a handler (someone came on duty or was freed)."""
+        root = tenant.split("/")[0]
+        offered = 0
+        for task in await self.store.waiting_tasks(root, limit):
+            if not task.routing.rule:
+                continue
+            now = self.clock()
+            candidate = await self._offer(task, now)
+            if candidate is None:
+                continue
+            try:
+                await self._save(task, candidate, ["offered"], [sla.offer_timer(candidate)])
+                offered += 1
+            except Exception:  # changed meanwhile: the next round sees it again
+                log.info("waiting task %s changed while being offered", task.id)
+        return offered
+
+    async def cancel_for_event(self, event: str, why: str) -> Task | None:
+        """The event was withdrawn, rejected or marked a duplicate: stop the work."""
+        task = await self.store.task_of_event(event)
+        if task is None or not task.open:
+            return task
+        cancelled = replace(task, state=TaskState.CANCELLED, resolution_note=why)
+        return await self._save(
+            task, cancelled, ["cancelled"], cancel=await self._open_timer_ids(task)
+        )
+
+    async def reroute(self, facts: EventFacts) -> Task:
+        """The event's category or place changed: route again and re-offer if it moved."""
+        task = await self.store.task_of_event(facts.event)
+        if task is None:
+            return await self.dispatch(facts)
+        if not task.open:
+            return task
+        rules = await self.store.rules_of(routing.ancestors(facts.tenant))
+        try:
+            rule, decision = routing.route(rules, facts)
+        except FailedPrecondition as refusal:
+            rule, decision = None, RoutingDecision("", f"{_UNROUTED}: {refusal.message}", "", "")
+        if decision == task.routing and facts.location == task.location:
+            return task
+        now = self.clock()
+        fresh = self._new_task(facts, rule, decision, now)
+        moved = replace(
+            task,
+            category=facts.category,
+            severity=facts.severity,
+            grid_cell=facts.grid_cell,
+            location=facts.location,
+            routing=decision,
+            candidate_tenants=fresh.candidate_tenants,
+            offer_timeout=fresh.offer_timeout,
+            escalation_action=fresh.escalation_action,
+            transfers=(
+                *task.transfers,
+                Transfer(task.handler, "", "the event's category or place changed", now, "routing"),
+            ),
+            passed_by=(),
+        )
+        offered = (await self._offer(moved, now)) if rule is not None else None
+        if offered is None:
+            offered = replace(
+                moved, state=TaskState.WAITING, handler="", handler_profile="", offer_time=None
+            )
+        timers = [sla.offer_timer(offered)] if offered.state is TaskState.OFFERED else []
+        facts_out = ["rerouted"] + (["offered"] if offered.state is TaskState.OFFERED else [])
+        return await self._save(task, offered, facts_out, timers, self._offer_timer_ids(task))
+
+    # ---- timers -------------------------------------------------------------------------
+
+    async def _task_of(self, timer: Timer) -> tuple[Task | None, dict[str, object]]:
+        body = json.loads(timer.payload)
+        try:
+            task = await self.store.get_task(
+                tenancy.ALL_TENANTS, str(body["tenant"]), str(body["task"])
+            )
+        except NotFound:
+            return None, body
+        return task, body
+
+    async def _offers_expired(self, timers: Sequence[Timer]) -> None:
+        for timer in timers:
+            task, body = await self._task_of(timer)
+            if (
+                task is None
+                or task.state is not TaskState.OFFERED
+                or task.handler != body["handler"]
+            ):
+                continue
+            if (
+                task.offer_time is None
+                or int(task.offer_time.timestamp() * 1_000_000) != body["offer_us"]
+            ):
+                continue
+            await self._pass_on(task, "offer_expired")
+
+    async def _responses_due(self, timers: Sequence[Timer]) -> None:
+        for timer in timers:
+            task, _body = await self._task_of(timer)
+            if task is None or timer.id in task.escalations:
+                continue
+            if task.state in (TaskState.OFFERED, TaskState.WAITING):
+                await self._escalate(task, timer, "no one accepted in time")
+
+    async def _resolutions_due(self, timers: Sequence[Timer]) -> None:
+        for timer in timers:
+            task, _body = await self._task_of(timer)
+            if task is None or timer.id in task.escalations or not task.open:
+                continue
+            await self._escalate(task, timer, "not resolved in time")
+
+    async def _at_risk(self, timers: Sequence[Timer]) -> None:
+        for timer in timers:
+            task, body = await self._task_of(timer)
+            if task is None or not task.open:
+                continue
+            if body.get("deadline") == sla.RESPONSE_DUE and task.state not in (
+                TaskState.OFFERED,
+                TaskState.WAITING,
+            ):
+                continue
+            if task.escalation_level != body.get("level"):
+                continue
+            marked = replace(task, escalations=(*task.escalations, timer.id))
+            if timer.id not in task.escalations:
+                await self._save(task, marked, ["sla_at_risk"])
+
+    async def _escalate(self, task: Task, timer: Timer, why: str) -> None:
+        """One level up the tenant tree: a supervisor there, or a handler there."""
+        now = self.clock()
+        target = sla.escalation_target(task)
+        escalated = replace(task, escalations=(*task.escalations, timer.id))
+        facts = ["escalated"]
+        schedule: list[Timer] = []
+        if target is not None:
+            level = task.escalation_level + 1
+            escalated = replace(escalated, escalation_level=level, escalated_to=target)
+            supervisors = await self.store.supervisors(target)
+            if supervisors:
+                chosen = min(supervisors, key=lambda p: (p.open_tasks, p.id))
+                escalated = replace(escalated, supervisor=chosen.user)
+            if task.escalation_action is EscalationAction.REASSIGN:
+                excluded = replace(
+                    escalated,
+                    passed_by=(*task.passed_by, task.handler) if task.handler else task.passed_by,
+                )
+                offered = await self._offer(excluded, now, tenants=(target,))
+                if offered is not None:
+                    escalated = offered
+                    facts.append("offered")
+                    schedule.append(sla.offer_timer(offered))
+            if timer.kind == sla.RESOLUTION_DUE and task.resolution_sla is not None:
+                schedule += sla.deadline_timers(
+                    escalated, sla.RESOLUTION_DUE, now, task.resolution_sla, level
+                )
+        log.info("task %s escalated to %s: %s", task.id, target or "(top)", why)
+        cancel = self._offer_timer_ids(task) if "offered" in facts else []
+        await self._save(task, escalated, facts, schedule, cancel)
+
+    # ---- queries ------------------------------------------------------------------------
+
+    async def list_tasks(
+        self,
+        principal: Principal,
+        tenant: str,
+        filters: Mapping[str, object],
+        limit: int,
+        offset: int,
+    ) -> list[Task]:
+        if not principal.can_see(tenant):
+            raise NotFound(f"tenant {tenant!r} not found")
+        return await self.store.list_tasks(tenant, {**filters, "now": self.clock()}, limit, offset)
+
+    async def board(
+        self, principal: Principal, tenant: str
+    ) -> tuple[BoardCounts, list[HandlerProfile]]:
+        if not principal.can_see(tenant):
+            raise NotFound(f"tenant {tenant!r} not found")
+        counts = await self.store.board(tenant, self.clock())
+        workload = await self.store.list_handlers(tenant, {}, 1000, 0)
+        return counts, workload
+
+
+def _check_text(field: str, text: str, *, required: bool) -> None:
+    if required and not text.strip():
+        raise InvalidArgument.field(field, "is required")
+    if len(text) > MAX_NOTE:
+        raise InvalidArgument.field(field, f"at most {MAX_NOTE} characters")

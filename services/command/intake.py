@@ -1,0 +1,82 @@
+"""The command service's two bus consumers.
+
+* **Intake** reads the events service's stream through the consumer group
+  `command-dispatch`: a reported event becomes its one task (the desk is idempotent on
+  the event, so a redelivery finds the task the first delivery made); an event withdrawn,
+  rejected or marked a duplicate cancels its task; a relocated or recategorised event
+  is routed again.
+* **Event sync** reads the command service's own `task.*` facts and walks each event to
+  the state its task stands for, through the events API (services/command/events_client.py),
+  so a crash between a task change and the event move only delays the move.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from grassroots.command.v1 import command_service_pb2 as command_pb
+from grassroots.events.v1 import events_service_pb2 as events_pb
+from services.command.domain.model import TaskState
+from services.command.domain.ports import EventsPort
+from services.command.domain.service import CommandDesk
+from services.command.domain.tasks import EVENT_STATE
+from services.command.events_client import facts_of
+from services.kit.bus import Delivery
+
+log = logging.getLogger("grassroots.command.intake")
+
+REPORTED = "event.reported"
+STATE_CHANGED = "event.state_changed"
+# Facts the events service may publish when an event's place or category changes.
+REROUTE_FACTS = frozenset({"event.located_again", "event.recategorized"})
+_ENDED = {
+    events_pb.Event.STATE_WITHDRAWN: "the event was withdrawn",
+    events_pb.Event.STATE_REJECTED: "the event was rejected",
+    events_pb.Event.STATE_DUPLICATE: "the event repeats another",
+}
+_TASK_STATES = {
+    command_pb.Task.STATE_ASSIGNED: TaskState.OFFERED,
+    command_pb.Task.STATE_ACCEPTED: TaskState.ACCEPTED,
+    command_pb.Task.STATE_IN_PROGRESS: TaskState.IN_PROGRESS,
+    command_pb.Task.STATE_DONE: TaskState.DONE,
+    command_pb.Task.STATE_WAITING: TaskState.WAITING,
+    command_pb.Task.STATE_CANCELLED: TaskState.CANCELLED,
+}
+
+
+class Intake:
+    def __init__(self, desk: CommandDesk) -> None:
+        self.desk = desk
+
+    async def __call__(self, delivery: Delivery) -> None:
+        kind = delivery.message.type
+        if kind not in (REPORTED, STATE_CHANGED) and kind not in REROUTE_FACTS:
+            return
+        event = events_pb.Event.FromString(delivery.message.payload)
+        if kind == REPORTED:
+            if event.state == events_pb.Event.STATE_REPORTED:
+                await self.desk.dispatch(facts_of(event))
+        elif kind == STATE_CHANGED:
+            why = _ENDED.get(event.state)
+            if why is not None:
+                await self.desk.cancel_for_event(event.name, why)
+        else:
+            await self.desk.reroute(facts_of(event))
+
+
+class EventSync:
+    def __init__(self, events: EventsPort) -> None:
+        self.events = events
+
+    async def __call__(self, delivery: Delivery) -> None:
+        if not delivery.message.type.startswith("task."):
+            return
+        task = command_pb.Task.FromString(delivery.message.payload)
+        state = _TASK_STATES.get(task.state)
+        target = EVENT_STATE.get(state) if state is not None else None
+        if target is None or not task.event:
+            return
+        note = f"{task.name}: {delivery.message.type.removeprefix('task.')}"
+        if delivery.message.type == "task.created":
+            note = task.routing.explanation
+        await self.events.move(task.event, target, note[:2000])

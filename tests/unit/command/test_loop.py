@@ -1,0 +1,260 @@
+"""The loop end to end over real gRPC: report -> task offered -> accept -> start ->
+resolve, each step moving the event; an SLA breach escalating to the town."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+import shapely
+from google.protobuf.duration_pb2 import Duration
+
+from grassroots.command.v1 import command_service_pb2 as pb
+from grassroots.events.v1 import events_service_pb2 as events_pb
+from grassroots.events.v1 import events_service_pb2_grpc as events_grpc
+from grassroots.type.v1 import geo_pb2
+from services.kit import tenancy
+from services.kit.principal import Principal
+from tests.conftest import TOWN, XIANGYANG, XINGMING
+
+DESK_SCOPES = frozenset(
+    {"command:read", "command:write", "command:dispatch", "events:read", "events:write"}
+)
+WORKER_SCOPES = frozenset({"command:read", "command:dispatch", "events:read"})
+NEAR, FAR, OTHER = "users/u_near", "users/u_far", "users/u_other_village"
+SUPERVISOR = "users/u_town_supervisor"
+
+
+def desk(tenant: str = TOWN) -> tuple[tuple[str, bytes], ...]:
+    return tuple(Principal("users/desk", tenant, "user", scopes=DESK_SCOPES).to_metadata())
+
+
+def worker(subject: str, tenant: str = XINGMING) -> tuple[tuple[str, bytes], ...]:
+    return tuple(Principal(subject, tenant, "user", scopes=WORKER_SCOPES).to_metadata())
+
+
+def cell_point(grid_index, village: str, k: int = 0) -> tuple[str, float, float]:
+    cells = [i for i, c in enumerate(grid_index.cells) if c.village == village]
+    index = cells[k % len(cells)]
+    point = shapely.point_on_surface(grid_index.polygons[index])
+    return grid_index.cells[index].grid_cell_id, point.x, point.y
+
+
+def profile(user: str, lon: float, lat: float, **extra) -> pb.HandlerProfile:
+    return pb.HandlerProfile(
+        user=user,
+        display_name=user,
+        roles=extra.pop("roles", ["grid_worker"]),
+        on_duty=True,
+        position=geo_pb2.GeoPoint(longitude=lon, latitude=lat),
+        **extra,
+    )
+
+
+async def setup_town(command, grid_index, *, response_s=3600, resolution_s=7200, action=0):
+    _, lon, lat = cell_point(grid_index, XINGMING, 2)
+    _, olon, olat = cell_point(grid_index, XIANGYANG, 0)
+    stub = command.stub
+    for user, tenant, x, y in (
+        (NEAR, XINGMING, lon + 0.0005, lat),
+        (FAR, XINGMING, lon + 0.01, lat),
+        (OTHER, XIANGYANG, olon, olat),  # nearer than FAR? never: another village
+    ):
+        await stub.CreateHandlerProfile(
+            pb.CreateHandlerProfileRequest(
+                parent=tenancy.tenant_name(tenant), handler_profile=profile(user, x, y)
+            ),
+            metadata=desk(),
+        )
+    await stub.CreateHandlerProfile(
+        pb.CreateHandlerProfileRequest(
+            parent=tenancy.tenant_name(TOWN),
+            handler_profile=profile(SUPERVISOR, lon, lat, roles=["town_officer"], supervisor=True),
+        ),
+        metadata=desk(),
+    )
+    rule = await stub.CreateRoutingRule(
+        pb.CreateRoutingRuleRequest(
+            parent=tenancy.tenant_name(TOWN),
+            routing_rule=pb.RoutingRule(
+                category="environment.*",
+                handler_role="grid_worker",
+                min_severity=1,
+                response_sla=Duration(seconds=response_s),
+                sla=Duration(seconds=resolution_s),
+                escalation_action=action,
+                display_name="environment to grid workers",
+            ),
+        ),
+        metadata=desk(),
+    )
+    return rule, lon, lat
+
+
+async def report(command, lon, lat, category="environment.garbage") -> events_pb.Event:
+    stub = events_grpc.EventsServiceStub(command.events.channel)
+    return await stub.CreateEvent(
+        events_pb.CreateEventRequest(
+            parent=tenancy.tenant_name(XINGMING),
+            request_id=f"r-{lon:.6f}-{lat:.6f}-{category}",
+            event=events_pb.Event(
+                category=category,
+                description="bins overflowing",
+                location=geo_pb2.GeoPoint(longitude=lon, latitude=lat),
+            ),
+        ),
+        metadata=desk(XINGMING),
+    )
+
+
+async def eventually(check, timeout: float = 30.0):
+    """Poll until `check()` returns something truthy (the loop is asynchronous: bus,
+    consumers and timers); generous, since the machine may be loaded."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+async def task_of(command, event_name: str) -> pb.Task | None:
+    listed = await command.stub.ListTasks(
+        pb.ListTasksRequest(parent=tenancy.tenant_name(TOWN), filter=f'event = "{event_name}"'),
+        metadata=desk(),
+    )
+    return listed.tasks[0] if listed.tasks else None
+
+
+async def event_state(command, name: str) -> int:
+    stub = events_grpc.EventsServiceStub(command.events.channel)
+    return (await stub.GetEvent(events_pb.GetEventRequest(name=name), metadata=desk())).state
+
+
+async def test_report_offer_accept_start_resolve_moves_the_event(command, grid_index):
+    rule, lon, lat = await setup_town(command, grid_index)
+    assert "environment.garbage" not in rule.unrouted_categories
+    assert "safety.smoke_alarm" in rule.unrouted_categories  # reported when saved
+
+    event = await report(command, lon, lat)
+    task = await eventually(lambda: task_of(command, event.name))
+    assert task.state == pb.Task.STATE_ASSIGNED
+    assert task.handler == NEAR  # nearest on duty in the event's village
+    assert "environment to grid workers" in task.routing.explanation
+    assert "category environment.*" in task.routing.explanation
+    assert task.routing.routing_rule == rule.name
+    assert 0 < task.distance_meters < 200
+    await eventually(lambda: _is(event_state(command, event.name), events_pb.Event.STATE_ACCEPTED))
+
+    stub = command.stub
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.AcceptTask(pb.AcceptTaskRequest(name=task.name), metadata=worker(FAR))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    accepted = await stub.AcceptTask(pb.AcceptTaskRequest(name=task.name), metadata=worker(NEAR))
+    assert accepted.state == pb.Task.STATE_ACCEPTED
+    with pytest.raises(grpc.aio.AioRpcError) as twice:
+        await stub.AcceptTask(pb.AcceptTaskRequest(name=task.name), metadata=worker(NEAR))
+    assert twice.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    await eventually(
+        lambda: _is(event_state(command, event.name), events_pb.Event.STATE_DISPATCHED)
+    )
+
+    started = await stub.StartTask(pb.StartTaskRequest(name=task.name), metadata=worker(NEAR))
+    assert started.state == pb.Task.STATE_IN_PROGRESS
+    with pytest.raises(grpc.aio.AioRpcError) as not_yours:
+        await stub.ResolveTask(
+            pb.ResolveTaskRequest(name=task.name, note="done"), metadata=worker(FAR)
+        )
+    assert not_yours.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as no_note:
+        await stub.ResolveTask(pb.ResolveTaskRequest(name=task.name), metadata=worker(NEAR))
+    assert no_note.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    done = await stub.ResolveTask(
+        pb.ResolveTaskRequest(
+            name=task.name, note="bins emptied", media_uris=["https://example.org/after.jpg"]
+        ),
+        metadata=worker(NEAR),
+    )
+    assert done.state == pb.Task.STATE_DONE
+    assert done.resolution_note == "bins emptied"
+    await eventually(lambda: _is(event_state(command, event.name), events_pb.Event.STATE_RESOLVED))
+    board = await stub.GetCommandBoard(
+        pb.GetCommandBoardRequest(parent=tenancy.tenant_name(TOWN)), metadata=desk()
+    )
+    assert board.mean_time_to_accept.ToTimedelta().total_seconds() >= 0
+    assert board.mean_time_to_resolve.ToTimedelta().total_seconds() > 0
+
+
+async def test_decline_offers_the_task_to_the_next_candidate(command, grid_index):
+    _, lon, lat = await setup_town(command, grid_index)
+    event = await report(command, lon, lat)
+    task = await eventually(lambda: task_of(command, event.name))
+    assert task.handler == NEAR
+    declined = await command.stub.DeclineTask(
+        pb.DeclineTaskRequest(name=task.name, reason="off sick"), metadata=worker(NEAR)
+    )
+    assert declined.handler == FAR  # next nearest; never the other village's worker
+    assert declined.state == pb.Task.STATE_ASSIGNED
+    assert list(declined.passed_by) == [NEAR]
+    last = await command.stub.DeclineTask(
+        pb.DeclineTaskRequest(name=task.name), metadata=worker(FAR)
+    )
+    assert last.state == pb.Task.STATE_WAITING
+    assert last.handler == ""
+
+
+async def test_a_response_breach_escalates_to_the_town_once(command, grid_index):
+    _, lon, lat = await setup_town(command, grid_index, response_s=1, resolution_s=3600)
+    event = await report(command, lon, lat)
+
+    async def escalated():
+        task = await task_of(command, event.name)
+        return task if task is not None and task.escalation_level == 1 else None
+
+    task = await eventually(escalated)
+    assert task.escalated_to == TOWN
+    assert task.supervisor == SUPERVISOR
+    assert task.state == pb.Task.STATE_ASSIGNED  # the handler keeps it (add supervisor)
+    overdue = await command.stub.ListTasks(
+        pb.ListTasksRequest(parent=tenancy.tenant_name(TOWN), filter='sla_status = "overdue"'),
+        metadata=desk(),
+    )
+    assert [t.name for t in overdue.tasks] == [task.name]
+    await asyncio.sleep(1.0)  # the timer is fired: it never escalates the task again
+    assert (await task_of(command, event.name)).escalation_level == 1
+
+
+async def test_another_village_sees_no_task(command, grid_index):
+    _, lon, lat = await setup_town(command, grid_index)
+    event = await report(command, lon, lat)
+    task = await eventually(lambda: task_of(command, event.name))
+    with pytest.raises(grpc.aio.AioRpcError) as hidden:
+        await command.stub.GetTask(pb.GetTaskRequest(name=task.name), metadata=desk(XIANGYANG))
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+    listed = await command.stub.ListTasks(
+        pb.ListTasksRequest(parent=tenancy.tenant_name(XIANGYANG)), metadata=desk(XIANGYANG)
+    )
+    assert list(listed.tasks) == []
+
+
+async def test_redelivered_reports_make_one_task(command, grid_index):
+    _, lon, lat = await setup_town(command, grid_index)
+    event = await report(command, lon, lat)
+    await eventually(lambda: task_of(command, event.name))
+    from services.command.events_client import facts_of
+
+    facts = facts_of(event)
+    again = await asyncio.gather(*(command.parts.desk.dispatch(facts) for _ in range(10)))
+    assert len({t.id for t in again}) == 1
+    listed = await command.stub.ListTasks(
+        pb.ListTasksRequest(parent=tenancy.tenant_name(TOWN)), metadata=desk()
+    )
+    assert len(listed.tasks) == 1
+
+
+async def _is(value, expected) -> bool:
+    return (await value) == expected
