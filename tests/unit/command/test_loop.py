@@ -108,10 +108,10 @@ async def report(command, lon, lat, category="environment.garbage") -> events_pb
     )
 
 
-async def eventually(check, timeout: float = 30.0):
+async def eventually(check, within: float = 30.0):
     """Poll until `check()` returns something truthy (the loop is asynchronous: bus,
     consumers and timers); generous, since the machine may be loaded."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         result = await check()
         if result:
