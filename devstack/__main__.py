@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.wait_ready(args.ready_timeout)
         credentials = stack.install_demo_identities()
         history = stack.install_demo_events()
+        stack.install_demo_command()
         print(f"\nGrassroots is ready in {time.monotonic() - started:.1f}s", flush=True)
         print(f"  gateway   {config.gateway_url}  (API docs {config.gateway_url}/docs)")
         print(f"  readiness {config.gateway_url}/readyz")

@@ -314,6 +314,18 @@ async def install(
         )
     for village, _cell, worker, name in workers:
         await step.user(village, worker, name, identity_pb.User.KIND_GRID_WORKER, ["grid_worker"])
+    volunteer = identity_pb.User.KIND_VOLUNTEER
+    for village in VILLAGES:
+        slug = village.rsplit("/", 1)[-1]
+        for n in (1, 2):
+            await step.user(
+                village,
+                f"{slug}.volunteer{n}",
+                f"{slug.title()} volunteer {n}",
+                volunteer,
+                ["volunteer"],
+            )
+        await step.user(village, f"{slug}.carer", f"{slug.title()} carer", volunteer, ["carer"])
     for village, batch in _residents(demo_gpkg).items():
         for start in range(0, len(batch), 1000):
             await step.residents(village, batch[start : start + 1000])

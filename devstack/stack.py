@@ -245,6 +245,22 @@ class Stack:
 
         return asyncio.run(run())
 
+    def install_demo_command(self) -> dict[str, int]:
+        """Handler profiles for the demo town's grid workers, volunteers and carers, and
+        the town's routing rules (made once)."""
+        from devstack import demo_command
+
+        signing.configure(signing.KeyRing.parse(self.config.dev_secrets()[signing.KEYS_VARIABLE]))
+
+        async def run() -> dict[str, int]:
+            async with (
+                grpc.aio.insecure_channel(self.config.address("empower")) as empower,
+                grpc.aio.insecure_channel(self.config.address("command")) as command,
+            ):
+                return await demo_command.install(empower, command, self.config.map_file)
+
+        return asyncio.run(run())
+
     def api_headers(self) -> dict[str, str]:
         """Headers that call the gateway as the demo town's operations app."""
         from devstack import demo_identity

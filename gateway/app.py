@@ -16,6 +16,7 @@ from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.openapi import install_openapi, operation_id
 from gateway.routers import (
     auth,
+    command,
     components,
     events,
     health,
@@ -100,6 +101,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         events.router,
         events.categories_router,
         map_router.router,
+        command.router,
         ogc.router,
         open311.router,
         components.router,

@@ -1,4 +1,4 @@
-"""REST for the command, twin and empower components.
+"""REST for the twin and empower components.
 
 Their services publish the v1 contract and answer UNIMPLEMENTED until each
 component lands; these routes already exist so clients see 501 with a message
@@ -15,7 +15,6 @@ from google.protobuf.json_format import MessageToDict
 from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call
 from gateway.paths import TenantId, parent
-from grassroots.command.v1 import command_service_pb2 as command_pb
 from grassroots.empower.v1 import empower_service_pb2 as empower_pb
 from grassroots.twin.v1 import twin_service_pb2 as twin_pb
 from services.kit import tenancy
@@ -35,25 +34,6 @@ def _visible(tenant: str, who: Principal) -> None:
     """Until these components check tenancy themselves, another subtree is not found here."""
     if not who.can_see(tenancy.id_to_path(tenant)):
         raise ApiError(404, f"tenant 'tenants/{tenant}' not found")
-
-
-@router.get("/tenants/{tenant}/tasks", tags=["command"], summary="List dispatch tasks")
-@calls("grassroots.command.v1.CommandService", "ListTasks")
-async def list_tasks(
-    tenant: TenantId,
-    request: Request,
-    who: Annotated[Principal, Security(access("command"))],
-    page_size: PageSize = 50,
-    page_token: PageToken = "",
-) -> dict[str, Any]:
-    _visible(tenant, who)
-    rpc = request.app.state.upstreams.command.ListTasks(
-        command_pb.ListTasksRequest(
-            parent=parent(tenant), page_size=page_size, page_token=page_token
-        ),
-        metadata=call_metadata(who),
-    )
-    return _dict(await call(rpc))
 
 
 @router.get("/tenants/{tenant}/entities", tags=["twin"], summary="List digital twin entities")

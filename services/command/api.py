@@ -319,8 +319,6 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
     ) -> pb.RoutingDecision:
         tenant = tenancy.parse_parent(request.parent)
         village = tenancy.path_of(request.village, "village") if request.village else tenant
-        if not request.category:
-            raise InvalidArgument.field("category", "is required")
         if not 0 <= request.severity <= 5:
             raise InvalidArgument.field("severity", "must lie between 1 and 5")
         moment = (

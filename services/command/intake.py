@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from grassroots.command.v1 import command_service_pb2 as command_pb
 from grassroots.events.v1 import events_service_pb2 as events_pb
@@ -22,6 +23,7 @@ from services.command.domain.service import CommandDesk
 from services.command.domain.tasks import EVENT_STATE
 from services.command.events_client import facts_of
 from services.kit.bus import Delivery
+from services.kit.bus.base import entry_id_key
 
 log = logging.getLogger("grassroots.command.intake")
 
@@ -44,9 +46,21 @@ _TASK_STATES = {
 }
 
 
+def backdated_by(delivery: Delivery, event: events_pb.Event) -> timedelta:
+    """How long before its publication the event is dated: an entry id starts with the
+    milliseconds it was published at, so an import of past reports stands out."""
+    published_ms = entry_id_key(delivery.id)[0]
+    created_ms = event.create_time.seconds * 1000 + event.create_time.nanos // 1_000_000
+    return timedelta(milliseconds=published_ms - created_ms)
+
+
 class Intake:
-    def __init__(self, desk: CommandDesk) -> None:
+    """Reported events become tasks; reports dated well before they were published
+    (`history_after`: records of past work imported in bulk) are not work to dispatch."""
+
+    def __init__(self, desk: CommandDesk, history_after: timedelta = timedelta(hours=1)) -> None:
         self.desk = desk
+        self.history_after = history_after
 
     async def __call__(self, delivery: Delivery) -> None:
         kind = delivery.message.type
@@ -54,8 +68,12 @@ class Intake:
             return
         event = events_pb.Event.FromString(delivery.message.payload)
         if kind == REPORTED:
-            if event.state == events_pb.Event.STATE_REPORTED:
-                await self.desk.dispatch(facts_of(event))
+            if event.state != events_pb.Event.STATE_REPORTED:
+                return
+            if backdated_by(delivery, event) > self.history_after:
+                log.info("event %s is dated in the past (an import); no task", event.name)
+                return
+            await self.desk.dispatch(facts_of(event))
         elif kind == STATE_CHANGED:
             why = _ENDED.get(event.state)
             if why is not None:
@@ -74,8 +92,8 @@ class EventSync:
         task = command_pb.Task.FromString(delivery.message.payload)
         state = _TASK_STATES.get(task.state)
         target = EVENT_STATE.get(state) if state is not None else None
-        if target is None or not task.event:
-            return
+        if target is None or not task.event or not task.routing.routing_rule:
+            return  # cancelled, or unrouted: nobody accepted the event yet
         note = f"{task.name}: {delivery.message.type.removeprefix('task.')}"
         if delivery.message.type == "task.created":
             note = task.routing.explanation

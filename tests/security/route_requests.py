@@ -42,6 +42,9 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "item_id": lambda w: B_FEATURE,
     "collection_id": lambda w: f"{A}.{B_LAYER}",
     "service_code": lambda w: "environment.garbage",
+    "handler": lambda w: w.b.handler_id,
+    "routing_rule": lambda w: w.b.rule_id,
+    "task": lambda w: w.b.task_id,
 }
 
 
@@ -193,6 +196,28 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     },
     ("POST", "/v1/coordinates:transform"): lambda w: {
         "json": {"longitudes": [121.16], "latitudes": [31.29], "target_crs": "EPSG:3857"}
+    },
+    ("POST", "/v1/tenants/{tenant}/handlers"): lambda w: {
+        "json": {"user": f"users/{_unique('planted')}", "roles": ["grid_worker"]}
+    },
+    ("PATCH", "/v1/tenants/{tenant}/handlers/{handler}"): lambda w: {
+        "json": {"display_name": RENAMED}
+    },
+    ("POST", "/v1/tenants/{tenant}/handlers/{handler}:reportPosition"): lambda w: {
+        "json": {"position": {"longitude": w.a.point[0], "latitude": w.a.point[1]}}
+    },
+    ("POST", "/v1/tenants/{tenant}/routingRules"): lambda w: {
+        "json": {"category": "roads.*", "handler_role": "grid_worker"}
+    },
+    ("POST", "/v1/tenants/{tenant}/tasks"): lambda w: {"json": {"event": w.b.event_id}},
+    ("POST", "/v1/tenants/{tenant}/tasks/{task}:decline"): lambda w: {
+        "json": {"reason": "declined by another village"}
+    },
+    ("POST", "/v1/tenants/{tenant}/tasks/{task}:resolve"): lambda w: {
+        "json": {"note": "resolved by another village"}
+    },
+    ("POST", "/v1/tenants/{tenant}/tasks/{task}:transfer"): lambda w: {
+        "json": {"reason": "moved by another village"}
     },
     ("POST", "/open311/v2/requests.{fmt}"): lambda w: {
         "data": {

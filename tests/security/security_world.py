@@ -125,6 +125,9 @@ class VillageB:
     feature_id: str = B_FEATURE
     category: str = B_CATEGORY
     point: tuple[float, float] = (0.0, 0.0)
+    handler_id: str = ""
+    rule_id: str = ""
+    task_id: str = ""
 
 
 @dataclass
@@ -284,6 +287,22 @@ def report_event(
 
 
 # --- the super users, over gRPC as the bootstrap principal ---------------------------
+
+
+def wait_for_task(client: httpx.Client, who: Account, tenant: str, event_id: str) -> str:
+    """The id of the task the command service made for an event (dispatch is a consumer
+    of the bus, so the task appears shortly after the report)."""
+    event = f"tenants/{tenant}/events/{event_id}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        listed = expect(
+            client.get(f"/v1/tenants/{tenant}/tasks", params={"event": event}, headers=who.headers),
+            200,
+        )
+        if listed["tasks"]:
+            return str(listed["tasks"][0]["id"])
+        time.sleep(0.2)
+    raise AssertionError(f"no task for {event} after 60 s")
 
 
 def create_super_user(stack: Stack, village: str, username: str, password: str) -> None:
@@ -456,6 +475,32 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
     )
     b.user_id = user["id"]
     b.app = create_app(client, b_super, B, ["events:read"], name="Xiangyang's own app")
+    handler = expect(
+        client.post(
+            f"/v1/tenants/{B}/handlers",
+            json={
+                "user": f"users/{b.user_id}",
+                "roles": ["grid_worker"],
+                "display_name": "Xiangyang clerk on duty",
+                "position": {"longitude": b.point[0], "latitude": b.point[1]},
+            },
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    b.handler_id = handler["id"]
+    # A rule for roads: B's own event (its private category) stays unrouted, so it
+    # keeps its state and the suite can check that nothing A sent moved it.
+    rule = expect(
+        client.post(
+            f"/v1/tenants/{B}/routingRules",
+            json={"category": "roads.*", "handler_role": "grid_worker"},
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    b.rule_id = rule["id"]
+    b.task_id = wait_for_task(client, b_super, B, b.event_id)
     expect(
         client.post(
             f"/v1/tenants/{B}/layers",

@@ -60,6 +60,13 @@ def _category(w: World, t: str) -> dict[str, str]:
     return {"service_code": w.b.category}
 
 
+def _command(w: World, t: str) -> dict[str, str]:
+    return {"handler": w.b.handler_id, "routing_rule": w.b.rule_id, "task": w.b.task_id}
+
+
+HANDLER = "/v1/tenants/{tenant}/handlers/{handler}"
+RULE = "/v1/tenants/{tenant}/routingRules/{routing_rule}"
+TASK = "/v1/tenants/{tenant}/tasks/{task}"
 LAYER = "/v1/tenants/{tenant}/layers/{layer}"
 EVENT = "/v1/tenants/{tenant}/events/{event}"
 # (METHOD, path) -> B's object. Reads first: the writes, if tenancy failed, would
@@ -84,6 +91,9 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("GET", "/open311/v2/services/{service_code}.{fmt}"): Cross(_category),
     ("GET", "/open311/v2/requests/{service_request_id}.{fmt}"): Cross(_event),
     ("GET", "/open311/v2/tokens/{token}.{fmt}"): Cross(_event),
+    ("GET", HANDLER): Cross(_command),
+    ("GET", RULE): Cross(_command),
+    ("GET", TASK): Cross(_command),
     ("POST", EVENT + "/comments"): Cross(_event),
     ("POST", EVENT + ":transition"): Cross(_event),
     ("POST", EVENT + ":evaluate"): Cross(_event),
@@ -98,6 +108,14 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("DELETE", LAYER): Cross(_layer),
     ("DELETE", "/v1/tenants/{tenant}/users/{user}"): Cross(_user),
     ("DELETE", "/v1/tenants/{tenant}/apps/{app}"): Cross(_app),
+    ("PATCH", HANDLER): Cross(_command),
+    ("POST", HANDLER + ":reportPosition"): Cross(_command),
+    ("POST", TASK + ":accept"): Cross(_command),
+    ("POST", TASK + ":decline"): Cross(_command),
+    ("POST", TASK + ":start"): Cross(_command),
+    ("POST", TASK + ":resolve"): Cross(_command),
+    ("POST", TASK + ":transfer"): Cross(_command),
+    ("DELETE", RULE): Cross(_command),
 }
 # Parameters that name where, not what: a route with only these is not in CROSS.
 NOT_IDS = {"tenant", "fmt"}
@@ -277,6 +295,15 @@ def _b_is_unchanged(world: World) -> None:
     assert not [x for x in layers if x["layer_id"].startswith("planted-")]
     children = client.get(f"/v1/tenants/{B}/children", headers=who).json()["tenants"]
     assert not children or all("Security suite" not in t["display_name"] for t in children)
+    handler = client.get(f"/v1/tenants/{B}/handlers/{world.b.handler_id}", headers=who).json()
+    assert handler["display_name"] != RENAMED and handler["position"] is not None, handler
+    assert abs(handler["position"]["longitude"] - world.b.point[0]) < 1e-6, handler
+    rule = client.get(f"/v1/tenants/{B}/routingRules/{world.b.rule_id}", headers=who)
+    assert rule.status_code == 200, rule.text
+    task = client.get(f"/v1/tenants/{B}/tasks/{world.b.task_id}", headers=who).json()
+    assert task["state"] == "waiting" and task["transfers"] == [], task
+    rules = client.get(f"/v1/tenants/{B}/routingRules", headers=who).json()["routing_rules"]
+    assert [r["id"] for r in rules if r["name"].startswith(f"tenants/{B}/")] == [world.b.rule_id]
 
 
 def test_the_event_stream_carries_only_the_callers_subtree(world):

@@ -160,6 +160,8 @@ class CommandDesk:
     async def explain(self, principal: Principal, facts: EventFacts) -> RoutingDecision:
         if not principal.can_see(facts.tenant):
             raise NotFound(f"tenant {facts.tenant!r} not found")
+        if not facts.category:
+            raise InvalidArgument.field("category", "is required")
         rules = await self.store.rules_of(routing.ancestors(facts.tenant))
         return routing.route(rules, facts)[1]
 
