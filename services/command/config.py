@@ -45,3 +45,6 @@ class CommandSettings(ServiceSettings):
     timer_poll_seconds: float = Field(0.5, gt=0)
     timer_lease_seconds: float = Field(30.0, gt=0)
     outbox_batch: int = Field(500, gt=0)
+    roster_seconds: float = Field(
+        2.0, ge=0, description="how long dispatch reuses a routing target's candidates"
+    )

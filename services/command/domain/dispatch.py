@@ -56,17 +56,19 @@ def available(profile: HandlerProfile, moment: datetime) -> bool:
 
 @dataclass
 class Roster:
-    """Handlers as columns, for one decision or many (the benchmark keeps one)."""
+    """Handlers as columns, for one decision or many (the desk keeps one per routing
+    target for a moment; the benchmark keeps one)."""
 
     users: list[str]
     profiles: list[HandlerProfile]
-    lon: np.ndarray
-    lat: np.ndarray
+    lon: np.ndarray  # radians
+    lat: np.ndarray  # radians
     has_position: np.ndarray
     capacity: np.ndarray
     open_tasks: np.ndarray
     on_duty: np.ndarray
     last_assigned: np.ndarray
+    index: dict[str, int]
 
     @classmethod
     def of(cls, profiles: Sequence[HandlerProfile], moment: datetime) -> Roster:
@@ -80,8 +82,8 @@ class Roster:
         return cls(
             users=[p.user for p in profiles],
             profiles=list(profiles),
-            lon=lon,
-            lat=lat,
+            lon=np.radians(lon),
+            lat=np.radians(lat),
             has_position=has_position,
             capacity=np.fromiter((p.capacity for p in profiles), dtype=np.int64, count=count),
             open_tasks=np.fromiter((p.open_tasks for p in profiles), dtype=np.int64, count=count),
@@ -91,17 +93,33 @@ class Roster:
                 dtype=np.float64,
                 count=count,
             ),
+            index={p.user: i for i, p in enumerate(profiles)},
         )
 
+    def assigned(self, user: str, when: datetime) -> None:
+        """Count an offer made to `user` (so the next decision sees the load)."""
+        i = self.index.get(user)
+        if i is not None:
+            self.open_tasks[i] += 1
+            self.last_assigned[i] = when.timestamp()
 
-def distances_m(lon: np.ndarray, lat: np.ndarray, to: Position) -> np.ndarray:
-    """Great-circle metres from each (lon, lat) to `to` (haversine, vectorised)."""
-    phi1 = np.radians(lat)
-    phi2 = np.radians(to.latitude)
-    dphi = phi2 - phi1
-    dlam = np.radians(to.longitude - lon)
-    a = np.sin(dphi / 2) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin(dlam / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
+
+def metres_from(roster: Roster, to: Position) -> np.ndarray:
+    """Metres from each handler to `to`: the equirectangular approximation, within a
+    fraction of a per cent of the great circle over a district, and a few vector
+    operations instead of trigonometry per handler."""
+    lat0 = np.radians(to.latitude)
+    x = (roster.lon - np.radians(to.longitude)) * np.cos(lat0)
+    y = roster.lat - lat0
+    return EARTH_RADIUS_M * np.hypot(x, y)
+
+
+def distance_m(a: Position, b: Position) -> float:
+    """Great-circle metres between two points (haversine)."""
+    phi1, phi2 = np.radians(a.latitude), np.radians(b.latitude)
+    dphi, dlam = phi2 - phi1, np.radians(b.longitude - a.longitude)
+    h = np.sin(dphi / 2) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin(dlam / 2) ** 2
+    return float(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(min(h, 1.0))))
 
 
 @dataclass(frozen=True)
@@ -117,22 +135,17 @@ def choose(roster: Roster, where: Position, exclude: Collection[str] = ()) -> Ch
     if not roster.users:
         return None
     eligible = roster.on_duty & (roster.open_tasks < roster.capacity)
-    if exclude:
-        eligible &= ~np.isin(np.asarray(roster.users, dtype=object), list(exclude))
+    for user in exclude:
+        i = roster.index.get(user)
+        if i is not None:
+            eligible[i] = False
     if not eligible.any():
         return None
-    distance = distances_m(roster.lon, roster.lat, where)
-    # Without a position: after everyone with one.
-    rank = np.where(roster.has_position, np.round(distance), np.inf)
-    rank = np.where(eligible, rank, np.nan)
-    # lexsort sorts by the last key first: distance, then least recently assigned.
-    order = np.lexsort((roster.last_assigned, rank))
-    best = int(order[0])
-    if not eligible[best]:
-        return None
-    return Choice(
-        best,
-        roster.users[best],
-        roster.profiles[best],
-        float(distance[best]) if roster.has_position[best] else 0.0,
-    )
+    rank = np.where(eligible & roster.has_position, np.round(metres_from(roster, where)), np.inf)
+    nearest = rank.min()
+    # Ties (to the metre, or nobody with a position): least recently assigned first.
+    ties = np.flatnonzero(rank == nearest) if np.isfinite(nearest) else np.flatnonzero(eligible)
+    best = int(ties[np.argmin(roster.last_assigned[ties])])
+    profile = roster.profiles[best]
+    metres = distance_m(profile.position, where) if profile.position is not None else 0.0
+    return Choice(best, roster.users[best], profile, metres)

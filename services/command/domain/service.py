@@ -63,8 +63,14 @@ class CommandDesk:
         serialize: Callable[[Task], bytes],
         on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
+        roster_seconds: float = 2.0,
     ) -> None:
         self.store = store
+        # Candidates per routing target, kept for `roster_seconds` and counted forward
+        # as offers are made, so a burst of reports does not read every handler each
+        # time; any change to a profile here drops them.
+        self.roster_seconds = roster_seconds
+        self._rosters: dict[tuple[tuple[str, ...], str, str], tuple[float, Roster]] = {}
         self.events = events
         self.scheduler = scheduler
         self.serialize = serialize
@@ -81,6 +87,7 @@ class CommandDesk:
         if not principal.can_see(profile.tenant):
             raise NotFound(f"tenant {profile.tenant!r} not found")
         made = replace(profile, create_time=self.clock(), open_tasks=0, last_assigned=None)
+        self._rosters.clear()
         return await self.store.create_handler(made)
 
     async def get_handler(
@@ -101,6 +108,7 @@ class CommandDesk:
         current = await self.get_handler(principal, tenant, handler_id)
         updated = replace(current, **changes)  # type: ignore[arg-type]
         await self.store.update_handler(updated)
+        self._rosters.clear()
         await self.offer_waiting(tenant)
         return await self.get_handler(principal, tenant, handler_id)
 
@@ -116,6 +124,7 @@ class CommandDesk:
             )
         updated = replace(current, position=position, position_time=self.clock())
         await self.store.update_handler(updated)
+        self._rosters.clear()
         return updated
 
     # ---- routing rules ------------------------------------------------------------------
@@ -239,14 +248,16 @@ class CommandDesk:
         self, task: Task, now: datetime, tenants: Sequence[str] | None = None
     ) -> Task | None:
         """The task offered to the best available candidate, or None when nobody is."""
-        profiles = await self.store.candidates(
-            tenants or task.candidate_tenants or (task.village,),
+        key = (
+            tuple(tenants or task.candidate_tenants or (task.village,)),
             task.routing.handler_role,
             task.routing.team,
         )
-        choice = choose(Roster.of(profiles, now), task.location, exclude=task.passed_by)
+        roster = await self._roster(key, now)
+        choice = choose(roster, task.location, exclude=task.passed_by)
         if choice is None:
             return None
+        roster.assigned(choice.user, now)
         profile = choice.profile
         return replace(
             task,
@@ -261,12 +272,22 @@ class CommandDesk:
             update_time=now,
         )
 
+    async def _roster(self, key: tuple[tuple[str, ...], str, str], now: datetime) -> Roster:
+        kept = self._rosters.get(key)
+        moment = now.timestamp()
+        if kept is not None and moment - kept[0] < self.roster_seconds:
+            return kept[1]
+        tenants, role, team = key
+        roster = Roster.of(await self.store.candidates(tenants, role, team), now)
+        if len(self._rosters) > 1000:
+            self._rosters.clear()
+        self._rosters[key] = (moment, roster)
+        return roster
+
     async def _after_offer(self, task: Task, timers: Sequence[Timer]) -> None:
         """Fairness bookkeeping and wake-ups once an offer is committed."""
-        if task.state is TaskState.OFFERED and task.handler:
-            profile = await self.store.find_handler(tenancy.ALL_TENANTS, task.handler)
-            if profile is not None:
-                await self.store.update_handler(replace(profile, last_assigned=task.offer_time))
+        if task.state is TaskState.OFFERED and task.handler and task.offer_time is not None:
+            await self.store.touch_handler(task.handler, task.offer_time)
         horizon = self.clock() + timedelta(seconds=self.scheduler.poll_seconds)
         if any(t.due <= horizon for t in timers):
             self.scheduler.wake()

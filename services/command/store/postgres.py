@@ -45,6 +45,7 @@ from services.command.store.rows import (
     RULE_COLUMNS,
     TASK_COLUMNS,
     TIMER_COLUMNS,
+    TOUCH_HANDLER,
     UPDATE_HANDLER,
     UPDATE_TASK,
     from_us,
@@ -330,6 +331,10 @@ class PostgresCommandStore:
             (tenant,),
         )
         return [row_to_handler(r, r["open_tasks"]) for r in found]
+
+    async def touch_handler(self, user: str, assigned: datetime) -> None:
+        async with self._transaction(ALL_TENANTS) as conn:
+            await conn.execute(_R(TOUCH_HANDLER), (us(assigned), user))
 
     # ---- routing rules -----------------------------------------------------------------
 

@@ -104,6 +104,9 @@ UPDATE_HANDLER = (
 )
 
 
+TOUCH_HANDLER = "UPDATE handlers SET last_assigned_us = ? WHERE user_subject = ?"
+
+
 def handler_values(profile: HandlerProfile) -> tuple[object, ...]:
     """Values of HANDLER_COLUMNS in order."""
     position = profile.position

@@ -33,6 +33,7 @@ from services.command.store.rows import (
     RULE_COLUMNS,
     TASK_COLUMNS,
     TIMER_COLUMNS,
+    TOUCH_HANDLER,
     UPDATE_HANDLER,
     UPDATE_TASK,
     from_us,
@@ -289,6 +290,11 @@ class SqliteCommandStore:
             ).fetchall()
         )
         return [row_to_handler(r, r["open_tasks"]) for r in found]
+
+    async def touch_handler(self, user: str, assigned: datetime) -> None:
+        await self.db.run(
+            lambda c: transaction(c, lambda c: c.execute(TOUCH_HANDLER, (us(assigned), user)))
+        )
 
     # ---- routing rules -----------------------------------------------------------------
 
