@@ -96,9 +96,7 @@ def _duration(span: timedelta | None) -> Duration | None:
 def _span(message: Duration, field: str) -> timedelta | None:
     if message.seconds == 0 and message.nanos == 0:
         return None
-    if message.seconds < 0 or message.nanos < 0:
-        raise InvalidArgument.field(field, "must be positive")
-    if message.seconds > 10**9:
+    if abs(message.seconds) > 10**9:
         raise InvalidArgument.field(field, "is too long")
     return message.ToTimedelta()
 

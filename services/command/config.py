@@ -45,6 +45,9 @@ class CommandSettings(ServiceSettings):
     timer_poll_seconds: float = Field(0.5, gt=0)
     timer_lease_seconds: float = Field(30.0, gt=0)
     outbox_batch: int = Field(500, gt=0)
+    intake_members: int = Field(
+        2, ge=1, le=64, description="consumers of event.reported this process runs at once"
+    )
     roster_seconds: float = Field(
         2.0, ge=0, description="how long dispatch reuses a routing target's candidates"
     )

@@ -71,15 +71,20 @@ async def assemble(settings: CommandSettings) -> Command:
     relay = OutboxRelay(store, bus, batch=settings.outbox_batch)
     events = EventsClient(settings.events_address, settings.call_timeout_seconds)
     desk = CommandDesk(store, events, scheduler, serialize=serialize_task, on_change=relay.notify)
-    intake = Consumer(
-        bus,
-        settings.events_stream,
-        settings.consumer_group,
-        name,
-        Intake(desk),
-        min_idle_ms=settings.redelivery_idle_ms,
-        block_ms=200,
-    )
+    # Several members read the group at once, so one report waiting on the store does
+    # not hold up the next; each delivery still goes to exactly one of them.
+    intake = [
+        Consumer(
+            bus,
+            settings.events_stream,
+            settings.consumer_group,
+            f"{name}-{n}",
+            Intake(desk),
+            min_idle_ms=settings.redelivery_idle_ms,
+            block_ms=200,
+        )
+        for n in range(settings.intake_members)
+    ]
     sync = Consumer(
         bus,
         STREAM,
@@ -93,7 +98,7 @@ async def assemble(settings: CommandSettings) -> Command:
     tasks = [
         asyncio.create_task(scheduler.run(stop)),
         asyncio.create_task(relay.run(stop)),
-        asyncio.create_task(intake.run(stop)),
+        *(asyncio.create_task(member.run(stop)) for member in intake),
         asyncio.create_task(sync.run(stop)),
     ]
 

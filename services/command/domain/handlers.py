@@ -27,7 +27,12 @@ def storage_position(longitude: float, latitude: float, reported_crs: str, field
     """A reported position in WGS84; a bad CRS or coordinate names `field`."""
     name = crs.normalise_crs(reported_crs, f"{field}.crs")
     xs, ys = np.array([longitude]), np.array([latitude])
-    crs.check_ranges(xs, ys, f"{field}.longitude", f"{field}.latitude", name)
+    try:
+        crs.check_ranges(xs, ys, f"{field}.longitude", f"{field}.latitude", name)
+    except InvalidArgument as exc:  # one point, not an array: no index in the field name
+        raise InvalidArgument(
+            [FieldViolation(v.field.removesuffix("[0]"), v.description) for v in exc.violations]
+        ) from None
     lon, lat = crs.to_storage(xs, ys, name)
     return Position(float(lon[0]), float(lat[0]))
 

@@ -70,9 +70,6 @@ class CommandStore(TimerStore, Protocol):
         self, tenants: Sequence[str], role: str, team: str
     ) -> list[HandlerProfile]: ...
     async def supervisors(self, tenant: str) -> list[HandlerProfile]: ...
-    async def touch_handler(self, user: str, assigned: datetime) -> None:
-        """Record when a handler was last offered a task (fairness across a team)."""
-        ...
 
     # routing rules
     async def create_rule(self, rule: RoutingRule) -> RoutingRule: ...
@@ -83,7 +80,12 @@ class CommandStore(TimerStore, Protocol):
     # tasks
     async def create_task(
         self, task: Task, facts: Sequence[Fact], timers: Sequence[Timer]
-    ) -> tuple[Task, bool]: ...
+    ) -> tuple[Task, bool]:
+        """Insert the task with its facts and timers, and (when it is offered) record the
+        offer time on its handler for fairness; an existing task of the event is returned
+        instead, with False."""
+        ...
+
     async def update_task(
         self,
         task: Task,
@@ -91,7 +93,11 @@ class CommandStore(TimerStore, Protocol):
         facts: Sequence[Fact],
         schedule: Sequence[Timer] = (),
         cancel: Sequence[str] = (),
-    ) -> Task: ...
+    ) -> Task:
+        """Write the change if the task is still at `expected_version` (else ABORTED), with
+        its facts, timers to start and stop, and the offer time on a newly offered handler."""
+        ...
+
     async def get_task(self, scope: str, tenant: str, task_id: str) -> Task: ...
     async def task_of_event(self, event: str) -> Task | None: ...
     async def list_tasks(

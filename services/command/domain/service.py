@@ -285,9 +285,7 @@ class CommandDesk:
         return roster
 
     async def _after_offer(self, task: Task, timers: Sequence[Timer]) -> None:
-        """Fairness bookkeeping and wake-ups once an offer is committed."""
-        if task.state is TaskState.OFFERED and task.handler and task.offer_time is not None:
-            await self.store.touch_handler(task.handler, task.offer_time)
+        """Wake-ups once an offer is committed (its handler's offer time went with it)."""
         horizon = self.clock() + timedelta(seconds=self.scheduler.poll_seconds)
         if any(t.due <= horizon for t in timers):
             self.scheduler.wake()

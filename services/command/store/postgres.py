@@ -25,7 +25,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from services.command.domain.model import HandlerProfile, RoutingRule, Task
+from services.command.domain.model import HandlerProfile, RoutingRule, Task, TaskState
 from services.command.domain.ports import BoardCounts, Fact, OutboxEntry
 from services.command.domain.timers import Timer
 from services.command.store.rows import (
@@ -332,10 +332,6 @@ class PostgresCommandStore:
         )
         return [row_to_handler(r, r["open_tasks"]) for r in found]
 
-    async def touch_handler(self, user: str, assigned: datetime) -> None:
-        async with self._transaction(ALL_TENANTS) as conn:
-            await conn.execute(_R(TOUCH_HANDLER), (us(assigned), user))
-
     # ---- routing rules -----------------------------------------------------------------
 
     async def create_rule(self, rule: RoutingRule) -> RoutingRule:
@@ -390,6 +386,7 @@ class PostgresCommandStore:
             if cur.rowcount:
                 await _write(conn, facts, us(task.update_time))
                 await _schedule(conn, timers)
+                await _touch(conn, task)
                 return task, True
             async with conn.cursor(row_factory=dict_row) as read:
                 await read.execute(
@@ -415,6 +412,8 @@ class PostgresCommandStore:
             await _write(conn, facts, us(task.update_time))
             await _cancel(conn, cancel)
             await _schedule(conn, schedule)
+            if any(f.type == "task.offered" for f in facts):
+                await _touch(conn, task)
         return task
 
     async def get_task(self, scope: str, tenant: str, task_id: str) -> Task:
@@ -538,6 +537,12 @@ async def _schedule(conn: psycopg.AsyncConnection[Any], timers: Sequence[Timer])
     async with conn.cursor() as cur:
         await cur.executemany(_R(INSERT_TIMER), [timer_values(t) for t in timers])
         return max(cur.rowcount, 0)
+
+
+async def _touch(conn: psycopg.AsyncConnection[Any], task: Task) -> None:
+    """The offer time on the offered handler: who was given work longest ago goes first."""
+    if task.state is TaskState.OFFERED and task.handler and task.offer_time is not None:
+        await conn.execute(_R(TOUCH_HANDLER), (us(task.offer_time), task.handler))
 
 
 async def _cancel(conn: psycopg.AsyncConnection[Any], ids: Sequence[str]) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.command.domain.model import HandlerProfile, RoutingRule, Task
+from services.command.domain.model import HandlerProfile, RoutingRule, Task, TaskState
 from services.command.domain.ports import BoardCounts, Fact, OutboxEntry
 from services.command.domain.timers import Timer
 from services.command.store.rows import (
@@ -155,6 +155,12 @@ def _schedule(conn: sqlite3.Connection, timers: Sequence[Timer]) -> int:
     return added
 
 
+def _touch(conn: sqlite3.Connection, task: Task) -> None:
+    """The offer time on the offered handler: who was given work longest ago goes first."""
+    if task.state is TaskState.OFFERED and task.handler and task.offer_time is not None:
+        conn.execute(TOUCH_HANDLER, (us(task.offer_time), task.handler))
+
+
 def _cancel(conn: sqlite3.Connection, ids: Sequence[str]) -> int:
     if not ids:
         return 0
@@ -291,11 +297,6 @@ class SqliteCommandStore:
         )
         return [row_to_handler(r, r["open_tasks"]) for r in found]
 
-    async def touch_handler(self, user: str, assigned: datetime) -> None:
-        await self.db.run(
-            lambda c: transaction(c, lambda c: c.execute(TOUCH_HANDLER, (us(assigned), user)))
-        )
-
     # ---- routing rules -----------------------------------------------------------------
 
     async def create_rule(self, rule: RoutingRule) -> RoutingRule:
@@ -357,6 +358,7 @@ class SqliteCommandStore:
             conn.execute(INSERT_TASK, task_values(task))
             _write(conn, facts, us(task.update_time))
             _schedule(conn, timers)
+            _touch(conn, task)
             return task, True
 
         return await self.db.run(lambda c: transaction(c, insert))
@@ -375,6 +377,8 @@ class SqliteCommandStore:
             _write(conn, facts, us(task.update_time))
             _cancel(conn, cancel)
             _schedule(conn, schedule)
+            if any(f.type == "task.offered" for f in facts):
+                _touch(conn, task)
             return task
 
         return await self.db.run(lambda c: transaction(c, update))
