@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.schemas.common import GeoPointIn, GeoPointOut
+from gateway.schemas.contract import item, limited
+from grassroots.command.v1 import command_service_pb2 as pb
+from services.kit import limits
 
-NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
-HANDLER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-HHMM_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+HANDLER_ID_PATTERN = f"^(?:{limits.of(pb.CreateHandlerProfileRequest, 'handler_id').pattern})$"
+Shift = pb.HandlerProfile.Shift
+Name = Annotated[str, item(pb.HandlerProfile, "roles")]
 TaskStateName = Literal["assigned", "accepted", "in_progress", "done", "waiting", "cancelled"]
 SlaStatusName = Literal["on_track", "at_risk", "overdue", "stopped"]
 EscalationName = Literal["add_supervisor", "reassign"]
@@ -22,13 +25,11 @@ class ShiftIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    weekdays: list[int] = Field(
-        default_factory=list, max_length=7, description="ISO weekdays 1-7; empty: every day"
+    weekdays: list[Annotated[int, item(Shift, "weekdays")]] = limited(
+        Shift, "weekdays", [], description="ISO weekdays 1-7; empty: every day"
     )
-    start: str = Field(..., pattern=HHMM_PATTERN, examples=["08:00"])
-    end: str = Field(
-        ..., pattern=HHMM_PATTERN, examples=["17:30"], description="before start: overnight"
-    )
+    start: str = limited(Shift, "start", examples=["08:00"])
+    end: str = limited(Shift, "end", examples=["17:30"], description="before start: overnight")
 
 
 class HandlerIn(BaseModel):
@@ -36,23 +37,22 @@ class HandlerIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    user: str = Field(
-        ...,
-        pattern=r"^users/[A-Za-z0-9_-]{1,64}$",
-        description="the user's subject, users/{id}, as GET /v1/me shows it",
+    user: str = limited(
+        pb.HandlerProfile, "user", description="the user's subject, users/{id}, as /v1/me shows"
     )
-    handler_id: str | None = Field(
+    handler_id: str | None = limited(
+        pb.CreateHandlerProfileRequest,
+        "handler_id",
         None,
-        pattern=HANDLER_ID_PATTERN,
         description="the last segment of the profile's name; defaults to the user's id",
     )
-    display_name: str = Field("", max_length=200)
-    roles: list[str] = Field(..., min_length=1, max_length=20, examples=[["grid_worker"]])
-    skills: list[str] = Field(default_factory=list, max_length=20)
-    teams: list[str] = Field(default_factory=list, max_length=20)
-    capacity: int = Field(5, ge=1, le=100, description="most open tasks at once")
+    display_name: str = limited(pb.HandlerProfile, "display_name", "")
+    roles: list[Name] = limited(pb.HandlerProfile, "roles", examples=[["grid_worker"]])
+    skills: list[Name] = limited(pb.HandlerProfile, "skills", [])
+    teams: list[Name] = limited(pb.HandlerProfile, "teams", [])
+    capacity: int = limited(pb.HandlerProfile, "capacity", 5, description="most open tasks")
     on_duty: bool = True
-    shifts: list[ShiftIn] = Field(default_factory=list, max_length=20)
+    shifts: list[ShiftIn] = limited(pb.HandlerProfile, "shifts", [])
     position: GeoPointIn | None = None
     supervisor: bool = Field(False, description="supervises escalations at this tenant")
 
@@ -62,13 +62,13 @@ class HandlerPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    display_name: str | None = Field(None, max_length=200)
-    roles: list[str] | None = Field(None, min_length=1, max_length=20)
-    skills: list[str] | None = Field(None, max_length=20)
-    teams: list[str] | None = Field(None, max_length=20)
-    capacity: int | None = Field(None, ge=1, le=100)
+    display_name: str | None = limited(pb.HandlerProfile, "display_name", None)
+    roles: list[Name] | None = limited(pb.HandlerProfile, "roles", None)
+    skills: list[Name] | None = limited(pb.HandlerProfile, "skills", None)
+    teams: list[Name] | None = limited(pb.HandlerProfile, "teams", None)
+    capacity: int | None = limited(pb.HandlerProfile, "capacity", None)
     on_duty: bool | None = None
-    shifts: list[ShiftIn] | None = Field(None, max_length=20)
+    shifts: list[ShiftIn] | None = limited(pb.HandlerProfile, "shifts", None)
     supervisor: bool | None = None
 
 
@@ -115,22 +115,27 @@ class RoutingRuleIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    category: str = Field(
-        ...,
-        min_length=1,
-        max_length=100,
+    category: str = limited(
+        pb.RoutingRule,
+        "category",
         examples=["safety.*"],
         description="a category code, a prefix such as 'safety.*', or '*' for all",
     )
-    handler_role: str = Field("", max_length=63, examples=["grid_worker"])
-    team: str = Field("", max_length=63)
-    department: str = Field("", max_length=63)
-    priority: int = Field(0, ge=-1000, le=1000)
-    min_severity: int = Field(0, ge=0, le=5)
-    grid_cells: list[str] = Field(default_factory=list, max_length=500)
-    village: str = Field("", max_length=250, description="tenant path the event lies in")
-    active_from: str = Field("", max_length=5, description="HH:MM local; empty: all day")
-    active_until: str = Field("", max_length=5, description="HH:MM local, exclusive")
+    handler_role: str = limited(pb.RoutingRule, "handler_role", "", examples=["grid_worker"])
+    team: str = limited(pb.RoutingRule, "team", "")
+    department: str = limited(pb.RoutingRule, "department", "")
+    priority: int = limited(pb.RoutingRule, "priority", 0)
+    min_severity: int = limited(pb.RoutingRule, "min_severity", 0)
+    grid_cells: list[Annotated[str, item(pb.RoutingRule, "grid_cells")]] = limited(
+        pb.RoutingRule, "grid_cells", []
+    )
+    village: str = limited(pb.RoutingRule, "village", "", description="tenant path it lies in")
+    active_from: str = limited(
+        pb.RoutingRule, "active_from", "", description="HH:MM local; empty: all day"
+    )
+    active_until: str = limited(
+        pb.RoutingRule, "active_until", "", description="HH:MM local, exclusive"
+    )
     response_sla_seconds: int | None = Field(
         None, ge=1, le=90 * 86400, description="offer to acceptance before escalation"
     )
@@ -141,7 +146,7 @@ class RoutingRuleIn(BaseModel):
         600, ge=10, le=86400, description="an unanswered offer then goes to the next handler"
     )
     escalation_action: EscalationName = "add_supervisor"
-    display_name: str = Field("", max_length=200)
+    display_name: str = limited(pb.RoutingRule, "display_name", "")
 
 
 class RoutingRuleOut(BaseModel):
@@ -189,32 +194,39 @@ class AssignIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    event: str = Field(
-        ..., min_length=1, max_length=300, description="event id, or its resource name"
+    event: str = limited(
+        pb.AssignTaskRequest, "event", description="event id, or its resource name"
     )
-    handler: str = Field(
-        "", max_length=80, description="users/{id} of a handler; empty: the nearest available"
+    handler: str = limited(
+        pb.AssignTaskRequest,
+        "handler",
+        "",
+        description="users/{id} of a handler; empty: the nearest available",
     )
 
 
 class DeclineIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    reason: str = Field("", max_length=2000)
+    reason: str = limited(pb.DeclineTaskRequest, "reason", "")
 
 
 class ResolveIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    note: str = Field(..., min_length=1, max_length=2000)
-    media_uris: list[str] = Field(default_factory=list, max_length=10)
+    note: str = limited(pb.ResolveTaskRequest, "note")
+    media_uris: list[Annotated[str, item(pb.ResolveTaskRequest, "media_uris")]] = limited(
+        pb.ResolveTaskRequest, "media_uris", []
+    )
 
 
 class TransferIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    handler: str = Field("", max_length=80, description="users/{id}; empty: back to routing")
-    reason: str = Field(..., min_length=1, max_length=2000, description="the reporter reads it")
+    handler: str = limited(
+        pb.TransferTaskRequest, "handler", "", description="users/{id}; empty: back to routing"
+    )
+    reason: str = limited(pb.TransferTaskRequest, "reason", description="the reporter reads it")
 
 
 class TransferOut(BaseModel):

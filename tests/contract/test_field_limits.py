@@ -49,6 +49,11 @@ GATEWAY_ONLY = {
     "LocateRequest.latitudes": "REST batch size",
     "TransformRequest.longitudes": "REST batch size",
     "TransformRequest.latitudes": "REST batch size",
+    # Command's SLAs are Durations in the contract; the REST body takes whole seconds,
+    # bounded so they fit a Duration (the domain says what an SLA may be).
+    "RoutingRuleIn.response_sla_seconds": "seconds standing for a Duration",
+    "RoutingRuleIn.resolution_sla_seconds": "seconds standing for a Duration",
+    "RoutingRuleIn.offer_timeout_seconds": "seconds standing for a Duration",
     # Paging: page sizes are clamped by the kit's paging helper, tokens are signed.
     "SearchRequest.page_size": "paging",
     "SearchRequest.page_token": "paging",

@@ -33,19 +33,21 @@ async def refused(call) -> tuple[grpc.StatusCode, set[str]]:
 
 async def test_a_bad_rule_names_its_fields_and_is_not_stored(command):
     stub = command.stub
-    code, fields = await refused(
-        stub.CreateRoutingRule(
-            pb.CreateRoutingRuleRequest(
-                parent=tenancy.tenant_name(TOWN),
-                routing_rule=pb.RoutingRule(
-                    category="Garbage!", min_severity=7, sla=Duration(seconds=-5)
-                ),
-            ),
+
+    def create(rule: pb.RoutingRule):
+        return stub.CreateRoutingRule(
+            pb.CreateRoutingRuleRequest(parent=tenancy.tenant_name(TOWN), routing_rule=rule),
             metadata=desk(),
         )
+
+    # The contract's bounds first (checked before any handler), then the domain's rules.
+    code, fields = await refused(create(pb.RoutingRule(category="x", min_severity=7)))
+    assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, {"routing_rule.min_severity"})
+    code, fields = await refused(
+        create(pb.RoutingRule(category="Garbage!", sla=Duration(seconds=-5)))
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert {"routing_rule.category", "routing_rule.min_severity", "routing_rule.sla"} <= fields
+    assert {"routing_rule.category", "routing_rule.handler_role", "routing_rule.sla"} <= fields
     listed = await stub.ListRoutingRules(
         pb.ListRoutingRulesRequest(parent=tenancy.tenant_name(TOWN)), metadata=desk()
     )
@@ -58,8 +60,8 @@ async def test_a_bad_profile_names_its_fields(command):
             pb.CreateHandlerProfileRequest(
                 parent=tenancy.tenant_name(XINGMING),
                 handler_profile=pb.HandlerProfile(
-                    user="someone",
-                    capacity=1000,
+                    user="users/u_someone",
+                    roles=["grid_worker"],
                     position=geo_pb2.GeoPoint(longitude=121.1, latitude=91.0),
                 ),
             ),
@@ -77,7 +79,17 @@ async def test_a_bad_profile_names_its_fields(command):
             metadata=desk(),
         )
     )
-    assert {"handler_profile.user", "handler_profile.roles", "handler_profile.capacity"} <= fields
+    assert fields == {"handler_profile.user", "handler_profile.capacity"}  # the contract's
+    code, fields = await refused(
+        command.stub.CreateHandlerProfile(
+            pb.CreateHandlerProfileRequest(
+                parent=tenancy.tenant_name(XINGMING),
+                handler_profile=pb.HandlerProfile(user="users/u_someone"),
+            ),
+            metadata=desk(),
+        )
+    )
+    assert fields == {"handler_profile.roles"}  # the domain's: a handler holds a role
 
 
 async def test_bad_moves_name_the_field_or_the_state(command, grid_index):
