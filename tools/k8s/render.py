@@ -382,13 +382,43 @@ def overlay_files() -> dict[str, str]:
         "components": ["../../components/secrets"],
         "patches": [{"path": "district.yaml"}],
     }
+    monitoring = {
+        "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+        "kind": "Component",
+        "resources": ["service-monitors.yaml", "alert-rules.yaml"],
+        # Grafana's sidecar loads every ConfigMap labelled grafana_dashboard.
+        "configMapGenerator": [
+            {
+                "name": "grassroots-dashboard",
+                "files": ["grassroots-golden-signals.json"],
+                "options": {"labels": {"grafana_dashboard": "1", **PART_OF}},
+            }
+        ],
+    }
     return {
+        "components/monitoring/kustomization.yaml": _dump([monitoring]),
+        "components/monitoring/service-monitors.yaml": _dump(
+            [service_monitor(w) for w in WORKLOADS.values()]
+        ),
         "components/secrets/kustomization.yaml": _dump([secrets_component]),
         "overlays/dev/kustomization.yaml": _dump([dev]),
         "overlays/dev/redis.yaml": _dump(dev_redis()),
         "overlays/district/kustomization.yaml": _dump([district]),
         "overlays/district/backing-services.yaml": _dump(external_services()),
         "overlays/district/district.yaml": _dump(district_patches()),
+    }
+
+
+def service_monitor(workload: Workload) -> dict[str, Any]:
+    """Prometheus Operator scrapes the workload's `metrics` port."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": workload.name, "labels": labels(workload.name)},
+        "spec": {
+            "selector": {"matchLabels": _selector(workload.name)},
+            "endpoints": [{"port": "metrics", "interval": "30s"}],
+        },
     }
 
 
