@@ -21,6 +21,8 @@ from grassroots.empower.v1 import people_service_pb2_grpc as people_grpc
 from services.empower.domain.audit import AuditLog
 from services.empower.domain.identity import IdentityDirectory
 from services.empower.domain.people import PeopleRegistry
+from services.empower.empowerment import SERVICE_NAMES as EMPOWERMENT_SERVICE_NAMES
+from services.empower.empowerment import Servicer
 from services.empower.identity_api import IdentityServicer, TenantServicer
 from services.empower.people_api import PeopleServicer
 from services.kit.component import ServiceComponent
@@ -30,7 +32,7 @@ from services.kit.unimplemented import fill_unimplemented
 TENANT_SERVICE = tenant_pb.DESCRIPTOR.services_by_name["EmpowerService"].full_name
 IDENTITY_SERVICE = identity_pb.DESCRIPTOR.services_by_name["IdentityService"].full_name
 PEOPLE_SERVICE = people_pb.DESCRIPTOR.services_by_name["PeopleService"].full_name
-SERVICE_NAMES = (TENANT_SERVICE, IDENTITY_SERVICE, PEOPLE_SERVICE)
+SERVICE_NAMES = (TENANT_SERVICE, IDENTITY_SERVICE, PEOPLE_SERVICE, *EMPOWERMENT_SERVICE_NAMES)
 
 fill_unimplemented(TenantServicer, TENANT_SERVICE, "the catalog of components and scenarios")
 
@@ -42,13 +44,16 @@ def build_component(
     registry: PeopleRegistry,
     audit: AuditLog,
     closers: Sequence[Callable[[], Any]] = (),
+    more: Sequence[Servicer] = (),
 ) -> ServiceComponent:
+    """The component; `more` are the servicers of forms, points and notices."""
     return ServiceComponent(
         [
             # ListCatalogItems comes from fill_unimplemented, which mypy cannot see.
             (TenantServicer(directory), tenant_grpc.add_EmpowerServiceServicer_to_server),  # type: ignore[abstract]
             (IdentityServicer(directory), identity_grpc.add_IdentityServiceServicer_to_server),
             (PeopleServicer(registry, audit), people_grpc.add_PeopleServiceServicer_to_server),
+            *more,
         ],
         SERVICE_NAMES,
         closers,

@@ -43,3 +43,13 @@ class EmpowerSettings(ServiceSettings):
         description="the wait after a name's free failed sign-ins; it doubles with each "
         "further failure",
     )
+    bus_url: str = Field(
+        "",
+        description="redis://host:port/db for Redis Streams, or a file path for the local "
+        "log; empty means bus.sqlite3 next to the database",
+    )
+    points_fact_streams: str = Field(
+        "command",
+        description="comma-separated bus streams whose facts points rules pay for",
+    )
+    consumer_name: str = Field("empower-1", description="this replica's name in consumer groups")

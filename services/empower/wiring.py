@@ -14,6 +14,7 @@ from services.empower.domain.audit import AuditLog
 from services.empower.domain.identity import IdentityDirectory
 from services.empower.domain.people import PeopleRegistry
 from services.empower.domain.signin_throttle import ACCOUNT_POLICY, SignInThrottle
+from services.empower.empowerment import open_empowerment
 from services.empower.store.identity_postgres import PostgresIdentityStore
 from services.empower.store.identity_sqlite import SqliteIdentityStore
 from services.empower.store.people_postgres import PostgresPeopleStore
@@ -77,4 +78,11 @@ async def open_empower(settings: EmpowerSettings) -> Empower:
 async def build(settings: EmpowerSettings) -> ServiceComponent:
     """The component `run_service` serves: tenants, identity, people and audit."""
     opened = await open_empower(settings)
-    return build_component(opened.directory, opened.registry, opened.audit, opened.closers)
+    work = await open_empowerment(settings, opened.registry, opened.directory, opened.audit)
+    return build_component(
+        opened.directory,
+        opened.registry,
+        opened.audit,
+        [*work.closers, *opened.closers],
+        work.servicers,
+    )

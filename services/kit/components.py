@@ -43,6 +43,9 @@ COMPONENTS: dict[str, Component] = {
                 "grassroots.empower.v1.EmpowerService",
                 "grassroots.empower.v1.IdentityService",
                 "grassroots.empower.v1.PeopleService",
+                "grassroots.empower.v1.FormsService",
+                "grassroots.empower.v1.PointsService",
+                "grassroots.empower.v1.NoticesService",
             ),
         ),
     )

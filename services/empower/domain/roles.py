@@ -42,6 +42,11 @@ ALL_SCOPES: frozenset[str] = frozenset(
         "tenants:write",
         "users:write",
         "apps:write",
+        # Fill once, report many; the points ledger; notices (empower's own work).
+        "forms:write",
+        "reports:read",
+        "points:write",
+        "notices:send",
     }
 )
 
@@ -54,6 +59,8 @@ _DISPATCH = frozenset({"command:read", "command:dispatch"})
 _OPERATE = _OPERATE | _DISPATCH
 _OPERATE = _OPERATE | {"events:handle", "events:manage"}
 _ADMINISTER = frozenset({"users:write", "apps:write"})
+# Staff who run a village's work: its forms and reports, its points and notices.
+_EMPOWER = frozenset({"forms:write", "reports:read", "points:write", "notices:send"})
 
 ROLES: dict[str, frozenset[str]] = {
     # Runs the district's platform: the tree, accounts, apps and every component,
@@ -62,20 +69,22 @@ ROLES: dict[str, frozenset[str]] = {
     "district_admin": _OPERATE
     | _ADMINISTER
     | {"tenants:write", "events:configure", "people:read", "people:write", "audit:read"}
-    | {"care:read", "care:write"},
+    | {"care:read", "care:write", "reports:read"},
     # Reads everything a district sees and the audit trail; changes nothing.
-    "district_auditor": _READ | {"audit:read", "audit:verify", "people:read"},
+    "district_auditor": _READ | {"audit:read", "audit:verify", "people:read", "reports:read"},
     # A town (street) office: dispatches and configures for its villages.
-    "town_officer": _OPERATE | _ADMINISTER | {"events:configure", "people:read"},
+    "town_officer": _OPERATE | _ADMINISTER | _EMPOWER | {"events:configure", "people:read"},
     # Runs a village: its residents' records (sensitive ones included), its staff
     # accounts and its apps.
     "village_secretary": _OPERATE
     | _ADMINISTER
+    | _EMPOWER
     | {"events:configure", "people:read", "people:write", "people:read_sensitive"}
     | {"care:read", "care:write", "map:read_sensitive"},
     # Patrols a grid cell: reports and handles events, sees the map and residents.
     "grid_worker": frozenset(
         {"events:read", "events:write", "events:handle", "map:read", "people:read"}
+        | {"forms:write"}
     )
     | _DISPATCH,
     # Looks after elderly people living alone: needs their contacts and health notes.

@@ -49,6 +49,7 @@ async def test_login_issues_tokens_for_the_users_roles(tree, clock):
         "events:handle",
         "map:read",
         "people:read",
+        "forms:write",
     }
     assert principal.scopes == user.scopes
 

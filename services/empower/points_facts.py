@@ -1,0 +1,109 @@
+"""Facts on the bus become points: the adapter between the bus and the ledger.
+
+Reads the streams named in the settings through the consumer group `empower-points`
+and hands each fact a points rule could pay for to `PointsLedger.apply_fact`. Shapes
+(ADR 21):
+
+* `task.resolved` from command: the payload is a `grassroots.command.v1.Task`; the
+  holder is the task's handler, and the message's headers (`task_kind`,
+  `category`, ...) plus `event` become the attributes rules match on.
+* any other fact type (`sorting.check_passed`, `patrol.completed`, ...): a JSON
+  object `{"holder": "...", "holder_kind": "household" | "person",
+  "attributes": {"...": "..."}}`.
+
+The message key is the fact's idempotency key, so a redelivered fact pays nothing
+more. A payload that cannot be read fails its delivery, and the consumer parks it
+on the dead stream after its retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from google.protobuf.message import DecodeError
+
+from grassroots.command.v1 import command_service_pb2 as command_pb
+from services.empower.domain.points import PointsLedger
+from services.empower.domain.points_model import Fact, HolderKind
+from services.kit.bus import Bus, Consumer, Delivery
+
+log = logging.getLogger("grassroots.empower.points")
+
+GROUP = "empower-points"
+TASK_RESOLVED = "task.resolved"
+_IGNORED_HEADERS = ("traceparent", "tracestate")
+
+
+def fact_of(delivery: Delivery) -> Fact | None:
+    """The fact a message carries, or None for a fact type points never pay for."""
+    message = delivery.message
+    if message.type.startswith("task.") and message.type != TASK_RESOLVED:
+        return None
+    attributes = {
+        k: v
+        for k, v in message.headers.items()
+        if not k.startswith("x-") and k not in _IGNORED_HEADERS
+    }
+    if message.type == TASK_RESOLVED:
+        try:
+            task = command_pb.Task.FromString(message.payload)
+        except DecodeError as exc:
+            raise ValueError(f"{TASK_RESOLVED} payload is not a command Task: {exc}") from None
+        if not task.handler:
+            raise ValueError(f"{TASK_RESOLVED} names no handler")
+        attributes["event"] = task.event
+        attributes["task"] = task.name
+        return Fact(
+            type=message.type,
+            key=message.key,
+            tenant=message.tenant,
+            holder=task.handler,
+            attributes=attributes,
+            subject="services/command",
+        )
+    try:
+        body = json.loads(message.payload)
+        holder = body["holder"]
+        kind = HolderKind(body.get("holder_kind", HolderKind.PERSON.value))
+        extra = body.get("attributes", {})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{message.type} payload is not a points fact: {exc}") from None
+    if not isinstance(holder, str) or not isinstance(extra, dict):
+        raise ValueError(f"{message.type} payload has a holder or attributes of the wrong type")
+    attributes.update({str(k): str(v) for k, v in extra.items()})
+    return Fact(
+        type=message.type,
+        key=message.key,
+        tenant=message.tenant,
+        holder=holder,
+        holder_kind=kind,
+        attributes=attributes,
+    )
+
+
+class PointsFacts:
+    """One consumer per stream, feeding the ledger until stopped."""
+
+    def __init__(self, ledger: PointsLedger, bus: Bus, streams: tuple[str, ...], name: str) -> None:
+        self.ledger = ledger
+        self.consumers = [
+            Consumer(bus, stream, GROUP, name, self.handle, block_ms=500, min_idle_ms=10_000)
+            for stream in streams
+        ]
+
+    async def handle(self, delivery: Delivery) -> None:
+        fact = fact_of(delivery)
+        if fact is None:
+            return
+        posted = await self.ledger.apply_fact(fact)
+        for result in posted:
+            if result.created:
+                log.info(
+                    "points credited",
+                    extra={"event_key": fact.key, "amount": result.entry.amount},
+                )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.gather(*(consumer.run(stop) for consumer in self.consumers))
