@@ -24,6 +24,7 @@ from gateway.routers import (
     ogc,
     open311,
     people,
+    points,
     tenants,
 )
 from gateway.routers import map as map_router
@@ -98,6 +99,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         tenants.router,
         identity_admin.router,
         people.router,
+        points.router,
         events.router,
         events.categories_router,
         map_router.router,

@@ -11,8 +11,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grassroots.command.v1 import command_service_pb2_grpc
 from grassroots.empower.v1 import (
     empower_service_pb2_grpc,
+    forms_service_pb2_grpc,
     identity_service_pb2_grpc,
+    notices_service_pb2_grpc,
     people_service_pb2_grpc,
+    points_service_pb2_grpc,
 )
 from grassroots.events.v1 import events_service_pb2_grpc
 from grassroots.map.v1 import map_service_pb2_grpc
@@ -35,6 +38,9 @@ class Upstreams:
         self.empower = empower_service_pb2_grpc.EmpowerServiceStub(self.channels["empower"])
         self.identity = identity_service_pb2_grpc.IdentityServiceStub(self.channels["empower"])
         self.people = people_service_pb2_grpc.PeopleServiceStub(self.channels["empower"])
+        self.forms = forms_service_pb2_grpc.FormsServiceStub(self.channels["empower"])
+        self.points = points_service_pb2_grpc.PointsServiceStub(self.channels["empower"])
+        self.notices = notices_service_pb2_grpc.NoticesServiceStub(self.channels["empower"])
         self._health = {
             name: health_pb2_grpc.HealthStub(channel) for name, channel in self.channels.items()
         }

@@ -45,6 +45,7 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "handler": lambda w: w.b.handler_id,
     "routing_rule": lambda w: w.b.rule_id,
     "task": lambda w: w.b.task_id,
+    "points_account": lambda w: w.b.points_account_id,
 }
 
 
@@ -164,6 +165,18 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
         "json": {"display_name": "Planted app", "scopes": ["events:read"], "quota_per_minute": 60}
     },
     ("POST", "/v1/tenants/{tenant}/people"): _person,
+    ("POST", "/v1/tenants/{tenant}/pointsAccounts"): lambda w: {
+        "json": {"holder_kind": "household", "holder": _unique("household/planted-")}
+    },
+    ("POST", "/v1/tenants/{tenant}/pointsRules"): lambda w: {
+        "json": {"display_name": "Planted rule", "fact_type": "task.resolved", "points": 1000}
+    },
+    ("POST", "/v1/tenants/{tenant}/pointsAccounts/{points_account}:credit"): lambda w: {
+        "json": {"amount": 1000, "memo": "planted", "request_id": _unique("planted-")}
+    },
+    ("POST", "/v1/tenants/{tenant}/pointsAccounts/{points_account}:redeem"): lambda w: {
+        "json": {"amount": 1, "memo": "planted", "request_id": _unique("planted-")}
+    },
     ("POST", "/v1/tenants/{tenant}/events"): _event,
     ("POST", "/v1/tenants/{tenant}/events/{event}:transition"): lambda w: {
         "json": {"state": "rejected", "note": "closed by another village"}

@@ -128,6 +128,7 @@ class VillageB:
     handler_id: str = ""
     rule_id: str = ""
     task_id: str = ""
+    points_account_id: str = ""
 
 
 @dataclass
@@ -501,6 +502,23 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
     )
     b.rule_id = rule["id"]
     b.task_id = wait_for_task(client, b_super, B, b.event_id)
+    account = expect(
+        client.post(
+            f"/v1/tenants/{B}/pointsAccounts",
+            json={"holder_kind": "household", "holder": "household/b-1", "display_name": "B 1"},
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    b.points_account_id = account["id"]
+    expect(
+        client.post(
+            f"/v1/tenants/{B}/pointsAccounts/{b.points_account_id}:credit",
+            json={"amount": 40, "memo": "village B's own award", "request_id": "b-award-1"},
+            headers=b_super.headers,
+        ),
+        200,
+    )
     expect(
         client.post(
             f"/v1/tenants/{B}/layers",

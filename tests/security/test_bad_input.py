@@ -227,3 +227,29 @@ def test_stream_offsets_that_are_not_int64(world, after, last_event_id):
 def test_a_crs_proj_cannot_convert_is_refused_by_name(world, path, body, field):
     response = fresh(world, "POST", path, json=body, headers=world.a_super.headers)
     assert_bad_request(response, field)
+
+
+def test_redeeming_more_than_the_balance_names_the_amount(world: World) -> None:
+    who = world.a_super.headers
+    account = world.client.post(
+        f"/v1/tenants/{A}/pointsAccounts",
+        json={"holder_kind": "household", "holder": "household/bad-input-1"},
+        headers=who,
+    )
+    assert account.status_code == 201, account.text
+    url = f"/v1/tenants/{A}/pointsAccounts/{account.json()['id']}"
+    credit = world.client.post(
+        url + ":credit", json={"amount": 10, "request_id": "bad-input-award"}, headers=who
+    )
+    assert credit.status_code == 200, credit.text
+    over = fresh(
+        world, "POST", url + ":redeem", json={"amount": 11, "request_id": "over"}, headers=who
+    )
+    assert_bad_request(over, "amount")
+    assert "balance of 10" in over.text
+    fractional = fresh(
+        world, "POST", url + ":credit", json={"amount": 2.5, "request_id": "frac"}, headers=who
+    )
+    assert_bad_request(fractional, "amount")
+    balance = world.client.get(url, headers=who).json()["balance"]
+    assert balance == 10

@@ -67,8 +67,15 @@ def _command(w: World, t: str) -> dict[str, str]:
 HANDLER = "/v1/tenants/{tenant}/handlers/{handler}"
 RULE = "/v1/tenants/{tenant}/routingRules/{routing_rule}"
 TASK = "/v1/tenants/{tenant}/tasks/{task}"
+
+
+def _points_account(w: World, t: str) -> dict[str, str]:
+    return {"points_account": w.b.points_account_id}
+
+
 LAYER = "/v1/tenants/{tenant}/layers/{layer}"
 EVENT = "/v1/tenants/{tenant}/events/{event}"
+ACCOUNT = "/v1/tenants/{tenant}/pointsAccounts/{points_account}"
 # (METHOD, path) -> B's object. Reads first: the writes, if tenancy failed, would
 # change B's objects, and the test checks afterwards that none changed.
 CROSS: dict[tuple[str, str], Cross] = {
@@ -79,6 +86,8 @@ CROSS: dict[tuple[str, str], Cross] = {
         lambda w, t: {"person": w.b.person_id}, {"purpose": PURPOSE}
     ),
     ("GET", EVENT): Cross(_event),
+    ("GET", ACCOUNT): Cross(_points_account),
+    ("GET", ACCOUNT + "/ledgerEntries"): Cross(_points_account),
     ("GET", LAYER): Cross(_layer),
     ("GET", LAYER + "/features"): Cross(_layer),
     ("GET", LAYER + "/features/{feature}"): Cross(_layer),
@@ -97,6 +106,8 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("POST", EVENT + "/comments"): Cross(_event),
     ("POST", EVENT + ":transition"): Cross(_event),
     ("POST", EVENT + ":evaluate"): Cross(_event),
+    ("POST", ACCOUNT + ":credit"): Cross(_points_account),
+    ("POST", ACCOUNT + ":redeem"): Cross(_points_account),
     ("POST", "/v1/tenants/{tenant}/apps/{app}/apiKeys"): Cross(_app),
     ("DELETE", "/v1/tenants/{tenant}/apps/{app}/apiKeys/{api_key}"): Cross(_app),
     ("POST", "/v1/tenants/{tenant}/users/{user}:disable"): Cross(_user),
@@ -258,6 +269,9 @@ def test_listing_a_villages_collections_never_shows_the_neighbours_objects(world
     collections = client.get("/ogc/collections", headers=who).json()["collections"]
     assert not any(c["id"].startswith(f"{B}.") for c in collections)
 
+    accounts = client.get(f"/v1/tenants/{A}/pointsAccounts", headers=who).json()
+    assert world.b.points_account_id not in _ids(accounts["points_accounts"])
+
     requests = client.get("/open311/v2/requests.json", headers=who).json()
     assert world.a.event_id in {r["service_request_id"] for r in requests}
     assert world.b.event_id not in {r["service_request_id"] for r in requests}
@@ -293,6 +307,12 @@ def _b_is_unchanged(world: World) -> None:
     assert not [a for a in apps if a["display_name"] == "Planted app"]
     layers = client.get(f"/v1/tenants/{B}/layers", headers=who).json()["layers"]
     assert not [x for x in layers if x["layer_id"].startswith("planted-")]
+    account = client.get(
+        f"/v1/tenants/{B}/pointsAccounts/{world.b.points_account_id}", headers=who
+    ).json()
+    assert account["balance"] == 40, account
+    rules = client.get(f"/v1/tenants/{B}/pointsRules", headers=who).json()["points_rules"]
+    assert not [r for r in rules if r["display_name"] == "Planted rule"]
     children = client.get(f"/v1/tenants/{B}/children", headers=who).json()["tenants"]
     assert not children or all("Security suite" not in t["display_name"] for t in children)
     handler = client.get(f"/v1/tenants/{B}/handlers/{world.b.handler_id}", headers=who).json()
