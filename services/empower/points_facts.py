@@ -5,8 +5,9 @@ and hands each fact a points rule could pay for to `PointsLedger.apply_fact`. Sh
 (ADR 21):
 
 * `task.resolved` from command: the payload is a `grassroots.command.v1.Task`; the
-  holder is the task's handler, and the message's headers (`task_kind`,
-  `category`, ...) plus `event` become the attributes rules match on.
+  holder is the task's handler, and its `team`, `category`, `grid_cell`, `village`,
+  `event` and `task` (plus the message's headers) are the attributes rules match
+  on: a rule for volunteer tasks matches `{"team": "volunteers"}`.
 * any other fact type (`sorting.check_passed`, `patrol.completed`, ...): a JSON
   object `{"holder": "...", "holder_kind": "household" | "person",
   "attributes": {"...": "..."}}`.
@@ -53,8 +54,16 @@ def fact_of(delivery: Delivery) -> Fact | None:
             raise ValueError(f"{TASK_RESOLVED} payload is not a command Task: {exc}") from None
         if not task.handler:
             raise ValueError(f"{TASK_RESOLVED} names no handler")
-        attributes["event"] = task.event
-        attributes["task"] = task.name
+        attributes.update(
+            {
+                "event": task.event,
+                "task": task.name,
+                "team": task.team,
+                "category": task.category,
+                "grid_cell": task.grid_cell,
+                "village": task.village,
+            }
+        )
         return Fact(
             type=message.type,
             key=message.key,

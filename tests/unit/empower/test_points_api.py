@@ -88,6 +88,8 @@ def _task_resolved(key: str, handler: str) -> BusMessage:
         event="tenants/sh-jd-at-va/events/ev_1",
         handler=handler,
         state=command_pb.Task.STATE_DONE,
+        team="volunteers",
+        category="environment.garbage",
     )
     return BusMessage(
         type="task.resolved",
@@ -95,7 +97,6 @@ def _task_resolved(key: str, handler: str) -> BusMessage:
         tenant=VILLAGE,
         offset=1,
         payload=task.SerializeToString(),
-        headers={"task_kind": "volunteer"},
     )
 
 
@@ -115,7 +116,7 @@ async def test_a_resolved_volunteer_task_pays_once_and_buys_at_the_shop(service:
             points_rule=pb.PointsRule(
                 display_name="Volunteer task done",
                 fact_type="task.resolved",
-                match={"task_kind": "volunteer"},
+                match={"team": "volunteers"},
                 points=10,
                 cap=100,
                 cap_period=pb.PointsRule.PERIOD_WEEK,
