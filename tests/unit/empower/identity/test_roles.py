@@ -41,7 +41,11 @@ def test_administrators_hold_what_they_administer():
         "people:read",
         "command:read",
         "command:dispatch",
+        "forms:write",
     }
+    # Village and town staff run forms and reports, points and notices.
+    for role in ("village_secretary", "town_officer"):
+        assert {"forms:write", "reports:read", "points:write", "notices:send"} <= ROLES[role]
     assert ROLES["resident"] == {"events:read", "events:write"}
     # A village secretary can make every role of village life, a carer included.
     for role in ("grid_worker", "carer", "volunteer", "resident"):
