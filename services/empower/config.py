@@ -52,4 +52,7 @@ class EmpowerSettings(ServiceSettings):
         "command",
         description="comma-separated bus streams whose facts points rules pay for",
     )
+    report_schedule_seconds: float = Field(
+        60.0, gt=0, description="how often scheduled reports are checked for being due"
+    )
     consumer_name: str = Field("empower-1", description="this replica's name in consumer groups")

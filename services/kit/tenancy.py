@@ -70,6 +70,12 @@ def contains(ancestor: str, path: str) -> bool:
     return path == ancestor or path.startswith(ancestor + "/")
 
 
+def ancestors_and_self(path: str) -> list[str]:
+    """`a/b/c` -> [`a`, `a/b`, `a/b/c`]: what a node inherits (rules, forms) comes from these."""
+    parts = path.split("/")
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
 def parse_parent(parent: str, field: str = "parent") -> str:
     """Parse `tenants/{tenant_id}` into a tenant path."""
     parts = parent.split("/")

@@ -105,12 +105,6 @@ def _request_id(value: str) -> str:
     return value
 
 
-def ancestors_and_self(path: str) -> list[str]:
-    """`a/b/c` -> [`a`, `a/b`, `a/b/c`]: rules of every node above a village apply in it."""
-    parts = path.split("/")
-    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
 class PointsLedger:
     """Accounts, rules and postings, checked for tenancy and scope."""
 
@@ -218,7 +212,7 @@ class PointsLedger:
         """The rules that apply in `tenant`: its own, and those of the nodes above it
         that the caller may see."""
         self._see(caller, tenant)
-        tenants = [t for t in ancestors_and_self(tenant) if caller.can_see(t)]
+        tenants = [t for t in tenancy.ancestors_and_self(tenant) if caller.can_see(t)]
         return await self.store.rules_of(caller.tenant, tenants)
 
     # --- postings ---------------------------------------------------------------
@@ -282,7 +276,7 @@ class PointsLedger:
         scope = tenancy.ALL_TENANTS
         rules = [
             r
-            for r in await self.store.rules_of(scope, ancestors_and_self(fact.tenant))
+            for r in await self.store.rules_of(scope, tenancy.ancestors_and_self(fact.tenant))
             if r.matches(fact)
         ]
         if not rules:

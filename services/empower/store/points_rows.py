@@ -20,6 +20,7 @@ from services.empower.domain.points_model import (
     Posting,
     Rule,
 )
+from services.kit.sqldialect import subtree as subtree
 
 ACCOUNT_COLUMNS = "id, tenant, holder_kind, holder, display_name, balance, create_us"
 RULE_COLUMNS = "id, tenant, display_name, fact_type, match_json, points, cap, cap_period, create_us"
@@ -162,10 +163,3 @@ def earned_since(posting: Posting) -> int | None:
     if posting.cap_since is None or posting.cap <= 0:
         return None
     return to_us(posting.cap_since)
-
-
-def subtree(scope: str, column: str = "tenant") -> tuple[str, list[str]]:
-    """ "column is scope or below it" as an index range ('/' sorts just before '0')."""
-    if scope == "*":
-        return "1 = 1", []
-    return f"({column} = ? OR ({column} >= ? AND {column} < ?))", [scope, scope + "/", scope + "0"]

@@ -1,0 +1,293 @@
+"""Fill once, report many: the town's form is filled in by villages and feeds three tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+import openpyxl
+import pytest
+
+from services.empower.domain.forms import FormsDesk
+from services.empower.domain.forms_model import (
+    Aggregate,
+    FieldType,
+    FormField,
+    ReportColumn,
+    Schedule,
+)
+from services.kit.errors import AlreadyExists, InvalidArgument, NotFound
+from services.kit.principal import Principal
+from tests.conftest import TOWN, XIANGYANG, XINGMING
+
+FORM = f"tenants/{TOWN.replace('/', '-')}/forms/fire-inspection"
+
+
+def who(tenant: str, subject: str = "users/staff") -> Principal:
+    return Principal(
+        subject=subject, tenant=tenant, scopes=frozenset({"forms:write", "reports:read"})
+    )
+
+
+FIELDS = [
+    FormField("building", "Building", FieldType.TEXT, required=True),
+    FormField(
+        "extinguishers", "Extinguishers", FieldType.INTEGER, required=True, minimum=0, maximum=50
+    ),
+    FormField("exits_blocked", "Exit blocked", FieldType.BOOLEAN, required=True),
+    FormField(
+        "hazard_level",
+        "Hazard",
+        FieldType.CHOICE,
+        required=True,
+        options=("none", "minor", "major"),
+    ),
+    FormField("hazards_found", "Hazards", FieldType.INTEGER, required=True, minimum=0),
+    FormField("where", "Where", FieldType.LOCATION),
+    FormField("notes", "Notes", FieldType.TEXT),
+]
+
+
+async def _setup(desk: FormsDesk) -> None:
+    await desk.create_form(who(TOWN), TOWN, "fire-inspection", "Fire-safety inspection", FIELDS)
+    rows = [
+        (XINGMING, "g01", "b1", "4", "true", "major", "2"),
+        (XINGMING, "g01", "b2", "3", "false", "none", "0"),
+        (XINGMING, "g02", "b3", "6", "false", "minor", "1"),
+        (XIANGYANG, "y01", '=HYPERLINK("http://x")', "2", "true", "minor", "3"),
+    ]
+    for n, (village, cell, building, ext, blocked, level, hazards) in enumerate(rows):
+        await desk.create_record(
+            who(village, "users/grid-worker"),
+            village,
+            "fire-inspection",
+            {
+                "building": building,
+                "extinguishers": ext,
+                "exits_blocked": blocked,
+                "hazard_level": level,
+                "hazards_found": hazards,
+            },
+            cell,
+            f"r{n}",
+        )
+
+
+async def test_one_form_feeds_three_departments_with_the_same_numbers(desk: FormsDesk) -> None:
+    await _setup(desk)
+    town = who(TOWN)
+    await desk.create_template(
+        town,
+        TOWN,
+        "fire-brigade",
+        display_name="Fire brigade",
+        department="Fire station",
+        form_name=FORM,
+        group_by=["building"],
+        columns=[
+            ReportColumn("Building", Aggregate.GROUP, "building"),
+            ReportColumn("Inspections", Aggregate.COUNT),
+            ReportColumn("Extinguishers", Aggregate.SUM, "extinguishers"),
+            ReportColumn("Exits blocked", Aggregate.COUNT_IF, "exits_blocked"),
+            ReportColumn("Hazards", Aggregate.SUM, "hazards_found"),
+        ],
+    )
+    await desk.create_template(
+        town,
+        TOWN,
+        "safety-office",
+        display_name="Safety office",
+        department="Safety",
+        form_name=FORM,
+        group_by=["grid_cell"],
+        columns=[
+            ReportColumn("Grid cell", Aggregate.GROUP, "grid_cell"),
+            ReportColumn("Inspections", Aggregate.COUNT),
+            ReportColumn("Hazards", Aggregate.SUM, "hazards_found"),
+            ReportColumn("Major", Aggregate.COUNT_IF, "hazard_level", "major"),
+        ],
+    )
+    await desk.create_template(
+        town,
+        TOWN,
+        "town-statistics",
+        display_name="Statistics",
+        department="Statistics",
+        form_name=FORM,
+        group_by=["tenant"],
+        columns=[
+            ReportColumn("Village", Aggregate.GROUP, "tenant"),
+            ReportColumn("Inspections", Aggregate.COUNT),
+            ReportColumn("Hazards", Aggregate.SUM, "hazards_found"),
+            ReportColumn("Exits blocked", Aggregate.COUNT_IF, "exits_blocked"),
+        ],
+    )
+    fire = await desk.run(town, TOWN, "fire-brigade")
+    safety = await desk.run(town, TOWN, "safety-office")
+    stats = await desk.run(town, TOWN, "town-statistics")
+    assert fire.record_count == safety.record_count == stats.record_count == 4
+    assert fire.rows[-1] == ("Total", "4", "15", "2", "6")
+    assert safety.rows == (
+        ("g01", "2", "2", "1"),
+        ("g02", "1", "1", "0"),
+        ("y01", "1", "3", "0"),
+        ("Total", "4", "6", "1"),
+    )
+    assert stats.rows == (
+        (XIANGYANG, "1", "3", "1"),
+        (XINGMING, "3", "3", "1"),
+        ("Total", "4", "6", "2"),
+    )
+    # The overlap agrees: inspections, hazards and blocked exits.
+    assert fire.rows[-1][1] == safety.rows[-1][1] == stats.rows[-1][1]
+    assert fire.rows[-1][4] == safety.rows[-1][2] == stats.rows[-1][2]
+    assert fire.rows[-1][3] == stats.rows[-1][3]
+
+    # A village runs nothing of the town's, and sees only its own records.
+    with pytest.raises(NotFound):
+        await desk.run(who(XINGMING), TOWN, "fire-brigade")
+    records, _ = await desk.list_records(who(XIANGYANG), XIANGYANG, "fire-inspection", 50, "")
+    assert [r.tenant for r in records] == [XIANGYANG]
+
+    content, media, name = await desk.export(town, TOWN, "fire-brigade", fire.id, "csv")
+    assert media.startswith("text/csv") and name.startswith("fire-brigade-")
+    assert name.endswith(".csv")
+    table = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
+    assert table[0] == ["Building", "Inspections", "Extinguishers", "Exits blocked", "Hazards"]
+    assert table[1][0] == '\'=HYPERLINK("http://x")'  # a formula arrives as text
+    assert table[-1] == ["Total", "4", "15", "2", "6"]
+
+    content, media, _ = await desk.export(town, TOWN, "fire-brigade", fire.id, "xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(content)).active
+    values = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert values[1][0] == '\'=HYPERLINK("http://x")'
+    assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
+    assert values[-1] == ["Total", 4, 15, 2, 6]
+
+
+async def test_a_record_is_checked_field_by_field_and_stored_once(desk: FormsDesk) -> None:
+    await desk.create_form(who(TOWN), TOWN, "fire-inspection", "Fire-safety inspection", FIELDS)
+    worker = who(XINGMING, "users/gw")
+    with pytest.raises(InvalidArgument) as refused:
+        await desk.create_record(
+            worker,
+            XINGMING,
+            "fire-inspection",
+            {
+                "building": "b1",
+                "extinguishers": "-1",
+                "exits_blocked": "maybe",
+                "hazard_level": "apocalyptic",
+                "where": "200,100",
+                "colour": "red",
+            },
+            "g01",
+            "r1",
+        )
+    fields = {v.field for v in refused.value.violations}
+    assert fields == {
+        "record.values.extinguishers",
+        "record.values.exits_blocked",
+        "record.values.hazard_level",
+        "record.values.hazards_found",
+        "record.values.where",
+        "record.values.colour",
+    }
+    records, _ = await desk.list_records(who(XINGMING), XINGMING, "fire-inspection", 50, "")
+    assert records == []
+    values = {
+        "building": "b1",
+        "extinguishers": "3",
+        "exits_blocked": "TRUE",
+        "hazard_level": "none",
+        "hazards_found": "0",
+        "where": "121.16,31.29",
+    }
+    first = await desk.create_record(worker, XINGMING, "fire-inspection", values, "g01", "r1")
+    again = await desk.create_record(worker, XINGMING, "fire-inspection", values, "g01", "r1")
+    assert again.id == first.id
+    assert first.values["exits_blocked"] == "true"
+    assert first.values["where"] == "121.160000,31.290000"
+    assert first.resource_name.startswith(
+        "tenants/sh-jiading-anting-xingming/forms/fire-inspection/records/fr_"
+    )
+    # The village reads the town's form where it applies, and no other village's.
+    form = await desk.get_form(worker, XINGMING, "fire-inspection")
+    assert form.tenant == TOWN
+    with pytest.raises(NotFound):
+        await desk.create_record(worker, XIANGYANG, "fire-inspection", values, "g01", "r2")
+
+
+async def test_a_template_naming_a_missing_field_is_refused(desk: FormsDesk) -> None:
+    await desk.create_form(who(TOWN), TOWN, "fire-inspection", "Fire-safety inspection", FIELDS)
+    with pytest.raises(InvalidArgument) as refused:
+        await desk.create_template(
+            who(TOWN),
+            TOWN,
+            "broken",
+            display_name="Broken",
+            department="Fire station",
+            form_name=FORM,
+            group_by=["floor"],
+            columns=[
+                ReportColumn("Floor", Aggregate.GROUP, "floor"),
+                ReportColumn("Sprinklers", Aggregate.SUM, "sprinklers"),
+                ReportColumn("Notes", Aggregate.SUM, "notes"),
+            ],
+        )
+    found = {(v.field, v.description) for v in refused.value.violations}
+    assert ("report_template.group_by[0]", "form 'fire-inspection' has no field 'floor'") in found
+    assert (
+        "report_template.columns[1].field",
+        "form 'fire-inspection' has no field 'sprinklers'",
+    ) in found
+    assert ("report_template.columns[2].field", "'notes' is not an integer") in found
+    assert await desk.list_templates(who(TOWN), TOWN) == []
+
+
+async def test_bad_form_definitions_name_the_field(desk: FormsDesk) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        await desk.create_form(
+            who(TOWN),
+            TOWN,
+            "bad",
+            "Bad",
+            [
+                FormField("a", "A", FieldType.CHOICE),
+                FormField("a", "Again", FieldType.TEXT),
+                FormField("n", "N", FieldType.INTEGER, minimum=5, maximum=1),
+            ],
+        )
+    assert {v.field for v in refused.value.violations} == {
+        "form.fields[0].options",
+        "form.fields[1].key",
+        "form.fields[2].maximum",
+    }
+    await desk.create_form(who(TOWN), TOWN, "fire-inspection", "Fire", FIELDS)
+    with pytest.raises(AlreadyExists):
+        await desk.create_form(who(TOWN), TOWN, "fire-inspection", "Fire", FIELDS)
+
+
+async def test_scheduled_templates_run_once_per_period(desk: FormsDesk) -> None:
+    clock = [datetime(2026, 12, 1, 1, 0, tzinfo=UTC)]
+    desk._clock = lambda: clock[0]
+    await desk.create_form(who(TOWN), TOWN, "fire-inspection", "Fire", FIELDS)
+    await desk.create_template(
+        who(TOWN),
+        TOWN,
+        "daily",
+        display_name="Daily",
+        department="Safety",
+        form_name=FORM,
+        group_by=[],
+        columns=[ReportColumn("Inspections", Aggregate.COUNT)],
+        schedule=Schedule.DAILY,
+    )
+    assert await desk.run_due() == 1
+    assert await desk.run_due() == 0
+    clock[0] = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
+    assert await desk.run_due() == 1
+    runs = await desk.list_runs(who(TOWN), TOWN, "daily", 10)
+    assert [r.scheduled for r in runs] == [True, True]
+    assert runs[0].rows == (("0",),)
