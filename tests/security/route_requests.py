@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
-from security_world import B_FEATURE, B_LAYER, A, World, new_id_number, new_phone
+from security_world import B_FEATURE, B_LAYER, A, B, World, new_id_number, new_phone
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 PARAMETER = re.compile(r"\{([^}]+)\}")
@@ -46,6 +46,9 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "routing_rule": lambda w: w.b.rule_id,
     "task": lambda w: w.b.task_id,
     "points_account": lambda w: w.b.points_account_id,
+    "form": lambda w: w.b.form_id,
+    "report_template": lambda w: w.b.report_template_id,
+    "run": lambda w: w.b.report_run_id,
 }
 
 
@@ -167,6 +170,25 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("POST", "/v1/tenants/{tenant}/people"): _person,
     ("POST", "/v1/tenants/{tenant}/pointsAccounts"): lambda w: {
         "json": {"holder_kind": "household", "holder": _unique("household/planted-")}
+    },
+    ("POST", "/v1/tenants/{tenant}/forms"): lambda w: {
+        "json": {
+            "id": _unique("planted-"),
+            "display_name": "Planted form",
+            "fields": [{"key": "x", "label": "X", "type": "text"}],
+        }
+    },
+    ("POST", "/v1/tenants/{tenant}/forms/{form}/records"): lambda w: {
+        "json": {"values": {"count": "1000"}, "request_id": _unique("planted-")}
+    },
+    ("POST", "/v1/tenants/{tenant}/reportTemplates"): lambda w: {
+        "json": {
+            "id": _unique("planted-"),
+            "display_name": "Planted report",
+            "department": "Planted",
+            "form": f"tenants/{B}/forms/{w.b.form_id}",
+            "columns": [{"label": "Records", "aggregate": "count"}],
+        }
     },
     ("POST", "/v1/tenants/{tenant}/pointsRules"): lambda w: {
         "json": {"display_name": "Planted rule", "fact_type": "task.resolved", "points": 1000}

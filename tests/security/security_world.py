@@ -129,6 +129,9 @@ class VillageB:
     rule_id: str = ""
     task_id: str = ""
     points_account_id: str = ""
+    form_id: str = "b-private-form"
+    report_template_id: str = "b-report"
+    report_run_id: str = ""
 
 
 @dataclass
@@ -511,6 +514,47 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
         201,
     )
     b.points_account_id = account["id"]
+    expect(
+        client.post(
+            f"/v1/tenants/{B}/forms",
+            json={
+                "id": b.form_id,
+                "display_name": "Xiangyang's own checklist",
+                "fields": [{"key": "count", "label": "Count", "type": "integer"}],
+            },
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    expect(
+        client.post(
+            f"/v1/tenants/{B}/forms/{b.form_id}/records",
+            json={"values": {"count": "3"}, "request_id": "b-record-1"},
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    expect(
+        client.post(
+            f"/v1/tenants/{B}/reportTemplates",
+            json={
+                "id": b.report_template_id,
+                "display_name": "Xiangyang's own report",
+                "department": "Xiangyang office",
+                "form": f"tenants/{B}/forms/{b.form_id}",
+                "columns": [{"label": "Records", "aggregate": "count"}],
+            },
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    run = expect(
+        client.post(
+            f"/v1/tenants/{B}/reportTemplates/{b.report_template_id}:run", headers=b_super.headers
+        ),
+        201,
+    )
+    b.report_run_id = run["id"]
     expect(
         client.post(
             f"/v1/tenants/{B}/pointsAccounts/{b.points_account_id}:credit",

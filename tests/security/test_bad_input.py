@@ -253,3 +253,40 @@ def test_redeeming_more_than_the_balance_names_the_amount(world: World) -> None:
     assert_bad_request(fractional, "amount")
     balance = world.client.get(url, headers=who).json()["balance"]
     assert balance == 10
+
+
+def test_a_report_template_naming_a_missing_field_names_the_column(world: World) -> None:
+    who = world.a_super.headers
+    form = world.client.post(
+        f"/v1/tenants/{A}/forms",
+        json={
+            "id": "bad-input-checklist",
+            "display_name": "Checklist",
+            "fields": [{"key": "rooms", "label": "Rooms", "type": "integer"}],
+        },
+        headers=who,
+    )
+    assert form.status_code == 201, form.text
+    refused = fresh(
+        world,
+        "POST",
+        f"/v1/tenants/{A}/reportTemplates",
+        json={
+            "id": "bad-input-report",
+            "display_name": "Broken",
+            "department": "Safety",
+            "form": f"tenants/{A}/forms/bad-input-checklist",
+            "columns": [{"label": "Sprinklers", "aggregate": "sum", "field": "sprinklers"}],
+        },
+        headers=who,
+    )
+    assert_bad_request(refused, "columns[0].field")
+    assert "no field 'sprinklers'" in refused.text
+    record = fresh(
+        world,
+        "POST",
+        f"/v1/tenants/{A}/forms/bad-input-checklist/records",
+        json={"values": {"rooms": "many"}, "request_id": "bad-input-record"},
+        headers=who,
+    )
+    assert_bad_request(record, "values.rooms")

@@ -73,7 +73,16 @@ def _points_account(w: World, t: str) -> dict[str, str]:
     return {"points_account": w.b.points_account_id}
 
 
+def _report(w: World, t: str) -> dict[str, str]:
+    return {
+        "form": w.b.form_id,
+        "report_template": w.b.report_template_id,
+        "run": w.b.report_run_id,
+    }
+
+
 LAYER = "/v1/tenants/{tenant}/layers/{layer}"
+REPORT = "/v1/tenants/{tenant}/reportTemplates/{report_template}"
 EVENT = "/v1/tenants/{tenant}/events/{event}"
 ACCOUNT = "/v1/tenants/{tenant}/pointsAccounts/{points_account}"
 # (METHOD, path) -> B's object. Reads first: the writes, if tenancy failed, would
@@ -88,6 +97,12 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("GET", EVENT): Cross(_event),
     ("GET", ACCOUNT): Cross(_points_account),
     ("GET", ACCOUNT + "/ledgerEntries"): Cross(_points_account),
+    ("GET", "/v1/tenants/{tenant}/forms/{form}"): Cross(_report),
+    ("GET", "/v1/tenants/{tenant}/forms/{form}/records"): Cross(_report),
+    ("GET", REPORT): Cross(_report),
+    ("GET", REPORT + "/runs"): Cross(_report),
+    ("GET", REPORT + "/runs/{run}"): Cross(_report),
+    ("GET", REPORT + "/runs/{run}:export"): Cross(_report, {"format": "csv"}),
     ("GET", LAYER): Cross(_layer),
     ("GET", LAYER + "/features"): Cross(_layer),
     ("GET", LAYER + "/features/{feature}"): Cross(_layer),
@@ -108,6 +123,8 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("POST", EVENT + ":evaluate"): Cross(_event),
     ("POST", ACCOUNT + ":credit"): Cross(_points_account),
     ("POST", ACCOUNT + ":redeem"): Cross(_points_account),
+    ("POST", "/v1/tenants/{tenant}/forms/{form}/records"): Cross(_report),
+    ("POST", REPORT + ":run"): Cross(_report),
     ("POST", "/v1/tenants/{tenant}/apps/{app}/apiKeys"): Cross(_app),
     ("DELETE", "/v1/tenants/{tenant}/apps/{app}/apiKeys/{api_key}"): Cross(_app),
     ("POST", "/v1/tenants/{tenant}/users/{user}:disable"): Cross(_user),
@@ -311,6 +328,12 @@ def _b_is_unchanged(world: World) -> None:
         f"/v1/tenants/{B}/pointsAccounts/{world.b.points_account_id}", headers=who
     ).json()
     assert account["balance"] == 40, account
+    records = client.get(f"/v1/tenants/{B}/forms/{world.b.form_id}/records", headers=who).json()
+    assert [r["values"] for r in records["records"]] == [{"count": "3"}], records
+    runs = client.get(
+        f"/v1/tenants/{B}/reportTemplates/{world.b.report_template_id}/runs", headers=who
+    ).json()["report_runs"]
+    assert [r["id"] for r in runs] == [world.b.report_run_id], runs
     rules = client.get(f"/v1/tenants/{B}/pointsRules", headers=who).json()["points_rules"]
     assert not [r for r in rules if r["display_name"] == "Planted rule"]
     children = client.get(f"/v1/tenants/{B}/children", headers=who).json()["tenants"]

@@ -113,14 +113,16 @@ class FormsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetForm(self, request, context):
-        """Gets a form defined in the caller's subtree or above it (what a grid worker fills in).
+        """Gets a form defined in the caller's subtree or above it: what a grid worker
+        fills in. Needs forms:write, as filling it in does.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListForms(self, request, context):
-        """Lists the forms that apply in a tenant node: its own and those of the nodes above.
+        """Lists the forms that apply in a tenant node: its own and those of the nodes
+        above. Needs forms:write.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

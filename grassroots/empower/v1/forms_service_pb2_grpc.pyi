@@ -39,9 +39,13 @@ class FormsServiceStub:
     CreateForm: _grpc.UnaryUnaryMultiCallable[_forms_service_pb2.CreateFormRequest, _forms_service_pb2.Form]
     """Defines a form: its fields, their types, validation and options. Needs forms:write."""
     GetForm: _grpc.UnaryUnaryMultiCallable[_forms_service_pb2.GetFormRequest, _forms_service_pb2.Form]
-    """Gets a form defined in the caller's subtree or above it (what a grid worker fills in)."""
+    """Gets a form defined in the caller's subtree or above it: what a grid worker
+    fills in. Needs forms:write, as filling it in does.
+    """
     ListForms: _grpc.UnaryUnaryMultiCallable[_forms_service_pb2.ListFormsRequest, _forms_service_pb2.ListFormsResponse]
-    """Lists the forms that apply in a tenant node: its own and those of the nodes above."""
+    """Lists the forms that apply in a tenant node: its own and those of the nodes
+    above. Needs forms:write.
+    """
     CreateFormRecord: _grpc.UnaryUnaryMultiCallable[_forms_service_pb2.CreateFormRecordRequest, _forms_service_pb2.FormRecord]
     """Enters one record of a form, validated against its fields. The request_id
     makes a retry return the first record. Needs forms:write.
@@ -76,9 +80,13 @@ class FormsServiceAsyncStub(FormsServiceStub):
     CreateForm: _aio.UnaryUnaryMultiCallable[_forms_service_pb2.CreateFormRequest, _forms_service_pb2.Form]  # type: ignore[assignment]
     """Defines a form: its fields, their types, validation and options. Needs forms:write."""
     GetForm: _aio.UnaryUnaryMultiCallable[_forms_service_pb2.GetFormRequest, _forms_service_pb2.Form]  # type: ignore[assignment]
-    """Gets a form defined in the caller's subtree or above it (what a grid worker fills in)."""
+    """Gets a form defined in the caller's subtree or above it: what a grid worker
+    fills in. Needs forms:write, as filling it in does.
+    """
     ListForms: _aio.UnaryUnaryMultiCallable[_forms_service_pb2.ListFormsRequest, _forms_service_pb2.ListFormsResponse]  # type: ignore[assignment]
-    """Lists the forms that apply in a tenant node: its own and those of the nodes above."""
+    """Lists the forms that apply in a tenant node: its own and those of the nodes
+    above. Needs forms:write.
+    """
     CreateFormRecord: _aio.UnaryUnaryMultiCallable[_forms_service_pb2.CreateFormRecordRequest, _forms_service_pb2.FormRecord]  # type: ignore[assignment]
     """Enters one record of a form, validated against its fields. The request_id
     makes a retry return the first record. Needs forms:write.
@@ -122,7 +130,9 @@ class FormsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _forms_service_pb2.GetFormRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_forms_service_pb2.Form, _abc.Awaitable[_forms_service_pb2.Form]]:
-        """Gets a form defined in the caller's subtree or above it (what a grid worker fills in)."""
+        """Gets a form defined in the caller's subtree or above it: what a grid worker
+        fills in. Needs forms:write, as filling it in does.
+        """
 
     @_abc_1.abstractmethod
     def ListForms(
@@ -130,7 +140,9 @@ class FormsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _forms_service_pb2.ListFormsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_forms_service_pb2.ListFormsResponse, _abc.Awaitable[_forms_service_pb2.ListFormsResponse]]:
-        """Lists the forms that apply in a tenant node: its own and those of the nodes above."""
+        """Lists the forms that apply in a tenant node: its own and those of the nodes
+        above. Needs forms:write.
+        """
 
     @_abc_1.abstractmethod
     def CreateFormRecord(
