@@ -1,34 +1,32 @@
 """JSON shapes of fill-once forms, their records, report templates and report runs.
 
-The service checks every field against its form and every template against its form;
-these shapes bound sizes and refuse unknown fields.
+The service checks every record and every template against its form, and every bound
+(400 naming the field); these shapes refuse unknown fields and wrong types.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 FieldTypeName = Literal["text", "integer", "boolean", "date", "choice", "location"]
 AggregateName = Literal["group", "count", "sum", "count_if", "max"]
 ScheduleName = Literal["daily", "weekly", "monthly"]
-ResourceId = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9-]*$")]
-Short = Annotated[str, Field(max_length=100)]
 
 
 class FormFieldIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    key: str = Field(..., min_length=1, max_length=40, examples=["exits_blocked"])
-    label: str = Field(..., min_length=1, max_length=100)
+    key: str = Field(..., examples=["exits_blocked"])
+    label: str
     type: FieldTypeName
     required: bool = False
-    options: list[Short] = Field(default_factory=list, max_length=50)
-    minimum: int | None = Field(None, ge=-(2**53), le=2**53)
-    maximum: int | None = Field(None, ge=-(2**53), le=2**53)
-    max_length: int = Field(0, ge=0, le=5000, description="longest text; 0 means 500")
+    options: list[str] = Field(default_factory=list)
+    minimum: int | None = None
+    maximum: int | None = None
+    max_length: int = Field(0, description="longest text; 0 means 500")
 
 
 class FormFieldOut(BaseModel):
@@ -45,9 +43,9 @@ class FormFieldOut(BaseModel):
 class FormCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    id: ResourceId
-    display_name: str = Field(..., min_length=1, max_length=100)
-    fields: list[FormFieldIn] = Field(..., min_length=1, max_length=100)
+    id: str
+    display_name: str
+    fields: list[FormFieldIn]
 
 
 class FormOut(BaseModel):
@@ -65,11 +63,9 @@ class FormList(BaseModel):
 class FormRecordCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    values: dict[Annotated[str, Field(max_length=40)], Annotated[str, Field(max_length=5000)]] = (
-        Field(..., max_length=100, description="values by field key, as text")
-    )
-    grid_cell: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
-    request_id: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    values: dict[str, str] = Field(..., description="values by field key, as text")
+    grid_cell: str = ""
+    request_id: str
 
 
 class FormRecordOut(BaseModel):
@@ -90,10 +86,10 @@ class FormRecordList(BaseModel):
 class ReportColumnIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    label: str = Field(..., min_length=1, max_length=100)
+    label: str
     aggregate: AggregateName
-    field: str = Field("", max_length=40)
-    equals: str = Field("", max_length=100)
+    field: str = ""
+    equals: str = ""
 
 
 class ReportColumnOut(BaseModel):
@@ -106,16 +102,14 @@ class ReportColumnOut(BaseModel):
 class ReportTemplateCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    id: ResourceId
-    display_name: str = Field(..., min_length=1, max_length=100)
-    department: str = Field(..., min_length=1, max_length=100)
-    form: str = Field(
-        ..., max_length=300, examples=["tenants/sh-jiading-anting/forms/fire-safety-inspection"]
+    id: str
+    display_name: str
+    department: str
+    form: str = Field(..., examples=["tenants/sh-jiading-anting/forms/fire-safety-inspection"])
+    group_by: list[str] = Field(
+        default_factory=list, description="form fields, or tenant, grid_cell, month"
     )
-    group_by: list[Annotated[str, Field(max_length=40)]] = Field(
-        default_factory=list, max_length=5, description="form fields, or tenant, grid_cell, month"
-    )
-    columns: list[ReportColumnIn] = Field(..., min_length=1, max_length=50)
+    columns: list[ReportColumnIn]
     schedule: ScheduleName | None = None
 
 
