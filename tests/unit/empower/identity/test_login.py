@@ -49,6 +49,8 @@ async def test_login_issues_tokens_for_the_users_roles(tree, clock):
         "events:handle",
         "map:read",
         "people:read",
+        "command:read",
+        "command:dispatch",
         "forms:write",
     }
     assert principal.scopes == user.scopes

@@ -51,7 +51,8 @@ async def test_the_token_names_the_user_tenant_roles_and_scopes(tree, worker):
     assert claims["sub"] == f"users/{worker.id}"
     assert (claims["tenant"], claims["kind"], claims["roles"]) == (GRID, "user", ["grid_worker"])
     assert claims["scope"] == (
-        "events:handle events:read events:write forms:write map:read people:read"
+        "command:dispatch command:read events:handle events:read events:write forms:write "
+        "map:read people:read"
     )
     assert claims["iat"] == int(T0.timestamp())
     assert claims["exp"] - claims["iat"] == 15 * 60
