@@ -43,20 +43,45 @@ from services.empower.domain.model import (
     User,
 )
 from services.empower.store.identity_rows import (
+    ACTIVE_KEY,
     APP_COLUMNS,
-    CREDENTIAL_COLUMNS,
-    KEY_COLUMNS,
-    KEY_WITH_APP_COLUMNS,
-    REFRESH_COLUMNS,
+    CREDENTIALS,
+    DELETE_APP,
+    DELETE_APP_KEYS,
+    DELETE_TENANT,
+    DELETE_USER,
+    DELETE_USER_TOKENS,
+    FORGET_KEYS,
+    GET_APP,
+    GET_REFRESH,
+    GET_TENANT,
+    GET_USER,
+    INSERT_APP,
+    INSERT_KEY,
+    INSERT_REFRESH,
+    INSERT_SIGNING_KEY,
+    INSERT_TENANT,
+    INSERT_USER,
+    KEY_WITH_APP,
+    LIST_KEYS,
+    RECORD_LOGIN,
     REPLACE_HASH,
-    SIGNING_KEY_COLUMNS,
+    RETIRE_KEYS,
+    REVOKE_FAMILY,
+    REVOKE_KEY,
+    REVOKE_USER_TOKENS,
+    SET_USER_DISABLED,
+    SIGNING_KEYS,
     TENANT_COLUMNS,
     TENANT_IN_USE,
     UPDATE_APP,
+    UPDATE_TENANT,
     UPDATE_USER,
+    USE_REFRESH,
     USER_COLUMNS,
     app_values,
     key_values,
+    list_query,
     refresh_values,
     row_to_app,
     row_to_credentials,
@@ -66,6 +91,7 @@ from services.empower.store.identity_rows import (
     row_to_tenant,
     row_to_user,
     signing_key_values,
+    subtree,
     tenant_in_use,
     tenant_values,
     update_app_values,
@@ -75,6 +101,7 @@ from services.empower.store.identity_rows import (
 )
 from services.kit import rls
 from services.kit.errors import AlreadyExists, FailedPrecondition
+from services.kit.sqldialect import POSTGRES
 from services.kit.tenancy import ALL_TENANTS
 
 _SCHEMA_LOCK = 0x4944_5343  # "IDSC": concurrent schema set-up from several replicas
@@ -103,8 +130,8 @@ _SCHEMA: tuple[str, ...] = (
         roles           text NOT NULL,
         password_hash   text,
         disabled        boolean NOT NULL DEFAULT false,
-        failed_logins   integer NOT NULL DEFAULT 0,
-        locked_until_us bigint,
+        failed_logins   integer NOT NULL DEFAULT 0,  -- unused: sign-in is throttled, not locked
+        locked_until_us bigint,                      -- unused, as above
         create_us       bigint NOT NULL,
         update_us       bigint NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS users_tenant ON users (tenant, id)",
@@ -148,24 +175,9 @@ _SCHEMA: tuple[str, ...] = (
 Row = dict[str, Any]
 
 
-def _marks(columns: str) -> str:
-    return ", ".join(["%s"] * len(columns.split(",")))
-
-
-def _subtree(column: str, scope: str) -> tuple[str, list[str]]:
-    """`column` is `scope` or below it, as an index range (no limit for the system)."""
-    if scope == ALL_TENANTS:
-        return "TRUE", []
-    return (
-        f"({column} = %s OR ({column} >= %s AND {column} < %s))",
-        [scope, scope + "/", scope + "0"],
-    )
-
-
-_ACTIVE_KEY = (
-    f"SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys WHERE retire_us IS NULL "
-    "ORDER BY create_us DESC, kid DESC LIMIT 1"
-)
+def _sql(statement: str, clause: str = "") -> str:
+    """A shared statement (identity_rows) for psycopg, with the subtree clause in place."""
+    return POSTGRES.render(statement.format(subtree=clause) if clause else statement)
 
 
 async def _fetch(
@@ -255,8 +267,7 @@ class PostgresIdentityStore:
         async with self._tx(ALL_TENANTS) as conn:
             row = await _fetch_one(
                 conn,
-                f"INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ({_marks(TENANT_COLUMNS)}) "
-                "ON CONFLICT DO NOTHING RETURNING path",
+                _sql(INSERT_TENANT) + " ON CONFLICT DO NOTHING RETURNING path",
                 tenant_values(tenant),
             )
         if row is None:
@@ -264,18 +275,13 @@ class PostgresIdentityStore:
 
     async def get_tenant(self, path: str) -> Tenant | None:
         async with self._tx(ALL_TENANTS) as conn:
-            row = await _fetch_one(
-                conn, f"SELECT {TENANT_COLUMNS} FROM tenants WHERE path = %s", (path,)
-            )
+            row = await _fetch_one(conn, _sql(GET_TENANT), (path,))
         return row_to_tenant(row) if row else None
 
     async def update_tenant(self, tenant: Tenant) -> Tenant | None:
         async with self._tx(ALL_TENANTS) as conn:
             row = await _fetch_one(
-                conn,
-                "UPDATE tenants SET display_name = %s, admin_code = %s WHERE path = %s "
-                f"RETURNING {TENANT_COLUMNS}",
-                (tenant.display_name, tenant.admin_code, tenant.path),
+                conn, _sql(UPDATE_TENANT), (tenant.display_name, tenant.admin_code, tenant.path)
             )
         return row_to_tenant(row) if row else None
 
@@ -285,9 +291,9 @@ class PostgresIdentityStore:
         async with self._tx(ALL_TENANTS) as conn:
             await conn.execute("LOCK TABLE tenants, users, apps IN SHARE ROW EXCLUSIVE MODE")
             for what, query in TENANT_IN_USE:
-                if await _fetch_one(conn, query.format(mark="%s"), (path,)):
+                if await _fetch_one(conn, _sql(query), (path,)):
                     raise FailedPrecondition(tenant_in_use(path, what))
-            cur = await conn.execute("DELETE FROM tenants WHERE path = %s", (path,))
+            cur = await conn.execute(_sql(DELETE_TENANT), (path,))
             return cur.rowcount == 1
 
     async def list_child_tenants(
@@ -298,10 +304,10 @@ class PostgresIdentityStore:
         limit: int,
         after: str | None,
     ) -> list[Tenant]:
-        clause, args = _subtree("path", scope)
+        clause, args = subtree("path", scope)
         query = (
             f"SELECT {TENANT_COLUMNS} FROM tenants WHERE parent = %s "
-            f"AND ({clause} OR path = ANY(%s))"
+            f"AND ({_sql(clause)} OR path = ANY(%s))"
         )
         params: list[object] = [parent, *args, list(ancestors)]
         if after is not None:
@@ -316,131 +322,93 @@ class PostgresIdentityStore:
     # Users.
 
     async def create_user(self, scope: str, user: User, password_hash: str | None) -> None:
-        columns = USER_COLUMNS + ", password_hash"
         async with self._tx(scope) as conn:
             # Unique indexes see every row, whatever the policy shows: usernames are
             # unique across tenants.
             row = await _fetch_one(
                 conn,
-                f"INSERT INTO users ({columns}) VALUES ({_marks(columns)}) "
-                "ON CONFLICT DO NOTHING RETURNING id",
+                _sql(INSERT_USER) + " ON CONFLICT DO NOTHING RETURNING id",
                 user_values(user, password_hash),
             )
         if row is None:
             raise AlreadyExists(f"the username {user.username!r} is taken")
 
     async def get_user(self, scope: str, user_id: str) -> User | None:
-        clause, args = _subtree("tenant", scope)
+        clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
-            row = await _fetch_one(
-                conn,
-                f"SELECT {USER_COLUMNS} FROM users WHERE id = %s AND {clause}",
-                (user_id, *args),
-            )
+            row = await _fetch_one(conn, _sql(GET_USER, clause), (user_id, *args))
         return row_to_user(row) if row else None
-
-    @staticmethod
-    def _list_sql(
-        columns: str, table: str, scope: str, subtree: str, limit: int, after: str | None
-    ) -> tuple[str, list[object]]:
-        scoped, scope_args = _subtree("tenant", scope)
-        below, below_args = _subtree("tenant", subtree)
-        query = f"SELECT {columns} FROM {table} WHERE {scoped} AND {below}"
-        params: list[object] = [*scope_args, *below_args]
-        if after is not None:
-            query += " AND id > %s"
-            params.append(after)
-        return query + " ORDER BY id LIMIT %s", [*params, limit]
 
     async def list_users(
         self, scope: str, subtree: str, limit: int, after: str | None
     ) -> list[User]:
-        query, params = self._list_sql(USER_COLUMNS, "users", scope, subtree, limit, after)
+        query, params = list_query(USER_COLUMNS, "users", scope, subtree, limit, after)
         async with self._tx(scope) as conn:
-            rows = await _fetch(conn, query, params)
+            rows = await _fetch(conn, _sql(query), params)
         return [row_to_user(r) for r in rows]
 
     async def set_user_disabled(
         self, scope: str, user_id: str, disabled: bool, now: datetime
     ) -> User | None:
-        clause, args = _subtree("tenant", scope)
+        clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
             row = await _fetch_one(
-                conn,
-                f"UPDATE users SET disabled = %s, update_us = %s WHERE id = %s AND {clause} "
-                f"RETURNING {USER_COLUMNS}",
-                (disabled, us(now), user_id, *args),
+                conn, _sql(SET_USER_DISABLED, clause), (disabled, us(now), user_id, *args)
             )
         return row_to_user(row) if row else None
 
     async def update_user(self, scope: str, user: User) -> User | None:
-        clause, args = _subtree("tenant", scope)
+        clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
             row = await _fetch_one(
-                conn,
-                f"{UPDATE_USER.format(mark='%s')} AND {clause} RETURNING {USER_COLUMNS}",
-                (*update_user_values(user), *args),
+                conn, _sql(UPDATE_USER, clause), (*update_user_values(user), *args)
             )
         return row_to_user(row) if row else None
 
     async def delete_user(self, scope: str, user_id: str) -> bool:
-        clause, args = _subtree("tenant", scope)
+        clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
             found = await _fetch_one(
-                conn, f"SELECT 1 FROM users WHERE id = %s AND {clause} FOR UPDATE", (user_id, *args)
+                conn,
+                _sql(f"SELECT 1 FROM users WHERE id = ? AND {clause} FOR UPDATE"),
+                (user_id, *args),
             )
             if found is None:
                 return False
-            await conn.execute("DELETE FROM refresh_tokens WHERE user_id = %s", (user_id,))
-            cur = await conn.execute("DELETE FROM users WHERE id = %s", (user_id,))
+            await conn.execute(_sql(DELETE_USER_TOKENS), (user_id,))
+            cur = await conn.execute(_sql(DELETE_USER), (user_id,))
             return cur.rowcount == 1
 
     async def set_password(
         self, scope: str, user_id: str, password_hash: str, now: datetime
     ) -> User | None:
-        clause, args = _subtree("tenant", scope)
+        clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
             row = await _fetch_one(
-                conn,
-                f"{REPLACE_HASH.format(mark='%s')} AND {clause} RETURNING {USER_COLUMNS}",
-                (password_hash, us(now), user_id, *args),
+                conn, _sql(REPLACE_HASH, clause), (password_hash, us(now), user_id, *args)
             )
         return row_to_user(row) if row else None
 
     async def credentials(self, scope: str, username: str) -> Credentials | None:
-        clause, args = _subtree("tenant", scope)
+        clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
-            row = await _fetch_one(
-                conn,
-                f"SELECT {CREDENTIAL_COLUMNS} FROM users WHERE username = %s AND {clause}",
-                (username, *args),
-            )
+            row = await _fetch_one(conn, _sql(CREDENTIALS, clause), (username, *args))
         return row_to_credentials(row) if row else None
 
     async def record_login(self, scope: str, user_id: str, new_hash: str | None) -> None:
-        clause, args = _subtree("tenant", scope)
+        clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
-            await conn.execute(
-                "UPDATE users SET "
-                f"password_hash = coalesce(%s, password_hash) WHERE id = %s AND {clause}",
-                (new_hash, user_id, *args),
-            )
+            await conn.execute(_sql(RECORD_LOGIN, clause), (new_hash, user_id, *args))
 
     # Refresh tokens.
 
     async def create_refresh_token(self, token: RefreshToken) -> None:
         async with self._tx(ALL_TENANTS) as conn:
-            await conn.execute(
-                f"INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) "
-                f"VALUES ({_marks(REFRESH_COLUMNS)})",
-                refresh_values(token),
-            )
+            await conn.execute(_sql(INSERT_REFRESH), refresh_values(token))
 
     async def get_refresh_token(self, token_id: str) -> RefreshToken | None:
         async with self._tx(ALL_TENANTS) as conn:
-            row = await _fetch_one(
-                conn, f"SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE id = %s", (token_id,)
-            )
+            row = await _fetch_one(conn, _sql(GET_REFRESH), (token_id,))
         return row_to_refresh(row) if row else None
 
     async def rotate_refresh_token(
@@ -448,40 +416,25 @@ class PostgresIdentityStore:
     ) -> bool:
         """The UPDATE's row lock makes a concurrent use wait, re-read and find it used."""
         async with self._tx(ALL_TENANTS) as conn:
-            cur = await conn.execute(
-                "UPDATE refresh_tokens SET use_us = %s "
-                "WHERE id = %s AND use_us IS NULL AND revoke_us IS NULL",
-                (us(now), used_id),
-            )
+            cur = await conn.execute(_sql(USE_REFRESH), (us(now), used_id))
             if cur.rowcount != 1:
                 return False
-            await conn.execute(
-                f"INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) "
-                f"VALUES ({_marks(REFRESH_COLUMNS)})",
-                refresh_values(successor),
-            )
+            await conn.execute(_sql(INSERT_REFRESH), refresh_values(successor))
         return True
 
     async def revoke_refresh_family(self, family_id: str, now: datetime) -> None:
         async with self._tx(ALL_TENANTS) as conn:
-            await conn.execute(
-                "UPDATE refresh_tokens SET revoke_us = %s "
-                "WHERE family_id = %s AND revoke_us IS NULL",
-                (us(now), family_id),
-            )
+            await conn.execute(_sql(REVOKE_FAMILY), (us(now), family_id))
 
     async def revoke_user_refresh_tokens(self, user_id: str, now: datetime) -> None:
         async with self._tx(ALL_TENANTS) as conn:
-            await conn.execute(
-                "UPDATE refresh_tokens SET revoke_us = %s WHERE user_id = %s AND revoke_us IS NULL",
-                (us(now), user_id),
-            )
+            await conn.execute(_sql(REVOKE_USER_TOKENS), (us(now), user_id))
 
     # Signing keys.
 
     async def active_signing_key(self) -> SigningKey | None:
         async with self._tx(ALL_TENANTS) as conn:
-            row = await _fetch_one(conn, _ACTIVE_KEY)
+            row = await _fetch_one(conn, ACTIVE_KEY)
         return row_to_signing_key(row) if row else None
 
     async def rotate_signing_key(
@@ -495,91 +448,66 @@ class PostgresIdentityStore:
         """Under an advisory lock, so replicas rotating at once make one new key."""
         async with self._tx(ALL_TENANTS) as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SIGNING_KEY_LOCK,))
-            row = await _fetch_one(conn, _ACTIVE_KEY)
+            row = await _fetch_one(conn, ACTIVE_KEY)
             if row is not None and stale_before is not None and row["create_us"] > us(stale_before):
                 return row_to_signing_key(row)
-            await conn.execute(
-                "UPDATE signing_keys SET retire_us = %s WHERE retire_us IS NULL", (us(now),)
-            )
-            await conn.execute(
-                f"INSERT INTO signing_keys ({SIGNING_KEY_COLUMNS}) "
-                f"VALUES ({_marks(SIGNING_KEY_COLUMNS)})",
-                signing_key_values(candidate),
-            )
-            await conn.execute(
-                "DELETE FROM signing_keys WHERE retire_us < %s", (us(forget_before),)
-            )
+            await conn.execute(_sql(RETIRE_KEYS), (us(now),))
+            await conn.execute(_sql(INSERT_SIGNING_KEY), signing_key_values(candidate))
+            await conn.execute(_sql(FORGET_KEYS), (us(forget_before),))
         return candidate
 
     async def signing_keys(self, retired_after: datetime) -> list[SigningKey]:
         async with self._tx(ALL_TENANTS) as conn:
-            rows = await _fetch(
-                conn,
-                f"SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys "
-                "WHERE retire_us IS NULL OR retire_us > %s ORDER BY create_us DESC, kid DESC",
-                (us(retired_after),),
-            )
+            rows = await _fetch(conn, _sql(SIGNING_KEYS), (us(retired_after),))
         return [row_to_signing_key(r) for r in rows]
 
     # Apps and API keys.
 
     async def create_app(self, scope: str, app: App, key: ApiKey) -> None:
         async with self._tx(scope) as conn:
-            await conn.execute(
-                f"INSERT INTO apps ({APP_COLUMNS}) VALUES ({_marks(APP_COLUMNS)})",
-                app_values(app),
-            )
-            await conn.execute(
-                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({_marks(KEY_COLUMNS)})",
-                key_values(key),
-            )
+            await conn.execute(_sql(INSERT_APP), app_values(app))
+            await conn.execute(_sql(INSERT_KEY), key_values(key))
 
     async def get_app(self, scope: str, app_id: str) -> App | None:
-        clause, args = _subtree("tenant", scope)
+        clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
-            row = await _fetch_one(
-                conn,
-                f"SELECT {APP_COLUMNS} FROM apps WHERE id = %s AND {clause}",
-                (app_id, *args),
-            )
+            row = await _fetch_one(conn, _sql(GET_APP, clause), (app_id, *args))
         return row_to_app(row) if row else None
 
     async def list_apps(self, scope: str, subtree: str, limit: int, after: str | None) -> list[App]:
-        query, params = self._list_sql(APP_COLUMNS, "apps", scope, subtree, limit, after)
+        query, params = list_query(APP_COLUMNS, "apps", scope, subtree, limit, after)
         async with self._tx(scope) as conn:
-            rows = await _fetch(conn, query, params)
+            rows = await _fetch(conn, _sql(query), params)
         return [row_to_app(r) for r in rows]
 
     async def update_app(self, scope: str, app: App) -> App | None:
-        clause, args = _subtree("tenant", scope)
+        clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
-            row = await _fetch_one(
-                conn,
-                f"{UPDATE_APP.format(mark='%s')} AND {clause} RETURNING {APP_COLUMNS}",
-                (*update_app_values(app), *args),
-            )
+            row = await _fetch_one(conn, _sql(UPDATE_APP, clause), (*update_app_values(app), *args))
         return row_to_app(row) if row else None
 
     async def delete_app(self, scope: str, app_id: str) -> bool:
         """The app's row lock keeps a key from being added while its keys go."""
-        clause, args = _subtree("tenant", scope)
+        clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
             found = await _fetch_one(
-                conn, f"SELECT 1 FROM apps WHERE id = %s AND {clause} FOR UPDATE", (app_id, *args)
+                conn,
+                _sql(f"SELECT 1 FROM apps WHERE id = ? AND {clause} FOR UPDATE"),
+                (app_id, *args),
             )
             if found is None:
                 return False
-            await conn.execute("DELETE FROM api_keys WHERE app_id = %s", (app_id,))
-            cur = await conn.execute("DELETE FROM apps WHERE id = %s", (app_id,))
+            await conn.execute(_sql(DELETE_APP_KEYS), (app_id,))
+            cur = await conn.execute(_sql(DELETE_APP), (app_id,))
             return cur.rowcount == 1
 
     async def add_api_key(self, scope: str, key: ApiKey, max_active: int) -> bool:
         """The app's row lock makes two adds count one after the other."""
-        clause, args = _subtree("tenant", scope)
+        clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
             app = await _fetch_one(
                 conn,
-                f"SELECT id FROM apps WHERE id = %s AND {clause} FOR UPDATE",
+                _sql(f"SELECT id FROM apps WHERE id = ? AND {clause} FOR UPDATE"),
                 (key.app_id, *args),
             )
             if app is None:
@@ -591,45 +519,27 @@ class PostgresIdentityStore:
             )
             if counted is not None and counted["active"] >= max_active:
                 return False
-            await conn.execute(
-                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({_marks(KEY_COLUMNS)})",
-                key_values(key),
-            )
+            await conn.execute(_sql(INSERT_KEY), key_values(key))
         return True
 
     async def list_api_keys(self, scope: str, app_id: str) -> list[ApiKey]:
-        clause, args = _subtree("tenant", scope)
+        clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
-            rows = await _fetch(
-                conn,
-                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE app_id = %s AND {clause} "
-                "ORDER BY create_us, id",
-                (app_id, *args),
-            )
+            rows = await _fetch(conn, _sql(LIST_KEYS, clause), (app_id, *args))
         return [row_to_key(r) for r in rows]
 
     async def revoke_api_key(
         self, scope: str, app_id: str, key_id: str, now: datetime
     ) -> ApiKey | None:
-        clause, args = _subtree("tenant", scope)
+        clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
-            row = await _fetch_one(
-                conn,
-                "UPDATE api_keys SET revoke_us = coalesce(revoke_us, %s) "
-                f"WHERE id = %s AND app_id = %s AND {clause} RETURNING {KEY_COLUMNS}",
-                (us(now), key_id, app_id, *args),
-            )
+            row = await _fetch_one(conn, _sql(REVOKE_KEY, clause), (us(now), key_id, app_id, *args))
         return row_to_key(row) if row else None
 
     async def api_key(self, scope: str, key_id: str) -> tuple[ApiKey, App] | None:
-        clause, args = _subtree("k.tenant", scope)
+        clause, args = subtree("k.tenant", scope)
         async with self._tx(scope) as conn:
-            row = await _fetch_one(
-                conn,
-                f"SELECT {KEY_WITH_APP_COLUMNS} FROM api_keys k JOIN apps a ON a.id = k.app_id "
-                f"WHERE k.id = %s AND {clause}",
-                (key_id, *args),
-            )
+            row = await _fetch_one(conn, _sql(KEY_WITH_APP, clause), (key_id, *args))
         return (row_to_key(row, "k_"), row_to_app(row)) if row else None
 
     async def close(self) -> None:

@@ -1,4 +1,5 @@
-"""How identity objects map to rows: one definition both stores use, so they cannot drift."""
+"""How identity objects map to rows, and the statements both stores run: one
+definition each, so the SQLite and PostgreSQL stores cannot drift (ADR 12)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from services.empower.domain.model import (
     UserKind,
 )
 from services.kit import tenancy
+from services.kit.tenancy import ALL_TENANTS
 
 TENANT_COLUMNS = "path, parent, display_name, level, admin_code, create_us"
 
@@ -220,26 +222,113 @@ def maybe_from_us(value: int | None) -> datetime | None:
     return None if value is None else from_us(value)
 
 
-# Updates shared by both stores; `mark` is the driver's placeholder. The caller
-# appends the scope's subtree clause.
+# Statements both stores run, in the kit's dialect notation (`?`, ADR 12); each
+# store renders them with `services.kit.sqldialect`. `{subtree}` takes `subtree()`.
+
+
+def _marks(columns: str) -> str:
+    return ", ".join("?" * len(columns.split(",")))
+
+
+def subtree(column: str, scope: str) -> tuple[str, list[object]]:
+    """ "`column` is `scope` or below it" and its values, as a range an index can scan
+    ('/' sorts just before '0'); every row for ALL_TENANTS."""
+    if scope == ALL_TENANTS:
+        return "1 = 1", []
+    return f"({column} = ? OR ({column} >= ? AND {column} < ?))", [scope, scope + "/", scope + "0"]
+
+
+INSERT_TENANT = f"INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ({_marks(TENANT_COLUMNS)})"
+GET_TENANT = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE path = ?"
+UPDATE_TENANT = (
+    f"UPDATE tenants SET display_name = ?, admin_code = ? WHERE path = ? RETURNING {TENANT_COLUMNS}"
+)
+DELETE_TENANT = "DELETE FROM tenants WHERE path = ?"
+INSERT_USER = f"INSERT INTO users ({CREDENTIAL_COLUMNS}) VALUES ({_marks(CREDENTIAL_COLUMNS)})"
+GET_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = ? AND {{subtree}}"
+SET_USER_DISABLED = (
+    "UPDATE users SET disabled = ?, update_us = ? WHERE id = ? AND {subtree} "
+    f"RETURNING {USER_COLUMNS}"
+)
 UPDATE_USER = (
-    "UPDATE users SET display_name = {mark}, kind = {mark}, roles = {mark}, "
-    "update_us = {mark} WHERE id = {mark}"
+    "UPDATE users SET display_name = ?, kind = ?, roles = ?, update_us = ? "
+    f"WHERE id = ? AND {{subtree}} RETURNING {USER_COLUMNS}"
 )
 REPLACE_HASH = (
-    "UPDATE users SET password_hash = {mark}, failed_logins = 0, locked_until_us = NULL, "
-    "update_us = {mark} WHERE id = {mark}"
+    "UPDATE users SET password_hash = ?, update_us = ? "
+    f"WHERE id = ? AND {{subtree}} RETURNING {USER_COLUMNS}"
 )
+CREDENTIALS = f"SELECT {CREDENTIAL_COLUMNS} FROM users WHERE username = ? AND {{subtree}}"
+RECORD_LOGIN = (
+    "UPDATE users SET password_hash = coalesce(?, password_hash) WHERE id = ? AND {subtree}"
+)
+DELETE_USER_TOKENS = "DELETE FROM refresh_tokens WHERE user_id = ?"
+DELETE_USER = "DELETE FROM users WHERE id = ?"
+INSERT_REFRESH = (
+    f"INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ({_marks(REFRESH_COLUMNS)})"
+)
+GET_REFRESH = f"SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE id = ?"
+# A refresh token works once: only an unused, unrevoked one is marked used.
+USE_REFRESH = (
+    "UPDATE refresh_tokens SET use_us = ? WHERE id = ? AND use_us IS NULL AND revoke_us IS NULL"
+)
+REVOKE_FAMILY = "UPDATE refresh_tokens SET revoke_us = ? WHERE family_id = ? AND revoke_us IS NULL"
+REVOKE_USER_TOKENS = (
+    "UPDATE refresh_tokens SET revoke_us = ? WHERE user_id = ? AND revoke_us IS NULL"
+)
+ACTIVE_KEY = (
+    f"SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys WHERE retire_us IS NULL "
+    "ORDER BY create_us DESC, kid DESC LIMIT 1"
+)
+RETIRE_KEYS = "UPDATE signing_keys SET retire_us = ? WHERE retire_us IS NULL"
+INSERT_SIGNING_KEY = (
+    f"INSERT INTO signing_keys ({SIGNING_KEY_COLUMNS}) VALUES ({_marks(SIGNING_KEY_COLUMNS)})"
+)
+FORGET_KEYS = "DELETE FROM signing_keys WHERE retire_us < ?"
+SIGNING_KEYS = (
+    f"SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys "
+    "WHERE retire_us IS NULL OR retire_us > ? ORDER BY create_us DESC, kid DESC"
+)
+INSERT_APP = f"INSERT INTO apps ({APP_COLUMNS}) VALUES ({_marks(APP_COLUMNS)})"
+INSERT_KEY = f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({_marks(KEY_COLUMNS)})"
+GET_APP = f"SELECT {APP_COLUMNS} FROM apps WHERE id = ? AND {{subtree}}"
 UPDATE_APP = (
-    "UPDATE apps SET display_name = {mark}, scopes = {mark}, quota_per_minute = {mark}, "
-    "update_us = {mark} WHERE id = {mark}"
+    "UPDATE apps SET display_name = ?, scopes = ?, quota_per_minute = ?, update_us = ? "
+    f"WHERE id = ? AND {{subtree}} RETURNING {APP_COLUMNS}"
+)
+DELETE_APP_KEYS = "DELETE FROM api_keys WHERE app_id = ?"
+DELETE_APP = "DELETE FROM apps WHERE id = ?"
+LIST_KEYS = (
+    f"SELECT {KEY_COLUMNS} FROM api_keys WHERE app_id = ? AND {{subtree}} ORDER BY create_us, id"
+)
+REVOKE_KEY = (
+    "UPDATE api_keys SET revoke_us = coalesce(revoke_us, ?) "
+    f"WHERE id = ? AND app_id = ? AND {{subtree}} RETURNING {KEY_COLUMNS}"
+)
+KEY_WITH_APP = (
+    f"SELECT {KEY_WITH_APP_COLUMNS} FROM api_keys k JOIN apps a ON a.id = k.app_id "
+    "WHERE k.id = ? AND {subtree}"
 )
 # What keeps a node from being deleted, each a query taking the node's path.
 TENANT_IN_USE = (
-    ("child nodes", "SELECT 1 FROM tenants WHERE parent = {mark} LIMIT 1"),
-    ("users", "SELECT 1 FROM users WHERE tenant = {mark} LIMIT 1"),
-    ("apps", "SELECT 1 FROM apps WHERE tenant = {mark} LIMIT 1"),
+    ("child nodes", "SELECT 1 FROM tenants WHERE parent = ? LIMIT 1"),
+    ("users", "SELECT 1 FROM users WHERE tenant = ? LIMIT 1"),
+    ("apps", "SELECT 1 FROM apps WHERE tenant = ? LIMIT 1"),
 )
+
+
+def list_query(
+    columns: str, table: str, scope: str, root: str, limit: int, after: str | None
+) -> tuple[str, list[object]]:
+    """A page of `table`'s rows (by id) under `root`, within the caller's `scope`."""
+    scoped, scope_args = subtree("tenant", scope)
+    below, below_args = subtree("tenant", root)
+    sql = f"SELECT {columns} FROM {table} WHERE {scoped} AND {below}"
+    params: list[object] = [*scope_args, *below_args]
+    if after is not None:
+        sql += " AND id > ?"
+        params.append(after)
+    return sql + " ORDER BY id LIMIT ?", [*params, limit]
 
 
 def tenant_in_use(path: str, what: str) -> str:
@@ -247,7 +336,7 @@ def tenant_in_use(path: str, what: str) -> str:
 
 
 def update_user_values(user: User) -> tuple[object, ...]:
-    """Values for UPDATE_USER."""
+    """Values for UPDATE_USER, before the subtree's."""
     return (
         user.display_name,
         user.kind.value,
@@ -258,7 +347,7 @@ def update_user_values(user: User) -> tuple[object, ...]:
 
 
 def update_app_values(app: App) -> tuple[object, ...]:
-    """Values for UPDATE_APP."""
+    """Values for UPDATE_APP, before the subtree's."""
     return (
         app.display_name,
         " ".join(sorted(app.scopes)),

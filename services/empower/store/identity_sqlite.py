@@ -24,20 +24,45 @@ from services.empower.domain.model import (
     User,
 )
 from services.empower.store.identity_rows import (
+    ACTIVE_KEY,
     APP_COLUMNS,
-    CREDENTIAL_COLUMNS,
-    KEY_COLUMNS,
-    KEY_WITH_APP_COLUMNS,
-    REFRESH_COLUMNS,
+    CREDENTIALS,
+    DELETE_APP,
+    DELETE_APP_KEYS,
+    DELETE_TENANT,
+    DELETE_USER,
+    DELETE_USER_TOKENS,
+    FORGET_KEYS,
+    GET_APP,
+    GET_REFRESH,
+    GET_TENANT,
+    GET_USER,
+    INSERT_APP,
+    INSERT_KEY,
+    INSERT_REFRESH,
+    INSERT_SIGNING_KEY,
+    INSERT_TENANT,
+    INSERT_USER,
+    KEY_WITH_APP,
+    LIST_KEYS,
+    RECORD_LOGIN,
     REPLACE_HASH,
-    SIGNING_KEY_COLUMNS,
+    RETIRE_KEYS,
+    REVOKE_FAMILY,
+    REVOKE_KEY,
+    REVOKE_USER_TOKENS,
+    SET_USER_DISABLED,
+    SIGNING_KEYS,
     TENANT_COLUMNS,
     TENANT_IN_USE,
     UPDATE_APP,
+    UPDATE_TENANT,
     UPDATE_USER,
+    USE_REFRESH,
     USER_COLUMNS,
     app_values,
     key_values,
+    list_query,
     refresh_values,
     row_to_app,
     row_to_credentials,
@@ -47,6 +72,7 @@ from services.empower.store.identity_rows import (
     row_to_tenant,
     row_to_user,
     signing_key_values,
+    subtree,
     tenant_in_use,
     tenant_values,
     update_app_values,
@@ -56,7 +82,6 @@ from services.empower.store.identity_rows import (
 )
 from services.kit.errors import AlreadyExists, FailedPrecondition
 from services.kit.sqlite import SqliteDatabase, transaction
-from services.kit.tenancy import ALL_TENANTS
 
 T = TypeVar("T")
 
@@ -127,26 +152,6 @@ CREATE INDEX IF NOT EXISTS api_keys_app ON api_keys (app_id, create_us);
 """
 
 
-ACTIVE_KEY = (
-    f"SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys WHERE retire_us IS NULL "
-    "ORDER BY create_us DESC, kid DESC LIMIT 1"
-)
-
-
-def _marks(columns: str) -> str:
-    return ", ".join("?" * len(columns.split(",")))
-
-
-def subtree_clause(column: str, scope: str) -> tuple[str, list[str]]:
-    """SQL for "column is scope or below it" as an index range; no limit for the system.
-
-    '/' sorts just before '0', so every descendant path lies in [scope + '/', scope + '0').
-    """
-    if scope == ALL_TENANTS:
-        return "1 = 1", []
-    return f"({column} = ? OR ({column} >= ? AND {column} < ?))", [scope, scope + "/", scope + "0"]
-
-
 class SqliteIdentityStore:
     """Tenants, users, tokens' state, signing keys and apps, in one SQLite file."""
 
@@ -164,21 +169,15 @@ class SqliteIdentityStore:
 
     async def create_tenant(self, tenant: Tenant) -> None:
         def write(conn: sqlite3.Connection) -> None:
-            taken = conn.execute("SELECT 1 FROM tenants WHERE path = ?", (tenant.path,))
-            if taken.fetchone():
+            if conn.execute(GET_TENANT, (tenant.path,)).fetchone():
                 raise AlreadyExists(f"tenant {tenant.name!r} already exists")
-            conn.execute(
-                f"INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ({_marks(TENANT_COLUMNS)})",
-                tenant_values(tenant),
-            )
+            conn.execute(INSERT_TENANT, tenant_values(tenant))
 
         await self._write(write)
 
     async def get_tenant(self, path: str) -> Tenant | None:
         def read(conn: sqlite3.Connection) -> Tenant | None:
-            row = conn.execute(
-                f"SELECT {TENANT_COLUMNS} FROM tenants WHERE path = ?", (path,)
-            ).fetchone()
+            row = conn.execute(GET_TENANT, (path,)).fetchone()
             return row_to_tenant(row) if row else None
 
         return await self._read(read)
@@ -186,9 +185,7 @@ class SqliteIdentityStore:
     async def update_tenant(self, tenant: Tenant) -> Tenant | None:
         def write(conn: sqlite3.Connection) -> Tenant | None:
             row = conn.execute(
-                "UPDATE tenants SET display_name = ?, admin_code = ? WHERE path = ? "
-                f"RETURNING {TENANT_COLUMNS}",
-                (tenant.display_name, tenant.admin_code, tenant.path),
+                UPDATE_TENANT, (tenant.display_name, tenant.admin_code, tenant.path)
             ).fetchone()
             return row_to_tenant(row) if row else None
 
@@ -197,9 +194,9 @@ class SqliteIdentityStore:
     async def delete_tenant(self, path: str) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
             for what, query in TENANT_IN_USE:
-                if conn.execute(query.format(mark="?"), (path,)).fetchone():
+                if conn.execute(query, (path,)).fetchone():
                     raise FailedPrecondition(tenant_in_use(path, what))
-            return conn.execute("DELETE FROM tenants WHERE path = ?", (path,)).rowcount == 1
+            return conn.execute(DELETE_TENANT, (path,)).rowcount == 1
 
         return await self._write(write)
 
@@ -211,7 +208,7 @@ class SqliteIdentityStore:
         limit: int,
         after: str | None,
     ) -> list[Tenant]:
-        clause, args = subtree_clause("path", scope)
+        clause, args = subtree("path", scope)
         marks = ", ".join("?" * len(ancestors)) or "NULL"
         sql = (
             f"SELECT {TENANT_COLUMNS} FROM tenants WHERE parent = ? "
@@ -232,21 +229,15 @@ class SqliteIdentityStore:
             taken = conn.execute("SELECT 1 FROM users WHERE username = ?", (user.username,))
             if taken.fetchone():
                 raise AlreadyExists(f"the username {user.username!r} is taken")
-            columns = USER_COLUMNS + ", password_hash"
-            conn.execute(
-                f"INSERT INTO users ({columns}) VALUES ({_marks(columns)})",
-                user_values(user, password_hash),
-            )
+            conn.execute(INSERT_USER, user_values(user, password_hash))
 
         await self._write(write)
 
     async def get_user(self, scope: str, user_id: str) -> User | None:
-        clause, args = subtree_clause("tenant", scope)
+        clause, args = subtree("tenant", scope)
 
         def read(conn: sqlite3.Connection) -> User | None:
-            row = conn.execute(
-                f"SELECT {USER_COLUMNS} FROM users WHERE id = ? AND {clause}", (user_id, *args)
-            ).fetchone()
+            row = conn.execute(GET_USER.format(subtree=clause), (user_id, *args)).fetchone()
             return row_to_user(row) if row else None
 
         return await self._read(read)
@@ -254,51 +245,35 @@ class SqliteIdentityStore:
     async def list_users(
         self, scope: str, subtree: str, limit: int, after: str | None
     ) -> list[User]:
-        sql, params = self._list_sql(USER_COLUMNS, "users", scope, subtree, limit, after)
+        sql, params = list_query(USER_COLUMNS, "users", scope, subtree, limit, after)
         return await self._read(lambda conn: [row_to_user(r) for r in conn.execute(sql, params)])
-
-    @staticmethod
-    def _list_sql(
-        columns: str, table: str, scope: str, subtree: str, limit: int, after: str | None
-    ) -> tuple[str, list[object]]:
-        scoped, scope_args = subtree_clause("tenant", scope)
-        below, below_args = subtree_clause("tenant", subtree)
-        sql = f"SELECT {columns} FROM {table} WHERE {scoped} AND {below}"
-        params: list[object] = [*scope_args, *below_args]
-        if after is not None:
-            sql += " AND id > ?"
-            params.append(after)
-        return sql + " ORDER BY id LIMIT ?", [*params, limit]
 
     async def set_user_disabled(
         self, scope: str, user_id: str, disabled: bool, now: datetime
     ) -> User | None:
-        clause, args = subtree_clause("tenant", scope)
+        clause, args = subtree("tenant", scope)
 
         def write(conn: sqlite3.Connection) -> User | None:
             row = conn.execute(
-                f"UPDATE users SET disabled = ?, update_us = ? WHERE id = ? AND {clause} "
-                f"RETURNING {USER_COLUMNS}",
-                (disabled, us(now), user_id, *args),
+                SET_USER_DISABLED.format(subtree=clause), (disabled, us(now), user_id, *args)
             ).fetchone()
             return row_to_user(row) if row else None
 
         return await self._write(write)
 
     async def update_user(self, scope: str, user: User) -> User | None:
-        clause, args = subtree_clause("tenant", scope)
+        clause, args = subtree("tenant", scope)
 
         def write(conn: sqlite3.Connection) -> User | None:
             row = conn.execute(
-                f"{UPDATE_USER.format(mark='?')} AND {clause} RETURNING {USER_COLUMNS}",
-                (*update_user_values(user), *args),
+                UPDATE_USER.format(subtree=clause), (*update_user_values(user), *args)
             ).fetchone()
             return row_to_user(row) if row else None
 
         return await self._write(write)
 
     async def delete_user(self, scope: str, user_id: str) -> bool:
-        clause, args = subtree_clause("tenant", scope)
+        clause, args = subtree("tenant", scope)
 
         def write(conn: sqlite3.Connection) -> bool:
             found = conn.execute(
@@ -306,65 +281,49 @@ class SqliteIdentityStore:
             ).fetchone()
             if not found:
                 return False
-            conn.execute("DELETE FROM refresh_tokens WHERE user_id = ?", (user_id,))
-            return conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount == 1
+            conn.execute(DELETE_USER_TOKENS, (user_id,))
+            return conn.execute(DELETE_USER, (user_id,)).rowcount == 1
 
         return await self._write(write)
 
     async def set_password(
         self, scope: str, user_id: str, password_hash: str, now: datetime
     ) -> User | None:
-        clause, args = subtree_clause("tenant", scope)
+        clause, args = subtree("tenant", scope)
 
         def write(conn: sqlite3.Connection) -> User | None:
             row = conn.execute(
-                f"{REPLACE_HASH.format(mark='?')} AND {clause} RETURNING {USER_COLUMNS}",
-                (password_hash, us(now), user_id, *args),
+                REPLACE_HASH.format(subtree=clause), (password_hash, us(now), user_id, *args)
             ).fetchone()
             return row_to_user(row) if row else None
 
         return await self._write(write)
 
     async def credentials(self, scope: str, username: str) -> Credentials | None:
-        clause, args = subtree_clause("tenant", scope)
+        clause, args = subtree("tenant", scope)
 
         def read(conn: sqlite3.Connection) -> Credentials | None:
-            row = conn.execute(
-                f"SELECT {CREDENTIAL_COLUMNS} FROM users WHERE username = ? AND {clause}",
-                (username, *args),
-            ).fetchone()
+            row = conn.execute(CREDENTIALS.format(subtree=clause), (username, *args)).fetchone()
             return row_to_credentials(row) if row else None
 
         return await self._read(read)
 
     async def record_login(self, scope: str, user_id: str, new_hash: str | None) -> None:
-        clause, args = subtree_clause("tenant", scope)
+        clause, args = subtree("tenant", scope)
 
         def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE users SET "
-                f"password_hash = coalesce(?, password_hash) WHERE id = ? AND {clause}",
-                (new_hash, user_id, *args),
-            )
+            conn.execute(RECORD_LOGIN.format(subtree=clause), (new_hash, user_id, *args))
 
         await self._write(write)
 
     # Refresh tokens.
 
     async def create_refresh_token(self, token: RefreshToken) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                f"INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) "
-                f"VALUES ({_marks(REFRESH_COLUMNS)})",
-                refresh_values(token),
-            )
-        )
+        await self._write(lambda conn: conn.execute(INSERT_REFRESH, refresh_values(token)))
 
     async def get_refresh_token(self, token_id: str) -> RefreshToken | None:
         def read(conn: sqlite3.Connection) -> RefreshToken | None:
-            row = conn.execute(
-                f"SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE id = ?", (token_id,)
-            ).fetchone()
+            row = conn.execute(GET_REFRESH, (token_id,)).fetchone()
             return row_to_refresh(row) if row else None
 
         return await self._read(read)
@@ -373,37 +332,18 @@ class SqliteIdentityStore:
         self, used_id: str, now: datetime, successor: RefreshToken
     ) -> bool:
         def write(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "UPDATE refresh_tokens SET use_us = ? "
-                "WHERE id = ? AND use_us IS NULL AND revoke_us IS NULL",
-                (us(now), used_id),
-            )
-            if cur.rowcount != 1:
+            if conn.execute(USE_REFRESH, (us(now), used_id)).rowcount != 1:
                 return False
-            conn.execute(
-                f"INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) "
-                f"VALUES ({_marks(REFRESH_COLUMNS)})",
-                refresh_values(successor),
-            )
+            conn.execute(INSERT_REFRESH, refresh_values(successor))
             return True
 
         return await self._write(write)
 
     async def revoke_refresh_family(self, family_id: str, now: datetime) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                "UPDATE refresh_tokens SET revoke_us = ? WHERE family_id = ? AND revoke_us IS NULL",
-                (us(now), family_id),
-            )
-        )
+        await self._write(lambda conn: conn.execute(REVOKE_FAMILY, (us(now), family_id)))
 
     async def revoke_user_refresh_tokens(self, user_id: str, now: datetime) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                "UPDATE refresh_tokens SET revoke_us = ? WHERE user_id = ? AND revoke_us IS NULL",
-                (us(now), user_id),
-            )
-        )
+        await self._write(lambda conn: conn.execute(REVOKE_USER_TOKENS, (us(now), user_id)))
 
     # Signing keys.
 
@@ -426,26 +366,16 @@ class SqliteIdentityStore:
             row = conn.execute(ACTIVE_KEY).fetchone()
             if row is not None and stale_before is not None and row["create_us"] > us(stale_before):
                 return row_to_signing_key(row)
-            conn.execute(
-                "UPDATE signing_keys SET retire_us = ? WHERE retire_us IS NULL", (us(now),)
-            )
-            conn.execute(
-                f"INSERT INTO signing_keys ({SIGNING_KEY_COLUMNS}) "
-                f"VALUES ({_marks(SIGNING_KEY_COLUMNS)})",
-                signing_key_values(candidate),
-            )
-            conn.execute("DELETE FROM signing_keys WHERE retire_us < ?", (us(forget_before),))
+            conn.execute(RETIRE_KEYS, (us(now),))
+            conn.execute(INSERT_SIGNING_KEY, signing_key_values(candidate))
+            conn.execute(FORGET_KEYS, (us(forget_before),))
             return candidate
 
         return await self._write(write)
 
     async def signing_keys(self, retired_after: datetime) -> list[SigningKey]:
         def read(conn: sqlite3.Connection) -> list[SigningKey]:
-            rows = conn.execute(
-                f"SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys "
-                "WHERE retire_us IS NULL OR retire_us > ? ORDER BY create_us DESC, kid DESC",
-                (us(retired_after),),
-            )
+            rows = conn.execute(SIGNING_KEYS, (us(retired_after),))
             return [row_to_signing_key(r) for r in rows]
 
         return await self._read(read)
@@ -454,46 +384,37 @@ class SqliteIdentityStore:
 
     async def create_app(self, scope: str, app: App, key: ApiKey) -> None:
         def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                f"INSERT INTO apps ({APP_COLUMNS}) VALUES ({_marks(APP_COLUMNS)})",
-                app_values(app),
-            )
-            conn.execute(
-                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({_marks(KEY_COLUMNS)})",
-                key_values(key),
-            )
+            conn.execute(INSERT_APP, app_values(app))
+            conn.execute(INSERT_KEY, key_values(key))
 
         await self._write(write)
 
     async def get_app(self, scope: str, app_id: str) -> App | None:
-        clause, args = subtree_clause("tenant", scope)
+        clause, args = subtree("tenant", scope)
 
         def read(conn: sqlite3.Connection) -> App | None:
-            row = conn.execute(
-                f"SELECT {APP_COLUMNS} FROM apps WHERE id = ? AND {clause}", (app_id, *args)
-            ).fetchone()
+            row = conn.execute(GET_APP.format(subtree=clause), (app_id, *args)).fetchone()
             return row_to_app(row) if row else None
 
         return await self._read(read)
 
     async def list_apps(self, scope: str, subtree: str, limit: int, after: str | None) -> list[App]:
-        sql, params = self._list_sql(APP_COLUMNS, "apps", scope, subtree, limit, after)
+        sql, params = list_query(APP_COLUMNS, "apps", scope, subtree, limit, after)
         return await self._read(lambda conn: [row_to_app(r) for r in conn.execute(sql, params)])
 
     async def update_app(self, scope: str, app: App) -> App | None:
-        clause, args = subtree_clause("tenant", scope)
+        clause, args = subtree("tenant", scope)
 
         def write(conn: sqlite3.Connection) -> App | None:
             row = conn.execute(
-                f"{UPDATE_APP.format(mark='?')} AND {clause} RETURNING {APP_COLUMNS}",
-                (*update_app_values(app), *args),
+                UPDATE_APP.format(subtree=clause), (*update_app_values(app), *args)
             ).fetchone()
             return row_to_app(row) if row else None
 
         return await self._write(write)
 
     async def delete_app(self, scope: str, app_id: str) -> bool:
-        clause, args = subtree_clause("tenant", scope)
+        clause, args = subtree("tenant", scope)
 
         def write(conn: sqlite3.Connection) -> bool:
             found = conn.execute(
@@ -501,13 +422,13 @@ class SqliteIdentityStore:
             ).fetchone()
             if not found:
                 return False
-            conn.execute("DELETE FROM api_keys WHERE app_id = ?", (app_id,))
-            return conn.execute("DELETE FROM apps WHERE id = ?", (app_id,)).rowcount == 1
+            conn.execute(DELETE_APP_KEYS, (app_id,))
+            return conn.execute(DELETE_APP, (app_id,)).rowcount == 1
 
         return await self._write(write)
 
     async def add_api_key(self, scope: str, key: ApiKey, max_active: int) -> bool:
-        clause, args = subtree_clause("tenant", scope)
+        clause, args = subtree("tenant", scope)
 
         def write(conn: sqlite3.Connection) -> bool:
             active = conn.execute(
@@ -517,23 +438,16 @@ class SqliteIdentityStore:
             ).fetchone()[0]
             if active >= max_active:
                 return False
-            conn.execute(
-                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({_marks(KEY_COLUMNS)})",
-                key_values(key),
-            )
+            conn.execute(INSERT_KEY, key_values(key))
             return True
 
         return await self._write(write)
 
     async def list_api_keys(self, scope: str, app_id: str) -> list[ApiKey]:
-        clause, args = subtree_clause("tenant", scope)
+        clause, args = subtree("tenant", scope)
 
         def read(conn: sqlite3.Connection) -> list[ApiKey]:
-            rows = conn.execute(
-                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE app_id = ? AND {clause} "
-                "ORDER BY create_us, id",
-                (app_id, *args),
-            )
+            rows = conn.execute(LIST_KEYS.format(subtree=clause), (app_id, *args))
             return [row_to_key(r) for r in rows]
 
         return await self._read(read)
@@ -541,27 +455,21 @@ class SqliteIdentityStore:
     async def revoke_api_key(
         self, scope: str, app_id: str, key_id: str, now: datetime
     ) -> ApiKey | None:
-        clause, args = subtree_clause("tenant", scope)
+        clause, args = subtree("tenant", scope)
 
         def write(conn: sqlite3.Connection) -> ApiKey | None:
             row = conn.execute(
-                "UPDATE api_keys SET revoke_us = coalesce(revoke_us, ?) "
-                f"WHERE id = ? AND app_id = ? AND {clause} RETURNING {KEY_COLUMNS}",
-                (us(now), key_id, app_id, *args),
+                REVOKE_KEY.format(subtree=clause), (us(now), key_id, app_id, *args)
             ).fetchone()
             return row_to_key(row) if row else None
 
         return await self._write(write)
 
     async def api_key(self, scope: str, key_id: str) -> tuple[ApiKey, App] | None:
-        clause, args = subtree_clause("k.tenant", scope)
+        clause, args = subtree("k.tenant", scope)
 
         def read(conn: sqlite3.Connection) -> tuple[ApiKey, App] | None:
-            row = conn.execute(
-                f"SELECT {KEY_WITH_APP_COLUMNS} FROM api_keys k JOIN apps a ON a.id = k.app_id "
-                f"WHERE k.id = ? AND {clause}",
-                (key_id, *args),
-            ).fetchone()
+            row = conn.execute(KEY_WITH_APP.format(subtree=clause), (key_id, *args)).fetchone()
             return (row_to_key(row, "k_"), row_to_app(row)) if row else None
 
         return await self._read(read)
