@@ -20,9 +20,12 @@ import grpc
 import httpx
 import pytest
 import shapely
+from google.protobuf.duration_pb2 import Duration
 
 from devstack.demo_events import IMPORTER
 from devstack.stack import Stack, StackConfig
+from grassroots.command.v1 import command_service_pb2 as command_pb
+from grassroots.command.v1 import command_service_pb2_grpc as command_grpc
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
@@ -181,19 +184,7 @@ def test_a_deadline_due_while_down_escalates_once_after_restart(stack, grid_inde
     headers = stack.api_headers()
     base = stack.config.gateway_url
     village = tenancy.path_to_id(XINGMING)
-    rule = httpx.post(
-        f"{base}/v1/tenants/{village}/routingRules",
-        headers=headers,
-        json={
-            "category": URGENT,
-            "handler_role": "grid_worker",
-            "response_sla_seconds": 3,
-            "resolution_sla_seconds": 3600,
-            "display_name": "reliability: 3 s to accept",
-        },
-        timeout=30,
-    )
-    assert rule.status_code == 201, rule.text
+    asyncio.run(urgent_rule(stack))
     lon, lat = village_points(grid_index, XINGMING, 1)[0]
     event = httpx.post(
         f"{base}/v1/tenants/{village}/events",
@@ -228,6 +219,27 @@ def test_a_deadline_due_while_down_escalates_once_after_restart(stack, grid_inde
     assert task()["escalation_level"] == 1
     facts = asyncio.run(escalation_facts(stack, escalated["name"]))
     assert facts == 1, f"{facts} task.escalated facts for one breach"
+
+
+async def urgent_rule(stack: Stack) -> None:
+    """The village's rule for urgent reports: 3 seconds to accept (as its desk would)."""
+    desk = Principal(
+        "services/reliability", XINGMING, "service", scopes=frozenset({"command:write"})
+    )
+    async with grpc.aio.insecure_channel(stack.config.address("command")) as channel:
+        await command_grpc.CommandServiceStub(channel).CreateRoutingRule(
+            command_pb.CreateRoutingRuleRequest(
+                parent=tenancy.tenant_name(XINGMING),
+                routing_rule=command_pb.RoutingRule(
+                    category=URGENT,
+                    handler_role="grid_worker",
+                    response_sla=Duration(seconds=3),
+                    sla=Duration(seconds=3600),
+                    display_name="reliability: 3 s to accept",
+                ),
+            ),
+            metadata=desk.to_metadata(),
+        )
 
 
 async def escalation_facts(stack: Stack, task_name: str) -> int:
