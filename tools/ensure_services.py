@@ -2,7 +2,8 @@
 
 PostgreSQL with PostGIS (map store suite), Redis (bus and rate-limit suites) and
 Mosquitto (the twin's MQTT ingestion) must answer on 127.0.0.1, and Chromium (the
-browser suite) must be installed. On a fresh Debian
+browser suite) and Mosquitto's clients (`mosquitto_pub`, which the README's device
+example runs) must be installed. On a fresh Debian
 machine, as root, this installs the missing packages and starts the servers; as anyone
 else it starts what is installed and otherwise stops with one line naming what to
 install. Only the standard library is used, so it runs before the virtualenv exists.
@@ -26,6 +27,7 @@ HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 MOSQUITTO_PORT = 1883
+MOSQUITTO_CONFIG = "/etc/mosquitto/mosquitto.conf"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Found:
     mosquitto_up: bool
     # Debian's Chromium, which the browser suite drives (never a downloaded browser).
     chromium_installed: bool = True
+    mosquitto_clients_installed: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ def plan(found: Found) -> list[Action]:
     if not found.chromium_installed:
         packages.append("chromium")
         missing.append("Chromium")
+    if not found.mosquitto_clients_installed:
+        packages.append("mosquitto-clients")
+        missing.append("mosquitto_pub")
     if packages and not can_install:
         return [
             Action(
@@ -125,6 +131,7 @@ def probe() -> Found:
         mosquitto_installed=_mosquitto() is not None,
         mosquitto_up=listening(MOSQUITTO_PORT),
         chromium_installed=shutil.which("chromium") is not None,
+        mosquitto_clients_installed=shutil.which("mosquitto_pub") is not None,
     )
 
 
@@ -178,8 +185,21 @@ def start(server: str) -> None:
         )
         _wait(REDIS_PORT, "Redis")
     elif server == "mosquitto":
-        _run(str(_mosquitto()), "-d", "-p", str(MOSQUITTO_PORT))
+        if os.path.exists(MOSQUITTO_CONFIG) and os.geteuid() == 0:
+            # Debian's configuration keeps the broker's queue on disk (persistence) and
+            # writes its pid under /run/mosquitto, which a reboot empties.
+            os.makedirs("/run/mosquitto", exist_ok=True)
+            shutil.chown("/run/mosquitto", "mosquitto")
+        _run(*mosquitto_command(str(_mosquitto()), os.path.exists(MOSQUITTO_CONFIG)))
         _wait(MOSQUITTO_PORT, "Mosquitto")
+
+
+def mosquitto_command(binary: str, config_exists: bool) -> list[str]:
+    """The broker as a daemon: with the packaged configuration when there is one
+    (loopback listener, persistent queue), else on the loopback port alone."""
+    if config_exists:
+        return [binary, "-d", "-c", MOSQUITTO_CONFIG]
+    return [binary, "-d", "-p", str(MOSQUITTO_PORT)]
 
 
 def _trust_loopback(version: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tools.ensure_services import Action, Found, plan
+from tools.ensure_services import MOSQUITTO_CONFIG, Action, Found, mosquitto_command, plan
 
 READY = Found(
     root=False,
@@ -27,6 +27,7 @@ FRESH_ROOT = Found(
     redis_up=False,
     mosquitto_installed=False,
     mosquitto_up=False,
+    mosquitto_clients_installed=False,
 )
 
 
@@ -42,6 +43,7 @@ def test_fresh_machine_as_root_installs_then_starts_everything() -> None:
         "postgresql-postgis",
         "redis-server",
         "mosquitto",
+        "mosquitto-clients",
     ]
     assert [(a.kind, a.target) for a in actions[1:]] == [
         ("start", "postgresql"),
@@ -54,7 +56,7 @@ def test_fresh_machine_without_root_fails_with_one_line_naming_the_packages() ->
     actions = plan(replace(FRESH_ROOT, root=False))
     assert len(actions) == 1 and actions[0].kind == "fail"
     assert "\n" not in actions[0].message
-    assert "apt-get install postgresql postgresql-postgis redis-server mosquitto" in (
+    assert "apt-get install postgresql postgresql-postgis redis-server mosquitto " in (
         actions[0].message
     )
 
@@ -90,3 +92,20 @@ def test_a_machine_without_chromium_installs_it_as_root_or_says_so() -> None:
     ]
     (failed,) = plan(replace(READY, chromium_installed=False))
     assert failed.kind == "fail" and "Chromium" in failed.message and "chromium" in failed.target
+
+
+def test_a_running_broker_without_its_clients_installs_them() -> None:
+    found = replace(READY, root=True, mosquitto_clients_installed=False)
+    assert plan(found) == [Action("install", "mosquitto-clients")]
+    refused = plan(replace(found, root=False))
+    assert refused[0].kind == "fail" and "mosquitto-clients" in refused[0].message
+
+
+def test_the_broker_starts_with_the_packaged_configuration_when_there_is_one() -> None:
+    assert mosquitto_command("/usr/sbin/mosquitto", True) == [
+        "/usr/sbin/mosquitto",
+        "-d",
+        "-c",
+        MOSQUITTO_CONFIG,
+    ]
+    assert mosquitto_command("/usr/sbin/mosquitto", False)[-2:] == ["-p", "1883"]
