@@ -22,6 +22,7 @@ from gateway.routers import (
     forms,
     health,
     identity_admin,
+    ngsi_ld,
     ogc,
     open311,
     people,
@@ -108,6 +109,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         command.router,
         ogc.router,
         open311.router,
+        ngsi_ld.router,
         components.router,
     ):
         app.include_router(router)
@@ -122,8 +124,16 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
             "X-Request-ID",
             "Idempotency-Key",
             "X-Purpose",
+            "NGSILD-Tenant",
+            "Link",
         ],
-        expose_headers=["X-Request-ID", "Idempotent-Replayed", "Location"],
+        expose_headers=[
+            "X-Request-ID",
+            "Idempotent-Replayed",
+            "Location",
+            "Link",
+            "NGSILD-Results-Count",
+        ],
     )
     app.add_middleware(IdempotencyMiddleware, store=ReplayStore(guard.limiter.redis))
     app.add_middleware(

@@ -17,11 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.ngsi_ld.problems import NgsiLdError
 from services.kit.context import current_request_id
 from services.kit.errors import FieldViolation
 from services.kit.status import failure_of
 
 log = logging.getLogger("grassroots.gateway")
+NGSI_LD_PREFIX = "/ngsi-ld/"
 
 T = TypeVar("T")
 
@@ -149,13 +151,25 @@ def _loc_to_field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _shaped(request: Request, error: ApiError) -> JSONResponse:
+    """The platform's error shape, or NGSI-LD's under /ngsi-ld/ (its clients parse that)."""
+    if request.url.path.startswith(NGSI_LD_PREFIX):
+        detail = "; ".join(f"{v.field}: {v.description}" for v in error.violations)
+        return NgsiLdError(error.http_status, detail or error.message).response(error.headers)
+    return error.response()
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _shaped(request, exc)
+
+    @app.exception_handler(NgsiLdError)
+    async def ngsi_ld_error(_: Request, exc: NgsiLdError) -> JSONResponse:
         return exc.response()
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         violations = []
         for error in exc.errors():
             if error.get("type") == "json_invalid":
@@ -163,13 +177,16 @@ def install_handlers(app: FastAPI) -> None:
                 continue
             violations.append(FieldViolation(_loc_to_field(tuple(error["loc"])), error["msg"]))
         message = "; ".join(f"{v.field}: {v.description}" for v in violations)
-        return ApiError(400, message, violations=violations).response()
+        return _shaped(request, ApiError(400, message, violations=violations))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return ApiError(
-            exc.status_code, str(exc.detail), headers=dict(exc.headers) if exc.headers else None
-        ).response()
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _shaped(
+            request,
+            ApiError(
+                exc.status_code, str(exc.detail), headers=dict(exc.headers) if exc.headers else None
+            ),
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
