@@ -28,6 +28,7 @@ from gateway.routers import (
     people,
     points,
     tenants,
+    twin_watch,
 )
 from gateway.routers import map as map_router
 from gateway.security.authenticator import Caller
@@ -110,6 +111,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         ogc.router,
         open311.router,
         ngsi_ld.router,
+        twin_watch.router,
         components.router,
     ):
         app.include_router(router)

@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +73,7 @@ class Selector:
     """What one watcher watches, within the tenant subtree it may see."""
 
     tenant: str
-    entity_id: str | None = None
+    entity: tuple[str, str] | None = None  # tenant path, entity id
     entity_type: str | None = None
     box: tuple[float, float, float, float] | None = None  # min lon, min lat, max lon, max lat
 
@@ -88,7 +88,7 @@ class Selector:
     def matches(self, change: EntityChange) -> bool:
         if not tenancy.contains(self.tenant, change.tenant):
             return False
-        if self.entity_id is not None and change.entity_id != self.entity_id:
+        if self.entity is not None and (change.tenant, change.entity_id) != self.entity:
             return False
         if self.entity_type is not None and change.entity_type != self.entity_type:
             return False
@@ -190,7 +190,7 @@ class ChangeLog:
 
     async def follow(
         self, selector: Selector, token: str = "", idle_seconds: float = 15.0
-    ) -> AsyncIterator[LoggedChange | Missed | Idle]:
+    ) -> AsyncGenerator[LoggedChange | Missed | Idle, None]:
         """The selected changes after `token`, for ever; `Idle` after `idle_seconds`
         without one (a keep-alive for the transport, with a token to resume from)."""
         start = self.start_after(token)

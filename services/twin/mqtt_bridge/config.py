@@ -15,14 +15,14 @@ class BridgeSettings(BaseSettings):
 
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
+    port: int = Field(default=1883, ge=1, le=65535)
     # Broker credentials of the bridge itself (a production broker refuses anonymous clients).
     username: str = ""
     password: str = ""
     # One persistent session (clean_session off): the broker keeps what arrives while the
     # twin restarts and redelivers what it had sent but the bridge had not acknowledged.
     client_id: str = "grassroots-twin-bridge"
-    topic_root: str = Field(DEFAULT_ROOT, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    max_payload_bytes: int = Field(MAX_PAYLOAD_BYTES, ge=64, le=262_144)
+    topic_root: str = Field(default=DEFAULT_ROOT, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=64, le=262_144)
     # Messages handed to the twin in one ingest call (one commit).
-    max_batch: int = Field(500, ge=1, le=10_000)
+    max_batch: int = Field(default=500, ge=1, le=10_000)
