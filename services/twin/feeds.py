@@ -12,6 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from services.kit.principal import Principal
 from services.twin.domain import stream
 from services.twin.domain.ingest import Columns
@@ -21,6 +24,17 @@ from services.twin.mqtt_bridge.bridge import MqttBridge
 from services.twin.mqtt_bridge.config import BridgeSettings
 from services.twin.mqtt_bridge.device_keys import DeviceKeys
 from services.twin.mqtt_bridge.ports import DeviceReading, ReadingRefusal
+
+
+class WatchSettings(BaseSettings):
+    """`GRASSROOTS_TWIN_WATCH_*`: how many recent changes watchers can catch up on."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GRASSROOTS_TWIN_WATCH_", extra="ignore", frozen=True
+    )
+
+    log_capacity: int = Field(default=stream.DEFAULT_CAPACITY, ge=10, le=10_000_000)
+
 
 UNSUPPORTED_VALUE = "the twin holds numbers, booleans and positions {longitude, latitude}"
 
@@ -112,10 +126,13 @@ class Feeds:
 
 
 async def start_feeds(
-    hub: TwinHub, closers: list[Callable[[], object]], bridge_settings: BridgeSettings | None = None
+    hub: TwinHub,
+    closers: list[Callable[[], object]],
+    bridge_settings: BridgeSettings | None = None,
+    watch_settings: WatchSettings | None = None,
 ) -> Feeds:
     settings = bridge_settings or BridgeSettings()
-    log = stream.ChangeLog()
+    log = stream.ChangeLog((watch_settings or WatchSettings()).log_capacity)
     hub.subscribe_changes(lambda changes: log.append(to_stream_change(c) for c in changes))
     keys = DeviceKeys()
     bridge = None
