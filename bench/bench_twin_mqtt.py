@@ -75,6 +75,9 @@ def start_twin(folder: Path, root: str) -> tuple[subprocess.Popen[bytes], int]:
             "GRASSROOTS_TWIN_GRPC_PORT": str(port),
             "GRASSROOTS_TWIN_METRICS_PORT": "0",
             "GRASSROOTS_TWIN_DATABASE": str(folder / "twin.sqlite3"),
+            "GRASSROOTS_TWIN_BUS_URL": str(folder / "twin-bus.sqlite3"),
+            # No rules here: the events service is never called.
+            "GRASSROOTS_TWIN_EVENTS_ADDRESS": f"127.0.0.1:{free_port()}",
             "GRASSROOTS_TWIN_MQTT_ENABLED": "true",
             "GRASSROOTS_TWIN_MQTT_TOPIC_ROOT": root,
             "GRASSROOTS_TWIN_MQTT_CLIENT_ID": f"bench-{root}",

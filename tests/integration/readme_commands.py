@@ -189,6 +189,8 @@ class Reader:
             self.context["APP"] = answer["app"]["id"]
         if isinstance(answer.get("api_key"), dict):
             self.context["KEY_ID"] = answer["api_key"]["id"]
+        if str(answer.get("key", "")).startswith("grd_"):
+            self.context["DEVICE_KEY"] = answer["key"]
         if str(answer.get("id", "")).startswith("ev_") and "etag" in answer:
             self.context["EVENT"] = answer["id"]
             self.context["ETAG"] = answer["etag"]
