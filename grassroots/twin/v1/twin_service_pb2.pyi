@@ -1360,3 +1360,232 @@ class BatchWriteTelemetryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BatchWriteTelemetryResponse: _TypeAlias = BatchWriteTelemetryResponse  # noqa: Y015
+
+@_typing.final
+class WatchEntitiesRequest(_message.Message):
+    """Request message for TwinService.WatchEntities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    ENTITY_FIELD_NUMBER: _builtins.int
+    ENTITY_TYPE_FIELD_NUMBER: _builtins.int
+    AREA_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant: `tenants/{tenant}`; only entities of its subtree are watched."""
+    entity: _builtins.str
+    """Only this entity (its resource name); empty for any."""
+    entity_type: _builtins.str
+    """Only entities of this model; empty for any."""
+    resume_token: _builtins.str
+    """Resume after the change this token came with; empty to start with the next change."""
+    @_builtins.property
+    def area(self) -> Global___LonLatBox:
+        """Only entities whose location lies inside this box; unset for anywhere."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        entity: _builtins.str = ...,
+        entity_type: _builtins.str = ...,
+        area: Global___LonLatBox | None = ...,
+        resume_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["area", b"area"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["area", b"area", "entity", b"entity", "entity_type", b"entity_type", "parent", b"parent", "resume_token", b"resume_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchEntitiesRequest: _TypeAlias = WatchEntitiesRequest  # noqa: Y015
+
+@_typing.final
+class WatchEntitiesResponse(_message.Message):
+    """Response message for TwinService.WatchEntities: a change, a gap or a keep-alive."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    MISSED_FIELD_NUMBER: _builtins.int
+    KEEP_ALIVE_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """Where to resume after a reconnect."""
+    keep_alive: _builtins.bool
+    """Nothing watched changed for a while; the stream is alive."""
+    @_builtins.property
+    def change(self) -> Global___EntityChange:
+        """One committed change."""
+
+    @_builtins.property
+    def missed(self) -> Global___MissedChanges:
+        """Changes the watcher can no longer receive."""
+
+    def __init__(
+        self,
+        *,
+        resume_token: _builtins.str = ...,
+        change: Global___EntityChange | None = ...,
+        missed: Global___MissedChanges | None = ...,
+        keep_alive: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "item", b"item", "keep_alive", b"keep_alive", "missed", b"missed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "item", b"item", "keep_alive", b"keep_alive", "missed", b"missed", "resume_token", b"resume_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["change", "missed", "keep_alive"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___WatchEntitiesResponse: _TypeAlias = WatchEntitiesResponse  # noqa: Y015
+
+@_typing.final
+class EntityChange(_message.Message):
+    """One committed change of one entity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[EntityChange._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: EntityChange._Kind.ValueType  # 0
+        """Not set."""
+        KIND_CREATED: EntityChange._Kind.ValueType  # 1
+        """The entity was created."""
+        KIND_UPDATED: EntityChange._Kind.ValueType  # 2
+        """Property values changed."""
+        KIND_DELETED: EntityChange._Kind.ValueType  # 3
+        """The entity was deleted."""
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
+        """What changed."""
+
+    KIND_UNSPECIFIED: EntityChange.Kind.ValueType  # 0
+    """Not set."""
+    KIND_CREATED: EntityChange.Kind.ValueType  # 1
+    """The entity was created."""
+    KIND_UPDATED: EntityChange.Kind.ValueType  # 2
+    """Property values changed."""
+    KIND_DELETED: EntityChange.Kind.ValueType  # 3
+    """The entity was deleted."""
+
+    ENTITY_FIELD_NUMBER: _builtins.int
+    ENTITY_TYPE_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    entity: _builtins.str
+    """Resource name of the entity."""
+    entity_type: _builtins.str
+    """The entity's model."""
+    sequence: _builtins.int
+    """The entity's change number: +1 for every change, kept across restarts."""
+    kind: Global___EntityChange.Kind.ValueType
+    """What changed."""
+    @_builtins.property
+    def location(self) -> _geo_pb2.GeoPoint:
+        """Where the entity is, if it has a point."""
+
+    @_builtins.property
+    def properties(self) -> _containers.RepeatedCompositeFieldContainer[Global___PropertyValue]:
+        """The property values the change set."""
+
+    def __init__(
+        self,
+        *,
+        entity: _builtins.str = ...,
+        entity_type: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        kind: Global___EntityChange.Kind.ValueType = ...,
+        location: _geo_pb2.GeoPoint | None = ...,
+        properties: _abc.Iterable[Global___PropertyValue] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["location", b"location"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entity", b"entity", "entity_type", b"entity_type", "kind", b"kind", "location", b"location", "properties", b"properties", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EntityChange: _TypeAlias = EntityChange  # noqa: Y015
+
+@_typing.final
+class MissedChanges(_message.Message):
+    """Changes a watcher missed: it fell behind what the service keeps, or resumed with a
+    token of an earlier run.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    description: _builtins.str
+    """What happened, for people. Re-read the watched entities, then go on."""
+    def __init__(
+        self,
+        *,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MissedChanges: _TypeAlias = MissedChanges  # noqa: Y015
+
+@_typing.final
+class IssueDeviceKeyRequest(_message.Message):
+    """Request message for TwinService.IssueDeviceKey."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """An entity, `tenants/{tenant}/entities/{entity}`, or a tenant, `tenants/{tenant}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueDeviceKeyRequest: _TypeAlias = IssueDeviceKeyRequest  # noqa: Y015
+
+@_typing.final
+class DeviceKey(_message.Message):
+    """A device key and where to publish with it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """What the key may write: the entity or tenant it was issued for."""
+    key: _builtins.str
+    """The key, for the `key` field of each MQTT message."""
+    topic: _builtins.str
+    """The MQTT topic to publish telemetry on (`+` stands for any entity of a tenant key)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        key: _builtins.str = ...,
+        topic: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "name", b"name", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceKey: _TypeAlias = DeviceKey  # noqa: Y015

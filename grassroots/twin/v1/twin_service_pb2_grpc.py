@@ -97,6 +97,16 @@ class TwinServiceStub:
                 request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesRequest.SerializeToString,
                 response_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesResponse.FromString,
                 _registered_method=True)
+        self.WatchEntities = channel.unary_stream(
+                '/grassroots.twin.v1.TwinService/WatchEntities',
+                request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.WatchEntitiesRequest.SerializeToString,
+                response_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.WatchEntitiesResponse.FromString,
+                _registered_method=True)
+        self.IssueDeviceKey = channel.unary_unary(
+                '/grassroots.twin.v1.TwinService/IssueDeviceKey',
+                request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.IssueDeviceKeyRequest.SerializeToString,
+                response_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.DeviceKey.FromString,
+                _registered_method=True)
 
 
 class TwinServiceServicer:
@@ -190,6 +200,23 @@ class TwinServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchEntities(self, request, context):
+        """Streams the changes of the entities a caller watches: one entity, a model or an
+        area. Every change carries the entity's sequence number; a watcher that falls
+        behind is told what it missed, never skipped silently.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueDeviceKey(self, request, context):
+        """Issues a key a device puts in its MQTT messages: for one entity, or for every
+        entity of a tenant's subtree (an app's fleet).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TwinServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -252,6 +279,16 @@ def add_TwinServiceServicer_to_server(servicer, server):
                     servicer.ListRules,
                     request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesRequest.FromString,
                     response_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesResponse.SerializeToString,
+            ),
+            'WatchEntities': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEntities,
+                    request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.WatchEntitiesRequest.FromString,
+                    response_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.WatchEntitiesResponse.SerializeToString,
+            ),
+            'IssueDeviceKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueDeviceKey,
+                    request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.IssueDeviceKeyRequest.FromString,
+                    response_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.DeviceKey.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -580,6 +617,60 @@ class TwinService:
             '/grassroots.twin.v1.TwinService/ListRules',
             grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesRequest.SerializeToString,
             grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEntities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/grassroots.twin.v1.TwinService/WatchEntities',
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.WatchEntitiesRequest.SerializeToString,
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.WatchEntitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueDeviceKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.twin.v1.TwinService/IssueDeviceKey',
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.IssueDeviceKeyRequest.SerializeToString,
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.DeviceKey.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,15 @@ class TwinServiceStub:
     """Creates a rule that watches readings and raises events."""
     ListRules: _grpc.UnaryUnaryMultiCallable[_twin_service_pb2.ListRulesRequest, _twin_service_pb2.ListRulesResponse]
     """Lists the rules of a tenant subtree."""
+    WatchEntities: _grpc.UnaryStreamMultiCallable[_twin_service_pb2.WatchEntitiesRequest, _twin_service_pb2.WatchEntitiesResponse]
+    """Streams the changes of the entities a caller watches: one entity, a model or an
+    area. Every change carries the entity's sequence number; a watcher that falls
+    behind is told what it missed, never skipped silently.
+    """
+    IssueDeviceKey: _grpc.UnaryUnaryMultiCallable[_twin_service_pb2.IssueDeviceKeyRequest, _twin_service_pb2.DeviceKey]
+    """Issues a key a device puts in its MQTT messages: for one entity, or for every
+    entity of a tenant's subtree (an app's fleet).
+    """
 
 @_typing.type_check_only
 class TwinServiceAsyncStub(TwinServiceStub):
@@ -100,6 +109,15 @@ class TwinServiceAsyncStub(TwinServiceStub):
     """Creates a rule that watches readings and raises events."""
     ListRules: _aio.UnaryUnaryMultiCallable[_twin_service_pb2.ListRulesRequest, _twin_service_pb2.ListRulesResponse]  # type: ignore[assignment]
     """Lists the rules of a tenant subtree."""
+    WatchEntities: _aio.UnaryStreamMultiCallable[_twin_service_pb2.WatchEntitiesRequest, _twin_service_pb2.WatchEntitiesResponse]  # type: ignore[assignment]
+    """Streams the changes of the entities a caller watches: one entity, a model or an
+    area. Every change carries the entity's sequence number; a watcher that falls
+    behind is told what it missed, never skipped silently.
+    """
+    IssueDeviceKey: _aio.UnaryUnaryMultiCallable[_twin_service_pb2.IssueDeviceKeyRequest, _twin_service_pb2.DeviceKey]  # type: ignore[assignment]
+    """Issues a key a device puts in its MQTT messages: for one entity, or for every
+    entity of a tenant's subtree (an app's fleet).
+    """
 
 class TwinServiceServicer(metaclass=_abc_1.ABCMeta):
     """The digital twin: entities with live state, telemetry history and threshold
@@ -205,5 +223,26 @@ class TwinServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_twin_service_pb2.ListRulesResponse, _abc.Awaitable[_twin_service_pb2.ListRulesResponse]]:
         """Lists the rules of a tenant subtree."""
+
+    @_abc_1.abstractmethod
+    def WatchEntities(
+        self,
+        request: _twin_service_pb2.WatchEntitiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_twin_service_pb2.WatchEntitiesResponse], _abc.AsyncIterator[_twin_service_pb2.WatchEntitiesResponse]]:
+        """Streams the changes of the entities a caller watches: one entity, a model or an
+        area. Every change carries the entity's sequence number; a watcher that falls
+        behind is told what it missed, never skipped silently.
+        """
+
+    @_abc_1.abstractmethod
+    def IssueDeviceKey(
+        self,
+        request: _twin_service_pb2.IssueDeviceKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_twin_service_pb2.DeviceKey, _abc.Awaitable[_twin_service_pb2.DeviceKey]]:
+        """Issues a key a device puts in its MQTT messages: for one entity, or for every
+        entity of a tenant's subtree (an app's fleet).
+        """
 
 def add_TwinServiceServicer_to_server(servicer: TwinServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
