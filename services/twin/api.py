@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -19,6 +19,7 @@ from services.kit.component import ServiceComponent
 from services.kit.context import require_principal
 from services.kit.errors import InvalidArgument
 from services.kit.scopes import method_scopes
+from services.twin import watch_api
 from services.twin.domain.entities import (
     Entity,
     Point,
@@ -39,6 +40,7 @@ from services.twin.domain.rules import (
     Threshold,
 )
 from services.twin.domain.service import IngestOutcome, TwinHub
+from services.twin.feeds import Feeds
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TwinService"].full_name
 MAX_ROW_BATCH = 10_000
@@ -252,8 +254,20 @@ def outcome_to_proto(outcome: IngestOutcome) -> pb.IngestTelemetryResponse:
 
 
 class TwinServicer(pb_grpc.TwinServiceServicer):
-    def __init__(self, hub: TwinHub) -> None:
+    def __init__(self, hub: TwinHub, feeds: Feeds) -> None:
         self.hub = hub
+        self.feeds = feeds
+
+    async def WatchEntities(
+        self, request: pb.WatchEntitiesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchEntitiesResponse]:
+        async for item in watch_api.watch_entities(self.feeds.log, request, context):
+            yield item
+
+    async def IssueDeviceKey(
+        self, request: pb.IssueDeviceKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeviceKey:
+        return watch_api.issue_device_key(self.feeds.keys, self.feeds.topic_root, request)
 
     def _out(self, entity: Entity) -> pb.Entity:
         return entity_to_proto(entity, self.hub.models.resolve(entity.tenant, entity.entity_type))
@@ -463,9 +477,11 @@ def _page(items: list[Any], size: int, token: str, query: Any) -> tuple[list[Any
     return page, paging.encode_offset(start + n if more else None, query)
 
 
-def build_component(hub: TwinHub, closers: list[Callable[[], object]]) -> ServiceComponent:
+def build_component(
+    hub: TwinHub, closers: list[Callable[[], object]], feeds: Feeds
+) -> ServiceComponent:
     return ServiceComponent(
-        [(TwinServicer(hub), pb_grpc.add_TwinServiceServicer_to_server)],
+        [(TwinServicer(hub, feeds), pb_grpc.add_TwinServiceServicer_to_server)],
         [SERVICE_NAME],
         closers,
         method_scopes=method_scopes(SERVICE_NAME),

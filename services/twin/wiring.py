@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.kit.bus import Bus, open_bus
@@ -14,6 +15,7 @@ from services.twin.config import TwinSettings
 from services.twin.domain.ports import EventSink, LatestState, TwinStore
 from services.twin.domain.service import TwinHub
 from services.twin.events_client import BusFacts, EventsClient
+from services.twin.feeds import Feeds, start_feeds
 from services.twin.store.latest_memory import MemoryLatest
 from services.twin.store.sqlite import SqliteTwinStore
 
@@ -60,6 +62,7 @@ class Twin:
     latest: LatestState
     relay: AlarmRelay
     bus: Bus
+    feeds: Feeds
 
 
 async def assemble(settings: TwinSettings, events: EventSink | None = None) -> Twin:
@@ -89,10 +92,17 @@ async def assemble(settings: TwinSettings, events: EventSink | None = None) -> T
         relay.wake()
         await asyncio.gather(*tasks)
 
-    component = build_component(
-        hub, [stop_tasks, client.close, bus.close, latest.close, store.close]
-    )
-    return Twin(component, hub, store, latest, relay, bus)
+    closers: list[Callable[[], object]] = [
+        stop_tasks,
+        client.close,
+        bus.close,
+        latest.close,
+        store.close,
+    ]
+    # The bridge's closer goes first: it stops taking messages before the store closes.
+    feeds = await start_feeds(hub, closers)
+    component = build_component(hub, closers, feeds)
+    return Twin(component, hub, store, latest, relay, bus, feeds)
 
 
 async def build(settings: TwinSettings) -> ServiceComponent:

@@ -73,6 +73,8 @@ class EntityChange:
     seq: int
     kind: str  # "created" | "updated" | "deleted"
     properties: dict[str, Latest] = field(default_factory=dict)
+    # Where the entity is, so watchers of an area can select it.
+    location: Point | None = None
 
     @property
     def name(self) -> str:
@@ -180,7 +182,16 @@ class TwinHub:
             seq = self._next_seq(entity.key)
             await self.store.record(ReadingRows(*_empty_rows()), {}, [], {entity.key: seq})
         self._publish(
-            [EntityChange(entity.tenant, entity.entity_id, entity.entity_type, seq, "created")]
+            [
+                EntityChange(
+                    entity.tenant,
+                    entity.entity_id,
+                    entity.entity_type,
+                    seq,
+                    "created",
+                    location=entity.location,
+                )
+            ]
         )
         return entity
 
@@ -237,7 +248,13 @@ class TwinHub:
             self._entities.pop(key, None)
             seq = self._next_seq(key)
             await self.store.record(ReadingRows(*_empty_rows()), {}, [], {key: seq})
-        self._publish([EntityChange(key[0], key[1], entity.entity_type, seq, "deleted")])
+        self._publish(
+            [
+                EntityChange(
+                    key[0], key[1], entity.entity_type, seq, "deleted", location=entity.location
+                )
+            ]
+        )
 
     async def related(
         self, principal: Principal, name: str, incoming: bool, relationship_type: str
@@ -399,7 +416,13 @@ class TwinHub:
             self._on_alarm()
         changes = [
             EntityChange(
-                key[0], key[1], self._entities[key].entity_type, seqs[key], "updated", props
+                key[0],
+                key[1],
+                self._entities[key].entity_type,
+                seqs[key],
+                "updated",
+                props,
+                self._entities[key].location,
             )
             for key, props in touched.items()
             if key in self._entities
