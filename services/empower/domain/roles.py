@@ -31,6 +31,7 @@ ALL_SCOPES: frozenset[str] = frozenset(
         "command:dispatch",
         "twin:read",
         "twin:write",
+        "twin:ingest",
         "empower:read",
         "people:read",
         "people:write",
@@ -53,7 +54,7 @@ ALL_SCOPES: frozenset[str] = frozenset(
 _READ = frozenset({"map:read", "events:read", "command:read", "twin:read", "empower:read"})
 # Staff handle events and manage their lifecycle (reject, mark duplicate, reassign);
 # who may take which move is services/events/domain/access.py.
-_OPERATE = _READ | {"map:write", "events:write", "command:write", "twin:write"}
+_OPERATE = _READ | {"map:write", "events:write", "command:write", "twin:write", "twin:ingest"}
 # Staff dispatch too: they transfer tasks; handlers take their own tasks' moves.
 _DISPATCH = frozenset({"command:read", "command:dispatch"})
 _OPERATE = _OPERATE | _DISPATCH
