@@ -23,7 +23,7 @@ class Device:
         self.client.loop_start()
 
     def listen(self, topic_filter: str) -> None:
-        result, mid = self.client.subscribe(topic_filter, qos=1)
+        result, _mid = self.client.subscribe(topic_filter, qos=1)
         assert result == mqtt.MQTT_ERR_SUCCESS
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> None:
