@@ -7,6 +7,7 @@ wiring a developer runs: real processes, real ports, embedded backends.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -157,6 +158,15 @@ class StackConfig:
                     defaults[name] = shared[name]
             if process == "command":
                 defaults[prefix + "DATABASE"] = str(self.data_dir / "command.sqlite3")
+            if process == "twin":
+                defaults[prefix + "DATABASE"] = str(self.data_dir / "twin.sqlite3")
+                defaults[prefix + "BUS_URL"] = str(self.data_dir / "twin-bus.sqlite3")
+                # Devices publish to the machine's broker; one MQTT session per stack.
+                defaults[prefix + "MQTT_ENABLED"] = "true"
+                defaults[prefix + "MQTT_CLIENT_ID"] = (
+                    "grassroots-twin-"
+                    + hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:12]
+                )
             if process == "events":
                 defaults[prefix + "DATABASE"] = str(self.data_dir / "events.sqlite3")
                 defaults["GRASSROOTS_EVENTS_SEAL_KEYS"] = shared["GRASSROOTS_EVENTS_SEAL_KEYS"]

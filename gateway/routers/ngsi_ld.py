@@ -452,6 +452,13 @@ async def _update(
 ) -> Response:
     tenant = _tenant(who, tenant_header)
     the_id = entity_id_of(entity_id)
+    twin = request.app.state.upstreams.twin
+    # Another tenant's or an unknown entity: 404 whatever the body, before anything is written.
+    await _twin(
+        twin.GetEntity(
+            pb.GetEntityRequest(name=f"{tenant}/entities/{the_id}"), metadata=call_metadata(who)
+        )
+    )
     body = await _json_body(request)
     if one is not None:
         body = {one: body}
@@ -460,13 +467,6 @@ async def _update(
     draft: Draft = parse_attributes(body)
     if draft.relationships or draft.display_name:
         raise NgsiLdError(400, "only property values can be updated here", "OperationNotSupported")
-    twin = request.app.state.upstreams.twin
-    # Unknown entity: 404 before anything is written.
-    await _twin(
-        twin.GetEntity(
-            pb.GetEntityRequest(name=f"{tenant}/entities/{the_id}"), metadata=call_metadata(who)
-        )
-    )
     refused = await _write_values(request, who, tenant, the_id, draft.readings)
     if not refused:
         return Response(status_code=204)

@@ -122,7 +122,8 @@ async def stream_entities(
         message.area.CopyFrom(area)
     call_ = request.app.state.upstreams.twin.WatchEntities(message, metadata=call_metadata(who))
     try:
-        await call_.initial_metadata()
+        # Raises when the twin refused the watch (another tenant: 404; bad token: 400).
+        await call_.wait_for_connection()
     except grpc.aio.AioRpcError as exc:
         raise from_rpc_error(exc) from None
     queue: asyncio.Queue[pb.WatchEntitiesResponse | BaseException] = asyncio.Queue(maxsize=1000)

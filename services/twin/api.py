@@ -267,7 +267,9 @@ class TwinServicer(pb_grpc.TwinServiceServicer):
     async def IssueDeviceKey(
         self, request: pb.IssueDeviceKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeviceKey:
-        return watch_api.issue_device_key(self.feeds.keys, self.feeds.topic_root, request)
+        return await watch_api.issue_device_key(
+            self.feeds.keys, self.feeds.topic_root, self.hub, request
+        )
 
     def _out(self, entity: Entity) -> pb.Entity:
         return entity_to_proto(entity, self.hub.models.resolve(entity.tenant, entity.entity_type))

@@ -13,6 +13,7 @@ from services.kit import tenancy
 from services.kit.context import require_principal
 from services.kit.errors import InvalidArgument, NotFound
 from services.kit.principal import Principal
+from services.twin.domain.service import TwinHub
 from services.twin.domain.stream import ChangeLog, Idle, LoggedChange, Missed, Selector
 from services.twin.mqtt_bridge.device_keys import DeviceKeys, parse_subject
 from services.twin.mqtt_bridge.payload import TELEMETRY
@@ -112,9 +113,10 @@ def _message(log: ChangeLog, item: LoggedChange | Missed | Idle) -> pb.WatchEnti
     return pb.WatchEntitiesResponse(resume_token=log.token(item.offset), keep_alive=True)
 
 
-def issue_device_key(
-    keys: DeviceKeys, topic_root: str, request: pb.IssueDeviceKeyRequest
+async def issue_device_key(
+    keys: DeviceKeys, topic_root: str, hub: TwinHub, request: pb.IssueDeviceKeyRequest
 ) -> pb.DeviceKey:
+    """A key for an existing entity the caller sees, or for a tenant it sees."""
     principal = require_principal()
     try:
         grant = parse_subject(request.name)
@@ -124,6 +126,8 @@ def issue_device_key(
         ) from None
     if not principal.can_see(grant.tenant_path):
         raise NotFound(f"{request.name} not found")
+    if grant.entity_id is not None:
+        await hub.get_entity(principal, request.name)  # NotFound unless it exists
     tenant_id = tenancy.path_to_id(grant.tenant_path)
     entity = grant.entity_id or "+"
     return pb.DeviceKey(

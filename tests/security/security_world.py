@@ -51,6 +51,7 @@ SUPER_ROLES = ("district_admin", "village_secretary", "district_auditor", "carer
 # A scope no route asks for: a key holding only this one may call nothing but /v1/me.
 UNUSED_SCOPE = "care:read"
 B_CATEGORY = "xiangyang.private_matter"
+B_TWIN_ENTITY = "xiangyang-gauge-1"
 B_LAYER = "xiangyang-private"
 B_FEATURE = "b-feature-1"
 # The stack's wait after a name's free failed sign-ins (the service's default is 1 s):
@@ -132,6 +133,7 @@ class VillageB:
     form_id: str = "b-private-form"
     report_template_id: str = "b-report"
     report_run_id: str = ""
+    twin_entity_id: str = B_TWIN_ENTITY
 
 
 @dataclass
@@ -596,6 +598,16 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
             headers=b_super.headers,
         ),
         200,
+    )
+
+    # A twin entity of B's, made over NGSI-LD (the tenant is B's super user's own).
+    expect(
+        client.post(
+            "/ngsi-ld/v1/entities",
+            json={"id": f"urn:ngsi-ld:WaterLevelGauge:{B_TWIN_ENTITY}", "type": "WaterLevelGauge"},
+            headers=b_super.headers,
+        ),
+        201,
     )
 
     # Village A's side: its own event, a known resident and building, and the keys.

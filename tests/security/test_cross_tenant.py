@@ -33,6 +33,7 @@ class Cross:
 
     ids: Callable[[World, str], dict[str, str]]
     query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _user(w: World, t: str) -> dict[str, str]:
@@ -81,6 +82,19 @@ def _report(w: World, t: str) -> dict[str, str]:
     }
 
 
+def _twin_entity(w: World, t: str) -> dict[str, str]:
+    return {
+        "entity": w.b.twin_entity_id,
+        "entity_id": f"urn:ngsi-ld:WaterLevelGauge:{w.b.twin_entity_id}",
+        "attribute": "level_cm",
+    }
+
+
+# NGSI-LD names the tenant in a header: A's caller asks for B's entity there.
+IN_B = {"NGSILD-Tenant": B}
+NGSI_ENTITY = "/ngsi-ld/v1/entities/{entity_id}"
+
+
 LAYER = "/v1/tenants/{tenant}/layers/{layer}"
 REPORT = "/v1/tenants/{tenant}/reportTemplates/{report_template}"
 EVENT = "/v1/tenants/{tenant}/events/{event}"
@@ -118,6 +132,8 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("GET", HANDLER): Cross(_command),
     ("GET", RULE): Cross(_command),
     ("GET", TASK): Cross(_command),
+    ("GET", NGSI_ENTITY): Cross(_twin_entity, headers=IN_B),
+    ("GET", "/ngsi-ld/v1/temporal/entities/{entity_id}"): Cross(_twin_entity, headers=IN_B),
     ("POST", EVENT + "/comments"): Cross(_event),
     ("POST", EVENT + ":transition"): Cross(_event),
     ("POST", EVENT + ":evaluate"): Cross(_event),
@@ -144,6 +160,11 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("POST", TASK + ":resolve"): Cross(_command),
     ("POST", TASK + ":transfer"): Cross(_command),
     ("DELETE", RULE): Cross(_command),
+    ("POST", "/v1/tenants/{tenant}/entities/{entity}:issueDeviceKey"): Cross(_twin_entity),
+    ("PATCH", NGSI_ENTITY + "/attrs"): Cross(_twin_entity, headers=IN_B),
+    ("POST", NGSI_ENTITY + "/attrs"): Cross(_twin_entity, headers=IN_B),
+    ("PATCH", NGSI_ENTITY + "/attrs/{attribute}"): Cross(_twin_entity, headers=IN_B),
+    ("DELETE", NGSI_ENTITY): Cross(_twin_entity, headers=IN_B),
 }
 # Parameters that name where, not what: a route with only these is not in CROSS.
 NOT_IDS = {"tenant", "fmt"}
@@ -183,9 +204,8 @@ def test_another_villages_objects_answer_404_never_403(world, openapi):
                 values["tenant"] = tenant
             url = fill(path, {p: values[p] for p in path_parameters(path)})
             body = body_for(world, method, path)
-            response = send(
-                world.client, method, url, world.a_super.headers, params=case.query, **body
-            )
+            headers = {**world.a_super.headers, **case.headers}
+            response = send(world.client, method, url, headers, params=case.query, **body)
             checked += 1
             if response.status_code != 404:
                 problems.append(describe(method, url, response))
@@ -347,6 +367,10 @@ def _b_is_unchanged(world: World) -> None:
     assert task["state"] == "waiting" and task["transfers"] == [], task
     rules = client.get(f"/v1/tenants/{B}/routingRules", headers=who).json()["routing_rules"]
     assert [r["id"] for r in rules if r["name"].startswith(f"tenants/{B}/")] == [world.b.rule_id]
+    gauge = client.get(
+        f"/ngsi-ld/v1/entities/urn:ngsi-ld:WaterLevelGauge:{world.b.twin_entity_id}", headers=who
+    )
+    assert gauge.status_code == 200 and "level_cm" not in gauge.json(), gauge.text
 
 
 def test_the_event_stream_carries_only_the_callers_subtree(world):
