@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Header, Path, Request, Response, Security
+from fastapi import APIRouter, Header, Path, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -58,6 +58,53 @@ EntityUrn = Annotated[str, Path(max_length=300, description="urn:ngsi-ld:<type>:
 TenantHeader = Annotated[
     str | None,
     Header(alias="NGSILD-Tenant", max_length=250, description="tenant id or path; yours if absent"),
+]
+Types = Annotated[
+    str | None, Query(max_length=300, description="entity types (models), comma separated")
+]
+Ids = Annotated[
+    str | None,
+    Query(max_length=300, description="entity ids (urn:ngsi-ld:<type>:<id>), comma separated"),
+]
+QueryText = Annotated[
+    str | None,
+    Query(max_length=2000, description="NGSI-LD q: comparisons joined by ';' (and) and '|' (or)"),
+]
+GeoRel = Annotated[
+    str | None,
+    Query(max_length=300, description="near;maxDistance==<m>, near;minDistance==<m> or within"),
+]
+Geometry = Annotated[
+    str | None, Query(max_length=300, description="Point (near) or Polygon (within)")
+]
+Coordinates = Annotated[
+    str | None, Query(max_length=2000, description="the coordinates as JSON, e.g. [121.16,31.29]")
+]
+GeoPropertyName = Annotated[
+    str | None, Query(max_length=300, description="only location is supported")
+]
+Attrs = Annotated[str | None, Query(max_length=300, description="attribute names, comma separated")]
+Options = Annotated[
+    str | None, Query(max_length=300, description="keyValues, count, temporalValues")
+]
+Limit = Annotated[str | None, Query(max_length=300, description="page size, at most 1000")]
+Offset = Annotated[str | None, Query(max_length=300, description="entities to skip")]
+Count = Annotated[
+    str | None, Query(max_length=300, description="true: NGSILD-Results-Count header")
+]
+TimeRel = Annotated[str | None, Query(max_length=300, description="before, after or between")]
+TimeAt = Annotated[str | None, Query(max_length=300, description="ISO 8601 date-time")]
+EndTimeAt = Annotated[
+    str | None, Query(max_length=300, description="ISO 8601 date-time, for between")
+]
+AggrMethods = Annotated[
+    str | None, Query(max_length=300, description="avg, min, max, totalCount, comma separated")
+]
+AggrPeriod = Annotated[
+    str | None, Query(max_length=300, description="ISO 8601 duration, e.g. PT1H")
+]
+LastN = Annotated[
+    str | None, Query(max_length=300, description="only the last N instances per attribute")
 ]
 LD_JSON = "application/ld+json"
 CONTEXT_LINK = f'<{CORE_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="{LD_JSON}"'
@@ -289,8 +336,8 @@ async def get_entity(
     request: Request,
     who: Who,
     tenant_header: TenantHeader = None,
-    attrs: str | None = None,
-    options: str | None = None,
+    attrs: Attrs = None,
+    options: Options = None,
 ) -> Response:
     tenant = _tenant(who, tenant_header)
     name = f"{tenant}/entities/{entity_id_of(entity_id)}"
@@ -311,18 +358,18 @@ async def query_entities(
     request: Request,
     who: Who,
     tenant_header: TenantHeader = None,
-    type: str | None = None,
-    id: str | None = None,
-    q: str | None = None,
-    georel: str | None = None,
-    geometry: str | None = None,
-    coordinates: str | None = None,
-    geoproperty: str | None = None,
-    attrs: str | None = None,
-    options: str | None = None,
-    limit: str | None = None,
-    offset: str | None = None,
-    count: str | None = None,
+    type: Types = None,
+    id: Ids = None,
+    q: QueryText = None,
+    georel: GeoRel = None,
+    geometry: Geometry = None,
+    coordinates: Coordinates = None,
+    geoproperty: GeoPropertyName = None,
+    attrs: Attrs = None,
+    options: Options = None,
+    limit: Limit = None,
+    offset: Offset = None,
+    count: Count = None,
 ) -> Response:
     """By type, ids, `q` and `georel` (near, within); paged by limit and offset."""
     tenant = _tenant(who, tenant_header)
@@ -439,7 +486,7 @@ async def append_attributes(
 @calls(SERVICE, "IngestTelemetry")
 async def update_attribute(
     entity_id: EntityUrn,
-    attribute: Annotated[str, Path(max_length=300)],
+    attribute: Annotated[str, Path(max_length=300, description="the attribute's name")],
     request: Request,
     who: Who,
     tenant_header: TenantHeader = None,
@@ -507,14 +554,14 @@ async def temporal_entity(
     request: Request,
     who: Who,
     tenant_header: TenantHeader = None,
-    attrs: str | None = None,
-    timerel: str | None = None,
-    timeAt: str | None = None,  # noqa: N803 - NGSI-LD's parameter names
-    endTimeAt: str | None = None,  # noqa: N803
-    options: str | None = None,
-    aggrMethods: str | None = None,  # noqa: N803
-    aggrPeriodDuration: str | None = None,  # noqa: N803
-    lastN: str | None = None,  # noqa: N803
+    attrs: Attrs = None,
+    timerel: TimeRel = None,
+    timeAt: TimeAt = None,  # noqa: N803 - NGSI-LD's parameter names
+    endTimeAt: EndTimeAt = None,  # noqa: N803
+    options: Options = None,
+    aggrMethods: AggrMethods = None,  # noqa: N803
+    aggrPeriodDuration: AggrPeriod = None,  # noqa: N803
+    lastN: LastN = None,  # noqa: N803
 ) -> Response:
     """Readings in a time range (the last week without one), raw or aggregated per period."""
     tenant = _tenant(who, tenant_header)
@@ -547,20 +594,20 @@ async def temporal_query(
     request: Request,
     who: Who,
     tenant_header: TenantHeader = None,
-    type: str | None = None,
-    attrs: str | None = None,
-    q: str | None = None,
-    georel: str | None = None,
-    geometry: str | None = None,
-    coordinates: str | None = None,
-    timerel: str | None = None,
-    timeAt: str | None = None,  # noqa: N803
-    endTimeAt: str | None = None,  # noqa: N803
-    options: str | None = None,
-    aggrMethods: str | None = None,  # noqa: N803
-    aggrPeriodDuration: str | None = None,  # noqa: N803
-    lastN: str | None = None,  # noqa: N803
-    limit: str | None = None,
+    type: Types = None,
+    attrs: Attrs = None,
+    q: QueryText = None,
+    georel: GeoRel = None,
+    geometry: Geometry = None,
+    coordinates: Coordinates = None,
+    timerel: TimeRel = None,
+    timeAt: TimeAt = None,  # noqa: N803
+    endTimeAt: EndTimeAt = None,  # noqa: N803
+    options: Options = None,
+    aggrMethods: AggrMethods = None,  # noqa: N803
+    aggrPeriodDuration: AggrPeriod = None,  # noqa: N803
+    lastN: LastN = None,  # noqa: N803
+    limit: Limit = None,
 ) -> Response:
     """Across a model or an area (Orion-LD answers 501 here): needs type and timerel."""
     tenant = _tenant(who, tenant_header)

@@ -24,7 +24,9 @@ from services.kit.principal import Principal
 SERVICE = "grassroots.twin.v1.TwinService"
 router = APIRouter(prefix="/v1/tenants/{tenant}", tags=["twin"])
 Who = Annotated[Principal, Security(access("twin"))]
-EntityId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+EntityId = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the entity's id in the tenant")
+]
 SSE_KEEPALIVE_SECONDS = 15.0
 _TOKEN = re.compile(r"^[0-9a-f]{8}\.[0-9]{1,18}$")
 _KIND = {
@@ -96,8 +98,12 @@ async def stream_entities(
     tenant: TenantId,
     request: Request,
     who: Who,
-    entity: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
-    entity_type: Annotated[str | None, Query(max_length=64)] = None,
+    entity: Annotated[
+        str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="only this entity")
+    ] = None,
+    entity_type: Annotated[
+        str | None, Query(max_length=64, description="only entities of this model")
+    ] = None,
     bbox: Annotated[str | None, Query(max_length=100, description="west,south,east,north")] = None,
     after: Annotated[str | None, Query(max_length=40, description="resume after this id")] = None,
     last_event_id: Annotated[str | None, Header(max_length=40)] = None,

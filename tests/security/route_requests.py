@@ -49,6 +49,9 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "form": lambda w: w.b.form_id,
     "report_template": lambda w: w.b.report_template_id,
     "run": lambda w: w.b.report_run_id,
+    "entity": lambda w: w.b.twin_entity_id,
+    "entity_id": lambda w: f"urn:ngsi-ld:WaterLevelGauge:{w.b.twin_entity_id}",
+    "attribute": lambda w: "level_cm",
 }
 
 

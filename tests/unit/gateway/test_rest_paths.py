@@ -16,7 +16,7 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 
-STANDARD_PREFIXES = ("/ogc", "/open311/v2/")
+STANDARD_PREFIXES = ("/ogc", "/open311/v2/", "/ngsi-ld/v1/")
 NOT_RESOURCES = {
     "/healthz": "liveness probe",
     "/readyz": "readiness probe",
