@@ -167,19 +167,38 @@ class Checked:
 EntityLookup = Callable[[str], tuple[Entity, Model] | None]
 
 
-def check(columns: Columns, lookup: EntityLookup, now_ms: int) -> Checked:
-    """Check every reading against its model; nothing here touches a store."""
+def factorize(items: Sequence[str]) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """Codes 0..k-1 per item and the k distinct items, in order of first appearance."""
+    codes = {key: i for i, key in enumerate(dict.fromkeys(items))}
+    if len(codes) == 1:
+        return np.zeros(len(items), dtype=np.int64), list(codes)
+    return np.fromiter(map(codes.__getitem__, items), np.int64, len(items)), list(codes)
+
+
+def check(
+    columns: Columns,
+    lookup: EntityLookup,
+    now_ms: int,
+    entities: tuple[npt.NDArray[np.int64], list[str]] | None = None,
+) -> Checked:
+    """Check every reading against its model; nothing here touches a store.
+
+    `entities` is `factorize(columns.entities)` when the caller made it already.
+    """
     n = len(columns)
-    pair_ids: dict[tuple[str, str], int] = {}
-    pair_index = np.fromiter(
-        (
-            pair_ids.setdefault(k, len(pair_ids))
-            for k in zip(columns.entities, columns.properties, strict=True)
-        ),
-        dtype=np.int32,
-        count=n,
-    )
-    raw_pairs = list(pair_ids)
+    entity_codes, entity_names = entities or factorize(columns.entities)
+    prop_codes, prop_names = factorize(columns.properties)
+    combined = entity_codes * len(prop_names) + prop_codes
+    if len(prop_names) == 1:
+        pair_index = entity_codes.astype(np.int32)
+        pair_codes = np.arange(len(entity_names), dtype=np.int64)
+    else:
+        pair_codes, inverse = np.unique(combined, return_inverse=True)
+        pair_index = inverse.astype(np.int32)
+    raw_pairs = [
+        (entity_names[c // len(prop_names)], prop_names[c % len(prop_names)])
+        for c in pair_codes.tolist()
+    ]
     # Per distinct pair: its series (or a reason) and the model's rules.
     pair_reason = np.zeros(len(raw_pairs), dtype=np.uint8)
     pair_series = np.full(len(raw_pairs), -1, dtype=np.int32)

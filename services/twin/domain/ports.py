@@ -47,14 +47,15 @@ class ReadingRows:
         return len(self.series_ids)
 
 
-@dataclass(frozen=True)
-class HistoryRow:
+@dataclass
+class SeriesReadings:
+    """Every reading of one series in a time range, oldest first."""
+
     series_id: int
-    time_ms: int
-    count: int
-    min: float
-    max: float
-    mean: float
+    times: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    longitudes: npt.NDArray[np.float64] | None = None
+    latitudes: npt.NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,17 +131,8 @@ class TwinStore(Protocol):
         """The newest reading of each series from history (None: every series)."""
         ...
 
-    async def history(
-        self,
-        series: list[int],
-        start_ms: int,
-        end_ms: int,
-        bucket_ms: int,
-        limit: int,
-        after: tuple[int, int] | None,
-    ) -> list[HistoryRow]:
-        """Readings (bucket_ms 0) or buckets of the series in [start, end), ordered by
-        (series, time), after a (series, time) cursor."""
+    async def readings(self, series: list[int], start_ms: int, end_ms: int) -> list[SeriesReadings]:
+        """The readings of each series in [start, end), in series order."""
         ...
 
     async def rule_states(self) -> dict[tuple[RuleKey, EntityKey], RuleState]: ...

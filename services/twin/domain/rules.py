@@ -184,6 +184,25 @@ def evaluate(
     return state, []  # geofences are evaluated by positions (see geofence_step)
 
 
+def may_change(
+    rule: Rule,
+    states: list[RuleState],
+    group_min: npt.NDArray[np.float64],
+    group_max: npt.NDArray[np.float64],
+) -> npt.NDArray[np.bool_]:
+    """Per entity, whether its new readings (their min and max) could change its state:
+    False is certain, True is checked reading by reading by `evaluate`."""
+    busy = np.fromiter((s.phase != Phase.IDLE or s.level for s in states), bool, len(states))
+    cond = rule.condition
+    if isinstance(cond, Threshold):
+        if cond.direction == Direction.ABOVE:
+            return busy | (group_max > cond.trigger)
+        return busy | (group_min < cond.trigger)
+    if isinstance(cond, Levels):
+        return busy | (group_max >= cond.bounds[0])
+    return busy
+
+
 def _walk_threshold(
     rule: Rule,
     cond: Threshold,

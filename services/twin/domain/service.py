@@ -20,6 +20,7 @@ import numpy as np
 from services.kit import tenancy
 from services.kit.errors import InvalidArgument, NotFound
 from services.kit.principal import Principal
+from services.twin.domain import history
 from services.twin.domain import ingest as checks
 from services.twin.domain.entities import (
     Entity,
@@ -29,12 +30,12 @@ from services.twin.domain.entities import (
     parse_entity_name,
     validate_entity,
 )
+from services.twin.domain.history import HistoryPoint
 from services.twin.domain.ingest import Columns, Rejection
-from services.twin.domain.models import Model, ModelCatalog, validate_model
+from services.twin.domain.models import Kind, Model, ModelCatalog, validate_model
 from services.twin.domain.ports import (
     Alarm,
     EntityKey,
-    HistoryRow,
     LatestState,
     ReadingRows,
     RuleKey,
@@ -52,6 +53,7 @@ from services.twin.domain.rules import (
     Rule,
     RuleState,
     evaluate,
+    may_change,
     silence_step,
     validate_rule,
 )
@@ -324,10 +326,10 @@ class TwinHub:
     async def ingest(self, principal: Principal, parent: str, columns: Columns) -> IngestOutcome:
         """Check, store and evaluate one batch; each reading is accepted or refused alone."""
         _visible(principal, parent)
-        distinct = list(dict.fromkeys(columns.entities))
+        entities = checks.factorize(columns.entities)
         async with self._lock:
-            table = await self._lookup_table(principal, parent, distinct)
-            checked = checks.check(columns, table.__getitem__, now_ms())
+            table = await self._lookup_table(principal, parent, entities[1])
+            checked = checks.check(columns, table.__getitem__, now_ms(), entities)
             rejected = checked.rejected_count()
             if rejected:
                 names, counts = np.unique(checked.reasons[checked.reasons > 0], return_counts=True)
@@ -371,35 +373,27 @@ class TwinHub:
         ends = np.r_[starts[1:], len(order)] if len(order) else order
         lon = checked.longitudes[accepted] if checked.longitudes is not None else None
         lat = checked.latitudes[accepted] if checked.latitudes is not None else None
+        group_slots = group[starts].tolist()
+        last_rows = order[ends - 1] if len(order) else order
         new_latest: dict[int, Latest] = {}
-        changed_states: dict[tuple[RuleKey, EntityKey], RuleState] = {}
-        alarms: list[Alarm] = []
         touched: dict[EntityKey, dict[str, Latest]] = {}
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            rows = order[start:end]
-            slot = int(group[start])
+        for slot, value, at, row in zip(
+            group_slots,
+            values[last_rows].tolist(),
+            times[last_rows].tolist(),
+            last_rows.tolist(),
+            strict=True,
+        ):
             series = used_series[slot]
-            last = int(rows[-1])
-            point = (
-                Point(float(lon[last]), float(lat[last]))
-                if lon is not None and lat is not None and series.spec.kind == 4
-                else None
-            )
-            newest = Latest(float(values[last]), int(times[last]), point)
+            point = None
+            if lon is not None and lat is not None and series.spec.kind == Kind.POINT:
+                point = Point(float(lon[row]), float(lat[row]))
+            newest = Latest(value, at, point)
             new_latest[int(ids[slot])] = newest
             touched.setdefault(series.entity.key, {})[series.spec.name] = newest
-            rules = self._rules_of(
-                series.entity.tenant, series.entity.entity_type, series.spec.name
-            )
-            for rule in rules:
-                state_key = (rule.key, series.entity.key)
-                state = self._states.get(state_key, IDLE)
-                new_state, outcomes = evaluate(
-                    rule, series.entity.key, state, values[rows], times[rows]
-                )
-                if new_state != state:
-                    changed_states[state_key] = new_state
-                alarms.extend(_alarms(rule, series.entity.key, outcomes))
+        changed_states, alarms = self._walk_rules(
+            used_series, group_slots, values[order], times[order], starts, ends
+        )
         seqs = {key: self._seqs.get(key, 0) + 1 for key in touched}
         rows_out = ReadingRows(
             series_ids=ids[local],
@@ -428,6 +422,43 @@ class TwinHub:
             if key in self._entities
         ]
         return stale_count, changes
+
+    def _walk_rules(
+        self,
+        used_series: list[checks.Series],
+        group_slots: list[int],
+        values: np.ndarray,
+        times: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+    ) -> tuple[dict[tuple[RuleKey, EntityKey], RuleState], list[Alarm]]:
+        """Every rule over the fresh readings of the series it watches; a whole-array test
+        per rule leaves out the series whose state cannot change."""
+        groups_of: dict[RuleKey, list[int]] = {}
+        for g, slot in enumerate(group_slots):
+            entity, spec = used_series[slot].entity, used_series[slot].spec
+            for rule in self._rules_of(entity.tenant, entity.entity_type, spec.name):
+                groups_of.setdefault(rule.key, []).append(g)
+        changed: dict[tuple[RuleKey, EntityKey], RuleState] = {}
+        alarms: list[Alarm] = []
+        if not groups_of:
+            return changed, alarms
+        group_min = np.minimum.reduceat(values, starts)
+        group_max = np.maximum.reduceat(values, starts)
+        for rule_key, groups in groups_of.items():
+            rule = self._rules[rule_key]
+            keys = [used_series[group_slots[g]].entity.key for g in groups]
+            states = [self._states.get((rule_key, key), IDLE) for key in keys]
+            picked = np.asarray(groups)
+            mask = may_change(rule, states, group_min[picked], group_max[picked])
+            for i in np.flatnonzero(mask).tolist():
+                g, key, state = groups[i], keys[i], states[i]
+                span = slice(int(starts[g]), int(ends[g]))
+                new_state, outcomes = evaluate(rule, key, state, values[span], times[span])
+                if new_state != state:
+                    changed[(rule_key, key)] = new_state
+                alarms.extend(_alarms(rule, key, outcomes))
+        return changed, alarms
 
     # ---- rules -------------------------------------------------------------------
 
@@ -506,7 +537,7 @@ class TwinHub:
         bucket_ms: int,
         limit: int,
         after: tuple[int, int] | None,
-    ) -> tuple[list[tuple[str, HistoryRow]], tuple[int, int] | None]:
+    ) -> tuple[list[tuple[str, HistoryPoint]], tuple[int, int] | None]:
         """Points of one property over entities, a model or an area; returns the next cursor."""
         _visible(principal, scope)
         keys = [parse_entity_name(n, f"entities[{i}]") for i, n in enumerate(entities)]
@@ -515,13 +546,12 @@ class TwinHub:
                 raise NotFound(f"entity {entities[i]!r} not found")
         refs: list[SeriesRef] = await self.store.find_series(scope, prop, keys, entity_type, box)
         names = {r.series_id: entity_name(r.tenant, r.entity_id) for r in refs}
-        rows = await self.store.history(
-            sorted(names), start_ms, end_ms, bucket_ms, limit + 1, after
+        wanted = [sid for sid in sorted(names) if after is None or sid >= after[0]]
+        found = await self.store.readings(wanted, start_ms, end_ms)
+        points, cursor = history.page(
+            ((s.series_id, s.times, s.values) for s in found), start_ms, bucket_ms, limit, after
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        cursor = (rows[-1].series_id, rows[-1].time_ms) if more and rows else None
-        return [(names[r.series_id], r) for r in rows], cursor
+        return [(names[p.series_id], p) for p in points], cursor
 
 
 def _visible(principal: Principal, tenant: str) -> None:

@@ -1,15 +1,16 @@
 """The twin store in PostgreSQL, for deployments with more than one twin replica.
 
-A drop-in for the SQLite store (tests/unit/twin runs on both). History is one narrow
-append-only table of (series, time, value) with a BRIN index on time: readings arrive
-roughly in time order, so a BRIN index of a few pages narrows a time range as well as
-a B-tree would, at a fraction of the cost on every insert. Batches go in with binary
-COPY built by numpy (no Python loop per reading).
+A drop-in for the SQLite store (tests/unit/twin runs on both). History is the same
+chunk rows as there (store.chunks: one row per series per batch, times and values as
+packed arrays), with a BRIN index on the chunks' time range: chunks arrive roughly in
+time order, so a BRIN index of a few pages narrows a time range (across a model or an
+area) as well as a B-tree would, at a fraction of the cost on every insert; a B-tree
+on (series, first time) serves one series.
 
 Row-level security (services/kit/rls.py) polices every table with a tenant column
 (entities, relationships, models, rules, series, rule states, alarms, episodes). The
-readings table has no tenant column (it would double its width): it is reached only
-through series ids, which come from the policed series table. Scopes used:
+chunks table has no tenant column: it is reached only through series ids, which come
+from the policed series table. Scopes used:
 
 * lists, relationship walks and series searches for a caller: the caller's subtree;
 * the service's own work (ingest writes, alarm relay, start-up loading): the system
@@ -23,7 +24,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import numpy as np
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
@@ -31,19 +31,20 @@ from services.kit import rls
 from services.kit.errors import AlreadyExists
 from services.kit.sqldialect import POSTGRES
 from services.kit.tenancy import ALL_TENANTS
-from services.twin.domain.entities import Entity, Latest, Point
+from services.twin.domain.entities import Entity, Latest
 from services.twin.domain.models import Model
 from services.twin.domain.ports import (
     Alarm,
     EntityKey,
-    HistoryRow,
     ReadingRows,
     RuleKey,
     SeriesKey,
+    SeriesReadings,
     SeriesRef,
 )
 from services.twin.domain.rules import Rule, RuleState
 from services.twin.store import rows as r
+from services.twin.store.chunks import chunks_of, decode, newest_of
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS twin_models (
@@ -66,13 +67,12 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS twin_series (
       id bigserial PRIMARY KEY, tenant text COLLATE "C" NOT NULL, entity_id text NOT NULL,
       property text NOT NULL, UNIQUE (tenant, entity_id, property))""",
-    """CREATE TABLE IF NOT EXISTS twin_readings (
-      series_id bigint NOT NULL, t bigint NOT NULL, v double precision NOT NULL,
-      lon double precision, lat double precision)""",
-    """CREATE INDEX IF NOT EXISTS twin_readings_time_brin ON twin_readings USING brin (t)
-      WITH (pages_per_range = 32)""",
-    # The newest reading of a series (start-up and Redis fallback) needs a per-series path.
-    """CREATE INDEX IF NOT EXISTS twin_readings_series_time ON twin_readings (series_id, t)""",
+    """CREATE TABLE IF NOT EXISTS twin_chunks (
+      series_id bigint NOT NULL, t_min bigint NOT NULL, t_max bigint NOT NULL, n int NOT NULL,
+      times bytea NOT NULL, vals bytea NOT NULL, lons bytea, lats bytea)""",
+    """CREATE INDEX IF NOT EXISTS twin_chunks_time_brin ON twin_chunks
+      USING brin (t_min, t_max) WITH (pages_per_range = 16)""",
+    """CREATE INDEX IF NOT EXISTS twin_chunks_series_time ON twin_chunks (series_id, t_min)""",
     """CREATE TABLE IF NOT EXISTS twin_rule_states (
       rule_tenant text COLLATE "C" NOT NULL, rule_id text NOT NULL,
       tenant text COLLATE "C" NOT NULL, entity_id text NOT NULL, phase int NOT NULL,
@@ -98,7 +98,7 @@ _TENANT_TABLES = (
     "twin_alarms",
     "twin_episodes",
 )
-_OTHER_TABLES = ("twin_readings",)
+_OTHER_TABLES = ("twin_chunks",)
 _SCHEMA_LOCK = 7_400_013
 _SET_SCOPE = "SELECT set_config(%s, %s, true)"
 _GRANT_SEQUENCES = f"""DO $$ BEGIN
@@ -108,36 +108,10 @@ _GRANT_SEQUENCES = f"""DO $$ BEGIN
   EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO {rls.APP_ROLE}',
                  pg_get_serial_sequence('twin_alarms', 'seq'));
 END $$"""
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
-_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 
 
 def _q(statement: str) -> str:
     return POSTGRES.render(statement)
-
-
-def copy_payload(rows: ReadingRows) -> tuple[str, bytes]:
-    """The COPY statement and its binary payload, laid out by a numpy record array."""
-    points = rows.longitudes is not None and rows.latitudes is not None
-    fields = [("n", ">i2"), ("l1", ">i4"), ("s", ">i8"), ("l2", ">i4"), ("t", ">i8")]
-    fields += [("l3", ">i4"), ("v", ">f8")]
-    if points:
-        fields += [("l4", ">i4"), ("lon", ">f8"), ("l5", ">i4"), ("lat", ">f8")]
-    out = np.empty(len(rows), dtype=np.dtype(fields))
-    out["n"] = 5 if points else 3
-    for name in ("l1", "l2", "l3", *(("l4", "l5") if points else ())):
-        out[name] = 8
-    out["s"] = rows.series_ids
-    out["t"] = rows.observed_ms
-    out["v"] = np.nan_to_num(rows.values, nan=0.0) if points else rows.values
-    columns = "series_id, t, v"
-    if points:
-        assert rows.longitudes is not None and rows.latitudes is not None
-        out["lon"] = rows.longitudes
-        out["lat"] = rows.latitudes
-        columns += ", lon, lat"
-    statement = f"COPY twin_readings ({columns}) FROM STDIN (FORMAT BINARY)"
-    return statement, _COPY_HEADER + out.tobytes() + _COPY_TRAILER
 
 
 class PostgresTwinStore:
@@ -336,110 +310,60 @@ class PostgresTwinStore:
         alarms: list[Alarm],
         seqs: dict[EntityKey, int],
     ) -> None:
-        async with self._tx() as conn:
-            if len(rows):
-                statement, payload = copy_payload(rows)
-                async with conn.cursor() as cur, cur.copy(statement) as copy:
-                    await copy.write(payload)
-            async with conn.cursor() as cur:
-                if states:
-                    await cur.executemany(
-                        _q(r.UPSERT_STATE),
-                        [
-                            (*rk, *ek, int(s.phase), s.since_ms, s.level, s.episode)
-                            for (rk, ek), s in states.items()
-                        ],
-                    )
-                if alarms:
-                    await cur.executemany(
-                        _q(r.INSERT_ALARM),
-                        [
-                            (
-                                a.kind,
-                                a.episode,
-                                *a.rule,
-                                *a.entity,
-                                a.at_ms,
-                                None if math.isnan(a.value) else a.value,
-                                a.level,
-                                a.old_level,
-                            )
-                            for a in alarms
-                        ],
-                    )
-                if seqs:
-                    await cur.executemany(
-                        _q(r.UPDATE_SEQ), [(seq, *key) for key, seq in seqs.items()]
-                    )
+        async with self._tx() as conn, conn.cursor() as cur:
+            chunks = [chunk.row() for chunk in chunks_of(rows)]
+            if chunks:
+                await cur.executemany(_q(r.INSERT_CHUNK), chunks)
+            if states:
+                await cur.executemany(
+                    _q(r.UPSERT_STATE),
+                    [
+                        (*rk, *ek, int(s.phase), s.since_ms, s.level, s.episode)
+                        for (rk, ek), s in states.items()
+                    ],
+                )
+            if alarms:
+                await cur.executemany(
+                    _q(r.INSERT_ALARM),
+                    [
+                        (
+                            a.kind,
+                            a.episode,
+                            *a.rule,
+                            *a.entity,
+                            a.at_ms,
+                            None if math.isnan(a.value) else a.value,
+                            a.level,
+                            a.old_level,
+                        )
+                        for a in alarms
+                    ],
+                )
+            if seqs:
+                await cur.executemany(_q(r.UPDATE_SEQ), [(seq, *key) for key, seq in seqs.items()])
 
     async def latest_of(self, series_ids: list[int] | None) -> dict[int, Latest]:
-        if series_ids is None:
-            statement = (
-                "SELECT DISTINCT ON (series_id) series_id, t, v, lon, lat FROM twin_readings "
-                "ORDER BY series_id, t DESC"
-            )
-            found = await self._all(statement)
-        else:
-            if not series_ids:
-                return {}
-            statement = (
-                "SELECT s.id, x.t, x.v, x.lon, x.lat FROM unnest(%s::bigint[]) AS s(id) "
-                "CROSS JOIN LATERAL (SELECT t, v, lon, lat FROM twin_readings "
-                "WHERE series_id = s.id ORDER BY t DESC LIMIT 1) x"
-            )
-            async with self._tx() as conn:
-                found = await (await conn.execute(statement, (series_ids,))).fetchall()
-        out: dict[int, Latest] = {}
-        for sid, t, v, lon, lat in found:
-            point = Point(lon, lat) if lon is not None and not math.isnan(lon) else None
-            out[int(sid)] = Latest(float(v), int(t), point)
+        async with self._tx() as conn:
+            if series_ids is None:
+                found = await (await conn.execute("SELECT id FROM twin_series")).fetchall()
+                series_ids = [int(row[0]) for row in found]
+            out: dict[int, Latest] = {}
+            for sid in series_ids:
+                blobs = await (await conn.execute(_q(r.NEWEST_CHUNKS), (sid, sid))).fetchall()
+                latest = newest_of([_bytes(b) for b in blobs])
+                if latest is not None:
+                    out[sid] = latest
         return out
 
-    async def history(
-        self,
-        series: list[int],
-        start_ms: int,
-        end_ms: int,
-        bucket_ms: int,
-        limit: int,
-        after: tuple[int, int] | None,
-    ) -> list[HistoryRow]:
-        if not series:
-            return []
-        a_sid, a_t = after or (-1, -(2**62))
-        if bucket_ms <= 0:
-            statement = (
-                "SELECT series_id, t, 1, v, v, v FROM twin_readings WHERE series_id = ANY(%s) "
-                "AND t >= %s AND t < %s AND (series_id, t) > (%s, %s) "
-                "ORDER BY series_id, t LIMIT %s"
-            )
-            args: tuple[Any, ...] = (series, start_ms, end_ms, a_sid, a_t, limit)
-        else:
-            statement = (
-                "SELECT * FROM (SELECT series_id, %s + ((t - %s) / %s) * %s AS b, count(*), "
-                "min(v), max(v), avg(v) FROM twin_readings WHERE series_id = ANY(%s) "
-                "AND t >= %s AND t < %s AND series_id >= %s GROUP BY series_id, b) q "
-                "WHERE (series_id, b) > (%s, %s) ORDER BY series_id, b LIMIT %s"
-            )
-            args = (
-                start_ms,
-                start_ms,
-                bucket_ms,
-                bucket_ms,
-                series,
-                start_ms,
-                end_ms,
-                a_sid,
-                a_sid,
-                a_t,
-                limit,
-            )
+    async def readings(self, series: list[int], start_ms: int, end_ms: int) -> list[SeriesReadings]:
+        out = []
         async with self._tx() as conn:
-            found = await (await conn.execute(statement, args)).fetchall()
-        return [
-            HistoryRow(int(x[0]), int(x[1]), int(x[2]), float(x[3]), float(x[4]), float(x[5]))
-            for x in found
-        ]
+            for sid in sorted(series):
+                blobs = await (
+                    await conn.execute(_q(r.CHUNKS_IN_RANGE), (sid, end_ms, start_ms))
+                ).fetchall()
+                out.append(decode(sid, [_bytes(b) for b in blobs], start_ms, end_ms))
+        return out
 
     # ---- rule states and alarms ----------------------------------------------------
 
@@ -488,3 +412,8 @@ class PostgresTwinStore:
     async def event_of(self, episode: str) -> str:
         found = await self._all("SELECT event FROM twin_episodes WHERE episode = ?", (episode,))
         return str(found[0][0]) if found else ""
+
+
+def _bytes(row: Any) -> tuple[bytes, bytes, bytes | None, bytes | None]:
+    """psycopg returns bytea as bytes (or memoryview): the chunk decoder takes bytes."""
+    return tuple(None if x is None else bytes(x) for x in row)  # type: ignore[return-value]

@@ -95,6 +95,22 @@ FIND_SERIES = (
 )
 
 
+INSERT_CHUNK = (
+    "INSERT INTO twin_chunks (series_id, t_min, t_max, n, times, vals, lons, lats) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The chunks that may hold a series' newest reading: those ending at its latest time.
+NEWEST_CHUNKS = (
+    "SELECT times, vals, lons, lats FROM twin_chunks WHERE series_id = ? AND t_max = "
+    "(SELECT max(t_max) FROM twin_chunks WHERE series_id = ?)"
+)
+# Chunks overlapping [start, end): first time before the end, last time at or after the start.
+CHUNKS_IN_RANGE = (
+    "SELECT times, vals, lons, lats FROM twin_chunks WHERE series_id = ? AND t_min < ? "
+    "AND t_max >= ? ORDER BY t_min"
+)
+
+
 def entity_values(e: Entity) -> tuple[Any, ...]:
     lon = e.location.longitude if e.location else None
     lat = e.location.latitude if e.location else None

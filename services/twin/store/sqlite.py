@@ -1,8 +1,8 @@
 """The twin store in one SQLite file (WAL), for `make run`, tests and one-replica sites.
 
-Readings go in with one `executemany` per batch inside the same transaction as the
-rule states and alarms they caused. History is indexed by (series, time); the
-PostgreSQL store uses a BRIN index on time instead, which suits append-mostly data.
+Readings go in as chunks (store.chunks: one row per series per batch) inside the
+same transaction as the rule states and alarms they caused. Chunks are indexed by
+(series, first time); the PostgreSQL store adds a BRIN index on time.
 """
 
 from __future__ import annotations
@@ -10,23 +10,22 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import numpy as np
-
 from services.kit.errors import AlreadyExists
 from services.kit.sqlite import SqliteDatabase
-from services.twin.domain.entities import Entity, Latest, Point
+from services.twin.domain.entities import Entity, Latest
 from services.twin.domain.models import Model
 from services.twin.domain.ports import (
     Alarm,
     EntityKey,
-    HistoryRow,
     ReadingRows,
     RuleKey,
     SeriesKey,
+    SeriesReadings,
     SeriesRef,
 )
 from services.twin.domain.rules import Rule, RuleState
 from services.twin.store import rows as r
+from services.twin.store.chunks import chunks_of, decode, newest_of
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS twin_models (
@@ -49,9 +48,10 @@ CREATE TABLE IF NOT EXISTS twin_rules (
 CREATE TABLE IF NOT EXISTS twin_series (
   id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, entity_id TEXT NOT NULL,
   property TEXT NOT NULL, UNIQUE (tenant, entity_id, property));
-CREATE TABLE IF NOT EXISTS twin_readings (
-  series_id INTEGER NOT NULL, t INTEGER NOT NULL, v REAL NOT NULL, lon REAL, lat REAL);
-CREATE INDEX IF NOT EXISTS twin_readings_series_time ON twin_readings (series_id, t);
+CREATE TABLE IF NOT EXISTS twin_chunks (
+  series_id INTEGER NOT NULL, t_min INTEGER NOT NULL, t_max INTEGER NOT NULL,
+  n INTEGER NOT NULL, times BLOB NOT NULL, vals BLOB NOT NULL, lons BLOB, lats BLOB);
+CREATE INDEX IF NOT EXISTS twin_chunks_series_time ON twin_chunks (series_id, t_min);
 CREATE TABLE IF NOT EXISTS twin_rule_states (
   rule_tenant TEXT NOT NULL, rule_id TEXT NOT NULL, tenant TEXT NOT NULL,
   entity_id TEXT NOT NULL, phase INTEGER NOT NULL, since_ms INTEGER NOT NULL,
@@ -254,30 +254,12 @@ class SqliteTwinStore:
         alarms: list[Alarm],
         seqs: dict[EntityKey, int],
     ) -> None:
-        if rows.longitudes is not None and rows.latitudes is not None:
-            readings = zip(
-                rows.series_ids.tolist(),
-                rows.observed_ms.tolist(),
-                np.nan_to_num(rows.values, nan=0.0).tolist(),
-                rows.longitudes.tolist(),
-                rows.latitudes.tolist(),
-                strict=True,
-            )
-            insert = "INSERT INTO twin_readings (series_id, t, v, lon, lat) VALUES (?, ?, ?, ?, ?)"
-        else:
-            readings = zip(  # type: ignore[assignment]
-                rows.series_ids.tolist(),
-                rows.observed_ms.tolist(),
-                rows.values.tolist(),
-                strict=True,
-            )
-            insert = "INSERT INTO twin_readings (series_id, t, v) VALUES (?, ?, ?)"
+        chunks = [chunk.row() for chunk in chunks_of(rows)]
 
         def tx(c: sqlite3.Connection) -> None:
             c.execute("BEGIN IMMEDIATE")
             try:
-                if len(rows):
-                    c.executemany(insert, readings)
+                c.executemany(r.INSERT_CHUNK, chunks)
                 c.executemany(
                     r.UPSERT_STATE,
                     [
@@ -317,64 +299,27 @@ class SqliteTwinStore:
                 ids = series_ids
             out: dict[int, Latest] = {}
             for sid in ids:
-                row = c.execute(
-                    "SELECT t, v, lon, lat FROM twin_readings WHERE series_id = ? "
-                    "ORDER BY t DESC, rowid DESC LIMIT 1",
-                    (sid,),
-                ).fetchone()
-                if row is not None:
-                    point = Point(row[2], row[3]) if row[2] is not None else None
-                    out[sid] = Latest(float(row[1]), int(row[0]), point)
+                found = c.execute(r.NEWEST_CHUNKS, (sid, sid)).fetchall()
+                latest = newest_of(found)
+                if latest is not None:
+                    out[sid] = latest
             return out
 
         return await self.db.run(q)
 
-    async def history(
-        self,
-        series: list[int],
-        start_ms: int,
-        end_ms: int,
-        bucket_ms: int,
-        limit: int,
-        after: tuple[int, int] | None,
-    ) -> list[HistoryRow]:
-        if not series:
-            return []
-        a_sid, a_t = after or (-1, -(2**62))
-        marks = ", ".join("?" * len(series))
-        if bucket_ms <= 0:
-            sql = (
-                f"SELECT series_id, t, 1, v, v, v FROM twin_readings WHERE series_id IN ({marks}) "
-                "AND t >= ? AND t < ? AND (series_id > ? OR (series_id = ? AND t > ?)) "
-                "ORDER BY series_id, t LIMIT ?"
-            )
-            args: tuple[object, ...] = (*series, start_ms, end_ms, a_sid, a_sid, a_t, limit)
-        else:
-            sql = (
-                "SELECT * FROM (SELECT series_id, ? + ((t - ?) / ?) * ? AS b, count(*), min(v), "
-                f"max(v), avg(v) FROM twin_readings WHERE series_id IN ({marks}) AND t >= ? "
-                "AND t < ? AND series_id >= ? GROUP BY series_id, b) q "
-                "WHERE series_id > ? OR (series_id = ? AND b > ?) ORDER BY series_id, b LIMIT ?"
-            )
-            args = (
-                start_ms,
-                start_ms,
-                bucket_ms,
-                bucket_ms,
-                *series,
-                start_ms,
-                end_ms,
-                a_sid,
-                a_sid,
-                a_sid,
-                a_t,
-                limit,
-            )
-        found = await self.db.run(lambda c: c.execute(sql, args).fetchall())
-        return [
-            HistoryRow(int(x[0]), int(x[1]), int(x[2]), float(x[3]), float(x[4]), float(x[5]))
-            for x in found
-        ]
+    async def readings(self, series: list[int], start_ms: int, end_ms: int) -> list[SeriesReadings]:
+        def q(c: sqlite3.Connection) -> list[SeriesReadings]:
+            return [
+                decode(
+                    sid,
+                    c.execute(r.CHUNKS_IN_RANGE, (sid, end_ms, start_ms)).fetchall(),
+                    start_ms,
+                    end_ms,
+                )
+                for sid in sorted(series)
+            ]
+
+        return await self.db.run(q)
 
     # ---- rule states and alarms ----------------------------------------------------
 
