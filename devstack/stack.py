@@ -271,6 +271,18 @@ class Stack:
 
         return asyncio.run(run())
 
+    def install_demo_twin(self) -> int:
+        """The demo village's sensors, their links and rules, and a day of readings (once)."""
+        from devstack import demo_twin
+
+        signing.configure(signing.KeyRing.parse(self.config.dev_secrets()[signing.KEYS_VARIABLE]))
+
+        async def run() -> int:
+            async with grpc.aio.insecure_channel(self.config.address("twin")) as channel:
+                return await demo_twin.install(channel, self.config.map_file)
+
+        return asyncio.run(run())
+
     def api_headers(self) -> dict[str, str]:
         """Headers that call the gateway as the demo town's operations app."""
         from devstack import demo_identity

@@ -29,6 +29,7 @@ from gateway.routers import (
     points,
     tenants,
     twin_watch,
+    twin,
 )
 from gateway.routers import map as map_router
 from gateway.security.authenticator import Caller
@@ -113,6 +114,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         ngsi_ld.router,
         twin_watch.router,
         components.router,
+        twin.router,
     ):
         app.include_router(router)
     app.add_middleware(

@@ -1,4 +1,4 @@
-"""REST for the twin and empower components.
+"""REST for the empower component.
 
 Their services publish the v1 contract and answer UNIMPLEMENTED until each
 component lands; these routes already exist so clients see 501 with a message
@@ -12,11 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Security
 from google.protobuf.json_format import MessageToDict
 
-from gateway.auth import access, call_metadata, calls
+from gateway.auth import access, call_metadata
 from gateway.errors import ApiError, call
-from gateway.paths import TenantId, parent
 from grassroots.empower.v1 import empower_service_pb2 as empower_pb
-from grassroots.twin.v1 import twin_service_pb2 as twin_pb
 from services.kit import tenancy
 from services.kit.principal import Principal
 
@@ -34,25 +32,6 @@ def _visible(tenant: str, who: Principal) -> None:
     """Until these components check tenancy themselves, another subtree is not found here."""
     if not who.can_see(tenancy.id_to_path(tenant)):
         raise ApiError(404, f"tenant 'tenants/{tenant}' not found")
-
-
-@router.get("/tenants/{tenant}/entities", tags=["twin"], summary="List digital twin entities")
-@calls("grassroots.twin.v1.TwinService", "ListEntities")
-async def list_entities(
-    tenant: TenantId,
-    request: Request,
-    who: Annotated[Principal, Security(access("twin"))],
-    page_size: PageSize = 50,
-    page_token: PageToken = "",
-) -> dict[str, Any]:
-    _visible(tenant, who)
-    rpc = request.app.state.upstreams.twin.ListEntities(
-        twin_pb.ListEntitiesRequest(
-            parent=parent(tenant), page_size=page_size, page_token=page_token
-        ),
-        metadata=call_metadata(who),
-    )
-    return _dict(await call(rpc))
 
 
 @router.get("/catalogItems", tags=["empower"], summary="List the supermarket's catalog")

@@ -257,6 +257,31 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("POST", "/v1/tenants/{tenant}/tasks/{task}:transfer"): lambda w: {
         "json": {"reason": "moved by another village"}
     },
+    ("POST", "/v1/tenants/{tenant}/entities"): lambda w: {
+        "json": {
+            "entity_id": _unique("planted-"),
+            "entity_type": "WaterLevelGauge",
+            "location": {"longitude": w.a.point[0], "latitude": w.a.point[1]},
+        }
+    },
+    ("POST", "/v1/tenants/{tenant}:ingestTelemetry"): lambda w: {
+        "json": {"entities": [w.b.twin_entity_id], "properties": ["level_cm"], "values": [999.0]}
+    },
+    ("POST", "/v1/tenants/{tenant}/models"): lambda w: {
+        "json": {
+            "model_id": _unique("Planted"),
+            "properties": [{"name": "level_cm", "unit": "cm", "minimum": 0, "maximum": 10}],
+        }
+    },
+    ("POST", "/v1/tenants/{tenant}/rules"): lambda w: {
+        "json": {
+            "rule_id": _unique("planted-"),
+            "entity_type": "WaterLevelGauge",
+            "property": "level_cm",
+            "event_category": "safety.flooding",
+            "threshold": {"trigger": 1, "clear": 0},
+        }
+    },
     ("POST", "/open311/v2/requests.{fmt}"): lambda w: {
         "data": {
             "service_code": "environment.garbage",

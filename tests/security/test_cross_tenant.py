@@ -97,6 +97,7 @@ NGSI_ENTITY = "/ngsi-ld/v1/entities/{entity_id}"
 
 LAYER = "/v1/tenants/{tenant}/layers/{layer}"
 REPORT = "/v1/tenants/{tenant}/reportTemplates/{report_template}"
+ENTITY = "/v1/tenants/{tenant}/entities/{entity}"
 EVENT = "/v1/tenants/{tenant}/events/{event}"
 ACCOUNT = "/v1/tenants/{tenant}/pointsAccounts/{points_account}"
 # (METHOD, path) -> B's object. Reads first: the writes, if tenancy failed, would
@@ -117,6 +118,8 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("GET", REPORT + "/runs"): Cross(_report),
     ("GET", REPORT + "/runs/{run}"): Cross(_report),
     ("GET", REPORT + "/runs/{run}:export"): Cross(_report, {"format": "csv"}),
+    ("GET", ENTITY): Cross(_twin_entity),
+    ("GET", ENTITY + ":listRelated"): Cross(_twin_entity),
     ("GET", LAYER): Cross(_layer),
     ("GET", LAYER + "/features"): Cross(_layer),
     ("GET", LAYER + "/features/{feature}"): Cross(_layer),
@@ -150,6 +153,7 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("PATCH", "/v1/tenants/{tenant}/apps/{app}"): Cross(_app),
     ("POST", LAYER + "/features:import"): Cross(_layer),
     ("DELETE", LAYER): Cross(_layer),
+    ("DELETE", ENTITY): Cross(_twin_entity),
     ("DELETE", "/v1/tenants/{tenant}/users/{user}"): Cross(_user),
     ("DELETE", "/v1/tenants/{tenant}/apps/{app}"): Cross(_app),
     ("PATCH", HANDLER): Cross(_command),
@@ -308,6 +312,21 @@ def test_listing_a_villages_collections_never_shows_the_neighbours_objects(world
 
     accounts = client.get(f"/v1/tenants/{A}/pointsAccounts", headers=who).json()
     assert world.b.points_account_id not in _ids(accounts["points_accounts"])
+    entities = client.get(f"/v1/tenants/{A}/entities", params={"page_size": 1000}, headers=who)
+    assert world.b.twin_entity_id not in {
+        e["name"].rsplit("/", 1)[-1] for e in entities.json()["entities"]
+    }
+    history = client.get(
+        f"/v1/tenants/{A}:queryHistory",
+        params={
+            "property": "level_cm",
+            "entity": world.b.twin_entity_id,
+            "start_time": "2000-01-01T00:00:00Z",
+            "end_time": "2100-01-01T00:00:00Z",
+        },
+        headers=who,
+    )
+    assert history.status_code == 200 and not history.json().get("points"), history.text
 
     requests = client.get("/open311/v2/requests.json", headers=who).json()
     assert world.a.event_id in {r["service_request_id"] for r in requests}
@@ -358,6 +377,13 @@ def _b_is_unchanged(world: World) -> None:
     assert not [r for r in rules if r["display_name"] == "Planted rule"]
     children = client.get(f"/v1/tenants/{B}/children", headers=who).json()["tenants"]
     assert not children or all("Security suite" not in t["display_name"] for t in children)
+    gauge = client.get(f"/v1/tenants/{B}/entities/{world.b.twin_entity_id}", headers=who)
+    assert gauge.status_code == 200, gauge.text
+    assert not [p for p in gauge.json()["properties"] if p["value"] == 999.0], gauge.text
+    entities = client.get(f"/v1/tenants/{B}/entities", headers=who).json()["entities"]
+    assert not [e for e in entities if "/entities/planted-" in e["name"]]
+    rules = client.get(f"/v1/tenants/{B}/rules", headers=who).json().get("rules", [])
+    assert not [r for r in rules if "/rules/planted-" in r["name"]]
     handler = client.get(f"/v1/tenants/{B}/handlers/{world.b.handler_id}", headers=who).json()
     assert handler["display_name"] != RENAMED and handler["position"] is not None, handler
     assert abs(handler["position"]["longitude"] - world.b.point[0]) < 1e-6, handler
