@@ -32,4 +32,7 @@ class TwinSettings(ServiceSettings):
     bus_url: str = Field(
         "", description="redis://... or a file path; empty means a local log next to the database"
     )
+    compact_every_seconds: float = Field(
+        1.0, gt=0, description="how often logged batches are regrouped into per-series chunks"
+    )
     silence_check_seconds: float = Field(60.0, gt=0, description="how often inactivity is checked")

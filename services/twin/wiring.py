@@ -19,6 +19,9 @@ from services.twin.feeds import Feeds, start_feeds
 from services.twin.store.latest_memory import MemoryLatest
 from services.twin.store.sqlite import SqliteTwinStore
 
+# Logged batches regrouped per compaction transaction.
+COMPACT_BATCHES = 200
+
 
 def check_backend(settings: TwinSettings) -> None:
     """Refuse to start, naming the variable, when a chosen backend lacks its address."""
@@ -85,7 +88,21 @@ async def assemble(settings: TwinSettings, events: EventSink | None = None) -> T
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), settings.silence_check_seconds)
 
-    tasks = [asyncio.create_task(relay.run(stop)), asyncio.create_task(check_silence())]
+    async def compact() -> None:
+        """Regroup logged batches by series while the log has any (see store.chunks)."""
+        while not stop.is_set():
+            moved = 0
+            with contextlib.suppress(Exception):
+                moved = await store.compact(COMPACT_BATCHES)
+            if moved < COMPACT_BATCHES:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), settings.compact_every_seconds)
+
+    tasks = [
+        asyncio.create_task(relay.run(stop)),
+        asyncio.create_task(check_silence()),
+        asyncio.create_task(compact()),
+    ]
 
     async def stop_tasks() -> None:
         stop.set()

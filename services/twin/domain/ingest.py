@@ -10,7 +10,7 @@ code: OK, or why it was refused. Refused readings are never stored.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -128,11 +128,16 @@ class Columns:
 
 @dataclass(frozen=True)
 class Series:
-    """One (entity, property) pair a batch touches, with the model's rules for it."""
+    """What one (entity, property) pair resolves to: the entity, the model's rules for the
+    property, the series' id in the store and the rules that watch it. The hub caches
+    these, so a batch costs one dictionary lookup per distinct pair."""
 
     entity: Entity
     spec: PropertySpec
     model: Model
+    series_id: int = -1
+    watchers: tuple[object, ...] = ()  # domain.rules.Rule, kept opaque here
+    entity_slot: int = -1  # the hub's dense number for the entity (sequence numbers)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -162,11 +167,6 @@ class Checked:
         return int(np.count_nonzero(self.reasons))
 
 
-# Finds the entity a reading names (an id under the request's parent, or a full name)
-# and the model it follows; None when the caller may not write to it or it is unknown.
-EntityLookup = Callable[[str], tuple[Entity, Model] | None]
-
-
 def factorize(items: Sequence[str]) -> tuple[npt.NDArray[np.int64], list[str]]:
     """Codes 0..k-1 per item and the k distinct items, in order of first appearance."""
     codes = {key: i for i, key in enumerate(dict.fromkeys(items))}
@@ -175,54 +175,49 @@ def factorize(items: Sequence[str]) -> tuple[npt.NDArray[np.int64], list[str]]:
     return np.fromiter(map(codes.__getitem__, items), np.int64, len(items)), list(codes)
 
 
-def check(
-    columns: Columns,
-    lookup: EntityLookup,
-    now_ms: int,
-    entities: tuple[npt.NDArray[np.int64], list[str]] | None = None,
-) -> Checked:
+@dataclass
+class Pairs:
+    """The distinct (entity, property) pairs of a batch and each reading's pair."""
+
+    distinct: list[tuple[str, str]]
+    index: npt.NDArray[np.int32]
+
+
+def pairs_of(columns: Columns) -> Pairs:
+    entity_codes, entity_names = factorize(columns.entities)
+    prop_codes, prop_names = factorize(columns.properties)
+    if len(prop_names) == 1:
+        prop = prop_names[0]
+        return Pairs([(e, prop) for e in entity_names], entity_codes.astype(np.int32))
+    combined = entity_codes * len(prop_names) + prop_codes
+    pair_codes, inverse = np.unique(combined, return_inverse=True)
+    width = len(prop_names)
+    distinct = [(entity_names[c // width], prop_names[c % width]) for c in pair_codes.tolist()]
+    return Pairs(distinct, inverse.astype(np.int32))
+
+
+def check(columns: Columns, pairs: Pairs, targets: list[Series | Reason], now_ms: int) -> Checked:
     """Check every reading against its model; nothing here touches a store.
 
-    `entities` is `factorize(columns.entities)` when the caller made it already.
+    `targets[i]` is what `pairs.distinct[i]` resolves to, or why it does not.
     """
     n = len(columns)
-    entity_codes, entity_names = entities or factorize(columns.entities)
-    prop_codes, prop_names = factorize(columns.properties)
-    combined = entity_codes * len(prop_names) + prop_codes
-    if len(prop_names) == 1:
-        pair_index = entity_codes.astype(np.int32)
-        pair_codes = np.arange(len(entity_names), dtype=np.int64)
-    else:
-        pair_codes, inverse = np.unique(combined, return_inverse=True)
-        pair_index = inverse.astype(np.int32)
-    raw_pairs = [
-        (entity_names[c // len(prop_names)], prop_names[c % len(prop_names)])
-        for c in pair_codes.tolist()
-    ]
-    # Per distinct pair: its series (or a reason) and the model's rules.
-    pair_reason = np.zeros(len(raw_pairs), dtype=np.uint8)
-    pair_series = np.full(len(raw_pairs), -1, dtype=np.int32)
-    lo = np.full(len(raw_pairs), -np.inf)
-    hi = np.full(len(raw_pairs), np.inf)
-    kind = np.zeros(len(raw_pairs), dtype=np.uint8)
-    units: list[str] = []
+    raw_pairs, pair_index = pairs.distinct, pairs.index
+    count = len(raw_pairs)
+    pair_reason = np.zeros(count, dtype=np.uint8)
+    pair_series = np.full(count, -1, dtype=np.int32)
+    lo = np.full(count, -np.inf)
+    hi = np.full(count, np.inf)
+    kind = np.zeros(count, dtype=np.uint8)
+    units = [""] * count
     series: list[Series] = []
-    found_entities: dict[str, tuple[Entity, Model] | None] = {}
-    for i, (raw_entity, prop) in enumerate(raw_pairs):
-        if raw_entity not in found_entities:
-            found_entities[raw_entity] = lookup(raw_entity)
-        found = found_entities[raw_entity]
-        units.append("")
-        if found is None:
-            pair_reason[i] = Reason.UNKNOWN_ENTITY
+    for i, target in enumerate(targets):
+        if isinstance(target, Reason):
+            pair_reason[i] = target
             continue
-        entity, model = found
-        spec = model.spec(prop)
-        if spec is None:
-            pair_reason[i] = Reason.UNKNOWN_PROPERTY
-            continue
+        spec = target.spec
         pair_series[i] = len(series)
-        series.append(Series(entity, spec, model))
+        series.append(target)
         units[i] = spec.unit
         kind[i] = spec.kind
         if spec.minimum is not None:

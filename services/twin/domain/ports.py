@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from services.twin.domain.entities import Entity, Latest
+from services.twin.domain.entities import Entity, Latest, Point
 from services.twin.domain.models import Model
 from services.twin.domain.rules import Rule, RuleState
 
@@ -121,10 +121,9 @@ class TwinStore(Protocol):
         rows: ReadingRows,
         states: dict[tuple[RuleKey, EntityKey], RuleState],
         alarms: list[Alarm],
-        seqs: dict[EntityKey, int],
     ) -> None:
-        """Readings, changed rule states, new alarms and entity sequence numbers, in one
-        transaction: a crash keeps all of them or none."""
+        """Readings, changed rule states and new alarms, in one transaction: a crash keeps
+        all of them or none."""
         ...
 
     async def latest_of(self, series_ids: list[int] | None) -> dict[int, Latest]:
@@ -137,7 +136,13 @@ class TwinStore(Protocol):
 
     async def rule_states(self) -> dict[tuple[RuleKey, EntityKey], RuleState]: ...
 
-    async def entity_seqs(self) -> dict[EntityKey, int]: ...
+    async def next_epoch(self) -> int:
+        """Count one more start of the service and return the count (1 on the first)."""
+        ...
+
+    async def compact(self, limit: int) -> int:
+        """Move up to `limit` logged batches into per-series chunks; returns how many moved."""
+        ...
 
     async def pending_alarms(self, limit: int) -> list[Alarm]:
         """Alarms not yet delivered, oldest first."""
@@ -154,12 +159,48 @@ class TwinStore(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass
+class LatestBatch:
+    """The newest fresh reading of each series a batch touched, as columns."""
+
+    series_ids: npt.NDArray[np.int64]
+    observed_ms: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    longitudes: npt.NDArray[np.float64] | None = None  # NaN where not a position
+    latitudes: npt.NDArray[np.float64] | None = None
+
+    def __len__(self) -> int:
+        return len(self.series_ids)
+
+    def items(self) -> list[tuple[int, Latest]]:
+        """Per series, its Latest (for the few callers that want objects)."""
+        out = []
+        for i, (sid, t, v) in enumerate(
+            zip(
+                self.series_ids.tolist(),
+                self.observed_ms.tolist(),
+                self.values.tolist(),
+                strict=True,
+            )
+        ):
+            point = None
+            if self.longitudes is not None and self.latitudes is not None:
+                lon, lat = float(self.longitudes[i]), float(self.latitudes[i])
+                point = Point(lon, lat) if lon == lon and lat == lat else None
+            out.append((sid, Latest(v, t, point)))
+        return out
+
+
 class LatestState(Protocol):
     """The newest value of each series, where readers find it fast."""
 
     async def get_many(self, series_ids: list[int]) -> list[Latest | None]: ...
 
-    async def put_newer(self, items: dict[int, Latest]) -> None:
+    async def times_of(self, series_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The observed time of each series' stored value; -1 where there is none."""
+        ...
+
+    async def put_newer(self, batch: LatestBatch) -> None:
         """Store each value unless a newer one is stored already."""
         ...
 

@@ -25,17 +25,17 @@ from services.twin.domain import ingest as checks
 from services.twin.domain.entities import (
     Entity,
     Latest,
-    Point,
     entity_name,
     parse_entity_name,
     validate_entity,
 )
 from services.twin.domain.history import HistoryPoint
 from services.twin.domain.ingest import Columns, Rejection
-from services.twin.domain.models import Kind, Model, ModelCatalog, validate_model
+from services.twin.domain.models import Model, ModelCatalog, validate_model
 from services.twin.domain.ports import (
     Alarm,
     EntityKey,
+    LatestBatch,
     LatestState,
     ReadingRows,
     RuleKey,
@@ -103,16 +103,25 @@ class TwinHub:
         models: ModelCatalog,
         rules: list[Rule],
         states: dict[tuple[RuleKey, EntityKey], RuleState],
-        seqs: dict[EntityKey, int],
+        epoch: int,
         on_alarm: Callable[[], None] = lambda: None,
     ) -> None:
+        """`epoch` counts the starts of the service: sequence numbers of this run begin at
+        epoch << 32, so they keep growing across restarts without being written per change."""
         self.store = store
         self.latest = latest
         self.models = models
         self._rules: dict[RuleKey, Rule] = {r.key: r for r in rules}
         self._rules_for: dict[tuple[str, str, str], list[Rule]] = {}
         self._states = states
-        self._seqs = seqs
+        # Sequence numbers: per entity slot (a dense number the hub gives each entity it
+        # sees), the changes of this run; the number handed out is epoch << 32 plus that.
+        self._slots: dict[EntityKey, int] = {}
+        self._seq_array = np.zeros(1024, np.int64)
+        self._epoch_base = epoch << 32
+        self._targets: dict[
+            tuple[tuple[str, str], tuple[str, str]], checks.Series | checks.Reason
+        ] = {}
         self._entities: dict[EntityKey, Entity] = {}
         self._series: dict[SeriesKey, int] = {}
         self._lock = asyncio.Lock()
@@ -131,7 +140,7 @@ class TwinHub:
             ModelCatalog(await store.list_models()),
             await store.list_rules(),
             await store.rule_states(),
-            await store.entity_seqs(),
+            await store.next_epoch(),
             on_alarm,
         )
 
@@ -147,10 +156,24 @@ class TwinHub:
             for listener in list(self._listeners):
                 listener(changes)
 
+    def _slot(self, key: EntityKey) -> int:
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = len(self._slots)
+            if slot >= len(self._seq_array):
+                grown = np.zeros(2 * len(self._seq_array), np.int64)
+                grown[: len(self._seq_array)] = self._seq_array
+                self._seq_array = grown
+        return slot
+
     def _next_seq(self, key: EntityKey) -> int:
-        seq = self._seqs.get(key, 0) + 1
-        self._seqs[key] = seq
-        return seq
+        slot = self._slot(key)
+        self._seq_array[slot] += 1
+        return self._epoch_base + int(self._seq_array[slot])
+
+    def seq_of(self, key: EntityKey) -> int:
+        """The entity's current sequence number (what its last change carried)."""
+        return self._epoch_base + int(self._seq_array[self._slot(key)])
 
     # ---- models ------------------------------------------------------------------
 
@@ -159,6 +182,7 @@ class TwinHub:
         model = validate_model(replace(model, tenant=tenant))
         await self.store.save_model(model)
         self.models.add(model)
+        self._forget_targets()
         return model
 
     def list_models(self, principal: Principal, tenant: str) -> list[Model]:
@@ -181,8 +205,8 @@ class TwinHub:
         async with self._lock:
             await self.store.create_entity(entity)
             self._entities[entity.key] = entity
+            self._forget_targets()
             seq = self._next_seq(entity.key)
-            await self.store.record(ReadingRows(*_empty_rows()), {}, [], {entity.key: seq})
         self._publish(
             [
                 EntityChange(
@@ -248,8 +272,8 @@ class TwinHub:
         async with self._lock:
             await self.store.delete_entity(key)
             self._entities.pop(key, None)
+            self._forget_targets()
             seq = self._next_seq(key)
-            await self.store.record(ReadingRows(*_empty_rows()), {}, [], {key: seq})
         self._publish(
             [
                 EntityChange(
@@ -323,13 +347,54 @@ class TwinHub:
             ]
         return found
 
+    def _forget_targets(self) -> None:
+        """Entities, models or rules changed: resolve pairs afresh."""
+        self._targets.clear()
+
+    async def _resolve(
+        self, principal: Principal, parent: str, pairs: checks.Pairs
+    ) -> list[checks.Series | checks.Reason]:
+        """What each distinct pair of a batch names, from the cache; the misses are looked
+        up together (entities, then new series ids) and remembered."""
+        scope = (principal.tenant, parent)
+        targets = self._targets
+        found = [targets.get((scope, pair)) for pair in pairs.distinct]
+        missing = [pair for pair, got in zip(pairs.distinct, found, strict=True) if got is None]
+        if not missing:
+            return found  # type: ignore[return-value]
+        table = await self._lookup_table(principal, parent, list({e: 0 for e, _ in missing}))
+        fresh: dict[tuple[str, str], checks.Series | checks.Reason] = {}
+        for raw_entity, prop in missing:
+            hit = table[raw_entity]
+            if hit is None:
+                fresh[(raw_entity, prop)] = checks.Reason.UNKNOWN_ENTITY
+                continue
+            entity, model = hit
+            spec = model.spec(prop)
+            if spec is None:
+                fresh[(raw_entity, prop)] = checks.Reason.UNKNOWN_PROPERTY
+                continue
+            watchers = tuple(self._rules_of(entity.tenant, entity.entity_type, prop))
+            fresh[(raw_entity, prop)] = checks.Series(
+                entity, spec, model, -1, watchers, self._slot(entity.key)
+            )
+        new = [(k, v) for k, v in fresh.items() if isinstance(v, checks.Series)]
+        ids = await self._series_ids([v.key for _, v in new])
+        for (pair, series), sid in zip(new, ids, strict=True):
+            fresh[pair] = replace(series, series_id=sid)
+        if len(targets) > _ENTITY_CACHE_LIMIT:
+            targets.clear()
+        for pair, target in fresh.items():
+            targets[(scope, pair)] = target
+        return [targets[(scope, pair)] for pair in pairs.distinct]
+
     async def ingest(self, principal: Principal, parent: str, columns: Columns) -> IngestOutcome:
         """Check, store and evaluate one batch; each reading is accepted or refused alone."""
         _visible(principal, parent)
-        entities = checks.factorize(columns.entities)
+        pairs = checks.pairs_of(columns)
         async with self._lock:
-            table = await self._lookup_table(principal, parent, entities[1])
-            checked = checks.check(columns, table.__getitem__, now_ms(), entities)
+            targets = await self._resolve(principal, parent, pairs)
+            checked = checks.check(columns, pairs, targets, now_ms())
             rejected = checked.rejected_count()
             if rejected:
                 names, counts = np.unique(checked.reasons[checked.reasons > 0], return_counts=True)
@@ -355,12 +420,11 @@ class TwinHub:
     ) -> tuple[int, list[EntityChange]]:
         series_of = checked.series_index[accepted]
         used = np.unique(series_of)
-        used_series = [checked.series[int(s)] for s in used]
-        ids = np.asarray(await self._series_ids([s.key for s in used_series]), dtype=np.int64)
-        before = await self.latest.get_many(ids.tolist())
+        used_series = [checked.series[s] for s in used.tolist()]
+        ids = np.fromiter((s.series_id for s in used_series), np.int64, len(used_series))
+        prev_t = await self.latest.times_of(ids)
         # Position of each accepted reading's series among `used`.
         local = np.searchsorted(used, series_of)
-        prev_t = np.array([b.observed_ms if b else -1 for b in before], dtype=np.int64)
         times = checked.observed_ms[accepted]
         values = checked.values[accepted]
         fresh = times >= prev_t[local]
@@ -373,28 +437,18 @@ class TwinHub:
         ends = np.r_[starts[1:], len(order)] if len(order) else order
         lon = checked.longitudes[accepted] if checked.longitudes is not None else None
         lat = checked.latitudes[accepted] if checked.latitudes is not None else None
-        group_slots = group[starts].tolist()
+        group_slots = group[starts]
         last_rows = order[ends - 1] if len(order) else order
-        new_latest: dict[int, Latest] = {}
-        touched: dict[EntityKey, dict[str, Latest]] = {}
-        for slot, value, at, row in zip(
-            group_slots,
-            values[last_rows].tolist(),
-            times[last_rows].tolist(),
-            last_rows.tolist(),
-            strict=True,
-        ):
-            series = used_series[slot]
-            point = None
-            if lon is not None and lat is not None and series.spec.kind == Kind.POINT:
-                point = Point(float(lon[row]), float(lat[row]))
-            newest = Latest(value, at, point)
-            new_latest[int(ids[slot])] = newest
-            touched.setdefault(series.entity.key, {})[series.spec.name] = newest
-        changed_states, alarms = self._walk_rules(
-            used_series, group_slots, values[order], times[order], starts, ends
+        newest = LatestBatch(
+            ids[group_slots],
+            times[last_rows],
+            values[last_rows],
+            lon[last_rows] if lon is not None else None,
+            lat[last_rows] if lat is not None else None,
         )
-        seqs = {key: self._seqs.get(key, 0) + 1 for key in touched}
+        changed_states, alarms = self._walk_rules(
+            used_series, group_slots.tolist(), values[order], times[order], starts, ends
+        )
         rows_out = ReadingRows(
             series_ids=ids[local],
             observed_ms=times,
@@ -402,26 +456,46 @@ class TwinHub:
             longitudes=lon,
             latitudes=lat,
         )
-        await self.store.record(rows_out, changed_states, alarms, seqs)
+        await self.store.record(rows_out, changed_states, alarms)
         self._states.update(changed_states)
-        self._seqs.update(seqs)
-        await self.latest.put_newer(new_latest)
+        await self.latest.put_newer(newest)
         if alarms:
             self._on_alarm()
-        changes = [
+        return stale_count, self._count_changes(used_series, group_slots, newest)
+
+    def _count_changes(
+        self, used_series: list[checks.Series], group_slots: np.ndarray, newest: LatestBatch
+    ) -> list[EntityChange]:
+        """One more sequence number for every entity the batch changed; the changes
+        themselves are built only when someone listens."""
+        slots = np.fromiter(
+            (used_series[s].entity_slot for s in group_slots.tolist()), np.int64, len(group_slots)
+        )
+        touched = np.unique(slots)
+        if len(touched) and touched[-1] >= len(self._seq_array):
+            grown = np.zeros(max(2 * len(self._seq_array), int(touched[-1]) + 1024), np.int64)
+            grown[: len(self._seq_array)] = self._seq_array
+            self._seq_array = grown
+        self._seq_array[touched] += 1
+        if not self._listeners:
+            return []
+        by_entity: dict[int, tuple[checks.Series, dict[str, Latest]]] = {}
+        for (_, latest), slot in zip(newest.items(), group_slots.tolist(), strict=True):
+            series = used_series[slot]
+            entry = by_entity.setdefault(series.entity_slot, (series, {}))
+            entry[1][series.spec.name] = latest
+        return [
             EntityChange(
-                key[0],
-                key[1],
-                self._entities[key].entity_type,
-                seqs[key],
-                "updated",
-                props,
-                self._entities[key].location,
+        self._publish(
+            [
+                EntityChange(
+                    key[0], key[1], entity.entity_type, seq, "deleted", location=entity.location
+                )
+            ]
+        )
             )
-            for key, props in touched.items()
-            if key in self._entities
+            for slot, (s, props) in by_entity.items()
         ]
-        return stale_count, changes
 
     def _walk_rules(
         self,
@@ -436,9 +510,8 @@ class TwinHub:
         per rule leaves out the series whose state cannot change."""
         groups_of: dict[RuleKey, list[int]] = {}
         for g, slot in enumerate(group_slots):
-            entity, spec = used_series[slot].entity, used_series[slot].spec
-            for rule in self._rules_of(entity.tenant, entity.entity_type, spec.name):
-                groups_of.setdefault(rule.key, []).append(g)
+            for rule in used_series[slot].watchers:
+                groups_of.setdefault(rule.key, []).append(g)  # type: ignore[attr-defined]
         changed: dict[tuple[RuleKey, EntityKey], RuleState] = {}
         alarms: list[Alarm] = []
         if not groups_of:
@@ -447,7 +520,13 @@ class TwinHub:
         group_max = np.maximum.reduceat(values, starts)
         for rule_key, groups in groups_of.items():
             rule = self._rules[rule_key]
-            keys = [used_series[group_slots[g]].entity.key for g in groups]
+            keys = [
+                (
+                    used_series[group_slots[g]].entity.tenant,
+                    used_series[group_slots[g]].entity.entity_id,
+                )
+                for g in groups
+            ]
             states = [self._states.get((rule_key, key), IDLE) for key in keys]
             picked = np.asarray(groups)
             mask = may_change(rule, states, group_min[picked], group_max[picked])
@@ -476,6 +555,7 @@ class TwinHub:
             await self.store.save_rule(rule)
             self._rules[rule.key] = rule
             self._rules_for.clear()
+            self._forget_targets()
         return rule
 
     def list_rules(self, principal: Principal, scope: str) -> list[Rule]:
@@ -515,7 +595,7 @@ class TwinHub:
                         changed[state_key] = new_state
                         alarms.extend(_alarms(rule, entity.key, outcomes))
                 if changed:
-                    await self.store.record(ReadingRows(*_empty_rows()), changed, alarms, {})
+                    await self.store.record(ReadingRows(*_empty_rows()), changed, alarms)
                     self._states.update(changed)
                     opened += len(alarms)
         if opened:

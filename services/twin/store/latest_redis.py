@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
+import numpy.typing as npt
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from services.twin.domain.entities import Latest, Point
-from services.twin.domain.ports import TwinStore
+from services.twin.domain.ports import LatestBatch, TwinStore
 
 log = logging.getLogger(__name__)
 KEY = "twin:latest"
@@ -117,9 +119,16 @@ class RedisLatest:
             out.append(stored)
         return out
 
-    async def put_newer(self, items: dict[int, Latest]) -> None:
-        if not items:
+    async def times_of(self, series_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        found = await self.get_many(series_ids.tolist())
+        return np.fromiter(
+            (x.observed_ms if x is not None else -1 for x in found), np.int64, len(found)
+        )
+
+    async def put_newer(self, batch: LatestBatch) -> None:
+        if not len(batch):
             return
+        items = dict(batch.items())
         if await self._catch_up():
             try:
                 await self._put(items)

@@ -1,16 +1,17 @@
 """The twin store in PostgreSQL, for deployments with more than one twin replica.
 
 A drop-in for the SQLite store (tests/unit/twin runs on both). History is the same
-chunk rows as there (store.chunks: one row per series per batch, times and values as
-packed arrays), with a BRIN index on the chunks' time range: chunks arrive roughly in
-time order, so a BRIN index of a few pages narrows a time range (across a model or an
-area) as well as a B-tree would, at a fraction of the cost on every insert; a B-tree
-on (series, first time) serves one series.
+rows as there (store.chunks: one logged row per batch, compacted into one chunk row per
+series), with a BRIN index on the chunks' time range: chunks arrive roughly in time
+order, so a BRIN index of a few pages narrows a time range (across a model or an area)
+as well as a B-tree would, at a fraction of the cost on every insert; a B-tree on
+(series, first time) serves one series. Reads run in one REPEATABLE READ snapshot, so a
+compaction committing meanwhile cannot make a reading appear twice or not at all.
 
 Row-level security (services/kit/rls.py) polices every table with a tenant column
 (entities, relationships, models, rules, series, rule states, alarms, episodes). The
-chunks table has no tenant column: it is reached only through series ids, which come
-from the policed series table. Scopes used:
+log and chunk tables have no tenant column: they are reached only through series ids,
+which come from the policed series table. Scopes used:
 
 * lists, relationship walks and series searches for a caller: the caller's subtree;
 * the service's own work (ingest writes, alarm relay, start-up loading): the system
@@ -44,7 +45,7 @@ from services.twin.domain.ports import (
 )
 from services.twin.domain.rules import Rule, RuleState
 from services.twin.store import rows as r
-from services.twin.store.chunks import chunks_of, decode, newest_of
+from services.twin.store.chunks import chunks_of, from_log, log_row, newest_of, readings_of
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS twin_models (
@@ -73,6 +74,10 @@ _SCHEMA = (
     """CREATE INDEX IF NOT EXISTS twin_chunks_time_brin ON twin_chunks
       USING brin (t_min, t_max) WITH (pages_per_range = 16)""",
     """CREATE INDEX IF NOT EXISTS twin_chunks_series_time ON twin_chunks (series_id, t_min)""",
+    """CREATE TABLE IF NOT EXISTS twin_log (
+      id bigserial PRIMARY KEY, t_min bigint NOT NULL, t_max bigint NOT NULL, n int NOT NULL,
+      series bytea NOT NULL, times bytea NOT NULL, vals bytea NOT NULL, lons bytea, lats bytea)""",
+    """CREATE TABLE IF NOT EXISTS twin_meta (name text PRIMARY KEY, value bigint NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS twin_rule_states (
       rule_tenant text COLLATE "C" NOT NULL, rule_id text NOT NULL,
       tenant text COLLATE "C" NOT NULL, entity_id text NOT NULL, phase int NOT NULL,
@@ -98,7 +103,7 @@ _TENANT_TABLES = (
     "twin_alarms",
     "twin_episodes",
 )
-_OTHER_TABLES = ("twin_chunks",)
+_OTHER_TABLES = ("twin_chunks", "twin_log", "twin_meta")
 _SCHEMA_LOCK = 7_400_013
 _SET_SCOPE = "SELECT set_config(%s, %s, true)"
 _GRANT_SEQUENCES = f"""DO $$ BEGIN
@@ -107,6 +112,8 @@ _GRANT_SEQUENCES = f"""DO $$ BEGIN
                  pg_get_serial_sequence('twin_series', 'id'));
   EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO {rls.APP_ROLE}',
                  pg_get_serial_sequence('twin_alarms', 'seq'));
+  EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO {rls.APP_ROLE}',
+                 pg_get_serial_sequence('twin_log', 'id'));
 END $$"""
 
 
@@ -308,61 +315,96 @@ class PostgresTwinStore:
         rows: ReadingRows,
         states: dict[tuple[RuleKey, EntityKey], RuleState],
         alarms: list[Alarm],
-        seqs: dict[EntityKey, int],
     ) -> None:
-        async with self._tx() as conn, conn.cursor() as cur:
-            chunks = [chunk.row() for chunk in chunks_of(rows)]
-            if chunks:
-                await cur.executemany(_q(r.INSERT_CHUNK), chunks)
-            if states:
-                await cur.executemany(
-                    _q(r.UPSERT_STATE),
-                    [
-                        (*rk, *ek, int(s.phase), s.since_ms, s.level, s.episode)
-                        for (rk, ek), s in states.items()
-                    ],
-                )
-            if alarms:
-                await cur.executemany(
-                    _q(r.INSERT_ALARM),
-                    [
-                        (
-                            a.kind,
-                            a.episode,
-                            *a.rule,
-                            *a.entity,
-                            a.at_ms,
-                            None if math.isnan(a.value) else a.value,
-                            a.level,
-                            a.old_level,
-                        )
-                        for a in alarms
-                    ],
-                )
-            if seqs:
-                await cur.executemany(_q(r.UPDATE_SEQ), [(seq, *key) for key, seq in seqs.items()])
+        async with self._tx() as conn:
+            if len(rows):
+                await conn.execute(_q(r.INSERT_LOG), log_row(rows))
+            async with conn.cursor() as cur:
+                if states:
+                    await cur.executemany(
+                        _q(r.UPSERT_STATE),
+                        [
+                            (*rk, *ek, int(s.phase), s.since_ms, s.level, s.episode)
+                            for (rk, ek), s in states.items()
+                        ],
+                    )
+                if alarms:
+                    await cur.executemany(
+                        _q(r.INSERT_ALARM),
+                        [
+                            (
+                                a.kind,
+                                a.episode,
+                                *a.rule,
+                                *a.entity,
+                                a.at_ms,
+                                None if math.isnan(a.value) else a.value,
+                                a.level,
+                                a.old_level,
+                            )
+                            for a in alarms
+                        ],
+                    )
+
+    async def compact(self, limit: int) -> int:
+        async with self._tx() as conn:
+            found = await (
+                await conn.execute(_q(r.OLDEST_LOGGED + " FOR UPDATE SKIP LOCKED"), (limit,))
+            ).fetchall()
+            if not found:
+                return 0
+            rows = from_log([_bytes(x[1:]) for x in found])
+            async with conn.cursor() as cur:
+                await cur.executemany(_q(r.INSERT_CHUNK), [c.row() for c in chunks_of(rows)])
+            await conn.execute(
+                "DELETE FROM twin_log WHERE id = ANY(%s)", ([int(x[0]) for x in found],)
+            )
+            return len(found)
+
+    async def next_epoch(self) -> int:
+        async with self._tx() as conn:
+            await conn.execute(_q(r.BUMP_EPOCH))
+            row = await (await conn.execute(_q(r.GET_EPOCH))).fetchone()
+            assert row is not None
+            return int(row[0])
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A read-only transaction that sees one snapshot throughout."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
+                f"SELECT set_config('{rls.SCOPE_SETTING}', '{ALL_TENANTS}', true)"
+            )
+            yield conn
 
     async def latest_of(self, series_ids: list[int] | None) -> dict[int, Latest]:
-        async with self._tx() as conn:
+        out: dict[int, Latest] = {}
+        async with self._snapshot() as conn:
+            logged = await (await conn.execute(_q(r.ALL_LOGGED))).fetchall()
+            log = from_log([_bytes(x) for x in logged])
             if series_ids is None:
                 found = await (await conn.execute("SELECT id FROM twin_series")).fetchall()
                 series_ids = [int(row[0]) for row in found]
-            out: dict[int, Latest] = {}
             for sid in series_ids:
                 blobs = await (await conn.execute(_q(r.NEWEST_CHUNKS), (sid, sid))).fetchall()
-                latest = newest_of([_bytes(b) for b in blobs])
+                latest = newest_of(sid, [_bytes(b) for b in blobs], log)
                 if latest is not None:
                     out[sid] = latest
         return out
 
     async def readings(self, series: list[int], start_ms: int, end_ms: int) -> list[SeriesReadings]:
         out = []
-        async with self._tx() as conn:
+        async with self._snapshot() as conn:
+            logged = await (
+                await conn.execute(_q(r.LOGGED_IN_RANGE), (end_ms, start_ms))
+            ).fetchall()
+            log = from_log([_bytes(x) for x in logged])
             for sid in sorted(series):
                 blobs = await (
                     await conn.execute(_q(r.CHUNKS_IN_RANGE), (sid, end_ms, start_ms))
                 ).fetchall()
-                out.append(decode(sid, [_bytes(b) for b in blobs], start_ms, end_ms))
+                out.append(readings_of(sid, [_bytes(b) for b in blobs], log, start_ms, end_ms))
         return out
 
     # ---- rule states and alarms ----------------------------------------------------
@@ -373,10 +415,6 @@ class PostgresTwinStore:
             "FROM twin_rule_states"
         )
         return {((x[0], x[1]), (x[2], x[3])): r.state_from_row(x) for x in found}
-
-    async def entity_seqs(self) -> dict[EntityKey, int]:
-        found = await self._all("SELECT tenant, entity_id, seq FROM twin_entities")
-        return {(x[0], x[1]): int(x[2]) for x in found}
 
     async def pending_alarms(self, limit: int) -> list[Alarm]:
         found = await self._all(r.PENDING_ALARMS, (limit,))
@@ -414,6 +452,6 @@ class PostgresTwinStore:
         return str(found[0][0]) if found else ""
 
 
-def _bytes(row: Any) -> tuple[bytes, bytes, bytes | None, bytes | None]:
+def _bytes(row: Any) -> tuple[bytes | None, ...]:
     """psycopg returns bytea as bytes (or memoryview): the chunk decoder takes bytes."""
     return tuple(None if x is None else bytes(x) for x in row)  # type: ignore[return-value]

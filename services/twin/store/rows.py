@@ -86,7 +86,11 @@ PENDING_ALARMS = (
     "SELECT seq, kind, episode, rule_tenant, rule_id, tenant, entity_id, at_ms, value, level, "
     "old_level FROM twin_alarms WHERE delivered = 0 ORDER BY seq LIMIT ?"
 )
-UPDATE_SEQ = "UPDATE twin_entities SET seq = ? WHERE tenant = ? AND entity_id = ?"
+BUMP_EPOCH = (
+    "INSERT INTO twin_meta (name, value) VALUES ('epoch', 1) "
+    "ON CONFLICT (name) DO UPDATE SET value = twin_meta.value + 1"
+)
+GET_EPOCH = "SELECT value FROM twin_meta WHERE name = 'epoch'"
 FIND_SERIES = (
     "SELECT s.id, s.tenant, s.entity_id FROM twin_series s JOIN twin_entities e "
     "ON e.tenant = s.tenant AND e.entity_id = s.entity_id WHERE s.property = ? "
@@ -95,6 +99,17 @@ FIND_SERIES = (
 )
 
 
+INSERT_LOG = (
+    "INSERT INTO twin_log (t_min, t_max, n, series, times, vals, lons, lats) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+OLDEST_LOGGED = "SELECT id, series, times, vals, lons, lats FROM twin_log ORDER BY id LIMIT ?"
+DROP_LOGGED = "DELETE FROM twin_log WHERE id <= ?"
+LOGGED_IN_RANGE = (
+    "SELECT series, times, vals, lons, lats FROM twin_log WHERE t_min < ? AND t_max >= ? "
+    "ORDER BY id"
+)
+ALL_LOGGED = "SELECT series, times, vals, lons, lats FROM twin_log ORDER BY id"
 INSERT_CHUNK = (
     "INSERT INTO twin_chunks (series_id, t_min, t_max, n, times, vals, lons, lats) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

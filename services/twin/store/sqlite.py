@@ -1,8 +1,8 @@
 """The twin store in one SQLite file (WAL), for `make run`, tests and one-replica sites.
 
-Readings go in as chunks (store.chunks: one row per series per batch) inside the
-same transaction as the rule states and alarms they caused. Chunks are indexed by
-(series, first time); the PostgreSQL store adds a BRIN index on time.
+A batch of readings goes in as one logged row (store.chunks) inside the same
+transaction as the rule states and alarms it caused; `compact` regroups logged batches
+into per-series chunks, indexed by (series, first time).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from services.twin.domain.ports import (
 )
 from services.twin.domain.rules import Rule, RuleState
 from services.twin.store import rows as r
-from services.twin.store.chunks import chunks_of, decode, newest_of
+from services.twin.store.chunks import chunks_of, from_log, log_row, newest_of, readings_of
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS twin_models (
@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS twin_chunks (
   series_id INTEGER NOT NULL, t_min INTEGER NOT NULL, t_max INTEGER NOT NULL,
   n INTEGER NOT NULL, times BLOB NOT NULL, vals BLOB NOT NULL, lons BLOB, lats BLOB);
 CREATE INDEX IF NOT EXISTS twin_chunks_series_time ON twin_chunks (series_id, t_min);
+CREATE TABLE IF NOT EXISTS twin_log (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, t_min INTEGER NOT NULL, t_max INTEGER NOT NULL,
+  n INTEGER NOT NULL, series BLOB NOT NULL, times BLOB NOT NULL, vals BLOB NOT NULL,
+  lons BLOB, lats BLOB);
+CREATE TABLE IF NOT EXISTS twin_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS twin_rule_states (
   rule_tenant TEXT NOT NULL, rule_id TEXT NOT NULL, tenant TEXT NOT NULL,
   entity_id TEXT NOT NULL, phase INTEGER NOT NULL, since_ms INTEGER NOT NULL,
@@ -252,38 +257,39 @@ class SqliteTwinStore:
         rows: ReadingRows,
         states: dict[tuple[RuleKey, EntityKey], RuleState],
         alarms: list[Alarm],
-        seqs: dict[EntityKey, int],
     ) -> None:
-        chunks = [chunk.row() for chunk in chunks_of(rows)]
+        logged = log_row(rows) if len(rows) else None
 
         def tx(c: sqlite3.Connection) -> None:
             c.execute("BEGIN IMMEDIATE")
             try:
-                c.executemany(r.INSERT_CHUNK, chunks)
-                c.executemany(
-                    r.UPSERT_STATE,
-                    [
-                        (*rk, *ek, int(s.phase), s.since_ms, s.level, s.episode)
-                        for (rk, ek), s in states.items()
-                    ],
-                )
-                c.executemany(
-                    r.INSERT_ALARM,
-                    [
-                        (
-                            a.kind,
-                            a.episode,
-                            *a.rule,
-                            *a.entity,
-                            a.at_ms,
-                            _nan_to_none(a.value),
-                            a.level,
-                            a.old_level,
-                        )
-                        for a in alarms
-                    ],
-                )
-                c.executemany(r.UPDATE_SEQ, [(seq, *key) for key, seq in seqs.items()])
+                if logged is not None:
+                    c.execute(r.INSERT_LOG, logged)
+                if states:
+                    c.executemany(
+                        r.UPSERT_STATE,
+                        [
+                            (*rk, *ek, int(s.phase), s.since_ms, s.level, s.episode)
+                            for (rk, ek), s in states.items()
+                        ],
+                    )
+                if alarms:
+                    c.executemany(
+                        r.INSERT_ALARM,
+                        [
+                            (
+                                a.kind,
+                                a.episode,
+                                *a.rule,
+                                *a.entity,
+                                a.at_ms,
+                                _nan_to_none(a.value),
+                                a.level,
+                                a.old_level,
+                            )
+                            for a in alarms
+                        ],
+                    )
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
@@ -291,16 +297,39 @@ class SqliteTwinStore:
 
         await self.db.run(tx)
 
+    async def compact(self, limit: int) -> int:
+        def tx(c: sqlite3.Connection) -> int:
+            c.execute("BEGIN IMMEDIATE")
+            found = c.execute(r.OLDEST_LOGGED, (limit,)).fetchall()
+            if found:
+                rows = from_log([tuple(x[1:]) for x in found])
+                c.executemany(r.INSERT_CHUNK, [chunk.row() for chunk in chunks_of(rows)])
+                c.execute(r.DROP_LOGGED, (found[-1][0],))
+            c.execute("COMMIT")
+            return len(found)
+
+        return await self.db.run(tx)
+
+    async def next_epoch(self) -> int:
+        def tx(c: sqlite3.Connection) -> int:
+            c.execute("BEGIN IMMEDIATE")
+            c.execute(r.BUMP_EPOCH)
+            value = int(c.execute(r.GET_EPOCH).fetchone()[0])
+            c.execute("COMMIT")
+            return value
+
+        return await self.db.run(tx)
+
     async def latest_of(self, series_ids: list[int] | None) -> dict[int, Latest]:
         def q(c: sqlite3.Connection) -> dict[int, Latest]:
+            log = from_log([tuple(x) for x in c.execute(r.ALL_LOGGED).fetchall()])
             if series_ids is None:
                 ids = [row[0] for row in c.execute("SELECT id FROM twin_series")]
             else:
                 ids = series_ids
             out: dict[int, Latest] = {}
             for sid in ids:
-                found = c.execute(r.NEWEST_CHUNKS, (sid, sid)).fetchall()
-                latest = newest_of(found)
+                latest = newest_of(sid, c.execute(r.NEWEST_CHUNKS, (sid, sid)).fetchall(), log)
                 if latest is not None:
                     out[sid] = latest
             return out
@@ -309,10 +338,13 @@ class SqliteTwinStore:
 
     async def readings(self, series: list[int], start_ms: int, end_ms: int) -> list[SeriesReadings]:
         def q(c: sqlite3.Connection) -> list[SeriesReadings]:
+            logged = c.execute(r.LOGGED_IN_RANGE, (end_ms, start_ms)).fetchall()
+            log = from_log([tuple(x) for x in logged])
             return [
-                decode(
+                readings_of(
                     sid,
                     c.execute(r.CHUNKS_IN_RANGE, (sid, end_ms, start_ms)).fetchall(),
+                    log,
                     start_ms,
                     end_ms,
                 )
@@ -331,12 +363,6 @@ class SqliteTwinStore:
             ).fetchall()
         )
         return {((x[0], x[1]), (x[2], x[3])): r.state_from_row(x) for x in found}
-
-    async def entity_seqs(self) -> dict[EntityKey, int]:
-        found = await self.db.run(
-            lambda c: c.execute("SELECT tenant, entity_id, seq FROM twin_entities").fetchall()
-        )
-        return {(x[0], x[1]): int(x[2]) for x in found}
 
     async def pending_alarms(self, limit: int) -> list[Alarm]:
         found = await self.db.run(lambda c: c.execute(r.PENDING_ALARMS, (limit,)).fetchall())
