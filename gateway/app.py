@@ -100,6 +100,8 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
     for router in (
         health.router,
         auth.router,
+        # Before tenants: its GET /v1/tenants/{tenant} would take '{tenant}:queryHistory'.
+        twin.router,
         tenants.router,
         identity_admin.router,
         people.router,
@@ -114,7 +116,6 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         ngsi_ld.router,
         twin_watch.router,
         components.router,
-        twin.router,
     ):
         app.include_router(router)
     app.add_middleware(

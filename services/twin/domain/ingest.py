@@ -143,6 +143,14 @@ class Series:
     def key(self) -> tuple[str, str, str]:
         return (self.entity.tenant, self.entity.entity_id, self.spec.name)
 
+    @property
+    def lo(self) -> float:
+        return -math.inf if self.spec.minimum is None else self.spec.minimum
+
+    @property
+    def hi(self) -> float:
+        return math.inf if self.spec.maximum is None else self.spec.maximum
+
 
 @dataclass
 class Checked:
@@ -204,26 +212,18 @@ def check(columns: Columns, pairs: Pairs, targets: list[Series | Reason], now_ms
     n = len(columns)
     raw_pairs, pair_index = pairs.distinct, pairs.index
     count = len(raw_pairs)
-    pair_reason = np.zeros(count, dtype=np.uint8)
+    pair_reason = np.fromiter((t if type(t) is Reason else 0 for t in targets), np.uint8, count)
+    known = pair_reason == 0
+    series: list[Series] = [t for t in targets if type(t) is Series]
     pair_series = np.full(count, -1, dtype=np.int32)
+    pair_series[known] = np.arange(len(series), dtype=np.int32)
     lo = np.full(count, -np.inf)
     hi = np.full(count, np.inf)
     kind = np.zeros(count, dtype=np.uint8)
-    units = [""] * count
-    series: list[Series] = []
-    for i, target in enumerate(targets):
-        if isinstance(target, Reason):
-            pair_reason[i] = target
-            continue
-        spec = target.spec
-        pair_series[i] = len(series)
-        series.append(target)
-        units[i] = spec.unit
-        kind[i] = spec.kind
-        if spec.minimum is not None:
-            lo[i] = spec.minimum
-        if spec.maximum is not None:
-            hi[i] = spec.maximum
+    if series:
+        lo[known] = [s.lo for s in series]
+        hi[known] = [s.hi for s in series]
+        kind[known] = [s.spec.kind for s in series]
 
     reasons = pair_reason[pair_index]
     values = columns.values
@@ -236,6 +236,9 @@ def check(columns: Columns, pairs: Pairs, targets: list[Series | Reason], now_ms
         np.copyto(reasons, np.uint8(reason), where=mask & (reasons == Reason.OK))
 
     if columns.units is not None:
+        units = [""] * count
+        for i, s in zip(np.flatnonzero(known).tolist(), series, strict=True):
+            units[i] = s.spec.unit
         given = np.asarray(columns.units, dtype=object)
         expected = np.asarray(units, dtype=object)[pair_index]
         refuse((given != "") & (given != expected), Reason.WRONG_UNIT)

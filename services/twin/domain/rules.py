@@ -184,23 +184,24 @@ def evaluate(
     return state, []  # geofences are evaluated by positions (see geofence_step)
 
 
-def may_change(
-    rule: Rule,
-    states: list[RuleState],
-    group_min: npt.NDArray[np.float64],
-    group_max: npt.NDArray[np.float64],
+def is_busy(state: RuleState) -> bool:
+    """A state that new readings may move even when they cross nothing."""
+    return state.phase != Phase.IDLE or state.level != 0
+
+
+def may_cross(
+    rule: Rule, group_min: npt.NDArray[np.float64], group_max: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.bool_]:
-    """Per entity, whether its new readings (their min and max) could change its state:
+    """Per idle entity, whether its new readings (their min and max) could open anything:
     False is certain, True is checked reading by reading by `evaluate`."""
-    busy = np.fromiter((s.phase != Phase.IDLE or s.level for s in states), bool, len(states))
     cond = rule.condition
     if isinstance(cond, Threshold):
         if cond.direction == Direction.ABOVE:
-            return busy | (group_max > cond.trigger)
-        return busy | (group_min < cond.trigger)
+            return group_max > cond.trigger
+        return group_min < cond.trigger
     if isinstance(cond, Levels):
-        return busy | (group_max >= cond.bounds[0])
-    return busy
+        return group_max >= cond.bounds[0]
+    return np.zeros(len(group_min), dtype=bool)
 
 
 def _walk_threshold(

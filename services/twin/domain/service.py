@@ -53,7 +53,8 @@ from services.twin.domain.rules import (
     Rule,
     RuleState,
     evaluate,
-    may_change,
+    is_busy,
+    may_cross,
     silence_step,
     validate_rule,
 )
@@ -113,12 +114,14 @@ class TwinHub:
         self.models = models
         self._rules: dict[RuleKey, Rule] = {r.key: r for r in rules}
         self._rules_for: dict[tuple[str, str, str], list[Rule]] = {}
-        self._states = states
+        self._states: dict[tuple[RuleKey, EntityKey], RuleState] = {}
+        self._busy: dict[RuleKey, set[int]] = {}
         # Sequence numbers: per entity slot (a dense number the hub gives each entity it
         # sees), the changes of this run; the number handed out is epoch << 32 plus that.
         self._slots: dict[EntityKey, int] = {}
         self._seq_array = np.zeros(1024, np.int64)
         self._epoch_base = epoch << 32
+        self._keep_states(states)
         self._targets: dict[
             tuple[tuple[str, str], tuple[str, str]], checks.Series | checks.Reason
         ] = {}
@@ -457,7 +460,7 @@ class TwinHub:
             latitudes=lat,
         )
         await self.store.record(rows_out, changed_states, alarms)
-        self._states.update(changed_states)
+        self._keep_states(changed_states)
         await self.latest.put_newer(newest)
         if alarms:
             self._on_alarm()
@@ -506,38 +509,55 @@ class TwinHub:
         starts: np.ndarray,
         ends: np.ndarray,
     ) -> tuple[dict[tuple[RuleKey, EntityKey], RuleState], list[Alarm]]:
-        """Every rule over the fresh readings of the series it watches; a whole-array test
-        per rule leaves out the series whose state cannot change."""
-        groups_of: dict[RuleKey, list[int]] = {}
-        for g, slot in enumerate(group_slots):
-            for rule in used_series[slot].watchers:
-                groups_of.setdefault(rule.key, []).append(g)  # type: ignore[attr-defined]
+        """Every rule over the fresh readings of the series it watches. Whole-array tests
+        pick the series whose state may change (readings past the rule's bound, or a state
+        already away from idle); only those are walked reading by reading."""
         changed: dict[tuple[RuleKey, EntityKey], RuleState] = {}
         alarms: list[Alarm] = []
-        if not groups_of:
+        watched: dict[RuleKey, list[int]] = {}
+        for slot, series in enumerate(used_series):
+            for rule in series.watchers:
+                watched.setdefault(rule.key, []).append(slot)  # type: ignore[attr-defined]
+        if not watched:
             return changed, alarms
+        group_of_slot = np.full(len(used_series), -1, dtype=np.int64)
+        group_of_slot[np.asarray(group_slots, dtype=np.int64)] = np.arange(len(group_slots))
         group_min = np.minimum.reduceat(values, starts)
         group_max = np.maximum.reduceat(values, starts)
-        for rule_key, groups in groups_of.items():
+        entity_slots: np.ndarray | None = None
+        for rule_key, slot_list in watched.items():
             rule = self._rules[rule_key]
-            keys = [
-                (
-                    used_series[group_slots[g]].entity.tenant,
-                    used_series[group_slots[g]].entity.entity_id,
-                )
-                for g in groups
-            ]
-            states = [self._states.get((rule_key, key), IDLE) for key in keys]
-            picked = np.asarray(groups)
-            mask = may_change(rule, states, group_min[picked], group_max[picked])
-            for i in np.flatnonzero(mask).tolist():
-                g, key, state = groups[i], keys[i], states[i]
+            slots = np.asarray(slot_list, dtype=np.int64)
+            groups = group_of_slot[slots]
+            slots, groups = slots[groups >= 0], groups[groups >= 0]
+            hot = may_cross(rule, group_min[groups], group_max[groups])
+            busy = self._busy.get(rule_key)
+            if busy:
+                if entity_slots is None:
+                    entity_slots = np.fromiter(
+                        (s.entity_slot for s in used_series), np.int64, len(used_series)
+                    )
+                hot |= np.isin(entity_slots[slots], np.fromiter(busy, np.int64, len(busy)))
+            for i in np.flatnonzero(hot).tolist():
+                series, g = used_series[int(slots[i])], int(groups[i])
+                key = (series.entity.tenant, series.entity.entity_id)
+                state = self._states.get((rule_key, key), IDLE)
                 span = slice(int(starts[g]), int(ends[g]))
                 new_state, outcomes = evaluate(rule, key, state, values[span], times[span])
                 if new_state != state:
                     changed[(rule_key, key)] = new_state
                 alarms.extend(_alarms(rule, key, outcomes))
         return changed, alarms
+
+    def _keep_states(self, changed: dict[tuple[RuleKey, EntityKey], RuleState]) -> None:
+        """Remember changed rule states and which entities are away from idle."""
+        self._states.update(changed)
+        for (rule_key, entity_key), state in changed.items():
+            busy = self._busy.setdefault(rule_key, set())
+            if is_busy(state):
+                busy.add(self._slot(entity_key))
+            else:
+                busy.discard(self._slot(entity_key))
 
     # ---- rules -------------------------------------------------------------------
 
@@ -596,7 +616,7 @@ class TwinHub:
                         alarms.extend(_alarms(rule, entity.key, outcomes))
                 if changed:
                     await self.store.record(ReadingRows(*_empty_rows()), changed, alarms)
-                    self._states.update(changed)
+                    self._keep_states(changed)
                     opened += len(alarms)
         if opened:
             self._on_alarm()
