@@ -203,10 +203,14 @@ async def query_history(
     request: Request,
     who: Who,
     property: Annotated[
-        str, Query(min_length=1, max_length=63, description="the property, e.g. level_cm")
-    ],
-    start_time: Annotated[str, Query(max_length=40, description="RFC 3339")],
-    end_time: Annotated[str, Query(max_length=40, description="RFC 3339")],
+        str, Query(max_length=63, description="the property, e.g. level_cm (required)")
+    ] = "",
+    start_time: Annotated[
+        str, Query(max_length=40, description="RFC 3339, inclusive (required)")
+    ] = "",
+    end_time: Annotated[
+        str, Query(max_length=40, description="RFC 3339, exclusive (required)")
+    ] = "",
     entity: Annotated[list[str] | None, Query(max_length=100, description="entity ids")] = None,
     entity_type: Annotated[str, Query(max_length=63, description="only this model")] = "",
     bbox: Annotated[
@@ -228,8 +232,8 @@ async def query_history(
         entities=[_entity_name(tenant, e) for e in entity or []],
         entity_type=entity_type,
         property=property,
-        start_time=_timestamp(start_time, "start_time"),
-        end_time=_timestamp(end_time, "end_time"),
+        start_time=_timestamp(start_time, "start_time") if start_time else None,
+        end_time=_timestamp(end_time, "end_time") if end_time else None,
         page_size=page_size,
         page_token=page_token,
     )

@@ -371,6 +371,8 @@ class TwinServicer(pb_grpc.TwinServiceServicer):
         self, request: pb.QueryHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.QueryHistoryResponse:
         scope = tenancy.parse_parent(request.parent)
+        principal = require_principal()
+        self.hub.require_visible(principal, scope)  # another village: 404 before anything
         if not request.property:
             raise InvalidArgument.field("property", "required")
         if not request.HasField("start_time") or not request.HasField("end_time"):
@@ -401,7 +403,7 @@ class TwinServicer(pb_grpc.TwinServiceServicer):
         cursor = paging.decode_token(request.page_token, query)
         after = (int(cursor["s"]), int(cursor["t"])) if cursor else None
         points, nxt = await self.hub.history(
-            require_principal(),
+            principal,
             scope,
             request.property,
             list(request.entities),

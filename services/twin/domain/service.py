@@ -178,6 +178,10 @@ class TwinHub:
         """The entity's current sequence number (what its last change carried)."""
         return self._epoch_base + int(self._seq_array[self._slot(key)])
 
+    def require_visible(self, principal: Principal, tenant: str) -> None:
+        """NOT_FOUND unless the caller sees the tenant (checked before anything else)."""
+        _visible(principal, tenant)
+
     # ---- models ------------------------------------------------------------------
 
     async def create_model(self, principal: Principal, tenant: str, model: Model) -> Model:
