@@ -1,23 +1,30 @@
-"""JSON shapes of the twin API (answers are the contract's messages as JSON)."""
+"""JSON shapes of the twin API (answers are the contract's messages as JSON).
+
+Bounds come from the contract (`limited`, ADR 22); what a value means stays the
+service's to check.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from gateway.schemas.common import GeoPointIn
+from gateway.schemas.contract import limited
+from grassroots.twin.v1 import twin_service_pb2 as pb
 
 ENTITY_ID = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-MAX_REST_READINGS = 10_000
 
 
 class RelationshipIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    type: str = Field(..., min_length=1, max_length=63, examples=["locatedIn"])
-    target: str = Field(
-        ..., max_length=300, examples=["tenants/sh-jiading-anting-xingming/entities/building-7"]
+    type: str = limited(pb.Relationship, "type", examples=["locatedIn"])
+    target: str = limited(
+        pb.Relationship,
+        "target",
+        examples=["tenants/sh-jiading-anting-xingming/entities/building-7"],
     )
 
 
@@ -26,14 +33,16 @@ class EntityCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    entity_id: str | None = Field(
-        None, pattern=ENTITY_ID, description="chosen id; assigned if absent"
+    entity_id: str | None = limited(
+        pb.CreateEntityRequest, "entity_id", None, description="chosen id; assigned if absent"
     )
-    entity_type: str = Field(..., min_length=1, max_length=63, examples=["WaterLevelGauge"])
-    display_name: str = Field("", max_length=200)
+    entity_type: str = limited(pb.Entity, "entity_type", examples=["WaterLevelGauge"])
+    display_name: str = limited(pb.Entity, "display_name", "")
     location: GeoPointIn | None = None
-    building: str = Field("", max_length=300, description="tenants/{tenant}/buildings/{id}")
-    relationships: list[RelationshipIn] = Field(default_factory=list, max_length=100)
+    building: str = limited(
+        pb.Entity, "building", "", description="tenants/{tenant}/buildings/{id}"
+    )
+    relationships: list[RelationshipIn] = limited(pb.Entity, "relationships", [])
 
 
 class TelemetryIn(BaseModel):
@@ -41,27 +50,26 @@ class TelemetryIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    entities: list[str] = Field(
-        ..., min_length=1, max_length=MAX_REST_READINGS, description="entity ids or names"
-    )
-    properties: list[str] = Field(..., min_length=1, max_length=MAX_REST_READINGS)
-    values: list[float] = Field(default_factory=list, max_length=MAX_REST_READINGS)
-    observe_times_ms: list[int] = Field(
-        default_factory=list,
-        max_length=MAX_REST_READINGS,
+    entities: list[str] = limited(pb.TelemetryColumns, "entities", description="ids or names")
+    properties: list[str] = limited(pb.TelemetryColumns, "properties")
+    values: list[float] = limited(pb.TelemetryColumns, "values", [])
+    observe_times_ms: list[int] = limited(
+        pb.TelemetryColumns,
+        "observe_times_ms",
+        [],
         description="milliseconds since the Unix epoch; empty means now",
     )
-    units: list[str] = Field(default_factory=list, max_length=MAX_REST_READINGS)
-    longitudes: list[float] = Field(default_factory=list, max_length=MAX_REST_READINGS)
-    latitudes: list[float] = Field(default_factory=list, max_length=MAX_REST_READINGS)
+    units: list[str] = limited(pb.TelemetryColumns, "units", [])
+    longitudes: list[float] = limited(pb.TelemetryColumns, "longitudes", [])
+    latitudes: list[float] = limited(pb.TelemetryColumns, "latitudes", [])
 
 
 class PropertySpecIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = Field(..., min_length=1, max_length=63)
+    name: str = limited(pb.PropertySpec, "name")
     kind: Literal["number", "boolean", "integer", "point"] = "number"
-    unit: str = Field("", max_length=16)
+    unit: str = limited(pb.PropertySpec, "unit", "")
     minimum: float | None = None
     maximum: float | None = None
 
@@ -69,10 +77,10 @@ class PropertySpecIn(BaseModel):
 class ModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    model_id: str = Field(..., min_length=1, max_length=63, examples=["SoilMoistureProbe"])
-    smart_data_model: str = Field("", max_length=100)
-    description: str = Field("", max_length=1000)
-    properties: list[PropertySpecIn] = Field(..., max_length=64)
+    model_id: str = limited(pb.Model, "model_id", examples=["SoilMoistureProbe"])
+    smart_data_model: str = limited(pb.Model, "smart_data_model", "")
+    description: str = limited(pb.Model, "description", "")
+    properties: list[PropertySpecIn] = limited(pb.Model, "properties")
 
 
 class ThresholdIn(BaseModel):
@@ -81,21 +89,21 @@ class ThresholdIn(BaseModel):
     direction: Literal["above", "below"] = "above"
     trigger: float
     clear: float
-    min_duration_seconds: int = Field(0, ge=0, le=30 * 86400)
+    min_duration_seconds: int = 0
 
 
 class LevelsIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    bounds: list[float] = Field(..., min_length=1, max_length=10)
-    hysteresis: float = Field(0.0, ge=0)
-    event_from_level: int = Field(0, ge=0, le=10)
+    bounds: list[float] = limited(pb.Levels, "bounds")
+    hysteresis: float = 0.0
+    event_from_level: int = limited(pb.Levels, "event_from_level", 0)
 
 
 class InactivityIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    silence_seconds: int = Field(..., gt=0, le=365 * 86400)
+    silence_seconds: int
 
 
 class RuleCreate(BaseModel):
@@ -103,12 +111,12 @@ class RuleCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    rule_id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-    display_name: str = Field("", max_length=200)
-    entity_type: str = Field(..., min_length=1, max_length=63)
-    property: str = Field(..., min_length=1, max_length=63)
-    event_category: str = Field(..., min_length=1, max_length=64, examples=["safety.flooding"])
-    severity: int = Field(0, ge=0, le=5)
+    rule_id: str | None = limited(pb.CreateRuleRequest, "rule_id", None)
+    display_name: str = limited(pb.Rule, "display_name", "")
+    entity_type: str = limited(pb.Rule, "entity_type")
+    property: str = limited(pb.Rule, "property")
+    event_category: str = limited(pb.Rule, "event_category", examples=["safety.flooding"])
+    severity: int = limited(pb.Rule, "severity", 0)
     threshold: ThresholdIn | None = None
     levels: LevelsIn | None = None
     inactivity: InactivityIn | None = None
