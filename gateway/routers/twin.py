@@ -276,7 +276,7 @@ def _box(text: str) -> pb.LonLatBox:
 
 @router.get("/models", summary="Models this tenant sees (built-in, its own, its ancestors')")
 @calls("grassroots.twin.v1.TwinService", "ListModels")
-async def list_models(
+async def list_twin_models(
     tenant: TenantId,
     request: Request,
     who: Who,
@@ -292,7 +292,7 @@ async def list_models(
 
 @router.post("/models", status_code=201, summary="Declare a model for this tenant and below")
 @calls("grassroots.twin.v1.TwinService", "CreateModel")
-async def create_model(tenant: TenantId, body: ModelCreate, request: Request, who: Who) -> Response:
+async def create_twin_model(tenant: TenantId, body: ModelCreate, request: Request, who: Who) -> Response:
     model = pb.Model(
         model_id=body.model_id,
         smart_data_model=body.smart_data_model,
@@ -316,7 +316,7 @@ async def create_model(tenant: TenantId, body: ModelCreate, request: Request, wh
 
 @router.get("/rules", summary="Rules of this tenant and below")
 @calls("grassroots.twin.v1.TwinService", "ListRules")
-async def list_rules(
+async def list_twin_rules(
     tenant: TenantId,
     request: Request,
     who: Who,
@@ -332,7 +332,7 @@ async def list_rules(
 
 @router.post("/rules", status_code=201, summary="Create a rule that raises events")
 @calls("grassroots.twin.v1.TwinService", "CreateRule")
-async def create_rule(tenant: TenantId, body: RuleCreate, request: Request, who: Who) -> Response:
+async def create_twin_rule(tenant: TenantId, body: RuleCreate, request: Request, who: Who) -> Response:
     given = [c for c in (body.threshold, body.levels, body.inactivity) if c is not None]
     if len(given) != 1:
         raise ApiError(
