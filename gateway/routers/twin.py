@@ -33,7 +33,9 @@ _KINDS = {"number": 1, "boolean": 2, "integer": 3, "point": 4}
 
 
 def _dict(message: Any) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True)
+    return MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 def _entity_name(tenant: str, entity: str) -> str:
@@ -292,7 +294,9 @@ async def list_twin_models(
 
 @router.post("/models", status_code=201, summary="Declare a model for this tenant and below")
 @calls("grassroots.twin.v1.TwinService", "CreateModel")
-async def create_twin_model(tenant: TenantId, body: ModelCreate, request: Request, who: Who) -> Response:
+async def create_twin_model(
+    tenant: TenantId, body: ModelCreate, request: Request, who: Who
+) -> Response:
     model = pb.Model(
         model_id=body.model_id,
         smart_data_model=body.smart_data_model,
@@ -332,7 +336,9 @@ async def list_twin_rules(
 
 @router.post("/rules", status_code=201, summary="Create a rule that raises events")
 @calls("grassroots.twin.v1.TwinService", "CreateRule")
-async def create_twin_rule(tenant: TenantId, body: RuleCreate, request: Request, who: Who) -> Response:
+async def create_twin_rule(
+    tenant: TenantId, body: RuleCreate, request: Request, who: Who
+) -> Response:
     given = [c for c in (body.threshold, body.levels, body.inactivity) if c is not None]
     if len(given) != 1:
         raise ApiError(

@@ -313,6 +313,7 @@ def test_listing_a_villages_collections_never_shows_the_neighbours_objects(world
     accounts = client.get(f"/v1/tenants/{A}/pointsAccounts", headers=who).json()
     assert world.b.points_account_id not in _ids(accounts["points_accounts"])
     entities = client.get(f"/v1/tenants/{A}/entities", params={"page_size": 1000}, headers=who)
+    assert entities.status_code == 200, entities.text
     assert world.b.twin_entity_id not in {
         e["name"].rsplit("/", 1)[-1] for e in entities.json()["entities"]
     }
