@@ -28,8 +28,8 @@ from gateway.routers import (
     people,
     points,
     tenants,
-    twin_watch,
     twin,
+    twin_watch,
 )
 from gateway.routers import map as map_router
 from gateway.security.authenticator import Caller

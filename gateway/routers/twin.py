@@ -44,7 +44,7 @@ def _entity_name(tenant: str, entity: str) -> str:
 
 @router.post("/entities", status_code=201, summary="Create a digital twin entity")
 @calls("grassroots.twin.v1.TwinService", "CreateEntity")
-async def create_entity(
+async def create_twin_entity(
     tenant: TenantId, body: EntityCreate, request: Request, who: Who
 ) -> Response:
     entity = pb.Entity(
@@ -81,7 +81,7 @@ def _json(
 
 @router.get("/entities", summary="List digital twin entities")
 @calls("grassroots.twin.v1.TwinService", "ListEntities")
-async def list_entities(
+async def list_twin_entities(
     tenant: TenantId,
     request: Request,
     who: Who,
@@ -134,7 +134,7 @@ async def related_entities(
 
 @router.get("/entities/{entity}", summary="Get an entity with its latest values")
 @calls("grassroots.twin.v1.TwinService", "GetEntity")
-async def get_entity(
+async def get_twin_entity(
     tenant: TenantId, entity: EntityId, request: Request, who: Who
 ) -> dict[str, Any]:
     rpc = request.app.state.upstreams.twin.GetEntity(
@@ -145,7 +145,7 @@ async def get_entity(
 
 @router.delete("/entities/{entity}", status_code=204, summary="Delete an entity")
 @calls("grassroots.twin.v1.TwinService", "DeleteEntity")
-async def delete_entity(tenant: TenantId, entity: EntityId, request: Request, who: Who) -> Response:
+async def delete_twin_entity(tenant: TenantId, entity: EntityId, request: Request, who: Who) -> Response:
     rpc = request.app.state.upstreams.twin.DeleteEntity(
         pb.DeleteEntityRequest(name=_entity_name(tenant, entity)), metadata=call_metadata(who)
     )

@@ -25,6 +25,7 @@ from services.twin.domain import ingest as checks
 from services.twin.domain.entities import (
     Entity,
     Latest,
+    Point,
     entity_name,
     parse_entity_name,
     validate_entity,
@@ -493,13 +494,13 @@ class TwinHub:
             entry[1][series.spec.name] = latest
         return [
             EntityChange(
-        self._publish(
-            [
-                EntityChange(
-                    key[0], key[1], entity.entity_type, seq, "deleted", location=entity.location
-                )
-            ]
-        )
+                s.entity.tenant,
+                s.entity.entity_id,
+                s.entity.entity_type,
+                self._epoch_base + int(self._seq_array[slot]),
+                "updated",
+                props,
+                s.entity.location,
             )
             for slot, (s, props) in by_entity.items()
         ]
