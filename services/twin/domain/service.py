@@ -109,7 +109,8 @@ class TwinHub:
         on_alarm: Callable[[], None] = lambda: None,
     ) -> None:
         """`epoch` counts the starts of the service: sequence numbers of this run begin at
-        epoch << 32, so they keep growing across restarts without being written per change."""
+        (epoch - 1) << 32 (1, 2, 3... on a new store), so they keep growing across
+        restarts without being written per change."""
         self.store = store
         self.latest = latest
         self.models = models
@@ -121,7 +122,7 @@ class TwinHub:
         # sees), the changes of this run; the number handed out is epoch << 32 plus that.
         self._slots: dict[EntityKey, int] = {}
         self._seq_array = np.zeros(1024, np.int64)
-        self._epoch_base = epoch << 32
+        self._epoch_base = (epoch - 1) << 32
         self._keep_states(states)
         self._targets: dict[
             tuple[tuple[str, str], tuple[str, str]], checks.Series | checks.Reason
