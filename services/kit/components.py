@@ -23,10 +23,26 @@ class Component:
     peers: tuple[str, ...] = ()
 
     @property
+    def summary(self) -> str:
+        """What it does, as the catalog shows it to villages."""
+        return SUMMARIES.get(self.name, "")
+
+    @property
     def module(self) -> str:
         """The module `python -m` starts."""
         return f"services.{self.name}"
 
+
+SUMMARIES: dict[str, str] = {
+    "map": "Boundaries, grid cells, buildings and points of interest: locate points, search "
+    "features, serve layers to GIS tools (OGC API - Features).",
+    "events": "Reports from residents, grid workers and sensors: recorded once, located, merged "
+    "when repeated, followed to closure (also as Open311).",
+    "command": "Dispatch: routes events to handlers, SLA clocks, escalation, plans.",
+    "twin": "Digital twin: sensor readings, latest state and rules that raise events.",
+    "empower": "Tenants, identity, people, the audit chain, the catalog of components and "
+    "scenarios, and datasets returned to villages.",
+}
 
 COMPONENTS: dict[str, Component] = {
     row.name: row
@@ -46,7 +62,11 @@ COMPONENTS: dict[str, Component] = {
                 "grassroots.empower.v1.FormsService",
                 "grassroots.empower.v1.PointsService",
                 "grassroots.empower.v1.NoticesService",
+                "grassroots.empower.v1.DatasetsService",
+                "grassroots.empower.v1.CatalogService",
             ),
+            # The catalog reads the others' services by reflection; datasets read the map.
+            ("map", "events", "command", "twin"),
         ),
     )
 }
