@@ -154,6 +154,8 @@ class StackConfig:
                 defaults[prefix + "SEED_FILE"] = str(self.map_file)
             if process == "empower":
                 defaults[prefix + "DATABASE"] = str(self.data_dir / "empower.sqlite3")
+                # The catalog reads the gateway's routes and calls per village there.
+                defaults[prefix + "GATEWAY_URL"] = self.gateway_url
                 for name in ("GRASSROOTS_EMPOWER_SEAL_KEYS", "GRASSROOTS_EMPOWER_INDEX_KEY"):
                     defaults[name] = shared[name]
             if process == "command":

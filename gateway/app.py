@@ -16,8 +16,10 @@ from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.openapi import install_openapi, operation_id
 from gateway.routers import (
     auth,
+    catalog,
     command,
     components,
+    datasets,
     events,
     forms,
     health,
@@ -113,6 +115,8 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         ngsi_ld.router,
         twin_watch.router,
         components.router,
+        catalog.router,
+        datasets.router,
     ):
         app.include_router(router)
     app.add_middleware(

@@ -1,4 +1,4 @@
-"""REST for the twin and empower components.
+"""REST for the twin component (the catalog is in `catalog`).
 
 Their services publish the v1 contract and answer UNIMPLEMENTED until each
 component lands; these routes already exist so clients see 501 with a message
@@ -15,7 +15,6 @@ from google.protobuf.json_format import MessageToDict
 from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call
 from gateway.paths import TenantId, parent
-from grassroots.empower.v1 import empower_service_pb2 as empower_pb
 from grassroots.twin.v1 import twin_service_pb2 as twin_pb
 from services.kit import tenancy
 from services.kit.principal import Principal
@@ -50,20 +49,6 @@ async def list_entities(
         twin_pb.ListEntitiesRequest(
             parent=parent(tenant), page_size=page_size, page_token=page_token
         ),
-        metadata=call_metadata(who),
-    )
-    return _dict(await call(rpc))
-
-
-@router.get("/catalogItems", tags=["empower"], summary="List the supermarket's catalog")
-async def list_catalog(
-    request: Request,
-    who: Annotated[Principal, Security(access("empower:read"))],
-    page_size: PageSize = 50,
-    page_token: PageToken = "",
-) -> dict[str, Any]:
-    rpc = request.app.state.upstreams.empower.ListCatalogItems(
-        empower_pb.ListCatalogItemsRequest(page_size=page_size, page_token=page_token),
         metadata=call_metadata(who),
     )
     return _dict(await call(rpc))

@@ -67,6 +67,9 @@ class EmpowerSettings(ServiceSettings):
         description="the gateway's base URL: the catalog reads its REST routes (/openapi.json) "
         "and the calls per village (/metrics) there",
     )
+    gateway_metrics_url: str = Field(
+        "", description="the gateway's /metrics when it serves them on their own port"
+    )
     scenarios_dir: Path = Field(
         Path("scenarios"), description="folder of scenario template manifests (may not exist)"
     )

@@ -37,8 +37,11 @@ _METHODS = ("get", "post", "put", "patch", "delete")
 
 
 class GatewayFacts:
-    def __init__(self, base_url: str, docs_path: str = "/docs", timeout: float = 3.0) -> None:
+    def __init__(
+        self, base_url: str, metrics_url: str = "", docs_path: str = "/docs", timeout: float = 3.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.metrics_url = metrics_url or (self.base_url + "/metrics" if self.base_url else "")
         self.docs_path = docs_path
         self.client = httpx.AsyncClient(timeout=timeout)
 
@@ -68,10 +71,10 @@ class GatewayFacts:
         return f"{self.base_url}{self.docs_path}#/{component}"
 
     async def calls(self) -> Mapping[tuple[str, str], int] | None:
-        if not self.base_url:
+        if not self.metrics_url:
             return None
         try:
-            response = await self.client.get(self.base_url + "/metrics")
+            response = await self.client.get(self.metrics_url)
             response.raise_for_status()
         except httpx.HTTPError:
             return None

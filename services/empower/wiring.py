@@ -116,7 +116,7 @@ async def open_empower(settings: EmpowerSettings) -> Empower:
             "empower": _own_address(settings),
         }
     )
-    gateway = GatewayFacts(settings.gateway_url)
+    gateway = GatewayFacts(settings.gateway_url, settings.gateway_metrics_url)
     closers += [probe.close, gateway.close]
     catalog = Catalog(
         list(COMPONENTS.values()),

@@ -17,7 +17,16 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
-from security_world import B_FEATURE, B_LAYER, A, B, World, new_id_number, new_phone
+from security_world import (
+    B_FEATURE,
+    B_LAYER,
+    SECURITY_DATASET,
+    A,
+    B,
+    World,
+    new_id_number,
+    new_phone,
+)
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 PARAMETER = re.compile(r"\{([^}]+)\}")
@@ -52,6 +61,8 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "entity": lambda w: w.b.twin_entity_id,
     "entity_id": lambda w: f"urn:ngsi-ld:WaterLevelGauge:{w.b.twin_entity_id}",
     "attribute": lambda w: "level_cm",
+    "dataset": lambda w: "security-register",
+    "subscription": lambda w: w.b.subscription_id,
 }
 
 
@@ -148,6 +159,15 @@ def _import(world: World) -> dict[str, Any]:
     }
 
 
+def _dataset(world: World) -> dict[str, Any]:
+    return {"json": {**SECURITY_DATASET, "dataset_id": _unique("planted-")}}
+
+
+def _rows(world: World) -> dict[str, Any]:
+    register = "id_number,address\n" + new_id_number(secrets.SystemRandom()) + ",xiangyang b1\n"
+    return {"files": {"file": ("x.csv", register, "text/csv")}, "data": {"format": "csv"}}
+
+
 # (METHOD, path) -> httpx keyword arguments of a body that validates.
 BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("POST", "/v1/auth/token"): lambda w: {
@@ -201,6 +221,14 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     },
     ("POST", "/v1/tenants/{tenant}/pointsAccounts/{points_account}:redeem"): lambda w: {
         "json": {"amount": 1, "memo": "planted", "request_id": _unique("planted-")}
+    },
+    ("POST", "/v1/tenants/{tenant}/datasets"): _dataset,
+    ("POST", "/v1/tenants/{tenant}/datasets/{dataset}:import"): _rows,
+    ("POST", "/v1/tenants/{tenant}/subscriptions"): lambda w: {
+        "json": {"dataset": f"tenants/sh-jiading/datasets/{SECURITY_DATASET['dataset_id']}"}
+    },
+    ("POST", "/v1/tenants/{tenant}/installations"): lambda w: {
+        "json": {"catalog_item": "catalogItems/scenario-none"}
     },
     ("POST", "/v1/tenants/{tenant}/events"): _event,
     ("POST", "/v1/tenants/{tenant}/events/{event}:transition"): lambda w: {

@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devstack.demo_identity import BOOTSTRAP, DEMO_APP_SCOPES, DemoCredentials
 from devstack.stack import Stack
+from grassroots.empower.v1 import datasets_service_pb2 as datasets_pb
+from grassroots.empower.v1 import datasets_service_pb2_grpc as datasets_grpc
 from grassroots.empower.v1 import identity_service_pb2 as identity_pb
 from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
 from services.empower.domain.roles import ROLES, granted_scopes
@@ -54,6 +56,16 @@ B_CATEGORY = "xiangyang.private_matter"
 B_TWIN_ENTITY = "xiangyang-gauge-1"
 B_LAYER = "xiangyang-private"
 B_FEATURE = "b-feature-1"
+SECURITY_DATASET = {
+    "dataset_id": "security-register",
+    "display_name": "Security suite register",
+    "classification": "internal",
+    "key_field": "id_number",
+    "fields": [
+        {"name": "id_number", "type": "id_number", "required": True},
+        {"name": "address", "type": "address", "required": True},
+    ],
+}
 # The stack's wait after a name's free failed sign-ins (the service's default is 1 s):
 # longer than a loaded machine takes for a few password checks, shorter than a test.
 SIGN_IN_FIRST_DELAY_SECONDS = 10
@@ -134,6 +146,7 @@ class VillageB:
     report_template_id: str = "b-report"
     report_run_id: str = ""
     twin_entity_id: str = B_TWIN_ENTITY
+    subscription_id: str = ""
 
 
 @dataclass
@@ -323,6 +336,28 @@ def create_super_user(stack: Stack, village: str, username: str, password: str) 
                     roles=list(SUPER_ROLES),
                 ),
                 password=password,
+            ),
+            metadata=BOOTSTRAP.to_metadata(),
+            timeout=10,
+        )
+
+
+def publish_security_register(stack: Stack) -> None:
+    field = datasets_pb.DatasetField
+    with grpc.insecure_channel(stack.config.address("empower")) as channel:
+        datasets_grpc.DatasetsServiceStub(channel).CreateDataset(
+            datasets_pb.CreateDatasetRequest(
+                parent=f"tenants/{DISTRICT}",
+                dataset_id=str(SECURITY_DATASET["dataset_id"]),
+                dataset=datasets_pb.Dataset(
+                    display_name=str(SECURITY_DATASET["display_name"]),
+                    classification=datasets_pb.CLASSIFICATION_INTERNAL,
+                    key_field="id_number",
+                    fields=[
+                        field(name="id_number", type=field.TYPE_ID_NUMBER, required=True),
+                        field(name="address", type=field.TYPE_ADDRESS, required=True),
+                    ],
+                ),
             ),
             metadata=BOOTSTRAP.to_metadata(),
             timeout=10,
@@ -609,6 +644,19 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
         ),
         201,
     )
+
+    # A register the district publishes; B subscribes to it (A must never reach that).
+    # Published over gRPC as district IT's tooling would: no sign-in from this address.
+    publish_security_register(stack)
+    subscription = expect(
+        client.post(
+            f"/v1/tenants/{B}/subscriptions",
+            json={"dataset": f"tenants/{DISTRICT}/datasets/{SECURITY_DATASET['dataset_id']}"},
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    b.subscription_id = subscription["name"].rsplit("/", 1)[-1]
 
     # Village A's side: its own event, a known resident and building, and the keys.
     a = VillageA()

@@ -95,8 +95,18 @@ IN_B = {"NGSILD-Tenant": B}
 NGSI_ENTITY = "/ngsi-ld/v1/entities/{entity_id}"
 
 
+def _subscription(w: World, t: str) -> dict[str, str]:
+    return {"subscription": w.b.subscription_id}
+
+
+def _dataset(w: World, t: str) -> dict[str, str]:
+    # The district's register named under a village: no village publishes one.
+    return {"dataset": "security-register"}
+
+
 LAYER = "/v1/tenants/{tenant}/layers/{layer}"
 REPORT = "/v1/tenants/{tenant}/reportTemplates/{report_template}"
+SUBSCRIPTION = "/v1/tenants/{tenant}/subscriptions/{subscription}"
 EVENT = "/v1/tenants/{tenant}/events/{event}"
 ACCOUNT = "/v1/tenants/{tenant}/pointsAccounts/{points_account}"
 # (METHOD, path) -> B's object. Reads first: the writes, if tenancy failed, would
@@ -123,6 +133,8 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("GET", LAYER + "/features:export"): Cross(_layer),
     ("GET", LAYER + "/features:countByGridCell"): Cross(_layer),
     ("POST", LAYER + "/features:search"): Cross(_layer),
+    ("GET", SUBSCRIPTION + ":sync"): Cross(_subscription, {"purpose": PURPOSE}),
+    ("GET", "/v1/tenants/{tenant}/datasets/{dataset}"): Cross(_dataset),
     ("GET", "/ogc/collections/{collection_id}"): Cross(_collection),
     ("GET", "/ogc/collections/{collection_id}/items"): Cross(_collection),
     ("GET", "/ogc/collections/{collection_id}/items/{item_id}"): Cross(_collection),
@@ -165,6 +177,8 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("POST", NGSI_ENTITY + "/attrs"): Cross(_twin_entity, headers=IN_B),
     ("PATCH", NGSI_ENTITY + "/attrs/{attribute}"): Cross(_twin_entity, headers=IN_B),
     ("DELETE", NGSI_ENTITY): Cross(_twin_entity, headers=IN_B),
+    ("POST", "/v1/tenants/{tenant}/datasets/{dataset}:import"): Cross(_dataset),
+    ("DELETE", SUBSCRIPTION): Cross(_subscription),
 }
 # Parameters that name where, not what: a route with only these is not in CROSS.
 NOT_IDS = {"tenant", "fmt"}
@@ -371,6 +385,10 @@ def _b_is_unchanged(world: World) -> None:
         f"/ngsi-ld/v1/entities/urn:ngsi-ld:WaterLevelGauge:{world.b.twin_entity_id}", headers=who
     )
     assert gauge.status_code == 200 and "level_cm" not in gauge.json(), gauge.text
+    subscriptions = client.get(f"/v1/tenants/{B}/subscriptions", headers=who).json()
+    assert [s["name"].rsplit("/", 1)[-1] for s in subscriptions["subscriptions"]] == [
+        world.b.subscription_id
+    ]
 
 
 def test_the_event_stream_carries_only_the_callers_subtree(world):
