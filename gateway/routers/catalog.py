@@ -75,8 +75,14 @@ async def list_catalog(
     request: Request,
     who: Reader,
     q: Annotated[str, Query(max_length=200, description="words every item found contains")] = "",
-    kind: Annotated[str | None, Query(pattern="^(component|scenario|dataset)$")] = None,
-    area: Annotated[str | None, Query(max_length=64, examples=["elderly care"])] = None,
+    kind: Annotated[
+        str | None,
+        Query(pattern="^(component|scenario|dataset)$", description="only items of this kind"),
+    ] = None,
+    area: Annotated[
+        str | None,
+        Query(max_length=64, examples=["elderly care"], description="only this area of work"),
+    ] = None,
     tenant: Annotated[
         str | None,
         Query(

@@ -47,7 +47,9 @@ SERVICE = "grassroots.empower.v1.DatasetsService"
 router = APIRouter(prefix="/v1", tags=["datasets"])
 Who = Annotated[Principal, Security(access("empower"))]
 DatasetId = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,62}$", description="dataset id")]
-SubscriptionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+SubscriptionId = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="subscription id (sub_...)")
+]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
 PageToken = Annotated[str, Query(max_length=512)]
 _LEVELS = {
@@ -314,7 +316,10 @@ async def sync_rows(
     purpose: Annotated[
         str | None, Query(max_length=500, description="why you read; needed to see unmasked data")
     ] = None,
-    x_purpose: Annotated[str | None, Header(max_length=1500)] = None,
+    x_purpose: Annotated[
+        str | None,
+        Header(max_length=1500, description="the purpose, percent-encoded UTF-8 when not ASCII"),
+    ] = None,
 ) -> SyncPage:
     stated = purpose if purpose is not None else unquote(x_purpose) if x_purpose else ""
     page = await call(
