@@ -8,7 +8,7 @@ a network hop:
   1. ingest: a CSV residents register of N rows (1,000,000; quick 100,000) read,
      cleaned column by column (GB 11643 check characters, mobile numbers, addresses
      against the address list, de-duplication by key), compared with what is stored,
-     sealed and written: rows/s (target >= 50,000 rows/s), with the share of each step;
+     sealed and written: rows/s (target >= 50,000 rows/s), and reading with cleaning alone;
   2. slice: a village subscriber (datasets:read, no sensitive scope) pulls its whole
      slice, about 3,000 of the N rows, masked: p50 / p95 ms over 40 villages
      (target p95 < 200 ms);
@@ -21,6 +21,7 @@ unknown addresses, repeated keys) and every one must be in the rejected-rows rep
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -35,7 +36,8 @@ if str(ROOT) not in sys.path:
 from bench.common import scaled  # noqa: E402
 from services.empower.domain.audit import AuditLog  # noqa: E402
 from services.empower.domain.datasets.addresses import AddressBook  # noqa: E402
-from services.empower.domain.datasets.files import FileFormat  # noqa: E402
+from services.empower.domain.datasets.cleaning import clean  # noqa: E402
+from services.empower.domain.datasets.files import FileFormat, read_table  # noqa: E402
 from services.empower.domain.datasets.model import (  # noqa: E402
     Classification,
     Dataset,
@@ -73,6 +75,10 @@ REGISTER = Dataset(
     ),
     key_field="id_number",
 )
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "missed"
 
 
 class StaticAddresses:
@@ -157,17 +163,26 @@ async def main() -> None:
             "users/district", DISTRICT, scopes=frozenset({"datasets:publish", "datasets:read"})
         )
         dataset = await desk.create_dataset(district, DISTRICT, "residents", replace(REGISTER))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         report = await desk.import_rows(
             district, dataset.resource_name, content, FileFormat.CSV, snapshot=True
         )
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         assert len(report.rejected) == bad, (len(report.rejected), bad)
         assert report.inserted == ROWS - bad
         print(
             f"1. ingest with cleaning: {ROWS:,} rows in {seconds:.1f} s = "
-            f"{ROWS / seconds:,.0f} rows/s (target >= 50,000 rows/s); {report.inserted:,} "
-            f"stored, {len(report.rejected):,} rejected with reasons"
+            f"{ROWS / seconds:,.0f} rows/s (target >= 50,000 rows/s: "
+            f"{verdict(ROWS / seconds >= 50_000)}); {report.inserted:,} "
+            f"stored, {len(report.rejected):,} rejected with reasons; "
+            f"{ROWS / cpu:,.0f} rows per CPU second (load average {os.getloadavg()[0]:.1f})"
+        )
+        started = time.perf_counter()
+        clean(dataset, read_table(content, FileFormat.CSV), book)
+        alone = time.perf_counter() - started
+        print(
+            f"   of which reading and cleaning alone: {ROWS / alone:,.0f} rows/s "
+            f"({alone / seconds:.0%} of the ingest; the rest compares, seals and writes)"
         )
 
         timings = []
@@ -188,7 +203,8 @@ async def main() -> None:
         p50, p95 = np.percentile(timings, [50, 95])
         print(
             f"2. village slice with masking: {np.mean(sizes):,.0f} of {ROWS:,} rows per village, "
-            f"p50 {p50:.1f} ms, p95 {p95:.1f} ms over {SLICES} villages (target p95 < 200 ms); "
+            f"p50 {p50:.1f} ms, p95 {p95:.1f} ms over {SLICES} villages (target p95 < 200 ms: "
+            f"{verdict(p95 < 200)}); "
             f"{np.mean(sizes) / (p50 / 1000):,.0f} rows/s"
         )
 

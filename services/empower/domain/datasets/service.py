@@ -60,7 +60,6 @@ PUBLISHING_DEPTH = 2  # a city ("sh") or a district ("sh/jiading")
 DEFAULT_SYNC_PAGE = 1000
 MAX_SYNC_PAGE = 5000
 SUBSCRIPTION_PREFIX = "sub"
-KEY_INDEX_CHARS = 32
 
 
 def _now_us(moment: datetime) -> int:
@@ -231,11 +230,7 @@ class DatasetDesk:
         names = [f.name for f in dataset.fields]
         keys = frame[dataset.key_field].astype(str)
         if dataset.field(dataset.key_field).is_personal:
-            # 128 bits of the blind index are plenty to tell keys apart, and halve the index.
-            key_index = [
-                k[:KEY_INDEX_CHARS]
-                for k in self.sealer.blind_indexes(keys.tolist(), field=_key_field(dataset))
-            ]
+            key_index = self.sealer.keyed_digests(keys.tolist(), field=_key_field(dataset))
         else:
             key_index = keys.tolist()
         new = pd.DataFrame(
