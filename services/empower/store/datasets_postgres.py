@@ -211,13 +211,13 @@ class PostgresDatasetStore:
                         POSTGRES.render(TOMBSTONE_ROW),
                         [(seq, name, t, k) for t, k, seq in write.tombstones],
                     )
-            if write.upserts:
-                await conn.execute(_STAGE)
-                async with conn.cursor() as stage, stage.copy(_COPY) as copy:
-                    for row in write.upserts:
+            await conn.execute(_STAGE)
+            async with conn.cursor() as stage, stage.copy(_COPY) as copy:
+                for chunk in write.upserts:
+                    for row in chunk:
                         await copy.write_row(row)
-                await conn.execute(_MERGE, (name,))
-                await conn.execute("DROP TABLE dataset_rows_stage")
+            await conn.execute(_MERGE, (name,))
+            await conn.execute("DROP TABLE dataset_rows_stage")
         return True
 
     async def slice_rows(

@@ -9,7 +9,10 @@ writes tombstones and rows with `executemany`.
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -88,6 +91,20 @@ CREATE TABLE IF NOT EXISTS catalog_installations (
     UNIQUE (tenant, catalog_item)
 );
 """
+_DONE = object()
+
+
+def _offer(chunks: queue.Queue[object], item: object, stop: threading.Event) -> bool:
+    """Hand `item` to the writer unless it has stopped (done, refused or failed)."""
+    while not stop.is_set():
+        try:
+            chunks.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 _SUBTREE = "(tenant = ? OR (tenant >= ? || '/' AND tenant < ? || '0'))"
 
 
@@ -148,20 +165,43 @@ class SqliteDatasetStore:
         return await self.db.run(select)
 
     async def write_rows(self, scope: str, dataset: Dataset, write: RowWrite) -> bool:
+        """One transaction on the database thread, fed chunk by chunk from a worker thread
+        that makes the next chunk meanwhile (SQLite releases the GIL while it writes)."""
         name = dataset.resource_name
+        chunks: queue.Queue[object] = queue.Queue(maxsize=2)
+        stop = threading.Event()
 
         def apply(conn: sqlite3.Connection) -> bool:
-            moved = conn.execute(
-                MOVE_SEQ,
-                (write.last_seq, write.row_count, write.update_us, name, write.expected_seq),
-            ).rowcount
-            if moved != 1:
-                return False
-            conn.executemany(TOMBSTONE_ROW, ((seq, name, t, k) for t, k, seq in write.tombstones))
-            conn.executemany(UPSERT_ROW, ((name, *row) for row in write.upserts))
-            return True
+            try:
+                moved = conn.execute(
+                    MOVE_SEQ,
+                    (write.last_seq, write.row_count, write.update_us, name, write.expected_seq),
+                ).rowcount
+                if moved != 1:
+                    return False
+                conn.executemany(
+                    TOMBSTONE_ROW, ((seq, name, t, k) for t, k, seq in write.tombstones)
+                )
+                while (chunk := chunks.get()) is not _DONE:
+                    if isinstance(chunk, BaseException):
+                        raise chunk
+                    conn.executemany(UPSERT_ROW, ((name, *row) for row in chunk))  # type: ignore[attr-defined]
+                return True
+            finally:
+                stop.set()
 
-        return await self.db.run(lambda conn: transaction(conn, apply))
+        def produce() -> None:
+            try:
+                for chunk in write.upserts:
+                    if not _offer(chunks, chunk, stop):
+                        return
+                _offer(chunks, _DONE, stop)
+            except BaseException as exc:  # the transaction rolls back and raises it
+                _offer(chunks, exc, stop)
+
+        writing = asyncio.ensure_future(self.db.run(lambda conn: transaction(conn, apply)))
+        await asyncio.to_thread(produce)
+        return await writing
 
     async def slice_rows(
         self, scope: str, dataset: str, after_seq: int, limit: int

@@ -8,11 +8,13 @@ again with row-level security.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from services.empower.domain.datasets.model import Dataset, StoredRow, Subscription
+
+Upsert = tuple[str, str, str, str, str, int, int]
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,9 @@ class RowWrite:
     expected_seq: int
     last_seq: int
     row_count: int
-    # (tenant, key_index, building, plain, sealed, digest, seq) per added or changed row.
-    upserts: Sequence[tuple[str, str, str, str, str, int, int]]
+    # Chunks of (tenant, key_index, building, plain, sealed, digest, seq), one per added or
+    # changed row, made while the store writes the previous chunk (sealing is the slow part).
+    upserts: Iterable[Sequence[Upsert]]
     # (tenant, key_index, seq) per deleted row.
     tombstones: Sequence[tuple[str, str, int]]
     update_us: int

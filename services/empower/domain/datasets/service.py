@@ -12,8 +12,9 @@ every unmasked read leaves one entry in the audit chain.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -44,7 +45,7 @@ from services.empower.domain.datasets.model import (
     check_field_name,
     parse_dataset_name,
 )
-from services.empower.domain.datasets.ports import DatasetStore, LiveRows, RowWrite
+from services.empower.domain.datasets.ports import DatasetStore, LiveRows, RowWrite, Upsert
 from services.kit import paging, tenancy
 from services.kit.errors import Aborted, AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from services.kit.ids import new_id
@@ -60,6 +61,7 @@ PUBLISHING_DEPTH = 2  # a city ("sh") or a district ("sh/jiading")
 DEFAULT_SYNC_PAGE = 1000
 MAX_SYNC_PAGE = 5000
 SUBSCRIPTION_PREFIX = "sub"
+CHUNK = 20_000
 
 
 def _now_us(moment: datetime) -> int:
@@ -205,13 +207,16 @@ class DatasetDesk:
         if not caller.can_see(tenant):
             raise NotFound(f"dataset {name} not found")
         dataset = await self._visible_dataset(caller, tenant, dataset_id)
-        raw = read_table(content, file_format)
         book = await self.addresses.address_book(dataset.tenant)
-        cleaned = clean(dataset, raw, book, today=self._clock())
+        # Seconds of columnar work: on a thread, so the server keeps answering meanwhile.
+        raw = await asyncio.to_thread(read_table, content, file_format)
+        cleaned = await asyncio.to_thread(clean, dataset, raw, book, today=self._clock())
         report = ImportReport(read=len(raw), rejected=cleaned.rejected)
         report.ignored_columns = cleaned.ignored_columns
         live = await self.store.live_rows(dataset.tenant, dataset.resource_name)
-        write = self.plan(dataset, cleaned.frame, live, snapshot=snapshot, report=report)
+        write = await asyncio.to_thread(
+            self.plan, dataset, cleaned.frame, live, snapshot=snapshot, report=report
+        )
         if not await self.store.write_rows(dataset.tenant, dataset, write):
             raise Aborted("another import of this dataset finished first; import again")
         report.last_seq = write.last_seq
@@ -270,33 +275,10 @@ class DatasetDesk:
         seq += len(tombstones)
         # Written in (village, key) order, so the store's indexes grow at their ends.
         chosen = merged[upsert].sort_values(["tenant", "key_index"])
+        count = len(chosen)
         rows = frame.iloc[chosen["position"].to_numpy()]
-        count = len(rows)
-        upserts: list[tuple[str, str, str, str, str, int, int]] = []
-        if count:
-            tenants = chosen["tenant"].tolist()
-            indexes = chosen["key_index"].tolist()
-            plain = _json_lines(rows, dataset.plain_fields)
-            personal = dataset.personal_fields
-            if personal:
-                prefix = dataset.resource_name
-                records = [f"{prefix}|{t}|{k}" for t, k in zip(tenants, indexes, strict=True)]
-                sealed = self.sealer.seal_many(_json_lines(rows, personal), records, field="row")
-            else:
-                sealed = [""] * count
-            upserts = list(
-                zip(
-                    tenants,
-                    indexes,
-                    rows[BUILDING_COLUMN].tolist(),
-                    plain,
-                    sealed,
-                    chosen["digest"].tolist(),
-                    range(seq + 1, seq + 1 + count),
-                    strict=True,
-                )
-            )
-            seq += count
+        upserts = self._chunks(dataset, rows, chosen, seq)
+        seq += count
         report.inserted = int(fresh.sum()) + int(moved.sum())
         report.updated = int(changed.sum())
         report.unchanged = len(frame) - count
@@ -309,6 +291,40 @@ class DatasetDesk:
             tombstones=tombstones,
             update_us=_now_us(self._clock()),
         )
+
+    def _chunks(
+        self, dataset: Dataset, rows: pd.DataFrame, chosen: pd.DataFrame, seq: int
+    ) -> Iterator[list[Upsert]]:
+        """The rows to write, CHUNK at a time: all values as one JSON object, sealed for
+        (dataset, village, key) when any of them is personal."""
+        names = [f.name for f in dataset.fields]
+        personal = bool(dataset.personal_fields)
+        prefix = dataset.resource_name
+        for start in range(0, len(rows), CHUNK):
+            part = rows.iloc[start : start + CHUNK]
+            keys = chosen.iloc[start : start + CHUNK]
+            tenants = keys["tenant"].tolist()
+            indexes = keys["key_index"].tolist()
+            values = _json_lines(part, names)
+            if personal:
+                records = [f"{prefix}|{t}|{k}" for t, k in zip(tenants, indexes, strict=True)]
+                sealed = self.sealer.seal_many(values, records, field="row")
+                plain = [""] * len(values)
+            else:
+                sealed, plain = [""] * len(values), values
+            first = seq + 1 + start
+            yield list(
+                zip(
+                    tenants,
+                    indexes,
+                    part[BUILDING_COLUMN].tolist(),
+                    plain,
+                    sealed,
+                    keys["digest"].tolist(),
+                    range(first, first + len(values)),
+                    strict=True,
+                )
+            )
 
     # --- subscriptions and slices ---------------------------------------------
 
@@ -417,10 +433,11 @@ class DatasetDesk:
             opened = self.sealer.open(
                 row.sealed, record=_sealed_record(dataset, row.tenant, row.key_index), field="row"
             )
-            personal: dict[str, str] = json.loads(opened)
+            values = json.loads(opened)
             if masked:
-                personal = {name: maskers[name](value) for name, value in personal.items()}
-            values.update(personal)
+                for name, mask in maskers.items():
+                    if name in values:
+                        values[name] = mask(values[name])
         key = values.get(dataset.key_field, row.key_index)
         return SliceRow(
             row.key_index, key, row.tenant, row.building, values, False, masked, row.seq

@@ -289,7 +289,7 @@ async def test_an_import_planned_against_an_old_sequence_writes_nothing(backend)
     desk = backend.desk
     dataset = await published(desk)
     await import_csv(desk, dataset, resident_line(1))
-    stale = RowWrite(0, 5, 1, [(XINGMING, "k", "", "{}", "", 0, 5)], [], 0)
+    stale = RowWrite(0, 5, 1, [[(XINGMING, "k", "", "{}", "", 0, 5)]], [], 0)
     assert await backend.store.write_rows(DISTRICT, dataset, stale) is False
     assert len((await pull(desk, XINGMING, dataset)).rows) == 1
 

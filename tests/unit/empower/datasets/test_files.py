@@ -31,6 +31,19 @@ def test_csv_cells_stay_text_so_id_numbers_keep_their_digits():
     assert table.to_dict("records") == [{"id_number": "010114195203141234", "n": "007"}]
 
 
+def test_csv_empty_cells_quotes_and_a_byte_order_mark():
+    content = '\ufeffid_number,phone,note\n"310114195203141234",,"a, b"\n'.encode()
+    assert read_table(content, FileFormat.CSV).to_dict("records") == [
+        {"id_number": "310114195203141234", "phone": "", "note": "a, b"}
+    ]
+
+
+def test_a_csv_with_ragged_rows_is_refused_naming_the_content():
+    with pytest.raises(InvalidArgument) as refused:
+        read_table(b"a,b\n1,2,3\n", FileFormat.CSV)
+    assert refused.value.violations[0].field == "content"
+
+
 def test_a_csv_that_is_not_utf8_is_refused_naming_the_content():
     with pytest.raises(InvalidArgument) as refused:
         read_table("名字\n张三\n".encode("gbk"), FileFormat.CSV)
