@@ -10,7 +10,7 @@ unmasked read. Paths are resource names under /v1/ (ADR 9).
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 from fastapi import (
@@ -198,7 +198,7 @@ async def import_rows(
     request: Request,
     who: Who,
     file: Annotated[UploadFile, File(description="the file")],
-    format: Annotated[str, Form(pattern="^(csv|xlsx|geopackage)$")],
+    format: Annotated[Literal["csv", "xlsx", "geopackage"], Form(description="the file's format")],
     snapshot: Annotated[
         bool, Form(description="the file is the whole dataset: rows absent from it are deleted")
     ] = True,

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
+
+from gateway.schemas.contract import limited
+from grassroots.empower.v1 import catalog_service_pb2 as catalog_pb
+from grassroots.empower.v1 import datasets_service_pb2 as pb
 
 FieldType = Literal[
     "string",
@@ -23,11 +27,11 @@ Level = Literal["public", "internal", "sensitive", "core"]
 class DatasetFieldIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = Field(..., max_length=63, examples=["id_number"])
+    name: str = limited(pb.DatasetField, "name", examples=["id_number"])
     type: FieldType
     required: bool = False
-    personal: bool = Field(False, description="masked like personal data whatever its type")
-    description: str = Field("", max_length=500)
+    personal: bool = False  # masked like personal data whatever its type
+    description: str = limited(pb.DatasetField, "description", "")
 
 
 class DatasetCreate(BaseModel):
@@ -35,13 +39,13 @@ class DatasetCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    dataset_id: str = Field(..., max_length=63, examples=["residents"])
-    display_name: str = Field(..., max_length=100, examples=["Residents register"])
-    description: str = Field("", max_length=2000)
+    dataset_id: str = limited(pb.CreateDatasetRequest, "dataset_id", examples=["residents"])
+    display_name: str = limited(pb.Dataset, "display_name", examples=["Residents register"])
+    description: str = limited(pb.Dataset, "description", "")
     classification: Level
-    key_field: str = Field(..., max_length=63, examples=["id_number"])
-    area: str = Field("", max_length=64, examples=["elderly care"])
-    fields: list[DatasetFieldIn] = Field(..., max_length=64)
+    key_field: str = limited(pb.Dataset, "key_field", examples=["id_number"])
+    area: str = limited(pb.Dataset, "area", "", examples=["elderly care"])
+    fields: list[DatasetFieldIn] = limited(pb.Dataset, "fields")
 
 
 class DatasetFieldOut(BaseModel):
@@ -92,7 +96,9 @@ class ImportReportOut(BaseModel):
 class SubscriptionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    dataset: str = Field(..., max_length=300, examples=["tenants/sh-jiading/datasets/residents"])
+    dataset: str = limited(
+        pb.Subscription, "dataset", examples=["tenants/sh-jiading/datasets/residents"]
+    )
 
 
 class SubscriptionOut(BaseModel):
@@ -127,7 +133,9 @@ class SyncPage(BaseModel):
 class InstallationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    catalog_item: str = Field(..., max_length=200, examples=["catalogItems/scenario-elderly-care"])
+    catalog_item: str = limited(
+        catalog_pb.Installation, "catalog_item", examples=["catalogItems/scenario-elderly-care"]
+    )
 
 
 class InstallationOut(BaseModel):

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+grassroots/empower/v1/catalog_service.proto\x12\x15grassroots.empower.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"v\n\x0cInstallation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61talog_item\x18\x02 \x01(\t\x12\x11\n\tinstaller\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x19\x43reateInstallationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x39\n\x0cinstallation\x18\x02 \x01(\x0b\x32#.grassroots.empower.v1.Installation\"Q\n\x18ListInstallationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"p\n\x19ListInstallationsResponse\x12:\n\rinstallations\x18\x01 \x03(\x0b\x32#.grassroots.empower.v1.Installation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12GetAdoptionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x0e\x43omponentCalls\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\x03\"y\n\x0cNodeAdoption\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\x02 \x03(\t\x12\x11\n\tscenarios\x18\x03 \x03(\t\x12\x34\n\x05\x63\x61lls\x18\x04 \x03(\x0b\x32%.grassroots.empower.v1.ComponentCalls\"e\n\x08\x41\x64option\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\x05nodes\x18\x02 \x03(\x0b\x32#.grassroots.empower.v1.NodeAdoption\x12\x17\n\x0f\x63\x61lls_available\x18\x03 \x01(\x08\x32\x93\x03\n\x0e\x43\x61talogService\x12\x84\x01\n\x12\x43reateInstallation\x12\x30.grassroots.empower.v1.CreateInstallationRequest\x1a#.grassroots.empower.v1.Installation\"\x17\x8a\xb5\x18\x13\n\x11scenarios:install\x12\x8a\x01\n\x11ListInstallations\x12/.grassroots.empower.v1.ListInstallationsRequest\x1a\x30.grassroots.empower.v1.ListInstallationsResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63\x61talog:read\x12m\n\x0bGetAdoption\x12).grassroots.empower.v1.GetAdoptionRequest\x1a\x1f.grassroots.empower.v1.Adoption\"\x12\x8a\xb5\x18\x0e\n\x0c\x63\x61talog:readB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+grassroots/empower/v1/catalog_service.proto\x12\x15grassroots.empower.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"\x7f\n\x0cInstallation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x0c\x63\x61talog_item\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12\x11\n\tinstaller\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x19\x43reateInstallationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x39\n\x0cinstallation\x18\x02 \x01(\x0b\x32#.grassroots.empower.v1.Installation\"Q\n\x18ListInstallationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"p\n\x19ListInstallationsResponse\x12:\n\rinstallations\x18\x01 \x03(\x0b\x32#.grassroots.empower.v1.Installation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12GetAdoptionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x0e\x43omponentCalls\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\x03\"y\n\x0cNodeAdoption\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\x02 \x03(\t\x12\x11\n\tscenarios\x18\x03 \x03(\t\x12\x34\n\x05\x63\x61lls\x18\x04 \x03(\x0b\x32%.grassroots.empower.v1.ComponentCalls\"e\n\x08\x41\x64option\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\x05nodes\x18\x02 \x03(\x0b\x32#.grassroots.empower.v1.NodeAdoption\x12\x17\n\x0f\x63\x61lls_available\x18\x03 \x01(\x08\x32\x93\x03\n\x0e\x43\x61talogService\x12\x84\x01\n\x12\x43reateInstallation\x12\x30.grassroots.empower.v1.CreateInstallationRequest\x1a#.grassroots.empower.v1.Installation\"\x17\x8a\xb5\x18\x13\n\x11scenarios:install\x12\x8a\x01\n\x11ListInstallations\x12/.grassroots.empower.v1.ListInstallationsRequest\x1a\x30.grassroots.empower.v1.ListInstallationsResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63\x61talog:read\x12m\n\x0bGetAdoption\x12).grassroots.empower.v1.GetAdoptionRequest\x1a\x1f.grassroots.empower.v1.Adoption\"\x12\x8a\xb5\x18\x0e\n\x0c\x63\x61talog:readB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +34,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'grassroots.empower.v1.catal
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\031org.grassroots.empower.v1P\001'
+  _globals['_INSTALLATION'].fields_by_name['catalog_item']._loaded_options = None
+  _globals['_INSTALLATION'].fields_by_name['catalog_item']._serialized_options = b'\222\265\030\003\020\310\001'
   _globals['_CATALOGSERVICE'].methods_by_name['CreateInstallation']._loaded_options = None
   _globals['_CATALOGSERVICE'].methods_by_name['CreateInstallation']._serialized_options = b'\212\265\030\023\n\021scenarios:install'
   _globals['_CATALOGSERVICE'].methods_by_name['ListInstallations']._loaded_options = None
@@ -41,21 +43,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CATALOGSERVICE'].methods_by_name['GetAdoption']._loaded_options = None
   _globals['_CATALOGSERVICE'].methods_by_name['GetAdoption']._serialized_options = b'\212\265\030\016\n\014catalog:read'
   _globals['_INSTALLATION']._serialized_start=141
-  _globals['_INSTALLATION']._serialized_end=259
-  _globals['_CREATEINSTALLATIONREQUEST']._serialized_start=261
-  _globals['_CREATEINSTALLATIONREQUEST']._serialized_end=363
-  _globals['_LISTINSTALLATIONSREQUEST']._serialized_start=365
-  _globals['_LISTINSTALLATIONSREQUEST']._serialized_end=446
-  _globals['_LISTINSTALLATIONSRESPONSE']._serialized_start=448
-  _globals['_LISTINSTALLATIONSRESPONSE']._serialized_end=560
-  _globals['_GETADOPTIONREQUEST']._serialized_start=562
-  _globals['_GETADOPTIONREQUEST']._serialized_end=596
-  _globals['_COMPONENTCALLS']._serialized_start=598
-  _globals['_COMPONENTCALLS']._serialized_end=648
-  _globals['_NODEADOPTION']._serialized_start=650
-  _globals['_NODEADOPTION']._serialized_end=771
-  _globals['_ADOPTION']._serialized_start=773
-  _globals['_ADOPTION']._serialized_end=874
-  _globals['_CATALOGSERVICE']._serialized_start=877
-  _globals['_CATALOGSERVICE']._serialized_end=1280
+  _globals['_INSTALLATION']._serialized_end=268
+  _globals['_CREATEINSTALLATIONREQUEST']._serialized_start=270
+  _globals['_CREATEINSTALLATIONREQUEST']._serialized_end=372
+  _globals['_LISTINSTALLATIONSREQUEST']._serialized_start=374
+  _globals['_LISTINSTALLATIONSREQUEST']._serialized_end=455
+  _globals['_LISTINSTALLATIONSRESPONSE']._serialized_start=457
+  _globals['_LISTINSTALLATIONSRESPONSE']._serialized_end=569
+  _globals['_GETADOPTIONREQUEST']._serialized_start=571
+  _globals['_GETADOPTIONREQUEST']._serialized_end=605
+  _globals['_COMPONENTCALLS']._serialized_start=607
+  _globals['_COMPONENTCALLS']._serialized_end=657
+  _globals['_NODEADOPTION']._serialized_start=659
+  _globals['_NODEADOPTION']._serialized_end=780
+  _globals['_ADOPTION']._serialized_start=782
+  _globals['_ADOPTION']._serialized_end=883
+  _globals['_CATALOGSERVICE']._serialized_start=886
+  _globals['_CATALOGSERVICE']._serialized_end=1289
 # @@protoc_insertion_point(module_scope)

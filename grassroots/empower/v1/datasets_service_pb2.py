@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,grassroots/empower/v1/datasets_service.proto\x12\x15grassroots.empower.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"\xce\x02\n\x0c\x44\x61tasetField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\x04type\x18\x02 \x01(\x0e\x32(.grassroots.empower.v1.DatasetField.Type\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x10\n\x08personal\x18\x04 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"\xbe\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTYPE_STRING\x10\x01\x12\x10\n\x0cTYPE_INTEGER\x10\x02\x12\x0f\n\x0bTYPE_NUMBER\x10\x03\x12\r\n\tTYPE_DATE\x10\x04\x12\x10\n\x0cTYPE_BOOLEAN\x10\x05\x12\x12\n\x0eTYPE_ID_NUMBER\x10\x06\x12\x0f\n\x0bTYPE_MOBILE\x10\x07\x12\x14\n\x10TYPE_PERSON_NAME\x10\x08\x12\x10\n\x0cTYPE_ADDRESS\x10\t\"\xe3\x02\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12=\n\x0e\x63lassification\x18\x04 \x01(\x0e\x32%.grassroots.empower.v1.Classification\x12\x33\n\x06\x66ields\x18\x05 \x03(\x0b\x32#.grassroots.empower.v1.DatasetField\x12\x11\n\tkey_field\x18\x06 \x01(\t\x12\x0c\n\x04\x61rea\x18\x07 \x01(\t\x12\x11\n\trow_count\x18\x08 \x01(\x03\x12\x15\n\rlatest_cursor\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\x14\x43reateDatasetRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12/\n\x07\x64\x61taset\x18\x03 \x01(\x0b\x32\x1e.grassroots.empower.v1.Dataset\"!\n\x11GetDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x13ListDatasetsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x14ListDatasetsResponse\x12\x30\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1e.grassroots.empower.v1.Dataset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x81\x01\n\x18ImportDatasetRowsRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\x12\x31\n\x06\x66ormat\x18\x03 \x01(\x0e\x32!.grassroots.empower.v1.FileFormat\x12\x10\n\x08snapshot\x18\x04 \x01(\x08\"@\n\x0bRejectedRow\x12\x12\n\nrow_number\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x91\x02\n\x19ImportDatasetRowsResponse\x12\x12\n\nread_count\x18\x01 \x01(\x03\x12\x16\n\x0einserted_count\x18\x02 \x01(\x03\x12\x15\n\rupdated_count\x18\x03 \x01(\x03\x12\x17\n\x0funchanged_count\x18\x04 \x01(\x03\x12\x15\n\rdeleted_count\x18\x05 \x01(\x03\x12\x16\n\x0erejected_count\x18\x06 \x01(\x03\x12\x39\n\rrejected_rows\x18\x07 \x03(\x0b\x32\".grassroots.empower.v1.RejectedRow\x12\x17\n\x0fignored_columns\x18\x08 \x03(\t\x12\x15\n\rlatest_cursor\x18\t \x01(\t\"r\n\x0cSubscription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x12\n\nsubscriber\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x19\x43reateSubscriptionRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x39\n\x0csubscription\x18\x02 \x01(\x0b\x32#.grassroots.empower.v1.Subscription\"Q\n\x18ListSubscriptionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"p\n\x19ListSubscriptionsResponse\x12:\n\rsubscriptions\x18\x01 \x03(\x0b\x32#.grassroots.empower.v1.Subscription\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x19\x44\x65leteSubscriptionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"b\n\x16SyncDatasetRowsRequest\x12\x14\n\x0csubscription\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x0f\n\x07purpose\x18\x04 \x01(\t\"\xea\x01\n\nDatasetRow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x10\n\x08\x62uilding\x18\x03 \x01(\t\x12=\n\x06values\x18\x04 \x03(\x0b\x32-.grassroots.empower.v1.DatasetRow.ValuesEntry\x12\x0f\n\x07\x64\x65leted\x18\x05 \x01(\x08\x12\x0e\n\x06masked\x18\x06 \x01(\x08\x12\x0e\n\x06\x63ursor\x18\x07 \x01(\t\x12\x0e\n\x06row_id\x18\x08 \x01(\t\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"m\n\x17SyncDatasetRowsResponse\x12/\n\x04rows\x18\x01 \x03(\x0b\x32!.grassroots.empower.v1.DatasetRow\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\x0c\n\x04more\x18\x03 \x01(\x08*\x9f\x01\n\x0e\x43lassification\x12\x1e\n\x1a\x43LASSIFICATION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43LASSIFICATION_PUBLIC\x10\x01\x12\x1b\n\x17\x43LASSIFICATION_INTERNAL\x10\x02\x12\x1c\n\x18\x43LASSIFICATION_SENSITIVE\x10\x03\x12\x17\n\x13\x43LASSIFICATION_CORE\x10\x04*p\n\nFileFormat\x12\x1b\n\x17\x46ILE_FORMAT_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46ILE_FORMAT_CSV\x10\x01\x12\x14\n\x10\x46ILE_FORMAT_XLSX\x10\x02\x12\x1a\n\x16\x46ILE_FORMAT_GEOPACKAGE\x10\x03\x32\x91\x08\n\x0f\x44\x61tasetsService\x12t\n\rCreateDataset\x12+.grassroots.empower.v1.CreateDatasetRequest\x1a\x1e.grassroots.empower.v1.Dataset\"\x16\x8a\xb5\x18\x12\n\x10\x64\x61tasets:publish\x12k\n\nGetDataset\x12(.grassroots.empower.v1.GetDatasetRequest\x1a\x1e.grassroots.empower.v1.Dataset\"\x13\x8a\xb5\x18\x0f\n\rdatasets:read\x12|\n\x0cListDatasets\x12*.grassroots.empower.v1.ListDatasetsRequest\x1a+.grassroots.empower.v1.ListDatasetsResponse\"\x13\x8a\xb5\x18\x0f\n\rdatasets:read\x12\x8e\x01\n\x11ImportDatasetRows\x12/.grassroots.empower.v1.ImportDatasetRowsRequest\x1a\x30.grassroots.empower.v1.ImportDatasetRowsResponse\"\x16\x8a\xb5\x18\x12\n\x10\x64\x61tasets:publish\x12\x80\x01\n\x12\x43reateSubscription\x12\x30.grassroots.empower.v1.CreateSubscriptionRequest\x1a#.grassroots.empower.v1.Subscription\"\x13\x8a\xb5\x18\x0f\n\rdatasets:read\x12\x8b\x01\n\x11ListSubscriptions\x12/.grassroots.empower.v1.ListSubscriptionsRequest\x1a\x30.grassroots.empower.v1.ListSubscriptionsResponse\"\x13\x8a\xb5\x18\x0f\n\rdatasets:read\x12s\n\x12\x44\x65leteSubscription\x12\x30.grassroots.empower.v1.DeleteSubscriptionRequest\x1a\x16.google.protobuf.Empty\"\x13\x8a\xb5\x18\x0f\n\rdatasets:read\x12\x85\x01\n\x0fSyncDatasetRows\x12-.grassroots.empower.v1.SyncDatasetRowsRequest\x1a..grassroots.empower.v1.SyncDatasetRowsResponse\"\x13\x8a\xb5\x18\x0f\n\rdatasets:readB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,grassroots/empower/v1/datasets_service.proto\x12\x15grassroots.empower.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"\xdf\x02\n\x0c\x44\x61tasetField\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\x92\xb5\x18\x02\x10?\x12\x36\n\x04type\x18\x02 \x01(\x0e\x32(.grassroots.empower.v1.DatasetField.Type\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x10\n\x08personal\x18\x04 \x01(\x08\x12\x1c\n\x0b\x64\x65scription\x18\x05 \x01(\tB\x07\x92\xb5\x18\x03\x10\xf4\x03\"\xbe\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTYPE_STRING\x10\x01\x12\x10\n\x0cTYPE_INTEGER\x10\x02\x12\x0f\n\x0bTYPE_NUMBER\x10\x03\x12\r\n\tTYPE_DATE\x10\x04\x12\x10\n\x0cTYPE_BOOLEAN\x10\x05\x12\x12\n\x0eTYPE_ID_NUMBER\x10\x06\x12\x0f\n\x0bTYPE_MOBILE\x10\x07\x12\x14\n\x10TYPE_PERSON_NAME\x10\x08\x12\x10\n\x0cTYPE_ADDRESS\x10\t\"\x8c\x03\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1c\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x06\x92\xb5\x18\x02\x10\x64\x12\x1c\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x10\xd0\x0f\x12=\n\x0e\x63lassification\x18\x04 \x01(\x0e\x32%.grassroots.empower.v1.Classification\x12;\n\x06\x66ields\x18\x05 \x03(\x0b\x32#.grassroots.empower.v1.DatasetFieldB\x06\x92\xb5\x18\x02(@\x12\x19\n\tkey_field\x18\x06 \x01(\tB\x06\x92\xb5\x18\x02\x10?\x12\x14\n\x04\x61rea\x18\x07 \x01(\tB\x06\x92\xb5\x18\x02\x10@\x12\x11\n\trow_count\x18\x08 \x01(\x03\x12\x15\n\rlatest_cursor\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x14\x43reateDatasetRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x1a\n\ndataset_id\x18\x02 \x01(\tB\x06\x92\xb5\x18\x02\x10?\x12/\n\x07\x64\x61taset\x18\x03 \x01(\x0b\x32\x1e.grassroots.empower.v1.Dataset\"!\n\x11GetDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x13ListDatasetsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x14ListDatasetsResponse\x12\x30\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1e.grassroots.empower.v1.Dataset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x81\x01\n\x18ImportDatasetRowsRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\x12\x31\n\x06\x66ormat\x18\x03 \x01(\x0e\x32!.grassroots.empower.v1.FileFormat\x12\x10\n\x08snapshot\x18\x04 \x01(\x08\"@\n\x0bRejectedRow\x12\x12\n\nrow_number\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x91\x02\n\x19ImportDatasetRowsResponse\x12\x12\n\nread_count\x18\x01 \x01(\x03\x12\x16\n\x0einserted_count\x18\x02 \x01(\x03\x12\x15\n\rupdated_count\x18\x03 \x01(\x03\x12\x17\n\x0funchanged_count\x18\x04 \x01(\x03\x12\x15\n\rdeleted_count\x18\x05 \x01(\x03\x12\x16\n\x0erejected_count\x18\x06 \x01(\x03\x12\x39\n\rrejected_rows\x18\x07 \x03(\x0b\x32\".grassroots.empower.v1.RejectedRow\x12\x17\n\x0fignored_columns\x18\x08 \x03(\t\x12\x15\n\rlatest_cursor\x18\t \x01(\t\"{\n\x0cSubscription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x07\x64\x61taset\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xac\x02\x12\x12\n\nsubscriber\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x19\x43reateSubscriptionRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x39\n\x0csubscription\x18\x02 \x01(\x0b\x32#.grassroots.empower.v1.Subscription\"Q\n\x18ListSubscriptionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"p\n\x19ListSubscriptionsResponse\x12:\n\rsubscriptions\x18\x01 \x03(\x0b\x32#.grassroots.empower.v1.Subscription\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x19\x44\x65leteSubscriptionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"b\n\x16SyncDatasetRowsRequest\x12\x14\n\x0csubscription\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x0f\n\x07purpose\x18\x04 \x01(\t\"\xea\x01\n\nDatasetRow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x10\n\x08\x62uilding\x18\x03 \x01(\t\x12=\n\x06values\x18\x04 \x03(\x0b\x32-.grassroots.empower.v1.DatasetRow.ValuesEntry\x12\x0f\n\x07\x64\x65leted\x18\x05 \x01(\x08\x12\x0e\n\x06masked\x18\x06 \x01(\x08\x12\x0e\n\x06\x63ursor\x18\x07 \x01(\t\x12\x0e\n\x06row_id\x18\x08 \x01(\t\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"m\n\x17SyncDatasetRowsResponse\x12/\n\x04rows\x18\x01 \x03(\x0b\x32!.grassroots.empower.v1.DatasetRow\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\x0c\n\x04more\x18\x03 \x01(\x08*\x9f\x01\n\x0e\x43lassification\x12\x1e\n\x1a\x43LASSIFICATION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43LASSIFICATION_PUBLIC\x10\x01\x12\x1b\n\x17\x43LASSIFICATION_INTERNAL\x10\x02\x12\x1c\n\x18\x43LASSIFICATION_SENSITIVE\x10\x03\x12\x17\n\x13\x43LASSIFICATION_CORE\x10\x04*p\n\nFileFormat\x12\x1b\n\x17\x46ILE_FORMAT_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46ILE_FORMAT_CSV\x10\x01\x12\x14\n\x10\x46ILE_FORMAT_XLSX\x10\x02\x12\x1a\n\x16\x46ILE_FORMAT_GEOPACKAGE\x10\x03\x32\x91\x08\n\x0f\x44\x61tasetsService\x12t\n\rCreateDataset\x12+.grassroots.empower.v1.CreateDatasetRequest\x1a\x1e.grassroots.empower.v1.Dataset\"\x16\x8a\xb5\x18\x12\n\x10\x64\x61tasets:publish\x12k\n\nGetDataset\x12(.grassroots.empower.v1.GetDatasetRequest\x1a\x1e.grassroots.empower.v1.Dataset\"\x13\x8a\xb5\x18\x0f\n\rdatasets:read\x12|\n\x0cListDatasets\x12*.grassroots.empower.v1.ListDatasetsRequest\x1a+.grassroots.empower.v1.ListDatasetsResponse\"\x13\x8a\xb5\x18\x0f\n\rdatasets:read\x12\x8e\x01\n\x11ImportDatasetRows\x12/.grassroots.empower.v1.ImportDatasetRowsRequest\x1a\x30.grassroots.empower.v1.ImportDatasetRowsResponse\"\x16\x8a\xb5\x18\x12\n\x10\x64\x61tasets:publish\x12\x80\x01\n\x12\x43reateSubscription\x12\x30.grassroots.empower.v1.CreateSubscriptionRequest\x1a#.grassroots.empower.v1.Subscription\"\x13\x8a\xb5\x18\x0f\n\rdatasets:read\x12\x8b\x01\n\x11ListSubscriptions\x12/.grassroots.empower.v1.ListSubscriptionsRequest\x1a\x30.grassroots.empower.v1.ListSubscriptionsResponse\"\x13\x8a\xb5\x18\x0f\n\rdatasets:read\x12s\n\x12\x44\x65leteSubscription\x12\x30.grassroots.empower.v1.DeleteSubscriptionRequest\x1a\x16.google.protobuf.Empty\"\x13\x8a\xb5\x18\x0f\n\rdatasets:read\x12\x85\x01\n\x0fSyncDatasetRows\x12-.grassroots.empower.v1.SyncDatasetRowsRequest\x1a..grassroots.empower.v1.SyncDatasetRowsResponse\"\x13\x8a\xb5\x18\x0f\n\rdatasets:readB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'grassroots.empower.v1.datas
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\031org.grassroots.empower.v1P\001'
+  _globals['_DATASETFIELD'].fields_by_name['name']._loaded_options = None
+  _globals['_DATASETFIELD'].fields_by_name['name']._serialized_options = b'\222\265\030\002\020?'
+  _globals['_DATASETFIELD'].fields_by_name['description']._loaded_options = None
+  _globals['_DATASETFIELD'].fields_by_name['description']._serialized_options = b'\222\265\030\003\020\364\003'
+  _globals['_DATASET'].fields_by_name['display_name']._loaded_options = None
+  _globals['_DATASET'].fields_by_name['display_name']._serialized_options = b'\222\265\030\002\020d'
+  _globals['_DATASET'].fields_by_name['description']._loaded_options = None
+  _globals['_DATASET'].fields_by_name['description']._serialized_options = b'\222\265\030\003\020\320\017'
+  _globals['_DATASET'].fields_by_name['fields']._loaded_options = None
+  _globals['_DATASET'].fields_by_name['fields']._serialized_options = b'\222\265\030\002(@'
+  _globals['_DATASET'].fields_by_name['key_field']._loaded_options = None
+  _globals['_DATASET'].fields_by_name['key_field']._serialized_options = b'\222\265\030\002\020?'
+  _globals['_DATASET'].fields_by_name['area']._loaded_options = None
+  _globals['_DATASET'].fields_by_name['area']._serialized_options = b'\222\265\030\002\020@'
+  _globals['_CREATEDATASETREQUEST'].fields_by_name['dataset_id']._loaded_options = None
+  _globals['_CREATEDATASETREQUEST'].fields_by_name['dataset_id']._serialized_options = b'\222\265\030\002\020?'
+  _globals['_SUBSCRIPTION'].fields_by_name['dataset']._loaded_options = None
+  _globals['_SUBSCRIPTION'].fields_by_name['dataset']._serialized_options = b'\222\265\030\003\020\254\002'
   _globals['_DATASETROW_VALUESENTRY']._loaded_options = None
   _globals['_DATASETROW_VALUESENTRY']._serialized_options = b'8\001'
   _globals['_DATASETSSERVICE'].methods_by_name['CreateDataset']._loaded_options = None
@@ -53,48 +71,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASETSSERVICE'].methods_by_name['DeleteSubscription']._serialized_options = b'\212\265\030\017\n\rdatasets:read'
   _globals['_DATASETSSERVICE'].methods_by_name['SyncDatasetRows']._loaded_options = None
   _globals['_DATASETSSERVICE'].methods_by_name['SyncDatasetRows']._serialized_options = b'\212\265\030\017\n\rdatasets:read'
-  _globals['_CLASSIFICATION']._serialized_start=2570
-  _globals['_CLASSIFICATION']._serialized_end=2729
-  _globals['_FILEFORMAT']._serialized_start=2731
-  _globals['_FILEFORMAT']._serialized_end=2843
+  _globals['_CLASSIFICATION']._serialized_start=2645
+  _globals['_CLASSIFICATION']._serialized_end=2804
+  _globals['_FILEFORMAT']._serialized_start=2806
+  _globals['_FILEFORMAT']._serialized_end=2918
   _globals['_DATASETFIELD']._serialized_start=172
-  _globals['_DATASETFIELD']._serialized_end=506
-  _globals['_DATASETFIELD_TYPE']._serialized_start=316
-  _globals['_DATASETFIELD_TYPE']._serialized_end=506
-  _globals['_DATASET']._serialized_start=509
-  _globals['_DATASET']._serialized_end=864
-  _globals['_CREATEDATASETREQUEST']._serialized_start=866
-  _globals['_CREATEDATASETREQUEST']._serialized_end=973
-  _globals['_GETDATASETREQUEST']._serialized_start=975
-  _globals['_GETDATASETREQUEST']._serialized_end=1008
-  _globals['_LISTDATASETSREQUEST']._serialized_start=1010
-  _globals['_LISTDATASETSREQUEST']._serialized_end=1086
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=1088
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=1185
-  _globals['_IMPORTDATASETROWSREQUEST']._serialized_start=1188
-  _globals['_IMPORTDATASETROWSREQUEST']._serialized_end=1317
-  _globals['_REJECTEDROW']._serialized_start=1319
-  _globals['_REJECTEDROW']._serialized_end=1383
-  _globals['_IMPORTDATASETROWSRESPONSE']._serialized_start=1386
-  _globals['_IMPORTDATASETROWSRESPONSE']._serialized_end=1659
-  _globals['_SUBSCRIPTION']._serialized_start=1661
-  _globals['_SUBSCRIPTION']._serialized_end=1775
-  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_start=1777
-  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_end=1879
-  _globals['_LISTSUBSCRIPTIONSREQUEST']._serialized_start=1881
-  _globals['_LISTSUBSCRIPTIONSREQUEST']._serialized_end=1962
-  _globals['_LISTSUBSCRIPTIONSRESPONSE']._serialized_start=1964
-  _globals['_LISTSUBSCRIPTIONSRESPONSE']._serialized_end=2076
-  _globals['_DELETESUBSCRIPTIONREQUEST']._serialized_start=2078
-  _globals['_DELETESUBSCRIPTIONREQUEST']._serialized_end=2119
-  _globals['_SYNCDATASETROWSREQUEST']._serialized_start=2121
-  _globals['_SYNCDATASETROWSREQUEST']._serialized_end=2219
-  _globals['_DATASETROW']._serialized_start=2222
-  _globals['_DATASETROW']._serialized_end=2456
-  _globals['_DATASETROW_VALUESENTRY']._serialized_start=2411
-  _globals['_DATASETROW_VALUESENTRY']._serialized_end=2456
-  _globals['_SYNCDATASETROWSRESPONSE']._serialized_start=2458
-  _globals['_SYNCDATASETROWSRESPONSE']._serialized_end=2567
-  _globals['_DATASETSSERVICE']._serialized_start=2846
-  _globals['_DATASETSSERVICE']._serialized_end=3887
+  _globals['_DATASETFIELD']._serialized_end=523
+  _globals['_DATASETFIELD_TYPE']._serialized_start=333
+  _globals['_DATASETFIELD_TYPE']._serialized_end=523
+  _globals['_DATASET']._serialized_start=526
+  _globals['_DATASET']._serialized_end=922
+  _globals['_CREATEDATASETREQUEST']._serialized_start=924
+  _globals['_CREATEDATASETREQUEST']._serialized_end=1039
+  _globals['_GETDATASETREQUEST']._serialized_start=1041
+  _globals['_GETDATASETREQUEST']._serialized_end=1074
+  _globals['_LISTDATASETSREQUEST']._serialized_start=1076
+  _globals['_LISTDATASETSREQUEST']._serialized_end=1152
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=1154
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=1251
+  _globals['_IMPORTDATASETROWSREQUEST']._serialized_start=1254
+  _globals['_IMPORTDATASETROWSREQUEST']._serialized_end=1383
+  _globals['_REJECTEDROW']._serialized_start=1385
+  _globals['_REJECTEDROW']._serialized_end=1449
+  _globals['_IMPORTDATASETROWSRESPONSE']._serialized_start=1452
+  _globals['_IMPORTDATASETROWSRESPONSE']._serialized_end=1725
+  _globals['_SUBSCRIPTION']._serialized_start=1727
+  _globals['_SUBSCRIPTION']._serialized_end=1850
+  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_start=1852
+  _globals['_CREATESUBSCRIPTIONREQUEST']._serialized_end=1954
+  _globals['_LISTSUBSCRIPTIONSREQUEST']._serialized_start=1956
+  _globals['_LISTSUBSCRIPTIONSREQUEST']._serialized_end=2037
+  _globals['_LISTSUBSCRIPTIONSRESPONSE']._serialized_start=2039
+  _globals['_LISTSUBSCRIPTIONSRESPONSE']._serialized_end=2151
+  _globals['_DELETESUBSCRIPTIONREQUEST']._serialized_start=2153
+  _globals['_DELETESUBSCRIPTIONREQUEST']._serialized_end=2194
+  _globals['_SYNCDATASETROWSREQUEST']._serialized_start=2196
+  _globals['_SYNCDATASETROWSREQUEST']._serialized_end=2294
+  _globals['_DATASETROW']._serialized_start=2297
+  _globals['_DATASETROW']._serialized_end=2531
+  _globals['_DATASETROW_VALUESENTRY']._serialized_start=2486
+  _globals['_DATASETROW_VALUESENTRY']._serialized_end=2531
+  _globals['_SYNCDATASETROWSRESPONSE']._serialized_start=2533
+  _globals['_SYNCDATASETROWSRESPONSE']._serialized_end=2642
+  _globals['_DATASETSSERVICE']._serialized_start=2921
+  _globals['_DATASETSSERVICE']._serialized_end=3962
 # @@protoc_insertion_point(module_scope)
