@@ -5,7 +5,8 @@ Figures, one line each with its target:
      nearest, least recently assigned) over a roster of 1,000 handlers carrying 10,000
      open tasks, each decision adding a task to the chosen one (target >= 5,000/s);
   2. report -> offer: reports POSTed through the gateway at a steady 100/s to the
-     platform as `make run` starts it (devstack: real processes, the local bus file),
+     platform as `make run` starts it (devstack: real processes), its bus on a private
+     redis-server as in production (Redis Streams),
      whose command store already holds 1,000 handlers and 10,000 open tasks; latency is
      the task's offer time (server clock) minus the report's scheduled send time, so
      queueing, the events outbox, the bus, dispatch and the offer are all inside it
@@ -22,6 +23,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from bench.common import QUICK, scaled  # noqa: E402  (sets the key ring first)
-from devstack.stack import Stack, StackConfig  # noqa: E402
+from devstack.stack import Stack, StackConfig, free_port  # noqa: E402
 from services.command.domain.dispatch import Roster, choose  # noqa: E402
 from services.command.domain.model import (  # noqa: E402
     HandlerProfile,
@@ -57,6 +60,7 @@ VILLAGES = ("sh/jiading/anting/xingming", "sh/jiading/anting/xiangyang")
 # The demo town's extent (degrees), where bench handlers stand.
 BOX = (121.150, 31.280, 121.175, 31.300)
 PROBE = "safety.bench_probe"
+REDIS_OPTIONS = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no")
 OFFER_TIMEOUT = timedelta(minutes=10)  # the demo rules' default
 
 
@@ -245,9 +249,32 @@ async def offer_times(
     return found
 
 
+def start_redis(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """A private redis-server for the bus, as production runs it (Redis Streams)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        server = subprocess.Popen(
+            ["redis-server", "--port", str(port), *REDIS_OPTIONS], stdout=out, stderr=out
+        )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return server
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.05)
+
+
 def bench_report_to_offer(tmp: Path) -> None:
     config = StackConfig.on_free_ports(tmp / "data", log_dir=tmp / "logs")
     config.extra_env["GRASSROOTS_GATEWAY_TENANT_REQUESTS_PER_MINUTE"] = "100000000"
+    redis_port = free_port()
+    bus_url = f"redis://127.0.0.1:{redis_port}/0"
+    config.extra_env["GRASSROOTS_EVENTS_BUS_URL"] = bus_url
+    config.extra_env["GRASSROOTS_COMMAND_BUS_URL"] = bus_url
+    redis_server = start_redis(redis_port, tmp / "logs" / "redis.log")
     config.data_dir.mkdir(parents=True, exist_ok=True)
     seed_command_store(config.data_dir / "command.sqlite3")
     stack = Stack(config)
@@ -288,6 +315,8 @@ def bench_report_to_offer(tmp: Path) -> None:
         )
     finally:
         stack.stop_all()
+        redis_server.terminate()
+        redis_server.wait(10)
 
 
 # -- 3. timers -------------------------------------------------------------------------
