@@ -49,7 +49,13 @@ COMPONENTS: dict[str, Component] = {
     for row in (
         Component("map", 50051, 9101, ("grassroots.map.v1.MapService",)),
         Component("events", 50052, 9102, ("grassroots.events.v1.EventsService",), ("map",)),
-        Component("command", 50053, 9103, ("grassroots.command.v1.CommandService",), ("events",)),
+        Component(
+            "command",
+            50053,
+            9103,
+            ("grassroots.command.v1.CommandService", "grassroots.command.v1.PlansService"),
+            ("events",),
+        ),
         Component("twin", 50054, 9104, ("grassroots.twin.v1.TwinService",), ("events",)),
         Component(
             "empower",
