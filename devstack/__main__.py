@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         credentials = stack.install_demo_identities()
         history = stack.install_demo_events()
         stack.install_demo_command()
+        plans = stack.install_demo_plans()
         print(f"\nGrassroots is ready in {time.monotonic() - started:.1f}s", flush=True)
         print(f"  gateway   {config.gateway_url}  (API docs {config.gateway_url}/docs)")
         print(f"  readiness {config.gateway_url}/readyz")
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(credentials.summary(config.gateway_url))
         states = ", ".join(f"{n} {state}" for state, n in sorted(history.items()))
         print(f"\nDemo history: {sum(history.values())} reports over four weeks ({states})")
+        print(f"Demo plans: {plans[0]} and {plans[1]}")
         print(f"\n(credentials saved in {stack.credentials_file})")
         print("Press Ctrl-C to stop.\n", flush=True)
         while not stopping["flag"]:

@@ -273,6 +273,21 @@ class Stack:
 
         return asyncio.run(run())
 
+    def install_demo_plans(self) -> tuple[str, str]:
+        """The village's crowd-surge emergency plan and daily visits (the same on every start)."""
+        from devstack import demo_plans
+
+        signing.configure(signing.KeyRing.parse(self.config.dev_secrets()[signing.KEYS_VARIABLE]))
+
+        async def run() -> tuple[str, str]:
+            async with (
+                grpc.aio.insecure_channel(self.config.address("command")) as command,
+                grpc.aio.insecure_channel(self.config.address("empower")) as empower,
+            ):
+                return await demo_plans.install(command, empower)
+
+        return asyncio.run(run())
+
     def api_headers(self) -> dict[str, str]:
         """Headers that call the gateway as the demo town's operations app."""
         from devstack import demo_identity

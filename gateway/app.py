@@ -18,6 +18,7 @@ from gateway.routers import (
     auth,
     catalog,
     command,
+    command_plans,
     components,
     datasets,
     events,
@@ -117,6 +118,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         components.router,
         catalog.router,
         datasets.router,
+        command_plans.router,
     ):
         app.include_router(router)
     app.add_middleware(

@@ -9,7 +9,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.usage import counters
-from grassroots.command.v1 import command_service_pb2_grpc
+from grassroots.command.v1 import command_service_pb2_grpc, plans_service_pb2_grpc
 from grassroots.empower.v1 import (
     catalog_service_pb2_grpc,
     datasets_service_pb2_grpc,
@@ -40,6 +40,7 @@ class Upstreams:
         self.map = map_service_pb2_grpc.MapServiceStub(self.channels["map"])
         self.events = events_service_pb2_grpc.EventsServiceStub(self.channels["events"])
         self.command = command_service_pb2_grpc.CommandServiceStub(self.channels["command"])
+        self.plans = plans_service_pb2_grpc.PlansServiceStub(self.channels["command"])
         self.twin = twin_service_pb2_grpc.TwinServiceStub(self.channels["twin"])
         self.empower = empower_service_pb2_grpc.EmpowerServiceStub(self.channels["empower"])
         self.identity = identity_service_pb2_grpc.IdentityServiceStub(self.channels["empower"])

@@ -67,29 +67,35 @@ class PlansRelay:
 
     async def run(self, stop: asyncio.Event, poll_seconds: float) -> None:
         while not stop.is_set():
+            self.wake.clear()
             try:
                 sent = await self.publish_pending()
             except Exception as exc:  # the bus is down: the outbox keeps the facts
                 log.warning("bus unavailable, plans outbox kept (%s)", exc)
                 sent = 0
             if sent < self.batch:
-                self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), poll_seconds)
 
 
 async def run_scheduler(
-    desk: PlansDesk, lead: timedelta, poll_seconds: float, stop: asyncio.Event
+    desk: PlansDesk,
+    lead: timedelta,
+    poll_seconds: float,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
 ) -> None:
-    """Make due occurrences' orders until stopped; a failing round is logged and retried."""
+    """Make due occurrences' orders until stopped, looking every `poll_seconds` and
+    whenever `wake` is set (a new plan); a failing round is logged and retried."""
     while not stop.is_set():
+        wake.clear()
         try:
             while await desk.generate_due(lead):
                 pass
         except Exception:
             log.exception("service order generation failed; retrying")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), poll_seconds)
+            await asyncio.wait_for(wake.wait(), poll_seconds)
 
 
 def signal_handler(desk: PlansDesk) -> Callable[[Delivery], Awaitable[None]]:
@@ -118,19 +124,25 @@ class Plans:
 async def assemble_plans(settings: CommandSettings, bus: Bus, member: str) -> Plans:
     store = await open_plans_store(settings)
     relay = PlansRelay(store, bus, settings.outbox_batch)
-    desk = PlansDesk(store, change_to_bytes, on_fact=relay.wake.set)
+    scheduler_wake = asyncio.Event()
+    desk = PlansDesk(
+        store, change_to_bytes, on_fact=relay.wake.set, on_service_plan=scheduler_wake.set
+    )
     consumer = Consumer(bus, TWIN_STREAM, SIGNAL_GROUP, member, signal_handler(desk))
     stop = asyncio.Event()
     lead = timedelta(hours=settings.service_order_lead_hours)
     tasks = [
         asyncio.create_task(relay.run(stop, settings.plans_poll_seconds)),
         asyncio.create_task(consumer.run(stop)),
-        asyncio.create_task(run_scheduler(desk, lead, settings.service_order_poll_seconds, stop)),
+        asyncio.create_task(
+            run_scheduler(desk, lead, settings.service_order_poll_seconds, stop, scheduler_wake)
+        ),
     ]
 
     async def stop_all() -> None:
         stop.set()
         relay.wake.set()
+        scheduler_wake.set()
         await asyncio.gather(*tasks)
         result = store.close()
         if asyncio.iscoroutine(result):

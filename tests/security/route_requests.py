@@ -24,8 +24,10 @@ from security_world import (
     A,
     B,
     World,
+    emergency_plan_body,
     new_id_number,
     new_phone,
+    service_plan_body,
 )
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
@@ -63,6 +65,9 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "attribute": lambda w: "level_cm",
     "dataset": lambda w: "security-register",
     "subscription": lambda w: w.b.subscription_id,
+    "emergency_plan": lambda w: w.b.emergency_plan_id,
+    "service_plan": lambda w: w.b.service_plan_id,
+    "service_order": lambda w: w.b.service_order_id,
 }
 
 
@@ -284,6 +289,21 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     },
     ("POST", "/v1/tenants/{tenant}/tasks/{task}:transfer"): lambda w: {
         "json": {"reason": "moved by another village"}
+    },
+    ("POST", "/v1/tenants/{tenant}/emergencyPlans"): lambda w: {
+        "json": emergency_plan_body("Planted plan")
+    },
+    ("POST", "/v1/tenants/{tenant}/emergencyPlans/{emergency_plan}:changeLevel"): lambda w: {
+        "json": {"level": 1, "reason": "raised by another village"}
+    },
+    ("POST", "/v1/tenants/{tenant}/servicePlans"): lambda w: {
+        "json": service_plan_body(w.a.point, w.a_super.subject)
+    },
+    ("POST", "/v1/tenants/{tenant}/serviceOrders/{service_order}:checkIn"): lambda w: {
+        "json": {"location": {"longitude": w.b.point[0], "latitude": w.b.point[1]}}
+    },
+    ("POST", "/v1/tenants/{tenant}/serviceOrders/{service_order}:checkOut"): lambda w: {
+        "json": {"location": {"longitude": w.b.point[0], "latitude": w.b.point[1]}, "note": "x"}
     },
     ("POST", "/open311/v2/requests.{fmt}"): lambda w: {
         "data": {

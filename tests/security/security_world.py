@@ -147,6 +147,9 @@ class VillageB:
     report_run_id: str = ""
     twin_entity_id: str = B_TWIN_ENTITY
     subscription_id: str = ""
+    emergency_plan_id: str = ""
+    service_plan_id: str = ""
+    service_order_id: str = ""
 
 
 @dataclass
@@ -290,6 +293,57 @@ def point_in(client: httpx.Client, who: Account, tenant: str) -> tuple[float, fl
     )
     assert located["locations"][0]["village"] == tenancy.id_to_path(tenant), located
     return (inside.x, inside.y)
+
+
+def emergency_plan_body(display_name: str = "Security suite plan") -> dict[str, Any]:
+    return {
+        "display_name": display_name,
+        "levels": [{"level": level, "checklist": [f"Level {level} step"]} for level in (3, 2, 1)],
+    }
+
+
+def service_plan_body(point: tuple[float, float], carer: str) -> dict[str, Any]:
+    """Daily visits starting within the hour: the scheduler makes the first orders at once."""
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    return {
+        "display_name": "Security suite visits",
+        "recurrence": "FREQ=DAILY",
+        "start_time": start,
+        "carers": [carer],
+        "targets": [
+            {"id": "t-1", "location": {"longitude": point[0], "latitude": point[1]}},
+        ],
+    }
+
+
+def plans_of_b(client: httpx.Client, b_super: Account, b: VillageB) -> None:
+    """B's emergency plan, service plan and the first order the scheduler makes from it."""
+    b.emergency_plan_id = expect(
+        client.post(
+            f"/v1/tenants/{B}/emergencyPlans",
+            json=emergency_plan_body("Xiangyang's own plan"),
+            headers=b_super.headers,
+        ),
+        201,
+    )["id"]
+    b.service_plan_id = expect(
+        client.post(
+            f"/v1/tenants/{B}/servicePlans",
+            json=service_plan_body(b.point, b_super.subject),
+            headers=b_super.headers,
+        ),
+        201,
+    )["id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        orders = expect(client.get(f"/v1/tenants/{B}/serviceOrders", headers=b_super.headers), 200)[
+            "service_orders"
+        ]
+        if orders:
+            b.service_order_id = orders[0]["id"]
+            return
+        time.sleep(0.2)
+    raise AssertionError("the command service made no service order for village B in 30 s")
 
 
 def report_event(
@@ -644,6 +698,7 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
         ),
         201,
     )
+    plans_of_b(client, b_super, b)
 
     # A register the district publishes; B subscribes to it (A must never reach that).
     # Published over gRPC as district IT's tooling would: no sign-in from this address.

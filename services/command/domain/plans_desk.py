@@ -84,12 +84,15 @@ class PlansDesk:
         serialize_change: ChangeSerializer,
         clock: Clock = lambda: datetime.now(UTC),
         on_fact: Callable[[], object] = lambda: None,
+        on_service_plan: Callable[[], object] = lambda: None,
     ) -> None:
-        """`on_fact` is called after a change that wrote a fact, to wake the relay."""
+        """`on_fact` is called after a change that wrote a fact, to wake the relay;
+        `on_service_plan` after a plan is created, to wake the scheduler."""
         self.store = store
         self.serialize_change = serialize_change
         self.clock = clock
         self.on_fact = on_fact
+        self.on_service_plan = on_service_plan
 
     # Emergency plans -------------------------------------------------------------
 
@@ -281,6 +284,7 @@ class PlansDesk:
         if not await self.store.create_service_plan(plan, entry, key):
             earlier = await self._replay(principal, parent, request_id, key[2] if key else "")
             return await self.get_service_plan(principal, parent, earlier or plan.id)
+        self.on_service_plan()
         return plan
 
     async def get_service_plan(
