@@ -5,7 +5,7 @@ Both go through the plans service's public gRPC contract as a platform service o
 village, with fixed `request_id`s, so a second start returns the same plans instead of
 making new ones. The visits start on a fixed day in the past and recur daily at nine,
 so the next visit is always within the scheduler's lead and its orders are there to
-check in to. Two carers are the village's demo accounts with the carer role.
+check in to. The carers are the village's demo accounts with the carer role.
 
 ALL PLANS AND PLACES HERE ARE INVENTED.
 """

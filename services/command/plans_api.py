@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import grpc
@@ -21,6 +22,7 @@ from services.command.domain.emergency import (
     Notice,
     PlanDefinition,
 )
+from services.command.domain.plan_facts import plan_level
 from services.command.domain.plans_desk import (
     PlansDesk,
     Signal,
@@ -141,14 +143,23 @@ def change_to_bytes(change: LevelChange, name: str) -> bytes:
 
 
 def signal_from_bytes(payload: bytes) -> Signal:
-    """The body of a `twin.level_changed` fact."""
-    message = pb.LevelSignal.FromString(payload)
-    observed = (
-        message.observe_time.ToDatetime(tzinfo=UTC)
-        if message.HasField("observe_time")
-        else datetime.now(UTC)
+    """The JSON body of twin's `twin.level_changed` fact (services/twin/events_client.py);
+    a body without a rule or a level is refused, so the consumer parks it."""
+    body = json.loads(payload)
+    rule, tenant, level = body.get("rule"), body.get("tenant"), body.get("level")
+    if not isinstance(rule, str) or not isinstance(tenant, str) or not isinstance(level, int):
+        raise ValueError("twin.level_changed needs rule, tenant and an integer level")
+    observed = datetime.now(UTC)
+    if isinstance(body.get("observe_time"), str):
+        observed = datetime.fromisoformat(body["observe_time"])
+        if observed.tzinfo is None:
+            observed = observed.replace(tzinfo=UTC)
+    what = body.get("entity") or rule
+    value = body.get("value")
+    reason = f"{what} at twin level {level}" + (
+        f" (value {value:g})" if isinstance(value, (int, float)) else ""
     )
-    return Signal(message.rule, message.tenant, message.level, message.reason, observed)
+    return Signal(rule, tenant, plan_level(level), reason, observed)
 
 
 def _log_to_proto(entry: LogEntry) -> pb.CommandLogEntry:

@@ -41,6 +41,7 @@ def test_command_splitting_keeps_quoted_newlines_and_continuations() -> None:
 def test_every_readme_command_works_against_the_demo(stack: Stack, tmp_path: Path) -> None:
     stack.install_demo_events()  # make run's demo has its four weeks of history too
     stack.install_demo_command()  # and its handler profiles and routing rules
+    stack.install_demo_plans()  # and its crowd-surge plan and daily visits
     demo = DemoCredentials.load(stack.credentials_file)
     reader = Reader(stack, demo, tmp_path)
     failures: list[str] = []

@@ -243,8 +243,9 @@ class EmergencyPlan(_message.Message):
     display_name: _builtins.str
     """Human-readable title, for example "Crowd surge at the lakeside fountain"."""
     signal: _builtins.str
-    """Resource name of the twin rule whose `twin.level_changed` facts move this plan;
-    empty when only people change its level.
+    """Resource name of the twin rule whose `twin.level_changed` facts move this plan
+    (the rule's levels 1, 2, 3 and above become the plan's 3, 2 and 1); empty when only
+    people change its level.
     """
     current_level: _builtins.int
     """Output only. The active level: 0 when the plan is stood down."""
@@ -567,46 +568,6 @@ class ServiceOrder(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ServiceOrder: _TypeAlias = ServiceOrder  # noqa: Y015
-
-@_typing.final
-class LevelSignal(_message.Message):
-    """The body of the `twin.level_changed` fact that moves an emergency plan."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    RULE_FIELD_NUMBER: _builtins.int
-    TENANT_FIELD_NUMBER: _builtins.int
-    LEVEL_FIELD_NUMBER: _builtins.int
-    REASON_FIELD_NUMBER: _builtins.int
-    OBSERVE_TIME_FIELD_NUMBER: _builtins.int
-    rule: _builtins.str
-    """Resource name of the twin rule that changed level."""
-    tenant: _builtins.str
-    """Tenant path of the rule's node."""
-    level: _builtins.int
-    """The rule's new level: 3, 2 or 1, or 0 when it cleared."""
-    reason: _builtins.str
-    """What the rule saw, for example "headcount 5,412 >= 5,000"."""
-    @_builtins.property
-    def observe_time(self) -> _timestamp_pb2.Timestamp:
-        """When the reading that changed the level was taken."""
-
-    def __init__(
-        self,
-        *,
-        rule: _builtins.str = ...,
-        tenant: _builtins.str = ...,
-        level: _builtins.int = ...,
-        reason: _builtins.str = ...,
-        observe_time: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["observe_time", b"observe_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "observe_time", b"observe_time", "reason", b"reason", "rule", b"rule", "tenant", b"tenant"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___LevelSignal: _TypeAlias = LevelSignal  # noqa: Y015
 
 @_typing.final
 class EmergencyLevelChange(_message.Message):

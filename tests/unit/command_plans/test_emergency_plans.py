@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from grassroots.command.v1 import plans_service_pb2 as pb
 from services.command.domain.plan_facts import (
@@ -295,16 +295,23 @@ async def test_a_retried_create_returns_the_first_plan(command):
     assert [v.field for v in failure_of(info.value).violations] == ["request_id"]
 
 
-def _signal(level, when, rule=RULE, tenant=XINGMING, reason="") -> BusMessage:
-    stamp = Timestamp()
-    stamp.FromDatetime(when)
-    body = pb.LevelSignal(rule=rule, tenant=tenant, level=level, reason=reason, observe_time=stamp)
+def _signal(twin_level, when, rule=RULE, tenant=XINGMING, value=0.0) -> BusMessage:
+    """A `twin.level_changed` fact as the twin service publishes it (JSON)."""
+    body = {
+        "rule": rule,
+        "entity": f"tenants/{tenant.replace('/', '-')}/entities/fountain-counter",
+        "tenant": tenant,
+        "level": twin_level,
+        "previous_level": 0,
+        "value": value,
+        "observe_time": when.isoformat(timespec="seconds"),
+    }
     return BusMessage(
         type=TWIN_LEVEL_CHANGED,
-        key=f"{rule}:{when.timestamp()}",
+        key=f"twin-level:{when.timestamp()}",
         tenant=tenant,
         offset=0,
-        payload=body.SerializeToString(),
+        payload=json.dumps(body).encode(),
     )
 
 
@@ -322,14 +329,15 @@ async def _wait_for_level(command, name, level, within=10.0):
 async def test_a_twin_signal_moves_the_plan_and_a_late_older_one_is_ignored(command):
     plan = await create(command)
     other = await create(command, crowd_plan(signal=RULE.replace("fountain", "bridge")))
-    now = datetime.now(UTC)
-    await command.bus.publish(TWIN_STREAM, _signal(1, now, reason="headcount 10,250 >= 10,000"))
+    now = datetime.now(UTC).replace(microsecond=0)
+    # Twin counts up (level 3 of its rule is the worst); the plan counts down to 1.
+    await command.bus.publish(TWIN_STREAM, _signal(3, now, value=10250))
     moved = await _wait_for_level(command, plan.name, 1)
     assert moved.current_level == 1
     assert moved.level_actor == f"signal:{RULE}"
-    assert moved.level_reason == "headcount 10,250 >= 10,000"
+    assert "twin level 3 (value 10250)" in moved.level_reason
     # A duplicate of an older reading arrives late, then a newer one lowers the level.
-    await command.bus.publish(TWIN_STREAM, _signal(3, now - timedelta(minutes=1)))
+    await command.bus.publish(TWIN_STREAM, _signal(1, now - timedelta(minutes=1)))
     await command.bus.publish(TWIN_STREAM, _signal(2, now + timedelta(minutes=1)))
     lowered = await _wait_for_level(command, plan.name, 2)
     assert lowered.current_level == 2
@@ -346,9 +354,15 @@ async def test_a_twin_signal_moves_the_plan_and_a_late_older_one_is_ignored(comm
 
 async def test_a_signal_from_outside_the_plans_subtree_is_ignored(command):
     plan = await create(command)
-    now = datetime.now(UTC)
-    await command.bus.publish(TWIN_STREAM, _signal(1, now, tenant=XIANGYANG))
-    await command.bus.publish(TWIN_STREAM, _signal(3, now + timedelta(seconds=1)))
+    now = datetime.now(UTC).replace(microsecond=0)
+    await command.bus.publish(TWIN_STREAM, _signal(3, now, tenant=XIANGYANG))
+    await command.bus.publish(TWIN_STREAM, _signal(1, now + timedelta(seconds=1)))
     # The second signal is handled after the first, so once it shows the first was seen.
     moved = await _wait_for_level(command, plan.name, 3)
     assert moved.current_level == 3
+
+
+def test_twin_levels_count_up_and_plan_levels_count_down():
+    from services.command.domain.plan_facts import plan_level
+
+    assert [plan_level(n) for n in (0, 1, 2, 3, 4, 9)] == [0, 3, 2, 1, 1, 1]
