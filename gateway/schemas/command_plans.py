@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.schemas.common import GeoPointIn, GeoPointOut
-from gateway.schemas.events import REQUEST_ID_PATTERN
+from gateway.schemas.contract import item, limited
+from grassroots.command.v1 import plans_service_pb2 as pb
 
 ItemKindName = Literal["dispatch", "checklist", "notice"]
 ItemStateName = Literal["open", "closed"]
@@ -21,40 +22,46 @@ class _In(BaseModel):
 
 
 class DispatchIO(_In):
-    role: str = Field(..., min_length=1, max_length=64, examples=["volunteer"])
-    team: str = Field("", max_length=64, examples=["crowd-control"])
-    count: int = Field(1, ge=1, le=1000)
+    role: str = limited(pb.Dispatch, "role", examples=["volunteer"])
+    team: str = limited(pb.Dispatch, "team", "", examples=["crowd-control"])
+    count: int = limited(pb.Dispatch, "count", 1)
 
 
 class NoticeIO(_In):
-    audience: str = Field(..., min_length=1, max_length=64, examples=["residents"])
-    text: str = Field(..., min_length=1, max_length=2000)
+    audience: str = limited(pb.Notice, "audience", examples=["residents"])
+    text: str = limited(pb.Notice, "text")
 
 
 class EmergencyLevelIO(_In):
     """One response level and what opening it does."""
 
     level: int = Field(..., description="3, 2 or 1; 1 is the worst", examples=[2])
-    summary: str = Field("", max_length=2000, examples=["more than 5,000 people"])
-    dispatches: list[DispatchIO] = Field(default_factory=list, max_length=50)
-    checklist: list[str] = Field(
-        default_factory=list, max_length=50, description="one task per line"
+    summary: str = limited(pb.EmergencyLevel, "summary", "", examples=["more than 5,000 people"])
+    dispatches: list[DispatchIO] = limited(pb.EmergencyLevel, "dispatches", [])
+    checklist: list[Annotated[str, item(pb.EmergencyLevel, "checklist")]] = limited(
+        pb.EmergencyLevel, "checklist", [], description="one task per line"
     )
-    notices: list[NoticeIO] = Field(default_factory=list, max_length=50)
+    notices: list[NoticeIO] = limited(pb.EmergencyLevel, "notices", [])
 
 
 class EmergencyPlanCreate(_In):
     """A plan with exactly three levels, 3, 2 and 1; a missing one is a 400 naming `levels`."""
 
-    display_name: str = Field(..., max_length=200, examples=["Crowd surge at the fountain"])
-    signal: str = Field(
+    display_name: str = limited(
+        pb.EmergencyPlan, "display_name", examples=["Crowd surge at the fountain"]
+    )
+    signal: str = limited(
+        pb.EmergencyPlan,
+        "signal",
         "",
-        max_length=300,
         description="resource name of the twin rule whose level changes move this plan",
     )
-    levels: list[EmergencyLevelIO] = Field(..., max_length=10)
-    request_id: str | None = Field(
-        None, pattern=REQUEST_ID_PATTERN, description="a retry with the same key returns the plan"
+    levels: list[EmergencyLevelIO] = limited(pb.EmergencyPlan, "levels")
+    request_id: str | None = limited(
+        pb.CreateEmergencyPlanRequest,
+        "request_id",
+        None,
+        description="a retry with the same key returns the plan",
     )
 
 
@@ -94,8 +101,15 @@ class LevelChangeIn(_In):
     """Raise or lower a plan: 3, 2 or 1 (1 is the worst), or 0 to stand down."""
 
     level: int = Field(..., examples=[2])
-    reason: str = Field(..., max_length=2000, examples=["5,412 people counted at 14:05"])
-    etag: str = Field("", max_length=64, description="refuse (409) if the plan changed since")
+    reason: str = limited(
+        pb.ChangeEmergencyLevelRequest, "reason", examples=["5,412 people counted at 14:05"]
+    )
+    etag: str = limited(
+        pb.ChangeEmergencyLevelRequest,
+        "etag",
+        "",
+        description="refuse (409) if the plan changed since",
+    )
 
 
 class CommandLogEntryOut(BaseModel):
@@ -114,29 +128,33 @@ class CommandLogEntryList(BaseModel):
 
 
 class ServiceTargetIn(_In):
-    id: str = Field(..., pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["r-0012"])
-    display_name: str = Field("", max_length=200, examples=["Flat 3-201"])
+    id: str = limited(pb.ServiceTarget, "id", examples=["r-0012"])
+    display_name: str = limited(pb.ServiceTarget, "display_name", "", examples=["Flat 3-201"])
     location: GeoPointIn
 
 
 class ServicePlanCreate(_In):
     """Recurring visits: each occurrence of `recurrence` makes one order per target."""
 
-    display_name: str = Field(..., max_length=200, examples=["Weekly visit"])
-    recurrence: str = Field(
-        ...,
-        max_length=500,
+    display_name: str = limited(pb.ServicePlan, "display_name", examples=["Weekly visit"])
+    recurrence: str = limited(
+        pb.ServicePlan,
+        "recurrence",
         description="iCalendar RRULE, DAILY or coarser, in China Standard Time",
         examples=["FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0"],
     )
     # JSON carries times as text: this field alone parses, the rest stay strict.
     start_time: datetime = Field(..., strict=False, description="DTSTART, RFC 3339")
-    visit_minutes: int = Field(60, ge=1, le=10080)
-    handler_role: str = Field("carer", max_length=64)
-    carers: list[str] = Field(default_factory=list, max_length=500)
-    max_check_in_distance_meters: float = Field(100.0, gt=0, le=5000)
-    targets: list[ServiceTargetIn] = Field(..., max_length=2000)
-    request_id: str | None = Field(None, pattern=REQUEST_ID_PATTERN)
+    visit_minutes: int = limited(pb.ServicePlan, "visit_minutes", 60)
+    handler_role: str = limited(pb.ServicePlan, "handler_role", "carer")
+    carers: list[Annotated[str, item(pb.ServicePlan, "carers")]] = limited(
+        pb.ServicePlan, "carers", [], description="subjects of the carers who may be sent"
+    )
+    max_check_in_distance_meters: float = limited(
+        pb.ServicePlan, "max_check_in_distance_meters", 100.0
+    )
+    targets: list[ServiceTargetIn] = limited(pb.ServicePlan, "targets")
+    request_id: str | None = limited(pb.CreateServicePlanRequest, "request_id", None)
 
 
 class ServiceTargetOut(BaseModel):
@@ -197,4 +215,4 @@ class CheckInIn(_In):
 
 class CheckOutIn(_In):
     location: GeoPointIn
-    note: str = Field("", max_length=2000)
+    note: str = limited(pb.CheckOutServiceOrderRequest, "note", "")

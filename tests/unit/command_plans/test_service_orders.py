@@ -124,16 +124,20 @@ async def test_other_bad_fields_are_named_together(command):
     plan = weekly_plan()
     plan.max_check_in_distance_meters = 0
     plan.targets.append(pb.ServiceTarget(id="r-01", location=plan.targets[0].location))
-    plan.targets.append(pb.ServiceTarget(id="bad id!", location=plan.targets[0].location))
     plan.visit_minutes = 0
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await create(command, plan)
     assert {v.field for v in failure_of(info.value).violations} == {
         "service_plan.max_check_in_distance_meters",
         "service_plan.targets[3].id",
-        "service_plan.targets[4].id",
         "service_plan.visit_minutes",
     }
+    # A target id outside the contract's pattern is refused before the plan is read.
+    plan = weekly_plan()
+    plan.targets.append(pb.ServiceTarget(id="bad id!", location=plan.targets[0].location))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await create(command, plan)
+    assert [v.field for v in failure_of(info.value).violations] == ["service_plan.targets[3].id"]
 
 
 async def test_each_occurrence_makes_one_order_per_target_once(command):
