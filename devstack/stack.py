@@ -154,6 +154,8 @@ class StackConfig:
                 defaults[prefix + "SEED_FILE"] = str(self.map_file)
             if process == "empower":
                 defaults[prefix + "DATABASE"] = str(self.data_dir / "empower.sqlite3")
+                # The catalog reads the gateway's routes and calls per village there.
+                defaults[prefix + "GATEWAY_URL"] = self.gateway_url
                 for name in ("GRASSROOTS_EMPOWER_SEAL_KEYS", "GRASSROOTS_EMPOWER_INDEX_KEY"):
                     defaults[name] = shared[name]
             if process == "command":
@@ -268,6 +270,21 @@ class Stack:
                 grpc.aio.insecure_channel(self.config.address("command")) as command,
             ):
                 return await demo_command.install(empower, command, self.config.map_file)
+
+        return asyncio.run(run())
+
+    def install_demo_plans(self) -> tuple[str, str]:
+        """The village's crowd-surge emergency plan and daily visits (the same on every start)."""
+        from devstack import demo_plans
+
+        signing.configure(signing.KeyRing.parse(self.config.dev_secrets()[signing.KEYS_VARIABLE]))
+
+        async def run() -> tuple[str, str]:
+            async with (
+                grpc.aio.insecure_channel(self.config.address("command")) as command,
+                grpc.aio.insecure_channel(self.config.address("empower")) as empower,
+            ):
+                return await demo_plans.install(command, empower)
 
         return asyncio.run(run())
 

@@ -16,8 +16,11 @@ from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.openapi import install_openapi, operation_id
 from gateway.routers import (
     auth,
+    catalog,
     command,
+    command_plans,
     components,
+    datasets,
     events,
     forms,
     health,
@@ -116,6 +119,9 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         ngsi_ld.router,
         twin_watch.router,
         components.router,
+        catalog.router,
+        datasets.router,
+        command_plans.router,
     ):
         app.include_router(router)
     app.add_middleware(

@@ -37,6 +37,7 @@ from gateway.security.ratelimit import Decision, Limit, RateLimiter
 from gateway.security.sources import IdentitySources
 from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams
+from gateway.usage import CALLER_TENANT
 from services.kit import context as ctx
 from services.kit.errors import Unauthenticated
 from services.kit.principal import ANONYMOUS_ROLE, Principal
@@ -320,6 +321,7 @@ def _adopt(request: Request, who: Principal) -> Principal:
 
 def call_metadata(who: Principal) -> tuple[tuple[str, str | bytes], ...]:
     """Metadata every gRPC call from the gateway carries: signed principal and request id."""
+    CALLER_TENANT.set(who.tenant)  # the call is counted for this tenant (gateway.usage)
     metadata: list[tuple[str, str | bytes]] = list(who.to_metadata())
     request_id = ctx.current_request_id()
     if request_id:

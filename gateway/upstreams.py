@@ -8,8 +8,11 @@ from collections.abc import Mapping
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from grassroots.command.v1 import command_service_pb2_grpc
+from gateway.usage import counters
+from grassroots.command.v1 import command_service_pb2_grpc, plans_service_pb2_grpc
 from grassroots.empower.v1 import (
+    catalog_service_pb2_grpc,
+    datasets_service_pb2_grpc,
     empower_service_pb2_grpc,
     forms_service_pb2_grpc,
     identity_service_pb2_grpc,
@@ -29,11 +32,15 @@ class Upstreams:
 
     def __init__(self, discovery: Discovery, names: tuple[str, ...], timeout: float) -> None:
         self.channels: dict[str, grpc.aio.Channel] = {
-            name: open_channel(discovery.resolve(name), default_timeout=timeout) for name in names
+            name: open_channel(
+                discovery.resolve(name), default_timeout=timeout, interceptors=counters(name)
+            )
+            for name in names
         }
         self.map = map_service_pb2_grpc.MapServiceStub(self.channels["map"])
         self.events = events_service_pb2_grpc.EventsServiceStub(self.channels["events"])
         self.command = command_service_pb2_grpc.CommandServiceStub(self.channels["command"])
+        self.plans = plans_service_pb2_grpc.PlansServiceStub(self.channels["command"])
         self.twin = twin_service_pb2_grpc.TwinServiceStub(self.channels["twin"])
         self.empower = empower_service_pb2_grpc.EmpowerServiceStub(self.channels["empower"])
         self.identity = identity_service_pb2_grpc.IdentityServiceStub(self.channels["empower"])
@@ -41,6 +48,8 @@ class Upstreams:
         self.forms = forms_service_pb2_grpc.FormsServiceStub(self.channels["empower"])
         self.points = points_service_pb2_grpc.PointsServiceStub(self.channels["empower"])
         self.notices = notices_service_pb2_grpc.NoticesServiceStub(self.channels["empower"])
+        self.datasets = datasets_service_pb2_grpc.DatasetsServiceStub(self.channels["empower"])
+        self.catalog = catalog_service_pb2_grpc.CatalogServiceStub(self.channels["empower"])
         self._health = {
             name: health_pb2_grpc.HealthStub(channel) for name, channel in self.channels.items()
         }

@@ -1,48 +1,9 @@
-"""REST for the empower component.
-
-Their services publish the v1 contract and answer UNIMPLEMENTED until each
-component lands; these routes already exist so clients see 501 with a message
-saying what is coming, not 404.
-"""
+"""REST for components without a router of their own: none are left (each component's
+routes live in its own module; the twin's in `twin`). The router stays so the gateway's
+list of routers keeps one shape."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from fastapi import APIRouter, Query, Request, Security
-from google.protobuf.json_format import MessageToDict
-
-from gateway.auth import access, call_metadata
-from gateway.errors import ApiError, call
-from grassroots.empower.v1 import empower_service_pb2 as empower_pb
-from services.kit import tenancy
-from services.kit.principal import Principal
+from fastapi import APIRouter
 
 router = APIRouter(prefix="/v1")
-
-PageSize = Annotated[int, Query(ge=1, le=1000)]
-PageToken = Annotated[str, Query(max_length=512)]
-
-
-def _dict(message: Any) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True)
-
-
-def _visible(tenant: str, who: Principal) -> None:
-    """Until these components check tenancy themselves, another subtree is not found here."""
-    if not who.can_see(tenancy.id_to_path(tenant)):
-        raise ApiError(404, f"tenant 'tenants/{tenant}' not found")
-
-
-@router.get("/catalogItems", tags=["empower"], summary="List the supermarket's catalog")
-async def list_catalog(
-    request: Request,
-    who: Annotated[Principal, Security(access("empower:read"))],
-    page_size: PageSize = 50,
-    page_token: PageToken = "",
-) -> dict[str, Any]:
-    rpc = request.app.state.upstreams.empower.ListCatalogItems(
-        empower_pb.ListCatalogItemsRequest(page_size=page_size, page_token=page_token),
-        metadata=call_metadata(who),
-    )
-    return _dict(await call(rpc))

@@ -51,3 +51,12 @@ class CommandSettings(ServiceSettings):
     roster_seconds: float = Field(
         2.0, ge=0, description="how long dispatch reuses a routing target's candidates"
     )
+    service_order_lead_hours: float = Field(
+        24.0, ge=0, description="service orders are made this long before their visit"
+    )
+    plans_poll_seconds: float = Field(
+        1.0, gt=0, description="how often the plans outbox looks for unpublished facts"
+    )
+    service_order_poll_seconds: float = Field(
+        30.0, gt=0, description="how often the scheduler looks for occurrences coming due"
+    )

@@ -14,6 +14,8 @@ from services.command.domain.service import CommandDesk
 from services.command.domain.timers import Scheduler
 from services.command.events_client import EventsClient
 from services.command.intake import EventSync, Intake
+from services.command.plans import SERVICE_NAME as PLANS_SERVICE_NAME
+from services.command.plans import Plans, assemble_plans
 from services.command.relay import STREAM, OutboxRelay
 from services.command.store.postgres import PostgresCommandStore
 from services.command.store.sqlite import SqliteCommandStore
@@ -54,6 +56,7 @@ class Command:
     relay: OutboxRelay
     desk: CommandDesk
     events: EventsClient
+    plans: Plans
 
 
 async def assemble(settings: CommandSettings) -> Command:
@@ -108,8 +111,15 @@ async def assemble(settings: CommandSettings) -> Command:
         relay.notify()
         await asyncio.gather(*tasks)
 
-    component = build_component(desk, [stop_tasks, events.close, bus.close, store.close])
-    return Command(component, store, bus, scheduler, relay, desk, events)
+    # Emergency plans, service orders and the command log (services/command/plans.py).
+    plans = await assemble_plans(settings, bus, name)
+    servicer, add = plans.registration()
+    component = build_component(
+        desk,
+        [plans.stop, stop_tasks, events.close, bus.close, store.close],
+        [(servicer, add, PLANS_SERVICE_NAME)],
+    )
+    return Command(component, store, bus, scheduler, relay, desk, events, plans)
 
 
 async def build(settings: CommandSettings) -> ServiceComponent:

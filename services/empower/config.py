@@ -56,3 +56,20 @@ class EmpowerSettings(ServiceSettings):
         60.0, gt=0, description="how often scheduled reports are checked for being due"
     )
     consumer_name: str = Field("empower-1", description="this replica's name in consumer groups")
+    # Peers: the map's buildings are the datasets' address list; the catalog describes
+    # every component by reflection. Empty: that part says the peer is not configured.
+    map_address: str = Field("", description="host:port of the map service")
+    events_address: str = Field("", description="host:port of the events service")
+    command_address: str = Field("", description="host:port of the command service")
+    twin_address: str = Field("", description="host:port of the twin service")
+    gateway_url: str = Field(
+        "",
+        description="the gateway's base URL: the catalog reads its REST routes (/openapi.json) "
+        "and the calls per village (/metrics) there",
+    )
+    gateway_metrics_url: str = Field(
+        "", description="the gateway's /metrics when it serves them on their own port"
+    )
+    scenarios_dir: Path = Field(
+        Path("scenarios"), description="folder of scenario template manifests (may not exist)"
+    )

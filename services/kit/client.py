@@ -7,7 +7,7 @@ the request id the gateway minted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -90,10 +90,16 @@ class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
         return await continuation(details, request)
 
 
-def open_channel(target: str, *, default_timeout: float = 5.0) -> grpc.aio.Channel:
-    """An insecure channel to a peer inside the cluster, with the platform interceptors."""
+def open_channel(
+    target: str,
+    *,
+    default_timeout: float = 5.0,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+) -> grpc.aio.Channel:
+    """An insecure channel to a peer inside the cluster, with the platform interceptors
+    (and the caller's own, which run first)."""
     return grpc.aio.insecure_channel(
         target,
         options=CHANNEL_OPTIONS,
-        interceptors=[_UnaryUnary(default_timeout), _UnaryStream(None)],
+        interceptors=[*interceptors, _UnaryUnary(default_timeout), _UnaryStream(None)],
     )

@@ -23,17 +23,39 @@ class Component:
     peers: tuple[str, ...] = ()
 
     @property
+    def summary(self) -> str:
+        """What it does, as the catalog shows it to villages."""
+        return SUMMARIES.get(self.name, "")
+
+    @property
     def module(self) -> str:
         """The module `python -m` starts."""
         return f"services.{self.name}"
 
+
+SUMMARIES: dict[str, str] = {
+    "map": "Boundaries, grid cells, buildings and points of interest: locate points, search "
+    "features, serve layers to GIS tools (OGC API - Features).",
+    "events": "Reports from residents, grid workers and sensors: recorded once, located, merged "
+    "when repeated, followed to closure (also as Open311).",
+    "command": "Dispatch: routes events to handlers, SLA clocks, escalation, plans.",
+    "twin": "Digital twin: sensor readings, latest state and rules that raise events.",
+    "empower": "Tenants, identity, people, the audit chain, the catalog of components and "
+    "scenarios, and datasets returned to villages.",
+}
 
 COMPONENTS: dict[str, Component] = {
     row.name: row
     for row in (
         Component("map", 50051, 9101, ("grassroots.map.v1.MapService",)),
         Component("events", 50052, 9102, ("grassroots.events.v1.EventsService",), ("map",)),
-        Component("command", 50053, 9103, ("grassroots.command.v1.CommandService",), ("events",)),
+        Component(
+            "command",
+            50053,
+            9103,
+            ("grassroots.command.v1.CommandService", "grassroots.command.v1.PlansService"),
+            ("events",),
+        ),
         Component("twin", 50054, 9104, ("grassroots.twin.v1.TwinService",), ("events",)),
         Component(
             "empower",
@@ -46,7 +68,11 @@ COMPONENTS: dict[str, Component] = {
                 "grassroots.empower.v1.FormsService",
                 "grassroots.empower.v1.PointsService",
                 "grassroots.empower.v1.NoticesService",
+                "grassroots.empower.v1.DatasetsService",
+                "grassroots.empower.v1.CatalogService",
             ),
+            # The catalog reads the others' services by reflection; datasets read the map.
+            ("map", "events", "command", "twin"),
         ),
     )
 }

@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -119,6 +119,23 @@ class Sealer:
         body = base64.b64encode(nonce + ciphertext).decode()
         return f"{FORMAT_VERSION}:{self.active}:{body}"
 
+    def seal_many(self, values: Sequence[str], records: Sequence[str], *, field: str) -> list[str]:
+        """`seal` over many values at once (bulk imports): the nonces come from one read
+        of the random source instead of one system call per value."""
+        encrypt = self._ciphers[self.active].encrypt
+        nonces = os.urandom(NONCE_BYTES * len(values))
+        prefix = f"{FORMAT_VERSION}:{self.active}:"
+        tail = f"\x1f{field}"
+        encode = base64.b64encode
+        sealed: list[str] = []
+        for i, (value, record) in enumerate(zip(values, records, strict=True)):
+            nonce = nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
+            # The associated data of `_associated(record, field)`, built inline.
+            associated = f"{FORMAT_VERSION}\x1f{record}{tail}".encode()
+            body = nonce + encrypt(nonce, value.encode(), associated)
+            sealed.append(prefix + encode(body).decode())
+        return sealed
+
     def open(self, sealed: str, *, record: str, field: str) -> str:
         """Decrypt a value sealed for exactly this record and field."""
         version, kid, body = self.parse(sealed)
@@ -161,3 +178,29 @@ class Sealer:
             raise ValueError("this sealer has no index key")
         message = f"{field}\x1f{normalised}".encode()
         return hmac.new(self._index_key, message, hashlib.sha256).hexdigest()
+
+    def keyed_digests(self, values: Iterable[str], *, field: str) -> list[str]:
+        """A 128-bit keyed BLAKE2b of each value (hex), for bulk keys such as a register's
+        ID numbers: one pass per value instead of HMAC's two, under the index key."""
+        if self._index_key is None:
+            raise ValueError("this sealer has no index key")
+        base = hashlib.blake2b(key=self._index_key, digest_size=16, person=b"grassroots-key")
+        base.update(f"{field}\x1f".encode())
+        out: list[str] = []
+        for value in values:
+            state = base.copy()
+            state.update(value.encode())
+            out.append(state.hexdigest())
+        return out
+
+    def blind_indexes(self, values: Iterable[str], *, field: str) -> list[str]:
+        """`blind_index` over many values, reusing one keyed hash state."""
+        if self._index_key is None:
+            raise ValueError("this sealer has no index key")
+        base = hmac.new(self._index_key, f"{field}\x1f".encode(), hashlib.sha256)
+        out: list[str] = []
+        for value in values:
+            state = base.copy()
+            state.update(value.encode())
+            out.append(state.hexdigest())
+        return out

@@ -397,6 +397,9 @@ def _as_repeated_field(payload: bytes) -> bytes:
 
 
 def build_component(catalog: MapCatalog, max_batch: int) -> ServiceComponent:
+    # Start the decoder now: spawning it and importing GDAL takes seconds on a busy
+    # machine, which the first import would otherwise spend inside its deadline.
+    _decoder().submit(formats.ready)
     return ServiceComponent(
         [(MapServicer(catalog, max_batch), pb_grpc.add_MapServiceServicer_to_server)],
         [SERVICE_NAME],

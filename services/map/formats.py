@@ -905,3 +905,8 @@ def _listing(names: Iterable[str], limit: int = 20) -> str:
 
 def _preview(value: str, size: int = 40) -> str:
     return repr(value if len(value) <= size else value[:size] + "...")
+
+
+def ready() -> bool:
+    """Nothing: run in a fresh decoder process, it only loads this module (and GDAL)."""
+    return True

@@ -191,6 +191,8 @@ class Reader:
             self.context["KEY_ID"] = answer["api_key"]["id"]
         if str(answer.get("key", "")).startswith("grd_"):
             self.context["DEVICE_KEY"] = answer["key"]
+        if "/subscriptions/" in str(answer.get("name", "")):
+            self.context["SUB"] = str(answer["name"]).rsplit("/", 1)[-1]
         if str(answer.get("id", "")).startswith("ev_") and "etag" in answer:
             self.context["EVENT"] = answer["id"]
             self.context["ETAG"] = answer["etag"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from readme_commands import README, Command, Reader, commands
 
 from devstack.demo_identity import DemoCredentials
@@ -38,9 +39,13 @@ def test_command_splitting_keeps_quoted_newlines_and_continuations() -> None:
     assert commands(text)[1].line == 4
 
 
+# Each command re-runs the README's earlier assignments, so the walk grows faster than
+# the README; on the loaded CI machine it outgrew the suite's default five minutes.
+@pytest.mark.timeout(900)
 def test_every_readme_command_works_against_the_demo(stack: Stack, tmp_path: Path) -> None:
     stack.install_demo_events()  # make run's demo has its four weeks of history too
     stack.install_demo_command()  # and its handler profiles and routing rules
+    stack.install_demo_plans()  # and its crowd-surge plan and daily visits
     stack.install_demo_twin()  # and its sensors
     demo = DemoCredentials.load(stack.credentials_file)
     reader = Reader(stack, demo, tmp_path)

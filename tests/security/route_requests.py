@@ -17,7 +17,18 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
-from security_world import B_FEATURE, B_LAYER, A, B, World, new_id_number, new_phone
+from security_world import (
+    B_FEATURE,
+    B_LAYER,
+    SECURITY_DATASET,
+    A,
+    B,
+    World,
+    emergency_plan_body,
+    new_id_number,
+    new_phone,
+    service_plan_body,
+)
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 PARAMETER = re.compile(r"\{([^}]+)\}")
@@ -52,6 +63,11 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "entity": lambda w: w.b.twin_entity_id,
     "entity_id": lambda w: f"urn:ngsi-ld:WaterLevelGauge:{w.b.twin_entity_id}",
     "attribute": lambda w: "level_cm",
+    "dataset": lambda w: "security-register",
+    "subscription": lambda w: w.b.subscription_id,
+    "emergency_plan": lambda w: w.b.emergency_plan_id,
+    "service_plan": lambda w: w.b.service_plan_id,
+    "service_order": lambda w: w.b.service_order_id,
 }
 
 
@@ -148,6 +164,15 @@ def _import(world: World) -> dict[str, Any]:
     }
 
 
+def _dataset(world: World) -> dict[str, Any]:
+    return {"json": {**SECURITY_DATASET, "dataset_id": _unique("planted-")}}
+
+
+def _rows(world: World) -> dict[str, Any]:
+    register = "id_number,address\n" + new_id_number(secrets.SystemRandom()) + ",xiangyang b1\n"
+    return {"files": {"file": ("x.csv", register, "text/csv")}, "data": {"format": "csv"}}
+
+
 # (METHOD, path) -> httpx keyword arguments of a body that validates.
 BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("POST", "/v1/auth/token"): lambda w: {
@@ -201,6 +226,14 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     },
     ("POST", "/v1/tenants/{tenant}/pointsAccounts/{points_account}:redeem"): lambda w: {
         "json": {"amount": 1, "memo": "planted", "request_id": _unique("planted-")}
+    },
+    ("POST", "/v1/tenants/{tenant}/datasets"): _dataset,
+    ("POST", "/v1/tenants/{tenant}/datasets/{dataset}:import"): _rows,
+    ("POST", "/v1/tenants/{tenant}/subscriptions"): lambda w: {
+        "json": {"dataset": f"tenants/sh-jiading/datasets/{SECURITY_DATASET['dataset_id']}"}
+    },
+    ("POST", "/v1/tenants/{tenant}/installations"): lambda w: {
+        "json": {"catalog_item": "catalogItems/scenario-none"}
     },
     ("POST", "/v1/tenants/{tenant}/events"): _event,
     ("POST", "/v1/tenants/{tenant}/events/{event}:transition"): lambda w: {
@@ -281,6 +314,20 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
             "event_category": "safety.flooding",
             "threshold": {"trigger": 1, "clear": 0},
         }
+    ("POST", "/v1/tenants/{tenant}/emergencyPlans"): lambda w: {
+        "json": emergency_plan_body("Planted plan")
+    },
+    ("POST", "/v1/tenants/{tenant}/emergencyPlans/{emergency_plan}:changeLevel"): lambda w: {
+        "json": {"level": 1, "reason": "raised by another village"}
+    },
+    ("POST", "/v1/tenants/{tenant}/servicePlans"): lambda w: {
+        "json": service_plan_body(w.a.point, w.a_super.subject)
+    },
+    ("POST", "/v1/tenants/{tenant}/serviceOrders/{service_order}:checkIn"): lambda w: {
+        "json": {"location": {"longitude": w.b.point[0], "latitude": w.b.point[1]}}
+    },
+    ("POST", "/v1/tenants/{tenant}/serviceOrders/{service_order}:checkOut"): lambda w: {
+        "json": {"location": {"longitude": w.b.point[0], "latitude": w.b.point[1]}, "note": "x"}
     },
     ("POST", "/open311/v2/requests.{fmt}"): lambda w: {
         "data": {

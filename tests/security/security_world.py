@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devstack.demo_identity import BOOTSTRAP, DEMO_APP_SCOPES, DemoCredentials
 from devstack.stack import Stack
+from grassroots.empower.v1 import datasets_service_pb2 as datasets_pb
+from grassroots.empower.v1 import datasets_service_pb2_grpc as datasets_grpc
 from grassroots.empower.v1 import identity_service_pb2 as identity_pb
 from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
 from services.empower.domain.roles import ROLES, granted_scopes
@@ -54,6 +56,16 @@ B_CATEGORY = "xiangyang.private_matter"
 B_TWIN_ENTITY = "xiangyang-gauge-1"
 B_LAYER = "xiangyang-private"
 B_FEATURE = "b-feature-1"
+SECURITY_DATASET = {
+    "dataset_id": "security-register",
+    "display_name": "Security suite register",
+    "classification": "internal",
+    "key_field": "id_number",
+    "fields": [
+        {"name": "id_number", "type": "id_number", "required": True},
+        {"name": "address", "type": "address", "required": True},
+    ],
+}
 # The stack's wait after a name's free failed sign-ins (the service's default is 1 s):
 # longer than a loaded machine takes for a few password checks, shorter than a test.
 SIGN_IN_FIRST_DELAY_SECONDS = 10
@@ -134,6 +146,10 @@ class VillageB:
     report_template_id: str = "b-report"
     report_run_id: str = ""
     twin_entity_id: str = B_TWIN_ENTITY
+    subscription_id: str = ""
+    emergency_plan_id: str = ""
+    service_plan_id: str = ""
+    service_order_id: str = ""
 
 
 @dataclass
@@ -279,6 +295,57 @@ def point_in(client: httpx.Client, who: Account, tenant: str) -> tuple[float, fl
     return (inside.x, inside.y)
 
 
+def emergency_plan_body(display_name: str = "Security suite plan") -> dict[str, Any]:
+    return {
+        "display_name": display_name,
+        "levels": [{"level": level, "checklist": [f"Level {level} step"]} for level in (3, 2, 1)],
+    }
+
+
+def service_plan_body(point: tuple[float, float], carer: str) -> dict[str, Any]:
+    """Daily visits starting within the hour: the scheduler makes the first orders at once."""
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    return {
+        "display_name": "Security suite visits",
+        "recurrence": "FREQ=DAILY",
+        "start_time": start,
+        "carers": [carer],
+        "targets": [
+            {"id": "t-1", "location": {"longitude": point[0], "latitude": point[1]}},
+        ],
+    }
+
+
+def plans_of_b(client: httpx.Client, b_super: Account, b: VillageB) -> None:
+    """B's emergency plan, service plan and the first order the scheduler makes from it."""
+    b.emergency_plan_id = expect(
+        client.post(
+            f"/v1/tenants/{B}/emergencyPlans",
+            json=emergency_plan_body("Xiangyang's own plan"),
+            headers=b_super.headers,
+        ),
+        201,
+    )["id"]
+    b.service_plan_id = expect(
+        client.post(
+            f"/v1/tenants/{B}/servicePlans",
+            json=service_plan_body(b.point, b_super.subject),
+            headers=b_super.headers,
+        ),
+        201,
+    )["id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        orders = expect(client.get(f"/v1/tenants/{B}/serviceOrders", headers=b_super.headers), 200)[
+            "service_orders"
+        ]
+        if orders:
+            b.service_order_id = orders[0]["id"]
+            return
+        time.sleep(0.2)
+    raise AssertionError("the command service made no service order for village B in 30 s")
+
+
 def report_event(
     client: httpx.Client, who: Account, point: tuple[float, float], category: str, note: str
 ) -> str:
@@ -323,6 +390,28 @@ def create_super_user(stack: Stack, village: str, username: str, password: str) 
                     roles=list(SUPER_ROLES),
                 ),
                 password=password,
+            ),
+            metadata=BOOTSTRAP.to_metadata(),
+            timeout=10,
+        )
+
+
+def publish_security_register(stack: Stack) -> None:
+    field = datasets_pb.DatasetField
+    with grpc.insecure_channel(stack.config.address("empower")) as channel:
+        datasets_grpc.DatasetsServiceStub(channel).CreateDataset(
+            datasets_pb.CreateDatasetRequest(
+                parent=f"tenants/{DISTRICT}",
+                dataset_id=str(SECURITY_DATASET["dataset_id"]),
+                dataset=datasets_pb.Dataset(
+                    display_name=str(SECURITY_DATASET["display_name"]),
+                    classification=datasets_pb.CLASSIFICATION_INTERNAL,
+                    key_field="id_number",
+                    fields=[
+                        field(name="id_number", type=field.TYPE_ID_NUMBER, required=True),
+                        field(name="address", type=field.TYPE_ADDRESS, required=True),
+                    ],
+                ),
             ),
             metadata=BOOTSTRAP.to_metadata(),
             timeout=10,
@@ -609,6 +698,20 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
         ),
         201,
     )
+    plans_of_b(client, b_super, b)
+
+    # A register the district publishes; B subscribes to it (A must never reach that).
+    # Published over gRPC as district IT's tooling would: no sign-in from this address.
+    publish_security_register(stack)
+    subscription = expect(
+        client.post(
+            f"/v1/tenants/{B}/subscriptions",
+            json={"dataset": f"tenants/{DISTRICT}/datasets/{SECURITY_DATASET['dataset_id']}"},
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    b.subscription_id = subscription["name"].rsplit("/", 1)[-1]
 
     # Village A's side: its own event, a known resident and building, and the keys.
     a = VillageA()

@@ -290,3 +290,54 @@ def test_a_report_template_naming_a_missing_field_names_the_column(world: World)
         headers=who,
     )
     assert_bad_request(record, "values.rooms")
+
+
+def test_an_emergency_plan_without_level_two_is_refused_naming_levels(world: World) -> None:
+    body = {
+        "display_name": "Missing a level",
+        "levels": [{"level": 3, "checklist": ["a"]}, {"level": 1, "checklist": ["b"]}],
+    }
+    url = f"/v1/tenants/{A}/emergencyPlans"
+    response = fresh(world, "POST", url, json=body, headers=world.a_super.headers)
+    assert_bad_request(response, "levels")
+    assert "level 2 is missing" in response.text
+    listed = fresh(world, "GET", url, headers=world.a_super.headers).json()["emergency_plans"]
+    assert "Missing a level" not in {p["display_name"] for p in listed}
+
+
+def test_a_service_plan_whose_rrule_never_fires_is_refused_naming_recurrence(
+    world: World,
+) -> None:
+    body = {
+        "display_name": "Visits that never happen",
+        "recurrence": "FREQ=WEEKLY;UNTIL=20200101T000000Z",
+        "start_time": "2019-06-03T01:00:00Z",
+        "targets": [
+            {"id": "t-1", "location": {"longitude": world.a.point[0], "latitude": world.a.point[1]}}
+        ],
+    }
+    url = f"/v1/tenants/{A}/servicePlans"
+    response = fresh(world, "POST", url, json=body, headers=world.a_super.headers)
+    assert_bad_request(response, "recurrence")
+    assert "never fires" in response.text
+    listed = fresh(world, "GET", url, headers=world.a_super.headers).json()["service_plans"]
+    assert "Visits that never happen" not in {p["display_name"] for p in listed}
+
+
+def test_a_level_change_without_a_level_names_level(world: World) -> None:
+    created = fresh(
+        world,
+        "POST",
+        f"/v1/tenants/{A}/emergencyPlans",
+        json={
+            "display_name": "Bad input plan",
+            "levels": [{"level": n, "checklist": ["x"]} for n in (3, 2, 1)],
+        },
+        headers=world.a_super.headers,
+    )
+    assert created.status_code == 201, created.text
+    url = f"/v1/tenants/{A}/emergencyPlans/{created.json()['id']}:changeLevel"
+    for body, field in (({"reason": "why"}, "level"), ({"level": 7, "reason": "why"}, "level")):
+        assert_bad_request(
+            fresh(world, "POST", url, json=body, headers=world.a_super.headers), field
+        )

@@ -95,9 +95,29 @@ IN_B = {"NGSILD-Tenant": B}
 NGSI_ENTITY = "/ngsi-ld/v1/entities/{entity_id}"
 
 
+def _subscription(w: World, t: str) -> dict[str, str]:
+    return {"subscription": w.b.subscription_id}
+
+
+def _dataset(w: World, t: str) -> dict[str, str]:
+    # The district's register named under a village: no village publishes one.
+    return {"dataset": "security-register"}
+
+
+def _plans(w: World, t: str) -> dict[str, str]:
+    return {
+        "emergency_plan": w.b.emergency_plan_id,
+        "service_plan": w.b.service_plan_id,
+        "service_order": w.b.service_order_id,
+    }
+
+
+PLAN = "/v1/tenants/{tenant}/emergencyPlans/{emergency_plan}"
+ORDER = "/v1/tenants/{tenant}/serviceOrders/{service_order}"
 LAYER = "/v1/tenants/{tenant}/layers/{layer}"
 REPORT = "/v1/tenants/{tenant}/reportTemplates/{report_template}"
 ENTITY = "/v1/tenants/{tenant}/entities/{entity}"
+SUBSCRIPTION = "/v1/tenants/{tenant}/subscriptions/{subscription}"
 EVENT = "/v1/tenants/{tenant}/events/{event}"
 ACCOUNT = "/v1/tenants/{tenant}/pointsAccounts/{points_account}"
 # (METHOD, path) -> B's object. Reads first: the writes, if tenancy failed, would
@@ -126,6 +146,11 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("GET", LAYER + "/features:export"): Cross(_layer),
     ("GET", LAYER + "/features:countByGridCell"): Cross(_layer),
     ("POST", LAYER + "/features:search"): Cross(_layer),
+    ("GET", SUBSCRIPTION + ":sync"): Cross(_subscription, {"purpose": PURPOSE}),
+    ("GET", "/v1/tenants/{tenant}/datasets/{dataset}"): Cross(_dataset),
+    ("GET", PLAN): Cross(_plans),
+    ("GET", "/v1/tenants/{tenant}/servicePlans/{service_plan}"): Cross(_plans),
+    ("GET", ORDER): Cross(_plans),
     ("GET", "/ogc/collections/{collection_id}"): Cross(_collection),
     ("GET", "/ogc/collections/{collection_id}/items"): Cross(_collection),
     ("GET", "/ogc/collections/{collection_id}/items/{item_id}"): Cross(_collection),
@@ -144,6 +169,9 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("POST", ACCOUNT + ":redeem"): Cross(_points_account),
     ("POST", "/v1/tenants/{tenant}/forms/{form}/records"): Cross(_report),
     ("POST", REPORT + ":run"): Cross(_report),
+    ("POST", PLAN + ":changeLevel"): Cross(_plans),
+    ("POST", ORDER + ":checkIn"): Cross(_plans),
+    ("POST", ORDER + ":checkOut"): Cross(_plans),
     ("POST", "/v1/tenants/{tenant}/apps/{app}/apiKeys"): Cross(_app),
     ("DELETE", "/v1/tenants/{tenant}/apps/{app}/apiKeys/{api_key}"): Cross(_app),
     ("POST", "/v1/tenants/{tenant}/users/{user}:disable"): Cross(_user),
@@ -169,6 +197,8 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("POST", NGSI_ENTITY + "/attrs"): Cross(_twin_entity, headers=IN_B),
     ("PATCH", NGSI_ENTITY + "/attrs/{attribute}"): Cross(_twin_entity, headers=IN_B),
     ("DELETE", NGSI_ENTITY): Cross(_twin_entity, headers=IN_B),
+    ("POST", "/v1/tenants/{tenant}/datasets/{dataset}:import"): Cross(_dataset),
+    ("DELETE", SUBSCRIPTION): Cross(_subscription),
 }
 # Parameters that name where, not what: a route with only these is not in CROSS.
 NOT_IDS = {"tenant", "fmt"}
@@ -398,6 +428,18 @@ def _b_is_unchanged(world: World) -> None:
         f"/ngsi-ld/v1/entities/urn:ngsi-ld:WaterLevelGauge:{world.b.twin_entity_id}", headers=who
     )
     assert gauge.status_code == 200 and "level_cm" not in gauge.json(), gauge.text
+    subscriptions = client.get(f"/v1/tenants/{B}/subscriptions", headers=who).json()
+    assert [s["name"].rsplit("/", 1)[-1] for s in subscriptions["subscriptions"]] == [
+        world.b.subscription_id
+    ]
+    plan = client.get(f"/v1/tenants/{B}/emergencyPlans/{world.b.emergency_plan_id}", headers=who)
+    assert plan.status_code == 200 and plan.json()["current_level"] == 0, plan.text
+    plans = client.get(f"/v1/tenants/{B}/emergencyPlans", headers=who).json()["emergency_plans"]
+    assert [p["id"] for p in plans] == [world.b.emergency_plan_id]
+    order = client.get(f"/v1/tenants/{B}/serviceOrders/{world.b.service_order_id}", headers=who)
+    assert order.status_code == 200 and order.json()["state"] == "assigned", order.text
+    services = client.get(f"/v1/tenants/{B}/servicePlans", headers=who).json()["service_plans"]
+    assert [p["id"] for p in services] == [world.b.service_plan_id]
 
 
 def test_the_event_stream_carries_only_the_callers_subtree(world):

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+grassroots/empower/v1/empower_service.proto\x12\x15grassroots.empower.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"\xbf\x02\n\x06Tenant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x1f\n\x0c\x64isplay_name\x18\x03 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x10\xc8\x01\x12\x32\n\x05level\x18\x04 \x01(\x0e\x32#.grassroots.empower.v1.Tenant.Level\x12\x1c\n\nadmin_code\x18\x05 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x10(\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"u\n\x05Level\x12\x15\n\x11LEVEL_UNSPECIFIED\x10\x00\x12\x0e\n\nLEVEL_CITY\x10\x01\x12\x12\n\x0eLEVEL_DISTRICT\x10\x02\x12\x0e\n\nLEVEL_TOWN\x10\x03\x12\x11\n\rLEVEL_VILLAGE\x10\x04\x12\x0e\n\nLEVEL_GRID\x10\x05\"\xc2\x01\n\x0b\x43\x61talogItem\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x35\n\x04kind\x18\x03 \x01(\x0e\x32\'.grassroots.empower.v1.CatalogItem.Kind\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"C\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eKIND_COMPONENT\x10\x01\x12\x11\n\rKIND_SCENARIO\x10\x02\"}\n\x13\x43reateTenantRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\'\n\ttenant_id\x18\x02 \x01(\tB\x14\x92\xb5\x18\x10\x32\x0e[a-z0-9]{1,40}\x12-\n\x06tenant\x18\x03 \x01(\x0b\x32\x1d.grassroots.empower.v1.Tenant\" \n\x10GetTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"u\n\x13UpdateTenantRequest\x12-\n\x06tenant\x18\x01 \x01(\x0b\x32\x1d.grassroots.empower.v1.Tenant\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"#\n\x13\x44\x65leteTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x12ListTenantsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x13ListTenantsResponse\x12.\n\x07tenants\x18\x01 \x03(\x0b\x32\x1d.grassroots.empower.v1.Tenant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x17ListCatalogItemsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"n\n\x18ListCatalogItemsResponse\x12\x39\n\rcatalog_items\x18\x01 \x03(\x0b\x32\".grassroots.empower.v1.CatalogItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa1\x05\n\x0e\x45mpowerService\x12n\n\x0c\x43reateTenant\x12*.grassroots.empower.v1.CreateTenantRequest\x1a\x1d.grassroots.empower.v1.Tenant\"\x13\x8a\xb5\x18\x0f\n\rtenants:write\x12[\n\tGetTenant\x12\'.grassroots.empower.v1.GetTenantRequest\x1a\x1d.grassroots.empower.v1.Tenant\"\x06\x8a\xb5\x18\x02\x10\x01\x12l\n\x0bListTenants\x12).grassroots.empower.v1.ListTenantsRequest\x1a*.grassroots.empower.v1.ListTenantsResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12n\n\x0cUpdateTenant\x12*.grassroots.empower.v1.UpdateTenantRequest\x1a\x1d.grassroots.empower.v1.Tenant\"\x13\x8a\xb5\x18\x0f\n\rtenants:write\x12g\n\x0c\x44\x65leteTenant\x12*.grassroots.empower.v1.DeleteTenantRequest\x1a\x16.google.protobuf.Empty\"\x13\x8a\xb5\x18\x0f\n\rtenants:write\x12{\n\x10ListCatalogItems\x12..grassroots.empower.v1.ListCatalogItemsRequest\x1a/.grassroots.empower.v1.ListCatalogItemsResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x42\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+grassroots/empower/v1/empower_service.proto\x12\x15grassroots.empower.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"\xbf\x02\n\x06Tenant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x1f\n\x0c\x64isplay_name\x18\x03 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x10\xc8\x01\x12\x32\n\x05level\x18\x04 \x01(\x0e\x32#.grassroots.empower.v1.Tenant.Level\x12\x1c\n\nadmin_code\x18\x05 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x10(\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"u\n\x05Level\x12\x15\n\x11LEVEL_UNSPECIFIED\x10\x00\x12\x0e\n\nLEVEL_CITY\x10\x01\x12\x12\n\x0eLEVEL_DISTRICT\x10\x02\x12\x0e\n\nLEVEL_TOWN\x10\x03\x12\x11\n\rLEVEL_VILLAGE\x10\x04\x12\x0e\n\nLEVEL_GRID\x10\x05\"\xaa\x03\n\x0b\x43\x61talogItem\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x35\n\x04kind\x18\x03 \x01(\x0e\x32\'.grassroots.empower.v1.CatalogItem.Kind\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x0c\n\x04\x61rea\x18\x06 \x01(\t\x12@\n\rgrpc_services\x18\x07 \x03(\x0b\x32).grassroots.empower.v1.CatalogGrpcService\x12\x13\n\x0brest_routes\x18\x08 \x03(\t\x12\x10\n\x08\x64ocs_uri\x18\t \x01(\t\x12\x0e\n\x06health\x18\n \x01(\t\x12\x10\n\x08resource\x18\x0b \x01(\t\x12\x12\n\ncomponents\x18\x0c \x03(\t\x12\x16\n\x0e\x63lassification\x18\r \x01(\t\"U\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eKIND_COMPONENT\x10\x01\x12\x11\n\rKIND_SCENARIO\x10\x02\x12\x10\n\x0cKIND_DATASET\x10\x03\"3\n\x12\x43\x61talogGrpcService\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07methods\x18\x02 \x03(\t\"}\n\x13\x43reateTenantRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\'\n\ttenant_id\x18\x02 \x01(\tB\x14\x92\xb5\x18\x10\x32\x0e[a-z0-9]{1,40}\x12-\n\x06tenant\x18\x03 \x01(\x0b\x32\x1d.grassroots.empower.v1.Tenant\" \n\x10GetTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"u\n\x13UpdateTenantRequest\x12-\n\x06tenant\x18\x01 \x01(\x0b\x32\x1d.grassroots.empower.v1.Tenant\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"#\n\x13\x44\x65leteTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x12ListTenantsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x13ListTenantsResponse\x12.\n\x07tenants\x18\x01 \x03(\x0b\x32\x1d.grassroots.empower.v1.Tenant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"o\n\x17ListCatalogItemsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\r\n\x05query\x18\x04 \x01(\t\x12\x0e\n\x06parent\x18\x05 \x01(\t\"n\n\x18ListCatalogItemsResponse\x12\x39\n\rcatalog_items\x18\x01 \x03(\x0b\x32\".grassroots.empower.v1.CatalogItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa1\x05\n\x0e\x45mpowerService\x12n\n\x0c\x43reateTenant\x12*.grassroots.empower.v1.CreateTenantRequest\x1a\x1d.grassroots.empower.v1.Tenant\"\x13\x8a\xb5\x18\x0f\n\rtenants:write\x12[\n\tGetTenant\x12\'.grassroots.empower.v1.GetTenantRequest\x1a\x1d.grassroots.empower.v1.Tenant\"\x06\x8a\xb5\x18\x02\x10\x01\x12l\n\x0bListTenants\x12).grassroots.empower.v1.ListTenantsRequest\x1a*.grassroots.empower.v1.ListTenantsResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12n\n\x0cUpdateTenant\x12*.grassroots.empower.v1.UpdateTenantRequest\x1a\x1d.grassroots.empower.v1.Tenant\"\x13\x8a\xb5\x18\x0f\n\rtenants:write\x12g\n\x0c\x44\x65leteTenant\x12*.grassroots.empower.v1.DeleteTenantRequest\x1a\x16.google.protobuf.Empty\"\x13\x8a\xb5\x18\x0f\n\rtenants:write\x12{\n\x10ListCatalogItems\x12..grassroots.empower.v1.ListCatalogItemsRequest\x1a/.grassroots.empower.v1.ListCatalogItemsResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x42\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -59,25 +59,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TENANT_LEVEL']._serialized_start=407
   _globals['_TENANT_LEVEL']._serialized_end=524
   _globals['_CATALOGITEM']._serialized_start=527
-  _globals['_CATALOGITEM']._serialized_end=721
-  _globals['_CATALOGITEM_KIND']._serialized_start=654
-  _globals['_CATALOGITEM_KIND']._serialized_end=721
-  _globals['_CREATETENANTREQUEST']._serialized_start=723
-  _globals['_CREATETENANTREQUEST']._serialized_end=848
-  _globals['_GETTENANTREQUEST']._serialized_start=850
-  _globals['_GETTENANTREQUEST']._serialized_end=882
-  _globals['_UPDATETENANTREQUEST']._serialized_start=884
-  _globals['_UPDATETENANTREQUEST']._serialized_end=1001
-  _globals['_DELETETENANTREQUEST']._serialized_start=1003
-  _globals['_DELETETENANTREQUEST']._serialized_end=1038
-  _globals['_LISTTENANTSREQUEST']._serialized_start=1040
-  _globals['_LISTTENANTSREQUEST']._serialized_end=1115
-  _globals['_LISTTENANTSRESPONSE']._serialized_start=1117
-  _globals['_LISTTENANTSRESPONSE']._serialized_end=1211
-  _globals['_LISTCATALOGITEMSREQUEST']._serialized_start=1213
-  _globals['_LISTCATALOGITEMSREQUEST']._serialized_end=1293
-  _globals['_LISTCATALOGITEMSRESPONSE']._serialized_start=1295
-  _globals['_LISTCATALOGITEMSRESPONSE']._serialized_end=1405
-  _globals['_EMPOWERSERVICE']._serialized_start=1408
-  _globals['_EMPOWERSERVICE']._serialized_end=2081
+  _globals['_CATALOGITEM']._serialized_end=953
+  _globals['_CATALOGITEM_KIND']._serialized_start=868
+  _globals['_CATALOGITEM_KIND']._serialized_end=953
+  _globals['_CATALOGGRPCSERVICE']._serialized_start=955
+  _globals['_CATALOGGRPCSERVICE']._serialized_end=1006
+  _globals['_CREATETENANTREQUEST']._serialized_start=1008
+  _globals['_CREATETENANTREQUEST']._serialized_end=1133
+  _globals['_GETTENANTREQUEST']._serialized_start=1135
+  _globals['_GETTENANTREQUEST']._serialized_end=1167
+  _globals['_UPDATETENANTREQUEST']._serialized_start=1169
+  _globals['_UPDATETENANTREQUEST']._serialized_end=1286
+  _globals['_DELETETENANTREQUEST']._serialized_start=1288
+  _globals['_DELETETENANTREQUEST']._serialized_end=1323
+  _globals['_LISTTENANTSREQUEST']._serialized_start=1325
+  _globals['_LISTTENANTSREQUEST']._serialized_end=1400
+  _globals['_LISTTENANTSRESPONSE']._serialized_start=1402
+  _globals['_LISTTENANTSRESPONSE']._serialized_end=1496
+  _globals['_LISTCATALOGITEMSREQUEST']._serialized_start=1498
+  _globals['_LISTCATALOGITEMSREQUEST']._serialized_end=1609
+  _globals['_LISTCATALOGITEMSRESPONSE']._serialized_start=1611
+  _globals['_LISTCATALOGITEMSRESPONSE']._serialized_end=1721
+  _globals['_EMPOWERSERVICE']._serialized_start=1724
+  _globals['_EMPOWERSERVICE']._serialized_end=2397
 # @@protoc_insertion_point(module_scope)

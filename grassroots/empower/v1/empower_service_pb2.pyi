@@ -118,6 +118,8 @@ class CatalogItem(_message.Message):
         """A shared component (map, events, command, twin, empower)."""
         KIND_SCENARIO: CatalogItem._Kind.ValueType  # 2
         """A scenario template a village can install."""
+        KIND_DATASET: CatalogItem._Kind.ValueType  # 3
+        """A dataset a city or district publishes for villages."""
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
         """The kind of item."""
@@ -128,11 +130,22 @@ class CatalogItem(_message.Message):
     """A shared component (map, events, command, twin, empower)."""
     KIND_SCENARIO: CatalogItem.Kind.ValueType  # 2
     """A scenario template a village can install."""
+    KIND_DATASET: CatalogItem.Kind.ValueType  # 3
+    """A dataset a city or district publishes for villages."""
 
     NAME_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    AREA_FIELD_NUMBER: _builtins.int
+    GRPC_SERVICES_FIELD_NUMBER: _builtins.int
+    REST_ROUTES_FIELD_NUMBER: _builtins.int
+    DOCS_URI_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    COMPONENTS_FIELD_NUMBER: _builtins.int
+    CLASSIFICATION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `catalogItems/{catalog_item}`."""
     display_name: _builtins.str
@@ -141,6 +154,32 @@ class CatalogItem(_message.Message):
     """The kind of item."""
     description: _builtins.str
     """What it does."""
+    version: _builtins.str
+    """Version (components and scenario templates)."""
+    area: _builtins.str
+    """The area of work it serves ("safety", "elderly care"), for browsing."""
+    docs_uri: _builtins.str
+    """Where its documentation is."""
+    health: _builtins.str
+    """Health of a component: SERVING, NOT_SERVING or UNAVAILABLE."""
+    resource: _builtins.str
+    """The resource it describes: a dataset's name (`tenants/{tenant}/datasets/{dataset}`)."""
+    classification: _builtins.str
+    """A dataset's classification: public, internal, sensitive or core."""
+    @_builtins.property
+    def grpc_services(self) -> _containers.RepeatedCompositeFieldContainer[Global___CatalogGrpcService]:
+        """gRPC services a component serves, with their methods, read by reflection
+        from the running component.
+        """
+
+    @_builtins.property
+    def rest_routes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """REST routes of a component ("GET /v1/tenants/{tenant}/events")."""
+
+    @_builtins.property
+    def components(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Components a scenario template uses."""
+
     def __init__(
         self,
         *,
@@ -148,14 +187,51 @@ class CatalogItem(_message.Message):
         display_name: _builtins.str = ...,
         kind: Global___CatalogItem.Kind.ValueType = ...,
         description: _builtins.str = ...,
+        version: _builtins.str = ...,
+        area: _builtins.str = ...,
+        grpc_services: _abc.Iterable[Global___CatalogGrpcService] | None = ...,
+        rest_routes: _abc.Iterable[_builtins.str] | None = ...,
+        docs_uri: _builtins.str = ...,
+        health: _builtins.str = ...,
+        resource: _builtins.str = ...,
+        components: _abc.Iterable[_builtins.str] | None = ...,
+        classification: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "display_name", b"display_name", "kind", b"kind", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["area", b"area", "classification", b"classification", "components", b"components", "description", b"description", "display_name", b"display_name", "docs_uri", b"docs_uri", "grpc_services", b"grpc_services", "health", b"health", "kind", b"kind", "name", b"name", "resource", b"resource", "rest_routes", b"rest_routes", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CatalogItem: _TypeAlias = CatalogItem  # noqa: Y015
+
+@_typing.final
+class CatalogGrpcService(_message.Message):
+    """One gRPC service of a component, as its reflection describes it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    METHODS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Full name, for example "grassroots.map.v1.MapService"."""
+    @_builtins.property
+    def methods(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Its methods' names."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        methods: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["methods", b"methods", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CatalogGrpcService: _TypeAlias = CatalogGrpcService  # noqa: Y015
 
 @_typing.final
 class CreateTenantRequest(_message.Message):
@@ -330,22 +406,32 @@ class ListCatalogItemsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum number of items to return."""
     page_token: _builtins.str
     """Token from a previous response."""
     filter: _builtins.str
-    """AIP-160 filter over `kind`."""
+    """AIP-160 filter over `kind` (component, scenario, dataset) and `area`."""
+    query: _builtins.str
+    """Words every item found must contain (in its name, description or area)."""
+    parent: _builtins.str
+    """The browsing node (`tenants/{tenant}`): datasets published at it or above it
+    are listed. Empty: the caller's own node.
+    """
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         filter: _builtins.str = ...,
+        query: _builtins.str = ...,
+        parent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "query", b"query"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

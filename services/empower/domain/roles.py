@@ -48,10 +48,17 @@ ALL_SCOPES: frozenset[str] = frozenset(
         "reports:read",
         "points:write",
         "notices:send",
+        # The catalog and the datasets returned to villages.
+        "catalog:read",
+        "scenarios:install",
+        "datasets:read",
+        "datasets:publish",
     }
 )
 
-_READ = frozenset({"map:read", "events:read", "command:read", "twin:read", "empower:read"})
+_READ = frozenset(
+    {"map:read", "events:read", "command:read", "twin:read", "empower:read", "catalog:read"}
+)
 # Staff handle events and manage their lifecycle (reject, mark duplicate, reassign);
 # who may take which move is services/events/domain/access.py.
 _OPERATE = _READ | {"map:write", "events:write", "command:write", "twin:write", "twin:ingest"}
@@ -70,18 +77,24 @@ ROLES: dict[str, frozenset[str]] = {
     "district_admin": _OPERATE
     | _ADMINISTER
     | {"tenants:write", "events:configure", "people:read", "people:write", "audit:read"}
-    | {"care:read", "care:write", "reports:read"},
+    | {"care:read", "care:write", "reports:read"}
+    | {"datasets:publish", "datasets:read"},
     # Reads everything a district sees and the audit trail; changes nothing.
-    "district_auditor": _READ | {"audit:read", "audit:verify", "people:read", "reports:read"},
+    "district_auditor": _READ
+    | {"audit:read", "audit:verify", "people:read", "reports:read", "datasets:read"},
     # A town (street) office: dispatches and configures for its villages.
-    "town_officer": _OPERATE | _ADMINISTER | _EMPOWER | {"events:configure", "people:read"},
+    "town_officer": _OPERATE
+    | _ADMINISTER
+    | _EMPOWER
+    | {"events:configure", "people:read", "datasets:read"},
     # Runs a village: its residents' records (sensitive ones included), its staff
     # accounts and its apps.
     "village_secretary": _OPERATE
     | _ADMINISTER
     | _EMPOWER
     | {"events:configure", "people:read", "people:write", "people:read_sensitive"}
-    | {"care:read", "care:write", "map:read_sensitive"},
+    | {"care:read", "care:write", "map:read_sensitive"}
+    | {"datasets:read", "scenarios:install"},
     # Patrols a grid cell: reports and handles events, sees the map and residents.
     "grid_worker": frozenset(
         {"events:read", "events:write", "events:handle", "map:read", "people:read"}

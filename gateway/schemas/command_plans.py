@@ -1,0 +1,218 @@
+"""JSON shapes of emergency plans, the command log, service plans and service orders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.schemas.common import GeoPointIn, GeoPointOut
+from gateway.schemas.contract import item, limited
+from grassroots.command.v1 import plans_service_pb2 as pb
+
+ItemKindName = Literal["dispatch", "checklist", "notice"]
+ItemStateName = Literal["open", "closed"]
+OrderStateName = Literal["assigned", "checked_in", "done", "unassigned"]
+RESOURCE_PATTERN = r"^[A-Za-z0-9/_.:-]{1,300}$"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class DispatchIO(_In):
+    role: str = limited(pb.Dispatch, "role", examples=["volunteer"])
+    team: str = limited(pb.Dispatch, "team", "", examples=["crowd-control"])
+    count: int = limited(pb.Dispatch, "count", 1)
+
+
+class NoticeIO(_In):
+    audience: str = limited(pb.Notice, "audience", examples=["residents"])
+    text: str = limited(pb.Notice, "text")
+
+
+class EmergencyLevelIO(_In):
+    """One response level and what opening it does."""
+
+    level: int = Field(..., description="3, 2 or 1; 1 is the worst", examples=[2])
+    summary: str = limited(pb.EmergencyLevel, "summary", "", examples=["more than 5,000 people"])
+    dispatches: list[DispatchIO] = limited(pb.EmergencyLevel, "dispatches", [])
+    checklist: list[Annotated[str, item(pb.EmergencyLevel, "checklist")]] = limited(
+        pb.EmergencyLevel, "checklist", [], description="one task per line"
+    )
+    notices: list[NoticeIO] = limited(pb.EmergencyLevel, "notices", [])
+
+
+class EmergencyPlanCreate(_In):
+    """A plan with exactly three levels, 3, 2 and 1; a missing one is a 400 naming `levels`."""
+
+    display_name: str = limited(
+        pb.EmergencyPlan, "display_name", examples=["Crowd surge at the fountain"]
+    )
+    signal: str = limited(
+        pb.EmergencyPlan,
+        "signal",
+        "",
+        description="resource name of the twin rule whose level changes move this plan",
+    )
+    levels: list[EmergencyLevelIO] = limited(pb.EmergencyPlan, "levels")
+    request_id: str | None = limited(
+        pb.CreateEmergencyPlanRequest,
+        "request_id",
+        None,
+        description="a retry with the same key returns the plan",
+    )
+
+
+class EmergencyItemOut(BaseModel):
+    id: str
+    level: int
+    kind: ItemKindName
+    description: str
+    state: ItemStateName
+    open_time: datetime
+    close_time: datetime | None
+
+
+class EmergencyPlanOut(BaseModel):
+    id: str
+    name: str
+    display_name: str
+    signal: str
+    levels: list[EmergencyLevelIO]
+    current_level: int = Field(..., description="0 when stood down")
+    level_reason: str
+    level_actor: str
+    level_change_time: datetime | None
+    items: list[EmergencyItemOut] = Field(
+        ..., description="what the active levels opened, and what the last step down closed"
+    )
+    etag: str
+    create_time: datetime
+
+
+class EmergencyPlanList(BaseModel):
+    emergency_plans: list[EmergencyPlanOut]
+    next_page_token: str = ""
+
+
+class LevelChangeIn(_In):
+    """Raise or lower a plan: 3, 2 or 1 (1 is the worst), or 0 to stand down."""
+
+    level: int = Field(..., examples=[2])
+    reason: str = limited(
+        pb.ChangeEmergencyLevelRequest, "reason", examples=["5,412 people counted at 14:05"]
+    )
+    etag: str = limited(
+        pb.ChangeEmergencyLevelRequest,
+        "etag",
+        "",
+        description="refuse (409) if the plan changed since",
+    )
+
+
+class CommandLogEntryOut(BaseModel):
+    name: str
+    time: datetime
+    actor: str = Field(..., description="a user's subject, a service, or signal:<twin rule>")
+    action: str
+    resource: str
+    reason: str
+    detail: str
+
+
+class CommandLogEntryList(BaseModel):
+    command_log_entries: list[CommandLogEntryOut]
+    next_page_token: str = ""
+
+
+class ServiceTargetIn(_In):
+    id: str = limited(pb.ServiceTarget, "id", examples=["r-0012"])
+    display_name: str = limited(pb.ServiceTarget, "display_name", "", examples=["Flat 3-201"])
+    location: GeoPointIn
+
+
+class ServicePlanCreate(_In):
+    """Recurring visits: each occurrence of `recurrence` makes one order per target."""
+
+    display_name: str = limited(pb.ServicePlan, "display_name", examples=["Weekly visit"])
+    recurrence: str = limited(
+        pb.ServicePlan,
+        "recurrence",
+        description="iCalendar RRULE, DAILY or coarser, in China Standard Time",
+        examples=["FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0"],
+    )
+    # JSON carries times as text: this field alone parses, the rest stay strict.
+    start_time: datetime = Field(..., strict=False, description="DTSTART, RFC 3339")
+    visit_minutes: int = limited(pb.ServicePlan, "visit_minutes", 60)
+    handler_role: str = limited(pb.ServicePlan, "handler_role", "carer")
+    carers: list[Annotated[str, item(pb.ServicePlan, "carers")]] = limited(
+        pb.ServicePlan, "carers", [], description="subjects of the carers who may be sent"
+    )
+    max_check_in_distance_meters: float = limited(
+        pb.ServicePlan, "max_check_in_distance_meters", 100.0
+    )
+    targets: list[ServiceTargetIn] = limited(pb.ServicePlan, "targets")
+    request_id: str | None = limited(pb.CreateServicePlanRequest, "request_id", None)
+
+
+class ServiceTargetOut(BaseModel):
+    id: str
+    display_name: str
+    location: GeoPointOut
+
+
+class ServicePlanOut(BaseModel):
+    id: str
+    name: str
+    display_name: str
+    recurrence: str
+    start_time: datetime
+    visit_minutes: int
+    handler_role: str
+    carers: list[str]
+    max_check_in_distance_meters: float
+    targets: list[ServiceTargetOut]
+    next_occurrence_time: datetime | None = Field(
+        ..., description="the next occurrence without orders yet; null once the rule ended"
+    )
+    create_time: datetime
+
+
+class ServicePlanList(BaseModel):
+    service_plans: list[ServicePlanOut]
+    next_page_token: str = ""
+
+
+class ServiceOrderOut(BaseModel):
+    id: str
+    name: str
+    service_plan: str
+    target: str
+    target_display_name: str
+    target_location: GeoPointOut
+    scheduled_time: datetime
+    due_time: datetime
+    handler: str
+    state: OrderStateName
+    check_in_time: datetime | None
+    check_in_location: GeoPointOut | None
+    check_out_time: datetime | None
+    check_out_location: GeoPointOut | None
+    note: str
+    etag: str
+
+
+class ServiceOrderList(BaseModel):
+    service_orders: list[ServiceOrderOut]
+    next_page_token: str = ""
+
+
+class CheckInIn(_In):
+    location: GeoPointIn
+
+
+class CheckOutIn(_In):
+    location: GeoPointIn
+    note: str = limited(pb.CheckOutServiceOrderRequest, "note", "")

@@ -1,0 +1,422 @@
+"""The plans desk: who may do what with plans and orders, and the decisions themselves.
+
+Scopes say which RPCs a caller may make; this says which plans and which moves. A
+caller sees its own tenant node and the subtree below it (anything else is NOT_FOUND,
+as if it did not exist); a level is changed by a commander (a person or app holding
+`command:write` as well as `command:dispatch`) or by a signal; an order is checked in
+and out only by the carer it was given to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from services.command.domain import command_log, emergency, service_orders
+from services.command.domain.command_log import LogEntry
+from services.command.domain.emergency import EmergencyPlan, LevelChange, PlanDefinition
+from services.command.domain.plan_facts import EMERGENCY_LEVEL_CHANGED, Fact
+from services.command.domain.plans_ports import PlansStore
+from services.command.domain.service_orders import (
+    Place,
+    ServiceOrder,
+    ServicePlan,
+    ServicePlanDefinition,
+)
+from services.kit import tenancy
+from services.kit.errors import Aborted, InvalidArgument, NotFound, PermissionDenied
+from services.kit.ids import new_id
+from services.kit.principal import Principal
+
+log = logging.getLogger("grassroots.command.plans")
+
+COMMANDER_SCOPE = "command:write"
+# Turns a level change into the bytes of its fact (the API layer knows the wire format).
+ChangeSerializer = Callable[[LevelChange, str], bytes]
+Clock = Callable[[], datetime]
+
+
+def plan_name(plan: EmergencyPlan) -> str:
+    return f"{tenancy.tenant_name(plan.tenant)}/emergencyPlans/{plan.id}"
+
+
+def service_plan_name(plan: ServicePlan) -> str:
+    return f"{tenancy.tenant_name(plan.tenant)}/servicePlans/{plan.id}"
+
+
+def order_name(order: ServiceOrder) -> str:
+    return f"{tenancy.tenant_name(order.tenant)}/serviceOrders/{order.id}"
+
+
+def _fingerprint(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _visible(principal: Principal, tenant: str, what: str) -> None:
+    if not principal.can_see(tenant):
+        raise NotFound(f"{what} not found")
+
+
+def _check_request_id(request_id: str) -> None:
+    if len(request_id) > 128:
+        raise InvalidArgument.field("request_id", "at most 128 characters")
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A twin rule's level change, as the bus delivered it."""
+
+    rule: str
+    tenant: str
+    level: int
+    reason: str
+    observe_time: datetime
+
+
+class PlansDesk:
+    def __init__(
+        self,
+        store: PlansStore,
+        serialize_change: ChangeSerializer,
+        clock: Clock = lambda: datetime.now(UTC),
+        on_fact: Callable[[], object] = lambda: None,
+        on_service_plan: Callable[[], object] = lambda: None,
+    ) -> None:
+        """`on_fact` is called after a change that wrote a fact, to wake the relay;
+        `on_service_plan` after a plan is created, to wake the scheduler."""
+        self.store = store
+        self.serialize_change = serialize_change
+        self.clock = clock
+        self.on_fact = on_fact
+        self.on_service_plan = on_service_plan
+
+    # Emergency plans -------------------------------------------------------------
+
+    async def create_emergency_plan(
+        self, principal: Principal, parent: str, definition: PlanDefinition, request_id: str
+    ) -> EmergencyPlan:
+        _visible(principal, parent, f"tenant {tenancy.tenant_name(parent)!r}")
+        _check_request_id(request_id)
+        definition = emergency.validate(definition)
+        now = self.clock()
+        plan = EmergencyPlan(id=new_id("ep"), tenant=parent, definition=definition, create_time=now)
+        key = None
+        if request_id:
+            fingerprint = _fingerprint(["emergency", parent, definition])
+            earlier = await self._replay(principal, parent, request_id, fingerprint)
+            if earlier:
+                return await self.get_emergency_plan(principal, parent, earlier)
+            key = (principal.subject, request_id, fingerprint)
+        entry = LogEntry(
+            parent,
+            now,
+            principal.subject,
+            command_log.PLAN_CREATED,
+            plan_name(plan),
+            "",
+            f"levels 3, 2, 1; signal {definition.signal or '(none)'}",
+        )
+        if not await self.store.create_emergency_plan(plan, entry, key):
+            earlier = await self._replay(principal, parent, request_id, key[2] if key else "")
+            return await self.get_emergency_plan(principal, parent, earlier or plan.id)
+        return plan
+
+    async def _replay(
+        self, principal: Principal, parent: str, request_id: str, fingerprint: str
+    ) -> str | None:
+        found = await self.store.find_key(parent, principal.subject, request_id)
+        if found is None:
+            return None
+        resource_id, used_for = found
+        if used_for != fingerprint:
+            raise InvalidArgument.field(
+                "request_id", "was used before for a different request; use a new one"
+            )
+        return resource_id
+
+    async def get_emergency_plan(
+        self, principal: Principal, tenant: str | None, plan_id: str
+    ) -> EmergencyPlan:
+        plan = await self.store.get_emergency_plan(plan_id)
+        if plan is None or (tenant is not None and plan.tenant != tenant):
+            raise NotFound(f"emergency plan {plan_id!r} not found")
+        _visible(principal, plan.tenant, f"emergency plan {plan_id!r}")
+        return plan
+
+    async def list_emergency_plans(
+        self, principal: Principal, parent: str, limit: int, after_id: str
+    ) -> list[EmergencyPlan]:
+        _visible(principal, parent, f"tenant {tenancy.tenant_name(parent)!r}")
+        return await self.store.list_emergency_plans(parent, limit, after_id)
+
+    def _decide(
+        self, to_level: int, actor: str, reason: str
+    ) -> Callable[[EmergencyPlan], tuple[EmergencyPlan, list[LogEntry], list[Fact]] | None]:
+        def decision(
+            plan: EmergencyPlan,
+        ) -> tuple[EmergencyPlan, list[LogEntry], list[Fact]] | None:
+            if plan.current_level == to_level:
+                return None
+            change = emergency.change_level(plan, to_level, actor, reason, self.clock())
+            name = plan_name(plan)
+            fact = Fact(
+                plan.tenant,
+                EMERGENCY_LEVEL_CHANGED,
+                f"{plan.id}:{change.plan.version}",
+                self.serialize_change(change, name),
+            )
+            return change.plan, [command_log.level_changed(change, name)], [fact]
+
+        return decision
+
+    async def change_level(
+        self,
+        principal: Principal,
+        tenant: str | None,
+        plan_id: str,
+        level: int | None,
+        reason: str,
+        etag: str,
+    ) -> EmergencyPlan:
+        to_level = emergency.check_level(level)
+        if not reason.strip():
+            raise InvalidArgument.field("reason", "is required: say why the level changes")
+        if len(reason) > emergency.MAX_TEXT:
+            raise InvalidArgument.field("reason", f"at most {emergency.MAX_TEXT} characters")
+        plan = await self.get_emergency_plan(principal, tenant, plan_id)
+        if principal.kind != "service" and not principal.has_scope(COMMANDER_SCOPE):
+            raise PermissionDenied(
+                "changing an emergency level takes a commander (command:write and command:dispatch)"
+            )
+        decide = self._decide(to_level, principal.subject, reason.strip())
+
+        def guarded(
+            current: EmergencyPlan,
+        ) -> tuple[EmergencyPlan, list[LogEntry], list[Fact]] | None:
+            if etag and current.etag != etag:
+                raise Aborted(
+                    f"the plan changed meanwhile (etag {current.etag}); read it and try again"
+                )
+            return decide(current)
+
+        stored = await self.store.decide_plan(plan.id, guarded)
+        self.on_fact()
+        if stored is None:
+            raise NotFound(f"emergency plan {plan_id!r} not found")
+        return stored
+
+    async def apply_signal(self, signal: Signal) -> list[EmergencyPlan]:
+        """Move every plan that follows the rule; a signal older than the last one a plan
+        applied is logged and ignored (the bus may deliver an old one late)."""
+        if signal.level != emergency.STOOD_DOWN and signal.level not in emergency.LEVELS:
+            log.warning("ignoring %s: level %s is not 0-3", signal.rule, signal.level)
+            return []
+        moved = []
+        actor = command_log.signal_actor(signal.rule)
+        reason = signal.reason or f"{signal.rule} moved to level {signal.level}"
+        for plan in await self.store.plans_following(signal.rule):
+            if not tenancy.contains(plan.tenant, signal.tenant):
+                continue  # a rule outside the plan's subtree cannot move it
+            decide = self._decide(signal.level, actor, reason)
+
+            def decision(
+                current: EmergencyPlan, decide: Callable = decide
+            ) -> tuple[EmergencyPlan, list[LogEntry], list[Fact]] | None:
+                if current.signal_time is not None and signal.observe_time <= current.signal_time:
+                    return None
+                outcome = decide(current)
+                if outcome is None:
+                    return replace(current, signal_time=signal.observe_time), [], []
+                changed, logs, facts = outcome
+                return replace(changed, signal_time=signal.observe_time), logs, facts
+
+            stored = await self.store.decide_plan(plan.id, decision)
+            self.on_fact()
+            if stored is not None:
+                moved.append(stored)
+        return moved
+
+    async def list_log(
+        self, principal: Principal, parent: str, resource: str, limit: int, before_seq: int
+    ) -> list[LogEntry]:
+        _visible(principal, parent, f"tenant {tenancy.tenant_name(parent)!r}")
+        if len(resource) > 300:
+            raise InvalidArgument.field("resource", "at most 300 characters")
+        return await self.store.list_log(parent, resource, limit, before_seq)
+
+    # Service plans and orders ----------------------------------------------------
+
+    async def create_service_plan(
+        self,
+        principal: Principal,
+        parent: str,
+        definition: ServicePlanDefinition,
+        request_id: str,
+    ) -> ServicePlan:
+        _visible(principal, parent, f"tenant {tenancy.tenant_name(parent)!r}")
+        _check_request_id(request_id)
+        now = self.clock()
+        # iCalendar times are whole seconds: DTSTART keeps none of a timestamp's fraction.
+        definition = replace(definition, start_time=definition.start_time.replace(microsecond=0))
+        first = service_orders.validate(definition, now)
+        plan = ServicePlan(new_id("sp"), parent, definition, now, first)
+        key = None
+        if request_id:
+            fingerprint = _fingerprint(["service", parent, definition])
+            earlier = await self._replay(principal, parent, request_id, fingerprint)
+            if earlier:
+                return await self.get_service_plan(principal, parent, earlier)
+            key = (principal.subject, request_id, fingerprint)
+        entry = LogEntry(
+            parent,
+            now,
+            principal.subject,
+            command_log.SERVICE_PLAN_CREATED,
+            service_plan_name(plan),
+            "",
+            f"{definition.recurrence}; {len(definition.targets)} targets; "
+            f"first {first.isoformat()}",
+        )
+        if not await self.store.create_service_plan(plan, entry, key):
+            earlier = await self._replay(principal, parent, request_id, key[2] if key else "")
+            return await self.get_service_plan(principal, parent, earlier or plan.id)
+        self.on_service_plan()
+        return plan
+
+    async def get_service_plan(
+        self, principal: Principal, tenant: str | None, plan_id: str
+    ) -> ServicePlan:
+        plan = await self.store.get_service_plan(plan_id)
+        if plan is None or (tenant is not None and plan.tenant != tenant):
+            raise NotFound(f"service plan {plan_id!r} not found")
+        _visible(principal, plan.tenant, f"service plan {plan_id!r}")
+        return plan
+
+    async def list_service_plans(
+        self, principal: Principal, parent: str, limit: int, after_id: str
+    ) -> list[ServicePlan]:
+        _visible(principal, parent, f"tenant {tenancy.tenant_name(parent)!r}")
+        return await self.store.list_service_plans(parent, limit, after_id)
+
+    async def get_order(
+        self, principal: Principal, tenant: str | None, order_id: str
+    ) -> ServiceOrder:
+        order = await self.store.get_order(order_id)
+        if order is None or (tenant is not None and order.tenant != tenant):
+            raise NotFound(f"service order {order_id!r} not found")
+        _visible(principal, order.tenant, f"service order {order_id!r}")
+        return order
+
+    async def list_orders(
+        self,
+        principal: Principal,
+        parent: str,
+        handler: str,
+        plan_id: str,
+        limit: int,
+        after: tuple[int, str] | None,
+    ) -> list[ServiceOrder]:
+        _visible(principal, parent, f"tenant {tenancy.tenant_name(parent)!r}")
+        filters = {"handler": handler, "plan_id": plan_id}
+        return await self.store.list_orders(parent, filters, limit, after)
+
+    async def visit(
+        self,
+        principal: Principal,
+        tenant: str | None,
+        order_id: str,
+        place: Place,
+        note: str | None,
+    ) -> ServiceOrder:
+        """Check in (note None) or out; a refusal for distance is logged, then raised."""
+        order = await self.get_order(principal, tenant, order_id)
+        plan = await self.store.get_service_plan(order.plan_id)
+        limit = plan.definition.max_distance_m if plan else service_orders.MAX_DISTANCE_M
+        now = self.clock()
+        checking_out = note is not None
+        action = command_log.ORDER_CHECKED_OUT if checking_out else command_log.ORDER_CHECKED_IN
+
+        def decision(current: ServiceOrder) -> tuple[ServiceOrder, Sequence[LogEntry]]:
+            if checking_out:
+                changed = service_orders.check_out(
+                    current, principal.subject, place, note or "", limit, now
+                )
+            else:
+                changed = service_orders.check_in(current, principal.subject, place, limit, now)
+            far = service_orders.distance_m(place, current.target.place)
+            entry = LogEntry(
+                current.tenant,
+                now,
+                principal.subject,
+                action,
+                order_name(current),
+                note or "",
+                f"{far:.0f} m from the target (allowed {limit:g} m)",
+            )
+            return changed, [entry]
+
+        try:
+            return await self.store.decide_order(order.id, decision)
+        except InvalidArgument as exc:
+            if order.handler == principal.subject and exc.violations[0].field == "location":
+                refusal = LogEntry(
+                    order.tenant,
+                    now,
+                    principal.subject,
+                    command_log.CHECK_IN_REFUSED,
+                    order_name(order),
+                    exc.violations[0].description,
+                )
+                await self.store.append_log([refusal])
+            raise
+
+    # The scheduler's step --------------------------------------------------------
+
+    async def generate_due(self, lead: timedelta, limit: int = 100) -> int:
+        """Make the orders of every occurrence due within `lead` from now; returns how many
+        occurrences were recorded. Safe to run from several replicas at once: an
+        occurrence is recorded only by whoever moves its plan on first."""
+        now = self.clock()
+        recorded = 0
+        for plan in await self.store.due_service_plans(now + lead, limit):
+            occurrence = plan.next_occurrence
+            if occurrence is None:
+                continue
+            definition = plan.definition
+            carers = list(definition.carers)
+            positions = await self.store.last_positions(carers) if carers else {}
+            load = await self.store.open_orders_by_handler(carers) if carers else {}
+            chosen = service_orders.assign(definition.targets, carers, positions, load)
+            orders = service_orders.orders_for(plan, occurrence, chosen, lambda: new_id("so"))
+            following = service_orders.next_occurrence(
+                definition.recurrence, definition.start_time, occurrence
+            )
+            logs = [
+                LogEntry(
+                    plan.tenant,
+                    now,
+                    "command/scheduler",
+                    command_log.ORDER_ASSIGNED if o.handler else command_log.ORDER_UNASSIGNED,
+                    order_name(o),
+                    _why(o, positions),
+                    f"{service_plan_name(plan)} at {occurrence.isoformat()}",
+                )
+                for o in orders
+            ]
+            if await self.store.record_occurrence(plan, orders, following, logs):
+                recorded += 1
+        return recorded
+
+
+def _why(order: ServiceOrder, positions: dict[str, Place]) -> str:
+    if not order.handler:
+        return "the plan names no carers"
+    place = positions.get(order.handler)
+    if place is None:
+        return f"{order.handler}: no known position; fewest open orders"
+    far = service_orders.distance_m(place, order.target.place)
+    return f"{order.handler}: nearest with room, {far:.0f} m away"

@@ -1,0 +1,340 @@
+"""Scheduled service orders: recurring visits from a plan, as an iCalendar RRULE.
+
+A service plan ("visit each resident living alone every Monday at 9") names its
+targets, its carers and its recurrence. Each occurrence makes one order per target,
+assigned to the nearest carer with room, and the carer checks in and out at the
+target. Occurrences are computed in China Standard Time, so `BYHOUR=9` means nine in
+the morning where the village is.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import Enum
+from zoneinfo import ZoneInfo
+
+from dateutil.rrule import DAILY, MONTHLY, WEEKLY, YEARLY, rrule, rrulestr
+
+from services.kit.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    PermissionDenied,
+)
+
+LOCAL_TIME = ZoneInfo("Asia/Shanghai")
+# Visits are planned by the day or coarser: an hourly rule over a thousand residents
+# would bury the carers, and is almost always a typo for DAILY.
+ALLOWED_FREQUENCIES = {DAILY: "DAILY", WEEKLY: "WEEKLY", MONTHLY: "MONTHLY", YEARLY: "YEARLY"}
+MAX_TARGETS = 2000
+MAX_CARERS = 500
+MAX_DISTANCE_M = 5000.0
+MAX_VISIT_MINUTES = 7 * 24 * 60
+MAX_NOTE = 2000
+_TARGET_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class OrderState(Enum):
+    ASSIGNED = "assigned"
+    CHECKED_IN = "checked_in"
+    DONE = "done"
+    UNASSIGNED = "unassigned"
+
+
+@dataclass(frozen=True)
+class Place:
+    """A WGS84 position."""
+
+    longitude: float
+    latitude: float
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    display_name: str
+    place: Place
+
+
+@dataclass(frozen=True)
+class ServicePlanDefinition:
+    display_name: str
+    recurrence: str
+    start_time: datetime
+    visit_minutes: int
+    handler_role: str
+    carers: tuple[str, ...]
+    max_distance_m: float
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    id: str
+    tenant: str
+    definition: ServicePlanDefinition
+    create_time: datetime
+    # The next occurrence without orders yet; None once the rule has no more.
+    next_occurrence: datetime | None
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class ServiceOrder:
+    id: str
+    tenant: str
+    plan_id: str
+    target: Target
+    scheduled_time: datetime
+    due_time: datetime
+    handler: str
+    state: OrderState
+    check_in_time: datetime | None = None
+    check_in_place: Place | None = None
+    check_out_time: datetime | None = None
+    check_out_place: Place | None = None
+    note: str = ""
+    version: int = 1
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+
+def _rule(recurrence: str, start: datetime) -> rrule:
+    text = recurrence.strip()
+    if text.upper().startswith("RRULE:"):
+        text = text[len("RRULE:") :]
+    if not text or "\n" in text or ":" in text:
+        raise ValueError("one RRULE line, for example FREQ=WEEKLY;BYDAY=MO;BYHOUR=9")
+    rule = rrulestr(text, dtstart=start.astimezone(LOCAL_TIME).replace(microsecond=0))
+    if not isinstance(rule, rrule):
+        raise ValueError("one RRULE, not a set of rules")
+    return rule
+
+
+def first_occurrence(recurrence: str, start: datetime, after: datetime) -> datetime | None:
+    """The first occurrence at or after `after` (UTC-aware), or None when none is left."""
+    found = _rule(recurrence, start).after(after, inc=True)
+    return None if found is None else found.astimezone(start.tzinfo)
+
+
+def next_occurrence(recurrence: str, start: datetime, after: datetime) -> datetime | None:
+    """The first occurrence strictly after `after`."""
+    found = _rule(recurrence, start).after(after, inc=False)
+    return None if found is None else found.astimezone(start.tzinfo)
+
+
+def validate(
+    definition: ServicePlanDefinition, now: datetime, prefix: str = "service_plan."
+) -> datetime:
+    """Every problem at once, naming its field; returns the first occurrence to generate.
+
+    A rule that can never fire again (UNTIL in the past, 30 February, COUNT used up
+    before now) is refused on `recurrence`, since a plan that makes no orders is a
+    mistake nobody would notice until a resident was missed.
+    """
+    problems: list[FieldViolation] = []
+
+    def text(value: str, name: str, limit: int) -> None:
+        if not value.strip():
+            problems.append(FieldViolation(prefix + name, "is required"))
+        elif len(value) > limit:
+            problems.append(FieldViolation(prefix + name, f"at most {limit} characters"))
+
+    text(definition.display_name, "display_name", 200)
+    text(definition.handler_role, "handler_role", 64)
+    first: datetime | None = None
+    field_name = prefix + "recurrence"
+    if not definition.recurrence.strip():
+        problems.append(FieldViolation(field_name, "is required, for example FREQ=WEEKLY;BYDAY=MO"))
+    elif len(definition.recurrence) > 500:
+        problems.append(FieldViolation(field_name, "at most 500 characters"))
+    else:
+        try:
+            rule = _rule(definition.recurrence, definition.start_time)
+            frequency = rule._freq  # dateutil exposes no public getter
+            if frequency not in ALLOWED_FREQUENCIES:
+                problems.append(
+                    FieldViolation(
+                        field_name, "FREQ must be DAILY, WEEKLY, MONTHLY or YEARLY for visits"
+                    )
+                )
+            else:
+                first = first_occurrence(
+                    definition.recurrence, definition.start_time, max(now, definition.start_time)
+                )
+                if first is None:
+                    problems.append(
+                        FieldViolation(
+                            field_name,
+                            "never fires from now on (check UNTIL, COUNT and the BY... parts "
+                            "against start_time)",
+                        )
+                    )
+        except (ValueError, TypeError, OverflowError) as exc:
+            problems.append(FieldViolation(field_name, f"is not an iCalendar RRULE: {exc}"[:300]))
+    if not 1 <= definition.visit_minutes <= MAX_VISIT_MINUTES:
+        problems.append(
+            FieldViolation(prefix + "visit_minutes", f"must be 1 to {MAX_VISIT_MINUTES}")
+        )
+    if not (0 < definition.max_distance_m <= MAX_DISTANCE_M):
+        problems.append(
+            FieldViolation(
+                prefix + "max_check_in_distance_meters",
+                f"must be more than 0 and at most {MAX_DISTANCE_M:g}",
+            )
+        )
+    if not definition.targets:
+        problems.append(FieldViolation(prefix + "targets", "needs at least one target"))
+    if len(definition.targets) > MAX_TARGETS:
+        problems.append(FieldViolation(prefix + "targets", f"at most {MAX_TARGETS}"))
+    seen: set[str] = set()
+    for i, target in enumerate(definition.targets):
+        at = f"{prefix}targets[{i}]"
+        if not _TARGET_ID.fullmatch(target.id):
+            problems.append(FieldViolation(at + ".id", "1 to 64 letters, digits, - and _"))
+        elif target.id in seen:
+            problems.append(FieldViolation(at + ".id", f"{target.id!r} appears twice"))
+        seen.add(target.id)
+        if len(target.display_name) > 200:
+            problems.append(FieldViolation(at + ".display_name", "at most 200 characters"))
+    if len(definition.carers) > MAX_CARERS:
+        problems.append(FieldViolation(prefix + "carers", f"at most {MAX_CARERS}"))
+    for i, carer in enumerate(definition.carers):
+        if not carer.strip() or len(carer) > 200:
+            problems.append(
+                FieldViolation(f"{prefix}carers[{i}]", "a subject, 1 to 200 characters")
+            )
+    if problems:
+        raise InvalidArgument(problems)
+    assert first is not None
+    return first
+
+
+def distance_m(a: Place, b: Place) -> float:
+    """Great-circle distance in metres (haversine; well within a metre at village scale)."""
+    radius = 6_371_008.8
+    phi1, phi2 = math.radians(a.latitude), math.radians(b.latitude)
+    d_phi = phi2 - phi1
+    d_lambda = math.radians(b.longitude - a.longitude)
+    h = math.sin(d_phi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(d_lambda / 2) ** 2
+    return 2 * radius * math.asin(min(1.0, math.sqrt(h)))
+
+
+def assign(
+    targets: Sequence[Target],
+    carers: Sequence[str],
+    positions: Mapping[str, Place],
+    load: Mapping[str, int],
+) -> dict[str, str]:
+    """Target id -> carer: the nearest carer with room, so one carer is not sent everywhere.
+
+    Room is a fair share of this round (targets / carers, rounded up) on top of the
+    open orders a carer already holds. Carers without a known position rank after
+    those with one; ties go to the carer with fewer open orders, then by name.
+    """
+    if not carers:
+        return {}
+    share = math.ceil(len(targets) / len(carers))
+    taken: dict[str, int] = dict.fromkeys(carers, 0)
+    baseline = min(load.get(c, 0) for c in carers)
+    chosen: dict[str, str] = {}
+    for target in targets:
+
+        def rank(carer: str, target: Target = target) -> tuple[float, int, str]:
+            place = positions.get(carer)
+            far = distance_m(place, target.place) if place else math.inf
+            return (far, load.get(carer, 0) + taken[carer], carer)
+
+        with_room = (
+            [c for c in carers if taken[c] < share and load.get(c, 0) - baseline < share]
+            or [c for c in carers if taken[c] < share]
+            or list(carers)
+        )
+        carer = min(with_room, key=rank)
+        taken[carer] += 1
+        chosen[target.id] = carer
+    return chosen
+
+
+def orders_for(
+    plan: ServicePlan,
+    occurrence: datetime,
+    assignment: Mapping[str, str],
+    make_id: Callable[[], str],
+) -> list[ServiceOrder]:
+    """One order per target for an occurrence, each with its assigned carer (or none)."""
+    due = occurrence + timedelta(minutes=plan.definition.visit_minutes)
+    return [
+        ServiceOrder(
+            id=make_id(),
+            tenant=plan.tenant,
+            plan_id=plan.id,
+            target=target,
+            scheduled_time=occurrence,
+            due_time=due,
+            handler=assignment.get(target.id, ""),
+            state=OrderState.ASSIGNED if assignment.get(target.id) else OrderState.UNASSIGNED,
+        )
+        for target in plan.definition.targets
+    ]
+
+
+def _check_visit(order: ServiceOrder, caller: str, place: Place, max_distance_m: float) -> float:
+    if order.handler != caller:
+        raise PermissionDenied("only the carer the order is assigned to checks in and out")
+    far = distance_m(place, order.target.place)
+    if far > max_distance_m:
+        raise InvalidArgument.field(
+            "location",
+            f"is {far:.0f} m from {order.target.display_name or order.target.id}; "
+            f"the plan allows {max_distance_m:g} m",
+        )
+    return far
+
+
+def check_in(
+    order: ServiceOrder, caller: str, place: Place, max_distance_m: float, now: datetime
+) -> ServiceOrder:
+    """The assigned carer arrives; refused farther than the plan allows from the target."""
+    _check_visit(order, caller, place, max_distance_m)
+    if order.state is not OrderState.ASSIGNED:
+        raise FailedPrecondition(
+            f"the order is {order.state.value}; only an assigned order checks in"
+        )
+    return replace(
+        order,
+        state=OrderState.CHECKED_IN,
+        check_in_time=now,
+        check_in_place=place,
+        version=order.version + 1,
+    )
+
+
+def check_out(
+    order: ServiceOrder,
+    caller: str,
+    place: Place,
+    note: str,
+    max_distance_m: float,
+    now: datetime,
+) -> ServiceOrder:
+    """The carer leaves with a note, still at the target; the order is done."""
+    if len(note) > MAX_NOTE:
+        raise InvalidArgument.field("note", f"at most {MAX_NOTE} characters")
+    _check_visit(order, caller, place, max_distance_m)
+    if order.state is not OrderState.CHECKED_IN:
+        raise FailedPrecondition(f"the order is {order.state.value}; check in before checking out")
+    return replace(
+        order,
+        state=OrderState.DONE,
+        check_out_time=now,
+        check_out_place=place,
+        note=note,
+        version=order.version + 1,
+    )

@@ -1,0 +1,79 @@
+"""What the datasets need from storage.
+
+Every method takes the tenant `scope` of the unit of work (a tenant path, or
+ALL_TENANTS for reading dataset descriptions, which the domain filters by the
+caller's line of ancestors); stores filter rows by it and PostgreSQL enforces it
+again with row-level security.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from services.empower.domain.datasets.model import Dataset, StoredRow, Subscription
+
+Upsert = tuple[str, str, str, str, str, int, int]
+
+
+@dataclass(frozen=True)
+class LiveRows:
+    """The live rows of a dataset as columns: enough to tell what an import changes."""
+
+    key_index: list[str]
+    tenant: list[str]
+    digest: list[int]
+
+
+@dataclass(frozen=True)
+class RowWrite:
+    """One import's changes, applied in one transaction if nobody imported meanwhile."""
+
+    expected_seq: int
+    last_seq: int
+    row_count: int
+    # Chunks of (tenant, key_index, building, plain, sealed, digest, seq), one per added or
+    # changed row, made while the store writes the previous chunk (sealing is the slow part).
+    upserts: Iterable[Sequence[Upsert]]
+    # (tenant, key_index, seq) per deleted row.
+    tombstones: Sequence[tuple[str, str, int]]
+    update_us: int
+
+
+class DatasetStore(Protocol):
+    async def create_dataset(self, dataset: Dataset) -> None:
+        """AlreadyExists when the publisher already has a dataset with this id."""
+        ...
+
+    async def get_dataset(self, tenant: str, dataset_id: str) -> Dataset | None: ...
+
+    async def list_datasets(
+        self, tenants: Sequence[str], limit: int, after: str | None
+    ) -> list[Dataset]:
+        """Datasets published at any of `tenants`, by resource name, after `after`."""
+        ...
+
+    async def live_rows(self, scope: str, dataset: str) -> LiveRows: ...
+
+    async def write_rows(self, scope: str, dataset: Dataset, write: RowWrite) -> bool:
+        """Apply `write`; False (nothing written) when the dataset's sequence moved."""
+        ...
+
+    async def slice_rows(
+        self, scope: str, dataset: str, after_seq: int, limit: int
+    ) -> list[StoredRow]:
+        """Changes of rows in `scope`'s subtree with seq > after_seq, oldest first."""
+        ...
+
+    async def create_subscription(self, subscription: Subscription) -> None:
+        """AlreadyExists when the node already subscribes to the dataset."""
+        ...
+
+    async def get_subscription(self, scope: str, subscription_id: str) -> Subscription | None: ...
+
+    async def list_subscriptions(
+        self, scope: str, limit: int, after: str | None
+    ) -> list[Subscription]: ...
+
+    async def delete_subscription(self, scope: str, subscription_id: str) -> bool: ...
