@@ -145,7 +145,9 @@ async def get_twin_entity(
 
 @router.delete("/entities/{entity}", status_code=204, summary="Delete an entity")
 @calls("grassroots.twin.v1.TwinService", "DeleteEntity")
-async def delete_twin_entity(tenant: TenantId, entity: EntityId, request: Request, who: Who) -> Response:
+async def delete_twin_entity(
+    tenant: TenantId, entity: EntityId, request: Request, who: Who
+) -> Response:
     rpc = request.app.state.upstreams.twin.DeleteEntity(
         pb.DeleteEntityRequest(name=_entity_name(tenant, entity)), metadata=call_metadata(who)
     )

@@ -314,6 +314,7 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
             "event_category": "safety.flooding",
             "threshold": {"trigger": 1, "clear": 0},
         }
+    },
     ("POST", "/v1/tenants/{tenant}/emergencyPlans"): lambda w: {
         "json": emergency_plan_body("Planted plan")
     },
