@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         history = stack.install_demo_events()
         stack.install_demo_command()
         plans = stack.install_demo_plans()
+        stack.install_demo_forms()
         print(f"\nGrassroots is ready in {time.monotonic() - started:.1f}s", flush=True)
         print(f"  gateway   {config.gateway_url}  (API docs {config.gateway_url}/docs)")
         print(f"  readiness {config.gateway_url}/readyz")
