@@ -350,8 +350,9 @@ def test_a_notice_to_an_empty_audience_names_the_audience(world: World) -> None:
         f"/v1/tenants/{A}/notices",
         json={
             "title": "Nobody",
-            "body": "District auditors work at the district, not in a village",
-            "audience": {"role": "district_auditor"},
+            "body": "Nobody is registered in a grid cell that does not exist",
+            "audience": {"grid_cell": "xingming-g999"},
+            "channels": ["in_app"],
             "request_id": "bad-input-notice",
         },
         headers=world.a_super.headers,
