@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         history = stack.install_demo_events()
         stack.install_demo_command()
         plans = stack.install_demo_plans()
+        stack.install_demo_forms()
         stack.install_demo_twin()
         print(f"\nGrassroots is ready in {time.monotonic() - started:.1f}s", flush=True)
         print(f"  gateway   {config.gateway_url}  (API docs {config.gateway_url}/docs)")

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -285,6 +286,16 @@ class Stack:
                 grpc.aio.insecure_channel(self.config.address("empower")) as empower,
             ):
                 return await demo_plans.install(command, empower)
+
+    def install_demo_forms(self) -> dict[str, int]:
+        """The town's fire-safety inspection form, its records and its three reports."""
+        from devstack import demo_forms
+
+        signing.configure(signing.KeyRing.parse(self.config.dev_secrets()[signing.KEYS_VARIABLE]))
+
+        async def run() -> dict[str, int]:
+            async with grpc.aio.insecure_channel(self.config.address("empower")) as channel:
+                return await demo_forms.install(channel, self.config.map_file, date.today())
 
         return asyncio.run(run())
 

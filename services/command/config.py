@@ -57,6 +57,3 @@ class CommandSettings(ServiceSettings):
     plans_poll_seconds: float = Field(
         1.0, gt=0, description="how often the plans outbox looks for unpublished facts"
     )
-    service_order_poll_seconds: float = Field(
-        30.0, gt=0, description="how often the scheduler looks for occurrences coming due"
-    )

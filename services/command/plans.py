@@ -1,11 +1,10 @@
 """The plans part of the command service, started beside dispatch by `wiring`.
 
-Three loops run next to the gRPC servicer: the outbox relay publishes
-`emergency.level_changed` facts, a consumer group follows `twin.level_changed`
-signals, and the service-order scheduler makes each occurrence's orders ahead of
-time. The scheduler keeps its state in the store (each plan's next occurrence), so a
-restart loses nothing and an occurrence due while the service was down is made once
-when it comes back.
+Two loops run next to the gRPC servicer: the outbox relay publishes
+`emergency.level_changed` facts, and a consumer group follows `twin.level_changed`
+signals. Service orders ride on command's durable timers: each plan's next
+occurrence is a timer row due a lead before the visit, so a restart loses nothing
+and an occurrence due while the service was down is made once when it comes back.
 """
 
 from __future__ import annotations
@@ -13,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from grassroots.command.v1 import plans_service_pb2_grpc as pb_grpc
 from services.command.config import CommandSettings
 from services.command.domain.plan_facts import STREAM, TWIN_LEVEL_CHANGED, TWIN_STREAM
 from services.command.domain.plans_desk import PlansDesk
+from services.command.domain.service_orders import ServicePlan
+from services.command.domain.timers import Scheduler, Timer
 from services.command.plans_api import (
     SERVICE_NAME,
     PlansServicer,
@@ -28,6 +29,7 @@ from services.command.plans_api import (
     signal_from_bytes,
 )
 from services.command.store.plans_postgres import PostgresPlansStore
+from services.command.store.plans_rows import us
 from services.command.store.plans_sqlite import SqlitePlansStore
 from services.kit.bus import Bus, BusMessage, Consumer, Delivery
 
@@ -78,24 +80,51 @@ class PlansRelay:
                     await asyncio.wait_for(self.wake.wait(), poll_seconds)
 
 
-async def run_scheduler(
-    desk: PlansDesk,
-    lead: timedelta,
-    poll_seconds: float,
-    stop: asyncio.Event,
-    wake: asyncio.Event,
-) -> None:
-    """Make due occurrences' orders until stopped, looking every `poll_seconds` and
-    whenever `wake` is set (a new plan); a failing round is logged and retried."""
-    while not stop.is_set():
-        wake.clear()
-        try:
-            while await desk.generate_due(lead):
-                pass
-        except Exception:
-            log.exception("service order generation failed; retrying")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), poll_seconds)
+OCCURRENCE = "plans.occurrence"
+
+
+class OccurrenceTimers:
+    """Each service plan's next occurrence as a durable timer (services/command/domain/
+    timers.py), due `lead` before the visit; firing it makes the occurrence's orders and
+    schedules the next one. Timer ids name the plan and the occurrence, so scheduling is
+    idempotent and a replayed firing makes nothing twice."""
+
+    def __init__(self, scheduler: Scheduler, lead: timedelta) -> None:
+        self.scheduler = scheduler
+        self.lead = lead
+        self.desk: PlansDesk | None = None
+
+    async def schedule(self, plan: ServicePlan) -> None:
+        occurrence = plan.next_occurrence
+        if occurrence is None:
+            return
+        timer = Timer(
+            id=f"{OCCURRENCE}/{plan.id}/{us(occurrence)}",
+            tenant=plan.tenant,
+            kind=OCCURRENCE,
+            due=occurrence - self.lead,
+            payload=plan.id,
+        )
+        await self.scheduler.schedule([timer])
+
+    async def fire(self, timers: Sequence[Timer]) -> None:
+        assert self.desk is not None, "the desk is attached before the scheduler runs"
+        for timer in timers:
+            plan = await self.desk.catch_up(timer.payload, self.lead)
+            if plan is not None:
+                await self.schedule(plan)
+
+    async def reconcile(self, store: SqlitePlansStore | PostgresPlansStore) -> int:
+        """At start, a timer for every plan's next occurrence: a crash between storing a
+        plan and scheduling its timer must not leave the plan silent forever."""
+        plans = await store.due_service_plans(FAR_FUTURE, RECONCILE_LIMIT)
+        for plan in plans:
+            await self.schedule(plan)
+        return len(plans)
+
+
+FAR_FUTURE = datetime(9000, 1, 1, tzinfo=UTC)
+RECONCILE_LIMIT = 1_000_000
 
 
 def signal_handler(desk: PlansDesk) -> Callable[[Delivery], Awaitable[None]]:
@@ -121,28 +150,29 @@ class Plans:
         return self.servicer, pb_grpc.add_PlansServiceServicer_to_server
 
 
-async def assemble_plans(settings: CommandSettings, bus: Bus, member: str) -> Plans:
+async def assemble_plans(
+    settings: CommandSettings, bus: Bus, member: str, scheduler: Scheduler
+) -> Plans:
+    """Store, desk, relay and signal consumer; service orders ride on `scheduler`'s timers
+    (register before the scheduler runs its first round)."""
     store = await open_plans_store(settings)
     relay = PlansRelay(store, bus, settings.outbox_batch)
-    scheduler_wake = asyncio.Event()
-    desk = PlansDesk(
-        store, change_to_bytes, on_fact=relay.wake.set, on_service_plan=scheduler_wake.set
-    )
+    lead = timedelta(hours=settings.service_order_lead_hours)
+    occurrences = OccurrenceTimers(scheduler, lead)
+    desk = PlansDesk(store, change_to_bytes, on_fact=relay.wake.set, occurrences=occurrences)
+    occurrences.desk = desk
+    scheduler.on(OCCURRENCE, occurrences.fire)
+    await occurrences.reconcile(store)
     consumer = Consumer(bus, TWIN_STREAM, SIGNAL_GROUP, member, signal_handler(desk))
     stop = asyncio.Event()
-    lead = timedelta(hours=settings.service_order_lead_hours)
     tasks = [
         asyncio.create_task(relay.run(stop, settings.plans_poll_seconds)),
         asyncio.create_task(consumer.run(stop)),
-        asyncio.create_task(
-            run_scheduler(desk, lead, settings.service_order_poll_seconds, stop, scheduler_wake)
-        ),
     ]
 
     async def stop_all() -> None:
         stop.set()
         relay.wake.set()
-        scheduler_wake.set()
         await asyncio.gather(*tasks)
         result = store.close()
         if asyncio.iscoroutine(result):

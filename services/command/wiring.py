@@ -97,6 +97,9 @@ async def assemble(settings: CommandSettings) -> Command:
         min_idle_ms=settings.redelivery_idle_ms,
         block_ms=200,
     )
+    # Emergency plans, service orders and the command log (services/command/plans.py);
+    # their timer kinds are registered before the scheduler's first round.
+    plans = await assemble_plans(settings, bus, name, scheduler)
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(scheduler.run(stop)),
@@ -111,8 +114,6 @@ async def assemble(settings: CommandSettings) -> Command:
         relay.notify()
         await asyncio.gather(*tasks)
 
-    # Emergency plans, service orders and the command log (services/command/plans.py).
-    plans = await assemble_plans(settings, bus, name)
     servicer, add = plans.registration()
     component = build_component(
         desk,

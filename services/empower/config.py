@@ -55,6 +55,15 @@ class EmpowerSettings(ServiceSettings):
     report_schedule_seconds: float = Field(
         60.0, gt=0, description="how often scheduled reports are checked for being due"
     )
+    notice_dispatch_seconds: float = Field(
+        1.0, gt=0, description="how often due notice deliveries are attempted"
+    )
+    sms_gateway_url: str = Field("", description="the SMS gateway's send URL; empty: no SMS")
+    sms_gateway_key: SecretStr = Field(SecretStr(""), description="bearer key of the SMS gateway")
+    wechat_gateway_url: str = Field(
+        "", description="the WeChat template-message gateway's URL; empty: no WeChat"
+    )
+    wechat_gateway_key: SecretStr = Field(SecretStr(""), description="its bearer key")
     consumer_name: str = Field("empower-1", description="this replica's name in consumer groups")
     # Peers: the map's buildings are the datasets' address list; the catalog describes
     # every component by reflection. Empty: that part says the peer is not configured.

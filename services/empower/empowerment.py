@@ -23,30 +23,32 @@ from grassroots.empower.v1 import points_service_pb2_grpc as points_grpc
 from services.empower.config import EmpowerSettings
 from services.empower.domain.audit import AuditLog
 from services.empower.domain.forms import FormsDesk
-from services.empower.domain.identity import IdentityDirectory
-from services.empower.domain.people import PeopleRegistry
+from services.empower.domain.identity_ports import IdentityStore
+from services.empower.domain.notices import NoticeBoard
+from services.empower.domain.notices_model import Channel
+from services.empower.domain.notices_ports import NoticeChannel
+from services.empower.domain.people_ports import PeopleStore
 from services.empower.domain.points import PointsLedger
 from services.empower.forms_api import FormsServicer
+from services.empower.notice_audience import RegistryAudience
+from services.empower.notice_channels import InAppChannel, SmsChannel, WeChatChannel
+from services.empower.notices_api import NoticesServicer
 from services.empower.points_api import PointsServicer
 from services.empower.points_facts import PointsFacts
 from services.empower.store.forms_postgres import PostgresFormsStore
 from services.empower.store.forms_sqlite import SqliteFormsStore
+from services.empower.store.notices_postgres import PostgresNoticesStore
+from services.empower.store.notices_sqlite import SqliteNoticesStore
 from services.empower.store.points_postgres import PostgresPointsStore
 from services.empower.store.points_sqlite import SqlitePointsStore
 from services.kit.bus import Bus, open_bus
-from services.kit.unimplemented import fill_unimplemented
+from services.kit.sealing import Sealer
 
 FORMS_SERVICE = forms_pb.DESCRIPTOR.services_by_name["FormsService"].full_name
 POINTS_SERVICE = points_pb.DESCRIPTOR.services_by_name["PointsService"].full_name
 NOTICES_SERVICE = notices_pb.DESCRIPTOR.services_by_name["NoticesService"].full_name
 SERVICE_NAMES = (FORMS_SERVICE, POINTS_SERVICE, NOTICES_SERVICE)
 
-
-class NoticesServicer(notices_grpc.NoticesServiceServicer):
-    pass
-
-
-fill_unimplemented(NoticesServicer, NOTICES_SERVICE, "notices")
 
 log = logging.getLogger("grassroots.empower")
 
@@ -57,6 +59,7 @@ Servicer = tuple[Any, Callable[[Any, Any], None]]
 class Empowerment:
     ledger: PointsLedger
     desk: FormsDesk
+    board: NoticeBoard
     bus: Bus
     servicers: list[Servicer]
     closers: list[Callable[[], Any]] = field(default_factory=list)
@@ -73,34 +76,63 @@ async def run_scheduled_reports(desk: FormsDesk, every_seconds: float, stop: asy
             await asyncio.wait_for(stop.wait(), every_seconds)
 
 
+async def run_deliveries(board: NoticeBoard, every_seconds: float, stop: asyncio.Event) -> None:
+    """Attempt due deliveries (first tries and retries) until stopped."""
+    while not stop.is_set():
+        try:
+            await board.dispatch_due()
+        except Exception:  # a store outage must not stop delivery for good
+            log.exception("notice delivery failed; trying again later")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_seconds)
+
+
 def bus_url(settings: EmpowerSettings) -> str:
     return settings.bus_url or str(settings.database.with_name("bus.sqlite3"))
 
 
 async def open_empowerment(
     settings: EmpowerSettings,
-    registry: PeopleRegistry,
-    directory: IdentityDirectory,
     audit: AuditLog,
+    identity: IdentityStore,
+    people: PeopleStore,
+    sealer: Sealer,
 ) -> Empowerment:
     """Stores on the configured backend, the points consumers started on the bus."""
     points: SqlitePointsStore | PostgresPointsStore
     forms: SqliteFormsStore | PostgresFormsStore
+    notices: SqliteNoticesStore | PostgresNoticesStore
     if settings.backend == "postgres":
         points = await PostgresPointsStore.open(settings.postgres_dsn)
         forms = await PostgresFormsStore.open(settings.postgres_dsn)
+        notices = await PostgresNoticesStore.open(settings.postgres_dsn)
     else:
         stem = settings.database.stem
         points = SqlitePointsStore(settings.database.with_name(stem + "-points.sqlite3"))
         forms = SqliteFormsStore(settings.database.with_name(stem + "-forms.sqlite3"))
+        notices = SqliteNoticesStore(settings.database.with_name(stem + "-notices.sqlite3"))
     ledger = PointsLedger(points)
     desk = FormsDesk(forms)
+    channels: dict[Channel, NoticeChannel] = {Channel.IN_APP: InAppChannel()}
+    closers: list[Callable[[], Any]] = []
+    if settings.sms_gateway_url:
+        sms = SmsChannel(settings.sms_gateway_url, settings.sms_gateway_key.get_secret_value())
+        channels[Channel.SMS] = sms
+        closers.append(sms.close)
+    if settings.wechat_gateway_url:
+        wechat = WeChatChannel(
+            settings.wechat_gateway_url, settings.wechat_gateway_key.get_secret_value()
+        )
+        channels[Channel.WECHAT] = wechat
+        closers.append(wechat.close)
+    board = NoticeBoard(notices, RegistryAudience(identity, people, sealer), channels, audit)
     bus = open_bus(bus_url(settings))
     streams = tuple(s.strip() for s in settings.points_fact_streams.split(",") if s.strip())
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(PointsFacts(ledger, bus, streams, settings.consumer_name).run(stop)),
         asyncio.create_task(run_scheduled_reports(desk, settings.report_schedule_seconds, stop)),
+        asyncio.create_task(run_deliveries(board, settings.notice_dispatch_seconds, stop)),
     ]
 
     async def stop_tasks() -> None:
@@ -110,8 +142,13 @@ async def open_empowerment(
     servicers: list[Servicer] = [
         (FormsServicer(desk), forms_grpc.add_FormsServiceServicer_to_server),
         (PointsServicer(ledger), points_grpc.add_PointsServiceServicer_to_server),
-        (NoticesServicer(), notices_grpc.add_NoticesServiceServicer_to_server),  # type: ignore[abstract]
+        (NoticesServicer(board), notices_grpc.add_NoticesServiceServicer_to_server),
     ]
     return Empowerment(
-        ledger, desk, bus, servicers, [stop_tasks, bus.close, points.close, forms.close]
+        ledger,
+        desk,
+        board,
+        bus,
+        servicers,
+        [stop_tasks, *closers, bus.close, points.close, forms.close, notices.close],
     )

@@ -148,7 +148,13 @@ def _version() -> str:
 async def build(settings: EmpowerSettings) -> ServiceComponent:
     """The component `run_service` serves: tenants, identity, people and audit."""
     opened = await open_empower(settings)
-    work = await open_empowerment(settings, opened.registry, opened.directory, opened.audit)
+    work = await open_empowerment(
+        settings,
+        opened.audit,
+        opened.directory.store,
+        opened.registry.store,
+        opened.registry.sealer,
+    )
     return build_component(
         opened.directory,
         opened.registry,

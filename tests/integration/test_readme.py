@@ -46,6 +46,7 @@ def test_every_readme_command_works_against_the_demo(stack: Stack, tmp_path: Pat
     stack.install_demo_events()  # make run's demo has its four weeks of history too
     stack.install_demo_command()  # and its handler profiles and routing rules
     stack.install_demo_plans()  # and its crowd-surge plan and daily visits
+    stack.install_demo_forms()  # and its fire-safety inspections and their three reports
     stack.install_demo_twin()  # and its sensors
     demo = DemoCredentials.load(stack.credentials_file)
     reader = Reader(stack, demo, tmp_path)

@@ -68,6 +68,7 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "emergency_plan": lambda w: w.b.emergency_plan_id,
     "service_plan": lambda w: w.b.service_plan_id,
     "service_order": lambda w: w.b.service_order_id,
+    "notice": lambda w: w.b.notice_id,
 }
 
 
@@ -216,6 +217,14 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
             "department": "Planted",
             "form": f"tenants/{B}/forms/{w.b.form_id}",
             "columns": [{"label": "Records", "aggregate": "count"}],
+        }
+    },
+    ("POST", "/v1/tenants/{tenant}/notices"): lambda w: {
+        "json": {
+            "title": "Planted notice",
+            "body": "from another village",
+            "audience": {"role": "grid_worker"},
+            "request_id": _unique("planted-"),
         }
     },
     ("POST", "/v1/tenants/{tenant}/pointsRules"): lambda w: {

@@ -150,6 +150,7 @@ class VillageB:
     emergency_plan_id: str = ""
     service_plan_id: str = ""
     service_order_id: str = ""
+    notice_id: str = ""
 
 
 @dataclass
@@ -646,6 +647,20 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
         201,
     )
     b.report_run_id = run["id"]
+    notice = expect(
+        client.post(
+            f"/v1/tenants/{B}/notices",
+            json={
+                "title": "Xiangyang only",
+                "body": "A notice for Xiangyang's clerk",
+                "audience": {"recipients": [f"users/{b.user_id}"]},
+                "request_id": "b-notice-1",
+            },
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    b.notice_id = notice["id"]
     expect(
         client.post(
             f"/v1/tenants/{B}/pointsAccounts/{b.points_account_id}:credit",

@@ -341,3 +341,21 @@ def test_a_level_change_without_a_level_names_level(world: World) -> None:
         assert_bad_request(
             fresh(world, "POST", url, json=body, headers=world.a_super.headers), field
         )
+
+
+def test_a_notice_to_an_empty_audience_names_the_audience(world: World) -> None:
+    refused = fresh(
+        world,
+        "POST",
+        f"/v1/tenants/{A}/notices",
+        json={
+            "title": "Nobody",
+            "body": "Nobody is registered in a grid cell that does not exist",
+            "audience": {"grid_cell": "xingming-g999"},
+            "channels": ["in_app"],
+            "request_id": "bad-input-notice",
+        },
+        headers=world.a_super.headers,
+    )
+    assert_bad_request(refused, "audience")
+    assert "empty" in refused.text

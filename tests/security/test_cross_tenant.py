@@ -134,6 +134,10 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("GET", ACCOUNT + "/ledgerEntries"): Cross(_points_account),
     ("GET", "/v1/tenants/{tenant}/forms/{form}"): Cross(_report),
     ("GET", "/v1/tenants/{tenant}/forms/{form}/records"): Cross(_report),
+    ("GET", "/v1/tenants/{tenant}/notices/{notice}"): Cross(lambda w, t: {"notice": w.b.notice_id}),
+    ("GET", "/v1/tenants/{tenant}/notices/{notice}/deliveries"): Cross(
+        lambda w, t: {"notice": w.b.notice_id}
+    ),
     ("GET", REPORT): Cross(_report),
     ("GET", REPORT + "/runs"): Cross(_report),
     ("GET", REPORT + "/runs/{run}"): Cross(_report),
@@ -404,6 +408,8 @@ def _b_is_unchanged(world: World) -> None:
         f"/v1/tenants/{B}/reportTemplates/{world.b.report_template_id}/runs", headers=who
     ).json()["report_runs"]
     assert [r["id"] for r in runs] == [world.b.report_run_id], runs
+    notices = client.get(f"/v1/tenants/{B}/notices", headers=who).json()["notices"]
+    assert [n["id"] for n in notices] == [world.b.notice_id], notices
     rules = client.get(f"/v1/tenants/{B}/pointsRules", headers=who).json()["points_rules"]
     assert not [r for r in rules if r["display_name"] == "Planted rule"]
     children = client.get(f"/v1/tenants/{B}/children", headers=who).json()["tenants"]

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from services.command.domain import command_log, emergency, service_orders
 from services.command.domain.command_log import LogEntry
@@ -66,6 +67,12 @@ def _check_request_id(request_id: str) -> None:
         raise InvalidArgument.field("request_id", "at most 128 characters")
 
 
+class OccurrenceTimers(Protocol):
+    """Where a plan's next occurrence waits until its orders are due (durable timers)."""
+
+    async def schedule(self, plan: ServicePlan) -> None: ...
+
+
 @dataclass(frozen=True)
 class Signal:
     """A twin rule's level change, as the bus delivered it."""
@@ -84,15 +91,15 @@ class PlansDesk:
         serialize_change: ChangeSerializer,
         clock: Clock = lambda: datetime.now(UTC),
         on_fact: Callable[[], object] = lambda: None,
-        on_service_plan: Callable[[], object] = lambda: None,
+        occurrences: OccurrenceTimers | None = None,
     ) -> None:
         """`on_fact` is called after a change that wrote a fact, to wake the relay;
-        `on_service_plan` after a plan is created, to wake the scheduler."""
+        `occurrences` is told of each plan's next occurrence, to fire when it comes due."""
         self.store = store
         self.serialize_change = serialize_change
         self.clock = clock
         self.on_fact = on_fact
-        self.on_service_plan = on_service_plan
+        self.occurrences = occurrences
 
     # Emergency plans -------------------------------------------------------------
 
@@ -284,7 +291,8 @@ class PlansDesk:
         if not await self.store.create_service_plan(plan, entry, key):
             earlier = await self._replay(principal, parent, request_id, key[2] if key else "")
             return await self.get_service_plan(principal, parent, earlier or plan.id)
-        self.on_service_plan()
+        if self.occurrences is not None:
+            await self.occurrences.schedule(plan)
         return plan
 
     async def get_service_plan(
@@ -377,39 +385,52 @@ class PlansDesk:
     # The scheduler's step --------------------------------------------------------
 
     async def generate_due(self, lead: timedelta, limit: int = 100) -> int:
-        """Make the orders of every occurrence due within `lead` from now; returns how many
-        occurrences were recorded. Safe to run from several replicas at once: an
-        occurrence is recorded only by whoever moves its plan on first."""
+        """Make the orders of every plan's next occurrence due within `lead` from now;
+        returns how many occurrences were recorded (one per plan per call)."""
         now = self.clock()
         recorded = 0
         for plan in await self.store.due_service_plans(now + lead, limit):
-            occurrence = plan.next_occurrence
-            if occurrence is None:
-                continue
-            definition = plan.definition
-            carers = list(definition.carers)
-            positions = await self.store.last_positions(carers) if carers else {}
-            load = await self.store.open_orders_by_handler(carers) if carers else {}
-            chosen = service_orders.assign(definition.targets, carers, positions, load)
-            orders = service_orders.orders_for(plan, occurrence, chosen, lambda: new_id("so"))
-            following = service_orders.next_occurrence(
-                definition.recurrence, definition.start_time, occurrence
-            )
-            logs = [
-                LogEntry(
-                    plan.tenant,
-                    now,
-                    "command/scheduler",
-                    command_log.ORDER_ASSIGNED if o.handler else command_log.ORDER_UNASSIGNED,
-                    order_name(o),
-                    _why(o, positions),
-                    f"{service_plan_name(plan)} at {occurrence.isoformat()}",
-                )
-                for o in orders
-            ]
-            if await self.store.record_occurrence(plan, orders, following, logs):
-                recorded += 1
+            recorded += await self._record_next(plan, now)
         return recorded
+
+    async def catch_up(self, plan_id: str, lead: timedelta) -> ServicePlan | None:
+        """Make every occurrence of one plan due within `lead` from now, oldest first, and
+        return the plan as it then stands (None when it no longer exists). Safe to run
+        from several replicas at once: an occurrence is recorded only by whoever moves
+        its plan on first."""
+        while True:
+            plan = await self.store.get_service_plan(plan_id)
+            now = self.clock()
+            if plan is None or plan.next_occurrence is None or plan.next_occurrence > now + lead:
+                return plan
+            await self._record_next(plan, now)
+
+    async def _record_next(self, plan: ServicePlan, now: datetime) -> int:
+        occurrence = plan.next_occurrence
+        if occurrence is None:
+            return 0
+        definition = plan.definition
+        carers = list(definition.carers)
+        positions = await self.store.last_positions(carers) if carers else {}
+        load = await self.store.open_orders_by_handler(carers) if carers else {}
+        chosen = service_orders.assign(definition.targets, carers, positions, load)
+        orders = service_orders.orders_for(plan, occurrence, chosen, lambda: new_id("so"))
+        following = service_orders.next_occurrence(
+            definition.recurrence, definition.start_time, occurrence
+        )
+        logs = [
+            LogEntry(
+                plan.tenant,
+                now,
+                "command/scheduler",
+                command_log.ORDER_ASSIGNED if o.handler else command_log.ORDER_UNASSIGNED,
+                order_name(o),
+                _why(o, positions),
+                f"{service_plan_name(plan)} at {occurrence.isoformat()}",
+            )
+            for o in orders
+        ]
+        return int(await self.store.record_occurrence(plan, orders, following, logs))
 
 
 def _why(order: ServiceOrder, positions: dict[str, Place]) -> str:

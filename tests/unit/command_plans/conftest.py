@@ -40,9 +40,6 @@ async def command(request, tmp_path):
         bus_url=str(tmp_path / "bus.sqlite3"),
         service_order_lead_hours=0,
         plans_poll_seconds=0.1,
-        # The scheduler's own loop looks once at start; tests step it with a clock of
-        # their own (`desk.clock`) and `desk.generate_due`.
-        service_order_poll_seconds=3600,
     )
     parts = await assemble(settings)
     server = await serve_in_process("command", parts.component)
@@ -51,6 +48,7 @@ async def command(request, tmp_path):
     server.desk = parts.plans.desk
     server.store = parts.plans.store
     server.settings = settings
+    server.timers = parts.store  # command's durable timers (plans' occurrences ride on them)
     server.stub = pb_grpc.PlansServiceStub(server.channel)
     yield server
     await server.channel.close()

@@ -15,6 +15,7 @@ from grassroots.command.v1 import plans_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.command.domain import service_orders
 from services.command.domain.service_orders import Place, ServicePlanDefinition, Target
+from services.command.store.plans_rows import us
 from services.kit import crs
 from services.kit.principal import Principal
 from services.kit.status import failure_of
@@ -88,6 +89,10 @@ async def test_a_plan_names_its_first_occurrence_in_shanghai_time(command):
     plan = await create(command)
     assert plan.name.startswith(PARENT + "/servicePlans/sp_")
     assert plan.next_occurrence_time.ToDatetime(tzinfo=UTC) == START
+    # It waits as one of command's durable timers, due when its orders should be made.
+    plan_id = plan.name.rsplit("/", 1)[-1]
+    timer = await command.timers.get_timer(f"plans.occurrence/{plan_id}/{us(START)}")
+    assert timer is not None and timer.due == START and timer.tenant == XINGMING
     got = await command.stub.GetServicePlan(
         pb.GetServicePlanRequest(name=plan.name), metadata=who(TOWN)
     )
@@ -331,7 +336,8 @@ def test_assignment_spreads_a_round_over_carers_nearest_first():
 
 
 async def test_the_schedulers_own_loop_makes_due_orders_after_a_restart(tmp_path):
-    """An occurrence that came due while the service was down is made once at start."""
+    """An occurrence that came due while the service was down is made once at start, by
+    the timer its plan scheduled when it was created."""
     from services.command.config import CommandSettings
     from services.command.wiring import assemble
 
@@ -341,7 +347,7 @@ async def test_the_schedulers_own_loop_makes_due_orders_after_a_restart(tmp_path
         database=tmp_path / "command.sqlite3",
         bus_url=str(tmp_path / "bus.sqlite3"),
         service_order_lead_hours=0,
-        service_order_poll_seconds=0.1,
+        timer_poll_seconds=0.1,
     )
     first = await assemble(settings)
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
@@ -371,5 +377,9 @@ async def test_the_schedulers_own_loop_makes_due_orders_after_a_restart(tmp_path
             await asyncio.sleep(0.05)
         assert [(o.plan_id, o.target.id) for o in made] == [(plan.id, "r-01")]
         assert made[0].handler == "users/carer-wang"
+        # The next day's occurrence waits as a timer of its own.
+        following = start + timedelta(days=1)
+        timer = await second.store.get_timer(f"plans.occurrence/{plan.id}/{us(following)}")
+        assert timer is not None and timer.due == following and timer.fired is None
     finally:
         await second.component.close()

@@ -1,0 +1,201 @@
+"""Notices over real gRPC, with the service's own directory of users and people.
+
+The service is built as `python -m services.empower` builds it; the audience is
+resolved from users and people made through its APIs, in-app deliveries are
+dispatched by its own loop, and the audit log is read back to check that it holds
+who sent what and when, never the text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from grassroots.empower.v1 import empower_service_pb2 as tenant_pb
+from grassroots.empower.v1 import empower_service_pb2_grpc as tenant_grpc
+from grassroots.empower.v1 import identity_service_pb2 as identity_pb
+from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
+from grassroots.empower.v1 import notices_service_pb2 as pb
+from grassroots.empower.v1 import notices_service_pb2_grpc as pb_grpc
+from grassroots.empower.v1 import people_service_pb2 as people_pb
+from grassroots.empower.v1 import people_service_pb2_grpc as people_grpc
+from services.empower.config import EmpowerSettings
+from services.empower.domain.roles import ALL_SCOPES, ROLES
+from services.empower.wiring import build
+from services.kit.principal import Principal
+from tests.conftest import SignedAtCall, serve_in_process
+
+A, B = "sh/jd/at/va", "sh/jd/at/vb"
+BOOT = SignedAtCall(Principal("services/boot", "sh", kind="service", scopes=ALL_SCOPES))
+SECRETARY = SignedAtCall(Principal("users/sec", A, scopes=ROLES["village_secretary"]))
+NEIGHBOUR = SignedAtCall(Principal("users/sec-b", B, scopes=ROLES["village_secretary"]))
+TEXT = "Water off on Thursday 9-12 for pipe repairs"
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[Any]:
+    settings = EmpowerSettings(
+        grpc_port=0,
+        host="127.0.0.1",
+        database=tmp_path / "empower.sqlite3",
+        seal_keys="k1:" + base64.b64encode(os.urandom(32)).decode(),  # type: ignore[arg-type]
+        index_key=base64.b64encode(os.urandom(32)).decode(),  # type: ignore[arg-type]
+        bus_url=str(tmp_path / "bus.sqlite3"),
+        notice_dispatch_seconds=0.1,
+    )
+    component = await build(settings)
+    server = await serve_in_process("empower", component)
+    tenants = tenant_grpc.EmpowerServiceStub(server.channel)
+    for parent, segment, level, code in (
+        ("", "sh", 1, "310000000000"),
+        ("tenants/sh", "jd", 2, "310114000000"),
+        ("tenants/sh-jd", "at", 3, "310114103000"),
+        ("tenants/sh-jd-at", "va", 4, "310114103201"),
+        ("tenants/sh-jd-at", "vb", 4, "310114103202"),
+    ):
+        await tenants.CreateTenant(
+            tenant_pb.CreateTenantRequest(
+                parent=parent,
+                tenant_id=segment,
+                tenant=tenant_pb.Tenant(display_name=segment, level=level, admin_code=code),
+            ),
+            metadata=BOOT,
+        )
+    yield server.channel
+    await server.channel.close()
+    await server.running.stop()
+    await component.close()
+
+
+async def _grid_worker(channel: Any, tenant_id: str, username: str) -> str:
+    user = await identity_grpc.IdentityServiceStub(channel).CreateUser(
+        identity_pb.CreateUserRequest(
+            parent=f"tenants/{tenant_id}",
+            user=identity_pb.User(
+                username=username,
+                display_name=username,
+                kind=identity_pb.User.KIND_GRID_WORKER,
+                roles=["grid_worker"],
+            ),
+        ),
+        metadata=BOOT,
+    )
+    return f"users/{user.name.rsplit('/', 1)[-1]}"
+
+
+async def test_a_notice_reaches_the_role_is_read_and_audited_without_its_text(service: Any) -> None:
+    stub = pb_grpc.NoticesServiceStub(service)
+    worker = await _grid_worker(service, "sh-jd-at-va", "gw.one")
+    await _grid_worker(service, "sh-jd-at-vb", "gw.other")  # another village: not reached
+    notice = await stub.CreateNotice(
+        pb.CreateNoticeRequest(
+            parent="tenants/sh-jd-at-va",
+            notice=pb.Notice(
+                title="Water off",
+                body=TEXT,
+                audience=pb.Audience(role="grid_worker"),
+                channels=[pb.Notice.CHANNEL_IN_APP],
+            ),
+            request_id="notice-1",
+        ),
+        metadata=SECRETARY,
+    )
+    assert notice.delivery_counts["pending"] + notice.delivery_counts["sent"] == 1
+    again = await stub.CreateNotice(
+        pb.CreateNoticeRequest(
+            parent="tenants/sh-jd-at-va",
+            notice=pb.Notice(
+                title="Water off", body=TEXT, audience=pb.Audience(role="grid_worker")
+            ),
+            request_id="notice-1",
+        ),
+        metadata=SECRETARY,
+    )
+    assert again.name == notice.name
+    deliveries = []
+    for _ in range(100):
+        listed = await stub.ListDeliveries(
+            pb.ListDeliveriesRequest(parent=notice.name), metadata=SECRETARY
+        )
+        deliveries = list(listed.deliveries)
+        if deliveries and deliveries[0].state == pb.Delivery.STATE_SENT:
+            break
+        await asyncio.sleep(0.05)
+    assert [(d.recipient, d.state) for d in deliveries] == [(worker, pb.Delivery.STATE_SENT)]
+
+    me = SignedAtCall(Principal(worker, A, scopes=ROLES["grid_worker"]))
+    mine = await stub.ListMyNotices(pb.ListMyNoticesRequest(), metadata=me)
+    assert [(d.title, d.body, d.state) for d in mine.deliveries] == [
+        ("Water off", TEXT, pb.Delivery.STATE_DELIVERED)
+    ]
+    read = await stub.MarkNoticeRead(
+        pb.MarkNoticeReadRequest(name=mine.deliveries[0].name), metadata=me
+    )
+    assert read.HasField("read_time")
+    with pytest.raises(grpc.aio.AioRpcError) as not_theirs:
+        await stub.MarkNoticeRead(
+            pb.MarkNoticeReadRequest(name=mine.deliveries[0].name), metadata=SECRETARY
+        )
+    assert not_theirs.value.code() == grpc.StatusCode.NOT_FOUND
+    counts = await stub.GetNotice(pb.GetNoticeRequest(name=notice.name), metadata=SECRETARY)
+    assert counts.delivery_counts["delivered"] == 1 and counts.delivery_counts["read"] == 1
+
+    audit = await people_grpc.PeopleServiceStub(service).ListAuditEntries(
+        people_pb.ListAuditEntriesRequest(parent="tenants/sh"), metadata=BOOT
+    )
+    sent = [e for e in audit.audit_entries if e.action == "notices.send"]
+    assert [(e.subject, list(e.records)) for e in sent] == [("users/sec", [notice.name])]
+    assert all("Water" not in str(e) for e in audit.audit_entries)
+
+    with pytest.raises(grpc.aio.AioRpcError) as hidden:
+        await stub.GetNotice(pb.GetNoticeRequest(name=notice.name), metadata=NEIGHBOUR)
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_notice_to_an_empty_audience_is_refused(service: Any) -> None:
+    stub = pb_grpc.NoticesServiceStub(service)
+    for audience, channels in (
+        (pb.Audience(role="carer"), []),
+        (pb.Audience(grid_cell="va-g99"), [pb.Notice.CHANNEL_IN_APP]),
+        (pb.Audience(recipients=["users/nobody"]), []),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CreateNotice(
+                pb.CreateNoticeRequest(
+                    parent="tenants/sh-jd-at-va",
+                    notice=pb.Notice(
+                        title="Hello", body="Nobody hears", audience=audience, channels=channels
+                    ),
+                    request_id="empty",
+                ),
+                metadata=SECRETARY,
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "notice.audience" in refused.value.details()
+        assert "empty" in refused.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as no_sms:
+        await stub.CreateNotice(
+            pb.CreateNoticeRequest(
+                parent="tenants/sh-jd-at-va",
+                notice=pb.Notice(
+                    title="Hello",
+                    body="By text",
+                    audience=pb.Audience(tenant="tenants/sh-jd-at-va"),
+                    channels=[pb.Notice.CHANNEL_SMS],
+                ),
+                request_id="sms",
+            ),
+            metadata=SECRETARY,
+        )
+    assert "sms is not configured" in no_sms.value.details()
+    listed = await stub.ListNotices(
+        pb.ListNoticesRequest(parent="tenants/sh-jd-at-va"), metadata=SECRETARY
+    )
+    assert list(listed.notices) == []
