@@ -82,3 +82,19 @@ class EmpowerSettings(ServiceSettings):
     scenarios_dir: Path = Field(
         Path("scenarios"), description="folder of scenario template manifests (may not exist)"
     )
+    sign_in_parallel_checks: int = Field(
+        2, ge=1, le=64, description="password checks that run at once (about the CPU count)"
+    )
+    sign_in_queue: int = Field(
+        8, ge=0, le=1000, description="password checks that may wait; beyond, 429 at once"
+    )
+    sign_in_checks_per_source: int = Field(
+        2, ge=1, le=100, description="password checks one client address may have in the queue"
+    )
+    sign_in_max_wait_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=30,
+        description="longest wait for a check to start before 503 (keep it well inside the "
+        "gateway's deadline)",
+    )

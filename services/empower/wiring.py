@@ -19,6 +19,7 @@ from services.empower.domain.datasets.service import DatasetDesk
 from services.empower.domain.identity import IdentityDirectory
 from services.empower.domain.people import PeopleRegistry
 from services.empower.domain.signin_throttle import ACCOUNT_POLICY, SignInThrottle
+from services.empower.domain.verification_gate import GateLimits, VerificationGate
 from services.empower.empowerment import open_empowerment
 from services.empower.gateway_facts import GatewayFacts
 from services.empower.map_addresses import MapAddresses
@@ -96,6 +97,14 @@ async def open_empower(settings: EmpowerSettings) -> Empower:
         throttle=SignInThrottle(
             account=dataclasses.replace(
                 ACCOUNT_POLICY, first_delay=timedelta(seconds=settings.sign_in_first_delay_seconds)
+            )
+        ),
+        gate=VerificationGate(
+            GateLimits(
+                parallel=settings.sign_in_parallel_checks,
+                queue=settings.sign_in_queue,
+                per_source=settings.sign_in_checks_per_source,
+                max_wait=timedelta(seconds=settings.sign_in_max_wait_seconds),
             )
         ),
     )

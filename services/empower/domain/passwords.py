@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -40,6 +41,9 @@ class Passwords:
         # Verified against when the user is unknown, so that "no such user" takes as
         # long as "wrong password" and timing does not reveal which usernames exist.
         self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
+        # How long a check takes here lately: an attempt refused without a check
+        # waits as long, so its timing looks like any other failure.
+        self.typical_seconds = 0.0
 
     async def hash(self, password: str) -> str:
         return await asyncio.to_thread(self.hasher.hash, password)
@@ -47,11 +51,24 @@ class Passwords:
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """Whether `password` matches; a missing hash costs as much as a real check."""
         target = password_hash or self._dummy
+        started = time.perf_counter()
         try:
             await asyncio.to_thread(self.hasher.verify, target, password)
         except (VerificationError, InvalidHashError):
             return False
+        finally:
+            self._observe(time.perf_counter() - started)
         return password_hash is not None
+
+    def _observe(self, seconds: float) -> None:
+        if self.typical_seconds == 0.0:
+            self.typical_seconds = seconds
+        else:
+            self.typical_seconds += (seconds - self.typical_seconds) / 8
+
+    async def pause_like_a_check(self) -> None:
+        """Wait about as long as a check takes, without the work (or a place in the gate)."""
+        await asyncio.sleep(self.typical_seconds)
 
     def needs_rehash(self, password_hash: str) -> bool:
         """Whether the hash was made with other parameters than the current ones."""
