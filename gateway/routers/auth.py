@@ -1,7 +1,9 @@
 """Sign-in for people: the OAuth 2.0 token endpoint, revocation, the JWKS and "who am I".
 
 `POST /v1/auth/token` follows RFC 6749 (form fields): `grant_type=password` with
-username and password, or `grant_type=refresh_token`; its errors are RFC 6749's
+username and password (usernames are unique per tenant node: `name@tenant-id`, or a
+`tenant` field, names the node when a name is used at several), or
+`grant_type=refresh_token`; its errors are RFC 6749's
 `{"error": "invalid_grant", "error_description": ...}`, not the platform's shape, so
 OAuth client libraries understand them. Revocation follows RFC 7009. Access tokens are JWTs signed
 by the identity service (EdDSA); anyone can verify them with `/.well-known/jwks.json`.
@@ -58,7 +60,18 @@ _FORM_BODY = {
                 "required": ["grant_type"],
                 "properties": {
                     "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
-                    "username": {"type": "string", "maxLength": 128},
+                    "username": {
+                        "type": "string",
+                        "maxLength": 128,
+                        "description": "The sign-in name; `name@tenant-id` names the "
+                        "account's tenant node when the name is used at several nodes",
+                    },
+                    "tenant": {
+                        "type": "string",
+                        "maxLength": 200,
+                        "description": "The account's tenant node (id), as `@tenant-id` "
+                        "in the username would; optional",
+                    },
                     "password": {"type": "string", "maxLength": 256, "format": "password"},
                     "refresh_token": {"type": "string", "maxLength": 512},
                 },
@@ -106,6 +119,7 @@ _REVOKE_BODY = {
 }
 _FIELD_LIMITS = {
     "username": 128,
+    "tenant": 200,
     "password": 256,
     "refresh_token": 512,
     "token": 512,
@@ -168,6 +182,7 @@ async def _issue(request: Request) -> TokenOut:
                 username=_needed(fields, "username"),
                 password=_needed(fields, "password"),
                 client_address=request.app.state.guard.source(request),
+                tenant=fields.get("tenant", ""),
             ),
             metadata=_as_gateway(request),
         )

@@ -316,7 +316,10 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def Login(self, request: pb.LoginRequest, context: object) -> pb.Token:
         return token_to_proto(
             await self.directory.login(
-                request.username, request.password, request.client_address[:64]
+                request.username,
+                request.password,
+                request.client_address[:64],
+                request.tenant[:200],
             )
         )
 

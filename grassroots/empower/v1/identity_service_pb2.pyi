@@ -69,7 +69,7 @@ class User(_message.Message):
     name: _builtins.str
     """Resource name: `tenants/{tenant}/users/{user}`."""
     username: _builtins.str
-    """Sign-in name, unique across the platform."""
+    """Sign-in name, unique at the user's tenant node."""
     display_name: _builtins.str
     """Name shown to other staff."""
     kind: Global___User.Kind.ValueType
@@ -859,6 +859,7 @@ class LoginRequest(_message.Message):
     USERNAME_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
     CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     username: _builtins.str
     """Sign-in name."""
     password: _builtins.str
@@ -867,16 +868,22 @@ class LoginRequest(_message.Message):
     """The address the sign-in comes from, as the gateway resolved it; sign-in
     attempts are delayed per source as well as per account.
     """
+    tenant: _builtins.str
+    """The tenant node of the account (id `sh-jiading-anting-xingming` or path), for a
+    username used at several nodes; `username@tenant-id` says the same. A bare name
+    shared by several accounts signs in only when one password matches.
+    """
     def __init__(
         self,
         *,
         username: _builtins.str = ...,
         password: _builtins.str = ...,
         client_address: _builtins.str = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "password", b"password", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "password", b"password", "tenant", b"tenant", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

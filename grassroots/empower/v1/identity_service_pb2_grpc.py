@@ -282,8 +282,9 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Login(self, request, context):
-        """Signs a staff member in with a password; repeated failures delay further attempts
-        for that name and that address (never a lock), with one answer for every failure.
+        """Signs a person in with a password. Repeated failures are delayed, growing, per
+        account and per address (never locked); a flood is refused with
+        RESOURCE_EXHAUSTED or UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -83,8 +83,9 @@ class IdentityServiceStub:
     LookupApiKey: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.LookupApiKeyRequest, _identity_service_pb2.LookupApiKeyResponse]
     """For gateways: the stored hash, state and app of a key, by key id."""
     Login: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.LoginRequest, _identity_service_pb2.Token]
-    """Signs a staff member in with a password; repeated failures delay further attempts
-    for that name and that address (never a lock), with one answer for every failure.
+    """Signs a person in with a password. Repeated failures are delayed, growing, per
+    account and per address (never locked); a flood is refused with
+    RESOURCE_EXHAUSTED or UNAVAILABLE.
     """
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.RefreshTokenRequest, _identity_service_pb2.Token]
     """Exchanges a refresh token for new tokens. A refresh token works once; using
@@ -153,8 +154,9 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     LookupApiKey: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.LookupApiKeyRequest, _identity_service_pb2.LookupApiKeyResponse]  # type: ignore[assignment]
     """For gateways: the stored hash, state and app of a key, by key id."""
     Login: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.LoginRequest, _identity_service_pb2.Token]  # type: ignore[assignment]
-    """Signs a staff member in with a password; repeated failures delay further attempts
-    for that name and that address (never a lock), with one answer for every failure.
+    """Signs a person in with a password. Repeated failures are delayed, growing, per
+    account and per address (never locked); a flood is refused with
+    RESOURCE_EXHAUSTED or UNAVAILABLE.
     """
     RefreshToken: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.RefreshTokenRequest, _identity_service_pb2.Token]  # type: ignore[assignment]
     """Exchanges a refresh token for new tokens. A refresh token works once; using
@@ -328,8 +330,9 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.Token, _abc.Awaitable[_identity_service_pb2.Token]]:
-        """Signs a staff member in with a password; repeated failures delay further attempts
-        for that name and that address (never a lock), with one answer for every failure.
+        """Signs a person in with a password. Repeated failures are delayed, growing, per
+        account and per address (never locked); a flood is refused with
+        RESOURCE_EXHAUSTED or UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod

@@ -166,6 +166,25 @@ def _username(value: str) -> str:
     return name
 
 
+# A qualifier naming no valid node: nothing can match it.
+_NO_NODE = "-"
+
+
+def _sign_in_name(username: str, tenant: str) -> tuple[str, str | None]:
+    """(bare name, node path or None) of a sign-in name, `name` or `name@tenant-id`,
+    and an optional separate tenant (id or path). A malformed or contradictory
+    qualifier names no node (`_NO_NODE`), so it fails like any wrong name."""
+    name, _, qualifier = username.strip().lower().partition("@")
+    given = {q for q in (qualifier.strip(), tenant.strip().lower()) if q}
+    if not given:
+        return name, None
+    paths = {q if "/" in q else tenancy.id_to_path(q) for q in given}
+    if len(paths) != 1:
+        return name, _NO_NODE
+    (path,) = paths
+    return name, path if tenancy.is_valid_path(path) else _NO_NODE
+
+
 def _level(value: Level | str) -> Level:
     try:
         return Level(value)
@@ -599,29 +618,43 @@ class IdentityDirectory:
 
     # Sign-in and tokens.
 
-    async def login(self, username: str, password: str, source: str = "") -> TokenPair:
+    async def login(
+        self, username: str, password: str, source: str = "", tenant: str = ""
+    ) -> TokenPair:
         """Tokens for a username and password; `source` is the client's address.
 
+        Usernames are unique per tenant node, so a name may be qualified with its
+        node, as `name@tenant-id` or with `tenant` (id or path). A bare name shared by
+        several accounts is checked against each of them, and signs in only when
+        exactly one password matches.
+
         Every failure gets one answer after the same work, whatever its cause: an
-        unknown name, a wrong password, or an attempt made before the growing delay
-        of the name or of the source has passed (`SignInThrottle`). So nobody can
-        lock an account, and no answer tells whether an account exists.
+        unknown name, a wrong password, a name that stays ambiguous, or an attempt
+        made before the growing delay of the name or of the source has passed
+        (`SignInThrottle`). So nobody can lock an account, and no answer tells
+        whether an account exists.
         """
         now = self.clock()
-        name = username.strip().lower()
+        name, node = _sign_in_name(username, tenant)
         if not self.throttle.may_try(name, source, now):
             # Held back unchecked: as slow as a check, but no work and no place in the gate.
             await self.passwords.pause_like_a_check()
             raise Unauthenticated(_BAD_LOGIN, reason=INVALID_CREDENTIALS)
         async with self.gate.slot(source):
-            found = (
-                await self.store.credentials(ALL_TENANTS, name) if _USERNAME.match(name) else None
+            candidates = (
+                await self.store.credentials(ALL_TENANTS, name, node)
+                if _USERNAME.match(name) and node != _NO_NODE
+                else []
             )
-            password_hash = found.password_hash if found is not None else None
-            matched = await self.passwords.verify(password_hash, password)
-        if not matched or found is None:
+            matches = [
+                c for c in candidates if await self.passwords.verify(c.password_hash, password)
+            ]
+            if not candidates:
+                await self.passwords.verify(None, password)
+        if len(matches) != 1:
             self.throttle.failed(name, source, now)
             raise Unauthenticated(_BAD_LOGIN, reason=INVALID_CREDENTIALS)
+        (found,) = matches
         self.throttle.succeeded(name)
         if found.user.disabled:
             raise Unauthenticated("this account is disabled", reason=ACCOUNT_DISABLED)

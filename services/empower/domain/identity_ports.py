@@ -67,7 +67,8 @@ class IdentityStore(Protocol):
     # Users.
 
     async def create_user(self, scope: str, user: User, password_hash: str | None) -> None:
-        """Store a user; ALREADY_EXISTS when the username is taken in any tenant."""
+        """Store a user; ALREADY_EXISTS when the username is taken at the user's node
+        (names are unique per node, so another node's names are never revealed)."""
         ...
 
     async def get_user(self, scope: str, user_id: str) -> User | None: ...
@@ -94,13 +95,22 @@ class IdentityStore(Protocol):
         ...
 
     async def set_password(
-        self, scope: str, user_id: str, password_hash: str, now: datetime
+        self,
+        scope: str,
+        user_id: str,
+        password_hash: str,
+        now: datetime,
+        *,
+        change_required: bool = False,
     ) -> User | None:
-        """Replace the password hash and clear failed logins and any lock."""
+        """Replace the password hash; `change_required` when someone else chose it."""
         ...
 
-    async def credentials(self, scope: str, username: str) -> Credentials | None:
-        """The user with this username and its password hash."""
+    async def credentials(
+        self, scope: str, username: str, tenant: str | None = None
+    ) -> list[Credentials]:
+        """The users with this username (at the node `tenant`, if given) and their
+        password hashes, by id, at most `MAX_SIGN_IN_MATCHES` of them."""
         ...
 
     async def record_login(self, scope: str, user_id: str, new_hash: str | None) -> None:

@@ -82,6 +82,8 @@ class User:
     create_time: datetime
     update_time: datetime
     disabled: bool = False
+    # Set when someone else chose the password: the account must change it first.
+    password_change_required: bool = False
 
     @property
     def name(self) -> str:

@@ -45,7 +45,6 @@ from services.empower.domain.model import (
 from services.empower.store.identity_rows import (
     ACTIVE_KEY,
     APP_COLUMNS,
-    CREDENTIALS,
     DELETE_APP,
     DELETE_APP_KEYS,
     DELETE_TENANT,
@@ -80,6 +79,7 @@ from services.empower.store.identity_rows import (
     USE_REFRESH,
     USER_COLUMNS,
     app_values,
+    credentials_query,
     key_values,
     list_query,
     refresh_values,
@@ -98,6 +98,7 @@ from services.empower.store.identity_rows import (
     update_user_values,
     us,
     user_values,
+    username_taken,
 )
 from services.kit import rls
 from services.kit.errors import AlreadyExists, FailedPrecondition
@@ -124,7 +125,7 @@ _SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS users (
         id              text COLLATE "C" PRIMARY KEY,
         tenant          text COLLATE "C" NOT NULL,
-        username        text NOT NULL UNIQUE,
+        username        text NOT NULL,
         display_name    text NOT NULL,
         kind            text NOT NULL,
         roles           text NOT NULL,
@@ -133,8 +134,17 @@ _SCHEMA: tuple[str, ...] = (
         failed_logins   integer NOT NULL DEFAULT 0,  -- unused: sign-in is throttled, not locked
         locked_until_us bigint,                      -- unused, as above
         create_us       bigint NOT NULL,
-        update_us       bigint NOT NULL)""",
+        update_us       bigint NOT NULL,
+        password_change_required boolean NOT NULL DEFAULT false)""",
     "CREATE INDEX IF NOT EXISTS users_tenant ON users (tenant, id)",
+    # A username is unique at its tenant node, not across the platform: a name taken
+    # elsewhere must not be revealed to whoever creates a user. An older database
+    # loses its platform-wide constraint and gains the column here.
+    "ALTER TABLE users ADD COLUMN IF NOT EXISTS "
+    "password_change_required boolean NOT NULL DEFAULT false",
+    "ALTER TABLE users DROP CONSTRAINT IF EXISTS users_username_key",
+    "CREATE UNIQUE INDEX IF NOT EXISTS users_tenant_username ON users (tenant, username)",
+    "CREATE INDEX IF NOT EXISTS users_username ON users (username, id)",
     """CREATE TABLE IF NOT EXISTS refresh_tokens (
         id            text COLLATE "C" PRIMARY KEY,
         family_id     text COLLATE "C" NOT NULL,
@@ -323,15 +333,15 @@ class PostgresIdentityStore:
 
     async def create_user(self, scope: str, user: User, password_hash: str | None) -> None:
         async with self._tx(scope) as conn:
-            # Unique indexes see every row, whatever the policy shows: usernames are
-            # unique across tenants.
+            # Unique indexes see every row, whatever the policy shows: a username is
+            # unique at its node, which the caller can see anyway.
             row = await _fetch_one(
                 conn,
                 _sql(INSERT_USER) + " ON CONFLICT DO NOTHING RETURNING id",
                 user_values(user, password_hash),
             )
         if row is None:
-            raise AlreadyExists(f"the username {user.username!r} is taken")
+            raise AlreadyExists(username_taken(user))
 
     async def get_user(self, scope: str, user_id: str) -> User | None:
         clause, args = subtree("tenant", scope)
@@ -380,20 +390,30 @@ class PostgresIdentityStore:
             return cur.rowcount == 1
 
     async def set_password(
-        self, scope: str, user_id: str, password_hash: str, now: datetime
+        self,
+        scope: str,
+        user_id: str,
+        password_hash: str,
+        now: datetime,
+        *,
+        change_required: bool = False,
     ) -> User | None:
         clause, args = subtree("tenant", scope)
         async with self._tx(scope) as conn:
             row = await _fetch_one(
-                conn, _sql(REPLACE_HASH, clause), (password_hash, us(now), user_id, *args)
+                conn,
+                _sql(REPLACE_HASH, clause),
+                (password_hash, change_required, us(now), user_id, *args),
             )
         return row_to_user(row) if row else None
 
-    async def credentials(self, scope: str, username: str) -> Credentials | None:
-        clause, args = subtree("tenant", scope)
+    async def credentials(
+        self, scope: str, username: str, tenant: str | None = None
+    ) -> list[Credentials]:
+        query, params = credentials_query(scope, username, tenant)
         async with self._tx(scope) as conn:
-            row = await _fetch_one(conn, _sql(CREDENTIALS, clause), (username, *args))
-        return row_to_credentials(row) if row else None
+            rows = await _fetch(conn, _sql(query), params)
+        return [row_to_credentials(r) for r in rows]
 
     async def record_login(self, scope: str, user_id: str, new_hash: str | None) -> None:
         clause, args = subtree("tenant", scope)

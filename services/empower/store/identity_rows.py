@@ -24,7 +24,10 @@ from services.kit.tenancy import ALL_TENANTS
 
 TENANT_COLUMNS = "path, parent, display_name, level, admin_code, create_us"
 
-USER_COLUMNS = "id, tenant, username, display_name, kind, roles, disabled, create_us, update_us"
+USER_COLUMNS = (
+    "id, tenant, username, display_name, kind, roles, disabled, create_us, update_us, "
+    "password_change_required"
+)
 
 CREDENTIAL_COLUMNS = USER_COLUMNS + ", password_hash"
 
@@ -83,6 +86,7 @@ def row_to_user(row: Row) -> User:
         create_time=from_us(row["create_us"]),
         update_time=from_us(row["update_us"]),
         disabled=bool(row["disabled"]),
+        password_change_required=bool(row["password_change_required"]),
     )
 
 
@@ -98,6 +102,7 @@ def user_values(user: User, password_hash: str | None) -> tuple[object, ...]:
         user.disabled,
         us(user.create_time),
         us(user.update_time),
+        user.password_change_required,
         password_hash,
     )
 
@@ -255,10 +260,10 @@ UPDATE_USER = (
     f"WHERE id = ? AND {{subtree}} RETURNING {USER_COLUMNS}"
 )
 REPLACE_HASH = (
-    "UPDATE users SET password_hash = ?, update_us = ? "
+    "UPDATE users SET password_hash = ?, password_change_required = ?, update_us = ? "
     f"WHERE id = ? AND {{subtree}} RETURNING {USER_COLUMNS}"
 )
-CREDENTIALS = f"SELECT {CREDENTIAL_COLUMNS} FROM users WHERE username = ? AND {{subtree}}"
+USERNAME_TAKEN = "SELECT 1 FROM users WHERE tenant = ? AND username = ?"
 RECORD_LOGIN = (
     "UPDATE users SET password_hash = coalesce(?, password_hash) WHERE id = ? AND {subtree}"
 )
@@ -329,6 +334,28 @@ def list_query(
         sql += " AND id > ?"
         params.append(after)
     return sql + " ORDER BY id LIMIT ?", [*params, limit]
+
+
+# At most this many accounts are checked for one sign-in name (ADR 24).
+MAX_SIGN_IN_MATCHES = 8
+
+
+def credentials_query(scope: str, username: str, tenant: str | None) -> tuple[str, list[object]]:
+    """The accounts a sign-in name may mean, by id: those of every node with that
+    username, or of one node when the name is qualified with its tenant."""
+    scoped, scope_args = subtree("tenant", scope)
+    sql = f"SELECT {CREDENTIAL_COLUMNS} FROM users WHERE username = ?"
+    params: list[object] = [username]
+    if tenant is not None:
+        sql += " AND tenant = ?"
+        params.append(tenant)
+    sql += f" AND {scoped} ORDER BY id LIMIT ?"
+    return sql, [*params, *scope_args, MAX_SIGN_IN_MATCHES]
+
+
+def username_taken(user: User) -> str:
+    """ALREADY_EXISTS of a username taken at the user's node (never of another node's)."""
+    return f"the username {user.username!r} is taken at {tenancy.tenant_name(user.tenant)!r}"
 
 
 def tenant_in_use(path: str, what: str) -> str:

@@ -26,7 +26,6 @@ from services.empower.domain.model import (
 from services.empower.store.identity_rows import (
     ACTIVE_KEY,
     APP_COLUMNS,
-    CREDENTIALS,
     DELETE_APP,
     DELETE_APP_KEYS,
     DELETE_TENANT,
@@ -60,7 +59,9 @@ from services.empower.store.identity_rows import (
     UPDATE_USER,
     USE_REFRESH,
     USER_COLUMNS,
+    USERNAME_TAKEN,
     app_values,
+    credentials_query,
     key_values,
     list_query,
     refresh_values,
@@ -79,11 +80,38 @@ from services.empower.store.identity_rows import (
     update_user_values,
     us,
     user_values,
+    username_taken,
 )
 from services.kit.errors import AlreadyExists, FailedPrecondition
 from services.kit.sqlite import SqliteDatabase, transaction
 
 T = TypeVar("T")
+
+# A username is unique at its tenant node, not across the platform: a name taken
+# elsewhere must not be revealed to whoever creates a user (`migrate_users` moves an
+# older file, whose usernames were unique everywhere, to this shape).
+USERS_TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
+    id              TEXT PRIMARY KEY,
+    tenant          TEXT NOT NULL,
+    username        TEXT NOT NULL,
+    display_name    TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    roles           TEXT NOT NULL,
+    password_hash   TEXT,
+    disabled        INTEGER NOT NULL DEFAULT 0,
+    failed_logins   INTEGER NOT NULL DEFAULT 0,  -- unused: sign-in is throttled, not locked
+    locked_until_us INTEGER,                     -- unused, as above
+    create_us       INTEGER NOT NULL,
+    update_us       INTEGER NOT NULL,
+    password_change_required INTEGER NOT NULL DEFAULT 0
+);
+"""
+USERS_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS users_tenant ON users (tenant, id)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS users_tenant_username ON users (tenant, username)",
+    "CREATE INDEX IF NOT EXISTS users_username ON users (username, id)",
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
@@ -95,22 +123,7 @@ CREATE TABLE IF NOT EXISTS tenants (
     create_us     INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tenants_parent ON tenants (parent, path);
-CREATE TABLE IF NOT EXISTS users (
-    id              TEXT PRIMARY KEY,
-    tenant          TEXT NOT NULL,
-    username        TEXT NOT NULL UNIQUE,
-    display_name    TEXT NOT NULL,
-    kind            TEXT NOT NULL,
-    roles           TEXT NOT NULL,
-    password_hash   TEXT,
-    disabled        INTEGER NOT NULL DEFAULT 0,
-    failed_logins   INTEGER NOT NULL DEFAULT 0,  -- unused: sign-in is throttled, not locked
-    locked_until_us INTEGER,                     -- unused, as above
-    create_us       INTEGER NOT NULL,
-    update_us       INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS users_tenant ON users (tenant, id);
-CREATE TABLE IF NOT EXISTS refresh_tokens (
+{users}CREATE TABLE IF NOT EXISTS refresh_tokens (
     id            TEXT PRIMARY KEY,
     family_id     TEXT NOT NULL,
     user_id       TEXT NOT NULL REFERENCES users (id),
@@ -149,7 +162,51 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoke_us     INTEGER
 );
 CREATE INDEX IF NOT EXISTS api_keys_app ON api_keys (app_id, create_us);
-"""
+""".replace("{users}", USERS_TABLE.format(table="users"))
+
+
+def _has_global_usernames(conn: sqlite3.Connection) -> bool:
+    """Whether `users` still carries the UNIQUE (username) of its first version."""
+    for index in conn.execute("PRAGMA index_list(users)").fetchall():
+        if index["unique"] and index["origin"] == "u":
+            columns = conn.execute(f"PRAGMA index_info({index['name']!r})").fetchall()
+            if [c["name"] for c in columns] == ["username"]:
+                return True
+    return False
+
+
+def migrate_users(conn: sqlite3.Connection) -> None:
+    """Bring an older file's `users` table to the current shape, keeping every row.
+
+    A column constraint cannot be dropped in SQLite, so the table is copied into a new
+    one in one transaction, with foreign keys off meanwhile as SQLite prescribes.
+    """
+    columns = {row["name"] for row in conn.execute("PRAGMA table_info(users)").fetchall()}
+    if "password_change_required" not in columns:
+        conn.execute(
+            "ALTER TABLE users ADD COLUMN password_change_required INTEGER NOT NULL DEFAULT 0"
+        )
+    if _has_global_usernames(conn):
+        kept = ", ".join(r["name"] for r in conn.execute("PRAGMA table_info(users)").fetchall())
+        conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DROP TABLE IF EXISTS users_next")
+                conn.execute(USERS_TABLE.format(table="users_next"))
+                conn.execute(f"INSERT INTO users_next ({kept}) SELECT {kept} FROM users")
+                conn.execute("DROP TABLE users")
+                conn.execute("ALTER TABLE users_next RENAME TO users")
+                if conn.execute("PRAGMA foreign_key_check").fetchone():
+                    raise RuntimeError("migrating users would break a foreign key")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
+    for statement in USERS_INDEXES:
+        conn.execute(statement)
 
 
 class SqliteIdentityStore:
@@ -158,6 +215,7 @@ class SqliteIdentityStore:
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.db = SqliteDatabase(path, synchronous=synchronous)
         self.db.run_sync(lambda conn: conn.executescript(SCHEMA))
+        self.db.run_sync(migrate_users)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self.db.run(fn)
@@ -226,9 +284,8 @@ class SqliteIdentityStore:
 
     async def create_user(self, scope: str, user: User, password_hash: str | None) -> None:
         def write(conn: sqlite3.Connection) -> None:
-            taken = conn.execute("SELECT 1 FROM users WHERE username = ?", (user.username,))
-            if taken.fetchone():
-                raise AlreadyExists(f"the username {user.username!r} is taken")
+            if conn.execute(USERNAME_TAKEN, (user.tenant, user.username)).fetchone():
+                raise AlreadyExists(username_taken(user))
             conn.execute(INSERT_USER, user_values(user, password_hash))
 
         await self._write(write)
@@ -287,24 +344,32 @@ class SqliteIdentityStore:
         return await self._write(write)
 
     async def set_password(
-        self, scope: str, user_id: str, password_hash: str, now: datetime
+        self,
+        scope: str,
+        user_id: str,
+        password_hash: str,
+        now: datetime,
+        *,
+        change_required: bool = False,
     ) -> User | None:
         clause, args = subtree("tenant", scope)
 
         def write(conn: sqlite3.Connection) -> User | None:
             row = conn.execute(
-                REPLACE_HASH.format(subtree=clause), (password_hash, us(now), user_id, *args)
+                REPLACE_HASH.format(subtree=clause),
+                (password_hash, change_required, us(now), user_id, *args),
             ).fetchone()
             return row_to_user(row) if row else None
 
         return await self._write(write)
 
-    async def credentials(self, scope: str, username: str) -> Credentials | None:
-        clause, args = subtree("tenant", scope)
+    async def credentials(
+        self, scope: str, username: str, tenant: str | None = None
+    ) -> list[Credentials]:
+        sql, params = credentials_query(scope, username, tenant)
 
-        def read(conn: sqlite3.Connection) -> Credentials | None:
-            row = conn.execute(CREDENTIALS.format(subtree=clause), (username, *args)).fetchone()
-            return row_to_credentials(row) if row else None
+        def read(conn: sqlite3.Connection) -> list[Credentials]:
+            return [row_to_credentials(r) for r in conn.execute(sql, params).fetchall()]
 
         return await self._read(read)
 
