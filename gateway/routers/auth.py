@@ -18,10 +18,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from gateway.auth import access, limit_anonymous
+from gateway.auth import access, call_metadata, limit_anonymous
 from gateway.errors import ApiError, call
+from gateway.schemas.identity import PasswordChange
 from gateway.security.sources import gateway_principal
 from grassroots.empower.v1 import identity_service_pb2 as pb
 from services.kit.principal import Principal
@@ -34,7 +35,18 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: str
     expires_in: int
-    refresh_token: str
+    refresh_token: str | None = Field(
+        None, description="absent when password_change_required (RFC 6749 makes it optional)"
+    )
+    password_change_required: bool = Field(
+        False,
+        description="someone else set this account's password: the access token can only "
+        "change it (POST /v1/me:changePassword), which answers full tokens",
+    )
+
+    def body(self) -> dict[str, Any]:
+        """The JSON answer, without a refresh token that was not issued."""
+        return self.model_dump(exclude_none=True)
 
 
 class PrincipalOut(BaseModel):
@@ -204,11 +216,16 @@ async def _issue(request: Request) -> TokenOut:
         if exc.http_status in (400, 401):
             raise OAuthError("invalid_grant", exc.message) from None
         raise
+    return token_out(issued)
+
+
+def token_out(issued: pb.Token) -> TokenOut:
     return TokenOut(
         access_token=issued.access_token,
         token_type=issued.token_type or "Bearer",
         expires_in=issued.expires_in,
-        refresh_token=issued.refresh_token,
+        refresh_token=issued.refresh_token or None,
+        password_change_required=issued.password_change_required,
     )
 
 
@@ -226,7 +243,7 @@ async def token(request: Request) -> Response:
         issued = await _issue(request)
     except OAuthError as exc:
         return exc.response()
-    return JSONResponse(issued.model_dump(), headers=NO_STORE)
+    return JSONResponse(issued.body(), headers=NO_STORE)
 
 
 @router.post(
@@ -282,3 +299,30 @@ async def me(who: Annotated[Principal, Security(access(""))]) -> dict[str, Any]:
         "scopes": sorted(who.scopes),
         "app": who.app,
     }
+
+
+@router.post(
+    "/v1/me:changePassword",
+    response_model=TokenOut,
+    response_model_exclude_none=True,
+    summary="Change your own password; answers new tokens and signs other sessions out",
+)
+async def change_password(
+    body: PasswordChange,
+    request: Request,
+    who: Annotated[Principal, Security(access(""))],
+) -> Response:
+    """The way out of a password someone else set (a new account's, a reset one): its
+    sign-in only gets a token for this call. A wrong current password is 400 naming
+    `current_password` and counts as a failed sign-in. Audited."""
+    issued = await call(
+        request.app.state.upstreams.identity.ChangePassword(
+            pb.ChangePasswordRequest(
+                current_password=body.current_password.get_secret_value(),
+                new_password=body.new_password.get_secret_value(),
+                client_address=request.app.state.guard.source(request),
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    return JSONResponse(token_out(issued).body(), headers=NO_STORE)

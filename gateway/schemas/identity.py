@@ -108,6 +108,18 @@ class PasswordReset(_Body):
     )
 
 
+class PasswordChange(_Body):
+    """Your own new password, with the current one (the one someone else gave you)."""
+
+    current_password: SecretStr = Field(..., max_length=256, description="never returned")
+    new_password: SecretStr = Field(
+        ...,
+        max_length=256,
+        description="at least 10 characters, not your username, not the current one; "
+        "never returned",
+    )
+
+
 class UserOut(BaseModel):
     id: str
     name: str

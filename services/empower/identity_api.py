@@ -110,7 +110,15 @@ def token_to_proto(pair: TokenPair) -> pb.Token:
         refresh_token=pair.refresh_token,
         expires_in=pair.expires_in,
         token_type=pair.token_type,
+        password_change_required=pair.password_change_required,
     )
+
+
+def _time_left(context: object) -> float | None:
+    """Seconds until the caller's deadline (None without one)."""
+    remaining = getattr(context, "time_remaining", None)
+    left = remaining() if callable(remaining) else None
+    return float(left) if isinstance(left, int | float) else None
 
 
 class TenantServicer(tenant_grpc.EmpowerServiceServicer):
@@ -320,6 +328,17 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                 request.password,
                 request.client_address[:64],
                 request.tenant[:200],
+                time_left=_time_left(context),
+            )
+        )
+
+    async def ChangePassword(self, request: pb.ChangePasswordRequest, context: object) -> pb.Token:
+        return token_to_proto(
+            await self.directory.change_password(
+                require_principal(),
+                request.current_password,
+                request.new_password,
+                request.client_address[:64],
             )
         )
 

@@ -180,6 +180,9 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
         "data": {"grant_type": "password", "username": "nobody.here", "password": "wrong-pass1"}
     },
     ("POST", "/v1/auth/revoke"): lambda w: {"data": {"token": "grr_not_a_token"}},
+    ("POST", "/v1/me:changePassword"): lambda w: {
+        "json": {"current_password": "not-the-password", "new_password": "another-password-2"}
+    },
     ("POST", "/v1/tenants/{tenant}/children"): lambda w: {
         "json": {
             "id": _unique("g"),

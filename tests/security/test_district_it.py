@@ -74,8 +74,15 @@ def test_district_it_appoints_a_secretary_and_reads_its_own_actions(world):
         {"grant_type": "password", "username": username, "password": first},
     )
     assert old.status_code == 400 and old.json()["error"] == "invalid_grant", old.text
+    # The reset password only lets the secretary choose her own (world.login does).
+    reset = anonymous_post(
+        client,
+        "/v1/auth/token",
+        {"grant_type": "password", "username": username, "password": second},
+    )
+    assert reset.json()["password_change_required"] is True, reset.text
     signed_in = world.login(username, second)
-    assert "people:read_sensitive" in signed_in.scopes
+    assert "people:read_sensitive" in signed_in.scopes and signed_in.password != second
 
     app = expect(
         client.post(
@@ -179,3 +186,83 @@ def test_a_replayed_app_create_never_shows_the_key_again(world):
     plain = client.post(url, json={**body, "display_name": "Replay check 2"}, headers=admin.headers)
     assert plain.status_code == 201 and "x-replay-withhold" not in plain.headers
     world.remember(plain.json()["key"])
+
+
+def test_district_it_cannot_read_through_a_secretary_it_appointed(world):
+    """The probe: district.it appointed `shadow.sec` with a password it chose, signed in
+    as her and read ID numbers in clear. The chosen password now only lets the account
+    choose its own; nothing else answers until then."""
+    client = world.client
+    it = world.demo.account("district.it")
+    admin = world.login(it.username, it.password)
+    chosen, own = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
+    world.remember(chosen, own)
+    username = f"shadow.{secrets.token_hex(3)}"
+    shadow = expect(
+        client.post(
+            f"{T}/{A}/users",
+            json={
+                "username": username,
+                "display_name": "Shadow secretary",
+                "kind": "staff",
+                "roles": ["village_secretary"],
+                "password": chosen,
+            },
+            headers=admin.headers,
+        ),
+        201,
+    )
+    try:
+        form = {"grant_type": "password", "username": username, "password": chosen}
+        first = anonymous_post(client, "/v1/auth/token", form)
+        assert first.status_code == 200, first.text
+        issued = first.json()
+        assert issued["password_change_required"] is True and "refresh_token" not in issued
+        world.remember(issued["access_token"])
+        limited = {"Authorization": f"Bearer {issued['access_token']}"}
+        me = expect(client.get("/v1/me", headers=limited), 200)
+        assert (me["scopes"], me["roles"]) == (["password:change"], [])
+        people = client.get(f"{T}/{A}/people", params={"purpose": "routine"}, headers=limited)
+        assert people.status_code == 403, people.text
+        assert client.get(f"{T}/{A}/events", headers=limited).status_code == 403
+
+        wrong = client.post(
+            "/v1/me:changePassword",
+            json={"current_password": "not-the-password", "new_password": own},
+            headers=limited,
+        )
+        assert wrong.status_code == 400, wrong.text
+        assert [v["field"] for v in wrong.json()["error"]["field_violations"]] == [
+            "current_password"
+        ]
+        changed = client.post(
+            "/v1/me:changePassword",
+            json={"current_password": chosen, "new_password": own},
+            headers=limited,
+        )
+        assert changed.status_code == 200, changed.text
+        assert changed.headers["cache-control"] == "no-store"
+        tokens = changed.json()
+        world.remember(tokens["access_token"], tokens["refresh_token"])
+        assert tokens["password_change_required"] is False
+        full = {"Authorization": f"Bearer {tokens['access_token']}"}
+        read = client.get(f"{T}/{A}/people", params={"purpose": "routine"}, headers=full)
+        assert read.status_code == 200, read.text
+        # What district IT chose no longer signs in.
+        stale = anonymous_post(client, "/v1/auth/token", form)
+        assert stale.status_code == 400 and stale.json()["error"] == "invalid_grant"
+        # The change is the secretary's own, in the district's audit log.
+        entries = expect(
+            client.get(
+                f"{T}/{DISTRICT}/auditEntries",
+                params={"filter": f'subject = "users/{shadow["id"]}"'},
+                headers=admin.headers,
+            ),
+            200,
+        )["audit_entries"]
+        assert [(e["action"], e["fields"]) for e in entries] == [
+            ("identity.users.change_password", ["password"])
+        ]
+        assert chosen not in str(entries) and own not in str(entries)
+    finally:
+        expect(client.delete(f"{T}/{A}/users/{shadow['id']}", headers=admin.headers), 204)

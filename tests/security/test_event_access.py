@@ -35,7 +35,7 @@ def _user(world: World, role: str, kind: str) -> Account:
         201,
     )
     account = login(world.client, username, password)
-    world.remember(account.access_token, account.refresh_token)
+    world.remember(account.password, account.access_token, account.refresh_token)
     return account
 
 

@@ -108,6 +108,6 @@ def test_a_disabled_user_can_neither_sign_in_nor_refresh(world):
     again = anonymous_post(
         client,
         "/v1/auth/token",
-        {"grant_type": "password", "username": username, "password": password},
+        {"grant_type": "password", "username": username, "password": signed_in.password},
     )
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant", again.text

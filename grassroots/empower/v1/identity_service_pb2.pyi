@@ -202,14 +202,21 @@ class Token(_message.Message):
     REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
     EXPIRES_IN_FIELD_NUMBER: _builtins.int
     TOKEN_TYPE_FIELD_NUMBER: _builtins.int
+    PASSWORD_CHANGE_REQUIRED_FIELD_NUMBER: _builtins.int
     access_token: _builtins.str
     """Signed JWT to send as `Authorization: Bearer ...`."""
     refresh_token: _builtins.str
-    """Opaque token for RefreshToken; works once."""
+    """Opaque token for RefreshToken; works once. Empty when
+    password_change_required.
+    """
     expires_in: _builtins.int
     """Seconds until the access token expires."""
     token_type: _builtins.str
     """Always "Bearer"."""
+    password_change_required: _builtins.bool
+    """The password was set by someone else: the access token only lets the account
+    change it (ChangePassword), and no refresh token is issued.
+    """
     def __init__(
         self,
         *,
@@ -217,10 +224,11 @@ class Token(_message.Message):
         refresh_token: _builtins.str = ...,
         expires_in: _builtins.int = ...,
         token_type: _builtins.str = ...,
+        password_change_required: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "expires_in", b"expires_in", "refresh_token", b"refresh_token", "token_type", b"token_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "expires_in", b"expires_in", "password_change_required", b"password_change_required", "refresh_token", b"refresh_token", "token_type", b"token_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -888,6 +896,40 @@ class LoginRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LoginRequest: _TypeAlias = LoginRequest  # noqa: Y015
+
+@_typing.final
+class ChangePasswordRequest(_message.Message):
+    """Request message for IdentityService.ChangePassword."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
+    NEW_PASSWORD_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    current_password: _builtins.str
+    """The password the caller signed in with."""
+    new_password: _builtins.str
+    """The new password (10 characters or more, not the username, not the current
+    one); never returned or logged.
+    """
+    client_address: _builtins.str
+    """The address the change comes from, as the gateway resolved it; wrong current
+    passwords are delayed like failed sign-ins.
+    """
+    def __init__(
+        self,
+        *,
+        current_password: _builtins.str = ...,
+        new_password: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "current_password", b"current_password", "new_password", b"new_password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangePasswordRequest: _TypeAlias = ChangePasswordRequest  # noqa: Y015
 
 @_typing.final
 class RefreshTokenRequest(_message.Message):

@@ -128,6 +128,11 @@ class IdentityServiceStub:
                 request_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.LoginRequest.SerializeToString,
                 response_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.Token.FromString,
                 _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/grassroots.empower.v1.IdentityService/ChangePassword',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.Token.FromString,
+                _registered_method=True)
         self.RefreshToken = channel.unary_unary(
                 '/grassroots.empower.v1.IdentityService/RefreshToken',
                 request_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.RefreshTokenRequest.SerializeToString,
@@ -290,6 +295,16 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangePassword(self, request, context):
+        """Changes the caller's own password, given the current one, and signs in afresh:
+        the answer holds new tokens and every other session is signed out. A password
+        someone else set (a new account's, a reset one) must be changed this way before
+        the account gets any other scope. Audited as identity.users.change_password.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RefreshToken(self, request, context):
         """Exchanges a refresh token for new tokens. A refresh token works once; using
         it again revokes every token of that sign-in.
@@ -411,6 +426,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
             'Login': grpc.unary_unary_rpc_method_handler(
                     servicer.Login,
                     request_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.LoginRequest.FromString,
+                    response_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.Token.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.ChangePasswordRequest.FromString,
                     response_serializer=grassroots_dot_empower_dot_v1_dot_identity__service__pb2.Token.SerializeToString,
             ),
             'RefreshToken': grpc.unary_unary_rpc_method_handler(
@@ -922,6 +942,33 @@ class IdentityService:
             target,
             '/grassroots.empower.v1.IdentityService/Login',
             grassroots_dot_empower_dot_v1_dot_identity__service__pb2.LoginRequest.SerializeToString,
+            grassroots_dot_empower_dot_v1_dot_identity__service__pb2.Token.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.IdentityService/ChangePassword',
+            grassroots_dot_empower_dot_v1_dot_identity__service__pb2.ChangePasswordRequest.SerializeToString,
             grassroots_dot_empower_dot_v1_dot_identity__service__pb2.Token.FromString,
             options,
             channel_credentials,

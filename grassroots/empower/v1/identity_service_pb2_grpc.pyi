@@ -87,6 +87,12 @@ class IdentityServiceStub:
     account and per address (never locked); a flood is refused with
     RESOURCE_EXHAUSTED or UNAVAILABLE.
     """
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ChangePasswordRequest, _identity_service_pb2.Token]
+    """Changes the caller's own password, given the current one, and signs in afresh:
+    the answer holds new tokens and every other session is signed out. A password
+    someone else set (a new account's, a reset one) must be changed this way before
+    the account gets any other scope. Audited as identity.users.change_password.
+    """
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.RefreshTokenRequest, _identity_service_pb2.Token]
     """Exchanges a refresh token for new tokens. A refresh token works once; using
     it again revokes every token of that sign-in.
@@ -157,6 +163,12 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Signs a person in with a password. Repeated failures are delayed, growing, per
     account and per address (never locked); a flood is refused with
     RESOURCE_EXHAUSTED or UNAVAILABLE.
+    """
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ChangePasswordRequest, _identity_service_pb2.Token]  # type: ignore[assignment]
+    """Changes the caller's own password, given the current one, and signs in afresh:
+    the answer holds new tokens and every other session is signed out. A password
+    someone else set (a new account's, a reset one) must be changed this way before
+    the account gets any other scope. Audited as identity.users.change_password.
     """
     RefreshToken: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.RefreshTokenRequest, _identity_service_pb2.Token]  # type: ignore[assignment]
     """Exchanges a refresh token for new tokens. A refresh token works once; using
@@ -333,6 +345,18 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         """Signs a person in with a password. Repeated failures are delayed, growing, per
         account and per address (never locked); a flood is refused with
         RESOURCE_EXHAUSTED or UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def ChangePassword(
+        self,
+        request: _identity_service_pb2.ChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.Token, _abc.Awaitable[_identity_service_pb2.Token]]:
+        """Changes the caller's own password, given the current one, and signs in afresh:
+        the answer holds new tokens and every other session is signed out. A password
+        someone else set (a new account's, a reset one) must be changed this way before
+        the account gets any other scope. Audited as identity.users.change_password.
         """
 
     @_abc_1.abstractmethod

@@ -11,7 +11,10 @@ Rules every method follows (ADR 0002):
   not by holding their scopes, and managing a user (change, disable, delete, reset
   a password) needs the right to assign every role the user has;
 * every administrative action leaves an entry in the hash-chained audit log (ADR 14):
-  who, which resource, which fields (never a password or a key's secret).
+  who, which resource, which fields (never a password or a key's secret);
+* a password someone else chose (a new account's, a reset) is known to them, so the
+  account must change it first: until then sign-in yields only a token that can
+  change the password (ADR 24). The platform's own installers are exempt.
 """
 
 from __future__ import annotations
@@ -88,6 +91,12 @@ INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
 ACCOUNT_DISABLED = "ACCOUNT_DISABLED"
 TOKEN_REVOKED = "TOKEN_REVOKED"  # noqa: S105 (an error reason)
 TOKEN_REUSED = "TOKEN_REUSED"  # noqa: S105 (an error reason)
+PASSWORD_CHANGE_REQUIRED = "PASSWORD_CHANGE_REQUIRED"  # noqa: S105 (an error reason)
+# The one scope of a sign-in whose password someone else set: change it, nothing else.
+PASSWORD_CHANGE_SCOPE = "password:change"  # noqa: S105 (a scope name)
+_PASSWORD_CHANGE_LIFETIME = timedelta(minutes=10)
+# Time a sign-in needs besides password checks (reads, a token, the way back).
+_SIGN_IN_MARGIN_SECONDS = 0.5
 
 # One message for unknown users, wrong passwords and attempts made too soon, so it
 # reveals none of them.
@@ -141,6 +150,13 @@ def _check_assignable(caller: Principal, roles: Iterable[str], what: str) -> Non
         )
     _no_escalation(caller, scopes_for_roles(refused), what)
     raise PermissionDenied(f"{what}: you may not assign {', '.join(refused)}")
+
+
+def _chosen_for_others(caller: Principal) -> bool:
+    """Whether a password the caller sets is someone else's choice, to be changed at
+    first sign-in: yes for people and apps; no for the platform's own services
+    (installers handing out the first accounts of a deployment)."""
+    return caller.kind != "service"
 
 
 def _manageable_roles(user: User) -> tuple[str, ...]:
@@ -477,6 +493,7 @@ class IdentityDirectory:
             roles=wanted,
             create_time=now,
             update_time=now,
+            password_change_required=password_hash is not None and _chosen_for_others(caller),
         )
         await self.store.create_user(caller.tenant, user, password_hash)
         await self._audit(
@@ -589,13 +606,68 @@ class IdentityDirectory:
         user = await self._managed_user(caller, name, "reset the password of")
         password_hash = await self.passwords.hash(check_policy(password, user.username))
         now = self.clock()
-        stored = await self.store.set_password(caller.tenant, user.id, password_hash, now)
+        stored = await self.store.set_password(
+            caller.tenant,
+            user.id,
+            password_hash,
+            now,
+            change_required=_chosen_for_others(caller),
+        )
         if stored is None:
             raise NotFound(f"user {user.id!r} not found")
         await self.store.revoke_user_refresh_tokens(user.id, now)
         self.throttle.succeeded(user.username)
         await self._audit(caller, "users.reset_password", user.name, ["password"])
         return stored
+
+    async def change_password(
+        self, caller: Principal, current_password: str, new_password: str, source: str = ""
+    ) -> TokenPair:
+        """The caller's own new password, given the current one; answers a fresh
+        sign-in and signs every other session out.
+
+        A wrong current password is INVALID_ARGUMENT (the caller is who they say; the
+        token stays good) and counts as a failed sign-in of the name, so a stolen token
+        cannot guess the password faster than sign-in can.
+        """
+        if caller.kind != "user":
+            raise PermissionDenied("only a person who signed in has a password to change")
+        _, user_id = _parse_name(caller.subject, "users")
+        user = await self.store.get_user(ALL_TENANTS, user_id)
+        if user is None or user.tenant != caller.tenant:
+            raise Unauthenticated("this account no longer exists", reason=INVALID_TOKEN)
+        if user.disabled:
+            raise Unauthenticated("this account is disabled", reason=ACCOUNT_DISABLED)
+        try:
+            check_policy(new_password, user.username)
+        except InvalidArgument as exc:
+            raise exc.under("new_") from None
+        now = self.clock()
+        wrong = InvalidArgument.field(
+            "current_password", "is not the password of this account, or tried too often"
+        )
+        if not self.throttle.may_try(user.username, "", now):
+            await self.passwords.pause_like_a_check()
+            raise wrong
+        async with self.gate.slot(source):
+            found = await self.store.credentials(ALL_TENANTS, user.username, user.tenant)
+            current = next((c for c in found if c.user.id == user.id), None)
+            matched = await self.passwords.verify(
+                current.password_hash if current else None, current_password
+            )
+        if not matched:
+            self.throttle.failed(user.username, "", now)
+            raise wrong
+        self.throttle.succeeded(user.username)
+        if new_password == current_password:
+            raise InvalidArgument.field("new_password", "must differ from the current password")
+        password_hash = await self.passwords.hash(new_password)
+        stored = await self.store.set_password(ALL_TENANTS, user.id, password_hash, now)
+        if stored is None:
+            raise Unauthenticated("this account no longer exists", reason=INVALID_TOKEN)
+        await self.store.revoke_user_refresh_tokens(user.id, now)
+        await self._audit(caller, "users.change_password", user.name, ["password"])
+        return await self._issue(stored, now)
 
     async def disable_user(self, caller: Principal, name: str) -> User:
         """Stop a user signing in; their refresh tokens are revoked at once and their
@@ -619,7 +691,12 @@ class IdentityDirectory:
     # Sign-in and tokens.
 
     async def login(
-        self, username: str, password: str, source: str = "", tenant: str = ""
+        self,
+        username: str,
+        password: str,
+        source: str = "",
+        tenant: str = "",
+        time_left: float | None = None,
     ) -> TokenPair:
         """Tokens for a username and password; `source` is the client's address.
 
@@ -632,7 +709,8 @@ class IdentityDirectory:
         unknown name, a wrong password, a name that stays ambiguous, or an attempt
         made before the growing delay of the name or of the source has passed
         (`SignInThrottle`). So nobody can lock an account, and no answer tells
-        whether an account exists.
+        whether an account exists. `time_left` (seconds until the caller gives up)
+        bounds the wait for a check, so a busy service answers before that.
         """
         now = self.clock()
         name, node = _sign_in_name(username, tenant)
@@ -640,7 +718,7 @@ class IdentityDirectory:
             # Held back unchecked: as slow as a check, but no work and no place in the gate.
             await self.passwords.pause_like_a_check()
             raise Unauthenticated(_BAD_LOGIN, reason=INVALID_CREDENTIALS)
-        async with self.gate.slot(source):
+        async with self.gate.slot(source, self._wait_budget(time_left)):
             candidates = (
                 await self.store.credentials(ALL_TENANTS, name, node)
                 if _USERNAME.match(name) and node != _NO_NODE
@@ -662,7 +740,16 @@ class IdentityDirectory:
         if found.password_hash and self.passwords.needs_rehash(found.password_hash):
             new_hash = await self.passwords.hash(password)
         await self.store.record_login(ALL_TENANTS, found.user.id, new_hash)
+        if found.user.password_change_required:
+            return await self._issue_password_change(found.user, now)
         return await self._issue(found.user, now)
+
+    def _wait_budget(self, time_left: float | None) -> float | None:
+        """How long a check may wait for its turn: what is left of the caller's time
+        once two typical checks and the rest of the sign-in are paid for."""
+        if time_left is None:
+            return None
+        return time_left - 2 * self.passwords.typical_seconds - _SIGN_IN_MARGIN_SECONDS
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """New tokens for a refresh token, which is used up.
@@ -683,6 +770,11 @@ class IdentityDirectory:
         if user is None or user.disabled:
             await self.store.revoke_refresh_family(record.family_id, now)
             raise Unauthenticated("this account is disabled", reason=ACCOUNT_DISABLED)
+        if user.password_change_required:
+            await self.store.revoke_refresh_family(record.family_id, now)
+            raise Unauthenticated(
+                "the password must be changed first: sign in again", reason=PASSWORD_CHANGE_REQUIRED
+            )
         return await self._issue(user, now, family_id=record.family_id, replaces=record.id)
 
     @staticmethod
@@ -739,6 +831,22 @@ class IdentityDirectory:
             await self.store.revoke_refresh_family(record.family_id, now)
             raise self._reused()
         return TokenPair(access, text, int(self.access_token_lifetime.total_seconds()))
+
+    async def _issue_password_change(self, user: User, now: datetime) -> TokenPair:
+        """A short access token that can only change the password: no roles, one scope,
+        no refresh token."""
+        key = await self._signing_key(now)
+        lifetime = min(self.access_token_lifetime, _PASSWORD_CHANGE_LIFETIME)
+        access = sign_access_token(
+            key,
+            replace(user, roles=()),
+            [PASSWORD_CHANGE_SCOPE],
+            now,
+            lifetime,
+            issuer=self.issuer,
+            audience=self.audience,
+        )
+        return TokenPair(access, "", int(lifetime.total_seconds()), password_change_required=True)
 
     async def _signing_key(self, now: datetime) -> SigningKey:
         """The active key (opened), replaced first when it is older than the rotation

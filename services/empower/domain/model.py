@@ -227,6 +227,8 @@ class TokenPair:
     refresh_token: str = field(repr=False)
     expires_in: int
     token_type: str = "Bearer"  # noqa: S105 (the OAuth 2 token type)
+    # The access token only changes the password (no refresh token is issued).
+    password_change_required: bool = False
 
 
 def b64url(raw: bytes) -> str:

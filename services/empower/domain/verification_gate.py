@@ -51,12 +51,19 @@ class VerificationGate:
         return self._admitted
 
     @asynccontextmanager
-    async def slot(self, source: str) -> AsyncIterator[None]:
+    async def slot(self, source: str, budget: float | None = None) -> AsyncIterator[None]:
         """Hold one of the running places for the body, or raise at once.
 
         RESOURCE_EXHAUSTED when the address already has `per_source` checks in the gate
-        or the queue is full; UNAVAILABLE when no place came free within `max_wait`.
+        or the queue is full; UNAVAILABLE when no place came free within `max_wait`, or
+        within `budget` seconds (what is left of the caller's deadline once the check
+        itself is paid for), so the caller hears "busy" before its deadline passes.
         """
+        wait = self.limits.max_wait.total_seconds()
+        if budget is not None:
+            wait = min(wait, budget)
+        if wait <= 0:
+            raise Unavailable("sign-in is busy; try again in a moment", reason=SIGN_IN_BUSY)
         if source and self._by_source[source] >= self.limits.per_source:
             raise ResourceExhausted(
                 "a sign-in from your address is already being checked; try again in 1 s",
@@ -74,7 +81,7 @@ class VerificationGate:
             self._by_source[source] += 1
         try:
             try:
-                async with asyncio.timeout(self.limits.max_wait.total_seconds()):
+                async with asyncio.timeout(wait):
                     await self._running.acquire()
             except TimeoutError:
                 raise Unavailable(

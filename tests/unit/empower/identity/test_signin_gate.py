@@ -93,3 +93,18 @@ async def test_a_full_queue_refuses_every_address_and_a_long_wait_gives_up(tree,
     with pytest.raises(Unauthenticated):
         await running
     assert directory.gate.admitted == 0
+
+
+async def test_a_check_that_could_not_finish_before_the_callers_deadline_is_refused(
+    tree, store, clock
+):
+    directory, hasher = held_directory(store, clock, GateLimits(parallel=1, queue=4))
+    running = asyncio.create_task(directory.login("first.guess", "x" * 10, "198.51.100.1"))
+    await until(lambda: hasher.started == 1, "the first check")
+    # The caller gives up in 0.3 s: no time to wait for a turn, so "busy" at once.
+    with pytest.raises(Unavailable) as busy:
+        await directory.login("li.na", PASSWORD, "203.0.113.9", time_left=0.3)
+    assert busy.value.reason == SIGN_IN_BUSY
+    hasher.release.set()
+    with pytest.raises(Unauthenticated):
+        await running
