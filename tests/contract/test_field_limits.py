@@ -43,6 +43,8 @@ GATEWAY_ONLY = {
     # domain's; the gateway only stops an oversized body before it is parsed further.
     "UserCreate.password": "size guard; the policy is the domain's",
     "PasswordReset.password": "size guard; the policy is the domain's",
+    "PasswordChange.current_password": "size guard; a password is the domain's",
+    "PasswordChange.new_password": "size guard; the policy is the domain's",
     # REST batches of points are smaller than gRPC's (a JSON body of 100,000 points is
     # slow to parse); both arrays must have a point.
     "LocateRequest.longitudes": "REST batch size",
