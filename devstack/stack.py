@@ -287,6 +287,8 @@ class Stack:
             ):
                 return await demo_plans.install(command, empower)
 
+        return asyncio.run(run())
+
     def install_demo_forms(self) -> dict[str, int]:
         """The town's fire-safety inspection form, its records and its three reports."""
         from devstack import demo_forms

@@ -171,7 +171,7 @@ class Reader:
             env={k: v for k, v in os.environ.items() if not k.startswith("GRASSROOTS_")},
         )
         assert done.returncode == 0, f"{command}\nexit {done.returncode}: {done.stderr[-2000:]}"
-        if re.fullmatch(r"[A-Z][A-Z0-9_]*=\S.*", _first_code_line(text)):
+        if ASSIGNMENT.fullmatch(_first_code_line(text)):
             self.assignments.append(text + "\n")
         self.learn(done.stdout)
         return [int(s) for s in STATUS.findall(done.stderr)], done.stdout
@@ -201,6 +201,12 @@ class Reader:
         if str(answer.get("id", "")).startswith("ev_") and "etag" in answer:
             self.context["EVENT"] = answer["id"]
             self.context["ETAG"] = answer["etag"]
+
+
+# A line that only sets one variable (`V=...`, `PLAN=$(...)`, `H="..."`): later commands
+# repeat it, as a reader's shell keeps it. `A=1 B=2 command ...` runs a command with a
+# temporary environment instead, and is not repeated (its output would be read again).
+ASSIGNMENT = re.compile(r"""[A-Z][A-Z0-9_]*=(\$\(.*\)|"[^"]*"|'[^']*'|[^\s'"]+)""")
 
 
 def _first_code_line(text: str) -> str:
