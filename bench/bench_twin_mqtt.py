@@ -173,13 +173,21 @@ class Connection(threading.Thread):
 
 
 def stored(database: Path) -> tuple[int, int]:
-    """(distinct readings, rows) in the twin's history table."""
+    """(distinct readings, rows) in the twin's history: batches still in the log plus
+    the per-series chunks they are regrouped into (services/twin/store/chunks.py)."""
+    series: list[np.ndarray] = []
+    times: list[np.ndarray] = []
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT count(*) FROM twin_readings").fetchone()[0]
-        distinct = db.execute(
-            "SELECT count(*) FROM (SELECT DISTINCT series_id, t FROM twin_readings)"
-        ).fetchone()[0]
-    return distinct, rows
+        for ids, stamps in db.execute("SELECT series, times FROM twin_log"):
+            series.append(np.frombuffer(ids, "<i8"))
+            times.append(np.frombuffer(stamps, "<i8"))
+        for series_id, n, stamps in db.execute("SELECT series_id, n, times FROM twin_chunks"):
+            series.append(np.full(n, series_id, "<i8"))
+            times.append(np.frombuffer(stamps, "<i8"))
+    if not series:
+        return 0, 0
+    pairs = np.stack([np.concatenate(series), np.concatenate(times)], axis=1)
+    return len(np.unique(pairs, axis=0)), len(pairs)
 
 
 async def watch_lags(port: int, lags: list[float], stop: asyncio.Event) -> None:
