@@ -26,20 +26,16 @@ from grassroots.events.v1 import events_service_pb2_grpc as events_grpc
 from grassroots.map.v1 import map_service_pb2 as map_pb
 from grassroots.map.v1 import map_service_pb2_grpc as map_grpc
 from grassroots.type.v1 import geo_pb2
+from services.kit.components import COMPONENTS
 from services.kit.status import failure_of
 
 REPO = Path(__file__).resolve().parents[2]
 XINGMING = "sh/jiading/anting/xingming"
 XINGMING_ID = "sh-jiading-anting-xingming"
 XIANGYANG_ID = "sh-jiading-anting-xiangyang"
+# Every service of every component row, plus the edge's own health and reflection.
 PUBLIC_SERVICES = {
-    "grassroots.map.v1.MapService",
-    "grassroots.events.v1.EventsService",
-    "grassroots.command.v1.CommandService",
-    "grassroots.twin.v1.TwinService",
-    "grassroots.empower.v1.EmpowerService",
-    "grassroots.empower.v1.IdentityService",
-    "grassroots.empower.v1.PeopleService",
+    *(name for row in COMPONENTS.values() for name in row.service_names),
     "grpc.health.v1.Health",
     "grpc.reflection.v1alpha.ServerReflection",
 }
