@@ -402,12 +402,6 @@ def test_unknown_event_is_404_in_the_error_shape(api):
     assert response.json()["error"]["status"] == "NOT_FOUND"
 
 
-def test_components_not_built_yet_answer_501(api):
-    response = api.get(f"/v1/tenants/{TOWN}/entities")
-    assert response.status_code == 501
-    assert "arrives with" in response.json()["error"]["message"]
-
-
 def test_map_locate_over_rest(api, xingming_point):
     cell, lon, lat = xingming_point
     response = api.post(
