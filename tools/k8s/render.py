@@ -594,7 +594,9 @@ def secret_values(workload: Workload, district: bool) -> dict[str, str]:
     a fresh password for the role district IT creates)."""
     from devstack.keys import GENERATORS
 
-    values = {name: GENERATORS[name]() for name in secrets_of(workload)}
+    # Keys the platform makes itself; a secret it cannot make (an SMS gateway's key) is
+    # optional and left for district IT to add to the file.
+    values = {name: GENERATORS[name]() for name in secrets_of(workload) if name in GENERATORS}
     own = workload.settings[0]
     if district and "postgres_dsn" in own.model_fields:
         prefix = str(own.model_config.get("env_prefix", ""))
