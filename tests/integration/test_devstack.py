@@ -61,8 +61,9 @@ def test_launcher_reaches_ready_and_stops_cleanly_on_ctrl_c(demo_gpkg, tmp_path)
         assert time.monotonic() - started < 300
         assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
         with grpc.insecure_channel(edge) as channel:
+            # The edge starts last: wait for its port rather than race it.
             health = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=5
+                health_pb2.HealthCheckRequest(), timeout=30, wait_for_ready=True
             )
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         children = _children_of(process.pid)
