@@ -10,7 +10,6 @@ and an occurrence due while the service was down is made once when it comes back
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from services.command.store.plans_postgres import PostgresPlansStore
 from services.command.store.plans_rows import us
 from services.command.store.plans_sqlite import SqlitePlansStore
 from services.kit.bus import Bus, BusMessage, Consumer, Delivery
+from services.kit.outbox_relay import OutboxRelay
 
 log = logging.getLogger("grassroots.command.plans")
 
@@ -44,40 +44,20 @@ async def open_plans_store(settings: CommandSettings) -> SqlitePlansStore | Post
     return SqlitePlansStore(settings.database, synchronous=settings.sqlite_synchronous)
 
 
-class PlansRelay:
-    """Publishes the plans outbox in order, at least once (consumers de-duplicate by key)."""
+def plans_relay(
+    store: SqlitePlansStore | PostgresPlansStore, bus: Bus, batch: int, poll_seconds: float
+) -> OutboxRelay:
+    """The plans outbox (`emergency.level_changed`) on the command stream, at least once."""
 
-    def __init__(self, store: SqlitePlansStore | PostgresPlansStore, bus: Bus, batch: int) -> None:
-        self.store = store
-        self.bus = bus
-        self.batch = batch
-        self.wake = asyncio.Event()
+    async def fetch(limit: int) -> list[BusMessage]:
+        return [
+            BusMessage(type=f.type, key=f.key, tenant=f.tenant, offset=seq, payload=f.payload)
+            for seq, f in await store.unpublished(limit)
+        ]
 
-    async def publish_pending(self) -> int:
-        pending = await self.store.unpublished(self.batch)
-        if not pending:
-            return 0
-        await self.bus.publish_many(
-            STREAM,
-            [
-                BusMessage(type=f.type, key=f.key, tenant=f.tenant, offset=seq, payload=f.payload)
-                for seq, f in pending
-            ],
-        )
-        await self.store.mark_published([seq for seq, _ in pending])
-        return len(pending)
-
-    async def run(self, stop: asyncio.Event, poll_seconds: float) -> None:
-        while not stop.is_set():
-            self.wake.clear()
-            try:
-                sent = await self.publish_pending()
-            except Exception as exc:  # the bus is down: the outbox keeps the facts
-                log.warning("bus unavailable, plans outbox kept (%s)", exc)
-                sent = 0
-            if sent < self.batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), poll_seconds)
+    return OutboxRelay(
+        fetch, store.mark_published, bus, STREAM, batch=batch, idle_seconds=poll_seconds
+    )
 
 
 OCCURRENCE = "plans.occurrence"
@@ -143,7 +123,7 @@ class Plans:
     servicer: PlansServicer
     desk: PlansDesk
     store: SqlitePlansStore | PostgresPlansStore
-    relay: PlansRelay
+    relay: OutboxRelay
     stop: Callable[[], Awaitable[None]]
 
     def registration(self) -> tuple[PlansServicer, Callable[..., None]]:
@@ -156,23 +136,23 @@ async def assemble_plans(
     """Store, desk, relay and signal consumer; service orders ride on `scheduler`'s timers
     (register before the scheduler runs its first round)."""
     store = await open_plans_store(settings)
-    relay = PlansRelay(store, bus, settings.outbox_batch)
+    relay = plans_relay(store, bus, settings.outbox_batch, settings.plans_poll_seconds)
     lead = timedelta(hours=settings.service_order_lead_hours)
     occurrences = OccurrenceTimers(scheduler, lead)
-    desk = PlansDesk(store, change_to_bytes, on_fact=relay.wake.set, occurrences=occurrences)
+    desk = PlansDesk(store, change_to_bytes, on_fact=relay.notify, occurrences=occurrences)
     occurrences.desk = desk
     scheduler.on(OCCURRENCE, occurrences.fire)
     await occurrences.reconcile(store)
     consumer = Consumer(bus, TWIN_STREAM, SIGNAL_GROUP, member, signal_handler(desk))
     stop = asyncio.Event()
     tasks = [
-        asyncio.create_task(relay.run(stop, settings.plans_poll_seconds)),
+        asyncio.create_task(relay.run(stop)),
         asyncio.create_task(consumer.run(stop)),
     ]
 
     async def stop_all() -> None:
         stop.set()
-        relay.wake.set()
+        relay.notify()
         await asyncio.gather(*tasks)
         result = store.close()
         if asyncio.iscoroutine(result):

@@ -16,11 +16,12 @@ from services.command.events_client import EventsClient
 from services.command.intake import EventSync, Intake
 from services.command.plans import SERVICE_NAME as PLANS_SERVICE_NAME
 from services.command.plans import Plans, assemble_plans
-from services.command.relay import STREAM, OutboxRelay
+from services.command.relay import STREAM, command_relay
 from services.command.store.postgres import PostgresCommandStore
 from services.command.store.sqlite import SqliteCommandStore
 from services.kit.bus import Bus, Consumer, open_bus
 from services.kit.component import ServiceComponent
+from services.kit.outbox_relay import OutboxRelay
 
 
 def check_backend(settings: CommandSettings) -> None:
@@ -71,7 +72,7 @@ async def assemble(settings: CommandSettings) -> Command:
         lease=timedelta(seconds=settings.timer_lease_seconds),
         poll_seconds=settings.timer_poll_seconds,
     )
-    relay = OutboxRelay(store, bus, batch=settings.outbox_batch)
+    relay = command_relay(store, bus, batch=settings.outbox_batch)
     events = EventsClient(settings.events_address, settings.call_timeout_seconds)
     desk = CommandDesk(store, events, scheduler, serialize=serialize_task, on_change=relay.notify)
     # Several members read the group at once, so one report waiting on the store does

@@ -13,7 +13,7 @@ from services.events.domain.model import Event
 from services.events.domain.service import EventHub
 from services.events.feed import ChangeFeed
 from services.events.locator import MapLocator
-from services.events.relay import OutboxRelay
+from services.events.relay import events_relay
 from services.events.store.contacts import ReporterContacts
 from services.events.store.postgres import PostgresEventStore
 from services.events.store.sqlite import SqliteEventStore
@@ -80,7 +80,7 @@ async def assemble(settings: EventsSettings) -> Events:
     locator = MapLocator(settings.map_address, settings.call_timeout_seconds)
     categories = CategoryCatalog(await store.list_categories())
     hub = EventHub(store, locator, on_change=feed.notify, categories=categories)
-    relay = OutboxRelay(store, bus, feed, batch=settings.outbox_batch)
+    relay = events_relay(store, bus, feed, batch=settings.outbox_batch)
     stop = asyncio.Event()
     # The relay and the sweep run in one replica at a time (ADR 23).
     shared = PostgresLeases(settings.postgres_dsn) if settings.backend == "postgres" else None
