@@ -45,9 +45,10 @@ def test_swagger_ui_draws_every_tag_of_the_document(stack, browser):  # noqa: F8
     tags = {t for path in document["paths"].values() for op in path.values() for t in op["tags"]}
     page, problems, _ = _open_docs(stack, browser)
     drawn: set[str] = set()
+    tag_names = "els => els.map(e => e.dataset.tag)"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        drawn |= set(page.eval_on_selector_all(".opblock-tag", "els => els.map(e => e.dataset.tag)"))
+        drawn |= set(page.eval_on_selector_all(".opblock-tag", tag_names))
         if drawn >= tags:
             break
         at_end = page.evaluate(
@@ -56,7 +57,7 @@ def test_swagger_ui_draws_every_tag_of_the_document(stack, browser):  # noqa: F8
         )
         page.wait_for_timeout(100)
         if at_end:
-            drawn |= set(page.eval_on_selector_all(".opblock-tag", "els => els.map(e => e.dataset.tag)"))
+            drawn |= set(page.eval_on_selector_all(".opblock-tag", tag_names))
             break
     page.close()
     assert len(tags) > 10
