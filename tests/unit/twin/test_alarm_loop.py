@@ -153,3 +153,34 @@ async def test_episode_survives_a_restart(twin, grid_index):
     await asyncio.sleep(0.5)
     assert await twin.parts.relay.deliver_pending() == 0
     assert len(await twin_events(twin)) == 1
+
+
+async def test_a_pending_duration_survives_a_restart(twin, grid_index):
+    """Half of "above 30 for 5 min" before a restart and half after: one event, raised
+    when the stretch (measured by the readings' times) reaches 5 minutes."""
+    await make_gauge(twin, grid_index)
+    await make_flood_rule(twin, min_duration_s=300)
+    start = int(time.time() * 1000) - 3_600_000
+    await ingest(twin, [33, 34], [start, start + 150_000])
+    await twin.stop()
+    await twin.start()
+    await ingest(twin, [35], [start + 290_000])
+    await asyncio.sleep(0.3)
+    assert await twin_events(twin) == []
+    await ingest(twin, [36, 37], [start + 300_000, start + 360_000])
+    events = await wait_for(lambda: twin_events(twin))
+    assert len(events) == 1
+    assert "level_cm 36" in events[0].description
+    # Its clearing after another restart comments on the same event.
+    await twin.stop()
+    await twin.start()
+    await ingest(twin, [20], [start + 400_000])
+
+    async def commented():
+        got = await twin.events.stub.GetEvent(
+            ev_pb.GetEventRequest(name=events[0].name), metadata=MD
+        )
+        return [c for c in got.comments if c.text.startswith("Cleared")]
+
+    assert len(await wait_for(commented)) == 1
+    assert len(await twin_events(twin)) == 1

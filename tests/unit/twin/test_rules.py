@@ -58,6 +58,34 @@ def test_minimum_duration_fires_only_after_staying_past():
     assert len(out) == 1 and isinstance(out[0], Fired) and out[0].at_ms == 700_000
 
 
+def test_minimum_duration_counts_observed_time_across_batches():
+    """The clock is the readings' own time: a pending stretch carried from one batch to
+    the next fires once it has held long enough, keyed by when it began."""
+    rule = threshold(min_ms=300_000)
+    state, out = run(rule, [31], [1_000_000])
+    assert out == [] and state.phase == Phase.PENDING and state.since_ms == 1_000_000
+    state, out = run(rule, [34, 33], [1_120_000, 1_240_000], state)
+    assert out == [] and state.phase == Phase.PENDING
+    state, out = run(rule, [32], [1_300_000], state)
+    assert len(out) == 1 and out[0].at_ms == 1_300_000 and state.phase == Phase.ACTIVE
+    _, straight = run(rule, [31, 32], [1_000_000, 1_300_000])
+    assert straight[0].episode == out[0].episode  # the key comes from the stretch's start
+    # Inside the episode, values between clear (25) and trigger (30) change nothing.
+    state, out = run(rule, [27, 29, 26], [1_400_000, 1_500_000, 1_600_000], state)
+    assert out == [] and state.phase == Phase.ACTIVE
+    state, out = run(rule, [24.9], [1_700_000], state)
+    assert [type(o) for o in out] == [Cleared] and state == IDLE
+
+
+def test_a_dip_under_the_trigger_restarts_the_minimum_duration():
+    rule = threshold(min_ms=300_000)
+    # Held 4 minutes, dipped to 28 (under the trigger, above clear), held 4 more: nothing.
+    state, out = run(rule, [35, 36, 28, 35, 35], [0, 240_000, 250_000, 260_000, 500_000])
+    assert out == [] and state.phase == Phase.PENDING and state.since_ms == 260_000
+    state, out = run(rule, [31], [560_000], state)
+    assert len(out) == 1 and out[0].at_ms == 560_000
+
+
 def test_below_direction_and_same_episode_key_for_the_same_start():
     rule = threshold(trigger=5, clear=8, direction=Direction.BELOW)
     _, first = run(rule, [10, 4], [0, 1000])
