@@ -4,9 +4,9 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# Named after pyproject.toml's content, not its time: a checkout or a rebase touches the
-# file without changing it, and must not reinstall (git gives no stable mtimes).
-PYPROJECT_HASH := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml', 'rb').read()).hexdigest()[:16])")
+# Named after the pyproject.toml files' content, not their time: a checkout or a rebase
+# touches them without changing them, and must not reinstall (git gives no stable mtimes).
+PYPROJECT_HASH := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(b''.join(open(f, 'rb').read() for f in ('pyproject.toml', 'sdk/pyproject.toml'))).hexdigest()[:16])")
 STAMP  := $(VENV)/.installed-$(PYPROJECT_HASH)
 BUF    := node_modules/.bin/buf
 # The last released contract: `buf breaking` refuses changes that would break its clients.
@@ -17,7 +17,7 @@ CONTRACT_BASELINE := proto/v1-baseline.binpb
 help:
 	@echo "make run     start the five services and the gateway with the demo village"
 	@echo "make test    run the whole test suite"
-	@echo "make lint    ruff, mypy (services and gateway), buf lint, buf breaking"
+	@echo "make lint    ruff, mypy (services, gateway, SDK), buf lint, buf breaking"
 	@echo "make proto   regenerate Python and typing stubs from proto/"
 	@echo "make bench   run the benchmarks in bench/ and print their figures"
 	@echo "make k8s     render k8s/ (base, overlays) from the component table and settings"
@@ -26,6 +26,7 @@ $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e ./sdk   # the Python SDK (sdk/README.md)
 	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -50,7 +51,7 @@ proto: $(STAMP)
 lint: $(STAMP) $(BUF)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy services gateway
+	$(VENV)/bin/mypy services gateway sdk/grassroots_sdk
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	$(BUF) breaking --against $(CONTRACT_BASELINE)
