@@ -3,7 +3,11 @@
 paho-mqtt runs the connection in its own thread and hands each message to the asyncio
 loop; one consumer takes whatever has arrived (up to `max_batch` messages), checks
 topic, payload and key, stores the readings in one ingest call per tenant and only then
-sends the PUBACKs (`manual_ack`). A refused message is acknowledged too (it will never
+sends the PUBACKs (`manual_ack`). The session is MQTT 5 so the bridge can tell the
+broker how many unacknowledged messages it may hold (Receive Maximum): under MQTT
+3.1.1 Mosquitto sends a client only `max_inflight_messages` (20) at a time and queues at
+most `max_queued_messages` (1000) behind them, dropping the rest, so one slow commit at
+village scale lost readings. A refused message is acknowledged too (it will never
 become valid), counted by reason, and answered on `<topic>/rejected`. A twin that
 cannot store (database down) is retried with back-off while the messages stay
 unacknowledged; nothing a device sent is dropped because the store was slow.
@@ -22,6 +26,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from prometheus_client import Counter as MetricCounter
 
 from services.kit.errors import Unavailable
@@ -84,8 +90,7 @@ class MqttBridge:
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+            protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
         if settings.username:
@@ -105,7 +110,10 @@ class MqttBridge:
         client.subscribe(subscription(self.settings.topic_root), qos=1)
         log.info("MQTT bridge connected to %s:%d", self.settings.host, self.settings.port)
 
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, _codes: Any, _p: Any) -> None:
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        if any(code.is_failure for code in codes):
+            log.warning("MQTT broker refused the bridge's subscription: %s", codes)
+            return
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._subscribed.set)
 
@@ -119,13 +127,28 @@ class MqttBridge:
         """Connect, subscribe and start consuming; returns once the subscription holds
         (or after `wait_seconds`, the client going on trying to reach the broker)."""
         self._loop = asyncio.get_running_loop()
-        self._client.connect_async(self.settings.host, self.settings.port, keepalive=30)
+        self._client.connect_async(
+            self.settings.host,
+            self.settings.port,
+            keepalive=30,
+            clean_start=False,
+            properties=self._connect_properties(),
+        )
         self._client.loop_start()
         self._consumer = asyncio.create_task(self._consume(), name="mqtt-bridge")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), wait_seconds)
         if not self._subscribed.is_set():
             log.warning("MQTT broker %s:%d not reached yet", self.settings.host, self.settings.port)
+
+    def _connect_properties(self) -> Properties:
+        """A persistent session (kept `session_expiry_seconds` after a disconnect, so a
+        killed twin finds its messages) and a wide in-flight window: messages the broker
+        has sent wait in the bridge's inbox, not in the broker's bounded queue."""
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.settings.session_expiry_seconds
+        properties.ReceiveMaximum = self.settings.receive_maximum
+        return properties
 
     @property
     def subscribed(self) -> bool:

@@ -167,3 +167,40 @@ async def test_a_store_outage_is_waited_out_not_dropped(bridge, device, keys) ->
     await sink.wait_for(1)
     assert running.stats["retries"] == 3
     assert running.stats["accepted"] == 1
+
+
+async def test_a_stalled_commit_does_not_overflow_the_brokers_queue(bridge, device, keys) -> None:
+    """Mosquitto keeps 20 unacknowledged messages in flight to an MQTT 3.1.1 client and
+    queues 1,000 behind them, dropping the rest: a commit stalled for a few seconds at
+    village scale lost readings. The bridge's window (MQTT 5 Receive Maximum) takes them
+    all while the store is stuck, and every one is stored when it resumes."""
+    running, sink, root = bridge
+    gate = asyncio.Event()
+    ingest = sink.ingest
+
+    async def stuck(principal, readings):
+        await gate.wait()
+        return await ingest(principal, readings)
+
+    sink.ingest = stuck
+    key = keys.issue(f"tenants/{XINGMING_ID}")
+    count = 2_500  # more than 20 in flight + 1,000 queued
+
+    def publish_all() -> None:
+        infos = [
+            device.client.publish(
+                _topic(root, XINGMING_ID, f"gauge-{i % 50}"),
+                json.dumps({"key": key, "values": {"level_cm": i / 10}}),
+                qos=1,
+            )
+            for i in range(count)
+        ]
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+
+    await asyncio.to_thread(publish_all)
+    await asyncio.sleep(1.0)  # the broker has handed over what it will
+    gate.set()
+    await sink.wait_for(count)
+    assert sorted(r.value for _, r in sink.stored) == [i / 10 for i in range(count)]
+    assert running.stats["accepted"] == count
