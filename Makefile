@@ -12,7 +12,7 @@ BUF    := node_modules/.bin/buf
 # The last released contract: `buf breaking` refuses changes that would break its clients.
 CONTRACT_BASELINE := proto/v1-baseline.binpb
 
-.PHONY: help install proto buf swagger-ui lint contract-baseline format services test test-unit test-integration run demo bench k8s clean
+.PHONY: help install proto buf swagger-ui web-vendor lint contract-baseline format services test test-unit test-integration run demo bench k8s clean
 
 help:
 	@echo "make run     start the five services and the gateway with the demo village"
@@ -45,6 +45,16 @@ swagger-ui: $(BUF)
 	cp $(addprefix $(SWAGGER_UI)/,swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE NOTICE) \
 	   gateway/static/swagger-ui/
 
+# Leaflet for the web pages (gateway/static/web), copied from the npm package pinned in
+# package.json and committed for the same reason: `make run` needs no npm and no CDN.
+# axe-core (the browser tests' accessibility check) is read from node_modules instead.
+LEAFLET := node_modules/leaflet
+web-vendor: $(BUF)
+	mkdir -p gateway/static/web/vendor/leaflet/images
+	cp $(addprefix $(LEAFLET)/dist/,leaflet.js leaflet.css) $(LEAFLET)/LICENSE \
+	   gateway/static/web/vendor/leaflet/
+	cp $(LEAFLET)/dist/images/*.png gateway/static/web/vendor/leaflet/images/
+
 proto: $(STAMP)
 	$(PY) tools/protogen.py
 
@@ -69,7 +79,7 @@ format: $(STAMP) $(BUF)
 services:
 	$(PYTHON) tools/ensure_services.py
 
-test: $(STAMP) services
+test: $(STAMP) services $(BUF)
 	$(PY) -m pytest
 
 test-unit: $(STAMP)

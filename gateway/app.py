@@ -14,6 +14,7 @@ from gateway.errors import install_handlers
 from gateway.idempotency import IdempotencyMiddleware, ReplayStore
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.openapi import install_openapi, operation_id
+from gateway.pages import install_pages, tile_origin
 from gateway.routers import (
     auth,
     catalog,
@@ -100,6 +101,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
     app.state.guard = guard
     install_handlers(app)
     install_docs(app)
+    install_pages(app, settings)
     install_openapi(app)
     for router in (
         health.router,
@@ -154,6 +156,6 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         max_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, tile_origin=tile_origin(settings.tile_url))
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -7,6 +7,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.security.client_address import parse_networks
 from services.kit.components import NAMES
+from services.kit.crs import normalise_crs
+from services.kit.errors import InvalidArgument
 
 
 class GatewaySettings(BaseSettings):
@@ -75,6 +77,25 @@ class GatewaySettings(BaseSettings):
     )
     public_tenant: str = Field("sh", description="whose shared data anonymous callers see")
     service_tenant: str = Field("sh", description="the gateway's own principal's tenant")
+    # The web pages' base map (gateway.pages): a local tile server on offline intranets.
+    tile_url: str = Field(
+        "",
+        max_length=500,
+        pattern=r"^$|^(https?://[^\s/]+)?/[^\s]*\{z\}[^\s]*$",
+        description="XYZ tile URL template such as http://tiles.intranet/{z}/{x}/{y}.png; "
+        "empty draws a plain base from the tenant's own layers",
+    )
+    tile_attribution: str = Field("", max_length=200, description="shown under the tiles")
+    tile_crs: str = Field(
+        "EPSG:4326",
+        description="the CRS the tiles' coordinates are in (GCJ-02 for AMap-style tiles); "
+        "a tap on the map is sent in it",
+    )
+    device_crs: str = Field(
+        "EPSG:4326",
+        description="the CRS phones' positions arrive in (W3C says WGS84; many phone "
+        "browsers in China report GCJ-02); sent with each position, converted by the API",
+    )
 
     @field_validator("cors_origins")
     @classmethod
@@ -82,6 +103,14 @@ class GatewaySettings(BaseSettings):
         if any(origin.strip() == "*" for origin in origins):
             raise ValueError("'*' would let any web page call with a user's credentials")
         return origins
+
+    @field_validator("tile_crs", "device_crs")
+    @classmethod
+    def _crs(cls, name: str) -> str:
+        try:
+            return normalise_crs(name)
+        except InvalidArgument as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("trusted_proxies")
     @classmethod

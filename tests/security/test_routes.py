@@ -106,7 +106,8 @@ PUBLIC_OR_KEYED: dict[tuple[str, str], Callable[[World], httpx.Response]] = {
     )(w),
 }
 # Routes the schema does not list (include_in_schema=False or FastAPI's own pages).
-HIDDEN = {"/metrics", "/docs", "/docs/assets", "/openapi.json"}
+# The web pages' files (/web) are static; `/` and /web/config.json carry no data.
+HIDDEN = {"/metrics", "/docs", "/docs/assets", "/openapi.json", "/", "/web/config.json", "/web"}
 # Any signed-in caller may ask who they are; every other protected route needs a scope.
 NO_SCOPE_NEEDED = {("GET", "/v1/me")}
 
@@ -160,7 +161,7 @@ def test_public_operations_answer_without_credentials(world, openapi):
         response = call(world)
         if response.status_code != 200:
             problems.append(describe(method, path, response))
-    for path in sorted(HIDDEN - {"/docs/assets"}):
+    for path in sorted(HIDDEN - {"/docs/assets", "/web"}):
         response = world.client.get(path)
         if response.status_code != 200:
             problems.append(describe("GET", path, response))
@@ -292,7 +293,7 @@ def test_routes_hidden_from_the_schema_are_known(openapi):
     assert listed == live, f"the live schema and the app differ on {sorted(listed ^ live)}"
 
 
-@pytest.mark.parametrize("path", sorted(HIDDEN - {"/docs/assets"}))
+@pytest.mark.parametrize("path", sorted(HIDDEN - {"/docs/assets", "/web"}))
 def test_hidden_routes_carry_no_private_data(world, path):
     body = world.client.get(path).text
     assert not [s for s in world.secrets if s in body]
