@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import grpc
 from fastapi import APIRouter, Header, Path, Query, Request, Response, Security
 from fastapi.responses import StreamingResponse
+from google.protobuf import field_mask_pb2
 
 from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call, from_rpc_error
@@ -28,6 +29,7 @@ from gateway.schemas.events import (
     EventCreate,
     EventList,
     EventOut,
+    EventPatch,
     EventStatisticsOut,
     SourceName,
     StateName,
@@ -394,6 +396,40 @@ async def event_statistics(
 def _name(tenant: str, event: str) -> str:
     """`tenants/{tenant}/events/{event}`: the event must lie in the tenant's subtree."""
     return f"{parent(tenant)}/events/{event}"
+
+
+@router.patch("/{event}", response_model=EventOut, summary="Correct an event's category or place")
+@calls("grassroots.events.v1.EventsService", "UpdateEvent")
+async def update_event(
+    tenant: TenantId,
+    event: Annotated[str, Path(pattern=_ID_PATTERN)],
+    body: EventPatch,
+    request: Request,
+    who: Who,
+) -> EventOut:
+    """Staff (`events:manage`) correct an open event; it keeps its state, its timeline
+    says what changed, and dispatch routes it again (a new category may have another
+    handler). Send only the fields to change. The new place must lie in the event's
+    village; a finished event is 400."""
+    mask = [field for field in ("category", "location") if field in body.model_fields_set]
+    given = pb.Event(name=_name(tenant, event), etag=body.etag)
+    if body.category is not None:
+        given.category = body.category
+    if body.location is not None:
+        given.location.CopyFrom(
+            geo_pb2.GeoPoint(
+                longitude=body.location.longitude,
+                latitude=body.location.latitude,
+                crs=body.location.crs,
+            )
+        )
+    rpc = request.app.state.upstreams.events.UpdateEvent(
+        pb.UpdateEventRequest(
+            event=given, update_mask=field_mask_pb2.FieldMask(paths=mask), note=body.note
+        ),
+        metadata=call_metadata(who),
+    )
+    return event_out(await call(rpc, strip_prefix="event."))
 
 
 @router.post("/{event}:transition", response_model=EventOut, summary="Move an event on")

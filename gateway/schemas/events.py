@@ -55,6 +55,17 @@ class EventCreate(BaseModel):
     address: str = limited(pb.Event, "address", "", description="where it is, in words")
 
 
+class EventPatch(BaseModel):
+    """A correction by staff: the fields sent are the fields changed (JSON merge patch)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    category: str | None = limited(pb.Event, "category", None, examples=["roads.pothole"])
+    location: GeoPointIn | None = None
+    note: str = limited(pb.UpdateEventRequest, "note", "", description="why, for the timeline")
+    etag: str = limited(pb.Event, "etag", "", description="the etag you read; 409 if it changed")
+
+
 class TimelineEntryOut(BaseModel):
     actor: str
     time: datetime

@@ -29,6 +29,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EventsService"].full_name
 REPLAYED_METADATA_KEY = "x-idempotent-replayed"
 WATCH_BATCH = 500
 MAX_BATCH = 1000
+# The fields UpdateEvent may change.
+AMENDABLE = frozenset({"category", "location"})
 
 # Proto enum values <-> domain sources by name; an unset source is a resident's report.
 _SOURCES = {
@@ -285,6 +287,41 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
             _, original = tenancy.parse_child_name(request.duplicate_of, "events", "duplicate_of")
         event = await self.hub.transition(
             require_principal(), tenant, event_id, target, request.note, request.etag, original
+        )
+        return _out(event)
+
+    async def UpdateEvent(
+        self, request: pb.UpdateEventRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Event:
+        given = request.event
+        tenant, event_id = tenancy.parse_child_name(given.name, "events", "event.name")
+        paths = set(request.update_mask.paths)
+        if not paths or paths - AMENDABLE:
+            raise InvalidArgument.field(
+                "update_mask", f"names one or both of: {', '.join(sorted(AMENDABLE))}"
+            )
+        category = None
+        if "category" in paths:
+            if not given.category:
+                raise InvalidArgument.field("event.category", "is required")
+            category = given.category
+        location = None
+        if "location" in paths:
+            loc = given.location
+            wrong = validation.location_violations(
+                loc.longitude, loc.latitude, given.HasField("location")
+            )
+            if wrong:
+                raise InvalidArgument(wrong)
+            location = validation.storage_point(loc.longitude, loc.latitude, loc.crs)
+        event = await self.hub.amend(
+            require_principal(),
+            tenant,
+            event_id,
+            category=category,
+            location=location,
+            note=request.note,
+            etag=given.etag,
         )
         return _out(event)
 

@@ -251,6 +251,9 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("POST", "/v1/tenants/{tenant}/events/{event}:transition"): lambda w: {
         "json": {"state": "rejected", "note": "closed by another village"}
     },
+    ("PATCH", "/v1/tenants/{tenant}/events/{event}"): lambda w: {
+        "json": {"category": "roads.damage", "note": "moved by another village"}
+    },
     ("POST", "/v1/tenants/{tenant}/events/{event}:evaluate"): lambda w: {
         "json": {"score": 1, "text": "x"}
     },

@@ -169,6 +169,7 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("POST", EVENT + "/comments"): Cross(_event),
     ("POST", EVENT + ":transition"): Cross(_event),
     ("POST", EVENT + ":evaluate"): Cross(_event),
+    ("PATCH", EVENT): Cross(_event),
     ("POST", ACCOUNT + ":credit"): Cross(_points_account),
     ("POST", ACCOUNT + ":redeem"): Cross(_points_account),
     ("POST", "/v1/tenants/{tenant}/forms/{form}/records"): Cross(_report),

@@ -96,6 +96,29 @@ def test_a_village_app_key_cannot_reject_a_grid_workers_finding(world, people):
     assert rejected["state"] == "rejected"
 
 
+def test_only_staff_correct_an_events_category_over_rest_and_bad_fields_are_named(world, people):
+    resident = people["resident"]
+    mine = report_event(world.client, resident, world.a.point, "public.facility", "a hole")
+    url = f"/v1/tenants/{A}/events/{mine}"
+    fix = {"category": "roads.damage", "note": "a pothole, not a facility"}
+    for who in (resident, people["grid_worker"]):
+        refused = world.client.patch(url, json=fix, headers=who.headers)
+        assert refused.status_code == 403, refused.text
+    staff = world.a_secretary.headers
+    unknown = world.client.patch(url, json={"category": "no.such"}, headers=staff)
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["field_violations"][0]["field"] == "category"
+    empty = world.client.patch(url, json={"note": "nothing named"}, headers=staff)
+    assert empty.status_code == 400
+    assert empty.json()["error"]["field_violations"][0]["field"] == "update_mask"
+    fixed = expect(world.client.patch(url, json=fix, headers=staff), 200)
+    assert fixed["category"] == "roads.damage"
+    assert fixed["state"] == "reported"
+    assert fixed["timeline"][-1]["note"].startswith("category public.facility -> roads.damage")
+    stale = world.client.patch(url, json={**fix, "etag": "old"}, headers=staff)
+    assert stale.status_code == 409
+
+
 def test_open311_reads_are_public_for_public_categories_only(world):
     listed = expect(world.client.get(f"{BASE}/requests.json"), 200)
     ids = {r["service_request_id"] for r in listed}

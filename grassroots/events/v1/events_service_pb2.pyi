@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -880,6 +881,42 @@ class TransitionEventRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TransitionEventRequest: _TypeAlias = TransitionEventRequest  # noqa: Y015
+
+@_typing.final
+class UpdateEventRequest(_message.Message):
+    """Request message for EventsService.UpdateEvent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    note: _builtins.str
+    """Why, for the timeline."""
+    @_builtins.property
+    def event(self) -> Global___Event:
+        """The event, with `name` set; only the fields in update_mask are read, and `etag`
+        when set (the call fails if the event changed since).
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Which fields to change: `category`, `location`, or both."""
+
+    def __init__(
+        self,
+        *,
+        event: Global___Event | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "note", b"note", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateEventRequest: _TypeAlias = UpdateEventRequest  # noqa: Y015
 
 @_typing.final
 class EvaluateEventRequest(_message.Message):

@@ -76,6 +76,11 @@ class EventsServiceStub:
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.TransitionEventRequest.SerializeToString,
                 response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
                 _registered_method=True)
+        self.UpdateEvent = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/UpdateEvent',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.UpdateEventRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
+                _registered_method=True)
         self.EvaluateEvent = channel.unary_unary(
                 '/grassroots.events.v1.EventsService/EvaluateEvent',
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.EvaluateEventRequest.SerializeToString,
@@ -157,6 +162,15 @@ class EventsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateEvent(self, request, context):
+        """Corrects an open event's category or location (update_mask: category, location).
+        Only staff (events:manage) may; the event keeps its state and the timeline says
+        what changed. Dispatch routes the event again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EvaluateEvent(self, request, context):
         """The reporter evaluates a resolved event (1-5 and text), which closes it.
         """
@@ -219,6 +233,11 @@ def add_EventsServiceServicer_to_server(servicer, server):
             'TransitionEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.TransitionEvent,
                     request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.TransitionEventRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.SerializeToString,
+            ),
+            'UpdateEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEvent,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.UpdateEventRequest.FromString,
                     response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.SerializeToString,
             ),
             'EvaluateEvent': grpc.unary_unary_rpc_method_handler(
@@ -454,6 +473,33 @@ class EventsService:
             target,
             '/grassroots.events.v1.EventsService/TransitionEvent',
             grassroots_dot_events_dot_v1_dot_events__service__pb2.TransitionEventRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/UpdateEvent',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.UpdateEventRequest.SerializeToString,
             grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
             options,
             channel_credentials,

@@ -57,6 +57,11 @@ class EventsServiceStub:
     """Counts and service figures for dashboards."""
     TransitionEvent: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.TransitionEventRequest, _events_service_pb2.Event]
     """Moves an event along its lifecycle."""
+    UpdateEvent: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.UpdateEventRequest, _events_service_pb2.Event]
+    """Corrects an open event's category or location (update_mask: category, location).
+    Only staff (events:manage) may; the event keeps its state and the timeline says
+    what changed. Dispatch routes the event again.
+    """
     EvaluateEvent: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.EvaluateEventRequest, _events_service_pb2.Event]
     """The reporter evaluates a resolved event (1-5 and text), which closes it."""
     AddComment: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.AddCommentRequest, _events_service_pb2.Event]
@@ -93,6 +98,11 @@ class EventsServiceAsyncStub(EventsServiceStub):
     """Counts and service figures for dashboards."""
     TransitionEvent: _aio.UnaryUnaryMultiCallable[_events_service_pb2.TransitionEventRequest, _events_service_pb2.Event]  # type: ignore[assignment]
     """Moves an event along its lifecycle."""
+    UpdateEvent: _aio.UnaryUnaryMultiCallable[_events_service_pb2.UpdateEventRequest, _events_service_pb2.Event]  # type: ignore[assignment]
+    """Corrects an open event's category or location (update_mask: category, location).
+    Only staff (events:manage) may; the event keeps its state and the timeline says
+    what changed. Dispatch routes the event again.
+    """
     EvaluateEvent: _aio.UnaryUnaryMultiCallable[_events_service_pb2.EvaluateEventRequest, _events_service_pb2.Event]  # type: ignore[assignment]
     """The reporter evaluates a resolved event (1-5 and text), which closes it."""
     AddComment: _aio.UnaryUnaryMultiCallable[_events_service_pb2.AddCommentRequest, _events_service_pb2.Event]  # type: ignore[assignment]
@@ -174,6 +184,17 @@ class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_events_service_pb2.Event, _abc.Awaitable[_events_service_pb2.Event]]:
         """Moves an event along its lifecycle."""
+
+    @_abc_1.abstractmethod
+    def UpdateEvent(
+        self,
+        request: _events_service_pb2.UpdateEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.Event, _abc.Awaitable[_events_service_pb2.Event]]:
+        """Corrects an open event's category or location (update_mask: category, location).
+        Only staff (events:manage) may; the event keeps its state and the timeline says
+        what changed. Dispatch routes the event again.
+        """
 
     @_abc_1.abstractmethod
     def EvaluateEvent(

@@ -51,6 +51,7 @@ MAY: dict[Action, frozenset[Actor]] = {
     _A.WITHDRAW: frozenset({Actor.REPORTER}),
     _A.EVALUATE: frozenset({Actor.REPORTER}),
     _A.COMMENT: _HANDS | {Actor.REPORTER},
+    _A.AMEND: _STAFF,
 }
 
 

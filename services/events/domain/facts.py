@@ -9,3 +9,6 @@ from __future__ import annotations
 REPORTED = "event.reported"
 STATE_CHANGED = "event.state_changed"
 COMMENTED = "event.commented"
+# An event's category or place changed (UpdateEvent): dispatch routes it again.
+RECATEGORIZED = "event.recategorized"
+LOCATED_AGAIN = "event.located_again"

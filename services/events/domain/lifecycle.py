@@ -31,6 +31,7 @@ class Action(StrEnum):
     REVIVE = "revive"
     EVALUATE = "evaluate"
     COMMENT = "comment"
+    AMEND = "amend"  # correct the category or the place of an open event
 
 
 _S = State

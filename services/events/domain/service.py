@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from services.events.domain import access, lifecycle
 from services.events.domain.categories import Category, CategoryCatalog, check_category
 from services.events.domain.duplicates import original_of, search_window
-from services.events.domain.facts import COMMENTED, STATE_CHANGED
+from services.events.domain.facts import COMMENTED, LOCATED_AGAIN, RECATEGORIZED, STATE_CHANGED
 from services.events.domain.model import (
     Comment,
     Evaluation,
@@ -19,6 +19,7 @@ from services.events.domain.model import (
     GridPlace,
     NewReport,
     OutboxEntry,
+    Point,
     State,
     Statistics,
     TimelineEntry,
@@ -50,6 +51,20 @@ def _visible(principal: Principal, tenant: str | None, event: Event) -> bool:
         and (tenant is None or tenancy.contains(tenant, event.tenant))
         and access.reads(principal, event.reporter)
     )
+
+
+def _check_etag(event: Event, etag: str) -> None:
+    """ABORTED when the caller's etag is not the event's: it changed since they read it."""
+    if etag and etag != event.etag:
+        raise Aborted(
+            "the event changed since you read it; read it again and retry",
+            reason="ETAG_MISMATCH",
+            metadata={"current_etag": event.etag},
+        )
+
+
+def _same_place(a: Point, b: Point) -> bool:
+    return (a.longitude, a.latitude) == (b.longitude, b.latitude)
 
 
 def mark_if_duplicate(nearby: NearbyQuery, event: Event, category: Category) -> Event:
@@ -287,6 +302,76 @@ class EventHub:
 
         return await self._update(event_id, change, principal, tenant, fact=COMMENTED)
 
+    async def amend(
+        self,
+        principal: Principal,
+        tenant: str | None,
+        event_id: str,
+        *,
+        category: str | None = None,
+        location: Point | None = None,
+        note: str = "",
+        etag: str = "",
+    ) -> Event:
+        """Staff correct an open event's category or place (a resident's guess of the
+        category, a pin dropped on the wrong street).
+
+        The new place must lie in the event's village; the event keeps its state, the
+        timeline says what changed, and the change is published as `event.recategorized`
+        (or `event.located_again` when only the place moved) so dispatch routes it again.
+        """
+        if category is None and location is None:
+            raise InvalidArgument.field("update_mask", "names category, location or both")
+        current = await self.get(principal, tenant, event_id)  # NOT_FOUND comes first
+        place: GridPlace | None = None
+        if location is not None:
+            (place,) = await self.locator.locate_many(current.tenant, [location])
+            if place is None or place.village != current.tenant:
+                raise InvalidArgument.field(
+                    "event.location",
+                    f"({location.longitude}, {location.latitude}) lies outside the event's "
+                    f"village {tenancy.tenant_name(current.tenant)}",
+                )
+        if category is not None and self.categories.get(current.tenant, category) is None:
+            known = sorted(self.categories.effective(current.tenant))
+            raise InvalidArgument.field(
+                "event.category",
+                f"unknown category {category[:64]!r} in {current.tenant}; "
+                f"known: {', '.join(known)}",
+            )
+
+        def change(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
+            access.check(principal, event, lifecycle.Action.AMEND)
+            if event.state not in lifecycle.OPEN_STATES:
+                raise FailedPrecondition(
+                    f"only an open event can be corrected; this one is {event.state.value}",
+                    reason="EVENT_NOT_OPEN",
+                    metadata={"current_state": event.state.value},
+                )
+            now = datetime.now(UTC)
+            changed, said = event, []
+            if category is not None and category != event.category:
+                changed = replace(changed, category=category)
+                said.append(f"category {event.category} -> {category}")
+            if place is not None and location and not _same_place(location, event.location):
+                changed = replace(changed, location=location, place=place)
+                said.append(f"moved to grid cell {place.grid_cell or '-'}")
+            if not said:
+                return event, None, None
+            text = "; ".join(said) + (f": {note}" if note else "")
+            entry = TimelineEntry(principal.subject, now, event.state, event.state, text)
+            return replace(changed, update_time=now), entry, None
+
+        recategorized = category is not None and category != current.category
+        moved = location is not None and not _same_place(location, current.location)
+        if not (recategorized or moved):
+            # Nothing to correct: no new version, nothing published; the checks still hold.
+            access.check(principal, current, lifecycle.Action.AMEND)
+            _check_etag(current, etag)
+            return current
+        fact = RECATEGORIZED if recategorized else LOCATED_AGAIN
+        return await self._update(event_id, change, principal, tenant, etag, fact=fact)
+
     async def auto_close(self, now: datetime, after: timedelta, batch: int = 200) -> int:
         """Close events resolved longer ago than `after` that nobody evaluated.
 
@@ -331,12 +416,7 @@ class EventHub:
         def guarded(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
             if principal is not None and not _visible(principal, tenant, event):
                 raise NotFound(f"event {event_id!r} not found")
-            if etag and etag != event.etag:
-                raise Aborted(
-                    "the event changed since you read it; read it again and retry",
-                    reason="ETAG_MISMATCH",
-                    metadata={"current_etag": event.etag},
-                )
+            _check_etag(event, etag)
             return change(event)
 
         event = await self.store.update(event_id, guarded, fact)

@@ -27,6 +27,24 @@ def check_details(*, media: list[str], prefix: str = "event.") -> None:
         raise InvalidArgument(violations)
 
 
+def location_violations(
+    longitude: float, latitude: float, has_location: bool, prefix: str = "event."
+) -> list[FieldViolation]:
+    """What is wrong with a reported position: missing, or off the globe."""
+    if not has_location:
+        return [FieldViolation(f"{prefix}location", "is required")]
+    violations = []
+    if not (math.isfinite(latitude) and -90 <= latitude <= 90):
+        violations.append(
+            FieldViolation(f"{prefix}location.latitude", f"{latitude} is not in [-90, 90]")
+        )
+    if not (math.isfinite(longitude) and -180 <= longitude <= 180):
+        violations.append(
+            FieldViolation(f"{prefix}location.longitude", f"{longitude} is not in [-180, 180]")
+        )
+    return violations
+
+
 def check_report(
     *,
     category: str,
@@ -43,17 +61,7 @@ def check_report(
         violations.append(FieldViolation(f"{prefix}category", "is required"))
     if not description.strip():
         violations.append(FieldViolation(f"{prefix}description", "is required"))
-    if not has_location:
-        violations.append(FieldViolation(f"{prefix}location", "is required"))
-    else:
-        if not (math.isfinite(latitude) and -90 <= latitude <= 90):
-            violations.append(
-                FieldViolation(f"{prefix}location.latitude", f"{latitude} is not in [-90, 90]")
-            )
-        if not (math.isfinite(longitude) and -180 <= longitude <= 180):
-            violations.append(
-                FieldViolation(f"{prefix}location.longitude", f"{longitude} is not in [-180, 180]")
-            )
+    violations += location_violations(longitude, latitude, has_location, prefix)
     if not request_id:
         violations.append(
             FieldViolation("request_id", "is required: 1-128 letters, digits or '.', '_', ':', '-'")

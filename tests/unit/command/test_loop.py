@@ -9,6 +9,7 @@ import grpc
 import pytest
 import shapely
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from grassroots.command.v1 import command_service_pb2 as pb
 from grassroots.events.v1 import events_service_pb2 as events_pb
@@ -258,3 +259,62 @@ async def test_redelivered_reports_make_one_task(command, grid_index):
 
 async def _is(value, expected) -> bool:
     return (await value) == expected
+
+
+ROAD_CREW = "users/u_road_crew"
+
+
+async def test_a_recategorised_event_is_routed_again_to_its_new_handler(command, grid_index):
+    _, lon, lat = await setup_town(command, grid_index)
+    await command.stub.CreateHandlerProfile(
+        pb.CreateHandlerProfileRequest(
+            parent=tenancy.tenant_name(XINGMING),
+            handler_profile=profile(ROAD_CREW, lon + 0.02, lat, roles=["road_crew"]),
+        ),
+        metadata=desk(),
+    )
+    roads = await command.stub.CreateRoutingRule(
+        pb.CreateRoutingRuleRequest(
+            parent=tenancy.tenant_name(TOWN),
+            routing_rule=pb.RoutingRule(
+                category="roads.*",
+                handler_role="road_crew",
+                min_severity=1,
+                response_sla=Duration(seconds=3600),
+                sla=Duration(seconds=7200),
+                display_name="roads to the road crew",
+            ),
+        ),
+        metadata=desk(),
+    )
+    event = await report(command, lon, lat)
+    task = await eventually(lambda: task_of(command, event.name))
+    assert task.handler == NEAR
+
+    staff = Principal(
+        "users/staff", XINGMING, "user", scopes=DESK_SCOPES | {"events:manage"}
+    ).to_metadata()
+    events_stub = events_grpc.EventsServiceStub(command.events.channel)
+    await events_stub.UpdateEvent(
+        events_pb.UpdateEventRequest(
+            event=events_pb.Event(name=event.name, category="roads.damage"),
+            update_mask=FieldMask(paths=["category"]),
+            note="it is a pothole",
+        ),
+        metadata=tuple(staff),
+    )
+
+    async def rerouted():
+        moved = await task_of(command, event.name)
+        return moved if moved is not None and moved.handler == ROAD_CREW else None
+
+    moved = await eventually(rerouted)
+    assert moved.name == task.name  # the same task, handed on: never a second one
+    assert moved.category == "roads.damage"
+    assert moved.routing.routing_rule == roads.name
+    assert moved.state == pb.Task.STATE_ASSIGNED
+    assert moved.transfers[-1].reason == "the event's category or place changed"
+    listed = await command.stub.ListTasks(
+        pb.ListTasksRequest(parent=tenancy.tenant_name(TOWN)), metadata=desk()
+    )
+    assert len(listed.tasks) == 1
