@@ -2,14 +2,16 @@
 
 The expectations below are written out by hand from the rules the README states
 (reporter: comment, evaluate, withdraw, reopen; handler: accept, start, resolve, hand
-back; staff: everything else too), not derived from `access.MAY`, so a change to the
-table in the domain fails here until someone decides it on purpose.
+back; staff: everything else too, and correcting an open event's category or place),
+not derived from `access.MAY`, so a change to the table in the domain fails here until
+someone decides it on purpose.
 """
 
 from __future__ import annotations
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
 from grassroots.events.v1 import events_service_pb2 as pb
 from services.empower.domain.roles import ROLES
@@ -43,13 +45,14 @@ STAFF_MOVES = {
 }
 REPORTER_MOVES = {(S.REPORTED, S.WITHDRAWN), (S.ACCEPTED, S.WITHDRAWN), (S.DISPATCHED, S.WITHDRAWN)}
 REOPEN_MOVES = {(S.RESOLVED, S.REOPENED), (S.CLOSED, S.REOPENED)}
-EVALUATE, COMMENT = "evaluate", "comment"
+EVALUATE, COMMENT, AMEND = "evaluate", "comment", "amend"
 ALL_ACTIONS = [
     *sorted(HANDLER_MOVES | STAFF_MOVES | REPORTER_MOVES | REOPEN_MOVES),
     EVALUATE,
     COMMENT,
+    AMEND,
 ]
-STAFF_MAY = HANDLER_MOVES | STAFF_MOVES | REOPEN_MOVES | {COMMENT}
+STAFF_MAY = HANDLER_MOVES | STAFF_MOVES | REOPEN_MOVES | {COMMENT, AMEND}
 REPORTER_MAY = REPORTER_MOVES | REOPEN_MOVES | {EVALUATE, COMMENT}
 
 OK, DENIED, HIDDEN = "ok", "PERMISSION_DENIED", "NOT_FOUND"
@@ -208,7 +211,13 @@ async def test_every_role_against_every_move(world, role):
     original = await world.report(RESIDENT)
     seen: dict[object, str] = {}
     for action in ALL_ACTIONS:
-        start = S.RESOLVED if action in (EVALUATE, COMMENT) else action[0]  # type: ignore[index]
+        start = (
+            S.RESOLVED
+            if action in (EVALUATE, COMMENT)
+            else S.REPORTED
+            if action == AMEND
+            else action[0]  # type: ignore[index]
+        )
         event = await world.report(reporter, start)
         try:
             if action == EVALUATE:
@@ -223,6 +232,15 @@ async def test_every_role_against_every_move(world, role):
                     metadata=actor.to_metadata(),
                 )
                 assert [c.author for c in after.comments] == [actor.subject]
+            elif action == AMEND:
+                after = await world.events.stub.UpdateEvent(
+                    pb.UpdateEventRequest(
+                        event=pb.Event(name=event.name, category="roads.damage"),
+                        update_mask=field_mask_pb2.FieldMask(paths=["category"]),
+                    ),
+                    metadata=actor.to_metadata(),
+                )
+                assert (after.category, after.state) == ("roads.damage", event.state)
             else:
                 target = action[1]  # type: ignore[index]
                 dup = original.name if target is S.DUPLICATE else ""
