@@ -31,6 +31,7 @@ from services.command.store.plans_postgres import PostgresPlansStore
 from services.command.store.plans_rows import us
 from services.command.store.plans_sqlite import SqlitePlansStore
 from services.kit.bus import Bus, BusMessage, Consumer, Delivery
+from services.kit.lease import Singletons
 from services.kit.outbox_relay import OutboxRelay
 
 log = logging.getLogger("grassroots.command.plans")
@@ -61,6 +62,7 @@ def plans_relay(
 
 
 OCCURRENCE = "plans.occurrence"
+RELAY_LEASE = "command.plans-relay"
 
 
 class OccurrenceTimers:
@@ -131,10 +133,15 @@ class Plans:
 
 
 async def assemble_plans(
-    settings: CommandSettings, bus: Bus, member: str, scheduler: Scheduler
+    settings: CommandSettings,
+    bus: Bus,
+    member: str,
+    scheduler: Scheduler,
+    singletons: Singletons,
 ) -> Plans:
     """Store, desk, relay and signal consumer; service orders ride on `scheduler`'s timers
-    (register before the scheduler runs its first round)."""
+    (register before the scheduler runs its first round). The relay runs under
+    `singletons`, in one replica at a time; the caller stops them."""
     store = await open_plans_store(settings)
     relay = plans_relay(store, bus, settings.outbox_batch, settings.plans_poll_seconds)
     lead = timedelta(hours=settings.service_order_lead_hours)
@@ -144,15 +151,12 @@ async def assemble_plans(
     scheduler.on(OCCURRENCE, occurrences.fire)
     await occurrences.reconcile(store)
     consumer = Consumer(bus, TWIN_STREAM, SIGNAL_GROUP, member, signal_handler(desk))
+    singletons.start(RELAY_LEASE, relay.run)
     stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(relay.run(stop)),
-        asyncio.create_task(consumer.run(stop)),
-    ]
+    tasks = [asyncio.create_task(consumer.run(stop))]
 
     async def stop_all() -> None:
         stop.set()
-        relay.notify()
         await asyncio.gather(*tasks)
         result = store.close()
         if asyncio.iscoroutine(result):

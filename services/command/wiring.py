@@ -21,7 +21,10 @@ from services.command.store.postgres import PostgresCommandStore
 from services.command.store.sqlite import SqliteCommandStore
 from services.kit.bus import Bus, Consumer, open_bus
 from services.kit.component import ServiceComponent
+from services.kit.lease import Singletons
 from services.kit.outbox_relay import OutboxRelay
+
+RELAY_LEASE = "command.outbox-relay"
 
 
 def check_backend(settings: CommandSettings) -> None:
@@ -58,6 +61,7 @@ class Command:
     desk: CommandDesk
     events: EventsClient
     plans: Plans
+    singletons: Singletons
 
 
 async def assemble(settings: CommandSettings) -> Command:
@@ -100,11 +104,16 @@ async def assemble(settings: CommandSettings) -> Command:
     )
     # Emergency plans, service orders and the command log (services/command/plans.py);
     # their timer kinds are registered before the scheduler's first round.
-    plans = await assemble_plans(settings, bus, name, scheduler)
+    # The outbox relays run in one replica at a time (ADR 23); timers are claimed row by
+    # row and consumer groups share deliveries, so those run in every replica.
+    singletons = Singletons(
+        settings.postgres_dsn if settings.backend == "postgres" else "", settings.lease_seconds
+    )
+    singletons.start(RELAY_LEASE, relay.run)
+    plans = await assemble_plans(settings, bus, name, scheduler, singletons)
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(scheduler.run(stop)),
-        asyncio.create_task(relay.run(stop)),
         *(asyncio.create_task(member.run(stop)) for member in intake),
         asyncio.create_task(sync.run(stop)),
     ]
@@ -112,16 +121,16 @@ async def assemble(settings: CommandSettings) -> Command:
     async def stop_tasks() -> None:
         stop.set()
         scheduler.wake()
-        relay.notify()
         await asyncio.gather(*tasks)
+        await singletons.stop(relay.notify, plans.relay.notify)
 
     servicer, add = plans.registration()
     component = build_component(
         desk,
-        [plans.stop, stop_tasks, events.close, bus.close, store.close],
+        [stop_tasks, plans.stop, events.close, bus.close, store.close],
         [(servicer, add, PLANS_SERVICE_NAME)],
     )
-    return Command(component, store, bus, scheduler, relay, desk, events, plans)
+    return Command(component, store, bus, scheduler, relay, desk, events, plans, singletons)
 
 
 async def build(settings: CommandSettings) -> ServiceComponent:

@@ -42,12 +42,15 @@ from services.empower.store.notices_sqlite import SqliteNoticesStore
 from services.empower.store.points_postgres import PostgresPointsStore
 from services.empower.store.points_sqlite import SqlitePointsStore
 from services.kit.bus import Bus, open_bus
+from services.kit.lease import Singletons
 from services.kit.sealing import Sealer
 
 FORMS_SERVICE = forms_pb.DESCRIPTOR.services_by_name["FormsService"].full_name
 POINTS_SERVICE = points_pb.DESCRIPTOR.services_by_name["PointsService"].full_name
 NOTICES_SERVICE = notices_pb.DESCRIPTOR.services_by_name["NoticesService"].full_name
 SERVICE_NAMES = (FORMS_SERVICE, POINTS_SERVICE, NOTICES_SERVICE)
+REPORTS_LEASE = "empower.scheduled-reports"
+DELIVERIES_LEASE = "empower.notice-deliveries"
 
 
 log = logging.getLogger("grassroots.empower")
@@ -63,6 +66,7 @@ class Empowerment:
     bus: Bus
     servicers: list[Servicer]
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    singletons: Singletons | None = None
 
 
 async def run_scheduled_reports(desk: FormsDesk, every_seconds: float, stop: asyncio.Event) -> None:
@@ -129,15 +133,27 @@ async def open_empowerment(
     bus = open_bus(bus_url(settings))
     streams = tuple(s.strip() for s in settings.points_fact_streams.split(",") if s.strip())
     stop = asyncio.Event()
+    # The points consumers share their groups with other replicas; scheduled reports and
+    # notice deliveries run in one replica at a time (ADR 23), or a notice went out twice.
     tasks = [
         asyncio.create_task(PointsFacts(ledger, bus, streams, settings.consumer_name).run(stop)),
-        asyncio.create_task(run_scheduled_reports(desk, settings.report_schedule_seconds, stop)),
-        asyncio.create_task(run_deliveries(board, settings.notice_dispatch_seconds, stop)),
     ]
+    singletons = Singletons(
+        settings.postgres_dsn if settings.backend == "postgres" else "", settings.lease_seconds
+    )
+    singletons.start(
+        REPORTS_LEASE,
+        lambda until: run_scheduled_reports(desk, settings.report_schedule_seconds, until),
+    )
+    singletons.start(
+        DELIVERIES_LEASE,
+        lambda until: run_deliveries(board, settings.notice_dispatch_seconds, until),
+    )
 
     async def stop_tasks() -> None:
         stop.set()
         await asyncio.gather(*tasks)
+        await singletons.stop()
 
     servicers: list[Servicer] = [
         (FormsServicer(desk), forms_grpc.add_FormsServiceServicer_to_server),
@@ -151,4 +167,5 @@ async def open_empowerment(
         bus,
         servicers,
         [stop_tasks, *closers, bus.close, points.close, forms.close, notices.close],
+        singletons,
     )

@@ -39,13 +39,6 @@ class EventsSettings(ServiceSettings):
         72.0, ge=0, description="close resolved events not evaluated within this; 0: never"
     )
     auto_close_check_seconds: float = Field(60.0, gt=0)
-    lease_seconds: float = Field(
-        15.0,
-        ge=1,
-        le=300,
-        description="how long a replica holds the outbox relay and the sweep; another takes "
-        "them over this long after it dies",
-    )
     seal_keys: SecretStr = Field(
         ...,
         description="AES-256 keys for reporter contacts at rest: 'kid:base64[,kid:base64...]', "

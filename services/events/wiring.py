@@ -21,7 +21,7 @@ from services.events.sweeper import run_auto_close
 from services.kit import masking
 from services.kit.bus import Bus, open_bus
 from services.kit.component import ServiceComponent
-from services.kit.lease import LocalLeases, PostgresLeases, run_as_singleton
+from services.kit.lease import Singletons
 from services.kit.sealing import Sealer
 
 RELAY_LEASE = "events.outbox-relay"
@@ -70,6 +70,7 @@ class Events:
     bus: Bus
     hub: EventHub
     feed: ChangeFeed
+    singletons: Singletons
 
 
 async def assemble(settings: EventsSettings) -> Events:
@@ -81,16 +82,10 @@ async def assemble(settings: EventsSettings) -> Events:
     categories = CategoryCatalog(await store.list_categories())
     hub = EventHub(store, locator, on_change=feed.notify, categories=categories)
     relay = events_relay(store, bus, feed, batch=settings.outbox_batch)
-    stop = asyncio.Event()
     # The relay and the sweep run in one replica at a time (ADR 23).
-    shared = PostgresLeases(settings.postgres_dsn) if settings.backend == "postgres" else None
-    leases = shared or LocalLeases()
-    lease_seconds = settings.lease_seconds
-    tasks = [
-        asyncio.create_task(
-            run_as_singleton(leases, RELAY_LEASE, relay.run, stop, seconds=lease_seconds)
-        )
-    ]
+    dsn = settings.postgres_dsn if settings.backend == "postgres" else ""
+    singletons = Singletons(dsn, settings.lease_seconds)
+    singletons.start(RELAY_LEASE, relay.run)
     if settings.auto_close_after_hours > 0:
         after = timedelta(hours=settings.auto_close_after_hours)
         every = settings.auto_close_check_seconds
@@ -98,21 +93,13 @@ async def assemble(settings: EventsSettings) -> Events:
         async def sweep(until: asyncio.Event) -> None:
             await run_auto_close(hub, after, every, until)
 
-        tasks.append(
-            asyncio.create_task(
-                run_as_singleton(leases, SWEEP_LEASE, sweep, stop, seconds=lease_seconds)
-            )
-        )
+        singletons.start(SWEEP_LEASE, sweep)
 
     async def stop_tasks() -> None:
-        stop.set()
-        feed.notify()
-        await asyncio.gather(*tasks)
-        if shared is not None:
-            await shared.close()
+        await singletons.stop(feed.notify)
 
     component = build_component(hub, feed, [stop_tasks, locator.close, bus.close, store.close])
-    return Events(component, store, bus, hub, feed)
+    return Events(component, store, bus, hub, feed, singletons)
 
 
 async def build(settings: EventsSettings) -> ServiceComponent:

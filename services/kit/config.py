@@ -27,6 +27,13 @@ class ServiceSettings(BaseSettings):
     grace_seconds: float = Field(10.0, gt=0, description="time in-flight calls get on SIGTERM")
     call_timeout_seconds: float = Field(5.0, gt=0, description="deadline on outbound calls")
     data_dir: Path = Field(Path("var"), description="where embedded stores keep their files")
+    lease_seconds: float = Field(
+        15.0,
+        ge=1,
+        le=300,
+        description="how long a replica holds a singleton job (outbox relays, sweeps, "
+        "schedulers); another takes it over this long after the holder dies",
+    )
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -25,6 +25,8 @@ from typing import Any, Protocol
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from services.kit.metrics import SINGLETON_RUNNING
+
 log = logging.getLogger("grassroots.lease")
 
 DEFAULT_LEASE_SECONDS = 15.0
@@ -70,6 +72,9 @@ class LocalLeases:
         return 1
 
     async def release(self, name: str, holder: str) -> None:
+        return None
+
+    async def close(self) -> None:
         return None
 
 
@@ -123,6 +128,52 @@ def holder_name() -> str:
 
 
 Job = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+class Singletons:
+    """The singleton jobs of one process, each under its own lease in the process's
+    PostgreSQL database (or always held on an embedded store).
+
+    `running` names the jobs this replica runs now, so a test (or an operator reading
+    the `grassroots_singleton_running` gauge) sees where each one is.
+    """
+
+    def __init__(self, postgres_dsn: str, seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.leases: PostgresLeases | LocalLeases = (
+            PostgresLeases(postgres_dsn) if postgres_dsn else LocalLeases()
+        )
+        self.seconds = seconds
+        self.running: set[str] = set()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, name: str, job: Job) -> None:
+        """Run `job(until)` under lease `name` until `stop()`."""
+
+        async def tracked(until: asyncio.Event) -> None:
+            self.running.add(name)
+            SINGLETON_RUNNING.labels(name).set(1)
+            try:
+                await job(until)
+            finally:
+                self.running.discard(name)
+                SINGLETON_RUNNING.labels(name).set(0)
+
+        self._tasks.append(
+            asyncio.create_task(
+                run_as_singleton(self.leases, name, tracked, self._stop, seconds=self.seconds),
+                name=f"singleton:{name}",
+            )
+        )
+
+    async def stop(self, *wake: Callable[[], object]) -> None:
+        """End every job and give the leases back, so another replica need not wait;
+        `wake` are called once the stop is set (a relay waiting for a change)."""
+        self._stop.set()
+        for call in wake:
+            call()
+        await asyncio.gather(*self._tasks)
+        await self.leases.close()
 
 
 async def run_as_singleton(

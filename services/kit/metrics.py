@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -21,6 +21,11 @@ CLIENT_HANDLED = Counter(
     "grpc_client_handled_total",
     "RPCs completed by this process as a client, by peer method and status code.",
     ["grpc_service", "grpc_method", "grpc_code"],
+)
+SINGLETON_RUNNING = Gauge(
+    "grassroots_singleton_running",
+    "1 while this replica runs the singleton job (it holds the job's lease), else 0.",
+    ["job"],
 )
 
 

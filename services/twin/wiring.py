@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from services.kit.bus import Bus, open_bus
 from services.kit.component import ServiceComponent
+from services.kit.lease import Singletons
 from services.twin.alarms import AlarmRelay
 from services.twin.api import build_component
 from services.twin.config import TwinSettings
@@ -21,6 +22,9 @@ from services.twin.store.sqlite import SqliteTwinStore
 
 # Logged batches regrouped per compaction transaction.
 COMPACT_BATCHES = 200
+ALARM_RELAY_LEASE = "twin.alarm-relay"
+SILENCE_LEASE = "twin.silence-check"
+COMPACT_LEASE = "twin.compaction"
 
 
 def check_backend(settings: TwinSettings) -> None:
@@ -66,6 +70,7 @@ class Twin:
     relay: AlarmRelay
     bus: Bus
     feeds: Feeds
+    singletons: Singletons
 
 
 async def assemble(settings: TwinSettings, events: EventSink | None = None) -> Twin:
@@ -79,35 +84,35 @@ async def assemble(settings: TwinSettings, events: EventSink | None = None) -> T
     hub = await TwinHub.open(store, latest, on_alarm=lambda: relay_box[0].wake())
     relay = AlarmRelay(hub, store, events or client, BusFacts(bus))
     relay_box.append(relay)
-    stop = asyncio.Event()
+    # One replica at a time delivers alarms, checks for silent devices and compacts the
+    # log (ADR 23); a replica that does not hold the relay wakes it by its own poll.
+    singletons = Singletons(
+        settings.postgres_dsn if settings.backend == "postgres" else "", settings.lease_seconds
+    )
 
-    async def check_silence() -> None:
-        while not stop.is_set():
+    async def check_silence(until: asyncio.Event) -> None:
+        while not until.is_set():
             with contextlib.suppress(Exception):
                 await hub.check_silence()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), settings.silence_check_seconds)
+                await asyncio.wait_for(until.wait(), settings.silence_check_seconds)
 
-    async def compact() -> None:
+    async def compact(until: asyncio.Event) -> None:
         """Regroup logged batches by series while the log has any (see store.chunks)."""
-        while not stop.is_set():
+        while not until.is_set():
             moved = 0
             with contextlib.suppress(Exception):
                 moved = await store.compact(COMPACT_BATCHES)
             if moved < COMPACT_BATCHES:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), settings.compact_every_seconds)
+                    await asyncio.wait_for(until.wait(), settings.compact_every_seconds)
 
-    tasks = [
-        asyncio.create_task(relay.run(stop)),
-        asyncio.create_task(check_silence()),
-        asyncio.create_task(compact()),
-    ]
+    singletons.start(ALARM_RELAY_LEASE, relay.run)
+    singletons.start(SILENCE_LEASE, check_silence)
+    singletons.start(COMPACT_LEASE, compact)
 
     async def stop_tasks() -> None:
-        stop.set()
-        relay.wake()
-        await asyncio.gather(*tasks)
+        await singletons.stop(relay.wake)
 
     closers: list[Callable[[], object]] = [
         stop_tasks,
@@ -119,7 +124,7 @@ async def assemble(settings: TwinSettings, events: EventSink | None = None) -> T
     # The bridge's closer goes first: it stops taking messages before the store closes.
     feeds = await start_feeds(hub, closers)
     component = build_component(hub, closers, feeds)
-    return Twin(component, hub, store, latest, relay, bus, feeds)
+    return Twin(component, hub, store, latest, relay, bus, feeds, singletons)
 
 
 async def build(settings: TwinSettings) -> ServiceComponent:
