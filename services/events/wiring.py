@@ -19,13 +19,15 @@ from services.events.store.postgres import PostgresEventStore
 from services.events.store.sqlite import SqliteEventStore
 from services.events.sweeper import run_auto_close
 from services.kit import masking
-from services.kit.bus import Bus, open_bus
+from services.kit.bus import Bus, BusMessage, open_bus
+from services.kit.cache_notices import CacheNotices
 from services.kit.component import ServiceComponent
 from services.kit.lease import Singletons
 from services.kit.sealing import Sealer
 
 RELAY_LEASE = "events.outbox-relay"
 SWEEP_LEASE = "events.auto-close"
+CATEGORY_CHANGED = "events.category_changed"
 
 
 def serialize(event: Event) -> bytes:
@@ -80,7 +82,22 @@ async def assemble(settings: EventsSettings) -> Events:
     feed = ChangeFeed()
     locator = MapLocator(settings.map_address, settings.call_timeout_seconds)
     categories = CategoryCatalog(await store.list_categories())
-    hub = EventHub(store, locator, on_change=feed.notify, categories=categories)
+    hub_box: list[EventHub] = []
+
+    async def reload(_: BusMessage) -> None:
+        await hub_box[0].reload_categories()
+
+    # Other replicas hold the category tree too: tell them of a change (ADR 23).
+    notices = CacheNotices(bus, "events", reload)
+    await notices.start()
+
+    async def category_changed(tenant: str, code: str) -> None:
+        await notices.announce(CATEGORY_CHANGED, code, tenant)
+
+    hub = EventHub(
+        store, locator, on_change=feed.notify, categories=categories, on_category=category_changed
+    )
+    hub_box.append(hub)
     relay = events_relay(store, bus, feed, batch=settings.outbox_batch)
     # The relay and the sweep run in one replica at a time (ADR 23).
     dsn = settings.postgres_dsn if settings.backend == "postgres" else ""
@@ -96,6 +113,7 @@ async def assemble(settings: EventsSettings) -> Events:
         singletons.start(SWEEP_LEASE, sweep)
 
     async def stop_tasks() -> None:
+        await notices.stop()
         await singletons.stop(feed.notify)
 
     component = build_component(hub, feed, [stop_tasks, locator.close, bus.close, store.close])

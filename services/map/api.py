@@ -9,6 +9,8 @@ import asyncio
 import concurrent.futures
 import functools
 import multiprocessing
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import shapely
@@ -396,13 +398,16 @@ def _as_repeated_field(payload: bytes) -> bytes:
     return b"\x0a" + bytes(varint) + payload
 
 
-def build_component(catalog: MapCatalog, max_batch: int) -> ServiceComponent:
+def build_component(
+    catalog: MapCatalog, max_batch: int, closers: Sequence[Callable[[], Any]] = ()
+) -> ServiceComponent:
+    """`closers` run before the store closes."""
     # Start the decoder now: spawning it and importing GDAL takes seconds on a busy
     # machine, which the first import would otherwise spend inside its deadline.
     _decoder().submit(formats.ready)
     return ServiceComponent(
         [(MapServicer(catalog, max_batch), pb_grpc.add_MapServiceServicer_to_server)],
         [SERVICE_NAME],
-        [catalog.store.close],
+        [*closers, catalog.store.close],
         method_scopes=method_scopes(SERVICE_NAME),
     )

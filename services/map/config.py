@@ -26,3 +26,8 @@ class MapSettings(ServiceSettings):
         None, description="demo GeoPackage whose layers are installed at start if missing"
     )
     max_locate_batch: int = Field(100_000, gt=0)
+    bus_url: str = Field(
+        "",
+        description="redis://host:port/db: replicas tell each other of layer changes there; "
+        "empty for a single replica (no notices)",
+    )

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
+from services.kit.bus import Bus, BusMessage, open_bus
+from services.kit.cache_notices import CacheNotices
 from services.kit.component import ServiceComponent
 from services.map.api import build_component
 from services.map.config import MapSettings
+from services.map.domain.model import LayerKey
 from services.map.domain.service import MapCatalog, MapStore
 from services.map.seed import seed_demo
 
 log = logging.getLogger("grassroots.map")
+LAYER_CHANGED = "map.layer_changed"
 
 
 def check_backend(settings: MapSettings) -> None:
@@ -41,8 +46,36 @@ def load_catalog(settings: MapSettings) -> MapCatalog:
     return catalog
 
 
+async def share_changes(catalog: MapCatalog, bus: Bus) -> Callable[[], Awaitable[None]]:
+    """Tell other replicas of this one's layer writes, and reload the layers they
+    write (ADR 23); returns what stops it. A write's call returns once its notice is
+    on the bus."""
+    loop = asyncio.get_running_loop()
+
+    async def reload(message: BusMessage) -> None:
+        tenant, _, layer_id = message.key.partition(":")
+        await asyncio.to_thread(catalog.reload_layer, LayerKey(tenant, layer_id))
+        log.info("layer %s reloaded: another replica changed it", message.key)
+
+    notices = CacheNotices(bus, "map", reload)
+    await notices.start()
+
+    def changed(key: LayerKey) -> None:  # on the writer's worker thread
+        announce = notices.announce(LAYER_CHANGED, str(key), key.tenant)
+        asyncio.run_coroutine_threadsafe(announce, loop).result(timeout=10)
+
+    catalog.on_change(changed)
+
+    async def stop() -> None:
+        await notices.stop()
+        await bus.close()
+
+    return stop
+
+
 async def build(settings: MapSettings) -> ServiceComponent:
     """The component `run_service` serves; closing it closes the store."""
     catalog = await asyncio.to_thread(load_catalog, settings)
     log.info("map ready: %d layers, %d grid cells", len(catalog.layers), len(catalog.grid))
-    return build_component(catalog, settings.max_locate_batch)
+    closers = [await share_changes(catalog, open_bus(settings.bus_url))] if settings.bus_url else []
+    return build_component(catalog, settings.max_locate_batch, closers)

@@ -76,9 +76,15 @@ class CategoryCatalog:
     """
 
     def __init__(self, definitions: Iterable[tuple[str, Category]] = ()) -> None:
-        self._by_tenant: dict[str, dict[str, Category]] = {PLATFORM: dict(DEFAULT_CATEGORIES)}
+        self._by_tenant: dict[str, dict[str, Category]] = {}
+        self.reset(definitions)
+
+    def reset(self, definitions: Iterable[tuple[str, Category]]) -> None:
+        """The built-ins and exactly these definitions (swapped in at once for readers)."""
+        by_tenant: dict[str, dict[str, Category]] = {PLATFORM: dict(DEFAULT_CATEGORIES)}
         for tenant, category in definitions:
-            self.put(tenant, category)
+            by_tenant.setdefault(tenant, {})[category.code] = category
+        self._by_tenant = by_tenant
 
     def put(self, tenant: str, category: Category) -> None:
         self._by_tenant.setdefault(tenant, {})[category.code] = category

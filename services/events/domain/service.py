@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -93,11 +93,19 @@ class EventHub:
         locator: Locator,
         on_change: Callable[[], None] | None = None,
         categories: CategoryCatalog | None = None,
+        on_category: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_category(tenant, code)` runs after a category is stored: other replicas
+        keep the tree in memory too."""
         self.store = store
         self.locator = locator
         self._on_change = on_change or (lambda: None)
         self.categories = categories or CategoryCatalog()
+        self._on_category = on_category
+
+    async def reload_categories(self) -> None:
+        """Read the category tree again (another replica changed it)."""
+        self.categories.reset(await self.store.list_categories())
 
     async def report(self, principal: Principal, report: NewReport) -> tuple[Event, bool]:
         """Record a report; returns (event, created). A retry returns the first event."""
@@ -524,6 +532,8 @@ class EventHub:
         check_category(category)
         await self.store.save_category(tenant, category)
         self.categories.put(tenant, category)
+        if self._on_category is not None:
+            await self._on_category(tenant, category.code)
         return category
 
     def list_categories(

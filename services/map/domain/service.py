@@ -130,6 +130,7 @@ class MapCatalog:
         self._grid_built = 0
         self._grid = _build_grid(self._grid_layers())
         self._grid_listeners: list[Callable[[GridIndex], None]] = []
+        self._change_listeners: list[Callable[[LayerKey], None]] = []
 
     @property
     def grid(self) -> GridIndex:
@@ -139,6 +140,34 @@ class MapCatalog:
     def on_new_grid(self, prepare: Callable[[GridIndex], None]) -> None:
         """Call `prepare` with every new grid before it is swapped in (adapters' caches)."""
         self._grid_listeners.append(prepare)
+
+    def on_change(self, listener: Callable[[LayerKey], None]) -> None:
+        """Call `listener` with a layer's key after a write to it is stored (other
+        replicas hold the layer's index too)."""
+        self._change_listeners.append(listener)
+
+    def _changed(self, key: LayerKey) -> None:
+        for listener in self._change_listeners:
+            listener(key)
+
+    def reload_layer(self, key: LayerKey) -> None:
+        """Read one layer again from the store, and the grid if it is a grid layer:
+        another replica changed it (blocking, like every store call here)."""
+        layer = next((found for found in self.store.list_layers() if found.key == key), None)
+        index = None if layer is None else LayerIndex(self.store.load_features(layer))
+        with self._write_lock:
+            old = self.layers.get(key)
+            if layer is None or index is None:
+                self.layers.pop(key, None)
+                self.indexes.pop(key, None)
+            else:
+                self.layers[key] = layer
+                self.indexes[key] = index
+            grid = any(x is not None and x.kind is LayerKind.GRID_CELL for x in (old, layer))
+            if grid:
+                self._grid_version += 1
+        if grid:
+            self.refresh_grid()
 
     def refresh_grid(self) -> GridIndex:
         """Rebuild the grid if a grid layer changed, on this thread, and swap it in.
@@ -178,6 +207,7 @@ class MapCatalog:
             self.store.create_layer(layer)
             self.layers[layer.key] = layer
             self.indexes[layer.key] = LayerIndex(FeatureBatch.empty(layer.field_names()))
+        self._changed(layer.key)
         return layer
 
     def get_layer(self, principal: Principal, key: LayerKey) -> Layer:
@@ -207,6 +237,7 @@ class MapCatalog:
                 self._grid_version += 1
         if layer.kind is LayerKind.GRID_CELL:
             self.refresh_grid()
+        self._changed(key)
 
     # -- writes ---------------------------------------------------------------------
 
@@ -258,6 +289,7 @@ class MapCatalog:
                 self._grid_version += 1
         if layer.kind is LayerKind.GRID_CELL:
             self.refresh_grid()
+        self._changed(key)
         return ImportResult(layer=layer, imported=count, repaired=repaired)
 
     # -- reads ----------------------------------------------------------------------
