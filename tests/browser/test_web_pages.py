@@ -8,19 +8,25 @@ Timing (printed; the target is under a second).
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import shapely
 
 from devstack.demo_identity import DemoCredentials
 from devstack.stack import Stack, StackConfig
+from services.kit.crs import wgs84_to_gcj02
 from tests.browser.web import (
     accessibility_problems,
     no_horizontal_scroll,
     phone,
     record,
+    sign_in,
     wait_ready,
     watch,
 )
@@ -28,6 +34,7 @@ from tests.integration.conftest import GENEROUS_LIMITS
 
 XINGMING = "sh-jiading-anting-xingming"
 TOWN = "sh-jiading-anting"
+XINGMING_PATH = "sh/jiading/anting/xingming"
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +152,156 @@ def test_pages_keep_the_strict_policy_and_may_ask_for_the_position(gateway):
         "tile_crs": "EPSG:4326",
         "device_crs": "GCJ-02",
     }
+
+
+def _token(gateway: str, username: str, password: str) -> dict[str, str]:
+    answer = httpx.post(
+        f"{gateway}/v1/auth/token",
+        data={"grant_type": "password", "username": username, "password": password},
+    )
+    answer.raise_for_status()
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def _cell_points(grid_index, count: int) -> list[tuple[float, float]]:
+    """WGS84 points inside different grid cells of Xingming."""
+    polygons = [
+        p
+        for p, c in zip(grid_index.polygons, grid_index.cells, strict=True)
+        if c.village == XINGMING_PATH
+    ]
+    return [(pt.x, pt.y) for pt in (shapely.point_on_surface(p) for p in polygons[:count])]
+
+
+def _task_for(stack: Stack, event_name: str, timeout: float = 15.0) -> dict[str, Any]:
+    """The task command made for the event, once it is offered to a handler."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = httpx.get(
+            f"{stack.config.gateway_url}/v1/tenants/{TOWN}/tasks",
+            params={"event": event_name},
+            headers=stack.api_headers(),
+        ).json()["tasks"]
+        if tasks and tasks[0]["handler"]:
+            return tasks[0]
+        assert time.monotonic() < deadline, f"no task offered for {event_name}"
+        time.sleep(0.2)
+
+
+def _handler_username(stack: Stack, user: str) -> str:
+    """The handler profile of `users/...`: its id is the grid worker's username."""
+    handlers = httpx.get(
+        f"{stack.config.gateway_url}/v1/tenants/{XINGMING}/handlers",
+        params={"page_size": 1000},
+        headers=stack.api_headers(),
+    ).json()["handlers"]
+    return next(h["id"] for h in handlers if h["user"] == user)
+
+
+def _api(stack: Stack, path: str) -> dict[str, Any]:
+    answer = httpx.get(f"{stack.config.gateway_url}{path}", headers=stack.api_headers())
+    answer.raise_for_status()
+    return answer.json()
+
+
+@pytest.mark.integration
+def test_resident_reports_the_grid_worker_resolves_and_the_resident_rates_it(
+    stack, gateway, browser, axe_source, credentials, grid_index
+):
+    secretary = credentials.account("xingming.secretary")
+    made = httpx.post(
+        f"{gateway}/v1/tenants/{XINGMING}/users",
+        headers=_token(gateway, secretary.username, secretary.password),
+        json={
+            "username": "resident.li",
+            "display_name": "Li (invented resident)",
+            "kind": "resident",
+            "roles": ["resident"],
+            "password": "set-by-the-secretary",
+        },
+    )
+    assert made.status_code == 201, made.text
+    lon, lat = _cell_points(grid_index, 1)[0]
+    glon, glat = (float(v[0]) for v in wgs84_to_gcj02(np.array([lon]), np.array([lat])))
+    resident = phone(
+        browser,
+        gateway,
+        geolocation={"longitude": glon, "latitude": glat},
+        permissions=["geolocation"],
+    )
+    page = resident.new_page()
+    problems = watch(page)
+    page.goto("/web/resident.html")
+    sign_in(page, "resident.li", "set-by-the-secretary")
+    page.wait_for_selector("#change-form:not([hidden])")  # a password someone else set
+    page.fill("#new-password", "the-residents-own-1")
+    page.click("#change-form button[type=submit]")
+    page.wait_for_url("**/web/resident.html")
+    wait_ready(page)
+    assert no_horizontal_scroll(page)
+    assert not accessibility_problems(page, axe_source)
+    record(page, "resident")
+
+    # The phone's position (GCJ-02 here) pins the report; the API stores WGS84.
+    page.click("#locate")
+    page.wait_for_selector("#pin:has-text('Pin at')")
+    page.select_option("#category", "safety.fire_hazard")
+    page.fill("#description", "Firewood stacked against the kitchen wall (browser test)")
+    page.click("#send")
+    page.wait_for_selector("#receipt-box:not([hidden])")
+    receipt = page.inner_text("#receipt")
+    sent = time.monotonic()
+    event = _api(stack, f"/v1/tenants/{TOWN}/events/{receipt}")
+    assert time.monotonic() - sent < 2.0
+    assert event["category"] == "safety.fire_hazard" and event["source"] == "resident"
+    assert event["village"] == XINGMING_PATH
+    assert abs(event["location"]["longitude"] - lon) < 1e-5, (event["location"], lon)
+    assert abs(event["location"]["latitude"] - lat) < 1e-5, (event["location"], lat)
+    page.wait_for_selector(f"#mine li:has-text('{receipt}')")
+    record(page, "resident-sent")
+
+    # Command offered it to the nearest grid worker, who handles it on the worker page.
+    task = _task_for(stack, event["name"])
+    username = _handler_username(stack, task["handler"])
+    worker = phone(browser, gateway)
+    wpage = worker.new_page()
+    worker_problems = watch(wpage)
+    wpage.goto("/web/worker.html")
+    sign_in(wpage, username, credentials.account(username).password)
+    wpage.wait_for_url("**/web/worker.html")
+    wait_ready(wpage)
+    item = f"li[data-task='{task['id']}']"
+    wpage.wait_for_selector(f"{item} [data-action=accept]")
+    target = task["location"]
+    assert wpage.get_attribute(f"{item} a", "href").startswith(
+        f"geo:{target['latitude']},{target['longitude']}"
+    )
+    assert "Firewood" in wpage.inner_text(item)
+    assert no_horizontal_scroll(wpage)
+    assert not accessibility_problems(wpage, axe_source)
+    record(wpage, "worker")
+    wpage.click(f"{item} [data-action=accept]")
+    wpage.click(f"{item} [data-action=start]")  # check in
+    wpage.fill(f"{item} textarea", "Firewood moved to the yard, resident told why")
+    wpage.click(f"{item} [data-action=resolve]")
+    wpage.wait_for_selector(item, state="detached")
+    done = _api(stack, f"/v1/{task['name']}")
+    assert done["state"] == "done" and done["resolution_note"].startswith("Firewood moved")
+    assert _api(stack, f"/v1/{event['name']}")["state"] == "resolved"
+
+    # The resident follows the report by its receipt and rates the work.
+    page.fill("#follow-id", receipt)
+    page.click("#follow-form button")
+    page.wait_for_selector("#evaluate-form")
+    assert not accessibility_problems(page, axe_source)
+    record(page, "resident-evaluate")
+    page.check("input[name=score][value='5']")
+    page.fill("#evaluate-text", "Quick, thank you")
+    page.click("#evaluate-form button[type=submit]")
+    page.wait_for_selector("#followed:has-text('You rated it 5')")
+    rated = _api(stack, f"/v1/{event['name']}")
+    assert rated["state"] == "closed" and rated["evaluation"]["score"] == 5
+    assert not problems, problems
+    assert not worker_problems, worker_problems
+    resident.close()
+    worker.close()

@@ -3,6 +3,7 @@
 // from the tenant's own layers through the REST API: boundaries, grid cells, roads,
 // buildings. Leaflet is the gateway's own copy (window.L from /web/vendor/leaflet).
 import { api, ApiError } from "./api.js";
+import { session } from "./auth.js";
 
 /* global L */
 const BASE_LAYERS = {
@@ -62,7 +63,8 @@ async function drawVectorBase(map, tenant, crs, wanted) {
 }
 
 /**
- * A Leaflet map in `element` for the tenant (a REST tenant id such as sh-jiading-anting).
+ * A Leaflet map in `element` for the tenant (a REST tenant id such as sh-jiading-anting);
+ * its layers are drawn only for a signed-in person holding map:read (residents do not).
  * Returns {map, crs, deviceCrs, drawn}: `crs` is what a tap on this map is in.
  */
 export async function baseMap(element, tenant) {
@@ -75,7 +77,9 @@ export async function baseMap(element, tenant) {
     L.tileLayer(config.tile_url, { attribution: config.tile_attribution || "", maxZoom: 20 }).addTo(map);
     drawn = ["tiles"];
   }
-  if (tenant) {
+  const held = session();
+  const mayRead = held && held.me && held.me.scopes.includes("map:read");
+  if (tenant && mayRead) {
     try {
       // Over tiles only the outlines; without tiles the whole plain base.
       const wanted = config.tile_url ? ["boundaries", "grid-cells"] : Object.keys(BASE_LAYERS);
