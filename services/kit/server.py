@@ -20,8 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from services.kit import metrics
-from services.kit.config import ServiceSettings
+from services.kit import discovery, metrics
+from services.kit.config import ServiceSettings, load_settings
 from services.kit.interceptors import ServerInterceptor
 from services.kit.logging import configure_logging
 from services.kit.private_files import data_folders, make_all_private, restrict_umask
@@ -103,15 +103,34 @@ async def serve_until_signalled(
 ) -> None:
     component = await build()
     running = await start_server(name, settings, component)
+    registration = await register_in_consul(name, settings, component, running.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if registration is not None:  # callers stop choosing this instance before it drains
+        with contextlib.suppress(Exception):
+            await registration.deregister()
     log.info("%s draining (grace %.1fs)", name, settings.grace_seconds)
     await running.stop()
     await component.close()
     log.info("%s stopped", name)
+
+
+async def register_in_consul(
+    name: str, settings: ServiceSettings, component: Component, port: int
+) -> discovery.ConsulRegistration | None:
+    """With `GRASSROOTS_DISCOVERY=consul`: this instance in the local agent, checked by
+    Consul over gRPC health on the component's own service name."""
+    chosen = load_settings(discovery.DiscoverySettings)
+    if chosen.discovery != "consul":
+        return None
+    registration = discovery.ConsulRegistration(
+        discovery.consul_client(chosen), name, component.service_names[0]
+    )
+    await registration.register(discovery.advertised_address(chosen, settings.host), port)
+    return registration
 
 
 def run_service(

@@ -7,6 +7,7 @@ after each commit, and starts the bridge when `GRASSROOTS_TWIN_MQTT_ENABLED` is 
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.kit.lease import Singletons
 from services.kit.principal import Principal
 from services.twin.domain import stream
 from services.twin.domain.ingest import Columns
@@ -24,6 +26,8 @@ from services.twin.mqtt_bridge.bridge import MqttBridge
 from services.twin.mqtt_bridge.config import BridgeSettings
 from services.twin.mqtt_bridge.device_keys import DeviceKeys
 from services.twin.mqtt_bridge.ports import DeviceReading, ReadingRefusal
+
+BRIDGE_LEASE = "twin.mqtt-bridge"
 
 
 class WatchSettings(BaseSettings):
@@ -121,7 +125,7 @@ class Feeds:
 
     log: stream.ChangeLog
     keys: DeviceKeys
-    bridge: MqttBridge | None
+    bridge: MqttBridge | None  # None when MQTT is off or the bridge runs under a lease
     topic_root: str
 
 
@@ -130,13 +134,27 @@ async def start_feeds(
     closers: list[Callable[[], object]],
     bridge_settings: BridgeSettings | None = None,
     watch_settings: WatchSettings | None = None,
+    singletons: Singletons | None = None,
 ) -> Feeds:
+    """With `singletons` (replicas on a shared database) the bridge runs under a lease in
+    one replica at a time, stopped with them; without, it starts now and stops first."""
     settings = bridge_settings or BridgeSettings()
     log = stream.ChangeLog((watch_settings or WatchSettings()).log_capacity)
     hub.subscribe_changes(lambda changes: log.append(to_stream_change(c) for c in changes))
     keys = DeviceKeys()
     bridge = None
-    if settings.enabled:
+    if settings.enabled and singletons is not None:
+        # Replicas share one broker session (one client id): one bridge at a time.
+        async def run_bridge(until: asyncio.Event) -> None:
+            held = MqttBridge(settings, HubSink(hub), keys)
+            await held.start()
+            try:
+                await until.wait()
+            finally:
+                await held.close()
+
+        singletons.start(BRIDGE_LEASE, run_bridge)
+    elif settings.enabled:
         bridge = MqttBridge(settings, HubSink(hub), keys)
         await bridge.start()
         closers.insert(0, bridge.close)  # stop taking messages before the store closes

@@ -122,7 +122,8 @@ async def assemble(settings: TwinSettings, events: EventSink | None = None) -> T
         store.close,
     ]
     # The bridge's closer goes first: it stops taking messages before the store closes.
-    feeds = await start_feeds(hub, closers)
+    shared = singletons if settings.backend == "postgres" else None
+    feeds = await start_feeds(hub, closers, singletons=shared)
     component = build_component(hub, closers, feeds)
     return Twin(component, hub, store, latest, relay, bus, feeds, singletons)
 

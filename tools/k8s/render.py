@@ -19,6 +19,7 @@ from tools.k8s.workloads import (
     config_of,
     secrets_of,
 )
+from tools.k8s.workloads import prefix as env_prefix
 
 NAMESPACE = "grassroots"
 IMAGE = "grassroots"
@@ -395,7 +396,23 @@ def overlay_files() -> dict[str, str]:
             }
         ],
     }
+    consul = {
+        "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+        "kind": "Component",
+        "resources": ["network-policy.yaml"],
+        "patches": [{"path": "discovery.yaml"}],
+    }
+    mqtt_bridge = {
+        "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+        "kind": "Component",
+        "patches": [{"path": "twin-bridge.yaml"}],
+    }
     return {
+        "components/consul/kustomization.yaml": _dump([consul]),
+        "components/consul/discovery.yaml": _dump(consul_patches()),
+        "components/consul/network-policy.yaml": _dump([consul_policy()]),
+        "components/mqtt-bridge/kustomization.yaml": _dump([mqtt_bridge]),
+        "components/mqtt-bridge/twin-bridge.yaml": _dump([mqtt_bridge_patch()]),
         "components/monitoring/kustomization.yaml": _dump([monitoring]),
         "components/monitoring/service-monitors.yaml": _dump(
             [service_monitor(w) for w in WORKLOADS.values()]
@@ -406,6 +423,98 @@ def overlay_files() -> dict[str, str]:
         "overlays/district/kustomization.yaml": _dump([district]),
         "overlays/district/backing-services.yaml": _dump(external_services()),
         "overlays/district/district.yaml": _dump(district_patches()),
+    }
+
+
+CONSUL_AGENT_PORT = 8500
+
+
+def consul_patches() -> list[dict[str, Any]]:
+    """Every process finds its peers through Consul (`consul:///<component>`) and the
+    components register there; the agent is the node's Consul client (its hostPort)."""
+    docs: list[dict[str, Any]] = []
+    for workload in WORKLOADS.values():
+        data = {"GRASSROOTS_DISCOVERY": "consul"}
+        for cls in workload.settings:
+            for name in cls.model_fields:
+                peer = name.removesuffix("_address")
+                if name.endswith("_address") and peer in WORKLOADS:
+                    data[env_prefix(cls) + name.upper()] = f"consul:///{peer}"
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"{workload.name}-config"},
+                "data": dict(sorted(data.items())),
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": workload.name},
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": workload.name,
+                                    "env": [
+                                        {
+                                            "name": "HOST_IP",
+                                            "valueFrom": {
+                                                "fieldRef": {"fieldPath": "status.hostIP"}
+                                            },
+                                        },
+                                        {
+                                            "name": "GRASSROOTS_CONSUL_URL",
+                                            "value": f"http://$(HOST_IP):{CONSUL_AGENT_PORT}",
+                                        },
+                                    ],
+                                }
+                            ]
+                        }
+                    }
+                },
+            }
+        )
+    return docs
+
+
+def consul_policy() -> dict[str, Any]:
+    """Processes reach their node's Consul agent; agents (in a namespace labelled
+    `grassroots/consul`) run the gRPC health checks."""
+    grpc_ports = sorted({w.ports["grpc"] for w in WORKLOADS.values() if "grpc" in w.ports})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "consul-agent", "labels": PART_OF},
+        "spec": {
+            "podSelector": {"matchLabels": PART_OF},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [{"namespaceSelector": {"matchLabels": {"grassroots/consul": "true"}}}],
+                    "ports": [{"port": p, "protocol": "TCP"} for p in grpc_ports],
+                }
+            ],
+            "egress": [{"ports": [{"port": CONSUL_AGENT_PORT, "protocol": "TCP"}]}],
+        },
+    }
+
+
+def mqtt_bridge_patch() -> dict[str, Any]:
+    """The twin takes device readings from the overlay's `mqtt` broker (one replica at a
+    time holds the broker session; the broker's credentials go in the twin's Secret)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "twin-config"},
+        "data": {
+            "GRASSROOTS_TWIN_MQTT_ENABLED": "true",
+            "GRASSROOTS_TWIN_MQTT_HOST": "mqtt",
+            "GRASSROOTS_TWIN_MQTT_PORT": str(BACKING["mqtt"]),
+        },
     }
 
 

@@ -20,6 +20,8 @@ from gateway.settings import GatewaySettings
 from services.kit import signing
 from services.kit.components import COMPONENTS
 from services.kit.config import ServiceSettings
+from services.kit.discovery import DiscoverySettings
+from services.twin.mqtt_bridge.config import BridgeSettings
 
 DATA_DIR = PurePosixPath("/data")  # an emptyDir: the root filesystem is read-only
 GATEWAY_HTTP_PORT = 8080
@@ -81,6 +83,11 @@ def peers_of(settings: tuple[type[BaseSettings], ...]) -> tuple[str, ...]:
     )
 
 
+# Read by the process beside its own settings: every process may find its peers through
+# Consul; the twin runs the MQTT bridge in process when it is enabled.
+EXTRA_SETTINGS: dict[str, tuple[type[BaseSettings], ...]] = {"twin": (BridgeSettings,)}
+
+
 def _workload(
     name: str,
     module: str,
@@ -89,6 +96,7 @@ def _workload(
     grpc_service: str = "",
     memory_limit: str = "1Gi",
 ) -> Workload:
+    settings = (*settings, *EXTRA_SETTINGS.get(name, ()), DiscoverySettings)
     return Workload(name, module, settings, ports, grpc_service, memory_limit, peers_of(settings))
 
 

@@ -23,7 +23,10 @@ from tools.k8s import __main__ as k8s_cli
 from tools.k8s import render
 from tools.k8s.workloads import WORKLOADS, callers_of, known_variables, required_of
 
-OVERLAYS = ("dev", "district")
+OVERLAYS = ("dev", "district", "district-options")
+# The district overlay with every optional component but monitoring (whose objects are
+# Prometheus Operator kinds, checked in test_monitoring.py).
+OPTIONS = ("consul", "mqtt-bridge")
 # The oldest Kubernetes release the manifests promise to work on, and the newest.
 KUBERNETES_VERSIONS = ("1.29.0", "1.35.0")
 
@@ -39,6 +42,18 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
     root = tmp_path_factory.mktemp("k8s") / "k8s"
     shutil.copytree(k8s_cli.ROOT, root, ignore=shutil.ignore_patterns("env"))
     k8s_cli.write_secrets(root, district=True, force=True)
+    options = root / "overlays" / "district-options"
+    options.mkdir()
+    (options / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["../district"],
+                "components": [f"../../components/{name}" for name in OPTIONS],
+            }
+        )
+    )
     out = {}
     for overlay in OVERLAYS:
         done = subprocess.run(
@@ -143,7 +158,9 @@ def _environment(objects: list[dict[str, Any]], deployment: dict[str, Any]) -> d
     maps = _of_kind(objects, "ConfigMap")
     secrets = _of_kind(objects, "Secret")
     env: dict[str, str] = {}
-    for source in deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env.update({item["name"]: "env" for item in container.get("env", [])})
+    for source in container["envFrom"]:
         if "configMapRef" in source:
             ref = source["configMapRef"]["name"]
             env.update(dict.fromkeys(maps[ref]["data"], f"configmap {ref}"))
@@ -185,6 +202,28 @@ def test_the_district_runs_every_workload_twice_on_production_backends(rendered)
         for n, s in _of_kind(objects, "Service").items()
         if s["spec"].get("type") == "ExternalName"
     }
+
+
+def test_with_consul_every_process_registers_and_finds_its_peers_there(rendered):
+    objects = rendered["district-options"]
+    deployments = _of_kind(objects, "Deployment")
+    data = {k: v for m in _of_kind(objects, "ConfigMap").values() for k, v in m["data"].items()}
+    assert data["GRASSROOTS_EVENTS_MAP_ADDRESS"] == "consul:///map"
+    assert data["GRASSROOTS_GATEWAY_EVENTS_ADDRESS"] == "consul:///events"
+    addresses = {k: v for k, v in data.items() if k.endswith("_ADDRESS")}
+    assert addresses and all(v.startswith("consul:///") for v in addresses.values())
+    for name in WORKLOADS:
+        container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        env = {item["name"]: item for item in container["env"]}
+        assert env["HOST_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
+        assert env["GRASSROOTS_CONSUL_URL"]["value"] == "http://$(HOST_IP):8500"
+        assert container["envFrom"], "the component adds to the container, not replaces it"
+        config = _of_kind(objects, "ConfigMap")[f"{name}-config"]["data"]
+        assert config["GRASSROOTS_DISCOVERY"] == "consul"
+    policy = _of_kind(objects, "NetworkPolicy")["consul-agent"]["spec"]
+    assert policy["egress"] == [{"ports": [{"port": 8500, "protocol": "TCP"}]}]
+    assert data["GRASSROOTS_TWIN_MQTT_ENABLED"] == "true"
+    assert data["GRASSROOTS_TWIN_MQTT_HOST"] == "mqtt"
 
 
 def _selected(peers: list[dict[str, Any]]) -> set[str]:

@@ -1,7 +1,7 @@
 """Two replicas of command, twin and empower on one PostgreSQL database: each singleton
-job (outbox relays, alarm relay, silence checks, compaction, scheduled reports, notice
-deliveries) runs in exactly one of them, and a replica that stops hands its jobs to the
-other at once (it gives its leases back)."""
+job (outbox relays, alarm relay, silence checks, compaction, the MQTT bridge's one
+broker session, scheduled reports, notice deliveries) runs in exactly one of them, and
+a replica that stops hands its jobs to the other at once (it gives its leases back)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from services.command.plans import RELAY_LEASE as PLANS_RELAY
 from services.command.wiring import RELAY_LEASE as COMMAND_RELAY
 from services.empower.empowerment import DELIVERIES_LEASE, REPORTS_LEASE
 from services.kit.lease import Singletons
+from services.twin.feeds import BRIDGE_LEASE
 from services.twin.wiring import ALARM_RELAY_LEASE, COMPACT_LEASE, SILENCE_LEASE
 
 Replica = tuple[Singletons, Callable[[], Awaitable[None]]]
@@ -105,7 +106,7 @@ async def empower_replica(dsn: str, tmp: Path, n: int) -> Replica:
 
 CASES = {
     "command": (command_replica, {COMMAND_RELAY, PLANS_RELAY}),
-    "twin": (twin_replica, {ALARM_RELAY_LEASE, SILENCE_LEASE, COMPACT_LEASE}),
+    "twin": (twin_replica, {ALARM_RELAY_LEASE, SILENCE_LEASE, COMPACT_LEASE, BRIDGE_LEASE}),
     "empower": (empower_replica, {REPORTS_LEASE, DELIVERIES_LEASE}),
 }
 
@@ -119,8 +120,13 @@ async def _settled(first: Singletons, second: Singletons, jobs: set[str]) -> Non
 
 @pytest.mark.parametrize("component", sorted(CASES))
 async def test_each_singleton_job_runs_in_one_replica_and_moves_when_it_stops(
-    component, postgis_test_dsn, tmp_path
+    component, postgis_test_dsn, tmp_path, monkeypatch
 ):
+    # The twin's MQTT bridge on the machine's broker: replicas share one session.
+    monkeypatch.setenv("GRASSROOTS_TWIN_MQTT_ENABLED", "true")
+    monkeypatch.setenv("GRASSROOTS_TWIN_MQTT_CLIENT_ID", f"replicas-{os.getpid()}-{id(tmp_path)}")
+    monkeypatch.setenv("GRASSROOTS_TWIN_MQTT_TOPIC_ROOT", f"replicas{os.getpid()}")
+    monkeypatch.setenv("GRASSROOTS_TWIN_MQTT_SESSION_EXPIRY_SECONDS", "60")
     open_replica, jobs = CASES[component]
     first, close_first = await open_replica(postgis_test_dsn, tmp_path, 1)
     second, close_second = await open_replica(postgis_test_dsn, tmp_path, 2)
