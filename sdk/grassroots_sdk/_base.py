@@ -140,8 +140,9 @@ class BaseClient:
             self.on_retry(RetryNotice(call.method, call.path, attempt + 1, delay, status, reason))
         return delay
 
-    def _retryable(self, response: httpx.Response) -> bool:
-        return response.status_code in self.retry.statuses
+    def _retryable(self, response: httpx.Response, safe: bool) -> bool:
+        status = response.status_code
+        return status in self.retry.statuses or (safe and status in self.retry.idempotent_statuses)
 
     @staticmethod
     def _connection_failed(call: Call[Any], exc: Exception) -> GrassrootsError:

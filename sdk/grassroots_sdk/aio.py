@@ -187,7 +187,7 @@ class AsyncClient(BaseClient):
                 refused = True
                 await self._ensure_token(refused=sent_token)
                 continue
-            if self._retryable(response):
+            if self._retryable(response, safe):
                 delay = self._wait_for(call, attempt, response, None)
                 if delay is not None:
                     await asyncio.sleep(delay)
@@ -242,6 +242,8 @@ class AsyncEventSource:
         self._reconnect = reconnect
         self._max_reconnects = max_reconnects
         self.reconnects = 0
+        self._response: httpx.Response | None = None
+        self._pending: httpx.Response | None = None
         self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[ServerSentEvent]:
@@ -273,7 +275,13 @@ class AsyncEventSource:
             base = wait_ms / 1000 if wait_ms is not None else client.retry.backoff
             await asyncio.sleep(min(client.retry.max_backoff, base * (2 ** min(failures - 1, 6))))
 
-    async def _messages(self) -> AsyncIterator[ServerSentEvent]:
+    async def open(self) -> AsyncEventSource:
+        """Connect now, so the stream starts from this moment rather than the first read."""
+        if self._pending is None:
+            self._pending = await self._connect()
+        return self
+
+    async def _connect(self) -> httpx.Response:
         client = self._client
         await client._ensure_token()
         path = self._path
@@ -286,14 +294,23 @@ class AsyncEventSource:
             "GET", path, params=params(**self._query), headers=headers, timeout=STREAM_TIMEOUT
         )
         response = await client._http.send(request, stream=True)
+        if response.status_code == 200:
+            return response
         try:
-            if response.status_code != 200:
-                await response.aread()
-                error = error_from_response(response)
-                if response.status_code == 401 and client.session is not None:
-                    await client._ensure_token(refused=client.session.access_token)
-                    raise ConnectionFailed(str(error), code="TOKEN_REFRESHED")
-                raise error
+            await response.aread()
+        finally:
+            await response.aclose()
+        error = error_from_response(response)
+        if response.status_code == 401 and client.session is not None:
+            await client._ensure_token(refused=client.session.access_token)
+            raise ConnectionFailed(str(error), code="TOKEN_REFRESHED")
+        raise error
+
+    async def _messages(self) -> AsyncIterator[ServerSentEvent]:
+        response = self._pending or await self._connect()
+        self._pending = None
+        self._response = response
+        try:
             decoder = Decoder()
             async for line in response.aiter_lines():
                 message = decoder.feed(line)
@@ -302,9 +319,11 @@ class AsyncEventSource:
                 if message is not None:
                     yield message
         finally:
+            self._response = None
             await response.aclose()
 
     def close(self) -> None:
+        """Stop after the current message (break out of `async for` to stop at once)."""
         self._closed = True
 
 
@@ -344,7 +363,7 @@ class Events(_Namespace):
     evaluate = _async(ops.evaluate_event)
     statistics = _async(ops.event_statistics)
 
-    def stream(
+    async def stream(
         self,
         *,
         tenant: str | None = None,
@@ -352,14 +371,16 @@ class Events(_Namespace):
         reconnect: bool = True,
         max_reconnects: int | None = None,
     ) -> AsyncEventChanges:
-        """Every change in the tenant's subtree from now on (or after `last_event_id`)."""
+        """Every change in the tenant's subtree from this call on (or after `last_event_id`).
+
+        The stream is connected before this returns, so a report made next is on it."""
         source = self._client.sse(
             ops.events_stream_path(tenant),
             last_event_id=last_event_id,
             reconnect=reconnect,
             max_reconnects=max_reconnects,
         )
-        return AsyncEventChanges(source)
+        return AsyncEventChanges(await source.open())
 
 
 class AsyncEventChanges:

@@ -194,7 +194,7 @@ class Client(BaseClient):
                 refused = True  # once: a second 401 is the answer
                 self._ensure_token(refused=sent_token)
                 continue
-            if self._retryable(response):
+            if self._retryable(response, safe):
                 delay = self._wait_for(call, attempt, response, None)
                 if delay is not None:
                     time.sleep(delay)
@@ -249,6 +249,7 @@ class EventSource:
         self._max_reconnects = max_reconnects
         self.reconnects = 0
         self._response: httpx.Response | None = None
+        self._pending: httpx.Response | None = None
         self._closed = False
 
     def __iter__(self) -> Iterator[ServerSentEvent]:
@@ -280,7 +281,13 @@ class EventSource:
             base = wait_ms / 1000 if wait_ms is not None else client.retry.backoff
             time.sleep(min(client.retry.max_backoff, base * (2 ** min(failures - 1, 6))))
 
-    def _messages(self) -> Iterator[ServerSentEvent]:
+    def open(self) -> EventSource:
+        """Connect now, so the stream starts from this moment rather than the first read."""
+        if self._pending is None:
+            self._pending = self._connect()
+        return self
+
+    def _connect(self) -> httpx.Response:
         client = self._client
         client._ensure_token()
         path = self._path
@@ -293,15 +300,23 @@ class EventSource:
             "GET", path, params=params(**self._query), headers=headers, timeout=STREAM_TIMEOUT
         )
         response = client._http.send(request, stream=True)
+        if response.status_code == 200:
+            return response
+        try:
+            response.read()
+        finally:
+            response.close()
+        error = error_from_response(response)
+        if response.status_code == 401 and client.session is not None:
+            client._ensure_token(refused=client.session.access_token)
+            raise ConnectionFailed(str(error), code="TOKEN_REFRESHED")
+        raise error
+
+    def _messages(self) -> Iterator[ServerSentEvent]:
+        response = self._pending or self._connect()
+        self._pending = None
         self._response = response
         try:
-            if response.status_code != 200:
-                response.read()
-                error = error_from_response(response)
-                if response.status_code == 401 and client.session is not None:
-                    client._ensure_token(refused=client.session.access_token)
-                    raise ConnectionFailed(str(error), code="TOKEN_REFRESHED")
-                raise error
             decoder = Decoder()
             for line in response.iter_lines():
                 message = decoder.feed(line)
@@ -315,8 +330,9 @@ class EventSource:
 
     def close(self) -> None:
         self._closed = True
-        if self._response is not None:
-            self._response.close()
+        for response in (self._response, self._pending):
+            if response is not None:
+                response.close()
 
 
 # --- resource namespaces -----------------------------------------------------------------
@@ -361,14 +377,16 @@ class Events(_Namespace):
         reconnect: bool = True,
         max_reconnects: int | None = None,
     ) -> EventChanges:
-        """Every change in the tenant's subtree from now on (or after `last_event_id`)."""
+        """Every change in the tenant's subtree from this call on (or after `last_event_id`).
+
+        The stream is connected before this returns, so a report made next is on it."""
         source = self._client.sse(
             ops.events_stream_path(tenant),
             last_event_id=last_event_id,
             reconnect=reconnect,
             max_reconnects=max_reconnects,
         )
-        return EventChanges(source)
+        return EventChanges(source.open())
 
 
 class EventChanges:

@@ -2,7 +2,8 @@
 
 429 (over quota) and 503 (a component down or busy) are answered before anything is
 done, so trying again is safe; creates carry an idempotency key that stays the same on
-every attempt, so even a retry after a lost answer makes one resource. The server's
+every attempt, so even a retry after a lost answer (502, 504, a broken connection) makes
+one resource. The server's
 `Retry-After` wins over the client's own back-off.
 """
 
@@ -19,6 +20,9 @@ class Retry:
     max_backoff: float = 30.0
     max_retry_after: float = 120.0  # a server asking for a longer wait is not waited for
     statuses: frozenset[int] = frozenset({429, 503})
+    # A gateway timeout may come after the work was done: retried only when repeating is
+    # harmless (reads, and creates carrying their idempotency key).
+    idempotent_statuses: frozenset[int] = frozenset({502, 504})
 
     def delay(self, attempt: int, retry_after: float | None) -> float | None:
         """Seconds to wait after failed try number `attempt` (0 = the first), or None to

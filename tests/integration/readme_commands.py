@@ -26,7 +26,7 @@ from devstack.stack import DEFAULT_EDGE_PORT, DEFAULT_GRPC_PORTS, Stack
 README = Path(__file__).resolve().parents[2] / "README.md"
 GRPCURL = Path(__file__).resolve().parent / "grpcurl_stand_in.py"
 XINGMING = "sh/jiading/anting/xingming"
-TALKS_TO_PLATFORM = re.compile(r"\b(curl|ogrinfo|grpcurl)\b")
+TALKS_TO_PLATFORM = re.compile(r"\b(curl|ogrinfo|grpcurl)\b|^grassroots ", re.M)
 STATUS = re.compile(r"^HTTP (\d{3})$", re.M)
 
 
@@ -89,12 +89,14 @@ def commands(text: str) -> list[Command]:
 
 
 # What a reader types for the tools a fresh machine may lack: GDAL's ogrinfo through
-# the GDAL that pyogrio carries (same driver, same GDAL_HTTP_* settings), and
-# grpcurl through a stand-in that also works from reflection alone.
+# the GDAL that pyogrio carries (same driver, same GDAL_HTTP_* settings), grpcurl
+# through a stand-in that also works from reflection alone, and the SDK's `grassroots`
+# command through this Python when the venv's bin is not on PATH.
 PRELUDE = f"""
 set -e
 curl() {{ command curl -w '%{{stderr}}HTTP %{{http_code}}\\n' "$@"; }}
 command -v grpcurl >/dev/null || grpcurl() {{ {sys.executable} {GRPCURL} "$@"; }}
+command -v grassroots >/dev/null || grassroots() {{ {sys.executable} -m grassroots_sdk.cli "$@"; }}
 command -v ogrinfo >/dev/null || ogrinfo() {{
     {sys.executable} -c 'import sys, pyogrio; layers = pyogrio.list_layers(sys.argv[-1]); \\
 print("\\n".join(f"{{i + 1}}: {{name}}" for i, name in enumerate(layers[:, 0])))' "$@"

@@ -25,6 +25,7 @@ def test_readme_has_commands_for_every_part_a_newcomer_tries() -> None:
         "/layers",
         "ogrinfo",
         "grpcurl",
+        "events tail --from-start",
     ):
         assert needle in text, f"README.md shows no command for {needle}"
 

@@ -1,9 +1,13 @@
 """The SDK's and CLI's tests run against a whole platform of real processes, as a village
-developer's program would: the gateway over real HTTP, the demo town's keys and people."""
+developer's program would: the gateway over real HTTP, the demo town's keys and people.
+
+One platform serves every test of this folder and stops after the last of them.
+"""
 
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.demo_identity import DemoCredentials
-from devstack.stack import Stack, StackConfig
+HERE = Path(__file__).resolve().parent
+# The SDK of this checkout, whichever copy the environment has installed.
+SDK = HERE.parents[1] / "sdk"
+sys.path.insert(0, str(SDK))
+
+from devstack.demo_identity import DemoCredentials  # noqa: E402
+from devstack.stack import Stack, StackConfig  # noqa: E402
 
 XINGMING = "sh/jiading/anting/xingming"
 XINGMING_ID = "sh-jiading-anting-xingming"
@@ -58,7 +67,10 @@ class Platform:
         return str(answer.json()["access_token"])
 
 
-@pytest.fixture(scope="module")
+_running: list[Stack] = []
+
+
+@pytest.fixture(scope="session")
 def platform(demo_gpkg: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """Started as tests/integration's `stack` starts it, with the town's routing rules and
     handlers (so a report becomes a task)."""
@@ -67,11 +79,23 @@ def platform(demo_gpkg: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo_gpkg, config.map_file)
     stack = Stack(config)
-    stack.start_all()
+    _running.append(stack)
     try:
-        stack.wait_ready(60)
+        stack.start_all()
+        stack.wait_ready(120)  # a busy machine starts five services slowly
         stack.install_demo_identities()
         stack.install_demo_command()
         yield Platform(stack, DemoCredentials.load(stack.credentials_file))
     finally:
-        stack.stop_all()
+        _stop()
+
+
+def _stop() -> None:
+    while _running:
+        _running.pop().stop_all()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the platform once the suite leaves this folder, not at the end of the run."""
+    if nextitem is None or Path(nextitem.path).resolve().parent != HERE:
+        _stop()

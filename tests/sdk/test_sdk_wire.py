@@ -169,7 +169,7 @@ def test_a_broken_stream_reconnects_after_the_last_event_id(breaking: tuple[str,
 async def test_the_async_stream_reconnects_too(breaking: tuple[str, Seen]) -> None:
     url, seen = breaking
     async with AsyncClient(url, api_key="k", tenant="sh-x") as client:
-        stream = client.events.stream(last_event_id="5")
+        stream = await client.events.stream(last_event_id="5")
         offsets = []
         async for change in stream:
             offsets.append(change.offset)
