@@ -279,9 +279,8 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         self, request: pb.CreateRoutingRuleRequest, context: grpc.aio.ServicerContext
     ) -> pb.RoutingRule:
         tenant = tenancy.parse_parent(request.parent)
-        rule, unrouted = await self.desk.create_rule(
-            require_principal(), _rule_from(tenant, request.routing_rule)
-        )
+        given = replace(_rule_from(tenant, request.routing_rule), id=request.routing_rule_id)
+        rule, unrouted = await self.desk.create_rule(require_principal(), given)
         return rule_to_proto(rule, unrouted)
 
     async def ListRoutingRules(

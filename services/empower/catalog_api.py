@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from google.protobuf import empty_pb2, json_format
+
 from grassroots.empower.v1 import catalog_service_pb2 as pb
 from grassroots.empower.v1 import catalog_service_pb2_grpc as pb_grpc
 from grassroots.empower.v1 import empower_service_pb2 as empower_pb
-from services.empower.domain.catalog import Adoption, Catalog, CatalogItem, Installation, ItemKind
+from services.empower.domain.catalog import (
+    Adoption,
+    Catalog,
+    CatalogItem,
+    Installation,
+    InstallDetails,
+    InstalledResource,
+    InstallState,
+    ItemKind,
+)
 from services.kit import tenancy
 from services.kit.context import require_principal
 from services.kit.errors import InvalidArgument
@@ -39,12 +50,47 @@ def item_to_proto(item: CatalogItem) -> empower_pb.CatalogItem:
     )
 
 
+_STATES = {
+    InstallState.UNSPECIFIED: pb.Installation.STATE_UNSPECIFIED,
+    InstallState.COMPLETE: pb.Installation.STATE_COMPLETE,
+    InstallState.INCOMPLETE: pb.Installation.STATE_INCOMPLETE,
+}
+_STATES_BACK = {v: k for k, v in _STATES.items()}
+
+
 def installation_to_proto(installation: Installation) -> pb.Installation:
-    return pb.Installation(
+    details = installation.details
+    message = pb.Installation(
         name=installation.resource_name,
         catalog_item=installation.catalog_item,
         installer=installation.installer,
         create_time=to_timestamp(installation.create_time),
+        version=details.version,
+        state=_STATES[details.state],
+        resources=[
+            pb.InstalledResource(
+                name=r.name, kind=r.kind, key=r.key, digest=r.digest, owned=r.owned
+            )
+            for r in details.resources
+        ],
+    )
+    message.settings.update(dict(details.settings))
+    if installation.update_time is not None:
+        message.update_time.CopyFrom(to_timestamp(installation.update_time))
+    return message
+
+
+def details_from_proto(given: pb.Installation) -> InstallDetails:
+    state = _STATES_BACK.get(given.state)
+    if state is None:
+        raise InvalidArgument.field("installation.state", "is not a known state")
+    return InstallDetails(
+        version=given.version,
+        state=state,
+        settings=json_format.MessageToDict(given.settings),
+        resources=tuple(
+            InstalledResource(r.name, r.kind, r.key, r.digest, r.owned) for r in given.resources
+        ),
     )
 
 
@@ -94,8 +140,32 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
             require_principal(),
             tenancy.parse_parent(request.parent),
             request.installation.catalog_item,
+            details_from_proto(request.installation),
         )
         return installation_to_proto(created)
+
+    async def GetInstallation(
+        self, request: pb.GetInstallationRequest, context: object
+    ) -> pb.Installation:
+        found = await self.catalog.get_installation(require_principal(), request.name)
+        return installation_to_proto(found)
+
+    async def UpdateInstallation(
+        self, request: pb.UpdateInstallationRequest, context: object
+    ) -> pb.Installation:
+        updated = await self.catalog.update_installation(
+            require_principal(),
+            request.installation.name,
+            details_from_proto(request.installation),
+            list(request.update_mask.paths),
+        )
+        return installation_to_proto(updated)
+
+    async def DeleteInstallation(
+        self, request: pb.DeleteInstallationRequest, context: object
+    ) -> empty_pb2.Empty:
+        await self.catalog.delete_installation(require_principal(), request.name)
+        return empty_pb2.Empty()
 
     async def ListInstallations(
         self, request: pb.ListInstallationsRequest, context: object

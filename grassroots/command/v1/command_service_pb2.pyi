@@ -603,10 +603,15 @@ class CreateRoutingRuleRequest(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     ROUTING_RULE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ROUTING_RULE_ID_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The tenant: `tenants/{tenant}`."""
     request_id: _builtins.str
     """Client-chosen key that makes retries safe."""
+    routing_rule_id: _builtins.str
+    """The rule's id, chosen by the caller (a scenario installs its rules under ids it
+    can find again); empty: the service picks one. A taken id is ALREADY_EXISTS.
+    """
     @_builtins.property
     def routing_rule(self) -> Global___RoutingRule:
         """The rule to create."""
@@ -617,10 +622,11 @@ class CreateRoutingRuleRequest(_message.Message):
         parent: _builtins.str = ...,
         routing_rule: Global___RoutingRule | None = ...,
         request_id: _builtins.str = ...,
+        routing_rule_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["routing_rule", b"routing_rule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "request_id", b"request_id", "routing_rule", b"routing_rule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "request_id", b"request_id", "routing_rule", b"routing_rule", "routing_rule_id", b"routing_rule_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,11 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+grassroots/empower/v1/catalog_service.proto\x12\x15grassroots.empower.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"\x7f\n\x0cInstallation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x0c\x63\x61talog_item\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12\x11\n\tinstaller\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x19\x43reateInstallationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x39\n\x0cinstallation\x18\x02 \x01(\x0b\x32#.grassroots.empower.v1.Installation\"Q\n\x18ListInstallationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"p\n\x19ListInstallationsResponse\x12:\n\rinstallations\x18\x01 \x03(\x0b\x32#.grassroots.empower.v1.Installation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12GetAdoptionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x0e\x43omponentCalls\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\x03\"y\n\x0cNodeAdoption\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\x02 \x03(\t\x12\x11\n\tscenarios\x18\x03 \x03(\t\x12\x34\n\x05\x63\x61lls\x18\x04 \x03(\x0b\x32%.grassroots.empower.v1.ComponentCalls\"e\n\x08\x41\x64option\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\x05nodes\x18\x02 \x03(\x0b\x32#.grassroots.empower.v1.NodeAdoption\x12\x17\n\x0f\x63\x61lls_available\x18\x03 \x01(\x08\x32\x93\x03\n\x0e\x43\x61talogService\x12\x84\x01\n\x12\x43reateInstallation\x12\x30.grassroots.empower.v1.CreateInstallationRequest\x1a#.grassroots.empower.v1.Installation\"\x17\x8a\xb5\x18\x13\n\x11scenarios:install\x12\x8a\x01\n\x11ListInstallations\x12/.grassroots.empower.v1.ListInstallationsRequest\x1a\x30.grassroots.empower.v1.ListInstallationsResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63\x61talog:read\x12m\n\x0bGetAdoption\x12).grassroots.empower.v1.GetAdoptionRequest\x1a\x1f.grassroots.empower.v1.Adoption\"\x12\x8a\xb5\x18\x0e\n\x0c\x63\x61talog:readB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+grassroots/empower/v1/catalog_service.proto\x12\x15grassroots.empower.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"\xbe\x03\n\x0cInstallation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x0c\x63\x61talog_item\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12\x11\n\tinstaller\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x07version\x18\x05 \x01(\tB\x06\x92\xb5\x18\x02\x10@\x12\x38\n\x05state\x18\x06 \x01(\x0e\x32).grassroots.empower.v1.Installation.State\x12)\n\x08settings\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x44\n\tresources\x18\x08 \x03(\x0b\x32(.grassroots.empower.v1.InstalledResourceB\x07\x92\xb5\x18\x03(\xe8\x07\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATE_COMPLETE\x10\x01\x12\x14\n\x10STATE_INCOMPLETE\x10\x02\"~\n\x11InstalledResource\x12\x15\n\x04name\x18\x01 \x01(\tB\x07\x92\xb5\x18\x03\x10\xac\x02\x12\x14\n\x04kind\x18\x02 \x01(\tB\x06\x92\xb5\x18\x02\x10@\x12\x14\n\x03key\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12\x17\n\x06\x64igest\x18\x04 \x01(\tB\x07\x92\xb5\x18\x03\x10\x80\x01\x12\r\n\x05owned\x18\x05 \x01(\x08\"f\n\x19\x43reateInstallationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x39\n\x0cinstallation\x18\x02 \x01(\x0b\x32#.grassroots.empower.v1.Installation\"&\n\x16GetInstallationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x87\x01\n\x19UpdateInstallationRequest\x12\x39\n\x0cinstallation\x18\x01 \x01(\x0b\x32#.grassroots.empower.v1.Installation\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\")\n\x19\x44\x65leteInstallationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Q\n\x18ListInstallationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"p\n\x19ListInstallationsResponse\x12:\n\rinstallations\x18\x01 \x03(\x0b\x32#.grassroots.empower.v1.Installation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12GetAdoptionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x0e\x43omponentCalls\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\x03\"y\n\x0cNodeAdoption\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\x02 \x03(\t\x12\x11\n\tscenarios\x18\x03 \x03(\t\x12\x34\n\x05\x63\x61lls\x18\x04 \x03(\x0b\x32%.grassroots.empower.v1.ComponentCalls\"e\n\x08\x41\x64option\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\x05nodes\x18\x02 \x03(\x0b\x32#.grassroots.empower.v1.NodeAdoption\x12\x17\n\x0f\x63\x61lls_available\x18\x03 \x01(\x08\x32\x8e\x06\n\x0e\x43\x61talogService\x12\x84\x01\n\x12\x43reateInstallation\x12\x30.grassroots.empower.v1.CreateInstallationRequest\x1a#.grassroots.empower.v1.Installation\"\x17\x8a\xb5\x18\x13\n\x11scenarios:install\x12y\n\x0fGetInstallation\x12-.grassroots.empower.v1.GetInstallationRequest\x1a#.grassroots.empower.v1.Installation\"\x12\x8a\xb5\x18\x0e\n\x0c\x63\x61talog:read\x12\x84\x01\n\x12UpdateInstallation\x12\x30.grassroots.empower.v1.UpdateInstallationRequest\x1a#.grassroots.empower.v1.Installation\"\x17\x8a\xb5\x18\x13\n\x11scenarios:install\x12w\n\x12\x44\x65leteInstallation\x12\x30.grassroots.empower.v1.DeleteInstallationRequest\x1a\x16.google.protobuf.Empty\"\x17\x8a\xb5\x18\x13\n\x11scenarios:install\x12\x8a\x01\n\x11ListInstallations\x12/.grassroots.empower.v1.ListInstallationsRequest\x1a\x30.grassroots.empower.v1.ListInstallationsResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63\x61talog:read\x12m\n\x0bGetAdoption\x12).grassroots.empower.v1.GetAdoptionRequest\x1a\x1f.grassroots.empower.v1.Adoption\"\x12\x8a\xb5\x18\x0e\n\x0c\x63\x61talog:readB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,28 +39,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\031org.grassroots.empower.v1P\001'
   _globals['_INSTALLATION'].fields_by_name['catalog_item']._loaded_options = None
   _globals['_INSTALLATION'].fields_by_name['catalog_item']._serialized_options = b'\222\265\030\003\020\310\001'
+  _globals['_INSTALLATION'].fields_by_name['version']._loaded_options = None
+  _globals['_INSTALLATION'].fields_by_name['version']._serialized_options = b'\222\265\030\002\020@'
+  _globals['_INSTALLATION'].fields_by_name['resources']._loaded_options = None
+  _globals['_INSTALLATION'].fields_by_name['resources']._serialized_options = b'\222\265\030\003(\350\007'
+  _globals['_INSTALLEDRESOURCE'].fields_by_name['name']._loaded_options = None
+  _globals['_INSTALLEDRESOURCE'].fields_by_name['name']._serialized_options = b'\222\265\030\003\020\254\002'
+  _globals['_INSTALLEDRESOURCE'].fields_by_name['kind']._loaded_options = None
+  _globals['_INSTALLEDRESOURCE'].fields_by_name['kind']._serialized_options = b'\222\265\030\002\020@'
+  _globals['_INSTALLEDRESOURCE'].fields_by_name['key']._loaded_options = None
+  _globals['_INSTALLEDRESOURCE'].fields_by_name['key']._serialized_options = b'\222\265\030\003\020\310\001'
+  _globals['_INSTALLEDRESOURCE'].fields_by_name['digest']._loaded_options = None
+  _globals['_INSTALLEDRESOURCE'].fields_by_name['digest']._serialized_options = b'\222\265\030\003\020\200\001'
   _globals['_CATALOGSERVICE'].methods_by_name['CreateInstallation']._loaded_options = None
   _globals['_CATALOGSERVICE'].methods_by_name['CreateInstallation']._serialized_options = b'\212\265\030\023\n\021scenarios:install'
+  _globals['_CATALOGSERVICE'].methods_by_name['GetInstallation']._loaded_options = None
+  _globals['_CATALOGSERVICE'].methods_by_name['GetInstallation']._serialized_options = b'\212\265\030\016\n\014catalog:read'
+  _globals['_CATALOGSERVICE'].methods_by_name['UpdateInstallation']._loaded_options = None
+  _globals['_CATALOGSERVICE'].methods_by_name['UpdateInstallation']._serialized_options = b'\212\265\030\023\n\021scenarios:install'
+  _globals['_CATALOGSERVICE'].methods_by_name['DeleteInstallation']._loaded_options = None
+  _globals['_CATALOGSERVICE'].methods_by_name['DeleteInstallation']._serialized_options = b'\212\265\030\023\n\021scenarios:install'
   _globals['_CATALOGSERVICE'].methods_by_name['ListInstallations']._loaded_options = None
   _globals['_CATALOGSERVICE'].methods_by_name['ListInstallations']._serialized_options = b'\212\265\030\016\n\014catalog:read'
   _globals['_CATALOGSERVICE'].methods_by_name['GetAdoption']._loaded_options = None
   _globals['_CATALOGSERVICE'].methods_by_name['GetAdoption']._serialized_options = b'\212\265\030\016\n\014catalog:read'
-  _globals['_INSTALLATION']._serialized_start=141
-  _globals['_INSTALLATION']._serialized_end=268
-  _globals['_CREATEINSTALLATIONREQUEST']._serialized_start=270
-  _globals['_CREATEINSTALLATIONREQUEST']._serialized_end=372
-  _globals['_LISTINSTALLATIONSREQUEST']._serialized_start=374
-  _globals['_LISTINSTALLATIONSREQUEST']._serialized_end=455
-  _globals['_LISTINSTALLATIONSRESPONSE']._serialized_start=457
-  _globals['_LISTINSTALLATIONSRESPONSE']._serialized_end=569
-  _globals['_GETADOPTIONREQUEST']._serialized_start=571
-  _globals['_GETADOPTIONREQUEST']._serialized_end=605
-  _globals['_COMPONENTCALLS']._serialized_start=607
-  _globals['_COMPONENTCALLS']._serialized_end=657
-  _globals['_NODEADOPTION']._serialized_start=659
-  _globals['_NODEADOPTION']._serialized_end=780
-  _globals['_ADOPTION']._serialized_start=782
-  _globals['_ADOPTION']._serialized_end=883
-  _globals['_CATALOGSERVICE']._serialized_start=886
-  _globals['_CATALOGSERVICE']._serialized_end=1289
+  _globals['_INSTALLATION']._serialized_start=235
+  _globals['_INSTALLATION']._serialized_end=681
+  _globals['_INSTALLATION_STATE']._serialized_start=609
+  _globals['_INSTALLATION_STATE']._serialized_end=681
+  _globals['_INSTALLEDRESOURCE']._serialized_start=683
+  _globals['_INSTALLEDRESOURCE']._serialized_end=809
+  _globals['_CREATEINSTALLATIONREQUEST']._serialized_start=811
+  _globals['_CREATEINSTALLATIONREQUEST']._serialized_end=913
+  _globals['_GETINSTALLATIONREQUEST']._serialized_start=915
+  _globals['_GETINSTALLATIONREQUEST']._serialized_end=953
+  _globals['_UPDATEINSTALLATIONREQUEST']._serialized_start=956
+  _globals['_UPDATEINSTALLATIONREQUEST']._serialized_end=1091
+  _globals['_DELETEINSTALLATIONREQUEST']._serialized_start=1093
+  _globals['_DELETEINSTALLATIONREQUEST']._serialized_end=1134
+  _globals['_LISTINSTALLATIONSREQUEST']._serialized_start=1136
+  _globals['_LISTINSTALLATIONSREQUEST']._serialized_end=1217
+  _globals['_LISTINSTALLATIONSRESPONSE']._serialized_start=1219
+  _globals['_LISTINSTALLATIONSRESPONSE']._serialized_end=1331
+  _globals['_GETADOPTIONREQUEST']._serialized_start=1333
+  _globals['_GETADOPTIONREQUEST']._serialized_end=1367
+  _globals['_COMPONENTCALLS']._serialized_start=1369
+  _globals['_COMPONENTCALLS']._serialized_end=1419
+  _globals['_NODEADOPTION']._serialized_start=1421
+  _globals['_NODEADOPTION']._serialized_end=1542
+  _globals['_ADOPTION']._serialized_start=1544
+  _globals['_ADOPTION']._serialized_end=1645
+  _globals['_CATALOGSERVICE']._serialized_start=1648
+  _globals['_CATALOGSERVICE']._serialized_end=2430
 # @@protoc_insertion_point(module_scope)

@@ -5,9 +5,12 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -25,19 +28,63 @@ class Installation(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Installation._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: Installation._State.ValueType  # 0
+        """A record made without the composer (treated as complete)."""
+        STATE_COMPLETE: Installation._State.ValueType  # 1
+        """Every resource of the version is in place."""
+        STATE_INCOMPLETE: Installation._State.ValueType  # 2
+        """An apply stopped half-way; the next apply finishes it."""
+
+    class State(_State, metaclass=_StateEnumTypeWrapper):
+        """Where an install stands."""
+
+    STATE_UNSPECIFIED: Installation.State.ValueType  # 0
+    """A record made without the composer (treated as complete)."""
+    STATE_COMPLETE: Installation.State.ValueType  # 1
+    """Every resource of the version is in place."""
+    STATE_INCOMPLETE: Installation.State.ValueType  # 2
+    """An apply stopped half-way; the next apply finishes it."""
+
     NAME_FIELD_NUMBER: _builtins.int
     CATALOG_ITEM_FIELD_NUMBER: _builtins.int
     INSTALLER_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/installations/{installation}`."""
     catalog_item: _builtins.str
     """The template: `catalogItems/{catalog_item}`."""
     installer: _builtins.str
     """Who installed it."""
+    version: _builtins.str
+    """The manifest version installed, for example "1.0.0"; empty for a bare record."""
+    state: Global___Installation.State.ValueType
+    """Whether everything the version needs is in place."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When."""
+
+    @_builtins.property
+    def settings(self) -> _struct_pb2.Struct:
+        """The village's settings the version was applied with (defaults and overrides)."""
+
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstalledResource]:
+        """What the scenario put in place in the components, and what it found there."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the record last changed."""
 
     def __init__(
         self,
@@ -46,14 +93,61 @@ class Installation(_message.Message):
         catalog_item: _builtins.str = ...,
         installer: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        version: _builtins.str = ...,
+        state: Global___Installation.State.ValueType = ...,
+        settings: _struct_pb2.Struct | None = ...,
+        resources: _abc.Iterable[Global___InstalledResource] | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "settings", b"settings", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalog_item", b"catalog_item", "create_time", b"create_time", "installer", b"installer", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalog_item", b"catalog_item", "create_time", b"create_time", "installer", b"installer", "name", b"name", "resources", b"resources", "settings", b"settings", "state", b"state", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Installation: _TypeAlias = Installation  # noqa: Y015
+
+@_typing.final
+class InstalledResource(_message.Message):
+    """A resource of a component that a scenario installation put in place or uses."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    OWNED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The component's resource name, for example
+    `tenants/sh-jiading-anting-xingming/routingRules/sc-fire-smoke-alarm`.
+    """
+    kind: _builtins.str
+    """The kind as manifests spell it, for example "command.routing_rules"."""
+    key: _builtins.str
+    """The manifest's key for it, shared by scenarios that declare the same resource."""
+    digest: _builtins.str
+    """Hash of the specification applied, so a plan needs no deep comparison."""
+    owned: _builtins.bool
+    """True when this installation created it; false when it was there before (then
+    uninstalling leaves it to whoever made it).
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        key: _builtins.str = ...,
+        digest: _builtins.str = ...,
+        owned: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "key", b"key", "kind", b"kind", "name", b"name", "owned", b"owned"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstalledResource: _TypeAlias = InstalledResource  # noqa: Y015
 
 @_typing.final
 class CreateInstallationRequest(_message.Message):
@@ -82,6 +176,80 @@ class CreateInstallationRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateInstallationRequest: _TypeAlias = CreateInstallationRequest  # noqa: Y015
+
+@_typing.final
+class GetInstallationRequest(_message.Message):
+    """Request message for CatalogService.GetInstallation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`tenants/{tenant}/installations/{installation}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetInstallationRequest: _TypeAlias = GetInstallationRequest  # noqa: Y015
+
+@_typing.final
+class UpdateInstallationRequest(_message.Message):
+    """Request message for CatalogService.UpdateInstallation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTALLATION_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def installation(self) -> Global___Installation:
+        """The installation, by name; catalog_item, installer and times are not changed."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change among version, state, settings and resources; empty: all four."""
+
+    def __init__(
+        self,
+        *,
+        installation: Global___Installation | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["installation", b"installation", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["installation", b"installation", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateInstallationRequest: _TypeAlias = UpdateInstallationRequest  # noqa: Y015
+
+@_typing.final
+class DeleteInstallationRequest(_message.Message):
+    """Request message for CatalogService.DeleteInstallation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`tenants/{tenant}/installations/{installation}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteInstallationRequest: _TypeAlias = DeleteInstallationRequest  # noqa: Y015
 
 @_typing.final
 class ListInstallationsRequest(_message.Message):

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from grassroots.empower.v1 import catalog_service_pb2 as grassroots_dot_empower_dot_v1_dot_catalog__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -41,6 +42,21 @@ class CatalogServiceStub:
                 request_serializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.CreateInstallationRequest.SerializeToString,
                 response_deserializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.Installation.FromString,
                 _registered_method=True)
+        self.GetInstallation = channel.unary_unary(
+                '/grassroots.empower.v1.CatalogService/GetInstallation',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.GetInstallationRequest.SerializeToString,
+                response_deserializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.Installation.FromString,
+                _registered_method=True)
+        self.UpdateInstallation = channel.unary_unary(
+                '/grassroots.empower.v1.CatalogService/UpdateInstallation',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.UpdateInstallationRequest.SerializeToString,
+                response_deserializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.Installation.FromString,
+                _registered_method=True)
+        self.DeleteInstallation = channel.unary_unary(
+                '/grassroots.empower.v1.CatalogService/DeleteInstallation',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.DeleteInstallationRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.ListInstallations = channel.unary_unary(
                 '/grassroots.empower.v1.CatalogService/ListInstallations',
                 request_serializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.ListInstallationsRequest.SerializeToString,
@@ -60,6 +76,28 @@ class CatalogServiceServicer:
 
     def CreateInstallation(self, request, context):
         """Records a scenario template installed in a village. Needs scenarios:install.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInstallation(self, request, context):
+        """Reads one installation and what it installed. Needs catalog:read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateInstallation(self, request, context):
+        """Records a new version, state, settings or resources of an installation (the
+        scenario composer's bookkeeping). Needs scenarios:install.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteInstallation(self, request, context):
+        """Forgets an installation once its resources are gone. Needs scenarios:install.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -87,6 +125,21 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.CreateInstallation,
                     request_deserializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.CreateInstallationRequest.FromString,
                     response_serializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.Installation.SerializeToString,
+            ),
+            'GetInstallation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInstallation,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.GetInstallationRequest.FromString,
+                    response_serializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.Installation.SerializeToString,
+            ),
+            'UpdateInstallation': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateInstallation,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.UpdateInstallationRequest.FromString,
+                    response_serializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.Installation.SerializeToString,
+            ),
+            'DeleteInstallation': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteInstallation,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.DeleteInstallationRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'ListInstallations': grpc.unary_unary_rpc_method_handler(
                     servicer.ListInstallations,
@@ -128,6 +181,87 @@ class CatalogService:
             '/grassroots.empower.v1.CatalogService/CreateInstallation',
             grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.CreateInstallationRequest.SerializeToString,
             grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.Installation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInstallation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.CatalogService/GetInstallation',
+            grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.GetInstallationRequest.SerializeToString,
+            grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.Installation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateInstallation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.CatalogService/UpdateInstallation',
+            grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.UpdateInstallationRequest.SerializeToString,
+            grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.Installation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteInstallation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.CatalogService/DeleteInstallation',
+            grassroots_dot_empower_dot_v1_dot_catalog__service__pb2.DeleteInstallationRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

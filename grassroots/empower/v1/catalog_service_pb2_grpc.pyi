@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grassroots.empower.v1 import catalog_service_pb2 as _catalog_service_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -37,6 +38,14 @@ class CatalogServiceStub:
     def __new__(cls, channel: _aio.Channel) -> CatalogServiceAsyncStub: ...
     CreateInstallation: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.CreateInstallationRequest, _catalog_service_pb2.Installation]
     """Records a scenario template installed in a village. Needs scenarios:install."""
+    GetInstallation: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.GetInstallationRequest, _catalog_service_pb2.Installation]
+    """Reads one installation and what it installed. Needs catalog:read."""
+    UpdateInstallation: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.UpdateInstallationRequest, _catalog_service_pb2.Installation]
+    """Records a new version, state, settings or resources of an installation (the
+    scenario composer's bookkeeping). Needs scenarios:install.
+    """
+    DeleteInstallation: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.DeleteInstallationRequest, _empty_pb2.Empty]
+    """Forgets an installation once its resources are gone. Needs scenarios:install."""
     ListInstallations: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.ListInstallationsRequest, _catalog_service_pb2.ListInstallationsResponse]
     """Lists the installations of a node's subtree. Needs catalog:read."""
     GetAdoption: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.GetAdoptionRequest, _catalog_service_pb2.Adoption]
@@ -53,6 +62,14 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateInstallation: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.CreateInstallationRequest, _catalog_service_pb2.Installation]  # type: ignore[assignment]
     """Records a scenario template installed in a village. Needs scenarios:install."""
+    GetInstallation: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.GetInstallationRequest, _catalog_service_pb2.Installation]  # type: ignore[assignment]
+    """Reads one installation and what it installed. Needs catalog:read."""
+    UpdateInstallation: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.UpdateInstallationRequest, _catalog_service_pb2.Installation]  # type: ignore[assignment]
+    """Records a new version, state, settings or resources of an installation (the
+    scenario composer's bookkeeping). Needs scenarios:install.
+    """
+    DeleteInstallation: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.DeleteInstallationRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Forgets an installation once its resources are gone. Needs scenarios:install."""
     ListInstallations: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.ListInstallationsRequest, _catalog_service_pb2.ListInstallationsResponse]  # type: ignore[assignment]
     """Lists the installations of a node's subtree. Needs catalog:read."""
     GetAdoption: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.GetAdoptionRequest, _catalog_service_pb2.Adoption]  # type: ignore[assignment]
@@ -72,6 +89,32 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_service_pb2.Installation, _abc.Awaitable[_catalog_service_pb2.Installation]]:
         """Records a scenario template installed in a village. Needs scenarios:install."""
+
+    @_abc_1.abstractmethod
+    def GetInstallation(
+        self,
+        request: _catalog_service_pb2.GetInstallationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.Installation, _abc.Awaitable[_catalog_service_pb2.Installation]]:
+        """Reads one installation and what it installed. Needs catalog:read."""
+
+    @_abc_1.abstractmethod
+    def UpdateInstallation(
+        self,
+        request: _catalog_service_pb2.UpdateInstallationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.Installation, _abc.Awaitable[_catalog_service_pb2.Installation]]:
+        """Records a new version, state, settings or resources of an installation (the
+        scenario composer's bookkeeping). Needs scenarios:install.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteInstallation(
+        self,
+        request: _catalog_service_pb2.DeleteInstallationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Forgets an installation once its resources are gone. Needs scenarios:install."""
 
     @_abc_1.abstractmethod
     def ListInstallations(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
@@ -94,6 +94,38 @@ class CatalogItem:
         ).casefold()
 
 
+class InstallState(StrEnum):
+    UNSPECIFIED = ""  # a bare record, made without the composer: counts as complete
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+
+
+@dataclass(frozen=True)
+class InstalledResource:
+    """A component's resource a scenario put in place (owned) or found there (not owned)."""
+
+    name: str
+    kind: str
+    key: str
+    digest: str = ""
+    owned: bool = True
+
+
+@dataclass(frozen=True)
+class InstallDetails:
+    """What the scenario composer records about an install: the version applied, whether
+    it finished, the village's settings and the resources it owns or shares (ADR 25)."""
+
+    version: str = ""
+    state: InstallState = InstallState.UNSPECIFIED
+    settings: Mapping[str, object] = field(default_factory=dict)
+    resources: tuple[InstalledResource, ...] = ()
+
+
+UPDATABLE = ("version", "state", "settings", "resources")
+MAX_RESOURCES = 1000
+
+
 @dataclass(frozen=True)
 class Installation:
     tenant: str
@@ -101,6 +133,8 @@ class Installation:
     catalog_item: str
     installer: str
     create_time: datetime
+    details: InstallDetails = field(default_factory=InstallDetails)
+    update_time: datetime | None = None
 
     @property
     def resource_name(self) -> str:
@@ -162,6 +196,37 @@ class ShelfStore(Protocol):
     async def list_installations(
         self, scope: str, limit: int, after: str | None
     ) -> list[Installation]: ...
+
+    async def get_installation(self, scope: str, installation_id: str) -> Installation | None: ...
+
+    async def update_installation(self, installation: Installation) -> bool:
+        """Store the new details and update time; False when it is gone."""
+        ...
+
+    async def delete_installation(self, scope: str, installation_id: str) -> bool: ...
+
+
+def check_details(details: InstallDetails, prefix: str = "installation") -> None:
+    """Bounds of what a record holds, named by field."""
+    if len(details.version) > 64:
+        raise InvalidArgument.field(f"{prefix}.version", "is longer than 64 characters")
+    if len(details.resources) > MAX_RESOURCES:
+        raise InvalidArgument.field(f"{prefix}.resources", f"holds more than {MAX_RESOURCES}")
+    for i, r in enumerate(details.resources):
+        limits = (("name", r.name, 300), ("kind", r.kind, 64), ("key", r.key, 200))
+        for name, value, limit in limits:
+            if not value or len(value) > limit:
+                raise InvalidArgument.field(
+                    f"{prefix}.resources[{i}].{name}", f"must be 1 to {limit} characters"
+                )
+
+
+def _installation_name(name: str, field_name: str = "name") -> tuple[str, str]:
+    """`tenants/{tenant}/installations/{id}` -> (tenant path, id); 400 naming the field."""
+    tenant, installation_id = tenancy.parse_child_name(name, "installations", field_name)
+    if tenant is None:
+        raise InvalidArgument.field(field_name, "names one village, not the wildcard '-'")
+    return tenant, installation_id
 
 
 def item_id_of(kind: ItemKind, *parts: str) -> str:
@@ -312,7 +377,13 @@ class Catalog:
 
     # --- installations and adoption -------------------------------------------
 
-    async def install(self, caller: Principal, parent: str, item_name: str) -> Installation:
+    async def install(
+        self,
+        caller: Principal,
+        parent: str,
+        item_name: str,
+        details: InstallDetails | None = None,
+    ) -> Installation:
         if not caller.has_scope(INSTALL_SCOPE):
             raise PermissionDenied(f"installing scenarios needs the scope {INSTALL_SCOPE!r}")
         if not caller.can_see(parent):
@@ -329,7 +400,10 @@ class Catalog:
             catalog_item=item_name,
             installer=caller.subject,
             create_time=self._clock(),
+            details=details or InstallDetails(),
         )
+        check_details(installation.details)
+        installation = replace(installation, update_time=installation.create_time)
         try:
             await self.store.create_installation(installation)
         except AlreadyExists:
@@ -351,6 +425,54 @@ class Catalog:
             else ""
         )
         return page, token
+
+    async def get_installation(self, caller: Principal, name: str) -> Installation:
+        if not caller.has_scope(CATALOG_SCOPE):
+            raise PermissionDenied(f"reading installations needs the scope {CATALOG_SCOPE!r}")
+        return await self._installation(caller, name)
+
+    async def update_installation(
+        self, caller: Principal, name: str, details: InstallDetails, fields: Sequence[str] = ()
+    ) -> Installation:
+        """Replace the named parts of the record (all four when `fields` is empty)."""
+        self._require_installer(caller)
+        for f in fields:
+            if f not in UPDATABLE:
+                raise InvalidArgument.field("update_mask", f"{f!r} cannot be changed")
+        current = await self._installation(caller, name, "installation.name")
+        chosen = set(fields or UPDATABLE)
+        merged = InstallDetails(
+            **{f: getattr(details if f in chosen else current.details, f) for f in UPDATABLE}
+        )
+        check_details(merged)
+        updated = replace(current, details=merged, update_time=self._clock())
+        if not await self.store.update_installation(updated):
+            raise NotFound(f"installation {name!r} not found")
+        return updated
+
+    async def delete_installation(self, caller: Principal, name: str) -> None:
+        self._require_installer(caller)
+        current = await self._installation(caller, name)
+        if not await self.store.delete_installation(current.tenant, current.installation_id):
+            raise NotFound(f"installation {name!r} not found")
+
+    def _require_installer(self, caller: Principal) -> None:
+        if not caller.has_scope(INSTALL_SCOPE):
+            raise PermissionDenied(f"installing scenarios needs the scope {INSTALL_SCOPE!r}")
+
+    async def _installation(
+        self, caller: Principal, name: str, field_name: str = "name"
+    ) -> Installation:
+        """The caller's installation by name; another subtree's is NOT_FOUND like a missing one."""
+        tenant, installation_id = _installation_name(name, field_name)
+        found = (
+            await self.store.get_installation(caller.tenant, installation_id)
+            if caller.can_see(tenant)
+            else None
+        )
+        if found is None or found.tenant != tenant:
+            raise NotFound(f"installation {name!r} not found")
+        return found
 
     async def adoption(self, caller: Principal, tenant: str) -> Adoption:
         """Per node of the subtree: datasets subscribed, scenarios installed, calls made."""

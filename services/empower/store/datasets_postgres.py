@@ -35,6 +35,7 @@ from services.empower.store.datasets_rows import (
     ROW_COLUMNS,
     SUBSCRIPTION_COLUMNS,
     TOMBSTONE_ROW,
+    UPDATE_INSTALLATION,
     dataset_values,
     installation_values,
     row_to_dataset,
@@ -42,6 +43,7 @@ from services.empower.store.datasets_rows import (
     row_to_stored,
     row_to_subscription,
     subscription_values,
+    update_values,
 )
 from services.kit import rls
 from services.kit.errors import AlreadyExists
@@ -91,7 +93,12 @@ _SCHEMA: tuple[str, ...] = (
         catalog_item  text NOT NULL,
         installer     text NOT NULL,
         create_us     bigint NOT NULL,
+        detail        text NOT NULL DEFAULT '{}',
+        update_us     bigint,
         UNIQUE (tenant, catalog_item))""",
+    # Records made before the composer kept details: the columns are added in place.
+    "ALTER TABLE catalog_installations ADD COLUMN IF NOT EXISTS detail text NOT NULL DEFAULT '{}'",
+    "ALTER TABLE catalog_installations ADD COLUMN IF NOT EXISTS update_us bigint",
 )
 _SUBTREE = "(tenant = %s::text OR (tenant >= %s::text || '/' AND tenant < %s::text || '0'))"
 _STAGE = (
@@ -291,6 +298,29 @@ class PostgresDatasetStore:
         async with rls.scoped_transaction(self.pool, scope) as conn:
             rows = await _fetch(conn, query, (*args, after or "", limit))
         return [row_to_installation(r) for r in rows]
+
+    async def get_installation(self, scope: str, installation_id: str) -> Installation | None:
+        where, args = _subtree(scope)
+        query = (
+            f"SELECT {INSTALLATION_COLUMNS} FROM catalog_installations WHERE {where} AND id = %s"
+        )
+        async with rls.scoped_transaction(self.pool, scope) as conn:
+            rows = await _fetch(conn, query, (*args, installation_id))
+        return row_to_installation(rows[0]) if rows else None
+
+    async def update_installation(self, installation: Installation) -> bool:
+        async with rls.scoped_transaction(self.pool, installation.tenant) as conn:
+            cur = await conn.execute(
+                POSTGRES.render(UPDATE_INSTALLATION), update_values(installation)
+            )
+            return cur.rowcount > 0
+
+    async def delete_installation(self, scope: str, installation_id: str) -> bool:
+        where, args = _subtree(scope)
+        query = f"DELETE FROM catalog_installations WHERE id = %s AND {where}"
+        async with rls.scoped_transaction(self.pool, scope) as conn:
+            cur = await conn.execute(query, (installation_id, *args))
+            return cur.rowcount > 0
 
     def close(self) -> asyncio.Task[None] | None:
         """Close the pool; await the returned task inside the loop that used the store."""

@@ -8,7 +8,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from services.empower.domain.catalog import Installation
+from services.empower.domain.catalog import (
+    Installation,
+    InstallDetails,
+    InstalledResource,
+    InstallState,
+)
 from services.empower.domain.datasets.model import (
     Classification,
     Dataset,
@@ -41,9 +46,9 @@ TOMBSTONE_ROW = (
     "UPDATE dataset_rows SET deleted = 1, plain = '', sealed = '', building = '', seq = ? "
     "WHERE dataset = ? AND tenant = ? AND key_index = ?"
 )
-INSTALLATION_COLUMNS = "id, tenant, catalog_item, installer, create_us"
+INSTALLATION_COLUMNS = "id, tenant, catalog_item, installer, create_us, detail, update_us"
 INSERT_INSTALLATION = (
-    f"INSERT INTO catalog_installations ({INSTALLATION_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+    f"INSERT INTO catalog_installations ({INSTALLATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_SUBSCRIPTION = (
     f"INSERT INTO dataset_subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
@@ -147,6 +152,42 @@ def row_to_subscription(row: Mapping[str, Any]) -> Subscription:
     )
 
 
+UPDATE_INSTALLATION = (
+    "UPDATE catalog_installations SET detail = ?, update_us = ? WHERE tenant = ? AND id = ?"
+)
+# Records made before the composer kept details: the columns are added in place.
+INSTALLATION_MIGRATIONS = (
+    ("detail", "ALTER TABLE catalog_installations ADD COLUMN detail TEXT NOT NULL DEFAULT '{}'"),
+    ("update_us", "ALTER TABLE catalog_installations ADD COLUMN update_us BIGINT"),
+)
+
+
+def details_json(details: InstallDetails) -> str:
+    return json.dumps(
+        {
+            "version": details.version,
+            "state": details.state.value,
+            "settings": dict(details.settings),
+            "resources": [[r.name, r.kind, r.key, r.digest, r.owned] for r in details.resources],
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+
+
+def details_of(text: str) -> InstallDetails:
+    data = json.loads(text or "{}")
+    return InstallDetails(
+        version=data.get("version", ""),
+        state=InstallState(data.get("state", "")),
+        settings=data.get("settings", {}),
+        resources=tuple(
+            InstalledResource(name, kind, key, digest, bool(owned))
+            for name, kind, key, digest, owned in data.get("resources", ())
+        ),
+    )
+
+
 def installation_values(installation: Installation) -> tuple[object, ...]:
     return (
         installation.installation_id,
@@ -154,14 +195,28 @@ def installation_values(installation: Installation) -> tuple[object, ...]:
         installation.catalog_item,
         installation.installer,
         us(installation.create_time),
+        details_json(installation.details),
+        us(installation.update_time or installation.create_time),
+    )
+
+
+def update_values(installation: Installation) -> tuple[object, ...]:
+    return (
+        details_json(installation.details),
+        us(installation.update_time or installation.create_time),
+        installation.tenant,
+        installation.installation_id,
     )
 
 
 def row_to_installation(row: Mapping[str, Any]) -> Installation:
+    updated = row["update_us"]
     return Installation(
         tenant=row["tenant"],
         installation_id=row["id"],
         catalog_item=row["catalog_item"],
         installer=row["installer"],
         create_time=from_us(int(row["create_us"])),
+        details=details_of(row["detail"]),
+        update_time=from_us(int(updated)) if updated is not None else None,
     )

@@ -26,11 +26,13 @@ from services.empower.store.datasets_rows import (
     INSERT_INSTALLATION,
     INSERT_SUBSCRIPTION,
     INSTALLATION_COLUMNS,
+    INSTALLATION_MIGRATIONS,
     LIVE_ROWS,
     MOVE_SEQ,
     ROW_COLUMNS,
     SUBSCRIPTION_COLUMNS,
     TOMBSTONE_ROW,
+    UPDATE_INSTALLATION,
     UPSERT_ROW,
     dataset_values,
     installation_values,
@@ -39,6 +41,7 @@ from services.empower.store.datasets_rows import (
     row_to_stored,
     row_to_subscription,
     subscription_values,
+    update_values,
 )
 from services.kit.errors import AlreadyExists
 from services.kit.sqlite import SqliteDatabase, transaction
@@ -88,6 +91,8 @@ CREATE TABLE IF NOT EXISTS catalog_installations (
     catalog_item  TEXT NOT NULL,
     installer     TEXT NOT NULL,
     create_us     INTEGER NOT NULL,
+    detail        TEXT NOT NULL DEFAULT '{}',
+    update_us     INTEGER,
     UNIQUE (tenant, catalog_item)
 );
 """
@@ -114,12 +119,20 @@ def _subtree(scope: str) -> tuple[str, list[object]]:
     return _SUBTREE, [scope, scope, scope]
 
 
+def _migrate_installations(conn: sqlite3.Connection) -> None:
+    have = {row[1] for row in conn.execute("PRAGMA table_info(catalog_installations)")}
+    for column, statement in INSTALLATION_MIGRATIONS:
+        if column not in have:
+            conn.execute(statement)
+
+
 class SqliteDatasetStore:
     """DatasetStore on one SQLite file (WAL, one writer thread)."""
 
     def __init__(self, path: Path | str) -> None:
         self.db = SqliteDatabase(path, synchronous="NORMAL")
         self.db.run_sync(lambda conn: conn.executescript(SCHEMA))
+        self.db.run_sync(_migrate_installations)
         # Imports touch a million index entries; the default 2 MB page cache thrashes.
         self.db.run_sync(lambda conn: conn.execute("PRAGMA cache_size = -65536"))
 
@@ -284,6 +297,29 @@ class SqliteDatasetStore:
             return [row_to_installation(r) for r in rows]
 
         return await self.db.run(select)
+
+    async def get_installation(self, scope: str, installation_id: str) -> Installation | None:
+        where, args = _subtree(scope)
+        query = f"SELECT {INSTALLATION_COLUMNS} FROM catalog_installations WHERE {where} AND id = ?"
+
+        def select(conn: sqlite3.Connection) -> Installation | None:
+            row = conn.execute(query, (*args, installation_id)).fetchone()
+            return row_to_installation(row) if row else None
+
+        return await self.db.run(select)
+
+    async def update_installation(self, installation: Installation) -> bool:
+        values = update_values(installation)
+        return await self.db.run(
+            lambda conn: conn.execute(UPDATE_INSTALLATION, values).rowcount > 0
+        )
+
+    async def delete_installation(self, scope: str, installation_id: str) -> bool:
+        where, args = _subtree(scope)
+        query = f"DELETE FROM catalog_installations WHERE id = ? AND {where}"
+        return await self.db.run(
+            lambda conn: conn.execute(query, (installation_id, *args)).rowcount > 0
+        )
 
     def close(self) -> None:
         self.db.close()

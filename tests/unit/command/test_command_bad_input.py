@@ -149,3 +149,27 @@ async def test_unroutable_explanations_and_malformed_names(command):
         )
     )
     assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, {"filter"})
+
+
+async def test_a_rule_id_chosen_by_the_caller_is_kept_and_taken_only_once(command):
+    stub = command.stub
+    rule = pb.RoutingRule(category="environment.*", handler_role="grid_worker")
+
+    def create(tenant: str, rule_id: str):
+        return stub.CreateRoutingRule(
+            pb.CreateRoutingRuleRequest(
+                parent=tenancy.tenant_name(tenant), routing_rule=rule, routing_rule_id=rule_id
+            ),
+            metadata=desk(),
+        )
+
+    made = await create(XINGMING, "sc-environment")
+    assert made.name == f"{tenancy.tenant_name(XINGMING)}/routingRules/sc-environment"
+    got = await stub.GetRoutingRule(pb.GetRoutingRuleRequest(name=made.name), metadata=desk())
+    assert got.category == "environment.*"
+    # The same id in another village is another rule; in the same village it is taken.
+    assert (await create(XIANGYANG, "sc-environment")).name.endswith("/sc-environment")
+    code, _ = await refused(create(XINGMING, "sc-environment"))
+    assert code == grpc.StatusCode.ALREADY_EXISTS
+    code, fields = await refused(create(XINGMING, "Bad Id"))
+    assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, {"routing_rule_id"})

@@ -15,6 +15,9 @@ from services.empower.domain.catalog import (
     Catalog,
     ComponentFacts,
     GrpcService,
+    InstallDetails,
+    InstalledResource,
+    InstallState,
     ItemKind,
 )
 from services.empower.gateway_facts import CALLS_METRIC, GatewayFacts
@@ -158,6 +161,92 @@ async def test_installing_a_scenario_is_recorded_once_per_village(backend, tmp_p
     assert (await shelf.list_installations(caller(XIANGYANG, "catalog:read"), XIANGYANG, 10, ""))[
         0
     ] == []
+
+
+async def test_an_installation_keeps_its_version_state_settings_and_resources(
+    backend, tmp_path: Path
+):
+    shelf, _ = catalog_on(backend, write_scenarios(tmp_path / "scenarios"))
+    composer = caller(XINGMING, "scenarios:install", "catalog:read")
+    rule = InstalledResource(
+        "tenants/sh-jiading-anting-xingming/routingRules/sc-smoke",
+        "command.routing_rules",
+        "smoke",
+        "d1",
+        owned=True,
+    )
+    begun = await shelf.install(
+        composer,
+        XINGMING,
+        "catalogItems/scenario-elderly-care",
+        InstallDetails("1.0.0", InstallState.INCOMPLETE, {"radius": 50}, (rule,)),
+    )
+    read = await shelf.get_installation(composer, begun.resource_name)
+    assert read.details == begun.details
+    assert read.details.settings == {"radius": 50}
+
+    shared = InstalledResource("categories/x", "events.categories", "x", "d2", owned=False)
+    done = await shelf.update_installation(
+        composer,
+        begun.resource_name,
+        InstallDetails("1.1.0", InstallState.COMPLETE, {}, (rule, shared)),
+        ["version", "state", "resources"],
+    )
+    read = await shelf.get_installation(composer, begun.resource_name)
+    assert read.details == done.details
+    assert (read.details.version, read.details.state) == ("1.1.0", InstallState.COMPLETE)
+    assert read.details.settings == {"radius": 50}  # not in the mask: kept
+    assert read.details.resources[1].owned is False
+    listed, _ = await shelf.list_installations(composer, XINGMING, 10, "")
+    assert listed[0].details == done.details
+
+    with pytest.raises(InvalidArgument) as bad_mask:
+        await shelf.update_installation(composer, begun.resource_name, done.details, ["installer"])
+    assert bad_mask.value.violations[0].field == "update_mask"
+    too_long = InstallDetails("x" * 65)
+    with pytest.raises(InvalidArgument) as bad_version:
+        await shelf.update_installation(composer, begun.resource_name, too_long, ["version"])
+    assert bad_version.value.violations[0].field == "installation.version"
+    neighbour = caller(XIANGYANG, "scenarios:install", "catalog:read")
+    with pytest.raises(NotFound):
+        await shelf.get_installation(neighbour, begun.resource_name)
+    with pytest.raises(NotFound):
+        await shelf.delete_installation(neighbour, begun.resource_name)
+    with pytest.raises(PermissionDenied):
+        await shelf.delete_installation(caller(XINGMING, "catalog:read"), begun.resource_name)
+
+    await shelf.delete_installation(composer, begun.resource_name)
+    with pytest.raises(NotFound):
+        await shelf.get_installation(composer, begun.resource_name)
+    assert (await shelf.list_installations(composer, XINGMING, 10, ""))[0] == []
+
+
+def test_an_older_sqlite_file_gains_the_installation_details_in_place(tmp_path: Path):
+    import sqlite3
+
+    from services.empower.store.datasets_sqlite import SqliteDatasetStore
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE catalog_installations (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, "
+            "catalog_item TEXT NOT NULL, installer TEXT NOT NULL, create_us INTEGER NOT NULL, "
+            "UNIQUE (tenant, catalog_item))"
+        )
+        conn.execute(
+            "INSERT INTO catalog_installations VALUES ('ins_1', ?, 'catalogItems/scenario-x', "
+            "'users/a', 1)",
+            (XINGMING,),
+        )
+    store = SqliteDatasetStore(path)
+    try:
+        import asyncio
+
+        found = asyncio.run(store.list_installations(XINGMING, 10, None))
+    finally:
+        store.close()
+    assert found[0].details == InstallDetails()
+    assert found[0].update_time is None
 
 
 async def test_adoption_joins_subscriptions_installations_and_the_gateways_calls(
