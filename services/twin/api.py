@@ -447,6 +447,15 @@ class TwinServicer(pb_grpc.TwinServiceServicer):
         )
         return rule_to_proto(await self.hub.create_rule(require_principal(), rule))
 
+    async def DeleteRule(
+        self, request: pb.DeleteRuleRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        tenant, rule_id = tenancy.parse_child_name(request.name, "rules")
+        if tenant is None:
+            raise InvalidArgument.field("name", "names one tenant's rule, not the wildcard '-'")
+        await self.hub.delete_rule(require_principal(), tenant, rule_id)
+        return empty_pb2.Empty()
+
     async def ListRules(
         self, request: pb.ListRulesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListRulesResponse:

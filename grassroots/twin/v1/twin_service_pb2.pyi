@@ -1102,6 +1102,28 @@ class CreateRuleRequest(_message.Message):
 Global___CreateRuleRequest: _TypeAlias = CreateRuleRequest  # noqa: Y015
 
 @_typing.final
+class DeleteRuleRequest(_message.Message):
+    """Request message for TwinService.DeleteRule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`tenants/{tenant}/rules/{rule}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRuleRequest: _TypeAlias = DeleteRuleRequest  # noqa: Y015
+
+@_typing.final
 class ListRulesRequest(_message.Message):
     """Request message for TwinService.ListRules."""
 

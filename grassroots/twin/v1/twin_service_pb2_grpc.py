@@ -97,6 +97,11 @@ class TwinServiceStub:
                 request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesRequest.SerializeToString,
                 response_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesResponse.FromString,
                 _registered_method=True)
+        self.DeleteRule = channel.unary_unary(
+                '/grassroots.twin.v1.TwinService/DeleteRule',
+                request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.DeleteRuleRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.WatchEntities = channel.unary_stream(
                 '/grassroots.twin.v1.TwinService/WatchEntities',
                 request_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.WatchEntitiesRequest.SerializeToString,
@@ -200,6 +205,14 @@ class TwinServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteRule(self, request, context):
+        """Deletes a rule: it raises no more events, and its per-entity state is dropped
+        (an episode already open stays with the event it raised).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchEntities(self, request, context):
         """Streams the changes of the entities a caller watches: one entity, a model or an
         area. Every change carries the entity's sequence number; a watcher that falls
@@ -279,6 +292,11 @@ def add_TwinServiceServicer_to_server(servicer, server):
                     servicer.ListRules,
                     request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesRequest.FromString,
                     response_serializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesResponse.SerializeToString,
+            ),
+            'DeleteRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRule,
+                    request_deserializer=grassroots_dot_twin_dot_v1_dot_twin__service__pb2.DeleteRuleRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'WatchEntities': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEntities,
@@ -617,6 +635,33 @@ class TwinService:
             '/grassroots.twin.v1.TwinService/ListRules',
             grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesRequest.SerializeToString,
             grassroots_dot_twin_dot_v1_dot_twin__service__pb2.ListRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.twin.v1.TwinService/DeleteRule',
+            grassroots_dot_twin_dot_v1_dot_twin__service__pb2.DeleteRuleRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

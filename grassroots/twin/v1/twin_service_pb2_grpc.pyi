@@ -64,6 +64,10 @@ class TwinServiceStub:
     """Creates a rule that watches readings and raises events."""
     ListRules: _grpc.UnaryUnaryMultiCallable[_twin_service_pb2.ListRulesRequest, _twin_service_pb2.ListRulesResponse]
     """Lists the rules of a tenant subtree."""
+    DeleteRule: _grpc.UnaryUnaryMultiCallable[_twin_service_pb2.DeleteRuleRequest, _empty_pb2.Empty]
+    """Deletes a rule: it raises no more events, and its per-entity state is dropped
+    (an episode already open stays with the event it raised).
+    """
     WatchEntities: _grpc.UnaryStreamMultiCallable[_twin_service_pb2.WatchEntitiesRequest, _twin_service_pb2.WatchEntitiesResponse]
     """Streams the changes of the entities a caller watches: one entity, a model or an
     area. Every change carries the entity's sequence number; a watcher that falls
@@ -109,6 +113,10 @@ class TwinServiceAsyncStub(TwinServiceStub):
     """Creates a rule that watches readings and raises events."""
     ListRules: _aio.UnaryUnaryMultiCallable[_twin_service_pb2.ListRulesRequest, _twin_service_pb2.ListRulesResponse]  # type: ignore[assignment]
     """Lists the rules of a tenant subtree."""
+    DeleteRule: _aio.UnaryUnaryMultiCallable[_twin_service_pb2.DeleteRuleRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes a rule: it raises no more events, and its per-entity state is dropped
+    (an episode already open stays with the event it raised).
+    """
     WatchEntities: _aio.UnaryStreamMultiCallable[_twin_service_pb2.WatchEntitiesRequest, _twin_service_pb2.WatchEntitiesResponse]  # type: ignore[assignment]
     """Streams the changes of the entities a caller watches: one entity, a model or an
     area. Every change carries the entity's sequence number; a watcher that falls
@@ -223,6 +231,16 @@ class TwinServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_twin_service_pb2.ListRulesResponse, _abc.Awaitable[_twin_service_pb2.ListRulesResponse]]:
         """Lists the rules of a tenant subtree."""
+
+    @_abc_1.abstractmethod
+    def DeleteRule(
+        self,
+        request: _twin_service_pb2.DeleteRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes a rule: it raises no more events, and its per-entity state is dropped
+        (an episode already open stays with the event it raised).
+        """
 
     @_abc_1.abstractmethod
     def WatchEntities(

@@ -100,6 +100,10 @@ class TwinStore(Protocol):
 
     async def list_rules(self) -> list[Rule]: ...
 
+    async def delete_rule(self, key: tuple[str, str]) -> bool:
+        """Remove a rule and its per-entity states; False when there was none."""
+        ...
+
     async def series_ids(self, keys: list[SeriesKey]) -> list[int]:
         """The id of each series, created when new."""
         ...

@@ -584,6 +584,19 @@ class TwinHub:
             self._forget_targets()
         return rule
 
+    async def delete_rule(self, principal: Principal, tenant: str, rule_id: str) -> None:
+        """Stop a rule; its open per-entity states go with it."""
+        key = (tenant, rule_id)
+        if not principal.can_see(tenant) or key not in self._rules:
+            raise NotFound(f"rule {rule_id!r} not found")
+        async with self._lock:
+            await self.store.delete_rule(key)
+            self._rules.pop(key, None)
+            self._rules_for.clear()
+            self._forget_targets()
+            for state_key in [k for k in self._states if k[0] == key]:
+                del self._states[state_key]
+
     def list_rules(self, principal: Principal, scope: str) -> list[Rule]:
         _visible(principal, scope)
         return sorted(

@@ -263,6 +263,16 @@ class PostgresTwinStore:
         except psycopg.errors.UniqueViolation:
             raise AlreadyExists(f"rule {rule.rule_id!r} already exists") from None
 
+    async def delete_rule(self, key: tuple[str, str]) -> bool:
+        async with self._tx(key[0]) as conn:
+            cur = await conn.execute(
+                "DELETE FROM twin_rules WHERE tenant = %s AND rule_id = %s", key
+            )
+            await conn.execute(
+                "DELETE FROM twin_rule_states WHERE rule_tenant = %s AND rule_id = %s", key
+            )
+            return cur.rowcount > 0
+
     async def list_rules(self) -> list[Rule]:
         return [
             r.rule_from_json(*row)

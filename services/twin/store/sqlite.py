@@ -197,6 +197,16 @@ class SqliteTwinStore:
 
         await self.db.run(tx)
 
+    async def delete_rule(self, key: tuple[str, str]) -> bool:
+        def tx(c: sqlite3.Connection) -> bool:
+            c.execute("BEGIN IMMEDIATE")
+            n = c.execute("DELETE FROM twin_rules WHERE tenant = ? AND rule_id = ?", key).rowcount
+            c.execute("DELETE FROM twin_rule_states WHERE rule_tenant = ? AND rule_id = ?", key)
+            c.execute("COMMIT")
+            return n > 0
+
+        return await self.db.run(tx)
+
     async def list_rules(self) -> list[Rule]:
         found = await self.db.run(
             lambda c: c.execute("SELECT tenant, rule_id, body FROM twin_rules").fetchall()

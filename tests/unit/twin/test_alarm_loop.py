@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import grpc
+import pytest
 import shapely
 from google.protobuf.duration_pb2 import Duration
 
@@ -184,3 +186,27 @@ async def test_a_pending_duration_survives_a_restart(twin, grid_index):
 
     assert len(await wait_for(commented)) == 1
     assert len(await twin_events(twin)) == 1
+
+
+async def test_a_deleted_rule_raises_nothing_more_and_can_be_made_again(twin, grid_index):
+    await make_gauge(twin, grid_index)
+    rule = await make_flood_rule(twin)
+    now = int(time.time() * 1000) - 60_000
+    await ingest(twin, [10, 35], [now, now + 1000])
+    await wait_for(lambda: _count_is(twin, 1))
+    await ingest(twin, [10], [now + 2000])
+
+    await twin.stub.DeleteRule(pb.DeleteRuleRequest(name=rule.name), metadata=MD)
+
+    listed = await twin.stub.ListRules(pb.ListRulesRequest(parent=PARENT), metadata=MD)
+    assert [r.name for r in listed.rules] == []
+    await ingest(twin, [50], [now + 3000])
+    await asyncio.sleep(0.5)
+    assert len(await twin_events(twin)) == 1
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await twin.stub.DeleteRule(pb.DeleteRuleRequest(name=rule.name), metadata=MD)
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    # The same id again is a new rule that starts from idle: the next rise fires.
+    await make_flood_rule(twin)
+    await ingest(twin, [10, 60], [now + 4000, now + 5000])
+    await wait_for(lambda: _count_is(twin, 2))
