@@ -273,6 +273,10 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
     def __init__(self, desk: CommandDesk) -> None:
         self.desk = desk
 
+    def _out(self, task: Task) -> pb.Task:
+        """The task with its SLA status as of the desk's clock (the one its timers follow)."""
+        return task_to_proto(task, self.desk.clock())
+
     # ---- routing rules ------------------------------------------------------------------
 
     async def CreateRoutingRule(
@@ -434,7 +438,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         self, request: pb.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.Task:
         tenant, task_id = _child(request.name, "tasks")
-        return task_to_proto(await self.desk.get_task(require_principal(), tenant, task_id))
+        return self._out(await self.desk.get_task(require_principal(), tenant, task_id))
 
     async def ListTasks(
         self, request: pb.ListTasksRequest, context: grpc.aio.ServicerContext
@@ -446,7 +450,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         offset = paging.decode_offset(request.page_token, query)
         found = await self.desk.list_tasks(require_principal(), tenant, filters, size + 1, offset)
         more = offset + size if len(found) > size else None
-        now = datetime.now(UTC)
+        now = self.desk.clock()
         return pb.ListTasksResponse(
             tasks=[task_to_proto(t, now) for t in found[:size]],
             next_page_token=paging.encode_offset(more, query),
@@ -460,19 +464,19 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
             raise InvalidArgument.field("event", "is required")
         tenancy.parse_child_name(request.event, "events", "event")
         task = await self.desk.assign(require_principal(), tenant, request.event, request.handler)
-        return task_to_proto(task)
+        return self._out(task)
 
     async def AcceptTask(
         self, request: pb.AcceptTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.Task:
         tenant, task_id = _child(request.name, "tasks")
-        return task_to_proto(await self.desk.accept(require_principal(), tenant, task_id))
+        return self._out(await self.desk.accept(require_principal(), tenant, task_id))
 
     async def DeclineTask(
         self, request: pb.DeclineTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.Task:
         tenant, task_id = _child(request.name, "tasks")
-        return task_to_proto(
+        return self._out(
             await self.desk.decline(require_principal(), tenant, task_id, request.reason)
         )
 
@@ -480,7 +484,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         self, request: pb.StartTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.Task:
         tenant, task_id = _child(request.name, "tasks")
-        return task_to_proto(await self.desk.start(require_principal(), tenant, task_id))
+        return self._out(await self.desk.start(require_principal(), tenant, task_id))
 
     async def ResolveTask(
         self, request: pb.ResolveTaskRequest, context: grpc.aio.ServicerContext
@@ -489,7 +493,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         task = await self.desk.resolve(
             require_principal(), tenant, task_id, request.note, list(request.media_uris)
         )
-        return task_to_proto(task)
+        return self._out(task)
 
     async def TransferTask(
         self, request: pb.TransferTaskRequest, context: grpc.aio.ServicerContext
@@ -498,7 +502,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         task = await self.desk.transfer(
             require_principal(), tenant, task_id, request.handler, request.reason
         )
-        return task_to_proto(task)
+        return self._out(task)
 
     async def GetCommandBoard(
         self, request: pb.GetCommandBoardRequest, context: grpc.aio.ServicerContext

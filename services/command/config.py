@@ -54,6 +54,11 @@ class CommandSettings(ServiceSettings):
     service_order_lead_hours: float = Field(
         24.0, ge=0, description="service orders are made this long before their visit"
     )
+    clock_offset_file: Path | None = Field(
+        None,
+        description="drills and end-to-end tests only: a file holding seconds by which SLA "
+        "clocks, timers and plans run ahead of the wall clock",
+    )
     plans_poll_seconds: float = Field(
         1.0, gt=0, description="how often the plans outbox looks for unpublished facts"
     )

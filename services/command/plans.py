@@ -31,6 +31,7 @@ from services.command.store.plans_postgres import PostgresPlansStore
 from services.command.store.plans_rows import us
 from services.command.store.plans_sqlite import SqlitePlansStore
 from services.kit.bus import Bus, BusMessage, Consumer, Delivery
+from services.kit.clock import Clock, utcnow
 from services.kit.lease import Singletons
 from services.kit.outbox_relay import OutboxRelay
 
@@ -138,6 +139,7 @@ async def assemble_plans(
     member: str,
     scheduler: Scheduler,
     singletons: Singletons,
+    clock: Clock = utcnow,
 ) -> Plans:
     """Store, desk, relay and signal consumer; service orders ride on `scheduler`'s timers
     (register before the scheduler runs its first round). The relay runs under
@@ -146,7 +148,9 @@ async def assemble_plans(
     relay = plans_relay(store, bus, settings.outbox_batch, settings.plans_poll_seconds)
     lead = timedelta(hours=settings.service_order_lead_hours)
     occurrences = OccurrenceTimers(scheduler, lead)
-    desk = PlansDesk(store, change_to_bytes, on_fact=relay.notify, occurrences=occurrences)
+    desk = PlansDesk(
+        store, change_to_bytes, on_fact=relay.notify, occurrences=occurrences, clock=clock
+    )
     occurrences.desk = desk
     scheduler.on(OCCURRENCE, occurrences.fire)
     await occurrences.reconcile(store)

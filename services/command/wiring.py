@@ -20,6 +20,7 @@ from services.command.relay import STREAM, command_relay
 from services.command.store.postgres import PostgresCommandStore
 from services.command.store.sqlite import SqliteCommandStore
 from services.kit.bus import Bus, Consumer, open_bus
+from services.kit.clock import offset_clock
 from services.kit.component import ServiceComponent
 from services.kit.lease import Singletons
 from services.kit.outbox_relay import OutboxRelay
@@ -69,16 +70,20 @@ async def assemble(settings: CommandSettings) -> Command:
     store = await open_store(settings)
     bus = open_bus(settings.bus_url or str(settings.database.with_name("events-bus.sqlite3")))
     name = member_name(settings)
+    clock = offset_clock(settings.clock_offset_file)
     scheduler = Scheduler(
         store,
         owner=name,
         batch=settings.timer_batch,
         lease=timedelta(seconds=settings.timer_lease_seconds),
         poll_seconds=settings.timer_poll_seconds,
+        clock=clock,
     )
     relay = command_relay(store, bus, batch=settings.outbox_batch)
     events = EventsClient(settings.events_address, settings.call_timeout_seconds)
-    desk = CommandDesk(store, events, scheduler, serialize=serialize_task, on_change=relay.notify)
+    desk = CommandDesk(
+        store, events, scheduler, serialize=serialize_task, on_change=relay.notify, clock=clock
+    )
     # Several members read the group at once, so one report waiting on the store does
     # not hold up the next; each delivery still goes to exactly one of them.
     intake = [
@@ -110,7 +115,7 @@ async def assemble(settings: CommandSettings) -> Command:
         settings.postgres_dsn if settings.backend == "postgres" else "", settings.lease_seconds
     )
     singletons.start(RELAY_LEASE, relay.run)
-    plans = await assemble_plans(settings, bus, name, scheduler, singletons)
+    plans = await assemble_plans(settings, bus, name, scheduler, singletons, clock)
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(scheduler.run(stop)),

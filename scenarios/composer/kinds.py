@@ -1,0 +1,344 @@
+"""How each kind of resource a manifest declares is read, created, changed and removed,
+through the owning component's public gRPC contract (never its database).
+
+A kind is addressed in one of two ways:
+* **keyed**: the manifest's id is the resource's id (a category code, a model id, a
+  routing rule id), so the resource's name is known before it exists and two
+  scenarios declaring the same id share one resource;
+* **server-named** (emergency and service plans, points rules): the service picks the
+  name. They are found again by the name recorded at install, or else by display name;
+  plans are created with a request id derived from the specification, so a retry after
+  a lost answer returns the plan the first call made.
+A kind without an update replaces (delete, then create) when it can delete, and
+otherwise cannot be changed in place; a kind without a delete is released, not
+removed, on uninstall (the plan says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from grassroots.command.v1 import command_service_pb2 as command_pb
+from grassroots.command.v1 import command_service_pb2_grpc as command_grpc
+from grassroots.command.v1 import plans_service_pb2 as plans_pb
+from grassroots.command.v1 import plans_service_pb2_grpc as plans_grpc
+from grassroots.empower.v1 import catalog_service_pb2_grpc as catalog_grpc
+from grassroots.empower.v1 import forms_service_pb2 as forms_pb
+from grassroots.empower.v1 import forms_service_pb2_grpc as forms_grpc
+from grassroots.empower.v1 import points_service_pb2 as points_pb
+from grassroots.empower.v1 import points_service_pb2_grpc as points_grpc
+from grassroots.events.v1 import events_service_pb2 as events_pb
+from grassroots.events.v1 import events_service_pb2_grpc as events_grpc
+from grassroots.map.v1 import map_service_pb2 as map_pb
+from grassroots.map.v1 import map_service_pb2_grpc as map_grpc
+from grassroots.twin.v1 import twin_service_pb2 as twin_pb
+from grassroots.twin.v1 import twin_service_pb2_grpc as twin_grpc
+
+
+class Stubs:
+    """One stub per service the composer calls, over the kit's channels."""
+
+    def __init__(self, channels: Mapping[str, grpc.aio.Channel]) -> None:
+        self.map = map_grpc.MapServiceStub(channels["map"])
+        self.events = events_grpc.EventsServiceStub(channels["events"])
+        self.command = command_grpc.CommandServiceStub(channels["command"])
+        self.plans = plans_grpc.PlansServiceStub(channels["command"])
+        self.twin = twin_grpc.TwinServiceStub(channels["twin"])
+        self.points = points_grpc.PointsServiceStub(channels["empower"])
+        self.forms = forms_grpc.FormsServiceStub(channels["empower"])
+        self.catalog = catalog_grpc.CatalogServiceStub(channels["empower"])
+
+
+Lister = Callable[[Stubs, str], Awaitable[list[Any]]]
+Creator = Callable[[Stubs, str, str, Any, str], Awaitable[Any]]
+Deleter = Callable[[Stubs, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the composer needs to know about one kind of resource."""
+
+    name: str  # as manifests spell it: "command.routing_rules"
+    message: type[Message]
+    collection: str  # the name's collection segment, for keyed kinds
+    list_all: Lister  # resources at or above the village (filtered to the village's own)
+    create: Creator  # (stubs, parent, key, message, request id) -> created message
+    key_field: str = ""  # where the key goes in the message ("code" for categories)
+    keyed: bool = True
+    delete: Deleter | None = None
+    upsert: bool = False  # create again changes it in place
+
+    def name_of(self, parent: str, key: str) -> str:
+        return f"{parent}/{self.collection}/{key}"
+
+    def parse(self, spec: Mapping[str, Any], key: str) -> Message:
+        """The specification as the component's message (ParseError names the field)."""
+        body = dict(spec)
+        if self.key_field:
+            body[self.key_field] = key
+        message = self.message()
+        json_format.ParseDict(body, message)
+        return message
+
+
+async def _pages(call: Callable[[str], Awaitable[Any]], field: str) -> list[Any]:
+    found: list[Any] = []
+    token = ""
+    while True:
+        page = await call(token)
+        found.extend(getattr(page, field))
+        token = getattr(page, "next_page_token", "")
+        if not token:
+            return found
+
+
+# ---- map -------------------------------------------------------------------------------
+
+
+async def _list_layers(s: Stubs, parent: str) -> list[Any]:
+    return await _pages(
+        lambda t: s.map.ListLayers(
+            map_pb.ListLayersRequest(parent=parent, page_size=1000, page_token=t)
+        ),
+        "layers",
+    )
+
+
+async def _create_layer(s: Stubs, parent: str, key: str, message: Any, _: str) -> Any:
+    return await s.map.CreateLayer(
+        map_pb.CreateLayerRequest(parent=parent, layer_id=key, layer=message)
+    )
+
+
+async def _delete_layer(s: Stubs, name: str) -> None:
+    await s.map.DeleteLayer(map_pb.DeleteLayerRequest(name=name))
+
+
+# ---- events ----------------------------------------------------------------------------
+
+
+async def _list_categories(s: Stubs, parent: str) -> list[Any]:
+    return await _pages(
+        lambda t: s.events.ListCategories(
+            events_pb.ListCategoriesRequest(parent=parent, page_size=1000, page_token=t)
+        ),
+        "categories",
+    )
+
+
+async def _create_category(s: Stubs, parent: str, key: str, message: Any, _: str) -> Any:
+    return await s.events.CreateCategory(
+        events_pb.CreateCategoryRequest(parent=parent, category=message)
+    )
+
+
+# ---- twin ------------------------------------------------------------------------------
+
+
+async def _list_models(s: Stubs, parent: str) -> list[Any]:
+    return await _pages(
+        lambda t: s.twin.ListModels(
+            twin_pb.ListModelsRequest(parent=parent, page_size=1000, page_token=t)
+        ),
+        "models",
+    )
+
+
+async def _create_model(s: Stubs, parent: str, key: str, message: Any, _: str) -> Any:
+    return await s.twin.CreateModel(twin_pb.CreateModelRequest(parent=parent, model=message))
+
+
+async def _list_rules(s: Stubs, parent: str) -> list[Any]:
+    return await _pages(
+        lambda t: s.twin.ListRules(
+            twin_pb.ListRulesRequest(parent=parent, page_size=1000, page_token=t)
+        ),
+        "rules",
+    )
+
+
+async def _create_rule(s: Stubs, parent: str, key: str, message: Any, _: str) -> Any:
+    return await s.twin.CreateRule(
+        twin_pb.CreateRuleRequest(parent=parent, rule=message, rule_id=key)
+    )
+
+
+async def _delete_twin_rule(s: Stubs, name: str) -> None:
+    await s.twin.DeleteRule(twin_pb.DeleteRuleRequest(name=name))
+
+
+# ---- command ---------------------------------------------------------------------------
+
+
+async def _list_routing_rules(s: Stubs, parent: str) -> list[Any]:
+    return await _pages(
+        lambda t: s.command.ListRoutingRules(
+            command_pb.ListRoutingRulesRequest(parent=parent, page_size=1000, page_token=t)
+        ),
+        "routing_rules",
+    )
+
+
+async def _create_routing_rule(
+    s: Stubs, parent: str, key: str, message: Any, request_id: str
+) -> Any:
+    return await s.command.CreateRoutingRule(
+        command_pb.CreateRoutingRuleRequest(
+            parent=parent, routing_rule=message, routing_rule_id=key, request_id=request_id
+        )
+    )
+
+
+async def _delete_routing_rule(s: Stubs, name: str) -> None:
+    await s.command.DeleteRoutingRule(command_pb.DeleteRoutingRuleRequest(name=name))
+
+
+async def _list_emergency_plans(s: Stubs, parent: str) -> list[Any]:
+    return await _pages(
+        lambda t: s.plans.ListEmergencyPlans(
+            plans_pb.ListEmergencyPlansRequest(parent=parent, page_size=1000, page_token=t)
+        ),
+        "emergency_plans",
+    )
+
+
+async def _create_emergency_plan(
+    s: Stubs, parent: str, key: str, message: Any, request_id: str
+) -> Any:
+    return await s.plans.CreateEmergencyPlan(
+        plans_pb.CreateEmergencyPlanRequest(
+            parent=parent, emergency_plan=message, request_id=request_id
+        )
+    )
+
+
+async def _list_service_plans(s: Stubs, parent: str) -> list[Any]:
+    return await _pages(
+        lambda t: s.plans.ListServicePlans(
+            plans_pb.ListServicePlansRequest(parent=parent, page_size=1000, page_token=t)
+        ),
+        "service_plans",
+    )
+
+
+async def _create_service_plan(
+    s: Stubs, parent: str, key: str, message: Any, request_id: str
+) -> Any:
+    return await s.plans.CreateServicePlan(
+        plans_pb.CreateServicePlanRequest(
+            parent=parent, service_plan=message, request_id=request_id
+        )
+    )
+
+
+# ---- empower ---------------------------------------------------------------------------
+
+
+async def _list_forms(s: Stubs, parent: str) -> list[Any]:
+    return list((await s.forms.ListForms(forms_pb.ListFormsRequest(parent=parent))).forms)
+
+
+async def _create_form(s: Stubs, parent: str, key: str, message: Any, _: str) -> Any:
+    return await s.forms.CreateForm(
+        forms_pb.CreateFormRequest(parent=parent, form=message, form_id=key)
+    )
+
+
+async def _list_report_templates(s: Stubs, parent: str) -> list[Any]:
+    found = await s.forms.ListReportTemplates(forms_pb.ListReportTemplatesRequest(parent=parent))
+    return list(found.report_templates)
+
+
+async def _create_report_template(s: Stubs, parent: str, key: str, message: Any, _: str) -> Any:
+    return await s.forms.CreateReportTemplate(
+        forms_pb.CreateReportTemplateRequest(
+            parent=parent, report_template=message, report_template_id=key
+        )
+    )
+
+
+async def _list_points_rules(s: Stubs, parent: str) -> list[Any]:
+    found = await s.points.ListPointsRules(points_pb.ListPointsRulesRequest(parent=parent))
+    return list(found.points_rules)
+
+
+async def _create_points_rule(s: Stubs, parent: str, key: str, message: Any, _: str) -> Any:
+    return await s.points.CreatePointsRule(
+        points_pb.CreatePointsRuleRequest(parent=parent, points_rule=message)
+    )
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind(
+            "map.layers",
+            map_pb.Layer,
+            "layers",
+            _list_layers,
+            _create_layer,
+            delete=_delete_layer,
+        ),
+        Kind(
+            "events.categories",
+            events_pb.Category,
+            "categories",
+            _list_categories,
+            _create_category,
+            key_field="code",
+            upsert=True,
+        ),
+        Kind(
+            "twin.models", twin_pb.Model, "models", _list_models, _create_model, key_field="modelId"
+        ),
+        Kind(
+            "twin.rules", twin_pb.Rule, "rules", _list_rules, _create_rule, delete=_delete_twin_rule
+        ),
+        Kind(
+            "command.routing_rules",
+            command_pb.RoutingRule,
+            "routingRules",
+            _list_routing_rules,
+            _create_routing_rule,
+            delete=_delete_routing_rule,
+        ),
+        Kind(
+            "command.emergency_plans",
+            plans_pb.EmergencyPlan,
+            "emergencyPlans",
+            _list_emergency_plans,
+            _create_emergency_plan,
+            keyed=False,
+        ),
+        Kind(
+            "command.service_plans",
+            plans_pb.ServicePlan,
+            "servicePlans",
+            _list_service_plans,
+            _create_service_plan,
+            keyed=False,
+        ),
+        Kind("empower.forms", forms_pb.Form, "forms", _list_forms, _create_form),
+        Kind(
+            "empower.report_templates",
+            forms_pb.ReportTemplate,
+            "reportTemplates",
+            _list_report_templates,
+            _create_report_template,
+        ),
+        Kind(
+            "empower.points_rules",
+            points_pb.PointsRule,
+            "pointsRules",
+            _list_points_rules,
+            _create_points_rule,
+            keyed=False,
+        ),
+    )
+}

@@ -1,0 +1,408 @@
+"""The plan: what applying a manifest to a village would change, worked out without I/O.
+
+Inputs are what the composer read (the village's resources of each kind, this
+scenario's install record and the other scenarios' records); the output is a list of
+actions a reader checks like `terraform plan`:
+
+    + create   ~ change in place   -/+ replace   - delete   . release (left in place)
+    = unchanged
+
+Ownership is the install record's (ADR 25): a resource another installed scenario
+also lists is shared and never deleted or changed by one of them; a resource that was
+in the village before any scenario is used but never owned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from scenarios.composer.kinds import KINDS, Kind
+from scenarios.composer.manifest import KINDS as ORDER
+from scenarios.composer.manifest import Declared, Manifest, ManifestError, render
+from services.kit import tenancy
+
+
+class Op(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    RELEASE = "release"
+    KEEP = "keep"
+
+
+SYMBOLS = {
+    Op.CREATE: "+",
+    Op.UPDATE: "~",
+    Op.REPLACE: "-/+",
+    Op.DELETE: "-",
+    Op.RELEASE: ".",
+    Op.KEEP: "=",
+}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A resource as an install record lists it."""
+
+    name: str
+    kind: str
+    key: str
+    digest: str
+    owned: bool
+
+
+@dataclass(frozen=True)
+class Record:
+    """A scenario's install record in a village, as read from empower's catalog."""
+
+    name: str
+    scenario: str
+    version: str
+    complete: bool
+    settings: Mapping[str, Any]
+    resources: tuple[Recorded, ...]
+
+
+@dataclass(frozen=True)
+class Desired:
+    """A declared resource with the village's settings filled in."""
+
+    declared: Declared
+    message: Message
+    digest: str
+    written: tuple[str, ...]  # the fields the manifest wrote (JSON names), compared
+
+
+@dataclass(frozen=True)
+class Action:
+    op: Op
+    kind: str
+    key: str
+    name: str  # the resource's name; empty for a server-named one not made yet
+    digest: str = ""
+    owned: bool = True
+    fields: tuple[str, ...] = ()  # what differs, for ~ and -/+
+    note: str = ""
+    desired: Desired | None = None
+
+    @property
+    def symbol(self) -> str:
+        return SYMBOLS[self.op]
+
+    def line(self) -> str:
+        label = self.name or f"{self.kind}/{self.key} (named by the service)"
+        extra = f" ({', '.join(self.fields)})" if self.fields else ""
+        note = f"  # {self.note}" if self.note else ""
+        return f"  {self.symbol:>3} {self.kind} {self.key}: {label}{extra}{note}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What apply (or uninstall) would do to one village for one scenario."""
+
+    village: str
+    scenario: str
+    from_version: str  # empty when not installed
+    to_version: str  # empty for an uninstall
+    settings: Mapping[str, Any]
+    actions: tuple[Action, ...]
+    record: Record | None = None
+    warnings: tuple[str, ...] = ()
+    blockers: tuple[str, ...] = ()
+
+    @property
+    def uninstall(self) -> bool:
+        return not self.to_version
+
+    @property
+    def changes(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.op != Op.KEEP)
+
+    @property
+    def record_changes(self) -> bool:
+        """Whether empower's install record must be written."""
+        if self.uninstall:
+            return self.record is not None
+        r = self.record
+        return (
+            r is None
+            or not r.complete
+            or r.version != self.to_version
+            or dict(r.settings) != dict(self.settings)
+            or {(x.kind, x.key, x.name, x.digest, x.owned) for x in r.resources}
+            != {(a.kind, a.key, a.name, a.digest, a.owned) for a in self.kept()}
+        )
+
+    @property
+    def empty(self) -> bool:
+        """Applying it would change nothing at all."""
+        return not self.changes and not self.record_changes
+
+    def kept(self) -> list[Action]:
+        """The resources the record lists once the plan is applied."""
+        return [a for a in self.actions if a.op not in (Op.DELETE, Op.RELEASE)]
+
+    def counts(self) -> dict[str, int]:
+        found = {op.value: 0 for op in Op}
+        for a in self.actions:
+            found[a.op.value] += 1
+        return found
+
+    def render(self) -> str:
+        """The plan as a reader checks it before applying."""
+        if self.uninstall:
+            head = f"uninstall {self.scenario} {self.from_version} from {self.village}"
+        elif self.from_version and self.from_version != self.to_version:
+            head = (
+                f"upgrade {self.scenario} {self.from_version} -> {self.to_version} "
+                f"in {self.village}"
+            )
+        else:
+            head = f"install {self.scenario} {self.to_version} in {self.village}"
+        lines = [head]
+        if self.record is not None and not self.record.complete:
+            lines.append("  (the last apply stopped half-way: this one finishes it)")
+        lines += [a.line() for a in self.actions]
+        lines += [f"  ! {b}" for b in self.blockers]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        c = self.counts()
+        lines.append(
+            f"Plan: {c['create']} to create, {c['update']} to change, {c['replace']} to replace, "
+            f"{c['delete']} to delete, {c['release']} to release, {c['keep']} unchanged."
+        )
+        if self.empty:
+            lines.append("Nothing to do: the village is as the manifest says.")
+        return "\n".join(lines)
+
+
+class PlanBlocked(ManifestError):
+    """The plan cannot be applied (a shared resource would change, or a kind cannot)."""
+
+
+def digest_of(kind: str, key: str, spec: Mapping[str, Any]) -> str:
+    text = json.dumps([kind, key, spec], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def desired_of(manifest: Manifest, settings: Mapping[str, Any], parent: str) -> list[Desired]:
+    """Every declared resource rendered for the village, parsed as its component's message."""
+    values = {**settings, "tenant": parent, "village": tenancy.parse_parent(parent)}
+    found: list[Desired] = []
+    for declared in manifest.resources:
+        kind = KINDS[declared.kind]
+        spec = render(declared.spec, values)
+        try:
+            message = kind.parse(spec, declared.key)
+        except json_format.ParseError as exc:
+            raise ManifestError(declared.path, str(exc), manifest.source) from None
+        written = tuple(_json_name(message, k) for k in spec)
+        if kind.key_field:
+            written += (_json_name(message, kind.key_field),)
+        found.append(
+            Desired(declared, message, digest_of(declared.kind, declared.key, spec), written)
+        )
+    return found
+
+
+def _json_name(message: Message, key: str) -> str:
+    for f in message.DESCRIPTOR.fields:
+        if key in (f.name, f.json_name):
+            return f.json_name
+    return key
+
+
+def _as_dict(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
+def _covers(have: Any, want: Any) -> bool:
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(_covers(have.get(k), v) for k, v in want.items())
+    if isinstance(want, list):
+        return (
+            isinstance(have, list)
+            and len(have) == len(want)
+            and all(_covers(h, w) for h, w in zip(have, want, strict=True))
+        )
+    if isinstance(want, float) or isinstance(have, float):
+        try:
+            return math.isclose(float(have), float(want), rel_tol=1e-9, abs_tol=1e-9)
+        except (TypeError, ValueError):
+            return False
+    return bool(have == want)
+
+
+def differences(desired: Desired, actual: Message) -> tuple[str, ...]:
+    """The written fields whose value the resource does not have. A top-level field the
+    manifest sets to its default counts; inside nested messages only what is set does
+    (the component may fill in defaults of its own there)."""
+    set_fields = json_format.MessageToDict(desired.message)
+    every_field = _as_dict(desired.message)
+    have = _as_dict(actual)
+    return tuple(
+        k
+        for k in desired.written
+        if not _covers(have.get(k), set_fields.get(k, every_field.get(k)))
+    )
+
+
+def _own(parent: str, name: str) -> bool:
+    return name.startswith(parent + "/")
+
+
+def diff(
+    parent: str,
+    scenario: str,
+    to_version: str,
+    settings: Mapping[str, Any],
+    desired: Sequence[Desired],
+    actual: Mapping[str, Mapping[str, Message]],
+    record: Record | None,
+    others: Iterable[Record],
+) -> Plan:
+    """The plan for `desired` (empty for an uninstall) against what is in place."""
+    others = list(others)
+    users: dict[str, list[str]] = {}
+    for other in others:
+        for r in other.resources:
+            users.setdefault(r.name, []).append(other.scenario)
+    shared_named = {(r.kind, r.key, r.digest): r.name for o in others for r in o.resources}
+    mine = {(r.kind, r.key): r for r in (record.resources if record else ())}
+    actions: list[Action] = []
+    blockers: list[str] = []
+    wanted: set[tuple[str, str]] = set()
+    for d in desired:
+        kind = KINDS[d.declared.kind]
+        key = d.declared.key
+        wanted.add((kind.name, key))
+        before = mine.get((kind.name, key))
+        name, current = _find(kind, parent, d, before, actual, shared_named)
+        owned = before.owned if before is not None else current is None
+        if current is None:
+            actions.append(Action(Op.CREATE, kind.name, key, name, d.digest, True, desired=d))
+            continue
+        changed = differences(d, current)
+        if not changed:
+            note = f"shared with {', '.join(sorted(users[name]))}" if name in users else ""
+            if not owned and name not in users:
+                note = "was in the village already; used, not owned"
+            actions.append(
+                Action(Op.KEEP, kind.name, key, name, d.digest, owned, note=note, desired=d)
+            )
+            continue
+        if name in users:
+            blockers.append(
+                f"{kind.name} {key} ({name}) is shared with {', '.join(sorted(users[name]))} "
+                f"and differs in {', '.join(changed)}; give it another id"
+            )
+            continue
+        if not owned:
+            blockers.append(
+                f"{kind.name} {key} ({name}) was in the village before this scenario and "
+                f"differs in {', '.join(changed)}; it is left as it is: give the manifest's "
+                "resource another id"
+            )
+            continue
+        if kind.upsert:
+            op, note = Op.UPDATE, ""
+        elif kind.delete is not None:
+            op, note = Op.REPLACE, "the component changes it by delete and create"
+        elif not kind.keyed:
+            op, note = Op.REPLACE, "a new one is made; the old one is released"
+        else:
+            blockers.append(
+                f"{kind.name} {key} ({name}) differs in {', '.join(changed)} but the "
+                f"{kind.name.split('.')[0]} component cannot change or delete it; "
+                "give it another id"
+            )
+            continue
+        actions.append(Action(op, kind.name, key, name, d.digest, True, changed, note, desired=d))
+    for r in record.resources if record else ():
+        if (r.kind, r.key) in wanted:
+            continue
+        kind = KINDS[r.kind]
+        present = r.name in actual.get(r.kind, {})
+        if r.name in users:
+            op, note = Op.RELEASE, f"still used by {', '.join(sorted(users[r.name]))}"
+        elif not present:
+            op, note = Op.RELEASE, "already gone"
+        elif not r.owned:
+            op, note = Op.RELEASE, "was in the village before; left to whoever made it"
+        elif kind.delete is None:
+            op, note = Op.RELEASE, f"the {r.kind.split('.')[0]} component has no delete; left"
+        else:
+            op, note = Op.DELETE, ""
+        actions.append(Action(op, r.kind, r.key, r.name, r.digest, r.owned, note=note))
+    actions.sort(key=_order)
+    return Plan(
+        village=parent,
+        scenario=scenario,
+        from_version=record.version if record else "",
+        to_version=to_version,
+        settings=dict(settings),
+        actions=tuple(actions),
+        record=record,
+        blockers=tuple(blockers),
+    )
+
+
+def _find(
+    kind: Kind,
+    parent: str,
+    d: Desired,
+    before: Recorded | None,
+    actual: Mapping[str, Mapping[str, Message]],
+    shared_named: Mapping[tuple[str, str, str], str],
+) -> tuple[str, Message | None]:
+    """The resource's name and its current state, if it exists."""
+    present = actual.get(kind.name, {})
+    if kind.keyed:
+        name = kind.name_of(parent, d.declared.key)
+        return name, present.get(name)
+    if before is not None and before.name in present:
+        return before.name, present[before.name]
+    named = shared_named.get((kind.name, d.declared.key, d.digest))
+    if named and named in present:
+        return named, present[named]
+    # Made by an apply that stopped before recording it, or by hand: same display name.
+    title = getattr(d.message, "display_name", "")
+    for name, message in present.items():
+        if title and getattr(message, "display_name", "") == title:
+            return name, message
+    return "", None
+
+
+def _order(action: Action) -> tuple[int, int]:
+    position = ORDER.index(action.kind)
+    if action.op in (Op.DELETE, Op.RELEASE):
+        return (1, -position)
+    return (0, position)
+
+
+def own_only(parent: str, listed: Iterable[Message]) -> dict[str, Message]:
+    """The resources defined at the village itself (lists also show inherited ones)."""
+    return {m.name: m for m in listed if _own(parent, m.name)}  # type: ignore[attr-defined]
+
+
+__all__ = [
+    "Action",
+    "Desired",
+    "Op",
+    "Plan",
+    "PlanBlocked",
+    "Record",
+    "Recorded",
+    "desired_of",
+    "diff",
+    "own_only",
+]
