@@ -61,7 +61,7 @@ proto: $(STAMP)
 lint: $(STAMP) $(BUF)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy services gateway sdk/grassroots_sdk
+	$(VENV)/bin/mypy services gateway sdk/grassroots_sdk scenarios
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	$(BUF) breaking --against $(CONTRACT_BASELINE)

@@ -155,6 +155,8 @@ class StackConfig:
                 defaults[prefix + "SEED_FILE"] = str(self.map_file)
             if process == "empower":
                 defaults[prefix + "DATABASE"] = str(self.data_dir / "empower.sqlite3")
+                # Points pay for command's facts: read the log events and command share.
+                defaults[prefix + "BUS_URL"] = str(self.data_dir / "events-bus.sqlite3")
                 # The catalog reads the gateway's routes and calls per village there.
                 defaults[prefix + "GATEWAY_URL"] = self.gateway_url
                 for name in ("GRASSROOTS_EMPOWER_SEAL_KEYS", "GRASSROOTS_EMPOWER_INDEX_KEY"):

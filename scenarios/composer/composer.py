@@ -261,12 +261,17 @@ class Composer:
         records = [_record(m) for m in await self._records(village)]
         mine = next((r for r in records if r.scenario == manifest.id), None)
         others = [r for r in records if r.scenario != manifest.id]
-        if overrides is None:
-            overrides = {k: v for k, v in (mine.settings if mine else {}).items()}
-            overrides = {k: v for k, v in overrides.items() if k in manifest.settings}
+        if overrides is None:  # keep what the village chose, where the version still has it
+            overrides = {
+                k: _typed(manifest, k, v)
+                for k, v in (mine.settings if mine else {}).items()
+                if k in manifest.settings
+            }
         settings = resolve_settings(manifest, overrides)
         desired = desired_of(manifest, settings, parent)
-        kinds = {d.declared.kind for d in desired} | {r.kind for r in (mine.resources if mine else ())}
+        kinds = {d.declared.kind for d in desired} | {
+            r.kind for r in (mine.resources if mine else ())
+        }
         actual, missing = await asyncio.gather(
             self._actual(parent, kinds), self._roles_missing(parent, manifest.handler_roles)
         )
@@ -390,7 +395,7 @@ class Composer:
     async def _step(self, action: Action, parent: str) -> Action:
         kind = KINDS[action.kind]
         try:
-            if action.op == Op.DELETE or (action.op == Op.REPLACE and kind.keyed):
+            if action.op == Op.DELETE or (action.op == Op.REPLACE and kind.delete is not None):
                 assert kind.delete is not None
                 await _unless(kind.delete(self.stubs, action.name), grpc.StatusCode.NOT_FOUND)
                 if action.op == Op.DELETE:
@@ -405,6 +410,17 @@ class Composer:
             raise _apply_error(action, exc) from None
         name = getattr(made, "name", "") if made is not None else ""
         return Action(**{**action.__dict__, "name": name or action.name})
+
+
+def _typed(manifest: Manifest, name: str, value: Any) -> Any:
+    """A recorded override as its setting's type (the record's JSON numbers are floats)."""
+    if (
+        manifest.settings[name].type == "integer"
+        and isinstance(value, float)
+        and value.is_integer()
+    ):
+        return int(value)
+    return value
 
 
 def _named(action: Action, done: Sequence[Action]) -> Action:

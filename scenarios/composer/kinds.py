@@ -268,6 +268,10 @@ async def _list_points_rules(s: Stubs, parent: str) -> list[Any]:
     return list(found.points_rules)
 
 
+async def _delete_points_rule(s: Stubs, name: str) -> None:
+    await s.points.DeletePointsRule(points_pb.DeletePointsRuleRequest(name=name))
+
+
 async def _create_points_rule(s: Stubs, parent: str, key: str, message: Any, _: str) -> Any:
     return await s.points.CreatePointsRule(
         points_pb.CreatePointsRuleRequest(parent=parent, points_rule=message)
@@ -339,6 +343,7 @@ KINDS: dict[str, Kind] = {
             _list_points_rules,
             _create_points_rule,
             keyed=False,
+            delete=_delete_points_rule,
         ),
     )
 }

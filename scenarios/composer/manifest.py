@@ -94,6 +94,9 @@ class Setting:
         types = _PY_TYPES[self.type]
         if (isinstance(value, bool) and self.type != "boolean") or not isinstance(value, types):
             raise ManifestError(path, f"must be of type {self.type}, not {type(value).__name__}")
+        return self._bounded(value, path)
+
+    def _bounded(self, value: Any, path: str) -> Any:
         if self.minimum is not None and value < self.minimum:
             raise ManifestError(path, f"must be at least {self.minimum:g}")
         if self.maximum is not None and value > self.maximum:

@@ -189,8 +189,11 @@ class PlanBlocked(ManifestError):
     """The plan cannot be applied (a shared resource would change, or a kind cannot)."""
 
 
-def digest_of(kind: str, key: str, spec: Mapping[str, Any]) -> str:
-    text = json.dumps([kind, key, spec], sort_keys=True, separators=(",", ":"), default=str)
+def digest_of(kind: str, key: str, message: Message) -> str:
+    """A short hash of the specification as the component's message (so 80 and 80.0,
+    or a field spelt in snake_case or camelCase, are one specification)."""
+    body = json_format.MessageToDict(message)
+    text = json.dumps([kind, key, body], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -209,7 +212,7 @@ def desired_of(manifest: Manifest, settings: Mapping[str, Any], parent: str) -> 
         if kind.key_field:
             written += (_json_name(message, kind.key_field),)
         found.append(
-            Desired(declared, message, digest_of(declared.kind, declared.key, spec), written)
+            Desired(declared, message, digest_of(declared.kind, declared.key, message), written)
         )
     return found
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import empty_pb2, json_format
 
 from grassroots.empower.v1 import catalog_service_pb2 as pb
@@ -65,6 +67,7 @@ def installation_to_proto(installation: Installation) -> pb.Installation:
         catalog_item=installation.catalog_item,
         installer=installation.installer,
         create_time=to_timestamp(installation.create_time),
+        update_time=to_timestamp(installation.update_time),
         version=details.version,
         state=_STATES[details.state],
         resources=[
@@ -74,9 +77,8 @@ def installation_to_proto(installation: Installation) -> pb.Installation:
             for r in details.resources
         ],
     )
-    message.settings.update(dict(details.settings))
-    if installation.update_time is not None:
-        message.update_time.CopyFrom(to_timestamp(installation.update_time))
+    settings: dict[str, Any] = dict(details.settings)
+    message.settings.update(settings)
     return message
 
 

@@ -5,6 +5,8 @@ Balances, caps, idempotency and tenancy are decided in `services.empower.domain.
 
 from __future__ import annotations
 
+from google.protobuf import empty_pb2
+
 from grassroots.empower.v1 import points_service_pb2 as pb
 from grassroots.empower.v1 import points_service_pb2_grpc as pb_grpc
 from services.empower.domain.points import PointsLedger
@@ -152,6 +154,15 @@ class PointsServicer(pb_grpc.PointsServiceServicer):
             require_principal(), tenancy.parse_parent(request.parent)
         )
         return pb.ListPointsRulesResponse(points_rules=[rule_to_proto(r) for r in rules])
+
+    async def DeletePointsRule(
+        self, request: pb.DeletePointsRuleRequest, context: object
+    ) -> empty_pb2.Empty:
+        tenant, rule_id = tenancy.parse_child_name(request.name, "pointsRules")
+        if tenant is None:
+            raise InvalidArgument.field("name", "names one tenant's rule, not the wildcard '-'")
+        await self.ledger.delete_rule(require_principal(), tenant, rule_id)
+        return empty_pb2.Empty()
 
     async def CreditPoints(
         self, request: pb.CreditPointsRequest, context: object

@@ -89,7 +89,7 @@ class Platform:
     clock_file: Path
     cells: list[Cell]
     used_file: Path | None = None  # cells taken, kept across processes that attach
-    _used: set[str] = field(default_factory=set)
+    _given: list[str] = field(default_factory=list)
     _tokens: dict[str, str] = field(default_factory=dict)
 
     # ---- who calls ----------------------------------------------------------------------
@@ -164,19 +164,45 @@ class Platform:
         )
         return str(found["user"])
 
+    # ---- what happened ------------------------------------------------------------------
+
+    def events(self, village: str = XINGMING, **query: str) -> list[dict[str, Any]]:
+        """Events of a village as the town sees them (`category=`, `grid_cell=`, `state=`)."""
+        listed = self.town_app().ok(
+            "GET", f"/v1/tenants/{tenancy.path_to_id(village)}/events", params=query
+        )
+        return list(listed["events"])
+
+    def task_of(self, event: str, within: float = 20.0) -> dict[str, Any]:
+        """The task command made for an event (waits for dispatch)."""
+        village_id = event.split("/")[1]
+        town = self.town_app()
+
+        def find() -> dict[str, Any] | None:
+            tasks = town.ok("GET", f"/v1/tenants/{village_id}/tasks", params={"event": event})
+            return next(iter(tasks["tasks"]), None)
+
+        return eventually(find, within)
+
     # ---- where --------------------------------------------------------------------------
 
     def cell(self, village: str = XINGMING) -> Cell:
-        """A grid cell no other test of the session (or of an attached platform) has used."""
+        """A grid cell of the village no other test has been given yet, or, once every
+        cell has been given, the one given longest ago (so tests rarely meet)."""
+        given: list[str] = []
         if self.used_file is not None and self.used_file.exists():
-            self._used.update(self.used_file.read_text().split())
-        for c in self.cells:
-            if c.village == village and c.cell_id not in self._used:
-                self._used.add(c.cell_id)
-                if self.used_file is not None:
-                    self.used_file.write_text("\n".join(sorted(self._used)))
-                return c
-        raise AssertionError(f"no unused grid cell left in {village}")
+            given = self.used_file.read_text().split()
+        given = given or self._given
+        ours = [c for c in self.cells if c.village == village]
+        if not ours:
+            raise AssertionError(f"no grid cell in {village}")
+        fresh = [c for c in ours if c.cell_id not in given]
+        chosen = fresh[0] if fresh else min(ours, key=lambda c: given.index(c.cell_id))
+        given = [g for g in given if g != chosen.cell_id] + [chosen.cell_id]
+        self._given = given
+        if self.used_file is not None:
+            self.used_file.write_text("\n".join(given))
+        return chosen
 
     # ---- time ---------------------------------------------------------------------------
 

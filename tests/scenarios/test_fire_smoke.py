@@ -44,32 +44,14 @@ def test_an_alarm_reaches_the_cells_grid_worker_and_escalates_after_five_minutes
     town = platform.town_app()
     event = eventually(
         lambda: next(
-            iter(
-                town.ok(
-                    "GET",
-                    f"/v1/tenants/{VILLAGE_ID}/events",
-                    params={"filter": f'category = "safety.smoke_alarm" AND grid_cell = "{cell.cell_id}"'},
-                )["events"]
-            ),
-            None,
+            iter(platform.events(category="safety.smoke_alarm", grid_cell=cell.cell_id)), None
         )
     )
     assert event["source"] == "twin_rule"
     assert (event["village"], event["grid_cell"]) == (XINGMING, cell.cell_id)
     assert event["severity"] == 5
 
-    task = eventually(
-        lambda: next(
-            iter(
-                town.ok(
-                    "GET",
-                    f"/v1/tenants/{VILLAGE_ID}/tasks",
-                    params={"filter": f'event = "{event["name"]}"'},
-                )["tasks"]
-            ),
-            None,
-        )
-    )
+    task = platform.task_of(event["name"])
     assert task["handler"] == platform.handler_user(XINGMING, cell.grid_worker)
     assert task["state"] == "assigned"  # offered, not yet accepted
     assert task["routing"]["routing_rule"].endswith("/routingRules/fire-smoke-alarm")

@@ -462,6 +462,28 @@ class ListPointsRulesResponse(_message.Message):
 Global___ListPointsRulesResponse: _TypeAlias = ListPointsRulesResponse  # noqa: Y015
 
 @_typing.final
+class DeletePointsRuleRequest(_message.Message):
+    """Request message for PointsService.DeletePointsRule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`tenants/{tenant}/pointsRules/{points_rule}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePointsRuleRequest: _TypeAlias = DeletePointsRuleRequest  # noqa: Y015
+
+@_typing.final
 class CreditPointsRequest(_message.Message):
     """Request message for PointsService.CreditPoints."""
 

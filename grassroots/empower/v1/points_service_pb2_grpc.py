@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from grassroots.empower.v1 import points_service_pb2 as grassroots_dot_empower_dot_v1_dot_points__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -61,6 +62,11 @@ class PointsServiceStub:
                 '/grassroots.empower.v1.PointsService/ListPointsRules',
                 request_serializer=grassroots_dot_empower_dot_v1_dot_points__service__pb2.ListPointsRulesRequest.SerializeToString,
                 response_deserializer=grassroots_dot_empower_dot_v1_dot_points__service__pb2.ListPointsRulesResponse.FromString,
+                _registered_method=True)
+        self.DeletePointsRule = channel.unary_unary(
+                '/grassroots.empower.v1.PointsService/DeletePointsRule',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_points__service__pb2.DeletePointsRuleRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.CreditPoints = channel.unary_unary(
                 '/grassroots.empower.v1.PointsService/CreditPoints',
@@ -121,6 +127,14 @@ class PointsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeletePointsRule(self, request, context):
+        """Deletes a rule of the caller's subtree: facts pay nothing more by it. Entries it
+        paid stay in the ledger, naming it. Needs points:write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreditPoints(self, request, context):
         """Credits points to an account by hand (staff awarding a good deed). The
         request_id is the idempotency key: a retry never pays twice. Needs points:write.
@@ -170,6 +184,11 @@ def add_PointsServiceServicer_to_server(servicer, server):
                     servicer.ListPointsRules,
                     request_deserializer=grassroots_dot_empower_dot_v1_dot_points__service__pb2.ListPointsRulesRequest.FromString,
                     response_serializer=grassroots_dot_empower_dot_v1_dot_points__service__pb2.ListPointsRulesResponse.SerializeToString,
+            ),
+            'DeletePointsRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePointsRule,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_points__service__pb2.DeletePointsRuleRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'CreditPoints': grpc.unary_unary_rpc_method_handler(
                     servicer.CreditPoints,
@@ -325,6 +344,33 @@ class PointsService:
             '/grassroots.empower.v1.PointsService/ListPointsRules',
             grassroots_dot_empower_dot_v1_dot_points__service__pb2.ListPointsRulesRequest.SerializeToString,
             grassroots_dot_empower_dot_v1_dot_points__service__pb2.ListPointsRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePointsRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.PointsService/DeletePointsRule',
+            grassroots_dot_empower_dot_v1_dot_points__service__pb2.DeletePointsRuleRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grassroots.empower.v1 import points_service_pb2 as _points_service_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -48,6 +49,10 @@ class PointsServiceStub:
     """
     ListPointsRules: _grpc.UnaryUnaryMultiCallable[_points_service_pb2.ListPointsRulesRequest, _points_service_pb2.ListPointsRulesResponse]
     """Lists the rules that apply to a tenant node (its own and its ancestors')."""
+    DeletePointsRule: _grpc.UnaryUnaryMultiCallable[_points_service_pb2.DeletePointsRuleRequest, _empty_pb2.Empty]
+    """Deletes a rule of the caller's subtree: facts pay nothing more by it. Entries it
+    paid stay in the ledger, naming it. Needs points:write.
+    """
     CreditPoints: _grpc.UnaryUnaryMultiCallable[_points_service_pb2.CreditPointsRequest, _points_service_pb2.LedgerEntry]
     """Credits points to an account by hand (staff awarding a good deed). The
     request_id is the idempotency key: a retry never pays twice. Needs points:write.
@@ -77,6 +82,10 @@ class PointsServiceAsyncStub(PointsServiceStub):
     """
     ListPointsRules: _aio.UnaryUnaryMultiCallable[_points_service_pb2.ListPointsRulesRequest, _points_service_pb2.ListPointsRulesResponse]  # type: ignore[assignment]
     """Lists the rules that apply to a tenant node (its own and its ancestors')."""
+    DeletePointsRule: _aio.UnaryUnaryMultiCallable[_points_service_pb2.DeletePointsRuleRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes a rule of the caller's subtree: facts pay nothing more by it. Entries it
+    paid stay in the ledger, naming it. Needs points:write.
+    """
     CreditPoints: _aio.UnaryUnaryMultiCallable[_points_service_pb2.CreditPointsRequest, _points_service_pb2.LedgerEntry]  # type: ignore[assignment]
     """Credits points to an account by hand (staff awarding a good deed). The
     request_id is the idempotency key: a retry never pays twice. Needs points:write.
@@ -133,6 +142,16 @@ class PointsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_points_service_pb2.ListPointsRulesResponse, _abc.Awaitable[_points_service_pb2.ListPointsRulesResponse]]:
         """Lists the rules that apply to a tenant node (its own and its ancestors')."""
+
+    @_abc_1.abstractmethod
+    def DeletePointsRule(
+        self,
+        request: _points_service_pb2.DeletePointsRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes a rule of the caller's subtree: facts pay nothing more by it. Entries it
+        paid stay in the ledger, naming it. Needs points:write.
+        """
 
     @_abc_1.abstractmethod
     def CreditPoints(

@@ -208,6 +208,12 @@ class PointsLedger:
         await self.store.insert_rule(caller.tenant, rule)
         return rule
 
+    async def delete_rule(self, caller: Principal, tenant: str, rule_id: str) -> None:
+        """Stop a rule paying; its past entries keep naming it."""
+        self._see(caller, tenant)
+        if not await self.store.delete_rule(caller.tenant, tenant, rule_id):
+            raise NotFound(f"points rule {rule_id!r} not found")
+
     async def list_rules(self, caller: Principal, tenant: str) -> list[Rule]:
         """The rules that apply in `tenant`: its own, and those of the nodes above it
         that the caller may see."""

@@ -34,6 +34,10 @@ class PointsStore(Protocol):
 
     async def insert_rule(self, scope: str, rule: Rule) -> None: ...
 
+    async def delete_rule(self, scope: str, tenant: str, rule_id: str) -> bool:
+        """False when the tenant has no such rule (in the scope)."""
+        ...
+
     async def rules_of(self, scope: str, tenants: Sequence[str]) -> list[Rule]:
         """Rules whose tenant is one of `tenants`, oldest first."""
         ...

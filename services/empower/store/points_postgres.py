@@ -159,6 +159,13 @@ class PostgresPointsStore:
         async with rls.scoped_transaction(self.pool, scope) as conn:
             await conn.execute(_q(rows.INSERT_RULE), rows.rule_values(rule))
 
+    async def delete_rule(self, scope: str, tenant: str, rule_id: str) -> bool:
+        where, args = rows.subtree(scope)
+        query = _q(f"DELETE FROM points_rules WHERE tenant = ? AND id = ? AND {where}")
+        async with rls.scoped_transaction(self.pool, scope) as conn:
+            cur = await conn.execute(query, (tenant, rule_id, *args))
+            return cur.rowcount > 0
+
     async def rules_of(self, scope: str, tenants: Sequence[str]) -> list[Rule]:
         if not tenants:
             return []

@@ -119,6 +119,13 @@ class SqlitePointsStore:
     async def insert_rule(self, scope: str, rule: Rule) -> None:
         await self.db.run(lambda conn: conn.execute(_q(rows.INSERT_RULE), rows.rule_values(rule)))
 
+    async def delete_rule(self, scope: str, tenant: str, rule_id: str) -> bool:
+        where, args = rows.subtree(scope)
+        query = _q(f"DELETE FROM points_rules WHERE tenant = ? AND id = ? AND {where}")
+        return await self.db.run(
+            lambda conn: conn.execute(query, (tenant, rule_id, *args)).rowcount > 0
+        )
+
     async def rules_of(self, scope: str, tenants: Sequence[str]) -> list[Rule]:
         if not tenants:
             return []

@@ -225,3 +225,26 @@ async def test_statement_pages_newest_first(ledger: PointsLedger) -> None:
     assert [e.amount for e in first + second] == [5, 4, 3, 2, 1]
     assert last == ""
     assert first[0].balance_after == 15
+
+
+async def test_a_deleted_rule_pays_nothing_more_and_its_entries_stay(ledger: PointsLedger) -> None:
+    rule = await ledger.create_rule(
+        STAFF,
+        XINGMING,
+        display_name="Volunteer task",
+        fact_type="task.resolved",
+        match={"task_kind": "volunteer"},
+        points=5,
+    )
+    paid = await ledger.apply_fact(fact("tasks/t9:1"))
+    with pytest.raises(NotFound):
+        await ledger.delete_rule(clerk(XIANGYANG, "points:write"), XINGMING, rule.id)
+
+    await ledger.delete_rule(STAFF, XINGMING, rule.id)
+
+    assert await ledger.list_rules(STAFF, XINGMING) == []
+    assert await ledger.apply_fact(fact("tasks/t9:2")) == []
+    account = await ledger.get_account(STAFF, XINGMING, paid[0].entry.account_id)
+    assert account.balance == 5
+    with pytest.raises(NotFound):
+        await ledger.delete_rule(STAFF, XINGMING, rule.id)

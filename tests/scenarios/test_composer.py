@@ -1,0 +1,160 @@
+"""The composer against the running platform: plans read like `terraform plan`, shared
+resources survive an uninstall, upgrades go through a plan, a failed apply says
+`incomplete` and the next apply finishes it. Works in Xiangyang, away from the loops."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from grassroots.command.v1 import command_service_pb2 as command_pb
+from grassroots.empower.v1 import catalog_service_pb2 as catalog_pb
+from grassroots.events.v1 import events_service_pb2 as events_pb
+from scenarios.composer import ApplyError, Composer, Op, catalog, parse
+from scenarios.composer.composer import _Acting, composer_principal
+from services.kit import tenancy
+from tests.scenarios.harness import XIANGYANG, Platform
+
+PARENT = tenancy.tenant_name(XIANGYANG)
+
+
+def manifest_data(scenario: str) -> dict[str, Any]:
+    path = catalog.SCENARIOS_DIR / scenario / "manifest.yaml"
+    return dict(yaml.safe_load(path.read_text()))
+
+
+async def _rule_names(composer: Composer) -> set[str]:
+    with _Acting(composer_principal(XIANGYANG)):
+        listed = await composer.stubs.command.ListRoutingRules(
+            command_pb.ListRoutingRulesRequest(parent=PARENT, page_size=1000)
+        )
+    return {r.name for r in listed.routing_rules}
+
+
+async def _category_names(composer: Composer) -> set[str]:
+    with _Acting(composer_principal(XIANGYANG)):
+        listed = await composer.stubs.events.ListCategories(
+            events_pb.ListCategoriesRequest(parent=PARENT, page_size=1000)
+        )
+    return {c.name for c in listed.categories}
+
+
+def test_uninstall_removes_what_one_scenario_owns_and_keeps_what_another_uses(
+    platform: Platform,
+):
+    # A second scenario that also needs the garbage category, exactly as citizen-report has it.
+    report = catalog.get("citizen-report")
+    volunteers = manifest_data("volunteer-hours")
+    garbage = next(c for c in manifest_data("citizen-report")["events"]["categories"])
+    volunteers["events"]["categories"].append(garbage)
+    volunteers["settings"].update(
+        {k: v for k, v in manifest_data("citizen-report")["settings"].items() if "duplicate" in k}
+    )
+    sharing = parse(volunteers, "volunteer-hours (sharing)")
+    category = f"{PARENT}/categories/environment.garbage"
+
+    async def work(composer: Composer) -> None:
+        first = await composer.apply(XIANGYANG, report)
+        assert first.state == "complete"
+        plan = await composer.plan(XIANGYANG, sharing)
+        shared = next(a for a in plan.actions if a.key == "environment.garbage")
+        assert shared.op == Op.KEEP and "shared with citizen-report" in shared.note
+        await composer.apply(XIANGYANG, sharing)
+
+        leaving = await composer.plan_uninstall(XIANGYANG, "citizen-report")
+        text = leaving.render()
+        assert text.startswith(f"uninstall citizen-report 1.0.0 from {PARENT}")
+        assert ". events.categories environment.garbage" in text
+        assert "still used by volunteer-hours" in text
+        assert "- command.routing_rules citizen-report-environment" in text
+        done = await composer.uninstall(XIANGYANG, "citizen-report")
+        assert done.state == "removed"
+
+        rules = await _rule_names(composer)
+        assert not any("/citizen-report-" in r for r in rules)
+        assert f"{PARENT}/routingRules/volunteer-hours-tasks" in rules
+        assert category in await _category_names(composer)
+        installed = {i.scenario: i for i in await composer.installed(XIANGYANG)}
+        assert "citizen-report" not in installed
+        assert installed["volunteer-hours"].state == "complete"
+        assert category in {r.name for r in installed["volunteer-hours"].resources}
+
+        # The district sees the village's installs in the adoption view.
+        with _Acting(composer_principal(XIANGYANG)):
+            adoption = await composer.stubs.catalog.GetAdoption(
+                catalog_pb.GetAdoptionRequest(name=f"{PARENT}/adoption")
+            )
+        node = next(n for n in adoption.nodes if n.tenant == XIANGYANG)
+        assert "catalogItems/scenario-volunteer-hours" in node.scenarios
+        assert "catalogItems/scenario-citizen-report" not in node.scenarios
+
+        await composer.uninstall(XIANGYANG, "volunteer-hours")
+        assert not any("/volunteer-hours-" in r for r in await _rule_names(composer))
+
+    platform.composer(work)
+
+
+def test_an_upgrade_is_planned_and_applied_keeping_the_villages_overrides(platform: Platform):
+    v1 = catalog.get("fire-smoke")
+    newer = manifest_data("fire-smoke")
+    newer["version"] = "1.1.0"
+    newer["settings"]["response_minutes"]["default"] = 3
+    newer["twin"]["rules"][0]["severity"] = 4
+    v2 = parse(newer, "fire-smoke 1.1.0")
+
+    async def work(composer: Composer) -> None:
+        await composer.apply(XIANGYANG, v1, {"smoke_trigger": 0.7})
+        plan = await composer.plan(XIANGYANG, v2)
+        text = plan.render()
+        assert text.startswith(f"upgrade fire-smoke 1.0.0 -> 1.1.0 in {PARENT}")
+        ops = {a.key + "/" + a.kind: a for a in plan.actions}
+        rule = ops["fire-smoke-alarm/command.routing_rules"]
+        assert rule.op == Op.REPLACE and set(rule.fields) == {"responseSla"}
+        twin_rule = ops["fire-smoke-alarm/twin.rules"]
+        assert twin_rule.op == Op.REPLACE and twin_rule.fields == ("severity",)
+        assert ops["safety.smoke_alarm/events.categories"].op == Op.UPDATE
+        assert plan.settings == {"smoke_trigger": 0.7}  # the village's override is kept
+
+        upgraded = await composer.upgrade(XIANGYANG, v2)
+        assert upgraded.state == "complete"
+        shown = await composer.show(XIANGYANG, "fire-smoke")
+        assert shown is not None and (shown.version, shown.state) == ("1.1.0", "complete")
+        assert (await composer.plan(XIANGYANG, v2)).empty
+        await composer.uninstall(XIANGYANG, "fire-smoke")
+
+    platform.composer(work)
+
+
+def test_a_failed_apply_is_recorded_incomplete_and_the_next_apply_finishes_it(
+    platform: Platform,
+):
+    broken = manifest_data("grid-patrol")
+    template = broken["empower"]["report_templates"][0]
+    nonsense = {"label": "Nonsense", "aggregate": "AGGREGATE_SUM", "field": "no_such_field"}
+    template["columns"] = [*copy.deepcopy(template["columns"]), nonsense]
+    bad = parse(broken, "grid-patrol (broken)")
+    good = catalog.get("grid-patrol")
+
+    async def work(composer: Composer) -> None:
+        with pytest.raises(ApplyError) as failed:
+            await composer.apply(XIANGYANG, bad)
+        assert failed.value.path.startswith("empower.report_templates[0].")
+        shown = await composer.show(XIANGYANG, "grid-patrol")
+        assert shown is not None and shown.state == "incomplete"
+        # What the first steps made is in place and recorded as this install's.
+        assert f"{PARENT}/categories/patrol.finding" in await _category_names(composer)
+        assert f"{PARENT}/categories/patrol.finding" in {r.name for r in shown.resources}
+
+        plan = await composer.plan(XIANGYANG, good)
+        assert "stopped half-way" in plan.render()
+        assert {a.op for a in plan.actions if a.kind != "empower.report_templates"} == {Op.KEEP}
+        finished = await composer.apply(XIANGYANG, good)
+        assert finished.state == "complete"
+        shown = await composer.show(XIANGYANG, "grid-patrol")
+        assert shown is not None and shown.state == "complete"
+        assert (await composer.plan(XIANGYANG, good)).empty
+
+    platform.composer(work)

@@ -1,0 +1,122 @@
+"""Manifests and overrides: every shipped manifest is valid, and every mistake is one error
+naming the path of the field at fault."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from scenarios.composer import ManifestError, catalog, parse
+from scenarios.composer.manifest import render, resolve_settings
+from scenarios.composer.plan import desired_of
+
+VILLAGE = "tenants/sh-jiading-anting-xingming"
+
+
+def shipped(scenario: str) -> dict[str, Any]:
+    import yaml
+
+    path = catalog.SCENARIOS_DIR / scenario / "manifest.yaml"
+    return dict(yaml.safe_load(path.read_text()))
+
+
+def test_every_shipped_manifest_is_valid_and_renders_for_a_village():
+    found = catalog.available()
+    assert {"citizen-report", "fire-smoke", "grid-patrol", "volunteer-hours"} <= set(found)
+    for manifest in found.values():
+        desired = desired_of(manifest, manifest.defaults(), VILLAGE)
+        assert len(desired) == len(manifest.resources) > 0
+        assert manifest.catalog_item == f"catalogItems/scenario-{manifest.id}"
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        (lambda m: m.pop("version"), "(manifest)"),
+        (lambda m: m.update(version="one"), "version"),
+        (lambda m: m.update(area="space"), "area"),
+        (lambda m: m["command"]["routing_rules"][0].pop("category"), "command.routing_rules[0]"),
+        (
+            lambda m: m["command"]["routing_rules"][0].update(id="Bad Id"),
+            "command.routing_rules[0].id",
+        ),
+        (
+            lambda m: m["settings"]["response_minutes"].update(default=0),
+            "settings.response_minutes.default",
+        ),
+        (
+            lambda m: m["settings"]["response_minutes"].update(type="float"),
+            "settings.response_minutes.type",
+        ),
+        (
+            lambda m: m["command"]["routing_rules"][0].update(handlerRole="${nobody}"),
+            "command.routing_rules[0].handlerRole",
+        ),
+        (lambda m: m.update(unknown=1), "(manifest)"),
+        (lambda m: m.update(components=["events"]), "components"),
+        (
+            lambda m: m["events"]["categories"].append(dict(m["events"]["categories"][0])),
+            "events.categories[1].id",
+        ),
+    ],
+)
+def test_a_bad_manifest_is_one_error_naming_the_field(change, path):
+    data = copy.deepcopy(shipped("fire-smoke"))
+    change(data)
+    with pytest.raises(ManifestError) as refused:
+        parse(data, "fire-smoke/manifest.yaml")
+    assert refused.value.path == path, str(refused.value)
+    assert str(refused.value).startswith(f"fire-smoke/manifest.yaml: {path}: ")
+
+
+def test_a_field_the_component_does_not_know_is_named_at_its_resource():
+    data = shipped("fire-smoke")
+    data["command"]["routing_rules"][0]["handlerRoll"] = "grid_worker"
+    manifest = parse(data)
+    with pytest.raises(ManifestError) as refused:
+        desired_of(manifest, manifest.defaults(), VILLAGE)
+    assert refused.value.path == "command.routing_rules[0]"
+    assert "handlerRoll" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path", "words"),
+    [
+        ({"response_minutes": 0}, "overrides.response_minutes", "at least 1"),
+        ({"response_minutes": 61}, "overrides.response_minutes", "at most 60"),
+        ({"response_minutes": "5"}, "overrides.response_minutes", "type integer"),
+        ({"response_minutes": True}, "overrides.response_minutes", "type integer"),
+        ({"handler_role": "mayor"}, "overrides.handler_role", "one of"),
+        ({"radius": 5}, "overrides.radius", "not a setting"),
+    ],
+)
+def test_a_bad_override_names_the_setting(overrides, path, words):
+    manifest = catalog.get("fire-smoke")
+    with pytest.raises(ManifestError) as refused:
+        resolve_settings(manifest, overrides)
+    assert refused.value.path == path
+    assert words in refused.value.message
+
+
+def test_settings_fill_in_typed_values_and_durations():
+    manifest = catalog.get("fire-smoke")
+    values = resolve_settings(manifest, {"response_minutes": 3, "smoke_trigger": 0.4})
+    assert values["handler_role"] == "grid_worker"  # the default
+    rule = next(d for d in manifest.resources if d.kind == "command.routing_rules")
+    spec = render(rule.spec, values)
+    assert spec["responseSla"] == "180s"
+    assert spec["handlerRole"] == "grid_worker"
+    twin = next(d for d in manifest.resources if d.kind == "twin.rules")
+    assert render(twin.spec, values)["threshold"]["trigger"] == 0.4
+    assert render("${village}/x ${tenant}", {"village": "a/b", "tenant": "tenants/a-b"}) == (
+        "a/b/x tenants/a-b"
+    )
+
+
+def test_an_unknown_scenario_names_the_known_ones():
+    with pytest.raises(ManifestError) as refused:
+        catalog.get("no-such-scenario")
+    assert refused.value.path == "scenario"
+    assert "fire-smoke" in refused.value.message
