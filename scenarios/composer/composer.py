@@ -3,7 +3,7 @@
 Everything goes through the components' public gRPC contracts with a signed principal
 (the kit's channels attach it), never their databases. Empower's catalog keeps the
 install record: version, the village's overrides, state and the resources the
-scenario owns or shares (ADR 25).
+scenario owns or shares (ADR 26).
 
 Apply is resumable. Before touching a component the record is written as
 `incomplete` with every resource the apply may make; each step is idempotent (keyed

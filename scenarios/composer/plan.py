@@ -7,7 +7,7 @@ actions a reader checks like `terraform plan`:
     + create   ~ change in place   -/+ replace   - delete   . release (left in place)
     = unchanged
 
-Ownership is the install record's (ADR 25): a resource another installed scenario
+Ownership is the install record's (ADR 26): a resource another installed scenario
 also lists is shared and never deleted or changed by one of them; a resource that was
 in the village before any scenario is used but never owned.
 """

@@ -114,7 +114,7 @@ class InstalledResource:
 @dataclass(frozen=True)
 class InstallDetails:
     """What the scenario composer records about an install: the version applied, whether
-    it finished, the village's settings and the resources it owns or shares (ADR 25)."""
+    it finished, the village's settings and the resources it owns or shares (ADR 26)."""
 
     version: str = ""
     state: InstallState = InstallState.UNSPECIFIED
