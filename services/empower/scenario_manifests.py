@@ -51,10 +51,12 @@ def _template(data: dict[str, Any], fallback_id: str) -> ScenarioTemplate:
 
 
 class ScenarioManifests:
-    """Reads the folder on each call: templates installed by copying files show up."""
+    """Looks at the folder on each call, so templates installed by copying files show up;
+    a file is parsed again only when it changed (each install checks the shelf)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._parsed: dict[Path, tuple[int, int, ScenarioTemplate]] = {}
 
     def _manifests(self) -> list[tuple[Path, str]]:
         if not self.folder.is_dir():
@@ -75,9 +77,18 @@ class ScenarioManifests:
         templates: dict[str, ScenarioTemplate] = {}
         for path, fallback in self._manifests():
             try:
-                template = _template(_load(path), fallback)
+                template = self._read(path, fallback)
             except (OSError, ValueError, yaml.YAMLError) as exc:
                 log.warning("scenario manifest %s left out: %s", path.name, exc)
                 continue
             templates.setdefault(template.template_id, template)
         return list(templates.values())
+
+    def _read(self, path: Path, fallback: str) -> ScenarioTemplate:
+        stat = path.stat()
+        kept = self._parsed.get(path)
+        if kept is not None and kept[:2] == (stat.st_mtime_ns, stat.st_size):
+            return kept[2]
+        template = _template(_load(path), fallback)
+        self._parsed[path] = (stat.st_mtime_ns, stat.st_size, template)
+        return template

@@ -87,6 +87,20 @@ def test_manifests_are_read_and_a_broken_one_is_left_out(tmp_path: Path):
     assert templates[0].version == "1.2.0"
 
 
+def test_a_manifest_is_parsed_again_only_when_it_changes(tmp_path: Path):
+    shelf = ScenarioManifests(write_scenarios(tmp_path / "scenarios"))
+    first = shelf.templates()
+    assert shelf.templates() == first
+    assert shelf.templates()[0] is first[0]  # unchanged: not parsed again
+    (tmp_path / "scenarios" / "elderly" / "manifest.yaml").write_text(
+        MANIFEST.replace("version: 1.2.0", "version: 1.3.0")
+    )
+    assert shelf.templates()[0].version == "1.3.0"
+    (tmp_path / "scenarios" / "new").mkdir()
+    (tmp_path / "scenarios" / "new" / "manifest.yaml").write_text("id: new\ntitle: New")
+    assert "new" in {t.template_id for t in shelf.templates()}
+
+
 def catalog_on(backend, folder: Path, usage=None) -> tuple[Catalog, Probe]:
     probe = Probe()
 
