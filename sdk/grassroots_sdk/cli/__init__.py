@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from grassroots_sdk.cli import events, layers
+from grassroots_sdk.cli import events, layers, scenario
 from grassroots_sdk.cli._common import Settings
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(events.app, name="events")
 app.add_typer(layers.app, name="layers")
+app.add_typer(scenario.app, name="scenario")
 
 
 @app.callback()

@@ -1,0 +1,91 @@
+"""`grassroots scenario ...` against a running platform: list, show, plan, install (twice
+changes nothing), a setting out of bounds, upgrade to a new manifest version, uninstall."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import XINGMING, XINGMING_ID, Platform
+from grassroots_sdk.cli import app
+from typer.testing import CliRunner
+
+from services.kit.components import NAMES
+
+runner = CliRunner()
+SCENARIO = "fire-smoke"
+SHIPPED = Path(__file__).resolve().parents[2] / "scenarios" / SCENARIO / "manifest.yaml"
+
+
+def scenario(platform: Platform, *args: str):
+    env = {
+        f"GRASSROOTS_{name.upper()}_ADDRESS": platform.stack.config.address(name) for name in NAMES
+    }
+    return runner.invoke(app, ["--json", "scenario", *args], env=env)
+
+
+def answer(result) -> object:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_list_and_show_read_the_shelf(platform: Platform) -> None:
+    shelf = answer(scenario(platform, "list"))
+    assert SCENARIO in {s["id"] for s in shelf}
+    shown = answer(scenario(platform, "show", SCENARIO))
+    assert shown["id"] == SCENARIO
+    assert shown["settings"]["response_minutes"]["default"] == 5
+
+
+def test_plan_install_again_upgrade_uninstall(platform: Platform, tmp_path: Path) -> None:
+    planned = answer(scenario(platform, "plan", SCENARIO, "--village", XINGMING_ID))
+    assert planned["village"] in (XINGMING, f"tenants/{XINGMING_ID}") and not planned["empty"]
+    assert {a["op"] for a in planned["actions"]} == {"create"}
+
+    installed = answer(
+        scenario(platform, "install", SCENARIO, "--village", XINGMING, "--set", "severity=4")
+    )
+    assert installed["state"] == "complete" and installed["done"] >= len(planned["actions"])
+
+    again = answer(scenario(platform, "plan", SCENARIO, "--village", XINGMING))
+    assert again["empty"], again  # the village keeps severity=4: nothing to do
+    listed = answer(scenario(platform, "list", "--village", XINGMING))
+    mine = next(s for s in listed if s["id"] == SCENARIO)["installed"]
+    assert mine["state"] == "complete" and mine["overrides"] == {"severity": 4}
+
+    newer = tmp_path / "manifest.yaml"
+    newer.write_text(
+        SHIPPED.read_text()
+        .replace("version: 1.0.0", "version: 1.1.0")
+        .replace("duplicateRadiusMeters: 20", "duplicateRadiusMeters: 30")
+    )
+    plan_up = answer(
+        scenario(platform, "plan", SCENARIO, "--village", XINGMING, "--manifest", str(newer))
+    )
+    assert (plan_up["from_version"], plan_up["to_version"]) == ("1.0.0", "1.1.0")
+    upgraded = answer(
+        scenario(platform, "upgrade", SCENARIO, "--village", XINGMING, "--manifest", str(newer))
+    )
+    assert upgraded["state"] == "complete"
+    assert upgraded["plan"]["settings"]["severity"] == 4  # the village's override kept
+
+    removed = answer(scenario(platform, "uninstall", SCENARIO, "--village", XINGMING))
+    assert removed["state"] == "removed"
+    listed = answer(scenario(platform, "list", "--village", XINGMING))
+    assert next(s for s in listed if s["id"] == SCENARIO)["installed"] is None
+
+
+def test_a_setting_out_of_bounds_is_one_line_naming_it(platform: Platform) -> None:
+    result = scenario(
+        platform, "plan", SCENARIO, "--village", XINGMING, "--set", "response_minutes=500"
+    )
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "response_minutes" in line and "60" in line
+
+
+def test_an_unknown_scenario_is_one_line(platform: Platform) -> None:
+    result = scenario(platform, "show", "no-such-scenario")
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "no-such-scenario" in line and line.startswith("error: ")
