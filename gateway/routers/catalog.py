@@ -18,6 +18,7 @@ from gateway.schemas.datasets import (
     InstallationCreate,
     InstallationList,
     InstallationOut,
+    InstalledResourceOut,
 )
 from grassroots.empower.v1 import catalog_service_pb2 as pb
 from grassroots.empower.v1 import empower_service_pb2 as empower_pb
@@ -63,6 +64,12 @@ def _installation(i: pb.Installation) -> InstallationOut:
         catalog_item=i.catalog_item,
         installer=i.installer,
         create_time=i.create_time.ToDatetime(tzinfo=UTC).isoformat(),
+        version=i.version,
+        state="incomplete" if i.state == pb.Installation.STATE_INCOMPLETE else "complete",
+        resources=[
+            InstalledResourceOut(name=r.name, kind=r.kind, key=r.key, owned=r.owned)
+            for r in i.resources
+        ],
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.schemas.contract import limited
 from grassroots.empower.v1 import catalog_service_pb2 as catalog_pb
@@ -138,11 +138,25 @@ class InstallationCreate(BaseModel):
     )
 
 
+class InstalledResourceOut(BaseModel):
+    name: str
+    kind: str
+    key: str
+    owned: bool = Field(description="made by this install; false: it was there before")
+
+
 class InstallationOut(BaseModel):
     name: str
     catalog_item: str
     installer: str
     create_time: str
+    version: str = Field("", description="the scenario's manifest version installed")
+    state: Literal["complete", "incomplete"] = Field(
+        "complete", description="incomplete: an apply stopped half-way; the next one finishes it"
+    )
+    resources: list[InstalledResourceOut] = Field(
+        default_factory=list, description="what the scenario put in place or uses"
+    )
 
 
 class InstallationList(BaseModel):

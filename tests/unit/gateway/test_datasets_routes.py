@@ -289,6 +289,8 @@ async def test_the_catalog_lists_components_scenarios_and_datasets_and_adoption(
         json={"catalog_item": "catalogItems/scenario-elderly-care"},
     )
     assert installed.status_code == 201, installed.text
+    assert installed.json()["state"] == "complete"  # a bare record, not the composer's
+    assert (installed.json()["version"], installed.json()["resources"]) == ("", [])
     again = await village.post(
         f"/v1/tenants/{VILLAGE_ID}/installations",
         json={"catalog_item": "catalogItems/scenario-elderly-care"},
