@@ -4,7 +4,8 @@ Xingming gets a water-level gauge at the east underpass, smoke detectors in two 
 buildings, a crowd counter at the market square, a water meter in the home of an
 elderly resident living alone, a muck truck and a parking lot, linked to the
 buildings and the household they belong to; rules that raise events (flooding above
-30 cm, smoke, the market crowd at level 3, no water used for 24 hours); and a day of
+30 cm, smoke, the market crowd at level 3, no water used for 24 hours, the muck
+truck more than 30 m off its licensed route, a map layer of its own); and a day of
 readings so that history has something to show. Entities and rules have fixed ids,
 so a second start finds them and adds nothing.
 
@@ -13,6 +14,7 @@ ALL READINGS HERE ARE INVENTED.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ import pyogrio
 import shapely
 from google.protobuf.duration_pb2 import Duration
 
+from grassroots.map.v1 import map_service_pb2 as map_pb
+from grassroots.map.v1 import map_service_pb2_grpc as map_grpc
 from grassroots.twin.v1 import twin_service_pb2 as pb
 from grassroots.twin.v1 import twin_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
@@ -35,9 +39,12 @@ INSTALLER = Principal(
     subject="services/demo-import",
     tenant=VILLAGE,
     kind="service",
-    scopes=frozenset({"twin:read", "twin:write", "twin:ingest"}),
+    scopes=frozenset({"twin:read", "twin:write", "twin:ingest", "map:read", "map:write"}),
 )
 SEED = 20261203
+ROUTE_LAYER = "muck-truck-route"
+# The muck truck's licensed route, metres from the anchor: along the village's east side.
+ROUTE = ((-150.0, 40.0), (40.0, 40.0), (40.0, 150.0))
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,22 @@ def _rules() -> list[tuple[str, pb.Rule]]:
             ),
         ),
         (
+            "muck-truck-off-route",
+            pb.Rule(
+                display_name="Muck truck off its licensed route",
+                entity_type="Vehicle",
+                property="position",
+                geofence=pb.Geofence(
+                    layer=f"{PARENT}/layers/{ROUTE_LAYER}",
+                    mode=pb.Geofence.MODE_OUTSIDE,
+                    buffer_meters=30,
+                    dwell=Duration(seconds=60),
+                ),
+                event_category="construction.illegal",
+                severity=3,
+            ),
+        ),
+        (
             "no-water-24h",
             pb.Rule(
                 display_name="No water used for 24 hours",
@@ -180,11 +203,50 @@ def anchor_of(demo_gpkg: Path) -> tuple[float, float]:
     return float(point.x), float(point.y)
 
 
-async def install(channel: grpc.aio.Channel, demo_gpkg: Path) -> int:
-    """The demo twin (once); returns how many entities were created now."""
+async def install_route(map_channel: grpc.aio.Channel, anchor: tuple[float, float]) -> None:
+    """The muck truck's licensed route as a layer of the village's map (once)."""
+    stub = map_grpc.MapServiceStub(map_channel)
+    metadata = INSTALLER.to_metadata()
+    try:
+        await stub.CreateLayer(
+            map_pb.CreateLayerRequest(
+                parent=PARENT,
+                layer_id=ROUTE_LAYER,
+                layer=map_pb.Layer(
+                    display_name="Muck truck licensed route",
+                    kind=map_pb.LAYER_KIND_ROUTE,
+                    geometry_type="LineString",
+                ),
+            ),
+            metadata=metadata,
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+        return
+    points = [_place(anchor, offset) for offset in ROUTE]
+    line = {"type": "LineString", "coordinates": [[p.longitude, p.latitude] for p in points]}
+    feature = {"type": "Feature", "id": "route-07", "geometry": line, "properties": {}}
+    await stub.ImportFeatures(
+        map_pb.ImportFeaturesRequest(
+            parent=f"{PARENT}/layers/{ROUTE_LAYER}",
+            data=json.dumps({"type": "FeatureCollection", "features": [feature]}).encode(),
+            format="geojson",
+        ),
+        metadata=metadata,
+    )
+
+
+async def install(
+    channel: grpc.aio.Channel, demo_gpkg: Path, map_channel: grpc.aio.Channel | None = None
+) -> int:
+    """The demo twin (once); returns how many entities were created now. With the map
+    service's channel, also the truck's route layer and its geofence rule."""
     anchor = anchor_of(demo_gpkg)
     stub = pb_grpc.TwinServiceStub(channel)
     metadata = INSTALLER.to_metadata()
+    if map_channel is not None:
+        await install_route(map_channel, anchor)
     created = 0
     for item in ENTITIES:
         entity = pb.Entity(
@@ -206,6 +268,8 @@ async def install(channel: grpc.aio.Channel, demo_gpkg: Path) -> int:
             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise
     for rule_id, rule in _rules():
+        if rule.HasField("geofence") and map_channel is None:
+            continue
         try:
             await stub.CreateRule(
                 pb.CreateRuleRequest(parent=PARENT, rule_id=rule_id, rule=rule), metadata=metadata

@@ -310,8 +310,11 @@ class Stack:
         signing.configure(signing.KeyRing.parse(self.config.dev_secrets()[signing.KEYS_VARIABLE]))
 
         async def run() -> int:
-            async with grpc.aio.insecure_channel(self.config.address("twin")) as channel:
-                return await demo_twin.install(channel, self.config.map_file)
+            async with (
+                grpc.aio.insecure_channel(self.config.address("twin")) as channel,
+                grpc.aio.insecure_channel(self.config.address("map")) as map_channel,
+            ):
+                return await demo_twin.install(channel, self.config.map_file, map_channel)
 
         return asyncio.run(run())
 

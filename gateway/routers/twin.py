@@ -341,13 +341,15 @@ async def list_twin_rules(
 async def create_twin_rule(
     tenant: TenantId, body: RuleCreate, request: Request, who: Who
 ) -> Response:
-    given = [c for c in (body.threshold, body.levels, body.inactivity) if c is not None]
-    if len(given) != 1:
+    conditions = (body.threshold, body.levels, body.inactivity, body.geofence)
+    if sum(c is not None for c in conditions) != 1:
         raise ApiError(
             400,
-            "give exactly one of threshold, levels, inactivity",
+            "give exactly one of threshold, levels, inactivity, geofence",
             violations=[
-                FieldViolation("threshold", "exactly one of threshold, levels, inactivity")
+                FieldViolation(
+                    "threshold", "exactly one of threshold, levels, inactivity, geofence"
+                )
             ],
         )
     rule = pb.Rule(
@@ -382,6 +384,19 @@ async def create_twin_rule(
         rule.inactivity.CopyFrom(
             pb.Inactivity(silence=Duration(seconds=body.inactivity.silence_seconds))
         )
+    elif body.geofence is not None:
+        g = body.geofence
+        rule.geofence.CopyFrom(
+            pb.Geofence(
+                layer=g.layer,
+                mode=pb.Geofence.MODE_OUTSIDE if g.mode == "outside" else pb.Geofence.MODE_INSIDE,
+                buffer_meters=g.buffer_meters,
+                dwell=Duration(seconds=g.dwell_seconds),
+            )
+        )
+        if g.stopped is not None:
+            rule.geofence.stopped.speed_property = g.stopped.speed_property
+            rule.geofence.stopped.at_most = g.stopped.at_most
     rpc = request.app.state.upstreams.twin.CreateRule(
         pb.CreateRuleRequest(parent=parent(tenant), rule=rule, rule_id=body.rule_id or ""),
         metadata=call_metadata(who),

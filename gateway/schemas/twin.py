@@ -106,8 +106,30 @@ class InactivityIn(BaseModel):
     silence_seconds: int
 
 
+class StoppedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    speed_property: str = limited(pb.Geofence.Stopped, "speed_property", examples=["speed_kmh"])
+    at_most: float = limited(pb.Geofence.Stopped, "at_most", 1.0)
+
+
+class GeofenceIn(BaseModel):
+    """A map layer the position must stay out of (`inside` fires) or within (`outside`
+    fires), optionally widened and held for a while, optionally only while stopped."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    layer: str = limited(
+        pb.Geofence, "layer", examples=["tenants/sh-jiading-anting-xingming/layers/truck-route"]
+    )
+    mode: Literal["inside", "outside"] = "inside"
+    buffer_meters: float = limited(pb.Geofence, "buffer_meters", 0.0)
+    dwell_seconds: int = 0
+    stopped: StoppedIn | None = None
+
+
 class RuleCreate(BaseModel):
-    """One of threshold, levels or inactivity."""
+    """One of threshold, levels, inactivity or geofence."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -120,3 +142,4 @@ class RuleCreate(BaseModel):
     threshold: ThresholdIn | None = None
     levels: LevelsIn | None = None
     inactivity: InactivityIn | None = None
+    geofence: GeofenceIn | None = None

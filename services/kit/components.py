@@ -56,7 +56,7 @@ COMPONENTS: dict[str, Component] = {
             ("grassroots.command.v1.CommandService", "grassroots.command.v1.PlansService"),
             ("events",),
         ),
-        Component("twin", 50054, 9104, ("grassroots.twin.v1.TwinService",), ("events",)),
+        Component("twin", 50054, 9104, ("grassroots.twin.v1.TwinService",), ("events", "map")),
         Component(
             "empower",
             50055,

@@ -15,7 +15,10 @@ import asyncio
 import contextlib
 import logging
 
+from services.kit.errors import FailedPrecondition, InvalidArgument
+from services.twin.domain.entities import Entity
 from services.twin.domain.ports import Alarm, EventSink, FactSink, TwinStore
+from services.twin.domain.rules import Rule
 from services.twin.domain.service import TwinHub
 
 log = logging.getLogger(__name__)
@@ -60,7 +63,7 @@ class AlarmRelay:
         if rule is None or entity is None:
             log.warning("alarm %s for a rule or entity that is gone; dropped", alarm.seq)
         elif alarm.kind == "fire":
-            event = await self.events.raise_event(alarm, rule, entity)
+            event = await self._raise(alarm, rule, entity)
         elif alarm.kind == "clear":
             made = await self.store.event_of(alarm.episode)
             if made:
@@ -68,6 +71,20 @@ class AlarmRelay:
         elif alarm.kind == "level":
             await self.facts.level_changed(alarm, rule)
         await self.store.alarm_delivered(alarm.seq, alarm.episode, event)
+
+    async def _raise(self, alarm: Alarm, rule: Rule, entity: Entity) -> str:
+        """The episode's event where the entity is now (a vehicle's latest position); a
+        position the events service refuses (a truck off its corridor may be outside
+        every village of its tenant) falls back to where the entity is registered, so
+        one refused place never holds up the alarms behind it."""
+        placed = await self.hub.placed(rule, entity)
+        if placed is entity:
+            return await self.events.raise_event(alarm, rule, entity)
+        try:
+            return await self.events.raise_event(alarm, rule, placed)
+        except (InvalidArgument, FailedPrecondition) as exc:
+            log.info("event of alarm %s placed at its entity instead: %s", alarm.seq, exc)
+            return await self.events.raise_event(alarm, rule, entity)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

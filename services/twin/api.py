@@ -190,6 +190,11 @@ def rule_to_proto(rule: Rule) -> pb.Rule:
     else:
         out.geofence.layer = cond.layer
         out.geofence.mode = pb.Geofence.Mode.ValueType(int(cond.mode))
+        out.geofence.buffer_meters = cond.buffer_m
+        out.geofence.dwell.FromMilliseconds(cond.dwell_ms)
+        if cond.speed_property:
+            out.geofence.stopped.speed_property = cond.speed_property
+            out.geofence.stopped.at_most = cond.stopped_at_most
     return out
 
 
@@ -207,12 +212,19 @@ def _condition(given: pb.Rule) -> Condition:
     if which == "inactivity":
         return Inactivity(given.inactivity.silence.ToMilliseconds())
     if which == "geofence":
-        mode = (
-            GeofenceMode.OUTSIDE
-            if given.geofence.mode == pb.Geofence.MODE_OUTSIDE
-            else GeofenceMode.INSIDE
+        g = given.geofence
+        mode = GeofenceMode.OUTSIDE if g.mode == pb.Geofence.MODE_OUTSIDE else GeofenceMode.INSIDE
+        stopped = g.stopped if g.HasField("stopped") else None
+        if stopped is not None and not stopped.speed_property:
+            raise InvalidArgument.field("rule.geofence.stopped.speed_property", "required")
+        return Geofence(
+            g.layer,
+            mode,
+            buffer_m=g.buffer_meters,
+            dwell_ms=g.dwell.ToMilliseconds(),
+            speed_property=stopped.speed_property if stopped else "",
+            stopped_at_most=stopped.at_most if stopped else 0.0,
         )
-        return Geofence(given.geofence.layer, mode)
     raise InvalidArgument.field("rule.condition", "one of threshold, levels, inactivity, geofence")
 
 

@@ -29,6 +29,12 @@ class TwinSettings(ServiceSettings):
         "", description="redis://host:port/db for the latest state; empty keeps it in memory"
     )
     events_address: str = Field("", description="host:port of the events service")
+    map_address: str = Field(
+        "", description="host:port of the map service; empty refuses geofence rules"
+    )
+    layer_recheck_seconds: float = Field(
+        60.0, gt=0, description="how often a kept geofence layer is checked for changes"
+    )
     bus_url: str = Field(
         "", description="redis://... or a file path; empty means a local log next to the database"
     )

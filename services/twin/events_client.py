@@ -18,7 +18,7 @@ from services.kit.principal import Principal
 from services.kit.status import domain_error_from
 from services.twin.domain.entities import Entity
 from services.twin.domain.ports import Alarm
-from services.twin.domain.rules import Rule
+from services.twin.domain.rules import Geofence, GeofenceMode, Rule
 
 SUBJECT = "services/twin"
 LEVEL_STREAM = "twin.level_changed"
@@ -30,6 +30,16 @@ def _when(ms: int) -> str:
 
 def _value(value: float) -> str:
     return "no reading" if math.isnan(value) else f"{value:g}"
+
+
+def _reading(rule: Rule, value: float) -> str:
+    """What the rule saw: a value, or for a geofence which side of its layer."""
+    cond = rule.condition
+    if not isinstance(cond, Geofence):
+        return f"{rule.watched} {_value(value)}"
+    inside = (value >= 0.5) == (cond.mode == GeofenceMode.INSIDE)
+    stopped = " (stopped)" if cond.speed_property and value >= 0.5 else ""
+    return f"{rule.watched} {'inside' if inside else 'outside'} {cond.layer}{stopped}"
 
 
 class EventsClient:
@@ -60,7 +70,7 @@ class EventsClient:
                 category=rule.event_category,
                 description=(
                     f"{what}: {entity.display_name or entity.entity_id} ({entity.entity_type}) "
-                    f"{rule.watched} {_value(alarm.value)} at {_when(alarm.at_ms)} "
+                    f"{_reading(rule, alarm.value)} at {_when(alarm.at_ms)} "
                     f"[{entity.name}]"
                 )[:2000],
                 location=geo_pb2.GeoPoint(
@@ -88,7 +98,7 @@ class EventsClient:
                     name=event,
                     text=(
                         f"Cleared: {rule.display_name or rule.rule_id} back to normal at "
-                        f"{_when(alarm.at_ms)} ({rule.watched} {_value(alarm.value)})."
+                        f"{_when(alarm.at_ms)} ({_reading(rule, alarm.value)})."
                     ),
                 ),
                 metadata=self._as_service(tenant).to_metadata(),

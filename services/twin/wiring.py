@@ -17,6 +17,7 @@ from services.twin.domain.ports import EventSink, LatestState, TwinStore
 from services.twin.domain.service import TwinHub
 from services.twin.events_client import BusFacts, EventsClient
 from services.twin.feeds import Feeds, start_feeds
+from services.twin.map_layers import MapLayers
 from services.twin.store.latest_memory import MemoryLatest
 from services.twin.store.sqlite import SqliteTwinStore
 
@@ -80,8 +81,15 @@ async def assemble(settings: TwinSettings, events: EventSink | None = None) -> T
     latest = await open_latest(settings, store)
     bus = open_bus(settings.bus_url or str(settings.database.with_name("twin-bus.sqlite3")))
     client = EventsClient(settings.events_address, settings.call_timeout_seconds)
+    layers = (
+        MapLayers(
+            settings.map_address, settings.call_timeout_seconds, settings.layer_recheck_seconds
+        )
+        if settings.map_address
+        else None
+    )
     relay_box: list[AlarmRelay] = []
-    hub = await TwinHub.open(store, latest, on_alarm=lambda: relay_box[0].wake())
+    hub = await TwinHub.open(store, latest, on_alarm=lambda: relay_box[0].wake(), layers=layers)
     relay = AlarmRelay(hub, store, events or client, BusFacts(bus))
     relay_box.append(relay)
     # One replica at a time delivers alarms, checks for silent devices and compacts the
@@ -117,6 +125,7 @@ async def assemble(settings: TwinSettings, events: EventSink | None = None) -> T
     closers: list[Callable[[], object]] = [
         stop_tasks,
         client.close,
+        *([layers.close] if layers is not None else []),
         bus.close,
         latest.close,
         store.close,

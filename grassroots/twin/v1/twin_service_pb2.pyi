@@ -1021,7 +1021,9 @@ Global___Inactivity: _TypeAlias = Inactivity  # noqa: Y015
 @_typing.final
 class Geofence(_message.Message):
     """Fires when a position is inside features of a map layer (a forbidden zone), or
-    outside all of them (a licensed corridor).
+    outside all of them (a licensed corridor). Evaluated on each position reading with
+    the readings' observed times; the layer's geometry is fetched from the map service
+    once and refreshed when the layer's `update_time` changes (checked every minute).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -1049,21 +1051,67 @@ class Geofence(_message.Message):
     MODE_OUTSIDE: Geofence.Mode.ValueType  # 2
     """Fires outside every feature of the layer."""
 
+    @_typing.final
+    class Stopped(_message.Message):
+        """Counts only while the entity is stopped."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        SPEED_PROPERTY_FIELD_NUMBER: _builtins.int
+        AT_MOST_FIELD_NUMBER: _builtins.int
+        speed_property: _builtins.str
+        """The entity's speed property, for example `speed_kmh`. Required."""
+        at_most: _builtins.float
+        """A speed at or below this counts as stopped (in the property's unit)."""
+        def __init__(
+            self,
+            *,
+            speed_property: _builtins.str = ...,
+            at_most: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["at_most", b"at_most", "speed_property", b"speed_property"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     LAYER_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
+    BUFFER_METERS_FIELD_NUMBER: _builtins.int
+    DWELL_FIELD_NUMBER: _builtins.int
+    STOPPED_FIELD_NUMBER: _builtins.int
     layer: _builtins.str
-    """The map layer: `tenants/{tenant}/layers/{layer}`."""
+    """The map layer: `tenants/{tenant}/layers/{layer}`, visible to the rule's tenant."""
     mode: Global___Geofence.Mode.ValueType
     """Which side fires."""
+    buffer_meters: _builtins.float
+    """Widens every feature by this many metres on the ground: the lines of a route
+    layer become a corridor.
+    """
+    @_builtins.property
+    def dwell(self) -> _duration_pb2.Duration:
+        """How long the position must stay on the firing side (and stopped, when asked)
+        before the rule fires.
+        """
+
+    @_builtins.property
+    def stopped(self) -> Global___Geofence.Stopped:
+        """When set, a position counts only while the entity is stopped: "stopped for 10
+        minutes in a forbidden zone".
+        """
+
     def __init__(
         self,
         *,
         layer: _builtins.str = ...,
         mode: Global___Geofence.Mode.ValueType = ...,
+        buffer_meters: _builtins.float = ...,
+        dwell: _duration_pb2.Duration | None = ...,
+        stopped: Global___Geofence.Stopped | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dwell", b"dwell", "stopped", b"stopped"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["layer", b"layer", "mode", b"mode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buffer_meters", b"buffer_meters", "dwell", b"dwell", "layer", b"layer", "mode", b"mode", "stopped", b"stopped"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

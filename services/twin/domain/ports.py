@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.twin.domain.entities import Entity, Latest, Point
+from services.twin.domain.geofence import LayerShape
 from services.twin.domain.models import Model
 from services.twin.domain.rules import Rule, RuleState
 
@@ -220,6 +221,16 @@ class EventSink(Protocol):
 
     async def clear_event(self, event: str, alarm: Alarm, rule: Rule) -> None:
         """Tell the episode's event that the condition cleared."""
+        ...
+
+
+class LayerSource(Protocol):
+    """The map service's layers, as geofence rules read them."""
+
+    async def shape(self, tenant: str, layer: str, buffer_m: float) -> LayerShape:
+        """The layer as `tenant` sees it, widened by `buffer_m`: fetched once, then kept
+        and refreshed when the layer changes. NotFound when the tenant cannot see it;
+        Unavailable when the map service cannot be reached and nothing is kept."""
         ...
 
 

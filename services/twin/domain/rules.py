@@ -29,6 +29,7 @@ from services.kit.errors import FieldViolation, InvalidArgument
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 LAYER_NAME = re.compile(r"^tenants/[a-z0-9-]+/layers/[^/]{1,128}$")
 CATEGORY = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+MAX_BUFFER_M = 10_000.0
 
 
 class Direction(IntEnum):
@@ -65,6 +66,16 @@ class Inactivity:
 class Geofence:
     layer: str
     mode: GeofenceMode = GeofenceMode.INSIDE
+    buffer_m: float = 0.0  # features widened on the ground (a route's lines -> a corridor)
+    dwell_ms: int = 0  # how long a breach must hold before it fires
+    speed_property: str = ""  # when set, a position counts only while stopped...
+    stopped_at_most: float = 0.0  # ...that is, with this speed or less
+
+    @property
+    def as_threshold(self) -> Threshold:
+        """A breach is a 0/1 series: firing past 0.5 for `dwell_ms`, clearing under it, so
+        geofence episodes follow exactly the threshold's state machine."""
+        return Threshold(Direction.ABOVE, 0.5, 0.5, self.dwell_ms)
 
 
 Condition = Threshold | Levels | Inactivity | Geofence
@@ -181,7 +192,7 @@ def evaluate(
         if state.phase == Phase.ACTIVE and len(values):
             return IDLE, [Cleared(state.episode, int(times[0]), float(values[0]))]
         return state, []
-    return state, []  # geofences are evaluated by positions (see geofence_step)
+    return state, []  # geofences are walked over positions (see geofence_walk)
 
 
 def is_busy(state: RuleState) -> bool:
@@ -271,18 +282,23 @@ def silence_step(
     return state, []
 
 
-def geofence_step(
-    rule: Rule, entity: tuple[str, str], state: RuleState, inside: bool, at_ms: int
+def geofence_walk(
+    rule: Rule,
+    entity: tuple[str, str],
+    state: RuleState,
+    breach: npt.NDArray[np.bool_],
+    times: npt.NDArray[np.int64],
 ) -> tuple[RuleState, list[Outcome]]:
-    """A geofence rule given whether the newest position is inside the layer's features."""
+    """A geofence rule over one entity's new positions (ascending time), given for each
+    whether it is on the firing side (and stopped, when the rule asks); the outcomes
+    carry 1 for a breach and 0 for its end."""
     assert isinstance(rule.condition, Geofence)
-    breach = inside if rule.condition.mode == GeofenceMode.INSIDE else not inside
-    if breach and state.phase == Phase.IDLE:
-        key = episode_key(rule, entity, at_ms)
-        return RuleState(Phase.ACTIVE, at_ms, 0, key), [Fired(key, at_ms, math.nan)]
-    if not breach and state.phase == Phase.ACTIVE:
-        return IDLE, [Cleared(state.episode, at_ms, math.nan)]
-    return state, []
+    cond = rule.condition.as_threshold
+    if state.phase == Phase.IDLE and not breach.any():
+        return state, []
+    if state.phase == Phase.ACTIVE and breach.all():
+        return state, []
+    return _walk_threshold(rule, cond, entity, state, breach.astype(np.float64), times)
 
 
 def validate_rule(rule: Rule) -> Rule:
@@ -327,8 +343,23 @@ def validate_rule(rule: Rule) -> Rule:
             )
     elif isinstance(cond, Inactivity) and cond.silence_ms <= 0:
         problems.append(FieldViolation("rule.inactivity.silence", "must be positive"))
-    elif isinstance(cond, Geofence) and not LAYER_NAME.match(cond.layer):
-        problems.append(FieldViolation("rule.geofence.layer", "a map layer's resource name"))
+    elif isinstance(cond, Geofence):
+        problems.extend(_geofence_problems(cond))
     if problems:
         raise InvalidArgument(problems)
     return rule
+
+
+def _geofence_problems(cond: Geofence) -> list[FieldViolation]:
+    problems: list[FieldViolation] = []
+    if not LAYER_NAME.match(cond.layer):
+        problems.append(FieldViolation("rule.geofence.layer", "a map layer's resource name"))
+    if not (math.isfinite(cond.buffer_m) and 0 <= cond.buffer_m <= MAX_BUFFER_M):
+        problems.append(FieldViolation("rule.geofence.buffer_meters", "0 to 10000"))
+    if cond.dwell_ms < 0:
+        problems.append(FieldViolation("rule.geofence.dwell", "must not be negative"))
+    if cond.speed_property and not (
+        math.isfinite(cond.stopped_at_most) and 0 <= cond.stopped_at_most <= 1000
+    ):
+        problems.append(FieldViolation("rule.geofence.stopped.at_most", "0 to 1000"))
+    return problems

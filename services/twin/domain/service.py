@@ -11,6 +11,7 @@ time per process, so rule states never race.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from services.kit import tenancy
-from services.kit.errors import InvalidArgument, NotFound
+from services.kit.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
 from services.kit.principal import Principal
 from services.twin.domain import history
 from services.twin.domain import ingest as checks
@@ -32,12 +33,13 @@ from services.twin.domain.entities import (
 )
 from services.twin.domain.history import HistoryPoint
 from services.twin.domain.ingest import Columns, Rejection
-from services.twin.domain.models import Model, ModelCatalog, validate_model
+from services.twin.domain.models import Kind, Model, ModelCatalog, validate_model
 from services.twin.domain.ports import (
     Alarm,
     EntityKey,
     LatestBatch,
     LatestState,
+    LayerSource,
     ReadingRows,
     RuleKey,
     SeriesKey,
@@ -48,12 +50,15 @@ from services.twin.domain.rules import (
     IDLE,
     Cleared,
     Fired,
+    Geofence,
+    GeofenceMode,
     Inactivity,
     LevelChanged,
     Outcome,
     Rule,
     RuleState,
     evaluate,
+    geofence_walk,
     is_busy,
     may_cross,
     silence_step,
@@ -61,6 +66,7 @@ from services.twin.domain.rules import (
 )
 
 _ENTITY_CACHE_LIMIT = 200_000
+log = logging.getLogger(__name__)
 
 
 def now_ms() -> int:
@@ -107,6 +113,7 @@ class TwinHub:
         states: dict[tuple[RuleKey, EntityKey], RuleState],
         epoch: int,
         on_alarm: Callable[[], None] = lambda: None,
+        layers: LayerSource | None = None,
     ) -> None:
         """`epoch` counts the starts of the service: sequence numbers of this run begin at
         (epoch - 1) << 32 (1, 2, 3... on a new store), so they keep growing across
@@ -132,11 +139,19 @@ class TwinHub:
         self._lock = asyncio.Lock()
         self._listeners: list[ChangeListener] = []
         self._on_alarm = on_alarm
+        self.layers = layers
         self.rejected_total: dict[str, int] = {}
+        # Batches whose geofence rules could not be walked (the map service was down
+        # before the layer was ever read).
+        self.geofence_skipped = 0
 
     @classmethod
     async def open(
-        cls, store: TwinStore, latest: LatestState, on_alarm: Callable[[], None] = lambda: None
+        cls,
+        store: TwinStore,
+        latest: LatestState,
+        on_alarm: Callable[[], None] = lambda: None,
+        layers: LayerSource | None = None,
     ) -> TwinHub:
         """A hub with the models, rules, rule states and sequence numbers the store holds."""
         return cls(
@@ -147,6 +162,7 @@ class TwinHub:
             await store.rule_states(),
             await store.next_epoch(),
             on_alarm,
+            layers,
         )
 
     # ---- subscribers -------------------------------------------------------------
@@ -458,6 +474,16 @@ class TwinHub:
         changed_states, alarms = self._walk_rules(
             used_series, group_slots.tolist(), values[order], times[order], starts, ends
         )
+        if lon is not None and lat is not None and self.layers is not None:
+            fence_states, fence_alarms = await self._walk_geofences(
+                used_series,
+                group_slots,
+                _Sorted(times[order], values[order], lon[order], lat[order]),
+                starts,
+                ends,
+            )
+            changed_states.update(fence_states)
+            alarms.extend(fence_alarms)
         rows_out = ReadingRows(
             series_ids=ids[local],
             observed_ms=times,
@@ -523,7 +549,8 @@ class TwinHub:
         watched: dict[RuleKey, list[int]] = {}
         for slot, series in enumerate(used_series):
             for rule in series.watchers:
-                watched.setdefault(rule.key, []).append(slot)  # type: ignore[attr-defined]
+                if not isinstance(rule.condition, Geofence):  # type: ignore[attr-defined]
+                    watched.setdefault(rule.key, []).append(slot)  # type: ignore[attr-defined]
         if not watched:
             return changed, alarms
         group_of_slot = np.full(len(used_series), -1, dtype=np.int64)
@@ -555,6 +582,105 @@ class TwinHub:
                 alarms.extend(_alarms(rule, key, outcomes))
         return changed, alarms
 
+    async def _walk_geofences(
+        self,
+        used_series: list[checks.Series],
+        group_slots: np.ndarray,
+        fresh: _Sorted,
+        starts: np.ndarray,
+        ends: np.ndarray,
+    ) -> tuple[dict[tuple[RuleKey, EntityKey], RuleState], list[Alarm]]:
+        """Every geofence rule over the fresh positions of the series it watches: per rule
+        one vectorised test of all its positions against the layer's prepared shape, then
+        only the entities with a breach, or a state away from idle, walked in time order."""
+        changed: dict[tuple[RuleKey, EntityKey], RuleState] = {}
+        alarms: list[Alarm] = []
+        groups_of: dict[RuleKey, list[int]] = {}
+        for g, slot in enumerate(group_slots.tolist()):
+            for rule in used_series[slot].watchers:
+                if isinstance(rule.condition, Geofence):  # type: ignore[attr-defined]
+                    groups_of.setdefault(rule.key, []).append(g)  # type: ignore[attr-defined]
+        for rule_key, group_list in groups_of.items():
+            rule = self._rules[rule_key]
+            cond = rule.condition
+            assert isinstance(cond, Geofence) and self.layers is not None
+            try:
+                shape = await self.layers.shape(rule.tenant, cond.layer, cond.buffer_m)
+            except DomainError as exc:
+                self.geofence_skipped += 1
+                log.warning("geofence rule %s not walked: %s", rule.rule_id, exc)
+                continue
+            groups = np.asarray(group_list, dtype=np.int64)
+            lengths = ends[groups] - starts[groups]
+            local_starts = np.r_[0, np.cumsum(lengths)[:-1]]
+            # Positions of every watched series, series after series (each in time order).
+            rows = np.repeat(starts[groups] - local_starts, lengths) + np.arange(lengths.sum())
+            inside = shape.covers(fresh.longitudes[rows], fresh.latitudes[rows])
+            breach = inside if cond.mode == GeofenceMode.INSIDE else ~inside
+            if cond.speed_property:
+                breach &= await self._stopped(
+                    cond, used_series, group_slots, groups, rows, lengths, fresh, starts, ends
+                )
+            hot = np.logical_or.reduceat(breach, local_starts)
+            busy = self._busy.get(rule_key)
+            if busy:
+                slots = np.fromiter(
+                    (used_series[s].entity_slot for s in group_slots[groups].tolist()),
+                    np.int64,
+                    len(groups),
+                )
+                hot |= np.isin(slots, np.fromiter(busy, np.int64, len(busy)))
+            times = fresh.times[rows]
+            for j in np.flatnonzero(hot).tolist():
+                series = used_series[int(group_slots[groups[j]])]
+                key = series.entity.key
+                state = self._states.get((rule_key, key), IDLE)
+                span = slice(int(local_starts[j]), int(local_starts[j] + lengths[j]))
+                new_state, outcomes = geofence_walk(rule, key, state, breach[span], times[span])
+                if new_state != state:
+                    changed[(rule_key, key)] = new_state
+                alarms.extend(_alarms(rule, key, outcomes))
+        return changed, alarms
+
+    async def _stopped(
+        self,
+        cond: Geofence,
+        used_series: list[checks.Series],
+        group_slots: np.ndarray,
+        groups: np.ndarray,
+        rows: np.ndarray,
+        lengths: np.ndarray,
+        fresh: _Sorted,
+        starts: np.ndarray,
+        ends: np.ndarray,
+    ) -> np.ndarray:
+        """Per position, whether the entity was stopped then: its speed reading at or
+        before that time in this batch, else its stored latest speed (unknown: moving)."""
+        speed_group: dict[EntityKey, int] = {}
+        for g, slot in enumerate(group_slots.tolist()):
+            if used_series[slot].spec.name == cond.speed_property:
+                speed_group[used_series[slot].entity.key] = g
+        entities = [used_series[int(group_slots[g])].entity for g in groups.tolist()]
+        ids = await self._series_ids(
+            [(e.tenant, e.entity_id, cond.speed_property) for e in entities]
+        )
+        stored = await self.latest.get_many(ids)
+        speeds = np.full(len(rows), np.nan)
+        offset = 0
+        for entity, count, last in zip(entities, lengths.tolist(), stored, strict=True):
+            at = fresh.times[rows[offset : offset + count]]
+            known = np.full(count, last.value if last is not None else np.nan)
+            speed_at = speed_group.get(entity.key)
+            if speed_at is not None:
+                span = slice(int(starts[speed_at]), int(ends[speed_at]))
+                before = np.searchsorted(fresh.times[span], at, side="right") - 1
+                in_batch = fresh.values[span][np.maximum(before, 0)]
+                known = np.where(before >= 0, in_batch, known)
+            speeds[offset : offset + count] = known
+            offset += count
+        with np.errstate(invalid="ignore"):
+            return speeds <= cond.stopped_at_most
+
     def _keep_states(self, changed: dict[tuple[RuleKey, EntityKey], RuleState]) -> None:
         """Remember changed rule states and which entities are away from idle."""
         self._states.update(changed)
@@ -573,9 +699,16 @@ class TwinHub:
         model = self.models.resolve(rule.tenant, rule.entity_type)
         if model is None:
             raise InvalidArgument.field("rule.entity_type", f"no model {rule.entity_type!r}")
-        if model.spec(rule.watched) is None:
+        spec = model.spec(rule.watched)
+        if spec is None:
             raise InvalidArgument.field(
                 "rule.property", f"{rule.entity_type} has no property {rule.watched!r}"
+            )
+        if isinstance(rule.condition, Geofence):
+            await self._check_geofence(rule, rule.condition, model, spec.kind)
+        elif spec.kind == Kind.POINT:
+            raise InvalidArgument.field(
+                "rule.property", f"{rule.watched!r} is a position: only geofences watch it"
             )
         async with self._lock:
             await self.store.save_rule(rule)
@@ -596,6 +729,40 @@ class TwinHub:
             self._forget_targets()
             for state_key in [k for k in self._states if k[0] == key]:
                 del self._states[state_key]
+
+    async def _check_geofence(self, rule: Rule, cond: Geofence, model: Model, kind: Kind) -> None:
+        """A geofence watches a position, its speed property is a number of the model, and
+        its layer is one the rule's tenant sees (read now, so the first batch finds it)."""
+        if kind != Kind.POINT:
+            raise InvalidArgument.field(
+                "rule.property", f"a geofence watches a position; {rule.watched!r} is not one"
+            )
+        if cond.speed_property:
+            speed = model.spec(cond.speed_property)
+            if speed is None or speed.kind == Kind.POINT:
+                raise InvalidArgument.field(
+                    "rule.geofence.stopped.speed_property",
+                    f"{rule.entity_type} has no numeric property {cond.speed_property!r}",
+                )
+        if self.layers is None:
+            raise FailedPrecondition("geofence rules need the map service (no map address)")
+        try:
+            await self.layers.shape(rule.tenant, cond.layer, cond.buffer_m)
+        except NotFound:
+            raise InvalidArgument.field(
+                "rule.geofence.layer", f"no layer {cond.layer!r} the rule's tenant can see"
+            ) from None
+
+    async def placed(self, rule: Rule, entity: Entity) -> Entity:
+        """The entity at its latest position when the rule watches one (a geofence's event
+        is where the vehicle was, not where it was registered)."""
+        if not isinstance(rule.condition, Geofence):
+            return entity
+        ids = await self._series_ids([(entity.tenant, entity.entity_id, rule.watched)])
+        latest = (await self.latest.get_many(ids))[0]
+        if latest is None or latest.point is None:
+            return entity
+        return replace(entity, location=latest.point)
 
     def list_rules(self, principal: Principal, scope: str) -> list[Rule]:
         _visible(principal, scope)
@@ -671,6 +838,16 @@ class TwinHub:
             ((s.series_id, s.times, s.values) for s in found), start_ms, bucket_ms, limit, after
         )
         return [(names[p.series_id], p) for p in points], cursor
+
+
+@dataclass(frozen=True)
+class _Sorted:
+    """A batch's fresh readings grouped by series, oldest first within each."""
+
+    times: np.ndarray
+    values: np.ndarray
+    longitudes: np.ndarray
+    latitudes: np.ndarray
 
 
 def _visible(principal: Principal, tenant: str) -> None:

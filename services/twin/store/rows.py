@@ -191,7 +191,16 @@ def rule_to_json(rule: Rule) -> str:
     elif isinstance(cond, Inactivity):
         condition = {"inactivity": cond.silence_ms}
     else:
-        condition = {"geofence": [cond.layer, int(cond.mode)]}
+        condition = {
+            "geofence": [
+                cond.layer,
+                int(cond.mode),
+                cond.buffer_m,
+                cond.dwell_ms,
+                cond.speed_property,
+                cond.stopped_at_most,
+            ]
+        }
     return json.dumps(
         {
             "entity_type": rule.entity_type,
@@ -216,8 +225,15 @@ def rule_from_json(tenant: str, rule_id: str, body: str) -> Rule:
     elif "inactivity" in d:
         condition = Inactivity(d["inactivity"])
     else:
-        layer, mode = d["geofence"]
-        condition = Geofence(layer, GeofenceMode(mode))
+        # Rules written before buffers, dwell and stops hold only the layer and the mode.
+        layer, mode, buffer_m, dwell_ms, speed_property, at_most = [
+            *d["geofence"],
+            0.0,
+            0,
+            "",
+            0.0,
+        ][:6]
+        condition = Geofence(layer, GeofenceMode(mode), buffer_m, dwell_ms, speed_property, at_most)
     return Rule(
         tenant=tenant,
         rule_id=rule_id,

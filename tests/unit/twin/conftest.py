@@ -53,7 +53,9 @@ async def _flush_redis() -> None:
     await client.aclose()
 
 
-def twin_settings(backend: str, tmp_path, events_address: str, dsn: str = "") -> TwinSettings:
+def twin_settings(
+    backend: str, tmp_path, events_address: str, dsn: str = "", map_address: str = ""
+) -> TwinSettings:
     return TwinSettings(
         grpc_port=0,
         host="127.0.0.1",
@@ -62,6 +64,7 @@ def twin_settings(backend: str, tmp_path, events_address: str, dsn: str = "") ->
         postgres_dsn=dsn,
         redis_url=REDIS_URL if backend == "postgres" else "",
         events_address=events_address,
+        map_address=map_address,
         bus_url=str(tmp_path / "twin-bus.sqlite3"),
         call_timeout_seconds=2.0,
     )
@@ -88,16 +91,17 @@ class TwinUnderTest:
 
 
 @pytest.fixture(params=BACKENDS)
-async def twin(request, events_server, tmp_path):
+async def twin(request, events_server, map_server, tmp_path):
     backend = request.param
     dsn = ""
     if backend == "postgres":
         dsn = request.getfixturevalue("postgis_test_dsn")
         await _flush_redis()
     under_test = TwinUnderTest(
-        backend, twin_settings(backend, tmp_path, events_server.address, dsn)
+        backend, twin_settings(backend, tmp_path, events_server.address, dsn, map_server.address)
     )
     await under_test.start()
     under_test.events = events_server
+    under_test.map = map_server
     yield under_test
     await under_test.stop()
