@@ -1,10 +1,12 @@
 """The map service's layers as geofence shapes, over gRPC.
 
 A layer's features are read once per (tenant, layer) with ListFeatures in pages of
-10,000 as WKB, never per reading. The map service publishes no change notices, so the
-cache is revalidated: a layer kept longer than `recheck_seconds` is checked in the
-background with one GetLayer call, and read again only when its `update_time` moved.
-Until then (and while the map service is down) the kept geometry answers.
+10,000 as WKB, never per reading. The cache is revalidated: a layer kept longer than
+`recheck_seconds` is checked in the background with one GetLayer call, and read again
+only when its `update_time` moved. Where the map service announces its layer writes on
+a bus the twin shares (`map.changes`, ADR 23), such a notice starts that check at once
+(`on_notice`). Until the check answers (and while the map service is down) the kept
+geometry answers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import shapely
 
 from grassroots.map.v1 import map_service_pb2 as map_pb
 from grassroots.map.v1 import map_service_pb2_grpc as map_grpc
+from services.kit import tenancy
+from services.kit.bus import BusMessage
 from services.kit.client import open_channel
 from services.kit.principal import Principal
 from services.kit.status import domain_error_from
@@ -62,9 +66,7 @@ class MapLayers:
                     geometry = await self._read(tenant, layer, await self._update_ms(key))
                     kept = self._kept[key] = (geometry, time.monotonic())
         elif time.monotonic() - kept[1] > self.recheck_seconds and key not in self._rechecks:
-            task = asyncio.create_task(self._recheck(key))
-            self._rechecks[key] = task
-            task.add_done_callback(lambda _t: self._rechecks.pop(key, None))
+            self._start_recheck(key)
         geometry = kept[0]
         shape_key = (tenant, layer, buffer_m)
         shape = self._shapes.get(shape_key)
@@ -104,6 +106,19 @@ class MapLayers:
             token = page.next_page_token
             if not token:
                 return LayerGeometry(layer, tuple(geometries), update_ms)
+
+    async def on_notice(self, message: BusMessage) -> None:
+        """The map service says a layer changed ("<tenant path>:<layer id>"): check every
+        kept copy of it now instead of at the next recheck."""
+        tenant, _, layer_id = message.key.partition(":")
+        name = f"{tenancy.tenant_name(tenant)}/layers/{layer_id}"
+        for key in [k for k in self._kept if k[1] == name and k not in self._rechecks]:
+            self._start_recheck(key)
+
+    def _start_recheck(self, key: tuple[str, str]) -> None:
+        task = asyncio.create_task(self._recheck(key))
+        self._rechecks[key] = task
+        task.add_done_callback(lambda _t: self._rechecks.pop(key, None))
 
     async def _recheck(self, key: tuple[str, str]) -> None:
         """Read the layer again if it changed since it was kept; keep it either way."""

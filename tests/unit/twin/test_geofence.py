@@ -255,3 +255,46 @@ async def test_bad_geofence_rules_name_the_field(twin, grid_index):
             await make_rule(twin, "bad", geofence, prop=prop)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
         assert field in str(caught.value.trailing_metadata()) + caught.value.details(), field
+
+
+async def test_the_maps_layer_notice_rereads_the_layer_at_once(events_server, map_server, tmp_path):
+    """On a shared Redis bus the map announces a layer write on `map.changes`: the twin
+    checks the layer then, not a minute later (its recheck is an hour here)."""
+    from services.kit.bus import BusMessage, open_bus
+    from tests.unit.twin.conftest import REDIS_URL, TwinUnderTest, twin_settings
+
+    settings = twin_settings(
+        "sqlite", tmp_path, events_server.address, "", map_server.address
+    ).model_copy(update={"bus_url": REDIS_URL, "layer_recheck_seconds": 3600.0})
+    twin = await TwinUnderTest("sqlite", settings).start()
+    twin.events, twin.map = events_server, map_server
+    try:
+        lon, lat = 121.16, 31.29
+        await put_layer(
+            twin, "no-stopping", map_pb.LAYER_KIND_GEOFENCE, "Polygon",
+            shapely.box(lon - 0.001, lat - 0.001, lon + 0.001, lat + 0.001),
+        )  # fmt: skip
+        await make_rule(twin, "in-zone", pb.Geofence(layer=ZONE, mode=pb.Geofence.MODE_INSIDE))
+        assert twin.hub.layers.reads == 1
+        await put_layer(
+            twin, "no-stopping", map_pb.LAYER_KIND_GEOFENCE, "Polygon",
+            shapely.box(lon, lat, lon + 0.002, lat + 0.002), replace=True,
+        )  # fmt: skip
+        bus = open_bus(REDIS_URL)
+        notice = BusMessage(
+            type="map.layer_changed",
+            key="sh/jiading/anting/xingming:no-stopping",
+            tenant="sh/jiading/anting/xingming",
+            offset=0,
+            payload=b"",
+            headers={"x-replica": "a-map-replica"},
+        )
+        await bus.publish("map.changes", notice)
+        await bus.close()
+
+        async def read_again():
+            return twin.hub.layers.reads == 2
+
+        await wait_for(read_again)
+    finally:
+        await twin.stop()
