@@ -91,6 +91,7 @@ class Platform:
     used_file: Path | None = None  # cells taken, kept across processes that attach
     _given: list[str] = field(default_factory=list)
     _tokens: dict[str, str] = field(default_factory=dict)
+    _residents: dict[str, str] = field(default_factory=dict)
 
     # ---- who calls ----------------------------------------------------------------------
 
@@ -134,6 +135,14 @@ class Platform:
             credentials.save(self.stack.credentials_file)
         self._tokens[username] = body["access_token"]
         return str(body["access_token"])
+
+    def resident(self, village: str = XINGMING, n: int = 0) -> Api:
+        """The session's n-th resident account of a village (made once, then reused:
+        each account costs password hashing)."""
+        key = f"{village}#resident{n}"
+        if key not in self._residents:
+            self._residents[key] = self.new_user(village, ["resident"])
+        return self.user(self._residents[key])
 
     def new_user(self, village: str, roles: list[str], kind: str = "resident") -> str:
         """A fresh account in the village, appointed by its secretary; its username."""
@@ -298,7 +307,9 @@ def running_platform(demo_gpkg: Path, root: Path) -> Iterator[Platform]:
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo_gpkg, config.map_file)
     stack = Stack(config)
-    stack.start_all()
+    # Loop tests use the gateway's REST API; the gRPC edge for apps is not started.
+    for name in (*SERVICES, "gateway"):
+        stack.start(name)
     try:
         stack.wait_ready(90)
         stack.install_demo_identities()

@@ -41,8 +41,8 @@ def test_a_residents_report_is_located_merged_handled_rated_and_masked(platform:
     assert platform.plan("citizen-report").empty  # overrides are remembered: nothing to do
 
     cell = platform.cell(XINGMING)
-    resident = platform.user(platform.new_user(XINGMING, ["resident"]))
-    neighbour = platform.user(platform.new_user(XINGMING, ["resident"]))
+    resident = platform.resident(XINGMING, 0)
+    neighbour = platform.resident(XINGMING, 1)
     first = report(resident, cell.lon, cell.lat, "Bags of rubbish dumped by the path")
     assert (first["village"], first["grid_cell"]) == (XINGMING, cell.cell_id)
     # About 40 m away, within the village's 80 m: the same problem.
