@@ -7,6 +7,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.security.slow_clients import ReadDeadlines, protocol_with
 from gateway.settings import GatewaySettings
+from services.kit import tracing
 from services.kit.config import load_settings
 from services.kit.logging import configure_logging
 from services.kit.private_files import restrict_umask
@@ -16,6 +17,7 @@ def main() -> None:
     restrict_umask()
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level)
+    tracing.configure_tracing("gateway")
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -41,6 +41,7 @@ from gateway.security.authenticator import Caller
 from gateway.security.headers import SecurityHeadersMiddleware
 from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams
+from services.kit import tracing
 from services.kit.components import NAMES
 from services.kit.discovery import StaticDiscovery
 from services.kit.metrics import serve_metrics
@@ -158,4 +159,5 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
     )
     app.add_middleware(SecurityHeadersMiddleware, tile_origin=tile_origin(settings.tile_url))
     app.add_middleware(RequestContextMiddleware)
+    tracing.instrument_http(app)
     return app

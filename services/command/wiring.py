@@ -19,6 +19,7 @@ from services.command.plans import Plans, assemble_plans
 from services.command.relay import STREAM, command_relay
 from services.command.store.postgres import PostgresCommandStore
 from services.command.store.sqlite import SqliteCommandStore
+from services.kit import metrics
 from services.kit.bus import Bus, Consumer, open_bus
 from services.kit.clock import offset_clock
 from services.kit.component import ServiceComponent
@@ -82,7 +83,13 @@ async def assemble(settings: CommandSettings) -> Command:
     relay = command_relay(store, bus, batch=settings.outbox_batch)
     events = EventsClient(settings.events_address, settings.call_timeout_seconds)
     desk = CommandDesk(
-        store, events, scheduler, serialize=serialize_task, on_change=relay.notify, clock=clock
+        store,
+        events,
+        scheduler,
+        serialize=serialize_task,
+        on_change=relay.notify,
+        on_breach=metrics.record_sla_breach,
+        clock=clock,
     )
     # Several members read the group at once, so one report waiting on the store does
     # not hold up the next; each delivery still goes to exactly one of them.

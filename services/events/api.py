@@ -16,7 +16,7 @@ from services.events.domain.categories import Category
 from services.events.domain.model import Event, NewReport, Source, State
 from services.events.domain.service import EventHub
 from services.events.feed import ChangeFeed
-from services.kit import paging, tenancy
+from services.kit import paging, tenancy, tracing
 from services.kit.component import ServiceComponent
 from services.kit.context import require_principal
 from services.kit.errors import InvalidArgument
@@ -145,6 +145,7 @@ def _report(
             if principal.kind == "service" and event.HasField("create_time")
             else None
         ),
+        trace_context=tracing.current_traceparent(),
     )
 
 

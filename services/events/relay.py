@@ -9,6 +9,7 @@ from services.events.domain.ports import EventStore
 from services.events.feed import ChangeFeed
 from services.kit.bus import Bus, BusMessage
 from services.kit.outbox_relay import OutboxRelay
+from services.kit.tracing import TRACEPARENT
 
 STREAM = "events"
 
@@ -24,7 +25,8 @@ def events_relay(store: EventStore, bus: Bus, feed: ChangeFeed, *, batch: int) -
                 tenant=entry.tenant,
                 offset=entry.seq,
                 payload=entry.payload,
-                headers={"event_id": entry.event_id},
+                headers={"event_id": entry.event_id}
+                | ({TRACEPARENT: entry.trace_context} if entry.trace_context else {}),
             )
             for entry in await store.unpublished(limit)
         ]

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 
 from services.kit import context as ctx
-from services.kit import discovery, metrics
+from services.kit import discovery, metrics, tracing
 from services.kit.principal import PRINCIPAL_METADATA_KEY
 
 # Reconnect quickly after a peer restarts: the default backoff grows to two minutes,
@@ -99,7 +99,12 @@ def open_channel(
     """An insecure channel to a peer inside the cluster, with the platform interceptors
     (and the caller's own, which run first). A `consul:///<component>` target follows
     Consul's view of the component's passing instances (services.kit.discovery)."""
-    chain = [*interceptors, _UnaryUnary(default_timeout), _UnaryStream(None)]
+    chain = [
+        *interceptors,
+        *tracing.client_interceptors(),
+        _UnaryUnary(default_timeout),
+        _UnaryStream(None),
+    ]
 
     def make(resolved: str) -> grpc.aio.Channel:
         return grpc.aio.insecure_channel(resolved, options=CHANNEL_OPTIONS, interceptors=chain)

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from services.kit.context import current_request_id
+from services.kit.tracing import trace_ids
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
@@ -75,6 +76,9 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None) or current_request_id()
         if request_id:
             payload["request_id"] = request_id
+        ids = trace_ids()
+        if ids is not None:
+            payload["trace_id"], payload["span_id"] = ids
         for key, value in record.__dict__.items():
             if key not in _RESERVED and key not in payload and not key.startswith("_"):
                 payload[key] = value

@@ -22,10 +22,37 @@ CLIENT_HANDLED = Counter(
     "RPCs completed by this process as a client, by peer method and status code.",
     ["grpc_service", "grpc_method", "grpc_code"],
 )
+# Bus lag: how long a message waited on its stream before a consumer took it (the age of
+# its entry id, which is the publish time in milliseconds).
+_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0)
+BUS_DELIVERY_LAG = Histogram(
+    "grassroots_bus_delivery_lag_seconds",
+    "Time from a message's publish to a consumer group member taking it.",
+    ["stream", "group"],
+    buckets=_LAG_BUCKETS,
+)
+BUS_DEAD_LETTERS = Counter(
+    "grassroots_bus_dead_letters_total",
+    "Messages a consumer gave up on after too many failed deliveries.",
+    ["stream", "group"],
+)
+OUTBOX_PUBLISHED = Counter(
+    "grassroots_outbox_published_total", "Outbox rows published on the bus.", ["stream"]
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "grassroots_outbox_publish_failures_total",
+    "Rounds of the outbox relay that could not publish (the bus was down).",
+    ["stream"],
+)
+SLA_BREACHES = Counter(
+    "grassroots_sla_breaches_total",
+    "Tasks that missed an SLA deadline and were escalated, by deadline.",
+    ["deadline"],
+)
 SINGLETON_RUNNING = Gauge(
     "grassroots_singleton_running",
     "1 while this replica runs the singleton job (it holds the job's lease), else 0.",
-    ["job"],
+    ["lease"],
 )
 
 
@@ -45,6 +72,10 @@ def record_server_call(full_method: str, code: str, seconds: float) -> None:
 def record_client_call(full_method: str, code: str) -> None:
     service, method = split_method(full_method)
     CLIENT_HANDLED.labels(service, method, code).inc()
+
+
+def record_sla_breach(deadline: str) -> None:
+    SLA_BREACHES.labels(deadline).inc()
 
 
 def serve_metrics(port: int, host: str) -> None:

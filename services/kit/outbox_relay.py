@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from services.kit import metrics
 from services.kit.bus import Bus, BusMessage
 
 log = logging.getLogger("grassroots.outbox")
@@ -59,6 +60,7 @@ class OutboxRelay:
             return 0
         await self.bus.publish_many(self.stream, messages)
         await self.mark([m.offset for m in messages])
+        metrics.OUTBOX_PUBLISHED.labels(self.stream).inc(len(messages))
         return len(messages)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -68,6 +70,7 @@ class OutboxRelay:
                 sent = await self.publish_pending()
                 backoff = 0.1
             except Exception as exc:  # the bus is down: keep the outbox, retry later
+                metrics.OUTBOX_PUBLISH_FAILURES.labels(self.stream).inc()
                 log.warning("bus unavailable, %s outbox kept (%s)", self.stream, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)

@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from services.kit import discovery, metrics
+from services.kit import discovery, metrics, tracing
 from services.kit.config import ServiceSettings, load_settings
 from services.kit.interceptors import ServerInterceptor
 from services.kit.logging import configure_logging
@@ -70,7 +70,9 @@ class RunningServer:
 
 async def start_server(name: str, settings: ServiceSettings, component: Component) -> RunningServer:
     interceptor = ServerInterceptor(name, getattr(component, "method_scopes", {}))
-    server = grpc.aio.server(interceptors=[interceptor], options=SERVER_OPTIONS)
+    server = grpc.aio.server(
+        interceptors=[*tracing.server_interceptors(), interceptor], options=SERVER_OPTIONS
+    )
     component.register(server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -139,7 +141,11 @@ def run_service(
     """Process entry point: owner-only files, logs, metrics, serve until SIGTERM."""
     restrict_umask()
     configure_logging(name, settings.log_level)
+    tracing.configure_tracing(name)
     make_all_private(data_folders(settings))
     metrics.serve_metrics(settings.metrics_port, settings.host)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_until_signalled(name, settings, build))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_until_signalled(name, settings, build))
+    finally:
+        tracing.shutdown()

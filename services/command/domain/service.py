@@ -64,8 +64,11 @@ class CommandDesk:
         on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
         roster_seconds: float = 2.0,
+        on_breach: Callable[[str], None] = lambda deadline: None,
     ) -> None:
+        """`on_breach(deadline)` hears of each SLA deadline missed (response, resolution)."""
         self.store = store
+        self.on_breach = on_breach
         # Candidates per routing target, kept for `roster_seconds` and counted forward
         # as offers are made, so a burst of reports does not read every handler each
         # time; any change to a profile here drops them.
@@ -557,6 +560,7 @@ class CommandDesk:
                 continue
             if task.state in (TaskState.OFFERED, TaskState.WAITING):
                 await self._escalate(task, timer, "no one accepted in time")
+                self.on_breach("response")
 
     async def _resolutions_due(self, timers: Sequence[Timer]) -> None:
         for timer in timers:
@@ -564,6 +568,7 @@ class CommandDesk:
             if task is None or timer.id in task.escalations or not task.open:
                 continue
             await self._escalate(task, timer, "not resolved in time")
+            self.on_breach("resolution")
 
     async def _at_risk(self, timers: Sequence[Timer]) -> None:
         for timer in timers:

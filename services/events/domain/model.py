@@ -65,6 +65,9 @@ class NewReport:
     # When it happened, for imports of earlier records by a platform service (the
     # service adapter passes it only for service principals); None means now.
     reported_time: datetime | None = None
+    # The W3C traceparent of the request that made it (opaque; "" when not traced): its
+    # outbox row keeps it so the bus message continues the trace. Not part of the report.
+    trace_context: str = field(default="", compare=False, repr=False)
 
     def fingerprint(self) -> str:
         """What makes two creates with the same request id the same request."""
@@ -130,6 +133,8 @@ class Event:
     media: tuple[str, ...] = ()
     reporter_contact: str = ""
     address: str = ""
+    # Set on a new event only (from its report), for its outbox row; never stored.
+    trace_context: str = field(default="", compare=False, repr=False)
 
     @property
     def etag(self) -> str:
@@ -153,6 +158,8 @@ class OutboxEntry:
     type: str
     event_id: str
     payload: bytes
+    # The traceparent of the request that made the change ("" when not traced).
+    trace_context: str = ""
 
 
 @dataclass(frozen=True)

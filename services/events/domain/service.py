@@ -201,6 +201,7 @@ class EventHub:
             media=report.media,
             reporter_contact=report.reporter_contact,
             address=report.address,
+            trace_context=report.trace_context,
         )
 
     @staticmethod

@@ -89,7 +89,7 @@ from services.events.store.rows import (
     us,
     where,
 )
-from services.kit import limits, rls
+from services.kit import limits, rls, tracing
 from services.kit.errors import NotFound
 from services.kit.sqldialect import POSTGRES
 from services.kit.tenancy import ALL_TENANTS
@@ -169,6 +169,8 @@ _SCHEMA: tuple[str, ...] = (
         payload       bytea NOT NULL,
         create_us     bigint NOT NULL,
         published_us  bigint)""",
+    # Older schemas gain the column in place; a constant default rewrites no rows.
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS trace_context text NOT NULL DEFAULT ''",
     "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_us IS NULL",
     "CREATE INDEX IF NOT EXISTS outbox_tenant ON outbox (tenant, seq)",
     """CREATE TABLE IF NOT EXISTS categories (
@@ -469,7 +471,14 @@ class PostgresEventStore:
             await cur.executemany(
                 _APPEND_OUTBOX,
                 [
-                    (event.tenant, kind, event.id, self.serialize(event), us(event.update_time))
+                    (
+                        event.tenant,
+                        kind,
+                        event.id,
+                        self.serialize(event),
+                        us(event.update_time),
+                        event.trace_context or tracing.current_traceparent(),
+                    )
                     for kind, event in changes
                 ],
             )

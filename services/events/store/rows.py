@@ -62,10 +62,11 @@ NEARBY = (
     "AND latitude BETWEEN ? AND ? AND longitude BETWEEN ? AND ? AND create_us >= ?"
 )
 APPEND_OUTBOX = (
-    "INSERT INTO outbox (tenant, type, event_id, payload, create_us) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO outbox (tenant, type, event_id, payload, create_us, trace_context) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
 )
 UNPUBLISHED = (
-    "SELECT seq, tenant, type, event_id, payload FROM outbox "
+    "SELECT seq, tenant, type, event_id, payload, trace_context FROM outbox "
     "WHERE published_us IS NULL ORDER BY seq LIMIT ?"
 )
 LATEST_OFFSET = "SELECT coalesce(max(seq), 0) FROM outbox"

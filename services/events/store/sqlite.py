@@ -55,6 +55,7 @@ from services.events.store.rows import (
     us,
     where,
 )
+from services.kit import tracing
 from services.kit.errors import NotFound
 from services.kit.sqldialect import SQLITE
 from services.kit.sqlite import SqliteDatabase, transaction
@@ -117,7 +118,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     event_id      TEXT NOT NULL,
     payload       BLOB NOT NULL,
     create_us     INTEGER NOT NULL,
-    published_us  INTEGER
+    published_us  INTEGER,
+    trace_context TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_us IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_tenant ON outbox (tenant, seq);
@@ -186,7 +188,14 @@ class SqliteEventStore:
     def _append_outbox(self, conn: sqlite3.Connection, kind: str, event: Event) -> None:
         conn.execute(
             APPEND_OUTBOX,
-            (event.tenant, kind, event.id, self.serialize(event), us(event.update_time)),
+            (
+                event.tenant,
+                kind,
+                event.id,
+                self.serialize(event),
+                us(event.update_time),
+                event.trace_context or tracing.current_traceparent(),
+            ),
         )
 
     @staticmethod
@@ -196,6 +205,9 @@ class SqliteEventStore:
             for column in _ADDED_COLUMNS:
                 if column.split()[0] not in existing:
                     conn.execute(f"ALTER TABLE events ADD COLUMN {column}")
+        outbox = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+        if outbox and "trace_context" not in outbox:  # a file from before traces
+            conn.execute("ALTER TABLE outbox ADD COLUMN trace_context TEXT NOT NULL DEFAULT ''")
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

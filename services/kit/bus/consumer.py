@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from services.kit.bus.base import DEAD_REASON_HEADER, Bus, Delivery, dead_stream
+from services.kit import metrics, tracing
+from services.kit.bus.base import DEAD_REASON_HEADER, Bus, Delivery, dead_stream, entry_id_key
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +95,15 @@ class Consumer:
         if delivery.delivery_count > self.max_deliveries:
             await self._bury(delivery)
             return
+        if delivery.delivery_count == 1:
+            published_ms = entry_id_key(delivery.id)[0]
+            metrics.BUS_DELIVERY_LAG.labels(self.stream, self.group).observe(
+                max(0.0, time.time() - published_ms / 1000)
+            )
         try:
-            await self.handler(delivery)
+            # The handler continues the trace of the request that made the message.
+            with tracing.consuming(self.stream, delivery.message.headers):
+                await self.handler(delivery)
         except Exception as exc:
             self._remember(delivery.id, exc)
             logger.warning(
@@ -115,6 +124,7 @@ class Consumer:
 
     async def _bury(self, delivery: Delivery) -> None:
         """Publish to the dead stream first, then ack: a crash in between duplicates it."""
+        metrics.BUS_DEAD_LETTERS.labels(self.stream, self.group).inc()
         last_error = self._errors.pop(delivery.id, "unknown (failed in another consumer)")
         reason = (
             f"delivered {delivery.delivery_count} times, more than max_deliveries="

@@ -10,6 +10,7 @@ import pytest
 import shapely
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
+from prometheus_client import REGISTRY
 
 from grassroots.command.v1 import command_service_pb2 as pb
 from grassroots.events.v1 import events_service_pb2 as events_pb
@@ -208,7 +209,12 @@ async def test_decline_offers_the_task_to_the_next_candidate(command, grid_index
     assert last.handler == ""
 
 
+def breaches() -> float:
+    return REGISTRY.get_sample_value("grassroots_sla_breaches_total", {"deadline": "response"}) or 0
+
+
 async def test_a_response_breach_escalates_to_the_town_once(command, grid_index):
+    before = breaches()
     _, lon, lat = await setup_town(command, grid_index, response_s=1, resolution_s=3600)
     event = await report(command, lon, lat)
 
@@ -227,6 +233,7 @@ async def test_a_response_breach_escalates_to_the_town_once(command, grid_index)
     assert [t.name for t in overdue.tasks] == [task.name]
     await asyncio.sleep(1.0)  # the timer is fired: it never escalates the task again
     assert (await task_of(command, event.name)).escalation_level == 1
+    assert breaches() - before == 1, "one breach counted for the SLA alerts"
 
 
 async def test_another_village_sees_no_task(command, grid_index):

@@ -23,7 +23,8 @@ MONITORING = k8s_cli.ROOT / "components" / "monitoring"
 PLATFORM_METRICS = {"up", "container_cpu_usage_seconds_total", "kube_pod_container_resource_limits"}
 PROMQL_WORDS = {
     "sum", "by", "rate", "histogram_quantile", "le", "namespace", "service", "pod", "grpc_service",
-    "grpc_code", "route", "status", "container", "resource",
+    "grpc_code", "route", "status", "container", "resource", "increase", "stream", "group",
+    "deadline", "lease", "and",
 }  # fmt: skip
 
 
