@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import httpx
@@ -71,6 +72,23 @@ def test_sign_in_refreshes_before_expiry_and_after_a_refused_token(platform: Pla
             assert other.me().tenant == XINGMING
         client.sign_out()
         assert session.access_token is None
+
+
+def test_threads_share_one_refresh(platform: Platform) -> None:
+    """A refresh token works once: eight threads needing a fresh token make one refresh."""
+    with Client(
+        platform.url,
+        username="xingming.secretary",
+        password=platform.password("xingming.secretary"),
+    ) as client:
+        client.sign_in()
+        session = client.session
+        assert session is not None
+        session.expires_at = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            tenants = list(pool.map(lambda _: client.me().tenant, range(8)))
+        assert tenants == [XINGMING] * 8
+        assert session.refreshes == 1
 
 
 def test_a_wrong_password_is_an_auth_error_in_oauth_terms(platform: Platform) -> None:

@@ -38,7 +38,11 @@ def list_layers(
     if chosen.json:
         emit([layer.model_dump(mode="json") for layer in layers])
         return
-    table = Table("layer", "kind", "geometry", "features", "shared", "name")
+    table = Table()
+    table.add_column("layer", no_wrap=True)
+    for heading in ("kind", "geometry", "features", "shared"):
+        table.add_column(heading)
+    table.add_column("name", overflow="fold")  # ids are copied: never cut them short
     for layer in layers:
         table.add_row(
             layer.layer_id,

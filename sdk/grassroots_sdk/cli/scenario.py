@@ -193,7 +193,10 @@ def list_scenarios(ctx: typer.Context, village: OptionalVillage = None) -> None:
             ]
         )
         return
-    table = Table("scenario", "version", "area", "class", "title")
+    table = Table()
+    table.add_column("scenario", no_wrap=True)  # ids are typed again: never cut them short
+    for heading in ("version", "area", "class", "title"):
+        table.add_column(heading)
     if village is not None:
         table.add_column("installed")
     for m in shelf.values():
