@@ -284,7 +284,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
     ) -> pb.RoutingRule:
         tenant = tenancy.parse_parent(request.parent)
         given = replace(_rule_from(tenant, request.routing_rule), id=request.routing_rule_id)
-        rule, unrouted = await self.desk.create_rule(require_principal(), given)
+        rule, unrouted = await self.desk.create_rule(require_principal(), given, request.request_id)
         return rule_to_proto(rule, unrouted)
 
     async def ListRoutingRules(

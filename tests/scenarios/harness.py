@@ -18,6 +18,7 @@ import asyncio
 import json
 import secrets
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -339,6 +340,11 @@ def main() -> None:
     gpkg = root / "demo-village.gpkg"
     if not gpkg.exists():
         demo_village.generate(gpkg)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # `kill <pid>` stops the platform's processes too
     with running_platform(gpkg, root / "platform") as _:
         print(f"export {ATTACH_VARIABLE}={root / 'platform' / 'platform.json'}", flush=True)
         try:

@@ -10,6 +10,7 @@ along by the event sync, which follows those facts (services/command/event_sync.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +34,13 @@ from services.command.domain.ports import BoardCounts, CommandStore, EventsPort,
 from services.command.domain.tasks import Move, check
 from services.command.domain.timers import Scheduler, Timer
 from services.kit import tenancy
-from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from services.kit.ids import new_id
 from services.kit.principal import Principal
 
@@ -51,6 +58,12 @@ def utcnow() -> datetime:
 
 def _fact(task: Task, kind: str, serialize: Callable[[Task], bytes]) -> Fact:
     return Fact(f"task.{kind}", f"{task.id}:{kind}:{task.version}", task.tenant, serialize(task))
+
+
+def _rule_id_of(tenant: str, request_id: str) -> str:
+    """The id a rule made with this request id gets, so a retry finds it."""
+    digest = hashlib.sha256(f"{tenant}\n{request_id}".encode()).hexdigest()[:26]
+    return f"rr_{digest}"
 
 
 class CommandDesk:
@@ -133,14 +146,22 @@ class CommandDesk:
     # ---- routing rules ------------------------------------------------------------------
 
     async def create_rule(
-        self, principal: Principal, rule: RoutingRule
+        self, principal: Principal, rule: RoutingRule, request_id: str = ""
     ) -> tuple[RoutingRule, list[str]]:
-        """Store a rule and report the tenant's categories that no rule routes."""
+        """Store a rule and report the tenant's categories that no rule routes. A retry
+        with the same request id (and no id of its own) answers the rule it made."""
         if not principal.can_see(rule.tenant):
             raise NotFound(f"tenant {rule.tenant!r} not found")
         routing.validate(rule)
-        made = replace(rule, id=rule.id or new_id("rr"), create_time=self.clock())
-        await self.store.create_rule(made)
+        retried = not rule.id and bool(request_id)
+        rule_id = rule.id or (_rule_id_of(rule.tenant, request_id) if retried else new_id("rr"))
+        made = replace(rule, id=rule_id, create_time=self.clock())
+        try:
+            await self.store.create_rule(made)
+        except AlreadyExists:
+            if not retried:
+                raise
+            made = await self.store.get_rule(rule.tenant, rule.tenant, rule_id)
         return made, await self.unrouted(made.tenant)
 
     async def unrouted(self, tenant: str) -> list[str]:

@@ -173,3 +173,27 @@ async def test_a_rule_id_chosen_by_the_caller_is_kept_and_taken_only_once(comman
     assert code == grpc.StatusCode.ALREADY_EXISTS
     code, fields = await refused(create(XINGMING, "Bad Id"))
     assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, {"routing_rule_id"})
+
+
+async def test_a_retry_with_the_same_request_id_answers_the_rule_it_made(command):
+    stub = command.stub
+
+    def create(request_id: str):
+        return stub.CreateRoutingRule(
+            pb.CreateRoutingRuleRequest(
+                parent=tenancy.tenant_name(XINGMING),
+                routing_rule=pb.RoutingRule(category="roads.*", handler_role="grid_worker"),
+                request_id=request_id,
+            ),
+            metadata=desk(),
+        )
+
+    first = await create("install-roads-1")
+    again = await create("install-roads-1")
+    other = await create("install-roads-2")
+    assert again.name == first.name
+    assert other.name != first.name
+    listed = await stub.ListRoutingRules(
+        pb.ListRoutingRulesRequest(parent=tenancy.tenant_name(XINGMING)), metadata=desk()
+    )
+    assert sum(r.category == "roads.*" for r in listed.routing_rules) == 2
