@@ -1,10 +1,12 @@
-"""Two events replicas on one PostgreSQL database and one Redis bus, behind one gateway.
+"""Two events replicas on one PostgreSQL database and one Redis bus, behind one gateway,
+calling two map replicas on PostGIS.
 
-The gateway reaches both through one static target (`ipv4:a,b`, balanced round robin);
-the outbox relay and the auto-close sweep run under a lease in one of them. The
-replica holding the relay is killed with -9 in the middle of a burst of reports:
+The gateway reaches both events replicas through one static target (`ipv4:a,b`,
+balanced round robin), and they reach the maps the same way; the outbox relay and the
+auto-close sweep run under a lease in one events replica. The replica holding the relay
+is killed with -9 in the middle of a burst of reports, and later one map replica too:
 
-* every acknowledged report is stored;
+* every acknowledged report is stored (the survivors answer the retries);
 * after de-duplication by message key, every stored report was published exactly once;
 * the surviving replica takes the relay over within its lease time.
 """
@@ -24,7 +26,7 @@ import httpx
 import psycopg
 import pytest
 
-from devstack.stack import REPO, Stack, StackConfig, free_port
+from devstack.stack import REPO, SERVICES, Stack, StackConfig, free_port
 from grassroots.events.v1 import events_service_pb2 as pb
 from services.events.wiring import RELAY_LEASE
 from services.kit import rls
@@ -41,7 +43,7 @@ from tests.integration.test_events_reliability import (
 )
 
 LEASE_SECONDS = 3.0
-TOTAL, CONCURRENCY, KILL_AFTER = 400, 16, 150
+TOTAL, CONCURRENCY, KILL_AFTER, KILL_MAP_AFTER = 400, 16, 150, 250
 
 
 def _relay_holder_pid(dsn: str) -> int | None:
@@ -120,6 +122,7 @@ def test_two_replicas_lose_nothing_publish_once_and_hand_the_relay_over(
     with private_redis(tmp_path / "redis") as bus:
         config = StackConfig.on_free_ports(tmp_path / "data", log_dir=tmp_path / "logs")
         second_port, second_metrics = free_port(), free_port()
+        map_port = free_port()
         first_address = config.address("events")
         config.extra_env.update(GENEROUS_LIMITS)
         config.extra_env.update(
@@ -128,6 +131,11 @@ def test_two_replicas_lose_nothing_publish_once_and_hand_the_relay_over(
                 "GRASSROOTS_EVENTS_POSTGRES_DSN": postgis_test_dsn,
                 "GRASSROOTS_EVENTS_BUS_URL": bus.url,
                 "GRASSROOTS_EVENTS_LEASE_SECONDS": str(LEASE_SECONDS),
+                "GRASSROOTS_MAP_BACKEND": "postgis",
+                "GRASSROOTS_MAP_POSTGRES_DSN": postgis_test_dsn,
+                "GRASSROOTS_EVENTS_MAP_ADDRESS": (
+                    f"ipv4:{config.address('map')},{config.host}:{map_port}"
+                ),
                 # One target, both replicas: the channel balances round robin.
                 "GRASSROOTS_GATEWAY_EVENTS_ADDRESS": (
                     f"ipv4:{first_address},{config.host}:{second_port}"
@@ -138,9 +146,23 @@ def test_two_replicas_lose_nothing_publish_once_and_hand_the_relay_over(
         shutil.copy(demo_gpkg, config.map_file)
         stack = Stack(config)
         second: subprocess.Popen[bytes] | None = None
+        second_map: subprocess.Popen[bytes] | None = None
         log = open(tmp_path / "events-2.log", "ab")  # noqa: SIM115
         try:
-            stack.start_all()
+            stack.ensure_demo_data()
+            stack.start("map")  # seeds PostGIS once; the second map finds the layers there
+            stack.wait_ready(90, services=("map",))
+            second_map = subprocess.Popen(
+                [sys.executable, "-m", "services.map"],
+                cwd=REPO,
+                env=config.env_for("map")
+                | {"GRASSROOTS_MAP_GRPC_PORT": str(map_port), "GRASSROOTS_MAP_METRICS_PORT": "0"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for name in (*SERVICES, "gateway", "edge"):
+                if name != "map":
+                    stack.start(name)
             env = config.env_for("events") | {
                 "GRASSROOTS_EVENTS_GRPC_PORT": str(second_port),
                 "GRASSROOTS_EVENTS_METRICS_PORT": str(second_metrics),
@@ -152,7 +174,7 @@ def test_two_replicas_lose_nothing_publish_once_and_hand_the_relay_over(
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-            stack.wait_ready(60)
+            stack.wait_ready(120)  # a busy shared machine starts seven processes slowly
             stack.install_demo_identities()
             replicas = {stack.processes["events"].pid: "first", second.pid: "second"}
             for _ in range(100):
@@ -177,6 +199,8 @@ def test_two_replicas_lose_nothing_publish_once_and_hand_the_relay_over(
 
             def on_progress(done: int) -> None:
                 nonlocal watcher
+                if done >= KILL_MAP_AFTER and second_map.poll() is None:
+                    os.kill(second_map.pid, signal.SIGKILL)
                 if done >= KILL_AFTER and not watcher.is_alive() and not takeover:
                     os.kill(victim.pid, signal.SIGKILL)
                     watcher = threading.Thread(target=watch_lease, args=(time.monotonic(),))
@@ -184,6 +208,7 @@ def test_two_replicas_lose_nothing_publish_once_and_hand_the_relay_over(
 
             acknowledged = asyncio.run(_burst(stack, bodies, on_progress))
             assert victim.wait(10) == -signal.SIGKILL
+            assert second_map.wait(10) == -signal.SIGKILL, "a map replica died mid-burst too"
             watcher.join()
             assert takeover, "the surviving replica never took the relay over"
             # Expiry plus one renewal period of the survivor, plus scheduling slack.
@@ -201,8 +226,9 @@ def test_two_replicas_lose_nothing_publish_once_and_hand_the_relay_over(
             repeated = {event: k for event, k in keys.items() if len(k) != 1}
             assert not repeated, f"published as two different facts: {list(repeated.items())[:3]}"
         finally:
-            if second is not None and second.poll() is None:
-                second.terminate()
-                second.wait(15)
+            for process in (second, second_map):
+                if process is not None and process.poll() is None:
+                    process.terminate()
+                    process.wait(15)
             log.close()
             stack.stop_all()
