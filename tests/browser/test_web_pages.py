@@ -27,6 +27,7 @@ from tests.browser.web import (
     phone,
     record,
     sign_in,
+    until,
     wait_ready,
     watch,
 )
@@ -305,3 +306,108 @@ def test_resident_reports_the_grid_worker_resolves_and_the_resident_rates_it(
     assert not worker_problems, worker_problems
     resident.close()
     worker.close()
+
+
+def _report(stack: Stack, point: tuple[float, float], words: str) -> dict[str, Any]:
+    """A safety report made by the town's app, which command routes to a grid worker."""
+    answer = httpx.post(
+        f"{stack.config.gateway_url}/v1/tenants/{XINGMING}/events",
+        headers={**stack.api_headers(), "Idempotency-Key": f"web-{time.time_ns()}"},
+        json={
+            "category": "safety.ebike_charging",
+            "description": words,
+            "location": {"longitude": point[0], "latitude": point[1]},
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+@pytest.mark.integration
+def test_offline_the_worker_resolves_and_files_a_finding_and_both_arrive_exactly_once(
+    stack, gateway, browser, axe_source, credentials, grid_index
+):
+    point = _cell_points(grid_index, 3)[2]
+    event = _report(stack, point, "E-bike charging in the stairwell (offline test)")
+    task = _task_for(stack, event["name"])
+    username = _handler_username(stack, task["handler"])
+    password = credentials.account(username).password
+    accepted = httpx.post(
+        f"{gateway}/v1/{task['name']}:accept", headers=_token(gateway, username, password)
+    )
+    assert accepted.status_code == 200, accepted.text
+
+    glon, glat = (float(v[0]) for v in wgs84_to_gcj02(np.array([point[0]]), np.array([point[1]])))
+    context = phone(
+        browser,
+        gateway,
+        geolocation={"longitude": glon, "latitude": glat},  # this stack's phones say GCJ-02
+        permissions=["geolocation"],
+    )
+    page = context.new_page()
+    problems = watch(page)
+    page.goto("/web/worker.html")
+    sign_in(page, username, password)
+    page.wait_for_url("**/web/worker.html")
+    wait_ready(page)
+    item = f"li[data-task='{task['id']}']"
+    page.wait_for_selector(f"{item} [data-action=resolve]")
+    until(page, "() => navigator.serviceWorker.controller !== null")
+
+    # No connection: the page opens from the service worker, the task from IndexedDB.
+    context.set_offline(True)
+    page.reload()
+    wait_ready(page)
+    assert page.evaluate("navigator.onLine") is False
+    assert page.is_visible("#offline")
+    page.fill(f"{item} textarea", "Charger unplugged, battery taken outside")
+    page.click(f"{item} [data-action=resolve]")
+    page.wait_for_selector("body[data-waiting='1']")
+    finding = f"Blocked fire exit behind the shop, seen offline {time.time_ns()}"
+    page.click("#finding-locate")
+    page.wait_for_selector("#finding-pin:has-text('Pin at')")
+    page.select_option("#finding-category", "safety.fire_hazard")
+    page.fill("#finding-description", finding)
+    page.click("#finding-form button[type=submit]")
+    page.wait_for_selector("body[data-waiting='2']")
+    assert not accessibility_problems(page, axe_source)
+    record(page, "worker-offline")
+    assert _api(stack, f"/v1/{task['name']}")["state"] == "accepted"
+
+    refused: list[str] = []
+    page.on("response", lambda r: refused.append(r.url) if r.status >= 400 else None)
+    # Both were sent once already but their answers were lost (sent here, out of band,
+    # with the page's own request ids); the page sends them again when back online.
+    waiting = page.evaluate(
+        "s => import('/web/js/lib/outbox.js').then(m => m.waiting(s))",
+        page.evaluate("JSON.parse(sessionStorage.getItem('grassroots.session')).me.subject"),
+    )
+    assert [w["path"] for w in waiting] == [
+        f"/v1/{task['name']}:resolve",
+        f"/v1/tenants/{XINGMING}/events",
+    ]
+    token = page.evaluate("JSON.parse(sessionStorage.getItem('grassroots.session')).access_token")
+    for w in waiting:
+        first = httpx.post(
+            gateway + w["path"],
+            json=w["json"],
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": w["id"]},
+        )
+        assert first.status_code in (200, 201), first.text
+    context.set_offline(False)
+    page.wait_for_selector("body[data-waiting='0']", state="attached", timeout=20_000)
+    assert page.inner_text("#alert") == ""  # nothing reported as failed
+
+    done = _api(stack, f"/v1/{task['name']}")
+    assert done["state"] == "done" and done["resolution_note"].startswith("Charger unplugged")
+    resolved = _api(stack, f"/v1/{event['name']}")
+    assert [t["to_state"] for t in resolved["timeline"]].count("resolved") == 1
+    found = _api(stack, f"/v1/tenants/{XINGMING}/events?q={finding}&page_size=10")["events"]
+    assert len(found) == 1 and found[0]["source"] == "grid_patrol", found
+    assert found[0]["category"] == "safety.fire_hazard"
+    # The resolve sent again was refused (the task was done) and recognised as done; the
+    # finding sent again was answered with the first event. Calls made offline failed.
+    assert refused == [f"{gateway}/v1/{task['name']}:resolve"], refused
+    expected = ("ERR_INTERNET_DISCONNECTED", "status of 400")
+    assert not [p for p in problems if not any(e in p for e in expected)], problems
+    context.close()

@@ -3,10 +3,11 @@ check, time to interactive and screenshots (kept in tests/browser/artifacts/).""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Error, Page
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PHONE = {"width": 375, "height": 812}
@@ -33,6 +34,21 @@ def wait_ready(page: Page) -> None:
     page.wait_for_selector("body[data-ready=true]", state="attached", timeout=15_000)
 
 
+def until(page: Page, predicate: str, timeout: float = 30.0) -> None:
+    """Poll a JS predicate. page.wait_for_function compiles its text in the page, which
+    the pages' CSP (no unsafe-eval) refuses; evaluate() is not subject to it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if page.evaluate(predicate):
+                return
+        except Error as exc:  # a navigation in between destroys the context: ask again
+            if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                raise
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        page.wait_for_timeout(100)
+
+
 def sign_in(page: Page, username: str, password: str) -> None:
     """Fill the sign-in page the browser was sent to and wait for the page it came from."""
     page.wait_for_url("**/web/signin.html**")
@@ -40,6 +56,15 @@ def sign_in(page: Page, username: str, password: str) -> None:
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("#signin-form button[type=submit]")
+    until(
+        page,
+        """() => !location.pathname.endsWith("/signin.html")
+                 || document.getElementById("alert").textContent
+                 || !document.getElementById("change-form").hidden""",
+    )
+    if page.url.split("?")[0].endswith("/signin.html"):
+        alert = page.inner_text("#alert")
+        assert not alert, f"sign-in as {username} failed: {alert}"
 
 
 def accessibility_problems(page: Page, axe_source: str) -> list[str]:

@@ -1,6 +1,7 @@
 // The grid worker page's service worker: it keeps the page's own files so the page
 // opens without a connection. Network first (a new release is seen at once when
-// online), the kept copy when the network fails. API answers are never kept here:
+// online), the kept copy when the network fails (whatever its Vary: Origin, which
+// module scripts send and the install did not). API answers are never kept here:
 // the page keeps the worker's open tasks in IndexedDB itself.
 const CACHE = "grassroots-web-1";
 const SHELL = [
@@ -52,6 +53,6 @@ self.addEventListener("fetch", (event) => {
         }
         return response;
       })
-      .catch(() => caches.match(event.request, { ignoreSearch: true }).then((kept) => kept || Response.error())),
+      .catch(() => caches.match(event.request, { ignoreSearch: true, ignoreVary: true }).then((kept) => kept || Response.error())),
   );
 });

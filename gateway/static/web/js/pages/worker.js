@@ -8,6 +8,7 @@ import { enqueue, flush, keep, kept, waiting } from "../lib/outbox.js";
 import { el, ready, say, startPage, when } from "../lib/page.js";
 import { pageConfig } from "../lib/map.js";
 
+const RETRY_MS = 15000;
 const OPEN = ["assigned", "accepted", "in_progress", "waiting"];
 // What each action leaves the task in, once applied (to recognise one applied before).
 const AFTER = {
@@ -194,7 +195,15 @@ if (me) {
     else say("worker.kept");
   });
 
-  document.getElementById("reload").addEventListener("click", load);
+  // Refresh sends what waits, then reads the tasks again; a flaky connection that never
+  // says "online" again is retried every so often.
+  document.getElementById("reload").addEventListener("click", async () => {
+    if (navigator.onLine) await send();
+    await load();
+  });
+  setInterval(() => {
+    if (navigator.onLine && document.body.dataset.waiting !== "0") send();
+  }, RETRY_MS);
   window.addEventListener("online", () => {
     banner();
     send();
