@@ -12,6 +12,7 @@ const BASE_LAYERS = {
   "grid-cells": { color: "#1f5fa8", weight: 1, fillColor: "#1f5fa8", fillOpacity: 0.04, interactive: false },
   roads: { color: "#9a9a9a", weight: 3, interactive: false },
   buildings: { color: "#7a7a7a", weight: 0.5, fillColor: "#d4d4d4", fillOpacity: 0.9, interactive: false },
+  pois: { radius: 3, color: "#5b3c88", weight: 1, fillColor: "#5b3c88", fillOpacity: 0.8, interactive: false },
 };
 const MAX_FEATURES = 20000; // per layer: enough for a town, bounded for a phone
 
@@ -37,45 +38,71 @@ async function features(restPath, crs) {
   return all;
 }
 
-/** Draw the tenant's layers named in `wanted`; those the caller may not read are left out. */
-async function drawVectorBase(map, tenant, crs, wanted) {
+// Drawn after the page is usable, in a pane of their own under the others: thousands
+// of buildings take longer to fetch and draw than everything else together.
+const LATE = ["buildings"];
+
+function drawOne(map, into, key, items) {
+  const style = BASE_LAYERS[key];
+  const options = { style, pointToLayer: (_f, at) => L.circleMarker(at, style) };
+  if (LATE.includes(key)) {
+    if (!map.getPane("late")) map.createPane("late").style.zIndex = "350";
+    options.renderer = L.canvas({ pane: "late" });
+    options.pane = "late";
+  }
+  into[key] = into[key] || L.featureGroup().addTo(map);
+  L.geoJSON({ type: "FeatureCollection", features: items }, options).addTo(into[key]);
+}
+
+/**
+ * Draw the tenant's layers named in `wanted`; those the caller may not read are left out.
+ * Resolves once all but the late ones are drawn, with {drawn, late}: `late` resolves
+ * when the buildings are drawn too.
+ */
+async function drawVectorBase(map, tenant, crs, wanted, lateAfter) {
   let layers;
   try {
     layers = (await api(`/v1/tenants/${tenant}/layers?page_size=1000`)).layers;
   } catch (error) {
-    if (error instanceof ApiError && (error.status === 403 || error.status === 404)) return [];
+    if (error instanceof ApiError && (error.status === 403 || error.status === 404)) return { drawn: {}, late: Promise.resolve() };
     throw error;
   }
   const chosen = layers
     .map((layer) => ({ layer, key: layer.name.split("/").pop() }))
     .filter((x) => wanted.includes(x.key))
     .sort((a, b) => wanted.indexOf(a.key) - wanted.indexOf(b.key));
-  const loaded = await Promise.all(
-    chosen.map(async ({ layer, key }) => ({ key, items: await features(`/v1/${layer.name}`, crs).catch(() => []) })),
-  );
-  const drawn = {};
-  for (const { key, items } of loaded) {
-    if (items.length) drawn[key] = L.geoJSON({ type: "FeatureCollection", features: items }, { style: BASE_LAYERS[key] }).addTo(map);
+  const load = (list) => Promise.all(list.map(async ({ layer, key }) => ({ key, items: await features(`/v1/${layer.name}`, crs).catch(() => []) })));
+  const later = lateAfter.then(() => load(chosen.filter((x) => LATE.includes(x.key))));
+  const drawn = {}; // key -> one group for all of the subtree's layers of that kind
+  for (const { key, items } of await load(chosen.filter((x) => !LATE.includes(x.key)))) {
+    if (items.length) drawOne(map, drawn, key, items);
   }
   const frame = drawn["grid-cells"] || Object.values(drawn)[0];
   if (frame && frame.getBounds().isValid()) map.fitBounds(frame.getBounds(), { padding: [8, 8] });
-  return Object.keys(drawn);
+  const late = later.then((loaded) => {
+    for (const { key, items } of loaded) if (items.length) drawOne(map, drawn, key, items);
+    if (!frame && Object.values(drawn)[0]) map.fitBounds(Object.values(drawn)[0].getBounds(), { padding: [8, 8] });
+  });
+  return { drawn, late };
 }
 
 /**
  * A Leaflet map in `element` for the tenant (a REST tenant id such as sh-jiading-anting);
  * its layers are drawn only for a signed-in person holding map:read (residents do not).
- * Returns {map, crs, deviceCrs, drawn}: `crs` is what a tap on this map is in.
+ * Returns {map, crs, deviceCrs, layers}: `crs` is what a tap on this map is in; `layers`
+ * maps each drawn kind ("grid-cells", "buildings", ..., "tiles") to its Leaflet layer;
+ * `complete` resolves when the buildings are drawn too (performance mark "base-drawn");
+ * they are fetched once `lateAfter` resolves, so a page can draw its own data first.
  */
-export async function baseMap(element, tenant) {
+export async function baseMap(element, tenant, { lateAfter = Promise.resolve() } = {}) {
   const config = await pageConfig();
   const map = L.map(element, { preferCanvas: true, attributionControl: false, zoomSnap: 0.5 });
   L.control.attribution({ prefix: '<a href="/web/vendor/leaflet/LICENSE">Leaflet</a>' }).addTo(map);
   map.setView([31.23, 121.47], 11);
-  let drawn = [];
+  let layers = {};
+  let complete = Promise.resolve();
   if (config.tile_url) {
-    L.tileLayer(config.tile_url, { attribution: config.tile_attribution || "", maxZoom: 20 }).addTo(map);
-    drawn = ["tiles"];
+    layers.tiles = L.tileLayer(config.tile_url, { attribution: config.tile_attribution || "", maxZoom: 20 }).addTo(map);
   }
   const held = session();
   const mayRead = held && held.me && held.me.scopes.includes("map:read");
@@ -83,11 +110,16 @@ export async function baseMap(element, tenant) {
     try {
       // Over tiles only the outlines; without tiles the whole plain base.
       const wanted = config.tile_url ? ["boundaries", "grid-cells"] : Object.keys(BASE_LAYERS);
-      drawn = drawn.concat(await drawVectorBase(map, tenant, config.tile_crs, wanted));
+      const base = await drawVectorBase(map, tenant, config.tile_crs, wanted, lateAfter);
+      layers = Object.assign(base.drawn, layers); // the late ones join `layers` when drawn
+      complete = base.late.then(() => {
+        element.dataset.base = Object.keys(layers).join(" ");
+        performance.mark("base-drawn");
+      });
     } catch {
       // offline, or the map component down: the page works without a base
     }
   }
-  element.dataset.base = drawn.join(" ") || "none";
-  return { map, crs: config.tile_crs || "EPSG:4326", deviceCrs: config.device_crs || "EPSG:4326", drawn };
+  element.dataset.base = Object.keys(layers).join(" ") || "none";
+  return { map, crs: config.tile_crs || "EPSG:4326", deviceCrs: config.device_crs || "EPSG:4326", layers, complete };
 }

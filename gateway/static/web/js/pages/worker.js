@@ -28,6 +28,7 @@ if (me) {
   let events = {}; // event name -> event, for the description
   let categories = [];
   let position = null;
+  const drafts = {}; // task id -> the note being written, kept across re-renders
 
   const banner = () => {
     document.getElementById("offline").hidden = navigator.onLine;
@@ -62,12 +63,15 @@ if (me) {
         "form",
         { class: "resolve" },
         el("label", { for: noteId, text: t("worker.note") }),
-        el("textarea", { id: noteId, required: true, maxlength: "2000" }),
+        el("textarea", { id: noteId, required: true, maxlength: "2000", oninput: (e) => (drafts[task.id] = e.target.value) }),
         el("div", { class: "row" }, el("button", { class: "primary", type: "submit", "data-action": "resolve", text: t("worker.resolve") })),
       );
+      form.querySelector("textarea").value = drafts[task.id] || "";
       form.addEventListener("submit", (e) => {
         e.preventDefault();
-        perform(task, "resolve", { note: document.getElementById(noteId).value, media_uris: [] });
+        const note = document.getElementById(noteId).value;
+        delete drafts[task.id];
+        perform(task, "resolve", { note, media_uris: [] });
       });
       buttons.push(form);
     }

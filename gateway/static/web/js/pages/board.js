@@ -1,0 +1,243 @@
+// The operations board of a town or village: events on the map coloured by state and
+// kept live over SSE, an event's timeline, filters, figures with reports per grid cell
+// (bars and a choropleth of the grid cells), tasks running out of time with a
+// countdown, sensors' current readings and the active emergency level.
+import { api, query } from "../lib/api.js";
+import { t } from "../lib/i18n.js";
+import { tenantId } from "../lib/ids.js";
+import { baseMap } from "../lib/map.js";
+import { el, ready, say, startPage, when } from "../lib/page.js";
+import { follow } from "../lib/stream.js";
+
+/* global L */
+const COLOURS = {
+  reported: "#c0392b",
+  reopened: "#c0392b",
+  accepted: "#d35400",
+  dispatched: "#d35400",
+  in_progress: "#b7950b",
+  resolved: "#1e8449",
+  closed: "#7f8c8d",
+  rejected: "#7f8c8d",
+  duplicate: "#7f8c8d",
+  withdrawn: "#7f8c8d",
+};
+const STATES = Object.keys(COLOURS);
+const MAX_EVENTS = 500;
+const LIVE_ROWS = 15;
+
+const me = await startPage();
+if (me) {
+  const tenant = tenantId(me.tenant);
+  const base = `/v1/tenants/${tenant}`;
+  const events = new Map(); // id -> event
+  const markers = new Map(); // id -> circle marker
+  let categories = [];
+  let cells = [];
+  let tasks = [];
+  let pageReady;
+  const lateAfter = new Promise((resolve) => {
+    pageReady = resolve;
+  });
+  // Started together: the map's light layers, the categories and the events.
+  const listing = api(`${base}/categories`).catch(() => ({ categories: [] }));
+  const firstEvents = api(`${base}/events${query({ page_size: MAX_EVENTS })}`);
+  const { map, layers } = await baseMap(document.getElementById("map"), tenant, { lateAfter });
+  const eventLayer = L.featureGroup().addTo(map);
+
+  const filters = () => ({
+    grid_cell: document.getElementById("f-cell").value,
+    category: document.getElementById("f-category").value,
+    state: document.getElementById("f-state").value,
+  });
+  const shown = (event) => {
+    const f = filters();
+    return (!f.grid_cell || event.grid_cell === f.grid_cell) && (!f.category || event.category === f.category) && (!f.state || event.state === f.state);
+  };
+  const categoryName = (code) => (t(`category.${code}`) !== `category.${code}` ? t(`category.${code}`) : code);
+
+  function fillFilters() {
+    const fill = (id, label, values, name) => {
+      const select = document.getElementById(id);
+      const chosen = select.value;
+      select.replaceChildren(el("option", { value: "", text: t(label) }), ...values.map((v) => el("option", { value: v, text: name(v) })));
+      select.value = chosen;
+    };
+    fill("f-cell", "board.filter.cell.all", cells, (v) => v);
+    fill("f-category", "board.filter.category.all", categories, categoryName);
+    fill("f-state", "board.filter.state.all", STATES, (v) => t(`state.${v}`));
+    document.getElementById("legend").replaceChildren(
+      ...["reported", "accepted", "in_progress", "resolved", "closed"].map((s) =>
+        el("li", {}, el("span", { class: "swatch", "data-state": s }), t(`state.${s}`)),
+      ),
+    );
+    for (const swatch of document.querySelectorAll(".legend .swatch")) swatch.style.background = COLOURS[swatch.dataset.state];
+  }
+
+  function showDetail(event) {
+    document.getElementById("detail").replaceChildren(
+      el("div", { id: "detail-event", "data-event": event.id },
+        el("strong", { text: categoryName(event.category) }), " ",
+        el("span", { class: `state ${event.state}`, text: t(`state.${event.state}`) }),
+        el("p", { text: event.description }),
+        el("div", { class: "muted", text: `${event.id} · ${event.grid_cell || ""} · ${when(event.create_time)}` }),
+        el("ol", { class: "timeline" }, ...event.timeline.map((entry) =>
+          el("li", { text: `${when(entry.time)} · ${t(`state.${entry.to_state}`)}${entry.note ? ` · ${entry.note}` : ""}` }))),
+      ),
+    );
+  }
+
+  async function openDetail(id) {
+    showDetail(await api(`${base}/events/${id}`));
+  }
+
+  function draw(event) {
+    const old = markers.get(event.id);
+    if (old) eventLayer.removeLayer(old);
+    markers.delete(event.id);
+    if (!shown(event) || !event.location) return;
+    const marker = L.circleMarker([event.location.latitude, event.location.longitude], {
+      radius: 6, color: "#fff", weight: 1, fillColor: COLOURS[event.state] || "#333", fillOpacity: 0.9,
+    });
+    marker.on("click", () => openDetail(event.id));
+    marker.addTo(eventLayer);
+    markers.set(event.id, marker);
+  }
+
+  function liveRow(event) {
+    return el("li", { "data-event": event.id },
+      el("span", { class: `state ${event.state}`, text: t(`state.${event.state}`) }), " ",
+      el("strong", { text: categoryName(event.category) }), " ",
+      el("span", { class: "muted", text: `${event.grid_cell || ""} · ${when(event.update_time)}` }),
+      el("div", {}, el("button", { type: "button", onclick: () => openDetail(event.id), text: t("board.open") })));
+  }
+
+  function renderLive() {
+    const newest = [...events.values()].filter(shown).sort((a, b) => b.update_time.localeCompare(a.update_time)).slice(0, LIVE_ROWS);
+    document.getElementById("live").replaceChildren(...newest.map(liveRow));
+    document.body.dataset.events = String(markers.size);
+  }
+
+  async function loadEvents(ready = null) {
+    const page = ready ? await ready : await api(`${base}/events${query({ ...filters(), page_size: MAX_EVENTS })}`);
+    events.clear();
+    eventLayer.clearLayers();
+    markers.clear();
+    for (const event of page.events) {
+      events.set(event.id, event);
+      draw(event);
+    }
+    renderLive();
+  }
+
+  async function loadFigures() {
+    const today = new Date();
+    today.setHours(0, 0, 0, 0);
+    const f = filters();
+    const [all, todays] = await Promise.all([
+      api(`${base}/events:statistics${query({ grid_cell: f.grid_cell, category: f.category })}`),
+      api(`${base}/events:statistics${query({ grid_cell: f.grid_cell, category: f.category, created_from: today.toISOString() })}`),
+    ]);
+    const figure = (key, value) => el("div", {}, el("dt", { text: t(key) }), el("dd", { text: value }));
+    document.getElementById("figures").replaceChildren(
+      figure("board.stats.today", String(todays.total)),
+      figure("board.stats.total", String(all.total)),
+      figure("board.stats.breach", `${Math.round(all.sla_breach_rate * 100)}%`),
+      figure("board.stats.resolve", all.resolved_count ? t("board.hours", { hours: all.mean_hours_to_resolve.toFixed(1) }) : "–"),
+    );
+    const counts = all.by_grid_cell;
+    cells = Object.keys(counts).sort();
+    const top = Math.max(1, ...Object.values(counts));
+    document.getElementById("per-cell").replaceChildren(
+      ...cells.map((cell) => {
+        const bar = el("span", { class: "bar" });
+        bar.style.width = `${(100 * counts[cell]) / top}%`;
+        return el("li", {}, el("span", { text: cell }), el("span", {}, bar), el("span", { text: String(counts[cell]) }));
+      }),
+    );
+    // The choropleth: grid cells shaded by their number of reports.
+    if (layers["grid-cells"]) {
+      layers["grid-cells"].eachLayer((group) =>
+        group.eachLayer((cell) => {
+          const share = (counts[cell.feature.id] || 0) / top;
+          cell.setStyle({ fillOpacity: 0.05 + 0.45 * share, fillColor: "#c0392b" });
+        }),
+      );
+    }
+    fillFilters();
+  }
+
+  function countdown(task) {
+    const due = task.due_time || task.response_due_time;
+    if (!due) return "";
+    const seconds = Math.round((new Date(due) - Date.now()) / 1000);
+    const abs = Math.abs(seconds);
+    const text = `${Math.floor(abs / 3600)}:${String(Math.floor((abs % 3600) / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
+    return seconds < 0 ? t("board.overdue.by", { time: text }) : t("board.due.in", { time: text });
+  }
+
+  function renderTasks() {
+    const list = document.getElementById("tasks");
+    if (!tasks.length) {
+      list.replaceChildren(el("li", { class: "muted", text: t("board.tasks.none") }));
+      return;
+    }
+    list.replaceChildren(...tasks.map((task) =>
+      el("li", { "data-task": task.id },
+        el("span", { class: `state ${task.sla_status}`, text: t(`sla.${task.sla_status}`) }), " ",
+        el("strong", { text: categoryName(task.category) }), " ",
+        el("span", { class: "countdown", text: countdown(task) }),
+        el("div", { class: "muted", text: `${task.grid_cell} · ${task.handler || t("board.unassigned")}` }))));
+  }
+
+  async function loadTasks() {
+    const [overdue, atRisk] = await Promise.all([
+      api(`${base}/tasks?sla_status=overdue&page_size=50`),
+      api(`${base}/tasks?sla_status=at_risk&page_size=50`),
+    ]);
+    tasks = [...overdue.tasks, ...atRisk.tasks];
+    renderTasks();
+  }
+
+  async function loadSensors() {
+    const page = await api(`${base}/entities?page_size=200`).catch(() => ({ entities: [] }));
+    const sensors = page.entities.filter((e) => e.properties && e.properties.some((p) => !p.point));
+    document.getElementById("sensors").replaceChildren(...sensors.map((e) =>
+      el("li", {}, el("strong", { text: e.display_name || e.name.split("/").pop() }), " ",
+        el("span", { class: "muted", text: e.entity_type }),
+        el("div", { text: e.properties.filter((p) => !p.point).map((p) => `${p.property} ${p.value}${p.unit ? ` ${p.unit}` : ""} (${when(p.observe_time)})`).join(" · ") }))));
+  }
+
+  async function loadEmergency() {
+    const page = await api(`${base}/emergencyPlans?page_size=50`).catch(() => ({ emergency_plans: [] }));
+    const active = page.emergency_plans.filter((p) => p.current_level > 0).sort((a, b) => a.current_level - b.current_level);
+    const banner = document.getElementById("emergency");
+    banner.hidden = !active.length;
+    if (active.length) banner.textContent = t("board.emergency", { level: active[0].current_level, plan: active[0].display_name, reason: active[0].level_reason });
+  }
+
+  for (const id of ["f-cell", "f-category", "f-state"]) {
+    document.getElementById(id).addEventListener("change", () => Promise.all([loadEvents(), loadFigures()]));
+  }
+  document.addEventListener("languagechange", () => {
+    fillFilters();
+    renderLive();
+    renderTasks();
+  });
+
+  categories = (await listing).categories.map((c) => c.code);
+  fillFilters();
+  await loadEvents(firstEvents);
+  ready(); // the map and the events are drawn; buildings and the rest fill in
+  pageReady();
+  follow(`${base}/events:stream`, (message) => {
+    const event = JSON.parse(message.data);
+    events.set(event.id, event);
+    draw(event);
+    renderLive();
+    if (message.event.toLowerCase().includes("creat")) say("board.new", { category: categoryName(event.category) });
+  }, { onState: (s) => { document.getElementById("live-state").textContent = t(`board.stream.${s}`); } });
+  await Promise.all([loadFigures(), loadTasks(), loadSensors(), loadEmergency()]).catch((error) => say("error.generic", { reason: error.message }, { error: true }));
+  setInterval(renderTasks, 1000);
+  setInterval(() => Promise.all([loadTasks(), loadEmergency()]).catch(() => undefined), 30000);
+}
