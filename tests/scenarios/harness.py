@@ -75,11 +75,22 @@ def demo_cells(demo_gpkg: Path) -> list[Cell]:
     ]
 
 
+def patiently(send: Callable[[], httpx.Response], within: float = 60.0) -> httpx.Response:
+    """Send again after the wait a 503 asks for (Retry-After), as a well-behaved client
+    does: password checks are queued and a busy machine answers 'try again' (ADR 24)."""
+    deadline = time.monotonic() + within
+    while True:
+        response = send()
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return response
+        time.sleep(min(float(response.headers.get("retry-after", "1") or 1), 5.0))
+
+
 class Api(httpx.Client):
     """The gateway as one caller sees it; `ok` asserts a 2xx and returns the JSON."""
 
     def ok(self, method: str, url: str, **kwargs: Any) -> Any:
-        response = self.request(method, url, **kwargs)
+        response = patiently(lambda: self.request(method, url, **kwargs))
         assert response.is_success, f"{method} {url} -> {response.status_code} {response.text}"
         return response.json() if response.content else None
 
@@ -115,20 +126,28 @@ class Platform:
     def _sign_in(self, username: str) -> str:
         credentials = self.credentials()
         account = next(a for a in credentials.accounts if a.username == username)
-        issued = httpx.post(
-            f"{self.url}/v1/auth/token",
-            data={"grant_type": "password", "username": username, "password": account.password},
-            timeout=20,
+        issued = patiently(
+            lambda: httpx.post(
+                f"{self.url}/v1/auth/token",
+                data={
+                    "grant_type": "password",
+                    "username": username,
+                    "password": account.password,
+                },
+                timeout=20,
+            )
         )
         assert issued.is_success, issued.text
         body = issued.json()
         if body.get("password_change_required"):
             new = secrets.token_urlsafe(18)
-            changed = httpx.post(
-                f"{self.url}/v1/me:changePassword",
-                json={"current_password": account.password, "new_password": new},
-                headers={"Authorization": f"Bearer {body['access_token']}"},
-                timeout=20,
+            changed = patiently(
+                lambda: httpx.post(
+                    f"{self.url}/v1/me:changePassword",
+                    json={"current_password": account.password, "new_password": new},
+                    headers={"Authorization": f"Bearer {body['access_token']}"},
+                    timeout=20,
+                )
             )
             assert changed.is_success, changed.text
             body = changed.json()
