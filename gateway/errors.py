@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.ngsi_ld.problems import NgsiLdError
 from services.kit.context import current_request_id
-from services.kit.errors import FieldViolation
+from services.kit.errors import FieldViolation, InvalidArgument
 from services.kit.status import failure_of
 
 log = logging.getLogger("grassroots.gateway")
@@ -178,6 +178,13 @@ def install_handlers(app: FastAPI) -> None:
             violations.append(FieldViolation(_loc_to_field(tuple(error["loc"])), error["msg"]))
         message = "; ".join(f"{v.field}: {v.description}" for v in violations)
         return _shaped(request, ApiError(400, message, violations=violations))
+
+    @app.exception_handler(InvalidArgument)
+    async def invalid_argument(request: Request, exc: InvalidArgument) -> JSONResponse:
+        # The kit's parsers (times, tenant paths) raise the domain's error in the
+        # gateway too: it is the caller's bad input, never an internal error.
+        error = ApiError(400, exc.message, reason=exc.reason, violations=exc.violations)
+        return _shaped(request, error)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

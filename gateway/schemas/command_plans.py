@@ -35,7 +35,9 @@ class NoticeIO(_In):
 class EmergencyLevelIO(_In):
     """One response level and what opening it does."""
 
-    level: int = Field(..., description="3, 2 or 1; 1 is the worst", examples=[2])
+    level: int = limited(
+        pb.EmergencyLevel, "level", description="3, 2 or 1; 1 is the worst", examples=[2]
+    )
     summary: str = limited(pb.EmergencyLevel, "summary", "", examples=["more than 5,000 people"])
     dispatches: list[DispatchIO] = limited(pb.EmergencyLevel, "dispatches", [])
     checklist: list[Annotated[str, item(pb.EmergencyLevel, "checklist")]] = limited(
@@ -100,7 +102,7 @@ class EmergencyPlanList(BaseModel):
 class LevelChangeIn(_In):
     """Raise or lower a plan: 3, 2 or 1 (1 is the worst), or 0 to stand down."""
 
-    level: int = Field(..., examples=[2])
+    level: int = limited(pb.ChangeEmergencyLevelRequest, "level", examples=[2])
     reason: str = limited(
         pb.ChangeEmergencyLevelRequest, "reason", examples=["5,412 people counted at 14:05"]
     )

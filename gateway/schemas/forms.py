@@ -11,6 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.schemas.contract import limited
+from grassroots.empower.v1 import forms_service_pb2 as pb
+
 FieldTypeName = Literal["text", "integer", "boolean", "date", "choice", "location"]
 AggregateName = Literal["group", "count", "sum", "count_if", "max"]
 ScheduleName = Literal["daily", "weekly", "monthly"]
@@ -24,9 +27,11 @@ class FormFieldIn(BaseModel):
     type: FieldTypeName
     required: bool = False
     options: list[str] = Field(default_factory=list)
-    minimum: int | None = None
-    maximum: int | None = None
-    max_length: int = Field(0, description="longest text; 0 means 500")
+    minimum: int | None = limited(pb.FormField, "minimum", None)
+    maximum: int | None = limited(pb.FormField, "maximum", None)
+    max_length: int = limited(
+        pb.FormField, "max_length", 0, description="longest text; 0 means 500"
+    )
 
 
 class FormFieldOut(BaseModel):

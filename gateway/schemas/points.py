@@ -12,6 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.schemas.contract import limited
+from grassroots.empower.v1 import points_service_pb2 as pb
+
 HolderKindName = Literal["household", "person"]
 PeriodName = Literal["day", "week", "month"]
 EntryKindName = Literal["rule_credit", "manual_credit", "redemption"]
@@ -49,8 +52,10 @@ class PointsRuleCreate(BaseModel):
     display_name: str = ""
     fact_type: str = Field(..., examples=["task.resolved"])
     match: dict[str, str] = Field(default_factory=dict, examples=[{"task_kind": "volunteer"}])
-    points: int
-    cap: int = Field(0, description="most points per account and period; 0: none")
+    points: int = limited(pb.PointsRule, "points")
+    cap: int = limited(
+        pb.PointsRule, "cap", 0, description="most points per account and period; 0: none"
+    )
     cap_period: PeriodName | None = None
 
 
@@ -75,7 +80,7 @@ class PointsPosting(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    amount: int
+    amount: int = limited(pb.CreditPointsRequest, "amount")
     memo: str = ""
     request_id: str
 

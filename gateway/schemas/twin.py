@@ -6,15 +6,21 @@ service's to check.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.schemas.common import GeoPointIn
-from gateway.schemas.contract import limited
+from gateway.schemas.contract import item, limited
 from grassroots.twin.v1 import twin_service_pb2 as pb
 
 ENTITY_ID = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+# A rule's durations are Durations in the contract; the REST body takes whole seconds,
+# at most a year (the domain says what a duration may be).
+MAX_RULE_SECONDS = 366 * 86400
+# REST batches of readings are smaller than gRPC's 100,000 (a JSON body that size is
+# slow to parse); device gateways with more use IngestTelemetry over gRPC.
+REST_BATCH = 10_000
 
 
 class RelationshipIn(BaseModel):
@@ -50,18 +56,17 @@ class TelemetryIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    entities: list[str] = limited(pb.TelemetryColumns, "entities", description="ids or names")
-    properties: list[str] = limited(pb.TelemetryColumns, "properties")
-    values: list[float] = limited(pb.TelemetryColumns, "values", [])
-    observe_times_ms: list[int] = limited(
-        pb.TelemetryColumns,
-        "observe_times_ms",
+    entities: list[str] = Field(..., max_length=REST_BATCH, description="ids or names")
+    properties: list[str] = Field(..., max_length=REST_BATCH)
+    values: list[float] = Field([], max_length=REST_BATCH)
+    observe_times_ms: list[Annotated[int, item(pb.TelemetryColumns, "observe_times_ms")]] = Field(
         [],
+        max_length=REST_BATCH,
         description="milliseconds since the Unix epoch; empty means now",
     )
-    units: list[str] = limited(pb.TelemetryColumns, "units", [])
-    longitudes: list[float] = limited(pb.TelemetryColumns, "longitudes", [])
-    latitudes: list[float] = limited(pb.TelemetryColumns, "latitudes", [])
+    units: list[str] = Field([], max_length=REST_BATCH)
+    longitudes: list[float] = Field([], max_length=REST_BATCH)
+    latitudes: list[float] = Field([], max_length=REST_BATCH)
 
 
 class PropertySpecIn(BaseModel):
@@ -89,7 +94,7 @@ class ThresholdIn(BaseModel):
     direction: Literal["above", "below"] = "above"
     trigger: float
     clear: float
-    min_duration_seconds: int = 0
+    min_duration_seconds: int = Field(0, ge=0, le=MAX_RULE_SECONDS)
 
 
 class LevelsIn(BaseModel):
@@ -103,7 +108,7 @@ class LevelsIn(BaseModel):
 class InactivityIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    silence_seconds: int
+    silence_seconds: int = Field(..., ge=1, le=MAX_RULE_SECONDS)
 
 
 class StoppedIn(BaseModel):

@@ -56,6 +56,18 @@ GATEWAY_ONLY = {
     "RoutingRuleIn.response_sla_seconds": "seconds standing for a Duration",
     "RoutingRuleIn.resolution_sla_seconds": "seconds standing for a Duration",
     "RoutingRuleIn.offer_timeout_seconds": "seconds standing for a Duration",
+    # REST batches of readings are smaller than gRPC's (10,000, as the README says).
+    "TelemetryIn.entities": "REST batch size",
+    "TelemetryIn.properties": "REST batch size",
+    "TelemetryIn.values": "REST batch size",
+    "TelemetryIn.observe_times_ms": "REST batch size",
+    "TelemetryIn.units": "REST batch size",
+    "TelemetryIn.longitudes": "REST batch size",
+    "TelemetryIn.latitudes": "REST batch size",
+    # A twin rule's durations are Durations in the contract; the REST body takes whole
+    # seconds, at most a year.
+    "ThresholdIn.min_duration_seconds": "seconds standing for a Duration",
+    "InactivityIn.silence_seconds": "seconds standing for a Duration",
     # Paging: page sizes are clamped by the kit's paging helper, tokens are signed.
     "SearchRequest.page_size": "paging",
     "SearchRequest.page_token": "paging",
@@ -139,3 +151,52 @@ def test_a_differing_bound_is_seen(openapi):
     prop = dict(openapi["components"]["schemas"]["EventCreate"]["properties"]["description"])
     prop["maxLength"] = prop["maxLength"] + 1
     assert _declared_bounds(prop) != _contract_bounds(prop[CONTRACT_KEY])
+
+
+def _request_schemas(openapi: dict[str, Any]) -> set[str]:
+    """Names of the schemas a request body uses, nested ones included."""
+    schemas = openapi["components"]["schemas"]
+    found: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            name = ref.rsplit("/", 1)[-1]
+            if ref and name not in found:
+                found.add(name)
+                visit(schemas.get(name, {}))
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    for operations in openapi["paths"].values():
+        for operation in operations.values():
+            if isinstance(operation, dict):
+                visit(operation.get("requestBody", {}))
+    return found
+
+
+def _integer_options(prop: dict[str, Any]) -> list[dict[str, Any]]:
+    return [o for o in [prop, *prop.get("anyOf", [])] if o.get("type") == "integer"]
+
+
+def test_every_integer_a_client_sends_is_bounded(openapi):
+    """An unbounded integer reaches a proto int32/int64 field: past its range the
+    message cannot be built and the caller got 500 instead of 400 naming the field."""
+    unbounded = []
+    schemas = _request_schemas(openapi)
+    for label, prop in _properties(openapi):
+        if label.split(".")[0] not in schemas:
+            continue
+        for option in _integer_options(prop):
+            if "maximum" not in option or "minimum" not in option:
+                unbounded.append(label)
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                for option in _integer_options(parameter.get("schema", {})):
+                    if "maximum" not in option or "minimum" not in option:
+                        unbounded.append(f"{method.upper()} {path} ?{parameter['name']}")
+    assert not unbounded, "integers without both bounds:\n" + "\n".join(unbounded)

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*grassroots/empower/v1/points_service.proto\x12\x15grassroots.empower.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"\xa9\x02\n\rPointsAccount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x44\n\x0bholder_kind\x18\x02 \x01(\x0e\x32/.grassroots.empower.v1.PointsAccount.HolderKind\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x05 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\nHolderKind\x12\x1b\n\x17HOLDER_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15HOLDER_KIND_HOUSEHOLD\x10\x01\x12\x16\n\x12HOLDER_KIND_PERSON\x10\x02\"\x8f\x03\n\nPointsRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x11\n\tfact_type\x18\x03 \x01(\t\x12;\n\x05match\x18\x04 \x03(\x0b\x32,.grassroots.empower.v1.PointsRule.MatchEntry\x12\x0e\n\x06points\x18\x05 \x01(\x03\x12\x0b\n\x03\x63\x61p\x18\x06 \x01(\x03\x12<\n\ncap_period\x18\x07 \x01(\x0e\x32(.grassroots.empower.v1.PointsRule.Period\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a,\n\nMatchEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\x06Period\x12\x16\n\x12PERIOD_UNSPECIFIED\x10\x00\x12\x0e\n\nPERIOD_DAY\x10\x01\x12\x0f\n\x0bPERIOD_WEEK\x10\x02\x12\x10\n\x0cPERIOD_MONTH\x10\x03\"\xcf\x02\n\x0bLedgerEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x35\n\x04kind\x18\x02 \x01(\x0e\x32\'.grassroots.empower.v1.LedgerEntry.Kind\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x15\n\rbalance_after\x18\x04 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x0c\n\x04rule\x18\x06 \x01(\t\x12\x0c\n\x04memo\x18\x07 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10KIND_RULE_CREDIT\x10\x01\x12\x16\n\x12KIND_MANUAL_CREDIT\x10\x02\x12\x13\n\x0fKIND_REDEMPTION\x10\x03\"j\n\x1a\x43reatePointsAccountRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12<\n\x0epoints_account\x18\x02 \x01(\x0b\x32$.grassroots.empower.v1.PointsAccount\"\'\n\x17GetPointsAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"b\n\x19ListPointsAccountsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"t\n\x1aListPointsAccountsResponse\x12=\n\x0fpoints_accounts\x18\x01 \x03(\x0b\x32$.grassroots.empower.v1.PointsAccount\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"a\n\x17\x43reatePointsRuleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x36\n\x0bpoints_rule\x18\x02 \x01(\x0b\x32!.grassroots.empower.v1.PointsRule\"(\n\x16ListPointsRulesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"R\n\x17ListPointsRulesResponse\x12\x37\n\x0cpoints_rules\x18\x01 \x03(\x0b\x32!.grassroots.empower.v1.PointsRule\"\'\n\x17\x44\x65letePointsRuleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"X\n\x13\x43reditPointsRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x0c\n\x04memo\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"X\n\x13RedeemPointsRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x0c\n\x04memo\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"Q\n\x18ListLedgerEntriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x81\x01\n\x19ListLedgerEntriesResponse\x12:\n\x0eledger_entries\x18\x01 \x03(\x0b\x32\".grassroots.empower.v1.LedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\x03\x32\x89\t\n\rPointsService\x12\x82\x01\n\x13\x43reatePointsAccount\x12\x31.grassroots.empower.v1.CreatePointsAccountRequest\x1a$.grassroots.empower.v1.PointsAccount\"\x12\x8a\xb5\x18\x0e\n\x0cpoints:write\x12|\n\x10GetPointsAccount\x12..grassroots.empower.v1.GetPointsAccountRequest\x1a$.grassroots.empower.v1.PointsAccount\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:read\x12\x8d\x01\n\x12ListPointsAccounts\x12\x30.grassroots.empower.v1.ListPointsAccountsRequest\x1a\x31.grassroots.empower.v1.ListPointsAccountsResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:read\x12y\n\x10\x43reatePointsRule\x12..grassroots.empower.v1.CreatePointsRuleRequest\x1a!.grassroots.empower.v1.PointsRule\"\x12\x8a\xb5\x18\x0e\n\x0cpoints:write\x12\x84\x01\n\x0fListPointsRules\x12-.grassroots.empower.v1.ListPointsRulesRequest\x1a..grassroots.empower.v1.ListPointsRulesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:read\x12n\n\x10\x44\x65letePointsRule\x12..grassroots.empower.v1.DeletePointsRuleRequest\x1a\x16.google.protobuf.Empty\"\x12\x8a\xb5\x18\x0e\n\x0cpoints:write\x12r\n\x0c\x43reditPoints\x12*.grassroots.empower.v1.CreditPointsRequest\x1a\".grassroots.empower.v1.LedgerEntry\"\x12\x8a\xb5\x18\x0e\n\x0cpoints:write\x12r\n\x0cRedeemPoints\x12*.grassroots.empower.v1.RedeemPointsRequest\x1a\".grassroots.empower.v1.LedgerEntry\"\x12\x8a\xb5\x18\x0e\n\x0cpoints:write\x12\x8a\x01\n\x11ListLedgerEntries\x12/.grassroots.empower.v1.ListLedgerEntriesRequest\x1a\x30.grassroots.empower.v1.ListLedgerEntriesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:readB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*grassroots/empower/v1/points_service.proto\x12\x15grassroots.empower.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"\xa9\x02\n\rPointsAccount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x44\n\x0bholder_kind\x18\x02 \x01(\x0e\x32/.grassroots.empower.v1.PointsAccount.HolderKind\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x05 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\nHolderKind\x12\x1b\n\x17HOLDER_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15HOLDER_KIND_HOUSEHOLD\x10\x01\x12\x16\n\x12HOLDER_KIND_PERSON\x10\x02\"\xbf\x03\n\nPointsRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x11\n\tfact_type\x18\x03 \x01(\t\x12;\n\x05match\x18\x04 \x03(\x0b\x32,.grassroots.empower.v1.PointsRule.MatchEntry\x12&\n\x06points\x18\x05 \x01(\x03\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\xf0?!\x00\x00\x00\x00\x80\x84.A\x12#\n\x03\x63\x61p\x18\x06 \x01(\x03\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\x00\x00!\x00\x00\x00\x00\x65\xcd\xcd\x41\x12<\n\ncap_period\x18\x07 \x01(\x0e\x32(.grassroots.empower.v1.PointsRule.Period\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a,\n\nMatchEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\x06Period\x12\x16\n\x12PERIOD_UNSPECIFIED\x10\x00\x12\x0e\n\nPERIOD_DAY\x10\x01\x12\x0f\n\x0bPERIOD_WEEK\x10\x02\x12\x10\n\x0cPERIOD_MONTH\x10\x03\"\xcf\x02\n\x0bLedgerEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x35\n\x04kind\x18\x02 \x01(\x0e\x32\'.grassroots.empower.v1.LedgerEntry.Kind\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x15\n\rbalance_after\x18\x04 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x0c\n\x04rule\x18\x06 \x01(\t\x12\x0c\n\x04memo\x18\x07 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10KIND_RULE_CREDIT\x10\x01\x12\x16\n\x12KIND_MANUAL_CREDIT\x10\x02\x12\x13\n\x0fKIND_REDEMPTION\x10\x03\"j\n\x1a\x43reatePointsAccountRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12<\n\x0epoints_account\x18\x02 \x01(\x0b\x32$.grassroots.empower.v1.PointsAccount\"\'\n\x17GetPointsAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"b\n\x19ListPointsAccountsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"t\n\x1aListPointsAccountsResponse\x12=\n\x0fpoints_accounts\x18\x01 \x03(\x0b\x32$.grassroots.empower.v1.PointsAccount\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"a\n\x17\x43reatePointsRuleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x36\n\x0bpoints_rule\x18\x02 \x01(\x0b\x32!.grassroots.empower.v1.PointsRule\"(\n\x16ListPointsRulesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"R\n\x17ListPointsRulesResponse\x12\x37\n\x0cpoints_rules\x18\x01 \x03(\x0b\x32!.grassroots.empower.v1.PointsRule\"\'\n\x17\x44\x65letePointsRuleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"p\n\x13\x43reditPointsRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12&\n\x06\x61mount\x18\x02 \x01(\x03\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\xf0?!\x00\x00\x00\x00\x80\x84.A\x12\x0c\n\x04memo\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"p\n\x13RedeemPointsRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12&\n\x06\x61mount\x18\x02 \x01(\x03\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\xf0?!\x00\x00\x00\x00\x80\x84.A\x12\x0c\n\x04memo\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"Q\n\x18ListLedgerEntriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x81\x01\n\x19ListLedgerEntriesResponse\x12:\n\x0eledger_entries\x18\x01 \x03(\x0b\x32\".grassroots.empower.v1.LedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\x03\x32\x89\t\n\rPointsService\x12\x82\x01\n\x13\x43reatePointsAccount\x12\x31.grassroots.empower.v1.CreatePointsAccountRequest\x1a$.grassroots.empower.v1.PointsAccount\"\x12\x8a\xb5\x18\x0e\n\x0cpoints:write\x12|\n\x10GetPointsAccount\x12..grassroots.empower.v1.GetPointsAccountRequest\x1a$.grassroots.empower.v1.PointsAccount\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:read\x12\x8d\x01\n\x12ListPointsAccounts\x12\x30.grassroots.empower.v1.ListPointsAccountsRequest\x1a\x31.grassroots.empower.v1.ListPointsAccountsResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:read\x12y\n\x10\x43reatePointsRule\x12..grassroots.empower.v1.CreatePointsRuleRequest\x1a!.grassroots.empower.v1.PointsRule\"\x12\x8a\xb5\x18\x0e\n\x0cpoints:write\x12\x84\x01\n\x0fListPointsRules\x12-.grassroots.empower.v1.ListPointsRulesRequest\x1a..grassroots.empower.v1.ListPointsRulesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:read\x12n\n\x10\x44\x65letePointsRule\x12..grassroots.empower.v1.DeletePointsRuleRequest\x1a\x16.google.protobuf.Empty\"\x12\x8a\xb5\x18\x0e\n\x0cpoints:write\x12r\n\x0c\x43reditPoints\x12*.grassroots.empower.v1.CreditPointsRequest\x1a\".grassroots.empower.v1.LedgerEntry\"\x12\x8a\xb5\x18\x0e\n\x0cpoints:write\x12r\n\x0cRedeemPoints\x12*.grassroots.empower.v1.RedeemPointsRequest\x1a\".grassroots.empower.v1.LedgerEntry\"\x12\x8a\xb5\x18\x0e\n\x0cpoints:write\x12\x8a\x01\n\x11ListLedgerEntries\x12/.grassroots.empower.v1.ListLedgerEntriesRequest\x1a\x30.grassroots.empower.v1.ListLedgerEntriesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:readB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\031org.grassroots.empower.v1P\001'
   _globals['_POINTSRULE_MATCHENTRY']._loaded_options = None
   _globals['_POINTSRULE_MATCHENTRY']._serialized_options = b'8\001'
+  _globals['_POINTSRULE'].fields_by_name['points']._loaded_options = None
+  _globals['_POINTSRULE'].fields_by_name['points']._serialized_options = b'\222\265\030\022\031\000\000\000\000\000\000\360?!\000\000\000\000\200\204.A'
+  _globals['_POINTSRULE'].fields_by_name['cap']._loaded_options = None
+  _globals['_POINTSRULE'].fields_by_name['cap']._serialized_options = b'\222\265\030\022\031\000\000\000\000\000\000\000\000!\000\000\000\000e\315\315A'
+  _globals['_CREDITPOINTSREQUEST'].fields_by_name['amount']._loaded_options = None
+  _globals['_CREDITPOINTSREQUEST'].fields_by_name['amount']._serialized_options = b'\222\265\030\022\031\000\000\000\000\000\000\360?!\000\000\000\000\200\204.A'
+  _globals['_REDEEMPOINTSREQUEST'].fields_by_name['amount']._loaded_options = None
+  _globals['_REDEEMPOINTSREQUEST'].fields_by_name['amount']._serialized_options = b'\222\265\030\022\031\000\000\000\000\000\000\360?!\000\000\000\000\200\204.A'
   _globals['_POINTSSERVICE'].methods_by_name['CreatePointsAccount']._loaded_options = None
   _globals['_POINTSSERVICE'].methods_by_name['CreatePointsAccount']._serialized_options = b'\212\265\030\016\n\014points:write'
   _globals['_POINTSSERVICE'].methods_by_name['GetPointsAccount']._loaded_options = None
@@ -60,39 +68,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POINTSACCOUNT_HOLDERKIND']._serialized_start=375
   _globals['_POINTSACCOUNT_HOLDERKIND']._serialized_end=467
   _globals['_POINTSRULE']._serialized_start=470
-  _globals['_POINTSRULE']._serialized_end=869
-  _globals['_POINTSRULE_MATCHENTRY']._serialized_start=740
-  _globals['_POINTSRULE_MATCHENTRY']._serialized_end=784
-  _globals['_POINTSRULE_PERIOD']._serialized_start=786
-  _globals['_POINTSRULE_PERIOD']._serialized_end=869
-  _globals['_LEDGERENTRY']._serialized_start=872
-  _globals['_LEDGERENTRY']._serialized_end=1207
-  _globals['_LEDGERENTRY_KIND']._serialized_start=1112
-  _globals['_LEDGERENTRY_KIND']._serialized_end=1207
-  _globals['_CREATEPOINTSACCOUNTREQUEST']._serialized_start=1209
-  _globals['_CREATEPOINTSACCOUNTREQUEST']._serialized_end=1315
-  _globals['_GETPOINTSACCOUNTREQUEST']._serialized_start=1317
-  _globals['_GETPOINTSACCOUNTREQUEST']._serialized_end=1356
-  _globals['_LISTPOINTSACCOUNTSREQUEST']._serialized_start=1358
-  _globals['_LISTPOINTSACCOUNTSREQUEST']._serialized_end=1456
-  _globals['_LISTPOINTSACCOUNTSRESPONSE']._serialized_start=1458
-  _globals['_LISTPOINTSACCOUNTSRESPONSE']._serialized_end=1574
-  _globals['_CREATEPOINTSRULEREQUEST']._serialized_start=1576
-  _globals['_CREATEPOINTSRULEREQUEST']._serialized_end=1673
-  _globals['_LISTPOINTSRULESREQUEST']._serialized_start=1675
-  _globals['_LISTPOINTSRULESREQUEST']._serialized_end=1715
-  _globals['_LISTPOINTSRULESRESPONSE']._serialized_start=1717
-  _globals['_LISTPOINTSRULESRESPONSE']._serialized_end=1799
-  _globals['_DELETEPOINTSRULEREQUEST']._serialized_start=1801
-  _globals['_DELETEPOINTSRULEREQUEST']._serialized_end=1840
-  _globals['_CREDITPOINTSREQUEST']._serialized_start=1842
-  _globals['_CREDITPOINTSREQUEST']._serialized_end=1930
-  _globals['_REDEEMPOINTSREQUEST']._serialized_start=1932
-  _globals['_REDEEMPOINTSREQUEST']._serialized_end=2020
-  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_start=2022
-  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_end=2103
-  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_start=2106
-  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_end=2235
-  _globals['_POINTSSERVICE']._serialized_start=2238
-  _globals['_POINTSSERVICE']._serialized_end=3399
+  _globals['_POINTSRULE']._serialized_end=917
+  _globals['_POINTSRULE_MATCHENTRY']._serialized_start=788
+  _globals['_POINTSRULE_MATCHENTRY']._serialized_end=832
+  _globals['_POINTSRULE_PERIOD']._serialized_start=834
+  _globals['_POINTSRULE_PERIOD']._serialized_end=917
+  _globals['_LEDGERENTRY']._serialized_start=920
+  _globals['_LEDGERENTRY']._serialized_end=1255
+  _globals['_LEDGERENTRY_KIND']._serialized_start=1160
+  _globals['_LEDGERENTRY_KIND']._serialized_end=1255
+  _globals['_CREATEPOINTSACCOUNTREQUEST']._serialized_start=1257
+  _globals['_CREATEPOINTSACCOUNTREQUEST']._serialized_end=1363
+  _globals['_GETPOINTSACCOUNTREQUEST']._serialized_start=1365
+  _globals['_GETPOINTSACCOUNTREQUEST']._serialized_end=1404
+  _globals['_LISTPOINTSACCOUNTSREQUEST']._serialized_start=1406
+  _globals['_LISTPOINTSACCOUNTSREQUEST']._serialized_end=1504
+  _globals['_LISTPOINTSACCOUNTSRESPONSE']._serialized_start=1506
+  _globals['_LISTPOINTSACCOUNTSRESPONSE']._serialized_end=1622
+  _globals['_CREATEPOINTSRULEREQUEST']._serialized_start=1624
+  _globals['_CREATEPOINTSRULEREQUEST']._serialized_end=1721
+  _globals['_LISTPOINTSRULESREQUEST']._serialized_start=1723
+  _globals['_LISTPOINTSRULESREQUEST']._serialized_end=1763
+  _globals['_LISTPOINTSRULESRESPONSE']._serialized_start=1765
+  _globals['_LISTPOINTSRULESRESPONSE']._serialized_end=1847
+  _globals['_DELETEPOINTSRULEREQUEST']._serialized_start=1849
+  _globals['_DELETEPOINTSRULEREQUEST']._serialized_end=1888
+  _globals['_CREDITPOINTSREQUEST']._serialized_start=1890
+  _globals['_CREDITPOINTSREQUEST']._serialized_end=2002
+  _globals['_REDEEMPOINTSREQUEST']._serialized_start=2004
+  _globals['_REDEEMPOINTSREQUEST']._serialized_end=2116
+  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_start=2118
+  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_end=2199
+  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_start=2202
+  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_end=2331
+  _globals['_POINTSSERVICE']._serialized_start=2334
+  _globals['_POINTSSERVICE']._serialized_end=3495
 # @@protoc_insertion_point(module_scope)

@@ -309,7 +309,9 @@ class TelemetryColumns(_message.Message):
 
     @_builtins.property
     def observe_times_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Observed time of each reading, milliseconds since the Unix epoch; empty means now."""
+        """Observed time of each reading, milliseconds since the Unix epoch; empty means now.
+        Within the years 1970 to 9999, so every reading's time fits the stores' timestamps.
+        """
 
     @_builtins.property
     def units(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
