@@ -342,6 +342,14 @@ class FormsDesk:
                 "this request_id was already used for a record of another form",
                 reason="REQUEST_ID_REUSED",
             )
+        if stored.id != record.id and (
+            dict(stored.values) != dict(record.values) or stored.grid_cell != record.grid_cell
+        ):
+            # Not a retry: answering the first record would hide that this one is lost.
+            raise FailedPrecondition(
+                "this request_id was already used for a record with other values; use a new one",
+                reason="REQUEST_ID_REUSED",
+            )
         return stored
 
     async def list_records(

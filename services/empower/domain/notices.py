@@ -74,6 +74,13 @@ def _text(value: str, field: str, maximum: int) -> str:
     return text
 
 
+def _content(notice: Notice) -> tuple[object, ...]:
+    """What a retry must repeat: the words, who it goes to and how."""
+    a = notice.audience
+    audience = (a.tenant, a.grid_cell, a.role, tuple(a.recipients))
+    return (notice.title, notice.body, audience, tuple(notice.channels))
+
+
 def _check_audience(audience: Audience) -> Audience:
     given = [
         bool(audience.tenant),
@@ -189,6 +196,12 @@ class NoticeBoard:
                 "notice.audience", f"reaches nobody by {reached}: the audience is empty"
             )
         stored = await self.store.insert_notice(caller.tenant, notice, deliveries)
+        if stored.id != notice.id and _content(stored) != _content(notice):
+            # Not a retry: answering the first notice would hide that this one was not sent.
+            raise FailedPrecondition(
+                "this request_id was already used for another notice; use a new one",
+                reason="REQUEST_ID_REUSED",
+            )
         if stored.id == notice.id:
             # Who sent what notice to how many, and when; never its title or text.
             await self.audit.record_action(

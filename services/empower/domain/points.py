@@ -105,6 +105,20 @@ def _request_id(value: str) -> str:
     return value
 
 
+def _same_posting(entry: Entry, posting: Posting) -> bool:
+    """Whether a stored entry is what this posting would have written: a retry.
+
+    A caller's award or purchase under a used request_id with another amount or memo is
+    not a retry; answering the first entry would tell the shop a sale went through that
+    did not. A fact's credit may have been capped, so only its account and kind count.
+    """
+    if entry.account_id != posting.account_id or entry.kind is not posting.kind:
+        return False
+    if posting.kind is EntryKind.RULE_CREDIT:
+        return True
+    return abs(entry.amount) == posting.requested and entry.memo == posting.memo
+
+
 class PointsLedger:
     """Accounts, rules and postings, checked for tenancy and scope."""
 
@@ -320,10 +334,7 @@ class PointsLedger:
 
     async def _post(self, scope: str, posting: Posting) -> Posted:
         result = await self.store.post(scope, posting, settle)
-        entry = result.entry
-        if not result.created and (
-            entry.account_id != posting.account_id or entry.kind is not posting.kind
-        ):
+        if not result.created and not _same_posting(result.entry, posting):
             raise FailedPrecondition(
                 "this request_id was already used for another posting; use a new one",
                 reason="REQUEST_ID_REUSED",

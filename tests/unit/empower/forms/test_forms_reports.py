@@ -17,7 +17,7 @@ from services.empower.domain.forms_model import (
     ReportColumn,
     Schedule,
 )
-from services.kit.errors import AlreadyExists, InvalidArgument, NotFound
+from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.kit.principal import Principal
 from tests.conftest import TOWN, XIANGYANG, XINGMING
 
@@ -207,6 +207,11 @@ async def test_a_record_is_checked_field_by_field_and_stored_once(desk: FormsDes
     first = await desk.create_record(worker, XINGMING, "fire-inspection", values, "g01", "r1")
     again = await desk.create_record(worker, XINGMING, "fire-inspection", values, "g01", "r1")
     assert again.id == first.id
+    # The same request_id with other values is another record, not a retry.
+    for other, cell in (({**values, "hazards_found": "2"}, "g01"), (values, "g02")):
+        with pytest.raises(FailedPrecondition) as reused:
+            await desk.create_record(worker, XINGMING, "fire-inspection", other, cell, "r1")
+        assert reused.value.reason == "REQUEST_ID_REUSED"
     assert first.values["exits_blocked"] == "true"
     assert first.values["where"] == "121.160000,31.290000"
     assert first.resource_name.startswith(

@@ -30,6 +30,7 @@ from services.empower.notice_channels import InAppChannel, SmsChannel
 from services.empower.store.notices_postgres import PostgresNoticesStore
 from services.empower.store.notices_sqlite import SqliteNoticesStore
 from services.empower.store.people_sqlite import SqlitePeopleStore
+from services.kit.errors import FailedPrecondition
 from services.kit.principal import Principal
 from tests.conftest import XINGMING
 
@@ -102,6 +103,26 @@ async def _send(notices: NoticeBoard) -> str:
         request_id="flood-1",
     )
     return notice.id
+
+
+async def test_a_request_id_replayed_with_other_words_is_refused(
+    store: Any, audit: AuditLog
+) -> None:
+    clock = [datetime(2026, 12, 3, 8, 0, tzinfo=UTC)]
+    notices = board(store, audit, SmsChannelTestDouble(), clock)
+    first = await _send(notices)
+    assert await _send(notices) == first  # a retry answers the first notice
+    with pytest.raises(FailedPrecondition) as reused:
+        await notices.send(
+            SENDER,
+            XINGMING,
+            title="Flood over",
+            body="Cars may return",
+            audience=Audience(tenant="tenants/sh-jiading-anting-xingming"),
+            channels=[Channel.SMS, Channel.IN_APP],
+            request_id="flood-1",
+        )
+    assert reused.value.reason == "REQUEST_ID_REUSED"
 
 
 async def test_failed_sends_are_retried_with_back_off_until_sent(

@@ -158,6 +158,26 @@ async def test_a_request_id_reused_for_another_posting_is_refused(ledger: Points
         await ledger.redeem(STAFF, XINGMING, account.id, 1, "", "same-key")
 
 
+async def test_a_request_id_replayed_with_another_amount_or_memo_is_refused(
+    ledger: PointsLedger,
+) -> None:
+    """Answering the first entry would tell the shop a sale of 1 went through as 15."""
+    account = await ledger.open_account(STAFF, XINGMING, HolderKind.PERSON, "users/a")
+    await ledger.credit(STAFF, XINGMING, account.id, 20, "River bank", "award-1")
+    await ledger.redeem(STAFF, XINGMING, account.id, 15, "Rice", "shop-1")
+    for retry in (
+        ledger.credit(STAFF, XINGMING, account.id, 5, "River bank", "award-1"),
+        ledger.credit(STAFF, XINGMING, account.id, 20, "Road", "award-1"),
+        ledger.redeem(STAFF, XINGMING, account.id, 1, "Rice", "shop-1"),
+    ):
+        with pytest.raises(FailedPrecondition) as refused:
+            await retry
+        assert refused.value.reason == "REQUEST_ID_REUSED"
+    same = await ledger.redeem(STAFF, XINGMING, account.id, 15, "Rice", "shop-1")
+    assert not same.created
+    assert (await ledger.get_account(STAFF, XINGMING, account.id)).balance == 5
+
+
 async def test_concurrent_credits_with_duplicates_leave_exact_balances(
     ledger: PointsLedger,
 ) -> None:
