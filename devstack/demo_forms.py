@@ -209,14 +209,19 @@ async def install(channel: grpc.aio.Channel, map_file: Path, today: date) -> dic
             raise
     records = demo_records(residential_buildings(map_file), today)
     for n, (building, values) in enumerate(records):
-        await stub.CreateFormRecord(
-            pb.CreateFormRecordRequest(
-                parent=f"{tenancy.tenant_name(building.tenant)}/forms/{FORM_ID}",
-                record=pb.FormRecord(values=values, grid_cell=building.grid_cell),
-                request_id=f"demo-fire-inspection-{n}",
-            ),
-            metadata=metadata,
-        )
+        try:
+            await stub.CreateFormRecord(
+                pb.CreateFormRecordRequest(
+                    parent=f"{tenancy.tenant_name(building.tenant)}/forms/{FORM_ID}",
+                    record=pb.FormRecord(values=values, grid_cell=building.grid_cell),
+                    request_id=f"demo-fire-inspection-{n}",
+                ),
+                metadata=metadata,
+            )
+        except grpc.aio.AioRpcError as exc:
+            # A start on another day dates the same record differently: it is there.
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
     for template_id, template in TEMPLATES.items():
         try:
             await stub.CreateReportTemplate(
