@@ -228,9 +228,8 @@ async def query_history(
 ) -> dict[str, Any]:
     for value in entity or []:
         if not _matches(ENTITY_ID, value):
-            raise ApiError(
-                400, "entity: not an entity id", violations=[FieldViolation("entity", value[:60])]
-            )
+            why = f"{value[:60]!r} is not an entity id (a bare id such as gauge-1)"
+            raise ApiError(400, f"entity: {why}", violations=[FieldViolation("entity", why)])
     message = pb.QueryHistoryRequest(
         parent=parent(tenant),
         entities=[_entity_name(tenant, e) for e in entity or []],

@@ -208,3 +208,18 @@ def test_a_form_record_request_id_replayed_with_other_values_is_refused(world: W
     assert "request_id" in other.text and "REQUEST_ID_REUSED" in other.text
     records = world.client.get(url, headers=who).json()["records"]
     assert [r["values"]["rooms"] for r in records] == ["3"]
+
+
+def test_a_history_entity_that_is_not_an_id_says_why(world: World) -> None:
+    query = {
+        "property": "level_cm",
+        "entity": "tenants/sh-jiading-anting-xiangyang/entities/x",
+        "start_time": "2026-01-01T00:00:00Z",
+        "end_time": "2026-01-02T00:00:00Z",
+    }
+    response = fresh(
+        world, "GET", f"/v1/tenants/{A}:queryHistory", params=query, headers=world.a_super.headers
+    )
+    assert_bad_request(response, "entity")
+    violation = response.json()["error"]["field_violations"][0]
+    assert violation["field"] == "entity" and "not an entity id" in violation["description"]
