@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,21 +163,34 @@ class Reader:
     def run(self, command: Command) -> tuple[list[int], str]:
         """Run one command; (HTTP statuses it got, its output)."""
         text = self.fill(command)
-        exports = "".join(f"{k}={_quote(v)}\n" for k, v in self.context.items())
-        script = PRELUDE + exports + "".join(self.assignments) + text + "\n"
-        done = subprocess.run(
-            ["bash", "-c", script],
-            cwd=self.workdir,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={k: v for k, v in os.environ.items() if not k.startswith("GRASSROOTS_")},
-        )
+        signed_in = SIGN_IN.match(_first_code_line(text))
+        for attempt in range(SIGN_IN_ATTEMPTS if signed_in else 1):
+            exports = "".join(f"{k}={_quote(v)}\n" for k, v in self.context.items())
+            script = PRELUDE + exports + "".join(self.assignments) + text + "\n"
+            if signed_in:
+                script += f'printf "{VALUE_MARK}%s" "${signed_in[1]}"\n'
+            done = subprocess.run(
+                ["bash", "-c", script],
+                cwd=self.workdir,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={k: v for k, v in os.environ.items() if not k.startswith("GRASSROOTS_")},
+            )
+            busy = {429, 503} & {int(s) for s in STATUS.findall(done.stderr)}
+            if done.returncode == 0 or not busy:
+                break
+            time.sleep(2 * (attempt + 1))  # "sign-in is busy; try again in a moment"
         assert done.returncode == 0, f"{command}\nexit {done.returncode}: {done.stderr[-2000:]}"
-        if ASSIGNMENT.fullmatch(_first_code_line(text)):
+        output = done.stdout
+        if signed_in:
+            # A reader's shell keeps the token it got, it does not sign in again for
+            # every later command (which, on a loaded machine, fills the sign-in queue).
+            output, _, self.context[signed_in[1]] = output.rpartition(VALUE_MARK)
+        elif ASSIGNMENT.fullmatch(_first_code_line(text)):
             self.assignments.append(text + "\n")
-        self.learn(done.stdout)
-        return [int(s) for s in STATUS.findall(done.stderr)], done.stdout
+        self.learn(output)
+        return [int(s) for s in STATUS.findall(done.stderr)], output
 
     def learn(self, output: str) -> None:
         """Remember what a reader would copy from an answer."""
@@ -204,6 +218,12 @@ class Reader:
             self.context["EVENT"] = answer["id"]
             self.context["ETAG"] = answer["etag"]
 
+
+# A variable set from a sign-in's answer (`W=$(curl ... /v1/auth/token | ...)`): its value
+# is kept like an answer a reader copied, and a busy sign-in is tried again.
+SIGN_IN = re.compile(r"([A-Z][A-Z0-9_]*)=\$\(curl .*/auth/token.*\)")
+SIGN_IN_ATTEMPTS = 5
+VALUE_MARK = "\n--readme-value--"
 
 # A line that only sets one variable (`V=...`, `PLAN=$(...)`, `H="..."`): later commands
 # repeat it, as a reader's shell keeps it. `A=1 B=2 command ...` runs a command with a
