@@ -129,7 +129,7 @@ class GeofenceIn(BaseModel):
     )
     mode: Literal["inside", "outside"] = "inside"
     buffer_meters: float = limited(pb.Geofence, "buffer_meters", 0.0)
-    dwell_seconds: int = 0
+    dwell_seconds: int = Field(0, ge=0, le=MAX_RULE_SECONDS)
     stopped: StoppedIn | None = None
 
 

@@ -68,6 +68,7 @@ GATEWAY_ONLY = {
     # seconds, at most a year.
     "ThresholdIn.min_duration_seconds": "seconds standing for a Duration",
     "InactivityIn.silence_seconds": "seconds standing for a Duration",
+    "GeofenceIn.dwell_seconds": "seconds standing for a Duration",
     # Paging: page sizes are clamped by the kit's paging helper, tokens are signed.
     "SearchRequest.page_size": "paging",
     "SearchRequest.page_token": "paging",

@@ -144,6 +144,20 @@ def test_a_points_rule_past_int64_names_the_field(world: World, field: str) -> N
             "inactivity.silence_seconds",
         ),
         (
+            "rules",
+            {
+                "display_name": "Overflow",
+                "entity_type": "Vehicle",
+                "property": "position",
+                "event_category": "construction.illegal",
+                "geofence": {
+                    "layer": f"tenants/{A}/layers/grid-cells",
+                    "dwell_seconds": PAST_INT64,
+                },
+            },
+            "geofence.dwell_seconds",
+        ),
+        (
             "forms",
             {
                 "id": "overflow-form",
@@ -163,7 +177,13 @@ def test_a_points_rule_past_int64_names_the_field(world: World, field: str) -> N
             "levels.0.level",
         ),
     ],
-    ids=["threshold duration", "inactivity silence", "form field maximum", "plan level"],
+    ids=[
+        "threshold duration",
+        "inactivity silence",
+        "geofence dwell",
+        "form field maximum",
+        "plan level",
+    ],
 )
 def test_other_integers_past_int64_name_the_field(
     world: World, path: str, body: dict[str, Any], field: str
