@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import pytest
@@ -20,7 +21,12 @@ import shapely
 
 from devstack.demo_identity import DemoCredentials
 from devstack.stack import Stack, StackConfig
+from grassroots.events.v1 import events_service_pb2 as events_pb
+from grassroots.events.v1 import events_service_pb2_grpc as events_grpc
+from grassroots.type.v1 import geo_pb2
+from services.kit import tenancy
 from services.kit.crs import wgs84_to_gcj02
+from services.kit.principal import Principal
 from tests.browser.web import (
     accessibility_problems,
     no_horizontal_scroll,
@@ -417,6 +423,42 @@ def test_offline_the_worker_resolves_and_files_a_finding_and_both_arrive_exactly
     context.close()
 
 
+def _open_events(stack: Stack, points: list[tuple[float, float]], count: int) -> None:
+    """`count` open reports of a category no rule routes, made in batches over gRPC."""
+    reporter = Principal(
+        "services/web-pages-test",
+        "sh/jiading/anting",
+        "service",
+        scopes=frozenset({"events:write", "events:read"}),
+    )
+    with grpc.insecure_channel(stack.config.address("events")) as channel:
+        stub = events_grpc.EventsServiceStub(channel)
+        for start in range(0, count, 100):
+            stub.BatchCreateEvents(
+                events_pb.BatchCreateEventsRequest(
+                    parent=tenancy.tenant_name(XINGMING_PATH),
+                    requests=[
+                        events_pb.CreateEventRequest(
+                            parent=tenancy.tenant_name(XINGMING_PATH),
+                            request_id=f"board-load-{i}",
+                            event=events_pb.Event(
+                                category="public.facility",
+                                description=f"Broken bench {i} (board load)",
+                                location=geo_pb2.GeoPoint(
+                                    longitude=points[i % len(points)][0]
+                                    + (i // len(points)) * 2e-5,
+                                    latitude=points[i % len(points)][1],
+                                ),
+                            ),
+                        )
+                        for i in range(start, min(start + 100, count))
+                    ],
+                ),
+                metadata=reporter.to_metadata(),
+                timeout=60,
+            )
+
+
 @pytest.mark.integration
 def test_board_draws_the_town_and_shows_a_new_report_live(
     stack, gateway, browser, axe_source, credentials, grid_index
@@ -449,6 +491,8 @@ def test_board_draws_the_town_and_shows_a_new_report_live(
     assert page.locator("#per-cell li").count() > 0
     assert page.locator("#figures dd").count() == 4
 
+    # The issue's size: 500 open events over the town's 4,800 buildings.
+    _open_events(stack, _cell_points(grid_index, 15), 500)
     page.set_viewport_size({"width": 1280, "height": 900})
     page.reload()
     wait_ready(page)
