@@ -3,7 +3,9 @@
 PostgreSQL with PostGIS (map store suite), Redis (bus and rate-limit suites) and
 Mosquitto (the twin's MQTT ingestion) must answer on 127.0.0.1, and Chromium (the
 browser suite) and Mosquitto's clients (`mosquitto_pub`, which the README's device
-example runs) must be installed. On a fresh Debian
+example runs) must be installed. wrk (the events benchmark's load generator) is
+installed too where it can be; without it that benchmark says so and skips its wrk
+figures, so its absence alone does not stop the suite. On a fresh Debian
 machine, as root, this installs the missing packages and starts the servers; as anyone
 else it starts what is installed and otherwise stops with one line naming what to
 install. Only the standard library is used, so it runs before the virtualenv exists.
@@ -46,13 +48,15 @@ class Found:
     # Debian's Chromium, which the browser suite drives (never a downloaded browser).
     chromium_installed: bool = True
     mosquitto_clients_installed: bool = True
+    wrk_installed: bool = True
 
 
 @dataclass(frozen=True)
 class Action:
-    """One step: `install` Debian packages, `start` a server, or `fail` with a message."""
+    """One step: `install` Debian packages, `start` a server, `fail` with a message, or
+    `note` one (something optional is missing)."""
 
-    kind: str  # "install" | "start" | "fail"
+    kind: str  # "install" | "start" | "fail" | "note"
     target: str  # packages (space separated) for install, server name for start
     message: str = ""
 
@@ -80,6 +84,19 @@ def plan(found: Found) -> list[Action]:
     if not found.mosquitto_clients_installed:
         packages.append("mosquitto-clients")
         missing.append("mosquitto_pub")
+    optional: list[Action] = []
+    if not found.wrk_installed:
+        if can_install:
+            packages.append("wrk")
+        else:
+            optional.append(
+                Action(
+                    "note",
+                    "wrk",
+                    "the events benchmark skips its wrk figures: wrk is not installed "
+                    "(Debian: apt-get install wrk)",
+                )
+            )
     if packages and not can_install:
         return [
             Action(
@@ -90,6 +107,7 @@ def plan(found: Found) -> list[Action]:
             )
         ]
     actions = [Action("install", " ".join(packages))] if packages else []
+    actions.extend(optional)
     if not found.postgres_up:
         actions.append(Action("start", "postgresql"))
     if not found.redis_up:
@@ -132,6 +150,7 @@ def probe() -> Found:
         mosquitto_up=listening(MOSQUITTO_PORT),
         chromium_installed=shutil.which("chromium") is not None,
         mosquitto_clients_installed=shutil.which("mosquitto_pub") is not None,
+        wrk_installed=shutil.which("wrk") is not None,
     )
 
 
@@ -227,7 +246,9 @@ def main() -> int:
         if action.kind == "fail":
             print(f"make test: {action.message}", file=sys.stderr)
             return 1
-        if action.kind == "install":
+        if action.kind == "note":
+            print(f"make test: {action.message}", flush=True)
+        elif action.kind == "install":
             print(f"make test: installing {action.target}", flush=True)
             install(action.target)
         else:

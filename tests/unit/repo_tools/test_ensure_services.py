@@ -94,6 +94,15 @@ def test_a_machine_without_chromium_installs_it_as_root_or_says_so() -> None:
     assert failed.kind == "fail" and "Chromium" in failed.message and "chromium" in failed.target
 
 
+def test_wrk_is_installed_as_root_and_only_noted_otherwise() -> None:
+    assert plan(replace(READY, root=True, wrk_installed=False)) == [Action("install", "wrk")]
+    (note,) = plan(replace(READY, wrk_installed=False))
+    assert note.kind == "note" and "apt-get install wrk" in note.message
+    # A missing required package still fails, and the note does not hide it.
+    failed = plan(replace(READY, wrk_installed=False, chromium_installed=False))
+    assert [a.kind for a in failed] == ["fail"] and "wrk" not in failed[0].target
+
+
 def test_a_running_broker_without_its_clients_installs_them() -> None:
     found = replace(READY, root=True, mosquitto_clients_installed=False)
     assert plan(found) == [Action("install", "mosquitto-clients")]
