@@ -21,7 +21,8 @@ Figures, one line each with its target:
   W2. the same for GET /v1/tenants/{town}/events/{id} of the events just created;
   W3. POST at a fixed 300 creates/s: wrk threads with one connection each, each sending
       on its own schedule; latency from each scheduled send time (queueing included);
-  (without wrk installed the W lines say how to get it, and 1b runs instead of W3)
+  (without wrk installed the W lines say how to get it, and 1b runs instead of W3;
+  `python bench/bench_events.py wrk` prints the W figures alone)
   1a. POST /v1/tenants/{town}/events, closed loop of N clients (16, 32, 64), each on
       its own keep-alive HTTP/1.1 connection, 15 s each: creates/s, p50 / p99; once more
       at the best N with GRASSROOTS_EVENTS_SQLITE_SYNCHRONOUS=NORMAL;
@@ -696,6 +697,7 @@ def bench_wrk(platform: Platform, floor: Floor, slots: Slots, places: Path) -> N
                 api_key=key,
                 tag=f"warm{r}",
                 places=places,
+                first=len(slots) // 2,  # far from where the measured run reports
                 threads=WRK_THREADS,
                 connections=WRK_CONNECTIONS,
                 seconds=1,
@@ -1003,6 +1005,7 @@ def main() -> None:
     started = time.perf_counter()
     say(load_line("machine at start"))
     without_wrk = wrk_driver.missing()
+    only_wrk = sys.argv[1:] == ["wrk"]  # `bench_events.py wrk`: the W figures alone
     with tempfile.TemporaryDirectory(prefix="bench-events-") as tmp:
         platform = Platform(Path(tmp))
         floor = Floor(Path(tmp))
@@ -1024,6 +1027,8 @@ def main() -> None:
             else:
                 floor.wait_ready()
                 bench_wrk(platform, floor, slots, write_places(slots, Path(tmp) / "places.csv"))
+            if only_wrk:
+                return
             rates: dict[int, float] = {}
             for i, clients in enumerate(CONCURRENCY):
                 if i or not without_wrk:

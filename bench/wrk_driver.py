@@ -73,6 +73,7 @@ def run(
     ids: Path | None = None,
     check: bool = True,
     rate: float | None = None,
+    first: int = 0,
 ) -> WrkRun:
     """Run wrk against `url` + `path` (see wrk_events.lua for the modes)."""
     env = dict(os.environ)
@@ -85,6 +86,7 @@ def run(
         BENCH_THREADS=str(threads),
         BENCH_SLOTS=str(places or ""),
         BENCH_IDS=str(ids or ""),
+        BENCH_FIRST=str(first),
     )
     if rate is not None:
         env["BENCH_RATE"] = str(rate)

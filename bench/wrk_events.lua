@@ -6,6 +6,8 @@
 --   BENCH_KEY    the app's API key (X-API-Key)
 --   BENCH_TAG    prefix of the Idempotency-Keys, fresh per run
 --   BENCH_SLOTS  create: "lon,lat,category,cell" lines, one report place each
+--   BENCH_FIRST  create: the place to start from (a warm-up starts elsewhere, so the
+--                measured run does not report where it did, which would be duplicates)
 --   BENCH_IDS    get: "id,cell" lines of stored events
 --   BENCH_CHECK  "1": check each answer (status, Idempotent-Replayed, the grid cell);
 --                "0" for the floor, which answers with what it was sent
@@ -34,6 +36,7 @@ local key = os.getenv("BENCH_KEY") or ""
 local tag = os.getenv("BENCH_TAG") or "wrk"
 local check = os.getenv("BENCH_CHECK") ~= "0"
 local rate = tonumber(os.getenv("BENCH_RATE") or "")
+local first = tonumber(os.getenv("BENCH_FIRST") or "0")
 
 local function lines(file)
   local rows = {}
@@ -105,12 +108,13 @@ function request()
     sent_at[#sent_at + 1] = next_us
     next_us = next_us + interval_us
   end
-  local row = rows[n % #rows + 1]
+  local place = (n + first) % #rows
+  local row = rows[place + 1]
   if mode == "create" then
     headers["Idempotency-Key"] = tag .. "-" .. n
     local body = string.format(
       '{"category":"%s","description":"bench report %d","location":{"longitude":%s,"latitude":%s}}',
-      row[3], n % #rows, row[1], row[2])
+      row[3], place, row[1], row[2])
     return wrk.format("POST", path, headers, body)
   end
   return wrk.format("GET", path .. "/" .. row[1], headers)
