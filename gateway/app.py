@@ -105,6 +105,11 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
     install_pages(app, settings)
     install_openapi(app)
     for router in (
+        # First: the routes scenarios call most (a report, reading one) are matched
+        # before the rest are tried; none of them shadows another router's paths
+        # (tests/unit/gateway/test_route_order.py).
+        events.router,
+        events.categories_router,
         health.router,
         auth.router,
         # Before tenants: its GET /v1/tenants/{tenant} would take '{tenant}:queryHistory'.
@@ -115,8 +120,6 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         points.router,
         forms.router,
         notices.router,
-        events.router,
-        events.categories_router,
         map_router.router,
         command.router,
         ogc.router,

@@ -103,6 +103,19 @@ def event_out(event: pb.Event) -> EventOut:
     )
 
 
+def event_json(
+    event: pb.Event, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """An event as JSON, serialised once: returning a Response spares FastAPI
+    validating the answer against the response model again."""
+    return Response(
+        content=event_out(event).model_dump_json(),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
 def _source_name(source: int) -> SourceName:
     """An unset source is a resident's report, as the events service reads it."""
     name = pb.Event.Source.Name(source or pb.Event.SOURCE_RESIDENT)  # type: ignore[arg-type]
@@ -164,15 +177,10 @@ async def create_event(
     event = await call(rpc, strip_prefix="event.")
     trailing = await rpc.trailing_metadata()
     replayed = any(k == "x-idempotent-replayed" and v == "true" for k, v in trailing or ())
-    # Built once here: returning a Response spares FastAPI re-validating the model.
-    return Response(
-        content=event_out(event).model_dump_json(),
-        status_code=201,
-        media_type="application/json",
-        headers={
-            "Idempotent-Replayed": "true" if replayed else "false",
-            "Location": rest_path(event.name),
-        },
+    return event_json(
+        event,
+        201,
+        {"Idempotent-Replayed": "true" if replayed else "false", "Location": rest_path(event.name)},
     )
 
 
@@ -279,12 +287,12 @@ async def get_event(
     event: Annotated[str, Path(pattern=_ID_PATTERN)],
     request: Request,
     who: Who,
-) -> EventOut:
+) -> Response:
     """An event of the caller's tenant subtree; any other id answers 404."""
     rpc = request.app.state.upstreams.events.GetEvent(
         pb.GetEventRequest(name=_name(tenant, event)), metadata=call_metadata(who)
     )
-    return event_out(await call(rpc))
+    return event_json(await call(rpc))
 
 
 def _filter_text(
