@@ -286,3 +286,32 @@ async def test_graceful_stop_finishes_in_flight_calls_and_stops_serving(probe):
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.GetLayer(pb.GetLayerRequest(name="who"), metadata=metadata(), timeout=1)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_services_serve_and_call_on_uvloop():
+    """run_service's loop: uvloop (the gateway's too); a kit server and client work on it."""
+    import uvloop
+
+    from services.kit.server import loop_factory
+
+    assert loop_factory() is uvloop.new_event_loop
+
+    async def round_trip() -> str:
+        assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+        component = ServiceComponent(
+            [(ProbeServicer(), pb_grpc.add_MapServiceServicer_to_server)],
+            [SERVICE],
+            method_scopes=method_scopes(SERVICE),
+        )
+        server = await serve_in_process("probe", component)
+        try:
+            layer = await pb_grpc.MapServiceStub(server.channel).GetLayer(
+                pb.GetLayerRequest(name="x"), metadata=metadata()
+            )
+            return layer.display_name
+        finally:
+            await server.channel.close()
+            await server.running.stop()
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        assert runner.run(round_trip()) == "req-123"
