@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from gateway.auth import Guard
 from gateway.docs import install_docs
 from gateway.errors import install_handlers
+from gateway.event_creates import EventCreates
 from gateway.idempotency import IdempotencyMiddleware, ReplayStore
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.openapi import install_openapi, operation_id
@@ -100,6 +101,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
     )
     app.state.settings = settings
     app.state.guard = guard
+    app.state.event_creates = EventCreates()
     install_handlers(app)
     install_docs(app)
     install_pages(app, settings)

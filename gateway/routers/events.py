@@ -15,6 +15,7 @@ from google.protobuf import field_mask_pb2
 
 from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call, from_rpc_error
+from gateway.event_creates import EventCreates
 from gateway.idempotency import HEADER, KEY_DESCRIPTION, parse_key
 from gateway.paths import TENANT_FILTER_DESCRIPTION, TenantId, parent, rest_path, tenant_filter
 from gateway.schemas.events import (
@@ -173,10 +174,11 @@ async def create_event(
             address=body.address,
         ),
     )
-    rpc = upstreams.events.CreateEvent(message, metadata=call_metadata(who))
-    event = await call(rpc, strip_prefix="event.")
-    trailing = await rpc.trailing_metadata()
-    replayed = any(k == "x-idempotent-replayed" and v == "true" for k, v in trailing or ())
+    creates: EventCreates = request.app.state.event_creates
+    event, replayed = await call(
+        creates.create(upstreams.events, message, call_metadata(who), who.to_metadata()),
+        strip_prefix="event.",
+    )
     return event_json(
         event,
         201,

@@ -202,7 +202,9 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
                 raise InvalidArgument.field(f"requests[{i}].parent", "must be empty or equal")
             reports.append(_report(item, parent, principal, f"requests[{i}]."))
         results = await self.hub.report_many(principal, reports)
-        return pb.BatchCreateEventsResponse(events=[_out(e) for e, _ in results])
+        return pb.BatchCreateEventsResponse(
+            events=[_out(e) for e, _ in results], replayed=[not created for _, created in results]
+        )
 
     async def GetEvent(
         self, request: pb.GetEventRequest, context: grpc.aio.ServicerContext

@@ -27,11 +27,13 @@ async def test_a_batch_is_located_stored_and_safe_to_retry(events, grid_index):
     request = batch(grid_index, 40, "b")
     first = await events.stub.BatchCreateEvents(request, metadata=md())
     assert len(first.events) == 40
+    assert list(first.replayed) == [False] * 40
     for i, event in enumerate(first.events):
         expected, _, _ = cell_point(grid_index, XINGMING if i % 2 else XIANGYANG, i)
         assert event.grid_cell == expected
     again = await events.stub.BatchCreateEvents(request, metadata=md())
     assert [e.name for e in again.events] == [e.name for e in first.events]
+    assert list(again.replayed) == [True] * 40
     page = await events.stub.ListEvents(
         pb.ListEventsRequest(parent=tenancy.tenant_name(TOWN), page_size=1000), metadata=md()
     )

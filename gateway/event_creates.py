@@ -1,0 +1,135 @@
+"""Reports that arrive together from one caller go to the events service as one call.
+
+Each POST of a report was its own CreateEvent call, and per call the gateway and the
+events service each spent more CPU on gRPC (call objects, interceptors, metrics, a log
+line) than on the report itself. Now reports for the same caller and tenant that arrive
+while a call for them is in flight wait and go together in the next BatchCreateEvents
+call, which the events service stores in one transaction, as it stores a group of
+concurrent single creates (ADR 7). A lone report still goes alone as CreateEvent, with
+its own request id. When a batch fails (one report's place outside the tenant, a reused
+key with another body), each of its reports is sent again alone, so a report's error is
+only ever its own and the others are answered as if they had come alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from grassroots.events.v1 import events_service_pb2 as pb
+
+REPLAYED_KEY = "x-idempotent-replayed"
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+@dataclass
+class _Pending:
+    request: pb.CreateEventRequest
+    metadata: Metadata  # this request's own: its principal and request id
+    future: asyncio.Future[tuple[pb.Event, bool]]
+
+
+class EventCreates:
+    """Sends reports to the events service, batching those that arrive together.
+
+    `stub` is the gateway's grpc.aio EventsServiceStub (typed Any: the generated stubs
+    are typed for the blocking API).
+    """
+
+    def __init__(self, max_batch: int = 100, in_flight: int = 4) -> None:
+        self.max_batch = max_batch
+        self.in_flight = in_flight
+        self._waiting: dict[tuple[object, str], list[_Pending]] = {}
+        self._senders: dict[tuple[object, str], set[asyncio.Task[None]]] = {}
+        self._starting: set[tuple[object, str]] = set()  # a sender is about to take
+
+    async def create(
+        self,
+        stub: Any,
+        request: pb.CreateEventRequest,
+        metadata: Metadata,
+        caller: object,
+    ) -> tuple[pb.Event, bool]:
+        """The stored event, and whether its key had been used before (a replay).
+
+        `caller` tells callers apart (the signed principal's bytes): only one caller's
+        reports share a call, since a call carries one principal.
+        """
+        key = (caller, request.parent)
+        future: asyncio.Future[tuple[pb.Event, bool]] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(_Pending(request, metadata, future))
+        senders = self._senders.setdefault(key, set())
+        if key not in self._starting and len(senders) < self.in_flight:
+            self._starting.add(key)
+            senders.add(asyncio.create_task(self._send_all(stub, key)))
+        return await future
+
+    async def _send_all(self, stub: Any, key: tuple[object, str]) -> None:
+        """Send what waits, a batch at a time, until nothing does; up to `in_flight`
+        of these run for one caller, so a batch need not wait for the one before."""
+        await asyncio.sleep(0)  # let the reports that arrive in this turn join
+        self._starting.discard(key)
+        waiting = self._waiting[key]
+        try:
+            while waiting:
+                taken = waiting[: self.max_batch]
+                del waiting[: self.max_batch]
+                await self._send(stub, taken)
+        except BaseException as exc:  # cancelled: nobody waits in vain
+            for item in waiting:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            waiting.clear()
+            raise
+        finally:
+            senders = self._senders[key]
+            senders.discard(asyncio.current_task())  # type: ignore[arg-type]
+            if not senders:
+                del self._senders[key]
+                del self._waiting[key]
+
+    async def _send(self, stub: Any, taken: list[_Pending]) -> None:
+        if len(taken) == 1:
+            await self._alone(stub, taken[0])
+            return
+        request = pb.BatchCreateEventsRequest(
+            parent=taken[0].request.parent, requests=[item.request for item in taken]
+        )
+        try:
+            response = await stub.BatchCreateEvents(request, metadata=taken[0].metadata)
+        except grpc.aio.AioRpcError:
+            response = None
+        except BaseException as exc:
+            for item in taken:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            raise
+        if (
+            response is None
+            or len(response.events) != len(taken)
+            or len(response.replayed) != len(taken)  # a service too old to say
+        ):
+            await asyncio.gather(*(self._alone(stub, item) for item in taken))
+            return
+        for item, event, replayed in zip(taken, response.events, response.replayed, strict=True):
+            if not item.future.done():
+                item.future.set_result((event, replayed))
+
+    @staticmethod
+    async def _alone(stub: Any, item: _Pending) -> None:
+        try:
+            rpc = stub.CreateEvent(item.request, metadata=item.metadata)
+            event = await rpc
+            trailing = await rpc.trailing_metadata()
+        except BaseException as exc:
+            if not item.future.done():
+                item.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        replayed = any(k == REPLAYED_KEY and v == "true" for k, v in trailing or ())
+        if not item.future.done():
+            item.future.set_result((event, replayed))
