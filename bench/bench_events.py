@@ -802,7 +802,7 @@ def bench_fixed_rate(platform: Platform, slots: Slots, places: Path) -> None:
         rate=OPEN_RATE,
     )
     run = measured.run
-    scheduled = int(OPEN_RATE * run.seconds)
+    scheduled = run.scheduled
     answered = len(run.from_schedule_ms)
     marks = wrk_driver.schedule_percentiles(run.from_schedule_ms, max(0, scheduled - answered))
 
@@ -817,8 +817,8 @@ def bench_fixed_rate(platform: Platform, slots: Slots, places: Path) -> None:
         f"(target p99 < {TARGET_OPEN_P99_MS:g} ms): {verdict(marks['p99'] < TARGET_OPEN_P99_MS)}"
     )
     say(
-        f"    sent {run.requests:,} of {scheduled:,} scheduled "
-        f"({run.requests / run.seconds:,.0f}/s); "
+        f"    sent {run.requests:,} of {scheduled:,} scheduled, {answered:,} answered "
+        f"within {wrk_driver.SCHEDULE_GRACE_SECONDS:g} s of the schedule's end; "
         f"from each actual send (wrk's own figure, which leaves out waiting for a "
         f"connection): {run.latency()}"
     )

@@ -17,12 +17,15 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 SCRIPT = Path(__file__).resolve().parent / "wrk_events.lua"
+SCHEDULE_LEAD_SECONDS = 3.0  # wrk starts its threads (each loads the places) meanwhile
+SCHEDULE_GRACE_SECONDS = 5.0  # after the schedule: the last answers may still arrive
 HOW_TO_INSTALL = (
     "wrk is not installed: apt-get install wrk (Debian), or run "
     "`python tools/ensure_services.py` as root, which `make test` does"
@@ -48,6 +51,7 @@ class WrkRun:
     from_schedule_ms: list[float] = field(default_factory=list)
     cpu_seconds: float = 0.0
     output: str = ""
+    scheduled: int = 0  # with a rate: the requests the schedule holds
 
     @property
     def rate(self) -> float:
@@ -88,11 +92,18 @@ def run(
         BENCH_IDS=str(ids or ""),
         BENCH_FIRST=str(first),
     )
+    extra = 0.0
     if rate is not None:
+        # One schedule for every thread: it starts once wrk has had time to start them
+        # all and ends `seconds` later; the run then waits a grace for the last answers.
+        extra = SCHEDULE_LEAD_SECONDS + SCHEDULE_GRACE_SECONDS
+        start = time.monotonic() + SCHEDULE_LEAD_SECONDS
         env["BENCH_RATE"] = str(rate)
+        env["BENCH_START_US"] = str(int(start * 1e6))
+        env["BENCH_END_US"] = str(int((start + seconds) * 1e6))
     argv = [
         "wrk",
-        *("-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s"),
+        *("-t", str(threads), "-c", str(connections), "-d", f"{seconds + extra:g}s"),
         *("--timeout", "10s", "-s", str(SCRIPT), url),
     ]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -105,7 +116,10 @@ def run(
         problems = err.read().decode(errors="replace")
     if child.returncode != 0 or "BENCH requests=" not in text:
         raise RuntimeError(f"wrk failed ({child.returncode}): {problems[-2000:]}{text[-2000:]}")
-    return parse(text, usage.ru_utime + usage.ru_stime)
+    run = parse(text, usage.ru_utime + usage.ru_stime)
+    if rate is not None:
+        run.scheduled = int(rate * seconds)
+    return run
 
 
 def parse(text: str, cpu_seconds: float) -> WrkRun:

@@ -14,6 +14,10 @@
 --   BENCH_RATE   if set, requests per second over all connections, sent on a schedule
 --                (run with one connection per thread); latency then counts from each
 --                request's scheduled send time, so queueing behind a slow answer counts
+--   BENCH_START_US, BENCH_END_US  with BENCH_RATE: when the schedule starts and ends
+--                (CLOCK_MONOTONIC, us), the same for every thread however long wrk took
+--                to start them; nothing is sent after the end, the run goes on a little
+--                so the last answers can arrive
 --
 -- Each create carries a fresh Idempotency-Key and walks the places; the answer echoes
 -- the description ("bench report <k>"), which names the place and so the grid cell the
@@ -61,7 +65,7 @@ end
 local rows, cells
 local number, count, k = 0, tonumber(os.getenv("BENCH_THREADS") or "1"), 0
 created, duplicates, errors, first_error, from_schedule = 0, 0, 0, "", {}
-local interval_us, next_us, sent_at, armed = nil, nil, {}, false
+local interval_us, next_us, end_us, sent_at, armed = nil, nil, nil, {}, false
 local headers = { ["Content-Type"] = "application/json", ["X-API-Key"] = key }
 
 function init(args)
@@ -78,7 +82,9 @@ function init(args)
   if rate then
     interval_us = 1000000 * count / rate
     -- the threads' schedules are spread evenly over one interval
-    next_us = now_us() + interval_us * number / count
+    local start = tonumber(os.getenv("BENCH_START_US") or "") or now_us()
+    next_us = start + interval_us * number / count
+    end_us = tonumber(os.getenv("BENCH_END_US") or "")
   end
 end
 
@@ -94,6 +100,9 @@ end
 function delay()
   if not next_us then
     return 0
+  end
+  if end_us and next_us >= end_us then
+    return 3600000 -- the schedule is over: send nothing more
   end
   armed = true
   local wait = (next_us - now_us()) / 1000
