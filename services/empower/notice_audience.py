@@ -38,13 +38,13 @@ class RegistryAudience:
                 for u in users
                 if audience.role in u.roles and not u.disabled
             ]
-        scope = tenancy.parse_parent(audience.tenant) if audience.tenant else tenant
-        people = await self._people(scope, PersonFilter(grid_cell=audience.grid_cell))
+        subtree = tenancy.parse_parent(audience.tenant) if audience.tenant else tenant
+        people = await self._people(subtree, PersonFilter(grid_cell=audience.grid_cell))
         found = [Recipient(p, RecipientKind.PERSON) for p in people]
         if audience.tenant:
             found += [
                 Recipient(f"users/{u.id}", RecipientKind.USER)
-                for u in await self._users(scope)
+                for u in await self._users(subtree)
                 if not u.disabled
             ]
         return found

@@ -5,12 +5,15 @@ makes a forgotten filter harmless: tables with a `tenant` column get a policy th
 shows a row only when it lies in the subtree named by the transaction setting
 `grassroots.scope`, and `FORCE` applies it to the table owner too. Connections run
 as the non-superuser role `grassroots_app` (superusers bypass every policy), so a
-store must open each unit of work with `scoped_transaction(pool, scope)`:
+store must open each unit of work with `scoped_transaction(pool, subtree)`:
 
 * a tenant path ("sh/jiading/anting") shows that node and its subtree;
 * `ALL_TENANTS` ("*") is for the platform's own background work (outbox relay,
   sweeps, key lookups by the gateway) that is not done on behalf of one tenant;
 * no setting shows nothing: a query outside `scoped_transaction` finds no rows.
+
+The code calls that value a subtree everywhere (`scope` names OAuth scopes only); the
+setting keeps its first name, `grassroots.scope`, which existing databases' policies read.
 """
 
 from __future__ import annotations
@@ -100,11 +103,11 @@ async def use_app_role(conn: psycopg.AsyncConnection) -> None:
 
 @asynccontextmanager
 async def scoped_transaction(
-    pool: AsyncConnectionPool, scope: str
+    pool: AsyncConnectionPool, subtree: str
 ) -> AsyncIterator[psycopg.AsyncConnection]:
-    """One transaction whose rows are limited to `scope` (a tenant path or "*")."""
-    if not scope:
-        raise ValueError("a scoped transaction needs a tenant path or the system scope")
+    """One transaction whose rows are limited to `subtree` (a tenant path or "*")."""
+    if not subtree:
+        raise ValueError("a scoped transaction needs a tenant path or the `ALL_TENANTS` subtree")
     async with pool.connection() as conn, conn.transaction():
-        await conn.execute("SELECT set_config(%s, %s, true)", (SCOPE_SETTING, scope))
+        await conn.execute("SELECT set_config(%s, %s, true)", (SCOPE_SETTING, subtree))
         yield conn

@@ -28,9 +28,13 @@ SQLITE = Dialect(placeholder="?", like="LIKE")
 POSTGRES = Dialect(placeholder="%s", like="ILIKE")
 
 
-def subtree(scope: str, column: str = "tenant") -> tuple[str, list[str]]:
-    """ "column is scope or below it" with `?` marks, as a range an index can scan ('/'
+def in_subtree(subtree: str, column: str = "tenant") -> tuple[str, list[str]]:
+    """ "column is subtree or below it" with `?` marks, as a range an index can scan ('/'
     sorts just before '0'); every row for ALL_TENANTS ("*")."""
-    if scope == "*":
+    if subtree == "*":
         return "1 = 1", []
-    return f"({column} = ? OR ({column} >= ? AND {column} < ?))", [scope, scope + "/", scope + "0"]
+    return f"({column} = ? OR ({column} >= ? AND {column} < ?))", [
+        subtree,
+        subtree + "/",
+        subtree + "0",
+    ]

@@ -232,22 +232,22 @@ class MapServicer(pb_grpc.MapServiceServicer):
 
     async def LocatePoints(self, request, context):  # type: ignore[no-untyped-def]
         principal = require_principal()
-        scope = tenancy.parse_parent(request.parent)
-        if not principal.can_see(scope):
+        subtree = tenancy.parse_parent(request.parent)
+        if not principal.can_see(subtree):
             raise NotFound(f"tenant {request.parent!r} not found")
         lon, lat, source = self._points(request.points)
         lon, lat = crs.to_storage(lon, lat, source)
         grid = self.catalog.grid
-        found = grid.locate(lon, lat, scope)
+        found = grid.locate(lon, lat, subtree)
         # Grid workers' names are people's names: masked without the people scope.
         encoded = self._encoded.for_grid(grid, masked=not principal.has_scope(PEOPLE_SCOPE))
         return pb.LocatePointsResponse.FromString(b"".join(encoded[found.cell_index].tolist()))
 
     async def CountFeaturesByGridCell(self, request, context):  # type: ignore[no-untyped-def]
         key = convert.parse_layer_name(request.layer, "layer")
-        scope = tenancy.parse_parent(request.parent)
+        subtree = tenancy.parse_parent(request.parent)
         counts = await asyncio.to_thread(
-            self.catalog.count_by_grid_cell, require_principal(), key, scope
+            self.catalog.count_by_grid_cell, require_principal(), key, subtree
         )
         return pb.CountFeaturesByGridCellResponse(
             counts=[

@@ -302,14 +302,14 @@ class TwinServicer(pb_grpc.TwinServiceServicer):
     async def ListEntities(
         self, request: pb.ListEntitiesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListEntitiesResponse:
-        scope = tenancy.parse_parent(request.parent)
+        subtree = tenancy.parse_parent(request.parent)
         entity_type = _type_filter(request.filter)
         size = paging.page_size(request.page_size)
-        query = {"parent": scope, "type": entity_type}
+        query = {"parent": subtree, "type": entity_type}
         cursor = paging.decode_token(request.page_token, query)
         after = (str(cursor["t"]), str(cursor["e"])) if cursor else None
         found = await self.hub.list_entities(
-            require_principal(), scope, entity_type, size + 1, after
+            require_principal(), subtree, entity_type, size + 1, after
         )
         token = ""
         if len(found) > size:
@@ -382,9 +382,9 @@ class TwinServicer(pb_grpc.TwinServiceServicer):
     async def QueryHistory(
         self, request: pb.QueryHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.QueryHistoryResponse:
-        scope = tenancy.parse_parent(request.parent)
+        subtree = tenancy.parse_parent(request.parent)
         principal = require_principal()
-        self.hub.require_visible(principal, scope)  # another village: 404 before anything
+        self.hub.require_visible(principal, subtree)  # another village: 404 before anything
         if not request.property:
             raise InvalidArgument.field("property", "required")
         if not request.HasField("start_time") or not request.HasField("end_time"):
@@ -403,7 +403,7 @@ class TwinServicer(pb_grpc.TwinServiceServicer):
                 raise InvalidArgument.field("area", "min must not exceed max")
         size = paging.page_size(request.page_size, default=1000, maximum=10_000)
         query = {
-            "p": scope,
+            "p": subtree,
             "e": list(request.entities),
             "t": request.entity_type,
             "a": box,
@@ -416,7 +416,7 @@ class TwinServicer(pb_grpc.TwinServiceServicer):
         after = (int(cursor["s"]), int(cursor["t"])) if cursor else None
         points, nxt = await self.hub.history(
             principal,
-            scope,
+            subtree,
             request.property,
             list(request.entities),
             request.entity_type,
@@ -471,9 +471,9 @@ class TwinServicer(pb_grpc.TwinServiceServicer):
     async def ListRules(
         self, request: pb.ListRulesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListRulesResponse:
-        scope = tenancy.parse_parent(request.parent)
-        rules = self.hub.list_rules(require_principal(), scope)
-        page, token = _page(rules, request.page_size, request.page_token, {"rules": scope})
+        subtree = tenancy.parse_parent(request.parent)
+        rules = self.hub.list_rules(require_principal(), subtree)
+        page, token = _page(rules, request.page_size, request.page_token, {"rules": subtree})
         return pb.ListRulesResponse(rules=[rule_to_proto(r) for r in page], next_page_token=token)
 
 

@@ -73,3 +73,26 @@ def test_scope_names_an_access_scope_and_nothing_else():
                 if field.name in ("scope", "subtree_scope", "tenant_scope")
             ]
     assert named == ["grassroots.type.v1.MethodAccess.scope"], named
+
+
+def test_stores_and_ports_call_a_tenant_subtree_subtree():
+    """Inside the services a tenant subtree is `subtree` (ADR 22), so `scope` always means
+    an OAuth scope: no store, port or row-security helper takes a parameter `scope`."""
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    paths = [
+        *repo.glob("services/*/store/*.py"),
+        *repo.glob("services/*/domain/**/*ports.py"),
+        repo / "services/kit/rls.py",
+        repo / "services/kit/sqldialect.py",
+    ]
+    assert len(paths) > 40
+    named = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.arguments):
+                every = [*node.posonlyargs, *node.args, *node.kwonlyargs]
+                named += [f"{path.relative_to(repo)}:{a.lineno}" for a in every if a.arg == "scope"]
+    assert not named, named

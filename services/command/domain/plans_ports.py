@@ -34,13 +34,13 @@ class PlansStore(Protocol):
     async def get_emergency_plan(self, plan_id: str) -> EmergencyPlan | None: ...
 
     async def list_emergency_plans(
-        self, scope: str, limit: int, after_id: str
+        self, subtree: str, limit: int, after_id: str
     ) -> list[EmergencyPlan]:
-        """Plans in the subtree of `scope`, by id, after `after_id`."""
+        """Plans under `subtree`, by id, after `after_id`."""
         ...
 
     async def plans_following(self, signal: str) -> list[EmergencyPlan]:
-        """Every plan whose `signal` names this rule (system scope)."""
+        """Every plan whose `signal` names this rule (`ALL_TENANTS`)."""
         ...
 
     async def decide_plan(self, plan_id: str, decision: PlanDecision) -> EmergencyPlan | None:
@@ -51,9 +51,9 @@ class PlansStore(Protocol):
     async def append_log(self, entries: Sequence[LogEntry]) -> None: ...
 
     async def list_log(
-        self, scope: str, resource: str, limit: int, before_seq: int
+        self, subtree: str, resource: str, limit: int, before_seq: int
     ) -> list[LogEntry]:
-        """Entries in the subtree of `scope`, newest first, before `before_seq` (0: newest)."""
+        """Entries under `subtree`, newest first, before `before_seq` (0: newest)."""
         ...
 
     async def create_service_plan(
@@ -63,11 +63,11 @@ class PlansStore(Protocol):
     async def get_service_plan(self, plan_id: str) -> ServicePlan | None: ...
 
     async def list_service_plans(
-        self, scope: str, limit: int, after_id: str
+        self, subtree: str, limit: int, after_id: str
     ) -> list[ServicePlan]: ...
 
     async def due_service_plans(self, until: datetime, limit: int) -> list[ServicePlan]:
-        """Plans whose next occurrence is at or before `until` (system scope)."""
+        """Plans whose next occurrence is at or before `until` (`ALL_TENANTS`)."""
         ...
 
     async def record_occurrence(
@@ -92,7 +92,7 @@ class PlansStore(Protocol):
 
     async def list_orders(
         self,
-        scope: str,
+        subtree: str,
         filters: Mapping[str, str],
         limit: int,
         after: tuple[int, str] | None,

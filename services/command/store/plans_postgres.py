@@ -9,8 +9,8 @@ Row-level security (services/kit/rls.py) is the second wall under the tenant fil
 every table carries `tenant` with a forced subtree policy, the command log is
 append-only for the app role, and each unit of work is scoped: a list to its subtree,
 a create to its parent, a decision to the row's own tenant once the row is read, and
-the service's own loops (relay, scheduler, signals) and reads by id to the system
-scope, since they are not done for one subtree (the desk checks the caller).
+the service's own loops (relay, scheduler, signals) and reads by id to every tenant
+(`ALL_TENANTS`), since they are not done for one subtree (the desk checks the caller).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from services.command.store.plans_rows import (
     us,
 )
 from services.command.store.plans_schema import APPEND_ONLY, TABLES, TENANT_TABLES, order_filters
-from services.command.store.plans_schema import subtree as subtree_clause
+from services.command.store.plans_schema import in_subtree as subtree_clause
 from services.kit import rls
 from services.kit.errors import NotFound
 from services.kit.sqldialect import POSTGRES
@@ -83,10 +83,10 @@ def _r(statement: str) -> str:
     return POSTGRES.render(statement)
 
 
-def _scoped(scope: str) -> tuple[str, list[object]]:
-    if scope == ALL_TENANTS:
+def _scoped(subtree: str) -> tuple[str, list[object]]:
+    if subtree == ALL_TENANTS:
         return "TRUE", []
-    clause, params = subtree_clause("tenant", scope)
+    clause, params = subtree_clause("tenant", subtree)
     return _r(clause), list(params)
 
 
@@ -146,9 +146,9 @@ class PostgresPlansStore:
         await self._pool.close()
 
     @asynccontextmanager
-    async def _transaction(self, scope: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def _transaction(self, subtree: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         await self._ensure_open()
-        async with rls.scoped_transaction(self._pool, scope) as conn:
+        async with rls.scoped_transaction(self._pool, subtree) as conn:
             yield conn
 
     @staticmethod
@@ -188,8 +188,10 @@ class PostgresPlansStore:
             await self._log(conn, [log])
         return True
 
-    async def _plans(self, scope: str, where: str, params: Sequence[object]) -> list[EmergencyPlan]:
-        async with self._transaction(scope) as conn:
+    async def _plans(
+        self, subtree: str, where: str, params: Sequence[object]
+    ) -> list[EmergencyPlan]:
+        async with self._transaction(subtree) as conn:
             rows = await _fetch(
                 conn, f"SELECT {PLAN_COLUMNS} FROM emergency_plans WHERE {where}", params
             )
@@ -200,11 +202,11 @@ class PostgresPlansStore:
         return found[0] if found else None
 
     async def list_emergency_plans(
-        self, scope: str, limit: int, after_id: str
+        self, subtree: str, limit: int, after_id: str
     ) -> list[EmergencyPlan]:
-        where, args = _scoped(scope)
+        where, args = _scoped(subtree)
         return await self._plans(
-            scope, f"{where} AND id > %s ORDER BY id LIMIT %s", (*args, after_id, limit)
+            subtree, f"{where} AND id > %s ORDER BY id LIMIT %s", (*args, after_id, limit)
         )
 
     async def plans_following(self, signal: str) -> list[EmergencyPlan]:
@@ -245,16 +247,16 @@ class PostgresPlansStore:
                 await self._log(conn, [e for e in entries if e.tenant == tenant])
 
     async def list_log(
-        self, scope: str, resource: str, limit: int, before_seq: int
+        self, subtree: str, resource: str, limit: int, before_seq: int
     ) -> list[LogEntry]:
-        where, args = _scoped(scope)
+        where, args = _scoped(subtree)
         if resource:
             where += " AND resource = %s"
             args.append(resource)
         if before_seq:
             where += " AND seq < %s"
             args.append(before_seq)
-        async with self._transaction(scope) as conn:
+        async with self._transaction(subtree) as conn:
             rows = await _fetch(
                 conn,
                 f"SELECT {LOG_COLUMNS} FROM command_log WHERE {where} ORDER BY seq DESC LIMIT %s",
@@ -273,9 +275,9 @@ class PostgresPlansStore:
         return True
 
     async def _service_plans(
-        self, scope: str, where: str, params: Sequence[object]
+        self, subtree: str, where: str, params: Sequence[object]
     ) -> list[ServicePlan]:
-        async with self._transaction(scope) as conn:
+        async with self._transaction(subtree) as conn:
             rows = await _fetch(
                 conn, f"SELECT {SERVICE_PLAN_COLUMNS} FROM service_plans WHERE {where}", params
             )
@@ -285,10 +287,12 @@ class PostgresPlansStore:
         found = await self._service_plans(ALL_TENANTS, "id = %s", (plan_id,))
         return found[0] if found else None
 
-    async def list_service_plans(self, scope: str, limit: int, after_id: str) -> list[ServicePlan]:
-        where, args = _scoped(scope)
+    async def list_service_plans(
+        self, subtree: str, limit: int, after_id: str
+    ) -> list[ServicePlan]:
+        where, args = _scoped(subtree)
         return await self._service_plans(
-            scope, f"{where} AND id > %s ORDER BY id LIMIT %s", (*args, after_id, limit)
+            subtree, f"{where} AND id > %s ORDER BY id LIMIT %s", (*args, after_id, limit)
         )
 
     async def due_service_plans(self, until: datetime, limit: int) -> list[ServicePlan]:
@@ -348,15 +352,15 @@ class PostgresPlansStore:
 
     async def list_orders(
         self,
-        scope: str,
+        subtree: str,
         filters: Mapping[str, str],
         limit: int,
         after: tuple[int, str] | None,
     ) -> list[ServiceOrder]:
-        where, args = _scoped(scope)
+        where, args = _scoped(subtree)
         terms, values = order_filters(filters, after)
         clause = " AND ".join([where, *(_r(t) for t in terms)])
-        async with self._transaction(scope) as conn:
+        async with self._transaction(subtree) as conn:
             rows = await _fetch(
                 conn,
                 f"SELECT {ORDER_COLUMNS} FROM service_orders WHERE {clause} "

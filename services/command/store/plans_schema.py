@@ -85,9 +85,13 @@ TENANT_TABLES = (
 APPEND_ONLY = ("command_log",)
 
 
-def subtree(column: str, scope: str) -> tuple[str, tuple[str, str, str]]:
-    """ "column is scope or below it", as a range an index can scan ('/' sorts before '0')."""
-    return f"({column} = ? OR ({column} >= ? AND {column} < ?))", (scope, scope + "/", scope + "0")
+def in_subtree(column: str, subtree: str) -> tuple[str, tuple[str, str, str]]:
+    """ "column is subtree or below it", as a range an index can scan ('/' sorts before '0')."""
+    return f"({column} = ? OR ({column} >= ? AND {column} < ?))", (
+        subtree,
+        subtree + "/",
+        subtree + "0",
+    )
 
 
 def order_filters(

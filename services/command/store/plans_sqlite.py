@@ -38,7 +38,7 @@ from services.command.store.plans_rows import (
     service_plan_values,
     us,
 )
-from services.command.store.plans_schema import TABLES, order_filters, subtree
+from services.command.store.plans_schema import TABLES, in_subtree, order_filters
 from services.kit.errors import NotFound
 from services.kit.sqldialect import SQLITE
 from services.kit.sqlite import SqliteDatabase, transaction
@@ -54,10 +54,10 @@ def _r(statement: str) -> str:
     return SQLITE.render(statement)
 
 
-def _scoped(scope: str, column: str = "tenant") -> tuple[str, list[object]]:
-    if scope == ALL_TENANTS:
+def _scoped(subtree: str, column: str = "tenant") -> tuple[str, list[object]]:
+    if subtree == ALL_TENANTS:
         return "1 = 1", []
-    clause, params = subtree(column, scope)
+    clause, params = in_subtree(column, subtree)
     return _r(clause), list(params)
 
 
@@ -120,9 +120,9 @@ class SqlitePlansStore:
         return await self.db.run(read)
 
     async def list_emergency_plans(
-        self, scope: str, limit: int, after_id: str
+        self, subtree: str, limit: int, after_id: str
     ) -> list[EmergencyPlan]:
-        where, args = _scoped(scope)
+        where, args = _scoped(subtree)
 
         def read(conn: sqlite3.Connection) -> list[EmergencyPlan]:
             rows = conn.execute(
@@ -168,9 +168,9 @@ class SqlitePlansStore:
         await self.db.run(lambda conn: transaction(conn, lambda c: self._log(c, entries)))
 
     async def list_log(
-        self, scope: str, resource: str, limit: int, before_seq: int
+        self, subtree: str, resource: str, limit: int, before_seq: int
     ) -> list[LogEntry]:
-        where, args = _scoped(scope)
+        where, args = _scoped(subtree)
         if resource:
             where += " AND resource = ?"
             args.append(resource)
@@ -208,8 +208,10 @@ class SqlitePlansStore:
 
         return await self.db.run(read)
 
-    async def list_service_plans(self, scope: str, limit: int, after_id: str) -> list[ServicePlan]:
-        where, args = _scoped(scope)
+    async def list_service_plans(
+        self, subtree: str, limit: int, after_id: str
+    ) -> list[ServicePlan]:
+        where, args = _scoped(subtree)
 
         def read(conn: sqlite3.Connection) -> list[ServicePlan]:
             rows = conn.execute(
@@ -293,12 +295,12 @@ class SqlitePlansStore:
 
     async def list_orders(
         self,
-        scope: str,
+        subtree: str,
         filters: Mapping[str, str],
         limit: int,
         after: tuple[int, str] | None,
     ) -> list[ServiceOrder]:
-        where, args = _scoped(scope)
+        where, args = _scoped(subtree)
         terms, values = order_filters(filters, after)
         clause = " AND ".join([where, *terms])
 

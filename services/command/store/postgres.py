@@ -10,7 +10,7 @@ writer gives for free is explicit here:
   cannot win; one task per event is the unique index on `tasks.event`;
 * row-level security (services/kit/rls.py) polices every table by `tenant`: reads for
   a caller run scoped to the caller's subtree; the dispatcher, scheduler and relay
-  (the service's own work) run in the system scope.
+  (the service's own work) run in the `ALL_TENANTS` subtree.
 """
 
 from __future__ import annotations
@@ -215,13 +215,13 @@ class PostgresCommandStore:
         return self._pool
 
     @asynccontextmanager
-    async def _transaction(self, scope: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def _transaction(self, subtree: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         await self._ensure_open()
-        async with rls.scoped_transaction(self._pool, scope) as conn:
+        async with rls.scoped_transaction(self._pool, subtree) as conn:
             yield conn
 
-    async def _fetch(self, scope: str, query: str, params: Sequence[object]) -> list[Row]:
-        async with self._transaction(scope) as conn, conn.cursor(row_factory=dict_row) as cur:
+    async def _fetch(self, subtree: str, query: str, params: Sequence[object]) -> list[Row]:
+        async with self._transaction(subtree) as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query, params)
             return await cur.fetchall()
 
@@ -278,10 +278,10 @@ class PostgresCommandStore:
             ) from None
         return profile
 
-    async def get_handler(self, scope: str, tenant: str, handler_id: str) -> HandlerProfile:
-        where, args = scope_where(scope)
+    async def get_handler(self, subtree: str, tenant: str, handler_id: str) -> HandlerProfile:
+        where, args = scope_where(subtree)
         found = await self._fetch(
-            scope,
+            subtree,
             _R(f"{_HANDLER_SELECT} WHERE {' AND '.join(where)} AND tenant = ? AND id = ?"),
             (*args, tenant, handler_id),
         )
@@ -289,10 +289,10 @@ class PostgresCommandStore:
             raise NotFound(f"handler {handler_id!r} not found")
         return row_to_handler(found[0], found[0]["open_tasks"])
 
-    async def find_handler(self, scope: str, user: str) -> HandlerProfile | None:
-        where, args = scope_where(scope)
+    async def find_handler(self, subtree: str, user: str) -> HandlerProfile | None:
+        where, args = scope_where(subtree)
         found = await self._fetch(
-            scope,
+            subtree,
             _R(f"{_HANDLER_SELECT} WHERE {' AND '.join(where)} AND user_subject = ?"),
             (*args, user),
         )
@@ -306,11 +306,11 @@ class PostgresCommandStore:
         return profile
 
     async def list_handlers(
-        self, scope: str, filters: Mapping[str, str], limit: int, offset: int
+        self, subtree: str, filters: Mapping[str, str], limit: int, offset: int
     ) -> list[HandlerProfile]:
-        where, args = handler_where(scope, filters)
+        where, args = handler_where(subtree, filters)
         found = await self._fetch(
-            scope,
+            subtree,
             _R(f"{_HANDLER_SELECT} WHERE {where} ORDER BY tenant, id LIMIT ? OFFSET ?"),
             (*args, limit, offset),
         )
@@ -342,10 +342,10 @@ class PostgresCommandStore:
             raise AlreadyExists(f"routing rule {rule.id!r} exists") from None
         return rule
 
-    async def get_rule(self, scope: str, tenant: str, rule_id: str) -> RoutingRule:
-        where, args = scope_where(scope)
+    async def get_rule(self, subtree: str, tenant: str, rule_id: str) -> RoutingRule:
+        where, args = scope_where(subtree)
         found = await self._fetch(
-            scope,
+            subtree,
             _R(
                 f"SELECT {RULE_COLUMNS} FROM routing_rules WHERE {' AND '.join(where)} "
                 "AND tenant = ? AND id = ?"
@@ -356,8 +356,8 @@ class PostgresCommandStore:
             raise NotFound(f"routing rule {rule_id!r} not found")
         return row_to_rule(found[0])
 
-    async def delete_rule(self, scope: str, tenant: str, rule_id: str) -> None:
-        await self.get_rule(scope, tenant, rule_id)
+    async def delete_rule(self, subtree: str, tenant: str, rule_id: str) -> None:
+        await self.get_rule(subtree, tenant, rule_id)
         async with self._transaction(tenant) as conn:
             await conn.execute(
                 "DELETE FROM routing_rules WHERE tenant = %s AND id = %s", (tenant, rule_id)
@@ -416,10 +416,10 @@ class PostgresCommandStore:
                 await _touch(conn, task)
         return task
 
-    async def get_task(self, scope: str, tenant: str, task_id: str) -> Task:
-        where, args = scope_where(scope)
+    async def get_task(self, subtree: str, tenant: str, task_id: str) -> Task:
+        where, args = scope_where(subtree)
         found = await self._fetch(
-            scope,
+            subtree,
             _R(
                 f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
                 "AND tenant = ? AND id = ?"
@@ -437,14 +437,14 @@ class PostgresCommandStore:
         return row_to_task(found[0]) if found else None
 
     async def list_tasks(
-        self, scope: str, filters: Mapping[str, object], limit: int, offset: int
+        self, subtree: str, filters: Mapping[str, object], limit: int, offset: int
     ) -> list[Task]:
         now = filters.get("now")
         where, args = task_where(
-            scope, filters, now if isinstance(now, datetime) else datetime.now(UTC)
+            subtree, filters, now if isinstance(now, datetime) else datetime.now(UTC)
         )
         found = await self._fetch(
-            scope,
+            subtree,
             _R(
                 f"SELECT {TASK_COLUMNS} FROM tasks WHERE {where} "
                 "ORDER BY create_us DESC, id DESC LIMIT ? OFFSET ?"
@@ -453,14 +453,14 @@ class PostgresCommandStore:
         )
         return [row_to_task(r) for r in found]
 
-    async def waiting_tasks(self, scope: str, limit: int) -> list[Task]:
-        return await self.list_tasks(scope, {"state": "waiting"}, limit, 0)
+    async def waiting_tasks(self, subtree: str, limit: int) -> list[Task]:
+        return await self.list_tasks(subtree, {"state": "waiting"}, limit, 0)
 
-    async def board(self, scope: str, now: datetime) -> BoardCounts:
-        where, args = scope_where(scope)
+    async def board(self, subtree: str, now: datetime) -> BoardCounts:
+        where, args = scope_where(subtree)
         base = " AND ".join(where)
         now_us = us(now)
-        async with self._transaction(scope) as conn:
+        async with self._transaction(subtree) as conn:
 
             async def grouped(column: str) -> dict[str, int]:
                 cur = await conn.execute(

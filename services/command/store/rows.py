@@ -371,22 +371,22 @@ TASK_FILTER_COLUMNS = {
 SUBTREE_SQL = "(tenant = ? OR (tenant >= ? AND tenant < ?))"
 
 
-def subtree_params(scope: str) -> list[object]:
-    """'/' sorts just before '0', so every descendant path lies in [scope/, scope0)."""
-    return [scope, scope + "/", scope + "0"]
+def subtree_params(subtree: str) -> list[object]:
+    """'/' sorts just before '0', so every descendant path lies in [subtree/, subtree0)."""
+    return [subtree, subtree + "/", subtree + "0"]
 
 
-def scope_where(scope: str) -> tuple[list[str], list[object]]:
-    if scope == ALL_TENANTS:
+def scope_where(subtree: str) -> tuple[list[str], list[object]]:
+    if subtree == ALL_TENANTS:
         return ["1 = 1"], []
-    return [SUBTREE_SQL], subtree_params(scope)
+    return [SUBTREE_SQL], subtree_params(subtree)
 
 
 def task_where(
-    scope: str, filters: Mapping[str, object], now: datetime
+    subtree: str, filters: Mapping[str, object], now: datetime
 ) -> tuple[str, list[object]]:
     """WHERE (with `?`) over tasks of a subtree and the domain's filters."""
-    where, args = scope_where(scope)
+    where, args = scope_where(subtree)
     now_us = us(now)
     for name, value in filters.items():
         if name in TASK_FILTER_COLUMNS:
@@ -410,11 +410,11 @@ def task_where(
 
 
 def handler_where(
-    scope: str, filters: Mapping[str, str], tenants: Sequence[str] = ()
+    subtree: str, filters: Mapping[str, str], tenants: Sequence[str] = ()
 ) -> tuple[str, list[object]]:
     """WHERE (with `?`) over handlers of a subtree (or of exactly `tenants`), by role,
     team and duty."""
-    where, args = scope_where(scope)
+    where, args = scope_where(subtree)
     if tenants:
         where.append(f"tenant IN ({', '.join('?' * len(tenants))})")
         args.extend(tenants)

@@ -237,8 +237,8 @@ class SqliteCommandStore:
         await self.db.run(lambda c: transaction(c, insert))
         return profile
 
-    async def get_handler(self, scope: str, tenant: str, handler_id: str) -> HandlerProfile:
-        where, args = scope_where(scope)
+    async def get_handler(self, subtree: str, tenant: str, handler_id: str) -> HandlerProfile:
+        where, args = scope_where(subtree)
         rows_found = await self.db.run(
             lambda c: c.execute(
                 f"{_HANDLER_SELECT} WHERE {' AND '.join(where)} AND tenant = ? AND id = ?",
@@ -249,8 +249,8 @@ class SqliteCommandStore:
             raise NotFound(f"handler {handler_id!r} not found")
         return row_to_handler(rows_found[0], rows_found[0]["open_tasks"])
 
-    async def find_handler(self, scope: str, user: str) -> HandlerProfile | None:
-        where, args = scope_where(scope)
+    async def find_handler(self, subtree: str, user: str) -> HandlerProfile | None:
+        where, args = scope_where(subtree)
         found = await self.db.run(
             lambda c: c.execute(
                 f"{_HANDLER_SELECT} WHERE {' AND '.join(where)} AND user_subject = ?",
@@ -268,9 +268,9 @@ class SqliteCommandStore:
         return profile
 
     async def list_handlers(
-        self, scope: str, filters: Mapping[str, str], limit: int, offset: int
+        self, subtree: str, filters: Mapping[str, str], limit: int, offset: int
     ) -> list[HandlerProfile]:
-        where, args = handler_where(scope, filters)
+        where, args = handler_where(subtree, filters)
         found = await self.db.run(
             lambda c: c.execute(
                 f"{_HANDLER_SELECT} WHERE {where} ORDER BY tenant, id LIMIT ? OFFSET ?",
@@ -309,8 +309,8 @@ class SqliteCommandStore:
         await self.db.run(lambda c: transaction(c, insert))
         return rule
 
-    async def get_rule(self, scope: str, tenant: str, rule_id: str) -> RoutingRule:
-        where, args = scope_where(scope)
+    async def get_rule(self, subtree: str, tenant: str, rule_id: str) -> RoutingRule:
+        where, args = scope_where(subtree)
         found = await self.db.run(
             lambda c: c.execute(
                 f"SELECT {RULE_COLUMNS} FROM routing_rules WHERE {' AND '.join(where)} "
@@ -322,8 +322,8 @@ class SqliteCommandStore:
             raise NotFound(f"routing rule {rule_id!r} not found")
         return row_to_rule(found)
 
-    async def delete_rule(self, scope: str, tenant: str, rule_id: str) -> None:
-        await self.get_rule(scope, tenant, rule_id)
+    async def delete_rule(self, subtree: str, tenant: str, rule_id: str) -> None:
+        await self.get_rule(subtree, tenant, rule_id)
         await self.db.run(
             lambda c: transaction(
                 c,
@@ -383,8 +383,8 @@ class SqliteCommandStore:
 
         return await self.db.run(lambda c: transaction(c, update))
 
-    async def get_task(self, scope: str, tenant: str, task_id: str) -> Task:
-        where, args = scope_where(scope)
+    async def get_task(self, subtree: str, tenant: str, task_id: str) -> Task:
+        where, args = scope_where(subtree)
         found = await self.db.run(
             lambda c: c.execute(
                 f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
@@ -405,10 +405,10 @@ class SqliteCommandStore:
         return row_to_task(found) if found else None
 
     async def list_tasks(
-        self, scope: str, filters: Mapping[str, object], limit: int, offset: int
+        self, subtree: str, filters: Mapping[str, object], limit: int, offset: int
     ) -> list[Task]:
         now = filters.get("now")
-        where, args = task_where(scope, filters, now if isinstance(now, datetime) else _now())
+        where, args = task_where(subtree, filters, now if isinstance(now, datetime) else _now())
         found = await self.db.run(
             lambda c: c.execute(
                 f"SELECT {TASK_COLUMNS} FROM tasks WHERE {where}{_ORDER_TASKS} LIMIT ? OFFSET ?",
@@ -417,11 +417,11 @@ class SqliteCommandStore:
         )
         return [row_to_task(r) for r in found]
 
-    async def waiting_tasks(self, scope: str, limit: int) -> list[Task]:
-        return await self.list_tasks(scope, {"state": "waiting"}, limit, 0)
+    async def waiting_tasks(self, subtree: str, limit: int) -> list[Task]:
+        return await self.list_tasks(subtree, {"state": "waiting"}, limit, 0)
 
-    async def board(self, scope: str, now: datetime) -> BoardCounts:
-        where, args = scope_where(scope)
+    async def board(self, subtree: str, now: datetime) -> BoardCounts:
+        where, args = scope_where(subtree)
         base = " AND ".join(where)
         now_us = us(now)
 

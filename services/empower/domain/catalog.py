@@ -186,7 +186,7 @@ class ShelfStore(Protocol):
     ) -> list[Dataset]: ...
 
     async def list_subscriptions(
-        self, scope: str, limit: int, after: str | None
+        self, subtree: str, limit: int, after: str | None
     ) -> list[Subscription]: ...
 
     async def create_installation(self, installation: Installation) -> None:
@@ -194,7 +194,7 @@ class ShelfStore(Protocol):
         ...
 
     async def list_installations(
-        self, scope: str, limit: int, after: str | None
+        self, subtree: str, limit: int, after: str | None
     ) -> list[Installation]: ...
 
     async def get_installation(self, scope: str, installation_id: str) -> Installation | None: ...

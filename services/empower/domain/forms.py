@@ -447,11 +447,11 @@ class FormsDesk:
         await self.store.insert_run(template.tenant, run)
         return run
 
-    async def _all_records(self, scope: str, form: str) -> list[FormRecord]:
+    async def _all_records(self, subtree: str, form: str) -> list[FormRecord]:
         records: list[FormRecord] = []
         after: str | None = None
         while True:
-            page = await self.store.list_records(scope, form, 5000, after)
+            page = await self.store.list_records(subtree, form, 5000, after)
             records.extend(page)
             if len(page) < 5000:
                 return records

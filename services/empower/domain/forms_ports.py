@@ -1,6 +1,6 @@
 """What fill-once forms and reports need from storage.
 
-`scope` is the tenant subtree a unit of work is limited to (ALL_TENANTS for the
+`subtree` is the tenant subtree a unit of work is limited to (ALL_TENANTS for the
 scheduler and for finding inherited forms); stores filter by it and PostgreSQL
 repeats the filter with row-level security.
 """
@@ -15,44 +15,44 @@ from services.empower.domain.forms_model import Form, FormRecord, ReportRun, Rep
 
 
 class FormsStore(Protocol):
-    async def insert_form(self, scope: str, form: Form) -> None:
+    async def insert_form(self, subtree: str, form: Form) -> None:
         """ALREADY_EXISTS when the tenant has a form with this id."""
         ...
 
-    async def forms_at(self, scope: str, tenants: Sequence[str], form_id: str = "") -> list[Form]:
+    async def forms_at(self, subtree: str, tenants: Sequence[str], form_id: str = "") -> list[Form]:
         """Forms defined at these tenants (with this id, when given)."""
         ...
 
-    async def insert_record(self, scope: str, record: FormRecord) -> FormRecord:
+    async def insert_record(self, subtree: str, record: FormRecord) -> FormRecord:
         """Store the record, or return the one stored with its tenant and request_id."""
         ...
 
     async def list_records(
-        self, scope: str, form: str, limit: int, after_id: str | None
+        self, subtree: str, form: str, limit: int, after_id: str | None
     ) -> list[FormRecord]:
         """Records of the form (by resource name) in the subtree, by id."""
         ...
 
-    async def insert_template(self, scope: str, template: ReportTemplate) -> None:
+    async def insert_template(self, subtree: str, template: ReportTemplate) -> None:
         """ALREADY_EXISTS when the tenant has a template with this id."""
         ...
 
     async def templates_at(
-        self, scope: str, tenants: Sequence[str], template_id: str = ""
+        self, subtree: str, tenants: Sequence[str], template_id: str = ""
     ) -> list[ReportTemplate]: ...
 
     async def scheduled_templates(self) -> list[tuple[ReportTemplate, datetime | None]]:
         """Every template with a schedule, and when the schedule last ran it."""
         ...
 
-    async def insert_run(self, scope: str, run: ReportRun) -> None: ...
+    async def insert_run(self, subtree: str, run: ReportRun) -> None: ...
 
     async def get_run(
-        self, scope: str, tenant: str, template_id: str, run_id: str
+        self, subtree: str, tenant: str, template_id: str, run_id: str
     ) -> ReportRun | None: ...
 
     async def list_runs(
-        self, scope: str, tenant: str, template_id: str, limit: int
+        self, subtree: str, tenant: str, template_id: str, limit: int
     ) -> list[ReportRun]:
         """Newest first."""
         ...

@@ -1,9 +1,9 @@
 """What the identity domain needs from its store, as an interface.
 
-Methods that read or write rows of a tenant take a `scope`: the caller's tenant path,
+Methods that read or write rows of a tenant take a `subtree`: the caller's tenant path,
 or `ALL_TENANTS` for work done for the platform itself (login by username, refresh,
-API key lookups by the gateway). Stores filter by the scope's subtree in their
-queries; the PostgreSQL store also runs the transaction under that scope, so
+API key lookups by the gateway). Stores filter by the subtree in their
+queries; the PostgreSQL store also runs the transaction under that subtree, so
 row-level security hides every row outside it even if a filter were forgotten.
 """
 
@@ -56,47 +56,47 @@ class IdentityStore(Protocol):
     async def list_child_tenants(
         self,
         parent: str,
-        scope: str,
+        subtree: str,
         ancestors: Sequence[str],
         limit: int,
         after: str | None,
     ) -> list[Tenant]:
-        """Children of `parent` in the subtree of `scope` or among `ancestors`, by path."""
+        """Children of `parent` under `subtree` or among `ancestors`, by path."""
         ...
 
     # Users.
 
-    async def create_user(self, scope: str, user: User, password_hash: str | None) -> None:
+    async def create_user(self, subtree: str, user: User, password_hash: str | None) -> None:
         """Store a user; ALREADY_EXISTS when the username is taken at the user's node
         (names are unique per node, so another node's names are never revealed)."""
         ...
 
-    async def get_user(self, scope: str, user_id: str) -> User | None: ...
+    async def get_user(self, subtree: str, user_id: str) -> User | None: ...
 
     async def list_users(
-        self, scope: str, subtree: str, limit: int, after: str | None
+        self, subtree: str, root: str, limit: int, after: str | None
     ) -> list[User]:
-        """Users in the subtree of `subtree`, by id, after the id `after`."""
+        """Users in the subtree of `root` (within `subtree`), by id, after the id `after`."""
         ...
 
     async def set_user_disabled(
-        self, scope: str, user_id: str, disabled: bool, now: datetime
+        self, subtree: str, user_id: str, disabled: bool, now: datetime
     ) -> User | None:
-        """Disable or enable a user; None when there is no such user in the scope."""
+        """Disable or enable a user; None when there is no such user in the subtree."""
         ...
 
-    async def update_user(self, scope: str, user: User) -> User | None:
+    async def update_user(self, subtree: str, user: User) -> User | None:
         """Store a user's display name, kind, roles and update time; None when the
-        user is not in the scope."""
+        user is not in the subtree."""
         ...
 
-    async def delete_user(self, scope: str, user_id: str) -> bool:
-        """Remove a user with their refresh tokens; False when not in the scope."""
+    async def delete_user(self, subtree: str, user_id: str) -> bool:
+        """Remove a user with their refresh tokens; False when not in the subtree."""
         ...
 
     async def set_password(
         self,
-        scope: str,
+        subtree: str,
         user_id: str,
         password_hash: str,
         now: datetime,
@@ -107,13 +107,13 @@ class IdentityStore(Protocol):
         ...
 
     async def credentials(
-        self, scope: str, username: str, tenant: str | None = None
+        self, subtree: str, username: str, tenant: str | None = None
     ) -> list[Credentials]:
         """The users with this username (at the node `tenant`, if given) and their
         password hashes, by id, at most `MAX_SIGN_IN_MATCHES` of them."""
         ...
 
-    async def record_login(self, scope: str, user_id: str, new_hash: str | None) -> None:
+    async def record_login(self, subtree: str, user_id: str, new_hash: str | None) -> None:
         """A successful login: store `new_hash` (a stronger hash) if given."""
         ...
 
@@ -158,38 +158,38 @@ class IdentityStore(Protocol):
 
     # Apps and their API keys.
 
-    async def create_app(self, scope: str, app: App, key: ApiKey) -> None:
+    async def create_app(self, subtree: str, app: App, key: ApiKey) -> None:
         """Store an app with its first key, in one transaction."""
         ...
 
-    async def get_app(self, scope: str, app_id: str) -> App | None: ...
+    async def get_app(self, subtree: str, app_id: str) -> App | None: ...
 
-    async def list_apps(self, scope: str, subtree: str, limit: int, after: str | None) -> list[App]:
-        """Apps in the subtree of `subtree`, by id, after the id `after`."""
+    async def list_apps(self, subtree: str, root: str, limit: int, after: str | None) -> list[App]:
+        """Apps in the subtree of `root` (within `subtree`), by id, after the id `after`."""
         ...
 
-    async def update_app(self, scope: str, app: App) -> App | None:
+    async def update_app(self, subtree: str, app: App) -> App | None:
         """Store an app's display name, scopes, quota and update time."""
         ...
 
-    async def delete_app(self, scope: str, app_id: str) -> bool:
-        """Remove an app with all its keys; False when not in the scope."""
+    async def delete_app(self, subtree: str, app_id: str) -> bool:
+        """Remove an app with all its keys; False when not in the subtree."""
         ...
 
-    async def add_api_key(self, scope: str, key: ApiKey, max_active: int) -> bool:
+    async def add_api_key(self, subtree: str, key: ApiKey, max_active: int) -> bool:
         """Store a key unless its app already has `max_active` unrevoked keys (False)."""
         ...
 
-    async def list_api_keys(self, scope: str, app_id: str) -> list[ApiKey]:
+    async def list_api_keys(self, subtree: str, app_id: str) -> list[ApiKey]:
         """The app's keys, revoked ones included, oldest first."""
         ...
 
     async def revoke_api_key(
-        self, scope: str, app_id: str, key_id: str, now: datetime
+        self, subtree: str, app_id: str, key_id: str, now: datetime
     ) -> ApiKey | None:
         """Revoke a key of the app (a revoked key keeps its first revoke time)."""
         ...
 
-    async def api_key(self, scope: str, key_id: str) -> tuple[ApiKey, App] | None:
+    async def api_key(self, subtree: str, key_id: str) -> tuple[ApiKey, App] | None:
         """A key, revoked or not, with its app."""
         ...

@@ -18,25 +18,25 @@ from services.empower.domain.notices_model import (
 
 class NoticesStore(Protocol):
     async def insert_notice(
-        self, scope: str, notice: Notice, deliveries: Sequence[Delivery]
+        self, subtree: str, notice: Notice, deliveries: Sequence[Delivery]
     ) -> Notice:
         """Store the notice and its deliveries in one transaction; when the tenant already
         has a notice with its request_id, return that one and store nothing."""
         ...
 
-    async def get_notice(self, scope: str, tenant: str, notice_id: str) -> Notice | None:
+    async def get_notice(self, subtree: str, tenant: str, notice_id: str) -> Notice | None:
         """With `counts` filled in: deliveries per state, and "read"."""
         ...
 
-    async def list_notices(self, scope: str, limit: int, before_id: str | None) -> list[Notice]:
+    async def list_notices(self, subtree: str, limit: int, before_id: str | None) -> list[Notice]:
         """Notices of the subtree, newest first (without counts)."""
         ...
 
     async def list_deliveries(
-        self, scope: str, notice_id: str, limit: int, after_id: str | None
+        self, subtree: str, notice_id: str, limit: int, after_id: str | None
     ) -> list[Delivery]: ...
 
-    async def get_delivery(self, scope: str, delivery_id: str) -> Delivery | None: ...
+    async def get_delivery(self, subtree: str, delivery_id: str) -> Delivery | None: ...
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[tuple[Delivery, Notice]]:
         """Pending or queued deliveries whose next attempt is due, oldest first."""

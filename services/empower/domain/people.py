@@ -298,7 +298,7 @@ class PeopleRegistry:
             raise PermissionDenied(f"{what} needs the {scope!r} scope")
 
     @staticmethod
-    def _scope(caller: Principal, tenant: str | None, field: str = "parent") -> str:
+    def _subtree(caller: Principal, tenant: str | None, field: str = "parent") -> str:
         """The subtree a call works in: the asked tenant (visible to the caller) or its own."""
         if tenant is None:
             return caller.tenant
@@ -313,10 +313,10 @@ class PeopleRegistry:
         Another person with the same ID number in the tenant is ALREADY_EXISTS.
         """
         self._require(caller, WRITE_SCOPE, "registering people")
-        scope = self._scope(caller, tenant)
+        subtree = self._subtree(caller, tenant)
         valid = validate(new)
-        record = seal_record(self.sealer, new_id(ID_PREFIX), scope, valid, self._clock())
-        await self.store.insert_people(scope, [record])
+        record = seal_record(self.sealer, new_id(ID_PREFIX), subtree, valid, self._clock())
+        await self.store.insert_people(subtree, [record])
         return masked(open_record(self.sealer, record))
 
     async def create_people(
@@ -327,7 +327,7 @@ class PeopleRegistry:
         A bad entry is INVALID_ARGUMENT naming it (`requests[3].person.id_number`).
         """
         self._require(caller, WRITE_SCOPE, "registering people")
-        scope = self._scope(caller, tenant)
+        subtree = self._subtree(caller, tenant)
         now = self._clock()
         records = []
         for i, new in enumerate(news):
@@ -335,8 +335,8 @@ class PeopleRegistry:
                 valid = validate(new)
             except InvalidArgument as exc:
                 raise exc.under(f"requests[{i}].person.") from None
-            records.append(seal_record(self.sealer, new_id(ID_PREFIX), scope, valid, now))
-        await self.store.insert_people(scope, records)
+            records.append(seal_record(self.sealer, new_id(ID_PREFIX), subtree, valid, now))
+        await self.store.insert_people(subtree, records)
         return [masked(open_record(self.sealer, record)) for record in records]
 
     async def get_person(
@@ -350,8 +350,8 @@ class PeopleRegistry:
         self._require(caller, READ_SCOPE, "reading people")
         reveal = caller.has_scope(SENSITIVE_SCOPE)
         reason = check_purpose(purpose) if reveal else ""
-        scope = self._scope(caller, tenant, "name")
-        record = await self.store.get_person(scope, person_id)
+        subtree = self._subtree(caller, tenant, "name")
+        record = await self.store.get_person(subtree, person_id)
         if record is None or not caller.can_see(record.tenant):
             raise NotFound(f"person {person_id!r} not found")
         if reveal:
@@ -400,20 +400,20 @@ class PeopleRegistry:
                 "an exact match would reveal the masked value"
             )
         reason = check_purpose(purpose) if reveal else ""
-        scope = self._scope(caller, parent)
+        subtree = self._subtree(caller, parent)
         filters = self._filters(terms)
         if sealed:
             self.lookup_limit.take(caller.subject)
         limit = paging.page_size(page_size)
         # The token is bound to the blind indexes, never to a plain ID number or phone.
-        query = {"parent": scope, "filter": asdict(filters)}
+        query = {"parent": subtree, "filter": asdict(filters)}
         cursor = paging.decode_token(page_token, query)
         after = None
         if cursor is not None:
             after = cursor.get("id")
             if not isinstance(after, str):
                 raise InvalidArgument.field("page_token", "is not a token this service issued")
-        records = await self.store.list_people(scope, filters, limit + 1, after)
+        records = await self.store.list_people(subtree, filters, limit + 1, after)
         token = ""
         if len(records) > limit:
             records = records[:limit]
@@ -440,7 +440,7 @@ class PeopleRegistry:
     ) -> Person:
         """Change some fields (a stale `etag` is ABORTED); the answer is masked."""
         self._require(caller, WRITE_SCOPE, "changing people")
-        scope = self._scope(caller, tenant, "name")
+        subtree = self._subtree(caller, tenant, "name")
         sealer = self.sealer
         now = self._clock()
 
@@ -472,11 +472,11 @@ class PeopleRegistry:
                 version=record.version + 1,
             )
 
-        record = await self.store.update_person(scope, person_id, change)
+        record = await self.store.update_person(subtree, person_id, change)
         return masked(open_record(sealer, record))
 
     async def delete_person(self, caller: Principal, tenant: str | None, person_id: str) -> None:
         self._require(caller, WRITE_SCOPE, "removing people")
-        scope = self._scope(caller, tenant, "name")
-        if not await self.store.delete_person(scope, person_id):
+        subtree = self._subtree(caller, tenant, "name")
+        if not await self.store.delete_person(subtree, person_id):
             raise NotFound(f"person {person_id!r} not found")

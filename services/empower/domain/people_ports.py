@@ -2,7 +2,7 @@
 
 Stores see only sealed values and blind indexes, never plain ID numbers or phone
 numbers: encryption happens in the domain, so no store can leak what it never had.
-Every method takes the tenant `scope` the unit of work is limited to (a tenant path,
+Every method takes the tenant `subtree` the unit of work is limited to (a tenant path,
 or ALL_TENANTS for the platform's own work such as seeding and chain checks);
 stores filter by it in their queries, and PostgreSQL enforces it again with
 row-level security.
@@ -25,7 +25,7 @@ PersonChange = Callable[[PersonRecord], PersonRecord]
 
 class PeopleStore(Protocol):
     async def insert_people(
-        self, scope: str, records: Sequence[PersonRecord], *, skip_existing: bool = False
+        self, subtree: str, records: Sequence[PersonRecord], *, skip_existing: bool = False
     ) -> int:
         """Insert in one transaction; returns how many rows were added.
 
@@ -34,22 +34,24 @@ class PeopleStore(Protocol):
         """
         ...
 
-    async def get_person(self, scope: str, person_id: str) -> PersonRecord | None:
-        """The person if it lies in `scope`'s subtree."""
+    async def get_person(self, subtree: str, person_id: str) -> PersonRecord | None:
+        """The person if it lies in `subtree`."""
         ...
 
     async def list_people(
-        self, scope: str, filters: PersonFilter, limit: int, after_id: str | None
+        self, subtree: str, filters: PersonFilter, limit: int, after_id: str | None
     ) -> list[PersonRecord]:
-        """People in `scope`'s subtree matching `filters`, by id, after `after_id`."""
+        """People in `subtree` matching `filters`, by id, after `after_id`."""
         ...
 
-    async def update_person(self, scope: str, person_id: str, change: PersonChange) -> PersonRecord:
+    async def update_person(
+        self, subtree: str, person_id: str, change: PersonChange
+    ) -> PersonRecord:
         """Apply `change` atomically (NOT_FOUND outside the subtree, ALREADY_EXISTS on a
         duplicate ID number)."""
         ...
 
-    async def delete_person(self, scope: str, person_id: str) -> bool:
+    async def delete_person(self, subtree: str, person_id: str) -> bool:
         """Remove the person; False when there was none in the subtree."""
         ...
 
@@ -61,9 +63,9 @@ class AuditStore(Protocol):
         ...
 
     async def list_audit(
-        self, scope: str, filters: AuditFilter, limit: int, before_sequence: int | None
+        self, subtree: str, filters: AuditFilter, limit: int, before_sequence: int | None
     ) -> list[AuditEntry]:
-        """Entries whose tenant lies in `scope`'s subtree, newest first."""
+        """Entries whose tenant lies in `subtree`, newest first."""
         ...
 
     async def audit_chain(self, after: int, up_to: int, limit: int) -> list[AuditEntry]:

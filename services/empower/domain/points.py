@@ -293,17 +293,17 @@ class PointsLedger:
         """
         if not tenancy.is_valid_path(fact.tenant) or not _HOLDER.match(fact.holder):
             raise InvalidArgument.field("fact", "needs a tenant path and a holder")
-        scope = tenancy.ALL_TENANTS
+        subtree = tenancy.ALL_TENANTS
         rules = [
             r
-            for r in await self.store.rules_of(scope, tenancy.ancestors_and_self(fact.tenant))
+            for r in await self.store.rules_of(subtree, tenancy.ancestors_and_self(fact.tenant))
             if r.matches(fact)
         ]
         if not rules:
             return []
         now = self._clock()
         account = await self.store.open_account(
-            scope,
+            subtree,
             Account(
                 id=new_id(ACCOUNT_PREFIX),
                 tenant=fact.tenant,
@@ -329,11 +329,11 @@ class PointsLedger:
                 cap=rule.cap,
                 cap_since=period_start(rule.cap_period, now),
             )
-            posted.append(await self._post(scope, posting))
+            posted.append(await self._post(subtree, posting))
         return posted
 
-    async def _post(self, scope: str, posting: Posting) -> Posted:
-        result = await self.store.post(scope, posting, settle)
+    async def _post(self, subtree: str, posting: Posting) -> Posted:
+        result = await self.store.post(subtree, posting, settle)
         if not result.created and not _same_posting(result.entry, posting):
             raise FailedPrecondition(
                 "this request_id was already used for another posting; use a new one",

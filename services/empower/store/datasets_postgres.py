@@ -4,7 +4,7 @@ Same tables and columns as the SQLite store (tests/unit/empower/datasets runs ev
 test on both). Every unit of work runs in `rls.scoped_transaction`: an import in the
 publisher's subtree, a village's slice in the village's, so a slice query that lost
 its tenant filter would still return only that village's rows. Dataset descriptions
-are read in the system scope, because a village reads those published above it; the
+are read in the `ALL_TENANTS` subtree, because a village reads those published above it; the
 domain filters them by the caller's line of ancestors. Imports stream rows with COPY
 into a temporary table and merge them with one INSERT ... ON CONFLICT.
 """
@@ -119,10 +119,10 @@ _MERGE = (
 Row = dict[str, Any]
 
 
-def _subtree(scope: str) -> tuple[str, list[object]]:
-    if scope == ALL_TENANTS:
+def _subtree(subtree: str) -> tuple[str, list[object]]:
+    if subtree == ALL_TENANTS:
         return "TRUE", []
-    return _SUBTREE, [scope, scope, scope]
+    return _SUBTREE, [subtree, subtree, subtree]
 
 
 async def _fetch(
@@ -194,8 +194,8 @@ class PostgresDatasetStore:
             rows = await _fetch(conn, query, (list(tenants), after or "", limit))
         return [row_to_dataset(r) for r in rows]
 
-    async def live_rows(self, scope: str, dataset: str) -> LiveRows:
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+    async def live_rows(self, subtree: str, dataset: str) -> LiveRows:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             cur = await conn.execute(POSTGRES.render(LIVE_ROWS), (dataset,))
             rows = await cur.fetchall()
         if not rows:
@@ -203,9 +203,9 @@ class PostgresDatasetStore:
         keys, tenants, digests = zip(*rows, strict=True)
         return LiveRows(list(keys), list(tenants), [int(d) for d in digests])
 
-    async def write_rows(self, scope: str, dataset: Dataset, write: RowWrite) -> bool:
+    async def write_rows(self, subtree: str, dataset: Dataset, write: RowWrite) -> bool:
         name = dataset.resource_name
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             cur = await conn.execute(
                 POSTGRES.render(MOVE_SEQ),
                 (write.last_seq, write.row_count, write.update_us, name, write.expected_seq),
@@ -228,14 +228,14 @@ class PostgresDatasetStore:
         return True
 
     async def slice_rows(
-        self, scope: str, dataset: str, after_seq: int, limit: int
+        self, subtree: str, dataset: str, after_seq: int, limit: int
     ) -> list[StoredRow]:
-        where, args = _subtree(scope)
+        where, args = _subtree(subtree)
         query = (
             f"SELECT {ROW_COLUMNS} FROM dataset_rows WHERE dataset = %s AND {where} AND seq > %s "
             "ORDER BY seq LIMIT %s"
         )
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             rows = await _fetch(conn, query, (dataset, *args, after_seq, limit))
         return [row_to_stored(r) for r in rows]
 
@@ -250,31 +250,31 @@ class PostgresDatasetStore:
                 f"{subscription.tenant} already subscribes to {subscription.dataset}"
             ) from None
 
-    async def get_subscription(self, scope: str, subscription_id: str) -> Subscription | None:
-        where, args = _subtree(scope)
+    async def get_subscription(self, subtree: str, subscription_id: str) -> Subscription | None:
+        where, args = _subtree(subtree)
         query = (
             f"SELECT {SUBSCRIPTION_COLUMNS} FROM dataset_subscriptions WHERE id = %s AND {where}"
         )
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             rows = await _fetch(conn, query, (subscription_id, *args))
         return row_to_subscription(rows[0]) if rows else None
 
     async def list_subscriptions(
-        self, scope: str, limit: int, after: str | None
+        self, subtree: str, limit: int, after: str | None
     ) -> list[Subscription]:
-        where, args = _subtree(scope)
+        where, args = _subtree(subtree)
         query = (
             f"SELECT {SUBSCRIPTION_COLUMNS} FROM dataset_subscriptions WHERE {where} AND id > %s "
             "ORDER BY id LIMIT %s"
         )
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             rows = await _fetch(conn, query, (*args, after or "", limit))
         return [row_to_subscription(r) for r in rows]
 
-    async def delete_subscription(self, scope: str, subscription_id: str) -> bool:
-        where, args = _subtree(scope)
+    async def delete_subscription(self, subtree: str, subscription_id: str) -> bool:
+        where, args = _subtree(subtree)
         query = f"DELETE FROM dataset_subscriptions WHERE id = %s AND {where}"
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             cur = await conn.execute(query, (subscription_id, *args))
             return cur.rowcount > 0
 
@@ -288,14 +288,14 @@ class PostgresDatasetStore:
             raise AlreadyExists(f"{installation.catalog_item} is already installed") from None
 
     async def list_installations(
-        self, scope: str, limit: int, after: str | None
+        self, subtree: str, limit: int, after: str | None
     ) -> list[Installation]:
-        where, args = _subtree(scope)
+        where, args = _subtree(subtree)
         query = (
             f"SELECT {INSTALLATION_COLUMNS} FROM catalog_installations WHERE {where} "
             "AND id > %s ORDER BY id LIMIT %s"
         )
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             rows = await _fetch(conn, query, (*args, after or "", limit))
         return [row_to_installation(r) for r in rows]
 

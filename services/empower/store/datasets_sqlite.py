@@ -113,10 +113,10 @@ def _offer(chunks: queue.Queue[object], item: object, stop: threading.Event) -> 
 _SUBTREE = "(tenant = ? OR (tenant >= ? || '/' AND tenant < ? || '0'))"
 
 
-def _subtree(scope: str) -> tuple[str, list[object]]:
-    if scope == ALL_TENANTS:
+def _subtree(subtree: str) -> tuple[str, list[object]]:
+    if subtree == ALL_TENANTS:
         return "1 = 1", []
-    return _SUBTREE, [scope, scope, scope]
+    return _SUBTREE, [subtree, subtree, subtree]
 
 
 def _migrate_installations(conn: sqlite3.Connection) -> None:
@@ -165,7 +165,7 @@ class SqliteDatasetStore:
 
         return await self.db.run(select)
 
-    async def live_rows(self, scope: str, dataset: str) -> LiveRows:
+    async def live_rows(self, subtree: str, dataset: str) -> LiveRows:
         def select(conn: sqlite3.Connection) -> LiveRows:
             cur = conn.execute(LIVE_ROWS, (dataset,))
             cur.row_factory = None  # plain tuples: a million rows read fast
@@ -177,7 +177,7 @@ class SqliteDatasetStore:
 
         return await self.db.run(select)
 
-    async def write_rows(self, scope: str, dataset: Dataset, write: RowWrite) -> bool:
+    async def write_rows(self, subtree: str, dataset: Dataset, write: RowWrite) -> bool:
         """One transaction on the database thread, fed chunk by chunk from a worker thread
         that makes the next chunk meanwhile (SQLite releases the GIL while it writes)."""
         name = dataset.resource_name
@@ -217,9 +217,9 @@ class SqliteDatasetStore:
         return await writing
 
     async def slice_rows(
-        self, scope: str, dataset: str, after_seq: int, limit: int
+        self, subtree: str, dataset: str, after_seq: int, limit: int
     ) -> list[StoredRow]:
-        where, args = _subtree(scope)
+        where, args = _subtree(subtree)
         query = (
             f"SELECT {ROW_COLUMNS} FROM dataset_rows WHERE dataset = ? AND {where} AND seq > ? "
             "ORDER BY seq LIMIT ?"
@@ -242,8 +242,8 @@ class SqliteDatasetStore:
 
         await self.db.run(insert)
 
-    async def get_subscription(self, scope: str, subscription_id: str) -> Subscription | None:
-        where, args = _subtree(scope)
+    async def get_subscription(self, subtree: str, subscription_id: str) -> Subscription | None:
+        where, args = _subtree(subtree)
         query = f"SELECT {SUBSCRIPTION_COLUMNS} FROM dataset_subscriptions WHERE id = ? AND {where}"
 
         def get(conn: sqlite3.Connection) -> Subscription | None:
@@ -253,9 +253,9 @@ class SqliteDatasetStore:
         return await self.db.run(get)
 
     async def list_subscriptions(
-        self, scope: str, limit: int, after: str | None
+        self, subtree: str, limit: int, after: str | None
     ) -> list[Subscription]:
-        where, args = _subtree(scope)
+        where, args = _subtree(subtree)
         query = (
             f"SELECT {SUBSCRIPTION_COLUMNS} FROM dataset_subscriptions WHERE {where} AND id > ? "
             "ORDER BY id LIMIT ?"
@@ -267,8 +267,8 @@ class SqliteDatasetStore:
 
         return await self.db.run(select)
 
-    async def delete_subscription(self, scope: str, subscription_id: str) -> bool:
-        where, args = _subtree(scope)
+    async def delete_subscription(self, subtree: str, subscription_id: str) -> bool:
+        where, args = _subtree(subtree)
         query = f"DELETE FROM dataset_subscriptions WHERE id = ? AND {where}"
         return await self.db.run(
             lambda conn: conn.execute(query, (subscription_id, *args)).rowcount > 0
@@ -284,9 +284,9 @@ class SqliteDatasetStore:
         await self.db.run(insert)
 
     async def list_installations(
-        self, scope: str, limit: int, after: str | None
+        self, subtree: str, limit: int, after: str | None
     ) -> list[Installation]:
-        where, args = _subtree(scope)
+        where, args = _subtree(subtree)
         query = (
             f"SELECT {INSTALLATION_COLUMNS} FROM catalog_installations WHERE {where} AND id > ? "
             "ORDER BY id LIMIT ?"

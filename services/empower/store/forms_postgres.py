@@ -18,7 +18,7 @@ from services.empower.domain.forms_model import Form, FormRecord, ReportRun, Rep
 from services.empower.domain.people_model import from_us
 from services.empower.store import forms_rows as rows
 from services.kit import rls
-from services.kit.sqldialect import POSTGRES, subtree
+from services.kit.sqldialect import POSTGRES, in_subtree
 from services.kit.tenancy import ALL_TENANTS
 
 _SCHEMA_LOCK = 0x454D_464F  # "EMFO"
@@ -105,37 +105,37 @@ class PostgresFormsStore:
         return store
 
     async def _fetch(
-        self, scope: str, query: str, params: Sequence[object]
+        self, subtree: str, query: str, params: Sequence[object]
     ) -> list[dict[str, Any]]:
         async with (
-            rls.scoped_transaction(self.pool, scope) as conn,
+            rls.scoped_transaction(self.pool, subtree) as conn,
             conn.cursor(row_factory=dict_row) as cur,
         ):
             await cur.execute(_q(query), params)
             return await cur.fetchall()
 
-    async def insert_form(self, scope: str, form: Form) -> None:
+    async def insert_form(self, subtree: str, form: Form) -> None:
         try:
-            async with rls.scoped_transaction(self.pool, scope) as conn:
+            async with rls.scoped_transaction(self.pool, subtree) as conn:
                 await conn.execute(_q(rows.INSERT_FORM), rows.form_values(form))
         except psycopg.errors.UniqueViolation:
             raise rows.taken("form", form.id, form.tenant) from None
 
-    async def forms_at(self, scope: str, tenants: Sequence[str], form_id: str = "") -> list[Form]:
+    async def forms_at(self, subtree: str, tenants: Sequence[str], form_id: str = "") -> list[Form]:
         if not tenants:
             return []
-        where, args = subtree(scope)
+        where, args = in_subtree(subtree)
         query = rows.FORMS_AT.format(marks=", ".join("?" * len(tenants))) + f" AND {where}"
         params: list[object] = [*tenants, *args]
         if form_id:
             query += " AND id = ?"
             params.append(form_id)
         return [
-            rows.row_to_form(r) for r in await self._fetch(scope, query + " ORDER BY id", params)
+            rows.row_to_form(r) for r in await self._fetch(subtree, query + " ORDER BY id", params)
         ]
 
-    async def insert_record(self, scope: str, record: FormRecord) -> FormRecord:
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+    async def insert_record(self, subtree: str, record: FormRecord) -> FormRecord:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             await conn.execute(_q(rows.INSERT_RECORD), rows.record_values(record))
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(_q(rows.RECORD_BY_REQUEST), (record.tenant, record.request_id))
@@ -144,36 +144,36 @@ class PostgresFormsStore:
         return rows.row_to_record(row)
 
     async def list_records(
-        self, scope: str, form: str, limit: int, after_id: str | None
+        self, subtree: str, form: str, limit: int, after_id: str | None
     ) -> list[FormRecord]:
-        where, args = subtree(scope)
+        where, args = in_subtree(subtree)
         query = rows.LIST_RECORDS + where
         params: list[object] = [form, *args]
         if after_id is not None:
             query += " AND id > ?"
             params.append(after_id)
-        found = await self._fetch(scope, query + " ORDER BY id LIMIT ?", [*params, limit])
+        found = await self._fetch(subtree, query + " ORDER BY id LIMIT ?", [*params, limit])
         return [rows.row_to_record(r) for r in found]
 
-    async def insert_template(self, scope: str, template: ReportTemplate) -> None:
+    async def insert_template(self, subtree: str, template: ReportTemplate) -> None:
         try:
-            async with rls.scoped_transaction(self.pool, scope) as conn:
+            async with rls.scoped_transaction(self.pool, subtree) as conn:
                 await conn.execute(_q(rows.INSERT_TEMPLATE), rows.template_values(template))
         except psycopg.errors.UniqueViolation:
             raise rows.taken("report template", template.id, template.tenant) from None
 
     async def templates_at(
-        self, scope: str, tenants: Sequence[str], template_id: str = ""
+        self, subtree: str, tenants: Sequence[str], template_id: str = ""
     ) -> list[ReportTemplate]:
         if not tenants:
             return []
-        where, args = subtree(scope)
+        where, args = in_subtree(subtree)
         query = rows.TEMPLATES_AT.format(marks=", ".join("?" * len(tenants))) + f" AND {where}"
         params: list[object] = [*tenants, *args]
         if template_id:
             query += " AND id = ?"
             params.append(template_id)
-        found = await self._fetch(scope, query + " ORDER BY id", params)
+        found = await self._fetch(subtree, query + " ORDER BY id", params)
         return [rows.row_to_template(r) for r in found]
 
     async def scheduled_templates(self) -> list[tuple[ReportTemplate, datetime | None]]:
@@ -183,23 +183,23 @@ class PostgresFormsStore:
             for r in found
         ]
 
-    async def insert_run(self, scope: str, run: ReportRun) -> None:
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+    async def insert_run(self, subtree: str, run: ReportRun) -> None:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             await conn.execute(_q(rows.INSERT_RUN), rows.run_values(run))
 
     async def get_run(
-        self, scope: str, tenant: str, template_id: str, run_id: str
+        self, subtree: str, tenant: str, template_id: str, run_id: str
     ) -> ReportRun | None:
-        where, args = subtree(scope)
+        where, args = in_subtree(subtree)
         found = await self._fetch(
-            scope, f"{rows.GET_RUN} AND {where}", [tenant, template_id, run_id, *args]
+            subtree, f"{rows.GET_RUN} AND {where}", [tenant, template_id, run_id, *args]
         )
         return rows.row_to_run(found[0]) if found else None
 
     async def list_runs(
-        self, scope: str, tenant: str, template_id: str, limit: int
+        self, subtree: str, tenant: str, template_id: str, limit: int
     ) -> list[ReportRun]:
-        found = await self._fetch(scope, rows.LIST_RUNS, [tenant, template_id, limit])
+        found = await self._fetch(subtree, rows.LIST_RUNS, [tenant, template_id, limit])
         return [rows.row_to_run(r) for r in found]
 
     def close(self) -> asyncio.Task[None] | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from services.empower.domain.forms_model import Form, FormRecord, ReportRun, ReportTemplate
 from services.empower.domain.people_model import from_us
 from services.empower.store import forms_rows as rows
-from services.kit.sqldialect import SQLITE, subtree
+from services.kit.sqldialect import SQLITE, in_subtree
 from services.kit.sqlite import SqliteDatabase
 
 SCHEMA = """
@@ -72,7 +72,7 @@ class SqliteFormsStore:
         self.db = SqliteDatabase(path, synchronous=synchronous)
         self.db.run_sync(lambda conn: conn.executescript(SCHEMA))
 
-    async def insert_form(self, scope: str, form: Form) -> None:
+    async def insert_form(self, subtree: str, form: Form) -> None:
         def run(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(_q(rows.INSERT_FORM), rows.form_values(form))
@@ -81,10 +81,10 @@ class SqliteFormsStore:
 
         await self.db.run(run)
 
-    async def forms_at(self, scope: str, tenants: Sequence[str], form_id: str = "") -> list[Form]:
+    async def forms_at(self, subtree: str, tenants: Sequence[str], form_id: str = "") -> list[Form]:
         if not tenants:
             return []
-        where, args = subtree(scope)
+        where, args = in_subtree(subtree)
         query = rows.FORMS_AT.format(marks=SQLITE.marks(len(tenants))) + f" AND {where}"
         params: list[object] = [*tenants, *args]
         if form_id:
@@ -96,7 +96,7 @@ class SqliteFormsStore:
 
         return await self.db.run(run)
 
-    async def insert_record(self, scope: str, record: FormRecord) -> FormRecord:
+    async def insert_record(self, subtree: str, record: FormRecord) -> FormRecord:
         def run(conn: sqlite3.Connection) -> FormRecord:
             conn.execute(_q(rows.INSERT_RECORD), rows.record_values(record))
             row = conn.execute(
@@ -107,9 +107,9 @@ class SqliteFormsStore:
         return await self.db.run(run)
 
     async def list_records(
-        self, scope: str, form: str, limit: int, after_id: str | None
+        self, subtree: str, form: str, limit: int, after_id: str | None
     ) -> list[FormRecord]:
-        where, args = subtree(scope)
+        where, args = in_subtree(subtree)
         query = rows.LIST_RECORDS + where
         params: list[object] = [form, *args]
         if after_id is not None:
@@ -122,7 +122,7 @@ class SqliteFormsStore:
 
         return await self.db.run(run)
 
-    async def insert_template(self, scope: str, template: ReportTemplate) -> None:
+    async def insert_template(self, subtree: str, template: ReportTemplate) -> None:
         def run(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(_q(rows.INSERT_TEMPLATE), rows.template_values(template))
@@ -132,11 +132,11 @@ class SqliteFormsStore:
         await self.db.run(run)
 
     async def templates_at(
-        self, scope: str, tenants: Sequence[str], template_id: str = ""
+        self, subtree: str, tenants: Sequence[str], template_id: str = ""
     ) -> list[ReportTemplate]:
         if not tenants:
             return []
-        where, args = subtree(scope)
+        where, args = in_subtree(subtree)
         query = rows.TEMPLATES_AT.format(marks=SQLITE.marks(len(tenants))) + f" AND {where}"
         params: list[object] = [*tenants, *args]
         if template_id:
@@ -159,13 +159,13 @@ class SqliteFormsStore:
 
         return await self.db.run(run)
 
-    async def insert_run(self, scope: str, run: ReportRun) -> None:
+    async def insert_run(self, subtree: str, run: ReportRun) -> None:
         await self.db.run(lambda conn: conn.execute(_q(rows.INSERT_RUN), rows.run_values(run)))
 
     async def get_run(
-        self, scope: str, tenant: str, template_id: str, run_id: str
+        self, subtree: str, tenant: str, template_id: str, run_id: str
     ) -> ReportRun | None:
-        where, args = subtree(scope)
+        where, args = in_subtree(subtree)
         query = _q(f"{rows.GET_RUN} AND {where}")
 
         def run(conn: sqlite3.Connection) -> ReportRun | None:
@@ -175,7 +175,7 @@ class SqliteFormsStore:
         return await self.db.run(run)
 
     async def list_runs(
-        self, scope: str, tenant: str, template_id: str, limit: int
+        self, subtree: str, tenant: str, template_id: str, limit: int
     ) -> list[ReportRun]:
         def run(conn: sqlite3.Connection) -> list[ReportRun]:
             found = conn.execute(_q(rows.LIST_RUNS), (tenant, template_id, limit))

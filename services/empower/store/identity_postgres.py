@@ -3,10 +3,10 @@
 A drop-in for the embedded SQLite store (tests/unit/empower/identity runs every test
 on both), sharing its columns and row mapping. Two walls keep tenants apart:
 
-* every query filters by the scope's subtree itself, as on SQLite;
+* every query filters by the subtree itself, as on SQLite;
 * row-level security (services.kit.rls): tables with a `tenant` column get the
   subtree policy, connections act as the policed app role, and every unit of work
-  runs in `rls.scoped_transaction` under the caller's tenant, or the system scope
+  runs in `rls.scoped_transaction` under the caller's tenant, or the `ALL_TENANTS` subtree
   for work done for the platform (login by username, refresh tokens, API key
   lookups by the gateway, signing keys).
 
@@ -80,6 +80,7 @@ from services.empower.store.identity_rows import (
     USER_COLUMNS,
     app_values,
     credentials_query,
+    in_subtree,
     key_values,
     list_query,
     refresh_values,
@@ -91,7 +92,6 @@ from services.empower.store.identity_rows import (
     row_to_tenant,
     row_to_user,
     signing_key_values,
-    subtree,
     tenant_in_use,
     tenant_values,
     update_app_values,
@@ -112,7 +112,7 @@ TENANT_TABLES = ("users", "refresh_tokens", "apps", "api_keys")
 OTHER_TABLES = ("tenants", "signing_keys")
 
 # Paths and ids compare byte-wise (COLLATE "C") as in SQLite: the subtree range
-# [scope + '/', scope + '0') relies on '/' sorting just before '0'.
+# [subtree + '/', subtree + '0') relies on '/' sorting just before '0'.
 _SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS tenants (
         path          text COLLATE "C" PRIMARY KEY,
@@ -265,10 +265,10 @@ class PostgresIdentityStore:
             self._opened = True
 
     @asynccontextmanager
-    async def _tx(self, scope: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """One transaction limited by row-level security to `scope`."""
+    async def _tx(self, subtree: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """One transaction limited by row-level security to `subtree`."""
         await self._ensure_open()
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             yield conn
 
     # Tenants.
@@ -309,12 +309,12 @@ class PostgresIdentityStore:
     async def list_child_tenants(
         self,
         parent: str,
-        scope: str,
+        subtree: str,
         ancestors: Sequence[str],
         limit: int,
         after: str | None,
     ) -> list[Tenant]:
-        clause, args = subtree("path", scope)
+        clause, args = in_subtree("path", subtree)
         query = (
             f"SELECT {TENANT_COLUMNS} FROM tenants WHERE parent = %s "
             f"AND ({_sql(clause)} OR path = ANY(%s))"
@@ -325,14 +325,14 @@ class PostgresIdentityStore:
             params.append(after)
         query += " ORDER BY path LIMIT %s"
         params.append(limit)
-        async with self._tx(scope) as conn:
+        async with self._tx(subtree) as conn:
             rows = await _fetch(conn, query, params)
         return [row_to_tenant(r) for r in rows]
 
     # Users.
 
-    async def create_user(self, scope: str, user: User, password_hash: str | None) -> None:
-        async with self._tx(scope) as conn:
+    async def create_user(self, subtree: str, user: User, password_hash: str | None) -> None:
+        async with self._tx(subtree) as conn:
             # Unique indexes see every row, whatever the policy shows: a username is
             # unique at its node, which the caller can see anyway.
             row = await _fetch_one(
@@ -343,41 +343,41 @@ class PostgresIdentityStore:
         if row is None:
             raise AlreadyExists(username_taken(user))
 
-    async def get_user(self, scope: str, user_id: str) -> User | None:
-        clause, args = subtree("tenant", scope)
-        async with self._tx(scope) as conn:
+    async def get_user(self, subtree: str, user_id: str) -> User | None:
+        clause, args = in_subtree("tenant", subtree)
+        async with self._tx(subtree) as conn:
             row = await _fetch_one(conn, _sql(GET_USER, clause), (user_id, *args))
         return row_to_user(row) if row else None
 
     async def list_users(
-        self, scope: str, subtree: str, limit: int, after: str | None
+        self, subtree: str, root: str, limit: int, after: str | None
     ) -> list[User]:
-        query, params = list_query(USER_COLUMNS, "users", scope, subtree, limit, after)
-        async with self._tx(scope) as conn:
+        query, params = list_query(USER_COLUMNS, "users", subtree, root, limit, after)
+        async with self._tx(subtree) as conn:
             rows = await _fetch(conn, _sql(query), params)
         return [row_to_user(r) for r in rows]
 
     async def set_user_disabled(
-        self, scope: str, user_id: str, disabled: bool, now: datetime
+        self, subtree: str, user_id: str, disabled: bool, now: datetime
     ) -> User | None:
-        clause, args = subtree("tenant", scope)
-        async with self._tx(scope) as conn:
+        clause, args = in_subtree("tenant", subtree)
+        async with self._tx(subtree) as conn:
             row = await _fetch_one(
                 conn, _sql(SET_USER_DISABLED, clause), (disabled, us(now), user_id, *args)
             )
         return row_to_user(row) if row else None
 
-    async def update_user(self, scope: str, user: User) -> User | None:
-        clause, args = subtree("tenant", scope)
-        async with self._tx(scope) as conn:
+    async def update_user(self, subtree: str, user: User) -> User | None:
+        clause, args = in_subtree("tenant", subtree)
+        async with self._tx(subtree) as conn:
             row = await _fetch_one(
                 conn, _sql(UPDATE_USER, clause), (*update_user_values(user), *args)
             )
         return row_to_user(row) if row else None
 
-    async def delete_user(self, scope: str, user_id: str) -> bool:
-        clause, args = subtree("tenant", scope)
-        async with self._tx(scope) as conn:
+    async def delete_user(self, subtree: str, user_id: str) -> bool:
+        clause, args = in_subtree("tenant", subtree)
+        async with self._tx(subtree) as conn:
             found = await _fetch_one(
                 conn,
                 _sql(f"SELECT 1 FROM users WHERE id = ? AND {clause} FOR UPDATE"),
@@ -391,15 +391,15 @@ class PostgresIdentityStore:
 
     async def set_password(
         self,
-        scope: str,
+        subtree: str,
         user_id: str,
         password_hash: str,
         now: datetime,
         *,
         change_required: bool = False,
     ) -> User | None:
-        clause, args = subtree("tenant", scope)
-        async with self._tx(scope) as conn:
+        clause, args = in_subtree("tenant", subtree)
+        async with self._tx(subtree) as conn:
             row = await _fetch_one(
                 conn,
                 _sql(REPLACE_HASH, clause),
@@ -408,16 +408,16 @@ class PostgresIdentityStore:
         return row_to_user(row) if row else None
 
     async def credentials(
-        self, scope: str, username: str, tenant: str | None = None
+        self, subtree: str, username: str, tenant: str | None = None
     ) -> list[Credentials]:
-        query, params = credentials_query(scope, username, tenant)
-        async with self._tx(scope) as conn:
+        query, params = credentials_query(subtree, username, tenant)
+        async with self._tx(subtree) as conn:
             rows = await _fetch(conn, _sql(query), params)
         return [row_to_credentials(r) for r in rows]
 
-    async def record_login(self, scope: str, user_id: str, new_hash: str | None) -> None:
-        clause, args = subtree("tenant", scope)
-        async with self._tx(scope) as conn:
+    async def record_login(self, subtree: str, user_id: str, new_hash: str | None) -> None:
+        clause, args = in_subtree("tenant", subtree)
+        async with self._tx(subtree) as conn:
             await conn.execute(_sql(RECORD_LOGIN, clause), (new_hash, user_id, *args))
 
     # Refresh tokens.
@@ -483,33 +483,33 @@ class PostgresIdentityStore:
 
     # Apps and API keys.
 
-    async def create_app(self, scope: str, app: App, key: ApiKey) -> None:
-        async with self._tx(scope) as conn:
+    async def create_app(self, subtree: str, app: App, key: ApiKey) -> None:
+        async with self._tx(subtree) as conn:
             await conn.execute(_sql(INSERT_APP), app_values(app))
             await conn.execute(_sql(INSERT_KEY), key_values(key))
 
-    async def get_app(self, scope: str, app_id: str) -> App | None:
-        clause, args = subtree("tenant", scope)
-        async with self._tx(scope) as conn:
+    async def get_app(self, subtree: str, app_id: str) -> App | None:
+        clause, args = in_subtree("tenant", subtree)
+        async with self._tx(subtree) as conn:
             row = await _fetch_one(conn, _sql(GET_APP, clause), (app_id, *args))
         return row_to_app(row) if row else None
 
-    async def list_apps(self, scope: str, subtree: str, limit: int, after: str | None) -> list[App]:
-        query, params = list_query(APP_COLUMNS, "apps", scope, subtree, limit, after)
-        async with self._tx(scope) as conn:
+    async def list_apps(self, subtree: str, root: str, limit: int, after: str | None) -> list[App]:
+        query, params = list_query(APP_COLUMNS, "apps", subtree, root, limit, after)
+        async with self._tx(subtree) as conn:
             rows = await _fetch(conn, _sql(query), params)
         return [row_to_app(r) for r in rows]
 
-    async def update_app(self, scope: str, app: App) -> App | None:
-        clause, args = subtree("tenant", scope)
-        async with self._tx(scope) as conn:
+    async def update_app(self, subtree: str, app: App) -> App | None:
+        clause, args = in_subtree("tenant", subtree)
+        async with self._tx(subtree) as conn:
             row = await _fetch_one(conn, _sql(UPDATE_APP, clause), (*update_app_values(app), *args))
         return row_to_app(row) if row else None
 
-    async def delete_app(self, scope: str, app_id: str) -> bool:
+    async def delete_app(self, subtree: str, app_id: str) -> bool:
         """The app's row lock keeps a key from being added while its keys go."""
-        clause, args = subtree("tenant", scope)
-        async with self._tx(scope) as conn:
+        clause, args = in_subtree("tenant", subtree)
+        async with self._tx(subtree) as conn:
             found = await _fetch_one(
                 conn,
                 _sql(f"SELECT 1 FROM apps WHERE id = ? AND {clause} FOR UPDATE"),
@@ -521,10 +521,10 @@ class PostgresIdentityStore:
             cur = await conn.execute(_sql(DELETE_APP), (app_id,))
             return cur.rowcount == 1
 
-    async def add_api_key(self, scope: str, key: ApiKey, max_active: int) -> bool:
+    async def add_api_key(self, subtree: str, key: ApiKey, max_active: int) -> bool:
         """The app's row lock makes two adds count one after the other."""
-        clause, args = subtree("tenant", scope)
-        async with self._tx(scope) as conn:
+        clause, args = in_subtree("tenant", subtree)
+        async with self._tx(subtree) as conn:
             app = await _fetch_one(
                 conn,
                 _sql(f"SELECT id FROM apps WHERE id = ? AND {clause} FOR UPDATE"),
@@ -542,23 +542,23 @@ class PostgresIdentityStore:
             await conn.execute(_sql(INSERT_KEY), key_values(key))
         return True
 
-    async def list_api_keys(self, scope: str, app_id: str) -> list[ApiKey]:
-        clause, args = subtree("tenant", scope)
-        async with self._tx(scope) as conn:
+    async def list_api_keys(self, subtree: str, app_id: str) -> list[ApiKey]:
+        clause, args = in_subtree("tenant", subtree)
+        async with self._tx(subtree) as conn:
             rows = await _fetch(conn, _sql(LIST_KEYS, clause), (app_id, *args))
         return [row_to_key(r) for r in rows]
 
     async def revoke_api_key(
-        self, scope: str, app_id: str, key_id: str, now: datetime
+        self, subtree: str, app_id: str, key_id: str, now: datetime
     ) -> ApiKey | None:
-        clause, args = subtree("tenant", scope)
-        async with self._tx(scope) as conn:
+        clause, args = in_subtree("tenant", subtree)
+        async with self._tx(subtree) as conn:
             row = await _fetch_one(conn, _sql(REVOKE_KEY, clause), (us(now), key_id, app_id, *args))
         return row_to_key(row) if row else None
 
-    async def api_key(self, scope: str, key_id: str) -> tuple[ApiKey, App] | None:
-        clause, args = subtree("k.tenant", scope)
-        async with self._tx(scope) as conn:
+    async def api_key(self, subtree: str, key_id: str) -> tuple[ApiKey, App] | None:
+        clause, args = in_subtree("k.tenant", subtree)
+        async with self._tx(subtree) as conn:
             row = await _fetch_one(conn, _sql(KEY_WITH_APP, clause), (key_id, *args))
         return (row_to_key(row, "k_"), row_to_app(row)) if row else None
 

@@ -235,12 +235,16 @@ def _marks(columns: str) -> str:
     return ", ".join("?" * len(columns.split(",")))
 
 
-def subtree(column: str, scope: str) -> tuple[str, list[object]]:
-    """ "`column` is `scope` or below it" and its values, as a range an index can scan
+def in_subtree(column: str, subtree: str) -> tuple[str, list[object]]:
+    """ "`column` is `subtree` or below it" and its values, as a range an index can scan
     ('/' sorts just before '0'); every row for ALL_TENANTS."""
-    if scope == ALL_TENANTS:
+    if subtree == ALL_TENANTS:
         return "1 = 1", []
-    return f"({column} = ? OR ({column} >= ? AND {column} < ?))", [scope, scope + "/", scope + "0"]
+    return f"({column} = ? OR ({column} >= ? AND {column} < ?))", [
+        subtree,
+        subtree + "/",
+        subtree + "0",
+    ]
 
 
 INSERT_TENANT = f"INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ({_marks(TENANT_COLUMNS)})"
@@ -323,11 +327,11 @@ TENANT_IN_USE = (
 
 
 def list_query(
-    columns: str, table: str, scope: str, root: str, limit: int, after: str | None
+    columns: str, table: str, subtree: str, root: str, limit: int, after: str | None
 ) -> tuple[str, list[object]]:
-    """A page of `table`'s rows (by id) under `root`, within the caller's `scope`."""
-    scoped, scope_args = subtree("tenant", scope)
-    below, below_args = subtree("tenant", root)
+    """A page of `table`'s rows (by id) under `root`, within the caller's `subtree`."""
+    scoped, scope_args = in_subtree("tenant", subtree)
+    below, below_args = in_subtree("tenant", root)
     sql = f"SELECT {columns} FROM {table} WHERE {scoped} AND {below}"
     params: list[object] = [*scope_args, *below_args]
     if after is not None:
@@ -340,10 +344,10 @@ def list_query(
 MAX_SIGN_IN_MATCHES = 8
 
 
-def credentials_query(scope: str, username: str, tenant: str | None) -> tuple[str, list[object]]:
+def credentials_query(subtree: str, username: str, tenant: str | None) -> tuple[str, list[object]]:
     """The accounts a sign-in name may mean, by id: those of every node with that
     username, or of one node when the name is qualified with its tenant."""
-    scoped, scope_args = subtree("tenant", scope)
+    scoped, scope_args = in_subtree("tenant", subtree)
     sql = f"SELECT {CREDENTIAL_COLUMNS} FROM users WHERE username = ?"
     params: list[object] = [username]
     if tenant is not None:

@@ -62,6 +62,7 @@ from services.empower.store.identity_rows import (
     USERNAME_TAKEN,
     app_values,
     credentials_query,
+    in_subtree,
     key_values,
     list_query,
     refresh_values,
@@ -73,7 +74,6 @@ from services.empower.store.identity_rows import (
     row_to_tenant,
     row_to_user,
     signing_key_values,
-    subtree,
     tenant_in_use,
     tenant_values,
     update_app_values,
@@ -261,12 +261,12 @@ class SqliteIdentityStore:
     async def list_child_tenants(
         self,
         parent: str,
-        scope: str,
+        subtree: str,
         ancestors: Sequence[str],
         limit: int,
         after: str | None,
     ) -> list[Tenant]:
-        clause, args = subtree("path", scope)
+        clause, args = in_subtree("path", subtree)
         marks = ", ".join("?" * len(ancestors)) or "NULL"
         sql = (
             f"SELECT {TENANT_COLUMNS} FROM tenants WHERE parent = ? "
@@ -282,7 +282,7 @@ class SqliteIdentityStore:
 
     # Users.
 
-    async def create_user(self, scope: str, user: User, password_hash: str | None) -> None:
+    async def create_user(self, subtree: str, user: User, password_hash: str | None) -> None:
         def write(conn: sqlite3.Connection) -> None:
             if conn.execute(USERNAME_TAKEN, (user.tenant, user.username)).fetchone():
                 raise AlreadyExists(username_taken(user))
@@ -290,8 +290,8 @@ class SqliteIdentityStore:
 
         await self._write(write)
 
-    async def get_user(self, scope: str, user_id: str) -> User | None:
-        clause, args = subtree("tenant", scope)
+    async def get_user(self, subtree: str, user_id: str) -> User | None:
+        clause, args = in_subtree("tenant", subtree)
 
         def read(conn: sqlite3.Connection) -> User | None:
             row = conn.execute(GET_USER.format(subtree=clause), (user_id, *args)).fetchone()
@@ -300,15 +300,15 @@ class SqliteIdentityStore:
         return await self._read(read)
 
     async def list_users(
-        self, scope: str, subtree: str, limit: int, after: str | None
+        self, subtree: str, root: str, limit: int, after: str | None
     ) -> list[User]:
-        sql, params = list_query(USER_COLUMNS, "users", scope, subtree, limit, after)
+        sql, params = list_query(USER_COLUMNS, "users", subtree, root, limit, after)
         return await self._read(lambda conn: [row_to_user(r) for r in conn.execute(sql, params)])
 
     async def set_user_disabled(
-        self, scope: str, user_id: str, disabled: bool, now: datetime
+        self, subtree: str, user_id: str, disabled: bool, now: datetime
     ) -> User | None:
-        clause, args = subtree("tenant", scope)
+        clause, args = in_subtree("tenant", subtree)
 
         def write(conn: sqlite3.Connection) -> User | None:
             row = conn.execute(
@@ -318,8 +318,8 @@ class SqliteIdentityStore:
 
         return await self._write(write)
 
-    async def update_user(self, scope: str, user: User) -> User | None:
-        clause, args = subtree("tenant", scope)
+    async def update_user(self, subtree: str, user: User) -> User | None:
+        clause, args = in_subtree("tenant", subtree)
 
         def write(conn: sqlite3.Connection) -> User | None:
             row = conn.execute(
@@ -329,8 +329,8 @@ class SqliteIdentityStore:
 
         return await self._write(write)
 
-    async def delete_user(self, scope: str, user_id: str) -> bool:
-        clause, args = subtree("tenant", scope)
+    async def delete_user(self, subtree: str, user_id: str) -> bool:
+        clause, args = in_subtree("tenant", subtree)
 
         def write(conn: sqlite3.Connection) -> bool:
             found = conn.execute(
@@ -345,14 +345,14 @@ class SqliteIdentityStore:
 
     async def set_password(
         self,
-        scope: str,
+        subtree: str,
         user_id: str,
         password_hash: str,
         now: datetime,
         *,
         change_required: bool = False,
     ) -> User | None:
-        clause, args = subtree("tenant", scope)
+        clause, args = in_subtree("tenant", subtree)
 
         def write(conn: sqlite3.Connection) -> User | None:
             row = conn.execute(
@@ -364,17 +364,17 @@ class SqliteIdentityStore:
         return await self._write(write)
 
     async def credentials(
-        self, scope: str, username: str, tenant: str | None = None
+        self, subtree: str, username: str, tenant: str | None = None
     ) -> list[Credentials]:
-        sql, params = credentials_query(scope, username, tenant)
+        sql, params = credentials_query(subtree, username, tenant)
 
         def read(conn: sqlite3.Connection) -> list[Credentials]:
             return [row_to_credentials(r) for r in conn.execute(sql, params).fetchall()]
 
         return await self._read(read)
 
-    async def record_login(self, scope: str, user_id: str, new_hash: str | None) -> None:
-        clause, args = subtree("tenant", scope)
+    async def record_login(self, subtree: str, user_id: str, new_hash: str | None) -> None:
+        clause, args = in_subtree("tenant", subtree)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(RECORD_LOGIN.format(subtree=clause), (new_hash, user_id, *args))
@@ -447,15 +447,15 @@ class SqliteIdentityStore:
 
     # Apps and API keys.
 
-    async def create_app(self, scope: str, app: App, key: ApiKey) -> None:
+    async def create_app(self, subtree: str, app: App, key: ApiKey) -> None:
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(INSERT_APP, app_values(app))
             conn.execute(INSERT_KEY, key_values(key))
 
         await self._write(write)
 
-    async def get_app(self, scope: str, app_id: str) -> App | None:
-        clause, args = subtree("tenant", scope)
+    async def get_app(self, subtree: str, app_id: str) -> App | None:
+        clause, args = in_subtree("tenant", subtree)
 
         def read(conn: sqlite3.Connection) -> App | None:
             row = conn.execute(GET_APP.format(subtree=clause), (app_id, *args)).fetchone()
@@ -463,12 +463,12 @@ class SqliteIdentityStore:
 
         return await self._read(read)
 
-    async def list_apps(self, scope: str, subtree: str, limit: int, after: str | None) -> list[App]:
-        sql, params = list_query(APP_COLUMNS, "apps", scope, subtree, limit, after)
+    async def list_apps(self, subtree: str, root: str, limit: int, after: str | None) -> list[App]:
+        sql, params = list_query(APP_COLUMNS, "apps", subtree, root, limit, after)
         return await self._read(lambda conn: [row_to_app(r) for r in conn.execute(sql, params)])
 
-    async def update_app(self, scope: str, app: App) -> App | None:
-        clause, args = subtree("tenant", scope)
+    async def update_app(self, subtree: str, app: App) -> App | None:
+        clause, args = in_subtree("tenant", subtree)
 
         def write(conn: sqlite3.Connection) -> App | None:
             row = conn.execute(
@@ -478,8 +478,8 @@ class SqliteIdentityStore:
 
         return await self._write(write)
 
-    async def delete_app(self, scope: str, app_id: str) -> bool:
-        clause, args = subtree("tenant", scope)
+    async def delete_app(self, subtree: str, app_id: str) -> bool:
+        clause, args = in_subtree("tenant", subtree)
 
         def write(conn: sqlite3.Connection) -> bool:
             found = conn.execute(
@@ -492,8 +492,8 @@ class SqliteIdentityStore:
 
         return await self._write(write)
 
-    async def add_api_key(self, scope: str, key: ApiKey, max_active: int) -> bool:
-        clause, args = subtree("tenant", scope)
+    async def add_api_key(self, subtree: str, key: ApiKey, max_active: int) -> bool:
+        clause, args = in_subtree("tenant", subtree)
 
         def write(conn: sqlite3.Connection) -> bool:
             active = conn.execute(
@@ -508,8 +508,8 @@ class SqliteIdentityStore:
 
         return await self._write(write)
 
-    async def list_api_keys(self, scope: str, app_id: str) -> list[ApiKey]:
-        clause, args = subtree("tenant", scope)
+    async def list_api_keys(self, subtree: str, app_id: str) -> list[ApiKey]:
+        clause, args = in_subtree("tenant", subtree)
 
         def read(conn: sqlite3.Connection) -> list[ApiKey]:
             rows = conn.execute(LIST_KEYS.format(subtree=clause), (app_id, *args))
@@ -518,9 +518,9 @@ class SqliteIdentityStore:
         return await self._read(read)
 
     async def revoke_api_key(
-        self, scope: str, app_id: str, key_id: str, now: datetime
+        self, subtree: str, app_id: str, key_id: str, now: datetime
     ) -> ApiKey | None:
-        clause, args = subtree("tenant", scope)
+        clause, args = in_subtree("tenant", subtree)
 
         def write(conn: sqlite3.Connection) -> ApiKey | None:
             row = conn.execute(
@@ -530,8 +530,8 @@ class SqliteIdentityStore:
 
         return await self._write(write)
 
-    async def api_key(self, scope: str, key_id: str) -> tuple[ApiKey, App] | None:
-        clause, args = subtree("k.tenant", scope)
+    async def api_key(self, subtree: str, key_id: str) -> tuple[ApiKey, App] | None:
+        clause, args = in_subtree("k.tenant", subtree)
 
         def read(conn: sqlite3.Connection) -> tuple[ApiKey, App] | None:
             row = conn.execute(KEY_WITH_APP.format(subtree=clause), (key_id, *args)).fetchone()

@@ -1,7 +1,7 @@
 """Notices and deliveries in PostgreSQL, under row-level security.
 
 A drop-in for the SQLite store (tests/unit/empower/notices runs every test on both).
-Delivery work (due deliveries, a recipient's own list) runs in the system scope: it is
+Delivery work (due deliveries, a recipient's own list) runs in the `ALL_TENANTS` subtree: it is
 the service's own work, and the domain checks the recipient.
 """
 
@@ -20,7 +20,7 @@ from services.empower.domain.notices_model import Channel, Delivery, Notice
 from services.empower.domain.people_model import to_us
 from services.empower.store import notices_rows as rows
 from services.kit import rls
-from services.kit.sqldialect import POSTGRES, subtree
+from services.kit.sqldialect import POSTGRES, in_subtree
 from services.kit.tenancy import ALL_TENANTS
 
 _SCHEMA_LOCK = 0x454D_4E4F  # "EMNO"
@@ -91,19 +91,19 @@ class PostgresNoticesStore:
         return store
 
     async def _fetch(
-        self, scope: str, query: str, params: Sequence[object]
+        self, subtree: str, query: str, params: Sequence[object]
     ) -> list[dict[str, Any]]:
         async with (
-            rls.scoped_transaction(self.pool, scope) as conn,
+            rls.scoped_transaction(self.pool, subtree) as conn,
             conn.cursor(row_factory=dict_row) as cur,
         ):
             await cur.execute(_q(query), params)
             return await cur.fetchall()
 
     async def insert_notice(
-        self, scope: str, notice: Notice, deliveries: Sequence[Delivery]
+        self, subtree: str, notice: Notice, deliveries: Sequence[Delivery]
     ) -> Notice:
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             cur = await conn.execute(_q(rows.INSERT_NOTICE), rows.notice_values(notice))
             if cur.rowcount:
                 async with conn.cursor() as many:
@@ -117,42 +117,42 @@ class PostgresNoticesStore:
         assert row is not None
         return rows.row_to_notice(row)
 
-    async def get_notice(self, scope: str, tenant: str, notice_id: str) -> Notice | None:
-        where, args = subtree(scope)
+    async def get_notice(self, subtree: str, tenant: str, notice_id: str) -> Notice | None:
+        where, args = in_subtree(subtree)
         found = await self._fetch(
-            scope, f"{rows.GET_NOTICE} AND {where}", [tenant, notice_id, *args]
+            subtree, f"{rows.GET_NOTICE} AND {where}", [tenant, notice_id, *args]
         )
         if not found:
             return None
         notice = rows.row_to_notice(found[0])
-        notice.counts.update(rows.counts_of(await self._fetch(scope, rows.COUNTS, [notice_id])))
+        notice.counts.update(rows.counts_of(await self._fetch(subtree, rows.COUNTS, [notice_id])))
         return notice
 
-    async def list_notices(self, scope: str, limit: int, before_id: str | None) -> list[Notice]:
-        where, args = subtree(scope)
+    async def list_notices(self, subtree: str, limit: int, before_id: str | None) -> list[Notice]:
+        where, args = in_subtree(subtree)
         query = rows.LIST_NOTICES + where
         params: list[object] = [*args]
         if before_id is not None:
             query += " AND id < ?"
             params.append(before_id)
-        found = await self._fetch(scope, query + " ORDER BY id DESC LIMIT ?", [*params, limit])
+        found = await self._fetch(subtree, query + " ORDER BY id DESC LIMIT ?", [*params, limit])
         return [rows.row_to_notice(r) for r in found]
 
     async def list_deliveries(
-        self, scope: str, notice_id: str, limit: int, after_id: str | None
+        self, subtree: str, notice_id: str, limit: int, after_id: str | None
     ) -> list[Delivery]:
-        where, args = subtree(scope)
+        where, args = in_subtree(subtree)
         query = rows.LIST_DELIVERIES + where
         params: list[object] = [notice_id, *args]
         if after_id is not None:
             query += " AND id > ?"
             params.append(after_id)
-        found = await self._fetch(scope, query + " ORDER BY id LIMIT ?", [*params, limit])
+        found = await self._fetch(subtree, query + " ORDER BY id LIMIT ?", [*params, limit])
         return [rows.row_to_delivery(r) for r in found]
 
-    async def get_delivery(self, scope: str, delivery_id: str) -> Delivery | None:
-        where, args = subtree(scope)
-        found = await self._fetch(scope, rows.GET_DELIVERY + where, [delivery_id, *args])
+    async def get_delivery(self, subtree: str, delivery_id: str) -> Delivery | None:
+        where, args = in_subtree(subtree)
+        found = await self._fetch(subtree, rows.GET_DELIVERY + where, [delivery_id, *args])
         return rows.row_to_delivery(found[0]) if found else None
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[tuple[Delivery, Notice]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from services.empower.domain.notices_model import Channel, Delivery, Notice
 from services.empower.domain.people_model import to_us
 from services.empower.store import notices_rows as rows
-from services.kit.sqldialect import subtree
+from services.kit.sqldialect import in_subtree
 from services.kit.sqlite import SqliteDatabase, transaction
 
 SCHEMA = """
@@ -56,7 +56,7 @@ class SqliteNoticesStore:
         self.db.run_sync(lambda conn: conn.executescript(SCHEMA))
 
     async def insert_notice(
-        self, scope: str, notice: Notice, deliveries: Sequence[Delivery]
+        self, subtree: str, notice: Notice, deliveries: Sequence[Delivery]
     ) -> Notice:
         def work(conn: sqlite3.Connection) -> Notice:
             added = conn.execute(rows.INSERT_NOTICE, rows.notice_values(notice)).rowcount
@@ -72,8 +72,8 @@ class SqliteNoticesStore:
 
         return await self.db.run(lambda conn: transaction(conn, work))
 
-    async def get_notice(self, scope: str, tenant: str, notice_id: str) -> Notice | None:
-        where, args = subtree(scope)
+    async def get_notice(self, subtree: str, tenant: str, notice_id: str) -> Notice | None:
+        where, args = in_subtree(subtree)
 
         def run(conn: sqlite3.Connection) -> Notice | None:
             row = conn.execute(
@@ -88,8 +88,8 @@ class SqliteNoticesStore:
 
         return await self.db.run(run)
 
-    async def list_notices(self, scope: str, limit: int, before_id: str | None) -> list[Notice]:
-        where, args = subtree(scope)
+    async def list_notices(self, subtree: str, limit: int, before_id: str | None) -> list[Notice]:
+        where, args = in_subtree(subtree)
         query = rows.LIST_NOTICES + where
         params: list[object] = [*args]
         if before_id is not None:
@@ -103,9 +103,9 @@ class SqliteNoticesStore:
         return await self.db.run(run)
 
     async def list_deliveries(
-        self, scope: str, notice_id: str, limit: int, after_id: str | None
+        self, subtree: str, notice_id: str, limit: int, after_id: str | None
     ) -> list[Delivery]:
-        where, args = subtree(scope)
+        where, args = in_subtree(subtree)
         query = rows.LIST_DELIVERIES + where
         params: list[object] = [notice_id, *args]
         if after_id is not None:
@@ -118,8 +118,8 @@ class SqliteNoticesStore:
 
         return await self.db.run(run)
 
-    async def get_delivery(self, scope: str, delivery_id: str) -> Delivery | None:
-        where, args = subtree(scope)
+    async def get_delivery(self, subtree: str, delivery_id: str) -> Delivery | None:
+        where, args = in_subtree(subtree)
 
         def run(conn: sqlite3.Connection) -> Delivery | None:
             row = conn.execute(rows.GET_DELIVERY + where, (delivery_id, *args)).fetchone()

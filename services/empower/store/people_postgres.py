@@ -7,7 +7,7 @@ made them, times as microseconds since the epoch. What differs:
 * Pooled connections act as the policed app role (`rls.use_app_role`) and every unit
   of work runs in `rls.scoped_transaction` with the caller's tenant path, so a query
   that forgot its tenant filter still sees only that subtree. Seeding and the chain
-  check use the system scope.
+  check use the `ALL_TENANTS` subtree.
 * Several replicas append to the audit chain at once, so an append locks the chain
   head row (`SELECT ... FOR UPDATE`) and reads it, inserts the entry and moves the
   head in the same transaction: the next append waits and links to this one.
@@ -50,8 +50,8 @@ from services.empower.store.people_rows import (
     UPDATED_COLUMNS,
     audit_query,
     duplicate_error,
+    in_subtree,
     people_query,
-    subtree,
 )
 from services.kit import rls
 from services.kit.errors import NotFound
@@ -64,7 +64,7 @@ HEAD_TABLE = "people_audit_head"
 _SCHEMA_LOCK = 0x454D_5045  # "EMPE": concurrent schema set-up from several replicas
 
 # Tenant paths and ids compare byte-wise (COLLATE "C") as in SQLite: the subtree range
-# [scope || '/', scope || '0') relies on '/' sorting just before '0', and keyset paging
+# [subtree || '/', subtree || '0') relies on '/' sorting just before '0', and keyset paging
 # on ids must order the same way on both stores.
 _SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS people (
@@ -278,39 +278,41 @@ class PostgresPeopleStore:
     # --- people ---------------------------------------------------------------
 
     async def insert_people(
-        self, scope: str, records: Sequence[PersonRecord], *, skip_existing: bool = False
+        self, subtree: str, records: Sequence[PersonRecord], *, skip_existing: bool = False
     ) -> int:
         """One transaction for the whole batch, sent as one pipelined executemany."""
         if not records:
             return 0
         rows = [_person_values(r) for r in records]
         try:
-            async with rls.scoped_transaction(self.pool, scope) as conn, conn.cursor() as cur:
+            async with rls.scoped_transaction(self.pool, subtree) as conn, conn.cursor() as cur:
                 await cur.executemany(_INSERT_SKIP if skip_existing else _INSERT, rows)
                 return max(cur.rowcount, 0)
         except psycopg.errors.UniqueViolation:
             raise duplicate_error(records) from None
 
-    async def get_person(self, scope: str, person_id: str) -> PersonRecord | None:
-        condition, args = subtree(scope)
+    async def get_person(self, subtree: str, person_id: str) -> PersonRecord | None:
+        condition, args = in_subtree(subtree)
         query = POSTGRES.render(GET_PERSON.format(subtree=condition))
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             rows = await _fetch(conn, query, [person_id, *args])
         return _row_to_person(rows[0]) if rows else None
 
     async def list_people(
-        self, scope: str, filters: PersonFilter, limit: int, after_id: str | None
+        self, subtree: str, filters: PersonFilter, limit: int, after_id: str | None
     ) -> list[PersonRecord]:
-        query, args = people_query(scope, filters, limit, after_id)
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        query, args = people_query(subtree, filters, limit, after_id)
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             rows = await _fetch(conn, POSTGRES.render(query), args)
         return [_row_to_person(r) for r in rows]
 
-    async def update_person(self, scope: str, person_id: str, change: PersonChange) -> PersonRecord:
+    async def update_person(
+        self, subtree: str, person_id: str, change: PersonChange
+    ) -> PersonRecord:
         """The row lock makes a second writer wait and then see the new version."""
-        condition, args = subtree(scope)
+        condition, args = in_subtree(subtree)
         select = POSTGRES.render(GET_PERSON.format(subtree=condition)) + " FOR UPDATE"
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             rows = await _fetch(conn, select, [person_id, *args])
             if not rows:
                 raise NotFound(f"person {person_id!r} not found")
@@ -326,10 +328,10 @@ class PostgresPeopleStore:
                 raise duplicate_error([changed]) from None
         return changed
 
-    async def delete_person(self, scope: str, person_id: str) -> bool:
-        condition, args = subtree(scope)
+    async def delete_person(self, subtree: str, person_id: str) -> bool:
+        condition, args = in_subtree(subtree)
         query = POSTGRES.render(DELETE_PERSON.format(subtree=condition))
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             cur = await conn.execute(query, [person_id, *args])
             return cur.rowcount > 0
 
@@ -348,10 +350,10 @@ class PostgresPeopleStore:
         return entry
 
     async def list_audit(
-        self, scope: str, filters: AuditFilter, limit: int, before_sequence: int | None
+        self, subtree: str, filters: AuditFilter, limit: int, before_sequence: int | None
     ) -> list[AuditEntry]:
-        query, args = audit_query(scope, filters, limit, before_sequence, _NAMES_RECORD)
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        query, args = audit_query(subtree, filters, limit, before_sequence, _NAMES_RECORD)
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             rows = await _fetch(conn, POSTGRES.render(query), args)
         return [_row_to_audit(r) for r in rows]
 

@@ -54,19 +54,19 @@ AUDIT_CHAIN = (
 _PERSON_FILTERS = ("id_number_index", "phone_index", "kind", "building", "grid_cell")
 
 
-def subtree(scope: str) -> tuple[str, list[object]]:
-    """ "tenant is `scope` or below it" and its values, as a range an index can scan
+def in_subtree(subtree: str) -> tuple[str, list[object]]:
+    """ "tenant is `subtree` or below it" and its values, as a range an index can scan
     ('/' sorts just before '0'); every tenant for ALL_TENANTS."""
-    if scope == ALL_TENANTS:
+    if subtree == ALL_TENANTS:
         return "1 = 1", []
-    return "(tenant = ? OR (tenant >= ? AND tenant < ?))", [scope, scope + "/", scope + "0"]
+    return "(tenant = ? OR (tenant >= ? AND tenant < ?))", [subtree, subtree + "/", subtree + "0"]
 
 
 def people_query(
-    scope: str, filters: PersonFilter, limit: int, after_id: str | None
+    subtree: str, filters: PersonFilter, limit: int, after_id: str | None
 ) -> tuple[str, list[object]]:
     """One page of people of a subtree by id, and its values."""
-    condition, args = subtree(scope)
+    condition, args = in_subtree(subtree)
     where = [condition]
     for name in _PERSON_FILTERS:
         value = getattr(filters, name)
@@ -84,7 +84,7 @@ def people_query(
 
 
 def audit_query(
-    scope: str,
+    subtree: str,
     filters: AuditFilter,
     limit: int,
     before_sequence: int | None,
@@ -95,7 +95,7 @@ def audit_query(
     `names_record` is the store's test that an entry's `records` holds `?`: the one
     statement the two stores write differently (a JSON array, an array column).
     """
-    condition, args = subtree(scope)
+    condition, args = in_subtree(subtree)
     where = [condition]
     if filters.subject:
         where.append("subject = ?")

@@ -41,8 +41,8 @@ from services.empower.store.people_rows import (
     UPDATED_COLUMNS,
     audit_query,
     duplicate_error,
+    in_subtree,
     people_query,
-    subtree,
 )
 from services.kit.errors import NotFound
 from services.kit.sqlite import SqliteDatabase, transaction
@@ -214,7 +214,7 @@ class SqlitePeopleStore:
     # --- people ---------------------------------------------------------------
 
     async def insert_people(
-        self, scope: str, records: Sequence[PersonRecord], *, skip_existing: bool = False
+        self, subtree: str, records: Sequence[PersonRecord], *, skip_existing: bool = False
     ) -> int:
         """One transaction for the whole batch (one fsync, however many people)."""
         sql = _INSERT_OR_SKIP if skip_existing else INSERT_PERSON
@@ -230,8 +230,8 @@ class SqlitePeopleStore:
 
         return await self.db.run(lambda conn: transaction(conn, write))
 
-    async def get_person(self, scope: str, person_id: str) -> PersonRecord | None:
-        condition, args = subtree(scope)
+    async def get_person(self, subtree: str, person_id: str) -> PersonRecord | None:
+        condition, args = in_subtree(subtree)
         sql = GET_PERSON.format(subtree=condition)
 
         def query(conn: sqlite3.Connection) -> PersonRecord | None:
@@ -241,17 +241,19 @@ class SqlitePeopleStore:
         return await self.db.run(query)
 
     async def list_people(
-        self, scope: str, filters: PersonFilter, limit: int, after_id: str | None
+        self, subtree: str, filters: PersonFilter, limit: int, after_id: str | None
     ) -> list[PersonRecord]:
-        sql, args = people_query(scope, filters, limit, after_id)
+        sql, args = people_query(subtree, filters, limit, after_id)
 
         def query(conn: sqlite3.Connection) -> list[PersonRecord]:
             return [row_to_person(r) for r in conn.execute(sql, args)]
 
         return await self.db.run(query)
 
-    async def update_person(self, scope: str, person_id: str, change: PersonChange) -> PersonRecord:
-        condition, args = subtree(scope)
+    async def update_person(
+        self, subtree: str, person_id: str, change: PersonChange
+    ) -> PersonRecord:
+        condition, args = in_subtree(subtree)
         select = GET_PERSON.format(subtree=condition)
 
         def write(conn: sqlite3.Connection) -> PersonRecord:
@@ -272,8 +274,8 @@ class SqlitePeopleStore:
 
         return await self.db.run(lambda conn: transaction(conn, write))
 
-    async def delete_person(self, scope: str, person_id: str) -> bool:
-        condition, args = subtree(scope)
+    async def delete_person(self, subtree: str, person_id: str) -> bool:
+        condition, args = in_subtree(subtree)
         sql = DELETE_PERSON.format(subtree=condition)
 
         def write(conn: sqlite3.Connection) -> bool:
@@ -296,10 +298,10 @@ class SqlitePeopleStore:
         return await self.db.run(lambda conn: transaction(conn, write))
 
     async def list_audit(
-        self, scope: str, filters: AuditFilter, limit: int, before_sequence: int | None
+        self, subtree: str, filters: AuditFilter, limit: int, before_sequence: int | None
     ) -> list[AuditEntry]:
         sql, args = audit_query(
-            scope,
+            subtree,
             filters,
             limit,
             before_sequence,

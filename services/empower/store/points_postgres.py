@@ -126,22 +126,22 @@ class PostgresPointsStore:
         store._opened = True
         return store
 
-    async def open_account(self, scope: str, account: Account) -> Account:
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+    async def open_account(self, subtree: str, account: Account) -> Account:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             await conn.execute(_q(rows.INSERT_ACCOUNT), rows.account_values(account))
             found = await _fetch(conn, _q(rows.ACCOUNT_OF_HOLDER), (account.tenant, account.holder))
         return rows.row_to_account(found[0])
 
-    async def get_account(self, scope: str, account_id: str) -> Account | None:
-        where, args = rows.subtree(scope)
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+    async def get_account(self, subtree: str, account_id: str) -> Account | None:
+        where, args = rows.in_subtree(subtree)
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             found = await _fetch(conn, _q(f"{rows.GET_ACCOUNT} AND {where}"), (account_id, *args))
         return rows.row_to_account(found[0]) if found else None
 
     async def list_accounts(
-        self, scope: str, holder: str, limit: int, after_id: str | None
+        self, subtree: str, holder: str, limit: int, after_id: str | None
     ) -> list[Account]:
-        where, args = rows.subtree(scope)
+        where, args = rows.in_subtree(subtree)
         clauses: list[str] = [where]
         params: list[object] = [*args]
         if holder:
@@ -151,44 +151,44 @@ class PostgresPointsStore:
             clauses.append("id > ?")
             params.append(after_id)
         query = _q(f"{rows.LIST_ACCOUNTS}{' AND '.join(clauses)} ORDER BY id LIMIT ?")
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             found = await _fetch(conn, query, (*params, limit))
         return [rows.row_to_account(r) for r in found]
 
-    async def insert_rule(self, scope: str, rule: Rule) -> None:
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+    async def insert_rule(self, subtree: str, rule: Rule) -> None:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             await conn.execute(_q(rows.INSERT_RULE), rows.rule_values(rule))
 
-    async def delete_rule(self, scope: str, tenant: str, rule_id: str) -> bool:
-        where, args = rows.subtree(scope)
+    async def delete_rule(self, subtree: str, tenant: str, rule_id: str) -> bool:
+        where, args = rows.in_subtree(subtree)
         query = _q(f"DELETE FROM points_rules WHERE tenant = ? AND id = ? AND {where}")
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             cur = await conn.execute(query, (tenant, rule_id, *args))
             return cur.rowcount > 0
 
-    async def rules_of(self, scope: str, tenants: Sequence[str]) -> list[Rule]:
+    async def rules_of(self, subtree: str, tenants: Sequence[str]) -> list[Rule]:
         if not tenants:
             return []
         query = _q(rows.RULES_OF.format(marks=", ".join("?" * len(tenants))))
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             found = await _fetch(conn, query, tuple(tenants))
         return [rows.row_to_rule(r) for r in found]
 
-    async def post(self, scope: str, posting: Posting, settle: Settle) -> Posted:
+    async def post(self, subtree: str, posting: Posting, settle: Settle) -> Posted:
         try:
-            return await self._post(scope, posting, settle)
+            return await self._post(subtree, posting, settle)
         except psycopg.errors.UniqueViolation:
             # Another replica wrote this key on another account first: that is the entry.
-            async with rls.scoped_transaction(self.pool, scope) as conn:
+            async with rls.scoped_transaction(self.pool, subtree) as conn:
                 found = await _fetch(
                     conn, _q(rows.ENTRY_BY_KEY), (posting.tenant, posting.idempotency_key)
                 )
             return Posted(rows.row_to_entry(found[0]), created=False)
 
-    async def _post(self, scope: str, posting: Posting, settle: Settle) -> Posted:
-        where, args = rows.subtree(scope)
+    async def _post(self, subtree: str, posting: Posting, settle: Settle) -> Posted:
+        where, args = rows.in_subtree(subtree)
         lock = _q(f"{rows.GET_ACCOUNT} AND {where} FOR UPDATE")
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             found = await _fetch(conn, lock, (posting.account_id, *args))
             if not found or found[0]["tenant"] != posting.tenant:
                 raise NotFound(f"points account {posting.account_id!r} not found")
@@ -215,22 +215,22 @@ class PostgresPointsStore:
         return Posted(rows.entry_of(int(sequence), posting, amount, after, memo), created=True)
 
     async def list_entries(
-        self, scope: str, account_id: str, limit: int, before_sequence: int | None
+        self, subtree: str, account_id: str, limit: int, before_sequence: int | None
     ) -> list[Entry]:
-        where, args = rows.subtree(scope)
+        where, args = rows.in_subtree(subtree)
         query = rows.LIST_ENTRIES + f"AND {where} "
         params: list[object] = [account_id, *args]
         if before_sequence is not None:
             query += "AND sequence < ? "
             params.append(before_sequence)
         query = _q(query + "ORDER BY sequence DESC LIMIT ?")
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             found = await _fetch(conn, query, (*params, limit))
         return [rows.row_to_entry(r) for r in found]
 
-    async def entries_total(self, scope: str, account_id: str) -> int:
-        where, args = rows.subtree(scope)
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+    async def entries_total(self, subtree: str, account_id: str) -> int:
+        where, args = rows.in_subtree(subtree)
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             cur = await conn.execute(_q(f"{rows.ENTRIES_TOTAL} AND {where}"), (account_id, *args))
             row = await cur.fetchone()
         return int(row[0]) if row else 0

@@ -20,7 +20,7 @@ from services.empower.domain.points_model import (
     Posting,
     Rule,
 )
-from services.kit.sqldialect import subtree as subtree
+from services.kit.sqldialect import in_subtree as in_subtree
 
 ACCOUNT_COLUMNS = "id, tenant, holder_kind, holder, display_name, balance, create_us"
 RULE_COLUMNS = "id, tenant, display_name, fact_type, match_json, points, cap, cap_period, create_us"

@@ -76,7 +76,7 @@ class SqlitePointsStore:
         self.db = SqliteDatabase(path, synchronous=synchronous)
         self.db.run_sync(lambda conn: conn.executescript(SCHEMA))
 
-    async def open_account(self, scope: str, account: Account) -> Account:
+    async def open_account(self, subtree: str, account: Account) -> Account:
         def run(conn: sqlite3.Connection) -> Account:
             conn.execute(_q(rows.INSERT_ACCOUNT), rows.account_values(account))
             row = conn.execute(
@@ -86,8 +86,8 @@ class SqlitePointsStore:
 
         return await self.db.run(run)
 
-    async def get_account(self, scope: str, account_id: str) -> Account | None:
-        where, args = rows.subtree(scope)
+    async def get_account(self, subtree: str, account_id: str) -> Account | None:
+        where, args = rows.in_subtree(subtree)
 
         def run(conn: sqlite3.Connection) -> Account | None:
             row = conn.execute(
@@ -98,9 +98,9 @@ class SqlitePointsStore:
         return await self.db.run(run)
 
     async def list_accounts(
-        self, scope: str, holder: str, limit: int, after_id: str | None
+        self, subtree: str, holder: str, limit: int, after_id: str | None
     ) -> list[Account]:
-        where, args = rows.subtree(scope)
+        where, args = rows.in_subtree(subtree)
         clauses: list[str] = [where]
         params: list[object] = [*args]
         if holder:
@@ -116,17 +116,17 @@ class SqlitePointsStore:
 
         return await self.db.run(run)
 
-    async def insert_rule(self, scope: str, rule: Rule) -> None:
+    async def insert_rule(self, subtree: str, rule: Rule) -> None:
         await self.db.run(lambda conn: conn.execute(_q(rows.INSERT_RULE), rows.rule_values(rule)))
 
-    async def delete_rule(self, scope: str, tenant: str, rule_id: str) -> bool:
-        where, args = rows.subtree(scope)
+    async def delete_rule(self, subtree: str, tenant: str, rule_id: str) -> bool:
+        where, args = rows.in_subtree(subtree)
         query = _q(f"DELETE FROM points_rules WHERE tenant = ? AND id = ? AND {where}")
         return await self.db.run(
             lambda conn: conn.execute(query, (tenant, rule_id, *args)).rowcount > 0
         )
 
-    async def rules_of(self, scope: str, tenants: Sequence[str]) -> list[Rule]:
+    async def rules_of(self, subtree: str, tenants: Sequence[str]) -> list[Rule]:
         if not tenants:
             return []
         query = _q(rows.RULES_OF.format(marks=SQLITE.marks(len(tenants))))
@@ -136,8 +136,8 @@ class SqlitePointsStore:
 
         return await self.db.run(run)
 
-    async def post(self, scope: str, posting: Posting, settle: Settle) -> Posted:
-        where, args = rows.subtree(scope)
+    async def post(self, subtree: str, posting: Posting, settle: Settle) -> Posted:
+        where, args = rows.in_subtree(subtree)
         account_query = _q(f"{rows.GET_ACCOUNT} AND {where}")
 
         def work(conn: sqlite3.Connection) -> Posted:
@@ -169,9 +169,9 @@ class SqlitePointsStore:
         return await self.db.run(lambda conn: transaction(conn, work))
 
     async def list_entries(
-        self, scope: str, account_id: str, limit: int, before_sequence: int | None
+        self, subtree: str, account_id: str, limit: int, before_sequence: int | None
     ) -> list[Entry]:
-        where, args = rows.subtree(scope)
+        where, args = rows.in_subtree(subtree)
         query = rows.LIST_ENTRIES + f"AND {where} "
         params: list[object] = [account_id, *args]
         if before_sequence is not None:
@@ -184,8 +184,8 @@ class SqlitePointsStore:
 
         return await self.db.run(run)
 
-    async def entries_total(self, scope: str, account_id: str) -> int:
-        where, args = rows.subtree(scope)
+    async def entries_total(self, subtree: str, account_id: str) -> int:
+        where, args = rows.in_subtree(subtree)
         query = _q(f"{rows.ENTRIES_TOTAL} AND {where}")
         return await self.db.run(
             lambda conn: int(conn.execute(query, (account_id, *args)).fetchone()[0])

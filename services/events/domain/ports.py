@@ -80,22 +80,22 @@ class EventStore(Protocol):
         """The offset of the newest outbox entry (0 when there is none)."""
         ...
 
-    async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
+    async def changes(self, subtree: str, after: int, limit: int) -> list[OutboxEntry]:
         """Outbox entries of a tenant subtree after an offset."""
         ...
 
     async def statistics_rows(
-        self, scope: str, filters: Mapping[str, object]
+        self, subtree: str, filters: Mapping[str, object]
     ) -> list[StatisticsRow]:
         """Per matching event: category, state, grid cell, created and first resolved."""
         ...
 
     async def list(
         self,
-        scope: str,
+        subtree: str,
         filters: Mapping[str, object],
         limit: int,
         cursor: Mapping[str, object] | None,
     ) -> tuple[list[Event], dict[str, object] | None]:
-        """Events in the subtree of `scope`, newest first; returns the next cursor."""
+        """Events under `subtree`, newest first; returns the next cursor."""
         ...

@@ -22,14 +22,14 @@ the SQL: every table carries a `tenant` column with a forced subtree policy, poo
 connections act as the policed app role, and every unit of work is one transaction
 scoped to the subtree it is done for. Unlike SQLite, timeline and comments store their
 event's tenant, and idempotency_keys derive theirs from the key's parent, so the
-policy covers them too. Which scope each method uses:
+policy covers them too. Which subtree each method uses:
 
 * a list, statistics or change feed of a subtree: that subtree;
 * creates and key look-ups: the request's parent, which holds every event it makes;
 * an update: the whole store to read the row (the store is given no tenant), then the
   event's own tenant for everything it writes;
 * `get`, the outbox relay, category loading, the latest offset and the service's own
-  sweeps (`ALL_TENANTS`): the system scope, since they are not done for one subtree.
+  sweeps (`ALL_TENANTS`): the `ALL_TENANTS` subtree, since they are not done for one subtree.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ _OUTBOX_LOCK = 0x4556_4F42  # "EVOB": outbox seqs commit in the order they are t
 _NEARBY_LOCK_SPACE = 0x4556_4E42  # "EVNB", paired with hashtext(category)
 
 # Tenant paths and ids compare byte-wise (COLLATE "C") as in SQLite: the subtree range
-# [scope + '/', scope + '0') relies on '/' sorting just before '0', and keyset paging
+# [subtree + '/', subtree + '0') relies on '/' sorting just before '0', and keyset paging
 # on ids must order the same way on both stores.
 _SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS events (
@@ -253,8 +253,8 @@ _WIDEST_RADIUS_M = limits.of(events_pb.Category, "duplicate_radius_meters").maxi
 _WIDEST_WINDOW_MINUTES = int(limits.of(events_pb.Category, "duplicate_window_minutes").maximum or 0)
 
 
-def _common_scope(paths: Iterable[str]) -> str:
-    """The smallest subtree holding every path (the system scope if they share no root)."""
+def _common_subtree(paths: Iterable[str]) -> str:
+    """The smallest subtree holding every path (the `ALL_TENANTS` subtree if they share no root)."""
     segments: list[str] | None = None
     for path in paths:
         parts = path.split("/")
@@ -435,23 +435,25 @@ class PostgresEventStore:
 
     @asynccontextmanager
     async def _transaction(
-        self, scope: str, *, snapshot: bool = False
+        self, subtree: str, *, snapshot: bool = False
     ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """One unit of work that sees and writes only the rows of `scope` (see rls).
+        """One unit of work that sees and writes only the rows of `subtree` (see rls).
 
         A `snapshot` transaction is read-only and sees one snapshot throughout; its
-        isolation level must be set before the scope, so it is set in the same round
+        isolation level must be set before the subtree, so it is set in the same round
         trip.
         """
         await self._ensure_open()
         if not snapshot:
-            async with rls.scoped_transaction(self._pool, scope) as conn:
+            async with rls.scoped_transaction(self._pool, subtree) as conn:
                 yield conn
             return
-        if not scope:
-            raise ValueError("a scoped transaction needs a tenant path or the system scope")
+        if not subtree:
+            raise ValueError(
+                "a scoped transaction needs a tenant path or the `ALL_TENANTS` subtree"
+            )
         start = sql.SQL(_SNAPSHOT + "; SELECT set_config({}, {}, true)").format(
-            sql.Literal(rls.SCOPE_SETTING), sql.Literal(scope)
+            sql.Literal(rls.SCOPE_SETTING), sql.Literal(subtree)
         )
         async with self._pool.connection() as conn, conn.transaction():
             await conn.execute(start)
@@ -490,7 +492,7 @@ class PostgresEventStore:
         if not keys:
             return {}
         parents, reporters, request_ids = (list(column) for column in zip(*keys, strict=True))
-        async with self._transaction(_common_scope(parents)) as conn:
+        async with self._transaction(_common_subtree(parents)) as conn:
             rows = await _fetch(
                 conn,
                 _FIND_BY_REQUESTS,
@@ -519,8 +521,8 @@ class PostgresEventStore:
         if not items:
             return results
         # The parent the caller was allowed to report in: its events must lie inside.
-        scope = _common_scope(report.parent for report, _ in items)
-        async with self._transaction(scope) as conn:
+        subtree = _common_subtree(report.parent for report, _ in items)
+        async with self._transaction(subtree) as conn:
             claimed = await self._claim_keys(conn, items)
             for category in sorted({items[i][1].category for i in claimed}):
                 await conn.execute(_LOCK_NEARBY, (_NEARBY_LOCK_SPACE, category))
@@ -654,31 +656,31 @@ class PostgresEventStore:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
-    async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
+    async def changes(self, subtree: str, after: int, limit: int) -> list[OutboxEntry]:
         """Domain events of a tenant subtree after an offset, for watchers."""
-        async with self._transaction(scope) as conn:
-            cur = await conn.execute(_CHANGES, (after, *subtree_params(scope), limit))
+        async with self._transaction(subtree) as conn:
+            cur = await conn.execute(_CHANGES, (after, *subtree_params(subtree), limit))
             return [outbox_entry(row) for row in await cur.fetchall()]
 
     async def statistics_rows(
-        self, scope: str, filters: Mapping[str, object]
+        self, subtree: str, filters: Mapping[str, object]
     ) -> list[StatisticsRow]:
         """Per event: what the dashboards count, with when it was first resolved."""
-        condition, args = where(scope, filters)
-        async with self._transaction(scope) as conn:
+        condition, args = where(subtree, filters)
+        async with self._transaction(subtree) as conn:
             rows = await _fetch(conn, POSTGRES.render(STATISTICS.format(where=condition)), args)
         return [statistics_row(r) for r in rows]
 
     async def list(
         self,
-        scope: str,
+        subtree: str,
         filters: Mapping[str, object],
         limit: int,
         cursor: Mapping[str, object] | None,
     ) -> tuple[list[Event], dict[str, object] | None]:
         """Events in the subtree, newest first (or oldest with `order: asc`), keyset-paged."""
-        query, args = list_query(scope, filters, limit, cursor)
-        async with self._transaction(scope) as conn:
+        query, args = list_query(subtree, filters, limit, cursor)
+        async with self._transaction(subtree) as conn:
             rows = await _fetch(conn, POSTGRES.render(query), args)
         return [row_to_event(r, self.contacts) for r in rows[:limit]], next_cursor(rows, limit)
 

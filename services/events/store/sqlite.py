@@ -391,20 +391,20 @@ class SqliteEventStore:
 
         return await self.db.run(query)
 
-    async def changes(self, scope: str, after: int, limit: int) -> list[OutboxEntry]:
+    async def changes(self, subtree: str, after: int, limit: int) -> list[OutboxEntry]:
         """Domain events of a tenant subtree after an offset, for watchers."""
 
         def query(conn: sqlite3.Connection) -> list[OutboxEntry]:
-            rows = conn.execute(CHANGES, (after, *subtree_params(scope), limit)).fetchall()
+            rows = conn.execute(CHANGES, (after, *subtree_params(subtree), limit)).fetchall()
             return [outbox_entry(row) for row in rows]
 
         return await self.db.run(query)
 
     async def statistics_rows(
-        self, scope: str, filters: Mapping[str, object]
+        self, subtree: str, filters: Mapping[str, object]
     ) -> list[StatisticsRow]:
         """Per event: what the dashboards count, with when it was first resolved."""
-        condition, args = where(scope, filters)
+        condition, args = where(subtree, filters)
         sql = SQLITE.render(STATISTICS.format(where=condition))
 
         def query(conn: sqlite3.Connection) -> list[StatisticsRow]:
@@ -414,12 +414,12 @@ class SqliteEventStore:
 
     async def list(
         self,
-        scope: str,
+        subtree: str,
         filters: Mapping[str, object],
         limit: int,
         cursor: Mapping[str, object] | None,
     ) -> tuple[list[Event], dict[str, object] | None]:
-        sql, args = list_query(scope, filters, limit, cursor)
+        sql, args = list_query(subtree, filters, limit, cursor)
 
         def query(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             return conn.execute(SQLITE.render(sql), args).fetchall()

@@ -97,16 +97,16 @@ class GridIndex:
     def __len__(self) -> int:
         return len(self.cells)
 
-    def visible_mask(self, scope: str) -> np.ndarray:
-        """Which cells lie in the subtree of `scope` (cached: scopes are few)."""
-        mask = self._visibility.get(scope)
+    def visible_mask(self, subtree: str) -> np.ndarray:
+        """Which cells lie under `subtree` (cached: subtrees asked about are few)."""
+        mask = self._visibility.get(subtree)
         if mask is None:
-            mask = np.array([tenancy.contains(scope, v) for v in self._villages], dtype=bool)
-            self._visibility[scope] = mask
+            mask = np.array([tenancy.contains(subtree, v) for v in self._villages], dtype=bool)
+            self._visibility[subtree] = mask
         return mask
 
-    def locate(self, lon: np.ndarray, lat: np.ndarray, scope: str) -> Locations:
-        """Locate points (storage CRS) among the cells visible from tenant `scope`.
+    def locate(self, lon: np.ndarray, lat: np.ndarray, subtree: str) -> Locations:
+        """Locate points (storage CRS) among the cells visible from tenant `subtree`.
 
         A point on the edge shared by two cells goes to the one listed first, so the
         answer is the same on every call.
@@ -117,7 +117,7 @@ class GridIndex:
         inside, code = self._raster_codes(x, y)
         if not inside.size:
             return Locations(cell_index=cell_index, cells=self.cells)
-        visible = self.visible_mask(scope)
+        visible = self.visible_mask(subtree)
         # Index -1 of the table is the "not found" entry, used by empty and mixed cells.
         table = np.append(np.where(visible, np.arange(len(visible)), -1), -1)
         cell_index[inside] = table[np.maximum(code, -1)]

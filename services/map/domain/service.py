@@ -404,18 +404,18 @@ class MapCatalog:
         )
 
     def count_by_grid_cell(
-        self, principal: Principal, key: LayerKey, scope: str
+        self, principal: Principal, key: LayerKey, subtree: str
     ) -> list[tuple[GridCell, int]]:
         """How many features of a layer lie in each grid cell (by a point on each)."""
         self.get_layer(principal, key)
-        if not principal.can_see(scope):
-            raise visibility.not_found(LayerKey(scope, "-"))
+        if not principal.can_see(subtree):
+            raise visibility.not_found(LayerKey(subtree, "-"))
         batch = self.indexes[key].batch
         points = shapely.point_on_surface(batch.geometries)
-        located = self.grid.locate(shapely.get_x(points), shapely.get_y(points), scope)
+        located = self.grid.locate(shapely.get_x(points), shapely.get_y(points), subtree)
         found = located.cell_index[located.cell_index >= 0]
         counts = np.bincount(found, minlength=len(self.grid.cells))
-        visible = self.grid.visible_mask(scope)
+        visible = self.grid.visible_mask(subtree)
         return [(cell, int(counts[i])) for i, cell in enumerate(self.grid.cells) if visible[i]]
 
     # -- helpers --------------------------------------------------------------------

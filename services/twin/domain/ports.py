@@ -80,7 +80,7 @@ class TwinStore(Protocol):
         ...
 
     async def list_entities(
-        self, scope: str, entity_type: str, limit: int, after: EntityKey | None
+        self, subtree: str, entity_type: str, limit: int, after: EntityKey | None
     ) -> list[Entity]:
         """Entities of a tenant subtree ordered by (tenant, id), after a cursor."""
         ...
@@ -111,7 +111,7 @@ class TwinStore(Protocol):
 
     async def find_series(
         self,
-        scope: str,
+        subtree: str,
         prop: str,
         entities: list[EntityKey],
         entity_type: str,

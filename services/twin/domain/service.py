@@ -280,13 +280,13 @@ class TwinHub:
     async def list_entities(
         self,
         principal: Principal,
-        scope: str,
+        subtree: str,
         entity_type: str,
         limit: int,
         after: EntityKey | None,
     ) -> list[Entity]:
-        _visible(principal, scope)
-        found = await self.store.list_entities(scope, entity_type, limit, after)
+        _visible(principal, subtree)
+        found = await self.store.list_entities(subtree, entity_type, limit, after)
         return [await self._with_latest(e) for e in found]
 
     async def delete_entity(self, principal: Principal, name: str) -> None:
@@ -381,9 +381,9 @@ class TwinHub:
     ) -> list[checks.Series | checks.Reason]:
         """What each distinct pair of a batch names, from the cache; the misses are looked
         up together (entities, then new series ids) and remembered."""
-        scope = (principal.tenant, parent)
+        subtree = (principal.tenant, parent)
         targets = self._targets
-        found = [targets.get((scope, pair)) for pair in pairs.distinct]
+        found = [targets.get((subtree, pair)) for pair in pairs.distinct]
         missing = [pair for pair, got in zip(pairs.distinct, found, strict=True) if got is None]
         if not missing:
             return found  # type: ignore[return-value]
@@ -410,8 +410,8 @@ class TwinHub:
         if len(targets) > _ENTITY_CACHE_LIMIT:
             targets.clear()
         for pair, target in fresh.items():
-            targets[(scope, pair)] = target
-        return [targets[(scope, pair)] for pair in pairs.distinct]
+            targets[(subtree, pair)] = target
+        return [targets[(subtree, pair)] for pair in pairs.distinct]
 
     async def ingest(self, principal: Principal, parent: str, columns: Columns) -> IngestOutcome:
         """Check, store and evaluate one batch; each reading is accepted or refused alone."""
@@ -764,10 +764,10 @@ class TwinHub:
             return entity
         return replace(entity, location=latest.point)
 
-    def list_rules(self, principal: Principal, scope: str) -> list[Rule]:
-        _visible(principal, scope)
+    def list_rules(self, principal: Principal, subtree: str) -> list[Rule]:
+        _visible(principal, subtree)
         return sorted(
-            (r for r in self._rules.values() if tenancy.contains(scope, r.tenant)),
+            (r for r in self._rules.values() if tenancy.contains(subtree, r.tenant)),
             key=lambda r: r.key,
         )
 
@@ -813,7 +813,7 @@ class TwinHub:
     async def history(
         self,
         principal: Principal,
-        scope: str,
+        subtree: str,
         prop: str,
         entities: list[str],
         entity_type: str,
@@ -825,12 +825,12 @@ class TwinHub:
         after: tuple[int, int] | None,
     ) -> tuple[list[tuple[str, HistoryPoint]], tuple[int, int] | None]:
         """Points of one property over entities, a model or an area; returns the next cursor."""
-        _visible(principal, scope)
+        _visible(principal, subtree)
         keys = [parse_entity_name(n, f"entities[{i}]") for i, n in enumerate(entities)]
         for i, key in enumerate(keys):
-            if not tenancy.contains(scope, key[0]) or not principal.can_see(key[0]):
+            if not tenancy.contains(subtree, key[0]) or not principal.can_see(key[0]):
                 raise NotFound(f"entity {entities[i]!r} not found")
-        refs: list[SeriesRef] = await self.store.find_series(scope, prop, keys, entity_type, box)
+        refs: list[SeriesRef] = await self.store.find_series(subtree, prop, keys, entity_type, box)
         names = {r.series_id: entity_name(r.tenant, r.entity_id) for r in refs}
         wanted = [sid for sid in sorted(names) if after is None or sid >= after[0]]
         found = await self.store.readings(wanted, start_ms, end_ms)

@@ -15,7 +15,7 @@ which come from the policed series table. Scopes used:
 
 * lists, relationship walks and series searches for a caller: the caller's subtree;
 * the service's own work (ingest writes, alarm relay, start-up loading): the system
-  scope, since a batch may touch entities anywhere below its parent.
+  subtree, since a batch may touch entities anywhere below its parent.
 """
 
 from __future__ import annotations
@@ -151,14 +151,14 @@ class PostgresTwinStore:
         return store
 
     @asynccontextmanager
-    async def _tx(self, scope: str = ALL_TENANTS) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        async with rls.scoped_transaction(self._pool, scope) as conn:
+    async def _tx(self, subtree: str = ALL_TENANTS) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with rls.scoped_transaction(self._pool, subtree) as conn:
             yield conn
 
     async def _all(
-        self, statement: str, args: tuple[Any, ...] = (), scope: str = ALL_TENANTS
+        self, statement: str, args: tuple[Any, ...] = (), subtree: str = ALL_TENANTS
     ) -> list[Any]:
-        async with self._tx(scope) as conn:
+        async with self._tx(subtree) as conn:
             cur = await conn.execute(_q(statement), args)
             return await cur.fetchall()
 
@@ -206,16 +206,16 @@ class PostgresTwinStore:
         return out
 
     async def list_entities(
-        self, scope: str, entity_type: str, limit: int, after: EntityKey | None
+        self, subtree: str, entity_type: str, limit: int, after: EntityKey | None
     ) -> list[Entity]:
         a_tenant, a_id = after or ("", "")
         out: list[Entity] = []
-        async with self._tx(scope) as conn:
+        async with self._tx(subtree) as conn:
             found = await (
                 await conn.execute(
                     _q(r.LIST_ENTITIES),
                     (
-                        *r.subtree_args(scope),
+                        *r.subtree_args(subtree),
                         entity_type,
                         entity_type,
                         a_tenant,
@@ -294,7 +294,7 @@ class PostgresTwinStore:
 
     async def find_series(
         self,
-        scope: str,
+        subtree: str,
         prop: str,
         entities: list[EntityKey],
         entity_type: str,
@@ -303,7 +303,7 @@ class PostgresTwinStore:
         b = box or (0.0, 0.0, 0.0, 0.0)
         args = (
             prop,
-            *r.subtree_args(scope),
+            *r.subtree_args(subtree),
             entity_type,
             entity_type,
             1 if box else 0,
@@ -312,7 +312,7 @@ class PostgresTwinStore:
             b[1],
             b[3],
         )
-        found = await self._all(r.FIND_SERIES, args, scope)
+        found = await self._all(r.FIND_SERIES, args, subtree)
         wanted = set(entities)
         return [
             SeriesRef(int(row[0]), row[1], row[2])

@@ -58,8 +58,8 @@ INCOMING = (
 SUBTREE = "(tenant = ? OR (tenant >= ? AND tenant < ?))"
 
 
-def subtree_args(scope: str) -> tuple[str, str, str]:
-    return (scope, scope + "/", scope + "0")
+def subtree_args(subtree: str) -> tuple[str, str, str]:
+    return (subtree, subtree + "/", subtree + "0")
 
 
 LIST_ENTITIES = (

@@ -148,14 +148,22 @@ class SqliteTwinStore:
         return await self.db.run(q)
 
     async def list_entities(
-        self, scope: str, entity_type: str, limit: int, after: EntityKey | None
+        self, subtree: str, entity_type: str, limit: int, after: EntityKey | None
     ) -> list[Entity]:
         a_tenant, a_id = after or ("", "")
 
         def q(c: sqlite3.Connection) -> list[Entity]:
             found = c.execute(
                 r.LIST_ENTITIES,
-                (*r.subtree_args(scope), entity_type, entity_type, a_tenant, a_tenant, a_id, limit),
+                (
+                    *r.subtree_args(subtree),
+                    entity_type,
+                    entity_type,
+                    a_tenant,
+                    a_tenant,
+                    a_id,
+                    limit,
+                ),
             ).fetchall()
             return [
                 r.row_to_entity(row, c.execute(r.SELECT_RELATIONSHIPS, (row[0], row[1])).fetchall())
@@ -236,7 +244,7 @@ class SqliteTwinStore:
 
     async def find_series(
         self,
-        scope: str,
+        subtree: str,
         prop: str,
         entities: list[EntityKey],
         entity_type: str,
@@ -245,7 +253,7 @@ class SqliteTwinStore:
         b = box or (0.0, 0.0, 0.0, 0.0)
         args = (
             prop,
-            *r.subtree_args(scope),
+            *r.subtree_args(subtree),
             entity_type,
             entity_type,
             1 if box else 0,

@@ -1,6 +1,6 @@
 """What the datasets need from storage.
 
-Every method takes the tenant `scope` of the unit of work (a tenant path, or
+Every method takes the tenant `subtree` of the unit of work (a tenant path, or
 ALL_TENANTS for reading dataset descriptions, which the domain filters by the
 caller's line of ancestors); stores filter rows by it and PostgreSQL enforces it
 again with row-level security.
@@ -54,26 +54,26 @@ class DatasetStore(Protocol):
         """Datasets published at any of `tenants`, by resource name, after `after`."""
         ...
 
-    async def live_rows(self, scope: str, dataset: str) -> LiveRows: ...
+    async def live_rows(self, subtree: str, dataset: str) -> LiveRows: ...
 
-    async def write_rows(self, scope: str, dataset: Dataset, write: RowWrite) -> bool:
+    async def write_rows(self, subtree: str, dataset: Dataset, write: RowWrite) -> bool:
         """Apply `write`; False (nothing written) when the dataset's sequence moved."""
         ...
 
     async def slice_rows(
-        self, scope: str, dataset: str, after_seq: int, limit: int
+        self, subtree: str, dataset: str, after_seq: int, limit: int
     ) -> list[StoredRow]:
-        """Changes of rows in `scope`'s subtree with seq > after_seq, oldest first."""
+        """Changes of rows in `subtree` with seq > after_seq, oldest first."""
         ...
 
     async def create_subscription(self, subscription: Subscription) -> None:
         """AlreadyExists when the node already subscribes to the dataset."""
         ...
 
-    async def get_subscription(self, scope: str, subscription_id: str) -> Subscription | None: ...
+    async def get_subscription(self, subtree: str, subscription_id: str) -> Subscription | None: ...
 
     async def list_subscriptions(
-        self, scope: str, limit: int, after: str | None
+        self, subtree: str, limit: int, after: str | None
     ) -> list[Subscription]: ...
 
-    async def delete_subscription(self, scope: str, subscription_id: str) -> bool: ...
+    async def delete_subscription(self, subtree: str, subscription_id: str) -> bool: ...
