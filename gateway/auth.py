@@ -1,27 +1,51 @@
 """Who is calling, whether they may, and how often: the dependencies every route uses.
 
-A route states what it needs in its signature:
+A route states what it needs in its signature and the RPCs it calls above it:
 
-    Who = Annotated[Principal, Security(access("events"))]      # + @calls(service, rpc)
-    Configurer = Annotated[Principal, Security(access("events:configure"))]
+    Who = Annotated[Principal, Security(access("events"))]
+    @router.get(...)
+    @calls("grassroots.events.v1.EventsService", "GetEvent")
+    async def get_event(..., who: Who): ...
+
     Anyone = Annotated[Principal, Depends(public("events"))]    # meant to be public
     Reader = Annotated[Principal, Security(public_or_access("events"))]  # public, or keyed
+    Me = Annotated[Principal, Security(signed_in())]            # calls no component
 
 `access` authenticates (an access token or an API key), charges the rate limits
-(app or person, and tenant) and checks the scope - in that order, so a caller
+(app or person, and tenant) and checks the scopes - in that order, so a caller
 without credentials learns nothing about limits or scopes. Before it authenticates,
 it refuses (429) a source address that has used up its failed authentications
 (`gateway.security.preauth`); the source is the peer, or `X-Forwarded-For` when the
-peer is a configured proxy (`gateway.security.client_address`). A route that names
-its component declares the RPC it calls with `@calls`, and needs the scope that RPC's
-contract declares (the `access` option in the protos), unless a scope is named.
-A route with neither dependency has no principal and cannot call a component;
+peer is a configured proxy (`gateway.security.client_address`).
+
+The scopes a route needs are never written in the gateway: they are those its RPCs'
+contracts declare (the `access` method option, read by `services.kit.scopes`), the
+same the services enforce. The rules:
+
+* A route calling one RPC needs that RPC's scope. One calling several (NGSI-LD's
+  create that removes a half-made entity, Open311's lookups) stacks `@calls` once
+  per RPC and needs every scope they name, since the service would refuse it
+  part-way otherwise.
+* An RPC declared `any_principal` adds no scope: any signed-in caller passes the
+  gateway and the service's domain decides (a user reads their own record, a
+  secretary every record of her village), answering 403 or 404 itself.
+* A route that calls no component (`GET /v1/me`, which answers from the caller's
+  verified credentials) uses `signed_in()`; it has no scope to take from anywhere.
+* A public route without a caller's principal (sign-in, sign-out, the JWKS) calls
+  as the gateway itself, which holds `identity:verify` only; its `@calls` name RPCs
+  of that scope (tests/contract/test_route_access.py checks it).
+* A route under `access` without `@calls` is refused (403) after authentication:
+  fail closed. `access` takes a component's name only, so a scope cannot be written
+  by hand; tests/contract/test_route_access.py fails when a route's `@calls` differ
+  from the RPCs its code reaches or name another component's.
+
+A route with none of these dependencies has no principal and cannot call a component;
 tests/security walks the OpenAPI and fails on any route that is not one or the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -39,12 +63,13 @@ from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams
 from gateway.usage import CALLER_TENANT
 from services.kit import context as ctx
+from services.kit.components import NAMES
 from services.kit.errors import Unauthenticated
 from services.kit.principal import ANONYMOUS_ROLE, Principal
 from services.kit.scopes import scope_of
 
-# The scope each route's endpoint needs, from the contract of the RPC it calls.
-_ENDPOINT_SCOPES: dict[Callable[..., Any], str] = {}
+# The RPCs (`/pkg.Service/Method`) each route's endpoint calls, as `@calls` declares them.
+ENDPOINT_RPCS: dict[Callable[..., Any], tuple[str, ...]] = {}
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 bearer_scheme = HTTPBearer(
@@ -148,18 +173,19 @@ class Guard:
         raise _unauthenticated("send an access token (Authorization: Bearer) or an API key")
 
     async def admit(
-        self, bearer: str | None, api_key: str | None, scope: str, source: str
+        self, bearer: str | None, api_key: str | None, scopes: Collection[str], source: str
     ) -> Principal:
         """Authenticate (unless `source` has spent its failures), charge the limits,
-        check `scope` ("" for any caller), in that order.
+        check every one of `scopes` ("" stands for none), in that order.
 
         REST routes and the gRPC edge both admit callers here, so both answer the same
         credentials, quotas and scopes the same way (as `ApiError`s in HTTP terms).
         """
         caller = await self.authenticate(bearer, api_key, source)
         await self.charge(caller)
-        if scope and not caller.principal.has_scope(scope):
-            raise ApiError(403, f"this call needs the {scope!r} scope", reason="MISSING_SCOPE")
+        for scope in sorted(s for s in scopes if s):
+            if not caller.principal.has_scope(scope):
+                raise ApiError(403, f"this call needs the {scope!r} scope", reason="MISSING_SCOPE")
         return caller.principal
 
     async def charge(self, caller: Caller) -> None:
@@ -189,32 +215,40 @@ def _unauthenticated(message: str) -> ApiError:
 
 
 def calls(service: str, method: str) -> Callable[[Endpoint], Endpoint]:
-    """Declare the RPC a route calls; the route then needs the scope its contract names.
+    """Declare an RPC a route calls; the route then needs the scope its contract names.
 
-    Put it under the router's decorator. A name the contracts do not know fails at
+    Put it under the router's decorator, once per RPC the route may call. A name the
+    contracts do not know, or one whose contract declares no access rule, fails at
     import, so a route cannot ship with a mistyped or scopeless RPC.
     """
-    scope = scope_of(f"/{service}/{method}")
-    if scope is None:
-        raise ValueError(f"/{service}/{method} is not an RPC with a declared scope")
+    path = f"/{service}/{method}"
+    if scope_of(path) is None:
+        raise ValueError(f"{path} is not an RPC with a declared scope")
 
     def mark(endpoint: Endpoint) -> Endpoint:
-        _ENDPOINT_SCOPES[endpoint] = scope
+        # Decorators apply bottom-up; keep the RPCs in the order they are written.
+        ENDPOINT_RPCS[endpoint] = (path, *ENDPOINT_RPCS.get(endpoint, ()))
         return endpoint
 
     return mark
 
 
-def required_scope(component_or_scope: str, request: Request) -> str | None:
-    """The scope a call needs: the route's own, or that of the RPC its endpoint calls
-    (`calls`); None when a route names only its component and declares no RPC."""
-    if not component_or_scope or ":" in component_or_scope:
-        return component_or_scope
-    return _ENDPOINT_SCOPES.get(request.scope.get("endpoint"))  # type: ignore[arg-type]
+def endpoint_scopes(endpoint: Callable[..., Any]) -> frozenset[str] | None:
+    """The scopes a route's endpoint needs: every non-empty scope of the RPCs it
+    declares with `calls` (empty when they all admit any principal); None when it
+    declares none."""
+    rpcs = ENDPOINT_RPCS.get(endpoint)
+    if rpcs is None:
+        return None
+    return frozenset(scope for scope in map(scope_of, rpcs) if scope)
 
 
-def access(component_or_scope: str) -> Callable[..., Awaitable[Principal]]:
-    """Dependency: an authenticated, rate-limited principal holding the route's scope."""
+def access(component: str) -> Callable[..., Awaitable[Principal]]:
+    """Dependency: an authenticated, rate-limited principal holding every scope the
+    contracts of the route's RPCs (`calls`) declare. `component` names the component
+    the route fronts; a scope cannot be given here (see the module's rules)."""
+    if component not in NAMES:
+        raise ValueError(f"access() takes a component ({', '.join(NAMES)}), not {component!r}")
 
     async def authorize(
         request: Request,
@@ -225,14 +259,31 @@ def access(component_or_scope: str) -> Callable[..., Awaitable[Principal]]:
         token = bearer.credentials if bearer is not None else None
         if api_key is None and token is None:
             api_key = await _open311_api_key(request)
-        scope = required_scope(component_or_scope, request)
-        principal = await guard.admit(token, api_key, scope or "", guard.source(request))
-        if scope is None:  # fail closed, after authentication answered as usual
+        scopes = endpoint_scopes(request.scope.get("endpoint"))  # type: ignore[arg-type]
+        principal = await guard.admit(token, api_key, scopes or (), guard.source(request))
+        if scopes is None:  # fail closed, after authentication answered as usual
             raise ApiError(403, "this route declares no RPC and is refused", reason="MISSING_SCOPE")
         return _adopt(request, principal)
 
-    authorize.__name__ = f"access_{component_or_scope.replace(':', '_') or 'any'}"
+    authorize.__name__ = f"access_{component}"
     return authorize
+
+
+def signed_in() -> Callable[..., Awaitable[Principal]]:
+    """Dependency for a route that calls no component (`GET /v1/me`): any
+    authenticated, rate-limited caller; there is no RPC whose scope it could need."""
+
+    async def authenticated(
+        request: Request,
+        bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),  # noqa: B008
+        api_key: str | None = Security(api_key_scheme),
+    ) -> Principal:
+        guard: Guard = request.app.state.guard
+        token = bearer.credentials if bearer is not None else None
+        principal = await guard.admit(token, api_key, (), guard.source(request))
+        return _adopt(request, principal)
+
+    return authenticated
 
 
 def public(component: str) -> Callable[..., Awaitable[Principal]]:

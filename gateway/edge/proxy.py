@@ -115,7 +115,7 @@ class EdgeProxy(grpc.GenericRpcHandler):
         bearer, api_key = credentials(metadata)
         try:
             source = grpc_peer_host(context.peer())
-            principal = await self.guard.admit(bearer, api_key, route.scope, source)
+            principal = await self.guard.admit(bearer, api_key, (route.scope,), source)
         except ApiError as exc:
             code, message, trailing = _refusal(exc)
             _log(route, code, time.perf_counter(), None)

@@ -20,13 +20,14 @@ from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from gateway.auth import access, call_metadata, limit_anonymous
+from gateway.auth import access, call_metadata, calls, limit_anonymous, signed_in
 from gateway.errors import ApiError, call
 from gateway.schemas.identity import PasswordChange
 from gateway.security.sources import gateway_principal
 from grassroots.empower.v1 import identity_service_pb2 as pb
 from services.kit.principal import Principal
 
+SERVICE = "grassroots.empower.v1.IdentityService"
 router = APIRouter(tags=["auth"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -237,6 +238,8 @@ def token_out(issued: pb.Token) -> TokenOut:
     openapi_extra={"requestBody": _FORM_BODY},
     responses={400: _OAUTH_ERROR},
 )
+@calls(SERVICE, "Login")
+@calls(SERVICE, "RefreshToken")
 async def token(request: Request) -> Response:
     """RFC 6749 token endpoint: a form body in, tokens or `{"error": ...}` out, never cached."""
     try:
@@ -254,6 +257,7 @@ async def token(request: Request) -> Response:
     openapi_extra={"requestBody": _REVOKE_BODY},
     responses={400: _OAUTH_ERROR},
 )
+@calls(SERVICE, "RevokeRefreshToken")
 async def revoke(request: Request) -> Response:
     """An unknown, malformed or already revoked token answers 200 too (RFC 7009, 2.2):
     the caller's goal, that the token no longer works, holds either way."""
@@ -278,6 +282,7 @@ async def revoke(request: Request) -> Response:
     summary="Public keys that verify access tokens",
     dependencies=[Depends(limit_anonymous)],
 )
+@calls(SERVICE, "GetJwks")
 async def jwks(request: Request) -> Response:
     keys = await call(
         request.app.state.upstreams.identity.GetJwks(
@@ -290,7 +295,8 @@ async def jwks(request: Request) -> Response:
 
 
 @router.get("/v1/me", response_model=PrincipalOut, summary="Who the gateway thinks you are")
-async def me(who: Annotated[Principal, Security(access(""))]) -> dict[str, Any]:
+async def me(who: Annotated[Principal, Security(signed_in())]) -> dict[str, Any]:
+    """Answered from the caller's verified credentials: no component is asked."""
     return {
         "subject": who.subject,
         "kind": who.kind,
@@ -307,10 +313,11 @@ async def me(who: Annotated[Principal, Security(access(""))]) -> dict[str, Any]:
     response_model_exclude_none=True,
     summary="Change your own password; answers new tokens and signs other sessions out",
 )
+@calls(SERVICE, "ChangePassword")
 async def change_password(
     body: PasswordChange,
     request: Request,
-    who: Annotated[Principal, Security(access(""))],
+    who: Annotated[Principal, Security(access("empower"))],
 ) -> Response:
     """The way out of a password someone else set (a new account's, a reset one): its
     sign-in only gets a token for this call. A wrong current password is 400 naming

@@ -29,7 +29,6 @@ from services.kit.principal import Principal
 SERVICE = "grassroots.empower.v1.CatalogService"
 _TENANT = TENANT_FILTER_DESCRIPTION
 router = APIRouter(prefix="/v1", tags=["catalog"])
-Reader = Annotated[Principal, Security(access("catalog:read"))]
 Who = Annotated[Principal, Security(access("empower"))]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
 PageToken = Annotated[str, Query(max_length=512)]
@@ -78,9 +77,10 @@ def _installation(i: pb.Installation) -> InstallationOut:
     response_model=CatalogItemList,
     summary="Browse and search the catalog: components, scenario templates and datasets",
 )
+@calls("grassroots.empower.v1.EmpowerService", "ListCatalogItems")
 async def list_catalog(
     request: Request,
-    who: Reader,
+    who: Who,
     q: Annotated[str, Query(max_length=200, description="words every item found contains")] = "",
     kind: Annotated[
         str | None,

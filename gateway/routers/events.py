@@ -47,7 +47,6 @@ from services.kit.timestamps import parse_time
 router = APIRouter(prefix="/v1/tenants/{tenant}/events", tags=["events"])
 categories_router = APIRouter(prefix="/v1/tenants/{tenant}/categories", tags=["events"])
 Who = Annotated[Principal, Security(access("events"))]
-Configurer = Annotated[Principal, Security(access("events:configure"))]
 
 _ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 SSE_KEEPALIVE_SECONDS = 15.0
@@ -530,8 +529,9 @@ async def list_categories(tenant: TenantId, request: Request, who: Who) -> Categ
 @categories_router.post(
     "", response_model=CategoryOut, status_code=201, summary="Define a category"
 )
+@calls("grassroots.events.v1.EventsService", "CreateCategory")
 async def define_category(
-    tenant: TenantId, body: CategoryIn, request: Request, who: Configurer
+    tenant: TenantId, body: CategoryIn, request: Request, who: Who
 ) -> CategoryOut:
     """For your tenant's subtree; needs the events:configure scope."""
     created = await call(

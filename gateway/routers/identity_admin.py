@@ -1,8 +1,10 @@
 """REST for administering identities: a tenant node's users, apps and API keys.
 
 Creating or disabling users needs `users:write`; registering apps and issuing,
-listing or revoking their keys needs `apps:write`; reading users and apps needs
-`empower:read`. The identity service refuses grants beyond the caller's own scopes.
+listing or revoking their keys needs `apps:write`. Reading users and apps is open to
+any signed-in caller at the gateway, as the contract says: the identity service answers
+403 unless the caller holds `empower:read` or the matching `:write` scope (anyone may
+read their own user). It also refuses grants beyond the caller's own scopes.
 A user's password is write-only, and a key's text is returned once, when it is
 issued (with `Cache-Control: no-store`); every other answer carries key records only.
 """
@@ -15,7 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, Security
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from gateway.auth import access, call_metadata
+from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call
 from gateway.idempotency import WITHHOLD_HEADER
 from gateway.schemas.identity import (
@@ -39,9 +41,8 @@ from grassroots.empower.v1 import identity_service_pb2 as pb
 from services.kit.principal import Principal
 
 router = APIRouter(prefix="/v1/tenants", tags=["identity"])
-Reader = Annotated[Principal, Security(access("empower:read"))]
-UserAdmin = Annotated[Principal, Security(access("users:write"))]
-AppAdmin = Annotated[Principal, Security(access("apps:write"))]
+SERVICE = "grassroots.empower.v1.IdentityService"
+Who = Annotated[Principal, Security(access("empower"))]
 TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="tenant id")]
 UserId = Annotated[str, Path(pattern=RESOURCE_ID_PATTERN)]
 AppId = Annotated[str, Path(pattern=RESOURCE_ID_PATTERN)]
@@ -94,8 +95,9 @@ def api_key_out(key: pb.ApiKey) -> ApiKeyOut:
 
 
 @router.post("/{tenant}/users", status_code=201, response_model=UserOut, summary="Create a user")
+@calls(SERVICE, "CreateUser")
 async def create_user(
-    tenant: TenantId, body: UserCreate, request: Request, response: Response, who: UserAdmin
+    tenant: TenantId, body: UserCreate, request: Request, response: Response, who: Who
 ) -> UserOut:
     """Roles may grant only scopes the caller holds itself."""
     message = pb.CreateUserRequest(
@@ -115,10 +117,11 @@ async def create_user(
 
 
 @router.get("/{tenant}/users", response_model=UserList, summary="List users")
+@calls(SERVICE, "ListUsers")
 async def list_users(
     tenant: TenantId,
     request: Request,
-    who: Reader,
+    who: Who,
     page_size: PageSize = 100,
     page_token: PageToken = "",
 ) -> UserList:
@@ -137,7 +140,8 @@ async def list_users(
 
 
 @router.get("/{tenant}/users/{user}", response_model=UserOut, summary="Get a user")
-async def get_user(tenant: TenantId, user: UserId, request: Request, who: Reader) -> UserOut:
+@calls(SERVICE, "GetUser")
+async def get_user(tenant: TenantId, user: UserId, request: Request, who: Who) -> UserOut:
     rpc = request.app.state.upstreams.identity.GetUser(
         pb.GetUserRequest(name=f"tenants/{tenant}/users/{user}"), metadata=call_metadata(who)
     )
@@ -145,7 +149,8 @@ async def get_user(tenant: TenantId, user: UserId, request: Request, who: Reader
 
 
 @router.post("/{tenant}/users/{user}:disable", response_model=UserOut, summary="Disable a user")
-async def disable_user(tenant: TenantId, user: UserId, request: Request, who: UserAdmin) -> UserOut:
+@calls(SERVICE, "DisableUser")
+async def disable_user(tenant: TenantId, user: UserId, request: Request, who: Who) -> UserOut:
     """No more sign-ins or token refreshes for this user."""
     rpc = request.app.state.upstreams.identity.DisableUser(
         pb.DisableUserRequest(name=f"tenants/{tenant}/users/{user}"), metadata=call_metadata(who)
@@ -156,8 +161,9 @@ async def disable_user(tenant: TenantId, user: UserId, request: Request, who: Us
 @router.post(
     "/{tenant}/apps", status_code=201, response_model=AppCreated, summary="Register an app"
 )
+@calls(SERVICE, "CreateApp")
 async def create_app(
-    tenant: TenantId, body: AppCreate, request: Request, response: Response, who: AppAdmin
+    tenant: TenantId, body: AppCreate, request: Request, response: Response, who: Who
 ) -> AppCreated:
     """Registers the app and issues its first API key, whose text is shown only here."""
     rpc = request.app.state.upstreams.identity.CreateApp(
@@ -179,10 +185,11 @@ async def create_app(
 
 
 @router.get("/{tenant}/apps", response_model=AppList, summary="List apps")
+@calls(SERVICE, "ListApps")
 async def list_apps(
     tenant: TenantId,
     request: Request,
-    who: Reader,
+    who: Who,
     page_size: PageSize = 100,
     page_token: PageToken = "",
 ) -> AppList:
@@ -201,7 +208,8 @@ async def list_apps(
 
 
 @router.get("/{tenant}/apps/{app}", response_model=AppOut, summary="Get an app")
-async def get_app(tenant: TenantId, app: AppId, request: Request, who: Reader) -> AppOut:
+@calls(SERVICE, "GetApp")
+async def get_app(tenant: TenantId, app: AppId, request: Request, who: Who) -> AppOut:
     rpc = request.app.state.upstreams.identity.GetApp(
         pb.GetAppRequest(name=f"tenants/{tenant}/apps/{app}"), metadata=call_metadata(who)
     )
@@ -214,8 +222,9 @@ async def get_app(tenant: TenantId, app: AppId, request: Request, who: Reader) -
     response_model=IssuedApiKey,
     summary="Issue another API key (rotation)",
 )
+@calls(SERVICE, "CreateApiKey")
 async def create_api_key(
-    tenant: TenantId, app: AppId, request: Request, response: Response, who: AppAdmin
+    tenant: TenantId, app: AppId, request: Request, response: Response, who: Who
 ) -> IssuedApiKey:
     """Earlier keys keep working until they are revoked."""
     rpc = request.app.state.upstreams.identity.CreateApiKey(
@@ -227,9 +236,8 @@ async def create_api_key(
 
 
 @router.get("/{tenant}/apps/{app}/apiKeys", response_model=ApiKeyList, summary="List an app's keys")
-async def list_api_keys(
-    tenant: TenantId, app: AppId, request: Request, who: AppAdmin
-) -> ApiKeyList:
+@calls(SERVICE, "ListApiKeys")
+async def list_api_keys(tenant: TenantId, app: AppId, request: Request, who: Who) -> ApiKeyList:
     """Key records, newest first, without secrets."""
     response = await call(
         request.app.state.upstreams.identity.ListApiKeys(
@@ -243,8 +251,9 @@ async def list_api_keys(
 @router.delete(
     "/{tenant}/apps/{app}/apiKeys/{api_key}", response_model=ApiKeyOut, summary="Revoke an API key"
 )
+@calls(SERVICE, "RevokeApiKey")
 async def revoke_api_key(
-    tenant: TenantId, app: AppId, api_key: KeyId, request: Request, who: AppAdmin
+    tenant: TenantId, app: AppId, api_key: KeyId, request: Request, who: Who
 ) -> ApiKeyOut:
     """Answers the revoked key's record; gateways refuse the key within seconds."""
     rpc = request.app.state.upstreams.identity.RevokeApiKey(
@@ -262,8 +271,9 @@ def _paths(body: UserUpdate | AppUpdate) -> list[str]:
 
 
 @router.patch("/{tenant}/users/{user}", response_model=UserOut, summary="Change a user")
+@calls(SERVICE, "UpdateUser")
 async def update_user(
-    tenant: TenantId, user: UserId, body: UserUpdate, request: Request, who: UserAdmin
+    tenant: TenantId, user: UserId, body: UserUpdate, request: Request, who: Who
 ) -> UserOut:
     """Only the fields sent change. Your roles must be allowed to assign the user's
     current and new roles; new roles apply at the user's next token refresh."""
@@ -285,7 +295,8 @@ async def update_user(
 
 
 @router.delete("/{tenant}/users/{user}", status_code=204, summary="Delete a user")
-async def delete_user(tenant: TenantId, user: UserId, request: Request, who: UserAdmin) -> Response:
+@calls(SERVICE, "DeleteUser")
+async def delete_user(tenant: TenantId, user: UserId, request: Request, who: Who) -> Response:
     """Every session of the user is signed out; access tokens lapse within minutes."""
     await call(
         request.app.state.upstreams.identity.DeleteUser(
@@ -297,7 +308,8 @@ async def delete_user(tenant: TenantId, user: UserId, request: Request, who: Use
 
 
 @router.post("/{tenant}/users/{user}:enable", response_model=UserOut, summary="Re-enable a user")
-async def enable_user(tenant: TenantId, user: UserId, request: Request, who: UserAdmin) -> UserOut:
+@calls(SERVICE, "EnableUser")
+async def enable_user(tenant: TenantId, user: UserId, request: Request, who: Who) -> UserOut:
     rpc = request.app.state.upstreams.identity.EnableUser(
         pb.EnableUserRequest(name=f"tenants/{tenant}/users/{user}"), metadata=call_metadata(who)
     )
@@ -309,8 +321,9 @@ async def enable_user(tenant: TenantId, user: UserId, request: Request, who: Use
     response_model=UserOut,
     summary="Set a new password for another user",
 )
+@calls(SERVICE, "ResetUserPassword")
 async def reset_user_password(
-    tenant: TenantId, user: UserId, body: PasswordReset, request: Request, who: UserAdmin
+    tenant: TenantId, user: UserId, body: PasswordReset, request: Request, who: Who
 ) -> UserOut:
     """Clears the sign-in delay and signs the user out everywhere; the password is never echoed."""
     rpc = request.app.state.upstreams.identity.ResetUserPassword(
@@ -323,8 +336,9 @@ async def reset_user_password(
 
 
 @router.patch("/{tenant}/apps/{app}", response_model=AppOut, summary="Change an app")
+@calls(SERVICE, "UpdateApp")
 async def update_app(
-    tenant: TenantId, app: AppId, body: AppUpdate, request: Request, who: AppAdmin
+    tenant: TenantId, app: AppId, body: AppUpdate, request: Request, who: Who
 ) -> AppOut:
     """Only the fields sent change; scopes only ones you hold. Keys keep working and
     carry the new scopes once gateways' key caches expire (seconds)."""
@@ -345,7 +359,8 @@ async def update_app(
 
 
 @router.delete("/{tenant}/apps/{app}", status_code=204, summary="Delete an app and its keys")
-async def delete_app(tenant: TenantId, app: AppId, request: Request, who: AppAdmin) -> Response:
+@calls(SERVICE, "DeleteApp")
+async def delete_app(tenant: TenantId, app: AppId, request: Request, who: Who) -> Response:
     await call(
         request.app.state.upstreams.identity.DeleteApp(
             pb.DeleteAppRequest(name=f"tenants/{tenant}/apps/{app}"), metadata=call_metadata(who)

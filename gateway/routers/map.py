@@ -45,8 +45,6 @@ router = APIRouter(prefix="/v1", tags=["map"])
 LayerId = Annotated[str, Path(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=63)]
 FeatureId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Who = Annotated[Principal, Security(access("map"))]
-# POST methods that only read.
-Reader = Annotated[Principal, Security(access("map:read"))]
 GEOJSON = "application/geo+json"
 
 
@@ -309,8 +307,9 @@ async def get_feature(
     "/tenants/{tenant}/layers/{layer}/features:search",
     summary="Features intersecting a geometry, within a distance in metres, or nearest",
 )
+@calls("grassroots.map.v1.MapService", "SearchFeatures")
 async def search_features(
-    tenant: TenantId, layer: LayerId, body: SearchRequest, request: Request, who: Reader
+    tenant: TenantId, layer: LayerId, body: SearchRequest, request: Request, who: Who
 ) -> Response:
     chosen = [n for n in ("intersects", "within_distance", "nearest") if getattr(body, n)]
     if len(chosen) != 1:
@@ -386,8 +385,9 @@ async def count_by_grid_cell(
     response_model=LocateResponse,
     summary="Locate points in the grid cells of a tenant's subtree",
 )
+@calls("grassroots.map.v1.MapService", "LocatePoints")
 async def locate_points(
-    tenant: TenantId, body: LocateRequest, request: Request, who: Reader
+    tenant: TenantId, body: LocateRequest, request: Request, who: Who
 ) -> LocateResponse:
     """For each point: its village, grid cell and grid worker, in input order."""
     rpc = request.app.state.upstreams.map.LocatePoints(
@@ -421,7 +421,8 @@ async def locate_points(
     response_model=TransformResponse,
     summary="Convert coordinates between EPSG codes, GCJ-02 and BD-09",
 )
-async def transform(body: TransformRequest, request: Request, who: Reader) -> TransformResponse:
+@calls("grassroots.map.v1.MapService", "TransformCoordinates")
+async def transform(body: TransformRequest, request: Request, who: Who) -> TransformResponse:
     response = await call(
         request.app.state.upstreams.map.TransformCoordinates(
             pb.TransformCoordinatesRequest(

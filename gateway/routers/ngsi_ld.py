@@ -292,6 +292,8 @@ async def _write_values(
 
 @router.post("/entities", status_code=201, summary="NGSI-LD: create an entity")
 @calls(SERVICE, "CreateEntity")
+@calls(SERVICE, "IngestTelemetry")  # its numeric Properties are first readings
+@calls(SERVICE, "DeleteEntity")  # undone when the model refuses one
 async def create_entity(request: Request, who: Who, tenant_header: TenantHeader = None) -> Response:
     """The entity, its point and relationships; numeric and boolean Properties become its
     first readings (a value the model refuses undoes the create: 400)."""
@@ -354,6 +356,7 @@ async def get_entity(
 
 @router.get("/entities", summary="NGSI-LD: query entities")
 @calls(SERVICE, "ListEntities")
+@calls(SERVICE, "GetEntity")  # the types of relationship targets
 async def query_entities(
     request: Request,
     who: Who,
@@ -461,6 +464,7 @@ async def _scan(request: Request, who: Principal, tenant: str, entity_type: str)
 
 
 @router.patch("/entities/{entity_id}/attrs", status_code=204, summary="NGSI-LD: update attributes")
+@calls(SERVICE, "GetEntity")  # 404 before anything is written
 @calls(SERVICE, "IngestTelemetry")
 async def update_attributes(
     entity_id: EntityUrn, request: Request, who: Who, tenant_header: TenantHeader = None
@@ -471,6 +475,7 @@ async def update_attributes(
 
 
 @router.post("/entities/{entity_id}/attrs", status_code=204, summary="NGSI-LD: append attributes")
+@calls(SERVICE, "GetEntity")  # 404 before anything is written
 @calls(SERVICE, "IngestTelemetry")
 async def append_attributes(
     entity_id: EntityUrn, request: Request, who: Who, tenant_header: TenantHeader = None
@@ -483,6 +488,7 @@ async def append_attributes(
     status_code=204,
     summary="NGSI-LD: update one attribute",
 )
+@calls(SERVICE, "GetEntity")  # 404 before anything is written
 @calls(SERVICE, "IngestTelemetry")
 async def update_attribute(
     entity_id: EntityUrn,
@@ -549,6 +555,7 @@ HISTORY_DEFAULT_DAYS = 7
 
 @router.get("/temporal/entities/{entity_id}", summary="NGSI-LD: an entity's history")
 @calls(SERVICE, "QueryHistory")
+@calls(SERVICE, "GetEntity")
 async def temporal_entity(
     entity_id: EntityUrn,
     request: Request,
@@ -590,6 +597,7 @@ async def temporal_entity(
 
 @router.get("/temporal/entities", summary="NGSI-LD: history across entities")
 @calls(SERVICE, "QueryHistory")
+@calls(SERVICE, "ListEntities")
 async def temporal_query(
     request: Request,
     who: Who,

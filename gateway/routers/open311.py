@@ -418,6 +418,7 @@ def _notice(event: pb.Event, cats: dict[str, pb.Category]) -> str:
 
 @router.post("/requests.{fmt}", summary="Open311: create a service request")
 @calls("grassroots.events.v1.EventsService", "CreateEvent")
+@calls("grassroots.events.v1.EventsService", "ListCategories")  # service_code -> category
 async def create_request(
     fmt: Fmt,
     form: Annotated[ServiceRequestForm, Form()],
@@ -562,6 +563,8 @@ async def _newest(
 
 @router.get("/requests.{fmt}", summary="Open311: service requests")
 @calls("grassroots.events.v1.EventsService", "ListEvents")
+@calls("grassroots.events.v1.EventsService", "GetEvent")
+@calls("grassroots.events.v1.EventsService", "ListCategories")
 async def service_requests(
     fmt: Fmt,
     request: Request,
@@ -620,6 +623,7 @@ async def service_requests(
 
 @router.get("/requests/{service_request_id}.{fmt}", summary="Open311: one service request")
 @calls("grassroots.events.v1.EventsService", "GetEvent")
+@calls("grassroots.events.v1.EventsService", "ListCategories")
 async def service_request(
     service_request_id: str, fmt: Fmt, request: Request, who: Reader
 ) -> Response:

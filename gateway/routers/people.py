@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, Security
 
-from gateway.auth import access, call_metadata
+from gateway.auth import access, call_metadata, calls
 from gateway.errors import call
 from gateway.schemas.identity import RESOURCE_ID_PATTERN, TENANT_ID_PATTERN
 from gateway.schemas.people import (
@@ -30,9 +30,8 @@ from grassroots.empower.v1 import people_service_pb2 as pb
 from services.kit.principal import Principal
 
 router = APIRouter(prefix="/v1/tenants")
-Reader = Annotated[Principal, Security(access("people:read"))]
-Writer = Annotated[Principal, Security(access("people:write"))]
-Auditor = Annotated[Principal, Security(access("audit:read"))]
+SERVICE = "grassroots.empower.v1.PeopleService"
+Who = Annotated[Principal, Security(access("empower"))]
 TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="tenant id")]
 PersonId = Annotated[str, Path(pattern=RESOURCE_ID_PATTERN)]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
@@ -105,8 +104,9 @@ def audit_entry_out(entry: pb.AuditEntry) -> AuditEntryOut:
     tags=["people"],
     summary="Register a person",
 )
+@calls(SERVICE, "CreatePerson")
 async def create_person(
-    tenant: TenantId, body: PersonCreate, request: Request, response: Response, who: Writer
+    tenant: TenantId, body: PersonCreate, request: Request, response: Response, who: Who
 ) -> PersonOut:
     """Answers the person as the caller may see them (masked without read_sensitive)."""
     person = pb.Person(
@@ -131,10 +131,11 @@ async def create_person(
 
 
 @router.get("/{tenant}/people", response_model=PersonList, tags=["people"], summary="List people")
+@calls(SERVICE, "ListPeople")
 async def list_people(
     tenant: TenantId,
     request: Request,
-    who: Reader,
+    who: Who,
     filter: Filter = "",
     page_size: PageSize = 50,
     page_token: PageToken = "",
@@ -164,11 +165,12 @@ async def list_people(
 @router.get(
     "/{tenant}/people/{person}", response_model=PersonOut, tags=["people"], summary="Get a person"
 )
+@calls(SERVICE, "GetPerson")
 async def get_person(
     tenant: TenantId,
     person: PersonId,
     request: Request,
-    who: Reader,
+    who: Who,
     purpose: PurposeQuery = None,
     x_purpose: PurposeHeader = None,
 ) -> PersonOut:
@@ -187,10 +189,11 @@ async def get_person(
     tags=["audit"],
     summary="List audit entries of unmasked reads",
 )
+@calls(SERVICE, "ListAuditEntries")
 async def list_audit_entries(
     tenant: TenantId,
     request: Request,
-    who: Auditor,
+    who: Who,
     filter: Annotated[
         str,
         Query(
@@ -226,7 +229,8 @@ async def list_audit_entries(
     tags=["audit"],
     summary="Check the audit log's hash chain",
 )
-async def verify_audit_log(tenant: TenantId, request: Request, who: Auditor) -> AuditVerification:
+@calls(SERVICE, "VerifyAuditLog")
+async def verify_audit_log(tenant: TenantId, request: Request, who: Who) -> AuditVerification:
     """Recomputes every entry's hash; `first_bad_sequence` names the first that breaks."""
     result = await call(
         request.app.state.upstreams.people.VerifyAuditLog(

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, Security
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from gateway.auth import access, call_metadata
+from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call
 from gateway.schemas.identity import (
     TENANT_ID_PATTERN,
@@ -29,8 +29,8 @@ from services.kit import tenancy
 from services.kit.principal import Principal
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
-Reader = Annotated[Principal, Security(access("empower:read"))]
-Creator = Annotated[Principal, Security(access("tenants:write"))]
+SERVICE = "grassroots.empower.v1.EmpowerService"
+Who = Annotated[Principal, Security(access("empower"))]
 TenantId = Annotated[
     str, Path(pattern=TENANT_ID_PATTERN, description="tenant id, e.g. sh-jiading-anting")
 ]
@@ -54,7 +54,8 @@ def _level(name: LevelName) -> pb.Tenant.Level.ValueType:
 
 
 @router.get("/{tenant}", response_model=TenantOut, summary="Get a tenant node")
-async def get_tenant(tenant: TenantId, request: Request, who: Reader) -> TenantOut:
+@calls(SERVICE, "GetTenant")
+async def get_tenant(tenant: TenantId, request: Request, who: Who) -> TenantOut:
     rpc = request.app.state.upstreams.empower.GetTenant(
         pb.GetTenantRequest(name=f"tenants/{tenant}"), metadata=call_metadata(who)
     )
@@ -62,10 +63,11 @@ async def get_tenant(tenant: TenantId, request: Request, who: Reader) -> TenantO
 
 
 @router.get("/{tenant}/children", response_model=TenantList, summary="List a node's children")
+@calls(SERVICE, "ListTenants")
 async def list_child_tenants(
     tenant: TenantId,
     request: Request,
-    who: Reader,
+    who: Who,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
     page_token: Annotated[str, Query(max_length=512)] = "",
 ) -> TenantList:
@@ -89,8 +91,9 @@ async def list_child_tenants(
     response_model=TenantOut,
     summary="Add a child node (a town, village or grid)",
 )
+@calls(SERVICE, "CreateTenant")
 async def create_child_tenant(
-    tenant: TenantId, body: TenantCreate, request: Request, response: Response, who: Creator
+    tenant: TenantId, body: TenantCreate, request: Request, response: Response, who: Who
 ) -> TenantOut:
     rpc = request.app.state.upstreams.empower.CreateTenant(
         pb.CreateTenantRequest(
@@ -110,8 +113,9 @@ async def create_child_tenant(
 
 
 @router.patch("/{tenant}", response_model=TenantOut, summary="Rename a node or correct its code")
+@calls(SERVICE, "UpdateTenant")
 async def update_tenant(
-    tenant: TenantId, body: TenantUpdate, request: Request, who: Creator
+    tenant: TenantId, body: TenantUpdate, request: Request, who: Who
 ) -> TenantOut:
     """Only the fields sent change (AIP-134); the change is written to the audit log."""
     paths = sorted(body.model_fields_set)
@@ -134,7 +138,8 @@ async def update_tenant(
 @router.delete(
     "/{tenant}", status_code=204, summary="Delete an empty node (no child nodes, users or apps)"
 )
-async def delete_tenant(tenant: TenantId, request: Request, who: Creator) -> Response:
+@calls(SERVICE, "DeleteTenant")
+async def delete_tenant(tenant: TenantId, request: Request, who: Who) -> Response:
     """A node that still has child nodes, users or apps answers 400 (FAILED_PRECONDITION)."""
     await call(
         request.app.state.upstreams.empower.DeleteTenant(

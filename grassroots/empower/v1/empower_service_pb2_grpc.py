@@ -82,14 +82,14 @@ class EmpowerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetTenant(self, request, context):
-        """Gets a tenant node: one of the caller's subtree or above it.
+        """Gets a tenant node: one of the caller's subtree or above it. Needs empower:read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListTenants(self, request, context):
-        """Lists the children of a tenant node.
+        """Lists the children of a tenant node. Needs empower:read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,7 +112,8 @@ class EmpowerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListCatalogItems(self, request, context):
-        """Lists the catalog: components and scenario templates on the shelf.
+        """Lists the catalog: components and scenario templates on the shelf. Needs
+        catalog:read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,9 +39,9 @@ class EmpowerServiceStub:
     CreateTenant: _grpc.UnaryUnaryMultiCallable[_empower_service_pb2.CreateTenantRequest, _empower_service_pb2.Tenant]
     """Creates a child node under a tenant node. Needs tenants:write."""
     GetTenant: _grpc.UnaryUnaryMultiCallable[_empower_service_pb2.GetTenantRequest, _empower_service_pb2.Tenant]
-    """Gets a tenant node: one of the caller's subtree or above it."""
+    """Gets a tenant node: one of the caller's subtree or above it. Needs empower:read."""
     ListTenants: _grpc.UnaryUnaryMultiCallable[_empower_service_pb2.ListTenantsRequest, _empower_service_pb2.ListTenantsResponse]
-    """Lists the children of a tenant node."""
+    """Lists the children of a tenant node. Needs empower:read."""
     UpdateTenant: _grpc.UnaryUnaryMultiCallable[_empower_service_pb2.UpdateTenantRequest, _empower_service_pb2.Tenant]
     """Renames a node of the caller's subtree or corrects its division code
     (update_mask: display_name, admin_code). Needs tenants:write.
@@ -51,7 +51,9 @@ class EmpowerServiceStub:
     FAILED_PRECONDITION otherwise). Needs tenants:write.
     """
     ListCatalogItems: _grpc.UnaryUnaryMultiCallable[_empower_service_pb2.ListCatalogItemsRequest, _empower_service_pb2.ListCatalogItemsResponse]
-    """Lists the catalog: components and scenario templates on the shelf."""
+    """Lists the catalog: components and scenario templates on the shelf. Needs
+    catalog:read.
+    """
 
 @_typing.type_check_only
 class EmpowerServiceAsyncStub(EmpowerServiceStub):
@@ -63,9 +65,9 @@ class EmpowerServiceAsyncStub(EmpowerServiceStub):
     CreateTenant: _aio.UnaryUnaryMultiCallable[_empower_service_pb2.CreateTenantRequest, _empower_service_pb2.Tenant]  # type: ignore[assignment]
     """Creates a child node under a tenant node. Needs tenants:write."""
     GetTenant: _aio.UnaryUnaryMultiCallable[_empower_service_pb2.GetTenantRequest, _empower_service_pb2.Tenant]  # type: ignore[assignment]
-    """Gets a tenant node: one of the caller's subtree or above it."""
+    """Gets a tenant node: one of the caller's subtree or above it. Needs empower:read."""
     ListTenants: _aio.UnaryUnaryMultiCallable[_empower_service_pb2.ListTenantsRequest, _empower_service_pb2.ListTenantsResponse]  # type: ignore[assignment]
-    """Lists the children of a tenant node."""
+    """Lists the children of a tenant node. Needs empower:read."""
     UpdateTenant: _aio.UnaryUnaryMultiCallable[_empower_service_pb2.UpdateTenantRequest, _empower_service_pb2.Tenant]  # type: ignore[assignment]
     """Renames a node of the caller's subtree or corrects its division code
     (update_mask: display_name, admin_code). Needs tenants:write.
@@ -75,7 +77,9 @@ class EmpowerServiceAsyncStub(EmpowerServiceStub):
     FAILED_PRECONDITION otherwise). Needs tenants:write.
     """
     ListCatalogItems: _aio.UnaryUnaryMultiCallable[_empower_service_pb2.ListCatalogItemsRequest, _empower_service_pb2.ListCatalogItemsResponse]  # type: ignore[assignment]
-    """Lists the catalog: components and scenario templates on the shelf."""
+    """Lists the catalog: components and scenario templates on the shelf. Needs
+    catalog:read.
+    """
 
 class EmpowerServiceServicer(metaclass=_abc_1.ABCMeta):
     """The supermarket itself: tenants, the catalog of components and scenario
@@ -96,7 +100,7 @@ class EmpowerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _empower_service_pb2.GetTenantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empower_service_pb2.Tenant, _abc.Awaitable[_empower_service_pb2.Tenant]]:
-        """Gets a tenant node: one of the caller's subtree or above it."""
+        """Gets a tenant node: one of the caller's subtree or above it. Needs empower:read."""
 
     @_abc_1.abstractmethod
     def ListTenants(
@@ -104,7 +108,7 @@ class EmpowerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _empower_service_pb2.ListTenantsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empower_service_pb2.ListTenantsResponse, _abc.Awaitable[_empower_service_pb2.ListTenantsResponse]]:
-        """Lists the children of a tenant node."""
+        """Lists the children of a tenant node. Needs empower:read."""
 
     @_abc_1.abstractmethod
     def UpdateTenant(
@@ -132,6 +136,8 @@ class EmpowerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _empower_service_pb2.ListCatalogItemsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empower_service_pb2.ListCatalogItemsResponse, _abc.Awaitable[_empower_service_pb2.ListCatalogItemsResponse]]:
-        """Lists the catalog: components and scenario templates on the shelf."""
+        """Lists the catalog: components and scenario templates on the shelf. Needs
+        catalog:read.
+        """
 
 def add_EmpowerServiceServicer_to_server(servicer: EmpowerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
