@@ -45,12 +45,14 @@ from gateway.schemas.command import (
     WorkloadOut,
 )
 from gateway.schemas.common import GeoPointIn, GeoPointOut
+from gateway.schemas.contract import query
 from grassroots.command.v1 import command_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.kit.filtering import quote
 from services.kit.principal import Principal
 
 SERVICE = "grassroots.command.v1.CommandService"
+Explain = pb.ExplainRoutingRequest
 router = APIRouter(prefix="/v1/tenants/{tenant}", tags=["command"])
 Who = Annotated[Principal, Security(access("command"))]
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -397,11 +399,11 @@ async def explain(
     tenant: TenantId,
     request: Request,
     who: Who,
-    category: Annotated[str, Query(max_length=100, description="required")] = "",
-    severity: Annotated[int, Query(ge=1, le=5, description="1 (minor) to 5")] = 2,
-    grid_cell: Annotated[str, Query(max_length=64)] = "",
+    category: Annotated[str, query(Explain, "category", description="required")] = "",
+    severity: Annotated[int, query(Explain, "severity", description="1 (minor) to 5")] = 2,
+    grid_cell: Annotated[str, query(Explain, "grid_cell")] = "",
     village: Annotated[
-        str | None, Query(max_length=250, description=TENANT_FILTER_DESCRIPTION)
+        str | None, query(Explain, "village", description=TENANT_FILTER_DESCRIPTION)
     ] = None,
 ) -> Any:
     """The rule an event with these facts would meet first, and why; 400 when none."""

@@ -13,7 +13,6 @@ from gateway.auth import access, call_metadata, calls
 from gateway.errors import call
 from gateway.paths import TenantId, parent, rest_path
 from gateway.schemas.command_plans import (
-    RESOURCE_PATTERN,
     CheckInIn,
     CheckOutIn,
     CommandLogEntryList,
@@ -34,6 +33,7 @@ from gateway.schemas.command_plans import (
     ServiceTargetOut,
 )
 from gateway.schemas.common import GeoPointIn, GeoPointOut
+from gateway.schemas.contract import query
 from grassroots.command.v1 import plans_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.kit.principal import Principal
@@ -272,7 +272,8 @@ async def list_command_log_entries(
     request: Request,
     who: Who,
     resource: Annotated[
-        str | None, Query(pattern=RESOURCE_PATTERN, description="only this resource name")
+        str | None,
+        query(pb.ListCommandLogEntriesRequest, "resource", description="only this resource name"),
     ] = None,
     page_size: PageSize = 50,
     page_token: PageToken = "",
@@ -389,7 +390,10 @@ async def list_service_orders(
     tenant: TenantId,
     request: Request,
     who: Who,
-    handler: Annotated[str | None, Query(max_length=200, description="a carer's subject")] = None,
+    handler: Annotated[
+        str | None,
+        query(pb.ListServiceOrdersRequest, "handler", description="a carer's subject"),
+    ] = None,
     service_plan: Annotated[
         str | None, Query(pattern=_ID, description="id of a service plan")
     ] = None,

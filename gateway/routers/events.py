@@ -18,6 +18,7 @@ from gateway.errors import ApiError, call, from_rpc_error
 from gateway.event_creates import EventCreates
 from gateway.idempotency import HEADER, KEY_DESCRIPTION, parse_key
 from gateway.paths import TENANT_FILTER_DESCRIPTION, TenantId, parent, rest_path, tenant_filter
+from gateway.schemas.contract import query
 from gateway.schemas.events import (
     REQUEST_ID_PATTERN,
     CategoryIn,
@@ -330,7 +331,7 @@ async def list_events(
     who: Who,
     grid_cell: Annotated[str | None, Query(max_length=64)] = None,
     village: Village = None,
-    category: Annotated[str | None, Query(max_length=64)] = None,
+    category: Annotated[str | None, query(pb.Event, "category")] = None,
     state: StateName | None = None,
     created_from: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
     created_before: Annotated[datetime | None, Query(description="RFC 3339, exclusive")] = None,
@@ -370,7 +371,7 @@ async def event_statistics(
     who: Who,
     grid_cell: Annotated[str | None, Query(max_length=64)] = None,
     village: Village = None,
-    category: Annotated[str | None, Query(max_length=64)] = None,
+    category: Annotated[str | None, query(pb.Event, "category")] = None,
     created_from: Annotated[datetime | None, Query()] = None,
     created_before: Annotated[datetime | None, Query()] = None,
 ) -> EventStatisticsOut:

@@ -14,7 +14,6 @@ from grassroots.command.v1 import plans_service_pb2 as pb
 ItemKindName = Literal["dispatch", "checklist", "notice"]
 ItemStateName = Literal["open", "closed"]
 OrderStateName = Literal["assigned", "checked_in", "done", "unassigned"]
-RESOURCE_PATTERN = r"^[A-Za-z0-9/_.:-]{1,300}$"
 
 
 class _In(BaseModel):

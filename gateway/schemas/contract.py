@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Query
 from google.protobuf.message import Message
 from pydantic import Field
 from pydantic.json_schema import JsonDict
@@ -61,6 +62,12 @@ def limited(message: type[Message], field: str, default: Any = ..., **kwargs: An
     For a repeated field the bound is its item count; bound its items with `item`.
     """
     return Field(default, **bounds(message, field), **kwargs)
+
+
+def query(message: type[Message], field: str, **kwargs: Any) -> Any:
+    """A query parameter standing for `message.field`, with the bounds it declares:
+    `category: Annotated[str | None, query(pb.Event, "category")] = None`."""
+    return Query(**bounds(message, field), **kwargs)
 
 
 def item(message: type[Message], field: str) -> Any:

@@ -201,3 +201,176 @@ def test_every_integer_a_client_sends_is_bounded(openapi):
                     if "maximum" not in option or "minimum" not in option:
                         unbounded.append(f"{method.upper()} {path} ?{parameter['name']}")
     assert not unbounded, "integers without both bounds:\n" + "\n".join(unbounded)
+
+
+# Query and path parameters that stand for no limited proto field, by name, with the
+# reason their bounds are the gateway's. Any other bounded parameter must name its
+# contract field (`gateway.schemas.contract.query`), and one named like a limited field
+# of the request its route sends must take that field's bounds.
+PARAMETER_GATEWAY_ONLY = {
+    # A resource id is one segment of the resource name the gateway builds; the
+    # contract bounds the whole name, the services parse it (ADR 9).
+    **dict.fromkeys(
+        [
+            "api_key",
+            "app",
+            "attribute",
+            "collection_id",
+            "dataset",
+            "emergency_plan",
+            "entity",
+            "entity_id",
+            "event",
+            "feature",
+            "form",
+            "handler",
+            "item_id",
+            "layer",
+            "notice",
+            "person",
+            "points_account",
+            "report_template",
+            "routing_rule",
+            "run",
+            "service_order",
+            "service_plan",
+            "subscription",
+            "task",
+            "tenant",
+            "token",
+            "user",
+            "service_request_id",
+            "service_code",
+        ],
+        "a segment of a resource name",
+    ),
+    # Paging: sizes are clamped by the kit (AIP-158), tokens and cursors are signed.
+    **dict.fromkeys(["page_size", "page_token", "limit", "offset", "after", "cursor"], "paging"),
+    # Filter text the service parses with its own grammar; the gateway guards the size.
+    **dict.fromkeys(["filter", "q"], "size guard of filter text"),
+    # Terms the gateway turns into a filter expression over output-only fields, which
+    # the contract does not bound: size guards.
+    **dict.fromkeys(
+        [
+            "area",
+            "kind",
+            "grid_cell",
+            "village",
+            "handler",
+            "team",
+            "role",
+            "holder",
+            "type",
+            "entity_type",
+            "property",
+            "start_time",
+            "end_time",
+            "purpose",
+            "grid_tenant",
+            "tenant",
+            "bucket_seconds",
+            "bbox",
+            "bbox_crs",
+            "crs",
+            "event",
+            "coordinates",
+        ],
+        "a filter term over output-only fields",
+    ),
+    # The REST name of one of a contract enum's values.
+    "format": "an enum's REST name",
+    # NGSI-LD and OGC API parameters, bounded as their standards' readers expect.
+    **dict.fromkeys(
+        [
+            "aggrMethods",
+            "aggrPeriodDuration",
+            "attrs",
+            "count",
+            "endTimeAt",
+            "geometry",
+            "geoproperty",
+            "georel",
+            "id",
+            "lastN",
+            "options",
+            "timeAt",
+            "timerel",
+        ],
+        "a parameter of NGSI-LD",
+    ),
+}
+
+
+def _parameters(openapi: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(operation, parameter name, schema) of every query and path parameter."""
+    found = []
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] in ("query", "path"):
+                    label = f"{method.upper()} {path}"
+                    found.append((label, parameter["name"], parameter.get("schema", {})))
+    return found
+
+
+def _request_fields(openapi: dict[str, Any]) -> dict[str, list[Any]]:
+    """Request messages each operation sends, from its route's `@calls`."""
+    from fastapi.routing import APIRoute
+
+    from gateway import auth
+    from gateway.app import create_app as build
+
+    app = build(GatewaySettings(**{f"{n}_address": "127.0.0.1:9" for n in NAMES}))
+    messages: dict[str, list[Any]] = {}
+    pool = descriptor_pool.Default()
+    import fastapi.routing
+
+    for context in fastapi.routing.iter_route_contexts(app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute):
+            continue
+        sent = []
+        for rpc in auth.ENDPOINT_RPCS.get(route.endpoint, ()):
+            service, _, method = rpc[1:].partition("/")
+            sent.append(pool.FindServiceByName(service).methods_by_name[method].input_type)
+        for method in route.methods:
+            messages[f"{method} {context.path}"] = sent
+    return messages
+
+
+def test_every_bound_of_a_query_or_path_parameter_is_the_contracts(openapi):
+    sends = _request_fields(openapi)
+    differ, undeclared, checked = [], [], 0
+    for operation, name, schema in _parameters(openapi):
+        bounds = _declared_bounds(schema)
+        if CONTRACT_KEY in schema:
+            checked += 1
+            expected = _contract_bounds(schema[CONTRACT_KEY])
+            if bounds != expected:
+                differ.append(f"{operation} {name}: gateway {bounds}, contract {expected}")
+            continue
+        for message in sends.get(operation, []):
+            field = message.fields_by_name.get(name)
+            if field is not None and field.GetOptions().ListFields():
+                try:
+                    limits.of(message, name)
+                except LookupError:
+                    continue
+                undeclared.append(f"{operation} {name}: bound it as {message.full_name}.{name}")
+        if bounds and name not in PARAMETER_GATEWAY_ONLY:
+            undeclared.append(f"{operation} {name}: {bounds}")
+    assert checked >= 5
+    assert not differ, "gateway and contract limits differ:\n" + "\n".join(differ)
+    assert not undeclared, (
+        "take these bounds from the contract with gateway.schemas.contract.query:\n"
+        + "\n".join(undeclared)
+    )
+
+
+def test_a_filter_takes_the_bounds_of_the_field_it_filters(openapi):
+    """The drift ADR 22 was about, in a query: events were filtered by categories of at
+    most 64 characters while a category code may have 127."""
+    listed = openapi["paths"]["/v1/tenants/{tenant}/events"]["get"]["parameters"]
+    category = next(p for p in listed if p["name"] == "category")["schema"]
+    assert category[CONTRACT_KEY] == "grassroots.events.v1.Event.category"
+    assert _declared_bounds(category)["maxLength"] == 127

@@ -146,6 +146,21 @@ def test_event_list_times_at_the_ends_of_the_calendar(world, params, field):
     assert_bad_request(response, field)
 
 
+def test_event_list_filters_by_every_category_the_contract_allows(world):
+    """A query parameter takes its bounds from the contract field it filters (ADR 22):
+    a 127-character category code is a valid filter, a 128-character one is 400."""
+    headers = world.a_super.headers
+    longest = fresh(
+        world, "GET", f"/v1/tenants/{A}/events", params={"category": "c" * 127}, headers=headers
+    )
+    assert longest.status_code == 200, longest.text[:300]
+    assert longest.json()["events"] == []
+    beyond = fresh(
+        world, "GET", f"/v1/tenants/{A}/events", params={"category": "c" * 128}, headers=headers
+    )
+    assert_bad_request(beyond, "category")
+
+
 @pytest.mark.parametrize(
     "params, field",
     [
