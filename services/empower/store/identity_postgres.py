@@ -131,8 +131,6 @@ _SCHEMA: tuple[str, ...] = (
         roles           text NOT NULL,
         password_hash   text,
         disabled        boolean NOT NULL DEFAULT false,
-        failed_logins   integer NOT NULL DEFAULT 0,  -- unused: sign-in is throttled, not locked
-        locked_until_us bigint,                      -- unused, as above
         create_us       bigint NOT NULL,
         update_us       bigint NOT NULL,
         password_change_required boolean NOT NULL DEFAULT false)""",
@@ -143,6 +141,8 @@ _SCHEMA: tuple[str, ...] = (
     "ALTER TABLE users ADD COLUMN IF NOT EXISTS "
     "password_change_required boolean NOT NULL DEFAULT false",
     "ALTER TABLE users DROP CONSTRAINT IF EXISTS users_username_key",
+    # Columns of the first version that nothing read (sign-in is throttled, never locked).
+    "ALTER TABLE users DROP COLUMN IF EXISTS failed_logins, DROP COLUMN IF EXISTS locked_until_us",
     "CREATE UNIQUE INDEX IF NOT EXISTS users_tenant_username ON users (tenant, username)",
     "CREATE INDEX IF NOT EXISTS users_username ON users (username, id)",
     """CREATE TABLE IF NOT EXISTS refresh_tokens (

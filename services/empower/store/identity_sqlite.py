@@ -90,6 +90,9 @@ T = TypeVar("T")
 # A username is unique at its tenant node, not across the platform: a name taken
 # elsewhere must not be revealed to whoever creates a user (`migrate_users` moves an
 # older file, whose usernames were unique everywhere, to this shape).
+# Columns of the first version that nothing read (sign-in is throttled, never locked);
+# `migrate_users` drops them from an older file.
+UNUSED_USER_COLUMNS = ("failed_logins", "locked_until_us")
 USERS_TABLE = """
 CREATE TABLE IF NOT EXISTS {table} (
     id              TEXT PRIMARY KEY,
@@ -100,8 +103,6 @@ CREATE TABLE IF NOT EXISTS {table} (
     roles           TEXT NOT NULL,
     password_hash   TEXT,
     disabled        INTEGER NOT NULL DEFAULT 0,
-    failed_logins   INTEGER NOT NULL DEFAULT 0,  -- unused: sign-in is throttled, not locked
-    locked_until_us INTEGER,                     -- unused, as above
     create_us       INTEGER NOT NULL,
     update_us       INTEGER NOT NULL,
     password_change_required INTEGER NOT NULL DEFAULT 0
@@ -182,6 +183,9 @@ def migrate_users(conn: sqlite3.Connection) -> None:
     one in one transaction, with foreign keys off meanwhile as SQLite prescribes.
     """
     columns = {row["name"] for row in conn.execute("PRAGMA table_info(users)").fetchall()}
+    for unused in UNUSED_USER_COLUMNS:
+        if unused in columns:  # SQLite >= 3.35 rewrites the table in place
+            conn.execute(f"ALTER TABLE users DROP COLUMN {unused}")
     if "password_change_required" not in columns:
         conn.execute(
             "ALTER TABLE users ADD COLUMN password_change_required INTEGER NOT NULL DEFAULT 0"

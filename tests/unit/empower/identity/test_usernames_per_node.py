@@ -140,6 +140,11 @@ async def test_an_older_sqlite_file_keeps_its_users_and_loses_the_global_constra
         assert len(await again.credentials(ALL_TENANTS, "li.na")) == 2
     finally:
         await close_store(again)
+    # The first version's columns that nothing read are gone.
+    with sqlite3.connect(path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(users)")}
+    assert not columns & {"failed_logins", "locked_until_us"}
+    assert {"id", "username", "password_change_required"} <= columns
 
 
 async def test_an_older_postgres_schema_keeps_its_users_and_loses_the_global_constraint(
@@ -163,6 +168,14 @@ async def test_an_older_postgres_schema_keeps_its_users_and_loses_the_global_con
         assert len(await again.credentials(ALL_TENANTS, "li.na")) == 2
     finally:
         await again.close()
+    async with await psycopg.AsyncConnection.connect(postgis_test_dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'users'"
+        )
+        columns = {row[0] for row in await cur.fetchall()}
+    assert not columns & {"failed_logins", "locked_until_us"}
+    assert {"id", "username", "password_change_required"} <= columns
 
 
 async def _migrated(store) -> None:
