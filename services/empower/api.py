@@ -1,8 +1,10 @@
 """The empower service's gRPC surface: tenants, identity, people and audit in one server.
 
 The adapters live in `identity_api` and `people_api`; this module assembles them.
-The scope of every method is declared in the protos: reads of tenants, users and
-apps are open to any signed principal because the domain filters them by subtree;
+The scope of every method is declared in the protos: reading tenant nodes needs
+`empower:read`; reads of users and apps are open to any signed principal because the
+domain decides (by subtree, and `empower:read` or the matching `:write` scope, or the
+caller's own record);
 the methods the gateway uses to authenticate callers need `identity:verify`, which
 only the gateway's own service principal holds.
 """
