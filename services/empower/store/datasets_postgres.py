@@ -299,12 +299,12 @@ class PostgresDatasetStore:
             rows = await _fetch(conn, query, (*args, after or "", limit))
         return [row_to_installation(r) for r in rows]
 
-    async def get_installation(self, scope: str, installation_id: str) -> Installation | None:
-        where, args = _subtree(scope)
+    async def get_installation(self, subtree: str, installation_id: str) -> Installation | None:
+        where, args = _subtree(subtree)
         query = (
             f"SELECT {INSTALLATION_COLUMNS} FROM catalog_installations WHERE {where} AND id = %s"
         )
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             rows = await _fetch(conn, query, (*args, installation_id))
         return row_to_installation(rows[0]) if rows else None
 
@@ -315,10 +315,10 @@ class PostgresDatasetStore:
             )
             return cur.rowcount > 0
 
-    async def delete_installation(self, scope: str, installation_id: str) -> bool:
-        where, args = _subtree(scope)
+    async def delete_installation(self, subtree: str, installation_id: str) -> bool:
+        where, args = _subtree(subtree)
         query = f"DELETE FROM catalog_installations WHERE id = %s AND {where}"
-        async with rls.scoped_transaction(self.pool, scope) as conn:
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
             cur = await conn.execute(query, (installation_id, *args))
             return cur.rowcount > 0
 

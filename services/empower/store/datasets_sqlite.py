@@ -298,8 +298,8 @@ class SqliteDatasetStore:
 
         return await self.db.run(select)
 
-    async def get_installation(self, scope: str, installation_id: str) -> Installation | None:
-        where, args = _subtree(scope)
+    async def get_installation(self, subtree: str, installation_id: str) -> Installation | None:
+        where, args = _subtree(subtree)
         query = f"SELECT {INSTALLATION_COLUMNS} FROM catalog_installations WHERE {where} AND id = ?"
 
         def select(conn: sqlite3.Connection) -> Installation | None:
@@ -314,8 +314,8 @@ class SqliteDatasetStore:
             lambda conn: conn.execute(UPDATE_INSTALLATION, values).rowcount > 0
         )
 
-    async def delete_installation(self, scope: str, installation_id: str) -> bool:
-        where, args = _subtree(scope)
+    async def delete_installation(self, subtree: str, installation_id: str) -> bool:
+        where, args = _subtree(subtree)
         query = f"DELETE FROM catalog_installations WHERE id = ? AND {where}"
         return await self.db.run(
             lambda conn: conn.execute(query, (installation_id, *args)).rowcount > 0
