@@ -212,7 +212,7 @@ def _api(stack: Stack, path: str) -> dict[str, Any]:
 
 
 @pytest.mark.integration
-def test_resident_reports_the_grid_worker_resolves_and_the_resident_rates_it(
+def test_resident_reports_the_board_sees_it_the_grid_worker_resolves_the_resident_rates_it(
     stack, gateway, browser, axe_source, credentials, grid_index
 ):
     secretary = credentials.account("xingming.secretary")
@@ -249,6 +249,17 @@ def test_resident_reports_the_grid_worker_resolves_and_the_resident_rates_it(
     assert not accessibility_problems(page, axe_source)
     record(page, "resident")
 
+    # The town's board watches while the report is handled.
+    officer = credentials.account("anting.officer")
+    watching = phone(browser, gateway)
+    board = watching.new_page()
+    board_problems = watch(board)
+    board.goto("/web/board.html")
+    sign_in(board, officer.username, officer.password)
+    board.wait_for_url("**/web/board.html")
+    wait_ready(board)
+    board.wait_for_selector("#live-state:has-text('live')")
+
     # The phone's position (GCJ-02 here) pins the report; the API stores WGS84.
     page.click("#locate")
     page.wait_for_selector("#pin:has-text('Pin at')")
@@ -265,6 +276,7 @@ def test_resident_reports_the_grid_worker_resolves_and_the_resident_rates_it(
     assert abs(event["location"]["longitude"] - lon) < 1e-5, (event["location"], lon)
     assert abs(event["location"]["latitude"] - lat) < 1e-5, (event["location"], lat)
     page.wait_for_selector(f"#mine li:has-text('{receipt}')")
+    board.wait_for_selector(f"#live li[data-event='{receipt}']", timeout=2_000)
     record(page, "resident-sent")
 
     # Command offered it to the nearest grid worker, who handles it on the worker page.
@@ -299,6 +311,7 @@ def test_resident_reports_the_grid_worker_resolves_and_the_resident_rates_it(
     done = _api(stack, f"/v1/{task['name']}")
     assert done["state"] == "done" and done["resolution_note"].startswith("Firewood moved")
     assert _api(stack, f"/v1/{event['name']}")["state"] == "resolved"
+    board.wait_for_selector(f"#live li[data-event='{receipt}'] .state.resolved", timeout=5_000)
 
     # The resident follows the report by its receipt and rates the work.
     page.fill("#follow-id", receipt)
@@ -312,8 +325,11 @@ def test_resident_reports_the_grid_worker_resolves_and_the_resident_rates_it(
     page.wait_for_selector("#followed:has-text('You rated it 5')")
     rated = _api(stack, f"/v1/{event['name']}")
     assert rated["state"] == "closed" and rated["evaluation"]["score"] == 5
+    board.wait_for_selector(f"#live li[data-event='{receipt}'] .state.closed", timeout=5_000)
     assert not problems, problems
     assert not worker_problems, worker_problems
+    assert not board_problems, board_problems
+    watching.close()
     resident.close()
     worker.close()
 
