@@ -22,6 +22,20 @@ class CommandSettings(ServiceSettings):
     events_address: str = Field(
         ..., min_length=1, description="host:port of the events service (moves events along)"
     )
+    map_address: str = Field(
+        "",
+        description="host:port of the map service, for distances by road over each village's "
+        "road layer; empty measures every distance in a straight line",
+    )
+    road_layer: str = Field(
+        "roads",
+        pattern="^[a-z0-9]+(-[a-z0-9]+)*$",
+        max_length=63,
+        description="id of the layer holding a village's roads (line features)",
+    )
+    layer_recheck_seconds: float = Field(
+        60.0, gt=0, description="how often a kept road layer is checked for changes"
+    )
     backend: Literal["sqlite", "postgres"] = Field(
         "sqlite", description="one SQLite file (one replica) or PostgreSQL (several)"
     )

@@ -17,6 +17,7 @@ from services.command.intake import EventSync, Intake
 from services.command.plans import SERVICE_NAME as PLANS_SERVICE_NAME
 from services.command.plans import Plans, assemble_plans
 from services.command.relay import STREAM, command_relay
+from services.command.roads_client import MapRoads
 from services.command.store.postgres import PostgresCommandStore
 from services.command.store.sqlite import SqliteCommandStore
 from services.kit import metrics
@@ -24,6 +25,7 @@ from services.kit.bus import Bus, Consumer, open_bus
 from services.kit.clock import offset_clock
 from services.kit.component import ServiceComponent
 from services.kit.lease import Singletons
+from services.kit.map_layers import follow_map_notices
 from services.kit.outbox_relay import OutboxRelay
 
 RELAY_LEASE = "command.outbox-relay"
@@ -82,6 +84,17 @@ async def assemble(settings: CommandSettings) -> Command:
     )
     relay = command_relay(store, bus, batch=settings.outbox_batch)
     events = EventsClient(settings.events_address, settings.call_timeout_seconds)
+    roads = (
+        MapRoads(
+            settings.map_address,
+            settings.call_timeout_seconds,
+            settings.road_layer,
+            settings.layer_recheck_seconds,
+        )
+        if settings.map_address
+        else None
+    )
+    notices = await follow_map_notices(settings.bus_url, bus, roads.on_notice) if roads else None
     desk = CommandDesk(
         store,
         events,
@@ -90,6 +103,7 @@ async def assemble(settings: CommandSettings) -> Command:
         on_change=relay.notify,
         on_breach=metrics.record_sla_breach,
         clock=clock,
+        roads=roads,
     )
     # Several members read the group at once, so one report waiting on the store does
     # not hold up the next; each delivery still goes to exactly one of them.
@@ -135,6 +149,10 @@ async def assemble(settings: CommandSettings) -> Command:
         scheduler.wake()
         await asyncio.gather(*tasks)
         await singletons.stop(relay.notify, plans.relay.notify)
+        if notices is not None:
+            await notices.stop()
+        if roads is not None:
+            await roads.close()
 
     servicer, add = plans.registration()
     component = build_component(

@@ -54,7 +54,7 @@ COMPONENTS: dict[str, Component] = {
             50053,
             9103,
             ("grassroots.command.v1.CommandService", "grassroots.command.v1.PlansService"),
-            ("events",),
+            ("events", "map"),
         ),
         Component("twin", 50054, 9104, ("grassroots.twin.v1.TwinService",), ("events", "map")),
         Component(

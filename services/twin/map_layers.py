@@ -1,136 +1,46 @@
-"""The map service's layers as geofence shapes, over gRPC.
-
-A layer's features are read once per (tenant, layer) with ListFeatures in pages of
-10,000 as WKB, never per reading. The cache is revalidated: a layer kept longer than
-`recheck_seconds` is checked in the background with one GetLayer call, and read again
-only when its `update_time` moved. Where the map service announces its layer writes on
-a bus the twin shares (`map.changes`, ADR 23), such a notice starts that check at once
-(`on_notice`). Until the check answers (and while the map service is down) the kept
-geometry answers.
-"""
+"""The map service's layers as geofence shapes (read and kept by the kit's
+`MapLayerReader`; one shape per layer and buffer)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import time
-
-import grpc
-import shapely
-
-from grassroots.map.v1 import map_service_pb2 as map_pb
-from grassroots.map.v1 import map_service_pb2_grpc as map_grpc
-from services.kit import tenancy
 from services.kit.bus import BusMessage
-from services.kit.client import open_channel
-from services.kit.principal import Principal
-from services.kit.status import domain_error_from
-from services.twin.domain.geofence import LayerGeometry, LayerShape
+from services.kit.map_layers import MapLayerReader
+from services.twin.domain.geofence import LayerShape
 
 SUBJECT = "services/twin"
-PAGE = 10_000
-log = logging.getLogger(__name__)
 
 
 class MapLayers:
-    """Geofence layers read from the map service as the twin itself (map:read for the
-    rule's tenant, so a rule sees only layers its tenant may see)."""
+    """Geofence layers read from the map service as the twin itself."""
 
     def __init__(self, target: str, timeout: float, recheck_seconds: float = 60.0) -> None:
-        self.channel = open_channel(target, default_timeout=timeout)
-        self.stub = map_grpc.MapServiceStub(self.channel)
-        self.recheck_seconds = recheck_seconds
-        self._kept: dict[tuple[str, str], tuple[LayerGeometry, float]] = {}
+        self.reader = MapLayerReader(target, timeout, SUBJECT, recheck_seconds)
         self._shapes: dict[tuple[str, str, float], LayerShape] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._rechecks: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._principals: dict[str, Principal] = {}
-        self.reads = 0  # ListFeatures calls made, for tests and the bench
 
-    def _as_service(self, tenant: str) -> Principal:
-        found = self._principals.get(tenant)
-        if found is None:
-            found = self._principals[tenant] = Principal(
-                SUBJECT, tenant, "service", scopes=frozenset({"map:read"})
-            )
-        return found
+    @property
+    def reads(self) -> int:
+        """ListFeatures calls made, for tests and the bench."""
+        return self.reader.reads
+
+    @property
+    def recheck_seconds(self) -> float:
+        """How long a kept layer answers before it is checked for changes."""
+        return self.reader.recheck_seconds
+
+    @recheck_seconds.setter
+    def recheck_seconds(self, seconds: float) -> None:
+        self.reader.recheck_seconds = seconds
 
     async def shape(self, tenant: str, layer: str, buffer_m: float) -> LayerShape:
-        key = (tenant, layer)
-        kept = self._kept.get(key)
-        if kept is None:
-            async with self._locks.setdefault(key, asyncio.Lock()):
-                kept = self._kept.get(key)
-                if kept is None:
-                    geometry = await self._read(tenant, layer, await self._update_ms(key))
-                    kept = self._kept[key] = (geometry, time.monotonic())
-        elif time.monotonic() - kept[1] > self.recheck_seconds and key not in self._rechecks:
-            self._start_recheck(key)
-        geometry = kept[0]
+        geometry = await self.reader.geometry(tenant, layer)
         shape_key = (tenant, layer, buffer_m)
         shape = self._shapes.get(shape_key)
         if shape is None or shape.update_ms != geometry.update_ms:
             shape = self._shapes[shape_key] = LayerShape(geometry, buffer_m)
         return shape
 
-    async def _update_ms(self, key: tuple[str, str]) -> int:
-        tenant, layer = key
-        try:
-            got = await self.stub.GetLayer(
-                map_pb.GetLayerRequest(name=layer),
-                metadata=self._as_service(tenant).to_metadata(),
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise domain_error_from(exc, "map") from None
-        return int(got.update_time.ToMilliseconds())
-
-    async def _read(self, tenant: str, layer: str, update_ms: int) -> LayerGeometry:
-        geometries: list[shapely.Geometry] = []
-        token = ""
-        while True:
-            try:
-                page = await self.stub.ListFeatures(
-                    map_pb.ListFeaturesRequest(
-                        parent=layer,
-                        page_size=PAGE,
-                        page_token=token,
-                        geometry_encoding=map_pb.GEOMETRY_ENCODING_WKB,
-                    ),
-                    metadata=self._as_service(tenant).to_metadata(),
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise domain_error_from(exc, "map") from None
-            self.reads += 1
-            geometries.extend(shapely.from_wkb([f.geometry.wkb for f in page.features]))
-            token = page.next_page_token
-            if not token:
-                return LayerGeometry(layer, tuple(geometries), update_ms)
-
     async def on_notice(self, message: BusMessage) -> None:
-        """The map service says a layer changed ("<tenant path>:<layer id>"): check every
-        kept copy of it now instead of at the next recheck."""
-        tenant, _, layer_id = message.key.partition(":")
-        name = f"{tenancy.tenant_name(tenant)}/layers/{layer_id}"
-        for key in [k for k in self._kept if k[1] == name and k not in self._rechecks]:
-            self._start_recheck(key)
-
-    def _start_recheck(self, key: tuple[str, str]) -> None:
-        task = asyncio.create_task(self._recheck(key))
-        self._rechecks[key] = task
-        task.add_done_callback(lambda _t: self._rechecks.pop(key, None))
-
-    async def _recheck(self, key: tuple[str, str]) -> None:
-        """Read the layer again if it changed since it was kept; keep it either way."""
-        with contextlib.suppress(Exception):
-            geometry, _ = self._kept[key]
-            update_ms = await self._update_ms(key)
-            if update_ms != geometry.update_ms:
-                geometry = await self._read(key[0], key[1], update_ms)
-                log.info("geofence layer %s changed; read again", key[1])
-            self._kept[key] = (geometry, time.monotonic())
+        await self.reader.on_notice(message)
 
     async def close(self) -> None:
-        for task in list(self._rechecks.values()):
-            task.cancel()
-        await self.channel.close()
+        await self.reader.close()

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.kit.bus import Bus, open_bus
-from services.kit.cache_notices import CacheNotices
 from services.kit.component import ServiceComponent
 from services.kit.lease import Singletons
+from services.kit.map_layers import follow_map_notices
 from services.twin.alarms import AlarmRelay
 from services.twin.api import build_component
 from services.twin.config import TwinSettings
@@ -63,23 +63,6 @@ async def open_latest(settings: TwinSettings, store: TwinStore) -> LatestState:
     return MemoryLatest(await store.latest_of(None))
 
 
-async def follow_map_notices(
-    settings: TwinSettings, bus: Bus, layers: MapLayers
-) -> CacheNotices | None:
-    """On a shared Redis bus the map announces its layer writes (ADR 23): geofence layers
-    are checked at once instead of at the next recheck. Without it, or while Redis is
-    unreachable at start, the recheck alone keeps them fresh."""
-    if not settings.bus_url.startswith(("redis://", "rediss://")):
-        return None
-    notices = CacheNotices(bus, "map", layers.on_notice)
-    try:
-        await notices.start()
-    except Exception as exc:
-        log.warning("map layer notices not followed (%s); rechecking layers only", exc)
-        return None
-    return notices
-
-
 @dataclass
 class Twin:
     """A started twin service: its component and the parts behind it (tests and the
@@ -109,7 +92,11 @@ async def assemble(settings: TwinSettings, events: EventSink | None = None) -> T
         if settings.map_address
         else None
     )
-    notices = await follow_map_notices(settings, bus, layers) if layers is not None else None
+    notices = (
+        await follow_map_notices(settings.bus_url, bus, layers.on_notice)
+        if layers is not None
+        else None
+    )
     relay_box: list[AlarmRelay] = []
     hub = await TwinHub.open(store, latest, on_alarm=lambda: relay_box[0].wake(), layers=layers)
     relay = AlarmRelay(hub, store, events or client, BusFacts(bus))

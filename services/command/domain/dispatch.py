@@ -3,7 +3,8 @@
 Candidates are columns (numpy arrays), not objects: one decision over a thousand
 handlers is a handful of vector operations (a mask, a distance, a sort key), so a
 district's dispatch keeps up with thousands of decisions a second. Distance is the
-great-circle distance in metres between WGS84 positions; a handler who never reported
+great-circle distance in metres between WGS84 positions, or the distance by road where
+the village keeps a road layer (`roads.py`); a handler who never reported
 a position is taken only when nobody with one is available. Among handlers at the same
 distance (to the metre), the one given work longest ago goes first, so a team shares
 the load.
@@ -18,6 +19,7 @@ from datetime import datetime
 import numpy as np
 
 from services.command.domain.model import HandlerProfile, Position, Shift
+from services.command.domain.roads import RoadNetwork
 from services.command.domain.routing import LOCAL_TIME
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -128,10 +130,39 @@ class Choice:
     user: str
     profile: HandlerProfile
     distance_m: float
+    by_road: bool = False
 
 
-def choose(roster: Roster, where: Position, exclude: Collection[str] = ()) -> Choice | None:
-    """The best available handler for a task at `where`, or None."""
+# Ranks candidates the roads do not reach after every one they do.
+_OFF_ROAD_PENALTY_M = 1.0e9
+
+
+def _ranks(
+    roster: Roster, where: Position, usable: np.ndarray, roads: RoadNetwork | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Metres from each usable handler to `where` (inf for the others), and whether each
+    was measured by road."""
+    straight = np.where(usable, metres_from(roster, where), np.inf)
+    by_road = np.zeros(len(straight), dtype=bool)
+    if roads is None or not usable.any():
+        return straight, by_road
+    rows = np.flatnonzero(usable)
+    road = roads.metres_to(where, np.degrees(roster.lon[rows]), np.degrees(roster.lat[rows]))
+    reached = np.isfinite(road)
+    metres = straight.copy()
+    metres[rows] = np.where(reached, road, straight[rows] + _OFF_ROAD_PENALTY_M)
+    by_road[rows[reached]] = True
+    return metres, by_road
+
+
+def choose(
+    roster: Roster,
+    where: Position,
+    exclude: Collection[str] = (),
+    roads: RoadNetwork | None = None,
+) -> Choice | None:
+    """The best available handler for a task at `where`, or None; nearest by road over
+    `roads` (the village's road network) when there is one, else in a straight line."""
     if not roster.users:
         return None
     eligible = roster.on_duty & (roster.open_tasks < roster.capacity)
@@ -141,11 +172,14 @@ def choose(roster: Roster, where: Position, exclude: Collection[str] = ()) -> Ch
             eligible[i] = False
     if not eligible.any():
         return None
-    rank = np.where(eligible & roster.has_position, np.round(metres_from(roster, where)), np.inf)
+    metres, by_road = _ranks(roster, where, eligible & roster.has_position, roads)
+    rank = np.round(metres)
     nearest = rank.min()
     # Ties (to the metre, or nobody with a position): least recently assigned first.
     ties = np.flatnonzero(rank == nearest) if np.isfinite(nearest) else np.flatnonzero(eligible)
     best = int(ties[np.argmin(roster.last_assigned[ties])])
     profile = roster.profiles[best]
-    metres = distance_m(profile.position, where) if profile.position is not None else 0.0
-    return Choice(best, roster.users[best], profile, metres)
+    if by_road[best]:
+        return Choice(best, roster.users[best], profile, float(metres[best]), by_road=True)
+    metres_away = distance_m(profile.position, where) if profile.position is not None else 0.0
+    return Choice(best, roster.users[best], profile, metres_away)

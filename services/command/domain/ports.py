@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from services.command.domain.model import EventFacts, HandlerProfile, RoutingRule, Task
+from services.command.domain.roads import RoadNetwork
 from services.command.domain.timers import Timer, TimerStore
 
 
@@ -126,4 +127,11 @@ class EventsPort(Protocol):
 
     async def category_codes(self, tenant: str) -> list[str]:
         """Every category code the tenant sees (its own and inherited)."""
+        ...
+
+
+class RoadsPort(Protocol):
+    async def network(self, village: str) -> RoadNetwork | None:
+        """The village's road network, or None where it keeps no road layer (or the map
+        cannot be reached: dispatch then measures in straight lines)."""
         ...

@@ -30,7 +30,7 @@ from services.command.domain.model import (
     TaskState,
     Transfer,
 )
-from services.command.domain.ports import BoardCounts, CommandStore, EventsPort, Fact
+from services.command.domain.ports import BoardCounts, CommandStore, EventsPort, Fact, RoadsPort
 from services.command.domain.tasks import Move, check
 from services.command.domain.timers import Scheduler, Timer
 from services.kit import tenancy
@@ -78,10 +78,12 @@ class CommandDesk:
         clock: Callable[[], datetime] = utcnow,
         roster_seconds: float = 2.0,
         on_breach: Callable[[str], None] = lambda deadline: None,
+        roads: RoadsPort | None = None,
     ) -> None:
         """`on_breach(deadline)` hears of each SLA deadline missed (response, resolution)."""
         self.store = store
         self.on_breach = on_breach
+        self.roads = roads
         # Candidates per routing target, kept for `roster_seconds` and counted forward
         # as offers are made, so a burst of reports does not read every handler each
         # time; any change to a profile here drops them.
@@ -278,7 +280,8 @@ class CommandDesk:
             task.routing.team,
         )
         roster = await self._roster(key, now)
-        choice = choose(roster, task.location, exclude=task.passed_by)
+        roads = await self.roads.network(task.village) if self.roads is not None else None
+        choice = choose(roster, task.location, exclude=task.passed_by, roads=roads)
         if choice is None:
             return None
         roster.assigned(choice.user, now)

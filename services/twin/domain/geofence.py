@@ -11,25 +11,16 @@ positions is one vectorised `intersects_xy` call.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import shapely
 
+from services.kit.layer_geometry import LayerGeometry
+
 # Metres per degree of latitude, and of longitude at the equator.
 _M_PER_DEG_LAT = 110_540.0
 _M_PER_DEG_LON = 111_320.0
-
-
-@dataclass(frozen=True)
-class LayerGeometry:
-    """A map layer's features as the map service gave them (WGS84), and the layer's
-    `update_time` they were read at (milliseconds since the epoch)."""
-
-    layer: str
-    geometries: tuple[shapely.Geometry, ...]
-    update_ms: int
 
 
 class LayerShape:

@@ -50,7 +50,7 @@ async def events_server(map_server, tmp_path):
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def command(request, events_server, tmp_path):
+async def command(request, events_server, map_server, tmp_path):
     """The command service as `python -m services.command` starts it, on each store, reading
     the events service's stream from the same bus file."""
     from grassroots.command.v1 import command_service_pb2_grpc as pb_grpc
@@ -63,6 +63,7 @@ async def command(request, events_server, tmp_path):
         grpc_port=0,
         host="127.0.0.1",
         events_address=events_server.address,
+        map_address=map_server.address,
         backend=request.param,
         database=tmp_path / "command.sqlite3",
         postgres_dsn=dsn,
@@ -76,6 +77,7 @@ async def command(request, events_server, tmp_path):
     server.parts = parts
     server.stub = pb_grpc.CommandServiceStub(server.channel)
     server.events = events_server
+    server.map = map_server
     yield server
     await server.channel.close()
     await server.running.stop()

@@ -4,6 +4,7 @@ resolve, each step moving the event; an SLA breach escalating to the town."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import grpc
 import pytest
@@ -15,10 +16,12 @@ from prometheus_client import REGISTRY
 from grassroots.command.v1 import command_service_pb2 as pb
 from grassroots.events.v1 import events_service_pb2 as events_pb
 from grassroots.events.v1 import events_service_pb2_grpc as events_grpc
+from grassroots.map.v1 import map_service_pb2 as map_pb
+from grassroots.map.v1 import map_service_pb2_grpc as map_grpc
 from grassroots.type.v1 import geo_pb2
 from services.kit import tenancy
 from services.kit.principal import Principal
-from tests.conftest import TOWN, XIANGYANG, XINGMING
+from tests.conftest import TOWN, XIANGYANG, XINGMING, principal_of
 
 DESK_SCOPES = frozenset(
     {"command:read", "command:write", "command:dispatch", "events:read", "events:write"}
@@ -325,3 +328,59 @@ async def test_a_recategorised_event_is_routed_again_to_its_new_handler(command,
         pb.ListTasksRequest(parent=tenancy.tenant_name(TOWN)), metadata=desk()
     )
     assert len(listed.tasks) == 1
+
+
+async def test_the_nearest_handler_by_road_gets_the_offer_where_the_village_keeps_roads(
+    command, grid_index
+):
+    """NEAR stands 50 m east of the report, on a lane no road joins; FAR, 1 km east, is
+    on the street that loops south from the report: FAR is offered the task, by road."""
+    _, lon, lat = await setup_town(command, grid_index)
+    road = {
+        "type": "Feature",
+        "id": "main-street",
+        "geometry": {
+            "type": "LineString",
+            "coordinates": [
+                [lon, lat],
+                [lon, lat - 0.003],
+                [lon + 0.01, lat - 0.003],
+                [lon + 0.01, lat],
+            ],
+        },
+        "properties": {},
+    }
+    lane = {  # NEAR's lane, joined to nothing
+        "type": "Feature",
+        "id": "back-lane",
+        "geometry": {
+            "type": "LineString",
+            "coordinates": [[lon + 0.0005, lat + 0.0003], [lon + 0.0005, lat + 0.002]],
+        },
+        "properties": {},
+    }
+    stub = map_grpc.MapServiceStub(command.map.channel)
+    village = tenancy.tenant_name(XINGMING)
+    mapper = tuple(principal_of(XINGMING, "users/mapper").to_metadata())
+    await stub.CreateLayer(
+        map_pb.CreateLayerRequest(
+            parent=village,
+            layer_id="roads",
+            layer=map_pb.Layer(
+                display_name="Roads", kind=map_pb.LAYER_KIND_ROUTE, geometry_type="LineString"
+            ),
+        ),
+        metadata=mapper,
+    )
+    await stub.ImportFeatures(
+        map_pb.ImportFeaturesRequest(
+            parent=f"{village}/layers/roads",
+            data=json.dumps({"type": "FeatureCollection", "features": [road, lane]}).encode(),
+            format="geojson",
+        ),
+        metadata=mapper,
+    )
+    event = await report(command, lon, lat)
+    task = await eventually(lambda: task_of(command, event.name))
+    assert task.handler == FAR
+    assert 1450 < task.distance_meters < 1800  # round the loop (333 + 950 + 333 m)
