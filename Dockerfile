@@ -15,6 +15,7 @@ COPY gateway ./gateway
 COPY grassroots ./grassroots
 COPY devstack ./devstack
 COPY tools ./tools
+COPY scenarios ./scenarios
 # The generated gRPC stubs (grassroots/) are part of the source tree: no protoc here.
 RUN /opt/grassroots/bin/pip install . \
     && /opt/grassroots/bin/python -c "import gateway.app, services.events.wiring" \
