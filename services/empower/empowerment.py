@@ -30,6 +30,7 @@ from services.empower.domain.notices_ports import NoticeChannel
 from services.empower.domain.people_ports import PeopleStore
 from services.empower.domain.points import PointsLedger
 from services.empower.forms_api import FormsServicer
+from services.empower.map_addresses import MapAddresses
 from services.empower.notice_audience import RegistryAudience
 from services.empower.notice_channels import InAppChannel, SmsChannel, WeChatChannel
 from services.empower.notices_api import NoticesServicer
@@ -116,9 +117,14 @@ async def open_empowerment(
         forms = SqliteFormsStore(settings.database.with_name(stem + "-forms.sqlite3"))
         notices = SqliteNoticesStore(settings.database.with_name(stem + "-notices.sqlite3"))
     ledger = PointsLedger(points)
-    desk = FormsDesk(forms)
-    channels: dict[Channel, NoticeChannel] = {Channel.IN_APP: InAppChannel()}
     closers: list[Callable[[], Any]] = []
+    places = None
+    if settings.map_address:
+        # A record's grid cell and building must be its village's own, as the map knows it.
+        places = MapAddresses(settings.map_address)
+        closers.append(places.close)
+    desk = FormsDesk(forms, places=places)
+    channels: dict[Channel, NoticeChannel] = {Channel.IN_APP: InAppChannel()}
     if settings.sms_gateway_url:
         sms = SmsChannel(settings.sms_gateway_url, settings.sms_gateway_key.get_secret_value())
         channels[Channel.SMS] = sms

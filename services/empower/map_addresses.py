@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Collection, Sequence
 
 import grpc
 
@@ -16,6 +17,7 @@ from services.kit.status import domain_error_from
 
 SUBJECT = "services/empower"
 PAGE = 10_000
+_PLACE_KINDS = (map_pb.LAYER_KIND_GRID_CELL, map_pb.LAYER_KIND_BUILDING)
 
 
 class MapAddresses:
@@ -57,8 +59,61 @@ class MapAddresses:
             raise domain_error_from(exc, "map") from None
         return AddressBook(buildings)
 
+    async def outside(
+        self, village: str, grid_cells: Collection[str], buildings: Collection[str]
+    ) -> tuple[set[str], set[str]]:
+        """The grid cells and buildings among these that are not features of the village's
+        own grid-cell and buildings layers: one layer listing, then every id at once."""
+        metadata = Principal(
+            SUBJECT, village, "service", scopes=frozenset({"map:read"})
+        ).to_metadata()
+        own = tenancy.tenant_name(village) + "/layers/"
+        try:
+            layers = [
+                layer
+                for layer in await self._layers(village, metadata, kinds=_PLACE_KINDS)
+                if layer.name.startswith(own) and "/" not in layer.name[len(own) :]
+            ]
+            asked = [(map_pb.LAYER_KIND_GRID_CELL, c) for c in set(grid_cells)] + [
+                (map_pb.LAYER_KIND_BUILDING, b) for b in set(buildings)
+            ]
+            found = await asyncio.gather(
+                *(self._has(layers, kind, ref, metadata) for kind, ref in asked)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise domain_error_from(exc, "map") from None
+        missing = [(kind, ref) for (kind, ref), ok in zip(asked, found, strict=True) if not ok]
+        return (
+            {ref for kind, ref in missing if kind == map_pb.LAYER_KIND_GRID_CELL},
+            {ref for kind, ref in missing if kind == map_pb.LAYER_KIND_BUILDING},
+        )
+
+    async def _has(
+        self,
+        layers: Sequence[map_pb.Layer],
+        kind: int,
+        ref: str,
+        metadata: Sequence[tuple[str, str | bytes]],
+    ) -> bool:
+        for layer in layers:
+            if layer.kind != kind:
+                continue
+            try:
+                await self.stub.GetFeature(
+                    map_pb.GetFeatureRequest(name=f"{layer.name}/features/{ref}"),
+                    metadata=metadata,
+                )
+                return True
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                    raise
+        return False
+
     async def _layers(
-        self, tenant: str, metadata: Sequence[tuple[str, str | bytes]]
+        self,
+        tenant: str,
+        metadata: Sequence[tuple[str, str | bytes]],
+        kinds: Collection[int] = (map_pb.LAYER_KIND_BUILDING,),
     ) -> list[map_pb.Layer]:
         found: list[map_pb.Layer] = []
         token = ""
@@ -69,7 +124,7 @@ class MapAddresses:
                 ),
                 metadata=metadata,
             )
-            found += [layer for layer in page.layers if layer.kind == map_pb.LAYER_KIND_BUILDING]
+            found += [layer for layer in page.layers if layer.kind in kinds]
             token = page.next_page_token
             if not token:
                 return found

@@ -374,3 +374,58 @@ def test_a_notice_to_an_empty_audience_names_the_audience(world: World) -> None:
     )
     assert_bad_request(refused, "audience")
     assert "empty" in refused.text
+
+
+def test_a_record_naming_another_villages_grid_cell_or_building_is_refused(world: World) -> None:
+    """Tenancy of references: a record of xingming counted under xiangyang's cell would
+    put xingming's findings into xiangyang's reports."""
+    who = world.a_super.headers
+    form = world.client.post(
+        f"/v1/tenants/{A}/forms",
+        json={
+            "id": "placed-checklist",
+            "display_name": "Checklist of a building",
+            "fields": [
+                {"key": "building", "label": "Building", "type": "text"},
+                {"key": "rooms", "label": "Rooms", "type": "integer"},
+            ],
+        },
+        headers=who,
+    )
+    assert form.status_code == 201, form.text
+    url = f"/v1/tenants/{A}/forms/placed-checklist/records"
+    foreign_cell = fresh(
+        world,
+        "POST",
+        url,
+        json={"values": {"rooms": "2"}, "grid_cell": "xiangyang-g01", "request_id": "placed-1"},
+        headers=who,
+    )
+    assert_bad_request(foreign_cell, "grid_cell")
+    foreign_building = fresh(
+        world,
+        "POST",
+        url,
+        json={
+            "values": {"rooms": "2", "building": "xiangyang-b0001"},
+            "grid_cell": "xingming-g01",
+            "request_id": "placed-2",
+        },
+        headers=who,
+    )
+    assert_bad_request(foreign_building, "values.building")
+    assert "grid_cell" not in foreign_building.text
+    own = fresh(
+        world,
+        "POST",
+        url,
+        json={
+            "values": {"rooms": "2", "building": "xingming-b0001"},
+            "grid_cell": "xingming-g01",
+            "request_id": "placed-3",
+        },
+        headers=who,
+    )
+    assert own.status_code == 201, own.text
+    records = world.client.get(url, headers=who).json()["records"]
+    assert [r["grid_cell"] for r in records] == ["xingming-g01"]

@@ -8,6 +8,9 @@ Why it is built this way:
 * A record is checked field by field against its form (type, required, bounds,
   options), and every wrong value is named (`record.values.exits_blocked`); nothing
   of a refused record is stored. A request_id makes a retried submission harmless.
+* A record's grid cell and its `building` field must lie in the record's village, as
+  the map knows it: a record of one village naming another's cell would be counted
+  under that cell in every report.
 * A report template is checked against its form when it is defined: a column that
   names a field the form lacks is refused then, not discovered at the deadline.
 """
@@ -31,7 +34,7 @@ from services.empower.domain.forms_model import (
     ReportTemplate,
     Schedule,
 )
-from services.empower.domain.forms_ports import FormsStore
+from services.empower.domain.forms_ports import FormsStore, Places
 from services.kit import paging, tenancy
 from services.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from services.kit.ids import new_id
@@ -44,6 +47,7 @@ MAX_OPTIONS = 50
 MAX_COLUMNS = 50
 MAX_TEXT = 5000
 DEFAULT_TEXT = 500
+MIN_YEAR, MAX_YEAR = 1900, 2100
 SCHEDULE_PERIODS = {
     Schedule.DAILY: timedelta(days=1),
     Schedule.WEEKLY: timedelta(days=7),
@@ -54,6 +58,8 @@ _ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _REFERENCE = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
+# The form field that names a building of the map (the demo inspection's `building`).
+BUILDING_FIELD = "building"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -146,9 +152,13 @@ def _value(field: FormField, raw: str) -> str:
         return text.lower()
     if field.type is FieldType.DATE:
         try:
-            return date.fromisoformat(text).isoformat()
+            day = date.fromisoformat(text)
         except ValueError:
             raise ValueError("must be a date, YYYY-MM-DD") from None
+        if not MIN_YEAR <= day.year <= MAX_YEAR:
+            # A slip of the keyboard (9999) would sort first and break every monthly report.
+            raise ValueError(f"must be a date in the years {MIN_YEAR} to {MAX_YEAR}")
+        return day.isoformat()
     if field.type is FieldType.CHOICE:
         if text not in field.options:
             raise ValueError(f"must be one of: {', '.join(field.options)}")
@@ -259,7 +269,13 @@ def parse_form_name(name: str, field: str) -> tuple[str, str]:
 class FormsDesk:
     """Forms, records, templates and runs, checked for tenancy."""
 
-    def __init__(self, store: FormsStore, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        store: FormsStore,
+        clock: Callable[[], datetime] | None = None,
+        places: Places | None = None,
+    ) -> None:
+        self._places = places
         self.store = store
         self._clock = clock or (lambda: datetime.now(UTC))
 
@@ -325,12 +341,14 @@ class FormsDesk:
                 "record.grid_cell", "up to 64 letters, digits, '_', '.' or '-'"
             )
         form = await self.get_form(caller, tenant, form_id)
+        clean = check_values(form, values)
+        await self._check_places(tenant, grid_cell, clean.get(BUILDING_FIELD, ""))
         record = FormRecord(
             id=new_id(RECORD_PREFIX),
             tenant=tenant,
             form=form.resource_name,
             form_id=form.id,
-            values=check_values(form, values),
+            values=clean,
             grid_cell=grid_cell,
             author=caller.subject,
             request_id=request_id,
@@ -351,6 +369,25 @@ class FormsDesk:
                 reason="REQUEST_ID_REUSED",
             )
         return stored
+
+    async def _check_places(self, village: str, grid_cell: str, building: str) -> None:
+        """The grid cell and building are the village's own, asked of the map in one go."""
+        if self._places is None or not (grid_cell or building):
+            return
+        cells, buildings = await self._places.outside(
+            village, [grid_cell] if grid_cell else [], [building] if building else []
+        )
+        problems = [
+            FieldViolation("record.grid_cell", f"{grid_cell!r} is not a grid cell of {village}")
+            for _ in cells
+        ] + [
+            FieldViolation(
+                f"record.values.{BUILDING_FIELD}", f"{building!r} is not a building of {village}"
+            )
+            for _ in buildings
+        ]
+        if problems:
+            raise InvalidArgument(problems)
 
     async def list_records(
         self, caller: Principal, tenant: str, form_id: str, page_size: int, page_token: str

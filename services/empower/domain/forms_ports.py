@@ -7,7 +7,7 @@ repeats the filter with row-level security.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -55,4 +55,12 @@ class FormsStore(Protocol):
         self, subtree: str, tenant: str, template_id: str, limit: int
     ) -> list[ReportRun]:
         """Newest first."""
+        ...
+
+
+class Places(Protocol):
+    async def outside(
+        self, village: str, grid_cells: Collection[str], buildings: Collection[str]
+    ) -> tuple[set[str], set[str]]:
+        """The grid cells and buildings among these that are not the village's own (map)."""
         ...

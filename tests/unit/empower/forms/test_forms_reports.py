@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Collection
 from datetime import UTC, datetime
+from typing import Any
 
 import openpyxl
 import pytest
@@ -296,3 +298,80 @@ async def test_scheduled_templates_run_once_per_period(desk: FormsDesk) -> None:
     runs = await desk.list_runs(who(TOWN), TOWN, "daily", 10)
     assert [r.scheduled for r in runs] == [True, True]
     assert runs[0].rows == (("0",),)
+
+
+class VillagePlaces:
+    """The map as far as records need it: each village's own grid cells and buildings."""
+
+    def __init__(self) -> None:
+        self.cells = {XINGMING: {"g01", "g02"}, XIANGYANG: {"y01"}}
+        self.buildings = {XINGMING: {"b1", "b2"}, XIANGYANG: {"y-b1"}}
+        self.asked: list[tuple[str, list[str], list[str]]] = []
+
+    async def outside(
+        self, village: str, grid_cells: Collection[str], buildings: Collection[str]
+    ) -> tuple[set[str], set[str]]:
+        self.asked.append((village, list(grid_cells), list(buildings)))
+        return (
+            set(grid_cells) - self.cells.get(village, set()),
+            set(buildings) - self.buildings.get(village, set()),
+        )
+
+
+async def test_a_record_naming_another_villages_cell_or_building_is_refused(
+    forms_store: Any,
+) -> None:
+    places = VillagePlaces()
+    desk = FormsDesk(forms_store, places=places)
+    await desk.create_form(who(TOWN), TOWN, "fire-inspection", "Fire-safety inspection", FIELDS)
+    worker = who(XINGMING, "users/gw")
+    values = {
+        "building": "b1",
+        "extinguishers": "3",
+        "exits_blocked": "false",
+        "hazard_level": "none",
+        "hazards_found": "0",
+    }
+    with pytest.raises(InvalidArgument) as refused:
+        await desk.create_record(
+            worker, XINGMING, "fire-inspection", {**values, "building": "y-b1"}, "y01", "r1"
+        )
+    assert {v.field for v in refused.value.violations} == {
+        "record.grid_cell",
+        "record.values.building",
+    }
+    # One question to the map per record, with both references.
+    assert places.asked == [(XINGMING, ["y01"], ["y-b1"])]
+    records, _ = await desk.list_records(who(XINGMING), XINGMING, "fire-inspection", 50, "")
+    assert records == []
+    stored = await desk.create_record(worker, XINGMING, "fire-inspection", values, "g01", "r2")
+    assert stored.grid_cell == "g01"
+    await desk.create_template(
+        who(TOWN),
+        TOWN,
+        "by-cell",
+        display_name="By cell",
+        department="Safety",
+        form_name=FORM,
+        group_by=["grid_cell"],
+        columns=[ReportColumn("Inspections", Aggregate.COUNT)],
+    )
+    run = await desk.run(who(TOWN, "users/officer"), TOWN, "by-cell")
+    assert run.record_count == 1
+    assert "y01" not in {cell for row in run.rows for cell in row}
+
+
+async def test_a_date_outside_1900_to_2100_is_refused(desk: FormsDesk) -> None:
+    fields = [FormField("inspected_on", "Inspected on", FieldType.DATE, required=True)]
+    await desk.create_form(who(XINGMING), XINGMING, "dated", "Dated", fields)
+    for n, bad in enumerate(("9999-12-31", "1899-12-31", "2101-01-01")):
+        with pytest.raises(InvalidArgument) as refused:
+            await desk.create_record(
+                who(XINGMING), XINGMING, "dated", {"inspected_on": bad}, "", f"d{n}"
+            )
+        assert refused.value.violations[0].field == "record.values.inspected_on"
+        assert "1900" in refused.value.violations[0].description
+    ok = await desk.create_record(
+        who(XINGMING), XINGMING, "dated", {"inspected_on": "2100-12-31"}, "", "ok"
+    )
+    assert ok.values["inspected_on"] == "2100-12-31"
