@@ -50,8 +50,10 @@ from services.command.domain.model import (  # noqa: E402
     Task,
     TaskState,
 )
+from services.command.domain.roads import RoadNetwork  # noqa: E402
 from services.command.domain.timers import Scheduler, Timer  # noqa: E402
 from services.command.store.sqlite import SqliteCommandStore  # noqa: E402
+from services.kit.layer_geometry import LayerGeometry  # noqa: E402
 
 HANDLERS = 1_000
 OPEN_TASKS = 10_000
@@ -122,6 +124,47 @@ def bench_decisions() -> None:
         f"{HANDLERS:,} handlers and {OPEN_TASKS:,} open tasks ({chosen:,} of {decisions:,} "
         f"placed; target >= 5,000/s): {verdict(decisions / elapsed >= 5_000)}"
     )
+
+
+def street_grid(spacing_deg: float = 0.0015) -> LayerGeometry:
+    """Streets every ~150 m across the town's extent, noded where they cross."""
+    west, south, east, north = BOX
+    lines = [
+        shapely.LineString([(x, south), (x, north)]) for x in np.arange(west, east, spacing_deg)
+    ]
+    lines += [
+        shapely.LineString([(west, y), (east, y)]) for y in np.arange(south, north, spacing_deg)
+    ]
+    noded = shapely.get_parts(shapely.union_all(lines))
+    return LayerGeometry("tenants/bench/layers/roads", tuple(noded), 1)
+
+
+def bench_decisions_by_road() -> None:
+    rng = np.random.default_rng(2)
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    network = RoadNetwork.of(street_grid())
+    assert network is not None
+    built_ms = (time.perf_counter() - started) * 1000
+    roster = Roster.of(handlers(rng, HANDLERS, now), now)
+    decisions = scaled(2_000, 200)
+    lon = rng.uniform(BOX[0], BOX[2], decisions)
+    lat = rng.uniform(BOX[1], BOX[3], decisions)
+    started = time.perf_counter()
+    by_road = 0
+    for i in range(decisions):
+        choice = choose(roster, Position(float(lon[i]), float(lat[i])), roads=network)
+        if choice is not None:
+            by_road += choice.by_road
+            roster.open_tasks[choice.index] += 1
+    elapsed = time.perf_counter() - started
+    say(
+        f"1b. dispatch by road: {decisions / elapsed:,.0f} decisions/s over {HANDLERS:,} "
+        f"handlers on a street grid of {network.graph.number_of_nodes():,} nodes (built once "
+        f"in {built_ms:.0f} ms); {by_road:,} of {decisions:,} measured by road"
+    )
+    if by_road != decisions:
+        raise SystemExit("every handler stands near a street: all should be measured by road")
 
 
 # -- 2. report -> offer through the platform -------------------------------------------
@@ -375,6 +418,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(SystemExit(143)))
     started = time.perf_counter()
     bench_decisions()
+    bench_decisions_by_road()
     with tempfile.TemporaryDirectory(prefix="bench-command-") as tmp:
         bench_timers(Path(tmp))
         bench_report_to_offer(Path(tmp))

@@ -135,6 +135,7 @@ class Choice:
 
 # Ranks candidates the roads do not reach after every one they do.
 _OFF_ROAD_PENALTY_M = 1.0e9
+_SEARCH_FACTOR = 3.0
 
 
 def _ranks(
@@ -147,7 +148,13 @@ def _ranks(
     if roads is None or not usable.any():
         return straight, by_road
     rows = np.flatnonzero(usable)
-    road = roads.metres_to(where, np.degrees(roster.lon[rows]), np.degrees(roster.lat[rows]))
+    lon, lat = np.degrees(roster.lon[rows]), np.degrees(roster.lat[rows])
+    # A road is never shorter than the straight line: searching the roads up to a few
+    # times the nearest candidate's straight distance finds the nearest by road, unless
+    # nobody is reached within it; then the whole network is searched.
+    road = roads.metres_to(where, lon, lat, limit_m=_SEARCH_FACTOR * straight[rows].min() + 300)
+    if not np.isfinite(road).any():
+        road = roads.metres_to(where, lon, lat)
     reached = np.isfinite(road)
     metres = straight.copy()
     metres[rows] = np.where(reached, road, straight[rows] + _OFF_ROAD_PENALTY_M)

@@ -87,19 +87,35 @@ class RoadNetwork:
         node[nearest[0]] = nearest[1]
         return node, _metres(lon, lat, self.lon[node], self.lat[node])
 
-    def metres_to(self, where: Position, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    def metres_to(
+        self, where: Position, lon: np.ndarray, lat: np.ndarray, limit_m: float | None = None
+    ) -> np.ndarray:
         """Metres by road from each (lon, lat) in degrees to `where`; inf where the roads
-        do not connect them."""
+        do not connect them, or (with `limit_m`) where they are farther than that, which
+        keeps the search to the neighbourhood the nearest candidates are in."""
         if not len(lon):
             return np.zeros(0)
         (target,), (target_snap,) = self._snap(
             np.array([where.longitude]), np.array([where.latitude])
         )
+        result = np.full(len(lon), np.inf)
+        rows = np.arange(len(lon))
+        if limit_m is not None:
+            here = np.full(len(lon), where.longitude), np.full(len(lon), where.latitude)
+            straight = _metres(lon, lat, *here)
+            rows = np.flatnonzero(straight <= limit_m)
+            if not len(rows):
+                return result
         lengths = np.full(len(self.lon), np.inf)
         if target in self.graph:
-            reached = nx.single_source_dijkstra_path_length(self.graph, int(target), weight="m")
+            reached = nx.single_source_dijkstra_path_length(
+                self.graph, int(target), cutoff=limit_m, weight="m"
+            )
             lengths[np.fromiter(reached, dtype=np.int64)] = np.fromiter(
                 reached.values(), dtype=np.float64
             )
-        node, snap = self._snap(lon, lat)
-        return snap + lengths[node] + target_snap
+        node, snap = self._snap(lon[rows], lat[rows])
+        result[rows] = snap + lengths[node] + target_snap
+        if limit_m is not None:
+            result[result > limit_m] = np.inf
+        return result
