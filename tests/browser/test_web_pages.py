@@ -521,3 +521,27 @@ def test_board_draws_the_town_and_shows_a_new_report_live(
     )
     assert not problems, problems
     context.close()
+
+
+@pytest.mark.integration
+def test_a_grid_worker_declines_an_offer_and_it_goes_to_the_next(
+    stack, gateway, browser, credentials, grid_index
+):
+    event = _report(stack, _cell_points(grid_index, 8)[7], "Charging on the landing (decline)")
+    task = _task_for(stack, event["name"])
+    username = _handler_username(stack, task["handler"])
+    context = phone(browser, gateway)
+    page = context.new_page()
+    problems = watch(page)
+    page.goto("/web/worker.html")
+    sign_in(page, username, credentials.account(username).password)
+    page.wait_for_url("**/web/worker.html")
+    wait_ready(page)
+    item = f"li[data-task='{task['id']}']"
+    page.click(f"{item} [data-action=decline]")
+    page.wait_for_selector(item, state="detached", timeout=30_000)
+    after = _api(stack, f"/v1/{task['name']}")
+    assert task["handler"] in after["passed_by"], after
+    assert after["handler"] != task["handler"], after
+    assert not problems, problems
+    context.close()
