@@ -8,6 +8,7 @@ in order without locks and the loop never blocks on disk.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,9 +47,11 @@ class SqliteDatabase:
         return self._executor.submit(self._call, fn).result()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(connection)` on the database thread without blocking the loop."""
+        """Run `fn(connection)` on the database thread without blocking the loop, in the
+        caller's context (its trace, for outbox rows that record it)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn)
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, context.run, self._call, fn)
 
     def close(self) -> None:
         def _close() -> None:

@@ -1,5 +1,5 @@
 """One trace crosses the platform: gateway -> events -> map, then through the outbox and
-the bus to the command service's consumer.
+the bus to the command service's consumer, and through command's outbox to its reader.
 
 The processes run as `make run` starts them, with `GRASSROOTS_TRACE_EXPORTER=otlp`
 pointed at an OTLP/gRPC receiver this test serves (the real exporter, the real wire
@@ -81,6 +81,7 @@ def test_one_trace_crosses_gateway_events_map_bus_and_consumer(tmp_path, demo_gp
         stack.start_all()
         stack.wait_ready(90)
         stack.install_demo_identities()
+        stack.install_demo_command()  # routing: the report becomes a task, a fact of its own
         (lon, lat) = valid_points(grid_index, 1)[0]
         response = httpx.post(
             config.gateway_url + TOWN_EVENTS,
@@ -109,6 +110,14 @@ def test_one_trace_crosses_gateway_events_map_bus_and_consumer(tmp_path, demo_gp
         names = {name for service, name, _ in spans}
         assert "/grassroots.map.v1.MapService/LocatePoints" in names
         assert "events process" in names, "the consumer's span names the stream it read"
+        # The task it made is a fact on the command stream, through command's own outbox,
+        # which command reads back (event sync): the trace goes on there.
+        deadline = time.monotonic() + 30
+        while "command process" not in names and time.monotonic() < deadline:
+            time.sleep(0.2)
+            names = {name for _, name, _ in receiver.of_trace(TRACE_ID)}
+        assert "command process" in names, sorted(names)
+        spans = receiver.of_trace(TRACE_ID)
         print(f"trace {TRACE_ID}: {len(spans)} spans from {sorted({s for s, _, _ in spans})}")
     finally:
         stack.stop_all()

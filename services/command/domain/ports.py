@@ -29,6 +29,8 @@ class OutboxEntry:
     type: str
     key: str
     payload: bytes
+    # The traceparent of the request or message that made the fact ("" when untraced).
+    trace_context: str = ""
 
 
 @dataclass(frozen=True)

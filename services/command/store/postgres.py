@@ -64,7 +64,7 @@ from services.command.store.rows import (
     update_task_values,
     us,
 )
-from services.kit import rls
+from services.kit import rls, tracing
 from services.kit.errors import Aborted, AlreadyExists, NotFound
 from services.kit.sqldialect import POSTGRES
 from services.kit.tenancy import ALL_TENANTS
@@ -139,6 +139,8 @@ _SCHEMA: tuple[str, ...] = (
         payload       bytea NOT NULL,
         create_us     bigint NOT NULL,
         published_us  bigint)""",
+    # Older schemas gain the column in place; a constant default rewrites no rows.
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS trace_context text NOT NULL DEFAULT ''",
     "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_us IS NULL",
 )
 _TENANT_TABLES = ("timers", "handlers", "routing_rules", "tasks", "outbox")
@@ -505,12 +507,14 @@ class PostgresCommandStore:
     async def unpublished(self, limit: int) -> list[OutboxEntry]:
         found = await self._fetch(
             ALL_TENANTS,
-            "SELECT seq, tenant, type, key, payload FROM outbox WHERE published_us IS NULL "
-            "ORDER BY seq LIMIT %s",
+            "SELECT seq, tenant, type, key, payload, trace_context FROM outbox "
+            "WHERE published_us IS NULL ORDER BY seq LIMIT %s",
             (limit,),
         )
         return [
-            OutboxEntry(r["seq"], r["tenant"], r["type"], r["key"], bytes(r["payload"]))
+            OutboxEntry(
+                r["seq"], r["tenant"], r["type"], r["key"], bytes(r["payload"]), r["trace_context"]
+            )
             for r in found
         ]
 
@@ -527,7 +531,8 @@ class PostgresCommandStore:
 async def _write(conn: psycopg.AsyncConnection[Any], facts: Sequence[Fact], now_us: int) -> None:
     for fact in facts:
         await conn.execute(
-            _R(APPEND_OUTBOX), (fact.tenant, fact.type, fact.key, fact.payload, now_us)
+            _R(APPEND_OUTBOX),
+            (fact.tenant, fact.type, fact.key, fact.payload, now_us, tracing.current_traceparent()),
         )
 
 

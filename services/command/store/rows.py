@@ -336,7 +336,10 @@ def row_to_task(row: Mapping[str, Any]) -> Task:
 
 # ---- outbox ---------------------------------------------------------------------------
 
-APPEND_OUTBOX = "INSERT INTO outbox (tenant, type, key, payload, create_us) VALUES (?, ?, ?, ?, ?)"
+APPEND_OUTBOX = (
+    "INSERT INTO outbox (tenant, type, key, payload, create_us, trace_context) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
 # ---- shared WHERE clauses -------------------------------------------------------------

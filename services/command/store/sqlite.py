@@ -52,6 +52,7 @@ from services.command.store.rows import (
     update_task_values,
     us,
 )
+from services.kit import tracing
 from services.kit.errors import Aborted, AlreadyExists, NotFound
 from services.kit.sqlite import SqliteDatabase, transaction
 from services.kit.tenancy import ALL_TENANTS
@@ -127,7 +128,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     key           TEXT NOT NULL,
     payload       BLOB NOT NULL,
     create_us     INTEGER NOT NULL,
-    published_us  INTEGER
+    published_us  INTEGER,
+    trace_context TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_us IS NULL;
 """
@@ -143,9 +145,19 @@ def _marks(count: int) -> str:
     return "(" + ", ".join("?" * count) + ")"
 
 
+def _create_schema(conn: sqlite3.Connection) -> None:
+    outbox = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+    if outbox and "trace_context" not in outbox:  # a file from before traces
+        conn.execute("ALTER TABLE outbox ADD COLUMN trace_context TEXT NOT NULL DEFAULT ''")
+    conn.executescript(SCHEMA)
+
+
 def _write(conn: sqlite3.Connection, facts: Sequence[Fact], now_us: int) -> None:
     for fact in facts:
-        conn.execute(APPEND_OUTBOX, (fact.tenant, fact.type, fact.key, fact.payload, now_us))
+        conn.execute(
+            APPEND_OUTBOX,
+            (fact.tenant, fact.type, fact.key, fact.payload, now_us, tracing.current_traceparent()),
+        )
 
 
 def _schedule(conn: sqlite3.Connection, timers: Sequence[Timer]) -> int:
@@ -172,7 +184,7 @@ class SqliteCommandStore:
 
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.db = SqliteDatabase(path, synchronous=synchronous)
-        self.db.run_sync(lambda conn: conn.executescript(SCHEMA))
+        self.db.run_sync(_create_schema)
 
     async def close(self) -> None:
         self.db.close()
@@ -468,12 +480,12 @@ class SqliteCommandStore:
     async def unpublished(self, limit: int) -> list[OutboxEntry]:
         found = await self.db.run(
             lambda c: c.execute(
-                "SELECT seq, tenant, type, key, payload FROM outbox WHERE published_us IS NULL "
-                "ORDER BY seq LIMIT ?",
+                "SELECT seq, tenant, type, key, payload, trace_context FROM outbox "
+                "WHERE published_us IS NULL ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
         )
-        return [OutboxEntry(r[0], r[1], r[2], r[3], bytes(r[4])) for r in found]
+        return [OutboxEntry(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in found]
 
     async def mark_published(self, seqs: Sequence[int]) -> None:
         if not seqs:
