@@ -12,6 +12,7 @@ installs it as root. A benchmark calls `missing()` first and prints why it skips
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -78,6 +79,8 @@ def run(
     check: bool = True,
     rate: float | None = None,
     first: int = 0,
+    lead: float = SCHEDULE_LEAD_SECONDS,
+    grace: float = SCHEDULE_GRACE_SECONDS,
 ) -> WrkRun:
     """Run wrk against `url` + `path` (see wrk_events.lua for the modes)."""
     env = dict(os.environ)
@@ -96,14 +99,14 @@ def run(
     if rate is not None:
         # One schedule for every thread: it starts once wrk has had time to start them
         # all and ends `seconds` later; the run then waits a grace for the last answers.
-        extra = SCHEDULE_LEAD_SECONDS + SCHEDULE_GRACE_SECONDS
-        start = time.monotonic() + SCHEDULE_LEAD_SECONDS
+        extra = lead + grace
+        start = time.monotonic() + lead
         env["BENCH_RATE"] = str(rate)
         env["BENCH_START_US"] = str(int(start * 1e6))
         env["BENCH_END_US"] = str(int((start + seconds) * 1e6))
     argv = [
         "wrk",
-        *("-t", str(threads), "-c", str(connections), "-d", f"{seconds + extra:g}s"),
+        *("-t", str(threads), "-c", str(connections), "-d", f"{math.ceil(seconds + extra)}s"),
         *("--timeout", "10s", "-s", str(SCRIPT), url),
     ]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
