@@ -165,7 +165,9 @@ class StackConfig:
                 defaults[prefix + "DATABASE"] = str(self.data_dir / "command.sqlite3")
             if process == "twin":
                 defaults[prefix + "DATABASE"] = str(self.data_dir / "twin.sqlite3")
-                defaults[prefix + "BUS_URL"] = str(self.data_dir / "twin-bus.sqlite3")
+                # Command follows twin.level_changed on its own bus (emergency plans move
+                # with a level rule): twin publishes there, not on a bus nobody reads.
+                defaults[prefix + "BUS_URL"] = str(self.data_dir / "events-bus.sqlite3")
                 # Devices publish to the machine's broker; one MQTT session per stack.
                 defaults[prefix + "MQTT_ENABLED"] = "true"
                 defaults[prefix + "MQTT_CLIENT_ID"] = (

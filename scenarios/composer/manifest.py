@@ -292,5 +292,10 @@ def _substitute(match: re.Match[str], settings: Mapping[str, Any]) -> Any:
     value = settings[name]
     if unit:
         seconds = value * _UNIT_SECONDS[unit]
-        return f"{seconds:g}s"
+        # Whole seconds as digits: `:g` would write 15 days as "1.296e+06s", not a duration.
+        return (
+            f"{int(seconds)}s"
+            if float(seconds).is_integer()
+            else f"{seconds:.9f}".rstrip("0") + "s"
+        )
     return value

@@ -125,7 +125,11 @@ class BusFacts:
             "level": alarm.level,
             "previous_level": alarm.old_level,
             "value": None if math.isnan(alarm.value) else alarm.value,
-            "observe_time": _when(alarm.at_ms),
+            # Milliseconds: command ignores a signal not newer than the last it applied,
+            # and a counter steps through levels within one second.
+            "observe_time": datetime.fromtimestamp(alarm.at_ms / 1000, UTC).isoformat(
+                timespec="milliseconds"
+            ),
         }
         await self.bus.publish(LEVEL_STREAM, _message(alarm, body))
 

@@ -110,6 +110,9 @@ def test_settings_fill_in_typed_values_and_durations():
     assert spec["handlerRole"] == "grid_worker"
     twin = next(d for d in manifest.resources if d.kind == "twin.rules")
     assert render(twin.spec, values)["threshold"]["trigger"] == 0.4
+    # Long durations stay digits a Duration parses (not "1.296e+06s").
+    assert render("${days|hours}", {"days": 360}) == "1296000s"
+    assert render("${n|seconds}", {"n": 1.5}) == "1.5s"
     assert render("${village}/x ${tenant}", {"village": "a/b", "tenant": "tenants/a-b"}) == (
         "a/b/x tenants/a-b"
     )

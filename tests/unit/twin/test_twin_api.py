@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import time
+from datetime import datetime
 
 import grpc
 import pytest
@@ -137,7 +138,8 @@ async def test_levels_are_published_on_the_bus_and_the_top_level_raises_one_even
                 entities=["crowd-1"] * 4,
                 properties=["count"] * 4,
                 values=[350, 700, 950, 500],
-                observe_times_ms=[now, now + 1000, now + 2000, now + 3000],
+                # Steps within one second stay ordered by their observed times.
+                observe_times_ms=[now, now + 200, now + 400, now + 600],
             ),
         ),
         metadata=MD,
@@ -154,6 +156,8 @@ async def test_levels_are_published_on_the_bus_and_the_top_level_raises_one_even
         for d in got
     ]
     assert steps == [(0, 1), (1, 2), (2, 3), (3, 1)]
+    observed = [datetime.fromisoformat(json.loads(d.message.payload)["observe_time"]) for d in got]
+    assert [round(t.timestamp() * 1000) - now for t in observed] == [0, 200, 400, 600]
     events = await wait_for(lambda: twin_events(twin))
     assert len(events) == 1 and events[0].category == "safety.fire_hazard"
 
