@@ -122,6 +122,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         points.router,
         forms.router,
         notices.router,
+        notices.me_router,
         map_router.router,
         command.router,
         ogc.router,

@@ -1,8 +1,10 @@
 """REST for notices: send to a node, a grid cell, a role or named people; follow delivery.
 
-Sending needs `notices:send`, reading `empower:read`. Deliveries move through pending,
-queued, sent, delivered and failed (retried for up to 24 hours); the audit log keeps
-who sent which notice and when, never its text.
+Sending needs `notices:send`, reading `empower:read`. A recipient reads their own in-app
+notices at `/v1/me/notices` and gives a read receipt with `...deliveries/{delivery}:markRead`
+(any signed-in caller; the service answers only the caller's own deliveries).
+Deliveries move through pending, queued, sent, delivered and failed (retried for up to
+24 hours); the audit log keeps who sent which notice and when, never its text.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from gateway.schemas.notices import (
     AudienceIn,
     DeliveryList,
     DeliveryOut,
+    MyNoticeList,
+    MyNoticeOut,
     NoticeCreate,
     NoticeList,
     NoticeOut,
@@ -28,7 +32,10 @@ from services.kit.principal import Principal
 
 SERVICE = "grassroots.empower.v1.NoticesService"
 router = APIRouter(prefix="/v1/tenants/{tenant}/notices", tags=["notices"])
+# The caller's own notices, whatever their tenant: `/v1/me` is the caller (ADR 9).
+me_router = APIRouter(prefix="/v1/me", tags=["notices"])
 Who = Annotated[Principal, Security(access("empower"))]
+DeliveryId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="delivery id")]
 NoticeId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="notice id")]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
 PageToken = Annotated[str, Query(max_length=512)]
@@ -174,3 +181,50 @@ async def list_deliveries(
         deliveries=[delivery_out(d) for d in listed.deliveries],
         next_page_token=listed.next_page_token,
     )
+
+
+@me_router.get("/notices", response_model=MyNoticeList, summary="Your own in-app notices")
+@calls(SERVICE, "ListMyNotices")
+async def list_my_notices(
+    request: Request, who: Who, page_size: Annotated[int, Query(ge=1, le=200)] = 50
+) -> MyNoticeList:
+    """The in-app notices sent to you (by name, role, grid cell or node), newest first,
+    with their title and text; listing them marks them delivered. Others' never appear."""
+    listed = await call(
+        request.app.state.upstreams.notices.ListMyNotices(
+            pb.ListMyNoticesRequest(page_size=page_size), metadata=call_metadata(who)
+        )
+    )
+    return MyNoticeList(
+        notices=[
+            MyNoticeOut(
+                **delivery_out(d).model_dump(),
+                notice=d.name.rsplit("/deliveries/", 1)[0],
+                title=d.title,
+                body=d.body,
+            )
+            for d in listed.deliveries
+        ]
+    )
+
+
+@router.post(
+    "/{notice}/deliveries/{delivery}:markRead",
+    response_model=DeliveryOut,
+    summary="Mark a notice sent to you as read",
+)
+@calls(SERVICE, "MarkNoticeRead")
+async def mark_notice_read(
+    tenant: TenantId, notice: NoticeId, delivery: DeliveryId, request: Request, who: Who
+) -> DeliveryOut:
+    """A read receipt: only the delivery's recipient may give one (another caller gets
+    404). The delivery's `name` is in your list at `/v1/me/notices`."""
+    marked = await call(
+        request.app.state.upstreams.notices.MarkNoticeRead(
+            pb.MarkNoticeReadRequest(
+                name=f"{parent(tenant)}/notices/{notice}/deliveries/{delivery}"
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    return delivery_out(marked)

@@ -66,3 +66,17 @@ class DeliveryOut(BaseModel):
 class DeliveryList(BaseModel):
     deliveries: list[DeliveryOut]
     next_page_token: str
+
+
+class MyNoticeOut(DeliveryOut):
+    """One of the caller's own in-app deliveries, with its notice's title and text."""
+
+    notice: str = Field(description="the notice's resource name")
+    title: str
+    body: str
+
+
+class MyNoticeList(BaseModel):
+    notices: list[MyNoticeOut] = Field(
+        description="the caller's in-app deliveries, newest first; listing marks them delivered"
+    )

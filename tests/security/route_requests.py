@@ -69,6 +69,7 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "service_plan": lambda w: w.b.service_plan_id,
     "service_order": lambda w: w.b.service_order_id,
     "notice": lambda w: w.b.notice_id,
+    "delivery": lambda w: w.b.delivery_id,
 }
 
 

@@ -151,6 +151,7 @@ class VillageB:
     service_plan_id: str = ""
     service_order_id: str = ""
     notice_id: str = ""
+    delivery_id: str = ""
 
 
 @dataclass
@@ -679,6 +680,11 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
         201,
     )
     b.notice_id = notice["id"]
+    deliveries = expect(
+        client.get(f"/v1/tenants/{B}/notices/{b.notice_id}/deliveries", headers=b_super.headers),
+        200,
+    )
+    b.delivery_id = deliveries["deliveries"][0]["id"]
     expect(
         client.post(
             f"/v1/tenants/{B}/pointsAccounts/{b.points_account_id}:credit",

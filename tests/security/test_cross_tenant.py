@@ -138,6 +138,9 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("GET", "/v1/tenants/{tenant}/notices/{notice}/deliveries"): Cross(
         lambda w, t: {"notice": w.b.notice_id}
     ),
+    ("POST", "/v1/tenants/{tenant}/notices/{notice}/deliveries/{delivery}:markRead"): Cross(
+        lambda w, t: {"notice": w.b.notice_id, "delivery": w.b.delivery_id}
+    ),
     ("GET", REPORT): Cross(_report),
     ("GET", REPORT + "/runs"): Cross(_report),
     ("GET", REPORT + "/runs/{run}"): Cross(_report),

@@ -25,6 +25,7 @@ NOT_RESOURCES = {
     "/v1/auth/revoke": "OAuth 2.0 revocation endpoint (RFC 7009)",
     "/v1/me": "the caller, not a stored resource",
     "/v1/me:changePassword": "the caller's own password (a custom method on /v1/me)",
+    "/v1/me/notices": "the caller's own in-app notices, from whichever tenants sent them",
 }
 # Collections that do not belong to a tenant: the catalog is the city's, coordinates
 # are stateless arithmetic.
