@@ -21,6 +21,8 @@ import shapely
 
 from devstack.demo_identity import DemoCredentials
 from devstack.stack import Stack, StackConfig
+from grassroots.empower.v1 import catalog_service_pb2 as catalog_pb
+from grassroots.empower.v1 import catalog_service_pb2_grpc as catalog_grpc
 from grassroots.events.v1 import events_service_pb2 as events_pb
 from grassroots.events.v1 import events_service_pb2_grpc as events_grpc
 from grassroots.type.v1 import geo_pb2
@@ -85,9 +87,16 @@ def test_landing_page_links_every_page_in_the_browsers_language(gateway, browser
     assert page.locator("h1").inner_text() == "镇村页面"
     assert page.evaluate("document.documentElement.lang") == "zh-CN"
     links = {a.get_attribute("href") for a in page.locator("main a").all()}
-    assert {"/web/resident.html", "/web/worker.html", "/web/signin.html", "/docs"} <= links
+    assert {
+        "/web/resident.html",
+        "/web/worker.html",
+        "/web/board.html",
+        "/web/supermarket.html",
+        "/web/signin.html",
+        "/docs",
+    } <= links
     page.click("#lang")  # the switch names the other language and changes to it
-    assert page.locator("h1").inner_text() == "Town and village pages"
+    page.wait_for_selector("h1:has-text('Town and village pages')")
     assert page.evaluate("localStorage.getItem('grassroots.lang')") == "en"
     assert no_horizontal_scroll(page)
     assert not accessibility_problems(page, axe_source)
@@ -543,5 +552,86 @@ def test_a_grid_worker_declines_an_offer_and_it_goes_to_the_next(
     after = _api(stack, f"/v1/{task['name']}")
     assert task["handler"] in after["passed_by"], after
     assert after["handler"] != task["handler"], after
+    assert not problems, problems
+    context.close()
+
+
+def _record_installation(stack: Stack, village_path: str, item: str) -> None:
+    """What `grassroots scenario install` records in the catalog (the composer's step)."""
+    composer = Principal(
+        "services/composer",
+        "sh/jiading",
+        "service",
+        scopes=frozenset({"scenarios:install", "catalog:read"}),
+    )
+    with grpc.insecure_channel(stack.config.address("empower")) as channel:
+        catalog_grpc.CatalogServiceStub(channel).CreateInstallation(
+            catalog_pb.CreateInstallationRequest(
+                parent=tenancy.tenant_name(village_path),
+                installation=catalog_pb.Installation(catalog_item=item),
+            ),
+            metadata=composer.to_metadata(),
+            timeout=30,
+        )
+
+
+@pytest.mark.integration
+def test_supermarket_shows_the_shelf_and_the_districts_adoption(
+    stack, gateway, browser, axe_source, credentials
+):
+    _record_installation(stack, XINGMING_PATH, "catalogItems/scenario-fire-smoke")
+    admin = credentials.account("district.it")
+    shelf = httpx.get(
+        f"{gateway}/v1/catalogItems?page_size=200",
+        headers=_token(gateway, admin.username, admin.password),
+    ).json()["catalog_items"]
+    components = {i["display_name"] for i in shelf if i["kind"] == "component"}
+    scenarios = {i["display_name"] for i in shelf if i["kind"] == "scenario"}
+    assert components and scenarios
+    context = phone(browser, gateway)
+    page = context.new_page()
+    problems = watch(page)
+    page.goto("/")
+    wait_ready(page)
+    page.click("#go-market")
+    sign_in(page, admin.username, admin.password)
+    wait_ready(page)
+    assert page.url.endswith("/web/supermarket.html")
+    shown = set(page.locator("#components li > strong").all_inner_texts())
+    assert shown == components
+    assert set(page.locator("#scenarios li > strong").all_inner_texts()) == scenarios
+    # The adoption matrix: Xingming's row marks fire-smoke installed, and nothing else.
+    row = page.locator(f"#matrix tr[data-tenant='{XINGMING_PATH}']")
+    assert row.count() == 1
+    heads = page.locator("#matrix thead th").all_inner_texts()[1:]
+    cells = row.locator("td").all_inner_texts()
+    marked = {h for h, c in zip(heads, cells, strict=True) if c == "installed"}
+    fire = next(i["display_name"] for i in shelf if i["name"] == "catalogItems/scenario-fire-smoke")
+    assert marked == {fire}
+    # No REST route installs a scenario: the page shows district IT's commands, plan first.
+    page.select_option("#install-scenario", "fire-smoke")
+    page.fill("#install-village", "sh-jiading-anting-xingming")
+    assert page.inner_text("#plan-command") == (
+        "grassroots scenario plan fire-smoke --village sh-jiading-anting-xingming"
+    )
+    assert page.inner_text("#apply-command").startswith("grassroots scenario install fire-smoke")
+    # Search narrows the shelf but not the matrix's columns.
+    page.fill("#search", "smoke")
+    page.click("#search-form button[type=submit]")
+    until(
+        page,
+        f"() => document.querySelectorAll('#components li[data-name]').length < {len(components)}",
+    )
+    assert page.locator("#matrix thead th").all_inner_texts()[1:] == heads
+    page.fill("#search", "")
+    page.click("#search-form button[type=submit]")
+    until(
+        page,
+        f"() => document.querySelectorAll('#components li[data-name]').length === "
+        f"{len(components)}",
+    )
+    assert no_horizontal_scroll(page)
+    assert not accessibility_problems(page, axe_source)
+    record(page, "supermarket")
     assert not problems, problems
     context.close()
