@@ -11,6 +11,7 @@ drops the connection.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -243,3 +244,19 @@ def test_a_history_entity_that_is_not_an_id_says_why(world: World) -> None:
     assert_bad_request(response, "entity")
     violation = response.json()["error"]["field_violations"][0]
     assert violation["field"] == "entity" and "not an entity id" in violation["description"]
+
+
+def test_a_points_rule_with_a_cap_below_its_points_names_cap(world: World) -> None:
+    body = {
+        "display_name": "Capped below one fact",
+        "fact_type": "task.resolved",
+        "points": 10,
+        "cap": 5,
+        "cap_period": "week",
+    }
+    url = f"/v1/tenants/{A}/pointsRules"
+    response = fresh(world, "POST", url, json=body, headers=world.a_super.headers)
+    assert_bad_request(response, "cap")
+    assert "below" in response.text
+    listed = world.client.get(url, headers=world.a_super.headers).json()
+    assert "Capped below one fact" not in json.dumps(listed)

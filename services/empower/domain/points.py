@@ -206,6 +206,11 @@ class PointsLedger:
         _amount(points, "points_rule.points")
         if not 0 <= cap <= MAX_CAP:
             raise InvalidArgument.field("points_rule.cap", f"from 0 (no cap) to {MAX_CAP}")
+        if cap and cap < points:
+            # Such a rule could never pay a single fact in full: a typo, not a policy.
+            raise InvalidArgument.field(
+                "points_rule.cap", f"{cap} is below the rule's {points} points a fact"
+            )
         if cap and cap_period is Period.NONE:
             raise InvalidArgument.field("points_rule.cap_period", "a cap needs a period")
         rule = Rule(

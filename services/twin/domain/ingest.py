@@ -71,6 +71,8 @@ class Columns:
     units: Sequence[str] | None = None  # None: every reading in its model's unit
     longitudes: F64 | None = None
     latitudes: F64 | None = None
+    # False when the batch sent no values at all (a batch of positions needs none).
+    values_given: bool = True
 
     def __len__(self) -> int:
         return len(self.entities)
@@ -123,6 +125,7 @@ class Columns:
             units=units if has_units else None,
             longitudes=np.asarray(longitudes, dtype=np.float64) if has_lon else None,
             latitudes=np.asarray(latitudes, dtype=np.float64) if has_lat else None,
+            values_given=has_values or not n,
         )
 
 
@@ -253,6 +256,15 @@ def check(columns: Columns, pairs: Pairs, targets: list[Series | Reason], now_ms
     else:
         refuse(is_point, Reason.NOT_FINITE)
     scalar = ~is_point
+    if not columns.values_given:
+        # One mistake in the request, not one per reading: say which column is missing.
+        wanting = np.flatnonzero(known & (kind != Kind.POINT))
+        if wanting.size:
+            names = sorted({raw_pairs[i][1] for i in wanting.tolist()})
+            raise InvalidArgument.field(
+                "columns.values",
+                f"is empty, but {', '.join(repr(p) for p in names[:5])} need one value a reading",
+            )
     with np.errstate(invalid="ignore"):
         refuse(scalar & ~np.isfinite(values), Reason.NOT_FINITE)
         refuse(

@@ -176,3 +176,19 @@ async def test_history_downsamples_into_buckets_and_pages(twin, grid_index):
     assert first.entity.endswith("/gauge-1")
     assert (first.count, first.min, first.max, first.mean) == (30, 0.0, 29.0, 14.5)
     assert points[4].entity.endswith("/gauge-2") and points[4].min == 100.0
+
+
+async def test_an_empty_values_column_is_one_error_naming_values(twin, grid_index):
+    await make_gauge(twin, grid_index)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await twin.stub.IngestTelemetry(
+            columns(["gauge-1", "gauge-1"], ["level_cm"] * 2, []), metadata=MD
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = field_violations(caught.value)
+    assert list(violations) == ["columns.values"]
+    assert "level_cm" in violations["columns.values"]
+    entity = await twin.stub.GetEntity(
+        pb.GetEntityRequest(name=f"{PARENT}/entities/gauge-1"), metadata=MD
+    )
+    assert "level_cm" not in entity.state

@@ -268,3 +268,30 @@ async def test_a_deleted_rule_pays_nothing_more_and_its_entries_stay(ledger: Poi
     assert account.balance == 5
     with pytest.raises(NotFound):
         await ledger.delete_rule(STAFF, XINGMING, rule.id)
+
+
+async def test_a_cap_below_the_rules_points_is_refused_naming_cap(ledger: PointsLedger) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        await ledger.create_rule(
+            STAFF,
+            XINGMING,
+            display_name="Never paid in full",
+            fact_type="task.resolved",
+            match={},
+            points=10,
+            cap=5,
+            cap_period=Period.WEEK,
+        )
+    assert refused.value.violations[0].field == "points_rule.cap"
+    assert "below" in refused.value.violations[0].description
+    equal = await ledger.create_rule(
+        STAFF,
+        XINGMING,
+        display_name="One fact a week",
+        fact_type="task.resolved",
+        match={},
+        points=10,
+        cap=10,
+        cap_period=Period.WEEK,
+    )
+    assert equal.cap == 10
