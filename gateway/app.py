@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.auth import Guard
@@ -16,6 +16,7 @@ from gateway.idempotency import IdempotencyMiddleware, ReplayStore
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.openapi import install_openapi, operation_id
 from gateway.pages import install_pages, tile_origin
+from gateway.query_params import known_query_parameters
 from gateway.routers import (
     auth,
     catalog,
@@ -98,6 +99,8 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         docs_url=None,
         redoc_url=None,
         generate_unique_id_function=operation_id,
+        # A query parameter a /v1 route does not declare is refused, never ignored.
+        dependencies=[Depends(known_query_parameters)],
     )
     app.state.settings = settings
     app.state.guard = guard
