@@ -139,7 +139,7 @@ class NoticesServicer(pb_grpc.NoticesServiceServicer):
     async def MarkNoticeRead(
         self, request: pb.MarkNoticeReadRequest, context: object
     ) -> pb.Delivery:
-        tenant, _, delivery_id = parse_nested(request.name, "notices", "deliveries", "name")
+        tenant, notice_id, delivery_id = parse_nested(request.name, "notices", "deliveries", "name")
         return delivery_to_proto(
-            await self.board.mark_read(require_principal(), tenant, delivery_id)
+            await self.board.mark_read(require_principal(), tenant, delivery_id, notice_id)
         )

@@ -262,10 +262,18 @@ class NoticeBoard:
             shown.append((delivery, notice))
         return shown
 
-    async def mark_read(self, caller: Principal, tenant: str, delivery_id: str) -> Delivery:
-        """A read receipt from the recipient themselves; reading again changes nothing."""
+    async def mark_read(
+        self, caller: Principal, tenant: str, delivery_id: str, notice_id: str = ""
+    ) -> Delivery:
+        """A read receipt from the recipient themselves; reading again changes nothing.
+        The name must be the delivery's own: another notice's id in it is not found."""
         found = await self.store.get_delivery(tenancy.ALL_TENANTS, delivery_id)
-        if found is None or found.tenant != tenant or found.recipient != caller.subject:
+        if (
+            found is None
+            or found.tenant != tenant
+            or found.recipient != caller.subject
+            or (notice_id and found.notice_id != notice_id)
+        ):
             raise NotFound(f"delivery {delivery_id!r} not found")
         if found.read_time is not None:
             return found

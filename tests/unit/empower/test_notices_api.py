@@ -135,6 +135,12 @@ async def test_a_notice_reaches_the_role_is_read_and_audited_without_its_text(se
     assert [(d.title, d.body, d.state) for d in mine.deliveries] == [
         ("Water off", TEXT, pb.Delivery.STATE_DELIVERED)
     ]
+    # The delivery under another notice's name is not found, even for its recipient.
+    head, _, delivery_id = mine.deliveries[0].name.partition("/deliveries/")
+    misnamed = head.rsplit("/", 1)[0] + "/nt_other/deliveries/" + delivery_id
+    with pytest.raises(grpc.aio.AioRpcError) as wrong_notice:
+        await stub.MarkNoticeRead(pb.MarkNoticeReadRequest(name=misnamed), metadata=me)
+    assert wrong_notice.value.code() == grpc.StatusCode.NOT_FOUND
     read = await stub.MarkNoticeRead(
         pb.MarkNoticeReadRequest(name=mine.deliveries[0].name), metadata=me
     )
