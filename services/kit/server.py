@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from services.kit import discovery, metrics, tracing
+from services.kit import discovery, metrics, signing, tracing
 from services.kit.config import ServiceSettings, load_settings
 from services.kit.interceptors import ServerInterceptor
 from services.kit.logging import configure_logging
@@ -149,10 +149,50 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def _dsn_variable(settings: ServiceSettings) -> str:
+    return f"{settings.model_config.get('env_prefix', '')}POSTGRES_DSN"
+
+
+def check_start_settings(settings: ServiceSettings) -> None:
+    """Refuse to start, in one line naming the variable, on settings that would otherwise
+    fail later: discovery, the principal key ring (read lazily on the first call) and a
+    DSN libpq cannot parse."""
+    load_settings(discovery.DiscoverySettings)
+    try:
+        signing.keyring()
+    except signing.KeyRingError as exc:
+        raise SystemExit(f"invalid configuration: {exc}") from None
+    dsn = str(getattr(settings, "postgres_dsn", "") or "")
+    if dsn:
+        from psycopg import conninfo
+
+        try:
+            conninfo.conninfo_to_dict(dsn)
+        except Exception:  # the parser's message may quote the DSN, password included
+            raise SystemExit(
+                f"invalid configuration for {type(settings).__name__}: "
+                f"{_dsn_variable(settings)} is not a libpq connection string or URI"
+            ) from None
+
+
+def database_error(settings: ServiceSettings, exc: BaseException) -> str | None:
+    """One line for a database that refuses the process at start (down, unknown role,
+    wrong password), naming the setting; None for anything else."""
+    if not getattr(settings, "postgres_dsn", ""):
+        return None
+    import psycopg
+
+    if not isinstance(exc, psycopg.OperationalError):
+        return None
+    reason = " ".join(str(exc).split())
+    return f"cannot open the database named by {_dsn_variable(settings)}: {reason}"
+
+
 def run_service(
     name: str, settings: ServiceSettings, build: Callable[[], Awaitable[Component]]
 ) -> None:
     """Process entry point: owner-only files, logs, metrics, serve until SIGTERM."""
+    check_start_settings(settings)
     restrict_umask()
     configure_logging(name, settings.log_level)
     tracing.configure_tracing(name)
@@ -164,5 +204,10 @@ def run_service(
             asyncio.Runner(loop_factory=loop_factory()) as runner,
         ):
             runner.run(serve_until_signalled(name, settings, build))
+    except Exception as exc:
+        unreachable = database_error(settings, exc)
+        if unreachable is None:
+            raise
+        raise SystemExit(unreachable) from None
     finally:
         tracing.shutdown()

@@ -41,3 +41,49 @@ def test_bad_port_is_refused(value):
     result = run_module("services.twin", {"GRASSROOTS_TWIN_GRPC_PORT": value})
     assert result.returncode == 2
     assert "GRASSROOTS_TWIN_GRPC_PORT" in result.stderr
+
+
+def events_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    from services.kit.signing import generate_keys_value
+
+    return {
+        "GRASSROOTS_EVENTS_GRPC_PORT": "0",
+        "GRASSROOTS_EVENTS_MAP_ADDRESS": "127.0.0.1:1",
+        "GRASSROOTS_EVENTS_DATA_DIR": str(tmp_path),
+        "GRASSROOTS_PRINCIPAL_KEYS": generate_keys_value(),
+        "GRASSROOTS_EVENTS_SEAL_KEYS": generate_keys_value(),
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"GRASSROOTS_DISCOVERY": "bogus"}, "GRASSROOTS_DISCOVERY"),
+        ({"GRASSROOTS_PRINCIPAL_KEYS": "junk"}, "GRASSROOTS_PRINCIPAL_KEYS"),
+        ({"GRASSROOTS_PRINCIPAL_KEYS": ""}, "GRASSROOTS_PRINCIPAL_KEYS"),
+        (
+            {
+                "GRASSROOTS_EVENTS_BACKEND": "postgres",
+                "GRASSROOTS_EVENTS_POSTGRES_DSN": "not_a_dsn_hunter2",
+            },
+            "GRASSROOTS_EVENTS_POSTGRES_DSN",
+        ),
+        (
+            {
+                "GRASSROOTS_EVENTS_BACKEND": "postgres",
+                "GRASSROOTS_EVENTS_POSTGRES_DSN": "postgresql://x:hunter2@127.0.0.1:1/none",
+            },
+            "GRASSROOTS_EVENTS_POSTGRES_DSN",
+        ),
+    ],
+)
+def test_bad_start_settings_stop_the_process_in_one_line(tmp_path, extra, named):
+    """Wrong values a district might deploy stop the process before it serves, naming
+    the variable, with no stack trace and no password echoed."""
+    result = run_module("services.events", events_env(tmp_path, **extra))
+    assert result.returncode != 0
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr
+    assert "serving on" not in result.stderr
