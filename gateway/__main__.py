@@ -11,11 +11,13 @@ from services.kit import tracing
 from services.kit.config import load_settings
 from services.kit.logging import configure_logging
 from services.kit.private_files import restrict_umask
+from services.kit.server import check_start_settings
 
 
 def main() -> None:
     restrict_umask()
     settings = load_settings(GatewaySettings)
+    check_start_settings(settings)
     configure_logging("gateway", settings.log_level)
     tracing.configure_tracing("gateway")
     uvicorn.run(

@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.security.client_address import parse_networks
 from services.kit.components import NAMES
+from services.kit.config import redis_url as check_redis_url
 from services.kit.crs import normalise_crs
 from services.kit.errors import InvalidArgument
 
@@ -111,6 +112,11 @@ class GatewaySettings(BaseSettings):
             return normalise_crs(name)
         except InvalidArgument as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return check_redis_url(value)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -12,6 +12,7 @@ from gateway.settings import GatewaySettings
 from services.kit import metrics
 from services.kit.config import load_settings
 from services.kit.logging import configure_logging
+from services.kit.server import check_start_settings
 
 
 async def serve(settings: EdgeSettings, gateway: GatewaySettings) -> None:
@@ -27,6 +28,7 @@ async def serve(settings: EdgeSettings, gateway: GatewaySettings) -> None:
 def main() -> None:
     settings = load_settings(EdgeSettings)
     gateway = load_settings(GatewaySettings)
+    check_start_settings(gateway)
     configure_logging("edge", settings.log_level)
     metrics.serve_metrics(settings.metrics_port, settings.host)
     with contextlib.suppress(KeyboardInterrupt):

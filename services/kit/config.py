@@ -38,6 +38,16 @@ class ServiceSettings(BaseSettings):
 
 S = TypeVar("S", bound=BaseSettings)
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def redis_url(value: str) -> str:
+    """A Redis URL setting: empty (not used) or one the Redis client can open; checked
+    at start so a typo stops the process instead of failing its first request."""
+    if value and not value.startswith(REDIS_SCHEMES):
+        raise ValueError("must be empty or start with redis://, rediss:// or unix://")
+    return value
+
 
 def load_settings(cls: type[S]) -> S:
     """Build settings or exit with a readable list of what is missing or wrong."""

@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from pydantic_settings import BaseSettings
 
 from services.kit import discovery, metrics, signing, tracing
 from services.kit.config import ServiceSettings, load_settings
@@ -149,11 +150,11 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _dsn_variable(settings: ServiceSettings) -> str:
+def _dsn_variable(settings: BaseSettings) -> str:
     return f"{settings.model_config.get('env_prefix', '')}POSTGRES_DSN"
 
 
-def check_start_settings(settings: ServiceSettings) -> None:
+def check_start_settings(settings: BaseSettings) -> None:
     """Refuse to start, in one line naming the variable, on settings that would otherwise
     fail later: discovery, the principal key ring (read lazily on the first call) and a
     DSN libpq cannot parse."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.kit.components import component
 from services.kit.config import ServiceSettings
+from services.kit.config import redis_url as check_redis_url
 
 _ROW = component("twin")
 
@@ -42,3 +43,8 @@ class TwinSettings(ServiceSettings):
         1.0, gt=0, description="how often logged batches are regrouped into per-series chunks"
     )
     silence_check_seconds: float = Field(60.0, gt=0, description="how often inactivity is checked")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return check_redis_url(value)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from services.kit.components import NAMES
+
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -87,3 +89,33 @@ def test_bad_start_settings_stop_the_process_in_one_line(tmp_path, extra, named)
     assert "Traceback" not in result.stderr
     assert "hunter2" not in result.stderr
     assert "serving on" not in result.stderr
+
+
+@pytest.mark.parametrize("module", ["gateway", "gateway.edge"])
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"GRASSROOTS_DISCOVERY": "bogus"}, "GRASSROOTS_DISCOVERY"),
+        ({"GRASSROOTS_PRINCIPAL_KEYS": "junk"}, "GRASSROOTS_PRINCIPAL_KEYS"),
+        ({"GRASSROOTS_GATEWAY_REDIS_URL": "redis-1:6379"}, "GRASSROOTS_GATEWAY_REDIS_URL"),
+    ],
+)
+def test_gateway_and_edge_refuse_bad_start_settings(module, extra, named):
+    from services.kit.signing import generate_keys_value
+
+    env = {f"GRASSROOTS_GATEWAY_{name}_ADDRESS": "127.0.0.1:1" for name in NAMES}
+    env |= {"GRASSROOTS_GATEWAY_PORT": "0", "GRASSROOTS_EDGE_GRPC_PORT": "0"}
+    env |= {"GRASSROOTS_PRINCIPAL_KEYS": generate_keys_value(), **extra}
+    result = run_module(module, env)
+    assert result.returncode != 0
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_twin_refuses_a_redis_url_it_cannot_open():
+    result = run_module(
+        "services.twin",
+        {"GRASSROOTS_TWIN_GRPC_PORT": "0", "GRASSROOTS_TWIN_REDIS_URL": "redis:6379"},
+    )
+    assert result.returncode == 2
+    assert "GRASSROOTS_TWIN_REDIS_URL" in result.stderr
