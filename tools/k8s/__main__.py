@@ -56,6 +56,21 @@ def write_secrets(root: Path, *, district: bool, force: bool) -> Path:
     return folder
 
 
+def lacking_dsns(folder: Path) -> list[str]:
+    """Env files (kept from an earlier run without --district) with no database DSN for a
+    workload that has a PostgreSQL store; the district overlay would render without it."""
+    lacking = []
+    for workload in WORKLOADS.values():
+        own = workload.settings[0]
+        if "postgres_dsn" not in own.model_fields:
+            continue
+        variable = f"{own.model_config.get('env_prefix', '')}POSTGRES_DSN="
+        path = folder / f"{workload.name}.env"
+        if not any(line.startswith(variable) for line in path.read_text().splitlines()):
+            lacking.append(path.name)
+    return lacking
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.k8s", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,8 +94,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"k8s/{path} is stale: run `make k8s`", file=sys.stderr)
         return 1 if late else 0
     folder = write_secrets(ROOT, district=args.district, force=args.force)
-    print(f"secrets in {folder.relative_to(ROOT.parent)} (never commit them)")
-    return 0
+    shown = folder.relative_to(ROOT.parent)
+    print(f"secrets in {shown} (never commit them)")
+    lacking = lacking_dsns(folder) if args.district else []
+    for name in lacking:
+        print(
+            f"{shown}/{name} was kept and has no database DSN: add it, or replace every "
+            "file with `python -m tools.k8s secrets --district --force`",
+            file=sys.stderr,
+        )
+    return 1 if lacking else 0
 
 
 if __name__ == "__main__":

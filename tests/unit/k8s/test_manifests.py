@@ -287,11 +287,16 @@ def test_secrets_are_written_owner_only_and_never_replaced_silently(tmp_path):
     assert (folder / "events.env").stat().st_mode & 0o777 == 0o600
     k8s_cli.write_secrets(tmp_path, district=False, force=False)
     assert (folder / "events.env").read_text() == first
+    # --district without --force keeps the files, so it says which lack their DSN.
+    k8s_cli.write_secrets(tmp_path, district=True, force=False)
+    assert "events.env" in k8s_cli.lacking_dsns(folder)
+    assert "gateway.env" not in k8s_cli.lacking_dsns(folder)
     k8s_cli.write_secrets(tmp_path, district=True, force=True)
     assert (
         "GRASSROOTS_EVENTS_POSTGRES_DSN=postgresql://grassroots_events:"
         in (folder / "events.env").read_text()
     )
+    assert k8s_cli.lacking_dsns(folder) == []
 
 
 def test_secrets_stay_out_of_git_and_out_of_the_image():
