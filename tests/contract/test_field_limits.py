@@ -217,6 +217,7 @@ PARAMETER_GATEWAY_ONLY = {
             "attribute",
             "collection_id",
             "dataset",
+            "delivery",
             "emergency_plan",
             "entity",
             "entity_id",
