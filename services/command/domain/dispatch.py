@@ -152,7 +152,10 @@ def _ranks(
     # A road is never shorter than the straight line: searching the roads up to a few
     # times the nearest candidate's straight distance finds the nearest by road, unless
     # nobody is reached within it; then the whole network is searched.
-    road = roads.metres_to(where, lon, lat, limit_m=_SEARCH_FACTOR * straight[rows].min() + 300)
+    near = straight[rows]
+    road = roads.metres_to(
+        where, lon, lat, limit_m=_SEARCH_FACTOR * near.min() + 300, straight_m=near
+    )
     if not np.isfinite(road).any():
         road = roads.metres_to(where, lon, lat)
     reached = np.isfinite(road)

@@ -88,7 +88,12 @@ class RoadNetwork:
         return node, _metres(lon, lat, self.lon[node], self.lat[node])
 
     def metres_to(
-        self, where: Position, lon: np.ndarray, lat: np.ndarray, limit_m: float | None = None
+        self,
+        where: Position,
+        lon: np.ndarray,
+        lat: np.ndarray,
+        limit_m: float | None = None,
+        straight_m: np.ndarray | None = None,
     ) -> np.ndarray:
         """Metres by road from each (lon, lat) in degrees to `where`; inf where the roads
         do not connect them, or (with `limit_m`) where they are farther than that, which
@@ -101,8 +106,10 @@ class RoadNetwork:
         result = np.full(len(lon), np.inf)
         rows = np.arange(len(lon))
         if limit_m is not None:
-            here = np.full(len(lon), where.longitude), np.full(len(lon), where.latitude)
-            straight = _metres(lon, lat, *here)
+            straight = straight_m  # the caller's straight-line metres, when it has them
+            if straight is None:
+                here = np.full(len(lon), where.longitude), np.full(len(lon), where.latitude)
+                straight = _metres(lon, lat, *here)
             rows = np.flatnonzero(straight <= limit_m)
             if not len(rows):
                 return result
