@@ -40,9 +40,20 @@ DEFAULT_EDGE_PORT = 50050
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: every socket stays bound until all are picked, so the kernel
+    cannot hand the same port out twice within one stack."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass
@@ -58,12 +69,13 @@ class StackConfig:
 
     @classmethod
     def on_free_ports(cls, data_dir: Path, log_dir: Path | None = None) -> StackConfig:
+        ports = iter(free_ports(2 + 2 * len(SERVICES)))
         return cls(
             data_dir=data_dir,
-            gateway_port=free_port(),
-            edge_port=free_port(),
-            grpc_ports={name: free_port() for name in SERVICES},
-            metrics_ports={name: free_port() for name in SERVICES},
+            gateway_port=next(ports),
+            edge_port=next(ports),
+            grpc_ports={name: next(ports) for name in SERVICES},
+            metrics_ports={name: next(ports) for name in SERVICES},
             log_dir=log_dir,
         )
 
@@ -366,7 +378,17 @@ class Stack:
         for name, process in self.processes.items():
             code = process.poll()
             if code is not None:
-                raise RuntimeError(f"{name} exited with code {code}")
+                raise RuntimeError(f"{name} exited with code {code}{self._log_tail(name)}")
+
+    def _log_tail(self, name: str, lines: int = 40) -> str:
+        """The end of a service's log, so a failed start says why without a kept log folder."""
+        if self.config.log_dir is None:
+            return ""
+        log = self.config.log_dir / f"{name}.log"
+        if not log.exists():
+            return ""
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        return "; its log ends:\n" + "\n".join(tail)
 
     def signal(self, name: str, sig: int) -> None:
         self.processes[name].send_signal(sig)
