@@ -146,6 +146,43 @@ TEMPLATES = {
 }
 
 
+# What the loop did beside the inspections, read from events and command at each run:
+# the safety office's fire and safety events by grid cell, and the town statistics'
+# tasks against their SLA by village and team, both over the last 30 days.
+LOOP_TEMPLATES = {
+    "safety-office-events": pb.ReportTemplate(
+        display_name="Safety office: events by grid cell and category, last 30 days",
+        department="Anting town safety office",
+        source=pb.ReportTemplate.SOURCE_EVENTS,
+        period_days=30,
+        group_by=["grid_cell", "category"],
+        columns=[
+            C(label="Grid cell", aggregate=C.AGGREGATE_GROUP, field="grid_cell"),
+            C(label="Category", aggregate=C.AGGREGATE_GROUP, field="category"),
+            C(label="Events", aggregate=C.AGGREGATE_COUNT),
+            C(label="Still open", aggregate=C.AGGREGATE_COUNT_IF, field="open"),
+        ],
+        schedule=pb.ReportTemplate.SCHEDULE_DAILY,
+    ),
+    "town-statistics-tasks": pb.ReportTemplate(
+        display_name="Town statistics: tasks against their SLA by village and team, last 30 days",
+        department="Anting town statistics",
+        source=pb.ReportTemplate.SOURCE_TASKS,
+        period_days=30,
+        group_by=["tenant", "team"],
+        columns=[
+            C(label="Village", aggregate=C.AGGREGATE_GROUP, field="tenant"),
+            C(label="Team", aggregate=C.AGGREGATE_GROUP, field="team"),
+            C(label="Tasks", aggregate=C.AGGREGATE_COUNT),
+            C(label="Resolved", aggregate=C.AGGREGATE_COUNT_IF, field="resolved"),
+            C(label="Resolved within SLA", aggregate=C.AGGREGATE_COUNT_IF, field="within_sla"),
+            C(label="Overdue", aggregate=C.AGGREGATE_COUNT_IF, field="overdue"),
+        ],
+        schedule=pb.ReportTemplate.SCHEDULE_MONTHLY,
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Building:
     building_id: str
@@ -192,7 +229,8 @@ def demo_records(buildings: list[Building], today: date) -> list[tuple[Building,
 
 
 async def install(channel: grpc.aio.Channel, map_file: Path, today: date) -> dict[str, int]:
-    """The form, its records and the three templates, each run once; returns counts."""
+    """The form, its records, its three templates and the two over events and tasks, each
+    run once; returns counts."""
     stub = pb_grpc.FormsServiceStub(channel)
     metadata = INSTALLER.to_metadata()
     try:
@@ -222,7 +260,7 @@ async def install(channel: grpc.aio.Channel, map_file: Path, today: date) -> dic
             # A start on another day dates the same record differently: it is there.
             if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
                 raise
-    for template_id, template in TEMPLATES.items():
+    for template_id, template in {**TEMPLATES, **LOOP_TEMPLATES}.items():
         try:
             await stub.CreateReportTemplate(
                 pb.CreateReportTemplateRequest(
@@ -239,4 +277,4 @@ async def install(channel: grpc.aio.Channel, map_file: Path, today: date) -> dic
             pb.RunReportRequest(name=f"{tenancy.tenant_name(TOWN)}/reportTemplates/{template_id}"),
             metadata=metadata,
         )
-    return {"records": len(records), "reports": len(TEMPLATES)}
+    return {"records": len(records), "reports": len(TEMPLATES) + len(LOOP_TEMPLATES)}

@@ -51,6 +51,12 @@ _TYPES = {
     "location": pb.FormField.TYPE_LOCATION,
 }
 _TYPE_NAMES = {v: k for k, v in _TYPES.items()}
+_SOURCES = {
+    "form_records": pb.ReportTemplate.SOURCE_FORM_RECORDS,
+    "events": pb.ReportTemplate.SOURCE_EVENTS,
+    "tasks": pb.ReportTemplate.SOURCE_TASKS,
+}
+_SOURCE_NAMES = {v: k for k, v in _SOURCES.items()}
 _AGGREGATES = {
     "group": pb.ReportColumn.AGGREGATE_GROUP,
     "count": pb.ReportColumn.AGGREGATE_COUNT,
@@ -128,6 +134,8 @@ def template_out(template: pb.ReportTemplate) -> ReportTemplateOut:
         ],
         schedule=_SCHEDULE_NAMES.get(template.schedule),  # type: ignore[arg-type]
         create_time=template.create_time.ToDatetime(tzinfo=UTC),
+        source=_SOURCE_NAMES.get(template.source, "form_records"),  # type: ignore[arg-type]
+        period_days=template.period_days,
     )
 
 
@@ -284,6 +292,8 @@ async def create_report_template(
             for c in body.columns
         ],
         schedule=_SCHEDULES[body.schedule] if body.schedule else 0,  # type: ignore[arg-type]
+        source=_SOURCES[body.source],
+        period_days=body.period_days,
     )
     created = await call(
         request.app.state.upstreams.forms.CreateReportTemplate(

@@ -17,6 +17,7 @@ from grassroots.empower.v1 import forms_service_pb2 as pb
 FieldTypeName = Literal["text", "integer", "boolean", "date", "choice", "location"]
 AggregateName = Literal["group", "count", "sum", "count_if", "max"]
 ScheduleName = Literal["daily", "weekly", "monthly"]
+SourceName = Literal["form_records", "events", "tasks"]
 
 
 class FormFieldIn(BaseModel):
@@ -110,12 +111,27 @@ class ReportTemplateCreate(BaseModel):
     id: str
     display_name: str
     department: str
-    form: str = Field(..., examples=["tenants/sh-jiading-anting/forms/fire-safety-inspection"])
+    form: str = Field(
+        "",
+        examples=["tenants/sh-jiading-anting/forms/fire-safety-inspection"],
+        description="the form whose records it reads; empty when the source is events or tasks",
+    )
     group_by: list[str] = Field(
-        default_factory=list, description="form fields, or tenant, grid_cell, month"
+        default_factory=list,
+        description="form fields (or the source's fields), or tenant, grid_cell, month",
     )
     columns: list[ReportColumnIn]
     schedule: ScheduleName | None = None
+    source: SourceName = Field(
+        "form_records",
+        description="form_records (the form's), events (events service) or tasks (command)",
+    )
+    period_days: int = limited(
+        pb.ReportTemplate,
+        "period_days",
+        0,
+        description="only rows created this many days before a run; 0: all",
+    )
 
 
 class ReportTemplateOut(BaseModel):
@@ -128,6 +144,8 @@ class ReportTemplateOut(BaseModel):
     columns: list[ReportColumnOut]
     schedule: ScheduleName | None
     create_time: datetime
+    source: SourceName
+    period_days: int
 
 
 class ReportTemplateList(BaseModel):

@@ -30,6 +30,7 @@ from services.empower.domain.notices_ports import NoticeChannel
 from services.empower.domain.people_ports import PeopleStore
 from services.empower.domain.points import PointsLedger
 from services.empower.forms_api import FormsServicer
+from services.empower.loop_activity import GrpcLoopActivity
 from services.empower.map_addresses import MapAddresses
 from services.empower.notice_audience import RegistryAudience
 from services.empower.notice_channels import InAppChannel, SmsChannel, WeChatChannel
@@ -123,7 +124,12 @@ async def open_empowerment(
         # A record's grid cell and building must be its village's own, as the map knows it.
         places = MapAddresses(settings.map_address)
         closers.append(places.close)
-    desk = FormsDesk(forms, places=places)
+    activity = None
+    if settings.events_address and settings.command_address:
+        # Reports over events and tasks read them from their own services.
+        activity = GrpcLoopActivity(settings.events_address, settings.command_address)
+        closers.append(activity.close)
+    desk = FormsDesk(forms, places=places, activity=activity)
     channels: dict[Channel, NoticeChannel] = {Channel.IN_APP: InAppChannel()}
     if settings.sms_gateway_url:
         sms = SmsChannel(settings.sms_gateway_url, settings.sms_gateway_key.get_secret_value())

@@ -19,6 +19,7 @@ from services.empower.domain.forms_model import (
     ReportRun,
     ReportTemplate,
     Schedule,
+    Source,
 )
 from services.kit import tenancy
 from services.kit.context import require_principal
@@ -49,6 +50,14 @@ _SCHEDULES = {
     Schedule.MONTHLY: pb.ReportTemplate.SCHEDULE_MONTHLY,
 }
 _SCHEDULES_BACK = {v: k for k, v in _SCHEDULES.items()}
+_SOURCES = {
+    Source.FORM_RECORDS: pb.ReportTemplate.SOURCE_FORM_RECORDS,
+    Source.EVENTS: pb.ReportTemplate.SOURCE_EVENTS,
+    Source.TASKS: pb.ReportTemplate.SOURCE_TASKS,
+}
+_SOURCES_BACK = {v: k for k, v in _SOURCES.items()} | {
+    pb.ReportTemplate.SOURCE_UNSPECIFIED: Source.FORM_RECORDS
+}
 _FORMATS = {
     pb.ExportReportRunRequest.FORMAT_UNSPECIFIED: "csv",
     pb.ExportReportRunRequest.FORMAT_CSV: "csv",
@@ -146,6 +155,8 @@ def template_to_proto(template: ReportTemplate) -> pb.ReportTemplate:
         ],
         schedule=_SCHEDULES[template.schedule],
         create_time=to_timestamp(template.create_time),
+        source=_SOURCES[template.source],
+        period_days=template.period_days,
     )
 
 
@@ -226,6 +237,9 @@ class FormsServicer(pb_grpc.FormsServiceServicer):
         schedule = _SCHEDULES_BACK.get(given.schedule)
         if schedule is None:
             raise InvalidArgument.field("report_template.schedule", "is not a known schedule")
+        source = _SOURCES_BACK.get(given.source)
+        if source is None:
+            raise InvalidArgument.field("report_template.source", "is not a known source")
         template = await self.desk.create_template(
             require_principal(),
             tenancy.parse_parent(request.parent),
@@ -236,6 +250,8 @@ class FormsServicer(pb_grpc.FormsServiceServicer):
             group_by=list(given.group_by),
             columns=[column_of(c, i) for i, c in enumerate(given.columns)],
             schedule=schedule,
+            source=source,
+            period_days=given.period_days,
         )
         return template_to_proto(template)
 

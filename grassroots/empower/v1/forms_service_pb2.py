@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)grassroots/empower/v1/forms_service.proto\x12\x15grassroots.empower.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"\xa4\x03\n\tFormField\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x33\n\x04type\x18\x03 \x01(\x0e\x32%.grassroots.empower.v1.FormField.Type\x12\x10\n\x08required\x18\x04 \x01(\x08\x12\x0f\n\x07options\x18\x05 \x03(\t\x12,\n\x07minimum\x18\x06 \x01(\x03\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x34&\xf5k\x0c\xc3!\x00\x00\x34&\xf5k\x0c\x43H\x00\x88\x01\x01\x12,\n\x07maximum\x18\x07 \x01(\x03\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x34&\xf5k\x0c\xc3!\x00\x00\x34&\xf5k\x0c\x43H\x01\x88\x01\x01\x12*\n\nmax_length\x18\x08 \x01(\x05\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\x00\x00!\x00\x00\x00\x00\x00\x88\xb3@\"\x82\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\r\n\tTYPE_TEXT\x10\x01\x12\x10\n\x0cTYPE_INTEGER\x10\x02\x12\x10\n\x0cTYPE_BOOLEAN\x10\x03\x12\r\n\tTYPE_DATE\x10\x04\x12\x0f\n\x0bTYPE_CHOICE\x10\x05\x12\x11\n\rTYPE_LOCATION\x10\x06\x42\n\n\x08_minimumB\n\n\x08_maximum\"\x8d\x01\n\x04\x46orm\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x30\n\x06\x66ields\x18\x03 \x03(\x0b\x32 .grassroots.empower.v1.FormField\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xec\x01\n\nFormRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12=\n\x06values\x18\x03 \x03(\x0b\x32-.grassroots.empower.v1.FormRecord.ValuesEntry\x12\x11\n\tgrid_cell\x18\x04 \x01(\t\x12\x0e\n\x06\x61uthor\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8f\x02\n\x0cReportColumn\x12\r\n\x05label\x18\x01 \x01(\t\x12@\n\taggregate\x18\x02 \x01(\x0e\x32-.grassroots.empower.v1.ReportColumn.Aggregate\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0e\n\x06\x65quals\x18\x04 \x01(\t\"\x8e\x01\n\tAggregate\x12\x19\n\x15\x41GGREGATE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41GGREGATE_GROUP\x10\x01\x12\x13\n\x0f\x41GGREGATE_COUNT\x10\x02\x12\x11\n\rAGGREGATE_SUM\x10\x03\x12\x16\n\x12\x41GGREGATE_COUNT_IF\x10\x04\x12\x11\n\rAGGREGATE_MAX\x10\x05\"\xf6\x02\n\x0eReportTemplate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x12\n\ndepartment\x18\x03 \x01(\t\x12\x0c\n\x04\x66orm\x18\x04 \x01(\t\x12\x10\n\x08group_by\x18\x05 \x03(\t\x12\x34\n\x07\x63olumns\x18\x06 \x03(\x0b\x32#.grassroots.empower.v1.ReportColumn\x12@\n\x08schedule\x18\x07 \x01(\x0e\x32..grassroots.empower.v1.ReportTemplate.Schedule\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"c\n\x08Schedule\x12\x18\n\x14SCHEDULE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSCHEDULE_DAILY\x10\x01\x12\x13\n\x0fSCHEDULE_WEEKLY\x10\x02\x12\x14\n\x10SCHEDULE_MONTHLY\x10\x03\"\x1a\n\tReportRow\x12\r\n\x05\x63\x65lls\x18\x01 \x03(\t\"\xb5\x01\n\tReportRun\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08headings\x18\x02 \x03(\t\x12.\n\x04rows\x18\x03 \x03(\x0b\x32 .grassroots.empower.v1.ReportRow\x12\x14\n\x0crecord_count\x18\x04 \x01(\x03\x12\x11\n\tscheduled\x18\x05 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x11\x43reateFormRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12)\n\x04\x66orm\x18\x02 \x01(\x0b\x32\x1b.grassroots.empower.v1.Form\x12\x0f\n\x07\x66orm_id\x18\x03 \x01(\t\"\x1e\n\x0eGetFormRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x10ListFormsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"?\n\x11ListFormsResponse\x12*\n\x05\x66orms\x18\x01 \x03(\x0b\x32\x1b.grassroots.empower.v1.Form\"p\n\x17\x43reateFormRecordRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x31\n\x06record\x18\x02 \x01(\x0b\x32!.grassroots.empower.v1.FormRecord\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"O\n\x16ListFormRecordsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x17ListFormRecordsResponse\x12\x32\n\x07records\x18\x01 \x03(\x0b\x32!.grassroots.empower.v1.FormRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x89\x01\n\x1b\x43reateReportTemplateRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12>\n\x0freport_template\x18\x02 \x01(\x0b\x32%.grassroots.empower.v1.ReportTemplate\x12\x1a\n\x12report_template_id\x18\x03 \x01(\t\"(\n\x18GetReportTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\",\n\x1aListReportTemplatesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"^\n\x1bListReportTemplatesResponse\x12?\n\x10report_templates\x18\x01 \x03(\x0b\x32%.grassroots.empower.v1.ReportTemplate\" \n\x10RunReportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"#\n\x13GetReportRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x15ListReportRunsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"O\n\x16ListReportRunsResponse\x12\x35\n\x0breport_runs\x18\x01 \x03(\x0b\x32 .grassroots.empower.v1.ReportRun\"\xaf\x01\n\x16\x45xportReportRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x44\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x34.grassroots.empower.v1.ExportReportRunRequest.Format\"A\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\x0e\n\nFORMAT_CSV\x10\x01\x12\x0f\n\x0b\x46ORMAT_XLSX\x10\x02\"R\n\x17\x45xportReportRunResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t2\xd0\x0b\n\x0c\x46ormsService\x12\x66\n\nCreateForm\x12(.grassroots.empower.v1.CreateFormRequest\x1a\x1b.grassroots.empower.v1.Form\"\x11\x8a\xb5\x18\r\n\x0b\x66orms:write\x12`\n\x07GetForm\x12%.grassroots.empower.v1.GetFormRequest\x1a\x1b.grassroots.empower.v1.Form\"\x11\x8a\xb5\x18\r\n\x0b\x66orms:write\x12q\n\tListForms\x12\'.grassroots.empower.v1.ListFormsRequest\x1a(.grassroots.empower.v1.ListFormsResponse\"\x11\x8a\xb5\x18\r\n\x0b\x66orms:write\x12x\n\x10\x43reateFormRecord\x12..grassroots.empower.v1.CreateFormRecordRequest\x1a!.grassroots.empower.v1.FormRecord\"\x11\x8a\xb5\x18\r\n\x0b\x66orms:write\x12\x84\x01\n\x0fListFormRecords\x12-.grassroots.empower.v1.ListFormRecordsRequest\x1a..grassroots.empower.v1.ListFormRecordsResponse\"\x12\x8a\xb5\x18\x0e\n\x0creports:read\x12\x84\x01\n\x14\x43reateReportTemplate\x12\x32.grassroots.empower.v1.CreateReportTemplateRequest\x1a%.grassroots.empower.v1.ReportTemplate\"\x11\x8a\xb5\x18\r\n\x0b\x66orms:write\x12\x7f\n\x11GetReportTemplate\x12/.grassroots.empower.v1.GetReportTemplateRequest\x1a%.grassroots.empower.v1.ReportTemplate\"\x12\x8a\xb5\x18\x0e\n\x0creports:read\x12\x90\x01\n\x13ListReportTemplates\x12\x31.grassroots.empower.v1.ListReportTemplatesRequest\x1a\x32.grassroots.empower.v1.ListReportTemplatesResponse\"\x12\x8a\xb5\x18\x0e\n\x0creports:read\x12j\n\tRunReport\x12\'.grassroots.empower.v1.RunReportRequest\x1a .grassroots.empower.v1.ReportRun\"\x12\x8a\xb5\x18\x0e\n\x0creports:read\x12p\n\x0cGetReportRun\x12*.grassroots.empower.v1.GetReportRunRequest\x1a .grassroots.empower.v1.ReportRun\"\x12\x8a\xb5\x18\x0e\n\x0creports:read\x12\x81\x01\n\x0eListReportRuns\x12,.grassroots.empower.v1.ListReportRunsRequest\x1a-.grassroots.empower.v1.ListReportRunsResponse\"\x12\x8a\xb5\x18\x0e\n\x0creports:read\x12\x84\x01\n\x0f\x45xportReportRun\x12-.grassroots.empower.v1.ExportReportRunRequest\x1a..grassroots.empower.v1.ExportReportRunResponse\"\x12\x8a\xb5\x18\x0e\n\x0creports:readB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)grassroots/empower/v1/forms_service.proto\x12\x15grassroots.empower.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"\xa4\x03\n\tFormField\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x33\n\x04type\x18\x03 \x01(\x0e\x32%.grassroots.empower.v1.FormField.Type\x12\x10\n\x08required\x18\x04 \x01(\x08\x12\x0f\n\x07options\x18\x05 \x03(\t\x12,\n\x07minimum\x18\x06 \x01(\x03\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x34&\xf5k\x0c\xc3!\x00\x00\x34&\xf5k\x0c\x43H\x00\x88\x01\x01\x12,\n\x07maximum\x18\x07 \x01(\x03\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x34&\xf5k\x0c\xc3!\x00\x00\x34&\xf5k\x0c\x43H\x01\x88\x01\x01\x12*\n\nmax_length\x18\x08 \x01(\x05\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\x00\x00!\x00\x00\x00\x00\x00\x88\xb3@\"\x82\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\r\n\tTYPE_TEXT\x10\x01\x12\x10\n\x0cTYPE_INTEGER\x10\x02\x12\x10\n\x0cTYPE_BOOLEAN\x10\x03\x12\r\n\tTYPE_DATE\x10\x04\x12\x0f\n\x0bTYPE_CHOICE\x10\x05\x12\x11\n\rTYPE_LOCATION\x10\x06\x42\n\n\x08_minimumB\n\n\x08_maximum\"\x8d\x01\n\x04\x46orm\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x30\n\x06\x66ields\x18\x03 \x03(\x0b\x32 .grassroots.empower.v1.FormField\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xec\x01\n\nFormRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12=\n\x06values\x18\x03 \x03(\x0b\x32-.grassroots.empower.v1.FormRecord.ValuesEntry\x12\x11\n\tgrid_cell\x18\x04 \x01(\t\x12\x0e\n\x06\x61uthor\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8f\x02\n\x0cReportColumn\x12\r\n\x05label\x18\x01 \x01(\t\x12@\n\taggregate\x18\x02 \x01(\x0e\x32-.grassroots.empower.v1.ReportColumn.Aggregate\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0e\n\x06\x65quals\x18\x04 \x01(\t\"\x8e\x01\n\tAggregate\x12\x19\n\x15\x41GGREGATE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41GGREGATE_GROUP\x10\x01\x12\x13\n\x0f\x41GGREGATE_COUNT\x10\x02\x12\x11\n\rAGGREGATE_SUM\x10\x03\x12\x16\n\x12\x41GGREGATE_COUNT_IF\x10\x04\x12\x11\n\rAGGREGATE_MAX\x10\x05\"\xc1\x04\n\x0eReportTemplate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x12\n\ndepartment\x18\x03 \x01(\t\x12\x0c\n\x04\x66orm\x18\x04 \x01(\t\x12\x10\n\x08group_by\x18\x05 \x03(\t\x12\x34\n\x07\x63olumns\x18\x06 \x03(\x0b\x32#.grassroots.empower.v1.ReportColumn\x12@\n\x08schedule\x18\x07 \x01(\x0e\x32..grassroots.empower.v1.ReportTemplate.Schedule\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x06source\x18\t \x01(\x0e\x32,.grassroots.empower.v1.ReportTemplate.Source\x12+\n\x0bperiod_days\x18\n \x01(\x05\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\x00\x00!\x00\x00\x00\x00\x00\x98\xac@\"c\n\x08Schedule\x12\x18\n\x14SCHEDULE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSCHEDULE_DAILY\x10\x01\x12\x13\n\x0fSCHEDULE_WEEKLY\x10\x02\x12\x14\n\x10SCHEDULE_MONTHLY\x10\x03\"^\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13SOURCE_FORM_RECORDS\x10\x01\x12\x11\n\rSOURCE_EVENTS\x10\x02\x12\x10\n\x0cSOURCE_TASKS\x10\x03\"\x1a\n\tReportRow\x12\r\n\x05\x63\x65lls\x18\x01 \x03(\t\"\xb5\x01\n\tReportRun\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08headings\x18\x02 \x03(\t\x12.\n\x04rows\x18\x03 \x03(\x0b\x32 .grassroots.empower.v1.ReportRow\x12\x14\n\x0crecord_count\x18\x04 \x01(\x03\x12\x11\n\tscheduled\x18\x05 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x11\x43reateFormRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12)\n\x04\x66orm\x18\x02 \x01(\x0b\x32\x1b.grassroots.empower.v1.Form\x12\x0f\n\x07\x66orm_id\x18\x03 \x01(\t\"\x1e\n\x0eGetFormRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x10ListFormsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"?\n\x11ListFormsResponse\x12*\n\x05\x66orms\x18\x01 \x03(\x0b\x32\x1b.grassroots.empower.v1.Form\"p\n\x17\x43reateFormRecordRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x31\n\x06record\x18\x02 \x01(\x0b\x32!.grassroots.empower.v1.FormRecord\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"O\n\x16ListFormRecordsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x17ListFormRecordsResponse\x12\x32\n\x07records\x18\x01 \x03(\x0b\x32!.grassroots.empower.v1.FormRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x89\x01\n\x1b\x43reateReportTemplateRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12>\n\x0freport_template\x18\x02 \x01(\x0b\x32%.grassroots.empower.v1.ReportTemplate\x12\x1a\n\x12report_template_id\x18\x03 \x01(\t\"(\n\x18GetReportTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\",\n\x1aListReportTemplatesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"^\n\x1bListReportTemplatesResponse\x12?\n\x10report_templates\x18\x01 \x03(\x0b\x32%.grassroots.empower.v1.ReportTemplate\" \n\x10RunReportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"#\n\x13GetReportRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x15ListReportRunsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"O\n\x16ListReportRunsResponse\x12\x35\n\x0breport_runs\x18\x01 \x03(\x0b\x32 .grassroots.empower.v1.ReportRun\"\xaf\x01\n\x16\x45xportReportRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x44\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x34.grassroots.empower.v1.ExportReportRunRequest.Format\"A\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\x0e\n\nFORMAT_CSV\x10\x01\x12\x0f\n\x0b\x46ORMAT_XLSX\x10\x02\"R\n\x17\x45xportReportRunResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t2\xd0\x0b\n\x0c\x46ormsService\x12\x66\n\nCreateForm\x12(.grassroots.empower.v1.CreateFormRequest\x1a\x1b.grassroots.empower.v1.Form\"\x11\x8a\xb5\x18\r\n\x0b\x66orms:write\x12`\n\x07GetForm\x12%.grassroots.empower.v1.GetFormRequest\x1a\x1b.grassroots.empower.v1.Form\"\x11\x8a\xb5\x18\r\n\x0b\x66orms:write\x12q\n\tListForms\x12\'.grassroots.empower.v1.ListFormsRequest\x1a(.grassroots.empower.v1.ListFormsResponse\"\x11\x8a\xb5\x18\r\n\x0b\x66orms:write\x12x\n\x10\x43reateFormRecord\x12..grassroots.empower.v1.CreateFormRecordRequest\x1a!.grassroots.empower.v1.FormRecord\"\x11\x8a\xb5\x18\r\n\x0b\x66orms:write\x12\x84\x01\n\x0fListFormRecords\x12-.grassroots.empower.v1.ListFormRecordsRequest\x1a..grassroots.empower.v1.ListFormRecordsResponse\"\x12\x8a\xb5\x18\x0e\n\x0creports:read\x12\x84\x01\n\x14\x43reateReportTemplate\x12\x32.grassroots.empower.v1.CreateReportTemplateRequest\x1a%.grassroots.empower.v1.ReportTemplate\"\x11\x8a\xb5\x18\r\n\x0b\x66orms:write\x12\x7f\n\x11GetReportTemplate\x12/.grassroots.empower.v1.GetReportTemplateRequest\x1a%.grassroots.empower.v1.ReportTemplate\"\x12\x8a\xb5\x18\x0e\n\x0creports:read\x12\x90\x01\n\x13ListReportTemplates\x12\x31.grassroots.empower.v1.ListReportTemplatesRequest\x1a\x32.grassroots.empower.v1.ListReportTemplatesResponse\"\x12\x8a\xb5\x18\x0e\n\x0creports:read\x12j\n\tRunReport\x12\'.grassroots.empower.v1.RunReportRequest\x1a .grassroots.empower.v1.ReportRun\"\x12\x8a\xb5\x18\x0e\n\x0creports:read\x12p\n\x0cGetReportRun\x12*.grassroots.empower.v1.GetReportRunRequest\x1a .grassroots.empower.v1.ReportRun\"\x12\x8a\xb5\x18\x0e\n\x0creports:read\x12\x81\x01\n\x0eListReportRuns\x12,.grassroots.empower.v1.ListReportRunsRequest\x1a-.grassroots.empower.v1.ListReportRunsResponse\"\x12\x8a\xb5\x18\x0e\n\x0creports:read\x12\x84\x01\n\x0f\x45xportReportRun\x12-.grassroots.empower.v1.ExportReportRunRequest\x1a..grassroots.empower.v1.ExportReportRunResponse\"\x12\x8a\xb5\x18\x0e\n\x0creports:readB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,6 +42,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FORMFIELD'].fields_by_name['max_length']._serialized_options = b'\222\265\030\022\031\000\000\000\000\000\000\000\000!\000\000\000\000\000\210\263@'
   _globals['_FORMRECORD_VALUESENTRY']._loaded_options = None
   _globals['_FORMRECORD_VALUESENTRY']._serialized_options = b'8\001'
+  _globals['_REPORTTEMPLATE'].fields_by_name['period_days']._loaded_options = None
+  _globals['_REPORTTEMPLATE'].fields_by_name['period_days']._serialized_options = b'\222\265\030\022\031\000\000\000\000\000\000\000\000!\000\000\000\000\000\230\254@'
   _globals['_FORMSSERVICE'].methods_by_name['CreateForm']._loaded_options = None
   _globals['_FORMSSERVICE'].methods_by_name['CreateForm']._serialized_options = b'\212\265\030\r\n\013forms:write'
   _globals['_FORMSSERVICE'].methods_by_name['GetForm']._loaded_options = None
@@ -81,49 +83,51 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPORTCOLUMN_AGGREGATE']._serialized_start=1075
   _globals['_REPORTCOLUMN_AGGREGATE']._serialized_end=1217
   _globals['_REPORTTEMPLATE']._serialized_start=1220
-  _globals['_REPORTTEMPLATE']._serialized_end=1594
-  _globals['_REPORTTEMPLATE_SCHEDULE']._serialized_start=1495
-  _globals['_REPORTTEMPLATE_SCHEDULE']._serialized_end=1594
-  _globals['_REPORTROW']._serialized_start=1596
-  _globals['_REPORTROW']._serialized_end=1622
-  _globals['_REPORTRUN']._serialized_start=1625
-  _globals['_REPORTRUN']._serialized_end=1806
-  _globals['_CREATEFORMREQUEST']._serialized_start=1808
-  _globals['_CREATEFORMREQUEST']._serialized_end=1903
-  _globals['_GETFORMREQUEST']._serialized_start=1905
-  _globals['_GETFORMREQUEST']._serialized_end=1935
-  _globals['_LISTFORMSREQUEST']._serialized_start=1937
-  _globals['_LISTFORMSREQUEST']._serialized_end=1971
-  _globals['_LISTFORMSRESPONSE']._serialized_start=1973
-  _globals['_LISTFORMSRESPONSE']._serialized_end=2036
-  _globals['_CREATEFORMRECORDREQUEST']._serialized_start=2038
-  _globals['_CREATEFORMRECORDREQUEST']._serialized_end=2150
-  _globals['_LISTFORMRECORDSREQUEST']._serialized_start=2152
-  _globals['_LISTFORMRECORDSREQUEST']._serialized_end=2231
-  _globals['_LISTFORMRECORDSRESPONSE']._serialized_start=2233
-  _globals['_LISTFORMRECORDSRESPONSE']._serialized_end=2335
-  _globals['_CREATEREPORTTEMPLATEREQUEST']._serialized_start=2338
-  _globals['_CREATEREPORTTEMPLATEREQUEST']._serialized_end=2475
-  _globals['_GETREPORTTEMPLATEREQUEST']._serialized_start=2477
-  _globals['_GETREPORTTEMPLATEREQUEST']._serialized_end=2517
-  _globals['_LISTREPORTTEMPLATESREQUEST']._serialized_start=2519
-  _globals['_LISTREPORTTEMPLATESREQUEST']._serialized_end=2563
-  _globals['_LISTREPORTTEMPLATESRESPONSE']._serialized_start=2565
-  _globals['_LISTREPORTTEMPLATESRESPONSE']._serialized_end=2659
-  _globals['_RUNREPORTREQUEST']._serialized_start=2661
-  _globals['_RUNREPORTREQUEST']._serialized_end=2693
-  _globals['_GETREPORTRUNREQUEST']._serialized_start=2695
-  _globals['_GETREPORTRUNREQUEST']._serialized_end=2730
-  _globals['_LISTREPORTRUNSREQUEST']._serialized_start=2732
-  _globals['_LISTREPORTRUNSREQUEST']._serialized_end=2790
-  _globals['_LISTREPORTRUNSRESPONSE']._serialized_start=2792
-  _globals['_LISTREPORTRUNSRESPONSE']._serialized_end=2871
-  _globals['_EXPORTREPORTRUNREQUEST']._serialized_start=2874
-  _globals['_EXPORTREPORTRUNREQUEST']._serialized_end=3049
-  _globals['_EXPORTREPORTRUNREQUEST_FORMAT']._serialized_start=2984
-  _globals['_EXPORTREPORTRUNREQUEST_FORMAT']._serialized_end=3049
-  _globals['_EXPORTREPORTRUNRESPONSE']._serialized_start=3051
-  _globals['_EXPORTREPORTRUNRESPONSE']._serialized_end=3133
-  _globals['_FORMSSERVICE']._serialized_start=3136
-  _globals['_FORMSSERVICE']._serialized_end=4624
+  _globals['_REPORTTEMPLATE']._serialized_end=1797
+  _globals['_REPORTTEMPLATE_SCHEDULE']._serialized_start=1602
+  _globals['_REPORTTEMPLATE_SCHEDULE']._serialized_end=1701
+  _globals['_REPORTTEMPLATE_SOURCE']._serialized_start=1703
+  _globals['_REPORTTEMPLATE_SOURCE']._serialized_end=1797
+  _globals['_REPORTROW']._serialized_start=1799
+  _globals['_REPORTROW']._serialized_end=1825
+  _globals['_REPORTRUN']._serialized_start=1828
+  _globals['_REPORTRUN']._serialized_end=2009
+  _globals['_CREATEFORMREQUEST']._serialized_start=2011
+  _globals['_CREATEFORMREQUEST']._serialized_end=2106
+  _globals['_GETFORMREQUEST']._serialized_start=2108
+  _globals['_GETFORMREQUEST']._serialized_end=2138
+  _globals['_LISTFORMSREQUEST']._serialized_start=2140
+  _globals['_LISTFORMSREQUEST']._serialized_end=2174
+  _globals['_LISTFORMSRESPONSE']._serialized_start=2176
+  _globals['_LISTFORMSRESPONSE']._serialized_end=2239
+  _globals['_CREATEFORMRECORDREQUEST']._serialized_start=2241
+  _globals['_CREATEFORMRECORDREQUEST']._serialized_end=2353
+  _globals['_LISTFORMRECORDSREQUEST']._serialized_start=2355
+  _globals['_LISTFORMRECORDSREQUEST']._serialized_end=2434
+  _globals['_LISTFORMRECORDSRESPONSE']._serialized_start=2436
+  _globals['_LISTFORMRECORDSRESPONSE']._serialized_end=2538
+  _globals['_CREATEREPORTTEMPLATEREQUEST']._serialized_start=2541
+  _globals['_CREATEREPORTTEMPLATEREQUEST']._serialized_end=2678
+  _globals['_GETREPORTTEMPLATEREQUEST']._serialized_start=2680
+  _globals['_GETREPORTTEMPLATEREQUEST']._serialized_end=2720
+  _globals['_LISTREPORTTEMPLATESREQUEST']._serialized_start=2722
+  _globals['_LISTREPORTTEMPLATESREQUEST']._serialized_end=2766
+  _globals['_LISTREPORTTEMPLATESRESPONSE']._serialized_start=2768
+  _globals['_LISTREPORTTEMPLATESRESPONSE']._serialized_end=2862
+  _globals['_RUNREPORTREQUEST']._serialized_start=2864
+  _globals['_RUNREPORTREQUEST']._serialized_end=2896
+  _globals['_GETREPORTRUNREQUEST']._serialized_start=2898
+  _globals['_GETREPORTRUNREQUEST']._serialized_end=2933
+  _globals['_LISTREPORTRUNSREQUEST']._serialized_start=2935
+  _globals['_LISTREPORTRUNSREQUEST']._serialized_end=2993
+  _globals['_LISTREPORTRUNSRESPONSE']._serialized_start=2995
+  _globals['_LISTREPORTRUNSRESPONSE']._serialized_end=3074
+  _globals['_EXPORTREPORTRUNREQUEST']._serialized_start=3077
+  _globals['_EXPORTREPORTRUNREQUEST']._serialized_end=3252
+  _globals['_EXPORTREPORTRUNREQUEST_FORMAT']._serialized_start=3187
+  _globals['_EXPORTREPORTRUNREQUEST_FORMAT']._serialized_end=3252
+  _globals['_EXPORTREPORTRUNRESPONSE']._serialized_start=3254
+  _globals['_EXPORTREPORTRUNRESPONSE']._serialized_end=3336
+  _globals['_FORMSSERVICE']._serialized_start=3339
+  _globals['_FORMSSERVICE']._serialized_end=4827
 # @@protoc_insertion_point(module_scope)

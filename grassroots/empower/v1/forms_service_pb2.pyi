@@ -324,6 +324,49 @@ class ReportTemplate(_message.Message):
     SCHEDULE_MONTHLY: ReportTemplate.Schedule.ValueType  # 3
     """Every month."""
 
+    class _Source:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _SourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ReportTemplate._Source.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        SOURCE_UNSPECIFIED: ReportTemplate._Source.ValueType  # 0
+        """Not set: the records of `form`."""
+        SOURCE_FORM_RECORDS: ReportTemplate._Source.ValueType  # 1
+        """The records of `form`."""
+        SOURCE_EVENTS: ReportTemplate._Source.ValueType  # 2
+        """The events of the template's subtree, read from the events service. Fields:
+        `category`, `state`, `source`, `severity` (integer), `open` (boolean), and
+        `tenant` (the village), `grid_cell`, `month`.
+        """
+        SOURCE_TASKS: ReportTemplate._Source.ValueType  # 3
+        """The tasks of the template's subtree, read from the command service. Fields:
+        `category`, `team`, `state`, `handler_role`, `severity` and `escalation_level`
+        (integers), `resolved`, `within_sla` (resolved by its due time) and `overdue`
+        (past its due time unresolved, or resolved late) as booleans, `resolve_minutes`
+        (integer, from creation to resolution), and `tenant`, `grid_cell`, `month`.
+        """
+
+    class Source(_Source, metaclass=_SourceEnumTypeWrapper):
+        """Where a report's rows come from."""
+
+    SOURCE_UNSPECIFIED: ReportTemplate.Source.ValueType  # 0
+    """Not set: the records of `form`."""
+    SOURCE_FORM_RECORDS: ReportTemplate.Source.ValueType  # 1
+    """The records of `form`."""
+    SOURCE_EVENTS: ReportTemplate.Source.ValueType  # 2
+    """The events of the template's subtree, read from the events service. Fields:
+    `category`, `state`, `source`, `severity` (integer), `open` (boolean), and
+    `tenant` (the village), `grid_cell`, `month`.
+    """
+    SOURCE_TASKS: ReportTemplate.Source.ValueType  # 3
+    """The tasks of the template's subtree, read from the command service. Fields:
+    `category`, `team`, `state`, `handler_role`, `severity` and `escalation_level`
+    (integers), `resolved`, `within_sla` (resolved by its due time) and `overdue`
+    (past its due time unresolved, or resolved late) as booleans, `resolve_minutes`
+    (integer, from creation to resolution), and `tenant`, `grid_cell`, `month`.
+    """
+
     NAME_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     DEPARTMENT_FIELD_NUMBER: _builtins.int
@@ -332,6 +375,8 @@ class ReportTemplate(_message.Message):
     COLUMNS_FIELD_NUMBER: _builtins.int
     SCHEDULE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    PERIOD_DAYS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/reportTemplates/{report_template}`."""
     display_name: _builtins.str
@@ -339,12 +384,20 @@ class ReportTemplate(_message.Message):
     department: _builtins.str
     """The department that asked for it."""
     form: _builtins.str
-    """The form whose records it reads: `tenants/{tenant}/forms/{form}`."""
+    """The form whose records it reads: `tenants/{tenant}/forms/{form}`. Empty when the
+    source is events or tasks.
+    """
     schedule: Global___ReportTemplate.Schedule.ValueType
     """When it also runs by itself."""
+    source: Global___ReportTemplate.Source.ValueType
+    """Where its rows come from: the form's records (the default), events or tasks."""
+    period_days: _builtins.int
+    """Only rows created in this many days before a run count; 0: all of them."""
     @_builtins.property
     def group_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Fields to group rows by: form field keys, or "tenant" and "grid_cell"."""
+        """Fields to group rows by: form field keys (or the source's fields), or "tenant",
+        "grid_cell" and "month".
+        """
 
     @_builtins.property
     def columns(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReportColumn]:
@@ -365,10 +418,12 @@ class ReportTemplate(_message.Message):
         columns: _abc.Iterable[Global___ReportColumn] | None = ...,
         schedule: Global___ReportTemplate.Schedule.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        source: Global___ReportTemplate.Source.ValueType = ...,
+        period_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "create_time", b"create_time", "department", b"department", "display_name", b"display_name", "form", b"form", "group_by", b"group_by", "name", b"name", "schedule", b"schedule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "create_time", b"create_time", "department", b"department", "display_name", b"display_name", "form", b"form", "group_by", b"group_by", "name", b"name", "period_days", b"period_days", "schedule", b"schedule", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -413,7 +468,7 @@ class ReportRun(_message.Message):
     name: _builtins.str
     """Resource name: `tenants/{tenant}/reportTemplates/{report_template}/runs/{run}`."""
     record_count: _builtins.int
-    """How many records were read."""
+    """How many records (or events, or tasks) were read."""
     scheduled: _builtins.bool
     """Whether the schedule ran it."""
     @_builtins.property

@@ -13,6 +13,10 @@ Why it is built this way:
   under that cell in every report.
 * A report template is checked against its form when it is defined: a column that
   names a field the form lacks is refused then, not discovered at the deadline.
+* A template may read events or tasks instead of a form's records (events per category
+  and grid cell, tasks resolved within SLA): the events and command services own them,
+  so a run reads them through their APIs (`LoopActivity`), limited to the template's
+  subtree and period, and aggregates them with the same code as records.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from services.empower.domain import reports
+from services.empower.domain import report_sources, reports
 from services.empower.domain.forms_model import (
     RECORD_KEYS,
     Aggregate,
@@ -33,8 +37,9 @@ from services.empower.domain.forms_model import (
     ReportRun,
     ReportTemplate,
     Schedule,
+    Source,
 )
-from services.empower.domain.forms_ports import FormsStore, Places
+from services.empower.domain.forms_ports import FormsStore, LoopActivity, Places
 from services.kit import paging, tenancy
 from services.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from services.kit.ids import new_id
@@ -48,6 +53,7 @@ MAX_COLUMNS = 50
 MAX_TEXT = 5000
 DEFAULT_TEXT = 500
 MIN_YEAR, MAX_YEAR = 1900, 2100
+MAX_PERIOD_DAYS = 3660
 SCHEDULE_PERIODS = {
     Schedule.DAILY: timedelta(days=1),
     Schedule.WEEKLY: timedelta(days=7),
@@ -274,8 +280,10 @@ class FormsDesk:
         store: FormsStore,
         clock: Callable[[], datetime] | None = None,
         places: Places | None = None,
+        activity: LoopActivity | None = None,
     ) -> None:
         self._places = places
+        self._activity = activity
         self.store = store
         self._clock = clock or (lambda: datetime.now(UTC))
 
@@ -419,30 +427,49 @@ class FormsDesk:
         group_by: Sequence[str],
         columns: Sequence[ReportColumn],
         schedule: Schedule = Schedule.NONE,
+        source: Source = Source.FORM_RECORDS,
+        period_days: int = 0,
     ) -> ReportTemplate:
         self._see(caller, tenant)
         _resource_id(template_id, "report_template_id")
-        form_tenant, form_id = parse_form_name(form_name, "report_template.form")
-        if not (tenancy.contains(form_tenant, tenant) or tenancy.contains(tenant, form_tenant)):
-            raise NotFound(f"form {form_name!r} not found")
-        forms = await self.store.forms_at(tenancy.ALL_TENANTS, [form_tenant], form_id)
-        if not forms:
-            raise InvalidArgument.field("report_template.form", f"no form {form_name!r}")
-        form = forms[0]
+        if not 0 <= period_days <= MAX_PERIOD_DAYS:
+            raise InvalidArgument.field(
+                "report_template.period_days", f"0 (all) to {MAX_PERIOD_DAYS} days"
+            )
+        if source is Source.FORM_RECORDS:
+            form = await self._template_form(tenant, form_name)
+            form_ref = form.resource_name
+        else:
+            if form_name:
+                raise InvalidArgument.field(
+                    "report_template.form", f"leave it empty: the rows are {source.value}"
+                )
+            form, form_ref = report_sources.SOURCE_FORMS[source], ""
         grouping, checked = check_template(form, group_by, columns)
         template = ReportTemplate(
             id=template_id,
             tenant=tenant,
             display_name=_label(display_name, "report_template.display_name"),
             department=_label(department, "report_template.department"),
-            form=form.resource_name,
+            form=form_ref,
             group_by=grouping,
             columns=checked,
             schedule=schedule,
             create_time=self._clock(),
+            source=source,
+            period_days=period_days,
         )
         await self.store.insert_template(caller.tenant, template)
         return template
+
+    async def _template_form(self, tenant: str, form_name: str) -> Form:
+        form_tenant, form_id = parse_form_name(form_name, "report_template.form")
+        if not (tenancy.contains(form_tenant, tenant) or tenancy.contains(tenant, form_tenant)):
+            raise NotFound(f"form {form_name!r} not found")
+        forms = await self.store.forms_at(tenancy.ALL_TENANTS, [form_tenant], form_id)
+        if not forms:
+            raise InvalidArgument.field("report_template.form", f"no form {form_name!r}")
+        return forms[0]
 
     async def get_template(
         self, caller: Principal, tenant: str, template_id: str
@@ -465,12 +492,10 @@ class FormsDesk:
         return await self._run(template, scheduled=False)
 
     async def _run(self, template: ReportTemplate, *, scheduled: bool) -> ReportRun:
-        form_tenant, form_id = parse_form_name(template.form, "form")
-        forms = await self.store.forms_at(tenancy.ALL_TENANTS, [form_tenant], form_id)
-        if not forms:
-            raise FailedPrecondition(f"the form {template.form!r} of this report is gone")
-        records = await self._all_records(template.tenant, template.form)
-        headings, rows = reports.compute(template, forms[0], records)
+        now = self._clock()
+        since = now - timedelta(days=template.period_days) if template.period_days else None
+        form, records = await self._rows(template, since, now)
+        headings, rows = reports.compute(template, form, records)
         run = ReportRun(
             id=new_id(RUN_PREFIX),
             tenant=template.tenant,
@@ -483,6 +508,32 @@ class FormsDesk:
         )
         await self.store.insert_run(template.tenant, run)
         return run
+
+    async def _rows(
+        self, template: ReportTemplate, since: datetime | None, now: datetime
+    ) -> tuple[Form, list[FormRecord]]:
+        """The template's form (or its source's) and the rows of its subtree and period."""
+        if template.source is not Source.FORM_RECORDS:
+            if self._activity is None:
+                raise FailedPrecondition(
+                    f"reports over {template.source.value} need the events and command "
+                    "services: set GRASSROOTS_EMPOWER_EVENTS_ADDRESS and _COMMAND_ADDRESS"
+                )
+            if template.source is Source.EVENTS:
+                found = await self._activity.events(template.tenant, since)
+                rows = [report_sources.event_row(e) for e in found]
+            else:
+                tasks = await self._activity.tasks(template.tenant, since)
+                rows = [report_sources.task_row(t, now) for t in tasks]
+            return report_sources.SOURCE_FORMS[template.source], rows
+        form_tenant, form_id = parse_form_name(template.form, "form")
+        forms = await self.store.forms_at(tenancy.ALL_TENANTS, [form_tenant], form_id)
+        if not forms:
+            raise FailedPrecondition(f"the form {template.form!r} of this report is gone")
+        records = await self._all_records(template.tenant, template.form)
+        if since is not None:
+            records = [r for r in records if r.create_time >= since]
+        return forms[0], records
 
     async def _all_records(self, subtree: str, form: str) -> list[FormRecord]:
         records: list[FormRecord] = []

@@ -41,6 +41,14 @@ class Aggregate(StrEnum):
     MAX = "max"
 
 
+class Source(StrEnum):
+    """Where a report's rows come from: a form's records, or the loop's events and tasks."""
+
+    FORM_RECORDS = ""
+    EVENTS = "events"
+    TASKS = "tasks"
+
+
 class Schedule(StrEnum):
     NONE = ""
     DAILY = "daily"
@@ -112,6 +120,8 @@ class ReportTemplate:
     columns: tuple[ReportColumn, ...]
     schedule: Schedule
     create_time: datetime
+    source: Source = Source.FORM_RECORDS
+    period_days: int = 0  # only rows created this many days before a run; 0: all
 
     @property
     def resource_name(self) -> str:

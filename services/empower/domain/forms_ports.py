@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from services.empower.domain.forms_model import Form, FormRecord, ReportRun, ReportTemplate
+from services.empower.domain.report_sources import EventFact, TaskFact
 
 
 class FormsStore(Protocol):
@@ -63,4 +64,16 @@ class Places(Protocol):
         self, village: str, grid_cells: Collection[str], buildings: Collection[str]
     ) -> tuple[set[str], set[str]]:
         """The grid cells and buildings among these that are not the village's own (map)."""
+        ...
+
+
+class LoopActivity(Protocol):
+    """The events and tasks of a subtree, read from their own services in pages."""
+
+    async def events(self, subtree: str, since: datetime | None) -> list[EventFact]:
+        """Events of the subtree created at or after `since` (all when None)."""
+        ...
+
+    async def tasks(self, subtree: str, since: datetime | None) -> list[TaskFact]:
+        """Tasks of the subtree created at or after `since` (all when None)."""
         ...

@@ -53,6 +53,10 @@ _SCHEMA: tuple[str, ...] = (
         schedule       text NOT NULL,
         create_us      bigint NOT NULL,
         PRIMARY KEY (tenant, id))""",
+    *(
+        f"ALTER TABLE report_templates ADD COLUMN IF NOT EXISTS {column} {definition}"
+        for column, definition in rows.TEMPLATE_ADDED_COLUMNS
+    ),
     """CREATE TABLE IF NOT EXISTS report_runs (
         id             text COLLATE "C" PRIMARY KEY,
         tenant         text COLLATE "C" NOT NULL,

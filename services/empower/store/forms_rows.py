@@ -21,6 +21,7 @@ from services.empower.domain.forms_model import (
     ReportRun,
     ReportTemplate,
     Schedule,
+    Source,
 )
 from services.empower.domain.people_model import from_us, to_us
 from services.kit import tenancy
@@ -29,7 +30,13 @@ from services.kit.errors import AlreadyExists
 FORM_COLUMNS = "id, tenant, display_name, fields_json, create_us"
 RECORD_COLUMNS = "id, tenant, form, form_id, values_json, grid_cell, author, request_id, create_us"
 TEMPLATE_COLUMNS = (
-    "id, tenant, display_name, department, form, group_by_json, columns_json, schedule, create_us"
+    "id, tenant, display_name, department, form, group_by_json, columns_json, schedule, "
+    "create_us, source, period_days"
+)
+# Added after the first release: stores add them to an existing table at open.
+TEMPLATE_ADDED_COLUMNS = (
+    ("source", "TEXT NOT NULL DEFAULT ''"),
+    ("period_days", "INTEGER NOT NULL DEFAULT 0"),
 )
 RUN_COLUMNS = (
     "id, tenant, template_id, headings_json, rows_json, record_count, scheduled, create_us"
@@ -44,7 +51,7 @@ INSERT_RECORD = (
 RECORD_BY_REQUEST = f"SELECT {RECORD_COLUMNS} FROM form_records WHERE tenant = ? AND request_id = ?"
 LIST_RECORDS = f"SELECT {RECORD_COLUMNS} FROM form_records WHERE form = ? AND "
 INSERT_TEMPLATE = (
-    f"INSERT INTO report_templates ({TEMPLATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO report_templates ({TEMPLATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 TEMPLATES_AT = f"SELECT {TEMPLATE_COLUMNS} FROM report_templates WHERE tenant IN ({{marks}})"
 SCHEDULED = (
@@ -137,6 +144,8 @@ def template_values(template: ReportTemplate) -> tuple[object, ...]:
         json.dumps(columns, ensure_ascii=False),
         template.schedule.value,
         to_us(template.create_time),
+        template.source.value,
+        template.period_days,
     )
 
 
@@ -154,6 +163,8 @@ def row_to_template(row: Row) -> ReportTemplate:
         ),
         schedule=Schedule(row["schedule"]),
         create_time=from_us(row["create_us"]),
+        source=Source(row["source"]),
+        period_days=int(row["period_days"]),
     )
 
 

@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS report_templates (
     columns_json   TEXT NOT NULL,
     schedule       TEXT NOT NULL,
     create_us      INTEGER NOT NULL,
+    source         TEXT NOT NULL DEFAULT '',
+    period_days    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, id)
 );
 CREATE TABLE IF NOT EXISTS report_runs (
@@ -61,6 +63,14 @@ CREATE INDEX IF NOT EXISTS report_runs_template ON report_runs (tenant, template
 """
 
 
+def _create(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+    present = {r[1] for r in conn.execute("PRAGMA table_info(report_templates)")}
+    for column, definition in rows.TEMPLATE_ADDED_COLUMNS:
+        if column not in present:  # a file from before the column existed
+            conn.execute(f"ALTER TABLE report_templates ADD COLUMN {column} {definition}")
+
+
 def _q(statement: str) -> str:
     return SQLITE.render(statement)
 
@@ -70,7 +80,7 @@ class SqliteFormsStore:
 
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.db = SqliteDatabase(path, synchronous=synchronous)
-        self.db.run_sync(lambda conn: conn.executescript(SCHEMA))
+        self.db.run_sync(_create)
 
     async def insert_form(self, subtree: str, form: Form) -> None:
         def run(conn: sqlite3.Connection) -> None:
