@@ -125,6 +125,7 @@ def service_plan_out(plan: pb.ServicePlan) -> ServicePlanOut:
             plan.next_occurrence_time, plan.HasField("next_occurrence_time")
         ),
         create_time=plan.create_time.ToDatetime(tzinfo=UTC),
+        escalation_role=plan.escalation_role,
     )
 
 
@@ -150,6 +151,8 @@ def order_out(order: pb.ServiceOrder) -> ServiceOrderOut:
         else None,
         note=order.note,
         etag=order.etag,
+        escalated_from=order.escalated_from,
+        escalate_time=_time(order.escalate_time, order.HasField("escalate_time")),
     )
 
 
@@ -318,7 +321,9 @@ async def create_service_plan(
 ) -> Response:
     """Recurring visits; an RRULE that does not parse or never fires again is a 400 on
     `recurrence`. Orders are made ahead of each occurrence and given to the nearest carer
-    with room."""
+    with room (the tenant's on-duty handlers holding `handler_role` when no carers are
+    named); with `escalation_role`, an order nobody checked in to by its due time goes to
+    the nearest on-duty handler holding that role."""
     start = Timestamp()
     start.FromDatetime(
         body.start_time if body.start_time.tzinfo else body.start_time.replace(tzinfo=UTC)
@@ -335,6 +340,7 @@ async def create_service_plan(
             pb.ServiceTarget(id=t.id, display_name=t.display_name, location=_point_in(t.location))
             for t in body.targets
         ],
+        escalation_role=body.escalation_role,
     )
     rpc = _stub(request).CreateServicePlan(
         pb.CreateServicePlanRequest(

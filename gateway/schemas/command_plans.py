@@ -149,12 +149,23 @@ class ServicePlanCreate(_In):
     visit_minutes: int = limited(pb.ServicePlan, "visit_minutes", 60)
     handler_role: str = limited(pb.ServicePlan, "handler_role", "carer")
     carers: list[Annotated[str, item(pb.ServicePlan, "carers")]] = limited(
-        pb.ServicePlan, "carers", [], description="subjects of the carers who may be sent"
+        pb.ServicePlan,
+        "carers",
+        [],
+        description="subjects of the carers who may be sent; empty: the tenant's on-duty "
+        "handlers holding handler_role",
     )
     max_check_in_distance_meters: float = limited(
         pb.ServicePlan, "max_check_in_distance_meters", 100.0
     )
     targets: list[ServiceTargetIn] = limited(pb.ServicePlan, "targets")
+    escalation_role: str = limited(
+        pb.ServicePlan,
+        "escalation_role",
+        "",
+        description="who takes over an order nobody checked in to by its due time",
+        examples=["village_doctor"],
+    )
     request_id: str | None = limited(pb.CreateServicePlanRequest, "request_id", None)
 
 
@@ -179,6 +190,7 @@ class ServicePlanOut(BaseModel):
         ..., description="the next occurrence without orders yet; null once the rule ended"
     )
     create_time: datetime
+    escalation_role: str = ""
 
 
 class ServicePlanList(BaseModel):
@@ -203,6 +215,8 @@ class ServiceOrderOut(BaseModel):
     check_out_location: GeoPointOut | None
     note: str
     etag: str
+    escalated_from: str = ""
+    escalate_time: datetime | None = None
 
 
 class ServiceOrderList(BaseModel):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from grassroots.command.v1 import plans_service_pb2_grpc as pb_grpc
 from services.command.config import CommandSettings
 from services.command.domain.plan_facts import STREAM, TWIN_LEVEL_CHANGED, TWIN_STREAM
-from services.command.domain.plans_desk import PlansDesk
+from services.command.domain.plans_desk import Handlers, PlansDesk
 from services.command.domain.service_orders import ServicePlan
 from services.command.domain.timers import Scheduler, Timer
 from services.command.plans_api import (
@@ -28,7 +28,7 @@ from services.command.plans_api import (
     signal_from_bytes,
 )
 from services.command.store.plans_postgres import PostgresPlansStore
-from services.command.store.plans_rows import us
+from services.command.store.plans_rows import from_us, us
 from services.command.store.plans_sqlite import SqlitePlansStore
 from services.kit.bus import Bus, BusMessage, Consumer, Delivery
 from services.kit.clock import Clock, utcnow
@@ -63,6 +63,7 @@ def plans_relay(
 
 
 OCCURRENCE = "plans.occurrence"
+MISSED = "plans.missed"
 RELAY_LEASE = "command.plans-relay"
 
 
@@ -96,6 +97,24 @@ class OccurrenceTimers:
             plan = await self.desk.catch_up(timer.payload, self.lead)
             if plan is not None:
                 await self.schedule(plan)
+
+    async def escalate_after(self, plan: ServicePlan, occurrence: datetime) -> None:
+        """A timer at the occurrence's due time that escalates its missed orders."""
+        due = occurrence + timedelta(minutes=plan.definition.visit_minutes)
+        timer = Timer(
+            id=f"{MISSED}/{plan.id}/{us(occurrence)}",
+            tenant=plan.tenant,
+            kind=MISSED,
+            due=due,
+            payload=f"{plan.id}/{us(occurrence)}",
+        )
+        await self.scheduler.schedule([timer])
+
+    async def fire_missed(self, timers: Sequence[Timer]) -> None:
+        assert self.desk is not None, "the desk is attached before the scheduler runs"
+        for timer in timers:
+            plan_id, occurrence = timer.payload.rsplit("/", 1)
+            await self.desk.escalate_missed(plan_id, from_us(int(occurrence)))
 
     async def reconcile(self, store: SqlitePlansStore | PostgresPlansStore) -> int:
         """At start, a timer for every plan's next occurrence: a crash between storing a
@@ -140,19 +159,27 @@ async def assemble_plans(
     scheduler: Scheduler,
     singletons: Singletons,
     clock: Clock = utcnow,
+    handlers: Handlers | None = None,
 ) -> Plans:
     """Store, desk, relay and signal consumer; service orders ride on `scheduler`'s timers
     (register before the scheduler runs its first round). The relay runs under
-    `singletons`, in one replica at a time; the caller stops them."""
+    `singletons`, in one replica at a time; the caller stops them. `handlers` reads
+    dispatch's handler profiles (plans that name no carers, escalations)."""
     store = await open_plans_store(settings)
     relay = plans_relay(store, bus, settings.outbox_batch, settings.plans_poll_seconds)
     lead = timedelta(hours=settings.service_order_lead_hours)
     occurrences = OccurrenceTimers(scheduler, lead)
     desk = PlansDesk(
-        store, change_to_bytes, on_fact=relay.notify, occurrences=occurrences, clock=clock
+        store,
+        change_to_bytes,
+        on_fact=relay.notify,
+        occurrences=occurrences,
+        clock=clock,
+        handlers=handlers,
     )
     occurrences.desk = desk
     scheduler.on(OCCURRENCE, occurrences.fire)
+    scheduler.on(MISSED, occurrences.fire_missed)
     await occurrences.reconcile(store)
     consumer = Consumer(bus, TWIN_STREAM, SIGNAL_GROUP, member, signal_handler(desk))
     singletons.start(RELAY_LEASE, relay.run)

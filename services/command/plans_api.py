@@ -194,6 +194,7 @@ def service_plan_to_proto(plan: ServicePlan) -> pb.ServicePlan:
         targets=[_target_out(t) for t in d.targets],
         next_occurrence_time=to_timestamp(plan.next_occurrence),
         create_time=to_timestamp(plan.create_time),
+        escalation_role=d.escalation_role,
     )
 
 
@@ -214,6 +215,8 @@ def order_to_proto(order: ServiceOrder) -> pb.ServiceOrder:
         check_out_location=_point(order.check_out_place),
         note=order.note,
         etag=order.etag,
+        escalated_from=order.escalated_from,
+        escalate_time=to_timestamp(order.escalate_time),
     )
 
 
@@ -239,6 +242,7 @@ def _service_definition(message: pb.ServicePlan) -> ServicePlanDefinition:
         carers=tuple(message.carers),
         max_distance_m=message.max_check_in_distance_meters,
         targets=tuple(targets),
+        escalation_role=message.escalation_role,
     )
 
 

@@ -136,7 +136,15 @@ async def assemble(settings: CommandSettings) -> Command:
         settings.postgres_dsn if settings.backend == "postgres" else "", settings.lease_seconds
     )
     singletons.start(RELAY_LEASE, relay.run)
-    plans = await assemble_plans(settings, bus, name, scheduler, singletons, clock)
+    plans = await assemble_plans(
+        settings,
+        bus,
+        name,
+        scheduler,
+        singletons,
+        clock,
+        handlers=lambda tenant, role: store.candidates([tenant], role, ""),
+    )
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(scheduler.run(stop)),

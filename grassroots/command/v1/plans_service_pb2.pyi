@@ -391,6 +391,7 @@ class ServicePlan(_message.Message):
     TARGETS_FIELD_NUMBER: _builtins.int
     NEXT_OCCURRENCE_TIME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    ESCALATION_ROLE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/servicePlans/{service_plan}`."""
     display_name: _builtins.str
@@ -403,13 +404,22 @@ class ServicePlan(_message.Message):
     """Role of the carers who are sent, for example "carer"."""
     max_check_in_distance_meters: _builtins.float
     """How far from the target a check-in or check-out is accepted, in metres."""
+    escalation_role: _builtins.str
+    """When set, an order nobody has checked in to by its due time is escalated: given to
+    the nearest handler of the plan's tenant node who holds this role and is on duty
+    (the village clinic's doctor for a missed follow-up, say). Empty: orders are not
+    escalated.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """First occurrence (DTSTART); occurrences follow in China Standard Time."""
 
     @_builtins.property
     def carers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Subjects of the carers who may be sent; the nearest one gets each order."""
+        """Subjects of the carers who may be sent; the nearest one gets each order. Empty:
+        the handlers of the plan's own tenant node who hold `handler_role` and are on duty
+        when the visit is due, each at their handler profile's position.
+        """
 
     @_builtins.property
     def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceTarget]:
@@ -437,10 +447,11 @@ class ServicePlan(_message.Message):
         targets: _abc.Iterable[Global___ServiceTarget] | None = ...,
         next_occurrence_time: _timestamp_pb2.Timestamp | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        escalation_role: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "next_occurrence_time", b"next_occurrence_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["carers", b"carers", "create_time", b"create_time", "display_name", b"display_name", "handler_role", b"handler_role", "max_check_in_distance_meters", b"max_check_in_distance_meters", "name", b"name", "next_occurrence_time", b"next_occurrence_time", "recurrence", b"recurrence", "start_time", b"start_time", "targets", b"targets", "visit_minutes", b"visit_minutes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carers", b"carers", "create_time", b"create_time", "display_name", b"display_name", "escalation_role", b"escalation_role", "handler_role", b"handler_role", "max_check_in_distance_meters", b"max_check_in_distance_meters", "name", b"name", "next_occurrence_time", b"next_occurrence_time", "recurrence", b"recurrence", "start_time", b"start_time", "targets", b"targets", "visit_minutes", b"visit_minutes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -498,6 +509,8 @@ class ServiceOrder(_message.Message):
     CHECK_OUT_LOCATION_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    ESCALATED_FROM_FIELD_NUMBER: _builtins.int
+    ESCALATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/serviceOrders/{service_order}`."""
     service_plan: _builtins.str
@@ -514,6 +527,10 @@ class ServiceOrder(_message.Message):
     """The carer's note at check-out."""
     etag: _builtins.str
     """Output only. Changes with every change of the order."""
+    escalated_from: _builtins.str
+    """Output only. The carer the order was first given to, when it was escalated for
+    being missed; empty otherwise (or when it had none).
+    """
     @_builtins.property
     def target_location(self) -> _geo_pb2.GeoPoint:
         """Where the visit happens (WGS84)."""
@@ -542,6 +559,10 @@ class ServiceOrder(_message.Message):
     def check_out_location(self) -> _geo_pb2.GeoPoint:
         """Where the carer checked out (WGS84)."""
 
+    @_builtins.property
+    def escalate_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the missed order was escalated; unset when it was not."""
+
     def __init__(
         self,
         *,
@@ -560,10 +581,12 @@ class ServiceOrder(_message.Message):
         check_out_location: _geo_pb2.GeoPoint | None = ...,
         note: _builtins.str = ...,
         etag: _builtins.str = ...,
+        escalated_from: _builtins.str = ...,
+        escalate_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["check_in_location", b"check_in_location", "check_in_time", b"check_in_time", "check_out_location", b"check_out_location", "check_out_time", b"check_out_time", "due_time", b"due_time", "scheduled_time", b"scheduled_time", "target_location", b"target_location"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["check_in_location", b"check_in_location", "check_in_time", b"check_in_time", "check_out_location", b"check_out_location", "check_out_time", b"check_out_time", "due_time", b"due_time", "escalate_time", b"escalate_time", "scheduled_time", b"scheduled_time", "target_location", b"target_location"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_in_location", b"check_in_location", "check_in_time", b"check_in_time", "check_out_location", b"check_out_location", "check_out_time", b"check_out_time", "due_time", b"due_time", "etag", b"etag", "handler", b"handler", "name", b"name", "note", b"note", "scheduled_time", b"scheduled_time", "service_plan", b"service_plan", "state", b"state", "target", b"target", "target_display_name", b"target_display_name", "target_location", b"target_location"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_in_location", b"check_in_location", "check_in_time", b"check_in_time", "check_out_location", b"check_out_location", "check_out_time", b"check_out_time", "due_time", b"due_time", "escalate_time", b"escalate_time", "escalated_from", b"escalated_from", "etag", b"etag", "handler", b"handler", "name", b"name", "note", b"note", "scheduled_time", b"scheduled_time", "service_plan", b"service_plan", "state", b"state", "target", b"target", "target_display_name", b"target_display_name", "target_location", b"target_location"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -23,6 +23,7 @@ ORDER_UNASSIGNED = "service_order.unassigned"
 ORDER_CHECKED_IN = "service_order.checked_in"
 ORDER_CHECKED_OUT = "service_order.checked_out"
 CHECK_IN_REFUSED = "service_order.check_in_refused"
+ORDER_ESCALATED = "service_order.escalated"
 
 
 @dataclass(frozen=True)

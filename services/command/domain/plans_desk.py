@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from services.command.domain import command_log, emergency, service_orders
 from services.command.domain.command_log import LogEntry
+from services.command.domain.dispatch import available
 from services.command.domain.emergency import EmergencyPlan, LevelChange, PlanDefinition
+from services.command.domain.model import HandlerProfile
 from services.command.domain.plan_facts import EMERGENCY_LEVEL_CHANGED, Fact
 from services.command.domain.plans_ports import PlansStore
 from services.command.domain.service_orders import (
@@ -39,6 +41,8 @@ COMMANDER_SCOPE = "command:write"
 # Turns a level change into the bytes of its fact (the API layer knows the wire format).
 ChangeSerializer = Callable[[LevelChange, str], bytes]
 Clock = Callable[[], datetime]
+# The handler profiles of one tenant node holding a role: (tenant, role) -> profiles.
+Handlers = Callable[[str, str], Awaitable[Sequence[HandlerProfile]]]
 
 
 def plan_name(plan: EmergencyPlan) -> str:
@@ -72,6 +76,10 @@ class OccurrenceTimers(Protocol):
 
     async def schedule(self, plan: ServicePlan) -> None: ...
 
+    async def escalate_after(self, plan: ServicePlan, occurrence: datetime) -> None:
+        """Check the occurrence's orders once they are due (plans with an escalation role)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Signal:
@@ -92,14 +100,18 @@ class PlansDesk:
         clock: Clock = lambda: datetime.now(UTC),
         on_fact: Callable[[], object] = lambda: None,
         occurrences: OccurrenceTimers | None = None,
+        handlers: Handlers | None = None,
     ) -> None:
         """`on_fact` is called after a change that wrote a fact, to wake the relay;
-        `occurrences` is told of each plan's next occurrence, to fire when it comes due."""
+        `occurrences` is told of each plan's next occurrence, to fire when it comes due;
+        `handlers` finds a tenant's handler profiles by role, for plans that name no
+        carers and for escalations."""
         self.store = store
         self.serialize_change = serialize_change
         self.clock = clock
         self.on_fact = on_fact
         self.occurrences = occurrences
+        self.handlers = handlers
 
     # Emergency plans -------------------------------------------------------------
 
@@ -405,13 +417,30 @@ class PlansDesk:
                 return plan
             await self._record_next(plan, now)
 
+    async def _on_duty(self, tenant: str, role: str, moment: datetime) -> dict[str, Place | None]:
+        """Subject -> profile position of the tenant's handlers holding `role` who are on
+        duty at `moment`."""
+        if self.handlers is None or not role:
+            return {}
+        return {
+            p.user: Place(p.position.longitude, p.position.latitude) if p.position else None
+            for p in await self.handlers(tenant, role)
+            if available(p, moment)
+        }
+
     async def _record_next(self, plan: ServicePlan, now: datetime) -> int:
         occurrence = plan.next_occurrence
         if occurrence is None:
             return 0
         definition = plan.definition
-        carers = list(definition.carers)
-        positions = await self.store.last_positions(carers) if carers else {}
+        positions: dict[str, Place]
+        if definition.carers:
+            carers = list(definition.carers)
+            positions = await self.store.last_positions(carers)
+        else:  # the village's own carers: on duty when the visit is due, where they are
+            on_duty = await self._on_duty(plan.tenant, definition.handler_role, occurrence)
+            carers = sorted(on_duty)
+            positions = {c: p for c, p in on_duty.items() if p is not None}
         load = await self.store.open_orders_by_handler(carers) if carers else {}
         chosen = service_orders.assign(definition.targets, carers, positions, load)
         orders = service_orders.orders_for(plan, occurrence, chosen, lambda: new_id("so"))
@@ -425,17 +454,67 @@ class PlansDesk:
                 "command/scheduler",
                 command_log.ORDER_ASSIGNED if o.handler else command_log.ORDER_UNASSIGNED,
                 order_name(o),
-                _why(o, positions),
+                _why(o, positions, bool(definition.carers)),
                 f"{service_plan_name(plan)} at {occurrence.isoformat()}",
             )
             for o in orders
         ]
+        if definition.escalation_role and self.occurrences is not None:
+            # Before the orders exist, so a crash in between cannot lose the check; the
+            # timer is keyed by plan and occurrence, so a replica racing us makes no other.
+            await self.occurrences.escalate_after(plan, occurrence)
         return int(await self.store.record_occurrence(plan, orders, following, logs))
 
+    async def escalate_missed(self, plan_id: str, occurrence: datetime) -> int:
+        """Give every order of the occurrence that nobody checked in to by its due time to
+        the nearest on-duty handler holding the plan's escalation role; how many moved."""
+        plan = await self.store.get_service_plan(plan_id)
+        if plan is None or not plan.definition.escalation_role:
+            return 0
+        now = self.clock()
+        # Orders of this occurrence: one per target, listed from its scheduled time on.
+        start = int(occurrence.timestamp() * 1_000_000) - 1
+        listed = await self.store.list_orders(
+            plan.tenant,
+            {"plan_id": plan.id},
+            len(plan.definition.targets) + 1,
+            (start, "\uffff"),
+        )
+        due = [
+            o for o in listed if o.scheduled_time == occurrence and service_orders.missed(o, now)
+        ]
+        if not due:
+            return 0
+        role = plan.definition.escalation_role
+        escalators = await self._on_duty(plan.tenant, role, now)
+        moved = 0
+        for order in due:
+            to = service_orders.nearest(order.target.place, escalators)
 
-def _why(order: ServiceOrder, positions: dict[str, Place]) -> str:
+            def decision(
+                current: ServiceOrder, to: str = to
+            ) -> tuple[ServiceOrder, Sequence[LogEntry]]:
+                if not service_orders.missed(current, now):
+                    return current, []  # checked in meanwhile
+                entry = LogEntry(
+                    current.tenant,
+                    now,
+                    "command/scheduler",
+                    command_log.ORDER_ESCALATED,
+                    order_name(current),
+                    f"nobody checked in by {current.due_time.isoformat()}",
+                    f"{current.handler or '(nobody)'} -> {to or f'(no {role} on duty)'}",
+                )
+                return service_orders.escalate(current, to, now), [entry]
+
+            changed = await self.store.decide_order(order.id, decision)
+            moved += changed.escalate_time == now
+        return moved
+
+
+def _why(order: ServiceOrder, positions: dict[str, Place], named: bool) -> str:
     if not order.handler:
-        return "the plan names no carers"
+        return "the plan names no carers" if named else "no carer with the role is on duty"
     place = positions.get(order.handler)
     if place is None:
         return f"{order.handler}: no known position; fewest open orders"

@@ -70,6 +70,9 @@ class ServicePlanDefinition:
     carers: tuple[str, ...]
     max_distance_m: float
     targets: tuple[Target, ...]
+    # Role of whoever takes over an order nobody checked in to by its due time ("" for
+    # no escalation).
+    escalation_role: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,9 @@ class ServiceOrder:
     check_out_place: Place | None = None
     note: str = ""
     version: int = 1
+    # Who had the order before it was escalated for being missed, and when.
+    escalated_from: str = ""
+    escalate_time: datetime | None = None
 
     @property
     def etag(self) -> str:
@@ -148,6 +154,8 @@ def validate(
 
     text(definition.display_name, "display_name", 200)
     text(definition.handler_role, "handler_role", 64)
+    if len(definition.escalation_role) > 64:
+        problems.append(FieldViolation(prefix + "escalation_role", "at most 64 characters"))
     first: datetime | None = None
     field_name = prefix + "recurrence"
     if not definition.recurrence.strip():
@@ -283,6 +291,41 @@ def orders_for(
         )
         for target in plan.definition.targets
     ]
+
+
+def missed(order: ServiceOrder, now: datetime) -> bool:
+    """Due and nobody has checked in: a visit that did not happen (one under way is not)."""
+    return (
+        order.state in (OrderState.ASSIGNED, OrderState.UNASSIGNED)
+        and order.due_time <= now
+        and order.escalate_time is None
+    )
+
+
+def escalate(order: ServiceOrder, to: str, now: datetime) -> ServiceOrder:
+    """Give a missed order to `to` (the escalation role's nearest handler), keeping who
+    had it; the order stays open for the new handler to check in and out."""
+    return replace(
+        order,
+        handler=to,
+        state=OrderState.ASSIGNED if to else OrderState.UNASSIGNED,
+        escalated_from=order.handler,
+        escalate_time=now,
+        version=order.version + 1,
+    )
+
+
+def nearest(place: Place, positions: Mapping[str, Place | None]) -> str:
+    """The handler nearest the place (those without a position last, then by name); ""
+    when there is nobody."""
+    if not positions:
+        return ""
+
+    def rank(handler: str) -> tuple[float, str]:
+        at = positions[handler]
+        return (distance_m(at, place) if at else math.inf, handler)
+
+    return min(positions, key=rank)
 
 
 def _check_visit(order: ServiceOrder, caller: str, place: Place, max_distance_m: float) -> float:

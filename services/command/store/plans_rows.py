@@ -94,7 +94,7 @@ INSERT_ORDER = (
 # carer can be found without reading every order's body.
 UPDATE_ORDER = (
     "UPDATE service_orders SET state = ?, version = ?, body = ?, last_us = ?, last_lon = ?, "
-    "last_lat = ? WHERE id = ?"
+    "last_lat = ?, handler = ? WHERE id = ?"
 )
 ORDER_COLUMNS = "id, tenant, plan_id, version, body"
 
@@ -234,6 +234,7 @@ def service_plan_values(plan: ServicePlan) -> tuple[object, ...]:
         "carers": list(d.carers),
         "max_distance_m": d.max_distance_m,
         "targets": [_target_json(t) for t in d.targets],
+        "escalation_role": d.escalation_role,
     }
     return (
         plan.id,
@@ -259,6 +260,7 @@ def row_to_service_plan(row: Row) -> ServicePlan:
             carers=tuple(body["carers"]),
             max_distance_m=body["max_distance_m"],
             targets=tuple(_target(t) for t in body["targets"]),
+            escalation_role=body.get("escalation_role", ""),
         ),
         create_time=from_us(row["create_us"]),
         next_occurrence=_opt_time(row["next_us"]),
@@ -279,6 +281,8 @@ def order_body(order: ServiceOrder) -> str:
             "check_out_us": _opt_us(order.check_out_time),
             "check_out": _coords(order.check_out_place),
             "note": order.note,
+            "escalated_from": order.escalated_from,
+            "escalate_us": _opt_us(order.escalate_time),
         },
         ensure_ascii=False,
     )
@@ -299,7 +303,8 @@ def order_values(order: ServiceOrder) -> tuple[object, ...]:
 
 
 def order_update_values(order: ServiceOrder) -> tuple[object, ...]:
-    """UPDATE_ORDER's values: state, version, body, the latest visit place, then the id."""
+    """UPDATE_ORDER's values: state, version, body, the latest visit place, the handler
+    (an escalation changes it), then the id."""
     moment, place = order.check_out_time, order.check_out_place
     if place is None:
         moment, place = order.check_in_time, order.check_in_place
@@ -310,6 +315,7 @@ def order_update_values(order: ServiceOrder) -> tuple[object, ...]:
         _opt_us(moment),
         place.longitude if place else None,
         place.latitude if place else None,
+        order.handler,
         order.id,
     )
 
@@ -331,4 +337,6 @@ def row_to_order(row: Row) -> ServiceOrder:
         check_out_place=_place(body["check_out"]),
         note=body["note"],
         version=row["version"],
+        escalated_from=body.get("escalated_from", ""),
+        escalate_time=_opt_time(body.get("escalate_us")),
     )

@@ -383,3 +383,109 @@ async def test_the_schedulers_own_loop_makes_due_orders_after_a_restart(tmp_path
         assert timer is not None and timer.due == following and timer.fired is None
     finally:
         await second.component.close()
+
+
+async def profile(command, handler_id, roles, lon, lat, on_duty=True):
+    """A handler profile in Xingming, as the village's secretary makes one."""
+    from grassroots.command.v1 import command_service_pb2 as command_pb
+    from grassroots.command.v1 import command_service_pb2_grpc as command_grpc
+
+    stub = command_grpc.CommandServiceStub(command.channel)
+    await stub.CreateHandlerProfile(
+        command_pb.CreateHandlerProfileRequest(
+            parent=PARENT,
+            handler_id=handler_id,
+            handler_profile=command_pb.HandlerProfile(
+                user=f"users/{handler_id}",
+                roles=roles,
+                on_duty=on_duty,
+                position=geo_pb2.GeoPoint(longitude=lon, latitude=lat),
+            ),
+        ),
+        metadata=who(XINGMING),
+    )
+
+
+async def test_a_plan_naming_no_carers_sends_the_villages_nearest_carer_on_duty(command):
+    # Near House 17, near Flat 3-201, and one right at Flat 5-102 who is off duty.
+    await profile(command, "carer-east", ["carer"], 121.1698, 31.2871)
+    await profile(command, "carer-west", ["carer"], 121.1611, 31.2891)
+    await profile(command, "carer-off", ["carer"], 121.1650, 31.2905, on_duty=False)
+    await profile(command, "gw-01", ["grid_worker"], 121.1650, 31.2905)
+    plan = await create(command, weekly_plan(carers=[]))
+    assert list(plan.carers) == []
+    at(command, START)
+    await command.desk.generate_due(timedelta(0))
+    handlers = {o.target: o.handler for o in await orders(command)}
+    assert handlers["r-01"] == "users/carer-west"
+    assert handlers["r-03"] == "users/carer-east"
+    assert handlers["r-02"] in {"users/carer-west", "users/carer-east"}
+
+
+async def test_a_plan_with_no_carer_on_duty_leaves_its_orders_unassigned_saying_why(command):
+    await profile(command, "carer-off", ["carer"], 121.1650, 31.2905, on_duty=False)
+    await create(command, weekly_plan(carers=[]))
+    at(command, START)
+    await command.desk.generate_due(timedelta(0))
+    made = await orders(command)
+    assert {o.state for o in made} == {pb.ServiceOrder.STATE_UNASSIGNED}
+    log = await command.stub.ListCommandLogEntries(
+        pb.ListCommandLogEntriesRequest(parent=PARENT, resource=made[0].name),
+        metadata=who(XINGMING),
+    )
+    assert log.command_log_entries[0].reason == "no carer with the role is on duty"
+
+
+async def test_a_missed_order_escalates_to_the_nearest_handler_of_the_escalation_role(command):
+    await profile(command, "doctor-east", ["village_doctor"], 121.1699, 31.2870)
+    await profile(command, "doctor-west", ["village_doctor"], 121.1609, 31.2890)
+    message = weekly_plan()
+    message.escalation_role = "village_doctor"
+    plan = await create(command, message)
+    assert plan.escalation_role == "village_doctor"
+    at(command, START)
+    await command.desk.generate_due(timedelta(0))
+    made = {o.target: o for o in await orders(command)}
+    # The check waits as a durable timer at the occurrence's due time.
+    plan_id = plan.name.rsplit("/", 1)[-1]
+    timer = await command.timers.get_timer(f"plans.missed/{plan_id}/{us(START)}")
+    assert timer is not None and timer.due == START + timedelta(minutes=90)
+    # r-02's carer checks in in time; r-01 and r-03 are missed.
+    await visit(command, made["r-02"], 121.1650, 31.2905, made["r-02"].handler)
+    at(command, START + timedelta(minutes=89))
+    assert await command.desk.escalate_missed(plan_id, START) == 0
+    at(command, START + timedelta(minutes=90))
+    assert await command.desk.escalate_missed(plan_id, START) == 2
+    assert await command.desk.escalate_missed(plan_id, START) == 0
+    after = {o.target: o for o in await orders(command)}
+    assert after["r-01"].handler == "users/doctor-west"
+    assert after["r-03"].handler == "users/doctor-east"
+    assert after["r-01"].escalated_from == made["r-01"].handler
+    assert after["r-01"].escalate_time.ToDatetime(tzinfo=UTC) == START + timedelta(minutes=90)
+    assert after["r-01"].state == pb.ServiceOrder.STATE_ASSIGNED
+    assert after["r-02"].state == pb.ServiceOrder.STATE_CHECKED_IN
+    assert not after["r-02"].escalated_from and not after["r-02"].HasField("escalate_time")
+    # The doctor's list has it (the handler column moved too), and the doctor visits.
+    assert [o.target for o in await orders(command, handler="users/doctor-west")] == ["r-01"]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await visit(command, after["r-01"], 121.1610, 31.2890, made["r-01"].handler)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    await visit(command, after["r-01"], 121.1610, 31.2890, "users/doctor-west")
+    done = await visit(command, after["r-01"], 121.1610, 31.2890, "users/doctor-west", note="ok")
+    assert done.state == pb.ServiceOrder.STATE_DONE
+    log = await command.stub.ListCommandLogEntries(
+        pb.ListCommandLogEntriesRequest(parent=PARENT, resource=after["r-03"].name),
+        metadata=who(XINGMING),
+    )
+    escalated = log.command_log_entries[0]
+    assert escalated.action == "service_order.escalated"
+    assert escalated.detail == f"{made['r-03'].handler} -> users/doctor-east"
+
+
+async def test_an_escalation_role_longer_than_the_contract_allows_is_refused(command):
+    message = weekly_plan()
+    message.escalation_role = "x" * 65
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await create(command, message)
+    failure = failure_of(info.value)
+    assert [v.field for v in failure.violations] == ["service_plan.escalation_role"]
