@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -238,6 +239,14 @@ class Platform:
     def advance(self, *, minutes: float = 0, seconds: float = 0) -> None:
         """Move command's clock (SLA deadlines, timers, plans) forward."""
         move_forward(self.clock_file, minutes * 60 + seconds)
+
+    def now(self) -> datetime:
+        """Command's clock: the wall clock plus what tests have moved it forward."""
+        try:
+            offset = float(self.clock_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            offset = 0.0
+        return datetime.now(UTC) + timedelta(seconds=offset)
 
     # ---- scenarios ----------------------------------------------------------------------
 
