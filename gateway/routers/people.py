@@ -1,10 +1,11 @@
 """REST for the people a village serves, and for the audit log of unmasked reads.
 
 Registering a person needs `people:write` and reading `people:read`. Personal fields
-come back masked unless the caller also holds `people:read_sensitive` and states a
-purpose, as the `purpose` query parameter or the `X-Purpose` header (the parameter
-wins); the people service records each unmasked read in a hash-chained audit log.
-That log can be listed and verified with `audit:read` and nothing here changes it.
+come back masked unless the caller also holds `people:read_sensitive` (or is the
+person's assigned `carer`) and states a purpose, as the `purpose` query parameter or
+the `X-Purpose` header (the parameter wins); the people service records each unmasked
+read in a hash-chained audit log. That log can be listed and verified with `audit:read`
+and nothing here changes it.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def person_out(person: pb.Person) -> PersonOut:
         building=person.building,
         grid_cell=person.grid_cell,
         tags=list(person.tags),
+        carer=person.carer,
         masked=person.masked,
         create_time=person.create_time.ToDatetime(tzinfo=UTC),
     )
@@ -120,6 +122,7 @@ async def create_person(
         building=body.building,
         grid_cell=body.grid_cell,
         tags=body.tags,
+        carer=body.carer,
     )
     rpc = request.app.state.upstreams.people.CreatePerson(
         pb.CreatePersonRequest(parent=f"tenants/{tenant}", person=person),

@@ -39,6 +39,13 @@ class PersonCreate(BaseModel):
     tags: list[Annotated[str, item(pb.Person, "tags")]] = limited(
         pb.Person, "tags", [], examples=[["lives-alone"]]
     )
+    carer: str = limited(
+        pb.Person,
+        "carer",
+        "",
+        description="the user assigned to care for the person ('users/{id}'): the one "
+        "caller besides holders of people:read_sensitive who reads them unmasked",
+    )
 
 
 class PersonOut(BaseModel):
@@ -54,6 +61,7 @@ class PersonOut(BaseModel):
     building: str
     grid_cell: str
     tags: list[str]
+    carer: str = Field("", description="the user assigned to care for the person")
     masked: bool = Field(description="whether name, ID number and phone are masked")
     create_time: datetime
 

@@ -53,6 +53,7 @@ def person_to_proto(person: Person) -> pb.Person:
         building=person.building,
         grid_cell=person.grid_cell,
         tags=list(person.tags),
+        carer=person.carer,
         masked=person.masked,
         create_time=to_timestamp(person.create_time),
     )
@@ -83,6 +84,7 @@ def new_person(message: pb.Person, prefix: str = "person.") -> NewPerson:
         building=message.building,
         grid_cell=message.grid_cell,
         tags=tuple(message.tags),
+        carer=message.carer,
     )
 
 
@@ -99,6 +101,7 @@ def person_message(new: NewPerson) -> pb.Person:
         building=new.building,
         grid_cell=new.grid_cell,
         tags=list(new.tags),
+        carer=new.carer,
     )
 
 

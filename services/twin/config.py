@@ -43,6 +43,12 @@ class TwinSettings(ServiceSettings):
         1.0, gt=0, description="how often logged batches are regrouped into per-series chunks"
     )
     silence_check_seconds: float = Field(60.0, gt=0, description="how often inactivity is checked")
+    clock_offset_file: Path | None = Field(
+        None,
+        description="drills and end-to-end tests only: a file holding seconds by which "
+        "the twin's time (inactivity checks, the bound on readings ahead) runs ahead of "
+        "the wall clock",
+    )
 
     @field_validator("redis_url")
     @classmethod

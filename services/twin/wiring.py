@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.kit.bus import Bus, open_bus
+from services.kit.clock import offset_clock
 from services.kit.component import ServiceComponent
 from services.kit.lease import Singletons
 from services.kit.map_layers import follow_map_notices
@@ -98,7 +99,14 @@ async def assemble(settings: TwinSettings, events: EventSink | None = None) -> T
         else None
     )
     relay_box: list[AlarmRelay] = []
-    hub = await TwinHub.open(store, latest, on_alarm=lambda: relay_box[0].wake(), layers=layers)
+    clock = offset_clock(settings.clock_offset_file)
+    hub = await TwinHub.open(
+        store,
+        latest,
+        on_alarm=lambda: relay_box[0].wake(),
+        layers=layers,
+        clock=lambda: int(clock().timestamp() * 1000),
+    )
     relay = AlarmRelay(hub, store, events or client, BusFacts(bus))
     relay_box.append(relay)
     # One replica at a time delivers alarms, checks for silent devices and compacts the

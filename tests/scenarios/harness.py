@@ -236,9 +236,19 @@ class Platform:
 
     # ---- time ---------------------------------------------------------------------------
 
-    def advance(self, *, minutes: float = 0, seconds: float = 0) -> None:
-        """Move command's clock (SLA deadlines, timers, plans) forward."""
-        move_forward(self.clock_file, minutes * 60 + seconds)
+    def advance(self, *, hours: float = 0, minutes: float = 0, seconds: float = 0) -> None:
+        """Move command's clock (SLA deadlines, timers, plans) and the twin's inactivity
+        checks forward."""
+        move_forward(self.clock_file, hours * 3600 + minutes * 60 + seconds)
+
+    def now_ms(self) -> int:
+        """The platform's time (the wall clock moved by `advance`), in milliseconds: the
+        observed time a device reporting now would give its readings."""
+        try:
+            offset = float(self.clock_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            offset = 0.0
+        return int((time.time() + offset) * 1000)
 
     def now(self) -> datetime:
         """Command's clock: the wall clock plus what tests have moved it forward."""
@@ -333,6 +343,9 @@ def running_platform(demo_gpkg: Path, root: Path) -> Iterator[Platform]:
     clock_file = root / "command-clock-offset"
     config.extra_env.update(LIMITS)
     config.extra_env["GRASSROOTS_COMMAND_CLOCK_OFFSET_FILE"] = str(clock_file)
+    # The twin's inactivity checks follow the same clock, looked at every second.
+    config.extra_env["GRASSROOTS_TWIN_CLOCK_OFFSET_FILE"] = str(clock_file)
+    config.extra_env["GRASSROOTS_TWIN_SILENCE_CHECK_SECONDS"] = "1"
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo_gpkg, config.map_file)
     stack = Stack(config)

@@ -70,6 +70,7 @@ class Person(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     MASKED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CARER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/people/{person}`."""
     display_name: _builtins.str
@@ -94,6 +95,11 @@ class Person(_message.Message):
     """Grid cell id, when known."""
     masked: _builtins.bool
     """Whether the personal fields of this copy are masked."""
+    carer: _builtins.str
+    """The user assigned to care for this person (`users/{user}`), when one is. Besides
+    callers holding people:read_sensitive, only this carer reads the person unmasked
+    (with a stated purpose, audited like any unmasked read).
+    """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Free tags, for example "lives-alone"."""
@@ -118,10 +124,11 @@ class Person(_message.Message):
         tags: _abc.Iterable[_builtins.str] | None = ...,
         masked: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        carer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "building", b"building", "create_time", b"create_time", "display_name", b"display_name", "gender", b"gender", "grid_cell", b"grid_cell", "id_number", b"id_number", "kind", b"kind", "masked", b"masked", "name", b"name", "phone", b"phone", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "building", b"building", "carer", b"carer", "create_time", b"create_time", "display_name", b"display_name", "gender", b"gender", "grid_cell", b"grid_cell", "id_number", b"id_number", "kind", b"kind", "masked", b"masked", "name", b"name", "phone", b"phone", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -61,6 +61,7 @@ _ID_NUMBER = re.compile(r"^\d{17}[\dX]$")
 _MOBILE = re.compile(r"^1\d{10}$")
 _REFERENCE = re.compile(r"^[A-Za-z0-9_.-]*$")
 _TAG = re.compile(r"^[a-z0-9_-]+$")
+_CARER = re.compile(r"^users/[A-Za-z0-9_.-]{1,100}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -134,6 +135,13 @@ def _check_address(value: str) -> str:
     return text
 
 
+def _check_carer(value: str) -> str:
+    text = value.strip()
+    if text and not _CARER.match(text):
+        raise InvalidArgument.field("carer", "a user's resource name: 'users/{id}'")
+    return text
+
+
 def _check_tags(values: Sequence[str]) -> tuple[str, ...]:
     tags = tuple(dict.fromkeys(values))
     for i, tag in enumerate(tags):
@@ -156,6 +164,7 @@ class _Valid:
     building: str
     grid_cell: str
     tags: tuple[str, ...]
+    carer: str
 
 
 def validate(new: NewPerson) -> _Valid:
@@ -184,6 +193,7 @@ def validate(new: NewPerson) -> _Valid:
         building=_check_reference(new.building, "building"),
         grid_cell=_check_reference(new.grid_cell, "grid_cell"),
         tags=_check_tags(new.tags),
+        carer=_check_carer(new.carer),
     )
 
 
@@ -218,6 +228,7 @@ def seal_record(
         building=valid.building,
         grid_cell=valid.grid_cell,
         tags=valid.tags,
+        carer=valid.carer,
         create_time=create_time or now,
         update_time=now,
         version=version,
@@ -250,6 +261,7 @@ def open_record(sealer: Sealer, record: PersonRecord) -> Person:
         building=record.building,
         grid_cell=record.grid_cell,
         tags=record.tags,
+        carer=record.carer,
         create_time=record.create_time,
         update_time=record.update_time,
         version=record.version,
@@ -268,6 +280,11 @@ def masked(person: Person) -> Person:
 
 
 # --- the registry ---------------------------------------------------------------
+
+
+def cares_for(caller: Principal, record: PersonRecord) -> bool:
+    """Whether the caller is the person's assigned carer (a user, never an app)."""
+    return bool(record.carer) and caller.kind == "user" and caller.subject == record.carer
 
 
 _FILTERABLE = ("id_number", "phone", "kind", "building", "grid_cell")
@@ -345,7 +362,8 @@ class PeopleRegistry:
         """One person; `tenant` None is the wildcard (`tenants/-/people/{id}`).
 
         Unmasked (for `people:read_sensitive`) only with a purpose, after the audit
-        entry is written.
+        entry is written. The person's assigned carer reads them unmasked the same way
+        when stating a purpose, and masked without one.
         """
         self._require(caller, READ_SCOPE, "reading people")
         reveal = caller.has_scope(SENSITIVE_SCOPE)
@@ -354,6 +372,8 @@ class PeopleRegistry:
         record = await self.store.get_person(subtree, person_id)
         if record is None or not caller.can_see(record.tenant):
             raise NotFound(f"person {person_id!r} not found")
+        if not reveal and purpose.strip() and cares_for(caller, record):
+            reveal, reason = True, check_purpose(purpose)
         if reveal:
             await self.audit.record_read(
                 caller, [person_name(record.tenant, record.id)], SENSITIVE_FIELDS, reason
@@ -428,7 +448,19 @@ class PeopleRegistry:
                 action=LOOKUP_ACTION if sealed else READ_ACTION,
             )
         people = [open_record(self.sealer, r) for r in records]
-        return PersonPage(people if reveal else [masked(p) for p in people], token)
+        if reveal:
+            return PersonPage(people, token)
+        # A carer stating a purpose sees the people assigned to them, audited.
+        theirs = [r for r in records if cares_for(caller, r)] if purpose.strip() else []
+        if theirs:
+            await self.audit.record_read(
+                caller,
+                [person_name(r.tenant, r.id) for r in theirs],
+                SENSITIVE_FIELDS,
+                check_purpose(purpose),
+            )
+        shown = {r.id for r in theirs}
+        return PersonPage([p if p.id in shown else masked(p) for p in people], token)
 
     async def update_person(
         self,
@@ -461,6 +493,7 @@ class PeopleRegistry:
                 building=current.building if changes.building is None else changes.building,
                 grid_cell=current.grid_cell if changes.grid_cell is None else changes.grid_cell,
                 tags=current.tags if changes.tags is None else changes.tags,
+                carer=current.carer if changes.carer is None else changes.carer,
             )
             return seal_record(
                 sealer,

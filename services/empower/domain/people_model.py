@@ -50,6 +50,8 @@ class NewPerson:
     building: str = ""
     grid_cell: str = ""
     tags: tuple[str, ...] = ()
+    # The user assigned to care for this person (`users/{id}`): reads them unmasked.
+    carer: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class PersonChanges:
     building: str | None = None
     grid_cell: str | None = None
     tags: tuple[str, ...] | None = None
+    carer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Person:
     update_time: datetime
     version: int
     masked: bool
+    carer: str = ""
 
     @property
     def resource_name(self) -> str:
@@ -117,6 +121,7 @@ class PersonRecord:
     create_time: datetime
     update_time: datetime
     version: int = 1
+    carer: str = ""
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,10 @@ _SCHEMA: tuple[str, ...] = (
         tags              text[] NOT NULL DEFAULT '{}',
         create_us         bigint NOT NULL,
         update_us         bigint NOT NULL,
-        version           integer NOT NULL DEFAULT 1)""",
+        version           integer NOT NULL DEFAULT 1,
+        carer             text NOT NULL DEFAULT '')""",
+    # Tables made before people had a carer gain the column (empty: no carer).
+    "ALTER TABLE people ADD COLUMN IF NOT EXISTS carer text NOT NULL DEFAULT ''",
     "CREATE UNIQUE INDEX IF NOT EXISTS people_tenant_id_number ON people (tenant, id_number_index)",
     "CREATE INDEX IF NOT EXISTS people_tenant_id ON people (tenant, id)",
     "CREATE INDEX IF NOT EXISTS people_id_number ON people (id_number_index)",
@@ -154,6 +157,7 @@ def _person_values(record: PersonRecord) -> tuple[object, ...]:
         to_us(record.create_time),
         to_us(record.update_time),
         record.version,
+        record.carer,
     )
 
 
@@ -176,6 +180,7 @@ def _row_to_person(row: Row) -> PersonRecord:
         create_time=from_us(row["create_us"]),
         update_time=from_us(row["update_us"]),
         version=row["version"],
+        carer=row["carer"],
     )
 
 

@@ -66,7 +66,8 @@ CREATE TABLE IF NOT EXISTS people (
     tags              TEXT NOT NULL DEFAULT '[]',
     create_us         INTEGER NOT NULL,
     update_us         INTEGER NOT NULL,
-    version           INTEGER NOT NULL DEFAULT 1
+    version           INTEGER NOT NULL DEFAULT 1,
+    carer             TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS people_tenant_id_number ON people (tenant, id_number_index);
 CREATE INDEX IF NOT EXISTS people_tenant_id ON people (tenant, id);
@@ -123,6 +124,7 @@ def person_values(record: PersonRecord) -> tuple[object, ...]:
         to_us(record.create_time),
         to_us(record.update_time),
         record.version,
+        record.carer,
     )
 
 
@@ -145,6 +147,7 @@ def row_to_person(row: sqlite3.Row) -> PersonRecord:
         create_time=from_us(row["create_us"]),
         update_time=from_us(row["update_us"]),
         version=row["version"],
+        carer=row["carer"],
     )
 
 
@@ -209,6 +212,10 @@ class SqlitePeopleStore:
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
+        # A file made before people had a carer gains the column (empty: no carer).
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(people)").fetchall()}
+        if columns and "carer" not in columns:
+            conn.execute("ALTER TABLE people ADD COLUMN carer TEXT NOT NULL DEFAULT ''")
         conn.executescript(SCHEMA)
 
     # --- people ---------------------------------------------------------------

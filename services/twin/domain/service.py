@@ -114,10 +114,14 @@ class TwinHub:
         epoch: int,
         on_alarm: Callable[[], None] = lambda: None,
         layers: LayerSource | None = None,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         """`epoch` counts the starts of the service: sequence numbers of this run begin at
         (epoch - 1) << 32 (1, 2, 3... on a new store), so they keep growing across
-        restarts without being written per change."""
+        restarts without being written per change. `clock` is the twin's time in
+        milliseconds (the wall clock, or one moved forward by drills and tests): it
+        bounds readings ahead of it, stamps new entities and runs inactivity checks."""
+        self._now = clock
         self.store = store
         self.latest = latest
         self.models = models
@@ -152,6 +156,7 @@ class TwinHub:
         latest: LatestState,
         on_alarm: Callable[[], None] = lambda: None,
         layers: LayerSource | None = None,
+        clock: Callable[[], int] = now_ms,
     ) -> TwinHub:
         """A hub with the models, rules, rule states and sequence numbers the store holds."""
         return cls(
@@ -163,6 +168,7 @@ class TwinHub:
             await store.next_epoch(),
             on_alarm,
             layers,
+            clock,
         )
 
     # ---- subscribers -------------------------------------------------------------
@@ -226,7 +232,7 @@ class TwinHub:
                     f"entity.relationships[{i}].target",
                     f"no entity {entity_name(*rel.target)!r}",
                 )
-        entity = replace(entity, create_ms=now_ms(), latest={})
+        entity = replace(entity, create_ms=self._now(), latest={})
         async with self._lock:
             await self.store.create_entity(entity)
             self._entities[entity.key] = entity
@@ -419,7 +425,7 @@ class TwinHub:
         pairs = checks.pairs_of(columns)
         async with self._lock:
             targets = await self._resolve(principal, parent, pairs)
-            checked = checks.check(columns, pairs, targets, now_ms())
+            checked = checks.check(columns, pairs, targets, self._now())
             rejected = checked.rejected_count()
             if rejected:
                 names, counts = np.unique(checked.reasons[checked.reasons > 0], return_counts=True)
@@ -780,7 +786,7 @@ class TwinHub:
 
     async def check_silence(self, at_ms: int | None = None) -> int:
         """Walk the inactivity rules; returns how many episodes opened."""
-        at = now_ms() if at_ms is None else at_ms
+        at = self._now() if at_ms is None else at_ms
         opened = 0
         async with self._lock:
             for rule in [r for r in self._rules.values() if isinstance(r.condition, Inactivity)]:

@@ -19,6 +19,7 @@ from services.kit import tenancy
 from services.twin.domain.ingest import Columns
 from services.twin.store.latest_redis import RedisLatest
 from tests.conftest import TOWN, XINGMING, SignedAtCall, principal_of
+from tests.unit.twin.conftest import TwinUnderTest, twin_settings
 from tests.unit.twin.test_alarm_loop import MD, PARENT, make_gauge, twin_events, wait_for
 
 TOWN_MD = SignedAtCall(
@@ -190,6 +191,60 @@ async def test_silence_raises_a_welfare_event(twin, grid_index):
     assert await twin.hub.check_silence(int(time.time() * 1000) + 26 * 3_600_000) == 0
     events = await wait_for(lambda: twin_events(twin))
     assert [e.category for e in events] == ["care.elderly_welfare"]
+
+
+async def test_a_clock_moved_forward_runs_silence_and_bounds_readings_by_it(
+    events_server, map_server, grid_index, tmp_path
+):
+    """Drills and loop tests move the twin's time with a file (as command's): a day of
+    silence passes in a moment, and readings stamped by the moved clock are accepted."""
+    clock_file = tmp_path / "clock-offset"
+    settings = twin_settings("sqlite", tmp_path, events_server.address, "", map_server.address)
+    moved = TwinUnderTest("sqlite", settings.model_copy(update={"clock_offset_file": clock_file}))
+    await moved.start()
+    moved.events = events_server
+    try:
+        gauge = await make_gauge(moved, grid_index)
+        await moved.stub.CreateEntity(
+            pb.CreateEntityRequest(
+                parent=PARENT,
+                entity_id="meter-1",
+                entity=pb.Entity(entity_type="WaterMeter", location=gauge.location),
+            ),
+            metadata=MD,
+        )
+        await moved.stub.CreateRule(
+            pb.CreateRuleRequest(
+                parent=PARENT,
+                rule_id="no-water",
+                rule=pb.Rule(
+                    entity_type="WaterMeter",
+                    property="flow_l_min",
+                    inactivity=pb.Inactivity(silence=Duration(seconds=24 * 3600)),
+                    event_category="care.elderly_welfare",
+                ),
+            ),
+            metadata=MD,
+        )
+        ahead = int(time.time() * 1000) + 23 * 3_600_000
+        refused = await moved.hub.ingest(
+            WRITER, XINGMING, Columns.of(["meter-1"], ["flow_l_min"], [1.0], [ahead])
+        )
+        assert refused.rejected_count == 1  # 23 hours ahead of the wall clock
+        assert await moved.hub.check_silence() == 0
+        clock_file.write_text(str(23 * 3600))
+        taken = await moved.hub.ingest(
+            WRITER, XINGMING, Columns.of(["meter-1"], ["flow_l_min"], [1.0], [ahead])
+        )
+        assert taken.accepted_count == 1  # now by the twin's clock
+        clock_file.write_text(str(46 * 3600))
+        assert await moved.hub.check_silence() == 0  # 23 hours since that reading
+        clock_file.write_text(str(47 * 3600 + 60))
+        assert await moved.hub.check_silence() == 1
+        events = await wait_for(lambda: twin_events(moved))
+        assert [e.category for e in events] == ["care.elderly_welfare"]
+    finally:
+        await moved.stop()
 
 
 async def test_every_change_carries_the_next_sequence_number(twin, grid_index):

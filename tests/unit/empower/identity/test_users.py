@@ -103,7 +103,9 @@ async def test_roles_are_granted_by_the_assignable_lists_not_by_scopes(tree):
         app = Principal(
             "apps/x", XINGMING, kind="app", scopes=ROLES["district_admin"], app="apps/x"
         )
-        await tree.create_user(app, XINGMING, "carer3", "Carer", "volunteer", ["carer"])
+        await tree.create_user(
+            app, XINGMING, "secretary3", "Secretary", "staff", ["village_secretary"]
+        )
     assert "people:read_sensitive" in info.value.message
 
 

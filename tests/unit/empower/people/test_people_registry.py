@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -307,3 +308,45 @@ async def test_sealed_values_cannot_be_swapped_between_rows(backend, registry):
     # The untouched row still opens.
     record = await backend.store.get_person(XINGMING, b.id)
     assert open_record(registry.sealer, record).id_number == id_number(sequence=2)
+
+
+CARER = caller(XINGMING, "people:read", subject="users/carer-wang")
+OTHER_CARER = caller(XINGMING, "people:read", subject="users/carer-li")
+
+
+async def test_only_the_assigned_carer_reads_the_person_unmasked_with_a_purpose(registry, audit):
+    theirs = await registry.create_person(WRITER, XINGMING, new_person(1, carer=CARER.subject))
+    other = await registry.create_person(WRITER, XINGMING, new_person(2))
+    assert theirs.masked and theirs.carer == CARER.subject
+
+    # Without a purpose the carer reads like anyone with people:read: masked.
+    assert (await registry.get_person(CARER, XINGMING, theirs.id)).masked
+    assert (await registry.get_person(OTHER_CARER, XINGMING, theirs.id, "visit")).masked
+    assert (await registry.get_person(CARER, XINGMING, other.id, "visit")).masked
+    assert await entries(audit) == []
+
+    got = await registry.get_person(CARER, XINGMING, theirs.id, "weekly visit")
+    assert not got.masked and (got.name, got.phone) == ("Zhou Meilan1", phone(1))
+    page = await registry.list_people(CARER, XINGMING, purpose="weekly round")
+    assert {p.id: p.masked for p in page.people} == {theirs.id: False, other.id: True}
+    logged = sorted(await entries(audit), key=lambda e: e.sequence)
+    assert [(e.subject, e.purpose, e.records) for e in logged] == [
+        ("users/carer-wang", "weekly visit", (person_name(XINGMING, theirs.id),)),
+        ("users/carer-wang", "weekly round", (person_name(XINGMING, theirs.id),)),
+    ]
+    # An app never counts as a carer, whatever subject it signs with.
+    app = caller(XINGMING, "people:read", subject=CARER.subject, app="apps/x")
+    assert (await registry.get_person(replace(app, kind="app"), XINGMING, theirs.id, "x")).masked
+
+
+async def test_a_carer_is_a_user_and_changes_with_an_update(registry):
+    with pytest.raises(InvalidArgument) as info:
+        await registry.create_person(WRITER, XINGMING, new_person(1, carer="carer-wang"))
+    assert info.value.violations[0].field == "carer"
+    person = await registry.create_person(WRITER, XINGMING, new_person(1))
+    assert person.carer == ""
+    moved = await registry.update_person(
+        WRITER, XINGMING, person.id, PersonChanges(carer=OTHER_CARER.subject)
+    )
+    assert moved.carer == OTHER_CARER.subject
+    assert not (await registry.get_person(OTHER_CARER, XINGMING, person.id, "visit")).masked
