@@ -30,6 +30,9 @@ def test_a_care_plan_sends_the_nearest_carer_on_duty_who_checks_in_and_out(platf
     cell = platform.cell(XINGMING)
     home = {"longitude": cell.lon + 0.0003, "latitude": cell.lat}
     secretary = platform.user("xingming.secretary")
+    username = platform.new_user(XINGMING, ["carer"], kind="volunteer")
+    carer = platform.user(username)
+    carer_subject = carer.ok("GET", "/v1/me")["subject"]
     elder = secretary.ok(
         "POST",
         f"{V}/people",
@@ -41,13 +44,11 @@ def test_a_care_plan_sends_the_nearest_carer_on_duty_who_checks_in_and_out(platf
             "address": f"Lane 3, house {secrets.randbelow(90) + 10}",
             "grid_cell": cell.cell_id,
             "tags": ["lives-alone"],
+            "carer": carer_subject,  # the one carer who reads her unmasked
         },
     )
 
     # The village's carers: one just down the lane, one at the very door but off duty.
-    username = platform.new_user(XINGMING, ["carer"], kind="volunteer")
-    carer = platform.user(username)
-    carer_subject = carer.ok("GET", "/v1/me")["subject"]
     secretary.ok(
         "POST",
         f"{V}/handlers",
@@ -178,6 +179,8 @@ def test_a_care_plan_sends_the_nearest_carer_on_duty_who_checks_in_and_out(platf
     assert seen_by_worker["masked"] is True
     assert "Zhou Guilan" not in seen_by_worker["display_name"]
     assert seen_by_worker["phone"] != "13912345678"
+    another_carer = platform.user("xingming.carer")
+    assert another_carer.ok("GET", f"/v1/{elder['name']}", params={"purpose": "curious"})["masked"]
     seen_by_carer = carer.ok("GET", f"/v1/{elder['name']}", params={"purpose": "extra care visit"})
     assert (seen_by_carer["masked"], seen_by_carer["display_name"]) == (False, "Zhou Guilan")
     audit = platform.user("district.auditor").ok(
