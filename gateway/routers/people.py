@@ -19,6 +19,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response, Security
 from gateway.auth import access, call_metadata, calls
 from gateway.errors import call
 from gateway.schemas.identity import RESOURCE_ID_PATTERN, TENANT_ID_PATTERN
+from gateway.schemas.notices import WeChatBindingIn, WeChatBindingOut
 from gateway.schemas.people import (
     AuditEntryList,
     AuditEntryOut,
@@ -27,11 +28,13 @@ from gateway.schemas.people import (
     PersonList,
     PersonOut,
 )
+from grassroots.empower.v1 import notices_service_pb2 as notices_pb
 from grassroots.empower.v1 import people_service_pb2 as pb
 from services.kit.principal import Principal
 
 router = APIRouter(prefix="/v1/tenants")
 SERVICE = "grassroots.empower.v1.PeopleService"
+NOTICES_SERVICE = "grassroots.empower.v1.NoticesService"
 Who = Annotated[Principal, Security(access("empower"))]
 TenantId = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="tenant id")]
 PersonId = Annotated[str, Path(pattern=RESOURCE_ID_PATTERN)]
@@ -243,3 +246,27 @@ async def verify_audit_log(tenant: TenantId, request: Request, who: Who) -> Audi
     return AuditVerification(
         ok=result.ok, checked=result.checked, first_bad_sequence=result.first_bad_sequence or None
     )
+
+
+@router.post(
+    "/{tenant}/people/{person}:bindWeChat",
+    response_model=WeChatBindingOut,
+    tags=["people", "notices"],
+    summary="Bind a person to their WeChat openid",
+)
+@calls(NOTICES_SERVICE, "BindWeChat")
+async def bind_wechat(
+    tenant: TenantId, person: PersonId, body: WeChatBindingIn, request: Request, who: Who
+) -> WeChatBindingOut:
+    """WeChat notices reach a registered person once they are bound (binding again
+    replaces the openid). The openid is sealed at rest and never shown; the audit log
+    records who bound whom. Needs `people:write`."""
+    bound = await call(
+        request.app.state.upstreams.notices.BindWeChat(
+            notices_pb.BindWeChatRequest(
+                person=f"tenants/{tenant}/people/{person}", openid=body.openid
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    return WeChatBindingOut(person=bound.person, bind_time=bound.bind_time.ToDatetime(tzinfo=UTC))

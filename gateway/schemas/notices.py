@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.schemas.contract import limited
+from grassroots.empower.v1 import notices_service_pb2 as pb
+
 ChannelName = Literal["in_app", "sms", "wechat"]
 DeliveryStateName = Literal["pending", "queued", "sent", "delivered", "failed"]
 
@@ -80,3 +83,16 @@ class MyNoticeList(BaseModel):
     notices: list[MyNoticeOut] = Field(
         description="the caller's in-app deliveries, newest first; listing marks them delivered"
     )
+
+
+class WeChatBindingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    openid: str = limited(
+        pb.BindWeChatRequest, "openid", description="the person's openid under the official account"
+    )
+
+
+class WeChatBindingOut(BaseModel):
+    person: str
+    bind_time: datetime

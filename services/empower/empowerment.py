@@ -21,6 +21,7 @@ from grassroots.empower.v1 import notices_service_pb2_grpc as notices_grpc
 from grassroots.empower.v1 import points_service_pb2 as points_pb
 from grassroots.empower.v1 import points_service_pb2_grpc as points_grpc
 from services.empower.config import EmpowerSettings
+from services.empower.domain import facts
 from services.empower.domain.audit import AuditLog
 from services.empower.domain.forms import FormsDesk
 from services.empower.domain.identity_ports import IdentityStore
@@ -45,6 +46,7 @@ from services.empower.store.points_postgres import PostgresPointsStore
 from services.empower.store.points_sqlite import SqlitePointsStore
 from services.kit.bus import Bus, open_bus
 from services.kit.lease import Singletons
+from services.kit.outbox_relay import OutboxRelay
 from services.kit.sealing import Sealer
 
 FORMS_SERVICE = forms_pb.DESCRIPTOR.services_by_name["FormsService"].full_name
@@ -53,6 +55,8 @@ NOTICES_SERVICE = notices_pb.DESCRIPTOR.services_by_name["NoticesService"].full_
 SERVICE_NAMES = (FORMS_SERVICE, POINTS_SERVICE, NOTICES_SERVICE)
 REPORTS_LEASE = "empower.scheduled-reports"
 DELIVERIES_LEASE = "empower.notice-deliveries"
+POINTS_RELAY_LEASE = "empower.points-outbox-relay"
+NOTICES_RELAY_LEASE = "empower.notices-outbox-relay"
 
 
 log = logging.getLogger("grassroots.empower")
@@ -141,7 +145,9 @@ async def open_empowerment(
         )
         channels[Channel.WECHAT] = wechat
         closers.append(wechat.close)
-    board = NoticeBoard(notices, RegistryAudience(identity, people, sealer), channels, audit)
+    board = NoticeBoard(
+        notices, RegistryAudience(identity, people, sealer, notices), channels, audit
+    )
     bus = open_bus(bus_url(settings))
     streams = tuple(s.strip() for s in settings.points_fact_streams.split(",") if s.strip())
     stop = asyncio.Event()
@@ -161,6 +167,14 @@ async def open_empowerment(
         DELIVERIES_LEASE,
         lambda until: run_deliveries(board, settings.notice_dispatch_seconds, until),
     )
+    # Points and notices facts were committed with their changes; the relays put them
+    # on the bus, one replica at a time, so none is lost on a crash (ADR 6).
+    relays = [
+        OutboxRelay(points.unpublished, points.mark_published, bus, facts.STREAM),
+        OutboxRelay(notices.unpublished, notices.mark_published, bus, facts.STREAM),
+    ]
+    singletons.start(POINTS_RELAY_LEASE, relays[0].run)
+    singletons.start(NOTICES_RELAY_LEASE, relays[1].run)
 
     async def stop_tasks() -> None:
         stop.set()

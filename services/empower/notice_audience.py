@@ -7,6 +7,9 @@ form only at that moment and never stored with the notice or the delivery.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Protocol
+
 from services.empower.domain.identity_ports import IdentityStore
 from services.empower.domain.model import User
 from services.empower.domain.notices_model import Audience, Contact, Recipient, RecipientKind
@@ -17,16 +20,34 @@ from services.kit.errors import InvalidArgument
 from services.kit.sealing import Sealer
 
 PAGE = 1000
+OPENID_FIELD = "wechat_openid"
+
+
+class WeChatBindings(Protocol):
+    """Where sealed openids are kept (the notices store)."""
+
+    async def bind_wechat(self, tenant: str, person: str, sealed: str, at: datetime) -> None: ...
+
+    async def wechat_of(self, person: str) -> str | None: ...
+
+
 MAX_AUDIENCE = 50_000
 
 
 class RegistryAudience:
     """AudienceDirectory over the identity and people stores of this service."""
 
-    def __init__(self, identity: IdentityStore, people: PeopleStore, sealer: Sealer) -> None:
+    def __init__(
+        self,
+        identity: IdentityStore,
+        people: PeopleStore,
+        sealer: Sealer,
+        bindings: WeChatBindings | None = None,
+    ) -> None:
         self.identity = identity
         self.people = people
         self.sealer = sealer
+        self.bindings = bindings
 
     async def resolve(self, tenant: str, audience: Audience) -> list[Recipient]:
         if audience.recipients:
@@ -89,7 +110,24 @@ class RegistryAudience:
             return Contact(recipient.name)
         tenant, person_id = parse_person_name(recipient.name)
         record = await self.people.get_person(tenant or tenancy.ALL_TENANTS, person_id)
-        if record is None or not record.phone_sealed:
+        if record is None:
             return Contact(recipient.name)
-        phone = self.sealer.open(record.phone_sealed, record=record.id, field="phone")
-        return Contact(recipient.name, phone=phone)
+        phone = ""
+        if record.phone_sealed:
+            phone = self.sealer.open(record.phone_sealed, record=record.id, field="phone")
+        openid = ""
+        sealed = await self.bindings.wechat_of(recipient.name) if self.bindings else None
+        if sealed:
+            openid = self.sealer.open(sealed, record=recipient.name, field=OPENID_FIELD)
+        return Contact(recipient.name, phone=phone, wechat_openid=openid)
+
+    async def bind_wechat(self, tenant: str, person: str, openid: str) -> bool:
+        person_tenant, person_id = parse_person_name(person)
+        if self.bindings is None or person_tenant is None:
+            return False
+        record = await self.people.get_person(tenant, person_id)
+        if record is None or record.tenant != person_tenant:
+            return False
+        sealed = self.sealer.seal(openid, record=person, field=OPENID_FIELD)
+        await self.bindings.bind_wechat(person_tenant, person, sealed, datetime.now(UTC))
+        return True

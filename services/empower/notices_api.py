@@ -143,3 +143,7 @@ class NoticesServicer(pb_grpc.NoticesServiceServicer):
         return delivery_to_proto(
             await self.board.mark_read(require_principal(), tenant, delivery_id, notice_id)
         )
+
+    async def BindWeChat(self, request: pb.BindWeChatRequest, context: object) -> pb.WeChatBinding:
+        bound = await self.board.bind_wechat(require_principal(), request.person, request.openid)
+        return pb.WeChatBinding(person=request.person, bind_time=to_timestamp(bound))

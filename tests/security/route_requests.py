@@ -231,6 +231,9 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
             "request_id": _unique("planted-"),
         }
     },
+    ("POST", "/v1/tenants/{tenant}/people/{person}:bindWeChat"): lambda w: {
+        "json": {"openid": "oPlantedOpenid"}
+    },
     ("POST", "/v1/tenants/{tenant}/pointsRules"): lambda w: {
         "json": {"display_name": "Planted rule", "fact_type": "task.resolved", "points": 1000}
     },

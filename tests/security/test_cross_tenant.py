@@ -138,6 +138,9 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("GET", "/v1/tenants/{tenant}/notices/{notice}/deliveries"): Cross(
         lambda w, t: {"notice": w.b.notice_id}
     ),
+    ("POST", "/v1/tenants/{tenant}/people/{person}:bindWeChat"): Cross(
+        lambda w, t: {"person": w.b.person_id}
+    ),
     ("POST", "/v1/tenants/{tenant}/notices/{notice}/deliveries/{delivery}:markRead"): Cross(
         lambda w, t: {"notice": w.b.notice_id, "delivery": w.b.delivery_id}
     ),

@@ -21,6 +21,60 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class BindWeChatRequest(_message.Message):
+    """Request message for NoticesService.BindWeChat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERSON_FIELD_NUMBER: _builtins.int
+    OPENID_FIELD_NUMBER: _builtins.int
+    person: _builtins.str
+    """The person: `tenants/{tenant}/people/{person}`."""
+    openid: _builtins.str
+    """The person's openid under the platform's official account."""
+    def __init__(
+        self,
+        *,
+        person: _builtins.str = ...,
+        openid: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["openid", b"openid", "person", b"person"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BindWeChatRequest: _TypeAlias = BindWeChatRequest  # noqa: Y015
+
+@_typing.final
+class WeChatBinding(_message.Message):
+    """A person's WeChat binding (without the openid)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERSON_FIELD_NUMBER: _builtins.int
+    BIND_TIME_FIELD_NUMBER: _builtins.int
+    person: _builtins.str
+    """The person: `tenants/{tenant}/people/{person}`."""
+    @_builtins.property
+    def bind_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was bound."""
+
+    def __init__(
+        self,
+        *,
+        person: _builtins.str = ...,
+        bind_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bind_time", b"bind_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bind_time", b"bind_time", "person", b"person"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WeChatBinding: _TypeAlias = WeChatBinding  # noqa: Y015
+
+@_typing.final
 class Audience(_message.Message):
     """Who a notice goes to: exactly one of the fields."""
 

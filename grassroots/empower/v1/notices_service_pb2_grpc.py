@@ -68,6 +68,11 @@ class NoticesServiceStub:
                 request_serializer=grassroots_dot_empower_dot_v1_dot_notices__service__pb2.MarkNoticeReadRequest.SerializeToString,
                 response_deserializer=grassroots_dot_empower_dot_v1_dot_notices__service__pb2.Delivery.FromString,
                 _registered_method=True)
+        self.BindWeChat = channel.unary_unary(
+                '/grassroots.empower.v1.NoticesService/BindWeChat',
+                request_serializer=grassroots_dot_empower_dot_v1_dot_notices__service__pb2.BindWeChatRequest.SerializeToString,
+                response_deserializer=grassroots_dot_empower_dot_v1_dot_notices__service__pb2.WeChatBinding.FromString,
+                _registered_method=True)
 
 
 class NoticesServiceServicer:
@@ -120,6 +125,16 @@ class NoticesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BindWeChat(self, request, context):
+        """Binds a registered person to their WeChat openid (from the official account, when
+        they follow it and confirm who they are), so WeChat notices reach them. Binding
+        again replaces the openid. The openid is sealed at rest and never returned.
+        Needs people:write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NoticesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -152,6 +167,11 @@ def add_NoticesServiceServicer_to_server(servicer, server):
                     servicer.MarkNoticeRead,
                     request_deserializer=grassroots_dot_empower_dot_v1_dot_notices__service__pb2.MarkNoticeReadRequest.FromString,
                     response_serializer=grassroots_dot_empower_dot_v1_dot_notices__service__pb2.Delivery.SerializeToString,
+            ),
+            'BindWeChat': grpc.unary_unary_rpc_method_handler(
+                    servicer.BindWeChat,
+                    request_deserializer=grassroots_dot_empower_dot_v1_dot_notices__service__pb2.BindWeChatRequest.FromString,
+                    response_serializer=grassroots_dot_empower_dot_v1_dot_notices__service__pb2.WeChatBinding.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -320,6 +340,33 @@ class NoticesService:
             '/grassroots.empower.v1.NoticesService/MarkNoticeRead',
             grassroots_dot_empower_dot_v1_dot_notices__service__pb2.MarkNoticeReadRequest.SerializeToString,
             grassroots_dot_empower_dot_v1_dot_notices__service__pb2.Delivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BindWeChat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.empower.v1.NoticesService/BindWeChat',
+            grassroots_dot_empower_dot_v1_dot_notices__service__pb2.BindWeChatRequest.SerializeToString,
+            grassroots_dot_empower_dot_v1_dot_notices__service__pb2.WeChatBinding.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,12 @@ class NoticesServiceStub:
     """The caller's own in-app notices, newest first; listing them marks them delivered."""
     MarkNoticeRead: _grpc.UnaryUnaryMultiCallable[_notices_service_pb2.MarkNoticeReadRequest, _notices_service_pb2.Delivery]
     """Records that the caller read a notice addressed to them (a read receipt)."""
+    BindWeChat: _grpc.UnaryUnaryMultiCallable[_notices_service_pb2.BindWeChatRequest, _notices_service_pb2.WeChatBinding]
+    """Binds a registered person to their WeChat openid (from the official account, when
+    they follow it and confirm who they are), so WeChat notices reach them. Binding
+    again replaces the openid. The openid is sealed at rest and never returned.
+    Needs people:write.
+    """
 
 @_typing.type_check_only
 class NoticesServiceAsyncStub(NoticesServiceStub):
@@ -75,6 +81,12 @@ class NoticesServiceAsyncStub(NoticesServiceStub):
     """The caller's own in-app notices, newest first; listing them marks them delivered."""
     MarkNoticeRead: _aio.UnaryUnaryMultiCallable[_notices_service_pb2.MarkNoticeReadRequest, _notices_service_pb2.Delivery]  # type: ignore[assignment]
     """Records that the caller read a notice addressed to them (a read receipt)."""
+    BindWeChat: _aio.UnaryUnaryMultiCallable[_notices_service_pb2.BindWeChatRequest, _notices_service_pb2.WeChatBinding]  # type: ignore[assignment]
+    """Binds a registered person to their WeChat openid (from the official account, when
+    they follow it and confirm who they are), so WeChat notices reach them. Binding
+    again replaces the openid. The openid is sealed at rest and never returned.
+    Needs people:write.
+    """
 
 class NoticesServiceServicer(metaclass=_abc_1.ABCMeta):
     """Notices to the people of a tenant node, a grid cell, a role or a list of people,
@@ -132,5 +144,17 @@ class NoticesServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_notices_service_pb2.Delivery, _abc.Awaitable[_notices_service_pb2.Delivery]]:
         """Records that the caller read a notice addressed to them (a read receipt)."""
+
+    @_abc_1.abstractmethod
+    def BindWeChat(
+        self,
+        request: _notices_service_pb2.BindWeChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notices_service_pb2.WeChatBinding, _abc.Awaitable[_notices_service_pb2.WeChatBinding]]:
+        """Binds a registered person to their WeChat openid (from the official account, when
+        they follow it and confirm who they are), so WeChat notices reach them. Binding
+        again replaces the openid. The openid is sealed at rest and never returned.
+        Needs people:write.
+        """
 
 def add_NoticesServiceServicer_to_server(servicer: NoticesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

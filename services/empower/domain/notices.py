@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from services.empower.domain import facts
 from services.empower.domain.audit import AuditLog
 from services.empower.domain.notices_model import (
     Audience,
@@ -55,6 +56,7 @@ REACHES = {
 }
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _REFERENCE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _RECIPIENT = re.compile(
     r"^(users/[A-Za-z0-9_-]{1,64}|tenants/[a-z0-9-]{1,250}/people/[A-Za-z0-9_-]{1,64})$"
@@ -258,7 +260,7 @@ class NoticeBoard:
         for delivery, notice in found:
             if delivery.state is DeliveryState.SENT:
                 delivery = replace(delivery, state=DeliveryState.DELIVERED, update_time=now)
-                await self.store.update_delivery(delivery)
+                await self.store.update_delivery(delivery, facts.NOTICE_DELIVERED)
             shown.append((delivery, notice))
         return shown
 
@@ -281,8 +283,22 @@ class NoticeBoard:
             raise FailedPrecondition("this notice has not reached you yet")
         now = self._clock()
         read = replace(found, state=DeliveryState.DELIVERED, read_time=now, update_time=now)
-        await self.store.update_delivery(read)
+        await self.store.update_delivery(read, facts.NOTICE_READ)
         return read
+
+    async def bind_wechat(self, caller: Principal, person: str, openid: str) -> datetime:
+        """Bind a registered person to their WeChat openid, so WeChat notices reach them.
+
+        The audit chain records who bound whom, never the openid."""
+        if not _OPENID.match(openid):
+            raise InvalidArgument.field("openid", "1 to 64 letters, digits, '_' or '-'")
+        tenant = tenancy.parse_child_name(person, "people", "person")[0]
+        if tenant is None or not caller.can_see(tenant):
+            raise NotFound(f"person {person!r} not found")
+        if not await self.directory.bind_wechat(tenant, person, openid):
+            raise NotFound(f"person {person!r} not found")
+        await self.audit.record_action(caller, "notices.bind_wechat", [person], ["wechat_openid"])
+        return self._clock()
 
     # --- delivery ----------------------------------------------------------------
 
@@ -317,7 +333,8 @@ class NoticeBoard:
                     attempts=attempts,
                     last_error=str(exc)[:200],
                     next_attempt_time=now + retry_delay(attempts),
-                )
+                ),
+                facts.NOTICE_FAILED if gave_up else "",
             )
             return
         await self.store.update_delivery(
@@ -326,5 +343,6 @@ class NoticeBoard:
                 state=DeliveryState.DELIVERED if confirmed else DeliveryState.SENT,
                 attempts=attempts,
                 last_error="",
-            )
+            ),
+            facts.NOTICE_DELIVERED if confirmed else facts.NOTICE_SENT,
         )

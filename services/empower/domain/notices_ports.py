@@ -42,7 +42,18 @@ class NoticesStore(Protocol):
         """Pending or queued deliveries whose next attempt is due, oldest first."""
         ...
 
-    async def update_delivery(self, delivery: Delivery) -> None: ...
+    async def update_delivery(self, delivery: Delivery, fact: str = "") -> None:
+        """Store the delivery's new state and, when `fact` names one, its fact in the
+        outbox, in one transaction."""
+        ...
+
+    async def bind_wechat(self, tenant: str, person: str, sealed: str, at: datetime) -> None:
+        """Keep the person's sealed openid, replacing an earlier one."""
+        ...
+
+    async def wechat_of(self, person: str) -> str | None:
+        """The person's sealed openid, if bound."""
+        ...
 
     async def deliveries_to(
         self, recipient: str, channel: Channel, limit: int
@@ -59,6 +70,11 @@ class AudienceDirectory(Protocol):
 
     async def contact(self, recipient: Recipient) -> Contact:
         """The recipient's phone or WeChat binding, read when a channel sends."""
+        ...
+
+    async def bind_wechat(self, tenant: str, person: str, openid: str) -> bool:
+        """Bind a person of `tenant`'s subtree to a WeChat openid; False when there is
+        no such person there."""
         ...
 
 

@@ -16,10 +16,14 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from services.empower.domain.facts import delivery_fact
 from services.empower.domain.notices_model import Channel, Delivery, Notice
 from services.empower.domain.people_model import to_us
 from services.empower.store import notices_rows as rows
+from services.empower.store import outbox_rows as outbox
 from services.kit import rls
+from services.kit.bus import BusMessage
+from services.kit.clock import utcnow
 from services.kit.sqldialect import POSTGRES, in_subtree
 from services.kit.tenancy import ALL_TENANTS
 
@@ -54,7 +58,14 @@ _SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS notice_deliveries_due ON notice_deliveries (state, next_us)",
     "CREATE INDEX IF NOT EXISTS notice_deliveries_recipient "
     "ON notice_deliveries (recipient, channel, create_us)",
+    """CREATE TABLE IF NOT EXISTS wechat_bindings (
+        person         text COLLATE "C" PRIMARY KEY,
+        tenant         text COLLATE "C" NOT NULL,
+        openid_sealed  text NOT NULL,
+        bind_us        bigint NOT NULL)""",
+    *outbox.postgres_schema("notices_outbox"),
 )
+OUTBOX = "notices_outbox"
 
 
 def _q(statement: str) -> str:
@@ -85,7 +96,10 @@ class PostgresNoticesStore:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in _SCHEMA:
                 await conn.execute(statement)
-            await rls.install(conn, tenant_tables=["notices", "notice_deliveries"])
+            await rls.install(
+                conn,
+                tenant_tables=["notices", "notice_deliveries", "wechat_bindings", OUTBOX],
+            )
         await store.pool.open(wait=True)
         store._opened = True
         return store
@@ -159,9 +173,32 @@ class PostgresNoticesStore:
         found = await self._fetch(ALL_TENANTS, rows.DUE, [to_us(now), limit])
         return [(rows.row_to_delivery(r), rows.row_to_notice(r, "n_")) for r in found]
 
-    async def update_delivery(self, delivery: Delivery) -> None:
+    async def bind_wechat(self, tenant: str, person: str, sealed: str, at: datetime) -> None:
+        async with rls.scoped_transaction(self.pool, tenant) as conn:
+            await conn.execute(_q(rows.BIND_WECHAT), (person, tenant, sealed, to_us(at)))
+
+    async def wechat_of(self, person: str) -> str | None:
+        found = await self._fetch(ALL_TENANTS, rows.WECHAT_OF, [person])
+        return str(found[0]["openid_sealed"]) if found else None
+
+    async def update_delivery(self, delivery: Delivery, fact: str = "") -> None:
         async with rls.scoped_transaction(self.pool, ALL_TENANTS) as conn:
             await conn.execute(_q(rows.UPDATE_DELIVERY), rows.update_values(delivery))
+            if fact:  # the fact commits with the change, or neither does (ADR 6)
+                await conn.execute(
+                    _q(outbox.insert(OUTBOX)), outbox.values(delivery_fact(fact, delivery))
+                )
+
+    async def unpublished(self, limit: int) -> list[BusMessage]:
+        """Facts not yet on the bus, oldest first."""
+        found = await self._fetch(ALL_TENANTS, outbox.unpublished(OUTBOX), [limit])
+        return [outbox.to_message(r) for r in found]
+
+    async def mark_published(self, seqs: list[int]) -> None:
+        if not seqs:
+            return
+        async with rls.scoped_transaction(self.pool, ALL_TENANTS) as conn:
+            await conn.execute(_q(outbox.mark(OUTBOX, len(seqs))), (to_us(utcnow()), *seqs))
 
     async def deliveries_to(
         self, recipient: str, channel: Channel, limit: int

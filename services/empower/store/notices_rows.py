@@ -149,3 +149,12 @@ def counts_of(rows: Sequence[Row]) -> dict[str, int]:
         counts[row["state"]] = int(row["n"])
         counts["read"] += int(row["r"])
     return counts
+
+
+# A person's WeChat openid, sealed; one binding per person, replaced when bound again.
+BIND_WECHAT = (
+    "INSERT INTO wechat_bindings (person, tenant, openid_sealed, bind_us) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (person) DO UPDATE SET openid_sealed = excluded.openid_sealed, "
+    "bind_us = excluded.bind_us"
+)
+WECHAT_OF = "SELECT openid_sealed FROM wechat_bindings WHERE person = ?"

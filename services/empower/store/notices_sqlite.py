@@ -7,9 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from services.empower.domain.facts import delivery_fact
 from services.empower.domain.notices_model import Channel, Delivery, Notice
 from services.empower.domain.people_model import to_us
 from services.empower.store import notices_rows as rows
+from services.empower.store import outbox_rows as outbox
+from services.kit.bus import BusMessage
+from services.kit.clock import utcnow
 from services.kit.sqldialect import in_subtree
 from services.kit.sqlite import SqliteDatabase, transaction
 
@@ -45,7 +49,14 @@ CREATE INDEX IF NOT EXISTS notice_deliveries_notice ON notice_deliveries (notice
 CREATE INDEX IF NOT EXISTS notice_deliveries_due ON notice_deliveries (state, next_us);
 CREATE INDEX IF NOT EXISTS notice_deliveries_recipient
     ON notice_deliveries (recipient, channel, create_us);
-"""
+CREATE TABLE IF NOT EXISTS wechat_bindings (
+    person         TEXT PRIMARY KEY,
+    tenant         TEXT NOT NULL,
+    openid_sealed  TEXT NOT NULL,
+    bind_us        INTEGER NOT NULL
+);
+""" + outbox.sqlite_schema("notices_outbox")
+OUTBOX = "notices_outbox"
 
 
 class SqliteNoticesStore:
@@ -134,10 +145,38 @@ class SqliteNoticesStore:
 
         return await self.db.run(run)
 
-    async def update_delivery(self, delivery: Delivery) -> None:
+    async def bind_wechat(self, tenant: str, person: str, sealed: str, at: datetime) -> None:
         await self.db.run(
-            lambda conn: conn.execute(rows.UPDATE_DELIVERY, rows.update_values(delivery))
+            lambda conn: conn.execute(rows.BIND_WECHAT, (person, tenant, sealed, to_us(at)))
         )
+
+    async def wechat_of(self, person: str) -> str | None:
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(rows.WECHAT_OF, (person,)).fetchone()
+            return str(row[0]) if row else None
+
+        return await self.db.run(run)
+
+    async def update_delivery(self, delivery: Delivery, fact: str = "") -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(rows.UPDATE_DELIVERY, rows.update_values(delivery))
+            if fact:  # the fact commits with the change, or neither does (ADR 6)
+                conn.execute(outbox.insert(OUTBOX), outbox.values(delivery_fact(fact, delivery)))
+
+        await self.db.run(lambda conn: transaction(conn, work))
+
+    async def unpublished(self, limit: int) -> list[BusMessage]:
+        """Facts not yet on the bus, oldest first."""
+        query = outbox.unpublished(OUTBOX)
+        return await self.db.run(
+            lambda conn: [outbox.to_message(r) for r in conn.execute(query, (limit,))]
+        )
+
+    async def mark_published(self, seqs: list[int]) -> None:
+        if not seqs:
+            return
+        query = outbox.mark(OUTBOX, len(seqs))
+        await self.db.run(lambda conn: conn.execute(query, (to_us(utcnow()), *seqs)))
 
     async def deliveries_to(
         self, recipient: str, channel: Channel, limit: int

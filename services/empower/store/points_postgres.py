@@ -18,12 +18,18 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from services.empower.domain.facts import points_fact
+from services.empower.domain.people_model import to_us
 from services.empower.domain.points_model import Account, Entry, Posted, Posting, Rule
 from services.empower.domain.points_ports import Settle
+from services.empower.store import outbox_rows as outbox
 from services.empower.store import points_rows as rows
 from services.kit import rls
+from services.kit.bus import BusMessage
+from services.kit.clock import utcnow
 from services.kit.errors import NotFound
 from services.kit.sqldialect import POSTGRES
+from services.kit.tenancy import ALL_TENANTS
 
 _SCHEMA_LOCK = 0x454D_504F  # "EMPO"
 _SCHEMA: tuple[str, ...] = (
@@ -75,6 +81,7 @@ _SCHEMA: tuple[str, ...] = (
     "ON points_ledger FOR EACH ROW EXECUTE FUNCTION points_ledger_append_only()",
     "CREATE OR REPLACE TRIGGER points_ledger_no_truncate BEFORE TRUNCATE "
     "ON points_ledger FOR EACH STATEMENT EXECUTE FUNCTION points_ledger_append_only()",
+    *outbox.postgres_schema("points_outbox"),
 )
 
 
@@ -119,7 +126,7 @@ class PostgresPointsStore:
                 await conn.execute(statement)
             await rls.install(
                 conn,
-                tenant_tables=["points_accounts", "points_rules", "points_ledger"],
+                tenant_tables=["points_accounts", "points_rules", "points_ledger", "points_outbox"],
                 append_only=["points_ledger"],
             )
         await store.pool.open(wait=True)
@@ -212,7 +219,26 @@ class PostgresPointsStore:
             )
             sequence = (await cur.fetchone() or (0,))[0]
             await conn.execute(_q(rows.MOVE_BALANCE), (after, posting.account_id))
-        return Posted(rows.entry_of(int(sequence), posting, amount, after, memo), created=True)
+            entry = rows.entry_of(int(sequence), posting, amount, after, memo)
+            # The fact commits with the entry, or neither does (ADR 6).
+            await conn.execute(
+                _q(outbox.insert("points_outbox")), outbox.values(points_fact(entry))
+            )
+        return Posted(entry, created=True)
+
+    async def unpublished(self, limit: int) -> list[BusMessage]:
+        """Facts not yet on the bus, oldest first."""
+        async with rls.scoped_transaction(self.pool, ALL_TENANTS) as conn:
+            found = await _fetch(conn, _q(outbox.unpublished("points_outbox")), (limit,))
+        return [outbox.to_message(r) for r in found]
+
+    async def mark_published(self, seqs: list[int]) -> None:
+        if not seqs:
+            return
+        async with rls.scoped_transaction(self.pool, ALL_TENANTS) as conn:
+            await conn.execute(
+                _q(outbox.mark("points_outbox", len(seqs))), (to_us(utcnow()), *seqs)
+            )
 
     async def list_entries(
         self, subtree: str, account_id: str, limit: int, before_sequence: int | None

@@ -11,9 +11,14 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+from services.empower.domain.facts import points_fact
+from services.empower.domain.people_model import to_us
 from services.empower.domain.points_model import Account, Entry, Posted, Posting, Rule
 from services.empower.domain.points_ports import Settle
+from services.empower.store import outbox_rows as outbox
 from services.empower.store import points_rows as rows
+from services.kit.bus import BusMessage
+from services.kit.clock import utcnow
 from services.kit.errors import NotFound
 from services.kit.sqldialect import SQLITE
 from services.kit.sqlite import SqliteDatabase, transaction
@@ -62,7 +67,7 @@ CREATE TRIGGER IF NOT EXISTS points_ledger_no_update BEFORE UPDATE ON points_led
 BEGIN SELECT RAISE(ABORT, 'points_ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS points_ledger_no_delete BEFORE DELETE ON points_ledger
 BEGIN SELECT RAISE(ABORT, 'points_ledger is append-only'); END;
-"""
+""" + outbox.sqlite_schema("points_outbox")
 
 
 def _q(statement: str) -> str:
@@ -164,7 +169,10 @@ class SqlitePointsStore:
                 _q(rows.INSERT_ENTRY), rows.new_entry_values(posting, amount, after, memo)
             ).fetchone()[0]
             conn.execute(_q(rows.MOVE_BALANCE), (after, posting.account_id))
-            return Posted(rows.entry_of(int(sequence), posting, amount, after, memo), created=True)
+            entry = rows.entry_of(int(sequence), posting, amount, after, memo)
+            # The fact commits with the entry, or neither does (ADR 6).
+            conn.execute(outbox.insert("points_outbox"), outbox.values(points_fact(entry)))
+            return Posted(entry, created=True)
 
         return await self.db.run(lambda conn: transaction(conn, work))
 
@@ -190,6 +198,19 @@ class SqlitePointsStore:
         return await self.db.run(
             lambda conn: int(conn.execute(query, (account_id, *args)).fetchone()[0])
         )
+
+    async def unpublished(self, limit: int) -> list[BusMessage]:
+        """Facts not yet on the bus, oldest first."""
+        query = outbox.unpublished("points_outbox")
+        return await self.db.run(
+            lambda conn: [outbox.to_message(r) for r in conn.execute(query, (limit,))]
+        )
+
+    async def mark_published(self, seqs: list[int]) -> None:
+        if not seqs:
+            return
+        query = outbox.mark("points_outbox", len(seqs))
+        await self.db.run(lambda conn: conn.execute(query, (to_us(utcnow()), *seqs)))
 
     def close(self) -> None:
         self.db.close()
