@@ -62,6 +62,12 @@ class CommandSettings(ServiceSettings):
     intake_members: int = Field(
         2, ge=1, le=64, description="consumers of event.reported this process runs at once"
     )
+    intake_batch: int = Field(
+        50,
+        ge=1,
+        le=500,
+        description="reports one consumer reads and dispatches in one store transaction",
+    )
     roster_seconds: float = Field(
         2.0, ge=0, description="how long dispatch reuses a routing target's candidates"
     )

@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 from grassroots.command.v1 import command_service_pb2 as command_pb
 from grassroots.events.v1 import events_service_pb2 as events_pb
-from services.command.domain.model import TaskState
+from services.command.domain.model import EventFacts, TaskState
 from services.command.domain.ports import EventsPort
 from services.command.domain.service import CommandDesk
 from services.command.domain.tasks import EVENT_STATE
@@ -64,22 +65,44 @@ class Intake:
 
     async def __call__(self, delivery: Delivery) -> None:
         kind = delivery.message.type
-        if kind not in (REPORTED, STATE_CHANGED) and kind not in REROUTE_FACTS:
+        if kind == REPORTED:
+            facts = self._work_of(delivery)
+            if facts is not None:
+                await self.desk.dispatch(facts)
+            return
+        if kind not in REROUTE_FACTS and kind != STATE_CHANGED:
             return
         event = events_pb.Event.FromString(delivery.message.payload)
-        if kind == REPORTED:
-            if event.state != events_pb.Event.STATE_REPORTED:
-                return
-            if backdated_by(delivery, event) > self.history_after:
-                log.info("event %s is dated in the past (an import); no task", event.name)
-                return
-            await self.desk.dispatch(facts_of(event))
-        elif kind == STATE_CHANGED:
+        if kind == STATE_CHANGED:
             why = _ENDED.get(event.state)
             if why is not None:
                 await self.desk.cancel_for_event(event.name, why)
         else:
             await self.desk.reroute(facts_of(event))
+
+    async def many(self, deliveries: Sequence[Delivery]) -> None:
+        """One read's deliveries: its reports dispatched together (one commit for the lot),
+        then the rest in order; an event's later facts come after its report either way."""
+        reports = [
+            facts
+            for delivery in deliveries
+            if delivery.message.type == REPORTED and (facts := self._work_of(delivery)) is not None
+        ]
+        if reports:
+            await self.desk.dispatch_many(reports)
+        for delivery in deliveries:
+            if delivery.message.type != REPORTED:
+                await self(delivery)
+
+    def _work_of(self, delivery: Delivery) -> EventFacts | None:
+        """The facts of a reported event to dispatch, or None when it is no work."""
+        event = events_pb.Event.FromString(delivery.message.payload)
+        if event.state != events_pb.Event.STATE_REPORTED:
+            return None
+        if backdated_by(delivery, event) > self.history_after:
+            log.info("event %s is dated in the past (an import); no task", event.name)
+            return None
+        return facts_of(event)
 
 
 class EventSync:

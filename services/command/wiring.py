@@ -107,15 +107,18 @@ async def assemble(settings: CommandSettings) -> Command:
     )
     # Several members read the group at once, so one report waiting on the store does
     # not hold up the next; each delivery still goes to exactly one of them.
+    intake_handler = Intake(desk)
     intake = [
         Consumer(
             bus,
             settings.events_stream,
             settings.consumer_group,
             f"{name}-{n}",
-            Intake(desk),
+            intake_handler,
             min_idle_ms=settings.redelivery_idle_ms,
             block_ms=200,
+            count=settings.intake_batch,
+            batch_handler=intake_handler.many,
         )
         for n in range(settings.intake_members)
     ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from opentelemetry import context as otel_context
@@ -122,6 +122,30 @@ def trace_ids() -> tuple[str, str] | None:
     if not context.is_valid:
         return None
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+@contextlib.contextmanager
+def consuming_many(stream: str, headers: Sequence[Mapping[str, str]]) -> Iterator[None]:
+    """A span for handling several bus messages at once, linked to the trace of each."""
+    if not _enabled:
+        yield
+        return
+    links = []
+    for one in headers:
+        if TRACEPARENT in one:
+            context = trace.get_current_span(propagate.extract({TRACEPARENT: one[TRACEPARENT]}))
+            links.append(trace.Link(context.get_span_context()))
+    with _tracer.start_as_current_span(
+        f"{stream} process",
+        kind=trace.SpanKind.CONSUMER,
+        links=links,
+        attributes={
+            "messaging.system": "redis",
+            "messaging.destination.name": stream,
+            "messaging.batch.message_count": len(headers),
+        },
+    ):
+        yield
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ the load.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -71,6 +71,9 @@ class Roster:
     on_duty: np.ndarray
     last_assigned: np.ndarray
     index: dict[str, int]
+    # Offers counted on this roster, in order, so a fresh read of the store can take
+    # over the ones made while it ran.
+    offers: list[tuple[str, datetime]] = field(default_factory=list)
 
     @classmethod
     def of(cls, profiles: Sequence[HandlerProfile], moment: datetime) -> Roster:
@@ -100,6 +103,7 @@ class Roster:
 
     def assigned(self, user: str, when: datetime) -> None:
         """Count an offer made to `user` (so the next decision sees the load)."""
+        self.offers.append((user, when))
         i = self.index.get(user)
         if i is not None:
             self.open_tasks[i] += 1

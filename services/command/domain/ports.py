@@ -23,6 +23,15 @@ class Fact:
 
 
 @dataclass(frozen=True)
+class NewTask:
+    """A task to create, with the facts it publishes and the timers it starts."""
+
+    task: Task
+    facts: Sequence[Fact]
+    timers: Sequence[Timer]
+
+
+@dataclass(frozen=True)
 class OutboxEntry:
     seq: int
     tenant: str
@@ -58,7 +67,7 @@ class CommandStore(TimerStore, Protocol):
     """Handler profiles, routing rules, tasks, their facts and timers, in one store.
 
     A task change, the facts it publishes and the timers it starts or stops are written
-    in one transaction; `create_task` is idempotent on the event (one task per event).
+    in one transaction; `create_tasks` is idempotent on the event (one task per event).
     """
 
     # handler profiles
@@ -81,12 +90,10 @@ class CommandStore(TimerStore, Protocol):
     async def rules_of(self, tenants: Sequence[str]) -> list[RoutingRule]: ...
 
     # tasks
-    async def create_task(
-        self, task: Task, facts: Sequence[Fact], timers: Sequence[Timer]
-    ) -> tuple[Task, bool]:
-        """Insert the task with its facts and timers, and (when it is offered) record the
-        offer time on its handler for fairness; an existing task of the event is returned
-        instead, with False."""
+    async def create_tasks(self, new: Sequence[NewTask]) -> list[tuple[Task, bool]]:
+        """Insert each task with its facts and timers, all in one transaction, and (when
+        it is offered) record the offer time on its handler for fairness; where the event
+        has a task already, that task is returned instead, with False."""
         ...
 
     async def update_task(
@@ -102,7 +109,10 @@ class CommandStore(TimerStore, Protocol):
         ...
 
     async def get_task(self, subtree: str, tenant: str, task_id: str) -> Task: ...
-    async def task_of_event(self, event: str) -> Task | None: ...
+    async def tasks_of_events(self, events: Sequence[str]) -> dict[str, Task]:
+        """The task of each event that has one, by event name."""
+        ...
+
     async def list_tasks(
         self, subtree: str, filters: Mapping[str, object], limit: int, offset: int
     ) -> list[Task]: ...

@@ -10,6 +10,7 @@ along by the event sync, which follows those facts (services/command/event_sync.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -30,7 +31,14 @@ from services.command.domain.model import (
     TaskState,
     Transfer,
 )
-from services.command.domain.ports import BoardCounts, CommandStore, EventsPort, Fact, RoadsPort
+from services.command.domain.ports import (
+    BoardCounts,
+    CommandStore,
+    EventsPort,
+    Fact,
+    NewTask,
+    RoadsPort,
+)
 from services.command.domain.tasks import Move, check
 from services.command.domain.timers import Scheduler, Timer
 from services.kit import tenancy
@@ -50,6 +58,8 @@ WRITE_SCOPE = "command:write"
 MAX_NOTE = 2000
 MAX_MEDIA = 10
 _UNROUTED = "no routing rule matches"
+# A routing target: the tenants whose handlers may take it, the role and the team.
+RosterKey = tuple[tuple[str, ...], str, str]
 
 
 def utcnow() -> datetime:
@@ -88,7 +98,9 @@ class CommandDesk:
         # as offers are made, so a burst of reports does not read every handler each
         # time; any change to a profile here drops them.
         self.roster_seconds = roster_seconds
-        self._rosters: dict[tuple[tuple[str, ...], str, str], tuple[float, Roster]] = {}
+        self._rosters: dict[RosterKey, tuple[float, Roster]] = {}
+        self._refreshing: set[RosterKey] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self.events = events
         self.scheduler = scheduler
         self.serialize = serialize
@@ -205,26 +217,40 @@ class CommandDesk:
     async def dispatch(self, facts: EventFacts) -> Task:
         """One task per event (idempotent on the event): routed, and offered when a
         handler is available. An event no rule routes waits for a desk, explained."""
-        existing = await self.store.task_of_event(facts.event)
-        if existing is not None:
-            return existing
+        return (await self.dispatch_many([facts]))[0]
+
+    async def dispatch_many(self, reports: Sequence[EventFacts]) -> list[Task]:
+        """`dispatch` for a burst of reports: one read of their existing tasks and one
+        transaction for the new ones, so a queue of reports drains faster the longer it is."""
+        known = await self.store.tasks_of_events([facts.event for facts in reports])
         now = self.clock()
-        rules = await self.store.rules_of(routing.ancestors(facts.tenant))
-        try:
-            rule, decision = routing.route(rules, facts)
-        except FailedPrecondition as refusal:
-            rule, decision = None, RoutingDecision("", f"{_UNROUTED}: {refusal.message}", "", "")
-        task = self._new_task(facts, rule, decision, now)
-        timers: list[Timer] = []
-        if rule is not None:
-            task, timers = await self._first_offer(task, now)
-        facts_out = [_fact(task, "created", self.serialize)]
-        if task.state is TaskState.OFFERED:
-            facts_out.append(_fact(task, "offered", self.serialize))
-        stored, created = await self.store.create_task(task, facts_out, timers)
-        if created:
-            await self._after_offer(stored, timers)
-        return stored
+        rules_of: dict[str, list[RoutingRule]] = {}
+        new: dict[str, NewTask] = {}
+        for facts in reports:
+            if facts.event in known or facts.event in new:
+                continue
+            if facts.tenant not in rules_of:
+                rules_of[facts.tenant] = await self.store.rules_of(routing.ancestors(facts.tenant))
+            try:
+                rule, decision = routing.route(rules_of[facts.tenant], facts)
+            except FailedPrecondition as refusal:
+                rule = None
+                decision = RoutingDecision("", f"{_UNROUTED}: {refusal.message}", "", "")
+            task = self._new_task(facts, rule, decision, now)
+            timers: list[Timer] = []
+            if rule is not None:
+                task, timers = await self._first_offer(task, now)
+            facts_out = [_fact(task, "created", self.serialize)]
+            if task.state is TaskState.OFFERED:
+                facts_out.append(_fact(task, "offered", self.serialize))
+            new[facts.event] = NewTask(task, facts_out, timers)
+        if new:
+            written = await self.store.create_tasks(list(new.values()))
+            for (stored, created), made in zip(written, new.values(), strict=True):
+                known[stored.event] = stored
+                if created:
+                    await self._after_offer(stored, made.timers)
+        return [known[facts.event] for facts in reports]
 
     def _new_task(
         self, facts: EventFacts, rule: RoutingRule | None, decision: RoutingDecision, now: datetime
@@ -299,17 +325,45 @@ class CommandDesk:
             update_time=now,
         )
 
-    async def _roster(self, key: tuple[tuple[str, ...], str, str], now: datetime) -> Roster:
+    async def _roster(self, key: RosterKey, now: datetime) -> Roster:
+        """The kept candidates of a routing target. Once older than `roster_seconds` they
+        still decide, while a fresh read of the store runs beside them: no report waits
+        for the handlers query (tens of milliseconds over a thousand handlers)."""
         kept = self._rosters.get(key)
-        moment = now.timestamp()
-        if kept is not None and moment - kept[0] < self.roster_seconds:
-            return kept[1]
-        tenants, role, team = key
-        roster = Roster.of(await self.store.candidates(tenants, role, team), now)
-        if len(self._rosters) > 1000:
-            self._rosters.clear()
-        self._rosters[key] = (moment, roster)
+        if kept is None:
+            roster = await self._read_roster(key, now)
+            if len(self._rosters) > 1000:
+                self._rosters.clear()
+            self._rosters[key] = (now.timestamp(), roster)
+            return roster
+        read_at, roster = kept
+        if now.timestamp() - read_at >= self.roster_seconds and key not in self._refreshing:
+            self._refreshing.add(key)
+            refresh = asyncio.create_task(self._refresh_roster(key, roster, now))
+            self._background.add(refresh)
+            refresh.add_done_callback(self._background.discard)
         return roster
+
+    async def _read_roster(self, key: RosterKey, now: datetime) -> Roster:
+        tenants, role, team = key
+        return Roster.of(await self.store.candidates(tenants, role, team), now)
+
+    async def _refresh_roster(self, key: RosterKey, stale: Roster, now: datetime) -> None:
+        try:
+            counted = len(stale.offers)
+            fresh = await self._read_roster(key, now)
+            kept = self._rosters.get(key)
+            if kept is None or kept[1] is not stale:
+                return  # a profile changed meanwhile: the next decision reads afresh
+            # Offers made while the store was read may be missing from it; counting one
+            # twice for a moment errs towards not overloading a handler.
+            for user, when in stale.offers[counted:]:
+                fresh.assigned(user, when)
+            self._rosters[key] = (now.timestamp(), fresh)
+        except Exception:
+            log.warning("reading the candidates of %s failed; the kept ones decide", key)
+        finally:
+            self._refreshing.discard(key)
 
     async def _after_offer(self, task: Task, timers: Sequence[Timer]) -> None:
         """Wake-ups once an offer is committed (its handler's offer time went with it)."""
@@ -500,7 +554,7 @@ class CommandDesk:
 
     async def cancel_for_event(self, event: str, why: str) -> Task | None:
         """The event was withdrawn, rejected or marked a duplicate: stop the work."""
-        task = await self.store.task_of_event(event)
+        task = (await self.store.tasks_of_events([event])).get(event)
         if task is None or not task.open:
             return task
         cancelled = replace(task, state=TaskState.CANCELLED, resolution_note=why)
@@ -510,7 +564,7 @@ class CommandDesk:
 
     async def reroute(self, facts: EventFacts) -> Task:
         """The event's category or place changed: route again and re-offer if it moved."""
-        task = await self.store.task_of_event(facts.event)
+        task = (await self.store.tasks_of_events([facts.event])).get(facts.event)
         if task is None:
             return await self.dispatch(facts)
         if not task.open:

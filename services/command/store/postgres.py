@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from services.command.domain.model import HandlerProfile, RoutingRule, Task, TaskState
-from services.command.domain.ports import BoardCounts, Fact, OutboxEntry
+from services.command.domain.ports import BoardCounts, Fact, NewTask, OutboxEntry
 from services.command.domain.timers import Timer
 from services.command.store.rows import (
     APPEND_OUTBOX,
@@ -377,27 +377,29 @@ class PostgresCommandStore:
 
     # ---- tasks -------------------------------------------------------------------------
 
-    async def create_task(
-        self, task: Task, facts: Sequence[Fact], timers: Sequence[Timer]
-    ) -> tuple[Task, bool]:
+    async def create_tasks(self, new: Sequence[NewTask]) -> list[tuple[Task, bool]]:
+        written: list[tuple[Task, bool]] = []
         async with self._transaction(ALL_TENANTS) as conn:
-            cur = await conn.execute(
-                _R(INSERT_TASK) + " ON CONFLICT (event) DO NOTHING",
-                task_values(task),
-            )
-            if cur.rowcount:
-                await _write(conn, facts, us(task.update_time))
-                await _schedule(conn, timers)
-                await _touch(conn, task)
-                return task, True
-            async with conn.cursor(row_factory=dict_row) as read:
-                await read.execute(
-                    f"SELECT {TASK_COLUMNS} FROM tasks WHERE event = %s", (task.event,)
+            for one in new:
+                task = one.task
+                cur = await conn.execute(
+                    _R(INSERT_TASK) + " ON CONFLICT (event) DO NOTHING", task_values(task)
                 )
-                existing = await read.fetchone()
-        if existing is None:  # the winner's row is not visible yet: let the caller retry
-            raise Aborted(f"a task for {task.event!r} is being created", reason="TASK_RACE")
-        return row_to_task(existing), False
+                if cur.rowcount:
+                    await _write(conn, one.facts, us(task.update_time))
+                    await _schedule(conn, one.timers)
+                    await _touch(conn, task)
+                    written.append((task, True))
+                    continue
+                async with conn.cursor(row_factory=dict_row) as read:
+                    await read.execute(
+                        f"SELECT {TASK_COLUMNS} FROM tasks WHERE event = %s", (task.event,)
+                    )
+                    existing = await read.fetchone()
+                if existing is None:  # the winner's row is not visible yet: the caller retries
+                    raise Aborted(f"a task for {task.event!r} is being created", reason="TASK_RACE")
+                written.append((row_to_task(existing), False))
+        return written
 
     async def update_task(
         self,
@@ -432,11 +434,11 @@ class PostgresCommandStore:
             raise NotFound(f"task {task_id!r} not found")
         return row_to_task(found[0])
 
-    async def task_of_event(self, event: str) -> Task | None:
+    async def tasks_of_events(self, events: Sequence[str]) -> dict[str, Task]:
         found = await self._fetch(
-            ALL_TENANTS, f"SELECT {TASK_COLUMNS} FROM tasks WHERE event = %s", (event,)
+            ALL_TENANTS, f"SELECT {TASK_COLUMNS} FROM tasks WHERE event = ANY(%s)", (list(events),)
         )
-        return row_to_task(found[0]) if found else None
+        return {task.event: task for task in map(row_to_task, found)}
 
     async def list_tasks(
         self, subtree: str, filters: Mapping[str, object], limit: int, offset: int

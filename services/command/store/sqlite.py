@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services.command.domain.model import HandlerProfile, RoutingRule, Task, TaskState
-from services.command.domain.ports import BoardCounts, Fact, OutboxEntry
+from services.command.domain.ports import BoardCounts, Fact, NewTask, OutboxEntry
 from services.command.domain.timers import Timer
 from services.command.store.rows import (
     APPEND_OUTBOX,
@@ -358,20 +358,23 @@ class SqliteCommandStore:
 
     # ---- tasks -------------------------------------------------------------------------
 
-    async def create_task(
-        self, task: Task, facts: Sequence[Fact], timers: Sequence[Timer]
-    ) -> tuple[Task, bool]:
-        def insert(conn: sqlite3.Connection) -> tuple[Task, bool]:
-            existing = conn.execute(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE event = ?", (task.event,)
-            ).fetchone()
-            if existing is not None:
-                return row_to_task(existing), False
-            conn.execute(INSERT_TASK, task_values(task))
-            _write(conn, facts, us(task.update_time))
-            _schedule(conn, timers)
-            _touch(conn, task)
-            return task, True
+    async def create_tasks(self, new: Sequence[NewTask]) -> list[tuple[Task, bool]]:
+        def insert(conn: sqlite3.Connection) -> list[tuple[Task, bool]]:
+            written: list[tuple[Task, bool]] = []
+            for one in new:
+                task = one.task
+                existing = conn.execute(
+                    f"SELECT {TASK_COLUMNS} FROM tasks WHERE event = ?", (task.event,)
+                ).fetchone()
+                if existing is not None:
+                    written.append((row_to_task(existing), False))
+                    continue
+                conn.execute(INSERT_TASK, task_values(task))
+                _write(conn, one.facts, us(task.update_time))
+                _schedule(conn, one.timers)
+                _touch(conn, task)
+                written.append((task, True))
+            return written
 
         return await self.db.run(lambda c: transaction(c, insert))
 
@@ -408,13 +411,17 @@ class SqliteCommandStore:
             raise NotFound(f"task {task_id!r} not found")
         return row_to_task(found)
 
-    async def task_of_event(self, event: str) -> Task | None:
-        found = await self.db.run(
-            lambda c: c.execute(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE event = ?", (event,)
-            ).fetchone()
-        )
-        return row_to_task(found) if found else None
+    async def tasks_of_events(self, events: Sequence[str]) -> dict[str, Task]:
+        def read(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            rows: list[sqlite3.Row] = []
+            for first in range(0, len(events), 500):
+                part = events[first : first + 500]
+                rows += conn.execute(
+                    f"SELECT {TASK_COLUMNS} FROM tasks WHERE event IN {_marks(len(part))}", part
+                ).fetchall()
+            return rows
+
+        return {task.event: task for task in map(row_to_task, await self.db.run(read))}
 
     async def list_tasks(
         self, subtree: str, filters: Mapping[str, object], limit: int, offset: int

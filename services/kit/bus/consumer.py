@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from services.kit import metrics, tracing
@@ -23,6 +23,7 @@ from services.kit.bus.base import DEAD_REASON_HEADER, Bus, Delivery, dead_stream
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Delivery], Awaitable[None]]
+BatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
 
 _REMEMBERED_ERRORS = 1024
 
@@ -44,7 +45,11 @@ class Consumer:
         block_ms: int = 1_000,
         error_backoff_ms: int = 1_000,
         start: str = "0",
+        batch_handler: BatchHandler | None = None,
     ) -> None:
+        """`batch_handler`, when given, takes the deliveries of one read together (so a
+        burst costs the handler one store commit, not one each); should it fail, each
+        delivery is handled on its own by `handler`, so one bad message holds back no other."""
         if max_deliveries < 1:
             raise ValueError("max_deliveries must be at least 1")
         self.bus = bus
@@ -58,6 +63,7 @@ class Consumer:
         self.block_ms = block_ms
         self.error_backoff_ms = error_backoff_ms
         self.start = start
+        self.batch_handler = batch_handler
         self.dead_stream = dead_stream(stream)
         # Last handler error per entry id, so the dead letter can say what went wrong.
         self._errors: dict[str, str] = {}
@@ -87,19 +93,45 @@ class Consumer:
         # Do not wait for new entries while taken-over ones are ready to be handled.
         block = 0 if deliveries else self.block_ms
         deliveries += await self.bus.read(self.stream, self.group, self.name, self.count, block)
+        fresh: list[Delivery] = []
         for delivery in deliveries:
-            await self._handle(delivery)
+            if delivery.delivery_count > self.max_deliveries:
+                await self._bury(delivery)
+                continue
+            self._observe_lag(delivery)
+            fresh.append(delivery)
+        if self.batch_handler is not None and len(fresh) > 1:
+            await self._handle_batch(self.batch_handler, fresh)
+        else:
+            for delivery in fresh:
+                await self._handle(delivery)
         return len(deliveries)
 
-    async def _handle(self, delivery: Delivery) -> None:
-        if delivery.delivery_count > self.max_deliveries:
-            await self._bury(delivery)
-            return
+    def _observe_lag(self, delivery: Delivery) -> None:
         if delivery.delivery_count == 1:
             published_ms = entry_id_key(delivery.id)[0]
             metrics.BUS_DELIVERY_LAG.labels(self.stream, self.group).observe(
                 max(0.0, time.time() - published_ms / 1000)
             )
+
+    async def _handle_batch(self, handler: BatchHandler, deliveries: list[Delivery]) -> None:
+        try:
+            with tracing.consuming_many(self.stream, [d.message.headers for d in deliveries]):
+                await handler(deliveries)
+        except Exception:
+            logger.warning(
+                "bus batch handler failed; its entries are handled one by one",
+                exc_info=True,
+                extra={"stream": self.stream, "group": self.group, "entries": len(deliveries)},
+            )
+            for delivery in deliveries:
+                await self._handle(delivery)
+            return
+        for delivery in deliveries:
+            self._errors.pop(delivery.id, None)
+        await self.bus.ack(self.stream, self.group, [d.id for d in deliveries])
+
+    async def _handle(self, delivery: Delivery) -> None:
         try:
             # The handler continues the trace of the request that made the message.
             with tracing.consuming(self.stream, delivery.message.headers):

@@ -108,3 +108,49 @@ async def test_run_stops_promptly_when_asked(bus: Bus, stream: str) -> None:
     await asyncio.sleep(0.1)
     stop.set()
     await asyncio.wait_for(task, 2)
+
+
+async def test_a_batch_handler_takes_a_read_at_once_and_a_poison_message_is_handled_alone(
+    bus: Bus, stream: str
+) -> None:
+    batches: list[list[str]] = []
+    singles: Counter[str] = Counter()
+
+    async def one(delivery: Delivery) -> None:
+        singles[delivery.message.key] += 1
+        if delivery.message.key == "bad":
+            raise RuntimeError("cannot route this event")
+
+    async def many(deliveries: list[Delivery]) -> None:
+        keys = [d.message.key for d in deliveries]
+        batches.append(keys)
+        if "bad" in keys:
+            raise RuntimeError("one of these cannot be routed")
+
+    good = ["a", "b", "c"]
+    for key in good:
+        await bus.publish(stream, message(key))
+    consumer = Consumer(
+        bus,
+        stream,
+        "command",
+        "worker-1",
+        one,
+        min_idle_ms=20,
+        block_ms=20,
+        count=10,
+        batch_handler=many,
+    )
+    await bus.ensure_group(stream, "command")
+    assert await consumer.run_once() == 3
+    assert batches == [good] and not singles  # one call for the read, acked together
+    assert await bus.claim_stale(stream, "command", "inspector", min_idle_ms=0, count=10) == []
+
+    for key in ["d", "bad", "e"]:
+        await bus.publish(stream, message(key))
+    assert await consumer.run_once() == 3
+    # The batch failed: each was handled on its own, and only the poison message stays.
+    assert batches[-1] == ["d", "bad", "e"]
+    assert singles == Counter({"d": 1, "bad": 1, "e": 1})
+    [left] = await bus.claim_stale(stream, "command", "inspector", min_idle_ms=0, count=10)
+    assert left.message.key == "bad"

@@ -384,3 +384,48 @@ async def test_the_nearest_handler_by_road_gets_the_offer_where_the_village_keep
     task = await eventually(lambda: task_of(command, event.name))
     assert task.handler == FAR
     assert 1450 < task.distance_meters < 1800  # round the loop (333 + 950 + 333 m)
+
+
+async def test_a_burst_of_reports_is_dispatched_together_one_task_each_load_counted(
+    command, grid_index
+):
+    """The intake hands a read's reports over at once: one transaction for the lot, and
+    each offer counted before the next is chosen, as if they had come one by one."""
+    from datetime import UTC, datetime
+
+    from services.command.domain.model import EventFacts, Position
+
+    _, lon, lat = await setup_town(command, grid_index)
+    village_id = tenancy.path_to_id(XINGMING)
+    burst = [
+        EventFacts(
+            event=f"tenants/{village_id}/events/ev_burst{k}",
+            tenant=XINGMING,
+            category="environment.garbage",
+            severity=2,
+            grid_cell="",
+            location=Position(lon, lat),
+            time=datetime.now(UTC),
+        )
+        for k in range(7)
+    ]
+    desk_ = command.parts.desk
+    written: list[int] = []
+    create_tasks = desk_.store.create_tasks
+
+    async def counting(new):
+        written.append(len(new))
+        return await create_tasks(new)
+
+    desk_.store.create_tasks = counting
+    try:
+        tasks = await desk_.dispatch_many([*burst, burst[0]])  # a redelivery inside the burst
+    finally:
+        desk_.store.create_tasks = create_tasks
+    assert written == [7]
+    assert [t.event for t in tasks] == [f.event for f in [*burst, burst[0]]]
+    assert tasks[0].id == tasks[-1].id and len({t.id for t in tasks}) == 7
+    # The nearest handler takes five (the default capacity); the rest go to the next.
+    assert [t.handler for t in tasks[:7]] == [NEAR] * 5 + [FAR] * 2
+    again = await desk_.dispatch_many(burst)
+    assert [t.id for t in again] == [t.id for t in tasks[:7]]
