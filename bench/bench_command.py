@@ -50,6 +50,7 @@ from services.command.domain.model import (  # noqa: E402
     Task,
     TaskState,
 )
+from services.command.domain.ports import NewTask  # noqa: E402
 from services.command.domain.roads import RoadNetwork  # noqa: E402
 from services.command.domain.timers import Scheduler, Timer  # noqa: E402
 from services.command.store.sqlite import SqliteCommandStore  # noqa: E402
@@ -181,6 +182,7 @@ def seed_command_store(path: Path) -> None:
         for profile in profiles:
             await store.create_handler(profile)
         owners = rng.integers(0, HANDLERS, OPEN_TASKS)
+        seeded: list[NewTask] = []
         for i in range(OPEN_TASKS):
             owner = profiles[int(owners[i])]
             task = Task(
@@ -200,7 +202,9 @@ def seed_command_store(path: Path) -> None:
                 offer_time=now,
                 accept_time=now,
             )
-            await store.create_task(task, [], [])
+            seeded.append(NewTask(task, [], []))
+        for first in range(0, len(seeded), 1000):
+            await store.create_tasks(seeded[first : first + 1000])
         await store.close()
 
     asyncio.run(seed())
