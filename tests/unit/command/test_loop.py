@@ -429,3 +429,38 @@ async def test_a_burst_of_reports_is_dispatched_together_one_task_each_load_coun
     assert [t.handler for t in tasks[:7]] == [NEAR] * 5 + [FAR] * 2
     again = await desk_.dispatch_many(burst)
     assert [t.id for t in again] == [t.id for t in tasks[:7]]
+
+
+async def test_a_stale_roster_still_decides_while_a_fresh_one_is_read_beside_it(
+    command, grid_index
+):
+    """Past `roster_seconds` the kept candidates decide the next report at once, and
+    the store's news (here another replica taking a handler off duty) counts from the
+    one after, so no report waits for the handlers query."""
+    from dataclasses import replace as replaced
+    from datetime import UTC, datetime
+
+    from services.command.domain.model import EventFacts, Position
+
+    _, lon, lat = await setup_town(command, grid_index)
+    desk_ = command.parts.desk
+    village_id = tenancy.path_to_id(XINGMING)
+
+    def facts(k: int) -> EventFacts:
+        return EventFacts(
+            event=f"tenants/{village_id}/events/ev_roster{k}",
+            tenant=XINGMING,
+            category="environment.garbage",
+            severity=2,
+            grid_cell="",
+            location=Position(lon, lat),
+            time=datetime.now(UTC),
+        )
+
+    assert (await desk_.dispatch(facts(0))).handler == NEAR
+    near = await desk_.store.find_handler(tenancy.ALL_TENANTS, NEAR)
+    await desk_.store.update_handler(replaced(near, on_duty=False))  # behind the desk's back
+    desk_.roster_seconds = 0.0
+    assert (await desk_.dispatch(facts(1))).handler == NEAR  # the kept roster decided
+    await asyncio.gather(*list(desk_._background))  # the fresh read it started
+    assert (await desk_.dispatch(facts(2))).handler == FAR
