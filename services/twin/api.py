@@ -27,7 +27,7 @@ from services.twin.domain.entities import (
     entity_name,
     parse_entity_name,
 )
-from services.twin.domain.ingest import Columns
+from services.twin.domain.ingest import MAX_LISTED_REJECTIONS, Columns
 from services.twin.domain.models import BUILTIN_TENANT, Kind, Model, PropertySpec
 from services.twin.domain.rules import (
     Condition,
@@ -253,6 +253,7 @@ def outcome_to_proto(outcome: IngestOutcome) -> pb.IngestTelemetryResponse:
         accepted_count=outcome.accepted_count,
         rejected_count=outcome.rejected_count,
         stale_count=outcome.stale_count,
+        stale_indexes=outcome.stale[:MAX_LISTED_REJECTIONS].tolist(),
         rejections=[
             pb.RejectedReading(
                 index=r.index,

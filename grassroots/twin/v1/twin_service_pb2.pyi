@@ -418,6 +418,7 @@ class IngestTelemetryResponse(_message.Message):
     REJECTED_COUNT_FIELD_NUMBER: _builtins.int
     REJECTIONS_FIELD_NUMBER: _builtins.int
     STALE_COUNT_FIELD_NUMBER: _builtins.int
+    STALE_INDEXES_FIELD_NUMBER: _builtins.int
     accepted_count: _builtins.int
     """Readings accepted (stored in history)."""
     rejected_count: _builtins.int
@@ -430,6 +431,13 @@ class IngestTelemetryResponse(_message.Message):
     def rejections(self) -> _containers.RepeatedCompositeFieldContainer[Global___RejectedReading]:
         """The rejected readings, at most 1000 (the counts are exact)."""
 
+    @_builtins.property
+    def stale_indexes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Index in the request's columns of each stale reading, at most 1000 (the count is
+        exact): a caller that sent readings for several of its own senders in one call
+        tells each which of its readings were stale.
+        """
+
     def __init__(
         self,
         *,
@@ -437,10 +445,11 @@ class IngestTelemetryResponse(_message.Message):
         rejected_count: _builtins.int = ...,
         rejections: _abc.Iterable[Global___RejectedReading] | None = ...,
         stale_count: _builtins.int = ...,
+        stale_indexes: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_count", b"accepted_count", "rejected_count", b"rejected_count", "rejections", b"rejections", "stale_count", b"stale_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_count", b"accepted_count", "rejected_count", b"rejected_count", "rejections", b"rejections", "stale_count", b"stale_count", "stale_indexes", b"stale_indexes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -98,6 +98,8 @@ class IngestOutcome:
     stale_count: int
     rejections: list[Rejection]
     reasons: np.ndarray  # per reading: 0 accepted, else domain.ingest.Reason
+    # Index of each stale reading (accepted, older than the stored latest value).
+    stale: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 ChangeListener = Callable[[list[EntityChange]], None]
@@ -433,22 +435,25 @@ class TwinHub:
                     reason = checks.Reason(code).name
                     self.rejected_total[reason] = self.rejected_total.get(reason, 0) + count
             accepted = np.flatnonzero(checked.accepted)
-            stale_count = 0
+            stale = accepted[:0]
             changes: list[EntityChange] = []
             if len(accepted):
-                stale_count, changes = await self._apply(checked, accepted)
+                stale, changes = await self._apply(checked, accepted)
         self._publish(changes)
         return IngestOutcome(
             accepted_count=len(accepted),
             rejected_count=rejected,
-            stale_count=stale_count,
+            stale_count=len(stale),
             rejections=checks.describe(checked) if rejected else [],
             reasons=checked.reasons,
+            stale=stale,
         )
 
     async def _apply(
         self, checked: checks.Checked, accepted: np.ndarray
-    ) -> tuple[int, list[EntityChange]]:
+    ) -> tuple[np.ndarray, list[EntityChange]]:
+        """Store the accepted readings and walk the rules; the stale readings' indexes
+        and the changes to publish."""
         series_of = checked.series_index[accepted]
         used = np.unique(series_of)
         used_series = [checked.series[s] for s in used.tolist()]
@@ -459,7 +464,7 @@ class TwinHub:
         times = checked.observed_ms[accepted]
         values = checked.values[accepted]
         fresh = times >= prev_t[local]
-        stale_count = int(len(accepted) - np.count_nonzero(fresh))
+        stale = accepted[~fresh]
         # Fresh readings grouped by series, oldest first.
         order = np.lexsort((times, local))
         order = order[fresh[order]]
@@ -502,7 +507,7 @@ class TwinHub:
         await self.latest.put_newer(newest)
         if alarms:
             self._on_alarm()
-        return stale_count, self._count_changes(used_series, group_slots, newest)
+        return stale, self._count_changes(used_series, group_slots, newest)
 
     def _count_changes(
         self, used_series: list[checks.Series], group_slots: np.ndarray, newest: LatestBatch

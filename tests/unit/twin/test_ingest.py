@@ -91,10 +91,16 @@ async def test_an_older_reading_does_not_overwrite_a_newer_one(twin, grid_index)
         metadata=MD,
     )
     assert (got.accepted_count, got.stale_count) == (2, 2)
+    assert list(got.stale_indexes) == [0, 1]
+    mixed = await twin.stub.IngestTelemetry(
+        columns(["gauge-1"] * 3, ["level_cm"] * 3, [7.0, 21.0, 8.0], [NOW - 1, NOW + 1, NOW - 2]),
+        metadata=MD,
+    )
+    assert (mixed.accepted_count, mixed.stale_count, list(mixed.stale_indexes)) == (3, 2, [0, 2])
     entity = await twin.stub.GetEntity(
         pb.GetEntityRequest(name=f"{PARENT}/entities/gauge-1"), metadata=MD
     )
-    assert entity.state["level_cm"] == 20.0
+    assert entity.state["level_cm"] == 21.0
 
 
 async def test_ragged_columns_are_invalid_argument_naming_the_column(twin, grid_index):
