@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 
 from gateway.auth import Guard
 from gateway.docs import install_docs
 from gateway.errors import install_handlers
 from gateway.event_creates import EventCreates
+from gateway.fast_ingest import FastIngest
 from gateway.idempotency import IdempotencyMiddleware, ReplayStore
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.openapi import install_openapi, operation_id
@@ -42,6 +44,7 @@ from gateway.routers import map as map_router
 from gateway.security.authenticator import Caller
 from gateway.security.headers import SecurityHeadersMiddleware
 from gateway.settings import GatewaySettings
+from gateway.telemetry_ingests import TelemetryIngests
 from gateway.upstreams import Upstreams
 from services.kit import tracing
 from services.kit.components import NAMES
@@ -105,6 +108,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
     app.state.settings = settings
     app.state.guard = guard
     app.state.event_creates = EventCreates()
+    app.state.telemetry_ingests = TelemetryIngests()
     install_handlers(app)
     install_docs(app)
     install_pages(app, settings)
@@ -138,6 +142,8 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         command_plans.router,
     ):
         app.include_router(router)
+    # Innermost of the gateway's middleware: telemetry's plain case skips FastAPI's routing.
+    app.add_middleware(FastIngest, route=_route_of(twin.router, twin.ingest_telemetry))
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -170,3 +176,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
     app.add_middleware(RequestContextMiddleware)
     tracing.instrument_http(app)
     return app
+
+
+def _route_of(router: APIRouter, endpoint: Callable[..., object]) -> APIRoute:
+    return next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is endpoint)

@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 
+from gateway.coalescing import Coalescer
 from grassroots.events.v1 import events_service_pb2 as pb
 
 REPLAYED_KEY = "x-idempotent-replayed"
@@ -32,19 +33,12 @@ class _Pending:
     future: asyncio.Future[tuple[pb.Event, bool]]
 
 
-class EventCreates:
+class EventCreates(Coalescer[_Pending]):
     """Sends reports to the events service, batching those that arrive together.
 
     `stub` is the gateway's grpc.aio EventsServiceStub (typed Any: the generated stubs
     are typed for the blocking API).
     """
-
-    def __init__(self, max_batch: int = 100, in_flight: int = 4) -> None:
-        self.max_batch = max_batch
-        self.in_flight = in_flight
-        self._waiting: dict[tuple[object, str], list[_Pending]] = {}
-        self._senders: dict[tuple[object, str], set[asyncio.Task[None]]] = {}
-        self._starting: set[tuple[object, str]] = set()  # a sender is about to take
 
     async def create(
         self,
@@ -58,38 +52,9 @@ class EventCreates:
         `caller` tells callers apart (the signed principal's bytes): only one caller's
         reports share a call, since a call carries one principal.
         """
-        key = (caller, request.parent)
         future: asyncio.Future[tuple[pb.Event, bool]] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(key, []).append(_Pending(request, metadata, future))
-        senders = self._senders.setdefault(key, set())
-        if key not in self._starting and len(senders) < self.in_flight:
-            self._starting.add(key)
-            senders.add(asyncio.create_task(self._send_all(stub, key)))
+        self._enqueue(stub, (caller, request.parent), _Pending(request, metadata, future))
         return await future
-
-    async def _send_all(self, stub: Any, key: tuple[object, str]) -> None:
-        """Send what waits, a batch at a time, until nothing does; up to `in_flight`
-        of these run for one caller, so a batch need not wait for the one before."""
-        await asyncio.sleep(0)  # let the reports that arrive in this turn join
-        self._starting.discard(key)
-        waiting = self._waiting[key]
-        try:
-            while waiting:
-                taken = waiting[: self.max_batch]
-                del waiting[: self.max_batch]
-                await self._send(stub, taken)
-        except BaseException as exc:  # cancelled: nobody waits in vain
-            for item in waiting:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            waiting.clear()
-            raise
-        finally:
-            senders = self._senders[key]
-            senders.discard(asyncio.current_task())  # type: ignore[arg-type]
-            if not senders:
-                del self._senders[key]
-                del self._waiting[key]
 
     async def _send(self, stub: Any, taken: list[_Pending]) -> None:
         if len(taken) == 1:

@@ -18,6 +18,7 @@ from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call
 from gateway.paths import TenantId, parent, rest_path
 from gateway.schemas.twin import ENTITY_ID, EntityCreate, ModelCreate, RuleCreate, TelemetryIn
+from gateway.telemetry_ingests import TelemetryIngests, answer, message_of
 from grassroots.twin.v1 import twin_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.kit.errors import FieldViolation
@@ -162,42 +163,14 @@ async def ingest_telemetry(
 ) -> Response:
     """Each reading is accepted or refused on its own. 200 when at least one was accepted
     (the refused ones are listed with their index, column and reason); 422 when none was."""
-    rpc = request.app.state.upstreams.twin.IngestTelemetry(
-        pb.IngestTelemetryRequest(
-            parent=parent(tenant),
-            columns=pb.TelemetryColumns(
-                entities=body.entities,
-                properties=body.properties,
-                values=body.values,
-                observe_times_ms=body.observe_times_ms,
-                units=body.units,
-                longitudes=body.longitudes,
-                latitudes=body.latitudes,
-            ),
-        ),
-        metadata=call_metadata(who),
-    )
-    outcome = await call(rpc)
-    if outcome.accepted_count == 0 and outcome.rejected_count:
-        raise ApiError(
-            422,
-            f"no reading accepted: {outcome.rejections[0].description}",
-            reason="READINGS_REJECTED",
-            violations=[
-                FieldViolation(
-                    f"{r.field.removeprefix('columns.')}[{r.index}]", f"{r.reason}: {r.description}"
-                )
-                for r in outcome.rejections
-            ],
+    ingests: TelemetryIngests = request.app.state.telemetry_ingests
+    message = message_of(parent(tenant), body)
+    outcome = await call(
+        ingests.ingest(
+            request.app.state.upstreams.twin, message, call_metadata(who), who.to_metadata()
         )
-    return _json(
-        {
-            "accepted_count": outcome.accepted_count,
-            "rejected_count": outcome.rejected_count,
-            "stale_count": outcome.stale_count,
-            "rejections": [_dict(r) for r in outcome.rejections],
-        }
     )
+    return Response(answer(outcome), media_type="application/json")
 
 
 @router.get(":queryHistory", summary="History of a property over entities, a model or an area")
