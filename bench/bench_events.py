@@ -66,6 +66,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from bench import wrk_driver  # noqa: E402
 from bench.common import QUICK, UNTHROTTLED_GATEWAY_ENV, scaled  # noqa: E402  (sets the key ring first)
+from bench.events_floor import Floor  # noqa: E402
 from devstack.stack import Stack, StackConfig, free_port  # noqa: E402
 from grassroots.events.v1 import events_service_pb2 as pb  # noqa: E402
 from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc  # noqa: E402
@@ -563,59 +564,6 @@ async def bench_open(platform: Platform, slots: Slots) -> None:
 
 
 # -- W. creates and reads driven by wrk, beside the floor -------------------------------
-
-
-class Floor:
-    """bench/events_floor.py's two processes: bare FastAPI -> one grpc.aio call -> echo."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.grpc_port = free_port()
-        self.http_port = free_port()
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def start(self) -> None:
-        script = str(ROOT / "bench" / "events_floor.py")
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        log = open(self.root / "floor.log", "ab")  # noqa: SIM115
-        for name, argv in (
-            ("floor grpc", ["grpc", str(self.grpc_port)]),
-            ("floor http", ["http", str(self.http_port), str(self.grpc_port)]),
-        ):
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, script, *argv], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        log.close()
-
-    def wait_ready(self, seconds: float = 60.0) -> None:
-        deadline = time.monotonic() + seconds
-        while True:
-            try:
-                if httpx.get(f"{self.url}{EVENTS}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                log = (self.root / "floor.log").read_text()
-                raise RuntimeError(f"the floor did not start: {log[-2000:]}")
-            time.sleep(0.1)
-
-    def pids(self) -> dict[str, int]:
-        return {name: process.pid for name, process in self.processes.items()}
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def write_places(slots: Slots, path: Path) -> Path:

@@ -6,7 +6,10 @@ key (`twin:ingest`) posts one reading per request to `:ingestTelemetry`, each to
 next of a few hundred water-level gauges, values under the flooding threshold. wrk
 (Debian's `wrk`; `apt-get install wrk`) drives the load from a Lua script beside this
 file that checks every answer. Figures: readings/s accepted, latency (p50, p99), CPU
-per reading of the gateway and the twin (and wrk's own).
+per reading of the gateway and the twin (and wrk's own). Beside them, in the same run
+with the same wrk settings, the floor (bench/events_floor.py: a bare FastAPI route
+forwarding each body in one grpc.aio call to a bare grpc.aio server): the machine is
+shared, so ours as a fraction of the floor is the figure that moves least with its load.
 
 Full mode: 20 s with 64 connections after a 3 s warm-up; quick mode (BENCH_QUICK=1): 2 s
 with 16 connections. `--profile` records the gateway and the twin with py-spy during
@@ -34,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from bench.common import QUICK, UNTHROTTLED_GATEWAY_ENV, scaled  # noqa: E402
+from bench.events_floor import Floor  # noqa: E402
 from devstack import demo_identity, demo_twin, demo_village  # noqa: E402
 from devstack.stack import Stack, StackConfig  # noqa: E402
 from grassroots.empower.v1 import empower_service_pb2 as tenant_pb  # noqa: E402
@@ -193,18 +197,33 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(work: Path, demo: Path, profile: bool) -> int:
-    with platform(work, demo) as stack:
-        key = asyncio.run(prepare(stack))
-        url = stack.config.gateway_url
-        wrk(url, key, WARM_SECONDS)
-        pids = {name: stack.processes[name].pid for name in ("gateway", "twin")}
-        spies = [py_spy(pid, name, SECONDS) for name, pid in pids.items()] if profile else []
-        before = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
-        figures, wrk_cpu = wrk(url, key, SECONDS)
-        cpu = {name: tree_cpu_seconds(pid) - before[name] for name, pid in pids.items()}
-        for spy in spies:
-            if spy is not None:
-                spy.wait(60)
+    floor = Floor(work)
+    floor.start()
+    try:
+        with platform(work, demo) as stack:
+            key = asyncio.run(prepare(stack))
+            url = stack.config.gateway_url
+            wrk(url, key, WARM_SECONDS)
+            pids = {name: stack.processes[name].pid for name in ("gateway", "twin")}
+            spies = [py_spy(pid, name, SECONDS) for name, pid in pids.items()] if profile else []
+            before = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+            figures, wrk_cpu = wrk(url, key, SECONDS)
+            cpu = {name: tree_cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+            load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+            for spy in spies:
+                if spy is not None:
+                    spy.wait(60)
+        # The floor runs while the platform is stopped, as ours ran while the floor idled.
+        floor.wait_ready()
+        wrk(floor.url, "", WARM_SECONDS)
+        floor_before = {name: tree_cpu_seconds(pid) for name, pid in floor.pids().items()}
+        bare, bare_wrk_cpu = wrk(floor.url, "", SECONDS)
+        bare_load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        floor_cpu = {
+            name: tree_cpu_seconds(pid) - floor_before[name] for name, pid in floor.pids().items()
+        }
+    finally:
+        floor.stop()
     ok, bad = int(figures["ok"]), int(figures["bad"])
     rate = ok / float(figures["seconds"])
     mode = "quick" if QUICK else "full"
@@ -221,8 +240,17 @@ def measure(work: Path, demo: Path, profile: bool) -> int:
     print(
         f"CPU per reading: gateway {1000 * cpu['gateway'] / per:.2f} ms, "
         f"twin {1000 * cpu['twin'] / per:.2f} ms, wrk {1000 * wrk_cpu / per:.3f} ms "
-        f"(load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])} on "
-        f"{os.cpu_count()} CPUs)"
+        f"(load average {load} on {os.cpu_count()} CPUs)"
+    )
+    bare_ok = int(bare["ok"])
+    bare_rate = bare_ok / float(bare["seconds"])
+    bare_per = max(bare_ok + int(bare["bad"]), 1)
+    print(
+        f"floor {bare_rate:,.0f} requests/s (p50 {int(bare['p50_us']) / 1000:.1f} ms, "
+        f"p99 {int(bare['p99_us']) / 1000:.1f} ms); ours = {rate / max(bare_rate, 1e-9):.0%} "
+        f"of the floor; floor CPU per request: "
+        + ", ".join(f"{name} {1000 * spent / bare_per:.2f} ms" for name, spent in floor_cpu.items())
+        + f", wrk {1000 * bare_wrk_cpu / bare_per:.3f} ms (load average {bare_load})"
     )
     if profile:
         print("py-spy (collapsed stacks in twin-rest-gateway.txt, twin-rest-twin.txt):")
