@@ -45,6 +45,8 @@ def open_bus(url: str) -> Bus:
         raise ValueError("bus URL is empty; use redis://... or a file path")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    if scheme in ("redis", "rediss") and not parts.netloc:
+        raise ValueError(f"bus URL {url!r} looks mistyped; write {scheme}://host:port/db")
     if scheme in _REDIS_SCHEMES:
         # Imported here so that processes on the local log never load redis.
         from services.kit.bus.redis_streams import RedisStreamsBus
@@ -58,4 +60,8 @@ def open_bus(url: str) -> Bus:
         return LocalLogBus(unquote(parts.path))
     if "://" in url or (scheme and len(scheme) > 1):
         raise ValueError(f"unsupported bus URL scheme {parts.scheme!r} in {url!r}")
+    first = url.split("/", 1)[0].rstrip(":").lower()
+    if first in (*_REDIS_SCHEMES, "file") and (url[len(first) :].startswith((":", "//"))):
+        # "redis//host" or "redis:/host" would otherwise become a log file of that name.
+        raise ValueError(f"bus URL {url!r} looks mistyped; write {first}://...")
     return LocalLogBus(url)

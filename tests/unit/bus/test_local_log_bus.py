@@ -73,3 +73,6 @@ async def test_open_bus_chooses_the_adapter_by_url(tmp_path: Path) -> None:
         open_bus("amqp://localhost/")
     with pytest.raises(ValueError):
         open_bus("")
+    for typo in ("redis//127.0.0.1:6379/0", "redis:/127.0.0.1:6379/0", "file//tmp/bus"):
+        with pytest.raises(ValueError, match="mistyped"):
+            open_bus(typo)
