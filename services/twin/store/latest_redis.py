@@ -5,6 +5,13 @@ a value only when it is newer than the stored one, so replicas and late retries 
 move a value backwards. When Redis does not answer, reads come from the store's
 history (which every accepted reading reached first) and writes wait in memory; the
 first successful call afterwards writes them, so the state catches up.
+
+A Redis that comes back empty (restarted without persistence, replaced, flushed) would
+have forgotten every series that got no reading meanwhile, so an entity would show no
+value and a late reading would pass for the newest. A marker key says the hash is
+filled: at start, after a failure and every few seconds, a replica that finds it missing
+fills the hash from the store's history (newer wins, so replicas doing it together, or
+readings arriving meanwhile, are safe) and sets it.
 """
 
 from __future__ import annotations
@@ -22,8 +29,11 @@ from services.twin.domain.ports import LatestBatch, TwinStore
 
 log = logging.getLogger(__name__)
 KEY = "twin:latest"
+FILLED_KEY = "twin:latest:filled"  # present while KEY holds every series' newest value
 # Do not knock on a Redis that just failed for this long: ingest stays fast meanwhile.
 RETRY_AFTER_SECONDS = 1.0
+# How often a replica checks that the hash was not lost without a failed call seen.
+FILLED_CHECK_SECONDS = 5.0
 _PUT_NEWER = """
 local n = 0
 for i = 1, #ARGV, 3 do
@@ -64,7 +74,9 @@ class RedisLatest:
         self._script = self.redis.register_script(_PUT_NEWER)
         self._waiting: dict[int, Latest] = {}
         self._down_until = 0.0
+        self._check_filled_at = 0.0  # monotonic time of the next marker check; 0: now
         self.degraded_calls = 0
+        self.refills = 0
 
     @property
     def degraded(self) -> bool:
@@ -74,12 +86,32 @@ class RedisLatest:
         if time.monotonic() >= self._down_until:
             log.warning("Redis latest state unavailable, using the store: %s", exc)
         self._down_until = time.monotonic() + RETRY_AFTER_SECONDS
+        self._check_filled_at = 0.0  # it may come back empty
         self.degraded_calls += 1
+
+    async def _fill_if_lost(self) -> None:
+        """Fill the hash from the store's history when its marker is missing."""
+        if await self.redis.exists(FILLED_KEY):
+            return
+        found = await self.store.latest_of(None)
+        if found:
+            log.warning("Redis latest state was empty; filling %d series from history", len(found))
+            await self._put(found)
+        await self.redis.set(FILLED_KEY, 1)
+        self.refills += 1
 
     async def _catch_up(self) -> bool:
         """Write what waited while Redis was down; False if it is still down."""
-        if time.monotonic() < self._down_until:
+        now = time.monotonic()
+        if now < self._down_until:
             return False
+        if now >= self._check_filled_at:
+            try:
+                await self._fill_if_lost()
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+                return False
+            self._check_filled_at = now + FILLED_CHECK_SECONDS
         if self._waiting:
             waiting = self._waiting
             try:
