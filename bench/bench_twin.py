@@ -14,6 +14,9 @@ Figures, one line each with its target:
      reading to the event arriving on the events service's WatchEvents stream): p50 /
      p95 (target p95 < 50 ms).
 Every batch is checked: every reading accepted; every crossing raises exactly one event.
+The issue's other twin figures have benches of their own: single readings over REST
+through the gateway with wrk (bench_twin_rest.py, beside the floor) and MQTT devices
+(bench_twin_mqtt.py); `make bench` runs all three.
 """
 
 from __future__ import annotations
