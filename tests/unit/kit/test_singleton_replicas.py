@@ -15,7 +15,12 @@ import pytest
 
 from services.command.plans import RELAY_LEASE as PLANS_RELAY
 from services.command.wiring import RELAY_LEASE as COMMAND_RELAY
-from services.empower.empowerment import DELIVERIES_LEASE, REPORTS_LEASE
+from services.empower.empowerment import (
+    DELIVERIES_LEASE,
+    NOTICES_RELAY_LEASE,
+    POINTS_RELAY_LEASE,
+    REPORTS_LEASE,
+)
 from services.kit.lease import Singletons
 from services.twin.feeds import BRIDGE_LEASE
 from services.twin.wiring import ALARM_RELAY_LEASE, COMPACT_LEASE, SILENCE_LEASE
@@ -107,7 +112,10 @@ async def empower_replica(dsn: str, tmp: Path, n: int) -> Replica:
 CASES = {
     "command": (command_replica, {COMMAND_RELAY, PLANS_RELAY}),
     "twin": (twin_replica, {ALARM_RELAY_LEASE, SILENCE_LEASE, COMPACT_LEASE, BRIDGE_LEASE}),
-    "empower": (empower_replica, {REPORTS_LEASE, DELIVERIES_LEASE}),
+    "empower": (
+        empower_replica,
+        {REPORTS_LEASE, DELIVERIES_LEASE, POINTS_RELAY_LEASE, NOTICES_RELAY_LEASE},
+    ),
 }
 
 
