@@ -18,8 +18,8 @@ from typing import Any
 import grpc
 
 from services.kit import context as ctx
-from services.kit import errors, limits, metrics, status
-from services.kit.principal import Principal
+from services.kit import errors, limits, metrics, scopes, status
+from services.kit.principal import PASSWORD_CHANGE_REQUIRED, Principal
 
 log = logging.getLogger("grassroots.rpc")
 
@@ -110,6 +110,11 @@ def _check_scope(method: str, principal: Principal, method_scopes: Mapping[str, 
         raise errors.PermissionDenied(f"{method} declares no scope and is refused")
     if required and not principal.has_scope(required):
         raise errors.PermissionDenied(f"{method} needs the {required!r} scope")
+    if principal.only_changes_password and not scopes.before_password_change(method):
+        raise errors.PermissionDenied(
+            "the password of this account must be changed first",
+            reason=PASSWORD_CHANGE_REQUIRED,
+        )
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):

@@ -38,6 +38,10 @@ _KIND_NAMES = {v: k for k, v in _KINDS.items()}
 # The role of the gateway's anonymous reader of public data. No account can hold it
 # (it is not in the roles catalogue) and principals are signed, so none can claim it.
 ANONYMOUS_ROLE = "anonymous"
+# The only scope of the narrow token a sign-in answers while the account's password
+# must be changed; it opens just the methods the contract marks `before_password_change`.
+PASSWORD_CHANGE_SCOPE = "password:change"  # noqa: S105 (a scope name)
+PASSWORD_CHANGE_REQUIRED = "PASSWORD_CHANGE_REQUIRED"  # noqa: S105 (an error reason)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,11 @@ class Principal:
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+    @property
+    def only_changes_password(self) -> bool:
+        """Signed in with a password someone else chose: it must be changed first."""
+        return self.scopes == {PASSWORD_CHANGE_SCOPE}
 
     @property
     def is_anonymous(self) -> bool:

@@ -8,6 +8,8 @@ the table and refused: a new RPC cannot ship without a scope.
 
 from __future__ import annotations
 
+import functools
+
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor
 
@@ -50,3 +52,17 @@ def scope_of(full_method: str) -> str | None:
         return None
     method = service.methods_by_name.get(method_name)
     return None if method is None else declared_scope(method)
+
+
+@functools.cache
+def before_password_change(full_method: str) -> bool:
+    """Whether the contract lets the narrow password-change token call this method."""
+    service_name, _, method_name = full_method.lstrip("/").partition("/")
+    try:
+        service = descriptor_pool.Default().FindServiceByName(service_name)
+    except KeyError:
+        return False
+    method = service.methods_by_name.get(method_name)
+    if method is None or not method.GetOptions().HasExtension(annotations_pb2.access):
+        return False
+    return bool(method.GetOptions().Extensions[annotations_pb2.access].before_password_change)

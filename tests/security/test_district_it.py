@@ -81,6 +81,13 @@ def test_district_it_appoints_a_secretary_and_reads_its_own_actions(world):
         {"grant_type": "password", "username": username, "password": second},
     )
     assert reset.json()["password_change_required"] is True, reset.text
+    # Its narrow token opens nothing else, not even what any signed-in person may read:
+    # the services refuse it, whatever the gateway lets through.
+    narrow = {"Authorization": f"Bearer {reset.json()['access_token']}"}
+    for path in (f"{T}/{village['id']}/users", "/v1/me/notices", f"{T}/{village['id']}/apps"):
+        refused = client.get(path, headers=narrow)
+        assert refused.status_code == 403, (path, refused.text)
+        assert "PASSWORD_CHANGE_REQUIRED" in refused.text, (path, refused.text)
     signed_in = world.login(username, second)
     assert "people:read_sensitive" in signed_in.scopes and signed_in.password != second
 

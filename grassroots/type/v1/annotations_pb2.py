@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$grassroots/type/v1/annotations.proto\x12\x12grassroots.type.v1\x1a google/protobuf/descriptor.proto\"4\n\x0cMethodAccess\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x15\n\rany_principal\x18\x02 \x01(\x08\"\x9d\x01\n\x0b\x46ieldLimits\x12\x12\n\nmin_length\x18\x01 \x01(\r\x12\x12\n\nmax_length\x18\x02 \x01(\r\x12\x14\n\x07minimum\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07maximum\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x11\n\tmax_items\x18\x05 \x01(\r\x12\x0f\n\x07pattern\x18\x06 \x01(\tB\n\n\x08_minimumB\n\n\x08_maximum:R\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32 .grassroots.type.v1.MethodAccess:P\n\x06limits\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x0b\x32\x1f.grassroots.type.v1.FieldLimitsB\x1a\n\x16org.grassroots.type.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$grassroots/type/v1/annotations.proto\x12\x12grassroots.type.v1\x1a google/protobuf/descriptor.proto\"T\n\x0cMethodAccess\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x15\n\rany_principal\x18\x02 \x01(\x08\x12\x1e\n\x16\x62\x65\x66ore_password_change\x18\x03 \x01(\x08\"\x9d\x01\n\x0b\x46ieldLimits\x12\x12\n\nmin_length\x18\x01 \x01(\r\x12\x12\n\nmax_length\x18\x02 \x01(\r\x12\x14\n\x07minimum\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07maximum\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x11\n\tmax_items\x18\x05 \x01(\r\x12\x0f\n\x07pattern\x18\x06 \x01(\tB\n\n\x08_minimumB\n\n\x08_maximum:R\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32 .grassroots.type.v1.MethodAccess:P\n\x06limits\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x0b\x32\x1f.grassroots.type.v1.FieldLimitsB\x1a\n\x16org.grassroots.type.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\026org.grassroots.type.v1P\001'
   _globals['_METHODACCESS']._serialized_start=94
-  _globals['_METHODACCESS']._serialized_end=146
-  _globals['_FIELDLIMITS']._serialized_start=149
-  _globals['_FIELDLIMITS']._serialized_end=306
+  _globals['_METHODACCESS']._serialized_end=178
+  _globals['_FIELDLIMITS']._serialized_start=181
+  _globals['_FIELDLIMITS']._serialized_end=338
 # @@protoc_insertion_point(module_scope)

@@ -29,21 +29,28 @@ class MethodAccess(_message.Message):
 
     SCOPE_FIELD_NUMBER: _builtins.int
     ANY_PRINCIPAL_FIELD_NUMBER: _builtins.int
+    BEFORE_PASSWORD_CHANGE_FIELD_NUMBER: _builtins.int
     scope: _builtins.str
     """The scope the caller's principal must hold, for example "events:write"."""
     any_principal: _builtins.bool
     """Set instead of a scope when any signed principal may call: the domain then
     decides what the caller may see (reads filtered by tenant subtree).
     """
+    before_password_change: _builtins.bool
+    """Also callable with the narrow token a sign-in answers while the account's
+    password must be changed; every other method refuses that token, even one any
+    signed principal may call.
+    """
     def __init__(
         self,
         *,
         scope: _builtins.str = ...,
         any_principal: _builtins.bool = ...,
+        before_password_change: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_principal", b"any_principal", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_principal", b"any_principal", "before_password_change", b"before_password_change", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -77,7 +77,7 @@ from services.kit.errors import (
     Unauthenticated,
 )
 from services.kit.ids import new_id
-from services.kit.principal import Principal
+from services.kit.principal import PASSWORD_CHANGE_REQUIRED, PASSWORD_CHANGE_SCOPE, Principal
 from services.kit.sealing import Sealer
 from services.kit.tenancy import ALL_TENANTS
 
@@ -91,9 +91,7 @@ INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
 ACCOUNT_DISABLED = "ACCOUNT_DISABLED"
 TOKEN_REVOKED = "TOKEN_REVOKED"  # noqa: S105 (an error reason)
 TOKEN_REUSED = "TOKEN_REUSED"  # noqa: S105 (an error reason)
-PASSWORD_CHANGE_REQUIRED = "PASSWORD_CHANGE_REQUIRED"  # noqa: S105 (an error reason)
 # The one scope of a sign-in whose password someone else set: change it, nothing else.
-PASSWORD_CHANGE_SCOPE = "password:change"  # noqa: S105 (a scope name)
 _PASSWORD_CHANGE_LIFETIME = timedelta(minutes=10)
 # Time a sign-in needs besides password checks (reads, a token, the way back).
 _SIGN_IN_MARGIN_SECONDS = 0.5
