@@ -101,9 +101,10 @@ ROLES: dict[str, frozenset[str]] = {
         | {"forms:write"}
     )
     | _DISPATCH,
-    # Looks after elderly people living alone: reads unmasked only the people they are
-    # assigned to (a person's `carer`), everyone else masked.
-    "carer": frozenset({"people:read", "care:read", "care:write"}) | _DISPATCH,
+    # Looks after elderly people living alone and patients followed up: reads unmasked
+    # only the people they are assigned to (a person's `carer`), everyone else masked;
+    # records each visit on the village's forms.
+    "carer": frozenset({"people:read", "care:read", "care:write", "forms:write"}) | _DISPATCH,
     "volunteer": frozenset({"events:read", "events:write", "map:read"}) | _DISPATCH,
     # A resident reports and follows events; which events they see (their own, and
     # the originals their reports repeat) is decided by the events service.
