@@ -78,6 +78,7 @@ def event_out(event: pb.Event) -> EventOut:
         reporter_contact=event.reporter_contact,
         address=event.address,
         duplicate_of=event.duplicate_of.rsplit("/", 1)[-1] if event.duplicate_of else None,
+        parent=event.parent.rsplit("/", 1)[-1] if event.parent else None,
         timeline=[
             TimelineEntryOut(
                 actor=t.actor,
@@ -333,6 +334,10 @@ async def list_events(
     village: Village = None,
     category: Annotated[str | None, query(pb.Event, "category")] = None,
     state: StateName | None = None,
+    parent_event: Annotated[
+        str | None,
+        Query(alias="parent", description="the parts of this joint application (an event id)"),
+    ] = None,
     created_from: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
     created_before: Annotated[datetime | None, Query(description="RFC 3339, exclusive")] = None,
     q: Annotated[str | None, Query(max_length=200, description="words in the description")] = None,
@@ -346,6 +351,7 @@ async def list_events(
         "village": tenant_filter(village, "village"),
         "category": category,
         "state": state,
+        "parent": parent_event,
     }
     rpc = request.app.state.upstreams.events.ListEvents(
         pb.ListEventsRequest(
@@ -511,6 +517,7 @@ def _category_out(category: pb.Category) -> CategoryOut:
         duplicate_radius_meters=category.duplicate_radius_meters,
         duplicate_window_minutes=category.duplicate_window_minutes,
         public=category.public,
+        joint_categories=list(category.joint_categories),
     )
 
 
@@ -547,6 +554,7 @@ async def define_category(
                     duplicate_radius_meters=body.duplicate_radius_meters,
                     duplicate_window_minutes=body.duplicate_window_minutes,
                     public=body.public,
+                    joint_categories=body.joint_categories,
                 ),
             ),
             metadata=call_metadata(who),

@@ -136,6 +136,9 @@ class EventOut(BaseModel):
     media_uris: list[str] = []
     reporter_contact: str = ""
     address: str = ""
+    parent: str | None = Field(
+        None, description="for one department's part of a joint application: the application's id"
+    )
 
 
 class EventList(BaseModel):
@@ -169,6 +172,13 @@ class CategoryIn(BaseModel):
     duplicate_radius_meters: float = limited(pb.Category, "duplicate_radius_meters", 50.0)
     duplicate_window_minutes: int = limited(pb.Category, "duplicate_window_minutes", 120)
     public: bool = Field(False, description="anyone may read its events, without personal fields")
+    joint_categories: list[Annotated[str, item(pb.Category, "joint_categories")]] = limited(
+        pb.Category,
+        "joint_categories",
+        [],
+        description="joint handling: one event per listed category (each department's part) "
+        "is recorded with each application, which is resolved once every part is answered",
+    )
 
 
 class CategoryOut(BaseModel):
@@ -180,6 +190,7 @@ class CategoryOut(BaseModel):
     duplicate_radius_meters: float
     duplicate_window_minutes: int
     public: bool
+    joint_categories: list[str] = []
 
 
 class CategoryList(BaseModel):

@@ -120,4 +120,6 @@ class EventSync:
         note = f"{task.name}: {delivery.message.type.removeprefix('task.')}"
         if delivery.message.type == "task.created":
             note = task.routing.explanation
+        elif delivery.message.type == "task.resolved" and task.resolution_note:
+            note = task.resolution_note  # the handler's answer, for the reporter to read
         await self.events.move(task.event, target, note[:2000])

@@ -92,6 +92,7 @@ def event_to_proto(event: Event) -> pb.Event:
         media_uris=list(event.media),
         reporter_contact=event.reporter_contact,
         address=event.address,
+        parent=_event_name(event.tenant, event.parent_event) if event.parent_event else "",
     )
     if event.evaluation is not None:
         message.evaluation.CopyFrom(
@@ -169,6 +170,7 @@ def _category_to_proto(level: str, category: Category) -> pb.Category:
         duplicate_radius_meters=category.duplicate_radius_m,
         duplicate_window_minutes=category.duplicate_window_minutes,
         public=category.public,
+        joint_categories=list(category.joint_categories),
     )
 
 
@@ -242,6 +244,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
             duplicate_radius_m=given.duplicate_radius_meters,
             duplicate_window_minutes=given.duplicate_window_minutes,
             public=given.public,
+            joint_categories=tuple(given.joint_categories),
         )
         stored = await self.hub.define_category(require_principal(), parent, category)
         return _category_to_proto(parent, stored)

@@ -138,6 +138,7 @@ class Event(_message.Message):
     MEDIA_URIS_FIELD_NUMBER: _builtins.int
     REPORTER_CONTACT_FIELD_NUMBER: _builtins.int
     ADDRESS_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/events/{event}`. Output only."""
     category: _builtins.str
@@ -166,6 +167,10 @@ class Event(_message.Message):
     """
     address: _builtins.str
     """Where it is, in words ("next to the east bridge"); at most 500 characters."""
+    parent: _builtins.str
+    """For one department's part of a joint application: the resource name of the
+    application (see Category.joint_categories). Output only.
+    """
     @_builtins.property
     def location(self) -> _geo_pb2.GeoPoint:
         """Where it happened. Required."""
@@ -217,10 +222,11 @@ class Event(_message.Message):
         media_uris: _abc.Iterable[_builtins.str] | None = ...,
         reporter_contact: _builtins.str = ...,
         address: _builtins.str = ...,
+        parent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "evaluation", b"evaluation", "location", b"location", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "category", b"category", "comments", b"comments", "create_time", b"create_time", "description", b"description", "duplicate_of", b"duplicate_of", "etag", b"etag", "evaluation", b"evaluation", "grid_cell", b"grid_cell", "grid_worker", b"grid_worker", "location", b"location", "media_uris", b"media_uris", "name", b"name", "reporter_contact", b"reporter_contact", "severity", b"severity", "source", b"source", "state", b"state", "timeline", b"timeline", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "category", b"category", "comments", b"comments", "create_time", b"create_time", "description", b"description", "duplicate_of", b"duplicate_of", "etag", b"etag", "evaluation", b"evaluation", "grid_cell", b"grid_cell", "grid_worker", b"grid_worker", "location", b"location", "media_uris", b"media_uris", "name", b"name", "parent", b"parent", "reporter_contact", b"reporter_contact", "severity", b"severity", "source", b"source", "state", b"state", "timeline", b"timeline", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -471,7 +477,8 @@ class ListEventsRequest(_message.Message):
     """AIP-160 filter joined by AND: `grid_cell`, `village`, `category`, `state` with
     `=`; `status = "open"` (not yet finished) or `status = "closed"` (closed,
     rejected, duplicate, withdrawn); `create_time` with `>=`, `>`, `<=`, `<` and an
-    RFC 3339 time; `description : "word"` for text.
+    RFC 3339 time; `description : "word"` for text; `parent = "<event id>"` for the
+    parts of a joint application.
     """
     order_by: _builtins.str
     """"create_time desc" (the default) or "create_time asc"."""
@@ -506,6 +513,7 @@ class Category(_message.Message):
     DUPLICATE_RADIUS_METERS_FIELD_NUMBER: _builtins.int
     DUPLICATE_WINDOW_MINUTES_FIELD_NUMBER: _builtins.int
     PUBLIC_FIELD_NUMBER: _builtins.int
+    JOINT_CATEGORIES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/categories/{code}` where it is defined, or
     `categories/{code}` for a built-in. Output only.
@@ -526,6 +534,16 @@ class Category(_message.Message):
     """Whether anyone may read the category's events (without personal fields), as
     Open311 readers do; false keeps them to the tenant's own callers.
     """
+    @_builtins.property
+    def joint_categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Joint handling ("one thing"): an event of this category is one application, and
+        each code listed here is a department's part of it. Recording the application
+        records one event per part in the same transaction (each with `parent` naming the
+        application, routed and timed by its own category); once every part is resolved,
+        closed or rejected, the application is resolved with every part's answer. A
+        category with parts merges no duplicates (its radius must be 0).
+        """
+
     def __init__(
         self,
         *,
@@ -537,10 +555,11 @@ class Category(_message.Message):
         duplicate_radius_meters: _builtins.float = ...,
         duplicate_window_minutes: _builtins.int = ...,
         public: _builtins.bool = ...,
+        joint_categories: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "default_severity", b"default_severity", "display_name", b"display_name", "duplicate_radius_meters", b"duplicate_radius_meters", "duplicate_window_minutes", b"duplicate_window_minutes", "name", b"name", "public", b"public", "sla_minutes", b"sla_minutes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "default_severity", b"default_severity", "display_name", b"display_name", "duplicate_radius_meters", b"duplicate_radius_meters", "duplicate_window_minutes", b"duplicate_window_minutes", "joint_categories", b"joint_categories", "name", b"name", "public", b"public", "sla_minutes", b"sla_minutes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

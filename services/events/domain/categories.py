@@ -23,6 +23,12 @@ class Category:
     duplicate_window_minutes: int = 120
     # Anyone may read its events (without personal fields): things in public space.
     public: bool = False
+    # Joint handling: the codes of the departments' parts of an application.
+    joint_categories: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Definitions read back from JSON carry lists; keep the value hashable.
+        object.__setattr__(self, "joint_categories", tuple(self.joint_categories))
 
 
 # Reports about public space are public; reports about homes, people and disputes are not.
@@ -64,6 +70,22 @@ def check_category(category: Category, prefix: str = "category.") -> None:
         violations.append(FieldViolation(f"{prefix}display_name", "is required"))
     if not category.default_severity:
         violations.append(FieldViolation(f"{prefix}default_severity", "is required: 1 to 5"))
+    if category.joint_categories:
+        if len(set(category.joint_categories)) != len(category.joint_categories):
+            violations.append(
+                FieldViolation(f"{prefix}joint_categories", "names a part more than once")
+            )
+        if category.code in category.joint_categories:
+            violations.append(
+                FieldViolation(f"{prefix}joint_categories", "an application is not its own part")
+            )
+        if category.duplicate_radius_m:
+            violations.append(
+                FieldViolation(
+                    f"{prefix}duplicate_radius_meters",
+                    "must be 0 for a joint application: each applicant's is their own",
+                )
+            )
     if violations:
         raise InvalidArgument(violations)
 

@@ -133,6 +133,8 @@ class Event:
     media: tuple[str, ...] = ()
     reporter_contact: str = ""
     address: str = ""
+    # The joint application this event is one department's part of (an event id).
+    parent_event: str = ""
     # Set on a new event only (from its report), for its outbox row; never stored.
     trace_context: str = field(default="", compare=False, repr=False)
 

@@ -17,6 +17,7 @@ FILTERABLE = {
     "status": ("=",),
     "create_time": (">=", ">", "<=", "<"),
     "description": (":",),
+    "parent": ("=",),
 }
 _TIME_KEYS = {">=": "created_from", ">": "created_after", "<=": "created_to", "<": "created_before"}
 # Unfinished events, and those nothing more will happen to (unless reopened).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -84,6 +85,17 @@ def mark_if_duplicate(nearby: NearbyQuery, event: Event, category: Category) -> 
     return replace(event, state=State.DUPLICATE, duplicate_of=original.id, timeline=(entry,))
 
 
+# A joint application's part counts as answered once its department resolved, closed
+# or rejected it; the application is then resolved by the hub itself.
+_ANSWERED = frozenset({State.RESOLVED, State.CLOSED, State.REJECTED})
+JOINT_ACTOR = "services/events/joint"
+MAX_JOINT_PARTS = 10
+
+
+class _AlreadyAnswered(Exception):
+    """The application was resolved (or finished) already: nothing to do."""
+
+
 class EventHub:
     """Records events exactly once per request id and answers questions about them."""
 
@@ -137,6 +149,7 @@ class EventHub:
             places = await self.locator.locate_many(parent, [reports[i].location for i in fresh])
             now = datetime.now(UTC)
             items = []
+            owners: list[int | None] = []  # which report each item answers (None: a part)
             chosen: dict[str, Category] = {}
             for i, place in zip(fresh, places, strict=True):
                 report = reports[i]
@@ -158,6 +171,25 @@ class EventHub:
                 event = self._new_event(report, place, _when(report, now, prefix), category)
                 chosen[event.id] = category
                 items.append((report, event))
+                owners.append(i)
+                # A joint application's parts go in the same transaction: never one
+                # without the other.
+                for n, code in enumerate(category.joint_categories, start=1):
+                    part_category = self.categories.get(place.village, code)
+                    if part_category is None:
+                        raise InvalidArgument.field(
+                            f"{prefix}event.category",
+                            f"{report.category!r} is a joint application whose part {code!r} "
+                            f"is not a category in {place.village}",
+                        )
+                    part = replace(report, category=code, request_id=f"{report.request_id}~{n}")
+                    child = replace(
+                        self._new_event(part, place, event.create_time, part_category),
+                        parent_event=event.id,
+                    )
+                    chosen[child.id] = part_category
+                    items.append((part, child))
+                    owners.append(None)
 
             def find_original(nearby: NearbyQuery, event: Event) -> Event:
                 return mark_if_duplicate(nearby, event, chosen[event.id])
@@ -165,11 +197,13 @@ class EventHub:
             stored = await self.store.create_many(items, find_original)
             self._on_change()
             raced: list[int] = []
-            for i, (event, created) in zip(fresh, stored, strict=True):
+            for owner, (event, created) in zip(owners, stored, strict=True):
+                if owner is None:
+                    continue  # a part: its application answers for it
                 if created:
-                    results[i] = (event, True)
+                    results[owner] = (event, True)
                 else:
-                    raced.append(i)
+                    raced.append(owner)
             if raced:
                 # Another create took these keys meanwhile: answer with its events.
                 winners = await self.store.find_by_requests(
@@ -264,7 +298,37 @@ class EventHub:
             entry = TimelineEntry(principal.subject, now, event.state, target, note_text)
             return moved, entry, None
 
-        return await self._update(event_id, change, principal, tenant, etag, fact=STATE_CHANGED)
+        moved = await self._update(event_id, change, principal, tenant, etag, fact=STATE_CHANGED)
+        await self._roll_up(moved)
+        return moved
+
+    async def _roll_up(self, part: Event) -> None:
+        """When the last department answers its part of a joint application, resolve the
+        application with every part's answer (state and the department's last note)."""
+        if not part.parent_event or part.state not in _ANSWERED:
+            return
+        parts, _ = await self.store.list(
+            part.tenant, {"parent": part.parent_event}, MAX_JOINT_PARTS * 2, None
+        )
+        if any(p.state not in _ANSWERED for p in parts):
+            return
+        answers = []
+        for listed in sorted(parts, key=lambda p: p.category):
+            full = await self.store.get(listed.id) or listed
+            note = full.timeline[-1].note if full.timeline else ""
+            answers.append(f"{full.category}: {full.state.value}" + (f" ({note})" if note else ""))
+
+        def change(application: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
+            if application.state not in lifecycle.OPEN_STATES:
+                raise _AlreadyAnswered
+            now = datetime.now(UTC)
+            entry = TimelineEntry(
+                JOINT_ACTOR, now, application.state, State.RESOLVED, "; ".join(answers)[:2000]
+            )
+            return replace(application, state=State.RESOLVED, update_time=now), entry, None
+
+        with contextlib.suppress(_AlreadyAnswered, NotFound):
+            await self._update(part.parent_event, change, None, None, fact=STATE_CHANGED)
 
     async def evaluate(
         self,

@@ -182,6 +182,8 @@ _SCHEMA: tuple[str, ...] = (
         f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {name} {definition}"
         for name, definition in ADDED_COLUMNS
     ),
+    # The parts of a joint application, found by the application.
+    "CREATE INDEX IF NOT EXISTS events_parent ON events (parent_event) WHERE parent_event <> ''",
     # History written before the column existed takes its event's tenant, once.
     *(
         f"""DO $$ BEGIN

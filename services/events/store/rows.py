@@ -32,7 +32,7 @@ from services.kit.tenancy import ALL_TENANTS
 COLUMNS = (
     "id, tenant, category, description, longitude, latitude, reported_crs, source, state, "
     "grid_cell, grid_worker, reporter, create_us, update_us, version, duplicate_of, "
-    "eval_score, eval_text, eval_us, severity, media, reporter_contact, address"
+    "eval_score, eval_text, eval_us, severity, media, reporter_contact, address, parent_event"
 )
 COLUMN_COUNT = len(COLUMNS.split(","))
 _COLUMN_NAMES = [c.strip() for c in COLUMNS.split(",")]
@@ -95,6 +95,7 @@ _FILTER_COLUMNS = {
     "state": "state",
     "reporter": "reporter",
     "duplicate_of": "duplicate_of",
+    "parent": "parent_event",
 }
 # Filters that take a collection of values: any of them matches.
 _IN_COLUMNS = {"states": "state", "categories": "category"}
@@ -111,6 +112,7 @@ ADDED_COLUMNS = (
     ("media", "TEXT NOT NULL DEFAULT '[]'"),
     ("reporter_contact", "TEXT NOT NULL DEFAULT ''"),
     ("address", "TEXT NOT NULL DEFAULT ''"),
+    ("parent_event", "TEXT NOT NULL DEFAULT ''"),
 )
 
 
@@ -235,6 +237,7 @@ def event_values(event: Event, contacts: ReporterContacts) -> tuple[object, ...]
         json.dumps(list(event.media)),
         contacts.seal(event.id, event.reporter_contact),
         event.address,
+        event.parent_event,
     )
 
 
@@ -261,6 +264,7 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row, contacts: ReporterContact
         media=tuple(json.loads(row["media"])),
         reporter_contact=contacts.open(row["id"], row["reporter_contact"]),
         address=row["address"],
+        parent_event=row["parent_event"],
     )
 
 

@@ -85,8 +85,10 @@ CREATE TABLE IF NOT EXISTS events (
     severity      INTEGER NOT NULL DEFAULT 2,
     media         TEXT NOT NULL DEFAULT '[]',
     reporter_contact TEXT NOT NULL DEFAULT '',
-    address       TEXT NOT NULL DEFAULT ''
+    address       TEXT NOT NULL DEFAULT '',
+    parent_event  TEXT NOT NULL DEFAULT ''
 );
+CREATE INDEX IF NOT EXISTS events_parent ON events (parent_event) WHERE parent_event <> '';
 CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, create_us DESC, id DESC);
 CREATE INDEX IF NOT EXISTS events_grid_time ON events (grid_cell, create_us DESC, id DESC);
 CREATE INDEX IF NOT EXISTS events_time ON events (create_us DESC, id DESC);
