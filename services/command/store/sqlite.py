@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from services.command.domain.model import HandlerProfile, RoutingRule, Task, TaskState
 from services.command.domain.ports import BoardCounts, Fact, NewTask, OutboxEntry
@@ -412,8 +413,8 @@ class SqliteCommandStore:
         return row_to_task(found)
 
     async def tasks_of_events(self, events: Sequence[str]) -> dict[str, Task]:
-        def read(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            rows: list[sqlite3.Row] = []
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            rows: list[Any] = []
             for first in range(0, len(events), 500):
                 part = events[first : first + 500]
                 rows += conn.execute(
@@ -421,7 +422,8 @@ class SqliteCommandStore:
                 ).fetchall()
             return rows
 
-        return {task.event: task for task in map(row_to_task, await self.db.run(read))}
+        found = await self.db.run(read)
+        return {row["event"]: row_to_task(row) for row in found}
 
     async def list_tasks(
         self, subtree: str, filters: Mapping[str, object], limit: int, offset: int
