@@ -76,6 +76,31 @@ def test_every_readme_command_works_against_the_demo(stack: Stack, tmp_path: Pat
             failures.append(f"{command}\n    HTTP {bad}: {output[:300]}")
     assert not failures, f"{len(failures)} README commands fail:\n" + "\n".join(failures)
     assert len(ran) >= 30
+    assert _device_event(stack), "the README's mosquitto_pub reading raised no event"
+
+
+def _device_event(stack: Stack) -> dict[str, object] | None:
+    """The event the README's device reading (31.5 cm on gauge-east-bridge, over the demo
+    rule's 30) raised, as its `events?q=gauge-east-bridge` command lists it."""
+    token = _token(stack, "xingming.secretary")
+    url = f"{stack.config.gateway_url}/v1/tenants/sh-jiading-anting-xingming/events"
+    deadline = time.monotonic() + 30
+    while True:
+        answer = httpx.get(
+            url,
+            params={"q": "gauge-east-bridge"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        found = [
+            e
+            for e in answer.json()["events"]
+            if e["category"] == "safety.flooding" and "level_cm 31.5" in e["description"]
+        ]
+        if found or time.monotonic() > deadline:
+            return found[0] if found else None
+        time.sleep(0.5)
 
 
 def _token(stack: Stack, username: str) -> str:
