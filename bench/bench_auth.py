@@ -19,7 +19,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from bench.common import scaled  # noqa: E402  (sets the principal key ring first)
+from devstack.stack import free_ports  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from gateway.security.authenticator import Caller  # noqa: E402
 from gateway.settings import GatewaySettings  # noqa: E402
@@ -52,12 +52,6 @@ WARMUP = scaled(300, 50)
 VILLAGE = "sh/jiading/anting/xingming"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 BOOT = Principal("services/bench", "sh", kind="service", scopes=ALL_SCOPES)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _redis_reachable() -> bool:
@@ -149,7 +143,7 @@ async def main() -> None:
             Principal("apps/bench", VILLAGE, kind="app", scopes=frozenset({"people:read"})),
             None,
         )
-        on_port, off_port = _free_port(), _free_port()
+        on_port, off_port = free_ports(2)
         servers = [
             await _serve(create_app(gateway_settings), on_port),
             await _serve(create_app(gateway_settings, fixed_caller=fixed), off_port),

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -43,16 +44,38 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports: every socket stays bound until all are picked, so the kernel
-    cannot hand the same port out twice within one stack."""
-    sockets = [socket.socket() for _ in range(count)]
+def _ephemeral_low() -> int:
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports below the kernel's ephemeral range, where no outbound
+    connection can take one between this pick and the service's bind (a port the kernel
+    picked for us could be: a busy machine then fails the start with EADDRINUSE). Every
+    socket stays bound until all are picked, so none is handed out twice."""
+    top = _ephemeral_low()
+    bottom = max(1024, top - 12_000)
+    picked: list[socket.socket] = []
+    try:
+        for _ in range(count * 100):
+            if len(picked) == count:
+                break
+            port = random.randrange(bottom, top)  # noqa: S311 (not a secret)
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                continue
+            picked.append(sock)
+        if len(picked) < count:
+            raise RuntimeError(f"fewer than {count} free ports in {bottom}-{top - 1}")
+        return [int(sock.getsockname()[1]) for sock in picked]
     finally:
-        for sock in sockets:
+        for sock in picked:
             sock.close()
 
 
