@@ -43,26 +43,25 @@ def method_scopes(*service_full_names: str) -> dict[str, str]:
     return table
 
 
-def scope_of(full_method: str) -> str | None:
-    """The scope of one `/pkg.Service/Method`; None when the contract declares none."""
+def _method(full_method: str) -> MethodDescriptor | None:
     service_name, _, method_name = full_method.lstrip("/").partition("/")
     try:
         service = descriptor_pool.Default().FindServiceByName(service_name)
     except KeyError:
         return None
-    method = service.methods_by_name.get(method_name)
+    return service.methods_by_name.get(method_name)
+
+
+def scope_of(full_method: str) -> str | None:
+    """The scope of one `/pkg.Service/Method`; None when the contract declares none."""
+    method = _method(full_method)
     return None if method is None else declared_scope(method)
 
 
 @functools.cache
 def before_password_change(full_method: str) -> bool:
     """Whether the contract lets the narrow password-change token call this method."""
-    service_name, _, method_name = full_method.lstrip("/").partition("/")
-    try:
-        service = descriptor_pool.Default().FindServiceByName(service_name)
-    except KeyError:
-        return False
-    method = service.methods_by_name.get(method_name)
+    method = _method(full_method)
     if method is None or not method.GetOptions().HasExtension(annotations_pb2.access):
         return False
     return bool(method.GetOptions().Extensions[annotations_pb2.access].before_password_change)

@@ -386,29 +386,30 @@ async def test_the_nearest_handler_by_road_gets_the_offer_where_the_village_keep
     assert 1450 < task.distance_meters < 1800  # round the loop (333 + 950 + 333 m)
 
 
+def made_up_report(k: int, lon: float, lat: float, prefix: str = "ev_burst"):
+    """The facts of a report the intake would hand the desk, for an event of the village."""
+    from datetime import UTC, datetime
+
+    from services.command.domain.model import EventFacts, Position
+
+    return EventFacts(
+        event=f"tenants/{tenancy.path_to_id(XINGMING)}/events/{prefix}{k}",
+        tenant=XINGMING,
+        category="environment.garbage",
+        severity=2,
+        grid_cell="",
+        location=Position(lon, lat),
+        time=datetime.now(UTC),
+    )
+
+
 async def test_a_burst_of_reports_is_dispatched_together_one_task_each_load_counted(
     command, grid_index
 ):
     """The intake hands a read's reports over at once: one transaction for the lot, and
     each offer counted before the next is chosen, as if they had come one by one."""
-    from datetime import UTC, datetime
-
-    from services.command.domain.model import EventFacts, Position
-
     _, lon, lat = await setup_town(command, grid_index)
-    village_id = tenancy.path_to_id(XINGMING)
-    burst = [
-        EventFacts(
-            event=f"tenants/{village_id}/events/ev_burst{k}",
-            tenant=XINGMING,
-            category="environment.garbage",
-            severity=2,
-            grid_cell="",
-            location=Position(lon, lat),
-            time=datetime.now(UTC),
-        )
-        for k in range(7)
-    ]
+    burst = [made_up_report(k, lon, lat) for k in range(7)]
     desk_ = command.parts.desk
     written: list[int] = []
     create_tasks = desk_.store.create_tasks
@@ -438,24 +439,12 @@ async def test_a_stale_roster_still_decides_while_a_fresh_one_is_read_beside_it(
     the store's news (here another replica taking a handler off duty) counts from the
     one after, so no report waits for the handlers query."""
     from dataclasses import replace as replaced
-    from datetime import UTC, datetime
-
-    from services.command.domain.model import EventFacts, Position
 
     _, lon, lat = await setup_town(command, grid_index)
     desk_ = command.parts.desk
-    village_id = tenancy.path_to_id(XINGMING)
 
-    def facts(k: int) -> EventFacts:
-        return EventFacts(
-            event=f"tenants/{village_id}/events/ev_roster{k}",
-            tenant=XINGMING,
-            category="environment.garbage",
-            severity=2,
-            grid_cell="",
-            location=Position(lon, lat),
-            time=datetime.now(UTC),
-        )
+    def facts(k: int):
+        return made_up_report(k, lon, lat, prefix="ev_roster")
 
     assert (await desk_.dispatch(facts(0))).handler == NEAR
     near = await desk_.store.find_handler(tenancy.ALL_TENANTS, NEAR)
