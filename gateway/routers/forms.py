@@ -129,6 +129,8 @@ def template_out(template: pb.ReportTemplate) -> ReportTemplateOut:
                 aggregate=_AGGREGATE_NAMES[c.aggregate],  # type: ignore[arg-type]
                 field=c.field,
                 equals=c.equals,
+                weight_field=c.weight_field,
+                weights=dict(c.weights),
             )
             for c in template.columns
         ],
@@ -287,7 +289,12 @@ async def create_report_template(
         group_by=body.group_by,
         columns=[
             pb.ReportColumn(
-                label=c.label, aggregate=_AGGREGATES[c.aggregate], field=c.field, equals=c.equals
+                label=c.label,
+                aggregate=_AGGREGATES[c.aggregate],
+                field=c.field,
+                equals=c.equals,
+                weight_field=c.weight_field,
+                weights=c.weights,
             )
             for c in body.columns
         ],

@@ -96,6 +96,17 @@ class ReportColumnIn(BaseModel):
     aggregate: AggregateName
     field: str = ""
     equals: str = ""
+    weight_field: str = limited(
+        pb.ReportColumn,
+        "weight_field",
+        "",
+        description="SUM only: the field whose value picks each record's weight",
+    )
+    weights: dict[str, float] = Field(
+        {},
+        description="SUM only: the weight of each value of weight_field (a published "
+        "coefficient); at most 100",
+    )
 
 
 class ReportColumnOut(BaseModel):
@@ -103,6 +114,8 @@ class ReportColumnOut(BaseModel):
     aggregate: AggregateName
     field: str
     equals: str
+    weight_field: str = ""
+    weights: dict[str, float] = {}
 
 
 class ReportTemplateCreate(BaseModel):

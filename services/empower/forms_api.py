@@ -149,7 +149,12 @@ def template_to_proto(template: ReportTemplate) -> pb.ReportTemplate:
         group_by=list(template.group_by),
         columns=[
             pb.ReportColumn(
-                label=c.label, aggregate=_AGGREGATES[c.aggregate], field=c.field, equals=c.equals
+                label=c.label,
+                aggregate=_AGGREGATES[c.aggregate],
+                field=c.field,
+                equals=c.equals,
+                weight_field=c.weight_field,
+                weights=dict(c.weights),
             )
             for c in template.columns
         ],
@@ -164,7 +169,14 @@ def column_of(message: pb.ReportColumn, index: int) -> ReportColumn:
     aggregate = _AGGREGATES_BACK.get(message.aggregate)
     if aggregate is None:
         raise InvalidArgument.field(f"report_template.columns[{index}].aggregate", "is required")
-    return ReportColumn(message.label, aggregate, message.field, message.equals)
+    return ReportColumn(
+        message.label,
+        aggregate,
+        message.field,
+        message.equals,
+        message.weight_field,
+        tuple(sorted(message.weights.items())),
+    )
 
 
 def run_to_proto(run: ReportRun) -> pb.ReportRun:

@@ -263,10 +263,32 @@ class ReportColumn(_message.Message):
     AGGREGATE_MAX: ReportColumn.Aggregate.ValueType  # 5
     """Largest value of an integer field."""
 
+    @_typing.final
+    class WeightsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     LABEL_FIELD_NUMBER: _builtins.int
     AGGREGATE_FIELD_NUMBER: _builtins.int
     FIELD_FIELD_NUMBER: _builtins.int
     EQUALS_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_FIELD_NUMBER: _builtins.int
+    WEIGHTS_FIELD_NUMBER: _builtins.int
     label: _builtins.str
     """Column heading."""
     aggregate: Global___ReportColumn.Aggregate.ValueType
@@ -275,6 +297,15 @@ class ReportColumn(_message.Message):
     """The form field it reads (not for COUNT)."""
     equals: _builtins.str
     """For COUNT_IF on a non-boolean field: the value that counts."""
+    weight_field: _builtins.str
+    """For SUM: the field whose value picks each record's weight from `weights`, so the
+    column is the sum of `field` times that weight (land area valued at a published
+    coefficient per kind of land, say). A value without a weight counts 0.
+    """
+    @_builtins.property
+    def weights(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """For SUM with `weight_field`: the weight of each of its values (at most 100)."""
+
     def __init__(
         self,
         *,
@@ -282,10 +313,12 @@ class ReportColumn(_message.Message):
         aggregate: Global___ReportColumn.Aggregate.ValueType = ...,
         field: _builtins.str = ...,
         equals: _builtins.str = ...,
+        weight_field: _builtins.str = ...,
+        weights: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate", b"aggregate", "equals", b"equals", "field", b"field", "label", b"label"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate", b"aggregate", "equals", b"equals", "field", b"field", "label", b"label", "weight_field", b"weight_field", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

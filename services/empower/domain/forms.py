@@ -21,8 +21,10 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 from services.empower.domain import report_sources, reports
@@ -229,7 +231,8 @@ def check_template(
         except InvalidArgument as exc:
             problems.extend(exc.violations)
             label = column.label
-        checked.append(ReportColumn(label, column.aggregate, column.field, column.equals))
+        checked.append(replace(column, label=label))
+        problems.extend(_check_weights(column, where, known))
         if column.aggregate is Aggregate.COUNT:
             continue
         if column.aggregate is Aggregate.GROUP:
@@ -263,6 +266,29 @@ def check_template(
     if problems:
         raise InvalidArgument(problems)
     return tuple(group_by), tuple(checked)
+
+
+MAX_WEIGHTS = 100
+
+
+def _check_weights(column: ReportColumn, where: str, known: set[str]) -> list[FieldViolation]:
+    """A weighted SUM names a field of the form to weigh by, and finite weights."""
+    if not column.weight_field and not column.weights:
+        return []
+    if column.aggregate is not Aggregate.SUM:
+        return [FieldViolation(f"{where}.weight_field", "weights are for a SUM column")]
+    problems = []
+    if column.weight_field not in known:
+        problems.append(
+            FieldViolation(
+                f"{where}.weight_field", f"no field {column.weight_field[:40]!r} to weigh by"
+            )
+        )
+    if not column.weights or len(column.weights) > MAX_WEIGHTS:
+        problems.append(FieldViolation(f"{where}.weights", f"1 to {MAX_WEIGHTS} weights"))
+    elif not all(math.isfinite(w) for _, w in column.weights):
+        problems.append(FieldViolation(f"{where}.weights", "every weight is a finite number"))
+    return problems
 
 
 def parse_form_name(name: str, field: str) -> tuple[str, str]:

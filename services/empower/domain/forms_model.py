@@ -107,6 +107,9 @@ class ReportColumn:
     aggregate: Aggregate
     field: str = ""
     equals: str = ""
+    # A weighted SUM: each record's value times the weight of its `weight_field` value.
+    weight_field: str = ""
+    weights: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,21 @@ def _integers(column: ReportColumn, records: Sequence[FormRecord]) -> list[int]:
     return [int(r.values[column.field]) for r in records if r.values.get(column.field, "") != ""]
 
 
+def _weighted_sum(column: ReportColumn, records: Sequence[FormRecord]) -> float:
+    weights = dict(column.weights)
+    return sum(
+        int(r.values[column.field]) * weights.get(group_value(r, column.weight_field), 0.0)
+        for r in records
+        if r.values.get(column.field, "") != ""
+    )
+
+
+def _number(value: float) -> str:
+    """A whole number as such, anything else to two decimals (money, hectares)."""
+    rounded = round(value, 2)
+    return str(int(rounded)) if rounded == int(rounded) else f"{rounded:.2f}"
+
+
 def _cell(
     column: ReportColumn,
     form: Form,
@@ -71,6 +86,8 @@ def _cell(
         return str(len(records))
     if column.aggregate is Aggregate.COUNT_IF:
         return str(sum(1 for r in records if _count_if(column, form, r)))
+    if column.aggregate is Aggregate.SUM and column.weight_field:
+        return _number(_weighted_sum(column, records))
     numbers = _integers(column, records)
     if column.aggregate is Aggregate.SUM:
         return str(sum(numbers))
@@ -102,10 +119,10 @@ def compute(
     return tuple(c.label for c in template.columns), tuple(rows)
 
 
-def _typed(column: ReportColumn, cell: str) -> str | int:
+def _typed(column: ReportColumn, cell: str) -> str | int | float:
     if column.aggregate is Aggregate.GROUP or cell == "":
         return inert(cell)
-    return int(cell)
+    return float(cell) if "." in cell else int(cell)
 
 
 def to_csv(

@@ -158,7 +158,14 @@ def row_to_template(row: Row) -> ReportTemplate:
         form=row["form"],
         group_by=tuple(json.loads(row["group_by_json"])),
         columns=tuple(
-            ReportColumn(c["label"], Aggregate(c["aggregate"]), c["field"], c["equals"])
+            ReportColumn(
+                c["label"],
+                Aggregate(c["aggregate"]),
+                c["field"],
+                c["equals"],
+                c.get("weight_field", ""),
+                tuple((str(k), float(w)) for k, w in c.get("weights", ())),
+            )
             for c in json.loads(row["columns_json"])
         ),
         schedule=Schedule(row["schedule"]),

@@ -375,3 +375,81 @@ async def test_a_date_outside_1900_to_2100_is_refused(desk: FormsDesk) -> None:
         who(XINGMING), XINGMING, "dated", {"inspected_on": "2100-12-31"}, "", "ok"
     )
     assert ok.values["inspected_on"] == "2100-12-31"
+
+
+async def test_a_weighted_sum_values_each_record_at_its_kinds_coefficient(desk: FormsDesk) -> None:
+    await _setup(desk)
+    town = who(TOWN)
+    await desk.create_template(
+        town,
+        TOWN,
+        "hazard-points",
+        display_name="Hazard points by village",
+        department="Safety",
+        form_name=FORM,
+        group_by=["tenant"],
+        columns=[
+            ReportColumn("Village", Aggregate.GROUP, "tenant"),
+            ReportColumn(
+                "Weighted hazards",
+                Aggregate.SUM,
+                "hazards_found",
+                weight_field="hazard_level",
+                weights=(("major", 2.25), ("minor", 1.0)),
+            ),
+            ReportColumn("Hazards", Aggregate.SUM, "hazards_found"),
+        ],
+    )
+    # Xingming: 2 major (x 2.25) + 1 minor + 0 unweighted; Xiangyang: 3 minor.
+    run = await desk.run(town, TOWN, "hazard-points")
+    assert run.rows == (
+        (XIANGYANG, "3", "3"),
+        (XINGMING, "5.50", "3"),
+        ("Total", "8.50", "6"),
+    )
+    template = await desk.get_template(town, TOWN, "hazard-points")
+    assert template.columns[1].weights == (("major", 2.25), ("minor", 1.0))
+    content, _, _ = await desk.export(town, TOWN, "hazard-points", run.id, "xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(content)).active
+    assert [c.value for c in list(sheet.iter_rows())[-1]] == ["Total", 8.5, 6]
+
+
+@pytest.mark.parametrize(
+    ("column", "field"),
+    [
+        (
+            ReportColumn("N", Aggregate.COUNT, weight_field="hazard_level", weights=(("a", 1),)),
+            "report_template.columns[0].weight_field",
+        ),
+        (
+            ReportColumn("V", Aggregate.SUM, "hazards_found", "", "colour", (("a", 1.0),)),
+            "report_template.columns[0].weight_field",
+        ),
+        (
+            ReportColumn("V", Aggregate.SUM, "hazards_found", "", "hazard_level", ()),
+            "report_template.columns[0].weights",
+        ),
+        (
+            ReportColumn(
+                "V", Aggregate.SUM, "hazards_found", "", "hazard_level", (("a", float("inf")),)
+            ),
+            "report_template.columns[0].weights",
+        ),
+    ],
+)
+async def test_a_bad_weighted_column_names_the_field(
+    desk: FormsDesk, column: ReportColumn, field: str
+) -> None:
+    await desk.create_form(who(TOWN), TOWN, "fire-inspection", "Fire-safety inspection", FIELDS)
+    with pytest.raises(InvalidArgument) as refused:
+        await desk.create_template(
+            who(TOWN),
+            TOWN,
+            "bad",
+            display_name="Bad",
+            department="Safety",
+            form_name=FORM,
+            group_by=[],
+            columns=[column],
+        )
+    assert [v.field for v in refused.value.violations] == [field]
