@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, Security
 from gateway.auth import access, call_metadata, calls
 from gateway.errors import call
 from gateway.paths import TenantId, parent, rest_path
+from gateway.schemas.contract import query
 from gateway.schemas.forms import (
     FormCreate,
     FormFieldOut,
@@ -256,12 +257,24 @@ async def list_form_records(
     who: Who,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
     page_token: Annotated[str, Query(max_length=512)] = "",
+    filter: Annotated[
+        str,
+        query(
+            pb.ListFormRecordsRequest,
+            "filter",
+            description='values.<field> = "..." and grid_cell = "...", joined by AND',
+        ),
+    ] = "",
 ) -> FormRecordList:
-    """The form's records in the node's subtree, oldest first."""
+    """The form's records in the node's subtree, oldest first; `filter` keeps those
+    with the given values (`values.batch = "XM-2026-0412"` traces one batch)."""
     listed = await call(
         request.app.state.upstreams.forms.ListFormRecords(
             pb.ListFormRecordsRequest(
-                parent=_form_name(tenant, form), page_size=page_size, page_token=page_token
+                parent=_form_name(tenant, form),
+                page_size=page_size,
+                page_token=page_token,
+                filter=filter,
             ),
             metadata=call_metadata(who),
         )

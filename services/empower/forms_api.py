@@ -236,7 +236,12 @@ class FormsServicer(pb_grpc.FormsServiceServicer):
     ) -> pb.ListFormRecordsResponse:
         tenant, form_id = parse_form_name(request.parent, "parent")
         records, token = await self.desk.list_records(
-            require_principal(), tenant, form_id, request.page_size, request.page_token
+            require_principal(),
+            tenant,
+            form_id,
+            request.page_size,
+            request.page_token,
+            request.filter,
         )
         return pb.ListFormRecordsResponse(
             records=[record_to_proto(r) for r in records], next_page_token=token

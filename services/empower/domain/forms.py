@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from services.empower.domain import report_sources, reports
 from services.empower.domain.forms_model import (
+    GRID_CELL_FILTER,
     RECORD_KEYS,
     Aggregate,
     FieldType,
@@ -44,6 +45,7 @@ from services.empower.domain.forms_model import (
 from services.empower.domain.forms_ports import FormsStore, LoopActivity, Places
 from services.kit import paging, tenancy
 from services.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from services.kit.filtering import parse_terms
 from services.kit.ids import new_id
 from services.kit.principal import Principal
 
@@ -269,6 +271,22 @@ def check_template(
 
 
 MAX_WEIGHTS = 100
+MAX_FILTER = 1000
+
+
+def record_filter(form: Form, filter_text: str) -> dict[str, str]:
+    """`values.<key> = "..."` and `grid_cell = "..."` terms as {field key: value}, the
+    record's grid cell under GRID_CELL_FILTER; a field the form lacks is named."""
+    if len(filter_text) > MAX_FILTER:
+        raise InvalidArgument.field("filter", f"at most {MAX_FILTER} characters")
+    allowed = {f"values.{f.key}": ("=",) for f in form.fields} | {"grid_cell": ("=",)}
+    equals: dict[str, str] = {}
+    for term in parse_terms(filter_text, allowed):
+        key = GRID_CELL_FILTER if term.field == "grid_cell" else term.field[len("values.") :]
+        if key in equals:
+            raise InvalidArgument.field("filter", f"{term.field!r} appears twice")
+        equals[key] = term.value
+    return equals
 
 
 def _check_weights(column: ReportColumn, where: str, known: set[str]) -> list[FieldViolation]:
@@ -424,18 +442,26 @@ class FormsDesk:
             raise InvalidArgument(problems)
 
     async def list_records(
-        self, caller: Principal, tenant: str, form_id: str, page_size: int, page_token: str
+        self,
+        caller: Principal,
+        tenant: str,
+        form_id: str,
+        page_size: int,
+        page_token: str,
+        filter_text: str = "",
     ) -> tuple[list[FormRecord], str]:
-        """Records of the form in `tenant`'s subtree, oldest first."""
+        """Records of the form in `tenant`'s subtree, oldest first; `filter_text` keeps
+        those whose values equal the ones given (`values.batch = "..."`)."""
         form = await self.get_form(caller, tenant, form_id)
         self._see(caller, tenant)
+        equals = record_filter(form, filter_text)
         size = paging.page_size(page_size)
-        query = {"tenant": tenant, "form": form.resource_name}
+        query = {"tenant": tenant, "form": form.resource_name, "filter": filter_text}
         cursor = paging.decode_token(page_token, query)
         after = cursor.get("a") if cursor else None
         if after is not None and not isinstance(after, str):
             raise InvalidArgument.field("page_token", "is not a token this service issued")
-        found = await self.store.list_records(tenant, form.resource_name, size + 1, after)
+        found = await self.store.list_records(tenant, form.resource_name, size + 1, after, equals)
         token = paging.encode_token({"a": found[size - 1].id}, query) if len(found) > size else ""
         return found[:size], token
 

@@ -101,6 +101,11 @@ class FormRecord:
         return f"{tenancy.tenant_name(self.tenant)}/{FORMS}/{self.form_id}/{RECORDS}/{self.id}"
 
 
+# The key a record filter uses for the record's own grid cell (no form field key
+# starts with @).
+GRID_CELL_FILTER = "@grid_cell"
+
+
 @dataclass(frozen=True)
 class ReportColumn:
     label: str

@@ -7,7 +7,7 @@ repeats the filter with row-level security.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -29,9 +29,15 @@ class FormsStore(Protocol):
         ...
 
     async def list_records(
-        self, subtree: str, form: str, limit: int, after_id: str | None
+        self,
+        subtree: str,
+        form: str,
+        limit: int,
+        after_id: str | None,
+        equals: Mapping[str, str] | None = None,
     ) -> list[FormRecord]:
-        """Records of the form (by resource name) in the subtree, by id."""
+        """Records of the form (by resource name) in the subtree, by id; with `equals`,
+        only those whose values equal these (GRID_CELL_FILTER: the record's cell)."""
         ...
 
     async def insert_template(self, subtree: str, template: ReportTemplate) -> None:

@@ -6,7 +6,7 @@ A drop-in for the SQLite store (tests/unit/empower/forms runs every test on both
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -148,11 +148,19 @@ class PostgresFormsStore:
         return rows.row_to_record(row)
 
     async def list_records(
-        self, subtree: str, form: str, limit: int, after_id: str | None
+        self,
+        subtree: str,
+        form: str,
+        limit: int,
+        after_id: str | None,
+        equals: Mapping[str, str] | None = None,
     ) -> list[FormRecord]:
         where, args = in_subtree(subtree)
         query = rows.LIST_RECORDS + where
         params: list[object] = [form, *args]
+        for key, value in (equals or {}).items():
+            query += " AND " + rows.value_equals(key, "postgres")
+            params.extend(rows.value_equals_args(key, value, "postgres"))
         if after_id is not None:
             query += " AND id > ?"
             params.append(after_id)

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from services.empower.domain.forms_model import (
+    GRID_CELL_FILTER,
     Aggregate,
     FieldType,
     Form,
@@ -50,6 +51,24 @@ INSERT_RECORD = (
 )
 RECORD_BY_REQUEST = f"SELECT {RECORD_COLUMNS} FROM form_records WHERE tenant = ? AND request_id = ?"
 LIST_RECORDS = f"SELECT {RECORD_COLUMNS} FROM form_records WHERE form = ? AND "
+
+
+def value_equals(key: str, dialect: str) -> str:
+    """A condition (dialect notation) that a record's value for `key` equals a parameter;
+    the record's own grid cell for GRID_CELL_FILTER."""
+    if key == GRID_CELL_FILTER:
+        return "grid_cell = ?"
+    if dialect == "sqlite":
+        return "json_extract(values_json, ?) = ?"
+    return "(values_json::jsonb ->> ?) = ?"
+
+
+def value_equals_args(key: str, value: str, dialect: str) -> list[object]:
+    if key == GRID_CELL_FILTER:
+        return [value]
+    return [f'$."{key}"' if dialect == "sqlite" else key, value]
+
+
 INSERT_TEMPLATE = (
     f"INSERT INTO report_templates ({TEMPLATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )

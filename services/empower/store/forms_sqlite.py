@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -117,11 +117,19 @@ class SqliteFormsStore:
         return await self.db.run(run)
 
     async def list_records(
-        self, subtree: str, form: str, limit: int, after_id: str | None
+        self,
+        subtree: str,
+        form: str,
+        limit: int,
+        after_id: str | None,
+        equals: Mapping[str, str] | None = None,
     ) -> list[FormRecord]:
         where, args = in_subtree(subtree)
         query = rows.LIST_RECORDS + where
         params: list[object] = [form, *args]
+        for key, value in (equals or {}).items():
+            query += " AND " + rows.value_equals(key, "sqlite")
+            params.extend(rows.value_equals_args(key, value, "sqlite"))
         if after_id is not None:
             query += " AND id > ?"
             params.append(after_id)

@@ -453,3 +453,37 @@ async def test_a_bad_weighted_column_names_the_field(
             columns=[column],
         )
     assert [v.field for v in refused.value.violations] == [field]
+
+
+async def test_records_are_found_by_their_values_and_grid_cell(desk: FormsDesk) -> None:
+    await _setup(desk)
+    town = who(TOWN)
+    found, _ = await desk.list_records(
+        town, TOWN, "fire-inspection", 50, "", 'values.hazard_level = "minor"'
+    )
+    assert sorted(r.values["building"] for r in found) == ['=HYPERLINK("http://x")', "b3"]
+    found, _ = await desk.list_records(
+        town,
+        TOWN,
+        "fire-inspection",
+        50,
+        "",
+        'values.hazard_level = "minor" AND grid_cell = "g02"',
+    )
+    assert [r.values["building"] for r in found] == ["b3"]
+    found, _ = await desk.list_records(
+        who(XIANGYANG), XIANGYANG, "fire-inspection", 50, "", 'values.building = "b3"'
+    )
+    assert found == []  # another village's record is not found by its values either
+    # Pages keep the filter.
+    first, token = await desk.list_records(
+        town, TOWN, "fire-inspection", 1, "", 'values.exits_blocked = "false"'
+    )
+    second, _ = await desk.list_records(
+        town, TOWN, "fire-inspection", 1, token, 'values.exits_blocked = "false"'
+    )
+    assert {first[0].values["building"], second[0].values["building"]} == {"b2", "b3"}
+    for bad in ('values.colour = "red"', 'values.building = "b1" AND values.building = "b2"'):
+        with pytest.raises(InvalidArgument) as refused:
+            await desk.list_records(town, TOWN, "fire-inspection", 50, "", bad)
+        assert refused.value.violations[0].field == "filter"
