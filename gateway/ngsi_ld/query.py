@@ -20,9 +20,9 @@ from typing import Any
 
 from gateway.ngsi_ld.entities import compact, parse_time
 from gateway.ngsi_ld.problems import NgsiLdError, bad_request
+from services.kit.geodesy import EARTH_RADIUS_M, great_circle_m
 
 MAX_Q_CHARS = 1000
-EARTH_RADIUS_M = 6_371_008.8
 _COMPARISON = re.compile(r"^([A-Za-z][A-Za-z0-9_:/#.-]*?)\s*(==|!=|>=|<=|>|<)\s*(.+)$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_:/#.-]*$")
 
@@ -221,12 +221,7 @@ def _position(value: object, field_name: str) -> tuple[float, float]:
 
 
 def haversine(a: tuple[float, float], b: tuple[float, float]) -> float:
-    lon1, lat1, lon2, lat2 = map(math.radians, (*a, *b))
-    h = (
-        math.sin((lat2 - lat1) / 2) ** 2
-        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+    return great_circle_m(*a, *b)
 
 
 def point_in_polygon(point: tuple[float, float], ring: tuple[tuple[float, float], ...]) -> bool:

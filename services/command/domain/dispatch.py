@@ -21,8 +21,8 @@ import numpy as np
 from services.command.domain.model import HandlerProfile, Position, Shift
 from services.command.domain.roads import RoadNetwork
 from services.command.domain.routing import LOCAL_TIME
+from services.kit.geodesy import EARTH_RADIUS_M, great_circle_m
 
-EARTH_RADIUS_M = 6_371_008.8
 _NEVER = -1.0e18
 
 
@@ -121,11 +121,8 @@ def metres_from(roster: Roster, to: Position) -> np.ndarray:
 
 
 def distance_m(a: Position, b: Position) -> float:
-    """Great-circle metres between two points (haversine)."""
-    phi1, phi2 = np.radians(a.latitude), np.radians(b.latitude)
-    dphi, dlam = phi2 - phi1, np.radians(b.longitude - a.longitude)
-    h = np.sin(dphi / 2) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin(dlam / 2) ** 2
-    return float(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(min(h, 1.0))))
+    """Great-circle metres between two points."""
+    return great_circle_m(a.longitude, a.latitude, b.longitude, b.latitude)
 
 
 @dataclass(frozen=True)

@@ -20,19 +20,11 @@ import numpy as np
 import shapely
 
 from services.command.domain.model import Position
+from services.kit.geodesy import equirect_m
 from services.kit.layer_geometry import LayerGeometry
 
-EARTH_RADIUS_M = 6_371_008.8
 _SNAP_DECIMALS = 7
 _VERTEX_EVERY_DEG = 0.0002
-
-
-def _metres(lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray, lat2: np.ndarray) -> np.ndarray:
-    """Equirectangular metres between degree pairs (exact enough within a district)."""
-    mid = np.radians((lat1 + lat2) / 2)
-    x = np.radians(lon2 - lon1) * np.cos(mid)
-    y = np.radians(lat2 - lat1)
-    return EARTH_RADIUS_M * np.hypot(x, y)
 
 
 @dataclass(frozen=True)
@@ -71,7 +63,7 @@ class RoadNetwork:
         u, v = u[keep], v[keep]
         if not len(u):
             return None
-        weight = _metres(nodes[u, 0], nodes[u, 1], nodes[v, 0], nodes[v, 1])
+        weight = equirect_m(nodes[u, 0], nodes[u, 1], nodes[v, 0], nodes[v, 1])
         graph = nx.Graph()
         graph.add_weighted_edges_from(
             zip(u.tolist(), v.tolist(), weight.tolist(), strict=True), weight="m"
@@ -85,7 +77,7 @@ class RoadNetwork:
         nearest = self.index.query_nearest(shapely.points(lon, lat), all_matches=False)
         node = np.empty(len(lon), dtype=np.int64)
         node[nearest[0]] = nearest[1]
-        return node, _metres(lon, lat, self.lon[node], self.lat[node])
+        return node, equirect_m(lon, lat, self.lon[node], self.lat[node])
 
     def metres_to(
         self,
@@ -109,7 +101,7 @@ class RoadNetwork:
             straight = straight_m  # the caller's straight-line metres, when it has them
             if straight is None:
                 here = np.full(len(lon), where.longitude), np.full(len(lon), where.latitude)
-                straight = _metres(lon, lat, *here)
+                straight = equirect_m(lon, lat, *here)
             rows = np.flatnonzero(straight <= limit_m)
             if not len(rows):
                 return result

@@ -25,6 +25,7 @@ from services.kit.errors import (
     InvalidArgument,
     PermissionDenied,
 )
+from services.kit.geodesy import great_circle_m
 
 LOCAL_TIME = ZoneInfo("Asia/Shanghai")
 # Visits are planned by the day or coarser: an hourly rule over a thousand residents
@@ -225,13 +226,8 @@ def validate(
 
 
 def distance_m(a: Place, b: Place) -> float:
-    """Great-circle distance in metres (haversine; well within a metre at village scale)."""
-    radius = 6_371_008.8
-    phi1, phi2 = math.radians(a.latitude), math.radians(b.latitude)
-    d_phi = phi2 - phi1
-    d_lambda = math.radians(b.longitude - a.longitude)
-    h = math.sin(d_phi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(d_lambda / 2) ** 2
-    return 2 * radius * math.asin(min(1.0, math.sqrt(h)))
+    """Great-circle distance in metres between two places."""
+    return great_circle_m(a.longitude, a.latitude, b.longitude, b.latitude)
 
 
 def assign(
