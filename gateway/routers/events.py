@@ -77,6 +77,7 @@ def event_out(event: pb.Event) -> EventOut:
         media_uris=list(event.media_uris),
         reporter_contact=event.reporter_contact,
         address=event.address,
+        entity=event.entity,
         duplicate_of=event.duplicate_of.rsplit("/", 1)[-1] if event.duplicate_of else None,
         parent=event.parent.rsplit("/", 1)[-1] if event.parent else None,
         timeline=[

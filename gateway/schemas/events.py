@@ -139,6 +139,7 @@ class EventOut(BaseModel):
     parent: str | None = Field(
         None, description="for one department's part of a joint application: the application's id"
     )
+    entity: str = Field("", description="the twin entity a rule raised it for")
 
 
 class EventList(BaseModel):

@@ -60,6 +60,7 @@ def event_fact(event: events_pb.Event) -> EventFact:
         severity=event.severity,
         grid_cell=event.grid_cell,
         create_time=created,
+        entity=event.entity,
     )
 
 

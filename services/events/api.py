@@ -93,6 +93,7 @@ def event_to_proto(event: Event) -> pb.Event:
         reporter_contact=event.reporter_contact,
         address=event.address,
         parent=_event_name(event.tenant, event.parent_event) if event.parent_event else "",
+        entity=event.entity,
     )
     if event.evaluation is not None:
         message.evaluation.CopyFrom(
@@ -141,6 +142,8 @@ def _report(
         media=tuple(event.media_uris),
         reporter_contact=event.reporter_contact.strip(),
         address=event.address.strip(),
+        # Which twin entity it is about is the twin's to say, not a caller's.
+        entity=event.entity if principal.kind == "service" else "",
         reported_time=(
             event.create_time.ToDatetime(tzinfo=UTC)
             if principal.kind == "service" and event.HasField("create_time")

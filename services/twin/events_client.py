@@ -80,6 +80,7 @@ class EventsClient:
                 ),
                 source=ev_pb.Event.SOURCE_TWIN_RULE,
                 severity=rule.severity,
+                entity=entity.name,
             ),
         )
         try:

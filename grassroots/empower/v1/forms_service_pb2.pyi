@@ -369,8 +369,9 @@ class ReportTemplate(_message.Message):
         """The records of `form`."""
         SOURCE_EVENTS: ReportTemplate._Source.ValueType  # 2
         """The events of the template's subtree, read from the events service. Fields:
-        `category`, `state`, `source`, `severity` (integer), `open` (boolean), and
-        `tenant` (the village), `grid_cell`, `month`.
+        `category`, `state`, `source`, `severity` (integer), `open` (boolean), `entity`
+        (the id of the twin entity a rule raised it for, else empty), and `tenant` (the
+        village), `grid_cell`, `month`.
         """
         SOURCE_TASKS: ReportTemplate._Source.ValueType  # 3
         """The tasks of the template's subtree, read from the command service. Fields:
@@ -389,8 +390,9 @@ class ReportTemplate(_message.Message):
     """The records of `form`."""
     SOURCE_EVENTS: ReportTemplate.Source.ValueType  # 2
     """The events of the template's subtree, read from the events service. Fields:
-    `category`, `state`, `source`, `severity` (integer), `open` (boolean), and
-    `tenant` (the village), `grid_cell`, `month`.
+    `category`, `state`, `source`, `severity` (integer), `open` (boolean), `entity`
+    (the id of the twin entity a rule raised it for, else empty), and `tenant` (the
+    village), `grid_cell`, `month`.
     """
     SOURCE_TASKS: ReportTemplate.Source.ValueType  # 3
     """The tasks of the template's subtree, read from the command service. Fields:

@@ -139,6 +139,7 @@ class Event(_message.Message):
     REPORTER_CONTACT_FIELD_NUMBER: _builtins.int
     ADDRESS_FIELD_NUMBER: _builtins.int
     PARENT_FIELD_NUMBER: _builtins.int
+    ENTITY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/events/{event}`. Output only."""
     category: _builtins.str
@@ -170,6 +171,11 @@ class Event(_message.Message):
     parent: _builtins.str
     """For one department's part of a joint application: the resource name of the
     application (see Category.joint_categories). Output only.
+    """
+    entity: _builtins.str
+    """The twin entity the event is about (`tenants/{tenant}/entities/{entity}`): set by
+    the twin for the events its rules raise, so reports can count them per device or
+    vehicle. Taken from platform services only; empty for other events.
     """
     @_builtins.property
     def location(self) -> _geo_pb2.GeoPoint:
@@ -223,10 +229,11 @@ class Event(_message.Message):
         reporter_contact: _builtins.str = ...,
         address: _builtins.str = ...,
         parent: _builtins.str = ...,
+        entity: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "evaluation", b"evaluation", "location", b"location", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "category", b"category", "comments", b"comments", "create_time", b"create_time", "description", b"description", "duplicate_of", b"duplicate_of", "etag", b"etag", "evaluation", b"evaluation", "grid_cell", b"grid_cell", "grid_worker", b"grid_worker", "location", b"location", "media_uris", b"media_uris", "name", b"name", "parent", b"parent", "reporter_contact", b"reporter_contact", "severity", b"severity", "source", b"source", "state", b"state", "timeline", b"timeline", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "category", b"category", "comments", b"comments", "create_time", b"create_time", "description", b"description", "duplicate_of", b"duplicate_of", "entity", b"entity", "etag", b"etag", "evaluation", b"evaluation", "grid_cell", b"grid_cell", "grid_worker", b"grid_worker", "location", b"location", "media_uris", b"media_uris", "name", b"name", "parent", b"parent", "reporter_contact", b"reporter_contact", "severity", b"severity", "source", b"source", "state", b"state", "timeline", b"timeline", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -70,6 +70,7 @@ EVENTS_FORM = Form(
         _choice("source", "Source", EVENT_SOURCES),
         _integer("severity", "Severity"),
         _boolean("open", "Open"),
+        _text("entity", "Twin entity"),
     ),
     create_time=_EPOCH,
 )
@@ -106,6 +107,8 @@ class EventFact:
     severity: int
     grid_cell: str
     create_time: datetime
+    # The twin entity a rule raised it for (`tenants/.../entities/{id}`), else "".
+    entity: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ def event_row(event: EventFact) -> FormRecord:
         "source": event.source,
         "severity": str(event.severity),
         "open": _flag(event.state not in FINISHED_EVENT_STATES),
+        # The entity's id: a report per device or vehicle groups by it.
+        "entity": event.entity.rsplit("/", 1)[-1],
     }
     return _row(
         event.name, event.village, Source.EVENTS, values, event.grid_cell, event.create_time

@@ -62,6 +62,8 @@ class NewReport:
     media: tuple[str, ...] = ()
     reporter_contact: str = ""
     address: str = ""
+    # The twin entity it is about (`tenants/.../entities/...`), from a platform service.
+    entity: str = ""
     # When it happened, for imports of earlier records by a platform service (the
     # service adapter passes it only for service principals); None means now.
     reported_time: datetime | None = None
@@ -84,6 +86,9 @@ class NewReport:
                 self.reporter_contact,
                 self.address,
             ]
+            # Added later: only a report naming an entity hashes it, so the fingerprints
+            # of requests from before it stay the same.
+            + ([self.entity] if self.entity else [])
         )
         return hashlib.sha256(body.encode()).hexdigest()
 
@@ -135,6 +140,7 @@ class Event:
     address: str = ""
     # The joint application this event is one department's part of (an event id).
     parent_event: str = ""
+    entity: str = ""
     # Set on a new event only (from its report), for its outbox row; never stored.
     trace_context: str = field(default="", compare=False, repr=False)
 

@@ -235,6 +235,7 @@ class EventHub:
             media=report.media,
             reporter_contact=report.reporter_contact,
             address=report.address,
+            entity=report.entity,
             trace_context=report.trace_context,
         )
 

@@ -32,7 +32,7 @@ from services.kit.tenancy import ALL_TENANTS
 COLUMNS = (
     "id, tenant, category, description, longitude, latitude, reported_crs, source, state, "
     "grid_cell, grid_worker, reporter, create_us, update_us, version, duplicate_of, "
-    "eval_score, eval_text, eval_us, severity, media, reporter_contact, address, parent_event"
+    "eval_score, eval_text, eval_us, severity, media, reporter_contact, address, parent_event, entity"
 )
 COLUMN_COUNT = len(COLUMNS.split(","))
 _COLUMN_NAMES = [c.strip() for c in COLUMNS.split(",")]
@@ -113,6 +113,7 @@ ADDED_COLUMNS = (
     ("reporter_contact", "TEXT NOT NULL DEFAULT ''"),
     ("address", "TEXT NOT NULL DEFAULT ''"),
     ("parent_event", "TEXT NOT NULL DEFAULT ''"),
+    ("entity", "TEXT NOT NULL DEFAULT ''"),
 )
 
 
@@ -238,6 +239,7 @@ def event_values(event: Event, contacts: ReporterContacts) -> tuple[object, ...]
         contacts.seal(event.id, event.reporter_contact),
         event.address,
         event.parent_event,
+        event.entity,
     )
 
 
@@ -265,6 +267,7 @@ def row_to_event(row: Mapping[str, Any] | sqlite3.Row, contacts: ReporterContact
         reporter_contact=contacts.open(row["id"], row["reporter_contact"]),
         address=row["address"],
         parent_event=row["parent_event"],
+        entity=row["entity"],
     )
 
 

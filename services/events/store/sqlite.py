@@ -86,7 +86,8 @@ CREATE TABLE IF NOT EXISTS events (
     media         TEXT NOT NULL DEFAULT '[]',
     reporter_contact TEXT NOT NULL DEFAULT '',
     address       TEXT NOT NULL DEFAULT '',
-    parent_event  TEXT NOT NULL DEFAULT ''
+    parent_event  TEXT NOT NULL DEFAULT '',
+    entity        TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_parent ON events (parent_event) WHERE parent_event <> '';
 CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, create_us DESC, id DESC);

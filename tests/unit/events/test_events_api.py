@@ -12,6 +12,7 @@ from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.events.api import REPLAYED_METADATA_KEY
 from services.kit import tenancy
+from services.kit.principal import Principal
 from services.kit.status import failure_of
 from tests.conftest import TOWN, XIANGYANG, XINGMING, principal_of
 
@@ -221,3 +222,24 @@ async def test_map_down_is_unavailable_and_stores_nothing(events, map_server, gr
         await events.stub.CreateEvent(report(lon, lat, "down"), metadata=md())
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert await events.count_rows() == 0
+
+
+async def test_the_twin_entity_an_event_is_about_is_kept_from_services_only(events, grid_index):
+    _, lon, lat = cell_point(grid_index, XINGMING, 2)
+    entity = "tenants/sh-jiading-anting-xingming/entities/truck-07"
+    twin = Principal("services/twin", XINGMING, "service", scopes=frozenset({"events:write"}))
+    asked = report(lon, lat, "twin-1", category="public.facility", text="truck off its route")
+    asked.parent = tenancy.tenant_name(XINGMING)
+    asked.event.entity = entity
+    made = await events.stub.CreateEvent(asked, metadata=twin.to_metadata())
+    assert made.entity == entity
+    fetched = await events.stub.GetEvent(pb.GetEventRequest(name=made.name), metadata=md())
+    assert fetched.entity == entity  # stored and read back on this backend
+    # The same request again is the same request, naming the same entity.
+    again = await events.stub.CreateEvent(asked, metadata=twin.to_metadata())
+    assert again.name == made.name
+    # A person cannot claim an event is a device's.
+    claimed = report(lon, lat, "resident-1", text="a truck dumped soil here")
+    claimed.event.entity = entity
+    by_person = await events.stub.CreateEvent(claimed, metadata=md())
+    assert by_person.entity == ""

@@ -389,3 +389,37 @@ async def test_the_contract_carries_source_and_period(loop_desk: FormsDesk) -> N
         principal_var.reset(token)
     assert again.source == forms_pb.ReportTemplate.SOURCE_TASKS and again.period_days == 7
     assert again.form == ""
+
+
+def test_an_events_report_counts_per_twin_entity() -> None:
+    from services.empower.domain.forms_model import ReportTemplate, Schedule
+    from services.empower.domain.report_sources import EVENTS_FORM, EventFact, event_row
+    from services.empower.domain.reports import compute
+
+    def fact(n: int, entity: str, category: str) -> EventFact:
+        return EventFact(f"e{n}", XINGMING, category, "reported", "twin_rule", 3, "C1", NOW, entity)
+
+    truck = f"{tenancy.tenant_name(XINGMING)}/entities/truck-07"
+    rows = [
+        event_row(fact(1, truck, "muck.off_route")),
+        event_row(fact(2, truck, "muck.off_route")),
+        event_row(fact(3, truck, "muck.stopped_outside_site")),
+        event_row(fact(4, "", "environment.garbage")),
+    ]
+    template = ReportTemplate(
+        id="per-truck",
+        tenant=XINGMING,
+        display_name="Violations per truck",
+        department="Urban management",
+        form="",
+        group_by=("entity", "month"),
+        columns=(
+            ReportColumn("Truck", Aggregate.GROUP, "entity"),
+            ReportColumn("Off route", Aggregate.COUNT_IF, "category", "muck.off_route"),
+        ),
+        schedule=Schedule.NONE,
+        create_time=NOW,
+        source=Source.EVENTS,
+    )
+    _, table = compute(template, EVENTS_FORM, rows)
+    assert table == (("", "0"), ("truck-07", "2"), ("Total", "2"))
