@@ -346,6 +346,8 @@ def running_platform(demo_gpkg: Path, root: Path) -> Iterator[Platform]:
     # The twin's inactivity checks follow the same clock, looked at every second.
     config.extra_env["GRASSROOTS_TWIN_CLOCK_OFFSET_FILE"] = str(clock_file)
     config.extra_env["GRASSROOTS_TWIN_SILENCE_CHECK_SECONDS"] = "1"
+    # No shared Redis bus tells the twin of layer edits here: it looks every second.
+    config.extra_env["GRASSROOTS_TWIN_LAYER_RECHECK_SECONDS"] = "1"
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo_gpkg, config.map_file)
     stack = Stack(config)

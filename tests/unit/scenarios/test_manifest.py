@@ -123,3 +123,13 @@ def test_an_unknown_scenario_names_the_known_ones():
         catalog.get("no-such-scenario")
     assert refused.value.path == "scenario"
     assert "fire-smoke" in refused.value.message
+
+
+def test_a_report_template_names_its_form_unless_it_reads_events_or_tasks():
+    data = shipped("muck-trucks")
+    parse(copy.deepcopy(data), "muck-trucks/manifest.yaml")  # events: no form needed
+    data["empower"]["report_templates"][0].pop("source")
+    with pytest.raises(ManifestError) as refused:
+        parse(data, "muck-trucks/manifest.yaml")
+    assert refused.value.path == "empower.report_templates[0]"
+    assert "'form' is a required property" in str(refused.value)
