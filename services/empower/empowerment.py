@@ -24,12 +24,14 @@ from services.empower.config import EmpowerSettings
 from services.empower.domain import facts
 from services.empower.domain.audit import AuditLog
 from services.empower.domain.forms import FormsDesk
+from services.empower.domain.forms_model import FormRecord
 from services.empower.domain.identity_ports import IdentityStore
 from services.empower.domain.notices import NoticeBoard
 from services.empower.domain.notices_model import Channel
 from services.empower.domain.notices_ports import NoticeChannel
 from services.empower.domain.people_ports import PeopleStore
 from services.empower.domain.points import PointsLedger
+from services.empower.domain.record_facts import record_fact
 from services.empower.forms_api import FormsServicer
 from services.empower.loop_activity import GrpcLoopActivity
 from services.empower.map_addresses import MapAddresses
@@ -133,7 +135,14 @@ async def open_empowerment(
         # Reports over events and tasks read them from their own services.
         activity = GrpcLoopActivity(settings.events_address, settings.command_address)
         closers.append(activity.close)
-    desk = FormsDesk(forms, places=places, activity=activity)
+
+    async def pay_for(record: FormRecord) -> None:
+        """A record naming a household or person is a fact the points rules may pay for."""
+        fact = record_fact(record)
+        if fact is not None:
+            await ledger.apply_fact(fact)
+
+    desk = FormsDesk(forms, places=places, activity=activity, on_record=pay_for)
     channels: dict[Channel, NoticeChannel] = {Channel.IN_APP: InAppChannel()}
     if settings.sms_gateway_url:
         sms = SmsChannel(settings.sms_gateway_url, settings.sms_gateway_key.get_secret_value())

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -325,7 +325,11 @@ class FormsDesk:
         clock: Callable[[], datetime] | None = None,
         places: Places | None = None,
         activity: LoopActivity | None = None,
+        on_record: Callable[[FormRecord], Awaitable[object]] | None = None,
     ) -> None:
+        """`on_record` hears of every record entered (and again of a retried one), after it
+        is stored: the points ledger pays for it (`record_fact`)."""
+        self._on_record = on_record
         self._places = places
         self._activity = activity
         self.store = store
@@ -420,6 +424,10 @@ class FormsDesk:
                 "this request_id was already used for a record with other values; use a new one",
                 reason="REQUEST_ID_REUSED",
             )
+        if self._on_record is not None:
+            # After the commit: a retry with the same request id tells it again, and what
+            # it does is keyed by the record, so the retry is how a lost call is made up.
+            await self._on_record(stored)
         return stored
 
     async def _check_places(self, village: str, grid_cell: str, building: str) -> None:
