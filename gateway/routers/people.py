@@ -80,6 +80,7 @@ def person_out(person: pb.Person) -> PersonOut:
         grid_cell=person.grid_cell,
         tags=list(person.tags),
         carer=person.carer,
+        user=person.user,
         masked=person.masked,
         create_time=person.create_time.ToDatetime(tzinfo=UTC),
     )
@@ -126,6 +127,7 @@ async def create_person(
         grid_cell=body.grid_cell,
         tags=body.tags,
         carer=body.carer,
+        user=body.user,
     )
     rpc = request.app.state.upstreams.people.CreatePerson(
         pb.CreatePersonRequest(parent=f"tenants/{tenant}", person=person),

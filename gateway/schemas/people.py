@@ -46,6 +46,13 @@ class PersonCreate(BaseModel):
         description="the user assigned to care for the person ('users/{id}'): the one "
         "caller besides holders of people:read_sensitive who reads them unmasked",
     )
+    user: str = limited(
+        pb.Person,
+        "user",
+        "",
+        description="the person's own account ('users/{id}'): notices to people reach "
+        "them in-app there",
+    )
 
 
 class PersonOut(BaseModel):
@@ -62,6 +69,7 @@ class PersonOut(BaseModel):
     grid_cell: str
     tags: list[str]
     carer: str = Field("", description="the user assigned to care for the person")
+    user: str = Field("", description="the person's own account, when they sign in")
     masked: bool = Field(description="whether name, ID number and phone are masked")
     create_time: datetime
 

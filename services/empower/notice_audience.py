@@ -60,15 +60,15 @@ class RegistryAudience:
                 if audience.role in u.roles and not u.disabled
             ]
         subtree = tenancy.parse_parent(audience.tenant) if audience.tenant else tenant
-        people = await self._people(subtree, PersonFilter(grid_cell=audience.grid_cell))
-        found = [Recipient(p, RecipientKind.PERSON) for p in people]
+        found = await self._people(subtree, PersonFilter(grid_cell=audience.grid_cell))
         if audience.tenant:
             found += [
                 Recipient(f"users/{u.id}", RecipientKind.USER)
                 for u in await self._users(subtree)
                 if not u.disabled
             ]
-        return found
+        # A person with their own account is that user: one delivery, read in-app.
+        return list({r.name: r for r in found}.values())
 
     async def _named(self, tenant: str, name: str) -> Recipient | None:
         if name.startswith("users/"):
@@ -94,16 +94,25 @@ class RegistryAudience:
             after = page[-1].id
         return users
 
-    async def _people(self, tenant: str, filters: PersonFilter) -> list[str]:
-        names: list[str] = []
+    async def _people(self, tenant: str, filters: PersonFilter) -> list[Recipient]:
+        """People as recipients: their own account when they have one, else the person
+        (reached by SMS or WeChat)."""
+        found: list[Recipient] = []
         after: str | None = None
-        while len(names) < MAX_AUDIENCE:
+        while len(found) < MAX_AUDIENCE:
             page = await self.people.list_people(tenant, filters, PAGE, after)
-            names.extend(tenancy.tenant_name(p.tenant) + f"/people/{p.id}" for p in page)
+            found.extend(
+                Recipient(p.user, RecipientKind.USER)
+                if p.user
+                else Recipient(
+                    tenancy.tenant_name(p.tenant) + f"/people/{p.id}", RecipientKind.PERSON
+                )
+                for p in page
+            )
             if len(page) < PAGE:
                 break
             after = page[-1].id
-        return names
+        return found
 
     async def contact(self, recipient: Recipient) -> Contact:
         if recipient.kind is RecipientKind.USER:

@@ -54,6 +54,7 @@ def person_to_proto(person: Person) -> pb.Person:
         grid_cell=person.grid_cell,
         tags=list(person.tags),
         carer=person.carer,
+        user=person.user,
         masked=person.masked,
         create_time=to_timestamp(person.create_time),
     )
@@ -85,6 +86,7 @@ def new_person(message: pb.Person, prefix: str = "person.") -> NewPerson:
         grid_cell=message.grid_cell,
         tags=tuple(message.tags),
         carer=message.carer,
+        user=message.user,
     )
 
 
@@ -102,6 +104,7 @@ def person_message(new: NewPerson) -> pb.Person:
         grid_cell=new.grid_cell,
         tags=list(new.tags),
         carer=new.carer,
+        user=new.user,
     )
 
 

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*grassroots/empower/v1/people_service.proto\x12\x15grassroots.empower.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"\xce\x04\n\x06Person\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x10@\x12\x1b\n\tid_number\x18\x03 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x10 \x12\x17\n\x05phone\x18\x04 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x10 \x12\x30\n\x04kind\x18\x05 \x01(\x0e\x32\".grassroots.empower.v1.Person.Kind\x12\x0e\n\x06gender\x18\x06 \x01(\t\x12\x12\n\nbirth_date\x18\x07 \x01(\t\x12\x18\n\x07\x61\x64\x64ress\x18\x08 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12)\n\x08\x62uilding\x18\t \x01(\tB\x17\x92\xb5\x18\x13\x10@2\x0f[A-Za-z0-9_.-]*\x12*\n\tgrid_cell\x18\n \x01(\tB\x17\x92\xb5\x18\x13\x10@2\x0f[A-Za-z0-9_.-]*\x12*\n\x04tags\x18\x0b \x03(\tB\x1c\x92\xb5\x18\x18\x08\x01\x10 (\x10\x32\x10[a-z0-9_-]{1,32}\x12\x0e\n\x06masked\x18\x0c \x01(\x08\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x05\x63\x61rer\x18\x0e \x01(\tB\'\x92\xb5\x18#\x10\x80\x01\x32\x1e(users/[A-Za-z0-9_.-]{1,100})?\"t\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x11\n\rKIND_RESIDENT\x10\x01\x12\x16\n\x12KIND_ELDERLY_ALONE\x10\x02\x12\x17\n\x13KIND_CARE_RECIPIENT\x10\x03\x12\x12\n\x0eKIND_VOLUNTEER\x10\x04\"\xf8\x01\n\nAuditEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0b\n\x03\x61pp\x18\x04 \x01(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x0f\n\x07records\x18\x06 \x03(\t\x12\x0e\n\x06\x66ields\x18\x07 \x03(\t\x12\x0f\n\x07purpose\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rprevious_hash\x18\n \x01(\t\x12\x12\n\nentry_hash\x18\x0b \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x0c \x01(\t\"T\n\x13\x43reatePersonRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12-\n\x06person\x18\x02 \x01(\x0b\x32\x1d.grassroots.empower.v1.Person\"h\n\x18\x42\x61tchCreatePeopleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12<\n\x08requests\x18\x02 \x03(\x0b\x32*.grassroots.empower.v1.CreatePersonRequest\"J\n\x19\x42\x61tchCreatePeopleResponse\x12-\n\x06people\x18\x01 \x03(\x0b\x32\x1d.grassroots.empower.v1.Person\"1\n\x10GetPersonRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\"k\n\x11ListPeopleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\"\\\n\x12ListPeopleResponse\x12-\n\x06people\x18\x01 \x03(\x0b\x32\x1d.grassroots.empower.v1.Person\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"`\n\x17ListAuditEntriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"m\n\x18ListAuditEntriesResponse\x12\x38\n\raudit_entries\x18\x01 \x03(\x0b\x32!.grassroots.empower.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x15VerifyAuditLogRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"Q\n\x16VerifyAuditLogResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x03\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x03\x32\xf2\x05\n\rPeopleService\x12m\n\x0c\x43reatePerson\x12*.grassroots.empower.v1.CreatePersonRequest\x1a\x1d.grassroots.empower.v1.Person\"\x12\x8a\xb5\x18\x0e\n\x0cpeople:write\x12\x8a\x01\n\x11\x42\x61tchCreatePeople\x12/.grassroots.empower.v1.BatchCreatePeopleRequest\x1a\x30.grassroots.empower.v1.BatchCreatePeopleResponse\"\x12\x8a\xb5\x18\x0e\n\x0cpeople:write\x12\x66\n\tGetPerson\x12\'.grassroots.empower.v1.GetPersonRequest\x1a\x1d.grassroots.empower.v1.Person\"\x11\x8a\xb5\x18\r\n\x0bpeople:read\x12t\n\nListPeople\x12(.grassroots.empower.v1.ListPeopleRequest\x1a).grassroots.empower.v1.ListPeopleResponse\"\x11\x8a\xb5\x18\r\n\x0bpeople:read\x12\x85\x01\n\x10ListAuditEntries\x12..grassroots.empower.v1.ListAuditEntriesRequest\x1a/.grassroots.empower.v1.ListAuditEntriesResponse\"\x10\x8a\xb5\x18\x0c\n\naudit:read\x12\x7f\n\x0eVerifyAuditLog\x12,.grassroots.empower.v1.VerifyAuditLogRequest\x1a-.grassroots.empower.v1.VerifyAuditLogResponse\"\x10\x8a\xb5\x18\x0c\n\naudit:readB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*grassroots/empower/v1/people_service.proto\x12\x15grassroots.empower.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"\x85\x05\n\x06Person\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x10@\x12\x1b\n\tid_number\x18\x03 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x10 \x12\x17\n\x05phone\x18\x04 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x10 \x12\x30\n\x04kind\x18\x05 \x01(\x0e\x32\".grassroots.empower.v1.Person.Kind\x12\x0e\n\x06gender\x18\x06 \x01(\t\x12\x12\n\nbirth_date\x18\x07 \x01(\t\x12\x18\n\x07\x61\x64\x64ress\x18\x08 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12)\n\x08\x62uilding\x18\t \x01(\tB\x17\x92\xb5\x18\x13\x10@2\x0f[A-Za-z0-9_.-]*\x12*\n\tgrid_cell\x18\n \x01(\tB\x17\x92\xb5\x18\x13\x10@2\x0f[A-Za-z0-9_.-]*\x12*\n\x04tags\x18\x0b \x03(\tB\x1c\x92\xb5\x18\x18\x08\x01\x10 (\x10\x32\x10[a-z0-9_-]{1,32}\x12\x0e\n\x06masked\x18\x0c \x01(\x08\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x05\x63\x61rer\x18\x0e \x01(\tB\'\x92\xb5\x18#\x10\x80\x01\x32\x1e(users/[A-Za-z0-9_.-]{1,100})?\x12\x35\n\x04user\x18\x0f \x01(\tB\'\x92\xb5\x18#\x10\x80\x01\x32\x1e(users/[A-Za-z0-9_.-]{1,100})?\"t\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x11\n\rKIND_RESIDENT\x10\x01\x12\x16\n\x12KIND_ELDERLY_ALONE\x10\x02\x12\x17\n\x13KIND_CARE_RECIPIENT\x10\x03\x12\x12\n\x0eKIND_VOLUNTEER\x10\x04\"\xf8\x01\n\nAuditEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0b\n\x03\x61pp\x18\x04 \x01(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x0f\n\x07records\x18\x06 \x03(\t\x12\x0e\n\x06\x66ields\x18\x07 \x03(\t\x12\x0f\n\x07purpose\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rprevious_hash\x18\n \x01(\t\x12\x12\n\nentry_hash\x18\x0b \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x0c \x01(\t\"T\n\x13\x43reatePersonRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12-\n\x06person\x18\x02 \x01(\x0b\x32\x1d.grassroots.empower.v1.Person\"h\n\x18\x42\x61tchCreatePeopleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12<\n\x08requests\x18\x02 \x03(\x0b\x32*.grassroots.empower.v1.CreatePersonRequest\"J\n\x19\x42\x61tchCreatePeopleResponse\x12-\n\x06people\x18\x01 \x03(\x0b\x32\x1d.grassroots.empower.v1.Person\"1\n\x10GetPersonRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\"k\n\x11ListPeopleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\"\\\n\x12ListPeopleResponse\x12-\n\x06people\x18\x01 \x03(\x0b\x32\x1d.grassroots.empower.v1.Person\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"`\n\x17ListAuditEntriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"m\n\x18ListAuditEntriesResponse\x12\x38\n\raudit_entries\x18\x01 \x03(\x0b\x32!.grassroots.empower.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x15VerifyAuditLogRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"Q\n\x16VerifyAuditLogResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x03\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x03\x32\xf2\x05\n\rPeopleService\x12m\n\x0c\x43reatePerson\x12*.grassroots.empower.v1.CreatePersonRequest\x1a\x1d.grassroots.empower.v1.Person\"\x12\x8a\xb5\x18\x0e\n\x0cpeople:write\x12\x8a\x01\n\x11\x42\x61tchCreatePeople\x12/.grassroots.empower.v1.BatchCreatePeopleRequest\x1a\x30.grassroots.empower.v1.BatchCreatePeopleResponse\"\x12\x8a\xb5\x18\x0e\n\x0cpeople:write\x12\x66\n\tGetPerson\x12\'.grassroots.empower.v1.GetPersonRequest\x1a\x1d.grassroots.empower.v1.Person\"\x11\x8a\xb5\x18\r\n\x0bpeople:read\x12t\n\nListPeople\x12(.grassroots.empower.v1.ListPeopleRequest\x1a).grassroots.empower.v1.ListPeopleResponse\"\x11\x8a\xb5\x18\r\n\x0bpeople:read\x12\x85\x01\n\x10ListAuditEntries\x12..grassroots.empower.v1.ListAuditEntriesRequest\x1a/.grassroots.empower.v1.ListAuditEntriesResponse\"\x10\x8a\xb5\x18\x0c\n\naudit:read\x12\x7f\n\x0eVerifyAuditLog\x12,.grassroots.empower.v1.VerifyAuditLogRequest\x1a-.grassroots.empower.v1.VerifyAuditLogResponse\"\x10\x8a\xb5\x18\x0c\n\naudit:readB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,6 +50,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PERSON'].fields_by_name['tags']._serialized_options = b'\222\265\030\030\010\001\020 (\0202\020[a-z0-9_-]{1,32}'
   _globals['_PERSON'].fields_by_name['carer']._loaded_options = None
   _globals['_PERSON'].fields_by_name['carer']._serialized_options = b'\222\265\030#\020\200\0012\036(users/[A-Za-z0-9_.-]{1,100})?'
+  _globals['_PERSON'].fields_by_name['user']._loaded_options = None
+  _globals['_PERSON'].fields_by_name['user']._serialized_options = b'\222\265\030#\020\200\0012\036(users/[A-Za-z0-9_.-]{1,100})?'
   _globals['_PEOPLESERVICE'].methods_by_name['CreatePerson']._loaded_options = None
   _globals['_PEOPLESERVICE'].methods_by_name['CreatePerson']._serialized_options = b'\212\265\030\016\n\014people:write'
   _globals['_PEOPLESERVICE'].methods_by_name['BatchCreatePeople']._loaded_options = None
@@ -63,31 +65,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PEOPLESERVICE'].methods_by_name['VerifyAuditLog']._loaded_options = None
   _globals['_PEOPLESERVICE'].methods_by_name['VerifyAuditLog']._serialized_options = b'\212\265\030\014\n\naudit:read'
   _globals['_PERSON']._serialized_start=141
-  _globals['_PERSON']._serialized_end=731
-  _globals['_PERSON_KIND']._serialized_start=615
-  _globals['_PERSON_KIND']._serialized_end=731
-  _globals['_AUDITENTRY']._serialized_start=734
-  _globals['_AUDITENTRY']._serialized_end=982
-  _globals['_CREATEPERSONREQUEST']._serialized_start=984
-  _globals['_CREATEPERSONREQUEST']._serialized_end=1068
-  _globals['_BATCHCREATEPEOPLEREQUEST']._serialized_start=1070
-  _globals['_BATCHCREATEPEOPLEREQUEST']._serialized_end=1174
-  _globals['_BATCHCREATEPEOPLERESPONSE']._serialized_start=1176
-  _globals['_BATCHCREATEPEOPLERESPONSE']._serialized_end=1250
-  _globals['_GETPERSONREQUEST']._serialized_start=1252
-  _globals['_GETPERSONREQUEST']._serialized_end=1301
-  _globals['_LISTPEOPLEREQUEST']._serialized_start=1303
-  _globals['_LISTPEOPLEREQUEST']._serialized_end=1410
-  _globals['_LISTPEOPLERESPONSE']._serialized_start=1412
-  _globals['_LISTPEOPLERESPONSE']._serialized_end=1504
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=1506
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=1602
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=1604
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=1713
-  _globals['_VERIFYAUDITLOGREQUEST']._serialized_start=1715
-  _globals['_VERIFYAUDITLOGREQUEST']._serialized_end=1754
-  _globals['_VERIFYAUDITLOGRESPONSE']._serialized_start=1756
-  _globals['_VERIFYAUDITLOGRESPONSE']._serialized_end=1837
-  _globals['_PEOPLESERVICE']._serialized_start=1840
-  _globals['_PEOPLESERVICE']._serialized_end=2594
+  _globals['_PERSON']._serialized_end=786
+  _globals['_PERSON_KIND']._serialized_start=670
+  _globals['_PERSON_KIND']._serialized_end=786
+  _globals['_AUDITENTRY']._serialized_start=789
+  _globals['_AUDITENTRY']._serialized_end=1037
+  _globals['_CREATEPERSONREQUEST']._serialized_start=1039
+  _globals['_CREATEPERSONREQUEST']._serialized_end=1123
+  _globals['_BATCHCREATEPEOPLEREQUEST']._serialized_start=1125
+  _globals['_BATCHCREATEPEOPLEREQUEST']._serialized_end=1229
+  _globals['_BATCHCREATEPEOPLERESPONSE']._serialized_start=1231
+  _globals['_BATCHCREATEPEOPLERESPONSE']._serialized_end=1305
+  _globals['_GETPERSONREQUEST']._serialized_start=1307
+  _globals['_GETPERSONREQUEST']._serialized_end=1356
+  _globals['_LISTPEOPLEREQUEST']._serialized_start=1358
+  _globals['_LISTPEOPLEREQUEST']._serialized_end=1465
+  _globals['_LISTPEOPLERESPONSE']._serialized_start=1467
+  _globals['_LISTPEOPLERESPONSE']._serialized_end=1559
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=1561
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=1657
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=1659
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=1768
+  _globals['_VERIFYAUDITLOGREQUEST']._serialized_start=1770
+  _globals['_VERIFYAUDITLOGREQUEST']._serialized_end=1809
+  _globals['_VERIFYAUDITLOGRESPONSE']._serialized_start=1811
+  _globals['_VERIFYAUDITLOGRESPONSE']._serialized_end=1892
+  _globals['_PEOPLESERVICE']._serialized_start=1895
+  _globals['_PEOPLESERVICE']._serialized_end=2649
 # @@protoc_insertion_point(module_scope)

@@ -71,6 +71,7 @@ class Person(_message.Message):
     MASKED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     CARER_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/people/{person}`."""
     display_name: _builtins.str
@@ -100,6 +101,10 @@ class Person(_message.Message):
     callers holding people:read_sensitive, only this carer reads the person unmasked
     (with a stated purpose, audited like any unmasked read).
     """
+    user: _builtins.str
+    """The person's own account (`users/{user}`), when they sign in: notices to people
+    (a grid cell, a village) reach them in-app there, with read receipts.
+    """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Free tags, for example "lives-alone"."""
@@ -125,10 +130,11 @@ class Person(_message.Message):
         masked: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         carer: _builtins.str = ...,
+        user: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "building", b"building", "carer", b"carer", "create_time", b"create_time", "display_name", b"display_name", "gender", b"gender", "grid_cell", b"grid_cell", "id_number", b"id_number", "kind", b"kind", "masked", b"masked", "name", b"name", "phone", b"phone", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "building", b"building", "carer", b"carer", "create_time", b"create_time", "display_name", b"display_name", "gender", b"gender", "grid_cell", b"grid_cell", "id_number", b"id_number", "kind", b"kind", "masked", b"masked", "name", b"name", "phone", b"phone", "tags", b"tags", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -135,10 +135,10 @@ def _check_address(value: str) -> str:
     return text
 
 
-def _check_carer(value: str) -> str:
+def _check_user_name(value: str, field: str) -> str:
     text = value.strip()
     if text and not _CARER.match(text):
-        raise InvalidArgument.field("carer", "a user's resource name: 'users/{id}'")
+        raise InvalidArgument.field(field, "a user's resource name: 'users/{id}'")
     return text
 
 
@@ -165,6 +165,7 @@ class _Valid:
     grid_cell: str
     tags: tuple[str, ...]
     carer: str
+    user: str
 
 
 def validate(new: NewPerson) -> _Valid:
@@ -193,7 +194,8 @@ def validate(new: NewPerson) -> _Valid:
         building=_check_reference(new.building, "building"),
         grid_cell=_check_reference(new.grid_cell, "grid_cell"),
         tags=_check_tags(new.tags),
-        carer=_check_carer(new.carer),
+        carer=_check_user_name(new.carer, "carer"),
+        user=_check_user_name(new.user, "user"),
     )
 
 
@@ -229,6 +231,7 @@ def seal_record(
         grid_cell=valid.grid_cell,
         tags=valid.tags,
         carer=valid.carer,
+        user=valid.user,
         create_time=create_time or now,
         update_time=now,
         version=version,
@@ -262,6 +265,7 @@ def open_record(sealer: Sealer, record: PersonRecord) -> Person:
         grid_cell=record.grid_cell,
         tags=record.tags,
         carer=record.carer,
+        user=record.user,
         create_time=record.create_time,
         update_time=record.update_time,
         version=record.version,
@@ -494,6 +498,7 @@ class PeopleRegistry:
                 grid_cell=current.grid_cell if changes.grid_cell is None else changes.grid_cell,
                 tags=current.tags if changes.tags is None else changes.tags,
                 carer=current.carer if changes.carer is None else changes.carer,
+                user=current.user if changes.user is None else changes.user,
             )
             return seal_record(
                 sealer,

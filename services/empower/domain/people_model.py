@@ -52,6 +52,8 @@ class NewPerson:
     tags: tuple[str, ...] = ()
     # The user assigned to care for this person (`users/{id}`): reads them unmasked.
     carer: str = ""
+    # The person's own account (`users/{id}`): notices to people reach them in-app.
+    user: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class PersonChanges:
     grid_cell: str | None = None
     tags: tuple[str, ...] | None = None
     carer: str | None = None
+    user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class Person:
     version: int
     masked: bool
     carer: str = ""
+    user: str = ""
 
     @property
     def resource_name(self) -> str:
@@ -122,6 +126,7 @@ class PersonRecord:
     update_time: datetime
     version: int = 1
     carer: str = ""
+    user: str = ""
 
 
 @dataclass(frozen=True)

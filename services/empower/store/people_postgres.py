@@ -85,9 +85,11 @@ _SCHEMA: tuple[str, ...] = (
         create_us         bigint NOT NULL,
         update_us         bigint NOT NULL,
         version           integer NOT NULL DEFAULT 1,
-        carer             text NOT NULL DEFAULT '')""",
-    # Tables made before people had a carer gain the column (empty: no carer).
+        carer             text NOT NULL DEFAULT '',
+        user_ref          text NOT NULL DEFAULT '')""",
+    # Tables made before people had a carer or an account gain the columns (empty).
     "ALTER TABLE people ADD COLUMN IF NOT EXISTS carer text NOT NULL DEFAULT ''",
+    "ALTER TABLE people ADD COLUMN IF NOT EXISTS user_ref text NOT NULL DEFAULT ''",
     "CREATE UNIQUE INDEX IF NOT EXISTS people_tenant_id_number ON people (tenant, id_number_index)",
     "CREATE INDEX IF NOT EXISTS people_tenant_id ON people (tenant, id)",
     "CREATE INDEX IF NOT EXISTS people_id_number ON people (id_number_index)",
@@ -158,6 +160,7 @@ def _person_values(record: PersonRecord) -> tuple[object, ...]:
         to_us(record.update_time),
         record.version,
         record.carer,
+        record.user,
     )
 
 
@@ -181,6 +184,7 @@ def _row_to_person(row: Row) -> PersonRecord:
         update_time=from_us(row["update_us"]),
         version=row["version"],
         carer=row["carer"],
+        user=row["user_ref"],
     )
 
 

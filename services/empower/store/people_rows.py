@@ -17,7 +17,7 @@ from services.kit.tenancy import ALL_TENANTS
 PERSON_COLUMNS = (
     "id, tenant, kind, name_sealed, id_number_sealed, id_number_index, phone_sealed, "
     "phone_index, gender, birth_date, address, building, grid_cell, tags, create_us, "
-    "update_us, version, carer"
+    "update_us, version, carer, user_ref"
 )
 
 AUDIT_COLUMNS = (

@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS people (
     create_us         INTEGER NOT NULL,
     update_us         INTEGER NOT NULL,
     version           INTEGER NOT NULL DEFAULT 1,
-    carer             TEXT NOT NULL DEFAULT ''
+    carer             TEXT NOT NULL DEFAULT '',
+    user_ref          TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS people_tenant_id_number ON people (tenant, id_number_index);
 CREATE INDEX IF NOT EXISTS people_tenant_id ON people (tenant, id);
@@ -125,6 +126,7 @@ def person_values(record: PersonRecord) -> tuple[object, ...]:
         to_us(record.update_time),
         record.version,
         record.carer,
+        record.user,
     )
 
 
@@ -148,6 +150,7 @@ def row_to_person(row: sqlite3.Row) -> PersonRecord:
         update_time=from_us(row["update_us"]),
         version=row["version"],
         carer=row["carer"],
+        user=row["user_ref"],
     )
 
 
@@ -212,10 +215,11 @@ class SqlitePeopleStore:
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
-        # A file made before people had a carer gains the column (empty: no carer).
+        # A file made before people had a carer or an account gains the columns (empty).
         columns = {r[1] for r in conn.execute("PRAGMA table_info(people)").fetchall()}
-        if columns and "carer" not in columns:
-            conn.execute("ALTER TABLE people ADD COLUMN carer TEXT NOT NULL DEFAULT ''")
+        for added in ("carer", "user_ref"):
+            if columns and added not in columns:
+                conn.execute(f"ALTER TABLE people ADD COLUMN {added} TEXT NOT NULL DEFAULT ''")
         conn.executescript(SCHEMA)
 
     # --- people ---------------------------------------------------------------

@@ -29,6 +29,7 @@ from grassroots.empower.v1 import people_service_pb2_grpc as people_grpc
 from services.empower.config import EmpowerSettings
 from services.empower.domain.roles import ALL_SCOPES, ROLES
 from services.empower.wiring import build
+from services.kit import gb11643
 from services.kit.principal import Principal
 from tests.conftest import SignedAtCall, serve_in_process
 
@@ -205,3 +206,51 @@ async def test_a_notice_to_an_empty_audience_is_refused(service: Any) -> None:
         pb.ListNoticesRequest(parent="tenants/sh-jd-at-va"), metadata=SECRETARY
     )
     assert list(listed.notices) == []
+
+
+async def test_a_grid_cell_notice_reaches_a_registered_person_in_their_own_account(
+    service: Any,
+) -> None:
+    stub = pb_grpc.NoticesServiceStub(service)
+    people = people_grpc.PeopleServiceStub(service)
+    account = await _grid_worker(service, "sh-jd-at-va", "gw.lives.here")
+    for n, (cell, user) in enumerate((("va-g01", account), ("va-g01", ""), ("va-g02", ""))):
+        first17 = f"31011419500101{n:03d}"
+        await people.CreatePerson(
+            people_pb.CreatePersonRequest(
+                parent="tenants/sh-jd-at-va",
+                person=people_pb.Person(
+                    display_name=f"Resident {n}",
+                    id_number=first17 + gb11643.check_character(first17),
+                    phone=f"1390000000{n}",
+                    grid_cell=cell,
+                    user=user,
+                ),
+            ),
+            metadata=SECRETARY,
+        )
+    notice = await stub.CreateNotice(
+        pb.CreateNoticeRequest(
+            parent="tenants/sh-jd-at-va",
+            notice=pb.Notice(
+                title="Water off", body=TEXT, audience=pb.Audience(grid_cell="va-g01")
+            ),
+            request_id="cell-notice-1",
+        ),
+        metadata=SECRETARY,
+    )
+    listed = await stub.ListDeliveries(
+        pb.ListDeliveriesRequest(parent=notice.name), metadata=SECRETARY
+    )
+    # Of the cell's two people only the one with an account reads in-app; next door: nobody.
+    assert [d.recipient for d in listed.deliveries] == [account]
+    me = SignedAtCall(Principal(account, A, scopes=ROLES["grid_worker"]))
+    for _ in range(100):
+        mine = await stub.ListMyNotices(pb.ListMyNoticesRequest(), metadata=me)
+        if mine.deliveries and mine.deliveries[0].state != pb.Delivery.STATE_PENDING:
+            break
+        await asyncio.sleep(0.05)
+    read = await stub.MarkNoticeRead(
+        pb.MarkNoticeReadRequest(name=mine.deliveries[0].name), metadata=me
+    )
+    assert read.HasField("read_time")
