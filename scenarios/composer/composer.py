@@ -63,6 +63,7 @@ COMPOSER_SCOPES = frozenset(
         "points:write",
         "forms:write",
         "reports:read",
+        "notices:send",
     }
 )
 _ITEM_PREFIX = "catalogItems/scenario-"

@@ -5,8 +5,8 @@ A kind is addressed in one of two ways:
 * **keyed**: the manifest's id is the resource's id (a category code, a model id, a
   routing rule id), so the resource's name is known before it exists and two
   scenarios declaring the same id share one resource;
-* **server-named** (emergency and service plans, points rules): the service picks the
-  name. They are found again by the name recorded at install, or else by display name;
+* **server-named** (emergency and service plans, points rules, notices): the service
+  picks the name. They are found again by the name recorded at install, or else by display name;
   plans are created with a request id derived from the specification, so a retry after
   a lost answer returns the plan the first call made.
 A kind without an update replaces (delete, then create) when it can delete, and
@@ -31,6 +31,8 @@ from grassroots.command.v1 import plans_service_pb2_grpc as plans_grpc
 from grassroots.empower.v1 import catalog_service_pb2_grpc as catalog_grpc
 from grassroots.empower.v1 import forms_service_pb2 as forms_pb
 from grassroots.empower.v1 import forms_service_pb2_grpc as forms_grpc
+from grassroots.empower.v1 import notices_service_pb2 as notices_pb
+from grassroots.empower.v1 import notices_service_pb2_grpc as notices_grpc
 from grassroots.empower.v1 import points_service_pb2 as points_pb
 from grassroots.empower.v1 import points_service_pb2_grpc as points_grpc
 from grassroots.events.v1 import events_service_pb2 as events_pb
@@ -52,6 +54,7 @@ class Stubs:
         self.twin = twin_grpc.TwinServiceStub(channels["twin"])
         self.points = points_grpc.PointsServiceStub(channels["empower"])
         self.forms = forms_grpc.FormsServiceStub(channels["empower"])
+        self.notices = notices_grpc.NoticesServiceStub(channels["empower"])
         self.catalog = catalog_grpc.CatalogServiceStub(channels["empower"])
 
 
@@ -278,6 +281,23 @@ async def _create_points_rule(s: Stubs, parent: str, key: str, message: Any, _: 
     )
 
 
+async def _list_notices(s: Stubs, parent: str) -> list[Any]:
+    return await _pages(
+        lambda t: s.notices.ListNotices(
+            notices_pb.ListNoticesRequest(parent=parent, page_size=1000, page_token=t)
+        ),
+        "notices",
+    )
+
+
+async def _create_notice(s: Stubs, parent: str, key: str, message: Any, request_id: str) -> Any:
+    """A notice is sent once: its request id, derived from its text and audience, makes a
+    retried apply return the notice the first call sent."""
+    return await s.notices.CreateNotice(
+        notices_pb.CreateNoticeRequest(parent=parent, notice=message, request_id=request_id)
+    )
+
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
@@ -344,6 +364,14 @@ KINDS: dict[str, Kind] = {
             _create_points_rule,
             keyed=False,
             delete=_delete_points_rule,
+        ),
+        Kind(
+            "empower.notices",
+            notices_pb.Notice,
+            "notices",
+            _list_notices,
+            _create_notice,
+            keyed=False,
         ),
     )
 }
