@@ -66,6 +66,7 @@ def notice_out(notice: pb.Notice) -> NoticeOut:
             grid_cell=notice.audience.grid_cell,
             role=notice.audience.role,
             recipients=list(notice.audience.recipients),
+            person_kind=notice.audience.person_kind,
         ),
         channels=[_CHANNEL_NAMES[c] for c in notice.channels],  # type: ignore[misc]
         sender=notice.sender,
@@ -109,6 +110,7 @@ async def create_notice(
                         grid_cell=body.audience.grid_cell,
                         role=body.audience.role,
                         recipients=body.audience.recipients,
+                        person_kind=body.audience.person_kind,
                     ),
                     channels=[_CHANNELS[c] for c in body.channels],
                 ),

@@ -60,8 +60,10 @@ class RegistryAudience:
                 if audience.role in u.roles and not u.disabled
             ]
         subtree = tenancy.parse_parent(audience.tenant) if audience.tenant else tenant
-        found = await self._people(subtree, PersonFilter(grid_cell=audience.grid_cell))
-        if audience.tenant:
+        found = await self._people(
+            subtree, PersonFilter(grid_cell=audience.grid_cell, kind=audience.person_kind)
+        )
+        if audience.tenant and not audience.person_kind:
             found += [
                 Recipient(f"users/{u.id}", RecipientKind.USER)
                 for u in await self._users(subtree)

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+grassroots/empower/v1/notices_service.proto\x12\x15grassroots.empower.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"R\n\x11\x42indWeChatRequest\x12\x0e\n\x06person\x18\x01 \x01(\t\x12-\n\x06openid\x18\x02 \x01(\tB\x1d\x92\xb5\x18\x19\x08\x01\x10@2\x13[A-Za-z0-9_-]{1,64}\"N\n\rWeChatBinding\x12\x0e\n\x06person\x18\x01 \x01(\t\x12-\n\tbind_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x08\x41udience\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tgrid_cell\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x12\n\nrecipients\x18\x04 \x03(\t\"\xc0\x03\n\x06Notice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12\x31\n\x08\x61udience\x18\x04 \x01(\x0b\x32\x1f.grassroots.empower.v1.Audience\x12\x37\n\x08\x63hannels\x18\x05 \x03(\x0e\x32%.grassroots.empower.v1.Notice.Channel\x12\x0e\n\x06sender\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12J\n\x0f\x64\x65livery_counts\x18\x08 \x03(\x0b\x32\x31.grassroots.empower.v1.Notice.DeliveryCountsEntry\x1a\x35\n\x13\x44\x65liveryCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"[\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HANNEL_IN_APP\x10\x01\x12\x0f\n\x0b\x43HANNEL_SMS\x10\x02\x12\x12\n\x0e\x43HANNEL_WECHAT\x10\x03\"\xb8\x03\n\x08\x44\x65livery\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x36\n\x07\x63hannel\x18\x03 \x01(\x0e\x32%.grassroots.empower.v1.Notice.Channel\x12\x34\n\x05state\x18\x04 \x01(\x0e\x32%.grassroots.empower.v1.Delivery.State\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12-\n\tread_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05title\x18\t \x01(\t\x12\x0c\n\x04\x62ody\x18\n \x01(\t\"z\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x10\n\x0cSTATE_QUEUED\x10\x02\x12\x0e\n\nSTATE_SENT\x10\x03\x12\x13\n\x0fSTATE_DELIVERED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\"h\n\x13\x43reateNoticeRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12-\n\x06notice\x18\x02 \x01(\x0b\x32\x1d.grassroots.empower.v1.Notice\x12\x12\n\nrequest_id\x18\x03 \x01(\t\" \n\x10GetNoticeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x12ListNoticesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x13ListNoticesResponse\x12.\n\x07notices\x18\x01 \x03(\x0b\x32\x1d.grassroots.empower.v1.Notice\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"N\n\x15ListDeliveriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x16ListDeliveriesResponse\x12\x33\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1f.grassroots.empower.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x14ListMyNoticesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\"L\n\x15ListMyNoticesResponse\x12\x33\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1f.grassroots.empower.v1.Delivery\"%\n\x15MarkNoticeReadRequest\x12\x0c\n\x04name\x18\x01 \x01(\t2\xb5\x06\n\x0eNoticesService\x12m\n\x0c\x43reateNotice\x12*.grassroots.empower.v1.CreateNoticeRequest\x1a\x1d.grassroots.empower.v1.Notice\"\x12\x8a\xb5\x18\x0e\n\x0cnotices:send\x12g\n\tGetNotice\x12\'.grassroots.empower.v1.GetNoticeRequest\x1a\x1d.grassroots.empower.v1.Notice\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:read\x12x\n\x0bListNotices\x12).grassroots.empower.v1.ListNoticesRequest\x1a*.grassroots.empower.v1.ListNoticesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:read\x12\x81\x01\n\x0eListDeliveries\x12,.grassroots.empower.v1.ListDeliveriesRequest\x1a-.grassroots.empower.v1.ListDeliveriesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:read\x12r\n\rListMyNotices\x12+.grassroots.empower.v1.ListMyNoticesRequest\x1a,.grassroots.empower.v1.ListMyNoticesResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12g\n\x0eMarkNoticeRead\x12,.grassroots.empower.v1.MarkNoticeReadRequest\x1a\x1f.grassroots.empower.v1.Delivery\"\x06\x8a\xb5\x18\x02\x10\x01\x12p\n\nBindWeChat\x12(.grassroots.empower.v1.BindWeChatRequest\x1a$.grassroots.empower.v1.WeChatBinding\"\x12\x8a\xb5\x18\x0e\n\x0cpeople:writeB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+grassroots/empower/v1/notices_service.proto\x12\x15grassroots.empower.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\"R\n\x11\x42indWeChatRequest\x12\x0e\n\x06person\x18\x01 \x01(\t\x12-\n\x06openid\x18\x02 \x01(\tB\x1d\x92\xb5\x18\x19\x08\x01\x10@2\x13[A-Za-z0-9_-]{1,64}\"N\n\rWeChatBinding\x12\x0e\n\x06person\x18\x01 \x01(\t\x12-\n\tbind_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x08\x41udience\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tgrid_cell\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x12\n\nrecipients\x18\x04 \x03(\t\x12\x1b\n\x0bperson_kind\x18\x05 \x01(\tB\x06\x92\xb5\x18\x02\x10 \"\xc0\x03\n\x06Notice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12\x31\n\x08\x61udience\x18\x04 \x01(\x0b\x32\x1f.grassroots.empower.v1.Audience\x12\x37\n\x08\x63hannels\x18\x05 \x03(\x0e\x32%.grassroots.empower.v1.Notice.Channel\x12\x0e\n\x06sender\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12J\n\x0f\x64\x65livery_counts\x18\x08 \x03(\x0b\x32\x31.grassroots.empower.v1.Notice.DeliveryCountsEntry\x1a\x35\n\x13\x44\x65liveryCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"[\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HANNEL_IN_APP\x10\x01\x12\x0f\n\x0b\x43HANNEL_SMS\x10\x02\x12\x12\n\x0e\x43HANNEL_WECHAT\x10\x03\"\xb8\x03\n\x08\x44\x65livery\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x36\n\x07\x63hannel\x18\x03 \x01(\x0e\x32%.grassroots.empower.v1.Notice.Channel\x12\x34\n\x05state\x18\x04 \x01(\x0e\x32%.grassroots.empower.v1.Delivery.State\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12-\n\tread_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05title\x18\t \x01(\t\x12\x0c\n\x04\x62ody\x18\n \x01(\t\"z\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x10\n\x0cSTATE_QUEUED\x10\x02\x12\x0e\n\nSTATE_SENT\x10\x03\x12\x13\n\x0fSTATE_DELIVERED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\"h\n\x13\x43reateNoticeRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12-\n\x06notice\x18\x02 \x01(\x0b\x32\x1d.grassroots.empower.v1.Notice\x12\x12\n\nrequest_id\x18\x03 \x01(\t\" \n\x10GetNoticeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x12ListNoticesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x13ListNoticesResponse\x12.\n\x07notices\x18\x01 \x03(\x0b\x32\x1d.grassroots.empower.v1.Notice\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"N\n\x15ListDeliveriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x16ListDeliveriesResponse\x12\x33\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1f.grassroots.empower.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x14ListMyNoticesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\"L\n\x15ListMyNoticesResponse\x12\x33\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1f.grassroots.empower.v1.Delivery\"%\n\x15MarkNoticeReadRequest\x12\x0c\n\x04name\x18\x01 \x01(\t2\xb5\x06\n\x0eNoticesService\x12m\n\x0c\x43reateNotice\x12*.grassroots.empower.v1.CreateNoticeRequest\x1a\x1d.grassroots.empower.v1.Notice\"\x12\x8a\xb5\x18\x0e\n\x0cnotices:send\x12g\n\tGetNotice\x12\'.grassroots.empower.v1.GetNoticeRequest\x1a\x1d.grassroots.empower.v1.Notice\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:read\x12x\n\x0bListNotices\x12).grassroots.empower.v1.ListNoticesRequest\x1a*.grassroots.empower.v1.ListNoticesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:read\x12\x81\x01\n\x0eListDeliveries\x12,.grassroots.empower.v1.ListDeliveriesRequest\x1a-.grassroots.empower.v1.ListDeliveriesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x65mpower:read\x12r\n\rListMyNotices\x12+.grassroots.empower.v1.ListMyNoticesRequest\x1a,.grassroots.empower.v1.ListMyNoticesResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12g\n\x0eMarkNoticeRead\x12,.grassroots.empower.v1.MarkNoticeReadRequest\x1a\x1f.grassroots.empower.v1.Delivery\"\x06\x8a\xb5\x18\x02\x10\x01\x12p\n\nBindWeChat\x12(.grassroots.empower.v1.BindWeChatRequest\x1a$.grassroots.empower.v1.WeChatBinding\"\x12\x8a\xb5\x18\x0e\n\x0cpeople:writeB\x1d\n\x19org.grassroots.empower.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\031org.grassroots.empower.v1P\001'
   _globals['_BINDWECHATREQUEST'].fields_by_name['openid']._loaded_options = None
   _globals['_BINDWECHATREQUEST'].fields_by_name['openid']._serialized_options = b'\222\265\030\031\010\001\020@2\023[A-Za-z0-9_-]{1,64}'
+  _globals['_AUDIENCE'].fields_by_name['person_kind']._loaded_options = None
+  _globals['_AUDIENCE'].fields_by_name['person_kind']._serialized_options = b'\222\265\030\002\020 '
   _globals['_NOTICE_DELIVERYCOUNTSENTRY']._loaded_options = None
   _globals['_NOTICE_DELIVERYCOUNTSENTRY']._serialized_options = b'8\001'
   _globals['_NOTICESSERVICE'].methods_by_name['CreateNotice']._loaded_options = None
@@ -57,35 +59,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WECHATBINDING']._serialized_start=225
   _globals['_WECHATBINDING']._serialized_end=303
   _globals['_AUDIENCE']._serialized_start=305
-  _globals['_AUDIENCE']._serialized_end=384
-  _globals['_NOTICE']._serialized_start=387
-  _globals['_NOTICE']._serialized_end=835
-  _globals['_NOTICE_DELIVERYCOUNTSENTRY']._serialized_start=689
-  _globals['_NOTICE_DELIVERYCOUNTSENTRY']._serialized_end=742
-  _globals['_NOTICE_CHANNEL']._serialized_start=744
-  _globals['_NOTICE_CHANNEL']._serialized_end=835
-  _globals['_DELIVERY']._serialized_start=838
-  _globals['_DELIVERY']._serialized_end=1278
-  _globals['_DELIVERY_STATE']._serialized_start=1156
-  _globals['_DELIVERY_STATE']._serialized_end=1278
-  _globals['_CREATENOTICEREQUEST']._serialized_start=1280
-  _globals['_CREATENOTICEREQUEST']._serialized_end=1384
-  _globals['_GETNOTICEREQUEST']._serialized_start=1386
-  _globals['_GETNOTICEREQUEST']._serialized_end=1418
-  _globals['_LISTNOTICESREQUEST']._serialized_start=1420
-  _globals['_LISTNOTICESREQUEST']._serialized_end=1495
-  _globals['_LISTNOTICESRESPONSE']._serialized_start=1497
-  _globals['_LISTNOTICESRESPONSE']._serialized_end=1591
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1593
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1671
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1673
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1775
-  _globals['_LISTMYNOTICESREQUEST']._serialized_start=1777
-  _globals['_LISTMYNOTICESREQUEST']._serialized_end=1818
-  _globals['_LISTMYNOTICESRESPONSE']._serialized_start=1820
-  _globals['_LISTMYNOTICESRESPONSE']._serialized_end=1896
-  _globals['_MARKNOTICEREADREQUEST']._serialized_start=1898
-  _globals['_MARKNOTICEREADREQUEST']._serialized_end=1935
-  _globals['_NOTICESSERVICE']._serialized_start=1938
-  _globals['_NOTICESSERVICE']._serialized_end=2759
+  _globals['_AUDIENCE']._serialized_end=413
+  _globals['_NOTICE']._serialized_start=416
+  _globals['_NOTICE']._serialized_end=864
+  _globals['_NOTICE_DELIVERYCOUNTSENTRY']._serialized_start=718
+  _globals['_NOTICE_DELIVERYCOUNTSENTRY']._serialized_end=771
+  _globals['_NOTICE_CHANNEL']._serialized_start=773
+  _globals['_NOTICE_CHANNEL']._serialized_end=864
+  _globals['_DELIVERY']._serialized_start=867
+  _globals['_DELIVERY']._serialized_end=1307
+  _globals['_DELIVERY_STATE']._serialized_start=1185
+  _globals['_DELIVERY_STATE']._serialized_end=1307
+  _globals['_CREATENOTICEREQUEST']._serialized_start=1309
+  _globals['_CREATENOTICEREQUEST']._serialized_end=1413
+  _globals['_GETNOTICEREQUEST']._serialized_start=1415
+  _globals['_GETNOTICEREQUEST']._serialized_end=1447
+  _globals['_LISTNOTICESREQUEST']._serialized_start=1449
+  _globals['_LISTNOTICESREQUEST']._serialized_end=1524
+  _globals['_LISTNOTICESRESPONSE']._serialized_start=1526
+  _globals['_LISTNOTICESRESPONSE']._serialized_end=1620
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1622
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1700
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1702
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1804
+  _globals['_LISTMYNOTICESREQUEST']._serialized_start=1806
+  _globals['_LISTMYNOTICESREQUEST']._serialized_end=1847
+  _globals['_LISTMYNOTICESRESPONSE']._serialized_start=1849
+  _globals['_LISTMYNOTICESRESPONSE']._serialized_end=1925
+  _globals['_MARKNOTICEREADREQUEST']._serialized_start=1927
+  _globals['_MARKNOTICEREADREQUEST']._serialized_end=1964
+  _globals['_NOTICESSERVICE']._serialized_start=1967
+  _globals['_NOTICESSERVICE']._serialized_end=2788
 # @@protoc_insertion_point(module_scope)

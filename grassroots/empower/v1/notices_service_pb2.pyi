@@ -84,12 +84,19 @@ class Audience(_message.Message):
     GRID_CELL_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     RECIPIENTS_FIELD_NUMBER: _builtins.int
+    PERSON_KIND_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     """Everyone registered in this tenant node's subtree: `tenants/{tenant}`."""
     grid_cell: _builtins.str
     """Everyone registered in a grid cell (its id on the map)."""
     role: _builtins.str
     """Every user holding this role in the notice's subtree, for example "grid_worker"."""
+    person_kind: _builtins.str
+    """With `tenant` or `grid_cell`: only the people registered there as this kind
+    ("elderly_alone", "care_recipient", "volunteer", "resident"), reached in their own
+    account when their record names one; users without a record are left out. How a
+    village tells the people a service is for.
+    """
     @_builtins.property
     def recipients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """These people or users, by resource name."""
@@ -101,10 +108,11 @@ class Audience(_message.Message):
         grid_cell: _builtins.str = ...,
         role: _builtins.str = ...,
         recipients: _abc.Iterable[_builtins.str] | None = ...,
+        person_kind: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["grid_cell", b"grid_cell", "recipients", b"recipients", "role", b"role", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grid_cell", b"grid_cell", "person_kind", b"person_kind", "recipients", b"recipients", "role", b"role", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,7 +5,9 @@ Why it is built this way:
 * A notice's audience is resolved once, when it is sent, into one delivery per
   recipient and channel: in-app for users (who sign in), SMS and WeChat for the people
   a village registered. An audience that reaches nobody on the chosen channels is
-  refused (INVALID_ARGUMENT on `notice.audience`), never sent into the void.
+  refused (INVALID_ARGUMENT on `notice.audience`), never sent into the void; only a
+  platform service's notice (a scenario's push on install, to whoever qualifies) is
+  kept with no deliveries, as a record that nobody qualified then.
 * Deliveries move through GovStack's messaging states: pending -> queued -> sent ->
   delivered, or failed. A failed attempt that may succeed later is retried with a
   growing back-off for up to 24 hours after the notice was sent, then given up.
@@ -33,6 +35,7 @@ from services.empower.domain.notices_model import (
     RecipientKind,
 )
 from services.empower.domain.notices_ports import AudienceDirectory, NoticeChannel, NoticesStore
+from services.empower.domain.people_model import Kind
 from services.empower.domain.roles import ROLES
 from services.kit import paging, tenancy
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -79,7 +82,7 @@ def _text(value: str, field: str, maximum: int) -> str:
 def _content(notice: Notice) -> tuple[object, ...]:
     """What a retry must repeat: the words, who it goes to and how."""
     a = notice.audience
-    audience = (a.tenant, a.grid_cell, a.role, tuple(a.recipients))
+    audience = (a.tenant, a.grid_cell, a.role, tuple(a.recipients), a.person_kind)
     return (notice.title, notice.body, audience, tuple(notice.channels))
 
 
@@ -94,6 +97,16 @@ def _check_audience(audience: Audience) -> Audience:
         raise InvalidArgument.field(
             "notice.audience", "name exactly one of tenant, grid_cell, role or recipients"
         )
+    if audience.person_kind:
+        if audience.person_kind not in {k.value for k in Kind}:
+            raise InvalidArgument.field(
+                "notice.audience.person_kind",
+                f"unknown kind; known: {', '.join(k.value for k in Kind)}",
+            )
+        if not (audience.tenant or audience.grid_cell):
+            raise InvalidArgument.field(
+                "notice.audience.person_kind", "narrows a tenant or grid_cell audience only"
+            )
     if audience.tenant:
         tenancy.parse_parent(audience.tenant, "notice.audience.tenant")
     if audience.grid_cell and not _REFERENCE.match(audience.grid_cell):
@@ -192,7 +205,7 @@ class NoticeBoard:
             for channel in wanted
             if REACHES[channel] is recipient.kind
         ]
-        if not deliveries:
+        if not deliveries and caller.kind != "service":
             reached = "/".join(c.value for c in wanted)
             raise InvalidArgument.field(
                 "notice.audience", f"reaches nobody by {reached}: the audience is empty"

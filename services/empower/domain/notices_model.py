@@ -33,12 +33,15 @@ class RecipientKind(StrEnum):
 
 @dataclass(frozen=True)
 class Audience:
-    """Exactly one of: a tenant node, a grid cell, a role, or named recipients."""
+    """Exactly one of: a tenant node, a grid cell, a role, or named recipients; a person
+    kind may narrow the first two."""
 
     tenant: str = ""
     grid_cell: str = ""
     role: str = ""
     recipients: tuple[str, ...] = ()
+    # Narrows a tenant or grid cell audience to the people registered as this kind.
+    person_kind: str = ""
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ def row_to_notice(row: Row, prefix: str = "") -> Notice:
             grid_cell=audience["grid_cell"],
             role=audience["role"],
             recipients=tuple(audience["recipients"]),
+            person_kind=audience.get("person_kind", ""),  # absent from older rows
         ),
         channels=tuple(Channel(c) for c in json.loads(row[prefix + "channels_json"])),
         sender=row[prefix + "sender"],

@@ -254,3 +254,93 @@ async def test_a_grid_cell_notice_reaches_a_registered_person_in_their_own_accou
         pb.MarkNoticeReadRequest(name=mine.deliveries[0].name), metadata=me
     )
     assert read.HasField("read_time")
+
+
+async def test_a_person_kind_narrows_a_village_audience_to_the_people_a_service_is_for(
+    service: Any,
+) -> None:
+    stub = pb_grpc.NoticesServiceStub(service)
+    people = people_grpc.PeopleServiceStub(service)
+    elder = await _grid_worker(service, "sh-jd-at-va", "elder.account")
+    younger = await _grid_worker(service, "sh-jd-at-va", "younger.account")
+    for n, (kind, user) in enumerate(
+        (
+            (people_pb.Person.KIND_ELDERLY_ALONE, elder),
+            (people_pb.Person.KIND_RESIDENT, younger),
+        )
+    ):
+        first17 = f"31011419400101{n + 10:03d}"
+        await people.CreatePerson(
+            people_pb.CreatePersonRequest(
+                parent="tenants/sh-jd-at-va",
+                person=people_pb.Person(
+                    display_name=f"Resident {n}",
+                    id_number=first17 + gb11643.check_character(first17),
+                    phone=f"1390000001{n}",
+                    kind=kind,
+                    user=user,
+                ),
+            ),
+            metadata=SECRETARY,
+        )
+    audience = pb.Audience(tenant="tenants/sh-jd-at-va", person_kind="elderly_alone")
+    notice = await stub.CreateNotice(
+        pb.CreateNoticeRequest(
+            parent="tenants/sh-jd-at-va",
+            notice=pb.Notice(title="Home safety check", body=TEXT, audience=audience),
+            request_id="kind-notice-1",
+        ),
+        metadata=SECRETARY,
+    )
+    assert notice.audience.person_kind == "elderly_alone"
+    listed = await stub.ListDeliveries(
+        pb.ListDeliveriesRequest(parent=notice.name), metadata=SECRETARY
+    )
+    assert [d.recipient for d in listed.deliveries] == [elder]  # not every user, not him
+    for bad in (
+        pb.Audience(role="grid_worker", person_kind="elderly_alone"),
+        pb.Audience(tenant="tenants/sh-jd-at-va", person_kind="pensioner"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CreateNotice(
+                pb.CreateNoticeRequest(
+                    parent="tenants/sh-jd-at-va",
+                    notice=pb.Notice(title="x", body=TEXT, audience=bad),
+                    request_id="kind-bad",
+                ),
+                metadata=SECRETARY,
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "notice.audience.person_kind" in str(refused.value.details())
+
+
+async def test_a_services_push_to_nobody_yet_is_kept_a_persons_is_refused(service: Any) -> None:
+    stub = pb_grpc.NoticesServiceStub(service)
+    nobody = pb.Audience(tenant="tenants/sh-jd-at-vb", person_kind="care_recipient")
+    composer = SignedAtCall(
+        Principal(
+            "services/scenario-composer", B, kind="service", scopes=frozenset({"notices:send"})
+        )
+    )
+    kept = await stub.CreateNotice(
+        pb.CreateNoticeRequest(
+            parent="tenants/sh-jd-at-vb",
+            notice=pb.Notice(title="Care hours", body=TEXT, audience=nobody),
+            request_id="push-1",
+        ),
+        metadata=composer,
+    )
+    listed = await stub.ListDeliveries(
+        pb.ListDeliveriesRequest(parent=kept.name), metadata=NEIGHBOUR
+    )
+    assert list(listed.deliveries) == []
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.CreateNotice(
+            pb.CreateNoticeRequest(
+                parent="tenants/sh-jd-at-vb",
+                notice=pb.Notice(title="Care hours", body=TEXT, audience=nobody),
+                request_id="push-2",
+            ),
+            metadata=NEIGHBOUR,
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
