@@ -32,7 +32,8 @@ from services.kit.tenancy import ALL_TENANTS
 COLUMNS = (
     "id, tenant, category, description, longitude, latitude, reported_crs, source, state, "
     "grid_cell, grid_worker, reporter, create_us, update_us, version, duplicate_of, "
-    "eval_score, eval_text, eval_us, severity, media, reporter_contact, address, parent_event, entity"
+    "eval_score, eval_text, eval_us, severity, media, reporter_contact, address, parent_event, "
+    "entity"
 )
 COLUMN_COUNT = len(COLUMNS.split(","))
 _COLUMN_NAMES = [c.strip() for c in COLUMNS.split(",")]
