@@ -25,9 +25,10 @@ class AudienceIn(BaseModel):
     recipients: list[str] = Field(
         default_factory=list, description="users/{id} or tenants/{tenant}/people/{id}"
     )
-    person_kind: str = Field(
+    person_kind: str = limited(
+        pb.Audience,
+        "person_kind",
         "",
-        max_length=32,
         description="with tenant or grid_cell: only the people registered as this kind, "
         "e.g. elderly_alone",
     )

@@ -116,6 +116,7 @@ def test_off_route_and_stops_outside_sites_are_dispatched_and_counted_per_truck(
             }
         ],
     )
+
     def truck(name: str) -> str:
         made = secretary.ok(
             "POST",
