@@ -30,6 +30,7 @@ from gateway.routers import (
     forms,
     health,
     identity_admin,
+    intake,
     ngsi_ld,
     notices,
     ogc,
@@ -119,6 +120,8 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         # (tests/unit/gateway/test_route_order.py).
         events.router,
         events.categories_router,
+        intake.settings_router,
+        intake.public_router,
         health.router,
         auth.router,
         # Before tenants: its GET /v1/tenants/{tenant} would take '{tenant}:queryHistory'.

@@ -8,6 +8,7 @@ A route states what it needs in its signature and the RPCs it calls above it:
     async def get_event(..., who: Who): ...
 
     Anyone = Annotated[Principal, Depends(public("events"))]    # meant to be public
+    Passerby = Annotated[Principal, Depends(public_intake("events"))]  # reports, ADR 30
     Reader = Annotated[Principal, Security(public_or_access("events"))]  # public, or keyed
     Me = Annotated[Principal, Security(signed_in())]            # calls no component
 
@@ -91,6 +92,7 @@ class Guard:
     tenant_requests_per_minute: int
     anonymous_requests_per_minute: int
     public_tenant: str
+    anonymous_reports_per_hour: int = 10
     clients: ClientAddresses = field(default_factory=ClientAddresses)
     # Failed authentications per source; by default as many as anonymous calls.
     failures: AuthenticationFailures | None = None
@@ -112,6 +114,7 @@ class Guard:
             tenant_requests_per_minute=settings.tenant_requests_per_minute,
             anonymous_requests_per_minute=settings.anonymous_requests_per_minute,
             public_tenant=settings.public_tenant,
+            anonymous_reports_per_hour=settings.anonymous_reports_per_hour,
             clients=ClientAddresses(parse_networks(settings.trusted_proxies)),
             failures=AuthenticationFailures(limiter, settings.unauthenticated_requests_per_minute),
             fixed_caller=fixed_caller,
@@ -314,6 +317,46 @@ def public(component: str) -> Callable[..., Awaitable[Principal]]:
 
     anonymous.__name__ = f"public_{component}"
     return anonymous
+
+
+def public_intake(component: str) -> Callable[..., Awaitable[Principal]]:
+    """Dependency for the narrow public intake (ADR 30): reports without an account.
+
+    The caller is the anonymous principal of `public`, holding `<component>:intake`
+    instead of `:read`, so the only RPCs it reaches are those the contract gives that
+    scope; the component decides which villages take such reports and how many.
+    """
+    known: dict[str, Principal] = {}
+
+    async def public_intake(request: Request) -> Principal:
+        guard: Guard = request.app.state.guard
+        await limit_anonymous(request)
+        who = known.get(guard.public_tenant)
+        if who is None:
+            who = known[guard.public_tenant] = Principal(
+                subject="anonymous",
+                tenant=guard.public_tenant,
+                kind="app",
+                roles=(ANONYMOUS_ROLE,),
+                scopes=frozenset({f"{component}:intake"}),
+                app="anonymous",
+            )
+        return _adopt(request, who)
+
+    public_intake.__name__ = f"public_intake_{component}"
+    return public_intake
+
+
+async def limit_anonymous_reports(request: Request) -> None:
+    """Charge the client address's hourly bucket of reports without an account."""
+    guard: Guard = request.app.state.guard
+    if guard.fixed_caller is not None:
+        return
+    decision = await guard.limiter.check(
+        Limit.per_hour(f"anon-report:{guard.source(request)}", guard.anonymous_reports_per_hour)
+    )
+    if not decision.allowed:
+        raise _rate_limited("reports without an account from your address", decision)
 
 
 def public_or_access(component: str) -> Callable[..., Awaitable[Principal]]:

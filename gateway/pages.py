@@ -39,6 +39,8 @@ def page_config(settings: GatewaySettings) -> dict[str, Any]:
         "tile_attribution": settings.tile_attribution,
         "tile_crs": settings.tile_crs,
         "device_crs": settings.device_crs,
+        # Whom a page without a signed-in person speaks to (reports without an account).
+        "public_tenant": settings.public_tenant,
     }
 
 

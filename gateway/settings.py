@@ -59,6 +59,12 @@ class GatewaySettings(BaseSettings):
     user_requests_per_minute: int = Field(600, ge=1, description="per signed-in person")
     tenant_requests_per_minute: int = Field(6000, ge=1, description="per tenant node")
     anonymous_requests_per_minute: int = Field(60, ge=1, description="per client address")
+    anonymous_reports_per_hour: int = Field(
+        10,
+        ge=1,
+        description="per client address: reports without an account (ADR 30); each "
+        "village's own hourly number is the events service's",
+    )
     unauthenticated_requests_per_minute: int = Field(
         60,
         ge=1,

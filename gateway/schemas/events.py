@@ -196,3 +196,67 @@ class CategoryOut(BaseModel):
 
 class CategoryList(BaseModel):
     categories: list[CategoryOut]
+
+
+class IntakeSettingsIn(BaseModel):
+    """Whether the tenant's villages take reports without an account (ADR 30)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    anonymous_reports: bool
+    anonymous_reports_per_hour: int = limited(
+        pb.IntakeSettings,
+        "anonymous_reports_per_hour",
+        20,
+        description="at most this many reports without an account per village and hour",
+    )
+
+
+class IntakeSettingsOut(BaseModel):
+    name: str
+    anonymous_reports: bool
+    anonymous_reports_per_hour: int
+    defined_at: str = Field(
+        description="the tenant path whose definition applies; empty: the default (off)"
+    )
+
+
+class AnonymousReportIn(BaseModel):
+    """A report from someone without an account: what, where, and a secret key."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    category: str = limited(pb.Event, "category", examples=["environment.garbage"])
+    description: str = limited(pb.Event, "description")
+    location: GeoPointIn
+    request_id: str = limited(
+        pb.ReportAnonymouslyRequest,
+        "request_id",
+        description="a random secret of yours (a UUID will do): a retry with it is the same "
+        "report, and it is part of the receipt",
+    )
+    media_uris: list[Annotated[str, item(pb.Event, "media_uris")]] = limited(
+        pb.Event, "media_uris", [], description="http(s) URIs of photos"
+    )
+    address: str = limited(pb.Event, "address", "", description="where it is, in words")
+
+
+class ReceiptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    receipt: str = limited(pb.GetAnonymousReportRequest, "receipt")
+
+
+class ReceiptEvaluationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    receipt: str = limited(pb.EvaluateAnonymousReportRequest, "receipt")
+    score: int = limited(pb.EvaluateAnonymousReportRequest, "score")
+    text: str = limited(pb.EvaluateAnonymousReportRequest, "text", "")
+
+
+class AnonymousReportOut(BaseModel):
+    receipt: str | None = Field(
+        None, description="keep it to follow and rate the report; given once, when reported"
+    )
+    event: EventOut

@@ -62,13 +62,18 @@ class Limit:
     """A bucket: `per_minute` steady rate, bursts of up to `burst` requests."""
 
     key: str
-    per_minute: int
+    per_minute: float
     burst: int
 
     @classmethod
     def per_minute_with_burst(cls, key: str, per_minute: int) -> Limit:
         """Bursts of ten seconds' worth, at least five requests."""
         return cls(key, per_minute, max(5, math.ceil(per_minute / 6)))
+
+    @classmethod
+    def per_hour(cls, key: str, per_hour: int) -> Limit:
+        """At most `per_hour` in any hour: the whole hour's worth may come at once."""
+        return cls(key, per_hour / 60.0, per_hour)
 
     @property
     def per_ms(self) -> float:

@@ -11,8 +11,9 @@ from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
 from services.events.coalescer import CreateCoalescer
-from services.events.domain import access, validation
+from services.events.domain import access, intake, validation
 from services.events.domain.categories import Category
+from services.events.domain.intake import AnonymousIntake, IntakeSettings
 from services.events.domain.model import Event, NewReport, Source, State
 from services.events.domain.service import EventHub
 from services.events.feed import ChangeFeed
@@ -177,11 +178,85 @@ def _category_to_proto(level: str, category: Category) -> pb.Category:
     )
 
 
+def _settings_to_proto(tenant: str, level: str, settings: IntakeSettings) -> pb.IntakeSettings:
+    return pb.IntakeSettings(
+        name=f"{tenancy.tenant_name(tenant)}/intakeSettings",
+        anonymous_reports=settings.anonymous_reports,
+        anonymous_reports_per_hour=settings.anonymous_reports_per_hour,
+        defined_at=level,
+    )
+
+
+def _settings_tenant(name: str, field: str) -> str:
+    """`tenants/{tenant}/intakeSettings` -> the tenant path."""
+    prefix, _, rest = name.rpartition("/")
+    if rest != "intakeSettings":
+        raise InvalidArgument.field(field, "is of the form 'tenants/{tenant}/intakeSettings'")
+    return tenancy.parse_parent(prefix, field)
+
+
+def _anonymous_report(event: Event, receipt: str = "") -> pb.AnonymousReport:
+    return pb.AnonymousReport(receipt=receipt, event=event_to_proto(intake.receipt_view(event)))
+
+
 class EventsServicer(pb_grpc.EventsServiceServicer):
     def __init__(self, hub: EventHub, feed: ChangeFeed) -> None:
         self.hub = hub
         self.feed = feed
         self.creates = CreateCoalescer(hub)
+        self.intake = AnonymousIntake(hub)
+
+    async def GetIntakeSettings(
+        self, request: pb.GetIntakeSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.IntakeSettings:
+        tenant = _settings_tenant(request.name, "name")
+        level, settings = await self.intake.settings(require_principal(), tenant)
+        return _settings_to_proto(tenant, level, settings)
+
+    async def UpdateIntakeSettings(
+        self, request: pb.UpdateIntakeSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.IntakeSettings:
+        given = request.intake_settings
+        tenant = _settings_tenant(given.name, "intake_settings.name")
+        settings = IntakeSettings(given.anonymous_reports, given.anonymous_reports_per_hour)
+        level, stored = await self.intake.define(require_principal(), tenant, settings)
+        return _settings_to_proto(tenant, level, stored)
+
+    async def ReportAnonymously(
+        self, request: pb.ReportAnonymouslyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AnonymousReport:
+        """Only what a passer-by may say: category, words, place, address and media."""
+        principal = require_principal()
+        parent = tenancy.parse_parent(request.parent)
+        given = request.event
+        taken = pb.CreateEventRequest(
+            request_id=request.request_id,
+            event=pb.Event(
+                category=given.category,
+                description=given.description,
+                location=given.location if given.HasField("location") else None,
+                address=given.address,
+                media_uris=given.media_uris,
+                source=pb.Event.SOURCE_RESIDENT,
+            ),
+        )
+        report = _report(taken, parent, principal)
+        stored, created = await self.intake.report(principal, report)
+        context.set_trailing_metadata(((REPLAYED_METADATA_KEY, "false" if created else "true"),))
+        return _anonymous_report(stored, intake.receipt_of(stored.id, request.request_id))
+
+    async def GetAnonymousReport(
+        self, request: pb.GetAnonymousReportRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AnonymousReport:
+        return _anonymous_report(await self.intake.follow(require_principal(), request.receipt))
+
+    async def EvaluateAnonymousReport(
+        self, request: pb.EvaluateAnonymousReportRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AnonymousReport:
+        event = await self.intake.evaluate(
+            require_principal(), request.receipt, request.score, request.text
+        )
+        return _anonymous_report(event)
 
     async def CreateEvent(
         self, request: pb.CreateEventRequest, context: grpc.aio.ServicerContext

@@ -167,7 +167,78 @@ def test_pages_keep_the_strict_policy_and_may_ask_for_the_position(gateway):
         "tile_attribution": "",
         "tile_crs": "EPSG:4326",
         "device_crs": "GCJ-02",
+        "public_tenant": "sh",
     }
+
+
+@pytest.mark.integration
+def test_a_passer_by_reports_without_an_account_follows_the_receipt_and_rates_it(
+    gateway, browser, axe_source, credentials, grid_index
+):
+    """Where the village allows it (ADR 30): no sign-in, the receipt kept on the phone."""
+    secretary = credentials.account("xingming.secretary")
+    staff = _token(gateway, secretary.username, secretary.password)
+    lon, lat = _cell_points(grid_index, 3)[2]
+    glon, glat = (float(v[0]) for v in wgs84_to_gcj02(np.array([lon]), np.array([lat])))
+    context = phone(
+        browser,
+        gateway,
+        geolocation={"longitude": glon, "latitude": glat},
+        permissions=["geolocation"],
+    )
+    page = context.new_page()
+    problems = watch(page)
+    page.goto("/web/resident.html")
+    wait_ready(page)
+    assert page.is_visible("#anonymous-note") and page.is_visible("#signin-link")
+    assert not accessibility_problems(page, axe_source)
+
+    def send(text: str) -> None:
+        page.click("#locate")
+        page.wait_for_selector("#pin:has-text('Pin at')")
+        page.select_option("#category", "environment.sewage")
+        page.fill("#description", text)
+        page.click("#send")
+
+    # Xingming has not said yes: the page says so and nothing is stored.
+    send("Drain blocked by leaves (browser test, refused)")
+    page.wait_for_selector("#alert:has-text('only from signed-in residents')")
+    problems.clear()  # Chromium logs the expected 403 as a failed resource load
+    settings = httpx.patch(
+        f"{gateway}/v1/tenants/{XINGMING}/intakeSettings",
+        headers=staff,
+        json={"anonymous_reports": True, "anonymous_reports_per_hour": 50},
+    )
+    assert settings.status_code == 200, settings.text
+
+    send("Drain blocked by leaves (browser test, no account)")
+    page.wait_for_selector("#receipt-box:not([hidden])")
+    receipt = page.inner_text("#receipt")
+    event_id = receipt.split(".", 1)[0]
+    page.wait_for_selector(f"#mine li:has-text('{event_id}')")
+    assert page.evaluate("JSON.parse(localStorage.getItem('grassroots.receipts'))") == [receipt]
+    assert no_horizontal_scroll(page)
+    record(page, "resident-anonymous")
+    url = f"{gateway}/v1/tenants/{XINGMING}/events/{event_id}"
+    stored = httpx.get(url, headers=staff).json()
+    assert stored["village"] == XINGMING_PATH and stored["timeline"][0]["actor"].startswith(
+        "anonymous:"
+    )
+    for state in ("accepted", "dispatched", "in_progress", "resolved"):
+        current = httpx.get(url, headers=staff).json()["state"]
+        if current != state:
+            httpx.post(f"{url}:transition", headers=staff, json={"state": state})
+    assert httpx.get(url, headers=staff).json()["state"] == "resolved"
+
+    page.fill("#follow-id", receipt)
+    page.click("#follow-form button")
+    page.wait_for_selector("#evaluate-form")
+    page.check("input[name=score][value='4']")
+    page.click("#evaluate-form button[type=submit]")
+    page.wait_for_selector("#followed:has-text('You rated it 4')")
+    assert httpx.get(url, headers=staff).json()["state"] == "closed"
+    assert not problems, problems
+    context.close()
 
 
 def _token(gateway: str, username: str, password: str) -> dict[str, str]:

@@ -15,15 +15,17 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from security_world import SIGN_IN_FIRST_DELAY_SECONDS, World, build
+from security_world import ANONYMOUS_REPORTS_PER_HOUR, SIGN_IN_FIRST_DELAY_SECONDS, World, build
 
 from devstack.stack import Stack, StackConfig
 from services.kit import signing
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+RATE_LIMIT_PREFIX = "grassroots:rl:"  # gateway.security.ratelimit's keys
 # Last, in this order: the fuzzer spends the shared per-address bucket of anonymous
 # calls, and the log check must see everything the suite did.
-LAST_MODULES = ("test_fuzzing.py", "test_secrets_not_logged.py")
+# The reports module spends the address's hourly bucket of reports without an account.
+LAST_MODULES = ("test_anonymous_reports.py", "test_fuzzing.py", "test_secrets_not_logged.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -70,10 +72,17 @@ def world(
         # The route matrix sends hundreds of bad credentials from one address on
         # purpose; test_sources.py checks that limit on a gateway of its own.
         "GRASSROOTS_GATEWAY_UNAUTHENTICATED_REQUESTS_PER_MINUTE": "100000",
+        # Reports without an account per address and hour: the routes' checks use a few,
+        # test_anonymous_reports.py spends the rest and sees the limit.
+        "GRASSROOTS_GATEWAY_ANONYMOUS_REPORTS_PER_HOUR": str(ANONYMOUS_REPORTS_PER_HOUR),
         # A name's first sign-in delay is long enough that a loaded machine's slow
         # password checks cannot outlast it (test_sources.py signs in during it).
         "GRASSROOTS_EMPOWER_SIGN_IN_FIRST_DELAY_SECONDS": str(SIGN_IN_FIRST_DELAY_SECONDS),
     }
+    # Hourly buckets outlive a run in the shared Redis: this run starts a fresh hour.
+    stale = list(redis_client.scan_iter(match=f"{RATE_LIMIT_PREFIX}anon-report:*"))
+    if stale:
+        redis_client.delete(*stale)
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo_gpkg, config.map_file)
     # The suite signs principals (the bootstrap's) with the stack's key ring; the one

@@ -24,6 +24,7 @@ from security_world import (
     A,
     B,
     World,
+    anonymous_receipt,
     emergency_plan_body,
     new_id_number,
     new_phone,
@@ -252,6 +253,23 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
         "json": {"catalog_item": "catalogItems/scenario-none"}
     },
     ("POST", "/v1/tenants/{tenant}/events"): _event,
+    ("PATCH", "/v1/tenants/{tenant}/intakeSettings"): lambda w: {
+        "json": {"anonymous_reports": True, "anonymous_reports_per_hour": 1000}
+    },
+    ("POST", "/v1/tenants/{tenant}/events:reportAnonymously"): lambda w: {
+        "json": {
+            "category": "environment.garbage",
+            "description": "Security suite: reported without an account",
+            "location": {"longitude": w.a.point[0], "latitude": w.a.point[1]},
+            "request_id": secrets.token_urlsafe(24),
+        }
+    },
+    ("POST", "/v1/tenants/{tenant}/events:followReceipt"): lambda w: {
+        "json": {"receipt": anonymous_receipt(w)}
+    },
+    ("POST", "/v1/tenants/{tenant}/events:evaluateReceipt"): lambda w: {
+        "json": {"receipt": anonymous_receipt(w), "score": 1, "text": "x"}
+    },
     ("POST", "/v1/tenants/{tenant}/events/{event}:transition"): lambda w: {
         "json": {"state": "rejected", "note": "closed by another village"}
     },

@@ -70,6 +70,8 @@ SECURITY_DATASET = {
 # longer than a loaded machine takes for a few password checks, shorter than a test.
 SIGN_IN_FIRST_DELAY_SECONDS = 10
 MAX_QUOTA = 100_000
+# The gateway's per-address hourly number of reports without an account in this suite.
+ANONYMOUS_REPORTS_PER_HOUR = 30
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -189,6 +191,8 @@ class World:
     bad: BadTokens
     # Every password, key and token the suite used: none may reach a log file.
     secrets: set[str] = field(default_factory=set)
+    # A report made without an account in village A (`anonymous_receipt`).
+    receipt: str = ""
 
     @property
     def url(self) -> str:
@@ -377,6 +381,85 @@ def report_event(
     }
     url = f"/v1/tenants/{tenancy.path_to_id(who.tenant)}/events"
     return str(expect(client.post(url, json=body, headers=who.headers), 201)["id"])
+
+
+# Reports without an account in the suite: a category of A's that never finds a
+# duplicate, so every report at A's point is an event of its own.
+PASSERBY_CATEGORY = "security.passerby"
+
+
+def allow_anonymous_reports(world: World, tenant: str = A, per_hour: int = 1000) -> None:
+    """Village A's staff let people without an account report there (ADR 30)."""
+    body = {"anonymous_reports": True, "anonymous_reports_per_hour": per_hour}
+    url = f"/v1/tenants/{tenant}/intakeSettings"
+    expect(world.client.patch(url, json=body, headers=world.a_super.headers), 200)
+    category = {
+        "code": PASSERBY_CATEGORY,
+        "display_name": "Reported without an account",
+        "duplicate_radius_meters": 0,
+        "duplicate_window_minutes": 0,
+    }
+    answer = world.client.post(
+        f"/v1/tenants/{A}/categories", json=category, headers=world.a_super.headers
+    )
+    expect(answer, 201)
+
+
+def passerby_post(client: httpx.Client, path: str, body: Mapping[str, Any]) -> httpx.Response:
+    """A POST without credentials that waits out the address's per-minute bucket of
+    anonymous calls (shared with sign-in), but not the limits on reports."""
+    deadline = time.monotonic() + 60
+    while True:
+        response = client.post(path, json=dict(body))
+        shared = response.status_code == 429 and "anonymous calls" in response.text
+        if not shared or time.monotonic() > deadline:
+            return response
+        time.sleep(min(float(response.headers.get("Retry-After", "1")), 5.0))
+
+
+def report_anonymously(
+    client: httpx.Client, point: tuple[float, float], tenant: str = A, **extra: Any
+) -> httpx.Response:
+    body = {
+        "category": PASSERBY_CATEGORY,
+        "description": "Security suite: reported without an account",
+        "location": {"longitude": point[0], "latitude": point[1]},
+        "request_id": secrets.token_urlsafe(24),
+        **extra,
+    }
+    return passerby_post(client, f"/v1/tenants/{tenant}/events:reportAnonymously", body)
+
+
+def anonymous_receipt(world: World) -> str:
+    """The receipt of one report made without an account in village A, made once."""
+    if not world.receipt:
+        allow_anonymous_reports(world)
+        world.receipt = str(expect(report_anonymously(world.client, world.a.point), 200)["receipt"])
+        world.remember(world.receipt)
+    return world.receipt
+
+
+_NEXT_STATE = {
+    "reported": "accepted",
+    "accepted": "dispatched",
+    "dispatched": "in_progress",
+    "in_progress": "resolved",
+    "reopened": "in_progress",
+}
+
+
+def resolve_event(world: World, event_id: str) -> None:
+    """Staff move an event on until it is resolved (dispatch may move it meanwhile)."""
+    url = f"/v1/tenants/{A}/events/{event_id}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = expect(world.client.get(url, headers=world.a_super.headers), 200)["state"]
+        if state == "resolved":
+            return
+        world.client.post(
+            f"{url}:transition", json={"state": _NEXT_STATE[state]}, headers=world.a_super.headers
+        )
+    raise AssertionError(f"{event_id} not resolved after 30 s")
 
 
 # --- the super users, over gRPC as the bootstrap principal ---------------------------

@@ -25,7 +25,18 @@ from route_requests import (
     operations,
     send,
 )
-from security_world import A, World, anonymous_post, api_key, bearer
+from security_world import (
+    A,
+    World,
+    allow_anonymous_reports,
+    anonymous_post,
+    anonymous_receipt,
+    api_key,
+    bearer,
+    passerby_post,
+    report_anonymously,
+    resolve_event,
+)
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
@@ -77,6 +88,24 @@ def _get(path: str) -> Callable[[World], httpx.Response]:
     return call
 
 
+def _anonymous_report(world: World) -> httpx.Response:
+    allow_anonymous_reports(world)
+    return report_anonymously(world.client, world.a.point)
+
+
+def _follow_receipt(world: World) -> httpx.Response:
+    body = {"receipt": anonymous_receipt(world)}
+    return passerby_post(world.client, f"/v1/tenants/{A}/events:followReceipt", body)
+
+
+def _evaluate_receipt(world: World) -> httpx.Response:
+    made = _anonymous_report(world)
+    assert made.status_code == 200, made.text
+    resolve_event(world, made.json()["event"]["id"])
+    body = {"receipt": made.json()["receipt"], "score": 5, "text": "fixed"}
+    return passerby_post(world.client, f"/v1/tenants/{A}/events:evaluateReceipt", body)
+
+
 # The only operations anyone may call without credentials, and how the suite calls
 # each one. Adding a route here is a decision that the route is public.
 PUBLIC: dict[tuple[str, str], Callable[[World], httpx.Response]] = {
@@ -87,6 +116,10 @@ PUBLIC: dict[tuple[str, str], Callable[[World], httpx.Response]] = {
     ("POST", "/v1/auth/revoke"): _revoke,
     ("GET", "/ogc"): _get("/ogc"),
     ("GET", "/ogc/conformance"): _get("/ogc/conformance"),
+    # Reports without an account (ADR 30): only where the village allows them.
+    ("POST", "/v1/tenants/{tenant}/events:reportAnonymously"): lambda w: _anonymous_report(w),
+    ("POST", "/v1/tenants/{tenant}/events:followReceipt"): _follow_receipt,
+    ("POST", "/v1/tenants/{tenant}/events:evaluateReceipt"): lambda w: _evaluate_receipt(w),
 }
 # Public reads that also take credentials (Open311, as GeoReport v2 intends): without
 # any they answer the anonymous reader; bad ones are 401 and a key without the scope

@@ -1073,3 +1073,205 @@ class WatchEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchEventsResponse: _TypeAlias = WatchEventsResponse  # noqa: Y015
+
+@_typing.final
+class IntakeSettings(_message.Message):
+    """Whether people without an account may report in a tenant's villages."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ANONYMOUS_REPORTS_FIELD_NUMBER: _builtins.int
+    ANONYMOUS_REPORTS_PER_HOUR_FIELD_NUMBER: _builtins.int
+    DEFINED_AT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name: `tenants/{tenant}/intakeSettings`."""
+    anonymous_reports: _builtins.bool
+    """Whether the villages take reports without an account (ReportAnonymously)."""
+    anonymous_reports_per_hour: _builtins.int
+    """At most this many reports without an account per village and hour."""
+    defined_at: _builtins.str
+    """The tenant path whose definition applies; empty for the platform's default (off).
+    Output only.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        anonymous_reports: _builtins.bool = ...,
+        anonymous_reports_per_hour: _builtins.int = ...,
+        defined_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymous_reports", b"anonymous_reports", "anonymous_reports_per_hour", b"anonymous_reports_per_hour", "defined_at", b"defined_at", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IntakeSettings: _TypeAlias = IntakeSettings  # noqa: Y015
+
+@_typing.final
+class GetIntakeSettingsRequest(_message.Message):
+    """Request message for EventsService.GetIntakeSettings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`tenants/{tenant}/intakeSettings`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIntakeSettingsRequest: _TypeAlias = GetIntakeSettingsRequest  # noqa: Y015
+
+@_typing.final
+class UpdateIntakeSettingsRequest(_message.Message):
+    """Request message for EventsService.UpdateIntakeSettings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTAKE_SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def intake_settings(self) -> Global___IntakeSettings:
+        """The settings, with `name` set; both fields are replaced."""
+
+    def __init__(
+        self,
+        *,
+        intake_settings: Global___IntakeSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["intake_settings", b"intake_settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["intake_settings", b"intake_settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateIntakeSettingsRequest: _TypeAlias = UpdateIntakeSettingsRequest  # noqa: Y015
+
+@_typing.final
+class ReportAnonymouslyRequest(_message.Message):
+    """Request message for EventsService.ReportAnonymously."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The tenant the report is made to: `tenants/{tenant}`; the location decides the
+    village, whose settings decide whether it is taken.
+    """
+    request_id: _builtins.str
+    """Client-chosen secret key, unique per report, that makes retries safe and is part
+    of the receipt; 22 to 128 letters, digits, "-" and "_" (a random UUID will do).
+    """
+    @_builtins.property
+    def event(self) -> Global___Event:
+        """The report: category, description, location, and optionally address and media.
+        Source, severity and reporter contact are not taken from people without an account.
+        """
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        event: Global___Event | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "parent", b"parent", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportAnonymouslyRequest: _TypeAlias = ReportAnonymouslyRequest  # noqa: Y015
+
+@_typing.final
+class AnonymousReport(_message.Message):
+    """A report made without an account, as its receipt's holder sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    receipt: _builtins.str
+    """`{event}.{request_id}`: keep it to follow and evaluate the report. Set only in
+    ReportAnonymously's answer.
+    """
+    @_builtins.property
+    def event(self) -> Global___Event:
+        """The event without reporter, contact, comments, actors or grid worker."""
+
+    def __init__(
+        self,
+        *,
+        receipt: _builtins.str = ...,
+        event: Global___Event | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnonymousReport: _TypeAlias = AnonymousReport  # noqa: Y015
+
+@_typing.final
+class GetAnonymousReportRequest(_message.Message):
+    """Request message for EventsService.GetAnonymousReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    receipt: _builtins.str
+    """The receipt ReportAnonymously answered."""
+    def __init__(
+        self,
+        *,
+        receipt: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAnonymousReportRequest: _TypeAlias = GetAnonymousReportRequest  # noqa: Y015
+
+@_typing.final
+class EvaluateAnonymousReportRequest(_message.Message):
+    """Request message for EventsService.EvaluateAnonymousReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    receipt: _builtins.str
+    """The receipt ReportAnonymously answered."""
+    score: _builtins.int
+    """1 (poor) to 5 (excellent)."""
+    text: _builtins.str
+    """In the reporter's words; at most 2000 characters."""
+    def __init__(
+        self,
+        *,
+        receipt: _builtins.str = ...,
+        score: _builtins.int = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "score", b"score", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateAnonymousReportRequest: _TypeAlias = EvaluateAnonymousReportRequest  # noqa: Y015

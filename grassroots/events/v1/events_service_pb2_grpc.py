@@ -96,6 +96,31 @@ class EventsServiceStub:
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.WatchEventsRequest.SerializeToString,
                 response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.WatchEventsResponse.FromString,
                 _registered_method=True)
+        self.GetIntakeSettings = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/GetIntakeSettings',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetIntakeSettingsRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.IntakeSettings.FromString,
+                _registered_method=True)
+        self.UpdateIntakeSettings = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/UpdateIntakeSettings',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.UpdateIntakeSettingsRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.IntakeSettings.FromString,
+                _registered_method=True)
+        self.ReportAnonymously = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/ReportAnonymously',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ReportAnonymouslyRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AnonymousReport.FromString,
+                _registered_method=True)
+        self.GetAnonymousReport = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/GetAnonymousReport',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetAnonymousReportRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AnonymousReport.FromString,
+                _registered_method=True)
+        self.EvaluateAnonymousReport = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/EvaluateAnonymousReport',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.EvaluateAnonymousReportRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AnonymousReport.FromString,
+                _registered_method=True)
 
 
 class EventsServiceServicer:
@@ -192,6 +217,44 @@ class EventsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetIntakeSettings(self, request, context):
+        """Whether a tenant's villages take reports from people without an account, and how
+        many an hour; the nearest level that defines them wins, off when none does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateIntakeSettings(self, request, context):
+        """Defines a tenant's intake settings for its subtree. Needs events:configure.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportAnonymously(self, request, context):
+        """Records a report from someone without an account, where the village the location
+        lies in allows it and its hourly number is not reached. The answer carries a
+        receipt: the only way to follow or evaluate the report later.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAnonymousReport(self, request, context):
+        """The report a receipt names, without personal data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvaluateAnonymousReport(self, request, context):
+        """The receipt's holder rates the resolved report (1-5 and text), which closes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -254,6 +317,31 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.WatchEvents,
                     request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.WatchEventsRequest.FromString,
                     response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.WatchEventsResponse.SerializeToString,
+            ),
+            'GetIntakeSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIntakeSettings,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetIntakeSettingsRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.IntakeSettings.SerializeToString,
+            ),
+            'UpdateIntakeSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateIntakeSettings,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.UpdateIntakeSettingsRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.IntakeSettings.SerializeToString,
+            ),
+            'ReportAnonymously': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportAnonymously,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ReportAnonymouslyRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AnonymousReport.SerializeToString,
+            ),
+            'GetAnonymousReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAnonymousReport,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetAnonymousReportRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AnonymousReport.SerializeToString,
+            ),
+            'EvaluateAnonymousReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateAnonymousReport,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.EvaluateAnonymousReportRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AnonymousReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -582,6 +670,141 @@ class EventsService:
             '/grassroots.events.v1.EventsService/WatchEvents',
             grassroots_dot_events_dot_v1_dot_events__service__pb2.WatchEventsRequest.SerializeToString,
             grassroots_dot_events_dot_v1_dot_events__service__pb2.WatchEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIntakeSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/GetIntakeSettings',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.GetIntakeSettingsRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.IntakeSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateIntakeSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/UpdateIntakeSettings',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.UpdateIntakeSettingsRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.IntakeSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportAnonymously(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/ReportAnonymously',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.ReportAnonymouslyRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.AnonymousReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAnonymousReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/GetAnonymousReport',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.GetAnonymousReportRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.AnonymousReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateAnonymousReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/EvaluateAnonymousReport',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.EvaluateAnonymousReportRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.AnonymousReport.FromString,
             options,
             channel_credentials,
             insecure,

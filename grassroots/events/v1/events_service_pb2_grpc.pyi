@@ -68,6 +68,21 @@ class EventsServiceStub:
     """Adds a comment to an event."""
     WatchEvents: _grpc.UnaryStreamMultiCallable[_events_service_pb2.WatchEventsRequest, _events_service_pb2.WatchEventsResponse]
     """Streams events as they happen, resuming after a given offset."""
+    GetIntakeSettings: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.GetIntakeSettingsRequest, _events_service_pb2.IntakeSettings]
+    """Whether a tenant's villages take reports from people without an account, and how
+    many an hour; the nearest level that defines them wins, off when none does.
+    """
+    UpdateIntakeSettings: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.UpdateIntakeSettingsRequest, _events_service_pb2.IntakeSettings]
+    """Defines a tenant's intake settings for its subtree. Needs events:configure."""
+    ReportAnonymously: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.ReportAnonymouslyRequest, _events_service_pb2.AnonymousReport]
+    """Records a report from someone without an account, where the village the location
+    lies in allows it and its hourly number is not reached. The answer carries a
+    receipt: the only way to follow or evaluate the report later.
+    """
+    GetAnonymousReport: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.GetAnonymousReportRequest, _events_service_pb2.AnonymousReport]
+    """The report a receipt names, without personal data."""
+    EvaluateAnonymousReport: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.EvaluateAnonymousReportRequest, _events_service_pb2.AnonymousReport]
+    """The receipt's holder rates the resolved report (1-5 and text), which closes it."""
 
 @_typing.type_check_only
 class EventsServiceAsyncStub(EventsServiceStub):
@@ -109,6 +124,21 @@ class EventsServiceAsyncStub(EventsServiceStub):
     """Adds a comment to an event."""
     WatchEvents: _aio.UnaryStreamMultiCallable[_events_service_pb2.WatchEventsRequest, _events_service_pb2.WatchEventsResponse]  # type: ignore[assignment]
     """Streams events as they happen, resuming after a given offset."""
+    GetIntakeSettings: _aio.UnaryUnaryMultiCallable[_events_service_pb2.GetIntakeSettingsRequest, _events_service_pb2.IntakeSettings]  # type: ignore[assignment]
+    """Whether a tenant's villages take reports from people without an account, and how
+    many an hour; the nearest level that defines them wins, off when none does.
+    """
+    UpdateIntakeSettings: _aio.UnaryUnaryMultiCallable[_events_service_pb2.UpdateIntakeSettingsRequest, _events_service_pb2.IntakeSettings]  # type: ignore[assignment]
+    """Defines a tenant's intake settings for its subtree. Needs events:configure."""
+    ReportAnonymously: _aio.UnaryUnaryMultiCallable[_events_service_pb2.ReportAnonymouslyRequest, _events_service_pb2.AnonymousReport]  # type: ignore[assignment]
+    """Records a report from someone without an account, where the village the location
+    lies in allows it and its hourly number is not reached. The answer carries a
+    receipt: the only way to follow or evaluate the report later.
+    """
+    GetAnonymousReport: _aio.UnaryUnaryMultiCallable[_events_service_pb2.GetAnonymousReportRequest, _events_service_pb2.AnonymousReport]  # type: ignore[assignment]
+    """The report a receipt names, without personal data."""
+    EvaluateAnonymousReport: _aio.UnaryUnaryMultiCallable[_events_service_pb2.EvaluateAnonymousReportRequest, _events_service_pb2.AnonymousReport]  # type: ignore[assignment]
+    """The receipt's holder rates the resolved report (1-5 and text), which closes it."""
 
 class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
     """The event hub: every citizen report, patrol finding and sensor alarm is an event
@@ -219,5 +249,50 @@ class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_events_service_pb2.WatchEventsResponse], _abc.AsyncIterator[_events_service_pb2.WatchEventsResponse]]:
         """Streams events as they happen, resuming after a given offset."""
+
+    @_abc_1.abstractmethod
+    def GetIntakeSettings(
+        self,
+        request: _events_service_pb2.GetIntakeSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.IntakeSettings, _abc.Awaitable[_events_service_pb2.IntakeSettings]]:
+        """Whether a tenant's villages take reports from people without an account, and how
+        many an hour; the nearest level that defines them wins, off when none does.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateIntakeSettings(
+        self,
+        request: _events_service_pb2.UpdateIntakeSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.IntakeSettings, _abc.Awaitable[_events_service_pb2.IntakeSettings]]:
+        """Defines a tenant's intake settings for its subtree. Needs events:configure."""
+
+    @_abc_1.abstractmethod
+    def ReportAnonymously(
+        self,
+        request: _events_service_pb2.ReportAnonymouslyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.AnonymousReport, _abc.Awaitable[_events_service_pb2.AnonymousReport]]:
+        """Records a report from someone without an account, where the village the location
+        lies in allows it and its hourly number is not reached. The answer carries a
+        receipt: the only way to follow or evaluate the report later.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAnonymousReport(
+        self,
+        request: _events_service_pb2.GetAnonymousReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.AnonymousReport, _abc.Awaitable[_events_service_pb2.AnonymousReport]]:
+        """The report a receipt names, without personal data."""
+
+    @_abc_1.abstractmethod
+    def EvaluateAnonymousReport(
+        self,
+        request: _events_service_pb2.EvaluateAnonymousReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.AnonymousReport, _abc.Awaitable[_events_service_pb2.AnonymousReport]]:
+        """The receipt's holder rates the resolved report (1-5 and text), which closes it."""
 
 def add_EventsServiceServicer_to_server(servicer: EventsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

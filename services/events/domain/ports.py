@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from services.events.domain.categories import Category
+from services.events.domain.intake import IntakeSettings
 from services.events.domain.model import (
     Comment,
     Event,
@@ -74,6 +75,18 @@ class EventStore(Protocol):
 
     async def list_categories(self) -> list[tuple[str, Category]]:
         """Every tenant's category definitions, to build the catalog at start."""
+        ...
+
+    async def save_intake_settings(self, tenant: str, settings: IntakeSettings) -> None:
+        """Store a tenant's intake settings, replacing its earlier ones."""
+        ...
+
+    async def intake_settings(self, tenants: list[str]) -> dict[str, IntakeSettings]:
+        """The intake settings defined at these tenants (those without are absent)."""
+        ...
+
+    async def count_reports(self, tenant: str, reporter_prefix: str, since: datetime) -> int:
+        """Events of one village whose reporter starts with the prefix, created since."""
         ...
 
     async def latest_offset(self) -> int:

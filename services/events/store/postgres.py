@@ -52,6 +52,7 @@ from grassroots.events.v1 import events_service_pb2 as events_pb
 from services.events.domain.categories import Category
 from services.events.domain.duplicates import search_window
 from services.events.domain.facts import REPORTED
+from services.events.domain.intake import IntakeSettings
 from services.events.domain.model import (
     Event,
     NewReport,
@@ -67,6 +68,7 @@ from services.events.store.rows import (
     APPEND_OUTBOX,
     CHANGES,
     COMMENTS,
+    COUNT_REPORTS,
     E_COLUMNS,
     GET_EVENT,
     INSERT_EVENT,
@@ -81,6 +83,7 @@ from services.events.store.rows import (
     list_query,
     next_cursor,
     outbox_entry,
+    prefix_range,
     row_to_event,
     statistics_row,
     subtree_params,
@@ -173,6 +176,9 @@ _SCHEMA: tuple[str, ...] = (
     "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS trace_context text NOT NULL DEFAULT ''",
     "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_us IS NULL",
     "CREATE INDEX IF NOT EXISTS outbox_tenant ON outbox (tenant, seq)",
+    """CREATE TABLE IF NOT EXISTS intake_settings (
+        tenant       text COLLATE "C" PRIMARY KEY,
+        definition   jsonb NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS categories (
         tenant       text COLLATE "C" NOT NULL,
         code         text NOT NULL,
@@ -199,7 +205,15 @@ _SCHEMA: tuple[str, ...] = (
     ),
 )
 # Every table holds one tenant's rows. History is only ever appended to.
-_TENANT_TABLES = ("events", "idempotency_keys", "timeline", "comments", "outbox", "categories")
+_TENANT_TABLES = (
+    "events",
+    "idempotency_keys",
+    "timeline",
+    "comments",
+    "outbox",
+    "categories",
+    "intake_settings",
+)
 _APPEND_ONLY = ("timeline", "comments")
 # rls.install grants the public schema; the tables may live in another (search_path).
 _GRANT_SCHEMA = f"""DO $$ BEGIN
@@ -246,6 +260,7 @@ _APPEND_OUTBOX = POSTGRES.render(APPEND_OUTBOX)
 _UNPUBLISHED = POSTGRES.render(UNPUBLISHED)
 _MARK_PUBLISHED = "UPDATE outbox SET published_us = %s WHERE seq = ANY(%s)"
 _CHANGES = POSTGRES.render(CHANGES)
+_COUNT_REPORTS = POSTGRES.render(COUNT_REPORTS)
 
 Row = dict[str, Any]
 Box = tuple[float, float, float, float]
@@ -647,6 +662,32 @@ class PostgresEventStore:
         async with self._transaction(ALL_TENANTS) as conn:
             rows = await _fetch(conn, "SELECT tenant, definition FROM categories", ())
         return [(r["tenant"], Category(**r["definition"])) for r in rows]
+
+    async def save_intake_settings(self, tenant: str, settings: IntakeSettings) -> None:
+        async with self._transaction(tenant) as conn:
+            await conn.execute(
+                "INSERT INTO intake_settings (tenant, definition) VALUES (%s, %s) "
+                "ON CONFLICT (tenant) DO UPDATE SET definition = excluded.definition",
+                (tenant, Jsonb(dataclasses.asdict(settings))),
+            )
+
+    async def intake_settings(self, tenants: list[str]) -> dict[str, IntakeSettings]:
+        """The definitions of these levels (ancestors of the asking tenant: every tenant)."""
+        async with self._transaction(ALL_TENANTS) as conn:
+            rows = await _fetch(
+                conn,
+                "SELECT tenant, definition FROM intake_settings WHERE tenant = ANY(%s)",
+                (tenants,),
+            )
+        return {r["tenant"]: IntakeSettings(**r["definition"]) for r in rows}
+
+    async def count_reports(self, tenant: str, reporter_prefix: str, since: datetime) -> int:
+        async with self._transaction(tenant) as conn:
+            cur = await conn.execute(
+                _COUNT_REPORTS, (tenant, *prefix_range(reporter_prefix), us(since))
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def latest_offset(self) -> int:
         """The newest committed seq: safe as a "from now" offset because seqs commit in order.

@@ -71,6 +71,12 @@ UNPUBLISHED = (
     "WHERE published_us IS NULL ORDER BY seq LIMIT ?"
 )
 LATEST_OFFSET = "SELECT coalesce(max(seq), 0) FROM outbox"
+# One village's events by reporters of a prefix since a moment (anonymous intake's hour);
+# the prefix is a range, so the tenant and time index answers it in both dialects.
+COUNT_REPORTS = (
+    "SELECT count(*) FROM events WHERE tenant = ? AND reporter >= ? AND reporter < ? "
+    "AND create_us >= ?"
+)
 CHANGES = (
     "SELECT seq, tenant, type, event_id, payload FROM outbox "
     f"WHERE seq > ? AND {SUBTREE} ORDER BY seq LIMIT ?"
@@ -203,6 +209,11 @@ def statistics_row(row: Mapping[str, Any] | sqlite3.Row) -> StatisticsRow:
 def outbox_entry(row: Sequence[Any]) -> OutboxEntry:
     """An outbox row of UNPUBLISHED or CHANGES (read by position)."""
     return OutboxEntry(*row)
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """[low, high) bounds of the strings starting with `prefix` (byte-wise order)."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def us(moment: datetime) -> int:

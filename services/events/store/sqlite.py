@@ -18,6 +18,7 @@ from pathlib import Path
 
 from services.events.domain.categories import Category
 from services.events.domain.facts import REPORTED
+from services.events.domain.intake import IntakeSettings
 from services.events.domain.model import (
     Event,
     NewReport,
@@ -33,6 +34,7 @@ from services.events.store.rows import (
     APPEND_OUTBOX,
     CHANGES,
     COMMENTS,
+    COUNT_REPORTS,
     E_COLUMNS,
     GET_EVENT,
     INSERT_EVENT,
@@ -47,6 +49,7 @@ from services.events.store.rows import (
     list_query,
     next_cursor,
     outbox_entry,
+    prefix_range,
     row_to_event,
     statistics_row,
     subtree_params,
@@ -131,6 +134,10 @@ CREATE TABLE IF NOT EXISTS categories (
     code         TEXT NOT NULL,
     definition   TEXT NOT NULL,
     PRIMARY KEY (tenant, code)
+);
+CREATE TABLE IF NOT EXISTS intake_settings (
+    tenant       TEXT PRIMARY KEY,
+    definition   TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS comments (
     event_id     TEXT NOT NULL REFERENCES events (id),
@@ -385,6 +392,39 @@ class SqliteEventStore:
                 (row["tenant"], Category(**json.loads(row["definition"])))
                 for row in conn.execute("SELECT tenant, definition FROM categories")
             ]
+
+        return await self.db.run(query)
+
+    async def save_intake_settings(self, tenant: str, settings: IntakeSettings) -> None:
+        definition = json.dumps(dataclasses.asdict(settings))
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO intake_settings VALUES (?, ?) ON CONFLICT (tenant) "
+                "DO UPDATE SET definition = excluded.definition",
+                (tenant, definition),
+            )
+
+        await self.db.run(lambda conn: transaction(conn, write))
+
+    async def intake_settings(self, tenants: list[str]) -> dict[str, IntakeSettings]:
+        def query(conn: sqlite3.Connection) -> dict[str, IntakeSettings]:
+            marks = ", ".join("?" for _ in tenants)
+            rows = conn.execute(
+                f"SELECT tenant, definition FROM intake_settings WHERE tenant IN ({marks})",
+                tenants,
+            )
+            return {r["tenant"]: IntakeSettings(**json.loads(r["definition"])) for r in rows}
+
+        return await self.db.run(query)
+
+    async def count_reports(self, tenant: str, reporter_prefix: str, since: datetime) -> int:
+        def query(conn: sqlite3.Connection) -> int:
+            return int(
+                conn.execute(
+                    COUNT_REPORTS, (tenant, *prefix_range(reporter_prefix), us(since))
+                ).fetchone()[0]
+            )
 
         return await self.db.run(query)
 

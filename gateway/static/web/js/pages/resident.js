@@ -1,16 +1,22 @@
 // The resident page: pin a problem on the map, send it with a category, follow it by
-// its receipt (the event id) and rate the work once it is resolved.
+// its receipt and rate the work once it is resolved. Signed in, the receipt is the
+// event id; without an account (where the village allows it, ADR 30) it is the
+// answer's receipt, kept on this phone, the only way to follow the report.
 import { api, ApiError, Offline } from "../lib/api.js";
 import { t } from "../lib/i18n.js";
 import { requestId, tenantId } from "../lib/ids.js";
-import { baseMap } from "../lib/map.js";
+import { baseMap, pageConfig } from "../lib/map.js";
 import { el, ready, say, startPage, when } from "../lib/page.js";
 
 /* global L */
-const me = await startPage();
-if (me) {
-  const tenant = tenantId(me.tenant);
+const RECEIPTS = "grassroots.receipts"; // receipts of reports sent from this phone
+const KEPT_RECEIPTS = 10;
+const me = await startPage({ signIn: false });
+{
+  const anonymous = !me;
+  const tenant = tenantId(anonymous ? (await pageConfig()).public_tenant : me.tenant);
   const base = `/v1/tenants/${tenant}`;
+  document.getElementById("anonymous-note").hidden = !anonymous;
   let pin = null; // {longitude, latitude, crs}
   let marker = null;
   let categories = [];
@@ -48,29 +54,59 @@ if (me) {
     showPin();
   }
 
-  const describe = (event) => [
+  const describe = (event, receipt = event.id) => [
     el("strong", { text: categoryName(event.category) }),
     " ",
     el("span", { class: `state ${event.state}`, text: t(`state.${event.state}`) }),
-    el("div", { class: "muted", text: `${t("resident.receipt")}: ${event.id} · ${when(event.create_time)}` }),
+    el("div", { class: "muted receipt", text: `${t("resident.receipt")}: ${receipt} · ${when(event.create_time)}` }),
   ];
+
+  function keptReceipts() {
+    try {
+      return JSON.parse(localStorage.getItem(RECEIPTS) || "[]");
+    } catch {
+      return [];
+    }
+  }
+
+  function keepReceipt(receipt) {
+    const kept = [receipt, ...keptReceipts().filter((r) => r !== receipt)].slice(0, KEPT_RECEIPTS);
+    localStorage.setItem(RECEIPTS, JSON.stringify(kept));
+  }
+
+  // Signed in: my reports from the API. Without an account: those whose receipts
+  // this phone kept, each followed by its receipt.
+  async function myReports() {
+    if (!anonymous) return (await api(`${base}/events?page_size=20`)).events.map((e) => ({ event: e, receipt: e.id }));
+    const found = [];
+    for (const receipt of keptReceipts()) {
+      try {
+        found.push({ event: (await byReceipt(receipt)).event, receipt });
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 404)) throw error;
+      }
+    }
+    return found;
+  }
 
   async function loadMine() {
     try {
-      const page = await api(`${base}/events?page_size=20`);
+      const mine = await myReports();
       const list = document.getElementById("mine");
       list.replaceChildren(
-        ...page.events.map((e) =>
-          el("li", {}, ...describe(e), el("button", { type: "button", onclick: () => follow(e.id), text: t("resident.follow.go") })),
+        ...mine.map(({ event, receipt }) =>
+          el("li", {}, ...describe(event, receipt), el("button", { type: "button", onclick: () => follow(receipt), text: t("resident.follow.go") })),
         ),
       );
-      if (!page.events.length) list.replaceChildren(el("li", { class: "muted", text: t("resident.mine.none") }));
+      if (!mine.length) list.replaceChildren(el("li", { class: "muted", text: t("resident.mine.none") }));
     } catch (error) {
       if (!(error instanceof Offline)) say("error.generic", { reason: error.message }, { error: true });
     }
   }
 
-  function evaluationForm(event) {
+  const byReceipt = (receipt) => api(`${base}/events:followReceipt`, { json: { receipt } });
+
+  function evaluationForm(event, receipt) {
     const form = el("form", { id: "evaluate-form" });
     const stars = el("fieldset", { class: "stars" }, el("legend", { text: t("resident.evaluate.score") }));
     for (let score = 1; score <= 5; score += 1) {
@@ -86,12 +122,13 @@ if (me) {
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       const score = Number(new FormData(form).get("score"));
+      const text = document.getElementById("evaluate-text").value;
       try {
-        const done = await api(`${base}/events/${event.id}:evaluate`, {
-          json: { score, text: document.getElementById("evaluate-text").value, etag: event.etag },
-        });
+        const done = receipt.includes(".")
+          ? (await api(`${base}/events:evaluateReceipt`, { json: { receipt, score, text } })).event
+          : await api(`${base}/events/${event.id}:evaluate`, { json: { score, text, etag: event.etag } });
         say("resident.evaluate.thanks");
-        showFollowed(done);
+        showFollowed(done, receipt);
         loadMine();
       } catch (error) {
         say("error.generic", { reason: error.message }, { error: true });
@@ -100,7 +137,7 @@ if (me) {
     return form;
   }
 
-  function showFollowed(event) {
+  function showFollowed(event, receipt = event.id) {
     const box = document.getElementById("followed");
     const timeline = el(
       "ol",
@@ -109,18 +146,22 @@ if (me) {
         el("li", { text: `${when(entry.time)} · ${t(`state.${entry.to_state}`)}${entry.note ? ` · ${entry.note}` : ""}` }),
       ),
     );
-    box.replaceChildren(el("div", { class: "card", id: "followed-event" }, ...describe(event), el("p", { text: event.description }), timeline));
+    box.replaceChildren(el("div", { class: "card", id: "followed-event" }, ...describe(event, receipt), el("p", { text: event.description }), timeline));
     if (event.evaluation) {
       box.append(el("p", { text: t("resident.evaluated", { score: event.evaluation.score }) }));
     } else if (event.state === "resolved") {
-      box.append(evaluationForm(event));
+      box.append(evaluationForm(event, receipt));
     }
   }
 
-  async function follow(id) {
-    document.getElementById("follow-id").value = id;
+  // A receipt with a dot is one given without an account; otherwise an event id.
+  async function follow(receipt) {
+    document.getElementById("follow-id").value = receipt;
     try {
-      showFollowed(await api(`${base}/events/${encodeURIComponent(id)}`));
+      const event = receipt.includes(".")
+        ? (await byReceipt(receipt)).event
+        : await api(`${base}/events/${encodeURIComponent(receipt)}`);
+      showFollowed(event, receipt);
     } catch (error) {
       const key = error instanceof ApiError && error.status === 404 ? "resident.follow.unknown" : "error.generic";
       say(key, { reason: error.message }, { error: true });
@@ -160,25 +201,36 @@ if (me) {
     }
     const send = document.getElementById("send");
     send.disabled = true;
+    const report = {
+      category: document.getElementById("category").value,
+      description: document.getElementById("description").value,
+      address: document.getElementById("address").value,
+      location: pin,
+    };
     try {
-      const event = await api(`${base}/events`, {
-        idempotencyKey: pendingId,
-        json: {
-          category: document.getElementById("category").value,
-          description: document.getElementById("description").value,
-          address: document.getElementById("address").value,
-          location: pin,
-        },
-      });
+      let receipt;
+      if (anonymous) {
+        // The request id is the receipt's secret: a retry is the same report.
+        const sent = await api(`${base}/events:reportAnonymously`, { json: { ...report, request_id: pendingId } });
+        receipt = sent.receipt;
+        keepReceipt(receipt);
+      } else {
+        receipt = (await api(`${base}/events`, { idempotencyKey: pendingId, json: report })).id;
+      }
       pendingId = requestId();
-      document.getElementById("receipt").textContent = event.id;
+      document.getElementById("receipt").textContent = receipt;
       document.getElementById("receipt-box").hidden = false;
       document.getElementById("description").value = "";
       say("resident.sent");
       loadMine();
     } catch (error) {
       // Offline: the same key is kept, so sending again cannot make a second report.
-      const key = error instanceof Offline ? "error.offline" : "error.generic";
+      const reason = error instanceof ApiError && error.body && error.body.error && error.body.error.reason;
+      const key =
+        error instanceof Offline
+          ? "error.offline"
+          : { ANONYMOUS_REPORTS_OFF: "resident.anonymous.off", ANONYMOUS_REPORTS_LIMIT: "resident.anonymous.full" }[reason] ||
+            (error instanceof ApiError && error.status === 429 ? "resident.anonymous.full" : "error.generic");
       const field = error.fieldViolations && error.fieldViolations[0];
       say(key, { reason: field ? `${field.field}: ${field.description}` : error.message }, { error: true });
     } finally {
@@ -192,7 +244,13 @@ if (me) {
     loadMine();
   });
 
-  const [{ map, crs }, listed] = await Promise.all([mapReady, api(`${base}/categories`).catch(() => ({ categories: [] }))]);
+  // Without an account the categories come from the public Open311 service list.
+  const listing = anonymous
+    ? api("/open311/v2/services.json").then((services) => ({
+        categories: services.map((s) => ({ code: s.service_code, display_name: s.service_name })),
+      }))
+    : api(`${base}/categories`);
+  const [{ map, crs }, listed] = await Promise.all([mapReady, listing.catch(() => ({ categories: [] }))]);
   categories = listed.categories;
   fillCategories();
   showPin();
