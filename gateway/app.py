@@ -20,6 +20,7 @@ from gateway.openapi import install_openapi, operation_id
 from gateway.pages import install_pages, tile_origin
 from gateway.query_params import known_query_parameters
 from gateway.routers import (
+    attachments,
     auth,
     catalog,
     command,
@@ -121,6 +122,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         events.router,
         events.categories_router,
         intake.settings_router,
+        attachments.router,
         intake.public_router,
         health.router,
         auth.router,

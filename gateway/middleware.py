@@ -70,7 +70,7 @@ class RequestContextMiddleware:
 class BodySizeLimitMiddleware:
     """Refuse bodies over the limit with 413, by header or while reading the stream.
 
-    File imports (paths ending in `:import`) get the larger upload limit.
+    File imports (paths ending in `:import`) and photo uploads get the larger limit.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int) -> None:
@@ -82,7 +82,9 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        upload = scope.get("path", "").endswith(":import")
+        path = scope.get("path", "")
+        # Photos are bounded again, by the contract's limit, where they are read.
+        upload = path.endswith((":import", "/attachments"))
         limit = self.upload_bytes if upload else self.default_bytes
         await self._limited(scope, receive, send, limit)
 

@@ -154,6 +154,7 @@ PARAMETERS: dict[str, str] = {
     "page_size": "how many items per page (the maximum is in the schema)",
     "page_token": PAGE,
     "event": "event id, e.g. ev_01kb...",
+    "attachment": "attachment id, e.g. at_01kb... (the last segment of its name)",
     "layer": "layer id, e.g. buildings",
     "feature": "feature id within the layer",
     "user": "user id",

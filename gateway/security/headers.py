@@ -22,7 +22,7 @@ _COMMON = (
 _PERMISSIONS = b"geolocation=(), camera=(), microphone=()"
 _PAGE_PERMISSIONS = b"geolocation=(self), camera=(), microphone=()"
 _STRICT_CSP = (
-    b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 _DOCS_CSP = _STRICT_CSP.replace(b"style-src 'self'", b"style-src 'self' 'unsafe-inline'")
@@ -36,7 +36,7 @@ class SecurityHeadersMiddleware:
         self.app = app
         self.page_csp = (
             _STRICT_CSP.replace(
-                b"img-src 'self' data:", b"img-src 'self' data: " + tile_origin.encode()
+                b"img-src 'self' data: blob:", b"img-src 'self' data: blob: " + tile_origin.encode()
             )
             if tile_origin
             else _STRICT_CSP

@@ -12,6 +12,7 @@ from grassroots.events.v1 import events_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
 from services.events.coalescer import CreateCoalescer
 from services.events.domain import access, intake, validation
+from services.events.domain.attachments import Attachment
 from services.events.domain.categories import Category
 from services.events.domain.intake import AnonymousIntake, IntakeSettings
 from services.events.domain.model import Event, NewReport, Source, State
@@ -195,6 +196,16 @@ def _settings_tenant(name: str, field: str) -> str:
     return tenancy.parse_parent(prefix, field)
 
 
+def _attachment_to_proto(attachment: Attachment) -> pb.Attachment:
+    return pb.Attachment(
+        name=f"{tenancy.tenant_name(attachment.tenant)}/attachments/{attachment.id}",
+        content_type=attachment.content_type,
+        size_bytes=attachment.size_bytes,
+        sha256=attachment.sha256,
+        create_time=to_timestamp(attachment.create_time),
+    )
+
+
 def _anonymous_report(event: Event, receipt: str = "") -> pb.AnonymousReport:
     return pb.AnonymousReport(receipt=receipt, event=event_to_proto(intake.receipt_view(event)))
 
@@ -221,6 +232,20 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         settings = IntakeSettings(given.anonymous_reports, given.anonymous_reports_per_hour)
         level, stored = await self.intake.define(require_principal(), tenant, settings)
         return _settings_to_proto(tenant, level, stored)
+
+    async def CreateAttachment(
+        self, request: pb.CreateAttachmentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Attachment:
+        parent = tenancy.parse_parent(request.parent)
+        stored = await self.hub.attach(require_principal(), parent, request.content)
+        return _attachment_to_proto(stored)
+
+    async def GetAttachment(
+        self, request: pb.GetAttachmentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AttachmentContent:
+        tenant, attachment_id = tenancy.parse_child_name(request.name, "attachments")
+        found, content = await self.hub.attachment(require_principal(), tenant, attachment_id)
+        return pb.AttachmentContent(attachment=_attachment_to_proto(found), content=content)
 
     async def ReportAnonymously(
         self, request: pb.ReportAnonymouslyRequest, context: grpc.aio.ServicerContext

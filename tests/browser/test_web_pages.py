@@ -8,7 +8,9 @@ Timing (printed; the target is under a second).
 from __future__ import annotations
 
 import shutil
+import struct
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -241,6 +243,26 @@ def test_a_passer_by_reports_without_an_account_follows_the_receipt_and_rates_it
     context.close()
 
 
+def _png(shade: int) -> bytes:
+    """A small real PNG (a browser draws it), one shade per photo."""
+    width, height = 48, 32
+    rows = b"".join(
+        b"\x00" + bytes((40 * shade, 120, 200 - 40 * shade)) * width for _ in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
 def _token(gateway: str, username: str, password: str) -> dict[str, str]:
     answer = httpx.post(
         f"{gateway}/v1/auth/token",
@@ -319,6 +341,7 @@ def test_resident_reports_the_board_sees_it_the_grid_worker_resolves_the_residen
     page = resident.new_page()
     problems = watch(page)
     page.goto("/web/resident.html")
+    page.click("#signin-link")  # without it the page takes reports without an account
     sign_in(page, "resident.li", "set-by-the-secretary")
     page.wait_for_selector("#change-form:not([hidden])")  # a password someone else set
     page.fill("#new-password", "the-residents-own-1")
@@ -345,6 +368,7 @@ def test_resident_reports_the_board_sees_it_the_grid_worker_resolves_the_residen
     page.wait_for_selector("#pin:has-text('Pin at')")
     page.select_option("#category", "safety.fire_hazard")
     page.fill("#description", "Firewood stacked against the kitchen wall (browser test)")
+    page.set_input_files("#photo", {"name": "wall.png", "mimeType": "image/png", "buffer": _png(1)})
     page.click("#send")
     page.wait_for_selector("#receipt-box:not([hidden])")
     receipt = page.inner_text("#receipt")
@@ -353,6 +377,8 @@ def test_resident_reports_the_board_sees_it_the_grid_worker_resolves_the_residen
     assert time.monotonic() - sent < 2.0
     assert event["category"] == "safety.fire_hazard" and event["source"] == "resident"
     assert event["village"] == XINGMING_PATH
+    (photo,) = event["media_uris"]  # the photo, kept by the events service (ADR 31)
+    assert photo.startswith(f"tenants/{XINGMING}/attachments/at_")
     assert abs(event["location"]["longitude"] - lon) < 1e-5, (event["location"], lon)
     assert abs(event["location"]["latitude"] - lat) < 1e-5, (event["location"], lat)
     page.wait_for_selector(f"#mine li:has-text('{receipt}')")
@@ -383,6 +409,9 @@ def test_resident_reports_the_board_sees_it_the_grid_worker_resolves_the_residen
     wpage.click(f"{item} [data-action=start]")  # check in
     wpage.wait_for_selector(f"{item} .state.in_progress")
     wpage.fill(f"{item} textarea", "Firewood moved to the yard, resident told why")
+    wpage.set_input_files(
+        f"{item} input[type=file]", {"name": "yard.png", "mimeType": "image/png", "buffer": _png(2)}
+    )
     wpage.click(f"{item} [data-action=resolve]")
     try:  # a send refused for load (503) waits and is retried every 15 s
         wpage.wait_for_selector(item, state="detached", timeout=60_000)
@@ -390,8 +419,18 @@ def test_resident_reports_the_board_sees_it_the_grid_worker_resolves_the_residen
         raise AssertionError(wpage.inner_text("main")) from None
     done = _api(stack, f"/v1/{task['name']}")
     assert done["state"] == "done" and done["resolution_note"].startswith("Firewood moved")
+    (result_photo,) = done["media_uris"]
+    assert result_photo.startswith(f"tenants/{XINGMING}/attachments/at_")
     assert _api(stack, f"/v1/{event['name']}")["state"] == "resolved"
     board.wait_for_selector(f"#live li[data-event='{receipt}'] .state.resolved", timeout=5_000)
+    # The board's timeline shows the report's photo and the resolution's.
+    board.click(f"#live li[data-event='{receipt}'] button")
+    board.wait_for_selector("#detail-photos img.photo")
+    board.wait_for_selector("#detail-event li[data-state=resolved] img.photo")
+    assert board.evaluate(
+        "[...document.querySelectorAll('#detail-event img.photo')].every(i => i.naturalWidth > 0)"
+    )
+    record(board, "board-photos")
 
     # The resident follows the report by its receipt and rates the work.
     page.fill("#follow-id", receipt)

@@ -214,6 +214,7 @@ PARAMETER_GATEWAY_ONLY = {
         [
             "api_key",
             "app",
+            "attachment",
             "attribute",
             "collection_id",
             "dataset",

@@ -20,6 +20,7 @@ import httpx
 from security_world import (
     B_FEATURE,
     B_LAYER,
+    PNG_BYTES,
     SECURITY_DATASET,
     A,
     B,
@@ -71,6 +72,7 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "service_order": lambda w: w.b.service_order_id,
     "notice": lambda w: w.b.notice_id,
     "delivery": lambda w: w.b.delivery_id,
+    "attachment": lambda w: w.b.attachment_id,
 }
 
 
@@ -253,6 +255,9 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
         "json": {"catalog_item": "catalogItems/scenario-none"}
     },
     ("POST", "/v1/tenants/{tenant}/events"): _event,
+    ("POST", "/v1/tenants/{tenant}/attachments"): lambda w: {
+        "files": {"content": ("planted.png", PNG_BYTES, "image/png")}
+    },
     ("PATCH", "/v1/tenants/{tenant}/intakeSettings"): lambda w: {
         "json": {"anonymous_reports": True, "anonymous_reports_per_hour": 1000}
     },

@@ -70,6 +70,8 @@ SECURITY_DATASET = {
 # longer than a loaded machine takes for a few password checks, shorter than a test.
 SIGN_IN_FIRST_DELAY_SECONDS = 10
 MAX_QUOTA = 100_000
+# The smallest thing the events service takes as a photo: PNG's signature and a little.
+PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 # The gateway's per-address hourly number of reports without an account in this suite.
 ANONYMOUS_REPORTS_PER_HOUR = 30
 
@@ -154,6 +156,7 @@ class VillageB:
     service_order_id: str = ""
     notice_id: str = ""
     delivery_id: str = ""
+    attachment_id: str = ""
 
 
 @dataclass
@@ -639,6 +642,16 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
         201,
     )
     b.event_id = report_event(client, b_super, b.point, B_CATEGORY, "village B's event")
+    b.attachment_id = str(
+        expect(
+            client.post(
+                f"/v1/tenants/{B}/attachments",
+                files={"content": ("b.png", PNG_BYTES, "image/png")},
+                headers=b_super.headers,
+            ),
+            201,
+        )["id"]
+    )
     b.person_id_number, b.person_phone = new_id_number(rng), new_phone(rng)
     person = expect(
         client.post(

@@ -130,6 +130,9 @@ CROSS: dict[tuple[str, str], Cross] = {
         lambda w, t: {"person": w.b.person_id}, {"purpose": PURPOSE}
     ),
     ("GET", EVENT): Cross(_event),
+    ("GET", "/v1/tenants/{tenant}/attachments/{attachment}"): Cross(
+        lambda w, t: {"attachment": w.b.attachment_id}
+    ),
     ("GET", ACCOUNT): Cross(_points_account),
     ("GET", ACCOUNT + "/ledgerEntries"): Cross(_points_account),
     ("GET", "/v1/tenants/{tenant}/forms/{form}"): Cross(_report),

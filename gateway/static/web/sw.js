@@ -3,7 +3,7 @@
 // online), the kept copy when the network fails (whatever its Vary: Origin, which
 // module scripts send and the install did not). API answers are never kept here:
 // the page keeps the worker's open tasks in IndexedDB itself.
-const CACHE = "grassroots-web-1";
+const CACHE = "grassroots-web-2";
 const SHELL = [
   "/web/worker.html",
   "/web/signin.html",
@@ -19,6 +19,7 @@ const SHELL = [
   "/web/js/lib/map.js",
   "/web/js/lib/outbox.js",
   "/web/js/lib/page.js",
+  "/web/js/lib/photos.js",
   "/web/js/pages/worker.js",
   "/web/js/pages/signin.js",
 ];

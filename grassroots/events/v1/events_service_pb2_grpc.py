@@ -121,6 +121,16 @@ class EventsServiceStub:
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.EvaluateAnonymousReportRequest.SerializeToString,
                 response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AnonymousReport.FromString,
                 _registered_method=True)
+        self.CreateAttachment = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/CreateAttachment',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.CreateAttachmentRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Attachment.FromString,
+                _registered_method=True)
+        self.GetAttachment = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/GetAttachment',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetAttachmentRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AttachmentContent.FromString,
+                _registered_method=True)
 
 
 class EventsServiceServicer:
@@ -255,6 +265,22 @@ class EventsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateAttachment(self, request, context):
+        """Stores a photo (JPEG, PNG or WebP, told by its bytes) for a report or a
+        resolution; events and tasks name it in `media_uris` by its resource name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAttachment(self, request, context):
+        """A photo with its bytes: for its uploader, and for those who read the tenant's
+        events (staff, handlers, auditors, apps).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -342,6 +368,16 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.EvaluateAnonymousReport,
                     request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.EvaluateAnonymousReportRequest.FromString,
                     response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AnonymousReport.SerializeToString,
+            ),
+            'CreateAttachment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAttachment,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.CreateAttachmentRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Attachment.SerializeToString,
+            ),
+            'GetAttachment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAttachment,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetAttachmentRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AttachmentContent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -805,6 +841,60 @@ class EventsService:
             '/grassroots.events.v1.EventsService/EvaluateAnonymousReport',
             grassroots_dot_events_dot_v1_dot_events__service__pb2.EvaluateAnonymousReportRequest.SerializeToString,
             grassroots_dot_events_dot_v1_dot_events__service__pb2.AnonymousReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/CreateAttachment',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.CreateAttachmentRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.Attachment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/GetAttachment',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.GetAttachmentRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.AttachmentContent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -83,6 +83,14 @@ class EventsServiceStub:
     """The report a receipt names, without personal data."""
     EvaluateAnonymousReport: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.EvaluateAnonymousReportRequest, _events_service_pb2.AnonymousReport]
     """The receipt's holder rates the resolved report (1-5 and text), which closes it."""
+    CreateAttachment: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.CreateAttachmentRequest, _events_service_pb2.Attachment]
+    """Stores a photo (JPEG, PNG or WebP, told by its bytes) for a report or a
+    resolution; events and tasks name it in `media_uris` by its resource name.
+    """
+    GetAttachment: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.GetAttachmentRequest, _events_service_pb2.AttachmentContent]
+    """A photo with its bytes: for its uploader, and for those who read the tenant's
+    events (staff, handlers, auditors, apps).
+    """
 
 @_typing.type_check_only
 class EventsServiceAsyncStub(EventsServiceStub):
@@ -139,6 +147,14 @@ class EventsServiceAsyncStub(EventsServiceStub):
     """The report a receipt names, without personal data."""
     EvaluateAnonymousReport: _aio.UnaryUnaryMultiCallable[_events_service_pb2.EvaluateAnonymousReportRequest, _events_service_pb2.AnonymousReport]  # type: ignore[assignment]
     """The receipt's holder rates the resolved report (1-5 and text), which closes it."""
+    CreateAttachment: _aio.UnaryUnaryMultiCallable[_events_service_pb2.CreateAttachmentRequest, _events_service_pb2.Attachment]  # type: ignore[assignment]
+    """Stores a photo (JPEG, PNG or WebP, told by its bytes) for a report or a
+    resolution; events and tasks name it in `media_uris` by its resource name.
+    """
+    GetAttachment: _aio.UnaryUnaryMultiCallable[_events_service_pb2.GetAttachmentRequest, _events_service_pb2.AttachmentContent]  # type: ignore[assignment]
+    """A photo with its bytes: for its uploader, and for those who read the tenant's
+    events (staff, handlers, auditors, apps).
+    """
 
 class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
     """The event hub: every citizen report, patrol finding and sensor alarm is an event
@@ -294,5 +310,25 @@ class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_events_service_pb2.AnonymousReport, _abc.Awaitable[_events_service_pb2.AnonymousReport]]:
         """The receipt's holder rates the resolved report (1-5 and text), which closes it."""
+
+    @_abc_1.abstractmethod
+    def CreateAttachment(
+        self,
+        request: _events_service_pb2.CreateAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.Attachment, _abc.Awaitable[_events_service_pb2.Attachment]]:
+        """Stores a photo (JPEG, PNG or WebP, told by its bytes) for a report or a
+        resolution; events and tasks name it in `media_uris` by its resource name.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAttachment(
+        self,
+        request: _events_service_pb2.GetAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.AttachmentContent, _abc.Awaitable[_events_service_pb2.AttachmentContent]]:
+        """A photo with its bytes: for its uploader, and for those who read the tenant's
+        events (staff, handlers, auditors, apps).
+        """
 
 def add_EventsServiceServicer_to_server(servicer: EventsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

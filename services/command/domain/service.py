@@ -50,6 +50,7 @@ from services.kit.errors import (
     PermissionDenied,
 )
 from services.kit.ids import new_id
+from services.kit.media import is_attachment_name
 from services.kit.principal import Principal
 
 log = logging.getLogger("grassroots.command.desk")
@@ -445,8 +446,10 @@ class CommandDesk:
         if len(media) > MAX_MEDIA:
             raise InvalidArgument.field("media_uris", f"at most {MAX_MEDIA} URIs")
         for i, uri in enumerate(media):
-            if not uri.startswith("https://") or len(uri) > 2000:
-                raise InvalidArgument.field(f"media_uris[{i}]", "must be an https URI")
+            if not (uri.startswith("https://") or is_attachment_name(uri)) or len(uri) > 2000:
+                raise InvalidArgument.field(
+                    f"media_uris[{i}]", "must be an https URI or an attachment's name"
+                )
         task = await self.get_task(principal, tenant, task_id)
         check(principal, task, Move.RESOLVE)
         now = self.clock()

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Protocol
 
+from services.events.domain.attachments import Attachment
 from services.events.domain.categories import Category
 from services.events.domain.intake import IntakeSettings
 from services.events.domain.model import (
@@ -87,6 +88,16 @@ class EventStore(Protocol):
 
     async def count_reports(self, tenant: str, reporter_prefix: str, since: datetime) -> int:
         """Events of one village whose reporter starts with the prefix, created since."""
+        ...
+
+    async def save_attachment(self, attachment: Attachment, content: bytes) -> None:
+        """Store a photo and its bytes."""
+        ...
+
+    async def get_attachment(
+        self, attachment_id: str, *, content: bool
+    ) -> tuple[Attachment, bytes] | None:
+        """A photo, with its bytes when `content` (else b"")."""
         ...
 
     async def latest_offset(self) -> int:

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from services.events.domain import access, lifecycle
+from services.events.domain import access, attachments, lifecycle
+from services.events.domain.attachments import Attachment
 from services.events.domain.categories import Category, CategoryCatalog, check_category
 from services.events.domain.duplicates import original_of, search_window
 from services.events.domain.facts import COMMENTED, LOCATED_AGAIN, RECATEGORIZED, STATE_CHANGED
@@ -145,6 +146,7 @@ class EventHub:
             else:
                 results[i] = self._replay(previous, report)
         if fresh:
+            await self._check_media(principal, [reports[i] for i in fresh], batch)
             parent = reports[fresh[0]].parent
             places = await self.locator.locate_many(parent, [reports[i].location for i in fresh])
             now = datetime.now(UTC)
@@ -249,6 +251,42 @@ class EventHub:
                 metadata={"event": event.id},
             )
         return event, False
+
+    async def attach(self, principal: Principal, tenant: str, content: bytes) -> Attachment:
+        """Keep a photo for a report or a resolution (ADR 31)."""
+        if not principal.can_see(tenant):
+            raise NotFound(f"tenant {tenancy.tenant_name(tenant)!r} not found")
+        attachment = attachments.new_attachment(principal, tenant, content)
+        await self.store.save_attachment(attachment, content)
+        return attachment
+
+    async def attachment(
+        self, principal: Principal, tenant: str | None, attachment_id: str
+    ) -> tuple[Attachment, bytes]:
+        """A photo with its bytes, for its uploader and whoever reads the tenant's events;
+        NOT_FOUND for anyone else, and under a tenant that does not hold it."""
+        found = await self.store.get_attachment(attachment_id, content=True)
+        if (
+            found is None
+            or not attachments.reads(principal, found[0])
+            or (tenant is not None and not tenancy.contains(tenant, found[0].tenant))
+        ):
+            raise attachments.not_found(attachment_id)
+        return found
+
+    async def _check_media(
+        self, principal: Principal, reports: list[NewReport], batch: bool
+    ) -> None:
+        """Photos a report names by resource name must be the reporter's own uploads."""
+        for i, report in enumerate(reports):
+            prefix = f"requests[{i}]." if batch else ""
+            for k, uri in enumerate(report.media):
+                reference = attachments.parse_reference(uri)
+                if reference is None:
+                    continue
+                found = await self.store.get_attachment(reference[1], content=False)
+                attachment = found[0] if found and found[0].tenant == reference[0] else None
+                attachments.check_usable(principal, attachment, f"{prefix}event.media_uris[{k}]")
 
     async def transition(
         self,

@@ -11,17 +11,20 @@ import math
 
 import numpy as np
 
+from services.events.domain import attachments
 from services.events.domain.model import Point
 from services.kit import crs
 from services.kit.errors import FieldViolation, InvalidArgument
 
 
 def check_details(*, media: list[str], prefix: str = "event.") -> None:
-    """Media references: optional, but links a browser can open when given."""
+    """Media references: optional, but links a browser can open when given, or photos
+    kept by the events service (`tenants/{tenant}/attachments/{attachment}`)."""
     violations = [
-        FieldViolation(f"{prefix}media_uris[{i}]", "must be an http(s) URI")
+        FieldViolation(f"{prefix}media_uris[{i}]", "must be an http(s) URI or an attachment's name")
         for i, uri in enumerate(media)
-        if not uri.startswith(("https://", "http://")) or " " in uri
+        if (not uri.startswith(("https://", "http://")) or " " in uri)
+        and attachments.parse_reference(uri) is None
     ]
     if violations:
         raise InvalidArgument(violations)

@@ -49,6 +49,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from grassroots.events.v1 import events_service_pb2 as events_pb
+from services.events.domain.attachments import Attachment
 from services.events.domain.categories import Category
 from services.events.domain.duplicates import search_window
 from services.events.domain.facts import REPORTED
@@ -66,11 +67,13 @@ from services.events.store.contacts import ReporterContacts
 from services.events.store.rows import (
     ADDED_COLUMNS,
     APPEND_OUTBOX,
+    ATTACHMENT_COLUMNS,
     CHANGES,
     COMMENTS,
     COUNT_REPORTS,
     E_COLUMNS,
     GET_EVENT,
+    INSERT_ATTACHMENT,
     INSERT_EVENT,
     LATEST_OFFSET,
     NEARBY,
@@ -78,12 +81,14 @@ from services.events.store.rows import (
     TIMELINE,
     UNPUBLISHED,
     UPDATE_EVENT,
+    attachment_values,
     comment,
     event_values,
     list_query,
     next_cursor,
     outbox_entry,
     prefix_range,
+    row_to_attachment,
     row_to_event,
     statistics_row,
     subtree_params,
@@ -176,6 +181,15 @@ _SCHEMA: tuple[str, ...] = (
     "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS trace_context text NOT NULL DEFAULT ''",
     "CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_us IS NULL",
     "CREATE INDEX IF NOT EXISTS outbox_tenant ON outbox (tenant, seq)",
+    """CREATE TABLE IF NOT EXISTS attachments (
+        id            text COLLATE "C" PRIMARY KEY,
+        tenant        text COLLATE "C" NOT NULL,
+        uploader      text NOT NULL,
+        content_type  text NOT NULL,
+        size_bytes    bigint NOT NULL,
+        sha256        text NOT NULL,
+        create_us     bigint NOT NULL,
+        content       bytea NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS intake_settings (
         tenant       text COLLATE "C" PRIMARY KEY,
         definition   jsonb NOT NULL)""",
@@ -213,6 +227,7 @@ _TENANT_TABLES = (
     "outbox",
     "categories",
     "intake_settings",
+    "attachments",
 )
 _APPEND_ONLY = ("timeline", "comments")
 # rls.install grants the public schema; the tables may live in another (search_path).
@@ -261,6 +276,7 @@ _UNPUBLISHED = POSTGRES.render(UNPUBLISHED)
 _MARK_PUBLISHED = "UPDATE outbox SET published_us = %s WHERE seq = ANY(%s)"
 _CHANGES = POSTGRES.render(CHANGES)
 _COUNT_REPORTS = POSTGRES.render(COUNT_REPORTS)
+_INSERT_ATTACHMENT = POSTGRES.render(INSERT_ATTACHMENT)
 
 Row = dict[str, Any]
 Box = tuple[float, float, float, float]
@@ -662,6 +678,23 @@ class PostgresEventStore:
         async with self._transaction(ALL_TENANTS) as conn:
             rows = await _fetch(conn, "SELECT tenant, definition FROM categories", ())
         return [(r["tenant"], Category(**r["definition"])) for r in rows]
+
+    async def save_attachment(self, attachment: Attachment, content: bytes) -> None:
+        async with self._transaction(attachment.tenant) as conn:
+            await conn.execute(_INSERT_ATTACHMENT, attachment_values(attachment, content))
+
+    async def get_attachment(
+        self, attachment_id: str, *, content: bool
+    ) -> tuple[Attachment, bytes] | None:
+        """By id in any tenant, as `get` reads events: the domain checks who may see it."""
+        columns = ATTACHMENT_COLUMNS + (", content" if content else "")
+        async with self._transaction(ALL_TENANTS) as conn:
+            rows = await _fetch(
+                conn, f"SELECT {columns} FROM attachments WHERE id = %s", (attachment_id,)
+            )
+        if not rows:
+            return None
+        return row_to_attachment(rows[0]), bytes(rows[0]["content"]) if content else b""
 
     async def save_intake_settings(self, tenant: str, settings: IntakeSettings) -> None:
         async with self._transaction(tenant) as conn:

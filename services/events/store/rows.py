@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from services.events.domain.attachments import Attachment
 from services.events.domain.model import (
     Comment,
     Evaluation,
@@ -209,6 +210,38 @@ def statistics_row(row: Mapping[str, Any] | sqlite3.Row) -> StatisticsRow:
 def outbox_entry(row: Sequence[Any]) -> OutboxEntry:
     """An outbox row of UNPUBLISHED or CHANGES (read by position)."""
     return OutboxEntry(*row)
+
+
+ATTACHMENT_COLUMNS = "id, tenant, uploader, content_type, size_bytes, sha256, create_us"
+INSERT_ATTACHMENT = (
+    f"INSERT INTO attachments ({ATTACHMENT_COLUMNS}, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def attachment_values(attachment: Attachment, content: bytes) -> tuple[object, ...]:
+    a = attachment
+    return (
+        a.id,
+        a.tenant,
+        a.uploader,
+        a.content_type,
+        a.size_bytes,
+        a.sha256,
+        us(a.create_time),
+        content,
+    )
+
+
+def row_to_attachment(row: Mapping[str, Any]) -> Attachment:
+    return Attachment(
+        id=row["id"],
+        tenant=row["tenant"],
+        uploader=row["uploader"],
+        content_type=row["content_type"],
+        size_bytes=int(row["size_bytes"]),
+        sha256=row["sha256"],
+        create_time=from_us(int(row["create_us"])),
+    )
 
 
 def prefix_range(prefix: str) -> tuple[str, str]:

@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services.events.domain.attachments import Attachment
 from services.events.domain.categories import Category
 from services.events.domain.facts import REPORTED
 from services.events.domain.intake import IntakeSettings
@@ -32,11 +33,13 @@ from services.events.store.contacts import ReporterContacts
 from services.events.store.rows import (
     ADDED_COLUMNS,
     APPEND_OUTBOX,
+    ATTACHMENT_COLUMNS,
     CHANGES,
     COMMENTS,
     COUNT_REPORTS,
     E_COLUMNS,
     GET_EVENT,
+    INSERT_ATTACHMENT,
     INSERT_EVENT,
     LATEST_OFFSET,
     NEARBY,
@@ -44,12 +47,14 @@ from services.events.store.rows import (
     TIMELINE,
     UNPUBLISHED,
     UPDATE_EVENT,
+    attachment_values,
     comment,
     event_values,
     list_query,
     next_cursor,
     outbox_entry,
     prefix_range,
+    row_to_attachment,
     row_to_event,
     statistics_row,
     subtree_params,
@@ -134,6 +139,16 @@ CREATE TABLE IF NOT EXISTS categories (
     code         TEXT NOT NULL,
     definition   TEXT NOT NULL,
     PRIMARY KEY (tenant, code)
+);
+CREATE TABLE IF NOT EXISTS attachments (
+    id            TEXT PRIMARY KEY,
+    tenant        TEXT NOT NULL,
+    uploader      TEXT NOT NULL,
+    content_type  TEXT NOT NULL,
+    size_bytes    INTEGER NOT NULL,
+    sha256        TEXT NOT NULL,
+    create_us     INTEGER NOT NULL,
+    content       BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS intake_settings (
     tenant       TEXT PRIMARY KEY,
@@ -392,6 +407,27 @@ class SqliteEventStore:
                 (row["tenant"], Category(**json.loads(row["definition"])))
                 for row in conn.execute("SELECT tenant, definition FROM categories")
             ]
+
+        return await self.db.run(query)
+
+    async def save_attachment(self, attachment: Attachment, content: bytes) -> None:
+        values = attachment_values(attachment, content)
+        await self.db.run(
+            lambda conn: transaction(conn, lambda c: c.execute(INSERT_ATTACHMENT, values))
+        )
+
+    async def get_attachment(
+        self, attachment_id: str, *, content: bool
+    ) -> tuple[Attachment, bytes] | None:
+        columns = ATTACHMENT_COLUMNS + (", content" if content else "")
+
+        def query(conn: sqlite3.Connection) -> tuple[Attachment, bytes] | None:
+            row = conn.execute(
+                f"SELECT {columns} FROM attachments WHERE id = ?", (attachment_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            return row_to_attachment(row), bytes(row["content"]) if content else b""
 
         return await self.db.run(query)
 

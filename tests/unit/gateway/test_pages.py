@@ -25,7 +25,7 @@ def test_a_tile_server_is_allowed_for_images_on_pages_only():
         page = client.get("/web/board.html")
         assert page.status_code == 200
         csp = page.headers["content-security-policy"]
-        assert "img-src 'self' data: http://tiles.intranet:8090;" in csp
+        assert "img-src 'self' data: blob: http://tiles.intranet:8090;" in csp
         assert "script-src 'self';" in csp and "unsafe" not in csp
         assert "tiles.intranet" not in client.get("/healthz").headers["content-security-policy"]
         config = client.get("/web/config.json").json()

@@ -23,6 +23,8 @@ async function send(path, options, token) {
   if (options.json !== undefined) {
     headers["Content-Type"] = "application/json";
     body = JSON.stringify(options.json);
+  } else if (options.form !== undefined) {
+    body = options.form; // FormData: the browser writes the multipart type and boundary
   }
   try {
     return await fetch(path, { method: options.method || (body ? "POST" : "GET"), headers, body });

@@ -4,6 +4,7 @@
 // twice; a task action that was already applied is refused by the task's state
 // machine, and `verify` then confirms it took effect instead of reporting a failure.
 import { api, ApiError, Offline } from "./api.js";
+import { upload } from "./photos.js";
 
 const DB_NAME = "grassroots";
 const OUTBOX = "outbox";
@@ -36,7 +37,8 @@ async function run(store, mode, work) {
   });
 }
 
-/** Keep an action: {id (request id), owner, path, json, label, verify?}. */
+/** Keep an action: {id (request id), owner, path, json, label, verify?, and optionally
+ * photo (a Blob) with photoTenant: uploaded first and named in json.media_uris}. */
 export function enqueue(item) {
   return run(OUTBOX, "readwrite", (s) => s.put({ ...item, created: Date.now() }));
 }
@@ -89,6 +91,14 @@ export function flush(owner) {
       for (let i = 0; i < items.length; i += 1) {
         const item = items[i];
         try {
+          if (item.photo) {
+            // The photo goes first; the action then names it. Kept at once, so a
+            // resend of the action never uploads the photo again.
+            const name = await upload(item.photoTenant, item.photo);
+            item.json = { ...item.json, media_uris: [...(item.json.media_uris || []), name] };
+            delete item.photo;
+            await run(OUTBOX, "readwrite", (s) => s.put(item));
+          }
           await api(item.path, { json: item.json, idempotencyKey: item.id });
           await drop(item.id);
           report.sent += 1;

@@ -7,6 +7,7 @@ import { t } from "../lib/i18n.js";
 import { tenantId } from "../lib/ids.js";
 import { baseMap } from "../lib/map.js";
 import { el, ready, say, startPage, when } from "../lib/page.js";
+import { show } from "../lib/photos.js";
 import { follow } from "../lib/stream.js";
 
 /* global L */
@@ -81,14 +82,29 @@ if (me) {
         el("span", { class: `state ${event.state}`, text: t(`state.${event.state}`) }),
         el("p", { text: event.description }),
         el("div", { class: "muted", text: `${event.id} · ${event.grid_cell || ""} · ${when(event.create_time)}` }),
+        el("div", { class: "photos", id: "detail-photos" }),
         el("ol", { class: "timeline" }, ...event.timeline.map((entry) =>
-          el("li", { text: `${when(entry.time)} · ${t(`state.${entry.to_state}`)}${entry.note ? ` · ${entry.note}` : ""}` }))),
+          el("li", { "data-state": entry.to_state }, `${when(entry.time)} · ${t(`state.${entry.to_state}`)}${entry.note ? ` · ${entry.note}` : ""}`))),
       ),
     );
   }
 
+  // Photos kept by the events service (ADR 31): the report's under its words, the
+  // resolution's (its task's media) on the timeline's last "resolved" step.
+  async function addPhotos(names, into) {
+    for (const name of (names || []).filter((n) => n.startsWith("tenants/"))) {
+      const img = await show(name, t("board.photo.alt")).catch(() => null);
+      if (img && into.isConnected) into.append(img);
+    }
+  }
+
   async function openDetail(id) {
-    showDetail(await api(`${base}/events/${id}`));
+    const event = await api(`${base}/events/${id}`);
+    showDetail(event);
+    await addPhotos(event.media_uris, document.getElementById("detail-photos"));
+    const found = await api(`${base}/tasks${query({ event: event.name })}`).catch(() => ({ tasks: [] }));
+    const resolved = [...document.querySelectorAll("#detail-event .timeline li[data-state=resolved]")].pop();
+    if (resolved) for (const task of found.tasks) await addPhotos(task.media_uris, resolved);
   }
 
   function draw(event) {

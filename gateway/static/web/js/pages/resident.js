@@ -7,6 +7,7 @@ import { t } from "../lib/i18n.js";
 import { requestId, tenantId } from "../lib/ids.js";
 import { baseMap, pageConfig } from "../lib/map.js";
 import { el, ready, say, startPage, when } from "../lib/page.js";
+import { show, shrink, upload } from "../lib/photos.js";
 
 /* global L */
 const RECEIPTS = "grassroots.receipts"; // receipts of reports sent from this phone
@@ -17,6 +18,10 @@ const me = await startPage({ signIn: false });
   const tenant = tenantId(anonymous ? (await pageConfig()).public_tenant : me.tenant);
   const base = `/v1/tenants/${tenant}`;
   document.getElementById("anonymous-note").hidden = !anonymous;
+  // A passer-by cannot upload (ADR 31): the photo field is for signed-in residents.
+  document.getElementById("photo").hidden = anonymous;
+  document.querySelector("label[for=photo]").hidden = anonymous;
+  document.getElementById("photo-anonymous").hidden = !anonymous;
   let pin = null; // {longitude, latitude, crs}
   let marker = null;
   let categories = [];
@@ -147,10 +152,18 @@ const me = await startPage({ signIn: false });
       ),
     );
     box.replaceChildren(el("div", { class: "card", id: "followed-event" }, ...describe(event, receipt), el("p", { text: event.description }), timeline));
+    if (!anonymous) showPhotos(event.media_uris || [], box.firstChild);
     if (event.evaluation) {
       box.append(el("p", { text: t("resident.evaluated", { score: event.evaluation.score }) }));
     } else if (event.state === "resolved") {
       box.append(evaluationForm(event, receipt));
+    }
+  }
+
+  async function showPhotos(names, into) {
+    for (const name of names.filter((n) => n.startsWith("tenants/"))) {
+      const img = await show(name, t("resident.photo.alt")).catch(() => null);
+      if (img) into.append(img);
     }
   }
 
@@ -215,7 +228,10 @@ const me = await startPage({ signIn: false });
         receipt = sent.receipt;
         keepReceipt(receipt);
       } else {
+        const chosen = document.getElementById("photo").files[0];
+        if (chosen) report.media_uris = [await upload(tenant, await shrink(chosen))];
         receipt = (await api(`${base}/events`, { idempotencyKey: pendingId, json: report })).id;
+        document.getElementById("photo").value = "";
       }
       pendingId = requestId();
       document.getElementById("receipt").textContent = receipt;

@@ -1,5 +1,5 @@
 // The grid worker page: my tasks (accept or decline an offer, navigate, check in,
-// resolve with a note) and findings from the patrol. Every action goes through the
+// resolve with a note and a photo) and findings from the patrol. Every action goes through the
 // outbox with its request id, so it works the same with and without a connection.
 import { api, Offline } from "../lib/api.js";
 import { t } from "../lib/i18n.js";
@@ -7,6 +7,7 @@ import { requestId, tenantId } from "../lib/ids.js";
 import { enqueue, flush, keep, kept, waiting } from "../lib/outbox.js";
 import { el, ready, say, startPage, when } from "../lib/page.js";
 import { pageConfig } from "../lib/map.js";
+import { shrink } from "../lib/photos.js";
 
 const RETRY_MS = 15000;
 const OPEN = ["assigned", "accepted", "in_progress", "waiting"];
@@ -64,14 +65,19 @@ if (me) {
         { class: "resolve" },
         el("label", { for: noteId, text: t("worker.note") }),
         el("textarea", { id: noteId, required: true, maxlength: "2000", oninput: (e) => (drafts[task.id] = e.target.value) }),
+        el("label", { for: `photo-${task.id}`, text: t("worker.photo") }),
+        el("input", { id: `photo-${task.id}`, type: "file", accept: "image/jpeg,image/png,image/webp", capture: "environment" }),
         el("div", { class: "row" }, el("button", { class: "primary", type: "submit", "data-action": "resolve", text: t("worker.resolve") })),
       );
       form.querySelector("textarea").value = drafts[task.id] || "";
-      form.addEventListener("submit", (e) => {
+      form.addEventListener("submit", async (e) => {
         e.preventDefault();
         const note = document.getElementById(noteId).value;
+        const chosen = document.getElementById(`photo-${task.id}`).files[0];
         delete drafts[task.id];
-        perform(task, "resolve", { note, media_uris: [] });
+        // The photo waits in the outbox with the action, offline too (IndexedDB keeps Blobs).
+        const photo = chosen ? await shrink(chosen) : undefined;
+        perform(task, "resolve", { note, media_uris: [] }, photo);
       });
       buttons.push(form);
     }
@@ -133,12 +139,13 @@ if (me) {
     if (report.sent || report.failed.length) await load();
   }
 
-  async function perform(task, action, json) {
+  async function perform(task, action, json, photo = undefined) {
     await enqueue({
       id: requestId(),
       owner: me.subject,
       path: `/v1/${task.name}:${action}`,
       json,
+      ...(photo ? { photo, photoTenant: task.name.split("/")[1] } : {}),
       task: task.name,
       label: `${t(`worker.${action === "start" ? "checkin" : action}`)} ${task.id}`,
       verify: { check: "taskState", task: task.name, states: AFTER[action] },
