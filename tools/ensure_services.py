@@ -30,6 +30,8 @@ POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 MOSQUITTO_PORT = 1883
 MOSQUITTO_CONFIG = "/etc/mosquitto/mosquitto.conf"
+CJK_FONT_PACKAGE = "fonts-noto-cjk"
+CJK_FONT_FILES = "/usr/share/fonts/opentype/noto/NotoSans*CJK*"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Found:
     chromium_installed: bool = True
     mosquitto_clients_installed: bool = True
     wrk_installed: bool = True
+    # A CJK font, so the browser suite's screenshots show Chinese, not boxes.
+    cjk_font_installed: bool = True
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,18 @@ def plan(found: Found) -> list[Action]:
                     "wrk",
                     "the events benchmark skips its wrk figures: wrk is not installed "
                     "(Debian: apt-get install wrk)",
+                )
+            )
+    if not found.cjk_font_installed:
+        if can_install:
+            packages.append(CJK_FONT_PACKAGE)
+        else:
+            optional.append(
+                Action(
+                    "note",
+                    CJK_FONT_PACKAGE,
+                    "the browser suite's screenshots show boxes for Chinese: no CJK font "
+                    f"is installed (Debian: apt-get install {CJK_FONT_PACKAGE})",
                 )
             )
     if packages and not can_install:
@@ -151,6 +167,7 @@ def probe() -> Found:
         chromium_installed=shutil.which("chromium") is not None,
         mosquitto_clients_installed=shutil.which("mosquitto_pub") is not None,
         wrk_installed=shutil.which("wrk") is not None,
+        cjk_font_installed=bool(glob.glob(CJK_FONT_FILES)),
     )
 
 

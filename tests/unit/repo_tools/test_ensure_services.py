@@ -118,3 +118,12 @@ def test_the_broker_starts_with_the_packaged_configuration_when_there_is_one() -
         MOSQUITTO_CONFIG,
     ]
     assert mosquitto_command("/usr/sbin/mosquitto", False)[-2:] == ["-p", "1883"]
+
+
+def test_a_cjk_font_is_installed_as_root_and_only_noted_otherwise() -> None:
+    missing = replace(READY, cjk_font_installed=False)
+    assert plan(replace(missing, root=True)) == [Action("install", "fonts-noto-cjk")]
+    (note,) = plan(missing)
+    assert note.kind == "note" and "apt-get install fonts-noto-cjk" in note.message
+    both = plan(replace(missing, root=True, chromium_installed=False))
+    assert both == [Action("install", "chromium fonts-noto-cjk")]
