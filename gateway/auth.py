@@ -8,7 +8,7 @@ A route states what it needs in its signature and the RPCs it calls above it:
     async def get_event(..., who: Who): ...
 
     Anyone = Annotated[Principal, Depends(public("events"))]    # meant to be public
-    Passerby = Annotated[Principal, Depends(public_intake("events"))]  # reports, ADR 30
+    Passerby = Annotated[Principal, Depends(public_intake("events"))]  # reports, ADR 35
     Reader = Annotated[Principal, Security(public_or_access("events"))]  # public, or keyed
     Me = Annotated[Principal, Security(signed_in())]            # calls no component
 
@@ -320,7 +320,7 @@ def public(component: str) -> Callable[..., Awaitable[Principal]]:
 
 
 def public_intake(component: str) -> Callable[..., Awaitable[Principal]]:
-    """Dependency for the narrow public intake (ADR 30): reports without an account.
+    """Dependency for the narrow public intake (ADR 35): reports without an account.
 
     The caller is the anonymous principal of `public`, holding `<component>:intake`
     instead of `:read`, so the only RPCs it reaches are those the contract gives that

@@ -62,7 +62,7 @@ class GatewaySettings(BaseSettings):
     anonymous_reports_per_hour: int = Field(
         10,
         ge=1,
-        description="per client address: reports without an account (ADR 30); each "
+        description="per client address: reports without an account (ADR 35); each "
         "village's own hourly number is the events service's",
     )
     unauthenticated_requests_per_minute: int = Field(

@@ -1,4 +1,4 @@
-"""REST for photos of reports and resolutions (ADR 31): upload, and read back.
+"""REST for photos of reports and resolutions (ADR 36): upload, and read back.
 
 The events service keeps them and tells a photo by its bytes; the gateway bounds the
 upload by the contract's limit and serves a photo so a browser can only show it.

@@ -1,4 +1,4 @@
-"""REST for reports without an account (ADR 30) and the settings that allow them.
+"""REST for reports without an account (ADR 35) and the settings that allow them.
 
 The three public routes are custom methods on a tenant's events: report, follow by
 receipt, rate by receipt. The receipt travels in the body, never in a path or query,

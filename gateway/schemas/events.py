@@ -199,7 +199,7 @@ class CategoryList(BaseModel):
 
 
 class IntakeSettingsIn(BaseModel):
-    """Whether the tenant's villages take reports without an account (ADR 30)."""
+    """Whether the tenant's villages take reports without an account (ADR 35)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 

@@ -1,4 +1,4 @@
-"""How events and tasks name a photo the events service keeps (ADR 31).
+"""How events and tasks name a photo the events service keeps (ADR 36).
 
 `media_uris` hold http(s) links or attachments' resource names
 (`tenants/{tenant}/attachments/{attachment}`); the components that take media check

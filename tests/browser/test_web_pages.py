@@ -177,7 +177,7 @@ def test_pages_keep_the_strict_policy_and_may_ask_for_the_position(gateway):
 def test_a_passer_by_reports_without_an_account_follows_the_receipt_and_rates_it(
     gateway, browser, axe_source, credentials, grid_index
 ):
-    """Where the village allows it (ADR 30): no sign-in, the receipt kept on the phone."""
+    """Where the village allows it (ADR 35): no sign-in, the receipt kept on the phone."""
     secretary = credentials.account("xingming.secretary")
     staff = _token(gateway, secretary.username, secretary.password)
     lon, lat = _cell_points(grid_index, 3)[2]
@@ -377,7 +377,7 @@ def test_resident_reports_the_board_sees_it_the_grid_worker_resolves_the_residen
     assert time.monotonic() - sent < 2.0
     assert event["category"] == "safety.fire_hazard" and event["source"] == "resident"
     assert event["village"] == XINGMING_PATH
-    (photo,) = event["media_uris"]  # the photo, kept by the events service (ADR 31)
+    (photo,) = event["media_uris"]  # the photo, kept by the events service (ADR 36)
     assert photo.startswith(f"tenants/{XINGMING}/attachments/at_")
     assert abs(event["location"]["longitude"] - lon) < 1e-5, (event["location"], lon)
     assert abs(event["location"]["latitude"] - lat) < 1e-5, (event["location"], lat)

@@ -392,7 +392,7 @@ PASSERBY_CATEGORY = "security.passerby"
 
 
 def allow_anonymous_reports(world: World, tenant: str = A, per_hour: int = 1000) -> None:
-    """Village A's staff let people without an account report there (ADR 30)."""
+    """Village A's staff let people without an account report there (ADR 35)."""
     body = {"anonymous_reports": True, "anonymous_reports_per_hour": per_hour}
     url = f"/v1/tenants/{tenant}/intakeSettings"
     expect(world.client.patch(url, json=body, headers=world.a_super.headers), 200)

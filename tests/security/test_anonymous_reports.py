@@ -1,4 +1,4 @@
-"""Reports without an account (ADR 30): only where a village allows them, limited per
+"""Reports without an account (ADR 35): only where a village allows them, limited per
 address and per village, followed only by the receipt, and nothing personal answered.
 
 Runs late (conftest.LAST_MODULES): its last test spends the address's hourly bucket.

@@ -1,4 +1,4 @@
-"""Photos (ADR 31): only images told by their bytes, bounded by the contract's size,
+"""Photos (ADR 36): only images told by their bytes, bounded by the contract's size,
 read back only by their uploader and the staff of their village, and named in a
 report only by the person who uploaded them."""
 

@@ -116,7 +116,7 @@ PUBLIC: dict[tuple[str, str], Callable[[World], httpx.Response]] = {
     ("POST", "/v1/auth/revoke"): _revoke,
     ("GET", "/ogc"): _get("/ogc"),
     ("GET", "/ogc/conformance"): _get("/ogc/conformance"),
-    # Reports without an account (ADR 30): only where the village allows them.
+    # Reports without an account (ADR 35): only where the village allows them.
     ("POST", "/v1/tenants/{tenant}/events:reportAnonymously"): lambda w: _anonymous_report(w),
     ("POST", "/v1/tenants/{tenant}/events:followReceipt"): _follow_receipt,
     ("POST", "/v1/tenants/{tenant}/events:evaluateReceipt"): lambda w: _evaluate_receipt(w),

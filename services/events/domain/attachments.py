@@ -1,4 +1,4 @@
-"""Photos of a report or of its resolution, kept by the events service (ADR 31).
+"""Photos of a report or of its resolution, kept by the events service (ADR 36).
 
 A photo is told by its bytes, never by the name or type a client claims: JPEG, PNG and
 WebP only (what phones take and browsers show), so nothing a browser would run or

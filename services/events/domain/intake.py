@@ -1,4 +1,4 @@
-"""Reports from people without an account, where a village takes them (ADR 30).
+"""Reports from people without an account, where a village takes them (ADR 35).
 
 A village's (or an ancestor's) intake settings say whether it takes reports without an
 account and how many an hour. Such a report's reporter is not a person but its

@@ -253,7 +253,7 @@ class EventHub:
         return event, False
 
     async def attach(self, principal: Principal, tenant: str, content: bytes) -> Attachment:
-        """Keep a photo for a report or a resolution (ADR 31)."""
+        """Keep a photo for a report or a resolution (ADR 36)."""
         if not principal.can_see(tenant):
             raise NotFound(f"tenant {tenancy.tenant_name(tenant)!r} not found")
         attachment = attachments.new_attachment(principal, tenant, content)

@@ -1,4 +1,4 @@
-"""Reports without an account (ADR 30): the village's settings, its hourly number,
+"""Reports without an account (ADR 35): the village's settings, its hourly number,
 the receipt, and nothing personal in the answers; on both stores over real gRPC."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Photos kept by the events service (ADR 31): told by their bytes, bounded by the
+"""Photos kept by the events service (ADR 36): told by their bytes, bounded by the
 contract, named by reports of their uploader, read by their uploader and staff."""
 
 from __future__ import annotations

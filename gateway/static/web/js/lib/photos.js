@@ -1,4 +1,4 @@
-// Photos of a report or a resolution (ADR 31): made small enough on the phone, then
+// Photos of a report or a resolution (ADR 36): made small enough on the phone, then
 // uploaded to the events service, which keeps them and tells them by their bytes.
 import { api } from "./api.js";
 

@@ -89,7 +89,7 @@ if (me) {
     );
   }
 
-  // Photos kept by the events service (ADR 31): the report's under its words, the
+  // Photos kept by the events service (ADR 36): the report's under its words, the
   // resolution's (its task's media) on the timeline's last "resolved" step.
   async function addPhotos(names, into) {
     for (const name of (names || []).filter((n) => n.startsWith("tenants/"))) {

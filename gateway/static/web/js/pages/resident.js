@@ -1,6 +1,6 @@
 // The resident page: pin a problem on the map, send it with a category, follow it by
 // its receipt and rate the work once it is resolved. Signed in, the receipt is the
-// event id; without an account (where the village allows it, ADR 30) it is the
+// event id; without an account (where the village allows it, ADR 35) it is the
 // answer's receipt, kept on this phone, the only way to follow the report.
 import { api, ApiError, Offline } from "../lib/api.js";
 import { t } from "../lib/i18n.js";
@@ -18,7 +18,7 @@ const me = await startPage({ signIn: false });
   const tenant = tenantId(anonymous ? (await pageConfig()).public_tenant : me.tenant);
   const base = `/v1/tenants/${tenant}`;
   document.getElementById("anonymous-note").hidden = !anonymous;
-  // A passer-by cannot upload (ADR 31): the photo field is for signed-in residents.
+  // A passer-by cannot upload (ADR 36): the photo field is for signed-in residents.
   document.getElementById("photo").hidden = anonymous;
   document.querySelector("label[for=photo]").hidden = anonymous;
   document.getElementById("photo-anonymous").hidden = !anonymous;
