@@ -29,6 +29,7 @@ from services.twin.domain.entities import (
 )
 from services.twin.domain.ingest import MAX_LISTED_REJECTIONS, Columns
 from services.twin.domain.models import BUILTIN_TENANT, Kind, Model, PropertySpec
+from services.twin.domain.ports import EntityKey, RuleKey
 from services.twin.domain.rules import (
     Condition,
     Direction,
@@ -36,7 +37,9 @@ from services.twin.domain.rules import (
     GeofenceMode,
     Inactivity,
     Levels,
+    Phase,
     Rule,
+    RuleState,
     Threshold,
 )
 from services.twin.domain.service import IngestOutcome, TwinHub
@@ -54,6 +57,23 @@ def _ts(ms: int) -> Timestamp:
 
 def _ms(ts: Timestamp) -> int:
     return int(ts.ToMilliseconds())
+
+
+_PHASES = {Phase.PENDING: pb.RuleStatus.PHASE_PENDING, Phase.ACTIVE: pb.RuleStatus.PHASE_ACTIVE}
+
+
+def rule_statuses(states: list[tuple[RuleKey, RuleState]]) -> list[pb.RuleStatus]:
+    """An entity's rules that are not idle, as readers see them."""
+    return [
+        pb.RuleStatus(
+            rule=f"{tenancy.tenant_name(rule[0])}/rules/{rule[1]}",
+            phase=_PHASES[state.phase],
+            start_time=_ts(state.since_ms) if state.since_ms else None,
+            level=state.level,
+        )
+        for rule, state in states
+        if state.phase in _PHASES
+    ]
 
 
 def entity_to_proto(entity: Entity, model: Model | None = None) -> pb.Entity:
@@ -284,8 +304,16 @@ class TwinServicer(pb_grpc.TwinServiceServicer):
             self.feeds.keys, self.feeds.topic_root, self.hub, request
         )
 
-    def _out(self, entity: Entity) -> pb.Entity:
-        return entity_to_proto(entity, self.hub.models.resolve(entity.tenant, entity.entity_type))
+    def _out(
+        self, entity: Entity, alarms: dict[EntityKey, list[tuple[RuleKey, RuleState]]] | None = None
+    ) -> pb.Entity:
+        message = entity_to_proto(
+            entity, self.hub.models.resolve(entity.tenant, entity.entity_type)
+        )
+        key = (entity.tenant, entity.entity_id)
+        found = alarms if alarms is not None else self.hub.alarm_states([key])
+        message.rule_statuses.extend(rule_statuses(found.get(key, [])))
+        return message
 
     async def CreateEntity(
         self, request: pb.CreateEntityRequest, context: grpc.aio.ServicerContext
@@ -316,8 +344,9 @@ class TwinServicer(pb_grpc.TwinServiceServicer):
         if len(found) > size:
             found = found[:size]
             token = paging.encode_token({"t": found[-1].tenant, "e": found[-1].entity_id}, query)
+        alarms = self.hub.alarm_states((e.tenant, e.entity_id) for e in found)
         return pb.ListEntitiesResponse(
-            entities=[self._out(e) for e in found], next_page_token=token
+            entities=[self._out(e, alarms) for e in found], next_page_token=token
         )
 
     async def DeleteEntity(

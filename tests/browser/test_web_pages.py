@@ -27,6 +27,8 @@ from grassroots.empower.v1 import catalog_service_pb2 as catalog_pb
 from grassroots.empower.v1 import catalog_service_pb2_grpc as catalog_grpc
 from grassroots.events.v1 import events_service_pb2 as events_pb
 from grassroots.events.v1 import events_service_pb2_grpc as events_grpc
+from grassroots.twin.v1 import twin_service_pb2 as twin_pb
+from grassroots.twin.v1 import twin_service_pb2_grpc as twin_grpc
 from grassroots.type.v1 import geo_pb2
 from services.kit import tenancy
 from services.kit.crs import wgs84_to_gcj02
@@ -599,6 +601,7 @@ def test_board_draws_the_town_and_shows_a_new_report_live(
     stack, gateway, browser, axe_source, credentials, grid_index
 ):
     officer = credentials.account("anting.officer")
+    _alarming_gauge(stack, _cell_points(grid_index, 2)[1])
     context = phone(browser, gateway)
     page = context.new_page()
     problems = watch(page)
@@ -607,6 +610,9 @@ def test_board_draws_the_town_and_shows_a_new_report_live(
     page.wait_for_url("**/web/board.html")
     wait_ready(page)
     page.wait_for_selector("#live-state:has-text('live')")
+    # A sensor with its current reading and its alarm state.
+    page.wait_for_selector("#sensors li[data-entity='board-gauge'] .state.alarm")
+    assert "level_cm 41" in page.inner_text("#sensors li[data-entity='board-gauge']")
     assert no_horizontal_scroll(page)
     assert not accessibility_problems(page, axe_source)
     record(page, "board-phone")
@@ -664,6 +670,62 @@ def test_a_grid_worker_declines_an_offer_and_it_goes_to_the_next(
     assert after["handler"] != task["handler"], after
     assert not problems, problems
     context.close()
+
+
+def _alarming_gauge(stack: Stack, point: tuple[float, float]) -> None:
+    """A water gauge in Xingming whose flooding rule is firing (a twin alarm)."""
+    writer = Principal(
+        "services/browser-test",
+        XINGMING_PATH,
+        "service",
+        scopes=frozenset({"twin:read", "twin:write", "twin:ingest"}),
+    )
+    parent = tenancy.tenant_name(XINGMING_PATH)
+    with grpc.insecure_channel(stack.config.address("twin")) as channel:
+        twin = twin_grpc.TwinServiceStub(channel)
+        md = writer.to_metadata()
+        twin.CreateEntity(
+            twin_pb.CreateEntityRequest(
+                parent=parent,
+                entity_id="board-gauge",
+                entity=twin_pb.Entity(
+                    entity_type="WaterLevelGauge",
+                    display_name="Gauge at the west underpass",
+                    location=geo_pb2.GeoPoint(longitude=point[0], latitude=point[1]),
+                ),
+            ),
+            metadata=md,
+            timeout=30,
+        )
+        twin.CreateRule(
+            twin_pb.CreateRuleRequest(
+                parent=parent,
+                rule_id="board-flood",
+                rule=twin_pb.Rule(
+                    display_name="Underpass flooding",
+                    entity_type="WaterLevelGauge",
+                    property="level_cm",
+                    threshold=twin_pb.Threshold(trigger=30, clear=25),
+                    event_category="safety.flooding",
+                    severity=4,
+                ),
+            ),
+            metadata=md,
+            timeout=30,
+        )
+        twin.IngestTelemetry(
+            twin_pb.IngestTelemetryRequest(
+                parent=parent,
+                columns=twin_pb.TelemetryColumns(
+                    entities=["board-gauge"],
+                    properties=["level_cm"],
+                    values=[41.0],
+                    observe_times_ms=[int(time.time() * 1000)],
+                ),
+            ),
+            metadata=md,
+            timeout=30,
+        )
 
 
 def _record_installation(stack: Stack, village_path: str, item: str) -> None:

@@ -39,6 +39,7 @@ class Entity(_message.Message):
     PROPERTIES_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    RULE_STATUSES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/entities/{entity}`."""
     entity_type: _builtins.str
@@ -71,6 +72,12 @@ class Entity(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the entity was created. Output only."""
 
+    @_builtins.property
+    def rule_statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuleStatus]:
+        """The entity's rules that are not idle: an alarm open, or a breach waiting out the
+        rule's minimum duration. Empty when all is quiet. Output only.
+        """
+
     def __init__(
         self,
         *,
@@ -84,14 +91,74 @@ class Entity(_message.Message):
         properties: _abc.Iterable[Global___PropertyValue] | None = ...,
         display_name: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        rule_statuses: _abc.Iterable[Global___RuleStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "location", b"location", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["building", b"building", "create_time", b"create_time", "display_name", b"display_name", "entity_type", b"entity_type", "location", b"location", "name", b"name", "properties", b"properties", "relationships", b"relationships", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["building", b"building", "create_time", b"create_time", "display_name", b"display_name", "entity_type", b"entity_type", "location", b"location", "name", b"name", "properties", b"properties", "relationships", b"relationships", "rule_statuses", b"rule_statuses", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Entity: _TypeAlias = Entity  # noqa: Y015
+
+@_typing.final
+class RuleStatus(_message.Message):
+    """Where one rule stands for one entity (its alarm state)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Phase:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _PhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RuleStatus._Phase.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        PHASE_UNSPECIFIED: RuleStatus._Phase.ValueType  # 0
+        """Not set."""
+        PHASE_PENDING: RuleStatus._Phase.ValueType  # 1
+        """Past the threshold, waiting out the minimum duration: no alarm yet."""
+        PHASE_ACTIVE: RuleStatus._Phase.ValueType  # 2
+        """An alarm is open (its event raised), until the value clears."""
+
+    class Phase(_Phase, metaclass=_PhaseEnumTypeWrapper):
+        """Where a rule stands."""
+
+    PHASE_UNSPECIFIED: RuleStatus.Phase.ValueType  # 0
+    """Not set."""
+    PHASE_PENDING: RuleStatus.Phase.ValueType  # 1
+    """Past the threshold, waiting out the minimum duration: no alarm yet."""
+    PHASE_ACTIVE: RuleStatus.Phase.ValueType  # 2
+    """An alarm is open (its event raised), until the value clears."""
+
+    RULE_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    rule: _builtins.str
+    """Resource name of the rule: `tenants/{tenant}/rules/{rule}`."""
+    phase: Global___RuleStatus.Phase.ValueType
+    """Pending or active."""
+    level: _builtins.int
+    """For a level rule: the level reached; 0 otherwise."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """When the pending stretch or the alarm began."""
+
+    def __init__(
+        self,
+        *,
+        rule: _builtins.str = ...,
+        phase: Global___RuleStatus.Phase.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        level: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "phase", b"phase", "rule", b"rule", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RuleStatus: _TypeAlias = RuleStatus  # noqa: Y015
 
 @_typing.final
 class Relationship(_message.Message):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -55,6 +55,7 @@ from services.twin.domain.rules import (
     Inactivity,
     LevelChanged,
     Outcome,
+    Phase,
     Rule,
     RuleState,
     evaluate,
@@ -691,6 +692,20 @@ class TwinHub:
             offset += count
         with np.errstate(invalid="ignore"):
             return speeds <= cond.stopped_at_most
+
+    def alarm_states(
+        self, entities: Iterable[EntityKey]
+    ) -> dict[EntityKey, list[tuple[RuleKey, RuleState]]]:
+        """Each entity's rules that are not idle (pending or active), for readers: what
+        the rules themselves walk from, so a page shows the alarm the events came from."""
+        wanted = set(entities)
+        found: dict[EntityKey, list[tuple[RuleKey, RuleState]]] = {}
+        for (rule_key, entity_key), state in self._states.items():
+            if entity_key in wanted and state.phase is not Phase.IDLE:
+                found.setdefault(entity_key, []).append((rule_key, state))
+        for states in found.values():
+            states.sort()
+        return found
 
     def _keep_states(self, changed: dict[tuple[RuleKey, EntityKey], RuleState]) -> None:
         """Remember changed rule states and which entities are away from idle."""

@@ -210,3 +210,24 @@ async def test_a_deleted_rule_raises_nothing_more_and_can_be_made_again(twin, gr
     await make_flood_rule(twin)
     await ingest(twin, [10, 60], [now + 4000, now + 5000])
     await wait_for(lambda: _count_is(twin, 2))
+
+
+async def test_an_entity_says_which_of_its_rules_are_pending_or_alarming(twin, grid_index):
+    """The board's alarm state: each entity's rules that are not idle, and since when."""
+    gauge = await make_gauge(twin, grid_index)
+    await make_flood_rule(twin, min_duration_s=300)
+    assert list(gauge.rule_statuses) == []
+    start = int(time.time() * 1000) - 3_600_000
+    await ingest(twin, [35], [start])  # above, waiting out the five minutes
+    read = await twin.stub.GetEntity(pb.GetEntityRequest(name=gauge.name), metadata=MD)
+    (pending,) = read.rule_statuses
+    assert pending.phase == pb.RuleStatus.PHASE_PENDING
+    assert pending.rule == f"{PARENT}/rules/flood"
+    assert pending.start_time.ToMilliseconds() == start
+    await ingest(twin, [36], [start + 400_000])  # held for more than five minutes: alarm
+    listed = await twin.stub.ListEntities(pb.ListEntitiesRequest(parent=PARENT), metadata=MD)
+    (entity,) = [e for e in listed.entities if e.name == gauge.name]
+    assert [s.phase for s in entity.rule_statuses] == [pb.RuleStatus.PHASE_ACTIVE]
+    await ingest(twin, [20], [start + 500_000])  # under the clear level: quiet again
+    read = await twin.stub.GetEntity(pb.GetEntityRequest(name=gauge.name), metadata=MD)
+    assert list(read.rule_statuses) == []

@@ -1,7 +1,8 @@
 // The operations board of a town or village: events on the map coloured by state and
 // kept live over SSE, an event's timeline, filters, figures with reports per grid cell
 // (bars and a choropleth of the grid cells), tasks running out of time with a
-// countdown, sensors' current readings and the active emergency level.
+// countdown, sensors' current readings with their alarm state and the active
+// emergency level.
 import { api, query } from "../lib/api.js";
 import { t } from "../lib/i18n.js";
 import { tenantId } from "../lib/ids.js";
@@ -218,8 +219,18 @@ if (me) {
   async function loadSensors() {
     const page = await api(`${base}/entities?page_size=200`).catch(() => ({ entities: [] }));
     const sensors = page.entities.filter((e) => e.properties && e.properties.some((p) => !p.point));
+    // Alarm state: the sensor's rules that are not idle (an alarm open, or a breach
+    // waiting out its minimum duration), the worst first.
+    const alarm = (e) => {
+      const phases = (e.rule_statuses || []).map((r) => r.phase);
+      if (phases.includes("PHASE_ACTIVE")) return el("span", { class: "state alarm", text: t("board.sensor.alarm") });
+      if (phases.includes("PHASE_PENDING")) return el("span", { class: "state pending", text: t("board.sensor.pending") });
+      return el("span", { class: "state quiet", text: t("board.sensor.quiet") });
+    };
+    sensors.sort((a, b) => (b.rule_statuses || []).length - (a.rule_statuses || []).length);
     document.getElementById("sensors").replaceChildren(...sensors.map((e) =>
-      el("li", {}, el("strong", { text: e.display_name || e.name.split("/").pop() }), " ",
+      el("li", { "data-entity": e.name.split("/").pop() }, el("strong", { text: e.display_name || e.name.split("/").pop() }), " ",
+        alarm(e), " ",
         el("span", { class: "muted", text: e.entity_type }),
         el("div", { text: e.properties.filter((p) => !p.point).map((p) => `${p.property} ${p.value}${p.unit ? ` ${p.unit}` : ""} (${when(p.observe_time)})`).join(" · ") }))));
   }
