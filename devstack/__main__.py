@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         plans = stack.install_demo_plans()
         stack.install_demo_forms()
         stack.install_demo_twin()
+        scenarios = stack.install_required_scenarios()
         print(f"\nGrassroots is ready in {time.monotonic() - started:.1f}s", flush=True)
         print(f"  gateway   {config.gateway_url}  (API docs {config.gateway_url}/docs)")
         print(f"  readiness {config.gateway_url}/readyz")
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nDemo history: {sum(history.values())} reports over four weeks ({states})")
         print(f"Demo plans: {plans[0]} and {plans[1]}")
         print(f"Demo twin: {len(demo_twin.ENTITIES)} entities in {demo_twin.VILLAGE} with rules")
+        print(f"Scenarios installed in both villages: {', '.join(scenarios)}")
         print(f"\n(credentials saved in {stack.credentials_file})")
         print("Press Ctrl-C to stop.\n", flush=True)
         while not stopping["flag"]:

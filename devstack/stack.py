@@ -328,6 +328,28 @@ class Stack:
 
         return asyncio.run(run())
 
+    def install_required_scenarios(self) -> list[str]:
+        """The catalog's required scenarios in both demo villages, through the composer
+        (ADR 26): a village that has them already is planned, found unchanged and left."""
+        from devstack.demo_identity import VILLAGES
+        from scenarios.composer import Composer, catalog
+
+        signing.configure(signing.KeyRing.parse(self.config.dev_secrets()[signing.KEYS_VARIABLE]))
+        required = sorted(
+            (m for m in catalog.available().values() if m.scenario_class == "required"),
+            key=lambda m: m.id,
+        )
+
+        async def run() -> None:
+            addresses = {name: self.config.address(name) for name in SERVICES}
+            async with Composer.connect(addresses) as composer:
+                for village in VILLAGES:
+                    for manifest in required:
+                        await composer.apply(village, manifest, None)
+
+        asyncio.run(run())
+        return [m.id for m in required]
+
     def install_demo_forms(self) -> dict[str, int]:
         """The town's fire-safety inspection form, its records and its three reports."""
         from devstack import demo_forms

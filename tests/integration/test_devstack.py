@@ -53,6 +53,14 @@ def test_launcher_reaches_ready_and_stops_cleanly_on_ctrl_c(demo_gpkg, tmp_path)
                 edge = match.group(1)
             if url and edge:
                 break
+        installed = ""
+        for line in process.stdout:
+            if line.startswith("Scenarios installed in both villages:"):
+                installed = line
+                break
+        # `make run` installs the catalog's required scenarios in both demo villages.
+        for required in ("citizen-report", "fire-smoke", "lone-elderly", "village-notices"):
+            assert required in installed, installed
         assert url, "launcher printed no gateway URL"
         assert edge, "launcher printed no gRPC edge address"
         # A hang detector, not a speed test: the banner prints the time to ready, and
