@@ -49,8 +49,10 @@ class ClientAddresses:
         """The client's address: the peer's, unless the peer is a trusted proxy."""
         if not peer:
             return UNKNOWN
+        if not self.trusted:
+            return peer  # without proxies the peer is the client; no need to parse it
         current = _address(peer)
-        if current is None or not self.trusted or not self._trusted(current):
+        if current is None or not self._trusted(current):
             return peer
         hops = [hop for hop in (forwarded_for or "").split(",") if hop.strip()]
         for hop in reversed(hops):
