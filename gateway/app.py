@@ -13,7 +13,9 @@ from gateway.auth import Guard
 from gateway.docs import install_docs
 from gateway.errors import install_handlers
 from gateway.event_creates import EventCreates
+from gateway.fast_events import FastCreate, FastGet
 from gateway.fast_ingest import FastIngest
+from gateway.fast_routes import FastRoutes
 from gateway.idempotency import IdempotencyMiddleware, ReplayStore
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.openapi import install_openapi, operation_id
@@ -147,8 +149,16 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         command_plans.router,
     ):
         app.include_router(router)
-    # Innermost of the gateway's middleware: telemetry's plain case skips FastAPI's routing.
-    app.add_middleware(FastIngest, route=_route_of(twin.router, twin.ingest_telemetry))
+    # Innermost of the gateway's middleware: the plain cases of the hottest routes
+    # (a reading, a report, reading an event) skip FastAPI's routing.
+    app.add_middleware(
+        FastRoutes,
+        routes=[
+            FastCreate(_route_of(events.router, events.create_event)),
+            FastGet(_route_of(events.router, events.get_event)),
+            FastIngest(_route_of(twin.router, twin.ingest_telemetry)),
+        ],
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import grpc
 from fastapi import APIRouter, Header, Path, Query, Request, Response, Security
@@ -49,7 +49,8 @@ router = APIRouter(prefix="/v1/tenants/{tenant}/events", tags=["events"])
 categories_router = APIRouter(prefix="/v1/tenants/{tenant}/categories", tags=["events"])
 Who = Annotated[Principal, Security(access("events"))]
 
-_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+KEY_MAX_LENGTH = 130  # an Idempotency-Key header: a request_id's 128, maybe quoted
 SSE_KEEPALIVE_SECONDS = 15.0
 Village = Annotated[str | None, Query(max_length=250, description=TENANT_FILTER_DESCRIPTION)]
 
@@ -149,7 +150,7 @@ async def create_event(
     request: Request,
     who: Who,
     idempotency_key: Annotated[
-        str | None, Header(alias=HEADER, max_length=130, description=KEY_DESCRIPTION)
+        str | None, Header(alias=HEADER, max_length=KEY_MAX_LENGTH, description=KEY_DESCRIPTION)
     ] = None,
 ) -> Response:
     """Record a report; it is located in its village and grid cell before it is stored.
@@ -157,8 +158,15 @@ async def create_event(
     Retrying with the same `request_id` (or `Idempotency-Key` header) returns the first
     event (header `Idempotent-Replayed: true`), never a second one.
     """
-    upstreams = request.app.state.upstreams
-    message = pb.CreateEventRequest(
+    message = create_request(tenant, body, idempotency_key)
+    return await report(request.app.state, message, who)
+
+
+def create_request(
+    tenant: str, body: EventCreate, idempotency_key: str | None
+) -> pb.CreateEventRequest:
+    """The CreateEvent call for a report; 400 when its key is missing or malformed."""
+    return pb.CreateEventRequest(
         parent=parent(tenant),
         request_id=_request_id(body.request_id, idempotency_key),
         event=pb.Event(
@@ -176,9 +184,14 @@ async def create_event(
             address=body.address,
         ),
     )
-    creates: EventCreates = request.app.state.event_creates
+
+
+async def report(state: Any, message: pb.CreateEventRequest, who: Principal) -> Response:
+    """`create_event`'s answer, the gateway's fast path's too (gateway/fast_events.py):
+    the report stored (coalesced with others of the caller's, ADR 28), 201."""
+    creates: EventCreates = state.event_creates
     event, replayed = await call(
-        creates.create(upstreams.events, message, call_metadata(who), who.to_metadata()),
+        creates.create(state.upstreams.events, message, call_metadata(who), who.to_metadata()),
         strip_prefix="event.",
     )
     return event_json(
@@ -288,12 +301,17 @@ async def stream_events(
 @calls("grassroots.events.v1.EventsService", "GetEvent")
 async def get_event(
     tenant: TenantId,
-    event: Annotated[str, Path(pattern=_ID_PATTERN)],
+    event: Annotated[str, Path(pattern=ID_PATTERN)],
     request: Request,
     who: Who,
 ) -> Response:
     """An event of the caller's tenant subtree; any other id answers 404."""
-    rpc = request.app.state.upstreams.events.GetEvent(
+    return await read(request.app.state, tenant, event, who)
+
+
+async def read(state: Any, tenant: str, event: str, who: Principal) -> Response:
+    """`get_event`'s answer, the gateway's fast path's too (gateway/fast_events.py)."""
+    rpc = state.upstreams.events.GetEvent(
         pb.GetEventRequest(name=_name(tenant, event)), metadata=call_metadata(who)
     )
     return event_json(await call(rpc))
@@ -419,7 +437,7 @@ def _name(tenant: str, event: str) -> str:
 @calls("grassroots.events.v1.EventsService", "UpdateEvent")
 async def update_event(
     tenant: TenantId,
-    event: Annotated[str, Path(pattern=_ID_PATTERN)],
+    event: Annotated[str, Path(pattern=ID_PATTERN)],
     body: EventPatch,
     request: Request,
     who: Who,
@@ -453,7 +471,7 @@ async def update_event(
 @calls("grassroots.events.v1.EventsService", "TransitionEvent")
 async def transition_event(
     tenant: TenantId,
-    event: Annotated[str, Path(pattern=_ID_PATTERN)],
+    event: Annotated[str, Path(pattern=ID_PATTERN)],
     body: TransitionIn,
     request: Request,
     who: Who,
@@ -476,7 +494,7 @@ async def transition_event(
 @calls("grassroots.events.v1.EventsService", "EvaluateEvent")
 async def evaluate_event(
     tenant: TenantId,
-    event: Annotated[str, Path(pattern=_ID_PATTERN)],
+    event: Annotated[str, Path(pattern=ID_PATTERN)],
     body: EvaluationIn,
     request: Request,
     who: Who,
@@ -497,7 +515,7 @@ async def evaluate_event(
 @calls("grassroots.events.v1.EventsService", "AddComment")
 async def add_comment(
     tenant: TenantId,
-    event: Annotated[str, Path(pattern=_ID_PATTERN)],
+    event: Annotated[str, Path(pattern=ID_PATTERN)],
     body: CommentIn,
     request: Request,
     who: Who,
