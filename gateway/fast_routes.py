@@ -102,7 +102,7 @@ class FastRoutes:
             await self.app(scope, _replaying(body, receive) if fast.body else receive, send)
             return
         try:
-            who = await self._admit(scope, fast, headers, *credentials)
+            who = await self._admit(scope, fast, params, headers, *credentials)
             response = await fast.answer(scope["app"].state, who, taken)
         except ApiError as exc:
             response = exc.response()
@@ -138,6 +138,7 @@ class FastRoutes:
     async def _admit(
         scope: Scope,
         fast: FastRoute,
+        params: dict[str, str],
         headers: dict[bytes, str],
         bearer: str | None,
         api_key: str | None,
@@ -146,9 +147,12 @@ class FastRoutes:
         guard: Guard = scope["app"].state.guard
         peer = scope.get("client")
         source = guard.clients.resolve(peer[0] if peer else None, headers.get(b"x-forwarded-for"))
-        who = await guard.admit(bearer, api_key, fast.scopes, source)
-        scope["route"] = fast.route  # metrics and traces name the route, as FastAPI does
+        # As FastAPI's router does on a match, before any dependency: metrics and traces
+        # name the route, a refused caller's answer included.
+        scope["route"] = fast.route
         scope["endpoint"] = fast.route.endpoint
+        scope["path_params"] = params
+        who = await guard.admit(bearer, api_key, fast.scopes, source)
         scope.setdefault("state", {})["principal"] = who
         return who
 

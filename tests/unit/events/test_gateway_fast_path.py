@@ -207,11 +207,15 @@ async def test_reads_and_refusals_answer_alike_both_ways(
     async def answers() -> list[tuple[int, Any, dict[str, str]]]:
         return [comparable(await c.request(m, p, **kw)) for c, m, p, kw in cases]
 
+    refused = HTTP_REQUESTS.labels("POST", CREATE_ROUTE, "403")
+    before = refused._value.get()
     quick = await answers()
     assert (taken["GET"], taken["POST"]) == (5, 1 + 3)
+    assert refused._value.get() == before + 1  # counted under the route's template
     route_only(monkeypatch)
     routed = await answers()
     assert (taken["GET"], taken["POST"]) == (5, 1 + 3)
+    assert refused._value.get() == before + 2
     assert quick == routed
     statuses = [status for status, _, _ in quick]
     assert statuses == [200, 200, 404, 404, 404, 403, 400, 422] + [400] * 10
