@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from security_world import VILLAGE_A, A, AppKey, World, create_app
+from security_world import VILLAGE_A, A, AppKey, B, World, create_app
 
 from devstack.stack import Stack, free_port
 from gateway.security.ratelimit import Limit
@@ -69,6 +69,19 @@ def test_a_burst_beyond_the_quota_gets_429_with_retry_after(world, limited_app, 
     bucket = redis_client.hgetall(app_buckets[0])
     assert float(bucket[b"tokens"]) < 1
     assert redis_client.pttl(app_buckets[0]) > 0, "buckets must expire"
+
+
+def test_reading_one_event_is_limited_as_every_route_is(world):
+    # GET of one event is answered past FastAPI's routing (gateway/fast_routes.py):
+    # the app's bucket holds there all the same.
+    reader = create_app(
+        world.client, world.b_super, B, ["events:read"], quota=QUOTA_PER_MINUTE, name="Reads 5"
+    )
+    world.remember(reader.key)
+    burst = Limit.per_minute_with_burst("", QUOTA_PER_MINUTE).burst
+    url = f"/v1/tenants/{B}/events/{world.b.event_id}"
+    codes = [world.client.get(url, headers=reader.headers).status_code for _ in range(burst + 3)]
+    assert codes == [200] * burst + [429] * 3, codes
 
 
 def test_another_replica_shares_the_bucket(world, limited_app, second_replica):
