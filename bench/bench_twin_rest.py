@@ -54,6 +54,8 @@ SECONDS = scaled(20.0, 2.0)
 WARM_SECONDS = scaled(3.0, 1.0)
 CONNECTIONS = scaled(64, 16)
 TARGET = 1_500
+# Device gateways, one per wrk thread: an app's quota is at most 100,000 a minute (1,667/s).
+APPS = 2
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LEVEL_VILLAGE = tenant_pb.Tenant.LEVEL_VILLAGE
 
@@ -75,7 +77,8 @@ def platform(work: Path, demo: Path) -> Iterator[Stack]:
 
 
 async def prepare(stack: Stack) -> str:
-    """The gauges, and a device gateway's app key that may ingest (and only that)."""
+    """The gauges, and the keys (comma-separated) of device gateway apps that may ingest
+    (and only that), one per wrk thread."""
     async with grpc.aio.insecure_channel(stack.config.address("twin")) as channel:
         twin = pb_grpc.TwinServiceStub(channel)
         anchor = demo_twin.anchor_of(stack.config.map_file)
@@ -102,18 +105,21 @@ async def prepare(stack: Stack) -> str:
             demo_identity.TOWN, "xingming", village_display, LEVEL_VILLAGE, village_code
         )
         identity = identity_grpc.IdentityServiceStub(channel)
-        made = await identity.CreateApp(
-            identity_pb.CreateAppRequest(
-                parent=PARENT,
-                app=identity_pb.App(
-                    display_name=f"bench device gateway {uuid.uuid4().hex[:6]}",
-                    scopes=["twin:ingest"],
-                    quota_per_minute=100_000,
+        keys = []
+        for _ in range(APPS):
+            made = await identity.CreateApp(
+                identity_pb.CreateAppRequest(
+                    parent=PARENT,
+                    app=identity_pb.App(
+                        display_name=f"bench device gateway {uuid.uuid4().hex[:6]}",
+                        scopes=["twin:ingest"],
+                        quota_per_minute=100_000,
+                    ),
                 ),
-            ),
-            metadata=demo_identity.BOOTSTRAP.to_metadata(),
-        )
-    return str(made.key)
+                metadata=demo_identity.BOOTSTRAP.to_metadata(),
+            )
+            keys.append(str(made.key))
+    return ",".join(keys)
 
 
 def tree_cpu_seconds(pid: int) -> float:
