@@ -296,7 +296,21 @@ def public(component: str) -> Callable[..., Awaitable[Principal]]:
     only `<component>:read`, so it sees what is published for everyone and nothing
     of a village's own; it is rate limited per client address.
     """
+    return _passer_by(f"{component}:read", f"public_{component}")
 
+
+def public_intake(component: str) -> Callable[..., Awaitable[Principal]]:
+    """Dependency for the narrow public intake (ADR 35): reports without an account.
+
+    The caller is the anonymous principal of `public`, holding `<component>:intake`
+    instead of `:read`, so the only RPCs it reaches are those the contract gives that
+    scope; the component decides which villages take such reports and how many.
+    """
+    return _passer_by(f"{component}:intake", f"public_intake_{component}")
+
+
+def _passer_by(scope: str, name: str) -> Callable[..., Awaitable[Principal]]:
+    """The anonymous principal holding one scope, rate limited per client address."""
     # One principal per public tenant, so it is serialised and signed once, not per call.
     known: dict[str, Principal] = {}
 
@@ -310,41 +324,13 @@ def public(component: str) -> Callable[..., Awaitable[Principal]]:
                 tenant=guard.public_tenant,
                 kind="app",
                 roles=(ANONYMOUS_ROLE,),
-                scopes=frozenset({f"{component}:read"}),
+                scopes=frozenset({scope}),
                 app="anonymous",
             )
         return _adopt(request, who)
 
-    anonymous.__name__ = f"public_{component}"
+    anonymous.__name__ = name
     return anonymous
-
-
-def public_intake(component: str) -> Callable[..., Awaitable[Principal]]:
-    """Dependency for the narrow public intake (ADR 35): reports without an account.
-
-    The caller is the anonymous principal of `public`, holding `<component>:intake`
-    instead of `:read`, so the only RPCs it reaches are those the contract gives that
-    scope; the component decides which villages take such reports and how many.
-    """
-    known: dict[str, Principal] = {}
-
-    async def public_intake(request: Request) -> Principal:
-        guard: Guard = request.app.state.guard
-        await limit_anonymous(request)
-        who = known.get(guard.public_tenant)
-        if who is None:
-            who = known[guard.public_tenant] = Principal(
-                subject="anonymous",
-                tenant=guard.public_tenant,
-                kind="app",
-                roles=(ANONYMOUS_ROLE,),
-                scopes=frozenset({f"{component}:intake"}),
-                app="anonymous",
-            )
-        return _adopt(request, who)
-
-    public_intake.__name__ = f"public_intake_{component}"
-    return public_intake
 
 
 async def limit_anonymous_reports(request: Request) -> None:

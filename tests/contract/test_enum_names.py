@@ -29,3 +29,13 @@ def test_event_sources_are_the_contracts():
     names = _contract_names(pb.Event.Source, "SOURCE_")
     assert {s.value for s in Source} == names
     assert set(get_args(SourceName)) == names
+
+
+def test_report_sources_name_the_contracts_states_and_sources():
+    """Empower's reports over events and tasks offer these names as choices."""
+    from grassroots.command.v1 import command_service_pb2 as command_pb
+    from services.empower.domain.report_sources import EVENT_SOURCES, EVENT_STATES, TASK_STATES
+
+    assert set(EVENT_STATES) == _contract_names(pb.Event.State, "STATE_")
+    assert set(EVENT_SOURCES) == _contract_names(pb.Event.Source, "SOURCE_")
+    assert set(TASK_STATES) == _contract_names(command_pb.Task.State, "STATE_")
