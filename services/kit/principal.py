@@ -42,6 +42,7 @@ ANONYMOUS_ROLE = "anonymous"
 # must be changed; it opens just the methods the contract marks `before_password_change`.
 PASSWORD_CHANGE_SCOPE = "password:change"  # noqa: S105 (a scope name)
 PASSWORD_CHANGE_REQUIRED = "PASSWORD_CHANGE_REQUIRED"  # noqa: S105 (an error reason)
+_ONLY_PASSWORD_CHANGE = frozenset({PASSWORD_CHANGE_SCOPE})
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Principal:
     @property
     def only_changes_password(self) -> bool:
         """Signed in with a password someone else chose: it must be changed first."""
-        return self.scopes == {PASSWORD_CHANGE_SCOPE}
+        return self.scopes == _ONLY_PASSWORD_CHANGE
 
     @property
     def is_anonymous(self) -> bool:
