@@ -200,6 +200,9 @@ def task_out(t: pb.Task) -> TaskOut:
         sla_status=_SLA.get(t.sla_status, "stopped"),
         distance_meters=t.distance_meters,
         etag=t.etag,
+        emergency_plan=t.emergency_plan,
+        emergency_item=t.emergency_item,
+        description=t.description,
     )
 
 
@@ -469,6 +472,13 @@ async def list_tasks(
         SlaStatusName | None, Query(description="on_track, at_risk (80% used) or overdue")
     ] = None,
     event: Annotated[str | None, Query(max_length=300, description="event resource name")] = None,
+    emergency_plan: Annotated[
+        str | None,
+        Query(
+            max_length=300,
+            description="tenants/{tenant}/emergencyPlans/{id}: the tasks the plan's levels opened",
+        ),
+    ] = None,
     page_size: PageSize = 50,
     page_token: PageToken = "",
 ) -> Any:
@@ -482,6 +492,7 @@ async def list_tasks(
         "village": tenant_filter(village, "village"),
         "sla_status": sla_status,
         "event": event,
+        "emergency_plan": emergency_plan,
     }
     text = " AND ".join(f'{k} = "{quote(v)}"' for k, v in terms.items() if v)
     rpc = _stub(request).ListTasks(

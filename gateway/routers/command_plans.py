@@ -82,6 +82,7 @@ def plan_out(plan: pb.EmergencyPlan) -> EmergencyPlanOut:
                 ],
                 checklist=list(level.checklist),
                 notices=[NoticeIO(audience=n.audience, text=n.text) for n in level.notices],
+                checklist_role=level.checklist_role,
             )
             for level in plan.levels
         ],
@@ -98,11 +99,13 @@ def plan_out(plan: pb.EmergencyPlan) -> EmergencyPlanOut:
                 state=_enum(pb.EmergencyItem.State.Name(item.state), "STATE_"),
                 open_time=item.open_time.ToDatetime(tzinfo=UTC),
                 close_time=_time(item.close_time, item.HasField("close_time")),
+                tasks=list(item.tasks),
             )
             for item in plan.items
         ],
         etag=plan.etag,
         create_time=plan.create_time.ToDatetime(tzinfo=UTC),
+        location=_point_out(plan.location) if plan.HasField("location") else None,
     )
 
 
@@ -189,9 +192,11 @@ async def create_emergency_plan(
                 ],
                 checklist=level.checklist,
                 notices=[pb.Notice(audience=n.audience, text=n.text) for n in level.notices],
+                checklist_role=level.checklist_role,
             )
             for level in body.levels
         ],
+        location=_point_in(body.location) if body.location else None,
     )
     rpc = _stub(request).CreateEmergencyPlan(
         pb.CreateEmergencyPlanRequest(

@@ -269,6 +269,12 @@ class TaskOut(BaseModel):
     sla_status: SlaStatusName
     distance_meters: float
     etag: str
+    emergency_plan: str = Field(
+        description="the emergency plan whose level opened the task (no event); empty for an "
+        "event's task"
+    )
+    emergency_item: str = Field(description="the plan's item the task carries out")
+    description: str = Field(description="what to do, for a task without an event")
 
 
 class TaskList(BaseModel):

@@ -43,6 +43,14 @@ class EmergencyLevelIO(_In):
         pb.EmergencyLevel, "checklist", [], description="one task per line"
     )
     notices: list[NoticeIO] = limited(pb.EmergencyLevel, "notices", [])
+    checklist_role: str = limited(
+        pb.EmergencyLevel,
+        "checklist_role",
+        "",
+        description="role the checklist's tasks are offered to (the nearest holder); "
+        "empty: they wait for a desk",
+        examples=["volunteer"],
+    )
 
 
 class EmergencyPlanCreate(_In):
@@ -58,6 +66,11 @@ class EmergencyPlanCreate(_In):
         description="resource name of the twin rule whose level changes move this plan",
     )
     levels: list[EmergencyLevelIO] = limited(pb.EmergencyPlan, "levels")
+    location: GeoPointIn | None = Field(
+        None,
+        description="where the plan's tasks are: raising a level offers them to the nearest "
+        "available handlers from here; without it, to those given work longest ago",
+    )
     request_id: str | None = limited(
         pb.CreateEmergencyPlanRequest,
         "request_id",
@@ -74,6 +87,11 @@ class EmergencyItemOut(BaseModel):
     state: ItemStateName
     open_time: datetime
     close_time: datetime | None
+    tasks: list[str] = Field(
+        ...,
+        description="names of the tasks the item opened: one per handler a dispatch sends, "
+        "one for a checklist line (list them with `GET .../tasks?emergency_plan=...`)",
+    )
 
 
 class EmergencyPlanOut(BaseModel):
@@ -91,6 +109,7 @@ class EmergencyPlanOut(BaseModel):
     )
     etag: str
     create_time: datetime
+    location: GeoPointOut | None
 
 
 class EmergencyPlanList(BaseModel):

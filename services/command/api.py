@@ -70,7 +70,16 @@ _STATE_FILTER = {
     "waiting": "waiting",
     "cancelled": "cancelled",
 }
-_TASK_FILTERS = ("handler", "state", "event", "grid_cell", "team", "village", "sla_status")
+_TASK_FILTERS = (
+    "handler",
+    "state",
+    "event",
+    "grid_cell",
+    "team",
+    "village",
+    "sla_status",
+    "emergency_plan",
+)
 _SLA_FILTER = ("on_track", "at_risk", "overdue", "stopped")
 _HANDLER_FILTERS = ("role", "team", "on_duty")
 _PROFILE_UPDATABLE = (
@@ -209,6 +218,9 @@ def task_to_proto(task: Task, now: datetime | None = None) -> pb.Task:
         update_time=to_timestamp(task.update_time),
         etag=f'W/"{task.version}"',
         handler_role=task.routing.handler_role,
+        emergency_plan=task.emergency_plan,
+        emergency_item=task.emergency_item,
+        description=task.description,
     )
 
 
@@ -264,6 +276,12 @@ def _task_filters(expression: str) -> dict[str, object]:
             filters["sla_status"] = value
         elif name == "village":
             filters["village"] = tenancy.path_of(value, "filter")
+        elif name == "emergency_plan":
+            if "/emergencyPlans/" not in value:
+                raise InvalidArgument.field(
+                    "filter", "emergency_plan is a name: tenants/{tenant}/emergencyPlans/{id}"
+                )
+            filters[name] = value
         else:
             filters[name] = value
     return filters

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from grassroots.command.v1 import plans_service_pb2_grpc as pb_grpc
 from services.command.config import CommandSettings
 from services.command.domain.plan_facts import STREAM, TWIN_LEVEL_CHANGED, TWIN_STREAM
-from services.command.domain.plans_desk import Handlers, PlansDesk
+from services.command.domain.plans_desk import FollowPlan, Handlers, PlansDesk
 from services.command.domain.service_orders import ServicePlan
 from services.command.domain.timers import Scheduler, Timer
 from services.command.plans_api import (
@@ -160,11 +160,14 @@ async def assemble_plans(
     singletons: Singletons,
     clock: Clock = utcnow,
     handlers: Handlers | None = None,
+    follow_plan: FollowPlan | None = None,
 ) -> Plans:
     """Store, desk, relay and signal consumer; service orders ride on `scheduler`'s timers
     (register before the scheduler runs its first round). The relay runs under
     `singletons`, in one replica at a time; the caller stops them. `handlers` reads
-    dispatch's handler profiles (plans that name no carers, escalations)."""
+    dispatch's handler profiles (plans that name no carers, escalations); `follow_plan`
+    opens and closes the tasks of a plan whose level changed (dispatch's desk), and is
+    run over every plan at start."""
     store = await open_plans_store(settings)
     relay = plans_relay(store, bus, settings.outbox_batch, settings.plans_poll_seconds)
     lead = timedelta(hours=settings.service_order_lead_hours)
@@ -176,11 +179,13 @@ async def assemble_plans(
         occurrences=occurrences,
         clock=clock,
         handlers=handlers,
+        follow_plan=follow_plan,
     )
     occurrences.desk = desk
     scheduler.on(OCCURRENCE, occurrences.fire)
     scheduler.on(MISSED, occurrences.fire_missed)
     await occurrences.reconcile(store)
+    await desk.follow_all()
     consumer = Consumer(bus, TWIN_STREAM, SIGNAL_GROUP, member, signal_handler(desk))
     singletons.start(RELAY_LEASE, relay.run)
     stop = asyncio.Event()

@@ -11,6 +11,7 @@ import numpy as np
 from grassroots.command.v1 import plans_service_pb2 as pb
 from grassroots.command.v1 import plans_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
+from services.command.domain import plan_tasks
 from services.command.domain.command_log import LogEntry
 from services.command.domain.emergency import (
     Dispatch,
@@ -22,6 +23,7 @@ from services.command.domain.emergency import (
     Notice,
     PlanDefinition,
 )
+from services.command.domain.model import Position
 from services.command.domain.plan_facts import plan_level
 from services.command.domain.plans_desk import (
     PlansDesk,
@@ -80,6 +82,13 @@ def place_of(point: geo_pb2.GeoPoint, field: str) -> Place:
     return Place(float(lon[0]), float(lat[0]))
 
 
+def _position(plan: pb.EmergencyPlan, field: str) -> Position | None:
+    if not plan.HasField("location"):
+        return None
+    place = place_of(plan.location, field)
+    return Position(place.longitude, place.latitude)
+
+
 def _level_in(message: pb.EmergencyLevel) -> Level:
     return Level(
         level=message.level,
@@ -87,6 +96,7 @@ def _level_in(message: pb.EmergencyLevel) -> Level:
         dispatches=tuple(Dispatch(d.role, d.team, d.count) for d in message.dispatches),
         checklist=tuple(message.checklist),
         notices=tuple(Notice(n.audience, n.text) for n in message.notices),
+        checklist_role=message.checklist_role,
     )
 
 
@@ -97,10 +107,12 @@ def _level_out(level: Level) -> pb.EmergencyLevel:
         dispatches=[pb.Dispatch(role=d.role, team=d.team, count=d.count) for d in level.dispatches],
         checklist=list(level.checklist),
         notices=[pb.Notice(audience=n.audience, text=n.text) for n in level.notices],
+        checklist_role=level.checklist_role,
     )
 
 
 def plan_to_proto(plan: EmergencyPlan) -> pb.EmergencyPlan:
+    where = plan.definition.location
     return pb.EmergencyPlan(
         name=plan_name(plan),
         display_name=plan.definition.display_name,
@@ -119,11 +131,13 @@ def plan_to_proto(plan: EmergencyPlan) -> pb.EmergencyPlan:
                 state=_ITEM_STATE_TO_PB[item.state],
                 open_time=to_timestamp(item.open_time),
                 close_time=to_timestamp(item.close_time),
+                tasks=plan_tasks.task_names(plan, item),
             )
             for item in plan.items
         ],
         etag=plan.etag,
         create_time=to_timestamp(plan.create_time),
+        location=_point(Place(where.longitude, where.latitude) if where else None),
     )
 
 
@@ -273,6 +287,7 @@ class PlansServicer(pb_grpc.PlansServiceServicer):
             display_name=given.display_name,
             levels=tuple(_level_in(level) for level in given.levels),
             signal=given.signal,
+            location=_position(given, "emergency_plan.location"),
         )
         plan = await self.desk.create_emergency_plan(
             require_principal(), parent, definition, request.request_id

@@ -147,6 +147,7 @@ async def assemble(settings: CommandSettings) -> Command:
         singletons,
         clock,
         handlers=lambda tenant, role: store.candidates([tenant], role, ""),
+        follow_plan=desk.follow_plan,
     )
     stop = asyncio.Event()
     tasks = [

@@ -426,6 +426,9 @@ class Task(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     HANDLER_ROLE_FIELD_NUMBER: _builtins.int
+    EMERGENCY_PLAN_FIELD_NUMBER: _builtins.int
+    EMERGENCY_ITEM_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/tasks/{task}`."""
     event: _builtins.str
@@ -460,6 +463,19 @@ class Task(_message.Message):
     """Changes whenever the task changes. Output only."""
     handler_role: _builtins.str
     """Role the task is routed to."""
+    emergency_plan: _builtins.str
+    """Resource name of the emergency plan whose level opened the task; empty for a task
+    that handles an event. A task has an event or an emergency plan, never both.
+    Output only.
+    """
+    emergency_item: _builtins.str
+    """The plan's item the task carries out (`EmergencyItem.id`): one task per handler a
+    dispatch sends, one per checklist line. Output only.
+    """
+    description: _builtins.str
+    """What to do, for a task without an event: the checklist line, or the dispatch and
+    what its level means. Output only.
+    """
     @_builtins.property
     def due_time(self) -> _timestamp_pb2.Timestamp:
         """When the SLA runs out."""
@@ -545,10 +561,13 @@ class Task(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
         handler_role: _builtins.str = ...,
+        emergency_plan: _builtins.str = ...,
+        emergency_item: _builtins.str = ...,
+        description: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "create_time", b"create_time", "due_time", b"due_time", "location", b"location", "offer_expire_time", b"offer_expire_time", "resolve_time", b"resolve_time", "response_due_time", b"response_due_time", "routing", b"routing", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "category", b"category", "create_time", b"create_time", "distance_meters", b"distance_meters", "due_time", b"due_time", "escalated_to", b"escalated_to", "escalation_level", b"escalation_level", "etag", b"etag", "event", b"event", "grid_cell", b"grid_cell", "handler", b"handler", "handler_role", b"handler_role", "location", b"location", "media_uris", b"media_uris", "name", b"name", "offer_expire_time", b"offer_expire_time", "passed_by", b"passed_by", "resolution_note", b"resolution_note", "resolve_time", b"resolve_time", "response_due_time", b"response_due_time", "routing", b"routing", "severity", b"severity", "sla_status", b"sla_status", "start_time", b"start_time", "state", b"state", "supervisor", b"supervisor", "team", b"team", "transfers", b"transfers", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "category", b"category", "create_time", b"create_time", "description", b"description", "distance_meters", b"distance_meters", "due_time", b"due_time", "emergency_item", b"emergency_item", "emergency_plan", b"emergency_plan", "escalated_to", b"escalated_to", "escalation_level", b"escalation_level", "etag", b"etag", "event", b"event", "grid_cell", b"grid_cell", "handler", b"handler", "handler_role", b"handler_role", "location", b"location", "media_uris", b"media_uris", "name", b"name", "offer_expire_time", b"offer_expire_time", "passed_by", b"passed_by", "resolution_note", b"resolution_note", "resolve_time", b"resolve_time", "response_due_time", b"response_due_time", "routing", b"routing", "severity", b"severity", "sla_status", b"sla_status", "start_time", b"start_time", "state", b"state", "supervisor", b"supervisor", "team", b"team", "transfers", b"transfers", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -729,8 +748,9 @@ class ListTasksRequest(_message.Message):
     page_token: _builtins.str
     """Token from a previous response."""
     filter: _builtins.str
-    """AIP-160 filter over `handler`, `state`, `event`, `grid_cell`, `team`, `village` and
-    `sla_status` (`on_track`, `at_risk`, `overdue`), for example
+    """AIP-160 filter over `handler`, `state`, `event`, `grid_cell`, `team`, `village`,
+    `emergency_plan` (the tasks a plan's levels opened) and `sla_status` (`on_track`,
+    `at_risk`, `overdue`), for example
     `state = "accepted" AND sla_status = "overdue"`.
     """
     def __init__(

@@ -88,10 +88,15 @@ class EmergencyLevel(_message.Message):
     DISPATCHES_FIELD_NUMBER: _builtins.int
     CHECKLIST_FIELD_NUMBER: _builtins.int
     NOTICES_FIELD_NUMBER: _builtins.int
+    CHECKLIST_ROLE_FIELD_NUMBER: _builtins.int
     level: _builtins.int
     """3, 2 or 1; 1 is the worst."""
     summary: _builtins.str
     """What the level means, for example "more than 5,000 people at the fountain"."""
+    checklist_role: _builtins.str
+    """Role the checklist's tasks are offered to (the nearest available holder of it);
+    empty: they wait for a desk to hand them to someone.
+    """
     @_builtins.property
     def dispatches(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dispatch]:
         """Teams or roles to dispatch."""
@@ -112,10 +117,11 @@ class EmergencyLevel(_message.Message):
         dispatches: _abc.Iterable[Global___Dispatch] | None = ...,
         checklist: _abc.Iterable[_builtins.str] | None = ...,
         notices: _abc.Iterable[Global___Notice] | None = ...,
+        checklist_role: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checklist", b"checklist", "dispatches", b"dispatches", "level", b"level", "notices", b"notices", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checklist", b"checklist", "checklist_role", b"checklist_role", "dispatches", b"dispatches", "level", b"level", "notices", b"notices", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -184,6 +190,7 @@ class EmergencyItem(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     OPEN_TIME_FIELD_NUMBER: _builtins.int
     CLOSE_TIME_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Identifier within the plan."""
     level: _builtins.int
@@ -202,6 +209,13 @@ class EmergencyItem(_message.Message):
     def close_time(self) -> _timestamp_pb2.Timestamp:
         """When its level closed it; unset while open."""
 
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Resource names of the tasks the item opened (`tenants/{tenant}/tasks/{task}`): one
+        per handler a dispatch sends, one for a checklist line, none for a notice.
+        Output only.
+        """
+
     def __init__(
         self,
         *,
@@ -212,10 +226,11 @@ class EmergencyItem(_message.Message):
         state: Global___EmergencyItem.State.ValueType = ...,
         open_time: _timestamp_pb2.Timestamp | None = ...,
         close_time: _timestamp_pb2.Timestamp | None = ...,
+        tasks: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "open_time", b"open_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "description", b"description", "id", b"id", "kind", b"kind", "level", b"level", "open_time", b"open_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "description", b"description", "id", b"id", "kind", b"kind", "level", b"level", "open_time", b"open_time", "state", b"state", "tasks", b"tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -238,6 +253,7 @@ class EmergencyPlan(_message.Message):
     ITEMS_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/emergencyPlans/{emergency_plan}`."""
     display_name: _builtins.str
@@ -271,6 +287,13 @@ class EmergencyPlan(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the plan was created."""
 
+    @_builtins.property
+    def location(self) -> _geo_pb2.GeoPoint:
+        """Where the plan's tasks are (the square, the dyke); dispatch offers them to the
+        nearest available handlers from here. Unset: to the handlers given work longest
+        ago, without distance. GCJ-02 and CGCS2000 are accepted and stored as WGS84.
+        """
+
     def __init__(
         self,
         *,
@@ -285,10 +308,11 @@ class EmergencyPlan(_message.Message):
         items: _abc.Iterable[Global___EmergencyItem] | None = ...,
         etag: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        location: _geo_pb2.GeoPoint | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "level_change_time", b"level_change_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "level_change_time", b"level_change_time", "location", b"location"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "current_level", b"current_level", "display_name", b"display_name", "etag", b"etag", "items", b"items", "level_actor", b"level_actor", "level_change_time", b"level_change_time", "level_reason", b"level_reason", "levels", b"levels", "name", b"name", "signal", b"signal"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "current_level", b"current_level", "display_name", b"display_name", "etag", b"etag", "items", b"items", "level_actor", b"level_actor", "level_change_time", b"level_change_time", "level_reason", b"level_reason", "levels", b"levels", "location", b"location", "name", b"name", "signal", b"signal"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -168,12 +168,14 @@ def _ranks(
 
 def choose(
     roster: Roster,
-    where: Position,
+    where: Position | None,
     exclude: Collection[str] = (),
     roads: RoadNetwork | None = None,
 ) -> Choice | None:
     """The best available handler for a task at `where`, or None; nearest by road over
-    `roads` (the village's road network) when there is one, else in a straight line."""
+    `roads` (the village's road network) when there is one, else in a straight line.
+    A task with no place (a plan without a location) goes to whoever was given work
+    longest ago."""
     if not roster.users:
         return None
     eligible = roster.on_duty & (roster.open_tasks < roster.capacity)
@@ -183,6 +185,10 @@ def choose(
             eligible[i] = False
     if not eligible.any():
         return None
+    if where is None:
+        candidates = np.flatnonzero(eligible)
+        first = int(candidates[np.argmin(roster.last_assigned[candidates])])
+        return Choice(first, roster.users[first], roster.profiles[first], 0.0)
     metres, by_road = _ranks(roster, where, eligible & roster.has_position, roads)
     rank = np.round(metres)
     nearest = rank.min()

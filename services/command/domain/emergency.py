@@ -10,10 +10,12 @@ apply it, its command-log entries and its fact in one transaction.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
+from services.command.domain.model import Position
 from services.kit.errors import FieldViolation, InvalidArgument
 
 LEVELS = (3, 2, 1)
@@ -22,6 +24,7 @@ MAX_DISPLAY_NAME = 200
 MAX_TEXT = 2000
 MAX_ITEMS_PER_LEVEL = 50
 MAX_DISPATCH_COUNT = 1000
+_ROLE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 class ItemKind(Enum):
@@ -59,11 +62,19 @@ class Level:
     dispatches: tuple[Dispatch, ...] = ()
     checklist: tuple[str, ...] = ()
     notices: tuple[Notice, ...] = ()
+    # Who the checklist's tasks are offered to; empty: they wait for a desk.
+    checklist_role: str = ""
 
 
 @dataclass(frozen=True)
 class Item:
-    """Something a level opened; it stays listed, closed, after its level steps down."""
+    """Something a level opened; it stays listed, closed, after its level steps down.
+
+    Dispatches and checklist lines open tasks in the command desk (`plan_tasks.py`):
+    `slots` of them (a dispatch's count, one for a checklist line, none for a notice),
+    offered to holders of `role` (and `team`). Ids are unique over the plan's life (the
+    plan version that opened the item, then its place), so a task opened by one
+    activation is never taken for one of the next."""
 
     id: str
     level: int
@@ -72,6 +83,9 @@ class Item:
     state: ItemState
     open_time: datetime
     close_time: datetime | None = None
+    role: str = ""
+    team: str = ""
+    slots: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,8 @@ class PlanDefinition:
     display_name: str
     levels: tuple[Level, ...]
     signal: str = ""
+    # Where the plan's tasks are; None: offered without distance (least recently given work).
+    location: Position | None = None
 
     def level(self, number: int) -> Level:
         return next(level for level in self.levels if level.level == number)
@@ -168,6 +184,10 @@ def validate(definition: PlanDefinition, prefix: str = "emergency_plan.") -> Pla
         else:
             seen[level.level] = i
         problems += _text(level.summary, at + ".summary", MAX_TEXT, required=False)
+        if level.checklist_role and not _ROLE.fullmatch(level.checklist_role):
+            problems.append(
+                FieldViolation(at + ".checklist_role", "must match [a-z][a-z0-9_]{0,62}")
+            )
         actions = len(level.dispatches) + len(level.checklist) + len(level.notices)
         if actions > MAX_ITEMS_PER_LEVEL:
             problems.append(FieldViolation(at, f"at most {MAX_ITEMS_PER_LEVEL} actions per level"))
@@ -185,6 +205,11 @@ def validate(definition: PlanDefinition, prefix: str = "emergency_plan.") -> Pla
             where = f"{at}.notices[{j}]"
             problems += _text(notice.audience, where + ".audience", 64, required=True)
             problems += _text(notice.text, where + ".text", MAX_TEXT, required=True)
+    location = definition.location
+    if location is not None and not (
+        -180 <= location.longitude <= 180 and -90 <= location.latitude <= 90
+    ):
+        problems.append(FieldViolation(prefix + "location", "is not a WGS84 longitude/latitude"))
     missing = [level for level in LEVELS if level not in seen]
     if missing:
         names = ", ".join(str(level) for level in missing)
@@ -200,16 +225,20 @@ def validate(definition: PlanDefinition, prefix: str = "emergency_plan.") -> Pla
     return replace(definition, levels=ordered)
 
 
-def _open_items(definition: PlanDefinition, level: int, start: int, now: datetime) -> list[Item]:
+def _open_items(
+    definition: PlanDefinition, level: int, version: int, start: int, now: datetime
+) -> list[Item]:
+    """The items a level opens, numbered `i{version}.{n}`: the plan version that opens
+    them keeps ids unique over every activation."""
     spec = definition.level(level)
-    described = [
-        *((ItemKind.DISPATCH, d.describe()) for d in spec.dispatches),
-        *((ItemKind.CHECKLIST, line) for line in spec.checklist),
-        *((ItemKind.NOTICE, f"notify {n.audience}: {n.text}") for n in spec.notices),
+    described: list[tuple[ItemKind, str, str, str, int]] = [
+        *((ItemKind.DISPATCH, d.describe(), d.role, d.team, d.count) for d in spec.dispatches),
+        *((ItemKind.CHECKLIST, line, spec.checklist_role, "", 1) for line in spec.checklist),
+        *((ItemKind.NOTICE, f"notify {n.audience}: {n.text}", "", "", 0) for n in spec.notices),
     ]
     return [
-        Item(f"i{start + n}", level, kind, text, ItemState.OPEN, now)
-        for n, (kind, text) in enumerate(described, start=1)
+        Item(f"i{version}.{start + n}", level, kind, text, ItemState.OPEN, now, None, role, team, k)
+        for n, (kind, text, role, team, k) in enumerate(described, start=1)
     ]
 
 
@@ -232,7 +261,7 @@ def change_level(
     notices: list[Notice] = []
     # Mildest level first, so the list reads in the order a response escalates.
     for level in sorted(after - before, reverse=True):
-        new = _open_items(plan.definition, level, len(items), now)
+        new = _open_items(plan.definition, level, plan.version + 1, len(opened), now)
         items.extend(new)
         opened.extend(new)
         notices.extend(plan.definition.level(level).notices)

@@ -59,6 +59,12 @@ class Shift:
     end: str
 
 
+def plan_task_origin(plan: str, item: str, slot: int) -> str:
+    """`{plan}/items/{item}/{slot}`: where a plan task comes from, kept where an event's
+    task keeps its event (unique), so opening it twice finds the first one."""
+    return f"{plan}/items/{item}/{slot}"
+
+
 @dataclass(frozen=True)
 class HandlerProfile:
     tenant: str
@@ -139,6 +145,9 @@ class Transfer:
 
 @dataclass(frozen=True)
 class Task:
+    """Work for a handler: an event's (one task per event), or one an emergency plan's
+    level opened (`emergency_plan`, its item and slot; no event)."""
+
     tenant: str
     id: str
     event: str
@@ -147,7 +156,7 @@ class Task:
     severity: int
     grid_cell: str
     village: str
-    location: Position
+    location: Position | None  # None: a plan task with no place (offered without distance)
     routing: RoutingDecision
     create_time: datetime
     update_time: datetime
@@ -177,6 +186,20 @@ class Task:
     escalations: tuple[str, ...] = ()
     # Tenants whose handlers may take it: the event's village up to the rule's node.
     candidate_tenants: tuple[str, ...] = ()
+    # A task an emergency plan opened: the plan's resource name, the item and which of
+    # the item's handlers (1..slots) this one is, and what to do.
+    emergency_plan: str = ""
+    emergency_item: str = ""
+    slot: int = 0
+    slots: int = 0
+    description: str = ""
+
+    @property
+    def origin(self) -> str:
+        """What the task is for, unique among tasks: the event, or the plan item's slot."""
+        if self.emergency_plan:
+            return plan_task_origin(self.emergency_plan, self.emergency_item, self.slot)
+        return self.event
 
     @property
     def name(self) -> str:

@@ -43,6 +43,8 @@ ChangeSerializer = Callable[[LevelChange, str], bytes]
 Clock = Callable[[], datetime]
 # The handler profiles of one tenant node holding a role: (tenant, role) -> profiles.
 Handlers = Callable[[str, str], Awaitable[Sequence[HandlerProfile]]]
+# Walks a plan's tasks to what its items say (the command desk's `follow_plan`).
+FollowPlan = Callable[[EmergencyPlan], Awaitable[object]]
 
 
 def plan_name(plan: EmergencyPlan) -> str:
@@ -101,17 +103,44 @@ class PlansDesk:
         on_fact: Callable[[], object] = lambda: None,
         occurrences: OccurrenceTimers | None = None,
         handlers: Handlers | None = None,
+        follow_plan: FollowPlan | None = None,
     ) -> None:
         """`on_fact` is called after a change that wrote a fact, to wake the relay;
         `occurrences` is told of each plan's next occurrence, to fire when it comes due;
         `handlers` finds a tenant's handler profiles by role, for plans that name no
-        carers and for escalations."""
+        carers and for escalations; `follow_plan` opens and closes the tasks of a plan
+        whose level changed."""
         self.store = store
         self.serialize_change = serialize_change
         self.clock = clock
         self.on_fact = on_fact
         self.occurrences = occurrences
         self.handlers = handlers
+        self.follow_plan = follow_plan
+
+    async def _follow(self, plan: EmergencyPlan) -> None:
+        """Open and close the plan's tasks after its level changed. The change is stored
+        first; should this fail, the next change of the plan, or the next start
+        (`follow_all`), walks its tasks again."""
+        if self.follow_plan is None:
+            return
+        try:
+            await self.follow_plan(plan)
+        except Exception:
+            log.exception("the tasks of %s wait for the next walk", plan_name(plan))
+
+    async def follow_all(self) -> int:
+        """At start: walk the tasks of every plan (a crash may have come between a level
+        change and its tasks). Returns how many plans were walked."""
+        walked, after = 0, ""
+        while True:
+            plans = await self.store.list_emergency_plans(tenancy.ALL_TENANTS, 500, after)
+            for plan in plans:
+                await self._follow(plan)
+            walked += len(plans)
+            if len(plans) < 500:
+                return walked
+            after = plans[-1].id
 
     # Emergency plans -------------------------------------------------------------
 
@@ -226,6 +255,7 @@ class PlansDesk:
         self.on_fact()
         if stored is None:
             raise NotFound(f"emergency plan {plan_id!r} not found")
+        await self._follow(stored)
         return stored
 
     async def apply_signal(self, signal: Signal) -> list[EmergencyPlan]:
@@ -256,6 +286,7 @@ class PlansDesk:
             stored = await self.store.decide_plan(plan.id, decision)
             self.on_fact()
             if stored is not None:
+                await self._follow(stored)
                 moved.append(stored)
         return moved
 

@@ -67,7 +67,8 @@ class CommandStore(TimerStore, Protocol):
     """Handler profiles, routing rules, tasks, their facts and timers, in one store.
 
     A task change, the facts it publishes and the timers it starts or stops are written
-    in one transaction; `create_tasks` is idempotent on the event (one task per event).
+    in one transaction; `create_tasks` is idempotent on the event (one task per event), or
+    for a plan's task on its origin (one task per plan item slot).
     """
 
     # handler profiles
@@ -93,7 +94,7 @@ class CommandStore(TimerStore, Protocol):
     async def create_tasks(self, new: Sequence[NewTask]) -> list[tuple[Task, bool]]:
         """Insert each task with its facts and timers, all in one transaction, and (when
         it is offered) record the offer time on its handler for fairness; where the event
-        has a task already, that task is returned instead, with False."""
+        (or origin) has a task already, that task is returned instead, with False."""
         ...
 
     async def update_task(
@@ -110,7 +111,8 @@ class CommandStore(TimerStore, Protocol):
 
     async def get_task(self, subtree: str, tenant: str, task_id: str) -> Task: ...
     async def tasks_of_events(self, events: Sequence[str]) -> dict[str, Task]:
-        """The task of each event that has one, by event name."""
+        """The task of each event that has one, by event name; also takes the origins of
+        plan tasks (`Task.origin`), by origin."""
         ...
 
     async def list_tasks(

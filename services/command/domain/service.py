@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from services.command.domain import routing, sla
+from services.command.domain import plan_tasks, routing, sla
 from services.command.domain.dispatch import Roster, choose
+from services.command.domain.emergency import STOOD_DOWN, EmergencyPlan
 from services.command.domain.model import (
     EscalationAction,
     EventFacts,
@@ -30,6 +31,7 @@ from services.command.domain.model import (
     Task,
     TaskState,
     Transfer,
+    plan_task_origin,
 )
 from services.command.domain.ports import (
     BoardCounts,
@@ -43,6 +45,7 @@ from services.command.domain.tasks import Move, check
 from services.command.domain.timers import Scheduler, Timer
 from services.kit import tenancy
 from services.kit.errors import (
+    Aborted,
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
@@ -298,17 +301,26 @@ class CommandDesk:
         return task, timers
 
     async def _offer(
-        self, task: Task, now: datetime, tenants: Sequence[str] | None = None
+        self,
+        task: Task,
+        now: datetime,
+        tenants: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
     ) -> Task | None:
-        """The task offered to the best available candidate, or None when nobody is."""
+        """The task offered to the best available candidate, or None when nobody is. A
+        plan's dispatch sends different people: the holders of the item's other slots
+        are passed over."""
         key = (
             tuple(tenants or task.candidate_tenants or (task.village,)),
             task.routing.handler_role,
             task.routing.team,
         )
         roster = await self._roster(key, now)
-        roads = await self.roads.network(task.village) if self.roads is not None else None
-        choice = choose(roster, task.location, exclude=task.passed_by, roads=roads)
+        roads = None
+        if self.roads is not None and task.location is not None:
+            roads = await self.roads.network(task.village)
+        passed = [*task.passed_by, *exclude, *await self._sibling_holders(task)]
+        choice = choose(roster, task.location, exclude=passed, roads=roads)
         if choice is None:
             return None
         roster.assigned(choice.user, now)
@@ -325,6 +337,18 @@ class CommandDesk:
             distance_m=choice.distance_m,
             update_time=now,
         )
+
+    async def _sibling_holders(self, task: Task) -> list[str]:
+        """Who holds the other slots of a plan task's item (nobody for other tasks)."""
+        if not task.emergency_plan or task.slots < 2:
+            return []
+        others = [
+            plan_task_origin(task.emergency_plan, task.emergency_item, n)
+            for n in range(1, task.slots + 1)
+            if n != task.slot
+        ]
+        held = await self.store.tasks_of_events(others)
+        return [t.handler for t in held.values() if t.handler and t.open]
 
     async def _roster(self, key: RosterKey, now: datetime) -> Roster:
         """The kept candidates of a routing target. Once older than `roster_seconds` they
@@ -542,7 +566,7 @@ class CommandDesk:
         root = tenant.split("/")[0]
         offered = 0
         for task in await self.store.waiting_tasks(root, limit):
-            if not task.routing.rule:
+            if not _offerable(task):
                 continue
             now = self.clock()
             candidate = await self._offer(task, now)
@@ -564,6 +588,104 @@ class CommandDesk:
         return await self._save(
             task, cancelled, ["cancelled"], cancel=await self._open_timer_ids(task)
         )
+
+    # ---- tasks of emergency plans ---------------------------------------------------------
+
+    async def follow_plan(self, plan: EmergencyPlan) -> list[Task]:
+        """Walk the plan's tasks to what its items say: every slot of an open dispatch or
+        checklist item has a task (offered like an event's: on duty, holding the role,
+        under capacity, nearest to the plan's location, fair), and every open task of an
+        item no longer open is cancelled. Safe to repeat and to run from two replicas:
+        task ids come from their origins, and a task changed meanwhile is read again.
+        Returns the tasks it opened."""
+        name = plan_tasks.plan_name(plan)
+        now = self.clock()
+        wanted = plan_tasks.wanted(plan)
+        keep = {slot.origin for slot in wanted}
+        listed = await self.store.list_tasks(
+            plan.tenant, {"emergency_plan": name, "open": True, "now": now}, 100_000, 0
+        )
+        for task in listed:
+            if task.origin not in keep:
+                await self._cancel_plan_task(task, plan)
+        known = await self.store.tasks_of_events([slot.origin for slot in wanted])
+        held: dict[str, list[str]] = {}
+        for task in known.values():
+            if task.handler and task.open:
+                held.setdefault(task.emergency_item, []).append(task.handler)
+        new: list[NewTask] = []
+        for slot in wanted:
+            if slot.origin in known:
+                continue
+            task = self._plan_task(plan, name, slot, now)
+            timers: list[Timer] = []
+            facts_out = [_fact(task, "created", self.serialize)]
+            if task.routing.handler_role or task.routing.team:
+                offered = await self._offer(task, now, exclude=held.get(slot.item.id, ()))
+                if offered is not None:
+                    task = offered
+                    held.setdefault(slot.item.id, []).append(task.handler)
+                    timers.append(sla.offer_timer(task))
+                    facts_out.append(_fact(task, "offered", self.serialize))
+            new.append(NewTask(task, facts_out, timers))
+        opened: list[Task] = []
+        if new:
+            for (stored, created), made in zip(
+                await self.store.create_tasks(new), new, strict=True
+            ):
+                if created:
+                    opened.append(stored)
+                    await self._after_offer(stored, made.timers)
+        if opened or listed:
+            log.info("plan %s at level %s: opened %d tasks", name, plan.current_level, len(opened))
+        return opened
+
+    def _plan_task(
+        self, plan: EmergencyPlan, name: str, slot: plan_tasks.Slot, now: datetime
+    ) -> Task:
+        item = slot.item
+        who = item.role + (f" ({item.team})" if item.team else "") if item.role else ""
+        to = f"offered to the nearest available {who}" if who else "waiting for a desk"
+        explanation = f"emergency plan {name} at level {item.level}: {item.description}; {to}"
+        return Task(
+            tenant=plan.tenant,
+            id=slot.id,
+            event="",
+            state=TaskState.WAITING,
+            category="",
+            severity=0,
+            grid_cell="",
+            village=plan.tenant,
+            location=plan.definition.location,
+            routing=RoutingDecision("", explanation, item.role, item.team),
+            create_time=now,
+            update_time=now,
+            candidate_tenants=(plan.tenant,),
+            emergency_plan=name,
+            emergency_item=item.id,
+            slot=slot.slot,
+            slots=item.slots,
+            description=plan_tasks.description(plan, item),
+        )
+
+    async def _cancel_plan_task(self, task: Task, plan: EmergencyPlan) -> None:
+        why = (
+            "the emergency plan stood down"
+            if plan.current_level == STOOD_DOWN
+            else f"the emergency plan stepped down to level {plan.current_level}"
+        )
+        for _attempt in range(3):
+            if not task.open:
+                return
+            cancelled = replace(task, state=TaskState.CANCELLED, resolution_note=why)
+            try:
+                await self._save(
+                    task, cancelled, ["cancelled"], cancel=await self._open_timer_ids(task)
+                )
+                return
+            except Aborted:  # the handler moved it meanwhile: look again
+                task = await self.store.get_task(tenancy.ALL_TENANTS, task.tenant, task.id)
+        log.warning("plan task %s kept changing; the next walk cancels it", task.id)
 
     async def reroute(self, facts: EventFacts) -> Task:
         """The event's category or place changed: route again and re-offer if it moved."""
@@ -721,6 +843,13 @@ class CommandDesk:
         counts = await self.store.board(tenant, self.clock())
         workload = await self.store.list_handlers(tenant, {}, 1000, 0)
         return counts, workload
+
+
+def _offerable(task: Task) -> bool:
+    """A waiting task dispatch can offer: routed by a rule, or a plan's with a role."""
+    if task.emergency_plan:
+        return bool(task.routing.handler_role or task.routing.team)
+    return bool(task.routing.rule)
 
 
 def _check_text(field: str, text: str, *, required: bool) -> None:

@@ -22,6 +22,7 @@ from services.command.domain.emergency import (
     Notice,
     PlanDefinition,
 )
+from services.command.domain.model import Position
 from services.command.domain.service_orders import (
     OrderState,
     Place,
@@ -100,9 +101,11 @@ ORDER_COLUMNS = "id, tenant, plan_id, version, body"
 
 
 def definition_json(definition: PlanDefinition) -> dict[str, Any]:
+    where = definition.location
     return {
         "display_name": definition.display_name,
         "signal": definition.signal,
+        "location": [where.longitude, where.latitude] if where else None,
         "levels": [
             {
                 "level": level.level,
@@ -110,6 +113,7 @@ def definition_json(definition: PlanDefinition) -> dict[str, Any]:
                 "dispatches": [[d.role, d.team, d.count] for d in level.dispatches],
                 "checklist": list(level.checklist),
                 "notices": [[n.audience, n.text] for n in level.notices],
+                "checklist_role": level.checklist_role,
             }
             for level in definition.levels
         ],
@@ -117,9 +121,11 @@ def definition_json(definition: PlanDefinition) -> dict[str, Any]:
 
 
 def _definition(data: Mapping[str, Any]) -> PlanDefinition:
+    where = data.get("location")
     return PlanDefinition(
         display_name=data["display_name"],
         signal=data["signal"],
+        location=Position(where[0], where[1]) if where else None,
         levels=tuple(
             Level(
                 level=level["level"],
@@ -127,6 +133,7 @@ def _definition(data: Mapping[str, Any]) -> PlanDefinition:
                 dispatches=tuple(Dispatch(r, t, c) for r, t, c in level["dispatches"]),
                 checklist=tuple(level["checklist"]),
                 notices=tuple(Notice(a, t) for a, t in level["notices"]),
+                checklist_role=level.get("checklist_role", ""),
             )
             for level in data["levels"]
         ),
@@ -151,6 +158,9 @@ def plan_body(plan: EmergencyPlan) -> str:
                     i.state.value,
                     us(i.open_time),
                     _opt_us(i.close_time),
+                    i.role,
+                    i.team,
+                    i.slots,
                 ]
                 for i in plan.items
             ],
@@ -182,9 +192,10 @@ def row_to_plan(row: Row) -> EmergencyPlan:
         level_actor=body["level_actor"],
         level_change_time=_opt_time(body["level_change_us"]),
         signal_time=_opt_time(body["signal_us"]),
+        # Items stored before they opened tasks have no role, team and slots.
         items=tuple(
-            Item(i, lv, ItemKind(k), d, ItemState(s), from_us(o), _opt_time(c))
-            for i, lv, k, d, s, o, c in body["items"]
+            Item(i, lv, ItemKind(k), d, ItemState(s), from_us(o), _opt_time(c), *more)
+            for i, lv, k, d, s, o, c, *more in body["items"]
         ),
         version=row["version"],
     )

@@ -383,7 +383,7 @@ class PostgresCommandStore:
             for one in new:
                 task = one.task
                 cur = await conn.execute(
-                    _R(INSERT_TASK) + " ON CONFLICT (event) DO NOTHING", task_values(task)
+                    _R(INSERT_TASK) + " ON CONFLICT DO NOTHING", task_values(task)
                 )
                 if cur.rowcount:
                     await _write(conn, one.facts, us(task.update_time))
@@ -393,11 +393,13 @@ class PostgresCommandStore:
                     continue
                 async with conn.cursor(row_factory=dict_row) as read:
                     await read.execute(
-                        f"SELECT {TASK_COLUMNS} FROM tasks WHERE event = %s", (task.event,)
+                        f"SELECT {TASK_COLUMNS} FROM tasks WHERE event = %s", (task.origin,)
                     )
                     existing = await read.fetchone()
                 if existing is None:  # the winner's row is not visible yet: the caller retries
-                    raise Aborted(f"a task for {task.event!r} is being created", reason="TASK_RACE")
+                    raise Aborted(
+                        f"a task for {task.origin!r} is being created", reason="TASK_RACE"
+                    )
                 written.append((row_to_task(existing), False))
         return written
 
@@ -438,7 +440,7 @@ class PostgresCommandStore:
         found = await self._fetch(
             ALL_TENANTS, f"SELECT {TASK_COLUMNS} FROM tasks WHERE event = ANY(%s)", (list(events),)
         )
-        return {task.event: task for task in map(row_to_task, found)}
+        return {task.origin: task for task in map(row_to_task, found)}
 
     async def list_tasks(
         self, subtree: str, filters: Mapping[str, object], limit: int, offset: int

@@ -243,8 +243,8 @@ def task_values(task: Task) -> tuple[object, ...]:
         "rule": routing.rule,
         "explanation": routing.explanation,
         "severity": task.severity,
-        "lon": task.location.longitude,
-        "lat": task.location.latitude,
+        "lon": task.location.longitude if task.location else None,
+        "lat": task.location.latitude if task.location else None,
         "handler_profile": task.handler_profile,
         "offer_expire_us": _opt_us(task.offer_expire),
         "start_us": _opt_us(task.start_time),
@@ -264,10 +264,18 @@ def task_values(task: Task) -> tuple[object, ...]:
         "escalations": list(task.escalations),
         "candidate_tenants": list(task.candidate_tenants),
     }
+    if task.emergency_plan:
+        body["plan"] = [
+            task.emergency_plan,
+            task.emergency_item,
+            task.slot,
+            task.slots,
+            task.description,
+        ]
     return (
         task.tenant,
         task.id,
-        task.event,
+        task.origin,  # the event, or the plan item's slot: unique either way
         task.state.value,
         task.handler,
         routing.team,
@@ -294,16 +302,17 @@ def update_task_values(task: Task, expected_version: int) -> tuple[object, ...]:
 
 def row_to_task(row: Mapping[str, Any]) -> Task:
     body = json.loads(row["body"])
+    plan, item, slot, slots, description = body.get("plan") or ("", "", 0, 0, "")
     return Task(
         tenant=row["tenant"],
         id=row["id"],
-        event=row["event"],
+        event="" if plan else row["event"],
         state=TaskState(row["state"]),
         category=row["category"],
         severity=body["severity"],
         grid_cell=row["grid_cell"],
         village=row["village"],
-        location=Position(body["lon"], body["lat"]),
+        location=Position(body["lon"], body["lat"]) if body["lon"] is not None else None,
         routing=RoutingDecision(body["rule"], body["explanation"], body["role"], row["team"]),
         create_time=from_us(row["create_us"]),
         update_time=from_us(row["update_us"]),
@@ -331,6 +340,11 @@ def row_to_task(row: Mapping[str, Any]) -> Task:
         resolution_sla=_span(body["resolution_sla"]),
         escalations=tuple(body["escalations"]),
         candidate_tenants=tuple(body["candidate_tenants"]),
+        emergency_plan=plan,
+        emergency_item=item,
+        slot=slot,
+        slots=slots,
+        description=description,
     )
 
 
@@ -395,6 +409,10 @@ def task_where(
         if name in TASK_FILTER_COLUMNS:
             where.append(f"{TASK_FILTER_COLUMNS[name]} = ?")
             args.append(value)
+        elif name == "emergency_plan":
+            # A plan's tasks keep `{plan}/items/...` where an event's keep the event.
+            where.append("event >= ? AND event < ?")
+            args.extend([f"{value}/items/", f"{value}/items0"])
         elif name == "open" and value:
             where.append(OPEN_SQL)
         elif name == "sla_status":

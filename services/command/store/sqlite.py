@@ -365,7 +365,7 @@ class SqliteCommandStore:
             for one in new:
                 task = one.task
                 existing = conn.execute(
-                    f"SELECT {TASK_COLUMNS} FROM tasks WHERE event = ?", (task.event,)
+                    f"SELECT {TASK_COLUMNS} FROM tasks WHERE event = ?", (task.origin,)
                 ).fetchone()
                 if existing is not None:
                     written.append((row_to_task(existing), False))

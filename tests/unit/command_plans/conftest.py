@@ -46,6 +46,7 @@ async def command(request, tmp_path):
     server.backend = backend
     server.bus = parts.bus
     server.desk = parts.plans.desk
+    server.command_desk = parts.desk  # dispatch: the tasks a plan's levels open
     server.store = parts.plans.store
     server.settings = settings
     server.timers = parts.store  # command's durable timers (plans' occurrences ride on them)

@@ -160,13 +160,16 @@ async def test_each_change_publishes_a_level_changed_fact_with_the_opened_notice
     assert facts[0].tenant == XINGMING and facts[0].key != facts[1].key
 
 
-async def _read_facts(command, count, within=10.0):
+async def _read_facts(command, count, within=10.0, kind=EMERGENCY_LEVEL_CHANGED):
+    """The first `count` facts of `kind` on the command stream (the tasks a level opens
+    publish `task.*` facts there too)."""
     await command.bus.ensure_group(STREAM, "test-empower", "0")
     seen = []
     deadline = asyncio.get_running_loop().time() + within
     while len(seen) < count and asyncio.get_running_loop().time() < deadline:
         for delivery in await command.bus.read(STREAM, "test-empower", "t", 10, 200):
-            seen.append(delivery.message)
+            if delivery.message.type == kind:
+                seen.append(delivery.message)
     return seen
 
 
