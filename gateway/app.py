@@ -40,6 +40,7 @@ from gateway.routers import (
     open311,
     people,
     points,
+    scenarios,
     tenants,
     twin,
     twin_watch,
@@ -145,6 +146,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
         twin_watch.router,
         components.router,
         catalog.router,
+        scenarios.router,
         datasets.router,
         command_plans.router,
     ):

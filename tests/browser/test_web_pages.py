@@ -48,6 +48,8 @@ from tests.integration.conftest import GENEROUS_LIMITS
 XINGMING = "sh-jiading-anting-xingming"
 TOWN = "sh-jiading-anting"
 XINGMING_PATH = "sh/jiading/anting/xingming"
+XIANGYANG = "sh-jiading-anting-xiangyang"
+XIANGYANG_PATH = "sh/jiading/anting/xiangyang"
 
 
 @pytest.fixture(scope="module")
@@ -780,13 +782,43 @@ def test_supermarket_shows_the_shelf_and_the_districts_adoption(
     marked = {h for h, c in zip(heads, cells, strict=True) if c == "installed"}
     fire = next(i["display_name"] for i in shelf if i["name"] == "catalogItems/scenario-fire-smoke")
     assert marked == {fire}
-    # No REST route installs a scenario: the page shows district IT's commands, plan first.
+    # Installing a scenario in a village: the plan first, applied on request, and the
+    # adoption matrix read again.
     page.select_option("#install-scenario", "fire-smoke")
-    page.fill("#install-village", "sh-jiading-anting-xingming")
+    page.select_option("#install-village", XIANGYANG)
     assert page.inner_text("#plan-command") == (
-        "grassroots scenario plan fire-smoke --village sh-jiading-anting-xingming"
+        f"grassroots scenario plan fire-smoke --village {XIANGYANG}"
     )
-    assert page.inner_text("#apply-command").startswith("grassroots scenario install fire-smoke")
+    xiangyang_row = f"#matrix tr[data-tenant='{XIANGYANG_PATH}']"
+    assert page.locator(xiangyang_row).count() == 0
+    page.click("#plan-install")
+    page.wait_for_selector("#plan:not([hidden])")
+    plan = page.inner_text("#plan-text")
+    assert plan.startswith(f"install fire-smoke 1.0.0 in tenants/{XIANGYANG}"), plan
+    assert "  + twin.rules fire-smoke-alarm" in plan and "to create" in plan
+    assert "Installing would create" in page.inner_text("#plan-summary")
+    assert page.is_enabled("#apply")
+    assert page.locator(xiangyang_row).count() == 0  # a plan changes nothing
+    assert no_horizontal_scroll(page)
+    assert not accessibility_problems(page, axe_source)
+    record(page, "supermarket-plan")
+    page.click("#apply")
+    until(page, "() => document.getElementById('status').textContent.includes('is installed')")
+    assert f"fire-smoke is installed in {XIANGYANG_PATH} (complete" in page.inner_text("#status")
+    page.wait_for_selector(xiangyang_row)
+    cells = page.locator(xiangyang_row).locator("td").all_inner_texts()
+    assert {h for h, c in zip(heads, cells, strict=True) if c == "installed"} == {fire}
+    # The plan shown afterwards is the village as it is now: nothing left to do.
+    page.wait_for_selector("#plan-summary:has-text('Nothing to do')")
+    assert not page.is_enabled("#apply")
+    record(page, "supermarket-installed")
+    # And back: the uninstall plan, applied, and the row leaves the matrix.
+    page.click("#plan-uninstall")
+    page.wait_for_selector("#plan:not([hidden])")
+    assert page.inner_text("#plan-text").startswith("uninstall fire-smoke 1.0.0 from ")
+    page.click("#apply")
+    until(page, "() => document.getElementById('status').textContent.includes('uninstalled')")
+    page.wait_for_selector(xiangyang_row, state="detached")
     # Search narrows the shelf but not the matrix's columns.
     page.fill("#search", "smoke")
     page.click("#search-form button[type=submit]")

@@ -254,6 +254,16 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("POST", "/v1/tenants/{tenant}/installations"): lambda w: {
         "json": {"catalog_item": "catalogItems/scenario-none"}
     },
+    ("POST", "/v1/tenants/{tenant}/scenarios:plan"): lambda w: {"json": {"scenario": "fire-smoke"}},
+    ("POST", "/v1/tenants/{tenant}/scenarios:install"): lambda w: {
+        "json": {"scenario": "fire-smoke", "overrides": {}}
+    },
+    ("POST", "/v1/tenants/{tenant}/scenarios:planUninstall"): lambda w: {
+        "json": {"scenario": "fire-smoke"}
+    },
+    ("POST", "/v1/tenants/{tenant}/scenarios:uninstall"): lambda w: {
+        "json": {"scenario": "fire-smoke"}
+    },
     ("POST", "/v1/tenants/{tenant}/events"): _event,
     ("POST", "/v1/tenants/{tenant}/attachments"): lambda w: {
         "files": {"content": ("planted.png", PNG_BYTES, "image/png")}

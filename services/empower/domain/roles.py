@@ -78,7 +78,7 @@ ROLES: dict[str, frozenset[str]] = {
     | _ADMINISTER
     | {"tenants:write", "events:configure", "people:read", "people:write", "audit:read"}
     | {"care:read", "care:write", "reports:read"}
-    | {"datasets:publish", "datasets:read"},
+    | {"datasets:publish", "datasets:read", "scenarios:install"},
     # Reads everything a district sees and the audit trail; changes nothing.
     "district_auditor": _READ
     | {"audit:read", "audit:verify", "people:read", "reports:read", "datasets:read"},
@@ -86,7 +86,7 @@ ROLES: dict[str, frozenset[str]] = {
     "town_officer": _OPERATE
     | _ADMINISTER
     | _EMPOWER
-    | {"events:configure", "people:read", "datasets:read"},
+    | {"events:configure", "people:read", "datasets:read", "scenarios:install"},
     # Runs a village: its residents' records (sensitive ones included), its staff
     # accounts and its apps.
     "village_secretary": _OPERATE

@@ -1,6 +1,7 @@
 // The supermarket: the catalog's shelf (components, scenario templates, datasets), the
-// district's adoption matrix (villages x scenario templates) and, since the REST API
-// has no plan/install route, the `grassroots scenario` commands district IT runs.
+// district's adoption matrix (villages x scenario templates), and installing a
+// scenario in a village: the composer's plan is shown first, applied only on request,
+// and the matrix is read again afterwards.
 import { api, query } from "../lib/api.js";
 import { t } from "../lib/i18n.js";
 import { el, ready, say, startPage } from "../lib/page.js";
@@ -12,6 +13,7 @@ let scenarioColumns = []; // from the whole shelf, so a search does not change t
 
 /** The tenant id used in URLs: the path with dashes ("sh/jiading" -> "sh-jiading"). */
 const tenantId = (path) => path.replaceAll("/", "-");
+const tenantPath = (id) => id.replaceAll("-", "/");
 
 /** A scenario template's id ("catalogItems/scenario-fire-smoke" -> "fire-smoke"). */
 const templateId = (item) => item.name.replace(/^catalogItems\/scenario-/, "");
@@ -83,25 +85,142 @@ function drawMatrix() {
   );
   const caption = el("caption", { class: "muted", text: t("market.adoption.caption", { count: nodes.length }) });
   table.replaceChildren(caption, el("thead", {}, head), el("tbody", {}, ...rows));
-  document.getElementById("villages").replaceChildren(...nodes.map((n) => el("option", { value: tenantId(n.tenant) })));
+}
+
+// ---- installing ------------------------------------------------------------------------
+
+let shown = null; // the plan on screen: {scenario, village, uninstall, plan}
+
+function chosen() {
+  return {
+    scenario: document.getElementById("install-scenario").value,
+    village: document.getElementById("install-village").value,
+  };
 }
 
 function drawCommands() {
-  const select = document.getElementById("install-scenario");
-  const village = document.getElementById("install-village").value.trim() || "<village-id>";
-  const id = select.value || "<scenario>";
-  document.getElementById("plan-command").textContent = `grassroots scenario plan ${id} --village ${village}`;
-  document.getElementById("apply-command").textContent = `grassroots scenario install ${id} --village ${village}`;
+  const { scenario, village } = chosen();
+  document.getElementById("plan-command").textContent =
+    `grassroots scenario plan ${scenario || "<scenario>"} --village ${village || "<village-id>"}`;
 }
 
 function fillInstallForm() {
   const select = document.getElementById("install-scenario");
-  const chosen = select.value;
+  const was = select.value;
   select.replaceChildren(
     ...scenarioColumns.map((s) => el("option", { value: templateId(s), text: s.display_name || templateId(s) })),
   );
-  if (chosen) select.value = chosen;
+  if (was) select.value = was;
   drawCommands();
+}
+
+/** The villages of the caller's subtree, walking the tenant tree down to them. */
+async function villagesUnder(path) {
+  if (path.split("/").length >= 4) return [path];
+  const found = [];
+  let token = "";
+  do {
+    const page = await api(`/v1/tenants/${tenantId(path)}/children${query({ page_size: 1000, page_token: token })}`);
+    for (const child of page.tenants) {
+      if (child.level === "village") found.push(child.path);
+      else if (child.level !== "grid") found.push(...(await villagesUnder(child.path)));
+    }
+    token = page.next_page_token;
+  } while (token);
+  return found;
+}
+
+async function fillVillages() {
+  const select = document.getElementById("install-village");
+  let paths = [];
+  try {
+    paths = await villagesUnder(me.tenant);
+  } catch (error) {
+    say("market.villages.failed", { error: error.message }, { error: true });
+  }
+  select.replaceChildren(...paths.sort().map((p) => el("option", { value: tenantId(p), text: p })));
+  drawCommands();
+}
+
+function forget() {
+  shown = null;
+  document.getElementById("plan").hidden = true;
+  document.getElementById("apply").disabled = true;
+}
+
+function drawPlan() {
+  const { plan, uninstall } = shown;
+  const c = plan.counts;
+  const summary = plan.empty
+    ? t("market.plan.empty")
+    : t(uninstall ? "market.plan.summary.uninstall" : "market.plan.summary", {
+        create: c.create, update: c.update, replace: c.replace, delete: c.delete, release: c.release, keep: c.keep,
+      });
+  document.getElementById("plan-summary").textContent = summary;
+  document.getElementById("plan-text").textContent = plan.text;
+  document.getElementById("plan-problems").replaceChildren(
+    ...plan.blockers.map((b) => el("li", { class: "blocker", text: t("market.plan.blocked", { why: b }) })),
+    ...plan.warnings.map((w) => el("li", { class: "warning", text: t("market.plan.warning", { why: w }) })),
+  );
+  const apply = document.getElementById("apply");
+  apply.textContent = t(uninstall ? "market.apply.uninstall" : "market.apply");
+  apply.disabled = plan.empty || plan.blockers.length > 0;
+  document.getElementById("plan").hidden = false;
+}
+
+function problem(error) {
+  const where = error.fieldViolations.map((v) => v.field).join(", ");
+  return where ? `${error.message} (${where})` : error.message;
+}
+
+async function showPlan(uninstall) {
+  const { scenario, village } = chosen();
+  if (!scenario || !village) return;
+  forget();
+  document.getElementById("alert").textContent = "";
+  say("market.plan.working");
+  try {
+    const plan = await api(`/v1/tenants/${village}/scenarios:${uninstall ? "planUninstall" : "plan"}`, {
+      method: "POST",
+      json: { scenario },
+    });
+    shown = { scenario, village, uninstall, plan };
+    drawPlan();
+    say("market.plan.ready");
+  } catch (error) {
+    say("market.plan.failed", { error: problem(error) }, { error: true });
+  }
+}
+
+async function loadAdoption() {
+  adoption = await api(`/v1/tenants/${tenantId(me.tenant)}/adoption`);
+  document.getElementById("adoption").hidden = false;
+  drawMatrix();
+}
+
+async function applyShown() {
+  if (!shown) return;
+  const { scenario, village, uninstall } = shown;
+  const apply = document.getElementById("apply");
+  apply.disabled = true;
+  document.getElementById("alert").textContent = "";
+  say("market.apply.working");
+  try {
+    const done = await api(`/v1/tenants/${village}/scenarios:${uninstall ? "uninstall" : "install"}`, {
+      method: "POST",
+      json: { scenario },
+    });
+    if (watchesAdoption) await loadAdoption();
+    // The village as it is now: an install's plan then says there is nothing to do.
+    if (!uninstall) await showPlan(false);
+    else forget();
+    say(uninstall ? "market.apply.removed" : "market.apply.done", {
+      scenario, village: tenantPath(village), state: t(`market.state.${done.state}`), steps: done.done,
+    });
+  } catch (error) {
+    apply.disabled = false;
+    say("market.apply.failed", { error: problem(error) }, { error: true });
+  }
 }
 
 async function load(q = "") {
@@ -117,23 +236,30 @@ async function load(q = "") {
   if (!q) fillInstallForm();
 }
 
+// Town and district staff see their subtree's adoption; a village's answer has only itself.
+const watchesAdoption = Boolean(me) && me.tenant.split("/").length <= 3;
+
 if (me) {
-  await load();
-  // Town and district staff see their subtree's adoption; a village's answer has only itself.
-  if (me.tenant.split("/").length <= 3) {
+  await Promise.all([load(), fillVillages()]);
+  if (watchesAdoption) {
     try {
-      adoption = await api(`/v1/tenants/${tenantId(me.tenant)}/adoption`);
-      document.getElementById("adoption").hidden = false;
-      drawMatrix();
+      await loadAdoption();
     } catch (error) {
       say("market.adoption.failed", { error: error.message }, { error: true });
     }
   }
-  const village = document.getElementById("install-village");
-  if (me.tenant.split("/").length >= 4) village.value = tenantId(me.tenant);
-  drawCommands();
-  document.getElementById("install-scenario").addEventListener("change", drawCommands);
-  village.addEventListener("input", drawCommands);
+  for (const id of ["install-scenario", "install-village"]) {
+    document.getElementById(id).addEventListener("change", () => {
+      forget();
+      drawCommands();
+    });
+  }
+  document.getElementById("install-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    showPlan(false);
+  });
+  document.getElementById("plan-uninstall").addEventListener("click", () => showPlan(true));
+  document.getElementById("apply").addEventListener("click", applyShown);
   document.getElementById("search-form").addEventListener("submit", (event) => {
     event.preventDefault();
     load(document.getElementById("search").value.trim());
@@ -141,6 +267,7 @@ if (me) {
   document.addEventListener("languagechange", () => {
     drawShelf();
     drawMatrix();
+    if (shown) drawPlan();
   });
   ready();
 }

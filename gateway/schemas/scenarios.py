@@ -1,0 +1,66 @@
+"""Shapes of the scenario routes: plan, install and uninstall a template in a village."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCENARIO_ID_PATTERN = "^[a-z0-9][a-z0-9-]{0,63}$"
+Override = int | float | bool | str
+
+
+class ScenarioIn(BaseModel):
+    """A scenario template of the shelf and, optionally, the village's settings."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    scenario: str = Field(
+        pattern=SCENARIO_ID_PATTERN, examples=["fire-smoke"], description="the template's id"
+    )
+    overrides: dict[str, Override] | None = Field(
+        None,
+        max_length=100,
+        examples=[{"radius_m": 300}],
+        description="settings the village chooses (omitted: keep the ones it chose before; "
+        "{}: the template's defaults)",
+    )
+
+
+class ScenarioUninstallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    scenario: str = Field(
+        pattern=SCENARIO_ID_PATTERN, examples=["fire-smoke"], description="the template's id"
+    )
+
+
+class PlannedActionOut(BaseModel):
+    op: Literal["create", "update", "replace", "delete", "release", "keep"]
+    symbol: str = Field(description="+ create, ~ change, -/+ replace, - delete, . release, = same")
+    kind: str = Field(examples=["events.categories"])
+    key: str
+    name: str = Field(description="the resource's name; empty for one the service names later")
+    fields: list[str] = Field(description="what differs, for a change or a replacement")
+    note: str
+
+
+class ScenarioPlanOut(BaseModel):
+    village: str
+    scenario: str
+    from_version: str = Field(description="the version installed; empty when none is")
+    to_version: str = Field(description="the version applying would install; empty to uninstall")
+    settings: dict[str, Override]
+    actions: list[PlannedActionOut]
+    counts: dict[str, int]
+    warnings: list[str]
+    blockers: list[str] = Field(description="why the plan cannot be applied, if it cannot")
+    empty: bool = Field(description="applying it would change nothing")
+    text: str = Field(description="the plan as a reader checks it, like `terraform plan`")
+
+
+class ScenarioAppliedOut(BaseModel):
+    state: Literal["complete", "incomplete", "removed"]
+    installation: str = Field(description="the install record's name; empty once uninstalled")
+    done: int = Field(description="steps taken")
+    plan: ScenarioPlanOut
