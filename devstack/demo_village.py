@@ -14,8 +14,10 @@ shape and density (thousands of buildings in hamlets, a grid that tiles each vil
 people linked to houses) without ever touching personal data. The output is
 deterministic: the same seed gives byte-identical geometries and the same ids.
 
-Layers (EPSG:4326, lon/lat): `admin_boundaries`, `grid_cells`, `buildings`, `pois`, and
-`residents`, an attribute table without geometry. The residents' names, ID numbers and
+Layers (EPSG:4326, lon/lat): `admin_boundaries`, `grid_cells`, `buildings`, `pois`,
+`residents`, an attribute table without geometry, and `roads`, a lattice of lanes
+through each village whose lines meet at shared vertices, so command's dispatch measures
+by road on the demo town (services/command/domain/roads.py). The residents' names, ID numbers and
 phones are not written to the file (invented as they are, they look real, and a map
 file is copied around): `residents_for(path)` regenerates them from the seed the file
 records, for seeding the empower service, which keeps them sealed.
@@ -37,7 +39,7 @@ from datetime import date, timedelta
 import numpy as np
 import pyogrio.raw
 import shapely
-from shapely.geometry import Polygon
+from shapely.geometry import LineString, Polygon
 
 from services.kit import gb11643
 from services.map.domain.metric import metres_per_degree
@@ -49,7 +51,8 @@ DEFAULT_BUILDINGS_PER_VILLAGE = 2400
 MIN_BUILDINGS_PER_VILLAGE = 300
 CRS = "EPSG:4326"
 
-LAYERS = ("admin_boundaries", "grid_cells", "buildings", "pois", "residents")
+# In the order a GeoPackage lists them: layers with geometry, then attribute tables.
+LAYERS = ("admin_boundaries", "grid_cells", "buildings", "pois", "roads", "residents")
 BUILDING_USES = ("residential", "commercial", "public", "industrial", "agricultural")
 POI_KINDS = (
     "hydrant",
@@ -75,6 +78,10 @@ ORIGIN_LON, ORIGIN_LAT = 121.16, 31.29
 M_PER_DEG_LON, M_PER_DEG_LAT = metres_per_degree(ORIGIN_LAT)
 
 _GRID_LATTICE = 4  # 4 x 4 lattice over each village's bounding box
+# Lanes every 100 m east-west and north-south (from the origin, so both villages share
+# the lattice), a main road every fourth; a lane runs between crossings inside its village.
+_ROAD_SPACING_M = 100.0
+_MAIN_ROAD_EVERY = 4
 _SLIVER_SHARE = 0.05  # pieces under 5% of a full lattice cell join a neighbour
 _BUILDING_GAP_M = 2.0  # minimum clearance between buildings (eaves, lanes)
 _CELL_MARGIN_M = 1.0  # buildings keep this far inside their grid cell
@@ -127,6 +134,7 @@ class DemoSummary:
     buildings: int
     pois: int
     residents: int
+    roads: int = 0
     village_tenants: tuple[str, ...] = VILLAGE_TENANTS
 
     def counts(self) -> dict[str, int]:
@@ -178,6 +186,57 @@ def _blob(
         centre_m[1] + radii_m[1] * radius * np.sin(theta),
     )
     return Polygon(np.column_stack([lon, lat]))
+
+
+def _roads(village: Polygon, slug: str, title: str) -> list[tuple[str, str, str, LineString]]:
+    """(road_id, name, kind, line) of a village's lanes: the lattice's runs between
+    crossings that lie inside the village. Every crossing is a vertex of both lines
+    through it, computed from the same numbers, so the lines join there."""
+    lon0, lat0, lon1, lat1 = village.bounds
+    x0, x1 = (lon0 - ORIGIN_LON) * M_PER_DEG_LON, (lon1 - ORIGIN_LON) * M_PER_DEG_LON
+    y0, y1 = (lat0 - ORIGIN_LAT) * M_PER_DEG_LAT, (lat1 - ORIGIN_LAT) * M_PER_DEG_LAT
+    xs = np.arange(math.floor(x0 / _ROAD_SPACING_M), math.ceil(x1 / _ROAD_SPACING_M) + 1)
+    ys = np.arange(math.floor(y0 / _ROAD_SPACING_M), math.ceil(y1 / _ROAD_SPACING_M) + 1)
+    lon, _ = _lonlat(xs * _ROAD_SPACING_M, np.zeros(len(xs)))
+    _, lat = _lonlat(np.zeros(len(ys)), ys * _ROAD_SPACING_M)
+    inside = shapely.contains_xy(village, *np.meshgrid(lon, lat))  # [row j, column i]
+    roads: list[tuple[str, str, str, LineString]] = []
+
+    def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+        """(first, last) of each run of two or more crossings inside the village."""
+        found, start = [], None
+        for k, kept in enumerate([*mask.tolist(), False]):
+            if kept and start is None:
+                start = k
+            elif not kept and start is not None:
+                if k - start >= 2:
+                    found.append((start, k - 1))
+                start = None
+        return found
+
+    for axis, count in (("east-west", len(ys)), ("north-south", len(xs))):
+        for n in range(count):
+            line_index = int(ys[n] if axis == "east-west" else xs[n])
+            main = line_index % _MAIN_ROAD_EVERY == 0
+            mask = inside[n, :] if axis == "east-west" else inside[:, n]
+            for first, last in runs(mask):
+                k = np.arange(first, last + 1)
+                points = (
+                    np.column_stack([lon[k], np.full(len(k), lat[n])])
+                    if axis == "east-west"
+                    else np.column_stack([np.full(len(k), lon[n]), lat[k]])
+                )
+                number = len(roads) + 1
+                label = "Road" if main else "Lane"
+                roads.append(
+                    (
+                        f"{slug}-rd{number:03d}",
+                        f"{title} {label} {number}",
+                        "main" if main else "lane",
+                        LineString(points),
+                    )
+                )
+    return roads
 
 
 def _boundaries() -> tuple[Polygon, tuple[Polygon, Polygon]]:
@@ -528,6 +587,7 @@ def _build(seed: int, buildings_per_village: int) -> list[_Layer]:
     }
     used_ids: set[str] = set()
     used_phones: set[str] = set()
+    road: dict[str, list] = {k: [] for k in ("geom", "id", "tenant", "name", "kind")}
 
     for tenant, slug, title, village in zip(VILLAGE_TENANTS, slugs, titles, villages, strict=True):
         cells = _grid_cells(grid_rng, village)
@@ -538,6 +598,12 @@ def _build(seed: int, buildings_per_village: int) -> list[_Layer]:
         grid["tenant"] += [tenant] * len(cells)
         grid["gw_id"] += [f"gw-{slug}-{i + 1:02d}" for i in range(len(cells))]
         grid["gw_name"] += [_person_name(rng, bool(rng.random() < 0.3)) for _ in cells]
+        for road_id, name, kind, line in _roads(village, slug, title):
+            road["geom"].append(line)
+            road["id"].append(road_id)
+            road["tenant"].append(tenant)
+            road["name"].append(name)
+            road["kind"].append(kind)
 
         geoms, cell, hamlet, hamlets = _place_buildings(rng, village, cells, buildings_per_village)
         uses, floors, households = _building_attributes(rng, hamlet, hamlets.industrial)
@@ -668,6 +734,17 @@ def _build(seed: int, buildings_per_village: int) -> list[_Layer]:
                 "lives_alone": _ints(res["alone"]),
             },
         ),
+        _Layer(
+            "roads",
+            np.array(road["geom"], dtype=object),
+            "LineString",
+            {
+                "road_id": _strings(road["id"]),
+                "tenant": _strings(road["tenant"]),
+                "name": _strings(road["name"]),
+                "kind": _strings(road["kind"]),
+            },
+        ),
     ]
 
 
@@ -681,6 +758,11 @@ def residents(
     """Every column of the residents of the demo made with these parameters, personal
     ones included: regenerated in memory, never read from a file."""
     return dict(_build(seed, buildings_per_village)[4].columns)
+
+
+def has_roads(path: str | pathlib.Path) -> bool:
+    """Whether the file has the road layer (files written before it came have none)."""
+    return "roads" in {str(name) for name, _ in pyogrio.list_layers(str(path))}
 
 
 def holds_personal_columns(path: str | pathlib.Path) -> bool:
@@ -754,14 +836,16 @@ def generate(
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+    sizes = {layer.name: len(layer) for layer in layers}
     return DemoSummary(
         path=str(target),
         seed=seed,
-        admin_boundaries=len(layers[0]),
-        grid_cells=len(layers[1]),
-        buildings=len(layers[2]),
-        pois=len(layers[3]),
-        residents=len(layers[4]),
+        admin_boundaries=sizes["admin_boundaries"],
+        grid_cells=sizes["grid_cells"],
+        buildings=sizes["buildings"],
+        pois=sizes["pois"],
+        residents=sizes["residents"],
+        roads=sizes["roads"],
     )
 
 

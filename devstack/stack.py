@@ -231,11 +231,15 @@ class Stack:
 
     def ensure_demo_data(self) -> None:
         """Write the demo GeoPackage, or write it again when an older version left the
-        residents' personal columns in it (the same seed gives the same town)."""
+        residents' personal columns in it or has no road layer (the same seed gives the
+        same town)."""
         from devstack import demo_village
 
-        if self.config.map_file.exists() and not demo_village.holds_personal_columns(
-            self.config.map_file
+        path = self.config.map_file
+        if (
+            path.exists()
+            and not demo_village.holds_personal_columns(path)
+            and demo_village.has_roads(path)
         ):
             return
         self.config.data_dir.mkdir(mode=private_files.FOLDER_MODE, parents=True, exist_ok=True)

@@ -78,6 +78,17 @@ PLANS = (
         (FieldSpec("kind", _S), FieldSpec("name", _S)),
         Sensitivity.PUBLIC,
     ),
+    # Lines that meet at shared vertices: command dispatches by road over this layer.
+    _Plan(
+        "roads",
+        "roads",
+        "Roads",
+        LayerKind.ROUTE,
+        "LineString",
+        "road_id",
+        (FieldSpec("name", _S), FieldSpec("kind", _S)),
+        Sensitivity.PUBLIC,
+    ),
 )
 
 
@@ -118,7 +129,10 @@ def seed_demo(catalog: MapCatalog, path: Path | str) -> int:
                 np.array([str(t).replace("/", "-") for t in columns["tenant"]], dtype=object),
             ),
         )
+    present = {str(name) for name, _ in pyogrio.list_layers(path)}
     for plan in PLANS:
+        if plan.source_layer not in present:  # a file older than the layer
+            continue
         geometries, columns = _read(path, plan.source_layer)
         for village in sorted(set(columns["tenant"])):
             rows = np.flatnonzero(columns["tenant"] == village)

@@ -334,7 +334,8 @@ async def test_the_nearest_handler_by_road_gets_the_offer_where_the_village_keep
     command, grid_index
 ):
     """NEAR stands 50 m east of the report, on a lane no road joins; FAR, 1 km east, is
-    on the street that loops south from the report: FAR is offered the task, by road."""
+    on the street that loops south from the report: FAR is offered the task, by road.
+    The village's roads are this test's own: the demo lattice is taken away first."""
     _, lon, lat = await setup_town(command, grid_index)
     road = {
         "type": "Feature",
@@ -362,6 +363,9 @@ async def test_the_nearest_handler_by_road_gets_the_offer_where_the_village_keep
     stub = map_grpc.MapServiceStub(command.map.channel)
     village = tenancy.tenant_name(XINGMING)
     mapper = tuple(principal_of(XINGMING, "users/mapper").to_metadata())
+    await stub.DeleteLayer(
+        map_pb.DeleteLayerRequest(name=f"{village}/layers/roads"), metadata=mapper
+    )
     await stub.CreateLayer(
         map_pb.CreateLayerRequest(
             parent=village,
@@ -453,3 +457,31 @@ async def test_a_stale_roster_still_decides_while_a_fresh_one_is_read_beside_it(
     assert (await desk_.dispatch(facts(1))).handler == NEAR  # the kept roster decided
     await asyncio.gather(*list(desk_._background))  # the fresh read it started
     assert (await desk_.dispatch(facts(2))).handler == FAR
+
+
+async def test_on_the_demo_town_dispatch_measures_by_the_demo_roads(command, grid_index, demo_gpkg):
+    """The demo villages keep a `roads` layer (the generator's lane lattice, installed by
+    the map's seed as at `make run`): the offer's distance is the one by road over it,
+    not the straight line."""
+    import numpy as np
+    import pyogrio.raw
+
+    from services.command.domain.model import Position
+    from services.command.domain.roads import RoadNetwork
+    from services.kit.geodesy import great_circle_m
+    from services.kit.layer_geometry import LayerGeometry
+
+    _, lon, lat = await setup_town(command, grid_index)
+    event = await report(command, lon, lat)
+    task = await eventually(lambda: task_of(command, event.name))
+    assert task.handler == NEAR
+    meta, _, wkb, values = pyogrio.raw.read(demo_gpkg, layer="roads")
+    tenant = values[list(meta["fields"]).index("tenant")]
+    lines = shapely.from_wkb(wkb)[tenant == XINGMING]
+    network = RoadNetwork.of(LayerGeometry("demo roads", tuple(lines), 1))
+    assert network is not None
+    near_lon, near_lat = lon + 0.0005, lat  # where setup_town puts NEAR
+    (by_road,) = network.metres_to(Position(lon, lat), np.array([near_lon]), np.array([near_lat]))
+    straight = great_circle_m(near_lon, near_lat, lon, lat)
+    assert by_road > straight + 1  # the lanes do not run straight from NEAR to the report
+    assert task.distance_meters == pytest.approx(by_road, abs=1)

@@ -19,7 +19,7 @@ from devstack.demo_village import TOWN_TENANT, VILLAGE_TENANTS
 from services.kit import gb11643
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-LAYERS = ("admin_boundaries", "grid_cells", "buildings", "pois", "residents")
+LAYERS = ("admin_boundaries", "grid_cells", "buildings", "pois", "roads", "residents")
 # Metres per degree near 31.29 N; independent of the module's own constants on purpose.
 M_PER_DEG_LON = 95_210.0
 M_PER_DEG_LAT = 110_874.0
@@ -92,6 +92,7 @@ def test_layers_schema_crs_and_synthetic_flag(demo):
         "buildings": "Polygon",
         "pois": "Point",
         "residents": None,
+        "roads": "LineString",
     }
     for layer in LAYERS:
         info = pyogrio.read_info(path, layer=layer)
