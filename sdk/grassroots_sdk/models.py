@@ -92,7 +92,8 @@ class RoutingDecision(Model):
 
 
 class Task(Model):
-    """Command's one task per event: who handles it and its SLA clock."""
+    """Command's work for a handler: an event's (one task per event), or one an emergency
+    plan's level opened (`emergency_plan` set, no event); who handles it and its SLA clock."""
 
     id: str
     name: str
@@ -117,6 +118,9 @@ class Task(Model):
     response_due_time: str | None = None
     resolve_time: str | None = None
     resolution_note: str = ""
+    emergency_plan: str = ""
+    emergency_item: str = ""
+    description: str = ""
 
 
 class FieldSpec(Model):

@@ -164,10 +164,12 @@ def list_tasks(
     state: str | None = None,
     handler: str | None = None,
     sla_status: str | None = None,
+    emergency_plan: str | None = None,
     page_size: int | None = None,
     page_token: str | None = None,
 ) -> Call[m.Page[m.Task]]:
-    """Tasks of your subtree; `event` (a resource name) narrows to the event's one task."""
+    """Tasks of your subtree; `event` (a resource name) narrows to the event's one task,
+    `emergency_plan` (a plan's name) to the tasks its levels opened."""
     return Call(
         "GET",
         collection_path("tasks", tenant),
@@ -177,6 +179,7 @@ def list_tasks(
             state=state,
             handler=handler,
             sla_status=sla_status,
+            emergency_plan=emergency_plan,
             page_size=page_size,
             page_token=page_token or None,
         ),
