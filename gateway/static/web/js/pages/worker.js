@@ -84,6 +84,13 @@ if (me) {
     return buttons;
   }
 
+  // An event's task shows its category; an emergency plan's task says what to do.
+  function title(task) {
+    if (!task.category) return task.description || "";
+    const label = t(`category.${task.category}`);
+    return label === `category.${task.category}` ? task.category : label;
+  }
+
   function render() {
     const open = tasks.filter((task) => OPEN.includes(task.state) || task.pending);
     const list = document.getElementById("tasks");
@@ -99,7 +106,7 @@ if (me) {
         return el(
           "li",
           { "data-task": task.id },
-          el("strong", { text: t(`category.${task.category}`) === `category.${task.category}` ? task.category : t(`category.${task.category}`) }),
+          el("strong", { text: title(task) }),
           " ",
           el("span", { class: `state ${task.state}`, text: t(`task.${task.state}`) }),
           sla ? el("span", { class: `state ${sla}`, text: t(`sla.${sla}`) }) : null,
@@ -115,7 +122,7 @@ if (me) {
     try {
       const page = await api(`${base}/tasks?handler=${encodeURIComponent(me.subject)}&page_size=100`);
       tasks = page.tasks;
-      const names = [...new Set(tasks.filter((task) => OPEN.includes(task.state)).map((task) => task.event))];
+      const names = [...new Set(tasks.filter((task) => OPEN.includes(task.state)).map((task) => task.event).filter(Boolean))];
       const found = await Promise.all(names.map((name) => api(`/v1/${name}`).catch(() => null)));
       events = Object.fromEntries(found.filter(Boolean).map((event) => [event.name, event]));
       await keep(keptKey, { tasks, events });
