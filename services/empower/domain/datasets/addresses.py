@@ -14,9 +14,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # A village word, then a building number, with or without a "b" and separators.
 _SHAPE = r"([a-z][a-z0-9]*?)[ \t_-]*b?[ \t_-]*0*([0-9]{1,6})"
+_PARTS = r"^(?P<village>[a-z][a-z0-9]*?)[ \t_-]*b?[ \t_-]*0*(?P<number>[0-9]{1,6})$"
+_SEPARATOR = pa.scalar("-b", pa.large_string())
+_EMPTY = pa.scalar("", pa.large_string())
 _NOISE = r"(?:village|building|bldg|no\.?|number|house|村|号|栋|幢|#|,|" + "\uff0c" + ")"
 
 
@@ -34,11 +39,20 @@ class AddressSource(Protocol):
 
 
 def standardise(values: pd.Series, book: AddressBook) -> tuple[pd.Series, pd.Series]:
-    """(canonical building ids, village paths); both "" where nothing matches."""
+    """(canonical building ids, village paths); both "" where nothing matches.
+
+    One regular-expression pass splits each address into its village word and number,
+    and the address list is looked up as an Arrow set, so no value becomes a Python
+    string on the way."""
     text = values.str.lower().str.replace(_NOISE, " ", regex=True).str.strip()
-    shaped = text.str.fullmatch(_SHAPE).fillna(False).to_numpy(dtype=bool)
-    village = text.str.replace(f"^{_SHAPE}$", r"\1", regex=True)
-    number = text.str.replace(f"^{_SHAPE}$", r"\2", regex=True).str.zfill(4)
-    canonical = (village + "-b" + number).where(shaped, "")
-    tenants = canonical.map(book.buildings).fillna("")
-    return canonical.where(tenants != "", ""), tenants.astype(str)
+    parts = pc.extract_regex(pa.array(text, type=pa.large_string()), _PARTS)
+    number = pc.utf8_lpad(pc.struct_field(parts, "number"), 4, "0")
+    canonical = pc.binary_join_element_wise(pc.struct_field(parts, "village"), number, _SEPARATOR)
+    ids = pa.array(list(book.buildings), type=pa.large_string())
+    villages = pa.array(list(book.buildings.values()), type=pa.large_string())
+    tenants = pc.take(villages, pc.index_in(canonical, value_set=ids))
+    canonical = pc.if_else(pc.is_null(tenants), _EMPTY, canonical)
+    return (
+        pd.Series(canonical.fill_null(""), index=values.index, dtype="str"),
+        pd.Series(tenants.fill_null(""), index=values.index, dtype="str"),
+    )

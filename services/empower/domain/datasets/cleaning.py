@@ -62,12 +62,12 @@ class _Verdicts:
             self.reasons.append((field, reason))
             self.code[hits] = len(self.reasons) - 1
 
-    def fail_each(self, mask: np.ndarray, field: str, reasons: pd.Series) -> None:
-        """Failures whose reason differs per row (duplicates naming their first row)."""
-        hits = np.asarray(mask, dtype=bool) & (self.code == 0)
-        for i in np.flatnonzero(hits):
-            self.reasons.append((field, str(reasons.iloc[i])))
-            self.code[i] = len(self.reasons) - 1
+    def fail_each(self, rows: np.ndarray, field: str, reasons: list[str]) -> None:
+        """Failures whose reason differs per row (duplicates naming their first row):
+        `rows` (ascending, not failed yet) each get their own reason."""
+        first = len(self.reasons)
+        self.reasons.extend((field, reason) for reason in reasons)
+        self.code[rows] = np.arange(first, first + len(rows), dtype=np.int32)
 
     @property
     def ok(self) -> np.ndarray:
@@ -256,13 +256,18 @@ def _clean_column(
 
 def _reject_duplicates(out: pd.DataFrame, key: str, verdicts: _Verdicts) -> None:
     """Among rows still accepted, a key seen before is a duplicate of its first row."""
-    live = pd.Series(verdicts.ok, index=out.index)
-    keys = out[key].where(live)
-    repeated = keys.notna() & keys.duplicated(keep="first")
+    live = np.flatnonzero(verdicts.ok)
+    codes, _ = pd.factorize(out[key].iloc[live])  # one code per key; -1 for none
+    keyed = np.flatnonzero(codes >= 0)
+    _, first = np.unique(codes[keyed], return_index=True)
+    first_live = keyed[first]  # per code, where among the live rows it first appears
+    repeated = np.zeros(len(live), dtype=bool)
+    repeated[keyed] = True
+    repeated[first_live] = False
     if not repeated.any():
         return
-    first = out[ROW_COLUMN].where(live).groupby(keys).transform("min")
-    reasons = (
-        "duplicate key: the same " + key + " as row " + first.fillna(0).astype(np.int64).astype(str)
-    )
-    verdicts.fail_each(repeated.to_numpy(), key, reasons)
+    rows = out[ROW_COLUMN].to_numpy()[live]
+    reasons = [
+        f"duplicate key: the same {key} as row {row}" for row in rows[first_live[codes[repeated]]]
+    ]
+    verdicts.fail_each(live[repeated], key, reasons)

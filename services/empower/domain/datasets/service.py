@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from services.empower.domain.audit import AuditLog, check_purpose
 from services.empower.domain.datasets.addresses import AddressSource
@@ -62,6 +64,7 @@ DEFAULT_SYNC_PAGE = 1000
 MAX_SYNC_PAGE = 5000
 SUBSCRIPTION_PREFIX = "sub"
 CHUNK = 20_000
+_CONTROL = r"[\x00-\x1f]"  # what JSON escapes besides quotes and backslashes
 
 
 def _now_us(moment: datetime) -> int:
@@ -238,46 +241,49 @@ class DatasetDesk:
             key_index = self.sealer.keyed_digests(keys.tolist(), field=_key_field(dataset))
         else:
             key_index = keys.tolist()
-        new = pd.DataFrame(
-            {
-                "key_index": pd.Series(key_index, dtype=str),
-                "tenant": frame[TENANT_COLUMN].to_numpy(),
-                "digest": pd.util.hash_pandas_object(frame[[*names, TENANT_COLUMN]], index=False)
-                .to_numpy()
-                .view(np.int64),
-                "position": np.arange(len(frame)),
-            }
+        digests = (
+            pd.util.hash_pandas_object(frame[[*names, TENANT_COLUMN]], index=False)
+            .to_numpy()
+            .view(np.int64)
         )
-        old = pd.DataFrame(
-            {
-                "key_index": pd.Series(live.key_index, dtype=str),
-                "old_tenant": pd.Series(live.tenant, dtype=str),
-                "old_digest": pd.Series(live.digest, dtype=np.int64),
-            }
-        )
-        merged = new.merge(old, on="key_index", how="left")
-        fresh = merged["old_tenant"].isna().to_numpy()
-        moved = ~fresh & (merged["tenant"] != merged["old_tenant"]).to_numpy()
-        changed = ~fresh & ~moved & (merged["digest"] != merged["old_digest"]).to_numpy()
+        # Stored rows are matched by key as Arrow columns: a hash lookup in C++, no join.
+        new_key = pa.array(key_index, type=pa.large_string())
+        tenant = pa.array(frame[TENANT_COLUMN], type=pa.large_string())
+        old_key = pa.array(live.key_index, type=pa.large_string())
+        old_tenant = pa.array(live.tenant, type=pa.large_string())
+        found = pc.index_in(new_key, value_set=old_key)
+        fresh = found.is_null().to_numpy(zero_copy_only=False)
+        at = found.fill_null(0).to_numpy(zero_copy_only=False)
+        was = pc.take(old_tenant, found)
+        moved = pc.fill_null(pc.not_equal(tenant, was), False).to_numpy(zero_copy_only=False)
+        old_digest = np.asarray(live.digest, dtype=np.int64)
+        stale = old_digest[at] != digests if len(old_digest) else np.zeros(len(fresh), dtype=bool)
+        changed = ~fresh & ~moved & stale
         upsert = fresh | moved | changed
-        gone_tenant: list[str] = merged["old_tenant"][moved].tolist()
-        gone_key: list[str] = merged["key_index"][moved].tolist()
+        gone_tenant: list[str] = was.filter(moved).to_pylist()
+        gone_key: list[str] = new_key.filter(moved).to_pylist()
         removed = 0
         if snapshot:
-            absent = pd.Index(new["key_index"]).get_indexer(old["key_index"]) < 0
-            removed = int(absent.sum())
-            gone_tenant += old["old_tenant"][absent].tolist()
-            gone_key += old["key_index"][absent].tolist()
+            absent = pc.invert(pc.is_in(old_key, value_set=new_key))
+            removed = int(pc.sum(absent).as_py() or 0)
+            gone_tenant += old_tenant.filter(absent).to_pylist()
+            gone_key += old_key.filter(absent).to_pylist()
         seq = dataset.last_seq
         tombstones = [
             (t, k, seq + 1 + i) for i, (t, k) in enumerate(zip(gone_tenant, gone_key, strict=True))
         ]
         seq += len(tombstones)
         # Written in (village, key) order, so the store's indexes grow at their ends.
-        chosen = merged[upsert].sort_values(["tenant", "key_index"])
+        chosen = np.flatnonzero(upsert)
+        order = pc.sort_indices(
+            pa.table({"tenant": tenant.take(chosen), "key": new_key.take(chosen)}),
+            sort_keys=[("tenant", "ascending"), ("key", "ascending")],
+        ).to_numpy()
+        chosen = chosen[order]
         count = len(chosen)
-        rows = frame.iloc[chosen["position"].to_numpy()]
-        upserts = self._chunks(dataset, rows, chosen, seq)
+        upserts = self._chunks(
+            dataset, frame, chosen, tenant.take(chosen), new_key.take(chosen), digests, seq
+        )
         seq += count
         report.inserted = int(fresh.sum()) + int(moved.sum())
         report.updated = int(changed.sum())
@@ -293,21 +299,28 @@ class DatasetDesk:
         )
 
     def _chunks(
-        self, dataset: Dataset, rows: pd.DataFrame, chosen: pd.DataFrame, seq: int
+        self,
+        dataset: Dataset,
+        frame: pd.DataFrame,
+        chosen: np.ndarray,
+        tenants: pa.Array,
+        keys: pa.Array,
+        digests: np.ndarray,
+        seq: int,
     ) -> Iterator[list[Upsert]]:
-        """The rows to write, CHUNK at a time: all values as one JSON object, sealed for
-        (dataset, village, key) when any of them is personal."""
+        """The rows at positions `chosen` of `frame`, CHUNK at a time: all values as one JSON
+        object, sealed for (dataset, village, key) when any of them is personal."""
         names = [f.name for f in dataset.fields]
         personal = bool(dataset.personal_fields)
         prefix = dataset.resource_name
-        for start in range(0, len(rows), CHUNK):
-            part = rows.iloc[start : start + CHUNK]
-            keys = chosen.iloc[start : start + CHUNK]
-            tenants = keys["tenant"].tolist()
-            indexes = keys["key_index"].tolist()
+        for start in range(0, len(chosen), CHUNK):
+            positions = chosen[start : start + CHUNK]
+            part = frame.iloc[positions]
+            village = tenants.slice(start, CHUNK).to_pylist()
+            indexes = keys.slice(start, CHUNK).to_pylist()
             values = _json_lines(part, names)
             if personal:
-                records = [f"{prefix}|{t}|{k}" for t, k in zip(tenants, indexes, strict=True)]
+                records = [f"{prefix}|{t}|{k}" for t, k in zip(village, indexes, strict=True)]
                 sealed = self.sealer.seal_many(values, records, field="row")
                 plain = [""] * len(values)
             else:
@@ -315,12 +328,12 @@ class DatasetDesk:
             first = seq + 1 + start
             yield list(
                 zip(
-                    tenants,
+                    village,
                     indexes,
                     part[BUILDING_COLUMN].tolist(),
                     plain,
                     sealed,
-                    keys["digest"].tolist(),
+                    digests[positions].tolist(),
                     range(first, first + len(values)),
                     strict=True,
                 )
@@ -481,8 +494,31 @@ def _sealed_record(dataset: Dataset, tenant: str, key_index: str) -> str:
 
 
 def _json_lines(rows: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """Each row's values as one JSON object, built over whole Arrow columns: the cleaned
+    values are text without control characters, so escaping is two replacements; a
+    frame that holds anything else goes through pandas' writer."""
     if not columns:
         return ["{}"] * len(rows)
+    pieces: list[object] = []
+    for i, name in enumerate(columns):
+        values = pa.array(rows[name], from_pandas=True)
+        if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
+            return _json_lines_slow(rows, columns)
+        if values.null_count or pc.any(pc.match_substring_regex(values, _CONTROL)).as_py():
+            return _json_lines_slow(rows, columns)
+        values = pc.replace_substring(values.cast(pa.large_string()), "\\", "\\\\")
+        lead = ("{" if i == 0 else ",") + json.dumps(name, ensure_ascii=False) + ':"'
+        pieces += [_large(lead), pc.replace_substring(values, '"', '\\"'), _large('"')]
+    pieces.append(_large("}"))
+    lines: list[str] = pc.binary_join_element_wise(*pieces, _large("")).to_pylist()
+    return lines
+
+
+def _large(value: str) -> pa.Scalar:
+    return pa.scalar(value, pa.large_string())
+
+
+def _json_lines_slow(rows: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     text = rows[list(columns)].to_json(orient="records", lines=True, force_ascii=False)
     lines = text.split("\n")
     return lines[: len(rows)]

@@ -99,6 +99,14 @@ async def test_an_unmasked_read_needs_the_scope_and_a_purpose_and_is_audited(bac
     assert len(await desk.audit.store.list_audit(ALL_TENANTS, _no_filter(), 10, None)) == 1
 
 
+async def test_quotes_backslashes_and_chinese_in_values_arrive_as_written(backend):
+    desk = backend.desk
+    dataset = await published(desk)
+    await import_csv(desk, dataset, resident_line(1, name='"Zhou ""Mei"" \\ 周美兰"'))
+    page = await pull(desk, XINGMING, dataset, "", SENSITIVE_SCOPE, purpose="home visits")
+    assert page.rows[0].values["name"] == 'Zhou "Mei" \\ 周美兰'
+
+
 def _no_filter():
     from services.empower.domain.people_model import AuditFilter
 
