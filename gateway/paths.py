@@ -8,6 +8,7 @@ covers that node's whole subtree, so a town reads its villages' events at its ow
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Path
@@ -16,6 +17,7 @@ from gateway.errors import ApiError
 from gateway.schemas.identity import TENANT_ID_PATTERN
 from services.kit import tenancy
 from services.kit.errors import InvalidArgument
+from services.kit.timestamps import parse_time
 
 TENANT_DESCRIPTION = (
     "tenant id: the tenant path with '-' between segments, e.g. sh-jiading-anting-xingming; "
@@ -47,3 +49,13 @@ def tenant_filter(value: str | None, field: str) -> str | None:
         return tenancy.path_of(value, field)
     except InvalidArgument as exc:
         raise ApiError(400, exc.message, violations=exc.violations) from None
+
+
+def time_filter(moment: datetime, field: str) -> str:
+    """A time named in a query parameter as RFC 3339 text for a filter, within the years a
+    filter takes (no zone: UTC); else 400 naming `field`."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return parse_time(aware.isoformat(), field, what=field).isoformat()
+    except InvalidArgument as exc:
+        raise ApiError(400, str(exc), violations=[exc.violations[0]]) from None

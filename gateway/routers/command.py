@@ -16,7 +16,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.auth import access, call_metadata, calls
 from gateway.errors import call
-from gateway.paths import TENANT_FILTER_DESCRIPTION, TenantId, parent, tenant_filter
+from gateway.paths import (
+    TENANT_FILTER_DESCRIPTION,
+    TenantId,
+    parent,
+    tenant_filter,
+    time_filter,
+)
 from gateway.schemas.command import (
     HANDLER_ID_PATTERN,
     AssignIn,
@@ -479,11 +485,13 @@ async def list_tasks(
             description="tenants/{tenant}/emergencyPlans/{id}: the tasks the plan's levels opened",
         ),
     ] = None,
+    created_from: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
+    created_before: Annotated[datetime | None, Query(description="RFC 3339, exclusive")] = None,
     page_size: PageSize = 50,
     page_token: PageToken = "",
 ) -> Any:
     """Tasks of the tenant's subtree, newest first; `sla_status=overdue` or `at_risk`
-    lists those running out of time."""
+    lists those running out of time, `created_from` and `created_before` those of a period."""
     terms = {
         "state": state,
         "handler": handler,
@@ -494,7 +502,12 @@ async def list_tasks(
         "event": event,
         "emergency_plan": emergency_plan,
     }
-    text = " AND ".join(f'{k} = "{quote(v)}"' for k, v in terms.items() if v)
+    parts = [f'{k} = "{quote(v)}"' for k, v in terms.items() if v]
+    if created_from is not None:
+        parts.append(f'create_time >= "{time_filter(created_from, "created_from")}"')
+    if created_before is not None:
+        parts.append(f'create_time < "{time_filter(created_before, "created_before")}"')
+    text = " AND ".join(parts)
     rpc = _stub(request).ListTasks(
         pb.ListTasksRequest(
             parent=parent(tenant), filter=text, page_size=page_size, page_token=page_token

@@ -17,7 +17,14 @@ from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call, from_rpc_error
 from gateway.event_creates import EventCreates
 from gateway.idempotency import HEADER, KEY_DESCRIPTION, parse_key
-from gateway.paths import TENANT_FILTER_DESCRIPTION, TenantId, parent, rest_path, tenant_filter
+from gateway.paths import (
+    TENANT_FILTER_DESCRIPTION,
+    TenantId,
+    parent,
+    rest_path,
+    tenant_filter,
+    time_filter,
+)
 from gateway.schemas.contract import query
 from gateway.schemas.events import (
     REQUEST_ID_PATTERN,
@@ -40,10 +47,9 @@ from gateway.schemas.events import (
 )
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
-from services.kit.errors import FieldViolation, InvalidArgument
+from services.kit.errors import FieldViolation
 from services.kit.filtering import quote
 from services.kit.principal import Principal
-from services.kit.timestamps import parse_time
 
 router = APIRouter(prefix="/v1/tenants/{tenant}/events", tags=["events"])
 categories_router = APIRouter(prefix="/v1/tenants/{tenant}/categories", tags=["events"])
@@ -325,22 +331,12 @@ def _filter_text(
 ) -> str:
     parts = [f'{name} = "{quote(value)}"' for name, value in terms.items() if value is not None]
     if created_from is not None:
-        parts.append(f'create_time >= "{_bounded(created_from, "created_from")}"')
+        parts.append(f'create_time >= "{time_filter(created_from, "created_from")}"')
     if created_before is not None:
-        parts.append(f'create_time < "{_bounded(created_before, "created_before")}"')
+        parts.append(f'create_time < "{time_filter(created_before, "created_before")}"')
     if text:
         parts.append(f'description : "{quote(text)}"')
     return " AND ".join(parts)
-
-
-def _bounded(moment: datetime, field: str) -> str:
-    """The moment as RFC 3339 text, within the years a filter takes (400 naming `field`)."""
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    try:
-        return parse_time(aware.isoformat(), field, what=field).isoformat()
-    except InvalidArgument as exc:
-        violation = exc.violations[0]
-        raise ApiError(400, str(exc), violations=[violation]) from None
 
 
 @router.get("", response_model=EventList, summary="List events")

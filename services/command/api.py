@@ -34,9 +34,9 @@ from services.kit.component import ServiceComponent
 from services.kit.context import require_principal
 from services.kit.errors import InvalidArgument
 from services.kit.field_masks import fields_to_update
-from services.kit.filtering import parse_equalities
+from services.kit.filtering import parse_equalities, parse_terms
 from services.kit.scopes import method_scopes
-from services.kit.timestamps import to_timestamp
+from services.kit.timestamps import parse_time, to_timestamp
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CommandService"].full_name
 
@@ -80,6 +80,13 @@ _TASK_FILTERS = (
     "sla_status",
     "emergency_plan",
 )
+# `create_time` bounds, by operator, under the names the stores read them by.
+_TASK_TIME_BOUNDS = {
+    ">=": "created_from",
+    ">": "created_after",
+    "<=": "created_to",
+    "<": "created_before",
+}
 _SLA_FILTER = ("on_track", "at_risk", "overdue", "stopped")
 _HANDLER_FILTERS = ("role", "team", "on_duty")
 _PROFILE_UPDATABLE = (
@@ -259,10 +266,18 @@ def _rule_from(tenant: str, given: pb.RoutingRule) -> RoutingRule:
 
 
 def _task_filters(expression: str) -> dict[str, object]:
-    given = parse_equalities(expression, _TASK_FILTERS)
+    allowed: dict[str, tuple[str, ...]] = {name: ("=",) for name in _TASK_FILTERS}
+    allowed["create_time"] = tuple(_TASK_TIME_BOUNDS)
     filters: dict[str, object] = {}
-    for name, value in given.items():
-        if name == "state":
+    for term in parse_terms(expression, allowed):
+        name, value = term.field, term.value
+        key = _TASK_TIME_BOUNDS[term.op] if name == "create_time" else name
+        if key in filters:
+            shown = f"{name} {term.op}" if name == "create_time" else name
+            raise InvalidArgument.field("filter", f"{shown!r} appears twice")
+        if name == "create_time":
+            filters[key] = parse_time(value, "filter", what="create_time")
+        elif name == "state":
             if value not in _STATE_FILTER:
                 raise InvalidArgument.field(
                     "filter", f"state is one of {', '.join(sorted(_STATE_FILTER))}"

@@ -121,22 +121,28 @@ class GrpcLoopActivity:
             raise domain_error_from(exc, "events") from None
 
     async def tasks(self, subtree: str, since: datetime | None) -> list[TaskFact]:
-        # ListTasks has no time filter: the period is applied to each page as it comes.
-        found: list[TaskFact] = []
+        # Only the period's tasks are read (a `create_time >=` filter). They come newest
+        # first, so a task created while paging moves the rest down by one: the task at a
+        # page's end comes again at the next page's start, and is kept once.
+        query = f'create_time >= "{since.isoformat()}"' if since is not None else ""
+        found: dict[str, TaskFact] = {}
         token = ""
         try:
             while True:
                 page = await self.command_stub.ListTasks(
                     command_pb.ListTasksRequest(
-                        parent=tenancy.tenant_name(subtree), page_size=PAGE, page_token=token
+                        parent=tenancy.tenant_name(subtree),
+                        page_size=PAGE,
+                        page_token=token,
+                        filter=query,
                     ),
                     metadata=self._metadata(subtree, "command:read"),
                 )
-                facts = (task_fact(t) for t in page.tasks)
-                found += [f for f in facts if since is None or f.create_time >= since]
+                for task in page.tasks:
+                    found.setdefault(task.name, task_fact(task))
                 token = page.next_page_token
                 if not token:
-                    return found
+                    return list(found.values())
         except grpc.aio.AioRpcError as exc:
             raise domain_error_from(exc, "command") from None
 

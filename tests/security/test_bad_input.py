@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from security_world import A, World, report_event
+from security_world import A, B, World, report_event
 
 EPSG_WITHOUT_WGS84 = "EPSG:2301"
 
@@ -139,11 +140,32 @@ def test_audit_times_at_the_end_of_the_calendar(world, filter_text):
         ({"created_before": "0001-01-01T00:00:00+08:00"}, "created_before"),
     ],
 )
-def test_event_list_times_at_the_ends_of_the_calendar(world, params, field):
+@pytest.mark.parametrize("collection", ["events", "tasks"])
+def test_list_times_at_the_ends_of_the_calendar(world, collection, params, field):
     response = fresh(
-        world, "GET", f"/v1/tenants/{A}/events", params=params, headers=world.a_super.headers
+        world, "GET", f"/v1/tenants/{A}/{collection}", params=params, headers=world.a_super.headers
     )
     assert_bad_request(response, field)
+
+
+def test_task_list_by_create_time(world):
+    """A period's tasks: B's task was made while the world was built, not years ago."""
+    headers = world.b_super.headers
+    since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    recent = fresh(
+        world, "GET", f"/v1/tenants/{B}/tasks", params={"created_from": since}, headers=headers
+    )
+    assert recent.status_code == 200, recent.text[:300]
+    assert world.b.task_id in {t["id"] for t in recent.json()["tasks"]}
+    gone = fresh(
+        world,
+        "GET",
+        f"/v1/tenants/{B}/tasks",
+        params={"created_before": "2020-01-01T00:00:00Z"},
+        headers=headers,
+    )
+    assert gone.status_code == 200, gone.text[:300]
+    assert gone.json()["tasks"] == []
 
 
 def test_event_list_filters_by_every_category_the_contract_allows(world):

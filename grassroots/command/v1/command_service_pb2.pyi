@@ -750,8 +750,9 @@ class ListTasksRequest(_message.Message):
     filter: _builtins.str
     """AIP-160 filter over `handler`, `state`, `event`, `grid_cell`, `team`, `village`,
     `emergency_plan` (the tasks a plan's levels opened) and `sla_status` (`on_track`,
-    `at_risk`, `overdue`), for example
-    `state = "accepted" AND sla_status = "overdue"`.
+    `at_risk`, `overdue`) with `=`, and `create_time` with `>=`, `>`, `<=` or `<` and an
+    RFC 3339 time, for example `state = "accepted" AND sla_status = "overdue"` or
+    `create_time >= "2026-11-01T00:00:00Z" AND create_time < "2026-12-01T00:00:00Z"`.
     """
     def __init__(
         self,

@@ -385,6 +385,13 @@ TASK_FILTER_COLUMNS = {
     "village": "village",
     "category": "category",
 }
+# Bounds on a task's create time, by the name the domain's filters give them.
+TASK_TIME_BOUNDS = {
+    "created_from": "create_us >= ?",
+    "created_after": "create_us > ?",
+    "created_to": "create_us <= ?",
+    "created_before": "create_us < ?",
+}
 SUBTREE_SQL = "(tenant = ? OR (tenant >= ? AND tenant < ?))"
 
 
@@ -413,6 +420,9 @@ def task_where(
             # A plan's tasks keep `{plan}/items/...` where an event's keep the event.
             where.append("event >= ? AND event < ?")
             args.extend([f"{value}/items/", f"{value}/items0"])
+        elif name in TASK_TIME_BOUNDS and isinstance(value, datetime):
+            where.append(TASK_TIME_BOUNDS[name])
+            args.append(us(value))
         elif name == "open" and value:
             where.append(OPEN_SQL)
         elif name == "sla_status":

@@ -188,6 +188,8 @@ def test_filter_fields_and_sort_orders_are_the_implemented_ones(document):
         "created_before",
         "q",
     } <= listed
+    tasks = {p["name"] for p in paths["/v1/tenants/{tenant}/tasks"]["get"]["parameters"]}
+    assert {"state", "sla_status", "created_from", "created_before"} <= tasks
 
 
 def test_operation_ids_are_unique_readable_names(document):
