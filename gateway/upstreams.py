@@ -12,6 +12,7 @@ from gateway.usage import counters
 from grassroots.command.v1 import command_service_pb2_grpc, plans_service_pb2_grpc
 from grassroots.empower.v1 import (
     catalog_service_pb2_grpc,
+    credit_service_pb2_grpc,
     datasets_service_pb2_grpc,
     empower_service_pb2_grpc,
     forms_service_pb2_grpc,
@@ -47,6 +48,7 @@ class Upstreams:
         self.people = people_service_pb2_grpc.PeopleServiceStub(self.channels["empower"])
         self.forms = forms_service_pb2_grpc.FormsServiceStub(self.channels["empower"])
         self.points = points_service_pb2_grpc.PointsServiceStub(self.channels["empower"])
+        self.credit = credit_service_pb2_grpc.CreditServiceStub(self.channels["empower"])
         self.notices = notices_service_pb2_grpc.NoticesServiceStub(self.channels["empower"])
         self.datasets = datasets_service_pb2_grpc.DatasetsServiceStub(self.channels["empower"])
         self.catalog = catalog_service_pb2_grpc.CatalogServiceStub(self.channels["empower"])

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from grassroots.empower.v1 import credit_service_pb2 as credit_pb
+from grassroots.empower.v1 import credit_service_pb2_grpc as credit_grpc
 from grassroots.empower.v1 import forms_service_pb2 as forms_pb
 from grassroots.empower.v1 import forms_service_pb2_grpc as forms_grpc
 from grassroots.empower.v1 import notices_service_pb2 as notices_pb
@@ -21,8 +23,10 @@ from grassroots.empower.v1 import notices_service_pb2_grpc as notices_grpc
 from grassroots.empower.v1 import points_service_pb2 as points_pb
 from grassroots.empower.v1 import points_service_pb2_grpc as points_grpc
 from services.empower.config import EmpowerSettings
+from services.empower.credit_api import CreditServicer, IdentityApps
 from services.empower.domain import facts
 from services.empower.domain.audit import AuditLog
+from services.empower.domain.credit import CreditDesk
 from services.empower.domain.forms import FormsDesk
 from services.empower.domain.forms_model import FormRecord
 from services.empower.domain.identity_ports import IdentityStore
@@ -40,6 +44,8 @@ from services.empower.notice_channels import InAppChannel, SmsChannel, WeChatCha
 from services.empower.notices_api import NoticesServicer
 from services.empower.points_api import PointsServicer
 from services.empower.points_facts import PointsFacts
+from services.empower.store.credit_postgres import PostgresCreditStore
+from services.empower.store.credit_sqlite import SqliteCreditStore
 from services.empower.store.forms_postgres import PostgresFormsStore
 from services.empower.store.forms_sqlite import SqliteFormsStore
 from services.empower.store.notices_postgres import PostgresNoticesStore
@@ -54,7 +60,8 @@ from services.kit.sealing import Sealer
 FORMS_SERVICE = forms_pb.DESCRIPTOR.services_by_name["FormsService"].full_name
 POINTS_SERVICE = points_pb.DESCRIPTOR.services_by_name["PointsService"].full_name
 NOTICES_SERVICE = notices_pb.DESCRIPTOR.services_by_name["NoticesService"].full_name
-SERVICE_NAMES = (FORMS_SERVICE, POINTS_SERVICE, NOTICES_SERVICE)
+CREDIT_SERVICE = credit_pb.DESCRIPTOR.services_by_name["CreditService"].full_name
+SERVICE_NAMES = (FORMS_SERVICE, POINTS_SERVICE, NOTICES_SERVICE, CREDIT_SERVICE)
 REPORTS_LEASE = "empower.scheduled-reports"
 DELIVERIES_LEASE = "empower.notice-deliveries"
 POINTS_RELAY_LEASE = "empower.points-outbox-relay"
@@ -114,16 +121,20 @@ async def open_empowerment(
     points: SqlitePointsStore | PostgresPointsStore
     forms: SqliteFormsStore | PostgresFormsStore
     notices: SqliteNoticesStore | PostgresNoticesStore
+    credit: SqliteCreditStore | PostgresCreditStore
     if settings.backend == "postgres":
         points = await PostgresPointsStore.open(settings.postgres_dsn)
         forms = await PostgresFormsStore.open(settings.postgres_dsn)
         notices = await PostgresNoticesStore.open(settings.postgres_dsn)
+        credit = await PostgresCreditStore.open(settings.postgres_dsn)
     else:
         stem = settings.database.stem
         points = SqlitePointsStore(settings.database.with_name(stem + "-points.sqlite3"))
         forms = SqliteFormsStore(settings.database.with_name(stem + "-forms.sqlite3"))
         notices = SqliteNoticesStore(settings.database.with_name(stem + "-notices.sqlite3"))
+        credit = SqliteCreditStore(settings.database.with_name(stem + "-credit.sqlite3"))
     ledger = PointsLedger(points)
+    credit_desk = CreditDesk(credit, points, points, IdentityApps(identity), audit)
     closers: list[Callable[[], Any]] = []
     places = None
     if settings.map_address:
@@ -194,6 +205,7 @@ async def open_empowerment(
         (FormsServicer(desk), forms_grpc.add_FormsServiceServicer_to_server),
         (PointsServicer(ledger), points_grpc.add_PointsServiceServicer_to_server),
         (NoticesServicer(board), notices_grpc.add_NoticesServiceServicer_to_server),
+        (CreditServicer(credit_desk), credit_grpc.add_CreditServiceServicer_to_server),
     ]
     return Empowerment(
         ledger,
@@ -201,6 +213,6 @@ async def open_empowerment(
         board,
         bus,
         servicers,
-        [stop_tasks, *closers, bus.close, points.close, forms.close, notices.close],
+        [stop_tasks, *closers, bus.close, points.close, forms.close, notices.close, credit.close],
         singletons,
     )

@@ -70,6 +70,7 @@ COMPONENTS: dict[str, Component] = {
                 "grassroots.empower.v1.NoticesService",
                 "grassroots.empower.v1.DatasetsService",
                 "grassroots.empower.v1.CatalogService",
+                "grassroots.empower.v1.CreditService",
             ),
             # The catalog reads the others' services by reflection; datasets read the map.
             ("map", "events", "command", "twin"),

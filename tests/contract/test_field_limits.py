@@ -217,6 +217,8 @@ PARAMETER_GATEWAY_ONLY = {
             "attachment",
             "attribute",
             "collection_id",
+            "credit_consent",
+            "credit_policy",
             "dataset",
             "delivery",
             "emergency_plan",

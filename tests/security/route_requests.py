@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -59,6 +60,8 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "routing_rule": lambda w: w.b.rule_id,
     "task": lambda w: w.b.task_id,
     "points_account": lambda w: w.b.points_account_id,
+    "credit_policy": lambda w: w.b.credit_policy_id,
+    "credit_consent": lambda w: w.b.credit_consent_id,
     "form": lambda w: w.b.form_id,
     "report_template": lambda w: w.b.report_template_id,
     "run": lambda w: w.b.report_run_id,
@@ -245,6 +248,24 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     },
     ("POST", "/v1/tenants/{tenant}/pointsAccounts/{points_account}:redeem"): lambda w: {
         "json": {"amount": 1, "memo": "planted", "request_id": _unique("planted-")}
+    },
+    ("POST", "/v1/tenants/{tenant}/creditPolicies"): lambda w: {
+        "json": {
+            "id": _unique("planted-"),
+            "base_score": 1000,
+            "points_weight": 0,
+            "deed_weight": 0,
+            "bands": [{"band": "PLANTED", "min_score": 0}],
+        }
+    },
+    ("POST", "/v1/tenants/{tenant}/creditConsents"): lambda w: {
+        "json": {
+            "household": f"tenants/{B}/pointsAccounts/{w.b.points_account_id}",
+            "consumer": f"tenants/{A}/apps/{w.scopeless.app_id}",
+            "purpose": "planted",
+            "expire_time": (datetime.now(UTC) + timedelta(days=90)).isoformat(),
+            "request_id": _unique("planted-"),
+        }
     },
     ("POST", "/v1/tenants/{tenant}/datasets"): _dataset,
     ("POST", "/v1/tenants/{tenant}/datasets/{dataset}:import"): _rows,

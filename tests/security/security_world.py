@@ -22,6 +22,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,8 @@ class VillageB:
     rule_id: str = ""
     task_id: str = ""
     points_account_id: str = ""
+    credit_policy_id: str = "b-credit"
+    credit_consent_id: str = ""
     form_id: str = "b-private-form"
     report_template_id: str = "b-report"
     report_run_id: str = ""
@@ -789,6 +792,36 @@ def build(stack: Stack, demo: DemoCredentials, client: httpx.Client) -> World:
         ),
         200,
     )
+    expect(
+        client.post(
+            f"/v1/tenants/{B}/creditPolicies",
+            json={
+                "id": b.credit_policy_id,
+                "base_score": 400,
+                "points_weight": 2,
+                "deed_weight": 5,
+                "bands": [{"band": "A", "min_score": 600}, {"band": "B", "min_score": 0}],
+            },
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    assert b.app is not None
+    consent = expect(
+        client.post(
+            f"/v1/tenants/{B}/creditConsents",
+            json={
+                "household": f"tenants/{B}/pointsAccounts/{b.points_account_id}",
+                "consumer": f"tenants/{B}/apps/{b.app.app_id}",
+                "purpose": "loan_assessment",
+                "expire_time": (datetime.now(UTC) + timedelta(days=90)).isoformat(),
+                "request_id": "b-consent-1",
+            },
+            headers=b_super.headers,
+        ),
+        201,
+    )
+    b.credit_consent_id = consent["id"]
     expect(
         client.post(
             f"/v1/tenants/{B}/layers",

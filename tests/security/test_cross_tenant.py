@@ -74,6 +74,10 @@ def _points_account(w: World, t: str) -> dict[str, str]:
     return {"points_account": w.b.points_account_id}
 
 
+def _credit(w: World, t: str) -> dict[str, str]:
+    return {"credit_policy": w.b.credit_policy_id, "credit_consent": w.b.credit_consent_id}
+
+
 def _report(w: World, t: str) -> dict[str, str]:
     return {
         "form": w.b.form_id,
@@ -120,6 +124,8 @@ ENTITY = "/v1/tenants/{tenant}/entities/{entity}"
 SUBSCRIPTION = "/v1/tenants/{tenant}/subscriptions/{subscription}"
 EVENT = "/v1/tenants/{tenant}/events/{event}"
 ACCOUNT = "/v1/tenants/{tenant}/pointsAccounts/{points_account}"
+CREDIT_POLICY = "/v1/tenants/{tenant}/creditPolicies/{credit_policy}"
+CONSENT = "/v1/tenants/{tenant}/creditConsents/{credit_consent}"
 # (METHOD, path) -> B's object. Reads first: the writes, if tenancy failed, would
 # change B's objects, and the test checks afterwards that none changed.
 CROSS: dict[tuple[str, str], Cross] = {
@@ -135,6 +141,9 @@ CROSS: dict[tuple[str, str], Cross] = {
     ),
     ("GET", ACCOUNT): Cross(_points_account),
     ("GET", ACCOUNT + "/ledgerEntries"): Cross(_points_account),
+    ("GET", ACCOUNT + "/creditScore"): Cross(_points_account, {"purpose": "loan_assessment"}),
+    ("GET", CREDIT_POLICY): Cross(_credit),
+    ("GET", CONSENT): Cross(_credit),
     ("GET", "/v1/tenants/{tenant}/forms/{form}"): Cross(_report),
     ("GET", "/v1/tenants/{tenant}/forms/{form}/records"): Cross(_report),
     ("GET", "/v1/tenants/{tenant}/notices/{notice}"): Cross(lambda w, t: {"notice": w.b.notice_id}),
@@ -181,6 +190,7 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("PATCH", EVENT): Cross(_event),
     ("POST", ACCOUNT + ":credit"): Cross(_points_account),
     ("POST", ACCOUNT + ":redeem"): Cross(_points_account),
+    ("POST", CONSENT + ":revoke"): Cross(_credit),
     ("POST", "/v1/tenants/{tenant}/forms/{form}/records"): Cross(_report),
     ("POST", REPORT + ":run"): Cross(_report),
     ("POST", PLAN + ":changeLevel"): Cross(_plans),
@@ -213,6 +223,7 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("DELETE", NGSI_ENTITY): Cross(_twin_entity, headers=IN_B),
     ("POST", "/v1/tenants/{tenant}/datasets/{dataset}:import"): Cross(_dataset),
     ("DELETE", SUBSCRIPTION): Cross(_subscription),
+    ("DELETE", CREDIT_POLICY): Cross(_credit),
 }
 # Parameters that name where, not what: a route with only these is not in CROSS.
 NOT_IDS = {"tenant", "fmt"}
@@ -427,6 +438,12 @@ def _b_is_unchanged(world: World) -> None:
     assert [n["id"] for n in notices] == [world.b.notice_id], notices
     rules = client.get(f"/v1/tenants/{B}/pointsRules", headers=who).json()["points_rules"]
     assert not [r for r in rules if r["display_name"] == "Planted rule"]
+    policies = client.get(f"/v1/tenants/{B}/creditPolicies", headers=who).json()
+    assert [p["id"] for p in policies["credit_policies"]] == [world.b.credit_policy_id], policies
+    consents = client.get(f"/v1/tenants/{B}/creditConsents", headers=who).json()
+    assert [(c["id"], c["state"]) for c in consents["credit_consents"]] == [
+        (world.b.credit_consent_id, "active")
+    ], consents
     children = client.get(f"/v1/tenants/{B}/children", headers=who).json()["tenants"]
     assert not children or all("Security suite" not in t["display_name"] for t in children)
     gauge = client.get(f"/v1/tenants/{B}/entities/{world.b.twin_entity_id}", headers=who)

@@ -53,6 +53,10 @@ ALL_SCOPES: frozenset[str] = frozenset(
         "scenarios:install",
         "datasets:read",
         "datasets:publish",
+        # Village credit: recording households' consents, and a consumer's (a bank
+        # app's) reads of a score under one (ADR 37).
+        "credit:consent",
+        "credit:read",
     }
 )
 
@@ -68,7 +72,9 @@ _OPERATE = _OPERATE | _DISPATCH
 _OPERATE = _OPERATE | {"events:handle", "events:manage"}
 _ADMINISTER = frozenset({"users:write", "apps:write"})
 # Staff who run a village's work: its forms and reports, its points and notices.
-_EMPOWER = frozenset({"forms:write", "reports:read", "points:write", "notices:send"})
+_EMPOWER = frozenset(
+    {"forms:write", "reports:read", "points:write", "notices:send", "credit:consent"}
+)
 
 ROLES: dict[str, frozenset[str]] = {
     # Runs the district's platform: the tree, accounts, apps and every component,
@@ -78,7 +84,10 @@ ROLES: dict[str, frozenset[str]] = {
     | _ADMINISTER
     | {"tenants:write", "events:configure", "people:read", "people:write", "audit:read"}
     | {"care:read", "care:write", "reports:read"}
-    | {"datasets:publish", "datasets:read", "scenarios:install"},
+    | {"datasets:publish", "datasets:read", "scenarios:install"}
+    # Registers the banks' apps that read scores: nobody grants a scope they do not
+    # hold, and a score is only ever read by an app a household consented to.
+    | {"credit:read"},
     # Reads everything a district sees and the audit trail; changes nothing.
     "district_auditor": _READ
     | {"audit:read", "audit:verify", "people:read", "reports:read", "datasets:read"},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -260,6 +261,16 @@ class PostgresPointsStore:
             cur = await conn.execute(_q(f"{rows.ENTRIES_TOTAL} AND {where}"), (account_id, *args))
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    async def credited_since(
+        self, subtree: str, account_id: str, since: datetime
+    ) -> tuple[int, int]:
+        where, args = rows.in_subtree(subtree)
+        query = _q(f"{rows.CREDITED_SINCE} AND {where}")
+        async with rls.scoped_transaction(self.pool, subtree) as conn:
+            cur = await conn.execute(query, (account_id, to_us(since), *args))
+            row = await cur.fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def close(self) -> asyncio.Task[None] | None:
         """Close the pool; await the returned task inside the loop that used the store."""

@@ -53,6 +53,11 @@ INSERT_ENTRY = (
 MOVE_BALANCE = "UPDATE points_accounts SET balance = ? WHERE id = ?"
 LIST_ENTRIES = f"SELECT {ENTRY_COLUMNS} FROM points_ledger WHERE account_id = ? "
 ENTRIES_TOTAL = "SELECT COALESCE(SUM(amount), 0) FROM points_ledger WHERE account_id = ?"
+# What village credit scores (ADR 37): credited entries, never redemptions.
+CREDITED_SINCE = (
+    "SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM points_ledger "
+    "WHERE account_id = ? AND amount > 0 AND kind <> 'redemption' AND create_us >= ?"
+)
 
 Row = Mapping[str, Any]
 

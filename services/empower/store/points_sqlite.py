@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from services.empower.domain.facts import points_fact
@@ -198,6 +199,18 @@ class SqlitePointsStore:
         return await self.db.run(
             lambda conn: int(conn.execute(query, (account_id, *args)).fetchone()[0])
         )
+
+    async def credited_since(
+        self, subtree: str, account_id: str, since: datetime
+    ) -> tuple[int, int]:
+        where, args = rows.in_subtree(subtree)
+        query = _q(f"{rows.CREDITED_SINCE} AND {where}")
+
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            total, count = conn.execute(query, (account_id, to_us(since), *args)).fetchone()
+            return int(total), int(count)
+
+        return await self.db.run(run)
 
     async def unpublished(self, limit: int) -> list[BusMessage]:
         """Facts not yet on the bus, oldest first."""
