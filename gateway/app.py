@@ -13,6 +13,7 @@ from gateway.auth import Guard
 from gateway.docs import install_docs
 from gateway.errors import install_handlers
 from gateway.event_creates import EventCreates
+from gateway.event_reads import EventReads
 from gateway.fast_events import FastCreate, FastGet
 from gateway.fast_ingest import FastIngest
 from gateway.fast_routes import FastRoutes
@@ -114,6 +115,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
     app.state.settings = settings
     app.state.guard = guard
     app.state.event_creates = EventCreates()
+    app.state.event_reads = EventReads()
     app.state.telemetry_ingests = TelemetryIngests()
     install_handlers(app)
     install_docs(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC
 
@@ -316,6 +317,27 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     ) -> pb.Event:
         tenant, event_id = tenancy.parse_child_name(request.name, "events")
         return _out(await self.hub.get(require_principal(), tenant, event_id))
+
+    async def BatchGetEvents(
+        self, request: pb.BatchGetEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BatchGetEventsResponse:
+        """GetEvent for each name, read concurrently; the first name (in order) that
+        fails fails the call, with GetEvent's error and the field `names[i]`."""
+        principal = require_principal()
+        if not request.names:
+            raise InvalidArgument.field("names", "is empty")
+        wanted = [
+            tenancy.parse_child_name(name, "events", f"names[{i}]")
+            for i, name in enumerate(request.names)
+        ]
+        found = await asyncio.gather(
+            *(self.hub.get(principal, tenant, event_id) for tenant, event_id in wanted),
+            return_exceptions=True,
+        )
+        for outcome in found:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return pb.BatchGetEventsResponse(events=[_out(e) for e in found])  # type: ignore[arg-type]
 
     async def ListEvents(
         self, request: pb.ListEventsRequest, context: grpc.aio.ServicerContext

@@ -51,6 +51,11 @@ class EventsServiceStub:
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetEventRequest.SerializeToString,
                 response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
                 _registered_method=True)
+        self.BatchGetEvents = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/BatchGetEvents',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.BatchGetEventsRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.BatchGetEventsResponse.FromString,
+                _registered_method=True)
         self.ListEvents = channel.unary_unary(
                 '/grassroots.events.v1.EventsService/ListEvents',
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.ListEventsRequest.SerializeToString,
@@ -156,6 +161,15 @@ class EventsServiceServicer:
 
     def GetEvent(self, request, context):
         """Gets an event. The parent may be the wildcard `tenants/-`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetEvents(self, request, context):
+        """Gets up to 1000 events at once, in the order asked (the gateway sends reads that
+        arrive together in one call). Fails whole, as GetEvent would for the first name
+        that fails, when any is malformed, missing or not the caller's to see.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -298,6 +312,11 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.GetEvent,
                     request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetEventRequest.FromString,
                     response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.SerializeToString,
+            ),
+            'BatchGetEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetEvents,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.BatchGetEventsRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.BatchGetEventsResponse.SerializeToString,
             ),
             'ListEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListEvents,
@@ -463,6 +482,33 @@ class EventsService:
             '/grassroots.events.v1.EventsService/GetEvent',
             grassroots_dot_events_dot_v1_dot_events__service__pb2.GetEventRequest.SerializeToString,
             grassroots_dot_events_dot_v1_dot_events__service__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/BatchGetEvents',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.BatchGetEventsRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.BatchGetEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,11 @@ class EventsServiceStub:
     """
     GetEvent: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.GetEventRequest, _events_service_pb2.Event]
     """Gets an event. The parent may be the wildcard `tenants/-`."""
+    BatchGetEvents: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.BatchGetEventsRequest, _events_service_pb2.BatchGetEventsResponse]
+    """Gets up to 1000 events at once, in the order asked (the gateway sends reads that
+    arrive together in one call). Fails whole, as GetEvent would for the first name
+    that fails, when any is malformed, missing or not the caller's to see.
+    """
     ListEvents: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.ListEventsRequest, _events_service_pb2.ListEventsResponse]
     """Lists events, newest first, filtered and paged."""
     CreateCategory: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.CreateCategoryRequest, _events_service_pb2.Category]
@@ -109,6 +114,11 @@ class EventsServiceAsyncStub(EventsServiceStub):
     """
     GetEvent: _aio.UnaryUnaryMultiCallable[_events_service_pb2.GetEventRequest, _events_service_pb2.Event]  # type: ignore[assignment]
     """Gets an event. The parent may be the wildcard `tenants/-`."""
+    BatchGetEvents: _aio.UnaryUnaryMultiCallable[_events_service_pb2.BatchGetEventsRequest, _events_service_pb2.BatchGetEventsResponse]  # type: ignore[assignment]
+    """Gets up to 1000 events at once, in the order asked (the gateway sends reads that
+    arrive together in one call). Fails whole, as GetEvent would for the first name
+    that fails, when any is malformed, missing or not the caller's to see.
+    """
     ListEvents: _aio.UnaryUnaryMultiCallable[_events_service_pb2.ListEventsRequest, _events_service_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Lists events, newest first, filtered and paged."""
     CreateCategory: _aio.UnaryUnaryMultiCallable[_events_service_pb2.CreateCategoryRequest, _events_service_pb2.Category]  # type: ignore[assignment]
@@ -188,6 +198,17 @@ class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_events_service_pb2.Event, _abc.Awaitable[_events_service_pb2.Event]]:
         """Gets an event. The parent may be the wildcard `tenants/-`."""
+
+    @_abc_1.abstractmethod
+    def BatchGetEvents(
+        self,
+        request: _events_service_pb2.BatchGetEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.BatchGetEventsResponse, _abc.Awaitable[_events_service_pb2.BatchGetEventsResponse]]:
+        """Gets up to 1000 events at once, in the order asked (the gateway sends reads that
+        arrive together in one call). Fails whole, as GetEvent would for the first name
+        that fails, when any is malformed, missing or not the caller's to see.
+        """
 
     @_abc_1.abstractmethod
     def ListEvents(

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from gateway.event_creates import EventCreates
+from gateway.event_reads import EventReads
 from tests.conftest import XINGMING
 from tests.unit.events.test_events_api import cell_point, md, report
 
@@ -84,3 +85,30 @@ async def test_a_lone_report_goes_as_create_event(events, grid_index):
     ((event, replayed),) = await create_all(creates, stub, reports(grid_index, "one", 1))
     assert not replayed and event.grid_cell
     assert stub.calls == Counter({"CreateEvent": 1})
+
+
+async def test_reads_arriving_together_share_one_call_and_a_missing_one_fails_alone(
+    events, grid_index
+):
+    created = []
+    for item in reports(grid_index, "r", 12):
+        created.append(await events.stub.CreateEvent(item, metadata=md()))
+    stub, reads = CountingStub(events.stub), EventReads()
+    metadata = md()
+    caller = metadata[:2]
+    names = [e.name for e in created]
+
+    found = await asyncio.gather(*(reads.get(stub, n, metadata, caller) for n in names))
+    assert [e.name for e in found] == names
+    assert stub.calls["BatchGetEvents"] >= 1
+    assert sum(stub.calls.values()) <= 3  # a lone first one, then the rest together
+
+    missing = names[0].rsplit("/", 1)[0] + "/nosuch"
+    asked = [*names[:5], missing, *names[5:]]
+    results = await asyncio.gather(
+        *(reads.get(stub, n, metadata, caller) for n in asked), return_exceptions=True
+    )
+    failed = results.pop(5)
+    assert isinstance(failed, grpc.aio.AioRpcError)
+    assert failed.code() == grpc.StatusCode.NOT_FOUND
+    assert [e.name for e in results] == names
