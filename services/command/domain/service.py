@@ -309,7 +309,10 @@ class CommandDesk:
     ) -> Task | None:
         """The task offered to the best available candidate, or None when nobody is. A
         plan's dispatch sends different people: the holders of the item's other slots
-        are passed over."""
+        are passed over. A plan task naming no role or team is for a desk to hand on:
+        dispatch offers it to nobody."""
+        if task.emergency_plan and not (task.routing.handler_role or task.routing.team):
+            return None
         key = (
             tuple(tenants or task.candidate_tenants or (task.village,)),
             task.routing.handler_role,

@@ -217,6 +217,9 @@ async def test_no_location_no_role_and_tasks_opened_after_a_crash(command):
         metadata=who(XINGMING),
     )
     assert handed.state == cpb.Task.STATE_ASSIGNED and handed.handler == FAR
+    # Declined, it waits for a desk again: dispatch offers a role-less task to nobody.
+    back = await stub.DeclineTask(cpb.DeclineTaskRequest(name=waiting.name), metadata=worker(FAR))
+    assert back.state == cpb.Task.STATE_WAITING and back.handler == ""
     await change(command, plan.name, 2, "calmer")
     assert (
         await stub.GetTask(cpb.GetTaskRequest(name=waiting.name), metadata=who(XINGMING))
