@@ -84,19 +84,24 @@ def test_blind_indexes_are_keyed_and_separate_fields():
     assert len(sealer.blind_index(value, field="id_number")) == 64
 
 
+BAD_KEY_CONFIGURATIONS = [
+    ("", b64(INDEX), "no encryption key"),
+    ("k1", b64(INDEX), "<kid>:<base64 key>"),
+    (f"k1:{b64(K1)},k1:{b64(K0)}", b64(INDEX), "appears twice"),
+    ("k1:%%%", b64(INDEX), "key 'k1' is not valid base64"),
+    (f"k1:{b64(K1[:16])}", b64(INDEX), "must be 32 bytes"),
+    (f"bad kid:{b64(K1)}", b64(INDEX), "key id"),
+    (f"k1:{b64(K1)}", b64(K1), "must differ"),
+    (f"k1:{b64(K1)}", b64(INDEX[:8]), "at least 32 bytes"),
+    (f"k1:{b64(K1)}", "***", "index key is not valid base64"),
+]
+
+
 @pytest.mark.parametrize(
     ("keys", "index", "message"),
-    [
-        ("", b64(INDEX), "no encryption key"),
-        ("k1", b64(INDEX), "<kid>:<base64 key>"),
-        (f"k1:{b64(K1)},k1:{b64(K0)}", b64(INDEX), "appears twice"),
-        ("k1:%%%", b64(INDEX), "key 'k1' is not valid base64"),
-        (f"k1:{b64(K1[:16])}", b64(INDEX), "must be 32 bytes"),
-        (f"bad kid:{b64(K1)}", b64(INDEX), "key id"),
-        (f"k1:{b64(K1)}", b64(K1), "must differ"),
-        (f"k1:{b64(K1)}", b64(INDEX[:8]), "at least 32 bytes"),
-        (f"k1:{b64(K1)}", "***", "index key is not valid base64"),
-    ],
+    BAD_KEY_CONFIGURATIONS,
+    # The keys are random: named by their message, every process collects the same tests.
+    ids=[message for _, _, message in BAD_KEY_CONFIGURATIONS],
 )
 def test_bad_key_configuration_is_refused_without_showing_keys(keys, index, message):
     with pytest.raises(ValueError, match=message) as info:
