@@ -6,7 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCENARIO_ID_PATTERN = "^[a-z0-9][a-z0-9-]{0,63}$"
+from scenarios.composer.manifest import schema
+
+# A scenario's id is bounded where manifests are: by the manifest schema's `id`.
+SCENARIO_ID_PATTERN: str = schema()["properties"]["id"]["pattern"]
 Override = int | float | bool | str
 
 

@@ -69,6 +69,9 @@ GATEWAY_ONLY = {
     "ThresholdIn.min_duration_seconds": "seconds standing for a Duration",
     "InactivityIn.silence_seconds": "seconds standing for a Duration",
     "GeofenceIn.dwell_seconds": "seconds standing for a Duration",
+    # A scenario template's id is no proto field: the manifest schema bounds it.
+    "ScenarioIn.scenario": "the manifest schema's id",
+    "ScenarioUninstallIn.scenario": "the manifest schema's id",
     # Paging: page sizes are clamped by the kit's paging helper, tokens are signed.
     "SearchRequest.page_size": "paging",
     "SearchRequest.page_token": "paging",
