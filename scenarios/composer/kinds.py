@@ -29,6 +29,8 @@ from grassroots.command.v1 import command_service_pb2_grpc as command_grpc
 from grassroots.command.v1 import plans_service_pb2 as plans_pb
 from grassroots.command.v1 import plans_service_pb2_grpc as plans_grpc
 from grassroots.empower.v1 import catalog_service_pb2_grpc as catalog_grpc
+from grassroots.empower.v1 import credit_service_pb2 as credit_pb
+from grassroots.empower.v1 import credit_service_pb2_grpc as credit_grpc
 from grassroots.empower.v1 import forms_service_pb2 as forms_pb
 from grassroots.empower.v1 import forms_service_pb2_grpc as forms_grpc
 from grassroots.empower.v1 import notices_service_pb2 as notices_pb
@@ -56,6 +58,7 @@ class Stubs:
         self.forms = forms_grpc.FormsServiceStub(channels["empower"])
         self.notices = notices_grpc.NoticesServiceStub(channels["empower"])
         self.catalog = catalog_grpc.CatalogServiceStub(channels["empower"])
+        self.credit = credit_grpc.CreditServiceStub(channels["empower"])
 
 
 Lister = Callable[[Stubs, str], Awaitable[list[Any]]]
@@ -281,6 +284,23 @@ async def _create_points_rule(s: Stubs, parent: str, key: str, message: Any, _: 
     )
 
 
+async def _list_credit_policies(s: Stubs, parent: str) -> list[Any]:
+    found = await s.credit.ListCreditPolicies(credit_pb.ListCreditPoliciesRequest(parent=parent))
+    return list(found.credit_policies)
+
+
+async def _create_credit_policy(s: Stubs, parent: str, key: str, message: Any, _: str) -> Any:
+    return await s.credit.CreateCreditPolicy(
+        credit_pb.CreateCreditPolicyRequest(
+            parent=parent, credit_policy_id=key, credit_policy=message
+        )
+    )
+
+
+async def _delete_credit_policy(s: Stubs, name: str) -> None:
+    await s.credit.DeleteCreditPolicy(credit_pb.DeleteCreditPolicyRequest(name=name))
+
+
 async def _list_notices(s: Stubs, parent: str) -> list[Any]:
     return await _pages(
         lambda t: s.notices.ListNotices(
@@ -364,6 +384,14 @@ KINDS: dict[str, Kind] = {
             _create_points_rule,
             keyed=False,
             delete=_delete_points_rule,
+        ),
+        Kind(
+            "empower.credit_policies",
+            credit_pb.CreditPolicy,
+            "creditPolicies",
+            _list_credit_policies,
+            _create_credit_policy,
+            delete=_delete_credit_policy,
         ),
         Kind(
             "empower.notices",

@@ -39,6 +39,7 @@ KINDS: tuple[str, ...] = (
     "empower.forms",
     "empower.report_templates",
     "empower.points_rules",
+    "empower.credit_policies",
     "empower.notices",
 )
 _REFERENCE = re.compile(r"\$\{([a-z][a-z0-9_]{0,62})(?:\|(minutes|hours|seconds))?\}")

@@ -133,3 +133,29 @@ def test_a_report_template_names_its_form_unless_it_reads_events_or_tasks():
         parse(data, "muck-trucks/manifest.yaml")
     assert refused.value.path == "empower.report_templates[0]"
     assert "'form' is a required property" in str(refused.value)
+
+
+def test_the_catalogue_ships_all_25_scenarios():
+    assert len(catalog.available()) == 25
+
+
+def test_a_credit_policy_takes_the_villages_weights_and_bands():
+    manifest = catalog.get("rural-credit")
+    settings = {**manifest.defaults(), "points_weight": 3, "band_b_min": 500}
+    policy = next(
+        d.message
+        for d in desired_of(manifest, settings, VILLAGE)
+        if d.declared.key == "rural-credit"
+    )
+    assert (policy.window_days, policy.base_score, policy.points_weight) == (365, 400, 3)
+    assert [(b.band, b.min_score) for b in policy.bands] == [
+        ("A", 700),
+        ("B", 500),
+        ("C", 400),
+        ("D", 0),
+    ]
+    data = shipped("rural-credit")
+    data["empower"]["credit_policies"][0]["id"] = "Rural.Credit"
+    with pytest.raises(ManifestError) as error:
+        parse(data, "rural-credit")
+    assert error.value.path == "empower.credit_policies[0].id"
