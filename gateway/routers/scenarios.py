@@ -55,7 +55,7 @@ def _composer(
     The channels are shared by every request: the composer is never closed here.
     """
     composer = Composer(channels)
-    composer.stubs.catalog = cast(catalog_grpc.CatalogServiceAsyncStub, records)
+    composer.stubs.catalog = cast("catalog_grpc.CatalogServiceAsyncStub", records)
     return composer
 
 
