@@ -6,6 +6,7 @@ gRPC call made by the endpoint carries, and bodies are limited while streaming.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from prometheus_client import Counter, Histogram
@@ -14,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.errors import ApiError
 from services.kit import context as ctx
 from services.kit.errors import FieldViolation
+
+log = logging.getLogger("grassroots.gateway")
 
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests by route and status.", ["method", "route", "status"]
@@ -52,6 +55,7 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                status["sent"] = 1
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
@@ -59,6 +63,13 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Answered here, not by the app's outermost handler, so the 500 still carries
+            # the request id (body and header) a caller can quote to district IT.
+            if status.get("sent"):
+                raise  # the answer has begun: nothing better can be sent now
+            log.exception("unhandled error")
+            await ApiError(500, "internal error").response()(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
