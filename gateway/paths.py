@@ -8,7 +8,7 @@ covers that node's whole subtree, so a town reads its villages' events at its ow
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Path
@@ -53,9 +53,8 @@ def tenant_filter(value: str | None, field: str) -> str | None:
 
 def time_filter(moment: datetime, field: str) -> str:
     """A time named in a query parameter as RFC 3339 text for a filter, within the years a
-    filter takes (no zone: UTC); else 400 naming `field`."""
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    filter takes and with a zone (as gRPC filters need one); else 400 naming `field`."""
     try:
-        return parse_time(aware.isoformat(), field, what=field).isoformat()
+        return parse_time(moment.isoformat(), field, what=field).isoformat()
     except InvalidArgument as exc:
         raise ApiError(400, str(exc), violations=[exc.violations[0]]) from None

@@ -138,6 +138,9 @@ def test_audit_times_at_the_end_of_the_calendar(world, filter_text):
     [
         ({"created_from": "9999-12-31T23:59:59-05:00"}, "created_from"),
         ({"created_before": "0001-01-01T00:00:00+08:00"}, "created_before"),
+        # RFC 3339 needs a zone: a bare local time is refused, not read as UTC.
+        ({"created_from": "2026-01-01T00:00:00"}, "created_from"),
+        ({"created_before": "2026-01-01T00:00:00"}, "created_before"),
     ],
 )
 @pytest.mark.parametrize("collection", ["events", "tasks"])
