@@ -1,0 +1,75 @@
+"""A custom method no route declares (`POST .../tasks/{id}:explode`) is 404 naming it, on
+every resource: not the 405 the item's GET route would answer for its path."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.security.authenticator import Caller
+from gateway.settings import GatewaySettings
+from services.kit.components import NAMES
+from services.kit.principal import Principal
+from tests.conftest import XINGMING
+
+
+def _app() -> object:
+    settings = GatewaySettings(**{f"{name}_address": "127.0.0.1:1" for name in NAMES})
+    who = Principal(subject="users/someone", tenant=XINGMING, kind="user", scopes=frozenset())
+    return create_app(settings, fixed_caller=Caller(who, None))
+
+
+def _leaves(routes: list[Any]) -> Iterator[Any]:
+    """Every route, included routers opened up."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        yield from _leaves(inner.routes) if inner is not None else (route,)
+
+
+APP = _app()
+# Every resource with a custom method, as `{collection}/{item}` with the item sampled.
+ITEMS = sorted(
+    {
+        re.sub(r"\{[^}]+\}", "abc", route.path.rsplit(":", 1)[0])
+        for route in _leaves(APP.router.routes)  # type: ignore[attr-defined]
+        if getattr(route, "path", "").startswith("/v1/") and ":" in route.path.rsplit("/", 1)[-1]
+    }
+)
+
+
+def client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=APP),  # type: ignore[arg-type]
+        base_url="http://gateway",
+        headers={"X-API-Key": "grk_app_secret"},  # any: the caller is fixed
+    )
+
+
+def test_there_are_resources_with_custom_methods() -> None:
+    assert any(path.endswith("/tasks/abc") for path in ITEMS)
+    assert len(ITEMS) > 10
+
+
+@pytest.mark.parametrize("item", ITEMS)
+async def test_an_unknown_custom_method_is_404_naming_it(item: str) -> None:
+    async with client() as gateway:
+        answer = await gateway.post(f"{item}:explode", json={})
+    assert answer.status_code == 404, answer.text
+    error = answer.json()["error"]
+    assert "':explode'" in error["message"]
+    assert error["reason"] == "UNKNOWN_CUSTOM_METHOD"
+
+
+async def test_a_declared_custom_method_keeps_its_answers() -> None:
+    tenant = f"/v1/tenants/{XINGMING.replace('/', '-')}"
+    async with client() as gateway:
+        wrong_method = await gateway.delete(f"{tenant}/tasks/abc:accept")
+        unknown_path = await gateway.post(f"{tenant}/nothing")
+    assert wrong_method.status_code == 405  # the verb exists, for POST
+    assert unknown_path.status_code == 404
+    assert "custom method" not in unknown_path.text
