@@ -345,6 +345,19 @@ async def limit_anonymous_reports(request: Request) -> None:
         raise _rate_limited("reports without an account from your address", decision)
 
 
+async def limit_anonymous_photos(request: Request) -> None:
+    """Charge the client address's hourly bucket of photos without an account: as
+    many as reports, since each photo goes with one report."""
+    guard: Guard = request.app.state.guard
+    if guard.fixed_caller is not None:
+        return
+    decision = await guard.limiter.check(
+        Limit.per_hour(f"anon-photo:{guard.source(request)}", guard.anonymous_reports_per_hour)
+    )
+    if not decision.allowed:
+        raise _rate_limited("photos without an account from your address", decision)
+
+
 def public_or_access(component: str) -> Callable[..., Awaitable[Principal]]:
     """Dependency for reads that are public but richer with credentials (Open311).
 

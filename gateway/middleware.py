@@ -81,7 +81,8 @@ class RequestContextMiddleware:
 class BodySizeLimitMiddleware:
     """Refuse bodies over the limit with 413, by header or while reading the stream.
 
-    File imports (paths ending in `:import`) and photo uploads get the larger limit.
+    File imports (paths ending in `:import`) and photo uploads (with or without an
+    account) get the larger limit.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int) -> None:
@@ -95,7 +96,7 @@ class BodySizeLimitMiddleware:
             return
         path = scope.get("path", "")
         # Photos are bounded again, by the contract's limit, where they are read.
-        upload = path.endswith((":import", "/attachments"))
+        upload = path.endswith((":import", "/attachments", "events:attachAnonymously"))
         limit = self.upload_bytes if upload else self.default_bytes
         await self._limited(scope, receive, send, limit)
 

@@ -36,7 +36,7 @@ class AttachmentOut(BaseModel):
     create_time: str
 
 
-def _out(attachment: pb.Attachment) -> AttachmentOut:
+def attachment_out(attachment: pb.Attachment) -> AttachmentOut:
     return AttachmentOut(
         id=attachment.name.rsplit("/", 1)[-1],
         name=attachment.name,
@@ -76,7 +76,7 @@ async def upload_attachment(
         )
     )
     return Response(
-        content=_out(stored).model_dump_json(),
+        content=attachment_out(stored).model_dump_json(),
         status_code=201,
         media_type="application/json",
         headers={"Location": rest_path(stored.name)},

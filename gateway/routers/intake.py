@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, Security
+from fastapi import APIRouter, Depends, File, Form, Request, Response, Security, UploadFile
 
-from gateway.auth import access, call_metadata, calls, limit_anonymous_reports, public_intake
+from gateway.auth import (
+    access,
+    call_metadata,
+    calls,
+    limit_anonymous_photos,
+    limit_anonymous_reports,
+    public_intake,
+)
 from gateway.errors import ApiError, call
 from gateway.event_creates import REPLAYED_KEY
-from gateway.paths import TenantId, parent
+from gateway.paths import TenantId, parent, rest_path
+from gateway.routers.attachments import MAX_BYTES, AttachmentOut, attachment_out
 from gateway.routers.events import event_out
+from gateway.schemas.common import CRS_DESCRIPTION
+from gateway.schemas.contract import bounds
 from gateway.schemas.events import (
     AnonymousReportIn,
     AnonymousReportOut,
@@ -28,6 +38,7 @@ from gateway.schemas.events import (
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.kit import tenancy
+from services.kit.errors import FieldViolation
 from services.kit.principal import Principal
 
 settings_router = APIRouter(prefix="/v1/tenants/{tenant}/intakeSettings", tags=["events"])
@@ -173,3 +184,60 @@ async def evaluate_receipt(
         )
     )
     return _report_json(report)
+
+
+@public_router.post(
+    ":attachAnonymously",
+    status_code=201,
+    response_model=AttachmentOut,
+    summary="Upload a photo for a report without an account",
+    responses={
+        403: {"description": "the village takes reports only from signed-in people"},
+        413: {"description": "the photo is larger than the limit"},
+    },
+)
+@calls("grassroots.events.v1.EventsService", "AttachAnonymously")
+async def attach_anonymously(
+    tenant: TenantId,
+    request: Request,
+    who: Passerby,
+    content: Annotated[
+        UploadFile, File(description=f"a JPEG, PNG or WebP photo of at most {MAX_BYTES} bytes")
+    ],
+    request_id: Annotated[
+        str,
+        Form(
+            **bounds(pb.ReportAnonymouslyRequest, "request_id"),
+            description="the request_id the report will be sent with (its secret)",
+        ),
+    ],
+    longitude: Annotated[float, Form(ge=-180, le=180, description="where the report is")],
+    latitude: Annotated[float, Form(ge=-90, le=90)],
+    crs: Annotated[str, Form(**bounds(geo_pb2.GeoPoint, "crs"), description=CRS_DESCRIPTION)] = "",
+) -> Response:
+    """Send it before the report, with the report's `request_id` and place, and name
+    the answer's `name` in the report's `media_uris`: only that report may. The
+    village the place lies in keeps it and must take reports without an account;
+    photos are as limited as reports (per address and hour, and the village's hour)."""
+    await limit_anonymous_photos(request)
+    data = await content.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        message = f"is larger than {MAX_BYTES} bytes"
+        raise ApiError(413, f"content: {message}", violations=[FieldViolation("content", message)])
+    stored = await call(
+        request.app.state.upstreams.events.AttachAnonymously(
+            pb.AttachAnonymouslyRequest(
+                attachment=pb.CreateAttachmentRequest(parent=parent(tenant), content=data),
+                location=geo_pb2.GeoPoint(longitude=longitude, latitude=latitude, crs=crs),
+                request_id=request_id,
+            ),
+            metadata=call_metadata(who),
+        ),
+        strip_prefix="attachment.",
+    )
+    return Response(
+        content=attachment_out(stored).model_dump_json(),
+        status_code=201,
+        media_type="application/json",
+        headers={"Location": rest_path(stored.name), "Cache-Control": "no-store"},
+    )

@@ -248,6 +248,26 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         found, content = await self.hub.attachment(require_principal(), tenant, attachment_id)
         return pb.AttachmentContent(attachment=_attachment_to_proto(found), content=content)
 
+    async def AttachAnonymously(
+        self, request: pb.AttachAnonymouslyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Attachment:
+        given = request.attachment
+        parent = tenancy.parse_parent(given.parent, "attachment.parent")
+        where = request.location
+        problems = validation.location_violations(
+            where.longitude, where.latitude, request.HasField("location"), prefix=""
+        )
+        if problems:
+            raise InvalidArgument(problems)
+        try:
+            point = validation.storage_point(where.longitude, where.latitude, where.crs)
+        except InvalidArgument as exc:
+            raise InvalidArgument.field("location.crs", exc.message) from None
+        stored = await self.intake.attach(
+            require_principal(), parent, request.request_id, point, given.content
+        )
+        return _attachment_to_proto(stored)
+
     async def ReportAnonymously(
         self, request: pb.ReportAnonymouslyRequest, context: grpc.aio.ServicerContext
     ) -> pb.AnonymousReport:

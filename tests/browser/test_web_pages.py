@@ -204,6 +204,10 @@ def test_a_passer_by_reports_without_an_account_follows_the_receipt_and_rates_it
         page.wait_for_selector("#pin:has-text('Pin at')")
         page.select_option("#category", "environment.sewage")
         page.fill("#description", text)
+        # A photo goes with it, without an account too (ADR 36).
+        page.set_input_files(
+            "#photo", {"name": "drain.png", "mimeType": "image/png", "buffer": _png(7)}
+        )
         page.click("#send")
 
     # Xingming has not said yes: the page says so and nothing is stored.
@@ -230,6 +234,10 @@ def test_a_passer_by_reports_without_an_account_follows_the_receipt_and_rates_it
     assert stored["village"] == XINGMING_PATH and stored["timeline"][0]["actor"].startswith(
         "anonymous:"
     )
+    (photo,) = stored["media_uris"]  # kept by the village the place lies in
+    assert photo.startswith(f"tenants/{XINGMING}/attachments/at_")
+    kept = httpx.get(f"{gateway}/v1/{photo}", headers=staff)
+    assert kept.status_code == 200 and kept.headers["content-type"] == "image/png"
     for state in ("accepted", "dispatched", "in_progress", "resolved"):
         current = httpx.get(url, headers=staff).json()["state"]
         if current != state:

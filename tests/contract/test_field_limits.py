@@ -36,6 +36,8 @@ GATEWAY_ONLY = {
     # JSON body takes degrees.
     "GeoPointIn.longitude": "degrees in the REST body",
     "GeoPointIn.latitude": "degrees in the REST body",
+    "Body_attachAnonymously.longitude": "degrees in the REST form",
+    "Body_attachAnonymously.latitude": "degrees in the REST form",
     # The REST body names an event by id; the contract's field is the resource name
     # the gateway builds from it.
     "TransitionIn.duplicate_of": "an event id, not the contract's resource name",

@@ -300,6 +300,14 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
             "request_id": secrets.token_urlsafe(24),
         }
     },
+    ("POST", "/v1/tenants/{tenant}/events:attachAnonymously"): lambda w: {
+        "data": {
+            "request_id": secrets.token_urlsafe(24),
+            "longitude": w.a.point[0],
+            "latitude": w.a.point[1],
+        },
+        "files": {"content": ("planted.png", PNG_BYTES, "image/png")},
+    },
     ("POST", "/v1/tenants/{tenant}/events:followReceipt"): lambda w: {
         "json": {"receipt": anonymous_receipt(w)}
     },

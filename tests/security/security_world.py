@@ -436,6 +436,31 @@ def report_anonymously(
     return passerby_post(client, f"/v1/tenants/{tenant}/events:reportAnonymously", body)
 
 
+def photo_anonymously(
+    client: httpx.Client,
+    point: tuple[float, float],
+    request_id: str,
+    tenant: str = A,
+    content: bytes = PNG_BYTES,
+) -> httpx.Response:
+    """A photo sent without an account for the report `request_id` will make at `point`."""
+    deadline = time.monotonic() + 60
+    while True:
+        response = client.post(
+            f"/v1/tenants/{tenant}/events:attachAnonymously",
+            data={
+                "request_id": request_id,
+                "longitude": str(point[0]),
+                "latitude": str(point[1]),
+            },
+            files={"content": ("photo.png", content, "image/png")},
+        )
+        shared = response.status_code == 429 and "anonymous calls" in response.text
+        if not shared or time.monotonic() > deadline:
+            return response
+        time.sleep(min(float(response.headers.get("Retry-After", "1")), 5.0))
+
+
 def anonymous_receipt(world: World) -> str:
     """The receipt of one report made without an account in village A, made once."""
     if not world.receipt:

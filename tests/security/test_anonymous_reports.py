@@ -11,12 +11,14 @@ import secrets
 
 from security_world import (
     ANONYMOUS_REPORTS_PER_HOUR,
+    PNG_BYTES,
     A,
     B,
     World,
     allow_anonymous_reports,
     expect,
     passerby_post,
+    photo_anonymously,
     report_anonymously,
     resolve_event,
 )
@@ -116,6 +118,45 @@ def test_only_the_receipt_follows_and_rates_and_only_under_its_village(world: Wo
     assert twice.status_code == 400
 
 
+def test_a_photo_without_an_account_goes_with_its_own_report_only(world: World):
+    refused = photo_anonymously(world.client, world.b.point, secrets.token_urlsafe(24), tenant=B)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["reason"] == "ANONYMOUS_REPORTS_OFF"
+    allow_anonymous_reports(world)
+    key = secrets.token_urlsafe(24)
+    made = photo_anonymously(world.client, world.a.point, key)
+    assert made.status_code == 201, made.text
+    name = made.json()["name"]
+    assert name.startswith(f"tenants/{A}/attachments/")
+    # Another report cannot name it (400 naming the field); the one of its secret can.
+    stranger = report_anonymously(world.client, world.a.point, media_uris=[name])
+    assert stranger.status_code == 400, stranger.text
+    assert stranger.json()["error"]["field_violations"][0]["field"] == "media_uris[0]"
+    sent = expect(
+        report_anonymously(world.client, world.a.point, request_id=key, media_uris=[name]), 200
+    )
+    assert sent["event"]["media_uris"] == [name]
+    # The village's staff open it; nobody without credentials does.
+    photo_url = f"/v1/{name}"
+    opened = world.client.get(photo_url, headers=world.a_secretary.headers)
+    assert opened.status_code == 200 and opened.content == PNG_BYTES
+    assert world.client.get(photo_url).status_code == 401
+    # What the bytes are decides, and the contract's size bounds it as for staff.
+    svg = photo_anonymously(
+        world.client, world.a.point, secrets.token_urlsafe(24), content=b"<svg onload=alert(1)>"
+    )
+    assert svg.status_code == 400, svg.text
+    assert svg.json()["error"]["field_violations"][0]["field"] == "content"
+    large = PNG_BYTES + b"\x00" * (2 * 1024 * 1024)
+    key = secrets.token_urlsafe(24)
+    too_big = photo_anonymously(world.client, world.a.point, key, content=large)
+    assert too_big.status_code == 413, too_big.text
+    assert too_big.json()["error"]["field_violations"][0]["field"] == "content"
+    short = photo_anonymously(world.client, world.a.point, "short")
+    assert short.status_code == 400
+    assert short.json()["error"]["field_violations"][0]["field"] == "request_id"
+
+
 def test_a_village_takes_its_hourly_number_then_429(world: World):
     allow_anonymous_reports(world)
     kept = report_anonymously(world.client, world.a.point)
@@ -147,3 +188,16 @@ def test_an_address_takes_its_hourly_number_then_429(world: World):
             assert int(answer.headers["Retry-After"]) > 0
             break
     assert statuses[-1] == 429 and set(statuses[:-1]) <= {200}, statuses
+
+
+def test_an_address_takes_as_many_photos_an_hour_as_reports_then_429(world: World):
+    allow_anonymous_reports(world)
+    statuses = []
+    for _ in range(ANONYMOUS_REPORTS_PER_HOUR + 1):
+        answer = photo_anonymously(world.client, world.a.point, secrets.token_urlsafe(24))
+        statuses.append(answer.status_code)
+        if answer.status_code == 429:
+            assert "photos without an account from your address" in answer.text
+            assert int(answer.headers["Retry-After"]) > 0
+            break
+    assert statuses[-1] == 429 and set(statuses[:-1]) <= {201}, statuses

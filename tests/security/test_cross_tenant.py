@@ -275,7 +275,10 @@ def test_another_villages_objects_answer_404_never_403(world, openapi):
 
 # A passer-by belongs to no village: a report without an account goes to whichever
 # village its place lies in, if that village takes them (test_anonymous_reports.py).
-NO_CALLER_TENANT = {("POST", "/v1/tenants/{tenant}/events:reportAnonymously")}
+NO_CALLER_TENANT = {
+    ("POST", "/v1/tenants/{tenant}/events:reportAnonymously"),
+    ("POST", "/v1/tenants/{tenant}/events:attachAnonymously"),
+}
 
 
 def test_every_tenant_route_answers_404_for_another_village(world, openapi):

@@ -1391,6 +1391,40 @@ class CreateAttachmentRequest(_message.Message):
 Global___CreateAttachmentRequest: _TypeAlias = CreateAttachmentRequest  # noqa: Y015
 
 @_typing.final
+class AttachAnonymouslyRequest(_message.Message):
+    """Request message for EventsService.AttachAnonymously."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The secret request_id of the report the photo goes with."""
+    @_builtins.property
+    def attachment(self) -> Global___CreateAttachmentRequest:
+        """The tenant it is sent to and the photo, as CreateAttachment takes them."""
+
+    @_builtins.property
+    def location(self) -> _geo_pb2.GeoPoint:
+        """Where the report is: the village this lies in keeps the photo."""
+
+    def __init__(
+        self,
+        *,
+        attachment: Global___CreateAttachmentRequest | None = ...,
+        location: _geo_pb2.GeoPoint | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "location", b"location"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "location", b"location", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachAnonymouslyRequest: _TypeAlias = AttachAnonymouslyRequest  # noqa: Y015
+
+@_typing.final
 class GetAttachmentRequest(_message.Message):
     """Request message for EventsService.GetAttachment."""
 

@@ -136,6 +136,11 @@ class EventsServiceStub:
                 request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetAttachmentRequest.SerializeToString,
                 response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AttachmentContent.FromString,
                 _registered_method=True)
+        self.AttachAnonymously = channel.unary_unary(
+                '/grassroots.events.v1.EventsService/AttachAnonymously',
+                request_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AttachAnonymouslyRequest.SerializeToString,
+                response_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Attachment.FromString,
+                _registered_method=True)
 
 
 class EventsServiceServicer:
@@ -295,6 +300,16 @@ class EventsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttachAnonymously(self, request, context):
+        """Stores a photo for a report without an account: the photos and the size
+        CreateAttachment takes. The place decides the village that keeps it, which must
+        take such reports; its uploader is the report's receipt, so only the report made
+        with the same request_id (ReportAnonymously) may name it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -397,6 +412,11 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.GetAttachment,
                     request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.GetAttachmentRequest.FromString,
                     response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AttachmentContent.SerializeToString,
+            ),
+            'AttachAnonymously': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachAnonymously,
+                    request_deserializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.AttachAnonymouslyRequest.FromString,
+                    response_serializer=grassroots_dot_events_dot_v1_dot_events__service__pb2.Attachment.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -941,6 +961,33 @@ class EventsService:
             '/grassroots.events.v1.EventsService/GetAttachment',
             grassroots_dot_events_dot_v1_dot_events__service__pb2.GetAttachmentRequest.SerializeToString,
             grassroots_dot_events_dot_v1_dot_events__service__pb2.AttachmentContent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachAnonymously(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.events.v1.EventsService/AttachAnonymously',
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.AttachAnonymouslyRequest.SerializeToString,
+            grassroots_dot_events_dot_v1_dot_events__service__pb2.Attachment.FromString,
             options,
             channel_credentials,
             insecure,

@@ -96,6 +96,12 @@ class EventsServiceStub:
     """A photo with its bytes: for its uploader, and for those who read the tenant's
     events (staff, handlers, auditors, apps).
     """
+    AttachAnonymously: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.AttachAnonymouslyRequest, _events_service_pb2.Attachment]
+    """Stores a photo for a report without an account: the photos and the size
+    CreateAttachment takes. The place decides the village that keeps it, which must
+    take such reports; its uploader is the report's receipt, so only the report made
+    with the same request_id (ReportAnonymously) may name it.
+    """
 
 @_typing.type_check_only
 class EventsServiceAsyncStub(EventsServiceStub):
@@ -164,6 +170,12 @@ class EventsServiceAsyncStub(EventsServiceStub):
     GetAttachment: _aio.UnaryUnaryMultiCallable[_events_service_pb2.GetAttachmentRequest, _events_service_pb2.AttachmentContent]  # type: ignore[assignment]
     """A photo with its bytes: for its uploader, and for those who read the tenant's
     events (staff, handlers, auditors, apps).
+    """
+    AttachAnonymously: _aio.UnaryUnaryMultiCallable[_events_service_pb2.AttachAnonymouslyRequest, _events_service_pb2.Attachment]  # type: ignore[assignment]
+    """Stores a photo for a report without an account: the photos and the size
+    CreateAttachment takes. The place decides the village that keeps it, which must
+    take such reports; its uploader is the report's receipt, so only the report made
+    with the same request_id (ReportAnonymously) may name it.
     """
 
 class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -350,6 +362,18 @@ class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_events_service_pb2.AttachmentContent, _abc.Awaitable[_events_service_pb2.AttachmentContent]]:
         """A photo with its bytes: for its uploader, and for those who read the tenant's
         events (staff, handlers, auditors, apps).
+        """
+
+    @_abc_1.abstractmethod
+    def AttachAnonymously(
+        self,
+        request: _events_service_pb2.AttachAnonymouslyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.Attachment, _abc.Awaitable[_events_service_pb2.Attachment]]:
+        """Stores a photo for a report without an account: the photos and the size
+        CreateAttachment takes. The place decides the village that keeps it, which must
+        take such reports; its uploader is the report's receipt, so only the report made
+        with the same request_id (ReportAnonymously) may name it.
         """
 
 def add_EventsServiceServicer_to_server(servicer: EventsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

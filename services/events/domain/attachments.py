@@ -73,11 +73,17 @@ def reads(principal: Principal, attachment: Attachment) -> bool:
     )
 
 
-def check_usable(principal: Principal, attachment: Attachment | None, field: str) -> None:
-    """A photo a report may name: one the reporter uploaded (services may name any)."""
+def check_usable(
+    principal: Principal, attachment: Attachment | None, field: str, reporter: str = ""
+) -> None:
+    """A photo a report may name: one the reporter uploaded (services may name any).
+
+    `reporter` is the report's reporter when it is not the caller: a report without an
+    account is made by the gateway's passer-by for the receipt it names (ADR 35).
+    """
     if attachment is None or not principal.can_see(attachment.tenant):
         raise InvalidArgument.field(field, "names no photo you uploaded")
-    if principal.kind != "service" and principal.subject != attachment.uploader:
+    if principal.kind != "service" and (reporter or principal.subject) != attachment.uploader:
         raise InvalidArgument.field(field, "names no photo you uploaded")
 
 

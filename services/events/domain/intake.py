@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from services.events.domain import access
-from services.events.domain.model import Event, GridPlace, NewReport
+from services.events.domain import access, attachments
+from services.events.domain.attachments import Attachment
+from services.events.domain.model import Event, GridPlace, NewReport, Point
 from services.kit import tenancy
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from services.kit.principal import Principal
@@ -131,7 +132,33 @@ class AnonymousIntake:
             (place,) = await self.hub.locator.locate_many(report.parent, [report.location])
             if place is not None:
                 await self._admit(place.village)
+                _photos_kept_in(place.village, report.media)
         return await self.hub.report(principal, report)
+
+    async def attach(
+        self, principal: Principal, parent: str, secret: str, location: Point, content: bytes
+    ) -> Attachment:
+        """Keep a photo for the report `secret` will make at `location` (ADR 36).
+
+        The village the place lies in keeps it, so its staff read it as they read the
+        report; it must take reports without an account and have some left this hour
+        (the report's own limits). The uploader is the report's reporter, the receipt's
+        digest: only that report may name the photo.
+        """
+        if not SECRET.fullmatch(secret):
+            raise InvalidArgument.field(
+                "request_id", "22 to 128 letters, digits, '-' and '_' (the report's request_id)"
+            )
+        if not principal.can_see(parent):
+            raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
+        (place,) = await self.hub.locator.locate_many(parent, [location])
+        if place is None:
+            raise InvalidArgument.field(
+                "location", f"is in no village of {tenancy.tenant_name(parent)}"
+            )
+        await self._admit(place.village)
+        uploader = Principal(subject=reporter_of(secret), tenant=place.village, kind="user")
+        return await self.hub.attach(uploader, place.village, content)
 
     async def _admit(self, village: str) -> None:
         _, settings = await self._effective(village)
@@ -170,3 +197,14 @@ class AnonymousIntake:
         event = await self.follow(principal, receipt)
         holder = Principal(subject=event.reporter, tenant=event.tenant, kind="user")
         return await self.hub.evaluate(holder, event.tenant, event.id, score, text, "")
+
+
+def _photos_kept_in(village: str, media: tuple[str, ...]) -> None:
+    """A report's photos are those kept for its own village: one sent for another
+    place would be shown to staff who cannot open it."""
+    for k, uri in enumerate(media):
+        reference = attachments.parse_reference(uri)
+        if reference is not None and not tenancy.contains(village, reference[0]):
+            raise InvalidArgument.field(
+                f"event.media_uris[{k}]", "was kept for another place than the report's"
+            )

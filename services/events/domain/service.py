@@ -286,7 +286,12 @@ class EventHub:
                     continue
                 found = await self.store.get_attachment(reference[1], content=False)
                 attachment = found[0] if found and found[0].tenant == reference[0] else None
-                attachments.check_usable(principal, attachment, f"{prefix}event.media_uris[{k}]")
+                attachments.check_usable(
+                    principal,
+                    attachment,
+                    f"{prefix}event.media_uris[{k}]",
+                    report.reporter if principal.is_anonymous else "",
+                )
 
     async def transition(
         self,

@@ -220,3 +220,93 @@ async def test_only_the_intake_scope_reports_and_a_short_secret_is_refused(event
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert failure_of(error).violations[0].field == "request_id"
     assert await events.count_rows() == 0
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+VILLAGE_STAFF = principal_of(XINGMING, "users/secretary")  # handles and manages
+
+
+def photo(lon, lat, request_id, content=PNG, *, parent=TOWN, located=True):
+    return pb.AttachAnonymouslyRequest(
+        attachment=pb.CreateAttachmentRequest(parent=tenancy.tenant_name(parent), content=content),
+        location=geo_pb2.GeoPoint(longitude=lon, latitude=lat) if located else None,
+        request_id=request_id,
+    )
+
+
+async def test_a_photo_without_an_account_goes_with_its_own_report_in_its_village(
+    events, grid_index
+):
+    _, lon, lat = cell_point(grid_index, XINGMING)
+    key = secret()
+    off = await refused(events.stub.AttachAnonymously(photo(lon, lat, key), metadata=anon()))
+    assert failure_of(off).reason == "ANONYMOUS_REPORTS_OFF"
+    await allow(events, TOWN)
+    made = await events.stub.AttachAnonymously(photo(lon, lat, key), metadata=anon())
+    assert made.name.startswith(f"{tenancy.tenant_name(XINGMING)}/attachments/")
+    assert made.content_type == "image/png"
+
+    # Another report (another secret) cannot name it; the report of its secret can.
+    stranger = await refused(
+        events.stub.ReportAnonymously(
+            ask(lon, lat, secret(), media_uris=[made.name]), metadata=anon()
+        )
+    )
+    assert [v.field for v in failure_of(stranger).violations] == ["event.media_uris[0]"]
+    answer = await events.stub.ReportAnonymously(
+        ask(lon, lat, key, media_uris=[made.name]), metadata=anon()
+    )
+    assert list(answer.event.media_uris) == [made.name]
+    # The village's staff open it as they open the report; the passer-by cannot.
+    seen = await events.stub.GetAttachment(
+        pb.GetAttachmentRequest(name=made.name), metadata=VILLAGE_STAFF.to_metadata()
+    )
+    assert seen.content == PNG
+    hidden = await refused(
+        events.stub.GetAttachment(pb.GetAttachmentRequest(name=made.name), metadata=anon())
+    )
+    assert hidden.code() == grpc.StatusCode.PERMISSION_DENIED  # the intake scope reads nothing
+
+    # A photo kept for Xingming cannot go with a report placed in Xiangyang.
+    other = secret()
+    kept = await events.stub.AttachAnonymously(photo(lon, lat, other), metadata=anon())
+    _, lon_b, lat_b = cell_point(grid_index, XIANGYANG)
+    moved = await refused(
+        events.stub.ReportAnonymously(
+            ask(lon_b, lat_b, other, media_uris=[kept.name]), metadata=anon()
+        )
+    )
+    assert [v.field for v in failure_of(moved).violations] == ["event.media_uris[0]"]
+
+
+async def test_a_photo_without_an_account_has_the_reports_limits_and_bad_input_named(
+    events, grid_index
+):
+    _, lon, lat = cell_point(grid_index, XINGMING)
+    await allow(events, TOWN, per_hour=1)
+    cases = [
+        (photo(lon, lat, secret(), b"<svg onload=alert(1)>"), "content"),
+        (photo(lon, lat, "short"), "request_id"),
+        (photo(lon, lat, secret(), located=False), "location"),
+        (photo(200.0, lat, secret()), "location.longitude"),
+    ]
+    for request, field in cases:
+        error = await refused(events.stub.AttachAnonymously(request, metadata=anon()))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert [v.field for v in failure_of(error).violations] == [field]
+    # The contract's bound on a photo's size is the signed-in upload's.
+    large = b"\x89PNG\r\n\x1a\n" + b"\x00" * (2 * 1024 * 1024)
+    too_big = await refused(
+        events.stub.AttachAnonymously(photo(lon, lat, secret(), large), metadata=anon())
+    )
+    assert too_big.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # The village's hour used up by a report: no photo for another one either.
+    await events.stub.ReportAnonymously(ask(lon, lat, secret()), metadata=anon())
+    full = await refused(events.stub.AttachAnonymously(photo(lon, lat, secret()), metadata=anon()))
+    assert failure_of(full).reason == "ANONYMOUS_REPORTS_LIMIT"
+    # Only the intake scope reaches it: a signed-in resident uploads the usual way.
+    resident = principal_of(XINGMING, "users/r1", frozenset({"events:read", "events:write"}))
+    denied = await refused(
+        events.stub.AttachAnonymously(photo(lon, lat, secret()), metadata=resident.to_metadata())
+    )
+    assert denied.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -26,6 +26,19 @@ export async function upload(tenant, blob) {
   return made.name;
 }
 
+/** Upload a photo for a report without an account (ADR 36): sent with the report's
+ * secret request id and its place, whose village keeps it; its resource name. */
+export async function uploadAnonymously(tenant, blob, requestId, pin) {
+  const form = new FormData();
+  form.append("content", blob, "photo");
+  form.append("request_id", requestId);
+  form.append("longitude", String(pin.longitude));
+  form.append("latitude", String(pin.latitude));
+  if (pin.crs) form.append("crs", pin.crs);
+  const made = await api(`/v1/tenants/${tenant}/events:attachAnonymously`, { form });
+  return made.name;
+}
+
 /** An <img> of a kept photo, fetched with the signed-in person's token. */
 export async function show(name, alt) {
   const img = document.createElement("img");

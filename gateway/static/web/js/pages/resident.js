@@ -7,7 +7,7 @@ import { t } from "../lib/i18n.js";
 import { requestId, tenantId } from "../lib/ids.js";
 import { baseMap, pageConfig } from "../lib/map.js";
 import { el, ready, say, startPage, when } from "../lib/page.js";
-import { show, shrink, upload } from "../lib/photos.js";
+import { show, shrink, upload, uploadAnonymously } from "../lib/photos.js";
 
 /* global L */
 const RECEIPTS = "grassroots.receipts"; // receipts of reports sent from this phone
@@ -18,14 +18,13 @@ const me = await startPage({ signIn: false });
   const tenant = tenantId(anonymous ? (await pageConfig()).public_tenant : me.tenant);
   const base = `/v1/tenants/${tenant}`;
   document.getElementById("anonymous-note").hidden = !anonymous;
-  // A passer-by cannot upload (ADR 36): the photo field is for signed-in residents.
-  document.getElementById("photo").hidden = anonymous;
-  document.querySelector("label[for=photo]").hidden = anonymous;
-  document.getElementById("photo-anonymous").hidden = !anonymous;
   let pin = null; // {longitude, latitude, crs}
   let marker = null;
   let categories = [];
   let pendingId = requestId(); // one report, one key: a retried send is the same report
+  // Without an account, the photo uploaded for the pending report (with its key and
+  // place): a retried send names it again instead of uploading it twice.
+  let pendingPhoto = null; // {file, place, name}
 
   const mapReady = baseMap(document.getElementById("map"), tenant);
 
@@ -224,9 +223,18 @@ const me = await startPage({ signIn: false });
       let receipt;
       if (anonymous) {
         // The request id is the receipt's secret: a retry is the same report.
+        const chosen = document.getElementById("photo").files[0];
+        const place = JSON.stringify(pin);
+        if (chosen && !(pendingPhoto && pendingPhoto.file === chosen && pendingPhoto.place === place)) {
+          const name = await uploadAnonymously(tenant, await shrink(chosen), pendingId, pin);
+          pendingPhoto = { file: chosen, place, name };
+        }
+        if (chosen) report.media_uris = [pendingPhoto.name];
         const sent = await api(`${base}/events:reportAnonymously`, { json: { ...report, request_id: pendingId } });
         receipt = sent.receipt;
         keepReceipt(receipt);
+        pendingPhoto = null;
+        document.getElementById("photo").value = "";
       } else {
         const chosen = document.getElementById("photo").files[0];
         if (chosen) report.media_uris = [await upload(tenant, await shrink(chosen))];
