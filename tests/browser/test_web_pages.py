@@ -641,6 +641,36 @@ def test_board_draws_the_town_and_shows_a_new_report_live(
     page.wait_for_selector(f"#live li[data-event='{event['id']}']")
     assert page.locator("#per-cell li").count() > 0
     assert page.locator("#figures dd").count() == 4
+    # Charts beyond bars, each showing the API's figures: reports per day (today's
+    # column marked), the SLA breach rate as a ring, the choropleth's scale and its
+    # darkest grid cell.
+    stats = httpx.get(
+        f"{gateway}/v1/tenants/{TOWN}/events:statistics",
+        headers=_token(gateway, officer.username, officer.password),
+    ).json()
+    page.wait_for_selector("#trend svg rect.day.today")
+    assert page.locator("#trend rect.day").count() == 14
+    today = page.get_attribute("#trend rect.today", "data-day")
+    assert today is not None
+    until(
+        page,
+        "() => document.querySelector('#trend rect.today').dataset.count === "
+        f"'{stats['by_day'].get(today, 0)}'",
+    )
+    assert stats["by_day"].get(today, 0) >= 1  # the report just made
+    percent = f"{round(stats['sla_breach_rate'] * 100)}%"
+    assert percent in (page.get_attribute("#breach svg", "aria-label") or "")
+    assert page.inner_text("#breach svg text") == percent
+    top = max(stats["by_grid_cell"].values())
+    page.wait_for_selector("#choropleth-legend:not([hidden])")
+    until(page, f"() => document.getElementById('choropleth-high').textContent === '{top}'")
+    darkest = page.get_attribute("#map", "data-darkest")
+    assert darkest and stats["by_grid_cell"][darkest] == top
+    shaded = int(page.get_attribute("#map", "data-shaded") or 0)
+    assert 0 < shaded <= len([c for c, n in stats["by_grid_cell"].items() if n])
+    assert no_horizontal_scroll(page)
+    assert not accessibility_problems(page, axe_source)
+    record(page, "board-charts")
 
     # The size: 500 open events over the town's 4,800 buildings.
     _open_events(stack, _cell_points(grid_index, 15), 500)

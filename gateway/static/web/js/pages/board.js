@@ -1,6 +1,7 @@
 // The operations board of a town or village: events on the map coloured by state and
-// kept live over SSE, an event's timeline, filters, figures with reports per grid cell
-// (bars and a choropleth of the grid cells), tasks running out of time with a
+// kept live over SSE, an event's timeline, filters, figures with charts (reports per
+// day, the SLA breach rate as a ring, reports per grid cell as bars and as a
+// choropleth of the grid cells with its scale), tasks running out of time with a
 // countdown, sensors' current readings with their alarm state and the active
 // emergency level.
 import { api, query } from "../lib/api.js";
@@ -147,6 +148,70 @@ if (me) {
     renderLive();
   }
 
+  // Charts are plain SVG drawn here: no chart library, nothing from another origin.
+  const SVG = "http://www.w3.org/2000/svg";
+  const svg = (tag, attributes = {}) => {
+    const node = document.createElementNS(SVG, tag);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+    return node;
+  };
+  const DAYS = 14;
+  // The statistics count days in China Standard Time.
+  const dayOf = (date) => new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Shanghai" }).format(date);
+
+  function drawTrend(byDay) {
+    const days = [];
+    for (let i = DAYS - 1; i >= 0; i -= 1) days.push(dayOf(new Date(Date.now() - i * 86400000)));
+    const counts = days.map((d) => byDay[d] || 0);
+    const top = Math.max(1, ...counts);
+    const width = 280;
+    const height = 100;
+    const step = width / DAYS;
+    const chart = svg("svg", { viewBox: `0 0 ${width} ${height + 16}`, role: "img", class: "trend" });
+    chart.setAttribute("aria-label", t("board.chart.days.label", { days: DAYS, total: counts.reduce((a, b) => a + b, 0), today: counts[DAYS - 1] }));
+    chart.append(svg("line", { x1: 0, y1: height, x2: width, y2: height, class: "axis" }));
+    days.forEach((day, i) => {
+      const h = Math.round((height - 14) * (counts[i] / top));
+      const bar = svg("rect", {
+        x: i * step + 2, y: height - h, width: step - 4, height: Math.max(h, 1),
+        class: i === DAYS - 1 ? "day today" : "day", "data-day": day, "data-count": counts[i],
+      });
+      const tip = svg("title");
+      tip.textContent = `${day}: ${counts[i]}`;
+      bar.append(tip);
+      chart.append(bar);
+      if (counts[i]) {
+        const label = svg("text", { x: i * step + step / 2, y: height - h - 3, "text-anchor": "middle", class: "count" });
+        label.textContent = String(counts[i]);
+        chart.append(label);
+      }
+    });
+    for (const i of [0, DAYS - 1]) {
+      const label = svg("text", { x: i === 0 ? 0 : width, y: height + 13, "text-anchor": i === 0 ? "start" : "end", class: "tick" });
+      label.textContent = i === 0 ? days[0].slice(5) : t("board.chart.today");
+      chart.append(label);
+    }
+    document.getElementById("trend").replaceChildren(chart);
+  }
+
+  function drawBreach(rate) {
+    const share = Math.min(1, Math.max(0, rate || 0));
+    const r = 40;
+    const around = 2 * Math.PI * r;
+    const percent = `${Math.round(share * 100)}%`;
+    const ring = svg("svg", { viewBox: "0 0 100 100", role: "img", class: "ring" });
+    ring.setAttribute("aria-label", t("board.chart.breach.label", { percent }));
+    ring.append(svg("circle", { cx: 50, cy: 50, r, class: "track" }));
+    ring.append(svg("circle", {
+      cx: 50, cy: 50, r, class: "share", "data-share": share.toFixed(3),
+      "stroke-dasharray": `${(share * around).toFixed(2)} ${around.toFixed(2)}`, transform: "rotate(-90 50 50)",
+    }));
+    const label = svg("text", { x: 50, y: 56, "text-anchor": "middle", class: "percent" });
+    label.textContent = percent;
+    ring.append(label);
+    document.getElementById("breach").replaceChildren(ring);
+  }
+
   async function loadFigures() {
     const today = new Date();
     today.setHours(0, 0, 0, 0);
@@ -172,14 +237,26 @@ if (me) {
         return el("li", {}, el("span", { text: cell }), el("span", {}, bar), el("span", { text: String(counts[cell]) }));
       }),
     );
-    // The choropleth: grid cells shaded by their number of reports.
+    drawTrend(all.by_day || {});
+    drawBreach(all.sla_breach_rate);
+    // The choropleth: grid cells shaded by their number of reports, with its scale.
     if (layers["grid-cells"]) {
+      // The map is drawn on a canvas: what it shaded is also said on the element.
+      let shaded = 0;
+      let darkest = { id: "", count: 0 };
       layers["grid-cells"].eachLayer((group) =>
         group.eachLayer((cell) => {
-          const share = (counts[cell.feature.id] || 0) / top;
-          cell.setStyle({ fillOpacity: 0.05 + 0.45 * share, fillColor: "#c0392b" });
+          const count = counts[cell.feature.id] || 0;
+          cell.setStyle({ fillOpacity: 0.05 + 0.45 * (count / top), fillColor: "#c0392b" });
+          if (count) shaded += 1;
+          if (count > darkest.count) darkest = { id: String(cell.feature.id), count };
         }),
       );
+      const element = document.getElementById("map");
+      element.dataset.shaded = String(shaded);
+      element.dataset.darkest = darkest.id;
+      document.getElementById("choropleth-high").textContent = String(top);
+      document.getElementById("choropleth-legend").hidden = false;
     }
     fillFilters();
   }
