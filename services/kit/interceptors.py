@@ -8,6 +8,7 @@ metrics and writes one access log line.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -95,7 +96,10 @@ class _CallScope:
                 },
             )
         for token in reversed(self.tokens):
-            token.var.reset(token)
+            # A server stream the client closed is finalised by the event loop in a task
+            # of its own, another Context: the call's values went with the call's Context.
+            with contextlib.suppress(ValueError):
+                token.var.reset(token)
 
 
 def _is_abort(exc: BaseException) -> bool:
