@@ -8,6 +8,7 @@ Body: {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "...",
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Iterator
 from typing import Any, TypeVar
 
@@ -151,6 +152,63 @@ def _loc_to_field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+# How pydantic names a union's branch in an error's location: a scalar type, a
+# parametrised or constrained one (`list[int]`, `literal['a']`, `constrained-str`) or a
+# model class. Names the caller never wrote, so they are cut from the field.
+_UNION_BRANCH = re.compile(
+    r"(?:constrained-)?(?:int|float|str|bool|bytes|none|date|datetime|time|timedelta"
+    r"|decimal|uuid|url|list|dict|set|frozenset|tuple|json|any)"
+    r"|[a-z]+(?:-[a-z]+)*\[.*\]|[A-Z][A-Za-z0-9_]*"
+)
+
+
+def _branch_at(loc: tuple[Any, ...], locs: list[tuple[Any, ...]]) -> int | None:
+    """Where `loc` enters a branch of a union: the first step that names a type, beside
+    another error's step naming another type under the same field; else None."""
+    for i, step in enumerate(loc):
+        if not (isinstance(step, str) and _UNION_BRANCH.fullmatch(step)):
+            continue
+        branches = {
+            other[i]
+            for other in locs
+            if len(other) > i
+            and other[:i] == loc[:i]
+            and isinstance(other[i], str)
+            and _UNION_BRANCH.fullmatch(other[i])
+        }
+        if len(branches) >= 2:
+            return i
+    return None
+
+
+def _validation_violations(found: list[dict[str, Any]]) -> list[FieldViolation]:
+    """One violation per field the caller wrote; a union's failed branches become one."""
+    locs = [tuple(error["loc"]) for error in found if error.get("type") != "json_invalid"]
+    violations: list[FieldViolation] = []
+    unions: dict[str, list[str]] = {}
+    for error in found:
+        if error.get("type") == "json_invalid":
+            violations.append(FieldViolation("body", "is not valid JSON"))
+            continue
+        loc = tuple(error["loc"])
+        cut = _branch_at(loc, locs)
+        if cut is None:
+            violations.append(FieldViolation(_loc_to_field(loc), error["msg"]))
+            continue
+        field = _loc_to_field(loc[:cut])
+        if field not in unions:
+            unions[field] = []
+            violations.append(FieldViolation(field, ""))
+        if loc[cut] not in unions[field]:
+            unions[field].append(str(loc[cut]))
+    return [
+        FieldViolation(v.field, f"must be one of: {', '.join(unions[v.field])}")
+        if v.field in unions and not v.description
+        else v
+        for v in violations
+    ]
+
+
 def _shaped(request: Request, error: ApiError) -> JSONResponse:
     """The platform's error shape, or NGSI-LD's under /ngsi-ld/ (its clients parse that)."""
     if request.url.path.startswith(NGSI_LD_PREFIX):
@@ -191,12 +249,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        violations = []
-        for error in exc.errors():
-            if error.get("type") == "json_invalid":
-                violations.append(FieldViolation("body", "is not valid JSON"))
-                continue
-            violations.append(FieldViolation(_loc_to_field(tuple(error["loc"])), error["msg"]))
+        violations = _validation_violations(list(exc.errors()))
         message = "; ".join(f"{v.field}: {v.description}" for v in violations)
         return _shaped(request, ApiError(400, message, violations=violations))
 
