@@ -52,6 +52,11 @@ class EmpowerSettings(ServiceSettings):
         "command",
         description="comma-separated bus streams whose facts points rules pay for",
     )
+    plan_fact_streams: str = Field(
+        "command",
+        description="comma-separated bus streams whose emergency.level_changed facts are "
+        "sent as the village's notices",
+    )
     report_schedule_seconds: float = Field(
         60.0, gt=0, description="how often scheduled reports are checked for being due"
     )

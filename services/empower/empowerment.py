@@ -42,6 +42,7 @@ from services.empower.map_addresses import MapAddresses
 from services.empower.notice_audience import RegistryAudience
 from services.empower.notice_channels import InAppChannel, SmsChannel, WeChatChannel
 from services.empower.notices_api import NoticesServicer
+from services.empower.plan_notices import PlanNotices
 from services.empower.points_api import PointsServicer
 from services.empower.points_facts import PointsFacts
 from services.empower.store.credit_postgres import PostgresCreditStore
@@ -176,6 +177,11 @@ async def open_empowerment(
     tasks = [
         asyncio.create_task(PointsFacts(ledger, bus, streams, settings.consumer_name).run(stop)),
     ]
+    plan_streams = tuple(s.strip() for s in settings.plan_fact_streams.split(",") if s.strip())
+    if plan_streams:
+        # An emergency level's notices become the village's notices (ADR 38).
+        plan_notices = PlanNotices(board, bus, plan_streams, settings.consumer_name)
+        tasks.append(asyncio.create_task(plan_notices.run(stop)))
     singletons = Singletons(
         settings.postgres_dsn if settings.backend == "postgres" else "", settings.lease_seconds
     )

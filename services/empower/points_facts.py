@@ -8,9 +8,13 @@ and hands each fact a points rule could pay for to `PointsLedger.apply_fact`. Sh
   holder is the task's handler, and its `team`, `category`, `grid_cell`, `village`,
   `event` and `task` (plus the message's headers) are the attributes rules match
   on: a rule for volunteer tasks matches `{"team": "volunteers"}`.
-* any other fact type (`sorting.check_passed`, `patrol.completed`, ...): a JSON
-  object `{"holder": "...", "holder_kind": "household" | "person",
-  "attributes": {"...": "..."}}`.
+* any other fact type a points rule of the fact's village (or a node above it) names
+  (`sorting.check_passed`, `patrol.completed`, ...): a JSON object `{"holder": "...",
+  "holder_kind": "household" | "person", "attributes": {"...": "..."}}`.
+
+Every other fact on the stream is acknowledged and left alone: command's other
+`task.*` facts and its `emergency.*` facts (protobuf, for the notices consumer), and
+any type no rule names, whatever its payload.
 
 The message key is the fact's idempotency key, so a redelivered fact pays nothing
 more. A payload that cannot be read fails its delivery, and the consumer parks it
@@ -35,12 +39,14 @@ log = logging.getLogger("grassroots.empower.points")
 GROUP = "empower-points"
 TASK_RESOLVED = "task.resolved"
 _IGNORED_HEADERS = ("traceparent", "tracestate")
+# Command's own fact families: protobuf payloads, of which points read task.resolved only.
+_NEVER_PAID = ("task.", "emergency.")
 
 
 def fact_of(delivery: Delivery) -> Fact | None:
     """The fact a message carries, or None for a fact type points never pay for."""
     message = delivery.message
-    if message.type.startswith("task.") and message.type != TASK_RESOLVED:
+    if message.type.startswith(_NEVER_PAID) and message.type != TASK_RESOLVED:
         return None
     attributes = {
         k: v
@@ -103,6 +109,10 @@ class PointsFacts:
         ]
 
     async def handle(self, delivery: Delivery) -> None:
+        message = delivery.message
+        generic = message.type != TASK_RESOLVED and not message.type.startswith(_NEVER_PAID)
+        if generic and not await self.ledger.pays_for(message.tenant, message.type):
+            return  # no rule names it: not a points fact, and not ours to park
         fact = fact_of(delivery)
         if fact is None:
             return

@@ -290,6 +290,14 @@ class PointsLedger:
         )
         return await self._post(caller.tenant, posting)
 
+    async def pays_for(self, tenant: str, fact_type: str) -> bool:
+        """Whether a rule of `tenant` or a node above it names `fact_type`: a fact no
+        rule names is nothing for the ledger, whatever its payload."""
+        if not tenancy.is_valid_path(tenant):
+            return True  # let apply_fact refuse it, naming the field
+        rules = await self.store.rules_of(tenancy.ALL_TENANTS, tenancy.ancestors_and_self(tenant))
+        return any(r.fact_type == fact_type for r in rules)
+
     async def apply_fact(self, fact: Fact) -> list[Posted]:
         """Pay every rule of the fact's village (and the nodes above) that matches it.
 
