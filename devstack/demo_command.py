@@ -49,6 +49,11 @@ def _cell_points(demo_gpkg: Path) -> dict[str, tuple[str, float, float]]:
     }
 
 
+def team_of(tenant: str, role: str) -> str:
+    """The team a demo handler of `role` belongs to in `tenant` (`xingming_volunteer`)."""
+    return tenant.rsplit("/", 1)[-1] + "_" + role
+
+
 async def _users(identity: identity_grpc.IdentityServiceStub, tenant: str) -> list:
     found = []
     token = ""
@@ -83,7 +88,7 @@ async def _profile(
                     user="users/" + user.name.rsplit("/", 1)[-1],
                     display_name=user.display_name,
                     roles=roles,
-                    teams=[tenant.rsplit("/", 1)[-1] + "_" + roles[0]],
+                    teams=[team_of(tenant, roles[0])],
                     on_duty=True,
                     capacity=5,
                     supervisor=supervisor,

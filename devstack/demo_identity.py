@@ -48,6 +48,8 @@ TREE = (
     ("sh", "jiading", "Jiading District", tenant_pb.Tenant.LEVEL_DISTRICT, "310114000000"),
     ("sh/jiading", "anting", "Anting Town", tenant_pb.Tenant.LEVEL_TOWN, "310114103000"),
 )
+# Volunteers each village has (`xingming.volunteer1`, ...): the demo plan sends them all.
+VOLUNTEERS = 2
 DEMO_APP_SCOPES = ("map:read", "events:read", "events:write", "people:read")
 # The town's operations dashboard: what a town officer may do, as an app.
 TOWN_APP_SCOPES = (
@@ -317,7 +319,7 @@ async def install(
     volunteer = identity_pb.User.KIND_VOLUNTEER
     for village in VILLAGES:
         slug = village.rsplit("/", 1)[-1]
-        for n in (1, 2):
+        for n in range(1, VOLUNTEERS + 1):
             await step.user(
                 village,
                 f"{slug}.volunteer{n}",

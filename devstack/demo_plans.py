@@ -3,7 +3,9 @@ living alone, so `make run` shows command's plans at work.
 
 Both go through the plans service's public gRPC contract as a platform service of the
 village, with fixed `request_id`s, so a second start returns the same plans instead of
-making new ones. The visits start on a fixed day in the past and recur daily at nine,
+making new ones. Level 2 sends the village's demo volunteers, by the team devstack gives
+them; a data dir made before this plan also keeps the first one (its volunteers' team
+was one nobody held). The visits start on a fixed day in the past and recur daily at nine,
 so the next visit is always within the scheduler's lead and its orders are there to
 check in to. The carers are the village's demo accounts with the carer role.
 
@@ -17,6 +19,8 @@ from datetime import UTC, datetime
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from devstack.demo_command import team_of
+from devstack.demo_identity import VOLUNTEERS
 from grassroots.command.v1 import plans_service_pb2 as pb
 from grassroots.command.v1 import plans_service_pb2_grpc as pb_grpc
 from grassroots.empower.v1 import identity_service_pb2 as identity_pb
@@ -42,6 +46,12 @@ HOMES = (
     ("r-0004", "Lane 15, house 2", 121.1620, 31.2912),
 )
 VISITS_START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+# The team devstack gives the village's volunteers (devstack/demo_command.py: the
+# village's slug and the role), so level 2's dispatch reaches people the demo has.
+VOLUNTEER_TEAM = team_of(VILLAGE, "volunteer")
+# A plan's definition is fixed by its request id: the first demo plan (6 volunteers of a
+# team nobody held) keeps "demo-crowd-plan" in older data dirs, so this one has its own.
+CROWD_PLAN_REQUEST = "demo-crowd-plan-2"
 
 
 def crowd_plan() -> pb.EmergencyPlan:
@@ -58,7 +68,7 @@ def crowd_plan() -> pb.EmergencyPlan:
             pb.EmergencyLevel(
                 level=2,
                 summary="more than 5,000 people",
-                dispatches=[pb.Dispatch(role="volunteer", team="crowd-control", count=6)],
+                dispatches=[pb.Dispatch(role="volunteer", team=VOLUNTEER_TEAM, count=VOLUNTEERS)],
                 checklist=["Open the east exit", "Fence the canal path"],
                 notices=[pb.Notice(audience="residents", text="Avoid the village square")],
             ),
@@ -115,7 +125,7 @@ async def install(command: grpc.aio.Channel, empower: grpc.aio.Channel) -> tuple
     metadata = PLANNER.to_metadata()
     emergency = await plans.CreateEmergencyPlan(
         pb.CreateEmergencyPlanRequest(
-            parent=PARENT, emergency_plan=crowd_plan(), request_id="demo-crowd-plan"
+            parent=PARENT, emergency_plan=crowd_plan(), request_id=CROWD_PLAN_REQUEST
         ),
         metadata=metadata,
     )

@@ -72,3 +72,23 @@ def description(plan: EmergencyPlan, item: Item) -> str:
     summary = plan.definition.level(item.level).summary if item.level else ""
     level = f"level {item.level}" + (f" ({summary})" if summary else "")
     return f"{plan.definition.display_name}, {level}: {item.description}"[:2000]
+
+
+# What a plan task's explanation says of its handler: it waits for one, or it was offered.
+WAITING_FOR = "waiting for an available "
+OFFERED_TO = "offered to the nearest available "
+FOR_A_DESK = "waiting for a desk"
+
+
+def explanation(name: str, item: Item) -> str:
+    """A new plan task's explanation: it waits until someone is offered it."""
+    who = item.role + (f" ({item.team})" if item.team else "") if item.role else ""
+    to = WAITING_FOR + who if who else FOR_A_DESK
+    return f"emergency plan {name} at level {item.level}: {item.description}; {to}"
+
+
+def explained(text: str, offered: bool) -> str:
+    """A plan task's explanation once it is offered to someone, or waits again."""
+    if offered:
+        return text.replace("; " + WAITING_FOR, "; " + OFFERED_TO, 1)
+    return text.replace("; " + OFFERED_TO, "; " + WAITING_FOR, 1)

@@ -329,7 +329,7 @@ class CommandDesk:
         roster.assigned(choice.user, now)
         profile = choice.profile
         return replace(
-            task,
+            _plan_explained(task, offered=True),
             state=TaskState.OFFERED,
             handler=profile.user,
             handler_profile=f"tenants/{tenancy.path_to_id(profile.tenant)}/handlers/{profile.id}",
@@ -524,7 +524,11 @@ class CommandDesk:
                 moved, passed_by=(*task.passed_by, task.handler) if task.handler else task.passed_by
             )
             offered = await self._offer(excluded, now) or replace(
-                excluded, state=TaskState.WAITING, handler="", handler_profile="", offer_time=None
+                _plan_explained(excluded, offered=False),
+                state=TaskState.WAITING,
+                handler="",
+                handler_profile="",
+                offer_time=None,
             )
         timers = [sla.offer_timer(offered)] if offered.state is TaskState.OFFERED else []
         facts = ["transferred"] + (["offered"] if offered.state is TaskState.OFFERED else [])
@@ -537,7 +541,7 @@ class CommandDesk:
         offered = await self._offer(passed, now)
         if offered is None:
             offered = replace(
-                passed,
+                _plan_explained(passed, offered=False),
                 state=TaskState.WAITING,
                 handler="",
                 handler_profile="",
@@ -647,9 +651,7 @@ class CommandDesk:
         self, plan: EmergencyPlan, name: str, slot: plan_tasks.Slot, now: datetime
     ) -> Task:
         item = slot.item
-        who = item.role + (f" ({item.team})" if item.team else "") if item.role else ""
-        to = f"offered to the nearest available {who}" if who else "waiting for a desk"
-        explanation = f"emergency plan {name} at level {item.level}: {item.description}; {to}"
+        explanation = plan_tasks.explanation(name, item)
         return Task(
             tenant=plan.tenant,
             id=slot.id,
@@ -860,3 +862,12 @@ def _check_text(field: str, text: str, *, required: bool) -> None:
         raise InvalidArgument.field(field, "is required")
     if len(text) > MAX_NOTE:
         raise InvalidArgument.field(field, f"at most {MAX_NOTE} characters")
+
+
+def _plan_explained(task: Task, *, offered: bool) -> Task:
+    """A plan task's explanation says whether it was offered or waits (events' tasks
+    keep their routing rule's)."""
+    if not task.emergency_plan:
+        return task
+    text = plan_tasks.explained(task.routing.explanation, offered)
+    return replace(task, routing=replace(task.routing, explanation=text))

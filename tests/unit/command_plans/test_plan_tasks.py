@@ -241,3 +241,53 @@ async def test_bad_plan_task_input_names_the_field(command):
             metadata=who(XINGMING),
         )
     assert filtered.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_dispatch_beyond_the_teams_people_says_its_tasks_wait(command):
+    stub = cpb_grpc.CommandServiceStub(command.channel)
+
+    async def volunteer(user: str, team: str) -> None:
+        await stub.CreateHandlerProfile(
+            cpb.CreateHandlerProfileRequest(
+                parent=PARENT,
+                handler_profile=cpb.HandlerProfile(
+                    user=user,
+                    roles=["volunteer"],
+                    teams=[team],
+                    on_duty=True,
+                    position=geo_pb2.GeoPoint(longitude=SQUARE[0], latitude=SQUARE[1]),
+                ),
+            ),
+            metadata=who(XINGMING),
+        )
+
+    await volunteer("users/vol_a", "crowd_control")
+    await volunteer("users/vol_other", "xingming_volunteer")  # not of the team
+    plan = square_plan()
+    del plan.levels[0].dispatches[:]
+    plan.levels[0].dispatches.append(pb.Dispatch(role="volunteer", team="crowd_control", count=2))
+    plan.levels[0].ClearField("notices")
+    made = await create(command, plan)
+    await change(command, made.name, 3)
+    tasks = await tasks_of(stub, made.name)
+    (offered,) = [t for t in tasks if t.state == cpb.Task.STATE_ASSIGNED]
+    (waiting,) = [t for t in tasks if t.state == cpb.Task.STATE_WAITING]
+    assert offered.handler == "users/vol_a"
+    assert "; offered to the nearest available volunteer (crowd_control)" in (
+        offered.routing.explanation
+    )
+    assert waiting.handler == ""
+    assert "; waiting for an available volunteer (crowd_control)" in waiting.routing.explanation
+    assert "offered" not in waiting.routing.explanation
+    # A second member of the team comes: the waiting task is offered, and says so.
+    await volunteer("users/vol_b", "crowd_control")
+    await command.command_desk.offer_waiting(XINGMING)
+    now = await stub.GetTask(cpb.GetTaskRequest(name=waiting.name), metadata=who(XINGMING))
+    assert now.handler == "users/vol_b"
+    assert "offered to the nearest available volunteer" in now.routing.explanation
+    # Declined, with nobody else of the team free, it waits again and says so.
+    back = await stub.DeclineTask(
+        cpb.DeclineTaskRequest(name=waiting.name), metadata=worker("users/vol_b")
+    )
+    assert back.state == cpb.Task.STATE_WAITING
+    assert "; waiting for an available volunteer (crowd_control)" in back.routing.explanation
