@@ -179,7 +179,7 @@ async def open_empowerment(
     ]
     plan_streams = tuple(s.strip() for s in settings.plan_fact_streams.split(",") if s.strip())
     if plan_streams:
-        # An emergency level's notices become the village's notices (ADR 38).
+        # An emergency level's notices become the village's notices (ADR 39).
         plan_notices = PlanNotices(board, bus, plan_streams, settings.consumer_name)
         tasks.append(asyncio.create_task(plan_notices.run(stop)))
     singletons = Singletons(

@@ -1,4 +1,4 @@
-"""An emergency level's notices as the village's notices (ADR 17, ADR 38).
+"""An emergency level's notices as the village's notices (ADR 17, ADR 39).
 
 Command publishes `emergency.level_changed` with the notices of the levels a change
 opened; each carries a free word for who is told ("residents", "grid_workers",
