@@ -7,6 +7,10 @@ bounds through `of` (`gateway/schemas/contract.py`).
 
 A field holding its default (an empty string, zero, no items) is not checked here:
 whether a value is required, and what zero means, is the domain's rule.
+
+Every string field, with limits or without, map keys and values included, is refused
+when it holds NUL (U+0000): PostgreSQL keeps no NUL in text, so a value one store
+would keep and the other refuse is refused by both. `bytes` fields may hold any byte.
 """
 
 from __future__ import annotations
@@ -64,6 +68,12 @@ class _Step:
     field: FieldDescriptor
     limits: Limits | None
     nested: tuple[_Step, ...]
+    text: bool  # a string field (or a map with string keys or values): no NUL in it
+    map_value: tuple[_Step, ...] = ()  # a map of messages: the steps of its values
+
+
+NUL = "\x00"
+_NUL_SAYS = "must not contain NUL (U+0000)"
 
 
 def _plan(descriptor: Any, visiting: frozenset[str] = frozenset()) -> tuple[_Step, ...]:
@@ -77,13 +87,22 @@ def _plan_cached(descriptor: Any, visiting: frozenset[str]) -> tuple[_Step, ...]
     inside = visiting | {descriptor.full_name}
     for field in descriptor.fields:
         nested: tuple[_Step, ...] = ()
+        map_value: tuple[_Step, ...] = ()
         child = field.message_type
         is_map = child is not None and child.GetOptions().map_entry
-        if child is not None and not is_map and child.full_name not in inside:
+        text = field.type == FieldDescriptor.TYPE_STRING
+        if is_map:
+            key, value = child.fields_by_name["key"], child.fields_by_name["value"]
+            string = FieldDescriptor.TYPE_STRING
+            text = string in (key.type, value.type)
+            inner = value.message_type
+            if inner is not None and inner.full_name not in inside:
+                map_value = _plan(inner, inside)
+        elif child is not None and child.full_name not in inside:
             nested = _plan(child, inside)
         limits = _declared(field)
-        if limits is not None or nested:
-            steps.append(_Step(field, limits, nested))
+        if limits is not None or nested or text or map_value:
+            steps.append(_Step(field, limits, nested, text, map_value))
     return tuple(steps)
 
 
@@ -112,6 +131,8 @@ def _scalar(value: Any, limits: Limits, path: str, out: list[FieldViolation]) ->
             out.append(FieldViolation(path, f"has {size} characters; at most {limits.max_length}"))
         if limits.pattern and isinstance(value, str) and not _matches(limits.pattern, value):
             out.append(FieldViolation(path, f"must match {limits.pattern}"))
+        if isinstance(value, str) and NUL in value:
+            out.append(FieldViolation(path, _NUL_SAYS))
         return
     if isinstance(value, bool) or value == 0:
         return
@@ -122,16 +143,34 @@ def _scalar(value: Any, limits: Limits, path: str, out: list[FieldViolation]) ->
         out.append(FieldViolation(path, f"{value} is not in {bounds}"))
 
 
+def _text(value: Any, path: str, out: list[FieldViolation]) -> None:
+    if isinstance(value, str) and NUL in value:
+        out.append(FieldViolation(path, _NUL_SAYS))
+
+
 def _walk(message: Message, steps: tuple[_Step, ...], prefix: str, out: list) -> None:
     for step in steps:
         name = step.field.name
         path = prefix + name
         value = getattr(message, name)
+        if step.field.message_type is not None and (step.text or step.map_value):  # a map
+            for key, item in value.items():
+                _text(key, f"{path}[{key!r}]", out)
+                if step.map_value:
+                    _walk(item, step.map_value, f"{path}[{key!r}].", out)
+                else:
+                    _text(item, f"{path}[{key!r}]", out)
+        elif step.text and step.limits is None:  # with limits, `_scalar` looks for NUL
+            if not step.field.is_repeated:
+                _text(value, path, out)
+            elif NUL in "".join(value):
+                for i, item in enumerate(value):
+                    _text(item, f"{path}[{i}]", out)
         if step.field.is_repeated:
             most = step.limits.max_items if step.limits is not None else 0
             if most and len(value) > most:
                 out.append(FieldViolation(path, f"has {len(value)} items; at most {most}"))
-            for i, item in enumerate(value):
+            for i, item in enumerate(value if step.nested or step.limits is not None else ()):
                 if step.nested:
                     _walk(item, step.nested, f"{path}[{i}].", out)
                 elif step.limits is not None:

@@ -116,6 +116,13 @@ async def test_bad_moves_name_the_field_or_the_state(command, grid_index):
         )
     )
     assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, {"media_uris[0]"})
+    # PostgreSQL keeps no NUL in text: refused before any store, naming the field.
+    code, fields = await refused(
+        stub.ResolveTask(
+            pb.ResolveTaskRequest(name=task.name, note="a\x00b"), metadata=worker(NEAR)
+        )
+    )
+    assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, {"note"})
     unchanged = await stub.GetTask(pb.GetTaskRequest(name=task.name), metadata=desk())
     assert unchanged.state == pb.Task.STATE_ACCEPTED and not unchanged.resolution_note
     code, _ = await refused(

@@ -85,10 +85,47 @@ def test_patterns_match_in_full():
         assert _fields(request) == ["category.code"], code
 
 
-def test_only_fields_with_limits_are_walked():
+def test_only_fields_with_limits_or_text_are_walked():
     from grassroots.type.v1 import geo_pb2
 
-    assert limits._plan(pb.GetEventRequest.DESCRIPTOR) == ()
+    # A name has no limits, but as text it is walked for NUL.
+    [step] = limits._plan(pb.GetEventRequest.DESCRIPTOR)
+    assert (step.field.name, step.limits, step.text) == ("name", None, True)
     # A batch of points is never walked point by point: only its CRS name has a bound.
     steps = limits._plan(geo_pb2.CoordinateArrays.DESCRIPTOR)
     assert [step.field.name for step in steps] == ["crs"]
+
+
+def test_nul_in_any_string_field_is_refused_naming_it():
+    """PostgreSQL keeps no NUL in text: refused on every string field, declared limits
+    or not, so both stores answer alike."""
+    request = pb.CreateEventRequest(
+        event=pb.Event(category="roads.damage", description="a\x00b", address="x\x00"),
+    )
+    assert sorted(_fields(request)) == ["event.address", "event.description"]
+    with pytest.raises(InvalidArgument) as refused:
+        limits.check(request)
+    assert all("NUL" in v.description for v in refused.value.violations)
+    assert _fields(pb.GetEventRequest(name="tenants/sh/events/e\x00")) == ["name"]  # no limits
+    repeated = pb.Event(category="roads.damage", media_uris=["https://x/ok.jpg", "https://x/\x00"])
+    assert _fields(repeated) == ["media_uris[1]"]
+
+
+def test_nul_in_a_map_key_or_value_is_refused():
+    from grassroots.empower.v1 import points_service_pb2 as points
+
+    rule = points.PointsRule(match={"task_kind": "volun\x00teer", "ok": "fine"})
+    assert _fields(rule) == ["match['task_kind']"]
+
+
+def test_nul_in_a_struct_string_is_refused():
+    from grassroots.map.v1 import map_service_pb2 as map_pb
+
+    feature = map_pb.Feature()
+    feature.properties.update({"name": "a\x00b", "height": 3})
+    assert _fields(feature) == ["properties.fields['name'].string_value"]
+
+
+def test_bytes_may_hold_nul():
+    photo = pb.CreateAttachmentRequest(parent="tenants/sh", content=b"\xff\xd8\x00\x00\x01")
+    assert _fields(photo) == []
