@@ -388,7 +388,40 @@ class Stack:
         credentials = demo_identity.DemoCredentials.load(self.credentials_file)
         return {"X-API-Key": credentials.app_keys[demo_identity.TOWN]}
 
+    def listeners(self) -> list[tuple[str, int, str]]:
+        """Every port the stack listens on: what listens, the port, the variable moving it."""
+        found = [
+            ("gateway HTTP", self.config.gateway_port, "GRASSROOTS_GATEWAY_PORT"),
+            ("edge gRPC", self.config.edge_port, "GRASSROOTS_EDGE_GRPC_PORT"),
+        ]
+        for name in SERVICES:
+            variable = f"GRASSROOTS_{name.upper()}_"
+            found.append((f"{name} gRPC", self.config.grpc_ports[name], variable + "GRPC_PORT"))
+            found.append(
+                (f"{name} metrics", self.config.metrics_ports[name], variable + "METRICS_PORT")
+            )
+        return found
+
+    def check_ports(self) -> None:
+        """Refuse to start, in one line, when another process holds a port the stack needs."""
+        taken = []
+        for what, port, variable in self.listeners():
+            if not port:
+                continue
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+                try:
+                    probe.bind((self.config.host, port))
+                except OSError:
+                    taken.append(f"{what} {self.config.host}:{port} ({variable})")
+        if taken:
+            raise RuntimeError(
+                f"another process holds {', '.join(taken)}; stop it (an earlier `make run`?), "
+                "start with `python -m devstack --free-ports`, or move each port with its variable"
+            )
+
     def start_all(self) -> None:
+        self.check_ports()
         self.ensure_demo_data()
         for name in (*SERVICES, "gateway", "edge"):
             self.start(name)

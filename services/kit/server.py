@@ -40,6 +40,17 @@ SERVER_OPTIONS = (
 )
 
 
+def port_taken(name: str, settings: BaseSettings, field: str) -> str:
+    """One line for a port another process holds: which, and how to choose another."""
+    prefix = settings.model_config.get("env_prefix", "")
+    host, port = getattr(settings, "host", ""), getattr(settings, field)
+    return (
+        f"{name}: cannot listen on {host}:{port}, another process is using it; "
+        f"stop that process, start the platform with `python -m devstack --free-ports`, "
+        f"or choose another port with {prefix}{field.upper()}"
+    )
+
+
 class Component(Protocol):
     """What a service hands to the bootstrap: its gRPC services and how to close them."""
 
@@ -85,9 +96,12 @@ async def start_server(name: str, settings: ServiceSettings, component: Componen
         ],
         server,
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    try:
+        port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    except RuntimeError:  # grpc's "Failed to bind": the port is taken
+        port = 0
     if port == 0:
-        raise SystemExit(f"{name}: cannot bind {settings.host}:{settings.grpc_port}")
+        raise SystemExit(port_taken(name, settings, "grpc_port"))
     await server.start()
     for service_name in ("", *component.service_names):
         await health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
@@ -198,7 +212,10 @@ def run_service(
     configure_logging(name, settings.log_level)
     tracing.configure_tracing(name)
     make_all_private(data_folders(settings))
-    metrics.serve_metrics(settings.metrics_port, settings.host)
+    try:
+        metrics.serve_metrics(settings.metrics_port, settings.host)
+    except OSError:
+        raise SystemExit(port_taken(name, settings, "metrics_port")) from None
     try:
         with (
             contextlib.suppress(KeyboardInterrupt),

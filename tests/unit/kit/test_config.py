@@ -50,6 +50,7 @@ def events_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
     return {
         "GRASSROOTS_EVENTS_GRPC_PORT": "0",
+        "GRASSROOTS_EVENTS_METRICS_PORT": "0",  # a platform running beside the tests holds 9102
         "GRASSROOTS_EVENTS_MAP_ADDRESS": "127.0.0.1:1",
         "GRASSROOTS_EVENTS_DATA_DIR": str(tmp_path),
         "GRASSROOTS_PRINCIPAL_KEYS": generate_keys_value(),
