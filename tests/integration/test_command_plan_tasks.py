@@ -5,6 +5,7 @@ the board, and cancelled when the plan stands down."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import httpx
@@ -99,3 +100,43 @@ def test_a_raised_level_opens_tasks_that_handlers_take_over_rest(stack: Stack) -
             "tasks"
         ]
         assert Counter(t["state"] for t in after) == Counter({"done": 1, "cancelled": 2})
+
+
+def test_the_demo_crowd_plan_sends_its_volunteers_and_its_notices_reach_the_village(
+    stack: Stack,
+) -> None:
+    stack.install_demo_command()
+    plan_name, _visits = stack.install_demo_plans()
+    desk = _signed_in(stack, "xingming.secretary")
+    plan_id = plan_name.rsplit("/", 1)[-1]
+    with httpx.Client(base_url=stack.config.gateway_url, timeout=30) as api:
+        raised = api.post(
+            f"{V}/emergencyPlans/{plan_id}:changeLevel",
+            headers=desk,
+            json={"level": 2, "reason": "5,412 people counted on the square"},
+        )
+        assert raised.status_code == 200, raised.text
+        tasks = api.get(f"{V}/tasks", headers=desk, params={"emergency_plan": plan_name}).json()[
+            "tasks"
+        ]
+        volunteers = [t for t in tasks if t["handler_role"] == "volunteer"]
+        assert len(volunteers) == 2
+        assert {t["state"] for t in volunteers} == {"assigned"}
+        assert len({t["handler"] for t in volunteers}) == 2
+        for task in volunteers:
+            assert "offered to the nearest available volunteer" in task["routing"]["explanation"]
+        bodies: set[str] = set()
+        for _ in range(100):
+            listed = api.get(f"{V}/notices", headers=desk, params={"page_size": 50})
+            assert listed.status_code == 200, listed.text
+            bodies = {n["body"] for n in listed.json()["notices"]}
+            if {"Crowd building on the square", "Avoid the village square"} <= bodies:
+                break
+            time.sleep(0.2)
+        assert {"Crowd building on the square", "Avoid the village square"} <= bodies
+        down = api.post(
+            f"{V}/emergencyPlans/{plan_id}:changeLevel",
+            headers=desk,
+            json={"level": 0, "reason": "square empty again"},
+        )
+        assert down.status_code == 200, down.text
