@@ -60,16 +60,8 @@ _ESCALATION_TO_PB = {
     EscalationAction.ADD_SUPERVISOR: pb.ESCALATION_ACTION_ADD_SUPERVISOR,
     EscalationAction.REASSIGN: pb.ESCALATION_ACTION_REASSIGN,
 }
-# Filter values name states as REST does: "assigned" is the contract's word for offered.
-_STATE_FILTER = {
-    "assigned": "offered",
-    "offered": "offered",
-    "accepted": "accepted",
-    "in_progress": "in_progress",
-    "done": "done",
-    "waiting": "waiting",
-    "cancelled": "cancelled",
-}
+# Filter values name states as the contract does ("assigned"), stored by their own word.
+_STATE_FILTER = {state.published: state.value for state in TaskState}
 _TASK_FILTERS = (
     "handler",
     "state",

@@ -22,12 +22,20 @@ class EscalationAction(StrEnum):
 
 
 class TaskState(StrEnum):
+    """A task's state. The value is the stored word; `published` is the contract's
+    (`Task.State`), the one word callers see in REST, filters, the board and errors."""
+
     OFFERED = "offered"  # the contract's ASSIGNED: offered to a handler, not yet accepted
     ACCEPTED = "accepted"
     IN_PROGRESS = "in_progress"
     DONE = "done"
     WAITING = "waiting"  # routed, but no available handler holds the role yet
     CANCELLED = "cancelled"
+
+    @property
+    def published(self) -> str:
+        """The contract's name of the state: `assigned` for an offered task."""
+        return "assigned" if self is TaskState.OFFERED else self.value
 
 
 OPEN_TASK_STATES = frozenset(

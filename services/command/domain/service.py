@@ -847,7 +847,9 @@ class CommandDesk:
             raise NotFound(f"tenant {tenant!r} not found")
         counts = await self.store.board(tenant, self.clock())
         workload = await self.store.list_handlers(tenant, {}, 1000, 0)
-        return counts, workload
+        # The stores count by the stored word; the board names states as the contract does.
+        by_state = {TaskState(k).published: n for k, n in counts.by_state.items()}
+        return replace(counts, by_state=by_state), workload
 
 
 def _offerable(task: Task) -> bool:

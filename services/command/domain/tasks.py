@@ -88,10 +88,10 @@ def check(principal: Principal, task: Task, move: Move) -> TaskState:
     if target is None:
         allowed = sorted(m.value for (m, s) in MOVES if s is task.state)
         raise FailedPrecondition(
-            f"cannot {move.value} a task that is {task.state.value}"
+            f"cannot {move.value} a task that is {task.state.published}"
             + (f"; it may be: {', '.join(allowed)}" if allowed else ""),
             reason="ILLEGAL_TASK_MOVE",
-            metadata={"current_state": task.state.value, "move": move.value},
+            metadata={"current_state": task.state.published, "move": move.value},
         )
     if not actors(principal, task) & MAY[move]:
         who = " or ".join(sorted(a.value for a in MAY[move]))

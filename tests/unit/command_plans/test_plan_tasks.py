@@ -137,7 +137,7 @@ async def test_raising_a_level_opens_tasks_offered_to_the_nearest_holders_of_the
     board = await stub.GetCommandBoard(
         cpb.GetCommandBoardRequest(parent=PARENT), metadata=who(XINGMING)
     )
-    assert {c.key: c.count for c in board.by_state} == {"offered": 4}
+    assert {c.key: c.count for c in board.by_state} == {"assigned": 4}
     assert {w.handler: w.open_tasks for w in board.workload}[VOLUNTEER] == 2
 
 
@@ -189,7 +189,7 @@ async def test_plan_tasks_are_declined_accepted_resolved_and_cancelled_on_a_step
         cpb.GetCommandBoardRequest(parent=PARENT), metadata=who(XINGMING)
     )
     # Open tasks only: the two new offers; MID's resolution counts in the mean times.
-    assert {c.key: c.count for c in board.by_state} == {"offered": 2}
+    assert {c.key: c.count for c in board.by_state} == {"assigned": 2}
     assert board.mean_time_to_resolve.ToTimedelta().total_seconds() >= 0
 
 

@@ -75,13 +75,24 @@ async def test_a_level_raised_over_rest_opens_tasks_a_handler_takes(command) -> 
         (waiting,) = [t for t in tasks if t["state"] == "waiting"]
         assert waiting["description"].endswith("Close the underpass")
         board = (await desk.get(f"{V}/commandBoard")).json()
-        assert board["by_state"] == {"offered": 2, "waiting": 1}
+        # One name for an offered task, the contract's: board, list filter and errors.
+        assert board["by_state"] == {"assigned": 2, "waiting": 1}
+        offered = await desk.get(f"{V}/tasks", params={"state": "assigned"})
+        assert len(offered.json()["tasks"]) == 2, offered.text
+        other_word = await desk.get(f"{V}/tasks", params={"state": "offered"})
+        assert other_word.status_code == 400 and "state" in other_word.text
+        early = await worker.post(f"{V}/tasks/{mine['id']}:resolve", json={"note": "x"})
+        assert early.status_code == 400, early.text
+        assert "cannot resolve a task that is assigned" in early.json()["error"]["message"]
 
         accepted = await worker.post(f"{V}/tasks/{mine['id']}:accept")
         assert accepted.status_code == 200, accepted.text
         assert accepted.json()["state"] == "accepted"
         again = await worker.post(f"{V}/tasks/{mine['id']}:accept")
         assert again.status_code == 400, again.text
+        nul = await worker.post(f"{V}/tasks/{mine['id']}:resolve", json={"note": "a\u0000b"})
+        assert nul.status_code == 400, nul.text  # PostgreSQL keeps no NUL in text
+        assert [v["field"] for v in nul.json()["error"]["field_violations"]] == ["note"]
         done = await worker.post(f"{V}/tasks/{mine['id']}:resolve", json={"note": "barrier up"})
         assert done.status_code == 200, done.text
         assert done.json()["state"] == "done"
