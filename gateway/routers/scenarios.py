@@ -6,8 +6,8 @@ a platform service acting for the village, over the gateway's own channels, and 
 the install record in empower's catalog. The caller's part is deciding whether it may:
 
 * the catalog answers, for the caller, whether the village is in its subtree (404
-  otherwise, as for a village that does not exist), and the tenant tree whether the
-  node is a village (400 naming `tenant` for a town or a grid cell);
+  otherwise); the composer itself refuses a node that does not exist (404) or is not a
+  village (400 naming `tenant` for a town or a grid cell), as it does for the CLI;
 * installing and uninstalling need `scenarios:install`, the scope of the catalog's
   install record; a plan changes nothing and needs the catalog's read scope;
 * only templates of the shelf are installed (`scenario` names one; a manifest cannot
@@ -34,10 +34,18 @@ from gateway.schemas.scenarios import (
 )
 from grassroots.empower.v1 import catalog_service_pb2 as catalog_pb
 from grassroots.empower.v1 import catalog_service_pb2_grpc as catalog_grpc
-from grassroots.empower.v1 import empower_service_pb2 as empower_pb
-from scenarios.composer import Applied, ApplyError, Composer, ManifestError, Plan, PlanBlocked
+from scenarios.composer import (
+    Applied,
+    ApplyError,
+    Composer,
+    ManifestError,
+    NotAVillage,
+    Plan,
+    PlanBlocked,
+)
 from scenarios.composer import catalog as shelf
 from scenarios.composer.manifest import Manifest
+from services.kit import tenancy
 from services.kit.errors import FieldViolation
 from services.kit.principal import Principal
 
@@ -60,22 +68,16 @@ def _composer(
 
 
 async def _village(tenant: str, request: Request, who: Principal) -> str:
-    """The village's path, if the caller may act for it."""
+    """The village's path, if the caller may act for it. Whether the node exists and is a
+    village is the composer's check (`NotAVillage`), as for the CLI."""
     upstreams = request.app.state.upstreams
-    await call(  # the catalog refuses a village outside the caller's subtree (404)
+    await call(  # the catalog refuses a node outside the caller's subtree (404)
         upstreams.catalog.ListInstallations(
             catalog_pb.ListInstallationsRequest(parent=parent(tenant), page_size=1),
             metadata=call_metadata(who),
         )
     )
-    node = await call(
-        upstreams.empower.GetTenant(
-            empower_pb.GetTenantRequest(name=parent(tenant)), metadata=call_metadata(who)
-        )
-    )
-    if node.level != empower_pb.Tenant.LEVEL_VILLAGE:
-        raise _invalid("tenant", f"{node.path} is not a village: scenarios are installed in one")
-    return str(node.path)
+    return tenancy.parse_parent(parent(tenant), "tenant")
 
 
 def _invalid(field: str, description: str, status: int = 400, reason: str = "") -> ApiError:
@@ -98,6 +100,10 @@ async def _composing(work: Any) -> Any:
     """The composer's answer; its refusals in the gateway's error shape."""
     try:
         return await work
+    except NotAVillage as exc:
+        if not exc.found:
+            raise ApiError(404, exc.message, reason="NOT_FOUND") from None
+        raise _invalid("tenant", exc.message) from None
     except PlanBlocked as exc:
         raise _invalid(exc.path, exc.message, 409, "PLAN_BLOCKED") from None
     except ManifestError as exc:
@@ -162,7 +168,15 @@ async def plan_scenario(
     manifest = _manifest(body.scenario)
     upstreams = request.app.state.upstreams
     composer = _composer(upstreams.catalog, upstreams.channels)
-    plan = await _composing(composer.plan(village, manifest, body.overrides))
+    plan = await _composing(
+        composer.plan(
+            village,
+            manifest,
+            body.overrides,
+            reset=body.reset,
+            allow_downgrade=body.allow_downgrade,
+        )
+    )
     return _plan_out(plan)
 
 
@@ -185,7 +199,15 @@ async def install_scenario(
     manifest = _manifest(body.scenario)
     upstreams = request.app.state.upstreams
     composer = _composer(upstreams.catalog, upstreams.channels)
-    applied = await _composing(composer.apply(village, manifest, body.overrides))
+    applied = await _composing(
+        composer.apply(
+            village,
+            manifest,
+            body.overrides,
+            reset=body.reset,
+            allow_downgrade=body.allow_downgrade,
+        )
+    )
     return _applied_out(applied)
 
 

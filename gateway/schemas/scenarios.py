@@ -25,8 +25,16 @@ class ScenarioIn(BaseModel):
         None,
         max_length=100,
         examples=[{"radius_m": 300}],
-        description="settings the village chooses (omitted: keep the ones it chose before; "
-        "{}: the template's defaults)",
+        description="settings the village chooses, merged with the ones it chose before "
+        "(omitted: keep those; {}: the template's defaults; see reset)",
+    )
+    reset: bool = Field(
+        False,
+        description="forget the village's earlier overrides: the template's defaults, then "
+        "`overrides`",
+    )
+    allow_downgrade: bool = Field(
+        False, description="allow a template older than the version installed"
     )
 
 

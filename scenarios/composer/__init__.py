@@ -14,6 +14,7 @@ from scenarios.composer.composer import (
     ApplyError,
     Composer,
     Installed,
+    NotAVillage,
     composer_principal,
 )
 from scenarios.composer.manifest import Manifest, ManifestError, Setting, load, parse
@@ -28,6 +29,7 @@ __all__ = [
     "Installed",
     "Manifest",
     "ManifestError",
+    "NotAVillage",
     "Op",
     "Plan",
     "PlanBlocked",

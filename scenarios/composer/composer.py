@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from google.protobuf.message import Message
 
 from grassroots.command.v1 import command_service_pb2 as command_pb
 from grassroots.empower.v1 import catalog_service_pb2 as catalog_pb
+from grassroots.empower.v1 import empower_service_pb2 as empower_pb
 from scenarios.composer.kinds import KINDS, Stubs
 from scenarios.composer.manifest import Manifest, ManifestError, resolve_settings
 from scenarios.composer.plan import (
@@ -36,9 +38,12 @@ from scenarios.composer.plan import (
     PlanBlocked,
     Record,
     Recorded,
+    blame,
     desired_of,
     diff,
     own_only,
+    seen_digest,
+    version_key,
 )
 from services.kit import context as ctx
 from services.kit import tenancy
@@ -91,7 +96,17 @@ class ApplyError(RuntimeError):
     def __init__(self, path: str, message: str, code: str = "") -> None:
         self.path = path
         self.code = code
+        self.reason = message
         super().__init__(f"{path}: {message}")
+
+
+class NotAVillage(ManifestError):
+    """The target is not a village of the tenant tree: `found` is false when no such node
+    exists at all, true for a node of another level (a town, a grid cell)."""
+
+    def __init__(self, village: str, message: str, *, found: bool) -> None:
+        self.found = found
+        super().__init__("village", message)
 
 
 @dataclass(frozen=True)
@@ -248,28 +263,60 @@ class Composer:
     # ---- planning ----------------------------------------------------------------------
 
     async def plan(
-        self, village: str, manifest: Manifest, overrides: Mapping[str, Any] | None = None
+        self,
+        village: str,
+        manifest: Manifest,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        reset: bool = False,
+        allow_downgrade: bool = False,
     ) -> Plan:
-        """What applying `manifest` would change. `overrides=None` keeps the village's
-        recorded overrides; `{}` goes back to the manifest's defaults."""
+        """What applying `manifest` would change. The village's recorded overrides are kept
+        and `overrides` are merged over them (`None`: keep them as they are); `{}` or
+        `reset=True` starts from the manifest's defaults instead. A manifest older than the
+        installed version is blocked unless `allow_downgrade`."""
         with _Acting(self.principal_for(village)):
-            return await self._plan(village, manifest, overrides)
+            return await self._plan(village, manifest, overrides, reset, allow_downgrade)
+
+    async def _village(self, village: str) -> None:
+        """Scenarios are installed in an existing village node, never a town, a grid cell
+        or a path nobody made (the tenant tree is empower's)."""
+        try:
+            node = await self.stubs.tenants.GetTenant(
+                empower_pb.GetTenantRequest(name=tenancy.tenant_name(village))
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            raise NotAVillage(village, f"no village {village}", found=False) from None
+        if node.level != empower_pb.Tenant.LEVEL_VILLAGE:
+            raise NotAVillage(
+                village, f"{node.path} is not a village: scenarios are installed in one", found=True
+            )
 
     async def _plan(
-        self, village: str, manifest: Manifest, overrides: Mapping[str, Any] | None
+        self,
+        village: str,
+        manifest: Manifest,
+        overrides: Mapping[str, Any] | None,
+        reset: bool = False,
+        allow_downgrade: bool = False,
     ) -> Plan:
+        await self._village(village)
         parent = tenancy.tenant_name(village)
         records = [_record(m) for m in await self._records(village)]
         mine = next((r for r in records if r.scenario == manifest.id), None)
         others = [r for r in records if r.scenario != manifest.id]
-        if overrides is None:  # keep what the village chose, where the version still has it
-            overrides = {
-                k: _typed(manifest, k, v)
-                for k, v in (mine.settings if mine else {}).items()
-                if k in manifest.settings
-            }
+        kept = {  # what the village chose, where the version still has it
+            k: _typed(manifest, k, v)
+            for k, v in (mine.settings if mine else {}).items()
+            if k in manifest.settings
+        }
+        if reset or (overrides is not None and not overrides):
+            kept = {}
+        overrides = {**kept, **(overrides or {})}
         settings = resolve_settings(manifest, overrides)
-        desired = desired_of(manifest, settings, parent)
+        desired = desired_of(manifest, settings, parent, overrides)
         kinds = {d.declared.kind for d in desired} | {
             r.kind for r in (mine.resources if mine else ())
         }
@@ -283,13 +330,23 @@ class Composer:
             f"no handler in {village} has the role {role!r} the scenario dispatches to"
             for role in missing
         )
-        return Plan(**{**plan.__dict__, "warnings": warnings})
+        blockers = plan.blockers
+        if mine is not None and version_key(manifest.version) < version_key(mine.version):
+            if allow_downgrade:
+                warnings += (f"a downgrade from {mine.version}: allowed",)
+            else:
+                blockers += (
+                    f"{manifest.version} is older than the installed {mine.version}: a "
+                    "downgrade is refused unless allowed (--allow-downgrade, allow_downgrade)",
+                )
+        return Plan(**{**plan.__dict__, "warnings": warnings, "blockers": blockers})
 
     async def plan_uninstall(self, village: str, scenario: str) -> Plan:
         with _Acting(self.principal_for(village)):
             return await self._plan_uninstall(village, scenario)
 
     async def _plan_uninstall(self, village: str, scenario: str) -> Plan:
+        await self._village(village)
         parent = tenancy.tenant_name(village)
         records = [_record(m) for m in await self._records(village)]
         mine = next((r for r in records if r.scenario == scenario), None)
@@ -302,20 +359,33 @@ class Composer:
     # ---- changing ----------------------------------------------------------------------
 
     async def apply(
-        self, village: str, manifest: Manifest, overrides: Mapping[str, Any] | None = None
+        self,
+        village: str,
+        manifest: Manifest,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        reset: bool = False,
+        allow_downgrade: bool = False,
     ) -> Applied:
-        """Make the village as the manifest says (install, finish, or change settings)."""
+        """Make the village as the manifest says (install, finish, or change settings);
+        overrides as for `plan`."""
         with _Acting(self.principal_for(village)):
-            plan = await self._plan(village, manifest, overrides)
+            plan = await self._plan(village, manifest, overrides, reset, allow_downgrade)
             return await self._apply(village, manifest, plan)
 
     async def upgrade(
-        self, village: str, manifest: Manifest, overrides: Mapping[str, Any] | None = None
+        self,
+        village: str,
+        manifest: Manifest,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        reset: bool = False,
+        allow_downgrade: bool = False,
     ) -> Applied:
         """Move an installed scenario to the manifest's version, keeping the village's
-        overrides unless others are given."""
+        overrides (merged with any given, as for `plan`)."""
         with _Acting(self.principal_for(village)):
-            plan = await self._plan(village, manifest, overrides)
+            plan = await self._plan(village, manifest, overrides, reset, allow_downgrade)
             if plan.record is None:
                 raise ManifestError("scenario", f"{manifest.id!r} is not installed in {village}")
             return await self._apply(village, manifest, plan)
@@ -350,7 +420,19 @@ class Composer:
             record_name = created.name
         elif plan.changes or plan.record.complete:
             await self._write_record(plan, record_name, listed, complete=False)
-        done = await self._run(plan, manifest.source)
+        try:
+            done = await self._run(plan, manifest.source)
+        except ApplyError:
+            if plan.record is not None:  # the next apply goes back to what the village chose
+                back = Plan(
+                    **{
+                        **plan.__dict__,
+                        "to_version": plan.record.version,
+                        "settings": plan.record.settings,
+                    }
+                )
+                await self._write_record(back, record_name, listed, complete=False)
+            raise
         final = [_named(a, done) for a in plan.kept()]
         await self._write_record(plan, record_name, final, complete=True)
         return Applied(plan, record_name, "complete", done)
@@ -390,17 +472,21 @@ class Composer:
         steps = [a for a in plan.actions if a.op not in (Op.KEEP, Op.RELEASE)]
         for _, group in itertools.groupby(steps, key=lambda a: (a.op in (Op.DELETE,), a.kind)):
             batch = list(group)
-            done.extend(await asyncio.gather(*(self._step(a, plan.village) for a in batch)))
+            done.extend(
+                await asyncio.gather(*(self._step(a, plan.village, plan.settings) for a in batch))
+            )
         return tuple(done)
 
-    async def _step(self, action: Action, parent: str) -> Action:
+    async def _step(self, action: Action, parent: str, overrides: Mapping[str, Any]) -> Action:
         kind = KINDS[action.kind]
+        deleted = False
         try:
             if action.op == Op.DELETE or (action.op == Op.REPLACE and kind.delete is not None):
                 assert kind.delete is not None
                 await _unless(kind.delete(self.stubs, action.name), grpc.StatusCode.NOT_FOUND)
                 if action.op == Op.DELETE:
                     return action
+                deleted = True
             assert action.desired is not None
             request_id = f"sc-{action.kind}-{action.key}-{action.digest}"[:128]
             made = await _unless(
@@ -408,9 +494,39 @@ class Composer:
                 grpc.StatusCode.ALREADY_EXISTS,
             )
         except grpc.aio.AioRpcError as exc:
-            raise _apply_error(action, exc) from None
+            error = _apply_error(action, exc, overrides)
+            if deleted and action.previous is not None:
+                raise await self._put_back(action, parent, error) from None
+            raise error from None
         name = getattr(made, "name", "") if made is not None else ""
-        return Action(**{**action.__dict__, "name": name or action.name})
+        digest = action.digest
+        if made is not None:  # remembered as the component made it (ADR 26's addendum)
+            digest = f"{action.desired.digest}/{seen_digest(made, action.desired.written)}"
+        return Action(**{**action.__dict__, "name": name or action.name, "digest": digest})
+
+    async def _put_back(self, action: Action, parent: str, error: ApplyError) -> ApplyError:
+        """A replace whose create was refused creates the deleted resource again, so the
+        village keeps what it had (ADR 26's addendum); the error says whether it could."""
+        assert action.previous is not None
+        kind = KINDS[action.kind]
+        request_id = f"sc-back-{action.kind}-{action.key}-{uuid.uuid4().hex[:12]}"[:128]
+        try:
+            await _unless(
+                kind.create(self.stubs, parent, action.key, action.previous, request_id),
+                grpc.StatusCode.ALREADY_EXISTS,
+            )
+        except grpc.aio.AioRpcError as exc:
+            failure = failure_of(exc)
+            return ApplyError(
+                error.path,
+                f"{error.reason}; putting back {action.name} failed too "
+                f"({failure.code.name}: {failure.message}): the village lacks it until an "
+                "apply finishes",
+                error.code,
+            )
+        return ApplyError(
+            error.path, f"{error.reason}; {action.name} was put back as it was", error.code
+        )
 
 
 def _typed(manifest: Manifest, name: str, value: Any) -> Any:
@@ -442,12 +558,23 @@ async def _unless(call: Any, code: grpc.StatusCode) -> Any:
         return None
 
 
-def _apply_error(action: Action, exc: grpc.aio.AioRpcError) -> ApplyError:
+def _apply_error(
+    action: Action, exc: grpc.aio.AioRpcError, overrides: Mapping[str, Any]
+) -> ApplyError:
     failure = failure_of(exc)
-    path = action.desired.declared.path if action.desired else f"{action.kind}/{action.key}"
-    if failure.violations:
+    if action.desired is None:
+        path = f"{action.kind}/{action.key}"
+    elif failure.violations:
         field = failure.violations[0].field.split(".", 1)[-1]
-        return ApplyError(f"{path}.{field}", failure.violations[0].description, failure.code.name)
+        path, why = blame(
+            action.desired.declared, field, failure.violations[0].description, overrides, {}
+        )
+        return ApplyError(path, why, failure.code.name)
+    else:
+        path, why = blame(
+            action.desired.declared, "", f"{failure.code.name}: {failure.message}", overrides, {}
+        )
+        return ApplyError(path, why, failure.code.name)
     return ApplyError(path, f"{failure.code.name}: {failure.message}", failure.code.name)
 
 

@@ -31,6 +31,7 @@ from grassroots.command.v1 import plans_service_pb2_grpc as plans_grpc
 from grassroots.empower.v1 import catalog_service_pb2_grpc as catalog_grpc
 from grassroots.empower.v1 import credit_service_pb2 as credit_pb
 from grassroots.empower.v1 import credit_service_pb2_grpc as credit_grpc
+from grassroots.empower.v1 import empower_service_pb2_grpc as empower_grpc
 from grassroots.empower.v1 import forms_service_pb2 as forms_pb
 from grassroots.empower.v1 import forms_service_pb2_grpc as forms_grpc
 from grassroots.empower.v1 import notices_service_pb2 as notices_pb
@@ -43,6 +44,9 @@ from grassroots.map.v1 import map_service_pb2 as map_pb
 from grassroots.map.v1 import map_service_pb2_grpc as map_grpc
 from grassroots.twin.v1 import twin_service_pb2 as twin_pb
 from grassroots.twin.v1 import twin_service_pb2_grpc as twin_grpc
+from services.empower.domain.credit import check_bands
+from services.empower.domain.credit_model import Band
+from services.kit.errors import InvalidArgument
 
 
 class Stubs:
@@ -59,11 +63,14 @@ class Stubs:
         self.notices = notices_grpc.NoticesServiceStub(channels["empower"])
         self.catalog = catalog_grpc.CatalogServiceStub(channels["empower"])
         self.credit = credit_grpc.CreditServiceStub(channels["empower"])
+        self.tenants = empower_grpc.EmpowerServiceStub(channels["empower"])
 
 
 Lister = Callable[[Stubs, str], Awaitable[list[Any]]]
 Creator = Callable[[Stubs, str, str, Any, str], Awaitable[Any]]
 Deleter = Callable[[Stubs, str], Awaitable[None]]
+# A component's rule the composer can check before any call: (field, why) or None.
+Checker = Callable[[Any], tuple[str, str] | None]
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class Kind:
     keyed: bool = True
     delete: Deleter | None = None
     upsert: bool = False  # create again changes it in place
+    check: Checker | None = None
 
     def name_of(self, parent: str, key: str) -> str:
         return f"{parent}/{self.collection}/{key}"
@@ -297,6 +305,16 @@ async def _create_credit_policy(s: Stubs, parent: str, key: str, message: Any, _
     )
 
 
+def _check_credit_policy(message: Any) -> tuple[str, str] | None:
+    """Empower's own band rule (highest first, strictly falling, the last at 0)."""
+    try:
+        check_bands([Band(b.band, b.min_score) for b in message.bands], "bands")
+    except InvalidArgument as exc:
+        found = exc.violations[0] if exc.violations else None
+        return (found.field, found.description) if found else ("bands", str(exc))
+    return None
+
+
 async def _delete_credit_policy(s: Stubs, name: str) -> None:
     await s.credit.DeleteCreditPolicy(credit_pb.DeleteCreditPolicyRequest(name=name))
 
@@ -392,6 +410,7 @@ KINDS: dict[str, Kind] = {
             _list_credit_policies,
             _create_credit_policy,
             delete=_delete_credit_policy,
+            check=_check_credit_policy,
         ),
         Kind(
             "empower.notices",

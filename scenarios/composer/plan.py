@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,8 +27,15 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from scenarios.composer.kinds import KINDS, Kind
+from scenarios.composer.manifest import (
+    _REFERENCE,
+    BUILTINS,
+    Declared,
+    Manifest,
+    ManifestError,
+    render,
+)
 from scenarios.composer.manifest import KINDS as ORDER
-from scenarios.composer.manifest import Declared, Manifest, ManifestError, render
 from services.kit import tenancy
 
 
@@ -94,6 +102,7 @@ class Action:
     fields: tuple[str, ...] = ()  # what differs, for ~ and -/+
     note: str = ""
     desired: Desired | None = None
+    previous: Message | None = None  # what a replace deletes, to put back if the create fails
 
     @property
     def symbol(self) -> str:
@@ -123,6 +132,13 @@ class Plan:
     @property
     def uninstall(self) -> bool:
         return not self.to_version
+
+    @property
+    def downgrade(self) -> bool:
+        """The manifest is older than the installed version."""
+        return bool(self.from_version and self.to_version) and version_key(
+            self.to_version
+        ) < version_key(self.from_version)
 
     @property
     def changes(self) -> tuple[Action, ...]:
@@ -163,9 +179,9 @@ class Plan:
         if self.uninstall:
             head = f"uninstall {self.scenario} {self.from_version} from {self.village}"
         elif self.from_version and self.from_version != self.to_version:
+            verb = "downgrade" if self.downgrade else "upgrade"
             head = (
-                f"upgrade {self.scenario} {self.from_version} -> {self.to_version} "
-                f"in {self.village}"
+                f"{verb} {self.scenario} {self.from_version} -> {self.to_version} in {self.village}"
             )
         else:
             head = f"install {self.scenario} {self.to_version} in {self.village}"
@@ -189,6 +205,12 @@ class PlanBlocked(ManifestError):
     """The plan cannot be applied (a shared resource would change, or a kind cannot)."""
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    """`1.10.0` as (1, 10, 0), to order versions (a pre-release suffix is ignored)."""
+    core = version.split("+", 1)[0].split("-", 1)[0]
+    return tuple(int(p) if p.isdigit() else 0 for p in core.split("."))
+
+
 def digest_of(kind: str, key: str, message: Message) -> str:
     """A short hash of the specification as the component's message (so 80 and 80.0,
     or a field spelt in snake_case or camelCase, are one specification)."""
@@ -197,8 +219,29 @@ def digest_of(kind: str, key: str, message: Message) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def desired_of(manifest: Manifest, settings: Mapping[str, Any], parent: str) -> list[Desired]:
-    """Every declared resource rendered for the village, parsed as its component's message."""
+def seen_digest(message: Message, written: Iterable[str]) -> str:
+    """A short hash of the written fields as the component holds them (its defaults and
+    normalisations included: a points rule without a cap keeps no cap period)."""
+    body = _as_dict(message)
+    part = {k: body.get(k) for k in sorted(set(written))}
+    text = json.dumps(part, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def spec_digest(recorded: str) -> str:
+    """The specification's digest of a recorded one (`<spec>/<as the component made it>`)."""
+    return recorded.split("/", 1)[0]
+
+
+def desired_of(
+    manifest: Manifest,
+    settings: Mapping[str, Any],
+    parent: str,
+    overrides: Mapping[str, Any] | None = None,
+) -> list[Desired]:
+    """Every declared resource rendered for the village, parsed as its component's message
+    and checked against the component's rules the composer knows (`Kind.check`); a value
+    refused because of a village's override names the override."""
     values = {**settings, "tenant": parent, "village": tenancy.parse_parent(parent)}
     found: list[Desired] = []
     for declared in manifest.resources:
@@ -208,6 +251,13 @@ def desired_of(manifest: Manifest, settings: Mapping[str, Any], parent: str) -> 
             message = kind.parse(spec, declared.key)
         except json_format.ParseError as exc:
             raise ManifestError(declared.path, str(exc), manifest.source) from None
+        if kind.check is not None:
+            refused = kind.check(message)
+            if refused is not None:
+                path, why = blame(declared, refused[0], refused[1], overrides or {}, settings)
+                raise ManifestError(
+                    path, why, "" if path.startswith("overrides.") else manifest.source
+                )
         written = tuple(_json_name(message, k) for k in spec)
         if kind.key_field:
             written += (_json_name(message, kind.key_field),)
@@ -215,6 +265,57 @@ def desired_of(manifest: Manifest, settings: Mapping[str, Any], parent: str) -> 
             Desired(declared, message, digest_of(declared.kind, declared.key, message), written)
         )
     return found
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def _setting_at(spec: Any, field: str) -> str:
+    """The setting a rendered field came from (`bands[1].min_score` -> `band_b_min`)."""
+    node = spec
+    for part in re.findall(r"[^.\[\]]+", field):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, Mapping):
+            node = node.get(part, node.get(_camel(part)))
+        else:
+            return ""
+    found = _REFERENCE.fullmatch(node) if isinstance(node, str) else None
+    return found.group(1) if found and found.group(1) not in BUILTINS else ""
+
+
+def blame(
+    declared: Declared,
+    field: str,
+    why: str,
+    overrides: Mapping[str, Any],
+    settings: Mapping[str, Any],
+) -> tuple[str, str]:
+    """Where a refused value came from: `(path, message)`. When the resource uses the
+    village's overrides, the path is the override (the one at the field if it is one, else
+    the only or first one the resource uses) and the message names the manifest field."""
+    at = f"{declared.path}.{field}" if field else declared.path
+    here = _setting_at(declared.spec, field)
+    used = [
+        n
+        for n in dict.fromkeys(_REFERENCE.findall(json.dumps(declared.spec)))
+        for n in [n[0]]
+        if n in overrides
+    ]
+    if not used:
+        if here:
+            value = f"={settings[here]!r}" if here in settings else ""
+            return at, f"{why} (the setting {here}{value})"
+        return at, why
+    culprit = here if here in overrides else used[0]
+    chosen = ", ".join(f"{n}={overrides[n]!r}" for n in used)
+    source = f"from the setting {here}; " if here and here != culprit else ""
+    return (
+        f"overrides.{culprit}",
+        f"makes {at} refused: {why} ({source}the village's overrides here: {chosen})",
+    )
 
 
 def _json_name(message: Message, key: str) -> str:
@@ -259,6 +360,15 @@ def differences(desired: Desired, actual: Message) -> tuple[str, ...]:
     )
 
 
+def _written_copy(current: Message, written: Sequence[str]) -> Message:
+    """The fields the manifest writes, as the resource has them now (what a rollback
+    creates again; the rest is the component's to fill in)."""
+    body = {k: v for k, v in json_format.MessageToDict(current).items() if k in written}
+    copy = type(current)()
+    json_format.ParseDict(body, copy)
+    return copy
+
+
 def _own(parent: str, name: str) -> bool:
     return name.startswith(parent + "/")
 
@@ -279,7 +389,13 @@ def diff(
     for other in others:
         for r in other.resources:
             users.setdefault(r.name, []).append(other.scenario)
-    shared_named = {(r.kind, r.key, r.digest): r.name for o in others for r in o.resources}
+    shared_named = {
+        (r.kind, r.key, spec_digest(r.digest)): r.name for o in others for r in o.resources
+    }
+    recorded: dict[str, set[str]] = {}
+    for rec in [*others, *([record] if record else [])]:
+        for x in rec.resources:
+            recorded.setdefault(x.name, set()).add(x.digest)
     mine = {(r.kind, r.key): r for r in (record.resources if record else ())}
     actions: list[Action] = []
     blockers: list[str] = []
@@ -294,13 +410,19 @@ def diff(
         if current is None:
             actions.append(Action(Op.CREATE, kind.name, key, name, d.digest, True, desired=d))
             continue
-        changed = differences(d, current)
+        # As an apply of this very specification left it: the component's own form of it
+        # (a default it fills in, a field it clears) is not a difference.
+        full = f"{d.digest}/{seen_digest(current, d.written)}"
+        changed = () if full in recorded.get(name, ()) else differences(d, current)
         if not changed:
+            digest = (
+                before.digest if before is not None and before.digest in (d.digest, full) else full
+            )
             note = f"shared with {', '.join(sorted(users[name]))}" if name in users else ""
             if not owned and name not in users:
                 note = "was in the village already; used, not owned"
             actions.append(
-                Action(Op.KEEP, kind.name, key, name, d.digest, owned, note=note, desired=d)
+                Action(Op.KEEP, kind.name, key, name, digest, owned, note=note, desired=d)
             )
             continue
         if name in users:
@@ -316,10 +438,12 @@ def diff(
                 "resource another id"
             )
             continue
+        previous = None
         if kind.upsert:
             op, note = Op.UPDATE, ""
         elif kind.delete is not None:
             op, note = Op.REPLACE, "the component changes it by delete and create"
+            previous = _written_copy(current, d.written)
         elif not kind.keyed:
             op, note = Op.REPLACE, "a new one is made; the old one is released"
         else:
@@ -329,7 +453,9 @@ def diff(
                 "give it another id"
             )
             continue
-        actions.append(Action(op, kind.name, key, name, d.digest, True, changed, note, desired=d))
+        actions.append(
+            Action(op, kind.name, key, name, d.digest, True, changed, note, d, previous=previous)
+        )
     for r in record.resources if record else ():
         if (r.kind, r.key) in wanted:
             continue
@@ -405,7 +531,10 @@ __all__ = [
     "PlanBlocked",
     "Record",
     "Recorded",
+    "blame",
     "desired_of",
     "diff",
     "own_only",
+    "seen_digest",
+    "spec_digest",
 ]

@@ -13,7 +13,7 @@ import yaml
 from grassroots.command.v1 import command_service_pb2 as command_pb
 from grassroots.empower.v1 import catalog_service_pb2 as catalog_pb
 from grassroots.events.v1 import events_service_pb2 as events_pb
-from scenarios.composer import ApplyError, Composer, Op, catalog, parse
+from scenarios.composer import ApplyError, Composer, ManifestError, Op, PlanBlocked, catalog, parse
 from scenarios.composer.composer import _Acting, composer_principal
 from services.kit import tenancy
 from tests.scenarios.harness import XIANGYANG, Platform
@@ -156,5 +156,77 @@ def test_a_failed_apply_is_recorded_incomplete_and_the_next_apply_finishes_it(
         shown = await composer.show(XIANGYANG, "grid-patrol")
         assert shown is not None and shown.state == "complete"
         assert (await composer.plan(XIANGYANG, good)).empty
+
+    platform.composer(work)
+
+
+def test_a_refused_replacement_puts_the_old_resource_back_and_a_downgrade_is_refused(
+    platform: Platform,
+):
+    good = catalog.get("ebike-charging")
+    broken = manifest_data("ebike-charging")
+    broken["command"]["routing_rules"][0]["priority"] = 100000  # command refuses it
+    bad = parse(broken, "ebike-charging (refused priority)")
+    older = manifest_data("ebike-charging")
+    older["version"] = "0.0.1"
+    old = parse(older, "ebike-charging 0.0.1")
+    rule = f"{PARENT}/routingRules/ebike-charging-inspection"
+
+    async def work(composer: Composer) -> None:
+        await composer.apply(XIANGYANG, good, {"resolution_hours": 12})
+        with pytest.raises(ApplyError) as failed:
+            await composer.apply(XIANGYANG, bad)
+        assert failed.value.path == "command.routing_rules[0].priority"
+        assert "was put back as it was" in str(failed.value)
+        with _Acting(composer_principal(XIANGYANG)):
+            kept = await composer.stubs.command.GetRoutingRule(
+                command_pb.GetRoutingRuleRequest(name=rule)
+            )
+        assert kept.priority == 10
+        shown = await composer.show(XIANGYANG, "ebike-charging")
+        assert shown is not None and shown.state == "incomplete"
+        assert shown.overrides == {"resolution_hours": 12}
+        finished = await composer.apply(XIANGYANG, good)
+        assert finished.state == "complete"
+        assert (await composer.plan(XIANGYANG, good)).empty
+
+        down = await composer.plan(XIANGYANG, old)
+        assert down.render().startswith(f"downgrade ebike-charging 1.0.0 -> 0.0.1 in {PARENT}")
+        assert any("downgrade" in b for b in down.blockers)
+        with pytest.raises(PlanBlocked):
+            await composer.apply(XIANGYANG, old)
+        allowed = await composer.plan(XIANGYANG, old, allow_downgrade=True)
+        assert not allowed.blockers
+        await composer.uninstall(XIANGYANG, "ebike-charging")
+
+    platform.composer(work)
+
+
+def test_no_cap_settles_and_later_overrides_merge_with_the_villages(platform: Platform):
+    rural = catalog.get("rural-credit")
+
+    async def work(composer: Composer) -> None:
+        with pytest.raises(ManifestError) as refused:
+            await composer.plan(XIANGYANG, rural, {"band_a_min": 500})
+        assert refused.value.path == "overrides.band_a_min"
+        assert await composer.show(XIANGYANG, "rural-credit") is None
+
+        await composer.apply(XIANGYANG, rural, {"monthly_cap": 0})
+        again = await composer.plan(XIANGYANG, rural)
+        assert again.empty, again.render()  # installing twice changes nothing
+        assert (await composer.apply(XIANGYANG, rural)).done == ()
+
+        merged = await composer.plan(XIANGYANG, rural, {"points_per_deed": 10})
+        assert merged.settings == {"monthly_cap": 0, "points_per_deed": 10}
+        await composer.apply(XIANGYANG, rural, {"points_per_deed": 10})
+        assert (await composer.plan(XIANGYANG, rural, {"deed_weight": 6})).settings == {
+            "monthly_cap": 0,
+            "points_per_deed": 10,
+            "deed_weight": 6,
+        }
+        assert (await composer.plan(XIANGYANG, rural, {})).settings == {}
+        only = await composer.plan(XIANGYANG, rural, {"deed_weight": 6}, reset=True)
+        assert only.settings == {"deed_weight": 6}
+        await composer.uninstall(XIANGYANG, "rural-credit")
 
     platform.composer(work)

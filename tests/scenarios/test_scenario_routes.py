@@ -40,6 +40,16 @@ def test_the_district_plans_installs_and_uninstalls_a_scenario_in_a_village(plat
     again = district.ok("POST", f"{ROUTES}:plan", json={"scenario": SCENARIO})
     assert again["empty"] and again["settings"] == {"frost_celsius": 1}
     assert "Nothing to do" in again["text"]
+    # Overrides given later merge with the village's; {} and reset go back to the defaults.
+    merged = district.ok(
+        "POST",
+        f"{ROUTES}:plan",
+        json={"scenario": SCENARIO, "overrides": {"report_schedule": "SCHEDULE_WEEKLY"}},
+    )
+    assert merged["settings"] == {"frost_celsius": 1, "report_schedule": "SCHEDULE_WEEKLY"}
+    for body in ({"overrides": {}}, {"reset": True}):
+        fresh = district.ok("POST", f"{ROUTES}:plan", json={"scenario": SCENARIO, **body})
+        assert fresh["settings"] == {}, body
     twice = district.ok("POST", f"{ROUTES}:install", json={"scenario": SCENARIO})
     assert twice["done"] == 0
     adoption = district.ok("GET", "/v1/tenants/sh-jiading/adoption")
@@ -86,7 +96,15 @@ def test_bad_input_is_refused_naming_the_field(platform: Platform):
         ({"scenario": SCENARIO, "surprise": 1}, "surprise", f"{ROUTES}:plan"),
         ({"scenario": SCENARIO}, "scenario", f"{ROUTES}:uninstall"),  # not installed
         ({"scenario": SCENARIO}, "tenant", "/v1/tenants/sh-jiading-anting/scenarios:plan"),
+        ({"scenario": SCENARIO}, "tenant", "/v1/tenants/sh-jiading-anting/scenarios:install"),
     ]
     for body, field, url in cases:
         response = town.post(url, json=body)
         assert _field(response, 400) == field, (body, response.text)
+    for verb in ("plan", "install", "uninstall"):
+        nowhere = town.post(
+            f"/v1/tenants/sh-jiading-anting-nowhere/scenarios:{verb}", json={"scenario": SCENARIO}
+        )
+        assert nowhere.status_code == 404, (verb, nowhere.text)
+    adoption = platform.user("district.it").ok("GET", "/v1/tenants/sh-jiading/adoption")
+    assert "sh/jiading/anting/nowhere" not in {n["tenant"] for n in adoption["nodes"]}

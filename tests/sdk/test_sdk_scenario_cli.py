@@ -52,6 +52,13 @@ def test_plan_install_again_upgrade_uninstall(platform: Platform, tmp_path: Path
     listed = answer(scenario(platform, "list", "--village", XINGMING))
     mine = next(s for s in listed if s["id"] == SCENARIO)["installed"]
     assert mine["state"] == "complete" and mine["overrides"] == {"severity": 4}
+    # A later --set merges with the village's overrides; --reset starts from the defaults.
+    merged = answer(
+        scenario(platform, "plan", SCENARIO, "--village", XINGMING, "--set", "response_minutes=9")
+    )
+    assert merged["settings"] == {"severity": 4, "response_minutes": 9}
+    reset = answer(scenario(platform, "plan", SCENARIO, "--village", XINGMING, "--reset"))
+    assert reset["settings"] == {}
 
     newer = tmp_path / "manifest.yaml"
     newer.write_text(
@@ -89,3 +96,21 @@ def test_an_unknown_scenario_is_one_line(platform: Platform) -> None:
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
     assert "no-such-scenario" in line and line.startswith("error: ")
+
+
+def test_a_town_or_a_node_nobody_made_is_refused_and_nothing_is_recorded(
+    platform: Platform,
+) -> None:
+    for target, said in (
+        ("sh/jiading/anting", "is not a village"),
+        ("sh/jiading/anting/nowhere", "no village sh/jiading/anting/nowhere"),
+    ):
+        for verb in ("plan", "install"):
+            result = scenario(platform, verb, SCENARIO, "--village", target)
+            assert result.exit_code == 1, (verb, target, result.stdout)
+            [line] = result.stderr.strip().splitlines()
+            assert line.startswith("error: ") and said in line, line
+        result = scenario(platform, "uninstall", SCENARIO, "--village", target)
+        assert result.exit_code == 1 and said in result.stderr
+    listed = answer(scenario(platform, "list", "--village", "sh/jiading/anting/nowhere"))
+    assert all(s["installed"] is None for s in listed)

@@ -39,7 +39,23 @@ OptionalVillage = Annotated[
 ]
 Sets = Annotated[
     list[str] | None,
-    typer.Option("--set", help="override a setting: name=value (JSON values: 30, true)"),
+    typer.Option(
+        "--set",
+        help="override a setting: name=value (JSON values: 30, true); merged with the "
+        "overrides the village chose before (see --reset)",
+    ),
+]
+Reset = Annotated[
+    bool,
+    typer.Option(
+        "--reset",
+        help="forget the village's earlier overrides: start from the template's defaults, "
+        "then apply any --set",
+    ),
+]
+AllowDowngrade = Annotated[
+    bool,
+    typer.Option("--allow-downgrade", help="allow a template older than the installed version"),
 ]
 ManifestFile = Annotated[
     Path | None, typer.Option(help="a manifest.yaml to use instead of the shipped one")
@@ -282,6 +298,8 @@ def plan(
     scenario: str,
     village: Village,
     set_: Sets = None,
+    reset: Reset = False,
+    allow_downgrade: AllowDowngrade = False,
     manifest: ManifestFile = None,
     secrets: Secrets = None,
 ) -> None:
@@ -289,7 +307,8 @@ def plan(
     composer = _platform()
     found = _manifest(composer, scenario, manifest)
     path, overrides = _village(village), _overrides(set_)
-    made = _with_composer(secrets, lambda _, c: c.plan(path, found, overrides))
+    flags = {"reset": reset, "allow_downgrade": allow_downgrade}
+    made = _with_composer(secrets, lambda _, c: c.plan(path, found, overrides, **flags))
     if settings(ctx).json:
         emit(_plan_json(made))
     else:
@@ -331,6 +350,8 @@ def install(
     scenario: str,
     village: Village,
     set_: Sets = None,
+    reset: Reset = False,
+    allow_downgrade: AllowDowngrade = False,
     manifest: ManifestFile = None,
     secrets: Secrets = None,
 ) -> None:
@@ -339,7 +360,13 @@ def install(
     composer = _platform()
     found = _manifest(composer, scenario, manifest)
     path, overrides = _village(village), _overrides(set_)
-    _change(ctx, secrets, f"installing {scenario}", lambda _, c: c.apply(path, found, overrides))
+    flags = {"reset": reset, "allow_downgrade": allow_downgrade}
+    _change(
+        ctx,
+        secrets,
+        f"installing {scenario}",
+        lambda _, c: c.apply(path, found, overrides, **flags),
+    )
 
 
 @app.command()
@@ -349,6 +376,8 @@ def upgrade(
     scenario: str,
     village: Village,
     set_: Sets = None,
+    reset: Reset = False,
+    allow_downgrade: AllowDowngrade = False,
     manifest: ManifestFile = None,
     secrets: Secrets = None,
 ) -> None:
@@ -356,7 +385,13 @@ def upgrade(
     composer = _platform()
     found = _manifest(composer, scenario, manifest)
     path, overrides = _village(village), _overrides(set_)
-    _change(ctx, secrets, f"upgrading {scenario}", lambda _, c: c.upgrade(path, found, overrides))
+    flags = {"reset": reset, "allow_downgrade": allow_downgrade}
+    _change(
+        ctx,
+        secrets,
+        f"upgrading {scenario}",
+        lambda _, c: c.upgrade(path, found, overrides, **flags),
+    )
 
 
 @app.command()

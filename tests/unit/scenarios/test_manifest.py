@@ -159,3 +159,49 @@ def test_a_credit_policy_takes_the_villages_weights_and_bands():
     with pytest.raises(ManifestError) as error:
         parse(data, "rural-credit")
     assert error.value.path == "empower.credit_policies[0].id"
+
+
+def test_a_rendered_value_the_component_would_refuse_names_the_override_at_plan():
+    rural = catalog.get("rural-credit")
+    parent = "tenants/sh-jiading-anting-xiangyang"
+    overrides = {"band_a_min": 500}  # below band B's default 550
+    with pytest.raises(ManifestError) as refused:
+        desired_of(rural, resolve_settings(rural, overrides), parent, overrides)
+    assert refused.value.path == "overrides.band_a_min"
+    assert "empower.credit_policies[0].bands[1].min_score" in refused.value.message
+    assert "highest first" in refused.value.message
+    fine = {"band_a_min": 800}
+    assert desired_of(rural, resolve_settings(rural, fine), parent, fine)
+
+
+def test_a_component_normalising_a_field_settles_once_recorded():
+    from scenarios.composer.plan import Record, Recorded, diff, seen_digest
+
+    rural = catalog.get("rural-credit")
+    parent = "tenants/sh-jiading-anting-xiangyang"
+    overrides = {"monthly_cap": 0}
+    [rule] = [
+        d
+        for d in desired_of(rural, resolve_settings(rural, overrides), parent, overrides)
+        if d.declared.kind == "empower.points_rules"
+    ]
+    made = copy.deepcopy(rule.message)
+    made.ClearField("cap_period")  # no cap keeps no period, as empower stores it
+    made.name = f"{parent}/pointsRules/r1"
+    actual = {"empower.points_rules": {made.name: made}}
+    digest = f"{rule.digest}/{seen_digest(made, rule.written)}"
+    record = Record(
+        "r",
+        "rural-credit",
+        "1.0.0",
+        True,
+        overrides,
+        (Recorded(made.name, rule.declared.kind, rule.declared.key, digest, True),),
+    )
+    plan = diff(parent, "rural-credit", "1.0.0", overrides, [rule], actual, record, [])
+    assert [a.op.value for a in plan.actions] == ["keep"] and plan.empty, plan.render()
+    # A hand change is still a change.
+    made.points = 99
+    again = diff(parent, "rural-credit", "1.0.0", overrides, [rule], actual, record, [])
+    assert [a.op.value for a in again.actions] == ["replace"]
+    assert "points" in again.actions[0].fields
