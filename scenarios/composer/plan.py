@@ -272,16 +272,17 @@ def _camel(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
-def _setting_at(spec: Any, field: str) -> str:
-    """The setting a rendered field came from (`bands[1].min_score` -> `band_b_min`)."""
+def _setting_at(spec: Any, field: str) -> str | None:
+    """The setting a rendered field came from (`bands[1].min_score` -> `band_b_min`); ""
+    for a value the manifest writes as it is; None when the field is not in the manifest."""
     node = spec
     for part in re.findall(r"[^.\[\]]+", field):
         if isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
-        elif isinstance(node, Mapping):
+        elif isinstance(node, Mapping) and (part in node or _camel(part) in node):
             node = node.get(part, node.get(_camel(part)))
         else:
-            return ""
+            return None
     found = _REFERENCE.fullmatch(node) if isinstance(node, str) else None
     return found.group(1) if found and found.group(1) not in BUILTINS else ""
 
@@ -293,23 +294,27 @@ def blame(
     overrides: Mapping[str, Any],
     settings: Mapping[str, Any],
 ) -> tuple[str, str]:
-    """Where a refused value came from: `(path, message)`. When the resource uses the
-    village's overrides, the path is the override (the one at the field if it is one, else
-    the only or first one the resource uses) and the message names the manifest field."""
+    """Where a refused value came from: `(path, message)`. A value from a setting, or a
+    field the manifest does not write, in a resource that uses the village's overrides
+    names the override (the one at the field if it is one, else the
+    first the resource uses) and the message names the manifest field; a value the
+    manifest writes as it is names the manifest field."""
     at = f"{declared.path}.{field}" if field else declared.path
-    here = _setting_at(declared.spec, field)
+    here = _setting_at(declared.spec, field) if field else None
     used = [
         n
-        for n in dict.fromkeys(_REFERENCE.findall(json.dumps(declared.spec)))
-        for n in [n[0]]
+        for n in dict.fromkeys(m[0] for m in _REFERENCE.findall(json.dumps(declared.spec)))
         if n in overrides
     ]
-    if not used:
+    if not field and used:
+        chosen = ", ".join(f"{n}={overrides[n]!r}" for n in used)
+        return at, f"{why} (the village's overrides here: {chosen})"
+    if here == "" or not used:
         if here:
             value = f"={settings[here]!r}" if here in settings else ""
             return at, f"{why} (the setting {here}{value})"
         return at, why
-    culprit = here if here in overrides else used[0]
+    culprit = here if here and here in overrides else used[0]
     chosen = ", ".join(f"{n}={overrides[n]!r}" for n in used)
     source = f"from the setting {here}; " if here and here != culprit else ""
     return (
