@@ -615,6 +615,8 @@ def test_board_draws_the_town_and_shows_a_new_report_live(
     context = phone(browser, gateway)
     page = context.new_page()
     problems = watch(page)
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if ":statistics" in r.url else None)
     page.goto("/web/board.html")
     sign_in(page, officer.username, officer.password)
     page.wait_for_url("**/web/board.html")
@@ -658,6 +660,14 @@ def test_board_draws_the_town_and_shows_a_new_report_live(
         f"'{stats['by_day'].get(today, 0)}'",
     )
     assert stats["by_day"].get(today, 0) >= 1  # the report just made
+    # "Reports today" counts the same day as today's column: China Standard Time's,
+    # whatever the browser's own time zone.
+    assert any(f"created_from={today}T00%3A00%3A00%2B08%3A00" in url for url in asked), asked
+    until(
+        page,
+        "() => document.querySelector('#figures dd').textContent === "
+        f"'{stats['by_day'].get(today, 0)}'",
+    )
     percent = f"{round(stats['sla_breach_rate'] * 100)}%"
     assert percent in (page.get_attribute("#breach svg", "aria-label") or "")
     assert page.text_content("#breach svg text") == percent

@@ -213,12 +213,12 @@ if (me) {
   }
 
   async function loadFigures() {
-    const today = new Date();
-    today.setHours(0, 0, 0, 0);
+    // Today begins at midnight in China Standard Time, the day the statistics count by.
+    const today = `${dayOf(new Date())}T00:00:00+08:00`;
     const f = filters();
     const [all, todays] = await Promise.all([
       api(`${base}/events:statistics${query({ grid_cell: f.grid_cell, category: f.category })}`),
-      api(`${base}/events:statistics${query({ grid_cell: f.grid_cell, category: f.category, created_from: today.toISOString() })}`),
+      api(`${base}/events:statistics${query({ grid_cell: f.grid_cell, category: f.category, created_from: today })}`),
     ]);
     const figure = (key, value) => el("div", {}, el("dt", { text: t(key) }), el("dd", { text: value }));
     document.getElementById("figures").replaceChildren(
