@@ -204,6 +204,7 @@ def test_a_passer_by_reports_without_an_account_follows_the_receipt_and_rates_it
         page.wait_for_selector("#pin:has-text('Pin at')")
         page.select_option("#category", "environment.sewage")
         page.fill("#description", text)
+        page.fill("#address", "By the bridge")
         # A photo goes with it, without an account too (ADR 36).
         page.set_input_files(
             "#photo", {"name": "drain.png", "mimeType": "image/png", "buffer": _png(4)}
@@ -223,6 +224,12 @@ def test_a_passer_by_reports_without_an_account_follows_the_receipt_and_rates_it
 
     send("Drain blocked by leaves (browser test, no account)")
     page.wait_for_selector("#receipt-box:not([hidden])")
+    # Sent, the form starts empty: nothing of it slips into the next report.
+    assert page.evaluate(
+        "['category', 'description', 'address', 'photo']"
+        ".map((id) => document.getElementById(id).value)"
+    ) == ["", "", "", ""]
+    assert page.inner_text("#pin") == "No pin yet"
     receipt = page.inner_text("#receipt")
     event_id = receipt.split(".", 1)[0]
     page.wait_for_selector(f"#mine li:has-text('{event_id}')")
@@ -248,9 +255,10 @@ def test_a_passer_by_reports_without_an_account_follows_the_receipt_and_rates_it
     page.click("#follow-form button")
     page.wait_for_selector("#evaluate-form")
     page.check("input[name=score][value='4']")
-    page.click("#evaluate-form button[type=submit]")
+    page.dblclick("#evaluate-form button[type=submit]")  # one rating, no error
     page.wait_for_selector("#followed:has-text('You rated it 4')")
     assert httpx.get(url, headers=staff).json()["state"] == "closed"
+    assert not page.inner_text("#alert"), page.inner_text("#alert")
     assert not problems, problems
     context.close()
 
@@ -855,6 +863,14 @@ def test_supermarket_shows_the_shelf_and_the_districts_adoption(
     assert no_horizontal_scroll(page)
     assert not accessibility_problems(page, axe_source)
     record(page, "supermarket-plan")
+    # Offline, Apply says so and may be pressed again.
+    context.set_offline(True)
+    page.click("#apply")
+    page.wait_for_selector("#alert:has-text('Not applied: No connection')")
+    assert page.is_enabled("#apply")
+    assert not [p for p in problems if "Error" in p and "net::" not in p], problems
+    problems.clear()  # Chromium logs the refused request as a failed resource load
+    context.set_offline(False)
     page.click("#apply")
     until(page, "() => document.getElementById('status').textContent.includes('is installed')")
     assert f"fire-smoke is installed in {XIANGYANG_PATH} (complete" in page.inner_text("#status")

@@ -58,6 +58,15 @@ const me = await startPage({ signIn: false });
     showPin();
   }
 
+  // After a report is sent the form starts empty: nothing of it slips into the next one.
+  function clearReport() {
+    for (const id of ["category", "description", "address", "photo"]) document.getElementById(id).value = "";
+    pin = null;
+    if (marker) marker.remove();
+    marker = null;
+    showPin();
+  }
+
   const describe = (event, receipt = event.id) => [
     el("strong", { text: categoryName(event.category) }),
     " ",
@@ -123,10 +132,15 @@ const me = await startPage({ signIn: false });
       el("textarea", { id: "evaluate-text", maxlength: "500" }),
       el("div", { class: "row" }, el("button", { class: "primary", type: "submit", text: t("resident.evaluate.send") })),
     );
+    let sending = false; // one rating, however often the button is pressed
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
+      if (sending) return;
+      const button = form.querySelector("button[type=submit]");
       const score = Number(new FormData(form).get("score"));
       const text = document.getElementById("evaluate-text").value;
+      sending = true;
+      button.disabled = true;
       try {
         const done = receipt.includes(".")
           ? (await api(`${base}/events:evaluateReceipt`, { json: { receipt, score, text } })).event
@@ -135,7 +149,9 @@ const me = await startPage({ signIn: false });
         showFollowed(done, receipt);
         loadMine();
       } catch (error) {
-        say("error.generic", { reason: error.message }, { error: true });
+        sending = false;
+        button.disabled = false;
+        say(error instanceof Offline ? "error.offline" : "error.generic", { reason: error.message }, { error: true });
       }
     });
     return form;
@@ -244,7 +260,7 @@ const me = await startPage({ signIn: false });
       pendingId = requestId();
       document.getElementById("receipt").textContent = receipt;
       document.getElementById("receipt-box").hidden = false;
-      document.getElementById("description").value = "";
+      clearReport();
       say("resident.sent");
       loadMine();
     } catch (error) {

@@ -2,7 +2,7 @@
 // district's adoption matrix (villages x scenario templates), and installing a
 // scenario in a village: the composer's plan is shown first, applied only on request,
 // and the matrix is read again afterwards.
-import { api, query } from "../lib/api.js";
+import { api, Offline, query } from "../lib/api.js";
 import { t } from "../lib/i18n.js";
 import { el, ready, say, startPage } from "../lib/page.js";
 
@@ -168,8 +168,11 @@ function drawPlan() {
   document.getElementById("plan").hidden = false;
 }
 
+// Why a call failed, for the page: no answer at all (offline) says so in the page's
+// language; an error answer names its fields.
 function problem(error) {
-  const where = error.fieldViolations.map((v) => v.field).join(", ");
+  if (error instanceof Offline) return t("market.offline");
+  const where = (error.fieldViolations || []).map((v) => v.field).join(", ");
   return where ? `${error.message} (${where})` : error.message;
 }
 
