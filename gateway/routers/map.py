@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, Security, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Security, UploadFile
 from fastapi.responses import Response
 from google.protobuf.json_format import MessageToDict
 
-from gateway.auth import access, call_metadata, calls
+from gateway.auth import access, call_metadata, calls, public
 from gateway.errors import ApiError, call
 from gateway.geojson import BBOX_PATTERN, collection_json, feature_json, parse_bbox
 from gateway.paths import TENANT_FILTER_DESCRIPTION, TenantId, parent, tenant_filter
@@ -45,6 +45,7 @@ router = APIRouter(prefix="/v1", tags=["map"])
 LayerId = Annotated[str, Path(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=63)]
 FeatureId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Who = Annotated[Principal, Security(access("map"))]
+Anyone = Annotated[Principal, Depends(public("map"))]
 GEOJSON = "application/geo+json"
 
 
@@ -439,3 +440,53 @@ async def transform(body: TransformRequest, request: Request, who: Who) -> Trans
         latitudes=list(response.points.latitudes),
         crs=response.points.crs,
     )
+
+
+# What a village's outline says to everyone: which village it is, nothing else.
+_OUTLINE_PROPERTIES = ("tenant", "name")
+
+
+@router.get(
+    "/tenants/{tenant}/reportArea",
+    summary="Where reports can be made: the outlines of the villages in a tenant's subtree",
+)
+@calls("grassroots.map.v1.MapService", "ListLayers")
+@calls("grassroots.map.v1.MapService", "ListFeatures")
+async def report_area(
+    tenant: TenantId,
+    request: Request,
+    who: Anyone,
+    crs: Annotated[str, Query(max_length=100, description=CRS_DESCRIPTION)] = "",
+) -> Response:
+    """Public (ADR 40): the village features of the subtree's administrative boundary
+    layers, with only their tenant and name, so a page without an account can frame
+    the villages and tell a place in none of them before anything is sent."""
+    upstream = request.app.state.upstreams.map
+    layers = await call(
+        upstream.ListLayers(
+            pb.ListLayersRequest(parent=parent(tenant), page_size=1000),
+            metadata=call_metadata(who),
+        )
+    )
+    outlines: list[str] = []
+    for layer in layers.layers:
+        if layer.kind != pb.LAYER_KIND_ADMIN_BOUNDARY:
+            continue
+        found = await call(
+            upstream.ListFeatures(
+                pb.ListFeaturesRequest(
+                    parent=layer.name,
+                    filter='level = "village"',
+                    response_crs=crs,
+                    page_size=10_000,
+                ),
+                metadata=call_metadata(who),
+            )
+        )
+        for feature in found.features:
+            kept = {k: v for k, v in feature.properties.items() if k in _OUTLINE_PROPERTIES}
+            feature.properties.Clear()
+            feature.properties.update(kept)
+            outlines.append(feature_json(feature))
+    body = '{"type":"FeatureCollection","features":[' + ",".join(outlines) + "]}"
+    return Response(body, media_type=GEOJSON)

@@ -198,6 +198,22 @@ def test_a_passer_by_reports_without_an_account_follows_the_receipt_and_rates_it
     wait_ready(page)
     assert page.is_visible("#anonymous-note") and page.is_visible("#signin-link")
     assert not accessibility_problems(page, axe_source)
+    # The map is framed to the villages' public outlines; a tap outside them is
+    # refused before anything is uploaded or sent.
+    assert page.get_attribute("#map", "data-villages") == "2"
+    box = page.locator("#map").bounding_box()
+    assert box is not None
+    page.click("#map", position={"x": 4, "y": box["height"] - 4})
+    page.wait_for_selector("#alert:has-text('none of the villages')")
+    page.select_option("#category", "environment.sewage")
+    page.fill("#description", "Outside (browser test, never sent)")
+    page.set_input_files("#photo", {"name": "x.png", "mimeType": "image/png", "buffer": _png(1)})
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if "Anonymously" in r.url else None)
+    page.evaluate("document.getElementById('alert').textContent = ''")
+    page.click("#send")
+    page.wait_for_selector("#alert:has-text('none of the villages')")
+    assert not sent, sent
 
     def send(text: str) -> None:
         page.click("#locate")
@@ -620,6 +636,26 @@ def test_board_draws_the_town_and_shows_a_new_report_live(
 ):
     officer = credentials.account("anting.officer")
     _alarming_gauge(stack, _cell_points(grid_index, 2)[1])
+    # A category the pages have no word for shows the display name the API gives it.
+    staff = _token(gateway, officer.username, officer.password)
+    made = httpx.post(
+        f"{gateway}/v1/tenants/{TOWN}/categories",
+        headers=staff,
+        json={"code": "patrol.finding", "display_name": "Patrol finding"},
+    )
+    assert made.status_code in (200, 201), made.text
+    finding = httpx.post(
+        f"{gateway}/v1/tenants/{XINGMING}/events",
+        headers={**stack.api_headers(), "Idempotency-Key": f"web-{time.time_ns()}"},
+        json={
+            "category": "patrol.finding",
+            "description": "Loose cover (board test)",
+            "location": dict(
+                zip(("longitude", "latitude"), _cell_points(grid_index, 2)[0], strict=True)
+            ),
+        },
+    )
+    assert finding.status_code == 201, finding.text
     context = phone(browser, gateway)
     page = context.new_page()
     problems = watch(page)
@@ -630,6 +666,8 @@ def test_board_draws_the_town_and_shows_a_new_report_live(
     page.wait_for_url("**/web/board.html")
     wait_ready(page)
     page.wait_for_selector("#live-state:has-text('live')")
+    finding_row = page.inner_text(f"#live li[data-event='{finding.json()['id']}']")
+    assert "Patrol finding" in finding_row and "patrol.finding" not in finding_row
     # A sensor with its current reading and its alarm state.
     page.wait_for_selector("#sensors li[data-entity='board-gauge'] .state.alarm")
     assert "level_cm 41" in page.inner_text("#sensors li[data-entity='board-gauge']")
@@ -689,6 +727,14 @@ def test_board_draws_the_town_and_shows_a_new_report_live(
     assert no_horizontal_scroll(page)
     assert not accessibility_problems(page, axe_source)
     record(page, "board-charts")
+    # The language switch redraws what is already on screen.
+    page.click("#lang")
+    page.wait_for_selector("#trend text.tick:has-text('今日')")
+    assert page.inner_text("#figures dt >> nth=0") == "今日报事"
+    assert page.inner_text("#sensors li[data-entity='board-gauge'] .state") == "告警中"
+    assert "live" not in page.inner_text("#live-state")
+    page.click("#lang")
+    page.wait_for_selector("#trend text.tick:has-text('today')")
 
     # The issue's size: 500 open events over the town's 4,800 buildings.
     _open_events(stack, _cell_points(grid_index, 15), 500)
@@ -906,5 +952,29 @@ def test_supermarket_shows_the_shelf_and_the_districts_adoption(
     assert no_horizontal_scroll(page)
     assert not accessibility_problems(page, axe_source)
     record(page, "supermarket")
+    assert not problems, problems
+    context.close()
+
+
+@pytest.mark.integration
+def test_a_role_without_the_pages_scope_is_told_so_and_sees_no_controls(
+    gateway, browser, credentials
+):
+    """A carer has neither the board's events:read nor the supermarket's catalog:read."""
+    carer = credentials.account("xingming.carer")
+    context = phone(browser, gateway)
+    page = context.new_page()
+    problems = watch(page)
+    page.goto("/web/board.html")
+    sign_in(page, carer.username, carer.password)
+    page.wait_for_url("**/web/board.html")
+    wait_ready(page)
+    assert page.inner_text("#forbidden").startswith("Your role cannot see this page")
+    assert not page.is_visible("#filters") and not page.is_visible("#map")
+    page.goto("/web/supermarket.html")
+    wait_ready(page)
+    assert page.is_visible("#forbidden") and not page.is_visible("#install-form")
+    page.click("#lang")
+    page.wait_for_selector("#forbidden:has-text('您的角色无权查看此页面')")
     assert not problems, problems
     context.close()

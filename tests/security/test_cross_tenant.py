@@ -275,9 +275,11 @@ def test_another_villages_objects_answer_404_never_403(world, openapi):
 
 # A passer-by belongs to no village: a report without an account goes to whichever
 # village its place lies in, if that village takes them (test_anonymous_reports.py).
+# The villages' outlines are public (ADR 40): anyone reads any tenant's.
 NO_CALLER_TENANT = {
     ("POST", "/v1/tenants/{tenant}/events:reportAnonymously"),
     ("POST", "/v1/tenants/{tenant}/events:attachAnonymously"),
+    ("GET", "/v1/tenants/{tenant}/reportArea"),
 }
 
 

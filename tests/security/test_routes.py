@@ -127,6 +127,8 @@ PUBLIC: dict[tuple[str, str], Callable[[World], httpx.Response]] = {
     ("POST", "/v1/tenants/{tenant}/events:attachAnonymously"): _anonymous_photo,
     ("POST", "/v1/tenants/{tenant}/events:followReceipt"): _follow_receipt,
     ("POST", "/v1/tenants/{tenant}/events:evaluateReceipt"): lambda w: _evaluate_receipt(w),
+    # The villages' outlines, tenant and name only (ADR 40): where a report can be made.
+    ("GET", "/v1/tenants/{tenant}/reportArea"): lambda w: _get(f"/v1/tenants/{A}/reportArea")(w),
 }
 # Public reads that also take credentials (Open311, as GeoReport v2 intends): without
 # any they answer the anonymous reader; bad ones are 401 and a key without the scope

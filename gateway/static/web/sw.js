@@ -3,7 +3,7 @@
 // online), the kept copy when the network fails (whatever its Vary: Origin, which
 // module scripts send and the install did not). API answers are never kept here:
 // the page keeps the worker's open tasks in IndexedDB itself.
-const CACHE = "grassroots-web-2";
+const CACHE = "grassroots-web-3";
 const SHELL = [
   "/web/worker.html",
   "/web/signin.html",
@@ -14,6 +14,7 @@ const SHELL = [
   "/web/i18n/zh.json",
   "/web/js/lib/api.js",
   "/web/js/lib/auth.js",
+  "/web/js/lib/categories.js",
   "/web/js/lib/i18n.js",
   "/web/js/lib/ids.js",
   "/web/js/lib/map.js",

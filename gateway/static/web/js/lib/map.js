@@ -123,3 +123,52 @@ export async function baseMap(element, tenant, { lateAfter = Promise.resolve() }
   element.dataset.base = Object.keys(layers).join(" ") || "none";
   return { map, crs: config.tile_crs || "EPSG:4326", deviceCrs: config.device_crs || "EPSG:4326", layers, complete };
 }
+
+/** Whether [x, y] lies inside a GeoJSON Polygon's or MultiPolygon's coordinates (even-odd rule, holes too). */
+function inside(point, geometry) {
+  const polygons = geometry.type === "Polygon" ? [geometry.coordinates] : geometry.type === "MultiPolygon" ? geometry.coordinates : [];
+  const [x, y] = point;
+  return polygons.some((rings) => {
+    let odd = false;
+    for (const ring of rings) {
+      for (let i = 0, j = ring.length - 1; i < ring.length; j = i, i += 1) {
+        const [xi, yi] = ring[i];
+        const [xj, yj] = ring[j];
+        if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) odd = !odd;
+      }
+    }
+    return odd;
+  });
+}
+
+/**
+ * The villages where reports can be made, from the public outlines (no account
+ * needed), those of the tenant path `within` and below: drawn on `map`, which is
+ * framed to them. Resolves to
+ * {villages, villageAt(latlng)}: the village a point in the map's CRS lies in, or null;
+ * with no outlines (offline, none published) `villages` is 0 and villageAt answers undefined.
+ */
+export async function reportArea(map, tenant, within) {
+  const config = await pageConfig();
+  const crs = config.tile_crs || "EPSG:4326";
+  const params = crs === "EPSG:4326" ? "" : `?${new URLSearchParams({ crs })}`;
+  let outlines = [];
+  try {
+    outlines = (await api(`/v1/tenants/${tenant}/reportArea${params}`)).features.filter(
+      (f) => f.geometry && (f.properties.tenant === within || String(f.properties.tenant).startsWith(`${within}/`)),
+    );
+  } catch {
+    // offline: the map stays where it is and the service checks the place on sending
+  }
+  if (outlines.length) {
+    const drawn = L.geoJSON({ type: "FeatureCollection", features: outlines }, { style: BASE_LAYERS.boundaries }).addTo(map);
+    map.fitBounds(drawn.getBounds(), { padding: [8, 8] });
+  }
+  map.getContainer().dataset.villages = String(outlines.length);
+  const villageAt = (latlng) => {
+    if (!outlines.length) return undefined;
+    const found = outlines.find((f) => inside([latlng.lng, latlng.lat], f.geometry));
+    return found ? found.properties.name || found.properties.tenant : null;
+  };
+  return { villages: outlines.length, villageAt };
+}

@@ -5,6 +5,7 @@
 // countdown, sensors' current readings with their alarm state and the active
 // emergency level.
 import { api, query } from "../lib/api.js";
+import { categoryName as nameOf } from "../lib/categories.js";
 import { t } from "../lib/i18n.js";
 import { tenantId } from "../lib/ids.js";
 import { baseMap } from "../lib/map.js";
@@ -29,15 +30,21 @@ const STATES = Object.keys(COLOURS);
 const MAX_EVENTS = 500;
 const LIVE_ROWS = 15;
 
-const me = await startPage();
+const me = await startPage({ needs: ["events:read"] });
 if (me) {
   const tenant = tenantId(me.tenant);
   const base = `/v1/tenants/${tenant}`;
   const events = new Map(); // id -> event
   const markers = new Map(); // id -> circle marker
-  let categories = [];
+  let categories = []; // the categories API's list: codes and display names
   let cells = [];
   let tasks = [];
+  // What is on screen, kept so a language switch draws it again in the other language.
+  let figures = null; // {all, todays}
+  let sensors = [];
+  let emergencies = [];
+  let streamState = null;
+  let detailId = null;
   let pageReady;
   const lateAfter = new Promise((resolve) => {
     pageReady = resolve;
@@ -57,7 +64,7 @@ if (me) {
     const f = filters();
     return (!f.grid_cell || event.grid_cell === f.grid_cell) && (!f.category || event.category === f.category) && (!f.state || event.state === f.state);
   };
-  const categoryName = (code) => (t(`category.${code}`) !== `category.${code}` ? t(`category.${code}`) : code);
+  const categoryName = (code) => nameOf(code, categories);
 
   function fillFilters() {
     const fill = (id, label, values, name) => {
@@ -67,7 +74,7 @@ if (me) {
       select.value = chosen;
     };
     fill("f-cell", "board.filter.cell.all", cells, (v) => v);
-    fill("f-category", "board.filter.category.all", categories, categoryName);
+    fill("f-category", "board.filter.category.all", categories.map((c) => c.code), categoryName);
     fill("f-state", "board.filter.state.all", STATES, (v) => t(`state.${v}`));
     document.getElementById("legend").replaceChildren(
       ...["reported", "accepted", "in_progress", "resolved", "closed"].map((s) =>
@@ -101,6 +108,7 @@ if (me) {
   }
 
   async function openDetail(id) {
+    detailId = id;
     const event = await api(`${base}/events/${id}`);
     showDetail(event);
     await addPhotos(event.media_uris, document.getElementById("detail-photos"));
@@ -220,6 +228,13 @@ if (me) {
       api(`${base}/events:statistics${query({ grid_cell: f.grid_cell, category: f.category })}`),
       api(`${base}/events:statistics${query({ grid_cell: f.grid_cell, category: f.category, created_from: today })}`),
     ]);
+    figures = { all, todays };
+    drawFigures();
+  }
+
+  function drawFigures() {
+    if (!figures) return;
+    const { all, todays } = figures;
     const figure = (key, value) => el("div", {}, el("dt", { text: t(key) }), el("dd", { text: value }));
     document.getElementById("figures").replaceChildren(
       figure("board.stats.today", String(todays.total)),
@@ -295,7 +310,11 @@ if (me) {
 
   async function loadSensors() {
     const page = await api(`${base}/entities?page_size=200`).catch(() => ({ entities: [] }));
-    const sensors = page.entities.filter((e) => e.properties && e.properties.some((p) => !p.point));
+    sensors = page.entities.filter((e) => e.properties && e.properties.some((p) => !p.point));
+    renderSensors();
+  }
+
+  function renderSensors() {
     // Alarm state: the sensor's rules that are not idle (an alarm open, or a breach
     // waiting out its minimum duration), the worst first.
     const alarm = (e) => {
@@ -314,7 +333,12 @@ if (me) {
 
   async function loadEmergency() {
     const page = await api(`${base}/emergencyPlans?page_size=50`).catch(() => ({ emergency_plans: [] }));
-    const active = page.emergency_plans.filter((p) => p.current_level > 0).sort((a, b) => a.current_level - b.current_level);
+    emergencies = page.emergency_plans.filter((p) => p.current_level > 0).sort((a, b) => a.current_level - b.current_level);
+    renderEmergency();
+  }
+
+  function renderEmergency() {
+    const active = emergencies;
     const banner = document.getElementById("emergency");
     banner.hidden = !active.length;
     if (active.length) banner.textContent = t("board.emergency", { level: active[0].current_level, plan: active[0].display_name, reason: active[0].level_reason });
@@ -323,13 +347,23 @@ if (me) {
   for (const id of ["f-cell", "f-category", "f-state"]) {
     document.getElementById(id).addEventListener("change", () => Promise.all([loadEvents(), loadFigures()]));
   }
+  function showStreamState() {
+    if (streamState) document.getElementById("live-state").textContent = t(`board.stream.${streamState}`);
+  }
+
+  // A language switch draws again everything on screen that the page wrote itself.
   document.addEventListener("languagechange", () => {
     fillFilters();
     renderLive();
     renderTasks();
+    drawFigures();
+    renderSensors();
+    renderEmergency();
+    showStreamState();
+    if (detailId && document.getElementById("detail-event")) openDetail(detailId).catch(() => undefined);
   });
 
-  categories = (await listing).categories.map((c) => c.code);
+  categories = (await listing).categories;
   fillFilters();
   await loadEvents(firstEvents);
   ready(); // the map and the events are drawn; buildings and the rest fill in
@@ -340,7 +374,7 @@ if (me) {
     draw(event);
     renderLive();
     if (message.event.toLowerCase().includes("creat")) say("board.new", { category: categoryName(event.category) });
-  }, { onState: (s) => { document.getElementById("live-state").textContent = t(`board.stream.${s}`); } });
+  }, { onState: (s) => { streamState = s; showStreamState(); } });
   await Promise.all([loadFigures(), loadTasks(), loadSensors(), loadEmergency()]).catch((error) => say("error.generic", { reason: error.message }, { error: true }));
   setInterval(renderTasks, 1000);
   setInterval(() => Promise.all([loadTasks(), loadEmergency()]).catch(() => undefined), 30000);

@@ -3,19 +3,24 @@
 // event id; without an account (where the village allows it, ADR 35) it is the
 // answer's receipt, kept on this phone, the only way to follow the report.
 import { api, ApiError, Offline } from "../lib/api.js";
+import { session } from "../lib/auth.js";
+import { categoryName as nameOf } from "../lib/categories.js";
 import { t } from "../lib/i18n.js";
 import { requestId, tenantId } from "../lib/ids.js";
-import { baseMap, pageConfig } from "../lib/map.js";
+import { baseMap, pageConfig, reportArea } from "../lib/map.js";
 import { el, ready, say, startPage, when } from "../lib/page.js";
 import { show, shrink, upload, uploadAnonymously } from "../lib/photos.js";
 
 /* global L */
 const RECEIPTS = "grassroots.receipts"; // receipts of reports sent from this phone
 const KEPT_RECEIPTS = 10;
-const me = await startPage({ signIn: false });
-{
+// Signed in, reporting needs events:write; without it the page says so and stops.
+const signedIn = Boolean(session() && session().me);
+const me = await startPage({ signIn: false, needs: ["events:write"] });
+if (me || !signedIn) {
   const anonymous = !me;
-  const tenant = tenantId(anonymous ? (await pageConfig()).public_tenant : me.tenant);
+  const tenantPath = anonymous ? (await pageConfig()).public_tenant : me.tenant;
+  const tenant = tenantId(tenantPath);
   const base = `/v1/tenants/${tenant}`;
   document.getElementById("anonymous-note").hidden = !anonymous;
   let pin = null; // {longitude, latitude, crs}
@@ -27,12 +32,18 @@ const me = await startPage({ signIn: false });
   let pendingPhoto = null; // {file, place, name}
 
   const mapReady = baseMap(document.getElementById("map"), tenant);
+  // The villages' outlines frame the map and tell a tap in no village before sending.
+  const area = mapReady.then(({ map }) => reportArea(map, tenant, tenantPath));
+  let mapCrs = null;
 
-  function categoryName(code) {
-    const key = `category.${code}`;
-    const own = t(key);
-    return own !== key ? own : (categories.find((c) => c.code === code) || {}).display_name || code;
+  // False only when the pin is known to lie in none of the villages (a tap on this
+  // map; a phone's position is in its own CRS and is checked by the service).
+  async function pinInVillage() {
+    if (!pin || pin.crs !== mapCrs) return true;
+    return (await area).villageAt(L.latLng(pin.latitude, pin.longitude)) !== null;
   }
+
+  const categoryName = (code) => nameOf(code, categories);
 
   function fillCategories() {
     const select = document.getElementById("category");
@@ -157,7 +168,10 @@ const me = await startPage({ signIn: false });
     return form;
   }
 
+  let followed = null; // the report shown under "follow", drawn again on a language switch
+
   function showFollowed(event, receipt = event.id) {
+    followed = { event, receipt };
     const box = document.getElementById("followed");
     const timeline = el(
       "ol",
@@ -227,6 +241,10 @@ const me = await startPage({ signIn: false });
       say("resident.pin.needed", {}, { error: true });
       return;
     }
+    if (!(await pinInVillage())) {
+      say("resident.pin.outside", {}, { error: true });
+      return;
+    }
     const send = document.getElementById("send");
     send.disabled = true;
     const report = {
@@ -272,6 +290,10 @@ const me = await startPage({ signIn: false });
           : { ANONYMOUS_REPORTS_OFF: "resident.anonymous.off", ANONYMOUS_REPORTS_LIMIT: "resident.anonymous.full" }[reason] ||
             (error instanceof ApiError && error.status === 429 ? "resident.anonymous.full" : "error.generic");
       const field = error.fieldViolations && error.fieldViolations[0];
+      if (field && /(^|\.)location$/.test(field.field)) {
+        say("resident.pin.outside", {}, { error: true });
+        return;
+      }
       say(key, { reason: field ? `${field.field}: ${field.description}` : error.message }, { error: true });
     } finally {
       send.disabled = false;
@@ -282,6 +304,7 @@ const me = await startPage({ signIn: false });
     fillCategories();
     showPin();
     loadMine();
+    if (followed) showFollowed(followed.event, followed.receipt);
   });
 
   // Without an account the categories come from the public Open311 service list.
@@ -290,11 +313,16 @@ const me = await startPage({ signIn: false });
         categories: services.map((s) => ({ code: s.service_code, display_name: s.service_name })),
       }))
     : api(`${base}/categories`);
-  const [{ map, crs }, listed] = await Promise.all([mapReady, listing.catch(() => ({ categories: [] }))]);
+  const [{ map, crs }, listed] = await Promise.all([mapReady, listing.catch(() => ({ categories: [] })), area]);
   categories = listed.categories;
   fillCategories();
   showPin();
-  map.on("click", (e) => placePin(e.latlng, crs));
+  mapCrs = crs;
+  map.on("click", async (e) => {
+    await placePin(e.latlng, crs);
+    document.getElementById("alert").textContent = "";
+    if (!(await pinInVillage())) say("resident.pin.outside", {}, { error: true });
+  });
   await loadMine();
   ready();
 }

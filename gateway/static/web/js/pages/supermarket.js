@@ -4,9 +4,9 @@
 // and the matrix is read again afterwards.
 import { api, Offline, query } from "../lib/api.js";
 import { t } from "../lib/i18n.js";
-import { el, ready, say, startPage } from "../lib/page.js";
+import { el, mayUse, ready, say, startPage } from "../lib/page.js";
 
-const me = await startPage();
+const me = await startPage({ needs: ["catalog:read"] });
 let items = [];
 let adoption = null;
 let scenarioColumns = []; // from the whole shelf, so a search does not change the matrix
@@ -242,8 +242,12 @@ async function load(q = "") {
 // Town and district staff see their subtree's adoption; a village's answer has only itself.
 const watchesAdoption = Boolean(me) && me.tenant.split("/").length <= 3;
 
+// Only a role that installs scenarios sees the install form; the shelf is for all who read it.
+const installs = mayUse(me, ["scenarios:install"]);
+
 if (me) {
-  await Promise.all([load(), fillVillages()]);
+  document.getElementById("install").hidden = !installs;
+  await Promise.all([load(), installs ? fillVillages() : null]);
   if (watchesAdoption) {
     try {
       await loadAdoption();

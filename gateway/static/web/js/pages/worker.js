@@ -2,10 +2,11 @@
 // resolve with a note and a photo) and findings from the patrol. Every action goes through the
 // outbox with its request id, so it works the same with and without a connection.
 import { api, Offline } from "../lib/api.js";
+import { categoryName } from "../lib/categories.js";
 import { t } from "../lib/i18n.js";
 import { requestId, tenantId } from "../lib/ids.js";
 import { enqueue, flush, keep, kept, waiting } from "../lib/outbox.js";
-import { el, ready, say, startPage, when } from "../lib/page.js";
+import { el, mayUse, ready, say, startPage, when } from "../lib/page.js";
 import { pageConfig } from "../lib/map.js";
 import { shrink } from "../lib/photos.js";
 
@@ -19,7 +20,7 @@ const AFTER = {
   decline: ["assigned", "waiting", "cancelled", "accepted", "in_progress", "done"],
 };
 
-const me = await startPage();
+const me = await startPage({ needs: ["command:read"] });
 if (me) {
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/web/sw.js", { scope: "/web/" }).catch(() => undefined);
   const tenant = tenantId(me.tenant);
@@ -87,8 +88,7 @@ if (me) {
   // An event's task shows its category; an emergency plan's task says what to do.
   function title(task) {
     if (!task.category) return task.description || "";
-    const label = t(`category.${task.category}`);
-    return label === `category.${task.category}` ? task.category : label;
+    return categoryName(task.category, categories);
   }
 
   function render() {
@@ -170,10 +170,7 @@ if (me) {
     const chosen = select.value;
     select.replaceChildren(
       el("option", { value: "", text: t("resident.category.choose") }),
-      ...categories.map((c) => {
-        const key = `category.${c.code}`;
-        return el("option", { value: c.code, text: t(key) !== key ? t(key) : c.display_name });
-      }),
+      ...categories.map((c) => el("option", { value: c.code, text: categoryName(c.code, categories) })),
     );
     select.value = chosen;
   }
@@ -233,6 +230,8 @@ if (me) {
     showWaiting();
   });
 
+  // Findings are reports: only a role that may report sees the form.
+  document.getElementById("finding-form").closest("section").hidden = !mayUse(me, ["events:write"]);
   banner();
   const listed = await api(`${base}/categories`).catch(() => null);
   categories = listed ? listed.categories : (await kept("categories")) || [];
