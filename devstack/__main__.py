@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {name:<8}  grpc {config.address(name)}  "
                 f"metrics http://{config.host}:{config.metrics_ports[name]}/metrics"
             )
-        print()
+        print("\nFor the CLI and SDK in another shell (the `grassroots scenario` commands also")
+        print(f"read the key ring in {config.data_dir / 'dev-secrets.json'}, or --secrets):")
+        print(f"  {config.client_exports()}\n")
         print(credentials.summary(config.gateway_url))
         states = ", ".join(f"{n} {state}" for state, n in sorted(history.items()))
         print(f"\nDemo history: {sum(history.values())} reports over four weeks ({states})")

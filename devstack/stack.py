@@ -134,6 +134,12 @@ class StackConfig:
     def gateway_url(self) -> str:
         return f"http://{self.host}:{self.gateway_port}"
 
+    def client_exports(self) -> str:
+        """The line a shell runs so the CLI and SDK find this stack (`--free-ports` moves it)."""
+        found = [f"GRASSROOTS_URL={self.gateway_url}"]
+        found += [f"GRASSROOTS_{name.upper()}_ADDRESS={self.address(name)}" for name in SERVICES]
+        return "export " + " ".join(found)
+
     @property
     def map_file(self) -> Path:
         return self.data_dir / "demo-village.gpkg"

@@ -4,8 +4,9 @@ Thin: each command calls the composer (`scenarios.composer`, the platform's own 
 which talks to the components' gRPC APIs as a platform service. So these commands run
 where district IT runs the platform: beside its code, with its key ring
 (`GRASSROOTS_PRINCIPAL_KEYS`, or `--secrets`, by default `make run`'s
-`var/dev-secrets.json`) and the components' addresses (`GRASSROOTS_<COMPONENT>_ADDRESS`,
-by default the ports `make run` uses on 127.0.0.1).
+`var/dev-secrets.json` here or in the platform's checkout) and the components' addresses
+(`GRASSROOTS_<COMPONENT>_ADDRESS`, by default the ports `make run` uses on 127.0.0.1; its
+ready message prints the export line for other ports).
 """
 
 from __future__ import annotations
@@ -98,12 +99,25 @@ def _platform() -> Any:
     return composer
 
 
-def _use_key_ring(secrets: Path | None) -> None:
+def _default_secrets(composer: Any) -> list[Path]:
+    """Where `make run` keeps its secrets: var/ of this folder, else of the platform's
+    own checkout (the one the composer is imported from)."""
+    here = (Path.cwd() / DEFAULT_SECRETS).resolve()
+    checkout = (Path(composer.__file__).resolve().parents[2] / DEFAULT_SECRETS).resolve()
+    return [here] if here == checkout else [here, checkout]
+
+
+def _use_key_ring(secrets: Path | None, composer: Any) -> None:
     if os.environ.get(KEYS_VARIABLE) and secrets is None:
         return
-    path = secrets or DEFAULT_SECRETS
-    if not path.is_file():
-        raise fail(f"set {KEYS_VARIABLE} or pass --secrets (no {path})")
+    tried = [secrets.resolve()] if secrets is not None else _default_secrets(composer)
+    path = next((p for p in tried if p.is_file()), None)
+    if path is None:
+        raise fail(
+            f"no key ring: set {KEYS_VARIABLE} or pass --secrets FILE "
+            f"(tried {', '.join(str(p) for p in tried)}; "
+            "`make run` writes dev-secrets.json in its --data-dir)"
+        )
     value = json.loads(path.read_text()).get(KEYS_VARIABLE)
     if not value:
         raise fail(f"{path} holds no {KEYS_VARIABLE}")
@@ -132,16 +146,41 @@ def _manifest(composer: Any, scenario: str, path: Path | None) -> Any:
 
 def _with_composer(secrets: Path | None, work: Callable[[Any, Any], Awaitable[T]]) -> T:
     composer = _platform()
-    _use_key_ring(secrets)
+    _use_key_ring(secrets, composer)
+    addresses = _addresses()
 
     async def run() -> T:
-        async with composer.Composer.connect(_addresses()) as connected:
+        async with composer.Composer.connect(addresses) as connected:
             return await work(composer, connected)
+
+    import grpc
 
     try:
         return asyncio.run(run())
     except (composer.ManifestError, composer.ApplyError) as exc:
         raise fail(str(exc)) from None
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+            raise
+        raise fail(_unreachable(exc, addresses)) from None
+
+
+def _unreachable(exc: Any, addresses: dict[str, str]) -> str:
+    """One line for a component that does not answer: which, where, and what to check."""
+    said = f"{exc.details()} {exc.debug_error_string()}"
+    name, address = next(
+        ((n, a) for n, a in addresses.items() if a in said),
+        ("a platform component", ", ".join(addresses.values())),
+    )
+    variable = (
+        f"GRASSROOTS_{name.upper()}_ADDRESS"
+        if name in addresses
+        else ("GRASSROOTS_<COMPONENT>_ADDRESS")
+    )
+    return (
+        f"cannot reach {name} at {address}: is the platform running? "
+        f"Set {variable} where it listens elsewhere (`make run` prints the export line)"
+    )
 
 
 def _plan_json(plan: Any) -> dict[str, Any]:

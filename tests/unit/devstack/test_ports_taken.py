@@ -1,12 +1,14 @@
-"""`make run` where another process holds a port: one line naming it and the way out."""
+"""`make run` where another process holds a port: one line naming it and the way out;
+where it picked free ports: the line that points the CLI at them."""
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
 
-from devstack.stack import Stack, StackConfig
+from devstack.stack import SERVICES, Stack, StackConfig
 
 
 def test_a_taken_port_stops_the_start_before_any_process(tmp_path):
@@ -29,3 +31,16 @@ def test_a_taken_port_stops_the_start_before_any_process(tmp_path):
 
 def test_free_ports_pass(tmp_path):
     Stack(StackConfig.on_free_ports(tmp_path)).check_ports()
+
+
+def test_the_ready_message_export_line_points_the_cli_at_free_ports(tmp_path, monkeypatch):
+    from grassroots_sdk.cli import scenario as scenario_cli
+
+    config = StackConfig.on_free_ports(tmp_path)
+    line = config.client_exports()
+    assert line.startswith("export ")
+    for pair in line.removeprefix("export ").split():
+        name, _, value = pair.partition("=")
+        monkeypatch.setenv(name, value)
+    assert scenario_cli._addresses() == {name: config.address(name) for name in SERVICES}
+    assert os.environ["GRASSROOTS_URL"] == config.gateway_url
