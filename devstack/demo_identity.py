@@ -150,6 +150,20 @@ async def _unless_exists(call: Awaitable[object]) -> None:
             raise
 
 
+async def ensure_tenants(channel: grpc.aio.Channel, villages: dict[str, tuple[str, str]]) -> None:
+    """The demo's tree down to its town, and `villages` (path: name, division code) in it.
+
+    Nodes that exist are kept. Benchmarks call it for villages of their own: the composer
+    installs a scenario only in a village that exists.
+    """
+    step = _Installer(channel, DemoCredentials(), lambda _: None)
+    for parent, segment, display, level, code in TREE:
+        await step.tenant(parent, segment, display, level, code)
+    for village, (display, code) in villages.items():
+        parent, segment = village.rsplit("/", 1)
+        await step.tenant(parent, segment, display, tenant_pb.Tenant.LEVEL_VILLAGE, code)
+
+
 class _Installer:
     """The steps of one install, each safe to repeat; credentials saved as they appear."""
 
@@ -297,11 +311,7 @@ async def install(
     credentials = saved if saved is not None else DemoCredentials()
     credentials.complete = False
     step = _Installer(channel, credentials, save)
-    for parent, segment, display, level, code in TREE:
-        await step.tenant(parent, segment, display, level, code)
-    for village, (display, code) in VILLAGES.items():
-        parent, segment = village.rsplit("/", 1)
-        await step.tenant(parent, segment, display, tenant_pb.Tenant.LEVEL_VILLAGE, code)
+    await ensure_tenants(channel, VILLAGES)
     workers = _grid_workers(demo_gpkg)
     for village, cell, _worker, _name in workers:
         await step.tenant(village, cell.rsplit("-", 1)[-1], cell, tenant_pb.Tenant.LEVEL_GRID, cell)
