@@ -157,7 +157,6 @@ def _applied_out(applied: Applied) -> ScenarioAppliedOut:
     summary="What installing (or changing) a scenario in a village would do; changes nothing",
 )
 @calls(CATALOG, "ListInstallations")
-@calls(TENANTS, "GetTenant")
 async def plan_scenario(
     tenant: TenantId, body: ScenarioIn, request: Request, who: Who
 ) -> ScenarioPlanOut:
@@ -186,7 +185,6 @@ async def plan_scenario(
     summary="Install a scenario in a village, finish a half-done install, or change settings",
 )
 @calls(CATALOG, "ListInstallations")
-@calls(TENANTS, "GetTenant")
 @calls(CATALOG, "CreateInstallation")
 @calls(CATALOG, "UpdateInstallation")
 async def install_scenario(
@@ -217,7 +215,6 @@ async def install_scenario(
     summary="What uninstalling a scenario from a village would do; changes nothing",
 )
 @calls(CATALOG, "ListInstallations")
-@calls(TENANTS, "GetTenant")
 async def plan_uninstall_scenario(
     tenant: TenantId, body: ScenarioUninstallIn, request: Request, who: Who
 ) -> ScenarioPlanOut:
@@ -234,7 +231,6 @@ async def plan_uninstall_scenario(
     summary="Uninstall a scenario from a village; what other scenarios use stays",
 )
 @calls(CATALOG, "ListInstallations")
-@calls(TENANTS, "GetTenant")
 @calls(CATALOG, "UpdateInstallation")
 @calls(CATALOG, "DeleteInstallation")
 async def uninstall_scenario(
