@@ -14,6 +14,8 @@ import asyncio
 from collections.abc import Hashable
 from typing import Any, Generic, Protocol, TypeVar
 
+import grpc
+
 
 class Waiting(Protocol):
     """One request waiting to be sent: whoever sends it settles its future."""
@@ -68,3 +70,19 @@ class Coalescer(Generic[W]):
     async def _send(self, stub: Any, taken: list[W]) -> None:
         """Send `taken` (one call, or one each) and settle every future in it."""
         raise NotImplementedError
+
+    @staticmethod
+    async def _batch_answer(call: Any, request: Any, metadata: Any, taken: list[W]) -> Any:
+        """The batch call's answer, or None when it failed and each must be sent alone.
+
+        Anything but an RPC error (a cancellation) settles every future in `taken`.
+        """
+        try:
+            return await call(request, metadata=metadata)
+        except grpc.aio.AioRpcError:
+            return None
+        except BaseException as exc:
+            for item in taken:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            raise

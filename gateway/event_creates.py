@@ -17,8 +17,6 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
 from gateway.coalescing import Coalescer
 from grassroots.events.v1 import events_service_pb2 as pb
 
@@ -63,15 +61,9 @@ class EventCreates(Coalescer[_Pending]):
         request = pb.BatchCreateEventsRequest(
             parent=taken[0].request.parent, requests=[item.request for item in taken]
         )
-        try:
-            response = await stub.BatchCreateEvents(request, metadata=taken[0].metadata)
-        except grpc.aio.AioRpcError:
-            response = None
-        except BaseException as exc:
-            for item in taken:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            raise
+        response = await self._batch_answer(
+            stub.BatchCreateEvents, request, taken[0].metadata, taken
+        )
         if (
             response is None
             or len(response.events) != len(taken)

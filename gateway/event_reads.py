@@ -16,8 +16,6 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
 from gateway.coalescing import Coalescer
 from grassroots.events.v1 import events_service_pb2 as pb
 
@@ -53,15 +51,7 @@ class EventReads(Coalescer[_Pending]):
             await self._alone(stub, taken[0])
             return
         request = pb.BatchGetEventsRequest(names=[item.name for item in taken])
-        try:
-            response = await stub.BatchGetEvents(request, metadata=taken[0].metadata)
-        except grpc.aio.AioRpcError:
-            response = None
-        except BaseException as exc:
-            for item in taken:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            raise
+        response = await self._batch_answer(stub.BatchGetEvents, request, taken[0].metadata, taken)
         if response is None or len(response.events) != len(taken):
             await asyncio.gather(*(self._alone(stub, item) for item in taken))
             return
