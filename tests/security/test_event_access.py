@@ -11,7 +11,16 @@ import secrets
 
 import httpx
 import pytest
-from security_world import VILLAGE_A, A, Account, World, expect, login, report_event
+from security_world import (
+    VILLAGE_A,
+    A,
+    Account,
+    World,
+    anonymous_get,
+    expect,
+    login,
+    report_event,
+)
 
 BASE = "/open311/v2"
 
@@ -120,17 +129,19 @@ def test_only_staff_correct_an_events_category_over_rest_and_bad_fields_are_name
 
 
 def test_open311_reads_are_public_for_public_categories_only(world):
-    listed = expect(world.client.get(f"{BASE}/requests.json"), 200)
+    listed = expect(anonymous_get(world.client, f"{BASE}/requests.json"), 200)
     ids = {r["service_request_id"] for r in listed}
     assert world.a.event_id in ids  # environment.garbage is public
     assert world.b.event_id not in ids  # village B's own category is not
-    one = world.client.get(f"{BASE}/requests/{world.b.event_id}.json")
+    one = anonymous_get(world.client, f"{BASE}/requests/{world.b.event_id}.json")
     assert one.status_code == 404
     assert one.json()[0]["code"] == 404
-    [public] = expect(world.client.get(f"{BASE}/requests/{world.a.event_id}.json"), 200)
+    [public] = expect(anonymous_get(world.client, f"{BASE}/requests/{world.a.event_id}.json"), 200)
     assert public["service_request_id"] == world.a.event_id
     # The platform's own API stays closed without credentials.
-    assert world.client.get(f"/v1/tenants/{A}/events/{world.a.event_id}").status_code == 401
+    assert (
+        anonymous_get(world.client, f"/v1/tenants/{A}/events/{world.a.event_id}").status_code == 401
+    )
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
