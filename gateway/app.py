@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from gateway.auth import Guard
+from gateway.custom_methods import CustomMethodGuard
 from gateway.docs import install_docs
 from gateway.errors import install_handlers
 from gateway.event_creates import EventCreates
@@ -165,6 +166,7 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
             FastIngest(_route_of(twin.router, twin.ingest_telemetry)),
         ],
     )
+    app.add_middleware(CustomMethodGuard)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

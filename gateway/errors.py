@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import grpc
@@ -217,27 +217,6 @@ def _shaped(request: Request, error: ApiError) -> JSONResponse:
     return error.response()
 
 
-def _routes(routes: list[Any]) -> Iterator[Any]:
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        yield from _routes(inner.routes) if inner is not None else (route,)
-
-
-def _unknown_custom_method(request: Request) -> str | None:
-    """The `:verb` a /v1/ path ends with when no route declares that verb; else None."""
-    path = request.url.path
-    last = path.rsplit("/", 1)[-1]
-    if not path.startswith("/v1/") or ":" not in last:
-        return None
-    verb = last.rsplit(":", 1)[1]
-    for route in _routes(request.app.router.routes):
-        pattern = getattr(route, "path_regex", None)
-        declared = getattr(route, "path", "")
-        if pattern is not None and declared.endswith(f":{verb}") and pattern.match(path):
-            return None
-    return f":{verb}"
-
-
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -262,12 +241,6 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        verb = _unknown_custom_method(request) if exc.status_code in (404, 405) else None
-        if verb is not None:
-            # `POST .../tasks/{id}:explode` matches `GET .../tasks/{id}` by its path, which
-            # would make it a 405; no route declares the verb, so nothing is there.
-            message = f"unknown custom method {verb!r}: no such action on this resource"
-            return _shaped(request, ApiError(404, message, reason="UNKNOWN_CUSTOM_METHOD"))
         return _shaped(
             request,
             ApiError(

@@ -1,16 +1,17 @@
 """A custom method no route declares (`POST .../tasks/{id}:explode`) is 404 naming it, on
-every resource: not the 405 the item's GET route would answer for its path."""
+every resource: not the 405 the item's GET route would answer for its path. A declared
+verb called with another method (`GET .../tasks/{id}:accept`) is 405 naming the methods
+it takes, never the item's Get with the id `{id}:accept`."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.custom_methods import declared_routes
 from gateway.security.authenticator import Caller
 from gateway.settings import GatewaySettings
 from services.kit.components import NAMES
@@ -24,22 +25,23 @@ def _app() -> object:
     return create_app(settings, fixed_caller=Caller(who, None))
 
 
-def _leaves(routes: list[Any]) -> Iterator[Any]:
-    """Every route, included routers opened up."""
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        yield from _leaves(inner.routes) if inner is not None else (route,)
-
-
 APP = _app()
 # Every resource with a custom method, as `{collection}/{item}` with the item sampled.
 ITEMS = sorted(
     {
         re.sub(r"\{[^}]+\}", "abc", route.path.rsplit(":", 1)[0])
-        for route in _leaves(APP.router.routes)  # type: ignore[attr-defined]
+        for route in declared_routes(APP.router.routes)  # type: ignore[attr-defined]
         if getattr(route, "path", "").startswith("/v1/") and ":" in route.path.rsplit("/", 1)[-1]
     }
 )
+
+
+# Every declared verb with the methods it takes, on its resource with the item sampled.
+VERBS: dict[str, set[str]] = {}
+for route in declared_routes(APP.router.routes):  # type: ignore[attr-defined]
+    path = getattr(route, "path", "")
+    if path.startswith("/v1/") and ":" in path.rsplit("/", 1)[-1]:
+        VERBS.setdefault(re.sub(r"\{[^}]+\}", "abc", path), set()).update(route.methods)
 
 
 def client() -> httpx.AsyncClient:
@@ -73,3 +75,27 @@ async def test_a_declared_custom_method_keeps_its_answers() -> None:
     assert wrong_method.status_code == 405  # the verb exists, for POST
     assert unknown_path.status_code == 404
     assert "custom method" not in unknown_path.text
+
+
+@pytest.mark.parametrize("path", sorted(VERBS))
+async def test_a_declared_verb_called_with_another_method_is_405_naming_its_methods(
+    path: str,
+) -> None:
+    other = next(m for m in ("GET", "DELETE", "PATCH") if m not in VERBS[path])
+    async with client() as gateway:
+        answer = await gateway.request(other, path)
+    assert answer.status_code == 405, answer.text
+    assert set(answer.headers["Allow"].split(", ")) == VERBS[path]
+    error = answer.json()["error"]
+    assert f":{path.rsplit(':', 1)[1]}'" in error["message"] and other in error["message"]
+
+
+async def test_get_of_a_verb_does_not_read_the_item_with_the_verb_in_its_id() -> None:
+    tenant = f"/v1/tenants/{XINGMING.replace('/', '-')}"
+    async with client() as gateway:
+        accept = await gateway.get(f"{tenant}/tasks/abc:accept")
+        explode = await gateway.get(f"{tenant}/tasks/abc:explode")
+        event = await gateway.get(f"{tenant}/events/abc:explode")
+    assert accept.status_code == 405 and accept.headers["Allow"] == "POST"
+    assert explode.status_code == 404 and "':explode'" in explode.text
+    assert event.status_code == 404 and "':explode'" in event.text
