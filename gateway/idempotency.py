@@ -34,7 +34,7 @@ from services.kit.errors import FieldViolation
 log = logging.getLogger("grassroots.gateway.idempotency")
 
 HEADER = "Idempotency-Key"
-KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}\Z")
 KEY_DESCRIPTION = (
     "IETF Idempotency-Key: a retry with the same key and body returns the first answer "
     "(header Idempotent-Replayed: true); the same key with another body is 422"
@@ -50,7 +50,7 @@ WITHHELD_NOTE = (
     "Issue a new one if it was lost."
 )
 # Creates whose component keeps the key itself (as `request_id`).
-_KEPT_BY_COMPONENT = re.compile(r"^/v1/tenants/[^/]+/events$")
+_KEPT_BY_COMPONENT = re.compile(r"^/v1/tenants/[^/]+/events\Z")
 
 
 def parse_key(raw: str) -> str:

@@ -21,9 +21,9 @@ from gateway.ngsi_ld.problems import bad_request
 
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
 URN_PREFIX = "urn:ngsi-ld:"
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-_ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+_ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 # Units: UN/CEFACT common codes (what NGSI-LD's unitCode holds) <-> the twin's symbols.
 UNIT_CODES = {
     "cm": "CMT",

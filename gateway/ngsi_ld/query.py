@@ -23,8 +23,8 @@ from gateway.ngsi_ld.problems import NgsiLdError, bad_request
 from services.kit.geodesy import EARTH_RADIUS_M, great_circle_m
 
 MAX_Q_CHARS = 1000
-_COMPARISON = re.compile(r"^([A-Za-z][A-Za-z0-9_:/#.-]*?)\s*(==|!=|>=|<=|>|<)\s*(.+)$")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_:/#.-]*$")
+_COMPARISON = re.compile(r"^([A-Za-z][A-Za-z0-9_:/#.-]*?)\s*(==|!=|>=|<=|>|<)\s*(.+)\Z")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_:/#.-]*\Z")
 
 
 def _too_complex(detail: str) -> NgsiLdError:

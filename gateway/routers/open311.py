@@ -53,7 +53,7 @@ MAX_RESUBMISSIONS = 50
 REPLAYED_METADATA_KEY = "x-idempotent-replayed"
 MAX_DESCRIPTION_CHARS = limits.of(pb.Event, "description").max_length
 MAX_IDS = 100
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 # Characters XML 1.0 cannot carry, even escaped.
 _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # Open311's "closed": nothing more will happen (the events filter `status` agrees).

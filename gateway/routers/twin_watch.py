@@ -28,7 +28,7 @@ EntityId = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the entity's id in the tenant")
 ]
 SSE_KEEPALIVE_SECONDS = 15.0
-_TOKEN = re.compile(r"^[0-9a-f]{8}\.[0-9]{1,18}$")
+_TOKEN = re.compile(r"^[0-9a-f]{8}\.[0-9]{1,18}\Z")
 _KIND = {
     pb.EntityChange.KIND_CREATED: "created",
     pb.EntityChange.KIND_UPDATED: "updated",

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from services.kit.principal import Principal
 
 REQUEST_ID_HEADER = "x-request-id"
-_REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None

@@ -12,8 +12,8 @@ import re
 SENSITIVE_SCOPE = "people:read_sensitive"
 # Who may see people's names at all (masked or not is then SENSITIVE_SCOPE's business).
 PEOPLE_SCOPE = "people:read"
-_MOBILE = re.compile(r"^\+?(86)?(1\d{10})$")
-_ID_NUMBER = re.compile(r"^\d{17}[\dXx]$")
+_MOBILE = re.compile(r"^\+?(86)?(1\d{10})\Z")
+_ID_NUMBER = re.compile(r"^\d{17}[\dXx]\Z")
 
 
 def mask_phone(value: str) -> str:

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 FORMAT_VERSION = "v1"
 KEY_BYTES = 32
 NONCE_BYTES = 12
-_KID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_KID = re.compile(r"^[A-Za-z0-9_.-]{1,32}\Z")
 
 
 class SealingError(Exception):

@@ -13,7 +13,7 @@ import re
 
 from services.kit.errors import InvalidArgument
 
-_SEGMENT = re.compile(r"^[a-z0-9]{1,40}$")
+_SEGMENT = re.compile(r"^[a-z0-9]{1,40}\Z")
 WILDCARD = "-"
 # The subtree of every tenant: only for the platform's own work (outbox relay, sweeps,
 # sign-in by username), never taken from a request. Not a valid path, so no caller

@@ -15,10 +15,10 @@ from services.command.domain.model import HandlerProfile, Position, Shift
 from services.kit import crs
 from services.kit.errors import FieldViolation, InvalidArgument
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_HANDLER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_USER = re.compile(r"^users/[A-Za-z0-9_-]{1,64}$")
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
+_HANDLER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_USER = re.compile(r"^users/[A-Za-z0-9_-]{1,64}\Z")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])\Z")
 MAX_CAPACITY = 100
 MAX_LIST = 20
 

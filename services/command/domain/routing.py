@@ -20,9 +20,9 @@ from services.kit.errors import FailedPrecondition, FieldViolation, InvalidArgum
 
 # Times of day in rules are local: China Standard Time has no daylight saving.
 LOCAL_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
-_CATEGORY = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*?)?)$")
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])\Z")
+_CATEGORY = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*?)?)\Z")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
 MAX_PRIORITY = 1000
 MAX_GRID_CELLS = 500
 MAX_SLA = timedelta(days=90)

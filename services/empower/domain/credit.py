@@ -64,10 +64,10 @@ REFUSED_ACTION = "credit.score.refused"
 GRANT_ACTION = "credit.consent.grant"
 REVOKE_ACTION = "credit.consent.revoke"
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_PURPOSE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_BAND = re.compile(r"^[A-Za-z0-9+_-]{1,16}$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+_PURPOSE = re.compile(r"^[a-z][a-z0-9_]{0,39}\Z")
+_BAND = re.compile(r"^[A-Za-z0-9+_-]{1,16}\Z")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

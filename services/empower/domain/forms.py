@@ -64,10 +64,10 @@ SCHEDULE_PERIODS = {
     Schedule.MONTHLY: timedelta(days=30),
 }
 
-_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-_REFERENCE = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
+_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}\Z")
+_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}\Z")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")
+_REFERENCE = re.compile(r"^[A-Za-z0-9_.-]{0,64}\Z")
 # The form field that names a building of the map (the demo inspection's `building`).
 BUILDING_FIELD = "building"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -100,9 +100,9 @@ _SIGN_IN_MARGIN_SECONDS = 0.5
 # reveals none of them.
 _BAD_LOGIN = "wrong username or password, or too many attempts: wait a little and try again"
 _BAD_API_KEY = "the API key is not valid"
-_SEGMENT = re.compile(r"^[a-z0-9]{1,40}$")
-_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
-_ADMIN_CODE = re.compile(r"^[0-9]{6,12}$")
+_SEGMENT = re.compile(r"^[a-z0-9]{1,40}\Z")
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}\Z")
+_ADMIN_CODE = re.compile(r"^[0-9]{6,12}\Z")
 
 
 _PRIVATE_KEY_FIELD = "private_key"

@@ -58,9 +58,9 @@ REACHES = {
     Channel.WECHAT: RecipientKind.PERSON,
 }
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-_OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_REFERENCE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")
+_OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_REFERENCE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 _RECIPIENT = re.compile(
     r"^(users/[A-Za-z0-9_-]{1,64}|tenants/[a-z0-9-]{1,250}/people/[A-Za-z0-9_-]{1,64})$"
 )

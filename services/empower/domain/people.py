@@ -57,11 +57,11 @@ ID_PREFIX = "pe"
 SENSITIVE_FIELDS = ("name", "id_number", "phone")
 ELDERLY_AGE = 60
 
-_ID_NUMBER = re.compile(r"^\d{17}[\dX]$")
-_MOBILE = re.compile(r"^1\d{10}$")
-_REFERENCE = re.compile(r"^[A-Za-z0-9_.-]*$")
-_TAG = re.compile(r"^[a-z0-9_-]+$")
-_CARER = re.compile(r"^users/[A-Za-z0-9_.-]{1,100}$")
+_ID_NUMBER = re.compile(r"^\d{17}[\dX]\Z")
+_MOBILE = re.compile(r"^1\d{10}\Z")
+_REFERENCE = re.compile(r"^[A-Za-z0-9_.-]*\Z")
+_TAG = re.compile(r"^[a-z0-9_-]+\Z")
+_CARER = re.compile(r"^users/[A-Za-z0-9_.-]{1,100}\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

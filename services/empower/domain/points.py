@@ -45,10 +45,10 @@ MAX_MEMO = 200
 MAX_MATCH = 8
 CHINA_TIME = timezone(timedelta(hours=8))
 
-_HOLDER = re.compile(r"^[A-Za-z0-9_./:-]{1,200}$")
-_FACT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-_ATTRIBUTE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_HOLDER = re.compile(r"^[A-Za-z0-9_./:-]{1,200}\Z")
+_FACT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+\Z")
+_ATTRIBUTE = re.compile(r"^[a-z][a-z0-9_]{0,39}\Z")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

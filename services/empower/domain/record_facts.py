@@ -17,7 +17,7 @@ from services.empower.domain.points_model import Fact, HolderKind
 
 RECORDED = "form.recorded"
 HOLDER_FIELDS = {"household": HolderKind.HOUSEHOLD, "person": HolderKind.PERSON}
-_HOLDER = re.compile(r"^[A-Za-z0-9_./:-]{1,200}$")
+_HOLDER = re.compile(r"^[A-Za-z0-9_./:-]{1,200}\Z")
 
 
 def record_fact(record: FormRecord) -> Fact | None:

@@ -46,8 +46,8 @@ UNKNOWN_KEY = "UNKNOWN_SIGNING_KEY"
 INVALID_TOKEN = "INVALID_TOKEN"  # noqa: S105 (an error reason)
 
 _REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti", "tenant", "kind"]
-_OPAQUE_ID = re.compile(r"^[0-9a-z]{26}$")
-_OPAQUE_SECRET = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+_OPAQUE_ID = re.compile(r"^[0-9a-z]{26}\Z")
+_OPAQUE_SECRET = re.compile(r"^[A-Za-z0-9_-]{16,128}\Z")
 _PRINCIPAL_KINDS = {"user", "app", "service"}
 
 

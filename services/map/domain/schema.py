@@ -11,9 +11,9 @@ import numpy as np
 from services.kit.errors import FieldViolation, InvalidArgument
 from services.map.domain.model import GEOMETRY_TYPES, FieldSpec, FieldType, Layer, LayerKind
 
-LAYER_ID = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-FEATURE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+LAYER_ID = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*\Z")
+FEATURE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}\Z")
 RESERVED_FIELDS = frozenset({"fid", "feature_id", "geom", "id", "geometry"})
 MAX_VIOLATIONS = 10
 

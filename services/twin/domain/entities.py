@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from services.kit import tenancy
 from services.kit.errors import FieldViolation, InvalidArgument
 
-ENTITY_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-RELATIONSHIP_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+ENTITY_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}\Z")
+RELATIONSHIP_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}\Z")
 MAX_RELATIONSHIPS = 100
 
 

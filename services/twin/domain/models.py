@@ -16,8 +16,8 @@ from enum import IntEnum
 from services.kit import tenancy
 from services.kit.errors import FieldViolation, InvalidArgument, NotFound
 
-MODEL_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
-PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+MODEL_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}\Z")
+PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
 MAX_PROPERTIES = 64
 # Where built-in models live in resource names: `tenants/-/models/{id}`.
 BUILTIN_TENANT = ""

@@ -26,9 +26,9 @@ import numpy.typing as npt
 
 from services.kit.errors import FieldViolation, InvalidArgument
 
-RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-LAYER_NAME = re.compile(r"^tenants/[a-z0-9-]+/layers/[^/]{1,128}$")
-CATEGORY = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+LAYER_NAME = re.compile(r"^tenants/[a-z0-9-]+/layers/[^/]{1,128}\Z")
+CATEGORY = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*\Z")
 MAX_BUFFER_M = 10_000.0
 
 

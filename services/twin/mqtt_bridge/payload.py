@@ -26,9 +26,9 @@ TELEMETRY = "telemetry"
 REJECTED = "rejected"
 MAX_PAYLOAD_BYTES = 4096
 MAX_VALUES = 64
-_ENTITY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-_TENANT_ID = re.compile(r"^[a-z0-9]{1,40}(-[a-z0-9]{1,40}){0,5}$")
+_ENTITY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+_TENANT_ID = re.compile(r"^[a-z0-9]{1,40}(-[a-z0-9]{1,40}){0,5}\Z")
 # Readings more than this far in the future are a device clock gone wrong.
 MAX_CLOCK_AHEAD_SECONDS = 300.0
 

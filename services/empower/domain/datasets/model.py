@@ -153,10 +153,10 @@ class SlicePage:
     more: bool
 
 
-_DATASET_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_NAME = re.compile(r"^tenants/([a-z0-9-]+)/datasets/([a-z][a-z0-9-]{0,62})$")
-_SUBSCRIPTION = re.compile(r"^tenants/([a-z0-9-]+)/subscriptions/([A-Za-z0-9_-]{1,64})$")
+_DATASET_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}\Z")
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
+_NAME = re.compile(r"^tenants/([a-z0-9-]+)/datasets/([a-z][a-z0-9-]{0,62})\Z")
+_SUBSCRIPTION = re.compile(r"^tenants/([a-z0-9-]+)/subscriptions/([A-Za-z0-9_-]{1,64})\Z")
 
 
 def dataset_name(tenant: str, dataset_id: str) -> str:
