@@ -134,6 +134,7 @@ async def open_empower(settings: EmpowerSettings) -> Empower:
         ScenarioManifests(settings.scenarios_dir),
         shelf,
         gateway,
+        tenants=identity,
         version=_version(),
     )
     return Empower(directory, registry, audit, datasets, catalog, closers)

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from services.empower.domain.datasets.classification import READ_SCOPE as DATASETS_READ
 from services.empower.domain.datasets.model import Dataset, Subscription
+from services.empower.domain.model import Tenant
 from services.kit import paging, tenancy
 from services.kit.components import Component
 from services.kit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
@@ -35,7 +36,7 @@ CATALOG_SCOPE = "catalog:read"
 INSTALL_SCOPE = "scenarios:install"
 INSTALLATION_PREFIX = "ins"
 FILTERABLE = {"kind": ("=",), "area": ("=",)}
-_ITEM = re.compile(r"^catalogItems/([a-z0-9][a-z0-9-]{0,127})$")
+_ITEM = re.compile(r"^catalogItems/([a-z0-9][a-z0-9-]{0,127})\Z")
 
 
 class ItemKind(StrEnum):
@@ -238,6 +239,12 @@ def _line_of(path: str) -> list[str]:
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
+class TenantNodes(Protocol):
+    """The tenant tree: an installation is recorded only in a node that exists."""
+
+    async def get_tenant(self, path: str) -> Tenant | None: ...
+
+
 class Catalog:
     """The shelf, its search, installations and the adoption view."""
 
@@ -250,6 +257,7 @@ class Catalog:
         store: ShelfStore,
         usage: UsageSource,
         *,
+        tenants: TenantNodes,
         version: str = "",
         cache_seconds: float = 15.0,
         clock: Callable[[], datetime] | None = None,
@@ -260,6 +268,7 @@ class Catalog:
         self.scenarios = scenarios
         self.store = store
         self.usage = usage
+        self.tenants = tenants
         self.version = version
         self.cache_seconds = cache_seconds
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -386,7 +395,7 @@ class Catalog:
     ) -> Installation:
         if not caller.has_scope(INSTALL_SCOPE):
             raise PermissionDenied(f"installing scenarios needs the scope {INSTALL_SCOPE!r}")
-        if not caller.can_see(parent):
+        if not caller.can_see(parent) or await self.tenants.get_tenant(parent) is None:
             raise NotFound(f"tenant {tenancy.tenant_name(parent)!r} not found")
         match = _ITEM.match(item_name)
         known = {item.resource_name for item in self.scenario_items()}

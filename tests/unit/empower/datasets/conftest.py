@@ -10,6 +10,7 @@ import inspect
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,11 @@ from services.empower.domain.datasets.model import (
     FieldType,
 )
 from services.empower.domain.datasets.service import DatasetDesk
+from services.empower.domain.model import Level, Tenant
 from services.empower.store.datasets_postgres import PostgresDatasetStore
 from services.empower.store.datasets_sqlite import SqliteDatasetStore
+from services.empower.store.identity_postgres import PostgresIdentityStore
+from services.empower.store.identity_sqlite import SqliteIdentityStore
 from services.empower.store.people_postgres import PostgresPeopleStore
 from services.empower.store.people_sqlite import SqlitePeopleStore
 from services.kit import gb11643
@@ -34,6 +38,14 @@ from services.kit.sealing import Sealer
 from tests.conftest import TOWN, XIANGYANG, XINGMING
 
 DISTRICT = "sh/jiading"
+# The nodes the tests name, as the identity store holds them.
+TREE = {
+    "sh": Level.CITY,
+    DISTRICT: Level.DISTRICT,
+    TOWN: Level.TOWN,
+    XINGMING: Level.VILLAGE,
+    XIANGYANG: Level.VILLAGE,
+}
 SEALER = Sealer({"k1": bytes(range(32))}, "k1", bytes(range(32, 64)))
 BOOK = AddressBook(
     {
@@ -111,6 +123,7 @@ class Backend:
     store: Any
     people: Any
     dsn: str = ""
+    identity: Any = None  # the tenant tree installations are recorded in
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -121,12 +134,16 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         assert re.search(r"search_path=(\w+)", dsn)
         store: Any = await PostgresDatasetStore.open(dsn, max_connections=4)
         people: Any = await PostgresPeopleStore.open(dsn, max_connections=4)
+        identity: Any = await PostgresIdentityStore.open(dsn)
     else:
         store = SqliteDatasetStore(tmp_path / "datasets.sqlite3")
         people = SqlitePeopleStore(tmp_path / "people.sqlite3")
+        identity = SqliteIdentityStore(tmp_path / "identity.sqlite3", synchronous="OFF")
+    for path, level in TREE.items():
+        await identity.create_tenant(Tenant(path, path, level, "310114", datetime.now(UTC)))
     desk = DatasetDesk(store, StaticAddresses(), AuditLog(people), SEALER)
-    yield Backend(request.param, desk, store, people, dsn)
-    for closing in (store, people):
+    yield Backend(request.param, desk, store, people, dsn, identity)
+    for closing in (store, people, identity):
         closed = closing.close()
         if inspect.isawaitable(closed):
             await closed

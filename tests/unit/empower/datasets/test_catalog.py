@@ -115,6 +115,7 @@ def catalog_on(backend, folder: Path, usage=None) -> tuple[Catalog, Probe]:
         ScenarioManifests(folder),
         backend.store,
         usage or NoCalls(),
+        tenants=backend.identity,
         version="0.1.0",
     )
     return shelf, probe
@@ -167,6 +168,10 @@ async def test_installing_a_scenario_is_recorded_once_per_village(backend, tmp_p
     assert refused.value.violations[0].field == "installation.catalog_item"
     with pytest.raises(NotFound):
         await shelf.install(secretary, XIANGYANG, item)
+    # A node the caller's subtree could hold but the tree does not: nothing is recorded.
+    with pytest.raises(NotFound) as missing:
+        await shelf.install(caller(TOWN, "scenarios:install"), f"{TOWN}/nowhere", item)
+    assert "nowhere" in str(missing.value)
     with pytest.raises(PermissionDenied):
         await shelf.install(caller(XINGMING, "catalog:read"), XINGMING, item)
     town = caller(TOWN, "catalog:read")
