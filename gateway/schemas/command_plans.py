@@ -22,7 +22,7 @@ class _In(BaseModel):
 
 class DispatchIO(_In):
     role: str = limited(pb.Dispatch, "role", examples=["volunteer"])
-    team: str = limited(pb.Dispatch, "team", "", examples=["crowd-control"])
+    team: str = limited(pb.Dispatch, "team", "", examples=["crowd_control"])
     count: int = limited(pb.Dispatch, "count", 1)
 
 

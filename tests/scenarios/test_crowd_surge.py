@@ -80,6 +80,26 @@ def test_headcount_raises_the_plan_level_by_level_and_stands_it_down(platform: P
         "checklist",
         "notice",
     }
+    # Level 2 sends volunteers (any of the village's, by default): its dispatch tasks
+    # are offered to handlers holding the role, not left waiting for a team nobody holds.
+    volunteers = {
+        h["user"]
+        for h in secretary.ok(
+            "GET",
+            f"/v1/tenants/{VILLAGE_ID}/handlers",
+            params={"role": "volunteer", "page_size": 100},
+        )["handlers"]
+    }
+
+    def offered_to_volunteers() -> list[dict] | None:
+        now = secretary.ok("GET", f"/v1/{plan['name']}")
+        [dispatch] = [i for i in now["items"] if i["level"] == 2 and i["kind"] == "dispatch"]
+        tasks = [secretary.ok("GET", f"/v1/{name}") for name in dispatch["tasks"]]
+        assigned = [t for t in tasks if t["state"] == "assigned"]
+        return assigned or None
+
+    assert volunteers
+    assert {t["handler"] for t in eventually(offered_to_volunteers)} <= volunteers
     event = eventually(
         lambda: next(
             iter(platform.events(category="safety.crowd_surge", grid_cell=cell.cell_id)), None

@@ -10,12 +10,11 @@ apply it, its command-log entries and its fact in one transaction.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
-from services.command.domain.model import Position
+from services.command.domain.model import NAME_PATTERN, Position, is_name
 from services.kit.errors import FieldViolation, InvalidArgument
 
 LEVELS = (3, 2, 1)
@@ -24,7 +23,6 @@ MAX_DISPLAY_NAME = 200
 MAX_TEXT = 2000
 MAX_ITEMS_PER_LEVEL = 50
 MAX_DISPATCH_COUNT = 1000
-_ROLE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 class ItemKind(Enum):
@@ -168,6 +166,15 @@ def _text(value: str, field_name: str, limit: int, *, required: bool) -> list[Fi
     return []
 
 
+def _name(value: str, field_name: str, *, required: bool) -> list[FieldViolation]:
+    """A role or team a handler can hold: a dispatch to any other name waits forever."""
+    if not value:
+        return [FieldViolation(field_name, "is required")] if required else []
+    if not is_name(value):
+        return [FieldViolation(field_name, f"must match {NAME_PATTERN}, like a handler's")]
+    return []
+
+
 def validate(definition: PlanDefinition, prefix: str = "emergency_plan.") -> PlanDefinition:
     """Every problem at once, each naming its field; a plan must have levels 3, 2 and 1."""
     problems = _text(
@@ -184,17 +191,14 @@ def validate(definition: PlanDefinition, prefix: str = "emergency_plan.") -> Pla
         else:
             seen[level.level] = i
         problems += _text(level.summary, at + ".summary", MAX_TEXT, required=False)
-        if level.checklist_role and not _ROLE.fullmatch(level.checklist_role):
-            problems.append(
-                FieldViolation(at + ".checklist_role", "must match [a-z][a-z0-9_]{0,62}")
-            )
+        problems += _name(level.checklist_role, at + ".checklist_role", required=False)
         actions = len(level.dispatches) + len(level.checklist) + len(level.notices)
         if actions > MAX_ITEMS_PER_LEVEL:
             problems.append(FieldViolation(at, f"at most {MAX_ITEMS_PER_LEVEL} actions per level"))
         for j, dispatch in enumerate(level.dispatches):
             where = f"{at}.dispatches[{j}]"
-            problems += _text(dispatch.role, where + ".role", 64, required=True)
-            problems += _text(dispatch.team, where + ".team", 64, required=False)
+            problems += _name(dispatch.role, where + ".role", required=True)
+            problems += _name(dispatch.team, where + ".team", required=False)
             if not 1 <= dispatch.count <= MAX_DISPATCH_COUNT:
                 problems.append(
                     FieldViolation(where + ".count", f"must be 1 to {MAX_DISPATCH_COUNT}")

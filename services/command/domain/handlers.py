@@ -11,11 +11,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from services.command.domain.model import HandlerProfile, Position, Shift
+from services.command.domain.model import HandlerProfile, Position, Shift, is_name
 from services.kit import crs
 from services.kit.errors import FieldViolation, InvalidArgument
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
 _HANDLER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _USER = re.compile(r"^users/[A-Za-z0-9_-]{1,64}\Z")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])\Z")
@@ -50,9 +49,9 @@ def validate(profile: HandlerProfile, prefix: str = "handler_profile.") -> None:
     need(bool(profile.roles), "roles", "at least one role, such as grid_worker")
     for field, values in (("roles", profile.roles), ("skills", profile.skills)):
         need(len(values) <= MAX_LIST, field, f"at most {MAX_LIST}")
-        need(all(_NAME.match(v) for v in values), field, "lower-case names such as grid_worker")
+        need(all(is_name(v) for v in values), field, "lower-case names such as grid_worker")
     need(len(profile.teams) <= MAX_LIST, "teams", f"at most {MAX_LIST}")
-    need(all(_NAME.match(v) for v in profile.teams), "teams", "lower-case names")
+    need(all(is_name(v) for v in profile.teams), "teams", "lower-case names")
     need(1 <= profile.capacity <= MAX_CAPACITY, "capacity", f"1 to {MAX_CAPACITY} open tasks")
     need(len(profile.display_name) <= 200, "display_name", "at most 200 characters")
     need(len(profile.shifts) <= MAX_LIST, "shifts", f"at most {MAX_LIST}")

@@ -6,6 +6,7 @@ positions are WGS84 longitude/latitude (other systems are converted at the edge)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -56,6 +57,18 @@ class SlaStatus(StrEnum):
 class Position:
     longitude: float
     latitude: float
+
+
+# Roles, teams and department desks: the names handlers hold and that routing rules and
+# emergency plans send work to. A plan naming a team no handler could hold would wait
+# for nobody, so every side checks the same pattern.
+NAME_PATTERN = "[a-z][a-z0-9_]{0,62}"
+_NAME = re.compile(NAME_PATTERN)
+
+
+def is_name(value: str) -> bool:
+    """A role, team or desk name such as `grid_worker` or `xingming_volunteer`."""
+    return _NAME.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
-from services.command.domain.model import EventFacts, RoutingDecision, RoutingRule
+from services.command.domain.model import EventFacts, RoutingDecision, RoutingRule, is_name
 from services.kit import tenancy
 from services.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument
 
@@ -22,7 +22,6 @@ from services.kit.errors import FailedPrecondition, FieldViolation, InvalidArgum
 LOCAL_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])\Z")
 _CATEGORY = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*?)?)\Z")
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
 MAX_PRIORITY = 1000
 MAX_GRID_CELLS = 500
 MAX_SLA = timedelta(days=90)
@@ -173,7 +172,7 @@ def validate(rule: RoutingRule, prefix: str = "routing_rule.") -> None:
         ),
         _Check(
             "handler_role",
-            not rule.handler_role or bool(_NAME.match(rule.handler_role)),
+            not rule.handler_role or is_name(rule.handler_role),
             "must be a role name such as 'grid_worker'",
         ),
         _Check(
@@ -181,10 +180,10 @@ def validate(rule: RoutingRule, prefix: str = "routing_rule.") -> None:
             bool(rule.handler_role or rule.team or rule.department),
             "a rule needs a handler_role, a team or a department to send events to",
         ),
-        _Check("team", not rule.team or bool(_NAME.match(rule.team)), "must be a team name"),
+        _Check("team", not rule.team or is_name(rule.team), "must be a team name"),
         _Check(
             "department",
-            not rule.department or bool(_NAME.match(rule.department)),
+            not rule.department or is_name(rule.department),
             "must be a department name",
         ),
         _Check(

@@ -37,7 +37,7 @@ def crowd_plan(levels=(3, 2, 1), signal=RULE) -> pb.EmergencyPlan:
         2: pb.EmergencyLevel(
             level=2,
             summary="more than 5,000 people",
-            dispatches=[pb.Dispatch(role="volunteer", team="crowd-control", count=6)],
+            dispatches=[pb.Dispatch(role="volunteer", team="crowd_control", count=6)],
             checklist=["Open the east exit", "Fence the lakeside path"],
             notices=[pb.Notice(audience="residents", text="Avoid the lakeside fountain")],
         ),
@@ -114,7 +114,7 @@ async def test_raising_opens_every_crossed_level_and_lowering_closes_what_it_ope
         [
             "dispatch 2 x grid_worker",
             "notify town_office: Crowd building at the fountain",
-            "dispatch 6 x volunteer (crowd-control)",
+            "dispatch 6 x volunteer (crowd_control)",
             "Open the east exit",
             "Fence the lakeside path",
             "notify residents: Avoid the lakeside fountain",
@@ -223,6 +223,22 @@ async def test_bad_dispatches_and_notices_are_named_all_at_once(command):
         "emergency_plan.levels[0].dispatches[1].count",
         "emergency_plan.levels[1].notices[1].text",
     }
+
+
+async def test_a_dispatch_names_a_role_and_team_a_handler_could_hold(command):
+    # Handlers' teams are names like crowd_control: a plan sending to "crowd-control"
+    # would open tasks nobody is ever offered.
+    plan = crowd_plan()
+    plan.levels[0].dispatches.append(pb.Dispatch(role="Volunteer", team="crowd-control", count=2))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await create(command, plan)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    says = {v.field: v.description for v in failure_of(info.value).violations}
+    assert set(says) == {
+        "emergency_plan.levels[0].dispatches[1].role",
+        "emergency_plan.levels[0].dispatches[1].team",
+    }
+    assert "[a-z][a-z0-9_]{0,62}" in says["emergency_plan.levels[0].dispatches[1].team"]
 
 
 @pytest.mark.parametrize(
