@@ -12,11 +12,12 @@ BUF    := node_modules/.bin/buf
 # The last released contract: `buf breaking` refuses changes that would break its clients.
 CONTRACT_BASELINE := proto/v1-baseline.binpb
 
-.PHONY: help install proto buf swagger-ui web-vendor lint contract-baseline format services test test-unit test-integration run demo bench k8s clean
+.PHONY: help install proto buf swagger-ui web-vendor lint contract-baseline format services test test-serial test-unit test-integration run demo bench k8s clean
 
 help:
 	@echo "make run     start the five services and the gateway with the demo village"
-	@echo "make test    run the whole test suite"
+	@echo "make test    run the whole test suite (two sessions side by side)"
+	@echo "make test-serial  the same suite as one session"
 	@echo "make lint    ruff, mypy (services, gateway, SDK), buf lint, buf breaking"
 	@echo "make proto   regenerate Python and typing stubs from proto/"
 	@echo "make bench   run the benchmarks in bench/ and print their figures"
@@ -79,7 +80,12 @@ format: $(STAMP) $(BUF)
 services:
 	$(PYTHON) tools/ensure_services.py
 
+# Two pytest sessions side by side, one per core (tools/test_halves.py).
 test: $(STAMP) services $(BUF)
+	$(PY) -m tools.test_halves
+
+# The same suite as one session, for reading a failure in order.
+test-serial: $(STAMP) services $(BUF)
 	$(PY) -m pytest
 
 test-unit: $(STAMP)

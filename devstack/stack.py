@@ -51,13 +51,30 @@ def _ephemeral_low() -> int:
         return 32768  # Linux's default
 
 
+PORT_SLICE_VARIABLE = "GRASSROOTS_PORT_SLICE"
+
+
+def _port_slice(bottom: int, top: int) -> tuple[int, int]:
+    """The part of [bottom, top) this process picks from: all of it, or slice k of n
+    when GRASSROOTS_PORT_SLICE is `k/n` (test sessions side by side never pick the same
+    port between a pick and a service's bind)."""
+    given = os.environ.get(PORT_SLICE_VARIABLE, "")
+    if not given:
+        return bottom, top
+    index, _, parts = given.partition("/")
+    if not (index.isdigit() and parts.isdigit() and int(index) < int(parts)):
+        raise ValueError(f"{PORT_SLICE_VARIABLE} is k/n with k < n, not {given!r}")
+    width = (top - bottom) // int(parts)
+    start = bottom + int(index) * width
+    return start, start + width
+
+
 def free_ports(count: int) -> list[int]:
     """Distinct free ports below the kernel's ephemeral range, where no outbound
     connection can take one between this pick and the service's bind (a port the kernel
     picked for us could be: a busy machine then fails the start with EADDRINUSE). Every
     socket stays bound until all are picked, so none is handed out twice."""
-    top = _ephemeral_low()
-    bottom = max(1024, top - 12_000)
+    bottom, top = _port_slice(max(1024, _ephemeral_low() - 12_000), _ephemeral_low())
     picked: list[socket.socket] = []
     try:
         for _ in range(count * 100):
