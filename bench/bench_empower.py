@@ -1,9 +1,10 @@
 """Data returned to the grassroots: ingesting a district's residents register with
 cleaning, and villages pulling their masked slices.
 
-Runs the empower datasets domain in-process on the embedded SQLite store (the
-default backend), so the figures are the ingest pipeline's and the store's, without
-a network hop:
+Runs the empower datasets domain in-process, once on the embedded SQLite store (the
+default backend) and once on PostgreSQL (a scratch schema under row-level security),
+so the figures are the ingest pipeline's and the store's, without a network hop; each
+line names its store (`python bench/bench_empower.py sqlite` runs one of them):
 
   1. ingest: a CSV residents register of N rows (1,000,000; quick 100,000) read,
      cleaned column by column (GB 11643 check characters, mobile numbers, addresses
@@ -25,10 +26,15 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -45,7 +51,9 @@ from services.empower.domain.datasets.model import (  # noqa: E402
     FieldType,
 )
 from services.empower.domain.datasets.service import DatasetDesk  # noqa: E402
+from services.empower.store.datasets_postgres import PostgresDatasetStore  # noqa: E402
 from services.empower.store.datasets_sqlite import SqliteDatasetStore  # noqa: E402
+from services.empower.store.people_postgres import PostgresPeopleStore  # noqa: E402
 from services.empower.store.people_sqlite import SqlitePeopleStore  # noqa: E402
 from services.kit.principal import Principal  # noqa: E402
 from services.kit.sealing import Sealer  # noqa: E402
@@ -58,6 +66,10 @@ TOWN = "sh/jiading/bench"
 SLICES = scaled(40, 10)
 _WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
 _CHECK = np.array(list("10X98765432"))
+BACKENDS = ("sqlite", "postgres")
+DSN = os.environ.get(
+    "GRASSROOTS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 REGISTER = Dataset(
     tenant="",
@@ -136,7 +148,7 @@ def register_csv(rows: int, slugs: list[str], rng: np.random.Generator) -> tuple
     return ("\n".join(lines) + "\n").encode(), bad
 
 
-async def main() -> None:
+def setup() -> tuple[list[str], dict[str, str], AddressBook, bytes, int]:
     villages = max(ROWS // PER_VILLAGE, 1)
     slugs = village_slugs(villages)
     tenants = {slug: f"{TOWN}/{slug}" for slug in slugs}
@@ -152,12 +164,35 @@ async def main() -> None:
     content, bad = register_csv(ROWS, slugs, rng)
     print(
         f"generated {ROWS:,} rows ({len(content) / 1e6:.0f} MB CSV, {bad:,} wrong on purpose) "
-        f"in {time.perf_counter() - started:.1f} s"
+        f"in {time.perf_counter() - started:.1f} s",
+        flush=True,
     )
+    return slugs, tenants, book, content, bad
+
+
+async def open_stores(backend: str, folder: Path, dsn: str) -> tuple[Any, Any]:
+    if backend == "postgres":
+        store = await PostgresDatasetStore.open(dsn, max_connections=4)
+        people = await PostgresPeopleStore.open(dsn, max_connections=4)
+        return store, people
+    return SqliteDatasetStore(folder / "datasets.sqlite3"), SqlitePeopleStore(
+        folder / "people.sqlite3"
+    )
+
+
+async def run(
+    backend: str,
+    slugs: list[str],
+    tenants: dict[str, str],
+    book: AddressBook,
+    content: bytes,
+    bad: int,
+    dsn: str = "",
+) -> None:
+    tag = f"[{backend}]"
     sealer = Sealer.generate("bench")
     with tempfile.TemporaryDirectory() as folder:
-        store = SqliteDatasetStore(Path(folder) / "datasets.sqlite3")
-        people = SqlitePeopleStore(Path(folder) / "people.sqlite3")
+        store, people = await open_stores(backend, Path(folder), dsn)
         desk = DatasetDesk(store, StaticAddresses(book), AuditLog(people), sealer)
         district = Principal(
             "users/district", DISTRICT, scopes=frozenset({"datasets:publish", "datasets:read"})
@@ -171,7 +206,7 @@ async def main() -> None:
         assert len(report.rejected) == bad, (len(report.rejected), bad)
         assert report.inserted == ROWS - bad
         print(
-            f"1. ingest with cleaning: {ROWS:,} rows in {seconds:.1f} s = "
+            f"{tag} 1. ingest with cleaning: {ROWS:,} rows in {seconds:.1f} s = "
             f"{ROWS / seconds:,.0f} rows/s (target >= 50,000 rows/s: "
             f"{verdict(ROWS / seconds >= 50_000)}); {report.inserted:,} "
             f"stored, {len(report.rejected):,} rejected with reasons; "
@@ -181,7 +216,7 @@ async def main() -> None:
         clean(dataset, read_table(content, FileFormat.CSV), book)
         alone = time.perf_counter() - started
         print(
-            f"   of which reading and cleaning alone: {ROWS / alone:,.0f} rows/s "
+            f"{tag}    of which reading and cleaning alone: {ROWS / alone:,.0f} rows/s "
             f"({alone / seconds:.0%} of the ingest; the rest compares, seals and writes)"
         )
 
@@ -202,7 +237,8 @@ async def main() -> None:
             sizes.append(len(page.rows))
         p50, p95 = np.percentile(timings, [50, 95])
         print(
-            f"2. village slice with masking: {np.mean(sizes):,.0f} of {ROWS:,} rows per village, "
+            f"{tag} 2. village slice with masking: {np.mean(sizes):,.0f} of {ROWS:,} rows "
+            "per village, "
             f"p50 {p50:.1f} ms, p95 {p95:.1f} ms over {SLICES} villages (target p95 < 200 ms: "
             f"{verdict(p95 < 200)}); "
             f"{np.mean(sizes) / (p50 / 1000):,.0f} rows/s"
@@ -222,13 +258,44 @@ async def main() -> None:
         )
         seconds = time.perf_counter() - started
         print(
-            f"3. re-import, 1% changed and 0.5% absent: {len(kept):,} rows in {seconds:.1f} s "
-            f"= {len(kept) / seconds:,.0f} rows/s; {second.updated:,} updated, "
+            f"{tag} 3. re-import, 1% changed and 0.5% absent: {len(kept):,} rows in "
+            f"{seconds:.1f} s = {len(kept) / seconds:,.0f} rows/s; {second.updated:,} updated, "
             f"{second.deleted:,} tombstones, {second.unchanged:,} unchanged"
         )
-        store.close()
-        people.close()
+        for closing in (store, people):
+            closed = closing.close()
+            if asyncio.isfuture(closed):
+                await closed
+
+
+def scratch_schema() -> tuple[str, str]:
+    schema = f"bench_empower_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    return schema, make_conninfo(DSN, options=f"-csearch_path={schema},public")
+
+
+def drop_schema(schema: str) -> None:
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def main() -> None:
+    chosen = sys.argv[1:] or list(BACKENDS)
+    unknown = sorted(set(chosen) - set(BACKENDS))
+    if unknown:
+        raise SystemExit(f"unknown store {', '.join(unknown)}: choose from {', '.join(BACKENDS)}")
+    data = setup()
+    for backend in chosen:
+        if backend == "postgres":
+            schema, dsn = scratch_schema()
+            try:
+                asyncio.run(run(backend, *data, dsn=dsn))
+            finally:
+                drop_schema(schema)
+        else:
+            asyncio.run(run(backend, *data))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
