@@ -6,13 +6,15 @@ publisher's subtree, a village's slice in the village's, so a slice query that l
 its tenant filter would still return only that village's rows. Dataset descriptions
 are read in the `ALL_TENANTS` subtree, because a village reads those published above it; the
 domain filters them by the caller's line of ancestors. Imports stream rows with COPY
-into a temporary table and merge them with one INSERT ... ON CONFLICT.
+into a temporary table and merge them with INSERT ... ON CONFLICT, chunk by chunk:
+each chunk goes over as one block of COPY text, and while the server merges it a
+worker thread makes (seals) the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -22,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.empower.domain.catalog import Installation
 from services.empower.domain.datasets.model import Dataset, StoredRow, Subscription
-from services.empower.domain.datasets.ports import LiveRows, RowWrite
+from services.empower.domain.datasets.ports import LiveRows, RowChunk, RowWrite
 from services.empower.store.datasets_rows import (
     DATASET_COLUMNS,
     GET_DATASET,
@@ -115,8 +117,38 @@ _MERGE = (
     "building = excluded.building, plain = excluded.plain, sealed = excluded.sealed, "
     "digest = excluded.digest, seq = excluded.seq, deleted = 0"
 )
+# What COPY's text format escapes in a value (it ends fields with tabs, rows with newlines).
+_COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 
 Row = dict[str, Any]
+
+
+def _escaped(value: str) -> str:
+    for plain, escaped in _COPY_ESCAPES:  # the backslash first
+        value = value.replace(plain, escaped)
+    return value
+
+
+def copy_text(chunk: RowChunk) -> bytes:
+    """The chunk in COPY's text format (the stage table's column order), one block.
+
+    Values hold no tab, newline, carriage return or backslash almost always (keys,
+    paths, base64, JSON without escapes): each row is joined as it is, and the block is
+    checked by counting separators in C; any other block is escaped value by value."""
+    columns = (chunk.tenant, chunk.key_index, chunk.building, chunk.plain, chunk.sealed)
+    numbers = (map(str, chunk.digest), map(str, chunk.seq))
+    text = "\n".join(map("\t".join, zip(*columns, *numbers, strict=True)))
+    rows = len(chunk)
+    if (
+        text.count("\t") != 6 * rows
+        or text.count("\n") != max(rows - 1, 0)
+        or "\\" in text
+        or "\r" in text
+    ):
+        safe = [list(map(_escaped, column)) for column in columns]
+        numbers = (map(str, chunk.digest), map(str, chunk.seq))
+        text = "\n".join(map("\t".join, zip(*safe, *numbers, strict=True)))
+    return (text + "\n").encode() if rows else b""
 
 
 def _subtree(subtree: str) -> tuple[str, list[object]]:
@@ -131,6 +163,12 @@ async def _fetch(
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, params)
         return await cur.fetchall()
+
+
+def _next_text(chunks: Iterator[RowChunk]) -> bytes | None:
+    """The next chunk made and formatted for COPY (on a worker thread), None at the end."""
+    chunk = next(chunks, None)
+    return None if chunk is None else copy_text(chunk)
 
 
 class PostgresDatasetStore:
@@ -219,11 +257,18 @@ class PostgresDatasetStore:
                         [(seq, name, t, k) for t, k, seq in write.tombstones],
                     )
             await conn.execute(_STAGE)
-            async with conn.cursor() as stage, stage.copy(_COPY) as copy:
-                for chunk in write.upserts:
-                    for row in chunk:
-                        await copy.write_row(row)
-            await conn.execute(_MERGE, (name,))
+            chunks = iter(write.upserts)
+            following = asyncio.ensure_future(asyncio.to_thread(_next_text, chunks))
+            try:
+                while (data := await following) is not None:
+                    following = asyncio.ensure_future(asyncio.to_thread(_next_text, chunks))
+                    async with conn.cursor() as stage, stage.copy(_COPY) as copy:
+                        await copy.write(data)
+                    await conn.execute(_MERGE, (name,))
+                    await conn.execute("TRUNCATE dataset_rows_stage")
+            finally:
+                if not following.done():  # a failed merge: let the maker finish first
+                    await asyncio.wait([following])
             await conn.execute("DROP TABLE dataset_rows_stage")
         return True
 

@@ -8,13 +8,48 @@ again with row-level security.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from services.empower.domain.datasets.model import Dataset, StoredRow, Subscription
 
 Upsert = tuple[str, str, str, str, str, int, int]
+
+
+@dataclass(frozen=True)
+class RowChunk:
+    """Added or changed rows as columns (row i is item i of each), their sync positions
+    consecutive from `first_seq`: a store writes a chunk in bulk (COPY on PostgreSQL)
+    without a Python object per row on the way."""
+
+    tenant: Sequence[str]
+    key_index: Sequence[str]
+    building: Sequence[str]
+    plain: Sequence[str]
+    sealed: Sequence[str]
+    digest: Sequence[int]
+    first_seq: int
+
+    def __len__(self) -> int:
+        return len(self.tenant)
+
+    @property
+    def seq(self) -> range:
+        return range(self.first_seq, self.first_seq + len(self.tenant))
+
+    def rows(self) -> Iterator[Upsert]:
+        """(tenant, key_index, building, plain, sealed, digest, seq) per row."""
+        return zip(
+            self.tenant,
+            self.key_index,
+            self.building,
+            self.plain,
+            self.sealed,
+            self.digest,
+            self.seq,
+            strict=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -33,9 +68,9 @@ class RowWrite:
     expected_seq: int
     last_seq: int
     row_count: int
-    # Chunks of (tenant, key_index, building, plain, sealed, digest, seq), one per added or
-    # changed row, made while the store writes the previous chunk (sealing is the slow part).
-    upserts: Iterable[Sequence[Upsert]]
+    # The added and changed rows, chunk by chunk, each made while the store writes the
+    # previous one (sealing is the slow part).
+    upserts: Iterable[RowChunk]
     # (tenant, key_index, seq) per deleted row.
     tombstones: Sequence[tuple[str, str, int]]
     update_us: int

@@ -47,7 +47,7 @@ from services.empower.domain.datasets.model import (
     check_field_name,
     parse_dataset_name,
 )
-from services.empower.domain.datasets.ports import DatasetStore, LiveRows, RowWrite, Upsert
+from services.empower.domain.datasets.ports import DatasetStore, LiveRows, RowChunk, RowWrite
 from services.kit import paging, tenancy
 from services.kit.errors import Aborted, AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from services.kit.ids import new_id
@@ -307,7 +307,7 @@ class DatasetDesk:
         keys: pa.Array,
         digests: np.ndarray,
         seq: int,
-    ) -> Iterator[list[Upsert]]:
+    ) -> Iterator[RowChunk]:
         """The rows at positions `chosen` of `frame`, CHUNK at a time: all values as one JSON
         object, sealed for (dataset, village, key) when any of them is personal."""
         names = [f.name for f in dataset.fields]
@@ -325,18 +325,14 @@ class DatasetDesk:
                 plain = [""] * len(values)
             else:
                 sealed, plain = [""] * len(values), values
-            first = seq + 1 + start
-            yield list(
-                zip(
-                    village,
-                    indexes,
-                    part[BUILDING_COLUMN].tolist(),
-                    plain,
-                    sealed,
-                    digests[positions].tolist(),
-                    range(first, first + len(values)),
-                    strict=True,
-                )
+            yield RowChunk(
+                tenant=village,
+                key_index=indexes,
+                building=part[BUILDING_COLUMN].tolist(),
+                plain=plain,
+                sealed=sealed,
+                digest=digests[positions].tolist(),
+                first_seq=seq + 1 + start,
             )
 
     # --- subscriptions and slices ---------------------------------------------

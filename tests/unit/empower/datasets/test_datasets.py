@@ -8,7 +8,7 @@ import pytest
 
 from services.empower.domain.datasets.files import FileFormat
 from services.empower.domain.datasets.model import Classification, DatasetField, FieldType
-from services.empower.domain.datasets.ports import RowWrite
+from services.empower.domain.datasets.ports import RowChunk, RowWrite
 from services.kit.errors import (
     Aborted,
     AlreadyExists,
@@ -105,6 +105,28 @@ async def test_quotes_backslashes_and_chinese_in_values_arrive_as_written(backen
     await import_csv(desk, dataset, resident_line(1, name='"Zhou ""Mei"" \\ 周美兰"'))
     page = await pull(desk, XINGMING, dataset, "", SENSITIVE_SCOPE, purpose="home visits")
     assert page.rows[0].values["name"] == 'Zhou "Mei" \\ 周美兰'
+
+
+async def test_values_stored_in_the_clear_keep_backslashes_and_quotes(backend):
+    """A public dataset's values are stored unsealed, so they reach the store's bulk
+    write (COPY on PostgreSQL) with their backslashes, and come back as written."""
+    desk = backend.desk
+    fields = (
+        DatasetField("code", FieldType.STRING, required=True),
+        DatasetField("address", FieldType.ADDRESS, required=True),
+        DatasetField("note", FieldType.STRING),
+    )
+    dataset = await published(
+        desk, "shops", classification=Classification.PUBLIC, fields=fields, key_field="code"
+    )
+    content = 'code,address,note\nC:\\shop,xingming b1,"say ""hi"" \\n, 早"\nplain,xingming b2,\n'
+    report = await desk.import_rows(
+        publisher(), dataset.resource_name, content.encode(), FileFormat.CSV, snapshot=True
+    )
+    assert (report.inserted, report.rejected) == (2, [])
+    rows = {r.key: r.values for r in (await pull(desk, XINGMING, dataset)).rows}
+    assert rows["C:\\shop"]["note"] == 'say "hi" \\n, 早'
+    assert rows["plain"] == {"code": "plain", "address": "xingming-b0002", "note": ""}
 
 
 def _no_filter():
@@ -297,7 +319,7 @@ async def test_an_import_planned_against_an_old_sequence_writes_nothing(backend)
     desk = backend.desk
     dataset = await published(desk)
     await import_csv(desk, dataset, resident_line(1))
-    stale = RowWrite(0, 5, 1, [[(XINGMING, "k", "", "{}", "", 0, 5)]], [], 0)
+    stale = RowWrite(0, 5, 1, [RowChunk([XINGMING], ["k"], [""], ["{}"], [""], [0], 5)], [], 0)
     assert await backend.store.write_rows(DISTRICT, dataset, stale) is False
     assert len((await pull(desk, XINGMING, dataset)).rows) == 1
 
