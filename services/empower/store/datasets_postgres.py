@@ -34,6 +34,7 @@ from services.empower.store.datasets_rows import (
     INSTALLATION_COLUMNS,
     LIVE_ROWS,
     MOVE_SEQ,
+    ON_KEY_CONFLICT,
     ROW_COLUMNS,
     SUBSCRIPTION_COLUMNS,
     TOMBSTONE_ROW,
@@ -110,13 +111,12 @@ _STAGE = (
 _COPY = (
     "COPY dataset_rows_stage (tenant, key_index, building, plain, sealed, digest, seq) FROM STDIN"
 )
-_MERGE = (
+_INSERT = (
     "INSERT INTO dataset_rows (dataset, tenant, key_index, building, plain, sealed, digest, seq, "
     "deleted) SELECT %s, tenant, key_index, building, plain, sealed, digest, seq, 0 "
-    "FROM dataset_rows_stage ON CONFLICT (dataset, tenant, key_index) DO UPDATE SET "
-    "building = excluded.building, plain = excluded.plain, sealed = excluded.sealed, "
-    "digest = excluded.digest, seq = excluded.seq, deleted = 0"
+    "FROM dataset_rows_stage"
 )
+_MERGE = _INSERT + ON_KEY_CONFLICT
 # What COPY's text format escapes in a value (it ends fields with tabs, rows with newlines).
 _COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 
@@ -257,6 +257,8 @@ class PostgresDatasetStore:
                         [(seq, name, t, k) for t, k, seq in write.tombstones],
                     )
             await conn.execute(_STAGE)
+            # A first import finds no row to merge with (see INSERT_ROW).
+            merge = _INSERT if write.expected_seq == 0 else _MERGE
             chunks = iter(write.upserts)
             following = asyncio.ensure_future(asyncio.to_thread(_next_text, chunks))
             try:
@@ -264,7 +266,7 @@ class PostgresDatasetStore:
                     following = asyncio.ensure_future(asyncio.to_thread(_next_text, chunks))
                     async with conn.cursor() as stage, stage.copy(_COPY) as copy:
                         await copy.write(data)
-                    await conn.execute(_MERGE, (name,))
+                    await conn.execute(merge, (name,))
                     await conn.execute("TRUNCATE dataset_rows_stage")
             finally:
                 if not following.done():  # a failed merge: let the maker finish first

@@ -36,12 +36,18 @@ MOVE_SEQ = (
     "UPDATE datasets SET last_seq = ?, row_count = ?, update_us = ? WHERE name = ? AND last_seq = ?"
 )
 LIVE_ROWS = "SELECT key_index, tenant, digest FROM dataset_rows WHERE dataset = ? AND deleted = 0"
-UPSERT_ROW = (
+# A dataset's first import (sequence 0: no row, live or tombstone, exists yet) inserts
+# without looking for a conflict; later imports merge by key.
+INSERT_ROW = (
     "INSERT INTO dataset_rows (dataset, tenant, key_index, building, plain, sealed, digest, seq, "
-    "deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT (dataset, tenant, key_index) DO "
-    "UPDATE SET building = excluded.building, plain = excluded.plain, sealed = excluded.sealed, "
-    "digest = excluded.digest, seq = excluded.seq, deleted = 0"
+    "deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"
 )
+ON_KEY_CONFLICT = (
+    " ON CONFLICT (dataset, tenant, key_index) DO UPDATE SET building = excluded.building, "
+    "plain = excluded.plain, sealed = excluded.sealed, digest = excluded.digest, "
+    "seq = excluded.seq, deleted = 0"
+)
+UPSERT_ROW = INSERT_ROW + ON_KEY_CONFLICT
 TOMBSTONE_ROW = (
     "UPDATE dataset_rows SET deleted = 1, plain = '', sealed = '', building = '', seq = ? "
     "WHERE dataset = ? AND tenant = ? AND key_index = ?"

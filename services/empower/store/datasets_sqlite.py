@@ -25,6 +25,7 @@ from services.empower.store.datasets_rows import (
     GET_DATASET,
     INSERT_DATASET,
     INSERT_INSTALLATION,
+    INSERT_ROW,
     INSERT_SUBSCRIPTION,
     INSTALLATION_COLUMNS,
     INSTALLATION_MIGRATIONS,
@@ -197,6 +198,7 @@ class SqliteDatasetStore:
         """One transaction on the database thread, fed chunk by chunk from a worker thread
         that makes the next chunk meanwhile (SQLite releases the GIL while it writes)."""
         name = dataset.resource_name
+        statement = INSERT_ROW if write.expected_seq == 0 else UPSERT_ROW
         chunks: queue.Queue[object] = queue.Queue(maxsize=2)
         stop = threading.Event()
 
@@ -214,7 +216,7 @@ class SqliteDatasetStore:
                 while (chunk := chunks.get()) is not _DONE:
                     if isinstance(chunk, BaseException):
                         raise chunk
-                    conn.executemany(UPSERT_ROW, _named_rows(name, chunk))  # type: ignore[arg-type]
+                    conn.executemany(statement, _named_rows(name, chunk))  # type: ignore[arg-type]
                 return True
             finally:
                 stop.set()
