@@ -18,6 +18,8 @@ reason per row and no row disappears without one. What the checks accept:
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,6 +40,8 @@ _CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
 _TRUE = {"true", "1", "yes", "y", "t", "是"}
 _FALSE = {"false", "0", "no", "n", "f", "否"}
 _CONTROL = r"[\x00-\x1f\x7f]"
+_WORKERS = min(4, os.cpu_count() or 1)
+_Found = tuple[pd.Series, pd.Series] | None
 
 
 @dataclass
@@ -47,6 +51,19 @@ class Cleaned:
     frame: pd.DataFrame
     rejected: list[RejectedRow]
     ignored_columns: tuple[str, ...]
+
+
+class _Failures:
+    """One column's failures in the order its checks found them. Columns are cleaned at
+    the same time (Arrow's kernels let go of the GIL); their failures are replayed into
+    the verdicts in field order afterwards, so each row keeps the same first reason as
+    one column after another would give it."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[np.ndarray, str, str]] = []
+
+    def fail(self, mask: np.ndarray | pd.Series, field: str, reason: str) -> None:
+        self.found.append((np.asarray(mask, dtype=bool), field, reason))
 
 
 class _Verdicts:
@@ -84,7 +101,7 @@ def _text(column: pd.Series) -> pd.Series:
     return text.str.strip()
 
 
-def _id_numbers(values: pd.Series, field: str, verdicts: _Verdicts, today: datetime) -> pd.Series:
+def _id_numbers(values: pd.Series, field: str, verdicts: _Failures, today: datetime) -> pd.Series:
     upper = values.str.upper()
     given = upper != ""
     shaped = upper.str.fullmatch(r"[0-9]{17}[0-9X]").fillna(False).to_numpy(dtype=bool)
@@ -113,7 +130,7 @@ def _id_numbers(values: pd.Series, field: str, verdicts: _Verdicts, today: datet
     return upper
 
 
-def _mobiles(values: pd.Series, field: str, verdicts: _Verdicts) -> pd.Series:
+def _mobiles(values: pd.Series, field: str, verdicts: _Failures) -> pd.Series:
     digits = values.str.replace(r"[ \t\-()]", "", regex=True)
     digits = digits.str.replace(r"^\+?86(1[0-9]{10})$", r"\1", regex=True)
     ok = digits.str.fullmatch(r"1[0-9]{10}").fillna(False).to_numpy(dtype=bool)
@@ -123,20 +140,20 @@ def _mobiles(values: pd.Series, field: str, verdicts: _Verdicts) -> pd.Series:
     return digits
 
 
-def _names(values: pd.Series, field: str, verdicts: _Verdicts) -> pd.Series:
+def _names(values: pd.Series, field: str, verdicts: _Failures) -> pd.Series:
     text = values.str.replace(r"[ \t\r\n]+", " ", regex=True)
     verdicts.fail(text.str.len().to_numpy() > MAX_NAME, field, f"at most {MAX_NAME} characters")
     verdicts.fail(text.str.contains(_CONTROL, regex=True).to_numpy(), field, "control characters")
     return text
 
 
-def _strings(values: pd.Series, field: str, verdicts: _Verdicts) -> pd.Series:
+def _strings(values: pd.Series, field: str, verdicts: _Failures) -> pd.Series:
     verdicts.fail(values.str.len().to_numpy() > MAX_TEXT, field, f"at most {MAX_TEXT} characters")
     verdicts.fail(values.str.contains(_CONTROL, regex=True).to_numpy(), field, "control characters")
     return values
 
 
-def _numbers(values: pd.Series, field: str, verdicts: _Verdicts, integer: bool) -> pd.Series:
+def _numbers(values: pd.Series, field: str, verdicts: _Failures, integer: bool) -> pd.Series:
     given = (values != "").to_numpy()
     parsed = pd.to_numeric(values.where(values != ""), errors="coerce")
     numeric = parsed.notna().to_numpy() & np.isfinite(parsed.to_numpy(dtype=float, na_value=0.0))
@@ -150,7 +167,7 @@ def _numbers(values: pd.Series, field: str, verdicts: _Verdicts, integer: bool) 
     return out.where(given & numeric, "")
 
 
-def _dates(values: pd.Series, field: str, verdicts: _Verdicts) -> pd.Series:
+def _dates(values: pd.Series, field: str, verdicts: _Failures) -> pd.Series:
     given = (values != "").to_numpy()
     text = values.str.replace(r"[/.]", "-", regex=True)
     compact = text.str.fullmatch(r"[0-9]{8}").fillna(False).to_numpy(dtype=bool)
@@ -169,7 +186,7 @@ def _dates(values: pd.Series, field: str, verdicts: _Verdicts) -> pd.Series:
     return parsed.dt.strftime("%Y-%m-%d").fillna("")
 
 
-def _booleans(values: pd.Series, field: str, verdicts: _Verdicts) -> pd.Series:
+def _booleans(values: pd.Series, field: str, verdicts: _Failures) -> pd.Series:
     lower = values.str.lower()
     yes = lower.isin(_TRUE).to_numpy()
     no = lower.isin(_FALSE).to_numpy()
@@ -198,14 +215,20 @@ def clean(
     verdicts = _Verdicts(rows)
     out = pd.DataFrame(index=raw.index)
     buildings = tenants = pd.Series([""] * rows, index=raw.index)
-    for spec in dataset.fields:
-        if spec.name in columns:
-            values = _text(raw[columns[spec.name]].fillna(""))
-        else:
-            values = pd.Series([""] * rows, index=raw.index, dtype=str)
-        if spec.required:
-            verdicts.fail((values == "").to_numpy(), spec.name, "is required")
-        out[spec.name], found = _clean_column(spec, values, verdicts, addresses, today)
+
+    # Each worker gets its own column, taken from the frame here, on one thread.
+    given = [raw[columns[f.name]] if f.name in columns else None for f in dataset.fields]
+
+    def one(spec: DatasetField, column: pd.Series | None) -> tuple[pd.Series, _Found, _Failures]:
+        return _clean_field(spec, column, raw.index, addresses, today)
+
+    workers = min(_WORKERS, len(dataset.fields))
+    with ThreadPoolExecutor(workers, thread_name_prefix="clean") as pool:
+        results = list(pool.map(one, dataset.fields, given))
+    for spec, (cleaned, found, failures) in zip(dataset.fields, results, strict=True):
+        for mask, name, reason in failures.found:
+            verdicts.fail(mask, name, reason)
+        out[spec.name] = cleaned
         if found is not None:
             buildings, tenants = found
     out[ROW_COLUMN] = np.arange(rows, dtype=np.int64) + 2
@@ -220,13 +243,33 @@ def clean(
     return Cleaned(out[keep].reset_index(drop=True), rejected, ignored)
 
 
+def _clean_field(
+    spec: DatasetField,
+    column: pd.Series | None,
+    index: pd.Index,
+    addresses: AddressBook,
+    today: datetime,
+) -> tuple[pd.Series, _Found, _Failures]:
+    """One field's cleaned column (the file's, or empty when the file lacks it),
+    (buildings, villages) for the address, and its failures."""
+    failures = _Failures()
+    if column is not None:
+        values = _text(column.fillna(""))
+    else:
+        values = pd.Series([""] * len(index), index=index, dtype=str)
+    if spec.required:
+        failures.fail((values == "").to_numpy(), spec.name, "is required")
+    cleaned, found = _clean_column(spec, values, failures, addresses, today)
+    return cleaned, found, failures
+
+
 def _clean_column(
     spec: DatasetField,
     values: pd.Series,
-    verdicts: _Verdicts,
+    verdicts: _Failures,
     addresses: AddressBook,
     today: datetime,
-) -> tuple[pd.Series, tuple[pd.Series, pd.Series] | None]:
+) -> tuple[pd.Series, _Found]:
     name = spec.name
     match spec.type:
         case FieldType.ID_NUMBER:
