@@ -42,6 +42,7 @@ from scenarios.composer import (
     NotAVillage,
     Plan,
     PlanBlocked,
+    PlanChanged,
 )
 from scenarios.composer import catalog as shelf
 from scenarios.composer.manifest import Manifest
@@ -106,6 +107,8 @@ async def _composing(work: Any) -> Any:
         raise _invalid("tenant", exc.message) from None
     except PlanBlocked as exc:
         raise _invalid(exc.path, exc.message, 409, "PLAN_BLOCKED") from None
+    except PlanChanged as exc:
+        raise _invalid(exc.path, exc.message, 409, "PLAN_CHANGED") from None
     except ManifestError as exc:
         raise _invalid(exc.path, exc.message) from None
     except ApplyError as exc:
@@ -139,6 +142,7 @@ def _plan_out(plan: Plan) -> ScenarioPlanOut:
         blockers=list(plan.blockers),
         empty=plan.empty,
         text=plan.render(),
+        digest=plan.digest,
     )
 
 
@@ -190,8 +194,10 @@ async def plan_scenario(
 async def install_scenario(
     tenant: TenantId, body: ScenarioIn, request: Request, who: Who
 ) -> ScenarioAppliedOut:
-    """Applies the plan `:plan` shows (worked out again, so what changed meanwhile is
-    included); installing twice changes nothing. Moving to a new version of the
+    """Applies the plan `:plan` shows, worked out again: with `plan_digest` (the plan's
+    `digest`) only that plan is applied, and a plan that moved meanwhile is 409
+    PLAN_CHANGED with nothing done; without it, what changed meanwhile is included.
+    Installing twice changes nothing. Moving to a new version of the
     template is an install too. Needs `scenarios:install`."""
     village = await _village(tenant, request, who)
     manifest = _manifest(body.scenario)
@@ -204,6 +210,7 @@ async def install_scenario(
             body.overrides,
             reset=body.reset,
             allow_downgrade=body.allow_downgrade,
+            expected_plan=body.plan_digest,
         )
     )
     return _applied_out(applied)
@@ -241,5 +248,7 @@ async def uninstall_scenario(
     village = await _village(tenant, request, who)
     upstreams = request.app.state.upstreams
     composer = _composer(upstreams.catalog, upstreams.channels)
-    applied = await _composing(composer.uninstall(village, body.scenario))
+    applied = await _composing(
+        composer.uninstall(village, body.scenario, expected_plan=body.plan_digest)
+    )
     return _applied_out(applied)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,18 @@ from scenarios.composer.manifest import schema
 # A scenario's id is bounded where manifests are: by the manifest schema's `id`.
 SCENARIO_ID_PATTERN: str = schema()["properties"]["id"]["pattern"]
 Override = int | float | bool | str
+
+
+# The `digest` of a plan the caller checked, sent back with the apply.
+PlanDigest = Annotated[
+    str,
+    Field(
+        pattern="^([0-9a-f]{16})?$",
+        examples=["3f9a0c2e7b1d4a56"],
+        description="the `digest` of the plan the caller checked: when the plan worked out "
+        "now differs (the village or the template moved), 409 PLAN_CHANGED and nothing is done",
+    ),
+]
 
 
 class ScenarioIn(BaseModel):
@@ -36,6 +48,7 @@ class ScenarioIn(BaseModel):
     allow_downgrade: bool = Field(
         False, description="allow a template older than the version installed"
     )
+    plan_digest: PlanDigest = ""
 
 
 class ScenarioUninstallIn(BaseModel):
@@ -44,6 +57,7 @@ class ScenarioUninstallIn(BaseModel):
     scenario: str = Field(
         pattern=SCENARIO_ID_PATTERN, examples=["fire-smoke"], description="the template's id"
     )
+    plan_digest: PlanDigest = ""
 
 
 class PlannedActionOut(BaseModel):
@@ -68,6 +82,10 @@ class ScenarioPlanOut(BaseModel):
     blockers: list[str] = Field(description="why the plan cannot be applied, if it cannot")
     empty: bool = Field(description="applying it would change nothing")
     text: str = Field(description="the plan as a reader checks it, like `terraform plan`")
+    digest: str = Field(
+        description="what applying would do, in 16 hex digits: pass it as `plan_digest` to "
+        "apply exactly this plan"
+    )
 
 
 class ScenarioAppliedOut(BaseModel):

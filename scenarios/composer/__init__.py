@@ -18,7 +18,7 @@ from scenarios.composer.composer import (
     composer_principal,
 )
 from scenarios.composer.manifest import Manifest, ManifestError, Setting, load, parse
-from scenarios.composer.plan import Action, Op, Plan, PlanBlocked, Recorded
+from scenarios.composer.plan import Action, Op, Plan, PlanBlocked, PlanChanged, Recorded
 
 __all__ = [
     "COMPOSER_SCOPES",
@@ -33,6 +33,7 @@ __all__ = [
     "Op",
     "Plan",
     "PlanBlocked",
+    "PlanChanged",
     "Recorded",
     "Setting",
     "catalog",

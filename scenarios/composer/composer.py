@@ -366,11 +366,14 @@ class Composer:
         *,
         reset: bool = False,
         allow_downgrade: bool = False,
+        expected_plan: str = "",
     ) -> Applied:
         """Make the village as the manifest says (install, finish, or change settings);
-        overrides as for `plan`."""
+        overrides as for `plan`. `expected_plan` is the digest of the plan the caller
+        checked: anything else is refused (PlanChanged) before a step runs."""
         with _Acting(self.principal_for(village)):
             plan = await self._plan(village, manifest, overrides, reset, allow_downgrade)
+            plan.check_digest(expected_plan)
             return await self._apply(village, manifest, plan)
 
     async def upgrade(
@@ -381,20 +384,24 @@ class Composer:
         *,
         reset: bool = False,
         allow_downgrade: bool = False,
+        expected_plan: str = "",
     ) -> Applied:
         """Move an installed scenario to the manifest's version, keeping the village's
-        overrides (merged with any given, as for `plan`)."""
+        overrides (merged with any given, as for `plan`); `expected_plan` as for `apply`."""
         with _Acting(self.principal_for(village)):
             plan = await self._plan(village, manifest, overrides, reset, allow_downgrade)
             if plan.record is None:
                 raise ManifestError("scenario", f"{manifest.id!r} is not installed in {village}")
+            plan.check_digest(expected_plan)
             return await self._apply(village, manifest, plan)
 
-    async def uninstall(self, village: str, scenario: str) -> Applied:
-        """Remove what the scenario owns, keep what others use, then forget the record."""
+    async def uninstall(self, village: str, scenario: str, *, expected_plan: str = "") -> Applied:
+        """Remove what the scenario owns, keep what others use, then forget the record;
+        `expected_plan` as for `apply`."""
         with _Acting(self.principal_for(village)):
             plan = await self._plan_uninstall(village, scenario)
             assert plan.record is not None
+            plan.check_digest(expected_plan)
             await self._write_record(plan, plan.record.name, list(plan.actions), complete=False)
             done = await self._run(plan, manifest_source="")
             await self.stubs.catalog.DeleteInstallation(

@@ -164,6 +164,34 @@ class Plan:
         """Applying it would change nothing at all."""
         return not self.changes and not self.record_changes
 
+    @property
+    def digest(self) -> str:
+        """What applying would do, as 16 hex digits: an apply given the digest of the
+        plan a reader checked refuses to do anything else (PlanChanged)."""
+        shown = {
+            "village": self.village,
+            "scenario": self.scenario,
+            "from": self.from_version,
+            "to": self.to_version,
+            "settings": dict(self.settings),
+            "actions": [
+                [a.op.value, a.kind, a.key, a.name, a.digest, a.owned, list(a.fields)]
+                for a in self.actions
+            ],
+            "record": self.record_changes,
+        }
+        text = json.dumps(shown, sort_keys=True, default=str, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def check_digest(self, expected: str) -> None:
+        """Refuse when the reader checked another plan than this one (none given: any)."""
+        if expected and expected != self.digest:
+            raise PlanChanged(
+                "plan_digest",
+                f"the plan changed since it was shown (shown {expected}, now {self.digest}); "
+                "review the new plan and apply that",
+            )
+
     def kept(self) -> list[Action]:
         """The resources the record lists once the plan is applied."""
         return [a for a in self.actions if a.op not in (Op.DELETE, Op.RELEASE)]
@@ -203,6 +231,10 @@ class Plan:
 
 class PlanBlocked(ManifestError):
     """The plan cannot be applied (a shared resource would change, or a kind cannot)."""
+
+
+class PlanChanged(ManifestError):
+    """The village or the template moved between the plan a reader checked and the apply."""
 
 
 def version_key(version: str) -> tuple[int, ...]:

@@ -931,6 +931,21 @@ def test_supermarket_shows_the_shelf_and_the_districts_adoption(
     page.click("#plan-uninstall")
     page.wait_for_selector("#plan:not([hidden])")
     assert page.inner_text("#plan-text").startswith("uninstall fire-smoke 1.0.0 from ")
+    # Someone changes the village's settings while the plan is on screen: Apply does not
+    # do something else than it showed; it shows the new plan and says why.
+    changed = httpx.post(
+        f"{gateway}/v1/tenants/{XIANGYANG}/scenarios:install",
+        json={"scenario": "fire-smoke", "overrides": {"response_minutes": 7}},
+        headers=_token(gateway, admin.username, admin.password),
+    )
+    assert changed.status_code == 200, changed.text
+    page.click("#apply")
+    page.wait_for_selector("#alert:has-text('The plan changed since it was shown')")
+    assert page.inner_text("#plan-text").startswith("uninstall fire-smoke 1.0.0 from ")
+    assert page.locator(xiangyang_row).count() == 1  # nothing was uninstalled
+    # Chromium logs the refused call (409) as a failed resource load, and nothing else.
+    assert all("409" in p for p in problems), problems
+    problems.clear()
     page.click("#apply")
     until(page, "() => document.getElementById('status').textContent.includes('uninstalled')")
     page.wait_for_selector(xiangyang_row, state="detached")

@@ -31,8 +31,21 @@ def test_the_district_plans_installs_and_uninstalls_a_scenario_in_a_village(plat
     items = {i["catalog_item"] for i in listed["installations"]}
     assert f"catalogItems/scenario-{SCENARIO}" not in items
 
+    # An apply given the digest of the plan its caller checked does that plan or nothing:
+    # here the caller changed a setting after looking, so the plan moved.
+    chosen = {"scenario": SCENARIO, "overrides": {"frost_celsius": 1}}
+    moved = district.post(f"{ROUTES}:install", json={**chosen, "plan_digest": plan["digest"]})
+    assert _field(moved, 409) == "plan_digest"
+    assert moved.json()["error"]["reason"] == "PLAN_CHANGED"
+    listed = district.ok("GET", f"/v1/tenants/{VILLAGE}/installations", params={"page_size": 1000})
+    assert f"catalogItems/scenario-{SCENARIO}" not in {
+        i["catalog_item"] for i in listed["installations"]
+    }
+    checked = district.ok("POST", f"{ROUTES}:plan", json=chosen)
+    assert checked["digest"] != plan["digest"]
+    assert district.ok("POST", f"{ROUTES}:plan", json=chosen)["digest"] == checked["digest"]
     applied = district.ok(
-        "POST", f"{ROUTES}:install", json={"scenario": SCENARIO, "overrides": {"frost_celsius": 1}}
+        "POST", f"{ROUTES}:install", json={**chosen, "plan_digest": checked["digest"]}
     )
     assert applied["state"] == "complete" and applied["done"] == plan["counts"]["create"]
     assert applied["installation"].startswith(f"tenants/{VILLAGE}/installations/")
@@ -59,7 +72,11 @@ def test_the_district_plans_installs_and_uninstalls_a_scenario_in_a_village(plat
     leaving = district.ok("POST", f"{ROUTES}:planUninstall", json={"scenario": SCENARIO})
     assert leaving["text"].startswith(f"uninstall {SCENARIO} ")
     assert leaving["to_version"] == ""
-    removed = district.ok("POST", f"{ROUTES}:uninstall", json={"scenario": SCENARIO})
+    removed = district.ok(
+        "POST",
+        f"{ROUTES}:uninstall",
+        json={"scenario": SCENARIO, "plan_digest": leaving["digest"]},
+    )
     assert removed["state"] == "removed" and removed["installation"] == ""
     fresh = district.ok("POST", f"{ROUTES}:plan", json={"scenario": SCENARIO})
     assert fresh["from_version"] == "" and fresh["counts"]["create"] > 0

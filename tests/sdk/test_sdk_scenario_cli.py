@@ -70,8 +70,34 @@ def test_plan_install_again_upgrade_uninstall(platform: Platform, tmp_path: Path
         scenario(platform, "plan", SCENARIO, "--village", XINGMING, "--manifest", str(newer))
     )
     assert (plan_up["from_version"], plan_up["to_version"]) == ("1.0.0", "1.1.0")
+    # --expect-plan applies the plan that was read or nothing: a digest of another plan
+    # (the one before the upgrade) is one line naming it, and nothing is upgraded.
+    moved = scenario(
+        platform,
+        "upgrade",
+        SCENARIO,
+        "--village",
+        XINGMING,
+        "--manifest",
+        str(newer),
+        "--expect-plan",
+        again["digest"],
+    )
+    assert moved.exit_code == 1
+    [line] = moved.stderr.strip().splitlines()
+    assert "plan_digest" in line and "changed since it was shown" in line
     upgraded = answer(
-        scenario(platform, "upgrade", SCENARIO, "--village", XINGMING, "--manifest", str(newer))
+        scenario(
+            platform,
+            "upgrade",
+            SCENARIO,
+            "--village",
+            XINGMING,
+            "--manifest",
+            str(newer),
+            "--expect-plan",
+            plan_up["digest"],
+        )
     )
     assert upgraded["state"] == "complete"
     assert upgraded["plan"]["settings"]["severity"] == 4  # the village's override kept

@@ -58,6 +58,14 @@ AllowDowngrade = Annotated[
     bool,
     typer.Option("--allow-downgrade", help="allow a template older than the installed version"),
 ]
+ExpectPlan = Annotated[
+    str,
+    typer.Option(
+        "--expect-plan",
+        help="the digest `scenario plan` printed: apply exactly that plan, or nothing if "
+        "the village or the template moved since",
+    ),
+]
 ManifestFile = Annotated[
     Path | None, typer.Option(help="a manifest.yaml to use instead of the shipped one")
 ]
@@ -204,6 +212,7 @@ def _plan_json(plan: Any) -> dict[str, Any]:
         "warnings": list(plan.warnings),
         "blockers": list(plan.blockers),
         "empty": plan.empty,
+        "digest": plan.digest,
     }
 
 
@@ -352,6 +361,11 @@ def plan(
         emit(_plan_json(made))
     else:
         out.print(made.render(), markup=False)
+        out.print(
+            f"Plan digest {made.digest}: install with --expect-plan {made.digest} to apply "
+            "exactly this plan.",
+            markup=False,
+        )
 
 
 def _change(
@@ -393,13 +407,14 @@ def install(
     allow_downgrade: AllowDowngrade = False,
     manifest: ManifestFile = None,
     secrets: Secrets = None,
+    expect_plan: ExpectPlan = "",
 ) -> None:
     """Install the scenario in the village (again: finish a half-done install, or apply
     changed settings); installing twice changes nothing."""
     composer = _platform()
     found = _manifest(composer, scenario, manifest)
     path, overrides = _village(village), _overrides(set_)
-    flags = {"reset": reset, "allow_downgrade": allow_downgrade}
+    flags = {"reset": reset, "allow_downgrade": allow_downgrade, "expected_plan": expect_plan}
     _change(
         ctx,
         secrets,
@@ -419,12 +434,13 @@ def upgrade(
     allow_downgrade: AllowDowngrade = False,
     manifest: ManifestFile = None,
     secrets: Secrets = None,
+    expect_plan: ExpectPlan = "",
 ) -> None:
     """Move an installed scenario to the template's version, keeping the village's settings."""
     composer = _platform()
     found = _manifest(composer, scenario, manifest)
     path, overrides = _village(village), _overrides(set_)
-    flags = {"reset": reset, "allow_downgrade": allow_downgrade}
+    flags = {"reset": reset, "allow_downgrade": allow_downgrade, "expected_plan": expect_plan}
     _change(
         ctx,
         secrets,

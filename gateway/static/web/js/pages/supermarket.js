@@ -203,7 +203,7 @@ async function loadAdoption() {
 
 async function applyShown() {
   if (!shown) return;
-  const { scenario, village, uninstall } = shown;
+  const { scenario, village, uninstall, plan } = shown;
   const apply = document.getElementById("apply");
   apply.disabled = true;
   document.getElementById("alert").textContent = "";
@@ -211,7 +211,8 @@ async function applyShown() {
   try {
     const done = await api(`/v1/tenants/${village}/scenarios:${uninstall ? "uninstall" : "install"}`, {
       method: "POST",
-      json: { scenario },
+      // Exactly the plan on screen: one that moved meanwhile is refused, and shown.
+      json: { scenario, plan_digest: plan.digest },
     });
     if (watchesAdoption) await loadAdoption();
     // The village as it is now: an install's plan then says there is nothing to do.
@@ -222,6 +223,12 @@ async function applyShown() {
     });
   } catch (error) {
     apply.disabled = false;
+    const moved = (error.body && error.body.error && error.body.error.reason) === "PLAN_CHANGED";
+    if (moved) {
+      await showPlan(uninstall);
+      say("market.apply.moved", {}, { error: true });
+      return;
+    }
     say("market.apply.failed", { error: problem(error) }, { error: true });
   }
 }
