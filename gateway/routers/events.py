@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import grpc
 from fastapi import APIRouter, Header, Path, Query, Request, Response, Security
 from fastapi.responses import StreamingResponse
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call, from_rpc_error
@@ -33,17 +34,13 @@ from gateway.schemas.events import (
     CategoryList,
     CategoryOut,
     CommentIn,
-    CommentOut,
     EvaluationIn,
-    EvaluationOut,
     EventCreate,
     EventList,
     EventOut,
     EventPatch,
     EventStatisticsOut,
-    SourceName,
     StateName,
-    TimelineEntryOut,
     TransitionIn,
 )
 from grassroots.events.v1 import events_service_pb2 as pb
@@ -62,80 +59,91 @@ SSE_KEEPALIVE_SECONDS = 15.0
 Village = Annotated[str | None, Query(max_length=250, description=TENANT_FILTER_DESCRIPTION)]
 
 
-def event_out(event: pb.Event) -> EventOut:
-    return EventOut(
-        id=event.name.rsplit("/", 1)[-1],
-        name=event.name,
-        category=event.category,
-        description=event.description,
-        location={  # type: ignore[arg-type]
-            "longitude": event.location.longitude,
-            "latitude": event.location.latitude,
-            "crs": event.location.crs or "EPSG:4326",
+_SOURCE_NAMES: dict[int, str] = {
+    number: name.removeprefix("SOURCE_").lower() for name, number in pb.Event.Source.items()
+} | {int(pb.Event.SOURCE_UNSPECIFIED): "resident"}  # unset: a resident's report, as events reads it
+_STATE_NAMES: dict[int, str] = {
+    number: name.removeprefix("STATE_").lower() for name, number in pb.Event.State.items()
+}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# As pydantic writes JSON: compact, UTF-8 as it is.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _time(stamp: timestamp_pb2.Timestamp) -> str:
+    """RFC 3339 in UTC as pydantic writes a datetime (`Z`, microseconds unless zero)."""
+    moment = _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def event_fields(event: pb.Event) -> dict[str, Any]:
+    """An event as `EventOut` has it, in its field order: plain values, ready for JSON."""
+    location = event.location
+    return {
+        "id": event.name.rsplit("/", 1)[-1],
+        "name": event.name,
+        "category": event.category,
+        "description": event.description,
+        "location": {
+            "longitude": location.longitude,
+            "latitude": location.latitude,
+            "crs": location.crs or "EPSG:4326",
         },
-        source=_source_name(event.source),
-        state=_state_name(event.state),
-        village=event.village,
-        grid_cell=event.grid_cell,
-        grid_worker=event.grid_worker,
-        create_time=event.create_time.ToDatetime(tzinfo=UTC),
-        update_time=event.update_time.ToDatetime(tzinfo=UTC),
-        etag=event.etag,
-        severity=event.severity,
-        media_uris=list(event.media_uris),
-        reporter_contact=event.reporter_contact,
-        address=event.address,
-        entity=event.entity,
-        duplicate_of=event.duplicate_of.rsplit("/", 1)[-1] if event.duplicate_of else None,
-        parent=event.parent.rsplit("/", 1)[-1] if event.parent else None,
-        timeline=[
-            TimelineEntryOut(
-                actor=t.actor,
-                time=t.time.ToDatetime(tzinfo=UTC),
-                from_state=_state_name(t.from_state) if t.from_state else None,
-                to_state=_state_name(t.to_state),
-                note=t.note,
-            )
+        "source": _SOURCE_NAMES[event.source],
+        "state": _STATE_NAMES[event.state],
+        "village": event.village,
+        "grid_cell": event.grid_cell,
+        "grid_worker": event.grid_worker,
+        "create_time": _time(event.create_time),
+        "update_time": _time(event.update_time),
+        "etag": event.etag,
+        "duplicate_of": event.duplicate_of.rsplit("/", 1)[-1] if event.duplicate_of else None,
+        "timeline": [
+            {
+                "actor": t.actor,
+                "time": _time(t.time),
+                "from_state": _STATE_NAMES[t.from_state] if t.from_state else None,
+                "to_state": _STATE_NAMES[t.to_state],
+                "note": t.note,
+            }
             for t in event.timeline
         ],
-        evaluation=EvaluationOut(
-            score=event.evaluation.score,
-            text=event.evaluation.text,
-            time=event.evaluation.time.ToDatetime(tzinfo=UTC),
-        )
+        "evaluation": {
+            "score": event.evaluation.score,
+            "text": event.evaluation.text,
+            "time": _time(event.evaluation.time),
+        }
         if event.HasField("evaluation")
         else None,
-        comments=[
-            CommentOut(
-                author=c.author, text=c.text, create_time=c.create_time.ToDatetime(tzinfo=UTC)
-            )
+        "comments": [
+            {"author": c.author, "text": c.text, "create_time": _time(c.create_time)}
             for c in event.comments
         ],
-    )
+        "severity": event.severity,
+        "media_uris": list(event.media_uris),
+        "reporter_contact": event.reporter_contact,
+        "address": event.address,
+        "parent": event.parent.rsplit("/", 1)[-1] if event.parent else None,
+        "entity": event.entity,
+    }
+
+
+def event_out(event: pb.Event) -> EventOut:
+    return EventOut.model_validate(event_fields(event))
 
 
 def event_json(
     event: pb.Event, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    """An event as JSON, serialised once: returning a Response spares FastAPI
-    validating the answer against the response model again."""
+    """An event as JSON, written straight from the message: the bytes `EventOut` would
+    give (tests/unit/gateway/test_event_json.py), without building and validating the
+    model per answer."""
     return Response(
-        content=event_out(event).model_dump_json(),
+        content=_JSON.encode(event_fields(event)).encode(),
         status_code=status_code,
         media_type="application/json",
         headers=headers,
     )
-
-
-def _source_name(source: int) -> SourceName:
-    """An unset source is a resident's report, as the events service reads it."""
-    name = pb.Event.Source.Name(source or pb.Event.SOURCE_RESIDENT)  # type: ignore[arg-type]
-    return name.removeprefix("SOURCE_").lower()  # type: ignore[return-value]
-
-
-def _state_name(state: int) -> StateName:
-    name = pb.Event.State.Name(state)  # type: ignore[arg-type]
-    return name.removeprefix("STATE_").lower()  # type: ignore[return-value]
 
 
 # Offsets are the bus's int64 positions; a larger one is a bad request, not an overflow.
@@ -291,7 +299,7 @@ async def stream_events(
                     continue
                 if isinstance(item, BaseException):
                     return
-                data = event_out(item.event).model_dump_json()
+                data = _JSON.encode(event_fields(item.event))
                 yield f"id: {item.offset}\nevent: {item.type}\ndata: {data}\n\n"
         finally:
             call_.cancel()
