@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.security.one_write import OneWriteProtocol
+
 _TIMEOUT_BODY = b'{"error":{"code":408,"status":"REQUEST_TIMEOUT","message":"%s"}}'
 
 
@@ -117,5 +119,8 @@ class _DeadlineProtocol(HttpToolsProtocol):
 
 
 def protocol_with(deadlines: ReadDeadlines) -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol with these read deadlines (pass it as `http=`)."""
-    return type("GatewayHttpProtocol", (_DeadlineProtocol,), {"deadlines": deadlines})
+    """uvicorn's httptools protocol with these read deadlines, sending each answer with
+    one write (`gateway.security.one_write`); pass it as `http=`."""
+    return type(
+        "GatewayHttpProtocol", (_DeadlineProtocol, OneWriteProtocol), {"deadlines": deadlines}
+    )
