@@ -115,7 +115,10 @@ def create_app(settings: GatewaySettings, *, fixed_caller: Caller | None = None)
     )
     app.state.settings = settings
     app.state.guard = guard
-    app.state.event_creates = EventCreates()
+    # One create call in flight per caller: what arrives meanwhile goes in the next,
+    # larger batch, which costs every process less CPU per report than several small
+    # ones in parallel (bench/bench_events.py: 1.6 ms against 1.9 ms per create).
+    app.state.event_creates = EventCreates(in_flight=1)
     app.state.event_reads = EventReads()
     app.state.telemetry_ingests = TelemetryIngests()
     install_handlers(app)
