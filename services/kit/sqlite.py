@@ -134,13 +134,34 @@ class SqliteDatabase:
         self._executor.shutdown(wait=True)
 
 
-def transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """Run `fn` inside BEGIN IMMEDIATE ... COMMIT; roll back on any error."""
-    conn.execute("BEGIN IMMEDIATE")
+def transaction(
+    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True
+) -> T:
+    """Run `fn` inside BEGIN IMMEDIATE ... COMMIT; roll back on any error.
+
+    `durable=False` commits without waiting for the disk (synchronous=NORMAL for this
+    commit alone, where the file is FULL): for bookkeeping that a power loss may undo
+    without harm, such as outbox rows marked published (they are published again and
+    consumers drop the repeat by key). In WAL mode the next durable commit syncs the
+    log, and with it this one; a process crash loses neither.
+    """
+    level = 0
+    if not durable:
+        level = conn.execute("PRAGMA synchronous").fetchone()[0]
+        if level > _NORMAL:
+            conn.execute("PRAGMA synchronous=NORMAL")
     try:
-        result = fn(conn)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+    finally:
+        if level > _NORMAL:
+            conn.execute(f"PRAGMA synchronous={int(level)}")
+
+
+_NORMAL = 1  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA

@@ -4,12 +4,13 @@ its own result or error in its caller's context, and concurrent calls share cros
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import sqlite3
 
 import pytest
 
-from services.kit.sqlite import SqliteDatabase
+from services.kit.sqlite import SqliteDatabase, transaction
 
 who: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="")
 
@@ -81,3 +82,28 @@ async def test_a_call_cancelled_before_it_starts_does_not_run(db):
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert await db.run(lambda conn: conn.execute("SELECT count(*) FROM t").fetchone()[0]) == 0
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_a_commit_that_need_not_be_durable_skips_the_sync_and_only_that_one(db, fails):
+    """synchronous=NORMAL for that commit alone: the file's FULL is back afterwards,
+    whether the transaction committed or rolled back."""
+    levels: list[int] = []
+
+    def write(conn: sqlite3.Connection) -> None:
+        levels.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+        conn.execute("INSERT INTO t VALUES (1)")
+        if fails:
+            raise ValueError("refused")
+
+    def durable_and_not(conn: sqlite3.Connection) -> int:
+        with contextlib.suppress(ValueError):
+            transaction(conn, write, durable=False)
+        with contextlib.suppress(ValueError):
+            transaction(conn, write)
+        return conn.execute("SELECT count(*) FROM t").fetchone()[0]
+
+    stored = await db.run(durable_and_not)
+    assert levels == [1, 2]  # NORMAL, then the file's FULL again
+    assert stored == (0 if fails else 2)
+    assert await db.run(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0]) == 2
