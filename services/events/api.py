@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC
 
@@ -341,7 +340,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     async def BatchGetEvents(
         self, request: pb.BatchGetEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.BatchGetEventsResponse:
-        """GetEvent for each name, read concurrently; the first name (in order) that
+        """GetEvent for each name, read together; the first name (in order) that
         fails fails the call, with GetEvent's error and the field `names[i]`."""
         principal = require_principal()
         if not request.names:
@@ -350,10 +349,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
             tenancy.parse_child_name(name, "events", f"names[{i}]")
             for i, name in enumerate(request.names)
         ]
-        found = await asyncio.gather(
-            *(self.hub.get(principal, tenant, event_id) for tenant, event_id in wanted),
-            return_exceptions=True,
-        )
+        found = await self.hub.get_many(principal, wanted)
         for outcome in found:
             if isinstance(outcome, BaseException):
                 raise outcome

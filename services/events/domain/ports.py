@@ -59,6 +59,10 @@ class EventStore(Protocol):
         """The event with its timeline and comments."""
         ...
 
+    async def get_many(self, event_ids: list[str]) -> dict[str, Event]:
+        """`get` for several events at once, by id; ids not stored are absent."""
+        ...
+
     async def update(self, event_id: str, change: Change, fact: str) -> Event:
         """Apply `change` to the current event atomically (NOT_FOUND if there is none),
         writing the whole row and one outbox entry of type `fact` (domain.facts)."""

@@ -569,14 +569,31 @@ class EventHub:
         found to repeat, to follow its progress; the anonymous reader reads events of
         public categories (callers show them through `access.seen_by`)."""
         event = await self.store.get(event_id)
-        if (
-            event is not None
-            and principal.can_see(event.tenant)
-            and (tenant is None or tenancy.contains(tenant, event.tenant))
-            and await self._reads(principal, event)
-        ):
+        if event is not None and await self._shown(principal, tenant, event):
             return event
         raise NotFound(f"event {event_id!r} not found")
+
+    async def get_many(
+        self, principal: Principal, wanted: list[tuple[str | None, str]]
+    ) -> list[Event | NotFound]:
+        """`get` for each (tenant, event id), read from the store together: each the
+        event, or the NotFound `get` would raise."""
+        stored = await self.store.get_many([event_id for _, event_id in wanted])
+        found: list[Event | NotFound] = []
+        for tenant, event_id in wanted:
+            event = stored.get(event_id)
+            if event is not None and await self._shown(principal, tenant, event):
+                found.append(event)
+            else:
+                found.append(NotFound(f"event {event_id!r} not found"))
+        return found
+
+    async def _shown(self, principal: Principal, tenant: str | None, event: Event) -> bool:
+        return (
+            principal.can_see(event.tenant)
+            and (tenant is None or tenancy.contains(tenant, event.tenant))
+            and await self._reads(principal, event)
+        )
 
     async def _reads(self, principal: Principal, event: Event) -> bool:
         if principal.is_anonymous:

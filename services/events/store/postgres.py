@@ -617,6 +617,10 @@ class PostgresEventStore:
             rows = await _fetch(conn, _GET, (event_id,))
             return await _with_history(conn, row_to_event(rows[0], self.contacts)) if rows else None
 
+    async def get_many(self, event_ids: list[str]) -> dict[str, Event]:
+        found = await asyncio.gather(*(self.get(i) for i in dict.fromkeys(event_ids)))
+        return {event.id: event for event in found if event is not None}
+
     async def update(self, event_id: str, change: Change, fact: str) -> Event:
         """Apply `change` to the current event atomically; the change does the checks.
 

@@ -58,6 +58,11 @@ TIMELINE = (
     "SELECT actor, at_us, from_state, to_state, note FROM timeline WHERE event_id = ? ORDER BY seq"
 )
 COMMENTS = "SELECT author, text, create_us FROM comments WHERE event_id = ? ORDER BY seq"
+# The same for several events: append "(?, ?, ...) ORDER BY event_id, seq".
+TIMELINES = (
+    "SELECT event_id, actor, at_us, from_state, to_state, note FROM timeline WHERE event_id IN"
+)
+COMMENTS_OF = "SELECT event_id, author, text, create_us FROM comments WHERE event_id IN"
 # Events of a category inside a box since a time: the duplicate search's candidates.
 NEARBY = (
     f"SELECT {COLUMNS} FROM events WHERE category = ? "

@@ -32,6 +32,32 @@ async def test_events_come_back_in_the_order_asked(events, grid_index):
     assert answer.events[1] == alone
 
 
+async def test_each_event_comes_with_its_own_timeline_and_comments(events, grid_index):
+    """Read together, every event still carries exactly its own history."""
+    created = await stored(events, grid_index, XINGMING, 3, "h")
+    for event, notes in ((created[0], ["first", "second"]), (created[2], ["third"])):
+        for text in notes:
+            await events.stub.AddComment(
+                pb.AddCommentRequest(name=event.name, text=text), metadata=md()
+            )
+    await events.stub.TransitionEvent(
+        pb.TransitionEventRequest(name=created[2].name, state=pb.Event.STATE_WITHDRAWN),
+        metadata=md(),
+    )
+    names = [created[2].name, created[1].name, created[0].name]
+    answer = await events.stub.BatchGetEvents(pb.BatchGetEventsRequest(names=names), metadata=md())
+    alone = [
+        await events.stub.GetEvent(pb.GetEventRequest(name=name), metadata=md()) for name in names
+    ]
+    assert list(answer.events) == alone
+    assert [[c.text for c in e.comments] for e in answer.events] == [
+        ["third"],
+        [],
+        ["first", "second"],
+    ]
+    assert [len(e.timeline) for e in answer.events] == [2, 1, 1]
+
+
 async def test_one_missing_or_hidden_event_fails_the_call_as_get_would(events, grid_index):
     mine = await stored(events, grid_index, XINGMING, 2, "m")
     neighbour = md(XIANGYANG)
