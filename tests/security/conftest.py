@@ -79,8 +79,9 @@ def world(
         # password checks cannot outlast it (test_sources.py signs in during it).
         "GRASSROOTS_EMPOWER_SIGN_IN_FIRST_DELAY_SECONDS": str(SIGN_IN_FIRST_DELAY_SECONDS),
     }
-    # Hourly buckets outlive a run in the shared Redis: this run starts a fresh hour.
-    stale = list(redis_client.scan_iter(match=f"{RATE_LIMIT_PREFIX}anon-report:*"))
+    # The address's buckets of calls, reports and photos without an account outlive a
+    # run in the shared Redis (the hourly ones by an hour): this run starts afresh.
+    stale = list(redis_client.scan_iter(match=f"{RATE_LIMIT_PREFIX}anon*"))
     if stale:
         redis_client.delete(*stale)
     config.data_dir.mkdir(parents=True)
