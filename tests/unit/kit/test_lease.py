@@ -88,7 +88,10 @@ async def test_a_dead_holders_job_moves_to_another_replica_within_the_lease_time
             break
         await asyncio.sleep(0.1)
     taken = next(t for who, t in recorder.starts if who == "b")
-    assert taken - died <= seconds + seconds / 3 + 0.5, "taken over within the lease time"
+    # The lease runs out `seconds` after the last renewal, and the waiting replica looks
+    # every third of that; the rest is slack for a busy machine (the suite runs in two
+    # sessions side by side), far below the 30 s a lease-less takeover would wait for.
+    assert taken - died <= seconds + seconds / 3 + 1.5, "taken over within the lease time"
     assert recorder.overlaps == 0
     stop_b.set()
     await b
