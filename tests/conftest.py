@@ -89,6 +89,39 @@ def settings(**overrides: object) -> ServiceSettings:
     return ServiceSettings(**values)  # type: ignore[arg-type]
 
 
+async def create_tenants(channel: grpc.aio.Channel, *paths: str) -> None:
+    """Each node of `paths` (`sh/jd/at/va`) and every node above it, made once over
+    empower's gRPC API by a boot service; the level is the depth (city = 1), and the
+    division code is made up, 12 digits, unique within the call."""
+    from grassroots.empower.v1 import empower_service_pb2 as tenant_pb
+    from grassroots.empower.v1 import empower_service_pb2_grpc as tenant_grpc
+    from services.empower.domain.roles import ALL_SCOPES
+
+    boot = SignedAtCall(Principal("services/boot", "sh", kind="service", scopes=ALL_SCOPES))
+    tenants = tenant_grpc.EmpowerServiceStub(channel)
+    made: list[str] = []
+    for path in paths:
+        segments = path.split("/")
+        for depth in range(1, len(segments) + 1):
+            node = "/".join(segments[:depth])
+            if node in made:
+                continue
+            parent = "tenants/" + "-".join(segments[: depth - 1]) if depth > 1 else ""
+            await tenants.CreateTenant(
+                tenant_pb.CreateTenantRequest(
+                    parent=parent,
+                    tenant_id=segments[depth - 1],
+                    tenant=tenant_pb.Tenant(
+                        display_name=segments[depth - 1],
+                        level=depth,  # type: ignore[arg-type]
+                        admin_code=f"31{len(made):010d}",
+                    ),
+                ),
+                metadata=boot,
+            )
+            made.append(node)
+
+
 class InProcessServer:
     """A kit server on a free loopback port, plus a channel to it."""
 

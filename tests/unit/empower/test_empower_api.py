@@ -22,14 +22,13 @@ from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
 from grassroots.empower.v1 import people_service_pb2 as people_pb
 from grassroots.empower.v1 import people_service_pb2_grpc as people_grpc
 from services.empower.config import EmpowerSettings
-from services.empower.domain.roles import ALL_SCOPES, ROLES
+from services.empower.domain.roles import ROLES
 from services.empower.wiring import build
 from services.kit import gb11643
 from services.kit.principal import PRINCIPAL_METADATA_KEY, Principal
-from tests.conftest import serve_in_process
+from tests.conftest import create_tenants, serve_in_process
 
 A, B = "sh/jd/at/va", "sh/jd/at/vb"
-BOOT = Principal("services/boot", "sh", kind="service", scopes=ALL_SCOPES)
 
 
 ID_A, ID_B = (
@@ -55,22 +54,7 @@ async def empower(tmp_path: Path):
     )
     component = await build(settings)
     server = await serve_in_process("empower", component)
-    tenants = tenant_grpc.EmpowerServiceStub(server.channel)
-    for parent, segment, level, code in (
-        ("", "sh", 1, "310000000000"),
-        ("tenants/sh", "jd", 2, "310114000000"),
-        ("tenants/sh-jd", "at", 3, "310114103000"),
-        ("tenants/sh-jd-at", "va", 4, "310114103201"),
-        ("tenants/sh-jd-at", "vb", 4, "310114103202"),
-    ):
-        await tenants.CreateTenant(
-            tenant_pb.CreateTenantRequest(
-                parent=parent,
-                tenant_id=segment,
-                tenant=tenant_pb.Tenant(display_name=segment, level=level, admin_code=code),
-            ),
-            metadata=BOOT.to_metadata(),
-        )
+    await create_tenants(server.channel, "sh/jd/at/va", "sh/jd/at/vb")
     yield server, tmp_path
     await server.channel.close()
     await server.running.stop()
@@ -270,13 +254,17 @@ async def test_district_admin_administers_over_grpc_and_every_action_is_audited(
     )
     await identity.DeleteApp(identity_pb.DeleteAppRequest(name=app.name), metadata=meta)
     await identity.DeleteUser(identity_pb.DeleteUserRequest(name=user.name), metadata=meta)
+    before = await tenants.GetTenant(
+        tenant_pb.GetTenantRequest(name="tenants/sh-jd-at-vb"), metadata=meta
+    )
     node = await tenants.UpdateTenant(
         tenant_pb.UpdateTenantRequest(
             tenant=tenant_pb.Tenant(name="tenants/sh-jd-at-vb", display_name="Vb Village")
         ),
         metadata=meta,
     )
-    assert node.display_name == "Vb Village" and node.admin_code == "310114103202"
+    # Only the display name was given: the division code stays as it was.
+    assert node.display_name == "Vb Village" and node.admin_code == before.admin_code != ""
     await tenants.DeleteTenant(
         tenant_pb.DeleteTenantRequest(name="tenants/sh-jd-at-vb"), metadata=meta
     )

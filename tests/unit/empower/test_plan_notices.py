@@ -22,8 +22,6 @@ from typing import Any
 import pytest
 
 from grassroots.command.v1 import plans_service_pb2 as plans_pb
-from grassroots.empower.v1 import empower_service_pb2 as tenant_pb
-from grassroots.empower.v1 import empower_service_pb2_grpc as tenant_grpc
 from grassroots.empower.v1 import identity_service_pb2 as identity_pb
 from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
 from grassroots.empower.v1 import notices_service_pb2 as pb
@@ -39,7 +37,7 @@ from services.empower.points_facts import GROUP as POINTS_GROUP
 from services.empower.wiring import build
 from services.kit.bus import BusMessage, open_bus
 from services.kit.principal import Principal
-from tests.conftest import SignedAtCall, serve_in_process
+from tests.conftest import SignedAtCall, create_tenants, serve_in_process
 
 VILLAGE = "sh/jd/at/va"
 PARENT = "tenants/sh-jd-at-va"
@@ -68,21 +66,7 @@ async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     )
     component = await build(settings)
     server = await serve_in_process("empower", component)
-    tenants = tenant_grpc.EmpowerServiceStub(server.channel)
-    for parent, segment, level, code in (
-        ("", "sh", 1, "310000000000"),
-        ("tenants/sh", "jd", 2, "310114000000"),
-        ("tenants/sh-jd", "at", 3, "310114103000"),
-        ("tenants/sh-jd-at", "va", 4, "310114103201"),
-    ):
-        await tenants.CreateTenant(
-            tenant_pb.CreateTenantRequest(
-                parent=parent,
-                tenant_id=segment,
-                tenant=tenant_pb.Tenant(display_name=segment, level=level, admin_code=code),
-            ),
-            metadata=BOOT,
-        )
+    await create_tenants(server.channel, "sh/jd/at/va")
     publisher = open_bus(url)
     yield server.channel, publisher, stream
     await publisher.close()

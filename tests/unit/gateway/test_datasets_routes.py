@@ -28,15 +28,12 @@ from gateway.security.authenticator import Caller
 from gateway.security.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
 from gateway.upstreams import Upstreams
-from grassroots.empower.v1 import empower_service_pb2 as tenant_pb
-from grassroots.empower.v1 import empower_service_pb2_grpc as tenant_grpc
 from services.empower.config import EmpowerSettings
-from services.empower.domain.roles import ALL_SCOPES
 from services.empower.wiring import build
 from services.kit.components import NAMES
 from services.kit.discovery import StaticDiscovery
 from services.kit.principal import Principal
-from tests.conftest import SignedAtCall, serve_in_process
+from tests.conftest import create_tenants, serve_in_process
 from tests.unit.empower.datasets.conftest import HEADER, id_number
 
 DISTRICT_ID, VILLAGE_ID, OTHER_ID = (
@@ -92,9 +89,6 @@ def app_for(upstreams: Upstreams, who: Principal | None) -> FastAPI:
     return app
 
 
-BOOT = SignedAtCall(Principal("services/boot", "sh", kind="service", scopes=ALL_SCOPES))
-
-
 @pytest.fixture
 async def gateway(map_server, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """`client(tenant_path, scopes)`: a gateway client acting as that caller."""
@@ -116,23 +110,7 @@ async def gateway(map_server, tmp_path: Path) -> AsyncIterator[Callable[..., Any
     component = await build(settings)
     empower = await serve_in_process("empower", component)
     # The tree the tests act in: installations are recorded only in nodes that exist.
-    tenants = tenant_grpc.EmpowerServiceStub(empower.channel)
-    for parent, segment, level, code in (
-        ("", "sh", 1, "310000000000"),
-        ("tenants/sh", "jiading", 2, "310114000000"),
-        ("tenants/sh-jiading", "anting", 3, "310114103000"),
-        ("tenants/sh-jiading-anting", "xingming", 4, "310114103201"),
-    ):
-        await tenants.CreateTenant(
-            tenant_pb.CreateTenantRequest(
-                parent=parent,
-                tenant_id=segment,
-                tenant=tenant_pb.Tenant(display_name=segment, level=level, admin_code=code),
-            ),
-            metadata=SignedAtCall(
-                Principal("services/boot", "sh", kind="service", scopes=ALL_SCOPES)
-            ),
-        )
+    await create_tenants(empower.channel, "sh/jiading/anting/xingming")
     addresses = {name: empower.address for name in NAMES} | {"map": map_server.address}
     upstreams = Upstreams(StaticDiscovery(addresses), NAMES, timeout=30.0)
     # The gateway's public face for the catalog: /openapi.json and /metrics over HTTP.

@@ -18,8 +18,6 @@ from typing import Any
 import grpc
 import pytest
 
-from grassroots.empower.v1 import empower_service_pb2 as tenant_pb
-from grassroots.empower.v1 import empower_service_pb2_grpc as tenant_grpc
 from grassroots.empower.v1 import notices_service_pb2 as pb
 from grassroots.empower.v1 import notices_service_pb2_grpc as pb_grpc
 from grassroots.empower.v1 import people_service_pb2 as people_pb
@@ -29,7 +27,7 @@ from services.empower.domain.roles import ALL_SCOPES, ROLES
 from services.empower.wiring import build
 from services.kit import gb11643
 from services.kit.principal import Principal
-from tests.conftest import SignedAtCall, serve_in_process
+from tests.conftest import SignedAtCall, create_tenants, serve_in_process
 
 A, B = "sh/jd/at/va", "sh/jd/at/vb"
 BOOT = SignedAtCall(Principal("services/boot", "sh", kind="service", scopes=ALL_SCOPES))
@@ -89,22 +87,7 @@ async def service(
     )
     component = await build(settings)
     server = await serve_in_process("empower", component)
-    tenants = tenant_grpc.EmpowerServiceStub(server.channel)
-    for parent, segment, level, code in (
-        ("", "sh", 1, "310000000000"),
-        ("tenants/sh", "jd", 2, "310114000000"),
-        ("tenants/sh-jd", "at", 3, "310114103000"),
-        ("tenants/sh-jd-at", "va", 4, "310114103201"),
-        ("tenants/sh-jd-at", "vb", 4, "310114103202"),
-    ):
-        await tenants.CreateTenant(
-            tenant_pb.CreateTenantRequest(
-                parent=parent,
-                tenant_id=segment,
-                tenant=tenant_pb.Tenant(display_name=segment, level=level, admin_code=code),
-            ),
-            metadata=BOOT,
-        )
+    await create_tenants(server.channel, "sh/jd/at/va", "sh/jd/at/vb")
     yield server.channel
     await server.channel.close()
     await server.running.stop()
