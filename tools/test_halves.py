@@ -28,8 +28,8 @@ from devstack.stack import PORT_SLICE_VARIABLE
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 # The suites that start whole platforms; the other half runs everything else (so a new
-# folder of tests is never left out). Balanced by their run times, about 13 min each.
-FIRST_HALF = ("integration", "security", "browser", "contract")
+# folder of tests is never left out). Balanced by their run times.
+FIRST_HALF = ("integration", "security", "browser", "sdk", "contract")
 
 
 def halves() -> list[list[str]]:
