@@ -487,11 +487,23 @@ async def list_tasks(
     ] = None,
     created_from: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
     created_before: Annotated[datetime | None, Query(description="RFC 3339, exclusive")] = None,
+    order_by: Annotated[
+        str,
+        query(
+            pb.ListTasksRequest,
+            "order_by",
+            examples=["due_time"],
+            description="create_time, update_time, due_time or response_due_time, then asc "
+            "(the default) or desc; tasks without that deadline last (default: create_time "
+            "desc)",
+        ),
+    ] = "",
     page_size: PageSize = 50,
     page_token: PageToken = "",
 ) -> Any:
-    """Tasks of the tenant's subtree, newest first; `sla_status=overdue` or `at_risk`
-    lists those running out of time, `created_from` and `created_before` those of a period."""
+    """Tasks of the tenant's subtree, newest first unless `order_by` says otherwise
+    (`due_time`: the next one due first); `sla_status=overdue` or `at_risk` lists those
+    running out of time, `created_from` and `created_before` those of a period."""
     terms = {
         "state": state,
         "handler": handler,
@@ -510,7 +522,11 @@ async def list_tasks(
     text = " AND ".join(parts)
     rpc = _stub(request).ListTasks(
         pb.ListTasksRequest(
-            parent=parent(tenant), filter=text, page_size=page_size, page_token=page_token
+            parent=parent(tenant),
+            filter=text,
+            order_by=order_by,
+            page_size=page_size,
+            page_token=page_token,
         ),
         metadata=call_metadata(who),
     )

@@ -165,11 +165,13 @@ def list_tasks(
     handler: str | None = None,
     sla_status: str | None = None,
     emergency_plan: str | None = None,
+    order_by: str | None = None,
     page_size: int | None = None,
     page_token: str | None = None,
 ) -> Call[m.Page[m.Task]]:
-    """Tasks of your subtree; `event` (a resource name) narrows to the event's one task,
-    `emergency_plan` (a plan's name) to the tasks its levels opened."""
+    """Tasks of your subtree, newest first; `event` (a resource name) narrows to the
+    event's one task, `emergency_plan` (a plan's name) to the tasks its levels opened;
+    `order_by="due_time"` puts the next one due first."""
     return Call(
         "GET",
         collection_path("tasks", tenant),
@@ -180,6 +182,7 @@ def list_tasks(
             handler=handler,
             sla_status=sla_status,
             emergency_plan=emergency_plan,
+            order_by=order_by,
             page_size=page_size,
             page_token=page_token or None,
         ),

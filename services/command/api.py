@@ -29,6 +29,7 @@ from services.command.domain.model import (
     TaskState,
 )
 from services.command.domain.service import CommandDesk
+from services.command.domain.task_order import parse_task_order
 from services.kit import paging, tenancy
 from services.kit.component import ServiceComponent
 from services.kit.context import require_principal
@@ -470,10 +471,13 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
     ) -> pb.ListTasksResponse:
         tenant = tenancy.parse_parent(request.parent)
         filters = _task_filters(request.filter)
+        order = parse_task_order(request.order_by)
         size = paging.page_size(request.page_size, default=50, maximum=1000)
-        query = {"parent": tenant, "filter": request.filter}
+        query = {"parent": tenant, "filter": request.filter, "order_by": order.text}
         offset = paging.decode_offset(request.page_token, query)
-        found = await self.desk.list_tasks(require_principal(), tenant, filters, size + 1, offset)
+        found = await self.desk.list_tasks(
+            require_principal(), tenant, filters, size + 1, offset, order
+        )
         more = offset + size if len(found) > size else None
         now = self.desk.clock()
         return pb.ListTasksResponse(

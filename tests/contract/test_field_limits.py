@@ -73,6 +73,9 @@ GATEWAY_ONLY = {
     "GeofenceIn.dwell_seconds": "seconds standing for a Duration",
     # A scenario template's id is no proto field: the manifest schema bounds it.
     "ScenarioIn.scenario": "the manifest schema's id",
+    # A plan's digest is the composer's (it runs in the gateway), not a contract field.
+    "ScenarioIn.plan_digest": "the composer's plan digest",
+    "ScenarioUninstallIn.plan_digest": "the composer's plan digest",
     "ScenarioUninstallIn.scenario": "the manifest schema's id",
     # Paging: page sizes are clamped by the kit's paging helper, tokens are signed.
     "SearchRequest.page_size": "paging",

@@ -169,6 +169,16 @@ def test_task_list_by_create_time(world):
     )
     assert gone.status_code == 200, gone.text[:300]
     assert gone.json()["tasks"] == []
+    # The next one due first; an order the contract does not name is 400 naming order_by.
+    due = fresh(
+        world, "GET", f"/v1/tenants/{B}/tasks", params={"order_by": "due_time"}, headers=headers
+    )
+    assert due.status_code == 200, due.text[:300]
+    assert world.b.task_id in {t["id"] for t in due.json()["tasks"]}
+    unknown = fresh(
+        world, "GET", f"/v1/tenants/{B}/tasks", params={"order_by": "salary desc"}, headers=headers
+    )
+    assert_bad_request(unknown, "order_by")
 
 
 def test_event_list_filters_by_every_category_the_contract_allows(world):

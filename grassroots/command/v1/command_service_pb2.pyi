@@ -741,6 +741,7 @@ class ListTasksRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The tenant: `tenants/{tenant}`."""
     page_size: _builtins.int
@@ -754,6 +755,11 @@ class ListTasksRequest(_message.Message):
     RFC 3339 time, for example `state = "accepted" AND sla_status = "overdue"` or
     `create_time >= "2026-11-01T00:00:00Z" AND create_time < "2026-12-01T00:00:00Z"`.
     """
+    order_by: _builtins.str
+    """AIP-132 order: one of `create_time`, `update_time`, `due_time` (the resolution
+    deadline) or `response_due_time`, then `asc` (the default) or `desc`; tasks without
+    that deadline come last. Empty: `create_time desc`, newest first.
+    """
     def __init__(
         self,
         *,
@@ -761,10 +767,11 @@ class ListTasksRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         filter: _builtins.str = ...,
+        order_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

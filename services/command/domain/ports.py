@@ -9,6 +9,7 @@ from typing import Protocol
 
 from services.command.domain.model import EventFacts, HandlerProfile, RoutingRule, Task
 from services.command.domain.roads import RoadNetwork
+from services.command.domain.task_order import NEWEST_FIRST, TaskOrder
 from services.command.domain.timers import Timer, TimerStore
 
 
@@ -116,7 +117,12 @@ class CommandStore(TimerStore, Protocol):
         ...
 
     async def list_tasks(
-        self, subtree: str, filters: Mapping[str, object], limit: int, offset: int
+        self,
+        subtree: str,
+        filters: Mapping[str, object],
+        limit: int,
+        offset: int,
+        order: TaskOrder = NEWEST_FIRST,
     ) -> list[Task]: ...
     async def waiting_tasks(self, subtree: str, limit: int) -> list[Task]: ...
     async def board(self, subtree: str, now: datetime) -> BoardCounts: ...

@@ -41,6 +41,7 @@ from services.command.domain.ports import (
     NewTask,
     RoadsPort,
 )
+from services.command.domain.task_order import NEWEST_FIRST, TaskOrder
 from services.command.domain.tasks import Move, check
 from services.command.domain.timers import Scheduler, Timer
 from services.kit import tenancy
@@ -835,10 +836,13 @@ class CommandDesk:
         filters: Mapping[str, object],
         limit: int,
         offset: int,
+        order: TaskOrder = NEWEST_FIRST,
     ) -> list[Task]:
         if not principal.can_see(tenant):
             raise NotFound(f"tenant {tenant!r} not found")
-        return await self.store.list_tasks(tenant, {**filters, "now": self.clock()}, limit, offset)
+        return await self.store.list_tasks(
+            tenant, {**filters, "now": self.clock()}, limit, offset, order
+        )
 
     async def board(
         self, principal: Principal, tenant: str

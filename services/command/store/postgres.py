@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.command.domain.model import HandlerProfile, RoutingRule, Task, TaskState
 from services.command.domain.ports import BoardCounts, Fact, NewTask, OutboxEntry
+from services.command.domain.task_order import NEWEST_FIRST, TaskOrder
 from services.command.domain.timers import Timer
 from services.command.store.rows import (
     APPEND_OUTBOX,
@@ -57,6 +58,7 @@ from services.command.store.rows import (
     row_to_timer,
     rule_values,
     scope_where,
+    task_order,
     task_values,
     task_where,
     timer_values,
@@ -443,7 +445,12 @@ class PostgresCommandStore:
         return {task.origin: task for task in map(row_to_task, found)}
 
     async def list_tasks(
-        self, subtree: str, filters: Mapping[str, object], limit: int, offset: int
+        self,
+        subtree: str,
+        filters: Mapping[str, object],
+        limit: int,
+        offset: int,
+        order: TaskOrder = NEWEST_FIRST,
     ) -> list[Task]:
         now = filters.get("now")
         where, args = task_where(
@@ -452,8 +459,8 @@ class PostgresCommandStore:
         found = await self._fetch(
             subtree,
             _R(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE {where} "
-                "ORDER BY create_us DESC, id DESC LIMIT ? OFFSET ?"
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE {where}{task_order(order)} "
+                "LIMIT ? OFFSET ?"
             ),
             (*args, limit, offset),
         )

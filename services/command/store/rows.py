@@ -23,6 +23,7 @@ from services.command.domain.model import (
     TaskState,
     Transfer,
 )
+from services.command.domain.task_order import TaskOrder, TaskOrderField
 from services.command.domain.timers import Timer
 from services.kit.tenancy import ALL_TENANTS
 
@@ -404,6 +405,22 @@ def scope_where(subtree: str) -> tuple[list[str], list[object]]:
     if subtree == ALL_TENANTS:
         return ["1 = 1"], []
     return [SUBTREE_SQL], subtree_params(subtree)
+
+
+_ORDER_COLUMNS = {
+    TaskOrderField.CREATE_TIME: "create_us",
+    TaskOrderField.UPDATE_TIME: "update_us",
+    TaskOrderField.DUE_TIME: "resolution_due_us",
+    TaskOrderField.RESPONSE_DUE_TIME: "response_due_us",
+}
+
+
+def task_order(order: TaskOrder) -> str:
+    """ORDER BY for a task list: tasks without the field's time last, the id breaking ties
+    (so offset pages neither repeat nor skip)."""
+    column = _ORDER_COLUMNS[order.field]
+    way = "DESC" if order.descending else "ASC"
+    return f" ORDER BY ({column} IS NULL), {column} {way}, id {way}"
 
 
 def task_where(

@@ -16,6 +16,7 @@ from typing import Any
 
 from services.command.domain.model import HandlerProfile, RoutingRule, Task, TaskState
 from services.command.domain.ports import BoardCounts, Fact, NewTask, OutboxEntry
+from services.command.domain.task_order import NEWEST_FIRST, TaskOrder
 from services.command.domain.timers import Timer
 from services.command.store.rows import (
     APPEND_OUTBOX,
@@ -46,6 +47,7 @@ from services.command.store.rows import (
     row_to_timer,
     rule_values,
     scope_where,
+    task_order,
     task_values,
     task_where,
     timer_values,
@@ -139,7 +141,6 @@ _HANDLER_SELECT = (
     f"SELECT {HANDLER_COLUMNS}, (SELECT count(*) FROM tasks t WHERE t.handler = h.user_subject "
     f"AND t.state IN {_HELD}) AS open_tasks FROM handlers h"
 )
-_ORDER_TASKS = " ORDER BY create_us DESC, id DESC"
 
 
 def _marks(count: int) -> str:
@@ -426,13 +427,19 @@ class SqliteCommandStore:
         return {row["event"]: row_to_task(row) for row in found}
 
     async def list_tasks(
-        self, subtree: str, filters: Mapping[str, object], limit: int, offset: int
+        self,
+        subtree: str,
+        filters: Mapping[str, object],
+        limit: int,
+        offset: int,
+        order: TaskOrder = NEWEST_FIRST,
     ) -> list[Task]:
         now = filters.get("now")
         where, args = task_where(subtree, filters, now if isinstance(now, datetime) else _now())
         found = await self.db.run(
             lambda c: c.execute(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE {where}{_ORDER_TASKS} LIMIT ? OFFSET ?",
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE {where}{task_order(order)} "
+                "LIMIT ? OFFSET ?",
                 (*args, limit, offset),
             ).fetchall()
         )

@@ -189,7 +189,7 @@ def test_filter_fields_and_sort_orders_are_the_implemented_ones(document):
         "q",
     } <= listed
     tasks = {p["name"] for p in paths["/v1/tenants/{tenant}/tasks"]["get"]["parameters"]}
-    assert {"state", "sla_status", "created_from", "created_before"} <= tasks
+    assert {"state", "sla_status", "created_from", "created_before", "order_by"} <= tasks
 
 
 def test_operation_ids_are_unique_readable_names(document):
