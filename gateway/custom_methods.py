@@ -10,6 +10,7 @@ other methods -> 405 with their methods in `Allow`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.errors import ApiError
 
 PREFIX = "/v1/"
+_VERB = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 
 
 def declared_routes(routes: list[Any]) -> Iterator[Any]:
@@ -69,8 +71,10 @@ class CustomMethodGuard:
                 reason="METHOD_NOT_ALLOWED",
                 headers={"Allow": methods},
             )
+        # The verb is echoed only when it could be one (a short name), never as sent.
+        named = f"':{verb}'" if _VERB.fullmatch(verb) else "this custom method"
         return ApiError(
             404,
-            f"unknown custom method ':{verb}': no such action on this resource",
+            f"unknown custom method {named}: no such action on this resource",
             reason="UNKNOWN_CUSTOM_METHOD",
         )

@@ -99,3 +99,14 @@ async def test_get_of_a_verb_does_not_read_the_item_with_the_verb_in_its_id() ->
     assert accept.status_code == 405 and accept.headers["Allow"] == "POST"
     assert explode.status_code == 404 and "':explode'" in explode.text
     assert event.status_code == 404 and "':explode'" in event.text
+
+
+async def test_a_verb_that_could_not_be_one_is_not_echoed() -> None:
+    tenant = f"/v1/tenants/{XINGMING.replace('/', '-')}"
+    async with client() as gateway:
+        long = await gateway.post(f"{tenant}/tasks/abc:{'x' * 5000}", json={})
+        odd = await gateway.post(f"{tenant}/tasks/abc:a%0Ab", json={})
+    for answer in (long, odd):
+        assert answer.status_code == 404
+        assert "this custom method" in answer.json()["error"]["message"]
+    assert len(long.text) < 500
