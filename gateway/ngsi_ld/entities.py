@@ -61,18 +61,26 @@ def urn(entity_type: str, entity_id: str) -> str:
     return f"{URN_PREFIX}{entity_type}:{entity_id}"
 
 
-def entity_id_of(entity_urn: str, field_name: str = "id") -> str:
-    """The twin's entity id in an NGSI-LD id; the type segment is not checked."""
-    if not entity_urn.startswith(URN_PREFIX):
+def parse_urn(entity_urn: str, field_name: str = "id") -> tuple[str, str]:
+    """(type, the twin's entity id) of `urn:ngsi-ld:<type>:<id>`, exactly four parts:
+    `urn:ngsi-ld:A:b:c` is refused, not read as the entity `c`."""
+    parts = entity_urn.split(":")
+    if len(parts) != 4 or not entity_urn.startswith(URN_PREFIX):
         raise bad_request(
-            f"{field_name}: {entity_urn!r} is not of the form urn:ngsi-ld:<type>:<id>"
+            f"{field_name}: {entity_urn[:80]!r} is not of the form urn:ngsi-ld:<type>:<id>"
         )
-    entity_id = entity_urn.rsplit(":", 1)[-1]
-    if entity_urn.count(":") < 3 or not _ID.match(entity_id):
+    if not _TYPE.match(parts[2]):
+        raise bad_request(f"{field_name}: the type must be a letter, then letters, digits or '_'")
+    if not _ID.match(parts[3]):
         raise bad_request(
             f"{field_name}: the id after the type must be 1-64 letters, digits, '_' or '-'"
         )
-    return entity_id
+    return parts[2], parts[3]
+
+
+def entity_id_of(entity_urn: str, field_name: str = "id") -> str:
+    """The twin's entity id in an NGSI-LD id (see parse_urn)."""
+    return parse_urn(entity_urn, field_name)[1]
 
 
 def unit_symbol(code: str) -> str:
@@ -128,13 +136,17 @@ def parse_entity(document: object) -> Draft:
     """An NGSI-LD entity (normalized or concise form) as a twin entity draft."""
     if not isinstance(document, dict):
         raise bad_request("the entity must be a JSON object")
-    entity_id = entity_id_of(_text(document.get("id"), "id"))
+    named_type, entity_id = parse_urn(_text(document.get("id"), "id"))
     kind = document.get("type")
     if isinstance(kind, list) and len(kind) == 1:
         kind = kind[0]
     entity_type = compact(_text(kind, "type"))
     if not _TYPE.match(entity_type):
         raise bad_request("type: letters, digits and '_', starting with a letter")
+    if named_type != entity_type:
+        raise bad_request(
+            f"id: names the type {named_type!r}, the entity's type is {entity_type!r}"
+        )
     draft = Draft(entity_id, entity_type)
     _read_attributes(document, draft, allow_location=True)
     return draft

@@ -31,6 +31,7 @@ from gateway.ngsi_ld.entities import (
     iso,
     parse_attributes,
     parse_entity,
+    parse_urn,
     render,
     unit_code,
     urn,
@@ -139,6 +140,22 @@ async def _twin(awaitable: Any) -> Any:
         error = from_rpc_error(exc)
         fields = "; ".join(f"{v.field}: {v.description}" for v in error.violations)
         raise NgsiLdError(error.http_status, fields or error.message) from None
+
+
+async def _named_entity(request: Request, who: Principal, tenant: str, entity_urn: str) -> Any:
+    """The twin's entity an NGSI-LD id names: 404 when there is none, or when it is of
+    another type than the id says (`urn:ngsi-ld:Building:x` never reaches a gauge `x`)."""
+    entity_type, entity_id = parse_urn(entity_urn)
+    twin = request.app.state.upstreams.twin
+    entity = await _twin(
+        twin.GetEntity(
+            pb.GetEntityRequest(name=f"{tenant}/entities/{entity_id}"),
+            metadata=call_metadata(who),
+        )
+    )
+    if entity.entity_type != entity_type:
+        raise NgsiLdError(404, f"no {entity_type} with the id {entity_id!r}")
+    return entity
 
 
 async def _json_body(request: Request) -> Any:
@@ -342,11 +359,7 @@ async def get_entity(
     options: Options = None,
 ) -> Response:
     tenant = _tenant(who, tenant_header)
-    name = f"{tenant}/entities/{entity_id_of(entity_id)}"
-    twin = request.app.state.upstreams.twin
-    entity = await _twin(
-        twin.GetEntity(pb.GetEntityRequest(name=name), metadata=call_metadata(who))
-    )
+    entity = await _named_entity(request, who, tenant, entity_id)
     types = await _target_types(request, who, [entity])
     document = render(
         _view(entity, types), attrs=_attrs(attrs), key_values="keyValues" in _options(options)
@@ -505,13 +518,9 @@ async def _update(
 ) -> Response:
     tenant = _tenant(who, tenant_header)
     the_id = entity_id_of(entity_id)
-    twin = request.app.state.upstreams.twin
-    # Another tenant's or an unknown entity: 404 whatever the body, before anything is written.
-    await _twin(
-        twin.GetEntity(
-            pb.GetEntityRequest(name=f"{tenant}/entities/{the_id}"), metadata=call_metadata(who)
-        )
-    )
+    # Another tenant's, another type's or an unknown entity: 404 whatever the body,
+    # before anything is written.
+    await _named_entity(request, who, tenant, entity_id)
     body = await _json_body(request)
     if one is not None:
         body = {one: body}
@@ -534,12 +543,14 @@ async def _update(
 
 
 @router.delete("/entities/{entity_id}", status_code=204, summary="NGSI-LD: delete an entity")
+@calls(SERVICE, "GetEntity")  # the id's type must be the entity's
 @calls(SERVICE, "DeleteEntity")
 async def delete_entity(
     entity_id: EntityUrn, request: Request, who: Who, tenant_header: TenantHeader = None
 ) -> Response:
     tenant = _tenant(who, tenant_header)
-    name = f"{tenant}/entities/{entity_id_of(entity_id)}"
+    entity = await _named_entity(request, who, tenant, entity_id)
+    name = entity.name
     await _twin(
         request.app.state.upstreams.twin.DeleteEntity(
             pb.DeleteEntityRequest(name=name), metadata=call_metadata(who)
@@ -572,11 +583,7 @@ async def temporal_entity(
 ) -> Response:
     """Readings in a time range (the last week without one), raw or aggregated per period."""
     tenant = _tenant(who, tenant_header)
-    name = f"{tenant}/entities/{entity_id_of(entity_id)}"
-    twin = request.app.state.upstreams.twin
-    entity = await _twin(
-        twin.GetEntity(pb.GetEntityRequest(name=name), metadata=call_metadata(who))
-    )
+    entity = await _named_entity(request, who, tenant, entity_id)
     documents = await _temporal(
         request,
         who,

@@ -283,6 +283,17 @@ def test_errors_tenants_and_scopes_in_ngsi_ld_shape(
             headers={"NGSILD-Tenant": "sh-jiading-anting-xiangyang"},
         )
         cases.append((other, 404, "ResourceNotFound"))
+        # An id names its type: another type's id finds nothing and deletes nothing, and
+        # an id of more than four parts is not read as its last part.
+        wrong_type = "/ngsi-ld/v1/entities/urn:ngsi-ld:SmokeDetector:dup-1"
+        cases.append((http.get(wrong_type), 404, "ResourceNotFound"))
+        cases.append((http.delete(wrong_type), 404, "ResourceNotFound"))
+        extra = "/ngsi-ld/v1/entities/urn:ngsi-ld:WaterLevelGauge:other:dup-1"
+        cases.append((http.delete(extra), 400, "BadRequestData"))
+        mixed = {"id": "urn:ngsi-ld:SmokeDetector:mixed-1", "type": "WaterLevelGauge"}
+        cases.append((http.post("/ngsi-ld/v1/entities", json=mixed), 400, "BadRequestData"))
+        still = http.get("/ngsi-ld/v1/entities/urn:ngsi-ld:WaterLevelGauge:dup-1")
+        assert still.status_code == 200, still.text
         for answer, status, kind in cases:
             assert answer.status_code == status, (answer.request.url, answer.text)
             body = answer.json()
