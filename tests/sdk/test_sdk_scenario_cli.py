@@ -140,3 +140,16 @@ def test_a_town_or_a_node_nobody_made_is_refused_and_nothing_is_recorded(
         assert result.exit_code == 1 and said in result.stderr
     listed = answer(scenario(platform, "list", "--village", "sh/jiading/anting/nowhere"))
     assert all(s["installed"] is None for s in listed)
+
+
+def test_a_bad_village_or_digest_is_one_line_naming_the_option(platform: Platform) -> None:
+    for args, option in (
+        (["--village", "Sh-Jiading-Anting"], "--village"),
+        (["--village", "../etc"], "--village"),
+        (["--village", XINGMING_ID, "--expect-plan", ""], "--expect-plan"),
+        (["--village", XINGMING_ID, "--expect-plan", "ABCDEF0123456789"], "--expect-plan"),
+    ):
+        result = scenario(platform, "install", SCENARIO, *args)
+        assert result.exit_code == 1, args
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("error: ") and option in line, line

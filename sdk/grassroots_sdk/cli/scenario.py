@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -59,7 +60,7 @@ AllowDowngrade = Annotated[
     typer.Option("--allow-downgrade", help="allow a template older than the installed version"),
 ]
 ExpectPlan = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--expect-plan",
         help="the digest `scenario plan` printed: apply exactly that plan, or nothing if "
@@ -75,9 +76,32 @@ Secrets = Annotated[
 ]
 
 
+_SEGMENT = re.compile(r"[a-z0-9]{1,40}")
+_DIGEST = re.compile(r"[0-9a-f]{16}")
+
+
 def _village(text: str) -> str:
+    """A village's path from its id (`sh-jiading-anting-xingming`) or path; else one line."""
+    given = text
     text = text.removeprefix("tenants/").strip("/")
-    return text if "/" in text else text.replace("-", "/")
+    path = text if "/" in text else text.replace("-", "/")
+    if not all(_SEGMENT.fullmatch(part) for part in path.split("/")):
+        raise fail(
+            f"--village {given[:80]!r}: a village id such as sh-jiading-anting-xingming "
+            "(lower-case letters and digits between the dashes) or its path"
+        )
+    return path
+
+
+def _expected(digest: str | None) -> str:
+    """The digest `scenario plan` printed, checked before anything is asked."""
+    if digest is None:
+        return ""
+    if not _DIGEST.fullmatch(digest):
+        raise fail(
+            f"--expect-plan {digest[:40]!r}: the 16 lower-case hex digits `scenario plan` printed"
+        )
+    return digest
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, Any] | None:
@@ -407,14 +431,18 @@ def install(
     allow_downgrade: AllowDowngrade = False,
     manifest: ManifestFile = None,
     secrets: Secrets = None,
-    expect_plan: ExpectPlan = "",
+    expect_plan: ExpectPlan = None,
 ) -> None:
     """Install the scenario in the village (again: finish a half-done install, or apply
     changed settings); installing twice changes nothing."""
     composer = _platform()
     found = _manifest(composer, scenario, manifest)
     path, overrides = _village(village), _overrides(set_)
-    flags = {"reset": reset, "allow_downgrade": allow_downgrade, "expected_plan": expect_plan}
+    flags = {
+        "reset": reset,
+        "allow_downgrade": allow_downgrade,
+        "expected_plan": _expected(expect_plan),
+    }
     _change(
         ctx,
         secrets,
@@ -434,13 +462,17 @@ def upgrade(
     allow_downgrade: AllowDowngrade = False,
     manifest: ManifestFile = None,
     secrets: Secrets = None,
-    expect_plan: ExpectPlan = "",
+    expect_plan: ExpectPlan = None,
 ) -> None:
     """Move an installed scenario to the template's version, keeping the village's settings."""
     composer = _platform()
     found = _manifest(composer, scenario, manifest)
     path, overrides = _village(village), _overrides(set_)
-    flags = {"reset": reset, "allow_downgrade": allow_downgrade, "expected_plan": expect_plan}
+    flags = {
+        "reset": reset,
+        "allow_downgrade": allow_downgrade,
+        "expected_plan": _expected(expect_plan),
+    }
     _change(
         ctx,
         secrets,
