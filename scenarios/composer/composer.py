@@ -32,6 +32,7 @@ from grassroots.empower.v1 import empower_service_pb2 as empower_pb
 from scenarios.composer.kinds import KINDS, Stubs
 from scenarios.composer.manifest import Manifest, ManifestError, resolve_settings
 from scenarios.composer.plan import (
+    RELEASED_STAYS,
     Action,
     Op,
     Plan,
@@ -329,6 +330,8 @@ class Composer:
         warnings = tuple(
             f"no handler in {village} has the role {role!r} the scenario dispatches to"
             for role in missing
+        ) + tuple(
+            f"{a.kind} {a.key}: {RELEASED_STAYS}" for a in plan.actions if a.note == RELEASED_STAYS
         )
         blockers = plan.blockers
         if mine is not None and version_key(manifest.version) < version_key(mine.version):

@@ -229,6 +229,13 @@ class Plan:
         return "\n".join(lines)
 
 
+# What replacing a resource its component cannot change or delete means for the village.
+RELEASED_STAYS = (
+    "a new one is made; the old one stays in the village and keeps working (its component "
+    "cannot change or delete it): stand it down or retire it there"
+)
+
+
 class PlanBlocked(ManifestError):
     """The plan cannot be applied (a shared resource would change, or a kind cannot)."""
 
@@ -482,7 +489,7 @@ def diff(
             op, note = Op.REPLACE, "the component changes it by delete and create"
             previous = _written_copy(current, d.written)
         elif not kind.keyed:
-            op, note = Op.REPLACE, "a new one is made; the old one is released"
+            op, note = Op.REPLACE, RELEASED_STAYS
         else:
             blockers.append(
                 f"{kind.name} {key} ({name}) differs in {', '.join(changed)} but the "

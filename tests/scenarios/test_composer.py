@@ -230,3 +230,27 @@ def test_no_cap_settles_and_later_overrides_merge_with_the_villages(platform: Pl
         await composer.uninstall(XIANGYANG, "rural-credit")
 
     platform.composer(work)
+
+
+def test_a_plan_the_component_cannot_change_is_replaced_with_a_warning_it_stays(
+    platform: Platform,
+):
+    """Command has no update or delete for an emergency plan: a setting that changes one
+    makes a new plan, and the plan says loudly that the old one keeps working."""
+    crowd = catalog.get("crowd-surge")
+
+    async def work(composer: Composer) -> None:
+        await composer.apply(XIANGYANG, crowd)
+        try:
+            plan = await composer.plan(XIANGYANG, crowd, {"level2_team": "xiangyang_volunteer"})
+            [replaced] = [a for a in plan.actions if a.kind == "command.emergency_plans"]
+            assert replaced.op == Op.REPLACE and "keeps working" in replaced.note
+            assert any(
+                w.startswith("command.emergency_plans crowd-surge-plan: ") and "keeps working" in w
+                for w in plan.warnings
+            ), plan.warnings
+            assert "warning: command.emergency_plans crowd-surge-plan" in plan.render()
+        finally:
+            await composer.uninstall(XIANGYANG, "crowd-surge")
+
+    platform.composer(work)
