@@ -51,6 +51,9 @@ class Cleaned:
     frame: pd.DataFrame
     rejected: list[RejectedRow]
     ignored_columns: tuple[str, ...]
+    # The keys of refused rows, as cleaned: a snapshot import keeps their stored rows
+    # (a typo in one field must not delete the row it meant to change).
+    refused_keys: tuple[str, ...] = ()
 
 
 class _Failures:
@@ -240,7 +243,9 @@ def clean(
         RejectedRow(int(row), *verdicts.reasons[code])
         for row, code in zip(out[ROW_COLUMN].to_numpy()[~keep], verdicts.code[~keep], strict=True)
     ]
-    return Cleaned(out[keep].reset_index(drop=True), rejected, ignored)
+    held = out[dataset.key_field][~keep].astype(str)
+    refused_keys = tuple(k for k in held.tolist() if k and k != "nan")
+    return Cleaned(out[keep].reset_index(drop=True), rejected, ignored, refused_keys)
 
 
 def _clean_field(

@@ -213,12 +213,24 @@ class DatasetDesk:
         book = await self.addresses.address_book(dataset.tenant)
         # Seconds of columnar work: on a thread, so the server keeps answering meanwhile.
         raw = await asyncio.to_thread(read_table, content, file_format)
+        if snapshot and len(raw) == 0:
+            raise InvalidArgument.field(
+                "content",
+                "the file has no rows: as a snapshot it would delete every row of the "
+                "dataset; send snapshot=false to add or change rows only",
+            )
         cleaned = await asyncio.to_thread(clean, dataset, raw, book, today=self._clock())
         report = ImportReport(read=len(raw), rejected=cleaned.rejected)
         report.ignored_columns = cleaned.ignored_columns
         live = await self.store.live_rows(dataset.tenant, dataset.resource_name)
         write = await asyncio.to_thread(
-            self.plan, dataset, cleaned.frame, live, snapshot=snapshot, report=report
+            self.plan,
+            dataset,
+            cleaned.frame,
+            live,
+            snapshot=snapshot,
+            report=report,
+            refused_keys=cleaned.refused_keys,
         )
         if not await self.store.write_rows(dataset.tenant, dataset, write):
             raise Aborted("another import of this dataset finished first; import again")
@@ -233,13 +245,13 @@ class DatasetDesk:
         *,
         snapshot: bool,
         report: ImportReport,
+        refused_keys: Sequence[str] = (),
     ) -> RowWrite:
-        """What to write: new, changed and moved rows, and the tombstones, in columns."""
+        """What to write: new, changed and moved rows, and the tombstones, in columns.
+        A snapshot deletes the stored rows the file does not name; a row the file names
+        but cleaning refused keeps its stored version."""
         keys = frame[dataset.key_field].astype(str)
-        if dataset.field(dataset.key_field).is_personal:
-            key_index = self.sealer.keyed_digests(keys.tolist(), field=_key_field(dataset))
-        else:
-            key_index = keys.tolist()
+        key_index = self._key_index(dataset, keys.tolist())
         digests = row_digests(frame, dataset).view(np.int64)
         # Stored rows are matched by key as Arrow columns: a hash lookup in C++, no join.
         new_key = pa.array(key_index, type=pa.large_string())
@@ -259,7 +271,10 @@ class DatasetDesk:
         gone_key: list[str] = new_key.filter(moved).to_pylist()
         removed = 0
         if snapshot:
-            absent = pc.invert(pc.is_in(old_key, value_set=new_key))
+            named = pa.concat_arrays(
+                [new_key, pa.array(self._key_index(dataset, list(refused_keys)), pa.large_string())]
+            )
+            absent = pc.invert(pc.is_in(old_key, value_set=named))
             removed = int(pc.sum(absent).as_py() or 0)
             gone_tenant += old_tenant.filter(absent).to_pylist()
             gone_key += old_key.filter(absent).to_pylist()
@@ -292,6 +307,12 @@ class DatasetDesk:
             tombstones=tombstones,
             update_us=_now_us(self._clock()),
         )
+
+    def _key_index(self, dataset: Dataset, keys: list[str]) -> list[str]:
+        """Keys as the store indexes them: a personal key by its keyed digest."""
+        if dataset.field(dataset.key_field).is_personal:
+            return list(self.sealer.keyed_digests(keys, field=_key_field(dataset)))
+        return keys
 
     def _chunks(
         self,

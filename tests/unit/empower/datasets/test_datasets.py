@@ -195,6 +195,38 @@ async def test_incremental_sync_returns_changes_since_the_cursor_and_tombstones(
     assert (await desk.get_dataset(publisher(), dataset.resource_name)).row_count == 5
 
 
+async def test_a_snapshot_keeps_the_stored_row_of_a_line_cleaning_refused(backend):
+    """A typo in one field of a re-import must not delete the row the line meant to
+    change: only rows the file does not name at all are deleted."""
+    desk = backend.desk
+    dataset = await published(desk)
+    await import_csv(desk, dataset, *(resident_line(n) for n in range(1, 5)))
+    report = await import_csv(
+        desk,
+        dataset,
+        resident_line(1),
+        resident_line(2, phone="12"),  # not a mobile number: refused
+        resident_line(3, address="nowhere 1"),  # no such building: refused
+    )
+    assert len(report.rejected) == 2 and report.deleted == 1  # only row 4 is gone
+    live = [r for r in (await pull(desk, XINGMING, dataset)).rows if not r.deleted]
+    assert len(live) == 3
+    assert (await desk.get_dataset(publisher(), dataset.resource_name)).row_count == 3
+
+
+async def test_a_snapshot_of_no_rows_is_refused_and_deletes_nothing(backend):
+    desk = backend.desk
+    dataset = await published(desk)
+    await import_csv(desk, dataset, *(resident_line(n) for n in range(1, 3)))
+    with pytest.raises(InvalidArgument) as refused:
+        await import_csv(desk, dataset)  # the header alone
+    [violation] = refused.value.violations
+    assert violation.field == "content" and "snapshot=false" in violation.description
+    assert (await desk.get_dataset(publisher(), dataset.resource_name)).row_count == 2
+    added = await import_csv(desk, dataset, snapshot=False)
+    assert (added.inserted, added.deleted) == (0, 0)
+
+
 async def test_a_row_that_moves_village_leaves_a_tombstone_in_the_old_one(backend):
     desk = backend.desk
     dataset = await published(desk)
