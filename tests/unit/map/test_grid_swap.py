@@ -109,7 +109,10 @@ async def test_lookups_in_one_village_stay_fast_while_another_imports_a_big_grid
     assert all(p.found for p in (await stub.LocatePoints(request_a, metadata=READER_A)).locations)
 
     big = grid_geojson(VILLAGE_B, 121.5, 31.5, BIG)
+    import_started = time.perf_counter()
     importing = asyncio.create_task(grid_layer(stub, VILLAGE_B, big))
+    importing.add_done_callback(lambda _: took.append(time.perf_counter() - import_started))
+    took: list[float] = []
     latencies: list[float] = []
 
     async def lookups_in_a(until: asyncio.Task[None], extra: int) -> None:
@@ -129,9 +132,13 @@ async def test_lookups_in_one_village_stay_fast_while_another_imports_a_big_grid
     slowest = max(latencies)
     print(
         f"\n{len(latencies)} lookups in A during B's {BIG}-cell import: "
-        f"median {np.median(latencies) * 1000:.1f} ms, slowest {slowest * 1000:.1f} ms"
+        f"median {np.median(latencies) * 1000:.1f} ms, slowest {slowest * 1000:.1f} ms; "
+        f"the import took {took[0]:.1f} s"
     )
-    assert slowest < SLOWEST_LOOKUP_S, f"a lookup in A waited {slowest:.2f} s"
+    # The stall this replaced (4.98 s) was half the import's time; on a busy machine (the
+    # suite runs in two halves) both stretch, so the bound is a fifth of the import's.
+    bound = max(SLOWEST_LOOKUP_S, took[0] / 5)
+    assert slowest < bound, f"a lookup in A waited {slowest:.2f} s of the import's {took[0]:.2f} s"
 
     # B's import is visible as soon as it returned: the new grid was swapped in.
     writer_b = Principal("users/t", VILLAGE_B, scopes=frozenset({"map:read"})).to_metadata()
