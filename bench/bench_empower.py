@@ -26,19 +26,18 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from pg_scratch import drop_schema, scratch_schema  # noqa: E402
+
 from bench.common import scaled  # noqa: E402
 from services.empower.domain.audit import AuditLog  # noqa: E402
 from services.empower.domain.datasets.addresses import AddressBook  # noqa: E402
@@ -67,9 +66,6 @@ SLICES = scaled(40, 10)
 _WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
 _CHECK = np.array(list("10X98765432"))
 BACKENDS = ("sqlite", "postgres")
-DSN = os.environ.get(
-    "GRASSROOTS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 REGISTER = Dataset(
     tenant="",
@@ -268,18 +264,6 @@ async def run(
                 await closed
 
 
-def scratch_schema() -> tuple[str, str]:
-    schema = f"bench_empower_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    return schema, make_conninfo(DSN, options=f"-csearch_path={schema},public")
-
-
-def drop_schema(schema: str) -> None:
-    with psycopg.connect(DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-
-
 def main() -> None:
     chosen = sys.argv[1:] or list(BACKENDS)
     unknown = sorted(set(chosen) - set(BACKENDS))
@@ -288,7 +272,7 @@ def main() -> None:
     data = setup()
     for backend in chosen:
         if backend == "postgres":
-            schema, dsn = scratch_schema()
+            schema, dsn = scratch_schema("bench_empower")
             try:
                 asyncio.run(run(backend, *data, dsn=dsn))
             finally:

@@ -21,16 +21,14 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from pg_scratch import drop_schema, scratch_schema  # noqa: E402
+
 from bench.common import scaled  # noqa: E402  (sets the key ring first)
 from grassroots.empower.v1 import points_service_pb2 as pb  # noqa: E402
 from grassroots.empower.v1 import points_service_pb2_grpc as pb_grpc  # noqa: E402
@@ -49,9 +47,6 @@ DUPLICATE_SHARE = 0.10
 ACCOUNTS = 100
 IN_FLIGHT = 64
 SEED = 20261203
-DSN = os.environ.get(
-    "GRASSROOTS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
 def plan() -> list[tuple[int, str, int]]:
@@ -171,21 +166,9 @@ async def run(backend: str, dsn: str = "") -> None:
             await component.close()
 
 
-def scratch_schema() -> tuple[str, str]:
-    schema = f"bench_points_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    return schema, make_conninfo(DSN, options=f"-csearch_path={schema},public")
-
-
-def drop_schema(schema: str) -> None:
-    with psycopg.connect(DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-
-
 def main() -> None:
     asyncio.run(run("sqlite"))
-    schema, dsn = scratch_schema()
+    schema, dsn = scratch_schema("bench_points")
     try:
         asyncio.run(run("postgres", dsn))
     finally:
