@@ -126,6 +126,7 @@ def main() -> None:
                 print(f"== {name}")
                 print(summary(out) if out.exists() else "(no samples)")
                 if keep is not None and out.exists():
+                    keep.mkdir(parents=True, exist_ok=True)
                     shutil.copy(out, keep / f"{mode}-{name}.txt")
         finally:
             platform.stop()
