@@ -91,6 +91,15 @@ class OccurrenceTimers:
         )
         await self.scheduler.schedule([timer])
 
+    async def forget(
+        self, plan_id: str, occurrence: datetime | None, missed: Sequence[datetime] = ()
+    ) -> None:
+        ids = [f"{MISSED}/{plan_id}/{us(m)}" for m in missed]
+        if occurrence is not None:
+            ids.append(f"{OCCURRENCE}/{plan_id}/{us(occurrence)}")
+        if ids:
+            await self.scheduler.cancel(ids)
+
     async def fire(self, timers: Sequence[Timer]) -> None:
         assert self.desk is not None, "the desk is attached before the scheduler runs"
         for timer in timers:

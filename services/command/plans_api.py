@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 
 import grpc
 import numpy as np
+from google.protobuf import empty_pb2
 
 from grassroots.command.v1 import plans_service_pb2 as pb
 from grassroots.command.v1 import plans_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
-from services.command.domain import plan_tasks
+from services.command.domain import emergency, plan_tasks, service_orders
 from services.command.domain.command_log import LogEntry
 from services.command.domain.emergency import (
     Dispatch,
@@ -28,6 +29,7 @@ from services.command.domain.plan_facts import plan_level
 from services.command.domain.plans_desk import (
     PlansDesk,
     Signal,
+    check_mask,
     order_name,
     plan_name,
     service_plan_name,
@@ -62,6 +64,7 @@ _ORDER_STATE_TO_PB = {
     OrderState.CHECKED_IN: pb.ServiceOrder.STATE_CHECKED_IN,
     OrderState.DONE: pb.ServiceOrder.STATE_DONE,
     OrderState.UNASSIGNED: pb.ServiceOrder.STATE_UNASSIGNED,
+    OrderState.CANCELLED: pb.ServiceOrder.STATE_CANCELLED,
 }
 
 
@@ -234,19 +237,27 @@ def order_to_proto(order: ServiceOrder) -> pb.ServiceOrder:
     )
 
 
-def _service_definition(message: pb.ServicePlan) -> ServicePlanDefinition:
+def _start_time(message: pb.ServicePlan) -> datetime:
     if not message.HasField("start_time"):
         raise InvalidArgument.field("service_plan.start_time", "is required (DTSTART)")
     try:
-        start = message.start_time.ToDatetime(tzinfo=UTC)
+        return message.start_time.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
         raise InvalidArgument.field("service_plan.start_time", "is out of range") from None
+
+
+def _targets(message: pb.ServicePlan) -> tuple[Target, ...]:
     targets = []
     for i, target in enumerate(message.targets):
         field = f"service_plan.targets[{i}].location"
         if not target.HasField("location"):
             raise InvalidArgument.field(field, "is required")
         targets.append(Target(target.id, target.display_name, place_of(target.location, field)))
+    return tuple(targets)
+
+
+def _service_definition(message: pb.ServicePlan) -> ServicePlanDefinition:
+    start = _start_time(message)
     return ServicePlanDefinition(
         display_name=message.display_name,
         recurrence=message.recurrence,
@@ -255,9 +266,37 @@ def _service_definition(message: pb.ServicePlan) -> ServicePlanDefinition:
         handler_role=message.handler_role,
         carers=tuple(message.carers),
         max_distance_m=message.max_check_in_distance_meters,
-        targets=tuple(targets),
+        targets=_targets(message),
         escalation_role=message.escalation_role,
     )
+
+
+def _plan_changes(message: pb.EmergencyPlan, paths: list[str]) -> dict[str, object]:
+    """The masked fields of an emergency plan, as the domain's definition holds them."""
+    readers = {
+        "display_name": lambda: message.display_name,
+        "signal": lambda: message.signal,
+        "levels": lambda: tuple(_level_in(level) for level in message.levels),
+        "location": lambda: _position(message, "emergency_plan.location"),
+    }
+    return {path: readers[path]() for path in paths}
+
+
+def _service_plan_changes(message: pb.ServicePlan, paths: list[str]) -> dict[str, object]:
+    """The masked fields of a service plan, as the domain's definition holds them."""
+    readers = {
+        "display_name": lambda: message.display_name,
+        "recurrence": lambda: message.recurrence,
+        "start_time": lambda: _start_time(message),
+        "visit_minutes": lambda: message.visit_minutes,
+        "handler_role": lambda: message.handler_role,
+        "carers": lambda: tuple(message.carers),
+        "max_check_in_distance_meters": lambda: message.max_check_in_distance_meters,
+        "targets": lambda: _targets(message),
+        "escalation_role": lambda: message.escalation_role,
+    }
+    attribute = {"max_check_in_distance_meters": "max_distance_m"}
+    return {attribute.get(path, path): readers[path]() for path in paths}
 
 
 def _after_id(token: str, query: object) -> str:
@@ -326,6 +365,33 @@ class PlansServicer(pb_grpc.PlansServiceServicer):
         )
         return plan_to_proto(plan)
 
+    async def UpdateEmergencyPlan(
+        self, request: pb.UpdateEmergencyPlanRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EmergencyPlan:
+        given = request.emergency_plan
+        tenant, plan_id = tenancy.parse_child_name(
+            given.name, "emergencyPlans", "emergency_plan.name"
+        )
+        paths = check_mask(list(request.update_mask.paths), emergency.UPDATABLE)
+        plan = await self.desk.update_emergency_plan(
+            require_principal(),
+            tenant,
+            plan_id,
+            _plan_changes(given, paths),
+            given.etag,
+            request.reason,
+        )
+        return plan_to_proto(plan)
+
+    async def DeleteEmergencyPlan(
+        self, request: pb.DeleteEmergencyPlanRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        tenant, plan_id = tenancy.parse_child_name(request.name, "emergencyPlans")
+        await self.desk.delete_emergency_plan(
+            require_principal(), tenant, plan_id, request.etag, request.reason
+        )
+        return empty_pb2.Empty()
+
     async def ListCommandLogEntries(
         self, request: pb.ListCommandLogEntriesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListCommandLogEntriesResponse:
@@ -376,6 +442,28 @@ class PlansServicer(pb_grpc.PlansServiceServicer):
             service_plans=[service_plan_to_proto(p) for p in plans],
             next_page_token=_next_token([p.id for p in plans], size, query),
         )
+
+    async def UpdateServicePlan(
+        self, request: pb.UpdateServicePlanRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServicePlan:
+        given = request.service_plan
+        tenant, plan_id = tenancy.parse_child_name(given.name, "servicePlans", "service_plan.name")
+        paths = check_mask(list(request.update_mask.paths), service_orders.UPDATABLE)
+        plan = await self.desk.update_service_plan(
+            require_principal(),
+            tenant,
+            plan_id,
+            _service_plan_changes(given, paths),
+            request.reason,
+        )
+        return service_plan_to_proto(plan)
+
+    async def DeleteServicePlan(
+        self, request: pb.DeleteServicePlanRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        tenant, plan_id = tenancy.parse_child_name(request.name, "servicePlans")
+        await self.desk.delete_service_plan(require_principal(), tenant, plan_id, request.reason)
+        return empty_pb2.Empty()
 
     async def GetServiceOrder(
         self, request: pb.GetServiceOrderRequest, context: grpc.aio.ServicerContext

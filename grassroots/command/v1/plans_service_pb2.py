@@ -22,12 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from grassroots.type.v1 import annotations_pb2 as grassroots_dot_type_dot_v1_dot_annotations__pb2
 from grassroots.type.v1 import geo_pb2 as grassroots_dot_type_dot_v1_dot_geo__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)grassroots/command/v1/plans_service.proto\x12\x15grassroots.command.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\x1a\x1cgrassroots/type/v1/geo.proto\"]\n\x08\x44ispatch\x12\x14\n\x04role\x18\x01 \x01(\tB\x06\x92\xb5\x18\x02\x10@\x12\x14\n\x04team\x18\x02 \x01(\tB\x06\x92\xb5\x18\x02\x10@\x12%\n\x05\x63ount\x18\x03 \x01(\x05\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\xf0?!\x00\x00\x00\x00\x00@\x8f@\"9\n\x06Notice\x12\x18\n\x08\x61udience\x18\x01 \x01(\tB\x06\x92\xb5\x18\x02\x10@\x12\x15\n\x04text\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xd0\x0f\"\x9b\x02\n\x0e\x45mergencyLevel\x12%\n\x05level\x18\x01 \x01(\x05\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\xf0?!\x00\x00\x00\x00\x00\x00\x08@\x12\x18\n\x07summary\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xd0\x0f\x12;\n\ndispatches\x18\x03 \x03(\x0b\x32\x1f.grassroots.command.v1.DispatchB\x06\x92\xb5\x18\x02(2\x12\x1c\n\tchecklist\x18\x04 \x03(\tB\t\x92\xb5\x18\x05\x10\xd0\x0f(2\x12\x36\n\x07notices\x18\x05 \x03(\x0b\x32\x1d.grassroots.command.v1.NoticeB\x06\x92\xb5\x18\x02(2\x12\x35\n\x0e\x63hecklist_role\x18\x06 \x01(\tB\x1d\x92\xb5\x18\x19\x32\x17([a-z][a-z0-9_]{0,62})?\"\xb9\x03\n\rEmergencyItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\x05\x12\x37\n\x04kind\x18\x03 \x01(\x0e\x32).grassroots.command.v1.EmergencyItem.Kind\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x39\n\x05state\x18\x05 \x01(\x0e\x32*.grassroots.command.v1.EmergencyItem.State\x12-\n\topen_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclose_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05tasks\x18\x08 \x03(\t\"T\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x11\n\rKIND_DISPATCH\x10\x01\x12\x12\n\x0eKIND_CHECKLIST\x10\x02\x12\x0f\n\x0bKIND_NOTICE\x10\x03\"@\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nSTATE_OPEN\x10\x01\x12\x10\n\x0cSTATE_CLOSED\x10\x02\"\xb1\x03\n\rEmergencyPlan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12\x17\n\x06signal\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x10\xac\x02\x12=\n\x06levels\x18\x04 \x03(\x0b\x32%.grassroots.command.v1.EmergencyLevelB\x06\x92\xb5\x18\x02(\n\x12\x15\n\rcurrent_level\x18\x05 \x01(\x05\x12\x14\n\x0clevel_reason\x18\x06 \x01(\t\x12\x13\n\x0blevel_actor\x18\x07 \x01(\t\x12\x35\n\x11level_change_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x05items\x18\t \x03(\x0b\x32$.grassroots.command.v1.EmergencyItem\x12\x0c\n\x04\x65tag\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x08location\x18\x0c \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\"\x9a\x01\n\x0f\x43ommandLogEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"\x85\x01\n\rServiceTarget\x12%\n\x02id\x18\x01 \x01(\tB\x19\x92\xb5\x18\x15\x32\x13[A-Za-z0-9_-]{1,64}\x12\x1d\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12.\n\x08location\x18\x03 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\"\xfa\x03\n\x0bServicePlan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12\x1b\n\nrecurrence\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x10\xf4\x03\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\rvisit_minutes\x18\x05 \x01(\x05\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\xf0?!\x00\x00\x00\x00\x00\xb0\xc3@\x12\x1c\n\x0chandler_role\x18\x06 \x01(\tB\x06\x92\xb5\x18\x02\x10@\x12\x1a\n\x06\x63\x61rers\x18\x07 \x03(\tB\n\x92\xb5\x18\x06\x10\xc8\x01(\xf4\x03\x12<\n\x1cmax_check_in_distance_meters\x18\x08 \x01(\x01\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\x00\x00!\x00\x00\x00\x00\x00\x88\xb3@\x12>\n\x07targets\x18\t \x03(\x0b\x32$.grassroots.command.v1.ServiceTargetB\x07\x92\xb5\x18\x03(\xd0\x0f\x12\x38\n\x14next_occurrence_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x0f\x65scalation_role\x18\x0c \x01(\tB\x06\x92\xb5\x18\x02\x10@\"\xf4\x05\n\x0cServiceOrder\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cservice_plan\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x1b\n\x13target_display_name\x18\x04 \x01(\t\x12\x35\n\x0ftarget_location\x18\x05 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12\x32\n\x0escheduled_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64ue_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07handler\x18\x08 \x01(\t\x12\x38\n\x05state\x18\t \x01(\x0e\x32).grassroots.command.v1.ServiceOrder.State\x12\x31\n\rcheck_in_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x11\x63heck_in_location\x18\x0b \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12\x32\n\x0e\x63heck_out_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x12\x63heck_out_location\x18\r \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12\x0c\n\x04note\x18\x0e \x01(\t\x12\x0c\n\x04\x65tag\x18\x0f \x01(\t\x12\x16\n\x0e\x65scalated_from\x18\x10 \x01(\t\x12\x31\n\rescalate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATE_ASSIGNED\x10\x01\x12\x14\n\x10STATE_CHECKED_IN\x10\x02\x12\x0e\n\nSTATE_DONE\x10\x03\x12\x14\n\x10STATE_UNASSIGNED\x10\x04\"\xe0\x01\n\x14\x45mergencyLevelChange\x12\x0c\n\x04plan\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x12\n\nfrom_level\x18\x03 \x01(\x05\x12\x10\n\x08to_level\x18\x04 \x01(\x05\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12.\n\x07notices\x18\x07 \x03(\x0b\x32\x1d.grassroots.command.v1.Notice\x12/\n\x0b\x63hange_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9f\x01\n\x1a\x43reateEmergencyPlanRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12<\n\x0e\x65mergency_plan\x18\x02 \x01(\x0b\x32$.grassroots.command.v1.EmergencyPlan\x12\x33\n\nrequest_id\x18\x03 \x01(\tB\x1f\x92\xb5\x18\x1b\x10\x80\x01\x32\x16[A-Za-z0-9._:-]{1,128}\"\'\n\x17GetEmergencyPlanRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"R\n\x19ListEmergencyPlansRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"t\n\x1aListEmergencyPlansResponse\x12=\n\x0f\x65mergency_plans\x18\x01 \x03(\x0b\x32$.grassroots.command.v1.EmergencyPlan\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x90\x01\n\x1b\x43hangeEmergencyLevelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x05level\x18\x02 \x01(\x05\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\x00\x00!\x00\x00\x00\x00\x00\x00\x08@H\x00\x88\x01\x01\x12\x17\n\x06reason\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x10\xd0\x0f\x12\x14\n\x04\x65tag\x18\x04 \x01(\tB\x06\x92\xb5\x18\x02\x10@B\x08\n\x06_level\"\x83\x01\n\x1cListCommandLogEntriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12,\n\x08resource\x18\x04 \x01(\tB\x1a\x92\xb5\x18\x16\x10\xac\x02\x32\x11[A-Za-z0-9/_.:-]+\"}\n\x1dListCommandLogEntriesResponse\x12\x43\n\x13\x63ommand_log_entries\x18\x01 \x03(\x0b\x32&.grassroots.command.v1.CommandLogEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x99\x01\n\x18\x43reateServicePlanRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x38\n\x0cservice_plan\x18\x02 \x01(\x0b\x32\".grassroots.command.v1.ServicePlan\x12\x33\n\nrequest_id\x18\x03 \x01(\tB\x1f\x92\xb5\x18\x1b\x10\x80\x01\x32\x16[A-Za-z0-9._:-]{1,128}\"%\n\x15GetServicePlanRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x17ListServicePlansRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"n\n\x18ListServicePlansResponse\x12\x39\n\rservice_plans\x18\x01 \x03(\x0b\x32\".grassroots.command.v1.ServicePlan\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x16GetServiceOrderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x81\x01\n\x18ListServiceOrdersRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x18\n\x07handler\x18\x04 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12\x14\n\x0cservice_plan\x18\x05 \x01(\t\"q\n\x19ListServiceOrdersResponse\x12;\n\x0eservice_orders\x18\x01 \x03(\x0b\x32#.grassroots.command.v1.ServiceOrder\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Z\n\x1a\x43heckInServiceOrderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x08location\x18\x02 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\"r\n\x1b\x43heckOutServiceOrderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x08location\x18\x02 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12\x15\n\x04note\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x10\xd0\x0f\x32\xe1\x0c\n\x0cPlansService\x12\x83\x01\n\x13\x43reateEmergencyPlan\x12\x31.grassroots.command.v1.CreateEmergencyPlanRequest\x1a$.grassroots.command.v1.EmergencyPlan\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12|\n\x10GetEmergencyPlan\x12..grassroots.command.v1.GetEmergencyPlanRequest\x1a$.grassroots.command.v1.EmergencyPlan\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x8d\x01\n\x12ListEmergencyPlans\x12\x30.grassroots.command.v1.ListEmergencyPlansRequest\x1a\x31.grassroots.command.v1.ListEmergencyPlansResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x88\x01\n\x14\x43hangeEmergencyLevel\x12\x32.grassroots.command.v1.ChangeEmergencyLevelRequest\x1a$.grassroots.command.v1.EmergencyPlan\"\x16\x8a\xb5\x18\x12\n\x10\x63ommand:dispatch\x12\x96\x01\n\x15ListCommandLogEntries\x12\x33.grassroots.command.v1.ListCommandLogEntriesRequest\x1a\x34.grassroots.command.v1.ListCommandLogEntriesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12}\n\x11\x43reateServicePlan\x12/.grassroots.command.v1.CreateServicePlanRequest\x1a\".grassroots.command.v1.ServicePlan\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12v\n\x0eGetServicePlan\x12,.grassroots.command.v1.GetServicePlanRequest\x1a\".grassroots.command.v1.ServicePlan\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x87\x01\n\x10ListServicePlans\x12..grassroots.command.v1.ListServicePlansRequest\x1a/.grassroots.command.v1.ListServicePlansResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12y\n\x0fGetServiceOrder\x12-.grassroots.command.v1.GetServiceOrderRequest\x1a#.grassroots.command.v1.ServiceOrder\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x8a\x01\n\x11ListServiceOrders\x12/.grassroots.command.v1.ListServiceOrdersRequest\x1a\x30.grassroots.command.v1.ListServiceOrdersResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x85\x01\n\x13\x43heckInServiceOrder\x12\x31.grassroots.command.v1.CheckInServiceOrderRequest\x1a#.grassroots.command.v1.ServiceOrder\"\x16\x8a\xb5\x18\x12\n\x10\x63ommand:dispatch\x12\x87\x01\n\x14\x43heckOutServiceOrder\x12\x32.grassroots.command.v1.CheckOutServiceOrderRequest\x1a#.grassroots.command.v1.ServiceOrder\"\x16\x8a\xb5\x18\x12\n\x10\x63ommand:dispatchB\x1d\n\x19org.grassroots.command.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)grassroots/command/v1/plans_service.proto\x12\x15grassroots.command.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$grassroots/type/v1/annotations.proto\x1a\x1cgrassroots/type/v1/geo.proto\"]\n\x08\x44ispatch\x12\x14\n\x04role\x18\x01 \x01(\tB\x06\x92\xb5\x18\x02\x10@\x12\x14\n\x04team\x18\x02 \x01(\tB\x06\x92\xb5\x18\x02\x10@\x12%\n\x05\x63ount\x18\x03 \x01(\x05\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\xf0?!\x00\x00\x00\x00\x00@\x8f@\"9\n\x06Notice\x12\x18\n\x08\x61udience\x18\x01 \x01(\tB\x06\x92\xb5\x18\x02\x10@\x12\x15\n\x04text\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xd0\x0f\"\x9b\x02\n\x0e\x45mergencyLevel\x12%\n\x05level\x18\x01 \x01(\x05\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\xf0?!\x00\x00\x00\x00\x00\x00\x08@\x12\x18\n\x07summary\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xd0\x0f\x12;\n\ndispatches\x18\x03 \x03(\x0b\x32\x1f.grassroots.command.v1.DispatchB\x06\x92\xb5\x18\x02(2\x12\x1c\n\tchecklist\x18\x04 \x03(\tB\t\x92\xb5\x18\x05\x10\xd0\x0f(2\x12\x36\n\x07notices\x18\x05 \x03(\x0b\x32\x1d.grassroots.command.v1.NoticeB\x06\x92\xb5\x18\x02(2\x12\x35\n\x0e\x63hecklist_role\x18\x06 \x01(\tB\x1d\x92\xb5\x18\x19\x32\x17([a-z][a-z0-9_]{0,62})?\"\xb9\x03\n\rEmergencyItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\x05\x12\x37\n\x04kind\x18\x03 \x01(\x0e\x32).grassroots.command.v1.EmergencyItem.Kind\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x39\n\x05state\x18\x05 \x01(\x0e\x32*.grassroots.command.v1.EmergencyItem.State\x12-\n\topen_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclose_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05tasks\x18\x08 \x03(\t\"T\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x11\n\rKIND_DISPATCH\x10\x01\x12\x12\n\x0eKIND_CHECKLIST\x10\x02\x12\x0f\n\x0bKIND_NOTICE\x10\x03\"@\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nSTATE_OPEN\x10\x01\x12\x10\n\x0cSTATE_CLOSED\x10\x02\"\xb1\x03\n\rEmergencyPlan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12\x17\n\x06signal\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x10\xac\x02\x12=\n\x06levels\x18\x04 \x03(\x0b\x32%.grassroots.command.v1.EmergencyLevelB\x06\x92\xb5\x18\x02(\n\x12\x15\n\rcurrent_level\x18\x05 \x01(\x05\x12\x14\n\x0clevel_reason\x18\x06 \x01(\t\x12\x13\n\x0blevel_actor\x18\x07 \x01(\t\x12\x35\n\x11level_change_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x05items\x18\t \x03(\x0b\x32$.grassroots.command.v1.EmergencyItem\x12\x0c\n\x04\x65tag\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x08location\x18\x0c \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\"\x9a\x01\n\x0f\x43ommandLogEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"\x85\x01\n\rServiceTarget\x12%\n\x02id\x18\x01 \x01(\tB\x19\x92\xb5\x18\x15\x32\x13[A-Za-z0-9_-]{1,64}\x12\x1d\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12.\n\x08location\x18\x03 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\"\xfa\x03\n\x0bServicePlan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12\x1b\n\nrecurrence\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x10\xf4\x03\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\rvisit_minutes\x18\x05 \x01(\x05\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\xf0?!\x00\x00\x00\x00\x00\xb0\xc3@\x12\x1c\n\x0chandler_role\x18\x06 \x01(\tB\x06\x92\xb5\x18\x02\x10@\x12\x1a\n\x06\x63\x61rers\x18\x07 \x03(\tB\n\x92\xb5\x18\x06\x10\xc8\x01(\xf4\x03\x12<\n\x1cmax_check_in_distance_meters\x18\x08 \x01(\x01\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\x00\x00!\x00\x00\x00\x00\x00\x88\xb3@\x12>\n\x07targets\x18\t \x03(\x0b\x32$.grassroots.command.v1.ServiceTargetB\x07\x92\xb5\x18\x03(\xd0\x0f\x12\x38\n\x14next_occurrence_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x0f\x65scalation_role\x18\x0c \x01(\tB\x06\x92\xb5\x18\x02\x10@\"\x8a\x06\n\x0cServiceOrder\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cservice_plan\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x1b\n\x13target_display_name\x18\x04 \x01(\t\x12\x35\n\x0ftarget_location\x18\x05 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12\x32\n\x0escheduled_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64ue_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07handler\x18\x08 \x01(\t\x12\x38\n\x05state\x18\t \x01(\x0e\x32).grassroots.command.v1.ServiceOrder.State\x12\x31\n\rcheck_in_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x11\x63heck_in_location\x18\x0b \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12\x32\n\x0e\x63heck_out_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x12\x63heck_out_location\x18\r \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12\x0c\n\x04note\x18\x0e \x01(\t\x12\x0c\n\x04\x65tag\x18\x0f \x01(\t\x12\x16\n\x0e\x65scalated_from\x18\x10 \x01(\t\x12\x31\n\rescalate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATE_ASSIGNED\x10\x01\x12\x14\n\x10STATE_CHECKED_IN\x10\x02\x12\x0e\n\nSTATE_DONE\x10\x03\x12\x14\n\x10STATE_UNASSIGNED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05\"\xe0\x01\n\x14\x45mergencyLevelChange\x12\x0c\n\x04plan\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x12\n\nfrom_level\x18\x03 \x01(\x05\x12\x10\n\x08to_level\x18\x04 \x01(\x05\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12.\n\x07notices\x18\x07 \x03(\x0b\x32\x1d.grassroots.command.v1.Notice\x12/\n\x0b\x63hange_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9f\x01\n\x1a\x43reateEmergencyPlanRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12<\n\x0e\x65mergency_plan\x18\x02 \x01(\x0b\x32$.grassroots.command.v1.EmergencyPlan\x12\x33\n\nrequest_id\x18\x03 \x01(\tB\x1f\x92\xb5\x18\x1b\x10\x80\x01\x32\x16[A-Za-z0-9._:-]{1,128}\"\'\n\x17GetEmergencyPlanRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"R\n\x19ListEmergencyPlansRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"t\n\x1aListEmergencyPlansResponse\x12=\n\x0f\x65mergency_plans\x18\x01 \x03(\x0b\x32$.grassroots.command.v1.EmergencyPlan\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa4\x01\n\x1aUpdateEmergencyPlanRequest\x12<\n\x0e\x65mergency_plan\x18\x01 \x01(\x0b\x32$.grassroots.command.v1.EmergencyPlan\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x17\n\x06reason\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x10\xd0\x0f\"Y\n\x1a\x44\x65leteEmergencyPlanRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x04\x65tag\x18\x02 \x01(\tB\x06\x92\xb5\x18\x02\x10@\x12\x17\n\x06reason\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x10\xd0\x0f\"\x90\x01\n\x1b\x43hangeEmergencyLevelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x05level\x18\x02 \x01(\x05\x42\x16\x92\xb5\x18\x12\x19\x00\x00\x00\x00\x00\x00\x00\x00!\x00\x00\x00\x00\x00\x00\x08@H\x00\x88\x01\x01\x12\x17\n\x06reason\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x10\xd0\x0f\x12\x14\n\x04\x65tag\x18\x04 \x01(\tB\x06\x92\xb5\x18\x02\x10@B\x08\n\x06_level\"\x83\x01\n\x1cListCommandLogEntriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12,\n\x08resource\x18\x04 \x01(\tB\x1a\x92\xb5\x18\x16\x10\xac\x02\x32\x11[A-Za-z0-9/_.:-]+\"}\n\x1dListCommandLogEntriesResponse\x12\x43\n\x13\x63ommand_log_entries\x18\x01 \x03(\x0b\x32&.grassroots.command.v1.CommandLogEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x99\x01\n\x18\x43reateServicePlanRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x38\n\x0cservice_plan\x18\x02 \x01(\x0b\x32\".grassroots.command.v1.ServicePlan\x12\x33\n\nrequest_id\x18\x03 \x01(\tB\x1f\x92\xb5\x18\x1b\x10\x80\x01\x32\x16[A-Za-z0-9._:-]{1,128}\"%\n\x15GetServicePlanRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x17ListServicePlansRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"n\n\x18ListServicePlansResponse\x12\x39\n\rservice_plans\x18\x01 \x03(\x0b\x32\".grassroots.command.v1.ServicePlan\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9e\x01\n\x18UpdateServicePlanRequest\x12\x38\n\x0cservice_plan\x18\x01 \x01(\x0b\x32\".grassroots.command.v1.ServicePlan\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x17\n\x06reason\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x10\xd0\x0f\"A\n\x18\x44\x65leteServicePlanRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x06reason\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x10\xd0\x0f\"&\n\x16GetServiceOrderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x81\x01\n\x18ListServiceOrdersRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x18\n\x07handler\x18\x04 \x01(\tB\x07\x92\xb5\x18\x03\x10\xc8\x01\x12\x14\n\x0cservice_plan\x18\x05 \x01(\t\"q\n\x19ListServiceOrdersResponse\x12;\n\x0eservice_orders\x18\x01 \x03(\x0b\x32#.grassroots.command.v1.ServiceOrder\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Z\n\x1a\x43heckInServiceOrderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x08location\x18\x02 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\"r\n\x1b\x43heckOutServiceOrderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x08location\x18\x02 \x01(\x0b\x32\x1c.grassroots.type.v1.GeoPoint\x12\x15\n\x04note\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x10\xd0\x0f\x32\xd0\x10\n\x0cPlansService\x12\x83\x01\n\x13\x43reateEmergencyPlan\x12\x31.grassroots.command.v1.CreateEmergencyPlanRequest\x1a$.grassroots.command.v1.EmergencyPlan\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12|\n\x10GetEmergencyPlan\x12..grassroots.command.v1.GetEmergencyPlanRequest\x1a$.grassroots.command.v1.EmergencyPlan\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x8d\x01\n\x12ListEmergencyPlans\x12\x30.grassroots.command.v1.ListEmergencyPlansRequest\x1a\x31.grassroots.command.v1.ListEmergencyPlansResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x83\x01\n\x13UpdateEmergencyPlan\x12\x31.grassroots.command.v1.UpdateEmergencyPlanRequest\x1a$.grassroots.command.v1.EmergencyPlan\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12u\n\x13\x44\x65leteEmergencyPlan\x12\x31.grassroots.command.v1.DeleteEmergencyPlanRequest\x1a\x16.google.protobuf.Empty\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12\x88\x01\n\x14\x43hangeEmergencyLevel\x12\x32.grassroots.command.v1.ChangeEmergencyLevelRequest\x1a$.grassroots.command.v1.EmergencyPlan\"\x16\x8a\xb5\x18\x12\n\x10\x63ommand:dispatch\x12\x96\x01\n\x15ListCommandLogEntries\x12\x33.grassroots.command.v1.ListCommandLogEntriesRequest\x1a\x34.grassroots.command.v1.ListCommandLogEntriesResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12}\n\x11\x43reateServicePlan\x12/.grassroots.command.v1.CreateServicePlanRequest\x1a\".grassroots.command.v1.ServicePlan\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12v\n\x0eGetServicePlan\x12,.grassroots.command.v1.GetServicePlanRequest\x1a\".grassroots.command.v1.ServicePlan\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x87\x01\n\x10ListServicePlans\x12..grassroots.command.v1.ListServicePlansRequest\x1a/.grassroots.command.v1.ListServicePlansResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12}\n\x11UpdateServicePlan\x12/.grassroots.command.v1.UpdateServicePlanRequest\x1a\".grassroots.command.v1.ServicePlan\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12q\n\x11\x44\x65leteServicePlan\x12/.grassroots.command.v1.DeleteServicePlanRequest\x1a\x16.google.protobuf.Empty\"\x13\x8a\xb5\x18\x0f\n\rcommand:write\x12y\n\x0fGetServiceOrder\x12-.grassroots.command.v1.GetServiceOrderRequest\x1a#.grassroots.command.v1.ServiceOrder\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x8a\x01\n\x11ListServiceOrders\x12/.grassroots.command.v1.ListServiceOrdersRequest\x1a\x30.grassroots.command.v1.ListServiceOrdersResponse\"\x12\x8a\xb5\x18\x0e\n\x0c\x63ommand:read\x12\x85\x01\n\x13\x43heckInServiceOrder\x12\x31.grassroots.command.v1.CheckInServiceOrderRequest\x1a#.grassroots.command.v1.ServiceOrder\"\x16\x8a\xb5\x18\x12\n\x10\x63ommand:dispatch\x12\x87\x01\n\x14\x43heckOutServiceOrder\x12\x32.grassroots.command.v1.CheckOutServiceOrderRequest\x1a#.grassroots.command.v1.ServiceOrder\"\x16\x8a\xb5\x18\x12\n\x10\x63ommand:dispatchB\x1d\n\x19org.grassroots.command.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -85,6 +87,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICEPLAN'].fields_by_name['escalation_role']._serialized_options = b'\222\265\030\002\020@'
   _globals['_CREATEEMERGENCYPLANREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_CREATEEMERGENCYPLANREQUEST'].fields_by_name['request_id']._serialized_options = b'\222\265\030\033\020\200\0012\026[A-Za-z0-9._:-]{1,128}'
+  _globals['_UPDATEEMERGENCYPLANREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_UPDATEEMERGENCYPLANREQUEST'].fields_by_name['reason']._serialized_options = b'\222\265\030\003\020\320\017'
+  _globals['_DELETEEMERGENCYPLANREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_DELETEEMERGENCYPLANREQUEST'].fields_by_name['etag']._serialized_options = b'\222\265\030\002\020@'
+  _globals['_DELETEEMERGENCYPLANREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_DELETEEMERGENCYPLANREQUEST'].fields_by_name['reason']._serialized_options = b'\222\265\030\003\020\320\017'
   _globals['_CHANGEEMERGENCYLEVELREQUEST'].fields_by_name['level']._loaded_options = None
   _globals['_CHANGEEMERGENCYLEVELREQUEST'].fields_by_name['level']._serialized_options = b'\222\265\030\022\031\000\000\000\000\000\000\000\000!\000\000\000\000\000\000\010@'
   _globals['_CHANGEEMERGENCYLEVELREQUEST'].fields_by_name['reason']._loaded_options = None
@@ -95,6 +103,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTCOMMANDLOGENTRIESREQUEST'].fields_by_name['resource']._serialized_options = b'\222\265\030\026\020\254\0022\021[A-Za-z0-9/_.:-]+'
   _globals['_CREATESERVICEPLANREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_CREATESERVICEPLANREQUEST'].fields_by_name['request_id']._serialized_options = b'\222\265\030\033\020\200\0012\026[A-Za-z0-9._:-]{1,128}'
+  _globals['_UPDATESERVICEPLANREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_UPDATESERVICEPLANREQUEST'].fields_by_name['reason']._serialized_options = b'\222\265\030\003\020\320\017'
+  _globals['_DELETESERVICEPLANREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_DELETESERVICEPLANREQUEST'].fields_by_name['reason']._serialized_options = b'\222\265\030\003\020\320\017'
   _globals['_LISTSERVICEORDERSREQUEST'].fields_by_name['handler']._loaded_options = None
   _globals['_LISTSERVICEORDERSREQUEST'].fields_by_name['handler']._serialized_options = b'\222\265\030\003\020\310\001'
   _globals['_CHECKOUTSERVICEORDERREQUEST'].fields_by_name['note']._loaded_options = None
@@ -105,6 +117,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLANSSERVICE'].methods_by_name['GetEmergencyPlan']._serialized_options = b'\212\265\030\016\n\014command:read'
   _globals['_PLANSSERVICE'].methods_by_name['ListEmergencyPlans']._loaded_options = None
   _globals['_PLANSSERVICE'].methods_by_name['ListEmergencyPlans']._serialized_options = b'\212\265\030\016\n\014command:read'
+  _globals['_PLANSSERVICE'].methods_by_name['UpdateEmergencyPlan']._loaded_options = None
+  _globals['_PLANSSERVICE'].methods_by_name['UpdateEmergencyPlan']._serialized_options = b'\212\265\030\017\n\rcommand:write'
+  _globals['_PLANSSERVICE'].methods_by_name['DeleteEmergencyPlan']._loaded_options = None
+  _globals['_PLANSSERVICE'].methods_by_name['DeleteEmergencyPlan']._serialized_options = b'\212\265\030\017\n\rcommand:write'
   _globals['_PLANSSERVICE'].methods_by_name['ChangeEmergencyLevel']._loaded_options = None
   _globals['_PLANSSERVICE'].methods_by_name['ChangeEmergencyLevel']._serialized_options = b'\212\265\030\022\n\020command:dispatch'
   _globals['_PLANSSERVICE'].methods_by_name['ListCommandLogEntries']._loaded_options = None
@@ -115,6 +131,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLANSSERVICE'].methods_by_name['GetServicePlan']._serialized_options = b'\212\265\030\016\n\014command:read'
   _globals['_PLANSSERVICE'].methods_by_name['ListServicePlans']._loaded_options = None
   _globals['_PLANSSERVICE'].methods_by_name['ListServicePlans']._serialized_options = b'\212\265\030\016\n\014command:read'
+  _globals['_PLANSSERVICE'].methods_by_name['UpdateServicePlan']._loaded_options = None
+  _globals['_PLANSSERVICE'].methods_by_name['UpdateServicePlan']._serialized_options = b'\212\265\030\017\n\rcommand:write'
+  _globals['_PLANSSERVICE'].methods_by_name['DeleteServicePlan']._loaded_options = None
+  _globals['_PLANSSERVICE'].methods_by_name['DeleteServicePlan']._serialized_options = b'\212\265\030\017\n\rcommand:write'
   _globals['_PLANSSERVICE'].methods_by_name['GetServiceOrder']._loaded_options = None
   _globals['_PLANSSERVICE'].methods_by_name['GetServiceOrder']._serialized_options = b'\212\265\030\016\n\014command:read'
   _globals['_PLANSSERVICE'].methods_by_name['ListServiceOrders']._loaded_options = None
@@ -123,64 +143,72 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLANSSERVICE'].methods_by_name['CheckInServiceOrder']._serialized_options = b'\212\265\030\022\n\020command:dispatch'
   _globals['_PLANSSERVICE'].methods_by_name['CheckOutServiceOrder']._loaded_options = None
   _globals['_PLANSSERVICE'].methods_by_name['CheckOutServiceOrder']._serialized_options = b'\212\265\030\022\n\020command:dispatch'
-  _globals['_DISPATCH']._serialized_start=169
-  _globals['_DISPATCH']._serialized_end=262
-  _globals['_NOTICE']._serialized_start=264
-  _globals['_NOTICE']._serialized_end=321
-  _globals['_EMERGENCYLEVEL']._serialized_start=324
-  _globals['_EMERGENCYLEVEL']._serialized_end=607
-  _globals['_EMERGENCYITEM']._serialized_start=610
-  _globals['_EMERGENCYITEM']._serialized_end=1051
-  _globals['_EMERGENCYITEM_KIND']._serialized_start=901
-  _globals['_EMERGENCYITEM_KIND']._serialized_end=985
-  _globals['_EMERGENCYITEM_STATE']._serialized_start=987
-  _globals['_EMERGENCYITEM_STATE']._serialized_end=1051
-  _globals['_EMERGENCYPLAN']._serialized_start=1054
-  _globals['_EMERGENCYPLAN']._serialized_end=1487
-  _globals['_COMMANDLOGENTRY']._serialized_start=1490
-  _globals['_COMMANDLOGENTRY']._serialized_end=1644
-  _globals['_SERVICETARGET']._serialized_start=1647
-  _globals['_SERVICETARGET']._serialized_end=1780
-  _globals['_SERVICEPLAN']._serialized_start=1783
-  _globals['_SERVICEPLAN']._serialized_end=2289
-  _globals['_SERVICEORDER']._serialized_start=2292
-  _globals['_SERVICEORDER']._serialized_end=3048
-  _globals['_SERVICEORDER_STATE']._serialized_start=2938
-  _globals['_SERVICEORDER_STATE']._serialized_end=3048
-  _globals['_EMERGENCYLEVELCHANGE']._serialized_start=3051
-  _globals['_EMERGENCYLEVELCHANGE']._serialized_end=3275
-  _globals['_CREATEEMERGENCYPLANREQUEST']._serialized_start=3278
-  _globals['_CREATEEMERGENCYPLANREQUEST']._serialized_end=3437
-  _globals['_GETEMERGENCYPLANREQUEST']._serialized_start=3439
-  _globals['_GETEMERGENCYPLANREQUEST']._serialized_end=3478
-  _globals['_LISTEMERGENCYPLANSREQUEST']._serialized_start=3480
-  _globals['_LISTEMERGENCYPLANSREQUEST']._serialized_end=3562
-  _globals['_LISTEMERGENCYPLANSRESPONSE']._serialized_start=3564
-  _globals['_LISTEMERGENCYPLANSRESPONSE']._serialized_end=3680
-  _globals['_CHANGEEMERGENCYLEVELREQUEST']._serialized_start=3683
-  _globals['_CHANGEEMERGENCYLEVELREQUEST']._serialized_end=3827
-  _globals['_LISTCOMMANDLOGENTRIESREQUEST']._serialized_start=3830
-  _globals['_LISTCOMMANDLOGENTRIESREQUEST']._serialized_end=3961
-  _globals['_LISTCOMMANDLOGENTRIESRESPONSE']._serialized_start=3963
-  _globals['_LISTCOMMANDLOGENTRIESRESPONSE']._serialized_end=4088
-  _globals['_CREATESERVICEPLANREQUEST']._serialized_start=4091
-  _globals['_CREATESERVICEPLANREQUEST']._serialized_end=4244
-  _globals['_GETSERVICEPLANREQUEST']._serialized_start=4246
-  _globals['_GETSERVICEPLANREQUEST']._serialized_end=4283
-  _globals['_LISTSERVICEPLANSREQUEST']._serialized_start=4285
-  _globals['_LISTSERVICEPLANSREQUEST']._serialized_end=4365
-  _globals['_LISTSERVICEPLANSRESPONSE']._serialized_start=4367
-  _globals['_LISTSERVICEPLANSRESPONSE']._serialized_end=4477
-  _globals['_GETSERVICEORDERREQUEST']._serialized_start=4479
-  _globals['_GETSERVICEORDERREQUEST']._serialized_end=4517
-  _globals['_LISTSERVICEORDERSREQUEST']._serialized_start=4520
-  _globals['_LISTSERVICEORDERSREQUEST']._serialized_end=4649
-  _globals['_LISTSERVICEORDERSRESPONSE']._serialized_start=4651
-  _globals['_LISTSERVICEORDERSRESPONSE']._serialized_end=4764
-  _globals['_CHECKINSERVICEORDERREQUEST']._serialized_start=4766
-  _globals['_CHECKINSERVICEORDERREQUEST']._serialized_end=4856
-  _globals['_CHECKOUTSERVICEORDERREQUEST']._serialized_start=4858
-  _globals['_CHECKOUTSERVICEORDERREQUEST']._serialized_end=4972
-  _globals['_PLANSSERVICE']._serialized_start=4975
-  _globals['_PLANSSERVICE']._serialized_end=6608
+  _globals['_DISPATCH']._serialized_start=232
+  _globals['_DISPATCH']._serialized_end=325
+  _globals['_NOTICE']._serialized_start=327
+  _globals['_NOTICE']._serialized_end=384
+  _globals['_EMERGENCYLEVEL']._serialized_start=387
+  _globals['_EMERGENCYLEVEL']._serialized_end=670
+  _globals['_EMERGENCYITEM']._serialized_start=673
+  _globals['_EMERGENCYITEM']._serialized_end=1114
+  _globals['_EMERGENCYITEM_KIND']._serialized_start=964
+  _globals['_EMERGENCYITEM_KIND']._serialized_end=1048
+  _globals['_EMERGENCYITEM_STATE']._serialized_start=1050
+  _globals['_EMERGENCYITEM_STATE']._serialized_end=1114
+  _globals['_EMERGENCYPLAN']._serialized_start=1117
+  _globals['_EMERGENCYPLAN']._serialized_end=1550
+  _globals['_COMMANDLOGENTRY']._serialized_start=1553
+  _globals['_COMMANDLOGENTRY']._serialized_end=1707
+  _globals['_SERVICETARGET']._serialized_start=1710
+  _globals['_SERVICETARGET']._serialized_end=1843
+  _globals['_SERVICEPLAN']._serialized_start=1846
+  _globals['_SERVICEPLAN']._serialized_end=2352
+  _globals['_SERVICEORDER']._serialized_start=2355
+  _globals['_SERVICEORDER']._serialized_end=3133
+  _globals['_SERVICEORDER_STATE']._serialized_start=3002
+  _globals['_SERVICEORDER_STATE']._serialized_end=3133
+  _globals['_EMERGENCYLEVELCHANGE']._serialized_start=3136
+  _globals['_EMERGENCYLEVELCHANGE']._serialized_end=3360
+  _globals['_CREATEEMERGENCYPLANREQUEST']._serialized_start=3363
+  _globals['_CREATEEMERGENCYPLANREQUEST']._serialized_end=3522
+  _globals['_GETEMERGENCYPLANREQUEST']._serialized_start=3524
+  _globals['_GETEMERGENCYPLANREQUEST']._serialized_end=3563
+  _globals['_LISTEMERGENCYPLANSREQUEST']._serialized_start=3565
+  _globals['_LISTEMERGENCYPLANSREQUEST']._serialized_end=3647
+  _globals['_LISTEMERGENCYPLANSRESPONSE']._serialized_start=3649
+  _globals['_LISTEMERGENCYPLANSRESPONSE']._serialized_end=3765
+  _globals['_UPDATEEMERGENCYPLANREQUEST']._serialized_start=3768
+  _globals['_UPDATEEMERGENCYPLANREQUEST']._serialized_end=3932
+  _globals['_DELETEEMERGENCYPLANREQUEST']._serialized_start=3934
+  _globals['_DELETEEMERGENCYPLANREQUEST']._serialized_end=4023
+  _globals['_CHANGEEMERGENCYLEVELREQUEST']._serialized_start=4026
+  _globals['_CHANGEEMERGENCYLEVELREQUEST']._serialized_end=4170
+  _globals['_LISTCOMMANDLOGENTRIESREQUEST']._serialized_start=4173
+  _globals['_LISTCOMMANDLOGENTRIESREQUEST']._serialized_end=4304
+  _globals['_LISTCOMMANDLOGENTRIESRESPONSE']._serialized_start=4306
+  _globals['_LISTCOMMANDLOGENTRIESRESPONSE']._serialized_end=4431
+  _globals['_CREATESERVICEPLANREQUEST']._serialized_start=4434
+  _globals['_CREATESERVICEPLANREQUEST']._serialized_end=4587
+  _globals['_GETSERVICEPLANREQUEST']._serialized_start=4589
+  _globals['_GETSERVICEPLANREQUEST']._serialized_end=4626
+  _globals['_LISTSERVICEPLANSREQUEST']._serialized_start=4628
+  _globals['_LISTSERVICEPLANSREQUEST']._serialized_end=4708
+  _globals['_LISTSERVICEPLANSRESPONSE']._serialized_start=4710
+  _globals['_LISTSERVICEPLANSRESPONSE']._serialized_end=4820
+  _globals['_UPDATESERVICEPLANREQUEST']._serialized_start=4823
+  _globals['_UPDATESERVICEPLANREQUEST']._serialized_end=4981
+  _globals['_DELETESERVICEPLANREQUEST']._serialized_start=4983
+  _globals['_DELETESERVICEPLANREQUEST']._serialized_end=5048
+  _globals['_GETSERVICEORDERREQUEST']._serialized_start=5050
+  _globals['_GETSERVICEORDERREQUEST']._serialized_end=5088
+  _globals['_LISTSERVICEORDERSREQUEST']._serialized_start=5091
+  _globals['_LISTSERVICEORDERSREQUEST']._serialized_end=5220
+  _globals['_LISTSERVICEORDERSRESPONSE']._serialized_start=5222
+  _globals['_LISTSERVICEORDERSRESPONSE']._serialized_end=5335
+  _globals['_CHECKINSERVICEORDERREQUEST']._serialized_start=5337
+  _globals['_CHECKINSERVICEORDERREQUEST']._serialized_end=5427
+  _globals['_CHECKOUTSERVICEORDERREQUEST']._serialized_start=5429
+  _globals['_CHECKOUTSERVICEORDERREQUEST']._serialized_end=5543
+  _globals['_PLANSSERVICE']._serialized_start=5546
+  _globals['_PLANSSERVICE']._serialized_end=7674
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -503,6 +504,8 @@ class ServiceOrder(_message.Message):
         """The carer checked out: the visit is done."""
         STATE_UNASSIGNED: ServiceOrder._State.ValueType  # 4
         """No carer could be assigned."""
+        STATE_CANCELLED: ServiceOrder._State.ValueType  # 5
+        """Its plan was deleted before anybody checked in."""
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
         """Where an order is in its life."""
@@ -517,6 +520,8 @@ class ServiceOrder(_message.Message):
     """The carer checked out: the visit is done."""
     STATE_UNASSIGNED: ServiceOrder.State.ValueType  # 4
     """No carer could be assigned."""
+    STATE_CANCELLED: ServiceOrder.State.ValueType  # 5
+    """Its plan was deleted before anybody checked in."""
 
     NAME_FIELD_NUMBER: _builtins.int
     SERVICE_PLAN_FIELD_NUMBER: _builtins.int
@@ -783,6 +788,74 @@ class ListEmergencyPlansResponse(_message.Message):
 Global___ListEmergencyPlansResponse: _TypeAlias = ListEmergencyPlansResponse  # noqa: Y015
 
 @_typing.final
+class UpdateEmergencyPlanRequest(_message.Message):
+    """Request message for PlansService.UpdateEmergencyPlan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMERGENCY_PLAN_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """Why, for the command log."""
+    @_builtins.property
+    def emergency_plan(self) -> Global___EmergencyPlan:
+        """The plan, with its `name`; only the fields in update_mask are read, and `etag` when
+        set (the change is refused if the plan changed since).
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: display_name, signal, levels, location. Empty changes every one
+        of them.
+        """
+
+    def __init__(
+        self,
+        *,
+        emergency_plan: Global___EmergencyPlan | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["emergency_plan", b"emergency_plan", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["emergency_plan", b"emergency_plan", "reason", b"reason", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateEmergencyPlanRequest: _TypeAlias = UpdateEmergencyPlanRequest  # noqa: Y015
+
+@_typing.final
+class DeleteEmergencyPlanRequest(_message.Message):
+    """Request message for PlansService.DeleteEmergencyPlan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the plan."""
+    etag: _builtins.str
+    """The plan's etag; when given, the delete is refused if the plan changed meanwhile."""
+    reason: _builtins.str
+    """Why, for the command log."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteEmergencyPlanRequest: _TypeAlias = DeleteEmergencyPlanRequest  # noqa: Y015
+
+@_typing.final
 class ChangeEmergencyLevelRequest(_message.Message):
     """Request message for PlansService.ChangeEmergencyLevel."""
 
@@ -991,6 +1064,69 @@ class ListServicePlansResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListServicePlansResponse: _TypeAlias = ListServicePlansResponse  # noqa: Y015
+
+@_typing.final
+class UpdateServicePlanRequest(_message.Message):
+    """Request message for PlansService.UpdateServicePlan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_PLAN_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """Why, for the command log."""
+    @_builtins.property
+    def service_plan(self) -> Global___ServicePlan:
+        """The plan, with its `name`; only the fields in update_mask are read."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: display_name, recurrence, start_time, visit_minutes, handler_role,
+        carers, max_check_in_distance_meters, targets, escalation_role. Empty changes every
+        one of them.
+        """
+
+    def __init__(
+        self,
+        *,
+        service_plan: Global___ServicePlan | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["service_plan", b"service_plan", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "service_plan", b"service_plan", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateServicePlanRequest: _TypeAlias = UpdateServicePlanRequest  # noqa: Y015
+
+@_typing.final
+class DeleteServicePlanRequest(_message.Message):
+    """Request message for PlansService.DeleteServicePlan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the plan."""
+    reason: _builtins.str
+    """Why, for the command log."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteServicePlanRequest: _TypeAlias = DeleteServicePlanRequest  # noqa: Y015
 
 @_typing.final
 class GetServiceOrderRequest(_message.Message):

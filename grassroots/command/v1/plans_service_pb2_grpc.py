@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from grassroots.command.v1 import plans_service_pb2 as grassroots_dot_command_dot_v1_dot_plans__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -51,6 +52,16 @@ class PlansServiceStub:
                 request_serializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.ListEmergencyPlansRequest.SerializeToString,
                 response_deserializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.ListEmergencyPlansResponse.FromString,
                 _registered_method=True)
+        self.UpdateEmergencyPlan = channel.unary_unary(
+                '/grassroots.command.v1.PlansService/UpdateEmergencyPlan',
+                request_serializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.UpdateEmergencyPlanRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.EmergencyPlan.FromString,
+                _registered_method=True)
+        self.DeleteEmergencyPlan = channel.unary_unary(
+                '/grassroots.command.v1.PlansService/DeleteEmergencyPlan',
+                request_serializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.DeleteEmergencyPlanRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.ChangeEmergencyLevel = channel.unary_unary(
                 '/grassroots.command.v1.PlansService/ChangeEmergencyLevel',
                 request_serializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.ChangeEmergencyLevelRequest.SerializeToString,
@@ -75,6 +86,16 @@ class PlansServiceStub:
                 '/grassroots.command.v1.PlansService/ListServicePlans',
                 request_serializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.ListServicePlansRequest.SerializeToString,
                 response_deserializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.ListServicePlansResponse.FromString,
+                _registered_method=True)
+        self.UpdateServicePlan = channel.unary_unary(
+                '/grassroots.command.v1.PlansService/UpdateServicePlan',
+                request_serializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.UpdateServicePlanRequest.SerializeToString,
+                response_deserializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.ServicePlan.FromString,
+                _registered_method=True)
+        self.DeleteServicePlan = channel.unary_unary(
+                '/grassroots.command.v1.PlansService/DeleteServicePlan',
+                request_serializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.DeleteServicePlanRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.GetServiceOrder = channel.unary_unary(
                 '/grassroots.command.v1.PlansService/GetServiceOrder',
@@ -124,6 +145,24 @@ class PlansServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateEmergencyPlan(self, request, context):
+        """Changes an emergency plan's title, place, signal or levels. The levels and the
+        signal of a plan with an active level are refused (FAILED_PRECONDITION): stand it
+        down first. Every change is written to the command log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEmergencyPlan(self, request, context):
+        """Deletes a stood-down emergency plan: it is no longer read, listed or raised (by a
+        person or a signal); its tasks and its command log stay readable. A plan with an
+        active level is refused (FAILED_PRECONDITION): stand it down first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ChangeEmergencyLevel(self, request, context):
         """Raises or lowers a plan's level (0 stands down), with a reason. Raising opens
         the actions of every level crossed; lowering closes what those levels opened.
@@ -155,6 +194,22 @@ class PlansServiceServicer:
 
     def ListServicePlans(self, request, context):
         """Lists the service plans of a tenant's subtree.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateServicePlan(self, request, context):
+        """Changes a service plan; orders already made keep what they were made with, the
+        next occurrence follows the new plan.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteServicePlan(self, request, context):
+        """Deletes a service plan: it makes no more orders, and its orders nobody has checked
+        in to are cancelled (those checked in or done stay as they are).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -206,6 +261,16 @@ def add_PlansServiceServicer_to_server(servicer, server):
                     request_deserializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.ListEmergencyPlansRequest.FromString,
                     response_serializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.ListEmergencyPlansResponse.SerializeToString,
             ),
+            'UpdateEmergencyPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEmergencyPlan,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.UpdateEmergencyPlanRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.EmergencyPlan.SerializeToString,
+            ),
+            'DeleteEmergencyPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEmergencyPlan,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.DeleteEmergencyPlanRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
             'ChangeEmergencyLevel': grpc.unary_unary_rpc_method_handler(
                     servicer.ChangeEmergencyLevel,
                     request_deserializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.ChangeEmergencyLevelRequest.FromString,
@@ -230,6 +295,16 @@ def add_PlansServiceServicer_to_server(servicer, server):
                     servicer.ListServicePlans,
                     request_deserializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.ListServicePlansRequest.FromString,
                     response_serializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.ListServicePlansResponse.SerializeToString,
+            ),
+            'UpdateServicePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateServicePlan,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.UpdateServicePlanRequest.FromString,
+                    response_serializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.ServicePlan.SerializeToString,
+            ),
+            'DeleteServicePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteServicePlan,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_plans__service__pb2.DeleteServicePlanRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'GetServiceOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.GetServiceOrder,
@@ -335,6 +410,60 @@ class PlansService:
             '/grassroots.command.v1.PlansService/ListEmergencyPlans',
             grassroots_dot_command_dot_v1_dot_plans__service__pb2.ListEmergencyPlansRequest.SerializeToString,
             grassroots_dot_command_dot_v1_dot_plans__service__pb2.ListEmergencyPlansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEmergencyPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.PlansService/UpdateEmergencyPlan',
+            grassroots_dot_command_dot_v1_dot_plans__service__pb2.UpdateEmergencyPlanRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_plans__service__pb2.EmergencyPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEmergencyPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.PlansService/DeleteEmergencyPlan',
+            grassroots_dot_command_dot_v1_dot_plans__service__pb2.DeleteEmergencyPlanRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
@@ -470,6 +599,60 @@ class PlansService:
             '/grassroots.command.v1.PlansService/ListServicePlans',
             grassroots_dot_command_dot_v1_dot_plans__service__pb2.ListServicePlansRequest.SerializeToString,
             grassroots_dot_command_dot_v1_dot_plans__service__pb2.ListServicePlansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateServicePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.PlansService/UpdateServicePlan',
+            grassroots_dot_command_dot_v1_dot_plans__service__pb2.UpdateServicePlanRequest.SerializeToString,
+            grassroots_dot_command_dot_v1_dot_plans__service__pb2.ServicePlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteServicePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.PlansService/DeleteServicePlan',
+            grassroots_dot_command_dot_v1_dot_plans__service__pb2.DeleteServicePlanRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

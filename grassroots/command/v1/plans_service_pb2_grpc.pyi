@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grassroots.command.v1 import plans_service_pb2 as _plans_service_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -41,6 +42,16 @@ class PlansServiceStub:
     """Gets an emergency plan with its current level and what that level opened."""
     ListEmergencyPlans: _grpc.UnaryUnaryMultiCallable[_plans_service_pb2.ListEmergencyPlansRequest, _plans_service_pb2.ListEmergencyPlansResponse]
     """Lists the emergency plans of a tenant's subtree."""
+    UpdateEmergencyPlan: _grpc.UnaryUnaryMultiCallable[_plans_service_pb2.UpdateEmergencyPlanRequest, _plans_service_pb2.EmergencyPlan]
+    """Changes an emergency plan's title, place, signal or levels. The levels and the
+    signal of a plan with an active level are refused (FAILED_PRECONDITION): stand it
+    down first. Every change is written to the command log.
+    """
+    DeleteEmergencyPlan: _grpc.UnaryUnaryMultiCallable[_plans_service_pb2.DeleteEmergencyPlanRequest, _empty_pb2.Empty]
+    """Deletes a stood-down emergency plan: it is no longer read, listed or raised (by a
+    person or a signal); its tasks and its command log stay readable. A plan with an
+    active level is refused (FAILED_PRECONDITION): stand it down first.
+    """
     ChangeEmergencyLevel: _grpc.UnaryUnaryMultiCallable[_plans_service_pb2.ChangeEmergencyLevelRequest, _plans_service_pb2.EmergencyPlan]
     """Raises or lowers a plan's level (0 stands down), with a reason. Raising opens
     the actions of every level crossed; lowering closes what those levels opened.
@@ -53,6 +64,14 @@ class PlansServiceStub:
     """Gets a service plan."""
     ListServicePlans: _grpc.UnaryUnaryMultiCallable[_plans_service_pb2.ListServicePlansRequest, _plans_service_pb2.ListServicePlansResponse]
     """Lists the service plans of a tenant's subtree."""
+    UpdateServicePlan: _grpc.UnaryUnaryMultiCallable[_plans_service_pb2.UpdateServicePlanRequest, _plans_service_pb2.ServicePlan]
+    """Changes a service plan; orders already made keep what they were made with, the
+    next occurrence follows the new plan.
+    """
+    DeleteServicePlan: _grpc.UnaryUnaryMultiCallable[_plans_service_pb2.DeleteServicePlanRequest, _empty_pb2.Empty]
+    """Deletes a service plan: it makes no more orders, and its orders nobody has checked
+    in to are cancelled (those checked in or done stay as they are).
+    """
     GetServiceOrder: _grpc.UnaryUnaryMultiCallable[_plans_service_pb2.GetServiceOrderRequest, _plans_service_pb2.ServiceOrder]
     """Gets a service order."""
     ListServiceOrders: _grpc.UnaryUnaryMultiCallable[_plans_service_pb2.ListServiceOrdersRequest, _plans_service_pb2.ListServiceOrdersResponse]
@@ -75,6 +94,16 @@ class PlansServiceAsyncStub(PlansServiceStub):
     """Gets an emergency plan with its current level and what that level opened."""
     ListEmergencyPlans: _aio.UnaryUnaryMultiCallable[_plans_service_pb2.ListEmergencyPlansRequest, _plans_service_pb2.ListEmergencyPlansResponse]  # type: ignore[assignment]
     """Lists the emergency plans of a tenant's subtree."""
+    UpdateEmergencyPlan: _aio.UnaryUnaryMultiCallable[_plans_service_pb2.UpdateEmergencyPlanRequest, _plans_service_pb2.EmergencyPlan]  # type: ignore[assignment]
+    """Changes an emergency plan's title, place, signal or levels. The levels and the
+    signal of a plan with an active level are refused (FAILED_PRECONDITION): stand it
+    down first. Every change is written to the command log.
+    """
+    DeleteEmergencyPlan: _aio.UnaryUnaryMultiCallable[_plans_service_pb2.DeleteEmergencyPlanRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes a stood-down emergency plan: it is no longer read, listed or raised (by a
+    person or a signal); its tasks and its command log stay readable. A plan with an
+    active level is refused (FAILED_PRECONDITION): stand it down first.
+    """
     ChangeEmergencyLevel: _aio.UnaryUnaryMultiCallable[_plans_service_pb2.ChangeEmergencyLevelRequest, _plans_service_pb2.EmergencyPlan]  # type: ignore[assignment]
     """Raises or lowers a plan's level (0 stands down), with a reason. Raising opens
     the actions of every level crossed; lowering closes what those levels opened.
@@ -87,6 +116,14 @@ class PlansServiceAsyncStub(PlansServiceStub):
     """Gets a service plan."""
     ListServicePlans: _aio.UnaryUnaryMultiCallable[_plans_service_pb2.ListServicePlansRequest, _plans_service_pb2.ListServicePlansResponse]  # type: ignore[assignment]
     """Lists the service plans of a tenant's subtree."""
+    UpdateServicePlan: _aio.UnaryUnaryMultiCallable[_plans_service_pb2.UpdateServicePlanRequest, _plans_service_pb2.ServicePlan]  # type: ignore[assignment]
+    """Changes a service plan; orders already made keep what they were made with, the
+    next occurrence follows the new plan.
+    """
+    DeleteServicePlan: _aio.UnaryUnaryMultiCallable[_plans_service_pb2.DeleteServicePlanRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes a service plan: it makes no more orders, and its orders nobody has checked
+    in to are cancelled (those checked in or done stay as they are).
+    """
     GetServiceOrder: _aio.UnaryUnaryMultiCallable[_plans_service_pb2.GetServiceOrderRequest, _plans_service_pb2.ServiceOrder]  # type: ignore[assignment]
     """Gets a service order."""
     ListServiceOrders: _aio.UnaryUnaryMultiCallable[_plans_service_pb2.ListServiceOrdersRequest, _plans_service_pb2.ListServiceOrdersResponse]  # type: ignore[assignment]
@@ -124,6 +161,28 @@ class PlansServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_plans_service_pb2.ListEmergencyPlansResponse, _abc.Awaitable[_plans_service_pb2.ListEmergencyPlansResponse]]:
         """Lists the emergency plans of a tenant's subtree."""
+
+    @_abc_1.abstractmethod
+    def UpdateEmergencyPlan(
+        self,
+        request: _plans_service_pb2.UpdateEmergencyPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_plans_service_pb2.EmergencyPlan, _abc.Awaitable[_plans_service_pb2.EmergencyPlan]]:
+        """Changes an emergency plan's title, place, signal or levels. The levels and the
+        signal of a plan with an active level are refused (FAILED_PRECONDITION): stand it
+        down first. Every change is written to the command log.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteEmergencyPlan(
+        self,
+        request: _plans_service_pb2.DeleteEmergencyPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes a stood-down emergency plan: it is no longer read, listed or raised (by a
+        person or a signal); its tasks and its command log stay readable. A plan with an
+        active level is refused (FAILED_PRECONDITION): stand it down first.
+        """
 
     @_abc_1.abstractmethod
     def ChangeEmergencyLevel(
@@ -166,6 +225,26 @@ class PlansServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_plans_service_pb2.ListServicePlansResponse, _abc.Awaitable[_plans_service_pb2.ListServicePlansResponse]]:
         """Lists the service plans of a tenant's subtree."""
+
+    @_abc_1.abstractmethod
+    def UpdateServicePlan(
+        self,
+        request: _plans_service_pb2.UpdateServicePlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_plans_service_pb2.ServicePlan, _abc.Awaitable[_plans_service_pb2.ServicePlan]]:
+        """Changes a service plan; orders already made keep what they were made with, the
+        next occurrence follows the new plan.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteServicePlan(
+        self,
+        request: _plans_service_pb2.DeleteServicePlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes a service plan: it makes no more orders, and its orders nobody has checked
+        in to are cancelled (those checked in or done stay as they are).
+        """
 
     @_abc_1.abstractmethod
     def GetServiceOrder(

@@ -14,10 +14,15 @@ from services.command.domain.emergency import LevelChange
 
 # Actions, one name per kind of decision.
 PLAN_CREATED = "emergency_plan.created"
+PLAN_UPDATED = "emergency_plan.updated"
+PLAN_DELETED = "emergency_plan.deleted"
 LEVEL_RAISED = "emergency.level_raised"
 LEVEL_LOWERED = "emergency.level_lowered"
 SIGNAL_IGNORED = "emergency.signal_ignored"
 SERVICE_PLAN_CREATED = "service_plan.created"
+SERVICE_PLAN_UPDATED = "service_plan.updated"
+SERVICE_PLAN_DELETED = "service_plan.deleted"
+ORDER_CANCELLED = "service_order.cancelled"
 ORDER_ASSIGNED = "service_order.assigned"
 ORDER_UNASSIGNED = "service_order.unassigned"
 ORDER_CHECKED_IN = "service_order.checked_in"

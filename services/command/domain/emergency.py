@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import Enum
 
 from services.command.domain.model import NAME_PATTERN, Position, is_name
-from services.kit.errors import FieldViolation, InvalidArgument
+from services.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument
 
 LEVELS = (3, 2, 1)
 STOOD_DOWN = 0
@@ -115,6 +115,9 @@ class EmergencyPlan:
     signal_time: datetime | None = None
     items: tuple[Item, ...] = ()
     version: int = 1
+    # When the plan was deleted: it is kept for the record (its tasks and log name it)
+    # but no longer read, listed or raised.
+    delete_time: datetime | None = None
 
     @property
     def etag(self) -> str:
@@ -279,3 +282,48 @@ def change_level(
         version=plan.version + 1,
     )
     return LevelChange(changed, from_level, to_level, tuple(opened), tuple(closed), tuple(notices))
+
+
+# What an update may change, as the contract names the fields.
+UPDATABLE = ("display_name", "signal", "levels", "location")
+# What cannot change under an active level: its response, and what moves it.
+FROZEN_WHILE_ACTIVE = ("levels", "signal")
+
+
+def check_stood_down(plan: EmergencyPlan, what: str) -> None:
+    """Refuse `what` (a delete, a change of levels) while a level is active: the items it
+    opened would no longer match the plan, or a plan no one can stand down would stay up."""
+    if plan.current_level != STOOD_DOWN:
+        raise FailedPrecondition(
+            f"level {plan.current_level} of the plan is active: stand it down first "
+            f"(level 0), then {what}"
+        )
+
+
+def changed_fields(before: PlanDefinition, after: PlanDefinition) -> list[str]:
+    """The contract's names of the fields that differ, in UPDATABLE's order."""
+    return [f for f in UPDATABLE if getattr(before, f) != getattr(after, f)]
+
+
+def update(
+    plan: EmergencyPlan, definition: PlanDefinition, now: datetime
+) -> tuple[EmergencyPlan, list[str]]:
+    """The plan with its new (validated) definition, and what changed. Levels and signal
+    are refused under an active level; a new signal forgets the old rule's last
+    observation, so the new rule's first signal is not taken for a late one."""
+    changed = changed_fields(plan.definition, definition)
+    frozen = [f for f in changed if f in FROZEN_WHILE_ACTIVE]
+    if frozen:
+        check_stood_down(plan, f"change its {' and '.join(frozen)}")
+    if not changed:
+        return plan, []
+    signal_time = plan.signal_time if "signal" not in changed else None
+    return (
+        replace(plan, definition=definition, signal_time=signal_time, version=plan.version + 1),
+        changed,
+    )
+
+
+def delete(plan: EmergencyPlan, now: datetime) -> EmergencyPlan:
+    check_stood_down(plan, "delete it")
+    return replace(plan, delete_time=now, version=plan.version + 1)

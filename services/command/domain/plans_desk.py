@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.command.domain import command_log, emergency, service_orders
 from services.command.domain.command_log import LogEntry
@@ -73,10 +73,40 @@ def _check_request_id(request_id: str) -> None:
         raise InvalidArgument.field("request_id", "at most 128 characters")
 
 
+def _check_reason(reason: str) -> str:
+    if len(reason) > emergency.MAX_TEXT:
+        raise InvalidArgument.field("reason", f"at most {emergency.MAX_TEXT} characters")
+    return reason.strip()
+
+
+def check_mask(paths: Sequence[str], updatable: Sequence[str]) -> list[str]:
+    """The fields an update changes: the mask's, or every updatable one when it is empty;
+    a field that cannot be changed (output only, unknown) is refused on `update_mask`."""
+    for path in paths:
+        if path not in updatable:
+            raise InvalidArgument.field(
+                "update_mask",
+                f"{path!r} cannot be changed; an update changes {', '.join(updatable)}",
+            )
+    return list(dict.fromkeys(paths)) or list(updatable)
+
+
+def _etag_matches(current: EmergencyPlan, etag: str) -> None:
+    if etag and current.etag != etag:
+        raise Aborted(f"the plan changed meanwhile (etag {current.etag}); read it and try again")
+
+
 class OccurrenceTimers(Protocol):
     """Where a plan's next occurrence waits until its orders are due (durable timers)."""
 
     async def schedule(self, plan: ServicePlan) -> None: ...
+
+    async def forget(
+        self, plan_id: str, occurrence: datetime | None, missed: Sequence[datetime] = ()
+    ) -> None:
+        """Cancel the timer of an occurrence no longer next (the plan changed or was
+        deleted) and the escalation checks of `missed` occurrences."""
+        ...
 
     async def escalate_after(self, plan: ServicePlan, occurrence: datetime) -> None:
         """Check the occurrence's orders once they are due (plans with an escalation role)."""
@@ -190,7 +220,8 @@ class PlansDesk:
         self, principal: Principal, tenant: str | None, plan_id: str
     ) -> EmergencyPlan:
         plan = await self.store.get_emergency_plan(plan_id)
-        if plan is None or (tenant is not None and plan.tenant != tenant):
+        deleted = plan is not None and plan.delete_time is not None
+        if plan is None or deleted or (tenant is not None and plan.tenant != tenant):
             raise NotFound(f"emergency plan {plan_id!r} not found")
         _visible(principal, plan.tenant, f"emergency plan {plan_id!r}")
         return plan
@@ -245,10 +276,7 @@ class PlansDesk:
         def guarded(
             current: EmergencyPlan,
         ) -> tuple[EmergencyPlan, list[LogEntry], list[Fact]] | None:
-            if etag and current.etag != etag:
-                raise Aborted(
-                    f"the plan changed meanwhile (etag {current.etag}); read it and try again"
-                )
+            _etag_matches(current, etag)
             return decide(current)
 
         stored = await self.store.decide_plan(plan.id, guarded)
@@ -257,6 +285,77 @@ class PlansDesk:
             raise NotFound(f"emergency plan {plan_id!r} not found")
         await self._follow(stored)
         return stored
+
+    async def update_emergency_plan(
+        self,
+        principal: Principal,
+        tenant: str | None,
+        plan_id: str,
+        changes: Mapping[str, Any],
+        etag: str,
+        reason: str,
+    ) -> EmergencyPlan:
+        """Change the fields in `changes` (the contract's names, checked with
+        `check_mask`), validated as a create is; the levels and the signal of a plan with
+        an active level are refused. Nothing changed writes nothing."""
+        reason = _check_reason(reason)
+        plan = await self.get_emergency_plan(principal, tenant, plan_id)
+        now = self.clock()
+
+        def decision(
+            current: EmergencyPlan,
+        ) -> tuple[EmergencyPlan, list[LogEntry], list[Fact]] | None:
+            _etag_matches(current, etag)
+            definition = emergency.validate(replace(current.definition, **changes))
+            changed, fields = emergency.update(current, definition, now)
+            if not fields:
+                return None
+            entry = LogEntry(
+                current.tenant,
+                now,
+                principal.subject,
+                command_log.PLAN_UPDATED,
+                plan_name(current),
+                reason,
+                f"changed {', '.join(fields)}",
+            )
+            return changed, [entry], []
+
+        stored = await self.store.decide_plan(plan.id, decision)
+        if stored is None:
+            raise NotFound(f"emergency plan {plan_id!r} not found")
+        return stored
+
+    async def delete_emergency_plan(
+        self, principal: Principal, tenant: str | None, plan_id: str, etag: str, reason: str
+    ) -> None:
+        """Delete a stood-down plan: kept for its tasks and its log, never read, listed or
+        raised again; its request ids are forgotten (a create with one makes a new plan)."""
+        reason = _check_reason(reason)
+        plan = await self.get_emergency_plan(principal, tenant, plan_id)
+        now = self.clock()
+
+        def decision(
+            current: EmergencyPlan,
+        ) -> tuple[EmergencyPlan, list[LogEntry], list[Fact]] | None:
+            _etag_matches(current, etag)
+            deleted = emergency.delete(current, now)
+            entry = LogEntry(
+                current.tenant,
+                now,
+                principal.subject,
+                command_log.PLAN_DELETED,
+                plan_name(current),
+                reason,
+                f"{current.definition.display_name}; "
+                f"signal {current.definition.signal or '(none)'}",
+            )
+            return deleted, [entry], []
+
+        stored = await self.store.decide_plan(plan.id, decision)
+        if stored is None:
+            raise NotFound(f"emergency plan {plan_id!r} not found")
+        await self._follow(stored)  # tasks a failed walk left open are closed now
 
     async def apply_signal(self, signal: Signal) -> list[EmergencyPlan]:
         """Move every plan that follows the rule; a signal older than the last one a plan
@@ -342,7 +441,8 @@ class PlansDesk:
         self, principal: Principal, tenant: str | None, plan_id: str
     ) -> ServicePlan:
         plan = await self.store.get_service_plan(plan_id)
-        if plan is None or (tenant is not None and plan.tenant != tenant):
+        deleted = plan is not None and plan.delete_time is not None
+        if plan is None or deleted or (tenant is not None and plan.tenant != tenant):
             raise NotFound(f"service plan {plan_id!r} not found")
         _visible(principal, plan.tenant, f"service plan {plan_id!r}")
         return plan
@@ -352,6 +452,112 @@ class PlansDesk:
     ) -> list[ServicePlan]:
         _visible(principal, parent, f"tenant {tenancy.tenant_name(parent)!r}")
         return await self.store.list_service_plans(parent, limit, after_id)
+
+    async def update_service_plan(
+        self,
+        principal: Principal,
+        tenant: str | None,
+        plan_id: str,
+        changes: Mapping[str, Any],
+        reason: str,
+    ) -> ServicePlan:
+        """Change the fields in `changes` (domain attribute names), checked as a create is.
+        Orders already made keep what they were made with; the next occurrence follows
+        the new rule (its timer moves with it). Nothing changed writes nothing."""
+        reason = _check_reason(reason)
+        plan = await self.get_service_plan(principal, tenant, plan_id)
+        now = self.clock()
+        if "start_time" in changes:
+            start = changes["start_time"]
+            assert isinstance(start, datetime)
+            changes = {**changes, "start_time": start.replace(microsecond=0)}
+        before: list[ServicePlan] = []
+
+        def decision(
+            current: ServicePlan, waiting: Sequence[ServiceOrder]
+        ) -> tuple[ServicePlan, Sequence[ServiceOrder], Sequence[LogEntry]]:
+            before[:] = [current]
+            definition = replace(current.definition, **changes)
+            changed, fields = service_orders.update(current, definition, now)
+            if not fields:
+                return current, [], []
+            following = changed.next_occurrence
+            entry = LogEntry(
+                current.tenant,
+                now,
+                principal.subject,
+                command_log.SERVICE_PLAN_UPDATED,
+                service_plan_name(current),
+                reason,
+                f"changed {', '.join(fields)}; next "
+                f"{following.isoformat() if following else '(none)'}",
+            )
+            return changed, [], [entry]
+
+        stored = await self.store.decide_service_plan(plan.id, decision)
+        if stored is None:
+            raise NotFound(f"service plan {plan_id!r} not found")
+        old = before[0].next_occurrence if before else None
+        if self.occurrences is not None and stored.next_occurrence != old:
+            await self.occurrences.forget(stored.id, old)
+            await self.occurrences.schedule(stored)
+        return stored
+
+    async def delete_service_plan(
+        self, principal: Principal, tenant: str | None, plan_id: str, reason: str
+    ) -> None:
+        """Stop the plan: no more orders, its orders nobody checked in to are cancelled
+        (checked-in and done ones stay), its timers are cancelled. The plan is kept for
+        its orders (a checked-in visit checks out within its distance) and its log."""
+        reason = _check_reason(reason)
+        plan = await self.get_service_plan(principal, tenant, plan_id)
+        now = self.clock()
+        before: list[ServicePlan] = []
+        occurrences: set[datetime] = set()
+
+        def decision(
+            current: ServicePlan, waiting: Sequence[ServiceOrder]
+        ) -> tuple[ServicePlan, Sequence[ServiceOrder], Sequence[LogEntry]]:
+            before[:] = [current]
+            occurrences.clear()
+            occurrences.update(o.scheduled_time for o in waiting)
+            deleted = replace(
+                current, next_occurrence=None, delete_time=now, version=current.version + 1
+            )
+            name = service_plan_name(current)
+            cancelled = [service_orders.cancel(o) for o in waiting]
+            logs = [
+                LogEntry(
+                    current.tenant,
+                    now,
+                    principal.subject,
+                    command_log.SERVICE_PLAN_DELETED,
+                    name,
+                    reason,
+                    f"{current.definition.display_name}; cancelled {len(cancelled)} orders "
+                    "nobody had checked in to",
+                ),
+                *(
+                    LogEntry(
+                        o.tenant,
+                        now,
+                        principal.subject,
+                        command_log.ORDER_CANCELLED,
+                        order_name(o),
+                        reason,
+                        f"{name} was deleted",
+                    )
+                    for o in cancelled
+                ),
+            ]
+            return deleted, cancelled, logs
+
+        stored = await self.store.decide_service_plan(plan.id, decision)
+        if stored is None:
+            raise NotFound(f"service plan {plan_id!r} not found")
+        if self.occurrences is not None and before:
+            # Escalation checks are due only for occurrences with orders still waiting.
+            await self.occurrences.forget(stored.id, before[0].next_occurrence, sorted(occurrences))
 
     async def get_order(
         self, principal: Principal, tenant: str | None, order_id: str
@@ -444,6 +650,8 @@ class PlansDesk:
         while True:
             plan = await self.store.get_service_plan(plan_id)
             now = self.clock()
+            if plan is not None and plan.delete_time is not None:
+                return None
             if plan is None or plan.next_occurrence is None or plan.next_occurrence > now + lead:
                 return plan
             await self._record_next(plan, now)
@@ -500,7 +708,7 @@ class PlansDesk:
         """Give every order of the occurrence that nobody checked in to by its due time to
         the nearest on-duty handler holding the plan's escalation role; how many moved."""
         plan = await self.store.get_service_plan(plan_id)
-        if plan is None or not plan.definition.escalation_role:
+        if plan is None or plan.delete_time is not None or not plan.definition.escalation_role:
             return 0
         now = self.clock()
         # Orders of this occurrence: one per target, listed from its scheduled time on.

@@ -17,6 +17,12 @@ PlanDecision = Callable[
     [EmergencyPlan], tuple[EmergencyPlan, Sequence[LogEntry], Sequence[Fact]] | None
 ]
 OrderDecision = Callable[[ServiceOrder], tuple[ServiceOrder, Sequence[LogEntry]]]
+# A change of a live service plan decided on its current row and its orders nobody has
+# checked in to yet: the new row, the orders that change and the log entries.
+ServicePlanDecision = Callable[
+    [ServicePlan, Sequence[ServiceOrder]],
+    tuple[ServicePlan, Sequence[ServiceOrder], Sequence[LogEntry]],
+]
 
 
 class PlansStore(Protocol):
@@ -31,21 +37,24 @@ class PlansStore(Protocol):
         transaction; False when the key was taken meanwhile (nothing is written)."""
         ...
 
-    async def get_emergency_plan(self, plan_id: str) -> EmergencyPlan | None: ...
+    async def get_emergency_plan(self, plan_id: str) -> EmergencyPlan | None:
+        """The plan, a deleted one too (its `delete_time` says so)."""
+        ...
 
     async def list_emergency_plans(
         self, subtree: str, limit: int, after_id: str
     ) -> list[EmergencyPlan]:
-        """Plans under `subtree`, by id, after `after_id`."""
+        """Live plans under `subtree`, by id, after `after_id`."""
         ...
 
     async def plans_following(self, signal: str) -> list[EmergencyPlan]:
-        """Every plan whose `signal` names this rule (`ALL_TENANTS`)."""
+        """Every live plan whose `signal` names this rule (`ALL_TENANTS`)."""
         ...
 
     async def decide_plan(self, plan_id: str, decision: PlanDecision) -> EmergencyPlan | None:
         """Apply a decision to the locked current plan with its log and outbox rows, in one
-        transaction; returns the stored plan (None when the plan does not exist)."""
+        transaction; returns the stored plan (None when no live plan has the id). A plan
+        the decision deletes forgets the request ids that created it."""
         ...
 
     async def append_log(self, entries: Sequence[LogEntry]) -> None: ...
@@ -60,14 +69,26 @@ class PlansStore(Protocol):
         self, plan: ServicePlan, log: LogEntry, key: tuple[str, str, str] | None
     ) -> bool: ...
 
-    async def get_service_plan(self, plan_id: str) -> ServicePlan | None: ...
+    async def get_service_plan(self, plan_id: str) -> ServicePlan | None:
+        """The plan, a deleted one too (its `delete_time` says so)."""
+        ...
 
     async def list_service_plans(
         self, subtree: str, limit: int, after_id: str
-    ) -> list[ServicePlan]: ...
+    ) -> list[ServicePlan]:
+        """Live plans under `subtree`, by id, after `after_id`."""
+        ...
 
     async def due_service_plans(self, until: datetime, limit: int) -> list[ServicePlan]:
-        """Plans whose next occurrence is at or before `until` (`ALL_TENANTS`)."""
+        """Live plans whose next occurrence is at or before `until` (`ALL_TENANTS`)."""
+        ...
+
+    async def decide_service_plan(
+        self, plan_id: str, decision: ServicePlanDecision
+    ) -> ServicePlan | None:
+        """Apply a decision to the locked live plan and its not-started orders, with its
+        log entries, in one transaction; None when no live plan has the id. A plan the
+        decision deletes forgets the request ids that created it."""
         ...
 
     async def record_occurrence(

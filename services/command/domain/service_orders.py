@@ -44,6 +44,11 @@ class OrderState(Enum):
     CHECKED_IN = "checked_in"
     DONE = "done"
     UNASSIGNED = "unassigned"
+    CANCELLED = "cancelled"  # its plan was deleted before anybody checked in
+
+
+# Orders a deleted plan cancels: nobody has checked in yet.
+NOT_STARTED = (OrderState.ASSIGNED, OrderState.UNASSIGNED)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,9 @@ class ServicePlan:
     # The next occurrence without orders yet; None once the rule has no more.
     next_occurrence: datetime | None
     version: int = 1
+    # When the plan was deleted: kept for its orders (a checked-in visit still checks out
+    # within the plan's distance), but no longer read, listed or scheduled.
+    delete_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -377,3 +385,55 @@ def check_out(
         note=note,
         version=order.version + 1,
     )
+
+
+# What an update may change, as the contract names the fields.
+UPDATABLE = (
+    "display_name",
+    "recurrence",
+    "start_time",
+    "visit_minutes",
+    "handler_role",
+    "carers",
+    "max_check_in_distance_meters",
+    "targets",
+    "escalation_role",
+)
+_ATTRIBUTE = {"max_check_in_distance_meters": "max_distance_m"}
+
+
+def changed_fields(before: ServicePlanDefinition, after: ServicePlanDefinition) -> list[str]:
+    """The contract's names of the fields that differ, in UPDATABLE's order."""
+    return [
+        f
+        for f in UPDATABLE
+        if getattr(before, _ATTRIBUTE.get(f, f)) != getattr(after, _ATTRIBUTE.get(f, f))
+    ]
+
+
+def update(
+    plan: ServicePlan, definition: ServicePlanDefinition, now: datetime
+) -> tuple[ServicePlan, list[str]]:
+    """The plan with its new definition, checked as a create is, and what changed. Orders
+    already made keep what they were made with; a new rule or start moves the next
+    occurrence to the new rule's first from now on (an unchanged rule keeps its place,
+    so a plan whose rule has ended can still be renamed)."""
+    changed = changed_fields(plan.definition, definition)
+    moved = "recurrence" in changed or "start_time" in changed
+    first = validate(definition, now if moved else definition.start_time)
+    if not changed:
+        return plan, []
+    return (
+        replace(
+            plan,
+            definition=definition,
+            next_occurrence=first if moved else plan.next_occurrence,
+            version=plan.version + 1,
+        ),
+        changed,
+    )
+
+
+def cancel(order: ServiceOrder) -> ServiceOrder:
+    """An order whose plan was deleted before anybody checked in."""
+    return replace(order, state=OrderState.CANCELLED, version=order.version + 1)

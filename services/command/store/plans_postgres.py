@@ -28,10 +28,16 @@ from psycopg_pool import AsyncConnectionPool
 from services.command.domain.command_log import LogEntry
 from services.command.domain.emergency import EmergencyPlan
 from services.command.domain.plan_facts import Fact
-from services.command.domain.plans_ports import OrderDecision, PlanDecision
-from services.command.domain.service_orders import Place, ServiceOrder, ServicePlan
+from services.command.domain.plans_ports import OrderDecision, PlanDecision, ServicePlanDecision
+from services.command.domain.service_orders import (
+    NOT_STARTED,
+    Place,
+    ServiceOrder,
+    ServicePlan,
+)
 from services.command.store.plans_rows import (
     FIND_KEY,
+    FORGET_KEYS,
     INSERT_KEY,
     INSERT_LOG,
     INSERT_ORDER,
@@ -44,18 +50,28 @@ from services.command.store.plans_rows import (
     SERVICE_PLAN_COLUMNS,
     UPDATE_ORDER,
     UPDATE_PLAN,
+    UPDATE_SERVICE_PLAN,
     log_values,
     order_update_values,
     order_values,
+    plan_update_values,
     plan_values,
     row_to_log,
     row_to_order,
     row_to_plan,
     row_to_service_plan,
+    service_plan_update_values,
     service_plan_values,
     us,
 )
-from services.command.store.plans_schema import APPEND_ONLY, TABLES, TENANT_TABLES, order_filters
+from services.command.store.plans_schema import (
+    ADDED_COLUMNS,
+    APPEND_ONLY,
+    LIVE,
+    TABLES,
+    TENANT_TABLES,
+    order_filters,
+)
 from services.command.store.plans_schema import in_subtree as subtree_clause
 from services.kit import rls
 from services.kit.errors import NotFound
@@ -66,6 +82,9 @@ _SCHEMA_LOCK = 0x434D_504C  # "CMPL": schema set-up from several replicas at onc
 _SCHEMA = tuple(
     statement.format(text='text COLLATE "C"', seq="bigserial PRIMARY KEY", blob="bytea")
     for statement in TABLES
+) + tuple(
+    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}"
+    for table, column, kind in ADDED_COLUMNS
 )
 _SET_SCOPE = "SELECT set_config(%s, %s, true)"
 _GRANT_SEQUENCES = f"""DO $$ BEGIN
@@ -206,17 +225,19 @@ class PostgresPlansStore:
     ) -> list[EmergencyPlan]:
         where, args = _scoped(subtree)
         return await self._plans(
-            subtree, f"{where} AND id > %s ORDER BY id LIMIT %s", (*args, after_id, limit)
+            subtree,
+            f"{where} AND {LIVE} AND id > %s ORDER BY id LIMIT %s",
+            (*args, after_id, limit),
         )
 
     async def plans_following(self, signal: str) -> list[EmergencyPlan]:
-        return await self._plans(ALL_TENANTS, "signal = %s ORDER BY id", (signal,))
+        return await self._plans(ALL_TENANTS, f"signal = %s AND {LIVE} ORDER BY id", (signal,))
 
     async def decide_plan(self, plan_id: str, decision: PlanDecision) -> EmergencyPlan | None:
         async with self._transaction(ALL_TENANTS) as conn:
             rows = await _fetch(
                 conn,
-                f"SELECT {PLAN_COLUMNS} FROM emergency_plans WHERE id = %s FOR UPDATE",
+                f"SELECT {PLAN_COLUMNS} FROM emergency_plans WHERE id = %s AND {LIVE} FOR UPDATE",
                 (plan_id,),
             )
             if not rows:
@@ -228,7 +249,9 @@ class PostgresPlansStore:
             plan, logs, facts = outcome
             # Everything written from here on is the plan's own tenant's.
             await conn.execute(_SET_SCOPE, (rls.SCOPE_SETTING, plan.tenant))
-            await conn.execute(_r(UPDATE_PLAN), (plan.version, plan_values(plan)[-1], plan.id))
+            await conn.execute(_r(UPDATE_PLAN), plan_update_values(plan))
+            if plan.delete_time is not None:
+                await conn.execute(_r(FORGET_KEYS), (plan.id,))
             await self._log(conn, logs)
             await self._outbox(conn, facts, us(plan.level_change_time or plan.create_time))
         return plan
@@ -292,13 +315,49 @@ class PostgresPlansStore:
     ) -> list[ServicePlan]:
         where, args = _scoped(subtree)
         return await self._service_plans(
-            subtree, f"{where} AND id > %s ORDER BY id LIMIT %s", (*args, after_id, limit)
+            subtree,
+            f"{where} AND {LIVE} AND id > %s ORDER BY id LIMIT %s",
+            (*args, after_id, limit),
         )
 
     async def due_service_plans(self, until: datetime, limit: int) -> list[ServicePlan]:
         return await self._service_plans(
-            ALL_TENANTS, "next_us <= %s ORDER BY next_us LIMIT %s", (us(until), limit)
+            ALL_TENANTS, f"next_us <= %s AND {LIVE} ORDER BY next_us LIMIT %s", (us(until), limit)
         )
+
+    async def decide_service_plan(
+        self, plan_id: str, decision: ServicePlanDecision
+    ) -> ServicePlan | None:
+        async with self._transaction(ALL_TENANTS) as conn:
+            rows = await _fetch(
+                conn,
+                f"SELECT {SERVICE_PLAN_COLUMNS} FROM service_plans WHERE id = %s AND {LIVE} "
+                "FOR UPDATE",
+                (plan_id,),
+            )
+            if not rows:
+                return None
+            waiting = await _fetch(
+                conn,
+                f"SELECT {ORDER_COLUMNS} FROM service_orders WHERE plan_id = %s "
+                "AND state = ANY(%s) ORDER BY scheduled_us, id FOR UPDATE",
+                (plan_id, [s.value for s in NOT_STARTED]),
+            )
+            plan, orders, logs = decision(
+                row_to_service_plan(rows[0]), [row_to_order(r) for r in waiting]
+            )
+            # Everything written from here on is the plan's own tenant's.
+            await conn.execute(_SET_SCOPE, (rls.SCOPE_SETTING, plan.tenant))
+            await conn.execute(_r(UPDATE_SERVICE_PLAN), service_plan_update_values(plan))
+            if orders:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        _r(UPDATE_ORDER), [order_update_values(o) for o in orders]
+                    )
+            if plan.delete_time is not None:
+                await conn.execute(_r(FORGET_KEYS), (plan.id,))
+            await self._log(conn, logs)
+        return plan
 
     async def record_occurrence(
         self,
@@ -312,7 +371,7 @@ class PostgresPlansStore:
         async with self._transaction(plan.tenant) as conn:
             cur = await conn.execute(
                 "UPDATE service_plans SET next_us = %s, version = version + 1 "
-                "WHERE id = %s AND next_us = %s",
+                f"WHERE id = %s AND next_us = %s AND {LIVE}",
                 (following, plan.id, expected),
             )
             if cur.rowcount != 1:

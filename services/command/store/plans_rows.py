@@ -72,8 +72,12 @@ INSERT_PLAN = (
     "INSERT INTO emergency_plans (id, tenant, signal, version, create_us, body) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
-UPDATE_PLAN = "UPDATE emergency_plans SET version = ?, body = ? WHERE id = ?"
-PLAN_COLUMNS = "id, tenant, version, create_us, body"
+UPDATE_PLAN = (
+    "UPDATE emergency_plans SET version = ?, signal = ?, delete_us = ?, body = ? WHERE id = ?"
+)
+PLAN_COLUMNS = "id, tenant, version, create_us, body, delete_us"
+# A deleted plan's request ids are forgotten: a create with one makes a new plan.
+FORGET_KEYS = "DELETE FROM plans_keys WHERE resource_id = ?"
 INSERT_LOG = (
     "INSERT INTO command_log (tenant, at_us, actor, action, resource, reason, detail) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -86,7 +90,10 @@ INSERT_SERVICE_PLAN = (
     "INSERT INTO service_plans (id, tenant, next_us, version, create_us, body) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
-SERVICE_PLAN_COLUMNS = "id, tenant, next_us, version, create_us, body"
+SERVICE_PLAN_COLUMNS = "id, tenant, next_us, version, create_us, body, delete_us"
+UPDATE_SERVICE_PLAN = (
+    "UPDATE service_plans SET next_us = ?, version = ?, delete_us = ?, body = ? WHERE id = ?"
+)
 INSERT_ORDER = (
     "INSERT INTO service_orders (id, tenant, plan_id, target_id, scheduled_us, handler, "
     "state, version, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
@@ -198,6 +205,18 @@ def row_to_plan(row: Row) -> EmergencyPlan:
             for i, lv, k, d, s, o, c, *more in body["items"]
         ),
         version=row["version"],
+        delete_time=_opt_time(row["delete_us"]),
+    )
+
+
+def plan_update_values(plan: EmergencyPlan) -> tuple[object, ...]:
+    """UPDATE_PLAN's values: version, signal, delete time, body, then the id."""
+    return (
+        plan.version,
+        plan.definition.signal,
+        _opt_us(plan.delete_time),
+        plan_body(plan),
+        plan.id,
     )
 
 
@@ -234,7 +253,7 @@ def _target(value: list[Any]) -> Target:
     return Target(value[0], value[1], Place(value[2], value[3]))
 
 
-def service_plan_values(plan: ServicePlan) -> tuple[object, ...]:
+def _service_plan_body(plan: ServicePlan) -> str:
     d = plan.definition
     body = {
         "display_name": d.display_name,
@@ -247,13 +266,28 @@ def service_plan_values(plan: ServicePlan) -> tuple[object, ...]:
         "targets": [_target_json(t) for t in d.targets],
         "escalation_role": d.escalation_role,
     }
+    return json.dumps(body, ensure_ascii=False)
+
+
+def service_plan_values(plan: ServicePlan) -> tuple[object, ...]:
     return (
         plan.id,
         plan.tenant,
         _opt_us(plan.next_occurrence),
         plan.version,
         us(plan.create_time),
-        json.dumps(body, ensure_ascii=False),
+        _service_plan_body(plan),
+    )
+
+
+def service_plan_update_values(plan: ServicePlan) -> tuple[object, ...]:
+    """UPDATE_SERVICE_PLAN's values: next occurrence, version, delete time, body, id."""
+    return (
+        _opt_us(plan.next_occurrence),
+        plan.version,
+        _opt_us(plan.delete_time),
+        _service_plan_body(plan),
+        plan.id,
     )
 
 
@@ -276,6 +310,7 @@ def row_to_service_plan(row: Row) -> ServicePlan:
         create_time=from_us(row["create_us"]),
         next_occurrence=_opt_time(row["next_us"]),
         version=row["version"],
+        delete_time=_opt_time(row["delete_us"]),
     )
 
 

@@ -23,7 +23,8 @@ TABLES: tuple[str, ...] = (
         signal     {text} NOT NULL,
         version    INTEGER NOT NULL,
         create_us  BIGINT NOT NULL,
-        body       {text} NOT NULL)""",
+        body       {text} NOT NULL,
+        delete_us  BIGINT)""",
     "CREATE INDEX IF NOT EXISTS emergency_plans_tenant ON emergency_plans (tenant, id)",
     "CREATE INDEX IF NOT EXISTS emergency_plans_signal ON emergency_plans (signal)",
     """CREATE TABLE IF NOT EXISTS command_log (
@@ -43,7 +44,8 @@ TABLES: tuple[str, ...] = (
         next_us    BIGINT,
         version    INTEGER NOT NULL,
         create_us  BIGINT NOT NULL,
-        body       {text} NOT NULL)""",
+        body       {text} NOT NULL,
+        delete_us  BIGINT)""",
     "CREATE INDEX IF NOT EXISTS service_plans_tenant ON service_plans (tenant, id)",
     "CREATE INDEX IF NOT EXISTS service_plans_next ON service_plans (next_us)",
     """CREATE TABLE IF NOT EXISTS service_orders (
@@ -73,6 +75,15 @@ TABLES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS plans_outbox_unpublished ON plans_outbox (seq) "
     "WHERE published_us IS NULL",
 )
+# Columns added since the tables were first made: (table, column, type), added to a
+# database made before them. A deleted plan is kept (its tasks, orders and log name it)
+# with the time it was deleted; reads, lists and the loops skip it.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("emergency_plans", "delete_us", "BIGINT"),
+    ("service_plans", "delete_us", "BIGINT"),
+)
+LIVE = "delete_us IS NULL"
+
 # Every table holds one tenant's rows; the log is only ever appended to.
 TENANT_TABLES = (
     "plans_keys",

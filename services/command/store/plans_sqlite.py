@@ -11,10 +11,16 @@ from pathlib import Path
 from services.command.domain.command_log import LogEntry
 from services.command.domain.emergency import EmergencyPlan
 from services.command.domain.plan_facts import Fact
-from services.command.domain.plans_ports import OrderDecision, PlanDecision
-from services.command.domain.service_orders import Place, ServiceOrder, ServicePlan
+from services.command.domain.plans_ports import OrderDecision, PlanDecision, ServicePlanDecision
+from services.command.domain.service_orders import (
+    NOT_STARTED,
+    Place,
+    ServiceOrder,
+    ServicePlan,
+)
 from services.command.store.plans_rows import (
     FIND_KEY,
+    FORGET_KEYS,
     INSERT_KEY,
     INSERT_LOG,
     INSERT_ORDER,
@@ -27,18 +33,27 @@ from services.command.store.plans_rows import (
     SERVICE_PLAN_COLUMNS,
     UPDATE_ORDER,
     UPDATE_PLAN,
+    UPDATE_SERVICE_PLAN,
     log_values,
     order_update_values,
     order_values,
+    plan_update_values,
     plan_values,
     row_to_log,
     row_to_order,
     row_to_plan,
     row_to_service_plan,
+    service_plan_update_values,
     service_plan_values,
     us,
 )
-from services.command.store.plans_schema import TABLES, in_subtree, order_filters
+from services.command.store.plans_schema import (
+    ADDED_COLUMNS,
+    LIVE,
+    TABLES,
+    in_subtree,
+    order_filters,
+)
 from services.kit.errors import NotFound
 from services.kit.sqldialect import SQLITE
 from services.kit.sqlite import SqliteDatabase, transaction
@@ -54,6 +69,14 @@ def _r(statement: str) -> str:
     return SQLITE.render(statement)
 
 
+def _make_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(_SCHEMA)
+    for table, column, kind in ADDED_COLUMNS:
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
 def _scoped(subtree: str, column: str = "tenant") -> tuple[str, list[object]]:
     if subtree == ALL_TENANTS:
         return "1 = 1", []
@@ -66,7 +89,7 @@ class SqlitePlansStore:
 
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.db = SqliteDatabase(path, synchronous=synchronous)
-        self.db.run_sync(lambda conn: conn.executescript(_SCHEMA))
+        self.db.run_sync(_make_schema)
 
     def close(self) -> None:
         self.db.close()
@@ -126,7 +149,7 @@ class SqlitePlansStore:
 
         def read(conn: sqlite3.Connection) -> list[EmergencyPlan]:
             rows = conn.execute(
-                f"SELECT {PLAN_COLUMNS} FROM emergency_plans WHERE {where} AND id > ? "
+                f"SELECT {PLAN_COLUMNS} FROM emergency_plans WHERE {where} AND {LIVE} AND id > ? "
                 "ORDER BY id LIMIT ?",
                 (*args, after_id, limit),
             ).fetchall()
@@ -137,7 +160,8 @@ class SqlitePlansStore:
     async def plans_following(self, signal: str) -> list[EmergencyPlan]:
         def read(conn: sqlite3.Connection) -> list[EmergencyPlan]:
             rows = conn.execute(
-                f"SELECT {PLAN_COLUMNS} FROM emergency_plans WHERE signal = ? ORDER BY id",
+                f"SELECT {PLAN_COLUMNS} FROM emergency_plans WHERE signal = ? AND {LIVE} "
+                "ORDER BY id",
                 (signal,),
             ).fetchall()
             return [row_to_plan(r) for r in rows]
@@ -147,7 +171,7 @@ class SqlitePlansStore:
     async def decide_plan(self, plan_id: str, decision: PlanDecision) -> EmergencyPlan | None:
         def write(conn: sqlite3.Connection) -> EmergencyPlan | None:
             row = conn.execute(
-                f"SELECT {PLAN_COLUMNS} FROM emergency_plans WHERE id = ?", (plan_id,)
+                f"SELECT {PLAN_COLUMNS} FROM emergency_plans WHERE id = ? AND {LIVE}", (plan_id,)
             ).fetchone()
             if row is None:
                 return None
@@ -156,8 +180,9 @@ class SqlitePlansStore:
             if outcome is None:
                 return current
             plan, logs, facts = outcome
-            values = plan_values(plan)
-            conn.execute(_r(UPDATE_PLAN), (plan.version, values[-1], plan.id))
+            conn.execute(_r(UPDATE_PLAN), plan_update_values(plan))
+            if plan.delete_time is not None:
+                conn.execute(_r(FORGET_KEYS), (plan.id,))
             self._log(conn, logs)
             self._outbox(conn, facts, us(plan.level_change_time or plan.create_time))
             return plan
@@ -215,7 +240,8 @@ class SqlitePlansStore:
 
         def read(conn: sqlite3.Connection) -> list[ServicePlan]:
             rows = conn.execute(
-                f"SELECT {SERVICE_PLAN_COLUMNS} FROM service_plans WHERE {where} AND id > ? "
+                f"SELECT {SERVICE_PLAN_COLUMNS} FROM service_plans WHERE {where} AND {LIVE} "
+                "AND id > ? "
                 "ORDER BY id LIMIT ?",
                 (*args, after_id, limit),
             ).fetchall()
@@ -226,13 +252,42 @@ class SqlitePlansStore:
     async def due_service_plans(self, until: datetime, limit: int) -> list[ServicePlan]:
         def read(conn: sqlite3.Connection) -> list[ServicePlan]:
             rows = conn.execute(
-                f"SELECT {SERVICE_PLAN_COLUMNS} FROM service_plans WHERE next_us <= ? "
+                f"SELECT {SERVICE_PLAN_COLUMNS} FROM service_plans WHERE next_us <= ? AND {LIVE} "
                 "ORDER BY next_us LIMIT ?",
                 (us(until), limit),
             ).fetchall()
             return [row_to_service_plan(r) for r in rows]
 
         return await self.db.run(read)
+
+    async def decide_service_plan(
+        self, plan_id: str, decision: ServicePlanDecision
+    ) -> ServicePlan | None:
+        states = tuple(s.value for s in NOT_STARTED)
+
+        def write(conn: sqlite3.Connection) -> ServicePlan | None:
+            row = conn.execute(
+                f"SELECT {SERVICE_PLAN_COLUMNS} FROM service_plans WHERE id = ? AND {LIVE}",
+                (plan_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            waiting = conn.execute(
+                f"SELECT {ORDER_COLUMNS} FROM service_orders WHERE plan_id = ? "
+                f"AND state IN ({SQLITE.marks(len(states))}) ORDER BY scheduled_us, id",
+                (plan_id, *states),
+            ).fetchall()
+            plan, orders, logs = decision(
+                row_to_service_plan(row), [row_to_order(r) for r in waiting]
+            )
+            conn.execute(_r(UPDATE_SERVICE_PLAN), service_plan_update_values(plan))
+            conn.executemany(_r(UPDATE_ORDER), [order_update_values(o) for o in orders])
+            if plan.delete_time is not None:
+                conn.execute(_r(FORGET_KEYS), (plan.id,))
+            self._log(conn, logs)
+            return plan
+
+        return await self.db.run(lambda conn: transaction(conn, write))
 
     async def record_occurrence(
         self,
@@ -246,7 +301,7 @@ class SqlitePlansStore:
         def write(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
                 "UPDATE service_plans SET next_us = ?, version = version + 1 "
-                "WHERE id = ? AND next_us = ?",
+                f"WHERE id = ? AND next_us = ? AND {LIVE}",
                 (None if next_occurrence is None else us(next_occurrence), plan.id, expected),
             )
             if cur.rowcount != 1:
