@@ -66,8 +66,9 @@ _STATUS_NAME = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
-# Reasons whose HTTP answer is more specific than the canonical table's.
-REASON_STATUS = {"IDEMPOTENCY_KEY_REUSED": 422}
+# Reasons whose HTTP answer is more specific than the canonical table's. A plan with an
+# active level is a conflict with its current state, which standing it down resolves.
+REASON_STATUS = {"IDEMPOTENCY_KEY_REUSED": 422, "EMERGENCY_LEVEL_ACTIVE": 409}
 
 
 class ApiError(Exception):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, Security
+from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.auth import access, call_metadata, calls
@@ -23,6 +24,7 @@ from gateway.schemas.command_plans import (
     EmergencyPlanCreate,
     EmergencyPlanList,
     EmergencyPlanOut,
+    EmergencyPlanPatch,
     LevelChangeIn,
     NoticeIO,
     ServiceOrderList,
@@ -30,6 +32,7 @@ from gateway.schemas.command_plans import (
     ServicePlanCreate,
     ServicePlanList,
     ServicePlanOut,
+    ServicePlanPatch,
     ServiceTargetOut,
 )
 from gateway.schemas.common import GeoPointIn, GeoPointOut
@@ -61,6 +64,23 @@ def _point_out(point: geo_pb2.GeoPoint) -> GeoPointOut:
 
 def _point_in(point: GeoPointIn) -> geo_pb2.GeoPoint:
     return geo_pb2.GeoPoint(longitude=point.longitude, latitude=point.latitude, crs=point.crs)
+
+
+def _stamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return stamp
+
+
+def _level_in(level: EmergencyLevelIO) -> pb.EmergencyLevel:
+    return pb.EmergencyLevel(
+        level=level.level,
+        summary=level.summary,
+        dispatches=[pb.Dispatch(role=d.role, team=d.team, count=d.count) for d in level.dispatches],
+        checklist=level.checklist,
+        notices=[pb.Notice(audience=n.audience, text=n.text) for n in level.notices],
+        checklist_role=level.checklist_role,
+    )
 
 
 def _enum(name: str, prefix: str) -> Any:
@@ -183,19 +203,7 @@ async def create_emergency_plan(
     message = pb.EmergencyPlan(
         display_name=body.display_name,
         signal=body.signal,
-        levels=[
-            pb.EmergencyLevel(
-                level=level.level,
-                summary=level.summary,
-                dispatches=[
-                    pb.Dispatch(role=d.role, team=d.team, count=d.count) for d in level.dispatches
-                ],
-                checklist=level.checklist,
-                notices=[pb.Notice(audience=n.audience, text=n.text) for n in level.notices],
-                checklist_role=level.checklist_role,
-            )
-            for level in body.levels
-        ],
+        levels=[_level_in(level) for level in body.levels],
         location=_point_in(body.location) if body.location else None,
     )
     rpc = _stub(request).CreateEmergencyPlan(
@@ -244,6 +252,68 @@ async def get_emergency_plan(
         metadata=call_metadata(who),
     )
     return plan_out(await call(rpc))
+
+
+@router.patch(
+    "/emergencyPlans/{emergency_plan}", response_model=EmergencyPlanOut, summary="Change a plan"
+)
+@calls(SERVICE, "UpdateEmergencyPlan")
+async def update_emergency_plan(
+    tenant: TenantId, emergency_plan: PlanId, body: EmergencyPlanPatch, request: Request, who: Who
+) -> EmergencyPlanOut:
+    """Only the fields sent change, checked as a create is (a missing level is a 400 on
+    `levels`). A plan with an active level keeps its levels and signal: changing them is
+    a 409 naming the level (stand it down first). The change goes to the command log."""
+    sent = body.model_fields_set - {"etag", "reason"}
+    paths = [f for f in ("display_name", "signal", "levels", "location") if f in sent]
+    message = pb.EmergencyPlan(
+        name=f"{parent(tenant)}/emergencyPlans/{emergency_plan}",
+        display_name=body.display_name or "",
+        signal=body.signal or "",
+        levels=[_level_in(level) for level in body.levels or []],
+        location=_point_in(body.location) if body.location else None,
+        etag=body.etag,
+    )
+    rpc = _stub(request).UpdateEmergencyPlan(
+        pb.UpdateEmergencyPlanRequest(
+            emergency_plan=message, update_mask=FieldMask(paths=paths), reason=body.reason
+        ),
+        metadata=call_metadata(who),
+    )
+    return plan_out(await call(rpc, strip_prefix="emergency_plan."))
+
+
+@router.delete(
+    "/emergencyPlans/{emergency_plan}", status_code=204, summary="Delete a stood-down plan"
+)
+@calls(SERVICE, "DeleteEmergencyPlan")
+async def delete_emergency_plan(
+    tenant: TenantId,
+    emergency_plan: PlanId,
+    request: Request,
+    who: Who,
+    reason: Annotated[
+        str, query(pb.DeleteEmergencyPlanRequest, "reason", description="why, for the log")
+    ] = "",
+    etag: Annotated[
+        str,
+        query(pb.DeleteEmergencyPlanRequest, "etag", description="refuse if it changed since"),
+    ] = "",
+) -> Response:
+    """The plan is no longer read, listed or raised (by a person or a signal); its tasks
+    and command log stay readable. A plan with an active level is a 409 naming the level:
+    stand it down first."""
+    await call(
+        _stub(request).DeleteEmergencyPlan(
+            pb.DeleteEmergencyPlanRequest(
+                name=f"{parent(tenant)}/emergencyPlans/{emergency_plan}",
+                reason=reason,
+                etag=etag,
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    return Response(status_code=204)
 
 
 @router.post(
@@ -329,14 +399,10 @@ async def create_service_plan(
     with room (the tenant's on-duty handlers holding `handler_role` when no carers are
     named); with `escalation_role`, an order nobody checked in to by its due time goes to
     the nearest on-duty handler holding that role."""
-    start = Timestamp()
-    start.FromDatetime(
-        body.start_time if body.start_time.tzinfo else body.start_time.replace(tzinfo=UTC)
-    )
     message = pb.ServicePlan(
         display_name=body.display_name,
         recurrence=body.recurrence,
-        start_time=start,
+        start_time=_stamp(body.start_time),
         visit_minutes=body.visit_minutes,
         handler_role=body.handler_role,
         carers=body.carers,
@@ -393,6 +459,70 @@ async def get_service_plan(
         metadata=call_metadata(who),
     )
     return service_plan_out(await call(rpc))
+
+
+@router.patch(
+    "/servicePlans/{service_plan}", response_model=ServicePlanOut, summary="Change a service plan"
+)
+@calls(SERVICE, "UpdateServicePlan")
+async def update_service_plan(
+    tenant: TenantId,
+    service_plan: ServicePlanId,
+    body: ServicePlanPatch,
+    request: Request,
+    who: Who,
+) -> ServicePlanOut:
+    """Only the fields sent change, checked as a create is (an RRULE that never fires
+    again is a 400 on `recurrence`). Orders already made keep what they were made with;
+    the next occurrence follows the new plan. The change goes to the command log."""
+    sent = body.model_fields_set - {"reason"}
+    paths = [f for f in ServicePlanPatch.model_fields if f in sent and f != "reason"]
+    message = pb.ServicePlan(
+        name=f"{parent(tenant)}/servicePlans/{service_plan}",
+        display_name=body.display_name or "",
+        recurrence=body.recurrence or "",
+        start_time=_stamp(body.start_time) if body.start_time else None,
+        visit_minutes=body.visit_minutes or 0,
+        handler_role=body.handler_role or "",
+        carers=body.carers or [],
+        max_check_in_distance_meters=body.max_check_in_distance_meters or 0.0,
+        targets=[
+            pb.ServiceTarget(id=t.id, display_name=t.display_name, location=_point_in(t.location))
+            for t in body.targets or []
+        ],
+        escalation_role=body.escalation_role or "",
+    )
+    rpc = _stub(request).UpdateServicePlan(
+        pb.UpdateServicePlanRequest(
+            service_plan=message, update_mask=FieldMask(paths=paths), reason=body.reason
+        ),
+        metadata=call_metadata(who),
+    )
+    return service_plan_out(await call(rpc, strip_prefix="service_plan."))
+
+
+@router.delete("/servicePlans/{service_plan}", status_code=204, summary="Delete a service plan")
+@calls(SERVICE, "DeleteServicePlan")
+async def delete_service_plan(
+    tenant: TenantId,
+    service_plan: ServicePlanId,
+    request: Request,
+    who: Who,
+    reason: Annotated[
+        str, query(pb.DeleteServicePlanRequest, "reason", description="why, for the log")
+    ] = "",
+) -> Response:
+    """No more orders are made; orders nobody has checked in to are cancelled (those
+    checked in or done stay), and the plan's timers with them."""
+    await call(
+        _stub(request).DeleteServicePlan(
+            pb.DeleteServicePlanRequest(
+                name=f"{parent(tenant)}/servicePlans/{service_plan}", reason=reason
+            ),
+            metadata=call_metadata(who),
+        )
+    )
+    return Response(status_code=204)
 
 
 @router.get("/serviceOrders", response_model=ServiceOrderList, summary="List service orders")

@@ -13,7 +13,7 @@ from grassroots.command.v1 import plans_service_pb2 as pb
 
 ItemKindName = Literal["dispatch", "checklist", "notice"]
 ItemStateName = Literal["open", "closed"]
-OrderStateName = Literal["assigned", "checked_in", "done", "unassigned"]
+OrderStateName = Literal["assigned", "checked_in", "done", "unassigned", "cancelled"]
 
 
 class _In(BaseModel):
@@ -76,6 +76,29 @@ class EmergencyPlanCreate(_In):
         "request_id",
         None,
         description="a retry with the same key returns the plan",
+    )
+
+
+class EmergencyPlanPatch(_In):
+    """Fields to change; those left out stay as they are (`location: null` removes the
+    place). The levels and the signal of a plan with an active level are a 409."""
+
+    display_name: str | None = limited(pb.EmergencyPlan, "display_name", None)
+    signal: str | None = limited(pb.EmergencyPlan, "signal", None)
+    levels: list[EmergencyLevelIO] | None = limited(pb.EmergencyPlan, "levels", None)
+    location: GeoPointIn | None = None
+    etag: str = limited(
+        pb.DeleteEmergencyPlanRequest,
+        "etag",
+        "",
+        description="refuse (409) if the plan changed since",
+    )
+    reason: str = limited(
+        pb.UpdateEmergencyPlanRequest,
+        "reason",
+        "",
+        description="why, for the command log",
+        examples=["the square got a new exit"],
     )
 
 
@@ -186,6 +209,28 @@ class ServicePlanCreate(_In):
         examples=["village_doctor"],
     )
     request_id: str | None = limited(pb.CreateServicePlanRequest, "request_id", None)
+
+
+class ServicePlanPatch(_In):
+    """Fields to change; those left out stay as they are. Orders already made keep what
+    they were made with; a new `recurrence` or `start_time` moves the next occurrence."""
+
+    display_name: str | None = limited(pb.ServicePlan, "display_name", None)
+    recurrence: str | None = limited(pb.ServicePlan, "recurrence", None)
+    start_time: datetime | None = Field(None, strict=False, description="DTSTART, RFC 3339")
+    visit_minutes: int | None = limited(pb.ServicePlan, "visit_minutes", None)
+    handler_role: str | None = limited(pb.ServicePlan, "handler_role", None)
+    carers: list[Annotated[str, item(pb.ServicePlan, "carers")]] | None = limited(
+        pb.ServicePlan, "carers", None
+    )
+    max_check_in_distance_meters: float | None = limited(
+        pb.ServicePlan, "max_check_in_distance_meters", None
+    )
+    targets: list[ServiceTargetIn] | None = limited(pb.ServicePlan, "targets", None)
+    escalation_role: str | None = limited(pb.ServicePlan, "escalation_role", None)
+    reason: str = limited(
+        pb.UpdateServicePlanRequest, "reason", "", description="why, for the command log"
+    )
 
 
 class ServiceTargetOut(BaseModel):

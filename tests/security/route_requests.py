@@ -402,6 +402,12 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("POST", "/v1/tenants/{tenant}/emergencyPlans/{emergency_plan}:changeLevel"): lambda w: {
         "json": {"level": 1, "reason": "raised by another village"}
     },
+    ("PATCH", "/v1/tenants/{tenant}/emergencyPlans/{emergency_plan}"): lambda w: {
+        "json": {"display_name": RENAMED, "reason": "renamed by another village"}
+    },
+    ("PATCH", "/v1/tenants/{tenant}/servicePlans/{service_plan}"): lambda w: {
+        "json": {"display_name": RENAMED, "reason": "renamed by another village"}
+    },
     ("POST", "/v1/tenants/{tenant}/servicePlans"): lambda w: {
         "json": service_plan_body(w.a.point, w.a_super.subject)
     },

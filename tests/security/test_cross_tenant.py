@@ -118,6 +118,7 @@ def _plans(w: World, t: str) -> dict[str, str]:
 
 PLAN = "/v1/tenants/{tenant}/emergencyPlans/{emergency_plan}"
 ORDER = "/v1/tenants/{tenant}/serviceOrders/{service_order}"
+SERVICE_PLAN = "/v1/tenants/{tenant}/servicePlans/{service_plan}"
 LAYER = "/v1/tenants/{tenant}/layers/{layer}"
 REPORT = "/v1/tenants/{tenant}/reportTemplates/{report_template}"
 ENTITY = "/v1/tenants/{tenant}/entities/{entity}"
@@ -171,7 +172,7 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("GET", SUBSCRIPTION + ":sync"): Cross(_subscription, {"purpose": PURPOSE}),
     ("GET", "/v1/tenants/{tenant}/datasets/{dataset}"): Cross(_dataset),
     ("GET", PLAN): Cross(_plans),
-    ("GET", "/v1/tenants/{tenant}/servicePlans/{service_plan}"): Cross(_plans),
+    ("GET", SERVICE_PLAN): Cross(_plans),
     ("GET", ORDER): Cross(_plans),
     ("GET", "/ogc/collections/{collection_id}"): Cross(_collection),
     ("GET", "/ogc/collections/{collection_id}/items"): Cross(_collection),
@@ -194,6 +195,8 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("POST", "/v1/tenants/{tenant}/forms/{form}/records"): Cross(_report),
     ("POST", REPORT + ":run"): Cross(_report),
     ("POST", PLAN + ":changeLevel"): Cross(_plans),
+    ("PATCH", PLAN): Cross(_plans),
+    ("PATCH", SERVICE_PLAN): Cross(_plans),
     ("POST", ORDER + ":checkIn"): Cross(_plans),
     ("POST", ORDER + ":checkOut"): Cross(_plans),
     ("POST", "/v1/tenants/{tenant}/apps/{app}/apiKeys"): Cross(_app),
@@ -224,6 +227,8 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("POST", "/v1/tenants/{tenant}/datasets/{dataset}:import"): Cross(_dataset),
     ("DELETE", SUBSCRIPTION): Cross(_subscription),
     ("DELETE", CREDIT_POLICY): Cross(_credit),
+    ("DELETE", PLAN): Cross(_plans),
+    ("DELETE", SERVICE_PLAN): Cross(_plans),
 }
 # Parameters that name where, not what: a route with only these is not in CROSS.
 NOT_IDS = {"tenant", "fmt"}
@@ -463,6 +468,10 @@ def _b_is_unchanged(world: World) -> None:
     assert abs(handler["position"]["longitude"] - world.b.point[0]) < 1e-6, handler
     rule = client.get(f"/v1/tenants/{B}/routingRules/{world.b.rule_id}", headers=who)
     assert rule.status_code == 200, rule.text
+    plan = client.get(f"/v1/tenants/{B}/emergencyPlans/{world.b.emergency_plan_id}", headers=who)
+    assert plan.status_code == 200 and plan.json()["display_name"] != RENAMED, plan.text
+    service = client.get(f"/v1/tenants/{B}/servicePlans/{world.b.service_plan_id}", headers=who)
+    assert service.status_code == 200 and service.json()["display_name"] != RENAMED, service.text
     task = client.get(f"/v1/tenants/{B}/tasks/{world.b.task_id}", headers=who).json()
     assert task["state"] == "waiting" and task["transfers"] == [], task
     rules = client.get(f"/v1/tenants/{B}/routingRules", headers=who).json()["routing_rules"]

@@ -286,6 +286,8 @@ def change_level(
 
 # What an update may change, as the contract names the fields.
 UPDATABLE = ("display_name", "signal", "levels", "location")
+# The reason of the refusal under an active level (the gateway answers 409).
+LEVEL_ACTIVE = "EMERGENCY_LEVEL_ACTIVE"
 # What cannot change under an active level: its response, and what moves it.
 FROZEN_WHILE_ACTIVE = ("levels", "signal")
 
@@ -296,7 +298,9 @@ def check_stood_down(plan: EmergencyPlan, what: str) -> None:
     if plan.current_level != STOOD_DOWN:
         raise FailedPrecondition(
             f"level {plan.current_level} of the plan is active: stand it down first "
-            f"(level 0), then {what}"
+            f"(level 0), then {what}",
+            reason=LEVEL_ACTIVE,
+            metadata={"current_level": str(plan.current_level)},
         )
 
 
