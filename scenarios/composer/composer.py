@@ -405,6 +405,8 @@ class Composer:
             plan = await self._plan_uninstall(village, scenario)
             assert plan.record is not None
             plan.check_digest(expected_plan)
+            if plan.blockers:  # refused before any step, so nothing is left half-way
+                raise PlanBlocked("plan", "; ".join(plan.blockers))
             await self._write_record(plan, plan.record.name, list(plan.actions), complete=False)
             done = await self._run(plan, manifest_source="")
             await self.stubs.catalog.DeleteInstallation(
@@ -480,17 +482,33 @@ class Composer:
         """The plan's steps, kind by kind in order; steps of one kind run together."""
         done: list[Action] = []
         steps = [a for a in plan.actions if a.op not in (Op.KEEP, Op.RELEASE)]
+        verb = "uninstalled" if plan.uninstall else f"{plan.to_version} applied"
+        reason = f"scenario {plan.scenario} {verb} by the scenario composer"
         for _, group in itertools.groupby(steps, key=lambda a: (a.op in (Op.DELETE,), a.kind)):
             batch = list(group)
             done.extend(
-                await asyncio.gather(*(self._step(a, plan.village, plan.settings) for a in batch))
+                await asyncio.gather(
+                    *(self._step(a, plan.village, plan.settings, reason) for a in batch)
+                )
             )
         return tuple(done)
 
-    async def _step(self, action: Action, parent: str, overrides: Mapping[str, Any]) -> Action:
+    async def _step(
+        self, action: Action, parent: str, overrides: Mapping[str, Any], reason: str = ""
+    ) -> Action:
         kind = KINDS[action.kind]
         deleted = False
         try:
+            if action.op == Op.UPDATE and kind.update is not None:
+                assert action.desired is not None
+                made = await kind.update(
+                    self.stubs,
+                    action.name,
+                    action.desired.message,
+                    action.desired.written,
+                    reason,
+                )
+                return _made(action, made)
             if action.op == Op.DELETE or (action.op == Op.REPLACE and kind.delete is not None):
                 assert kind.delete is not None
                 await _unless(kind.delete(self.stubs, action.name), grpc.StatusCode.NOT_FOUND)
@@ -508,11 +526,7 @@ class Composer:
             if deleted and action.previous is not None:
                 raise await self._put_back(action, parent, error) from None
             raise error from None
-        name = getattr(made, "name", "") if made is not None else ""
-        digest = action.digest
-        if made is not None:  # remembered as the component made it (ADR 26's addendum)
-            digest = f"{action.desired.digest}/{seen_digest(made, action.desired.written)}"
-        return Action(**{**action.__dict__, "name": name or action.name, "digest": digest})
+        return _made(action, made)
 
     async def _put_back(self, action: Action, parent: str, error: ApplyError) -> ApplyError:
         """A replace whose create was refused creates the deleted resource again, so the
@@ -548,6 +562,16 @@ def _typed(manifest: Manifest, name: str, value: Any) -> Any:
     ):
         return int(value)
     return value
+
+
+def _made(action: Action, made: Any) -> Action:
+    """The action with the name and digest of what its step made or changed."""
+    assert action.desired is not None
+    name = getattr(made, "name", "") if made is not None else ""
+    digest = action.digest
+    if made is not None:  # remembered as the component made it (ADR 26's addendum)
+        digest = f"{action.desired.digest}/{seen_digest(made, action.desired.written)}"
+    return Action(**{**action.__dict__, "name": name or action.name, "digest": digest})
 
 
 def _named(action: Action, done: Sequence[Action]) -> Action:

@@ -9,9 +9,12 @@ A kind is addressed in one of two ways:
   picks the name. They are found again by the name recorded at install, or else by display name;
   plans are created with a request id derived from the specification, so a retry after
   a lost answer returns the plan the first call made.
-A kind without an update replaces (delete, then create) when it can delete, and
-otherwise cannot be changed in place; a kind without a delete is released, not
-removed, on uninstall (the plan says so).
+A kind with an update is changed in place (an update mask of the fields the manifest
+writes); one without replaces (delete, then create) when it can delete, and otherwise
+cannot be changed in place; a kind without a delete is released, not removed, on
+uninstall (the plan says so). A kind may say when a resource cannot be changed or
+deleted right now (`busy`: an emergency plan with an active level), which the plan
+reports as a blocker before any step runs.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import field_mask_pb2, json_format
 from google.protobuf.message import Message
 
 from grassroots.command.v1 import command_service_pb2 as command_pb
@@ -48,6 +51,9 @@ from services.empower.domain.credit import check_bands
 from services.empower.domain.credit_model import Band
 from services.kit.errors import InvalidArgument
 
+# Why the composer deletes a plan, for the command log (its actor is the composer).
+COMPOSER_REASON = "removed by the scenario composer: the scenario no longer declares it"
+
 
 class Stubs:
     """One stub per service the composer calls, over the kit's channels."""
@@ -69,6 +75,11 @@ class Stubs:
 Lister = Callable[[Stubs, str], Awaitable[list[Any]]]
 Creator = Callable[[Stubs, str, str, Any, str], Awaitable[Any]]
 Deleter = Callable[[Stubs, str], Awaitable[None]]
+# (stubs, name, message, the fields the manifest writes as JSON names, why) -> changed.
+Updater = Callable[[Stubs, str, Any, tuple[str, ...], str], Awaitable[Any]]
+# (current resource, the fields that would change, or None for a delete) -> why it
+# cannot be done now, or None.
+Busy = Callable[[Any, tuple[str, ...] | None], str | None]
 # A component's rule the composer can check before any call: (field, why) or None.
 Checker = Callable[[Any], tuple[str, str] | None]
 
@@ -87,6 +98,8 @@ class Kind:
     delete: Deleter | None = None
     upsert: bool = False  # create again changes it in place
     check: Checker | None = None
+    update: Updater | None = None  # changes it in place, keeping its name
+    busy: Busy | None = None
 
     def name_of(self, parent: str, key: str) -> str:
         return f"{parent}/{self.collection}/{key}"
@@ -229,6 +242,85 @@ async def _create_emergency_plan(
         plans_pb.CreateEmergencyPlanRequest(
             parent=parent, emergency_plan=message, request_id=request_id
         )
+    )
+
+
+def _mask(message: Message, written: tuple[str, ...], allowed: tuple[str, ...]) -> list[str]:
+    """The contract's names of the fields the manifest writes that an update may change."""
+    return [
+        f.name
+        for f in message.DESCRIPTOR.fields
+        if f.name in allowed and (f.name in written or f.json_name in written)
+    ]
+
+
+# What UpdateEmergencyPlan and UpdateServicePlan change (the rest is output only).
+_EMERGENCY_FIELDS = ("display_name", "signal", "levels", "location")
+_SERVICE_FIELDS = (
+    "display_name",
+    "recurrence",
+    "start_time",
+    "visit_minutes",
+    "handler_role",
+    "carers",
+    "max_check_in_distance_meters",
+    "targets",
+    "escalation_role",
+)
+# What an active level freezes: its response, and what moves it.
+_FROZEN_WHILE_ACTIVE = ("levels", "signal")
+
+
+async def _update_emergency_plan(
+    s: Stubs, name: str, message: Any, written: tuple[str, ...], reason: str
+) -> Any:
+    plan = plans_pb.EmergencyPlan()
+    plan.CopyFrom(message)
+    plan.name = name
+    paths = _mask(message, written, _EMERGENCY_FIELDS)
+    return await s.plans.UpdateEmergencyPlan(
+        plans_pb.UpdateEmergencyPlanRequest(
+            emergency_plan=plan, update_mask=field_mask_pb2.FieldMask(paths=paths), reason=reason
+        )
+    )
+
+
+async def _delete_emergency_plan(s: Stubs, name: str) -> None:
+    await s.plans.DeleteEmergencyPlan(
+        plans_pb.DeleteEmergencyPlanRequest(name=name, reason=COMPOSER_REASON)
+    )
+
+
+def _emergency_plan_busy(current: Any, changed: tuple[str, ...] | None) -> str | None:
+    """A plan with an active level keeps its levels and signal, and is not deleted."""
+    if not current.current_level:
+        return None
+    if changed is not None and not set(changed) & set(_FROZEN_WHILE_ACTIVE):
+        return None
+    what = "deleted" if changed is None else f"changed in {', '.join(changed)}"
+    return (
+        f"level {current.current_level} of it is active, so it cannot be {what}: "
+        "stand it down first (level 0), then plan again"
+    )
+
+
+async def _update_service_plan(
+    s: Stubs, name: str, message: Any, written: tuple[str, ...], reason: str
+) -> Any:
+    plan = plans_pb.ServicePlan()
+    plan.CopyFrom(message)
+    plan.name = name
+    paths = _mask(message, written, _SERVICE_FIELDS)
+    return await s.plans.UpdateServicePlan(
+        plans_pb.UpdateServicePlanRequest(
+            service_plan=plan, update_mask=field_mask_pb2.FieldMask(paths=paths), reason=reason
+        )
+    )
+
+
+async def _delete_service_plan(s: Stubs, name: str) -> None:
+    await s.plans.DeleteServicePlan(
+        plans_pb.DeleteServicePlanRequest(name=name, reason=COMPOSER_REASON)
     )
 
 
@@ -377,6 +469,9 @@ KINDS: dict[str, Kind] = {
             _list_emergency_plans,
             _create_emergency_plan,
             keyed=False,
+            delete=_delete_emergency_plan,
+            update=_update_emergency_plan,
+            busy=_emergency_plan_busy,
         ),
         Kind(
             "command.service_plans",
@@ -385,6 +480,8 @@ KINDS: dict[str, Kind] = {
             _list_service_plans,
             _create_service_plan,
             keyed=False,
+            delete=_delete_service_plan,
+            update=_update_service_plan,
         ),
         Kind("empower.forms", forms_pb.Form, "forms", _list_forms, _create_form),
         Kind(

@@ -229,10 +229,11 @@ class Plan:
         return "\n".join(lines)
 
 
-# What replacing a resource its component cannot change or delete means for the village.
+# What replacing a resource its component cannot change or delete means for the village
+# (a notice: a new one is sent; the old one stays with those it reached).
 RELEASED_STAYS = (
-    "a new one is made; the old one stays in the village and keeps working (its component "
-    "cannot change or delete it): stand it down or retire it there"
+    "a new one is made; the old one stays in the village (its component cannot change "
+    "or delete it): retire it there"
 )
 
 
@@ -483,7 +484,11 @@ def diff(
             )
             continue
         previous = None
-        if kind.upsert:
+        why = kind.busy(current, changed) if kind.busy is not None else None
+        if why:
+            blockers.append(f"{kind.name} {key} ({name}): {why}")
+            continue
+        if kind.upsert or kind.update is not None:
             op, note = Op.UPDATE, ""
         elif kind.delete is not None:
             op, note = Op.REPLACE, "the component changes it by delete and create"
@@ -515,6 +520,9 @@ def diff(
             op, note = Op.RELEASE, f"the {r.kind.split('.')[0]} component has no delete; left"
         else:
             op, note = Op.DELETE, ""
+            why = kind.busy(actual[r.kind][r.name], None) if kind.busy is not None else None
+            if why:
+                blockers.append(f"{r.kind} {r.key} ({r.name}): {why}")
         actions.append(Action(op, r.kind, r.key, r.name, r.digest, r.owned, note=note))
     actions.sort(key=_order)
     return Plan(

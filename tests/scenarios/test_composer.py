@@ -7,15 +7,18 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 
 from grassroots.command.v1 import command_service_pb2 as command_pb
+from grassroots.command.v1 import plans_service_pb2 as plans_pb
 from grassroots.empower.v1 import catalog_service_pb2 as catalog_pb
 from grassroots.events.v1 import events_service_pb2 as events_pb
 from scenarios.composer import ApplyError, Composer, ManifestError, Op, PlanBlocked, catalog, parse
 from scenarios.composer.composer import _Acting, composer_principal
 from services.kit import tenancy
+from services.kit.principal import Principal
 from tests.scenarios.harness import XIANGYANG, Platform
 
 PARENT = tenancy.tenant_name(XIANGYANG)
@@ -232,25 +235,101 @@ def test_no_cap_settles_and_later_overrides_merge_with_the_villages(platform: Pl
     platform.composer(work)
 
 
-def test_a_plan_the_component_cannot_change_is_replaced_with_a_warning_it_stays(
+async def _live_plans(composer: Composer) -> list[plans_pb.EmergencyPlan]:
+    with _Acting(composer_principal(XIANGYANG)):
+        listed = await composer.stubs.plans.ListEmergencyPlans(
+            plans_pb.ListEmergencyPlansRequest(parent=PARENT, page_size=1000)
+        )
+    return [p for p in listed.emergency_plans if p.display_name == CROWD_PLAN]
+
+
+async def _change_level(composer: Composer, name: str, level: int) -> plans_pb.EmergencyPlan:
+    """A commander of the village (the composer's own principal holds no dispatch)."""
+    commander = Principal(
+        subject="services/test-commander",
+        tenant=XIANGYANG,
+        kind="service",
+        scopes=frozenset({"command:read", "command:write", "command:dispatch"}),
+    )
+    with _Acting(commander):
+        return await composer.stubs.plans.ChangeEmergencyLevel(
+            plans_pb.ChangeEmergencyLevelRequest(name=name, level=level, reason="the test")
+        )
+
+
+CROWD_PLAN = "Crowd surge at a hotspot (scenario)"
+
+
+def test_a_setting_changes_the_emergency_plan_in_place_leaving_one_live_plan(
     platform: Platform,
 ):
-    """Command has no update or delete for an emergency plan: a setting that changes one
-    makes a new plan, and the plan says loudly that the old one keeps working."""
+    """A setting that feeds the plan changes it where it is: the same plan, the new
+    values, no second plan left dispatching beside it."""
     crowd = catalog.get("crowd-surge")
 
     async def work(composer: Composer) -> None:
         await composer.apply(XIANGYANG, crowd)
         try:
+            [before] = await _live_plans(composer)
             plan = await composer.plan(XIANGYANG, crowd, {"level2_team": "xiangyang_volunteer"})
-            [replaced] = [a for a in plan.actions if a.kind == "command.emergency_plans"]
-            assert replaced.op == Op.REPLACE and "keeps working" in replaced.note
-            assert any(
-                w.startswith("command.emergency_plans crowd-surge-plan: ") and "keeps working" in w
-                for w in plan.warnings
-            ), plan.warnings
-            assert "warning: command.emergency_plans crowd-surge-plan" in plan.render()
+            [changed] = [a for a in plan.actions if a.kind == "command.emergency_plans"]
+            assert (changed.op, changed.name, changed.fields) == (
+                Op.UPDATE,
+                before.name,
+                ("levels",),
+            )
+            assert not plan.warnings or all("keeps working" not in w for w in plan.warnings)
+            assert "~ command.emergency_plans crowd-surge-plan" in plan.render()
+            await composer.apply(XIANGYANG, crowd, {"level2_team": "xiangyang_volunteer"})
+            [after] = await _live_plans(composer)
+            assert after.name == before.name
+            assert after.levels[1].dispatches[0].team == "xiangyang_volunteer"
+            assert (await composer.plan(XIANGYANG, crowd)).empty
+            # Under an active level the levels cannot change: a blocker, before any step.
+            await _change_level(composer, after.name, 2)
+            held = await composer.plan(XIANGYANG, crowd, {"level2_team": "xiangyang_crowd"})
+            assert any("level 2" in b and "stand it down first" in b for b in held.blockers)
+            with pytest.raises(PlanBlocked):
+                await composer.apply(XIANGYANG, crowd, {"level2_team": "xiangyang_crowd"})
+            leaving = await composer.plan_uninstall(XIANGYANG, "crowd-surge")
+            assert any("crowd-surge-plan" in b and "level 2" in b for b in leaving.blockers)
+            with pytest.raises(PlanBlocked):
+                await composer.uninstall(XIANGYANG, "crowd-surge")
+            installed = await composer.show(XIANGYANG, "crowd-surge")
+            assert installed is not None and installed.state == "complete"
+            assert [p.name for p in await _live_plans(composer)] == [after.name]
+            await _change_level(composer, after.name, 0)
         finally:
             await composer.uninstall(XIANGYANG, "crowd-surge")
+
+    platform.composer(work)
+
+
+def test_uninstall_deletes_the_plan_and_a_reinstall_leaves_one_live_plan(platform: Platform):
+    """Uninstalling deletes the plan the scenario made (it can no longer be raised); a
+    reinstall makes one new plan, which the scenario can change again."""
+    crowd = catalog.get("crowd-surge")
+
+    async def work(composer: Composer) -> None:
+        await composer.apply(XIANGYANG, crowd)
+        [first] = await _live_plans(composer)
+        leaving = await composer.plan_uninstall(XIANGYANG, "crowd-surge")
+        assert "- command.emergency_plans crowd-surge-plan" in leaving.render()
+        await composer.uninstall(XIANGYANG, "crowd-surge")
+        assert await _live_plans(composer) == []
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await _change_level(composer, first.name, 2)
+        assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+        await composer.apply(XIANGYANG, crowd)
+        try:
+            [again] = await _live_plans(composer)
+            assert again.name != first.name and again.current_level == 0
+            changed = await composer.apply(XIANGYANG, crowd, {"level2_team": "xiangyang_crowd"})
+            assert changed.state == "complete"
+            assert [p.name for p in await _live_plans(composer)] == [again.name]
+        finally:
+            await composer.uninstall(XIANGYANG, "crowd-surge")
+        assert await _live_plans(composer) == []
 
     platform.composer(work)
