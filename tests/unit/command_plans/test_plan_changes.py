@@ -385,3 +385,34 @@ async def test_another_village_cannot_change_or_delete_a_service_plan(command):
         pb.GetServicePlanRequest(name=plan.name), metadata=who(XINGMING)
     )
     assert got == plan
+
+
+def test_a_database_made_before_deletes_gains_the_column_at_start(tmp_path):
+    """A plans file from before plans could be deleted opens, its plans live."""
+    import sqlite3
+
+    from services.command.store.plans_sqlite import SqlitePlansStore
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE emergency_plans (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, "
+            "signal TEXT NOT NULL, version INTEGER NOT NULL, create_us BIGINT NOT NULL, "
+            "body TEXT NOT NULL)"
+        )
+        conn.execute(
+            "CREATE TABLE service_plans (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, "
+            "next_us BIGINT, version INTEGER NOT NULL, create_us BIGINT NOT NULL, "
+            "body TEXT NOT NULL)"
+        )
+    store = SqlitePlansStore(path)
+    try:
+        for table in ("emergency_plans", "service_plans"):
+            columns = store.db.run_sync(
+                lambda conn, table=table: [
+                    r[1] for r in conn.execute(f"PRAGMA table_info({table})")
+                ]
+            )
+            assert "delete_us" in columns
+    finally:
+        store.close()
