@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.ngsi_ld.problems import bad_request
+from gateway.schemas.common import rfc3339_time
+from services.kit.errors import InvalidArgument
 
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
 URN_PREFIX = "urn:ngsi-ld:"
@@ -92,17 +94,12 @@ def unit_code(symbol: str) -> str:
 
 
 def parse_time(text: object, field_name: str) -> datetime:
-    if not isinstance(text, str):
-        raise bad_request(f"{field_name}: must be a date-time text")
+    """A DateTime as the REST API reads every time (`rfc3339_time`: an offset, `Z` in
+    NGSI-LD's examples, is required), refused in NGSI-LD's problem shape."""
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise bad_request(f"{field_name}: {text!r} is not an ISO 8601 date-time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    if not 1000 <= moment.year <= 8999:
-        raise bad_request(f"{field_name}: out of range")
-    return moment.astimezone(UTC)
+        return rfc3339_time(text, field_name)
+    except InvalidArgument as exc:
+        raise bad_request(f"{field_name}: {exc.violations[0].description}") from None
 
 
 def iso(moment: datetime) -> str:

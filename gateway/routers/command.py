@@ -50,7 +50,7 @@ from gateway.schemas.command import (
     UnroutedOut,
     WorkloadOut,
 )
-from gateway.schemas.common import GeoPointIn, GeoPointOut
+from gateway.schemas.common import GeoPointIn, GeoPointOut, Rfc3339Time
 from gateway.schemas.contract import query
 from grassroots.command.v1 import command_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
@@ -485,8 +485,8 @@ async def list_tasks(
             description="tenants/{tenant}/emergencyPlans/{id}: the tasks the plan's levels opened",
         ),
     ] = None,
-    created_from: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
-    created_before: Annotated[datetime | None, Query(description="RFC 3339, exclusive")] = None,
+    created_from: Annotated[Rfc3339Time | None, Query(description="inclusive")] = None,
+    created_before: Annotated[Rfc3339Time | None, Query(description="exclusive")] = None,
     order_by: Annotated[
         str,
         query(
@@ -516,9 +516,9 @@ async def list_tasks(
     }
     parts = [f'{k} = "{quote(v)}"' for k, v in terms.items() if v]
     if created_from is not None:
-        parts.append(f'create_time >= "{time_filter(created_from, "created_from")}"')
+        parts.append(f'create_time >= "{time_filter(created_from)}"')
     if created_before is not None:
-        parts.append(f'create_time < "{time_filter(created_before, "created_before")}"')
+        parts.append(f'create_time < "{time_filter(created_before)}"')
     text = " AND ".join(parts)
     rpc = _stub(request).ListTasks(
         pb.ListTasksRequest(

@@ -27,6 +27,7 @@ from gateway.paths import (
     tenant_filter,
     time_filter,
 )
+from gateway.schemas.common import Rfc3339Time
 from gateway.schemas.contract import query
 from gateway.schemas.events import (
     REQUEST_ID_PATTERN,
@@ -342,9 +343,9 @@ def _filter_text(
 ) -> str:
     parts = [f'{name} = "{quote(value)}"' for name, value in terms.items() if value is not None]
     if created_from is not None:
-        parts.append(f'create_time >= "{time_filter(created_from, "created_from")}"')
+        parts.append(f'create_time >= "{time_filter(created_from)}"')
     if created_before is not None:
-        parts.append(f'create_time < "{time_filter(created_before, "created_before")}"')
+        parts.append(f'create_time < "{time_filter(created_before)}"')
     if text:
         parts.append(f'description : "{quote(text)}"')
     return " AND ".join(parts)
@@ -364,8 +365,8 @@ async def list_events(
         str | None,
         Query(alias="parent", description="the parts of this joint application (an event id)"),
     ] = None,
-    created_from: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
-    created_before: Annotated[datetime | None, Query(description="RFC 3339, exclusive")] = None,
+    created_from: Annotated[Rfc3339Time | None, Query(description="inclusive")] = None,
+    created_before: Annotated[Rfc3339Time | None, Query(description="exclusive")] = None,
     q: Annotated[str | None, Query(max_length=200, description="words in the description")] = None,
     order: Literal["newest", "oldest"] = "newest",
     page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -404,8 +405,8 @@ async def event_statistics(
     grid_cell: Annotated[str | None, Query(max_length=64)] = None,
     village: Village = None,
     category: Annotated[str | None, query(pb.Event, "category")] = None,
-    created_from: Annotated[datetime | None, Query()] = None,
-    created_before: Annotated[datetime | None, Query()] = None,
+    created_from: Annotated[Rfc3339Time | None, Query(description="inclusive")] = None,
+    created_before: Annotated[Rfc3339Time | None, Query(description="exclusive")] = None,
 ) -> EventStatisticsOut:
     """Counts by state, category, grid cell and day; SLA breach rate; time to resolve."""
     terms = {

@@ -29,13 +29,13 @@ from pydantic import BaseModel
 
 from gateway.auth import access, call_metadata, calls, public_or_access
 from gateway.errors import ApiError, call
+from gateway.schemas.common import rfc3339_time
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.kit import limits, tenancy
 from services.kit.errors import InvalidArgument
 from services.kit.filtering import quote
 from services.kit.principal import Principal
-from services.kit.timestamps import parse_time
 
 FORMATS = ("json", "xml")
 JSON_TYPE = "application/json; charset=utf-8"
@@ -508,7 +508,7 @@ def _moment(text: str | None, field: str) -> datetime | None:
     # A "+" left unencoded in a query string arrives as a space; no w3 date has one.
     value = text.strip().replace(" ", "+")
     try:
-        return parse_time(value, field, what="a w3 date-time")
+        return rfc3339_time(value, field)
     except InvalidArgument as exc:
         raise Open311Error.of(400, field, exc.violations[0].description) from None
 

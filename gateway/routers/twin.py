@@ -17,13 +17,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gateway.auth import access, call_metadata, calls
 from gateway.errors import ApiError, call
 from gateway.paths import TenantId, parent, rest_path
+from gateway.schemas.common import Rfc3339Time
 from gateway.schemas.twin import ENTITY_ID, EntityCreate, ModelCreate, RuleCreate, TelemetryIn
 from gateway.telemetry_ingests import TelemetryIngests, answer, message_of
 from grassroots.twin.v1 import twin_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
 from services.kit.errors import FieldViolation
 from services.kit.principal import Principal
-from services.kit.timestamps import parse_time
 
 router = APIRouter(prefix="/v1/tenants/{tenant}", tags=["twin"])
 Who = Annotated[Principal, Security(access("twin"))]
@@ -182,12 +182,8 @@ async def query_history(
     property: Annotated[
         str, Query(max_length=63, description="the property, e.g. level_cm (required)")
     ] = "",
-    start_time: Annotated[
-        str, Query(max_length=40, description="RFC 3339, inclusive (required)")
-    ] = "",
-    end_time: Annotated[
-        str, Query(max_length=40, description="RFC 3339, exclusive (required)")
-    ] = "",
+    start_time: Annotated[Rfc3339Time | None, Query(description="inclusive (required)")] = None,
+    end_time: Annotated[Rfc3339Time | None, Query(description="exclusive (required)")] = None,
     entity: Annotated[list[str] | None, Query(max_length=100, description="entity ids")] = None,
     entity_type: Annotated[str, Query(max_length=63, description="only this model")] = "",
     bbox: Annotated[
@@ -208,8 +204,8 @@ async def query_history(
         entities=[_entity_name(tenant, e) for e in entity or []],
         entity_type=entity_type,
         property=property,
-        start_time=_timestamp(start_time, "start_time") if start_time else None,
-        end_time=_timestamp(end_time, "end_time") if end_time else None,
+        start_time=_timestamp(start_time) if start_time else None,
+        end_time=_timestamp(end_time) if end_time else None,
         page_size=page_size,
         page_token=page_token,
     )
@@ -227,8 +223,7 @@ def _matches(pattern: str, value: str) -> bool:
     return re.match(pattern, value) is not None
 
 
-def _timestamp(text: str, field: str) -> Timestamp:
-    moment: datetime = parse_time(text, field)
+def _timestamp(moment: datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(moment)
     return ts

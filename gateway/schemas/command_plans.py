@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.schemas.common import GeoPointIn, GeoPointOut
+from gateway.schemas.common import GeoPointIn, GeoPointOut, Rfc3339Time
 from gateway.schemas.contract import item, limited
 from grassroots.command.v1 import plans_service_pb2 as pb
 
@@ -186,8 +186,7 @@ class ServicePlanCreate(_In):
         description="iCalendar RRULE, DAILY or coarser, in China Standard Time",
         examples=["FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0"],
     )
-    # JSON carries times as text: this field alone parses, the rest stay strict.
-    start_time: datetime = Field(..., strict=False, description="DTSTART, RFC 3339")
+    start_time: Rfc3339Time = Field(..., description="DTSTART")
     visit_minutes: int = limited(pb.ServicePlan, "visit_minutes", 60)
     handler_role: str = limited(pb.ServicePlan, "handler_role", "carer")
     carers: list[Annotated[str, item(pb.ServicePlan, "carers")]] = limited(
@@ -217,7 +216,7 @@ class ServicePlanPatch(_In):
 
     display_name: str | None = limited(pb.ServicePlan, "display_name", None)
     recurrence: str | None = limited(pb.ServicePlan, "recurrence", None)
-    start_time: datetime | None = Field(None, strict=False, description="DTSTART, RFC 3339")
+    start_time: Rfc3339Time | None = Field(None, description="DTSTART")
     visit_minutes: int | None = limited(pb.ServicePlan, "visit_minutes", None)
     handler_role: str | None = limited(pb.ServicePlan, "handler_role", None)
     carers: list[Annotated[str, item(pb.ServicePlan, "carers")]] | None = limited(

@@ -7,10 +7,11 @@ the consumer registered, the expiry within three years) and names the field at f
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.schemas.common import Rfc3339Time
 from gateway.schemas.contract import limited
 from grassroots.empower.v1 import credit_service_pb2 as pb
 
@@ -67,7 +68,7 @@ class CreditConsentCreate(BaseModel):
         pb.CreditConsent, "consumer", description="the app that may read: tenants/{t}/apps/{a}"
     )
     purpose: str = limited(pb.CreditConsent, "purpose", examples=["loan_assessment"])
-    expire_time: Annotated[AwareDatetime, Field(strict=False)]
+    expire_time: Rfc3339Time
     request_id: str = limited(pb.CreateCreditConsentRequest, "request_id")
 
 
