@@ -149,6 +149,8 @@ async def assemble(settings: CommandSettings) -> Command:
         handlers=lambda tenant, role: store.candidates([tenant], role, ""),
         follow_plan=desk.follow_plan,
     )
+    # Escalations that find nobody are decisions of the command log too.
+    desk.log_entries = plans.store.append_log
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(scheduler.run(stop)),

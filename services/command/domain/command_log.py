@@ -29,6 +29,10 @@ ORDER_CHECKED_IN = "service_order.checked_in"
 ORDER_CHECKED_OUT = "service_order.checked_out"
 CHECK_IN_REFUSED = "service_order.check_in_refused"
 ORDER_ESCALATED = "service_order.escalated"
+# A task's SLA breach that found nobody to take it: at the top of escalation, or a
+# reassignment with no free handler at the level above.
+TASK_ESCALATION_STOPPED = "task.escalation_stopped"
+TASK_NOT_REASSIGNED = "task.not_reassigned"
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from services.command.domain import plan_tasks, routing, sla
+from services.command.domain import command_log, plan_tasks, routing, sla
 from services.command.domain.dispatch import Roster, choose
 from services.command.domain.emergency import STOOD_DOWN, EmergencyPlan
 from services.command.domain.model import (
@@ -94,9 +94,12 @@ class CommandDesk:
         roster_seconds: float = 2.0,
         on_breach: Callable[[str], None] = lambda deadline: None,
         roads: RoadsPort | None = None,
+        log_entries: Callable[[Sequence[command_log.LogEntry]], Awaitable[None]] | None = None,
     ) -> None:
-        """`on_breach(deadline)` hears of each SLA deadline missed (response, resolution)."""
+        """`on_breach(deadline)` hears of each SLA deadline missed (response, resolution);
+        `log_entries` appends to the command log (escalations that found nobody)."""
         self.store = store
+        self.log_entries = log_entries
         self.on_breach = on_breach
         self.roads = roads
         # Candidates per routing target, kept for `roster_seconds` and counted forward
@@ -312,7 +315,7 @@ class CommandDesk:
         plan's dispatch sends different people: the holders of the item's other slots
         are passed over. A plan task naming no role or team is for a desk to hand on:
         dispatch offers it to nobody."""
-        if task.emergency_plan and not (task.routing.handler_role or task.routing.team):
+        if not _offerable(task):  # unrouted: waits for a desk, whoever holds no role
             return None
         key = (
             tuple(tenants or task.candidate_tenants or (task.village,)),
@@ -500,6 +503,8 @@ class CommandDesk:
         _check_text("reason", reason, required=True)
         task = await self.get_task(principal, tenant, task_id)
         check(principal, task, Move.TRANSFER)
+        if handler and handler == task.handler:
+            raise InvalidArgument.field("handler", f"{handler[:80]!r} holds the task already")
         now = self.clock()
         record = Transfer(task.handler, handler, reason, now, principal.subject)
         moved = replace(task, transfers=(*task.transfers, record))
@@ -802,6 +807,7 @@ class CommandDesk:
         escalated = replace(task, escalations=(*task.escalations, timer.id))
         facts = ["escalated"]
         schedule: list[Timer] = []
+        stopped: tuple[str, str] | None = None
         if target is not None:
             level = task.escalation_level + 1
             escalated = replace(escalated, escalation_level=level, escalated_to=target)
@@ -819,13 +825,36 @@ class CommandDesk:
                     escalated = offered
                     facts.append("offered")
                     schedule.append(sla.offer_timer(offered))
+                else:
+                    kept = f"it stays with {task.handler}" if task.handler else "it still waits"
+                    stopped = (
+                        command_log.TASK_NOT_REASSIGNED,
+                        f"{why}; nobody at {target} is free to take it, {kept}",
+                    )
             if timer.kind == sla.RESOLUTION_DUE and task.resolution_sla is not None:
                 schedule += sla.deadline_timers(
                     escalated, sla.RESOLUTION_DUE, now, task.resolution_sla, level
                 )
+        else:
+            top = task.escalated_to or task.village
+            stopped = (
+                command_log.TASK_ESCALATION_STOPPED,
+                f"{why}; escalation stops at {top}: nobody above it takes the task",
+            )
         log.info("task %s escalated to %s: %s", task.id, target or "(top)", why)
         cancel = self._offer_timer_ids(task) if "offered" in facts else []
-        await self._save(task, escalated, facts, schedule, cancel)
+        saved = await self._save(task, escalated, facts, schedule, cancel)
+        if stopped is not None and self.log_entries is not None:
+            action, reason = stopped
+            entry = command_log.LogEntry(
+                saved.tenant, now, f"sla:{timer.kind}", action, saved.name, reason
+            )
+            try:
+                await self.log_entries([entry])
+            except Exception:  # the task moved on; the log line below still says it
+                log.warning("command log entry for task %s not written", task.id)
+        if stopped is not None:
+            log.info("task %s: %s", task.id, stopped[1])
 
     # ---- queries ------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ A routed task gets a response deadline (offer to acceptance) and a resolution de
 (creation to resolution) from its rule. Each deadline is a timer row with an at-risk
 timer at 80% of it, so nothing depends on a process staying up. A breach escalates one
 level up the tenant tree (village -> town -> district) and starts the next period, so
-a task left alone climbs until someone acts or it reaches the top.
+a task left alone climbs until someone acts or it reaches the district, where it stops:
+the city above the districts runs no desk that takes a village's work.
 """
 
 from __future__ import annotations
@@ -82,9 +83,15 @@ def status(task: Task, now: datetime) -> SlaStatus:
     return SlaStatus.ON_TRACK
 
 
+# The highest node a task escalates to: the district (`sh/jiading`), two levels down
+# the tree from the city.
+TOP_DEPTH = 2
+
+
 def escalation_target(task: Task) -> str | None:
-    """The tenant one level above where the task stands now; None at the top."""
+    """The tenant one level above where the task stands now; None at the district or
+    above it (the top of escalation)."""
     current = task.escalated_to or task.village
-    if "/" not in current:
+    if current.count("/") + 1 <= TOP_DEPTH:
         return None
     return current.rsplit("/", 1)[0]
