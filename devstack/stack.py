@@ -235,7 +235,8 @@ class StackConfig:
             if process == "events":
                 defaults[prefix + "DATABASE"] = str(self.data_dir / "events.sqlite3")
                 defaults["GRASSROOTS_EVENTS_SEAL_KEYS"] = shared["GRASSROOTS_EVENTS_SEAL_KEYS"]
-            for peer in COMPONENTS[process].peers:
+            row = COMPONENTS[process]
+            for peer in (*row.peers, *row.request_peers):
                 wiring[f"{prefix}{peer.upper()}_ADDRESS"] = self.address(peer)
         env.update(defaults)
         env.update({k: v for k, v in os.environ.items() if k.startswith("GRASSROOTS_")})

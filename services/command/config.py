@@ -22,6 +22,12 @@ class CommandSettings(ServiceSettings):
     events_address: str = Field(
         ..., min_length=1, description="host:port of the events service (moves events along)"
     )
+    empower_address: str = Field(
+        "",
+        description="host:port of the empower service, whose identity says that the user a "
+        "handler profile or a transfer names exists at the tenant or above; empty checks no "
+        "user (only for running the command service alone)",
+    )
     map_address: str = Field(
         "",
         description="host:port of the map service, for distances by road over each village's "

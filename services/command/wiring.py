@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from services.command.domain.service import CommandDesk
 from services.command.domain.timers import Scheduler
 from services.command.events_client import EventsClient
 from services.command.intake import EventSync, Intake
+from services.command.people_client import IdentityPeople
 from services.command.plans import SERVICE_NAME as PLANS_SERVICE_NAME
 from services.command.plans import Plans, assemble_plans
 from services.command.relay import STREAM, command_relay
@@ -29,6 +31,7 @@ from services.kit.map_layers import follow_map_notices
 from services.kit.outbox_relay import OutboxRelay
 
 RELAY_LEASE = "command.outbox-relay"
+log = logging.getLogger("grassroots.command")
 
 
 def check_backend(settings: CommandSettings) -> None:
@@ -94,6 +97,13 @@ async def assemble(settings: CommandSettings) -> Command:
         if settings.map_address
         else None
     )
+    people = (
+        IdentityPeople(settings.empower_address, settings.call_timeout_seconds)
+        if settings.empower_address
+        else None
+    )
+    if people is None:
+        log.warning("no empower address: handler profiles' users are not checked in identity")
     notices = await follow_map_notices(settings.bus_url, bus, roads.on_notice) if roads else None
     desk = CommandDesk(
         store,
@@ -104,6 +114,7 @@ async def assemble(settings: CommandSettings) -> Command:
         on_breach=metrics.record_sla_breach,
         clock=clock,
         roads=roads,
+        people=people,
     )
     # Several members read the group at once, so one report waiting on the store does
     # not hold up the next; each delivery still goes to exactly one of them.
@@ -167,6 +178,8 @@ async def assemble(settings: CommandSettings) -> Command:
             await notices.stop()
         if roads is not None:
             await roads.close()
+        if people is not None:
+            await people.close()
 
     servicer, add = plans.registration()
     component = build_component(

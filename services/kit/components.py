@@ -21,6 +21,9 @@ class Component:
     service_names: tuple[str, ...]
     # Components it calls; each is configured as GRASSROOTS_<NAME>_<PEER>_ADDRESS.
     peers: tuple[str, ...] = ()
+    # Components it calls only while answering requests, never at start, which may start
+    # after it (both call each other); configured like `peers`.
+    request_peers: tuple[str, ...] = ()
 
     @property
     def summary(self) -> str:
@@ -55,6 +58,8 @@ COMPONENTS: dict[str, Component] = {
             9103,
             ("grassroots.command.v1.CommandService", "grassroots.command.v1.PlansService"),
             ("events", "map"),
+            # Identity: the users handler profiles name.
+            ("empower",),
         ),
         Component("twin", 50054, 9104, ("grassroots.twin.v1.TwinService",), ("events", "map")),
         Component(

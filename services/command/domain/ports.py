@@ -155,3 +155,12 @@ class RoadsPort(Protocol):
         """The village's road network, or None where it keeps no road layer (or the map
         cannot be reached: dispatch then measures in straight lines)."""
         ...
+
+
+class PeoplePort(Protocol):
+    """Identity (the empower service), read as the command service itself."""
+
+    async def tenants_of(self, subtree: str, users: Sequence[str]) -> dict[str, str]:
+        """The tenant node of each user subject (`users/{id}`) that exists in `subtree`
+        and is not disabled, in one call; users missing from the answer are unknown there."""
+        ...

@@ -39,6 +39,7 @@ from services.command.domain.ports import (
     EventsPort,
     Fact,
     NewTask,
+    PeoplePort,
     RoadsPort,
 )
 from services.command.domain.task_order import NEWEST_FIRST, TaskOrder
@@ -95,11 +96,15 @@ class CommandDesk:
         on_breach: Callable[[str], None] = lambda deadline: None,
         roads: RoadsPort | None = None,
         log_entries: Callable[[Sequence[command_log.LogEntry]], Awaitable[None]] | None = None,
+        people: PeoplePort | None = None,
     ) -> None:
         """`on_breach(deadline)` hears of each SLA deadline missed (response, resolution);
         `log_entries` appends to the command log (escalations that found nobody)."""
         self.store = store
         self.log_entries = log_entries
+        # Identity: a profile or a transfer names a user who must exist at the tenant or
+        # above (None only where no identity service runs: the domain's own tests).
+        self.people = people
         self.on_breach = on_breach
         self.roads = roads
         # Candidates per routing target, kept for `roster_seconds` and counted forward
@@ -124,9 +129,34 @@ class CommandDesk:
     async def create_handler(self, principal: Principal, profile: HandlerProfile) -> HandlerProfile:
         if not principal.can_see(profile.tenant):
             raise NotFound(f"tenant {profile.tenant!r} not found")
+        # Before the store's duplicate check: a 409 must not tell another village's
+        # user has a profile.
+        await self.check_users(profile.tenant, [profile.user], "handler_profile.user", principal)
         made = replace(profile, create_time=self.clock(), open_tasks=0, last_assigned=None)
         self._rosters.clear()
         return await self.store.create_handler(made)
+
+    async def check_users(
+        self, tenant: str, users: Sequence[str], field: str, principal: Principal | None = None
+    ) -> None:
+        """Every user exists in identity, enabled, at `tenant` or a node above it (a handler
+        of this village or above), and, given the caller, within the caller's subtree.
+        One call to identity for all of them. An unknown user and one elsewhere get the
+        same answer, so the answer tells nothing of other villages' people."""
+        if self.people is None or not users:
+            return
+        found = await self.people.tenants_of(tenant.split("/")[0], users)
+        above = routing.ancestors(tenant)
+        for user in users:
+            home = found.get(user)
+            if (
+                home is None
+                or home not in above
+                or (principal is not None and not principal.can_see(home))
+            ):
+                raise InvalidArgument.field(
+                    field, f"{user[:80]!r} is not a user of {tenant} or above that you manage"
+                )
 
     async def get_handler(
         self, principal: Principal, tenant: str, handler_id: str
@@ -439,6 +469,7 @@ class CommandDesk:
                 raise InvalidArgument.field(
                     "handler", f"{handler[:80]!r} is not a handler of {facts.tenant} or above"
                 )
+            await self.check_users(facts.tenant, [handler], "handler")
         task = await self.dispatch(facts)
         if handler and task.handler != handler:
             task = await self.transfer(
@@ -514,6 +545,7 @@ class CommandDesk:
                 raise InvalidArgument.field(
                     "handler", f"{handler[:80]!r} is not a handler of {task.village} or above"
                 )
+            await self.check_users(task.village, [handler], "handler")
             offered = replace(
                 moved,
                 state=TaskState.OFFERED,
