@@ -9,6 +9,7 @@ and out only by the carer it was given to.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -411,7 +412,8 @@ class PlansDesk:
         now = self.clock()
         # iCalendar times are whole seconds: DTSTART keeps none of a timestamp's fraction.
         definition = replace(definition, start_time=definition.start_time.replace(microsecond=0))
-        first = service_orders.validate(definition, now)
+        # Off the loop: a rule's first occurrence can take a few hundred milliseconds.
+        first = await asyncio.to_thread(service_orders.validate, definition, now)
         plan = ServicePlan(new_id("sp"), parent, definition, now, first)
         key = None
         if request_id:

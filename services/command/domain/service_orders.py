@@ -31,6 +31,13 @@ LOCAL_TIME = ZoneInfo("Asia/Shanghai")
 # Visits are planned by the day or coarser: an hourly rule over a thousand residents
 # would bury the carers, and is almost always a typo for DAILY.
 ALLOWED_FREQUENCIES = {DAILY: "DAILY", WEEKLY: "WEEKLY", MONTHLY: "MONTHLY", YEARLY: "YEARLY"}
+# A plan starts in this century and within ten years of being saved; rules are evaluated
+# from their start, so an earlier one only costs time (and reads old local times).
+EARLIEST_START = datetime(2000, 1, 1, tzinfo=LOCAL_TIME)
+LATEST_START_AHEAD = timedelta(days=3653)
+MAX_INTERVAL = 1000
+# The Gregorian calendar, weekdays included, repeats every 400 years.
+_CALENDAR_CYCLE_YEARS = 400
 MAX_TARGETS = 2000
 MAX_CARERS = 500
 MAX_DISTANCE_M = 5000.0
@@ -132,6 +139,37 @@ def _rule(recurrence: str, start: datetime) -> rrule:
     return rule
 
 
+def _ever_fires(rule: rrule) -> bool:
+    """Whether the rule's pattern matches any day at all, ignoring COUNT and UNTIL.
+
+    dateutil looks for a rule's next occurrence period by period up to the year 9999,
+    so a rule no day satisfies (30 February; BYMONTH=3 with INTERVAL=12 from January)
+    would take seconds. Moved forward by whole 400-year cycles of its own interval, the
+    rule keeps its pattern (same calendar, same phase) and has at most one cycle left
+    to look through: about 146,000 periods however the rule is written.
+    """
+    step = _CALENDAR_CYCLE_YEARS * rule._interval
+    start = rule._dtstart
+    cycles = max(0, (datetime.max.year - 1 - start.year) // step)
+    probe = rule.replace(
+        dtstart=start.replace(year=start.year + cycles * step), count=None, until=None
+    )
+    return probe.after(probe._dtstart, inc=True) is not None
+
+
+def _shape_problems(rule: rrule) -> list[str]:
+    """What makes a parsed rule unfit for visits: too often, too sparse to evaluate."""
+    problems = []
+    if rule._freq not in ALLOWED_FREQUENCIES:
+        problems.append("FREQ must be DAILY, WEEKLY, MONTHLY or YEARLY for visits")
+    # dateutil fills BYHOUR, BYMINUTE and BYSECOND from the start when they are absent.
+    if any(len(part or ()) > 1 for part in (rule._byhour, rule._byminute, rule._bysecond)):
+        problems.append("at most one visit a day: one BYHOUR and one BYMINUTE value")
+    if rule._interval > MAX_INTERVAL:
+        problems.append(f"INTERVAL must be at most {MAX_INTERVAL}")
+    return problems
+
+
 def first_occurrence(recurrence: str, start: datetime, after: datetime) -> datetime | None:
     """The first occurrence at or after `after` (UTC-aware), or None when none is left."""
     found = _rule(recurrence, start).after(after, inc=True)
@@ -167,24 +205,30 @@ def validate(
         problems.append(FieldViolation(prefix + "escalation_role", "at most 64 characters"))
     first: datetime | None = None
     field_name = prefix + "recurrence"
+    start = definition.start_time
+    start_ok = EARLIEST_START <= start <= now + LATEST_START_AHEAD
+    if not start_ok:
+        problems.append(
+            FieldViolation(
+                prefix + "start_time",
+                f"must be from {EARLIEST_START.date().isoformat()} and at most ten years ahead",
+            )
+        )
     if not definition.recurrence.strip():
         problems.append(FieldViolation(field_name, "is required, for example FREQ=WEEKLY;BYDAY=MO"))
     elif len(definition.recurrence) > 500:
         problems.append(FieldViolation(field_name, "at most 500 characters"))
-    else:
+    elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in definition.recurrence):
+        problems.append(FieldViolation(field_name, "one line without control characters"))
+    elif start_ok:
         try:
-            rule = _rule(definition.recurrence, definition.start_time)
-            frequency = rule._freq  # dateutil exposes no public getter
-            if frequency not in ALLOWED_FREQUENCIES:
-                problems.append(
-                    FieldViolation(
-                        field_name, "FREQ must be DAILY, WEEKLY, MONTHLY or YEARLY for visits"
-                    )
-                )
-            else:
-                first = first_occurrence(
-                    definition.recurrence, definition.start_time, max(now, definition.start_time)
-                )
+            rule = _rule(definition.recurrence, start)
+            shape = _shape_problems(rule)
+            problems.extend(FieldViolation(field_name, text) for text in shape)
+            if not shape:
+                # The pattern first: a rule no day satisfies is found without a long search.
+                if _ever_fires(rule):
+                    first = first_occurrence(definition.recurrence, start, max(now, start))
                 if first is None:
                     problems.append(
                         FieldViolation(

@@ -106,8 +106,17 @@ async def test_a_plan_names_its_first_occurrence_in_shanghai_time(command):
         ("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", "never fires"),
         ("FREQ=FORTNIGHTLY", "is not an iCalendar RRULE"),
         ("FREQ=HOURLY", "FREQ must be DAILY"),
-        ("DTSTART:20311201T010000Z\nRRULE:FREQ=DAILY", "is not an iCalendar RRULE"),
+        ("DTSTART:20311201T010000Z\nRRULE:FREQ=DAILY", "one line without control characters"),
+        ("FREQ=DAILY\n", "one line without control characters"),
         ("", "is required"),
+        # No day satisfies these: found from the pattern, not by searching to the year 9999.
+        ("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30", "never fires"),
+        ("FREQ=DAILY;COUNT=3;BYMONTH=2;BYMONTHDAY=30", "never fires"),
+        ("FREQ=MONTHLY;INTERVAL=12;BYMONTH=3", "never fires"),  # the start is in December
+        # DAILY or coarser means at most one visit a day.
+        ("FREQ=DAILY;BYHOUR=0,6,12,18;BYMINUTE=0", "at most one visit a day"),
+        ("FREQ=DAILY;BYHOUR=9;BYMINUTE=0,15,30,45", "at most one visit a day"),
+        ("FREQ=WEEKLY;INTERVAL=100000", "INTERVAL must be at most"),
     ],
 )
 async def test_an_rrule_that_never_fires_or_does_not_parse_is_refused_on_recurrence(
@@ -123,6 +132,39 @@ async def test_an_rrule_that_never_fires_or_does_not_parse_is_refused_on_recurre
         pb.ListServicePlansRequest(parent=PARENT), metadata=who(XINGMING)
     )
     assert not listed.service_plans
+
+
+async def test_a_rule_no_day_satisfies_is_refused_at_once_while_other_calls_go_on(command):
+    """dateutil alone searched such a rule to the year 9999: 8.7 s of the service's loop,
+    in which every other call waited."""
+    refused = asyncio.ensure_future(
+        create(command, weekly_plan("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30"))
+    )
+    started = asyncio.get_running_loop().time()
+    listed = await command.stub.ListServicePlans(
+        pb.ListServicePlansRequest(parent=PARENT), metadata=who(XINGMING)
+    )
+    assert not listed.service_plans
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await refused
+    assert "never fires" in failure_of(info.value).violations[0].description
+    assert asyncio.get_running_loop().time() - started < 5.0
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        datetime(1000, 1, 1, tzinfo=UTC),
+        datetime(1999, 12, 31, tzinfo=UTC),
+        datetime(9999, 1, 1, tzinfo=UTC),
+    ],
+)
+async def test_a_start_before_2000_or_more_than_ten_years_ahead_is_refused(command, start):
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await create(command, weekly_plan(start=start))
+    failure = failure_of(info.value)
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in failure.violations] == ["service_plan.start_time"]
 
 
 async def test_other_bad_fields_are_named_together(command):
