@@ -105,8 +105,8 @@ class OccurrenceTimers(Protocol):
     async def forget(
         self, plan_id: str, occurrence: datetime | None, missed: Sequence[datetime] = ()
     ) -> None:
-        """Cancel the timer of an occurrence no longer next (the plan changed or was
-        deleted) and the escalation checks of `missed` occurrences."""
+        """Cancel the timers of a deleted plan: its next occurrence's and the escalation
+        checks of `missed` occurrences."""
         ...
 
     async def escalate_after(self, plan: ServicePlan, occurrence: datetime) -> None:
@@ -465,7 +465,7 @@ class PlansDesk:
     ) -> ServicePlan:
         """Change the fields in `changes` (domain attribute names), checked as a create is.
         Orders already made keep what they were made with; the next occurrence follows
-        the new rule (its timer moves with it). Nothing changed writes nothing."""
+        the new rule (a timer is scheduled for it). Nothing changed writes nothing."""
         reason = _check_reason(reason)
         plan = await self.get_service_plan(principal, tenant, plan_id)
         now = self.clock()
@@ -501,7 +501,9 @@ class PlansDesk:
             raise NotFound(f"service plan {plan_id!r} not found")
         old = before[0].next_occurrence if before else None
         if self.occurrences is not None and stored.next_occurrence != old:
-            await self.occurrences.forget(stored.id, old)
+            # The old occurrence's timer is left: firing, it finds nothing due and
+            # schedules the plan's next again (ids are idempotent), whereas a cancelled
+            # id could never be scheduled again should the plan move back to it.
             await self.occurrences.schedule(stored)
         return stored
 

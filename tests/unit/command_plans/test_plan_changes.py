@@ -243,13 +243,14 @@ async def test_a_service_plan_update_changes_future_orders_and_moves_its_timer(c
     assert changed.recurrence == given.recurrence and changed.visit_minutes == 30
     assert changed.next_occurrence_time.ToDatetime(tzinfo=UTC) == tuesday
     assert changed.display_name == plan.display_name and len(changed.targets) == 3
-    # The Monday timer is cancelled; the Tuesday one waits.
-    old = await command.timers.get_timer(f"plans.occurrence/{plan_id}/{us(so.START)}")
-    assert old is not None and old.cancelled
+    # A Tuesday timer waits; the Monday one, firing, makes nothing.
     new = await command.timers.get_timer(f"plans.occurrence/{plan_id}/{us(tuesday)}")
     assert new is not None and not new.cancelled
+    old = await command.timers.get_timer(f"plans.occurrence/{plan_id}/{us(so.START)}")
     so.at(command, so.START)
+    await command.desk.occurrences.fire([old])
     assert await command.desk.generate_due(timedelta(0)) == 0
+    assert await so.orders(command) == []
     so.at(command, tuesday)
     assert await command.desk.generate_due(timedelta(0)) == 1
     made = await so.orders(command)
@@ -277,6 +278,21 @@ async def test_a_service_plan_update_changes_future_orders_and_moves_its_timer(c
         ("service_plan.created", ""),
     ]
     assert log.command_log_entries[1].detail.startswith("changed recurrence, visit_minutes; next ")
+
+
+async def test_a_service_plan_moved_away_and_back_keeps_a_live_timer(command):
+    plan = await so.create(command)
+    plan_id = plan.name.rsplit("/", 1)[-1]
+    monday = pb.ServicePlan(name=plan.name, recurrence=plan.recurrence)
+    tuesday = pb.ServicePlan(name=plan.name, recurrence="FREQ=WEEKLY;BYDAY=TU;BYHOUR=9;BYMINUTE=0")
+    await update_service(command, tuesday, ["recurrence"])
+    back = await update_service(command, monday, ["recurrence"])
+    assert back.next_occurrence_time.ToDatetime(tzinfo=UTC) == so.START
+    timer = await command.timers.get_timer(f"plans.occurrence/{plan_id}/{us(so.START)}")
+    assert timer is not None and not timer.cancelled
+    so.at(command, so.START)
+    await command.desk.occurrences.fire([timer])
+    assert len(await so.orders(command)) == 3
 
 
 async def test_a_service_plan_update_is_validated_as_a_create(command):
