@@ -222,6 +222,24 @@ def check_ranges(x: np.ndarray, y: np.ndarray, x_field: str, y_field: str, crs: 
     raise InvalidArgument.field(f"{y_field}[{i}]", f"{y_why}, got {ys[i]!r}")
 
 
+def check_in_china(lon: float, lat: float, lon_field: str, lat_field: str) -> None:
+    """A WGS84 position the platform keeps (a handler's, a visit's) lies in China's
+    bounding box, the same one GCJ-02 is applied in; anything else was sent in the wrong
+    CRS (degrees labelled EPSG:3857) or by a phone somewhere else. Names the field."""
+    if not _CHINA_LON[0] <= lon <= _CHINA_LON[1]:
+        raise InvalidArgument.field(
+            lon_field,
+            f"must lie in China (longitude {_CHINA_LON[0]} to {_CHINA_LON[1]}), "
+            f"got {lon:.6f} in WGS84; check the crs",
+        )
+    if not _CHINA_LAT[0] <= lat <= _CHINA_LAT[1]:
+        raise InvalidArgument.field(
+            lat_field,
+            f"must lie in China (latitude {_CHINA_LAT[0]} to {_CHINA_LAT[1]}), "
+            f"got {lat:.6f} in WGS84; check the crs",
+        )
+
+
 def ground_distance_m(
     lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray, lat2: np.ndarray
 ) -> np.ndarray:

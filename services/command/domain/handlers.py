@@ -7,6 +7,7 @@ converted as the events service converts reports.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 
 import numpy as np
@@ -33,6 +34,7 @@ def storage_position(longitude: float, latitude: float, reported_crs: str, field
             [FieldViolation(v.field.removesuffix("[0]"), v.description) for v in exc.violations]
         ) from None
     lon, lat = crs.to_storage(xs, ys, name)
+    crs.check_in_china(float(lon[0]), float(lat[0]), f"{field}.longitude", f"{field}.latitude")
     return Position(float(lon[0]), float(lat[0]))
 
 
@@ -54,6 +56,17 @@ def validate(profile: HandlerProfile, prefix: str = "handler_profile.") -> None:
     need(all(is_name(v) for v in profile.teams), "teams", "lower-case names")
     need(1 <= profile.capacity <= MAX_CAPACITY, "capacity", f"1 to {MAX_CAPACITY} open tasks")
     need(len(profile.display_name) <= 200, "display_name", "at most 200 characters")
+    # Empty is "no name" (the contract cannot tell it from unset); blank is a mistake.
+    need(
+        not profile.display_name or bool(profile.display_name.strip()),
+        "display_name",
+        "must not be blank: a name, or leave it out",
+    )
+    need(
+        not any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in profile.display_name),
+        "display_name",
+        "one line of text: no newlines or other control characters",
+    )
     need(len(profile.shifts) <= MAX_LIST, "shifts", f"at most {MAX_LIST}")
     for i, shift in enumerate(profile.shifts):
         _shift(shift, f"shifts[{i}]", need)
