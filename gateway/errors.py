@@ -68,7 +68,11 @@ _STATUS_NAME = {
 }
 # Reasons whose HTTP answer is more specific than the canonical table's. A plan with an
 # active level is a conflict with its current state, which standing it down resolves.
-REASON_STATUS = {"IDEMPOTENCY_KEY_REUSED": 422, "EMERGENCY_LEVEL_ACTIVE": 409}
+REASON_STATUS = {
+    "IDEMPOTENCY_KEY_REUSED": 422,
+    "EMERGENCY_LEVEL_ACTIVE": 409,
+    "HANDLER_HAS_OPEN_TASKS": 409,
+}
 
 
 class ApiError(Exception):

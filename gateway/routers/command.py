@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Security
+from fastapi import APIRouter, Path, Query, Request, Response, Security
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -325,6 +325,22 @@ async def update_handler(
         metadata=call_metadata(who),
     )
     return handler_out(await call(rpc, strip_prefix="handler_profile."))
+
+
+@router.delete("/handlers/{handler}", status_code=204, summary="Delete a handler")
+@calls(SERVICE, "DeleteHandlerProfile")
+async def delete_handler(
+    tenant: TenantId, handler: HandlerId, request: Request, who: Who
+) -> Response:
+    """The person takes no more work here. While tasks are offered to or held by them the
+    answer is 409 (HANDLER_HAS_OPEN_TASKS, with the count): transfer them first."""
+    await call(
+        _stub(request).DeleteHandlerProfile(
+            pb.DeleteHandlerProfileRequest(name=_handler_name(tenant, handler)),
+            metadata=call_metadata(who),
+        )
+    )
+    return Response(status_code=204)
 
 
 @router.post(

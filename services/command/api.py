@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.empty_pb2 import Empty
 
 from grassroots.command.v1 import command_service_pb2 as pb
 from grassroots.command.v1 import command_service_pb2_grpc as pb_grpc
@@ -445,6 +446,13 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         handlers.validate(_replace(current, changes))
         updated = await self.desk.update_handler(principal, tenant, handler_id, changes)
         return profile_to_proto(updated)
+
+    async def DeleteHandlerProfile(
+        self, request: pb.DeleteHandlerProfileRequest, context: grpc.aio.ServicerContext
+    ) -> Empty:
+        tenant, handler_id = _child(request.name, "handlers")
+        await self.desk.delete_handler(require_principal(), tenant, handler_id)
+        return Empty()
 
     async def ReportHandlerPosition(
         self, request: pb.ReportHandlerPositionRequest, context: grpc.aio.ServicerContext

@@ -212,6 +212,7 @@ CROSS: dict[tuple[str, str], Cross] = {
     ("DELETE", "/v1/tenants/{tenant}/users/{user}"): Cross(_user),
     ("DELETE", "/v1/tenants/{tenant}/apps/{app}"): Cross(_app),
     ("PATCH", HANDLER): Cross(_command),
+    ("DELETE", HANDLER): Cross(_command),
     ("POST", HANDLER + ":reportPosition"): Cross(_command),
     ("POST", TASK + ":accept"): Cross(_command),
     ("POST", TASK + ":decline"): Cross(_command),

@@ -1100,6 +1100,28 @@ class UpdateHandlerProfileRequest(_message.Message):
 Global___UpdateHandlerProfileRequest: _TypeAlias = UpdateHandlerProfileRequest  # noqa: Y015
 
 @_typing.final
+class DeleteHandlerProfileRequest(_message.Message):
+    """Request message for CommandService.DeleteHandlerProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the profile."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteHandlerProfileRequest: _TypeAlias = DeleteHandlerProfileRequest  # noqa: Y015
+
+@_typing.final
 class ReportHandlerPositionRequest(_message.Message):
     """Request message for CommandService.ReportHandlerPosition."""
 

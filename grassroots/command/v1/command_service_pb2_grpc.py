@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from grassroots.command.v1 import command_service_pb2 as grassroots_dot_command_dot_v1_dot_command__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -95,6 +96,11 @@ class CommandServiceStub:
                 '/grassroots.command.v1.CommandService/UpdateHandlerProfile',
                 request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.UpdateHandlerProfileRequest.SerializeToString,
                 response_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.FromString,
+                _registered_method=True)
+        self.DeleteHandlerProfile = channel.unary_unary(
+                '/grassroots.command.v1.CommandService/DeleteHandlerProfile',
+                request_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.DeleteHandlerProfileRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.ReportHandlerPosition = channel.unary_unary(
                 '/grassroots.command.v1.CommandService/ReportHandlerPosition',
@@ -222,6 +228,15 @@ class CommandServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteHandlerProfile(self, request, context):
+        """Deletes a handler profile: the person takes no more work here. Refused with
+        FAILED_PRECONDITION (reason HANDLER_HAS_OPEN_TASKS) while tasks are offered to or
+        held by them; transfer those first. Tasks they finished keep their name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReportHandlerPosition(self, request, context):
         """Records where a handler is now, as their app reports it (GCJ-02 accepted).
         """
@@ -333,6 +348,11 @@ def add_CommandServiceServicer_to_server(servicer, server):
                     servicer.UpdateHandlerProfile,
                     request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.UpdateHandlerProfileRequest.FromString,
                     response_serializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.SerializeToString,
+            ),
+            'DeleteHandlerProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteHandlerProfile,
+                    request_deserializer=grassroots_dot_command_dot_v1_dot_command__service__pb2.DeleteHandlerProfileRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'ReportHandlerPosition': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportHandlerPosition,
@@ -696,6 +716,33 @@ class CommandService:
             '/grassroots.command.v1.CommandService/UpdateHandlerProfile',
             grassroots_dot_command_dot_v1_dot_command__service__pb2.UpdateHandlerProfileRequest.SerializeToString,
             grassroots_dot_command_dot_v1_dot_command__service__pb2.HandlerProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteHandlerProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grassroots.command.v1.CommandService/DeleteHandlerProfile',
+            grassroots_dot_command_dot_v1_dot_command__service__pb2.DeleteHandlerProfileRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

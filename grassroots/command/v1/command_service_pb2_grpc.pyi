@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grassroots.command.v1 import command_service_pb2 as _command_service_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -59,6 +60,11 @@ class CommandServiceStub:
     """Lists handler profiles of a tenant's subtree, with their workload."""
     UpdateHandlerProfile: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.UpdateHandlerProfileRequest, _command_service_pb2.HandlerProfile]
     """Updates a handler profile (roles, teams, capacity, duty, shifts)."""
+    DeleteHandlerProfile: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.DeleteHandlerProfileRequest, _empty_pb2.Empty]
+    """Deletes a handler profile: the person takes no more work here. Refused with
+    FAILED_PRECONDITION (reason HANDLER_HAS_OPEN_TASKS) while tasks are offered to or
+    held by them; transfer those first. Tasks they finished keep their name.
+    """
     ReportHandlerPosition: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.ReportHandlerPositionRequest, _command_service_pb2.HandlerProfile]
     """Records where a handler is now, as their app reports it (GCJ-02 accepted)."""
     AcceptTask: _grpc.UnaryUnaryMultiCallable[_command_service_pb2.AcceptTaskRequest, _command_service_pb2.Task]
@@ -105,6 +111,11 @@ class CommandServiceAsyncStub(CommandServiceStub):
     """Lists handler profiles of a tenant's subtree, with their workload."""
     UpdateHandlerProfile: _aio.UnaryUnaryMultiCallable[_command_service_pb2.UpdateHandlerProfileRequest, _command_service_pb2.HandlerProfile]  # type: ignore[assignment]
     """Updates a handler profile (roles, teams, capacity, duty, shifts)."""
+    DeleteHandlerProfile: _aio.UnaryUnaryMultiCallable[_command_service_pb2.DeleteHandlerProfileRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes a handler profile: the person takes no more work here. Refused with
+    FAILED_PRECONDITION (reason HANDLER_HAS_OPEN_TASKS) while tasks are offered to or
+    held by them; transfer those first. Tasks they finished keep their name.
+    """
     ReportHandlerPosition: _aio.UnaryUnaryMultiCallable[_command_service_pb2.ReportHandlerPositionRequest, _command_service_pb2.HandlerProfile]  # type: ignore[assignment]
     """Records where a handler is now, as their app reports it (GCJ-02 accepted)."""
     AcceptTask: _aio.UnaryUnaryMultiCallable[_command_service_pb2.AcceptTaskRequest, _command_service_pb2.Task]  # type: ignore[assignment]
@@ -220,6 +231,17 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_command_service_pb2.HandlerProfile, _abc.Awaitable[_command_service_pb2.HandlerProfile]]:
         """Updates a handler profile (roles, teams, capacity, duty, shifts)."""
+
+    @_abc_1.abstractmethod
+    def DeleteHandlerProfile(
+        self,
+        request: _command_service_pb2.DeleteHandlerProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes a handler profile: the person takes no more work here. Refused with
+        FAILED_PRECONDITION (reason HANDLER_HAS_OPEN_TASKS) while tasks are offered to or
+        held by them; transfer those first. Tasks they finished keep their name.
+        """
 
     @_abc_1.abstractmethod
     def ReportHandlerPosition(

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from services.command.domain import command_log, plan_tasks, routing, sla
+from services.command.domain import access, command_log, plan_tasks, routing, sla
 from services.command.domain.dispatch import Roster, choose
 from services.command.domain.emergency import STOOD_DOWN, EmergencyPlan
 from services.command.domain.model import (
@@ -161,13 +161,18 @@ class CommandDesk:
     async def get_handler(
         self, principal: Principal, tenant: str, handler_id: str
     ) -> HandlerProfile:
-        return await self.store.get_handler(principal.tenant, tenant, handler_id)
+        found = await self.store.get_handler(principal.tenant, tenant, handler_id)
+        if not access.sees_all(principal) and found.user != principal.subject:
+            raise NotFound(f"handler {handler_id!r} not found")  # as another village's
+        return found
 
     async def list_handlers(
         self, principal: Principal, tenant: str, filters: Mapping[str, str], limit: int, offset: int
     ) -> list[HandlerProfile]:
         if not principal.can_see(tenant):
             raise NotFound(f"tenant {tenant!r} not found")
+        if not access.sees_all(principal):
+            filters = {**filters, "user": principal.subject}
         return await self.store.list_handlers(tenant, filters, limit, offset)
 
     async def update_handler(
@@ -180,11 +185,17 @@ class CommandDesk:
         await self.offer_waiting(tenant)
         return await self.get_handler(principal, tenant, handler_id)
 
+    async def delete_handler(self, principal: Principal, tenant: str, handler_id: str) -> None:
+        """The person takes no more work here; refused while they hold open tasks (the
+        store decides it in the deleting transaction). Tasks they finished keep them."""
+        await self.store.delete_handler(principal.tenant, tenant, handler_id)
+        self._rosters.clear()
+
     async def report_position(
         self, principal: Principal, tenant: str, handler_id: str, position: Position
     ) -> HandlerProfile:
         """The handler's own app (or a desk) says where the handler is."""
-        current = await self.get_handler(principal, tenant, handler_id)
+        current = await self.store.get_handler(principal.tenant, tenant, handler_id)
         if principal.subject != current.user and not principal.has_scope(WRITE_SCOPE):
             raise PermissionDenied(
                 "only the handler or a desk with command:write may report this position",
@@ -479,24 +490,31 @@ class CommandDesk:
 
     # ---- moves by people ----------------------------------------------------------------
 
-    async def get_task(self, principal: Principal, tenant: str, task_id: str) -> Task:
+    async def _task_to_move(self, principal: Principal, tenant: str, task_id: str) -> Task:
+        """The task a move is asked of; whose move it is, the lifecycle table says (403)."""
         return await self.store.get_task(principal.tenant, tenant, task_id)
 
+    async def get_task(self, principal: Principal, tenant: str, task_id: str) -> Task:
+        task = await self.store.get_task(principal.tenant, tenant, task_id)
+        if not access.sees_all(principal) and task.handler != principal.subject:
+            raise NotFound(f"task {task_id!r} not found")  # as another village's
+        return task
+
     async def accept(self, principal: Principal, tenant: str, task_id: str) -> Task:
-        task = await self.get_task(principal, tenant, task_id)
+        task = await self._task_to_move(principal, tenant, task_id)
         check(principal, task, Move.ACCEPT)
         now = self.clock()
         accepted = replace(task, state=TaskState.ACCEPTED, accept_time=now, offer_expire=None)
         return await self._save(task, accepted, ["accepted"], cancel=self._offer_timer_ids(task))
 
     async def decline(self, principal: Principal, tenant: str, task_id: str, reason: str) -> Task:
-        task = await self.get_task(principal, tenant, task_id)
+        task = await self._task_to_move(principal, tenant, task_id)
         check(principal, task, Move.DECLINE)
         _check_text("reason", reason, required=False)
         return await self._pass_on(task, "declined")
 
     async def start(self, principal: Principal, tenant: str, task_id: str) -> Task:
-        task = await self.get_task(principal, tenant, task_id)
+        task = await self._task_to_move(principal, tenant, task_id)
         check(principal, task, Move.START)
         started = replace(task, state=TaskState.IN_PROGRESS, start_time=self.clock())
         return await self._save(task, started, ["started"])
@@ -512,7 +530,7 @@ class CommandDesk:
                 raise InvalidArgument.field(
                     f"media_uris[{i}]", "must be an https URI or an attachment's name"
                 )
-        task = await self.get_task(principal, tenant, task_id)
+        task = await self._task_to_move(principal, tenant, task_id)
         check(principal, task, Move.RESOLVE)
         now = self.clock()
         done = replace(
@@ -532,7 +550,7 @@ class CommandDesk:
     ) -> Task:
         """Hand a task to a named handler, or (no handler) back to routing's next choice."""
         _check_text("reason", reason, required=True)
-        task = await self.get_task(principal, tenant, task_id)
+        task = await self._task_to_move(principal, tenant, task_id)
         check(principal, task, Move.TRANSFER)
         if handler and handler == task.handler:
             raise InvalidArgument.field("handler", f"{handler[:80]!r} holds the task already")
@@ -901,6 +919,8 @@ class CommandDesk:
     ) -> list[Task]:
         if not principal.can_see(tenant):
             raise NotFound(f"tenant {tenant!r} not found")
+        if not access.sees_all(principal):
+            filters = {**filters, "handler": principal.subject}
         return await self.store.list_tasks(
             tenant, {**filters, "now": self.clock()}, limit, offset, order
         )
@@ -910,6 +930,7 @@ class CommandDesk:
     ) -> tuple[BoardCounts, list[HandlerProfile]]:
         if not principal.can_see(tenant):
             raise NotFound(f"tenant {tenant!r} not found")
+        access.require_dispatcher(principal, "the board")
         counts = await self.store.board(tenant, self.clock())
         workload = await self.store.list_handlers(tenant, {}, 1000, 0)
         # The stores count by the stored word; the board names states as the contract does.

@@ -50,6 +50,7 @@ from services.command.store.rows import (
     UPDATE_HANDLER,
     UPDATE_TASK,
     from_us,
+    handler_holds_tasks,
     handler_values,
     handler_where,
     row_to_handler,
@@ -308,6 +309,28 @@ class PostgresCommandStore:
             if not cur.rowcount:
                 raise NotFound(f"handler {profile.id!r} not found")
         return profile
+
+    async def delete_handler(self, subtree: str, tenant: str, handler_id: str) -> None:
+        profile = await self.get_handler(subtree, tenant, handler_id)
+        async with self._transaction(tenant) as conn:
+            # The row lock orders this with an offer, which writes the handler's offer time.
+            locked = await conn.execute(
+                "SELECT id FROM handlers WHERE tenant = %s AND id = %s FOR UPDATE",
+                (tenant, handler_id),
+            )
+            if await locked.fetchone() is None:
+                raise NotFound(f"handler {handler_id!r} not found")
+            counted = await conn.execute(
+                f"SELECT count(*) FROM tasks WHERE handler = %s AND state IN {_HELD}",
+                (profile.user,),
+            )
+            row = await counted.fetchone()
+            held = int(row[0]) if row else 0
+            if held:
+                raise handler_holds_tasks(profile.id, held)
+            await conn.execute(
+                "DELETE FROM handlers WHERE tenant = %s AND id = %s", (tenant, handler_id)
+            )
 
     async def list_handlers(
         self, subtree: str, filters: Mapping[str, str], limit: int, offset: int

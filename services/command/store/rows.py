@@ -25,6 +25,7 @@ from services.command.domain.model import (
 )
 from services.command.domain.task_order import TaskOrder, TaskOrderField
 from services.command.domain.timers import Timer
+from services.kit.errors import FailedPrecondition
 from services.kit.tenancy import ALL_TENANTS
 
 
@@ -473,7 +474,19 @@ def handler_where(
         elif name == "team":
             where.append("teams LIKE ?")
             args.append(f"%|{value}|%")
+        elif name == "user":
+            where.append("user_subject = ?")
+            args.append(value)
         elif name == "on_duty":
             where.append("on_duty = ?")
             args.append(1 if value == "true" else 0)
     return " AND ".join(where), args
+
+
+def handler_holds_tasks(handler_id: str, held: int) -> FailedPrecondition:
+    """Why a profile is not deleted: the work its handler still has."""
+    return FailedPrecondition(
+        f"handler {handler_id!r} holds {held} open task{'s' if held != 1 else ''}; "
+        "transfer them first",
+        reason="HANDLER_HAS_OPEN_TASKS",
+    )

@@ -39,6 +39,7 @@ from services.command.store.rows import (
     UPDATE_HANDLER,
     UPDATE_TASK,
     from_us,
+    handler_holds_tasks,
     handler_values,
     handler_where,
     row_to_handler,
@@ -280,6 +281,23 @@ class SqliteCommandStore:
 
         await self.db.run(lambda c: transaction(c, update))
         return profile
+
+    async def delete_handler(self, subtree: str, tenant: str, handler_id: str) -> None:
+        profile = await self.get_handler(subtree, tenant, handler_id)
+
+        def delete(conn: sqlite3.Connection) -> None:
+            held = conn.execute(
+                f"SELECT count(*) FROM tasks WHERE handler = ? AND state IN {_HELD}",
+                (profile.user,),
+            ).fetchone()[0]
+            if held:
+                raise handler_holds_tasks(profile.id, held)
+            if not conn.execute(
+                "DELETE FROM handlers WHERE tenant = ? AND id = ?", (tenant, handler_id)
+            ).rowcount:
+                raise NotFound(f"handler {handler_id!r} not found")
+
+        await self.db.run(lambda c: transaction(c, delete))
 
     async def list_handlers(
         self, subtree: str, filters: Mapping[str, str], limit: int, offset: int
