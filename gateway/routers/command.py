@@ -152,6 +152,7 @@ def rule_out(r: pb.RoutingRule) -> RoutingRuleOut:
         display_name=r.display_name,
         create_time=_time(r.create_time, r.HasField("create_time")),
         unrouted_categories=list(r.unrouted_categories),
+        warnings=list(r.warnings),
     )
 
 

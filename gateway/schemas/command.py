@@ -171,6 +171,12 @@ class RoutingRuleOut(BaseModel):
     unrouted_categories: list[str] = Field(
         description="on create: categories of the tenant that no rule routes"
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="on create: what the rule names that nothing matches now (a category "
+        "none of the tenant's codes falls under, a role or team no handler holds); saved "
+        "all the same",
+    )
 
 
 class RoutingRuleList(BaseModel):

@@ -312,7 +312,9 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         tenant = tenancy.parse_parent(request.parent)
         given = replace(_rule_from(tenant, request.routing_rule), id=request.routing_rule_id)
         rule, unrouted = await self.desk.create_rule(require_principal(), given, request.request_id)
-        return rule_to_proto(rule, unrouted)
+        made = rule_to_proto(rule, unrouted)
+        made.warnings.extend(await self.desk.rule_warnings(rule))
+        return made
 
     async def ListRoutingRules(
         self, request: pb.ListRoutingRulesRequest, context: grpc.aio.ServicerContext

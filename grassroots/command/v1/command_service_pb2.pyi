@@ -103,6 +103,7 @@ class RoutingRule(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UNROUTED_CATEGORIES_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/routingRules/{routing_rule}`."""
     category: _builtins.str
@@ -155,6 +156,13 @@ class RoutingRule(_message.Message):
         the rule was saved. Output only.
         """
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the rule names that nothing matches now, found when the rule was saved (a
+        category no code of the tenant falls under, a role or team no handler of the
+        tenant, its subtree or above holds). The rule is saved all the same. Output only.
+        """
+
     def __init__(
         self,
         *,
@@ -176,10 +184,11 @@ class RoutingRule(_message.Message):
         display_name: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         unrouted_categories: _abc.Iterable[_builtins.str] | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "offer_timeout", b"offer_timeout", "response_sla", b"response_sla", "sla", b"sla"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_from", b"active_from", "active_until", b"active_until", "category", b"category", "create_time", b"create_time", "department", b"department", "display_name", b"display_name", "escalation_action", b"escalation_action", "grid_cells", b"grid_cells", "handler_role", b"handler_role", "min_severity", b"min_severity", "name", b"name", "offer_timeout", b"offer_timeout", "priority", b"priority", "response_sla", b"response_sla", "sla", b"sla", "team", b"team", "unrouted_categories", b"unrouted_categories", "village", b"village"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_from", b"active_from", "active_until", b"active_until", "category", b"category", "create_time", b"create_time", "department", b"department", "display_name", b"display_name", "escalation_action", b"escalation_action", "grid_cells", b"grid_cells", "handler_role", b"handler_role", "min_severity", b"min_severity", "name", b"name", "offer_timeout", b"offer_timeout", "priority", b"priority", "response_sla", b"response_sla", "sla", b"sla", "team", b"team", "unrouted_categories", b"unrouted_categories", "village", b"village", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -154,6 +154,21 @@ def unrouted(rules: Sequence[RoutingRule], tenant: str, categories: Iterable[str
     )
 
 
+def warnings(rule: RoutingRule, categories: Iterable[str] | None, held: set[str]) -> list[str]:
+    """What a saved rule names that nothing matches now: a category none of the tenant's
+    codes falls under (not checked when the codes are unknown), a role or team that no
+    handler who could take its work holds (`held`: the roles and teams they hold)."""
+    said: list[str] = []
+    if categories is not None and not any(
+        category_matches(rule.category, code) for code in categories
+    ):
+        said.append(f"category {rule.category!r} matches none of {rule.tenant}'s categories")
+    for field, name in (("handler_role", rule.handler_role), ("team", rule.target_team)):
+        if name and name not in held:
+            said.append(f"no handler of {rule.tenant}, below or above holds {field} {name!r}")
+    return said
+
+
 @dataclass(frozen=True)
 class _Check:
     field: str

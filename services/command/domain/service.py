@@ -212,7 +212,8 @@ class CommandDesk:
         self, principal: Principal, rule: RoutingRule, request_id: str = ""
     ) -> tuple[RoutingRule, list[str]]:
         """Store a rule and report the tenant's categories that no rule routes. A retry
-        with the same request id (and no id of its own) answers the rule it made."""
+        with the same request id (and no id of its own) answers the rule it made.
+        `rule_warnings` says what the saved rule names that nothing matches."""
         if not principal.can_see(rule.tenant):
             raise NotFound(f"tenant {rule.tenant!r} not found")
         routing.validate(rule)
@@ -226,6 +227,25 @@ class CommandDesk:
                 raise
             made = await self.store.get_rule(rule.tenant, rule.tenant, rule_id)
         return made, await self.unrouted(made.tenant)
+
+    async def rule_warnings(self, rule: RoutingRule) -> list[str]:
+        """What the rule names that nothing matches now (routing.warnings): unknown
+        categories and roles are allowed, since they may come later, but said."""
+        try:
+            codes: list[str] | None = await self.events.category_codes(rule.tenant)
+        except Exception:  # the events service is down: categories are not checked
+            codes = None
+        held: set[str] = set()
+        for name, kind in ((rule.handler_role, "role"), (rule.target_team, "team")):
+            if not name:
+                continue
+            below = await self.store.list_handlers(rule.tenant, {kind: name}, 1, 0)
+            above = await self.store.candidates(
+                routing.ancestors(rule.tenant), *((name, "") if kind == "role" else ("", name))
+            )
+            if below or above:
+                held.add(name)
+        return routing.warnings(rule, codes, held)
 
     async def unrouted(self, tenant: str) -> list[str]:
         """Categories of the tenant left unrouted by its rules and inherited ones."""
