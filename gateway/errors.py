@@ -68,11 +68,19 @@ _STATUS_NAME = {
 }
 # Reasons whose HTTP answer is more specific than the canonical table's. A plan with an
 # active level is a conflict with its current state, which standing it down resolves.
+# A key sent again with another body is 422 wherever it is checked (ADR 3): the
+# gateway's Idempotency-Key, an event's or a plan's request_id (IDEMPOTENCY_KEY_REUSED),
+# a posting's, record's, notice's or consent's (REQUEST_ID_REUSED).
 REASON_STATUS = {
     "IDEMPOTENCY_KEY_REUSED": 422,
+    "REQUEST_ID_REUSED": 422,
     "EMERGENCY_LEVEL_ACTIVE": 409,
     "HANDLER_HAS_OPEN_TASKS": 409,
 }
+
+
+# What FastAPI raises for a JSON body it could not decode at all (not a JSON error).
+BODY_UNREADABLE = "There was an error parsing the body"
 
 
 class ApiError(Exception):
@@ -246,6 +254,12 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == BODY_UNREADABLE:
+            # FastAPI's answer to a body json cannot even start on (bytes that are not
+            # UTF-8, nesting deeper than the parser's stack): the body is the field.
+            why = "is not valid JSON in UTF-8"
+            error = ApiError(400, f"body: {why}", violations=[FieldViolation("body", why)])
+            return _shaped(request, error)
         return _shaped(
             request,
             ApiError(

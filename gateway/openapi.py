@@ -130,7 +130,7 @@ ERRORS: dict[int, tuple[str, dict[str, Any], dict[str, Any]]] = {
         _RETRY_AFTER,
     ),
     422: (
-        "The Idempotency-Key (or an event's request_id) was already used with another body",
+        "The Idempotency-Key (or a create's request_id) was already used with another body",
         _example(
             422,
             "FAILED_PRECONDITION",

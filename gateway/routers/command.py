@@ -17,11 +17,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gateway.auth import access, call_metadata, calls
 from gateway.errors import call
 from gateway.paths import (
-    TENANT_FILTER_DESCRIPTION,
+    VILLAGE_FILTER_DESCRIPTION,
     TenantId,
+    filter_value,
     parent,
-    tenant_filter,
+    resource_filter,
+    resource_filter_description,
     time_filter,
+    village_filter,
 )
 from gateway.schemas.command import (
     HANDLER_ID_PATTERN,
@@ -66,7 +69,7 @@ TaskId = Annotated[str, Path(pattern=_ID, description="task id, as in the task's
 HandlerId = Annotated[str, Path(pattern=HANDLER_ID_PATTERN, description="handler id")]
 RuleId = Annotated[str, Path(pattern=_ID, description="routing rule id")]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
-Village = Annotated[str | None, Query(max_length=250, description=TENANT_FILTER_DESCRIPTION)]
+Village = Annotated[str | None, Query(max_length=250, description=VILLAGE_FILTER_DESCRIPTION)]
 PageToken = Annotated[str, Query(max_length=512)]
 _STATES: dict[int, TaskStateName] = {
     pb.Task.STATE_ASSIGNED: "assigned",
@@ -378,7 +381,7 @@ async def create_rule(tenant: TenantId, body: RoutingRuleIn, request: Request, w
         priority=body.priority,
         min_severity=body.min_severity,
         grid_cells=body.grid_cells,
-        village=tenant_filter(body.village or None, "village") or "",
+        village=village_filter(body.village or None) or "",
         active_from=body.active_from,
         active_until=body.active_until,
         response_sla=_duration(body.response_sla_seconds),
@@ -429,7 +432,7 @@ async def explain(
     severity: Annotated[int, query(Explain, "severity", description="1 (minor) to 5")] = 2,
     grid_cell: Annotated[str, query(Explain, "grid_cell")] = "",
     village: Annotated[
-        str | None, query(Explain, "village", description=TENANT_FILTER_DESCRIPTION)
+        str | None, query(Explain, "village", description=VILLAGE_FILTER_DESCRIPTION)
     ] = None,
 ) -> Any:
     """The rule an event with these facts would meet first, and why; 400 when none."""
@@ -439,7 +442,7 @@ async def explain(
             category=category,
             severity=severity,
             grid_cell=grid_cell,
-            village=tenant_filter(village, "village") or "",
+            village=village_filter(village) or "",
         ),
         metadata=call_metadata(who),
     )
@@ -499,7 +502,9 @@ async def list_tasks(
         str | None,
         Query(
             max_length=300,
-            description="tenants/{tenant}/emergencyPlans/{id}: the tasks the plan's levels opened",
+            description=resource_filter_description(
+                "emergencyPlans", "the tasks the plan's levels opened"
+            ),
         ),
     ] = None,
     created_from: Annotated[Rfc3339Time | None, Query(description="inclusive")] = None,
@@ -526,12 +531,15 @@ async def list_tasks(
         "handler": handler,
         "grid_cell": grid_cell,
         "team": team,
-        "village": tenant_filter(village, "village"),
+        "village": village_filter(village),
         "sla_status": sla_status,
         "event": event,
-        "emergency_plan": emergency_plan,
+        "emergency_plan": resource_filter(
+            emergency_plan, tenant, "emergencyPlans", "emergency_plan"
+        ),
     }
-    parts = [f'{k} = "{quote(v)}"' for k, v in terms.items() if v]
+    # Each term is named as its query parameter is, so a bad value names the parameter.
+    parts = [f'{k} = "{quote(filter_value(v, k) or "")}"' for k, v in terms.items() if v]
     if created_from is not None:
         parts.append(f'create_time >= "{time_filter(created_from)}"')
     if created_before is not None:

@@ -12,7 +12,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.auth import access, call_metadata, calls
 from gateway.errors import call
-from gateway.paths import TenantId, parent, rest_path
+from gateway.paths import (
+    TenantId,
+    parent,
+    resource_filter,
+    resource_filter_description,
+    rest_path,
+)
 from gateway.schemas.command_plans import (
     CheckInIn,
     CheckOutIn,
@@ -536,7 +542,11 @@ async def list_service_orders(
         query(pb.ListServiceOrdersRequest, "handler", description="a carer's subject"),
     ] = None,
     service_plan: Annotated[
-        str | None, Query(pattern=_ID, description="id of a service plan")
+        str | None,
+        Query(
+            max_length=300,
+            description=resource_filter_description("servicePlans", "the orders of a plan"),
+        ),
     ] = None,
     page_size: PageSize = 50,
     page_token: PageToken = "",
@@ -546,7 +556,8 @@ async def list_service_orders(
         pb.ListServiceOrdersRequest(
             parent=parent(tenant),
             handler=handler or "",
-            service_plan=f"{parent(tenant)}/servicePlans/{service_plan}" if service_plan else "",
+            service_plan=resource_filter(service_plan, tenant, "servicePlans", "service_plan")
+            or "",
             page_size=page_size,
             page_token=page_token,
         ),

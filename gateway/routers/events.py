@@ -20,12 +20,13 @@ from gateway.event_creates import EventCreates
 from gateway.event_reads import EventReads
 from gateway.idempotency import HEADER, KEY_DESCRIPTION, parse_key
 from gateway.paths import (
-    TENANT_FILTER_DESCRIPTION,
+    VILLAGE_FILTER_DESCRIPTION,
     TenantId,
+    filter_value,
     parent,
     rest_path,
-    tenant_filter,
     time_filter,
+    village_filter,
 )
 from gateway.schemas.common import Rfc3339Time
 from gateway.schemas.contract import query
@@ -57,7 +58,7 @@ Who = Annotated[Principal, Security(access("events"))]
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 KEY_MAX_LENGTH = 130  # an Idempotency-Key header: a request_id's 128, maybe quoted
 SSE_KEEPALIVE_SECONDS = 15.0
-Village = Annotated[str | None, Query(max_length=250, description=TENANT_FILTER_DESCRIPTION)]
+Village = Annotated[str | None, Query(max_length=250, description=VILLAGE_FILTER_DESCRIPTION)]
 
 
 _SOURCE_NAMES: dict[int, str] = {
@@ -341,13 +342,18 @@ def _filter_text(
     created_before: datetime | None,
     text: str | None,
 ) -> str:
-    parts = [f'{name} = "{quote(value)}"' for name, value in terms.items() if value is not None]
+    # Each term is named as its query parameter is, so a bad value names the parameter.
+    parts = [
+        f'{name} = "{quote(filter_value(value, name) or "")}"'
+        for name, value in terms.items()
+        if value is not None
+    ]
     if created_from is not None:
         parts.append(f'create_time >= "{time_filter(created_from)}"')
     if created_before is not None:
         parts.append(f'create_time < "{time_filter(created_before)}"')
     if text:
-        parts.append(f'description : "{quote(text)}"')
+        parts.append(f'description : "{quote(filter_value(text, "q") or "")}"')
     return " AND ".join(parts)
 
 
@@ -375,7 +381,7 @@ async def list_events(
     """Events of the caller's tenant subtree, filtered and paged by `next_page_token`."""
     terms = {
         "grid_cell": grid_cell,
-        "village": tenant_filter(village, "village"),
+        "village": village_filter(village),
         "category": category,
         "state": state,
         "parent": parent_event,
@@ -411,7 +417,7 @@ async def event_statistics(
     """Counts by state, category, grid cell and day; SLA breach rate; time to resolve."""
     terms = {
         "grid_cell": grid_cell,
-        "village": tenant_filter(village, "village"),
+        "village": village_filter(village),
         "category": category,
     }
     stats = await call(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, Response, Security, UploadFile
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from gateway.auth import (
     access,
@@ -76,16 +77,30 @@ async def get_intake_settings(tenant: TenantId, request: Request, who: Who) -> I
 async def update_intake_settings(
     tenant: TenantId, body: IntakeSettingsIn, request: Request, who: Who
 ) -> IntakeSettingsOut:
-    """Both fields are replaced, for the tenant's subtree (a village below may decide
-    otherwise); needs the events:configure scope."""
+    """The fields sent are replaced, for the tenant's subtree (a village below may decide
+    otherwise); those left out keep what applies at the tenant now. Needs the
+    events:configure scope."""
+    # The fields present, null ones too: null is a bad value, not "leave it".
+    paths = sorted(body.model_fields_set)
+    if not paths:
+        why = "send anonymous_reports, anonymous_reports_per_hour or both"
+        raise ApiError(400, f"body: {why}", violations=[FieldViolation("body", why)])
+    for name in paths:
+        if getattr(body, name) is None:
+            raise ApiError(
+                400,
+                f"{name}: may not be null",
+                violations=[FieldViolation(name, "may not be null")],
+            )
     stored = await call(
         request.app.state.upstreams.events.UpdateIntakeSettings(
             pb.UpdateIntakeSettingsRequest(
                 intake_settings=pb.IntakeSettings(
                     name=f"{parent(tenant)}/intakeSettings",
-                    anonymous_reports=body.anonymous_reports,
-                    anonymous_reports_per_hour=body.anonymous_reports_per_hour,
-                )
+                    anonymous_reports=bool(body.anonymous_reports),
+                    anonymous_reports_per_hour=body.anonymous_reports_per_hour or 0,
+                ),
+                update_mask=FieldMask(paths=paths),
             ),
             metadata=call_metadata(who),
         ),

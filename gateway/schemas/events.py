@@ -199,15 +199,16 @@ class CategoryList(BaseModel):
 
 
 class IntakeSettingsIn(BaseModel):
-    """Whether the tenant's villages take reports without an account (ADR 35)."""
+    """Whether the tenant's villages take reports without an account (ADR 35). Fields
+    left out keep the values that apply at the tenant now."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    anonymous_reports: bool
-    anonymous_reports_per_hour: int = limited(
+    anonymous_reports: bool | None = None
+    anonymous_reports_per_hour: int | None = limited(
         pb.IntakeSettings,
         "anonymous_reports_per_hour",
-        20,
+        None,
         description="at most this many reports without an account per village and hour",
     )
 

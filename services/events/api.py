@@ -230,7 +230,8 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         given = request.intake_settings
         tenant = _settings_tenant(given.name, "intake_settings.name")
         settings = IntakeSettings(given.anonymous_reports, given.anonymous_reports_per_hour)
-        level, stored = await self.intake.define(require_principal(), tenant, settings)
+        fields = frozenset(request.update_mask.paths) or intake.SETTINGS_FIELDS
+        level, stored = await self.intake.define(require_principal(), tenant, settings, fields)
         return _settings_to_proto(tenant, level, stored)
 
     async def CreateAttachment(

@@ -20,6 +20,9 @@ WILDCARD = "-"
 # can name it; PostgreSQL row-level security knows it too (services.kit.rls).
 ALL_TENANTS = "*"
 MAX_DEPTH = 6
+# The levels of the tree, by the number of segments of a node's path: a city is 1
+# (`sh`), a village 4 (`sh/jiading/anting/xingming`), a grid cell 5.
+VILLAGE_DEPTH = 4
 
 
 def is_valid_path(path: str) -> bool:
@@ -55,6 +58,19 @@ def path_of(value: str, field: str = "tenant") -> str:
         raise InvalidArgument.field(
             field,
             f"{value!r} is not a tenant: use its id (sh-jiading-anting-xingming) "
+            "or its path (sh/jiading/anting/xingming)",
+        )
+    return path
+
+
+def village_path_of(value: str, field: str = "village") -> str:
+    """A village named in either form, as its path; a tenant of another level (`sh`,
+    `sh/jiading`), or anything that is no tenant, is INVALID_ARGUMENT on `field`."""
+    path = path_of(value, field)
+    if len(path.split("/")) != VILLAGE_DEPTH:
+        raise InvalidArgument.field(
+            field,
+            f"{value!r} is not a village: name one by its id (sh-jiading-anting-xingming) "
             "or its path (sh/jiading/anting/xingming)",
         )
     return path

@@ -204,7 +204,7 @@ def test_a_points_request_id_replayed_with_another_amount_is_refused(
     again = fresh(world, "POST", account + ":credit", json=first, headers=who)
     assert again.status_code == 200, again.text
     other = fresh(world, "POST", account + ":credit", json={**first, "amount": 5}, headers=who)
-    assert other.status_code == 400, other.text
+    assert other.status_code == 422, other.text
     assert "request_id" in other.text and "REQUEST_ID_REUSED" in other.text
     assert world.client.get(account, headers=who).json()["balance"] == 20
 
@@ -225,7 +225,7 @@ def test_a_form_record_request_id_replayed_with_other_values_is_refused(world: W
     first = {"values": {"rooms": "3"}, "request_id": "replay-record"}
     assert world.client.post(url, json=first, headers=who).status_code == 201
     other = fresh(world, "POST", url, json={**first, "values": {"rooms": "4"}}, headers=who)
-    assert other.status_code == 400, other.text
+    assert other.status_code == 422, other.text
     assert "request_id" in other.text and "REQUEST_ID_REUSED" in other.text
     records = world.client.get(url, headers=who).json()["records"]
     assert [r["values"]["rooms"] for r in records] == ["3"]

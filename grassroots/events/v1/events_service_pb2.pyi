@@ -1187,18 +1187,26 @@ class UpdateIntakeSettingsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     INTAKE_SETTINGS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def intake_settings(self) -> Global___IntakeSettings:
-        """The settings, with `name` set; both fields are replaced."""
+        """The settings, with `name` set; the fields in update_mask are replaced."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """anonymous_reports, anonymous_reports_per_hour; empty: both. A field left out keeps
+        the value that applies at the tenant now (its own, or the nearest level above's).
+        """
 
     def __init__(
         self,
         *,
         intake_settings: Global___IntakeSettings | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["intake_settings", b"intake_settings"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["intake_settings", b"intake_settings", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["intake_settings", b"intake_settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["intake_settings", b"intake_settings", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -32,7 +32,7 @@ from services.command.domain.service_orders import (
     ServicePlanDefinition,
 )
 from services.kit import tenancy
-from services.kit.errors import Aborted, InvalidArgument, NotFound, PermissionDenied
+from services.kit.errors import Aborted, FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from services.kit.ids import new_id
 from services.kit.principal import Principal
 
@@ -212,8 +212,12 @@ class PlansDesk:
             return None
         resource_id, used_for = found
         if used_for != fingerprint:
-            raise InvalidArgument.field(
-                "request_id", "was used before for a different request; use a new one"
+            # As everywhere a key comes back with another body: 422 over REST (ADR 3).
+            raise InvalidArgument(
+                FieldViolation(
+                    "request_id", "was used before for a different request; use a new one"
+                ),
+                reason="IDEMPOTENCY_KEY_REUSED",
             )
         return resource_id
 

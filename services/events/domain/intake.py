@@ -45,6 +45,7 @@ class IntakeSettings:
 
 
 OFF = IntakeSettings()
+SETTINGS_FIELDS = frozenset({"anonymous_reports", "anonymous_reports_per_hour"})
 
 
 def reporter_of(secret: str) -> str:
@@ -98,13 +99,28 @@ class AnonymousIntake:
         return "", OFF
 
     async def define(
-        self, principal: Principal, tenant: str, settings: IntakeSettings
+        self,
+        principal: Principal,
+        tenant: str,
+        settings: IntakeSettings,
+        fields: frozenset[str] = SETTINGS_FIELDS,
     ) -> tuple[str, IntakeSettings]:
-        """Set a tenant's intake settings for its subtree (nearer levels still win)."""
+        """Set a tenant's intake settings for its subtree (nearer levels still win).
+        Only `fields` are taken from `settings`; the others keep the values that apply at
+        the tenant now, so a change of the hourly number alone leaves reports on or off."""
         if not principal.can_see(tenant):
             raise NotFound(f"tenant {tenancy.tenant_name(tenant)!r} not found")
         if not principal.has_scope(CONFIGURE_SCOPE):
             raise PermissionDenied(f"intake settings need the {CONFIGURE_SCOPE!r} scope")
+        unknown = sorted(fields - SETTINGS_FIELDS)
+        if unknown:
+            raise InvalidArgument.field(
+                "update_mask", f"{unknown[0]!r} is not a field of the intake settings"
+            )
+        if fields != SETTINGS_FIELDS:
+            _, now = await self._effective(tenant)
+            kept = {name: getattr(now, name) for name in SETTINGS_FIELDS - fields}
+            settings = replace(settings, **kept)
         if not 1 <= settings.anonymous_reports_per_hour <= 10_000:
             raise InvalidArgument.field(
                 "intake_settings.anonymous_reports_per_hour", "must be 1 to 10000"

@@ -7,6 +7,7 @@ import uuid
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
 from grassroots.events.v1 import events_service_pb2 as pb
 from grassroots.type.v1 import geo_pb2
@@ -310,3 +311,33 @@ async def test_a_photo_without_an_account_has_the_reports_limits_and_bad_input_n
         events.stub.AttachAnonymously(photo(lon, lat, secret()), metadata=resident.to_metadata())
     )
     assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_an_update_mask_changes_only_its_fields(events):
+    await allow(events, TOWN, per_hour=30)
+    only_number = await events.stub.UpdateIntakeSettings(
+        pb.UpdateIntakeSettingsRequest(
+            intake_settings=pb.IntakeSettings(
+                name=f"{tenancy.tenant_name(XINGMING)}/intakeSettings",
+                anonymous_reports_per_hour=5,
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["anonymous_reports_per_hour"]),
+        ),
+        metadata=STAFF.to_metadata(),
+    )
+    # Still on, as the town decided: the village changed its hourly number alone.
+    assert (only_number.anonymous_reports, only_number.anonymous_reports_per_hour) == (True, 5)
+    assert only_number.defined_at == XINGMING
+    wrong = await refused(
+        events.stub.UpdateIntakeSettings(
+            pb.UpdateIntakeSettingsRequest(
+                intake_settings=pb.IntakeSettings(
+                    name=f"{tenancy.tenant_name(XINGMING)}/intakeSettings"
+                ),
+                update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+            ),
+            metadata=STAFF.to_metadata(),
+        )
+    )
+    assert wrong.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure_of(wrong).violations[0].field == "update_mask"

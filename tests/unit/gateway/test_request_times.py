@@ -29,7 +29,16 @@ from services.kit.principal import Principal
 from tests.conftest import XINGMING
 
 V = f"/v1/tenants/{XINGMING.replace('/', '-')}"
-SCOPES = frozenset({"command:write", "command:read", "events:read", "twin:read", "credit:consent"})
+SCOPES = frozenset(
+    {
+        "command:write",
+        "command:read",
+        "events:read",
+        "twin:read",
+        "credit:consent",
+        "events:configure",
+    }
+)
 _TIME_VALIDATOR = typing.get_args(Rfc3339Time)[1]
 
 
