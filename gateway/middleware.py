@@ -12,6 +12,7 @@ import time
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.deadlines import TIMED_OUT
 from gateway.errors import ApiError
 from services.kit import context as ctx
 from services.kit.errors import FieldViolation
@@ -49,6 +50,8 @@ class RequestContextMiddleware:
                 incoming = value.decode("latin-1")
         request_id = ctx.accept_request_id(incoming)
         token = ctx.request_id_var.set(request_id)
+        timed_out: list[str] = []
+        noting = TIMED_OUT.set(timed_out)
         started = time.perf_counter()
         status = {"code": 500}
 
@@ -75,6 +78,16 @@ class RequestContextMiddleware:
             template = getattr(route, "path", "unmatched")
             HTTP_REQUESTS.labels(scope["method"], template, str(status["code"])).inc()
             HTTP_LATENCY.labels(scope["method"], template).observe(time.perf_counter() - started)
+            if status["code"] == 504:
+                backend = ", ".join(dict.fromkeys(timed_out)) or "unknown"
+                log.warning(
+                    "504 %s %s: %s did not answer in time",
+                    scope["method"],
+                    template,
+                    backend,
+                    extra={"route": template, "backend": backend, "request_id": request_id},
+                )
+            TIMED_OUT.reset(noting)
             ctx.request_id_var.reset(token)
 
 

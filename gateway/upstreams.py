@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.deadlines import NoteTimeouts
 from gateway.usage import counters
 from grassroots.command.v1 import command_service_pb2_grpc, plans_service_pb2_grpc
 from grassroots.empower.v1 import (
@@ -34,7 +35,9 @@ class Upstreams:
     def __init__(self, discovery: Discovery, names: tuple[str, ...], timeout: float) -> None:
         self.channels: dict[str, grpc.aio.Channel] = {
             name: open_channel(
-                discovery.resolve(name), default_timeout=timeout, interceptors=counters(name)
+                discovery.resolve(name),
+                default_timeout=timeout,
+                interceptors=[*counters(name), NoteTimeouts(name)],
             )
             for name in names
         }

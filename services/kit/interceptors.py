@@ -24,6 +24,12 @@ from services.kit.principal import PASSWORD_CHANGE_REQUIRED, Principal
 
 log = logging.getLogger("grassroots.rpc")
 
+# A unary call that takes longer than this is logged at WARNING, not INFO: the gateway
+# gives up after 5 s (its deadline), and a call still running then holds the component's
+# event loop or store for every tenant. Server streams (watches) last as long as their
+# client, so only unary calls are held to it.
+SLOW_CALL_SECONDS = 2.0
+
 PUBLIC_METHOD_PREFIXES = (
     "/grpc.health.v1.Health/",
     "/grpc.reflection.v1alpha.ServerReflection/",
@@ -40,8 +46,11 @@ class _CallScope:
         method: str,
         context: grpc.aio.ServicerContext,
         method_scopes: Mapping[str, str],
+        *,
+        streaming: bool = False,
     ) -> None:
         self.service = service
+        self.streaming = streaming
         self.method = method
         self.context = context
         self.started = time.perf_counter()
@@ -84,10 +93,13 @@ class _CallScope:
             code = context_code.name
         metrics.record_server_call(self.method, code, seconds)
         if not self.method.startswith(PUBLIC_METHOD_PREFIXES):
-            log.info(
-                "rpc %s %s",
+            slow = not self.streaming and seconds > SLOW_CALL_SECONDS
+            log.log(
+                logging.WARNING if slow else logging.INFO,
+                "rpc %s %s%s",
                 self.method,
                 code,
+                f" slow: {seconds:.1f} s (over {SLOW_CALL_SECONDS:g} s)" if slow else "",
                 extra={
                     "method": self.method,
                     "code": code,
@@ -186,7 +198,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
-                scope = _CallScope(service, method, context, method_scopes)
+                scope = _CallScope(service, method, context, method_scopes, streaming=True)
             except errors.DomainError as exc:
                 rich = status.to_rich_status(exc, service)
                 await context.abort(
