@@ -49,6 +49,39 @@ def demo_gpkg(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def demo_identities(demo_gpkg: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder holding the demo town's identities, installed once a session.
+
+    Installing them takes seconds of slow password hashing (argon2id, one hash an account).
+    A platform a test starts gets a copy (`seed_demo_identities`) before it starts, and its
+    `install_demo_identities` finds the install complete, as `make run` does on a later day.
+    Each platform still has its own copy: what one test changes, no other sees.
+    """
+    from devstack.stack import Stack, StackConfig
+
+    root = tmp_path_factory.mktemp("demo-identities")
+    config = StackConfig.on_free_ports(root / "data", log_dir=root / "logs")
+    config.data_dir.mkdir(parents=True)
+    shutil.copy(demo_gpkg, config.map_file)
+    stack = Stack(config)  # the empower service alone: identities live there
+    try:
+        stack.start("empower")
+        stack.wait_ready(90, services=("empower",))
+        stack.install_demo_identities()
+    finally:
+        stack.stop_all()
+    return config.data_dir
+
+
+def seed_demo_identities(installed: Path, data_dir: Path) -> None:
+    """Copy the identities `demo_identities` installed into a platform's data folder."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for path in installed.iterdir():
+        if path.is_file() and path.suffix != ".gpkg":  # the map file is the test's own
+            shutil.copy2(path, data_dir / path.name)
+
+
+@pytest.fixture(scope="session")
 def grid_index(demo_gpkg: Path):  # type: ignore[no-untyped-def]
     return load_grid_index(demo_gpkg)
 

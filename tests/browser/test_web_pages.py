@@ -43,6 +43,7 @@ from tests.browser.web import (
     wait_ready,
     watch,
 )
+from tests.conftest import seed_demo_identities
 from tests.integration.conftest import GENEROUS_LIMITS
 
 XINGMING = "sh-jiading-anting-xingming"
@@ -53,7 +54,9 @@ XIANGYANG_PATH = "sh/jiading/anting/xiangyang"
 
 
 @pytest.fixture(scope="module")
-def stack(demo_gpkg: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    demo_gpkg: Path, demo_identities: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     """The platform with the demo town's people, handlers and routing rules; phones
     here report their position in GCJ-02, as many phone browsers in China do."""
     root = tmp_path_factory.mktemp("web-pages")
@@ -62,6 +65,7 @@ def stack(demo_gpkg: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config.extra_env["GRASSROOTS_GATEWAY_DEVICE_CRS"] = "GCJ-02"
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo_gpkg, config.map_file)
+    seed_demo_identities(demo_identities, config.data_dir)
     platform = Stack(config)
     platform.start_all()
     try:

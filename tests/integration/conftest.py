@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import Stack, StackConfig
+from tests.conftest import seed_demo_identities
 
 # Load tests here measure the platform, not the gateway's per-tenant request budget.
 GENEROUS_LIMITS = {
@@ -19,12 +20,15 @@ GENEROUS_LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def stack(demo_gpkg: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    demo_gpkg: Path, demo_identities: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
     config = StackConfig.on_free_ports(root / "data", log_dir=root / "logs")
     config.extra_env.update(GENEROUS_LIMITS)
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo_gpkg, config.map_file)
+    seed_demo_identities(demo_identities, config.data_dir)
     platform = Stack(config)
     platform.start_all()
     try:

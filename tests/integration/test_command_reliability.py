@@ -32,6 +32,7 @@ from grassroots.type.v1 import geo_pb2
 from services.kit import tenancy
 from services.kit.bus import open_bus
 from services.kit.principal import Principal
+from tests.conftest import seed_demo_identities
 from tests.integration.conftest import GENEROUS_LIMITS
 
 TOWN = "sh/jiading/anting"
@@ -42,7 +43,9 @@ BURST = 500
 
 
 @pytest.fixture(scope="module")
-def stack(demo_gpkg: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    demo_gpkg: Path, demo_identities: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("command-reliability")
     config = StackConfig.on_free_ports(root / "data", log_dir=root / "logs")
     config.extra_env.update(GENEROUS_LIMITS)
@@ -50,6 +53,7 @@ def stack(demo_gpkg: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config.extra_env["GRASSROOTS_COMMAND_REDELIVERY_IDLE_MS"] = "2000"
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo_gpkg, config.map_file)
+    seed_demo_identities(demo_identities, config.data_dir)
     platform = Stack(config)
     platform.start_all()
     try:

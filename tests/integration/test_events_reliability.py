@@ -32,6 +32,7 @@ import shapely
 from devstack.stack import Stack, StackConfig, free_port
 from grassroots.events.v1 import events_service_pb2 as pb
 from services.kit.bus import open_bus
+from tests.conftest import seed_demo_identities
 from tests.integration.conftest import GENEROUS_LIMITS
 
 STREAM = "events"
@@ -122,13 +123,14 @@ def private_redis(directory: Path) -> Iterator[PrivateRedis]:
 
 
 @contextmanager
-def platform_on(root: Path, demo_gpkg: Path, bus_url: str) -> Iterator[Stack]:
+def platform_on(root: Path, demo_gpkg: Path, identities: Path, bus_url: str) -> Iterator[Stack]:
     """The whole platform on free ports, its relay publishing to `bus_url`."""
     config = StackConfig.on_free_ports(root / "data", log_dir=root / "logs")
     config.extra_env["GRASSROOTS_EVENTS_BUS_URL"] = bus_url
     config.extra_env.update(GENEROUS_LIMITS)
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo_gpkg, config.map_file)
+    seed_demo_identities(identities, config.data_dir)
     stack = Stack(config)
     try:
         stack.start_all()
@@ -298,7 +300,7 @@ async def _get_all(stack: Stack, event_ids: list[str], concurrency: int = 50) ->
 
 @pytest.mark.integration
 def test_kill_9_during_1000_concurrent_creates_loses_nothing_acknowledged(
-    tmp_path, demo_gpkg, grid_index
+    tmp_path, demo_gpkg, demo_identities, grid_index
 ):
     total, concurrency, kill_after = 1000, 50, 300
     points = valid_points(grid_index, total)
@@ -306,7 +308,7 @@ def test_kill_9_during_1000_concurrent_creates_loses_nothing_acknowledged(
 
     with (
         private_redis(tmp_path / "redis") as bus,
-        platform_on(tmp_path / "stack", demo_gpkg, bus.url) as stack,
+        platform_on(tmp_path / "stack", demo_gpkg, demo_identities, bus.url) as stack,
     ):
         logs = stack.config.log_dir
         outcomes, before_kill = asyncio.run(_post_all(stack, bodies, concurrency, kill_after))
@@ -368,14 +370,14 @@ def test_kill_9_during_1000_concurrent_creates_loses_nothing_acknowledged(
 
 @pytest.mark.integration
 def test_redis_outage_creates_keep_succeeding_and_delivery_catches_up(
-    tmp_path, demo_gpkg, grid_index
+    tmp_path, demo_gpkg, demo_identities, grid_index
 ):
     outage_seconds, per_second = 30.0, 5
     points = valid_points(grid_index, int(outage_seconds * per_second) + 10, seed=11)
 
     with (
         private_redis(tmp_path / "redis") as bus,
-        platform_on(tmp_path / "stack", demo_gpkg, bus.url) as stack,
+        platform_on(tmp_path / "stack", demo_gpkg, demo_identities, bus.url) as stack,
         httpx.Client(
             base_url=stack.config.gateway_url, headers=stack.api_headers(), timeout=10
         ) as api,

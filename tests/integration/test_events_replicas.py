@@ -32,6 +32,7 @@ from services.events.wiring import RELAY_LEASE
 from services.kit import rls
 from services.kit.bus import open_bus
 from services.kit.tenancy import ALL_TENANTS
+from tests.conftest import seed_demo_identities
 from tests.integration.conftest import GENEROUS_LIMITS
 from tests.integration.test_events_reliability import (
     REPORTED,
@@ -114,7 +115,7 @@ async def _burst(stack: Stack, bodies: dict[int, dict], on_progress) -> dict[int
 
 @pytest.mark.integration
 def test_two_replicas_lose_nothing_publish_once_and_hand_the_relay_over(
-    tmp_path, demo_gpkg, grid_index, postgis_test_dsn
+    tmp_path, demo_gpkg, demo_identities, grid_index, postgis_test_dsn
 ):
     bodies = {
         n: report_body(lon, lat, n) for n, (lon, lat) in enumerate(valid_points(grid_index, TOTAL))
@@ -144,6 +145,7 @@ def test_two_replicas_lose_nothing_publish_once_and_hand_the_relay_over(
         )
         config.data_dir.mkdir(parents=True)
         shutil.copy(demo_gpkg, config.map_file)
+        seed_demo_identities(demo_identities, config.data_dir)
         stack = Stack(config)
         second: subprocess.Popen[bytes] | None = None
         second_map: subprocess.Popen[bytes] | None = None

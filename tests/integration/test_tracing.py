@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from devstack.stack import Stack, StackConfig
+from tests.conftest import seed_demo_identities
 from tests.integration.conftest import GENEROUS_LIMITS
 from tests.integration.test_events_reliability import TOWN_EVENTS, report_body, valid_points
 
@@ -60,7 +61,9 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 @pytest.mark.integration
-def test_one_trace_crosses_gateway_events_map_bus_and_consumer(tmp_path, demo_gpkg, grid_index):
+def test_one_trace_crosses_gateway_events_map_bus_and_consumer(
+    tmp_path, demo_gpkg, demo_identities, grid_index
+):
     receiver = Receiver()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
@@ -76,6 +79,7 @@ def test_one_trace_crosses_gateway_events_map_bus_and_consumer(tmp_path, demo_gp
     )
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo_gpkg, config.map_file)
+    seed_demo_identities(demo_identities, config.data_dir)
     stack = Stack(config)
     try:
         stack.start_all()

@@ -22,6 +22,7 @@ sys.path.insert(0, str(SDK))
 
 from devstack.demo_identity import DemoCredentials  # noqa: E402
 from devstack.stack import Stack, StackConfig  # noqa: E402
+from tests.conftest import seed_demo_identities  # noqa: E402
 
 XINGMING = "sh/jiading/anting/xingming"
 XINGMING_ID = "sh-jiading-anting-xingming"
@@ -71,13 +72,16 @@ _running: list[Stack] = []
 
 
 @pytest.fixture(scope="session")
-def platform(demo_gpkg: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(
+    demo_gpkg: Path, demo_identities: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
     """Started as tests/integration's `stack` starts it, with the town's routing rules and
     handlers (so a report becomes a task)."""
     root = tmp_path_factory.mktemp("sdk-stack")
     config = StackConfig.on_free_ports(root / "data", log_dir=root / "logs")
     config.data_dir.mkdir(parents=True)
     shutil.copy(demo_gpkg, config.map_file)
+    seed_demo_identities(demo_identities, config.data_dir)
     stack = Stack(config)
     _running.append(stack)
     try:
