@@ -372,7 +372,10 @@ def test_kill_9_during_1000_concurrent_creates_loses_nothing_acknowledged(
 def test_redis_outage_creates_keep_succeeding_and_delivery_catches_up(
     tmp_path, demo_gpkg, demo_identities, grid_index
 ):
-    outage_seconds, per_second = 30.0, 5
+    # Long enough for the relay's pause between attempts to grow to its cap (0.1 s
+    # doubling: 6.3 s in, then 5 s), so the outage spans capped retries too and the
+    # catch-up below starts from the longest pause; longer only repeats those retries.
+    outage_seconds, per_second = 12.0, 5
     points = valid_points(grid_index, int(outage_seconds * per_second) + 10, seed=11)
 
     with (
