@@ -11,17 +11,23 @@ from pathlib import Path
 
 import pytest
 
+from devstack.stack import PORT_SLICE_VARIABLE
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
 # A figure: a number with a rate or latency unit ("1,706 creates/s", "p50 0.045 ms").
 FIGURE = re.compile(r"\d[\d,.]*\s*(?:[a-z ]*/s\b|ms\b)")
-# Fourteen benches, several starting a whole platform: about 4 minutes on an idle machine.
+# Fourteen benches, several starting a whole platform, two at a time (bench/run.py): about
+# 2 minutes on an idle machine.
 QUICK_BUDGET_SECONDS = 300.0
 
 
 @pytest.mark.timeout(600)
 def test_every_benchmark_runs_quickly_and_prints_figures() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRASSROOTS_")}
+    # Ports from this session's slice only (tools/test_halves.py), as its other tests do.
+    if PORT_SLICE_VARIABLE in os.environ:
+        env[PORT_SLICE_VARIABLE] = os.environ[PORT_SLICE_VARIABLE]
     env["BENCH_QUICK"] = "1"
     done = subprocess.run(
         [sys.executable, str(BENCH / "run.py")],
