@@ -28,8 +28,10 @@ from devstack.stack import PORT_SLICE_VARIABLE
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 # The suites that start whole platforms; the other half runs everything else (so a new
-# folder of tests is never left out). Balanced by their run times.
-FIRST_HALF = ("integration", "security", "browser", "sdk", "contract")
+# folder of tests is never left out). Balanced by their run times: the quick benchmarks
+# came over once the platform suites got shorter. (The scenarios cannot: their conftest
+# and the SDK suite's are both imported as `conftest`, so one session holds one of them.)
+FIRST_HALF = ("integration", "security", "browser", "sdk", "contract", "bench")
 
 
 def halves() -> list[list[str]]:
