@@ -648,6 +648,28 @@ def test_board_draws_the_town_and_shows_a_new_report_live(
         json={"code": "patrol.finding", "display_name": "Patrol finding"},
     )
     assert made.status_code in (200, 201), made.text
+    # A category reading like a built-in one (the e-bike scenario's, beside
+    # safety.ebike_charging): the filter tells the two apart, each code once.
+    alike = httpx.post(
+        f"{gateway}/v1/tenants/{TOWN}/categories",
+        headers=staff,
+        json={"code": "safety.ebike_indoor_charging", "display_name": "E-bike charging indoors"},
+    )
+    assert alike.status_code in (200, 201), alike.text
+    # Findings must be taken within a second: the board lists the overdue task, by the
+    # name of the grid worker it was offered to.
+    rule = httpx.post(
+        f"{gateway}/v1/tenants/{XINGMING}/routingRules",
+        headers=stack.api_headers(),
+        json={
+            "category": "patrol.finding",
+            "handler_role": "grid_worker",
+            "response_sla_seconds": 1,
+            "resolution_sla_seconds": 3600,
+            "display_name": "Findings, taken at once (board test)",
+        },
+    )
+    assert rule.status_code == 201, rule.text
     finding = httpx.post(
         f"{gateway}/v1/tenants/{XINGMING}/events",
         headers={**stack.api_headers(), "Idempotency-Key": f"web-{time.time_ns()}"},
@@ -672,6 +694,33 @@ def test_board_draws_the_town_and_shows_a_new_report_live(
     page.wait_for_selector("#live-state:has-text('live')")
     finding_row = page.inner_text(f"#live li[data-event='{finding.json()['id']}']")
     assert "Patrol finding" in finding_row and "patrol.finding" not in finding_row
+    options = page.eval_on_selector_all(
+        "#f-category option", "os => os.map(o => [o.value, o.textContent])"
+    )
+    codes = [code for code, _ in options if code]
+    assert len(codes) == len(set(codes)), codes
+    words = [text for _, text in options]
+    assert len(words) == len(set(words)), words
+    assert "safety.ebike_indoor_charging" in codes and "safety.ebike_charging" in codes
+    task = _task_for(stack, finding.json()["name"])
+    handlers = httpx.get(
+        f"{gateway}/v1/tenants/{XINGMING}/handlers",
+        params={"page_size": 1000},
+        headers=stack.api_headers(),
+    ).json()["handlers"]
+    worker = next(h["display_name"] for h in handlers if h["user"] == task["handler"])
+    time.sleep(1.5)  # past the rule's second to accept
+    page.reload()
+    wait_ready(page)
+    row = page.wait_for_selector(f"#tasks li[data-task='{task['id']}']", timeout=10_000)
+    assert row is not None
+    until(
+        page,
+        f"() => document.querySelector(\"#tasks li[data-task='{task['id']}']\")"
+        f".textContent.includes({worker!r})",
+    )
+    assert "users/" not in page.inner_text("#tasks")
+    page.wait_for_selector("#live-state:has-text('live')")
     # A sensor with its current reading and its alarm state.
     page.wait_for_selector("#sensors li[data-entity='board-gauge'] .state.alarm")
     assert "level_cm 41" in page.inner_text("#sensors li[data-entity='board-gauge']")

@@ -39,6 +39,7 @@ if (me) {
   let categories = []; // the categories API's list: codes and display names
   let cells = [];
   let tasks = [];
+  const handlerNames = new Map(); // subject (users/...) -> the handler's display name
   // What is on screen, kept so a language switch draws it again in the other language.
   let figures = null; // {all, todays}
   let sensors = [];
@@ -74,7 +75,12 @@ if (me) {
       select.value = chosen;
     };
     fill("f-cell", "board.filter.cell.all", cells, (v) => v);
-    fill("f-category", "board.filter.category.all", categories.map((c) => c.code), categoryName);
+    // Two codes read alike (a built-in and a scenario's category, say) are told apart
+    // by their codes, so the filter never offers the same words twice.
+    const labels = categories.map((c) => categoryName(c.code));
+    const shared = new Set(labels.filter((label, i) => labels.indexOf(label) !== i));
+    fill("f-category", "board.filter.category.all", categories.map((c) => c.code),
+      (code) => (shared.has(categoryName(code)) ? `${categoryName(code)} (${code})` : categoryName(code)));
     fill("f-state", "board.filter.state.all", STATES, (v) => t(`state.${v}`));
     document.getElementById("legend").replaceChildren(
       ...["reported", "accepted", "in_progress", "resolved", "closed"].map((s) =>
@@ -296,7 +302,17 @@ if (me) {
         el("span", { class: `state ${task.sla_status}`, text: t(`sla.${task.sla_status}`) }), " ",
         el("strong", { text: categoryName(task.category) }), " ",
         el("span", { class: "countdown", text: countdown(task) }),
-        el("div", { class: "muted", text: `${task.grid_cell} · ${task.handler || t("board.unassigned")}` }))));
+        el("div", { class: "muted", text: `${task.grid_cell} · ${task.handler ? handlerNames.get(task.handler) || task.handler : t("board.unassigned")}` }))));
+  }
+
+  // The handlers' names, in one call for the whole list (not one per row); asked again
+  // only when a task names someone the last answer did not.
+  async function loadHandlerNames() {
+    if (tasks.every((task) => !task.handler || handlerNames.has(task.handler))) return;
+    const page = await api(`${base}/handlers${query({ page_size: 1000 })}`).catch(() => ({ handlers: [] }));
+    for (const handler of page.handlers) {
+      if (handler.display_name) handlerNames.set(handler.user, handler.display_name);
+    }
   }
 
   async function loadTasks() {
@@ -305,6 +321,7 @@ if (me) {
       api(`${base}/tasks?sla_status=at_risk&page_size=50`),
     ]);
     tasks = [...overdue.tasks, ...atRisk.tasks];
+    await loadHandlerNames();
     renderTasks();
   }
 
@@ -363,7 +380,13 @@ if (me) {
     if (detailId && document.getElementById("detail-event")) openDetail(detailId).catch(() => undefined);
   });
 
-  categories = (await listing).categories;
+  // One entry per code: a category defined again nearer the tenant replaces the one above.
+  const byCode = new Map();
+  for (const category of (await listing).categories) {
+    const kept = byCode.get(category.code); // names of nearer tenants are longer
+    if (!kept || category.name.length >= kept.name.length) byCode.set(category.code, category);
+  }
+  categories = [...byCode.values()];
   fillFilters();
   await loadEvents(firstEvents);
   ready(); // the map and the events are drawn; buildings and the rest fill in
