@@ -243,6 +243,21 @@ class Composer:
         lists = await asyncio.gather(*(KINDS[k].list_all(self.stubs, parent) for k in names))
         return {k: own_only(parent, listed) for k, listed in zip(names, lists, strict=True)}
 
+    async def _on_shelf(self, parent: str, item: str) -> bool:
+        """Whether the catalog lists the template (empower records installs of those only)."""
+        token = ""
+        while True:
+            page = await self.stubs.tenants.ListCatalogItems(
+                empower_pb.ListCatalogItemsRequest(
+                    parent=parent, filter='kind = "scenario"', page_size=100, page_token=token
+                )
+            )
+            if any(i.name == item for i in page.catalog_items):
+                return True
+            token = page.next_page_token
+            if not token:
+                return False
+
     async def _roles_missing(self, parent: str, roles: Sequence[str]) -> list[str]:
         if not roles:
             return []
@@ -321,8 +336,10 @@ class Composer:
         kinds = {d.declared.kind for d in desired} | {
             r.kind for r in (mine.resources if mine else ())
         }
-        actual, missing = await asyncio.gather(
-            self._actual(parent, kinds), self._roles_missing(parent, manifest.handler_roles)
+        actual, missing, shelved = await asyncio.gather(
+            self._actual(parent, kinds),
+            self._roles_missing(parent, manifest.handler_roles),
+            self._on_shelf(parent, manifest.catalog_item),
         )
         plan = diff(
             parent, manifest.id, manifest.version, dict(overrides), desired, actual, mine, others
@@ -334,13 +351,25 @@ class Composer:
             f"{a.kind} {a.key}: {RELEASED_STAYS}" for a in plan.actions if a.note == RELEASED_STAYS
         )
         blockers = plan.blockers
+        if not shelved:
+            blockers += (
+                f"{manifest.id} is not a template of the catalog, so empower keeps no install "
+                f"record of it: put its manifest on the shelf first (scenarios/{manifest.id}/"
+                "manifest.yaml of the platform); --manifest changes a template of the shelf",
+            )
         if mine is not None and version_key(manifest.version) < version_key(mine.version):
-            if allow_downgrade:
+            if not mine.complete:  # the newer version never finished: going back is fine
+                warnings += (
+                    f"{mine.version} stopped half-way and never finished; this goes back "
+                    f"to {manifest.version}",
+                )
+            elif allow_downgrade:
                 warnings += (f"a downgrade from {mine.version}: allowed",)
             else:
                 blockers += (
                     f"{manifest.version} is older than the installed {mine.version}: a "
-                    "downgrade is refused unless allowed (--allow-downgrade, allow_downgrade)",
+                    "downgrade is refused unless allowed (--allow-downgrade, allow_downgrade); "
+                    f"or uninstall {manifest.id} first, then install {manifest.version}",
                 )
         return Plan(**{**plan.__dict__, "warnings": warnings, "blockers": blockers})
 

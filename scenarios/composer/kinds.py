@@ -20,7 +20,8 @@ reports as a blocker before any step runs.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -47,8 +48,12 @@ from grassroots.map.v1 import map_service_pb2 as map_pb
 from grassroots.map.v1 import map_service_pb2_grpc as map_grpc
 from grassroots.twin.v1 import twin_service_pb2 as twin_pb
 from grassroots.twin.v1 import twin_service_pb2_grpc as twin_grpc
+from services.command import api as command_api
+from services.command import plans_api
+from services.command.domain import emergency, routing, service_orders
 from services.empower.domain.credit import check_bands
 from services.empower.domain.credit_model import Band
+from services.kit import tenancy
 from services.kit.errors import InvalidArgument
 
 # Why the composer deletes a plan, for the command log (its actor is the composer).
@@ -80,8 +85,10 @@ Updater = Callable[[Stubs, str, Any, tuple[str, ...], str], Awaitable[Any]]
 # (current resource, the fields that would change, or None for a delete) -> why it
 # cannot be done now, or None.
 Busy = Callable[[Any, tuple[str, ...] | None], str | None]
-# A component's rule the composer can check before any call: (field, why) or None.
-Checker = Callable[[Any], tuple[str, str] | None]
+# A component's own rules, checked before any call: (message, parent) -> (field, why)
+# or None. The component's adapter converts the message and its domain validates it,
+# so each rule is declared once, in the component.
+Checker = Callable[[Any, str], tuple[str, str] | None]
 
 
 @dataclass(frozen=True)
@@ -224,6 +231,32 @@ async def _create_routing_rule(
 
 async def _delete_routing_rule(s: Stubs, name: str) -> None:
     await s.command.DeleteRoutingRule(command_pb.DeleteRoutingRuleRequest(name=name))
+
+
+def _check_routing_rule(message: Any, parent: str) -> tuple[str, str] | None:
+    """Command's rule checks (category pattern, a role, team or department, SLAs ...)."""
+    village = tenancy.parse_parent(parent)
+    return _refusal(
+        lambda: routing.validate(command_api.rule_from(village, message)), "routing_rule."
+    )
+
+
+def _check_emergency_plan(message: Any, _: str) -> tuple[str, str] | None:
+    """Command's plan checks (levels 3, 2 and 1, each once; roles and teams; texts)."""
+    return _refusal(
+        lambda: emergency.validate(plans_api.emergency_definition(message)), "emergency_plan."
+    )
+
+
+def _check_service_plan(message: Any, _: str) -> tuple[str, str] | None:
+    """Command's service plan checks (a rule that fires, targets, roles), as of now."""
+
+    def check() -> None:
+        definition = plans_api.service_definition(message)
+        start = definition.start_time.replace(microsecond=0)  # as the desk stores it
+        service_orders.validate(replace(definition, start_time=start), datetime.now(UTC))
+
+    return _refusal(check, "service_plan.")
 
 
 async def _list_emergency_plans(s: Stubs, parent: str) -> list[Any]:
@@ -397,14 +430,22 @@ async def _create_credit_policy(s: Stubs, parent: str, key: str, message: Any, _
     )
 
 
-def _check_credit_policy(message: Any) -> tuple[str, str] | None:
-    """Empower's own band rule (highest first, strictly falling, the last at 0)."""
+def _refusal(check: Callable[[], object], prefix: str) -> tuple[str, str] | None:
+    """The first field a component's validation refuses, below the resource (`levels`,
+    not `emergency_plan.levels`), or None when it passes."""
     try:
-        check_bands([Band(b.band, b.min_score) for b in message.bands], "bands")
+        check()
     except InvalidArgument as exc:
-        found = exc.violations[0] if exc.violations else None
-        return (found.field, found.description) if found else ("bands", str(exc))
+        found = exc.violations[0]
+        return found.field.removeprefix(prefix), found.description
     return None
+
+
+def _check_credit_policy(message: Any, _: str) -> tuple[str, str] | None:
+    """Empower's own band rule (highest first, strictly falling, the last at 0)."""
+    return _refusal(
+        lambda: check_bands([Band(b.band, b.min_score) for b in message.bands], "bands"), ""
+    )
 
 
 async def _delete_credit_policy(s: Stubs, name: str) -> None:
@@ -461,6 +502,7 @@ KINDS: dict[str, Kind] = {
             _list_routing_rules,
             _create_routing_rule,
             delete=_delete_routing_rule,
+            check=_check_routing_rule,
         ),
         Kind(
             "command.emergency_plans",
@@ -472,6 +514,7 @@ KINDS: dict[str, Kind] = {
             delete=_delete_emergency_plan,
             update=_update_emergency_plan,
             busy=_emergency_plan_busy,
+            check=_check_emergency_plan,
         ),
         Kind(
             "command.service_plans",
@@ -482,6 +525,7 @@ KINDS: dict[str, Kind] = {
             keyed=False,
             delete=_delete_service_plan,
             update=_update_service_plan,
+            check=_check_service_plan,
         ),
         Kind("empower.forms", forms_pb.Form, "forms", _list_forms, _create_form),
         Kind(

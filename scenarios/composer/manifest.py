@@ -14,6 +14,7 @@ a protobuf duration ("300s"); inside a longer string the setting is written as t
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class Setting:
         types = _PY_TYPES[self.type]
         if (isinstance(value, bool) and self.type != "boolean") or not isinstance(value, types):
             raise ManifestError(path, f"must be of type {self.type}, not {type(value).__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ManifestError(path, f"must be a finite number, not {value}")
         return self._bounded(value, path)
 
     def _bounded(self, value: Any, path: str) -> Any:

@@ -89,6 +89,8 @@ class Desired:
     message: Message
     digest: str
     written: tuple[str, ...]  # the fields the manifest wrote (JSON names), compared
+    refused: str = ""  # what the component's own checks refuse in it: blocks the plan
+    spec: Mapping[str, Any] | None = None  # as rendered: the shape of what is written
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class Action:
     note: str = ""
     desired: Desired | None = None
     previous: Message | None = None  # what a replace deletes, to put back if the create fails
+    shared: bool = False  # released because another installed scenario lists it
 
     @property
     def symbol(self) -> str:
@@ -200,6 +203,9 @@ class Plan:
         found = {op.value: 0 for op in Op}
         for a in self.actions:
             found[a.op.value] += 1
+        # Of the releases, those another installed scenario still uses (the rest are gone
+        # already, or not the scenario's to delete).
+        found["shared"] = sum(1 for a in self.actions if a.shared)
         return found
 
     def render(self) -> str:
@@ -280,8 +286,9 @@ def desired_of(
     overrides: Mapping[str, Any] | None = None,
 ) -> list[Desired]:
     """Every declared resource rendered for the village, parsed as its component's message
-    and checked against the component's rules the composer knows (`Kind.check`); a value
-    refused because of a village's override names the override."""
+    and checked against the component's own rules (`Kind.check`). A value refused because
+    of a village's override is an error naming the override; one the manifest itself
+    writes is kept in `Desired.refused`, which blocks a plan that would write it."""
     values = {**settings, "tenant": parent, "village": tenancy.parse_parent(parent)}
     found: list[Desired] = []
     for declared in manifest.resources:
@@ -291,18 +298,27 @@ def desired_of(
             message = kind.parse(spec, declared.key)
         except json_format.ParseError as exc:
             raise ManifestError(declared.path, str(exc), manifest.source) from None
+        refused = ""
         if kind.check is not None:
-            refused = kind.check(message)
-            if refused is not None:
-                path, why = blame(declared, refused[0], refused[1], overrides or {}, settings)
-                raise ManifestError(
-                    path, why, "" if path.startswith("overrides.") else manifest.source
-                )
+            refusal = kind.check(message, parent)
+            if refusal is not None:
+                path, why = blame(declared, refusal[0], refusal[1], overrides or {}, settings)
+                if path.startswith("overrides."):  # the caller's value: a bad request
+                    raise ManifestError(path, why)
+                component = declared.kind.split(".")[0]
+                refused = f"{path}: {why} (the {component} component refuses it)"
         written = tuple(_json_name(message, k) for k in spec)
         if kind.key_field:
             written += (_json_name(message, kind.key_field),)
         found.append(
-            Desired(declared, message, digest_of(declared.kind, declared.key, message), written)
+            Desired(
+                declared,
+                message,
+                digest_of(declared.kind, declared.key, message),
+                written,
+                refused,
+                spec,
+            )
         )
     return found
 
@@ -391,18 +407,36 @@ def _covers(have: Any, want: Any) -> bool:
     return bool(have == want)
 
 
+def _shaped(value: Any, shape: Any) -> Any:
+    """`value` (a message as JSON, defaults included) cut down to the keys `shape` (the
+    rendered specification) writes, at every depth: a field the manifest writes as its
+    default (`team: ""`) is compared, one it leaves to the component is not."""
+    if isinstance(shape, Mapping) and isinstance(value, dict):
+        found = {}
+        for key, inner in shape.items():
+            at = key if key in value else _camel(str(key))
+            if at in value:
+                found[at] = _shaped(value[at], inner)
+        return found
+    if isinstance(shape, list) and isinstance(value, list) and len(shape) == len(value):
+        return [_shaped(v, s) for v, s in zip(value, shape, strict=True)]
+    return value
+
+
 def differences(desired: Desired, actual: Message) -> tuple[str, ...]:
-    """The written fields whose value the resource does not have. A top-level field the
-    manifest sets to its default counts; inside nested messages only what is set does
-    (the component may fill in defaults of its own there)."""
+    """The written fields whose value the resource does not have. Every field the
+    manifest writes counts, at any depth, also when it is written as its default (going
+    back to an empty team is a change); inside nested messages what the manifest leaves
+    out is not compared (the component may fill in defaults of its own there)."""
     set_fields = json_format.MessageToDict(desired.message)
     every_field = _as_dict(desired.message)
     have = _as_dict(actual)
-    return tuple(
-        k
-        for k in desired.written
-        if not _covers(have.get(k), set_fields.get(k, every_field.get(k)))
-    )
+    if desired.spec is not None:
+        shape = {_json_name(desired.message, k): v for k, v in desired.spec.items()}
+        want = {k: _shaped(every_field.get(k), shape.get(k)) for k in desired.written}
+    else:
+        want = {k: set_fields.get(k, every_field.get(k)) for k in desired.written}
+    return tuple(k for k in desired.written if not _covers(have.get(k), want[k]))
 
 
 def _written_copy(current: Message, written: Sequence[str]) -> Message:
@@ -523,7 +557,16 @@ def diff(
             why = kind.busy(actual[r.kind][r.name], None) if kind.busy is not None else None
             if why:
                 blockers.append(f"{r.kind} {r.key} ({r.name}): {why}")
-        actions.append(Action(op, r.kind, r.key, r.name, r.digest, r.owned, note=note))
+        shared = r.name in users
+        actions.append(
+            Action(op, r.kind, r.key, r.name, r.digest, r.owned, note=note, shared=shared)
+        )
+    # What the component would refuse is found now, not half-way through an apply.
+    blockers += [
+        a.desired.refused
+        for a in actions
+        if a.op != Op.KEEP and a.desired is not None and a.desired.refused
+    ]
     actions.sort(key=_order)
     return Plan(
         village=parent,

@@ -234,7 +234,9 @@ def _shifts(message: pb.HandlerProfile) -> tuple[Shift, ...]:
     return tuple(Shift(tuple(s.weekdays), s.start, s.end) for s in message.shifts)
 
 
-def _rule_from(tenant: str, given: pb.RoutingRule) -> RoutingRule:
+def rule_from(tenant: str, given: pb.RoutingRule) -> RoutingRule:
+    """A routing rule as the domain holds it (validated by the desk; the scenario composer
+    checks a manifest's rules with it before any step)."""
     return RoutingRule(
         tenant=tenant,
         id="",
@@ -310,7 +312,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         self, request: pb.CreateRoutingRuleRequest, context: grpc.aio.ServicerContext
     ) -> pb.RoutingRule:
         tenant = tenancy.parse_parent(request.parent)
-        given = replace(_rule_from(tenant, request.routing_rule), id=request.routing_rule_id)
+        given = replace(rule_from(tenant, request.routing_rule), id=request.routing_rule_id)
         rule, unrouted = await self.desk.create_rule(require_principal(), given, request.request_id)
         made = rule_to_proto(rule, unrouted)
         made.warnings.extend(await self.desk.rule_warnings(rule))

@@ -256,7 +256,19 @@ def _targets(message: pb.ServicePlan) -> tuple[Target, ...]:
     return tuple(targets)
 
 
-def _service_definition(message: pb.ServicePlan) -> ServicePlanDefinition:
+def emergency_definition(message: pb.EmergencyPlan) -> PlanDefinition:
+    """An emergency plan's definition as the domain holds it (validated by the desk; the
+    scenario composer checks a manifest's plans with it before any step)."""
+    return PlanDefinition(
+        display_name=message.display_name,
+        levels=tuple(_level_in(level) for level in message.levels),
+        signal=message.signal,
+        location=_position(message, "emergency_plan.location"),
+    )
+
+
+def service_definition(message: pb.ServicePlan) -> ServicePlanDefinition:
+    """A service plan's definition as the domain holds it (as `emergency_definition`)."""
     start = _start_time(message)
     return ServicePlanDefinition(
         display_name=message.display_name,
@@ -321,13 +333,7 @@ class PlansServicer(pb_grpc.PlansServiceServicer):
         self, request: pb.CreateEmergencyPlanRequest, context: grpc.aio.ServicerContext
     ) -> pb.EmergencyPlan:
         parent = tenancy.parse_parent(request.parent)
-        given = request.emergency_plan
-        definition = PlanDefinition(
-            display_name=given.display_name,
-            levels=tuple(_level_in(level) for level in given.levels),
-            signal=given.signal,
-            location=_position(given, "emergency_plan.location"),
-        )
+        definition = emergency_definition(request.emergency_plan)
         plan = await self.desk.create_emergency_plan(
             require_principal(), parent, definition, request.request_id
         )
@@ -416,7 +422,7 @@ class PlansServicer(pb_grpc.PlansServiceServicer):
         self, request: pb.CreateServicePlanRequest, context: grpc.aio.ServicerContext
     ) -> pb.ServicePlan:
         parent = tenancy.parse_parent(request.parent)
-        definition = _service_definition(request.service_plan)
+        definition = service_definition(request.service_plan)
         plan = await self.desk.create_service_plan(
             require_principal(), parent, definition, request.request_id
         )

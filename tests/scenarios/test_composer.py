@@ -5,6 +5,7 @@ resources survive an uninstall, upgrades go through a plan, a failed apply says
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import grpc
@@ -17,6 +18,7 @@ from grassroots.empower.v1 import catalog_service_pb2 as catalog_pb
 from grassroots.events.v1 import events_service_pb2 as events_pb
 from scenarios.composer import ApplyError, Composer, ManifestError, Op, PlanBlocked, catalog, parse
 from scenarios.composer.composer import _Acting, composer_principal
+from scenarios.composer.kinds import KINDS
 from services.kit import tenancy
 from services.kit.principal import Principal
 from tests.scenarios.harness import XIANGYANG, Platform
@@ -164,8 +166,12 @@ def test_a_failed_apply_is_recorded_incomplete_and_the_next_apply_finishes_it(
 
 
 def test_a_refused_replacement_puts_the_old_resource_back_and_a_downgrade_is_refused(
-    platform: Platform,
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
 ):
+    # A refusal no plan check foresees (the plan runs command's own checks, so they are
+    # left out here): the component refuses the create after the delete.
+    rules = KINDS["command.routing_rules"]
+    monkeypatch.setitem(KINDS, rules.name, dataclasses.replace(rules, check=None))
     good = catalog.get("ebike-charging")
     broken = manifest_data("ebike-charging")
     broken["command"]["routing_rules"][0]["priority"] = 100000  # command refuses it
@@ -331,5 +337,112 @@ def test_uninstall_deletes_the_plan_and_a_reinstall_leaves_one_live_plan(platfor
         finally:
             await composer.uninstall(XIANGYANG, "crowd-surge")
         assert await _live_plans(composer) == []
+
+    platform.composer(work)
+
+
+def test_a_resource_its_component_refuses_blocks_the_plan_and_install_does_nothing(
+    platform: Platform,
+):
+    """crowd-surge 1.2.0 without level 2: command refuses the plan, so the plan says so
+    and an install changes nothing (it once created 3 of 4 resources, then stopped)."""
+    data = manifest_data("crowd-surge")
+    data["version"] = "1.2.0"
+    data["command"]["emergency_plans"][0]["displayName"] = "Crowd surge (no level 2)"
+    levels = data["command"]["emergency_plans"][0]["levels"]
+    levels[:] = [level for level in levels if level["level"] != 2]
+    broken = parse(data, "crowd-surge 1.2.0 (no level 2)")
+
+    async def work(composer: Composer) -> None:
+        before = await _rule_names(composer)
+        plan = await composer.plan(XIANGYANG, broken)
+        assert any(
+            b.startswith("command.emergency_plans[0].levels: level 2 is missing")
+            for b in plan.blockers
+        ), plan.blockers
+        with pytest.raises(PlanBlocked):
+            await composer.apply(XIANGYANG, broken)
+        assert await composer.show(XIANGYANG, "crowd-surge") is None
+        assert await _rule_names(composer) == before
+
+    platform.composer(work)
+
+
+def test_a_newer_version_that_stopped_half_way_can_go_back_to_the_shipped_one(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+):
+    # A refusal no plan check foresees (command's own checks left out of the plan here).
+    rules = KINDS["command.routing_rules"]
+    monkeypatch.setitem(KINDS, rules.name, dataclasses.replace(rules, check=None))
+    broken = manifest_data("ebike-charging")
+    broken["version"] = "9.0.0"
+    broken["command"]["routing_rules"][0]["priority"] = 100000  # command refuses it
+    newer = parse(broken, "ebike-charging 9.0.0 (broken)")
+    shipped = catalog.get("ebike-charging")
+
+    async def work(composer: Composer) -> None:
+        assert await composer.show(XIANGYANG, "ebike-charging") is None
+        with pytest.raises(ApplyError):
+            await composer.apply(XIANGYANG, newer)
+        shown = await composer.show(XIANGYANG, "ebike-charging")
+        assert shown is not None and (shown.version, shown.state) == ("9.0.0", "incomplete")
+        back = await composer.plan(XIANGYANG, shipped)
+        assert not back.blockers, back.blockers
+        assert any("never finished" in w for w in back.warnings), back.warnings
+        assert (await composer.apply(XIANGYANG, shipped)).state == "complete"
+        shown = await composer.show(XIANGYANG, "ebike-charging")
+        assert shown is not None and (shown.version, shown.state) == (shipped.version, "complete")
+        await composer.uninstall(XIANGYANG, "ebike-charging")
+
+    platform.composer(work)
+
+
+def test_going_back_to_an_empty_default_changes_the_plan_back(platform: Platform):
+    data = manifest_data("crowd-surge")  # a title of its own: no plan an earlier test left
+    data["command"]["emergency_plans"][0]["displayName"] = "Crowd surge (empty default)"
+    crowd = parse(data, "crowd-surge (own title)")
+
+    async def teams(composer: Composer) -> list[str]:
+        shown = await composer.show(XIANGYANG, "crowd-surge")
+        assert shown is not None
+        [name] = [r.name for r in shown.resources if r.kind == "command.emergency_plans"]
+        with _Acting(composer_principal(XIANGYANG)):
+            plan = await composer.stubs.plans.GetEmergencyPlan(
+                plans_pb.GetEmergencyPlanRequest(name=name)
+            )
+        return [d.team for level in plan.levels for d in level.dispatches if d.role == "volunteer"]
+
+    async def work(composer: Composer) -> None:
+        await composer.apply(XIANGYANG, crowd, {"level2_team": "other_team"})
+        try:
+            assert await teams(composer) == ["other_team"]
+            plan = await composer.plan(XIANGYANG, crowd, reset=True)
+            [changed] = [a for a in plan.actions if a.kind == "command.emergency_plans"]
+            assert changed.op != Op.KEEP and "levels" in changed.fields, plan.render()
+            await composer.apply(XIANGYANG, crowd, reset=True)
+            assert await teams(composer) == [""]
+            assert (await composer.plan(XIANGYANG, crowd)).empty
+        finally:
+            await composer.uninstall(XIANGYANG, "crowd-surge")
+
+    platform.composer(work)
+
+
+def test_a_template_not_on_the_shelf_is_blocked_before_anything_changes(platform: Platform):
+    """Empower records installs of catalog templates only: a manifest of another id
+    plans with a blocker saying so, and an install changes nothing."""
+    data = manifest_data("ebike-charging")
+    data["id"] = "mine-not-shelved"
+    mine = parse(data, "mine/manifest.yaml")
+
+    async def work(composer: Composer) -> None:
+        before = await _rule_names(composer)
+        plan = await composer.plan(XIANGYANG, mine)
+        assert any("is not a template of the catalog" in b for b in plan.blockers), plan.blockers
+        with pytest.raises(PlanBlocked) as refused:
+            await composer.apply(XIANGYANG, mine)
+        assert "scenarios/mine-not-shelved/manifest.yaml" in str(refused.value)
+        assert await composer.show(XIANGYANG, "mine-not-shelved") is None
+        assert await _rule_names(composer) == before
 
     platform.composer(work)

@@ -118,6 +118,14 @@ def test_bad_input_is_refused_naming_the_field(platform: Platform):
     for body, field, url in cases:
         response = town.post(url, json=body)
         assert _field(response, 400) == field, (body, response.text)
+    # JSON's NaN and Infinity (Python writes them) are no number a setting takes.
+    for value in ("NaN", "Infinity", "-Infinity"):
+        text = f'{{"scenario":"{SCENARIO}","overrides":{{"frost_celsius":{value}}}}}'
+        for verb in ("plan", "install"):
+            response = town.post(
+                f"{ROUTES}:{verb}", content=text, headers={"content-type": "application/json"}
+            )
+            assert _field(response, 400) == "overrides.frost_celsius", (value, response.text)
     for verb in ("plan", "install", "uninstall"):
         nowhere = town.post(
             f"/v1/tenants/sh-jiading-anting-nowhere/scenarios:{verb}", json={"scenario": SCENARIO}

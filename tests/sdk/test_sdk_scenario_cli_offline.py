@@ -61,3 +61,32 @@ def test_the_default_secrets_file_is_looked_for_here_and_in_the_checkout(
     checkout = Path(__file__).resolve().parents[2]
     assert str(tmp_path.resolve() / "var/none-such.json") in result.stderr
     assert str(checkout / "var/none-such.json") in result.stderr
+
+
+def test_a_components_refusal_is_one_line_with_its_status_and_field() -> None:
+    """Never the repr of a gRPC error with its debug string."""
+    import grpc
+    from grassroots_sdk.cli._common import rpc_line
+
+    from services.kit import errors
+    from services.kit.status import STATUS_DETAILS_KEY, to_rich_status
+
+    refused = errors.InvalidArgument.field(
+        "installation.catalog_item", "must name a scenario template of the catalog"
+    )
+    status = to_rich_status(refused, "grassroots.empower.v1.CatalogService")
+    exc = grpc.aio.AioRpcError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata((STATUS_DETAILS_KEY, status.SerializeToString())),
+        details=str(refused),
+        debug_error_string='UNKNOWN:Error received from peer {grpc_status:3, created_time:"x"}',
+    )
+    line = scenario_cli._refused(exc)
+    assert line == (
+        "INVALID_ARGUMENT: installation.catalog_item: must name a scenario template of the catalog"
+    )
+    # Any other command's gRPC error is one line too.
+    assert rpc_line(exc).startswith("INVALID_ARGUMENT: ")
+    assert "debug" not in rpc_line(exc) and "UNKNOWN:Error" not in rpc_line(exc)
+    assert rpc_line(ValueError("x")) == ""

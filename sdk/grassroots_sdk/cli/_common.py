@@ -61,6 +61,22 @@ def one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def rpc_line(exc: BaseException) -> str:
+    """A gRPC error as `STATUS: what it said` (never its repr with the debug string);
+    "" for anything else."""
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if not (callable(code) and callable(details)):
+        return ""
+    try:
+        status, said = code(), details()
+    except Exception:  # not a gRPC error after all
+        return ""
+    name = getattr(status, "name", None)
+    if not isinstance(name, str):
+        return ""
+    return f"{name}: {' '.join(str(said or '').split()) or 'no details'}"
+
+
 def handles_errors(command: Callable[P, T]) -> Callable[P, T]:
     """Any failure becomes `error: ...` on stderr and exit code 1 (2 for bad usage)."""
 
@@ -77,6 +93,6 @@ def handles_errors(command: Callable[P, T]) -> Callable[P, T]:
         except Exception as exc:
             if os.environ.get(DEBUG_VARIABLE):
                 raise
-            raise fail(f"{type(exc).__name__}: {one_line(exc)}") from None
+            raise fail(rpc_line(exc) or f"{type(exc).__name__}: {one_line(exc)}") from None
 
     return run

@@ -193,8 +193,20 @@ def _with_composer(secrets: Path | None, work: Callable[[Any, Any], Awaitable[T]
         raise fail(str(exc)) from None
     except grpc.aio.AioRpcError as exc:
         if exc.code() != grpc.StatusCode.UNAVAILABLE:
-            raise
+            raise fail(_refused(exc)) from None
         raise fail(_unreachable(exc, addresses)) from None
+
+
+def _refused(exc: Any) -> str:
+    """A component's refusal as one line: its status, and the field it named."""
+    from services.kit.status import failure_of
+
+    failure = failure_of(exc)
+    said = " ".join(failure.message.split())
+    if failure.violations:
+        first = failure.violations[0]
+        said = f"{first.field}: {' '.join(first.description.split())}"
+    return f"{failure.code.name}: {said}"
 
 
 def _unreachable(exc: Any, addresses: dict[str, str]) -> str:

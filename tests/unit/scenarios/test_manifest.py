@@ -90,6 +90,9 @@ def test_a_field_the_component_does_not_know_is_named_at_its_resource():
         ({"response_minutes": True}, "overrides.response_minutes", "type integer"),
         ({"handler_role": "mayor"}, "overrides.handler_role", "one of"),
         ({"radius": 5}, "overrides.radius", "not a setting"),
+        ({"smoke_trigger": float("nan")}, "overrides.smoke_trigger", "finite number"),
+        ({"smoke_trigger": float("inf")}, "overrides.smoke_trigger", "finite number"),
+        ({"smoke_trigger": float("-inf")}, "overrides.smoke_trigger", "finite number"),
     ],
 )
 def test_a_bad_override_names_the_setting(overrides, path, words):
@@ -205,3 +208,42 @@ def test_a_component_normalising_a_field_settles_once_recorded():
     again = diff(parent, "rural-credit", "1.0.0", overrides, [rule], actual, record, [])
     assert [a.op.value for a in again.actions] == ["replace"]
     assert "points" in again.actions[0].fields
+
+
+def test_going_back_to_an_empty_default_is_a_change():
+    """`level2_team` set, then reset to its default "": the plan dispatching the team
+    must change back (an empty string is a value the manifest writes, not "unset")."""
+    from scenarios.composer.plan import Record, Recorded, diff, differences, seen_digest
+
+    crowd = catalog.get("crowd-surge")
+    parent = "tenants/sh-jiading-anting-xiangyang"
+
+    def plan_of(overrides: dict[str, Any]) -> Any:
+        settings = resolve_settings(crowd, overrides)
+        return next(
+            d
+            for d in desired_of(crowd, settings, parent, overrides)
+            if d.declared.kind == "command.emergency_plans"
+        )
+
+    chosen = plan_of({"level2_team": "other_team"})
+    made = copy.deepcopy(chosen.message)
+    made.name = f"{parent}/emergencyPlans/ep1"
+    actual = {"command.emergency_plans": {made.name: made}}
+    digest = f"{chosen.digest}/{seen_digest(made, chosen.written)}"
+    record = Record(
+        "r",
+        "crowd-surge",
+        crowd.version,
+        True,
+        {"level2_team": "other_team"},
+        (Recorded(made.name, chosen.declared.kind, chosen.declared.key, digest, True),),
+    )
+    kept = diff(parent, crowd.id, crowd.version, {}, [chosen], actual, record, [])
+    assert [a.op.value for a in kept.actions] == ["keep"]
+    back = plan_of({})
+    plan = diff(parent, crowd.id, crowd.version, {}, [back], actual, record, [])
+    [action] = plan.actions
+    assert action.op.value != "keep" and "levels" in action.fields, plan.render()
+    # The fields alone differ too (a record from before kept no component form).
+    assert differences(back, made) == ("levels",)
