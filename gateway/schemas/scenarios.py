@@ -77,7 +77,10 @@ class ScenarioPlanOut(BaseModel):
     to_version: str = Field(description="the version applying would install; empty to uninstall")
     settings: dict[str, Override]
     actions: list[PlannedActionOut]
-    counts: dict[str, int]
+    counts: dict[str, int] = Field(
+        description="actions per op, and `shared`: the releases other installed scenarios "
+        "still use (the rest are gone already, or not the scenario's to delete)"
+    )
     warnings: list[str]
     blockers: list[str] = Field(description="why the plan cannot be applied, if it cannot")
     empty: bool = Field(description="applying it would change nothing")

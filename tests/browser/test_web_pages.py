@@ -985,6 +985,11 @@ def test_supermarket_shows_the_shelf_and_the_districts_adoption(
     page.click("#plan-uninstall")
     page.wait_for_selector("#plan:not([hidden])")
     assert page.inner_text("#plan-text").startswith("uninstall fire-smoke 1.0.0 from ")
+    # Its category and twin model stay (no delete in their components), and no other
+    # scenario uses them: the summary says so, not "that other scenarios still use".
+    summary = page.inner_text("#plan-summary")
+    assert summary.startswith("Uninstalling would delete 2 and leave 2 in place (gone"), summary
+    assert "other scenarios" not in summary
     # Someone changes the village's settings while the plan is on screen: Apply does not
     # do something else than it showed; it shows the new plan and says why.
     changed = httpx.post(

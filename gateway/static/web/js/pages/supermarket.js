@@ -151,10 +151,15 @@ function forget() {
 function drawPlan() {
   const { plan, uninstall } = shown;
   const c = plan.counts;
+  // Of the releases, only `shared` ones are still used by other scenarios; the rest are
+  // gone already or not the scenario's to delete (a component without a delete).
+  const key = !uninstall ? "market.plan.summary"
+    : c.shared ? "market.plan.summary.uninstall.shared" : "market.plan.summary.uninstall";
   const summary = plan.empty
     ? t("market.plan.empty")
-    : t(uninstall ? "market.plan.summary.uninstall" : "market.plan.summary", {
-        create: c.create, update: c.update, replace: c.replace, delete: c.delete, release: c.release, keep: c.keep,
+    : t(key, {
+        create: c.create, update: c.update, replace: c.replace, delete: c.delete, release: c.release,
+        shared: c.shared || 0, keep: c.keep,
       });
   document.getElementById("plan-summary").textContent = summary;
   document.getElementById("plan-text").textContent = plan.text;
