@@ -105,6 +105,7 @@ class Platform:
     _given: list[str] = field(default_factory=list)
     _tokens: dict[str, str] = field(default_factory=dict)
     _residents: dict[str, str] = field(default_factory=dict)
+    user_names: dict[str, str] = field(default_factory=dict)  # username -> users/...
 
     # ---- who calls ----------------------------------------------------------------------
 
@@ -171,7 +172,7 @@ class Platform:
         username = f"{slug}.{roles[0]}.{secrets.token_hex(3)}"
         password = secrets.token_urlsafe(18)
         secretary = self.user(f"{slug}.secretary")
-        secretary.ok(
+        made = secretary.ok(
             "POST",
             f"/v1/tenants/{tenancy.path_to_id(village)}/users",
             json={
@@ -185,7 +186,14 @@ class Platform:
         credentials = self.credentials()
         credentials.accounts.append(demo_identity.DemoAccount(username, password, village, roles))
         credentials.save(self.stack.credentials_file)
+        self.user_names[username] = f"users/{made['id']}"  # as a token names its subject
         return username
+
+    def new_handler_user(self, village: str, roles: list[str]) -> tuple[str, str]:
+        """A fresh staff account that can hold a handler profile: (its username, and its
+        user name `users/...`, which the profile names; command checks it with identity)."""
+        username = self.new_user(village, roles, kind="staff")
+        return username, self.user_names[username]
 
     def handler_user(self, village: str, username: str) -> str:
         """The user name (`users/...`) of a demo handler, as tasks name their handler."""

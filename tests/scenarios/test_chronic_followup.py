@@ -29,7 +29,7 @@ def test_a_missed_follow_up_escalates_to_the_village_clinic(platform: Platform):
     doctor = platform.user(platform.new_user(XINGMING, ["carer"], kind="staff"))
     doctors = {"near": doctor.ok("GET", "/v1/me")["subject"]}
     far = f"doctor-far-{secrets.token_hex(3)}"
-    doctors["far"] = f"users/{far}"
+    _, doctors["far"] = platform.new_handler_user(XINGMING, ["carer"])
     for user, handler_id, dx in ((doctors["near"], None, 0.0006), (doctors["far"], far, 0.02)):
         secretary.ok(
             "POST",

@@ -59,11 +59,12 @@ def test_a_care_plan_sends_the_nearest_carer_on_duty_who_checks_in_and_out(platf
         },
     )
     off_duty = f"carer-off-{secrets.token_hex(3)}"
+    _, off_duty_user = platform.new_handler_user(XINGMING, ["carer"])
     secretary.ok(
         "POST",
         f"{V}/handlers",
         json={
-            "user": f"users/{off_duty}",
+            "user": off_duty_user,
             "handler_id": off_duty,
             "roles": ["carer"],
             "on_duty": False,
