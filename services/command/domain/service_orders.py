@@ -36,6 +36,15 @@ ALLOWED_FREQUENCIES = {DAILY: "DAILY", WEEKLY: "WEEKLY", MONTHLY: "MONTHLY", YEA
 EARLIEST_START = datetime(2000, 1, 1, tzinfo=LOCAL_TIME)
 LATEST_START_AHEAD = timedelta(days=3653)
 MAX_INTERVAL = 1000
+# The RRULE parts a visit plan is written with; BYSETPOS, BYWEEKNO, BYYEARDAY and
+# dateutil's BYEASTER are refused: visits need none of them, and long lists of them make
+# each searched period cost more (a 465-character BYSETPOS took seconds to refuse).
+RRULE_PARTS = frozenset(
+    {"FREQ", "INTERVAL", "COUNT", "UNTIL", "WKST", "BYDAY", "BYMONTHDAY", "BYMONTH"}
+    | {"BYHOUR", "BYMINUTE", "BYSECOND"}
+)
+MAX_PART_VALUES = 62  # BYMONTHDAY's 31 days counted from either end of the month
+FIRST_VISIT_WITHIN = timedelta(days=3653)
 # The Gregorian calendar, weekdays included, repeats every 400 years.
 _CALENDAR_CYCLE_YEARS = 400
 MAX_TARGETS = 2000
@@ -139,6 +148,24 @@ def _rule(recurrence: str, start: datetime) -> rrule:
     return rule
 
 
+def _part_problems(recurrence: str) -> list[str]:
+    """What is wrong with the rule's NAME=VALUE parts, before dateutil reads them."""
+    text = recurrence.strip()
+    if text.upper().startswith("RRULE:"):
+        text = text[len("RRULE:") :]
+    problems = []
+    for i, part in enumerate(text.split(";")):
+        name, equals, value = part.partition("=")
+        name = name.strip().upper()
+        if not equals or not name or not value.strip():
+            problems.append(f"part {i + 1} ({part!r}) is not NAME=VALUE")
+        elif name not in RRULE_PARTS:
+            problems.append(f"{name} is not used for visits; use {', '.join(sorted(RRULE_PARTS))}")
+        elif len(value.split(",")) > MAX_PART_VALUES:
+            problems.append(f"{name} lists more than {MAX_PART_VALUES} values")
+    return problems
+
+
 def _ever_fires(rule: rrule) -> bool:
     """Whether the rule's pattern matches any day at all, ignoring COUNT and UNTIL.
 
@@ -220,6 +247,8 @@ def validate(
         problems.append(FieldViolation(field_name, "at most 500 characters"))
     elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in definition.recurrence):
         problems.append(FieldViolation(field_name, "one line without control characters"))
+    elif parts := _part_problems(definition.recurrence):
+        problems.extend(FieldViolation(field_name, text) for text in parts)
     elif start_ok:
         try:
             rule = _rule(definition.recurrence, start)
@@ -229,7 +258,15 @@ def validate(
                 # The pattern first: a rule no day satisfies is found without a long search.
                 if _ever_fires(rule):
                     first = first_occurrence(definition.recurrence, start, max(now, start))
-                if first is None:
+                if first is not None and first > max(now, start) + FIRST_VISIT_WITHIN:
+                    problems.append(
+                        FieldViolation(
+                            field_name,
+                            f"its first visit would be on {first.date().isoformat()}, "
+                            "more than ten years away",
+                        )
+                    )
+                elif first is None:
                     problems.append(
                         FieldViolation(
                             field_name,

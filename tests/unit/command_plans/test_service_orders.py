@@ -117,6 +117,15 @@ async def test_a_plan_names_its_first_occurrence_in_shanghai_time(command):
         ("FREQ=DAILY;BYHOUR=0,6,12,18;BYMINUTE=0", "at most one visit a day"),
         ("FREQ=DAILY;BYHOUR=9;BYMINUTE=0,15,30,45", "at most one visit a day"),
         ("FREQ=WEEKLY;INTERVAL=100000", "INTERVAL must be at most"),
+        # Parts visits do not need, which made each searched period slow, are refused.
+        (
+            "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30;BYDAY=MO,TU;BYSETPOS="
+            + ",".join(str(i) for j in range(1, 60) for i in (j, -j)),
+            "BYSETPOS is not used for visits",
+        ),
+        ("FREQ=YEARLY;BYEASTER=0", "BYEASTER is not used for visits"),
+        ("FREQ=DAILY;;BYHOUR=9", "part 2 ('') is not NAME=VALUE"),
+        ("FREQ=YEARLY;INTERVAL=1000;BYMONTH=1;BYMONTHDAY=1", "more than ten years away"),
     ],
 )
 async def test_an_rrule_that_never_fires_or_does_not_parse_is_refused_on_recurrence(
