@@ -33,7 +33,7 @@ def rfc3339_time(value: object, field: str) -> datetime:
             field,
             f"needs an RFC 3339 time with an offset, e.g. 2026-12-01T09:00:00+08:00, not {shown}",
         )
-    return parse_time(value, field, what=field)
+    return parse_time(value.upper(), field, what=field)  # RFC 3339 allows `t` and `z`
 
 
 def _time_in(value: object, info: Any) -> datetime:

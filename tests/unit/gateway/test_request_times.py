@@ -163,3 +163,12 @@ async def test_an_offset_time_is_read_in_utc() -> None:
     assert ServicePlanCreate.model_validate(plan).start_time.isoformat() == (
         "2026-12-01T01:00:00+00:00"
     )
+
+
+async def test_lower_case_t_and_z_are_rfc_3339_too() -> None:
+    plan = {**PLAN, "start_time": "2026-12-01t01:00:00z"}
+    from gateway.schemas.command_plans import ServicePlanCreate
+
+    assert ServicePlanCreate.model_validate(plan).start_time.isoformat() == (
+        "2026-12-01T01:00:00+00:00"
+    )
