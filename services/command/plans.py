@@ -19,6 +19,7 @@ from grassroots.command.v1 import plans_service_pb2_grpc as pb_grpc
 from services.command.config import CommandSettings
 from services.command.domain.plan_facts import STREAM, TWIN_LEVEL_CHANGED, TWIN_STREAM
 from services.command.domain.plans_desk import FollowPlan, Handlers, PlansDesk
+from services.command.domain.ports import PeoplePort
 from services.command.domain.service_orders import ServicePlan
 from services.command.domain.timers import Scheduler, Timer
 from services.command.plans_api import (
@@ -170,13 +171,14 @@ async def assemble_plans(
     clock: Clock = utcnow,
     handlers: Handlers | None = None,
     follow_plan: FollowPlan | None = None,
+    people: PeoplePort | None = None,
 ) -> Plans:
     """Store, desk, relay and signal consumer; service orders ride on `scheduler`'s timers
     (register before the scheduler runs its first round). The relay runs under
     `singletons`, in one replica at a time; the caller stops them. `handlers` reads
     dispatch's handler profiles (plans that name no carers, escalations); `follow_plan`
     opens and closes the tasks of a plan whose level changed (dispatch's desk), and is
-    run over every plan at start."""
+    run over every plan at start; `people` (identity) checks the carers a plan names."""
     store = await open_plans_store(settings)
     relay = plans_relay(store, bus, settings.outbox_batch, settings.plans_poll_seconds)
     lead = timedelta(hours=settings.service_order_lead_hours)
@@ -189,6 +191,7 @@ async def assemble_plans(
         clock=clock,
         handlers=handlers,
         follow_plan=follow_plan,
+        people=people,
     )
     occurrences.desk = desk
     scheduler.on(OCCURRENCE, occurrences.fire)

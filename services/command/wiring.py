@@ -159,6 +159,7 @@ async def assemble(settings: CommandSettings) -> Command:
         clock,
         handlers=lambda tenant, role: store.candidates([tenant], role, ""),
         follow_plan=desk.follow_plan,
+        people=people,
     )
     # Escalations that find nobody are decisions of the command log too.
     desk.log_entries = plans.store.append_log

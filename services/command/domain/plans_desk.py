@@ -5,6 +5,13 @@ caller sees its own tenant node and the subtree below it (anything else is NOT_F
 as if it did not exist); a level is changed by a commander (a person or app holding
 `command:write` as well as `command:dispatch`) or by a signal; an order is checked in
 and out only by the carer it was given to.
+
+Service plans, orders and the command log are dispatch data as tasks are
+(services/command/domain/access.py): they name residents who live alone, where they
+live, who visits them and when. A caller who does not see all (grid workers,
+volunteers, carers) reads only the orders given to them; no plan (NOT_FOUND, an empty
+list) and no log (PERMISSION_DENIED, as the board). Emergency plans, the level banner,
+stay readable to anyone who reaches the tenant.
 """
 
 from __future__ import annotations
@@ -18,13 +25,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from services.command.domain import command_log, emergency, service_orders
+from services.command.domain import access, command_log, emergency, service_orders
 from services.command.domain.command_log import LogEntry
 from services.command.domain.dispatch import available
 from services.command.domain.emergency import EmergencyPlan, LevelChange, PlanDefinition
 from services.command.domain.model import HandlerProfile
 from services.command.domain.plan_facts import EMERGENCY_LEVEL_CHANGED, Fact
 from services.command.domain.plans_ports import PlansStore
+from services.command.domain.ports import PeoplePort
 from services.command.domain.service_orders import (
     Place,
     ServiceOrder,
@@ -135,12 +143,13 @@ class PlansDesk:
         occurrences: OccurrenceTimers | None = None,
         handlers: Handlers | None = None,
         follow_plan: FollowPlan | None = None,
+        people: PeoplePort | None = None,
     ) -> None:
         """`on_fact` is called after a change that wrote a fact, to wake the relay;
         `occurrences` is told of each plan's next occurrence, to fire when it comes due;
         `handlers` finds a tenant's handler profiles by role, for plans that name no
         carers and for escalations; `follow_plan` opens and closes the tasks of a plan
-        whose level changed."""
+        whose level changed; `people` (identity) checks the carers a plan names."""
         self.store = store
         self.serialize_change = serialize_change
         self.clock = clock
@@ -148,6 +157,7 @@ class PlansDesk:
         self.occurrences = occurrences
         self.handlers = handlers
         self.follow_plan = follow_plan
+        self.people = people
 
     async def _follow(self, plan: EmergencyPlan) -> None:
         """Open and close the plan's tasks after its level changed. The change is stored
@@ -398,6 +408,7 @@ class PlansDesk:
         self, principal: Principal, parent: str, resource: str, limit: int, before_seq: int
     ) -> list[LogEntry]:
         _visible(principal, parent, f"tenant {tenancy.tenant_name(parent)!r}")
+        access.require_dispatcher(principal, "the command log")
         if len(resource) > 300:
             raise InvalidArgument.field("resource", "at most 300 characters")
         return await self.store.list_log(parent, resource, limit, before_seq)
@@ -418,6 +429,7 @@ class PlansDesk:
         definition = replace(definition, start_time=definition.start_time.replace(microsecond=0))
         # Off the loop: a rule's first occurrence can take a few hundred milliseconds.
         first = await asyncio.to_thread(service_orders.validate, definition, now)
+        await self._check_carers(parent, definition.carers)
         plan = ServicePlan(new_id("sp"), parent, definition, now, first)
         key = None
         if request_id:
@@ -451,13 +463,40 @@ class PlansDesk:
         if plan is None or deleted or (tenant is not None and plan.tenant != tenant):
             raise NotFound(f"service plan {plan_id!r} not found")
         _visible(principal, plan.tenant, f"service plan {plan_id!r}")
+        if not access.sees_all(principal):
+            raise NotFound(f"service plan {plan_id!r} not found")  # as another village's
         return plan
 
     async def list_service_plans(
         self, principal: Principal, parent: str, limit: int, after_id: str
     ) -> list[ServicePlan]:
         _visible(principal, parent, f"tenant {tenancy.tenant_name(parent)!r}")
+        if not access.sees_all(principal):
+            return []  # a carer reads the orders given to them, not the plans
         return await self.store.list_service_plans(parent, limit, after_id)
+
+    async def _check_carers(self, tenant: str, carers: Sequence[str]) -> None:
+        """Every named carer is a user identity knows, enabled, at the plan's tenant or a
+        node above it (whom a task may be given to there); one call to identity for the
+        whole list. An unknown user and another village's get the same answer. Carers the
+        plan's own checks refuse (blank, too long, too many) are left to them."""
+        if self.people is None or not carers or len(carers) > service_orders.MAX_CARERS:
+            return
+        if any(not c.strip() or len(c) > 200 for c in carers):
+            return
+        found = await self.people.tenants_of(tenant.split("/")[0], list(dict.fromkeys(carers)))
+        problems: list[FieldViolation] = []
+        for i, carer in enumerate(carers):
+            home = found.get(carer)
+            if home is None or not tenancy.contains(home, tenant):
+                problems.append(
+                    FieldViolation(
+                        f"service_plan.carers[{i}]",
+                        f"{carer[:80]!r} is not a user of {tenant} or above",
+                    )
+                )
+        if problems:
+            raise InvalidArgument(problems)
 
     async def update_service_plan(
         self,
@@ -472,6 +511,8 @@ class PlansDesk:
         the new rule (a timer is scheduled for it). Nothing changed writes nothing."""
         reason = _check_reason(reason)
         plan = await self.get_service_plan(principal, tenant, plan_id)
+        if "carers" in changes:
+            await self._check_carers(plan.tenant, tuple(changes["carers"]))
         now = self.clock()
         if "start_time" in changes:
             start = changes["start_time"]
@@ -567,13 +608,22 @@ class PlansDesk:
             # Escalation checks are due only for occurrences with orders still waiting.
             await self.occurrences.forget(stored.id, before[0].next_occurrence, sorted(occurrences))
 
-    async def get_order(
+    async def _order_to_move(
         self, principal: Principal, tenant: str | None, order_id: str
     ) -> ServiceOrder:
+        """The order a check-in or out is asked of; whose move it is, the move says (403)."""
         order = await self.store.get_order(order_id)
         if order is None or (tenant is not None and order.tenant != tenant):
             raise NotFound(f"service order {order_id!r} not found")
         _visible(principal, order.tenant, f"service order {order_id!r}")
+        return order
+
+    async def get_order(
+        self, principal: Principal, tenant: str | None, order_id: str
+    ) -> ServiceOrder:
+        order = await self._order_to_move(principal, tenant, order_id)
+        if not access.sees_all(principal) and order.handler != principal.subject:
+            raise NotFound(f"service order {order_id!r} not found")  # as another village's
         return order
 
     async def list_orders(
@@ -586,6 +636,8 @@ class PlansDesk:
         after: tuple[int, str] | None,
     ) -> list[ServiceOrder]:
         _visible(principal, parent, f"tenant {tenancy.tenant_name(parent)!r}")
+        if not access.sees_all(principal):
+            handler = principal.subject
         filters = {"handler": handler, "plan_id": plan_id}
         return await self.store.list_orders(parent, filters, limit, after)
 
@@ -598,7 +650,7 @@ class PlansDesk:
         note: str | None,
     ) -> ServiceOrder:
         """Check in (note None) or out; a refusal for distance is logged, then raised."""
-        order = await self.get_order(principal, tenant, order_id)
+        order = await self._order_to_move(principal, tenant, order_id)
         plan = await self.store.get_service_plan(order.plan_id)
         limit = plan.definition.max_distance_m if plan else service_orders.MAX_DISTANCE_M
         now = self.clock()
