@@ -27,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,13 +35,11 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import QUICK, UNTHROTTLED_GATEWAY_ENV, scaled  # noqa: E402
+from bench.common import QUICK, UNTHROTTLED_GATEWAY_ENV, create_bench_app, scaled  # noqa: E402
 from bench.events_floor import Floor  # noqa: E402
 from devstack import demo_identity, demo_twin, demo_village  # noqa: E402
 from devstack.stack import Stack, StackConfig  # noqa: E402
 from grassroots.empower.v1 import empower_service_pb2 as tenant_pb  # noqa: E402
-from grassroots.empower.v1 import identity_service_pb2 as identity_pb  # noqa: E402
-from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc  # noqa: E402
 from grassroots.twin.v1 import twin_service_pb2 as pb  # noqa: E402
 from grassroots.twin.v1 import twin_service_pb2_grpc as pb_grpc  # noqa: E402
 
@@ -54,7 +51,7 @@ SECONDS = scaled(20.0, 2.0)
 WARM_SECONDS = scaled(3.0, 1.0)
 CONNECTIONS = scaled(64, 16)
 TARGET = 1_500
-# Device gateways, one per wrk thread: an app's quota is at most 100,000 a minute (1,667/s).
+# Device gateways, one per wrk thread.
 APPS = 2
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LEVEL_VILLAGE = tenant_pb.Tenant.LEVEL_VILLAGE
@@ -104,21 +101,11 @@ async def prepare(stack: Stack) -> str:
         await tenants.tenant(
             demo_identity.TOWN, "xingming", village_display, LEVEL_VILLAGE, village_code
         )
-        identity = identity_grpc.IdentityServiceStub(channel)
-        keys = []
-        for _ in range(APPS):
-            made = await identity.CreateApp(
-                identity_pb.CreateAppRequest(
-                    parent=PARENT,
-                    app=identity_pb.App(
-                        display_name=f"bench device gateway {uuid.uuid4().hex[:6]}",
-                        scopes=["twin:ingest"],
-                        quota_per_minute=100_000,
-                    ),
-                ),
-                metadata=demo_identity.BOOTSTRAP.to_metadata(),
-            )
-            keys.append(str(made.key))
+    empower = stack.config.address("empower")
+    keys = [
+        await create_bench_app(empower, PARENT, ["twin:ingest"], "bench device gateway")
+        for _ in range(APPS)
+    ]
     return ",".join(keys)
 
 

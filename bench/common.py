@@ -33,3 +33,34 @@ UNTHROTTLED_GATEWAY_ENV = {"GRASSROOTS_GATEWAY_TENANT_REQUESTS_PER_MINUTE": "100
 def scaled(full: T, quick: T) -> T:
     """`full` normally, `quick` in quick mode."""
     return quick if QUICK else full
+
+
+# The most requests a minute an app may be given (the contract's maximum), so that a
+# benchmark's app is not what limits it.
+BENCH_APP_QUOTA = 1_000_000
+
+
+async def create_bench_app(empower_address: str, parent: str, scopes: list[str], label: str) -> str:
+    """The key of a new app under `parent` (a tenant name) holding `scopes`, with the
+    largest quota an app may have: benchmarks drive one app past an ordinary quota."""
+    import uuid
+
+    import grpc
+
+    from devstack import demo_identity
+    from grassroots.empower.v1 import identity_service_pb2 as identity_pb
+    from grassroots.empower.v1 import identity_service_pb2_grpc as identity_grpc
+
+    async with grpc.aio.insecure_channel(empower_address) as channel:
+        made = await identity_grpc.IdentityServiceStub(channel).CreateApp(
+            identity_pb.CreateAppRequest(
+                parent=parent,
+                app=identity_pb.App(
+                    display_name=f"{label} {uuid.uuid4().hex[:6]}",
+                    scopes=scopes,
+                    quota_per_minute=BENCH_APP_QUOTA,
+                ),
+            ),
+            metadata=demo_identity.BOOTSTRAP.to_metadata(),
+        )
+    return str(made.key)

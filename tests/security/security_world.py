@@ -70,7 +70,7 @@ SECURITY_DATASET = {
 # The stack's wait after a name's free failed sign-ins (the service's default is 1 s):
 # longer than a loaded machine takes for a few password checks, shorter than a test.
 SIGN_IN_FIRST_DELAY_SECONDS = 10
-MAX_QUOTA = 100_000
+MAX_QUOTA = 1_000_000
 # The smallest thing the events service takes as a photo: PNG's signature and a little.
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 # The gateway's per-address hourly number of reports without an account in this suite.

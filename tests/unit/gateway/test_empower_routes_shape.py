@@ -456,7 +456,7 @@ async def test_a_new_apps_key_is_shown_once(api, seen):
     assert rotated.json()["key"] == KEY_TEXT + "2"
     assert only_call(seen, "CreateApiKey").parent == f"tenants/{VILLAGE}/apps/app_01"
 
-    for quota in (0, 100_001):
+    for quota in (0, 1_000_001):
         bad = await api.post(f"{BASE}/apps", json={**body, "quota_per_minute": quota})
         assert bad.json()["error"]["field_violations"][0]["field"] == "quota_per_minute"
 

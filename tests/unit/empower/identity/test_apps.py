@@ -145,7 +145,7 @@ async def test_bad_input_names_the_field(tree, scopes, quota, name, field):
 
 
 def test_a_quota_past_the_contracts_maximum_is_refused_before_the_domain():
-    request = pb.CreateAppRequest(app=pb.App(display_name="App", quota_per_minute=100_001))
+    request = pb.CreateAppRequest(app=pb.App(display_name="App", quota_per_minute=1_000_001))
     assert [v.field for v in limits.violations(request)] == ["app.quota_per_minute"]
 
 
