@@ -32,7 +32,7 @@ import uvicorn
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import scaled  # noqa: E402  (sets the principal key ring first)
+from bench.common import command_line, scaled  # noqa: E402  (sets the principal key ring first)
 from devstack.stack import free_ports  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from gateway.security.authenticator import Caller  # noqa: E402
@@ -178,4 +178,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    command_line(__doc__)
     asyncio.run(main())

@@ -40,7 +40,7 @@ import shapely
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import QUICK, scaled  # noqa: E402  (sets the key ring first)
+from bench.common import QUICK, command_line, scaled  # noqa: E402  (sets the key ring first)
 from devstack.stack import Stack, StackConfig, free_port  # noqa: E402
 from services.command.domain.dispatch import Roster, choose  # noqa: E402
 from services.command.domain.model import (  # noqa: E402
@@ -430,4 +430,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    command_line(__doc__)
     main()

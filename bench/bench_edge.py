@@ -33,7 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import QUICK  # noqa: E402  (sets the principal key ring first)
+from bench.common import QUICK, command_line  # noqa: E402  (sets the principal key ring first)
 from devstack.stack import free_port  # noqa: E402
 from gateway.edge.server import start_edge  # noqa: E402
 from gateway.edge.settings import EdgeSettings  # noqa: E402
@@ -193,4 +193,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    command_line(__doc__)
     asyncio.run(main())

@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 
 from pg_scratch import drop_schema, scratch_schema  # noqa: E402
 
-from bench.common import scaled  # noqa: E402
+from bench.common import command_line, scaled  # noqa: E402
 from services.empower.domain.audit import AuditLog  # noqa: E402
 from services.empower.domain.datasets.addresses import AddressBook  # noqa: E402
 from services.empower.domain.datasets.cleaning import clean  # noqa: E402
@@ -282,4 +282,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    command_line(__doc__)
     main()

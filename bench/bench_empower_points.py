@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 
 from pg_scratch import drop_schema, scratch_schema  # noqa: E402
 
-from bench.common import scaled  # noqa: E402  (sets the key ring first)
+from bench.common import command_line, scaled  # noqa: E402  (sets the key ring first)
 from grassroots.empower.v1 import points_service_pb2 as pb  # noqa: E402
 from grassroots.empower.v1 import points_service_pb2_grpc as pb_grpc  # noqa: E402
 from services.empower.config import EmpowerSettings  # noqa: E402
@@ -176,4 +176,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    command_line(__doc__)
     main()

@@ -68,6 +68,7 @@ from bench import wrk_driver  # noqa: E402
 from bench.common import (  # noqa: E402  (sets the key ring first)
     QUICK,
     UNTHROTTLED_GATEWAY_ENV,
+    command_line,
     create_bench_app,
     scaled,
 )
@@ -1003,11 +1004,11 @@ def stop_on_sigterm() -> None:
 
 
 def main() -> None:
+    only_wrk = command_line(__doc__, {"wrk": "the W figures alone"}) == "wrk"
     stop_on_sigterm()
     started = time.perf_counter()
     say(load_line("machine at start"))
     without_wrk = wrk_driver.missing()
-    only_wrk = sys.argv[1:] == ["wrk"]  # `bench_events.py wrk`: the W figures alone
     with tempfile.TemporaryDirectory(prefix="bench-events-") as tmp:
         platform = Platform(Path(tmp))
         floor = Floor(Path(tmp))

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import shapely
-from common import scaled
+from common import command_line, scaled
 
 from services.map.domain.grid import GridCell, GridIndex
 
@@ -92,4 +92,5 @@ def main(n_cells: int = scaled(10_000, 1_000), n_points: int = scaled(1_000_000,
 
 
 if __name__ == "__main__":
+    command_line(__doc__)
     main()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import shapely
-from common import scaled
+from common import command_line, scaled
 
 from devstack import demo_village
 from grassroots.map.v1 import map_service_pb2 as pb
@@ -93,4 +93,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    command_line(__doc__)
     main()

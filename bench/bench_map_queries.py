@@ -51,7 +51,7 @@ ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 from bench.bench_grid_scale import DISTRICT, make_district_grid  # noqa: E402
-from bench.common import scaled  # noqa: E402
+from bench.common import command_line, scaled  # noqa: E402
 
 SEED = 20240601
 N_CELLS = scaled(10_000, 1_000)
@@ -441,4 +441,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    command_line(__doc__)
     main()

@@ -29,7 +29,7 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import scaled  # noqa: E402  (sets the key ring first)
+from bench.common import command_line, scaled  # noqa: E402  (sets the key ring first)
 from devstack.demo_identity import ensure_tenants  # noqa: E402
 from devstack.stack import SERVICES, Stack, StackConfig  # noqa: E402
 from scenarios.composer import Composer, Manifest, catalog  # noqa: E402
@@ -118,4 +118,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    command_line(__doc__)
     main()

@@ -43,7 +43,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import QUICK, scaled  # noqa: E402  (sets the key ring first)
+from bench.common import QUICK, command_line, scaled  # noqa: E402  (sets the key ring first)
 from devstack.stack import free_port  # noqa: E402
 from grassroots.twin.v1 import twin_service_pb2 as pb  # noqa: E402
 from grassroots.twin.v1 import twin_service_pb2_grpc as pb_grpc  # noqa: E402
@@ -300,4 +300,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    command_line(__doc__)
     raise SystemExit(main())

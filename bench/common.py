@@ -35,6 +35,21 @@ def scaled(full: T, quick: T) -> T:
     return quick if QUICK else full
 
 
+def command_line(doc: str | None, parts: dict[str, str] | None = None) -> str | None:
+    """The part of a benchmark the command line names (None: all of it). `--help` prints
+    the module's docstring, and anything else is refused, so a mistyped option does not
+    start a run of several minutes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    if parts:
+        listed = "; ".join(f"{name}: {what}" for name, what in parts.items())
+        parser.add_argument("part", nargs="?", choices=sorted(parts), help=listed)
+    return getattr(parser.parse_args(), "part", None)
+
+
 # The most requests a minute an app may be given (the contract's maximum), so that a
 # benchmark's app is not what limits it.
 BENCH_APP_QUOTA = 1_000_000

@@ -15,6 +15,7 @@ whole, under its name, when it ends.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -55,6 +56,10 @@ def port_slice(job: int, jobs: int) -> str:
 
 
 def main() -> int:
+    # No options: `--help` prints the docstring, anything else is refused before a run of an hour.
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     jobs = max(1, int(os.environ.get("BENCH_JOBS", "2"))) if QUICK else 1
