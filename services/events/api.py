@@ -21,7 +21,7 @@ from services.events.feed import ChangeFeed
 from services.kit import paging, tenancy, tracing
 from services.kit.component import ServiceComponent
 from services.kit.context import require_principal
-from services.kit.errors import InvalidArgument
+from services.kit.errors import DomainError, InvalidArgument
 from services.kit.principal import Principal
 from services.kit.scopes import method_scopes
 from services.kit.timestamps import to_timestamp
@@ -342,7 +342,8 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         self, request: pb.BatchGetEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.BatchGetEventsResponse:
         """GetEvent for each name, read together; the first name (in order) that
-        fails fails the call, with GetEvent's error and the field `names[i]`."""
+        fails fails the call, with GetEvent's error naming the field `names[i]` (for
+        NOT_FOUND and the like, as the ErrorInfo's `field`)."""
         principal = require_principal()
         if not request.names:
             raise InvalidArgument.field("names", "is empty")
@@ -351,7 +352,11 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
             for i, name in enumerate(request.names)
         ]
         found = await self.hub.get_many(principal, wanted)
-        for outcome in found:
+        for i, outcome in enumerate(found):
+            if isinstance(outcome, DomainError):
+                if not isinstance(outcome, InvalidArgument):  # those name their field
+                    outcome.metadata.setdefault("field", f"names[{i}]")
+                raise outcome
             if isinstance(outcome, BaseException):
                 raise outcome
         return pb.BatchGetEventsResponse(events=[_out(e) for e in found])  # type: ignore[arg-type]

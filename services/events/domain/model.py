@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -36,6 +37,10 @@ class Point:
     longitude: float
     latitude: float
     reported_crs: str = "EPSG:4326"
+
+
+# Marks a fingerprint made by `NewReport.fingerprint` (the earlier form had no prefix).
+FINGERPRINT_PREFIX = "v2:"
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,35 @@ class NewReport:
     trace_context: str = field(default="", compare=False, repr=False)
 
     def fingerprint(self) -> str:
-        """What makes two creates with the same request id the same request."""
+        """What makes two creates with the same request id the same request: a hash of
+        every field, each kept whole (a JSON array), so text cannot move from one field
+        to the next and still match. The prefix tells it from the earlier form."""
+        fields = [
+            self.category,
+            self.description,
+            repr(self.location.longitude),
+            repr(self.location.latitude),
+            self.location.reported_crs,
+            self.source.value,
+            self.severity,
+            list(self.media),
+            self.reporter_contact,
+            self.address,
+            self.entity,
+        ]
+        body = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+        return FINGERPRINT_PREFIX + hashlib.sha256(body.encode()).hexdigest()
+
+    def same_request(self, stored: str) -> bool:
+        """Whether a create stored with fingerprint `stored` was this request. Keys
+        stored before the prefixed form are compared in their own form."""
+        if stored.startswith(FINGERPRINT_PREFIX):
+            return stored == self.fingerprint()
+        return stored == self._joined_fingerprint()
+
+    def _joined_fingerprint(self) -> str:
+        """The earlier form: the fields joined with '|', which let text move between
+        fields; kept only to recognise retries of requests stored in that form."""
         body = "|".join(
             [
                 self.category,
@@ -86,8 +119,6 @@ class NewReport:
                 self.reporter_contact,
                 self.address,
             ]
-            # Added later: only a report naming an entity hashes it, so the fingerprints
-            # of requests from before it stay the same.
             + ([self.entity] if self.entity else [])
         )
         return hashlib.sha256(body.encode()).hexdigest()

@@ -27,6 +27,9 @@ NearbyQuery = Callable[
 ]
 # Given a way to ask for nearby events, decide what the new event becomes.
 OriginalFinder = Callable[[NearbyQuery, Event], Event]
+# Called in a create's transaction for a key taken by another create, with that create's
+# fingerprint and event id; raising refuses the whole batch, so nothing of it is stored.
+TakenKeyCheck = Callable[[NewReport, str, str], None]
 # A change to an event: the new event, a timeline entry and a comment to add.
 Change = Callable[[Event], tuple[Event, TimelineEntry | None, Comment | None]]
 
@@ -46,12 +49,15 @@ class EventStore(Protocol):
         ...
 
     async def create_many(
-        self, items: list[tuple[NewReport, Event]], find_original: OriginalFinder
+        self,
+        items: list[tuple[NewReport, Event]],
+        find_original: OriginalFinder,
+        check_taken: TakenKeyCheck,
     ) -> list[tuple[Event, bool]]:
         """Store events (as `find_original` decides) with their keys, in one transaction.
 
-        Each result is the stored event and True, or, where the key was taken meanwhile,
-        the given event and False.
+        Each result is the stored event and True, or, where the key was taken meanwhile
+        (and `check_taken` let it pass), the given event and False.
         """
         ...
 

@@ -97,6 +97,44 @@ class _AlreadyAnswered(Exception):
     """The application was resolved (or finished) already: nothing to do."""
 
 
+def _key_reused(report: NewReport, event_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"request_id {report.request_id!r} was already used for a different report",
+        reason="IDEMPOTENCY_KEY_REUSED",
+        metadata={"event": event_id},
+    )
+
+
+def _first_of_each_key(
+    reports: list[NewReport], fresh: list[int]
+) -> tuple[list[int], dict[int, int]]:
+    """The fresh reports to store (the first under each key) and, for each later one
+    that repeats a key, the index of the first, whose event answers it as a replay.
+
+    A key repeated with a different report refuses the batch before anything is
+    stored: answered after a commit, the refusal would leave the rest of the batch
+    stored while the caller is told the call failed.
+    """
+    firsts: dict[tuple[str, str, str], int] = {}
+    kept: list[int] = []
+    repeats: dict[int, int] = {}
+    for i in fresh:
+        report = reports[i]
+        key = (report.parent, report.reporter, report.request_id)
+        first = firsts.setdefault(key, i)
+        if first == i:
+            kept.append(i)
+        elif reports[first].fingerprint() != report.fingerprint():
+            raise FailedPrecondition(
+                f"request_id {report.request_id!r} is used twice in this batch for "
+                f"different reports (requests[{first}] and requests[{i}])",
+                reason="IDEMPOTENCY_KEY_REUSED",
+            )
+        else:
+            repeats[i] = first
+    return kept, repeats
+
+
 class EventHub:
     """Records events exactly once per request id and answers questions about them."""
 
@@ -145,8 +183,9 @@ class EventHub:
                 fresh.append(i)
             else:
                 results[i] = self._replay(previous, report)
+        fresh, repeats = _first_of_each_key(reports, fresh)
         if fresh:
-            await self._check_media(principal, [reports[i] for i in fresh], batch)
+            await self._check_media(principal, [(i, reports[i]) for i in fresh], batch)
             parent = reports[fresh[0]].parent
             places = await self.locator.locate_many(parent, [reports[i].location for i in fresh])
             now = datetime.now(UTC)
@@ -196,7 +235,11 @@ class EventHub:
             def find_original(nearby: NearbyQuery, event: Event) -> Event:
                 return mark_if_duplicate(nearby, event, chosen[event.id])
 
-            stored = await self.store.create_many(items, find_original)
+            def check_taken(report: NewReport, fingerprint: str, event_id: str) -> None:
+                if not report.same_request(fingerprint):
+                    raise _key_reused(report, event_id)
+
+            stored = await self.store.create_many(items, find_original, check_taken)
             self._on_change()
             raced: list[int] = []
             for owner, (event, created) in zip(owners, stored, strict=True):
@@ -215,6 +258,10 @@ class EventHub:
                     report = reports[i]
                     found = winners[(report.parent, report.reporter, report.request_id)]
                     results[i] = self._replay(found, report)
+        for later, first in repeats.items():
+            answer = results[first]
+            assert answer is not None  # every first of a key was answered above
+            results[later] = (answer[0], False)
         return [r for r in results if r is not None]
 
     @staticmethod
@@ -244,12 +291,8 @@ class EventHub:
     @staticmethod
     def _replay(previous: tuple[Event, str], report: NewReport) -> tuple[Event, bool]:
         event, fingerprint = previous
-        if fingerprint != report.fingerprint():
-            raise FailedPrecondition(
-                f"request_id {report.request_id!r} was already used for a different report",
-                reason="IDEMPOTENCY_KEY_REUSED",
-                metadata={"event": event.id},
-            )
+        if not report.same_request(fingerprint):
+            raise _key_reused(report, event.id)
         return event, False
 
     async def attach(self, principal: Principal, tenant: str, content: bytes) -> Attachment:
@@ -275,10 +318,11 @@ class EventHub:
         return found
 
     async def _check_media(
-        self, principal: Principal, reports: list[NewReport], batch: bool
+        self, principal: Principal, reports: list[tuple[int, NewReport]], batch: bool
     ) -> None:
-        """Photos a report names by resource name must be the reporter's own uploads."""
-        for i, report in enumerate(reports):
+        """Photos a report names by resource name must be the reporter's own uploads.
+        Each report comes with its index in the request, which errors name."""
+        for i, report in reports:
             prefix = f"requests[{i}]." if batch else ""
             for k, uri in enumerate(report.media):
                 reference = attachments.parse_reference(uri)

@@ -62,7 +62,7 @@ from services.events.domain.model import (
     StatisticsRow,
     TimelineEntry,
 )
-from services.events.domain.ports import Change, OriginalFinder
+from services.events.domain.ports import Change, OriginalFinder, TakenKeyCheck
 from services.events.store.contacts import ReporterContacts
 from services.events.store.rows import (
     ADDED_COLUMNS,
@@ -249,6 +249,10 @@ _CLAIM_KEY = (
     "INSERT INTO idempotency_keys "
     "(parent, reporter, request_id, fingerprint, event_id, create_us) "
     "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING event_id"
+)
+_TAKEN_KEY = (
+    "SELECT fingerprint, event_id FROM idempotency_keys "
+    "WHERE parent = %s AND reporter = %s AND request_id = %s"
 )
 _LOCK_NEARBY = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
 _NEARBY = POSTGRES.render(NEARBY)
@@ -540,7 +544,10 @@ class PostgresEventStore:
         }
 
     async def create_many(
-        self, items: list[tuple[NewReport, Event]], find_original: OriginalFinder
+        self,
+        items: list[tuple[NewReport, Event]],
+        find_original: OriginalFinder,
+        check_taken: TakenKeyCheck,
     ) -> list[tuple[Event, bool]]:
         """Store many reports with their keys, history and outbox entries in one transaction.
 
@@ -556,7 +563,7 @@ class PostgresEventStore:
         # The parent the caller was allowed to report in: its events must lie inside.
         subtree = _common_subtree(report.parent for report, _ in items)
         async with self._transaction(subtree) as conn:
-            claimed = await self._claim_keys(conn, items)
+            claimed = await self._claim_keys(conn, items, check_taken)
             for category in sorted({items[i][1].category for i in claimed}):
                 await conn.execute(_LOCK_NEARBY, (_NEARBY_LOCK_SPACE, category))
             for i in sorted(claimed):
@@ -571,9 +578,12 @@ class PostgresEventStore:
 
     @staticmethod
     async def _claim_keys(
-        conn: psycopg.AsyncConnection[Any], items: list[tuple[NewReport, Event]]
+        conn: psycopg.AsyncConnection[Any],
+        items: list[tuple[NewReport, Event]],
+        check_taken: TakenKeyCheck,
     ) -> set[int]:
-        """Indexes of the items whose idempotency key this transaction now owns.
+        """Indexes of the items whose idempotency key this transaction now owns; a key
+        another create holds is shown to `check_taken`, which may refuse the batch.
 
         The stable sort keeps item order among equal keys, so the first of two items
         with one key wins, as on SQLite.
@@ -591,6 +601,12 @@ class PostgresEventStore:
             )
             if await cur.fetchone() is not None:
                 claimed.add(i)
+                continue
+            # The insert waited for the create holding the key; this statement's own
+            # snapshot (read committed) sees what it stored.
+            holder = await _fetch(conn, _TAKEN_KEY, key_of(i))
+            if holder:
+                check_taken(report, holder[0]["fingerprint"], holder[0]["event_id"])
         return claimed
 
     async def _read_nearby(self, conn: psycopg.AsyncConnection[Any], event: Event) -> _Prefetched:

@@ -29,7 +29,7 @@ from services.events.domain.model import (
     StatisticsRow,
     TimelineEntry,
 )
-from services.events.domain.ports import Change, OriginalFinder
+from services.events.domain.ports import Change, OriginalFinder, TakenKeyCheck
 from services.events.store.contacts import ReporterContacts
 from services.events.store.rows import (
     ADDED_COLUMNS,
@@ -269,10 +269,16 @@ class SqliteEventStore:
         return await self.db.run(query)
 
     async def create_many(
-        self, items: list[tuple[NewReport, Event]], find_original: OriginalFinder
+        self,
+        items: list[tuple[NewReport, Event]],
+        find_original: OriginalFinder,
+        check_taken: TakenKeyCheck,
     ) -> list[tuple[Event, bool]]:
         def write(conn: sqlite3.Connection) -> list[tuple[Event, bool]]:
-            return [self._insert(conn, report, event, find_original) for report, event in items]
+            return [
+                self._insert(conn, report, event, find_original, check_taken)
+                for report, event in items
+            ]
 
         return await self.db.run(lambda conn: transaction(conn, write))
 
@@ -282,12 +288,15 @@ class SqliteEventStore:
         report: NewReport,
         event: Event,
         find_original: OriginalFinder,
+        check_taken: TakenKeyCheck,
     ) -> tuple[Event, bool]:
         taken = conn.execute(
-            "SELECT 1 FROM idempotency_keys WHERE parent = ? AND reporter = ? AND request_id = ?",
+            "SELECT fingerprint, event_id FROM idempotency_keys "
+            "WHERE parent = ? AND reporter = ? AND request_id = ?",
             (report.parent, report.reporter, report.request_id),
         ).fetchone()
         if taken:
+            check_taken(report, taken[0], taken[1])  # raising rolls the batch back
             return event, False
         stored = find_original(lambda *args: self._open_near(conn, *args), event)
         conn.execute(

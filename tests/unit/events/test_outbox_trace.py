@@ -17,7 +17,7 @@ from services.kit.bus import open_bus
 from services.kit.tracing import TRACEPARENT
 from tests.conftest import XINGMING
 from tests.unit.events.conftest import serialize
-from tests.unit.events.test_row_level_security import keep, new_item
+from tests.unit.events.test_row_level_security import keep, new_item, refuse_taken
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 OLD_OUTBOX = """CREATE TABLE outbox (
@@ -50,7 +50,7 @@ async def test_a_reports_trace_reaches_the_bus_message(backend, request, tmp_pat
             (replace(traced_report, trace_context=PARENT), replace(traced, trace_context=PARENT)),
             (plain_report, plain),
         ]
-        await store.create_many(items, keep)
+        await store.create_many(items, keep, refuse_taken)
         relay = events_relay(store, bus, ChangeFeed(), batch=10)
         messages = await relay.fetch(10)
         headers = {m.headers["event_id"]: m.headers for m in messages}

@@ -70,6 +70,11 @@ def keep(_nearby: object, event: Event) -> Event:
     return event
 
 
+def refuse_taken(report: NewReport, _fingerprint: str, _event_id: str) -> None:
+    """These tests never reuse a key: one taken is a fault of the test."""
+    raise AssertionError(f"key {report.request_id!r} was already taken")
+
+
 def commented(event: Event) -> tuple[Event, TimelineEntry | None, Comment | None]:
     now = datetime.now(UTC)
     return replace(event, update_time=now), None, Comment("users/worker", "on my way", now)
@@ -81,7 +86,7 @@ async def store(postgis_test_dsn: str) -> AsyncIterator[PostgresEventStore]:
     store = await PostgresEventStore.open(postgis_test_dsn, serialize=serialize, max_connections=4)
     for village in (XINGMING, XIANGYANG):
         items = [new_item(village, n) for n in range(PER_VILLAGE)]
-        stored = await store.create_many(items, keep)
+        stored = await store.create_many(items, keep, refuse_taken)
         assert all(created for _, created in stored)
         await store.update(items[0][1].id, commented, COMMENTED)
         await store.save_category(village, Category("local.well", "Village well", 2, 60))
@@ -192,7 +197,7 @@ async def test_history_is_append_only_even_for_the_app(store, table):
 async def test_a_create_cannot_store_an_event_outside_its_parent(store):
     report, event = new_item(XINGMING, 7)
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
-        await store.create_many([(report, replace(event, tenant=XIANGYANG))], keep)
+        await store.create_many([(report, replace(event, tenant=XIANGYANG))], keep, refuse_taken)
     assert await store.find_by_requests([(XINGMING, report.reporter, report.request_id)]) == {}
 
 
