@@ -9,6 +9,7 @@ import asyncio
 import concurrent.futures
 import functools
 import multiprocessing
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -336,8 +337,18 @@ def _decoder() -> concurrent.futures.ProcessPoolExecutor:
     """One worker process for decoding uploads, started on the first import."""
     if not _decoders:
         context = multiprocessing.get_context("spawn")  # no copy of this process's threads
-        _decoders.append(concurrent.futures.ProcessPoolExecutor(1, mp_context=context))
+        _decoders.append(
+            concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=context, initializer=_leave_interrupts_to_the_service
+            )
+        )
     return _decoders[0]
+
+
+def _leave_interrupts_to_the_service() -> None:
+    """Ctrl-C reaches every process of the terminal's group: the service stops its
+    worker as it stops, so the worker does not die on its own with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _EncodedLocations:

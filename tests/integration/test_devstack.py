@@ -40,6 +40,7 @@ def test_launcher_reaches_ready_and_stops_cleanly_on_ctrl_c(demo_gpkg, tmp_path)
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, as a terminal's job is
     )
     try:
         url = edge = None
@@ -76,10 +77,17 @@ def test_launcher_reaches_ready_and_stops_cleanly_on_ctrl_c(demo_gpkg, tmp_path)
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         children = _children_of(process.pid)
         assert len(children) == 7  # five components, the gateway and the gRPC edge
-        process.send_signal(signal.SIGINT)
+        # Ctrl-C signals the terminal's whole process group: the launcher, every
+        # service and their workers (the map's upload decoder) at once.
+        os.killpg(process.pid, signal.SIGINT)
         assert process.wait(30) == 0
         for pid in children:
             assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+        said = process.stdout.read() + "".join(
+            log.read_text() for log in (tmp_path / "logs").iterdir()
+        )
+        assert "Traceback" not in said, said[-3000:]
+        assert "stopped." in said
     finally:
         if process.poll() is None:
             process.kill()
