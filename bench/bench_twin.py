@@ -36,7 +36,7 @@ import shapely
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import QUICK, command_line, scaled  # noqa: E402  (sets the key ring first)
+from bench.common import QUICK, QUICK_NOTE, command_line, scaled  # noqa: E402  (sets the key ring first)
 from devstack.stack import Stack, StackConfig  # noqa: E402
 from grassroots.events.v1 import events_service_pb2 as ev_pb  # noqa: E402
 from grassroots.events.v1 import events_service_pb2_grpc as ev_grpc  # noqa: E402
@@ -312,7 +312,7 @@ def main() -> None:
         finally:
             stack.stop_all()
     if QUICK:
-        print("(quick mode: smaller inputs, figures not comparable with the targets)")
+        print(QUICK_NOTE)
 
 
 if __name__ == "__main__":

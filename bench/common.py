@@ -30,6 +30,10 @@ os.environ.setdefault(signing.KEYS_VARIABLE, signing.generate_keys_value("bench"
 UNTHROTTLED_GATEWAY_ENV = {"GRASSROOTS_GATEWAY_TENANT_REQUESTS_PER_MINUTE": "100000000"}
 
 
+# Printed by a benchmark run in quick mode, beside its verdicts.
+QUICK_NOTE = "(quick mode: smaller inputs, figures not comparable with the targets)"
+
+
 def scaled(full: T, quick: T) -> T:
     """`full` normally, `quick` in quick mode."""
     return quick if QUICK else full

@@ -101,9 +101,10 @@ def run(
         # all and ends `seconds` later; the run then waits a grace for the last answers.
         extra = lead + grace
         start = time.monotonic() + lead
+        start_us, end_us = int(start * 1e6), int((start + seconds) * 1e6)
         env["BENCH_RATE"] = str(rate)
-        env["BENCH_START_US"] = str(int(start * 1e6))
-        env["BENCH_END_US"] = str(int((start + seconds) * 1e6))
+        env["BENCH_START_US"] = str(start_us)
+        env["BENCH_END_US"] = str(end_us)
     argv = [
         "wrk",
         *("-t", str(threads), "-c", str(connections), "-d", f"{math.ceil(seconds + extra)}s"),
@@ -121,8 +122,22 @@ def run(
         raise RuntimeError(f"wrk failed ({child.returncode}): {problems[-2000:]}{text[-2000:]}")
     run = parse(text, usage.ru_utime + usage.ru_stime)
     if rate is not None:
-        run.scheduled = int(rate * seconds)
+        run.scheduled = slots_scheduled(rate, threads, start_us, end_us)
     return run
+
+
+def slots_scheduled(rate: float, threads: int, start_us: int, end_us: int) -> int:
+    """The sends wrk_events.lua's schedule holds, counted as the script steps through it
+    (each thread from its offset, one interval at a time, while before the end): about
+    rate x seconds, one more where the offsets round up."""
+    interval_us = 1000000 * threads / rate
+    total = 0
+    for number in range(threads):
+        next_us = start_us + interval_us * number / threads
+        while next_us < end_us:
+            total += 1
+            next_us += interval_us
+    return total
 
 
 def parse(text: str, cpu_seconds: float) -> WrkRun:
