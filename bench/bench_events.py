@@ -906,7 +906,8 @@ async def bench_batches(platform: Platform, slots: Slots) -> None:
     say(
         f"    {created:,} created, {duplicates / max(created, 1):.1%} stored as duplicates "
         f"({len(slots):,} distinct point/category slots); "
-        f"outbox not yet on Redis at the end: {platform.outbox_backlog():,}"
+        f"outbox not yet on Redis at the end: {platform.outbox_backlog():,} "
+        f"(stored and durable; the relay publishes them after the run)"
     )
 
 
@@ -1040,6 +1041,10 @@ def run_parts(only_wrk: bool) -> None:
                 f"(data on {filesystem_of(Path(tmp))})"
             )
             if not without_wrk:
+                say(
+                    "setup: starting the floor, a bare FastAPI route forwarding one grpc.aio "
+                    "call to a bare grpc.aio server: each wrk figure is shown as a share of it"
+                )
                 floor.start()
             platform.start("c16")
             slots = make_slots(platform.config.map_file)

@@ -38,7 +38,12 @@ def generate(out_dir: Path, proto_root: Path = PROTO_ROOT) -> None:
         f"--mypy_grpc_out={out_dir}",
         *[str(p.relative_to(proto_root)) for p in proto_files(proto_root)],
     ]
-    subprocess.run(cmd, check=True, env=env, cwd=proto_root)
+    done = subprocess.run(cmd, env=env, cwd=proto_root, capture_output=True, text=True)
+    # The mypy plugins name every stub they write; protoc's own warnings and errors pass.
+    said = [line for line in done.stderr.splitlines() if not line.startswith("Writing mypy to ")]
+    sys.stdout.write(done.stdout)
+    sys.stderr.write("".join(f"{line}\n" for line in said))
+    done.check_returncode()
     package_root = out_dir / GENERATED_PACKAGE
     for directory in [package_root, *sorted(p for p in package_root.rglob("*") if p.is_dir())]:
         init = directory / "__init__.py"
