@@ -18,7 +18,7 @@ help:
 	@echo "make run     start the five services and the gateway with the demo village"
 	@echo "make test    run the whole test suite (two sessions side by side)"
 	@echo "make test-serial  the same suite as one session"
-	@echo "make lint    ruff, mypy (services, gateway, SDK), buf lint, buf breaking"
+	@echo "make lint    ruff, mypy (services, gateway, SDK, scenarios, devstack), buf lint, buf breaking"
 	@echo "make proto   regenerate Python and typing stubs from proto/"
 	@echo "make bench   run the benchmarks in bench/ and print their figures"
 	@echo "make k8s     render k8s/ (base, overlays) from the component table and settings"
@@ -62,7 +62,7 @@ proto: $(STAMP)
 lint: $(STAMP) $(BUF)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy services gateway sdk/grassroots_sdk scenarios
+	$(VENV)/bin/mypy services gateway sdk/grassroots_sdk scenarios devstack
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	$(BUF) breaking --against $(CONTRACT_BASELINE)

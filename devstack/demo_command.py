@@ -54,8 +54,10 @@ def team_of(tenant: str, role: str) -> str:
     return tenant.rsplit("/", 1)[-1] + "_" + role
 
 
-async def _users(identity: identity_grpc.IdentityServiceStub, tenant: str) -> list:
-    found = []
+async def _users(
+    identity: identity_grpc.IdentityServiceAsyncStub, tenant: str
+) -> list[identity_pb.User]:
+    found: list[identity_pb.User] = []
     token = ""
     while True:
         page = await identity.ListUsers(
@@ -71,7 +73,7 @@ async def _users(identity: identity_grpc.IdentityServiceStub, tenant: str) -> li
 
 
 async def _profile(
-    command: pb_grpc.CommandServiceStub,
+    command: pb_grpc.CommandServiceAsyncStub,
     tenant: str,
     user: identity_pb.User,
     roles: list[str],

@@ -208,16 +208,16 @@ async def install(channel: grpc.aio.Channel, demo_gpkg: Path) -> dict[str, int]:
 
 
 async def _finish(
-    stub: pb_grpc.EventsServiceStub,
+    stub: pb_grpc.EventsServiceAsyncStub,
     metadata: tuple[tuple[str, bytes], ...],
     event: pb.Event,
     target: int,
-) -> int:
+) -> pb.Event.State.ValueType:
     """Make the moves from the event's state to `target` that are not made yet."""
     path = PATHS[target]
     state = event.state
     if state == target or state == S.STATE_DUPLICATE or target == S.STATE_DUPLICATE:
-        return int(state)  # done, or found to repeat an open report when it was stored
+        return state  # done, or found to repeat an open report when it was stored
     remaining = path[path.index(state) + 1 :] if state in path else path
     for step in remaining:
         moved = await stub.TransitionEvent(
@@ -225,4 +225,4 @@ async def _finish(
             metadata=metadata,
         )
         state = moved.state
-    return int(state)
+    return state

@@ -131,7 +131,7 @@ def _metadata() -> tuple[tuple[str, bytes], ...]:
     return BOOTSTRAP.to_metadata()
 
 
-async def _installed(tenants: tenant_grpc.EmpowerServiceStub) -> bool:
+async def _installed(tenants: tenant_grpc.EmpowerServiceAsyncStub) -> bool:
     try:
         await tenants.GetTenant(tenant_pb.GetTenantRequest(name="tenants/sh"), metadata=_metadata())
     except grpc.aio.AioRpcError as exc:

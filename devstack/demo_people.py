@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
+
+from numpy.typing import NDArray
 
 from services.empower.domain.people import (
     ELDERLY_AGE,
@@ -41,7 +44,9 @@ class Resident:
     lives_alone: bool
 
 
-def residents_from_columns(columns: Mapping[str, Sequence[object]]) -> list[Resident]:
+def residents_from_columns(
+    columns: Mapping[str, Sequence[object] | NDArray[Any]],
+) -> list[Resident]:
     """Rows from the residents' columns (`devstack.demo_village.residents_for`)."""
     count = len(columns["resident_id"])
     return [

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import grpc
 import httpx
@@ -251,7 +251,7 @@ class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._logs: dict[str, object] = {}
+        self._logs: dict[str, BinaryIO] = {}
 
     def ensure_demo_data(self) -> None:
         """Write the demo GeoPackage, or write it again when an older version left the
@@ -271,7 +271,7 @@ class Stack:
 
     def start(self, name: str) -> None:
         module = {"gateway": "gateway", "edge": "gateway.edge"}.get(name) or COMPONENTS[name].module
-        stdout: object = None
+        stdout: BinaryIO | None = None
         if self.config.log_dir is not None:
             self.config.log_dir.mkdir(parents=True, exist_ok=True)
             stdout = open(self.config.log_dir / f"{name}.log", "ab")  # noqa: SIM115
@@ -280,7 +280,7 @@ class Stack:
             [sys.executable, "-m", module],
             cwd=REPO,
             env=self.config.env_for(name),
-            stdout=stdout,  # type: ignore[arg-type]
+            stdout=stdout,
             stderr=subprocess.STDOUT if stdout is not None else None,
             umask=private_files.UMASK,  # the services set it too; this covers the gateway's start
         )
@@ -512,7 +512,7 @@ class Stack:
                 process.wait()
         log = self._logs.pop(name, None)
         if log is not None:
-            log.close()  # type: ignore[attr-defined]
+            log.close()
         return process.returncode
 
     def stop_all(self) -> None:
