@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import multiprocessing
-import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,7 +18,7 @@ from google.protobuf import empty_pb2
 from grassroots.map.v1 import map_service_pb2 as pb
 from grassroots.map.v1 import map_service_pb2_grpc as pb_grpc
 from grassroots.type.v1 import geo_pb2
-from services.kit import crs, paging, tenancy
+from services.kit import crs, paging, tenancy, workers
 from services.kit.component import ServiceComponent
 from services.kit.context import require_principal
 from services.kit.errors import InvalidArgument, NotFound
@@ -336,19 +334,8 @@ _decoders: list[concurrent.futures.ProcessPoolExecutor] = []
 def _decoder() -> concurrent.futures.ProcessPoolExecutor:
     """One worker process for decoding uploads, started on the first import."""
     if not _decoders:
-        context = multiprocessing.get_context("spawn")  # no copy of this process's threads
-        _decoders.append(
-            concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=context, initializer=_leave_interrupts_to_the_service
-            )
-        )
+        _decoders.append(workers.process_pool(1))
     return _decoders[0]
-
-
-def _leave_interrupts_to_the_service() -> None:
-    """Ctrl-C reaches every process of the terminal's group: the service stops its
-    worker as it stops, so the worker does not die on its own with a traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _EncodedLocations:
