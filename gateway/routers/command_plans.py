@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.auth import access, call_metadata, calls
 from gateway.errors import call
+from gateway.patch_bodies import fields_sent
 from gateway.paths import (
     TenantId,
     parent,
@@ -270,8 +271,7 @@ async def update_emergency_plan(
     """Only the fields sent change, checked as a create is (a missing level is a 400 on
     `levels`). A plan with an active level keeps its levels and signal: changing them is
     a 409 naming the level (stand it down first). The change goes to the command log."""
-    sent = body.model_fields_set - {"etag", "reason"}
-    paths = [f for f in ("display_name", "signal", "levels", "location") if f in sent]
+    paths = fields_sent(body, ("display_name", "signal", "levels", "location"))
     message = pb.EmergencyPlan(
         name=f"{parent(tenant)}/emergencyPlans/{emergency_plan}",
         display_name=body.display_name or "",
@@ -481,8 +481,7 @@ async def update_service_plan(
     """Only the fields sent change, checked as a create is (an RRULE that never fires
     again is a 400 on `recurrence`). Orders already made keep what they were made with;
     the next occurrence follows the new plan. The change goes to the command log."""
-    sent = body.model_fields_set - {"reason"}
-    paths = [f for f in ServicePlanPatch.model_fields if f in sent and f != "reason"]
+    paths = fields_sent(body, (f for f in ServicePlanPatch.model_fields if f != "reason"))
     message = pb.ServicePlan(
         name=f"{parent(tenant)}/servicePlans/{service_plan}",
         display_name=body.display_name or "",

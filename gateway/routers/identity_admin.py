@@ -18,8 +18,9 @@ from fastapi import APIRouter, Path, Query, Request, Response, Security
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from gateway.auth import access, call_metadata, calls
-from gateway.errors import ApiError, call
+from gateway.errors import call
 from gateway.idempotency import WITHHOLD_HEADER
+from gateway.patch_bodies import fields_sent
 from gateway.schemas.identity import (
     RESOURCE_ID_PATTERN,
     TENANT_ID_PATTERN,
@@ -264,10 +265,7 @@ async def revoke_api_key(
 
 
 def _paths(body: UserUpdate | AppUpdate) -> list[str]:
-    paths = sorted(body.model_fields_set)
-    if not paths:
-        raise ApiError(400, f"send at least one of {', '.join(type(body).model_fields)}")
-    return paths
+    return fields_sent(body, type(body).model_fields)
 
 
 @router.patch("/{tenant}/users/{user}", response_model=UserOut, summary="Change a user")

@@ -23,6 +23,7 @@ from gateway.auth import (
 )
 from gateway.errors import ApiError, call
 from gateway.event_creates import REPLAYED_KEY
+from gateway.patch_bodies import fields_sent
 from gateway.paths import TenantId, parent, rest_path
 from gateway.routers.attachments import MAX_BYTES, AttachmentOut, attachment_out
 from gateway.routers.events import event_out
@@ -81,10 +82,7 @@ async def update_intake_settings(
     otherwise); those left out keep what applies at the tenant now. Needs the
     events:configure scope."""
     # The fields present, null ones too: null is a bad value, not "leave it".
-    paths = sorted(body.model_fields_set)
-    if not paths:
-        why = "send anonymous_reports, anonymous_reports_per_hour or both"
-        raise ApiError(400, f"body: {why}", violations=[FieldViolation("body", why)])
+    paths = fields_sent(body, sorted(type(body).model_fields))
     for name in paths:
         if getattr(body, name) is None:
             raise ApiError(

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Path, Query, Request, Response, Security
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from gateway.auth import access, call_metadata, calls
-from gateway.errors import ApiError, call
+from gateway.errors import call
+from gateway.patch_bodies import fields_sent
 from gateway.schemas.identity import (
     TENANT_ID_PATTERN,
     LevelName,
@@ -118,9 +119,7 @@ async def update_tenant(
     tenant: TenantId, body: TenantUpdate, request: Request, who: Who
 ) -> TenantOut:
     """Only the fields sent change (AIP-134); the change is written to the audit log."""
-    paths = sorted(body.model_fields_set)
-    if not paths:
-        raise ApiError(400, "send at least one of display_name, admin_code")
+    paths = fields_sent(body, TenantUpdate.model_fields)
     rpc = request.app.state.upstreams.empower.UpdateTenant(
         pb.UpdateTenantRequest(
             tenant=pb.Tenant(

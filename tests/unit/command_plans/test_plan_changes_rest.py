@@ -32,6 +32,12 @@ async def test_an_emergency_plan_is_patched_refused_under_a_level_and_deleted(co
         assert patched.status_code == 200, patched.text
         assert patched.json()["display_name"] == "Flooded underpass (east)"
         assert patched.json()["levels"] == created.json()["levels"]
+        for nothing in ({}, {"reason": "no change"}, {"etag": plan["etag"]}):
+            empty = await desk.patch(url, json=nothing)
+            assert empty.status_code == 400, empty.text
+            violations = empty.json()["error"]["field_violations"]
+            assert [v["field"] for v in violations] == ["body"], violations
+            assert "display_name, signal, levels, location" in violations[0]["description"]
         missing = await desk.patch(url, json={"levels": LEVELS[:2]})
         assert missing.status_code == 400, missing.text
         fields = [v["field"] for v in missing.json()["error"]["field_violations"]]
@@ -79,6 +85,9 @@ async def test_a_service_plan_is_patched_and_deleted_cancelling_waiting_orders(c
         assert created.status_code == 201, created.text
         plan = created.json()
         url = f"{V}/servicePlans/{plan['id']}"
+        empty = await desk.patch(url, json={"reason": "nothing sent"})
+        assert empty.status_code == 400, empty.text
+        assert [v["field"] for v in empty.json()["error"]["field_violations"]] == ["body"]
         never = await desk.patch(url, json={"recurrence": "FREQ=WEEKLY;UNTIL=20300101T000000Z"})
         assert never.status_code == 400, never.text
         assert [v["field"] for v in never.json()["error"]["field_violations"]] == ["recurrence"]
