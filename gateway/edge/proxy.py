@@ -20,7 +20,7 @@ from gateway.edge.routes import Route
 from gateway.errors import ApiError
 from gateway.security.client_address import grpc_peer_host
 from services.kit import context as ctx
-from services.kit import errors, metrics, status
+from services.kit import errors, interceptors, metrics, status
 from services.kit.principal import Principal
 
 log = logging.getLogger("grassroots.edge")
@@ -198,12 +198,17 @@ def _pairs(metadata: Any) -> tuple[tuple[str, str | bytes], ...]:
 
 
 def _log(route: Route, code: grpc.StatusCode, started: float, principal: Principal | None) -> None:
+    """One line per forwarded call, a WARNING for a unary call over the services' own
+    SLOW_CALL_SECONDS (a stream lasts as long as its caller wants)."""
     seconds = time.perf_counter() - started
     metrics.record_server_call(route.method, code.name, seconds)
-    log.info(
-        "rpc %s %s",
+    slow = not route.server_streaming and seconds > interceptors.SLOW_CALL_SECONDS
+    log.log(
+        logging.WARNING if slow else logging.INFO,
+        "rpc %s %s%s",
         route.method,
         code.name,
+        f" slow: {seconds:.1f} s (over {interceptors.SLOW_CALL_SECONDS:g} s)" if slow else "",
         extra={
             "method": route.method,
             "code": code.name,

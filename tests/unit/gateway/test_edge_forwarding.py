@@ -8,6 +8,7 @@ fixed caller (admission itself is covered by tests/integration/test_grpc_edge.py
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +24,7 @@ from grassroots.events.v1 import events_service_pb2 as events_pb
 from grassroots.events.v1 import events_service_pb2_grpc as events_grpc
 from grassroots.map.v1 import map_service_pb2 as map_pb
 from grassroots.map.v1 import map_service_pb2_grpc as map_grpc
+from services.kit import interceptors
 from services.kit.principal import PRINCIPAL_METADATA_KEY, Principal
 from tests.conftest import XINGMING
 
@@ -177,3 +179,23 @@ async def test_unknown_methods_are_unimplemented(setup):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await channel.unary_unary("/grassroots.map.v1.MapService/Nope")(b"", timeout=5)
     assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_a_slow_unary_call_is_a_warning_and_a_stream_never_is(setup, caplog, monkeypatch):
+    """The services' SLOW_CALL_SECONDS holds at the edge too (here every call is over it)."""
+    _, channel = setup
+    caplog.set_level(logging.INFO, logger="grassroots.edge")
+    monkeypatch.setattr(interceptors, "SLOW_CALL_SECONDS", 0.0)
+    await map_grpc.MapServiceStub(channel).GetLayer(map_pb.GetLayerRequest(name="a/layers/b"))
+    stream = events_grpc.EventsServiceStub(channel).WatchEvents(
+        events_pb.WatchEventsRequest(parent="tenants/x")
+    )
+    assert [item.offset async for item in stream] == [1, 2, 3]
+    lines = {
+        r.method: r
+        for r in caplog.records
+        if r.name == "grassroots.edge" and r.msg.startswith("rpc ")
+    }
+    assert lines[GET_LAYER].levelno == logging.WARNING
+    assert "slow" in lines[GET_LAYER].getMessage()
+    assert lines[WATCH].levelno == logging.INFO
