@@ -156,6 +156,7 @@ def service_plan_out(plan: pb.ServicePlan) -> ServicePlanOut:
         ),
         create_time=plan.create_time.ToDatetime(tzinfo=UTC),
         escalation_role=plan.escalation_role,
+        etag=plan.etag,
     )
 
 
@@ -467,6 +468,10 @@ async def get_service_plan(
     return service_plan_out(await call(rpc))
 
 
+# What a service plan PATCH body carries besides the plan's fields.
+_NOT_FIELDS = frozenset({"etag", "reason"})
+
+
 @router.patch(
     "/servicePlans/{service_plan}", response_model=ServicePlanOut, summary="Change a service plan"
 )
@@ -481,7 +486,7 @@ async def update_service_plan(
     """Only the fields sent change, checked as a create is (an RRULE that never fires
     again is a 400 on `recurrence`). Orders already made keep what they were made with;
     the next occurrence follows the new plan. The change goes to the command log."""
-    paths = fields_sent(body, (f for f in ServicePlanPatch.model_fields if f != "reason"))
+    paths = fields_sent(body, (f for f in ServicePlanPatch.model_fields if f not in _NOT_FIELDS))
     message = pb.ServicePlan(
         name=f"{parent(tenant)}/servicePlans/{service_plan}",
         display_name=body.display_name or "",
@@ -496,6 +501,7 @@ async def update_service_plan(
             for t in body.targets or []
         ],
         escalation_role=body.escalation_role or "",
+        etag=body.etag,
     )
     rpc = _stub(request).UpdateServicePlan(
         pb.UpdateServicePlanRequest(
@@ -516,13 +522,17 @@ async def delete_service_plan(
     reason: Annotated[
         str, query(pb.DeleteServicePlanRequest, "reason", description="why, for the log")
     ] = "",
+    etag: Annotated[
+        str,
+        query(pb.DeleteServicePlanRequest, "etag", description="refuse if it changed since"),
+    ] = "",
 ) -> Response:
     """No more orders are made; orders nobody has checked in to are cancelled (those
     checked in or done stay), and the plan's timers with them."""
     await call(
         _stub(request).DeleteServicePlan(
             pb.DeleteServicePlanRequest(
-                name=f"{parent(tenant)}/servicePlans/{service_plan}", reason=reason
+                name=f"{parent(tenant)}/servicePlans/{service_plan}", reason=reason, etag=etag
             ),
             metadata=call_metadata(who),
         )

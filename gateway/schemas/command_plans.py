@@ -227,6 +227,12 @@ class ServicePlanPatch(_In):
     )
     targets: list[ServiceTargetIn] | None = limited(pb.ServicePlan, "targets", None)
     escalation_role: str | None = limited(pb.ServicePlan, "escalation_role", None)
+    etag: str = limited(
+        pb.DeleteServicePlanRequest,
+        "etag",
+        "",
+        description="refuse (409) if the plan changed since",
+    )
     reason: str = limited(
         pb.UpdateServicePlanRequest, "reason", "", description="why, for the command log"
     )
@@ -254,6 +260,7 @@ class ServicePlanOut(BaseModel):
     )
     create_time: datetime
     escalation_role: str = ""
+    etag: str = Field("", description="send it back to change or delete safely")
 
 
 class ServicePlanList(BaseModel):

@@ -212,6 +212,7 @@ def service_plan_to_proto(plan: ServicePlan) -> pb.ServicePlan:
         next_occurrence_time=to_timestamp(plan.next_occurrence),
         create_time=to_timestamp(plan.create_time),
         escalation_role=d.escalation_role,
+        etag=plan.etag,
     )
 
 
@@ -460,6 +461,7 @@ class PlansServicer(pb_grpc.PlansServiceServicer):
             tenant,
             plan_id,
             _service_plan_changes(given, paths),
+            given.etag,
             request.reason,
         )
         return service_plan_to_proto(plan)
@@ -468,7 +470,9 @@ class PlansServicer(pb_grpc.PlansServiceServicer):
         self, request: pb.DeleteServicePlanRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         tenant, plan_id = tenancy.parse_child_name(request.name, "servicePlans")
-        await self.desk.delete_service_plan(require_principal(), tenant, plan_id, request.reason)
+        await self.desk.delete_service_plan(
+            require_principal(), tenant, plan_id, request.etag, request.reason
+        )
         return empty_pb2.Empty()
 
     async def GetServiceOrder(

@@ -417,6 +417,7 @@ class ServicePlan(_message.Message):
     NEXT_OCCURRENCE_TIME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     ESCALATION_ROLE_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `tenants/{tenant}/servicePlans/{service_plan}`."""
     display_name: _builtins.str
@@ -435,6 +436,8 @@ class ServicePlan(_message.Message):
     (the village clinic's doctor for a missed follow-up, say). Empty: orders are not
     escalated.
     """
+    etag: _builtins.str
+    """Output only. Changes with every change of the plan, its next occurrence's too."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """First occurrence (DTSTART); occurrences follow in China Standard Time."""
@@ -473,10 +476,11 @@ class ServicePlan(_message.Message):
         next_occurrence_time: _timestamp_pb2.Timestamp | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         escalation_role: _builtins.str = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "next_occurrence_time", b"next_occurrence_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["carers", b"carers", "create_time", b"create_time", "display_name", b"display_name", "escalation_role", b"escalation_role", "handler_role", b"handler_role", "max_check_in_distance_meters", b"max_check_in_distance_meters", "name", b"name", "next_occurrence_time", b"next_occurrence_time", "recurrence", b"recurrence", "start_time", b"start_time", "targets", b"targets", "visit_minutes", b"visit_minutes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carers", b"carers", "create_time", b"create_time", "display_name", b"display_name", "escalation_role", b"escalation_role", "etag", b"etag", "handler_role", b"handler_role", "max_check_in_distance_meters", b"max_check_in_distance_meters", "name", b"name", "next_occurrence_time", b"next_occurrence_time", "recurrence", b"recurrence", "start_time", b"start_time", "targets", b"targets", "visit_minutes", b"visit_minutes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1078,7 +1082,9 @@ class UpdateServicePlanRequest(_message.Message):
     """Why, for the command log."""
     @_builtins.property
     def service_plan(self) -> Global___ServicePlan:
-        """The plan, with its `name`; only the fields in update_mask are read."""
+        """The plan, with its `name`; only the fields in update_mask are read, and `etag` when
+        set (the change is refused if the plan changed since).
+        """
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
@@ -1110,19 +1116,23 @@ class DeleteServicePlanRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name of the plan."""
     reason: _builtins.str
     """Why, for the command log."""
+    etag: _builtins.str
+    """The plan's etag; when given, the delete is refused if the plan changed meanwhile."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         reason: _builtins.str = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -100,7 +100,7 @@ def check_mask(paths: Sequence[str], updatable: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(paths)) or list(updatable)
 
 
-def _etag_matches(current: EmergencyPlan, etag: str) -> None:
+def _etag_matches(current: EmergencyPlan | ServicePlan, etag: str) -> None:
     if etag and current.etag != etag:
         raise Aborted(f"the plan changed meanwhile (etag {current.etag}); read it and try again")
 
@@ -504,11 +504,13 @@ class PlansDesk:
         tenant: str | None,
         plan_id: str,
         changes: Mapping[str, Any],
+        etag: str,
         reason: str,
     ) -> ServicePlan:
         """Change the fields in `changes` (domain attribute names), checked as a create is.
         Orders already made keep what they were made with; the next occurrence follows
-        the new rule (a timer is scheduled for it). Nothing changed writes nothing."""
+        the new rule (a timer is scheduled for it). Nothing changed writes nothing. A
+        given `etag` the plan no longer has refuses the change (ABORTED)."""
         reason = _check_reason(reason)
         plan = await self.get_service_plan(principal, tenant, plan_id)
         if "carers" in changes:
@@ -523,6 +525,7 @@ class PlansDesk:
         def decision(
             current: ServicePlan, waiting: Sequence[ServiceOrder]
         ) -> tuple[ServicePlan, Sequence[ServiceOrder], Sequence[LogEntry]]:
+            _etag_matches(current, etag)
             before[:] = [current]
             definition = replace(current.definition, **changes)
             changed, fields = service_orders.update(current, definition, now)
@@ -553,11 +556,12 @@ class PlansDesk:
         return stored
 
     async def delete_service_plan(
-        self, principal: Principal, tenant: str | None, plan_id: str, reason: str
+        self, principal: Principal, tenant: str | None, plan_id: str, etag: str, reason: str
     ) -> None:
         """Stop the plan: no more orders, its orders nobody checked in to are cancelled
         (checked-in and done ones stay), its timers are cancelled. The plan is kept for
-        its orders (a checked-in visit checks out within its distance) and its log."""
+        its orders (a checked-in visit checks out within its distance) and its log. A
+        given `etag` the plan no longer has refuses the delete (ABORTED)."""
         reason = _check_reason(reason)
         plan = await self.get_service_plan(principal, tenant, plan_id)
         now = self.clock()
@@ -567,6 +571,7 @@ class PlansDesk:
         def decision(
             current: ServicePlan, waiting: Sequence[ServiceOrder]
         ) -> tuple[ServicePlan, Sequence[ServiceOrder], Sequence[LogEntry]]:
+            _etag_matches(current, etag)
             before[:] = [current]
             occurrences.clear()
             occurrences.update(o.scheduled_time for o in waiting)

@@ -110,6 +110,10 @@ class ServicePlan:
     # within the plan's distance), but no longer read, listed or scheduled.
     delete_time: datetime | None = None
 
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
 
 @dataclass(frozen=True)
 class ServiceOrder:

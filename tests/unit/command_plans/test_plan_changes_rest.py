@@ -91,10 +91,19 @@ async def test_a_service_plan_is_patched_and_deleted_cancelling_waiting_orders(c
         never = await desk.patch(url, json={"recurrence": "FREQ=WEEKLY;UNTIL=20300101T000000Z"})
         assert never.status_code == 400, never.text
         assert [v["field"] for v in never.json()["error"]["field_violations"]] == ["recurrence"]
-        patched = await desk.patch(url, json={"visit_minutes": 30, "reason": "shorter visits"})
+        patched = await desk.patch(
+            url, json={"visit_minutes": 30, "reason": "shorter visits", "etag": plan["etag"]}
+        )
         assert patched.status_code == 200, patched.text
         assert patched.json()["visit_minutes"] == 30
         assert patched.json()["recurrence"] == plan["recurrence"]
+        assert patched.json()["etag"] != plan["etag"]
+        # Read before that change: refused, and nothing changes.
+        late = await desk.patch(url, json={"visit_minutes": 45, "etag": plan["etag"]})
+        assert late.status_code == 409, late.text
+        stale = await desk.delete(url, params={"etag": plan["etag"]})
+        assert stale.status_code == 409, stale.text
+        assert (await desk.get(url)).json()["visit_minutes"] == 30
         command.desk.clock = lambda: START + timedelta(minutes=1)
         assert await catch_up(command) == 1
         orders = (await desk.get(f"{V}/serviceOrders")).json()["service_orders"]
