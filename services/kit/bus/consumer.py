@@ -78,6 +78,9 @@ class Consumer:
                     ready = True
                 await self.run_once()
             except Exception:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # being stopped: an error raised on the way out is not retried
                 logger.exception(
                     "bus consumer error; retrying",
                     extra={"stream": self.stream, "group": self.group, "consumer": self.name},

@@ -123,7 +123,9 @@ class LocalLogBus:
         self._db = SqliteDatabase(self.path, synchronous="FULL")
         self._db.run_sync(lambda conn: conn.executescript(SCHEMA))
         # Publishes through this object wake its readers at once; others are seen by polling.
-        self._published = asyncio.Condition()
+        # An Event per publish, not a Condition: a reader cancelled twice while waiting
+        # on a Condition could leave its lock released and turn the cancel into an error.
+        self._published = asyncio.Event()
         self._version = 0
 
     async def publish(self, stream: str, message: BusMessage) -> str:
@@ -163,9 +165,9 @@ class LocalLogBus:
             return positions
 
         positions = await self._db.run(lambda conn: transaction(conn, write))
-        async with self._published:
-            self._version += 1
-            self._published.notify_all()
+        self._version += 1
+        published, self._published = self._published, asyncio.Event()
+        published.set()  # wakes the readers waiting on it; later ones wait on the new one
         return [_to_id(pos) for pos in positions]
 
     async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
@@ -233,11 +235,10 @@ class LocalLogBus:
 
     async def _wait_for_publish(self, seen: int, timeout_s: float) -> None:
         """Sleep until this process publishes again (version moves past `seen`) or timeout."""
-        async with self._published:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._published.wait_for(lambda: self._version != seen), timeout_s
-                )
+        if self._version != seen:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._published.wait(), timeout_s)
 
     async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
         positions = [(stream, group, _to_pos(i)) for i in ids]
